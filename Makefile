@@ -1,0 +1,129 @@
+# raftq: one Makefile for every binary, test and tool.
+#
+#   make deps    install the Debian packages the build and tests need (fast when present)
+#   make all     release build: build/atm (and later build/manager, build/broker, build/raftq)
+#   make test    ASan+UBSan build in build/asan, then unit, component and integration tests
+#   make run     a local network (see README.md)
+#   make bench   figures, printed (never asserted)
+#   make fmt     clang-format every C file
+#   make clean   remove build/
+
+SHELL := /bin/bash
+CC ?= cc
+
+DEB_PKGS := libraft-dev libuv1-dev libmicrohttpd-dev libjansson-dev \
+            libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
+            pkg-config nftables iproute2 python3 tmux
+PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle
+
+# BUILD is the output directory; SAN=1 builds with AddressSanitizer and
+# UndefinedBehaviorSanitizer (make test uses build/asan).
+BUILD ?= build
+SAN ?= 0
+
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wno-missing-field-initializers
+CPPFLAGS += -D_GNU_SOURCE -I. -Ishared
+ifeq ($(SAN),1)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+       -fno-sanitize-recover=all
+else
+OPT := -O2 -g
+endif
+CFLAGS += $(WARN) $(OPT) -MMD -MP
+LDFLAGS += $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
+comma := ,
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+        echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle) -lm
+
+SHARED_SRC := $(wildcard shared/*.c)
+ATM_MAIN := atm/atm.c
+ATM_SRC := $(filter-out $(ATM_MAIN),$(wildcard atm/*.c))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+COMPONENT_SRC := $(wildcard tests/component/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_SHARED := $(BUILD)/lib/libshared.a
+LIB_ATM := $(BUILD)/lib/libatm.a
+APP_LIBS := $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED)
+
+BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
+
+.PHONY: all deps test test-unit test-integration run bench fmt clean check-deps
+.DEFAULT_GOAL := all
+
+all: $(BINS)
+
+# deps installs only what is missing, so it costs one dpkg-query when all is there.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+	    { echo "deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
+	fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB_SHARED): $(call obj,$(SHARED_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
+
+$(LIB_ATM): $(call obj,$(ATM_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/atm: $(call obj,$(ATM_MAIN)) $(APP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/component/%.o $(APP_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+test-bins: $(BINS) $(UNIT_BINS) $(COMPONENT_BINS)
+
+# make test: everything under the sanitizers. tests/run.sh prints the closing
+# "N passed, N failed, N skipped" line and fails if anything failed.
+test: deps
+	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test-bins
+	BUILD=build/asan bash tests/run.sh
+
+# Subsets, for a quicker loop while developing.
+test-unit: deps
+	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test-bins
+	BUILD=build/asan ONLY=unit bash tests/run.sh
+
+test-integration: deps
+	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test-bins
+	BUILD=build/asan ONLY=integration bash tests/run.sh
+
+run: deps
+	$(MAKE) --no-print-directory all
+	bash atm/run-local.sh
+
+bench: deps
+	$(MAKE) --no-print-directory all
+	bash tests/bench/run.sh
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,308 @@
+/*
+ * Option tables and address parsing. This is the one module that reads the
+ * environment; everything else receives a filled config struct.
+ */
+#include "rq_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rq_err.h"
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (*s == '\0' || *s == '-' || *s == '+' || *s == ' ') {
+        return RQ_INVALID;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        return RQ_INVALID;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0 ||
+        strcmp(s, "yes") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0 ||
+        strcmp(s, "no") == 0) {
+        *out = false;
+        return 0;
+    }
+    return RQ_INVALID;
+}
+
+static int store(const struct rq_opt *o, void *cfg, const char *value,
+                 const char *source, char *why, size_t whyn)
+{
+    char *field = (char *)cfg + o->offset;
+    switch (o->type) {
+        case RQ_OPT_STR:
+            memcpy(field, &value, sizeof value);
+            return 0;
+        case RQ_OPT_U64: {
+            uint64_t v;
+            if (parse_u64(value, &v) != 0) {
+                snprintf(why, whyn,
+                         "--%s (from %s): '%s' is not a non-negative integer",
+                         o->name, source, value);
+                return RQ_INVALID;
+            }
+            memcpy(field, &v, sizeof v);
+            return 0;
+        }
+        case RQ_OPT_BOOL: {
+            bool v;
+            if (parse_bool(value, &v) != 0) {
+                snprintf(why, whyn, "--%s (from %s): '%s' is not true or false",
+                         o->name, source, value);
+                return RQ_INVALID;
+            }
+            memcpy(field, &v, sizeof v);
+            return 0;
+        }
+    }
+    return RQ_INVALID; /* UNTESTED: unreachable with a valid table. */
+}
+
+static const struct rq_opt *find(const struct rq_opt *opts, size_t n,
+                                 const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(opts[i].name) == len &&
+            strncmp(opts[i].name, name, len) == 0) {
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
+                    char **argv, bool *help, char *why, size_t whyn)
+{
+    bool seen[64] = {false};
+    int rv;
+
+    *help = false;
+    if (n > sizeof seen / sizeof seen[0]) {
+        snprintf(why, whyn, "too many options in the table");
+        return RQ_INVALID;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *help = true;
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(why, whyn, "unexpected argument '%s' (flags start with --)",
+                     arg);
+            return RQ_INVALID;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const struct rq_opt *o = find(opts, n, name, len);
+        if (o == NULL) {
+            snprintf(why, whyn, "unknown flag '--%.*s' (see --help)", (int)len,
+                     name);
+            return RQ_INVALID;
+        }
+        const char *value;
+        if (eq != NULL) {
+            value = eq + 1;
+        } else if (o->type == RQ_OPT_BOOL) {
+            value = "true";
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            snprintf(why, whyn, "flag --%s needs a value", o->name);
+            return RQ_INVALID;
+        }
+        rv = store(o, cfg, value, "the command line", why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
+        seen[o - opts] = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct rq_opt *o = &opts[i];
+        if (seen[i]) {
+            continue;
+        }
+        const char *value = o->env != NULL ? getenv(o->env) : NULL;
+        const char *source = o->env;
+        if (value == NULL || value[0] == '\0') {
+            value = o->def;
+            source = "the default";
+        }
+        if (value == NULL) {
+            if (o->required) {
+                snprintf(why, whyn, "--%s is required%s%s", o->name,
+                         o->env != NULL ? " (or set " : "",
+                         o->env != NULL ? o->env : "");
+                if (o->env != NULL) {
+                    size_t l = strlen(why);
+                    snprintf(why + l, whyn - l, ")");
+                }
+                return RQ_INVALID;
+            }
+            continue;
+        }
+        rv = store(o, cfg, value, source, why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
+                     size_t n)
+{
+    fprintf(f, "usage: %s\n\noptions (each also read from its environment "
+               "variable):\n", usage);
+    for (size_t i = 0; i < n; i++) {
+        const struct rq_opt *o = &opts[i];
+        fprintf(f, "  --%-22s %s", o->name, o->help);
+        if (o->env != NULL) {
+            fprintf(f, " [%s]", o->env);
+        }
+        if (o->def != NULL) {
+            fprintf(f, " (default: %s)", o->def);
+        } else if (o->required) {
+            fprintf(f, " (required)");
+        }
+        fputc('\n', f);
+    }
+    fprintf(f, "  --%-22s %s\n", "help", "print this help and exit");
+}
+
+int rq_addr_split(const char *addr, char *host, size_t hostn, uint16_t *port,
+                  char *why, size_t whyn)
+{
+    const char *colon;
+    const char *h = addr;
+    size_t hlen;
+
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(why, whyn, "address '%s': expected [IPV6]:PORT", addr);
+            return RQ_INVALID;
+        }
+        h = addr + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL) {
+            snprintf(why, whyn, "address '%s': expected HOST:PORT", addr);
+            return RQ_INVALID;
+        }
+        hlen = (size_t)(colon - addr);
+    }
+    if (hlen == 0 || hlen >= hostn) {
+        snprintf(why, whyn, "address '%s': host is empty or too long", addr);
+        return RQ_INVALID;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        char c = h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' ||
+              c == '_')) {
+            snprintf(why, whyn, "address '%s': bad character in host", addr);
+            return RQ_INVALID;
+        }
+    }
+    uint64_t p;
+    if (parse_u64(colon + 1, &p) != 0 || p == 0 || p > 65535) {
+        snprintf(why, whyn, "address '%s': port must be 1-65535", addr);
+        return RQ_INVALID;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+int rq_peers_parse(const char *s, struct rq_peer *out, size_t max, size_t *n,
+                   char *why, size_t whyn)
+{
+    char host[RQ_ADDR_MAX];
+    uint16_t port;
+    size_t count = 0;
+    const char *p = s;
+
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char idtext[24];
+        uint64_t id;
+
+        if (count == max) {
+            snprintf(why, whyn, "peers: at most %zu entries", max);
+            return RQ_INVALID;
+        }
+        if (eq == NULL || eq == p || (size_t)(eq - p) >= sizeof idtext) {
+            snprintf(why, whyn, "peers: expected ID=HOST:PORT in '%.*s'",
+                     (int)len, p);
+            return RQ_INVALID;
+        }
+        memcpy(idtext, p, (size_t)(eq - p));
+        idtext[eq - p] = '\0';
+        if (parse_u64(idtext, &id) != 0 || id == 0 || id > INT64_MAX) {
+            snprintf(why, whyn, "peers: id '%s' must be a positive integer",
+                     idtext);
+            return RQ_INVALID;
+        }
+        size_t alen = len - (size_t)(eq - p) - 1;
+        if (alen == 0 || alen >= RQ_ADDR_MAX) {
+            snprintf(why, whyn, "peers: address of %s is empty or too long",
+                     idtext);
+            return RQ_INVALID;
+        }
+        memcpy(out[count].address, eq + 1, alen);
+        out[count].address[alen] = '\0';
+        if (rq_addr_split(out[count].address, host, sizeof host, &port, why,
+                          whyn) != 0) {
+            return RQ_INVALID;
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (out[i].id == id) {
+                snprintf(why, whyn, "peers: id %s appears twice", idtext);
+                return RQ_INVALID;
+            }
+            if (strcmp(out[i].address, out[count].address) == 0) {
+                snprintf(why, whyn, "peers: address %s appears twice",
+                         out[count].address);
+                return RQ_INVALID;
+            }
+        }
+        out[count].id = id;
+        count++;
+        if (end == NULL) {
+            break;
+        }
+        p = end + 1;
+        if (*p == '\0') {
+            snprintf(why, whyn, "peers: trailing comma");
+            return RQ_INVALID;
+        }
+    }
+    if (count == 0) {
+        snprintf(why, whyn, "peers: the list is empty");
+        return RQ_INVALID;
+    }
+    *n = count;
+    return 0;
+}

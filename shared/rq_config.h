@@ -1,0 +1,70 @@
+/*
+ * Command-line configuration, parsed and checked once at start-up.
+ *
+ * Each binary describes its options in one table; a value comes from the
+ * flag (--raft-addr X or --raft-addr=X), else from the environment variable
+ * (RAFTQ_RAFT_ADDR), else from the table's default. Parsed values are
+ * stored into the caller's config struct at each option's offset. String
+ * values are borrowed from argv, the environment or the table.
+ *
+ * Also here: the pure parsers for the address forms every binary takes.
+ */
+#ifndef RQ_CONFIG_H
+#define RQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum rq_opt_type {
+    RQ_OPT_STR,  /* const char * */
+    RQ_OPT_U64,  /* uint64_t, decimal */
+    RQ_OPT_BOOL, /* bool: a bare flag, or =true/false/1/0 */
+};
+
+struct rq_opt {
+    const char *name; /* Flag without the dashes: "raft-addr". */
+    const char *env;  /* Environment variable, or NULL. */
+    enum rq_opt_type type;
+    const char *def; /* Default as text; NULL means no default. */
+    bool required;   /* Missing (no flag, env or default) is an error. */
+    size_t offset;   /* offsetof(struct my_config, field). */
+    const char *help;
+};
+
+/*
+ * Fills @cfg from @argv, the environment and the defaults. Returns 0, or
+ * RQ_INVALID with a sentence in @why naming the flag and the problem.
+ * "--help" or "-h" sets *help and returns 0 without checking the rest.
+ */
+int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
+                    char **argv, bool *help, char *why, size_t whyn);
+
+/* Prints "usage: @usage" then one line per option with env and default. */
+void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
+                     size_t n);
+
+#define RQ_ADDR_MAX 64  /* "host:port" including the NUL. */
+#define RQ_PEERS_MAX 16
+
+struct rq_peer {
+    uint64_t id;
+    char address[RQ_ADDR_MAX];
+};
+
+/*
+ * Splits "HOST:PORT" or "[V6]:PORT". HOST may be a name. Returns 0 or
+ * RQ_INVALID with the reason in @why.
+ */
+int rq_addr_split(const char *addr, char *host, size_t hostn, uint16_t *port,
+                  char *why, size_t whyn);
+
+/*
+ * Parses "1=HOST:PORT,2=HOST:PORT,...": ids 1..2^63, each id and address
+ * once, at most @max entries. Returns 0 or RQ_INVALID with @why.
+ */
+int rq_peers_parse(const char *s, struct rq_peer *out, size_t max, size_t *n,
+                   char *why, size_t whyn);
+
+#endif /* RQ_CONFIG_H */

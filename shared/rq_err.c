@@ -1,0 +1,52 @@
+/*
+ * Text and HTTP status of each error code. The X-macro in rq_err.h is the
+ * single list; this file only derives tables from it.
+ */
+#include "rq_err.h"
+
+static const char *const texts[] = {
+#define RQ_ERR_TEXT(code, text) text,
+    RQ_ERRORS(RQ_ERR_TEXT)
+#undef RQ_ERR_TEXT
+};
+
+const char *rq_strerror(int code)
+{
+    if (code == RQ_OK) {
+        return "ok";
+    }
+    if (code <= RQ_FIRST_ERR_ || code >= RQ_LAST_ERR_) {
+        return "unknown error";
+    }
+    return texts[code - RQ_FIRST_ERR_ - 1];
+}
+
+int rq_err_http_status(int code)
+{
+    switch (code) {
+        case RQ_OK:
+            return 200;
+        case RQ_MALFORMED:
+        case RQ_INVALID:
+        case RQ_INSUFFICIENT:
+        case RQ_OVERFLOW:
+            return 400;
+        case RQ_AUTH:
+            return 401;
+        case RQ_NOTFOUND:
+        case RQ_UNKNOWNGROUP:
+            return 404;
+        case RQ_EXISTS:
+            return 409;
+        case RQ_TOOBIG:
+            return 413;
+        case RQ_NOTLEADER:
+        case RQ_NOQUORUM:
+        case RQ_TIMEOUT:
+        case RQ_SHUTDOWN:
+        case RQ_CONNECT:
+            return 503;
+        default:
+            return 500;
+    }
+}

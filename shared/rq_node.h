@@ -1,0 +1,138 @@
+/*
+ * A Raft server: one struct raft with its raft_uv disk I/O, a transport and
+ * a state machine, and the guards libraft 0.15 needs:
+ *
+ * - Entries are framed and padded to 8 bytes (rq_entry.h) by rq_node_apply()
+ *   and unframed before the state machine sees them.
+ * - A new leader appends no entry of its own in 0.15, so after every
+ *   election the node issues a barrier and reports itself ready only once
+ *   that barrier has been applied in the current term. rq_node_apply() and
+ *   rq_node_barrier() refuse with RQ_NOTLEADER until then.
+ * - There is no state-change callback in 0.15: a timer polls role, leader,
+ *   term and readiness and calls the change callback when any moved.
+ * - Segments are small (rq_node_config.segment_size) so many groups do not
+ *   preallocate gigabytes.
+ * - raft_bootstrap() on existing data (RAFT_CANTBOOTSTRAP) is "already done".
+ *
+ * One node per Raft group; a process may run many on one loop.
+ */
+#ifndef RQ_NODE_H
+#define RQ_NODE_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "rq_config.h"
+
+/* The state machine behind a node, over unframed payloads. */
+struct rq_fsm_ops {
+    /* Applies the committed entry at @index; deterministic. A non-zero
+     * return is reported to the proposer's callback as RQ_RAFT. */
+    int (*apply)(void *data, uint64_t index, const uint8_t *payload,
+                 size_t len);
+    /* The whole state as one raft_malloc'd buffer (raft frees it). */
+    int (*snapshot)(void *data, struct raft_buffer *out);
+    /* Replaces the whole state from a snapshot (bytes borrowed). */
+    int (*restore)(void *data, const uint8_t *buf, size_t len);
+};
+
+/*
+ * A raft_fsm (version 1) that unframes entries and calls @ops. rq_node uses
+ * one internally; tests on raft_fixture use it directly, binding it to the
+ * fixture's raft so apply knows the entry's index.
+ */
+struct rq_fsm_adapter {
+    struct raft_fsm fsm;
+    const struct rq_fsm_ops *ops;
+    void *data;
+    struct raft *raft; /* Borrowed; set with rq_fsm_adapter_bind(). */
+};
+void rq_fsm_adapter_init(struct rq_fsm_adapter *a, const struct rq_fsm_ops *ops,
+                         void *data);
+void rq_fsm_adapter_bind(struct rq_fsm_adapter *a, struct raft *r);
+
+struct rq_node_config {
+    uint64_t id;
+    const char *address;  /* This server's Raft address (borrowed). */
+    const char *dir;      /* Data directory, created if missing. */
+    unsigned election_timeout_ms;  /* 0: 1000. */
+    unsigned heartbeat_timeout_ms; /* 0: 100. */
+    unsigned snapshot_threshold;   /* 0: 1024. */
+    unsigned snapshot_trailing;    /* 0: 128. */
+    size_t segment_size;           /* 0: 1 MiB. */
+    unsigned poll_ms;              /* 0: 50. */
+    bool pre_vote;
+};
+
+enum rq_role {
+    RQ_ROLE_UNAVAILABLE,
+    RQ_ROLE_FOLLOWER,
+    RQ_ROLE_CANDIDATE,
+    RQ_ROLE_LEADER,
+};
+
+struct rq_node_info {
+    enum rq_role role;
+    uint64_t id;
+    uint64_t leader_id; /* 0 if unknown. */
+    char leader_address[RQ_ADDR_MAX];
+    uint64_t term;
+    uint64_t commit;
+    uint64_t applied;
+    uint64_t last_index;
+    bool ready; /* Leader with its current-term barrier applied. */
+};
+
+struct rq_node;
+typedef void (*rq_node_change_cb)(void *data, const struct rq_node_info *info);
+/* 0 when the entry (or barrier) is committed and applied; RQ_NOTLEADER if
+ * leadership was lost first; RQ_SHUTDOWN on close; RQ_RAFT otherwise. */
+typedef void (*rq_node_done_cb)(void *data, int status);
+
+/*
+ * Creates the node: raft_uv on cfg->dir over transport @t (borrowed; it
+ * must outlive the node), raft_init and tuning. Returns 0 or an RQ_* code
+ * with @why.
+ */
+int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
+                const struct rq_node_config *cfg, const struct rq_fsm_ops *ops,
+                void *fsm_data, struct rq_node **out, char *why, size_t whyn);
+
+/* Bootstraps a fresh log with @peers as voters; 0 if already bootstrapped. */
+int rq_node_bootstrap(struct rq_node *n, const struct rq_peer *peers,
+                      size_t n_peers, char *why, size_t whyn);
+
+/* Loads the log (synchronously) and starts ticking. */
+int rq_node_start(struct rq_node *n, char *why, size_t whyn);
+
+void rq_node_on_change(struct rq_node *n, rq_node_change_cb cb, void *data);
+
+bool rq_node_ready(const struct rq_node *n);
+void rq_node_info(const struct rq_node *n, struct rq_node_info *out);
+const char *rq_role_name(enum rq_role role);
+
+/*
+ * Proposes @payload (copied). Returns RQ_NOTLEADER if not ready, RQ_TOOBIG,
+ * RQ_NOMEM; otherwise 0 and @cb runs exactly once, after apply.
+ */
+int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
+                  rq_node_done_cb cb, void *data);
+
+/* A barrier: @cb runs once every entry before it is applied, which also
+ * proves leadership in this term (linearizable reads). Same returns. */
+int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data);
+
+/* The raft instance, for membership changes and leadership transfer. */
+struct raft *rq_node_raft(struct rq_node *n);
+
+/*
+ * Closes raft and raft_uv; pending callbacks get RQ_SHUTDOWN. Frees the
+ * node, then calls @cb; the transport may be freed from @cb on.
+ */
+void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data);
+
+#endif /* RQ_NODE_H */

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every test: the cmocka binaries (unit, then component) and the
+# integration suites, and closes with one line "N passed, N failed, N skipped".
+# Exits non-zero if anything failed. BUILD names the build directory
+# (build/asan under make test); ONLY=unit|integration runs a subset.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build/asan}
+ONLY=${ONLY:-all}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+pass=0
+fail=0
+skip=0
+failed=()
+
+count() { # count LABEL PATTERN TEXT
+    local n
+    n=$(printf '%s\n' "$3" | sed -n "s/^\[ *$2 *\] \([0-9][0-9]*\) test.*/\1/p" | tail -n 1)
+    echo "${n:-0}"
+}
+
+run_cmocka() {
+    local bin=$1 out rc p f s
+    out=$("$bin" 2>&1)
+    rc=$?
+    p=$(count x PASSED "$out")
+    f=$(count x FAILED "$out")
+    s=$(count x SKIPPED "$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1 # A crash or a sanitizer report ends the binary before cmocka counts.
+    fi
+    pass=$((pass + p))
+    fail=$((fail + f))
+    skip=$((skip + s))
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
+        failed+=("$bin")
+        printf '%s\n' "$out"
+    elif [ "$s" -ne 0 ]; then
+        printf '%s\n' "$out" | grep -E 'SKIP' || true
+    fi
+    printf '%-40s %3d passed, %d failed, %d skipped\n' "$(basename "$bin")" "$p" "$f" "$s"
+}
+
+if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
+    for bin in "$BUILD"/tests/test_*; do
+        [ -x "$bin" ] || continue
+        run_cmocka "$bin"
+    done
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
+    for suite in tests/integration/test_*.py; do
+        [ -f "$suite" ] || continue
+        out=$(python3 "$suite" --build "$BUILD" 2>&1)
+        rc=$?
+        line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
+        p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
+        f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+        p=${p:-0}; f=${f:-0}; s=${s:-0}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+        pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+        printf '%s\n' "$out"
+        [ "$rc" -ne 0 ] && failed+=("$suite")
+    done
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failing: ${failed[*]}"
+fi
+echo "tests: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ] && [ ${#failed[@]} -eq 0 ]
