@@ -27,33 +27,7 @@
 #include <uv.h>
 
 #include "rq_config.h"
-
-/* The state machine behind a node, over unframed payloads. */
-struct rq_fsm_ops {
-    /* Applies the committed entry at @index; deterministic. A non-zero
-     * return is reported to the proposer's callback as RQ_RAFT. */
-    int (*apply)(void *data, uint64_t index, const uint8_t *payload,
-                 size_t len);
-    /* The whole state as one raft_malloc'd buffer (raft frees it). */
-    int (*snapshot)(void *data, struct raft_buffer *out);
-    /* Replaces the whole state from a snapshot (bytes borrowed). */
-    int (*restore)(void *data, const uint8_t *buf, size_t len);
-};
-
-/*
- * A raft_fsm (version 1) that unframes entries and calls @ops. rq_node uses
- * one internally; tests on raft_fixture use it directly, binding it to the
- * fixture's raft so apply knows the entry's index.
- */
-struct rq_fsm_adapter {
-    struct raft_fsm fsm;
-    const struct rq_fsm_ops *ops;
-    void *data;
-    struct raft *raft; /* Borrowed; set with rq_fsm_adapter_bind(). */
-};
-void rq_fsm_adapter_init(struct rq_fsm_adapter *a, const struct rq_fsm_ops *ops,
-                         void *data);
-void rq_fsm_adapter_bind(struct rq_fsm_adapter *a, struct raft *r);
+#include "rq_fsm.h"
 
 struct rq_node_config {
     uint64_t id;

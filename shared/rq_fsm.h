@@ -1,0 +1,42 @@
+/*
+ * A state machine over unframed entry payloads, and the raft_fsm adapter
+ * that feeds it from the log. rq_node uses the adapter internally; tests on
+ * raft_fixture use it directly so they run the exact production path.
+ */
+#ifndef RQ_FSM_H
+#define RQ_FSM_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rq_fsm_ops {
+    /* Applies the committed entry at @index; deterministic. Every outcome
+     * the state machine decides (a refusal, a malformed entry) returns 0.
+     * Only RQ_NOMEM may be returned: libraft 0.15 then stops applying and
+     * retries the same entry later, so nothing is skipped. */
+    int (*apply)(void *data, uint64_t index, const uint8_t *payload,
+                 size_t len);
+    /* The whole state as one raft_malloc'd buffer (raft frees it). */
+    int (*snapshot)(void *data, struct raft_buffer *out);
+    /* Replaces the whole state from a snapshot (bytes borrowed). */
+    int (*restore)(void *data, const uint8_t *buf, size_t len);
+};
+
+/*
+ * A raft_fsm (version 1) that unframes entries (rq_entry.h) and calls @ops.
+ * Bind it to its raft instance after raft_init so apply knows the index of
+ * the entry (raft's last_applied + 1 while an entry is being applied).
+ */
+struct rq_fsm_adapter {
+    struct raft_fsm fsm; /* First member: raft hands back &fsm. */
+    const struct rq_fsm_ops *ops;
+    void *data;
+    struct raft *raft; /* Borrowed. */
+};
+
+void rq_fsm_adapter_init(struct rq_fsm_adapter *a, const struct rq_fsm_ops *ops,
+                         void *data);
+void rq_fsm_adapter_bind(struct rq_fsm_adapter *a, struct raft *r);
+
+#endif /* RQ_FSM_H */
