@@ -261,6 +261,7 @@ class Stream:
     def __init__(self):
         self.lock = threading.Lock()
         self.records = []
+        self.reads = []  # (atm, account, sent, answered, cents)
         self.violations = []
         self.ok = {}  # ATM id -> answered ok count.
 
@@ -295,6 +296,9 @@ class Stream:
                 continue
             gen = atm.generation
             i += 1
+            if i % 4 == 0:
+                self._read(atm, rng)
+                continue
             r = {"atm": atm.id, "to": None, "before": 0, "amount": 0}
             # Withdrawals and transfers take an account holding 0.02 or more.
             rich = [j for j, (_, b) in enumerate(pool) if b >= 2]
@@ -329,11 +333,77 @@ class Stream:
                 r["outcome"] = "ambiguous"
                 r["answer"] = "(no answer)"
                 self.violation("%r: no answer to %r within %.0fs" % (atm, r["line"], CMD_TIMEOUT))
+            r["t1"] = time.monotonic() if ans is not None else float("inf")
             r["secs"] = time.monotonic() - r["t0"]
             if ans is not None:
                 r["answer"] = ans
                 self._judge(r, ans, pool)
             self.add(r)
+
+    def _read(self, atm, rng):
+        """Reads an account some stream (perhaps at another ATM) uses."""
+        with self.lock:
+            if not self.records:
+                return
+            r = self.records[rng.randrange(len(self.records))]
+        x = r["to"] if r["to"] and rng.random() < 0.5 else r["acct"]
+        t0 = time.monotonic()
+        try:
+            ans = atm.cmd("balance " + x)
+        except (ProcessGone, NoAnswer):
+            return  # A read changes nothing; the writes' checks cover these.
+        t1 = time.monotonic()
+        if ans.startswith("ok"):
+            try:
+                v = parse_balance(ans, x)
+            except TestFailure as e:
+                self.violation(str(e))
+                return
+            with self.lock:
+                self.reads.append((atm.id, x, t0, t1, v))
+        elif not is_no_quorum(ans):
+            self.violation("atm%d: 'balance %s' answered %r" % (atm.id, x, ans))
+
+    @staticmethod
+    def _effects(r):
+        """{account: balance after} for an operation that may change any."""
+        k, x, b, amt = r["kind"], r["acct"], r["before"], r["amount"]
+        if r["outcome"] not in ("ok", "ambiguous") or k == "overdraft":
+            return {}
+        if k == "deposit":
+            return {x: amt}
+        if k == "withdraw":
+            return {x: b - amt}
+        return {x: b - amt, r["to"]: amt}
+
+    def check_reads(self):
+        """Each read returned a value its account held at some moment
+        between the read's sending and its answer: the value after an
+        operation sent before the answer, and not one that a later
+        operation, finished before the read was sent, had replaced. An
+        ambiguous operation never finishes (it may take effect late or
+        never), so both its before and after values stay allowed."""
+        hist = {}
+        for r in self.records:
+            for x in self._effects(r):
+                hist.setdefault(x, []).append(r)
+        for ops in hist.values():
+            ops.sort(key=lambda r: r["t0"])
+        bad = []
+        for atm_id, x, s, e, v in self.reads:
+            ops = hist.get(x, [])
+            vals = [0] + [self._effects(r)[x] for r in ops]
+            allowed = set()
+            for j, val in enumerate(vals):
+                started = j == 0 or ops[j - 1]["t0"] < e
+                replaced = j < len(ops) and ops[j]["outcome"] == "ok" and ops[j]["t1"] < s
+                if started and not replaced:
+                    allowed.add(val)
+            if v not in allowed:
+                bad.append("atm%d read %s=%s, allowed %s" % (atm_id, x, money(v),
+                                                            sorted(money(a) for a in allowed)))
+        check(not bad, "reads not linearizable: %s" % "; ".join(bad[:4]))
+        return len(self.reads)
 
     def _judge(self, r, ans, pool):
         k, x, b, amt = r["kind"], r["acct"], r["before"], r["amount"]
@@ -444,8 +514,73 @@ def test_kill_leader(ctx):
     total = sum(final.values())
     check(total == deposited - withdrawn, "total %s != deposits %s - withdrawals %s" %
           (money(total), money(deposited), money(withdrawn)))
+    nreads = s.check_reads()
     amb = sum(1 for r in s.records if r["outcome"] == "ambiguous")
-    print("    %d operations, %d ambiguous, old leader atm%d, new atm%d" % (len(s.records), amb, lid, new))
+    print("    %d writes (%d ambiguous), %d reads; old leader atm%d, new atm%d" %
+          (len(s.records), amb, nreads, lid, new))
+
+
+def test_no_quorum(ctx):
+    c = ctx.cluster().start()
+    lid = c.wait_leader()
+    ld = c[lid]
+    check(ld.cmd("deposit nq 50") == "ok nq 50.00", "deposit failed")
+    c.wait_caught_up()
+    followers = [a for a in c if a.id != lid]
+    for a in followers:
+        a.kill()
+    # The leader alone: every command that needs the network says so in
+    # time. The write and transfer are ambiguous; each has its own account.
+    for line in ("deposit nq_dep 7", "withdraw nq 1", "transfer nq nq_to 2", "balance nq"):
+        t0 = time.monotonic()
+        ans = ld.cmd(line)
+        secs = time.monotonic() - t0
+        check(is_no_quorum(ans), "alone, %r answered %r" % (line, ans))
+        check(secs <= 6.0, "alone, %r took %.1fs to say no quorum" % (line, secs))
+    check(ld.status()["role"] in ("leader", "follower", "candidate"), "status fails without quorum")
+    followers[0].start()
+    c.wait_leader(among=[ld, followers[0]])
+    got = c.read_all(["nq", "nq_dep", "nq_to"], [ld, followers[0]])
+    check(got[ld.id] == got[followers[0].id], "the two disagree: %s" % got)
+    g = got[ld.id]
+    check(g["nq_dep"] in (0, 700), "nq_dep is %s" % money(g["nq_dep"]))
+    # withdraw 1 and transfer 2 may each have happened, in that order.
+    check((g["nq"], g["nq_to"]) in ((5000, 0), (4900, 0), (4800, 200), (4700, 200)),
+          "nq=%s nq_to=%s fits no outcome" % (money(g["nq"]), money(g["nq_to"])))
+    check(followers[0].cmd("deposit nq 1").startswith("ok"), "deposit after recovery failed")
+
+
+def test_five(ctx):
+    c = ctx.cluster(n=5).start()
+    lid = c.wait_leader()
+    model = {"five": 0}
+    for a in c:
+        model["five"] += a.id * 100
+        check(parse_balance(a.cmd("deposit five %d" % a.id), "five") == model["five"], "%r: deposit failed" % a)
+        for b in c:
+            check(b.balance("five") == model["five"], "%r reads a stale balance after %r's deposit" % (b, a))
+    # Two down, the leader among them: three still make a majority.
+    down = [lid, [a.id for a in c if a.id != lid][0]]
+    for i in down:
+        c[i].kill()
+    up = [a for a in c if a.id not in down]
+    c.wait_leader(among=up, exclude=(lid,))
+    for a in up:
+        model["five"] += 1000
+        check(parse_balance(a.cmd("deposit five 10"), "five") == model["five"], "%r: deposit failed" % a)
+    # A third down: no majority of five.
+    up[0].kill()
+    t0 = time.monotonic()
+    ans = up[1].cmd("deposit five_nq 1")
+    check(is_no_quorum(ans) and time.monotonic() - t0 <= 6.0,
+          "two of five answered %r after %.1fs" % (ans, time.monotonic() - t0))
+    for i in down:
+        c[i].start()
+    c.wait_leader()
+    c.wait_caught_up()
+    got = c.assert_identical(["five", "five_nq"])
+    check(got["five"] == model["five"], "five is %s, expected %s" % (money(got["five"]), money(model["five"])))
+    check(got["five_nq"] in (0, 100), "five_nq is %s" % money(got["five_nq"]))
 
 
 # ---- c) Snapshots and segments -----------------------------------------------
@@ -644,6 +779,8 @@ def test_strangers(ctx):
 TESTS = [
     test_basic,
     test_kill_leader,
+    test_no_quorum,
+    test_five,
     test_snapshots_restart_all,
     test_snapshot_catch_up,
     test_sigstop_leader,
