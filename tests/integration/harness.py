@@ -214,6 +214,7 @@ class Atm:
         self.transcript_path = log_path[:-4] + ".transcript" if log_path.endswith(".log") \
             else log_path + ".transcript"
         self.proc = None
+        self.data_dir = None
         self.generation = 0  # Incremented by each start.
         self.paused = False
         self.stdin_closed = False
@@ -486,6 +487,7 @@ class Cluster:
             argv = [ctx.binary, "--id", str(i), "--peers", self.peers, "--data", data] + self.args
             wrap = wraps[i - 1] if wraps else ()
             self.atms[i] = ctx.atm(i, argv, wrap=wrap)
+            self.atms[i].data_dir = data
 
     def __getitem__(self, i):
         return self.atms[i]
@@ -574,6 +576,42 @@ class Cluster:
             diff = {x: (money(first[x]), money(got[i][x])) for x in accounts if first[x] != got[i][x]}
             check(not diff, "atm%d and atm%d disagree: %s" % (ids[0], i, _short(diff)))
         return first
+
+
+SNAPSHOT_RE = re.compile(r"^snapshot-(\d+)-(\d+)-(\d+)$")
+
+
+def snapshot_files(data_dir):
+    """{index: path} of the Raft snapshots under @data_dir (libraft's
+    raft_uv names them snapshot-TERM-INDEX-TIMESTAMP)."""
+    out = {}
+    for root, _, files in os.walk(data_dir):
+        for f in files:
+            m = SNAPSHOT_RE.match(f)
+            if m:
+                out[int(m.group(2))] = os.path.join(root, f)
+    return out
+
+
+def compare_snapshots(atms):
+    """The ledger snapshot is canonical, so snapshots of the same index must
+    be byte-identical on every ATM that holds one. Compares them (run it
+    with the ATMs stopped, so no file is half written) and returns how many
+    indexes were held by two ATMs or more."""
+    held = {}
+    for a in atms:
+        for idx, path in snapshot_files(a.data_dir).items():
+            with open(path, "rb") as f:
+                held.setdefault(idx, []).append((a, f.read()))
+    common = 0
+    for idx, copies in sorted(held.items()):
+        if len(copies) < 2:
+            continue
+        common += 1
+        a0, b0 = copies[0]
+        for a, b in copies[1:]:
+            check(b == b0, "snapshots at index %d differ between %r and %r" % (idx, a0, a))
+    return common
 
 
 def _short(d, n=6):

@@ -21,8 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    CMD_TIMEOUT, NoAnswer, ProcessGone, Skip, TestFailure, cents, check, is_no_quorum,
-    money, parse_balance, parse_transfer, run_suite, wait_until,
+    CMD_TIMEOUT, NoAnswer, ProcessGone, TestFailure, check, compare_snapshots, is_no_quorum,
+    money, parse_balance, parse_transfer, run_suite, snapshot_files, wait_until,
 )
 
 # ---- Helpers ---------------------------------------------------------------
@@ -97,11 +97,14 @@ class OwnedOps:
             done += k
 
 
-def data_files(d, prefix):
-    out = []
-    for root, _, files in os.walk(d):
-        out += [os.path.join(root, f) for f in files if f.startswith(prefix)]
-    return out
+def stop_and_compare(c):
+    """SIGTERMs every ATM (each must exit 0), then compares their snapshots."""
+    for a in c:
+        if a.running():
+            rc = a.terminate()
+            check(rc == 0, "%r exited with status %d on SIGTERM" % (a, rc))
+    n = compare_snapshots(list(c))
+    print("    %d snapshot index(es) held by several ATMs, byte-identical" % n)
 
 
 def lead_with(c, target, rounds=6):
@@ -599,10 +602,10 @@ def test_snapshots_restart_all(ctx):
     idx = c.wait_caught_up()
     check(idx >= 1000, "only %d entries applied after 1020 writes" % idx)
     for a in c:
-        check(data_files(os.path.join(ctx.dir, "atm%d" % a.id), "snapshot-"),
-              "%r took no snapshot in %d entries" % (a, idx))
-    for a in c:
         a.kill()
+    for a in c:
+        check(snapshot_files(a.data_dir), "%r took no snapshot in %d entries" % (a, idx))
+    compare_snapshots(list(c))
     c.start()
     c.wait_leader()
     c.assert_agree(model)
@@ -610,6 +613,7 @@ def test_snapshots_restart_all(ctx):
     check(after >= idx, "applied index went back from %d to %d" % (idx, after))
     # And the network still takes writes.
     OwnedOps(random.Random(1), "again").run(c[1], 10)
+    stop_and_compare(c)
 
 
 def test_snapshot_catch_up(ctx):
@@ -630,8 +634,7 @@ def test_snapshot_catch_up(ctx):
     idx = c.wait_caught_up(timeout=40)
     check(idx >= 320, "only %d entries applied" % idx)
     c.assert_agree(model)
-    check(data_files(os.path.join(ctx.dir, "atm%d" % fid), "snapshot-"),
-          "atm%d caught up without a snapshot" % fid)
+    check(snapshot_files(c[fid].data_dir), "atm%d caught up without a snapshot" % fid)
     # Reads at a follower may be served by the leader; make the caught-up
     # ATM the leader (best effort) so its own ledger answers.
     if lead_with(c, fid):
@@ -642,6 +645,7 @@ def test_snapshot_catch_up(ctx):
         c.assert_agree(model)
     else:
         print("    note: atm%d never won an election; its ledger was read through the leader" % fid)
+    stop_and_compare(c)
 
 
 # ---- d) A stopped leader -----------------------------------------------------
