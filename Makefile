@@ -22,7 +22,8 @@ BUILD ?= build
 SAN ?= 0
 
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-        -Wmissing-prototypes -Wno-missing-field-initializers
+        -Wmissing-prototypes -Wno-missing-field-initializers \
+        -Wno-format-truncation
 CPPFLAGS += -D_GNU_SOURCE -I. -Ishared
 ifeq ($(SAN),1)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \

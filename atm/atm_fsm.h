@@ -8,7 +8,7 @@
 #define ATM_FSM_H
 
 #include "atm_ledger.h"
-#include "rq_node.h"
+#include "rq_fsm.h"
 
 extern const struct rq_fsm_ops atm_fsm_ops; /* data: struct atm_ledger * */
 

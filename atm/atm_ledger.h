@@ -65,8 +65,11 @@ int atm_ledger_new(struct atm_ledger **out);
 void atm_ledger_free(struct atm_ledger *l);
 
 /*
- * Applies @w, or returns the remembered result of its request id. Always
- * fills @out; returns 0 (the entry is consumed, whatever its outcome).
+ * Applies @w, or returns the remembered result of its request id. Fills
+ * @out and returns 0 (the entry is consumed, whatever its outcome): a stale
+ * seq or an invalid write is answered RQ_INVALID, changes nothing and is not
+ * remembered. Returns RQ_NOMEM only if memory ran out before anything
+ * changed, so the same write may be applied again later.
  */
 int atm_ledger_apply(struct atm_ledger *l, const struct atm_write *w,
                      struct atm_result *out);
@@ -79,7 +82,8 @@ int atm_ledger_result(const struct atm_ledger *l, struct atm_rid rid,
 /* 0 for an account never seen. */
 int64_t atm_ledger_balance(const struct atm_ledger *l, const char *account);
 
-/* Sum of all balances, and the number of accounts. */
+/* Sum of all balances (INT64_MAX if the sum is larger), and the number of
+ * accounts. */
 int64_t atm_ledger_total(const struct atm_ledger *l);
 size_t atm_ledger_accounts(const struct atm_ledger *l);
 

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "rq_preamble.h"
+
 struct rq_mux;
 
 struct rq_mux_config {

@@ -64,7 +64,8 @@ struct rq_node_info {
 struct rq_node;
 typedef void (*rq_node_change_cb)(void *data, const struct rq_node_info *info);
 /* 0 when the entry (or barrier) is committed and applied; RQ_NOTLEADER if
- * leadership was lost first; RQ_SHUTDOWN on close; RQ_RAFT otherwise. */
+ * leadership was lost first; RQ_SHUTDOWN on close (called from inside
+ * rq_node_close()); RQ_RAFT otherwise. */
 typedef void (*rq_node_done_cb)(void *data, int status);
 
 /*
@@ -80,7 +81,9 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
 int rq_node_bootstrap(struct rq_node *n, const struct rq_peer *peers,
                       size_t n_peers, char *why, size_t whyn);
 
-/* Loads the log (synchronously) and starts ticking. */
+/* Loads the log (synchronously) and starts ticking. On failure (RQ_RAFT
+ * with @why, or RQ_INVALID if already started) the node must still be
+ * closed with rq_node_close(). */
 int rq_node_start(struct rq_node *n, char *why, size_t whyn);
 
 void rq_node_on_change(struct rq_node *n, rq_node_change_cb cb, void *data);
@@ -90,8 +93,9 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out);
 const char *rq_role_name(enum rq_role role);
 
 /*
- * Proposes @payload (copied). Returns RQ_NOTLEADER if not ready, RQ_TOOBIG,
- * RQ_NOMEM; otherwise 0 and @cb runs exactly once, after apply.
+ * Proposes @payload (copied). Returns RQ_NOTLEADER if not ready, RQ_SHUTDOWN
+ * once closing, RQ_TOOBIG, RQ_NOMEM, RQ_RAFT; otherwise 0 and @cb runs
+ * exactly once, after apply.
  */
 int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
                   rq_node_done_cb cb, void *data);

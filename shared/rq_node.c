@@ -1,0 +1,649 @@
+/*
+ * One Raft server: a struct raft over raft_uv disk I/O and a caller's
+ * transport, with the guards libraft 0.15 needs (see rq_node.h). It is an
+ * I/O adapter only; what the log means is the state machine's business.
+ *
+ * Readiness. A node is ready when it leads and a barrier it issued in its
+ * current term has been applied. In one node's lifetime leadership of a term
+ * is won at most once (a candidate always opens a new term; a sole voter
+ * elects itself without one, but only inside raft_start()), so remembering
+ * the term whose barrier completed is enough:
+ *
+ *     not leader --[raft elects us]--> leader, barrier not issued
+ *         --[poll_cb: raft_barrier]--> leader, barrier in flight
+ *         --[ready_barrier_cb, status 0]--> leader, ready
+ *     any leader state --[new term or step-down]--> not leader
+ *
+ * Close sequence (libraft 0.15, src/raft.c and src/uv.c): raft_close()
+ * fails the pending requests synchronously, then closes raft_uv, which
+ * closes the transport and its own timer; its callback frees raft's own
+ * memory and calls our raft close callback. Only then is raft_uv_close()
+ * due: it merely frees the raft_uv object. The node also waits for its
+ * poll timer's close callback before it frees itself.
+ */
+#include "rq_node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rq_entry.h"
+#include "rq_err.h"
+#include "rq_log.h"
+
+#define LOG_TAG "rq_node"
+
+#define DEFAULT_ELECTION_TIMEOUT_MS 1000
+#define DEFAULT_HEARTBEAT_TIMEOUT_MS 100
+#define DEFAULT_SNAPSHOT_THRESHOLD 1024
+#define DEFAULT_SNAPSHOT_TRAILING 128
+#define DEFAULT_SEGMENT_SIZE (1u << 20)
+#define DEFAULT_POLL_MS 50
+#define LABEL_MAX 64
+
+/* A client request (an entry or a barrier) in flight inside raft. */
+struct request {
+    union {
+        struct raft_apply apply;
+        struct raft_barrier barrier;
+    } req;
+    struct rq_node *node;
+    rq_node_done_cb cb;
+    void *data;
+    struct request *prev;
+    struct request *next;
+};
+
+struct rq_node {
+    uv_loop_t *loop;
+    struct raft_uv_transport *transport; /* Borrowed. */
+    struct raft_io io;
+    struct raft raft;
+    struct rq_fsm_adapter fsm;
+    uv_timer_t poll; /* Polls raft for changes; see poll_cb. */
+    unsigned poll_ms;
+    char label[LABEL_MAX]; /* Names the node in log lines. */
+
+    /* The readiness barrier, issued once per term of leadership. */
+    struct raft_barrier ready_barrier;
+    bool barrier_inflight;
+    raft_term barrier_term; /* Term it was issued in; 0: none. */
+    raft_term ready_term;   /* Term whose barrier was applied; 0: none. */
+
+    struct rq_node_info last; /* As last reported to the change callback. */
+    rq_node_change_cb change_cb;
+    void *change_data;
+
+    struct request *requests; /* Pending client requests, for close. */
+
+    bool started;
+    bool closing;
+    unsigned closes_pending;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+/* libraft's getters take a non-const pointer but only read. */
+static struct raft *raft_of(const struct rq_node *n)
+{
+    return (struct raft *)&n->raft;
+}
+
+/* Maps a raft status from an apply or barrier callback to an RQ_* code. */
+static int status_from_raft(const struct rq_node *n, int status)
+{
+    switch (status) {
+        case 0:
+            return 0;
+        case RAFT_NOTLEADER:
+        case RAFT_LEADERSHIPLOST:
+            /* raft_close() fails pending requests as "leadership lost". */
+            return n->closing ? RQ_SHUTDOWN : RQ_NOTLEADER;
+        case RAFT_SHUTDOWN:
+        case RAFT_CANCELED:
+            return RQ_SHUTDOWN;
+        default:
+            return RQ_RAFT;
+    }
+}
+
+/* Maps an error returned synchronously by raft_apply or raft_barrier. */
+static int error_from_raft(int rv)
+{
+    switch (rv) {
+        case RAFT_NOTLEADER:
+        case RAFT_LEADERSHIPLOST:
+            return RQ_NOTLEADER;
+        case RAFT_NOMEM:
+            return RQ_NOMEM;
+        case RAFT_SHUTDOWN:
+        case RAFT_CANCELED:
+            return RQ_SHUTDOWN;
+        default:
+            return RQ_RAFT;
+    }
+}
+
+static enum rq_role role_from_raft(int state)
+{
+    switch (state) {
+        case RAFT_FOLLOWER:
+            return RQ_ROLE_FOLLOWER;
+        case RAFT_CANDIDATE:
+            return RQ_ROLE_CANDIDATE;
+        case RAFT_LEADER:
+            return RQ_ROLE_LEADER;
+        default:
+            return RQ_ROLE_UNAVAILABLE;
+    }
+}
+
+const char *rq_role_name(enum rq_role role)
+{
+    switch (role) {
+        case RQ_ROLE_FOLLOWER:
+            return "follower";
+        case RQ_ROLE_CANDIDATE:
+            return "candidate";
+        case RQ_ROLE_LEADER:
+            return "leader";
+        default:
+            return "unavailable";
+    }
+}
+
+/* Creates @dir and its missing parents, like mkdir -p. */
+static int mkdir_p(const char *dir, char *why, size_t whyn)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path) {
+        snprintf(why, whyn, "data directory path is empty or too long");
+        return RQ_INVALID;
+    }
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0') {
+            continue;
+        }
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            snprintf(why, whyn, "create data directory %s: %s", path,
+                     strerror(errno));
+            return RQ_IO;
+        }
+        path[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(why, whyn, "data directory %s is not a directory", dir);
+        return RQ_IO;
+    }
+    return 0;
+}
+
+/* The last component of @dir, which names the group in log lines. */
+static void label_from_dir(const char *dir, char *out, size_t n)
+{
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') {
+        len--;
+    }
+    size_t start = len;
+    while (start > 0 && dir[start - 1] != '/') {
+        start--;
+    }
+    snprintf(out, n, "%.*s", (int)(len - start), dir + start);
+}
+
+void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
+{
+    struct raft *r = raft_of(n);
+    raft_id leader_id = 0;
+    const char *leader_address = NULL;
+
+    memset(out, 0, sizeof *out);
+    out->role = role_from_raft(raft_state(r));
+    out->id = r->id;
+    raft_leader(r, &leader_id, &leader_address);
+    out->leader_id = leader_id;
+    if (leader_address != NULL) {
+        snprintf(out->leader_address, sizeof out->leader_address, "%s",
+                 leader_address);
+    }
+    out->term = r->current_term;
+    out->commit = r->commit_index;
+    out->applied = raft_last_applied(r);
+    out->last_index = raft_last_index(r);
+    out->ready = rq_node_ready(n);
+}
+
+bool rq_node_ready(const struct rq_node *n)
+{
+    return !n->closing && n->raft.state == RAFT_LEADER && n->ready_term != 0 &&
+           n->ready_term == n->raft.current_term;
+}
+
+/* Logs one line describing what moved between @old and @now. */
+static void log_change(const struct rq_node *n, const struct rq_node_info *old,
+                       const struct rq_node_info *now)
+{
+    unsigned long long term = (unsigned long long)now->term;
+    if (now->ready && !old->ready) {
+        rq_log(RQ_INFO, "%s: ready term=%llu", n->label, term);
+    } else if (now->role == RQ_ROLE_LEADER) {
+        rq_log(RQ_INFO, "%s: became leader term=%llu", n->label, term);
+    } else if (now->leader_id != 0) {
+        rq_log(RQ_INFO, "%s: leader is %llu (%s) term=%llu", n->label,
+               (unsigned long long)now->leader_id, now->leader_address, term);
+    } else {
+        rq_log(RQ_INFO, "%s: %s, no known leader term=%llu", n->label,
+               rq_role_name(now->role), term);
+    }
+}
+
+static void poll_cb(uv_timer_t *timer);
+
+static void ready_barrier_cb(struct raft_barrier *req, int status)
+{
+    struct rq_node *n = req->data;
+    n->barrier_inflight = false;
+    if (n->closing) {
+        return;
+    }
+    if (status == 0) {
+        /* A request succeeds only while its leader still leads in the term
+         * it was made in (stepping down fails them all). */
+        n->ready_term = n->barrier_term;
+    } else {
+        if (status != RAFT_LEADERSHIPLOST) {
+            /* Losing leadership is logged as a change; this is not. */
+            rq_log(RQ_WARN, "%s: readiness barrier of term %llu failed: %s",
+                   n->label, (unsigned long long)n->barrier_term,
+                   raft_strerror(status));
+        }
+        n->barrier_term = 0; /* Issue it again if still leader. */
+    }
+    /* Report on the next loop iteration, outside raft's apply loop. */
+    uv_timer_start(&n->poll, poll_cb, 0, n->poll_ms);
+}
+
+/* Issues the readiness barrier if we lead in a term that has none. */
+static void maybe_issue_barrier(struct rq_node *n)
+{
+    struct raft *r = &n->raft;
+    if (raft_state(r) != RAFT_LEADER || n->barrier_inflight ||
+        n->barrier_term == r->current_term) {
+        return;
+    }
+    n->ready_barrier.data = n;
+    n->barrier_term = r->current_term;
+    int rv = raft_barrier(r, &n->ready_barrier, ready_barrier_cb);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s: readiness barrier in term %llu: %s", n->label,
+               (unsigned long long)r->current_term, raft_strerror(rv));
+        n->barrier_term = 0;
+        return;
+    }
+    n->barrier_inflight = true;
+}
+
+/*
+ * libraft 0.15 has no state-change callback, so this timer compares role,
+ * leader, term and readiness with what was last reported.
+ */
+static void poll_cb(uv_timer_t *timer)
+{
+    struct rq_node *n = timer->data;
+    struct rq_node_info now;
+
+    if (n->closing) {
+        return;
+    }
+    maybe_issue_barrier(n);
+    rq_node_info(n, &now);
+    if (now.role == n->last.role && now.leader_id == n->last.leader_id &&
+        now.term == n->last.term && now.ready == n->last.ready) {
+        return;
+    }
+    log_change(n, &n->last, &now);
+    n->last = now;
+    if (n->change_cb != NULL) {
+        /* Last: the callback may close the node. */
+        n->change_cb(n->change_data, &now);
+    }
+}
+
+int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
+                const struct rq_node_config *cfg, const struct rq_fsm_ops *ops,
+                void *fsm_data, struct rq_node **out, char *why, size_t whyn)
+{
+    struct rq_node *n;
+    int rv;
+
+    if (cfg->id == 0 || cfg->address == NULL || cfg->dir == NULL) {
+        snprintf(why, whyn, "node needs a non-zero id, an address and a dir");
+        return RQ_INVALID;
+    }
+    unsigned election = cfg->election_timeout_ms != 0
+                            ? cfg->election_timeout_ms
+                            : DEFAULT_ELECTION_TIMEOUT_MS;
+    unsigned heartbeat = cfg->heartbeat_timeout_ms != 0
+                             ? cfg->heartbeat_timeout_ms
+                             : DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    if (heartbeat >= election) {
+        /* raft_start() asserts this. */
+        snprintf(why, whyn,
+                 "heartbeat timeout %u ms must be below election timeout %u ms",
+                 heartbeat, election);
+        return RQ_INVALID;
+    }
+    rv = mkdir_p(cfg->dir, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+
+    n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    n->loop = loop;
+    n->transport = t;
+    n->poll_ms = cfg->poll_ms != 0 ? cfg->poll_ms : DEFAULT_POLL_MS;
+    label_from_dir(cfg->dir, n->label, sizeof n->label);
+
+    rv = raft_uv_init(&n->io, loop, cfg->dir, t);
+    if (rv != 0) {
+        snprintf(why, whyn, "raft_uv_init %s: %s", cfg->dir, n->io.errmsg);
+        rv = rv == RAFT_NOMEM ? RQ_NOMEM : RQ_IO;
+        goto err_after_alloc;
+    }
+    raft_uv_set_segment_size(&n->io, cfg->segment_size != 0
+                                         ? cfg->segment_size
+                                         : DEFAULT_SEGMENT_SIZE);
+    raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
+
+    rq_fsm_adapter_init(&n->fsm, ops, fsm_data);
+    rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, cfg->id, cfg->address);
+    if (rv != 0) {
+        snprintf(why, whyn, "raft_init %s: %s", cfg->dir,
+                 raft_errmsg(&n->raft));
+        rv = rv == RAFT_NOMEM ? RQ_NOMEM : RQ_IO;
+        goto err_after_uv_init;
+    }
+    rq_fsm_adapter_bind(&n->fsm, &n->raft);
+    n->raft.data = n;
+    n->raft.tracer = rq_log_raft_tracer();
+    raft_set_election_timeout(&n->raft, election);
+    raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold != 0
+                                              ? cfg->snapshot_threshold
+                                              : DEFAULT_SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing != 0
+                                             ? cfg->snapshot_trailing
+                                             : DEFAULT_SNAPSHOT_TRAILING);
+    raft_set_pre_vote(&n->raft, cfg->pre_vote);
+
+    /* From here on only rq_node_close() can undo raft_init(), so the timer,
+     * which cannot fail to initialize, comes last. */
+    uv_timer_init(loop, &n->poll);
+    n->poll.data = n;
+    *out = n;
+    return 0;
+
+err_after_uv_init:
+    /* raft_init() failed before raft_uv started anything asynchronous. */
+    raft_uv_close(&n->io);
+err_after_alloc:
+    free(n);
+    return rv;
+}
+
+int rq_node_bootstrap(struct rq_node *n, const struct rq_peer *peers,
+                      size_t n_peers, char *why, size_t whyn)
+{
+    struct raft_configuration conf;
+    int rv;
+
+    if (n_peers == 0) {
+        snprintf(why, whyn, "bootstrap needs at least one voter");
+        return RQ_INVALID;
+    }
+    raft_configuration_init(&conf);
+    for (size_t i = 0; i < n_peers; i++) {
+        rv = raft_configuration_add(&conf, peers[i].id, peers[i].address,
+                                    RAFT_VOTER);
+        if (rv != 0) {
+            snprintf(why, whyn, "bootstrap peer %llu (%s): %s",
+                     (unsigned long long)peers[i].id, peers[i].address,
+                     raft_strerror(rv));
+            rv = rv == RAFT_NOMEM ? RQ_NOMEM : RQ_INVALID;
+            goto err_after_conf_init;
+        }
+    }
+    rv = raft_bootstrap(&n->raft, &conf);
+    if (rv == RAFT_CANTBOOTSTRAP) {
+        rq_log(RQ_INFO, "%s: already bootstrapped", n->label);
+        rv = 0;
+    } else if (rv != 0) {
+        snprintf(why, whyn, "bootstrap: %s (%s)", raft_strerror(rv),
+                 n->io.errmsg);
+        rv = RQ_RAFT;
+    }
+
+err_after_conf_init:
+    raft_configuration_close(&conf);
+    return rv;
+}
+
+int rq_node_start(struct rq_node *n, char *why, size_t whyn)
+{
+    if (n->started || n->closing) {
+        snprintf(why, whyn, "node already started or closing");
+        return RQ_INVALID;
+    }
+    int rv = raft_start(&n->raft);
+    if (rv != 0) {
+        /* The detail is in whichever layer failed. */
+        const char *detail = raft_errmsg(&n->raft);
+        if (detail[0] == '\0') {
+            detail = n->io.errmsg;
+        }
+        if (detail[0] == '\0') {
+            detail = n->transport->errmsg;
+        }
+        if (detail[0] == '\0') {
+            /* raft_uv reports a failed listen() with no message. */
+            detail = "no detail; could the transport not listen?";
+        }
+        snprintf(why, whyn, "start %s at %s: %s (%s)", n->label,
+                 n->raft.address, raft_strerror(rv), detail);
+        return RQ_RAFT;
+    }
+    n->started = true;
+    uv_timer_start(&n->poll, poll_cb, n->poll_ms, n->poll_ms);
+    return 0;
+}
+
+void rq_node_on_change(struct rq_node *n, rq_node_change_cb cb, void *data)
+{
+    n->change_cb = cb;
+    n->change_data = data;
+}
+
+struct raft *rq_node_raft(struct rq_node *n)
+{
+    return &n->raft;
+}
+
+static struct request *request_new(struct rq_node *n, rq_node_done_cb cb,
+                                   void *data)
+{
+    struct request *req = calloc(1, sizeof *req);
+    if (req == NULL) {
+        return NULL; /* UNTESTED: ENOMEM only. */
+    }
+    req->node = n;
+    req->cb = cb;
+    req->data = data;
+    req->next = n->requests;
+    if (n->requests != NULL) {
+        n->requests->prev = req;
+    }
+    n->requests = req;
+    return req;
+}
+
+static void request_unlink(struct request *req)
+{
+    struct rq_node *n = req->node;
+    if (req->prev != NULL) {
+        req->prev->next = req->next;
+    } else {
+        n->requests = req->next;
+    }
+    if (req->next != NULL) {
+        req->next->prev = req->prev;
+    }
+}
+
+/* Unlinks and frees @req, then runs its callback with @status. */
+static void request_done(struct request *req, int status)
+{
+    rq_node_done_cb cb = req->cb;
+    void *data = req->data;
+    request_unlink(req);
+    free(req);
+    cb(data, status);
+}
+
+static void apply_cb(struct raft_apply *r, int status, void *result)
+{
+    (void)result;
+    struct request *req = r->data;
+    request_done(req, status_from_raft(req->node, status));
+}
+
+static void barrier_cb(struct raft_barrier *r, int status)
+{
+    struct request *req = r->data;
+    request_done(req, status_from_raft(req->node, status));
+}
+
+int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
+                  rq_node_done_cb cb, void *data)
+{
+    struct raft_buffer buf;
+    struct request *req;
+    int rv;
+
+    if (n->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!rq_node_ready(n)) {
+        return RQ_NOTLEADER;
+    }
+    rv = rq_entry_encode(payload, len, &buf);
+    if (rv != 0) {
+        return rv;
+    }
+    req = request_new(n, cb, data);
+    if (req == NULL) {
+        rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        goto err_after_encode;
+    }
+    req->req.apply.data = req;
+    rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s: raft_apply: %s", n->label, raft_strerror(rv));
+        rv = error_from_raft(rv);
+        goto err_after_request;
+    }
+    /* raft owns buf.base now. */
+    return 0;
+
+err_after_request:
+    request_unlink(req);
+    free(req);
+err_after_encode:
+    /* raft_apply() leaves the buffer to us when it fails. */
+    raft_free(buf.base);
+    return rv;
+}
+
+int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
+{
+    struct request *req;
+    int rv;
+
+    if (n->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!rq_node_ready(n)) {
+        return RQ_NOTLEADER;
+    }
+    req = request_new(n, cb, data);
+    if (req == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    req->req.barrier.data = req;
+    rv = raft_barrier(&n->raft, &req->req.barrier, barrier_cb);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s: raft_barrier: %s", n->label, raft_strerror(rv));
+        request_unlink(req);
+        free(req);
+        return error_from_raft(rv);
+    }
+    return 0;
+}
+
+/* Frees the node once raft and the poll timer have both closed. */
+static void maybe_finish_close(struct rq_node *n)
+{
+    assert(n->closes_pending > 0);
+    if (--n->closes_pending > 0) {
+        return;
+    }
+    /* raft_close() fails every request raft holds, so none should remain;
+     * any that did is answered here, raft having let go of it. */
+    while (n->requests != NULL) {
+        request_done(n->requests, RQ_SHUTDOWN);
+    }
+    void (*cb)(void *) = n->close_cb;
+    void *data = n->close_data;
+    free(n);
+    if (cb != NULL) {
+        cb(data);
+    }
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    struct rq_node *n = r->data;
+    /* raft_uv has closed (src/uv.c fires this from its close callback); all
+     * that is left is to free its object. */
+    raft_uv_close(&n->io);
+    maybe_finish_close(n);
+}
+
+static void on_poll_closed(uv_handle_t *handle)
+{
+    maybe_finish_close(handle->data);
+}
+
+void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data)
+{
+    assert(!n->closing);
+    n->closing = true;
+    n->close_cb = cb;
+    n->close_data = data;
+    n->closes_pending = 2;
+    uv_close((uv_handle_t *)&n->poll, on_poll_closed);
+    rq_log(RQ_DEBUG, "%s: closing", n->label);
+    raft_close(&n->raft, on_raft_closed);
+}
