@@ -16,7 +16,7 @@
 
 struct rq_idmap_slot {
     uint64_t key;
-    void* value;
+    void *value;
 };
 
 /* The splitmix64 finalizer: consecutive ids land far apart. */
@@ -30,26 +30,26 @@ static size_t hash(uint64_t key, size_t cap)
     return (size_t)key & (cap - 1);
 }
 
-void rq_idmap_init(struct rq_idmap* m)
+void rq_idmap_init(struct rq_idmap *m)
 {
     m->slots = NULL;
     m->cap = 0;
     m->count = 0;
 }
 
-void rq_idmap_close(struct rq_idmap* m)
+void rq_idmap_close(struct rq_idmap *m)
 {
     free(m->slots);
     rq_idmap_init(m);
 }
 
-static struct rq_idmap_slot* find(const struct rq_idmap* m, uint64_t key)
+static struct rq_idmap_slot *find(const struct rq_idmap *m, uint64_t key)
 {
     if (m->cap == 0) {
         return NULL;
     }
     for (size_t i = hash(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
-        struct rq_idmap_slot* s = &m->slots[i];
+        struct rq_idmap_slot *s = &m->slots[i];
         if (s->value == NULL) {
             return NULL;
         }
@@ -59,17 +59,15 @@ static struct rq_idmap_slot* find(const struct rq_idmap* m, uint64_t key)
     }
 }
 
-void* rq_idmap_get(const struct rq_idmap* m, uint64_t key)
+void *rq_idmap_get(const struct rq_idmap *m, uint64_t key)
 {
-    struct rq_idmap_slot* s = find(m, key);
+    struct rq_idmap_slot *s = find(m, key);
     return s != NULL ? s->value : NULL;
 }
 
 /* Places an entry known to be absent into a table with room. */
-static void insert(struct rq_idmap_slot* slots,
-                   size_t cap,
-                   uint64_t key,
-                   void* value)
+static void insert(struct rq_idmap_slot *slots, size_t cap, uint64_t key,
+                   void *value)
 {
     size_t i = hash(key, cap);
     while (slots[i].value != NULL) {
@@ -79,10 +77,10 @@ static void insert(struct rq_idmap_slot* slots,
     slots[i].value = value;
 }
 
-static int grow(struct rq_idmap* m)
+static int grow(struct rq_idmap *m)
 {
     size_t cap = m->cap == 0 ? MIN_CAP : m->cap * 2;
-    struct rq_idmap_slot* slots = calloc(cap, sizeof *slots);
+    struct rq_idmap_slot *slots = calloc(cap, sizeof *slots);
     if (slots == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
@@ -97,7 +95,7 @@ static int grow(struct rq_idmap* m)
     return 0;
 }
 
-int rq_idmap_put(struct rq_idmap* m, uint64_t key, void* value)
+int rq_idmap_put(struct rq_idmap *m, uint64_t key, void *value)
 {
     assert(value != NULL);
     if (find(m, key) != NULL) {
@@ -114,13 +112,13 @@ int rq_idmap_put(struct rq_idmap* m, uint64_t key, void* value)
     return 0;
 }
 
-void* rq_idmap_del(struct rq_idmap* m, uint64_t key)
+void *rq_idmap_del(struct rq_idmap *m, uint64_t key)
 {
-    struct rq_idmap_slot* s = find(m, key);
+    struct rq_idmap_slot *s = find(m, key);
     if (s == NULL) {
         return NULL;
     }
-    void* value = s->value;
+    void *value = s->value;
     size_t mask = m->cap - 1;
     size_t hole = (size_t)(s - m->slots);
 

@@ -13,22 +13,22 @@
 struct rq_idmap_slot;
 
 struct rq_idmap {
-    struct rq_idmap_slot* slots; /* Heap, owned; NULL while empty. */
+    struct rq_idmap_slot *slots; /* Heap, owned; NULL while empty. */
     size_t cap;                  /* A power of two, or 0. */
     size_t count;
 };
 
-void rq_idmap_init(struct rq_idmap* m);
+void rq_idmap_init(struct rq_idmap *m);
 /* Frees the table, not the values. */
-void rq_idmap_close(struct rq_idmap* m);
+void rq_idmap_close(struct rq_idmap *m);
 
 /* The value stored under @key, or NULL. */
-void* rq_idmap_get(const struct rq_idmap* m, uint64_t key);
+void *rq_idmap_get(const struct rq_idmap *m, uint64_t key);
 
 /* Stores @value (not NULL) under @key: 0, RQ_EXISTS or RQ_NOMEM. */
-int rq_idmap_put(struct rq_idmap* m, uint64_t key, void* value);
+int rq_idmap_put(struct rq_idmap *m, uint64_t key, void *value);
 
 /* Removes @key and returns its value, or NULL if it was absent. */
-void* rq_idmap_del(struct rq_idmap* m, uint64_t key);
+void *rq_idmap_del(struct rq_idmap *m, uint64_t key);
 
 #endif /* RQ_IDMAP_H */

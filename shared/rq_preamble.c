@@ -35,17 +35,16 @@ _Static_assert(SHA256_DIGEST_SIZE == RQ_PREAMBLE_MAC,
 
 static const char key_label[] = "raftq-cluster-key-v1";
 
-void rq_cluster_key_derive(struct rq_cluster_key* k, const char* secret)
+void rq_cluster_key_derive(struct rq_cluster_key *k, const char *secret)
 {
     struct sha256_ctx ctx;
     sha256_init(&ctx);
-    sha256_update(&ctx, sizeof key_label - 1, (const uint8_t*)key_label);
-    sha256_update(&ctx, strlen(secret), (const uint8_t*)secret);
+    sha256_update(&ctx, sizeof key_label - 1, (const uint8_t *)key_label);
+    sha256_update(&ctx, strlen(secret), (const uint8_t *)secret);
     sha256_digest(&ctx, sizeof k->key, k->key);
 }
 
-static void compute_mac(const uint8_t* msg,
-                        const struct rq_cluster_key* k,
+static void compute_mac(const uint8_t *msg, const struct rq_cluster_key *k,
                         uint8_t mac[RQ_PREAMBLE_MAC])
 {
     struct hmac_sha256_ctx ctx;
@@ -64,8 +63,8 @@ static bool printable(uint8_t c)
     return c >= 0x20 && c <= 0x7e;
 }
 
-int rq_preamble_encode(const struct rq_preamble* p,
-                       const struct rq_cluster_key* k,
+int rq_preamble_encode(const struct rq_preamble *p,
+                       const struct rq_cluster_key *k,
                        uint8_t out[RQ_PREAMBLE_SIZE])
 {
     size_t n = strnlen(p->address, RQ_PREAMBLE_ADDR);
@@ -91,10 +90,10 @@ int rq_preamble_encode(const struct rq_preamble* p,
     return 0;
 }
 
-static int fail(int rv, char* why, size_t whyn, const char* fmt, ...)
+static int fail(int rv, char *why, size_t whyn, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int fail(int rv, char* why, size_t whyn, const char* fmt, ...)
+static int fail(int rv, char *why, size_t whyn, const char *fmt, ...)
 {
     if (why != NULL && whyn > 0) {
         va_list ap;
@@ -107,7 +106,7 @@ static int fail(int rv, char* why, size_t whyn, const char* fmt, ...)
 
 /* The address field must be printable ASCII, then at least one NUL, then
  * nothing but NULs, so two encodings of one address are byte-identical. */
-static int check_address(const uint8_t* a, char* why, size_t whyn)
+static int check_address(const uint8_t *a, char *why, size_t whyn)
 {
     size_t i = 0;
     while (i < RQ_PREAMBLE_ADDR && a[i] != 0) {
@@ -130,10 +129,8 @@ static int check_address(const uint8_t* a, char* why, size_t whyn)
 }
 
 int rq_preamble_decode(const uint8_t in[RQ_PREAMBLE_SIZE],
-                       const struct rq_cluster_key* k,
-                       struct rq_preamble* out,
-                       char* why,
-                       size_t whyn)
+                       const struct rq_cluster_key *k, struct rq_preamble *out,
+                       char *why, size_t whyn)
 {
     uint8_t mac[RQ_PREAMBLE_MAC];
     uint32_t magic = rq_wire_u32_at(in + OFF_MAGIC);

@@ -408,11 +408,16 @@ static void rogue_start(struct cluster *c, struct rogue *r, int port,
 
 #define N_ROGUES 5
 
+struct rogues {
+    struct rogue *r;
+    int n;
+};
+
 static bool rogues_closed(void *arg)
 {
-    struct rogue *r = arg;
-    for (int i = 0; i < N_ROGUES; i++) {
-        if (!r[i].closed) {
+    struct rogues *rs = arg;
+    for (int i = 0; i < rs->n; i++) {
+        if (!rs->r[i].closed) {
             return false;
         }
     }
@@ -485,7 +490,8 @@ static void test_mux_strangers_rejected_groups_keep_working(void **state)
     preamble_for(buf, SECRET, CLUSTER_ID, 1);
     rogue_start(c, &rogues[4], BASE_PORT, buf, sizeof buf / 2);
 
-    assert_true(run_until(c, rogues_closed, rogues, 5000));
+    struct rogues rs = {rogues, N_ROGUES};
+    assert_true(run_until(c, rogues_closed, &rs, 5000));
     for (int i = 0; i < N_ROGUES; i++) {
         assert_true(rogues[i].eof);
     }
@@ -510,6 +516,29 @@ static void test_mux_rejects_duplicate_group_and_busy_port(void **state)
     };
 
     assert_int_equal(rq_mux_transport_init(c->mux[0], 1, &t), RQ_EXISTS);
+
+    /* Thousands of groups: registered, found, and released in a scattered
+     * order. */
+    enum { MANY = 5000 };
+    struct raft_uv_transport *many = calloc(MANY, sizeof *many);
+    struct rq_mux_stats st;
+    assert_non_null(many);
+    for (unsigned i = 0; i < MANY; i++) {
+        assert_int_equal(rq_mux_transport_init(c->mux[1], 1000 + i, &many[i]),
+                         0);
+    }
+    rq_mux_stats(c->mux[1], &st);
+    assert_int_equal(st.groups, MANY + N_GROUPS);
+    for (unsigned i = 0; i < MANY; i += 7) {
+        assert_int_equal(rq_mux_transport_init(c->mux[1], 1000 + i, &t),
+                         RQ_EXISTS);
+    }
+    for (unsigned k = 0; k < MANY; k++) {
+        rq_mux_transport_close(&many[(k * 2003) % MANY]);
+    }
+    rq_mux_stats(c->mux[1], &st);
+    assert_int_equal(st.groups, N_GROUPS);
+    free(many);
     assert_int_equal(rq_mux_new(&c->loop, &cfg, &m, why, sizeof why), RQ_IO);
     assert_non_null(strstr(why, c->address[0]));
     assert_non_null(strstr(why, "in use"));
@@ -559,6 +588,11 @@ static void dial_close(struct dial *d)
     }
 }
 
+static bool one_rpc_stream(void *arg)
+{
+    return ((struct cluster *)arg)->rpc_streams == 1;
+}
+
 static bool two_rpc_streams(void *arg)
 {
     return ((struct cluster *)arg)->rpc_streams == 2;
@@ -600,30 +634,17 @@ static void test_mux_connect_rpc_by_name_and_refused(void **state)
                      RQ_INVALID);
 }
 
+static int blackhole_open(struct cluster *c, int port, struct dial *filler);
+
 static void test_mux_connect_times_out_and_cancels(void **state)
 {
     struct cluster *c = *state;
     struct dial first, second, third;
-    struct sockaddr_in addr;
     char address[64];
-    int one = 1;
     int port = BASE_PORT + 20;
+    int fd = blackhole_open(c, port, &first);
 
-    /* A listener with a backlog of zero that never accepts: once one
-     * connection fills its queue, the kernel drops further SYNs, which is
-     * what a firewalled peer looks like. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    uv_ip4_addr("127.0.0.1", port, &addr);
-    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    assert_int_equal(listen(fd, 0), 0);
     snprintf(address, sizeof address, "127.0.0.1:%d", port);
-
-    dial(c, &first, RQ_STREAM_RPC, address);
-    assert_true(run_until(c, dial_done, &first, 5000));
-    assert_int_equal(first.status, 0);
-
     uv_update_time(&c->loop);
     uint64_t start = uv_now(&c->loop);
     dial(c, &second, RQ_STREAM_RPC, address);
@@ -674,6 +695,7 @@ static void test_mux_ipv6(void **state)
     dial(c, &d, RQ_STREAM_RPC, address);
     assert_true(run_until(c, dial_done, &d, 5000));
     assert_int_equal(d.status, 0);
+    assert_true(run_until(c, one_rpc_stream, c, 5000));
     dial_close(&d);
 
     /* Closing the mux with a connect in flight cancels it. */
@@ -687,6 +709,185 @@ static void test_mux_ipv6(void **state)
     assert_true(run_until(c, dial_done, &d, 5000));
     assert_int_equal(d.status, RQ_CANCELED);
     assert_true(run_until(c, flag_set, &closed, 5000));
+}
+
+/* ---- Transport close and log rate limiting ---- */
+
+/* Opens a listener on @port that never accepts and has a backlog of zero,
+ * and fills that backlog with one connection: further SYNs are dropped,
+ * which is what a firewalled peer looks like. Returns the socket. */
+static int blackhole_open(struct cluster *c, int port, struct dial *filler)
+{
+    struct sockaddr_in addr;
+    char address[64];
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    uv_ip4_addr("127.0.0.1", port, &addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    dial(c, filler, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, filler, 5000));
+    assert_int_equal(filler->status, 0);
+    return fd;
+}
+
+struct transport_events {
+    unsigned seq;
+    unsigned connect_seq;
+    int connect_status;
+    uv_stream_t *connect_stream;
+    unsigned closed_seq;
+};
+
+static struct transport_events tev;
+
+static void on_raft_connect(struct raft_uv_connect *req, uv_stream_t *stream,
+                            int status)
+{
+    (void)req;
+    assert_int_equal(tev.connect_seq, 0);
+    tev.connect_seq = ++tev.seq;
+    tev.connect_status = status;
+    tev.connect_stream = stream;
+}
+
+static void on_transport_closed(struct raft_uv_transport *t)
+{
+    (void)t;
+    assert_int_equal(tev.closed_seq, 0);
+    tev.closed_seq = ++tev.seq;
+}
+
+static void on_accept_unexpected(struct raft_uv_transport *t, raft_id id,
+                                 const char *address, uv_stream_t *stream)
+{
+    (void)t;
+    (void)id;
+    (void)address;
+    (void)stream;
+    fail_msg("a closed transport accepted a stream");
+}
+
+static bool transport_closed(void *arg)
+{
+    (void)arg;
+    return tev.closed_seq != 0;
+}
+
+/* A condition that never holds: run_until(c, never, ...) runs the loop for
+ * the given time. */
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void test_mux_transport_close_cancels_connects(void **state)
+{
+    struct cluster *c = *state;
+    struct raft_uv_transport t, again;
+    struct raft_uv_connect req;
+    struct dial filler;
+    char address[64];
+    int port = BASE_PORT + 21;
+    int fd = blackhole_open(c, port, &filler);
+
+    memset(&tev, 0, sizeof tev);
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 50, &t), 0);
+    assert_int_equal(t.init(&t, 1, c->address[0]), 0);
+    assert_int_equal(t.listen(&t, on_accept_unexpected), 0);
+    assert_int_equal(t.connect(&t, &req, 2, address, on_raft_connect), 0);
+    /* Let the SYN go out and vanish. */
+    run_until(c, never, NULL, 100);
+    assert_int_equal(tev.connect_seq, 0);
+
+    t.close(&t, on_transport_closed);
+    assert_int_equal(tev.seq, 0); /* Nothing from inside close(). */
+    /* The group's id is free again at once. */
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 50, &again), 0);
+    assert_true(run_until(c, transport_closed, NULL, 5000));
+    assert_int_equal(tev.connect_seq, 1);
+    assert_int_equal(tev.connect_status, RAFT_CANCELED);
+    assert_null(tev.connect_stream);
+    assert_int_equal(tev.closed_seq, 2);
+    rq_mux_transport_close(&t);
+    rq_mux_transport_close(&again);
+
+    /* A transport with nothing in flight still closes asynchronously. */
+    memset(&tev, 0, sizeof tev);
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 51, &t), 0);
+    assert_int_equal(t.init(&t, 1, c->address[0]), 0);
+    t.close(&t, on_transport_closed);
+    assert_int_equal(tev.seq, 0);
+    assert_true(run_until(c, transport_closed, NULL, 5000));
+    rq_mux_transport_close(&t);
+
+    dial_close(&filler);
+    close(fd);
+}
+
+/* Counts the lines of @path that contain @needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    char line[1024];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strstr(line, needle) != NULL) {
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_mux_reject_logs_are_rate_limited(void **state)
+{
+    struct cluster *c = *state;
+    enum { N = 30 };
+    static struct rogue rogues[N + 1];
+    struct rogues rs = {rogues, N};
+    uint8_t junk[RQ_PREAMBLE_SIZE];
+    char path[] = "/tmp/rq-mux-log-XXXXXX";
+    struct rq_mux_stats before, after;
+
+    memset(junk, 'J', sizeof junk);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+
+    rq_mux_stats(c->mux[1], &before);
+    for (int i = 0; i < N; i++) {
+        rogue_start(c, &rogues[i], BASE_PORT + 1, junk, sizeof junk);
+    }
+    bool all = run_until(c, rogues_closed, &rs, 5000);
+    /* The limiter's interval passes; the next line reports the rest. */
+    run_until(c, never, NULL, 1100);
+    rogue_start(c, &rogues[N], BASE_PORT + 1, junk, sizeof junk);
+    rs.r = &rogues[N];
+    rs.n = 1;
+    bool last = run_until(c, rogues_closed, &rs, 5000);
+    rq_mux_stats(c->mux[1], &after);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    assert_true(all);
+    assert_true(last);
+    assert_int_equal(after.rejected - before.rejected, N + 1);
+    /* 31 rejections within about a second: two lines, not 31. */
+    assert_int_equal(count_lines(path, "malformed preamble"), 2);
+    assert_int_equal(count_lines(path, "more suppressed"), 1);
+    unlink(path);
 }
 
 int main(void)
@@ -708,6 +909,11 @@ int main(void)
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_mux_ipv6, cluster_setup,
                                         cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_transport_close_cancels_connects, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_mux_reject_logs_are_rate_limited,
+                                        cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests_name("mux", tests, NULL, NULL);
 }

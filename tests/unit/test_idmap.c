@@ -14,7 +14,7 @@
 #include "rq_err.h"
 #include "rq_idmap.h"
 
-static void test_idmap_put_get_del(void** state)
+static void test_idmap_put_get_del(void **state)
 {
     (void)state;
     struct rq_idmap m;
@@ -36,7 +36,7 @@ static void test_idmap_put_get_del(void** state)
     rq_idmap_close(&m); /* Closing twice is harmless. */
 }
 
-static uint64_t next_random(uint64_t* s)
+static uint64_t next_random(uint64_t *s)
 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -44,7 +44,7 @@ static uint64_t next_random(uint64_t* s)
     return *s;
 }
 
-static void test_idmap_random_ops_match_reference(void** state)
+static void test_idmap_random_ops_match_reference(void **state)
 {
     (void)state;
     enum { KEYS = 3000, OPS = 200000 };
@@ -69,7 +69,7 @@ static void test_idmap_random_ops_match_reference(void** state)
                 count++;
             }
         } else {
-            void* v = rq_idmap_del(&m, key);
+            void *v = rq_idmap_del(&m, key);
             assert_ptr_equal(v, present[k] ? &values[k] : NULL);
             if (present[k]) {
                 present[k] = 0;

@@ -18,7 +18,7 @@
 
 #define SECRET "correct horse battery staple"
 
-static void sample(struct rq_preamble* p)
+static void sample(struct rq_preamble *p)
 {
     memset(p, 0, sizeof *p);
     p->version = RQ_PREAMBLE_VERSION;
@@ -32,7 +32,7 @@ static void sample(struct rq_preamble* p)
 
 /* Recomputes the MAC of @buf after a test edited its fields, so that the
  * decoder's field checks, not the MAC, are what reject it. */
-static void remac(uint8_t buf[RQ_PREAMBLE_SIZE], const struct rq_cluster_key* k)
+static void remac(uint8_t buf[RQ_PREAMBLE_SIZE], const struct rq_cluster_key *k)
 {
     struct hmac_sha256_ctx ctx;
     const size_t body = RQ_PREAMBLE_SIZE - RQ_PREAMBLE_MAC;
@@ -41,7 +41,7 @@ static void remac(uint8_t buf[RQ_PREAMBLE_SIZE], const struct rq_cluster_key* k)
     hmac_sha256_digest(&ctx, RQ_PREAMBLE_MAC, buf + body);
 }
 
-static void test_preamble_roundtrip(void** state)
+static void test_preamble_roundtrip(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
@@ -55,7 +55,7 @@ static void test_preamble_roundtrip(void** state)
     /* Little-endian "RQMX" at the front, the address at byte 40. */
     assert_memory_equal(buf, "RQMX", 4);
     assert_int_equal(buf[8], 0x88);
-    assert_string_equal((const char*)buf + 40, in.address);
+    assert_string_equal((const char *)buf + 40, in.address);
 
     memset(&out, 0xff, sizeof out);
     assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why), 0);
@@ -81,7 +81,7 @@ static void test_preamble_roundtrip(void** state)
     assert_string_equal(out.address, "");
 }
 
-static void test_preamble_key_depends_on_secret(void** state)
+static void test_preamble_key_depends_on_secret(void **state)
 {
     (void)state;
     struct rq_cluster_key a, b, c;
@@ -92,7 +92,7 @@ static void test_preamble_key_depends_on_secret(void** state)
     assert_memory_not_equal(a.key, c.key, sizeof a.key);
 }
 
-static void test_preamble_wrong_key_is_auth_error(void** state)
+static void test_preamble_wrong_key_is_auth_error(void **state)
 {
     (void)state;
     struct rq_cluster_key k, other;
@@ -109,7 +109,7 @@ static void test_preamble_wrong_key_is_auth_error(void** state)
     assert_non_null(strstr(why, "MAC"));
 }
 
-static void test_preamble_every_bit_flip_and_truncation_rejected(void** state)
+static void test_preamble_every_bit_flip_and_truncation_rejected(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
@@ -146,7 +146,7 @@ static void test_preamble_every_bit_flip_and_truncation_rejected(void** state)
     }
 }
 
-static void test_preamble_bad_fields_are_malformed(void** state)
+static void test_preamble_bad_fields_are_malformed(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
@@ -184,7 +184,7 @@ static void test_preamble_bad_fields_are_malformed(void** state)
     }
 }
 
-static void test_preamble_bad_address_is_malformed(void** state)
+static void test_preamble_bad_address_is_malformed(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
@@ -225,7 +225,7 @@ static void test_preamble_bad_address_is_malformed(void** state)
     assert_non_null(strstr(why, "padding"));
 }
 
-static void test_preamble_encode_refuses_bad_address(void** state)
+static void test_preamble_encode_refuses_bad_address(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
@@ -244,7 +244,7 @@ static void test_preamble_encode_refuses_bad_address(void** state)
 }
 
 /* A small deterministic generator so a failure can be replayed. */
-static uint64_t next_random(uint64_t* s)
+static uint64_t next_random(uint64_t *s)
 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -252,7 +252,7 @@ static uint64_t next_random(uint64_t* s)
     return *s;
 }
 
-static void test_preamble_random_bytes_never_accepted(void** state)
+static void test_preamble_random_bytes_never_accepted(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
