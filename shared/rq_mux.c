@@ -227,6 +227,17 @@ static int split_address(const char *address, char host[HOST_MAX],
     return 0;
 }
 
+/* Whether @s may travel in a preamble's address field. */
+static bool printable(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s < 0x20 || *s > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void peer_name(uv_tcp_t *tcp, char *out, size_t n)
 {
     struct sockaddr_storage ss;
@@ -321,8 +332,7 @@ static void incoming_unlink(struct incoming *in)
     in->m->n_incoming--;
 }
 
-/* Closes @in, counting it as rejected (unless the mux is closing) and
- * logging @reason. */
+/* Closes @in, counting it as rejected and logging @reason. */
 static void incoming_reject(struct incoming *in, enum reject_reason reason,
                             const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -488,7 +498,7 @@ static void on_connection(uv_stream_t *server, int status)
     in->got = 0;
     in->since_ms = uv_now(m->loop);
     rv = uv_tcp_init(m->loop, in->tcp);
-    assert(rv == 0); /* It only allocates nothing and cannot fail. */
+    assert(rv == 0); /* Without a socket yet, it cannot fail. */
     in->tcp->data = in;
     rq_list_push(&m->incoming, &in->link);
     m->n_incoming++;
@@ -807,10 +817,17 @@ static int transport_init(struct raft_uv_transport *t, raft_id id,
 {
     struct group *g = t->impl;
     size_t n = strlen(address);
+    /* The address travels in every preamble of the group: check it once
+     * here rather than fail every connect. */
     if (n >= sizeof g->address) {
         snprintf(t->errmsg, sizeof t->errmsg,
                  "address \"%.40s...\" longer than %d characters", address,
                  RQ_PREAMBLE_ADDR - 1);
+        return RAFT_INVALID;
+    }
+    if (!printable(address)) {
+        snprintf(t->errmsg, sizeof t->errmsg,
+                 "address has a non-printable byte");
         return RAFT_INVALID;
     }
     g->id = id;
@@ -976,8 +993,10 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
         return RQ_INVALID;
     }
     advertise = cfg->advertise != NULL ? cfg->advertise : cfg->bind_address;
-    if (strlen(advertise) >= RQ_PREAMBLE_ADDR) {
-        set_why(why, whyn, "address \"%s\" is longer than %d characters",
+    if (strlen(advertise) >= RQ_PREAMBLE_ADDR || !printable(advertise)) {
+        set_why(why, whyn,
+                "address \"%.80s\" is not printable or longer than %d "
+                "characters",
                 advertise, RQ_PREAMBLE_ADDR - 1);
         return RQ_INVALID;
     }

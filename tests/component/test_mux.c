@@ -517,6 +517,15 @@ static void test_mux_rejects_duplicate_group_and_busy_port(void **state)
 
     assert_int_equal(rq_mux_transport_init(c->mux[0], 1, &t), RQ_EXISTS);
 
+    /* An address that cannot travel in a preamble is refused at init. */
+    char long_address[80];
+    memset(long_address, 'a', 70);
+    strcpy(long_address + 70, ":7001");
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 60, &t), 0);
+    assert_int_equal(t.init(&t, 1, long_address), RAFT_INVALID);
+    assert_int_equal(t.init(&t, 1, "bad\naddress:1"), RAFT_INVALID);
+    rq_mux_transport_close(&t);
+
     /* Thousands of groups: registered, found, and released in a scattered
      * order. */
     enum { MANY = 5000 };
