@@ -893,9 +893,11 @@ static void test_mux_reject_logs_are_rate_limited(void **state)
     assert_true(all);
     assert_true(last);
     assert_int_equal(after.rejected - before.rejected, N + 1);
-    /* 31 rejections within about a second: two lines, not 31. */
-    assert_int_equal(count_lines(path, "malformed preamble"), 2);
-    assert_int_equal(count_lines(path, "more suppressed"), 1);
+    /* 31 rejections within about a second: two lines, not 31 (three if a
+     * very slow machine spread the first burst over the interval). */
+    int lines = count_lines(path, "malformed preamble");
+    assert_true(lines >= 2 && lines <= 3);
+    assert_true(count_lines(path, "more suppressed") >= 1);
     unlink(path);
 }
 
