@@ -31,16 +31,19 @@ struct rq_mux;
 struct rq_mux_config {
     uint64_t cluster_id;
     uint64_t self_id;
-    const char *bind_address; /* "HOST:PORT" to listen on (borrowed). */
-    const char *advertise;    /* Address peers know us by; NULL: bind. */
-    const char *secret;       /* Cluster secret text (borrowed). */
-    unsigned connect_timeout_ms; /* 0: 2000. */
+    const char *bind_address;     /* "HOST:PORT" to listen on (borrowed). */
+    const char *advertise;        /* Address peers know us by; NULL: bind. */
+    const char *secret;           /* Cluster secret text (borrowed). */
+    unsigned connect_timeout_ms;  /* 0: 2000. */
+    unsigned preamble_timeout_ms; /* Incoming preamble deadline; 0: 5000. */
 };
 
 /*
- * Incoming RPC stream. @stream is a malloc'd uv_tcp_t now owned by the
- * callee (close it with uv_close and free it in the close callback).
- * @service is the preamble's group_id.
+ * Incoming RPC stream. @stream is a uv_tcp_t allocated with raft_malloc()
+ * and now owned by the callee (close it with uv_close and raft_free it in
+ * the close callback). @service is the preamble's group_id. Every stream the
+ * mux hands out comes from raft_malloc() because the listener allocates it
+ * before it knows whether raft_uv (which frees with raft_free) will own it.
  */
 typedef void (*rq_mux_rpc_cb)(void *data, uint64_t sender_id,
                               const char *sender_address, uint64_t service,
@@ -68,10 +71,12 @@ void rq_mux_transport_close(struct raft_uv_transport *t);
 
 /*
  * Outgoing stream of @kind to @address with a preamble naming @gid.
- * On success cb gets a malloc'd uv_tcp_t the caller owns (uv_close, then
- * free in the close callback), with the preamble already written; on
- * failure it gets NULL and RQ_CONNECT, RQ_TIMEOUT or RQ_CANCELED.
- * The request lives in @req (caller-allocated) until the callback.
+ * On success cb gets a uv_tcp_t from raft_malloc() the caller owns
+ * (uv_close, then raft_free in the close callback), with the preamble
+ * already written; on failure it gets NULL and RQ_CONNECT, RQ_TIMEOUT or
+ * RQ_CANCELED. The request lives in @req (caller-allocated) until the
+ * callback. Returns 0, or RQ_INVALID (address not "HOST:PORT"),
+ * RQ_SHUTDOWN (mux closing) or RQ_NOMEM, and then never calls @cb.
  */
 struct rq_mux_connect;
 typedef void (*rq_mux_connect_cb)(struct rq_mux_connect *req,
@@ -84,6 +89,10 @@ struct rq_mux_connect {
 int rq_mux_connect(struct rq_mux *m, struct rq_mux_connect *req,
                    enum rq_stream_kind kind, uint64_t gid, const char *address,
                    rq_mux_connect_cb cb);
+
+/* Cancels a pending rq_mux_connect(): its callback still runs, later, with
+ * RQ_CANCELED. A request whose callback has run is left alone. */
+void rq_mux_connect_cancel(struct rq_mux_connect *req);
 
 struct rq_mux_stats {
     uint64_t accepted;     /* Incoming connections handed on. */

@@ -60,8 +60,8 @@ uint64_t rq_rpc_call_sender(const struct rq_rpc_call *call);
 
 /*
  * Calls @method at @address. @body is copied. @cb runs exactly once, never
- * from inside rq_rpc_call(). Returns 0, or RQ_TOOBIG / RQ_SHUTDOWN (then
- * @cb is not called).
+ * from inside rq_rpc_call(). A @timeout_ms of 0 means 5000. Returns 0, or
+ * RQ_TOOBIG / RQ_SHUTDOWN / RQ_NOMEM (then @cb is not called).
  */
 int rq_rpc_call(struct rq_rpc *r, const char *address, uint32_t method,
                 const void *body, size_t len, unsigned timeout_ms,
@@ -70,7 +70,8 @@ int rq_rpc_call(struct rq_rpc *r, const char *address, uint32_t method,
 /*
  * Ends every pending outgoing call with RQ_SHUTDOWN, drops pending incoming
  * calls, closes every connection and frees @r, then calls @cb. Call it
- * before rq_mux_close().
+ * before rq_mux_close(). A dropped incoming call still has to be ended with
+ * rq_rpc_reply(), which then only frees it.
  */
 void rq_rpc_close(struct rq_rpc *r, void (*cb)(void *data), void *data);
 

@@ -1,0 +1,61 @@
+/*
+ * Helpers shared by the component tests: driving one uv loop until a
+ * condition holds or a deadline passes, and temporary directories.
+ */
+#ifndef TESTS_COMPONENT_HARNESS_H
+#define TESTS_COMPONENT_HARNESS_H
+
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef bool (*harness_cond)(void *arg);
+
+static inline void harness_wake(uv_timer_t *t)
+{
+    (void)t; /* Only there to make uv_run() return by the deadline. */
+}
+
+/*
+ * Runs @loop one iteration at a time until @cond(@arg) holds (true) or
+ * @ms milliseconds have passed (false). @wake is an initialized timer of
+ * the caller's that bounds each blocking iteration.
+ */
+static inline bool harness_run_until(uv_loop_t *loop, uv_timer_t *wake,
+                                     harness_cond cond, void *arg, unsigned ms)
+{
+    uv_update_time(loop);
+    uint64_t deadline = uv_now(loop) + ms;
+    bool ok;
+    while (!(ok = cond(arg))) {
+        uv_update_time(loop);
+        uint64_t now = uv_now(loop);
+        if (now >= deadline) {
+            break;
+        }
+        uv_timer_start(wake, harness_wake, deadline - now, 0);
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(wake);
+    return ok;
+}
+
+static inline int harness_rm_entry(const char *path, const struct stat *st,
+                                   int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes @dir and everything under it. */
+static inline void harness_rm_tree(const char *dir)
+{
+    nftw(dir, harness_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+#endif /* TESTS_COMPONENT_HARNESS_H */

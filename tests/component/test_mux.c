@@ -1,0 +1,930 @@
+/*
+ * Component tests of the mux on real loopback sockets: three muxes in one
+ * loop, each hosting two Raft groups over the raw libraft API, and strangers
+ * knocking on their port.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "harness.h"
+#include "rq_err.h"
+#include "rq_mux.h"
+#include "rq_preamble.h"
+
+#define N_NODES 3
+#define N_GROUPS 2
+#define BASE_PORT 21010
+#define CLUSTER_ID 77
+#define SECRET "mux test secret"
+#define ENTRY_LEN 16 /* A multiple of 8, as raft_uv 0.15 needs. */
+
+struct cluster;
+
+struct node {
+    struct cluster *c;
+    uint64_t id;
+    uint64_t gid;
+    struct raft_uv_transport t;
+    struct raft_io io;
+    struct raft raft;
+    struct raft_fsm fsm;
+    bool started;
+    bool closed;
+    unsigned applied;
+    uint8_t last[ENTRY_LEN];
+};
+
+struct cluster {
+    uv_loop_t loop;
+    uv_timer_t wake;
+    char root[64];
+    char address[N_NODES][32];
+    struct rq_mux *mux[N_NODES];
+    bool mux_closed[N_NODES];
+    struct node nodes[N_NODES][N_GROUPS];
+    struct raft_apply apply[N_GROUPS];
+    int apply_status[N_GROUPS];
+    unsigned rpc_streams; /* RPC streams handed to on_rpc_stream. */
+};
+
+static bool run_until(struct cluster *c, harness_cond cond, void *arg,
+                      unsigned ms)
+{
+    return harness_run_until(&c->loop, &c->wake, cond, arg, ms);
+}
+
+/* ---- A trivial state machine: remembers the last entry. ---- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+    struct node *n = fsm->data;
+    assert_int_equal(buf->len, ENTRY_LEN);
+    memcpy(n->last, buf->base, ENTRY_LEN);
+    n->applied++;
+    *result = NULL;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    (void)fsm;
+    (void)bufs;
+    (void)n_bufs;
+    return RAFT_NOTFOUND; /* The threshold is never reached. */
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    (void)fsm;
+    raft_free(buf->base);
+    return 0;
+}
+
+/* ---- Cluster setup and teardown ---- */
+
+static void on_rpc_stream_closed(uv_handle_t *h)
+{
+    raft_free(h);
+}
+
+/* The RPC handler of the mux tests: counts and closes. */
+static void on_rpc_stream(void *data, uint64_t sender, const char *address,
+                          uint64_t service, uv_stream_t *stream)
+{
+    struct cluster *c = data;
+    (void)sender;
+    (void)address;
+    (void)service;
+    c->rpc_streams++;
+    uv_close((uv_handle_t *)stream, on_rpc_stream_closed);
+}
+
+static void node_start(struct cluster *c, int i, int g)
+{
+    struct node *n = &c->nodes[i][g];
+    char dir[128];
+    struct raft_configuration conf;
+
+    n->c = c;
+    n->id = (uint64_t)i + 1;
+    n->gid = (uint64_t)g + 1;
+    snprintf(dir, sizeof dir, "%s/n%d-g%d", c->root, i + 1, g + 1);
+    assert_int_equal(mkdir(dir, 0700), 0);
+
+    assert_int_equal(rq_mux_transport_init(c->mux[i], n->gid, &n->t), 0);
+    assert_int_equal(raft_uv_init(&n->io, &c->loop, dir, &n->t), 0);
+    raft_uv_set_segment_size(&n->io, 64 * 1024);
+    raft_uv_set_connect_retry_delay(&n->io, 100);
+    n->fsm.version = 1;
+    n->fsm.data = n;
+    n->fsm.apply = fsm_apply;
+    n->fsm.snapshot = fsm_snapshot;
+    n->fsm.restore = fsm_restore;
+    assert_int_equal(raft_init(&n->raft, &n->io, &n->fsm, n->id, c->address[i]),
+                     0);
+    n->raft.data = n;
+    raft_set_election_timeout(&n->raft, 300);
+    raft_set_heartbeat_timeout(&n->raft, 50);
+    raft_set_snapshot_threshold(&n->raft, 1000000);
+
+    raft_configuration_init(&conf);
+    for (int j = 0; j < N_NODES; j++) {
+        assert_int_equal(raft_configuration_add(&conf, (raft_id)j + 1,
+                                                c->address[j], RAFT_VOTER),
+                         0);
+    }
+    assert_int_equal(raft_bootstrap(&n->raft, &conf), 0);
+    raft_configuration_close(&conf);
+    assert_int_equal(raft_start(&n->raft), 0);
+    n->started = true;
+}
+
+static int cluster_setup(void **state)
+{
+    struct cluster *c = calloc(1, sizeof *c);
+    char why[128];
+    assert_non_null(c);
+    assert_int_equal(uv_loop_init(&c->loop), 0);
+    uv_timer_init(&c->loop, &c->wake);
+    snprintf(c->root, sizeof c->root, "/tmp/rq-mux-XXXXXX");
+    assert_non_null(mkdtemp(c->root));
+
+    for (int i = 0; i < N_NODES; i++) {
+        struct rq_mux_config cfg = {
+            .cluster_id = CLUSTER_ID,
+            .self_id = (uint64_t)i + 1,
+            .bind_address = c->address[i],
+            .secret = SECRET,
+            .connect_timeout_ms = 1000,
+            .preamble_timeout_ms = 400,
+        };
+        snprintf(c->address[i], sizeof c->address[i], "127.0.0.1:%d",
+                 BASE_PORT + i);
+        assert_int_equal(
+            rq_mux_new(&c->loop, &cfg, &c->mux[i], why, sizeof why), 0);
+        rq_mux_set_rpc_handler(c->mux[i], on_rpc_stream, c);
+    }
+    for (int i = 0; i < N_NODES; i++) {
+        for (int g = 0; g < N_GROUPS; g++) {
+            node_start(c, i, g);
+        }
+    }
+    *state = c;
+    return 0;
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    struct node *n = r->data;
+    raft_uv_close(&n->io);
+    rq_mux_transport_close(&n->t);
+    n->closed = true;
+}
+
+static bool all_nodes_closed(void *arg)
+{
+    struct cluster *c = arg;
+    for (int i = 0; i < N_NODES; i++) {
+        for (int g = 0; g < N_GROUPS; g++) {
+            if (c->nodes[i][g].started && !c->nodes[i][g].closed) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static void on_mux_closed(void *data)
+{
+    *(bool *)data = true;
+}
+
+static bool all_muxes_closed(void *arg)
+{
+    struct cluster *c = arg;
+    for (int i = 0; i < N_NODES; i++) {
+        if (!c->mux_closed[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int cluster_teardown(void **state)
+{
+    struct cluster *c = *state;
+    for (int i = 0; i < N_NODES; i++) {
+        for (int g = 0; g < N_GROUPS; g++) {
+            if (c->nodes[i][g].started) {
+                raft_close(&c->nodes[i][g].raft, on_raft_closed);
+            }
+        }
+    }
+    assert_true(run_until(c, all_nodes_closed, c, 5000));
+    for (int i = 0; i < N_NODES; i++) {
+        rq_mux_close(c->mux[i], on_mux_closed, &c->mux_closed[i]);
+    }
+    assert_true(run_until(c, all_muxes_closed, c, 5000));
+    uv_close((uv_handle_t *)&c->wake, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    /* Every handle of the mux and of raft_uv is gone. */
+    assert_int_equal(uv_loop_close(&c->loop), 0);
+    harness_rm_tree(c->root);
+    free(c);
+    return 0;
+}
+
+/* ---- Raft helpers ---- */
+
+static struct node *leader_of(struct cluster *c, int g)
+{
+    for (int i = 0; i < N_NODES; i++) {
+        if (raft_state(&c->nodes[i][g].raft) == RAFT_LEADER) {
+            return &c->nodes[i][g];
+        }
+    }
+    return NULL;
+}
+
+static bool leaders_elected(void *arg)
+{
+    struct cluster *c = arg;
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (leader_of(c, g) == NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void on_applied(struct raft_apply *req, int status, void *result)
+{
+    (void)result;
+    *(int *)req->data = status;
+}
+
+struct applied_wait {
+    struct cluster *c;
+    unsigned count;
+    char tag;
+};
+
+/* Every node of every group applied entry number @count, tagged @tag. */
+static bool entries_applied(void *arg)
+{
+    struct applied_wait *w = arg;
+    for (int i = 0; i < N_NODES; i++) {
+        for (int g = 0; g < N_GROUPS; g++) {
+            struct node *n = &w->c->nodes[i][g];
+            if (n->applied != w->count || n->last[0] != w->tag ||
+                n->last[1] != (uint8_t)('0' + g)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Applies one entry in each group through its leader and waits until all
+ * three replicas of both groups applied it. A leader may be deposed between
+ * the lookup and the apply, so a refused apply is retried. */
+static void apply_everywhere(struct cluster *c, char tag, unsigned count)
+{
+    struct applied_wait w = {c, count, tag};
+    for (int g = 0; g < N_GROUPS; g++) {
+        int rv;
+        do {
+            assert_true(run_until(c, leaders_elected, c, 10000));
+            struct raft_buffer buf;
+            buf.len = ENTRY_LEN;
+            buf.base = raft_malloc(ENTRY_LEN);
+            assert_non_null(buf.base);
+            memset(buf.base, '.', ENTRY_LEN);
+            ((char *)buf.base)[0] = tag;
+            ((char *)buf.base)[1] = (char)('0' + g);
+            c->apply[g].data = &c->apply_status[g];
+            c->apply_status[g] = -1;
+            rv = raft_apply(&leader_of(c, g)->raft, &c->apply[g], &buf, 1,
+                            on_applied);
+            if (rv != 0) {
+                raft_free(buf.base);
+            }
+        } while (rv == RAFT_NOTLEADER);
+        assert_int_equal(rv, 0);
+    }
+    assert_true(run_until(c, entries_applied, &w, 10000));
+}
+
+/* ---- Strangers on the port ---- */
+
+struct rogue {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    uint8_t data[RQ_PREAMBLE_SIZE];
+    size_t len;
+    uint8_t sink[64];
+    bool eof;
+    bool closed;
+};
+
+static void on_rogue_closed(uv_handle_t *h)
+{
+    struct rogue *r = h->data;
+    r->closed = true;
+}
+
+static void on_rogue_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct rogue *r = h->data;
+    (void)size;
+    *buf = uv_buf_init((char *)r->sink, sizeof r->sink);
+}
+
+static void on_rogue_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct rogue *r = s->data;
+    (void)buf;
+    if (nread < 0) {
+        r->eof = true;
+        uv_close((uv_handle_t *)s, on_rogue_closed);
+    }
+}
+
+static void on_rogue_written(uv_write_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+static void on_rogue_connected(uv_connect_t *req, int status)
+{
+    struct rogue *r = req->data;
+    assert_int_equal(status, 0);
+    if (r->len > 0) {
+        uv_buf_t buf = uv_buf_init((char *)r->data, (unsigned)r->len);
+        assert_int_equal(uv_write(&r->write, (uv_stream_t *)&r->tcp, &buf, 1,
+                                  on_rogue_written),
+                         0);
+    }
+    assert_int_equal(
+        uv_read_start((uv_stream_t *)&r->tcp, on_rogue_alloc, on_rogue_read),
+        0);
+}
+
+static void rogue_start(struct cluster *c, struct rogue *r, int port,
+                        const void *data, size_t len)
+{
+    struct sockaddr_in addr;
+    memset(r, 0, sizeof *r);
+    memcpy(r->data, data, len);
+    r->len = len;
+    uv_tcp_init(&c->loop, &r->tcp);
+    r->tcp.data = r;
+    r->connect.data = r;
+    uv_ip4_addr("127.0.0.1", port, &addr);
+    assert_int_equal(
+        uv_tcp_connect(&r->connect, &r->tcp, (struct sockaddr *)&addr,
+                       on_rogue_connected),
+        0);
+}
+
+#define N_ROGUES 5
+
+struct rogues {
+    struct rogue *r;
+    int n;
+};
+
+static bool rogues_closed(void *arg)
+{
+    struct rogues *rs = arg;
+    for (int i = 0; i < rs->n; i++) {
+        if (!rs->r[i].closed) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void preamble_for(uint8_t out[RQ_PREAMBLE_SIZE], const char *secret,
+                         uint64_t cluster, uint64_t gid)
+{
+    struct rq_cluster_key k;
+    struct rq_preamble p = {
+        .version = RQ_PREAMBLE_VERSION,
+        .kind = RQ_STREAM_RAFT,
+        .cluster_id = cluster,
+        .group_id = gid,
+        .sender_id = 9,
+        .address = "10.9.9.9:9999",
+    };
+    rq_cluster_key_derive(&k, secret);
+    assert_int_equal(rq_preamble_encode(&p, &k, out), 0);
+}
+
+/* ---- Tests ---- */
+
+static void test_mux_two_groups_elect_and_commit_on_three_nodes(void **state)
+{
+    struct cluster *c = *state;
+    struct rq_mux_stats st;
+
+    assert_true(run_until(c, leaders_elected, c, 10000));
+    apply_everywhere(c, 'a', 1);
+    apply_everywhere(c, 'b', 2);
+    for (int g = 0; g < N_GROUPS; g++) {
+        assert_int_equal(c->apply_status[g], 0);
+    }
+    /* Every raft stream came through the listeners. */
+    for (int i = 0; i < N_NODES; i++) {
+        rq_mux_stats(c->mux[i], &st);
+        assert_int_equal(st.groups, N_GROUPS);
+        assert_true(st.accepted >= N_GROUPS);
+        assert_true(st.connects >= N_GROUPS);
+        assert_int_equal(st.rejected, 0);
+    }
+}
+
+static void test_mux_strangers_rejected_groups_keep_working(void **state)
+{
+    struct cluster *c = *state;
+    struct rogue rogues[N_ROGUES];
+    uint8_t buf[RQ_PREAMBLE_SIZE];
+    struct rq_mux_stats before, after;
+    uint64_t seed = 99;
+
+    assert_true(run_until(c, leaders_elected, c, 10000));
+    apply_everywhere(c, 'a', 1);
+    rq_mux_stats(c->mux[0], &before);
+
+    preamble_for(buf, "not the secret", CLUSTER_ID, 1);
+    rogue_start(c, &rogues[0], BASE_PORT, buf, sizeof buf);
+    preamble_for(buf, SECRET, CLUSTER_ID + 1, 1);
+    rogue_start(c, &rogues[1], BASE_PORT, buf, sizeof buf);
+    preamble_for(buf, SECRET, CLUSTER_ID, 99);
+    rogue_start(c, &rogues[2], BASE_PORT, buf, sizeof buf);
+    for (size_t i = 0; i < sizeof buf; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        buf[i] = (uint8_t)(seed >> 56);
+    }
+    rogue_start(c, &rogues[3], BASE_PORT, buf, sizeof buf);
+    /* Half a valid preamble, then silence: the sweep must close it. */
+    preamble_for(buf, SECRET, CLUSTER_ID, 1);
+    rogue_start(c, &rogues[4], BASE_PORT, buf, sizeof buf / 2);
+
+    struct rogues rs = {rogues, N_ROGUES};
+    assert_true(run_until(c, rogues_closed, &rs, 5000));
+    for (int i = 0; i < N_ROGUES; i++) {
+        assert_true(rogues[i].eof);
+    }
+    rq_mux_stats(c->mux[0], &after);
+    assert_int_equal(after.rejected - before.rejected, N_ROGUES);
+    assert_int_equal(after.accepted, before.accepted);
+
+    apply_everywhere(c, 'z', 2);
+}
+
+static void test_mux_rejects_duplicate_group_and_busy_port(void **state)
+{
+    struct cluster *c = *state;
+    struct raft_uv_transport t;
+    struct rq_mux *m;
+    char why[128] = "";
+    struct rq_mux_config cfg = {
+        .cluster_id = CLUSTER_ID,
+        .self_id = 4,
+        .bind_address = c->address[0],
+        .secret = SECRET,
+    };
+
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 1, &t), RQ_EXISTS);
+
+    /* An address that cannot travel in a preamble is refused at init. */
+    char long_address[80];
+    memset(long_address, 'a', 70);
+    strcpy(long_address + 70, ":7001");
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 60, &t), 0);
+    assert_int_equal(t.init(&t, 1, long_address), RAFT_INVALID);
+    assert_int_equal(t.init(&t, 1, "bad\naddress:1"), RAFT_INVALID);
+    rq_mux_transport_close(&t);
+
+    /* Thousands of groups: registered, found, and released in a scattered
+     * order. */
+    enum { MANY = 5000 };
+    struct raft_uv_transport *many = calloc(MANY, sizeof *many);
+    struct rq_mux_stats st;
+    assert_non_null(many);
+    for (unsigned i = 0; i < MANY; i++) {
+        assert_int_equal(rq_mux_transport_init(c->mux[1], 1000 + i, &many[i]),
+                         0);
+    }
+    rq_mux_stats(c->mux[1], &st);
+    assert_int_equal(st.groups, MANY + N_GROUPS);
+    for (unsigned i = 0; i < MANY; i += 7) {
+        assert_int_equal(rq_mux_transport_init(c->mux[1], 1000 + i, &t),
+                         RQ_EXISTS);
+    }
+    for (unsigned k = 0; k < MANY; k++) {
+        rq_mux_transport_close(&many[(k * 2003) % MANY]);
+    }
+    rq_mux_stats(c->mux[1], &st);
+    assert_int_equal(st.groups, N_GROUPS);
+    free(many);
+    assert_int_equal(rq_mux_new(&c->loop, &cfg, &m, why, sizeof why), RQ_IO);
+    assert_non_null(strstr(why, c->address[0]));
+    assert_non_null(strstr(why, "in use"));
+    cfg.bind_address = "no port here";
+    assert_int_equal(rq_mux_new(&c->loop, &cfg, &m, why, sizeof why),
+                     RQ_INVALID);
+}
+
+/* ---- rq_mux_connect ---- */
+
+struct dial {
+    struct rq_mux_connect req;
+    bool done;
+    int status;
+    uv_stream_t *stream;
+};
+
+static void on_dialed(struct rq_mux_connect *req, uv_stream_t *stream,
+                      int status)
+{
+    struct dial *d = req->data;
+    assert_false(d->done);
+    d->done = true;
+    d->status = status;
+    d->stream = stream;
+}
+
+static bool dial_done(void *arg)
+{
+    return ((struct dial *)arg)->done;
+}
+
+static void dial(struct cluster *c, struct dial *d, enum rq_stream_kind kind,
+                 const char *address)
+{
+    memset(d, 0, sizeof *d);
+    d->req.data = d;
+    assert_int_equal(
+        rq_mux_connect(c->mux[0], &d->req, kind, 1, address, on_dialed), 0);
+}
+
+static void dial_close(struct dial *d)
+{
+    if (d->stream != NULL) {
+        uv_close((uv_handle_t *)d->stream, on_rpc_stream_closed);
+        d->stream = NULL;
+    }
+}
+
+static bool one_rpc_stream(void *arg)
+{
+    return ((struct cluster *)arg)->rpc_streams == 1;
+}
+
+static bool two_rpc_streams(void *arg)
+{
+    return ((struct cluster *)arg)->rpc_streams == 2;
+}
+
+static void test_mux_connect_rpc_by_name_and_refused(void **state)
+{
+    struct cluster *c = *state;
+    struct dial a, b;
+    char address[64];
+
+    /* By host name, then by numeric address: both reach the RPC handler. */
+    snprintf(address, sizeof address, "localhost:%d", BASE_PORT + 1);
+    dial(c, &a, RQ_STREAM_RPC, address);
+    dial(c, &b, RQ_STREAM_RPC, c->address[2]);
+    assert_true(run_until(c, dial_done, &a, 5000));
+    assert_true(run_until(c, dial_done, &b, 5000));
+    assert_int_equal(a.status, 0);
+    assert_int_equal(b.status, 0);
+    assert_non_null(a.stream);
+    assert_true(run_until(c, two_rpc_streams, c, 5000));
+    dial_close(&a);
+    dial_close(&b);
+
+    /* Nothing listens there. */
+    snprintf(address, sizeof address, "127.0.0.1:%d", BASE_PORT + 9);
+    dial(c, &a, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, &a, 5000));
+    assert_int_equal(a.status, RQ_CONNECT);
+    assert_null(a.stream);
+
+    /* A name that does not resolve. */
+    dial(c, &a, RQ_STREAM_RPC, "no-such-host.invalid:1");
+    assert_true(run_until(c, dial_done, &a, 5000));
+    assert_int_equal(a.status, RQ_CONNECT);
+
+    assert_int_equal(rq_mux_connect(c->mux[0], &a.req, RQ_STREAM_RPC, 1,
+                                    "no-port", on_dialed),
+                     RQ_INVALID);
+}
+
+static int blackhole_open(struct cluster *c, int port, struct dial *filler);
+
+static void test_mux_connect_times_out_and_cancels(void **state)
+{
+    struct cluster *c = *state;
+    struct dial first, second, third;
+    char address[64];
+    int port = BASE_PORT + 20;
+    int fd = blackhole_open(c, port, &first);
+
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    uv_update_time(&c->loop);
+    uint64_t start = uv_now(&c->loop);
+    dial(c, &second, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, &second, 5000));
+    assert_int_equal(second.status, RQ_TIMEOUT);
+    uv_update_time(&c->loop);
+    /* connect_timeout_ms is 1000 in this cluster. */
+    assert_true(uv_now(&c->loop) - start >= 900);
+
+    dial(c, &third, RQ_STREAM_RPC, address);
+    rq_mux_connect_cancel(&third.req);
+    assert_false(third.done); /* Never from inside the call. */
+    assert_true(run_until(c, dial_done, &third, 5000));
+    assert_int_equal(third.status, RQ_CANCELED);
+    assert_null(third.req.impl);
+    rq_mux_connect_cancel(&third.req); /* Finished: a no-op. */
+
+    dial_close(&first);
+    close(fd);
+}
+
+static bool flag_set(void *arg)
+{
+    return *(bool *)arg;
+}
+
+static void test_mux_ipv6(void **state)
+{
+    struct cluster *c = *state;
+    struct rq_mux *m;
+    bool closed = false;
+    char why[128];
+    char address[64];
+    struct dial d;
+    struct rq_mux_config cfg = {
+        .cluster_id = CLUSTER_ID,
+        .self_id = 6,
+        .bind_address = address,
+        .secret = SECRET,
+    };
+
+    snprintf(address, sizeof address, "[::1]:%d", BASE_PORT + 6);
+    int rv = rq_mux_new(&c->loop, &cfg, &m, why, sizeof why);
+    if (rv != 0) {
+        skip(); /* No IPv6 loopback on this machine. */
+    }
+    rq_mux_set_rpc_handler(m, on_rpc_stream, c);
+    dial(c, &d, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, &d, 5000));
+    assert_int_equal(d.status, 0);
+    assert_true(run_until(c, one_rpc_stream, c, 5000));
+    dial_close(&d);
+
+    /* Closing the mux with a connect in flight cancels it. */
+    d.done = false;
+    d.req.data = &d;
+    assert_int_equal(
+        rq_mux_connect(m, &d.req, RQ_STREAM_RPC, 1, c->address[0], on_dialed),
+        0);
+    rq_mux_close(m, on_mux_closed, &closed);
+    assert_false(closed);
+    assert_true(run_until(c, dial_done, &d, 5000));
+    assert_int_equal(d.status, RQ_CANCELED);
+    assert_true(run_until(c, flag_set, &closed, 5000));
+}
+
+/* ---- Transport close and log rate limiting ---- */
+
+/* Opens a listener on @port that never accepts and has a backlog of zero,
+ * and fills that backlog with one connection: further SYNs are dropped,
+ * which is what a firewalled peer looks like. Returns the socket. */
+static int blackhole_open(struct cluster *c, int port, struct dial *filler)
+{
+    struct sockaddr_in addr;
+    char address[64];
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    uv_ip4_addr("127.0.0.1", port, &addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    dial(c, filler, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, filler, 5000));
+    assert_int_equal(filler->status, 0);
+    return fd;
+}
+
+struct transport_events {
+    unsigned seq;
+    unsigned connect_seq;
+    int connect_status;
+    uv_stream_t *connect_stream;
+    unsigned closed_seq;
+};
+
+static struct transport_events tev;
+
+static void on_raft_connect(struct raft_uv_connect *req, uv_stream_t *stream,
+                            int status)
+{
+    (void)req;
+    assert_int_equal(tev.connect_seq, 0);
+    tev.connect_seq = ++tev.seq;
+    tev.connect_status = status;
+    tev.connect_stream = stream;
+}
+
+static void on_transport_closed(struct raft_uv_transport *t)
+{
+    (void)t;
+    assert_int_equal(tev.closed_seq, 0);
+    tev.closed_seq = ++tev.seq;
+}
+
+static void on_accept_unexpected(struct raft_uv_transport *t, raft_id id,
+                                 const char *address, uv_stream_t *stream)
+{
+    (void)t;
+    (void)id;
+    (void)address;
+    (void)stream;
+    fail_msg("a closed transport accepted a stream");
+}
+
+static bool transport_closed(void *arg)
+{
+    (void)arg;
+    return tev.closed_seq != 0;
+}
+
+/* A condition that never holds: run_until(c, never, ...) runs the loop for
+ * the given time. */
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void test_mux_transport_close_cancels_connects(void **state)
+{
+    struct cluster *c = *state;
+    struct raft_uv_transport t, again;
+    struct raft_uv_connect req;
+    struct dial filler;
+    char address[64];
+    int port = BASE_PORT + 21;
+    int fd = blackhole_open(c, port, &filler);
+
+    memset(&tev, 0, sizeof tev);
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 50, &t), 0);
+    assert_int_equal(t.init(&t, 1, c->address[0]), 0);
+    assert_int_equal(t.listen(&t, on_accept_unexpected), 0);
+    assert_int_equal(t.connect(&t, &req, 2, address, on_raft_connect), 0);
+    /* Let the SYN go out and vanish. */
+    run_until(c, never, NULL, 100);
+    assert_int_equal(tev.connect_seq, 0);
+
+    t.close(&t, on_transport_closed);
+    assert_int_equal(tev.seq, 0); /* Nothing from inside close(). */
+    /* The group's id is free again at once. */
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 50, &again), 0);
+    assert_true(run_until(c, transport_closed, NULL, 5000));
+    assert_int_equal(tev.connect_seq, 1);
+    assert_int_equal(tev.connect_status, RAFT_CANCELED);
+    assert_null(tev.connect_stream);
+    assert_int_equal(tev.closed_seq, 2);
+    rq_mux_transport_close(&t);
+    rq_mux_transport_close(&again);
+
+    /* A transport with nothing in flight still closes asynchronously. */
+    memset(&tev, 0, sizeof tev);
+    assert_int_equal(rq_mux_transport_init(c->mux[0], 51, &t), 0);
+    assert_int_equal(t.init(&t, 1, c->address[0]), 0);
+    t.close(&t, on_transport_closed);
+    assert_int_equal(tev.seq, 0);
+    assert_true(run_until(c, transport_closed, NULL, 5000));
+    rq_mux_transport_close(&t);
+
+    dial_close(&filler);
+    close(fd);
+}
+
+/* Counts the lines of @path that contain @needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    char line[1024];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strstr(line, needle) != NULL) {
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_mux_reject_logs_are_rate_limited(void **state)
+{
+    struct cluster *c = *state;
+    enum { N = 30 };
+    static struct rogue rogues[N + 1];
+    struct rogues rs = {rogues, N};
+    uint8_t junk[RQ_PREAMBLE_SIZE];
+    char path[] = "/tmp/rq-mux-log-XXXXXX";
+    struct rq_mux_stats before, after;
+
+    memset(junk, 'J', sizeof junk);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+
+    rq_mux_stats(c->mux[1], &before);
+    for (int i = 0; i < N; i++) {
+        rogue_start(c, &rogues[i], BASE_PORT + 1, junk, sizeof junk);
+    }
+    bool all = run_until(c, rogues_closed, &rs, 5000);
+    /* The limiter's interval passes; the next line reports the rest. */
+    run_until(c, never, NULL, 1100);
+    rogue_start(c, &rogues[N], BASE_PORT + 1, junk, sizeof junk);
+    rs.r = &rogues[N];
+    rs.n = 1;
+    bool last = run_until(c, rogues_closed, &rs, 5000);
+    rq_mux_stats(c->mux[1], &after);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    assert_true(all);
+    assert_true(last);
+    assert_int_equal(after.rejected - before.rejected, N + 1);
+    /* 31 rejections within about a second: two lines, not 31 (three if a
+     * very slow machine spread the first burst over the interval). */
+    int lines = count_lines(path, "malformed preamble");
+    assert_true(lines >= 2 && lines <= 3);
+    assert_true(count_lines(path, "more suppressed") >= 1);
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_mux_two_groups_elect_and_commit_on_three_nodes, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_strangers_rejected_groups_keep_working, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_rejects_duplicate_group_and_busy_port, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_connect_rpc_by_name_and_refused, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_mux_connect_times_out_and_cancels,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_mux_ipv6, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_transport_close_cancels_connects, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_mux_reject_logs_are_rate_limited,
+                                        cluster_setup, cluster_teardown),
+    };
+    return cmocka_run_group_tests_name("mux", tests, NULL, NULL);
+}

@@ -1,0 +1,95 @@
+/*
+ * Unit tests of the id map: basic operations, and a long random sequence of
+ * inserts and removals checked against a plain array.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rq_err.h"
+#include "rq_idmap.h"
+
+static void test_idmap_put_get_del(void **state)
+{
+    (void)state;
+    struct rq_idmap m;
+    int a, b;
+
+    rq_idmap_init(&m);
+    assert_null(rq_idmap_get(&m, 7));
+    assert_null(rq_idmap_del(&m, 7));
+    assert_int_equal(rq_idmap_put(&m, 7, &a), 0);
+    assert_int_equal(rq_idmap_put(&m, 0, &b), 0);
+    assert_int_equal(rq_idmap_put(&m, 7, &b), RQ_EXISTS);
+    assert_ptr_equal(rq_idmap_get(&m, 7), &a);
+    assert_ptr_equal(rq_idmap_get(&m, 0), &b);
+    assert_int_equal(m.count, 2);
+    assert_ptr_equal(rq_idmap_del(&m, 7), &a);
+    assert_null(rq_idmap_get(&m, 7));
+    assert_int_equal(m.count, 1);
+    rq_idmap_close(&m);
+    rq_idmap_close(&m); /* Closing twice is harmless. */
+}
+
+static uint64_t next_random(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void test_idmap_random_ops_match_reference(void **state)
+{
+    (void)state;
+    enum { KEYS = 3000, OPS = 200000 };
+    static char present[KEYS];
+    static char values[KEYS];
+    struct rq_idmap m;
+    uint64_t seed = 12345;
+    size_t count = 0;
+
+    memset(present, 0, sizeof present);
+    rq_idmap_init(&m);
+    for (int op = 0; op < OPS; op++) {
+        /* Keys far apart and close together, so runs collide and wrap. */
+        uint64_t r = next_random(&seed);
+        size_t k = (size_t)(r % KEYS);
+        uint64_t key = (k % 2 == 0) ? k : k * 0x100000001ull;
+        if ((r >> 32) % 3 != 0) {
+            int rv = rq_idmap_put(&m, key, &values[k]);
+            assert_int_equal(rv, present[k] ? RQ_EXISTS : 0);
+            if (!present[k]) {
+                present[k] = 1;
+                count++;
+            }
+        } else {
+            void *v = rq_idmap_del(&m, key);
+            assert_ptr_equal(v, present[k] ? &values[k] : NULL);
+            if (present[k]) {
+                present[k] = 0;
+                count--;
+            }
+        }
+        assert_int_equal(m.count, count);
+    }
+    for (size_t k = 0; k < KEYS; k++) {
+        uint64_t key = (k % 2 == 0) ? k : k * 0x100000001ull;
+        assert_ptr_equal(rq_idmap_get(&m, key), present[k] ? &values[k] : NULL);
+    }
+    rq_idmap_close(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idmap_put_get_del),
+        cmocka_unit_test(test_idmap_random_ops_match_reference),
+    };
+    return cmocka_run_group_tests_name("idmap", tests, NULL, NULL);
+}
