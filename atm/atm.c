@@ -22,7 +22,7 @@
  * ATM listens on exactly the address its peers know it by.
  *
  * At the end of standard input the ATM keeps serving its peers; SIGTERM,
- * SIGINT or "quit" shut it down cleanly.
+ * SIGINT, SIGHUP or "quit" shut it down cleanly.
  */
 #include <assert.h>
 #include <errno.h>
@@ -170,6 +170,7 @@ struct atm {
     uv_timer_t deadline_timer;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup; /* The terminal went away (tmux kill-session). */
     bool closing;
     int exit_code;
 };
@@ -832,13 +833,14 @@ static void shutdown_begin(struct atm *a)
     uv_close((uv_handle_t *)&a->deadline_timer, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
     rq_node_close(a->node, on_node_closed, a);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct atm *a = s->data;
-    rq_log(RQ_INFO, "received %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    rq_log(RQ_INFO, "received %s", strsignal(signum));
     shutdown_begin(a);
 }
 
@@ -1009,10 +1011,13 @@ static int start(struct atm *a, char *why, size_t whyn)
     a->deadline_timer.data = a;
     uv_signal_init(a->loop, &a->sigterm);
     uv_signal_init(a->loop, &a->sigint);
+    uv_signal_init(a->loop, &a->sighup);
     a->sigterm.data = a;
     a->sigint.data = a;
+    a->sighup.data = a;
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
+    uv_signal_start(&a->sighup, on_signal, SIGHUP);
     rv = input_open(a);
     if (rv != 0) {
         snprintf(why, whyn, "standard input: %s", uv_strerror(rv));
