@@ -31,8 +31,8 @@
 
 struct rq_node_config {
     uint64_t id;
-    const char *address;  /* This server's Raft address (borrowed). */
-    const char *dir;      /* Data directory, created if missing. */
+    const char *address;           /* This server's Raft address (borrowed). */
+    const char *dir;               /* Data directory, created if missing. */
     unsigned election_timeout_ms;  /* 0: 1000. */
     unsigned heartbeat_timeout_ms; /* 0: 100. */
     unsigned snapshot_threshold;   /* 0: 1024. */
