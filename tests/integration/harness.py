@@ -478,7 +478,7 @@ class Cluster:
         self.secret = secret
         self.args = [
             "--election-timeout-ms", "600", "--heartbeat-ms", "100",
-            "--cluster-secret", secret, "--log-level", "info",
+            "--cluster-secret", secret, "--log-level", os.environ.get("ITEST_LOG_LEVEL", "info"),
         ] + list(args)
         self.atms = {}
         for i in range(1, n + 1):
