@@ -48,15 +48,17 @@
 struct plog;
 
 struct plog_config {
-    const char *dir;          /* Created if missing (borrowed). */
-    uint64_t segment_bytes;   /* Roll once a segment reaches this; 0: 64 MiB. */
-    uint32_t index_interval;  /* 0: 4096 bytes between index entries. */
+    const char *dir;         /* Created if missing (borrowed). */
+    uint64_t segment_bytes;  /* Roll once a segment reaches this; 0: 64 MiB;
+                                at most 1 GiB (index positions are u32). */
+    uint32_t index_interval; /* 0: 4096 bytes between index entries. */
 };
 
 /*
  * Opens (creating or recovering) the log in cfg->dir. An empty new log
  * starts at offset 0. RQ_IO or RQ_MALFORMED with @why (e.g. a sealed
- * segment that is corrupt: that is refused, not silently cut).
+ * segment that is corrupt, or a gap between segments: that is refused, not
+ * silently cut); RQ_INVALID with @why for a bad configuration.
  */
 int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
               size_t whyn);
@@ -67,8 +69,11 @@ void plog_close(struct plog *l);
 /*
  * Appends a batch of @count records (a validated records blob, copied) at
  * the next offset, produced by Raft entry @raft_index (> every earlier
- * one). Fills *base with the batch's first offset. RQ_IO on a write error
- * (the log is then unusable until reopened).
+ * one). Fills *base with the batch's first offset. RQ_INVALID if
+ * @raft_index is not above plog_last_raft_index() or @count is 0;
+ * RQ_MALFORMED if the blob does not hold exactly @count records; RQ_TOOBIG
+ * past 4 GiB; nothing is written then. RQ_IO on a write error (the log is
+ * then unusable until reopened).
  */
 int plog_append(struct plog *l, uint64_t raft_index, const uint8_t *blob,
                 size_t len, uint32_t count, int64_t max_timestamp_ms,
@@ -84,9 +89,11 @@ uint64_t plog_bytes(const struct plog *l); /* Sum of segment sizes. */
 /*
  * Reads records from @offset: at most @max records and about @max_bytes
  * of values (at least one record if any). Records are copied into
- * @scratch (reset first) and @out[i] points into it. *n is 0 when @offset
- * is the next offset. RQ_NOTFOUND if @offset < first offset (deleted by
- * retention) or > next offset.
+ * @scratch (reset first) and @out[i] points into it; @offsets[i] is its
+ * offset (@offsets may be NULL). *n is 0 when @offset is the next offset.
+ * RQ_NOTFOUND if @offset < first offset (deleted by retention) or > next
+ * offset. RQ_MALFORMED if the batch at @offset is corrupt on disk (a read
+ * that reaches a corrupt batch after some records returns those first).
  */
 int plog_read(struct plog *l, uint64_t offset, uint32_t max, size_t max_bytes,
               struct rq_buf *scratch, struct record *out, uint64_t *offsets,
@@ -98,7 +105,8 @@ int plog_sync(struct plog *l);
 /*
  * Deletes whole sealed segments, oldest first, while the log is over
  * @max_bytes or a segment's newest record is older than @max_age_ms at
- * @now_ms. The active segment is never deleted. *deleted counts segments.
+ * @now_ms (0 turns either limit off). The active segment is never deleted.
+ * *deleted counts segments; plog_first_offset() then gives the new first.
  */
 int plog_retain(struct plog *l, uint64_t max_bytes, uint64_t max_age_ms,
                 uint64_t now_ms, unsigned *deleted);
@@ -119,8 +127,10 @@ size_t plog_segments(const struct plog *l, struct plog_segment *out,
 
 /*
  * Copies up to @n bytes of whole batches of the segment holding @offset,
- * starting at the batch that holds @offset, into @out (appended). Used to
- * serve a peer that is catching up; the bytes are the batches as stored.
+ * starting at the batch that holds @offset, into @out (appended); always
+ * at least that first batch, however large. Nothing when @offset is the
+ * next offset; RQ_NOTFOUND outside the log. Used to serve a peer that is
+ * catching up; the bytes are the batches as stored.
  */
 int plog_read_batches(struct plog *l, uint64_t offset, size_t n,
                       struct rq_buf *out);
@@ -135,7 +145,9 @@ int plog_append_batches(struct plog *l, const uint8_t *bytes, size_t len);
 /*
  * Discards every segment and restarts the log empty at @next_offset (a
  * snapshot from the leader starts past everything this replica holds and
- * its peers no longer have what lies between).
+ * its peers no longer have what lies between). The offset is durable on
+ * return; @raft_index is held in memory until the first append carries a
+ * later one, so a reset log reopened before any append reports 0.
  */
 int plog_reset(struct plog *l, uint64_t next_offset, uint64_t raft_index);
 

@@ -48,7 +48,7 @@ struct records_iter {
 };
 void records_iter_init(struct records_iter *it, const uint8_t *blob,
                        size_t len);
-/* 1 and fills @out; 0 at the end; RQ_MALFORMED (negative) on bad bytes. */
+/* 1 and fills @out; 0 at the end; RQ_MALFORMED on bad bytes. */
 int records_next(struct records_iter *it, struct record *out);
 
 #endif /* RECORDS_H */

@@ -1,0 +1,87 @@
+/*
+ * The records codec: appends records to a blob and walks a blob back into
+ * records with a bounds-checked cursor. It never allocates on the read side
+ * and never reads past the blob, so hostile bytes give RQ_MALFORMED, not an
+ * overrun. It knows nothing of batches, files or offsets (see plog.c).
+ */
+#include "records.h"
+
+#include "rq_err.h"
+
+void records_put(struct rq_buf *out, int64_t timestamp_ms, const void *key,
+                 size_t key_len, bool has_key, const void *value,
+                 size_t value_len)
+{
+    /* timestamp_ms:i64 | key_len:i32 (-1: no key) | value_len:u32
+     * | key | value */
+    if ((has_key && key_len > INT32_MAX) || value_len > UINT32_MAX) {
+        out->err = RQ_TOOBIG;
+        return;
+    }
+    size_t klen = has_key ? key_len : 0;
+    if (rq_buf_reserve(out, RECORDS_HEADER + klen + value_len) != 0) {
+        return;
+    }
+    rq_buf_put_u64(out, (uint64_t)timestamp_ms);
+    rq_buf_put_u32(out, has_key ? (uint32_t)key_len : UINT32_MAX);
+    rq_buf_put_u32(out, (uint32_t)value_len);
+    rq_buf_put_bytes(out, key, klen);
+    rq_buf_put_bytes(out, value, value_len);
+}
+
+void records_iter_init(struct records_iter *it, const uint8_t *blob, size_t len)
+{
+    rq_cursor_init(&it->cur, blob, len);
+}
+
+int records_next(struct records_iter *it, struct record *out)
+{
+    struct rq_cursor *c = &it->cur;
+    uint64_t ts;
+    uint32_t klen;
+    uint32_t vlen;
+
+    if (c->left == 0) {
+        return 0;
+    }
+    if (rq_wire_get_u64(c, &ts) != 0 || rq_wire_get_u32(c, &klen) != 0 ||
+        rq_wire_get_u32(c, &vlen) != 0) {
+        return RQ_MALFORMED;
+    }
+    out->timestamp_ms = (int64_t)ts;
+    if (klen == UINT32_MAX) {
+        out->key = NULL;
+        out->key_len = 0;
+    } else if (klen > INT32_MAX) {
+        return RQ_MALFORMED; /* A negative length other than -1. */
+    } else {
+        if (rq_wire_get_bytes(c, klen, &out->key) != 0) {
+            return RQ_MALFORMED;
+        }
+        out->key_len = klen;
+    }
+    if (rq_wire_get_bytes(c, vlen, &out->value) != 0) {
+        return RQ_MALFORMED;
+    }
+    out->value_len = vlen;
+    return 1;
+}
+
+int records_validate(const uint8_t *blob, size_t len, uint32_t count)
+{
+    struct records_iter it;
+    struct record r;
+
+    /* Every record takes at least its header, so a count the blob cannot
+     * hold is refused before walking it. */
+    if (count > len / RECORDS_HEADER) {
+        return RQ_MALFORMED;
+    }
+    records_iter_init(&it, blob, len);
+    for (uint32_t i = 0; i < count; i++) {
+        if (records_next(&it, &r) != 1) {
+            return RQ_MALFORMED;
+        }
+    }
+    return it.cur.left == 0 ? 0 : RQ_MALFORMED;
+}
