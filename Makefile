@@ -13,8 +13,8 @@ CC ?= cc
 
 DEB_PKGS := libraft-dev libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
-            pkg-config nftables iproute2 python3 tmux
-PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle
+            zlib1g-dev pkg-config nftables iproute2 python3 tmux
+PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle zlib
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and
 # UndefinedBehaviorSanitizer (make test uses build/asan).
@@ -36,11 +36,13 @@ LDFLAGS += $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 comma := ,
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-        echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle) -lm
+        echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle -lz) -lm
 
 SHARED_SRC := $(wildcard shared/*.c)
 ATM_MAIN := atm/atm.c
 ATM_SRC := $(filter-out $(ATM_MAIN),$(wildcard atm/*.c))
+BROKER_MAIN := broker/broker.c
+BROKER_SRC := $(filter-out $(BROKER_MAIN),$(wildcard broker/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
 
@@ -48,9 +50,12 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIB_SHARED := $(BUILD)/lib/libshared.a
 LIB_ATM := $(BUILD)/lib/libatm.a
-APP_LIBS := $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED)
+LIB_BROKER := $(BUILD)/lib/libbroker.a
+APP_LIBS := $(if $(BROKER_SRC),$(LIB_BROKER)) $(if $(ATM_SRC),$(LIB_ATM)) \
+            $(LIB_SHARED)
 
-BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm)
+BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
+        $(if $(wildcard $(BROKER_MAIN)),$(BUILD)/broker)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
@@ -85,7 +90,14 @@ $(LIB_ATM): $(call obj,$(ATM_SRC))
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^
 
+$(LIB_BROKER): $(call obj,$(BROKER_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/atm: $(call obj,$(ATM_MAIN)) $(APP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/broker: $(call obj,$(BROKER_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_LIBS)

@@ -22,7 +22,7 @@
  * ATM listens on exactly the address its peers know it by.
  *
  * At the end of standard input the ATM keeps serving its peers; SIGTERM,
- * SIGINT or "quit" shut it down cleanly.
+ * SIGINT, SIGHUP or "quit" shut it down cleanly.
  */
 #include <assert.h>
 #include <errno.h>
@@ -56,7 +56,7 @@
 #define RETRY_MS 100        /* Pause before trying again. */
 #define RPC_TIMEOUT_MS 1500 /* One forwarding attempt. */
 #define LINE_MAX_LEN 1024
-#define QUEUE_MAX 256 /* Lines read ahead before reading pauses. */
+#define QUEUE_MAX 256        /* Lines read ahead before reading pauses. */
 #define LINE_TOO_LONG "\x01" /* Queued in place of an over-long line. */
 
 /* Forwarding RPC methods. Bodies: WRITE an atm_write, reply an atm_result;
@@ -170,6 +170,7 @@ struct atm {
     uv_timer_t deadline_timer;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup; /* The terminal went away (tmux kill-session). */
     bool closing;
     int exit_code;
 };
@@ -393,8 +394,8 @@ static void attempt(struct op *op)
         if (op->cmd.op == ATM_BALANCE) {
             rv = rq_node_barrier(a->node, on_local_barrier, op);
         } else {
-            rv = rq_node_apply(a->node, body.base, body.len, on_local_write,
-                               op);
+            rv =
+                rq_node_apply(a->node, body.base, body.len, on_local_write, op);
             if (rv == 0) {
                 op->sent = true;
             }
@@ -406,8 +407,8 @@ static void attempt(struct op *op)
     } else if (info.leader_id != 0 && info.leader_id != a->cfg.id) {
         uint64_t now = uv_now(a->loop);
         uint64_t left = op->deadline > now ? op->deadline - now : 1;
-        unsigned timeout = left < RPC_TIMEOUT_MS ? (unsigned)left
-                                                 : RPC_TIMEOUT_MS;
+        unsigned timeout =
+            left < RPC_TIMEOUT_MS ? (unsigned)left : RPC_TIMEOUT_MS;
         op->refs++;
         rv = rq_rpc_call(a->rpc, info.leader_address,
                          op->cmd.op == ATM_BALANCE ? RPC_BALANCE : RPC_WRITE,
@@ -536,9 +537,8 @@ static void answer_status(struct op *op)
     struct rq_node_info info;
     char line[256];
     rq_node_info(op->atm->node, &info);
-    const char *role = info.role == RQ_ROLE_UNAVAILABLE
-                           ? "follower"
-                           : rq_role_name(info.role);
+    const char *role =
+        info.role == RQ_ROLE_UNAVAILABLE ? "follower" : rq_role_name(info.role);
     snprintf(line, sizeof line,
              "ok id=%" PRIu64 " role=%s leader=%" PRIu64 " term=%" PRIu64
              " commit=%" PRIu64 " applied=%" PRIu64,
@@ -682,8 +682,9 @@ static void input_eof(struct atm *a)
     }
     a->partial_len = 0;
     a->in_eof = true;
-    rq_log(RQ_INFO, "end of standard input; serving the network until "
-                    "SIGTERM");
+    rq_log(RQ_INFO,
+           "end of standard input; serving the network until "
+           "SIGTERM");
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -832,13 +833,14 @@ static void shutdown_begin(struct atm *a)
     uv_close((uv_handle_t *)&a->deadline_timer, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
     rq_node_close(a->node, on_node_closed, a);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct atm *a = s->data;
-    rq_log(RQ_INFO, "received %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    rq_log(RQ_INFO, "received %s", strsignal(signum));
     shutdown_begin(a);
 }
 
@@ -897,15 +899,16 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
     }
     if (rq_log_level_parse(a->cfg.log_level, &level) != 0 ||
         rq_log_format_parse(a->cfg.log_format, &format) != 0) {
-        snprintf(why, whyn, "--log-level must be debug|info|warn|error and "
-                            "--log-format text|json");
+        snprintf(why, whyn,
+                 "--log-level must be debug|info|warn|error and "
+                 "--log-format text|json");
         return RQ_INVALID;
     }
     char proc[32];
     snprintf(proc, sizeof proc, "atm-%" PRIu64, a->cfg.id);
     rq_log_init(proc, level, format);
-    rv = rq_peers_parse(a->cfg.peers, a->peers, RQ_PEERS_MAX, &a->n_peers,
-                        why, whyn);
+    rv = rq_peers_parse(a->cfg.peers, a->peers, RQ_PEERS_MAX, &a->n_peers, why,
+                        whyn);
     if (rv != 0) {
         return rv;
     }
@@ -915,23 +918,23 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
         }
     }
     if (a->self_address == NULL) {
-        snprintf(why, whyn, "--id %" PRIu64 " is not in --peers",
-                 a->cfg.id);
+        snprintf(why, whyn, "--id %" PRIu64 " is not in --peers", a->cfg.id);
         return RQ_INVALID;
     }
     if (a->cfg.election_ms < 50 || a->cfg.election_ms > 60000 ||
-        a->cfg.heartbeat_ms == 0 ||
-        a->cfg.heartbeat_ms >= a->cfg.election_ms) {
-        snprintf(why, whyn, "need 50 <= --election-timeout-ms <= 60000 and "
-                            "0 < --heartbeat-ms < --election-timeout-ms");
+        a->cfg.heartbeat_ms == 0 || a->cfg.heartbeat_ms >= a->cfg.election_ms) {
+        snprintf(why, whyn,
+                 "need 50 <= --election-timeout-ms <= 60000 and "
+                 "0 < --heartbeat-ms < --election-timeout-ms");
         return RQ_INVALID;
     }
     if (a->cfg.snapshot_threshold < 4 ||
         a->cfg.snapshot_threshold > UINT32_MAX ||
-        a->cfg.snapshot_trailing > UINT32_MAX ||
-        a->cfg.segment_size < 8192 || a->cfg.segment_size > (1u << 30)) {
-        snprintf(why, whyn, "need --snapshot-threshold >= 4 and "
-                            "8192 <= --segment-size <= 1 GiB");
+        a->cfg.snapshot_trailing > UINT32_MAX || a->cfg.segment_size < 8192 ||
+        a->cfg.segment_size > (1u << 30)) {
+        snprintf(why, whyn,
+                 "need --snapshot-threshold >= 4 and "
+                 "8192 <= --segment-size <= 1 GiB");
         return RQ_INVALID;
     }
     return 0;
@@ -1009,17 +1012,20 @@ static int start(struct atm *a, char *why, size_t whyn)
     a->deadline_timer.data = a;
     uv_signal_init(a->loop, &a->sigterm);
     uv_signal_init(a->loop, &a->sigint);
+    uv_signal_init(a->loop, &a->sighup);
     a->sigterm.data = a;
     a->sigint.data = a;
+    a->sighup.data = a;
     uv_signal_start(&a->sigterm, on_signal, SIGTERM);
     uv_signal_start(&a->sigint, on_signal, SIGINT);
+    uv_signal_start(&a->sighup, on_signal, SIGHUP);
     rv = input_open(a);
     if (rv != 0) {
         snprintf(why, whyn, "standard input: %s", uv_strerror(rv));
         return RQ_IO;
     }
-    rq_log(RQ_INFO, "listening on %s, %zu peers, data in %s",
-           a->self_address, a->n_peers, a->cfg.data);
+    rq_log(RQ_INFO, "listening on %s, %zu peers, data in %s", a->self_address,
+           a->n_peers, a->cfg.data);
     show_prompt(a);
     input_resume(a);
     return 0;

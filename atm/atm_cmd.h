@@ -28,7 +28,8 @@ enum atm_op {
 
 struct atm_cmd {
     enum atm_op op;
-    char account[ATM_ACCOUNT_MAX]; /* deposit, withdraw, balance; transfer from */
+    char account[ATM_ACCOUNT_MAX]; /* deposit, withdraw, balance; transfer from
+                                    */
     char to[ATM_ACCOUNT_MAX];      /* transfer */
     int64_t amount;                /* cents, > 0 */
 };

@@ -103,8 +103,8 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
             return 0;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            snprintf(why, whyn, "unexpected argument '%s' (flags start with --)",
-                     arg);
+            snprintf(why, whyn,
+                     "unexpected argument '%s' (flags start with --)", arg);
             return RQ_INVALID;
         }
         const char *name = arg + 2;
@@ -168,8 +168,10 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
 void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
                      size_t n)
 {
-    fprintf(f, "usage: %s\n\noptions (each also read from its environment "
-               "variable):\n", usage);
+    fprintf(f,
+            "usage: %s\n\noptions (each also read from its environment "
+            "variable):\n",
+            usage);
     for (size_t i = 0; i < n; i++) {
         const struct rq_opt *o = &opts[i];
         fprintf(f, "  --%-22s %s", o->name, o->help);

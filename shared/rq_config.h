@@ -45,7 +45,7 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
 void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
                      size_t n);
 
-#define RQ_ADDR_MAX 64  /* "host:port" including the NUL. */
+#define RQ_ADDR_MAX 64 /* "host:port" including the NUL. */
 #define RQ_PEERS_MAX 16
 
 struct rq_peer {

@@ -38,8 +38,7 @@ int rq_entry_decode(const struct raft_buffer *buf, const uint8_t **payload,
     }
     uint32_t n = rq_wire_u32_at(p);
     if (rq_wire_u32_at(p + 4) != RQ_ENTRY_FORMAT ||
-        n > buf->len - RQ_ENTRY_HEADER ||
-        buf->len - RQ_ENTRY_HEADER - n >= 8) {
+        n > buf->len - RQ_ENTRY_HEADER || buf->len - RQ_ENTRY_HEADER - n >= 8) {
         return RQ_MALFORMED;
     }
     for (size_t i = RQ_ENTRY_HEADER + n; i < buf->len; i++) {

@@ -65,8 +65,8 @@ static size_t timestamp(char *buf, size_t n)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    len += (size_t)snprintf(buf + len, n - len, ".%03ldZ",
-                            ts.tv_nsec / 1000000);
+    len +=
+        (size_t)snprintf(buf + len, n - len, ".%03ldZ", ts.tv_nsec / 1000000);
     return len;
 }
 

@@ -31,11 +31,11 @@ bool rq_log_enabled(enum rq_log_level level);
 void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define rq_log(level, ...)                          \
-    do {                                            \
-        if (rq_log_enabled(level)) {                \
+#define rq_log(level, ...)                            \
+    do {                                              \
+        if (rq_log_enabled(level)) {                  \
             rq_log_emit(level, LOG_TAG, __VA_ARGS__); \
-        }                                           \
+        }                                             \
     } while (0)
 
 /* A raft tracer that feeds this sink at RQ_DEBUG (enabled only when the

@@ -42,6 +42,7 @@
 #define DEFAULT_SNAPSHOT_TRAILING 128
 #define DEFAULT_SEGMENT_SIZE (1u << 20)
 #define DEFAULT_POLL_MS 50
+#define DEFAULT_INSTALL_SNAPSHOT_TIMEOUT_MS 5000
 #define LABEL_MAX 64
 
 /* A client request (an entry or a barrier) in flight inside raft. */
@@ -388,6 +389,10 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                                              ? cfg->snapshot_trailing
                                              : DEFAULT_SNAPSHOT_TRAILING);
     raft_set_pre_vote(&n->raft, cfg->pre_vote);
+    raft_set_install_snapshot_timeout(
+        &n->raft, cfg->install_snapshot_timeout_ms != 0
+                      ? cfg->install_snapshot_timeout_ms
+                      : DEFAULT_INSTALL_SNAPSHOT_TIMEOUT_MS);
 
     /* From here on only rq_node_close() can undo raft_init(), so the timer,
      * which cannot fail to initialize, comes last. */

@@ -31,12 +31,17 @@
 
 struct rq_node_config {
     uint64_t id;
-    const char *address;  /* This server's Raft address (borrowed). */
-    const char *dir;      /* Data directory, created if missing. */
+    const char *address;           /* This server's Raft address (borrowed). */
+    const char *dir;               /* Data directory, created if missing. */
     unsigned election_timeout_ms;  /* 0: 1000. */
     unsigned heartbeat_timeout_ms; /* 0: 100. */
     unsigned snapshot_threshold;   /* 0: 1024. */
     unsigned snapshot_trailing;    /* 0: 128. */
+    /* How long a leader waits for an InstallSnapshot to be acknowledged
+     * before sending it again; 0: 5000. libraft's own default (30 s) is also
+     * how long a follower stays behind when it drops a snapshot because it
+     * was taking one of its own at that moment (0.15 sends no reply then). */
+    unsigned install_snapshot_timeout_ms;
     size_t segment_size;           /* 0: 1 MiB. */
     unsigned poll_ms;              /* 0: 50. */
     bool pre_vote;

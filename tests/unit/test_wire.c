@@ -163,9 +163,8 @@ static void test_config_flags_env_and_defaults(void **state)
     char why[256];
     char *argv[] = {"prog", "--addr", "h:1", "--flag", "--name=y", NULL};
     unsetenv("RQTEST_N");
-    assert_int_equal(rq_config_parse(opts, 4, &c, 5, argv, &help, why,
-                                     sizeof why),
-                     0);
+    assert_int_equal(
+        rq_config_parse(opts, 4, &c, 5, argv, &help, why, sizeof why), 0);
     assert_false(help);
     assert_string_equal(c.addr, "h:1");
     assert_int_equal(c.n, 5);
@@ -174,9 +173,8 @@ static void test_config_flags_env_and_defaults(void **state)
 
     setenv("RQTEST_N", "42", 1);
     char *argv2[] = {"prog", "--addr=z:2", NULL};
-    assert_int_equal(rq_config_parse(opts, 4, &c, 2, argv2, &help, why,
-                                     sizeof why),
-                     0);
+    assert_int_equal(
+        rq_config_parse(opts, 4, &c, 2, argv2, &help, why, sizeof why), 0);
     assert_int_equal(c.n, 42);
     unsetenv("RQTEST_N");
 }
@@ -189,22 +187,21 @@ static void test_config_errors_name_the_flag(void **state)
     char why[256];
     char *missing[] = {"prog", NULL};
     unsetenv("RQTEST_ADDR");
-    assert_int_equal(rq_config_parse(opts, 4, &c, 1, missing, &help, why,
-                                     sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(
+        rq_config_parse(opts, 4, &c, 1, missing, &help, why, sizeof why),
+        RQ_INVALID);
     assert_non_null(strstr(why, "--addr"));
     char *bad[] = {"prog", "--addr", "a:1", "--n", "-3", NULL};
-    assert_int_equal(rq_config_parse(opts, 4, &c, 5, bad, &help, why,
-                                     sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(
+        rq_config_parse(opts, 4, &c, 5, bad, &help, why, sizeof why),
+        RQ_INVALID);
     assert_non_null(strstr(why, "--n"));
     char *unknown[] = {"prog", "--nope", NULL};
-    assert_int_equal(rq_config_parse(opts, 4, &c, 2, unknown, &help, why,
-                                     sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(
+        rq_config_parse(opts, 4, &c, 2, unknown, &help, why, sizeof why),
+        RQ_INVALID);
     char *h[] = {"prog", "--help", NULL};
-    assert_int_equal(rq_config_parse(opts, 4, &c, 2, h, &help, why,
-                                     sizeof why),
+    assert_int_equal(rq_config_parse(opts, 4, &c, 2, h, &help, why, sizeof why),
                      0);
     assert_true(help);
 }
@@ -224,14 +221,14 @@ static void test_peers_parse(void **state)
     assert_string_equal(peers[1].address, "localhost:7002");
     assert_string_equal(peers[2].address, "[::1]:7003");
 
-    const char *bad[] = {"",           "1=",          "=a:1",     "1=a",
-                         "1=a:0",      "1=a:70000",   "x=a:1",    "0=a:1",
-                         "1=a:1,1=b:2", "1=a:1,2=a:1", "1=a:1,",  "1=a b:1",
-                         "-1=a:1"};
+    const char *bad[] = {
+        "",          "1=",      "=a:1",  "1=a",         "1=a:0",
+        "1=a:70000", "x=a:1",   "0=a:1", "1=a:1,1=b:2", "1=a:1,2=a:1",
+        "1=a:1,",    "1=a b:1", "-1=a:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(rq_peers_parse(bad[i], peers, RQ_PEERS_MAX, &n, why,
-                                        sizeof why),
-                         RQ_INVALID);
+        assert_int_equal(
+            rq_peers_parse(bad[i], peers, RQ_PEERS_MAX, &n, why, sizeof why),
+            RQ_INVALID);
         assert_true(strlen(why) > 0);
     }
 }

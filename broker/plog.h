@@ -1,0 +1,142 @@
+/*
+ * A partition's message log on disk: append-only segment files with a
+ * sparse offset index, so a read at any offset costs a seek, not a scan.
+ *
+ * Files in the log directory, named by the first offset they hold:
+ *
+ *     00000000000000000000.seg   batches, back to back
+ *     00000000000000000000.idx   (relative offset:u32 | file position:u32)
+ *                                every index_interval bytes of batches
+ *
+ * A batch on disk:
+ *
+ *     magic:u32 "RQB1" | len:u32 (bytes after this field) | crc:u32 (crc32
+ *     of every byte after this field) | count:u32 | base_offset:u64
+ *     | raft_index:u64 | max_timestamp_ms:i64 | records (records.h)
+ *
+ * Offsets are contiguous from the log's first offset; a batch of n records
+ * takes n offsets. Each batch remembers the Raft index of the entry that
+ * produced it, so replaying the Raft log after a restart skips batches
+ * already on disk (plog_last_raft_index()).
+ *
+ * Durability comes from the Raft log: appends are plain writes, and
+ * plog_sync() (called before a Raft snapshot may drop the entries) makes
+ * them durable. On open the last segment is scanned and a torn or corrupt
+ * tail (a crash mid-write) is cut off at the last whole batch; an index
+ * file that is missing or shorter than its segment is rebuilt.
+ *
+ * Memory is bounded whatever the log's size: only the active segment's
+ * index is held in memory; sealed segments' indexes are read from their
+ * .idx files on demand. File descriptors: the active segment and the
+ * segment last read from.
+ *
+ * Single-threaded, blocking file I/O (small writes to the page cache);
+ * callers run it on their loop thread.
+ */
+#ifndef PLOG_H
+#define PLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "records.h"
+#include "rq_wire.h"
+
+#define PLOG_BATCH_HEADER 40
+
+struct plog;
+
+struct plog_config {
+    const char *dir;          /* Created if missing (borrowed). */
+    uint64_t segment_bytes;   /* Roll once a segment reaches this; 0: 64 MiB. */
+    uint32_t index_interval;  /* 0: 4096 bytes between index entries. */
+};
+
+/*
+ * Opens (creating or recovering) the log in cfg->dir. An empty new log
+ * starts at offset 0. RQ_IO or RQ_MALFORMED with @why (e.g. a sealed
+ * segment that is corrupt: that is refused, not silently cut).
+ */
+int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
+              size_t whyn);
+
+/* Closes files and frees. plog_close(NULL) is a no-op. */
+void plog_close(struct plog *l);
+
+/*
+ * Appends a batch of @count records (a validated records blob, copied) at
+ * the next offset, produced by Raft entry @raft_index (> every earlier
+ * one). Fills *base with the batch's first offset. RQ_IO on a write error
+ * (the log is then unusable until reopened).
+ */
+int plog_append(struct plog *l, uint64_t raft_index, const uint8_t *blob,
+                size_t len, uint32_t count, int64_t max_timestamp_ms,
+                uint64_t *base);
+
+/* First offset still held, the next offset to be written, and the Raft
+ * index of the last batch written (0 if none). */
+uint64_t plog_first_offset(const struct plog *l);
+uint64_t plog_next_offset(const struct plog *l);
+uint64_t plog_last_raft_index(const struct plog *l);
+uint64_t plog_bytes(const struct plog *l); /* Sum of segment sizes. */
+
+/*
+ * Reads records from @offset: at most @max records and about @max_bytes
+ * of values (at least one record if any). Records are copied into
+ * @scratch (reset first) and @out[i] points into it. *n is 0 when @offset
+ * is the next offset. RQ_NOTFOUND if @offset < first offset (deleted by
+ * retention) or > next offset.
+ */
+int plog_read(struct plog *l, uint64_t offset, uint32_t max, size_t max_bytes,
+              struct rq_buf *scratch, struct record *out, uint64_t *offsets,
+              uint32_t *n);
+
+/* fdatasync of the active segment (and the directory after a roll). */
+int plog_sync(struct plog *l);
+
+/*
+ * Deletes whole sealed segments, oldest first, while the log is over
+ * @max_bytes or a segment's newest record is older than @max_age_ms at
+ * @now_ms. The active segment is never deleted. *deleted counts segments.
+ */
+int plog_retain(struct plog *l, uint64_t max_bytes, uint64_t max_age_ms,
+                uint64_t now_ms, unsigned *deleted);
+
+/* ---- Segments, for snapshot manifests and catching up from a peer ---- */
+
+struct plog_segment {
+    uint64_t base_offset;
+    uint64_t next_offset; /* One past its last record. */
+    uint64_t bytes;
+    uint64_t last_raft_index;
+    bool sealed;
+};
+
+/* Fills up to @max segments, oldest first; returns how many there are. */
+size_t plog_segments(const struct plog *l, struct plog_segment *out,
+                     size_t max);
+
+/*
+ * Copies up to @n bytes of whole batches of the segment holding @offset,
+ * starting at the batch that holds @offset, into @out (appended). Used to
+ * serve a peer that is catching up; the bytes are the batches as stored.
+ */
+int plog_read_batches(struct plog *l, uint64_t offset, size_t n,
+                      struct rq_buf *out);
+
+/*
+ * Appends batches fetched from a peer (as plog_read_batches gives them):
+ * each is checked (magic, crc, base offset == next offset) and written.
+ * RQ_MALFORMED with nothing written past the last good batch.
+ */
+int plog_append_batches(struct plog *l, const uint8_t *bytes, size_t len);
+
+/*
+ * Discards every segment and restarts the log empty at @next_offset (a
+ * snapshot from the leader starts past everything this replica holds and
+ * its peers no longer have what lies between).
+ */
+int plog_reset(struct plog *l, uint64_t next_offset, uint64_t raft_index);
+
+#endif /* PLOG_H */

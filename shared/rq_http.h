@@ -1,0 +1,127 @@
+/*
+ * An HTTP/1.1 server on the process's libuv loop, with JSON replies.
+ *
+ * libmicrohttpd runs without threads of its own: it uses one epoll set
+ * (MHD_USE_EPOLL), which a uv_poll watches, and a uv_timer follows
+ * MHD_get_timeout(); both call MHD_run(). A handler may reply at once or
+ * later (after a Raft commit, at the end of a long poll): a request left
+ * without a reply when its handler returns is suspended and resumed by
+ * rq_http_reply(). Everything runs on the loop thread.
+ *
+ * Routes are a table, matched in order on method and path; a path segment
+ * written {name} matches any one non-empty segment and is read back with
+ * rq_http_param(). An unknown path answers 404 and a known path with
+ * another method 405, both with a JSON failure body. A request body larger
+ * than max_body answers 413 before any handler runs. Every reply body is
+ * JSON ({"status": "success"|"failure", ...}) except rq_http_reply_text().
+ */
+#ifndef RQ_HTTP_H
+#define RQ_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct rq_http;
+struct rq_http_req;
+
+typedef void (*rq_http_handler)(struct rq_http_req *req, void *data);
+
+struct rq_http_route {
+    const char *method;  /* "GET", "POST", "DELETE", ... */
+    const char *pattern; /* "/v1/topics/{topic}/records" */
+    rq_http_handler handler;
+};
+
+struct rq_http_config {
+    const char *bind_address;  /* "HOST:PORT"; port 0 picks a free one. */
+    size_t max_body;           /* 0: 16 MiB. */
+    unsigned max_connections;  /* 0: 1024. */
+    unsigned idle_timeout_s;   /* 0: 60; slow clients are cut off. */
+};
+
+/*
+ * Binds and starts serving @routes (borrowed: static storage). @data is
+ * passed to every handler. RQ_IO with @why if the address cannot be bound.
+ */
+int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
+                const struct rq_http_route *routes, size_t n_routes,
+                void *data, struct rq_http **out, char *why, size_t whyn);
+
+/* The bound port (useful with port 0). */
+uint16_t rq_http_port(const struct rq_http *h);
+
+/*
+ * Stops accepting, answers every suspended request with 503, closes all
+ * connections and frees @h, then calls @cb.
+ */
+void rq_http_close(struct rq_http *h, void (*cb)(void *data), void *data);
+
+/* ---- Reading a request (all strings borrowed until the reply) ---- */
+
+const char *rq_http_method(const struct rq_http_req *req);
+const char *rq_http_path(const struct rq_http_req *req);
+/* A {name} segment of the matched pattern, percent-decoded; NULL if none. */
+const char *rq_http_param(const struct rq_http_req *req, const char *name);
+/* A query-string argument, decoded; NULL if absent. */
+const char *rq_http_query(const struct rq_http_req *req, const char *name);
+/* A request header, case-insensitive; NULL if absent. */
+const char *rq_http_header(const struct rq_http_req *req, const char *name);
+const uint8_t *rq_http_body(const struct rq_http_req *req, size_t *len);
+
+/*
+ * The body parsed as a JSON object (borrowed; cached). An empty body is an
+ * empty object. NULL with a reason in @why if the body is not a JSON
+ * object, is nested deeper than 32 levels or is not UTF-8; the caller
+ * answers 400 with that reason.
+ */
+json_t *rq_http_json(struct rq_http_req *req, char *why, size_t whyn);
+
+/*
+ * A named argument from the query string, else from the JSON body (API.md:
+ * "the query string wins"), as text; NULL if in neither. Integers and
+ * strings in the body are both returned as text (borrowed until reply).
+ */
+const char *rq_http_arg(struct rq_http_req *req, const char *name);
+
+/* ---- Replying: exactly once per request ---- */
+
+/* Adds a header to the coming reply (copied), e.g. Retry-After. */
+void rq_http_set_header(struct rq_http_req *req, const char *name,
+                        const char *value);
+
+/*
+ * Replies with @status and @body (stolen; NULL means {}). "status":
+ * "success" or "failure" is added from the status code unless present.
+ */
+void rq_http_reply(struct rq_http_req *req, int status, json_t *body);
+
+/* {"status":"failure","message":...}; formatted like printf. */
+void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
+
+/* A non-JSON reply (Prometheus text, the status page); @body copied. */
+void rq_http_reply_text(struct rq_http_req *req, int status,
+                        const char *content_type, const char *body,
+                        size_t len);
+
+/*
+ * Called at most once if the client goes away before the reply, so a long
+ * poll can stop waiting. The handler must still reply (the reply is then
+ * dropped and the request freed).
+ */
+void rq_http_on_abort(struct rq_http_req *req,
+                      void (*cb)(struct rq_http_req *req, void *data),
+                      void *data);
+
+struct rq_http_stats {
+    uint64_t requests;  /* Requests routed to a handler. */
+    uint64_t rejected;  /* 404, 405, 413 and malformed requests. */
+    unsigned suspended; /* Requests waiting for a late reply now. */
+    unsigned connections;
+};
+void rq_http_stats(const struct rq_http *h, struct rq_http_stats *out);
+
+#endif /* RQ_HTTP_H */

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# make bench: prints figures for the release build in build/. Nothing here is
+# asserted; the numbers go to standard output for a person to read.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python3 tests/bench/atm_bench.py --build build "$@"
