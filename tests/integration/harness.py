@@ -478,7 +478,7 @@ class Cluster:
         self.secret = secret
         self.args = [
             "--election-timeout-ms", "600", "--heartbeat-ms", "100",
-            "--cluster-secret", secret, "--log-level", os.environ.get("ITEST_LOG_LEVEL", "info"),
+            "--cluster-secret", secret, "--log-level", ctx.opts.log_level,
         ] + list(args)
         self.atms = {}
         for i in range(1, n + 1):
@@ -717,6 +717,8 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None):
     ap.add_argument("-k", dest="only", default=None, help="run only tests whose name contains this")
     ap.add_argument("--keep", action="store_true", help="keep every test's directory")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    ap.add_argument("--log-level", default=os.environ.get("ITEST_LOG_LEVEL", "info"),
+                    help="the ATMs' --log-level (default $ITEST_LOG_LEVEL, else info)")
     opts = ap.parse_args()
     opts.binary = os.path.abspath(os.path.join(opts.build, "atm"))
     if opts.seed is None:

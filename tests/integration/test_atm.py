@@ -745,6 +745,17 @@ def test_strangers(ctx):
                 except OSError:
                     pass  # The ATM may hang up early: that is fine.
                 s.close()
+            # A preamble with the wrong MAC: the ATM hangs up at once.
+            s = socket.create_connection(addr, timeout=5)
+            try:
+                s.sendall(preamble("wrong-secret", "127.0.0.1:1"))
+                check(s.recv(1) == b"", "%r answered a stranger's preamble" % a)
+            except socket.timeout:
+                raise TestFailure("%r kept a connection with a wrong MAC open" % a) from None
+            except ConnectionResetError:
+                pass
+            finally:
+                s.close()
             for _ in range(20):
                 socket.create_connection(addr, timeout=5).close()
             # Half a preamble, left open: must not hold anything up.
@@ -774,6 +785,15 @@ def test_strangers(ctx):
         check(c.current_leader() is not None, "no leader after the strangers")
         rc = rogue.terminate()
         check(rc == 0, "the rogue ATM exited with %d" % rc)
+        # DESIGN.md: an unfinished preamble is dropped after 5 s.
+        for s in held:
+            s.settimeout(12)
+            try:
+                check(s.recv(1) == b"", "an ATM answered half a preamble")
+            except socket.timeout:
+                raise TestFailure("an ATM kept a half-sent preamble open for 12s") from None
+            except ConnectionResetError:
+                pass
     finally:
         for s in held:
             s.close()
