@@ -300,8 +300,9 @@ static void on_deadline(uv_timer_t *t)
 
 /* ---- Local execution (this ATM is the ready leader) ---- */
 
-static void on_local_write(void *data, int status)
+static void on_local_write(void *data, int status, uint64_t result)
 {
+    (void)result;
     struct op *op = data;
     struct atm *a = op->atm;
     if (!op->answered) {
@@ -318,8 +319,9 @@ static void on_local_write(void *data, int status)
     op_unref(op);
 }
 
-static void on_local_barrier(void *data, int status)
+static void on_local_barrier(void *data, int status, uint64_t result)
 {
+    (void)result;
     struct op *op = data;
     struct atm *a = op->atm;
     if (!op->answered) {
@@ -443,8 +445,9 @@ static void reply_result(struct rq_rpc_call *call, const struct atm_result *r)
     rq_buf_close(&b);
 }
 
-static void on_forwarded_write_applied(void *data, int status)
+static void on_forwarded_write_applied(void *data, int status, uint64_t result)
 {
+    (void)result;
     struct forwarded *f = data;
     struct atm_result r;
     if (status == 0 && atm_ledger_result(f->atm->ledger, f->rid, &r) == 0) {
@@ -455,8 +458,9 @@ static void on_forwarded_write_applied(void *data, int status)
     free(f);
 }
 
-static void on_forwarded_barrier(void *data, int status)
+static void on_forwarded_barrier(void *data, int status, uint64_t result)
 {
+    (void)result;
     struct forwarded *f = data;
     if (status == 0) {
         uint8_t b[8];

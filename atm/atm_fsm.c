@@ -16,8 +16,9 @@
 #define LOG_TAG "atm_fsm"
 
 static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
-                     size_t len)
+                     size_t len, uint64_t *result)
 {
+    (void)result; /* The proposer reads the outcome from the ledger. */
     struct atm_ledger *l = data;
     struct atm_write w;
     struct atm_result r;

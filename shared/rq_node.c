@@ -518,26 +518,26 @@ static void request_unlink(struct request *req)
 }
 
 /* Unlinks and frees @req, then runs its callback with @status. */
-static void request_done(struct request *req, int status)
+static void request_done(struct request *req, int status, uint64_t result)
 {
     rq_node_done_cb cb = req->cb;
     void *data = req->data;
     request_unlink(req);
     free(req);
-    cb(data, status);
+    cb(data, status, result);
 }
 
 static void apply_cb(struct raft_apply *r, int status, void *result)
 {
-    (void)result;
     struct request *req = r->data;
-    request_done(req, status_from_raft(req->node, status));
+    int rv = status_from_raft(req->node, status);
+    request_done(req, rv, rv == 0 ? (uint64_t)(uintptr_t)result : 0);
 }
 
 static void barrier_cb(struct raft_barrier *r, int status)
 {
     struct request *req = r->data;
-    request_done(req, status_from_raft(req->node, status));
+    request_done(req, status_from_raft(req->node, status), 0);
 }
 
 int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
@@ -617,7 +617,7 @@ static void maybe_finish_close(struct rq_node *n)
     /* raft_close() fails every request raft holds, so none should remain;
      * any that did is answered here, raft having let go of it. */
     while (n->requests != NULL) {
-        request_done(n->requests, RQ_SHUTDOWN);
+        request_done(n->requests, RQ_SHUTDOWN, 0);
     }
     void (*cb)(void *) = n->close_cb;
     void *data = n->close_data;

@@ -68,10 +68,11 @@ struct rq_node_info {
 
 struct rq_node;
 typedef void (*rq_node_change_cb)(void *data, const struct rq_node_info *info);
-/* 0 when the entry (or barrier) is committed and applied; RQ_NOTLEADER if
+/* 0 when the entry (or barrier) is committed and applied, with the state
+ * machine's result for an entry (0 for a barrier); RQ_NOTLEADER if
  * leadership was lost first; RQ_SHUTDOWN on close (called from inside
  * rq_node_close()); RQ_RAFT otherwise. */
-typedef void (*rq_node_done_cb)(void *data, int status);
+typedef void (*rq_node_done_cb)(void *data, int status, uint64_t result);
 
 /*
  * Creates the node: raft_uv on cfg->dir over transport @t (borrowed; it

@@ -55,9 +55,10 @@ static uint64_t hash_step(uint64_t h, const uint8_t *p, size_t len)
 }
 
 static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
-                     size_t len)
+                     size_t len, uint64_t *result)
 {
     struct test_fsm *f = data;
+    *result = index; /* Reaches the proposer's callback. */
     if (index <= f->last_index) {
         f->order_errors++;
     }
@@ -349,11 +350,21 @@ struct outcomes {
     unsigned shutdown;
     unsigned other;
     unsigned want; /* run_until(all_done) waits for this many. */
+    uint64_t last_result; /* Results of entries applied in order. */
+    unsigned result_errors;
 };
 
-static void on_done(void *data, int status)
+static void on_done(void *data, int status, uint64_t result)
 {
     struct outcomes *o = data;
+    if (status == 0 && result != 0) {
+        /* The state machine returns the entry's index: each entry's result
+         * must reach its own proposer, in log order. */
+        if (result <= o->last_result) {
+            o->result_errors++;
+        }
+        o->last_result = result;
+    }
     switch (status) {
         case 0:
             o->ok++;
@@ -390,6 +401,8 @@ static void apply_range(struct tnode *tn, unsigned first, unsigned n,
     }
     assert_true(run_until(tn->fx, all_done, &o, WAIT_MS));
     assert_int_equal(o.ok, n);
+    assert_int_equal(o.result_errors, 0);
+    assert_true(o.last_result >= n); /* Log indexes, not zeros. */
 }
 
 /* Counts segment files in @dir and checks none exceeds @max bytes. */
