@@ -1,0 +1,151 @@
+/*
+ * A partition replica's state machine: the Raft entries of one partition
+ * group applied to its partition log (plog.h), the producer deduplication
+ * table, and the snapshot manifest. No libuv: the broker's I/O layer drives
+ * it; raft drives it through partition_fsm_ops.
+ *
+ * Entry (the Raft payload the leader proposes), little-endian:
+ *
+ *     type:u8 (1 = records) | pad:u8[3] | count:u32 | max_timestamp_ms:i64
+ *     | producer_id:u64 (0: none) | sequence:u64 | records blob (records.h)
+ *
+ * Applying an entry whose Raft index is not above the log's last batch
+ * index does nothing (the batch is already on disk: replay after a restart,
+ * or it came from a peer). Otherwise, if its (producer_id, sequence) was
+ * applied before, it is not appended again and the apply result is the
+ * first offset the original got; if the sequence is older than the last
+ * one applied for that producer, it is refused (result PARTITION_STALE).
+ * Else the records become one batch at the next offset and the apply
+ * result is that offset. The proposer's callback receives the result
+ * (rq_node_done_cb).
+ *
+ * Snapshot manifest (never a copy of the data; raft keeps snapshots in
+ * memory and sends them whole), little-endian:
+ *
+ *     version:u32 | pad:u32 | first_offset:u64 | next_offset:u64
+ *     | last_raft_index:u64 | ops:u64 | n_producers:u32
+ *     | n x (producer_id:u64 | sequence:u64 | base:u64 | count:u32
+ *            | last_used:u64)
+ *
+ * The log is synced to disk before the manifest is returned, since raft may
+ * then drop the entries the manifest stands for.
+ *
+ * Gaps. Restoring a manifest whose next offset is past what the local log
+ * holds leaves a gap [local next, next): the replica must fetch those
+ * batches from a peer (partition_fetch_range(), partition_fetched()).
+ * Entries applied meanwhile are not written locally; they extend the gap,
+ * and their results are still their logical offsets. If the manifest's
+ * first offset is past everything the log holds, the log is reset to start
+ * at that first offset. Reads are served only below the local next offset.
+ *
+ * Invariants:
+ *   1. local_next <= next; local_next == next unless fetching.
+ *   2. Every batch in the log was committed in this partition's group.
+ *   3. At most PARTITION_PRODUCERS_MAX producers are remembered; the least
+ *      recently used (by the op counter) is evicted first, identically on
+ *      every replica.
+ */
+#ifndef PARTITION_H
+#define PARTITION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "records.h"
+#include "rq_fsm.h"
+#include "rq_wire.h"
+
+#define PARTITION_ENTRY_RECORDS 1
+#define PARTITION_ENTRY_HEADER 32
+#define PARTITION_PRODUCERS_MAX 4096
+/* Apply result of a stale (producer, sequence): not a valid offset. */
+#define PARTITION_STALE UINT64_MAX
+
+struct partition;
+
+struct partition_config {
+    const char *dir;        /* The partition log's directory (borrowed). */
+    uint64_t segment_bytes; /* plog segment size; 0: plog's default. */
+    uint64_t group_id;      /* For log lines. */
+};
+
+/* Opens the partition log in cfg->dir. RQ_IO / RQ_MALFORMED with @why. */
+int partition_open(const struct partition_config *cfg, struct partition **out,
+                   char *why, size_t whyn);
+void partition_close(struct partition *p); /* NULL is a no-op. */
+
+/* ---- Entries ---- */
+
+struct partition_append {
+    uint32_t count;
+    int64_t max_timestamp_ms;
+    uint64_t producer_id; /* 0: no deduplication. */
+    uint64_t sequence;
+    const uint8_t *blob; /* records.h blob of @count records (borrowed). */
+    size_t len;
+};
+
+int partition_entry_encode(const struct partition_append *a,
+                           struct rq_buf *out);
+/* RQ_MALFORMED unless the header and every record are well formed. */
+int partition_entry_decode(const uint8_t *p, size_t len,
+                           struct partition_append *out);
+
+/* The state machine; the fsm data is a struct partition *. */
+extern const struct rq_fsm_ops partition_fsm_ops;
+
+/*
+ * For the leader before proposing a retried request: 0 and *base if
+ * (@producer_id, @sequence) was applied; RQ_INVALID if it is older than the
+ * producer's last; RQ_NOTFOUND otherwise.
+ */
+int partition_dedupe_lookup(const struct partition *p, uint64_t producer_id,
+                            uint64_t sequence, uint64_t *base);
+
+/* ---- State ---- */
+
+uint64_t partition_first_offset(const struct partition *p);
+uint64_t partition_next_offset(const struct partition *p);  /* Logical. */
+uint64_t partition_local_next(const struct partition *p);   /* On disk. */
+uint64_t partition_last_index(const struct partition *p);   /* Raft. */
+uint64_t partition_bytes(const struct partition *p);
+
+/*
+ * Called after every apply and every fetched range (long polls wake on
+ * it). One listener; NULL clears it.
+ */
+void partition_on_change(struct partition *p,
+                         void (*cb)(void *data, struct partition *p),
+                         void *data);
+
+/* ---- Reads ---- */
+
+/* plog_read() below the local next offset; RQ_NOTFOUND past it or below
+ * the first offset. */
+int partition_read(struct partition *p, uint64_t offset, uint32_t max,
+                   size_t max_bytes, struct rq_buf *scratch,
+                   struct record *out, uint64_t *offsets, uint32_t *n);
+
+/* Whole batches from @offset for a peer that is catching up. */
+int partition_read_batches(struct partition *p, uint64_t offset, size_t n,
+                           struct rq_buf *out);
+
+/* ---- Catching up from a peer ---- */
+
+/* true and the range [*from, *to) while the replica has a gap to fetch. */
+bool partition_fetch_range(const struct partition *p, uint64_t *from,
+                           uint64_t *to);
+
+/* Appends fetched batches (plog_read_batches bytes of a peer) at the local
+ * next offset; batches past the gap are ignored. RQ_MALFORMED on bad
+ * bytes (nothing past the last good batch is kept). */
+int partition_fetched(struct partition *p, const uint8_t *bytes, size_t len);
+
+/* ---- Maintenance ---- */
+
+int partition_sync(struct partition *p);
+int partition_retain(struct partition *p, uint64_t max_bytes,
+                     uint64_t max_age_ms, uint64_t now_ms, unsigned *deleted);
+
+#endif /* PARTITION_H */
