@@ -356,7 +356,11 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     n->loop = loop;
     n->transport = t;
     n->poll_ms = cfg->poll_ms != 0 ? cfg->poll_ms : DEFAULT_POLL_MS;
-    label_from_dir(cfg->dir, n->label, sizeof n->label);
+    if (cfg->label != NULL) {
+        snprintf(n->label, sizeof n->label, "%s", cfg->label);
+    } else {
+        label_from_dir(cfg->dir, n->label, sizeof n->label);
+    }
 
     rv = raft_uv_init(&n->io, loop, cfg->dir, t);
     if (rv != 0) {

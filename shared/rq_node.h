@@ -45,6 +45,8 @@ struct rq_node_config {
     size_t segment_size;           /* 0: 1 MiB. */
     unsigned poll_ms;              /* 0: 50. */
     bool pre_vote;
+    /* Names the node in log lines (copied); NULL: dir's last component. */
+    const char *label;
 };
 
 enum rq_role {

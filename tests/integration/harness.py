@@ -1,8 +1,9 @@
-"""Harness for the process-level integration tests of the ATM network.
+"""Harness for the process-level integration tests (ATM network, brokers).
 
-It starts real atm binaries with pipes on their standard input and output,
-sends one command at a time and waits for its answer line with a deadline,
-and can SIGKILL, SIGSTOP, SIGCONT, SIGTERM and restart them. Each process
+It starts real binaries: atm processes with pipes on their standard input
+and output, to which it sends one command at a time and waits for its
+answer line with a deadline, and daemons (brokers) that tests drive over
+HTTP. It can SIGKILL, SIGSTOP, SIGCONT, SIGTERM and restart them. Each process
 writes its standard error to a log file in the test's temporary directory,
 and every command with its answer goes to a transcript beside it; both are
 printed (their tails) when a test fails, and the directory is kept then.
@@ -196,18 +197,16 @@ def _die_with_parent():
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-class Atm:
-    """One atm process: its arguments, data directory, log and pipes.
+class Process:
+    """One process the harness started: its arguments, data directory, log
+    and transcript (the harness's notes on what it did to the process), and
+    the signals a test sends it. Subclasses choose its standard streams."""
 
-    Commands are serialised by a lock, so a worker thread and the main
-    thread may both talk to it. An answer that arrives after its command
-    timed out is consumed and dropped by the next command (pending counts
-    the commands still owed an answer).
-    """
+    kind = "proc"  # Names the process in messages: "atm1", "broker2".
 
-    def __init__(self, ctx, atm_id, argv, log_path, wrap=()):
+    def __init__(self, ctx, proc_id, argv, log_path, wrap=()):
         self.ctx = ctx
-        self.id = atm_id
+        self.id = proc_id
         self.argv = list(argv)
         self.wrap = list(wrap)  # Prefix, e.g. ["ip", "netns", "exec", NS].
         self.log_path = log_path
@@ -217,55 +216,46 @@ class Atm:
         self.data_dir = None
         self.generation = 0  # Incremented by each start.
         self.paused = False
-        self.stdin_closed = False
         self.expect_clean_exit = False
         self.lock = threading.RLock()
-        self._q = None
-        self._eof = False
-        self.pending = 0
 
     def __repr__(self):
-        return "atm%d" % self.id
+        return "%s%d" % (self.kind, self.id)
 
     # -- lifecycle --
+
+    def _popen(self, log):
+        """Starts the process with its stderr on @log (an open file)."""
+        return subprocess.Popen(
+            self.wrap + self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env=self.ctx.env, preexec_fn=_die_with_parent)
+
+    def _started(self, proc):
+        """Called with self.lock held once @proc runs."""
 
     def start(self):
         # PR_SET_PDEATHSIG fires when the creating thread exits, so only the
         # main thread starts processes.
         assert threading.current_thread() is threading.main_thread(), \
-            "start ATMs from the main thread"
+            "start processes from the main thread"
         assert not self.running(), "%r already running" % self
         self.generation += 1
         with open(self.log_path, "ab") as f:
             f.write(("==== start %d: %s\n" % (self.generation, " ".join(self.wrap + self.argv))).encode())
         log = open(self.log_path, "ab")
         try:
-            proc = subprocess.Popen(
-                self.wrap + self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, env=self.ctx.env, preexec_fn=_die_with_parent)
+            proc = self._popen(log)
         finally:
             log.close()
         with _live_lock:
             _live_procs.add(proc)
-        q = queue.Queue()
-        t = threading.Thread(target=self._reader, args=(proc, q), daemon=True)
-        t.start()
         with self.lock:
             self.proc = proc
-            self._q = q
-            self._eof = False
-            self.pending = 0
             self.paused = False
-            self.stdin_closed = False
             self.expect_clean_exit = True
+            self._started(proc)
         self._note("---- start %d (pid %d)" % (self.generation, proc.pid))
         return self
-
-    @staticmethod
-    def _reader(proc, q):
-        for raw in proc.stdout:
-            q.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-        q.put(None)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -280,8 +270,7 @@ class Atm:
         return rc
 
     def kill(self):
-        """SIGKILL, then reap. The process's pending command (if any) is
-        answered by ProcessGone in the thread waiting for it."""
+        """SIGKILL, then reap."""
         if not self.running():
             return
         self.expect_clean_exit = False
@@ -323,6 +312,69 @@ class Atm:
         self._note("---- exit status %d" % rc)
         return rc
 
+    def _note(self, text):
+        with open(self.transcript_path, "a") as f:
+            f.write("%.3f %s\n" % (time.monotonic() - self.ctx.t0, text))
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        return lines[-n:]
+
+
+class Daemon(Process):
+    """A process driven from outside (HTTP, signals), not by standard
+    input: standard input is /dev/null, standard output goes to its log."""
+
+    def __init__(self, ctx, kind, proc_id, argv, log_path, wrap=()):
+        super().__init__(ctx, proc_id, argv, log_path, wrap)
+        self.kind = kind
+
+
+class Atm(Process):
+    """One atm process with pipes on its standard input and output.
+
+    Commands are serialised by a lock, so a worker thread and the main
+    thread may both talk to it. An answer that arrives after its command
+    timed out is consumed and dropped by the next command (pending counts
+    the commands still owed an answer). A SIGKILL answers the pending
+    command (if any) with ProcessGone in the thread waiting for it.
+    """
+
+    kind = "atm"
+
+    def __init__(self, ctx, atm_id, argv, log_path, wrap=()):
+        super().__init__(ctx, atm_id, argv, log_path, wrap)
+        self.stdin_closed = False
+        self._q = None
+        self._eof = False
+        self.pending = 0
+
+    # -- lifecycle --
+
+    def _popen(self, log):
+        return subprocess.Popen(
+            self.wrap + self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=log, env=self.ctx.env, preexec_fn=_die_with_parent)
+
+    def _started(self, proc):
+        q = queue.Queue()
+        t = threading.Thread(target=self._reader, args=(proc, q), daemon=True)
+        t.start()
+        self._q = q
+        self._eof = False
+        self.pending = 0
+        self.stdin_closed = False
+
+    @staticmethod
+    def _reader(proc, q):
+        for raw in proc.stdout:
+            q.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        q.put(None)
+
     def close_stdin(self):
         with self.lock:
             self.stdin_closed = True
@@ -333,10 +385,6 @@ class Atm:
         self._note("---- stdin closed")
 
     # -- commands --
-
-    def _note(self, text):
-        with open(self.transcript_path, "a") as f:
-            f.write("%.3f %s\n" % (time.monotonic() - self.ctx.t0, text))
 
     def _next_line(self, deadline):
         if self._eof:
@@ -454,15 +502,6 @@ class Atm:
     def balance(self, account, timeout=CMD_TIMEOUT):
         """Cents in @account, read at this ATM; TestFailure on an error."""
         return parse_balance(self.cmd("balance " + account, timeout), account)
-
-    def log_tail(self, n=40):
-        try:
-            with open(self.log_path, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return []
-        return lines[-n:]
-
 
 class Cluster:
     """N ATMs that know one another: ids 1..N, one data directory each."""
@@ -624,8 +663,8 @@ def _short(d, n=6):
 
 
 class Context:
-    """What one test gets: a directory, the binary, ports, and the ATMs it
-    started (all stopped at the end, whatever happens)."""
+    """What one test gets: a directory, the binary, ports, and the
+    processes it started (all stopped at the end, whatever happens)."""
 
     def __init__(self, opts, name, ports):
         self.opts = opts
@@ -634,31 +673,47 @@ class Context:
         self.ports = ports
         self.dir = tempfile.mkdtemp(prefix="itest-%s-" % name)
         self.t0 = time.monotonic()
-        self.atms = []
-        self.cleanups = []  # Callables run (last first) after the ATMs stop.
+        self.procs = []
+        self.cleanups = []  # Callables run (last first) after the processes stop.
         self.env = dict(os.environ)
         self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         self.rng = random.Random(opts.seed ^ zlib.crc32(name.encode()))
 
+    @property
+    def atms(self):
+        return self.procs
+
+    def _log_path(self, kind, proc_id):
+        """kindN.log, or kindN-2.log and so on for a second process with
+        the same name (a replacement with a fresh data directory)."""
+        base = "%s%d" % (kind, proc_id)
+        n = sum(1 for p in self.procs
+                if os.path.basename(p.log_path) == base + ".log"
+                or os.path.basename(p.log_path).startswith(base + "-"))
+        name = base + (".log" if n == 0 else "-%d.log" % (n + 1))
+        return os.path.join(self.dir, name)
+
     def atm(self, atm_id, argv, wrap=()):
-        log = os.path.join(self.dir, "atm%d.log" % atm_id)
-        n = sum(1 for a in self.atms if a.log_path.startswith(log[:-4]))
-        if n:
-            log = os.path.join(self.dir, "atm%d-%d.log" % (atm_id, n + 1))
-        a = Atm(self, atm_id, argv, log, wrap)
-        self.atms.append(a)
+        a = Atm(self, atm_id, argv, self._log_path("atm", atm_id), wrap)
+        self.procs.append(a)
         return a
+
+    def daemon(self, kind, proc_id, argv, wrap=()):
+        """A process without standard-input commands, e.g. a broker."""
+        d = Daemon(self, kind, proc_id, argv, self._log_path(kind, proc_id), wrap)
+        self.procs.append(d)
+        return d
 
     def cluster(self, n=3, **kw):
         return Cluster(self, n, **kw)
 
     def stop_all(self):
-        """SIGTERMs every ATM still running; returns problems found (exit
-        status of ATMs that should have exited cleanly, sanitizer
-        reports)."""
+        """SIGTERMs every process still running; returns problems found
+        (exit status of processes that should have exited cleanly,
+        sanitizer reports)."""
         problems = []
-        for a in self.atms:
+        for a in self.procs:
             if a.proc is None:
                 continue
             try:
@@ -677,7 +732,7 @@ class Context:
                     a.proc.kill()
                 except Exception:
                     pass
-        for a in self.atms:
+        for a in self.procs:
             for line in a.log_tail(100000):
                 if SANITIZER_RE.search(line):
                     problems.append("%r: sanitizer report: %s" % (a, line.strip()))
@@ -691,7 +746,7 @@ class Context:
 
     def dump(self, out):
         out.write("    logs kept in %s\n" % self.dir)
-        for a in self.atms:
+        for a in self.procs:
             out.write("    ---- %s (tail)\n" % a.log_path)
             for line in a.log_tail(25):
                 out.write("    | %s\n" % line)
@@ -705,11 +760,14 @@ class Context:
                 out.write("    | %s\n" % line)
 
 
-def run_suite(suite, tests, requires=None, setup=None, teardown=None):
+def run_suite(suite, tests, requires=None, setup=None, teardown=None, binary="atm",
+              ports=(23000, 23999)):
     """Runs the test functions in order and exits with the result.
 
     @requires() returns None or a reason to skip every test; @setup(opts)
     runs once before the first test that runs, @teardown() once at the end.
+    @binary names the program under test in the build directory, @ports the
+    range the suite's processes listen in.
     """
     assert re.match(r"^[a-z_]+$", suite)
     ap = argparse.ArgumentParser(description="%s integration tests" % suite)
@@ -718,9 +776,9 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None):
     ap.add_argument("--keep", action="store_true", help="keep every test's directory")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
     ap.add_argument("--log-level", default=os.environ.get("ITEST_LOG_LEVEL", "info"),
-                    help="the ATMs' --log-level (default $ITEST_LOG_LEVEL, else info)")
+                    help="the processes' --log-level (default $ITEST_LOG_LEVEL, else info)")
     opts = ap.parse_args()
-    opts.binary = os.path.abspath(os.path.join(opts.build, "atm"))
+    opts.binary = os.path.abspath(os.path.join(opts.build, binary))
     if opts.seed is None:
         opts.seed = int(time.time()) & 0xFFFFFF
 
@@ -733,12 +791,12 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None):
     chosen = [t for t in tests if opts.only is None or opts.only in t.__name__]
     reason = None
     if not os.access(opts.binary, os.X_OK):
-        reason = "no atm binary at %s (make test builds it)" % opts.binary
+        reason = "no %s binary at %s (make test builds it)" % (binary, opts.binary)
     elif requires is not None:
         reason = requires()
     print("%s: seed %d" % (suite, opts.seed), flush=True)
     passed = failed = skipped = 0
-    ports = PortPool()
+    ports = PortPool(*ports)
     set_up = False
     try:
         for t in chosen:

@@ -1,0 +1,820 @@
+/*
+ * The broker's HTTP handlers (see api.h and broker/README.md).
+ *
+ * Produce. The leader checks the request, stamps every record with its own
+ * clock, encodes the records once (records.h) into one partition entry and
+ * proposes it; the reply comes from the apply callback with the batch's
+ * first offset, so a success always means committed on a majority and
+ * applied. Several requests may be in flight on one partition at once;
+ * libraft writes their entries to disk together. A retry that carries a
+ * (producer_id, sequence) already applied is answered from the partition's
+ * deduplication table without proposing anything.
+ *
+ * Read. Any open replica answers from its partition log for offsets below
+ * its local end. A read at the end with wait_ms > 0 is parked on the
+ * replica (replica_wait) and answered when records arrive, when the wait
+ * ends, or when the client goes away.
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker.h"
+#include "partition.h"
+#include "records.h"
+#include "replica.h"
+#include "rq_err.h"
+#include "rq_log.h"
+#include "rq_rpc.h"
+#include "rq_wire.h"
+
+#define LOG_TAG "api"
+
+#define WHY_LEN 256
+#define READ_DEFAULT_MAX 100
+#define READ_MAX_RECORDS 10000
+#define READ_MAX_BYTES (8u << 20) /* Of values per read (at least one). */
+#define WAIT_MAX_MS 60000
+/* A batch must fit in one FETCH reply so that a peer can catch up. */
+#define BATCH_MAX_BYTES (RQ_RPC_MAX_FRAME - (64u << 10))
+
+/* ---- Replies ---- */
+
+static void reply_unavailable(struct rq_http_req *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void reply_unavailable(struct rq_http_req *req, const char *fmt, ...)
+{
+    char msg[WHY_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rq_http_set_header(req, "Retry-After", "1");
+    rq_http_reply_error(req, 503, "%s", msg);
+}
+
+/* 421 naming the leader when one is known, else 503. @why prefixes. */
+static void reply_not_leader(struct rq_http_req *req, struct replica *r,
+                             struct broker *b, const char *why)
+{
+    const struct replica_member *leader = replica_leader(r);
+    const struct replica_desc *d = replica_desc(r);
+    if (leader == NULL) {
+        reply_unavailable(req,
+                          "%sgroup %" PRIu64 " (topic %s partition %" PRIu64
+                          ") has no leader yet; retry shortly",
+                          why, d->group_id, d->topic, d->partition_id);
+        return;
+    }
+    char msg[WHY_LEN];
+    snprintf(msg, sizeof msg,
+             "%sbroker %" PRIu64
+             " is not the leader of topic %s partition %" PRIu64
+             "; broker %" PRIu64 " at %s is",
+             why, broker_config(b)->id, d->topic, d->partition_id, leader->id,
+             leader->http_addr);
+    rq_http_reply(req, 421,
+                  json_pack("{s:s,s:s,s:I,s:s}", "status", "failure", "message",
+                            msg, "leader_id", (json_int_t)leader->id,
+                            "leader_http", leader->http_addr));
+}
+
+/* Answers 503 and returns true if the broker is shutting down. */
+static bool refuse_closing(struct rq_http_req *req, struct broker *b)
+{
+    if (broker_closing(b)) {
+        reply_unavailable(req, "the broker is shutting down");
+        return true;
+    }
+    return false;
+}
+
+/* Strict decimal: digits only, no sign, no blanks, at most INT64_MAX. */
+static int parse_uint(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || *s == '\0') {
+        return RQ_INVALID;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return RQ_INVALID;
+        }
+        uint64_t d = (uint64_t)(*s - '0');
+        if (v > ((uint64_t)INT64_MAX - d) / 10) {
+            return RQ_INVALID;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A query or body argument as a non-negative integer, or @def if absent. */
+static int arg_uint(struct rq_http_req *req, const char *name, uint64_t def,
+                    uint64_t *out)
+{
+    const char *s = rq_http_arg(req, name);
+    if (s == NULL) {
+        *out = def;
+        return 0;
+    }
+    return parse_uint(s, out);
+}
+
+/* The replica named by {group_id}, or NULL after answering 400/404. */
+static struct replica *group_param(struct rq_http_req *req, struct broker *b)
+{
+    uint64_t gid;
+    const char *s = rq_http_param(req, "group_id");
+    if (parse_uint(s, &gid) != 0 || gid == 0) {
+        rq_http_reply_error(req, 400, "group id '%s' is not a positive integer",
+                            s != NULL ? s : "");
+        return NULL;
+    }
+    struct replica *r = broker_find(b, gid);
+    if (r == NULL) {
+        rq_http_reply_error(
+            req, 404, "this broker hosts no replica of group %" PRIu64, gid);
+    }
+    return r;
+}
+
+/* The open replica named by {topic} and {partition}, or NULL after
+ * answering 400, 404 or 503. */
+static struct replica *partition_param(struct rq_http_req *req,
+                                       struct broker *b)
+{
+    const char *topic = rq_http_param(req, "topic");
+    const char *ps = rq_http_param(req, "partition");
+    uint64_t p;
+    if (topic == NULL || !replica_topic_valid(topic)) {
+        rq_http_reply_error(req, 400,
+                            "topic names are 1-%d characters of [A-Za-z0-9._-]",
+                            REPLICA_TOPIC_MAX);
+        return NULL;
+    }
+    if (parse_uint(ps, &p) != 0) {
+        rq_http_reply_error(req, 400,
+                            "partition '%s' is not a non-negative integer",
+                            ps != NULL ? ps : "");
+        return NULL;
+    }
+    struct replica *r = broker_find_partition(b, topic, p);
+    if (r == NULL) {
+        rq_http_reply_error(req, 404,
+                            "this broker hosts no replica of topic %s "
+                            "partition %" PRIu64,
+                            topic, p);
+        return NULL;
+    }
+    switch (replica_state(r)) {
+        case REPLICA_OPEN:
+            return r;
+        case REPLICA_NEW:
+            reply_unavailable(req,
+                              "the replica of topic %s partition %" PRIu64
+                              " is still opening",
+                              topic, p);
+            return NULL;
+        case REPLICA_FAILED:
+            rq_http_reply_error(req, 500,
+                                "the replica of topic %s partition %" PRIu64
+                                " failed to open; see the broker's log",
+                                topic, p);
+            return NULL;
+        case REPLICA_CLOSING:
+            reply_unavailable(
+                req, "the replica of topic %s partition %" PRIu64 " is closing",
+                topic, p);
+            return NULL;
+    }
+    return NULL;
+}
+
+/* ---- Health ---- */
+
+static void api_healthz(struct rq_http_req *req, void *data)
+{
+    (void)data;
+    rq_http_reply(req, 200, NULL);
+}
+
+static void api_readyz(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    char why[WHY_LEN];
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    if (!broker_ready(b, why, sizeof why)) {
+        reply_unavailable(req, "%s", why);
+        return;
+    }
+    rq_http_reply(req, 200, NULL);
+}
+
+/* ---- Internal API ---- */
+
+static void api_replicas_create(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    struct replica_desc d;
+    char why[WHY_LEN];
+    bool existed = false;
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    if (replica_desc_parse(body, &d, why, sizeof why) != 0) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    int rv = broker_add(b, &d, &existed, why, sizeof why);
+    if (rv == RQ_SHUTDOWN) {
+        reply_unavailable(req, "%s", why);
+        return;
+    }
+    if (rv != 0) {
+        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
+        return;
+    }
+    rq_http_reply(req, 200,
+                  json_pack("{s:I,s:b}", "group_id", (json_int_t)d.group_id,
+                            "created", !existed));
+}
+
+static void api_replicas_list(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    json_t *list = json_array();
+    for (size_t i = 0; i < broker_count(b); i++) {
+        struct replica *r = broker_at(b, i);
+        struct replica_status st;
+        replica_status(r, &st);
+        json_t *o = replica_desc_json(replica_desc(r), true);
+        json_object_set_new(o, "role", json_string(rq_role_name(st.node.role)));
+        json_object_set_new(o, "term", json_integer((json_int_t)st.node.term));
+        json_object_set_new(o, "leader_id",
+                            json_integer((json_int_t)st.node.leader_id));
+        json_object_set_new(o, "ready", json_boolean(st.node.ready));
+        json_object_set_new(o, "commit",
+                            json_integer((json_int_t)st.node.commit));
+        json_object_set_new(o, "applied",
+                            json_integer((json_int_t)st.node.applied));
+        json_object_set_new(o, "first_offset",
+                            json_integer((json_int_t)st.first_offset));
+        json_object_set_new(o, "next_offset",
+                            json_integer((json_int_t)st.next_offset));
+        json_object_set_new(o, "preferred_leader",
+                            json_integer((json_int_t)replica_preferred(r)));
+        json_object_set_new(o, "state", json_string(st.state));
+        json_array_append_new(list, o);
+    }
+    rq_http_reply(req, 200, json_pack("{s:o}", "replicas", list));
+}
+
+static void on_removed(void *data, int status)
+{
+    struct rq_http_req *req = data;
+    if (status != 0) {
+        rq_http_reply_error(req, 500,
+                            "the replica is closed but its data could not be "
+                            "deleted: %s; see the broker's log",
+                            rq_strerror(status));
+        return;
+    }
+    rq_http_reply(req, 200, NULL);
+}
+
+static void api_replicas_delete(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    struct replica *r = group_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    uint64_t gid = replica_desc(r)->group_id;
+    int rv = broker_remove(b, gid, on_removed, req);
+    if (rv == RQ_SHUTDOWN) {
+        rq_http_reply_error(req, 409,
+                            "group %" PRIu64 " is being removed already", gid);
+    } else if (rv != 0) {
+        rq_http_reply_error(req, rq_err_http_status(rv),
+                            "removing group %" PRIu64 ": %s", gid,
+                            rq_strerror(rv));
+    }
+}
+
+static void on_transferred(void *data, int status)
+{
+    struct rq_http_req *req = data;
+    if (status == 0) {
+        rq_http_reply(req, 200, NULL);
+    } else if (status == RQ_TIMEOUT) {
+        reply_unavailable(req,
+                          "leadership did not move within an election "
+                          "timeout (is the target up and caught up?)");
+    } else {
+        reply_unavailable(req, "leadership transfer ended: %s",
+                          rq_strerror(status));
+    }
+}
+
+static void api_replicas_transfer(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    char why[WHY_LEN];
+    uint64_t to = 0;
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    struct replica *r = group_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    json_t *v = json_object_get(body, "to");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            rq_http_reply_error(req, 400,
+                                "'to' must be a member id, or 0 for any");
+            return;
+        }
+        to = (uint64_t)json_integer_value(v);
+    }
+    if (to == broker_config(b)->id && replica_ready_leader(r)) {
+        rq_http_reply(req, 200, NULL); /* Already there. */
+        return;
+    }
+    int rv = replica_transfer(r, to, on_transferred, req);
+    switch (rv) {
+        case 0:
+            return; /* on_transferred replies. */
+        case RQ_NOTLEADER:
+            reply_not_leader(req, r, b, "");
+            return;
+        case RQ_EXISTS:
+            rq_http_reply_error(req, 409,
+                                "a leadership transfer of this group is under "
+                                "way or just ended; retry in a second");
+            return;
+        case RQ_INVALID:
+            rq_http_reply_error(req, 400,
+                                "broker %" PRIu64
+                                " is not another member of "
+                                "this group",
+                                to);
+            return;
+        case RQ_NOTFOUND:
+            rq_http_reply_error(req, 409, "the group has no other voter");
+            return;
+        default:
+            rq_http_reply_error(req, 500, "leadership transfer: %s",
+                                rq_strerror(rv));
+            return;
+    }
+}
+
+/* ---- Produce ---- */
+
+struct produce {
+    struct rq_http_req *req;
+    struct broker *broker;
+    struct replica *replica;
+    uint32_t count;
+};
+
+static void reply_offsets(struct rq_http_req *req, uint64_t base,
+                          uint32_t count)
+{
+    rq_http_reply(req, 200,
+                  json_pack("{s:I,s:I}", "base_offset", (json_int_t)base,
+                            "count", (json_int_t)count));
+}
+
+static void reply_stale(struct rq_http_req *req)
+{
+    rq_http_reply_error(req, 409,
+                        "this sequence is older than the producer's last "
+                        "one; nothing was appended");
+}
+
+static void on_produced(void *data, int status, uint64_t result)
+{
+    struct produce *p = data;
+    switch (status) {
+        case 0:
+            if (result == PARTITION_STALE) {
+                reply_stale(p->req);
+            } else {
+                reply_offsets(p->req, result, p->count);
+            }
+            break;
+        case RQ_NOTLEADER:
+            /* The replica is open: a closing node reports RQ_SHUTDOWN. */
+            reply_not_leader(p->req, p->replica, p->broker,
+                             "leadership changed before the records were "
+                             "committed (they may still be; retry with the "
+                             "same producer_id and sequence to be sure): ");
+            break;
+        case RQ_SHUTDOWN:
+            reply_unavailable(p->req, "the replica is closing");
+            break;
+        default:
+            reply_unavailable(p->req, "the records were not committed: %s",
+                              rq_strerror(status));
+            break;
+    }
+    free(p);
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Optional non-negative integer field; RQ_INVALID if present and not. */
+static int opt_uint(const json_t *o, const char *name, bool *present,
+                    uint64_t *out)
+{
+    json_t *v = json_object_get(o, name);
+    *present = v != NULL && !json_is_null(v);
+    if (!*present) {
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        return RQ_INVALID;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+/*
+ * Checks the records of a produce request and encodes them into @blob.
+ * Returns 0, or an HTTP status with the reason in @why.
+ */
+static int encode_records(const json_t *records, uint64_t max_value,
+                          int64_t now, struct rq_buf *blob, char *why,
+                          size_t whyn)
+{
+    size_t n = json_array_size(records);
+    if (!json_is_array(records) || n == 0) {
+        snprintf(why, whyn,
+                 "'records' must be a list of 1 to %d {value, key?} objects",
+                 API_MAX_RECORDS);
+        return 400;
+    }
+    if (n > API_MAX_RECORDS) {
+        snprintf(why, whyn, "%zu records is over the limit of %d per request",
+                 n, API_MAX_RECORDS);
+        return 413;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec = json_array_get(records, i);
+        json_t *value = json_object_get(rec, "value");
+        json_t *key = json_object_get(rec, "key");
+        if (!json_is_object(rec) || !json_is_string(value)) {
+            snprintf(why, whyn, "record %zu: 'value' must be a string", i);
+            return 400;
+        }
+        if (key != NULL && !json_is_null(key) && !json_is_string(key)) {
+            snprintf(why, whyn, "record %zu: 'key' must be a string", i);
+            return 400;
+        }
+        size_t vlen = json_string_length(value);
+        if (vlen > max_value) {
+            snprintf(why, whyn,
+                     "record %zu: a value of %zu bytes is over the limit of "
+                     "%" PRIu64 " bytes",
+                     i, vlen, max_value);
+            return 413;
+        }
+        bool has_key = json_is_string(key);
+        records_put(blob, now, has_key ? json_string_value(key) : NULL,
+                    has_key ? json_string_length(key) : 0, has_key,
+                    json_string_value(value), vlen);
+        if (blob->len > BATCH_MAX_BYTES) {
+            snprintf(why, whyn,
+                     "the records take more than %u bytes; send fewer per "
+                     "request",
+                     BATCH_MAX_BYTES);
+            return 413;
+        }
+    }
+    if (blob->err != 0) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return 500;
+    }
+    return 0;
+}
+
+static void api_records_produce(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    char why[WHY_LEN];
+    uint64_t producer_id = 0;
+    uint64_t sequence = 0;
+    bool has_producer;
+    bool has_sequence;
+    uint64_t base;
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    if (opt_uint(body, "producer_id", &has_producer, &producer_id) != 0 ||
+        (has_producer && producer_id == 0)) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' must be a positive integer");
+        return;
+    }
+    if (opt_uint(body, "sequence", &has_sequence, &sequence) != 0) {
+        rq_http_reply_error(req, 400,
+                            "'sequence' must be a non-negative integer");
+        return;
+    }
+    if (has_producer != has_sequence) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' and 'sequence' go together");
+        return;
+    }
+    json_t *records = json_object_get(body, "records");
+    uint32_t count = (uint32_t)json_array_size(records);
+
+    /* Cheap checks first, then the replica, then encoding. */
+    if (!json_is_array(records) || count == 0 || count > API_MAX_RECORDS) {
+        struct rq_buf none;
+        rq_buf_init(&none);
+        int status = encode_records(records, 0, 0, &none, why, sizeof why);
+        rq_buf_close(&none);
+        rq_http_reply_error(req, status, "%s", why);
+        return;
+    }
+    struct replica *r = partition_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    if (!replica_ready_leader(r)) {
+        reply_not_leader(req, r, b, "");
+        return;
+    }
+    if (has_producer) {
+        int rv = partition_dedupe_lookup(replica_partition(r), producer_id,
+                                         sequence, &base);
+        if (rv == 0) {
+            reply_offsets(req, base, count); /* A retry, already applied. */
+            return;
+        }
+        if (rv == RQ_INVALID) {
+            reply_stale(req);
+            return;
+        }
+    }
+
+    int64_t now = wall_clock_ms();
+    struct rq_buf blob;
+    rq_buf_init(&blob);
+    int status = encode_records(records, broker_config(b)->max_message_bytes,
+                                now, &blob, why, sizeof why);
+    if (status != 0) {
+        rq_buf_close(&blob);
+        rq_http_reply_error(req, status, "%s", why);
+        return;
+    }
+    struct produce *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        rq_buf_close(&blob); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    p->req = req;
+    p->broker = b;
+    p->replica = r;
+    p->count = count;
+    struct partition_append a = {
+        .count = count,
+        .max_timestamp_ms = now,
+        .producer_id = has_producer ? producer_id : 0,
+        .sequence = sequence,
+        .blob = blob.base,
+        .len = blob.len,
+    };
+    int rv = replica_produce(r, &a, on_produced, p);
+    rq_buf_close(&blob);
+    if (rv == 0) {
+        return; /* on_produced replies. */
+    }
+    free(p);
+    switch (rv) {
+        case RQ_NOTLEADER:
+            reply_not_leader(req, r, b, "");
+            break;
+        case RQ_TOOBIG:
+            rq_http_reply_error(req, 413, "the batch is too large");
+            break;
+        case RQ_SHUTDOWN:
+            reply_unavailable(req, "the replica is closing");
+            break;
+        default:
+            rq_http_reply_error(req, 500, "proposing the batch: %s",
+                                rq_strerror(rv));
+            break;
+    }
+}
+
+/* ---- Read ---- */
+
+struct read {
+    struct rq_http_req *req;
+    struct replica *replica;
+    struct replica_waiter *waiter;
+    uint64_t offset;
+    uint32_t max;
+};
+
+/* Answers a read from what the partition holds now (maybe nothing). */
+static void reply_records(struct rq_http_req *req, struct partition *p,
+                          uint64_t offset, uint32_t max)
+{
+    uint64_t next = offset;
+    json_t *list = json_array();
+    if (offset < partition_local_next(p)) {
+        struct rq_buf scratch;
+        uint32_t n = 0;
+        struct record *recs = calloc(max, sizeof *recs);
+        uint64_t *offsets = calloc(max, sizeof *offsets);
+        rq_buf_init(&scratch);
+        int rv = recs == NULL || offsets == NULL
+                     ? RQ_NOMEM
+                     : partition_read(p, offset, max, READ_MAX_BYTES, &scratch,
+                                      recs, offsets, &n);
+        for (uint32_t i = 0; i < n; i++) {
+            json_t *value =
+                json_stringn((const char *)recs[i].value, recs[i].value_len);
+            json_t *key =
+                recs[i].key == NULL
+                    ? json_null()
+                    : json_stringn((const char *)recs[i].key, recs[i].key_len);
+            if (value == NULL || key == NULL) {
+                /* Values arrive as JSON strings, so this means damage. */
+                json_decref(value);
+                json_decref(key);
+                rv = RQ_MALFORMED;
+                n = i;
+                break;
+            }
+            json_array_append_new(
+                list,
+                json_pack("{s:I,s:o,s:o,s:I}", "offset", (json_int_t)offsets[i],
+                          "value", value, "key", key, "timestamp_ms",
+                          (json_int_t)recs[i].timestamp_ms));
+            next = offsets[i] + 1;
+        }
+        free(recs);
+        free(offsets);
+        rq_buf_close(&scratch);
+        if (rv != 0 && n == 0) {
+            json_decref(list);
+            rq_http_reply_error(req, 500,
+                                "reading offset %" PRIu64
+                                ": %s; see the "
+                                "broker's log",
+                                offset, rq_strerror(rv));
+            return;
+        }
+    }
+    rq_http_reply(req, 200,
+                  json_pack("{s:o,s:I,s:I}", "records", list, "next_offset",
+                            (json_int_t)next, "high_watermark",
+                            (json_int_t)partition_next_offset(p)));
+}
+
+static void on_read_woken(void *data, int status)
+{
+    struct read *rd = data;
+    if (status != 0) {
+        reply_unavailable(rd->req, "the replica is closing");
+    } else {
+        reply_records(rd->req, replica_partition(rd->replica), rd->offset,
+                      rd->max);
+    }
+    free(rd);
+}
+
+static void on_read_aborted(struct rq_http_req *req, void *data)
+{
+    struct read *rd = data;
+    replica_wait_cancel(rd->waiter);
+    free(rd);
+    rq_http_reply_error(req, 503, "the client went away"); /* Dropped. */
+}
+
+static void api_records_read(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    uint64_t offset;
+    uint64_t max;
+    uint64_t wait_ms;
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    if (arg_uint(req, "offset", 0, &offset) != 0) {
+        rq_http_reply_error(req, 400,
+                            "'offset' must be a non-negative integer");
+        return;
+    }
+    if (arg_uint(req, "max", READ_DEFAULT_MAX, &max) != 0 || max == 0 ||
+        max > READ_MAX_RECORDS) {
+        rq_http_reply_error(req, 400, "'max' must be an integer from 1 to %d",
+                            READ_MAX_RECORDS);
+        return;
+    }
+    if (arg_uint(req, "wait_ms", 0, &wait_ms) != 0) {
+        rq_http_reply_error(req, 400,
+                            "'wait_ms' must be a non-negative integer");
+        return;
+    }
+    if (wait_ms > WAIT_MAX_MS) {
+        wait_ms = WAIT_MAX_MS;
+    }
+    struct replica *r = partition_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    struct partition *p = replica_partition(r);
+    uint64_t first = partition_first_offset(p);
+    if (offset < first) {
+        rq_http_reply(
+            req, 404,
+            json_pack("{s:s,s:s,s:I,s:I}", "status", "failure", "message",
+                      "that offset is no longer held (retention); read from "
+                      "first_offset",
+                      "first_offset", (json_int_t)first, "high_watermark",
+                      (json_int_t)partition_next_offset(p)));
+        return;
+    }
+    if (offset < partition_local_next(p) || wait_ms == 0) {
+        reply_records(req, p, offset, (uint32_t)max);
+        return;
+    }
+    struct read *rd = calloc(1, sizeof *rd);
+    if (rd == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    rd->req = req;
+    rd->replica = r;
+    rd->offset = offset;
+    rd->max = (uint32_t)max;
+    rd->waiter = replica_wait(r, offset, (unsigned)wait_ms, on_read_woken, rd);
+    if (rd->waiter == NULL) {
+        free(rd);
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    rq_http_on_abort(req, on_read_aborted, rd);
+}
+
+/* ---- Routes ---- */
+
+const struct rq_http_route api_routes[] = {
+    {"GET", "/healthz", api_healthz},
+    {"GET", "/readyz", api_readyz},
+    {"POST", "/internal/replicas", api_replicas_create},
+    {"GET", "/internal/replicas", api_replicas_list},
+    {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete},
+    {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer},
+    {"POST", "/v1/topics/{topic}/partitions/{partition}/records",
+     api_records_produce},
+    {"GET", "/v1/topics/{topic}/partitions/{partition}/records",
+     api_records_read},
+};
+
+const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];

@@ -1,0 +1,74 @@
+/*
+ * The broker process (broker.c) as its HTTP handlers (api.c) see it: the
+ * configuration and the registry of the replicas it hosts. The process owns
+ * the registry; handlers look replicas up, add and remove them through it.
+ */
+#ifndef BROKER_H
+#define BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replica.h"
+
+struct broker_config {
+    uint64_t id;
+    const char *raft_addr;
+    const char *http_addr;
+    const char *data;
+    const char *secret;
+    uint64_t cluster_id;
+    const char *managers; /* Accepted; unused until managers exist. */
+    uint64_t election_ms;
+    uint64_t heartbeat_ms;
+    uint64_t snapshot_threshold;
+    uint64_t raft_segment_size;
+    uint64_t segment_bytes;
+    uint64_t retention_bytes;
+    uint64_t retention_ms;
+    uint64_t max_message_bytes;
+    const char *log_level;
+    const char *log_format;
+};
+
+struct broker;
+
+const struct broker_config *broker_config(const struct broker *b);
+
+/* true once shutdown has begun: handlers answer 503. */
+bool broker_closing(const struct broker *b);
+
+/* true when every replica found at start is open; else false with the
+ * reason in @why. */
+bool broker_ready(const struct broker *b, char *why, size_t whyn);
+
+/* Replicas by group, or by topic and partition; NULL if none. */
+struct replica *broker_find(struct broker *b, uint64_t group_id);
+struct replica *broker_find_partition(struct broker *b, const char *topic,
+                                      uint64_t partition_id);
+
+/* The hosted replicas, for listing: index 0 .. broker_count() - 1. */
+size_t broker_count(const struct broker *b);
+struct replica *broker_at(struct broker *b, size_t i);
+
+/*
+ * Creates, saves and opens a replica for @d. 0 when created (or *existed
+ * when one with the same descriptor is there already: idempotent);
+ * RQ_EXISTS if the group or the partition is hosted with another
+ * descriptor, RQ_INVALID if this broker is not among the members or its
+ * address differs, RQ_SHUTDOWN while that group is being removed or the
+ * broker is closing, RQ_IO / RQ_RAFT when opening fails; @why says more.
+ */
+int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
+               char *why, size_t whyn);
+
+/*
+ * Closes replica @group_id and deletes its data; @cb runs once it is gone
+ * (status 0 or RQ_IO). RQ_NOTFOUND if there is none, RQ_SHUTDOWN if it is
+ * already closing; @cb is not called then.
+ */
+int broker_remove(struct broker *b, uint64_t group_id,
+                  void (*cb)(void *data, int status), void *data);
+
+#endif /* BROKER_H */

@@ -1,0 +1,1024 @@
+/*
+ * One partition replica: the I/O around a struct partition (see replica.h
+ * for the files and the lifecycle). The replica owns its rq_node, its mux
+ * transport, its partition, the long polls parked on it, its catch-up
+ * fetches and its leadership transfers; it knows nothing of HTTP, which is
+ * api.c's business.
+ *
+ * Catching up. A replica restored from a snapshot manifest beyond its own
+ * log has a gap (partition_fetch_range). It asks a peer for the missing
+ * batches with a FETCH call (the leader first, then the other members in
+ * turn after a failure), appends what comes back with partition_fetched()
+ * and asks again until the gap is closed. Failures back off from 100 ms to
+ * 2 s. A call in flight when the replica closes is orphaned: its callback
+ * only frees it.
+ *
+ * Leadership. The preferred leader of a group is members[group_id % n] in
+ * the order the members were given at creation, which spreads leaders
+ * evenly when groups are numbered consecutively. A ready leader that is not
+ * the preferred one hands over with raft_transfer() from replica_tick();
+ * libraft sends TimeoutNow once the target has caught up, or gives up after
+ * an election timeout, after which the next attempt backs off (5 s to 60 s)
+ * so a member that is down costs one log line a minute, not one a tick.
+ */
+#include "replica.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rq_err.h"
+#include "rq_list.h"
+#include "rq_log.h"
+#include "rq_wire.h"
+
+#define LOG_TAG "replica"
+
+#define PATH_LEN 4096
+#define DESC_FILE "replica.json"
+#define FETCH_MAX_BYTES (4u << 20)
+#define FETCH_TIMEOUT_MS 5000
+#define FETCH_BACKOFF_MIN_MS 100
+#define FETCH_BACKOFF_MAX_MS 2000
+#define TRANSFER_BACKOFF_MIN_MS 5000
+#define TRANSFER_BACKOFF_MAX_MS 60000
+/* A transfer request embeds the TimeoutNow send libraft may still have in
+ * flight when the transfer's callback runs; the request is reused only
+ * after this pause, long enough for a loopback or LAN write to finish. */
+#define TRANSFER_GAP_MS 1000
+
+struct replica_waiter {
+    struct replica *replica;
+    struct rq_list link;
+    uint64_t offset;
+    uv_timer_t timer;
+    replica_wait_cb cb;
+    void *data;
+};
+
+/* A FETCH call in flight; replica is NULL once the replica has closed. */
+struct fetch {
+    struct replica *replica;
+    uint64_t peer;
+    uint64_t from;
+};
+
+struct replica {
+    struct replica_desc desc;
+    const struct replica_env *env; /* Borrowed. */
+    enum replica_state state;
+    char dir[PATH_LEN];
+    char label[32]; /* "g<group_id>" in log lines. */
+    struct partition *partition;
+    struct raft_uv_transport transport;
+    bool transport_live;
+    struct rq_node *node;
+
+    struct rq_list waiters;
+    uv_timer_t wake_timer; /* Wakes waiters on the loop after a change. */
+
+    /* Catching up. */
+    struct fetch *fetch;
+    uv_timer_t fetch_timer; /* Backoff before the next FETCH. */
+    unsigned fetch_backoff_ms;
+    unsigned fetch_turn; /* Rotates through members after failures. */
+    bool fetch_logged;   /* "fetching" was logged; "caught up" is due. */
+
+    /* Leadership transfer. */
+    struct raft_transfer transfer;
+    bool transfer_inflight;
+    bool transfer_auto;
+    uint64_t transfer_to;
+    void (*transfer_cb)(void *data, int status);
+    void *transfer_data;
+    uint64_t transfer_ended; /* uv_now() when the last one ended. */
+    uint64_t transfer_next;  /* Earliest automatic attempt, uv_now(). */
+    unsigned transfer_fails;
+
+    /* Closing. */
+    bool remove;
+    unsigned closes_pending;
+    void (*close_cb)(void *data, uint64_t group_id, int status);
+    void *close_data;
+};
+
+static void fetch_maybe(struct replica *r);
+
+/* ---- Descriptors ---- */
+
+bool replica_topic_valid(const char *topic)
+{
+    size_t n = strlen(topic);
+    if (n == 0 || n > REPLICA_TOPIC_MAX || strcmp(topic, ".") == 0 ||
+        strcmp(topic, "..") == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = topic[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A non-negative JSON integer field; RQ_INVALID with @why otherwise. */
+static int get_uint(const json_t *obj, const char *name, bool positive,
+                    uint64_t *out, char *why, size_t whyn)
+{
+    json_t *v = json_object_get(obj, name);
+    if (v == NULL) {
+        snprintf(why, whyn, "'%s' is missing", name);
+        return RQ_INVALID;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < (positive ? 1 : 0)) {
+        snprintf(why, whyn, "'%s' must be a %s integer", name,
+                 positive ? "positive" : "non-negative");
+        return RQ_INVALID;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_addr(const json_t *obj, const char *name, char *out, size_t outn,
+                    char *why, size_t whyn)
+{
+    json_t *v = json_object_get(obj, name);
+    char host[RQ_ADDR_MAX];
+    char reason[128];
+    uint16_t port;
+    if (!json_is_string(v)) {
+        snprintf(why, whyn, "member '%s' must be a \"HOST:PORT\" string", name);
+        return RQ_INVALID;
+    }
+    const char *s = json_string_value(v);
+    if (strlen(s) >= outn || rq_addr_split(s, host, sizeof host, &port, reason,
+                                           sizeof reason) != 0) {
+        snprintf(why, whyn, "member '%s' %s is not a HOST:PORT address", name,
+                 s);
+        return RQ_INVALID;
+    }
+    snprintf(out, outn, "%s", s);
+    return 0;
+}
+
+int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
+                       size_t whyn)
+{
+    json_t *v;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(in)) {
+        snprintf(why, whyn, "a replica must be a JSON object");
+        return RQ_INVALID;
+    }
+    v = json_object_get(in, "topic");
+    if (!json_is_string(v) || !replica_topic_valid(json_string_value(v))) {
+        snprintf(why, whyn,
+                 "'topic' must be 1-%d characters of [A-Za-z0-9._-], not . "
+                 "or ..",
+                 REPLICA_TOPIC_MAX);
+        return RQ_INVALID;
+    }
+    snprintf(out->topic, sizeof out->topic, "%s", json_string_value(v));
+    rv = get_uint(in, "partition_id", false, &out->partition_id, why, whyn);
+    if (rv == 0) {
+        rv = get_uint(in, "group_id", true, &out->group_id, why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (out->partition_id > INT32_MAX) {
+        snprintf(why, whyn, "'partition_id' is too large");
+        return RQ_INVALID;
+    }
+    v = json_object_get(in, "members");
+    if (!json_is_array(v) || json_array_size(v) == 0 ||
+        json_array_size(v) > REPLICA_MEMBERS_MAX) {
+        snprintf(why, whyn,
+                 "'members' must be a list of 1 to %d {id, raft_addr, "
+                 "http_addr}",
+                 REPLICA_MEMBERS_MAX);
+        return RQ_INVALID;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *m = json_array_get(v, i);
+        struct replica_member *dst = &out->members[i];
+        if (!json_is_object(m)) {
+            snprintf(why, whyn, "each member must be an object");
+            return RQ_INVALID;
+        }
+        rv = get_uint(m, "id", true, &dst->id, why, whyn);
+        if (rv == 0) {
+            rv = get_addr(m, "raft_addr", dst->raft_addr, sizeof dst->raft_addr,
+                          why, whyn);
+        }
+        if (rv == 0) {
+            rv = get_addr(m, "http_addr", dst->http_addr, sizeof dst->http_addr,
+                          why, whyn);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (out->members[j].id == dst->id) {
+                snprintf(why, whyn, "member id %" PRIu64 " appears twice",
+                         dst->id);
+                return RQ_INVALID;
+            }
+        }
+        out->n_members = i + 1;
+    }
+    v = json_object_get(in, "bootstrap");
+    if (v != NULL && !json_is_boolean(v)) {
+        snprintf(why, whyn, "'bootstrap' must be true or false");
+        return RQ_INVALID;
+    }
+    out->bootstrap = json_is_true(v);
+    return 0;
+}
+
+json_t *replica_desc_json(const struct replica_desc *d, bool brief)
+{
+    json_t *members = json_array();
+    for (size_t i = 0; i < d->n_members; i++) {
+        const struct replica_member *m = &d->members[i];
+        json_array_append_new(
+            members,
+            json_pack("{s:I,s:s,s:s}", "id", (json_int_t)m->id, "raft_addr",
+                      m->raft_addr, "http_addr", m->http_addr));
+    }
+    json_t *o =
+        json_pack("{s:s,s:I,s:I,s:o}", "topic", d->topic, "partition_id",
+                  (json_int_t)d->partition_id, "group_id",
+                  (json_int_t)d->group_id, "members", members);
+    if (o != NULL && !brief) {
+        json_object_set_new(o, "bootstrap", json_boolean(d->bootstrap));
+    }
+    return o;
+}
+
+bool replica_desc_same(const struct replica_desc *a,
+                       const struct replica_desc *b)
+{
+    if (strcmp(a->topic, b->topic) != 0 || a->partition_id != b->partition_id ||
+        a->group_id != b->group_id || a->n_members != b->n_members) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n_members; i++) {
+        const struct replica_member *x = &a->members[i];
+        const struct replica_member *y = &b->members[i];
+        if (x->id != y->id || strcmp(x->raft_addr, y->raft_addr) != 0 ||
+            strcmp(x->http_addr, y->http_addr) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+const struct replica_member *replica_desc_member(const struct replica_desc *d,
+                                                 uint64_t id)
+{
+    for (size_t i = 0; i < d->n_members; i++) {
+        if (d->members[i].id == id) {
+            return &d->members[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- Lifecycle ---- */
+
+int replica_new(const struct replica_env *env, const struct replica_desc *d,
+                struct replica **out)
+{
+    struct replica *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    r->desc = *d;
+    r->env = env;
+    r->state = REPLICA_NEW;
+    snprintf(r->dir, sizeof r->dir, "%s/replicas/%" PRIu64, env->data_dir,
+             d->group_id);
+    snprintf(r->label, sizeof r->label, "g%" PRIu64, d->group_id);
+    rq_list_init(&r->waiters);
+    uv_timer_init(env->loop, &r->wake_timer);
+    uv_timer_init(env->loop, &r->fetch_timer);
+    r->wake_timer.data = r;
+    r->fetch_timer.data = r;
+    *out = r;
+    return 0;
+}
+
+static int mkdir_one(const char *path, char *why, size_t whyn)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        snprintf(why, whyn, "cannot create %s: %s", path, strerror(errno));
+        return RQ_IO;
+    }
+    return 0;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int rv = fsync(fd);
+    close(fd);
+    return rv;
+}
+
+int replica_save(struct replica *r, char *why, size_t whyn)
+{
+    char parent[PATH_LEN];
+    char tmp[PATH_LEN + 16];
+    char path[PATH_LEN + 16];
+    int rv;
+
+    snprintf(parent, sizeof parent, "%s/replicas", r->env->data_dir);
+    rv = mkdir_one(parent, why, whyn);
+    if (rv == 0) {
+        rv = mkdir_one(r->dir, why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    json_t *o = replica_desc_json(&r->desc, false);
+    char *text = o != NULL ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    if (text == NULL) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", r->dir, DESC_FILE);
+    snprintf(path, sizeof path, "%s/%s", r->dir, DESC_FILE);
+    rv = RQ_IO;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(why, whyn, "cannot create %s: %s", tmp, strerror(errno));
+        goto err_after_text;
+    }
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps' NUL becomes the final newline. */
+    if (write(fd, text, len + 1) != (ssize_t)(len + 1) || fsync(fd) != 0) {
+        snprintf(why, whyn, "cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        goto err_after_text;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        snprintf(why, whyn, "cannot rename %s: %s", tmp, strerror(errno));
+        goto err_after_text;
+    }
+    /* The rename is durable once the directory is synced; so is the new
+     * directory's entry in its parent. */
+    if (fsync_path(r->dir, O_RDONLY | O_DIRECTORY) != 0 ||
+        fsync_path(parent, O_RDONLY | O_DIRECTORY) != 0) {
+        snprintf(why, whyn, "cannot sync %s: %s", r->dir, strerror(errno));
+        goto err_after_text;
+    }
+    rv = 0;
+err_after_text:
+    free(text);
+    return rv;
+}
+
+static void on_partition_change(void *data, struct partition *p);
+static void on_node_change(void *data, const struct rq_node_info *info);
+
+int replica_open(struct replica *r, char *why, size_t whyn)
+{
+    const struct replica_env *env = r->env;
+    char log_dir[PATH_LEN + 8];
+    char raft_dir[PATH_LEN + 8];
+    int rv;
+
+    assert(r->state == REPLICA_NEW);
+    r->state = REPLICA_FAILED; /* Until everything below has worked. */
+    snprintf(log_dir, sizeof log_dir, "%s/log", r->dir);
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", r->dir);
+
+    struct partition_config pc = {
+        .dir = log_dir,
+        .segment_bytes = env->segment_bytes,
+        .group_id = r->desc.group_id,
+    };
+    rv = partition_open(&pc, &r->partition, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    partition_on_change(r->partition, on_partition_change, r);
+
+    rv = rq_mux_transport_init(env->mux, r->desc.group_id, &r->transport);
+    if (rv != 0) {
+        snprintf(why, whyn, "transport of group %" PRIu64 ": %s",
+                 r->desc.group_id, rq_strerror(rv));
+        return rv;
+    }
+    r->transport_live = true;
+
+    struct rq_node_config nc = {
+        .id = env->self_id,
+        .address = env->raft_addr,
+        .dir = raft_dir,
+        .label = r->label,
+        .election_timeout_ms = env->election_timeout_ms,
+        .heartbeat_timeout_ms = env->heartbeat_ms,
+        .snapshot_threshold = env->snapshot_threshold,
+        .segment_size = env->raft_segment_size,
+        .pre_vote = true,
+    };
+    rv = rq_node_new(env->loop, &r->transport, &nc, &partition_fsm_ops,
+                     r->partition, &r->node, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rq_node_on_change(r->node, on_node_change, r);
+    if (r->desc.bootstrap) {
+        struct rq_peer peers[REPLICA_MEMBERS_MAX];
+        for (size_t i = 0; i < r->desc.n_members; i++) {
+            peers[i].id = r->desc.members[i].id;
+            snprintf(peers[i].address, sizeof peers[i].address, "%s",
+                     r->desc.members[i].raft_addr);
+        }
+        rv = rq_node_bootstrap(r->node, peers, r->desc.n_members, why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    rv = rq_node_start(r->node, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    r->state = REPLICA_OPEN;
+    rq_log(RQ_INFO,
+           "%s: open, topic %s partition %" PRIu64 ", offsets %" PRIu64
+           "..%" PRIu64 ", preferred leader %" PRIu64,
+           r->label, r->desc.topic, r->desc.partition_id,
+           partition_first_offset(r->partition),
+           partition_next_offset(r->partition), replica_preferred(r));
+    fetch_maybe(r);
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void close_step(struct replica *r)
+{
+    assert(r->closes_pending > 0);
+    if (--r->closes_pending > 0) {
+        return;
+    }
+    /* raft_uv has let go of the transport (rq_node_close has completed). */
+    if (r->transport_live) {
+        rq_mux_transport_close(&r->transport);
+    }
+    partition_close(r->partition);
+    int status = 0;
+    if (r->remove) {
+        if (nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 &&
+            errno != ENOENT) {
+            rq_log(RQ_ERROR, "%s: cannot delete %s: %s", r->label, r->dir,
+                   strerror(errno));
+            status = RQ_IO;
+        } else {
+            rq_log(RQ_INFO, "%s: removed", r->label);
+        }
+    } else {
+        rq_log(RQ_DEBUG, "%s: closed", r->label);
+    }
+    void (*cb)(void *, uint64_t, int) = r->close_cb;
+    void *data = r->close_data;
+    uint64_t gid = r->desc.group_id;
+    free(r);
+    if (cb != NULL) {
+        cb(data, gid, status);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    close_step(h->data);
+}
+
+static void on_node_closed(void *data)
+{
+    struct replica *r = data;
+    r->node = NULL;
+    close_step(r);
+}
+
+static void waiter_end(struct replica_waiter *w, int status);
+
+void replica_close(struct replica *r, bool remove,
+                   void (*cb)(void *data, uint64_t group_id, int status),
+                   void *data)
+{
+    assert(r->state != REPLICA_CLOSING);
+    r->state = REPLICA_CLOSING;
+    r->remove = remove;
+    r->close_cb = cb;
+    r->close_data = data;
+    while (!rq_list_empty(&r->waiters)) {
+        waiter_end(RQ_LIST_ENTRY(r->waiters.next, struct replica_waiter, link),
+                   RQ_SHUTDOWN);
+    }
+    if (r->fetch != NULL) {
+        r->fetch->replica = NULL;
+        r->fetch = NULL;
+    }
+    r->closes_pending = 2;
+    uv_close((uv_handle_t *)&r->wake_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->fetch_timer, on_handle_closed);
+    if (r->node != NULL) {
+        /* Pending produces and a pending transfer end in here. */
+        r->closes_pending++;
+        rq_node_close(r->node, on_node_closed, r);
+    }
+}
+
+/* ---- State ---- */
+
+const struct replica_desc *replica_desc(const struct replica *r)
+{
+    return &r->desc;
+}
+
+enum replica_state replica_state(const struct replica *r)
+{
+    return r->state;
+}
+
+struct partition *replica_partition(struct replica *r)
+{
+    return r->state == REPLICA_OPEN ? r->partition : NULL;
+}
+
+void replica_status(const struct replica *r, struct replica_status *out)
+{
+    uint64_t from;
+    uint64_t to;
+
+    memset(out, 0, sizeof *out);
+    switch (r->state) {
+        case REPLICA_NEW:
+            out->state = "opening";
+            break;
+        case REPLICA_OPEN:
+            out->state = partition_fetch_range(r->partition, &from, &to)
+                             ? "fetching"
+                             : "ready";
+            break;
+        case REPLICA_FAILED:
+            out->state = "failed";
+            break;
+        case REPLICA_CLOSING:
+            out->state = "closing";
+            break;
+    }
+    if (r->state == REPLICA_OPEN) {
+        rq_node_info(r->node, &out->node);
+        out->first_offset = partition_first_offset(r->partition);
+        out->next_offset = partition_next_offset(r->partition);
+    }
+}
+
+bool replica_ready_leader(const struct replica *r)
+{
+    return r->state == REPLICA_OPEN && rq_node_ready(r->node);
+}
+
+const struct replica_member *replica_leader(const struct replica *r)
+{
+    struct rq_node_info info;
+    if (r->state != REPLICA_OPEN) {
+        return NULL;
+    }
+    rq_node_info(r->node, &info);
+    if (info.leader_id == 0 || info.leader_id == r->env->self_id) {
+        return NULL;
+    }
+    return replica_desc_member(&r->desc, info.leader_id);
+}
+
+uint64_t replica_preferred(const struct replica *r)
+{
+    return r->desc.members[r->desc.group_id % r->desc.n_members].id;
+}
+
+/* ---- Produce ---- */
+
+int replica_produce(struct replica *r, const struct partition_append *a,
+                    rq_node_done_cb cb, void *data)
+{
+    struct rq_buf entry;
+    int rv;
+
+    if (r->state == REPLICA_CLOSING) {
+        return RQ_SHUTDOWN;
+    }
+    /* libraft refuses entries while leadership is being handed over; so
+     * do we, before it would log each refusal. */
+    if (r->state != REPLICA_OPEN || r->transfer_inflight) {
+        return RQ_NOTLEADER;
+    }
+    rq_buf_init(&entry);
+    rv = partition_entry_encode(a, &entry);
+    if (rv == 0) {
+        rv = rq_node_apply(r->node, entry.base, entry.len, cb, data);
+    }
+    rq_buf_close(&entry);
+    return rv;
+}
+
+/* ---- Waiters (long polls) ---- */
+
+static void on_waiter_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Unlinks @w, releases its timer and calls its callback. */
+static void waiter_end(struct replica_waiter *w, int status)
+{
+    rq_list_remove(&w->link);
+    w->replica = NULL;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+    w->cb(w->data, status);
+}
+
+static void on_waiter_timeout(uv_timer_t *t)
+{
+    waiter_end(t->data, 0);
+}
+
+struct replica_waiter *replica_wait(struct replica *r, uint64_t offset,
+                                    unsigned ms, replica_wait_cb cb, void *data)
+{
+    if (r->state != REPLICA_OPEN) {
+        return NULL;
+    }
+    struct replica_waiter *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return NULL; /* UNTESTED: ENOMEM only. */
+    }
+    w->replica = r;
+    w->offset = offset;
+    w->cb = cb;
+    w->data = data;
+    uv_timer_init(r->env->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, on_waiter_timeout, ms, 0);
+    rq_list_push(&r->waiters, &w->link);
+    return w;
+}
+
+void replica_wait_cancel(struct replica_waiter *w)
+{
+    rq_list_remove(&w->link);
+    w->replica = NULL;
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+}
+
+/* Runs on the loop after a change, outside raft's apply: wakes every
+ * waiter whose offset is now readable and continues a catch-up. */
+static void on_wake(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    if (r->state != REPLICA_OPEN) {
+        return;
+    }
+    uint64_t next = partition_local_next(r->partition);
+    struct rq_list ready;
+    rq_list_init(&ready);
+    /* Move the ready ones first: a callback may add new waiters. */
+    struct rq_list *e = r->waiters.next;
+    while (e != &r->waiters) {
+        struct rq_list *following = e->next;
+        struct replica_waiter *w =
+            RQ_LIST_ENTRY(e, struct replica_waiter, link);
+        if (w->offset < next) {
+            rq_list_remove(e);
+            rq_list_push(&ready, e);
+        }
+        e = following;
+    }
+    while (!rq_list_empty(&ready)) {
+        waiter_end(RQ_LIST_ENTRY(ready.next, struct replica_waiter, link), 0);
+    }
+    fetch_maybe(r);
+}
+
+static void on_partition_change(void *data, struct partition *p)
+{
+    struct replica *r = data;
+    (void)p;
+    if (r->state == REPLICA_OPEN &&
+        !uv_is_active((uv_handle_t *)&r->wake_timer)) {
+        uv_timer_start(&r->wake_timer, on_wake, 0, 0);
+    }
+}
+
+static void on_node_change(void *data, const struct rq_node_info *info)
+{
+    struct replica *r = data;
+    (void)info;
+    /* A leader may have become known: a stalled catch-up can go on. */
+    fetch_maybe(r);
+}
+
+/* ---- Catching up ---- */
+
+static void on_fetch_timer(uv_timer_t *t)
+{
+    fetch_maybe(t->data);
+}
+
+static void fetch_backoff(struct replica *r)
+{
+    unsigned ms = r->fetch_backoff_ms == 0 ? FETCH_BACKOFF_MIN_MS
+                                           : r->fetch_backoff_ms * 2;
+    r->fetch_backoff_ms = ms > FETCH_BACKOFF_MAX_MS ? FETCH_BACKOFF_MAX_MS : ms;
+    r->fetch_turn++;
+    uv_timer_start(&r->fetch_timer, on_fetch_timer, r->fetch_backoff_ms, 0);
+}
+
+/* The member to fetch from: the leader while fetching goes well, else the
+ * other members in turn. NULL if there is no other member. */
+static const struct replica_member *fetch_peer(struct replica *r)
+{
+    const struct replica_member *leader = replica_leader(r);
+    if (leader != NULL && r->fetch_backoff_ms == 0) {
+        return leader;
+    }
+    for (size_t i = 0; i < r->desc.n_members; i++) {
+        const struct replica_member *m =
+            &r->desc.members[(r->fetch_turn + i) % r->desc.n_members];
+        if (m->id != r->env->self_id) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+static void on_fetched(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct fetch *f = data;
+    struct replica *r = f->replica;
+    uint64_t peer = f->peer;
+    uint64_t from = f->from;
+    free(f);
+    if (r == NULL) {
+        return; /* The replica closed meanwhile. */
+    }
+    r->fetch = NULL;
+    if (status != 0) {
+        rq_log(RQ_DEBUG, "%s: fetch at %" PRIu64 " from broker %" PRIu64 ": %s",
+               r->label, from, peer, rq_strerror(status));
+        fetch_backoff(r);
+        return;
+    }
+    if (len == 0) {
+        /* The peer does not hold that offset yet. */
+        fetch_backoff(r);
+        return;
+    }
+    int rv = partition_fetched(r->partition, body, len);
+    if (rv != 0) {
+        rq_log(RQ_WARN,
+               "%s: %zu bytes fetched at offset %" PRIu64
+               " from broker %" PRIu64 " were refused: %s",
+               r->label, len, from, peer, rq_strerror(rv));
+        fetch_backoff(r);
+        return;
+    }
+    rq_log(RQ_DEBUG,
+           "%s: fetched %zu bytes at %" PRIu64 " from broker %" PRIu64,
+           r->label, len, from, peer);
+    r->fetch_backoff_ms = 0;
+    fetch_maybe(r);
+}
+
+/* Asks a peer for the next missing batches if there is a gap and no call
+ * or backoff is under way. */
+static void fetch_maybe(struct replica *r)
+{
+    uint64_t from;
+    uint64_t to;
+    uint8_t body[REPLICA_FETCH_REQUEST];
+
+    if (r->state != REPLICA_OPEN || r->fetch != NULL ||
+        uv_is_active((uv_handle_t *)&r->fetch_timer)) {
+        return;
+    }
+    if (!partition_fetch_range(r->partition, &from, &to)) {
+        if (r->fetch_logged) {
+            rq_log(RQ_INFO, "%s: caught up, log complete to offset %" PRIu64,
+                   r->label, partition_local_next(r->partition));
+            r->fetch_logged = false;
+        }
+        r->fetch_backoff_ms = 0;
+        return;
+    }
+    const struct replica_member *peer = fetch_peer(r);
+    if (peer == NULL) {
+        return; /* UNTESTED: a one-member group has no gap to fill. */
+    }
+    if (!r->fetch_logged) {
+        rq_log(RQ_INFO,
+               "%s: fetching offsets %" PRIu64 "..%" PRIu64
+               " from broker %" PRIu64,
+               r->label, from, to, peer->id);
+        r->fetch_logged = true;
+    }
+    struct fetch *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        fetch_backoff(r); /* UNTESTED: ENOMEM only. */
+        return;
+    }
+    f->replica = r;
+    f->peer = peer->id;
+    f->from = from;
+    rq_wire_put_u64_at(body, r->desc.group_id);
+    rq_wire_put_u64_at(body + 8, from);
+    rq_wire_put_u32_at(body + 16, FETCH_MAX_BYTES);
+    rq_wire_put_u32_at(body + 20, 0);
+    int rv = rq_rpc_call(r->env->rpc, peer->raft_addr, REPLICA_RPC_FETCH, body,
+                         sizeof body, FETCH_TIMEOUT_MS, on_fetched, f);
+    if (rv != 0) {
+        free(f);
+        fetch_backoff(r);
+        return;
+    }
+    r->fetch = f;
+}
+
+int replica_serve_fetch(struct replica *r, uint64_t offset, uint32_t max_bytes,
+                        struct rq_buf *out)
+{
+    if (r->state != REPLICA_OPEN) {
+        return RQ_NOTFOUND;
+    }
+    if (offset < partition_first_offset(r->partition)) {
+        return RQ_NOTFOUND;
+    }
+    if (offset >= partition_local_next(r->partition)) {
+        return 0; /* Nothing here yet: an empty reply. */
+    }
+    if (max_bytes == 0 || max_bytes > FETCH_MAX_BYTES) {
+        max_bytes = FETCH_MAX_BYTES;
+    }
+    return partition_read_batches(r->partition, offset, max_bytes, out);
+}
+
+/* ---- Leadership transfer ---- */
+
+static void on_transfer_done(struct raft_transfer *req)
+{
+    struct replica *r = req->data;
+    raft_id leader = 0;
+    const char *address = NULL;
+    int status;
+
+    r->transfer_inflight = false;
+    r->transfer_ended = uv_now(r->env->loop);
+    raft_leader(rq_node_raft(r->node), &leader, &address);
+    if (r->state == REPLICA_CLOSING) {
+        status = RQ_SHUTDOWN;
+    } else if (leader == r->transfer_to) {
+        status = 0;
+        rq_log(RQ_INFO, "%s: leadership moved to broker %" PRIu64, r->label,
+               r->transfer_to);
+    } else {
+        status = RQ_TIMEOUT;
+        rq_log(RQ_INFO,
+               "%s: leadership transfer to broker %" PRIu64
+               " did not complete (leader now %llu)",
+               r->label, r->transfer_to, (unsigned long long)leader);
+    }
+    if (r->transfer_auto) {
+        if (status == 0) {
+            r->transfer_fails = 0;
+        } else if (status == RQ_TIMEOUT) {
+            unsigned shift = r->transfer_fails < 4 ? r->transfer_fails : 4;
+            uint64_t ms = (uint64_t)TRANSFER_BACKOFF_MIN_MS << shift;
+            if (ms > TRANSFER_BACKOFF_MAX_MS) {
+                ms = TRANSFER_BACKOFF_MAX_MS;
+            }
+            r->transfer_fails++;
+            r->transfer_next = r->transfer_ended + ms;
+        }
+    }
+    void (*cb)(void *, int) = r->transfer_cb;
+    void *data = r->transfer_data;
+    r->transfer_cb = NULL;
+    r->transfer_data = NULL;
+    if (cb != NULL) {
+        cb(data, status);
+    }
+}
+
+static int transfer_start(struct replica *r, uint64_t to, bool automatic,
+                          void (*cb)(void *data, int status), void *data)
+{
+    memset(&r->transfer, 0, sizeof r->transfer);
+    r->transfer.data = r;
+    int rv = raft_transfer(rq_node_raft(r->node), &r->transfer, to,
+                           on_transfer_done);
+    switch (rv) {
+        case 0:
+            break;
+        case RAFT_NOTLEADER:
+            return RQ_NOTLEADER;
+        case RAFT_BADID:
+            return RQ_INVALID;
+        case RAFT_NOTFOUND:
+            return RQ_NOTFOUND;
+        default:
+            rq_log(RQ_WARN, "%s: raft_transfer to %" PRIu64 ": %s", r->label,
+                   to, raft_strerror(rv));
+            return RQ_RAFT;
+    }
+    r->transfer_inflight = true;
+    r->transfer_auto = automatic;
+    r->transfer_to = r->transfer.id; /* raft chose one if @to was 0. */
+    r->transfer_cb = cb;
+    r->transfer_data = data;
+    rq_log(RQ_INFO, "%s: handing leadership to broker %" PRIu64 " (%s)",
+           r->label, r->transfer_to,
+           automatic ? "its preferred leader" : "asked");
+    return 0;
+}
+
+int replica_transfer(struct replica *r, uint64_t to,
+                     void (*cb)(void *data, int status), void *data)
+{
+    if (!replica_ready_leader(r)) {
+        return RQ_NOTLEADER;
+    }
+    if (r->transfer_inflight ||
+        uv_now(r->env->loop) < r->transfer_ended + TRANSFER_GAP_MS) {
+        return RQ_EXISTS;
+    }
+    if (to != 0 &&
+        (to == r->env->self_id || replica_desc_member(&r->desc, to) == NULL)) {
+        return RQ_INVALID;
+    }
+    return transfer_start(r, to, false, cb, data);
+}
+
+/* ---- Maintenance ---- */
+
+void replica_tick(struct replica *r, bool balance)
+{
+    if (r->state != REPLICA_OPEN) {
+        return;
+    }
+    fetch_maybe(r);
+    uint64_t now = uv_now(r->env->loop);
+    uint64_t preferred = replica_preferred(r);
+    if (!balance || preferred == r->env->self_id || !replica_ready_leader(r) ||
+        r->transfer_inflight || now < r->transfer_next ||
+        now < r->transfer_ended + TRANSFER_GAP_MS) {
+        return;
+    }
+    transfer_start(r, preferred, true, NULL, NULL);
+}
+
+void replica_retain(struct replica *r, uint64_t max_bytes, uint64_t max_age_ms,
+                    uint64_t now_ms)
+{
+    unsigned deleted = 0;
+    if (r->state != REPLICA_OPEN) {
+        return;
+    }
+    int rv =
+        partition_retain(r->partition, max_bytes, max_age_ms, now_ms, &deleted);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s: retention: %s", r->label, rq_strerror(rv));
+    } else if (deleted > 0) {
+        rq_log(RQ_INFO,
+               "%s: retention deleted %u segments, first offset now %" PRIu64,
+               r->label, deleted, partition_first_offset(r->partition));
+    }
+}

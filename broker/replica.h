@@ -1,0 +1,208 @@
+/*
+ * One partition replica hosted by a broker: its descriptor, its Raft node
+ * (rq_node over its own raft_uv directory and mux transport), its partition
+ * log (partition.h), the requests waiting on it (long polls), catching up
+ * from a peer over rq_rpc, and leadership transfer.
+ *
+ * On disk, under the broker's data directory:
+ *
+ *     replicas/<group_id>/replica.json   the descriptor (topic, partition,
+ *                                        group, members, bootstrap),
+ *                                        written atomically
+ *     replicas/<group_id>/raft/          the rq_node directory
+ *     replicas/<group_id>/log/           the partition log
+ *
+ * Lifecycle (each edge names the function that moves it):
+ *
+ *     NEW --replica_open--> OPEN           (blocks the loop ~35 ms)
+ *     NEW --replica_open fails--> FAILED
+ *     NEW, OPEN, FAILED --replica_close--> CLOSING --(closed)--> freed
+ *
+ * An OPEN replica reports state "ready", or "fetching" while its log has a
+ * gap that it is fetching from a peer (partition_fetch_range). Everything
+ * runs on the loop thread.
+ */
+#ifndef REPLICA_H
+#define REPLICA_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "partition.h"
+#include "rq_config.h"
+#include "rq_mux.h"
+#include "rq_node.h"
+#include "rq_rpc.h"
+
+#define REPLICA_TOPIC_MAX 128
+#define REPLICA_MEMBERS_MAX 5
+
+/* The broker-to-broker RPC methods. FETCH body, little-endian:
+ *     group_id:u64 | offset:u64 | max_bytes:u32 | pad:u32
+ * reply: whole batches from @offset (partition_read_batches bytes), empty
+ * when the peer holds nothing at @offset yet. */
+#define REPLICA_RPC_FETCH 1
+#define REPLICA_FETCH_REQUEST 24
+
+struct replica_member {
+    uint64_t id;
+    char raft_addr[RQ_ADDR_MAX];
+    char http_addr[RQ_ADDR_MAX];
+};
+
+/* What a replica is: fixed when it is created. */
+struct replica_desc {
+    char topic[REPLICA_TOPIC_MAX + 1];
+    uint64_t partition_id;
+    uint64_t group_id;
+    struct replica_member members[REPLICA_MEMBERS_MAX];
+    size_t n_members;
+    bool bootstrap; /* Bootstrap the group's first configuration. */
+};
+
+/*
+ * Reads a descriptor from JSON (a POST /internal/replicas body or
+ * replica.json). 0, or RQ_INVALID with a sentence in @why.
+ */
+int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
+                       size_t whyn);
+/* The descriptor as JSON (new reference); without "bootstrap" if @brief. */
+json_t *replica_desc_json(const struct replica_desc *d, bool brief);
+/* Same topic, partition, group and members (in order). */
+bool replica_desc_same(const struct replica_desc *a,
+                       const struct replica_desc *b);
+/* The member with @id, or NULL. */
+const struct replica_member *replica_desc_member(const struct replica_desc *d,
+                                                 uint64_t id);
+/* true if @topic is 1-128 of [A-Za-z0-9._-] and not "." or "..". */
+bool replica_topic_valid(const char *topic);
+
+/* What every replica of a broker shares (all borrowed; outlive replicas). */
+struct replica_env {
+    uv_loop_t *loop;
+    struct rq_mux *mux;
+    struct rq_rpc *rpc;
+    uint64_t self_id;
+    const char *raft_addr;
+    const char *data_dir;
+    unsigned election_timeout_ms;
+    unsigned heartbeat_ms;
+    unsigned snapshot_threshold;
+    size_t raft_segment_size;
+    uint64_t segment_bytes;
+};
+
+enum replica_state {
+    REPLICA_NEW,     /* Described, not open yet ("opening"). */
+    REPLICA_OPEN,    /* "ready" or "fetching". */
+    REPLICA_FAILED,  /* Could not open; see the log. */
+    REPLICA_CLOSING, /* Being closed or removed. */
+};
+
+struct replica;
+
+/*
+ * Allocates a replica in state NEW for @d (copied). Touches no disk.
+ * RQ_NOMEM only.
+ */
+int replica_new(const struct replica_env *env, const struct replica_desc *d,
+                struct replica **out);
+
+/* Writes the descriptor (creating the directory): tmp file, fsync, rename,
+ * fsync of the directory. RQ_IO with @why. */
+int replica_save(struct replica *r, char *why, size_t whyn);
+
+/*
+ * Opens the partition log and the Raft node, bootstraps the group if the
+ * descriptor says so (a no-op on existing data) and starts the node. Blocks
+ * the loop (~35 ms in libraft 0.15). On failure the replica is FAILED and
+ * must still be closed.
+ */
+int replica_open(struct replica *r, char *why, size_t whyn);
+
+/*
+ * Closes everything: waiters end with RQ_SHUTDOWN, pending produces with
+ * RQ_SHUTDOWN (from rq_node_close), a pending transfer with RQ_SHUTDOWN.
+ * If @remove, deletes the replica's directory afterwards. Frees @r, then
+ * calls @cb.
+ */
+void replica_close(struct replica *r, bool remove,
+                   void (*cb)(void *data, uint64_t group_id, int status),
+                   void *data);
+
+const struct replica_desc *replica_desc(const struct replica *r);
+enum replica_state replica_state(const struct replica *r);
+/* The partition of an OPEN replica (borrowed), else NULL. */
+struct partition *replica_partition(struct replica *r);
+
+struct replica_status {
+    const char *state;        /* "opening", "ready", "fetching", "failed" or
+                                 "closing". */
+    struct rq_node_info node; /* Zeroed unless open. */
+    uint64_t first_offset;
+    uint64_t next_offset;
+};
+void replica_status(const struct replica *r, struct replica_status *out);
+
+/* true if this replica is the ready leader of its group. */
+bool replica_ready_leader(const struct replica *r);
+/* The leader's member entry if one is known and it is not this broker. */
+const struct replica_member *replica_leader(const struct replica *r);
+
+/* ---- Data plane ---- */
+
+/*
+ * Proposes one batch. RQ_NOTLEADER (not the ready leader), RQ_SHUTDOWN,
+ * RQ_TOOBIG, RQ_NOMEM; otherwise 0 and @cb runs once after apply with the
+ * batch's first offset (or PARTITION_STALE), or with an error.
+ */
+int replica_produce(struct replica *r, const struct partition_append *a,
+                    rq_node_done_cb cb, void *data);
+
+/*
+ * Waits until @offset is readable here (below the local next offset) or
+ * @ms pass, then calls @cb with 0; on close with RQ_SHUTDOWN. Returns NULL
+ * (and never calls @cb) on RQ_NOMEM or if the replica is not open.
+ */
+struct replica_waiter;
+typedef void (*replica_wait_cb)(void *data, int status);
+struct replica_waiter *replica_wait(struct replica *r, uint64_t offset,
+                                    unsigned ms, replica_wait_cb cb,
+                                    void *data);
+/* Stops waiting; @cb will not be called. */
+void replica_wait_cancel(struct replica_waiter *w);
+
+/* ---- Leadership ---- */
+
+/* The preferred leader: members[group_id % n_members]. */
+uint64_t replica_preferred(const struct replica *r);
+
+/*
+ * Hands leadership to member @to (0: any up-to-date voter). RQ_NOTLEADER
+ * if not the ready leader, RQ_EXISTS if a transfer is under way, RQ_INVALID
+ * if @to is not another member, RQ_NOTFOUND if there is no other voter.
+ * Otherwise 0 and @cb runs once: 0 if leadership moved as asked,
+ * RQ_TIMEOUT if it did not, RQ_SHUTDOWN on close.
+ */
+int replica_transfer(struct replica *r, uint64_t to,
+                     void (*cb)(void *data, int status), void *data);
+
+/* ---- Maintenance, from the broker's timers ---- */
+
+/* Starts catching up if there is a gap, and hands leadership to the
+ * preferred member when @balance and this is a ready leader that is not. */
+void replica_tick(struct replica *r, bool balance);
+
+/* Applies the retention limits (0 turns one off). */
+void replica_retain(struct replica *r, uint64_t max_bytes, uint64_t max_age_ms,
+                    uint64_t now_ms);
+
+/* Serves a peer's FETCH (body as drawn above): fills @out; returns the RPC
+ * status (0, RQ_MALFORMED, RQ_NOTFOUND). */
+int replica_serve_fetch(struct replica *r, uint64_t offset, uint32_t max_bytes,
+                        struct rq_buf *out);
+
+#endif /* REPLICA_H */

@@ -1,0 +1,620 @@
+"""Integration tests of the broker (broker/README.md) on 127.0.0.1.
+
+Each test starts three broker processes with fresh data directories, places
+partition replicas on them through the internal API, as a manager would,
+and drives the data plane over HTTP: concurrent produces whose every
+acknowledged offset is read back from every replica, producer
+deduplication, redirects from followers, long polls, a broker killed with
+SIGKILL while producers keep going and restarted to catch up, a replica
+wiped and rebuilt from its peers (InstallSnapshot plus fetching batches),
+and bad input. Needs no root. Run:
+python3 tests/integration/test_broker.py [--build DIR] [-k NAME].
+"""
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+
+TOPIC = "orders"
+HTTP_TIMEOUT = 15.0
+
+
+# ---- HTTP ------------------------------------------------------------------
+
+
+class Unreachable(Exception):
+    """The broker could not be reached (refused, reset, timed out)."""
+
+
+def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, raw=None):
+    """One request; returns (status, parsed JSON body or None, headers).
+
+    @body is sent as JSON; @raw (bytes) is sent as it is instead.
+    """
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read()
+        try:
+            obj = json.loads(text.decode("utf-8"))
+        except ValueError:
+            obj = None
+        return resp.status, obj, dict(resp.getheaders())
+    except (OSError, http.client.HTTPException) as e:
+        raise Unreachable("%s %s %s: %s" % (addr, method, path, e)) from None
+    finally:
+        conn.close()
+
+
+def records_path(topic, p):
+    return "/v1/topics/%s/partitions/%d/records" % (topic, p)
+
+
+def expect_failure(addr, method, path, status, body=None, raw=None, what=""):
+    """The request must fail with @status and a JSON failure message."""
+    st, obj, hdr = call(addr, method, path, body, raw=raw)
+    check(st == status, "%s: expected %d, got %d %r" % (what or path, status, st, obj))
+    check(isinstance(obj, dict) and obj.get("status") == "failure"
+          and isinstance(obj.get("message"), str) and len(obj["message"]) > 10,
+          "%s: expected a JSON failure with a message, got %r" % (what or path, obj))
+    return obj, hdr
+
+
+# ---- Brokers ---------------------------------------------------------------
+
+
+class Brokers:
+    """Three brokers (ids 1..3) that know one another's addresses."""
+
+    def __init__(self, ctx, n=3, args=()):
+        self.ctx = ctx
+        self.raft = {}
+        self.http = {}
+        self.procs = {}
+        for i in range(1, n + 1):
+            self.raft[i] = "127.0.0.1:%d" % ctx.ports.take()
+            self.http[i] = "127.0.0.1:%d" % ctx.ports.take()
+        self.args = [
+            "--election-timeout-ms", "600", "--heartbeat-ms", "100",
+            "--cluster-secret", "itest-secret", "--log-level", ctx.opts.log_level,
+            "--snapshot-threshold", "64", "--segment-bytes", "65536",
+        ] + list(args)
+        for i in range(1, n + 1):
+            self.procs[i] = self._make(i)
+        self.members = [{"id": i, "raft_addr": self.raft[i], "http_addr": self.http[i]}
+                        for i in sorted(self.raft)]
+        self.leader_hint = {}  # partition -> broker id last seen leading
+        self.lock = threading.Lock()
+
+    def _make(self, i):
+        data = os.path.join(self.ctx.dir, "broker%d" % i)
+        argv = [self.ctx.binary, "--id", str(i), "--raft-addr", self.raft[i],
+                "--http-addr", self.http[i], "--data", data] + self.args
+        d = self.ctx.daemon("broker", i, argv)
+        d.data_dir = data
+        return d
+
+    def __getitem__(self, i):
+        return self.procs[i]
+
+    def ids(self):
+        return sorted(self.procs)
+
+    def running(self):
+        return [i for i in self.ids() if self.procs[i].running()]
+
+    def start(self, ids=None):
+        for i in ids or self.ids():
+            self.procs[i].start()
+        for i in ids or self.ids():
+            self.wait_ready(i)
+        return self
+
+    def wait_ready(self, i, timeout=30.0):
+        def ready():
+            check(self.procs[i].running(), "broker%d exited" % i)
+            try:
+                st, _, _ = call(self.http[i], "GET", "/readyz", timeout=2)
+            except Unreachable:
+                return False
+            return st == 200
+        wait_until(ready, timeout, "broker%d to be ready" % i)
+
+    def create(self, partitions, topic=TOPIC, ids=None, bootstrap=True):
+        """Places partition p (group p + 1) on every broker in @ids."""
+        for p in partitions:
+            body = {"topic": topic, "partition_id": p, "group_id": p + 1,
+                    "members": self.members, "bootstrap": bootstrap}
+            for i in ids or self.ids():
+                st, obj, _ = call(self.http[i], "POST", "/internal/replicas", body)
+                check(st == 200 and obj["group_id"] == p + 1,
+                      "creating partition %d on broker%d: %d %r" % (p, i, st, obj))
+
+    def replicas(self, i):
+        """{group_id: replica status} at broker @i."""
+        st, obj, _ = call(self.http[i], "GET", "/internal/replicas", timeout=5)
+        check(st == 200, "broker%d: GET /internal/replicas gave %d" % (i, st))
+        return {r["group_id"]: r for r in obj["replicas"]}
+
+    def leader(self, p):
+        """The broker id whose replica of partition @p is the ready leader,
+        as every running broker agrees; None if not settled."""
+        gid = p + 1
+        seen = {}
+        for i in self.running():
+            try:
+                seen[i] = self.replicas(i).get(gid)
+            except (Unreachable, TestFailure):
+                return None
+        leaders = [i for i, r in seen.items() if r and r["role"] == "leader" and r["ready"]]
+        if len(leaders) != 1:
+            return None
+        lead = leaders[0]
+        term = seen[lead]["term"]
+        if all(r is not None and r["leader_id"] == lead and r["term"] == term
+               for r in seen.values()):
+            return lead
+        return None
+
+    def wait_leaders(self, partitions, timeout=30.0):
+        return {p: wait_until(lambda: self.leader(p), timeout, "a leader of partition %d" % p)
+                for p in partitions}
+
+    def produce(self, p, records, producer=None, seq=None, topic=TOPIC, deadline_s=30.0):
+        """Produces until acknowledged, following 421 redirects and retrying
+        503 and unreachable brokers with the same producer id and sequence.
+        Returns (base_offset, broker id that acknowledged)."""
+        body = {"records": records}
+        if producer is not None:
+            body["producer_id"] = producer
+            body["sequence"] = seq
+        deadline = time.monotonic() + deadline_s
+        with self.lock:
+            target = self.leader_hint.get(p, 1)
+        turn = 0
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                st, obj, _ = call(self.http[target], "POST", records_path(topic, p), body)
+            except Unreachable as e:
+                last = str(e)
+                turn += 1
+                target = self.ids()[turn % len(self.ids())]
+                time.sleep(0.05)
+                continue
+            if st == 200:
+                check(obj["count"] == len(records), "count %r for %d records" % (obj, len(records)))
+                with self.lock:
+                    self.leader_hint[p] = target
+                return obj["base_offset"], target
+            last = "%d %r" % (st, obj)
+            if st == 421:
+                check(obj.get("leader_id") in self.procs and
+                      obj.get("leader_http") == self.http[obj["leader_id"]],
+                      "421 names a wrong leader: %r" % obj)
+                target = obj["leader_id"]
+                time.sleep(0.01)
+            elif st == 503:
+                time.sleep(0.1)
+                turn += 1
+                target = self.ids()[turn % len(self.ids())]
+            else:
+                raise TestFailure("produce to partition %d: %s" % (p, last))
+        raise TestFailure("produce to partition %d not acknowledged in %.0fs (last: %s)"
+                          % (p, deadline_s, last))
+
+    def read_all(self, i, p, topic=TOPIC):
+        """Every record of partition @p at broker @i, from its first offset:
+        a list of (offset, value, key, timestamp_ms)."""
+        out = []
+        offset = self.replicas(i)[p + 1]["first_offset"]
+        while True:
+            st, obj, _ = call(self.http[i], "GET",
+                              records_path(topic, p) + "?offset=%d&max=1000" % offset)
+            check(st == 200, "broker%d read of partition %d at %d: %d %r" % (i, p, offset, st, obj))
+            recs = obj["records"]
+            if not recs:
+                return out
+            for r in recs:
+                check(r["offset"] == offset, "broker%d partition %d: offset %d where %d was due"
+                      % (i, p, r["offset"], offset))
+                out.append((r["offset"], r["value"], r["key"], r["timestamp_ms"]))
+                offset += 1
+            check(obj["next_offset"] == offset, "next_offset %d, expected %d" % (obj["next_offset"], offset))
+
+    def wait_converged(self, partitions, ids=None, timeout=45.0):
+        """Every replica of each partition is ready (no gap) with the same
+        next offset; returns {p: next offset}."""
+        ids = ids or self.running()
+
+        def converged():
+            reps = {i: self.replicas(i) for i in ids}
+            out = {}
+            for p in partitions:
+                rs = [reps[i].get(p + 1) for i in ids]
+                if any(r is None or r["state"] != "ready" for r in rs):
+                    return None
+                nexts = {r["next_offset"] for r in rs}
+                commits = {r["commit"] for r in rs}
+                applied = {r["applied"] for r in rs}
+                if len(nexts) != 1 or len(commits) != 1 or applied != commits:
+                    return None
+                out[p] = nexts.pop()
+            return out
+
+        return wait_until(converged, timeout, "replicas of %s to converge" % partitions,
+                          interval=0.2)
+
+    def assert_identical(self, partitions, ids=None):
+        """Every replica returns the same records at every offset; returns
+        {p: records}."""
+        ids = ids or self.running()
+        out = {}
+        for p in partitions:
+            logs = {i: self.read_all(i, p) for i in ids}
+            first = logs[ids[0]]
+            for i in ids[1:]:
+                if logs[i] != first:
+                    pad = [None] * max(len(first), len(logs[i]))
+                    x, y = next((x, y) for x, y in zip(first + pad, logs[i] + pad) if x != y)
+                    raise TestFailure("partition %d: broker%d and broker%d differ (%d vs %d "
+                                      "records), first difference %r vs %r"
+                                      % (p, ids[0], i, len(first), len(logs[i]), x, y))
+            out[p] = first
+        return out
+
+
+class Producers:
+    """Threads that each produce batches as one producer (its own id and
+    increasing sequence), to random partitions, until stopped; every
+    acknowledgement is recorded: (partition, base offset) -> values."""
+
+    def __init__(self, brokers, rng, n_threads, partitions, max_batch=4):
+        self.brokers = brokers
+        self.partitions = list(partitions)
+        self.acked = {}  # (p, offset) -> (value, key)
+        self.by_partition = {p: 0 for p in self.partitions}
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.errors = []
+        self.threads = []
+        self.rngs = [rng.random() for _ in range(n_threads)]
+        self.max_batch = max_batch
+        for t in range(n_threads):
+            self.threads.append(threading.Thread(target=self._run, args=(t,), daemon=True))
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, t):
+        import random
+        rng = random.Random(self.rngs[t])
+        producer = 100 + t
+        seq = 0
+        try:
+            while not self.stop_flag.is_set():
+                seq += 1
+                p = rng.choice(self.partitions)
+                n = rng.randint(1, self.max_batch)
+                recs = []
+                for i in range(n):
+                    value = "w%d-s%d-r%d-%s" % (t, seq, i, "é✓" * rng.randint(0, 3))
+                    rec = {"value": value + "x" * rng.randint(0, 300)}
+                    if rng.random() < 0.5:
+                        rec["key"] = "k%d" % rng.randint(0, 9)
+                    recs.append(rec)
+                base, _ = self.brokers.produce(p, recs, producer, seq)
+                with self.lock:
+                    for i, rec in enumerate(recs):
+                        self.acked[(p, base + i)] = (rec["value"], rec.get("key"))
+                    self.by_partition[p] += 1
+        except BaseException as e:  # Reported by stop().
+            self.errors.append(e)
+
+    def count(self):
+        with self.lock:
+            return dict(self.by_partition)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(60)
+        if self.errors:
+            raise self.errors[0]
+        check(not any(t.is_alive() for t in self.threads), "a producer thread hangs")
+
+    def check_against(self, logs):
+        """Every acknowledged record is in @logs ({p: records}) at its
+        offset with its value and key, and no value appears twice."""
+        for (p, off), (value, key) in self.acked.items():
+            recs = logs[p]
+            first = recs[0][0] if recs else 0
+            check(first <= off < first + len(recs),
+                  "partition %d: acknowledged offset %d is not in the log (%d..%d)"
+                  % (p, off, first, first + len(recs)))
+            got = recs[off - first]
+            check(got[1] == value and got[2] == key,
+                  "partition %d offset %d: read %r/%r, acknowledged %r/%r"
+                  % (p, off, got[1], got[2], value, key))
+        for p, recs in logs.items():
+            values = [r[1] for r in recs]
+            check(len(values) == len(set(values)),
+                  "partition %d holds a value twice" % p)
+
+
+# ---- Tests -----------------------------------------------------------------
+
+
+def test_produce_read_everywhere(ctx):
+    """Five partitions, four concurrent producers; every acknowledged record
+    is read back from every replica (followers included), and leadership
+    settles on each group's preferred member."""
+    b = Brokers(ctx).start()
+    parts = range(5)
+    b.create(parts)
+    b.wait_leaders(parts)
+    prod = Producers(b, ctx.rng, 4, parts).start()
+    wait_until(lambda: all(n >= 8 for n in prod.count().values()), 60,
+               "8 acknowledged batches per partition")
+    prod.stop()
+    b.wait_converged(parts)
+    logs = b.assert_identical(parts)
+    prod.check_against(logs)
+    check(sum(len(r) for r in logs.values()) == len(prod.acked),
+          "the logs hold records nobody acknowledged")
+    # Preferred leader of group g is members[g % 3], i.e. broker g % 3 + 1.
+    wait_until(lambda: all(b.leader(p) == (p + 1) % 3 + 1 for p in parts), 30,
+               "each partition's preferred broker to lead")
+
+
+def test_dedupe_redirect_long_poll(ctx):
+    """A retried produce gets its original offsets; an older sequence is
+    refused; a follower redirects with 421 and the leader's address; a long
+    poll on a follower wakes on a produce, and times out empty."""
+    b = Brokers(ctx).start()
+    b.create([0])
+    lead = b.wait_leaders([0])[0]
+    follower = next(i for i in b.ids() if i != lead)
+    path = records_path(TOPIC, 0)
+
+    body = {"records": [{"value": "a"}, {"value": "b", "key": "k"}], "producer_id": 7,
+            "sequence": 3}
+    st, first, _ = call(b.http[lead], "POST", path, body)
+    check(st == 200 and first["base_offset"] == 0 and first["count"] == 2, "first: %r" % first)
+    st, again, _ = call(b.http[lead], "POST", path, body)
+    check(st == 200 and again["base_offset"] == 0, "retry: %d %r" % (st, again))
+    st, other, _ = call(b.http[lead], "POST", path, {"records": [{"value": "c"}]})
+    check(st == 200 and other["base_offset"] == 2, "plain produce: %d %r" % (st, other))
+    expect_failure(b.http[lead], "POST", path, 409,
+                   {"records": [{"value": "old"}], "producer_id": 7, "sequence": 2},
+                   what="older sequence")
+
+    obj, _ = expect_failure(b.http[follower], "POST", path, 421, {"records": [{"value": "x"}]},
+                            what="produce at a follower")
+    check(obj["leader_id"] == lead and obj["leader_http"] == b.http[lead],
+          "421 names %r, leader is broker%d at %s" % (obj, lead, b.http[lead]))
+
+    b.wait_converged([0])
+    st, obj, _ = call(b.http[follower], "GET", path + "?offset=0")
+    check(st == 200 and [r["value"] for r in obj["records"]] == ["a", "b", "c"]
+          and [r["key"] for r in obj["records"]] == [None, "k", None]
+          and obj["next_offset"] == 3 and obj["high_watermark"] == 3,
+          "follower read: %r" % obj)
+
+    result = {}
+
+    def poll():
+        t0 = time.monotonic()
+        result["answer"] = call(b.http[follower], "GET", path + "?offset=3&wait_ms=8000")
+        result["secs"] = time.monotonic() - t0
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.3)  # Let the poll park; a produce before it would pass too.
+    st, obj, _ = call(b.http[lead], "POST", path, {"records": [{"value": "woken"}]})
+    check(st == 200 and obj["base_offset"] == 3, "produce: %r" % obj)
+    t.join(15)
+    st, obj, _ = result["answer"]
+    check(st == 200 and [r["value"] for r in obj["records"]] == ["woken"],
+          "long poll answered %d %r" % (st, obj))
+    check(result["secs"] < 5, "long poll took %.1fs to wake" % result["secs"])
+
+    t0 = time.monotonic()
+    st, obj, _ = call(b.http[follower], "GET", path + "?offset=4&wait_ms=700")
+    secs = time.monotonic() - t0
+    check(st == 200 and obj["records"] == [] and obj["next_offset"] == 4,
+          "long poll timeout: %r" % obj)
+    check(0.6 <= secs < 5, "a 700 ms long poll took %.2fs" % secs)
+
+    # On-demand leadership transfer.
+    to = next(i for i in b.ids() if i != lead)
+    st, obj, _ = call(b.http[lead], "POST", "/internal/replicas/1/transfer", {"to": to})
+    check(st == 200, "transfer: %d %r" % (st, obj))
+    wait_until(lambda: b.leader(0) == to, 10, "broker%d to lead after the transfer" % to)
+
+
+def test_bad_input(ctx):
+    """Bad requests are answered 4xx with a JSON message, never 5xx; start-up
+    errors exit non-zero with a message."""
+    b = Brokers(ctx, args=["--max-message-bytes", "1024"]).start()
+    b.create([0])
+    lead = b.wait_leaders([0])[0]
+    a = b.http[lead]
+    path = records_path(TOPIC, 0)
+
+    expect_failure(a, "POST", path, 400, raw=b'{"records": [', what="malformed JSON")
+    expect_failure(a, "POST", path, 400, raw=b'[1, 2]', what="a list body")
+    expect_failure(a, "POST", path, 400, {"records": "x"}, what="records not a list")
+    expect_failure(a, "POST", path, 400, {"records": []}, what="no records")
+    expect_failure(a, "POST", path, 400, {}, what="records missing")
+    expect_failure(a, "POST", path, 400, {"records": [{"value": 5}]}, what="value a number")
+    expect_failure(a, "POST", path, 400, {"records": [{"key": "k"}]}, what="value missing")
+    expect_failure(a, "POST", path, 400, {"records": ["v"]}, what="record not an object")
+    expect_failure(a, "POST", path, 400, {"records": [{"value": "v", "key": 3}]},
+                   what="key a number")
+    expect_failure(a, "POST", path, 400,
+                   {"records": [{"value": "v"}], "producer_id": -1, "sequence": 0},
+                   what="negative producer_id")
+    expect_failure(a, "POST", path, 400,
+                   {"records": [{"value": "v"}], "producer_id": 4, "sequence": "1"},
+                   what="sequence a string")
+    expect_failure(a, "POST", path, 400, {"records": [{"value": "v"}], "producer_id": 4},
+                   what="producer_id without sequence")
+    expect_failure(a, "POST", path, 413, {"records": [{"value": "x" * 1025}]},
+                   what="value too large")
+    expect_failure(a, "POST", path, 413, {"records": [{"value": "v"}] * 10001},
+                   what="10001 records")
+    st, obj, _ = call(a, "POST", path, {"records": [{"value": "é" * 512}]})
+    check(st == 200, "a value of exactly 1024 bytes was refused: %d %r" % (st, obj))
+    st, obj, _ = call(a, "POST", path, {"records": [{"value": "v"}] * 10000})
+    check(st == 200 and obj["count"] == 10000, "10000 records: %d %r" % (st, obj))
+
+    expect_failure(a, "POST", records_path(TOPIC, 9), 404, {"records": [{"value": "v"}]},
+                   what="unknown partition")
+    expect_failure(a, "GET", records_path("nope", 0), 404, what="unknown topic")
+    expect_failure(a, "GET", "/v1/topics/b%20d/partitions/0/records", 400, what="bad topic")
+    expect_failure(a, "GET", path + "?offset=-1", 400, what="negative offset")
+    expect_failure(a, "GET", path + "?max=0", 400, what="max 0")
+    expect_failure(a, "GET", path + "?max=abc", 400, what="max not a number")
+    expect_failure(a, "GET", path + "?wait_ms=x", 400, what="wait_ms not a number")
+    expect_failure(a, "DELETE", "/internal/replicas/999", 404, what="unknown group")
+    expect_failure(a, "DELETE", "/internal/replicas/abc", 400, what="group not a number")
+    expect_failure(a, "POST", "/internal/replicas/999/transfer", 404, {"to": 1},
+                   what="transfer of an unknown group")
+    expect_failure(a, "POST", "/internal/replicas/1/transfer", 400, {"to": 99},
+                   what="transfer to a non-member")
+
+    good = {"topic": TOPIC, "partition_id": 0, "group_id": 1, "members": b.members,
+            "bootstrap": True}
+    st, obj, _ = call(a, "POST", "/internal/replicas", good)
+    check(st == 200 and obj["group_id"] == 1, "idempotent create: %d %r" % (st, obj))
+    other = dict(good, members=list(reversed(b.members)))
+    expect_failure(a, "POST", "/internal/replicas", 409, other, what="same group, other members")
+    expect_failure(a, "POST", "/internal/replicas", 409, dict(good, group_id=50),
+                   what="same partition, other group")
+    for bad, what in [
+        (dict(good, topic="a/b"), "bad topic name"),
+        (dict(good, topic=""), "empty topic name"),
+        (dict(good, group_id=0), "group 0"),
+        (dict(good, group_id="1"), "group a string"),
+        (dict(good, partition_id=-2), "negative partition"),
+        (dict(good, members=[]), "no members"),
+        (dict(good, members=b.members[:1] * 2), "a member twice"),
+        (dict(good, members=[m for m in b.members if m["id"] != lead]), "broker not a member"),
+        (dict(good, members=[dict(m, raft_addr="nohost") for m in b.members]), "bad address"),
+        (dict(good, bootstrap="yes"), "bootstrap a string"),
+    ]:
+        expect_failure(a, "POST", "/internal/replicas", 400, bad, what=what)
+    expect_failure(a, "GET", "/nowhere", 404, what="unknown path")
+
+    # Start-up errors: the data directory is locked, the port is taken.
+    for argv, what in [
+        ([ctx.binary, "--id", "1", "--raft-addr", "127.0.0.1:%d" % ctx.ports.take(),
+          "--http-addr", "127.0.0.1:%d" % ctx.ports.take(), "--data", b[1].data_dir],
+         "in use"),
+        ([ctx.binary, "--id", "4", "--raft-addr", b.raft[1], "--http-addr",
+          "127.0.0.1:%d" % ctx.ports.take(), "--data", os.path.join(ctx.dir, "b4")],
+         "address already in use"),
+        ([ctx.binary, "--id", "4", "--raft-addr", "127.0.0.1:%d" % ctx.ports.take(),
+          "--http-addr", b.http[1], "--data", os.path.join(ctx.dir, "b5")],
+         b.http[1]),
+        ([ctx.binary, "--id", "0", "--raft-addr", "x:1", "--http-addr", "y:2", "--data", "d"],
+         "--id"),
+    ]:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                           env=ctx.env)
+        err = r.stderr.decode("utf-8", "replace")
+        check(r.returncode != 0 and what in err,
+              "%s: exit %d, stderr %r" % (what, r.returncode, err[-300:]))
+
+
+def test_kill_restart_catch_up(ctx):
+    """A broker is killed with SIGKILL while four producers keep going;
+    every partition stays writable; restarted, it catches up, and every
+    replica then holds identical records, each acknowledged one exactly
+    once."""
+    b = Brokers(ctx).start()
+    parts = range(5)
+    b.create(parts)
+    b.wait_leaders(parts)
+    prod = Producers(b, ctx.rng, 4, parts).start()
+    wait_until(lambda: all(n >= 3 for n in prod.count().values()), 60,
+               "3 acknowledged batches per partition")
+    # Broker 2 is the preferred leader of partitions 0 and 3 (groups 1
+    # and 4): once leadership has settled, killing it forces elections.
+    victim = 2
+    wait_until(lambda: all(b.leader(p) == (p + 1) % 3 + 1 for p in parts), 30,
+               "each partition's preferred broker to lead")
+    b[victim].kill()
+    before = prod.count()
+    wait_until(lambda: all(n >= before[p] + 5 for p, n in prod.count().items()), 60,
+               "5 more acknowledged batches per partition without broker%d" % victim)
+    check(b.leader(0) not in (None, victim) and b.leader(3) not in (None, victim),
+          "partitions 0 and 3 have no new leader")
+    b.start([victim])
+    after = prod.count()
+    wait_until(lambda: all(n >= after[p] + 3 for p, n in prod.count().items()), 60,
+               "3 more acknowledged batches per partition after the restart")
+    prod.stop()
+    b.wait_converged(parts)
+    logs = b.assert_identical(parts)
+    prod.check_against(logs)
+
+
+def test_replica_rebuilt_from_peers(ctx):
+    """A follower's replica is deleted (its data with it) and created again
+    with bootstrap=false while its group still lists it: it gets a
+    snapshot manifest from the leader and fetches every batch from peers."""
+    b = Brokers(ctx, args=["--snapshot-threshold", "16"]).start()
+    b.create([0])
+    lead = b.wait_leaders([0])[0]
+    victim = next(i for i in b.ids() if i != lead)
+    values = []
+    for n in range(300):  # Past several snapshots and their trailing entries.
+        recs = [{"value": "v%d-%d" % (n, j)} for j in range(1 + n % 3)]
+        base, _ = b.produce(0, recs)
+        check(base == len(values), "base %d after %d records" % (base, len(values)))
+        values += [r["value"] for r in recs]
+    st, obj, _ = call(b.http[victim], "DELETE", "/internal/replicas/1")
+    check(st == 200, "delete: %d %r" % (st, obj))
+    check(not os.path.exists(os.path.join(b[victim].data_dir, "replicas", "1")),
+          "the replica's directory is still there")
+    expect_failure(b.http[victim], "GET", records_path(TOPIC, 0), 404, what="deleted replica")
+    b.produce(0, [{"value": "while-away"}])
+    values.append("while-away")
+    b.create([0], ids=[victim], bootstrap=False)
+    b.produce(0, [{"value": "after"}])
+    values.append("after")
+    b.wait_converged([0])
+    logs = b.assert_identical([0])
+    check([r[1] for r in logs[0]] == values, "the rebuilt log holds other values")
+    log = "\n".join(b[victim].log_tail(100000))
+    check(re.search(r"g1: fetching offsets 0\.\.", log) is not None,
+          "broker%d's log shows no fetch from offset 0" % victim)
+    check("g1: caught up" in log, "broker%d's log shows no end of catching up" % victim)
+
+
+if __name__ == "__main__":
+    run_suite("broker", [
+        test_produce_read_everywhere,
+        test_dedupe_redirect_long_poll,
+        test_bad_input,
+        test_kill_restart_catch_up,
+        test_replica_rebuilt_from_peers,
+    ], binary="broker", ports=(26000, 26999))
