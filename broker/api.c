@@ -280,6 +280,7 @@ static void api_replicas_list(struct rq_http_req *req, void *data)
         json_object_set_new(o, "preferred_leader",
                             json_integer((json_int_t)replica_preferred(r)));
         json_object_set_new(o, "state", json_string(st.state));
+        json_object_set_new(o, "waiters", json_integer(st.waiters));
         json_array_append_new(list, o);
     }
     rq_http_reply(req, 200, json_pack("{s:o}", "replicas", list));

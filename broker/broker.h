@@ -27,6 +27,7 @@ struct broker_config {
     uint64_t segment_bytes;
     uint64_t retention_bytes;
     uint64_t retention_ms;
+    uint64_t retention_check_ms;
     uint64_t max_message_bytes;
     const char *log_level;
     const char *log_format;

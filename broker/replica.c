@@ -599,6 +599,10 @@ void replica_status(const struct replica *r, struct replica_status *out)
         out->first_offset = partition_first_offset(r->partition);
         out->next_offset = partition_next_offset(r->partition);
     }
+    for (const struct rq_list *e = r->waiters.next; e != &r->waiters;
+         e = e->next) {
+        out->waiters++;
+    }
 }
 
 bool replica_ready_leader(const struct replica *r)

@@ -144,6 +144,7 @@ struct replica_status {
     struct rq_node_info node; /* Zeroed unless open. */
     uint64_t first_offset;
     uint64_t next_offset;
+    unsigned waiters; /* Long polls parked here. */
 };
 void replica_status(const struct replica *r, struct replica_status *out);
 

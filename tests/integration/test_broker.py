@@ -442,11 +442,30 @@ def test_dedupe_redirect_long_poll(ctx):
           "long poll timeout: %r" % obj)
     check(0.6 <= secs < 5, "a 700 ms long poll took %.2fs" % secs)
 
+    # A client that leaves a parked long poll: the broker lets go of it.
+    host, port = b.http[follower].rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=5)
+    s.sendall(("GET %s?offset=4&wait_ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    wait_until(lambda: b.replicas(follower)[1]["waiters"] == 1, 10, "the long poll to park")
+    s.close()
+    wait_until(lambda: b.replicas(follower)[1]["waiters"] == 0, 10,
+               "the abandoned long poll to be dropped")
+
     # On-demand leadership transfer.
     to = next(i for i in b.ids() if i != lead)
     st, obj, _ = call(b.http[lead], "POST", "/internal/replicas/1/transfer", {"to": to})
     check(st == 200, "transfer: %d %r" % (st, obj))
     wait_until(lambda: b.leader(0) == to, 10, "broker%d to lead after the transfer" % to)
+
+    # SIGTERM with a long poll parked: it is answered 503, the exit is clean.
+    t = threading.Thread(target=lambda: result.update(
+        last=call(b.http[follower], "GET", path + "?offset=4&wait_ms=20000")))
+    t.start()
+    wait_until(lambda: b.replicas(follower)[1]["waiters"] == 1, 10, "the long poll to park")
+    rc = b[follower].terminate()
+    check(rc == 0, "broker%d exited with %d after SIGTERM" % (follower, rc))
+    t.join(15)
+    check(result["last"][0] == 503, "the parked poll got %r at shutdown" % (result["last"],))
 
 
 def test_bad_input(ctx):
@@ -544,6 +563,33 @@ def test_bad_input(ctx):
               "%s: exit %d, stderr %r" % (what, r.returncode, err[-300:]))
 
 
+def test_retention(ctx):
+    """Past --retention-bytes every replica deletes its oldest segments; a
+    read below the first offset is 404 naming first_offset, and reads from
+    there still work."""
+    b = Brokers(ctx, args=["--segment-bytes", "4096", "--retention-bytes", "16384",
+                           "--retention-check-ms", "300"]).start()
+    b.create([0])
+    b.wait_leaders([0])
+    values = []
+    for n in range(80):
+        recs = [{"value": "r%d-%d-%s" % (n, j, "x" * 200)} for j in range(2)]
+        b.produce(0, recs)
+        values += [r["value"] for r in recs]
+    b.wait_converged([0])
+    wait_until(lambda: all(b.replicas(i)[1]["first_offset"] > 0 for i in b.ids()), 15,
+               "retention to delete old segments everywhere")
+    for i in b.ids():
+        first = b.replicas(i)[1]["first_offset"]
+        obj, _ = expect_failure(b.http[i], "GET", records_path(TOPIC, 0) + "?offset=0", 404,
+                                what="read below the first offset")
+        check(obj["first_offset"] == first, "404 names %r, first offset is %d" % (obj, first))
+        got = b.read_all(i, 0)
+        check(got[0][0] == first and [r[1] for r in got] == values[first:],
+              "broker%d: records from %d do not match" % (i, first))
+        check(len(got) * 220 < 16384 + 3 * 4096, "broker%d keeps %d records" % (i, len(got)))
+
+
 def test_kill_restart_catch_up(ctx):
     """A broker is killed with SIGKILL while four producers keep going;
     every partition stays writable; restarted, it catches up, and every
@@ -615,6 +661,7 @@ if __name__ == "__main__":
         test_produce_read_everywhere,
         test_dedupe_redirect_long_poll,
         test_bad_input,
+        test_retention,
         test_kill_restart_catch_up,
         test_replica_rebuilt_from_peers,
     ], binary="broker", ports=(26000, 26999))
