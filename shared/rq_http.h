@@ -36,10 +36,10 @@ struct rq_http_route {
 };
 
 struct rq_http_config {
-    const char *bind_address;  /* "HOST:PORT"; port 0 picks a free one. */
-    size_t max_body;           /* 0: 16 MiB. */
-    unsigned max_connections;  /* 0: 1024. */
-    unsigned idle_timeout_s;   /* 0: 60; slow clients are cut off. */
+    const char *bind_address; /* "HOST:PORT"; port 0 picks a free one. */
+    size_t max_body;          /* 0: 16 MiB. */
+    unsigned max_connections; /* 0: 1024. */
+    unsigned idle_timeout_s;  /* 0: 60; slow clients are cut off. */
 };
 
 /*
@@ -47,21 +47,27 @@ struct rq_http_config {
  * passed to every handler. RQ_IO with @why if the address cannot be bound.
  */
 int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
-                const struct rq_http_route *routes, size_t n_routes,
-                void *data, struct rq_http **out, char *why, size_t whyn);
+                const struct rq_http_route *routes, size_t n_routes, void *data,
+                struct rq_http **out, char *why, size_t whyn);
 
 /* The bound port (useful with port 0). */
 uint16_t rq_http_port(const struct rq_http *h);
 
 /*
  * Stops accepting, answers every suspended request with 503, closes all
- * connections and frees @h, then calls @cb.
+ * connections and frees @h, then calls @cb (never from inside this call).
+ * Each request still waiting for its reply first gets its abort callback,
+ * which may reply itself; after rq_http_close() returns no handler may
+ * touch those requests again. A handler that calls rq_http_close() may
+ * still answer its own request before it returns. Clients get up to a
+ * second to read their answers before the connections are closed.
  */
 void rq_http_close(struct rq_http *h, void (*cb)(void *data), void *data);
 
 /* ---- Reading a request (all strings borrowed until the reply) ---- */
 
 const char *rq_http_method(const struct rq_http_req *req);
+/* The path as sent (still percent-encoded), without the query string. */
 const char *rq_http_path(const struct rq_http_req *req);
 /* A {name} segment of the matched pattern, percent-decoded; NULL if none. */
 const char *rq_http_param(const struct rq_http_req *req, const char *name);
@@ -74,15 +80,17 @@ const uint8_t *rq_http_body(const struct rq_http_req *req, size_t *len);
 /*
  * The body parsed as a JSON object (borrowed; cached). An empty body is an
  * empty object. NULL with a reason in @why if the body is not a JSON
- * object, is nested deeper than 32 levels or is not UTF-8; the caller
- * answers 400 with that reason.
+ * object, is nested deeper than 32 levels, is not UTF-8, repeats a key in
+ * an object or holds "\u0000"; the caller answers 400 with that reason.
  */
 json_t *rq_http_json(struct rq_http_req *req, char *why, size_t whyn);
 
 /*
  * A named argument from the query string, else from the JSON body (API.md:
  * "the query string wins"), as text; NULL if in neither. Integers and
- * strings in the body are both returned as text (borrowed until reply).
+ * strings in the body are both returned as text (borrowed until reply);
+ * a body value of any other type, or a body that rq_http_json() refuses,
+ * counts as absent. "?name" without "=" is present and empty.
  */
 const char *rq_http_arg(struct rq_http_req *req, const char *name);
 
@@ -104,13 +112,15 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
 
 /* A non-JSON reply (Prometheus text, the status page); @body copied. */
 void rq_http_reply_text(struct rq_http_req *req, int status,
-                        const char *content_type, const char *body,
-                        size_t len);
+                        const char *content_type, const char *body, size_t len);
 
 /*
  * Called at most once if the client goes away before the reply, so a long
  * poll can stop waiting. The handler must still reply (the reply is then
- * dropped and the request freed).
+ * dropped and the request freed); the usual callback replies at once. A
+ * client that shuts down its sending side counts as gone. If the client is
+ * gone already, @cb runs before this returns. rq_http_close() also calls
+ * it for every request still waiting.
  */
 void rq_http_on_abort(struct rq_http_req *req,
                       void (*cb)(struct rq_http_req *req, void *data),
@@ -118,7 +128,8 @@ void rq_http_on_abort(struct rq_http_req *req,
 
 struct rq_http_stats {
     uint64_t requests;  /* Requests routed to a handler. */
-    uint64_t rejected;  /* 404, 405, 413 and malformed requests. */
+    uint64_t rejected;  /* 404, 405, 413, 503 while closing, and requests
+                           libmicrohttpd refused before routing. */
     unsigned suspended; /* Requests waiting for a late reply now. */
     unsigned connections;
 };

@@ -15,8 +15,8 @@
  *
  * Outgoing side. A struct conn dials one peer, raft's or rq_mux_connect()'s:
  *
- *     RESOLVING --getaddrinfo--> CONNECTING --connect--> WRITING --write-->
- * DONE
+ *     RESOLVING --getaddrinfo--> CONNECTING --connect--> WRITING
+ *               --write--> DONE
  *
  *     RESOLVING  -> CONNECTING [on_resolved]      (skipped for numeric IPs)
  *     CONNECTING -> WRITING    [on_connected]
