@@ -154,7 +154,7 @@ static struct replica *partition_param(struct rq_http_req *req,
     const char *topic = rq_http_param(req, "topic");
     const char *ps = rq_http_param(req, "partition");
     uint64_t p;
-    if (topic == NULL || !replica_topic_valid(topic)) {
+    if (topic == NULL || !replica_desc_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of [A-Za-z0-9._-]",
                             REPLICA_TOPIC_MAX);

@@ -1,8 +1,9 @@
 /*
- * One partition replica hosted by a broker: its descriptor, its Raft node
+ * One partition replica hosted by a broker: its Raft node
  * (rq_node over its own raft_uv directory and mux transport), its partition
  * log (partition.h), the requests waiting on it (long polls), catching up
- * from a peer over rq_rpc, and leadership transfer.
+ * from a peer over rq_rpc, and leadership transfer. What the replica is
+ * (topic, partition, group, members) is its descriptor (replica_desc.h).
  *
  * On disk, under the broker's data directory:
  *
@@ -25,7 +26,6 @@
 #ifndef REPLICA_H
 #define REPLICA_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,10 +35,8 @@
 #include "rq_config.h"
 #include "rq_mux.h"
 #include "rq_node.h"
+#include "replica_desc.h"
 #include "rq_rpc.h"
-
-#define REPLICA_TOPIC_MAX 128
-#define REPLICA_MEMBERS_MAX 5
 
 /* The broker-to-broker RPC methods. FETCH body, little-endian:
  *     group_id:u64 | offset:u64 | max_bytes:u32 | pad:u32
@@ -46,39 +44,6 @@
  * when the peer holds nothing at @offset yet. */
 #define REPLICA_RPC_FETCH 1
 #define REPLICA_FETCH_REQUEST 24
-
-struct replica_member {
-    uint64_t id;
-    char raft_addr[RQ_ADDR_MAX];
-    char http_addr[RQ_ADDR_MAX];
-};
-
-/* What a replica is: fixed when it is created. */
-struct replica_desc {
-    char topic[REPLICA_TOPIC_MAX + 1];
-    uint64_t partition_id;
-    uint64_t group_id;
-    struct replica_member members[REPLICA_MEMBERS_MAX];
-    size_t n_members;
-    bool bootstrap; /* Bootstrap the group's first configuration. */
-};
-
-/*
- * Reads a descriptor from JSON (a POST /internal/replicas body or
- * replica.json). 0, or RQ_INVALID with a sentence in @why.
- */
-int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
-                       size_t whyn);
-/* The descriptor as JSON (new reference); without "bootstrap" if @brief. */
-json_t *replica_desc_json(const struct replica_desc *d, bool brief);
-/* Same topic, partition, group and members (in order). */
-bool replica_desc_same(const struct replica_desc *a,
-                       const struct replica_desc *b);
-/* The member with @id, or NULL. */
-const struct replica_member *replica_desc_member(const struct replica_desc *d,
-                                                 uint64_t id);
-/* true if @topic is 1-128 of [A-Za-z0-9._-] and not "." or "..". */
-bool replica_topic_valid(const char *topic);
 
 /* What every replica of a broker shares (all borrowed; outlive replicas). */
 struct replica_env {
