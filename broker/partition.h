@@ -9,15 +9,18 @@
  *     type:u8 (1 = records) | pad:u8[3] | count:u32 | max_timestamp_ms:i64
  *     | producer_id:u64 (0: none) | sequence:u64 | records blob (records.h)
  *
- * Applying an entry whose Raft index is not above the log's last batch
- * index does nothing (the batch is already on disk: replay after a restart,
- * or it came from a peer). Otherwise, if its (producer_id, sequence) was
- * applied before, it is not appended again and the apply result is the
- * first offset the original got; if the sequence is older than the last
- * one applied for that producer, it is refused (result PARTITION_STALE).
+ * Applying an entry whose Raft index is not above the last one applied
+ * changes nothing. Otherwise, if its (producer_id, sequence) was applied
+ * before, it is not appended again and the apply result is the first
+ * offset the original got; if the sequence is older than the last one
+ * applied for that producer, it is refused (result PARTITION_STALE).
  * Else the records become one batch at the next offset and the apply
  * result is that offset. The proposer's callback receives the result
- * (rq_node_done_cb).
+ * (rq_node_done_cb). An entry whose index is not above the log's last
+ * batch index is not written again (the batch is already on disk: replay
+ * after a restart, or it came from a peer) but moves the state on exactly
+ * as it did the first time, so offsets and the producer table come out
+ * the same.
  *
  * Snapshot manifest (never a copy of the data; raft keeps snapshots in
  * memory and sends them whole), little-endian:
@@ -28,7 +31,15 @@
  *            | last_used:u64)
  *
  * The log is synced to disk before the manifest is returned, since raft may
- * then drop the entries the manifest stands for.
+ * then drop the entries the manifest stands for. first_offset is the first
+ * offset the snapshotting replica holds (at most next_offset).
+ *
+ * Errors. apply returns RQ_IO, with nothing changed, when writing the log
+ * fails: raft then stops applying and retries the same entry later, and
+ * the retry first reopens the log (a disk that stays broken stalls the
+ * replica; nothing is skipped). A malformed entry is logged and skipped
+ * (result PARTITION_STALE) alike on every replica. restore refuses a
+ * malformed manifest (RQ_MALFORMED) with nothing changed.
  *
  * Gaps. Restoring a manifest whose next offset is past what the local log
  * holds leaves a gap [local next, next): the replica must fetch those
@@ -39,7 +50,9 @@
  * at that first offset. Reads are served only below the local next offset.
  *
  * Invariants:
- *   1. local_next <= next; local_next == next unless fetching.
+ *   1. local_next == next, except while fetching a gap (local_next < next)
+ *      and while raft replays entries after a restart (local_next > next
+ *      until the replay reaches the log's last batch).
  *   2. Every batch in the log was committed in this partition's group.
  *   3. At most PARTITION_PRODUCERS_MAX producers are remembered; the least
  *      recently used (by the op counter) is evicted first, identically on
@@ -105,14 +118,14 @@ int partition_dedupe_lookup(const struct partition *p, uint64_t producer_id,
 
 /* ---- State ---- */
 
-uint64_t partition_first_offset(const struct partition *p);
+uint64_t partition_first_offset(const struct partition *p); /* On disk. */
 uint64_t partition_next_offset(const struct partition *p);  /* Logical. */
 uint64_t partition_local_next(const struct partition *p);   /* On disk. */
 uint64_t partition_last_index(const struct partition *p);   /* Raft. */
 uint64_t partition_bytes(const struct partition *p);
 
 /*
- * Called after every apply and every fetched range (long polls wake on
+ * Called after every apply, restore and fetched range (long polls wake on
  * it). One listener; NULL clears it.
  */
 void partition_on_change(struct partition *p,
@@ -124,8 +137,8 @@ void partition_on_change(struct partition *p,
 /* plog_read() below the local next offset; RQ_NOTFOUND past it or below
  * the first offset. */
 int partition_read(struct partition *p, uint64_t offset, uint32_t max,
-                   size_t max_bytes, struct rq_buf *scratch,
-                   struct record *out, uint64_t *offsets, uint32_t *n);
+                   size_t max_bytes, struct rq_buf *scratch, struct record *out,
+                   uint64_t *offsets, uint32_t *n);
 
 /* Whole batches from @offset for a peer that is catching up. */
 int partition_read_batches(struct partition *p, uint64_t offset, size_t n,

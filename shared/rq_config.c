@@ -188,8 +188,8 @@ void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
     fprintf(f, "  --%-22s %s\n", "help", "print this help and exit");
 }
 
-int rq_addr_split(const char *addr, char *host, size_t hostn, uint16_t *port,
-                  char *why, size_t whyn)
+static int split(const char *addr, char *host, size_t hostn, uint16_t *port,
+                 uint64_t min_port, char *why, size_t whyn)
 {
     const char *colon;
     const char *h = addr;
@@ -226,14 +226,27 @@ int rq_addr_split(const char *addr, char *host, size_t hostn, uint16_t *port,
         }
     }
     uint64_t p;
-    if (parse_u64(colon + 1, &p) != 0 || p == 0 || p > 65535) {
-        snprintf(why, whyn, "address '%s': port must be 1-65535", addr);
+    if (parse_u64(colon + 1, &p) != 0 || p < min_port || p > 65535) {
+        snprintf(why, whyn, "address '%s': port must be %llu-65535", addr,
+                 (unsigned long long)min_port);
         return RQ_INVALID;
     }
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     *port = (uint16_t)p;
     return 0;
+}
+
+int rq_addr_split(const char *addr, char *host, size_t hostn, uint16_t *port,
+                  char *why, size_t whyn)
+{
+    return split(addr, host, hostn, port, 1, why, whyn);
+}
+
+int rq_listen_addr_split(const char *addr, char *host, size_t hostn,
+                         uint16_t *port, char *why, size_t whyn)
+{
+    return split(addr, host, hostn, port, 0, why, whyn);
 }
 
 int rq_peers_parse(const char *s, struct rq_peer *out, size_t max, size_t *n,

@@ -60,6 +60,11 @@ struct rq_peer {
 int rq_addr_split(const char *addr, char *host, size_t hostn, uint16_t *port,
                   char *why, size_t whyn);
 
+/* The same for an address to listen on, where port 0 asks for any free
+ * port. */
+int rq_listen_addr_split(const char *addr, char *host, size_t hostn,
+                         uint16_t *port, char *why, size_t whyn);
+
 /*
  * Parses "1=HOST:PORT,2=HOST:PORT,...": ids 1..2^63, each id and address
  * once, at most @max entries. Returns 0 or RQ_INVALID with @why.

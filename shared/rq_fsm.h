@@ -15,8 +15,9 @@ struct rq_fsm_ops {
      * unless set) reaches the proposer's callback on the leader: the
      * broker returns a batch's first offset through it. Every outcome
      * the state machine decides (a refusal, a malformed entry) returns 0.
-     * Only RQ_NOMEM may be returned: libraft 0.15 then stops applying and
-     * retries the same entry later, so nothing is skipped. */
+     * Only a transient failure (RQ_NOMEM, or RQ_IO writing local state)
+     * may be returned, with nothing changed: libraft 0.15 then stops
+     * applying and retries the same entry later, so nothing is skipped. */
     int (*apply)(void *data, uint64_t index, const uint8_t *payload,
                  size_t len, uint64_t *result);
     /* The whole state as one raft_malloc'd buffer (raft frees it). */

@@ -258,31 +258,6 @@ static bool json_too_deep(const uint8_t *p, size_t n, unsigned max)
     return false;
 }
 
-/*
- * rq_addr_split() takes peer addresses, where port 0 means nothing; a
- * listener may ask for it ("any free port"). So a trailing ":0" is split as
- * ":1" and the port set back to 0.
- */
-static int split_bind_address(const char *addr, char *host, size_t hostn,
-                              uint16_t *port, char *why, size_t whyn)
-{
-    char copy[HOST_MAX + 16];
-    const char *colon = strrchr(addr, ':');
-    size_t len = strlen(addr);
-
-    if (colon == NULL || strcmp(colon + 1, "0") != 0 || len >= sizeof copy) {
-        return rq_addr_split(addr, host, hostn, port, why, whyn);
-    }
-    memcpy(copy, addr, len + 1);
-    copy[len - 1] = '1';
-    if (rq_addr_split(copy, host, hostn, port, why, whyn) != 0) {
-        /* The host is what is wrong: say so about the address as given. */
-        return rq_addr_split(addr, host, hostn, port, why, whyn);
-    }
-    *port = 0;
-    return 0;
-}
-
 /* ---- Driving MHD from the loop ---- */
 
 static void kick(struct rq_http *h)
@@ -1065,7 +1040,7 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
         snprintf(why, whyn, "no address to listen on");
         return RQ_INVALID;
     }
-    rv = split_bind_address(cfg->bind_address, host, sizeof host, &port, why,
+    rv = rq_listen_addr_split(cfg->bind_address, host, sizeof host, &port, why,
                             whyn);
     if (rv != 0) {
         return rv;
