@@ -1,0 +1,860 @@
+/*
+ * The broker: hosts partition replicas, each a member of its partition's
+ * Raft group, and serves their data over HTTP (broker/README.md).
+ *
+ * One libuv loop runs everything. rq_mux listens on --raft-addr and carries
+ * every replica's Raft group and the broker-to-broker RPCs (a replica
+ * catching up fetches batches from a peer); rq_http serves --http-addr.
+ * The broker owns the registry of replicas (replica.c owns each one) and
+ * the process-wide timers:
+ *
+ * - Opening. Replicas found in DATA/replicas at start are opened one per
+ *   loop iteration from an idle handle, because opening one blocks the loop
+ *   for ~35 ms in libraft 0.15 and the replicas already open must keep
+ *   their heartbeats going. /readyz answers 503 until all are open.
+ * - A one-second tick lets each replica continue a catch-up and, every few
+ *   seconds, hand leadership to its preferred member; another timer applies
+ *   the retention limits (every 30 s by default).
+ *
+ * Shutdown (SIGTERM, SIGINT, SIGHUP): every replica closes (their pending
+ * requests are answered 503), then the HTTP server, the RPC layer and the
+ * mux, in that order: rq_http_close answers whatever is still suspended,
+ * and nothing of ours may be holding a request by then. The process exits 0.
+ * A start-up failure (port in use, data directory locked) exits 1 with a
+ * message on standard error.
+ */
+#include "broker.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api.h"
+#include "replica.h"
+#include "rq_config.h"
+#include "rq_err.h"
+#include "rq_http.h"
+#include "rq_log.h"
+#include "rq_mux.h"
+#include "rq_rpc.h"
+#include "rq_wire.h"
+
+#define LOG_TAG "broker"
+
+#define TICK_MS 1000
+#define BALANCE_TICKS 3 /* Leadership balance every 3 s. */
+#define PATH_LEN 4096
+
+static const struct rq_opt options[] = {
+    {"id", "RAFTQ_ID", RQ_OPT_U64, NULL, true,
+     offsetof(struct broker_config, id),
+     "this broker's id (1 or more), unique in the cluster"},
+    {"raft-addr", "RAFTQ_RAFT_ADDR", RQ_OPT_STR, NULL, true,
+     offsetof(struct broker_config, raft_addr),
+     "HOST:PORT for Raft and broker RPCs (peers know us by it)"},
+    {"http-addr", "RAFTQ_HTTP_ADDR", RQ_OPT_STR, NULL, true,
+     offsetof(struct broker_config, http_addr), "HOST:PORT for the HTTP API"},
+    {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
+     offsetof(struct broker_config, data),
+     "data directory (replicas, their Raft logs and partition logs)"},
+    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_STR, "raftq-dev-secret",
+     false, offsetof(struct broker_config, secret),
+     "shared secret authenticating peers"},
+    {"cluster-id", "RAFTQ_CLUSTER_ID", RQ_OPT_U64, "1", false,
+     offsetof(struct broker_config, cluster_id),
+     "cluster id; peers must match"},
+    {"managers", "RAFTQ_MANAGERS", RQ_OPT_STR, "", false,
+     offsetof(struct broker_config, managers),
+     "manager URLs, comma-separated (not used yet)"},
+    {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
+     false, offsetof(struct broker_config, election_ms),
+     "Raft election timeout"},
+    {"heartbeat-ms", "RAFTQ_HEARTBEAT_MS", RQ_OPT_U64, "100", false,
+     offsetof(struct broker_config, heartbeat_ms), "Raft heartbeat interval"},
+    {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "4096",
+     false, offsetof(struct broker_config, snapshot_threshold),
+     "Raft entries between partition snapshots (manifests)"},
+    {"raft-segment-size", "RAFTQ_RAFT_SEGMENT_SIZE", RQ_OPT_U64, "262144",
+     false, offsetof(struct broker_config, raft_segment_size),
+     "Raft log segment bytes (three are preallocated per replica)"},
+    {"segment-bytes", "RAFTQ_SEGMENT_BYTES", RQ_OPT_U64, "67108864", false,
+     offsetof(struct broker_config, segment_bytes),
+     "partition log segment bytes"},
+    {"retention-bytes", "RAFTQ_RETENTION_BYTES", RQ_OPT_U64, "1073741824",
+     false, offsetof(struct broker_config, retention_bytes),
+     "keep at most this many bytes per partition (0: no limit)"},
+    {"retention-ms", "RAFTQ_RETENTION_MS", RQ_OPT_U64, "604800000", false,
+     offsetof(struct broker_config, retention_ms),
+     "delete segments older than this (0: no limit)"},
+    {"retention-check-ms", "RAFTQ_RETENTION_CHECK_MS", RQ_OPT_U64, "30000",
+     false, offsetof(struct broker_config, retention_check_ms),
+     "how often the retention limits are applied"},
+    {"max-message-bytes", "RAFTQ_MAX_MESSAGE_BYTES", RQ_OPT_U64, "1048576",
+     false, offsetof(struct broker_config, max_message_bytes),
+     "largest record value accepted"},
+    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
+     offsetof(struct broker_config, log_level), "debug, info, warn or error"},
+    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
+     offsetof(struct broker_config, log_format), "text or json"},
+};
+
+/* A hosted replica. The group id outlives the replica's memory, so the
+ * close callback can find its slot. */
+struct slot {
+    uint64_t group_id;
+    struct replica *replica;
+    bool from_start; /* Found in the data directory at start. */
+};
+
+/* A replica being removed on request. */
+struct removal {
+    struct broker *broker;
+    void (*cb)(void *data, int status);
+    void *data;
+};
+
+struct broker {
+    struct broker_config cfg;
+    struct replica_env env;
+    uv_loop_t *loop;
+    struct rq_mux *mux;
+    struct rq_rpc *rpc;
+    struct rq_http *http;
+    int lock_fd;
+
+    struct slot *slots;
+    size_t n_slots;
+    size_t cap_slots;
+
+    uv_idle_t opener; /* Opens replicas found at start, one per turn. */
+    size_t to_open;   /* Of those, still NEW. */
+    size_t found;     /* How many were found. */
+    uv_timer_t tick;
+    uint64_t ticks;
+    uv_timer_t retention;
+
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    uv_signal_t sighup;
+    bool closing;
+    bool http_closing;
+};
+
+static void shutdown_continue(struct broker *b);
+
+/* ---- Registry ---- */
+
+const struct broker_config *broker_config(const struct broker *b)
+{
+    return &b->cfg;
+}
+
+bool broker_closing(const struct broker *b)
+{
+    return b->closing;
+}
+
+bool broker_ready(const struct broker *b, char *why, size_t whyn)
+{
+    if (b->to_open > 0) {
+        snprintf(why, whyn, "%zu of %zu replicas are still opening", b->to_open,
+                 b->found);
+        return false;
+    }
+    for (size_t i = 0; i < b->n_slots; i++) {
+        if (replica_state(b->slots[i].replica) == REPLICA_FAILED) {
+            snprintf(why, whyn,
+                     "the replica of group %" PRIu64
+                     " failed to open; see the log",
+                     b->slots[i].group_id);
+            return false;
+        }
+    }
+    return true;
+}
+
+static struct slot *slot_find(struct broker *b, uint64_t gid)
+{
+    for (size_t i = 0; i < b->n_slots; i++) {
+        if (b->slots[i].group_id == gid) {
+            return &b->slots[i];
+        }
+    }
+    return NULL;
+}
+
+struct replica *broker_find(struct broker *b, uint64_t group_id)
+{
+    struct slot *s = slot_find(b, group_id);
+    return s != NULL ? s->replica : NULL;
+}
+
+struct replica *broker_find_partition(struct broker *b, const char *topic,
+                                      uint64_t partition_id)
+{
+    for (size_t i = 0; i < b->n_slots; i++) {
+        const struct replica_desc *d = replica_desc(b->slots[i].replica);
+        if (d->partition_id == partition_id && strcmp(d->topic, topic) == 0) {
+            return b->slots[i].replica;
+        }
+    }
+    return NULL;
+}
+
+size_t broker_count(const struct broker *b)
+{
+    return b->n_slots;
+}
+
+struct replica *broker_at(struct broker *b, size_t i)
+{
+    assert(i < b->n_slots);
+    return b->slots[i].replica;
+}
+
+static int slot_add(struct broker *b, struct replica *r, bool from_start)
+{
+    if (b->n_slots == b->cap_slots) {
+        size_t cap = b->cap_slots == 0 ? 16 : b->cap_slots * 2;
+        struct slot *s = realloc(b->slots, cap * sizeof *s);
+        if (s == NULL) {
+            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        }
+        b->slots = s;
+        b->cap_slots = cap;
+    }
+    b->slots[b->n_slots++] = (struct slot){
+        .group_id = replica_desc(r)->group_id,
+        .replica = r,
+        .from_start = from_start,
+    };
+    return 0;
+}
+
+static void slot_remove(struct broker *b, uint64_t gid)
+{
+    for (size_t i = 0; i < b->n_slots; i++) {
+        if (b->slots[i].group_id == gid) {
+            memmove(&b->slots[i], &b->slots[i + 1],
+                    (b->n_slots - i - 1) * sizeof b->slots[0]);
+            b->n_slots--;
+            return;
+        }
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* A replica closed at shutdown, or after it failed to be created. */
+static void on_replica_closed(void *data, uint64_t gid, int status)
+{
+    struct broker *b = data;
+    (void)status;
+    slot_remove(b, gid);
+    shutdown_continue(b);
+}
+
+int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
+               char *why, size_t whyn)
+{
+    struct replica *r;
+    char dir[PATH_LEN];
+    int rv;
+
+    *existed = false;
+    if (b->closing) {
+        snprintf(why, whyn, "the broker is shutting down");
+        return RQ_SHUTDOWN;
+    }
+    const struct replica_member *self = replica_desc_member(d, b->cfg.id);
+    if (self == NULL) {
+        snprintf(why, whyn, "broker %" PRIu64 " is not among the members",
+                 b->cfg.id);
+        return RQ_INVALID;
+    }
+    if (strcmp(self->raft_addr, b->cfg.raft_addr) != 0) {
+        snprintf(why, whyn,
+                 "member %" PRIu64 " has raft_addr %s but this broker is at %s",
+                 b->cfg.id, self->raft_addr, b->cfg.raft_addr);
+        return RQ_INVALID;
+    }
+    struct slot *s = slot_find(b, d->group_id);
+    if (s != NULL) {
+        if (replica_state(s->replica) == REPLICA_CLOSING) {
+            snprintf(why, whyn,
+                     "group %" PRIu64 " is being removed; retry shortly",
+                     d->group_id);
+            return RQ_SHUTDOWN;
+        }
+        if (!replica_desc_same(replica_desc(s->replica), d)) {
+            snprintf(why, whyn,
+                     "group %" PRIu64
+                     " is hosted here already with another topic, "
+                     "partition or members",
+                     d->group_id);
+            return RQ_EXISTS;
+        }
+        *existed = true;
+        return 0;
+    }
+    if (broker_find_partition(b, d->topic, d->partition_id) != NULL) {
+        snprintf(why, whyn,
+                 "topic %s partition %" PRIu64
+                 " is hosted here already by another group",
+                 d->topic, d->partition_id);
+        return RQ_EXISTS;
+    }
+    /* Leftovers of a replica that was never completely created or removed
+     * must not be mistaken for this one's state. */
+    snprintf(dir, sizeof dir, "%s/replicas/%" PRIu64, b->cfg.data, d->group_id);
+    if (access(dir, F_OK) == 0) {
+        rq_log(RQ_WARN, "g%" PRIu64 ": deleting leftover directory %s",
+               d->group_id, dir);
+        if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+            snprintf(why, whyn, "cannot delete leftover %s: %s", dir,
+                     strerror(errno));
+            return RQ_IO;
+        }
+    }
+    rv = replica_new(&b->env, d, &r);
+    if (rv != 0) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return rv;
+    }
+    rv = slot_add(b, r, false);
+    if (rv != 0) {
+        replica_close(r, false, NULL, NULL); /* UNTESTED: ENOMEM only. */
+        snprintf(why, whyn, "out of memory");
+        return rv;
+    }
+    rv = replica_save(r, why, whyn);
+    if (rv == 0) {
+        rv = replica_open(r, why, whyn);
+    }
+    if (rv != 0) {
+        rq_log(RQ_ERROR, "g%" PRIu64 ": cannot create: %s", d->group_id, why);
+        replica_close(r, true, on_replica_closed, b);
+        return rv;
+    }
+    rq_log(RQ_INFO,
+           "g%" PRIu64 ": created for topic %s partition %" PRIu64 "%s",
+           d->group_id, d->topic, d->partition_id,
+           d->bootstrap ? ", bootstrapped" : ", joining");
+    return 0;
+}
+
+static void on_removed(void *data, uint64_t gid, int status)
+{
+    struct removal *rm = data;
+    struct broker *b = rm->broker;
+    void (*cb)(void *, int) = rm->cb;
+    void *cb_data = rm->data;
+    free(rm);
+    slot_remove(b, gid);
+    cb(cb_data, status);
+    shutdown_continue(b);
+}
+
+int broker_remove(struct broker *b, uint64_t group_id,
+                  void (*cb)(void *data, int status), void *data)
+{
+    struct slot *s = slot_find(b, group_id);
+    if (s == NULL) {
+        return RQ_NOTFOUND;
+    }
+    if (replica_state(s->replica) == REPLICA_CLOSING) {
+        return RQ_SHUTDOWN;
+    }
+    struct removal *rm = calloc(1, sizeof *rm);
+    if (rm == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    rm->broker = b;
+    rm->cb = cb;
+    rm->data = data;
+    if (s->from_start && replica_state(s->replica) == REPLICA_NEW) {
+        b->to_open--;
+    }
+    rq_log(RQ_INFO, "g%" PRIu64 ": removing", group_id);
+    replica_close(s->replica, true, on_removed, rm);
+    return 0;
+}
+
+/* ---- Opening the replicas found at start ---- */
+
+static void on_open_turn(uv_idle_t *idle)
+{
+    struct broker *b = idle->data;
+    char why[512];
+
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct slot *s = &b->slots[i];
+        if (!s->from_start || replica_state(s->replica) != REPLICA_NEW) {
+            continue;
+        }
+        b->to_open--;
+        if (replica_open(s->replica, why, sizeof why) != 0) {
+            rq_log(RQ_ERROR, "g%" PRIu64 ": cannot open: %s", s->group_id, why);
+        }
+        if (b->to_open > 0) {
+            return; /* One per loop iteration. */
+        }
+        break;
+    }
+    uv_idle_stop(idle);
+    b->to_open = 0;
+    rq_log(RQ_INFO, "all %zu replicas found at start are open; ready",
+           b->found);
+}
+
+static int cmp_slot(const void *x, const void *y)
+{
+    const struct slot *a = x;
+    const struct slot *c = y;
+    return a->group_id < c->group_id ? -1 : a->group_id > c->group_id;
+}
+
+/* Reads DATA/replicas/<gid>/replica.json of every replica. A directory
+ * that cannot be read is skipped with a warning: it does not stop the
+ * others. */
+static int scan_replicas(struct broker *b, char *why, size_t whyn)
+{
+    char dir[PATH_LEN];
+    char path[PATH_LEN + 300];
+    struct dirent *e;
+
+    snprintf(dir, sizeof dir, "%s/replicas", b->cfg.data);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        snprintf(why, whyn, "cannot read %s: %s", dir, strerror(errno));
+        return RQ_IO;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct replica_desc desc;
+        char reason[256];
+        json_error_t jerr;
+        char *end;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+            continue;
+        }
+        unsigned long long gid = strtoull(e->d_name, &end, 10);
+        if (*end != '\0' || gid == 0) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s/replica.json", dir, e->d_name);
+        json_t *o = json_load_file(path, 0, &jerr);
+        if (o == NULL) {
+            rq_log(RQ_WARN, "skipping %s/%s: %s", dir, e->d_name, jerr.text);
+            continue;
+        }
+        int rv = replica_desc_parse(o, &desc, reason, sizeof reason);
+        json_decref(o);
+        if (rv == 0 && desc.group_id != gid) {
+            snprintf(reason, sizeof reason, "it names group %" PRIu64,
+                     desc.group_id);
+            rv = RQ_INVALID;
+        }
+        if (rv == 0 && replica_desc_member(&desc, b->cfg.id) == NULL) {
+            snprintf(reason, sizeof reason, "broker %" PRIu64 " is no member",
+                     b->cfg.id);
+            rv = RQ_INVALID;
+        }
+        if (rv == 0 && slot_find(b, gid) != NULL) {
+            snprintf(reason, sizeof reason, "duplicate group"); /* UNTESTED */
+            rv = RQ_INVALID;
+        }
+        if (rv != 0) {
+            rq_log(RQ_WARN, "skipping %s: %s", path, reason);
+            continue;
+        }
+        struct replica *r;
+        if (replica_new(&b->env, &desc, &r) != 0 || slot_add(b, r, true) != 0) {
+            closedir(d); /* UNTESTED: ENOMEM only. */
+            snprintf(why, whyn, "out of memory");
+            return RQ_NOMEM;
+        }
+        b->found++;
+    }
+    closedir(d);
+    qsort(b->slots, b->n_slots, sizeof b->slots[0], cmp_slot);
+    b->to_open = b->found;
+    return 0;
+}
+
+/* ---- Timers ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    b->ticks++;
+    bool balance = b->ticks % BALANCE_TICKS == 0;
+    for (size_t i = 0; i < b->n_slots; i++) {
+        replica_tick(b->slots[i].replica, balance);
+    }
+}
+
+static void on_retention(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_ms =
+        (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < b->n_slots; i++) {
+        replica_retain(b->slots[i].replica, b->cfg.retention_bytes,
+                       b->cfg.retention_ms, now_ms);
+    }
+}
+
+/* ---- RPC ---- */
+
+static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
+                   const uint8_t *body, size_t len)
+{
+    struct broker *b = data;
+    struct rq_buf out;
+
+    if (b->closing) {
+        rq_rpc_reply(call, RQ_SHUTDOWN, NULL, 0);
+        return;
+    }
+    if (method != REPLICA_RPC_FETCH) {
+        rq_rpc_reply(call, RQ_INVALID, NULL, 0);
+        return;
+    }
+    if (len != REPLICA_FETCH_REQUEST) {
+        rq_rpc_reply(call, RQ_MALFORMED, NULL, 0);
+        return;
+    }
+    uint64_t gid = rq_wire_u64_at(body);
+    uint64_t offset = rq_wire_u64_at(body + 8);
+    uint32_t max_bytes = rq_wire_u32_at(body + 16);
+    struct replica *r = broker_find(b, gid);
+    if (r == NULL) {
+        rq_rpc_reply(call, RQ_UNKNOWNGROUP, NULL, 0);
+        return;
+    }
+    rq_buf_init(&out);
+    int rv = replica_serve_fetch(r, offset, max_bytes, &out);
+    if (rv == 0 && out.err != 0) {
+        rv = out.err; /* UNTESTED: ENOMEM only. */
+    }
+    if (rv != 0) {
+        rq_rpc_reply(call, rv, NULL, 0);
+    } else {
+        rq_rpc_reply(call, 0, out.base, out.len);
+    }
+    rq_buf_close(&out);
+}
+
+/* ---- Shutdown ---- */
+
+static void on_mux_closed(void *data)
+{
+    (void)data;
+}
+
+static void on_rpc_closed(void *data)
+{
+    struct broker *b = data;
+    rq_mux_close(b->mux, on_mux_closed, b);
+}
+
+static void on_http_closed(void *data)
+{
+    struct broker *b = data;
+    b->http = NULL;
+    rq_rpc_close(b->rpc, on_rpc_closed, b);
+}
+
+/* Once every replica has closed: HTTP, then RPC, then the mux. */
+static void shutdown_continue(struct broker *b)
+{
+    if (!b->closing || b->n_slots > 0 || b->http_closing) {
+        return;
+    }
+    b->http_closing = true;
+    rq_http_close(b->http, on_http_closed, b);
+}
+
+static void shutdown_begin(struct broker *b)
+{
+    if (b->closing) {
+        return;
+    }
+    b->closing = true;
+    rq_log(RQ_INFO, "shutting down, closing %zu replicas", b->n_slots);
+    uv_close((uv_handle_t *)&b->opener, NULL);
+    uv_close((uv_handle_t *)&b->tick, NULL);
+    uv_close((uv_handle_t *)&b->retention, NULL);
+    uv_close((uv_handle_t *)&b->sigterm, NULL);
+    uv_close((uv_handle_t *)&b->sigint, NULL);
+    uv_close((uv_handle_t *)&b->sighup, NULL);
+    /* A close callback removes a slot: walk a snapshot of the replicas. */
+    size_t n = b->n_slots;
+    struct replica **list = calloc(n + 1, sizeof *list);
+    if (list == NULL) {
+        abort(); /* UNTESTED: ENOMEM only; nothing sane is left to do. */
+    }
+    for (size_t i = 0; i < n; i++) {
+        list[i] = b->slots[i].replica;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (replica_state(list[i]) != REPLICA_CLOSING) {
+            replica_close(list[i], false, on_replica_closed, b);
+        }
+    }
+    free(list);
+    shutdown_continue(b);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct broker *b = s->data;
+    rq_log(RQ_INFO, "received %s", strsignal(signum));
+    shutdown_begin(b);
+}
+
+/* ---- Start ---- */
+
+/* Holds an exclusive lock on DATA/LOCK for the process's lifetime, so two
+ * brokers never share a data directory. */
+static int lock_data_dir(struct broker *b, char *why, size_t whyn)
+{
+    char path[PATH_LEN];
+    if (mkdir(b->cfg.data, 0755) != 0 && errno != EEXIST) {
+        snprintf(why, whyn, "cannot create data directory %s: %s", b->cfg.data,
+                 strerror(errno));
+        return RQ_IO;
+    }
+    snprintf(path, sizeof path, "%s/LOCK", b->cfg.data);
+    b->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (b->lock_fd < 0) {
+        snprintf(why, whyn, "cannot open %s: %s", path, strerror(errno));
+        return RQ_IO;
+    }
+    if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(why, whyn, "data directory %s is in use by another process",
+                 b->cfg.data);
+        return RQ_IO;
+    }
+    return 0;
+}
+
+static int check_addr(const char *flag, const char *addr, char *why,
+                      size_t whyn)
+{
+    char host[RQ_ADDR_MAX];
+    char reason[128];
+    uint16_t port;
+    if (strlen(addr) >= RQ_ADDR_MAX ||
+        rq_addr_split(addr, host, sizeof host, &port, reason, sizeof reason) !=
+            0) {
+        snprintf(why, whyn, "--%s %s is not HOST:PORT", flag, addr);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int configure(struct broker *b, int argc, char **argv, char *why,
+                     size_t whyn)
+{
+    struct broker_config *c = &b->cfg;
+    bool help;
+    enum rq_log_level level;
+    enum rq_log_format format;
+    int rv = rq_config_parse(options, sizeof options / sizeof options[0], c,
+                             argc, argv, &help, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    if (help) {
+        rq_config_usage(stdout,
+                        "broker --id N --raft-addr HOST:PORT --http-addr "
+                        "HOST:PORT --data DIR [options]",
+                        options, sizeof options / sizeof options[0]);
+        exit(0);
+    }
+    if (rq_log_level_parse(c->log_level, &level) != 0 ||
+        rq_log_format_parse(c->log_format, &format) != 0) {
+        snprintf(why, whyn,
+                 "--log-level must be debug|info|warn|error and "
+                 "--log-format text|json");
+        return RQ_INVALID;
+    }
+    char proc[32];
+    snprintf(proc, sizeof proc, "broker-%" PRIu64, c->id);
+    rq_log_init(proc, level, format);
+    if (c->id == 0 || c->id > INT64_MAX) {
+        snprintf(why, whyn, "--id must be from 1 to 2^63-1");
+        return RQ_INVALID;
+    }
+    rv = check_addr("raft-addr", c->raft_addr, why, whyn);
+    if (rv == 0) {
+        rv = check_addr("http-addr", c->http_addr, why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (c->election_ms < 50 || c->election_ms > 60000 || c->heartbeat_ms == 0 ||
+        c->heartbeat_ms >= c->election_ms) {
+        snprintf(why, whyn,
+                 "need 50 <= --election-timeout-ms <= 60000 and "
+                 "0 < --heartbeat-ms < --election-timeout-ms");
+        return RQ_INVALID;
+    }
+    if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
+        snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
+        return RQ_INVALID;
+    }
+    if (c->raft_segment_size < 8192 || c->raft_segment_size > (1u << 30)) {
+        snprintf(why, whyn, "need 8192 <= --raft-segment-size <= 1 GiB");
+        return RQ_INVALID;
+    }
+    if (c->segment_bytes < 4096 || c->segment_bytes > (1u << 30)) {
+        snprintf(why, whyn, "need 4096 <= --segment-bytes <= 1 GiB");
+        return RQ_INVALID;
+    }
+    if (c->retention_check_ms < 100) {
+        snprintf(why, whyn, "need --retention-check-ms >= 100");
+        return RQ_INVALID;
+    }
+    if (c->max_message_bytes == 0 || c->max_message_bytes > (8u << 20)) {
+        snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int start(struct broker *b, char *why, size_t whyn)
+{
+    int rv = lock_data_dir(b, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    struct rq_mux_config mc = {
+        .cluster_id = b->cfg.cluster_id,
+        .self_id = b->cfg.id,
+        .bind_address = b->cfg.raft_addr,
+        .advertise = b->cfg.raft_addr,
+        .secret = b->cfg.secret,
+    };
+    rv = rq_mux_new(b->loop, &mc, &b->mux, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = rq_rpc_new(b->loop, b->mux, &b->rpc);
+    if (rv != 0) {
+        snprintf(why, whyn, "rpc: %s", rq_strerror(rv));
+        return rv;
+    }
+    rq_rpc_set_handler(b->rpc, on_rpc, b);
+    struct rq_http_config hc = {
+        .bind_address = b->cfg.http_addr,
+        .max_body = API_MAX_BODY,
+    };
+    rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,
+                     whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    b->env = (struct replica_env){
+        .loop = b->loop,
+        .mux = b->mux,
+        .rpc = b->rpc,
+        .self_id = b->cfg.id,
+        .raft_addr = b->cfg.raft_addr,
+        .data_dir = b->cfg.data,
+        .election_timeout_ms = (unsigned)b->cfg.election_ms,
+        .heartbeat_ms = (unsigned)b->cfg.heartbeat_ms,
+        .snapshot_threshold = (unsigned)b->cfg.snapshot_threshold,
+        .raft_segment_size = (size_t)b->cfg.raft_segment_size,
+        .segment_bytes = b->cfg.segment_bytes,
+    };
+    rv = scan_replicas(b, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    uv_idle_init(b->loop, &b->opener);
+    b->opener.data = b;
+    if (b->to_open > 0) {
+        uv_idle_start(&b->opener, on_open_turn);
+    }
+    uv_timer_init(b->loop, &b->tick);
+    b->tick.data = b;
+    uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(b->loop, &b->retention);
+    b->retention.data = b;
+    uv_timer_start(&b->retention, on_retention, b->cfg.retention_check_ms,
+                   b->cfg.retention_check_ms);
+    uv_signal_init(b->loop, &b->sigterm);
+    uv_signal_init(b->loop, &b->sigint);
+    uv_signal_init(b->loop, &b->sighup);
+    b->sigterm.data = b;
+    b->sigint.data = b;
+    b->sighup.data = b;
+    uv_signal_start(&b->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&b->sigint, on_signal, SIGINT);
+    uv_signal_start(&b->sighup, on_signal, SIGHUP);
+    rq_log(RQ_INFO,
+           "listening on %s (raft) and %s (http), data in %s, %zu replicas "
+           "to open",
+           b->cfg.raft_addr, b->cfg.http_addr, b->cfg.data, b->found);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct broker b;
+    char why[512] = "";
+    int rv;
+
+    /* A peer or client that goes away must not kill us with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    b.lock_fd = -1;
+    b.loop = uv_default_loop();
+    rv = configure(&b, argc, argv, why, sizeof why);
+    if (rv != 0) {
+        fprintf(stderr, "broker: %s\n", why);
+        return 2;
+    }
+    rv = start(&b, why, sizeof why);
+    if (rv != 0) {
+        /* Nothing is running yet that could lose data: exit at once and let
+         * the kernel reclaim the half-built state. */
+        rq_log(RQ_ERROR, "fatal: %s", why);
+        fprintf(stderr, "broker: %s\n", why);
+        _exit(1);
+    }
+    uv_run(b.loop, UV_RUN_DEFAULT);
+    free(b.slots);
+    if (uv_loop_close(b.loop) != 0) {
+        rq_log(RQ_WARN, "loop closed with handles still open");
+    }
+    if (b.lock_fd >= 0) {
+        close(b.lock_fd);
+    }
+    rq_log(RQ_INFO, "stopped");
+    return 0;
+}
