@@ -144,6 +144,12 @@ class Brokers:
                 check(st == 200 and obj["group_id"] == p + 1,
                       "creating partition %d on broker%d: %d %r" % (p, i, st, obj))
 
+    def hosts(self, i, p):
+        try:
+            return p + 1 in self.replicas(i)
+        except (Unreachable, TestFailure):
+            return False
+
     def replicas(self, i):
         """{group_id: replica status} at broker @i."""
         st, obj, _ = call(self.http[i], "GET", "/internal/replicas", timeout=5)
@@ -173,6 +179,18 @@ class Brokers:
     def wait_leaders(self, partitions, timeout=30.0):
         return {p: wait_until(lambda: self.leader(p), timeout, "a leader of partition %d" % p)
                 for p in partitions}
+
+    @staticmethod
+    def preferred(p):
+        """The preferred leader of partition @p (group p + 1): members[(p + 1)
+        % 3], i.e. broker (p + 1) % 3 + 1. Leadership settles there, so a
+        test that needs a stable leader waits for it."""
+        return (p + 1) % 3 + 1
+
+    def wait_preferred(self, partitions, timeout=30.0):
+        wait_until(lambda: all(self.leader(p) == self.preferred(p) for p in partitions),
+                   timeout, "each partition's preferred broker to lead")
+        return {p: self.preferred(p) for p in partitions}
 
     def produce(self, p, records, producer=None, seq=None, topic=TOPIC, deadline_s=30.0):
         """Produces until acknowledged, following 421 redirects and retrying
@@ -208,7 +226,8 @@ class Brokers:
                       "421 names a wrong leader: %r" % obj)
                 target = obj["leader_id"]
                 time.sleep(0.01)
-            elif st == 503:
+            elif st == 503 or (st == 404 and not self.hosts(target, p)):
+                # No leader yet, or a broker that no longer hosts @p.
                 time.sleep(0.1)
                 turn += 1
                 target = self.ids()[turn % len(self.ids())]
@@ -378,9 +397,7 @@ def test_produce_read_everywhere(ctx):
     prod.check_against(logs)
     check(sum(len(r) for r in logs.values()) == len(prod.acked),
           "the logs hold records nobody acknowledged")
-    # Preferred leader of group g is members[g % 3], i.e. broker g % 3 + 1.
-    wait_until(lambda: all(b.leader(p) == (p + 1) % 3 + 1 for p in parts), 30,
-               "each partition's preferred broker to lead")
+    b.wait_preferred(parts)
 
 
 def test_dedupe_redirect_long_poll(ctx):
@@ -389,7 +406,7 @@ def test_dedupe_redirect_long_poll(ctx):
     poll on a follower wakes on a produce, and times out empty."""
     b = Brokers(ctx).start()
     b.create([0])
-    lead = b.wait_leaders([0])[0]
+    lead = b.wait_preferred([0])[0]
     follower = next(i for i in b.ids() if i != lead)
     path = records_path(TOPIC, 0)
 
@@ -456,6 +473,7 @@ def test_dedupe_redirect_long_poll(ctx):
     st, obj, _ = call(b.http[lead], "POST", "/internal/replicas/1/transfer", {"to": to})
     check(st == 200, "transfer: %d %r" % (st, obj))
     wait_until(lambda: b.leader(0) == to, 10, "broker%d to lead after the transfer" % to)
+    b.wait_preferred([0])  # And the preferred leader takes it back.
 
     # SIGTERM with a long poll parked: it is answered 503, the exit is clean.
     t = threading.Thread(target=lambda: result.update(
@@ -473,7 +491,7 @@ def test_bad_input(ctx):
     errors exit non-zero with a message."""
     b = Brokers(ctx, args=["--max-message-bytes", "1024"]).start()
     b.create([0])
-    lead = b.wait_leaders([0])[0]
+    lead = b.wait_preferred([0])[0]
     a = b.http[lead]
     path = records_path(TOPIC, 0)
 
@@ -605,8 +623,7 @@ def test_kill_restart_catch_up(ctx):
     # Broker 2 is the preferred leader of partitions 0 and 3 (groups 1
     # and 4): once leadership has settled, killing it forces elections.
     victim = 2
-    wait_until(lambda: all(b.leader(p) == (p + 1) % 3 + 1 for p in parts), 30,
-               "each partition's preferred broker to lead")
+    b.wait_preferred(parts)
     b[victim].kill()
     before = prod.count()
     wait_until(lambda: all(n >= before[p] + 5 for p, n in prod.count().items()), 60,
@@ -621,6 +638,7 @@ def test_kill_restart_catch_up(ctx):
     b.wait_converged(parts)
     logs = b.assert_identical(parts)
     prod.check_against(logs)
+    b.wait_preferred(parts)  # The restarted broker leads its groups again.
 
 
 def test_replica_rebuilt_from_peers(ctx):
@@ -629,7 +647,7 @@ def test_replica_rebuilt_from_peers(ctx):
     snapshot manifest from the leader and fetches every batch from peers."""
     b = Brokers(ctx, args=["--snapshot-threshold", "16"]).start()
     b.create([0])
-    lead = b.wait_leaders([0])[0]
+    lead = b.wait_preferred([0])[0]  # Stays there: the victim is no candidate.
     victim = next(i for i in b.ids() if i != lead)
     values = []
     for n in range(300):  # Past several snapshots and their trailing entries.
