@@ -421,8 +421,19 @@ static void on_open_turn(uv_idle_t *idle)
     }
     uv_idle_stop(idle);
     b->to_open = 0;
-    rq_log(RQ_INFO, "all %zu replicas found at start are open; ready",
-           b->found);
+    size_t failed = 0;
+    for (size_t i = 0; i < b->n_slots; i++) {
+        failed += replica_state(b->slots[i].replica) == REPLICA_FAILED;
+    }
+    if (failed > 0) {
+        rq_log(RQ_ERROR,
+               "%zu of the %zu replicas found at start failed to open; "
+               "not ready",
+               failed, b->found);
+    } else {
+        rq_log(RQ_INFO, "all %zu replicas found at start are open; ready",
+               b->found);
+    }
 }
 
 static int cmp_slot(const void *x, const void *y)
