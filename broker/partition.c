@@ -49,8 +49,6 @@
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,20 +331,6 @@ int partition_entry_decode(const uint8_t *p, size_t len,
 
 /* ---- Opening and closing ---- */
 
-static void fail(char *why, size_t whyn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(char *why, size_t whyn, const char *fmt, ...)
-{
-    va_list ap;
-    if (why == NULL || whyn == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whyn, fmt, ap);
-    va_end(ap);
-}
-
 static void notify(struct partition *p)
 {
     if (p->on_change != NULL) {
@@ -368,7 +352,7 @@ int partition_open(const struct partition_config *cfg, struct partition **out,
     int rv;
 
     if (p == NULL) {
-        fail(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
     p->prod.lru = p->prod.mru = NONE;
@@ -376,8 +360,8 @@ int partition_open(const struct partition_config *cfg, struct partition **out,
     p->group_id = cfg->group_id;
     p->dir = cfg->dir != NULL ? strdup(cfg->dir) : NULL;
     if (p->dir == NULL) {
-        fail(why, whyn, "%s",
-             cfg->dir == NULL ? "no log directory" : "out of memory");
+        rq_why(why, whyn, "%s",
+               cfg->dir == NULL ? "no log directory" : "out of memory");
         rv = cfg->dir == NULL ? RQ_INVALID : RQ_NOMEM;
         goto err_after_alloc;
     }
