@@ -54,6 +54,7 @@
 
 #include "plog.h"
 #include "rq_err.h"
+#include "rq_hash.h"
 #include "rq_log.h"
 
 #define LOG_TAG "partition"
@@ -113,22 +114,11 @@ struct manifest {
 
 /* ---- The producer table ---- */
 
-/* A 64-bit finaliser (splitmix64), so sequential ids spread out. */
-static uint64_t hash_u64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 /* The slot holding @id, or the empty slot where it would go. */
 static uint32_t *slot_of(const struct producers *t, uint64_t id)
 {
     size_t mask = t->nslots - 1;
-    size_t i = (size_t)hash_u64(id) & mask;
+    size_t i = (size_t)rq_hash_u64(id) & mask;
     while (t->slots[i] != 0 && t->pool[t->slots[i] - 1].id != id) {
         i = (i + 1) & mask;
     }
@@ -241,7 +231,7 @@ static void slot_remove(struct producers *t, uint32_t *hole)
         if (t->slots[j] == 0) {
             break;
         }
-        size_t home = (size_t)hash_u64(t->pool[t->slots[j] - 1].id) & mask;
+        size_t home = (size_t)rq_hash_u64(t->pool[t->slots[j] - 1].id) & mask;
         /* Move j into i unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
