@@ -625,6 +625,31 @@ static int locate_batch(struct plog *l, size_t si, int fd, uint64_t offset,
 /* ---- Recovery ---- */
 
 /*
+ * Opens the file of segment @s with @flags, names it and its index in @path
+ * and @ipath, and sets *size from the file. Returns the descriptor, or -1
+ * with @why filled.
+ */
+static int seg_open(const struct plog *l, const struct seg *s, int flags,
+                    char path[PATH_MAX], char ipath[PATH_MAX], uint64_t *size,
+                    char *why, size_t whyn)
+{
+    struct stat st;
+
+    seg_path(l->dir, s->base, "seg", path, PATH_MAX);
+    seg_path(l->dir, s->base, "idx", ipath, PATH_MAX);
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        rq_why(why, whyn, "open %s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+/*
  * Opens sealed segment @s: its size from the file, its next offset, last
  * Raft index and newest timestamp from the batches after its last index
  * entry. The index is rebuilt when missing or invalid and completed when
@@ -635,20 +660,15 @@ static int open_sealed(struct plog *l, struct seg *s, char *why, size_t whyn)
     char path[PATH_MAX];
     char ipath[PATH_MAX];
     char reason[128];
-    struct stat st;
     struct rq_buf add;
     int rv = 0;
 
     rq_buf_init(&add);
-    seg_path(l->dir, s->base, "seg", path, sizeof path);
-    seg_path(l->dir, s->base, "idx", ipath, sizeof ipath);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        rq_why(why, whyn, "open %s: %s", path, strerror(errno));
+    int fd = seg_open(l, s, O_RDONLY, path, ipath, &s->bytes, why, whyn);
+    if (fd < 0) {
         rv = RQ_IO;
         goto err_after_open;
     }
-    s->bytes = (uint64_t)st.st_size;
     if (s->bytes == 0) {
         rq_why(why, whyn, "segment %s is empty but is not the last", path);
         rv = RQ_MALFORMED;
@@ -804,21 +824,17 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
     char path[PATH_MAX];
     char ipath[PATH_MAX];
     char reason[128] = "";
-    struct stat st;
     struct rq_buf buf;
     uint64_t buf_off = 0;
+    uint64_t size;
     int rv = 0;
 
     rq_buf_init(&buf);
-    seg_path(l->dir, s->base, "seg", path, sizeof path);
-    seg_path(l->dir, s->base, "idx", ipath, sizeof ipath);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        rq_why(why, whyn, "open %s: %s", path, strerror(errno));
+    int fd = seg_open(l, s, O_RDWR, path, ipath, &size, why, whyn);
+    if (fd < 0) {
         rv = RQ_IO;
         goto err_after_open;
     }
-    uint64_t size = (uint64_t)st.st_size;
     uint64_t pos = 0;
     while (pos < size) {
         struct batch_hdr h;
