@@ -1,10 +1,10 @@
 /*
  * What the unit tests that run a cluster on libraft's in-memory fixture
- * (raft/fixture.h) drive alike: a fixed-seed generator, a record of the
- * anomalies callbacks see, finding and waiting for a leader, cutting a
- * server off, growing the fixture by servers behind the production
- * rq_fsm_adapter, and settling the cluster with a barrier. What a test's
- * clients do, and what it checks at the end, stays in the test.
+ * (raft/fixture.h) drive alike: a record of the anomalies callbacks see,
+ * finding and waiting for a leader, cutting a server off, growing the fixture
+ * by servers behind the production rq_fsm_adapter, and settling the cluster
+ * with a barrier. What a test's clients do, and what it checks at the end,
+ * stays in the test.
  *
  * Each test file is its own binary, so the helpers are static inline here
  * rather than a library. They assert with cmocka: include <cmocka.h> (and
@@ -22,17 +22,6 @@
 #include <raft/fixture.h>
 
 #include "rq_fsm.h"
-
-/* The xorshift64* generator: a fixed seed replays the same run. */
-static inline uint64_t fx_rng(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
 
 /* ---- Anomalies ---- */
 

@@ -34,6 +34,7 @@
 #include "rq_wire.h"
 
 #include "fixture_util.h"
+#include "unit_util.h"
 
 #define N_SERVERS 3
 #define N_CLIENTS 3
@@ -181,10 +182,11 @@ static int propose(struct cluster *c, unsigned i, const struct atm_write *w,
 
 static void next_write(struct cluster *c, struct client *cl)
 {
-    unsigned from = (unsigned)(fx_rng(&c->rng) % N_ACCOUNTS);
-    unsigned to = (from + 1 + (unsigned)(fx_rng(&c->rng) % (N_ACCOUNTS - 1))) %
-                  N_ACCOUNTS;
-    unsigned pick = (unsigned)(fx_rng(&c->rng) % 100);
+    unsigned from = (unsigned)(xorshift64star(&c->rng) % N_ACCOUNTS);
+    unsigned to =
+        (from + 1 + (unsigned)(xorshift64star(&c->rng) % (N_ACCOUNTS - 1))) %
+        N_ACCOUNTS;
+    unsigned pick = (unsigned)(xorshift64star(&c->rng) % 100);
     enum atm_op op = pick < 45   ? ATM_DEPOSIT
                      : pick < 70 ? ATM_WITHDRAW
                                  : ATM_TRANSFER;
@@ -199,7 +201,7 @@ static void next_write(struct cluster *c, struct client *cl)
     if (op == ATM_TRANSFER) {
         strcpy(cl->w.to, accounts[to]);
     }
-    cl->w.amount = 1 + (int64_t)(fx_rng(&c->rng) % 100000);
+    cl->w.amount = 1 + (int64_t)(xorshift64star(&c->rng) % 100000);
 }
 
 static void client_tick(struct cluster *c, struct client *cl)

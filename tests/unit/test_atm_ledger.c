@@ -17,6 +17,8 @@
 #include "rq_err.h"
 #include "rq_wire.h"
 
+#include "unit_util.h"
+
 /* ---- Helpers ---- */
 
 /* A fixed-seed generator, so every run sees the same "random" bytes. */
@@ -24,12 +26,7 @@ static uint64_t rng_state;
 
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return xorshift64star(&rng_state);
 }
 
 static struct atm_write wr(uint64_t origin, uint64_t seq, enum atm_op op,

@@ -16,6 +16,8 @@
 #include "rq_hash.h"
 #include "rq_idmap.h"
 
+#include "unit_util.h"
+
 static void test_idmap_put_get_del(void **state)
 {
     (void)state;
@@ -38,14 +40,6 @@ static void test_idmap_put_get_del(void **state)
     rq_idmap_close(&m); /* Closing twice is harmless. */
 }
 
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static void test_idmap_random_ops_match_reference(void **state)
 {
     (void)state;
@@ -60,7 +54,7 @@ static void test_idmap_random_ops_match_reference(void **state)
     rq_idmap_init(&m);
     for (int op = 0; op < OPS; op++) {
         /* Keys far apart and close together, so runs collide and wrap. */
-        uint64_t r = next_random(&seed);
+        uint64_t r = xorshift64(&seed);
         size_t k = (size_t)(r % KEYS);
         uint64_t key = (k % 2 == 0) ? k : k * 0x100000001ull;
         if ((r >> 32) % 3 != 0) {

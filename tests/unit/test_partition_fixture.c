@@ -26,7 +26,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <raft.h>
 #include <raft/fixture.h>
@@ -43,6 +42,7 @@
 #include "rq_wire.h"
 
 #include "fixture_util.h"
+#include "unit_util.h"
 
 #define N_SERVERS 3
 #define N_CLIENTS 3
@@ -261,7 +261,7 @@ static int propose(struct cluster *c, unsigned i, struct client *cl)
 static void next_request(struct cluster *c, struct client *cl)
 {
     cl->seq++;
-    cl->count = 1 + (uint32_t)(fx_rng(&c->rng) % 4);
+    cl->count = 1 + (uint32_t)(xorshift64star(&c->rng) % 4);
     cl->busy = true;
     cl->resend = true;
     c->issued++;
@@ -510,15 +510,6 @@ static void check_logs(struct cluster *c)
 
 /* ---- Setup ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct cluster *c = *state;
@@ -527,7 +518,7 @@ static int teardown(void **state)
     for (unsigned i = 0; i < N_SERVERS; i++) {
         partition_close(c->parts[i]);
         if (c->dirs[i][0] != '\0') {
-            nftw(c->dirs[i], rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+            rm_tree(c->dirs[i]);
         }
     }
     free(c);

@@ -16,6 +16,8 @@
 #include "rq_preamble.h"
 #include "rq_wire.h"
 
+#include "unit_util.h"
+
 #define SECRET "correct horse battery staple"
 
 static void sample(struct rq_preamble *p)
@@ -241,15 +243,6 @@ static void test_preamble_encode_refuses_bad_address(void **state)
     assert_int_equal(rq_preamble_encode(&p, &k, buf), RQ_INVALID);
 }
 
-/* A small deterministic generator so a failure can be replayed. */
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static void test_preamble_random_bytes_never_accepted(void **state)
 {
     (void)state;
@@ -262,7 +255,7 @@ static void test_preamble_random_bytes_never_accepted(void **state)
     rq_cluster_key_derive(&k, SECRET);
     for (int round = 0; round < 5000; round++) {
         for (size_t i = 0; i < sizeof buf; i++) {
-            buf[i] = (uint8_t)next_random(&seed);
+            buf[i] = (uint8_t)xorshift64(&seed);
         }
         /* Half of the buffers get a valid magic and version so the random
          * bytes reach the MAC check too. */
