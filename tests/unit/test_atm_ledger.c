@@ -83,6 +83,20 @@ static void assert_same_bytes(const struct rq_buf *a, const struct rq_buf *b)
     assert_memory_equal(a->base, b->base, a->len);
 }
 
+/* Applies @w to @x and to @y, and asserts they then encode alike. */
+static void assert_apply_alike(struct atm_ledger *x, struct atm_ledger *y,
+                               struct atm_write w)
+{
+    struct rq_buf a, b;
+    apply(x, w, NULL);
+    apply(y, w, NULL);
+    encode(x, &a);
+    encode(y, &b);
+    assert_same_bytes(&a, &b);
+    rq_buf_close(&a);
+    rq_buf_close(&b);
+}
+
 /* Asserts that @l still encodes to @before. */
 static void assert_unchanged(const struct atm_ledger *l,
                              const struct rq_buf *before)
@@ -396,13 +410,7 @@ static void test_atm_ledger_origin_eviction_deterministic_and_bounded(
     struct atm_ledger *copy;
     assert_int_equal(atm_ledger_new(&copy), 0);
     assert_int_equal(atm_ledger_decode(copy, b.base, b.len), 0);
-    apply(l, wr(999999, 1, ATM_DEPOSIT, "pool", NULL, 1), NULL);
-    apply(copy, wr(999999, 1, ATM_DEPOSIT, "pool", NULL, 1), NULL);
-    rq_buf_close(&a);
-    rq_buf_close(&b);
-    encode(l, &a);
-    encode(copy, &b);
-    assert_same_bytes(&a, &b);
+    assert_apply_alike(l, copy, wr(999999, 1, ATM_DEPOSIT, "pool", NULL, 1));
 
     rq_buf_close(&a);
     rq_buf_close(&b);
@@ -461,15 +469,9 @@ static void test_atm_ledger_snapshot_roundtrip_identical_bytes(void **state)
     rq_buf_close(&b);
 
     /* Both go on identically. */
-    apply(l, wr(5, 2, ATM_TRANSFER, "rich", "acct000", 3), NULL);
-    apply(copy, wr(5, 2, ATM_TRANSFER, "rich", "acct000", 3), NULL);
-    rq_buf_close(&a);
-    encode(l, &a);
-    encode(copy, &b);
-    assert_same_bytes(&a, &b);
+    assert_apply_alike(l, copy, wr(5, 2, ATM_TRANSFER, "rich", "acct000", 3));
 
     rq_buf_close(&a);
-    rq_buf_close(&b);
     atm_ledger_free(copy);
     atm_ledger_free(other);
 }
