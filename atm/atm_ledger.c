@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "rq_err.h"
+#include "rq_hash.h"
 
 #define SNAPSHOT_VERSION 1
 #define TABLE_MIN 16
@@ -69,17 +70,6 @@ static uint64_t hash_name(const char *s)
         h *= 1099511628211ull;
     }
     return h;
-}
-
-/* A 64-bit finaliser (splitmix64) so sequential origin ids spread out. */
-static uint64_t hash_u64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
 }
 
 /* ---- Accounts table ---- */
@@ -149,7 +139,7 @@ static struct account *account_get(struct atm_ledger *l, const char *name)
 static struct origin *origin_slot(struct origin *t, size_t cap, uint64_t id)
 {
     size_t mask = cap - 1;
-    size_t i = (size_t)hash_u64(id) & mask;
+    size_t i = (size_t)rq_hash_u64(id) & mask;
     while (t[i].used && t[i].id != id) {
         i = (i + 1) & mask;
     }
@@ -204,7 +194,7 @@ static void origin_remove(struct atm_ledger *l, struct origin *hole)
         if (!l->origins[j].used) {
             break;
         }
-        size_t home = (size_t)hash_u64(l->origins[j].id) & mask;
+        size_t home = (size_t)rq_hash_u64(l->origins[j].id) & mask;
         /* Move j into i unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {

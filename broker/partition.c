@@ -49,13 +49,12 @@
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plog.h"
 #include "rq_err.h"
+#include "rq_hash.h"
 #include "rq_log.h"
 
 #define LOG_TAG "partition"
@@ -115,22 +114,11 @@ struct manifest {
 
 /* ---- The producer table ---- */
 
-/* A 64-bit finaliser (splitmix64), so sequential ids spread out. */
-static uint64_t hash_u64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 /* The slot holding @id, or the empty slot where it would go. */
 static uint32_t *slot_of(const struct producers *t, uint64_t id)
 {
     size_t mask = t->nslots - 1;
-    size_t i = (size_t)hash_u64(id) & mask;
+    size_t i = (size_t)rq_hash_u64(id) & mask;
     while (t->slots[i] != 0 && t->pool[t->slots[i] - 1].id != id) {
         i = (i + 1) & mask;
     }
@@ -243,7 +231,7 @@ static void slot_remove(struct producers *t, uint32_t *hole)
         if (t->slots[j] == 0) {
             break;
         }
-        size_t home = (size_t)hash_u64(t->pool[t->slots[j] - 1].id) & mask;
+        size_t home = (size_t)rq_hash_u64(t->pool[t->slots[j] - 1].id) & mask;
         /* Move j into i unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
@@ -333,20 +321,6 @@ int partition_entry_decode(const uint8_t *p, size_t len,
 
 /* ---- Opening and closing ---- */
 
-static void fail(char *why, size_t whyn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(char *why, size_t whyn, const char *fmt, ...)
-{
-    va_list ap;
-    if (why == NULL || whyn == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whyn, fmt, ap);
-    va_end(ap);
-}
-
 static void notify(struct partition *p)
 {
     if (p->on_change != NULL) {
@@ -368,7 +342,7 @@ int partition_open(const struct partition_config *cfg, struct partition **out,
     int rv;
 
     if (p == NULL) {
-        fail(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
     p->prod.lru = p->prod.mru = NONE;
@@ -376,8 +350,8 @@ int partition_open(const struct partition_config *cfg, struct partition **out,
     p->group_id = cfg->group_id;
     p->dir = cfg->dir != NULL ? strdup(cfg->dir) : NULL;
     if (p->dir == NULL) {
-        fail(why, whyn, "%s",
-             cfg->dir == NULL ? "no log directory" : "out of memory");
+        rq_why(why, whyn, "%s",
+               cfg->dir == NULL ? "no log directory" : "out of memory");
         rv = cfg->dir == NULL ? RQ_INVALID : RQ_NOMEM;
         goto err_after_alloc;
     }

@@ -41,7 +41,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,20 +121,6 @@ struct batch_hdr {
 
 /* ---- Small helpers ---- */
 
-static void fail(char *why, size_t whyn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(char *why, size_t whyn, const char *fmt, ...)
-{
-    va_list ap;
-    if (why == NULL || whyn == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(why, whyn, fmt, ap);
-    va_end(ap);
-}
-
 static void hdr_decode(const uint8_t *p, struct batch_hdr *h)
 {
     h->magic = rq_wire_u32_at(p);
@@ -173,31 +158,32 @@ static bool hdr_check(const struct batch_hdr *h, uint64_t expect, uint64_t room,
                       char *why, size_t whyn)
 {
     if (h->magic != BATCH_MAGIC) {
-        fail(why, whyn, "bad magic 0x%08" PRIx32, h->magic);
+        rq_why(why, whyn, "bad magic 0x%08" PRIx32, h->magic);
         return false;
     }
     if (h->len < BATCH_LEN_MIN) {
-        fail(why, whyn, "length %" PRIu32 " shorter than a header", h->len);
+        rq_why(why, whyn, "length %" PRIu32 " shorter than a header", h->len);
         return false;
     }
     if (hdr_total(h) > room) {
-        fail(why, whyn,
-             "batch of %" PRIu64 " bytes runs past the end (%" PRIu64 " left)",
-             hdr_total(h), room);
+        rq_why(why, whyn,
+               "batch of %" PRIu64 " bytes runs past the end (%" PRIu64
+               " left)",
+               hdr_total(h), room);
         return false;
     }
     if (h->count == 0 || h->count > (h->len - BATCH_LEN_MIN) / RECORDS_HEADER) {
-        fail(why, whyn, "count %" PRIu32 " does not fit %" PRIu32 " bytes",
-             h->count, h->len);
+        rq_why(why, whyn, "count %" PRIu32 " does not fit %" PRIu32 " bytes",
+               h->count, h->len);
         return false;
     }
     if (h->base != expect) {
-        fail(why, whyn, "base offset %" PRIu64 ", expected %" PRIu64, h->base,
-             expect);
+        rq_why(why, whyn, "base offset %" PRIu64 ", expected %" PRIu64, h->base,
+               expect);
         return false;
     }
     if (h->count > UINT64_MAX - h->base) {
-        fail(why, whyn, "offsets overflow");
+        rq_why(why, whyn, "offsets overflow");
         return false;
     }
     return true;
@@ -639,6 +625,31 @@ static int locate_batch(struct plog *l, size_t si, int fd, uint64_t offset,
 /* ---- Recovery ---- */
 
 /*
+ * Opens the file of segment @s with @flags, names it and its index in @path
+ * and @ipath, and sets *size from the file. Returns the descriptor, or -1
+ * with @why filled.
+ */
+static int seg_open(const struct plog *l, const struct seg *s, int flags,
+                    char path[PATH_MAX], char ipath[PATH_MAX], uint64_t *size,
+                    char *why, size_t whyn)
+{
+    struct stat st;
+
+    seg_path(l->dir, s->base, "seg", path, PATH_MAX);
+    seg_path(l->dir, s->base, "idx", ipath, PATH_MAX);
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        rq_why(why, whyn, "open %s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+/*
  * Opens sealed segment @s: its size from the file, its next offset, last
  * Raft index and newest timestamp from the batches after its last index
  * entry. The index is rebuilt when missing or invalid and completed when
@@ -649,22 +660,17 @@ static int open_sealed(struct plog *l, struct seg *s, char *why, size_t whyn)
     char path[PATH_MAX];
     char ipath[PATH_MAX];
     char reason[128];
-    struct stat st;
     struct rq_buf add;
     int rv = 0;
 
     rq_buf_init(&add);
-    seg_path(l->dir, s->base, "seg", path, sizeof path);
-    seg_path(l->dir, s->base, "idx", ipath, sizeof ipath);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(why, whyn, "open %s: %s", path, strerror(errno));
+    int fd = seg_open(l, s, O_RDONLY, path, ipath, &s->bytes, why, whyn);
+    if (fd < 0) {
         rv = RQ_IO;
         goto err_after_open;
     }
-    s->bytes = (uint64_t)st.st_size;
     if (s->bytes == 0) {
-        fail(why, whyn, "segment %s is empty but is not the last", path);
+        rq_why(why, whyn, "segment %s is empty but is not the last", path);
         rv = RQ_MALFORMED;
         goto err_after_open;
     }
@@ -685,7 +691,7 @@ static int open_sealed(struct plog *l, struct seg *s, char *why, size_t whyn)
         struct batch_hdr h;
         if (fstat(ifd, &ist) != 0) {
             close(ifd);
-            fail(why, whyn, "stat %s: %s", ipath, strerror(errno));
+            rq_why(why, whyn, "stat %s: %s", ipath, strerror(errno));
             rv = RQ_IO;
             goto err_after_open;
         }
@@ -717,21 +723,21 @@ static int open_sealed(struct plog *l, struct seg *s, char *why, size_t whyn)
         uint8_t hb[PLOG_BATCH_HEADER];
         struct batch_hdr h;
         if (s->bytes - pos < PLOG_BATCH_HEADER) {
-            fail(why, whyn, "sealed segment %s ends mid-batch at %" PRIu64,
-                 path, pos);
+            rq_why(why, whyn, "sealed segment %s ends mid-batch at %" PRIu64,
+                   path, pos);
             rv = RQ_MALFORMED;
             goto err_after_open;
         }
         rv = pread_full(fd, hb, sizeof hb, pos);
         if (rv != 0) {
-            fail(why, whyn, "read %s: %s", path, strerror(errno));
+            rq_why(why, whyn, "read %s: %s", path, strerror(errno));
             rv = RQ_IO;
             goto err_after_open;
         }
         hdr_decode(hb, &h);
         if (!hdr_check(&h, expect, s->bytes - pos, reason, sizeof reason)) {
-            fail(why, whyn, "sealed segment %s is corrupt at %" PRIu64 ": %s",
-                 path, pos, reason);
+            rq_why(why, whyn, "sealed segment %s is corrupt at %" PRIu64 ": %s",
+                   path, pos, reason);
             rv = RQ_MALFORMED;
             goto err_after_open;
         }
@@ -759,7 +765,7 @@ static int open_sealed(struct plog *l, struct seg *s, char *why, size_t whyn)
         struct iovec iov = {add.base, add.len};
         if (wfd < 0 || ftruncate(wfd, (off_t)(keep * INDEX_ENTRY)) != 0 ||
             pwritev_full(wfd, &iov, 1, keep * INDEX_ENTRY) != 0) {
-            fail(why, whyn, "write %s: %s", ipath, strerror(errno));
+            rq_why(why, whyn, "write %s: %s", ipath, strerror(errno));
             rv = RQ_IO;
         }
         if (wfd >= 0) {
@@ -818,21 +824,17 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
     char path[PATH_MAX];
     char ipath[PATH_MAX];
     char reason[128] = "";
-    struct stat st;
     struct rq_buf buf;
     uint64_t buf_off = 0;
+    uint64_t size;
     int rv = 0;
 
     rq_buf_init(&buf);
-    seg_path(l->dir, s->base, "seg", path, sizeof path);
-    seg_path(l->dir, s->base, "idx", ipath, sizeof ipath);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(why, whyn, "open %s: %s", path, strerror(errno));
+    int fd = seg_open(l, s, O_RDWR, path, ipath, &size, why, whyn);
+    if (fd < 0) {
         rv = RQ_IO;
         goto err_after_open;
     }
-    uint64_t size = (uint64_t)st.st_size;
     uint64_t pos = 0;
     while (pos < size) {
         struct batch_hdr h;
@@ -842,7 +844,7 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
         }
         rv = scan_fill(fd, &buf, size, pos, PLOG_BATCH_HEADER, &buf_off);
         if (rv != 0) {
-            fail(why, whyn, "read %s: %s", path, strerror(errno));
+            rq_why(why, whyn, "read %s: %s", path, strerror(errno));
             goto err_after_open;
         }
         hdr_decode(buf.base + (pos - buf_off), &h);
@@ -851,7 +853,7 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
         }
         rv = scan_fill(fd, &buf, size, pos, hdr_total(&h), &buf_off);
         if (rv != 0) {
-            fail(why, whyn, "read %s: %s", path, strerror(errno));
+            rq_why(why, whyn, "read %s: %s", path, strerror(errno));
             goto err_after_open;
         }
         if (batch_crc(buf.base + (pos - buf_off), hdr_total(&h)) != h.crc) {
@@ -869,7 +871,7 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
     }
     if (pos < size) {
         if (ftruncate(fd, (off_t)pos) != 0 || fsync(fd) != 0) {
-            fail(why, whyn, "truncate %s: %s", path, strerror(errno));
+            rq_why(why, whyn, "truncate %s: %s", path, strerror(errno));
             rv = RQ_IO;
             goto err_after_open;
         }
@@ -898,7 +900,7 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
     if (!same) {
         rv = idx_write(l, false);
         if (rv != 0) {
-            fail(why, whyn, "write %s: %s", ipath, strerror(errno));
+            rq_why(why, whyn, "write %s: %s", ipath, strerror(errno));
             goto err_after_open;
         }
         rq_log(RQ_INFO, "index %s rebuilt: %zu entries", ipath, l->idx_n);
@@ -928,7 +930,7 @@ static int list_dir(struct plog *l, uint64_t **bases, size_t *n, char *why,
 
     DIR *d = opendir(l->dir);
     if (d == NULL) {
-        fail(why, whyn, "open directory %s: %s", l->dir, strerror(errno));
+        rq_why(why, whyn, "open directory %s: %s", l->dir, strerror(errno));
         return RQ_IO;
     }
     struct dirent *e;
@@ -949,7 +951,7 @@ static int list_dir(struct plog *l, uint64_t **bases, size_t *n, char *why,
             size_t nc = *c == 0 ? 64 : *c * 2;
             uint64_t *p = realloc(*arr, nc * sizeof *p);
             if (p == NULL) {
-                fail(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+                rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
                 rv = RQ_NOMEM;
                 goto err_after_opendir;
             }
@@ -1005,22 +1007,22 @@ int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
     size_t nb = 0;
     int rv;
 
-    fail(why, whyn, "%s", "");
+    rq_why(why, whyn, "%s", "");
     uint64_t segment_bytes =
         cfg->segment_bytes == 0 ? SEGMENT_BYTES_DEFAULT : cfg->segment_bytes;
     if (segment_bytes > SEGMENT_BYTES_MAX) {
-        fail(why, whyn, "segment_bytes %" PRIu64 " is over the limit of %llu",
-             segment_bytes, SEGMENT_BYTES_MAX);
+        rq_why(why, whyn, "segment_bytes %" PRIu64 " is over the limit of %llu",
+               segment_bytes, SEGMENT_BYTES_MAX);
         return RQ_INVALID;
     }
     if (cfg->dir == NULL || cfg->dir[0] == '\0' ||
         strlen(cfg->dir) + NAME_DIGITS + 16 >= PATH_MAX) {
-        fail(why, whyn, "the log directory name is empty or too long");
+        rq_why(why, whyn, "the log directory name is empty or too long");
         return RQ_INVALID;
     }
     struct plog *l = calloc(1, sizeof *l);
     if (l == NULL) {
-        fail(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
     l->active_fd = -1;
@@ -1030,12 +1032,12 @@ int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
         cfg->index_interval == 0 ? INDEX_INTERVAL_DEFAULT : cfg->index_interval;
     l->dir = strdup(cfg->dir);
     if (l->dir == NULL) {
-        fail(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         rv = RQ_NOMEM;
         goto err_after_alloc;
     }
     if (mkdir_p(l->dir) != 0) {
-        fail(why, whyn, "create %s: %s", l->dir, strerror(errno));
+        rq_why(why, whyn, "create %s: %s", l->dir, strerror(errno));
         rv = RQ_IO;
         goto err_after_alloc;
     }
@@ -1046,22 +1048,22 @@ int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
     if (nb == 0) {
         rv = seg_create(l, 0);
         if (rv != 0) {
-            fail(why, whyn, "create the first segment in %s", l->dir);
+            rq_why(why, whyn, "create the first segment in %s", l->dir);
             goto err_after_list;
         }
     }
     for (size_t i = 0; i < nb; i++) {
         rv = segs_push(l, bases[i]);
         if (rv != 0) {
-            fail(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+            rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
             goto err_after_list;
         }
         if (i > 0 && l->segs[i - 1].next != bases[i]) {
-            fail(why, whyn,
-                 "%s: segment %020" PRIu64 " starts at %" PRIu64
-                 " but the one before ends at %" PRIu64 " (%s)",
-                 l->dir, bases[i], bases[i], l->segs[i - 1].next,
-                 bases[i] > l->segs[i - 1].next ? "a gap" : "an overlap");
+            rq_why(why, whyn,
+                   "%s: segment %020" PRIu64 " starts at %" PRIu64
+                   " but the one before ends at %" PRIu64 " (%s)",
+                   l->dir, bases[i], bases[i], l->segs[i - 1].next,
+                   bases[i] > l->segs[i - 1].next ? "a gap" : "an overlap");
             rv = RQ_MALFORMED;
             goto err_after_list;
         }

@@ -1,8 +1,12 @@
 /*
- * Text and HTTP status of each error code. The X-macro in rq_err.h is the
- * single list; this file only derives tables from it.
+ * Text and HTTP status of each error code, and the one formatter of "why"
+ * buffers. The X-macro in rq_err.h is the single list; this file only
+ * derives tables from it.
  */
 #include "rq_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 static const char *const texts[] = {
 #define RQ_ERR_TEXT(code, text) text,
@@ -49,4 +53,15 @@ int rq_err_http_status(int code)
         default:
             return 500;
     }
+}
+
+void rq_why(char *why, size_t whyn, const char *fmt, ...)
+{
+    va_list ap;
+    if (why == NULL || whyn == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(why, whyn, fmt, ap);
+    va_end(ap);
 }

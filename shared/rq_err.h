@@ -2,11 +2,14 @@
  * Error codes shared by every raftq module.
  *
  * Functions return 0 on success or one RQ_* code. The text of each code is a
- * short phrase; callers that know more put it in a "why" buffer of their own.
- * rq_err_http_status() is the one place that maps a code to an HTTP status.
+ * short phrase; callers that know more put it in a "why" buffer of their own,
+ * with rq_why(). rq_err_http_status() is the one place that maps a code to an
+ * HTTP status.
  */
 #ifndef RQ_ERR_H
 #define RQ_ERR_H
+
+#include <stddef.h>
 
 #define RQ_ERRORS(X)                         \
     X(RQ_NOMEM, "out of memory")             \
@@ -42,5 +45,10 @@ const char *rq_strerror(int code);
 
 /* Maps a code to the HTTP status the API answers with (200 for 0). */
 int rq_err_http_status(int code);
+
+/* Formats a reason into @why, truncating to @whyn bytes (NUL included). Does
+ * nothing when @why is NULL or @whyn is 0, so callers may pass either. */
+void rq_why(char *why, size_t whyn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* RQ_ERR_H */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "rq_err.h"
+#include "rq_hash.h"
 
 #define MIN_CAP 16
 
@@ -19,15 +20,10 @@ struct rq_idmap_slot {
     void *value;
 };
 
-/* The splitmix64 finalizer: consecutive ids land far apart. */
+/* The home slot of @key in a table of @cap slots (a power of two). */
 static size_t hash(uint64_t key, size_t cap)
 {
-    key ^= key >> 30;
-    key *= 0xbf58476d1ce4e5b9ull;
-    key ^= key >> 27;
-    key *= 0x94d049bb133111ebull;
-    key ^= key >> 31;
-    return (size_t)key & (cap - 1);
+    return (size_t)rq_hash_u64(key) & (cap - 1);
 }
 
 void rq_idmap_init(struct rq_idmap *m)

@@ -172,19 +172,6 @@ struct conn {
 
 /* ---- Helpers ---- */
 
-static void set_why(char *why, size_t whyn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whyn, const char *fmt, ...)
-{
-    if (why != NULL && whyn > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whyn, fmt, ap);
-        va_end(ap);
-    }
-}
-
 /* Splits "host:port" or "[v6]:port". The port must be numeric. */
 static int split_address(const char *address, char host[HOST_MAX],
                          char port[PORT_MAX])
@@ -988,22 +975,22 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
 
     if (cfg->bind_address == NULL ||
         split_address(cfg->bind_address, host, port) != 0) {
-        set_why(why, whyn, "bind address \"%s\" is not HOST:PORT",
-                cfg->bind_address != NULL ? cfg->bind_address : "");
+        rq_why(why, whyn, "bind address \"%s\" is not HOST:PORT",
+               cfg->bind_address != NULL ? cfg->bind_address : "");
         return RQ_INVALID;
     }
     advertise = cfg->advertise != NULL ? cfg->advertise : cfg->bind_address;
     if (strlen(advertise) >= RQ_PREAMBLE_ADDR || !printable(advertise)) {
-        set_why(why, whyn,
-                "address \"%.80s\" is not printable or longer than %d "
-                "characters",
-                advertise, RQ_PREAMBLE_ADDR - 1);
+        rq_why(why, whyn,
+               "address \"%.80s\" is not printable or longer than %d "
+               "characters",
+               advertise, RQ_PREAMBLE_ADDR - 1);
         return RQ_INVALID;
     }
 
     m = calloc(1, sizeof *m);
     if (m == NULL) {
-        set_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
     m->loop = loop;
@@ -1032,7 +1019,7 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
     rv = uv_getaddrinfo(loop, &gai, NULL, host[0] != '\0' ? host : NULL, port,
                         &hints);
     if (rv != 0) {
-        set_why(why, whyn, "%s: %s", cfg->bind_address, uv_strerror(rv));
+        rq_why(why, whyn, "%s: %s", cfg->bind_address, uv_strerror(rv));
         free(m);
         return RQ_INVALID;
     }
@@ -1048,7 +1035,7 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
     }
     uv_freeaddrinfo(gai.addrinfo);
     if (rv != 0) {
-        set_why(why, whyn, "%s: %s", cfg->bind_address, uv_strerror(rv));
+        rq_why(why, whyn, "%s: %s", cfg->bind_address, uv_strerror(rv));
         /* The handle is freed by its close callback, which runs on the next
          * loop iteration; no callback of the caller's is involved. */
         m->closing = true;

@@ -9,9 +9,7 @@
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "rq_err.h"
@@ -90,20 +88,6 @@ int rq_preamble_encode(const struct rq_preamble *p,
     return 0;
 }
 
-static int fail(int rv, char *why, size_t whyn, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(int rv, char *why, size_t whyn, const char *fmt, ...)
-{
-    if (why != NULL && whyn > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, whyn, fmt, ap);
-        va_end(ap);
-    }
-    return rv;
-}
-
 /* The address field must be printable ASCII, then at least one NUL, then
  * nothing but NULs, so two encodings of one address are byte-identical. */
 static int check_address(const uint8_t *a, char *why, size_t whyn)
@@ -111,18 +95,20 @@ static int check_address(const uint8_t *a, char *why, size_t whyn)
     size_t i = 0;
     while (i < RQ_PREAMBLE_ADDR && a[i] != 0) {
         if (!printable(a[i])) {
-            return fail(RQ_MALFORMED, why, whyn,
-                        "address byte %zu is not printable (0x%02x)", i, a[i]);
+            rq_why(why, whyn, "address byte %zu is not printable (0x%02x)", i,
+                   a[i]);
+            return RQ_MALFORMED;
         }
         i++;
     }
     if (i == RQ_PREAMBLE_ADDR) {
-        return fail(RQ_MALFORMED, why, whyn, "address is not NUL-terminated");
+        rq_why(why, whyn, "address is not NUL-terminated");
+        return RQ_MALFORMED;
     }
     for (; i < RQ_PREAMBLE_ADDR; i++) {
         if (a[i] != 0) {
-            return fail(RQ_MALFORMED, why, whyn,
-                        "address padding byte %zu is not NUL", i);
+            rq_why(why, whyn, "address padding byte %zu is not NUL", i);
+            return RQ_MALFORMED;
         }
     }
     return 0;
@@ -142,19 +128,21 @@ int rq_preamble_decode(const uint8_t in[RQ_PREAMBLE_SIZE],
      * another protocol, or a peer of another version, gets a precise reason
      * rather than "bad MAC". Neither check reveals anything about the key. */
     if (magic != RQ_PREAMBLE_MAGIC) {
-        return fail(RQ_MALFORMED, why, whyn, "bad magic 0x%08x", magic);
+        rq_why(why, whyn, "bad magic 0x%08x", magic);
+        return RQ_MALFORMED;
     }
     if (version != RQ_PREAMBLE_VERSION) {
-        return fail(RQ_MALFORMED, why, whyn, "unsupported version %u",
-                    (unsigned)version);
+        rq_why(why, whyn, "unsupported version %u", (unsigned)version);
+        return RQ_MALFORMED;
     }
     compute_mac(in, k, mac);
     if (!memeql_sec(mac, in + OFF_MAC, RQ_PREAMBLE_MAC)) {
-        return fail(RQ_AUTH, why, whyn, "MAC mismatch (wrong cluster secret?)");
+        rq_why(why, whyn, "MAC mismatch (wrong cluster secret?)");
+        return RQ_AUTH;
     }
     if (!kind_valid(kind)) {
-        return fail(RQ_MALFORMED, why, whyn, "unknown stream kind %u",
-                    (unsigned)kind);
+        rq_why(why, whyn, "unknown stream kind %u", (unsigned)kind);
+        return RQ_MALFORMED;
     }
     rv = check_address(in + OFF_ADDRESS, why, whyn);
     if (rv != 0) {

@@ -11,6 +11,7 @@ Run: python3 tests/integration/test_atm_partition.py [--build DIR] [-k NAME].
 """
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -167,23 +168,54 @@ def check_no_quorum(out, who):
         check(secs <= NO_QUORUM_SECS, "the isolated %s took %.1fs to refuse the %s" % (who, secs, what))
 
 
-def test_isolate_leader(ctx):
-    c = cluster(ctx).start()
-    lid = c.wait_leader()
-    model = {"base": 0}
+@contextlib.contextmanager
+def isolated(c, atm, who):
+    """Cuts @atm off and yields the others. While the body runs, a write and
+    a read at @atm must each answer no quorum in time (checked after it)."""
+    NET.cut(atm.id)
+    out = {}
+    t = threading.Thread(target=isolated_answers, args=(atm, out))
+    t.start()
+    try:
+        yield [a for a in c if a.id != atm.id]
+    finally:
+        t.join()
+    check_no_quorum(out, who)
+
+
+def deposit_base_everywhere(c, model):
+    """10.00 into "base" at every ATM, then waits until all have caught up."""
     for a in c:
         model["base"] += 1000
         check(parse_balance(a.cmd("deposit base 10"), "base") == model["base"], "%r: deposit failed" % a)
     c.wait_caught_up()
+
+
+def heal_and_check(c, atm, model):
+    """Heals @atm, cut off by isolated(): the ATMs agree again, holding its
+    refused write ("iso") whole or not at all, and @atm takes a write."""
+    NET.heal(atm.id)
+    c.wait_leader(timeout=30)
+    c.wait_caught_up(timeout=30)
+    got = c.assert_identical(list(model) + ["iso"])
+    check(got["iso"] in (0, 700), "the isolated write left iso at %s" % money(got["iso"]))
+    model["iso"] = got["iso"]
+    c.assert_agree(model)
+    model["base"] += 100
+    check(parse_balance(atm.cmd("deposit base 1"), "base") == model["base"], "deposit at the healed atm failed")
+    c.wait_caught_up()
+    c.assert_agree(model)
+
+
+def test_isolate_leader(ctx):
+    c = cluster(ctx).start()
+    lid = c.wait_leader()
+    model = {"base": 0}
+    deposit_base_everywhere(c, model)
     term0 = c[lid].status()["term"]
 
-    NET.cut(lid)
     old = c[lid]
-    out = {}
-    t = threading.Thread(target=isolated_answers, args=(old, out))
-    t.start()
-    others = [a for a in c if a.id != lid]
-    try:
+    with isolated(c, old, "old leader atm%d" % lid) as others:
         new = c.wait_leader(among=others, exclude=(lid,))
         check(c[new].status()["term"] > term0, "the majority's term did not grow")
         for a in others:
@@ -193,21 +225,8 @@ def test_isolate_leader(ctx):
             model["maj%d" % a.id] = 300
             check(a.cmd("deposit maj%d 3" % a.id) == "ok maj%d 3.00" % a.id, "%r: deposit failed" % a)
         c.assert_agree(model, others)
-    finally:
-        t.join()
-    check_no_quorum(out, "old leader atm%d" % lid)
 
-    NET.heal(lid)
-    c.wait_leader(timeout=30)
-    c.wait_caught_up(timeout=30)
-    got = c.assert_identical(list(model) + ["iso"])
-    check(got["iso"] in (0, 700), "the isolated write left iso at %s" % money(got["iso"]))
-    model["iso"] = got["iso"]
-    c.assert_agree(model)
-    model["base"] += 100
-    check(parse_balance(old.cmd("deposit base 1"), "base") == model["base"], "deposit at the healed atm failed")
-    c.wait_caught_up()
-    c.assert_agree(model)
+    heal_and_check(c, old, model)
 
 
 def test_isolate_follower(ctx):
@@ -216,17 +235,9 @@ def test_isolate_follower(ctx):
     fid = [a.id for a in c if a.id != lid][0]
     f = c[fid]
     model = {"base": 0}
-    for a in c:
-        model["base"] += 1000
-        check(parse_balance(a.cmd("deposit base 10"), "base") == model["base"], "%r: deposit failed" % a)
-    c.wait_caught_up()
+    deposit_base_everywhere(c, model)
 
-    NET.cut(fid)
-    out = {}
-    t = threading.Thread(target=isolated_answers, args=(f, out))
-    t.start()
-    others = [a for a in c if a.id != fid]
-    try:
+    with isolated(c, f, "follower atm%d" % fid) as others:
         # Enough writes for several snapshots: the follower must catch up
         # from one after healing.
         for k in range(5):
@@ -237,21 +248,8 @@ def test_isolate_follower(ctx):
                     model[x] = model.get(x, 0) + (j + 1) * 100
                     check(ans == "ok %s %s" % (x, money(model[x])), "%r: %r answered %r" % (a, lines[j], ans))
         c.assert_agree(model, others)
-    finally:
-        t.join()
-    check_no_quorum(out, "follower atm%d" % fid)
 
-    NET.heal(fid)
-    c.wait_leader(timeout=30)
-    c.wait_caught_up(timeout=30)
-    got = c.assert_identical(list(model) + ["iso"])
-    check(got["iso"] in (0, 700), "the isolated write left iso at %s" % money(got["iso"]))
-    model["iso"] = got["iso"]
-    c.assert_agree(model)
-    model["base"] += 100
-    check(parse_balance(f.cmd("deposit base 1"), "base") == model["base"], "deposit at the healed atm failed")
-    c.wait_caught_up()
-    c.assert_agree(model)
+    heal_and_check(c, f, model)
     for a in c:
         rc = a.terminate()
         check(rc == 0, "%r exited with status %d on SIGTERM" % (a, rc))

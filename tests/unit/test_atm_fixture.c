@@ -33,6 +33,9 @@
 #include "rq_fsm.h"
 #include "rq_wire.h"
 
+#include "fixture_util.h"
+#include "unit_util.h"
+
 #define N_SERVERS 3
 #define N_CLIENTS 3
 #define N_ACCOUNTS 6
@@ -74,38 +77,16 @@ struct cluster {
     unsigned failed;    /* Attempt callbacks with an error. */
     unsigned refused;   /* Completed writes refused by the ledger rules. */
     int64_t expected;   /* Committed deposits minus committed withdrawals. */
-    unsigned anomalies; /* Things a callback could not assert. */
-    char anomaly[160];
+    struct fx_anomalies anomalies; /* Things a callback could not assert. */
     /* Writes sent to an isolated leader, which must never commit. */
     unsigned orphan_ok;
     unsigned orphan_failed;
-    int garbage_status; /* Of the malformed entry; -1 while pending. */
-    /* The settling barrier. */
-    struct raft_barrier barrier;
-    bool barrier_pending;
-    int barrier_status;
+    int garbage_status;        /* Of the malformed entry; -1 while pending. */
+    struct fx_barrier barrier; /* The settling barrier. */
 };
 
 static const char *const accounts[N_ACCOUNTS] = {"acct0", "acct1", "acct2",
                                                  "acct3", "acct4", "acct5"};
-
-static uint64_t rng(struct cluster *c)
-{
-    uint64_t x = c->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
-static void anomaly(struct cluster *c, const char *what, uint64_t a, uint64_t b)
-{
-    if (c->anomalies++ == 0) {
-        snprintf(c->anomaly, sizeof c->anomaly, "%s (%llu, %llu)", what,
-                 (unsigned long long)a, (unsigned long long)b);
-    }
-}
 
 static struct raft *srv(struct cluster *c, unsigned i)
 {
@@ -117,22 +98,15 @@ static raft_time now(struct cluster *c)
     return raft_fixture_time(&c->f);
 }
 
-/* The live server in leader state with the highest term, or N_SERVERS.
- * Unlike raft_fixture_leader_index() this also sees a leader while some
- * server is cut off by raft_fixture_disconnect(). */
+/* The leader (see fx_leader()), or N_SERVERS. */
 static unsigned leader_of(struct cluster *c)
 {
-    unsigned best = N_SERVERS;
-    raft_term term = 0;
-    for (unsigned i = 0; i < N_SERVERS; i++) {
-        struct raft *r = srv(c, i);
-        if (raft_fixture_alive(&c->f, i) && raft_state(r) == RAFT_LEADER &&
-            r->current_term > term) {
-            best = i;
-            term = r->current_term;
-        }
-    }
-    return best;
+    return fx_leader(&c->f);
+}
+
+static void wait_leader(struct cluster *c)
+{
+    fx_wait_leader(&c->f, PHASE_MAX_MS);
 }
 
 /* ---- Clients ---- */
@@ -146,8 +120,8 @@ static void record(struct cluster *c, struct client *cl,
         return;
     }
     if (r->status != 0) {
-        anomaly(c, "unexpected write status", (uint64_t)r->status,
-                cl->w.rid.seq);
+        fx_anomaly(&c->anomalies, "unexpected write status",
+                   (uint64_t)r->status, cl->w.rid.seq);
         return;
     }
     if (cl->w.op == ATM_DEPOSIT) {
@@ -172,7 +146,8 @@ static void on_applied(struct raft_apply *req, int status, void *result)
             /* The server that accepted the attempt has applied it. */
             struct atm_result r;
             if (atm_ledger_result(c->ledgers[a->server], cl->w.rid, &r) != 0) {
-                anomaly(c, "applied write has no result", a->server, a->seq);
+                fx_anomaly(&c->anomalies, "applied write has no result",
+                           a->server, a->seq);
             } else {
                 record(c, cl, &r);
             }
@@ -207,10 +182,11 @@ static int propose(struct cluster *c, unsigned i, const struct atm_write *w,
 
 static void next_write(struct cluster *c, struct client *cl)
 {
-    unsigned from = (unsigned)(rng(c) % N_ACCOUNTS);
+    unsigned from = (unsigned)(xorshift64star(&c->rng) % N_ACCOUNTS);
     unsigned to =
-        (from + 1 + (unsigned)(rng(c) % (N_ACCOUNTS - 1))) % N_ACCOUNTS;
-    unsigned pick = (unsigned)(rng(c) % 100);
+        (from + 1 + (unsigned)(xorshift64star(&c->rng) % (N_ACCOUNTS - 1))) %
+        N_ACCOUNTS;
+    unsigned pick = (unsigned)(xorshift64star(&c->rng) % 100);
     enum atm_op op = pick < 45   ? ATM_DEPOSIT
                      : pick < 70 ? ATM_WITHDRAW
                                  : ATM_TRANSFER;
@@ -225,7 +201,7 @@ static void next_write(struct cluster *c, struct client *cl)
     if (op == ATM_TRANSFER) {
         strcpy(cl->w.to, accounts[to]);
     }
-    cl->w.amount = 1 + (int64_t)(rng(c) % 100000);
+    cl->w.amount = 1 + (int64_t)(xorshift64star(&c->rng) % 100000);
 }
 
 static void client_tick(struct cluster *c, struct client *cl)
@@ -261,8 +237,9 @@ static void client_tick(struct cluster *c, struct client *cl)
 }
 
 /* One fixture event, then every client acts. */
-static void pump(struct cluster *c)
+static void pump(void *arg)
 {
+    struct cluster *c = arg;
     raft_fixture_step(&c->f);
     for (unsigned i = 0; i < N_CLIENTS; i++) {
         client_tick(c, &c->clients[i]);
@@ -295,67 +272,24 @@ static void run_for(struct cluster *c, unsigned ms)
     c->limit = c->issued;
 }
 
-static bool has_leader(struct raft_fixture *f, void *arg)
-{
-    (void)f;
-    return leader_of(arg) < N_SERVERS;
-}
-
-static void wait_leader(struct cluster *c)
-{
-    assert_true(raft_fixture_step_until(&c->f, has_leader, c, PHASE_MAX_MS));
-}
-
 /* ---- Settling and the end-of-scenario checks ---- */
 
-static void on_barrier(struct raft_barrier *req, int status)
-{
-    struct cluster *c = req->data;
-    c->barrier_pending = false;
-    c->barrier_status = status;
-}
-
 /*
- * Finishes every started write, then proves a leader in its own term with a
- * barrier (a 0.15 leader appends nothing at election) and steps until all
- * three servers have applied everything up to it.
+ * Finishes every started write, then proves a leader with a barrier and
+ * steps until all three servers have applied everything up to it. With no
+ * write left to start, pump() is just a fixture step.
  */
 static void settle(struct cluster *c)
 {
     run_until(c, c->issued, c->issued);
-    for (int tries = 0;; tries++) {
-        assert_true(tries < 10);
-        wait_leader(c);
-        unsigned l = leader_of(c);
-        c->barrier.data = c;
-        c->barrier_pending = true;
-        if (raft_barrier(srv(c, l), &c->barrier, on_barrier) != 0) {
-            c->barrier_pending = false;
-            raft_fixture_step(&c->f);
-            continue;
-        }
-        raft_time start = now(c);
-        while (c->barrier_pending) {
-            assert_true(now(c) - start < PHASE_MAX_MS);
-            raft_fixture_step(&c->f);
-        }
-        if (c->barrier_status != 0) {
-            continue;
-        }
-        raft_index index = raft_last_applied(srv(c, l));
-        assert_true(raft_fixture_step_until_applied(&c->f, N_SERVERS, index,
-                                                    PHASE_MAX_MS));
-        return;
-    }
+    fx_settle(&c->f, &c->barrier, pump, c, PHASE_MAX_MS);
 }
 
 static void check_ledgers(struct cluster *c)
 {
     struct rq_buf first;
 
-    if (c->anomalies != 0) {
-        fail_msg("%u anomalies, first: %s", c->anomalies, c->anomaly);
-    }
+    fx_assert_no_anomalies(&c->anomalies);
     assert_int_equal(c->completed, c->issued);
 
     rq_buf_init(&first);
@@ -419,7 +353,6 @@ static int teardown(void **state)
 static int setup(void **state)
 {
     struct cluster *c = calloc(1, sizeof *c);
-    struct raft_configuration conf;
 
     if (c == NULL || raft_fixture_initialize(&c->f) != 0) {
         free(c);
@@ -430,25 +363,16 @@ static int setup(void **state)
         if (atm_ledger_new(&c->ledgers[i]) != 0) {
             goto err_after_fixture; /* UNTESTED: ENOMEM only. */
         }
-        rq_fsm_adapter_init(&c->fsms[i], &atm_fsm_ops, c->ledgers[i]);
-        if (raft_fixture_grow(&c->f, &c->fsms[i].fsm) != 0) {
+        if (fx_grow(&c->f, &c->fsms[i], &atm_fsm_ops, c->ledgers[i],
+                    SNAPSHOT_THRESHOLD, SNAPSHOT_TRAILING) != 0) {
             goto err_after_fixture; /* UNTESTED: ENOMEM only. */
         }
-        struct raft *r = raft_fixture_get(&c->f, i);
-        rq_fsm_adapter_bind(&c->fsms[i], r);
-        raft_set_snapshot_threshold(r, SNAPSHOT_THRESHOLD);
-        raft_set_snapshot_trailing(r, SNAPSHOT_TRAILING);
     }
     for (unsigned i = 0; i < N_CLIENTS; i++) {
         c->clients[i].c = c;
         c->clients[i].w.rid.origin = 0x1000 + i;
     }
-    if (raft_fixture_configuration(&c->f, N_SERVERS, &conf) != 0) {
-        goto err_after_fixture; /* UNTESTED: ENOMEM only. */
-    }
-    int rv = raft_fixture_bootstrap(&c->f, &conf);
-    raft_configuration_close(&conf);
-    if (rv != 0 || raft_fixture_start(&c->f) != 0) {
+    if (fx_start(&c->f) != 0) {
         goto err_after_fixture; /* UNTESTED */
     }
     *state = c;
@@ -543,12 +467,7 @@ static void test_atm_fixture_follower_partitioned_then_healed(void **state)
     run_until(c, 20, 20);
     unsigned l = leader_of(c);
     unsigned f = (l + 1) % N_SERVERS;
-    for (unsigned j = 0; j < N_SERVERS; j++) {
-        if (j != f) {
-            raft_fixture_disconnect(&c->f, f, j);
-            raft_fixture_disconnect(&c->f, j, f);
-        }
-    }
+    fx_cut(&c->f, f, true);
     raft_index lagging = raft_last_applied(srv(c, f));
     raft_term term = srv(c, f)->current_term;
     /* Long enough for the cut-off follower to stand for election, in vain. */
@@ -559,12 +478,7 @@ static void test_atm_fixture_follower_partitioned_then_healed(void **state)
     assert_int_equal(raft_last_applied(srv(c, f)), lagging);
     assert_true(raft_last_applied(srv(c, leader_of(c))) > lagging + 30);
 
-    for (unsigned j = 0; j < N_SERVERS; j++) {
-        if (j != f) {
-            raft_fixture_reconnect(&c->f, f, j);
-            raft_fixture_reconnect(&c->f, j, f);
-        }
-    }
+    fx_cut(&c->f, f, false);
     /* Its higher term unseats the leader; the stream goes on. */
     run_until(c, c->issued + 40, c->issued + 40);
     settle(c);
@@ -591,12 +505,7 @@ static void test_atm_fixture_isolated_leader_loses_uncommitted(void **state)
     wait_leader(c);
     run_until(c, 30, 30);
     unsigned old = leader_of(c);
-    for (unsigned j = 0; j < N_SERVERS; j++) {
-        if (j != old) {
-            raft_fixture_disconnect(&c->f, old, j);
-            raft_fixture_disconnect(&c->f, j, old);
-        }
-    }
+    fx_cut(&c->f, old, true);
     /* Writes the isolated leader accepts but can never commit. */
     for (unsigned k = 0; k < ORPHANS; k++) {
         struct atm_write w;
@@ -630,12 +539,7 @@ static void test_atm_fixture_isolated_leader_loses_uncommitted(void **state)
     assert_true(raft_last_index(srv(c, old)) >=
                 raft_last_applied(srv(c, old)) + ORPHANS);
 
-    for (unsigned j = 0; j < N_SERVERS; j++) {
-        if (j != old) {
-            raft_fixture_reconnect(&c->f, old, j);
-            raft_fixture_reconnect(&c->f, j, old);
-        }
-    }
+    fx_cut(&c->f, old, false);
     run_until(c, 90, 90);
     settle(c);
     check_ledgers(c);

@@ -17,6 +17,8 @@
 #include "rq_err.h"
 #include "rq_wire.h"
 
+#include "unit_util.h"
+
 /* ---- Helpers ---- */
 
 /* A fixed-seed generator, so every run sees the same "random" bytes. */
@@ -24,12 +26,7 @@ static uint64_t rng_state;
 
 static uint64_t rng(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return xorshift64star(&rng_state);
 }
 
 static struct atm_write wr(uint64_t origin, uint64_t seq, enum atm_op op,
@@ -84,6 +81,20 @@ static void assert_same_bytes(const struct rq_buf *a, const struct rq_buf *b)
 {
     assert_int_equal(a->len, b->len);
     assert_memory_equal(a->base, b->base, a->len);
+}
+
+/* Applies @w to @x and to @y, and asserts they then encode alike. */
+static void assert_apply_alike(struct atm_ledger *x, struct atm_ledger *y,
+                               struct atm_write w)
+{
+    struct rq_buf a, b;
+    apply(x, w, NULL);
+    apply(y, w, NULL);
+    encode(x, &a);
+    encode(y, &b);
+    assert_same_bytes(&a, &b);
+    rq_buf_close(&a);
+    rq_buf_close(&b);
 }
 
 /* Asserts that @l still encodes to @before. */
@@ -399,13 +410,7 @@ static void test_atm_ledger_origin_eviction_deterministic_and_bounded(
     struct atm_ledger *copy;
     assert_int_equal(atm_ledger_new(&copy), 0);
     assert_int_equal(atm_ledger_decode(copy, b.base, b.len), 0);
-    apply(l, wr(999999, 1, ATM_DEPOSIT, "pool", NULL, 1), NULL);
-    apply(copy, wr(999999, 1, ATM_DEPOSIT, "pool", NULL, 1), NULL);
-    rq_buf_close(&a);
-    rq_buf_close(&b);
-    encode(l, &a);
-    encode(copy, &b);
-    assert_same_bytes(&a, &b);
+    assert_apply_alike(l, copy, wr(999999, 1, ATM_DEPOSIT, "pool", NULL, 1));
 
     rq_buf_close(&a);
     rq_buf_close(&b);
@@ -464,15 +469,9 @@ static void test_atm_ledger_snapshot_roundtrip_identical_bytes(void **state)
     rq_buf_close(&b);
 
     /* Both go on identically. */
-    apply(l, wr(5, 2, ATM_TRANSFER, "rich", "acct000", 3), NULL);
-    apply(copy, wr(5, 2, ATM_TRANSFER, "rich", "acct000", 3), NULL);
-    rq_buf_close(&a);
-    encode(l, &a);
-    encode(copy, &b);
-    assert_same_bytes(&a, &b);
+    assert_apply_alike(l, copy, wr(5, 2, ATM_TRANSFER, "rich", "acct000", 3));
 
     rq_buf_close(&a);
-    rq_buf_close(&b);
     atm_ledger_free(copy);
     atm_ledger_free(other);
 }

@@ -14,7 +14,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +27,8 @@
 #include "broker/records.h"
 #include "rq_err.h"
 #include "rq_wire.h"
+
+#include "unit_util.h"
 
 #define N_PARTS 3
 #define SMALL_SEGMENT 2048
@@ -44,10 +45,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return xorshift64(&rng_state);
 }
 
 /* ---- Helpers ---- */
@@ -226,15 +224,6 @@ static unsigned fetch_gap(struct partition *to, struct partition *from,
     return rounds;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -254,7 +243,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     for (unsigned i = 0; i < N_PARTS; i++) {
         partition_close(f->p[i]);
-        nftw(f->dirs[i], rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+        rm_tree(f->dirs[i]);
     }
     free(f);
     return 0;

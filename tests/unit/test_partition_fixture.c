@@ -26,7 +26,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <raft.h>
 #include <raft/fixture.h>
@@ -41,6 +40,9 @@
 #include "rq_err.h"
 #include "rq_fsm.h"
 #include "rq_wire.h"
+
+#include "fixture_util.h"
+#include "unit_util.h"
 
 #define N_SERVERS 3
 #define N_CLIENTS 3
@@ -91,38 +93,17 @@ struct cluster {
     struct client clients[N_CLIENTS];
     struct done done[MAX_DONE];
     uint64_t rng;
-    unsigned limit;     /* Requests that may be started in all. */
-    unsigned issued;    /* Requests started. */
-    unsigned completed; /* Requests done. */
-    unsigned attempts;  /* raft_apply calls accepted. */
-    unsigned failed;    /* Attempt callbacks with an error. */
-    unsigned deduped;   /* Requests the leader's table answered. */
-    unsigned callbacks; /* Successful attempt callbacks. */
-    unsigned anomalies; /* Things a callback could not assert. */
-    char anomaly[160];
-    struct raft_barrier barrier;
-    bool barrier_pending;
-    int barrier_status;
-    raft_index watch; /* An entry follower_has() waits for. */
+    unsigned limit;                /* Requests that may be started in all. */
+    unsigned issued;               /* Requests started. */
+    unsigned completed;            /* Requests done. */
+    unsigned attempts;             /* raft_apply calls accepted. */
+    unsigned failed;               /* Attempt callbacks with an error. */
+    unsigned deduped;              /* Requests the leader's table answered. */
+    unsigned callbacks;            /* Successful attempt callbacks. */
+    struct fx_anomalies anomalies; /* Things a callback could not assert. */
+    struct fx_barrier barrier;     /* The settling barrier. */
+    raft_index watch;              /* An entry follower_has() waits for. */
 };
-
-static uint64_t rng(struct cluster *c)
-{
-    uint64_t x = c->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
-static void anomaly(struct cluster *c, const char *what, uint64_t a, uint64_t b)
-{
-    if (c->anomalies++ == 0) {
-        snprintf(c->anomaly, sizeof c->anomaly, "%s (%" PRIu64 ", %" PRIu64 ")",
-                 what, a, b);
-    }
-}
 
 static struct raft *srv(struct cluster *c, unsigned i)
 {
@@ -134,20 +115,15 @@ static raft_time now(struct cluster *c)
     return raft_fixture_time(&c->f);
 }
 
-/* The live server in leader state with the highest term, or N_SERVERS. */
+/* The leader (see fx_leader()), or N_SERVERS. */
 static unsigned leader_of(struct cluster *c)
 {
-    unsigned best = N_SERVERS;
-    raft_term term = 0;
-    for (unsigned i = 0; i < N_SERVERS; i++) {
-        struct raft *r = srv(c, i);
-        if (raft_fixture_alive(&c->f, i) && raft_state(r) == RAFT_LEADER &&
-            r->current_term > term) {
-            best = i;
-            term = r->current_term;
-        }
-    }
-    return best;
+    return fx_leader(&c->f);
+}
+
+static void wait_leader(struct cluster *c)
+{
+    fx_wait_leader(&c->f, PHASE_MAX_MS);
 }
 
 /* ---- Records ---- */
@@ -228,8 +204,9 @@ static void on_applied(struct raft_apply *req, int status, void *result)
     c->callbacks++;
     if (cl->busy && a->seq == cl->seq) {
         if (base == PARTITION_STALE) {
-            anomaly(c, "the request in flight was refused as stale",
-                    cl->producer, a->seq);
+            fx_anomaly(&c->anomalies,
+                       "the request in flight was refused as stale",
+                       cl->producer, a->seq);
         } else {
             complete(c, cl, base);
         }
@@ -237,7 +214,8 @@ static void on_applied(struct raft_apply *req, int status, void *result)
         /* A late attempt of a request already done: the same offset. */
         struct done *d = done_find(c, cl->producer, a->seq);
         if (d == NULL || d->base != base) {
-            anomaly(c, "a retry got another offset", a->seq, base);
+            fx_anomaly(&c->anomalies, "a retry got another offset", a->seq,
+                       base);
         }
     }
     free(a);
@@ -283,7 +261,7 @@ static int propose(struct cluster *c, unsigned i, struct client *cl)
 static void next_request(struct cluster *c, struct client *cl)
 {
     cl->seq++;
-    cl->count = 1 + (uint32_t)(rng(c) % 4);
+    cl->count = 1 + (uint32_t)(xorshift64star(&c->rng) % 4);
     cl->busy = true;
     cl->resend = true;
     c->issued++;
@@ -313,8 +291,8 @@ static void client_tick(struct cluster *c, struct client *cl)
         return;
     }
     if (rv != RQ_NOTFOUND) {
-        anomaly(c, "dedupe lookup refused the request in flight", cl->producer,
-                cl->seq);
+        fx_anomaly(&c->anomalies, "dedupe lookup refused the request in flight",
+                   cl->producer, cl->seq);
     }
     if (propose(c, l, cl) != 0) {
         return; /* Not a leader after all: try again at the next step. */
@@ -359,8 +337,9 @@ static void broker_tick(struct cluster *c)
 }
 
 /* One fixture event, then every client and the broker act. */
-static void pump(struct cluster *c)
+static void pump(void *arg)
 {
+    struct cluster *c = arg;
     raft_fixture_step(&c->f);
     for (unsigned i = 0; i < N_CLIENTS; i++) {
         client_tick(c, &c->clients[i]);
@@ -381,42 +360,14 @@ static void run_until(struct cluster *c, unsigned limit, unsigned target)
     }
 }
 
-static bool has_leader(struct raft_fixture *f, void *arg)
-{
-    (void)f;
-    return leader_of(arg) < N_SERVERS;
-}
-
-static void wait_leader(struct cluster *c)
-{
-    assert_true(raft_fixture_step_until(&c->f, has_leader, c, PHASE_MAX_MS));
-}
-
+/* Cuts server @i off (or reconnects it), for raft and for fetching. */
 static void cut(struct cluster *c, unsigned i, bool off)
 {
-    for (unsigned j = 0; j < N_SERVERS; j++) {
-        if (j == i) {
-            continue;
-        }
-        if (off) {
-            raft_fixture_disconnect(&c->f, i, j);
-            raft_fixture_disconnect(&c->f, j, i);
-        } else {
-            raft_fixture_reconnect(&c->f, i, j);
-            raft_fixture_reconnect(&c->f, j, i);
-        }
-    }
+    fx_cut(&c->f, i, off);
     c->cut[i] = off;
 }
 
 /* ---- Settling and the end-of-scenario checks ---- */
-
-static void on_barrier(struct raft_barrier *req, int status)
-{
-    struct cluster *c = req->data;
-    c->barrier_pending = false;
-    c->barrier_status = status;
-}
 
 static bool gaps_left(struct cluster *c)
 {
@@ -437,30 +388,7 @@ static bool gaps_left(struct cluster *c)
 static void settle(struct cluster *c)
 {
     run_until(c, c->issued, c->issued);
-    for (int tries = 0;; tries++) {
-        assert_true(tries < 10);
-        wait_leader(c);
-        unsigned l = leader_of(c);
-        c->barrier.data = c;
-        c->barrier_pending = true;
-        if (raft_barrier(srv(c, l), &c->barrier, on_barrier) != 0) {
-            c->barrier_pending = false;
-            pump(c);
-            continue;
-        }
-        raft_time start = now(c);
-        while (c->barrier_pending) {
-            assert_true(now(c) - start < PHASE_MAX_MS);
-            pump(c);
-        }
-        if (c->barrier_status != 0) {
-            continue;
-        }
-        raft_index index = raft_last_applied(srv(c, l));
-        assert_true(raft_fixture_step_until_applied(&c->f, N_SERVERS, index,
-                                                    PHASE_MAX_MS));
-        break;
-    }
+    fx_settle(&c->f, &c->barrier, pump, c, PHASE_MAX_MS);
     raft_time start = now(c);
     while (gaps_left(c)) {
         assert_true(now(c) - start < PHASE_MAX_MS);
@@ -500,9 +428,7 @@ static void check_logs(struct cluster *c)
     uint64_t next = partition_next_offset(c->parts[0]);
     uint64_t common = 0; /* The first offset every replica holds. */
 
-    if (c->anomalies != 0) {
-        fail_msg("%u anomalies, first: %s", c->anomalies, c->anomaly);
-    }
+    fx_assert_no_anomalies(&c->anomalies);
     assert_int_equal(c->completed, c->issued);
 
     /* Every done request got its own batch: they tile [0, next). */
@@ -584,15 +510,6 @@ static void check_logs(struct cluster *c)
 
 /* ---- Setup ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct cluster *c = *state;
@@ -601,7 +518,7 @@ static int teardown(void **state)
     for (unsigned i = 0; i < N_SERVERS; i++) {
         partition_close(c->parts[i]);
         if (c->dirs[i][0] != '\0') {
-            nftw(c->dirs[i], rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+            rm_tree(c->dirs[i]);
         }
     }
     free(c);
@@ -611,7 +528,6 @@ static int teardown(void **state)
 static int setup(void **state)
 {
     struct cluster *c = calloc(1, sizeof *c);
-    struct raft_configuration conf;
     char why[256];
 
     if (c == NULL || raft_fixture_initialize(&c->f) != 0) {
@@ -630,25 +546,16 @@ static int setup(void **state)
         if (partition_open(&cfg, &c->parts[i], why, sizeof why) != 0) {
             goto err_after_fixture;
         }
-        rq_fsm_adapter_init(&c->fsms[i], &partition_fsm_ops, c->parts[i]);
-        if (raft_fixture_grow(&c->f, &c->fsms[i].fsm) != 0) {
+        if (fx_grow(&c->f, &c->fsms[i], &partition_fsm_ops, c->parts[i],
+                    SNAPSHOT_THRESHOLD, SNAPSHOT_TRAILING) != 0) {
             goto err_after_fixture; /* UNTESTED: ENOMEM only. */
         }
-        struct raft *r = raft_fixture_get(&c->f, i);
-        rq_fsm_adapter_bind(&c->fsms[i], r);
-        raft_set_snapshot_threshold(r, SNAPSHOT_THRESHOLD);
-        raft_set_snapshot_trailing(r, SNAPSHOT_TRAILING);
     }
     for (unsigned i = 0; i < N_CLIENTS; i++) {
         c->clients[i].c = c;
         c->clients[i].producer = 0x100 + i;
     }
-    if (raft_fixture_configuration(&c->f, N_SERVERS, &conf) != 0) {
-        goto err_after_fixture; /* UNTESTED: ENOMEM only. */
-    }
-    int rv = raft_fixture_bootstrap(&c->f, &conf);
-    raft_configuration_close(&conf);
-    if (rv != 0 || raft_fixture_start(&c->f) != 0) {
+    if (fx_start(&c->f) != 0) {
         goto err_after_fixture; /* UNTESTED */
     }
     return 0;

@@ -14,7 +14,6 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,8 @@
 #include "broker/records.h"
 #include "rq_err.h"
 #include "rq_wire.h"
+
+#include "unit_util.h"
 
 #define SMALL_SEGMENT 4096
 #define SMALL_INTERVAL 256
@@ -216,15 +217,6 @@ static size_t open_fds(void)
     return count_dir("/proc/self/fd", NULL);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -240,7 +232,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     plog_close(f->log);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -16,6 +16,8 @@
 #include "rq_preamble.h"
 #include "rq_wire.h"
 
+#include "unit_util.h"
+
 #define SECRET "correct horse battery staple"
 
 static void sample(struct rq_preamble *p)
@@ -39,6 +41,32 @@ static void remac(uint8_t buf[RQ_PREAMBLE_SIZE], const struct rq_cluster_key *k)
     hmac_sha256_set_key(&ctx, sizeof k->key, k->key);
     hmac_sha256_update(&ctx, body, buf);
     hmac_sha256_digest(&ctx, RQ_PREAMBLE_MAC, buf + body);
+}
+
+/* The key from SECRET, and the sample preamble encoded with it. */
+static void encode_sample(struct rq_cluster_key *k,
+                          uint8_t good[RQ_PREAMBLE_SIZE])
+{
+    struct rq_preamble p;
+    rq_cluster_key_derive(k, SECRET);
+    sample(&p);
+    assert_int_equal(rq_preamble_encode(&p, k, good), 0);
+}
+
+/* Re-MACs @buf, which a test edited, and asserts the decoder refuses it as
+ * malformed with a reason that mentions @what. */
+static void assert_edit_malformed(uint8_t buf[RQ_PREAMBLE_SIZE],
+                                  const struct rq_cluster_key *k,
+                                  const char *what)
+{
+    struct rq_preamble out;
+    char why[128] = "";
+    remac(buf, k);
+    assert_int_equal(rq_preamble_decode(buf, k, &out, why, sizeof why),
+                     RQ_MALFORMED);
+    if (strstr(why, what) == NULL) {
+        fail_msg("reason \"%s\" does not mention \"%s\"", why, what);
+    }
 }
 
 static void test_preamble_roundtrip(void **state)
@@ -113,14 +141,12 @@ static void test_preamble_every_bit_flip_and_truncation_rejected(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
-    struct rq_preamble p, out;
+    struct rq_preamble out;
     uint8_t good[RQ_PREAMBLE_SIZE];
     uint8_t buf[RQ_PREAMBLE_SIZE];
     char why[128];
 
-    rq_cluster_key_derive(&k, SECRET);
-    sample(&p);
-    assert_int_equal(rq_preamble_encode(&p, &k, good), 0);
+    encode_sample(&k, good);
 
     for (size_t bit = 0; bit < RQ_PREAMBLE_SIZE * 8; bit++) {
         memcpy(buf, good, sizeof buf);
@@ -150,37 +176,24 @@ static void test_preamble_bad_fields_are_malformed(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
-    struct rq_preamble p, out;
     uint8_t good[RQ_PREAMBLE_SIZE];
     uint8_t buf[RQ_PREAMBLE_SIZE];
-    char why[128];
 
-    rq_cluster_key_derive(&k, SECRET);
-    sample(&p);
-    assert_int_equal(rq_preamble_encode(&p, &k, good), 0);
+    encode_sample(&k, good);
 
     memcpy(buf, good, sizeof buf);
     rq_wire_put_u32_at(buf, 0x48545450u); /* "PTTH": someone speaking HTTP. */
-    remac(buf, &k);
-    assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why),
-                     RQ_MALFORMED);
-    assert_non_null(strstr(why, "magic"));
+    assert_edit_malformed(buf, &k, "magic");
 
     memcpy(buf, good, sizeof buf);
     rq_wire_put_u16_at(buf + 4, RQ_PREAMBLE_VERSION + 1);
-    remac(buf, &k);
-    assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why),
-                     RQ_MALFORMED);
-    assert_non_null(strstr(why, "version"));
+    assert_edit_malformed(buf, &k, "version");
 
     const uint16_t kinds[] = {0, 3, 0xffff};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         memcpy(buf, good, sizeof buf);
         rq_wire_put_u16_at(buf + 6, kinds[i]);
-        remac(buf, &k);
-        assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why),
-                         RQ_MALFORMED);
-        assert_non_null(strstr(why, "kind"));
+        assert_edit_malformed(buf, &k, "kind");
     }
 }
 
@@ -188,41 +201,28 @@ static void test_preamble_bad_address_is_malformed(void **state)
 {
     (void)state;
     struct rq_cluster_key k;
-    struct rq_preamble p, out;
     uint8_t good[RQ_PREAMBLE_SIZE];
     uint8_t buf[RQ_PREAMBLE_SIZE];
-    char why[128];
 
-    rq_cluster_key_derive(&k, SECRET);
-    sample(&p);
-    assert_int_equal(rq_preamble_encode(&p, &k, good), 0);
+    encode_sample(&k, good);
 
     /* No NUL anywhere in the 64 bytes. */
     memcpy(buf, good, sizeof buf);
     memset(buf + 40, 'x', RQ_PREAMBLE_ADDR);
-    remac(buf, &k);
-    assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why),
-                     RQ_MALFORMED);
-    assert_non_null(strstr(why, "NUL-terminated"));
+    assert_edit_malformed(buf, &k, "NUL-terminated");
 
     /* A control character, and a byte above 0x7e. */
     const uint8_t bad[] = {'\n', 0x7f, 0x80, 0xff};
     for (size_t i = 0; i < sizeof bad; i++) {
         memcpy(buf, good, sizeof buf);
         buf[40 + 2] = bad[i];
-        remac(buf, &k);
-        assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why),
-                         RQ_MALFORMED);
-        assert_non_null(strstr(why, "printable"));
+        assert_edit_malformed(buf, &k, "printable");
     }
 
     /* Something hidden after the terminating NUL. */
     memcpy(buf, good, sizeof buf);
     buf[40 + RQ_PREAMBLE_ADDR - 1] = 'z';
-    remac(buf, &k);
-    assert_int_equal(rq_preamble_decode(buf, &k, &out, why, sizeof why),
-                     RQ_MALFORMED);
-    assert_non_null(strstr(why, "padding"));
+    assert_edit_malformed(buf, &k, "padding");
 }
 
 static void test_preamble_encode_refuses_bad_address(void **state)
@@ -243,15 +243,6 @@ static void test_preamble_encode_refuses_bad_address(void **state)
     assert_int_equal(rq_preamble_encode(&p, &k, buf), RQ_INVALID);
 }
 
-/* A small deterministic generator so a failure can be replayed. */
-static uint64_t next_random(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 static void test_preamble_random_bytes_never_accepted(void **state)
 {
     (void)state;
@@ -264,7 +255,7 @@ static void test_preamble_random_bytes_never_accepted(void **state)
     rq_cluster_key_derive(&k, SECRET);
     for (int round = 0; round < 5000; round++) {
         for (size_t i = 0; i < sizeof buf; i++) {
-            buf[i] = (uint8_t)next_random(&seed);
+            buf[i] = (uint8_t)xorshift64(&seed);
         }
         /* Half of the buffers get a valid magic and version so the random
          * bytes reach the MAC check too. */

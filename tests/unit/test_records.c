@@ -15,15 +15,14 @@
 #include "rq_err.h"
 #include "rq_wire.h"
 
+#include "unit_util.h"
+
 /* A small fixed-seed generator, so failures reproduce. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return xorshift64(&rng_state);
 }
 
 /* Four records: keyed, unkeyed, empty key with empty value, binary. */

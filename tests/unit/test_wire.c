@@ -1,6 +1,6 @@
 /*
- * Unit tests of the little-endian codecs, the entry framing and the
- * configuration parsers.
+ * Unit tests of the little-endian codecs, the entry framing, the
+ * configuration parsers and the error texts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -245,6 +245,24 @@ static void test_err_texts_and_http_status(void **state)
     assert_int_equal(rq_err_http_status(RQ_NOQUORUM), 503);
 }
 
+static void test_err_why_formats_truncates_and_takes_null(void **state)
+{
+    (void)state;
+    char why[8];
+
+    rq_why(why, sizeof why, "%s %d", "segment", 42);
+    assert_string_equal(why, "segment"); /* Cut to 7 bytes and the NUL. */
+    rq_why(why, sizeof why, "%u", 7u);
+    assert_string_equal(why, "7");
+
+    /* No buffer, or no room: nothing is written. */
+    memcpy(why, "intact", 7);
+    rq_why(why, 0, "%s", "overwritten");
+    assert_string_equal(why, "intact");
+    rq_why(NULL, 0, "%s", "ignored");
+    rq_why(NULL, sizeof why, "%s", "ignored");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_config_errors_name_the_flag),
         cmocka_unit_test(test_peers_parse),
         cmocka_unit_test(test_err_texts_and_http_status),
+        cmocka_unit_test(test_err_why_formats_truncates_and_takes_null),
     };
     return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
 }
