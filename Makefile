@@ -61,6 +61,8 @@ COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SR
 
 .PHONY: all deps test test-unit test-integration run bench fmt clean check-deps
 .DEFAULT_GOAL := all
+# Keep object files of test binaries between runs.
+.SECONDARY:
 
 all: $(BINS)
 

@@ -43,6 +43,7 @@
 #include "atm_ledger.h"
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_fs.h"
 #include "rq_log.h"
 #include "rq_mux.h"
 #include "rq_node.h"
@@ -863,24 +864,7 @@ static void on_change(void *data, const struct rq_node_info *info)
  * ATMs never share a data directory. */
 static int lock_data_dir(struct atm *a, char *why, size_t whyn)
 {
-    char path[4096];
-    if (mkdir(a->cfg.data, 0755) != 0 && errno != EEXIST) {
-        snprintf(why, whyn, "cannot create data directory %s: %s", a->cfg.data,
-                 strerror(errno));
-        return RQ_IO;
-    }
-    snprintf(path, sizeof path, "%s/LOCK", a->cfg.data);
-    a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (a->lock_fd < 0) {
-        snprintf(why, whyn, "cannot open %s: %s", path, strerror(errno));
-        return RQ_IO;
-    }
-    if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(why, whyn, "data directory %s is in use by another process",
-                 a->cfg.data);
-        return RQ_IO;
-    }
-    return 0;
+    return rq_lock_dir(a->cfg.data, &a->lock_fd, why, whyn);
 }
 
 static int configure(struct atm *a, int argc, char **argv, char *why,

@@ -45,6 +45,7 @@
 #include "replica.h"
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_fs.h"
 #include "rq_http.h"
 #include "rq_log.h"
 #include "rq_mux.h"
@@ -653,24 +654,7 @@ static void on_signal(uv_signal_t *s, int signum)
  * brokers never share a data directory. */
 static int lock_data_dir(struct broker *b, char *why, size_t whyn)
 {
-    char path[PATH_LEN];
-    if (mkdir(b->cfg.data, 0755) != 0 && errno != EEXIST) {
-        snprintf(why, whyn, "cannot create data directory %s: %s", b->cfg.data,
-                 strerror(errno));
-        return RQ_IO;
-    }
-    snprintf(path, sizeof path, "%s/LOCK", b->cfg.data);
-    b->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (b->lock_fd < 0) {
-        snprintf(why, whyn, "cannot open %s: %s", path, strerror(errno));
-        return RQ_IO;
-    }
-    if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(why, whyn, "data directory %s is in use by another process",
-                 b->cfg.data);
-        return RQ_IO;
-    }
-    return 0;
+    return rq_lock_dir(b->cfg.data, &b->lock_fd, why, whyn);
 }
 
 static int check_addr(const char *flag, const char *addr, char *why,

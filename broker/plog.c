@@ -50,6 +50,7 @@
 #include <zlib.h>
 
 #include "rq_err.h"
+#include "rq_fs.h"
 #include "rq_log.h"
 
 #define LOG_TAG "plog"
@@ -302,37 +303,6 @@ static int write_file(const char *path, const void *data, size_t n, bool sync)
     }
     close(fd);
     return rv;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return RQ_IO;
-    }
-    int rv = fsync(fd) == 0 ? 0 : RQ_IO;
-    close(fd);
-    return rv;
-}
-
-static int mkdir_p(const char *dir)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p != '\0'; p++) {
-        if (*p != '/') {
-            continue;
-        }
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            return RQ_IO;
-        }
-        *p = '/';
-    }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        return RQ_IO;
-    }
-    return 0;
 }
 
 /* ---- Segments and the active index ---- */
@@ -1036,7 +1006,7 @@ int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
         rv = RQ_NOMEM;
         goto err_after_alloc;
     }
-    if (mkdir_p(l->dir) != 0) {
+    if (rq_mkdir_p(l->dir, NULL, 0) != 0) {
         rq_why(why, whyn, "create %s: %s", l->dir, strerror(errno));
         rv = RQ_IO;
         goto err_after_alloc;
@@ -1549,7 +1519,7 @@ int plog_sync(struct plog *l)
         return RQ_IO;
     }
     if (l->dir_dirty) {
-        if (fsync_dir(l->dir) != 0) {
+        if (rq_fsync_dir(l->dir) != 0) {
             rq_log(RQ_ERROR, "%s: fsync directory: %s", l->dir,
                    strerror(errno));
             return RQ_IO;
@@ -1646,7 +1616,7 @@ int plog_reset(struct plog *l, uint64_t next_offset, uint64_t raft_index)
     l->total_bytes = 0;
     int rv = seg_create(l, next_offset);
     if (rv == 0) {
-        rv = fsync_dir(l->dir);
+        rv = rq_fsync_dir(l->dir);
     }
     if (rv != 0) {
         l->broken = true;

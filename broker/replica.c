@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "rq_err.h"
+#include "rq_fs.h"
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_wire.h"
@@ -135,26 +136,6 @@ int replica_new(const struct replica_env *env, const struct replica_desc *d,
     return 0;
 }
 
-static int mkdir_one(const char *path, char *why, size_t whyn)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        snprintf(why, whyn, "cannot create %s: %s", path, strerror(errno));
-        return RQ_IO;
-    }
-    return 0;
-}
-
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    int rv = fsync(fd);
-    close(fd);
-    return rv;
-}
-
 int replica_save(struct replica *r, char *why, size_t whyn)
 {
     char parent[PATH_LEN];
@@ -163,9 +144,9 @@ int replica_save(struct replica *r, char *why, size_t whyn)
     int rv;
 
     snprintf(parent, sizeof parent, "%s/replicas", r->env->data_dir);
-    rv = mkdir_one(parent, why, whyn);
+    rv = rq_mkdir_p(parent, why, whyn);
     if (rv == 0) {
-        rv = mkdir_one(r->dir, why, whyn);
+        rv = rq_mkdir_p(r->dir, why, whyn);
     }
     if (rv != 0) {
         return rv;
@@ -199,8 +180,8 @@ int replica_save(struct replica *r, char *why, size_t whyn)
     }
     /* The rename is durable once the directory is synced; so is the new
      * directory's entry in its parent. */
-    if (fsync_path(r->dir, O_RDONLY | O_DIRECTORY) != 0 ||
-        fsync_path(parent, O_RDONLY | O_DIRECTORY) != 0) {
+    if (rq_fsync_dir(r->dir) != 0 ||
+        rq_fsync_dir(parent) != 0) {
         snprintf(why, whyn, "cannot sync %s: %s", r->dir, strerror(errno));
         goto err_after_text;
     }

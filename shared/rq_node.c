@@ -32,6 +32,7 @@
 
 #include "rq_entry.h"
 #include "rq_err.h"
+#include "rq_fs.h"
 #include "rq_log.h"
 
 #define LOG_TAG "rq_node"
@@ -154,37 +155,6 @@ const char *rq_role_name(enum rq_role role)
         default:
             return "unavailable";
     }
-}
-
-/* Creates @dir and its missing parents, like mkdir -p. */
-static int mkdir_p(const char *dir, char *why, size_t whyn)
-{
-    char path[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path) {
-        snprintf(why, whyn, "data directory path is empty or too long");
-        return RQ_INVALID;
-    }
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != '\0') {
-            continue;
-        }
-        char c = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            snprintf(why, whyn, "create data directory %s: %s", path,
-                     strerror(errno));
-            return RQ_IO;
-        }
-        path[i] = c;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(why, whyn, "data directory %s is not a directory", dir);
-        return RQ_IO;
-    }
-    return 0;
 }
 
 /* The last component of @dir, which names the group in log lines. */
@@ -343,7 +313,7 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                  heartbeat, election);
         return RQ_INVALID;
     }
-    rv = mkdir_p(cfg->dir, why, whyn);
+    rv = rq_mkdir_p(cfg->dir, why, whyn);
     if (rv != 0) {
         return rv;
     }
