@@ -777,7 +777,14 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None, binary="at
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
     ap.add_argument("--log-level", default=os.environ.get("ITEST_LOG_LEVEL", "info"),
                     help="the processes' --log-level (default $ITEST_LOG_LEVEL, else info)")
+    ap.add_argument("--ports", default=None, metavar="LO-HI",
+                    help="listen in this port range (default %d-%d)" % ports)
     opts = ap.parse_args()
+    if opts.ports is not None:
+        m = re.match(r"^(\d+)-(\d+)$", opts.ports)
+        if m is None or not 1024 <= int(m.group(1)) < int(m.group(2)) <= 65535:
+            ap.error("--ports wants LO-HI, e.g. 28000-28999")
+        ports = (int(m.group(1)), int(m.group(2)))
     opts.binary = os.path.abspath(os.path.join(opts.build, binary))
     if opts.seed is None:
         opts.seed = int(time.time()) & 0xFFFFFF

@@ -5,10 +5,12 @@ partition replicas on them through the internal API, as a manager would,
 and drives the data plane over HTTP: concurrent produces whose every
 acknowledged offset is read back from every replica, producer
 deduplication, redirects from followers, long polls, a broker killed with
-SIGKILL while producers keep going and restarted to catch up, a replica
-wiped and rebuilt from its peers (InstallSnapshot plus fetching batches),
-and bad input. Needs no root. Run:
-python3 tests/integration/test_broker.py [--build DIR] [-k NAME].
+SIGKILL while producers keep going and restarted to catch up, twenty
+partitions under load through a SIGKILL and a SIGSTOP longer than several
+snapshots, a replica wiped and rebuilt from its peers (InstallSnapshot plus
+fetching batches), and bad input. Replicas are compared record by record
+over HTTP and byte by byte in their segment files. Needs no root. Run:
+python3 tests/integration/test_broker.py [--build DIR] [-k NAME] [--ports LO-HI].
 """
 
 import http.client
@@ -16,10 +18,12 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,6 +76,63 @@ def expect_failure(addr, method, path, status, body=None, raw=None, what=""):
           and isinstance(obj.get("message"), str) and len(obj["message"]) > 10,
           "%s: expected a JSON failure with a message, got %r" % (what or path, obj))
     return obj, hdr
+
+
+# ---- Partition logs on disk (broker/plog.h) --------------------------------
+
+BATCH_MAGIC = 0x31425152  # "RQB1", little-endian like every field.
+BATCH_HEADER = 40  # magic, len, crc, count: u32; base offset, Raft index: u64; max ts: i64.
+
+
+def disk_batches(log_dir):
+    """The batches in a partition log's segment files, in offset order: a
+    list of (base_offset, count, raft_index, bytes). Checks each batch's
+    magic and crc, and that batches follow on from one another within a
+    segment and across segments with nothing after the last one."""
+    out = []
+    expect = None
+    for name in sorted(n for n in os.listdir(log_dir) if n.endswith(".seg")):
+        seg = int(name[:-4])
+        check(expect is None or seg == expect,
+              "%s: segment %s follows a segment ending at %s" % (log_dir, name, expect))
+        expect = seg
+        with open(os.path.join(log_dir, name), "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            where = "%s/%s at byte %d" % (log_dir, name, pos)
+            check(len(data) - pos >= BATCH_HEADER, "%s: a torn batch header" % where)
+            magic, length, crc, count, base, raft_index = struct.unpack_from("<IIIIQQ", data, pos)
+            total = 8 + length
+            check(magic == BATCH_MAGIC and BATCH_HEADER <= total <= len(data) - pos,
+                  "%s: bad magic %#x or length %d" % (where, magic, length))
+            batch = data[pos:pos + total]
+            check(zlib.crc32(batch[12:]) == crc, "%s: crc mismatch" % where)
+            check(base == expect and count > 0,
+                  "%s: batch of %d at offset %d where %d was due" % (where, count, base, expect))
+            out.append((base, count, raft_index, batch))
+            pos += total
+            expect += count
+    return out
+
+
+def batch_records(batch):
+    """A batch's records as the data plane gives them: a list of (offset,
+    value, key, timestamp_ms)."""
+    base = struct.unpack_from("<Q", batch, 16)[0]
+    out = []
+    pos = BATCH_HEADER
+    while pos < len(batch):
+        ts, klen, vlen = struct.unpack_from("<qiI", batch, pos)
+        pos += 16
+        key = None
+        if klen >= 0:
+            key = batch[pos:pos + klen].decode("utf-8")
+            pos += klen
+        value = batch[pos:pos + vlen].decode("utf-8")
+        pos += vlen
+        out.append((base + len(out), value, key, ts))
+    return out
 
 
 # ---- Brokers ---------------------------------------------------------------
@@ -192,9 +253,11 @@ class Brokers:
                    timeout, "each partition's preferred broker to lead")
         return {p: self.preferred(p) for p in partitions}
 
-    def produce(self, p, records, producer=None, seq=None, topic=TOPIC, deadline_s=30.0):
+    def produce(self, p, records, producer=None, seq=None, topic=TOPIC, deadline_s=30.0,
+                timeout=HTTP_TIMEOUT):
         """Produces until acknowledged, following 421 redirects and retrying
         503 and unreachable brokers with the same producer id and sequence.
+        @timeout bounds each request (a stopped broker never answers).
         Returns (base_offset, broker id that acknowledged)."""
         body = {"records": records}
         if producer is not None:
@@ -203,15 +266,14 @@ class Brokers:
         deadline = time.monotonic() + deadline_s
         with self.lock:
             target = self.leader_hint.get(p, 1)
-        turn = 0
         last = None
         while time.monotonic() < deadline:
             try:
-                st, obj, _ = call(self.http[target], "POST", records_path(topic, p), body)
+                st, obj, _ = call(self.http[target], "POST", records_path(topic, p), body,
+                                  timeout=timeout)
             except Unreachable as e:
                 last = str(e)
-                turn += 1
-                target = self.ids()[turn % len(self.ids())]
+                target = self._elsewhere(p, target)
                 time.sleep(0.05)
                 continue
             if st == 200:
@@ -229,12 +291,21 @@ class Brokers:
             elif st == 503 or (st == 404 and not self.hosts(target, p)):
                 # No leader yet, or a broker that no longer hosts @p.
                 time.sleep(0.1)
-                turn += 1
-                target = self.ids()[turn % len(self.ids())]
+                target = self._elsewhere(p, target)
             else:
                 raise TestFailure("produce to partition %d: %s" % (p, last))
         raise TestFailure("produce to partition %d not acknowledged in %.0fs (last: %s)"
                           % (p, deadline_s, last))
+
+    def _elsewhere(self, p, failed):
+        """The broker to try after @failed let a produce to @p down: the
+        leader another producer last saw, else the next broker in turn."""
+        with self.lock:
+            hint = self.leader_hint.get(p)
+        if hint is not None and hint != failed:
+            return hint
+        ids = self.ids()
+        return ids[(ids.index(failed) + 1) % len(ids)]
 
     def read_all(self, i, p, topic=TOPIC):
         """Every record of partition @p at broker @i, from its first offset:
@@ -296,15 +367,55 @@ class Brokers:
             out[p] = first
         return out
 
+    def log_dir(self, i, p):
+        return os.path.join(self.procs[i].data_dir, "replicas", str(p + 1), "log")
+
+    def assert_disk_identical(self, logs, ids=None):
+        """The segment files of every replica of each partition in @logs
+        ({p: records read back}) hold the same batch bytes where their
+        offset ranges overlap (segment boundaries may differ: a replica
+        that fetched batches rolls its own segments), and those batches
+        decode to the records read back. Call once writes have stopped."""
+        ids = ids or self.running()
+        for p, recs in logs.items():
+            batches = {i: disk_batches(self.log_dir(i, p)) for i in ids}
+            lo = max(bs[0][0] if bs else 0 for bs in batches.values())
+            hi = min(bs[-1][0] + bs[-1][1] if bs else 0 for bs in batches.values())
+            check(recs == [] or (recs[0][0] >= lo and recs[-1][0] < hi),
+                  "partition %d: the records read back (%d..%d) are not all on every "
+                  "replica's disk (%d..%d)" % (p, recs[0][0], recs[-1][0], lo, hi))
+            blobs = {}
+            for i, bs in batches.items():
+                inside = [b for b in bs if b[0] >= lo and b[0] + b[1] <= hi]
+                check(not inside or (inside[0][0] == lo and inside[-1][0] + inside[-1][1] == hi),
+                      "partition %d: broker%d's batches do not start at %d and end at %d"
+                      % (p, i, lo, hi))
+                blobs[i] = b"".join(b[3] for b in inside)
+                if i == ids[0]:
+                    disk = [r for b in inside for r in batch_records(b[3])]
+                    check(disk == [r for r in recs if lo <= r[0] < hi],
+                          "partition %d: broker%d's segments hold other records than it "
+                          "serves" % (p, i))
+            for i in ids[1:]:
+                if blobs[i] != blobs[ids[0]]:
+                    x, y = blobs[ids[0]], blobs[i]
+                    at = next((k for k in range(min(len(x), len(y))) if x[k] != y[k]),
+                              min(len(x), len(y)))
+                    raise TestFailure("partition %d: the batch bytes of broker%d and broker%d "
+                                      "differ (%d vs %d bytes over offsets %d..%d), first at "
+                                      "byte %d" % (p, ids[0], i, len(x), len(y), lo, hi, at))
+
 
 class Producers:
     """Threads that each produce batches as one producer (its own id and
     increasing sequence), to random partitions, until stopped; every
     acknowledgement is recorded: (partition, base offset) -> values."""
 
-    def __init__(self, brokers, rng, n_threads, partitions, max_batch=4):
+    def __init__(self, brokers, rng, n_threads, partitions, max_batch=4, timeout=HTTP_TIMEOUT):
         self.brokers = brokers
         self.partitions = list(partitions)
+        self.timeout = timeout  # Of each request.
+        self.hot = None  # When set, a list of partitions that get 4 batches in 5.
         self.acked = {}  # (p, offset) -> (value, key)
         self.by_partition = {p: 0 for p in self.partitions}
         self.lock = threading.Lock()
@@ -329,7 +440,8 @@ class Producers:
         try:
             while not self.stop_flag.is_set():
                 seq += 1
-                p = rng.choice(self.partitions)
+                hot = self.hot
+                p = rng.choice(hot if hot and rng.random() < 0.8 else self.partitions)
                 n = rng.randint(1, self.max_batch)
                 recs = []
                 for i in range(n):
@@ -338,7 +450,7 @@ class Producers:
                     if rng.random() < 0.5:
                         rec["key"] = "k%d" % rng.randint(0, 9)
                     recs.append(rec)
-                base, _ = self.brokers.produce(p, recs, producer, seq)
+                base, _ = self.brokers.produce(p, recs, producer, seq, timeout=self.timeout)
                 with self.lock:
                     for i, rec in enumerate(recs):
                         self.acked[(p, base + i)] = (rec["value"], rec.get("key"))
@@ -375,6 +487,22 @@ class Producers:
             values = [r[1] for r in recs]
             check(len(values) == len(set(values)),
                   "partition %d holds a value twice" % p)
+
+    def check_order(self, logs):
+        """In each partition of @logs, every producer's records follow one
+        another in the order it sent them (sequence, then place in the
+        batch)."""
+        for p, recs in logs.items():
+            last = {}
+            for off, value, _, _ in recs:
+                m = re.match(r"^w(\d+)-s(\d+)-r(\d+)-", value)
+                check(m is not None, "partition %d offset %d: value %r is no producer's"
+                      % (p, off, value[:40]))
+                t, order = int(m.group(1)), (int(m.group(2)), int(m.group(3)))
+                prev = last.get(t, (0, -1))
+                check(prev < order, "partition %d offset %d: producer %d's s%d-r%d after its "
+                      "s%d-r%d" % ((p, off, t) + order + prev))
+                last[t] = order
 
 
 # ---- Tests -----------------------------------------------------------------
@@ -650,6 +778,105 @@ def test_kill_restart_catch_up(ctx):
     b.wait_preferred(parts)  # The restarted broker leads its groups again.
 
 
+def test_twenty_partitions_kill_and_stop(ctx):
+    """Three brokers, twenty partitions, six concurrent producers. Under
+    load one broker is killed with SIGKILL and restarted; then another is
+    stopped with SIGSTOP while the producers keep three partitions busy
+    until its peers have taken several snapshots of them, and resumed: in
+    the groups it led it installs a snapshot manifest and fetches the
+    batches it missed. In the end
+    every replica of every partition serves the same records and holds the
+    same batch bytes on disk, and every acknowledged record is there once,
+    at its offset, in its producer's order."""
+    threads = 6
+    threshold = 64  # Brokers' --snapshot-threshold.
+    b = Brokers(ctx).start()
+    parts = range(20)
+    b.create(parts)
+    b.wait_leaders(parts)
+    # A stopped broker never answers: a short request timeout sends the
+    # producers elsewhere soon (a retry keeps its producer id and sequence).
+    prod = Producers(b, ctx.rng, threads, parts, timeout=3.0).start()
+
+    def progress(n, what):
+        before = prod.count()
+        wait_until(lambda: all(c >= before[p] + n for p, c in prod.count().items()), 60,
+                   "%d more acknowledged batches per partition %s" % (n, what))
+
+    def commits(ids):
+        """{group: the highest commit index among brokers @ids}."""
+        out = {}
+        for i in ids:
+            for gid, r in b.replicas(i).items():
+                out[gid] = max(out.get(gid, 0), r["commit"])
+        return out
+
+    progress(2, "at the start")
+    # Broker 1 is the preferred leader of partitions 2, 5, 8 and so on:
+    # once leadership has settled, killing it forces elections.
+    b.wait_preferred(parts)
+    killed, stopped = 1, 2
+    others = [i for i in b.ids() if i != killed]
+    b[killed].kill()
+    progress(2, "without broker%d" % killed)
+    b.start([killed])
+    due = commits(others)
+    wait_until(lambda: all(r["state"] == "ready" and r["applied"] >= due[gid]
+                           for gid, r in b.replicas(killed).items()), 30,
+               "broker%d to apply what its groups committed while it was down" % killed)
+    progress(2, "after broker%d's restart" % killed)
+
+    # A member that is stopped, not dead, keeps its connections, and the
+    # kernel queues what is sent to it. Its leaders go on streaming entries
+    # to it (libraft stays in pipeline mode while sends succeed): resumed, it
+    # reads that backlog and needs no snapshot. The groups it led elect new
+    # leaders, whose probes (one per heartbeat) carry every entry from the
+    # new leader's end at election to its end now, until a snapshot
+    # compacts the entry before them (128 are kept behind a snapshot, one is
+    # taken every @threshold); after that they are empty. Resumed, the member
+    # takes the entries of the last full probe and asks for the rest, which
+    # a leader that has moved as far again has compacted too: it sends a
+    # snapshot manifest, and the member fetches the batches behind it. The
+    # margin covers entries in flight at the stop. The busy partitions are
+    # two the stopped broker leads and one it follows.
+    b.wait_preferred(parts)
+    hot = [0, 3, 1]
+    led = hot[:2]
+    others = [i for i in b.ids() if i != stopped]
+    reps = b.replicas(stopped)
+    check(all(reps[p + 1]["role"] == "leader" for p in led),
+          "broker%d does not lead partitions %s any more" % (stopped, led))
+    b[stopped].pause()
+    prod.hot = hot
+    at_stop = commits(others)
+    need = 2 * (128 + threshold) + 2 * threads + 16
+
+    def moved_on():
+        now = commits(others)
+        return all(now[p + 1] >= at_stop[p + 1] + need for p in hot)
+
+    wait_until(moved_on, 60, "%d entries in partitions %s while broker%d is stopped"
+               % (need, hot, stopped), interval=0.2)
+    b[stopped].resume()
+    prod.hot = None
+    progress(2, "after broker%d resumed" % stopped)
+    prod.stop()
+
+    b.wait_converged(parts, timeout=60)
+    logs = b.assert_identical(parts)
+    prod.check_against(logs)
+    prod.check_order(logs)
+    check(sum(len(r) for r in logs.values()) == len(prod.acked),
+          "the logs hold records nobody acknowledged")
+    b.assert_disk_identical(logs)
+    log = "\n".join(b[stopped].log_tail(1000000))
+    for p in led:
+        check(re.search(r"group %d: restored manifest at raft index \d+: gap" % (p + 1), log)
+              and "group %d: gap closed" % (p + 1) in log,
+              "broker%d's log shows no snapshot installed in group %d and its gap closed"
+              % (stopped, p + 1))
+
+
 def test_replica_rebuilt_from_peers(ctx):
     """A follower's replica is deleted (its data with it) and created again
     with bootstrap=false while its group still lists it: it gets a
@@ -677,6 +904,7 @@ def test_replica_rebuilt_from_peers(ctx):
     b.wait_converged([0])
     logs = b.assert_identical([0])
     check([r[1] for r in logs[0]] == values, "the rebuilt log holds other values")
+    b.assert_disk_identical(logs)
     log = "\n".join(b[victim].log_tail(100000))
     check(re.search(r"g1: fetching offsets 0\.\.", log) is not None,
           "broker%d's log shows no fetch from offset 0" % victim)
@@ -690,5 +918,6 @@ if __name__ == "__main__":
         test_bad_input,
         test_retention,
         test_kill_restart_catch_up,
+        test_twenty_partitions_kill_and_stop,
         test_replica_rebuilt_from_peers,
     ], binary="broker", ports=(26000, 26999))
