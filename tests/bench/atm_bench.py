@@ -74,6 +74,7 @@ def main():
     opts = ap.parse_args()
     opts.binary = os.path.abspath(os.path.join(opts.build, "atm"))
     opts.seed = 1
+    opts.log_level = "warn"  # The harness reads it; the cluster args below say warn too.
     if not os.access(opts.binary, os.X_OK):
         raise SystemExit("bench: no %s (make all)" % opts.binary)
     ctx = harness.Context(opts, "bench", harness.PortPool(24000, 24999))
