@@ -39,6 +39,7 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
         echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle -lz) -lm
 
 SHARED_SRC := $(wildcard shared/*.c)
+SHARED_ASM := $(wildcard shared/*.S)
 ATM_MAIN := atm/atm.c
 ATM_SRC := $(filter-out $(ATM_MAIN),$(wildcard atm/*.c))
 BROKER_MAIN := broker/broker.c
@@ -46,7 +47,7 @@ BROKER_SRC := $(filter-out $(BROKER_MAIN),$(wildcard broker/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
 
-obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+obj = $(patsubst %.S,$(BUILD)/obj/%.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1)))
 
 LIB_SHARED := $(BUILD)/lib/libshared.a
 LIB_ATM := $(BUILD)/lib/libatm.a
@@ -84,7 +85,12 @@ $(BUILD)/obj/%.o: %.c
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
-$(LIB_SHARED): $(call obj,$(SHARED_SRC))
+$(BUILD)/obj/%.o: %.S
+	@mkdir -p $(dir $@)
+	@echo "AS $<"
+	@$(CC) $(CPPFLAGS) -c $< -o $@
+
+$(LIB_SHARED): $(call obj,$(SHARED_SRC) $(SHARED_ASM))
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^
 

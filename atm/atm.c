@@ -41,6 +41,7 @@
 #include "atm_cmd.h"
 #include "atm_fsm.h"
 #include "atm_ledger.h"
+#include "rq_aio.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_fs.h"
@@ -1034,6 +1035,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "atm: %s\n", why);
         return 2;
     }
+    rv = rq_aio_init(why, sizeof why);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
+    }
     rv = start(&a, why, sizeof why);
     if (rv != 0) {
         /* Nothing is running yet that could lose data: exit at once and let
@@ -1055,6 +1060,7 @@ int main(int argc, char **argv)
     if (a.lock_fd >= 0) {
         close(a.lock_fd);
     }
+    rq_aio_close();
     rq_log(RQ_INFO, "stopped");
     return a.exit_code;
 }

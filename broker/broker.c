@@ -43,6 +43,7 @@
 
 #include "api.h"
 #include "replica.h"
+#include "rq_aio.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_fs.h"
@@ -834,6 +835,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "broker: %s\n", why);
         return 2;
     }
+    rv = rq_aio_init(why, sizeof why);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
+    }
     rv = start(&b, why, sizeof why);
     if (rv != 0) {
         /* Nothing is running yet that could lose data: exit at once and let
@@ -850,6 +855,7 @@ int main(int argc, char **argv)
     if (b.lock_fd >= 0) {
         close(b.lock_fd);
     }
+    rq_aio_close();
     rq_log(RQ_INFO, "stopped");
     return 0;
 }
