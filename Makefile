@@ -44,6 +44,8 @@ ATM_MAIN := atm/atm.c
 ATM_SRC := $(filter-out $(ATM_MAIN),$(wildcard atm/*.c))
 BROKER_MAIN := broker/broker.c
 BROKER_SRC := $(filter-out $(BROKER_MAIN),$(wildcard broker/*.c))
+MANAGER_MAIN := manager/manager.c
+MANAGER_SRC := $(filter-out $(MANAGER_MAIN),$(wildcard manager/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
 
@@ -52,11 +54,13 @@ obj = $(patsubst %.S,$(BUILD)/obj/%.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1)))
 LIB_SHARED := $(BUILD)/lib/libshared.a
 LIB_ATM := $(BUILD)/lib/libatm.a
 LIB_BROKER := $(BUILD)/lib/libbroker.a
-APP_LIBS := $(if $(BROKER_SRC),$(LIB_BROKER)) $(if $(ATM_SRC),$(LIB_ATM)) \
-            $(LIB_SHARED)
+LIB_MANAGER := $(BUILD)/lib/libmanager.a
+APP_LIBS := $(if $(MANAGER_SRC),$(LIB_MANAGER)) $(if $(BROKER_SRC),$(LIB_BROKER)) \
+            $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED)
 
 BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
-        $(if $(wildcard $(BROKER_MAIN)),$(BUILD)/broker)
+        $(if $(wildcard $(BROKER_MAIN)),$(BUILD)/broker) \
+        $(if $(wildcard $(MANAGER_MAIN)),$(BUILD)/manager)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
@@ -101,6 +105,13 @@ $(LIB_ATM): $(call obj,$(ATM_SRC))
 $(LIB_BROKER): $(call obj,$(BROKER_SRC))
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^
+
+$(LIB_MANAGER): $(call obj,$(MANAGER_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/manager: $(call obj,$(MANAGER_MAIN)) $(APP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/atm: $(call obj,$(ATM_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

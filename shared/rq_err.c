@@ -49,6 +49,7 @@ int rq_err_http_status(int code)
         case RQ_TIMEOUT:
         case RQ_SHUTDOWN:
         case RQ_CONNECT:
+        case RQ_NOBROKERS:
             return 503;
         default:
             return 500;

@@ -29,7 +29,8 @@
     X(RQ_INSUFFICIENT, "insufficient funds") \
     X(RQ_OVERFLOW, "amount overflows")       \
     X(RQ_RAFT, "raft library error")         \
-    X(RQ_CONNECT, "cannot connect")
+    X(RQ_CONNECT, "cannot connect")          \
+    X(RQ_NOBROKERS, "not enough live brokers")
 
 enum rq_err {
     RQ_OK = 0,

@@ -1,0 +1,137 @@
+/*
+ * The typed commands of the manager state machine and their binary codec.
+ *
+ * Clients never send SQL: the leader turns each admitted request into one
+ * of these commands, encodes it as a Raft entry payload, and every manager
+ * decodes and applies it to its SQLite store (mstore.h). Everything an
+ * apply needs is in the command (times, placements, expected values), so
+ * applying is deterministic on every manager; ids are allocated by the
+ * store from counters inside the state.
+ *
+ * Encoding (little-endian, shared/rq_wire.h): u8 version (1), u8 type,
+ * then the type's fields in the order declared below; strings are u32
+ * length + bytes (no NUL), lists are u32 count + items. Decoding is total:
+ * any byte string either decodes to a valid command or fails with
+ * RQ_MALFORMED and a reason, never reading out of bounds.
+ */
+#ifndef MCMD_H
+#define MCMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rq_wire.h"
+
+#define MCMD_VERSION 1
+#define MCMD_RF 3                /* replicas per partition */
+#define MCMD_MAX_PARTITIONS 1024 /* per topic */
+#define MCMD_MAX_OFFSETS 1024    /* per offset commit */
+#define MCMD_NAME_MAX 128        /* topic names */
+#define MCMD_ADDR_MAX 255        /* HOST:PORT */
+
+enum mcmd_type {
+    MCMD_MANAGER_ADDR =
+        1, /* a manager's addresses (leaders publish their own) */
+    MCMD_BROKER_REGISTER, /* a broker joins or re-registers */
+    MCMD_BROKER_STATE,    /* liveness or admin state change */
+    MCMD_TOPIC_CREATE,
+    MCMD_TOPIC_DELETE,
+    MCMD_PRODUCER_REGISTER,
+    MCMD_CONSUMER_REGISTER,
+    MCMD_OFFSET_COMMIT,      /* consumer offsets, optionally compare-and-set */
+    MCMD_PARTITION_REPLICAS, /* a partition's members after a membership change
+                              */
+};
+
+enum mbroker_state {
+    MBROKER_ALIVE = 1,
+    MBROKER_SUSPECT, /* heartbeats late; still a member everywhere */
+    MBROKER_DEAD, /* dead past the repair time: its replicas are being replaced
+                   */
+    MBROKER_DRAINING, /* admin drain: replicas move off, takes no new ones */
+    MBROKER_REMOVED,  /* gone for good; kept so ids are never reused */
+};
+
+struct mcmd_offset {
+    uint32_t partition_id;
+    uint64_t offset;   /* the next offset to read */
+    uint64_t expected; /* compare-and-set: the offset the proposer read, or
+                          MCMD_ANY */
+};
+
+#define MCMD_ANY UINT64_MAX
+#define MCMD_NO_PARTITION UINT32_MAX
+
+struct mcmd {
+    enum mcmd_type type;
+    uint64_t now_ms; /* the leader's wall clock when it proposed */
+    union {
+        struct {
+            uint32_t id;
+            char raft_addr[MCMD_ADDR_MAX + 1];
+            char http_addr[MCMD_ADDR_MAX + 1];
+        } manager;
+        struct {
+            uint32_t id;
+            char raft_addr[MCMD_ADDR_MAX + 1];
+            char http_addr[MCMD_ADDR_MAX + 1];
+        } broker_register;
+        struct {
+            uint32_t id;
+            enum mbroker_state state;
+        } broker_state;
+        struct {
+            char name[MCMD_NAME_MAX + 1];
+            uint32_t n_partitions;
+            uint64_t retention_bytes; /* 0: the default */
+            uint64_t retention_ms;    /* 0: the default */
+            /* replicas[p][0..2]: broker ids; replicas[p][0] is the preferred
+             * leader. */
+            uint32_t (
+                *replicas)[MCMD_RF]; /* malloc'd by decode; mcmd_clear frees */
+        } topic_create;
+        struct {
+            char name[MCMD_NAME_MAX + 1];
+        } topic_delete;
+        struct {
+            char topic[MCMD_NAME_MAX + 1];
+            uint32_t partition_id; /* MCMD_NO_PARTITION: not bound */
+        } client_register;         /* producers and consumers */
+        struct {
+            uint64_t consumer_id;
+            uint32_t cursor; /* the consumer's round-robin position after this
+                                step */
+            uint32_t n;
+            struct mcmd_offset
+                *offsets; /* malloc'd by decode; mcmd_clear frees */
+        } offset_commit;
+        struct {
+            char topic[MCMD_NAME_MAX + 1];
+            uint32_t partition_id;
+            uint64_t expected_epoch; /* the replica-set epoch the plan was made
+                                        from */
+            uint32_t replicas[MCMD_RF];
+        } partition_replicas;
+    } u;
+};
+
+/*
+ * Encodes @c into @out (rq_buf_init'd by the caller). Returns 0, or
+ * RQ_INVALID when a field is out of range (names, counts), RQ_NOMEM.
+ */
+int mcmd_encode(const struct mcmd *c, struct rq_buf *out);
+
+/*
+ * Decodes @len bytes at @buf into @c (its lists malloc'd; release with
+ * mcmd_clear). Returns 0, or RQ_MALFORMED with @why, or RQ_NOMEM.
+ */
+int mcmd_decode(const uint8_t *buf, size_t len, struct mcmd *c, char *why,
+                size_t whyn);
+
+/* Frees the lists a decode (or the caller) attached to @c. */
+void mcmd_clear(struct mcmd *c);
+
+const char *mcmd_type_name(enum mcmd_type t);
+const char *mbroker_state_name(enum mbroker_state s);
+
+#endif /* MCMD_H */

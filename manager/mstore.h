@@ -1,0 +1,155 @@
+/*
+ * The manager's metadata in SQLite, changed only by applying committed
+ * commands (mcmd.h).
+ *
+ * One database file per manager (DATA/meta.db) in WAL mode. Each apply
+ * runs inside a transaction that stays open across the entries libraft
+ * applies in one burst and is committed by mstore_flush (the manager calls
+ * it once per loop turn, before answering anyone), so a burst of entries
+ * costs one commit. The index of the last applied entry is stored in the
+ * same transaction, so after a crash the entries replayed from the Raft log
+ * that the file already holds are skipped (mstore_apply returns without
+ * change for index <= mstore_applied_index).
+ *
+ * Snapshots are the serialized database (sqlite3_serialize); restoring
+ * replaces the whole content (sqlite3_deserialize into a scratch handle,
+ * then the backup API into the file), so a snapshot is an exact copy.
+ * Metadata is small (a topic is a few hundred bytes), so this is cheap.
+ *
+ * Schema (every table, and nothing else, is in a snapshot):
+ *   meta(key TEXT PRIMARY KEY, value INTEGER)   -- applied_index, next ids
+ *   managers(id, raft_addr, http_addr)
+ *   brokers(id, raft_addr, http_addr, state, registered_ms, state_ms)
+ *   topics(name, created_ms, retention_bytes, retention_ms, n_partitions)
+ *   partitions(topic, partition_id, group_id UNIQUE, epoch, r0, r1, r2)
+ *   producers(id, topic, partition_id NULL, rr_cursor)
+ *   consumers(id, topic, partition_id NULL, rr_cursor)
+ *   offsets(consumer_id, partition_id, next_offset)
+ * Ids (producers, consumers, group ids) come from counters in meta and are
+ * never reused, even after a topic is deleted.
+ *
+ * Apply results (the uint64 that reaches the proposer through rq_fsm):
+ * MSTORE_OK(v) for success with a value (a new id, a topic's first group
+ * id, or 0), MSTORE_ERR(code) for a refusal decided by the state (code an
+ * RQ_* error: RQ_EXISTS for a topic that exists, RQ_NOTFOUND for an unknown
+ * topic/consumer/broker, RQ_INVALID for a partition out of range or a
+ * compare-and-set that lost). A refusal changes nothing.
+ */
+#ifndef MSTORE_H
+#define MSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcmd.h"
+
+#define MSTORE_ERR_BIT (UINT64_C(1) << 63)
+#define MSTORE_OK(v) ((uint64_t)(v) & ~MSTORE_ERR_BIT)
+#define MSTORE_ERR(code) (MSTORE_ERR_BIT | (uint64_t)(uint32_t)(code))
+#define MSTORE_IS_ERR(r) (((r)&MSTORE_ERR_BIT) != 0)
+#define MSTORE_ERR_CODE(r) ((int)(uint32_t)(r))
+
+struct mstore;
+
+/* Opens (creating if needed) the database at @path. 0, or RQ_IO/RQ_NOMEM
+ * with @why. */
+int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn);
+/* Flushes and closes; NULL is a no-op. */
+void mstore_close(struct mstore *s);
+
+/*
+ * Applies the committed command at @index (encoded by mcmd_encode) and
+ * sets *result. Undecodable payloads are logged and skipped (result
+ * MSTORE_ERR(RQ_MALFORMED)), like every other deterministic refusal.
+ * Returns 0, or RQ_IO/RQ_NOMEM when SQLite failed (nothing applied; the
+ * caller retries the same entry).
+ */
+int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
+                 size_t len, uint64_t *result);
+/* Commits the open transaction, if any. 0 or RQ_IO. */
+int mstore_flush(struct mstore *s);
+uint64_t mstore_applied_index(const struct mstore *s);
+
+/* The whole database as one malloc'd buffer (*out, *len). 0, RQ_IO, RQ_NOMEM.
+ */
+int mstore_snapshot(struct mstore *s, uint8_t **out, size_t *len);
+/* Replaces the whole database with a snapshot's bytes (borrowed). A
+ * snapshot that is not a valid database of this schema is RQ_MALFORMED and
+ * changes nothing. */
+int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
+                   size_t whyn);
+
+/* Queries: read the applied state (including the open transaction). Each
+ * returns 0, RQ_NOTFOUND, or RQ_IO/RQ_NOMEM. Lists are malloc'd arrays the
+ * caller frees with free(). */
+
+struct mstore_manager {
+    uint32_t id;
+    char raft_addr[MCMD_ADDR_MAX + 1];
+    char http_addr[MCMD_ADDR_MAX + 1];
+};
+
+struct mstore_broker {
+    uint32_t id;
+    char raft_addr[MCMD_ADDR_MAX + 1];
+    char http_addr[MCMD_ADDR_MAX + 1];
+    enum mbroker_state state;
+    uint64_t registered_ms;
+    uint64_t state_ms;
+    uint32_t n_replicas;  /* partitions placed on it */
+    uint32_t n_preferred; /* partitions whose preferred leader it is */
+};
+
+struct mstore_partition {
+    char topic[MCMD_NAME_MAX + 1];
+    uint32_t partition_id;
+    uint64_t group_id;
+    uint64_t epoch; /* bumped by every MCMD_PARTITION_REPLICAS */
+    uint32_t replicas[MCMD_RF];
+};
+
+struct mstore_topic {
+    char name[MCMD_NAME_MAX + 1];
+    uint64_t created_ms;
+    uint64_t retention_bytes;
+    uint64_t retention_ms;
+    uint32_t n_partitions;
+};
+
+struct mstore_client {
+    uint64_t id;
+    char topic[MCMD_NAME_MAX + 1];
+    uint32_t partition_id; /* MCMD_NO_PARTITION when not bound */
+    uint32_t rr_cursor;
+};
+
+struct mstore_offset {
+    uint32_t partition_id;
+    uint64_t next_offset; /* 0 when never committed */
+};
+
+int mstore_managers(struct mstore *s, struct mstore_manager **out, size_t *n);
+int mstore_manager(struct mstore *s, uint32_t id, struct mstore_manager *out);
+int mstore_brokers(struct mstore *s, struct mstore_broker **out, size_t *n);
+int mstore_broker(struct mstore *s, uint32_t id, struct mstore_broker *out);
+/* Topic names in name order. */
+int mstore_topics(struct mstore *s, struct mstore_topic **out, size_t *n);
+int mstore_topic(struct mstore *s, const char *name, struct mstore_topic *out);
+/* A topic's partitions in partition order (RQ_NOTFOUND for an unknown topic).
+ */
+int mstore_partitions(struct mstore *s, const char *topic,
+                      struct mstore_partition **out, size_t *n);
+/* Every partition of every topic (for reconciliation and placement). */
+int mstore_all_partitions(struct mstore *s, struct mstore_partition **out,
+                          size_t *n);
+int mstore_partition_by_group(struct mstore *s, uint64_t group_id,
+                              struct mstore_partition *out);
+int mstore_producer(struct mstore *s, uint64_t id, struct mstore_client *out);
+int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out);
+/* A consumer's committed offsets for every partition of its topic, in
+ * partition order (partitions never committed have next_offset 0). */
+int mstore_offsets(struct mstore *s, uint64_t consumer_id,
+                   struct mstore_offset **out, size_t *n);
+
+#endif /* MSTORE_H */

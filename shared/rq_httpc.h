@@ -1,0 +1,68 @@
+/*
+ * An HTTP client on the libuv loop: libcurl's multi interface driven by
+ * uv_poll handles and one uv_timer (curl_multi_socket_action), so managers
+ * and brokers call each other without threads and without blocking the
+ * loop. Connections are reused (keep-alive) per host.
+ *
+ * One request: method, URL, optional headers and body, a total timeout;
+ * the callback gets the HTTP status (0 when no response arrived), the
+ * response body and, on failure, a reason. Every started request calls its
+ * callback exactly once, on the loop thread, also when the client closes
+ * (status 0, RQ_CANCELED). A function that returns an error never calls
+ * the callback.
+ */
+#ifndef RQ_HTTPC_H
+#define RQ_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct rq_httpc;
+
+struct rq_httpc_resp {
+    int err; /* 0, or RQ_TIMEOUT, RQ_CONNECT, RQ_CANCELED, RQ_IO, RQ_TOOBIG */
+    long status;      /* HTTP status; 0 when no response arrived */
+    const char *body; /* response body (NUL-terminated; borrowed until the
+                         callback returns) */
+    size_t body_len;
+    const char *
+        why; /* a reason when err != 0 ("connect to 127.0.0.1:8001: refused") */
+    const char *retry_after; /* the Retry-After header, or NULL */
+};
+
+typedef void (*rq_httpc_cb)(void *data, const struct rq_httpc_resp *resp);
+
+struct rq_httpc_req {
+    const char *method; /* "GET", "POST", "DELETE", ... */
+    const char *url;    /* "http://HOST:PORT/path?query" */
+    const char *const
+        *headers;     /* NULL-terminated "Name: value" lines, or NULL */
+    const void *body; /* copied; may be NULL */
+    size_t body_len;
+    unsigned timeout_ms; /* whole request; 0 means 10 s */
+    size_t max_response; /* bytes; 0 means 64 MiB; more is RQ_TOOBIG */
+};
+
+/* A client on @loop. 0, or RQ_NOMEM/RQ_IO with @why. */
+int rq_httpc_new(uv_loop_t *loop, struct rq_httpc **out, char *why,
+                 size_t whyn);
+
+/*
+ * Starts a request. 0 (the callback will run), or RQ_INVALID/RQ_NOMEM/
+ * RQ_SHUTDOWN (the callback will not run).
+ */
+int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
+                rq_httpc_cb cb, void *data);
+
+/* Requests started and not yet answered. */
+size_t rq_httpc_pending(const struct rq_httpc *c);
+
+/*
+ * Cancels every pending request (their callbacks run with RQ_CANCELED),
+ * closes the handles and frees the client; @cb (may be NULL) runs once
+ * everything is released.
+ */
+void rq_httpc_close(struct rq_httpc *c, void (*cb)(void *data), void *data);
+
+#endif /* RQ_HTTPC_H */
