@@ -1027,8 +1027,9 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
         mcmd_clear(&c);
     }
     if (rv == 0 && MSTORE_IS_ERR(res)) {
-        /* Refusals write nothing; rolling back keeps it so whatever an
-         * apply_* might do before deciding. */
+        /* Every apply_* decides a refusal before its first write; the
+         * rollback makes that hold even if one is changed to write
+         * first. */
         rv = run(s, ST_ROLLBACK_TO);
     }
     if (rv == 0) {
