@@ -1258,6 +1258,9 @@ static int collect(struct mstore *s, enum stmt_id id, size_t size, read_fn read,
             items = p;
             cap = ncap;
         }
+        /* Zeroed first: string tails and padding are then defined, so
+         * results compare with memcmp. */
+        memset(items + count * size, 0, size);
         read(st, items + count * size);
         count++;
     }
@@ -1277,10 +1280,12 @@ err:
 }
 
 /* Runs a bound single-row statement into @item; 0 or RQ_NOTFOUND. */
-static int lookup(struct mstore *s, enum stmt_id id, read_fn read, void *item)
+static int lookup(struct mstore *s, enum stmt_id id, read_fn read, void *item,
+                  size_t size)
 {
     int rv = row(s, id);
     if (rv == 0) {
+        memset(item, 0, size);
         read(s->st[id], item);
         done(s, id);
     }
@@ -1295,7 +1300,7 @@ int mstore_managers(struct mstore *s, struct mstore_manager **out, size_t *n)
 int mstore_manager(struct mstore *s, uint32_t id, struct mstore_manager *out)
 {
     bind_u64(s->st[ST_MANAGER_GET], 1, id);
-    return lookup(s, ST_MANAGER_GET, read_manager, out);
+    return lookup(s, ST_MANAGER_GET, read_manager, out, sizeof *out);
 }
 
 int mstore_brokers(struct mstore *s, struct mstore_broker **out, size_t *n)
@@ -1306,7 +1311,7 @@ int mstore_brokers(struct mstore *s, struct mstore_broker **out, size_t *n)
 int mstore_broker(struct mstore *s, uint32_t id, struct mstore_broker *out)
 {
     bind_u64(s->st[ST_BROKER_GET], 1, id);
-    return lookup(s, ST_BROKER_GET, read_broker, out);
+    return lookup(s, ST_BROKER_GET, read_broker, out, sizeof *out);
 }
 
 int mstore_topics(struct mstore *s, struct mstore_topic **out, size_t *n)
@@ -1317,7 +1322,7 @@ int mstore_topics(struct mstore *s, struct mstore_topic **out, size_t *n)
 int mstore_topic(struct mstore *s, const char *name, struct mstore_topic *out)
 {
     bind_text(s->st[ST_TOPIC_GET], 1, name);
-    return lookup(s, ST_TOPIC_GET, read_topic, out);
+    return lookup(s, ST_TOPIC_GET, read_topic, out, sizeof *out);
 }
 
 int mstore_partitions(struct mstore *s, const char *topic,
@@ -1344,19 +1349,19 @@ int mstore_partition_by_group(struct mstore *s, uint64_t group_id,
                               struct mstore_partition *out)
 {
     bind_u64(s->st[ST_PARTITION_BY_GROUP], 1, group_id);
-    return lookup(s, ST_PARTITION_BY_GROUP, read_partition, out);
+    return lookup(s, ST_PARTITION_BY_GROUP, read_partition, out, sizeof *out);
 }
 
 int mstore_producer(struct mstore *s, uint64_t id, struct mstore_client *out)
 {
     bind_u64(s->st[ST_PRODUCER_GET], 1, id);
-    return lookup(s, ST_PRODUCER_GET, read_client, out);
+    return lookup(s, ST_PRODUCER_GET, read_client, out, sizeof *out);
 }
 
 int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out)
 {
     bind_u64(s->st[ST_CONSUMER_GET], 1, id);
-    return lookup(s, ST_CONSUMER_GET, read_client, out);
+    return lookup(s, ST_CONSUMER_GET, read_client, out, sizeof *out);
 }
 
 int mstore_offsets(struct mstore *s, uint64_t consumer_id,
