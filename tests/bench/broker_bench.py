@@ -3,7 +3,7 @@
 1. Idle replicas: three brokers each hosting N partition replicas (1,000 by
    default) with nothing produced; CPU (share of one core), RSS, disk and
    open descriptors per broker, in total and per replica; then the same
-   after restarting all three with a longer heartbeat (the restart is timed).
+   after restarting all three with other timing (the restart is timed).
 2. Produce throughput: three brokers on 127.0.0.1, replication factor 3,
    1 KiB values in batches, several client processes posting to the
    partition leaders; acknowledged MB/s and records/s, and how the CPU was
@@ -594,8 +594,8 @@ def figure_throughput(opts, ctx):
     n = opts.partitions
     if opts.only != "latency":
         print("\n== 2. Produce throughput (target: >= 50 MB/s committed)")
-        print("  config: 3 brokers on 127.0.0.1, release defaults (election 1000 ms, heartbeat "
-              "100 ms, snapshot threshold 4096) but for --raft-segment-size; RF 3, %d partitions, "
+        print("  config: 3 brokers on 127.0.0.1, release defaults (election 2500 ms, heartbeat "
+              "250 ms, snapshot threshold 4096) but for --raft-segment-size; RF 3, %d partitions, "
               "%d-byte values, %.0f s per run after 1 s of warm-up; %d client processes whose "
               "threads each keep one request in flight; MB/s counts acknowledged value bytes"
               % (n, VALUE_BYTES, opts.secs, opts.procs))
@@ -757,13 +757,22 @@ def parse_timing(text):
     return [tuple(int(x) for x in part.split("/")) for part in text.split(",")]
 
 
+def parse_ports(text):
+    """"26000-26999" -> (26000, 26999)."""
+    lo, sep, hi = text.partition("-")
+    if not sep or not lo.isdigit() or not hi.isdigit() or int(lo) > int(hi):
+        raise argparse.ArgumentTypeError("--ports wants LO-HI, e.g. 26000-26999")
+    return int(lo), int(hi)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--only", choices=["idle", "throughput", "latency", "restart"])
     ap.add_argument("--idle-partitions", type=int, default=1000)
-    ap.add_argument("--idle-timing", type=parse_timing, default=parse_timing("1000/100,2500/250"),
-                    help="election/heartbeat ms of each idle phase (the brokers restart between)")
+    ap.add_argument("--idle-timing", type=parse_timing, default=parse_timing("2500/250,1000/100"),
+                    help="election/heartbeat ms of each idle phase (the brokers restart between); "
+                    "the first is the broker's default")
     ap.add_argument("--idle-sample-s", type=float, default=10.0)
     ap.add_argument("--idle-wait-s", type=float, default=120.0)
     ap.add_argument("--partitions", type=int, default=12)
@@ -781,6 +790,8 @@ def main():
     ap.add_argument("--restart-mib", type=int, default=1024)
     ap.add_argument("--restart-batch", type=int, default=1000)
     ap.add_argument("--restart-threads", type=int, default=4)
+    ap.add_argument("--ports", type=parse_ports, default=(27000, 27999), metavar="LO-HI",
+                    help="listen in this port range (default 27000-27999)")
     opts = ap.parse_args()
     opts.binary = os.path.abspath(os.path.join(opts.build, "broker"))
     opts.seed = 1
@@ -788,7 +799,7 @@ def main():
         raise SystemExit("bench: no %s (make all)" % opts.binary)
     print("\nBroker: release build %s, nproc %d, everything on 127.0.0.1"
           % (opts.binary, os.cpu_count()))
-    ports = harness.PortPool(27000, 27999)
+    ports = harness.PortPool(*opts.ports)
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt("signal %d" % signum)
