@@ -514,11 +514,41 @@ static void barrier_cb(struct raft_barrier *r, int status)
     request_done(req, status_from_raft(req->node, status), 0);
 }
 
+int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
+                        rq_node_done_cb cb, void *data)
+{
+    struct raft_buffer buf = *entry;
+    struct request *req;
+    int rv;
+
+    if (n->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!rq_node_ready(n)) {
+        return RQ_NOTLEADER;
+    }
+    assert(buf.len % 8 == 0 && buf.len >= RQ_ENTRY_HEADER);
+    req = request_new(n, cb, data);
+    if (req == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    req->req.apply.data = req;
+    rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
+    if (rv != 0) {
+        /* raft_apply() leaves the buffer to the caller when it fails. */
+        rq_log(RQ_WARN, "%s: raft_apply: %s", n->label, raft_strerror(rv));
+        request_unlink(req);
+        free(req);
+        return error_from_raft(rv);
+    }
+    /* raft owns buf.base now. */
+    return 0;
+}
+
 int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
                   rq_node_done_cb cb, void *data)
 {
     struct raft_buffer buf;
-    struct request *req;
     int rv;
 
     if (n->closing) {
@@ -531,27 +561,10 @@ int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
     if (rv != 0) {
         return rv;
     }
-    req = request_new(n, cb, data);
-    if (req == NULL) {
-        rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-        goto err_after_encode;
-    }
-    req->req.apply.data = req;
-    rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
+    rv = rq_node_apply_entry(n, &buf, cb, data);
     if (rv != 0) {
-        rq_log(RQ_WARN, "%s: raft_apply: %s", n->label, raft_strerror(rv));
-        rv = error_from_raft(rv);
-        goto err_after_request;
+        raft_free(buf.base);
     }
-    /* raft owns buf.base now. */
-    return 0;
-
-err_after_request:
-    request_unlink(req);
-    free(req);
-err_after_encode:
-    /* raft_apply() leaves the buffer to us when it fails. */
-    raft_free(buf.base);
     return rv;
 }
 
