@@ -233,6 +233,8 @@ int replica_open(struct replica *r, char *why, size_t whyn)
         .election_timeout_ms = env->election_timeout_ms,
         .heartbeat_timeout_ms = env->heartbeat_ms,
         .snapshot_threshold = env->snapshot_threshold,
+        .log_memory_bytes = env->raft_log_memory_bytes,
+        .trailing_bytes = env->raft_log_trailing_bytes,
         .segment_size = env->raft_segment_size,
         .pre_vote = true,
     };

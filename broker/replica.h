@@ -56,6 +56,8 @@ struct replica_env {
     unsigned election_timeout_ms;
     unsigned heartbeat_ms;
     unsigned snapshot_threshold;
+    uint64_t raft_log_memory_bytes; /* 0: snapshots by entry count only. */
+    uint64_t raft_log_trailing_bytes;
     size_t raft_segment_size;
     uint64_t segment_bytes;
 };

@@ -42,6 +42,12 @@ struct rq_node_config {
      * how long a follower stays behind when it drops a snapshot because it
      * was taking one of its own at that moment (0.15 sends no reply then). */
     unsigned install_snapshot_timeout_ms;
+    /* Snapshots by bytes as well (rq_logmem.h): once about
+     * log_memory_bytes of entries are in the log since the last snapshot,
+     * keeping about trailing_bytes of entries before it; the two entry
+     * counts above stay the upper bounds. 0: by entry counts only. */
+    uint64_t log_memory_bytes;
+    uint64_t trailing_bytes;
     size_t segment_size; /* 0: 1 MiB. */
     unsigned poll_ms;    /* 0: 50. */
     bool pre_vote;
