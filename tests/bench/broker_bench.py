@@ -6,9 +6,11 @@
    after restarting all three with other timing (the restart is timed).
 2. Produce throughput: three brokers on 127.0.0.1, replication factor 3,
    1 KiB values in batches, several client processes posting to the
-   partition leaders; acknowledged MB/s and records/s, and how the CPU was
-   split between the brokers and the clients. Once with the default Raft
-   segment size and once with a larger one, which decides the figure.
+   partition leaders; acknowledged MB/s and records/s, how the CPU was
+   split between the brokers and the clients, and the brokers' peak RSS.
+   Bodies are binary (application/vnd.raftq.records), with one JSON run to
+   compare. Once with the default Raft segment size and once with a larger
+   one, which decides the figure.
 3. Commit latency: one client, one partition, sequential single-record
    produces; p50 and p99.
 4. Restart: a broker holding about 1 GiB over 100 partitions is stopped
