@@ -542,6 +542,29 @@ static void on_retention(uv_timer_t *t)
 
 /* ---- RPC ---- */
 
+static void serve_members(struct broker *b, struct rq_rpc_call *call,
+                          const uint8_t *body, size_t len)
+{
+    struct rq_buf out;
+    if (len != REPLICA_MEMBERS_REQUEST) {
+        rq_rpc_reply(call, RQ_MALFORMED, NULL, 0);
+        return;
+    }
+    struct replica *r = broker_find(b, rq_wire_u64_at(body));
+    if (r == NULL) {
+        rq_rpc_reply(call, RQ_UNKNOWNGROUP, NULL, 0);
+        return;
+    }
+    rq_buf_init(&out);
+    int rv = replica_serve_members(r, &out);
+    if (rv != 0) {
+        rq_rpc_reply(call, rv, NULL, 0);
+    } else {
+        rq_rpc_reply(call, 0, out.base, out.len);
+    }
+    rq_buf_close(&out);
+}
+
 static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
                    const uint8_t *body, size_t len)
 {
@@ -550,6 +573,10 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
 
     if (b->closing) {
         rq_rpc_reply(call, RQ_SHUTDOWN, NULL, 0);
+        return;
+    }
+    if (method == REPLICA_RPC_MEMBERS) {
+        serve_members(b, call, body, len);
         return;
     }
     if (method != REPLICA_RPC_FETCH) {

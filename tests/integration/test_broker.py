@@ -911,6 +911,146 @@ def test_replica_rebuilt_from_peers(ctx):
     check("g1: caught up" in log, "broker%d's log shows no end of catching up" % victim)
 
 
+def member_change(b, method, path, body=None, deadline_s=60.0):
+    """A membership change sent to its group's leader: follows 421, retries
+    503 (which must carry Retry-After) and brokers that cannot answer,
+    until another answer comes; returns (status, body)."""
+    ids = b.ids()
+    target = ids[0]
+    deadline = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            st, obj, hdr = call(b.http[target], method, path, body, timeout=45)
+        except Unreachable as e:
+            last = str(e)
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.1)
+            continue
+        last = "%d %r" % (st, obj)
+        if st == 421:
+            target = obj["leader_id"]
+        elif st == 503:  # No leader known there, or a change under way.
+            check("Retry-After" in hdr, "a 503 without Retry-After: %r" % obj)
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.2)
+        elif st == 404:  # This broker does not host the group.
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.05)
+        else:
+            return st, obj
+    raise TestFailure("%s %s: no answer but 421/503 in %.0fs (last: %s)"
+                      % (method, path, deadline_s, last))
+
+
+def test_membership_change(ctx):
+    """A partition on brokers 1-3 with data; broker 4 joins with a replica
+    created with bootstrap=false, added as a member; broker 3's member is
+    removed, notices it and its replica is deleted; more records; broker 4
+    holds every record byte for byte, and after a restart still has the new
+    members. Removing down to one voter is refused."""
+    b = Brokers(ctx, n=4, args=["--snapshot-threshold", "16"]).start()
+    m = {i: {"id": i, "raft_addr": b.raft[i], "http_addr": b.http[i]} for i in b.ids()}
+    create = {"topic": TOPIC, "partition_id": 0, "group_id": 1,
+              "members": [m[1], m[2], m[3]], "bootstrap": True}
+    for i in (1, 2, 3):
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas", create)
+        check(st == 200, "create on broker%d: %d %r" % (i, st, obj))
+    values = []
+
+    def produce(n, tag):
+        b.leader_hint.pop(0, None)  # It may name a broker no longer a member.
+        for k in range(n):
+            recs = [{"value": "%s-%d-%d" % (tag, k, j)} for j in range(1 + k % 3)]
+            base, _ = b.produce(0, recs)
+            check(base == len(values), "base %d after %d records" % (base, len(values)))
+            values.extend(r["value"] for r in recs)
+
+    def members_at(i):
+        rep = b.replicas(i).get(1)
+        if rep is None:
+            return None
+        return [x["id"] for x in rep["members"]], rep["voters"], rep["state"]
+
+    produce(60, "before")  # Past several snapshots: the newcomer gets one.
+
+    # Broker 4 has no replica yet: it is added as a non-voter, the caller's
+    # wait ends (503), and libraft gives up catching it up after 5 s.
+    lead = 2  # The preferred leader (voters[1 % 3]), where leadership stays.
+    wait_until(lambda: b.replicas(lead)[1]["ready"], 15, "broker2 to lead")
+    st, obj, hdr = call(b.http[lead], "POST", "/internal/replicas/1/members",
+                        dict(m[4], timeout_ms=1000))
+    check(st == 503 and "Retry-After" in hdr and "not committed" in obj["message"],
+          "adding broker4 before its replica exists: %d %r" % (st, obj))
+    def logged(text):
+        return any(text in "\n".join(b[i].log_tail(1000)) for i in (1, 2, 3))
+
+    wait_until(lambda: logged("membership change of broker 4: no connection"), 15,
+               "libraft to give up on broker4")
+    check(members_at(lead)[1] == [1, 2, 3], "voters %r" % (members_at(lead),))
+    # Now with its replica there: promoted from non-voter to voter.
+    join = dict(create, members=[m[1], m[2], m[3], m[4]], bootstrap=False)
+    st, obj, _ = call(b.http[4], "POST", "/internal/replicas", join)
+    check(st == 200 and obj["created"], "join replica on broker4: %d %r" % (st, obj))
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", m[4])
+    check(st == 200 and obj["voters"] == [1, 2, 3, 4], "add broker4: %d %r" % (st, obj))
+    check(logged("promoting broker 4"), "broker4 was not promoted from non-voter")
+    wait_until(lambda: all(members_at(i)[:2] == ([1, 2, 3, 4], [1, 2, 3, 4])
+                           for i in (1, 2, 3, 4)),
+               15, "every replica to follow the configuration with broker4")
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", m[4])
+    check(st == 200 and obj["voters"] == [1, 2, 3, 4], "adding broker4 again: %d %r" % (st, obj))
+    bad = dict(m[4], raft_addr=b.raft[3])
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", bad)
+    check(st == 409, "broker4 at broker3's address: %d %r" % (st, obj))
+
+    st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/3")
+    check(st == 200 and obj["voters"] == [1, 2, 4], "remove broker3: %d %r" % (st, obj))
+    wait_until(lambda: members_at(3)[2] == "removed", 20, "broker3's replica to see it is removed")
+    check(members_at(3)[0] == [1, 2, 3, 4], "a removed replica rewrote its members: %r"
+          % (members_at(3),))
+    st, obj, _ = call(b.http[3], "DELETE", "/internal/replicas/1")
+    check(st == 200, "delete broker3's replica: %d %r" % (st, obj))
+    check(not os.path.exists(os.path.join(b[3].data_dir, "replicas", "1")),
+          "broker3's replica directory is still there")
+    st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/3")
+    check(st == 200 and obj["voters"] == [1, 2, 4], "removing broker3 again: %d %r" % (st, obj))
+
+    produce(30, "after")
+    ids = [1, 2, 4]
+    wait_until(lambda: all(members_at(i)[:2] == ([1, 2, 4], [1, 2, 4]) for i in ids),
+               15, "every replica to follow the configuration without broker3")
+    b.wait_converged([0], ids=ids)
+    logs = b.assert_identical([0], ids=ids)
+    check([r[1] for r in logs[0]] == values, "the logs hold other values than produced")
+    b.assert_disk_identical(logs, ids=ids)
+    with open(os.path.join(b[4].data_dir, "replicas", "1", "replica.json")) as f:
+        desc = json.load(f)
+    check([x["id"] for x in desc["members"]] == [1, 2, 4]
+          and desc["members"][2]["http_addr"] == b.http[4],
+          "broker4's replica.json: %r" % desc)
+
+    b[4].terminate()
+    b.start([4])
+    check(members_at(4)[:2] == ([1, 2, 4], [1, 2, 4]),
+          "after a restart broker4 reports %r" % (members_at(4),))
+    produce(5, "restarted")
+    b.wait_converged([0], ids=ids)
+    logs = b.assert_identical([0], ids=ids)
+    check([r[1] for r in logs[0]] == values, "after the restart the logs differ")
+
+    st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/2")
+    check(st == 200 and obj["voters"] == [1, 4], "remove broker2: %d %r" % (st, obj))
+    for gone in (1, 4):
+        st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/%d" % gone)
+        check(st == 409 and "at least 2" in obj["message"],
+              "removing broker%d down to one voter: %d %r" % (gone, st, obj))
+    produce(3, "two")
+    b.wait_converged([0], ids=[1, 4])
+    logs = b.assert_identical([0], ids=[1, 4])
+    check([r[1] for r in logs[0]] == values, "with two voters the logs differ")
+
+
 if __name__ == "__main__":
     run_suite("broker", [
         test_produce_read_everywhere,
@@ -920,4 +1060,5 @@ if __name__ == "__main__":
         test_kill_restart_catch_up,
         test_twenty_partitions_kill_and_stop,
         test_replica_rebuilt_from_peers,
+        test_membership_change,
     ], binary="broker", ports=(26000, 26999))
