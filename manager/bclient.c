@@ -24,6 +24,14 @@
 #define MAX_REDIRECTS 3
 #define WHY_LEN 384
 
+struct bcall;
+
+/* One of the reads a fanned-out read sends. */
+struct fan {
+    struct bcall *c;
+    uint32_t broker;
+};
+
 struct bcall {
     struct manager *m;
     bool produce;
@@ -40,6 +48,14 @@ struct bcall {
     unsigned redirects;
     unsigned wait_ms;
     char why[WHY_LEN];
+    /* Reads with no known leader ask every replica at once and keep the
+     * answer of the one that has applied the most. */
+    bool fanout;
+    struct fan fans[MCMD_RF];
+    unsigned fan_pending;
+    json_t *best;
+    int best_status;
+    uint64_t best_hw;
     uv_timer_t timer;
     bclient_cb cb;
     void *data;
@@ -50,6 +66,7 @@ static void attempt(struct bcall *c);
 static void on_closed(uv_handle_t *h)
 {
     struct bcall *c = h->data;
+    json_decref(c->best);
     free(c->body);
     free(c);
 }
@@ -77,9 +94,16 @@ static void finish_unavailable(struct bcall *c)
     finish(c, 503, NULL, why, "1");
 }
 
+static void fan_out(struct bcall *c);
+
 static void on_retry(uv_timer_t *t)
 {
-    attempt(t->data);
+    struct bcall *c = t->data;
+    if (c->fanout) {
+        fan_out(c);
+    } else {
+        attempt(c);
+    }
 }
 
 /* Tries again after a pause, or ends the call past its deadline. */
@@ -254,6 +278,81 @@ static void attempt(struct bcall *c)
     }
 }
 
+static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
+{
+    struct fan *f = data;
+    struct bcall *c = f->c;
+    json_t *o = NULL;
+
+    if (resp->err != 0) {
+        snprintf(c->why, sizeof c->why, "broker %u: %s", f->broker, resp->why);
+    } else {
+        o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    }
+    json_t *hw = json_object_get(o, "high_watermark");
+    bool retention =
+        resp->status == 404 && json_object_get(o, "first_offset") != NULL;
+    if (resp->err == 0 && resp->status == 200 && json_is_integer(hw)) {
+        uint64_t v = (uint64_t)json_integer_value(hw);
+        if (c->best == NULL || c->best_status != 200 || v > c->best_hw) {
+            json_decref(c->best);
+            c->best = json_incref(o);
+            c->best_status = 200;
+            c->best_hw = v;
+        }
+    } else if (resp->err == 0 && retention && c->best == NULL) {
+        c->best = json_incref(o);
+        c->best_status = 404;
+    } else if (resp->err == 0) {
+        const char *msg = json_string_value(json_object_get(o, "message"));
+        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", f->broker,
+                 resp->status, msg != NULL ? msg : "");
+    }
+    json_decref(o);
+    if (--c->fan_pending > 0) {
+        return;
+    }
+    if (c->best == NULL) {
+        finish_unavailable(c);
+        return;
+    }
+    if (c->best_status == 200) {
+        routing_raise(c->m->routing, c->part.group_id, c->best_hw);
+    }
+    json_t *best = c->best;
+    c->best = NULL;
+    finish(c, c->best_status, best, "", NULL);
+    json_decref(best);
+}
+
+static void fan_out(struct bcall *c)
+{
+    struct manager *m = c->m;
+    struct mstore_broker b;
+    char url[1024];
+
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        c->fans[k] = (struct fan){.c = c, .broker = c->part.replicas[k]};
+        if (mstore_broker(m->store, c->part.replicas[k], &b) != 0) {
+            continue;
+        }
+        snprintf(url, sizeof url, "http://%s%s", b.http_addr, c->path);
+        struct rq_httpc_req r = {
+            .method = "GET",
+            .url = url,
+            .headers = manager_peer_headers(m),
+            .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
+        };
+        if (manager_call(m, &r, on_fan_answer, &c->fans[k]) == 0) {
+            c->fan_pending++;
+        }
+    }
+    if (c->fan_pending == 0) {
+        snprintf(c->why, sizeof c->why, "no replica could be asked");
+        finish_unavailable(c);
+    }
+}
+
 static struct bcall *bcall_new(struct manager *m,
                                const struct mstore_partition *p, bclient_cb cb,
                                void *data)
@@ -325,11 +424,14 @@ int bclient_read(struct manager *m, const struct mstore_partition *p,
              "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
              "&max=%u&wait_ms=%u",
              p->topic, p->partition_id, offset, max, wait_ms);
-    /* The leader first, then the replicas in their order. */
+    /* The leader first, then the replicas in their order; with no known
+     * leader, every replica at once. A long poll waits on one replica. */
     const struct route *r = routing_get(m->routing, p->group_id);
     unsigned n = 0;
     if (r != NULL && r->leader != 0) {
         c->order[n++] = r->leader;
+    } else if (wait_ms == 0) {
+        c->fanout = true;
     }
     for (unsigned k = 0; k < MCMD_RF; k++) {
         if (n == 0 || p->replicas[k] != c->order[0]) {

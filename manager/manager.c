@@ -63,7 +63,8 @@
 #define LOG_TAG "manager"
 
 #define TICK_MS 100
-#define LIVENESS_TICKS 5   /* Every 500 ms. */
+#define LIVENESS_TICKS 5 /* Every 500 ms. */
+#define ROUTES_TICKS 10  /* Followers copy the leader's routes every second. */
 #define RECONCILE_TICKS 10 /* Every second. */
 #define ADDR_RETRY_MS 1000
 #define READ_TIMEOUT_MS 5000
@@ -801,6 +802,84 @@ static void addr_upkeep(struct manager *m, uint64_t now)
     }
 }
 
+/* ---- Routes ---- */
+
+/* GET /internal/routes: the leader's routing cache, which brokers'
+ * heartbeats feed, for followers to copy. */
+static void api_routes(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    if (!manager_check_secret(m, req)) {
+        return;
+    }
+    if (!m->leading) {
+        manager_unavailable(req, "manager %" PRIu64 " is not the leader",
+                            m->cfg.id);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < routing_count(m->routing); i++) {
+        const struct route *r = routing_at(m->routing, i);
+        json_array_append_new(
+            list, json_pack("{s:I,s:i,s:I,s:I,s:I}", "group_id",
+                            (json_int_t)r->group_id, "leader", (int)r->leader,
+                            "term", (json_int_t)r->term, "high_watermark",
+                            (json_int_t)r->high_watermark, "commit",
+                            (json_int_t)r->commit));
+    }
+    rq_http_reply(req, 200, json_pack("{s:o}", "routes", list));
+}
+
+static void on_routes(void *data, const struct rq_httpc_resp *resp)
+{
+    struct manager *m = data;
+    m->routes_in_flight = false;
+    if (m->closing || resp->err != 0 || resp->status != 200) {
+        return;
+    }
+    json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *list = json_object_get(o, "routes");
+    uint64_t now = uv_now(m->loop);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *x = json_array_get(list, i);
+        struct route r = {
+            .group_id =
+                (uint64_t)json_integer_value(json_object_get(x, "group_id")),
+            .leader =
+                (uint32_t)json_integer_value(json_object_get(x, "leader")),
+            .term = (uint64_t)json_integer_value(json_object_get(x, "term")),
+            .high_watermark = (uint64_t)json_integer_value(
+                json_object_get(x, "high_watermark")),
+            .commit =
+                (uint64_t)json_integer_value(json_object_get(x, "commit")),
+        };
+        if (r.group_id != 0) {
+            routing_merge(m->routing, &r, now);
+        }
+    }
+    json_decref(o);
+}
+
+static void routes_copy(struct manager *m)
+{
+    char addr[MCMD_ADDR_MAX + 1];
+    char url[URL_LEN];
+    if (m->leading || m->routes_in_flight || m->info.leader_id == m->cfg.id ||
+        manager_leader_http(m, addr, sizeof addr) == NULL) {
+        return;
+    }
+    snprintf(url, sizeof url, "http://%s/internal/routes", addr);
+    struct rq_httpc_req r = {
+        .method = "GET",
+        .url = url,
+        .headers = manager_peer_headers(m),
+        .timeout_ms = PEER_TIMEOUT_MS,
+    };
+    if (manager_call(m, &r, on_routes, m) == 0) {
+        m->routes_in_flight = true;
+    }
+}
+
 /* ---- Loop hooks ---- */
 
 static void on_flush(uv_check_t *c)
@@ -822,6 +901,9 @@ static void on_tick(uv_timer_t *t)
     wake_applied(m);
     addr_upkeep(m, now);
     if (!m->leading) {
+        if (m->ticks % ROUTES_TICKS == 0) {
+            routes_copy(m);
+        }
         return;
     }
     if (m->ticks % LIVENESS_TICKS == 0) {
@@ -939,6 +1021,7 @@ static const struct rq_http_route routes[] = {
     {"POST", "/internal/brokers/register", admin_broker_register},
     {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat},
     {"GET", "/internal/read-index", api_read_index},
+    {"GET", "/internal/routes", api_routes},
     {"POST", "/internal/managers/{id}", api_manager_addr},
 };
 

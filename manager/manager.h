@@ -110,7 +110,8 @@ struct manager {
     struct rq_list deferred;
     uv_timer_t defer;
 
-    bool addr_in_flight; /* Publishing our addresses. */
+    bool routes_in_flight; /* A follower copying the leader's routes. */
+    bool addr_in_flight;   /* Publishing our addresses. */
     uint64_t addr_next_ms;
 
     struct consumers *consumers; /* qapi.c: per-consumer serialization. */

@@ -162,3 +162,29 @@ size_t routing_count(const struct routing *rt)
 {
     return rt->n;
 }
+
+const struct route *routing_at(const struct routing *rt, size_t i)
+{
+    return i < rt->n ? &rt->routes[i] : NULL;
+}
+
+int routing_merge(struct routing *rt, const struct route *from, uint64_t now_ms)
+{
+    struct route *r = upsert(rt, from->group_id);
+    if (r == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    if (from->leader != 0 &&
+        (from->term > r->term || (from->term == r->term && r->leader == 0))) {
+        r->leader = from->leader;
+        r->term = from->term;
+        r->updated_ms = now_ms;
+    }
+    if (from->high_watermark > r->high_watermark) {
+        r->high_watermark = from->high_watermark;
+    }
+    if (from->term == r->term && from->commit > r->commit) {
+        r->commit = from->commit;
+    }
+    return 0;
+}

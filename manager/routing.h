@@ -57,5 +57,15 @@ void routing_prune(struct routing *rt, bool (*keep)(void *data, uint64_t gid),
                    void *data);
 
 size_t routing_count(const struct routing *rt);
+/* The @i-th route in group order, for listing (i < routing_count()). */
+const struct route *routing_at(const struct routing *rt, size_t i);
+
+/*
+ * Merges a route another manager knows (a follower copies the leader's):
+ * a newer term replaces the leader, the same term fills in an unknown one,
+ * and the high watermark and commit only rise. 0 or RQ_NOMEM.
+ */
+int routing_merge(struct routing *rt, const struct route *from,
+                  uint64_t now_ms);
 
 #endif /* ROUTING_H */
