@@ -424,14 +424,15 @@ int bclient_read(struct manager *m, const struct mstore_partition *p,
              "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
              "&max=%u&wait_ms=%u",
              p->topic, p->partition_id, offset, max, wait_ms);
-    /* The leader first, then the replicas in their order; with no known
-     * leader, every replica at once. A long poll waits on one replica. */
+    /* Every replica at once: the cache may name a leader that has just
+     * handed over, and a follower may not have applied what the leader
+     * acknowledged a moment ago. A long poll waits on one replica: the
+     * leader first, then the others in their order. */
     const struct route *r = routing_get(m->routing, p->group_id);
     unsigned n = 0;
+    c->fanout = wait_ms == 0;
     if (r != NULL && r->leader != 0) {
         c->order[n++] = r->leader;
-    } else if (wait_ms == 0) {
-        c->fanout = true;
     }
     for (unsigned k = 0; k < MCMD_RF; k++) {
         if (n == 0 || p->replicas[k] != c->order[0]) {

@@ -11,8 +11,10 @@
  * same on every retry, so the broker appends it once whatever the retries.
  * Every other answer (200, 4xx) ends the call with the broker's status.
  *
- * A read tries the leader first (it has applied everything it
- * acknowledged), then the other replicas.
+ * A read asks every replica at once and answers with the one that has
+ * applied the most (the leader has applied everything it acknowledged,
+ * and the cache may name a leader that has just handed over); a long poll
+ * waits on one replica, the leader first, then the others in turn.
  */
 #ifndef BCLIENT_H
 #define BCLIENT_H

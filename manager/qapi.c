@@ -22,6 +22,7 @@
 #include "manager.h"
 #include "mstore.h"
 #include "placement.h"
+#include "policy.h"
 #include "reconcile.h"
 #include "routing.h"
 #include "rq_err.h"
@@ -66,76 +67,6 @@ int qapi_init(struct manager *m)
 }
 
 /* ---- Input ---- */
-
-bool qapi_topic_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > MCMD_NAME_MAX || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-              ch == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool qapi_utf8_valid(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t need;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i - 1 < need) {
-            return false;
-        }
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past U+10FFFF. */
-        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
-            return false;
-        }
-        i += need + 1;
-    }
-    return true;
-}
-
-unsigned qapi_key_partition(const char *key, size_t len, unsigned n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    return (unsigned)(h % n);
-}
 
 /* Strict decimal: digits only, at most 2^53 (JSON-safe integers). */
 static int parse_u64(const char *s, uint64_t *out)
@@ -197,7 +128,7 @@ static const char *topic_arg(struct rq_http_req *req, const char *name)
         rq_http_reply_error(req, 400, "'%s' is required", name);
         return NULL;
     }
-    if (!qapi_topic_valid(t)) {
+    if (!policy_topic_valid(t)) {
         rq_http_reply_error(req, 400,
                             "'%s' must be 1-%d characters of [A-Za-z0-9._-], "
                             "and not '.' or '..'",
@@ -791,16 +722,12 @@ static bool produce_now(struct manager *m, struct rq_http_req *req,
         reply_store_error(req, rv);
         return true;
     }
-    uint32_t p;
-    if (pc.partition_id != MCMD_NO_PARTITION) {
-        p = pc.partition_id;
-    } else if (a->partition != MCMD_NO_PARTITION) {
-        p = a->partition;
-    } else if (a->key != NULL) {
-        p = qapi_key_partition(a->key, strlen(a->key), (unsigned)n);
-    } else {
-        p = producer_rr(m, a->producer_id, (uint32_t)n);
-    }
+    bool rr = pc.partition_id == MCMD_NO_PARTITION &&
+              a->partition == MCMD_NO_PARTITION && a->key == NULL;
+    uint32_t p = policy_partition(
+        pc.partition_id, a->partition, a->key,
+        a->key != NULL ? strlen(a->key) : 0,
+        rr ? producer_rr(m, a->producer_id, (uint32_t)n) : 0, (uint32_t)n);
     if (p >= n) {
         reply_partition_unknown(req, topic, p, n);
         free(parts);
@@ -897,7 +824,7 @@ void qapi_produce(struct rq_http_req *req, void *data)
                             a.message_len, m->cfg.max_message_bytes);
         return;
     }
-    if (!qapi_utf8_valid(a.message, a.message_len) ||
+    if (!policy_utf8_valid(a.message, a.message_len) ||
         memchr(a.message, '\0', a.message_len) != NULL) {
         rq_http_reply_error(req, 400,
                             "'message' must be UTF-8 text without NUL");
@@ -912,7 +839,7 @@ void qapi_produce(struct rq_http_req *req, void *data)
         }
         a.key = json_string_value(key);
     }
-    if (a.key != NULL && !qapi_utf8_valid(a.key, strlen(a.key))) {
+    if (a.key != NULL && !policy_utf8_valid(a.key, strlen(a.key))) {
         rq_http_reply_error(req, 400, "'key' must be UTF-8 text");
         return;
     }
@@ -1759,8 +1686,8 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
             if (rp != NULL && !json_is_null(rp)) {
                 p = (uint32_t)json_integer_value(rp);
             } else if (json_is_string(key)) {
-                p = qapi_key_partition(json_string_value(key),
-                                       json_string_length(key), (unsigned)np);
+                p = policy_key_partition(json_string_value(key),
+                                         json_string_length(key), (uint32_t)np);
             } else {
                 p = (uint32_t)(m->consumers->batch_rr++ % np);
             }
@@ -1825,7 +1752,7 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
     char why[WHY_LEN];
 
     const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !qapi_topic_valid(topic)) {
+    if (topic == NULL || !policy_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of "
                             "[A-Za-z0-9._-]",
@@ -1982,7 +1909,7 @@ void qapi_records_read(struct rq_http_req *req, void *data)
         return;
     }
     const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !qapi_topic_valid(topic)) {
+    if (topic == NULL || !policy_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of "
                             "[A-Za-z0-9._-]",

@@ -19,8 +19,6 @@
 #ifndef QAPI_H
 #define QAPI_H
 
-#include <stdbool.h>
-
 #include "rq_http.h"
 
 struct manager;
@@ -29,13 +27,6 @@ struct manager;
 int qapi_init(struct manager *m);
 /* Frees what is left once the loop has stopped. */
 void qapi_close(struct manager *m);
-
-/* true if @name is 1-128 characters of [A-Za-z0-9._-], not "." or "..". */
-bool qapi_topic_valid(const char *name);
-/* true if @s (@len bytes) is well-formed UTF-8. */
-bool qapi_utf8_valid(const char *s, size_t len);
-/* The partition of @key among @n (FNV-1a over its bytes). */
-unsigned qapi_key_partition(const char *key, size_t len, unsigned n);
 
 void qapi_topics_create(struct rq_http_req *req, void *data);
 void qapi_topics_list(struct rq_http_req *req, void *data);

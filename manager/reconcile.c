@@ -15,6 +15,7 @@
 #include "liveness.h"
 #include "manager.h"
 #include "mstore.h"
+#include "policy.h"
 #include "rq_err.h"
 #include "rq_log.h"
 
@@ -86,14 +87,6 @@ void reconcile_lead(struct reconcile *rc)
 void reconcile_kick(struct reconcile *rc)
 {
     rc->kicked = true;
-}
-
-void reconcile_member_order(uint64_t group_id, const uint32_t replicas[3],
-                            uint32_t out[3])
-{
-    for (unsigned k = 0; k < 3; k++) {
-        out[(group_id + k) % 3] = replicas[k];
-    }
 }
 
 static struct action *action_find(struct reconcile *rc, uint32_t broker,
@@ -223,7 +216,7 @@ static void create_on(struct reconcile *rc, const struct mstore_broker *b,
                       const struct mstore_broker *list, size_t n)
 {
     uint32_t order[3];
-    reconcile_member_order(p->group_id, p->replicas, order);
+    policy_member_order(p->group_id, p->replicas, order);
     json_t *members = json_array();
     for (unsigned k = 0; k < 3; k++) {
         const struct mstore_broker *mb = broker_of(list, n, order[k]);

@@ -35,9 +35,4 @@ void reconcile_kick(struct reconcile *rc);
 /* Runs a round if @due or kicked. */
 void reconcile_tick(struct reconcile *rc, uint64_t now, bool due);
 
-/* The broker member list of a group in the order brokers are given it, so
- * that their preferred leader (members[group_id % 3]) is replicas[0]. */
-void reconcile_member_order(uint64_t group_id, const uint32_t replicas[3],
-                            uint32_t out[3]);
-
 #endif /* RECONCILE_H */
