@@ -10,13 +10,15 @@
  *
  * Encoding (little-endian, shared/rq_wire.h): u8 version (1), u8 type,
  * then the type's fields in the order declared below; strings are u32
- * length + bytes (no NUL), lists are u32 count + items. Decoding is total:
+ * length + bytes (no NUL), lists are u32 count + items (mcmd.c draws the
+ * layout of each type). Decoding is total:
  * any byte string either decodes to a valid command or fails with
  * RQ_MALFORMED and a reason, never reading out of bounds.
  */
 #ifndef MCMD_H
 #define MCMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -123,13 +125,21 @@ int mcmd_encode(const struct mcmd *c, struct rq_buf *out);
 
 /*
  * Decodes @len bytes at @buf into @c (its lists malloc'd; release with
- * mcmd_clear). Returns 0, or RQ_MALFORMED with @why, or RQ_NOMEM.
+ * mcmd_clear). Returns 0, or RQ_MALFORMED with @why, or RQ_NOMEM; on
+ * failure @c is left zeroed with nothing to release. Addresses must be
+ * 1-MCMD_ADDR_MAX bytes and server ids non-zero. Whatever decodes
+ * re-encodes to the same bytes.
  */
 int mcmd_decode(const uint8_t *buf, size_t len, struct mcmd *c, char *why,
                 size_t whyn);
 
 /* Frees the lists a decode (or the caller) attached to @c. */
 void mcmd_clear(struct mcmd *c);
+
+/* Topic names: 1-MCMD_NAME_MAX characters of [A-Za-z0-9._-], not "." or
+ * "..". @name must be NUL-terminated within MCMD_NAME_MAX + 1 bytes to be
+ * valid. */
+bool mcmd_topic_valid(const char *name);
 
 const char *mcmd_type_name(enum mcmd_type t);
 const char *mbroker_state_name(enum mbroker_state s);

@@ -20,20 +20,27 @@
  *   meta(key TEXT PRIMARY KEY, value INTEGER)   -- applied_index, next ids
  *   managers(id, raft_addr, http_addr)
  *   brokers(id, raft_addr, http_addr, state, registered_ms, state_ms)
+ *     -- registered_ms: the last registration; state_ms: the last change
  *   topics(name, created_ms, retention_bytes, retention_ms, n_partitions)
  *   partitions(topic, partition_id, group_id UNIQUE, epoch, r0, r1, r2)
  *   producers(id, topic, partition_id NULL, rr_cursor)
  *   consumers(id, topic, partition_id NULL, rr_cursor)
  *   offsets(consumer_id, partition_id, next_offset)
  * Ids (producers, consumers, group ids) come from counters in meta and are
- * never reused, even after a topic is deleted.
+ * never reused, even after a topic is deleted. Producers and consumers
+ * have a counter each; all three start at 1. A new partition's epoch is 0.
  *
  * Apply results (the uint64 that reaches the proposer through rq_fsm):
  * MSTORE_OK(v) for success with a value (a new id, a topic's first group
  * id, or 0), MSTORE_ERR(code) for a refusal decided by the state (code an
  * RQ_* error: RQ_EXISTS for a topic that exists, RQ_NOTFOUND for an unknown
  * topic/consumer/broker, RQ_INVALID for a partition out of range or a
- * compare-and-set that lost). A refusal changes nothing.
+ * compare-and-set that lost). A refusal changes nothing. Beyond those:
+ * TOPIC_CREATE and PARTITION_REPLICAS with a replica set that is not
+ * MCMD_RF distinct non-zero ids are RQ_INVALID; BROKER_REGISTER answers
+ * MSTORE_OK(broker id), leaves a DRAINING broker DRAINING, and is
+ * RQ_INVALID for a REMOVED one, as is any BROKER_STATE that would leave
+ * REMOVED; a BROKER_STATE to the current state changes nothing.
  */
 #ifndef MSTORE_H
 #define MSTORE_H
@@ -63,7 +70,10 @@ void mstore_close(struct mstore *s);
  * sets *result. Undecodable payloads are logged and skipped (result
  * MSTORE_ERR(RQ_MALFORMED)), like every other deterministic refusal.
  * Returns 0, or RQ_IO/RQ_NOMEM when SQLite failed (nothing applied; the
- * caller retries the same entry).
+ * caller retries the same entry). If SQLite rolled back the whole open
+ * transaction (entries since the last flush lost), every later apply and
+ * flush is RQ_IO until mstore_restore or a reopen: the manager must
+ * restart, and the Raft log replays what the file lacks.
  */
 int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
                  size_t len, uint64_t *result);

@@ -47,11 +47,16 @@ struct placement_move {
 
 /*
  * Plans repairs: for every partition with a replica on a DEAD, DRAINING or
- * REMOVED broker, one move to an ALIVE broker that does not already hold
- * it, the least loaded first. At most one move per partition per plan (a
- * membership change adds the new member, catches it up, then removes the
- * old one, so a partition never drops below a majority), and at most
- * @max_moves in all. Partitions with no eligible target are left out.
+ * REMOVED broker (or on an id not in @brokers), one move to an ALIVE broker
+ * that does not already hold it, the least loaded first. At most one move
+ * per partition per plan (a membership change adds the new member, catches
+ * it up, then removes the old one, so a partition never drops below a
+ * majority), and at most @max_moves in all. Partitions with no eligible
+ * target are left out. Partitions with more replicas down (DEAD, REMOVED,
+ * unknown) come first, DRAINING-only ones last; a replica down is moved
+ * before a draining one. A move replaces @from by @to at the same place in
+ * the replica list (so moving replicas[0] hands over the preferred
+ * leadership), and the counts in @brokers are updated as moves are planned.
  * Returns the number of moves written to @out.
  */
 size_t placement_repair(struct placement_broker *brokers, size_t n_brokers,

@@ -1,0 +1,594 @@
+/*
+ * The binary codec of manager commands (see mcmd.h). Encoding and decoding
+ * share one validity check, so whatever mcmd_encode accepts decodes, and a
+ * decoded command is exactly as valid as one a leader could have encoded.
+ * The codec checks form only (lengths, characters, ranges, counts); what
+ * depends on the state (does the topic exist, is an epoch current, are
+ * replicas distinct) is the store's to decide.
+ *
+ * Layout (little-endian; str = len:u32 | bytes, no NUL):
+ *
+ *   version:u8 | type:u8 | now_ms:u64 | fields of the type:
+ *
+ *   MANAGER_ADDR,
+ *   BROKER_REGISTER     id:u32 | raft_addr:str | http_addr:str
+ *   BROKER_STATE        id:u32 | state:u8
+ *   TOPIC_CREATE        name:str | n_partitions:u32 | retention_bytes:u64 |
+ *                       retention_ms:u64 | n_partitions x (r:u32 x MCMD_RF)
+ *   TOPIC_DELETE        name:str
+ *   PRODUCER_REGISTER,
+ *   CONSUMER_REGISTER   topic:str | partition_id:u32
+ *   OFFSET_COMMIT       consumer_id:u64 | cursor:u32 | n:u32 |
+ *                       n x (partition_id:u32 | offset:u64 | expected:u64)
+ *   PARTITION_REPLICAS  topic:str | partition_id:u32 | expected_epoch:u64 |
+ *                       r:u32 x MCMD_RF
+ *
+ * A topic's replica list takes its count from n_partitions rather than
+ * carrying a second one. Trailing bytes after the last field are refused.
+ */
+#include "mcmd.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rq_err.h"
+
+#define OFFSET_BYTES (4 + 8 + 8)
+
+bool mcmd_topic_valid(const char *name)
+{
+    size_t n = strnlen(name, MCMD_NAME_MAX + 1);
+    if (n == 0 || n > MCMD_NAME_MAX || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+const char *mcmd_type_name(enum mcmd_type t)
+{
+    switch (t) {
+        case MCMD_MANAGER_ADDR:
+            return "manager_addr";
+        case MCMD_BROKER_REGISTER:
+            return "broker_register";
+        case MCMD_BROKER_STATE:
+            return "broker_state";
+        case MCMD_TOPIC_CREATE:
+            return "topic_create";
+        case MCMD_TOPIC_DELETE:
+            return "topic_delete";
+        case MCMD_PRODUCER_REGISTER:
+            return "producer_register";
+        case MCMD_CONSUMER_REGISTER:
+            return "consumer_register";
+        case MCMD_OFFSET_COMMIT:
+            return "offset_commit";
+        case MCMD_PARTITION_REPLICAS:
+            return "partition_replicas";
+    }
+    return "unknown";
+}
+
+const char *mbroker_state_name(enum mbroker_state s)
+{
+    switch (s) {
+        case MBROKER_ALIVE:
+            return "alive";
+        case MBROKER_SUSPECT:
+            return "suspect";
+        case MBROKER_DEAD:
+            return "dead";
+        case MBROKER_DRAINING:
+            return "draining";
+        case MBROKER_REMOVED:
+            return "removed";
+    }
+    return "unknown";
+}
+
+void mcmd_clear(struct mcmd *c)
+{
+    if (c->type == MCMD_TOPIC_CREATE) {
+        free(c->u.topic_create.replicas);
+        c->u.topic_create.replicas = NULL;
+    } else if (c->type == MCMD_OFFSET_COMMIT) {
+        free(c->u.offset_commit.offsets);
+        c->u.offset_commit.offsets = NULL;
+    }
+}
+
+/* ---- Validity, shared by both directions ---- */
+
+static bool type_known(int t)
+{
+    return t >= MCMD_MANAGER_ADDR && t <= MCMD_PARTITION_REPLICAS;
+}
+
+static bool state_known(int s)
+{
+    return s >= MBROKER_ALIVE && s <= MBROKER_REMOVED;
+}
+
+/* A NUL-terminated address held in an array of MCMD_ADDR_MAX + 1. */
+static int check_addr(const char *a, const char *what, char *why, size_t whyn)
+{
+    size_t n = strnlen(a, MCMD_ADDR_MAX + 1);
+    if (n == 0 || n > MCMD_ADDR_MAX) {
+        rq_why(why, whyn, "%s must be 1-%d bytes", what, MCMD_ADDR_MAX);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int check_topic(const char *name, const char *what, char *why,
+                       size_t whyn)
+{
+    if (!mcmd_topic_valid(name)) {
+        rq_why(why, whyn,
+               "%s must be 1-%d characters of [A-Za-z0-9._-], not . or ..",
+               what, MCMD_NAME_MAX);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int check_offsets(const struct mcmd *c, char *why, size_t whyn)
+{
+    const struct mcmd_offset *o = c->u.offset_commit.offsets;
+    uint32_t n = c->u.offset_commit.n;
+    if (n > MCMD_MAX_OFFSETS) {
+        rq_why(why, whyn, "%" PRIu32 " offsets (at most %d)", n,
+               MCMD_MAX_OFFSETS);
+        return RQ_INVALID;
+    }
+    if (n > 0 && o == NULL) {
+        rq_why(why, whyn, "%" PRIu32 " offsets but no list", n);
+        return RQ_INVALID;
+    }
+    /* At most MCMD_MAX_OFFSETS squared over two comparisons: cheap enough,
+     * and it needs no scratch memory. */
+    for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t j = 0; j < i; j++) {
+            if (o[i].partition_id == o[j].partition_id) {
+                rq_why(why, whyn, "partition %" PRIu32 " appears twice",
+                       o[i].partition_id);
+                return RQ_INVALID;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Checks every field of @c; RQ_INVALID with @why for the first bad one. */
+static int check(const struct mcmd *c, char *why, size_t whyn)
+{
+    int rv;
+    switch (c->type) {
+        case MCMD_MANAGER_ADDR:
+        case MCMD_BROKER_REGISTER: {
+            /* The two payloads have the same layout. */
+            uint32_t id = c->type == MCMD_MANAGER_ADDR
+                              ? c->u.manager.id
+                              : c->u.broker_register.id;
+            const char *raft = c->type == MCMD_MANAGER_ADDR
+                                   ? c->u.manager.raft_addr
+                                   : c->u.broker_register.raft_addr;
+            const char *http = c->type == MCMD_MANAGER_ADDR
+                                   ? c->u.manager.http_addr
+                                   : c->u.broker_register.http_addr;
+            if (id == 0) {
+                rq_why(why, whyn, "id 0 is not a server id");
+                return RQ_INVALID;
+            }
+            rv = check_addr(raft, "raft_addr", why, whyn);
+            if (rv == 0) {
+                rv = check_addr(http, "http_addr", why, whyn);
+            }
+            return rv;
+        }
+        case MCMD_BROKER_STATE:
+            if (c->u.broker_state.id == 0) {
+                rq_why(why, whyn, "id 0 is not a broker id");
+                return RQ_INVALID;
+            }
+            if (!state_known((int)c->u.broker_state.state)) {
+                rq_why(why, whyn, "unknown broker state %d",
+                       (int)c->u.broker_state.state);
+                return RQ_INVALID;
+            }
+            return 0;
+        case MCMD_TOPIC_CREATE:
+            rv = check_topic(c->u.topic_create.name, "topic name", why, whyn);
+            if (rv != 0) {
+                return rv;
+            }
+            if (c->u.topic_create.n_partitions == 0 ||
+                c->u.topic_create.n_partitions > MCMD_MAX_PARTITIONS) {
+                rq_why(why, whyn, "%" PRIu32 " partitions (1 to %d)",
+                       c->u.topic_create.n_partitions, MCMD_MAX_PARTITIONS);
+                return RQ_INVALID;
+            }
+            if (c->u.topic_create.replicas == NULL) {
+                rq_why(why, whyn, "no replica list");
+                return RQ_INVALID;
+            }
+            return 0;
+        case MCMD_TOPIC_DELETE:
+            return check_topic(c->u.topic_delete.name, "topic name", why, whyn);
+        case MCMD_PRODUCER_REGISTER:
+        case MCMD_CONSUMER_REGISTER:
+            return check_topic(c->u.client_register.topic, "topic", why, whyn);
+        case MCMD_OFFSET_COMMIT:
+            return check_offsets(c, why, whyn);
+        case MCMD_PARTITION_REPLICAS:
+            return check_topic(c->u.partition_replicas.topic, "topic", why,
+                               whyn);
+    }
+    rq_why(why, whyn, "unknown command type %d", (int)c->type);
+    return RQ_INVALID;
+}
+
+/* ---- Encoding ---- */
+
+static void put_str(struct rq_buf *b, const char *s)
+{
+    rq_buf_put_blob(b, s, strlen(s));
+}
+
+static void put_replicas(struct rq_buf *b, const uint32_t *r)
+{
+    for (int i = 0; i < MCMD_RF; i++) {
+        rq_buf_put_u32(b, r[i]);
+    }
+}
+
+int mcmd_encode(const struct mcmd *c, struct rq_buf *out)
+{
+    char why[160];
+    int rv = check(c, why, sizeof why);
+    if (rv != 0) {
+        return rv;
+    }
+    rq_buf_put_u8(out, MCMD_VERSION);
+    rq_buf_put_u8(out, (uint8_t)c->type);
+    rq_buf_put_u64(out, c->now_ms);
+    switch (c->type) {
+        case MCMD_MANAGER_ADDR:
+            rq_buf_put_u32(out, c->u.manager.id);
+            put_str(out, c->u.manager.raft_addr);
+            put_str(out, c->u.manager.http_addr);
+            break;
+        case MCMD_BROKER_REGISTER:
+            rq_buf_put_u32(out, c->u.broker_register.id);
+            put_str(out, c->u.broker_register.raft_addr);
+            put_str(out, c->u.broker_register.http_addr);
+            break;
+        case MCMD_BROKER_STATE:
+            rq_buf_put_u32(out, c->u.broker_state.id);
+            rq_buf_put_u8(out, (uint8_t)c->u.broker_state.state);
+            break;
+        case MCMD_TOPIC_CREATE:
+            put_str(out, c->u.topic_create.name);
+            rq_buf_put_u32(out, c->u.topic_create.n_partitions);
+            rq_buf_put_u64(out, c->u.topic_create.retention_bytes);
+            rq_buf_put_u64(out, c->u.topic_create.retention_ms);
+            for (uint32_t p = 0; p < c->u.topic_create.n_partitions; p++) {
+                put_replicas(out, c->u.topic_create.replicas[p]);
+            }
+            break;
+        case MCMD_TOPIC_DELETE:
+            put_str(out, c->u.topic_delete.name);
+            break;
+        case MCMD_PRODUCER_REGISTER:
+        case MCMD_CONSUMER_REGISTER:
+            put_str(out, c->u.client_register.topic);
+            rq_buf_put_u32(out, c->u.client_register.partition_id);
+            break;
+        case MCMD_OFFSET_COMMIT:
+            rq_buf_put_u64(out, c->u.offset_commit.consumer_id);
+            rq_buf_put_u32(out, c->u.offset_commit.cursor);
+            rq_buf_put_u32(out, c->u.offset_commit.n);
+            for (uint32_t i = 0; i < c->u.offset_commit.n; i++) {
+                const struct mcmd_offset *o = &c->u.offset_commit.offsets[i];
+                rq_buf_put_u32(out, o->partition_id);
+                rq_buf_put_u64(out, o->offset);
+                rq_buf_put_u64(out, o->expected);
+            }
+            break;
+        case MCMD_PARTITION_REPLICAS:
+            put_str(out, c->u.partition_replicas.topic);
+            rq_buf_put_u32(out, c->u.partition_replicas.partition_id);
+            rq_buf_put_u64(out, c->u.partition_replicas.expected_epoch);
+            put_replicas(out, c->u.partition_replicas.replicas);
+            break;
+    }
+    return out->err != 0 ? RQ_NOMEM : 0;
+}
+
+/* ---- Decoding ---- */
+
+/*
+ * Reads a string of at most @max bytes into @dst (room for @max + 1) and
+ * NUL-terminates it. A NUL byte inside is refused: the C string would
+ * silently be shorter than what was encoded.
+ */
+static int get_str(struct rq_cursor *cur, size_t max, char *dst,
+                   const char *what, char *why, size_t whyn)
+{
+    const uint8_t *p;
+    size_t n;
+    uint32_t len;
+    struct rq_cursor peek = *cur;
+    if (rq_wire_get_u32(&peek, &len) != 0) {
+        rq_why(why, whyn, "truncated before the length of %s", what);
+        return RQ_MALFORMED;
+    }
+    if (len > max) {
+        rq_why(why, whyn, "%s is %" PRIu32 " bytes (at most %zu)", what, len,
+               max);
+        return RQ_MALFORMED;
+    }
+    if (rq_wire_get_blob(cur, max, &p, &n) != 0) {
+        rq_why(why, whyn, "%s truncated", what);
+        return RQ_MALFORMED;
+    }
+    if (memchr(p, '\0', n) != NULL) {
+        rq_why(why, whyn, "%s contains a NUL byte", what);
+        return RQ_MALFORMED;
+    }
+    memcpy(dst, p, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int get_u32(struct rq_cursor *cur, uint32_t *v, const char *what,
+                   char *why, size_t whyn)
+{
+    if (rq_wire_get_u32(cur, v) != 0) {
+        rq_why(why, whyn, "truncated in %s", what);
+        return RQ_MALFORMED;
+    }
+    return 0;
+}
+
+static int get_u64(struct rq_cursor *cur, uint64_t *v, const char *what,
+                   char *why, size_t whyn)
+{
+    if (rq_wire_get_u64(cur, v) != 0) {
+        rq_why(why, whyn, "truncated in %s", what);
+        return RQ_MALFORMED;
+    }
+    return 0;
+}
+
+static int get_replicas(struct rq_cursor *cur, uint32_t *r, char *why,
+                        size_t whyn)
+{
+    for (int i = 0; i < MCMD_RF; i++) {
+        if (get_u32(cur, &r[i], "replicas", why, whyn) != 0) {
+            return RQ_MALFORMED;
+        }
+    }
+    return 0;
+}
+
+static int decode_addrs(struct rq_cursor *cur, uint32_t *id, char *raft,
+                        char *http, char *why, size_t whyn)
+{
+    int rv = get_u32(cur, id, "id", why, whyn);
+    if (rv == 0) {
+        rv = get_str(cur, MCMD_ADDR_MAX, raft, "raft_addr", why, whyn);
+    }
+    if (rv == 0) {
+        rv = get_str(cur, MCMD_ADDR_MAX, http, "http_addr", why, whyn);
+    }
+    return rv;
+}
+
+static int decode_topic_create(struct rq_cursor *cur, struct mcmd *c, char *why,
+                               size_t whyn)
+{
+    uint32_t n;
+    int rv = get_str(cur, MCMD_NAME_MAX, c->u.topic_create.name, "topic name",
+                     why, whyn);
+    if (rv == 0) {
+        rv = get_u32(cur, &n, "n_partitions", why, whyn);
+    }
+    if (rv == 0) {
+        rv = get_u64(cur, &c->u.topic_create.retention_bytes, "retention_bytes",
+                     why, whyn);
+    }
+    if (rv == 0) {
+        rv = get_u64(cur, &c->u.topic_create.retention_ms, "retention_ms", why,
+                     whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (n == 0 || n > MCMD_MAX_PARTITIONS) {
+        rq_why(why, whyn, "%" PRIu32 " partitions (1 to %d)", n,
+               MCMD_MAX_PARTITIONS);
+        return RQ_MALFORMED;
+    }
+    /* Checked before allocating, so a hostile count costs nothing. */
+    if (cur->left < (size_t)n * MCMD_RF * 4) {
+        rq_why(why, whyn, "replica list truncated (%" PRIu32 " partitions)", n);
+        return RQ_MALFORMED;
+    }
+    c->u.topic_create.replicas = calloc(n, sizeof *c->u.topic_create.replicas);
+    if (c->u.topic_create.replicas == NULL) {
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    c->u.topic_create.n_partitions = n;
+    for (uint32_t p = 0; p < n; p++) {
+        rv = get_replicas(cur, c->u.topic_create.replicas[p], why, whyn);
+        assert(rv == 0); /* The length was checked above. */
+    }
+    return 0;
+}
+
+static int decode_offset_commit(struct rq_cursor *cur, struct mcmd *c,
+                                char *why, size_t whyn)
+{
+    uint32_t n;
+    int rv =
+        get_u64(cur, &c->u.offset_commit.consumer_id, "consumer_id", why, whyn);
+    if (rv == 0) {
+        rv = get_u32(cur, &c->u.offset_commit.cursor, "cursor", why, whyn);
+    }
+    if (rv == 0) {
+        rv = get_u32(cur, &n, "offset count", why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (n > MCMD_MAX_OFFSETS) {
+        rq_why(why, whyn, "%" PRIu32 " offsets (at most %d)", n,
+               MCMD_MAX_OFFSETS);
+        return RQ_MALFORMED;
+    }
+    if (cur->left < (size_t)n * OFFSET_BYTES) {
+        rq_why(why, whyn, "offset list truncated (%" PRIu32 " offsets)", n);
+        return RQ_MALFORMED;
+    }
+    if (n > 0) {
+        c->u.offset_commit.offsets =
+            calloc(n, sizeof *c->u.offset_commit.offsets);
+        if (c->u.offset_commit.offsets == NULL) {
+            rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+            return RQ_NOMEM;
+        }
+    }
+    c->u.offset_commit.n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct mcmd_offset *o = &c->u.offset_commit.offsets[i];
+        rv = get_u32(cur, &o->partition_id, "offsets", why, whyn);
+        if (rv == 0) {
+            rv = get_u64(cur, &o->offset, "offsets", why, whyn);
+        }
+        if (rv == 0) {
+            rv = get_u64(cur, &o->expected, "offsets", why, whyn);
+        }
+        assert(rv == 0); /* The length was checked above. */
+    }
+    return 0;
+}
+
+static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
+                         size_t whyn)
+{
+    uint8_t u8;
+    int rv;
+    switch (c->type) {
+        case MCMD_MANAGER_ADDR:
+            return decode_addrs(cur, &c->u.manager.id, c->u.manager.raft_addr,
+                                c->u.manager.http_addr, why, whyn);
+        case MCMD_BROKER_REGISTER:
+            return decode_addrs(cur, &c->u.broker_register.id,
+                                c->u.broker_register.raft_addr,
+                                c->u.broker_register.http_addr, why, whyn);
+        case MCMD_BROKER_STATE:
+            rv = get_u32(cur, &c->u.broker_state.id, "id", why, whyn);
+            if (rv == 0 && rq_wire_get_u8(cur, &u8) != 0) {
+                rq_why(why, whyn, "truncated in state");
+                rv = RQ_MALFORMED;
+            }
+            if (rv == 0) {
+                c->u.broker_state.state = (enum mbroker_state)u8;
+            }
+            return rv;
+        case MCMD_TOPIC_CREATE:
+            return decode_topic_create(cur, c, why, whyn);
+        case MCMD_TOPIC_DELETE:
+            return get_str(cur, MCMD_NAME_MAX, c->u.topic_delete.name,
+                           "topic name", why, whyn);
+        case MCMD_PRODUCER_REGISTER:
+        case MCMD_CONSUMER_REGISTER:
+            rv = get_str(cur, MCMD_NAME_MAX, c->u.client_register.topic,
+                         "topic", why, whyn);
+            if (rv == 0) {
+                rv = get_u32(cur, &c->u.client_register.partition_id,
+                             "partition_id", why, whyn);
+            }
+            return rv;
+        case MCMD_OFFSET_COMMIT:
+            return decode_offset_commit(cur, c, why, whyn);
+        case MCMD_PARTITION_REPLICAS:
+            rv = get_str(cur, MCMD_NAME_MAX, c->u.partition_replicas.topic,
+                         "topic", why, whyn);
+            if (rv == 0) {
+                rv = get_u32(cur, &c->u.partition_replicas.partition_id,
+                             "partition_id", why, whyn);
+            }
+            if (rv == 0) {
+                rv = get_u64(cur, &c->u.partition_replicas.expected_epoch,
+                             "expected_epoch", why, whyn);
+            }
+            if (rv == 0) {
+                rv = get_replicas(cur, c->u.partition_replicas.replicas, why,
+                                  whyn);
+            }
+            return rv;
+    }
+    assert(0); /* The type was checked by the caller. */
+    return RQ_MALFORMED;
+}
+
+int mcmd_decode(const uint8_t *buf, size_t len, struct mcmd *c, char *why,
+                size_t whyn)
+{
+    struct rq_cursor cur;
+    uint8_t version;
+    uint8_t type;
+    int rv;
+
+    memset(c, 0, sizeof *c);
+    rq_cursor_init(&cur, buf, len);
+    if (rq_wire_get_u8(&cur, &version) != 0 ||
+        rq_wire_get_u8(&cur, &type) != 0 ||
+        rq_wire_get_u64(&cur, &c->now_ms) != 0) {
+        rq_why(why, whyn, "%zu bytes: shorter than a command header", len);
+        return RQ_MALFORMED;
+    }
+    if (version != MCMD_VERSION) {
+        rq_why(why, whyn, "command version %u (this manager reads %d)", version,
+               MCMD_VERSION);
+        return RQ_MALFORMED;
+    }
+    if (!type_known(type)) {
+        rq_why(why, whyn, "unknown command type %u", type);
+        return RQ_MALFORMED;
+    }
+    c->type = (enum mcmd_type)type;
+    rv = decode_fields(&cur, c, why, whyn);
+    if (rv == 0 && cur.left != 0) {
+        rq_why(why, whyn, "%zu bytes after the %s command", cur.left,
+               mcmd_type_name(c->type));
+        rv = RQ_MALFORMED;
+    }
+    if (rv == 0) {
+        char reason[160];
+        rv = check(c, reason, sizeof reason);
+        if (rv != 0) {
+            rq_why(why, whyn, "%s: %s", mcmd_type_name(c->type), reason);
+            rv = RQ_MALFORMED;
+        }
+    }
+    if (rv != 0) {
+        mcmd_clear(c);
+        memset(c, 0, sizeof *c);
+    }
+    return rv;
+}

@@ -1,0 +1,1405 @@
+/*
+ * The manager's metadata store on SQLite (see mstore.h): the schema, the
+ * apply of each command type, snapshots and the read queries.
+ *
+ * Transactions. The first apply after a flush opens a transaction (BEGIN)
+ * that mstore_flush commits. Each apply runs inside a savepoint of its own,
+ * so a refusal or an SQLite error undoes exactly that command and leaves
+ * the earlier ones of the burst in place:
+ *
+ *   IDLE --apply--> OPEN [txn_begin]         OPEN --flush--> IDLE
+ * [mstore_flush] OPEN --apply--> OPEN (savepoint released, or rolled back on
+ * refusal) OPEN --SQLite rolled the transaction back--> BROKEN [note_failure]
+ *
+ * BROKEN means the entries applied since the last flush are gone from the
+ * database while libraft believes them applied; applying more on top would
+ * diverge from the other managers, so every apply and flush fails with
+ * RQ_IO until a restore replaces the whole state or the store is reopened
+ * (the Raft log then replays what the file lacks).
+ *
+ * Determinism. Apply reads no clock and draws no random number: times are
+ * the command's now_ms, ids come from counters in meta. Unsigned 64-bit
+ * values are stored as SQLite's signed integers bit for bit and read back
+ * the same way, so MCMD_ANY-sized values survive.
+ */
+#include "mstore.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "rq_err.h"
+#include "rq_log.h"
+
+#define LOG_TAG "mstore"
+
+/* Columns are declared NOT NULL except partition_id of clients (NULL: not
+ * bound). The text is also what a restored snapshot's schema must equal. */
+static const char schema_sql[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
+    "WITHOUT ROWID;"
+    "CREATE TABLE managers(id INTEGER PRIMARY KEY, raft_addr TEXT NOT NULL, "
+    "http_addr TEXT NOT NULL);"
+    "CREATE TABLE brokers(id INTEGER PRIMARY KEY, raft_addr TEXT NOT NULL, "
+    "http_addr TEXT NOT NULL, state INTEGER NOT NULL, "
+    "registered_ms INTEGER NOT NULL, state_ms INTEGER NOT NULL);"
+    "CREATE TABLE topics(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, "
+    "retention_bytes INTEGER NOT NULL, retention_ms INTEGER NOT NULL, "
+    "n_partitions INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE partitions(topic TEXT NOT NULL, "
+    "partition_id INTEGER NOT NULL, group_id INTEGER NOT NULL UNIQUE, "
+    "epoch INTEGER NOT NULL, r0 INTEGER NOT NULL, r1 INTEGER NOT NULL, "
+    "r2 INTEGER NOT NULL, PRIMARY KEY(topic, partition_id)) WITHOUT ROWID;"
+    "CREATE TABLE producers(id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+    "partition_id INTEGER, rr_cursor INTEGER NOT NULL);"
+    "CREATE INDEX producers_by_topic ON producers(topic);"
+    "CREATE TABLE consumers(id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+    "partition_id INTEGER, rr_cursor INTEGER NOT NULL);"
+    "CREATE INDEX consumers_by_topic ON consumers(topic);"
+    "CREATE TABLE offsets(consumer_id INTEGER NOT NULL, "
+    "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
+    "PRIMARY KEY(consumer_id, partition_id)) WITHOUT ROWID;"
+    "INSERT INTO meta(key, value) VALUES ('applied_index', 0), "
+    "('next_group_id', 1), ('next_producer_id', 1), "
+    "('next_consumer_id', 1);";
+
+/* The meta keys every valid database holds. */
+static const char *const meta_keys[] = {
+    "applied_index",
+    "next_group_id",
+    "next_producer_id",
+    "next_consumer_id",
+};
+
+#define BROKER_COLS                                                          \
+    "b.id, b.raft_addr, b.http_addr, b.state, b.registered_ms, b.state_ms, " \
+    "(SELECT count(*) FROM partitions p WHERE p.r0 = b.id OR p.r1 = b.id "   \
+    "OR p.r2 = b.id), "                                                      \
+    "(SELECT count(*) FROM partitions p WHERE p.r0 = b.id)"
+#define TOPIC_COLS \
+    "name, created_ms, retention_bytes, retention_ms, n_partitions"
+#define PARTITION_COLS "topic, partition_id, group_id, epoch, r0, r1, r2"
+
+/* Every statement the store runs, prepared once at open. */
+#define STATEMENTS(X)                                                         \
+    X(BEGIN, "BEGIN")                                                         \
+    X(COMMIT, "COMMIT")                                                       \
+    X(SAVEPOINT, "SAVEPOINT cmd")                                             \
+    X(RELEASE, "RELEASE cmd")                                                 \
+    X(ROLLBACK_TO, "ROLLBACK TO cmd")                                         \
+    X(META_GET, "SELECT value FROM meta WHERE key = ?1")                      \
+    X(META_SET, "UPDATE meta SET value = ?2 WHERE key = ?1")                  \
+    X(MANAGER_UPSERT,                                                         \
+      "INSERT INTO managers(id, raft_addr, http_addr) VALUES (?1, ?2, ?3) "   \
+      "ON CONFLICT(id) DO UPDATE SET raft_addr = excluded.raft_addr, "        \
+      "http_addr = excluded.http_addr")                                       \
+    X(MANAGER_GET,                                                            \
+      "SELECT id, raft_addr, http_addr FROM managers WHERE id = ?1")          \
+    X(MANAGERS, "SELECT id, raft_addr, http_addr FROM managers ORDER BY id")  \
+    X(BROKER_STATE_GET, "SELECT state FROM brokers WHERE id = ?1")            \
+    X(BROKER_INSERT,                                                          \
+      "INSERT INTO brokers(id, raft_addr, http_addr, state, registered_ms, "  \
+      "state_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)")                            \
+    X(BROKER_UPDATE,                                                          \
+      "UPDATE brokers SET raft_addr = ?2, http_addr = ?3, "                   \
+      "registered_ms = ?5, state_ms = CASE WHEN state = ?4 THEN state_ms "    \
+      "ELSE ?5 END, state = ?4 WHERE id = ?1")                                \
+    X(BROKER_SET_STATE,                                                       \
+      "UPDATE brokers SET state = ?2, state_ms = ?3 WHERE id = ?1")           \
+    X(BROKER_GET, "SELECT " BROKER_COLS " FROM brokers b WHERE b.id = ?1")    \
+    X(BROKERS, "SELECT " BROKER_COLS " FROM brokers b ORDER BY b.id")         \
+    X(TOPIC_GET, "SELECT " TOPIC_COLS " FROM topics WHERE name = ?1")         \
+    X(TOPICS, "SELECT " TOPIC_COLS " FROM topics ORDER BY name")              \
+    X(TOPIC_INSERT,                                                           \
+      "INSERT INTO topics(" TOPIC_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)")       \
+    X(TOPIC_DELETE, "DELETE FROM topics WHERE name = ?1")                     \
+    X(PARTITION_INSERT, "INSERT INTO partitions(" PARTITION_COLS              \
+                        ") VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)")               \
+    X(PARTITION_GET,                                                          \
+      "SELECT " PARTITION_COLS                                                \
+      " FROM partitions WHERE topic = ?1 AND partition_id = ?2")              \
+    X(PARTITION_SET,                                                          \
+      "UPDATE partitions SET r0 = ?3, r1 = ?4, r2 = ?5, epoch = epoch + 1 "   \
+      "WHERE topic = ?1 AND partition_id = ?2")                               \
+    X(PARTITIONS_OF,                                                          \
+      "SELECT " PARTITION_COLS                                                \
+      " FROM partitions WHERE topic = ?1 ORDER BY partition_id")              \
+    X(PARTITIONS_ALL, "SELECT " PARTITION_COLS                                \
+                      " FROM partitions ORDER BY topic, partition_id")        \
+    X(PARTITION_BY_GROUP,                                                     \
+      "SELECT " PARTITION_COLS " FROM partitions WHERE group_id = ?1")        \
+    X(PARTITIONS_DELETE, "DELETE FROM partitions WHERE topic = ?1")           \
+    X(PRODUCER_INSERT,                                                        \
+      "INSERT INTO producers(id, topic, partition_id, rr_cursor) "            \
+      "VALUES (?1, ?2, ?3, 0)")                                               \
+    X(PRODUCER_GET,                                                           \
+      "SELECT id, topic, partition_id, rr_cursor FROM producers "             \
+      "WHERE id = ?1")                                                        \
+    X(PRODUCERS_DELETE, "DELETE FROM producers WHERE topic = ?1")             \
+    X(CONSUMER_INSERT,                                                        \
+      "INSERT INTO consumers(id, topic, partition_id, rr_cursor) "            \
+      "VALUES (?1, ?2, ?3, 0)")                                               \
+    X(CONSUMER_GET,                                                           \
+      "SELECT id, topic, partition_id, rr_cursor FROM consumers "             \
+      "WHERE id = ?1")                                                        \
+    X(CONSUMER_SET_CURSOR,                                                    \
+      "UPDATE consumers SET rr_cursor = ?2 WHERE id = ?1")                    \
+    X(CONSUMERS_DELETE, "DELETE FROM consumers WHERE topic = ?1")             \
+    X(OFFSET_GET,                                                             \
+      "SELECT next_offset FROM offsets WHERE consumer_id = ?1 "               \
+      "AND partition_id = ?2")                                                \
+    X(OFFSET_SET,                                                             \
+      "INSERT INTO offsets(consumer_id, partition_id, next_offset) "          \
+      "VALUES (?1, ?2, ?3) ON CONFLICT(consumer_id, partition_id) "           \
+      "DO UPDATE SET next_offset = excluded.next_offset")                     \
+    X(OFFSETS_OF,                                                             \
+      "SELECT partition_id, next_offset FROM offsets WHERE consumer_id = ?1 " \
+      "ORDER BY partition_id")                                                \
+    X(OFFSETS_DELETE,                                                         \
+      "DELETE FROM offsets WHERE consumer_id IN "                             \
+      "(SELECT id FROM consumers WHERE topic = ?1)")
+
+enum stmt_id {
+#define STMT_ENUM(name, sql) ST_##name,
+    STATEMENTS(STMT_ENUM)
+#undef STMT_ENUM
+        ST_COUNT_
+};
+
+static const char *const stmt_sql[] = {
+#define STMT_SQL(name, sql) sql,
+    STATEMENTS(STMT_SQL)
+#undef STMT_SQL
+};
+
+struct mstore {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT_];
+    bool in_txn;      /* BEGIN ran and no COMMIT since. */
+    bool broken;      /* The open transaction was lost; see the top. */
+    uint64_t applied; /* meta.applied_index, including the open txn. */
+};
+
+/* ---- Small SQLite helpers ---- */
+
+/* Logs an SQLite failure and maps it to an RQ_* code. */
+static int sql_fail(sqlite3 *db, int rc, const char *what)
+{
+    rq_log(RQ_ERROR, "%s: %s (sqlite %d)", what, sqlite3_errmsg(db), rc);
+    return rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+}
+
+/* Unsigned values go in and out as SQLite's signed 64-bit integers. */
+static void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* A client's partition: NULL when not bound. */
+static void bind_partition(sqlite3_stmt *st, int i, uint32_t partition_id)
+{
+    if (partition_id == MCMD_NO_PARTITION) {
+        sqlite3_bind_null(st, i);
+    } else {
+        bind_u64(st, i, partition_id);
+    }
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i)
+{
+    return (uint64_t)sqlite3_column_int64(st, i);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *dst, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, n, "%s", t != NULL ? (const char *)t : "");
+}
+
+/*
+ * Steps a statement that returns no rows and resets it, so it never holds
+ * the database between calls.
+ */
+static int run(struct mstore *s, enum stmt_id id)
+{
+    sqlite3_stmt *st = s->st[id];
+    int rc = sqlite3_step(st);
+    int rv = rc == SQLITE_DONE ? 0 : sql_fail(s->db, rc, stmt_sql[id]);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rv;
+}
+
+/*
+ * Steps a statement expected to return at most one row. Returns 0 with the
+ * row current (the caller reads columns then calls done()), RQ_NOTFOUND
+ * (already reset), or an error (already reset).
+ */
+static int row(struct mstore *s, enum stmt_id id)
+{
+    sqlite3_stmt *st = s->st[id];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        return 0;
+    }
+    int rv =
+        rc == SQLITE_DONE ? RQ_NOTFOUND : sql_fail(s->db, rc, stmt_sql[id]);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rv;
+}
+
+static void done(struct mstore *s, enum stmt_id id)
+{
+    sqlite3_reset(s->st[id]);
+    sqlite3_clear_bindings(s->st[id]);
+}
+
+static int meta_get(struct mstore *s, const char *key, uint64_t *out)
+{
+    bind_text(s->st[ST_META_GET], 1, key);
+    int rv = row(s, ST_META_GET);
+    if (rv == 0) {
+        *out = col_u64(s->st[ST_META_GET], 0);
+        done(s, ST_META_GET);
+    } else if (rv == RQ_NOTFOUND) {
+        /* The schema check guarantees every key; a missing one is damage. */
+        rq_log(RQ_ERROR, "meta key %s is missing", key);
+        rv = RQ_IO;
+    }
+    return rv;
+}
+
+static int meta_set(struct mstore *s, const char *key, uint64_t v)
+{
+    bind_text(s->st[ST_META_SET], 1, key);
+    bind_u64(s->st[ST_META_SET], 2, v);
+    return run(s, ST_META_SET);
+}
+
+/* Takes the next id from the counter @key (ids start at 1). */
+static int meta_take(struct mstore *s, const char *key, uint64_t n,
+                     uint64_t *first)
+{
+    int rv = meta_get(s, key, first);
+    if (rv == 0) {
+        rv = meta_set(s, key, *first + n);
+    }
+    return rv;
+}
+
+/* ---- Schema ---- */
+
+/*
+ * Compares the schema of @b's main database with @a's (the expected one):
+ * the same tables, indexes and CREATE statements. *same is set on success.
+ */
+static int schema_same(sqlite3 *a, sqlite3 *b, bool *same, char *why,
+                       size_t whyn)
+{
+    static const char q[] =
+        "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema "
+        "ORDER BY type, name";
+    sqlite3_stmt *sa = NULL;
+    sqlite3_stmt *sb = NULL;
+    int rv = 0;
+    int ra;
+    int rb;
+
+    *same = false;
+    if (sqlite3_prepare_v2(a, q, -1, &sa, NULL) != SQLITE_OK) {
+        rq_why(why, whyn, "cannot read the schema: %s", sqlite3_errmsg(a));
+        rv = RQ_MALFORMED;
+        goto err;
+    }
+    if (sqlite3_prepare_v2(b, q, -1, &sb, NULL) != SQLITE_OK) {
+        rq_why(why, whyn, "cannot read the schema: %s", sqlite3_errmsg(b));
+        rv = RQ_MALFORMED;
+        goto err;
+    }
+    for (;;) {
+        ra = sqlite3_step(sa);
+        rb = sqlite3_step(sb);
+        if (ra != SQLITE_ROW || rb != SQLITE_ROW) {
+            break;
+        }
+        for (int i = 0; i < 4; i++) {
+            const char *x = (const char *)sqlite3_column_text(sa, i);
+            const char *y = (const char *)sqlite3_column_text(sb, i);
+            if (x == NULL || y == NULL || strcmp(x, y) != 0) {
+                rq_why(why, whyn, "schema differs: %s %s where %s %s was due",
+                       sqlite3_column_text(sb, 0), sqlite3_column_text(sb, 1),
+                       sqlite3_column_text(sa, 0), sqlite3_column_text(sa, 1));
+                goto err;
+            }
+        }
+    }
+    if (ra == SQLITE_DONE && rb == SQLITE_DONE) {
+        *same = true;
+    } else if (ra == SQLITE_DONE || rb == SQLITE_DONE) {
+        rq_why(why, whyn, "schema has %s tables or indexes than due",
+               ra == SQLITE_DONE ? "more" : "fewer");
+    } else {
+        rq_why(why, whyn, "cannot read the schema: %s",
+               sqlite3_errmsg(ra != SQLITE_ROW ? a : b));
+        rv = RQ_MALFORMED;
+    }
+err:
+    sqlite3_finalize(sb);
+    sqlite3_finalize(sa);
+    return rv;
+}
+
+/* A connection to a private in-memory database holding just the schema. */
+static int reference_open(sqlite3 **out, char *why, size_t whyn)
+{
+    sqlite3 *ref = NULL;
+    int rc = sqlite3_open_v2(":memory:", &ref,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(ref, schema_sql, NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "in-memory database: %s",
+               ref != NULL ? sqlite3_errmsg(ref) : "out of memory");
+        sqlite3_close(ref);
+        return rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+    }
+    *out = ref;
+    return 0;
+}
+
+/* Checks a database's content beyond its schema: page-level integrity and
+ * every meta key. */
+static int content_valid(sqlite3 *db, char *why, size_t whyn)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = RQ_MALFORMED;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check(1)", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        rq_why(why, whyn, "integrity check failed: %s", sqlite3_errmsg(db));
+        goto err;
+    }
+    const char *res = (const char *)sqlite3_column_text(st, 0);
+    if (res == NULL || strcmp(res, "ok") != 0) {
+        rq_why(why, whyn, "integrity check: %s", res != NULL ? res : "?");
+        goto err;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM meta WHERE key = ?1", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rq_why(why, whyn, "cannot read meta: %s", sqlite3_errmsg(db));
+        goto err;
+    }
+    for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++) {
+        bind_text(st, 1, meta_keys[i]);
+        if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0) != 1) {
+            rq_why(why, whyn, "meta key %s is missing", meta_keys[i]);
+            goto err;
+        }
+        sqlite3_reset(st);
+    }
+    rv = 0;
+err:
+    sqlite3_finalize(st);
+    return rv;
+}
+
+/* Creates the schema in an empty database, or checks the one it has. */
+static int schema_init(sqlite3 *db, char *why, size_t whyn)
+{
+    sqlite3_stmt *st = NULL;
+    sqlite3 *ref = NULL;
+    int n;
+    int rv;
+    int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_ROW) {
+        rq_why(why, whyn, "cannot read the schema: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return RQ_IO;
+    }
+    n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (n == 0) {
+        /* One transaction: a crash leaves either nothing or everything. */
+        char *msg = NULL;
+        rc = sqlite3_exec(db, "BEGIN", NULL, NULL, &msg);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_exec(db, schema_sql, NULL, NULL, &msg);
+        }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+        }
+        if (rc != SQLITE_OK) {
+            rq_why(why, whyn, "cannot create the schema: %s",
+                   msg != NULL ? msg : sqlite3_errstr(rc));
+            sqlite3_free(msg);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return RQ_IO;
+        }
+        return 0;
+    }
+    bool same;
+    rv = reference_open(&ref, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = schema_same(ref, db, &same, why, whyn);
+    sqlite3_close(ref);
+    if (rv == 0 && !same) {
+        rv = RQ_MALFORMED;
+    }
+    if (rv == 0) {
+        rv = content_valid(db, why, whyn);
+    }
+    if (rv != 0) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s", why != NULL ? why : "");
+        rq_why(why, whyn, "not a manager database of this version (%s)",
+               reason);
+        return RQ_IO;
+    }
+    return 0;
+}
+
+/* ---- Open and close ---- */
+
+static void statements_finalize(struct mstore *s)
+{
+    for (int i = 0; i < ST_COUNT_; i++) {
+        sqlite3_finalize(s->st[i]);
+        s->st[i] = NULL;
+    }
+}
+
+/* Reads the answer of PRAGMA journal_mode: a file system without shared
+ * memory support keeps the rollback journal, which is slower but correct. */
+static int wal_check(void *data, int n, char **values, char **names)
+{
+    (void)data;
+    (void)names;
+    if (n == 1 && values[0] != NULL && strcmp(values[0], "wal") != 0) {
+        rq_log(RQ_WARN, "journal mode is %s, not wal", values[0]);
+    }
+    return 0;
+}
+
+int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn)
+{
+    struct mstore *s = calloc(1, sizeof *s);
+    char *msg = NULL;
+    int rv;
+    int rc;
+
+    if (s == NULL) {
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    rc = sqlite3_open_v2(path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        rq_why(why, whyn, "%s: %s", path,
+               s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        rv = rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+        goto err_after_open;
+    }
+    /* WAL with synchronous=NORMAL: a commit is an append to the WAL without
+     * an fsync. A power loss may lose the last commits, never consistency;
+     * the Raft log holds every entry past applied_index and replays it. */
+    rc = sqlite3_exec(s->db,
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                      wal_check, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        rq_why(why, whyn, "%s: %s", path,
+               msg != NULL ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        rv = RQ_IO;
+        goto err_after_open;
+    }
+    rv = schema_init(s->db, why, whyn);
+    if (rv != 0) {
+        goto err_after_open;
+    }
+    for (int i = 0; i < ST_COUNT_; i++) {
+        rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1,
+                                SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+        if (rc != SQLITE_OK) {
+            /* UNTESTED: ENOMEM only (the schema was checked). */
+            rq_why(why, whyn, "preparing \"%s\": %s", stmt_sql[i],
+                   sqlite3_errmsg(s->db));
+            rv = rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+            goto err_after_prepare;
+        }
+    }
+    rv = meta_get(s, "applied_index", &s->applied);
+    if (rv != 0) {
+        rq_why(why, whyn, "%s: cannot read the applied index", path);
+        goto err_after_prepare;
+    }
+    rq_log(RQ_INFO, "opened %s applied_index=%" PRIu64, path, s->applied);
+    *out = s;
+    return 0;
+
+err_after_prepare:
+    statements_finalize(s);
+err_after_open:
+    sqlite3_close(s->db);
+    free(s);
+    return rv;
+}
+
+void mstore_close(struct mstore *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (!s->broken) {
+        mstore_flush(s); /* Logs its own failure. */
+    }
+    statements_finalize(s);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+/* ---- Transactions ---- */
+
+/*
+ * After an SQLite error: if the connection has left its transaction, SQLite
+ * rolled all of it back, with the entries applied since the last flush.
+ */
+static void note_failure(struct mstore *s)
+{
+    if (s->in_txn && sqlite3_get_autocommit(s->db)) {
+        s->in_txn = false;
+        s->broken = true;
+        rq_log(RQ_ERROR,
+               "the open transaction was rolled back; applies stop until a "
+               "restore or a restart replays the log");
+    }
+}
+
+int mstore_flush(struct mstore *s)
+{
+    if (s->broken) {
+        return RQ_IO;
+    }
+    if (!s->in_txn) {
+        return 0;
+    }
+    int rv = run(s, ST_COMMIT);
+    if (rv != 0) {
+        note_failure(s);
+        return rv;
+    }
+    s->in_txn = false;
+    return 0;
+}
+
+uint64_t mstore_applied_index(const struct mstore *s)
+{
+    return s->applied;
+}
+
+/* ---- Apply, one function per command type ---- */
+
+/* Each apply_* returns 0 with *result set (MSTORE_OK or a refusal), or an
+ * RQ_IO/RQ_NOMEM from SQLite. A refusal writes nothing before deciding. */
+
+static bool replicas_valid(const uint32_t *r)
+{
+    for (int i = 0; i < MCMD_RF; i++) {
+        if (r[i] == 0) {
+            return false;
+        }
+        for (int j = 0; j < i; j++) {
+            if (r[i] == r[j]) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Looks up a topic's partition count; RQ_NOTFOUND when there is no such
+ * topic. */
+static int topic_partitions(struct mstore *s, const char *name, uint32_t *n)
+{
+    bind_text(s->st[ST_TOPIC_GET], 1, name);
+    int rv = row(s, ST_TOPIC_GET);
+    if (rv == 0) {
+        *n = (uint32_t)col_u64(s->st[ST_TOPIC_GET], 4);
+        done(s, ST_TOPIC_GET);
+    }
+    return rv;
+}
+
+static int apply_manager(struct mstore *s, const struct mcmd *c,
+                         uint64_t *result)
+{
+    sqlite3_stmt *st = s->st[ST_MANAGER_UPSERT];
+    bind_u64(st, 1, c->u.manager.id);
+    bind_text(st, 2, c->u.manager.raft_addr);
+    bind_text(st, 3, c->u.manager.http_addr);
+    *result = MSTORE_OK(0);
+    return run(s, ST_MANAGER_UPSERT);
+}
+
+static int broker_state_get(struct mstore *s, uint32_t id,
+                            enum mbroker_state *state)
+{
+    bind_u64(s->st[ST_BROKER_STATE_GET], 1, id);
+    int rv = row(s, ST_BROKER_STATE_GET);
+    if (rv == 0) {
+        *state = (enum mbroker_state)sqlite3_column_int(
+            s->st[ST_BROKER_STATE_GET], 0);
+        done(s, ST_BROKER_STATE_GET);
+    }
+    return rv;
+}
+
+/*
+ * A registration sets ALIVE, except that it does not undo an admin
+ * decision: a DRAINING broker that restarts stays DRAINING, and a REMOVED
+ * id is refused, since removal is for good.
+ */
+static int apply_broker_register(struct mstore *s, const struct mcmd *c,
+                                 uint64_t *result)
+{
+    enum mbroker_state old;
+    enum mbroker_state state = MBROKER_ALIVE;
+    enum stmt_id id = ST_BROKER_UPDATE;
+    int rv = broker_state_get(s, c->u.broker_register.id, &old);
+    if (rv == RQ_NOTFOUND) {
+        id = ST_BROKER_INSERT;
+    } else if (rv != 0) {
+        return rv;
+    } else if (old == MBROKER_REMOVED) {
+        *result = MSTORE_ERR(RQ_INVALID);
+        return 0;
+    } else if (old == MBROKER_DRAINING) {
+        state = MBROKER_DRAINING;
+    }
+    sqlite3_stmt *st = s->st[id];
+    bind_u64(st, 1, c->u.broker_register.id);
+    bind_text(st, 2, c->u.broker_register.raft_addr);
+    bind_text(st, 3, c->u.broker_register.http_addr);
+    bind_u64(st, 4, (uint64_t)state);
+    bind_u64(st, 5, c->now_ms);
+    *result = MSTORE_OK(c->u.broker_register.id);
+    return run(s, id);
+}
+
+static int apply_broker_state(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result)
+{
+    enum mbroker_state old;
+    int rv = broker_state_get(s, c->u.broker_state.id, &old);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    *result = MSTORE_OK(0);
+    if (old == c->u.broker_state.state) {
+        return 0; /* Nothing changes, state_ms included. */
+    }
+    if (old == MBROKER_REMOVED) {
+        *result = MSTORE_ERR(RQ_INVALID);
+        return 0;
+    }
+    sqlite3_stmt *st = s->st[ST_BROKER_SET_STATE];
+    bind_u64(st, 1, c->u.broker_state.id);
+    bind_u64(st, 2, (uint64_t)c->u.broker_state.state);
+    bind_u64(st, 3, c->now_ms);
+    return run(s, ST_BROKER_SET_STATE);
+}
+
+static int apply_topic_create(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result)
+{
+    const char *name = c->u.topic_create.name;
+    uint32_t n = c->u.topic_create.n_partitions;
+    uint32_t existing;
+    uint64_t first;
+    int rv = topic_partitions(s, name, &existing);
+    if (rv == 0) {
+        *result = MSTORE_ERR(RQ_EXISTS);
+        return 0;
+    }
+    if (rv != RQ_NOTFOUND) {
+        return rv;
+    }
+    for (uint32_t p = 0; p < n; p++) {
+        if (!replicas_valid(c->u.topic_create.replicas[p])) {
+            *result = MSTORE_ERR(RQ_INVALID);
+            return 0;
+        }
+    }
+    rv = meta_take(s, "next_group_id", n, &first);
+    if (rv != 0) {
+        return rv;
+    }
+    sqlite3_stmt *st = s->st[ST_TOPIC_INSERT];
+    bind_text(st, 1, name);
+    bind_u64(st, 2, c->now_ms);
+    bind_u64(st, 3, c->u.topic_create.retention_bytes);
+    bind_u64(st, 4, c->u.topic_create.retention_ms);
+    bind_u64(st, 5, n);
+    rv = run(s, ST_TOPIC_INSERT);
+    st = s->st[ST_PARTITION_INSERT];
+    for (uint32_t p = 0; p < n && rv == 0; p++) {
+        const uint32_t *r = c->u.topic_create.replicas[p];
+        bind_text(st, 1, name);
+        bind_u64(st, 2, p);
+        bind_u64(st, 3, first + p);
+        bind_u64(st, 4, r[0]);
+        bind_u64(st, 5, r[1]);
+        bind_u64(st, 6, r[2]);
+        rv = run(s, ST_PARTITION_INSERT);
+    }
+    *result = MSTORE_OK(first);
+    return rv;
+}
+
+static int apply_topic_delete(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result)
+{
+    /* Offsets first: they find their rows through the consumers. */
+    static const enum stmt_id order[] = {
+        ST_OFFSETS_DELETE,    ST_CONSUMERS_DELETE, ST_PRODUCERS_DELETE,
+        ST_PARTITIONS_DELETE, ST_TOPIC_DELETE,
+    };
+    const char *name = c->u.topic_delete.name;
+    uint32_t n;
+    int rv = topic_partitions(s, name, &n);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof order / sizeof order[0] && rv == 0; i++) {
+        bind_text(s->st[order[i]], 1, name);
+        rv = run(s, order[i]);
+    }
+    *result = MSTORE_OK(0);
+    return rv;
+}
+
+static int apply_client_register(struct mstore *s, const struct mcmd *c,
+                                 uint64_t *result)
+{
+    bool producer = c->type == MCMD_PRODUCER_REGISTER;
+    const char *topic = c->u.client_register.topic;
+    uint32_t partition_id = c->u.client_register.partition_id;
+    enum stmt_id ins = producer ? ST_PRODUCER_INSERT : ST_CONSUMER_INSERT;
+    uint32_t n;
+    uint64_t id;
+    int rv = topic_partitions(s, topic, &n);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (partition_id != MCMD_NO_PARTITION && partition_id >= n) {
+        *result = MSTORE_ERR(RQ_INVALID);
+        return 0;
+    }
+    rv = meta_take(s, producer ? "next_producer_id" : "next_consumer_id", 1,
+                   &id);
+    if (rv != 0) {
+        return rv;
+    }
+    bind_u64(s->st[ins], 1, id);
+    bind_text(s->st[ins], 2, topic);
+    bind_partition(s->st[ins], 3, partition_id);
+    *result = MSTORE_OK(id);
+    return run(s, ins);
+}
+
+/* Reads a consumer's topic; RQ_NOTFOUND for an unknown consumer. */
+static int consumer_topic(struct mstore *s, uint64_t id, char *topic)
+{
+    bind_u64(s->st[ST_CONSUMER_GET], 1, id);
+    int rv = row(s, ST_CONSUMER_GET);
+    if (rv == 0) {
+        col_text(s->st[ST_CONSUMER_GET], 1, topic, MCMD_NAME_MAX + 1);
+        done(s, ST_CONSUMER_GET);
+    }
+    return rv;
+}
+
+static int offset_get(struct mstore *s, uint64_t consumer, uint32_t p,
+                      uint64_t *out)
+{
+    bind_u64(s->st[ST_OFFSET_GET], 1, consumer);
+    bind_u64(s->st[ST_OFFSET_GET], 2, p);
+    int rv = row(s, ST_OFFSET_GET);
+    if (rv == 0) {
+        *out = col_u64(s->st[ST_OFFSET_GET], 0);
+        done(s, ST_OFFSET_GET);
+    } else if (rv == RQ_NOTFOUND) {
+        *out = 0; /* Never committed: the partition is read from 0. */
+        rv = 0;
+    }
+    return rv;
+}
+
+/*
+ * All or nothing: every partition and every compare-and-set is checked
+ * before the first write, so a refusal leaves every offset as it was.
+ */
+static int apply_offset_commit(struct mstore *s, const struct mcmd *c,
+                               uint64_t *result)
+{
+    uint64_t consumer = c->u.offset_commit.consumer_id;
+    char topic[MCMD_NAME_MAX + 1];
+    uint32_t n;
+    int rv = consumer_topic(s, consumer, topic);
+    if (rv == 0) {
+        rv = topic_partitions(s, topic, &n);
+    }
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    for (uint32_t i = 0; i < c->u.offset_commit.n; i++) {
+        const struct mcmd_offset *o = &c->u.offset_commit.offsets[i];
+        uint64_t cur;
+        if (o->partition_id >= n) {
+            *result = MSTORE_ERR(RQ_INVALID);
+            return 0;
+        }
+        if (o->expected == MCMD_ANY) {
+            continue;
+        }
+        rv = offset_get(s, consumer, o->partition_id, &cur);
+        if (rv != 0) {
+            return rv;
+        }
+        if (cur != o->expected) {
+            *result = MSTORE_ERR(RQ_INVALID);
+            return 0;
+        }
+    }
+    sqlite3_stmt *st = s->st[ST_OFFSET_SET];
+    for (uint32_t i = 0; i < c->u.offset_commit.n && rv == 0; i++) {
+        const struct mcmd_offset *o = &c->u.offset_commit.offsets[i];
+        bind_u64(st, 1, consumer);
+        bind_u64(st, 2, o->partition_id);
+        bind_u64(st, 3, o->offset);
+        rv = run(s, ST_OFFSET_SET);
+    }
+    if (rv == 0) {
+        bind_u64(s->st[ST_CONSUMER_SET_CURSOR], 1, consumer);
+        bind_u64(s->st[ST_CONSUMER_SET_CURSOR], 2, c->u.offset_commit.cursor);
+        rv = run(s, ST_CONSUMER_SET_CURSOR);
+    }
+    *result = MSTORE_OK(0);
+    return rv;
+}
+
+static int apply_partition_replicas(struct mstore *s, const struct mcmd *c,
+                                    uint64_t *result)
+{
+    const char *topic = c->u.partition_replicas.topic;
+    uint32_t p = c->u.partition_replicas.partition_id;
+    const uint32_t *r = c->u.partition_replicas.replicas;
+    uint32_t n;
+    int rv = topic_partitions(s, topic, &n);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (p >= n || !replicas_valid(r)) {
+        *result = MSTORE_ERR(RQ_INVALID);
+        return 0;
+    }
+    sqlite3_stmt *st = s->st[ST_PARTITION_GET];
+    bind_text(st, 1, topic);
+    bind_u64(st, 2, p);
+    rv = row(s, ST_PARTITION_GET);
+    if (rv != 0) {
+        /* The topic has n partitions, so the row exists; NOTFOUND would be
+         * damage. */
+        return rv == RQ_NOTFOUND ? RQ_IO : rv;
+    }
+    uint64_t epoch = col_u64(st, 3);
+    done(s, ST_PARTITION_GET);
+    if (epoch != c->u.partition_replicas.expected_epoch) {
+        *result = MSTORE_ERR(RQ_INVALID);
+        return 0;
+    }
+    st = s->st[ST_PARTITION_SET];
+    bind_text(st, 1, topic);
+    bind_u64(st, 2, p);
+    bind_u64(st, 3, r[0]);
+    bind_u64(st, 4, r[1]);
+    bind_u64(st, 5, r[2]);
+    *result = MSTORE_OK(0);
+    return run(s, ST_PARTITION_SET);
+}
+
+static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
+{
+    switch (c->type) {
+        case MCMD_MANAGER_ADDR:
+            return apply_manager(s, c, result);
+        case MCMD_BROKER_REGISTER:
+            return apply_broker_register(s, c, result);
+        case MCMD_BROKER_STATE:
+            return apply_broker_state(s, c, result);
+        case MCMD_TOPIC_CREATE:
+            return apply_topic_create(s, c, result);
+        case MCMD_TOPIC_DELETE:
+            return apply_topic_delete(s, c, result);
+        case MCMD_PRODUCER_REGISTER:
+        case MCMD_CONSUMER_REGISTER:
+            return apply_client_register(s, c, result);
+        case MCMD_OFFSET_COMMIT:
+            return apply_offset_commit(s, c, result);
+        case MCMD_PARTITION_REPLICAS:
+            return apply_partition_replicas(s, c, result);
+    }
+    /* mcmd_decode returns only known types. */
+    *result = MSTORE_ERR(RQ_MALFORMED);
+    return 0;
+}
+
+int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
+                 size_t len, uint64_t *result)
+{
+    struct mcmd c;
+    char why[256];
+    uint64_t res = MSTORE_OK(0);
+    int rv;
+
+    if (index <= s->applied) {
+        /* Replayed from the Raft log after a crash: the file has it. */
+        *result = MSTORE_OK(0);
+        return 0;
+    }
+    if (s->broken) {
+        return RQ_IO;
+    }
+    if (!s->in_txn) {
+        rv = run(s, ST_BEGIN);
+        if (rv != 0) {
+            return rv;
+        }
+        s->in_txn = true;
+    }
+    rv = run(s, ST_SAVEPOINT);
+    if (rv != 0) {
+        note_failure(s);
+        return rv;
+    }
+    rv = mcmd_decode(payload, len, &c, why, sizeof why);
+    if (rv == RQ_MALFORMED) {
+        rq_log(RQ_WARN, "entry %" PRIu64 " skipped: %s", index, why);
+        res = MSTORE_ERR(RQ_MALFORMED);
+        rv = 0;
+    } else if (rv == 0) {
+        rv = apply_cmd(s, &c, &res);
+        mcmd_clear(&c);
+    }
+    if (rv == 0 && MSTORE_IS_ERR(res)) {
+        /* Every apply_* decides a refusal before its first write; the
+         * rollback makes that hold even if one is changed to write
+         * first. */
+        rv = run(s, ST_ROLLBACK_TO);
+    }
+    if (rv == 0) {
+        rv = meta_set(s, "applied_index", index);
+    }
+    if (rv != 0) {
+        /* Undo this command only; the burst before it stays. */
+        run(s, ST_ROLLBACK_TO);
+        run(s, ST_RELEASE);
+        note_failure(s);
+        return rv;
+    }
+    rv = run(s, ST_RELEASE);
+    if (rv != 0) {
+        note_failure(s); /* UNTESTED: RELEASE of a savepoint does no I/O. */
+        return rv;
+    }
+    s->applied = index;
+    *result = res;
+    return 0;
+}
+
+/* ---- Snapshots ---- */
+
+int mstore_snapshot(struct mstore *s, uint8_t **out, size_t *len)
+{
+    sqlite3_int64 size = 0;
+    int rv = mstore_flush(s);
+    if (rv != 0) {
+        return rv;
+    }
+    unsigned char *img = sqlite3_serialize(s->db, "main", &size, 0);
+    if (img == NULL) {
+        /* UNTESTED: ENOMEM or a read error. */
+        return sql_fail(s->db, sqlite3_errcode(s->db), "serialize");
+    }
+    uint8_t *copy = malloc(size > 0 ? (size_t)size : 1);
+    if (copy == NULL) {
+        sqlite3_free(img); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    memcpy(copy, img, (size_t)size);
+    sqlite3_free(img);
+    *out = copy;
+    *len = (size_t)size;
+    return 0;
+}
+
+/*
+ * Opens @buf as a private in-memory database. Bytes 18 and 19 of the header
+ * say WAL (2) in a snapshot of our WAL-mode file; an in-memory database has
+ * no WAL, so the copy says rollback journal (1) instead. The backup into
+ * the file sets them back.
+ */
+static int scratch_open(const uint8_t *buf, size_t len, sqlite3 **out,
+                        char *why, size_t whyn)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc != SQLITE_OK) {
+        /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "in-memory database: %s", sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return RQ_NOMEM;
+    }
+    unsigned char *copy = sqlite3_malloc64(len > 0 ? len : 1);
+    if (copy == NULL) {
+        sqlite3_close(db); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    memcpy(copy, buf, len);
+    if (len >= 20 && copy[18] == 2 && copy[19] == 2) {
+        copy[18] = 1;
+        copy[19] = 1;
+    }
+    /* On failure too, SQLite frees the copy (FREEONCLOSE). */
+    rc = sqlite3_deserialize(
+        db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+        SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+    if (rc != SQLITE_OK) {
+        rq_why(why, whyn, "not a database: %s", sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return RQ_MALFORMED;
+    }
+    *out = db;
+    return 0;
+}
+
+int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
+                   size_t whyn)
+{
+    sqlite3 *scratch = NULL;
+    bool same;
+    int rv;
+
+    /* A broken store has nothing worth keeping: the restore replaces it. */
+    if (!s->broken) {
+        rv = mstore_flush(s);
+        if (rv != 0) {
+            rq_why(why, whyn, "cannot commit before restoring");
+            return rv;
+        }
+    }
+    rv = scratch_open(buf, len, &scratch, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = schema_same(s->db, scratch, &same, why, whyn);
+    if (rv == 0 && !same) {
+        rv = RQ_MALFORMED;
+    }
+    if (rv == 0) {
+        rv = content_valid(scratch, why, whyn);
+    }
+    if (rv != 0) {
+        goto err_after_scratch;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(s->db, "main", scratch, "main");
+    if (b == NULL) {
+        rq_why(why, whyn, "backup: %s", sqlite3_errmsg(s->db));
+        rv = sql_fail(s->db, sqlite3_errcode(s->db), "backup init");
+        goto err_after_scratch;
+    }
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        rq_why(why, whyn, "backup: %s", sqlite3_errstr(rc));
+        rv = sql_fail(s->db, rc, "backup step");
+        goto err_after_scratch;
+    }
+    rv = meta_get(s, "applied_index", &s->applied);
+    if (rv != 0) {
+        rq_why(why, whyn, "cannot read the restored applied index");
+        goto err_after_scratch;
+    }
+    s->broken = false;
+    rq_log(RQ_INFO, "restored a snapshot of %zu bytes applied_index=%" PRIu64,
+           len, s->applied);
+
+err_after_scratch:
+    sqlite3_close(scratch);
+    return rv;
+}
+
+/* ---- Queries ---- */
+
+/* Each read_* fills one item (a struct mstore_*) from the current row. */
+typedef void (*read_fn)(sqlite3_stmt *st, void *item);
+
+static void read_broker(sqlite3_stmt *st, void *item)
+{
+    struct mstore_broker *b = item;
+    b->id = (uint32_t)col_u64(st, 0);
+    col_text(st, 1, b->raft_addr, sizeof b->raft_addr);
+    col_text(st, 2, b->http_addr, sizeof b->http_addr);
+    b->state = (enum mbroker_state)sqlite3_column_int(st, 3);
+    b->registered_ms = col_u64(st, 4);
+    b->state_ms = col_u64(st, 5);
+    b->n_replicas = (uint32_t)col_u64(st, 6);
+    b->n_preferred = (uint32_t)col_u64(st, 7);
+}
+
+static void read_manager(sqlite3_stmt *st, void *item)
+{
+    struct mstore_manager *m = item;
+    m->id = (uint32_t)col_u64(st, 0);
+    col_text(st, 1, m->raft_addr, sizeof m->raft_addr);
+    col_text(st, 2, m->http_addr, sizeof m->http_addr);
+}
+
+static void read_topic(sqlite3_stmt *st, void *item)
+{
+    struct mstore_topic *t = item;
+    col_text(st, 0, t->name, sizeof t->name);
+    t->created_ms = col_u64(st, 1);
+    t->retention_bytes = col_u64(st, 2);
+    t->retention_ms = col_u64(st, 3);
+    t->n_partitions = (uint32_t)col_u64(st, 4);
+}
+
+static void read_partition(sqlite3_stmt *st, void *item)
+{
+    struct mstore_partition *p = item;
+    col_text(st, 0, p->topic, sizeof p->topic);
+    p->partition_id = (uint32_t)col_u64(st, 1);
+    p->group_id = col_u64(st, 2);
+    p->epoch = col_u64(st, 3);
+    for (int i = 0; i < MCMD_RF; i++) {
+        p->replicas[i] = (uint32_t)col_u64(st, 4 + i);
+    }
+}
+
+static void read_client(sqlite3_stmt *st, void *item)
+{
+    struct mstore_client *c = item;
+    c->id = col_u64(st, 0);
+    col_text(st, 1, c->topic, sizeof c->topic);
+    c->partition_id = sqlite3_column_type(st, 2) == SQLITE_NULL
+                          ? MCMD_NO_PARTITION
+                          : (uint32_t)col_u64(st, 2);
+    c->rr_cursor = (uint32_t)col_u64(st, 3);
+}
+
+/*
+ * Runs a bound statement and collects every row into a malloc'd array of
+ * @size-byte items filled by @read. Resets the statement in every case.
+ */
+static int collect(struct mstore *s, enum stmt_id id, size_t size, read_fn read,
+                   void **out, size_t *n)
+{
+    sqlite3_stmt *st = s->st[id];
+    uint8_t *items = NULL;
+    size_t count = 0;
+    size_t cap = 0;
+    int rv = 0;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            size_t ncap = cap == 0 ? 16 : cap * 2;
+            uint8_t *p = realloc(items, ncap * size);
+            if (p == NULL) {
+                rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+                goto err;
+            }
+            items = p;
+            cap = ncap;
+        }
+        /* Zeroed first: string tails and padding are then defined, so
+         * results compare with memcmp. */
+        memset(items + count * size, 0, size);
+        read(st, items + count * size);
+        count++;
+    }
+    if (rc != SQLITE_DONE) {
+        rv = sql_fail(s->db, rc, stmt_sql[id]);
+        goto err;
+    }
+    done(s, id);
+    *out = items;
+    *n = count;
+    return 0;
+
+err:
+    done(s, id);
+    free(items);
+    return rv;
+}
+
+/* Runs a bound single-row statement into @item; 0 or RQ_NOTFOUND. */
+static int lookup(struct mstore *s, enum stmt_id id, read_fn read, void *item,
+                  size_t size)
+{
+    int rv = row(s, id);
+    if (rv == 0) {
+        memset(item, 0, size);
+        read(s->st[id], item);
+        done(s, id);
+    }
+    return rv;
+}
+
+int mstore_managers(struct mstore *s, struct mstore_manager **out, size_t *n)
+{
+    return collect(s, ST_MANAGERS, sizeof **out, read_manager, (void **)out, n);
+}
+
+int mstore_manager(struct mstore *s, uint32_t id, struct mstore_manager *out)
+{
+    bind_u64(s->st[ST_MANAGER_GET], 1, id);
+    return lookup(s, ST_MANAGER_GET, read_manager, out, sizeof *out);
+}
+
+int mstore_brokers(struct mstore *s, struct mstore_broker **out, size_t *n)
+{
+    return collect(s, ST_BROKERS, sizeof **out, read_broker, (void **)out, n);
+}
+
+int mstore_broker(struct mstore *s, uint32_t id, struct mstore_broker *out)
+{
+    bind_u64(s->st[ST_BROKER_GET], 1, id);
+    return lookup(s, ST_BROKER_GET, read_broker, out, sizeof *out);
+}
+
+int mstore_topics(struct mstore *s, struct mstore_topic **out, size_t *n)
+{
+    return collect(s, ST_TOPICS, sizeof **out, read_topic, (void **)out, n);
+}
+
+int mstore_topic(struct mstore *s, const char *name, struct mstore_topic *out)
+{
+    bind_text(s->st[ST_TOPIC_GET], 1, name);
+    return lookup(s, ST_TOPIC_GET, read_topic, out, sizeof *out);
+}
+
+int mstore_partitions(struct mstore *s, const char *topic,
+                      struct mstore_partition **out, size_t *n)
+{
+    uint32_t count;
+    int rv = topic_partitions(s, topic, &count);
+    if (rv != 0) {
+        return rv;
+    }
+    bind_text(s->st[ST_PARTITIONS_OF], 1, topic);
+    return collect(s, ST_PARTITIONS_OF, sizeof **out, read_partition,
+                   (void **)out, n);
+}
+
+int mstore_all_partitions(struct mstore *s, struct mstore_partition **out,
+                          size_t *n)
+{
+    return collect(s, ST_PARTITIONS_ALL, sizeof **out, read_partition,
+                   (void **)out, n);
+}
+
+int mstore_partition_by_group(struct mstore *s, uint64_t group_id,
+                              struct mstore_partition *out)
+{
+    bind_u64(s->st[ST_PARTITION_BY_GROUP], 1, group_id);
+    return lookup(s, ST_PARTITION_BY_GROUP, read_partition, out, sizeof *out);
+}
+
+int mstore_producer(struct mstore *s, uint64_t id, struct mstore_client *out)
+{
+    bind_u64(s->st[ST_PRODUCER_GET], 1, id);
+    return lookup(s, ST_PRODUCER_GET, read_client, out, sizeof *out);
+}
+
+int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out)
+{
+    bind_u64(s->st[ST_CONSUMER_GET], 1, id);
+    return lookup(s, ST_CONSUMER_GET, read_client, out, sizeof *out);
+}
+
+int mstore_offsets(struct mstore *s, uint64_t consumer_id,
+                   struct mstore_offset **out, size_t *n)
+{
+    char topic[MCMD_NAME_MAX + 1];
+    uint32_t count;
+    int rv = consumer_topic(s, consumer_id, topic);
+    if (rv == 0) {
+        rv = topic_partitions(s, topic, &count);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    struct mstore_offset *offs = calloc(count > 0 ? count : 1, sizeof *offs);
+    if (offs == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    for (uint32_t p = 0; p < count; p++) {
+        offs[p].partition_id = p;
+    }
+    sqlite3_stmt *st = s->st[ST_OFFSETS_OF];
+    int rc;
+    bind_u64(st, 1, consumer_id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t p = col_u64(st, 0);
+        if (p < count) {
+            offs[p].next_offset = col_u64(st, 1);
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rv = sql_fail(s->db, rc, stmt_sql[ST_OFFSETS_OF]);
+        done(s, ST_OFFSETS_OF);
+        free(offs);
+        return rv;
+    }
+    done(s, ST_OFFSETS_OF);
+    *out = offs;
+    *n = count;
+    return 0;
+}

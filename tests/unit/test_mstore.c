@@ -1,0 +1,1122 @@
+/*
+ * Unit tests of the manager's SQLite store: every command type and every
+ * refusal, all-or-nothing offset commits, ids never reused, replayed
+ * entries skipped after a reopen and after a crash (a child process that
+ * exits without flushing), snapshots restored into another store, garbage
+ * snapshots refused, and the same commands giving the same bytes.
+ *
+ * Whole-state comparisons use dump(): every table of a snapshot, row by row
+ * in key order, as text.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "manager/mstore.h"
+#include "rq_err.h"
+#include "rq_log.h"
+#include "unit_util.h"
+
+struct fixture {
+    char dir[64];
+    char path[96];
+    struct mstore *s;
+    uint64_t index; /* The last index applied through step(). */
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    char why[256];
+    assert_non_null(f);
+    rq_log_init("test", RQ_ERROR, RQ_LOG_TEXT);
+    snprintf(f->dir, sizeof f->dir, "/tmp/mstore-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/meta.db", f->dir);
+    assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    mstore_close(f->s);
+    rm_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- Commands ---- */
+
+static uint32_t default_replicas[MCMD_MAX_PARTITIONS][MCMD_RF];
+
+/* Replicas of partition p: brokers 1-5 in a rotation, r0 = p % 5 + 1. */
+static void fill_default_replicas(void)
+{
+    for (uint32_t p = 0; p < MCMD_MAX_PARTITIONS; p++) {
+        for (int r = 0; r < MCMD_RF; r++) {
+            default_replicas[p][r] = (p + (uint32_t)r) % 5 + 1;
+        }
+    }
+}
+
+static struct mcmd cmd(enum mcmd_type t, uint64_t now_ms)
+{
+    struct mcmd c;
+    memset(&c, 0, sizeof c);
+    c.type = t;
+    c.now_ms = now_ms;
+    return c;
+}
+
+static struct mcmd topic_create(const char *name, uint32_t n)
+{
+    struct mcmd c = cmd(MCMD_TOPIC_CREATE, 1000);
+    snprintf(c.u.topic_create.name, sizeof c.u.topic_create.name, "%s", name);
+    c.u.topic_create.n_partitions = n;
+    c.u.topic_create.retention_bytes = 1u << 20;
+    c.u.topic_create.retention_ms = 60000;
+    c.u.topic_create.replicas = default_replicas;
+    return c;
+}
+
+static struct mcmd topic_delete(const char *name)
+{
+    struct mcmd c = cmd(MCMD_TOPIC_DELETE, 1000);
+    snprintf(c.u.topic_delete.name, sizeof c.u.topic_delete.name, "%s", name);
+    return c;
+}
+
+static struct mcmd client(enum mcmd_type t, const char *topic, uint32_t p)
+{
+    struct mcmd c = cmd(t, 1000);
+    snprintf(c.u.client_register.topic, sizeof c.u.client_register.topic, "%s",
+             topic);
+    c.u.client_register.partition_id = p;
+    return c;
+}
+
+static struct mcmd broker(uint32_t id, uint64_t now_ms, const char *raft)
+{
+    struct mcmd c = cmd(MCMD_BROKER_REGISTER, now_ms);
+    c.u.broker_register.id = id;
+    snprintf(c.u.broker_register.raft_addr,
+             sizeof c.u.broker_register.raft_addr, "%s", raft);
+    snprintf(c.u.broker_register.http_addr,
+             sizeof c.u.broker_register.http_addr, "127.0.0.1:%u", 8000 + id);
+    return c;
+}
+
+static struct mcmd broker_state(uint32_t id, enum mbroker_state st,
+                                uint64_t now_ms)
+{
+    struct mcmd c = cmd(MCMD_BROKER_STATE, now_ms);
+    c.u.broker_state.id = id;
+    c.u.broker_state.state = st;
+    return c;
+}
+
+static struct mcmd commit(uint64_t consumer, uint32_t cursor, uint32_t n,
+                          struct mcmd_offset *offs)
+{
+    struct mcmd c = cmd(MCMD_OFFSET_COMMIT, 1000);
+    c.u.offset_commit.consumer_id = consumer;
+    c.u.offset_commit.cursor = cursor;
+    c.u.offset_commit.n = n;
+    c.u.offset_commit.offsets = offs;
+    return c;
+}
+
+static struct mcmd replicas(const char *topic, uint32_t p, uint64_t epoch,
+                            uint32_t r0, uint32_t r1, uint32_t r2)
+{
+    struct mcmd c = cmd(MCMD_PARTITION_REPLICAS, 1000);
+    snprintf(c.u.partition_replicas.topic, sizeof c.u.partition_replicas.topic,
+             "%s", topic);
+    c.u.partition_replicas.partition_id = p;
+    c.u.partition_replicas.expected_epoch = epoch;
+    c.u.partition_replicas.replicas[0] = r0;
+    c.u.partition_replicas.replicas[1] = r1;
+    c.u.partition_replicas.replicas[2] = r2;
+    return c;
+}
+
+/* Applies @c at @index to @s and returns the apply result. */
+static uint64_t apply_at(struct mstore *s, uint64_t index, const struct mcmd *c)
+{
+    struct rq_buf b;
+    uint64_t result = 0xdead;
+    rq_buf_init(&b);
+    assert_int_equal(mcmd_encode(c, &b), 0);
+    assert_int_equal(mstore_apply(s, index, b.base, b.len, &result), 0);
+    rq_buf_close(&b);
+    return result;
+}
+
+/* Applies @c at the fixture's next index. */
+static uint64_t step(struct fixture *f, const struct mcmd *c)
+{
+    return apply_at(f->s, ++f->index, c);
+}
+
+static void assert_refused(uint64_t result, int code)
+{
+    assert_true(MSTORE_IS_ERR(result));
+    assert_int_equal(MSTORE_ERR_CODE(result), code);
+}
+
+static void assert_ok(uint64_t result, uint64_t want)
+{
+    assert_false(MSTORE_IS_ERR(result));
+    assert_true(result == MSTORE_OK(want));
+}
+
+/* ---- Whole-state dumps ---- */
+
+static void append(char **buf, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    char *p = realloc(*buf, *len + n + 1);
+    assert_non_null(p);
+    memcpy(p + *len, text, n + 1);
+    *buf = p;
+    *len += n;
+}
+
+/* Every table of a snapshot image, rows in key order, as text. The caller
+ * frees the result. */
+static char *dump_image(const uint8_t *img, size_t len)
+{
+    sqlite3 *db;
+    sqlite3_stmt *tables;
+    char *out = NULL;
+    size_t n = 0;
+    unsigned char *copy = sqlite3_malloc64(len);
+    assert_non_null(copy);
+    memcpy(copy, img, len);
+    copy[18] = copy[19] = 1; /* The image says WAL; memory has none. */
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len,
+                            (sqlite3_int64)len, SQLITE_DESERIALIZE_FREEONCLOSE),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM sqlite_schema WHERE "
+                                        "type = 'table' ORDER BY name",
+                                        -1, &tables, NULL),
+                     SQLITE_OK);
+    append(&out, &n, "");
+    while (sqlite3_step(tables) == SQLITE_ROW) {
+        char q[160];
+        sqlite3_stmt *rows;
+        const char *t = (const char *)sqlite3_column_text(tables, 0);
+        append(&out, &n, "table ");
+        append(&out, &n, t);
+        append(&out, &n, "\n");
+        snprintf(q, sizeof q, "SELECT * FROM \"%s\" ORDER BY 1, 2", t);
+        assert_int_equal(sqlite3_prepare_v2(db, q, -1, &rows, NULL), SQLITE_OK);
+        while (sqlite3_step(rows) == SQLITE_ROW) {
+            for (int i = 0; i < sqlite3_column_count(rows); i++) {
+                const char *v = (const char *)sqlite3_column_text(rows, i);
+                append(&out, &n, v != NULL ? v : "NULL");
+                append(&out, &n, "|");
+            }
+            append(&out, &n, "\n");
+        }
+        sqlite3_finalize(rows);
+    }
+    sqlite3_finalize(tables);
+    sqlite3_close(db);
+    return out;
+}
+
+static char *dump(struct mstore *s)
+{
+    uint8_t *img;
+    size_t len;
+    assert_int_equal(mstore_snapshot(s, &img, &len), 0);
+    char *d = dump_image(img, len);
+    free(img);
+    return d;
+}
+
+static void assert_same_state(struct mstore *a, struct mstore *b)
+{
+    char *x = dump(a);
+    char *y = dump(b);
+    assert_string_equal(x, y);
+    free(x);
+    free(y);
+}
+
+/*
+ * A fixed script touching every command type and most refusals: brokers,
+ * a manager, two topics, a refused duplicate, clients, an offset commit, a
+ * broker state, a replica change, a delete, and a topic after it. Entry k
+ * (0-based) is applied at index k + 1.
+ */
+#define SCRIPT_LEN 18
+
+static struct mcmd script_cmd(int k)
+{
+    static struct mcmd_offset offs[2] = {{0, 5, MCMD_ANY}, {2, 9, 0}};
+    struct mcmd c;
+    if (k < 5) {
+        return broker((uint32_t)k + 1, 100 + (uint64_t)k, "10.0.0.1:9000");
+    }
+    switch (k) {
+        case 5:
+            c = cmd(MCMD_MANAGER_ADDR, 200);
+            c.u.manager.id = 2;
+            strcpy(c.u.manager.raft_addr, "10.0.1.2:7000");
+            strcpy(c.u.manager.http_addr, "10.0.1.2:8000");
+            return c;
+        case 6:
+            return topic_create("alpha", 3);
+        case 7:
+            return topic_create("beta", 5);
+        case 8:
+            return topic_create("alpha", 2); /* Refused: exists. */
+        case 9:
+            return client(MCMD_PRODUCER_REGISTER, "alpha", MCMD_NO_PARTITION);
+        case 10:
+            return client(MCMD_CONSUMER_REGISTER, "alpha", 1);
+        case 11:
+            return client(MCMD_CONSUMER_REGISTER, "beta", MCMD_NO_PARTITION);
+        case 12:
+            return commit(1, 1, 2, offs);
+        case 13:
+            return broker_state(3, MBROKER_DEAD, 300);
+        case 14:
+            return replicas("beta", 2, 0, 4, 5, 1);
+        case 15:
+            return topic_delete("alpha");
+        case 16:
+            return topic_create("gamma", 1);
+        default:
+            assert_int_equal(k, SCRIPT_LEN - 1);
+            return client(MCMD_PRODUCER_REGISTER, "gamma", 0);
+    }
+}
+
+/* Applies script entries [@from, @to), flushing after each when asked. */
+static void script_part(struct mstore *s, int from, int to, bool flush_each)
+{
+    for (int k = from; k < to; k++) {
+        struct mcmd c = script_cmd(k);
+        apply_at(s, (uint64_t)k + 1, &c);
+        if (flush_each) {
+            assert_int_equal(mstore_flush(s), 0);
+        }
+    }
+}
+
+/* Applies the whole script; returns the next free index. */
+static uint64_t script(struct mstore *s)
+{
+    script_part(s, 0, SCRIPT_LEN, false);
+    return SCRIPT_LEN + 1;
+}
+
+/* ---- Commands and refusals ---- */
+
+static void test_mstore_fresh_store_is_empty(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_topic *topics;
+    struct mstore_broker *brokers;
+    struct mstore_partition *parts;
+    struct mstore_topic t;
+    struct mstore_client cl;
+    size_t n = 99;
+
+    assert_int_equal(mstore_applied_index(f->s), 0);
+    assert_int_equal(mstore_topics(f->s, &topics, &n), 0);
+    assert_int_equal(n, 0);
+    free(topics);
+    assert_int_equal(mstore_brokers(f->s, &brokers, &n), 0);
+    assert_int_equal(n, 0);
+    free(brokers);
+    assert_int_equal(mstore_all_partitions(f->s, &parts, &n), 0);
+    assert_int_equal(n, 0);
+    free(parts);
+    assert_int_equal(mstore_topic(f->s, "a", &t), RQ_NOTFOUND);
+    assert_int_equal(mstore_partitions(f->s, "a", &parts, &n), RQ_NOTFOUND);
+    assert_int_equal(mstore_producer(f->s, 1, &cl), RQ_NOTFOUND);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), RQ_NOTFOUND);
+    assert_int_equal(mstore_flush(f->s), 0);
+}
+
+static void test_mstore_manager_addr_upserts(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_manager m;
+    struct mstore_manager *all;
+    size_t n;
+    struct mcmd c = cmd(MCMD_MANAGER_ADDR, 5);
+    c.u.manager.id = 2;
+    strcpy(c.u.manager.raft_addr, "h2:7000");
+    strcpy(c.u.manager.http_addr, "h2:8000");
+    assert_ok(step(f, &c), 0);
+    c.u.manager.id = 1;
+    strcpy(c.u.manager.raft_addr, "h1:7000");
+    assert_ok(step(f, &c), 0);
+    c.u.manager.id = 2;
+    strcpy(c.u.manager.raft_addr, "h2:7001");
+    strcpy(c.u.manager.http_addr, "h2:8080");
+    assert_ok(step(f, &c), 0);
+
+    assert_int_equal(mstore_manager(f->s, 2, &m), 0);
+    assert_string_equal(m.raft_addr, "h2:7001");
+    assert_string_equal(m.http_addr, "h2:8080");
+    assert_int_equal(mstore_manager(f->s, 3, &m), RQ_NOTFOUND);
+    assert_int_equal(mstore_managers(f->s, &all, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(all[0].id, 1);
+    assert_string_equal(all[0].raft_addr, "h1:7000");
+    assert_int_equal(all[1].id, 2);
+    free(all);
+}
+
+static void test_mstore_broker_register_and_state(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_broker b;
+    struct mcmd c = broker(7, 100, "b7:9000");
+
+    assert_ok(step(f, &c), 7);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_ALIVE);
+    assert_string_equal(b.raft_addr, "b7:9000");
+    assert_string_equal(b.http_addr, "127.0.0.1:8007");
+    assert_true(b.registered_ms == 100 && b.state_ms == 100);
+    assert_int_equal(b.n_replicas, 0);
+
+    /* State changes stamp state_ms; the same state again changes nothing. */
+    c = broker_state(9, MBROKER_SUSPECT, 150);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    c = broker_state(7, MBROKER_SUSPECT, 200);
+    assert_ok(step(f, &c), 0);
+    c = broker_state(7, MBROKER_SUSPECT, 250);
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_SUSPECT);
+    assert_true(b.state_ms == 200);
+
+    /* Registering again updates the addresses and makes it ALIVE. */
+    c = broker(7, 300, "b7-new:9000");
+    assert_ok(step(f, &c), 7);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_ALIVE);
+    assert_string_equal(b.raft_addr, "b7-new:9000");
+    assert_true(b.registered_ms == 300 && b.state_ms == 300);
+
+    /* A DRAINING broker that restarts stays DRAINING. */
+    c = broker_state(7, MBROKER_DRAINING, 400);
+    assert_ok(step(f, &c), 0);
+    c = broker(7, 500, "b7:9001");
+    assert_ok(step(f, &c), 7);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_DRAINING);
+    assert_string_equal(b.raft_addr, "b7:9001");
+    assert_true(b.registered_ms == 500 && b.state_ms == 400);
+
+    /* REMOVED is for good: no registration, no state change. */
+    c = broker_state(7, MBROKER_REMOVED, 600);
+    assert_ok(step(f, &c), 0);
+    c = broker(7, 700, "b7:9002");
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = broker_state(7, MBROKER_ALIVE, 700);
+    assert_refused(step(f, &c), RQ_INVALID);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_REMOVED);
+    assert_string_equal(b.raft_addr, "b7:9001");
+    assert_true(b.state_ms == 600);
+    assert_int_equal(mstore_applied_index(f->s), f->index);
+}
+
+static void test_mstore_topic_create(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_topic t;
+    struct mstore_partition *parts;
+    struct mstore_partition p;
+    size_t n;
+    struct mcmd c = topic_create("orders", 3);
+
+    assert_ok(step(f, &c), 1);
+    c = topic_create("audit", 4);
+    assert_ok(step(f, &c), 4);
+    c = topic_create("orders", 2);
+    assert_refused(step(f, &c), RQ_EXISTS);
+
+    /* Invalid replica sets are refused and take no group ids. */
+    uint32_t bad[1][MCMD_RF] = {{1, 2, 1}};
+    c = topic_create("bad", 1);
+    c.u.topic_create.replicas = bad;
+    assert_refused(step(f, &c), RQ_INVALID);
+    bad[0][2] = 0;
+    assert_refused(step(f, &c), RQ_INVALID);
+    assert_int_equal(mstore_topic(f->s, "bad", &t), RQ_NOTFOUND);
+
+    c = topic_create("zeta", 1);
+    assert_ok(step(f, &c), 8);
+
+    assert_int_equal(mstore_topic(f->s, "orders", &t), 0);
+    assert_string_equal(t.name, "orders");
+    assert_int_equal(t.n_partitions, 3);
+    assert_true(t.created_ms == 1000);
+    assert_true(t.retention_bytes == 1u << 20 && t.retention_ms == 60000);
+
+    assert_int_equal(mstore_partitions(f->s, "audit", &parts, &n), 0);
+    assert_int_equal(n, 4);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_string_equal(parts[i].topic, "audit");
+        assert_int_equal(parts[i].partition_id, i);
+        assert_true(parts[i].group_id == 4 + i);
+        assert_true(parts[i].epoch == 0);
+        assert_memory_equal(parts[i].replicas, default_replicas[i],
+                            sizeof parts[i].replicas);
+    }
+    free(parts);
+
+    struct mstore_topic *topics;
+    assert_int_equal(mstore_topics(f->s, &topics, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(topics[0].name, "audit");
+    assert_string_equal(topics[1].name, "orders");
+    assert_string_equal(topics[2].name, "zeta");
+    free(topics);
+
+    assert_int_equal(mstore_all_partitions(f->s, &parts, &n), 0);
+    assert_int_equal(n, 8);
+    assert_string_equal(parts[0].topic, "audit");
+    assert_string_equal(parts[7].topic, "zeta");
+    free(parts);
+
+    assert_int_equal(mstore_partition_by_group(f->s, 3, &p), 0);
+    assert_string_equal(p.topic, "orders");
+    assert_int_equal(p.partition_id, 2);
+    assert_int_equal(mstore_partition_by_group(f->s, 9, &p), RQ_NOTFOUND);
+}
+
+static void test_mstore_client_register(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_client cl;
+    struct mcmd c = client(MCMD_PRODUCER_REGISTER, "t", MCMD_NO_PARTITION);
+
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    c = client(MCMD_CONSUMER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    c = topic_create("t", 2);
+    assert_ok(step(f, &c), 1);
+
+    c = client(MCMD_PRODUCER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+    c = client(MCMD_PRODUCER_REGISTER, "t", 1);
+    assert_ok(step(f, &c), 2);
+    c = client(MCMD_PRODUCER_REGISTER, "t", 2);
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = client(MCMD_CONSUMER_REGISTER, "t", 7);
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = client(MCMD_CONSUMER_REGISTER, "t", 0);
+    assert_ok(step(f, &c), 1);
+    c = client(MCMD_PRODUCER_REGISTER, "t", 0);
+    assert_ok(step(f, &c), 3); /* The refusal took no id. */
+
+    assert_int_equal(mstore_producer(f->s, 1, &cl), 0);
+    assert_string_equal(cl.topic, "t");
+    assert_int_equal(cl.partition_id, MCMD_NO_PARTITION);
+    assert_int_equal(cl.rr_cursor, 0);
+    assert_int_equal(mstore_producer(f->s, 2, &cl), 0);
+    assert_int_equal(cl.partition_id, 1);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), 0);
+    assert_int_equal(cl.partition_id, 0);
+    assert_int_equal(mstore_consumer(f->s, 2, &cl), RQ_NOTFOUND);
+    assert_int_equal(mstore_producer(f->s, 4, &cl), RQ_NOTFOUND);
+}
+
+static void assert_offsets(struct mstore *s, uint64_t consumer,
+                           const uint64_t *want, size_t n_want)
+{
+    struct mstore_offset *offs;
+    size_t n;
+    assert_int_equal(mstore_offsets(s, consumer, &offs, &n), 0);
+    assert_int_equal(n, n_want);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(offs[i].partition_id, i);
+        if (offs[i].next_offset != want[i]) {
+            fail_msg("partition %zu: offset %" PRIu64 ", want %" PRIu64, i,
+                     offs[i].next_offset, want[i]);
+        }
+    }
+    free(offs);
+}
+
+static void test_mstore_offset_commit_is_all_or_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_client cl;
+    struct mstore_offset *offs;
+    size_t n;
+    struct mcmd c = topic_create("t", 3);
+    step(f, &c);
+    c = client(MCMD_CONSUMER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+
+    uint64_t zeros[3] = {0, 0, 0};
+    assert_offsets(f->s, 1, zeros, 3);
+    assert_int_equal(mstore_offsets(f->s, 2, &offs, &n), RQ_NOTFOUND);
+
+    struct mcmd_offset first[2] = {{0, 4, 0}, {2, 7, MCMD_ANY}};
+    c = commit(2, 0, 2, first);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    c = commit(1, 2, 2, first);
+    assert_ok(step(f, &c), 0);
+    uint64_t after_first[3] = {4, 0, 7};
+    assert_offsets(f->s, 1, after_first, 3);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), 0);
+    assert_int_equal(cl.rr_cursor, 2);
+
+    /* A stale compare-and-set refuses the whole commit, cursor included,
+     * though its other offsets would have been fine. */
+    struct mcmd_offset stale[3] = {
+        {1, 3, MCMD_ANY}, {0, 5, 4}, {2, 8, 6}, /* Partition 2 is at 7. */
+    };
+    c = commit(1, 0, 3, stale);
+    assert_refused(step(f, &c), RQ_INVALID);
+    assert_offsets(f->s, 1, after_first, 3);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), 0);
+    assert_int_equal(cl.rr_cursor, 2);
+
+    /* So does a partition out of range. */
+    struct mcmd_offset range[2] = {{0, 5, MCMD_ANY}, {3, 1, MCMD_ANY}};
+    c = commit(1, 1, 2, range);
+    assert_refused(step(f, &c), RQ_INVALID);
+    assert_offsets(f->s, 1, after_first, 3);
+
+    /* With the right expectations all move at once; a never-committed
+     * partition expects 0. */
+    stale[2].expected = 7;
+    stale[0].expected = 0;
+    c = commit(1, 1, 3, stale);
+    assert_ok(step(f, &c), 0);
+    uint64_t after_second[3] = {5, 3, 8};
+    assert_offsets(f->s, 1, after_second, 3);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), 0);
+    assert_int_equal(cl.rr_cursor, 1);
+
+    /* An empty commit moves the cursor only. */
+    c = commit(1, 0, 0, NULL);
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), 0);
+    assert_int_equal(cl.rr_cursor, 0);
+    assert_offsets(f->s, 1, after_second, 3);
+
+    /* Offsets at the top of the range survive the signed storage. */
+    struct mcmd_offset top[1] = {{1, UINT64_MAX - 1, 3}};
+    c = commit(1, 0, 1, top);
+    assert_ok(step(f, &c), 0);
+    uint64_t after_top[3] = {5, UINT64_MAX - 1, 8};
+    assert_offsets(f->s, 1, after_top, 3);
+}
+
+static void test_mstore_partition_replicas_and_counts(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_partition p;
+    struct mstore_broker *brokers;
+    size_t n;
+    struct mcmd c;
+    for (uint32_t b = 1; b <= 5; b++) {
+        c = broker(b, 10, "h:1");
+        step(f, &c);
+    }
+    /* Partitions 0-4 of "t": r = (p, p+1, p+2) % 5 + 1. */
+    c = topic_create("t", 5);
+    step(f, &c);
+    assert_int_equal(mstore_brokers(f->s, &brokers, &n), 0);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(brokers[i].id, i + 1);
+        assert_int_equal(brokers[i].n_replicas, 3);
+        assert_int_equal(brokers[i].n_preferred, 1);
+    }
+    free(brokers);
+
+    c = replicas("nope", 0, 0, 1, 2, 3);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    c = replicas("t", 5, 0, 1, 2, 3);
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = replicas("t", 0, 1, 4, 2, 3); /* Epoch is 0. */
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = replicas("t", 0, 0, 2, 2, 3);
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = replicas("t", 0, 0, 0, 2, 3);
+    assert_refused(step(f, &c), RQ_INVALID);
+
+    /* Partition 0 was (1, 2, 3): broker 1 leaves, 4 becomes preferred. */
+    c = replicas("t", 0, 0, 4, 2, 3);
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_partition_by_group(f->s, 1, &p), 0);
+    assert_true(p.epoch == 1);
+    assert_int_equal(p.replicas[0], 4);
+    c = replicas("t", 0, 0, 5, 2, 3); /* The plan was made from epoch 0. */
+    assert_refused(step(f, &c), RQ_INVALID);
+    assert_int_equal(mstore_partition_by_group(f->s, 1, &p), 0);
+    assert_int_equal(p.replicas[0], 4);
+
+    struct mstore_broker b;
+    assert_int_equal(mstore_broker(f->s, 1, &b), 0);
+    assert_int_equal(b.n_replicas, 2);
+    assert_int_equal(b.n_preferred, 0);
+    assert_int_equal(mstore_broker(f->s, 4, &b), 0);
+    assert_int_equal(b.n_replicas, 4);
+    assert_int_equal(b.n_preferred, 2);
+}
+
+static void test_mstore_topic_delete_keeps_ids_used(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_client cl;
+    struct mstore_offset *offs;
+    struct mstore_partition *parts;
+    struct mstore_topic t;
+    size_t n;
+    struct mcmd c = topic_delete("t");
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+
+    c = topic_create("t", 2);
+    assert_ok(step(f, &c), 1);
+    c = topic_create("keep", 1);
+    assert_ok(step(f, &c), 3);
+    c = client(MCMD_PRODUCER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+    c = client(MCMD_CONSUMER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+    c = client(MCMD_CONSUMER_REGISTER, "keep", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 2);
+    struct mcmd_offset o[1] = {{0, 3, MCMD_ANY}};
+    c = commit(1, 0, 1, o);
+    assert_ok(step(f, &c), 0);
+    c = commit(2, 0, 1, o);
+    assert_ok(step(f, &c), 0);
+
+    c = topic_delete("t");
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_topic(f->s, "t", &t), RQ_NOTFOUND);
+    assert_int_equal(mstore_partitions(f->s, "t", &parts, &n), RQ_NOTFOUND);
+    assert_int_equal(mstore_producer(f->s, 1, &cl), RQ_NOTFOUND);
+    assert_int_equal(mstore_consumer(f->s, 1, &cl), RQ_NOTFOUND);
+    assert_int_equal(mstore_offsets(f->s, 1, &offs, &n), RQ_NOTFOUND);
+    c = commit(1, 0, 1, o);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    assert_int_equal(mstore_all_partitions(f->s, &parts, &n), 0);
+    assert_int_equal(n, 1);
+    free(parts);
+    uint64_t kept[1] = {3};
+    assert_offsets(f->s, 2, kept, 1);
+
+    /* The same name again: new group ids, new client ids, no old offsets. */
+    c = topic_create("t", 2);
+    assert_ok(step(f, &c), 4);
+    c = client(MCMD_PRODUCER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 2);
+    c = client(MCMD_CONSUMER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 3);
+    uint64_t zeros[2] = {0, 0};
+    assert_offsets(f->s, 3, zeros, 2);
+}
+
+static void test_mstore_malformed_entry_is_skipped(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t result;
+    uint8_t garbage[12] = {MCMD_VERSION, 99, 1, 2, 3};
+    struct mcmd c = topic_create("t", 1);
+    step(f, &c);
+    char *before = dump(f->s);
+
+    assert_int_equal(mstore_apply(f->s, 2, garbage, sizeof garbage, &result),
+                     0);
+    assert_refused(result, RQ_MALFORMED);
+    assert_int_equal(mstore_apply(f->s, 3, NULL, 0, &result), 0);
+    assert_refused(result, RQ_MALFORMED);
+    assert_int_equal(mstore_applied_index(f->s), 3);
+    /* Only applied_index moved. */
+    char *after = dump(f->s);
+    assert_string_not_equal(before, after);
+    f->index = 3;
+    c = topic_create("u", 1);
+    assert_ok(step(f, &c), 2);
+    free(before);
+    free(after);
+}
+
+/* A refusal in the middle of a burst undoes itself only. */
+static void test_mstore_refusal_keeps_the_burst(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_topic t;
+    char why[128];
+    struct mcmd c = topic_create("a", 1);
+    assert_ok(step(f, &c), 1);
+    assert_refused(step(f, &c), RQ_EXISTS);
+    c = topic_create("b", 1);
+    assert_ok(step(f, &c), 2);
+    mstore_close(f->s);
+    assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
+    assert_int_equal(mstore_applied_index(f->s), 3);
+    assert_int_equal(mstore_topic(f->s, "a", &t), 0);
+    assert_int_equal(mstore_topic(f->s, "b", &t), 0);
+}
+
+/* ---- Replays, crashes, snapshots ---- */
+
+static void test_mstore_replayed_indexes_are_skipped(void **state)
+{
+    struct fixture *f = *state;
+    char why[128];
+    uint64_t end = script(f->s);
+    char *before = dump(f->s);
+    mstore_close(f->s); /* Flushes. */
+    assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
+    assert_int_equal(mstore_applied_index(f->s), end - 1);
+
+    /* The Raft log replays everything: nothing changes twice. */
+    assert_int_equal(script(f->s), end);
+    char *after = dump(f->s);
+    assert_string_equal(before, after);
+
+    /* The next new entry applies, with its id counters where they were. */
+    struct mcmd c = client(MCMD_PRODUCER_REGISTER, "gamma", 0);
+    assert_ok(apply_at(f->s, end, &c), 3);
+    free(before);
+    free(after);
+}
+
+/*
+ * A child applies the first entries of the script, flushes, applies the
+ * rest and dies without flushing. The file must hold the first part only,
+ * and a replay of the whole script must end exactly like one uninterrupted
+ * run.
+ */
+static void test_mstore_crash_before_flush_replays_the_tail(void **state)
+{
+    struct fixture *f = *state;
+    char why[128];
+    char ref_path[128];
+    struct mstore *ref;
+    struct mstore_topic t;
+    struct mstore_client cl;
+    const int half = 8; /* Brokers, a manager, alpha, beta. */
+
+    mstore_close(f->s);
+    f->s = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* No cmocka asserts here: the exit status tells the parent. */
+        struct mstore *s;
+        if (mstore_open(f->path, &s, why, sizeof why) != 0) {
+            _exit(2);
+        }
+        for (int k = 0; k < SCRIPT_LEN; k++) {
+            struct mcmd c = script_cmd(k);
+            struct rq_buf b;
+            uint64_t result;
+            rq_buf_init(&b);
+            if (mcmd_encode(&c, &b) != 0 ||
+                mstore_apply(s, (uint64_t)k + 1, b.base, b.len, &result) != 0) {
+                _exit(3);
+            }
+            rq_buf_close(&b);
+            if (k + 1 == half && mstore_flush(s) != 0) {
+                _exit(4);
+            }
+        }
+        _exit(0); /* A crash: no flush, no close. */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
+    assert_int_equal(mstore_applied_index(f->s), half);
+    assert_int_equal(mstore_topic(f->s, "alpha", &t), 0);
+    assert_int_equal(mstore_topic(f->s, "beta", &t), 0);
+    assert_int_equal(mstore_topic(f->s, "gamma", &t), RQ_NOTFOUND);
+    assert_int_equal(mstore_producer(f->s, 1, &cl), RQ_NOTFOUND);
+
+    /* libraft replays from its log: the first part is skipped, the rest
+     * applies once, and the result is that of a run without a crash. */
+    script(f->s);
+    assert_int_equal(mstore_applied_index(f->s), SCRIPT_LEN);
+    snprintf(ref_path, sizeof ref_path, "%s/ref.db", f->dir);
+    assert_int_equal(mstore_open(ref_path, &ref, why, sizeof why), 0);
+    script(ref);
+    assert_same_state(f->s, ref);
+    assert_int_equal(mstore_producer(f->s, 1, &cl), RQ_NOTFOUND); /* alpha */
+    assert_int_equal(mstore_producer(f->s, 2, &cl), 0);
+    assert_string_equal(cl.topic, "gamma");
+    mstore_close(ref);
+}
+
+static void test_mstore_snapshot_restores_into_another_store(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    char path[128];
+    struct mstore *other;
+    uint8_t *img;
+    size_t len;
+    uint64_t end = script(f->s);
+
+    snprintf(path, sizeof path, "%s/other.db", f->dir);
+    assert_int_equal(mstore_open(path, &other, why, sizeof why), 0);
+    /* The target has state of its own, all of which is replaced. */
+    struct mcmd c = topic_create("local", 2);
+    apply_at(other, 1, &c);
+    assert_int_equal(mstore_snapshot(f->s, &img, &len), 0);
+    assert_int_equal(mstore_restore(other, img, len, why, sizeof why), 0);
+    free(img);
+    assert_int_equal(mstore_applied_index(other), end - 1);
+    assert_same_state(f->s, other);
+
+    /* Queries agree. */
+    struct mstore_broker *ba;
+    struct mstore_broker *bb;
+    size_t na;
+    size_t nb;
+    assert_int_equal(mstore_brokers(f->s, &ba, &na), 0);
+    assert_int_equal(mstore_brokers(other, &bb, &nb), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(ba, bb, na * sizeof *ba);
+    free(ba);
+    free(bb);
+    struct mstore_partition *pa;
+    struct mstore_partition *pb;
+    assert_int_equal(mstore_all_partitions(f->s, &pa, &na), 0);
+    assert_int_equal(mstore_all_partitions(other, &pb, &nb), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(pa, pb, na * sizeof *pa);
+    free(pa);
+    free(pb);
+    struct mstore_topic t;
+    assert_int_equal(mstore_topic(other, "local", &t), RQ_NOTFOUND);
+
+    /* Both go on alike: the counters came along. */
+    c = topic_create("delta", 2);
+    assert_ok(apply_at(f->s, end, &c), 10);
+    assert_ok(apply_at(other, end, &c), 10);
+    c = client(MCMD_CONSUMER_REGISTER, "delta", 1);
+    assert_ok(apply_at(f->s, end + 1, &c), 3);
+    assert_ok(apply_at(other, end + 1, &c), 3);
+    assert_same_state(f->s, other);
+
+    /* The restore is durable in the file. */
+    mstore_close(other);
+    assert_int_equal(mstore_open(path, &other, why, sizeof why), 0);
+    assert_same_state(f->s, other);
+    mstore_close(other);
+}
+
+static void assert_restore_refused(struct fixture *f, const uint8_t *buf,
+                                   size_t len, const char *before)
+{
+    char why[256] = "";
+    int rv = mstore_restore(f->s, buf, len, why, sizeof why);
+    if (rv != RQ_MALFORMED) {
+        fail_msg("restore of %zu bytes: got %d, want RQ_MALFORMED", len, rv);
+    }
+    assert_true(strlen(why) > 0);
+    char *after = dump(f->s);
+    assert_string_equal(before, after);
+    free(after);
+}
+
+/* A foreign database image: an ordinary SQLite file of another schema. */
+static void foreign_image(const char *sql, uint8_t **out, size_t *len)
+{
+    sqlite3 *db;
+    sqlite3_int64 size;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    unsigned char *img = sqlite3_serialize(db, "main", &size, 0);
+    assert_non_null(img);
+    *out = malloc((size_t)size);
+    assert_non_null(*out);
+    memcpy(*out, img, (size_t)size);
+    *len = (size_t)size;
+    sqlite3_free(img);
+    sqlite3_close(db);
+}
+
+static void test_mstore_garbage_snapshot_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t end = script(f->s);
+    char *before = dump(f->s);
+    uint8_t *img;
+    size_t len;
+    uint8_t *bad;
+    size_t bad_len;
+    uint64_t rng = 42;
+
+    assert_int_equal(mstore_snapshot(f->s, &img, &len), 0);
+    assert_restore_refused(f, img, 0, before);
+    assert_restore_refused(f, img, 100, before);
+    assert_restore_refused(f, img, len / 2, before);
+
+    bad = malloc(len);
+    assert_non_null(bad);
+    for (size_t i = 0; i < len; i++) {
+        bad[i] = (uint8_t)xorshift64(&rng);
+    }
+    assert_restore_refused(f, bad, len, before);
+    /* A real header over random pages. */
+    memcpy(bad, img, 100);
+    assert_restore_refused(f, bad, len, before);
+    free(bad);
+
+    /* Valid databases, but not of this schema. */
+    foreign_image("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER);",
+                  &bad, &bad_len);
+    assert_restore_refused(f, bad, bad_len, before);
+    free(bad);
+
+    /* This schema, without a meta key: made from a real snapshot. */
+    {
+        sqlite3 *db;
+        sqlite3_int64 size;
+        unsigned char *copy = sqlite3_malloc64(len);
+        assert_non_null(copy);
+        memcpy(copy, img, len);
+        copy[18] = copy[19] = 1;
+        assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+        assert_int_equal(
+            sqlite3_deserialize(
+                db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE),
+            SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "DELETE FROM meta WHERE key = "
+                                      "'next_group_id'",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        unsigned char *out = sqlite3_serialize(db, "main", &size, 0);
+        assert_non_null(out);
+        assert_restore_refused(f, out, (size_t)size, before);
+        sqlite3_free(out);
+        /* And with an extra table. */
+        assert_int_equal(
+            sqlite3_exec(db, "CREATE TABLE extra(x)", NULL, NULL, NULL),
+            SQLITE_OK);
+        out = sqlite3_serialize(db, "main", &size, 0);
+        assert_non_null(out);
+        assert_restore_refused(f, out, (size_t)size, before);
+        sqlite3_free(out);
+        sqlite3_close(db);
+    }
+
+    /* The store still works, and its own snapshot still restores. */
+    struct mcmd c = topic_create("after", 1);
+    assert_ok(apply_at(f->s, end, &c), 10);
+    char why[256];
+    assert_int_equal(mstore_restore(f->s, img, len, why, sizeof why), 0);
+    assert_int_equal(mstore_applied_index(f->s), end - 1);
+    char *restored = dump(f->s);
+    assert_string_equal(before, restored);
+    free(restored);
+    free(img);
+    free(before);
+}
+
+static void test_mstore_same_commands_give_identical_snapshots(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    char path[128];
+    struct mstore *other;
+    uint8_t *a;
+    uint8_t *b;
+    size_t na;
+    size_t nb;
+
+    /* Different commit points: the store under test commits once at the
+     * end, the other after every entry. */
+    snprintf(path, sizeof path, "%s/other.db", f->dir);
+    assert_int_equal(mstore_open(path, &other, why, sizeof why), 0);
+    script(f->s);
+    script_part(other, 0, SCRIPT_LEN, true);
+    assert_int_equal(mstore_snapshot(f->s, &a, &na), 0);
+    assert_int_equal(mstore_snapshot(other, &b, &nb), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    free(a);
+    free(b);
+    mstore_close(other);
+}
+
+/* ---- Opening ---- */
+
+static void test_mstore_open_refuses_a_foreign_database(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256] = "";
+    struct mstore *s;
+    sqlite3 *db;
+
+    snprintf(path, sizeof path, "%s/foreign.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), RQ_IO);
+    assert_non_null(strstr(why, "not a manager database"));
+
+    snprintf(path, sizeof path, "%s/missing/meta.db", f->dir);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), RQ_IO);
+    mstore_close(NULL);
+}
+
+int main(void)
+{
+    fill_default_replicas();
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_mstore_fresh_store_is_empty),
+        T(test_mstore_manager_addr_upserts),
+        T(test_mstore_broker_register_and_state),
+        T(test_mstore_topic_create),
+        T(test_mstore_client_register),
+        T(test_mstore_offset_commit_is_all_or_nothing),
+        T(test_mstore_partition_replicas_and_counts),
+        T(test_mstore_topic_delete_keeps_ids_used),
+        T(test_mstore_malformed_entry_is_skipped),
+        T(test_mstore_refusal_keeps_the_burst),
+        T(test_mstore_replayed_indexes_are_skipped),
+        T(test_mstore_crash_before_flush_replays_the_tail),
+        T(test_mstore_snapshot_restores_into_another_store),
+        T(test_mstore_garbage_snapshot_is_refused),
+        T(test_mstore_same_commands_give_identical_snapshots),
+        T(test_mstore_open_refuses_a_foreign_database),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
