@@ -3,26 +3,6 @@
  */
 #include "policy.h"
 
-#include <string.h>
-
-bool policy_topic_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 128 || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-              ch == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool policy_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

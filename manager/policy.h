@@ -1,8 +1,8 @@
 /*
  * The manager's small pure decisions, kept apart from the handlers that
  * use them so they can be unit-tested: which partition a message goes to,
- * what a topic name and a message may be, and the order in which a
- * partition's members are given to brokers.
+ * what a message may be, and the order in which a partition's members are
+ * given to brokers. (Topic names: mcmd_topic_valid.)
  */
 #ifndef POLICY_H
 #define POLICY_H
@@ -12,9 +12,6 @@
 #include <stdint.h>
 
 #define POLICY_NO_PARTITION UINT32_MAX
-
-/* true if @name is 1-128 characters of [A-Za-z0-9._-], not "." or "..". */
-bool policy_topic_valid(const char *name);
 
 /* true if @s (@len bytes) is well-formed UTF-8 (no overlong forms, no
  * surrogates, nothing past U+10FFFF). */

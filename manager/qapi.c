@@ -128,7 +128,7 @@ static const char *topic_arg(struct rq_http_req *req, const char *name)
         rq_http_reply_error(req, 400, "'%s' is required", name);
         return NULL;
     }
-    if (!policy_topic_valid(t)) {
+    if (!mcmd_topic_valid(t)) {
         rq_http_reply_error(req, 400,
                             "'%s' must be 1-%d characters of [A-Za-z0-9._-], "
                             "and not '.' or '..'",
@@ -1752,7 +1752,7 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
     char why[WHY_LEN];
 
     const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !policy_topic_valid(topic)) {
+    if (topic == NULL || !mcmd_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of "
                             "[A-Za-z0-9._-]",
@@ -1909,7 +1909,7 @@ void qapi_records_read(struct rq_http_req *req, void *data)
         return;
     }
     const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !policy_topic_valid(topic)) {
+    if (topic == NULL || !mcmd_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of "
                             "[A-Za-z0-9._-]",

@@ -15,27 +15,6 @@
 #include "manager/policy.h"
 #include "manager/routing.h"
 
-static void test_policy_topic_names(void **state)
-{
-    (void)state;
-    char longest[130];
-    memset(longest, 'a', 128);
-    longest[128] = '\0';
-    assert_true(policy_topic_valid("orders"));
-    assert_true(policy_topic_valid("a.b_c-D9"));
-    assert_true(policy_topic_valid("..."));
-    assert_true(policy_topic_valid(longest));
-    longest[128] = 'a';
-    longest[129] = '\0';
-    assert_false(policy_topic_valid(longest));
-    assert_false(policy_topic_valid(""));
-    assert_false(policy_topic_valid("."));
-    assert_false(policy_topic_valid(".."));
-    assert_false(policy_topic_valid("a b"));
-    assert_false(policy_topic_valid("a/b"));
-    assert_false(policy_topic_valid("caf\xc3\xa9"));
-}
-
 static void test_policy_utf8(void **state)
 {
     (void)state;
@@ -193,7 +172,6 @@ static void test_routing_sorted_merge_and_prune(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy_topic_names),
         cmocka_unit_test(test_policy_utf8),
         cmocka_unit_test(test_policy_partition_order_of_precedence),
         cmocka_unit_test(test_policy_key_partition_is_stable_and_spread),
