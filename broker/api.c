@@ -26,6 +26,7 @@
 
 #include "broker.h"
 #include "partition.h"
+#include "produce_body.h"
 #include "records.h"
 #include "replica.h"
 #include "rq_err.h"
@@ -405,6 +406,14 @@ struct produce {
     uint32_t count;
 };
 
+/* What a produce request asks, whichever form its body takes. */
+struct produce_args {
+    bool has_producer;
+    uint64_t producer_id;
+    uint64_t sequence;
+    uint32_t count;
+};
+
 static void reply_offsets(struct rq_http_req *req, uint64_t base,
                           uint32_t count)
 {
@@ -456,6 +465,105 @@ static int64_t wall_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * The open replica a produce goes to, if this broker is its ready leader
+ * and the request is not a retry already applied; NULL after answering
+ * (404, 421, 503, or the retry's original offsets, or 409 when stale).
+ */
+static struct replica *produce_target(struct rq_http_req *req, struct broker *b,
+                                      const struct produce_args *pa)
+{
+    uint64_t base;
+    struct replica *r = partition_param(req, b);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (!replica_ready_leader(r)) {
+        reply_not_leader(req, r, b, "");
+        return NULL;
+    }
+    if (pa->has_producer) {
+        int rv = partition_dedupe_lookup(replica_partition(r), pa->producer_id,
+                                         pa->sequence, &base);
+        if (rv == 0) {
+            reply_offsets(req, base, pa->count); /* A retry, applied. */
+            return NULL;
+        }
+        if (rv == RQ_INVALID) {
+            reply_stale(req);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/*
+ * Allocates the partition entry of @pa for @blob_len bytes of records,
+ * stamped @now, and points *blob at them; false after answering 500.
+ */
+static bool produce_entry(struct rq_http_req *req,
+                          const struct produce_args *pa, int64_t now,
+                          size_t blob_len, struct raft_buffer *entry,
+                          uint8_t **blob)
+{
+    struct partition_append a = {
+        .count = pa->count,
+        .max_timestamp_ms = now,
+        .producer_id = pa->has_producer ? pa->producer_id : 0,
+        .sequence = pa->sequence,
+        .len = blob_len,
+    };
+    int rv = partition_entry_alloc(&a, entry, blob);
+    if (rv != 0) {
+        /* UNTESTED: ENOMEM only (blob_len is at most BATCH_MAX_BYTES). */
+        rq_http_reply_error(req, 500, "building the batch: %s",
+                            rq_strerror(rv));
+        return false;
+    }
+    return true;
+}
+
+/* Proposes @entry (filled) and answers from the apply callback, or at
+ * once on failure; the entry is raft's or freed either way. */
+static void produce_propose(struct rq_http_req *req, struct broker *b,
+                            struct replica *r, const struct produce_args *pa,
+                            struct raft_buffer *entry)
+{
+    struct produce *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        raft_free(entry->base); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    p->req = req;
+    p->broker = b;
+    p->replica = r;
+    p->count = pa->count;
+    int rv = replica_produce(r, entry, on_produced, p);
+    if (rv == 0) {
+        return; /* on_produced replies. */
+    }
+    raft_free(entry->base);
+    free(p);
+    switch (rv) {
+        case RQ_NOTLEADER:
+            reply_not_leader(req, r, b, "");
+            break;
+        case RQ_TOOBIG:
+            rq_http_reply_error(req, 413, "the batch is too large");
+            break;
+        case RQ_SHUTDOWN:
+            reply_unavailable(req, "the replica is closing");
+            break;
+        default:
+            rq_http_reply_error(req, 500, "proposing the batch: %s",
+                                rq_strerror(rv));
+            break;
+    }
+}
+
+/* ---- Produce: JSON body ---- */
+
 /* Optional non-negative integer field; RQ_INVALID if present and not. */
 static int opt_uint(const json_t *o, const char *name, bool *present,
                     uint64_t *out)
@@ -473,14 +581,14 @@ static int opt_uint(const json_t *o, const char *name, bool *present,
 }
 
 /*
- * Checks the records of a produce request and encodes them into @blob.
- * Returns 0, or an HTTP status with the reason in @why.
+ * Checks the records of a JSON produce request and gives the bytes of
+ * their records blob. Returns 0, or an HTTP status with the reason in @why.
  */
-static int encode_records(const json_t *records, uint64_t max_value,
-                          int64_t now, struct rq_buf *blob, char *why,
-                          size_t whyn)
+static int check_records(const json_t *records, uint64_t max_value,
+                         size_t *blob_len, char *why, size_t whyn)
 {
     size_t n = json_array_size(records);
+    size_t total = 0;
     if (!json_is_array(records) || n == 0) {
         snprintf(why, whyn,
                  "'records' must be a list of 1 to %d {value, key?} objects",
@@ -513,10 +621,11 @@ static int encode_records(const json_t *records, uint64_t max_value,
             return 413;
         }
         bool has_key = json_is_string(key);
-        records_put(blob, now, has_key ? json_string_value(key) : NULL,
-                    has_key ? json_string_length(key) : 0, has_key,
-                    json_string_value(value), vlen);
-        if (blob->len > BATCH_MAX_BYTES) {
+        size_t klen = has_key ? json_string_length(key) : 0;
+        /* A key or value is at most the body's size (API_MAX_BODY), so
+         * neither the sum nor the record's lengths can overflow. */
+        total += records_size(klen, has_key, vlen);
+        if (total > BATCH_MAX_BYTES) {
             snprintf(why, whyn,
                      "the records take more than %u bytes; send fewer per "
                      "request",
@@ -524,128 +633,148 @@ static int encode_records(const json_t *records, uint64_t max_value,
             return 413;
         }
     }
-    if (blob->err != 0) {
-        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
-        return 500;
-    }
+    *blob_len = total;
     return 0;
 }
 
-static void api_records_produce(struct rq_http_req *req, void *data)
+/* Writes the records blob of records check_records() accepted. */
+static void write_records(const json_t *records, int64_t now, uint8_t *out)
 {
-    struct broker *b = data;
-    char why[WHY_LEN];
-    uint64_t producer_id = 0;
-    uint64_t sequence = 0;
-    bool has_producer;
-    bool has_sequence;
-    uint64_t base;
-
-    if (refuse_closing(req, b)) {
-        return;
+    size_t n = json_array_size(records);
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec = json_array_get(records, i);
+        json_t *value = json_object_get(rec, "value");
+        json_t *key = json_object_get(rec, "key");
+        bool has_key = json_is_string(key);
+        out +=
+            records_put_at(out, now, has_key ? json_string_value(key) : NULL,
+                           has_key ? json_string_length(key) : 0, has_key,
+                           json_string_value(value), json_string_length(value));
     }
+}
+
+static void produce_json(struct rq_http_req *req, struct broker *b)
+{
+    char why[WHY_LEN];
+    struct produce_args pa = {0};
+    bool has_sequence;
+    size_t blob_len;
+    struct raft_buffer entry;
+    uint8_t *blob;
+
     json_t *body = rq_http_json(req, why, sizeof why);
     if (body == NULL) {
         rq_http_reply_error(req, 400, "%s", why);
         return;
     }
-    if (opt_uint(body, "producer_id", &has_producer, &producer_id) != 0 ||
-        (has_producer && producer_id == 0)) {
+    if (opt_uint(body, "producer_id", &pa.has_producer, &pa.producer_id) != 0 ||
+        (pa.has_producer && pa.producer_id == 0)) {
         rq_http_reply_error(req, 400,
                             "'producer_id' must be a positive integer");
         return;
     }
-    if (opt_uint(body, "sequence", &has_sequence, &sequence) != 0) {
+    if (opt_uint(body, "sequence", &has_sequence, &pa.sequence) != 0) {
         rq_http_reply_error(req, 400,
                             "'sequence' must be a non-negative integer");
         return;
     }
-    if (has_producer != has_sequence) {
+    if (pa.has_producer != has_sequence) {
         rq_http_reply_error(req, 400,
                             "'producer_id' and 'sequence' go together");
         return;
     }
     json_t *records = json_object_get(body, "records");
-    uint32_t count = (uint32_t)json_array_size(records);
+    pa.count = (uint32_t)json_array_size(records);
 
-    /* Cheap checks first, then the replica, then encoding. */
-    if (!json_is_array(records) || count == 0 || count > API_MAX_RECORDS) {
-        struct rq_buf none;
-        rq_buf_init(&none);
-        int status = encode_records(records, 0, 0, &none, why, sizeof why);
-        rq_buf_close(&none);
+    /* Cheap checks first, then the replica, then the records. */
+    if (!json_is_array(records) || pa.count == 0 ||
+        pa.count > API_MAX_RECORDS) {
+        int status = check_records(records, 0, &blob_len, why, sizeof why);
         rq_http_reply_error(req, status, "%s", why);
         return;
     }
-    struct replica *r = partition_param(req, b);
+    struct replica *r = produce_target(req, b, &pa);
     if (r == NULL) {
         return;
     }
-    if (!replica_ready_leader(r)) {
-        reply_not_leader(req, r, b, "");
-        return;
-    }
-    if (has_producer) {
-        int rv = partition_dedupe_lookup(replica_partition(r), producer_id,
-                                         sequence, &base);
-        if (rv == 0) {
-            reply_offsets(req, base, count); /* A retry, already applied. */
-            return;
-        }
-        if (rv == RQ_INVALID) {
-            reply_stale(req);
-            return;
-        }
-    }
-
-    int64_t now = wall_clock_ms();
-    struct rq_buf blob;
-    rq_buf_init(&blob);
-    int status = encode_records(records, broker_config(b)->max_message_bytes,
-                                now, &blob, why, sizeof why);
+    int status = check_records(records, broker_config(b)->max_message_bytes,
+                               &blob_len, why, sizeof why);
     if (status != 0) {
-        rq_buf_close(&blob);
         rq_http_reply_error(req, status, "%s", why);
         return;
     }
-    struct produce *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        rq_buf_close(&blob); /* UNTESTED: ENOMEM only. */
-        rq_http_reply_error(req, 500, "out of memory");
+    int64_t now = wall_clock_ms();
+    if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
         return;
     }
-    p->req = req;
-    p->broker = b;
-    p->replica = r;
-    p->count = count;
-    struct partition_append a = {
-        .count = count,
-        .max_timestamp_ms = now,
-        .producer_id = has_producer ? producer_id : 0,
-        .sequence = sequence,
-        .blob = blob.base,
-        .len = blob.len,
-    };
-    int rv = replica_produce(r, &a, on_produced, p);
-    rq_buf_close(&blob);
-    if (rv == 0) {
-        return; /* on_produced replies. */
+    write_records(records, now, blob);
+    produce_propose(req, b, r, &pa, &entry);
+}
+
+/* ---- Produce: binary body (produce_body.h) ---- */
+
+static void produce_binary(struct rq_http_req *req, struct broker *b)
+{
+    char why[WHY_LEN];
+    struct produce_args pa = {0};
+    size_t len;
+    size_t blob_len;
+    struct raft_buffer entry;
+    uint8_t *blob;
+
+    const char *ps = rq_http_query(req, "producer_id");
+    const char *ss = rq_http_query(req, "sequence");
+    pa.has_producer = ps != NULL;
+    if (ps != NULL &&
+        (parse_uint(ps, &pa.producer_id) != 0 || pa.producer_id == 0)) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' must be a positive integer");
+        return;
     }
-    free(p);
-    switch (rv) {
-        case RQ_NOTLEADER:
-            reply_not_leader(req, r, b, "");
-            break;
-        case RQ_TOOBIG:
-            rq_http_reply_error(req, 413, "the batch is too large");
-            break;
-        case RQ_SHUTDOWN:
-            reply_unavailable(req, "the replica is closing");
-            break;
-        default:
-            rq_http_reply_error(req, 500, "proposing the batch: %s",
-                                rq_strerror(rv));
-            break;
+    if (ss != NULL && parse_uint(ss, &pa.sequence) != 0) {
+        rq_http_reply_error(req, 400,
+                            "'sequence' must be a non-negative integer");
+        return;
+    }
+    if ((ps != NULL) != (ss != NULL)) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' and 'sequence' go together");
+        return;
+    }
+    const uint8_t *body = rq_http_body(req, &len);
+    struct produce_body_limits lim = {
+        .max_records = API_MAX_RECORDS,
+        .max_value = broker_config(b)->max_message_bytes,
+        .max_blob = BATCH_MAX_BYTES,
+    };
+    int rv = produce_body_check(body, len, &lim, &pa.count, &blob_len, why,
+                                sizeof why);
+    if (rv != 0) {
+        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
+        return;
+    }
+    struct replica *r = produce_target(req, b, &pa);
+    if (r == NULL) {
+        return;
+    }
+    int64_t now = wall_clock_ms();
+    if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
+        return;
+    }
+    produce_body_write(body, len, now, blob);
+    produce_propose(req, b, r, &pa, &entry);
+}
+
+static void api_records_produce(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    if (produce_body_is_binary(rq_http_header(req, "Content-Type"))) {
+        produce_binary(req, b);
+    } else {
+        produce_json(req, b);
     }
 }
 

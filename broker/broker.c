@@ -80,14 +80,21 @@ static const struct rq_opt options[] = {
     {"managers", "RAFTQ_MANAGERS", RQ_OPT_STR, "", false,
      offsetof(struct broker_config, managers),
      "manager URLs, comma-separated (not used yet)"},
-    {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
+    {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "2500",
      false, offsetof(struct broker_config, election_ms),
      "Raft election timeout"},
-    {"heartbeat-ms", "RAFTQ_HEARTBEAT_MS", RQ_OPT_U64, "100", false,
+    {"heartbeat-ms", "RAFTQ_HEARTBEAT_MS", RQ_OPT_U64, "250", false,
      offsetof(struct broker_config, heartbeat_ms), "Raft heartbeat interval"},
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "4096",
      false, offsetof(struct broker_config, snapshot_threshold),
-     "Raft entries between partition snapshots (manifests)"},
+     "Raft entries between partition snapshots (manifests), at most"},
+    {"raft-log-memory-bytes", "RAFTQ_RAFT_LOG_MEMORY_BYTES", RQ_OPT_U64,
+     "33554432", false, offsetof(struct broker_config, raft_log_memory_bytes),
+     "snapshot a replica once about this many bytes of Raft entries are "
+     "held since its last snapshot (0: by --snapshot-threshold only)"},
+    {"raft-log-trailing-bytes", "RAFTQ_RAFT_LOG_TRAILING_BYTES", RQ_OPT_U64,
+     "4194304", false, offsetof(struct broker_config, raft_log_trailing_bytes),
+     "about this many bytes of Raft entries stay behind a snapshot"},
     {"raft-segment-size", "RAFTQ_RAFT_SEGMENT_SIZE", RQ_OPT_U64, "262144",
      false, offsetof(struct broker_config, raft_segment_size),
      "Raft log segment bytes (three are preallocated per replica)"},
@@ -724,6 +731,15 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
     }
+    if ((c->raft_log_memory_bytes != 0 &&
+         c->raft_log_memory_bytes < (64u << 10)) ||
+        c->raft_log_memory_bytes > (UINT64_C(1) << 40) ||
+        c->raft_log_trailing_bytes > (UINT64_C(1) << 40)) {
+        snprintf(why, whyn,
+                 "need --raft-log-memory-bytes 0 (off) or 64 KiB to 1 TiB, "
+                 "and --raft-log-trailing-bytes <= 1 TiB");
+        return RQ_INVALID;
+    }
     if (c->raft_segment_size < 8192 || c->raft_segment_size > (1u << 30)) {
         snprintf(why, whyn, "need 8192 <= --raft-segment-size <= 1 GiB");
         return RQ_INVALID;
@@ -785,6 +801,8 @@ static int start(struct broker *b, char *why, size_t whyn)
         .election_timeout_ms = (unsigned)b->cfg.election_ms,
         .heartbeat_ms = (unsigned)b->cfg.heartbeat_ms,
         .snapshot_threshold = (unsigned)b->cfg.snapshot_threshold,
+        .raft_log_memory_bytes = b->cfg.raft_log_memory_bytes,
+        .raft_log_trailing_bytes = b->cfg.raft_log_trailing_bytes,
         .raft_segment_size = (size_t)b->cfg.raft_segment_size,
         .segment_bytes = b->cfg.segment_bytes,
     };

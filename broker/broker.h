@@ -23,6 +23,8 @@ struct broker_config {
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t snapshot_threshold;
+    uint64_t raft_log_memory_bytes;
+    uint64_t raft_log_trailing_bytes;
     uint64_t raft_segment_size;
     uint64_t segment_bytes;
     uint64_t retention_bytes;

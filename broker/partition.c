@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "plog.h"
+#include "rq_entry.h"
 #include "rq_err.h"
 #include "rq_hash.h"
 #include "rq_log.h"
@@ -287,6 +288,29 @@ int partition_entry_encode(const struct partition_append *a, struct rq_buf *out)
     rq_buf_put_u64(out, a->sequence);
     rq_buf_put_bytes(out, a->blob, a->len);
     return out->err;
+}
+
+int partition_entry_alloc(const struct partition_append *a,
+                          struct raft_buffer *out, uint8_t **blob)
+{
+    uint8_t *p;
+    if (a->len > SIZE_MAX - PARTITION_ENTRY_HEADER) {
+        return RQ_TOOBIG;
+    }
+    int rv = rq_entry_alloc(PARTITION_ENTRY_HEADER + a->len, out, &p);
+    if (rv != 0) {
+        return rv;
+    }
+    /* The layout partition_entry_encode() writes, at fixed positions. */
+    p[0] = PARTITION_ENTRY_RECORDS;
+    p[1] = 0;
+    rq_wire_put_u16_at(p + 2, 0);
+    rq_wire_put_u32_at(p + 4, a->count);
+    rq_wire_put_u64_at(p + 8, (uint64_t)a->max_timestamp_ms);
+    rq_wire_put_u64_at(p + 16, a->producer_id);
+    rq_wire_put_u64_at(p + 24, a->sequence);
+    *blob = p + PARTITION_ENTRY_HEADER;
+    return 0;
 }
 
 int partition_entry_decode(const uint8_t *p, size_t len,

@@ -101,6 +101,15 @@ struct partition_append {
 
 int partition_entry_encode(const struct partition_append *a,
                            struct rq_buf *out);
+/*
+ * The same entry, framed for raft (rq_entry_alloc) and built in place: the
+ * header of @a is written and *blob points at a->len bytes for the caller
+ * to fill with the records (a->blob is not read). The caller owns
+ * out->base until rq_node_apply_entry() takes it. RQ_TOOBIG, RQ_NOMEM.
+ */
+int partition_entry_alloc(const struct partition_append *a,
+                          struct raft_buffer *out, uint8_t **blob);
+
 /* RQ_MALFORMED unless the header and every record are well formed. */
 int partition_entry_decode(const uint8_t *p, size_t len,
                            struct partition_append *out);

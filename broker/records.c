@@ -6,27 +6,51 @@
  */
 #include "records.h"
 
+#include <assert.h>
+#include <string.h>
+
 #include "rq_err.h"
+
+size_t records_size(size_t key_len, bool has_key, size_t value_len)
+{
+    return RECORDS_HEADER + (has_key ? key_len : 0) + value_len;
+}
+
+size_t records_put_at(uint8_t *p, int64_t timestamp_ms, const void *key,
+                      size_t key_len, bool has_key, const void *value,
+                      size_t value_len)
+{
+    /* timestamp_ms:i64 | key_len:i32 (-1: no key) | value_len:u32
+     * | key | value */
+    assert(!has_key || key_len <= INT32_MAX);
+    assert(value_len <= UINT32_MAX);
+    size_t klen = has_key ? key_len : 0;
+    rq_wire_put_u64_at(p, (uint64_t)timestamp_ms);
+    rq_wire_put_u32_at(p + 8, has_key ? (uint32_t)key_len : UINT32_MAX);
+    rq_wire_put_u32_at(p + 12, (uint32_t)value_len);
+    if (klen > 0) {
+        memcpy(p + RECORDS_HEADER, key, klen);
+    }
+    if (value_len > 0) {
+        memcpy(p + RECORDS_HEADER + klen, value, value_len);
+    }
+    return RECORDS_HEADER + klen + value_len;
+}
 
 void records_put(struct rq_buf *out, int64_t timestamp_ms, const void *key,
                  size_t key_len, bool has_key, const void *value,
                  size_t value_len)
 {
-    /* timestamp_ms:i64 | key_len:i32 (-1: no key) | value_len:u32
-     * | key | value */
     if ((has_key && key_len > INT32_MAX) || value_len > UINT32_MAX) {
         out->err = RQ_TOOBIG;
         return;
     }
-    size_t klen = has_key ? key_len : 0;
-    if (rq_buf_reserve(out, RECORDS_HEADER + klen + value_len) != 0) {
+    size_t n = records_size(key_len, has_key, value_len);
+    if (rq_buf_reserve(out, n) != 0) {
         return;
     }
-    rq_buf_put_u64(out, (uint64_t)timestamp_ms);
-    rq_buf_put_u32(out, has_key ? (uint32_t)key_len : UINT32_MAX);
-    rq_buf_put_u32(out, (uint32_t)value_len);
-    rq_buf_put_bytes(out, key, klen);
-    rq_buf_put_bytes(out, value, value_len);
+    out->len += records_put_at(out->base + out->len, timestamp_ms, key, key_len,
+                               has_key, value, value_len);
 }
 
 void records_iter_init(struct records_iter *it, const uint8_t *blob, size_t len)

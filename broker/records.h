@@ -37,6 +37,19 @@ void records_put(struct rq_buf *out, int64_t timestamp_ms, const void *key,
                  size_t key_len, bool has_key, const void *value,
                  size_t value_len);
 
+/* The bytes one record takes in a blob. */
+size_t records_size(size_t key_len, bool has_key, size_t value_len);
+
+/*
+ * Writes one record at @p, which has room for records_size() bytes, and
+ * returns that size: for callers that size a blob first and write it in
+ * place (into a Raft entry) with no intermediate buffer. The caller has
+ * checked key_len <= INT32_MAX and value_len <= UINT32_MAX.
+ */
+size_t records_put_at(uint8_t *p, int64_t timestamp_ms, const void *key,
+                      size_t key_len, bool has_key, const void *value,
+                      size_t value_len);
+
 /*
  * Checks that @blob holds exactly @count well-formed records and nothing
  * else. RQ_MALFORMED otherwise.

@@ -56,6 +56,8 @@ struct replica_env {
     unsigned election_timeout_ms;
     unsigned heartbeat_ms;
     unsigned snapshot_threshold;
+    uint64_t raft_log_memory_bytes; /* 0: snapshots by entry count only. */
+    uint64_t raft_log_trailing_bytes;
     size_t raft_segment_size;
     uint64_t segment_bytes;
 };
@@ -121,11 +123,14 @@ const struct replica_member *replica_leader(const struct replica *r);
 /* ---- Data plane ---- */
 
 /*
- * Proposes one batch. RQ_NOTLEADER (not the ready leader), RQ_SHUTDOWN,
- * RQ_TOOBIG, RQ_NOMEM; otherwise 0 and @cb runs once after apply with the
- * batch's first offset (or PARTITION_STALE), or with an error.
+ * Proposes one batch: @entry is a partition entry built in place
+ * (partition_entry_alloc) with its records written. RQ_NOTLEADER (not the
+ * ready leader), RQ_SHUTDOWN, RQ_NOMEM, and the caller still owns
+ * entry->base; otherwise 0, the entry is raft's, and @cb runs once after
+ * apply with the batch's first offset (or PARTITION_STALE), or with an
+ * error.
  */
-int replica_produce(struct replica *r, const struct partition_append *a,
+int replica_produce(struct replica *r, const struct raft_buffer *entry,
                     rq_node_done_cb cb, void *data);
 
 /*

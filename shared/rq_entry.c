@@ -8,7 +8,7 @@
 #include "rq_err.h"
 #include "rq_wire.h"
 
-int rq_entry_encode(const void *payload, size_t len, struct raft_buffer *out)
+int rq_entry_alloc(size_t len, struct raft_buffer *out, uint8_t **payload)
 {
     if (len > RQ_ENTRY_MAX) {
         return RQ_TOOBIG;
@@ -20,13 +20,21 @@ int rq_entry_encode(const void *payload, size_t len, struct raft_buffer *out)
     }
     rq_wire_put_u32_at(p, (uint32_t)len);
     rq_wire_put_u32_at(p + 4, RQ_ENTRY_FORMAT);
-    if (len > 0) {
-        memcpy(p + RQ_ENTRY_HEADER, payload, len);
-    }
     memset(p + RQ_ENTRY_HEADER + len, 0, total - RQ_ENTRY_HEADER - len);
     out->base = p;
     out->len = total;
+    *payload = p + RQ_ENTRY_HEADER;
     return 0;
+}
+
+int rq_entry_encode(const void *payload, size_t len, struct raft_buffer *out)
+{
+    uint8_t *p;
+    int rv = rq_entry_alloc(len, out, &p);
+    if (rv == 0 && len > 0) {
+        memcpy(p, payload, len);
+    }
+    return rv;
 }
 
 int rq_entry_decode(const struct raft_buffer *buf, const uint8_t **payload,

@@ -26,6 +26,15 @@
  * it (raft_apply takes it on success). RQ_TOOBIG over RQ_ENTRY_MAX. */
 int rq_entry_encode(const void *payload, size_t len, struct raft_buffer *out);
 
+/*
+ * Allocates (raft_malloc) a framed entry for a payload of @len bytes that
+ * the caller writes in place at *payload, so a payload built piece by piece
+ * reaches raft without an intermediate copy; the header and the padding
+ * are written here. The caller owns out->base until raft takes it.
+ * RQ_TOOBIG over RQ_ENTRY_MAX, RQ_NOMEM.
+ */
+int rq_entry_alloc(size_t len, struct raft_buffer *out, uint8_t **payload);
+
 /* Points *payload into @buf (borrowed). RQ_MALFORMED on a bad frame. */
 int rq_entry_decode(const struct raft_buffer *buf, const uint8_t **payload,
                     size_t *len);

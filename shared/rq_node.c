@@ -34,6 +34,7 @@
 #include "rq_err.h"
 #include "rq_fs.h"
 #include "rq_log.h"
+#include "rq_logmem.h"
 
 #define LOG_TAG "rq_node"
 
@@ -65,6 +66,11 @@ struct rq_node {
     struct raft_io io;
     struct raft raft;
     struct rq_fsm_adapter fsm;
+    /* With byte-sized snapshots the adapter calls sized_ops, which count
+     * each entry in logmem and pass it on to the owner's state machine. */
+    const struct rq_fsm_ops *ops;
+    void *fsm_data;
+    struct rq_logmem logmem;
     uv_timer_t poll; /* Polls raft for changes; see poll_cb. */
     unsigned poll_ms;
     char label[LABEL_MAX]; /* Names the node in log lines. */
@@ -289,6 +295,48 @@ static void poll_cb(uv_timer_t *timer)
     }
 }
 
+/* ---- Snapshots sized by bytes ---- */
+
+/*
+ * The state machine as the adapter sees it when snapshots are sized by
+ * bytes: each entry applied is counted (its framed size, as libraft holds
+ * it) and the entry counts libraft snapshots by follow the average. A new
+ * threshold takes effect after this apply; a new trailing count at the
+ * next snapshot (one already being written keeps the count it started
+ * with on disk and may trim memory by the new one: both only decide how
+ * many committed entries stay behind the snapshot).
+ */
+static int sized_apply(void *data, uint64_t index, const uint8_t *payload,
+                       size_t len, uint64_t *result)
+{
+    struct rq_node *n = data;
+    int rv = n->ops->apply(n->fsm_data, index, payload, len, result);
+    if (rv == 0 &&
+        rq_logmem_add(&n->logmem, RQ_ENTRY_HEADER + ((len + 7) & ~(size_t)7))) {
+        raft_set_snapshot_threshold(&n->raft, n->logmem.threshold);
+        raft_set_snapshot_trailing(&n->raft, n->logmem.trailing);
+    }
+    return rv;
+}
+
+static int sized_snapshot(void *data, struct raft_buffer *out)
+{
+    struct rq_node *n = data;
+    return n->ops->snapshot(n->fsm_data, out);
+}
+
+static int sized_restore(void *data, const uint8_t *buf, size_t len)
+{
+    struct rq_node *n = data;
+    return n->ops->restore(n->fsm_data, buf, len);
+}
+
+static const struct rq_fsm_ops sized_ops = {
+    .apply = sized_apply,
+    .snapshot = sized_snapshot,
+    .restore = sized_restore,
+};
+
 int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                 const struct rq_node_config *cfg, const struct rq_fsm_ops *ops,
                 void *fsm_data, struct rq_node **out, char *why, size_t whyn)
@@ -306,6 +354,11 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     unsigned heartbeat = cfg->heartbeat_timeout_ms != 0
                              ? cfg->heartbeat_timeout_ms
                              : DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    unsigned threshold = cfg->snapshot_threshold != 0
+                             ? cfg->snapshot_threshold
+                             : DEFAULT_SNAPSHOT_THRESHOLD;
+    unsigned trailing = cfg->snapshot_trailing != 0 ? cfg->snapshot_trailing
+                                                    : DEFAULT_SNAPSHOT_TRAILING;
     if (heartbeat >= election) {
         /* raft_start() asserts this. */
         snprintf(why, whyn,
@@ -343,7 +396,20 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                                          : DEFAULT_SEGMENT_SIZE);
     raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
 
-    rq_fsm_adapter_init(&n->fsm, ops, fsm_data);
+    n->ops = ops;
+    n->fsm_data = fsm_data;
+    if (cfg->log_memory_bytes != 0) {
+        struct rq_logmem_config lc = {
+            .memory_bytes = cfg->log_memory_bytes,
+            .trailing_bytes = cfg->trailing_bytes,
+            .max_threshold = threshold,
+            .max_trailing = trailing,
+        };
+        rq_logmem_init(&n->logmem, &lc);
+        rq_fsm_adapter_init(&n->fsm, &sized_ops, n);
+    } else {
+        rq_fsm_adapter_init(&n->fsm, ops, fsm_data);
+    }
     rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, cfg->id, cfg->address);
     if (rv != 0) {
         snprintf(why, whyn, "raft_init %s: %s", cfg->dir,
@@ -356,12 +422,8 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     n->raft.tracer = rq_log_raft_tracer();
     raft_set_election_timeout(&n->raft, election);
     raft_set_heartbeat_timeout(&n->raft, heartbeat);
-    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold != 0
-                                              ? cfg->snapshot_threshold
-                                              : DEFAULT_SNAPSHOT_THRESHOLD);
-    raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing != 0
-                                             ? cfg->snapshot_trailing
-                                             : DEFAULT_SNAPSHOT_TRAILING);
+    raft_set_snapshot_threshold(&n->raft, threshold);
+    raft_set_snapshot_trailing(&n->raft, trailing);
     raft_set_pre_vote(&n->raft, cfg->pre_vote);
     raft_set_install_snapshot_timeout(
         &n->raft, cfg->install_snapshot_timeout_ms != 0
@@ -514,11 +576,41 @@ static void barrier_cb(struct raft_barrier *r, int status)
     request_done(req, status_from_raft(req->node, status), 0);
 }
 
+int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
+                        rq_node_done_cb cb, void *data)
+{
+    struct raft_buffer buf = *entry;
+    struct request *req;
+    int rv;
+
+    if (n->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!rq_node_ready(n)) {
+        return RQ_NOTLEADER;
+    }
+    assert(buf.len % 8 == 0 && buf.len >= RQ_ENTRY_HEADER);
+    req = request_new(n, cb, data);
+    if (req == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    req->req.apply.data = req;
+    rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
+    if (rv != 0) {
+        /* raft_apply() leaves the buffer to the caller when it fails. */
+        rq_log(RQ_WARN, "%s: raft_apply: %s", n->label, raft_strerror(rv));
+        request_unlink(req);
+        free(req);
+        return error_from_raft(rv);
+    }
+    /* raft owns buf.base now. */
+    return 0;
+}
+
 int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
                   rq_node_done_cb cb, void *data)
 {
     struct raft_buffer buf;
-    struct request *req;
     int rv;
 
     if (n->closing) {
@@ -531,27 +623,10 @@ int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
     if (rv != 0) {
         return rv;
     }
-    req = request_new(n, cb, data);
-    if (req == NULL) {
-        rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-        goto err_after_encode;
-    }
-    req->req.apply.data = req;
-    rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
+    rv = rq_node_apply_entry(n, &buf, cb, data);
     if (rv != 0) {
-        rq_log(RQ_WARN, "%s: raft_apply: %s", n->label, raft_strerror(rv));
-        rv = error_from_raft(rv);
-        goto err_after_request;
+        raft_free(buf.base);
     }
-    /* raft owns buf.base now. */
-    return 0;
-
-err_after_request:
-    request_unlink(req);
-    free(req);
-err_after_encode:
-    /* raft_apply() leaves the buffer to us when it fails. */
-    raft_free(buf.base);
     return rv;
 }
 

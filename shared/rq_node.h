@@ -42,8 +42,14 @@ struct rq_node_config {
      * how long a follower stays behind when it drops a snapshot because it
      * was taking one of its own at that moment (0.15 sends no reply then). */
     unsigned install_snapshot_timeout_ms;
-    size_t segment_size;           /* 0: 1 MiB. */
-    unsigned poll_ms;              /* 0: 50. */
+    /* Snapshots by bytes as well (rq_logmem.h): once about
+     * log_memory_bytes of entries are in the log since the last snapshot,
+     * keeping about trailing_bytes of entries before it; the two entry
+     * counts above stay the upper bounds. 0: by entry counts only. */
+    uint64_t log_memory_bytes;
+    uint64_t trailing_bytes;
+    size_t segment_size; /* 0: 1 MiB. */
+    unsigned poll_ms;    /* 0: 50. */
     bool pre_vote;
     /* Names the node in log lines (copied); NULL: dir's last component. */
     const char *label;
@@ -107,6 +113,14 @@ const char *rq_role_name(enum rq_role role);
  */
 int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
                   rq_node_done_cb cb, void *data);
+
+/*
+ * Proposes @entry, a framed buffer from rq_entry_alloc() with its payload
+ * written, without copying it. Same returns as rq_node_apply(); on 0 raft
+ * owns entry->base, on an error the caller still does.
+ */
+int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
+                        rq_node_done_cb cb, void *data);
 
 /* A barrier: @cb runs once every entry before it is applied, which also
  * proves leadership in this term (linearizable reads). Same returns. */

@@ -3,12 +3,14 @@
 1. Idle replicas: three brokers each hosting N partition replicas (1,000 by
    default) with nothing produced; CPU (share of one core), RSS, disk and
    open descriptors per broker, in total and per replica; then the same
-   after restarting all three with a longer heartbeat (the restart is timed).
+   after restarting all three with other timing (the restart is timed).
 2. Produce throughput: three brokers on 127.0.0.1, replication factor 3,
    1 KiB values in batches, several client processes posting to the
-   partition leaders; acknowledged MB/s and records/s, and how the CPU was
-   split between the brokers and the clients. Once with the default Raft
-   segment size and once with a larger one, which decides the figure.
+   partition leaders; acknowledged MB/s and records/s, how the CPU was
+   split between the brokers and the clients, and the brokers' peak RSS.
+   Bodies are binary (application/vnd.raftq.records), with one JSON run to
+   compare. Once with the default Raft segment size and once with a larger
+   one, which decides the figure.
 3. Commit latency: one client, one partition, sequential single-record
    produces; p50 and p99.
 4. Restart: a broker holding about 1 GiB over 100 partitions is stopped
@@ -29,6 +31,7 @@ import queue
 import random
 import shutil
 import signal
+import struct
 import sys
 import threading
 import time
@@ -52,7 +55,7 @@ class Client:
         self.conns = {}
         self.timeout = timeout
 
-    def request(self, addr, method, path, body=None):
+    def request(self, addr, method, path, body=None, content_type="application/json"):
         """(status, parsed JSON or None); raises OSError or HTTPException
         when the broker cannot be reached (the connection is dropped)."""
         conn = self.conns.get(addr)
@@ -60,7 +63,7 @@ class Client:
             host, port = addr.rsplit(":", 1)
             conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
             self.conns[addr] = conn
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {"Content-Type": content_type} if body is not None else {}
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -84,23 +87,35 @@ def records_path(p):
     return "/v1/topics/%s/partitions/%d/records" % (TOPIC, p)
 
 
-def produce_body(n, value_bytes=VALUE_BYTES, seed=0):
+BINARY = "application/vnd.raftq.records"
+
+
+def produce_body(n, value_bytes=VALUE_BYTES, seed=0, form="binary"):
     """A produce request of @n records of @value_bytes ASCII each, encoded
-    once (the clients send the same bytes again and again)."""
+    once (the clients send the same bytes again and again): (content type,
+    bytes). @form is "binary" (broker/README.md: count:u32, then per record
+    key_len:i32 = -1, value_len:u32, value) or "json"."""
     rng = random.Random(seed)
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     values = ["".join(rng.choice(alphabet) for _ in range(value_bytes)) for _ in range(min(n, 16))]
-    return json.dumps({"records": [{"value": values[i % len(values)]} for i in range(n)]}).encode()
+    if form == "json":
+        return ("application/json",
+                json.dumps({"records": [{"value": values[i % len(values)]}
+                                        for i in range(n)]}).encode())
+    enc = [struct.pack("<iI", -1, value_bytes) + v.encode() for v in values]
+    return BINARY, struct.pack("<I", n) + b"".join(enc[i % len(enc)] for i in range(n))
 
 
 def produce(client, addrs, leader, p, body, deadline, stop=None):
-    """Posts @body to partition @p until acknowledged, following 421 and
-    waiting out 503; @leader is a one-element list holding the broker
-    address to try first (updated). Returns the answer, or None at
-    @deadline or once @stop (an Event) is set."""
+    """Posts @body ((content type, bytes)) to partition @p until
+    acknowledged, following 421 and waiting out 503; @leader is a
+    one-element list holding the broker address to try first (updated).
+    Returns the answer, or None at @deadline or once @stop (an Event) is
+    set."""
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         try:
-            st, obj = client.request(leader[0], "POST", records_path(p), body)
+            st, obj = client.request(leader[0], "POST", records_path(p), body[1],
+                                     content_type=body[0])
         except (OSError, http.client.HTTPException):
             leader[0] = addrs[(addrs.index(leader[0]) + 1) % len(addrs)]
             time.sleep(0.05)
@@ -507,12 +522,13 @@ def load_process(addrs, leaders, parts_per_thread, body, t_go, t_start, t_end, q
              [x for r in results for x in r[2]], cpu))
 
 
-def run_load(c, partitions, batch, n_procs, n_threads, secs, warmup=1.0, quota=None):
+def run_load(c, partitions, batch, n_procs, n_threads, secs, warmup=1.0, quota=None,
+             form="binary"):
     """Runs @n_procs client processes of @n_threads threads each over
     @partitions (threads take partitions round-robin) for @secs after
     @warmup (or until every partition got @quota requests; then @secs is
-    only a bound). Returns a dict of figures."""
-    body = produce_body(batch)
+    only a bound), posting bodies of @form. Returns a dict of figures."""
+    body = produce_body(batch, form=form)
     groups = [p + 1 for p in partitions]
     lead = c.leaders(groups)
     leaders = {g - 1: c.http[i] for g, i in lead.items()}
@@ -594,11 +610,12 @@ def figure_throughput(opts, ctx):
     n = opts.partitions
     if opts.only != "latency":
         print("\n== 2. Produce throughput (target: >= 50 MB/s committed)")
-        print("  config: 3 brokers on 127.0.0.1, release defaults (election 1000 ms, heartbeat "
-              "100 ms, snapshot threshold 4096) but for --raft-segment-size; RF 3, %d partitions, "
+        print("  config: 3 brokers on 127.0.0.1, release defaults (election 2500 ms, heartbeat "
+              "250 ms, snapshot threshold 4096) but for --raft-segment-size; RF 3, %d partitions, "
               "%d-byte values, %.0f s per run after 1 s of warm-up; %d client processes whose "
-              "threads each keep one request in flight; MB/s counts acknowledged value bytes"
-              % (n, VALUE_BYTES, opts.secs, opts.procs))
+              "threads each keep one request in flight; MB/s counts acknowledged value bytes; "
+              "bodies in the binary form (%s) unless a run says json"
+              % (n, VALUE_BYTES, opts.secs, opts.procs, BINARY))
     latencies = []
     for seg in opts.segment_sizes:
         c = Cluster(ctx, ["--raft-segment-size", str(seg)], name="seg%d-broker" % seg)
@@ -609,25 +626,25 @@ def figure_throughput(opts, ctx):
             seg // 1024, " (the default)" if seg == 262144 else "")
         if opts.only != "latency":
             print("  %s:" % label)
-            for batch, threads in opts.runs:
-                throughput_run(opts, c, n, batch, threads)
+            for batch, threads, form in opts.runs:
+                throughput_run(opts, c, n, batch, threads, form)
         latencies.append((label, commit_latencies(opts, c)))
         c.stop()
     print("\n== 3. Single-record commit latency")
     print("  config: one client (Python http.client, keep-alive), one partition at its leader, "
-          "%d sequential produces of one %d-byte record, after the runs above"
+          "%d sequential produces of one %d-byte record (binary body), after the runs above"
           % (opts.latency_n, VALUE_BYTES))
     for label, lat in latencies:
         print("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%.0f produces/s one at a time)" % (
             label, pct(lat, 50), pct(lat, 99), max(lat), 1000.0 * len(lat) / sum(lat)))
 
 
-def throughput_run(opts, c, n, batch, threads):
-    r = run_load(c, list(range(n)), batch, opts.procs, threads, opts.secs)
+def throughput_run(opts, c, n, batch, threads, form):
+    r = run_load(c, list(range(n)), batch, opts.procs, threads, opts.secs, form=form)
     cpu = r["broker_cpu"]
-    print("    batch %4d, %2d threads: %6.1f MB/s, %7.0f records/s, %5.0f requests/s; "
+    print("    %-6s batch %4d, %2d threads: %6.1f MB/s, %7.0f records/s, %5.0f requests/s; "
           "request p50 %.0f ms p99 %.0f ms" % (
-              batch, opts.procs * threads, r["mb_s"], r["rec_s"], r["reqs"] / r["secs"],
+              form, batch, opts.procs * threads, r["mb_s"], r["rec_s"], r["reqs"] / r["secs"],
               pct(r["lat"], 50) if r["lat"] else 0, pct(r["lat"], 99) if r["lat"] else 0))
     print("      CPU %% of one core: brokers %s, clients %.0f, whole machine %.0f of %d; "
           "peak RSS MiB %s" % (
@@ -743,12 +760,15 @@ def figure_restart(opts, ctx):
 
 
 def parse_runs(text):
-    """"256x4,1000x4" -> [(256, 4), (1000, 4)]: batch size x threads per
-    client process."""
+    """"256x4,1000x4:json" -> [(256, 4, "binary"), (1000, 4, "json")]:
+    batch size x threads per client process, and the body's form."""
     out = []
     for part in text.split(","):
+        part, _, form = part.partition(":")
         b, _, t = part.partition("x")
-        out.append((int(b), int(t or 4)))
+        if form not in ("", "binary", "json"):
+            raise argparse.ArgumentTypeError("a run's form is binary or json, not %r" % form)
+        out.append((int(b), int(t or 4), form or "binary"))
     return out
 
 
@@ -757,19 +777,29 @@ def parse_timing(text):
     return [tuple(int(x) for x in part.split("/")) for part in text.split(",")]
 
 
+def parse_ports(text):
+    """"26000-26999" -> (26000, 26999)."""
+    lo, sep, hi = text.partition("-")
+    if not sep or not lo.isdigit() or not hi.isdigit() or int(lo) > int(hi):
+        raise argparse.ArgumentTypeError("--ports wants LO-HI, e.g. 26000-26999")
+    return int(lo), int(hi)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--only", choices=["idle", "throughput", "latency", "restart"])
     ap.add_argument("--idle-partitions", type=int, default=1000)
-    ap.add_argument("--idle-timing", type=parse_timing, default=parse_timing("1000/100,2500/250"),
-                    help="election/heartbeat ms of each idle phase (the brokers restart between)")
+    ap.add_argument("--idle-timing", type=parse_timing, default=parse_timing("2500/250,1000/100"),
+                    help="election/heartbeat ms of each idle phase (the brokers restart between); "
+                    "the first is the broker's default")
     ap.add_argument("--idle-sample-s", type=float, default=10.0)
     ap.add_argument("--idle-wait-s", type=float, default=120.0)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--procs", type=int, default=3, help="client processes")
-    ap.add_argument("--runs", type=parse_runs, default=parse_runs("256x4,1000x4,1000x8"),
-                    help="batch x threads per process, comma-separated")
+    ap.add_argument("--runs", type=parse_runs,
+                    default=parse_runs("256x4,1000x4,1000x8,1000x4:json"),
+                    help="batch x threads per process[:binary|json], comma-separated")
     ap.add_argument("--secs", type=float, default=8.0)
     ap.add_argument("--segment-sizes", type=lambda t: [int(x) for x in t.split(",")],
                     default=[262144, 8388608], help="--raft-segment-size of each throughput cluster")
@@ -781,6 +811,8 @@ def main():
     ap.add_argument("--restart-mib", type=int, default=1024)
     ap.add_argument("--restart-batch", type=int, default=1000)
     ap.add_argument("--restart-threads", type=int, default=4)
+    ap.add_argument("--ports", type=parse_ports, default=(27000, 27999), metavar="LO-HI",
+                    help="listen in this port range (default 27000-27999)")
     opts = ap.parse_args()
     opts.binary = os.path.abspath(os.path.join(opts.build, "broker"))
     opts.seed = 1
@@ -788,7 +820,7 @@ def main():
         raise SystemExit("bench: no %s (make all)" % opts.binary)
     print("\nBroker: release build %s, nproc %d, everything on 127.0.0.1"
           % (opts.binary, os.cpu_count()))
-    ports = harness.PortPool(27000, 27999)
+    ports = harness.PortPool(*opts.ports)
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt("signal %d" % signum)

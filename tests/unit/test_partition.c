@@ -25,6 +25,7 @@
 #include "broker/partition.h"
 #include "broker/plog.h"
 #include "broker/records.h"
+#include "rq_entry.h"
 #include "rq_err.h"
 #include "rq_wire.h"
 
@@ -286,6 +287,40 @@ static void test_partition_entry_round_trip(void **state)
     rq_buf_close(&out);
     rq_buf_close(&blob);
     rq_buf_close(&e);
+}
+
+/* An entry built in place is byte for byte the encoder's entry, framed. */
+static void test_partition_entry_alloc_matches_encode(void **state)
+{
+    (void)state;
+    struct rq_buf e;
+    struct rq_buf blob;
+    struct raft_buffer framed;
+    struct raft_buffer built;
+    uint8_t *dst;
+
+    for (uint32_t count = 1; count <= 9; count++) {
+        make_entry(&e, 7, count, count % 2 == 0 ? 99 : 0, count);
+        assert_int_equal(rq_entry_encode(e.base, e.len, &framed), 0);
+        rq_buf_init(&blob);
+        for (uint32_t i = 0; i < count; i++) {
+            put_record(&blob, 7, i);
+        }
+        struct partition_append a = {count,
+                                     (int64_t)(7 * 1000 + count),
+                                     count % 2 == 0 ? 99 : 0,
+                                     count,
+                                     NULL,
+                                     blob.len};
+        assert_int_equal(partition_entry_alloc(&a, &built, &dst), 0);
+        memcpy(dst, blob.base, blob.len);
+        assert_int_equal(built.len, framed.len);
+        assert_memory_equal(built.base, framed.base, framed.len);
+        raft_free(built.base);
+        raft_free(framed.base);
+        rq_buf_close(&blob);
+        rq_buf_close(&e);
+    }
 }
 
 /* Decodes a private heap copy, so ASan sees any read past its end. */
@@ -1010,6 +1045,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_partition_entry_round_trip),
+        T(test_partition_entry_alloc_matches_encode),
         T(test_partition_entry_decode_rejects_damage),
         T(test_partition_entry_decode_survives_hostile_bytes),
         T(test_partition_apply_appends_contiguous_batches),

@@ -112,6 +112,36 @@ static void test_entry_padded_to_8_for_every_length(void **state)
     }
 }
 
+static void test_entry_alloc_frames_in_place(void **state)
+{
+    (void)state;
+    for (size_t len = 0; len <= 17; len++) {
+        struct raft_buffer built;
+        struct raft_buffer want;
+        uint8_t payload[17];
+        uint8_t *dst;
+        const uint8_t *p;
+        size_t n;
+        for (size_t i = 0; i < len; i++) {
+            payload[i] = (uint8_t)(0xa0 + i);
+        }
+        assert_int_equal(rq_entry_alloc(len, &built, &dst), 0);
+        assert_ptr_equal(dst, (uint8_t *)built.base + RQ_ENTRY_HEADER);
+        memcpy(dst, payload, len);
+        assert_int_equal(rq_entry_decode(&built, &p, &n), 0);
+        assert_int_equal(n, len);
+        assert_int_equal(rq_entry_encode(payload, len, &want), 0);
+        assert_int_equal(built.len, want.len);
+        assert_memory_equal(built.base, want.base, want.len);
+        raft_free(want.base);
+        raft_free(built.base);
+    }
+    struct raft_buffer none;
+    uint8_t *dst;
+    assert_int_equal(rq_entry_alloc((size_t)RQ_ENTRY_MAX + 1, &none, &dst),
+                     RQ_TOOBIG);
+}
+
 static void test_entry_decode_rejects_bad_frames(void **state)
 {
     (void)state;
@@ -270,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_wire_truncated_input_never_overreads),
         cmocka_unit_test(test_wire_blob_rejects_length_over_max),
         cmocka_unit_test(test_entry_padded_to_8_for_every_length),
+        cmocka_unit_test(test_entry_alloc_frames_in_place),
         cmocka_unit_test(test_entry_decode_rejects_bad_frames),
         cmocka_unit_test(test_config_flags_env_and_defaults),
         cmocka_unit_test(test_config_errors_name_the_flag),

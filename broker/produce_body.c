@@ -1,0 +1,254 @@
+/*
+ * The binary produce body: a checker that walks hostile bytes with a
+ * bounds-checked cursor and never reads past the body, and a writer that
+ * turns a checked body into a records blob in place. See produce_body.h
+ * for the format.
+ */
+#include "produce_body.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "records.h"
+#include "rq_err.h"
+
+#define NO_KEY UINT32_MAX /* key_len -1 */
+
+bool produce_body_is_binary(const char *content_type)
+{
+    size_t n = sizeof PRODUCE_BODY_TYPE - 1;
+    if (content_type == NULL) {
+        return false;
+    }
+    while (*content_type == ' ' || *content_type == '\t') {
+        content_type++;
+    }
+    if (strncasecmp(content_type, PRODUCE_BODY_TYPE, n) != 0) {
+        return false;
+    }
+    content_type += n;
+    while (*content_type == ' ' || *content_type == '\t') {
+        content_type++;
+    }
+    return *content_type == '\0' || *content_type == ';';
+}
+
+/* true if the 8 bytes at @p are all ASCII and none is NUL. */
+static bool ascii8(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    const uint64_t ones = 0x0101010101010101ull;
+    const uint64_t highs = 0x8080808080808080ull;
+    /* A byte with its high bit set, or a zero byte ((w - 1) borrows into
+     * the high bit of a byte that was 0 and is not already high). */
+    return (w & highs) == 0 && ((w - ones) & ~w & highs) == 0;
+}
+
+/*
+ * true if @p holds well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) without NUL bytes: what a JSON string
+ * without "\u0000" can hold. ASCII, the common case, goes 8 bytes a step.
+ */
+static bool text_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (n - i >= 8 && ascii8(p + i)) {
+            i += 8;
+            continue;
+        }
+        uint8_t c = p[i];
+        if (c == 0) {
+            return false;
+        }
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t more;
+        uint8_t lo = 0x80; /* Bounds of the second byte. */
+        uint8_t hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            more = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2;
+            if (c == 0xE0) {
+                lo = 0xA0; /* Overlong below U+0800. */
+            } else if (c == 0xED) {
+                hi = 0x9F; /* Surrogates U+D800..U+DFFF. */
+            }
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3;
+            if (c == 0xF0) {
+                lo = 0x90; /* Overlong below U+10000. */
+            } else if (c == 0xF4) {
+                hi = 0x8F; /* Above U+10FFFF. */
+            }
+        } else {
+            return false; /* A continuation byte, C0, C1 or F5..FF. */
+        }
+        if (n - i - 1 < more || p[i + 1] < lo || p[i + 1] > hi) {
+            return false;
+        }
+        for (size_t k = 2; k <= more; k++) {
+            if (p[i + k] < 0x80 || p[i + k] > 0xBF) {
+                return false;
+            }
+        }
+        i += more + 1;
+    }
+    return true;
+}
+
+int produce_body_check(const uint8_t *body, size_t len,
+                       const struct produce_body_limits *lim, uint32_t *count,
+                       size_t *blob_len, char *why, size_t whyn)
+{
+    struct rq_cursor c;
+    uint32_t n;
+    size_t blob = 0;
+
+    rq_cursor_init(&c, body, len);
+    if (rq_wire_get_u32(&c, &n) != 0) {
+        rq_why(why, whyn,
+               "the body ends before its record count (%d bytes, "
+               "little-endian) in a %zu-byte body",
+               PRODUCE_BODY_COUNT, len);
+        return RQ_MALFORMED;
+    }
+    if (n == 0) {
+        rq_why(why, whyn, "the record count is 0; send 1 to %" PRIu32,
+               lim->max_records);
+        return RQ_MALFORMED;
+    }
+    if (n > lim->max_records) {
+        rq_why(why, whyn,
+               "%" PRIu32 " records is over the limit of %" PRIu32
+               " per request",
+               n, lim->max_records);
+        return RQ_TOOBIG;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        size_t at = len - c.left;
+        uint32_t klen;
+        uint32_t vlen;
+        const uint8_t *key = NULL;
+        const uint8_t *value;
+
+        if (rq_wire_get_u32(&c, &klen) != 0 ||
+            rq_wire_get_u32(&c, &vlen) != 0) {
+            rq_why(why, whyn,
+                   "record %" PRIu32 " of %" PRIu32
+                   ": the body ends inside its %d-byte header (at byte %zu "
+                   "of %zu)",
+                   i, n, PRODUCE_BODY_HEADER, at, len);
+            return RQ_MALFORMED;
+        }
+        bool has_key = klen != NO_KEY;
+        if (has_key && klen > INT32_MAX) {
+            rq_why(why, whyn,
+                   "record %" PRIu32 " (at byte %zu): key length %" PRId32
+                   " is negative; -1 means no key",
+                   i, at, (int32_t)klen);
+            return RQ_MALFORMED;
+        }
+        if (vlen > lim->max_value) {
+            rq_why(why, whyn,
+                   "record %" PRIu32 ": a value of %" PRIu32
+                   " bytes is over the limit of %" PRIu64 " bytes",
+                   i, vlen, lim->max_value);
+            return RQ_TOOBIG;
+        }
+        if (has_key && rq_wire_get_bytes(&c, klen, &key) != 0) {
+            rq_why(why, whyn,
+                   "record %" PRIu32
+                   " (at byte %zu): the body ends inside "
+                   "its key (%" PRIu32 " bytes announced, %zu left)",
+                   i, at, klen, c.left);
+            return RQ_MALFORMED;
+        }
+        if (rq_wire_get_bytes(&c, vlen, &value) != 0) {
+            rq_why(why, whyn,
+                   "record %" PRIu32
+                   " (at byte %zu): the body ends inside "
+                   "its value (%" PRIu32 " bytes announced, %zu left)",
+                   i, at, vlen, c.left);
+            return RQ_MALFORMED;
+        }
+        if (has_key && !text_valid(key, klen)) {
+            rq_why(why, whyn,
+                   "record %" PRIu32
+                   ": the key is not UTF-8 text without NUL bytes",
+                   i);
+            return RQ_MALFORMED;
+        }
+        if (!text_valid(value, vlen)) {
+            rq_why(why, whyn,
+                   "record %" PRIu32
+                   ": the value is not UTF-8 text without NUL bytes",
+                   i);
+            return RQ_MALFORMED;
+        }
+        blob += records_size(klen, has_key, vlen);
+        if (blob > lim->max_blob) {
+            rq_why(why, whyn,
+                   "the records take more than %zu bytes; send fewer per "
+                   "request",
+                   lim->max_blob);
+            return RQ_TOOBIG;
+        }
+    }
+    if (c.left != 0) {
+        rq_why(why, whyn,
+               "%zu bytes follow the last of the %" PRIu32
+               " records the body announces",
+               c.left, n);
+        return RQ_MALFORMED;
+    }
+    *count = n;
+    *blob_len = blob;
+    return 0;
+}
+
+void produce_body_write(const uint8_t *body, size_t len, int64_t timestamp_ms,
+                        uint8_t *out)
+{
+    uint32_t n = rq_wire_u32_at(body);
+    const uint8_t *p = body + PRODUCE_BODY_COUNT;
+
+    (void)len;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t klen = rq_wire_u32_at(p);
+        uint32_t vlen = rq_wire_u32_at(p + 4);
+        bool has_key = klen != NO_KEY;
+        size_t k = has_key ? klen : 0;
+        p += PRODUCE_BODY_HEADER;
+        out += records_put_at(out, timestamp_ms, p, k, has_key, p + k, vlen);
+        p += k + vlen;
+    }
+    assert(p == body + len);
+}
+
+void produce_body_put_count(struct rq_buf *out, uint32_t count)
+{
+    rq_buf_put_u32(out, count);
+}
+
+void produce_body_put(struct rq_buf *out, const void *key, size_t key_len,
+                      bool has_key, const void *value, size_t value_len)
+{
+    if ((has_key && key_len > INT32_MAX) || value_len > UINT32_MAX) {
+        out->err = RQ_TOOBIG;
+        return;
+    }
+    rq_buf_put_u32(out, has_key ? (uint32_t)key_len : NO_KEY);
+    rq_buf_put_u32(out, (uint32_t)value_len);
+    if (has_key) {
+        rq_buf_put_bytes(out, key, key_len);
+    }
+    rq_buf_put_bytes(out, value, value_len);
+}
