@@ -15,6 +15,7 @@
 #include "rq_err.h"
 #include "rq_hash.h"
 #include "rq_log.h"
+#include "rq_wire.h"
 
 #define LOG_TAG "bclient"
 
@@ -265,7 +266,8 @@ static void attempt(struct bcall *c)
     struct rq_httpc_req r = {
         .method = c->produce ? "POST" : "GET",
         .url = url,
-        .headers = manager_peer_headers(m),
+        .headers =
+            c->produce ? manager_records_headers(m) : manager_peer_headers(m),
         .body = c->body,
         .body_len = c->body_len,
         .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
@@ -384,24 +386,44 @@ int bclient_produce(struct manager *m, const struct mstore_partition *p,
         producer_id = producer_id != 0 ? producer_id : 1;
         sequence = 0;
     }
-    json_t *o =
-        json_pack("{s:O,s:I,s:I}", "records", records, "producer_id",
-                  (json_int_t)producer_id, "sequence", (json_int_t)sequence);
-    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (body == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    /* The binary form (broker/README.md), so brokers parse no JSON:
+     *   count:u32 | count x (key_len:i32 | value_len:u32 | key | value)
+     * with key_len -1 for a record without a key. */
+    struct rq_buf b;
+    size_t n = json_array_size(records);
+    rq_buf_init(&b);
+    rq_buf_put_u32(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *rec = json_array_get(records, i);
+        const json_t *key = json_object_get(rec, "key");
+        const json_t *value = json_object_get(rec, "value");
+        bool has_key = json_is_string(key);
+        rq_buf_put_u32(
+            &b, has_key ? (uint32_t)json_string_length(key) : UINT32_MAX);
+        rq_buf_put_u32(&b, (uint32_t)json_string_length(value));
+        if (has_key) {
+            rq_buf_put_bytes(&b, json_string_value(key),
+                             json_string_length(key));
+        }
+        rq_buf_put_bytes(&b, json_string_value(value),
+                         json_string_length(value));
+    }
+    if (b.err != 0) {
+        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
     }
     struct bcall *c = bcall_new(m, p, cb, data);
     if (c == NULL) {
-        free(body); /* UNTESTED: ENOMEM only. */
+        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
     c->produce = true;
-    c->body = body;
-    c->body_len = strlen(body);
-    snprintf(c->path, sizeof c->path, "/v1/topics/%s/partitions/%u/records",
-             p->topic, p->partition_id);
+    c->body = (char *)b.base; /* Owned from here (freed with free()). */
+    c->body_len = b.len;
+    snprintf(c->path, sizeof c->path,
+             "/v1/topics/%s/partitions/%u/records?producer_id=%" PRIu64
+             "&sequence=%" PRIu64,
+             p->topic, p->partition_id, producer_id, sequence);
     /* The first attempt runs on the next turn: the callback never runs
      * inside this call. */
     uv_timer_start(&c->timer, on_retry, 0, 0);

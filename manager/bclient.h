@@ -43,8 +43,9 @@ struct bclient_result {
 typedef void (*bclient_cb)(void *data, const struct bclient_result *r);
 
 /*
- * Appends the records in @records (a JSON array of {value, key?}; borrowed,
- * serialized here) to partition @p as one batch. @producer_id and
+ * Appends the records in @records (a JSON array of {value, key?} with
+ * string values and keys; borrowed, sent in the brokers' binary form) to
+ * partition @p as one batch. @producer_id and
  * @sequence (0, 0: a fresh pair is drawn) make retries safe. 0 and @cb
  * runs later (answer holds base_offset and count), or RQ_NOMEM /
  * RQ_SHUTDOWN and it never runs.

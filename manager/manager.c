@@ -203,11 +203,18 @@ bool manager_check_admin(struct manager *m, struct rq_http_req *req)
 
 static char secret_line[512];
 static const char *peer_headers[3];
+static const char *records_headers[3];
 
 const char *const *manager_peer_headers(struct manager *m)
 {
     (void)m;
     return peer_headers;
+}
+
+const char *const *manager_records_headers(struct manager *m)
+{
+    (void)m;
+    return records_headers;
 }
 
 const char *manager_leader_http(struct manager *m, char *buf, size_t n)
@@ -1221,6 +1228,9 @@ static int start(struct manager *m, char *why, size_t whyn)
     peer_headers[0] = "Content-Type: application/json";
     peer_headers[1] = m->cfg.secret[0] != '\0' ? secret_line : NULL;
     peer_headers[2] = NULL;
+    records_headers[0] = "Content-Type: application/vnd.raftq.records";
+    records_headers[1] = peer_headers[1];
+    records_headers[2] = NULL;
     rv = rq_httpc_new(m->loop, &m->httpc, why, whyn);
     if (rv != 0) {
         return rv;

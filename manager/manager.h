@@ -168,6 +168,8 @@ bool manager_check_admin(struct manager *m, struct rq_http_req *req);
 /* The headers every call to a broker or manager carries (secret,
  * JSON content type), NULL-terminated; static storage of the manager. */
 const char *const *manager_peer_headers(struct manager *m);
+/* The same for a binary produce body (application/vnd.raftq.records). */
+const char *const *manager_records_headers(struct manager *m);
 
 /*
  * Starts an HTTP call to a broker or a manager (rq_httpc_do), or refuses
