@@ -889,12 +889,24 @@ static void routes_copy(struct manager *m)
 
 /* ---- Loop hooks ---- */
 
+/* A store that cannot commit stays broken until it is reopened (mstore.h):
+ * exit, and the restart replays from the Raft log what the file lacks. */
+static void store_failed(const char *what, int rv)
+{
+    rq_log(RQ_ERROR,
+           "fatal: %s: %s; exiting so that a restart replays the "
+           "Raft log",
+           what, rq_strerror(rv));
+    fprintf(stderr, "manager: %s: %s\n", what, rq_strerror(rv));
+    _exit(1);
+}
+
 static void on_flush(uv_check_t *c)
 {
     struct manager *m = c->data;
     int rv = mstore_flush(m->store);
     if (rv != 0) {
-        rq_log(RQ_ERROR, "committing the store: %s", rq_strerror(rv));
+        store_failed("committing the store", rv);
     }
     wake_applied(m);
 }
@@ -948,7 +960,11 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
                      size_t len, uint64_t *result)
 {
     struct manager *m = data;
-    return mstore_apply(m->store, index, payload, len, result);
+    int rv = mstore_apply(m->store, index, payload, len, result);
+    if (rv == RQ_IO) {
+        store_failed("applying to the store", rv);
+    }
+    return rv;
 }
 
 static int fsm_snapshot(void *data, struct raft_buffer *out)
