@@ -111,6 +111,35 @@ const struct liveness_broker *liveness_broker(const struct liveness *lv,
     return lv->leading ? find(lv, id) : NULL;
 }
 
+const struct liveness_replica *liveness_replica(const struct liveness *lv,
+                                                uint32_t broker,
+                                                uint64_t group_id)
+{
+    const struct liveness_broker *b = liveness_broker(lv, broker);
+    for (size_t i = 0; b != NULL && i < b->n_replicas; i++) {
+        if (b->replicas[i].group_id == group_id) {
+            return &b->replicas[i];
+        }
+    }
+    return NULL;
+}
+
+unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
+                         uint32_t out[LIVENESS_VOTERS_MAX])
+{
+    const struct route *r = routing_get(lv->m->routing, group_id);
+    if (r == NULL || r->leader == 0) {
+        return 0;
+    }
+    const struct liveness_replica *lr =
+        liveness_replica(lv, r->leader, group_id);
+    if (lr == NULL || !lr->leader) {
+        return 0;
+    }
+    memcpy(out, lr->voters, lr->n_voters * sizeof out[0]);
+    return lr->n_voters;
+}
+
 static int json_u64(const json_t *o, const char *name, uint64_t *out)
 {
     json_t *v = json_object_get(o, name);
@@ -161,6 +190,16 @@ static int parse_replicas(const json_t *list, struct liveness_replica **out,
             return RQ_INVALID;
         }
         r[i].leader_id = (uint32_t)leader_id;
+        json_t *voters = json_object_get(o, "voters");
+        for (size_t k = 0;
+             k < json_array_size(voters) && r[i].n_voters < LIVENESS_VOTERS_MAX;
+             k++) {
+            json_t *v = json_array_get(voters, k);
+            if (json_is_integer(v) && json_integer_value(v) > 0 &&
+                json_integer_value(v) <= UINT32_MAX) {
+                r[i].voters[r[i].n_voters++] = (uint32_t)json_integer_value(v);
+            }
+        }
         r[i].leader = json_is_string(role) &&
                       strcmp(json_string_value(role), "leader") == 0;
     }

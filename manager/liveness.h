@@ -24,6 +24,8 @@
 struct manager;
 struct liveness;
 
+#define LIVENESS_VOTERS_MAX 8
+
 /* One replica as its broker reported it. */
 struct liveness_replica {
     uint64_t group_id;
@@ -32,6 +34,8 @@ struct liveness_replica {
     uint64_t term;
     uint64_t commit;
     uint64_t next_offset;
+    uint32_t voters[LIVENESS_VOTERS_MAX]; /* Its configuration's voters. */
+    unsigned n_voters;                    /* 0: not reported. */
 };
 
 struct liveness_broker {
@@ -67,8 +71,19 @@ void liveness_touch(struct liveness *lv, uint32_t id, uint64_t now);
 /* Commits the state changes silence implies. */
 void liveness_tick(struct liveness *lv, uint64_t now);
 
-/* The broker's record, or NULL if none (never heard, or not leading). */
+/* The broker's record, or NULL if none (never heard, or not leading).
+ * Valid until the next liveness_ call. */
 const struct liveness_broker *liveness_broker(const struct liveness *lv,
                                               uint32_t id);
+
+/* @broker's report on @group_id, or NULL. */
+const struct liveness_replica *liveness_replica(const struct liveness *lv,
+                                                uint32_t broker,
+                                                uint64_t group_id);
+
+/* The voters of @group_id as its leader (per the routing cache) last
+ * reported them: their count (0 when no such report), ids in @out. */
+unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
+                         uint32_t out[LIVENESS_VOTERS_MAX]);
 
 #endif /* LIVENESS_H */

@@ -51,6 +51,7 @@
 #include "mstore.h"
 #include "qapi.h"
 #include "reconcile.h"
+#include "repair.h"
 #include "routing.h"
 #include "rq_aio.h"
 #include "rq_err.h"
@@ -928,6 +929,9 @@ static void on_tick(uv_timer_t *t)
     if (m->ticks % LIVENESS_TICKS == 0) {
         liveness_tick(m->liveness, now);
     }
+    if (m->ticks % RECONCILE_TICKS == 0) {
+        repair_tick(m->repair, now);
+    }
     reconcile_tick(m->reconcile, now, m->ticks % RECONCILE_TICKS == 0);
 }
 
@@ -948,6 +952,7 @@ static void on_change(void *data, const struct rq_node_info *info)
         rq_log(RQ_INFO, "no longer leading the managers (term %" PRIu64 ")",
                info->term);
         liveness_stop(m->liveness);
+        repair_stop(m->repair);
     }
     if (!m->leading) {
         m->addr_next_ms = 0; /* A new leader: publish to it soon. */
@@ -1096,6 +1101,7 @@ static void shutdown_begin(struct manager *m)
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sighup, NULL);
     liveness_stop(m->liveness);
+    repair_stop(m->repair);
     while (!rq_list_empty(&m->barrier_next)) {
         struct read_op *op =
             RQ_LIST_ENTRY(m->barrier_next.next, struct read_op, link);
@@ -1235,7 +1241,8 @@ static int start(struct manager *m, char *why, size_t whyn)
         return rv;
     }
     if (routing_new(&m->routing) != 0 || liveness_new(m, &m->liveness) != 0 ||
-        reconcile_new(m, &m->reconcile) != 0 || qapi_init(m) != 0) {
+        reconcile_new(m, &m->reconcile) != 0 ||
+        repair_new(m, &m->repair) != 0 || qapi_init(m) != 0) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
@@ -1365,6 +1372,7 @@ int main(int argc, char **argv)
     }
     mstore_close(m.store);
     qapi_close(&m);
+    repair_free(m.repair);
     reconcile_free(m.reconcile);
     liveness_free(m.liveness);
     routing_free(m.routing);

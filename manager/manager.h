@@ -56,6 +56,7 @@ struct rq_mux;
 struct routing;
 struct liveness;
 struct reconcile;
+struct repair;
 
 struct manager_stats {
     uint64_t proposals;
@@ -83,6 +84,7 @@ struct manager {
     struct routing *routing;
     struct liveness *liveness;
     struct reconcile *reconcile;
+    struct repair *repair;
     int lock_fd;
     uint64_t origin; /* Random per process: names our produce attempts. */
     uint64_t attempts;

@@ -16,6 +16,7 @@
 #include "manager.h"
 #include "mstore.h"
 #include "policy.h"
+#include "repair.h"
 #include "rq_err.h"
 #include "rq_log.h"
 
@@ -288,6 +289,23 @@ static bool reported(const struct liveness_broker *lb, uint64_t gid)
     return false;
 }
 
+/* true if @broker is a voter of @gid as its leader last reported, or if
+ * no report says otherwise: such a replica is never deleted. */
+static bool voter_of(struct manager *m, uint64_t gid, uint32_t broker)
+{
+    uint32_t voters[LIVENESS_VOTERS_MAX];
+    unsigned n = liveness_voters(m->liveness, gid, voters);
+    if (n == 0) {
+        return true;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (voters[i] == broker) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void round_run(struct reconcile *rc, uint64_t now)
 {
     struct manager *m = rc->m;
@@ -315,6 +333,7 @@ static void round_run(struct reconcile *rc, uint64_t now)
         for (size_t j = 0; j < np && rc->in_flight < MAX_IN_FLIGHT; j++) {
             const struct mstore_partition *p = &parts[j];
             if (placed_on(p, b->id) && !reported(lb, p->group_id) &&
+                !repair_active(m->repair, p->group_id) &&
                 !action_held(rc, b->id, p->group_id, now)) {
                 create_on(rc, b, p, brokers, nb);
             }
@@ -323,7 +342,9 @@ static void round_run(struct reconcile *rc, uint64_t now)
              k++) {
             uint64_t gid = lb->replicas[k].group_id;
             const struct mstore_partition *p = part_of(parts, np, gid);
-            if ((p == NULL || !placed_on(p, b->id)) &&
+            if ((p == NULL ||
+                 (!placed_on(p, b->id) && !repair_active(m->repair, gid) &&
+                  !voter_of(m, gid, b->id))) &&
                 !action_held(rc, b->id, gid, now)) {
                 delete_on(rc, b, gid,
                           p == NULL ? "no such group in the store"

@@ -9,7 +9,10 @@
  *   bootstrap:true with the same member list, which brokers accept again
  *   idempotently);
  * - a group reported and not in the store (a deleted topic), or no longer
- *   placed on that broker, is deleted there (DELETE /internal/replicas).
+ *   placed on that broker and not a voter of its group as the group's
+ *   leader reports it, is deleted there (DELETE /internal/replicas).
+ *
+ * Groups that repair.c is moving are left alone.
  *
  * Everything is derived from the store and the latest reports, so a round
  * can be repeated, interrupted, or run by the next leader after a change.

@@ -27,7 +27,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+from harness import Skip, TestFailure, check, run_suite, wait_until  # noqa: E402
 
 SECRET = "itest-secret"
 HTTP_TIMEOUT = 20.0
@@ -825,6 +825,74 @@ def test_restart_all(ctx):
     check((p, off) not in sent, "an offset was reused")
 
 
+def test_dead_broker_replaced(ctx):
+    """A broker dies: once it is DEAD its replicas move to the spare broker
+    (a membership change in each group), nothing acked is lost, and when
+    it returns its stale replicas are deleted."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
+    if not c.self_registering:
+        raise Skip("these brokers neither register nor change membership")
+    c.start()
+    c.create_topic(1, "heal", 4)
+    c.wait_topic_led("heal")
+    prod = c.register(2, "producer", "heal")
+    cons = c.register(3, "consumer", "heal")
+    sent = {}
+    for k in range(20):
+        p, off = c.produce(1 + k % 3, "heal", prod, "before-%d" % k)
+        sent[(p, off)] = "before-%d" % k
+    parts = c.partitions(2, "heal")
+    count = {b: sum(b in p["replicas"] for p in parts) for b in c.brokers}
+    victim = max(count, key=lambda b: (count[b], b))
+    moved = [p["partition_id"] for p in parts if victim in p["replicas"]]
+    c.brokers[victim].kill()
+
+    def repaired():
+        ps = c.partitions(1, "heal")
+        return all(victim not in p["replicas"] and len(set(p["replicas"])) == 3
+                   and p["leader"] is not None for p in ps) and ps
+    ps = wait_until(repaired, 60, "the replicas on broker %d to move" % victim, interval=0.3)
+    st, obj = c.call(2, "GET", "/admin/brokers")
+    states = {b["id"]: b["state"] for b in check_ok(st, obj, "brokers")["brokers"]}
+    check(states[victim] == "dead", "broker %d is %s" % (victim, states[victim]))
+    for k in range(20):
+        p, off = c.produce(1 + k % 3, "heal", prod, "after-%d" % k)
+        sent[(p, off)] = "after-%d" % k
+    got = []
+    drain(c, 2, "heal", cons, got)
+    check(sorted((p, o) for _, p, o in got) == sorted(sent) and
+          all(sent[(p, o)] == m for m, p, o in got),
+          "consumed %d of %d messages after the move" % (len(got), len(sent)))
+    # The new replicas hold everything, like their peers.
+    for p in ps:
+        if p["partition_id"] not in moved:
+            continue
+        for b in p["replicas"]:
+            def caught_up(b=b, p=p):
+                st, obj, _ = call(c.b_http[b], "GET", "/internal/replicas", timeout=5)
+                mine = [r for r in obj["replicas"] if r["partition_id"] == p["partition_id"]]
+                want = len([k for k in sent if k[0] == p["partition_id"]])
+                return mine and mine[0]["next_offset"] == want and mine[0]["group_id"]
+            wait_until(caught_up, 30, "broker %d to hold partition %d" % (b, p["partition_id"]))
+    # The dead broker comes back: its replicas of moved groups are deleted.
+    c.brokers[victim].start()
+
+    def cleaned():
+        try:
+            st, obj, _ = call(c.b_http[victim], "GET", "/internal/replicas", timeout=5)
+        except Unreachable:
+            return False
+        held = {r["partition_id"] for r in obj["replicas"] if r["topic"] == "heal"}
+        return st == 200 and not (held & set(moved))
+    wait_until(cleaned, 40, "broker %d to drop the replicas that moved away" % victim, interval=0.3)
+    wait_until(lambda: victim in c.alive_brokers(), 20, "broker %d ALIVE again" % victim)
+    # Nothing moved back and forth meanwhile: the replica sets are those
+    # the repair chose.
+    now = c.partitions(3, "heal")
+    check([p["replicas"] for p in now] == [p["replicas"] for p in ps],
+          "replica sets changed after the repair: %r, then %r" % (ps, now))
+
+
 if __name__ == "__main__":
     run_suite("manager", [
         test_queue_api,
@@ -832,4 +900,5 @@ if __name__ == "__main__":
         test_admin_liveness,
         test_leader_killed_under_load,
         test_restart_all,
+        test_dead_broker_replaced,
     ], binary="manager", ports=(28000, 28999))
