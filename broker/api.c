@@ -41,6 +41,8 @@
 #define READ_MAX_RECORDS 10000
 #define READ_MAX_BYTES (8u << 20) /* Of values per read (at least one). */
 #define WAIT_MAX_MS 60000
+#define MEMBER_TIMEOUT_MS 30000
+#define MEMBER_TIMEOUT_MAX_MS 300000
 /* A batch must fit in one FETCH reply so that a peer can catch up. */
 #define BATCH_MAX_BYTES (RQ_RPC_MAX_FRAME - (64u << 10))
 
@@ -256,6 +258,18 @@ static void api_replicas_create(struct rq_http_req *req, void *data)
                             "created", !existed));
 }
 
+/* The voters of @r's committed configuration, as a JSON list. */
+static json_t *voters_json(const struct replica *r)
+{
+    uint64_t ids[REPLICA_MEMBERS_MAX];
+    size_t n = replica_voters(r, ids, REPLICA_MEMBERS_MAX);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(list, json_integer((json_int_t)ids[i]));
+    }
+    return list;
+}
+
 static void api_replicas_list(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
@@ -281,6 +295,7 @@ static void api_replicas_list(struct rq_http_req *req, void *data)
         json_object_set_new(o, "preferred_leader",
                             json_integer((json_int_t)replica_preferred(r)));
         json_object_set_new(o, "state", json_string(st.state));
+        json_object_set_new(o, "voters", voters_json(r));
         json_object_set_new(o, "waiters", json_integer(st.waiters));
         json_array_append_new(list, o);
     }
@@ -394,6 +409,201 @@ static void api_replicas_transfer(struct rq_http_req *req, void *data)
             rq_http_reply_error(req, 500, "leadership transfer: %s",
                                 rq_strerror(rv));
             return;
+    }
+}
+
+/* ---- Membership ---- */
+
+/* A membership change whose caller waits. */
+struct member_change {
+    struct rq_http_req *req;
+    struct broker *broker;
+    struct replica *replica;
+    uint64_t id;
+    unsigned timeout_ms;
+};
+
+static void reply_voters(struct rq_http_req *req, const struct replica *r)
+{
+    rq_http_reply(req, 200, json_pack("{s:o}", "voters", voters_json(r)));
+}
+
+static void on_member_changed(void *data, int status)
+{
+    struct member_change *mc = data;
+    struct rq_http_req *req = mc->req;
+    switch (status) {
+        case 0:
+            reply_voters(req, mc->replica);
+            break;
+        case RQ_TIMEOUT:
+            reply_unavailable(req,
+                              "the change of broker %" PRIu64
+                              " is not committed after %u ms; it goes on: "
+                              "ask again to learn when it is",
+                              mc->id, mc->timeout_ms);
+            break;
+        case RQ_CONNECT:
+            reply_unavailable(req,
+                              "broker %" PRIu64
+                              " did not catch up with the leader (is its "
+                              "replica created with bootstrap false, and is "
+                              "it reachable?); ask again",
+                              mc->id);
+            break;
+        case RQ_NOTLEADER:
+            reply_not_leader(req, mc->replica, mc->broker,
+                             "leadership moved before the change was "
+                             "committed (ask the new leader): ");
+            break;
+        case RQ_SHUTDOWN:
+            reply_unavailable(req, "the replica is closing");
+            break;
+        default:
+            reply_unavailable(req, "the membership change failed: %s",
+                              rq_strerror(status));
+            break;
+    }
+    free(mc);
+}
+
+static void on_member_aborted(struct rq_http_req *req, void *data)
+{
+    struct member_change *mc = data;
+    replica_member_forget(mc->replica); /* The change goes on. */
+    free(mc);
+    rq_http_reply_error(req, 503, "the client went away"); /* Dropped. */
+}
+
+/* The optional 'timeout_ms' of a membership change, or 0 after 400. */
+static unsigned member_timeout(struct rq_http_req *req)
+{
+    uint64_t ms;
+    if (arg_uint(req, "timeout_ms", MEMBER_TIMEOUT_MS, &ms) != 0 || ms == 0 ||
+        ms > MEMBER_TIMEOUT_MAX_MS) {
+        rq_http_reply_error(req, 400,
+                            "'timeout_ms' must be an integer from 1 to %d",
+                            MEMBER_TIMEOUT_MAX_MS);
+        return 0;
+    }
+    return (unsigned)ms;
+}
+
+/* Answers a membership change that did not start (@rv != 0), or that had
+ * nothing to do (@done). */
+static void reply_change_refused(struct rq_http_req *req, struct replica *r,
+                                 struct broker *b, int rv, const char *why)
+{
+    switch (rv) {
+        case RQ_NOTLEADER:
+            reply_not_leader(req, r, b, "");
+            return;
+        case RQ_EXISTS:
+            reply_unavailable(req,
+                              "another membership change or a leadership "
+                              "transfer of group %" PRIu64
+                              " is under way; retry shortly",
+                              replica_desc(r)->group_id);
+            return;
+        case RQ_INVALID:
+            rq_http_reply_error(req, 409, "%s", why);
+            return;
+        default:
+            rq_http_reply_error(req, 500, "membership change: %s (%s)",
+                                rq_strerror(rv), why);
+            return;
+    }
+}
+
+static void api_members_add(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    struct replica_member m;
+    char why[WHY_LEN] = "";
+    bool done;
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    struct replica *r = group_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    if (replica_member_parse(body, &m, why, sizeof why) != 0) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    unsigned timeout = member_timeout(req);
+    if (timeout == 0) {
+        return;
+    }
+    struct member_change *mc = calloc(1, sizeof *mc);
+    if (mc == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    *mc = (struct member_change){req, b, r, m.id, timeout};
+    int rv = replica_member_add(r, &m, timeout, on_member_changed, mc, &done,
+                                why, sizeof why);
+    if (rv == 0 && !done) {
+        rq_http_on_abort(req, on_member_aborted, mc);
+        return; /* on_member_changed replies. */
+    }
+    free(mc);
+    if (rv == 0) {
+        reply_voters(req, r); /* A voter already. */
+    } else {
+        reply_change_refused(req, r, b, rv, why);
+    }
+}
+
+static void api_members_remove(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    char why[WHY_LEN] = "";
+    uint64_t id;
+    bool done;
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    struct replica *r = group_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    const char *s = rq_http_param(req, "id");
+    if (parse_uint(s, &id) != 0 || id == 0) {
+        rq_http_reply_error(req, 400,
+                            "member id '%s' is not a positive integer",
+                            s != NULL ? s : "");
+        return;
+    }
+    unsigned timeout = member_timeout(req);
+    if (timeout == 0) {
+        return;
+    }
+    struct member_change *mc = calloc(1, sizeof *mc);
+    if (mc == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    *mc = (struct member_change){req, b, r, id, timeout};
+    int rv = replica_member_remove(r, id, timeout, on_member_changed, mc, &done,
+                                   why, sizeof why);
+    if (rv == 0 && !done) {
+        rq_http_on_abort(req, on_member_aborted, mc);
+        return; /* on_member_changed replies. */
+    }
+    free(mc);
+    if (rv == 0) {
+        reply_voters(req, r); /* Not a member (any more). */
+    } else {
+        reply_change_refused(req, r, b, rv, why);
     }
 }
 
@@ -941,6 +1151,9 @@ const struct rq_http_route api_routes[] = {
     {"GET", "/internal/replicas", api_replicas_list},
     {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete},
     {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer},
+    {"POST", "/internal/replicas/{group_id}/members", api_members_add},
+    {"DELETE", "/internal/replicas/{group_id}/members/{id}",
+     api_members_remove},
     {"POST", "/v1/topics/{topic}/partitions/{partition}/records",
      api_records_produce},
     {"GET", "/v1/topics/{topic}/partitions/{partition}/records",

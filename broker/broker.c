@@ -15,13 +15,16 @@
  * - A one-second tick lets each replica continue a catch-up and, every few
  *   seconds, hand leadership to its preferred member; another timer applies
  *   the retention limits (every 30 s by default).
+ * - With --managers, the registrar (registrar.h) registers the broker with
+ *   the manager cluster and heartbeats every second with a summary of its
+ *   replicas.
  *
- * Shutdown (SIGTERM, SIGINT, SIGHUP): every replica closes (their pending
- * requests are answered 503), then the HTTP server, the RPC layer and the
- * mux, in that order: rq_http_close answers whatever is still suspended,
- * and nothing of ours may be holding a request by then. The process exits 0.
- * A start-up failure (port in use, data directory locked) exits 1 with a
- * message on standard error.
+ * Shutdown (SIGTERM, SIGINT, SIGHUP): heartbeats stop, every replica closes
+ * (their pending requests are answered 503), then the HTTP server, the RPC
+ * layer and the mux, in that order: rq_http_close answers whatever is still
+ * suspended, and nothing of ours may be holding a request by then. The process
+ * exits 0. A start-up failure (port in use, data directory locked) exits 1 with
+ * a message on standard error.
  */
 #include "broker.h"
 
@@ -42,6 +45,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "registrar.h"
 #include "replica.h"
 #include "rq_aio.h"
 #include "rq_config.h"
@@ -79,7 +83,7 @@ static const struct rq_opt options[] = {
      "cluster id; peers must match"},
     {"managers", "RAFTQ_MANAGERS", RQ_OPT_STR, "", false,
      offsetof(struct broker_config, managers),
-     "manager URLs, comma-separated (not used yet)"},
+     "manager URLs, comma-separated: register and heartbeat there"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "2500",
      false, offsetof(struct broker_config, election_ms),
      "Raft election timeout"},
@@ -141,6 +145,7 @@ struct broker {
     struct rq_mux *mux;
     struct rq_rpc *rpc;
     struct rq_http *http;
+    struct registrar *registrar; /* NULL without --managers. */
     int lock_fd;
 
     struct slot *slots;
@@ -547,7 +552,65 @@ static void on_retention(uv_timer_t *t)
     }
 }
 
+/* ---- Heartbeats ---- */
+
+/* The replicas summary a heartbeat carries (manager/README.md). */
+static json_t *heartbeat_summary(void *data)
+{
+    struct broker *b = data;
+    json_t *list = json_array();
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct replica *r = b->slots[i].replica;
+        struct replica_status st;
+        uint64_t ids[REPLICA_MEMBERS_MAX];
+        replica_status(r, &st);
+        size_t n = replica_voters(r, ids, REPLICA_MEMBERS_MAX);
+        json_t *voters = json_array();
+        for (size_t j = 0; j < n; j++) {
+            json_array_append_new(voters, json_integer((json_int_t)ids[j]));
+        }
+        json_array_append_new(
+            list, json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:o,s:s}", "group_id",
+                            (json_int_t)b->slots[i].group_id, "role",
+                            rq_role_name(st.node.role), "leader_id",
+                            (json_int_t)st.node.leader_id, "term",
+                            (json_int_t)st.node.term, "commit",
+                            (json_int_t)st.node.commit, "next_offset",
+                            (json_int_t)st.next_offset, "voters", voters,
+                            "state", st.state));
+    }
+    return list;
+}
+
+static void on_registrar_closed(void *data)
+{
+    (void)data;
+}
+
 /* ---- RPC ---- */
+
+static void serve_members(struct broker *b, struct rq_rpc_call *call,
+                          const uint8_t *body, size_t len)
+{
+    struct rq_buf out;
+    if (len != REPLICA_MEMBERS_REQUEST) {
+        rq_rpc_reply(call, RQ_MALFORMED, NULL, 0);
+        return;
+    }
+    struct replica *r = broker_find(b, rq_wire_u64_at(body));
+    if (r == NULL) {
+        rq_rpc_reply(call, RQ_UNKNOWNGROUP, NULL, 0);
+        return;
+    }
+    rq_buf_init(&out);
+    int rv = replica_serve_members(r, &out);
+    if (rv != 0) {
+        rq_rpc_reply(call, rv, NULL, 0);
+    } else {
+        rq_rpc_reply(call, 0, out.base, out.len);
+    }
+    rq_buf_close(&out);
+}
 
 static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
                    const uint8_t *body, size_t len)
@@ -557,6 +620,10 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
 
     if (b->closing) {
         rq_rpc_reply(call, RQ_SHUTDOWN, NULL, 0);
+        return;
+    }
+    if (method == REPLICA_RPC_MEMBERS) {
+        serve_members(b, call, body, len);
         return;
     }
     if (method != REPLICA_RPC_FETCH) {
@@ -625,6 +692,10 @@ static void shutdown_begin(struct broker *b)
     }
     b->closing = true;
     rq_log(RQ_INFO, "shutting down, closing %zu replicas", b->n_slots);
+    if (b->registrar != NULL) {
+        registrar_close(b->registrar, on_registrar_closed, b);
+        b->registrar = NULL;
+    }
     uv_close((uv_handle_t *)&b->opener, NULL);
     uv_close((uv_handle_t *)&b->tick, NULL);
     uv_close((uv_handle_t *)&b->retention, NULL);
@@ -809,6 +880,20 @@ static int start(struct broker *b, char *why, size_t whyn)
     rv = scan_replicas(b, why, whyn);
     if (rv != 0) {
         return rv;
+    }
+    if (b->cfg.managers[0] != '\0') {
+        struct registrar_config rc = {
+            .id = b->cfg.id,
+            .raft_addr = b->cfg.raft_addr,
+            .http_addr = b->cfg.http_addr,
+            .managers = b->cfg.managers,
+            .secret = b->cfg.secret,
+        };
+        rv = registrar_new(b->loop, &rc, heartbeat_summary, b, &b->registrar,
+                           why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
     }
     uv_idle_init(b->loop, &b->opener);
     b->opener.data = b;

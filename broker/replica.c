@@ -20,6 +20,34 @@
  * libraft sends TimeoutNow once the target has caught up, or gives up after
  * an election timeout, after which the next attempt backs off (5 s to 60 s)
  * so a member that is down costs one log line a minute, not one a tick.
+ *
+ * Membership changes, on the leader, one at a time (libraft allows no
+ * more):
+ *
+ *     NONE --replica_member_add, new id--> ADD          (raft_add: spare)
+ *     NONE --replica_member_add, spare--> PROMOTE       (raft_assign)
+ *     ADD --on_raft_change, 0--> PROMOTE --on_change_next--> raft_assign
+ *     PROMOTE --on_raft_change--> NONE                  (voter committed)
+ *     NONE --replica_member_remove--> REMOVE --on_raft_change--> NONE
+ *     any --on_raft_change, error / close--> NONE
+ *
+ * raft_assign() runs from a zero timer, not from inside the callback of
+ * the add, which libraft calls from its apply loop. libraft 0.15 promotes a
+ * spare only once it has caught up (rounds of replication, each faster
+ * than an election timeout) and gives up with RAFT_NOCONNECTION if a round
+ * takes over 5 s. The caller's deadline only ends its wait: the change
+ * itself goes on, and asking again finds it done or under way. No
+ * automatic leadership transfer starts while a change is under way (a
+ * transfer makes libraft refuse changes, and a change fails when
+ * leadership moves).
+ *
+ * Following the configuration. Every replica compares the committed
+ * configuration's index with the one its descriptor follows (after each
+ * node change, each change of its own and each tick) and rewrites the
+ * descriptor when the servers differ (see replica.h). A removed member
+ * hears nothing more from its leader: with no leader for two election
+ * timeouts, it asks a peer for its committed configuration, and one newer
+ * than its own that leaves it out means it was removed.
  */
 #include "replica.h"
 
@@ -51,6 +79,12 @@
 #define FETCH_BACKOFF_MAX_MS 2000
 #define TRANSFER_BACKOFF_MIN_MS 5000
 #define TRANSFER_BACKOFF_MAX_MS 60000
+/* How often a replica that misses something asks a peer (MEMBERS). */
+#define MEMBERS_QUERY_MS 1000
+#define MEMBERS_TIMEOUT_MS 2000
+/* HTTP addresses learned of members outside the descriptor. */
+#define KNOWN_MAX 8
+#define QUERY_PEERS_MAX 16
 /* A transfer request embeds the TimeoutNow send libraft may still have in
  * flight when the transfer's callback runs; the request is reused only
  * after this pause, long enough for a loopback or LAN write to finish. */
@@ -70,6 +104,19 @@ struct fetch {
     struct replica *replica;
     uint64_t peer;
     uint64_t from;
+};
+
+/* A MEMBERS call in flight; replica is NULL once the replica has closed. */
+struct members_query {
+    struct replica *replica;
+    char peer[RQ_ADDR_MAX];
+};
+
+enum change_step {
+    CHANGE_NONE,
+    CHANGE_ADD,
+    CHANGE_PROMOTE,
+    CHANGE_REMOVE,
 };
 
 struct replica {
@@ -104,6 +151,31 @@ struct replica {
     uint64_t transfer_next;  /* Earliest automatic attempt, uv_now(). */
     unsigned transfer_fails;
 
+    /* Membership changes (on the leader). */
+    struct raft_change change;
+    enum change_step change_step;
+    uint64_t change_id;
+    uv_timer_t change_deadline; /* Ends the caller's wait. */
+    uv_timer_t change_next;     /* Runs the promotion after the add. */
+    replica_change_cb change_cb;
+    void *change_data;
+
+    /* Following the configuration. */
+    uint64_t conf_followed; /* Configuration index the descriptor follows. */
+    uint64_t voters[REPLICA_MEMBERS_MAX]; /* Of the committed one. */
+    size_t n_voters;
+    bool voters_known;
+    struct replica_member known[KNOWN_MAX]; /* HTTP addresses learned. */
+    size_t n_known;
+    bool members_missing; /* A server's HTTP address is unknown. */
+    bool was_member;      /* A committed configuration named this broker. */
+    bool removed;
+    uint64_t removed_conf;     /* The configuration index that said so. */
+    uint64_t leaderless_since; /* uv_now(); 0 while a leader is known. */
+    struct members_query *query;
+    uint64_t query_next; /* Earliest next MEMBERS call, uv_now(). */
+    unsigned query_turn;
+
     /* Closing. */
     bool remove;
     unsigned closes_pending;
@@ -112,6 +184,8 @@ struct replica {
 };
 
 static void fetch_maybe(struct replica *r);
+static void members_follow(struct replica *r);
+static void change_end(struct replica *r, int status);
 
 /* ---- Lifecycle ---- */
 
@@ -131,13 +205,19 @@ int replica_new(const struct replica_env *env, const struct replica_desc *d,
     rq_list_init(&r->waiters);
     uv_timer_init(env->loop, &r->wake_timer);
     uv_timer_init(env->loop, &r->fetch_timer);
+    uv_timer_init(env->loop, &r->change_deadline);
+    uv_timer_init(env->loop, &r->change_next);
     r->wake_timer.data = r;
     r->fetch_timer.data = r;
+    r->change_deadline.data = r;
+    r->change_next.data = r;
     *out = r;
     return 0;
 }
 
-int replica_save(struct replica *r, char *why, size_t whyn)
+/* Writes @d as the replica's descriptor (see replica_save()). */
+static int desc_write(struct replica *r, const struct replica_desc *d,
+                      char *why, size_t whyn)
 {
     char parent[PATH_LEN];
     char tmp[PATH_LEN + 16];
@@ -152,7 +232,7 @@ int replica_save(struct replica *r, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
-    json_t *o = replica_desc_json(&r->desc, false);
+    json_t *o = replica_desc_json(d, false);
     char *text = o != NULL ? json_dumps(o, JSON_INDENT(2)) : NULL;
     json_decref(o);
     if (text == NULL) {
@@ -189,6 +269,11 @@ int replica_save(struct replica *r, char *why, size_t whyn)
 err_after_text:
     free(text);
     return rv;
+}
+
+int replica_save(struct replica *r, char *why, size_t whyn)
+{
+    return desc_write(r, &r->desc, why, whyn);
 }
 
 static void on_partition_change(void *data, struct partition *p);
@@ -267,6 +352,8 @@ int replica_open(struct replica *r, char *why, size_t whyn)
            r->label, r->desc.topic, r->desc.partition_id,
            partition_first_offset(r->partition),
            partition_next_offset(r->partition), replica_preferred(r));
+    r->leaderless_since = uv_now(env->loop);
+    members_follow(r);
     fetch_maybe(r);
     return 0;
 }
@@ -343,13 +430,23 @@ void replica_close(struct replica *r, bool remove,
         r->fetch->replica = NULL;
         r->fetch = NULL;
     }
-    r->closes_pending = 2;
+    if (r->query != NULL) {
+        r->query->replica = NULL;
+        r->query = NULL;
+    }
+    r->closes_pending = 4;
     uv_close((uv_handle_t *)&r->wake_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->fetch_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->change_deadline, on_handle_closed);
+    uv_close((uv_handle_t *)&r->change_next, on_handle_closed);
     if (r->node != NULL) {
-        /* Pending produces and a pending transfer end in here. */
+        /* Pending produces, a pending transfer and a membership change
+         * in raft's hands end in here. */
         r->closes_pending++;
         rq_node_close(r->node, on_node_closed, r);
+    }
+    if (r->change_step != CHANGE_NONE) {
+        change_end(r, RQ_SHUTDOWN); /* Between the add and the promotion. */
     }
 }
 
@@ -381,7 +478,8 @@ void replica_status(const struct replica *r, struct replica_status *out)
             out->state = "opening";
             break;
         case REPLICA_OPEN:
-            out->state = partition_fetch_range(r->partition, &from, &to)
+            out->state = r->removed ? "removed"
+                         : partition_fetch_range(r->partition, &from, &to)
                              ? "fetching"
                              : "ready";
             break;
@@ -423,7 +521,12 @@ const struct replica_member *replica_leader(const struct replica *r)
 
 uint64_t replica_preferred(const struct replica *r)
 {
-    return replica_desc_preferred(&r->desc);
+    uint64_t voters[REPLICA_MEMBERS_MAX];
+    size_t n = replica_voters(r, voters, REPLICA_MEMBERS_MAX);
+    if (n == 0) {
+        return replica_desc_preferred(&r->desc);
+    }
+    return voters[r->desc.group_id % n];
 }
 
 /* ---- Produce ---- */
@@ -529,6 +632,7 @@ static void on_wake(uv_timer_t *t)
         waiter_end(RQ_LIST_ENTRY(ready.next, struct replica_waiter, link), 0);
     }
     fetch_maybe(r);
+    members_follow(r);
 }
 
 static void on_partition_change(void *data, struct partition *p)
@@ -544,7 +648,12 @@ static void on_partition_change(void *data, struct partition *p)
 static void on_node_change(void *data, const struct rq_node_info *info)
 {
     struct replica *r = data;
-    (void)info;
+    if (info->leader_id != 0) {
+        r->leaderless_since = 0;
+    } else if (r->leaderless_since == 0) {
+        r->leaderless_since = uv_now(r->env->loop);
+    }
+    members_follow(r);
     /* A leader may have become known: a stalled catch-up can go on. */
     fetch_maybe(r);
 }
@@ -778,7 +887,7 @@ int replica_transfer(struct replica *r, uint64_t to,
     if (!replica_ready_leader(r)) {
         return RQ_NOTLEADER;
     }
-    if (r->transfer_inflight ||
+    if (r->transfer_inflight || r->change_step != CHANGE_NONE ||
         uv_now(r->env->loop) < r->transfer_ended + TRANSFER_GAP_MS) {
         return RQ_EXISTS;
     }
@@ -789,7 +898,602 @@ int replica_transfer(struct replica *r, uint64_t to,
     return transfer_start(r, to, false, cb, data);
 }
 
+/* ---- Membership ---- */
+
+static const struct raft_server *conf_get(const struct raft_configuration *c,
+                                          uint64_t id)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
+            return &c->servers[i];
+        }
+    }
+    return NULL;
+}
+
+/* The committed configuration, or NULL (not open, none yet, or a newer
+ * one still uncommitted: libraft keeps only the newest in memory). */
+static const struct raft_configuration *committed_conf(const struct replica *r)
+{
+    if (r->state != REPLICA_OPEN) {
+        return NULL;
+    }
+    struct raft *raft = rq_node_raft(r->node);
+    if (raft->configuration.n == 0 ||
+        raft->configuration_uncommitted_index != 0) {
+        return NULL;
+    }
+    return &raft->configuration;
+}
+
+size_t replica_voters(const struct replica *r, uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    const struct raft_configuration *c = committed_conf(r);
+    if (c != NULL) {
+        for (unsigned i = 0; i < c->n && n < max; i++) {
+            if (c->servers[i].role == RAFT_VOTER) {
+                out[n++] = c->servers[i].id;
+            }
+        }
+        return n;
+    }
+    if (r->voters_known) {
+        for (size_t i = 0; i < r->n_voters && n < max; i++) {
+            out[n++] = r->voters[i];
+        }
+        return n;
+    }
+    for (size_t i = 0; i < r->desc.n_members && n < max; i++) {
+        out[n++] = r->desc.members[i].id;
+    }
+    return n;
+}
+
+/* Remembers @m's HTTP address for when a configuration names it. */
+static void remember_known(struct replica *r, const struct replica_member *m)
+{
+    size_t i;
+    for (i = 0; i < r->n_known; i++) {
+        if (r->known[i].id == m->id) {
+            break;
+        }
+    }
+    if (i == r->n_known) {
+        if (r->n_known == KNOWN_MAX) {
+            /* Forget the oldest. */
+            memmove(&r->known[0], &r->known[1],
+                    (KNOWN_MAX - 1) * sizeof r->known[0]);
+            i = KNOWN_MAX - 1;
+        } else {
+            r->n_known++;
+        }
+    }
+    r->known[i] = *m;
+}
+
+/* The HTTP address of server @id at @raft_addr, or NULL if unknown. */
+static const char *http_of(const struct replica *r, uint64_t id,
+                           const char *raft_addr)
+{
+    const struct replica_member *m = replica_desc_member(&r->desc, id);
+    if (m != NULL && strcmp(m->raft_addr, raft_addr) == 0) {
+        return m->http_addr;
+    }
+    for (size_t i = 0; i < r->n_known; i++) {
+        if (r->known[i].id == id &&
+            strcmp(r->known[i].raft_addr, raft_addr) == 0) {
+            return r->known[i].http_addr;
+        }
+    }
+    return NULL;
+}
+
+/* Brings the descriptor (and the voters reported) up to the committed
+ * configuration, if it moved; see replica.h. */
+static void members_follow(struct replica *r)
+{
+    char why[256];
+    const struct raft_configuration *c = committed_conf(r);
+    if (c == NULL) {
+        return;
+    }
+    uint64_t index = rq_node_raft(r->node)->configuration_index;
+    r->n_voters = 0;
+    for (unsigned i = 0; i < c->n && r->n_voters < REPLICA_MEMBERS_MAX; i++) {
+        if (c->servers[i].role == RAFT_VOTER) {
+            r->voters[r->n_voters++] = c->servers[i].id;
+        }
+    }
+    r->voters_known = true;
+    if (index == r->conf_followed) {
+        return;
+    }
+    if (conf_get(c, r->env->self_id) == NULL) {
+        /* A replica that joins sees the configurations from before it was
+         * added. Else only a leader that removed itself sees this: libraft
+         * sends a removed member nothing more. */
+        if (r->was_member && !r->removed) {
+            rq_log(RQ_INFO,
+                   "%s: removed from the group by the configuration of "
+                   "index %" PRIu64,
+                   r->label, index);
+            r->removed = true;
+            r->removed_conf = index;
+        }
+        r->conf_followed = index;
+        return;
+    }
+    r->was_member = true;
+    if (r->removed && index > r->removed_conf) {
+        rq_log(RQ_INFO,
+               "%s: a member again (configuration of index %" PRIu64 ")",
+               r->label, index);
+        r->removed = false;
+    }
+    if (c->n > REPLICA_MEMBERS_MAX) {
+        rq_log(RQ_WARN,
+               "%s: the configuration of index %" PRIu64
+               " has %u servers; the descriptor holds at most %d",
+               r->label, index, c->n, REPLICA_MEMBERS_MAX);
+        r->conf_followed = index;
+        return;
+    }
+    struct replica_desc d = r->desc;
+    d.n_members = c->n;
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct raft_server *s = &c->servers[i];
+        const char *http = http_of(r, s->id, s->address);
+        if (http == NULL || strlen(s->address) >= RQ_ADDR_MAX) {
+            /* Asked of a peer by members_query(); followed after that. */
+            r->members_missing = true;
+            return;
+        }
+        d.members[i].id = s->id;
+        snprintf(d.members[i].raft_addr, sizeof d.members[i].raft_addr, "%s",
+                 s->address);
+        snprintf(d.members[i].http_addr, sizeof d.members[i].http_addr, "%s",
+                 http);
+    }
+    r->members_missing = false;
+    if (!replica_desc_same(&d, &r->desc)) {
+        if (desc_write(r, &d, why, sizeof why) != 0) {
+            rq_log(RQ_WARN, "%s: cannot record the new members: %s", r->label,
+                   why); /* Tried again on the next tick. */
+            return;
+        }
+        char list[128] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < d.n_members && used < sizeof list; i++) {
+            used +=
+                (size_t)snprintf(list + used, sizeof list - used, "%s%" PRIu64,
+                                 i > 0 ? "," : "", d.members[i].id);
+        }
+        r->desc = d;
+        rq_log(RQ_INFO,
+               "%s: members now %s (configuration of index %" PRIu64 ")",
+               r->label, list, index);
+    }
+    r->conf_followed = index;
+}
+
+static int change_status_from_raft(int status)
+{
+    switch (status) {
+        case 0:
+            return 0;
+        case RAFT_NOTLEADER:
+        case RAFT_LEADERSHIPLOST:
+            return RQ_NOTLEADER;
+        case RAFT_NOCONNECTION:
+            return RQ_CONNECT;
+        case RAFT_SHUTDOWN:
+        case RAFT_CANCELED:
+            return RQ_SHUTDOWN;
+        default:
+            return RQ_RAFT;
+    }
+}
+
+/* Maps an error returned at once by raft_add/assign/remove. */
+static int change_error_from_raft(struct replica *r, int rv, char *why,
+                                  size_t whyn)
+{
+    switch (rv) {
+        case RAFT_NOTLEADER:
+            return RQ_NOTLEADER;
+        case RAFT_CANTCHANGE:
+            return RQ_EXISTS;
+        case RAFT_DUPLICATEID:
+        case RAFT_DUPLICATEADDRESS:
+            snprintf(why, whyn, "%s", raft_errmsg(rq_node_raft(r->node)));
+            return RQ_INVALID;
+        default:
+            snprintf(why, whyn, "%s", raft_strerror(rv));
+            return RQ_RAFT;
+    }
+}
+
+/* Ends the change under way: its caller, if still waiting, gets @status. */
+static void change_end(struct replica *r, int status)
+{
+    replica_change_cb cb = r->change_cb;
+    void *data = r->change_data;
+    r->change_step = CHANGE_NONE;
+    r->change_cb = NULL;
+    r->change_data = NULL;
+    uv_timer_stop(&r->change_deadline);
+    uv_timer_stop(&r->change_next);
+    if (r->state == REPLICA_OPEN &&
+        !uv_is_active((uv_handle_t *)&r->wake_timer)) {
+        /* Follow the new configuration from the loop, outside raft. */
+        uv_timer_start(&r->wake_timer, on_wake, 0, 0);
+    }
+    if (cb != NULL) {
+        cb(data, status);
+    }
+}
+
+static void on_change_deadline(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    replica_change_cb cb = r->change_cb;
+    void *data = r->change_data;
+    r->change_cb = NULL;
+    r->change_data = NULL;
+    rq_log(RQ_INFO,
+           "%s: the membership change of broker %" PRIu64
+           " is not committed yet; it goes on",
+           r->label, r->change_id);
+    if (cb != NULL) {
+        cb(data, RQ_TIMEOUT);
+    }
+}
+
+static void on_raft_change(struct raft_change *req, int status);
+
+/* Promotes the member added by the step before, from the loop. */
+static void on_change_next(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    char why[128];
+    if (r->state != REPLICA_OPEN || r->change_step != CHANGE_PROMOTE) {
+        return; /* UNTESTED: a close stops this timer first. */
+    }
+    if (!replica_ready_leader(r)) {
+        change_end(r, RQ_NOTLEADER);
+        return;
+    }
+    memset(&r->change, 0, sizeof r->change);
+    r->change.data = r;
+    int rv = raft_assign(rq_node_raft(r->node), &r->change, r->change_id,
+                         RAFT_VOTER, on_raft_change);
+    if (rv != 0) {
+        rv = change_error_from_raft(r, rv, why, sizeof why);
+        rq_log(RQ_WARN, "%s: promoting broker %" PRIu64 ": %s", r->label,
+               r->change_id, rq_strerror(rv));
+        change_end(r, rv);
+        return;
+    }
+}
+
+static void on_raft_change(struct raft_change *req, int status)
+{
+    struct replica *r = req->data;
+    if (r->state == REPLICA_CLOSING) {
+        change_end(r, RQ_SHUTDOWN);
+        return;
+    }
+    if (status != 0) {
+        rq_log(RQ_WARN, "%s: membership change of broker %" PRIu64 ": %s",
+               r->label, r->change_id, raft_strerror(status));
+        change_end(r, change_status_from_raft(status));
+        return;
+    }
+    switch (r->change_step) {
+        case CHANGE_ADD:
+            rq_log(RQ_INFO,
+                   "%s: broker %" PRIu64
+                   " added as a non-voter; promoting it once it has caught up",
+                   r->label, r->change_id);
+            r->change_step = CHANGE_PROMOTE;
+            /* Not from inside libraft's apply loop. */
+            uv_timer_start(&r->change_next, on_change_next, 0, 0);
+            return;
+        case CHANGE_PROMOTE:
+            rq_log(RQ_INFO, "%s: broker %" PRIu64 " is a voter", r->label,
+                   r->change_id);
+            break;
+        default:
+            rq_log(RQ_INFO, "%s: broker %" PRIu64 " removed from the group",
+                   r->label, r->change_id);
+            break;
+    }
+    change_end(r, 0);
+}
+
+/* Checks shared by both changes; 0 if one may start. */
+static int change_can_start(struct replica *r)
+{
+    if (!replica_ready_leader(r)) {
+        return RQ_NOTLEADER;
+    }
+    if (r->change_step != CHANGE_NONE || r->transfer_inflight ||
+        rq_node_raft(r->node)->configuration_uncommitted_index != 0) {
+        return RQ_EXISTS;
+    }
+    return 0;
+}
+
+static void change_started(struct replica *r, enum change_step step,
+                           uint64_t id, unsigned timeout_ms,
+                           replica_change_cb cb, void *data)
+{
+    r->change_step = step;
+    r->change_id = id;
+    r->change_cb = cb;
+    r->change_data = data;
+    uv_timer_start(&r->change_deadline, on_change_deadline, timeout_ms, 0);
+}
+
+int replica_member_add(struct replica *r, const struct replica_member *m,
+                       unsigned timeout_ms, replica_change_cb cb, void *data,
+                       bool *done, char *why, size_t whyn)
+{
+    *done = false;
+    int rv = change_can_start(r);
+    if (rv != 0) {
+        return rv;
+    }
+    struct raft *raft = rq_node_raft(r->node);
+    const struct raft_configuration *c = &raft->configuration;
+    const struct raft_server *s = conf_get(c, m->id);
+    enum change_step step = CHANGE_ADD;
+    if (s != NULL) {
+        if (strcmp(s->address, m->raft_addr) != 0) {
+            snprintf(why, whyn, "broker %" PRIu64 " is a member at %s, not %s",
+                     m->id, s->address, m->raft_addr);
+            return RQ_INVALID;
+        }
+        remember_known(r, m);
+        if (s->role == RAFT_VOTER) {
+            *done = true;
+            return 0;
+        }
+        step = CHANGE_PROMOTE;
+    } else if (c->n >= REPLICA_MEMBERS_MAX) {
+        snprintf(why, whyn, "the group has %u members, the most it may have",
+                 c->n);
+        return RQ_INVALID;
+    }
+    memset(&r->change, 0, sizeof r->change);
+    r->change.data = r;
+    if (step == CHANGE_ADD) {
+        rv = raft_add(raft, &r->change, m->id, m->raft_addr, on_raft_change);
+    } else {
+        rv = raft_assign(raft, &r->change, m->id, RAFT_VOTER, on_raft_change);
+    }
+    if (rv != 0) {
+        return change_error_from_raft(r, rv, why, whyn);
+    }
+    remember_known(r, m);
+    change_started(r, step, m->id, timeout_ms, cb, data);
+    rq_log(RQ_INFO, "%s: %s broker %" PRIu64 " (%s)", r->label,
+           step == CHANGE_ADD ? "adding" : "promoting", m->id, m->raft_addr);
+    return 0;
+}
+
+int replica_member_remove(struct replica *r, uint64_t id, unsigned timeout_ms,
+                          replica_change_cb cb, void *data, bool *done,
+                          char *why, size_t whyn)
+{
+    *done = false;
+    int rv = change_can_start(r);
+    if (rv != 0) {
+        return rv;
+    }
+    struct raft *raft = rq_node_raft(r->node);
+    const struct raft_configuration *c = &raft->configuration;
+    if (conf_get(c, id) == NULL) {
+        *done = true;
+        return 0;
+    }
+    unsigned left = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        left += c->servers[i].role == RAFT_VOTER && c->servers[i].id != id;
+    }
+    if (left < 2) {
+        snprintf(why, whyn,
+                 "removing broker %" PRIu64
+                 " would leave %u voter%s; a group keeps at least 2",
+                 id, left, left == 1 ? "" : "s");
+        return RQ_INVALID;
+    }
+    memset(&r->change, 0, sizeof r->change);
+    r->change.data = r;
+    rv = raft_remove(raft, &r->change, id, on_raft_change);
+    if (rv != 0) {
+        return change_error_from_raft(r, rv, why, whyn);
+    }
+    change_started(r, CHANGE_REMOVE, id, timeout_ms, cb, data);
+    rq_log(RQ_INFO, "%s: removing broker %" PRIu64, r->label, id);
+    return 0;
+}
+
+void replica_member_forget(struct replica *r)
+{
+    r->change_cb = NULL;
+    r->change_data = NULL;
+}
+
+int replica_serve_members(struct replica *r, struct rq_buf *out)
+{
+    if (r->state != REPLICA_OPEN) {
+        return RQ_NOTFOUND;
+    }
+    const struct raft_configuration *c = committed_conf(r);
+    if (c == NULL) {
+        /* Nothing committed to tell, or a newer one under way. */
+        return rq_node_raft(r->node)->configuration.n == 0 ? RQ_NOTFOUND
+                                                           : RQ_NOQUORUM;
+    }
+    json_t *servers = json_array();
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct raft_server *s = &c->servers[i];
+        const char *http = http_of(r, s->id, s->address);
+        json_array_append_new(
+            servers, json_pack("{s:I,s:s,s:o,s:b}", "id", (json_int_t)s->id,
+                               "raft_addr", s->address, "http_addr",
+                               http != NULL ? json_string(http) : json_null(),
+                               "voter", s->role == RAFT_VOTER));
+    }
+    json_t *o =
+        json_pack("{s:I,s:o}", "conf_index",
+                  (json_int_t)rq_node_raft(r->node)->configuration_index,
+                  "servers", servers);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    rq_buf_put_bytes(out, text, strlen(text));
+    free(text);
+    return out->err;
+}
+
+/* Reads a peer's MEMBERS reply: HTTP addresses, and whether a newer
+ * committed configuration leaves this broker out. */
+static void members_learn(struct replica *r, const char *peer,
+                          const uint8_t *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb((const char *)body, len, 0, &jerr);
+    json_t *servers = json_object_get(o, "servers");
+    json_t *ci = json_object_get(o, "conf_index");
+    if (!json_is_array(servers) || !json_is_integer(ci)) {
+        rq_log(RQ_WARN, "%s: a malformed MEMBERS reply from %s", r->label,
+               peer);
+        json_decref(o);
+        return;
+    }
+    bool self = false;
+    for (size_t i = 0; i < json_array_size(servers); i++) {
+        struct replica_member m;
+        char why[128];
+        json_t *s = json_array_get(servers, i);
+        json_t *id = json_object_get(s, "id");
+        if (json_is_integer(id) &&
+            (uint64_t)json_integer_value(id) == r->env->self_id) {
+            self = true;
+        }
+        if (replica_member_parse(s, &m, why, sizeof why) == 0) {
+            remember_known(r, &m);
+        }
+    }
+    uint64_t index = (uint64_t)json_integer_value(ci);
+    struct raft *raft = rq_node_raft(r->node);
+    if (!self && !r->removed && index > raft->configuration_index &&
+        conf_get(&raft->configuration, r->env->self_id) != NULL) {
+        rq_log(RQ_INFO,
+               "%s: removed from the group: the configuration of index "
+               "%" PRIu64 " at %s leaves broker %" PRIu64 " out",
+               r->label, index, peer, r->env->self_id);
+        r->removed = true;
+        r->removed_conf = index;
+    }
+    json_decref(o);
+    members_follow(r);
+}
+
+static void on_members_reply(void *data, int status, const uint8_t *body,
+                             size_t len)
+{
+    struct members_query *q = data;
+    struct replica *r = q->replica;
+    if (r == NULL) {
+        free(q); /* The replica closed meanwhile. */
+        return;
+    }
+    r->query = NULL;
+    if (status != 0) {
+        rq_log(RQ_DEBUG, "%s: MEMBERS at %s: %s", r->label, q->peer,
+               rq_strerror(status));
+        r->query_turn++;
+    } else {
+        members_learn(r, q->peer, body, len);
+    }
+    free(q);
+}
+
+/* The raft address of the next peer to ask: the leader first, then every
+ * other server of the configuration and of the descriptor in turn. */
+static const char *query_peer(struct replica *r)
+{
+    const char *cand[QUERY_PEERS_MAX];
+    size_t n = 0;
+    struct raft *raft = rq_node_raft(r->node);
+    const struct raft_configuration *c = &raft->configuration;
+    const struct replica_member *leader = replica_leader(r);
+    if (leader != NULL) {
+        cand[n++] = leader->raft_addr;
+    }
+    for (unsigned i = 0; i < c->n && n < QUERY_PEERS_MAX; i++) {
+        if (c->servers[i].id != r->env->self_id) {
+            cand[n++] = c->servers[i].address;
+        }
+    }
+    for (size_t i = 0; i < r->desc.n_members && n < QUERY_PEERS_MAX; i++) {
+        const struct replica_member *m = &r->desc.members[i];
+        if (m->id != r->env->self_id && conf_get(c, m->id) == NULL) {
+            cand[n++] = m->raft_addr;
+        }
+    }
+    return n == 0 ? NULL : cand[r->query_turn % n];
+}
+
+/* Asks a peer for its configuration when this replica misses an HTTP
+ * address, or has had no leader for two election timeouts while its own
+ * configuration still names it. */
+static void members_query(struct replica *r)
+{
+    uint8_t body[REPLICA_MEMBERS_REQUEST];
+    if (r->state != REPLICA_OPEN || r->query != NULL) {
+        return;
+    }
+    uint64_t now = uv_now(r->env->loop);
+    struct raft *raft = rq_node_raft(r->node);
+    bool orphaned =
+        !r->removed && r->leaderless_since != 0 &&
+        now - r->leaderless_since > 2 * (uint64_t)r->env->election_timeout_ms &&
+        conf_get(&raft->configuration, r->env->self_id) != NULL;
+    if ((!r->members_missing && !orphaned) || now < r->query_next) {
+        return;
+    }
+    const char *peer = query_peer(r);
+    if (peer == NULL) {
+        return; /* UNTESTED: a group of one asks nobody. */
+    }
+    struct members_query *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        return; /* UNTESTED: ENOMEM only. */
+    }
+    q->replica = r;
+    snprintf(q->peer, sizeof q->peer, "%s", peer);
+    rq_wire_put_u64_at(body, r->desc.group_id);
+    r->query_next = now + MEMBERS_QUERY_MS;
+    if (rq_rpc_call(r->env->rpc, q->peer, REPLICA_RPC_MEMBERS, body,
+                    sizeof body, MEMBERS_TIMEOUT_MS, on_members_reply,
+                    q) != 0) {
+        free(q);
+        r->query_turn++;
+        return;
+    }
+    r->query = q;
+}
+
 /* ---- Maintenance ---- */
+
+static void members_query(struct replica *r);
 
 void replica_tick(struct replica *r, bool balance)
 {
@@ -797,11 +1501,15 @@ void replica_tick(struct replica *r, bool balance)
         return;
     }
     fetch_maybe(r);
+    members_follow(r);
+    members_query(r);
     uint64_t now = uv_now(r->env->loop);
     uint64_t preferred = replica_preferred(r);
     if (!balance || preferred == r->env->self_id || !replica_ready_leader(r) ||
         r->transfer_inflight || now < r->transfer_next ||
-        now < r->transfer_ended + TRANSFER_GAP_MS) {
+        now < r->transfer_ended + TRANSFER_GAP_MS ||
+        r->change_step != CHANGE_NONE ||
+        rq_node_raft(r->node)->configuration_uncommitted_index != 0) {
         return;
     }
     transfer_start(r, preferred, true, NULL, NULL);

@@ -20,8 +20,17 @@
  *     NEW, OPEN, FAILED --replica_close--> CLOSING --(closed)--> freed
  *
  * An OPEN replica reports state "ready", or "fetching" while its log has a
- * gap that it is fetching from a peer (partition_fetch_range). Everything
- * runs on the loop thread.
+ * gap that it is fetching from a peer (partition_fetch_range), or "removed"
+ * once a peer's committed configuration, newer than its own, leaves it out
+ * (libraft stops sending a removed member anything, so it learns that from
+ * its peers: see REPLICA_RPC_MEMBERS). Everything runs on the loop thread.
+ *
+ * Membership. The descriptor's members follow the group's committed Raft
+ * configuration: when it changes, the replica rewrites replica.json with
+ * the configuration's servers in its order (the same on every replica),
+ * once it knows each one's HTTP address (from the old descriptor, from the
+ * request that added it, or from a peer). A configuration that leaves this
+ * broker out is never written, so a restart still opens the replica.
  */
 #ifndef REPLICA_H
 #define REPLICA_H
@@ -41,9 +50,18 @@
 /* The broker-to-broker RPC methods. FETCH body, little-endian:
  *     group_id:u64 | offset:u64 | max_bytes:u32 | pad:u32
  * reply: whole batches from @offset (partition_read_batches bytes), empty
- * when the peer holds nothing at @offset yet. */
+ * when the peer holds nothing at @offset yet.
+ * MEMBERS body: group_id:u64; reply: JSON text
+ *     {"conf_index": N, "servers": [{"id", "raft_addr", "http_addr" (null
+ *      if unknown), "voter"}]}
+ * the peer's committed configuration (RQ_NOQUORUM while a newer one is
+ * uncommitted there). A replica asks its peers for the HTTP addresses of
+ * members it learned from the configuration alone, and whether it has been
+ * removed from its group. */
 #define REPLICA_RPC_FETCH 1
 #define REPLICA_FETCH_REQUEST 24
+#define REPLICA_RPC_MEMBERS 2
+#define REPLICA_MEMBERS_REQUEST 8
 
 /* What every replica of a broker shares (all borrowed; outlive replicas). */
 struct replica_env {
@@ -106,8 +124,8 @@ enum replica_state replica_state(const struct replica *r);
 struct partition *replica_partition(struct replica *r);
 
 struct replica_status {
-    const char *state;        /* "opening", "ready", "fetching", "failed" or
-                                 "closing". */
+    const char *state;        /* "opening", "ready", "fetching", "removed",
+                                 "failed" or "closing". */
     struct rq_node_info node; /* Zeroed unless open. */
     uint64_t first_offset;
     uint64_t next_offset;
@@ -148,7 +166,7 @@ void replica_wait_cancel(struct replica_waiter *w);
 
 /* ---- Leadership ---- */
 
-/* The preferred leader: members[group_id % n_members]. */
+/* The preferred leader: voters[group_id % n_voters] (replica_voters()). */
 uint64_t replica_preferred(const struct replica *r);
 
 /*
@@ -161,10 +179,61 @@ uint64_t replica_preferred(const struct replica *r);
 int replica_transfer(struct replica *r, uint64_t to,
                      void (*cb)(void *data, int status), void *data);
 
+/* ---- Membership ---- */
+
+/*
+ * The voters of the group's committed configuration, in its order (the
+ * descriptor's members while the replica is not open or has no
+ * configuration yet); at most @max of them. Returns how many.
+ */
+size_t replica_voters(const struct replica *r, uint64_t *out, size_t max);
+
+/*
+ * On the group's ready leader: makes broker @m a voter. Unless it is in the
+ * configuration already, it is added as a non-voter (raft_add); then it is
+ * promoted (raft_assign), which libraft 0.15 submits only once the member
+ * has caught up with the leader's log. @cb runs once: 0 when the
+ * configuration with @m voting is committed; RQ_TIMEOUT after @timeout_ms
+ * (the change goes on); RQ_CONNECT if libraft gave up catching the member
+ * up (unreachable, or too slow); RQ_NOTLEADER if leadership was lost;
+ * RQ_SHUTDOWN on close; RQ_RAFT otherwise.
+ *
+ * Returns 0 with *@done set (and @cb not called) if @m votes already in the
+ * committed configuration. Errors (@cb not called): RQ_NOTLEADER (not the
+ * ready leader), RQ_EXISTS (another membership change or a leadership
+ * transfer is under way), RQ_INVALID with @why (@m's id or address is a
+ * member's with another address or id, or the group has
+ * REPLICA_MEMBERS_MAX members), RQ_RAFT.
+ */
+typedef void (*replica_change_cb)(void *data, int status);
+int replica_member_add(struct replica *r, const struct replica_member *m,
+                       unsigned timeout_ms, replica_change_cb cb, void *data,
+                       bool *done, char *why, size_t whyn);
+
+/*
+ * On the group's ready leader: removes member @id (raft_remove); @cb runs
+ * once the configuration without it is committed, with the same statuses
+ * as above. Returns 0 with *@done set if @id is not in the committed
+ * configuration. Errors: RQ_NOTLEADER, RQ_EXISTS, RQ_INVALID with @why if
+ * fewer than 2 voters would be left, RQ_RAFT.
+ */
+int replica_member_remove(struct replica *r, uint64_t id, unsigned timeout_ms,
+                          replica_change_cb cb, void *data, bool *done,
+                          char *why, size_t whyn);
+
+/* The caller of a membership change under way no longer wants its
+ * callback (its client went away); the change itself goes on. */
+void replica_member_forget(struct replica *r);
+
+/* Serves a peer's MEMBERS call (see REPLICA_RPC_MEMBERS): fills @out;
+ * returns the RPC status (0, RQ_NOTFOUND, RQ_NOQUORUM). */
+int replica_serve_members(struct replica *r, struct rq_buf *out);
+
 /* ---- Maintenance, from the broker's timers ---- */
 
-/* Starts catching up if there is a gap, and hands leadership to the
- * preferred member when @balance and this is a ready leader that is not. */
+/* Starts catching up if there is a gap, follows the configuration (asking
+ * peers what it cannot know alone), and hands leadership to the preferred
+ * member when @balance and this is a ready leader that is not. */
 void replica_tick(struct replica *r, bool balance);
 
 /* Applies the retention limits (0 turns one off). */

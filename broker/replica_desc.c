@@ -67,6 +67,28 @@ static int get_addr(const json_t *obj, const char *name, char *out, size_t outn,
     return 0;
 }
 
+int replica_member_parse(const json_t *in, struct replica_member *out,
+                         char *why, size_t whyn)
+{
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(in)) {
+        snprintf(why, whyn, "each member must be an object");
+        return RQ_INVALID;
+    }
+    rv = get_uint(in, "id", true, &out->id, why, whyn);
+    if (rv == 0) {
+        rv = get_addr(in, "raft_addr", out->raft_addr, sizeof out->raft_addr,
+                      why, whyn);
+    }
+    if (rv == 0) {
+        rv = get_addr(in, "http_addr", out->http_addr, sizeof out->http_addr,
+                      why, whyn);
+    }
+    return rv;
+}
+
 int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
                        size_t whyn)
 {
@@ -108,21 +130,8 @@ int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
         return RQ_INVALID;
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
-        json_t *m = json_array_get(v, i);
         struct replica_member *dst = &out->members[i];
-        if (!json_is_object(m)) {
-            snprintf(why, whyn, "each member must be an object");
-            return RQ_INVALID;
-        }
-        rv = get_uint(m, "id", true, &dst->id, why, whyn);
-        if (rv == 0) {
-            rv = get_addr(m, "raft_addr", dst->raft_addr, sizeof dst->raft_addr,
-                          why, whyn);
-        }
-        if (rv == 0) {
-            rv = get_addr(m, "http_addr", dst->http_addr, sizeof dst->http_addr,
-                          why, whyn);
-        }
+        rv = replica_member_parse(json_array_get(v, i), dst, why, whyn);
         if (rv != 0) {
             return rv;
         }

@@ -25,7 +25,8 @@ struct replica_member {
     char http_addr[RQ_ADDR_MAX];
 };
 
-/* What a replica is: fixed when it is created. */
+/* What a replica is. Fixed when it is created, except the members, which
+ * follow the group's committed Raft configuration (in its order). */
 struct replica_desc {
     char topic[REPLICA_TOPIC_MAX + 1];
     uint64_t partition_id;
@@ -41,6 +42,10 @@ struct replica_desc {
  */
 int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
                        size_t whyn);
+/* Reads one member, {id, raft_addr, http_addr}. 0, or RQ_INVALID with a
+ * sentence in @why. */
+int replica_member_parse(const json_t *in, struct replica_member *out,
+                         char *why, size_t whyn);
 /* The descriptor as JSON (new reference); without "bootstrap" if @brief. */
 json_t *replica_desc_json(const struct replica_desc *d, bool brief);
 /* Same topic, partition, group and members (in order). */

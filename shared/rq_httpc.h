@@ -9,7 +9,11 @@
  * response body and, on failure, a reason. Every started request calls its
  * callback exactly once, on the loop thread, also when the client closes
  * (status 0, RQ_CANCELED). A function that returns an error never calls
- * the callback.
+ * the callback. A 4xx or 5xx answer is err 0 with that status; when err is
+ * not 0 the body is empty.
+ *
+ * libcurl's curl_global_init() runs once per process, inside the first
+ * rq_httpc_new() (pthread_once); nothing else may call libcurl.
  */
 #ifndef RQ_HTTPC_H
 #define RQ_HTTPC_H
@@ -59,7 +63,8 @@ int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
 size_t rq_httpc_pending(const struct rq_httpc *c);
 
 /*
- * Cancels every pending request (their callbacks run with RQ_CANCELED),
+ * Cancels every pending request (their callbacks run with RQ_CANCELED,
+ * before this returns; rq_httpc_do() refuses with RQ_SHUTDOWN from then),
  * closes the handles and frees the client; @cb (may be NULL) runs once
  * everything is released.
  */

@@ -197,6 +197,8 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
     out->applied = raft_last_applied(r);
     out->last_index = raft_last_index(r);
     out->ready = rq_node_ready(n);
+    out->conf_index = r->configuration_index;
+    out->conf_pending = r->configuration_uncommitted_index != 0;
 }
 
 bool rq_node_ready(const struct rq_node *n)
@@ -210,6 +212,17 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
                        const struct rq_node_info *now)
 {
     unsigned long long term = (unsigned long long)now->term;
+    if (now->role == old->role && now->leader_id == old->leader_id &&
+        now->term == old->term && now->ready == old->ready) {
+        if (!now->conf_pending && now->conf_index != old->conf_index) {
+            rq_log(RQ_INFO,
+                   "%s: configuration of index %llu committed (%u "
+                   "servers)",
+                   n->label, (unsigned long long)now->conf_index,
+                   n->raft.configuration.n);
+        }
+        return; /* Only the configuration moved. */
+    }
     if (now->ready && !old->ready) {
         rq_log(RQ_INFO, "%s: ready term=%llu", n->label, term);
     } else if (now->role == RQ_ROLE_LEADER) {
@@ -271,7 +284,8 @@ static void maybe_issue_barrier(struct rq_node *n)
 
 /*
  * libraft 0.15 has no state-change callback, so this timer compares role,
- * leader, term and readiness with what was last reported.
+ * leader, term, readiness and the configuration with what was last
+ * reported.
  */
 static void poll_cb(uv_timer_t *timer)
 {
@@ -284,7 +298,9 @@ static void poll_cb(uv_timer_t *timer)
     maybe_issue_barrier(n);
     rq_node_info(n, &now);
     if (now.role == n->last.role && now.leader_id == n->last.leader_id &&
-        now.term == n->last.term && now.ready == n->last.ready) {
+        now.term == n->last.term && now.ready == n->last.ready &&
+        now.conf_index == n->last.conf_index &&
+        now.conf_pending == n->last.conf_pending) {
         return;
     }
     log_change(n, &n->last, &now);

@@ -9,7 +9,8 @@
  *   that barrier has been applied in the current term. rq_node_apply() and
  *   rq_node_barrier() refuse with RQ_NOTLEADER until then.
  * - There is no state-change callback in 0.15: a timer polls role, leader,
- *   term and readiness and calls the change callback when any moved.
+ *   term, readiness and the committed configuration's index and calls the
+ *   change callback when any moved.
  * - Segments are small (rq_node_config.segment_size) so many groups do not
  *   preallocate gigabytes.
  * - raft_bootstrap() on existing data (RAFT_CANTBOOTSTRAP) is "already done".
@@ -72,6 +73,11 @@ struct rq_node_info {
     uint64_t applied;
     uint64_t last_index;
     bool ready; /* Leader with its current-term barrier applied. */
+    /* The membership configuration: the index of the last committed one
+     * (rq_node_raft()->configuration holds it unless @conf_pending), and
+     * whether a newer one is appended but not committed yet. */
+    uint64_t conf_index;
+    bool conf_pending;
 };
 
 struct rq_node;

@@ -14,6 +14,7 @@ python3 tests/integration/test_broker.py [--build DIR] [-k NAME] [--ports LO-HI]
 """
 
 import http.client
+import http.server
 import json
 import os
 import re
@@ -1095,6 +1096,322 @@ def test_replica_rebuilt_from_peers(ctx):
     check("g1: caught up" in log, "broker%d's log shows no end of catching up" % victim)
 
 
+def member_change(b, method, path, body=None, deadline_s=60.0):
+    """A membership change sent to its group's leader: follows 421, retries
+    503 (which must carry Retry-After) and brokers that cannot answer,
+    until another answer comes; returns (status, body)."""
+    ids = b.ids()
+    target = ids[0]
+    deadline = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            st, obj, hdr = call(b.http[target], method, path, body, timeout=45)
+        except Unreachable as e:
+            last = str(e)
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.1)
+            continue
+        last = "%d %r" % (st, obj)
+        if st == 421:
+            target = obj["leader_id"]
+        elif st == 503:  # No leader known there, or a change under way.
+            check("Retry-After" in hdr, "a 503 without Retry-After: %r" % obj)
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.2)
+        elif st == 404:  # This broker does not host the group.
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.05)
+        else:
+            return st, obj
+    raise TestFailure("%s %s: no answer but 421/503 in %.0fs (last: %s)"
+                      % (method, path, deadline_s, last))
+
+
+def test_membership_change(ctx):
+    """A partition on brokers 1-3 with data; broker 4 joins with a replica
+    created with bootstrap=false, added as a member; broker 3's member is
+    removed, notices it and its replica is deleted; more records; broker 4
+    holds every record byte for byte, and after a restart still has the new
+    members. Removing down to one voter is refused."""
+    b = Brokers(ctx, n=4, args=["--snapshot-threshold", "16"]).start()
+    m = {i: {"id": i, "raft_addr": b.raft[i], "http_addr": b.http[i]} for i in b.ids()}
+    create = {"topic": TOPIC, "partition_id": 0, "group_id": 1,
+              "members": [m[1], m[2], m[3]], "bootstrap": True}
+    for i in (1, 2, 3):
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas", create)
+        check(st == 200, "create on broker%d: %d %r" % (i, st, obj))
+    values = []
+
+    def produce(n, tag):
+        b.leader_hint.pop(0, None)  # It may name a broker no longer a member.
+        for k in range(n):
+            recs = [{"value": "%s-%d-%d" % (tag, k, j)} for j in range(1 + k % 3)]
+            base, _ = b.produce(0, recs)
+            check(base == len(values), "base %d after %d records" % (base, len(values)))
+            values.extend(r["value"] for r in recs)
+
+    def members_at(i):
+        rep = b.replicas(i).get(1)
+        if rep is None:
+            return None
+        return [x["id"] for x in rep["members"]], rep["voters"], rep["state"]
+
+    produce(60, "before")  # Past several snapshots: the newcomer gets one.
+
+    # Broker 4 has no replica yet: it is added as a non-voter, the caller's
+    # wait ends (503), and libraft gives up catching it up after 5 s.
+    lead = 2  # The preferred leader (voters[1 % 3]), where leadership stays.
+    wait_until(lambda: b.replicas(lead)[1]["ready"], 15, "broker2 to lead")
+    st, obj, hdr = call(b.http[lead], "POST", "/internal/replicas/1/members",
+                        dict(m[4], timeout_ms=1000))
+    check(st == 503 and "Retry-After" in hdr and "not committed" in obj["message"],
+          "adding broker4 before its replica exists: %d %r" % (st, obj))
+    def logged(text):
+        return any(text in "\n".join(b[i].log_tail(1000)) for i in (1, 2, 3))
+
+    wait_until(lambda: logged("membership change of broker 4: no connection"), 15,
+               "libraft to give up on broker4")
+    check(members_at(lead)[1] == [1, 2, 3], "voters %r" % (members_at(lead),))
+    # Now with its replica there: promoted from non-voter to voter.
+    join = dict(create, members=[m[1], m[2], m[3], m[4]], bootstrap=False)
+    st, obj, _ = call(b.http[4], "POST", "/internal/replicas", join)
+    check(st == 200 and obj["created"], "join replica on broker4: %d %r" % (st, obj))
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", m[4])
+    check(st == 200 and obj["voters"] == [1, 2, 3, 4], "add broker4: %d %r" % (st, obj))
+    check(logged("promoting broker 4"), "broker4 was not promoted from non-voter")
+    wait_until(lambda: all(members_at(i)[:2] == ([1, 2, 3, 4], [1, 2, 3, 4])
+                           for i in (1, 2, 3, 4)),
+               15, "every replica to follow the configuration with broker4")
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", m[4])
+    check(st == 200 and obj["voters"] == [1, 2, 3, 4], "adding broker4 again: %d %r" % (st, obj))
+    bad = dict(m[4], raft_addr=b.raft[3])
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", bad)
+    check(st == 409, "broker4 at broker3's address: %d %r" % (st, obj))
+
+    st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/3")
+    check(st == 200 and obj["voters"] == [1, 2, 4], "remove broker3: %d %r" % (st, obj))
+    wait_until(lambda: members_at(3)[2] == "removed", 20, "broker3's replica to see it is removed")
+    check(members_at(3)[0] == [1, 2, 3, 4], "a removed replica rewrote its members: %r"
+          % (members_at(3),))
+    st, obj, _ = call(b.http[3], "DELETE", "/internal/replicas/1")
+    check(st == 200, "delete broker3's replica: %d %r" % (st, obj))
+    check(not os.path.exists(os.path.join(b[3].data_dir, "replicas", "1")),
+          "broker3's replica directory is still there")
+    st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/3")
+    check(st == 200 and obj["voters"] == [1, 2, 4], "removing broker3 again: %d %r" % (st, obj))
+
+    produce(30, "after")
+    ids = [1, 2, 4]
+    wait_until(lambda: all(members_at(i)[:2] == ([1, 2, 4], [1, 2, 4]) for i in ids),
+               15, "every replica to follow the configuration without broker3")
+    b.wait_converged([0], ids=ids)
+    logs = b.assert_identical([0], ids=ids)
+    check([r[1] for r in logs[0]] == values, "the logs hold other values than produced")
+    b.assert_disk_identical(logs, ids=ids)
+    with open(os.path.join(b[4].data_dir, "replicas", "1", "replica.json")) as f:
+        desc = json.load(f)
+    check([x["id"] for x in desc["members"]] == [1, 2, 4]
+          and desc["members"][2]["http_addr"] == b.http[4],
+          "broker4's replica.json: %r" % desc)
+
+    b[4].terminate()
+    b.start([4])
+    check(members_at(4)[:2] == ([1, 2, 4], [1, 2, 4]),
+          "after a restart broker4 reports %r" % (members_at(4),))
+    produce(5, "restarted")
+    b.wait_converged([0], ids=ids)
+    logs = b.assert_identical([0], ids=ids)
+    check([r[1] for r in logs[0]] == values, "after the restart the logs differ")
+
+    st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/2")
+    check(st == 200 and obj["voters"] == [1, 4], "remove broker2: %d %r" % (st, obj))
+    for gone in (1, 4):
+        st, obj = member_change(b, "DELETE", "/internal/replicas/1/members/%d" % gone)
+        check(st == 409 and "at least 2" in obj["message"],
+              "removing broker%d down to one voter: %d %r" % (gone, st, obj))
+    produce(3, "two")
+    b.wait_converged([0], ids=[1, 4])
+    logs = b.assert_identical([0], ids=[1, 4])
+    check([r[1] for r in logs[0]] == values, "with two voters the logs differ")
+
+
+# ---- Registration with managers ----------------------------------------------
+
+
+class FakeManagers:
+    """Managers as a broker sees them (manager/README.md): HTTP servers in
+    this process that share one registry, as a manager cluster shares its
+    state. They record every registration and heartbeat, refuse a wrong
+    X-Raftq-Secret with 401, and can be told to forget the broker (the next
+    heartbeat gets 404), to answer 503 (no leader), or to die (connections
+    refused, requests on open connections cut off unanswered)."""
+
+    def __init__(self, ctx, n, secret):
+        self.secret = secret
+        self.lock = threading.Lock()
+        self.known = {}  # broker id -> registration body
+        self.seen = []  # (manager, "register" or "heartbeat", broker id, body, status, time)
+        self.mode = ["ok"] * n  # per manager: "ok", "forget", "busy" or "dead"
+        self.servers = []
+        self.urls = []
+        for k in range(n):
+            port = ctx.ports.take()
+            srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler(k))
+            srv.daemon_threads = True
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            self.servers.append(srv)
+            self.urls.append("http://127.0.0.1:%d" % port)
+        ctx.cleanups.append(self.stop)
+
+    def _handler(fm, k):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answer = fm._serve(k, self.path, json.loads(body or b"{}"),
+                                   self.headers.get("X-Raftq-Secret"))
+                if answer is None:
+                    self.close_connection = True  # Dead: no answer at all.
+                    return
+                status, obj = answer
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if status == 503:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(data)
+        return Handler
+
+    def _serve(self, k, path, body, secret):
+        with self.lock:
+            mode = self.mode[k]
+            if mode == "dead":
+                return None
+            m = re.match(r"^/internal/brokers/(\d+)/heartbeat$", path)
+            kind = "register" if path == "/internal/brokers/register" else \
+                "heartbeat" if m else path
+            bid = body.get("id") if m is None else int(m.group(1))
+            if secret != self.secret:
+                status, out = 401, {"status": "failure", "message": "wrong cluster secret"}
+            elif mode == "busy":
+                status, out = 503, {"status": "failure", "message": "no leader yet"}
+            elif kind == "register":
+                self.known[bid] = body
+                status, out = 200, {"status": "success", "broker_id": bid}
+            elif kind == "heartbeat":
+                if mode == "forget":
+                    self.known.pop(bid, None)
+                    self.mode[k] = "ok"
+                if bid in self.known:
+                    status, out = 200, {"status": "success", "leader_id": 1}
+                else:
+                    status, out = 404, {"status": "failure", "message": "unknown broker"}
+            else:
+                status, out = 404, {"status": "failure", "message": "no such path"}
+            self.seen.append((k, kind, bid, body, status, time.monotonic()))
+            return status, out
+
+    def events(self, kind, manager=None, status=None):
+        with self.lock:
+            return [e for e in self.seen if e[1] == kind and manager in (None, e[0])
+                    and status in (None, e[4])]
+
+    def kill(self, k):
+        with self.lock:
+            self.mode[k] = "dead"
+        self.servers[k].shutdown()
+        self.servers[k].server_close()
+
+    def stop(self):
+        for k, srv in enumerate(self.servers):
+            if self.mode[k] != "dead":
+                self.kill(k)
+
+
+def count_lines(proc, text):
+    return sum(text in line for line in proc.log_tail(1000000))
+
+
+def test_registration_and_heartbeats(ctx):
+    """A broker with --managers registers, heartbeats every second with its
+    replicas, registers again when a heartbeat gets 404, and moves to the
+    next manager when the first dies, logging each change once."""
+    fm = FakeManagers(ctx, 2, "itest-secret")
+    b = Brokers(ctx, n=1, args=["--managers", " %s/, %s" % tuple(fm.urls)]).start()
+    wait_until(lambda: fm.events("register", 0, 200), 10, "a registration")
+    reg = fm.events("register", 0)[0][3]
+    check(reg == {"id": 1, "raft_addr": b.raft[1], "http_addr": b.http[1]},
+          "registration body %r" % reg)
+    me = {"id": 1, "raft_addr": b.raft[1], "http_addr": b.http[1]}
+    st, obj, _ = call(b.http[1], "POST", "/internal/replicas",
+                      {"topic": TOPIC, "partition_id": 0, "group_id": 1,
+                       "members": [me], "bootstrap": True})
+    check(st == 200, "create: %d %r" % (st, obj))
+    b.produce(0, [{"value": "x"}, {"value": "y"}])
+
+    def reported():
+        for e in fm.events("heartbeat", 0, 200):
+            reps = e[3].get("replicas", [])
+            if reps and reps[0].get("next_offset") == 2:
+                return reps[0]
+        return None
+
+    rep = wait_until(reported, 10, "a heartbeat reporting the replica")
+    check(rep["group_id"] == 1 and rep["role"] == "leader" and rep["leader_id"] == 1
+          and rep["voters"] == [1] and rep["term"] >= 1 and rep["commit"] >= 1,
+          "heartbeat summary %r" % rep)
+    # One a second.
+    n0 = len(fm.events("heartbeat"))
+    wait_until(lambda: len(fm.events("heartbeat")) >= n0 + 3, 10, "three more heartbeats")
+    times = [e[5] for e in fm.events("heartbeat")[n0 - 1:]]
+    gaps = [y - x for x, y in zip(times, times[1:])]
+    check(all(0.8 <= g <= 1.5 for g in gaps), "heartbeats %r s apart" % gaps)
+
+    fm.mode[0] = "forget"
+    wait_until(lambda: len(fm.events("register", 0, 200)) >= 2, 10,
+               "registering again after a 404")
+    after = len(fm.events("heartbeat", 0, 200))
+    wait_until(lambda: len(fm.events("heartbeat", 0, 200)) > after, 5,
+               "heartbeats after registering again")
+
+    fm.kill(0)
+    wait_until(lambda: len(fm.events("heartbeat", 1, 200)) >= 2, 10,
+               "heartbeats to the second manager")
+    check(not fm.events("register", 1), "the second manager got a registration it did not need")
+    check(count_lines(b[1], "registered with manager") == 2
+          and count_lines(b[1], "does not know broker 1") == 1
+          and count_lines(b[1], "unreachable") == 1,
+          "expected one log line per change:\n%s" % "\n".join(b[1].log_tail(30)))
+    n = len(fm.events("heartbeat", 1, 200))
+    wait_until(lambda: len(fm.events("heartbeat", 1, 200)) >= n + 2, 5, "more heartbeats")
+    check(count_lines(b[1], "unreachable") == 1, "a failure logged more than once")
+
+
+def test_registration_rotates_over_managers(ctx):
+    """The first manager is down and the second has no leader at first:
+    the broker retries over both until the second takes its registration,
+    and says so once, not once per attempt."""
+    fm = FakeManagers(ctx, 2, "itest-secret")
+    fm.kill(0)
+    fm.mode[1] = "busy"
+    b = Brokers(ctx, n=1, args=["--managers", ",".join(fm.urls)]).start()
+    wait_until(lambda: len(fm.events("register", 1, 503)) >= 2, 15,
+               "registration attempts at the second manager")
+    fm.mode[1] = "ok"
+    wait_until(lambda: fm.events("register", 1, 200), 15, "a registration at the second manager")
+    wait_until(lambda: fm.events("heartbeat", 1, 200), 5, "a heartbeat")
+    check(count_lines(b[1], "cannot register") == 1
+          and count_lines(b[1], "registered with manager %s" % fm.urls[1]) == 1,
+          "expected one log line per change:\n%s" % "\n".join(b[1].log_tail(30)))
+
+
 if __name__ == "__main__":
     run_suite("broker", [
         test_produce_read_everywhere,
@@ -1106,4 +1423,7 @@ if __name__ == "__main__":
         test_kill_restart_catch_up,
         test_twenty_partitions_kill_and_stop,
         test_replica_rebuilt_from_peers,
+        test_membership_change,
+        test_registration_and_heartbeats,
+        test_registration_rotates_over_managers,
     ], binary="broker", ports=(26000, 26999))
