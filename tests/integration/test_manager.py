@@ -7,19 +7,16 @@ the whole section 1 table with its failure cases, the batch API of section
 2, the admin API and broker liveness of section 3, the manager leader
 killed with SIGKILL while producers and consumers keep going through the
 other managers (no acknowledged message lost, none delivered twice), and
-every process restarted to find its metadata and messages again.
+every process restarted to find its metadata and messages again, and a
+dead broker's replicas moved to the spare broker.
 
-Brokers register and heartbeat themselves when they support --managers;
-a broker that does not yet gets a stand-in here (a thread that registers
-it and posts heartbeats built from its GET /internal/replicas). Needs no
-root. Run: python3 tests/integration/test_manager.py [--build DIR] [-k NAME]
+Brokers register and heartbeat themselves (--managers). Needs no root. Run: python3 tests/integration/test_manager.py [--build DIR] [-k NAME]
 [--ports LO-HI].
 """
 
 import http.client
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +24,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Skip, TestFailure, check, run_suite, wait_until  # noqa: E402
+from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
 
 SECRET = "itest-secret"
 HTTP_TIMEOUT = 20.0
@@ -83,13 +80,6 @@ def check_ok(st, obj, what):
 # ---- The cluster -----------------------------------------------------------
 
 
-def brokers_register_themselves(broker_binary):
-    """True when the broker registers and heartbeats on its own."""
-    out = subprocess.run([broker_binary, "--help"], capture_output=True, text=True).stdout
-    line = next((x for x in out.splitlines() if x.strip().startswith("--managers")), "")
-    return line != "" and "not used yet" not in line
-
-
 class Cluster:
     """Managers 1..3 and brokers 1..4 on fresh ports and data directories."""
 
@@ -105,7 +95,6 @@ class Cluster:
         self.b_raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_brokers + 1)}
         self.b_http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_brokers + 1)}
         peers = ",".join("%d=%s" % (i, a) for i, a in sorted(self.m_raft.items()))
-        self.self_registering = brokers_register_themselves(self.broker_binary)
         common = ["--election-timeout-ms", "600", "--heartbeat-ms", "100",
                   "--cluster-secret", SECRET, "--log-level", ctx.opts.log_level]
         self.managers = {}
@@ -122,16 +111,10 @@ class Cluster:
             data = os.path.join(ctx.dir, "broker%d" % i)
             argv = [self.broker_binary, "--id", str(i), "--raft-addr", self.b_raft[i],
                     "--http-addr", self.b_http[i], "--data", data,
-                    "--snapshot-threshold", "64"] + common
-            if self.self_registering:
-                argv += ["--managers", urls]
+                    "--snapshot-threshold", "64", "--managers", urls] + common
             d = ctx.daemon("broker", i, argv + list(broker_args))
             d.data_dir = data
             self.brokers[i] = d
-        self.pump_stop = threading.Event()
-        self.pump_thread = None
-        self.pump_errors = []
-        ctx.cleanups.append(self.stop_pump)
 
     # -- processes --
 
@@ -140,9 +123,6 @@ class Cluster:
             b.start()
         for m in self.managers.values():
             m.start()
-        if not self.self_registering and self.pump_thread is None:
-            self.pump_thread = threading.Thread(target=self._pump, daemon=True)
-            self.pump_thread.start()
         if wait:
             self.wait_ready()
         return self
@@ -205,49 +185,6 @@ class Cluster:
     def wait_leader(self, timeout=20.0, exclude=()):
         return wait_until(lambda: (lambda x: x if x is not None and x not in exclude else None)(
             self.leader()), timeout, "a manager leader")
-
-    # -- the stand-in for brokers that do not register themselves --
-
-    def stop_pump(self):
-        self.pump_stop.set()
-        if self.pump_thread is not None:
-            self.pump_thread.join(10)
-
-    def _pump(self):
-        registered = set()
-        turn = 0
-        while not self.pump_stop.is_set():
-            for i, b in list(self.brokers.items()):
-                if not b.running() or b.paused:
-                    continue
-                try:
-                    st, obj, _ = call(self.b_http[i], "GET", "/internal/replicas", timeout=2)
-                    if st != 200:
-                        continue
-                    reps = [{k: r[k] for k in ("group_id", "role", "leader_id", "term",
-                                               "commit", "next_offset")}
-                            for r in obj["replicas"]]
-                    ms = self.running_managers()
-                    if not ms:
-                        continue
-                    m = self.m_http[ms[(turn + i) % len(ms)]]
-                    hdr = {"X-Raftq-Secret": SECRET}
-                    if i not in registered:
-                        st, _, _ = call(m, "POST", "/internal/brokers/register",
-                                        {"id": i, "raft_addr": self.b_raft[i],
-                                         "http_addr": self.b_http[i]}, timeout=5, headers=hdr)
-                        if st == 200:
-                            registered.add(i)
-                        continue
-                    st, _, _ = call(m, "POST", "/internal/brokers/%d/heartbeat" % i,
-                                    {"replicas": reps}, timeout=5, headers=hdr)
-                    if st == 404:
-                        registered.discard(i)
-                except Unreachable:
-                    turn += 1
-                except Exception as e:  # Never die quietly.
-                    self.pump_errors.append(repr(e))
-            self.pump_stop.wait(0.5)
 
     # -- the API --
 
@@ -830,8 +767,6 @@ def test_dead_broker_replaced(ctx):
     (a membership change in each group), nothing acked is lost, and when
     it returns its stale replicas are deleted."""
     c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
-    if not c.self_registering:
-        raise Skip("these brokers neither register nor change membership")
     c.start()
     c.create_topic(1, "heal", 4)
     c.wait_topic_led("heal")
