@@ -1054,6 +1054,7 @@ int main(int argc, char **argv)
         free(l);
     }
     atm_ledger_free(a.ledger);
+    rq_node_release_closed();
     if (uv_loop_close(a.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");
     }

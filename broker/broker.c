@@ -53,6 +53,7 @@
 #include "rq_fs.h"
 #include "rq_http.h"
 #include "rq_log.h"
+#include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_rpc.h"
 #include "rq_wire.h"
@@ -952,6 +953,7 @@ int main(int argc, char **argv)
     }
     uv_run(b.loop, UV_RUN_DEFAULT);
     free(b.slots);
+    rq_node_release_closed();
     if (uv_loop_close(b.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");
     }

@@ -58,6 +58,7 @@
 #include "rq_fs.h"
 #include "rq_httpc.h"
 #include "rq_log.h"
+#include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_wire.h"
 
@@ -1376,6 +1377,7 @@ int main(int argc, char **argv)
     reconcile_free(m.reconcile);
     liveness_free(m.liveness);
     routing_free(m.routing);
+    rq_node_release_closed();
     if (uv_loop_close(m.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");
     }

@@ -17,9 +17,11 @@
  * Close sequence (libraft 0.15, src/raft.c and src/uv.c): raft_close()
  * fails the pending requests synchronously, then closes raft_uv, which
  * closes the transport and its own timer; its callback frees raft's own
- * memory and calls our raft close callback. Only then is raft_uv_close()
- * due: it merely frees the raft_uv object. The node also waits for its
- * poll timer's close callback before it frees itself.
+ * memory and calls our raft close callback. raft_uv_close() merely frees
+ * the raft_uv object; it is due once nothing in libraft can touch that
+ * object again, which 0.15 does not say (see the graveyard below). The
+ * node also waits for its poll timer's close callback before it reports
+ * itself closed.
  */
 #include "rq_node.h"
 
@@ -90,6 +92,8 @@ struct rq_node {
     bool started;
     bool closing;
     unsigned closes_pending;
+    uint64_t buried_at;         /* uv_hrtime() when closed */
+    struct rq_node *grave_next; /* in the graveyard after close */
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -353,6 +357,9 @@ static const struct rq_fsm_ops sized_ops = {
     .restore = sized_restore,
 };
 
+/* Closed nodes held back from release (see bury()). */
+static void sweep_graveyard(bool all);
+
 int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                 const struct rq_node_config *cfg, const struct rq_fsm_ops *ops,
                 void *fsm_data, struct rq_node **out, char *why, size_t whyn)
@@ -360,6 +367,7 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     struct rq_node *n;
     int rv;
 
+    sweep_graveyard(false);
     if (cfg->id == 0 || cfg->address == NULL || cfg->dir == NULL) {
         snprintf(why, whyn, "node needs a non-zero id, an address and a dir");
         return RQ_INVALID;
@@ -672,7 +680,61 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
     return 0;
 }
 
-/* Frees the node once raft and the poll timer have both closed. */
+/*
+ * Closed nodes wait here before their memory is released.
+ *
+ * libraft 0.15 can fire raft_uv's close callback twice: closing removes each
+ * open segment from its queue and closes the segment's writer
+ * asynchronously (src/uv_append.c uvAliveSegmentFinalize), and the writer
+ * waits for any write still in the thread pool. If the segment's finalize
+ * work (also in the pool) completes first, every queue is empty and the
+ * close callback fires; the writer's own close callback then runs
+ * uvMaybeFireCloseCb on the same raft_uv object again (seen under load as
+ * a crash in ioCloseCb of a freed raft_io). So the node, its raft and its
+ * raft_uv object stay allocated, with the callback made harmless in
+ * on_raft_closed, for GRAVE_NS after the close; closed nodes are released
+ * by later rq_node_new/rq_node_close calls and by rq_node_release_closed.
+ * A node costs a few KiB here, and only nodes closed within the last minute
+ * are held.
+ */
+#define GRAVE_NS (60ull * 1000000000ull)
+
+static struct rq_node *graveyard;
+
+static void release(struct rq_node *n)
+{
+    raft_uv_close(&n->io);
+    free(n);
+}
+
+static void sweep_graveyard(bool all)
+{
+    uint64_t now = uv_hrtime();
+    struct rq_node **pp = &graveyard;
+    while (*pp != NULL) {
+        struct rq_node *n = *pp;
+        if (all || now - n->buried_at >= GRAVE_NS) {
+            *pp = n->grave_next;
+            release(n);
+        } else {
+            pp = &n->grave_next;
+        }
+    }
+}
+
+static void bury(struct rq_node *n)
+{
+    n->buried_at = uv_hrtime();
+    n->grave_next = graveyard;
+    graveyard = n;
+}
+
+void rq_node_release_closed(void)
+{
+    sweep_graveyard(true);
+}
+
+/* Finishes closing once raft and the poll timer have both closed. */
 static void maybe_finish_close(struct rq_node *n)
 {
     assert(n->closes_pending > 0);
@@ -686,7 +748,7 @@ static void maybe_finish_close(struct rq_node *n)
     }
     void (*cb)(void *) = n->close_cb;
     void *data = n->close_data;
-    free(n);
+    bury(n);
     if (cb != NULL) {
         cb(data);
     }
@@ -695,9 +757,14 @@ static void maybe_finish_close(struct rq_node *n)
 static void on_raft_closed(struct raft *r)
 {
     struct rq_node *n = r->data;
-    /* raft_uv has closed (src/uv.c fires this from its close callback); all
-     * that is left is to free its object. */
-    raft_uv_close(&n->io);
+    /* raft_uv has closed (src/uv.c fires this from its close callback), but
+     * a segment writer may still be closing and fire that callback again
+     * (see bury()). Make a second run of raft's own close callback
+     * (src/raft.c ioCloseCb) harmless: nothing left to free, no callback. */
+    r->address = NULL;
+    memset(&r->log, 0, sizeof r->log);
+    raft_configuration_init(&r->configuration);
+    r->close_cb = NULL;
     maybe_finish_close(n);
 }
 
@@ -708,6 +775,7 @@ static void on_poll_closed(uv_handle_t *handle)
 
 void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data)
 {
+    sweep_graveyard(false);
     assert(!n->closing);
     n->closing = true;
     n->close_cb = cb;

@@ -141,4 +141,12 @@ struct raft *rq_node_raft(struct rq_node *n);
  */
 void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data);
 
+/*
+ * Releases the memory of every closed node at once. Closed nodes are kept
+ * for a minute because libraft 0.15 may still touch them after reporting
+ * itself closed (rq_node.c explains); call this at exit, once the loop has
+ * stopped.
+ */
+void rq_node_release_closed(void);
+
 #endif /* RQ_NODE_H */
