@@ -412,6 +412,43 @@ static void api_replicas_transfer(struct rq_http_req *req, void *data)
     }
 }
 
+static void api_replicas_preferred(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    char why[WHY_LEN];
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    struct replica *r = group_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    json_t *v = json_object_get(body, "broker_id");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        rq_http_reply_error(req, 400, "'broker_id' must be a broker id");
+        return;
+    }
+    int rv = replica_set_preferred(r, (uint64_t)json_integer_value(v), why,
+                                   sizeof why);
+    if (rv == RQ_SHUTDOWN) {
+        reply_unavailable(req, "%s", why);
+        return;
+    }
+    if (rv != 0) {
+        rq_http_reply_error(req, 500, "%s", why);
+        return;
+    }
+    rq_http_reply(req, 200,
+                  json_pack("{s:I}", "preferred_leader",
+                            (json_int_t)replica_preferred(r)));
+}
+
 /* ---- Membership ---- */
 
 /* A membership change whose caller waits. */
@@ -1151,6 +1188,7 @@ const struct rq_http_route api_routes[] = {
     {"GET", "/internal/replicas", api_replicas_list},
     {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete},
     {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer},
+    {"POST", "/internal/replicas/{group_id}/preferred", api_replicas_preferred},
     {"POST", "/internal/replicas/{group_id}/members", api_members_add},
     {"DELETE", "/internal/replicas/{group_id}/members/{id}",
      api_members_remove},
