@@ -326,10 +326,11 @@ static void step_run(struct move *mv)
             return;
         }
         mv->asked = mv->to;
-        json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b}", "topic", mv->part.topic,
-                              "partition_id", (json_int_t)mv->part.partition_id,
-                              "group_id", (json_int_t)gid, "members", members,
-                              "bootstrap", 0);
+        json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b,s:I}", "topic",
+                              mv->part.topic, "partition_id",
+                              (json_int_t)mv->part.partition_id, "group_id",
+                              (json_int_t)gid, "members", members, "bootstrap",
+                              0, "preferred_leader", (json_int_t)mv->next[0]);
         body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         snprintf(url, sizeof url, "http://%s/internal/replicas", to.http_addr);

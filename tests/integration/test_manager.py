@@ -219,6 +219,53 @@ class Cluster:
             return True
         wait_until(led, timeout, "every partition of %s to have a leader" % topic, interval=0.2)
 
+    def broker_replica(self, b, gid):
+        """Broker @b's replica of group @gid as GET /internal/replicas shows
+        it; {} when it has none or cannot be reached."""
+        try:
+            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5)
+        except Unreachable:
+            return {}
+        if st != 200:
+            return {}
+        return next((r for r in obj["replicas"] if r["group_id"] == gid), {})
+
+    def group_leader(self, gid, brokers):
+        """The broker among @brokers that is the ready leader of @gid as
+        they all agree, or None."""
+        reps = {b: self.broker_replica(b, gid) for b in brokers}
+        leads = [b for b, r in reps.items() if r.get("role") == "leader" and r.get("ready")]
+        if len(leads) != 1:
+            return None
+        term = reps[leads[0]]["term"]
+        if all(r.get("leader_id") == leads[0] and r.get("term") == term for r in reps.values()):
+            return leads[0]
+        return None
+
+    def wait_preferred_lead(self, topic, timeout=30.0, among=None):
+        """Every partition of @topic is led by its preferred leader (the
+        store's replicas[0]) and every running replica prefers it."""
+        def settled():
+            for i in self.running_managers():
+                try:
+                    st, obj = self.call(i, "GET", "/admin/topics/%s" % topic,
+                                        headers=self.admin, timeout=5)
+                except Unreachable:
+                    continue
+                if st != 200:
+                    return False
+                for p in obj["partitions"]:
+                    live = [b for b in p["replicas"] if self.brokers[b].running()]
+                    if self.group_leader(p["group_id"], live) != p["preferred_leader"]:
+                        return False
+                    if any(self.broker_replica(b, p["group_id"]).get("preferred_leader")
+                           != p["preferred_leader"] for b in live):
+                        return False
+                return obj["partitions"]
+            return False
+        return wait_until(settled, timeout, "the preferred leaders of %s to lead" % topic,
+                          interval=0.3)
+
     def register(self, i, kind, topic, partition=None):
         body = {"topic": topic}
         if partition is not None:
@@ -526,13 +573,14 @@ def test_admin_liveness(ctx):
     parts = check_ok(st, obj, "describe")["partitions"]
     check(len(parts) == 3 and all(p["leader"] in p["replicas"] and "commit" in p for p in parts),
           "describe %r" % parts)
-    # Move a partition's leadership (to its preferred broker when another
-    # leads: brokers hand leadership back to the preferred one on their
-    # own). An election under way is 503: retry.
+    # Move a partition's leadership to a broker that is not its preferred
+    # leader: the move makes it the preferred leader (replicas[0]) on the
+    # managers and on every replica, so it sticks. An election under way
+    # is 503: retry.
+    c.wait_preferred_lead("adm")
     p0 = parts[0]
-    target = p0["replicas"][0]
-    if p0["leader"] == target:
-        target = p0["replicas"][1]
+    target = p0["replicas"][1]
+    old_order = p0["replicas"]
 
     def moved():
         st, obj = c.call(3, "POST", "/admin/partitions/adm/0/leader", {"broker_id": target},
@@ -542,6 +590,25 @@ def test_admin_liveness(ctx):
         return check_ok(st, obj, "move leadership")
     wait_until(moved, 20, "leadership of partition 0 to move to broker %d" % target,
                interval=0.3)
+    st, obj = c.call(1, "GET", "/admin/topics/adm", headers=auth)
+    p0 = check_ok(st, obj, "describe after the move")["partitions"][0]
+    check(p0["preferred_leader"] == target and p0["replicas"][0] == target
+          and sorted(p0["replicas"]) == sorted(old_order) and p0["epoch"] >= 1,
+          "after the move: %r (before: %r)" % (p0, old_order))
+    wait_until(lambda: all(c.broker_replica(b, p0["group_id"]).get("preferred_leader") == target
+                           for b in p0["replicas"]), 10,
+               "every replica to prefer broker %d" % target)
+    # It sticks: the brokers balance leadership every 3 s; watch for more
+    # than two rounds.
+    deadline = time.monotonic() + 7
+    while time.monotonic() < deadline:
+        lead = c.group_leader(p0["group_id"], p0["replicas"])
+        check(lead in (target, None), "leadership went back to broker %r" % lead)
+        time.sleep(0.3)
+    check(c.group_leader(p0["group_id"], p0["replicas"]) == target, "broker %d lost the lead" % target)
+    # Moving it to where it is answers at once.
+    check_ok(*c.call(2, "POST", "/admin/partitions/adm/0/leader", {"broker_id": target},
+                     headers=auth), "move to the leader")
     outsider = next(b for b in c.brokers if b not in p0["replicas"])
     check_failure(*c.call(1, "POST", "/admin/partitions/adm/0/leader", {"broker_id": outsider},
                           headers=auth), 400, "move to a broker without a replica")
@@ -762,14 +829,43 @@ def test_restart_all(ctx):
     check((p, off) not in sent, "an offset was reused")
 
 
+def produce_until_acked(c, topic, producer, partition, message, managers, timeout=10.0):
+    """Produces @message to @partition through @managers in turn, asking
+    again after a 503 (a partition whose leader died refuses produces until
+    its group has elected another); returns the offset."""
+    deadline = time.monotonic() + timeout
+    k = 0
+    last = None
+    while time.monotonic() < deadline:
+        i = managers[k % len(managers)]
+        k += 1
+        try:
+            st, obj = c.call(i, "POST", "/producer/produce",
+                             {"topic": topic, "producer_id": producer, "message": message,
+                              "partition_id": partition}, timeout=10)
+        except Unreachable as e:
+            last = str(e)
+            continue
+        if st == 200:
+            check(obj["partition_id"] == partition, "produced to %r" % obj)
+            return obj["offset"]
+        check(st == 503, "produce %r: %d %r" % (message, st, obj))
+        last = obj
+        time.sleep(0.1)
+    raise TestFailure("%r to partition %d not acknowledged within %.0f s (last: %r)"
+                      % (message, partition, timeout, last))
+
+
 def test_dead_broker_replaced(ctx):
-    """A broker dies: once it is DEAD its replicas move to the spare broker
-    (a membership change in each group), nothing acked is lost, and when
-    it returns its stale replicas are deleted."""
-    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
+    """A broker dies: every partition stays writable at once (leader
+    failover), and once it is DEAD its replicas move to the spare broker
+    (a membership change in each group), nothing acked is lost, leaders are
+    the store's preferred ones again, and when it returns its stale
+    replicas are deleted."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "5000"])
     c.start()
     c.create_topic(1, "heal", 4)
-    c.wait_topic_led("heal")
+    c.wait_preferred_lead("heal")
     prod = c.register(2, "producer", "heal")
     cons = c.register(3, "consumer", "heal")
     sent = {}
@@ -780,13 +876,31 @@ def test_dead_broker_replaced(ctx):
     count = {b: sum(b in p["replicas"] for p in parts) for b in c.brokers}
     victim = max(count, key=lambda b: (count[b], b))
     moved = [p["partition_id"] for p in parts if victim in p["replicas"]]
+    led = [p["partition_id"] for p in parts if p["leader"] == victim]
     c.brokers[victim].kill()
+    killed = time.monotonic()
+    # Every partition takes messages while the broker is only missing, the
+    # ones it led once their groups have elected new leaders.
+    for p in range(4):
+        off = produce_until_acked(c, "heal", prod, p, "during-%d" % p, [1, 2, 3])
+        sent[(p, off)] = "during-%d" % p
+    took = time.monotonic() - killed
+    state = c.broker_states()[victim]["state"]
+    check(state in ("alive", "suspect") and took < 5.0,
+          "the produces took %.1f s; broker %d is %s" % (took, victim, state))
+    c.managers[1]._note("every partition written %.1f s after the kill (broker %d led %r)"
+                        % (took, victim, led))
 
     def repaired():
         ps = c.partitions(1, "heal")
         return all(victim not in p["replicas"] and len(set(p["replicas"])) == 3
                    and p["leader"] is not None for p in ps) and ps
     ps = wait_until(repaired, 60, "the replicas on broker %d to move" % victim, interval=0.3)
+    # Leadership follows the store's preferred leaders (replicas[0]), moved
+    # replicas included.
+    settled = c.wait_preferred_lead("heal")
+    check([p["replicas"] for p in settled] == [p["replicas"] for p in ps],
+          "replicas %r, then %r" % (ps, settled))
     st, obj = c.call(2, "GET", "/admin/brokers")
     states = {b["id"]: b["state"] for b in check_ok(st, obj, "brokers")["brokers"]}
     check(states[victim] == "dead", "broker %d is %s" % (victim, states[victim]))
