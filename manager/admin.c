@@ -255,8 +255,9 @@ void admin_brokers(struct rq_http_req *req, void *data)
 struct admin_op {
     struct rq_http_req *req;
     struct manager *m;
-    char what[160];
-    bool kick; /* Reconcile once applied. */
+    char what[320];
+    bool kick;  /* Reconcile once applied. */
+    int status; /* Of the answer once applied (200, or 202: under way). */
 };
 
 static void on_admin_applied(void *data, int status, uint64_t result)
@@ -277,7 +278,7 @@ static void on_admin_applied(void *data, int status, uint64_t result)
             rq_http_reply_error(op->req, rq_err_http_status(code),
                                 "refused: %s", rq_strerror(code));
         } else {
-            rq_http_reply(op->req, 200,
+            rq_http_reply(op->req, op->status,
                           json_pack("{s:s}", "message", op->what));
         }
     }
@@ -285,7 +286,8 @@ static void on_admin_applied(void *data, int status, uint64_t result)
 }
 
 static void propose_and_answer(struct manager *m, struct rq_http_req *req,
-                               struct mcmd *c, const char *what, bool kick)
+                               struct mcmd *c, int status, const char *what,
+                               bool kick)
 {
     struct admin_op *op = calloc(1, sizeof *op);
     if (op == NULL) {
@@ -294,6 +296,7 @@ static void propose_and_answer(struct manager *m, struct rq_http_req *req,
     }
     op->m = m;
     op->kick = kick;
+    op->status = status;
     snprintf(op->what, sizeof op->what, "%s", what);
     int rv = manager_propose(m, c, on_admin_applied, op);
     if (rv != 0) {
@@ -310,7 +313,8 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
 {
     struct mstore_broker b;
     uint32_t id;
-    char what[128];
+    char what[320];
+    int status = 200;
 
     if (!manager_check_admin(m, req) || manager_forward(m, req)) {
         return;
@@ -328,12 +332,33 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
         reply_store_error(req, rv);
         return;
     }
+    if (to == MBROKER_REMOVED && b.state != MBROKER_REMOVED &&
+        b.state != MBROKER_DEAD) {
+        /* A broker that still holds replicas is drained first: it becomes
+         * REMOVED once repair has moved everything off it (repair.c). A
+         * DEAD one is removed at once: its replicas are being replaced
+         * already. */
+        const struct liveness_broker *lb = liveness_broker(m->liveness, id);
+        size_t hosted = lb != NULL && lb->heard ? lb->n_replicas : 0;
+        if (b.n_replicas > 0 || hosted > 0) {
+            to = MBROKER_REMOVING;
+            status = 202;
+            snprintf(what, sizeof what,
+                     "broker %u is now removing: its %u replicas are being "
+                     "moved to other brokers, and it becomes removed once it "
+                     "holds none (see GET /admin/brokers)",
+                     id,
+                     b.n_replicas > hosted ? b.n_replicas : (unsigned)hosted);
+        }
+    }
     struct mcmd c = {.type = MCMD_BROKER_STATE};
     c.u.broker_state.id = id;
     c.u.broker_state.state = to;
-    snprintf(what, sizeof what, "broker %u is now %s", id,
-             mbroker_state_name(to));
-    propose_and_answer(m, req, &c, what, true);
+    if (status == 200) {
+        snprintf(what, sizeof what, "broker %u is now %s", id,
+                 mbroker_state_name(to));
+    }
+    propose_and_answer(m, req, &c, status, what, true);
 }
 
 void admin_broker_drain(struct rq_http_req *req, void *data)
@@ -457,7 +482,7 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
     struct mcmd c = {.type = MCMD_TOPIC_DELETE};
     snprintf(c.u.topic_delete.name, sizeof c.u.topic_delete.name, "%s", topic);
     snprintf(what, sizeof what, "Topic '%s' deleted", topic);
-    propose_and_answer(m, req, &c, what, true);
+    propose_and_answer(m, req, &c, 200, what, true);
 }
 
 /* ---- Leadership moves ----

@@ -356,7 +356,11 @@ static void round_run(struct reconcile *rc, uint64_t now)
     for (size_t i = 0; i < nb && rc->in_flight < MAX_IN_FLIGHT; i++) {
         const struct mstore_broker *b = &brokers[i];
         const struct liveness_broker *lb = liveness_broker(m->liveness, b->id);
-        if (b->state != MBROKER_ALIVE || lb == NULL || !lb->heard) {
+        /* A draining broker still serves what it holds until repair has
+         * moved it, and its replicas are deleted once moved. */
+        if ((b->state != MBROKER_ALIVE && b->state != MBROKER_DRAINING &&
+             b->state != MBROKER_REMOVING) ||
+            lb == NULL || !lb->heard) {
             continue;
         }
         for (size_t j = 0; j < np && rc->in_flight < MAX_IN_FLIGHT; j++) {

@@ -1,7 +1,8 @@
 /*
  * Reconciliation on the leader manager: makes the replicas brokers host
- * match the partitions in the store. Each round compares, for every ALIVE
- * broker that has sent a heartbeat since this manager leads, the groups
+ * match the partitions in the store. Each round compares, for every ALIVE,
+ * DRAINING or REMOVING broker that has sent a heartbeat since this manager
+ * leads, the groups
  * the store places on it with the groups it reported:
  *
  * - a group placed on it and not reported is created there

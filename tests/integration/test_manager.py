@@ -118,9 +118,10 @@ class Cluster:
 
     # -- processes --
 
-    def start(self, wait=True):
-        for b in self.brokers.values():
-            b.start()
+    def start(self, wait=True, brokers=None):
+        for i, b in self.brokers.items():
+            if brokers is None or i in brokers:
+                b.start()
         for m in self.managers.values():
             m.start()
         if wait:
@@ -265,6 +266,49 @@ class Cluster:
             return False
         return wait_until(settled, timeout, "the preferred leaders of %s to lead" % topic,
                           interval=0.3)
+
+    def describe(self, topic):
+        """GET /admin/topics/@topic at any running manager (the leader
+        answers), or None."""
+        for i in self.running_managers():
+            try:
+                st, obj = self.call(i, "GET", "/admin/topics/%s" % topic, headers=self.admin,
+                                    timeout=5)
+            except Unreachable:
+                continue
+            if st == 200:
+                return obj
+        return None
+
+    def groups_match_store(self, topic, exclude=()):
+        """The partitions of @topic if every one has three replicas in the
+        store, none on a broker in @exclude, each hosted by its broker, and
+        its group's leader reports exactly those brokers as voters; else
+        False."""
+        obj = self.describe(topic)
+        if obj is None:
+            return False
+        for p in obj["partitions"]:
+            reps = p["replicas"]
+            if len(set(reps)) != 3 or set(reps) & set(exclude):
+                return False
+            lead = self.group_leader(p["group_id"], reps)
+            if lead is None:
+                return False
+            if sorted(self.broker_replica(lead, p["group_id"]).get("voters", [])) != sorted(reps):
+                return False
+        return obj["partitions"]
+
+    def hosted(self, b, topic=None):
+        """The group ids broker @b hosts (of @topic), or None if it cannot
+        be reached."""
+        try:
+            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5)
+        except Unreachable:
+            return None
+        if st != 200:
+            return None
+        return {r["group_id"] for r in obj["replicas"] if topic is None or r["topic"] == topic}
 
     def register(self, i, kind, topic, partition=None):
         body = {"topic": topic}
@@ -942,6 +986,80 @@ def test_dead_broker_replaced(ctx):
           "replica sets changed after the repair: %r, then %r" % (ps, now))
 
 
+def test_remove_add_drain(ctx):
+    """Brokers leave and join while a topic is written: DELETE of a broker
+    that holds replicas drains it first (state removing) and removes it
+    once it holds none; a broker that starts later registers and takes new
+    replicas; a drained broker ends with no replica, every partition with
+    three voters elsewhere matching the store, and nothing lost."""
+    c = Cluster(ctx, n_brokers=5, admin_token="tok").start(brokers=(1, 2, 3, 4))
+    auth = c.admin
+    c.create_topic(1, "dr", 4)
+    c.wait_preferred_lead("dr")
+    prod = c.register(2, "producer", "dr")
+    cons = c.register(3, "consumer", "dr")
+    sent = {}
+
+    def produce_all(tag):
+        for p in range(4):
+            off = produce_until_acked(c, "dr", prod, p, "%s-%d" % (tag, p), [1, 2, 3])
+            sent[(p, off)] = "%s-%d" % (tag, p)
+    produce_all("first")
+    produce_all("second")
+    check(c.hosted(2, "dr"), "broker 2 hosts nothing of dr")
+
+    # Removing a broker that holds replicas drains it first.
+    check_failure(*c.call(1, "DELETE", "/admin/brokers/9", headers=auth), 404, "unknown broker")
+    st, obj = c.call(1, "DELETE", "/admin/brokers/2", headers=auth)
+    check(st == 202 and obj["status"] == "success" and "removing" in obj["message"],
+          "remove broker 2: %d %r" % (st, obj))
+    state = c.broker_states()[2]["state"]
+    check(state in ("removing", "removed"), "broker 2 is %s" % state)
+    produce_all("during")  # Every partition stays writable meanwhile.
+    wait_until(lambda: c.broker_states()[2]["state"] == "removed", 60, "broker 2 REMOVED",
+               interval=0.3)
+    check(c.hosted(2) == set(), "broker 2 still hosts %r" % c.hosted(2))
+    check(c.groups_match_store("dr", exclude=(2,)), "groups after removing broker 2: %r"
+          % c.describe("dr"))
+    check_ok(*c.call(3, "DELETE", "/admin/brokers/2", headers=auth), "remove again")
+
+    # A broker that starts later registers, and new partitions go to it
+    # (it holds the fewest replicas) without any admin step.
+    c.brokers[5].start()
+    wait_until(lambda: 5 in c.alive_brokers(), 20, "broker 5 ALIVE")
+    c.create_topic(2, "fresh", 1)
+    fresh = c.partitions(1, "fresh")[0]
+    check(5 in fresh["replicas"], "the new broker took no replica: %r" % fresh)
+    wait_until(lambda: c.groups_match_store("fresh"), 30, "topic fresh served")
+
+    # Draining moves everything off; the broker stays, empty.
+    check_ok(*c.call(2, "POST", "/admin/brokers/3/drain", headers=auth), "drain broker 3")
+    wait_until(lambda: c.hosted(3) == set() and c.groups_match_store("dr", exclude=(2, 3))
+               and c.groups_match_store("fresh", exclude=(3,)), 60,
+               "broker 3 to be drained", interval=0.3)
+    # The managers see it too (from its next heartbeat).
+    wait_until(lambda: c.broker_states()[3]["hosted"] == 0, 10, "broker 3 to report no replica")
+    b3 = c.broker_states()[3]
+    check(b3["state"] == "draining" and b3["partitions"] == 0,
+          "broker 3 after the drain: %r" % b3)
+    # Now it holds nothing: removing it is immediate.
+    st, obj = c.call(1, "DELETE", "/admin/brokers/3", headers=auth)
+    check_ok(st, obj, "remove the drained broker")
+    check(c.broker_states()[3]["state"] == "removed", "broker 3: %r" % c.broker_states()[3])
+    produce_all("after")
+    got = []
+    drain(c, 1, "dr", cons, got)
+    check(sorted((p, o) for _, p, o in got) == sorted(sent)
+          and all(sent[(p, o)] == m for m, p, o in got),
+          "consumed %d of %d messages" % (len(got), len(sent)))
+    # Every replica holds every record.
+    for p in c.groups_match_store("dr"):
+        want = len([k for k in sent if k[0] == p["partition_id"]])
+        for b in p["replicas"]:
+            wait_until(lambda b=b, p=p: c.broker_replica(b, p["group_id"]).get("next_offset")
+                       == want, 20, "broker %d to hold partition %d" % (b, p["partition_id"]))
+
+
 if __name__ == "__main__":
     run_suite("manager", [
         test_queue_api,
@@ -950,4 +1068,5 @@ if __name__ == "__main__":
         test_leader_killed_under_load,
         test_restart_all,
         test_dead_broker_replaced,
+        test_remove_add_drain,
     ], binary="manager", ports=(28000, 28999))
