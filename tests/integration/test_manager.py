@@ -1060,6 +1060,78 @@ def test_remove_add_drain(ctx):
                        == want, 20, "broker %d to hold partition %d" % (b, p["partition_id"]))
 
 
+def test_leader_killed_mid_repair_and_create(ctx):
+    """The manager leader dies in the middle of a replica move (stopped
+    once the new replica exists, killed once the group has added it) and
+    right after answering a topic creation: the next leader finishes the
+    move (three voters matching the store, the dead broker's replica gone,
+    nothing lost) and creates every replica of the new topic."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
+    c.start()
+    lead = c.wait_leader()
+    c.create_topic(lead, "mid", 1)
+    part = c.wait_preferred_lead("mid")[0]
+    gid = part["group_id"]
+    prod = c.register(lead, "producer", "mid")
+    cons = c.register(lead, "consumer", "mid")
+    sent = {}
+    for k in range(30):
+        _, off = c.produce(1 + k % 3, "mid", prod, "before-%d" % k)
+        sent[off] = "before-%d" % k
+    victim = part["replicas"][1]
+    spare = next(b for b in c.brokers if b not in part["replicas"])
+    c.brokers[victim].kill()
+    # The move starts once the victim is DEAD: its first step creates the
+    # new replica on the spare. Stop the leader there, so that the group
+    # adds the new member with nobody left to remove the old one.
+    wait_until(lambda: gid in (c.hosted(spare) or ()), 30, "the move to create its replica",
+               interval=0.02)
+    c.managers[lead].pause()
+
+    def added():
+        voters = {tuple(sorted(c.broker_replica(b, gid).get("voters", [])))
+                  for b in part["replicas"] if b != victim}
+        return any(spare in v for v in voters) and voters
+    try:
+        voters = wait_until(added, 30, "the group to add broker %d" % spare, interval=0.05)
+    finally:
+        c.managers[lead].kill()
+    others = [i for i in c.managers if i != lead]
+    new = c.wait_leader(exclude=(lead,), timeout=30)
+    ps = wait_until(lambda: c.groups_match_store("mid", exclude=(victim,)), 40,
+                    "the next leader to finish the move", interval=0.3)
+    check(spare in ps[0]["replicas"], "replicas %r" % ps[0]["replicas"])
+    log = "\n".join(c.managers[new].log_tail(400))
+    c.managers[new]._note("voters when the leader died: %r; resumed: %s" % (
+        voters, [ln for ln in log.splitlines() if "moving the replica" in ln][-1:]))
+
+    # A topic created through the new leader, which dies as soon as it has
+    # answered: the next one creates whatever replicas are missing.
+    c.managers[lead].start()
+    wait_until(lambda: c.ready(lead), 30, "manager%d back" % lead)
+    st, obj = c.call(new, "POST", "/topics", {"topic_name": "born", "number_of_partitions": 6})
+    check_ok(st, obj, "create born")
+    c.managers[new].kill()
+    hosted = sum(len(c.hosted(b, "born") or ()) for b in c.brokers if b != victim)
+    c.managers[new]._note("replicas of born when the leader died: %d of 18" % hosted)
+    c.wait_leader(exclude=(new,), timeout=30)
+    wait_until(lambda: c.groups_match_store("born"), 40, "every replica of born", interval=0.3)
+    others = [i for i in c.managers if i != new]
+    bprod = c.register(others[0], "producer", "born")
+    for p in range(6):
+        produce_until_acked(c, "born", bprod, p, "born-%d" % p, others)
+
+    # Nothing lost in the moved partition; the new replica holds it all.
+    for k in range(10):
+        off = produce_until_acked(c, "mid", prod, 0, "after-%d" % k, others)
+        sent[off] = "after-%d" % k
+    got = []
+    drain(c, others[1], "mid", cons, got)
+    check({o: m for m, _, o in got} == sent, "consumed %d of %d" % (len(got), len(sent)))
+    wait_until(lambda: c.broker_replica(spare, gid).get("next_offset") == len(sent), 20,
+               "broker %d to hold every record" % spare)
+
+
 if __name__ == "__main__":
     run_suite("manager", [
         test_queue_api,
@@ -1069,4 +1141,5 @@ if __name__ == "__main__":
         test_restart_all,
         test_dead_broker_replaced,
         test_remove_add_drain,
+        test_leader_killed_mid_repair_and_create,
     ], binary="manager", ports=(28000, 28999))
