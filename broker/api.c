@@ -1036,9 +1036,11 @@ struct read {
 };
 
 /* Answers a read from what the partition holds now (maybe nothing). */
-static void reply_records(struct rq_http_req *req, struct partition *p,
+static void reply_records(struct rq_http_req *req, struct replica *r,
                           uint64_t offset, uint32_t max)
 {
+    struct partition *p = replica_partition(r);
+    struct replica_status st;
     uint64_t next = offset;
     json_t *list = json_array();
     if (offset < partition_local_next(p)) {
@@ -1086,10 +1088,15 @@ static void reply_records(struct rq_http_req *req, struct partition *p,
             return;
         }
     }
+    /* Whether this is the ready leader (which has applied everything it
+     * acknowledged) tells a caller whether an empty answer is final. */
+    replica_status(r, &st);
     rq_http_reply(req, 200,
-                  json_pack("{s:o,s:I,s:I}", "records", list, "next_offset",
-                            (json_int_t)next, "high_watermark",
-                            (json_int_t)partition_next_offset(p)));
+                  json_pack("{s:o,s:I,s:I,s:b,s:I}", "records", list,
+                            "next_offset", (json_int_t)next, "high_watermark",
+                            (json_int_t)partition_next_offset(p), "leader",
+                            replica_ready_leader(r), "leader_id",
+                            (json_int_t)st.node.leader_id));
 }
 
 static void on_read_woken(void *data, int status)
@@ -1098,8 +1105,7 @@ static void on_read_woken(void *data, int status)
     if (status != 0) {
         reply_unavailable(rd->req, "the replica is closing");
     } else {
-        reply_records(rd->req, replica_partition(rd->replica), rd->offset,
-                      rd->max);
+        reply_records(rd->req, rd->replica, rd->offset, rd->max);
     }
     free(rd);
 }
@@ -1158,7 +1164,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
         return;
     }
     if (offset < partition_local_next(p) || wait_ms == 0) {
-        reply_records(req, p, offset, (uint32_t)max);
+        reply_records(req, r, offset, (uint32_t)max);
         return;
     }
     struct read *rd = calloc(1, sizeof *rd);

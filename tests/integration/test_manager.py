@@ -1132,6 +1132,56 @@ def test_leader_killed_mid_repair_and_create(ctx):
                "broker %d to hold every record" % spare)
 
 
+def test_reads_ask_the_leader(ctx):
+    """Record reads and consumes through the managers ask the partition's
+    leader first: a follower that has stopped answering (SIGSTOP) slows
+    nothing down, and a leader that has just died is passed over for a
+    follower at once, before the group has elected another."""
+    c = Cluster(ctx).start()
+    c.create_topic(1, "rd", 1)
+    part = c.wait_preferred_lead("rd")[0]
+    lead = part["preferred_leader"]
+    followers = [b for b in part["replicas"] if b != lead]
+    values = []
+    # Through every manager, which then knows the leader from its answer.
+    for i in c.managers:
+        recs = ["r%d-%d" % (i, k) for k in range(2)]
+        st, obj = c.call(i, "POST", "/v1/topics/rd/records",
+                         {"records": [{"value": v, "partition_id": 0} for v in recs]})
+        check_ok(st, obj, "produce at manager%d" % i)
+        values += recs
+    cons = c.register(3, "consumer", "rd")
+
+    def read(i, offset=0):
+        t0 = time.monotonic()
+        st, obj = c.call(i, "GET", "/v1/topics/rd/partitions/0/records",
+                         query={"offset": offset, "max": 100})
+        took = time.monotonic() - t0
+        got = [r["value"] for r in check_ok(st, obj, "read at manager%d" % i)["records"]]
+        check(got == values[offset:], "read %r at manager%d from %d: %r" % (got, i, offset, obj))
+        return took
+
+    c.brokers[followers[0]].pause()
+    try:
+        slow = [t for i in c.managers for t in (read(i), read(i, 3)) if t > 2.0]
+        check(not slow, "reads took %r s with a follower stopped" % slow)
+        for k in range(3):
+            t0 = time.monotonic()
+            got = c.consume(1 + k % 3, "rd", cons)
+            took = time.monotonic() - t0
+            check(got == (values[k], 0, k) and took < 2.0,
+                  "consume %d: %r in %.1f s" % (k, got, took))
+    finally:
+        c.brokers[followers[0]].resume()
+    # Once the followers have applied everything, the leader dies: reads
+    # go on from them while the group elects another.
+    wait_until(lambda: all(c.broker_replica(b, part["group_id"]).get("next_offset") == len(values)
+                           for b in followers), 10, "the followers to apply every record")
+    c.brokers[lead].kill()
+    slow = [t for i in c.managers for t in (read(i), read(i, 5)) if t > 2.0]
+    check(not slow, "reads took %r s with the leader dead" % slow)
+
+
 if __name__ == "__main__":
     run_suite("manager", [
         test_queue_api,
@@ -1142,4 +1192,5 @@ if __name__ == "__main__":
         test_dead_broker_replaced,
         test_remove_add_drain,
         test_leader_killed_mid_repair_and_create,
+        test_reads_ask_the_leader,
     ], binary="manager", ports=(28000, 28999))
