@@ -6,11 +6,14 @@
  *   GET    /admin/managers                      managers, leader, term
  *   GET    /admin/brokers                       state, heartbeat age, counts
  *   POST   /admin/brokers/{id}/drain            state DRAINING
- *   DELETE /admin/brokers/{id}                  state REMOVED
+ *   DELETE /admin/brokers/{id}                  state REMOVED, or REMOVING
+ *                                               (202) while it holds replicas
  *   GET    /admin/topics/{topic}                partitions: leader, replicas,
  *                                               commit, lag
  *   DELETE /admin/topics/{topic}                delete (replicas follow)
- *   POST   /admin/partitions/{topic}/{p}/leader {"broker_id": N}
+ *   POST   /admin/partitions/{topic}/{p}/leader {"broker_id": N}: the new
+ *                                               preferred leader, then a
+ *                                               transfer
  * Brokers add themselves by registering. Everything but /admin/managers
  * is served by the leader (a follower forwards).
  */
