@@ -412,6 +412,43 @@ static void api_replicas_transfer(struct rq_http_req *req, void *data)
     }
 }
 
+static void api_replicas_preferred(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    char why[WHY_LEN];
+
+    if (refuse_closing(req, b)) {
+        return;
+    }
+    struct replica *r = group_param(req, b);
+    if (r == NULL) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    json_t *v = json_object_get(body, "broker_id");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        rq_http_reply_error(req, 400, "'broker_id' must be a broker id");
+        return;
+    }
+    int rv = replica_set_preferred(r, (uint64_t)json_integer_value(v), why,
+                                   sizeof why);
+    if (rv == RQ_SHUTDOWN) {
+        reply_unavailable(req, "%s", why);
+        return;
+    }
+    if (rv != 0) {
+        rq_http_reply_error(req, 500, "%s", why);
+        return;
+    }
+    rq_http_reply(req, 200,
+                  json_pack("{s:I}", "preferred_leader",
+                            (json_int_t)replica_preferred(r)));
+}
+
 /* ---- Membership ---- */
 
 /* A membership change whose caller waits. */
@@ -999,9 +1036,11 @@ struct read {
 };
 
 /* Answers a read from what the partition holds now (maybe nothing). */
-static void reply_records(struct rq_http_req *req, struct partition *p,
+static void reply_records(struct rq_http_req *req, struct replica *r,
                           uint64_t offset, uint32_t max)
 {
+    struct partition *p = replica_partition(r);
+    struct replica_status st;
     uint64_t next = offset;
     json_t *list = json_array();
     if (offset < partition_local_next(p)) {
@@ -1049,10 +1088,15 @@ static void reply_records(struct rq_http_req *req, struct partition *p,
             return;
         }
     }
+    /* Whether this is the ready leader (which has applied everything it
+     * acknowledged) tells a caller whether an empty answer is final. */
+    replica_status(r, &st);
     rq_http_reply(req, 200,
-                  json_pack("{s:o,s:I,s:I}", "records", list, "next_offset",
-                            (json_int_t)next, "high_watermark",
-                            (json_int_t)partition_next_offset(p)));
+                  json_pack("{s:o,s:I,s:I,s:b,s:I}", "records", list,
+                            "next_offset", (json_int_t)next, "high_watermark",
+                            (json_int_t)partition_next_offset(p), "leader",
+                            replica_ready_leader(r), "leader_id",
+                            (json_int_t)st.node.leader_id));
 }
 
 static void on_read_woken(void *data, int status)
@@ -1061,8 +1105,7 @@ static void on_read_woken(void *data, int status)
     if (status != 0) {
         reply_unavailable(rd->req, "the replica is closing");
     } else {
-        reply_records(rd->req, replica_partition(rd->replica), rd->offset,
-                      rd->max);
+        reply_records(rd->req, rd->replica, rd->offset, rd->max);
     }
     free(rd);
 }
@@ -1121,7 +1164,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
         return;
     }
     if (offset < partition_local_next(p) || wait_ms == 0) {
-        reply_records(req, p, offset, (uint32_t)max);
+        reply_records(req, r, offset, (uint32_t)max);
         return;
     }
     struct read *rd = calloc(1, sizeof *rd);
@@ -1151,6 +1194,7 @@ const struct rq_http_route api_routes[] = {
     {"GET", "/internal/replicas", api_replicas_list},
     {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete},
     {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer},
+    {"POST", "/internal/replicas/{group_id}/preferred", api_replicas_preferred},
     {"POST", "/internal/replicas/{group_id}/members", api_members_add},
     {"DELETE", "/internal/replicas/{group_id}/members/{id}",
      api_members_remove},

@@ -328,6 +328,11 @@ int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
             return RQ_EXISTS;
         }
         *existed = true;
+        /* Asking again with a preferred leader names it. */
+        if (d->preferred_leader != 0) {
+            return replica_set_preferred(s->replica, d->preferred_leader, why,
+                                         whyn);
+        }
         return 0;
     }
     if (broker_find_partition(b, d->topic, d->partition_id) != NULL) {
@@ -571,14 +576,15 @@ static json_t *heartbeat_summary(void *data)
             json_array_append_new(voters, json_integer((json_int_t)ids[j]));
         }
         json_array_append_new(
-            list, json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:o,s:s}", "group_id",
+            list, json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:o,s:s,s:I}", "group_id",
                             (json_int_t)b->slots[i].group_id, "role",
                             rq_role_name(st.node.role), "leader_id",
                             (json_int_t)st.node.leader_id, "term",
                             (json_int_t)st.node.term, "commit",
                             (json_int_t)st.node.commit, "next_offset",
                             (json_int_t)st.next_offset, "voters", voters,
-                            "state", st.state));
+                            "state", st.state, "preferred_leader",
+                            (json_int_t)replica_preferred(r)));
     }
     return list;
 }

@@ -57,7 +57,8 @@ struct replica *broker_at(struct broker *b, size_t i);
 
 /*
  * Creates, saves and opens a replica for @d. 0 when created (or *existed
- * when one with the same descriptor is there already: idempotent);
+ * when one with the same descriptor is there already: idempotent, and a
+ * preferred leader in @d replaces the one it had);
  * RQ_EXISTS if the group or the partition is hosted with another
  * descriptor, RQ_INVALID if this broker is not among the members or its
  * address differs, RQ_SHUTDOWN while that group is being removed or the

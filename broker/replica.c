@@ -13,10 +13,12 @@
  * 2 s. A call in flight when the replica closes is orphaned: its callback
  * only frees it.
  *
- * Leadership. The preferred leader of a group is members[group_id % n] in
- * the order the members were given at creation, which spreads leaders
- * evenly when groups are numbered consecutively. A ready leader that is not
- * the preferred one hands over with raft_transfer() from replica_tick();
+ * Leadership. The preferred leader of a group is the one the manager named
+ * (descriptor field preferred_leader, changed by replica_set_preferred),
+ * else voters[group_id % n] in the committed configuration's order, which
+ * spreads leaders evenly when groups are numbered consecutively. A ready
+ * leader that is not the preferred one, while the preferred one votes,
+ * hands over with raft_transfer() from replica_tick();
  * libraft sends TimeoutNow once the target has caught up, or gives up after
  * an election timeout, after which the next attempt backs off (5 s to 60 s)
  * so a member that is down costs one log line a minute, not one a tick.
@@ -522,11 +524,39 @@ const struct replica_member *replica_leader(const struct replica *r)
 uint64_t replica_preferred(const struct replica *r)
 {
     uint64_t voters[REPLICA_MEMBERS_MAX];
+    if (r->desc.preferred_leader != 0) {
+        return r->desc.preferred_leader;
+    }
     size_t n = replica_voters(r, voters, REPLICA_MEMBERS_MAX);
     if (n == 0) {
         return replica_desc_preferred(&r->desc);
     }
     return voters[r->desc.group_id % n];
+}
+
+int replica_set_preferred(struct replica *r, uint64_t id, char *why,
+                          size_t whyn)
+{
+    if (r->desc.preferred_leader == id) {
+        return 0;
+    }
+    if (r->state == REPLICA_CLOSING) {
+        snprintf(why, whyn, "the replica is closing");
+        return RQ_SHUTDOWN;
+    }
+    struct replica_desc d = r->desc;
+    d.preferred_leader = id;
+    int rv = desc_write(r, &d, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rq_log(RQ_INFO, "%s: preferred leader now broker %" PRIu64, r->label, id);
+    r->desc = d;
+    /* A new preferred leader is worth trying at once, whatever the
+     * attempts to the old one cost. */
+    r->transfer_fails = 0;
+    r->transfer_next = 0;
+    return 0;
 }
 
 /* ---- Produce ---- */
@@ -1505,9 +1535,15 @@ void replica_tick(struct replica *r, bool balance)
     members_query(r);
     uint64_t now = uv_now(r->env->loop);
     uint64_t preferred = replica_preferred(r);
-    if (!balance || preferred == r->env->self_id || !replica_ready_leader(r) ||
-        r->transfer_inflight || now < r->transfer_next ||
-        now < r->transfer_ended + TRANSFER_GAP_MS ||
+    uint64_t voters[REPLICA_MEMBERS_MAX];
+    size_t n = replica_voters(r, voters, REPLICA_MEMBERS_MAX);
+    bool votes = false;
+    for (size_t i = 0; i < n; i++) {
+        votes = votes || voters[i] == preferred;
+    }
+    if (!balance || !votes || preferred == r->env->self_id ||
+        !replica_ready_leader(r) || r->transfer_inflight ||
+        now < r->transfer_next || now < r->transfer_ended + TRANSFER_GAP_MS ||
         r->change_step != CHANGE_NONE ||
         rq_node_raft(r->node)->configuration_uncommitted_index != 0) {
         return;

@@ -8,7 +8,8 @@
  * On disk, under the broker's data directory:
  *
  *     replicas/<group_id>/replica.json   the descriptor (topic, partition,
- *                                        group, members, bootstrap),
+ *                                        group, members, bootstrap,
+ *                                        preferred leader),
  *                                        written atomically
  *     replicas/<group_id>/raft/          the rq_node directory
  *     replicas/<group_id>/log/           the partition log
@@ -166,8 +167,18 @@ void replica_wait_cancel(struct replica_waiter *w);
 
 /* ---- Leadership ---- */
 
-/* The preferred leader: voters[group_id % n_voters] (replica_voters()). */
+/* The preferred leader: the descriptor's preferred_leader when one was
+ * given, else voters[group_id % n_voters] (replica_voters()). A leader
+ * hands over to it only while it is a voter. */
 uint64_t replica_preferred(const struct replica *r);
+
+/*
+ * Names broker @id (positive; need not be a member yet) the preferred
+ * leader and records it in replica.json. 0, or RQ_IO or RQ_SHUTDOWN (the
+ * replica is closing) with @why; nothing changed then.
+ */
+int replica_set_preferred(struct replica *r, uint64_t id, char *why,
+                          size_t whyn);
 
 /*
  * Hands leadership to member @to (0: any up-to-date voter). RQ_NOTLEADER

@@ -150,7 +150,11 @@ int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
         return RQ_INVALID;
     }
     out->bootstrap = json_is_true(v);
-    return 0;
+    if (json_object_get(in, "preferred_leader") != NULL) {
+        rv = get_uint(in, "preferred_leader", true, &out->preferred_leader, why,
+                      whyn);
+    }
+    return rv;
 }
 
 json_t *replica_desc_json(const struct replica_desc *d, bool brief)
@@ -169,6 +173,10 @@ json_t *replica_desc_json(const struct replica_desc *d, bool brief)
                   (json_int_t)d->group_id, "members", members);
     if (o != NULL && !brief) {
         json_object_set_new(o, "bootstrap", json_boolean(d->bootstrap));
+    }
+    if (o != NULL && d->preferred_leader != 0) {
+        json_object_set_new(o, "preferred_leader",
+                            json_integer((json_int_t)d->preferred_leader));
     }
     return o;
 }
@@ -204,5 +212,8 @@ const struct replica_member *replica_desc_member(const struct replica_desc *d,
 
 uint64_t replica_desc_preferred(const struct replica_desc *d)
 {
+    if (d->preferred_leader != 0) {
+        return d->preferred_leader;
+    }
     return d->members[d->group_id % d->n_members].id;
 }

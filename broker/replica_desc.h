@@ -26,7 +26,8 @@ struct replica_member {
 };
 
 /* What a replica is. Fixed when it is created, except the members, which
- * follow the group's committed Raft configuration (in its order). */
+ * follow the group's committed Raft configuration (in its order), and the
+ * preferred leader, which the manager may change. */
 struct replica_desc {
     char topic[REPLICA_TOPIC_MAX + 1];
     uint64_t partition_id;
@@ -34,11 +35,15 @@ struct replica_desc {
     struct replica_member members[REPLICA_MEMBERS_MAX];
     size_t n_members;
     bool bootstrap; /* Bootstrap the group's first configuration. */
+    /* The broker that should lead the group (0: none given, then the
+     * rotation of replica_desc_preferred). It need not be a member yet. */
+    uint64_t preferred_leader;
 };
 
 /*
  * Reads a descriptor from JSON (a POST /internal/replicas body or
- * replica.json). 0, or RQ_INVALID with a sentence in @why.
+ * replica.json); "preferred_leader" is optional (a positive broker id).
+ * 0, or RQ_INVALID with a sentence in @why.
  */
 int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
                        size_t whyn);
@@ -46,16 +51,19 @@ int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
  * sentence in @why. */
 int replica_member_parse(const json_t *in, struct replica_member *out,
                          char *why, size_t whyn);
-/* The descriptor as JSON (new reference); without "bootstrap" if @brief. */
+/* The descriptor as JSON (new reference); without "bootstrap" if @brief;
+ * with "preferred_leader" when one was given. */
 json_t *replica_desc_json(const struct replica_desc *d, bool brief);
-/* Same topic, partition, group and members (in order). */
+/* Same topic, partition, group and members (in order); the preferred
+ * leader is not compared. */
 bool replica_desc_same(const struct replica_desc *a,
                        const struct replica_desc *b);
 /* The member with @id, or NULL. */
 const struct replica_member *replica_desc_member(const struct replica_desc *d,
                                                  uint64_t id);
-/* The preferred leader: members[group_id % n_members], so that groups
- * numbered consecutively rotate their leaders over the members. */
+/* The preferred leader: the one given, else members[group_id % n_members],
+ * so that groups numbered consecutively rotate their leaders over the
+ * members. */
 uint64_t replica_desc_preferred(const struct replica_desc *d);
 /* true if @topic is 1-128 of [A-Za-z0-9._-] and not "." or "..". */
 bool replica_desc_topic_valid(const char *topic);

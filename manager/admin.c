@@ -6,17 +6,21 @@
  *   GET    /admin/managers                      managers, leader, term
  *   GET    /admin/brokers                       state, heartbeat age, counts
  *   POST   /admin/brokers/{id}/drain            state DRAINING
- *   DELETE /admin/brokers/{id}                  state REMOVED
+ *   DELETE /admin/brokers/{id}                  state REMOVED, or REMOVING
+ *                                               (202) while it holds replicas
  *   GET    /admin/topics/{topic}                partitions: leader, replicas,
  *                                               commit, lag
  *   DELETE /admin/topics/{topic}                delete (replicas follow)
- *   POST   /admin/partitions/{topic}/{p}/leader {"broker_id": N}
+ *   POST   /admin/partitions/{topic}/{p}/leader {"broker_id": N}: the new
+ *                                               preferred leader, then a
+ *                                               transfer
  * Brokers add themselves by registering. Everything but /admin/managers
  * is served by the leader (a follower forwards).
  */
 #include "admin.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,7 @@
 #include "manager.h"
 #include "mstore.h"
 #include "reconcile.h"
+#include "repair.h"
 #include "routing.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -253,8 +258,9 @@ void admin_brokers(struct rq_http_req *req, void *data)
 struct admin_op {
     struct rq_http_req *req;
     struct manager *m;
-    char what[160];
-    bool kick; /* Reconcile once applied. */
+    char what[320];
+    bool kick;  /* Reconcile once applied. */
+    int status; /* Of the answer once applied (200, or 202: under way). */
 };
 
 static void on_admin_applied(void *data, int status, uint64_t result)
@@ -275,7 +281,7 @@ static void on_admin_applied(void *data, int status, uint64_t result)
             rq_http_reply_error(op->req, rq_err_http_status(code),
                                 "refused: %s", rq_strerror(code));
         } else {
-            rq_http_reply(op->req, 200,
+            rq_http_reply(op->req, op->status,
                           json_pack("{s:s}", "message", op->what));
         }
     }
@@ -283,7 +289,8 @@ static void on_admin_applied(void *data, int status, uint64_t result)
 }
 
 static void propose_and_answer(struct manager *m, struct rq_http_req *req,
-                               struct mcmd *c, const char *what, bool kick)
+                               struct mcmd *c, int status, const char *what,
+                               bool kick)
 {
     struct admin_op *op = calloc(1, sizeof *op);
     if (op == NULL) {
@@ -292,6 +299,7 @@ static void propose_and_answer(struct manager *m, struct rq_http_req *req,
     }
     op->m = m;
     op->kick = kick;
+    op->status = status;
     snprintf(op->what, sizeof op->what, "%s", what);
     int rv = manager_propose(m, c, on_admin_applied, op);
     if (rv != 0) {
@@ -308,7 +316,8 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
 {
     struct mstore_broker b;
     uint32_t id;
-    char what[128];
+    char what[320];
+    int status = 200;
 
     if (!manager_check_admin(m, req) || manager_forward(m, req)) {
         return;
@@ -326,12 +335,33 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
         reply_store_error(req, rv);
         return;
     }
+    if (to == MBROKER_REMOVED && b.state != MBROKER_REMOVED &&
+        b.state != MBROKER_DEAD) {
+        /* A broker that still holds replicas is drained first: it becomes
+         * REMOVED once repair has moved everything off it (repair.c). A
+         * DEAD one is removed at once: its replicas are being replaced
+         * already. */
+        const struct liveness_broker *lb = liveness_broker(m->liveness, id);
+        size_t hosted = lb != NULL && lb->heard ? lb->n_replicas : 0;
+        if (b.n_replicas > 0 || hosted > 0) {
+            to = MBROKER_REMOVING;
+            status = 202;
+            snprintf(what, sizeof what,
+                     "broker %u is now removing: its %u replicas are being "
+                     "moved to other brokers, and it becomes removed once it "
+                     "holds none (see GET /admin/brokers)",
+                     id,
+                     b.n_replicas > hosted ? b.n_replicas : (unsigned)hosted);
+        }
+    }
     struct mcmd c = {.type = MCMD_BROKER_STATE};
     c.u.broker_state.id = id;
     c.u.broker_state.state = to;
-    snprintf(what, sizeof what, "broker %u is now %s", id,
-             mbroker_state_name(to));
-    propose_and_answer(m, req, &c, what, true);
+    if (status == 200) {
+        snprintf(what, sizeof what, "broker %u is now %s", id,
+                 mbroker_state_name(to));
+    }
+    propose_and_answer(m, req, &c, status, what, true);
 }
 
 void admin_broker_drain(struct rq_http_req *req, void *data)
@@ -455,100 +485,255 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
     struct mcmd c = {.type = MCMD_TOPIC_DELETE};
     snprintf(c.u.topic_delete.name, sizeof c.u.topic_delete.name, "%s", topic);
     snprintf(what, sizeof what, "Topic '%s' deleted", topic);
-    propose_and_answer(m, req, &c, what, true);
+    propose_and_answer(m, req, &c, 200, what, true);
 }
 
-/* ---- Leadership moves ---- */
+/* ---- Leadership moves ----
+ *
+ * A move makes the target the partition's preferred leader for good and
+ * then hands it the leadership:
+ *
+ *   COMMIT    MCMD_PARTITION_REPLICAS with the target moved to replicas[0]
+ *             (checked against the epoch read), unless it is there already
+ *   PREFER    every replica is told (POST .../preferred); a replica that
+ *             misses it is told by reconciliation, which compares what
+ *             brokers report with replicas[0]
+ *   TRANSFER  the group's leader hands over (POST .../transfer); a 409
+ *             (a transfer under way, perhaps the leader's own towards the
+ *             new preferred leader) or a 503 is asked again until the
+ *             deadline, and a 421 naming the target means it is done
+ *
+ * Brokers hand leadership back to their preferred leader, so without the
+ * first two steps a move would last a few seconds.
+ */
 
-struct transfer {
-    struct rq_http_req *req;
+#define MOVE_DEADLINE_MS 15000
+#define MOVE_RETRY_MS 300
+#define PREFER_TIMEOUT_MS 3000
+
+struct move_op {
+    struct rq_http_req *req; /* NULL once the client has gone. */
     struct manager *m;
-    uint64_t group_id;
+    struct mstore_partition part;
     uint32_t to;
     uint32_t asked;
-    unsigned tries;
-    char body[64];
+    unsigned pending; /* PREFER calls not answered yet. */
+    uint64_t deadline;
+    char why[WHY_LEN];
+    uv_timer_t retry; /* The op is freed from its close callback. */
 };
 
-static void transfer_send(struct transfer *t, uint32_t broker);
+static void on_move_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void move_finish(struct move_op *op)
+{
+    uv_close((uv_handle_t *)&op->retry, on_move_closed);
+}
+
+static void move_fail(struct move_op *op, int status, const char *retry_after,
+                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void move_fail(struct move_op *op, int status, const char *retry_after,
+                      const char *fmt, ...)
+{
+    char msg[WHY_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (op->req != NULL) {
+        if (retry_after != NULL) {
+            rq_http_set_header(op->req, "Retry-After", retry_after);
+        }
+        rq_http_reply_error(op->req, status, "%s", msg);
+    }
+    move_finish(op);
+}
+
+static void move_done(struct move_op *op, const char *msg)
+{
+    routing_set_leader(op->m->routing, op->part.group_id, op->to,
+                       uv_now(op->m->loop));
+    rq_log(RQ_INFO, "%s/%u: leadership moved to broker %u", op->part.topic,
+           op->part.partition_id, op->to);
+    if (op->req != NULL) {
+        rq_http_reply(op->req, 200, json_pack("{s:s}", "message", msg));
+    }
+    move_finish(op);
+}
+
+static void transfer_send(struct move_op *op, uint32_t broker);
+
+static void on_move_retry(uv_timer_t *t)
+{
+    struct move_op *op = t->data;
+    const struct route *r = routing_get(op->m->routing, op->part.group_id);
+    transfer_send(op, r != NULL && r->leader != 0 ? r->leader : op->to);
+}
+
+/* Asks again after a pause, or answers 503 past the deadline. */
+static void transfer_again(struct move_op *op)
+{
+    if (op->m->closing || uv_now(op->m->loop) + MOVE_RETRY_MS > op->deadline) {
+        move_fail(op, 503, "1",
+                  "broker %u is the preferred leader of %s/%u now, but "
+                  "leadership has not moved yet (%s); the brokers go on "
+                  "handing it over",
+                  op->to, op->part.topic, op->part.partition_id, op->why);
+        return;
+    }
+    uv_timer_start(&op->retry, on_move_retry, MOVE_RETRY_MS, 0);
+}
 
 static void on_transfer(void *data, const struct rq_httpc_resp *resp)
 {
-    struct transfer *t = data;
-    struct rq_http_req *req = t->req;
-    if (req == NULL || t->m->closing) {
-        free(t);
+    struct move_op *op = data;
+    if (op->m->closing) {
+        move_finish(op);
         return;
     }
     json_t *o = resp->body_len > 0
                     ? json_loadb(resp->body, resp->body_len, 0, NULL)
                     : NULL;
     json_t *lid = json_object_get(o, "leader_id");
-    if (resp->err == 0 && resp->status == 421 && json_is_integer(lid) &&
-        json_integer_value(lid) > 0 &&
-        (uint32_t)json_integer_value(lid) != t->asked && t->tries < 3) {
-        uint32_t leader = (uint32_t)json_integer_value(lid);
-        json_decref(o);
-        if (leader == t->to) {
-            rq_http_reply(req, 200,
-                          json_pack("{s:s}", "message",
-                                    "that broker leads the partition "
-                                    "already"));
-            free(t);
-            return;
-        }
-        transfer_send(t, leader);
-        return;
-    }
+    const char *msg = json_string_value(json_object_get(o, "message"));
+    uint32_t leader = json_is_integer(lid) && json_integer_value(lid) > 0 &&
+                              json_integer_value(lid) <= UINT32_MAX
+                          ? (uint32_t)json_integer_value(lid)
+                          : 0;
     if (resp->err != 0) {
-        manager_unavailable(req, "broker %u could not be reached: %s", t->asked,
-                            resp->why);
-    } else if (resp->status == 200) {
-        routing_set_leader(t->m->routing, t->group_id, t->to,
-                           uv_now(t->m->loop));
-        rq_http_reply(req, 200,
-                      json_pack("{s:s}", "message", "leadership moved"));
+        snprintf(op->why, sizeof op->why, "broker %u: %s", op->asked,
+                 resp->why);
+        routing_drop_leader(op->m->routing, op->part.group_id, op->asked);
     } else {
-        const char *msg = json_string_value(json_object_get(o, "message"));
-        if (resp->retry_after != NULL) {
-            rq_http_set_header(req, "Retry-After", resp->retry_after);
-        }
-        rq_http_reply_error(req, resp->status == 421 ? 503 : (int)resp->status,
-                            "broker %u: %s", t->asked,
-                            msg != NULL ? msg : "the transfer failed");
+        snprintf(op->why, sizeof op->why, "broker %u: %ld %s", op->asked,
+                 resp->status, msg != NULL ? msg : "");
     }
     json_decref(o);
-    free(t);
+    if (resp->err == 0 && resp->status == 200) {
+        move_done(op, "leadership moved");
+    } else if (resp->err == 0 && resp->status == 421 && leader == op->to) {
+        move_done(op, "leadership moved");
+    } else if (resp->err == 0 && resp->status == 421 && leader != 0 &&
+               leader != op->asked) {
+        routing_set_leader(op->m->routing, op->part.group_id, leader,
+                           uv_now(op->m->loop));
+        transfer_send(op, leader);
+    } else if (resp->err != 0 || resp->status == 421 || resp->status == 409 ||
+               resp->status == 503) {
+        transfer_again(op);
+    } else {
+        move_fail(op, (int)resp->status, NULL, "%s", op->why);
+    }
 }
 
-static void transfer_send(struct transfer *t, uint32_t broker)
+static void transfer_send(struct move_op *op, uint32_t broker)
 {
     struct mstore_broker b;
     char url[512];
-    t->tries++;
-    t->asked = broker;
-    if (mstore_broker(t->m->store, broker, &b) != 0) {
-        manager_unavailable(t->req, "broker %u is unknown", broker);
-        free(t);
+    char body[64];
+    op->asked = broker;
+    if (mstore_broker(op->m->store, broker, &b) != 0) {
+        snprintf(op->why, sizeof op->why, "broker %u is unknown", broker);
+        transfer_again(op);
         return;
     }
     snprintf(url, sizeof url,
              "http://%s/internal/replicas/%" PRIu64 "/transfer", b.http_addr,
-             t->group_id);
+             op->part.group_id);
+    snprintf(body, sizeof body, "{\"to\":%u}", op->to);
     struct rq_httpc_req r = {
         .method = "POST",
         .url = url,
-        .headers = manager_peer_headers(t->m),
-        .body = t->body,
-        .body_len = strlen(t->body),
+        .headers = manager_peer_headers(op->m),
+        .body = body,
+        .body_len = strlen(body),
         .timeout_ms = TRANSFER_TIMEOUT_MS,
     };
-    int rv = manager_call(t->m, &r, on_transfer, t);
+    int rv = manager_call(op->m, &r, on_transfer, op);
     if (rv != 0) {
-        manager_unavailable(t->req, "cannot call broker %u: %s", broker,
-                            rq_strerror(rv));
-        free(t);
+        move_fail(op, 503, "1", "cannot call broker %u: %s", broker,
+                  rq_strerror(rv));
     }
+}
+
+static void on_preferred(void *data, const struct rq_httpc_resp *resp)
+{
+    struct move_op *op = data;
+    if (resp->err != 0 || resp->status != 200) {
+        rq_log(RQ_DEBUG,
+               "g%" PRIu64
+               ": naming broker %u the preferred leader failed on a replica "
+               "(%s); reconciliation will",
+               op->part.group_id, op->to,
+               resp->err != 0 ? resp->why : "refused");
+    }
+    if (--op->pending > 0) {
+        return;
+    }
+    if (op->m->closing) {
+        move_finish(op);
+        return;
+    }
+    on_move_retry(&op->retry);
+}
+
+static void prefer_all(struct move_op *op)
+{
+    struct mstore_broker b;
+    char url[512];
+    char body[64];
+    snprintf(body, sizeof body, "{\"broker_id\":%u}", op->to);
+    op->pending = 0;
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        if (mstore_broker(op->m->store, op->part.replicas[k], &b) != 0) {
+            continue;
+        }
+        snprintf(url, sizeof url,
+                 "http://%s/internal/replicas/%" PRIu64 "/preferred",
+                 b.http_addr, op->part.group_id);
+        struct rq_httpc_req r = {
+            .method = "POST",
+            .url = url,
+            .headers = manager_peer_headers(op->m),
+            .body = body,
+            .body_len = strlen(body),
+            .timeout_ms = PREFER_TIMEOUT_MS,
+        };
+        if (manager_call(op->m, &r, on_preferred, op) == 0) {
+            op->pending++;
+        }
+    }
+    if (op->pending == 0) {
+        on_move_retry(&op->retry); /* Reconciliation will tell them. */
+    }
+}
+
+static void on_order_committed(void *data, int status, uint64_t result)
+{
+    struct move_op *op = data;
+    if (status != 0) {
+        move_fail(op, 503, "1",
+                  "the new preferred leader was not committed: %s; retry",
+                  rq_strerror(status));
+        return;
+    }
+    if (MSTORE_IS_ERR(result)) {
+        move_fail(op, 409, NULL,
+                  "the replicas of topic '%s' partition %u changed meanwhile "
+                  "(%s); retry",
+                  op->part.topic, op->part.partition_id,
+                  rq_strerror(MSTORE_ERR_CODE(result)));
+        return;
+    }
+    rq_log(RQ_INFO, "%s/%u: broker %u is now the preferred leader",
+           op->part.topic, op->part.partition_id, op->to);
+    reconcile_kick(op->m->reconcile);
+    prefer_all(op);
 }
 
 void admin_partition_leader(struct rq_http_req *req, void *data)
@@ -592,8 +777,13 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     }
     struct mstore_partition part = parts[p];
     free(parts);
-    if (part.replicas[0] != to && part.replicas[1] != to &&
-        part.replicas[2] != to) {
+    unsigned at = MCMD_RF;
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        if (part.replicas[k] == to) {
+            at = k;
+        }
+    }
+    if (at == MCMD_RF) {
         rq_http_reply_error(req, 400,
                             "broker %u holds no replica of topic '%s' "
                             "partition %u (its replicas are on %u, %u, %u)",
@@ -601,19 +791,52 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
                             part.replicas[2]);
         return;
     }
-    struct transfer *t = calloc(1, sizeof *t);
-    if (t == NULL) {
+    if (repair_active(m->repair, part.group_id)) {
+        manager_unavailable(req,
+                            "a replica of topic '%s' partition %u is being "
+                            "moved; retry once that is done",
+                            topic, p);
+        return;
+    }
+    struct move_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    t->m = m;
-    t->group_id = part.group_id;
-    t->to = to;
-    snprintf(t->body, sizeof t->body, "{\"to\":%u}", to);
-    const struct route *r = routing_get(m->routing, part.group_id);
-    manager_hold(req, &t->req);
-    /* The leader moves it; any member names the leader with a 421. */
-    transfer_send(t, r != NULL && r->leader != 0 ? r->leader : to);
+    op->m = m;
+    op->part = part;
+    op->to = to;
+    op->deadline = uv_now(m->loop) + MOVE_DEADLINE_MS;
+    uv_timer_init(m->loop, &op->retry);
+    op->retry.data = op;
+    if (at == 0) {
+        manager_hold(req, &op->req);
+        prefer_all(op);
+        return;
+    }
+    /* The target first, the others in their order. */
+    struct mcmd c = {.type = MCMD_PARTITION_REPLICAS};
+    snprintf(c.u.partition_replicas.topic, sizeof c.u.partition_replicas.topic,
+             "%s", part.topic);
+    c.u.partition_replicas.partition_id = part.partition_id;
+    c.u.partition_replicas.expected_epoch = part.epoch;
+    unsigned j = 0;
+    c.u.partition_replicas.replicas[j++] = to;
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        if (k != at) {
+            c.u.partition_replicas.replicas[j++] = part.replicas[k];
+        }
+    }
+    memcpy(op->part.replicas, c.u.partition_replicas.replicas,
+           sizeof op->part.replicas);
+    rv = manager_propose(m, &c, on_order_committed, op);
+    if (rv != 0) {
+        manager_unavailable(req, "this manager cannot commit now (%s); retry",
+                            rq_strerror(rv));
+        move_finish(op);
+        return;
+    }
+    manager_hold(req, &op->req);
 }
 
 /* ---- Brokers' internal API ---- */

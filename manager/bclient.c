@@ -48,12 +48,16 @@ struct bcall {
     unsigned next; /* Reads: index into order; produce: rotation. */
     unsigned redirects;
     unsigned wait_ms;
+    uint64_t offset; /* Reads: the first offset asked for. */
     char why[WHY_LEN];
     /* Reads with no known leader ask every replica at once and keep the
-     * answer of the one that has applied the most. */
+     * answer of the one that has applied the most; reads that ask one
+     * replica after another keep the best answer so far in the same
+     * fields, in case no replica has more. */
     bool fanout;
     struct fan fans[MCMD_RF];
     unsigned fan_pending;
+    bool delivered; /* The ready leader's answer went to the caller. */
     json_t *best;
     int best_status;
     uint64_t best_hw;
@@ -209,8 +213,45 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
         }
     } else if (resp->status == 200) {
         json_t *hw = json_object_get(o, "high_watermark");
+        const struct route *r = routing_get(m->routing, gid);
+        uint64_t known = r != NULL ? r->high_watermark : 0;
+        uint64_t v = json_is_integer(hw) ? (uint64_t)json_integer_value(hw) : 0;
+        json_t *lid = json_object_get(o, "leader_id");
+        uint32_t named = json_is_integer(lid) && json_integer_value(lid) > 0 &&
+                                 json_integer_value(lid) <= UINT32_MAX
+                             ? (uint32_t)json_integer_value(lid)
+                             : 0;
+        bool follow =
+            named != 0 && named != c->target && c->redirects < MAX_REDIRECTS;
+        bool empty = json_array_size(json_object_get(o, "records")) == 0;
+        if (c->wait_ms == 0 && empty &&
+            (!json_is_true(json_object_get(o, "leader")) || v < known) &&
+            (follow || c->next < c->n_order)) {
+            /* An empty answer is final only from the ready leader, which
+             * has applied everything it acknowledged; this one may be a
+             * follower behind (the cache named a leader that has handed
+             * over) or a new leader still applying. Ask the leader it
+             * names, else the next replica, keeping this answer in case
+             * none has more. */
+            if (follow) {
+                routing_set_leader(m->routing, gid, named, uv_now(m->loop));
+                c->redirects++;
+                c->redirect_to = named;
+            }
+            if (c->best == NULL || v > c->best_hw) {
+                json_decref(c->best);
+                c->best = json_incref(o);
+                c->best_status = 200;
+                c->best_hw = v;
+            }
+            snprintf(c->why, sizeof c->why,
+                     "broker %u holds up to offset %" PRIu64, c->target, v);
+            json_decref(o);
+            attempt(c);
+            return;
+        }
         if (json_is_integer(hw)) {
-            routing_raise(m->routing, gid, (uint64_t)json_integer_value(hw));
+            routing_raise(m->routing, gid, v);
         }
     }
     if (resp->status == 200 && o == NULL) {
@@ -253,6 +294,13 @@ static void attempt(struct bcall *c)
             c->redirect_to = 0;
         } else if (c->next < c->n_order) {
             c->target = c->order[c->next++];
+        } else if (c->best != NULL) {
+            /* Nobody had more than this answer. */
+            json_t *best = c->best;
+            c->best = NULL;
+            finish(c, c->best_status, best, "", NULL);
+            json_decref(best);
+            return;
         } else {
             finish_unavailable(c);
             return;
@@ -310,8 +358,26 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
         snprintf(c->why, sizeof c->why, "broker %u: %ld %s", f->broker,
                  resp->status, msg != NULL ? msg : "");
     }
+    if (!c->delivered && resp->err == 0 && resp->status == 200 &&
+        json_is_integer(hw) && json_is_true(json_object_get(o, "leader"))) {
+        /* The ready leader has applied everything it acknowledged: its
+         * answer needs no other, and a replica that does not answer (a
+         * stopped process) does not hold it up. The call is freed once
+         * every answer is in. */
+        struct bclient_result r = {.status = 200, .answer = o, .why = ""};
+        uint64_t now = uv_now(c->m->loop);
+        routing_set_leader(c->m->routing, c->part.group_id, f->broker, now);
+        routing_raise(c->m->routing, c->part.group_id,
+                      (uint64_t)json_integer_value(hw));
+        c->delivered = true;
+        c->cb(c->data, &r);
+    }
     json_decref(o);
     if (--c->fan_pending > 0) {
+        return;
+    }
+    if (c->delivered) {
+        uv_close((uv_handle_t *)&c->timer, on_closed);
         return;
     }
     if (c->best == NULL) {
@@ -442,17 +508,20 @@ int bclient_read(struct manager *m, const struct mstore_partition *p,
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     c->wait_ms = wait_ms;
+    c->offset = offset;
     snprintf(c->path, sizeof c->path,
              "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
              "&max=%u&wait_ms=%u",
              p->topic, p->partition_id, offset, max, wait_ms);
-    /* Every replica at once: the cache may name a leader that has just
-     * handed over, and a follower may not have applied what the leader
-     * acknowledged a moment ago. A long poll waits on one replica: the
-     * leader first, then the others in their order. */
+    /* The leader first (it has applied everything it acknowledged), then
+     * the others in their order after a failure, or when the one asked
+     * holds less than the cache knows was acknowledged (the cache may name
+     * a leader that has just handed over). With no leader known, a read
+     * asks every replica at once; a long poll waits on one replica at a
+     * time in the same order. */
     const struct route *r = routing_get(m->routing, p->group_id);
     unsigned n = 0;
-    c->fanout = wait_ms == 0;
+    c->fanout = wait_ms == 0 && (r == NULL || r->leader == 0);
     if (r != NULL && r->leader != 0) {
         c->order[n++] = r->leader;
     }

@@ -11,10 +11,16 @@
  * same on every retry, so the broker appends it once whatever the retries.
  * Every other answer (200, 4xx) ends the call with the broker's status.
  *
- * A read asks every replica at once and answers with the one that has
- * applied the most (the leader has applied everything it acknowledged,
- * and the cache may name a leader that has just handed over); a long poll
- * waits on one replica, the leader first, then the others in turn.
+ * A read asks the leader the routing cache names, and others only if it
+ * fails (cannot be reached, is not there, answers 5xx) or answers no
+ * records without being the ready leader (brokers say so in "leader"; the
+ * cache may name a leader that has just handed over, and a follower may
+ * not have applied what the leader acknowledged) or with a high watermark
+ * below the cache's: then the leader that replica names, else the next
+ * replica, and the best answer wins. With no leader known, it asks every
+ * replica at once and answers with the ready leader's answer as soon as
+ * it comes, else, once all have answered, with the one that has applied
+ * the most. A long poll waits on one replica at a time, the leader first.
  */
 #ifndef BCLIENT_H
 #define BCLIENT_H

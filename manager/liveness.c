@@ -200,6 +200,11 @@ static int parse_replicas(const json_t *list, struct liveness_replica **out,
                 r[i].voters[r[i].n_voters++] = (uint32_t)json_integer_value(v);
             }
         }
+        uint64_t preferred;
+        if (json_u64(o, "preferred_leader", &preferred) == 0 &&
+            preferred <= UINT32_MAX) {
+            r[i].preferred = (uint32_t)preferred;
+        }
         r[i].leader = json_is_string(role) &&
                       strcmp(json_string_value(role), "leader") == 0;
     }

@@ -36,6 +36,7 @@ struct liveness_replica {
     uint64_t next_offset;
     uint32_t voters[LIVENESS_VOTERS_MAX]; /* Its configuration's voters. */
     unsigned n_voters;                    /* 0: not reported. */
+    uint32_t preferred; /* The broker it prefers as leader; 0: not said. */
 };
 
 struct liveness_broker {

@@ -93,6 +93,8 @@ const char *mbroker_state_name(enum mbroker_state s)
             return "draining";
         case MBROKER_REMOVED:
             return "removed";
+        case MBROKER_REMOVING:
+            return "removing";
     }
     return "unknown";
 }
@@ -117,7 +119,7 @@ static bool type_known(int t)
 
 static bool state_known(int s)
 {
-    return s >= MBROKER_ALIVE && s <= MBROKER_REMOVED;
+    return s >= MBROKER_ALIVE && s <= MBROKER_REMOVING;
 }
 
 /* A NUL-terminated address held in an array of MCMD_ADDR_MAX + 1. */

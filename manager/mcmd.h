@@ -52,6 +52,8 @@ enum mbroker_state {
                    */
     MBROKER_DRAINING, /* admin drain: replicas move off, takes no new ones */
     MBROKER_REMOVED,  /* gone for good; kept so ids are never reused */
+    MBROKER_REMOVING, /* admin remove: drains like DRAINING, then REMOVED
+                         once it holds no replicas */
 };
 
 struct mcmd_offset {

@@ -672,10 +672,22 @@ static int broker_state_get(struct mstore *s, uint32_t id,
     return rv;
 }
 
+/* DRAINING and REMOVING: decided by an admin, left only by an admin. */
+static bool admin_state(enum mbroker_state s)
+{
+    return s == MBROKER_DRAINING || s == MBROKER_REMOVING;
+}
+
+/* The states liveness decides. */
+static bool liveness_state(enum mbroker_state s)
+{
+    return s == MBROKER_ALIVE || s == MBROKER_SUSPECT || s == MBROKER_DEAD;
+}
+
 /*
  * A registration sets ALIVE, except that it does not undo an admin
- * decision: a DRAINING broker that restarts stays DRAINING, and a REMOVED
- * id is refused, since removal is for good.
+ * decision: a DRAINING or REMOVING broker that restarts stays so, and a
+ * REMOVED id is refused, since removal is for good.
  */
 static int apply_broker_register(struct mstore *s, const struct mcmd *c,
                                  uint64_t *result)
@@ -691,8 +703,8 @@ static int apply_broker_register(struct mstore *s, const struct mcmd *c,
     } else if (old == MBROKER_REMOVED) {
         *result = MSTORE_ERR(RQ_INVALID);
         return 0;
-    } else if (old == MBROKER_DRAINING) {
-        state = MBROKER_DRAINING;
+    } else if (admin_state(old)) {
+        state = old;
     }
     sqlite3_stmt *st = s->st[id];
     bind_u64(st, 1, c->u.broker_register.id);
@@ -720,7 +732,10 @@ static int apply_broker_state(struct mstore *s, const struct mcmd *c,
     if (old == c->u.broker_state.state) {
         return 0; /* Nothing changes, state_ms included. */
     }
-    if (old == MBROKER_REMOVED) {
+    /* Liveness judged from an older state must not undo a drain or a
+     * removal committed meanwhile. */
+    if (old == MBROKER_REMOVED ||
+        (admin_state(old) && liveness_state(c->u.broker_state.state))) {
         *result = MSTORE_ERR(RQ_INVALID);
         return 0;
     }

@@ -38,9 +38,11 @@
  * compare-and-set that lost). A refusal changes nothing. Beyond those:
  * TOPIC_CREATE and PARTITION_REPLICAS with a replica set that is not
  * MCMD_RF distinct non-zero ids are RQ_INVALID; BROKER_REGISTER answers
- * MSTORE_OK(broker id), leaves a DRAINING broker DRAINING, and is
+ * MSTORE_OK(broker id), leaves a DRAINING or REMOVING broker so, and is
  * RQ_INVALID for a REMOVED one, as is any BROKER_STATE that would leave
- * REMOVED; a BROKER_STATE to the current state changes nothing.
+ * REMOVED, or go from DRAINING or REMOVING to ALIVE, SUSPECT or DEAD (the
+ * admin states are left only for one another or REMOVED); a BROKER_STATE
+ * to the current state changes nothing.
  */
 #ifndef MSTORE_H
 #define MSTORE_H

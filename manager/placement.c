@@ -204,7 +204,9 @@ static int replica_to_move(struct placement_broker *brokers, size_t n_brokers,
             if (first_down < 0) {
                 first_down = r;
             }
-        } else if (b->state == MBROKER_DRAINING && first_draining < 0) {
+        } else if ((b->state == MBROKER_DRAINING ||
+                    b->state == MBROKER_REMOVING) &&
+                   first_draining < 0) {
             first_draining = r;
         }
     }

@@ -46,8 +46,9 @@ struct placement_move {
 };
 
 /*
- * Plans repairs: for every partition with a replica on a DEAD, DRAINING or
- * REMOVED broker (or on an id not in @brokers), one move to an ALIVE broker
+ * Plans repairs: for every partition with a replica on a DEAD, DRAINING,
+ * REMOVING or REMOVED broker (or on an id not in @brokers; REMOVING counts
+ * as DRAINING below), one move to an ALIVE broker
  * that does not already hold it, the least loaded first. At most one move
  * per partition per plan (a membership change adds the new member, catches
  * it up, then removes the old one, so a partition never drops below a

@@ -31,9 +31,11 @@ uint32_t policy_partition(uint32_t bound, uint32_t given, const char *key,
                           size_t key_len, uint64_t rr, uint32_t n);
 
 /*
- * A group's three members in the order brokers are given them: brokers
- * prefer members[group_id % 3] as leader, so replicas[0], the preferred
- * leader placement chose, goes there and the others follow in turn.
+ * A group's three members in the order brokers are given them (the same
+ * list for all three, as bootstrapping needs): brokers are told
+ * replicas[0] is the preferred leader, and one that was not told would
+ * prefer members[group_id % 3], so replicas[0] goes there too and the
+ * others follow in turn.
  */
 void policy_member_order(uint64_t group_id, const uint32_t replicas[3],
                          uint32_t out[3]);

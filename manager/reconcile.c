@@ -45,11 +45,16 @@ struct reconcile {
     bool kicked;
 };
 
+enum call_kind { CALL_CREATE, CALL_DELETE, CALL_PREFER };
+
+static const char *const call_names[] = {"create", "delete",
+                                         "name the preferred leader"};
+
 struct call {
     struct reconcile *rc;
     uint32_t broker;
     uint64_t group_id;
-    bool create;
+    enum call_kind kind;
 };
 
 int reconcile_new(struct manager *m, struct reconcile **out)
@@ -150,15 +155,16 @@ static void on_call_done(void *data, const struct rq_httpc_resp *resp)
         a->until_ms = uv_now(rc->m->loop) + HOLD_MS;
     }
     rc->in_flight--;
-    const char *what = c->create ? "create" : "delete";
+    const char *what = call_names[c->kind];
     if (resp->err == RQ_CANCELED) {
         /* Shutting down. */
     } else if (resp->err != 0) {
         rq_log(RQ_WARN, "g%" PRIu64 ": %s on broker %u: %s", c->group_id, what,
                c->broker, resp->why);
-    } else if (resp->status == 200 || (!c->create && resp->status == 404)) {
+    } else if (resp->status == 200 ||
+               (c->kind == CALL_DELETE && resp->status == 404)) {
         rq_log(RQ_INFO, "g%" PRIu64 ": %s on broker %u: done", c->group_id,
-               c->create ? "created" : "deleted", c->broker);
+               what, c->broker);
     } else {
         rq_log(RQ_WARN, "g%" PRIu64 ": %s on broker %u: %ld %.*s", c->group_id,
                what, c->broker, resp->status,
@@ -179,7 +185,7 @@ static const struct mstore_broker *broker_of(const struct mstore_broker *list,
 }
 
 static void send_call(struct reconcile *rc, const struct mstore_broker *b,
-                      uint64_t gid, const char *method, const char *path,
+                      uint64_t gid, enum call_kind kind, const char *path,
                       const char *body)
 {
     char url[512];
@@ -187,15 +193,15 @@ static void send_call(struct reconcile *rc, const struct mstore_broker *b,
     if (c == NULL) {
         return; /* UNTESTED: ENOMEM only. */
     }
-    *c = (struct call){
-        .rc = rc, .broker = b->id, .group_id = gid, .create = body != NULL};
+    *c =
+        (struct call){.rc = rc, .broker = b->id, .group_id = gid, .kind = kind};
     if (!action_start(rc, b->id, gid)) {
         free(c); /* UNTESTED: ENOMEM only. */
         return;
     }
     snprintf(url, sizeof url, "http://%s%s", b->http_addr, path);
     struct rq_httpc_req r = {
-        .method = method,
+        .method = kind == CALL_DELETE ? "DELETE" : "POST",
         .url = url,
         .headers = manager_peer_headers(rc->m),
         .body = body,
@@ -232,18 +238,33 @@ static void create_on(struct reconcile *rc, const struct mstore_broker *b,
             json_pack("{s:I,s:s,s:s}", "id", (json_int_t)mb->id, "raft_addr",
                       mb->raft_addr, "http_addr", mb->http_addr));
     }
-    json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b}", "topic", p->topic,
+    json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b,s:I}", "topic", p->topic,
                           "partition_id", (json_int_t)p->partition_id,
                           "group_id", (json_int_t)p->group_id, "members",
-                          members, "bootstrap", p->epoch == FIRST_EPOCH);
+                          members, "bootstrap", p->epoch == FIRST_EPOCH,
+                          "preferred_leader", (json_int_t)p->replicas[0]);
     char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (body == NULL) {
         return; /* UNTESTED: ENOMEM only. */
     }
     rq_log(RQ_DEBUG, "g%" PRIu64 ": creating on broker %u", p->group_id, b->id);
-    send_call(rc, b, p->group_id, "POST", "/internal/replicas", body);
+    send_call(rc, b, p->group_id, CALL_CREATE, "/internal/replicas", body);
     free(body);
+}
+
+static void prefer_on(struct reconcile *rc, const struct mstore_broker *b,
+                      const struct mstore_partition *p, uint32_t reported_as)
+{
+    char path[96];
+    char body[64];
+    rq_log(RQ_INFO,
+           "g%" PRIu64 ": broker %u prefers broker %u as leader; naming %u",
+           p->group_id, b->id, reported_as, p->replicas[0]);
+    snprintf(path, sizeof path, "/internal/replicas/%" PRIu64 "/preferred",
+             p->group_id);
+    snprintf(body, sizeof body, "{\"broker_id\":%u}", p->replicas[0]);
+    send_call(rc, b, p->group_id, CALL_PREFER, path, body);
 }
 
 static void delete_on(struct reconcile *rc, const struct mstore_broker *b,
@@ -253,7 +274,7 @@ static void delete_on(struct reconcile *rc, const struct mstore_broker *b,
     rq_log(RQ_INFO, "g%" PRIu64 ": deleting on broker %u (%s)", gid, b->id,
            why);
     snprintf(path, sizeof path, "/internal/replicas/%" PRIu64, gid);
-    send_call(rc, b, gid, "DELETE", path, NULL);
+    send_call(rc, b, gid, CALL_DELETE, path, NULL);
 }
 
 static int cmp_gid(const void *x, const void *y)
@@ -287,6 +308,14 @@ static bool reported(const struct liveness_broker *lb, uint64_t gid)
         }
     }
     return false;
+}
+
+/* true if @r, reported by a broker that hosts @p, prefers another leader
+ * than the store's replicas[0] (0: the broker did not say). */
+static bool prefers_other(const struct liveness_replica *r,
+                          const struct mstore_partition *p)
+{
+    return r->preferred != 0 && r->preferred != p->replicas[0];
 }
 
 /* true if @broker is a voter of @gid as its leader last reported, or if
@@ -327,7 +356,11 @@ static void round_run(struct reconcile *rc, uint64_t now)
     for (size_t i = 0; i < nb && rc->in_flight < MAX_IN_FLIGHT; i++) {
         const struct mstore_broker *b = &brokers[i];
         const struct liveness_broker *lb = liveness_broker(m->liveness, b->id);
-        if (b->state != MBROKER_ALIVE || lb == NULL || !lb->heard) {
+        /* A draining broker still serves what it holds until repair has
+         * moved it, and its replicas are deleted once moved. */
+        if ((b->state != MBROKER_ALIVE && b->state != MBROKER_DRAINING &&
+             b->state != MBROKER_REMOVING) ||
+            lb == NULL || !lb->heard) {
             continue;
         }
         for (size_t j = 0; j < np && rc->in_flight < MAX_IN_FLIGHT; j++) {
@@ -342,6 +375,13 @@ static void round_run(struct reconcile *rc, uint64_t now)
              k++) {
             uint64_t gid = lb->replicas[k].group_id;
             const struct mstore_partition *p = part_of(parts, np, gid);
+            if (p != NULL && placed_on(p, b->id) &&
+                prefers_other(&lb->replicas[k], p) &&
+                !repair_active(m->repair, gid) &&
+                !action_held(rc, b->id, gid, now)) {
+                prefer_on(rc, b, p, lb->replicas[k].preferred);
+                continue;
+            }
             if ((p == NULL ||
                  (!placed_on(p, b->id) && !repair_active(m->repair, gid) &&
                   !voter_of(m, gid, b->id))) &&

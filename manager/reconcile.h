@@ -1,13 +1,17 @@
 /*
  * Reconciliation on the leader manager: makes the replicas brokers host
- * match the partitions in the store. Each round compares, for every ALIVE
- * broker that has sent a heartbeat since this manager leads, the groups
+ * match the partitions in the store. Each round compares, for every ALIVE,
+ * DRAINING or REMOVING broker that has sent a heartbeat since this manager
+ * leads, the groups
  * the store places on it with the groups it reported:
  *
  * - a group placed on it and not reported is created there
  *   (POST /internal/replicas; the initial members of a new topic all get
  *   bootstrap:true with the same member list, which brokers accept again
- *   idempotently);
+ *   idempotently, and every creation names replicas[0] the preferred
+ *   leader);
+ * - a group placed on it whose reported preferred leader is not the
+ *   store's replicas[0] gets it (POST /internal/replicas/{g}/preferred);
  * - a group reported and not in the store (a deleted topic), or no longer
  *   placed on that broker and not a voter of its group as the group's
  *   leader reports it, is deleted there (DELETE /internal/replicas).

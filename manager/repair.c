@@ -61,6 +61,7 @@ struct repair {
     unsigned n_moves;
     struct hold holds[MAX_HOLDS];
     size_t n_holds;
+    uint32_t removing; /* A REMOVING broker being committed REMOVED; 0: none. */
 };
 
 static void move_end(struct move *mv, bool ok, const char *why);
@@ -326,10 +327,11 @@ static void step_run(struct move *mv)
             return;
         }
         mv->asked = mv->to;
-        json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b}", "topic", mv->part.topic,
-                              "partition_id", (json_int_t)mv->part.partition_id,
-                              "group_id", (json_int_t)gid, "members", members,
-                              "bootstrap", 0);
+        json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b,s:I}", "topic",
+                              mv->part.topic, "partition_id",
+                              (json_int_t)mv->part.partition_id, "group_id",
+                              (json_int_t)gid, "members", members, "bootstrap",
+                              0, "preferred_leader", (json_int_t)mv->next[0]);
         body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         snprintf(url, sizeof url, "http://%s/internal/replicas", to.http_addr);
@@ -486,6 +488,53 @@ static bool resume(struct repair *rp, const struct mstore_partition *p,
     return false;
 }
 
+static void on_removed(void *data, int status, uint64_t result)
+{
+    struct repair *rp = data;
+    if (status == 0 && !MSTORE_IS_ERR(result)) {
+        rq_log(RQ_INFO, "broker %u holds no replicas any more: removed",
+               rp->removing);
+        reconcile_kick(rp->m->reconcile);
+    } else if (status != RQ_SHUTDOWN) {
+        rq_log(RQ_WARN, "broker %u: removing -> removed not committed: %s",
+               rp->removing,
+               rq_strerror(status != 0 ? status : MSTORE_ERR_CODE(result)));
+    }
+    rp->removing = 0;
+}
+
+/*
+ * A REMOVING broker becomes REMOVED once the store places nothing on it
+ * and it hosts nothing (reconciliation deletes what the moves left), or,
+ * if it has not been heard from since this manager leads, once it has
+ * been silent for the dead time.
+ */
+static void removals_finish(struct repair *rp,
+                            const struct mstore_broker *brokers, size_t nb,
+                            uint64_t now)
+{
+    struct manager *m = rp->m;
+    if (rp->removing != 0) {
+        return;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        const struct mstore_broker *b = &brokers[i];
+        const struct liveness_broker *lb = liveness_broker(m->liveness, b->id);
+        if (b->state != MBROKER_REMOVING || b->n_replicas > 0 || lb == NULL ||
+            (lb->heard && lb->n_replicas > 0) ||
+            (!lb->heard && now < lb->last_ms + m->cfg.broker_dead_ms)) {
+            continue;
+        }
+        struct mcmd c = {.type = MCMD_BROKER_STATE};
+        c.u.broker_state.id = b->id;
+        c.u.broker_state.state = MBROKER_REMOVED;
+        if (manager_propose(m, &c, on_removed, rp) == 0) {
+            rp->removing = b->id;
+        }
+        return;
+    }
+}
+
 void repair_tick(struct repair *rp, uint64_t now)
 {
     struct manager *m = rp->m;
@@ -511,6 +560,7 @@ void repair_tick(struct repair *rp, uint64_t now)
     if (pb == NULL || pp == NULL) {
         goto out; /* UNTESTED: ENOMEM only. */
     }
+    removals_finish(rp, brokers, nb, now);
     for (size_t i = 0; i < nb; i++) {
         pb[i] = (struct placement_broker){
             .id = brokers[i].id,

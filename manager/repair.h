@@ -1,7 +1,8 @@
 /*
  * Replica repair on the leader manager: a partition with a replica on a
- * broker that is DEAD, DRAINING or REMOVED gets a new replica on an ALIVE
- * broker (placement_repair chooses it), one membership change at a time:
+ * broker that is DEAD, DRAINING, REMOVING or REMOVED gets a new replica on
+ * an ALIVE broker (placement_repair chooses it), one membership change at
+ * a time:
  *
  *   CREATE  the new broker hosts an empty replica (POST /internal/replicas,
  *           bootstrap false, the new member list)
@@ -19,6 +20,12 @@
  * member (and no longer the old one) only need the COMMIT; voters that
  * hold both need the REMOVE. Reconciliation leaves groups being moved
  * alone and never deletes a replica that is a voter of its group.
+ *
+ * The new replica is created with the new replica set's replicas[0] as its
+ * preferred leader; reconciliation tells the others once the set is
+ * committed. A REMOVING broker (an admin remove of a broker that held
+ * replicas) is committed REMOVED by repair_tick once the store places
+ * nothing on it and it reports hosting nothing.
  */
 #ifndef REPAIR_H
 #define REPAIR_H

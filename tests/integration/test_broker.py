@@ -1335,6 +1335,56 @@ class FakeManagers:
                 self.kill(k)
 
 
+def test_preferred_leader(ctx):
+    """A group created with a preferred_leader settles there rather than on
+    its default member; POST .../preferred names another broker on every
+    replica and leadership follows and stays; asking to create the replica
+    again names one too; the choice survives a restart (replica.json)."""
+    b = Brokers(ctx).start()
+    # Group 1's default would be members[1 % 3], broker 2; broker 3 is named.
+    body = {"topic": TOPIC, "partition_id": 0, "group_id": 1, "members": b.members,
+            "bootstrap": True, "preferred_leader": 3}
+    for i in b.ids():
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas", body)
+        check(st == 200 and obj["created"], "create on broker%d: %d %r" % (i, st, obj))
+    wait_until(lambda: b.leader(0) == 3, 30, "broker3, the named preferred leader, to lead")
+    check(all(b.replicas(i)[1]["preferred_leader"] == 3 for i in b.ids()),
+          "preferred_leader reported %r" % [b.replicas(i)[1] for i in b.ids()])
+    b.produce(0, [{"value": "one"}])
+
+    for i in b.ids():
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas/1/preferred", {"broker_id": 1})
+        check(st == 200 and obj["preferred_leader"] == 1,
+              "preferred on broker%d: %d %r" % (i, st, obj))
+    wait_until(lambda: b.leader(0) == 1, 30, "broker1 to take the leadership")
+    # It stays there over a round of the brokers' balancing (every 3 s).
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        lead = b.leader(0)
+        check(lead in (1, None), "leadership moved to broker %r" % lead)
+        time.sleep(0.5)
+    expect_failure(b.http[1], "POST", "/internal/replicas/1/preferred", 400, {"broker_id": 0},
+                   what="broker_id 0")
+    expect_failure(b.http[1], "POST", "/internal/replicas/9/preferred", 404, {"broker_id": 1},
+                   what="unknown group")
+    bad = dict(body, preferred_leader="2")
+    expect_failure(b.http[1], "POST", "/internal/replicas", 400, bad, what="preferred as a string")
+
+    # Creating again (idempotent) with another preferred leader names it.
+    again = dict(body, preferred_leader=2)
+    for i in b.ids():
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas", again)
+        check(st == 200 and not obj["created"], "create again on broker%d: %d %r" % (i, st, obj))
+    wait_until(lambda: b.leader(0) == 2, 30, "broker2 to take the leadership")
+    # A restart keeps it.
+    check(b[2].terminate() == 0, "broker2 did not stop cleanly")
+    b.start([2])
+    check(b.replicas(2)[1]["preferred_leader"] == 2, "after the restart: %r" % b.replicas(2)[1])
+    wait_until(lambda: b.leader(0) == 2, 30, "broker2 to lead again after its restart")
+    base, _ = b.produce(0, [{"value": "two"}])
+    check(base == 1, "base offset %d" % base)
+
+
 def count_lines(proc, text):
     return sum(text in line for line in proc.log_tail(1000000))
 
@@ -1365,7 +1415,8 @@ def test_registration_and_heartbeats(ctx):
 
     rep = wait_until(reported, 10, "a heartbeat reporting the replica")
     check(rep["group_id"] == 1 and rep["role"] == "leader" and rep["leader_id"] == 1
-          and rep["voters"] == [1] and rep["term"] >= 1 and rep["commit"] >= 1,
+          and rep["voters"] == [1] and rep["term"] >= 1 and rep["commit"] >= 1
+          and rep["preferred_leader"] == 1,
           "heartbeat summary %r" % rep)
     # One a second.
     n0 = len(fm.events("heartbeat"))
@@ -1424,6 +1475,7 @@ if __name__ == "__main__":
         test_twenty_partitions_kill_and_stop,
         test_replica_rebuilt_from_peers,
         test_membership_change,
+        test_preferred_leader,
         test_registration_and_heartbeats,
         test_registration_rotates_over_managers,
     ], binary="broker", ports=(26000, 26999))

@@ -118,9 +118,10 @@ class Cluster:
 
     # -- processes --
 
-    def start(self, wait=True):
-        for b in self.brokers.values():
-            b.start()
+    def start(self, wait=True, brokers=None):
+        for i, b in self.brokers.items():
+            if brokers is None or i in brokers:
+                b.start()
         for m in self.managers.values():
             m.start()
         if wait:
@@ -218,6 +219,96 @@ class Cluster:
                     return False
             return True
         wait_until(led, timeout, "every partition of %s to have a leader" % topic, interval=0.2)
+
+    def broker_replica(self, b, gid):
+        """Broker @b's replica of group @gid as GET /internal/replicas shows
+        it; {} when it has none or cannot be reached."""
+        try:
+            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5)
+        except Unreachable:
+            return {}
+        if st != 200:
+            return {}
+        return next((r for r in obj["replicas"] if r["group_id"] == gid), {})
+
+    def group_leader(self, gid, brokers):
+        """The broker among @brokers that is the ready leader of @gid as
+        they all agree, or None."""
+        reps = {b: self.broker_replica(b, gid) for b in brokers}
+        leads = [b for b, r in reps.items() if r.get("role") == "leader" and r.get("ready")]
+        if len(leads) != 1:
+            return None
+        term = reps[leads[0]]["term"]
+        if all(r.get("leader_id") == leads[0] and r.get("term") == term for r in reps.values()):
+            return leads[0]
+        return None
+
+    def wait_preferred_lead(self, topic, timeout=30.0, among=None):
+        """Every partition of @topic is led by its preferred leader (the
+        store's replicas[0]) and every running replica prefers it."""
+        def settled():
+            for i in self.running_managers():
+                try:
+                    st, obj = self.call(i, "GET", "/admin/topics/%s" % topic,
+                                        headers=self.admin, timeout=5)
+                except Unreachable:
+                    continue
+                if st != 200:
+                    return False
+                for p in obj["partitions"]:
+                    live = [b for b in p["replicas"] if self.brokers[b].running()]
+                    if self.group_leader(p["group_id"], live) != p["preferred_leader"]:
+                        return False
+                    if any(self.broker_replica(b, p["group_id"]).get("preferred_leader")
+                           != p["preferred_leader"] for b in live):
+                        return False
+                return obj["partitions"]
+            return False
+        return wait_until(settled, timeout, "the preferred leaders of %s to lead" % topic,
+                          interval=0.3)
+
+    def describe(self, topic):
+        """GET /admin/topics/@topic at any running manager (the leader
+        answers), or None."""
+        for i in self.running_managers():
+            try:
+                st, obj = self.call(i, "GET", "/admin/topics/%s" % topic, headers=self.admin,
+                                    timeout=5)
+            except Unreachable:
+                continue
+            if st == 200:
+                return obj
+        return None
+
+    def groups_match_store(self, topic, exclude=()):
+        """The partitions of @topic if every one has three replicas in the
+        store, none on a broker in @exclude, each hosted by its broker, and
+        its group's leader reports exactly those brokers as voters; else
+        False."""
+        obj = self.describe(topic)
+        if obj is None:
+            return False
+        for p in obj["partitions"]:
+            reps = p["replicas"]
+            if len(set(reps)) != 3 or set(reps) & set(exclude):
+                return False
+            lead = self.group_leader(p["group_id"], reps)
+            if lead is None:
+                return False
+            if sorted(self.broker_replica(lead, p["group_id"]).get("voters", [])) != sorted(reps):
+                return False
+        return obj["partitions"]
+
+    def hosted(self, b, topic=None):
+        """The group ids broker @b hosts (of @topic), or None if it cannot
+        be reached."""
+        try:
+            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5)
+        except Unreachable:
+            return None
+        if st != 200:
+            return None
+        return {r["group_id"] for r in obj["replicas"] if topic is None or r["topic"] == topic}
 
     def register(self, i, kind, topic, partition=None):
         body = {"topic": topic}
@@ -526,13 +617,14 @@ def test_admin_liveness(ctx):
     parts = check_ok(st, obj, "describe")["partitions"]
     check(len(parts) == 3 and all(p["leader"] in p["replicas"] and "commit" in p for p in parts),
           "describe %r" % parts)
-    # Move a partition's leadership (to its preferred broker when another
-    # leads: brokers hand leadership back to the preferred one on their
-    # own). An election under way is 503: retry.
+    # Move a partition's leadership to a broker that is not its preferred
+    # leader: the move makes it the preferred leader (replicas[0]) on the
+    # managers and on every replica, so it sticks. An election under way
+    # is 503: retry.
+    c.wait_preferred_lead("adm")
     p0 = parts[0]
-    target = p0["replicas"][0]
-    if p0["leader"] == target:
-        target = p0["replicas"][1]
+    target = p0["replicas"][1]
+    old_order = p0["replicas"]
 
     def moved():
         st, obj = c.call(3, "POST", "/admin/partitions/adm/0/leader", {"broker_id": target},
@@ -542,6 +634,25 @@ def test_admin_liveness(ctx):
         return check_ok(st, obj, "move leadership")
     wait_until(moved, 20, "leadership of partition 0 to move to broker %d" % target,
                interval=0.3)
+    st, obj = c.call(1, "GET", "/admin/topics/adm", headers=auth)
+    p0 = check_ok(st, obj, "describe after the move")["partitions"][0]
+    check(p0["preferred_leader"] == target and p0["replicas"][0] == target
+          and sorted(p0["replicas"]) == sorted(old_order) and p0["epoch"] >= 1,
+          "after the move: %r (before: %r)" % (p0, old_order))
+    wait_until(lambda: all(c.broker_replica(b, p0["group_id"]).get("preferred_leader") == target
+                           for b in p0["replicas"]), 10,
+               "every replica to prefer broker %d" % target)
+    # It sticks: the brokers balance leadership every 3 s; watch for more
+    # than two rounds.
+    deadline = time.monotonic() + 7
+    while time.monotonic() < deadline:
+        lead = c.group_leader(p0["group_id"], p0["replicas"])
+        check(lead in (target, None), "leadership went back to broker %r" % lead)
+        time.sleep(0.3)
+    check(c.group_leader(p0["group_id"], p0["replicas"]) == target, "broker %d lost the lead" % target)
+    # Moving it to where it is answers at once.
+    check_ok(*c.call(2, "POST", "/admin/partitions/adm/0/leader", {"broker_id": target},
+                     headers=auth), "move to the leader")
     outsider = next(b for b in c.brokers if b not in p0["replicas"])
     check_failure(*c.call(1, "POST", "/admin/partitions/adm/0/leader", {"broker_id": outsider},
                           headers=auth), 400, "move to a broker without a replica")
@@ -762,14 +873,43 @@ def test_restart_all(ctx):
     check((p, off) not in sent, "an offset was reused")
 
 
+def produce_until_acked(c, topic, producer, partition, message, managers, timeout=10.0):
+    """Produces @message to @partition through @managers in turn, asking
+    again after a 503 (a partition whose leader died refuses produces until
+    its group has elected another); returns the offset."""
+    deadline = time.monotonic() + timeout
+    k = 0
+    last = None
+    while time.monotonic() < deadline:
+        i = managers[k % len(managers)]
+        k += 1
+        try:
+            st, obj = c.call(i, "POST", "/producer/produce",
+                             {"topic": topic, "producer_id": producer, "message": message,
+                              "partition_id": partition}, timeout=10)
+        except Unreachable as e:
+            last = str(e)
+            continue
+        if st == 200:
+            check(obj["partition_id"] == partition, "produced to %r" % obj)
+            return obj["offset"]
+        check(st == 503, "produce %r: %d %r" % (message, st, obj))
+        last = obj
+        time.sleep(0.1)
+    raise TestFailure("%r to partition %d not acknowledged within %.0f s (last: %r)"
+                      % (message, partition, timeout, last))
+
+
 def test_dead_broker_replaced(ctx):
-    """A broker dies: once it is DEAD its replicas move to the spare broker
-    (a membership change in each group), nothing acked is lost, and when
-    it returns its stale replicas are deleted."""
-    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
+    """A broker dies: every partition stays writable at once (leader
+    failover), and once it is DEAD its replicas move to the spare broker
+    (a membership change in each group), nothing acked is lost, leaders are
+    the store's preferred ones again, and when it returns its stale
+    replicas are deleted."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "5000"])
     c.start()
     c.create_topic(1, "heal", 4)
-    c.wait_topic_led("heal")
+    c.wait_preferred_lead("heal")
     prod = c.register(2, "producer", "heal")
     cons = c.register(3, "consumer", "heal")
     sent = {}
@@ -780,13 +920,31 @@ def test_dead_broker_replaced(ctx):
     count = {b: sum(b in p["replicas"] for p in parts) for b in c.brokers}
     victim = max(count, key=lambda b: (count[b], b))
     moved = [p["partition_id"] for p in parts if victim in p["replicas"]]
+    led = [p["partition_id"] for p in parts if p["leader"] == victim]
     c.brokers[victim].kill()
+    killed = time.monotonic()
+    # Every partition takes messages while the broker is only missing, the
+    # ones it led once their groups have elected new leaders.
+    for p in range(4):
+        off = produce_until_acked(c, "heal", prod, p, "during-%d" % p, [1, 2, 3])
+        sent[(p, off)] = "during-%d" % p
+    took = time.monotonic() - killed
+    state = c.broker_states()[victim]["state"]
+    check(state in ("alive", "suspect") and took < 5.0,
+          "the produces took %.1f s; broker %d is %s" % (took, victim, state))
+    c.managers[1]._note("every partition written %.1f s after the kill (broker %d led %r)"
+                        % (took, victim, led))
 
     def repaired():
         ps = c.partitions(1, "heal")
         return all(victim not in p["replicas"] and len(set(p["replicas"])) == 3
                    and p["leader"] is not None for p in ps) and ps
     ps = wait_until(repaired, 60, "the replicas on broker %d to move" % victim, interval=0.3)
+    # Leadership follows the store's preferred leaders (replicas[0]), moved
+    # replicas included.
+    settled = c.wait_preferred_lead("heal")
+    check([p["replicas"] for p in settled] == [p["replicas"] for p in ps],
+          "replicas %r, then %r" % (ps, settled))
     st, obj = c.call(2, "GET", "/admin/brokers")
     states = {b["id"]: b["state"] for b in check_ok(st, obj, "brokers")["brokers"]}
     check(states[victim] == "dead", "broker %d is %s" % (victim, states[victim]))
@@ -828,6 +986,202 @@ def test_dead_broker_replaced(ctx):
           "replica sets changed after the repair: %r, then %r" % (ps, now))
 
 
+def test_remove_add_drain(ctx):
+    """Brokers leave and join while a topic is written: DELETE of a broker
+    that holds replicas drains it first (state removing) and removes it
+    once it holds none; a broker that starts later registers and takes new
+    replicas; a drained broker ends with no replica, every partition with
+    three voters elsewhere matching the store, and nothing lost."""
+    c = Cluster(ctx, n_brokers=5, admin_token="tok").start(brokers=(1, 2, 3, 4))
+    auth = c.admin
+    c.create_topic(1, "dr", 4)
+    c.wait_preferred_lead("dr")
+    prod = c.register(2, "producer", "dr")
+    cons = c.register(3, "consumer", "dr")
+    sent = {}
+
+    def produce_all(tag):
+        for p in range(4):
+            off = produce_until_acked(c, "dr", prod, p, "%s-%d" % (tag, p), [1, 2, 3])
+            sent[(p, off)] = "%s-%d" % (tag, p)
+    produce_all("first")
+    produce_all("second")
+    check(c.hosted(2, "dr"), "broker 2 hosts nothing of dr")
+
+    # Removing a broker that holds replicas drains it first.
+    check_failure(*c.call(1, "DELETE", "/admin/brokers/9", headers=auth), 404, "unknown broker")
+    st, obj = c.call(1, "DELETE", "/admin/brokers/2", headers=auth)
+    check(st == 202 and obj["status"] == "success" and "removing" in obj["message"],
+          "remove broker 2: %d %r" % (st, obj))
+    state = c.broker_states()[2]["state"]
+    check(state in ("removing", "removed"), "broker 2 is %s" % state)
+    produce_all("during")  # Every partition stays writable meanwhile.
+    wait_until(lambda: c.broker_states()[2]["state"] == "removed", 60, "broker 2 REMOVED",
+               interval=0.3)
+    check(c.hosted(2) == set(), "broker 2 still hosts %r" % c.hosted(2))
+    check(c.groups_match_store("dr", exclude=(2,)), "groups after removing broker 2: %r"
+          % c.describe("dr"))
+    check_ok(*c.call(3, "DELETE", "/admin/brokers/2", headers=auth), "remove again")
+
+    # A broker that starts later registers, and new partitions go to it
+    # (it holds the fewest replicas) without any admin step.
+    c.brokers[5].start()
+    wait_until(lambda: 5 in c.alive_brokers(), 20, "broker 5 ALIVE")
+    c.create_topic(2, "fresh", 1)
+    fresh = c.partitions(1, "fresh")[0]
+    check(5 in fresh["replicas"], "the new broker took no replica: %r" % fresh)
+    wait_until(lambda: c.groups_match_store("fresh"), 30, "topic fresh served")
+
+    # Draining moves everything off; the broker stays, empty.
+    check_ok(*c.call(2, "POST", "/admin/brokers/3/drain", headers=auth), "drain broker 3")
+    wait_until(lambda: c.hosted(3) == set() and c.groups_match_store("dr", exclude=(2, 3))
+               and c.groups_match_store("fresh", exclude=(3,)), 60,
+               "broker 3 to be drained", interval=0.3)
+    # The managers see it too (from its next heartbeat).
+    wait_until(lambda: c.broker_states()[3]["hosted"] == 0, 10, "broker 3 to report no replica")
+    b3 = c.broker_states()[3]
+    check(b3["state"] == "draining" and b3["partitions"] == 0,
+          "broker 3 after the drain: %r" % b3)
+    # Now it holds nothing: removing it is immediate.
+    st, obj = c.call(1, "DELETE", "/admin/brokers/3", headers=auth)
+    check_ok(st, obj, "remove the drained broker")
+    check(c.broker_states()[3]["state"] == "removed", "broker 3: %r" % c.broker_states()[3])
+    produce_all("after")
+    got = []
+    drain(c, 1, "dr", cons, got)
+    check(sorted((p, o) for _, p, o in got) == sorted(sent)
+          and all(sent[(p, o)] == m for m, p, o in got),
+          "consumed %d of %d messages" % (len(got), len(sent)))
+    # Every replica holds every record.
+    for p in c.groups_match_store("dr"):
+        want = len([k for k in sent if k[0] == p["partition_id"]])
+        for b in p["replicas"]:
+            wait_until(lambda b=b, p=p: c.broker_replica(b, p["group_id"]).get("next_offset")
+                       == want, 20, "broker %d to hold partition %d" % (b, p["partition_id"]))
+
+
+def test_leader_killed_mid_repair_and_create(ctx):
+    """The manager leader dies in the middle of a replica move (stopped
+    once the new replica exists, killed once the group has added it) and
+    right after answering a topic creation: the next leader finishes the
+    move (three voters matching the store, the dead broker's replica gone,
+    nothing lost) and creates every replica of the new topic."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
+    c.start()
+    lead = c.wait_leader()
+    c.create_topic(lead, "mid", 1)
+    part = c.wait_preferred_lead("mid")[0]
+    gid = part["group_id"]
+    prod = c.register(lead, "producer", "mid")
+    cons = c.register(lead, "consumer", "mid")
+    sent = {}
+    for k in range(30):
+        _, off = c.produce(1 + k % 3, "mid", prod, "before-%d" % k)
+        sent[off] = "before-%d" % k
+    victim = part["replicas"][1]
+    spare = next(b for b in c.brokers if b not in part["replicas"])
+    c.brokers[victim].kill()
+    # The move starts once the victim is DEAD: its first step creates the
+    # new replica on the spare. Stop the leader there, so that the group
+    # adds the new member with nobody left to remove the old one.
+    wait_until(lambda: gid in (c.hosted(spare) or ()), 30, "the move to create its replica",
+               interval=0.02)
+    c.managers[lead].pause()
+
+    def added():
+        voters = {tuple(sorted(c.broker_replica(b, gid).get("voters", [])))
+                  for b in part["replicas"] if b != victim}
+        return any(spare in v for v in voters) and voters
+    try:
+        voters = wait_until(added, 30, "the group to add broker %d" % spare, interval=0.05)
+    finally:
+        c.managers[lead].kill()
+    others = [i for i in c.managers if i != lead]
+    new = c.wait_leader(exclude=(lead,), timeout=30)
+    ps = wait_until(lambda: c.groups_match_store("mid", exclude=(victim,)), 40,
+                    "the next leader to finish the move", interval=0.3)
+    check(spare in ps[0]["replicas"], "replicas %r" % ps[0]["replicas"])
+    log = "\n".join(c.managers[new].log_tail(400))
+    c.managers[new]._note("voters when the leader died: %r; resumed: %s" % (
+        voters, [ln for ln in log.splitlines() if "moving the replica" in ln][-1:]))
+
+    # A topic created through the new leader, which dies as soon as it has
+    # answered: the next one creates whatever replicas are missing.
+    c.managers[lead].start()
+    wait_until(lambda: c.ready(lead), 30, "manager%d back" % lead)
+    st, obj = c.call(new, "POST", "/topics", {"topic_name": "born", "number_of_partitions": 6})
+    check_ok(st, obj, "create born")
+    c.managers[new].kill()
+    hosted = sum(len(c.hosted(b, "born") or ()) for b in c.brokers if b != victim)
+    c.managers[new]._note("replicas of born when the leader died: %d of 18" % hosted)
+    c.wait_leader(exclude=(new,), timeout=30)
+    wait_until(lambda: c.groups_match_store("born"), 40, "every replica of born", interval=0.3)
+    others = [i for i in c.managers if i != new]
+    bprod = c.register(others[0], "producer", "born")
+    for p in range(6):
+        produce_until_acked(c, "born", bprod, p, "born-%d" % p, others)
+
+    # Nothing lost in the moved partition; the new replica holds it all.
+    for k in range(10):
+        off = produce_until_acked(c, "mid", prod, 0, "after-%d" % k, others)
+        sent[off] = "after-%d" % k
+    got = []
+    drain(c, others[1], "mid", cons, got)
+    check({o: m for m, _, o in got} == sent, "consumed %d of %d" % (len(got), len(sent)))
+    wait_until(lambda: c.broker_replica(spare, gid).get("next_offset") == len(sent), 20,
+               "broker %d to hold every record" % spare)
+
+
+def test_reads_ask_the_leader(ctx):
+    """Record reads and consumes through the managers ask the partition's
+    leader first: a follower that has stopped answering (SIGSTOP) slows
+    nothing down, and a leader that has just died is passed over for a
+    follower at once, before the group has elected another."""
+    c = Cluster(ctx).start()
+    c.create_topic(1, "rd", 1)
+    part = c.wait_preferred_lead("rd")[0]
+    lead = part["preferred_leader"]
+    followers = [b for b in part["replicas"] if b != lead]
+    values = []
+    # Through every manager, which then knows the leader from its answer.
+    for i in c.managers:
+        recs = ["r%d-%d" % (i, k) for k in range(2)]
+        st, obj = c.call(i, "POST", "/v1/topics/rd/records",
+                         {"records": [{"value": v, "partition_id": 0} for v in recs]})
+        check_ok(st, obj, "produce at manager%d" % i)
+        values += recs
+    cons = c.register(3, "consumer", "rd")
+
+    def read(i, offset=0):
+        t0 = time.monotonic()
+        st, obj = c.call(i, "GET", "/v1/topics/rd/partitions/0/records",
+                         query={"offset": offset, "max": 100})
+        took = time.monotonic() - t0
+        got = [r["value"] for r in check_ok(st, obj, "read at manager%d" % i)["records"]]
+        check(got == values[offset:], "read %r at manager%d from %d: %r" % (got, i, offset, obj))
+        return took
+
+    c.brokers[followers[0]].pause()
+    try:
+        slow = [t for i in c.managers for t in (read(i), read(i, 3)) if t > 2.0]
+        check(not slow, "reads took %r s with a follower stopped" % slow)
+        for k in range(3):
+            t0 = time.monotonic()
+            got = c.consume(1 + k % 3, "rd", cons)
+            took = time.monotonic() - t0
+            check(got == (values[k], 0, k) and took < 2.0,
+                  "consume %d: %r in %.1f s" % (k, got, took))
+    finally:
+        c.brokers[followers[0]].resume()
+    # Once the followers have applied everything, the leader dies: reads
+    # go on from them while the group elects another.
+    wait_until(lambda: all(c.broker_replica(b, part["group_id"]).get("next_offset") == len(values)
+                           for b in followers), 10, "the followers to apply every record")
+    c.brokers[lead].kill()
+    slow = [t for i in c.managers for t in (read(i), read(i, 5)) if t > 2.0]
+    check(not slow, "reads took %r s with the leader dead" % slow)
+
+
 if __name__ == "__main__":
     run_suite("manager", [
         test_queue_api,
@@ -836,4 +1190,7 @@ if __name__ == "__main__":
         test_leader_killed_under_load,
         test_restart_all,
         test_dead_broker_replaced,
+        test_remove_add_drain,
+        test_leader_killed_mid_repair_and_create,
+        test_reads_ask_the_leader,
     ], binary="manager", ports=(28000, 28999))

@@ -476,7 +476,7 @@ static void test_mcmd_decode_refuses_invalid_fields(void **state)
     patch_and_refuse(MCMD_BROKER_REGISTER, HEADER, zero4, 4);
     patch_and_refuse(MCMD_BROKER_STATE, HEADER, zero4, 4);
     patch_and_refuse(MCMD_BROKER_STATE, HEADER + 4, "\x00", 1);
-    patch_and_refuse(MCMD_BROKER_STATE, HEADER + 4, "\x06", 1);
+    patch_and_refuse(MCMD_BROKER_STATE, HEADER + 4, "\x07", 1);
     patch_and_refuse(MCMD_MANAGER_ADDR, HEADER + 4 + 4 + 2, "\0", 1);
     {
         struct rq_buf b;
@@ -551,7 +551,7 @@ static void test_mcmd_encode_refuses_invalid_fields(void **state)
     sample(MCMD_BROKER_STATE, &c);
     c.u.broker_state.state = (enum mbroker_state)0;
     assert_encode_invalid(&c);
-    c.u.broker_state.state = (enum mbroker_state)(MBROKER_REMOVED + 1);
+    c.u.broker_state.state = (enum mbroker_state)(MBROKER_REMOVING + 1);
     assert_encode_invalid(&c);
 
     sample(MCMD_PARTITION_REPLICAS, &c);
@@ -572,6 +572,7 @@ static void test_mcmd_names_of_types_and_states(void **state)
     assert_string_equal(mcmd_type_name((enum mcmd_type)0), "unknown");
     assert_string_equal(mbroker_state_name(MBROKER_ALIVE), "alive");
     assert_string_equal(mbroker_state_name(MBROKER_REMOVED), "removed");
+    assert_string_equal(mbroker_state_name(MBROKER_REMOVING), "removing");
     assert_string_equal(mbroker_state_name((enum mbroker_state)9), "unknown");
 }
 

@@ -432,6 +432,22 @@ static void test_mstore_broker_register_and_state(void **state)
     assert_int_equal(b.state, MBROKER_DRAINING);
     assert_string_equal(b.raft_addr, "b7:9001");
     assert_true(b.registered_ms == 500 && b.state_ms == 400);
+    /* Liveness does not undo it, whatever it judged from. */
+    for (int s = MBROKER_ALIVE; s <= MBROKER_DEAD; s++) {
+        c = broker_state(7, (enum mbroker_state)s, 450);
+        assert_refused(step(f, &c), RQ_INVALID);
+    }
+    /* REMOVING (an admin remove of a broker with replicas) holds the same
+     * way, and a restart keeps it. */
+    c = broker_state(7, MBROKER_REMOVING, 460);
+    assert_ok(step(f, &c), 0);
+    c = broker_state(7, MBROKER_SUSPECT, 470);
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = broker(7, 480, "b7:9001");
+    assert_ok(step(f, &c), 7);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_REMOVING);
+    assert_true(b.state_ms == 460);
 
     /* REMOVED is for good: no registration, no state change. */
     c = broker_state(7, MBROKER_REMOVED, 600);

@@ -409,20 +409,23 @@ static void test_placement_repair_drains_draining_brokers(void **state)
     (void)state;
     struct repair_case *c = calloc(1, sizeof *c);
     assert_non_null(c);
-    c->nb = 5;
+    c->nb = 6;
     alive_brokers(c->b, c->nb);
     c->b[1].state = MBROKER_DRAINING; /* Broker 2. */
     c->b[2].state = MBROKER_SUSPECT;  /* Broker 3: late, but stays. */
+    c->b[5].state = MBROKER_REMOVING; /* Broker 6: drains, then leaves. */
     add_part(c, 1, 2, 3);
     add_part(c, 2, 3, 4);
     add_part(c, 3, 4, 5);
+    add_part(c, 6, 4, 5);
     size_t n = placement_repair(c->b, c->nb, c->parts, c->np, 10, c->moves);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     assert_plan_valid(c, n, 10);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(c->moves[i].from, 2);
-        /* Neither the draining nor the suspect broker receives. */
-        assert_true(c->moves[i].to != 2 && c->moves[i].to != 3);
+        assert_int_equal(c->moves[i].from, i < 2 ? 2 : 6);
+        /* Neither a draining, a removing nor the suspect broker receives. */
+        assert_true(c->moves[i].to != 2 && c->moves[i].to != 3 &&
+                    c->moves[i].to != 6);
     }
     free(c);
 }

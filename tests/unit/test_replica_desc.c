@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +219,52 @@ static void test_replica_desc_preferred_rotates_over_members(void **state)
     assert_int_equal(seen[3], 2);
 }
 
+static void test_replica_desc_preferred_leader_given_wins(void **state)
+{
+    (void)state;
+    struct replica_desc a;
+    struct replica_desc b;
+    char why[256] = "";
+
+    /* Group 1 would rotate to members[1] (broker 2); broker 3 is given. */
+    assert_int_equal(parse_text("{\"topic\":\"t\",\"partition_id\":0,"
+                                "\"group_id\":1,\"members\":" MEMBERS
+                                ",\"preferred_leader\":3}",
+                                &a, why, sizeof why),
+                     0);
+    assert_int_equal(a.preferred_leader, 3);
+    assert_int_equal(replica_desc_preferred(&a), 3);
+
+    /* It survives replica.json, and is not what makes two descriptors
+     * the same replica. */
+    json_t *full = replica_desc_json(&a, false);
+    assert_int_equal(
+        json_integer_value(json_object_get(full, "preferred_leader")), 3);
+    assert_int_equal(replica_desc_parse(full, &b, why, sizeof why), 0);
+    json_decref(full);
+    assert_int_equal(b.preferred_leader, 3);
+    b.preferred_leader = 1;
+    assert_true(replica_desc_same(&a, &b));
+    b.preferred_leader = 0;
+    assert_int_equal(replica_desc_preferred(&b), 2);
+    full = replica_desc_json(&b, false);
+    assert_null(json_object_get(full, "preferred_leader"));
+    json_decref(full);
+
+    /* Only a positive id. */
+    for (int i = 0; i < 3; i++) {
+        static const char *const bad[] = {"0", "-2", "\"3\""};
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "{\"topic\":\"t\",\"partition_id\":0,\"group_id\":1,"
+                 "\"members\":" MEMBERS ",\"preferred_leader\":%s}",
+                 bad[i]);
+        why[0] = '\0';
+        assert_int_equal(parse_text(text, &a, why, sizeof why), RQ_INVALID);
+        assert_non_null(strstr(why, "'preferred_leader'"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_replica_desc_json_round_trips),
         cmocka_unit_test(test_replica_desc_same_compares_members_in_order),
         cmocka_unit_test(test_replica_desc_preferred_rotates_over_members),
+        cmocka_unit_test(test_replica_desc_preferred_leader_given_wins),
     };
     return cmocka_run_group_tests_name("replica_desc", tests, NULL, NULL);
 }
