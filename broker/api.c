@@ -297,6 +297,14 @@ static void api_replicas_list(struct rq_http_req *req, void *data)
         json_object_set_new(o, "state", json_string(st.state));
         json_object_set_new(o, "voters", voters_json(r));
         json_object_set_new(o, "waiters", json_integer(st.waiters));
+        struct rq_node_log_memory m;
+        replica_log_memory(r, &m);
+        json_object_set_new(o, "raft_log_entries",
+                            json_integer((json_int_t)m.entries));
+        json_object_set_new(o, "raft_log_bytes",
+                            json_integer((json_int_t)m.bytes));
+        json_object_set_new(o, "snapshot_index",
+                            json_integer((json_int_t)m.snapshot_index));
         json_array_append_new(list, o);
     }
     rq_http_reply(req, 200, json_pack("{s:o}", "replicas", list));

@@ -15,6 +15,12 @@
  * - A one-second tick lets each replica continue a catch-up and, every few
  *   seconds, hand leadership to its preferred member; another timer applies
  *   the retention limits (every 30 s by default).
+ * - Raft log memory. --raft-memory-bytes is shared among the replicas
+ *   hosted (logbudget.h): each replica's snapshot counts are sized from
+ *   its share, which moves as replicas come and go, and every two ticks
+ *   the idle replicas that hold more than their share are compacted (a
+ *   snapshot, prodded by a barrier on the leader), the largest first and
+ *   at most BUDGET_BARRIERS barriers at a time.
  * - With --managers, the registrar (registrar.h) registers the broker with
  *   the manager cluster and heartbeats every second with a summary of its
  *   replicas.
@@ -45,6 +51,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "logbudget.h"
 #include "registrar.h"
 #include "replica.h"
 #include "rq_aio.h"
@@ -61,7 +68,9 @@
 #define LOG_TAG "broker"
 
 #define TICK_MS 1000
-#define BALANCE_TICKS 3 /* Leadership balance every 3 s. */
+#define BALANCE_TICKS 3    /* Leadership balance every 3 s. */
+#define BUDGET_TICKS 2     /* Raft log memory checked every 2 s. */
+#define BUDGET_BARRIERS 16 /* At most this many compaction barriers then. */
 #define PATH_LEN 4096
 
 static const struct rq_opt options[] = {
@@ -93,6 +102,10 @@ static const struct rq_opt options[] = {
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "4096",
      false, offsetof(struct broker_config, snapshot_threshold),
      "Raft entries between partition snapshots (manifests), at most"},
+    {"raft-memory-bytes", "RAFTQ_RAFT_MEMORY_BYTES", RQ_OPT_U64, "536870912",
+     false, offsetof(struct broker_config, raft_memory_bytes),
+     "Raft log bytes all replicas may hold in memory together, shared "
+     "among them, at least 1 MiB each (0: each replica its own limits)"},
     {"raft-log-memory-bytes", "RAFTQ_RAFT_LOG_MEMORY_BYTES", RQ_OPT_U64,
      "33554432", false, offsetof(struct broker_config, raft_log_memory_bytes),
      "snapshot a replica once about this many bytes of Raft entries are "
@@ -129,7 +142,8 @@ static const struct rq_opt options[] = {
 struct slot {
     uint64_t group_id;
     struct replica *replica;
-    bool from_start; /* Found in the data directory at start. */
+    bool from_start;           /* Found in the data directory at start. */
+    struct logbudget_state lb; /* Between memory checks. */
 };
 
 /* A replica being removed on request. */
@@ -168,6 +182,7 @@ struct broker {
 };
 
 static void shutdown_continue(struct broker *b);
+static void budget_share(struct broker *b);
 
 /* ---- Registry ---- */
 
@@ -255,6 +270,7 @@ static int slot_add(struct broker *b, struct replica *r, bool from_start)
         .replica = r,
         .from_start = from_start,
     };
+    budget_share(b);
     return 0;
 }
 
@@ -265,6 +281,7 @@ static void slot_remove(struct broker *b, uint64_t gid)
             memmove(&b->slots[i], &b->slots[i + 1],
                     (b->n_slots - i - 1) * sizeof b->slots[0]);
             b->n_slots--;
+            budget_share(b);
             return;
         }
     }
@@ -533,6 +550,122 @@ static int scan_replicas(struct broker *b, char *why, size_t whyn)
     return 0;
 }
 
+/* ---- Raft log memory ---- */
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* Shares --raft-memory-bytes among the replicas hosted now: the replicas
+ * open already take their new share, those still to open find it in the
+ * env. Nothing to share with snapshots counted in entries only. */
+static void budget_share(struct broker *b)
+{
+    if (b->closing || b->cfg.raft_log_memory_bytes == 0) {
+        return;
+    }
+    struct logbudget_share s = logbudget_share(
+        b->cfg.raft_memory_bytes, b->n_slots, b->cfg.raft_log_memory_bytes,
+        b->cfg.raft_log_trailing_bytes);
+    if (s.memory_bytes == b->env.raft_log_memory_bytes &&
+        s.trailing_bytes == b->env.raft_log_trailing_bytes) {
+        return;
+    }
+    b->env.raft_log_memory_bytes = s.memory_bytes;
+    b->env.raft_log_trailing_bytes = s.trailing_bytes;
+    for (size_t i = 0; i < b->n_slots; i++) {
+        replica_set_log_budget(b->slots[i].replica, s.memory_bytes,
+                               s.trailing_bytes);
+    }
+    rq_log(RQ_DEBUG,
+           "Raft log memory: %.2f MiB per replica (%.2f MiB trailing) over "
+           "%zu replicas",
+           mib(s.memory_bytes + s.trailing_bytes), mib(s.trailing_bytes),
+           b->n_slots);
+}
+
+struct candidate {
+    size_t slot;
+    uint64_t excess; /* Bytes over its share. */
+};
+
+static int cmp_excess(const void *x, const void *y)
+{
+    const struct candidate *a = x;
+    const struct candidate *c = y;
+    return a->excess < c->excess ? 1 : a->excess > c->excess ? -1 : 0;
+}
+
+/* Compacts the idle replicas over their share (logbudget_decide), the
+ * largest first. */
+static void budget_check(struct broker *b)
+{
+    if (b->cfg.raft_memory_bytes == 0 || b->cfg.raft_log_memory_bytes == 0 ||
+        b->n_slots == 0) {
+        return;
+    }
+    uint64_t share =
+        b->env.raft_log_memory_bytes + b->env.raft_log_trailing_bytes;
+    uint64_t now = uv_now(b->loop);
+    uint64_t held = 0;
+    size_t lowered = 0;
+    size_t n_cand = 0;
+    struct candidate *cand = malloc(b->n_slots * sizeof *cand);
+    if (cand == NULL) {
+        return; /* UNTESTED: ENOMEM only; the next check tries again. */
+    }
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct slot *s = &b->slots[i];
+        struct rq_node_log_memory m;
+        struct replica_status st;
+        if (!replica_log_memory(s->replica, &m)) {
+            continue;
+        }
+        replica_status(s->replica, &st);
+        held += m.bytes;
+        struct logbudget_view v = {
+            .bytes = m.bytes,
+            .entries = m.entries,
+            .trailing = m.trailing,
+            .last_index = st.node.last_index,
+            .applied = st.node.applied,
+            .leader = st.node.ready,
+            .compacting = m.compacting,
+        };
+        switch (logbudget_decide(&v, &s->lb, share, now)) {
+            case LOGBUDGET_NONE:
+                break;
+            case LOGBUDGET_LOWER:
+                if (replica_compact(s->replica, false) == 0) {
+                    lowered++;
+                }
+                break;
+            case LOGBUDGET_BARRIER:
+                cand[n_cand++] = (struct candidate){i, m.bytes - share};
+                break;
+        }
+    }
+    qsort(cand, n_cand, sizeof *cand, cmp_excess);
+    size_t barriers = 0;
+    for (size_t i = 0; i < n_cand && barriers < BUDGET_BARRIERS; i++) {
+        struct slot *s = &b->slots[cand[i].slot];
+        if (replica_compact(s->replica, true) == 0) {
+            logbudget_barrier_sent(&s->lb, now);
+            barriers++;
+        }
+    }
+    free(cand);
+    if (barriers + lowered > 0) {
+        rq_log(RQ_INFO,
+               "Raft logs hold about %.1f MiB (%.1f MiB per replica): "
+               "compacting %zu idle replicas over their share (%zu as leader, "
+               "%zu waiting)",
+               mib(held), mib(share), barriers + lowered, barriers,
+               n_cand - barriers);
+    }
+}
+
 /* ---- Timers ---- */
 
 static void on_tick(uv_timer_t *t)
@@ -542,6 +675,9 @@ static void on_tick(uv_timer_t *t)
     bool balance = b->ticks % BALANCE_TICKS == 0;
     for (size_t i = 0; i < b->n_slots; i++) {
         replica_tick(b->slots[i].replica, balance);
+    }
+    if (b->ticks % BUDGET_TICKS == 0) {
+        budget_check(b);
     }
 }
 
@@ -809,6 +945,12 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
     }
+    if ((c->raft_memory_bytes != 0 && c->raft_memory_bytes < LOGBUDGET_FLOOR) ||
+        c->raft_memory_bytes > (UINT64_C(1) << 40)) {
+        snprintf(why, whyn,
+                 "need --raft-memory-bytes 0 (off) or 1 MiB to 1 TiB");
+        return RQ_INVALID;
+    }
     if ((c->raft_log_memory_bytes != 0 &&
          c->raft_log_memory_bytes < (64u << 10)) ||
         c->raft_log_memory_bytes > (UINT64_C(1) << 40) ||
@@ -927,6 +1069,14 @@ static int start(struct broker *b, char *why, size_t whyn)
            "listening on %s (raft) and %s (http), data in %s, %zu replicas "
            "to open",
            b->cfg.raft_addr, b->cfg.http_addr, b->cfg.data, b->found);
+    if (b->cfg.raft_memory_bytes != 0 && b->cfg.raft_log_memory_bytes != 0) {
+        rq_log(
+            RQ_INFO,
+            "Raft log memory: %.0f MiB shared among the replicas, %.2f MiB "
+            "each now",
+            mib(b->cfg.raft_memory_bytes),
+            mib(b->env.raft_log_memory_bytes + b->env.raft_log_trailing_bytes));
+    }
     return 0;
 }
 

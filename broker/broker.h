@@ -23,6 +23,7 @@ struct broker_config {
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t snapshot_threshold;
+    uint64_t raft_memory_bytes;
     uint64_t raft_log_memory_bytes;
     uint64_t raft_log_trailing_bytes;
     uint64_t raft_segment_size;

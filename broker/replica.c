@@ -503,6 +503,35 @@ void replica_status(const struct replica *r, struct replica_status *out)
     }
 }
 
+/* ---- Raft log memory ---- */
+
+bool replica_log_memory(const struct replica *r, struct rq_node_log_memory *out)
+{
+    if (r->state != REPLICA_OPEN) {
+        memset(out, 0, sizeof *out);
+        return false;
+    }
+    rq_node_log_memory(r->node, out);
+    return true;
+}
+
+void replica_set_log_budget(struct replica *r, uint64_t memory_bytes,
+                            uint64_t trailing_bytes)
+{
+    if (r->state == REPLICA_OPEN) {
+        /* RQ_INVALID when snapshots are counted in entries only. */
+        (void)rq_node_set_log_budget(r->node, memory_bytes, trailing_bytes);
+    }
+}
+
+int replica_compact(struct replica *r, bool barrier)
+{
+    if (r->state != REPLICA_OPEN) {
+        return RQ_INVALID;
+    }
+    return rq_node_compact(r->node, barrier);
+}
+
 bool replica_ready_leader(const struct replica *r)
 {
     return r->state == REPLICA_OPEN && rq_node_ready(r->node);

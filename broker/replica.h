@@ -75,7 +75,10 @@ struct replica_env {
     unsigned election_timeout_ms;
     unsigned heartbeat_ms;
     unsigned snapshot_threshold;
-    uint64_t raft_log_memory_bytes; /* 0: snapshots by entry count only. */
+    /* Byte budgets a replica opens with (0: snapshots by entry count
+     * only); the broker moves them as its share of --raft-memory-bytes
+     * moves. */
+    uint64_t raft_log_memory_bytes;
     uint64_t raft_log_trailing_bytes;
     size_t raft_segment_size;
     uint64_t segment_bytes;
@@ -239,6 +242,21 @@ void replica_member_forget(struct replica *r);
 /* Serves a peer's MEMBERS call (see REPLICA_RPC_MEMBERS): fills @out;
  * returns the RPC status (0, RQ_NOTFOUND, RQ_NOQUORUM). */
 int replica_serve_members(struct replica *r, struct rq_buf *out);
+
+/* ---- Raft log memory (logbudget.h) ---- */
+
+/* What the replica's Raft log holds in memory; false (and @out zeroed)
+ * unless the replica is open. */
+bool replica_log_memory(const struct replica *r,
+                        struct rq_node_log_memory *out);
+
+/* Gives an open replica new byte budgets (rq_node_set_log_budget); a
+ * replica opened later takes them from its env. No-op otherwise. */
+void replica_set_log_budget(struct replica *r, uint64_t memory_bytes,
+                            uint64_t trailing_bytes);
+
+/* rq_node_compact() on an open replica; RQ_INVALID if it is not open. */
+int replica_compact(struct replica *r, bool barrier);
 
 /* ---- Maintenance, from the broker's timers ---- */
 

@@ -41,6 +41,35 @@ uint64_t rq_logmem_average(const struct rq_logmem *m)
     return m->avg16 / AVG_SCALE;
 }
 
+/* Sizes both counts from the current average; true if either moved. */
+static bool resize(struct rq_logmem *m)
+{
+    uint64_t avg = rq_logmem_average(m);
+    if (avg == 0) {
+        return false; /* Nothing known yet: the bounds hold. */
+    }
+    unsigned trailing =
+        rq_logmem_entries(m->cfg.trailing_bytes, avg, RQ_LOGMEM_MIN_TRAILING,
+                          m->cfg.max_trailing);
+    unsigned threshold =
+        rq_logmem_entries(m->cfg.memory_bytes, avg, RQ_LOGMEM_MIN_THRESHOLD,
+                          m->cfg.max_threshold);
+    /* Trailing entries held up by their minimum take room from the
+     * entries since the snapshot, so both budgets together still hold. */
+    uint64_t both = m->cfg.memory_bytes + m->cfg.trailing_bytes;
+    uint64_t behind = (uint64_t)trailing * avg;
+    unsigned fits =
+        rq_logmem_entries(both > behind ? both - behind : 0, avg,
+                          RQ_LOGMEM_MIN_THRESHOLD, m->cfg.max_threshold);
+    if (fits < threshold) {
+        threshold = fits;
+    }
+    bool changed = threshold != m->threshold || trailing != m->trailing;
+    m->threshold = threshold;
+    m->trailing = trailing;
+    return changed;
+}
+
 bool rq_logmem_add(struct rq_logmem *m, size_t entry_bytes)
 {
     /* An entry is at most RQ_ENTRY_MAX (64 MiB) in practice; cap anything
@@ -55,15 +84,15 @@ bool rq_logmem_add(struct rq_logmem *m, size_t entry_bytes)
     } else {
         m->avg16 -= (m->avg16 - x) >> AVG_SHIFT;
     }
-    uint64_t avg = rq_logmem_average(m);
-    unsigned threshold =
-        rq_logmem_entries(m->cfg.memory_bytes, avg, RQ_LOGMEM_MIN_THRESHOLD,
-                          m->cfg.max_threshold);
-    unsigned trailing =
-        rq_logmem_entries(m->cfg.trailing_bytes, avg, RQ_LOGMEM_MIN_TRAILING,
-                          m->cfg.max_trailing);
-    bool changed = threshold != m->threshold || trailing != m->trailing;
-    m->threshold = threshold;
-    m->trailing = trailing;
-    return changed;
+    return resize(m);
+}
+
+bool rq_logmem_set_budget(struct rq_logmem *m, uint64_t memory_bytes,
+                          uint64_t trailing_bytes)
+{
+    /* Budgets come from flags checked to be at most 1 TiB, so their sum
+     * cannot overflow. */
+    m->cfg.memory_bytes = memory_bytes;
+    m->cfg.trailing_bytes = trailing_bytes;
+    return resize(m);
 }

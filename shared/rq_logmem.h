@@ -12,7 +12,12 @@
  * they move (raft_set_snapshot_threshold and raft_set_snapshot_trailing
  * take effect at the next apply and the next snapshot). The configured
  * entry counts stay the upper bounds; small minimums keep a stream of huge
- * entries from snapshotting after every one. Pure: no raft, no I/O.
+ * entries from snapshotting after every one. The threshold also leaves
+ * room for the trailing entries: when the trailing count is held up by its
+ * minimum, the entries since the snapshot get less, so the two together
+ * stay within both budgets whenever the minimums allow. The budgets may
+ * change while entries flow (a broker shares one budget among a varying
+ * number of replicas). Pure: no raft, no I/O.
  */
 #ifndef RQ_LOGMEM_H
 #define RQ_LOGMEM_H
@@ -22,12 +27,14 @@
 #include <stdint.h>
 
 /* Fewest entries between snapshots: each snapshot syncs the state machine
- * and closes the open Raft segment. */
-#define RQ_LOGMEM_MIN_THRESHOLD 8
-/* Fewest trailing entries, so a follower a few entries behind still gets
+ * and closes the open Raft segment (cheap since rq_aio takes the segment's
+ * io_destroy off the loop, but not free). Small entries never come near
+ * it: their counts follow from the budgets. */
+#define RQ_LOGMEM_MIN_THRESHOLD 2
+/* Fewest trailing entries, so a follower an entry or two behind still gets
  * entries rather than a snapshot (never 0: libraft reads 0 as "replace
  * the whole log"). */
-#define RQ_LOGMEM_MIN_TRAILING 4
+#define RQ_LOGMEM_MIN_TRAILING 2
 /* Bytes libraft spends per entry besides its buffer (struct raft_entry and
  * the log's slot), counted so tiny entries are not undercounted. */
 #define RQ_LOGMEM_ENTRY_OVERHEAD 64
@@ -55,6 +62,14 @@ void rq_logmem_init(struct rq_logmem *m, const struct rq_logmem_config *cfg);
  * hand them to libraft.
  */
 bool rq_logmem_add(struct rq_logmem *m, size_t entry_bytes);
+
+/*
+ * Replaces the two byte budgets of @m's configuration and sizes the counts
+ * again from the current average. Returns true when m->threshold or
+ * m->trailing changed.
+ */
+bool rq_logmem_set_budget(struct rq_logmem *m, uint64_t memory_bytes,
+                          uint64_t trailing_bytes);
 
 /* The average entry size so far, in bytes (0 before the first entry). */
 uint64_t rq_logmem_average(const struct rq_logmem *m);

@@ -14,6 +14,17 @@
  *         --[ready_barrier_cb, status 0]--> leader, ready
  *     any leader state --[new term or step-down]--> not leader
  *
+ * Compaction (rq_node_compact). libraft snapshots after applying entries
+ * once `threshold` of them have been applied since the last snapshot, and
+ * checks nowhere else, so a node asked to let go of its log lowers the
+ * threshold to 1 and, as leader, proposes a barrier; the threshold comes
+ * back in poll_cb once a snapshot has started, or once the barrier has been
+ * applied (libraft checks the threshold right after applying it, in the
+ * same call, so by the next poll a snapshot has started or could not):
+ *
+ *     idle --[rq_node_compact]--> compacting (threshold 1)
+ *         --[poll_cb: snapshot started, or barrier applied or failed]--> idle
+ *
  * Close sequence (libraft 0.15, src/raft.c and src/uv.c): raft_close()
  * fails the pending requests synchronously, then closes raft_uv, which
  * closes the transport and its own timer; its callback frees raft's own
@@ -73,7 +84,9 @@ struct rq_node {
     const struct rq_fsm_ops *ops;
     void *fsm_data;
     struct rq_logmem logmem;
-    uv_timer_t poll; /* Polls raft for changes; see poll_cb. */
+    bool sized;         /* Snapshots sized by bytes (logmem in use). */
+    unsigned threshold; /* The configured threshold, when not sized. */
+    uv_timer_t poll;    /* Polls raft for changes; see poll_cb. */
     unsigned poll_ms;
     char label[LABEL_MAX]; /* Names the node in log lines. */
 
@@ -88,6 +101,11 @@ struct rq_node {
     void *change_data;
 
     struct request *requests; /* Pending client requests, for close. */
+
+    /* Compaction; see the top of the file. */
+    bool compacting;
+    bool compact_barrier_done; /* Applied (or failed): restore at the poll. */
+    raft_index compact_from;   /* The snapshot index when it began. */
 
     bool started;
     bool closing;
@@ -242,6 +260,35 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
 
 static void poll_cb(uv_timer_t *timer);
 
+/* Hands libraft the snapshot counts: the sized ones (or the configured
+ * threshold), or a threshold of 1 while compacting. */
+static void set_counts(struct rq_node *n)
+{
+    unsigned threshold = n->sized ? n->logmem.threshold : n->threshold;
+    raft_set_snapshot_threshold(&n->raft, n->compacting ? 1 : threshold);
+    if (n->sized) {
+        raft_set_snapshot_trailing(&n->raft, n->logmem.trailing);
+    }
+}
+
+/* Ends a compaction once it has done what it can (see the top). */
+static void compact_check(struct rq_node *n)
+{
+    struct raft *r = &n->raft;
+    if (!n->compacting) {
+        return;
+    }
+    bool started = r->snapshot.pending.term != 0 ||
+                   r->snapshot.put.data != NULL ||
+                   r->log.snapshot.last_index != n->compact_from;
+    if (!started && !n->compact_barrier_done) {
+        return;
+    }
+    n->compacting = false;
+    n->compact_barrier_done = false;
+    set_counts(n);
+}
+
 static void ready_barrier_cb(struct raft_barrier *req, int status)
 {
     struct rq_node *n = req->data;
@@ -299,6 +346,7 @@ static void poll_cb(uv_timer_t *timer)
     if (n->closing) {
         return;
     }
+    compact_check(n);
     maybe_issue_barrier(n);
     rq_node_info(n, &now);
     if (now.role == n->last.role && now.leader_id == n->last.leader_id &&
@@ -333,8 +381,7 @@ static int sized_apply(void *data, uint64_t index, const uint8_t *payload,
     int rv = n->ops->apply(n->fsm_data, index, payload, len, result);
     if (rv == 0 &&
         rq_logmem_add(&n->logmem, RQ_ENTRY_HEADER + ((len + 7) & ~(size_t)7))) {
-        raft_set_snapshot_threshold(&n->raft, n->logmem.threshold);
-        raft_set_snapshot_trailing(&n->raft, n->logmem.trailing);
+        set_counts(n);
     }
     return rv;
 }
@@ -422,7 +469,9 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
 
     n->ops = ops;
     n->fsm_data = fsm_data;
-    if (cfg->log_memory_bytes != 0) {
+    n->threshold = threshold;
+    n->sized = cfg->log_memory_bytes != 0;
+    if (n->sized) {
         struct rq_logmem_config lc = {
             .memory_bytes = cfg->log_memory_bytes,
             .trailing_bytes = cfg->trailing_bytes,
@@ -677,6 +726,77 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
         free(req);
         return error_from_raft(rv);
     }
+    return 0;
+}
+
+/* ---- Raft log memory ---- */
+
+void rq_node_log_memory(const struct rq_node *n, struct rq_node_log_memory *out)
+{
+    const struct raft_log *l = &n->raft.log;
+    /* The log is a ring of entries from front to back (src/log.c). */
+    uint64_t entries =
+        l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
+    memset(out, 0, sizeof *out);
+    out->entries = entries;
+    out->average = n->sized ? rq_logmem_average(&n->logmem) : 0;
+    out->bytes = entries * out->average;
+    out->snapshot_index = l->snapshot.last_index;
+    out->threshold = n->raft.snapshot.threshold;
+    out->trailing = n->raft.snapshot.trailing;
+    out->compacting = n->compacting;
+}
+
+int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
+                           uint64_t trailing_bytes)
+{
+    if (!n->sized) {
+        return RQ_INVALID;
+    }
+    if (rq_logmem_set_budget(&n->logmem, memory_bytes, trailing_bytes)) {
+        set_counts(n);
+    }
+    return 0;
+}
+
+static void compact_barrier_cb(void *data, int status, uint64_t result)
+{
+    struct rq_node *n = data;
+    (void)result;
+    if (n->closing) {
+        return; /* Called from rq_node_close(): the poll timer is closed. */
+    }
+    if (status != 0 && status != RQ_NOTLEADER) {
+        rq_log(RQ_WARN, "%s: compaction barrier: %s", n->label,
+               rq_strerror(status));
+    }
+    /* libraft has checked the threshold right after applying the barrier
+     * (or it failed): the poll ends the compaction on the next turn. */
+    n->compact_barrier_done = true;
+    uv_timer_start(&n->poll, poll_cb, 0, n->poll_ms);
+}
+
+int rq_node_compact(struct rq_node *n, bool barrier)
+{
+    if (n->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!n->started) {
+        return RQ_INVALID;
+    }
+    if (n->compacting) {
+        return RQ_EXISTS;
+    }
+    if (barrier) {
+        int rv = rq_node_barrier(n, compact_barrier_cb, n);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    n->compacting = true;
+    n->compact_barrier_done = false;
+    n->compact_from = n->raft.log.snapshot.last_index;
+    set_counts(n);
     return 0;
 }
 

@@ -349,7 +349,7 @@ struct outcomes {
     unsigned notleader;
     unsigned shutdown;
     unsigned other;
-    unsigned want; /* run_until(all_done) waits for this many. */
+    unsigned want;        /* run_until(all_done) waits for this many. */
     uint64_t last_result; /* Results of entries applied in order. */
     unsigned result_errors;
 };
@@ -579,6 +579,14 @@ static void test_node_bootstrap_twice_is_ok(void **state)
     assert_true(run_until(fx, is_ready, tn, WAIT_MS));
     assert_int_equal(tn->fsm.count, 1);
     assert_true(tn->fsm.hash == expect);
+    /* Snapshots counted in entries only: no byte budget to move, no
+     * average known. */
+    struct rq_node_log_memory m;
+    assert_int_equal(rq_node_set_log_budget(tn->node, 4096, 1024), RQ_INVALID);
+    rq_node_log_memory(tn->node, &m);
+    assert_true(m.entries > 0);
+    assert_true(m.average == 0 && m.bytes == 0);
+    assert_int_equal(m.threshold, 100000);
     tnode_close(tn);
 }
 
@@ -856,6 +864,141 @@ static void test_node_three_voters_replicate_and_fail_over(void **state)
     assert_int_equal(o.ok + o.notleader + o.other, 0);
 }
 
+struct all_compacted {
+    struct fixture *c;
+    uint64_t past; /* Every node's snapshot index must exceed this. */
+};
+
+static bool all_compacted(void *arg)
+{
+    struct all_compacted *a = arg;
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct rq_node_log_memory m;
+        rq_node_log_memory(a->c->nodes[i].node, &m);
+        if (m.compacting || m.snapshot_index <= a->past) {
+            return false;
+        }
+    }
+    return true;
+}
+
+struct snapshot_past {
+    struct tnode *tn;
+    uint64_t past;
+};
+
+static bool snapshot_past(void *arg)
+{
+    struct snapshot_past *sp = arg;
+    struct rq_node_log_memory m;
+    rq_node_log_memory(sp->tn->node, &m);
+    return m.snapshot_index > sp->past;
+}
+
+/*
+ * Three voters with snapshots sized by bytes, holding every entry (far
+ * below the budget). Compaction lowers the threshold to one entry; the
+ * leader's barrier is applied everywhere, so every member snapshots and
+ * keeps only its trailing entries, and the counts come back. A lower
+ * budget lowers the counts at once.
+ */
+static void test_node_compact_lets_go_of_the_log(void **state)
+{
+    struct fixture *fx = *state;
+    struct rq_peer peers[N_VOTERS];
+    struct rq_node_log_memory m;
+    uint64_t expect = HASH_SEED;
+
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "c%u", i + 1);
+        tnode_init(&fx->nodes[i], fx, i + 1, 22020 + i, sub);
+        peers[i].id = i + 1;
+        snprintf(peers[i].address, sizeof peers[i].address, "%s",
+                 fx->nodes[i].address);
+    }
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct rq_node_config cfg = config_for(&fx->nodes[i]);
+        cfg.log_memory_bytes = 1 << 20;
+        cfg.trailing_bytes = 8 << 10;
+        tnode_open_with(&fx->nodes[i], &cfg);
+        tnode_bootstrap(&fx->nodes[i], peers, N_VOTERS);
+        assert_int_equal(rq_node_compact(fx->nodes[i].node, false),
+                         RQ_INVALID); /* Not started. */
+        tnode_start(&fx->nodes[i]);
+    }
+    assert_true(run_until(fx, one_ready, fx, WAIT_MS));
+    struct tnode *leader = single_ready(fx);
+    apply_range(leader, 0, 60, &expect);
+    struct converge v = {fx, 60};
+    assert_true(run_until(fx, open_nodes_applied, &v, WAIT_MS));
+
+    /* Entries of 1 to 1001 bytes, 8 to 1016 framed, plus 64 of overhead:
+     * nothing snapshotted, every entry held. */
+    unsigned threshold[N_VOTERS];
+    uint64_t last = 0;
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct tnode *tn = &fx->nodes[i];
+        rq_node_log_memory(tn->node, &m);
+        assert_int_equal(m.snapshot_index, 0);
+        assert_int_equal(tn->fsm.snapshots, 0);
+        assert_true(m.entries >= 60);
+        assert_true(m.average >= 72 && m.average <= 1080);
+        assert_true(m.bytes == m.entries * m.average);
+        assert_true(m.threshold > 100 && m.threshold == (1 << 20) / m.average);
+        assert_true(m.trailing == (8 << 10) / m.average || m.trailing == 2);
+        assert_false(m.compacting);
+        threshold[i] = m.threshold;
+        struct rq_node_info info;
+        rq_node_info(tn->node, &info);
+        last = info.last_index > last ? info.last_index : last;
+    }
+
+    /* Followers may not propose the barrier; they lower their threshold
+     * and wait for the leader's next entry. */
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct tnode *tn = &fx->nodes[i];
+        if (tn == leader) {
+            continue;
+        }
+        assert_int_equal(rq_node_compact(tn->node, true), RQ_NOTLEADER);
+        rq_node_log_memory(tn->node, &m);
+        assert_false(m.compacting);
+        assert_int_equal(rq_node_compact(tn->node, false), 0);
+        assert_int_equal(rq_node_compact(tn->node, false), RQ_EXISTS);
+        rq_node_log_memory(tn->node, &m);
+        assert_true(m.compacting);
+        assert_int_equal(m.threshold, 1);
+    }
+    assert_int_equal(rq_node_compact(leader->node, true), 0);
+    struct all_compacted a = {fx, last};
+    assert_true(run_until(fx, all_compacted, &a, WAIT_MS));
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct tnode *tn = &fx->nodes[i];
+        assert_true(tn->fsm.snapshots >= 1);
+        rq_node_log_memory(tn->node, &m);
+        /* The trailing entries up to the barrier, and nothing after it. */
+        assert_true(m.entries <= m.trailing);
+        assert_int_equal(m.threshold, threshold[i]);
+    }
+
+    /* A smaller budget: fewer entries between snapshots at once. */
+    assert_int_equal(rq_node_set_log_budget(leader->node, 8 << 10, 1 << 10), 0);
+    rq_node_log_memory(leader->node, &m);
+    assert_true(m.threshold < 20);
+    apply_range(leader, 60, 40, &expect);
+    v.count = 100;
+    assert_true(run_until(fx, open_nodes_applied, &v, WAIT_MS));
+    check_open_nodes_state(fx, 100, expect);
+    /* The snapshot those entries started is written in the background. */
+    struct snapshot_past sp = {leader, a.past + 1};
+    assert_true(run_until(fx, snapshot_past, &sp, WAIT_MS));
+
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        tnode_close(&fx->nodes[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -871,6 +1014,8 @@ int main(void)
             test_node_rejects_bad_config_and_failed_start, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_node_three_voters_replicate_and_fail_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_compact_lets_go_of_the_log,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }

@@ -903,6 +903,141 @@ def test_memory_bounded_by_bytes(ctx):
               "produced" % (grown, base[pid]))
 
 
+MIB = 1 << 20
+
+
+def produce_mib(b, leaders, n_each, n_threads=4):
+    """Posts @n_each binary batches of four 256 KiB records (1 MiB) to
+    each partition in @leaders ({p: broker id}), from @n_threads threads.
+    Returns the value of every record."""
+    value = "".join(chr(ord("a") + i % 26) for i in range(MIB // 4))
+    body = binary_body([(None, value)] * 4)
+    todo = [p for p in leaders for _ in range(n_each)]
+    errors = []
+    lock = threading.Lock()
+
+    def run():
+        while not errors:
+            with lock:
+                if not todo:
+                    return
+                p = todo.pop()
+            try:
+                st, obj, _ = call(b.http[leaders[p]], "POST", records_path(TOPIC, p), raw=body,
+                                  content_type=BINARY, timeout=60)
+            except Unreachable as e:
+                errors.append(str(e))
+                return
+            if st != 200:
+                errors.append("partition %d: %d %r" % (p, st, obj))
+
+    threads = [threading.Thread(target=run) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, "produce: %s" % (errors[:1],))
+    return value
+
+
+def wait_held(b, partitions, n_records, value, timeout=60):
+    """Waits until every replica of @partitions holds @n_records records
+    and serves the last one (@value) again."""
+    def held():
+        return all(b.replicas(i)[p + 1]["next_offset"] == n_records
+                   for i in b.ids() for p in partitions)
+    wait_until(held, timeout, "every replica to hold all %d records" % n_records)
+    for i in b.ids():
+        for p in partitions:
+            st, obj, _ = call(b.http[i], "GET",
+                              records_path(TOPIC, p) + "?offset=%d&max=1" % (n_records - 1))
+            check(st == 200 and obj["records"][0]["value"] == value,
+                  "broker%d partition %d: last record: %d" % (i, p, st))
+
+
+def set_flag(proc, flag, value):
+    """Sets @flag to @value on @proc's command line for its next start."""
+    i = proc.argv.index(flag)
+    proc.argv[i + 1] = value
+
+
+def test_memory_budget_after_restart(ctx):
+    """30 partitions of 10 MiB each, held whole in memory by brokers whose
+    budget is large (each replica may hold 36 MiB): every broker's RSS is
+    well over 300 MiB. Restarted with --raft-memory-bytes 64 MiB, each
+    replica's share is about 2 MiB, so replaying its log snapshots it: every
+    broker's RSS falls below the budget plus 150 MiB (the broker itself,
+    allocator slack and the sanitizer's quarantine), and every record is
+    still there."""
+    ctx.env["ASAN_OPTIONS"] = ctx.env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
+    b = Brokers(ctx, args=["--snapshot-threshold", "4096",
+                           "--raft-memory-bytes", str(4 << 30)]).start()
+    parts = list(range(30))
+    b.create(parts)
+    leaders = b.wait_preferred(parts, 60)
+    value = produce_mib(b, leaders, 10)
+    wait_held(b, parts, 40, value)
+    for i in b.ids():
+        held = b.replicas(i)
+        check(all(held[p + 1]["raft_log_entries"] >= 10 for p in parts),
+              "broker%d snapshotted below its per-replica limit" % i)
+    before = [rss_mib(b[i].pid()) for i in b.ids()]
+    check(all(rss > 64 + 150 for rss in before),
+          "the brokers hold 300 MiB of Raft log each, but their RSS is %s MiB"
+          % ", ".join("%.0f" % rss for rss in before))
+    for i in b.ids():
+        check(b[i].terminate() == 0, "broker%d exited uncleanly" % i)
+        set_flag(b[i], "--raft-memory-bytes", str(64 * MIB))
+    b.start()
+    b.wait_leaders(parts, 60)
+    bound = 64 + 150
+
+    def small():
+        return all(rss_mib(b[i].pid()) < bound for i in b.ids())
+    try:
+        wait_until(small, 60, "every broker's RSS to fall below %d MiB" % bound)
+    except TestFailure:
+        raise TestFailure("RSS after the restart: %s MiB" % ", ".join(
+            "%.0f" % rss_mib(b[i].pid()) for i in b.ids()))
+    print("    RSS before the restart %s MiB, after %s MiB" % (
+        " / ".join("%.0f" % rss for rss in before),
+        " / ".join("%.0f" % rss_mib(b[i].pid()) for i in b.ids())))
+    wait_held(b, parts, 40, value)
+
+
+def test_memory_budget_compacts_idle_replicas(ctx):
+    """Four partitions of 8 MiB each fit a 64 MiB budget (16 MiB each), so
+    every replica holds all its entries; then 28 more partitions shrink
+    every share to 2 MiB. No entry comes to the first four, so libraft
+    would never look at their snapshot thresholds again: the brokers
+    compact them (a barrier from the leader, applied everywhere) and every
+    replica keeps only its trailing entries."""
+    b = Brokers(ctx, args=["--snapshot-threshold", "4096",
+                           "--raft-memory-bytes", str(64 * MIB)]).start()
+    first = list(range(4))
+    b.create(first)
+    leaders = b.wait_preferred(first, 30)
+    value = produce_mib(b, leaders, 8)
+    wait_held(b, first, 32, value)
+    for i in b.ids():
+        held = b.replicas(i)
+        check(all(held[p + 1]["raft_log_entries"] >= 8 for p in first),
+              "broker%d: entries not held: %r" % (i, [held[p + 1] for p in first]))
+    b.create(range(4, 32))
+
+    def compacted():
+        return all(b.replicas(i)[p + 1]["raft_log_entries"] <= 3
+                   for i in b.ids() for p in first)
+    wait_until(compacted, 30, "the first four partitions to be compacted everywhere")
+    for i in b.ids():
+        held = b.replicas(i)
+        check(all(held[p + 1]["raft_log_bytes"] <= 4 * MIB for p in first),
+              "broker%d: %r" % (i, [held[p + 1]["raft_log_bytes"] for p in first]))
+    check(any("compacting" in line for i in b.ids() for line in b[i].log_tail(400)),
+          "no broker logged a compaction")
+    wait_held(b, first, 32, value)
+
+
 def test_retention(ctx):
     """Past --retention-bytes every replica deletes its oldest segments; a
     read below the first offset is 404 naming first_offset, and reads from
@@ -1470,6 +1605,8 @@ if __name__ == "__main__":
         test_bad_input,
         test_binary_produce,
         test_memory_bounded_by_bytes,
+        test_memory_budget_after_restart,
+        test_memory_budget_compacts_idle_replicas,
         test_retention,
         test_kill_restart_catch_up,
         test_twenty_partitions_kill_and_stop,

@@ -137,16 +137,66 @@ static void test_logmem_bounds_memory_for_any_size(void **state)
         uint64_t min_behind = RQ_LOGMEM_MIN_TRAILING * each;
         uint64_t since = m.threshold * each;
         uint64_t behind = m.trailing * each;
+        uint64_t both = broker_like.memory_bytes + broker_like.trailing_bytes;
         assert_true(since <= broker_like.memory_bytes || since == min_since);
         assert_true(behind <= broker_like.trailing_bytes ||
                     behind == min_behind);
+        /* Both together fit both budgets, unless the minimums alone do
+         * not. */
+        assert_true(since + behind <= both || since == min_since);
         /* And the budgets are used: no more than one entry short, unless
          * the entry-count bound holds first. */
         assert_true(since + each > broker_like.memory_bytes ||
+                    since + behind + each > both ||
                     m.threshold == broker_like.max_threshold);
         assert_true(behind + each > broker_like.trailing_bytes ||
                     m.trailing == broker_like.max_trailing);
     }
+}
+
+static void test_logmem_trailing_minimum_takes_room_from_threshold(void **state)
+{
+    (void)state;
+    struct rq_logmem m;
+    rq_logmem_init(&m, &broker_like);
+    /* 4 MiB entries: one would fill the trailing budget, but two are kept,
+     * so the threshold gives up one of its eight. */
+    rq_logmem_add(&m, 4 * MIB - RQ_LOGMEM_ENTRY_OVERHEAD);
+    assert_int_equal(m.trailing, RQ_LOGMEM_MIN_TRAILING);
+    assert_int_equal(m.threshold, 7);
+}
+
+static void test_logmem_budget_moves(void **state)
+{
+    (void)state;
+    struct rq_logmem m;
+    rq_logmem_init(&m, &broker_like);
+    /* Before any entry the counts stay at their bounds. */
+    assert_false(rq_logmem_set_budget(&m, MIB, 128 * 1024));
+    assert_int_equal(m.threshold, 4096);
+    assert_int_equal(m.trailing, 128);
+    assert_false(rq_logmem_set_budget(&m, 32 * MIB, 4 * MIB));
+
+    /* 1 MiB entries under the broker's per-replica budget. */
+    for (int i = 0; i < 16; i++) {
+        rq_logmem_add(&m, MIB - RQ_LOGMEM_ENTRY_OVERHEAD);
+    }
+    assert_int_equal(m.threshold, 32);
+    assert_int_equal(m.trailing, 4);
+    /* The share shrinks to 4 MiB (an eighth trailing): two entries behind
+     * (the minimum) leave room for two since the snapshot. */
+    assert_true(rq_logmem_set_budget(&m, 4 * MIB - 512 * 1024, 512 * 1024));
+    assert_int_equal(m.threshold, 2);
+    assert_int_equal(m.trailing, 2);
+    assert_false(rq_logmem_set_budget(&m, 4 * MIB - 512 * 1024, 512 * 1024));
+    /* No budget at all: the minimums. */
+    rq_logmem_set_budget(&m, 0, 0);
+    assert_int_equal(m.threshold, RQ_LOGMEM_MIN_THRESHOLD);
+    assert_int_equal(m.trailing, RQ_LOGMEM_MIN_TRAILING);
+    /* And back. */
+    assert_true(rq_logmem_set_budget(&m, 32 * MIB, 4 * MIB));
+    assert_int_equal(m.threshold, 32);
+    assert_int_equal(m.trailing, 4);
 }
 
 int main(void)
@@ -157,6 +207,9 @@ int main(void)
         cmocka_unit_test(test_logmem_uniform_entries),
         cmocka_unit_test(test_logmem_follows_a_change_of_size),
         cmocka_unit_test(test_logmem_bounds_memory_for_any_size),
+        cmocka_unit_test(
+            test_logmem_trailing_minimum_takes_room_from_threshold),
+        cmocka_unit_test(test_logmem_budget_moves),
     };
     return cmocka_run_group_tests_name("logmem", tests, NULL, NULL);
 }
