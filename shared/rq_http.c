@@ -104,6 +104,7 @@ struct rq_http_req {
     struct rq_http *h;
     struct MHD_Connection *conn; /* NULL once MHD is done with the request. */
     char *uri;                   /* Raw request target; '?' cut to NUL. */
+    const char *query;           /* What followed the '?' in uri, or "". */
     char *method;
     uint8_t *body; /* NUL-terminated copy, or NULL when empty. */
     size_t body_len;
@@ -724,8 +725,10 @@ static int split_path(struct rq_http_req *req)
     char *q = strchr(req->uri, '?');
     char *p;
 
+    req->query = "";
     if (q != NULL) {
         *q = '\0';
+        req->query = q + 1;
     }
     if (req->uri[0] != '/') {
         req->n_segs = 0; /* "*" or an absolute URI: nothing matches. */
@@ -1165,6 +1168,11 @@ const char *rq_http_method(const struct rq_http_req *req)
 const char *rq_http_path(const struct rq_http_req *req)
 {
     return req->uri;
+}
+
+const char *rq_http_query_string(const struct rq_http_req *req)
+{
+    return req->query != NULL ? req->query : "";
 }
 
 const char *rq_http_param(const struct rq_http_req *req, const char *name)

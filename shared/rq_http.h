@@ -69,6 +69,8 @@ void rq_http_close(struct rq_http *h, void (*cb)(void *data), void *data);
 const char *rq_http_method(const struct rq_http_req *req);
 /* The path as sent (still percent-encoded), without the query string. */
 const char *rq_http_path(const struct rq_http_req *req);
+/* The raw query string (after '?', still percent-encoded), or "". */
+const char *rq_http_query_string(const struct rq_http_req *req);
 /* A {name} segment of the matched pattern, percent-decoded; NULL if none. */
 const char *rq_http_param(const struct rq_http_req *req, const char *name);
 /* A query-string argument, decoded; NULL if absent. */

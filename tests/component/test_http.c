@@ -90,6 +90,7 @@ static void h_records_get(struct rq_http_req *req, void *data)
                         text_or_null(rq_http_arg(req, "missing")));
     json_object_set_new(body, "method", json_string(rq_http_method(req)));
     json_object_set_new(body, "path", json_string(rq_http_path(req)));
+    json_object_set_new(body, "query", json_string(rq_http_query_string(req)));
     json_object_set_new(body, "agent",
                         text_or_null(rq_http_header(req, "x-test-agent")));
     rq_http_reply(req, 200, body);
@@ -600,7 +601,28 @@ static void test_http_routes_params_and_query(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "method")), "GET");
     assert_string_equal(json_string_value(json_object_get(v, "path")),
                         "/v1/topics/caf%C3%A9%20au%20lait/records");
+    assert_string_equal(json_string_value(json_object_get(v, "query")),
+                        "partition=3");
     assert_string_equal(json_string_value(json_object_get(v, "agent")), "cm");
+    json_decref(v);
+    resp_free(&r);
+
+    /* The raw query string stays encoded; without one it is empty. */
+    fetch(e,
+          "GET /v1/topics/t/records?a=%20b&c HTTP/1.1\r\nHost: x\r\n"
+          "Connection: close\r\n\r\n",
+          &r);
+    v = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(v, "query")),
+                        "a=%20b&c");
+    json_decref(v);
+    resp_free(&r);
+    fetch(e,
+          "GET /v1/topics/t/records HTTP/1.1\r\nHost: x\r\n"
+          "Connection: close\r\n\r\n",
+          &r);
+    v = resp_json(&r);
+    assert_string_equal(json_string_value(json_object_get(v, "query")), "");
     json_decref(v);
     resp_free(&r);
 
@@ -642,7 +664,7 @@ static void test_http_routes_params_and_query(void **state)
     resp_free(&r);
 
     struct rq_http_stats s = stats(e);
-    assert_int_equal(s.requests, 2);
+    assert_int_equal(s.requests, 4);
     assert_int_equal(s.rejected, 6);
     assert_int_equal(s.suspended, 0);
 }

@@ -1,0 +1,28 @@
+/*
+ * The manager's cluster, admin and internal HTTP handlers: health and
+ * metrics, API.md section 3 under /admin/ (bearer token when the manager
+ * has --admin-token), and the broker side of the internal API
+ * (registration and heartbeats, manager/README.md). Handlers take the
+ * struct manager as their data.
+ */
+#ifndef ADMIN_H
+#define ADMIN_H
+
+#include "rq_http.h"
+
+void admin_healthz(struct rq_http_req *req, void *data);
+void admin_readyz(struct rq_http_req *req, void *data);
+void admin_metrics(struct rq_http_req *req, void *data);
+
+void admin_managers(struct rq_http_req *req, void *data);
+void admin_brokers(struct rq_http_req *req, void *data);
+void admin_broker_drain(struct rq_http_req *req, void *data);
+void admin_broker_remove(struct rq_http_req *req, void *data);
+void admin_topic_describe(struct rq_http_req *req, void *data);
+void admin_topic_delete(struct rq_http_req *req, void *data);
+void admin_partition_leader(struct rq_http_req *req, void *data);
+
+void admin_broker_register(struct rq_http_req *req, void *data);
+void admin_broker_heartbeat(struct rq_http_req *req, void *data);
+
+#endif /* ADMIN_H */

@@ -1,0 +1,467 @@
+/*
+ * Calls to brokers (see bclient.h). One struct bcall per call; it owns a
+ * timer for the pause between attempts, so it is freed from the timer's
+ * close callback.
+ */
+#include "bclient.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manager.h"
+#include "routing.h"
+#include "rq_err.h"
+#include "rq_hash.h"
+#include "rq_log.h"
+#include "rq_wire.h"
+
+#define LOG_TAG "bclient"
+
+#define PRODUCE_DEADLINE_MS 5000
+#define CALL_TIMEOUT_MS 5000
+#define RETRY_MS 100
+#define MAX_REDIRECTS 3
+#define WHY_LEN 384
+
+struct bcall;
+
+/* One of the reads a fanned-out read sends. */
+struct fan {
+    struct bcall *c;
+    uint32_t broker;
+};
+
+struct bcall {
+    struct manager *m;
+    bool produce;
+    struct mstore_partition part;
+    char *body; /* Produce: the request body (owned). */
+    size_t body_len;
+    char path[512];
+    uint64_t deadline;           /* uv_now() value. */
+    uint32_t redirect_to;        /* Next target named by a 421; 0: none. */
+    uint32_t target;             /* The broker being asked. */
+    uint32_t order[MCMD_RF + 1]; /* Reads: the brokers in the order to ask. */
+    unsigned n_order;
+    unsigned next; /* Reads: index into order; produce: rotation. */
+    unsigned redirects;
+    unsigned wait_ms;
+    char why[WHY_LEN];
+    /* Reads with no known leader ask every replica at once and keep the
+     * answer of the one that has applied the most. */
+    bool fanout;
+    struct fan fans[MCMD_RF];
+    unsigned fan_pending;
+    json_t *best;
+    int best_status;
+    uint64_t best_hw;
+    uv_timer_t timer;
+    bclient_cb cb;
+    void *data;
+};
+
+static void attempt(struct bcall *c);
+
+static void on_closed(uv_handle_t *h)
+{
+    struct bcall *c = h->data;
+    json_decref(c->best);
+    free(c->body);
+    free(c);
+}
+
+static void finish(struct bcall *c, int status, const json_t *answer,
+                   const char *why, const char *retry_after)
+{
+    struct bclient_result r = {
+        .status = status,
+        .answer = answer,
+        .why = why != NULL ? why : "",
+        .retry_after = retry_after,
+    };
+    c->cb(c->data, &r);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+static void finish_unavailable(struct bcall *c)
+{
+    char why[WHY_LEN + 128];
+    snprintf(why, sizeof why,
+             "topic %s partition %u cannot be reached now (%s); retry",
+             c->part.topic, c->part.partition_id,
+             c->why[0] != '\0' ? c->why : "no replica answered");
+    finish(c, 503, NULL, why, "1");
+}
+
+static void fan_out(struct bcall *c);
+
+static void on_retry(uv_timer_t *t)
+{
+    struct bcall *c = t->data;
+    if (c->fanout) {
+        fan_out(c);
+    } else {
+        attempt(c);
+    }
+}
+
+/* Tries again after a pause, or ends the call past its deadline. */
+static void retry_later(struct bcall *c)
+{
+    uint64_t now = uv_now(c->m->loop);
+    if (c->m->closing || now + RETRY_MS >= c->deadline) {
+        finish_unavailable(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_retry, RETRY_MS, 0);
+}
+
+static uint32_t produce_target(struct bcall *c)
+{
+    if (c->redirect_to != 0) {
+        uint32_t t = c->redirect_to;
+        c->redirect_to = 0;
+        return t;
+    }
+    const struct route *r = routing_get(c->m->routing, c->part.group_id);
+    if (r != NULL && r->leader != 0 && c->next == 0) {
+        c->next++;
+        return r->leader;
+    }
+    /* The preferred leader first, then the others in turn. */
+    return c->part.replicas[c->next++ % MCMD_RF];
+}
+
+static void on_answer(void *data, const struct rq_httpc_resp *resp)
+{
+    struct bcall *c = data;
+    struct manager *m = c->m;
+    uint64_t gid = c->part.group_id;
+    json_t *o = NULL;
+
+    if (resp->err == RQ_CANCELED || m->closing) {
+        snprintf(c->why, sizeof c->why, "the manager is shutting down");
+        finish_unavailable(c);
+        return;
+    }
+    if (resp->err != 0) {
+        snprintf(c->why, sizeof c->why, "broker %u: %s", c->target, resp->why);
+        routing_drop_leader(m->routing, gid, c->target);
+        if (c->produce) {
+            retry_later(c);
+        } else {
+            attempt(c);
+        }
+        return;
+    }
+    if (resp->body_len > 0) {
+        o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    }
+    const char *msg = json_string_value(json_object_get(o, "message"));
+    if (resp->status == 421) {
+        json_t *lid = json_object_get(o, "leader_id");
+        uint32_t leader = json_is_integer(lid) && json_integer_value(lid) > 0 &&
+                                  json_integer_value(lid) <= UINT32_MAX
+                              ? (uint32_t)json_integer_value(lid)
+                              : 0;
+        snprintf(c->why, sizeof c->why, "broker %u is not the leader",
+                 c->target);
+        json_decref(o);
+        routing_drop_leader(m->routing, gid, c->target);
+        if (leader != 0 && leader != c->target &&
+            c->redirects < MAX_REDIRECTS) {
+            routing_set_leader(m->routing, gid, leader, uv_now(m->loop));
+            c->redirects++;
+            c->redirect_to = leader;
+            attempt(c);
+        } else if (c->produce) {
+            retry_later(c);
+        } else {
+            attempt(c);
+        }
+        return;
+    }
+    bool retention =
+        resp->status == 404 && json_object_get(o, "first_offset") != NULL;
+    if (resp->status == 503 || (resp->status == 404 && !retention) ||
+        resp->status >= 500) {
+        /* No leader yet, a transfer, or a replica not created yet. */
+        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", c->target,
+                 resp->status, msg != NULL ? msg : "");
+        json_decref(o);
+        if (c->produce) {
+            retry_later(c);
+        } else {
+            attempt(c);
+        }
+        return;
+    }
+    if (resp->status == 200 && c->produce) {
+        json_t *base = json_object_get(o, "base_offset");
+        json_t *count = json_object_get(o, "count");
+        routing_set_leader(m->routing, gid, c->target, uv_now(m->loop));
+        if (json_is_integer(base) && json_is_integer(count)) {
+            routing_raise(m->routing, gid,
+                          (uint64_t)json_integer_value(base) +
+                              (uint64_t)json_integer_value(count));
+        }
+    } else if (resp->status == 200) {
+        json_t *hw = json_object_get(o, "high_watermark");
+        if (json_is_integer(hw)) {
+            routing_raise(m->routing, gid, (uint64_t)json_integer_value(hw));
+        }
+    }
+    if (resp->status == 200 && o == NULL) {
+        snprintf(c->why, sizeof c->why, "broker %u answered no JSON",
+                 c->target);
+        finish_unavailable(c);
+        return;
+    }
+    finish(c, (int)resp->status, o,
+           msg != NULL ? msg : "the broker refused the request",
+           resp->retry_after);
+    json_decref(o);
+}
+
+static void attempt(struct bcall *c)
+{
+    struct manager *m = c->m;
+    struct mstore_broker b;
+    char url[1024];
+
+    if (m->closing) {
+        snprintf(c->why, sizeof c->why, "the manager is shutting down");
+        finish_unavailable(c);
+        return;
+    }
+    for (unsigned tries = 0;; tries++) {
+        if (tries > MCMD_RF) {
+            /* No broker we know the address of: wait for the store. */
+            if (c->produce) {
+                retry_later(c);
+            } else {
+                finish_unavailable(c);
+            }
+            return;
+        }
+        if (c->produce) {
+            c->target = produce_target(c);
+        } else if (c->redirect_to != 0) {
+            c->target = c->redirect_to;
+            c->redirect_to = 0;
+        } else if (c->next < c->n_order) {
+            c->target = c->order[c->next++];
+        } else {
+            finish_unavailable(c);
+            return;
+        }
+        if (c->target != 0 && mstore_broker(m->store, c->target, &b) == 0) {
+            break;
+        }
+        snprintf(c->why, sizeof c->why, "broker %u is unknown", c->target);
+    }
+    snprintf(url, sizeof url, "http://%s%s", b.http_addr, c->path);
+    struct rq_httpc_req r = {
+        .method = c->produce ? "POST" : "GET",
+        .url = url,
+        .headers =
+            c->produce ? manager_records_headers(m) : manager_peer_headers(m),
+        .body = c->body,
+        .body_len = c->body_len,
+        .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
+    };
+    int rv = manager_call(m, &r, on_answer, c);
+    if (rv != 0) {
+        snprintf(c->why, sizeof c->why, "calling broker %u: %s", c->target,
+                 rq_strerror(rv));
+        finish_unavailable(c);
+    }
+}
+
+static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
+{
+    struct fan *f = data;
+    struct bcall *c = f->c;
+    json_t *o = NULL;
+
+    if (resp->err != 0) {
+        snprintf(c->why, sizeof c->why, "broker %u: %s", f->broker, resp->why);
+    } else {
+        o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    }
+    json_t *hw = json_object_get(o, "high_watermark");
+    bool retention =
+        resp->status == 404 && json_object_get(o, "first_offset") != NULL;
+    if (resp->err == 0 && resp->status == 200 && json_is_integer(hw)) {
+        uint64_t v = (uint64_t)json_integer_value(hw);
+        if (c->best == NULL || c->best_status != 200 || v > c->best_hw) {
+            json_decref(c->best);
+            c->best = json_incref(o);
+            c->best_status = 200;
+            c->best_hw = v;
+        }
+    } else if (resp->err == 0 && retention && c->best == NULL) {
+        c->best = json_incref(o);
+        c->best_status = 404;
+    } else if (resp->err == 0) {
+        const char *msg = json_string_value(json_object_get(o, "message"));
+        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", f->broker,
+                 resp->status, msg != NULL ? msg : "");
+    }
+    json_decref(o);
+    if (--c->fan_pending > 0) {
+        return;
+    }
+    if (c->best == NULL) {
+        finish_unavailable(c);
+        return;
+    }
+    if (c->best_status == 200) {
+        routing_raise(c->m->routing, c->part.group_id, c->best_hw);
+    }
+    json_t *best = c->best;
+    c->best = NULL;
+    finish(c, c->best_status, best, "", NULL);
+    json_decref(best);
+}
+
+static void fan_out(struct bcall *c)
+{
+    struct manager *m = c->m;
+    struct mstore_broker b;
+    char url[1024];
+
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        c->fans[k] = (struct fan){.c = c, .broker = c->part.replicas[k]};
+        if (mstore_broker(m->store, c->part.replicas[k], &b) != 0) {
+            continue;
+        }
+        snprintf(url, sizeof url, "http://%s%s", b.http_addr, c->path);
+        struct rq_httpc_req r = {
+            .method = "GET",
+            .url = url,
+            .headers = manager_peer_headers(m),
+            .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
+        };
+        if (manager_call(m, &r, on_fan_answer, &c->fans[k]) == 0) {
+            c->fan_pending++;
+        }
+    }
+    if (c->fan_pending == 0) {
+        snprintf(c->why, sizeof c->why, "no replica could be asked");
+        finish_unavailable(c);
+    }
+}
+
+static struct bcall *bcall_new(struct manager *m,
+                               const struct mstore_partition *p, bclient_cb cb,
+                               void *data)
+{
+    struct bcall *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return NULL; /* UNTESTED: ENOMEM only. */
+    }
+    c->m = m;
+    c->part = *p;
+    c->cb = cb;
+    c->data = data;
+    c->deadline = uv_now(m->loop) + PRODUCE_DEADLINE_MS;
+    uv_timer_init(m->loop, &c->timer);
+    c->timer.data = c;
+    return c;
+}
+
+int bclient_produce(struct manager *m, const struct mstore_partition *p,
+                    const json_t *records, uint64_t producer_id,
+                    uint64_t sequence, bclient_cb cb, void *data)
+{
+    if (m->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (producer_id == 0) {
+        /* A pair of our own: unique to this process and this call. */
+        producer_id = rq_hash_u64(m->origin + ++m->attempts) & INT64_MAX;
+        producer_id = producer_id != 0 ? producer_id : 1;
+        sequence = 0;
+    }
+    /* The binary form (broker/README.md), so brokers parse no JSON:
+     *   count:u32 | count x (key_len:i32 | value_len:u32 | key | value)
+     * with key_len -1 for a record without a key. */
+    struct rq_buf b;
+    size_t n = json_array_size(records);
+    rq_buf_init(&b);
+    rq_buf_put_u32(&b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *rec = json_array_get(records, i);
+        const json_t *key = json_object_get(rec, "key");
+        const json_t *value = json_object_get(rec, "value");
+        bool has_key = json_is_string(key);
+        rq_buf_put_u32(
+            &b, has_key ? (uint32_t)json_string_length(key) : UINT32_MAX);
+        rq_buf_put_u32(&b, (uint32_t)json_string_length(value));
+        if (has_key) {
+            rq_buf_put_bytes(&b, json_string_value(key),
+                             json_string_length(key));
+        }
+        rq_buf_put_bytes(&b, json_string_value(value),
+                         json_string_length(value));
+    }
+    if (b.err != 0) {
+        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    struct bcall *c = bcall_new(m, p, cb, data);
+    if (c == NULL) {
+        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    c->produce = true;
+    c->body = (char *)b.base; /* Owned from here (freed with free()). */
+    c->body_len = b.len;
+    snprintf(c->path, sizeof c->path,
+             "/v1/topics/%s/partitions/%u/records?producer_id=%" PRIu64
+             "&sequence=%" PRIu64,
+             p->topic, p->partition_id, producer_id, sequence);
+    /* The first attempt runs on the next turn: the callback never runs
+     * inside this call. */
+    uv_timer_start(&c->timer, on_retry, 0, 0);
+    return 0;
+}
+
+int bclient_read(struct manager *m, const struct mstore_partition *p,
+                 uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
+                 void *data)
+{
+    if (m->closing) {
+        return RQ_SHUTDOWN;
+    }
+    struct bcall *c = bcall_new(m, p, cb, data);
+    if (c == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    c->wait_ms = wait_ms;
+    snprintf(c->path, sizeof c->path,
+             "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
+             "&max=%u&wait_ms=%u",
+             p->topic, p->partition_id, offset, max, wait_ms);
+    /* Every replica at once: the cache may name a leader that has just
+     * handed over, and a follower may not have applied what the leader
+     * acknowledged a moment ago. A long poll waits on one replica: the
+     * leader first, then the others in their order. */
+    const struct route *r = routing_get(m->routing, p->group_id);
+    unsigned n = 0;
+    c->fanout = wait_ms == 0;
+    if (r != NULL && r->leader != 0) {
+        c->order[n++] = r->leader;
+    }
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        if (n == 0 || p->replicas[k] != c->order[0]) {
+            c->order[n++] = p->replicas[k];
+        }
+    }
+    c->n_order = n;
+    uv_timer_start(&c->timer, on_retry, 0, 0);
+    return 0;
+}

@@ -1,0 +1,66 @@
+/*
+ * Calls from a manager to the brokers' data plane (broker/README.md): a
+ * produce sent to a partition's leader, and a read from any replica.
+ *
+ * A produce goes to the leader the routing cache names, else to the
+ * partition's preferred leader. A 421 names the leader: the call goes
+ * there at once. A 503 (no leader yet, a transfer under way) or a broker
+ * that cannot be reached is retried, on the next replica, with a short
+ * pause, until PRODUCE_DEADLINE_MS have passed; then the call ends with
+ * 503. Each produce carries a producer id and sequence of its own, the
+ * same on every retry, so the broker appends it once whatever the retries.
+ * Every other answer (200, 4xx) ends the call with the broker's status.
+ *
+ * A read asks every replica at once and answers with the one that has
+ * applied the most (the leader has applied everything it acknowledged,
+ * and the cache may name a leader that has just handed over); a long poll
+ * waits on one replica, the leader first, then the others in turn.
+ */
+#ifndef BCLIENT_H
+#define BCLIENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mstore.h"
+
+struct manager;
+
+/*
+ * The outcome of a call: @status is the broker's HTTP status (200 on
+ * success), or 503 when none could serve it; @answer the broker's JSON
+ * answer (borrowed; NULL when none); @why a sentence for a failure;
+ * @retry_after the broker's Retry-After or NULL.
+ */
+struct bclient_result {
+    int status;
+    const json_t *answer;
+    const char *why;
+    const char *retry_after;
+};
+
+typedef void (*bclient_cb)(void *data, const struct bclient_result *r);
+
+/*
+ * Appends the records in @records (a JSON array of {value, key?} with
+ * string values and keys; borrowed, sent in the brokers' binary form) to
+ * partition @p as one batch. @producer_id and
+ * @sequence (0, 0: a fresh pair is drawn) make retries safe. 0 and @cb
+ * runs later (answer holds base_offset and count), or RQ_NOMEM /
+ * RQ_SHUTDOWN and it never runs.
+ */
+int bclient_produce(struct manager *m, const struct mstore_partition *p,
+                    const json_t *records, uint64_t producer_id,
+                    uint64_t sequence, bclient_cb cb, void *data);
+
+/*
+ * Reads up to @max records from @offset of partition @p, waiting up to
+ * @wait_ms at the end. 0 and @cb runs later, or RQ_NOMEM / RQ_SHUTDOWN.
+ * A 404 answer with first_offset (retention) ends the call as it is.
+ */
+int bclient_read(struct manager *m, const struct mstore_partition *p,
+                 uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
+                 void *data);
+
+#endif /* BCLIENT_H */

@@ -1,0 +1,89 @@
+/*
+ * Broker liveness on the leader manager: the time of each broker's last
+ * heartbeat and the replicas it last reported, kept in memory only (a new
+ * leader starts afresh and gives every broker a full grace period), and
+ * the state changes they imply, committed to the store.
+ *
+ *   ALIVE   -> SUSPECT  [liveness_tick]      silent for --broker-suspect-ms
+ *   SUSPECT -> DEAD     [liveness_tick]      silent for --broker-dead-ms
+ *   ALIVE   -> DEAD     [liveness_tick]      (both at once)
+ *   SUSPECT -> ALIVE    [liveness_heartbeat] a heartbeat arrived
+ *   DEAD    -> ALIVE    [liveness_heartbeat]
+ *
+ * DRAINING and REMOVED are admin states and are left alone. Only changes
+ * are committed, one proposal in flight per broker.
+ */
+#ifndef LIVENESS_H
+#define LIVENESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct manager;
+struct liveness;
+
+#define LIVENESS_VOTERS_MAX 8
+
+/* One replica as its broker reported it. */
+struct liveness_replica {
+    uint64_t group_id;
+    bool leader; /* The reporting broker leads the group. */
+    uint32_t leader_id;
+    uint64_t term;
+    uint64_t commit;
+    uint64_t next_offset;
+    uint32_t voters[LIVENESS_VOTERS_MAX]; /* Its configuration's voters. */
+    unsigned n_voters;                    /* 0: not reported. */
+};
+
+struct liveness_broker {
+    uint32_t id;
+    uint64_t last_ms; /* uv_now() of the last heartbeat (or the grace). */
+    bool heard;       /* A heartbeat arrived since this manager leads. */
+    bool changing;    /* A state change is being committed. */
+    struct liveness_replica *replicas; /* As last reported; owned. */
+    size_t n_replicas;
+};
+
+int liveness_new(struct manager *m, struct liveness **out);
+void liveness_free(struct liveness *lv);
+
+/* This manager became the leader at @now: forget every report and start
+ * every broker's grace period. */
+void liveness_lead(struct liveness *lv, uint64_t now);
+/* Leadership ended: stop acting (reports are dropped). */
+void liveness_stop(struct liveness *lv);
+
+/*
+ * A heartbeat from broker @id (known to the store) with its replica list
+ * (borrowed JSON array). 0, or RQ_INVALID with @why for a list that does
+ * not parse, RQ_NOMEM. Feeds the routing cache and brings a SUSPECT or
+ * DEAD broker back to ALIVE.
+ */
+int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
+                       uint64_t now, char *why, size_t whyn);
+
+/* A broker (re-)registered: it counts as heard from now. */
+void liveness_touch(struct liveness *lv, uint32_t id, uint64_t now);
+
+/* Commits the state changes silence implies. */
+void liveness_tick(struct liveness *lv, uint64_t now);
+
+/* The broker's record, or NULL if none (never heard, or not leading).
+ * Valid until the next liveness_ call. */
+const struct liveness_broker *liveness_broker(const struct liveness *lv,
+                                              uint32_t id);
+
+/* @broker's report on @group_id, or NULL. */
+const struct liveness_replica *liveness_replica(const struct liveness *lv,
+                                                uint32_t broker,
+                                                uint64_t group_id);
+
+/* The voters of @group_id as its leader (per the routing cache) last
+ * reported them: their count (0 when no such report), ids in @out. */
+unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
+                         uint32_t out[LIVENESS_VOTERS_MAX]);
+
+#endif /* LIVENESS_H */

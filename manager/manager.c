@@ -1,0 +1,1388 @@
+/*
+ * The manager: one member of the metadata Raft group, serving the queue API
+ * (API.md sections 1-3) and the internal API brokers use
+ * (manager/README.md).
+ *
+ * One libuv loop runs everything. rq_mux listens on the Raft address and
+ * carries the metadata group; rq_http serves the HTTP address; rq_httpc
+ * calls brokers and the leader manager. The state machine is the SQLite
+ * store (mstore.h): every committed command is applied to it, inside a
+ * transaction that a uv_check handle commits once per loop turn, so a burst
+ * of entries costs one SQLite commit.
+ *
+ * - Writes are proposed by the ready leader only; a follower forwards a
+ *   request that must be served by the leader over HTTP, marked with
+ *   X-Raftq-Forwarded so it is never forwarded twice (manager_forward).
+ * - Consistent reads (manager_read): on the leader a barrier proves the
+ *   leadership and that everything committed before the read is applied;
+ *   several reads share one barrier. A follower asks the leader for its
+ *   read index and waits until it has applied that far.
+ * - Addresses: the leader publishes its own HTTP address in the state
+ *   (MCMD_MANAGER_ADDR) once ready, so followers can forward to it;
+ *   followers send theirs to the leader, which commits them.
+ * - Leader duties run from a 100 ms tick: broker liveness (liveness.c)
+ *   every 500 ms, reconciliation of replicas on brokers (reconcile.c)
+ *   every second or when kicked.
+ *
+ * Shutdown (SIGTERM, SIGINT, SIGHUP): the HTTP server closes first (every
+ * request still waiting is answered 503 through its abort callback), then
+ * the HTTP client (its pending calls end with RQ_CANCELED), then the Raft
+ * node (pending proposals end with RQ_SHUTDOWN), the transport and the mux.
+ * The store is flushed and closed once the loop has stopped, and the
+ * process exits 0. A start-up failure (port in use, data directory locked,
+ * bad flags) exits non-zero with a message on standard error.
+ */
+#include "manager.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "liveness.h"
+#include "mstore.h"
+#include "qapi.h"
+#include "reconcile.h"
+#include "repair.h"
+#include "routing.h"
+#include "rq_aio.h"
+#include "rq_err.h"
+#include "rq_fs.h"
+#include "rq_httpc.h"
+#include "rq_log.h"
+#include "rq_mux.h"
+#include "rq_wire.h"
+
+#define LOG_TAG "manager"
+
+#define TICK_MS 100
+#define LIVENESS_TICKS 5 /* Every 500 ms. */
+#define ROUTES_TICKS 10  /* Followers copy the leader's routes every second. */
+#define RECONCILE_TICKS 10 /* Every second. */
+#define ADDR_RETRY_MS 1000
+#define READ_TIMEOUT_MS 5000
+#define FORWARD_TIMEOUT_MS 15000
+#define PEER_TIMEOUT_MS 3000
+#define PATH_LEN 4096
+#define URL_LEN 8192
+#define MAX_BODY (32u << 20) /* 10,000 records of escaped JSON text. */
+
+static const struct rq_opt options[] = {
+    {"id", "RAFTQ_ID", RQ_OPT_U64, NULL, true,
+     offsetof(struct manager_config, id), "this manager's id, one in --peers"},
+    {"raft-addr", "RAFTQ_RAFT_ADDR", RQ_OPT_STR, "", false,
+     offsetof(struct manager_config, raft_addr),
+     "HOST:PORT to listen on for Raft (default: this manager's --peers entry)"},
+    {"http-addr", "RAFTQ_HTTP_ADDR", RQ_OPT_STR, NULL, true,
+     offsetof(struct manager_config, http_addr),
+     "HOST:PORT for the HTTP API (clients, brokers and other managers)"},
+    {"peers", "RAFTQ_PEERS", RQ_OPT_STR, NULL, true,
+     offsetof(struct manager_config, peers),
+     "every manager's Raft address as ID=HOST:PORT,... (this one included)"},
+    {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
+     offsetof(struct manager_config, data),
+     "data directory (Raft log, snapshots, meta.db)"},
+    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_STR, "raftq-dev-secret",
+     false, offsetof(struct manager_config, secret),
+     "shared secret authenticating peers, brokers and internal calls"},
+    {"cluster-id", "RAFTQ_CLUSTER_ID", RQ_OPT_U64, "1", false,
+     offsetof(struct manager_config, cluster_id),
+     "cluster id; peers must match"},
+    {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_STR, "", false,
+     offsetof(struct manager_config, admin_token),
+     "bearer token the admin API requires (empty: none)"},
+    {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
+     false, offsetof(struct manager_config, election_ms),
+     "Raft election timeout"},
+    {"heartbeat-ms", "RAFTQ_HEARTBEAT_MS", RQ_OPT_U64, "100", false,
+     offsetof(struct manager_config, heartbeat_ms), "Raft heartbeat interval"},
+    {"broker-suspect-ms", "RAFTQ_BROKER_SUSPECT_MS", RQ_OPT_U64, "3000", false,
+     offsetof(struct manager_config, broker_suspect_ms),
+     "a broker silent this long is SUSPECT"},
+    {"broker-dead-ms", "RAFTQ_BROKER_DEAD_MS", RQ_OPT_U64, "60000", false,
+     offsetof(struct manager_config, broker_dead_ms),
+     "a broker silent this long is DEAD"},
+    {"max-message-bytes", "RAFTQ_MAX_MESSAGE_BYTES", RQ_OPT_U64, "1048576",
+     false, offsetof(struct manager_config, max_message_bytes),
+     "largest message accepted (bytes of UTF-8)"},
+    {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "1024",
+     false, offsetof(struct manager_config, snapshot_threshold),
+     "Raft entries between snapshots of the metadata"},
+    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
+     offsetof(struct manager_config, log_level), "debug, info, warn or error"},
+    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
+     offsetof(struct manager_config, log_format), "text or json"},
+};
+
+/* ---- Small services ---- */
+
+uint64_t manager_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rq_http_set_header(req, "Retry-After", "1");
+    rq_http_reply_error(req, 503, "%s", msg);
+}
+
+static void on_held_abort(struct rq_http_req *req, void *data)
+{
+    struct rq_http_req **slot = data;
+    *slot = NULL;
+    manager_unavailable(req,
+                        "the request was abandoned: the client went "
+                        "away or the manager is shutting down");
+}
+
+void manager_hold(struct rq_http_req *req, struct rq_http_req **slot)
+{
+    *slot = req;
+    rq_http_on_abort(req, on_held_abort, slot);
+}
+
+/* Compares without leaking where the first difference is. */
+static bool same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a);
+    size_t lb = strlen(b);
+    unsigned char diff = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++) {
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    }
+    return diff == 0;
+}
+
+bool manager_check_secret(struct manager *m, struct rq_http_req *req)
+{
+    const char *s = rq_http_header(req, MANAGER_SECRET_HEADER);
+    if (m->cfg.secret[0] == '\0') {
+        return true;
+    }
+    if (s == NULL || !same_secret(s, m->cfg.secret)) {
+        rq_http_reply_error(req, 401,
+                            "the internal API needs the cluster secret in "
+                            "the " MANAGER_SECRET_HEADER " header");
+        return false;
+    }
+    return true;
+}
+
+bool manager_check_admin(struct manager *m, struct rq_http_req *req)
+{
+    const char *a = rq_http_header(req, "Authorization");
+    const char *prefix = "Bearer ";
+    if (m->cfg.admin_token[0] == '\0') {
+        return true;
+    }
+    if (a == NULL || strncmp(a, prefix, strlen(prefix)) != 0 ||
+        !same_secret(a + strlen(prefix), m->cfg.admin_token)) {
+        rq_http_set_header(req, "WWW-Authenticate", "Bearer");
+        rq_http_reply_error(req, 401,
+                            "the admin API needs 'Authorization: Bearer "
+                            "<admin token>'");
+        return false;
+    }
+    return true;
+}
+
+static char secret_line[512];
+static const char *peer_headers[3];
+static const char *records_headers[3];
+
+const char *const *manager_peer_headers(struct manager *m)
+{
+    (void)m;
+    return peer_headers;
+}
+
+const char *const *manager_records_headers(struct manager *m)
+{
+    (void)m;
+    return records_headers;
+}
+
+const char *manager_leader_http(struct manager *m, char *buf, size_t n)
+{
+    struct mstore_manager mm;
+    uint64_t leader = m->info.leader_id;
+    if (leader == 0 || mstore_manager(m->store, (uint32_t)leader, &mm) != 0 ||
+        mm.http_addr[0] == '\0') {
+        return NULL;
+    }
+    snprintf(buf, n, "%s", mm.http_addr);
+    return buf;
+}
+
+/* ---- Proposals ---- */
+
+int manager_propose(struct manager *m, struct mcmd *c, rq_node_done_cb cb,
+                    void *data)
+{
+    struct rq_buf b;
+    int rv;
+
+    if (m->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!rq_node_ready(m->node)) {
+        return RQ_NOTLEADER;
+    }
+    c->now_ms = manager_wall_ms();
+    rq_buf_init(&b);
+    rv = mcmd_encode(c, &b);
+    if (rv == 0 && b.err != 0) {
+        rv = b.err; /* UNTESTED: ENOMEM only. */
+    }
+    if (rv == 0) {
+        rv = rq_node_apply(m->node, b.base, b.len, cb, data);
+    }
+    rq_buf_close(&b);
+    m->stats.proposals++;
+    if (rv != 0) {
+        m->stats.proposal_errors++;
+        rq_log(RQ_DEBUG, "proposing %s: %s", mcmd_type_name(c->type),
+               rq_strerror(rv));
+    }
+    return rv;
+}
+
+/* ---- Consistent reads ---- */
+
+struct read_op {
+    struct rq_list link;
+    struct manager *m;
+    manager_read_cb cb;
+    void *data;
+    uint64_t index;    /* Follower: the leader's read index. */
+    uint64_t deadline; /* uv_now() value. */
+    int status;        /* For deferred completions. */
+    char why[MANAGER_WHY];
+};
+
+static void read_finish(struct read_op *op, int status, const char *why)
+{
+    rq_list_remove(&op->link);
+    op->cb(op->data, status, why != NULL ? why : "");
+    free(op);
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    struct manager *m = t->data;
+    while (!rq_list_empty(&m->deferred)) {
+        struct read_op *op =
+            RQ_LIST_ENTRY(m->deferred.next, struct read_op, link);
+        read_finish(op, op->status, op->why);
+    }
+}
+
+/* Completes @op with @status on the next loop turn (never inside
+ * manager_read itself). */
+static void read_defer(struct read_op *op, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void read_defer(struct read_op *op, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->why, sizeof op->why, fmt, ap);
+    va_end(ap);
+    op->status = status;
+    rq_list_remove(&op->link);
+    rq_list_push(&op->m->deferred, &op->link);
+    if (!uv_is_closing((uv_handle_t *)&op->m->defer)) {
+        uv_timer_start(&op->m->defer, on_defer, 0, 0);
+    }
+}
+
+static void barrier_start(struct manager *m);
+
+static void on_read_barrier(void *data, int status, uint64_t result)
+{
+    struct manager *m = data;
+    (void)result;
+    m->barrier_in_flight = false;
+    while (!rq_list_empty(&m->barrier_current)) {
+        struct read_op *op =
+            RQ_LIST_ENTRY(m->barrier_current.next, struct read_op, link);
+        read_finish(op, status,
+                    status == 0 ? NULL
+                    : status == RQ_SHUTDOWN
+                        ? "the manager is shutting down"
+                        : "leadership was lost before the read was "
+                          "confirmed; retry");
+    }
+    if (!m->closing) {
+        barrier_start(m);
+    }
+}
+
+static void barrier_start(struct manager *m)
+{
+    if (m->barrier_in_flight || rq_list_empty(&m->barrier_next)) {
+        return;
+    }
+    while (!rq_list_empty(&m->barrier_next)) {
+        struct rq_list *l = m->barrier_next.next;
+        rq_list_remove(l);
+        rq_list_push(&m->barrier_current, l);
+    }
+    int rv = rq_node_barrier(m->node, on_read_barrier, m);
+    if (rv != 0) {
+        while (!rq_list_empty(&m->barrier_current)) {
+            struct read_op *op =
+                RQ_LIST_ENTRY(m->barrier_current.next, struct read_op, link);
+            read_defer(op, rv,
+                       "this manager cannot confirm its leadership "
+                       "now; retry");
+        }
+        return;
+    }
+    m->stats.read_barriers++;
+    m->barrier_in_flight = true;
+}
+
+static void on_read_index(void *data, const struct rq_httpc_resp *resp)
+{
+    struct read_op *op = data;
+    struct manager *m = op->m;
+    char why[MANAGER_WHY];
+
+    if (m->closing) {
+        read_finish(op, RQ_SHUTDOWN, "the manager is shutting down");
+        return;
+    }
+    if (resp->err != 0 || resp->status != 200) {
+        snprintf(why, sizeof why,
+                 "the leader manager did not give a read index: %s",
+                 resp->err != 0 ? resp->why : "it answered an error");
+        read_finish(op, RQ_NOTLEADER, why);
+        return;
+    }
+    json_error_t jerr;
+    json_t *o = json_loadb(resp->body, resp->body_len, 0, &jerr);
+    json_t *v = json_object_get(o, "index");
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        json_decref(o);
+        read_finish(op, RQ_NOTLEADER,
+                    "the leader manager's read index does not parse");
+        return;
+    }
+    op->index = (uint64_t)json_integer_value(v);
+    json_decref(o);
+    struct rq_node_info info;
+    rq_node_info(m->node, &info);
+    if (info.applied >= op->index) {
+        read_finish(op, 0, NULL);
+        return;
+    }
+    rq_list_push(&m->applied_waiters, &op->link);
+}
+
+/* Wakes follower reads whose index has been applied. */
+static void wake_applied(struct manager *m)
+{
+    if (rq_list_empty(&m->applied_waiters)) {
+        return;
+    }
+    struct rq_node_info info;
+    rq_node_info(m->node, &info);
+    struct rq_list *l = m->applied_waiters.next;
+    while (l != &m->applied_waiters) {
+        struct read_op *op = RQ_LIST_ENTRY(l, struct read_op, link);
+        l = l->next;
+        if (info.applied >= op->index) {
+            read_finish(op, 0, NULL);
+        }
+    }
+}
+
+static void expire_reads(struct manager *m, uint64_t now)
+{
+    struct rq_list *l = m->applied_waiters.next;
+    while (l != &m->applied_waiters) {
+        struct read_op *op = RQ_LIST_ENTRY(l, struct read_op, link);
+        l = l->next;
+        if (now >= op->deadline) {
+            read_finish(op, RQ_TIMEOUT,
+                        "this manager did not catch up with the leader in "
+                        "time");
+        }
+    }
+}
+
+int manager_call(struct manager *m, const struct rq_httpc_req *req,
+                 rq_httpc_cb cb, void *data)
+{
+    if (m->closing || m->httpc == NULL) {
+        return RQ_SHUTDOWN;
+    }
+    return rq_httpc_do(m->httpc, req, cb, data);
+}
+
+void manager_read(struct manager *m, manager_read_cb cb, void *data)
+{
+    char addr[MCMD_ADDR_MAX + 1];
+    char url[URL_LEN];
+    struct read_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        abort(); /* UNTESTED: ENOMEM only; the callback must run. */
+    }
+    op->m = m;
+    op->cb = cb;
+    op->data = data;
+    op->deadline = uv_now(m->loop) + READ_TIMEOUT_MS;
+    rq_list_init(&op->link);
+    if (m->closing) {
+        read_defer(op, RQ_SHUTDOWN, "the manager is shutting down");
+        return;
+    }
+    if (rq_node_ready(m->node)) {
+        rq_list_push(&m->barrier_next, &op->link);
+        barrier_start(m);
+        return;
+    }
+    if (manager_leader_http(m, addr, sizeof addr) == NULL ||
+        m->info.leader_id == m->cfg.id) {
+        read_defer(op, RQ_NOTLEADER,
+                   "no leader manager is known yet (an election may be "
+                   "under way); retry");
+        return;
+    }
+    m->stats.read_index++;
+    snprintf(url, sizeof url, "http://%s/internal/read-index", addr);
+    struct rq_httpc_req r = {
+        .method = "GET",
+        .url = url,
+        .headers = manager_peer_headers(m),
+        .timeout_ms = PEER_TIMEOUT_MS,
+    };
+    int rv = manager_call(m, &r, on_read_index, op);
+    if (rv != 0) {
+        read_defer(op, rv, "asking the leader manager for its read index: %s",
+                   rq_strerror(rv));
+    }
+}
+
+/* ---- Forwarding ---- */
+
+struct forward {
+    struct rq_http_req *req;
+    struct manager *m;
+    char leader[MCMD_ADDR_MAX + 1];
+};
+
+static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
+{
+    struct forward *f = data;
+    struct rq_http_req *req = f->req;
+    if (req == NULL) {
+        free(f);
+        return;
+    }
+    if (resp->err != 0 || resp->status == 0) {
+        manager_unavailable(req,
+                            "the leader manager at %s could not be reached: "
+                            "%s; retry",
+                            f->leader, resp->why != NULL ? resp->why : "");
+    } else {
+        if (resp->retry_after != NULL) {
+            rq_http_set_header(req, "Retry-After", resp->retry_after);
+        }
+        rq_http_reply_text(req, (int)resp->status, "application/json",
+                           resp->body, resp->body_len);
+    }
+    free(f);
+}
+
+bool manager_forward(struct manager *m, struct rq_http_req *req)
+{
+    char url[URL_LEN];
+    char fwd_line[64];
+    char ct_line[256];
+    char auth_line[1024];
+    char sec_line[600];
+    const char *headers[6];
+    size_t nh = 0;
+
+    if (m->closing) {
+        manager_unavailable(req, "the manager is shutting down");
+        return true;
+    }
+    if (rq_node_ready(m->node)) {
+        return false;
+    }
+    if (rq_http_header(req, MANAGER_FORWARDED) != NULL) {
+        manager_unavailable(req,
+                            "manager %" PRIu64
+                            " is not the leader either (leadership is "
+                            "moving); retry",
+                            m->cfg.id);
+        return true;
+    }
+    struct forward *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return true;
+    }
+    f->m = m;
+    if (m->info.leader_id == m->cfg.id ||
+        manager_leader_http(m, f->leader, sizeof f->leader) == NULL) {
+        free(f);
+        manager_unavailable(req, m->info.leader_id == 0
+                                     ? "no leader manager yet (an election "
+                                       "is under way); retry"
+                                     : "the leader manager is not ready yet; "
+                                       "retry");
+        return true;
+    }
+    const char *qs = rq_http_query_string(req);
+    snprintf(url, sizeof url, "http://%s%s%s%s", f->leader, rq_http_path(req),
+             qs[0] != '\0' ? "?" : "", qs);
+    snprintf(fwd_line, sizeof fwd_line, MANAGER_FORWARDED ": %" PRIu64,
+             m->cfg.id);
+    headers[nh++] = fwd_line;
+    const char *ct = rq_http_header(req, "Content-Type");
+    snprintf(ct_line, sizeof ct_line, "Content-Type: %s",
+             ct != NULL ? ct : "application/json");
+    headers[nh++] = ct_line;
+    const char *auth = rq_http_header(req, "Authorization");
+    if (auth != NULL) {
+        snprintf(auth_line, sizeof auth_line, "Authorization: %s", auth);
+        headers[nh++] = auth_line;
+    }
+    const char *sec = rq_http_header(req, MANAGER_SECRET_HEADER);
+    if (sec != NULL) {
+        snprintf(sec_line, sizeof sec_line, MANAGER_SECRET_HEADER ": %s", sec);
+        headers[nh++] = sec_line;
+    }
+    headers[nh] = NULL;
+    size_t len;
+    const uint8_t *body = rq_http_body(req, &len);
+    struct rq_httpc_req r = {
+        .method = rq_http_method(req),
+        .url = url,
+        .headers = headers,
+        .body = len > 0 ? body : NULL,
+        .body_len = len,
+        .timeout_ms = FORWARD_TIMEOUT_MS,
+    };
+    int rv = manager_call(m, &r, on_forwarded, f);
+    if (rv != 0) {
+        free(f);
+        manager_unavailable(req, "forwarding to the leader manager: %s",
+                            rq_strerror(rv));
+        return true;
+    }
+    m->stats.forwarded++;
+    manager_hold(req, &f->req);
+    return true;
+}
+
+/* ---- Internal endpoints of the metadata group ---- */
+
+struct read_index {
+    struct rq_http_req *req;
+    struct manager *m;
+};
+
+static void on_read_index_barrier(void *data, int status, const char *why)
+{
+    struct read_index *ri = data;
+    if (ri->req != NULL) {
+        if (status != 0) {
+            manager_unavailable(ri->req, "%s", why);
+        } else {
+            struct rq_node_info info;
+            rq_node_info(ri->m->node, &info);
+            rq_http_reply(
+                ri->req, 200,
+                json_pack("{s:I}", "index", (json_int_t)info.applied));
+        }
+    }
+    free(ri);
+}
+
+/* GET /internal/read-index: answered by the ready leader after a barrier
+ * with an index the asker must apply before it reads. */
+static void api_read_index(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    if (!manager_check_secret(m, req)) {
+        return;
+    }
+    if (!rq_node_ready(m->node)) {
+        manager_unavailable(req, "manager %" PRIu64 " is not the leader",
+                            m->cfg.id);
+        return;
+    }
+    struct read_index *ri = calloc(1, sizeof *ri);
+    if (ri == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    ri->m = m;
+    manager_hold(req, &ri->req);
+    manager_read(m, on_read_index_barrier, ri);
+}
+
+struct addr_op {
+    struct rq_http_req *req;
+    struct manager *m;
+    uint32_t id;
+};
+
+static void on_addr_applied(void *data, int status, uint64_t result)
+{
+    struct addr_op *op = data;
+    struct manager *m = op->m;
+    if (op->req == NULL) {
+        /* Our own publication. */
+        m->addr_in_flight = false;
+        if (status == 0 && !MSTORE_IS_ERR(result)) {
+            rq_log(RQ_INFO, "published manager %u's addresses", op->id);
+        }
+    } else if (status != 0) {
+        manager_unavailable(op->req, "the addresses were not committed: %s",
+                            rq_strerror(status));
+    } else if (MSTORE_IS_ERR(result)) {
+        rq_http_reply_error(op->req,
+                            rq_err_http_status(MSTORE_ERR_CODE(result)),
+                            "the addresses were refused: %s",
+                            rq_strerror(MSTORE_ERR_CODE(result)));
+    } else {
+        rq_http_reply(op->req, 200, NULL);
+    }
+    free(op);
+}
+
+static const struct rq_peer *peer_of(const struct manager *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->n_peers; i++) {
+        if (m->peers[i].id == id) {
+            return &m->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* POST /internal/managers/{id}: a follower publishes its addresses through
+ * the leader. */
+static void api_manager_addr(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    char why[MANAGER_WHY];
+    struct mcmd c = {.type = MCMD_MANAGER_ADDR};
+
+    if (!manager_check_secret(m, req) || manager_forward(m, req)) {
+        return;
+    }
+    const char *ids = rq_http_param(req, "id");
+    char *end;
+    unsigned long long id = strtoull(ids, &end, 10);
+    if (*ids == '\0' || *end != '\0' || peer_of(m, id) == NULL) {
+        rq_http_reply_error(req, 404, "no manager %s in this cluster", ids);
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *raft = json_object_get(body, "raft_addr");
+    json_t *http = json_object_get(body, "http_addr");
+    if (body == NULL || !json_is_string(raft) || !json_is_string(http) ||
+        json_string_length(raft) > MCMD_ADDR_MAX ||
+        json_string_length(http) > MCMD_ADDR_MAX ||
+        json_string_length(http) == 0) {
+        rq_http_reply_error(req, 400,
+                            "need 'raft_addr' and 'http_addr' (HOST:PORT)");
+        return;
+    }
+    c.u.manager.id = (uint32_t)id;
+    snprintf(c.u.manager.raft_addr, sizeof c.u.manager.raft_addr, "%s",
+             json_string_value(raft));
+    snprintf(c.u.manager.http_addr, sizeof c.u.manager.http_addr, "%s",
+             json_string_value(http));
+    struct addr_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    op->m = m;
+    op->id = (uint32_t)id;
+    int rv = manager_propose(m, &c, on_addr_applied, op);
+    if (rv != 0) {
+        free(op);
+        manager_unavailable(req, "proposing the addresses: %s",
+                            rq_strerror(rv));
+        return;
+    }
+    manager_hold(req, &op->req);
+}
+
+/* ---- Address upkeep ---- */
+
+static bool own_addr_published(struct manager *m)
+{
+    struct mstore_manager mm;
+    return mstore_manager(m->store, (uint32_t)m->cfg.id, &mm) == 0 &&
+           strcmp(mm.raft_addr, m->self_raft) == 0 &&
+           strcmp(mm.http_addr, m->cfg.http_addr) == 0;
+}
+
+static void on_addr_sent(void *data, const struct rq_httpc_resp *resp)
+{
+    struct manager *m = data;
+    m->addr_in_flight = false;
+    if (resp->err == 0 && resp->status != 200) {
+        rq_log(RQ_DEBUG, "publishing our addresses: the leader answered %ld",
+               resp->status);
+    }
+}
+
+static void addr_upkeep(struct manager *m, uint64_t now)
+{
+    char addr[MCMD_ADDR_MAX + 1];
+    char url[URL_LEN];
+    char body[2 * MCMD_ADDR_MAX + 64];
+
+    if (m->addr_in_flight || now < m->addr_next_ms || own_addr_published(m)) {
+        return;
+    }
+    m->addr_next_ms = now + ADDR_RETRY_MS;
+    if (m->leading) {
+        struct mcmd c = {.type = MCMD_MANAGER_ADDR};
+        c.u.manager.id = (uint32_t)m->cfg.id;
+        snprintf(c.u.manager.raft_addr, sizeof c.u.manager.raft_addr, "%s",
+                 m->self_raft);
+        snprintf(c.u.manager.http_addr, sizeof c.u.manager.http_addr, "%s",
+                 m->cfg.http_addr);
+        struct addr_op *op = calloc(1, sizeof *op);
+        if (op == NULL) {
+            return; /* UNTESTED: ENOMEM only; the next tick retries. */
+        }
+        op->m = m;
+        op->id = (uint32_t)m->cfg.id;
+        if (manager_propose(m, &c, on_addr_applied, op) != 0) {
+            free(op);
+            return;
+        }
+        m->addr_in_flight = true;
+        return;
+    }
+    if (m->info.leader_id == 0 || m->info.leader_id == m->cfg.id ||
+        manager_leader_http(m, addr, sizeof addr) == NULL) {
+        return;
+    }
+    snprintf(url, sizeof url, "http://%s/internal/managers/%" PRIu64, addr,
+             m->cfg.id);
+    json_t *o = json_pack("{s:s,s:s}", "raft_addr", m->self_raft, "http_addr",
+                          m->cfg.http_addr);
+    size_t len = o != NULL ? json_dumpb(o, body, sizeof body, JSON_COMPACT) : 0;
+    json_decref(o);
+    if (len == 0 || len > sizeof body) {
+        return; /* UNTESTED: ENOMEM only. */
+    }
+    struct rq_httpc_req r = {
+        .method = "POST",
+        .url = url,
+        .headers = manager_peer_headers(m),
+        .body = body,
+        .body_len = len,
+        .timeout_ms = PEER_TIMEOUT_MS,
+    };
+    if (manager_call(m, &r, on_addr_sent, m) == 0) {
+        m->addr_in_flight = true;
+    }
+}
+
+/* ---- Routes ---- */
+
+/* GET /internal/routes: the leader's routing cache, which brokers'
+ * heartbeats feed, for followers to copy. */
+static void api_routes(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    if (!manager_check_secret(m, req)) {
+        return;
+    }
+    if (!m->leading) {
+        manager_unavailable(req, "manager %" PRIu64 " is not the leader",
+                            m->cfg.id);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < routing_count(m->routing); i++) {
+        const struct route *r = routing_at(m->routing, i);
+        json_array_append_new(
+            list, json_pack("{s:I,s:i,s:I,s:I,s:I}", "group_id",
+                            (json_int_t)r->group_id, "leader", (int)r->leader,
+                            "term", (json_int_t)r->term, "high_watermark",
+                            (json_int_t)r->high_watermark, "commit",
+                            (json_int_t)r->commit));
+    }
+    rq_http_reply(req, 200, json_pack("{s:o}", "routes", list));
+}
+
+static void on_routes(void *data, const struct rq_httpc_resp *resp)
+{
+    struct manager *m = data;
+    m->routes_in_flight = false;
+    if (m->closing || resp->err != 0 || resp->status != 200) {
+        return;
+    }
+    json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *list = json_object_get(o, "routes");
+    uint64_t now = uv_now(m->loop);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *x = json_array_get(list, i);
+        struct route r = {
+            .group_id =
+                (uint64_t)json_integer_value(json_object_get(x, "group_id")),
+            .leader =
+                (uint32_t)json_integer_value(json_object_get(x, "leader")),
+            .term = (uint64_t)json_integer_value(json_object_get(x, "term")),
+            .high_watermark = (uint64_t)json_integer_value(
+                json_object_get(x, "high_watermark")),
+            .commit =
+                (uint64_t)json_integer_value(json_object_get(x, "commit")),
+        };
+        if (r.group_id != 0) {
+            routing_merge(m->routing, &r, now);
+        }
+    }
+    json_decref(o);
+}
+
+static void routes_copy(struct manager *m)
+{
+    char addr[MCMD_ADDR_MAX + 1];
+    char url[URL_LEN];
+    if (m->leading || m->routes_in_flight || m->info.leader_id == m->cfg.id ||
+        manager_leader_http(m, addr, sizeof addr) == NULL) {
+        return;
+    }
+    snprintf(url, sizeof url, "http://%s/internal/routes", addr);
+    struct rq_httpc_req r = {
+        .method = "GET",
+        .url = url,
+        .headers = manager_peer_headers(m),
+        .timeout_ms = PEER_TIMEOUT_MS,
+    };
+    if (manager_call(m, &r, on_routes, m) == 0) {
+        m->routes_in_flight = true;
+    }
+}
+
+/* ---- Loop hooks ---- */
+
+/* A store that cannot commit stays broken until it is reopened (mstore.h):
+ * exit, and the restart replays from the Raft log what the file lacks. */
+static void store_failed(const char *what, int rv)
+{
+    rq_log(RQ_ERROR,
+           "fatal: %s: %s; exiting so that a restart replays the "
+           "Raft log",
+           what, rq_strerror(rv));
+    fprintf(stderr, "manager: %s: %s\n", what, rq_strerror(rv));
+    _exit(1);
+}
+
+static void on_flush(uv_check_t *c)
+{
+    struct manager *m = c->data;
+    int rv = mstore_flush(m->store);
+    if (rv != 0) {
+        store_failed("committing the store", rv);
+    }
+    wake_applied(m);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct manager *m = t->data;
+    uint64_t now = uv_now(m->loop);
+    m->ticks++;
+    expire_reads(m, now);
+    wake_applied(m);
+    addr_upkeep(m, now);
+    if (!m->leading) {
+        if (m->ticks % ROUTES_TICKS == 0) {
+            routes_copy(m);
+        }
+        return;
+    }
+    if (m->ticks % LIVENESS_TICKS == 0) {
+        liveness_tick(m->liveness, now);
+    }
+    if (m->ticks % RECONCILE_TICKS == 0) {
+        repair_tick(m->repair, now);
+    }
+    reconcile_tick(m->reconcile, now, m->ticks % RECONCILE_TICKS == 0);
+}
+
+static void on_change(void *data, const struct rq_node_info *info)
+{
+    struct manager *m = data;
+    bool was = m->leading;
+    m->info = *info;
+    m->leading = info->ready;
+    if (m->leading && !was) {
+        uint64_t now = uv_now(m->loop);
+        rq_log(RQ_INFO, "leading the managers in term %" PRIu64, info->term);
+        liveness_lead(m->liveness, now);
+        reconcile_lead(m->reconcile);
+        m->addr_next_ms = 0;
+        addr_upkeep(m, now);
+    } else if (!m->leading && was) {
+        rq_log(RQ_INFO, "no longer leading the managers (term %" PRIu64 ")",
+               info->term);
+        liveness_stop(m->liveness);
+        repair_stop(m->repair);
+    }
+    if (!m->leading) {
+        m->addr_next_ms = 0; /* A new leader: publish to it soon. */
+    }
+}
+
+/* ---- State machine ---- */
+
+static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
+                     size_t len, uint64_t *result)
+{
+    struct manager *m = data;
+    int rv = mstore_apply(m->store, index, payload, len, result);
+    if (rv == RQ_IO) {
+        store_failed("applying to the store", rv);
+    }
+    return rv;
+}
+
+static int fsm_snapshot(void *data, struct raft_buffer *out)
+{
+    struct manager *m = data;
+    uint8_t *buf;
+    size_t len;
+    int rv = mstore_flush(m->store);
+    if (rv == 0) {
+        rv = mstore_snapshot(m->store, &buf, &len);
+    }
+    if (rv != 0) {
+        rq_log(RQ_ERROR, "snapshot of the store: %s", rq_strerror(rv));
+        return rv;
+    }
+    out->base = raft_malloc(len > 0 ? len : 1);
+    if (out->base == NULL) {
+        free(buf); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    memcpy(out->base, buf, len);
+    out->len = len;
+    free(buf);
+    return 0;
+}
+
+static int fsm_restore(void *data, const uint8_t *buf, size_t len)
+{
+    struct manager *m = data;
+    char why[MANAGER_WHY];
+    int rv = mstore_restore(m->store, buf, len, why, sizeof why);
+    if (rv != 0) {
+        rq_log(RQ_ERROR, "snapshot of %zu bytes refused: %s", len, why);
+    } else {
+        rq_log(RQ_INFO, "store restored from a snapshot of %zu bytes", len);
+    }
+    return rv;
+}
+
+static const struct rq_fsm_ops fsm_ops = {
+    .apply = fsm_apply,
+    .snapshot = fsm_snapshot,
+    .restore = fsm_restore,
+};
+
+/* ---- Routes ---- */
+
+static const struct rq_http_route routes[] = {
+    {"GET", "/healthz", admin_healthz},
+    {"GET", "/readyz", admin_readyz},
+    {"GET", "/metrics", admin_metrics},
+    /* API.md section 1. */
+    {"POST", "/topics", qapi_topics_create},
+    {"GET", "/topics", qapi_topics_list},
+    {"GET", "/topics/partitions", qapi_topics_partitions},
+    {"POST", "/producer/register", qapi_producer_register},
+    {"POST", "/consumer/register", qapi_consumer_register},
+    {"POST", "/producer/produce", qapi_produce},
+    {"GET", "/consumer/consume", qapi_consume},
+    {"GET", "/size", qapi_size},
+    /* Section 2. */
+    {"POST", "/v1/topics/{topic}/records", qapi_records_produce},
+    {"GET", "/v1/topics/{topic}/partitions/{partition}/records",
+     qapi_records_read},
+    {"POST", "/v1/consumers/{consumer}/offsets", qapi_offsets_commit},
+    {"GET", "/v1/consumers/{consumer}/offsets", qapi_offsets_list},
+    /* Section 3. */
+    {"GET", "/admin/managers", admin_managers},
+    {"GET", "/admin/brokers", admin_brokers},
+    {"POST", "/admin/brokers/{id}/drain", admin_broker_drain},
+    {"DELETE", "/admin/brokers/{id}", admin_broker_remove},
+    {"GET", "/admin/topics/{topic}", admin_topic_describe},
+    {"DELETE", "/admin/topics/{topic}", admin_topic_delete},
+    {"POST", "/admin/partitions/{topic}/{partition}/leader",
+     admin_partition_leader},
+    /* Internal. */
+    {"POST", "/internal/brokers/register", admin_broker_register},
+    {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat},
+    {"GET", "/internal/read-index", api_read_index},
+    {"GET", "/internal/routes", api_routes},
+    {"POST", "/internal/managers/{id}", api_manager_addr},
+};
+
+/* ---- Shutdown ---- */
+
+static void on_mux_closed(void *data)
+{
+    (void)data;
+}
+
+static void on_node_closed(void *data)
+{
+    struct manager *m = data;
+    m->node = NULL;
+    if (m->transport_live) {
+        rq_mux_transport_close(&m->transport);
+        m->transport_live = false;
+    }
+    rq_mux_close(m->mux, on_mux_closed, m);
+    uv_close((uv_handle_t *)&m->flush, NULL);
+    uv_close((uv_handle_t *)&m->defer, NULL);
+}
+
+static void on_httpc_closed(void *data)
+{
+    struct manager *m = data;
+    m->httpc = NULL;
+    rq_node_close(m->node, on_node_closed, m);
+}
+
+static void on_http_closed(void *data)
+{
+    struct manager *m = data;
+    m->http = NULL;
+    /* Deferred completions first, while their owners still exist. */
+    on_defer(&m->defer);
+    rq_httpc_close(m->httpc, on_httpc_closed, m);
+}
+
+static void shutdown_begin(struct manager *m)
+{
+    if (m->closing) {
+        return;
+    }
+    m->closing = true;
+    rq_log(RQ_INFO, "shutting down");
+    uv_close((uv_handle_t *)&m->tick, NULL);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
+    liveness_stop(m->liveness);
+    repair_stop(m->repair);
+    while (!rq_list_empty(&m->barrier_next)) {
+        struct read_op *op =
+            RQ_LIST_ENTRY(m->barrier_next.next, struct read_op, link);
+        read_finish(op, RQ_SHUTDOWN, "the manager is shutting down");
+    }
+    while (!rq_list_empty(&m->applied_waiters)) {
+        struct read_op *op =
+            RQ_LIST_ENTRY(m->applied_waiters.next, struct read_op, link);
+        read_finish(op, RQ_SHUTDOWN, "the manager is shutting down");
+    }
+    rq_http_close(m->http, on_http_closed, m);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct manager *m = s->data;
+    rq_log(RQ_INFO, "received %s", strsignal(signum));
+    shutdown_begin(m);
+}
+
+/* ---- Start ---- */
+
+static int check_addr(const char *flag, const char *addr, char *why,
+                      size_t whyn)
+{
+    char host[RQ_ADDR_MAX];
+    char reason[128];
+    uint16_t port;
+    if (strlen(addr) >= RQ_ADDR_MAX || strlen(addr) > MCMD_ADDR_MAX ||
+        rq_addr_split(addr, host, sizeof host, &port, reason, sizeof reason) !=
+            0) {
+        snprintf(why, whyn, "--%s %s is not HOST:PORT", flag, addr);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int configure(struct manager *m, int argc, char **argv, char *why,
+                     size_t whyn)
+{
+    struct manager_config *c = &m->cfg;
+    bool help;
+    enum rq_log_level level;
+    enum rq_log_format format;
+    int rv = rq_config_parse(options, sizeof options / sizeof options[0], c,
+                             argc, argv, &help, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    if (help) {
+        rq_config_usage(stdout,
+                        "manager --id N --http-addr HOST:PORT --peers "
+                        "1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR "
+                        "[options]",
+                        options, sizeof options / sizeof options[0]);
+        exit(0);
+    }
+    if (rq_log_level_parse(c->log_level, &level) != 0 ||
+        rq_log_format_parse(c->log_format, &format) != 0) {
+        snprintf(why, whyn,
+                 "--log-level must be debug|info|warn|error and "
+                 "--log-format text|json");
+        return RQ_INVALID;
+    }
+    char proc[32];
+    snprintf(proc, sizeof proc, "manager-%" PRIu64, c->id);
+    rq_log_init(proc, level, format);
+    if (c->id == 0 || c->id > UINT32_MAX) {
+        snprintf(why, whyn, "--id must be from 1 to 2^32-1");
+        return RQ_INVALID;
+    }
+    rv = rq_peers_parse(c->peers, m->peers, RQ_PEERS_MAX, &m->n_peers, why,
+                        whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    const struct rq_peer *self = peer_of(m, c->id);
+    if (self == NULL) {
+        snprintf(why, whyn, "--id %" PRIu64 " is not in --peers", c->id);
+        return RQ_INVALID;
+    }
+    m->self_raft = self->address;
+    if (c->raft_addr[0] == '\0') {
+        c->raft_addr = m->self_raft;
+    }
+    rv = check_addr("raft-addr", c->raft_addr, why, whyn);
+    if (rv == 0) {
+        rv = check_addr("http-addr", c->http_addr, why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (c->election_ms < 50 || c->election_ms > 60000 || c->heartbeat_ms == 0 ||
+        c->heartbeat_ms >= c->election_ms) {
+        snprintf(why, whyn,
+                 "need 50 <= --election-timeout-ms <= 60000 and "
+                 "0 < --heartbeat-ms < --election-timeout-ms");
+        return RQ_INVALID;
+    }
+    if (c->broker_suspect_ms < 100 ||
+        c->broker_dead_ms <= c->broker_suspect_ms) {
+        snprintf(why, whyn,
+                 "need 100 <= --broker-suspect-ms < --broker-dead-ms");
+        return RQ_INVALID;
+    }
+    if (c->max_message_bytes == 0 || c->max_message_bytes > (8u << 20)) {
+        snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
+        return RQ_INVALID;
+    }
+    if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
+        snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
+        return RQ_INVALID;
+    }
+    if (strlen(c->secret) > 400) {
+        snprintf(why, whyn, "--cluster-secret is longer than 400 bytes");
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int start(struct manager *m, char *why, size_t whyn)
+{
+    char path[PATH_LEN];
+    int rv;
+
+    if (getrandom(&m->origin, sizeof m->origin, 0) != sizeof m->origin) {
+        snprintf(why, whyn, "getrandom: %s", strerror(errno));
+        return RQ_IO;
+    }
+    rv = rq_lock_dir(m->cfg.data, &m->lock_fd, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    snprintf(path, sizeof path, "%s/meta.db", m->cfg.data);
+    rv = mstore_open(path, &m->store, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    if (routing_new(&m->routing) != 0 || liveness_new(m, &m->liveness) != 0 ||
+        reconcile_new(m, &m->reconcile) != 0 ||
+        repair_new(m, &m->repair) != 0 || qapi_init(m) != 0) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    snprintf(secret_line, sizeof secret_line, MANAGER_SECRET_HEADER ": %s",
+             m->cfg.secret);
+    peer_headers[0] = "Content-Type: application/json";
+    peer_headers[1] = m->cfg.secret[0] != '\0' ? secret_line : NULL;
+    peer_headers[2] = NULL;
+    records_headers[0] = "Content-Type: application/vnd.raftq.records";
+    records_headers[1] = peer_headers[1];
+    records_headers[2] = NULL;
+    rv = rq_httpc_new(m->loop, &m->httpc, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    struct rq_mux_config mc = {
+        .cluster_id = m->cfg.cluster_id,
+        .self_id = m->cfg.id,
+        .bind_address = m->cfg.raft_addr,
+        .advertise = m->self_raft,
+        .secret = m->cfg.secret,
+    };
+    rv = rq_mux_new(m->loop, &mc, &m->mux, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = rq_mux_transport_init(m->mux, MANAGER_GROUP, &m->transport);
+    if (rv != 0) {
+        snprintf(why, whyn, "transport: %s", rq_strerror(rv));
+        return rv;
+    }
+    m->transport_live = true;
+    snprintf(path, sizeof path, "%s/raft", m->cfg.data);
+    struct rq_node_config nc = {
+        .id = m->cfg.id,
+        .address = m->self_raft,
+        .dir = path,
+        .election_timeout_ms = (unsigned)m->cfg.election_ms,
+        .heartbeat_timeout_ms = (unsigned)m->cfg.heartbeat_ms,
+        .snapshot_threshold = (unsigned)m->cfg.snapshot_threshold,
+        .pre_vote = true,
+        .label = "meta",
+    };
+    rv = rq_node_new(m->loop, &m->transport, &nc, &fsm_ops, m, &m->node, why,
+                     whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rq_node_on_change(m->node, on_change, m);
+    rv = rq_node_bootstrap(m->node, m->peers, m->n_peers, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = rq_node_start(m->node, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    struct rq_http_config hc = {
+        .bind_address = m->cfg.http_addr,
+        .max_body = MAX_BODY,
+    };
+    rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0], m,
+                     &m->http, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    uv_timer_init(m->loop, &m->defer);
+    m->defer.data = m;
+    uv_check_init(m->loop, &m->flush);
+    m->flush.data = m;
+    uv_check_start(&m->flush, on_flush);
+    uv_timer_init(m->loop, &m->tick);
+    m->tick.data = m;
+    uv_timer_start(&m->tick, on_tick, TICK_MS, TICK_MS);
+    uv_signal_init(m->loop, &m->sigterm);
+    uv_signal_init(m->loop, &m->sigint);
+    uv_signal_init(m->loop, &m->sighup);
+    m->sigterm.data = m;
+    m->sigint.data = m;
+    m->sighup.data = m;
+    uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m->sigint, on_signal, SIGINT);
+    uv_signal_start(&m->sighup, on_signal, SIGHUP);
+    rq_log(RQ_INFO,
+           "listening on %s (raft) and %s (http), %zu managers, data in %s, "
+           "store at index %" PRIu64,
+           m->cfg.raft_addr, m->cfg.http_addr, m->n_peers, m->cfg.data,
+           mstore_applied_index(m->store));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct manager m;
+    char why[512] = "";
+    int rv;
+
+    /* A peer or client that goes away must not kill us with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    m.lock_fd = -1;
+    m.loop = uv_default_loop();
+    rq_list_init(&m.barrier_next);
+    rq_list_init(&m.barrier_current);
+    rq_list_init(&m.applied_waiters);
+    rq_list_init(&m.deferred);
+    rv = configure(&m, argc, argv, why, sizeof why);
+    if (rv != 0) {
+        fprintf(stderr, "manager: %s\n", why);
+        return 2;
+    }
+    rv = rq_aio_init(why, sizeof why);
+    if (rv != 0) {
+        rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
+    }
+    rv = start(&m, why, sizeof why);
+    if (rv != 0) {
+        /* Nothing is running yet that could lose data: exit at once and let
+         * the kernel reclaim the half-built state. */
+        rq_log(RQ_ERROR, "fatal: %s", why);
+        fprintf(stderr, "manager: %s\n", why);
+        _exit(1);
+    }
+    uv_run(m.loop, UV_RUN_DEFAULT);
+    rv = mstore_flush(m.store);
+    if (rv != 0) {
+        rq_log(RQ_ERROR, "committing the store: %s", rq_strerror(rv));
+    }
+    mstore_close(m.store);
+    qapi_close(&m);
+    repair_free(m.repair);
+    reconcile_free(m.reconcile);
+    liveness_free(m.liveness);
+    routing_free(m.routing);
+    if (uv_loop_close(m.loop) != 0) {
+        rq_log(RQ_WARN, "loop closed with handles still open");
+    }
+    if (m.lock_fd >= 0) {
+        close(m.lock_fd);
+    }
+    rq_aio_close();
+    rq_log(RQ_INFO, "stopped");
+    return 0;
+}

@@ -1,0 +1,78 @@
+/*
+ * The manager's pure decisions (see policy.h).
+ */
+#include "policy.h"
+
+bool policy_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t need;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            need = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return false; /* A continuation byte, 0xc0, 0xc1 or past 0xf4. */
+        }
+        if (len - i - 1 < need) {
+            return false;
+        }
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+            return false;
+        }
+        i += need + 1;
+    }
+    return true;
+}
+
+uint32_t policy_key_partition(const char *key, size_t len, uint32_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 0x100000001b3ull;
+    }
+    return (uint32_t)(h % n);
+}
+
+uint32_t policy_partition(uint32_t bound, uint32_t given, const char *key,
+                          size_t key_len, uint64_t rr, uint32_t n)
+{
+    if (bound != POLICY_NO_PARTITION) {
+        return bound;
+    }
+    if (given != POLICY_NO_PARTITION) {
+        return given;
+    }
+    if (key != NULL) {
+        return policy_key_partition(key, key_len, n);
+    }
+    return (uint32_t)(rr % n);
+}
+
+void policy_member_order(uint64_t group_id, const uint32_t replicas[3],
+                         uint32_t out[3])
+{
+    for (unsigned k = 0; k < 3; k++) {
+        out[(group_id + k) % 3] = replicas[k];
+    }
+}

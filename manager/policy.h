@@ -1,0 +1,41 @@
+/*
+ * The manager's small pure decisions, kept apart from the handlers that
+ * use them so they can be unit-tested: which partition a message goes to,
+ * what a message may be, and the order in which a partition's members are
+ * given to brokers. (Topic names: mcmd_topic_valid.)
+ */
+#ifndef POLICY_H
+#define POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define POLICY_NO_PARTITION UINT32_MAX
+
+/* true if @s (@len bytes) is well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+bool policy_utf8_valid(const char *s, size_t len);
+
+/* The partition of @key among @n (n > 0): FNV-1a over its bytes, mod n. */
+uint32_t policy_key_partition(const char *key, size_t len, uint32_t n);
+
+/*
+ * The partition a produce goes to (API.md section 1): the producer's bound
+ * partition, else the one given, else the key's, else @rr (the producer's
+ * next round-robin position) mod @n. Either partition may be
+ * POLICY_NO_PARTITION; @key may be NULL. The result may be >= @n when a
+ * bound or given partition is (the caller answers 404).
+ */
+uint32_t policy_partition(uint32_t bound, uint32_t given, const char *key,
+                          size_t key_len, uint64_t rr, uint32_t n);
+
+/*
+ * A group's three members in the order brokers are given them: brokers
+ * prefer members[group_id % 3] as leader, so replicas[0], the preferred
+ * leader placement chose, goes there and the others follow in turn.
+ */
+void policy_member_order(uint64_t group_id, const uint32_t replicas[3],
+                         uint32_t out[3]);
+
+#endif /* POLICY_H */

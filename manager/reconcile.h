@@ -1,0 +1,41 @@
+/*
+ * Reconciliation on the leader manager: makes the replicas brokers host
+ * match the partitions in the store. Each round compares, for every ALIVE
+ * broker that has sent a heartbeat since this manager leads, the groups
+ * the store places on it with the groups it reported:
+ *
+ * - a group placed on it and not reported is created there
+ *   (POST /internal/replicas; the initial members of a new topic all get
+ *   bootstrap:true with the same member list, which brokers accept again
+ *   idempotently);
+ * - a group reported and not in the store (a deleted topic), or no longer
+ *   placed on that broker and not a voter of its group as the group's
+ *   leader reports it, is deleted there (DELETE /internal/replicas).
+ *
+ * Groups that repair.c is moving are left alone.
+ *
+ * Everything is derived from the store and the latest reports, so a round
+ * can be repeated, interrupted, or run by the next leader after a change.
+ * An action sent to a broker is not repeated for a few seconds (the
+ * broker's next heartbeat shows its effect).
+ */
+#ifndef RECONCILE_H
+#define RECONCILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct manager;
+struct reconcile;
+
+int reconcile_new(struct manager *m, struct reconcile **out);
+void reconcile_free(struct reconcile *rc);
+
+/* This manager became the leader: forget actions of an earlier term. */
+void reconcile_lead(struct reconcile *rc);
+/* Asks for a round on the next tick (a topic was created or deleted). */
+void reconcile_kick(struct reconcile *rc);
+/* Runs a round if @due or kicked. */
+void reconcile_tick(struct reconcile *rc, uint64_t now, bool due);
+
+#endif /* RECONCILE_H */

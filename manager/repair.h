@@ -1,0 +1,44 @@
+/*
+ * Replica repair on the leader manager: a partition with a replica on a
+ * broker that is DEAD, DRAINING or REMOVED gets a new replica on an ALIVE
+ * broker (placement_repair chooses it), one membership change at a time:
+ *
+ *   CREATE  the new broker hosts an empty replica (POST /internal/replicas,
+ *           bootstrap false, the new member list)
+ *   ADD     the group's leader adds it and answers once it has caught up
+ *           and votes (POST /internal/replicas/{g}/members)
+ *   REMOVE  the leader removes the old member
+ *           (DELETE /internal/replicas/{g}/members/{id})
+ *   COMMIT  MCMD_PARTITION_REPLICAS records the new replica set, checked
+ *           against the epoch the move was planned from
+ *
+ * A step that fails ends the move; the group is left alone for a few
+ * seconds and planned again from the store and the brokers' reports. A
+ * move cut short by a leader change is finished by the next leader from
+ * what the group's leader reports: voters that already hold the new
+ * member (and no longer the old one) only need the COMMIT; voters that
+ * hold both need the REMOVE. Reconciliation leaves groups being moved
+ * alone and never deletes a replica that is a voter of its group.
+ */
+#ifndef REPAIR_H
+#define REPAIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct manager;
+struct repair;
+
+int repair_new(struct manager *m, struct repair **out);
+void repair_free(struct repair *rp);
+
+/* Plans and drives moves; runs every second on the leader. */
+void repair_tick(struct repair *rp, uint64_t now);
+
+/* Ends the moves that wait between attempts (shutdown, lost leadership). */
+void repair_stop(struct repair *rp);
+
+/* true while a move of @group_id is under way. */
+bool repair_active(const struct repair *rp, uint64_t group_id);
+
+#endif /* REPAIR_H */

@@ -1,0 +1,839 @@
+"""Integration tests of the manager cluster (manager/README.md, API.md
+sections 1-3) on 127.0.0.1.
+
+Each test starts three manager processes and four brokers with fresh data
+directories and drives the public API over HTTP through every manager:
+the whole section 1 table with its failure cases, the batch API of section
+2, the admin API and broker liveness of section 3, the manager leader
+killed with SIGKILL while producers and consumers keep going through the
+other managers (no acknowledged message lost, none delivered twice), and
+every process restarted to find its metadata and messages again, and a
+dead broker's replicas moved to the spare broker.
+
+Brokers register and heartbeat themselves (--managers). Needs no root. Run: python3 tests/integration/test_manager.py [--build DIR] [-k NAME]
+[--ports LO-HI].
+"""
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+
+SECRET = "itest-secret"
+HTTP_TIMEOUT = 20.0
+MAX_MESSAGE = 1024
+
+
+# ---- HTTP ------------------------------------------------------------------
+
+
+class Unreachable(Exception):
+    """The process could not be reached (refused, reset, timed out)."""
+
+
+def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, headers=None, query=None):
+    """One request; returns (status, parsed JSON body or None, headers)."""
+    host, port = addr.rsplit(":", 1)
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        hdr = {"Content-Type": "application/json"} if data is not None else {}
+        hdr.update(headers or {})
+        conn.request(method, path, body=data, headers=hdr)
+        resp = conn.getresponse()
+        text = resp.read()
+        try:
+            obj = json.loads(text.decode("utf-8"))
+        except ValueError:
+            obj = None
+        return resp.status, obj, dict(resp.getheaders())
+    except (OSError, http.client.HTTPException) as e:
+        raise Unreachable("%s %s %s: %s" % (addr, method, path, e)) from None
+    finally:
+        conn.close()
+
+
+def check_failure(st, obj, status, what):
+    """A failure answer: @status, JSON with status "failure" and a message."""
+    check(st == status, "%s: expected %d, got %d %r" % (what, status, st, obj))
+    check(isinstance(obj, dict) and obj.get("status") == "failure"
+          and isinstance(obj.get("message"), str) and len(obj["message"]) > 8,
+          "%s: expected a JSON failure with a message, got %r" % (what, obj))
+    return obj
+
+
+def check_ok(st, obj, what):
+    check(st == 200 and isinstance(obj, dict) and obj.get("status") == "success",
+          "%s: expected success, got %d %r" % (what, st, obj))
+    return obj
+
+
+# ---- The cluster -----------------------------------------------------------
+
+
+class Cluster:
+    """Managers 1..3 and brokers 1..4 on fresh ports and data directories."""
+
+    def __init__(self, ctx, n_managers=3, n_brokers=4, manager_args=(), broker_args=(),
+                 admin_token=None):
+        self.ctx = ctx
+        self.admin = {"Authorization": "Bearer " + admin_token} if admin_token else {}
+        if admin_token:
+            manager_args = list(manager_args) + ["--admin-token", admin_token]
+        self.broker_binary = os.path.join(os.path.dirname(ctx.binary), "broker")
+        self.m_raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_managers + 1)}
+        self.m_http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_managers + 1)}
+        self.b_raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_brokers + 1)}
+        self.b_http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_brokers + 1)}
+        peers = ",".join("%d=%s" % (i, a) for i, a in sorted(self.m_raft.items()))
+        common = ["--election-timeout-ms", "600", "--heartbeat-ms", "100",
+                  "--cluster-secret", SECRET, "--log-level", ctx.opts.log_level]
+        self.managers = {}
+        for i in self.m_raft:
+            data = os.path.join(ctx.dir, "manager%d" % i)
+            argv = [ctx.binary, "--id", str(i), "--peers", peers, "--http-addr", self.m_http[i],
+                    "--data", data, "--max-message-bytes", str(MAX_MESSAGE)] + common
+            d = ctx.daemon("manager", i, argv + list(manager_args))
+            d.data_dir = data
+            self.managers[i] = d
+        self.brokers = {}
+        urls = ",".join("http://%s" % a for _, a in sorted(self.m_http.items()))
+        for i in self.b_raft:
+            data = os.path.join(ctx.dir, "broker%d" % i)
+            argv = [self.broker_binary, "--id", str(i), "--raft-addr", self.b_raft[i],
+                    "--http-addr", self.b_http[i], "--data", data,
+                    "--snapshot-threshold", "64", "--managers", urls] + common
+            d = ctx.daemon("broker", i, argv + list(broker_args))
+            d.data_dir = data
+            self.brokers[i] = d
+
+    # -- processes --
+
+    def start(self, wait=True):
+        for b in self.brokers.values():
+            b.start()
+        for m in self.managers.values():
+            m.start()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=40.0):
+        """Every running manager is ready and sees every running broker ALIVE."""
+        for i, m in self.managers.items():
+            if m.running():
+                wait_until(lambda i=i: self.ready(i), timeout, "manager%d to be ready" % i)
+        want = {i for i, b in self.brokers.items() if b.running()}
+        wait_until(lambda: want <= self.alive_brokers(), timeout,
+                   "brokers %s to be ALIVE" % sorted(want))
+
+    def ready(self, i):
+        try:
+            st, _, _ = call(self.m_http[i], "GET", "/readyz", timeout=2)
+        except Unreachable:
+            return False
+        return st == 200
+
+    def running_managers(self):
+        return [i for i, m in self.managers.items() if m.running()]
+
+    def alive_brokers(self):
+        for i in self.running_managers():
+            try:
+                st, obj, _ = call(self.m_http[i], "GET", "/admin/brokers", timeout=5,
+                                  headers=self.admin)
+            except Unreachable:
+                continue
+            if st == 200:
+                return {b["id"] for b in obj["brokers"] if b["state"] == "alive"}
+        return set()
+
+    def broker_states(self):
+        for i in self.running_managers():
+            try:
+                st, obj, _ = call(self.m_http[i], "GET", "/admin/brokers", timeout=5,
+                                  headers=self.admin)
+            except Unreachable:
+                continue
+            if st == 200:
+                return {b["id"]: b for b in obj["brokers"]}
+        return {}
+
+    def leader(self):
+        """The manager id every running manager names as leader, or None."""
+        seen = set()
+        for i in self.running_managers():
+            try:
+                st, obj, _ = call(self.m_http[i], "GET", "/admin/managers", timeout=3,
+                                  headers=self.admin)
+            except Unreachable:
+                return None
+            if st != 200 or obj["leader"] is None:
+                return None
+            seen.add(obj["leader"])
+        return seen.pop() if len(seen) == 1 else None
+
+    def wait_leader(self, timeout=20.0, exclude=()):
+        return wait_until(lambda: (lambda x: x if x is not None and x not in exclude else None)(
+            self.leader()), timeout, "a manager leader")
+
+    # -- the API --
+
+    def call(self, i, method, path, body=None, query=None, headers=None, timeout=HTTP_TIMEOUT):
+        st, obj, _ = call(self.m_http[i], method, path, body, timeout=timeout, query=query,
+                          headers=headers)
+        return st, obj
+
+    def create_topic(self, i, name, partitions=None):
+        body = {"topic_name": name}
+        if partitions is not None:
+            body["number_of_partitions"] = partitions
+        st, obj = self.call(i, "POST", "/topics", body)
+        check_ok(st, obj, "create topic %s at manager%d" % (name, i))
+        check(obj["message"] == "Topic '%s' created successfully" % name,
+              "message %r" % obj["message"])
+
+    def partitions(self, i, topic):
+        st, obj = self.call(i, "GET", "/topics/partitions", query={"topic": topic})
+        return check_ok(st, obj, "partitions of %s" % topic)["partitions"]
+
+    def wait_topic_led(self, topic, timeout=30.0):
+        """Every partition of @topic has a leader the managers know of."""
+        def led():
+            for i in self.running_managers():
+                try:
+                    ps = self.partitions(i, topic)
+                except (Unreachable, TestFailure):
+                    return False
+                if not ps or any(p["leader"] is None for p in ps):
+                    return False
+            return True
+        wait_until(led, timeout, "every partition of %s to have a leader" % topic, interval=0.2)
+
+    def register(self, i, kind, topic, partition=None):
+        body = {"topic": topic}
+        if partition is not None:
+            body["partition_id"] = partition
+        st, obj = self.call(i, "POST", "/%s/register" % kind, body)
+        check_ok(st, obj, "register a %s for %s at manager%d" % (kind, topic, i))
+        v = obj["%s_id" % kind]
+        check(isinstance(v, int) and v > 0, "%s id %r" % (kind, v))
+        return v
+
+    def produce(self, i, topic, producer, message, **extra):
+        body = {"topic": topic, "producer_id": producer, "message": message}
+        body.update(extra)
+        st, obj = self.call(i, "POST", "/producer/produce", body)
+        check_ok(st, obj, "produce %r at manager%d" % (message, i))
+        return obj["partition_id"], obj["offset"]
+
+    def consume(self, i, topic, consumer, **extra):
+        """(message, partition, offset), or None when there are no new ones."""
+        q = {"topic": topic, "consumer_id": consumer}
+        q.update(extra)
+        st, obj = self.call(i, "GET", "/consumer/consume", query=q)
+        if st == 404:
+            check_failure(st, obj, 404, "consume")
+            check("no new messages" in obj["message"], "404 message %r" % obj["message"])
+            return None
+        check_ok(st, obj, "consume at manager%d" % i)
+        return obj["message"], obj["partition_id"], obj["offset"]
+
+    def size(self, i, topic, consumer, **extra):
+        q = {"topic": topic, "consumer_id": consumer}
+        q.update(extra)
+        st, obj = self.call(i, "GET", "/size", query=q)
+        return check_ok(st, obj, "size")["size"]
+
+
+# ---- Tests -----------------------------------------------------------------
+
+
+def test_queue_api(ctx):
+    """API.md section 1 through every manager, with its failure cases."""
+    c = Cluster(ctx).start()
+    ms = sorted(c.managers)
+
+    # Topics, created through each manager in turn.
+    for i, (name, n) in zip(ms, (("alpha", 2), ("beta.v1", None), ("gamma_2-X", 1))):
+        c.create_topic(i, name, n)
+    st, obj = c.call(1, "POST", "/topics", {"name": "delta"})
+    check_ok(st, obj, "create with 'name'")
+    for i in ms:
+        check_failure(*c.call(i, "POST", "/topics", {"topic_name": "alpha"}), 409,
+                      "duplicate at manager%d" % i)
+    for bad in ("", ".", "..", "x" * 129, "sp ace", "sl/ash", "caf\u00e9", "a?b"):
+        check_failure(*c.call(2, "POST", "/topics", {"topic_name": bad}), 400,
+                      "topic name %r" % bad)
+    for bad in (0, 1025, "x", -1, 2.5):
+        check_failure(*c.call(3, "POST", "/topics", {"topic_name": "pp", "number_of_partitions": bad}),
+                      400, "number_of_partitions %r" % bad)
+    check_failure(*c.call(1, "POST", "/topics", {}), 400, "no topic name")
+    st, obj, _ = call(c.m_http[1], "POST", "/topics", None, headers={"Content-Type": "application/json"})
+    check_failure(st, obj, 400, "empty body")
+    for i in ms:
+        st, obj = c.call(i, "GET", "/topics")
+        check(check_ok(st, obj, "list")["topics"] == ["alpha", "beta.v1", "delta", "gamma_2-X"],
+              "manager%d lists %r" % (i, obj["topics"]))
+
+    # Partitions.
+    c.wait_topic_led("alpha")
+    for i in ms:
+        ps = c.partitions(i, "alpha")
+        check([p["partition_id"] for p in ps] == [0, 1], "alpha partitions %r" % ps)
+        for p in ps:
+            check(len(set(p["replicas"])) == 3 and set(p["replicas"]) <= set(c.brokers),
+                  "replicas %r" % p)
+            check(p["leader"] in p["replicas"] and p["high_watermark"] == 0, "partition %r" % p)
+    check(len(c.partitions(2, "beta.v1")) == 3, "beta.v1 has the default 3 partitions")
+    check_failure(*c.call(1, "GET", "/topics/partitions", query={"topic": "nope"}), 404, "unknown topic")
+    check_failure(*c.call(2, "GET", "/topics/partitions"), 400, "no topic")
+    # GET parameters from a JSON body; the query string wins.
+    st, obj, _ = call(c.m_http[3], "GET", "/topics/partitions?topic=alpha", {"topic": "nope"})
+    check(check_ok(st, obj, "query wins")["topic"] == "alpha", "query string lost: %r" % obj)
+    st, obj, _ = call(c.m_http[3], "GET", "/topics/partitions", {"topic": "gamma_2-X"})
+    check(len(check_ok(st, obj, "body parameters")["partitions"]) == 1, "gamma: %r" % obj)
+
+    # Registration: ids are unique; a producer creates its topic.
+    ids = set()
+    p_any = c.register(1, "producer", "alpha")
+    p_bound = c.register(2, "producer", "alpha", partition=1)
+    p_auto = c.register(3, "producer", "auto")
+    c_any = c.register(3, "consumer", "alpha")
+    c_bound = c.register(1, "consumer", "alpha", partition=1)
+    c_beta = c.register(2, "consumer", "beta.v1")
+    ids = [p_any, p_bound, p_auto]
+    check(len(set(ids)) == 3 and len({c_any, c_bound, c_beta}) == 3, "ids %r" % ids)
+    st, obj = c.call(2, "GET", "/topics")
+    check("auto" in obj["topics"], "the producer did not create its topic: %r" % obj)
+    check(len(c.partitions(1, "auto")) == 3, "auto has 3 partitions")
+    check_failure(*c.call(1, "POST", "/consumer/register", {"topic": "nope"}), 404,
+                  "consumer of an unknown topic")
+    check_failure(*c.call(2, "POST", "/producer/register", {"topic": "alpha", "partition_id": 2}),
+                  404, "producer bound to a partition that does not exist")
+    check_failure(*c.call(3, "POST", "/producer/register", {"topic": "b@d"}), 400, "bad topic")
+    check_failure(*c.call(3, "POST", "/consumer/register", {}), 400, "no topic")
+
+    # Produce through every manager; offsets are contiguous per partition.
+    c.wait_topic_led("alpha")
+    sent = {}
+    for k in range(12):
+        i = ms[k % 3]
+        msg = "m%d-\u00fcber" % k
+        p, off = c.produce(i, "alpha", p_any, msg)
+        sent[(p, off)] = msg
+    for p in (0, 1):
+        offs = sorted(o for (q, o) in sent if q == p)
+        check(offs == list(range(len(offs))), "partition %d offsets %r" % (p, offs))
+    check({p for p, _ in sent} == {0, 1}, "round robin reached one partition only: %r" % sent)
+    for k in range(4):
+        p, off = c.produce(ms[k % 3], "alpha", p_bound, "bound%d" % k, partition_id=0)
+        check(p == 1, "a bound producer's message went to partition %d" % p)
+        sent[(p, off)] = "bound%d" % k
+    p, off = c.produce(1, "alpha", p_any, "given", partition=0)
+    check(p == 0, "partition given as 'partition' ignored")
+    sent[(p, off)] = "given"
+    keyed = set()
+    for k in range(4):
+        p, off = c.produce(ms[k % 3], "alpha", p_any, "key%d" % k, key="user-7")
+        keyed.add(p)
+        sent[(p, off)] = "key%d" % k
+    check(len(keyed) == 1, "one key went to partitions %r" % keyed)
+    p, off = c.produce(3, "alpha", p_any, "x" * MAX_MESSAGE)
+    sent[(p, off)] = "x" * MAX_MESSAGE
+    check_failure(*c.call(1, "POST", "/producer/produce",
+                          {"topic": "alpha", "producer_id": p_any, "message": "x" * (MAX_MESSAGE + 1)}),
+                  413, "message too large")
+    check_failure(*c.call(2, "POST", "/producer/produce",
+                          {"topic": "alpha", "producer_id": 999999, "message": "m"}), 404,
+                  "unknown producer")
+    check_failure(*c.call(3, "POST", "/producer/produce",
+                          {"topic": "beta.v1", "producer_id": p_any, "message": "m"}), 400,
+                  "producer used with another topic")
+    check_failure(*c.call(1, "POST", "/producer/produce",
+                          {"topic": "alpha", "producer_id": p_any}), 400, "no message")
+    check_failure(*c.call(2, "POST", "/producer/produce",
+                          {"topic": "alpha", "producer_id": p_any, "message": 5}), 400,
+                  "message not a string")
+    check_failure(*c.call(3, "POST", "/producer/produce",
+                          {"topic": "alpha", "producer_id": "p", "message": "m"}), 400,
+                  "producer id not an integer")
+    check_failure(*c.call(1, "POST", "/producer/produce",
+                          {"topic": "alpha", "producer_id": p_any, "message": "m",
+                           "partition_id": 7}), 404, "unknown partition")
+
+    # Size, then consume everything exactly once through every manager.
+    for i in ms:
+        check(c.size(i, "alpha", c_any) == len(sent), "size at manager%d" % i)
+        check(c.size(i, "alpha", c_any, partition_id=1) ==
+              len([k for k in sent if k[0] == 1]), "size of partition 1")
+        check(c.size(i, "alpha", c_bound) == len([k for k in sent if k[0] == 1]),
+              "size for a bound consumer")
+    got = {}
+    k = 0
+    while True:
+        r = c.consume(ms[k % 3], "alpha", c_any)
+        k += 1
+        if r is None:
+            break
+        msg, p, off = r
+        check((p, off) not in got, "(%d, %d) delivered twice" % (p, off))
+        got[(p, off)] = msg
+        check(k <= len(sent) + 1, "more messages than were sent")
+    check(got == sent, "consumed %d messages, sent %d; differing: %r" % (
+        len(got), len(sent), sorted(set(got.items()) ^ set(sent.items()))[:5]))
+    for p in (0, 1):
+        offs = [o for (q, o) in got if q == p]
+        check(offs == sorted(offs), "partition %d consumed out of order" % p)
+    check(c.size(2, "alpha", c_any) == 0, "size after consuming everything")
+    for i in ms:
+        check(c.consume(i, "alpha", c_any) is None, "another message after the end")
+    # A bound consumer reads its partition only; parameters from a body.
+    bound = []
+    while True:
+        st, obj, _ = call(c.m_http[bound and 1 or 2], "GET", "/consumer/consume",
+                          {"topic": "alpha", "consumer_id": c_bound})
+        if st == 404:
+            break
+        check_ok(st, obj, "bound consume")
+        bound.append((obj["partition_id"], obj["offset"]))
+    check(bound == sorted(k for k in sent if k[0] == 1), "bound consumer got %r" % bound)
+    check_failure(*c.call(1, "GET", "/consumer/consume", query={"topic": "alpha", "consumer_id": 424242}),
+                  404, "unknown consumer")
+    check_failure(*c.call(2, "GET", "/consumer/consume", query={"topic": "beta.v1", "consumer_id": c_any}),
+                  400, "consumer used with another topic")
+    check_failure(*c.call(3, "GET", "/consumer/consume", query={"topic": "alpha"}), 400,
+                  "no consumer id")
+    check_failure(*c.call(3, "GET", "/size", query={"topic": "alpha", "consumer_id": 424242}),
+                  404, "size of an unknown consumer")
+    check(c.consume(1, "beta.v1", c_beta) is None, "an empty topic has no messages")
+
+
+def test_batch_api(ctx):
+    """API.md section 2: batches per partition, reads, consumer offsets."""
+    c = Cluster(ctx).start()
+    c.create_topic(1, "logs", 3)
+    c.wait_topic_led("logs")
+    prod = c.register(2, "producer", "logs")
+    cons = c.register(3, "consumer", "logs")
+    recs = [{"value": "v%d" % k} for k in range(10)]
+    recs += [{"value": "k%d" % k, "key": "same"} for k in range(5)]
+    recs += [{"value": "p%d" % k, "partition_id": 2} for k in range(5)]
+    st, obj = c.call(1, "POST", "/v1/topics/logs/records", {"records": recs})
+    offsets = check_ok(st, obj, "batch")["offsets"]
+    check(len(offsets) == len(recs), "%d offsets for %d records" % (len(offsets), len(recs)))
+    check({o["partition_id"] for o in offsets[10:15]}.__len__() == 1, "a key spread: %r" % offsets[10:15])
+    check(all(o["partition_id"] == 2 for o in offsets[15:]), "partition_id ignored")
+    per = {}
+    for r, o in zip(recs, offsets):
+        per.setdefault(o["partition_id"], []).append((o["offset"], r["value"]))
+    for p, lst in per.items():
+        offs = [x[0] for x in lst]
+        check(offs == list(range(offs[0], offs[0] + len(offs))), "partition %d: not contiguous %r" % (p, offs))
+        st, obj = c.call(3, "GET", "/v1/topics/logs/partitions/%d/records" % p,
+                         query={"offset": 0, "max": 100})
+        got = [(r["offset"], r["value"]) for r in check_ok(st, obj, "read")["records"]]
+        check(got == lst, "partition %d reads %r, wrote %r" % (p, got, lst))
+        check(obj["high_watermark"] == len(lst) and obj["next_offset"] == len(lst), "hw %r" % obj)
+    # Deduplication: the same producer and sequence again appends nothing.
+    body = {"records": [{"value": "once", "partition_id": 0}], "producer_id": prod, "sequence": 7}
+    st, first = c.call(2, "POST", "/v1/topics/logs/records", body)
+    check_ok(st, first, "dedupe 1")
+    st, again = c.call(3, "POST", "/v1/topics/logs/records", body)
+    check(check_ok(st, again, "dedupe 2")["offsets"] == first["offsets"], "retry appended again")
+    # A long poll at the end ends empty.
+    t0 = time.monotonic()
+    st, obj = c.call(1, "GET", "/v1/topics/logs/partitions/1/records",
+                     query={"offset": 1000, "wait_ms": 300})
+    check(check_ok(st, obj, "long poll")["records"] == [] and time.monotonic() - t0 >= 0.25,
+          "long poll %r" % obj)
+    # Failures.
+    check_failure(*c.call(1, "POST", "/v1/topics/nope/records", {"records": [{"value": "x"}]}),
+                  404, "unknown topic")
+    check_failure(*c.call(2, "POST", "/v1/topics/logs/records", {"records": []}), 400, "no records")
+    check_failure(*c.call(3, "POST", "/v1/topics/logs/records", {"records": [{"value": 1}]}), 400,
+                  "value not a string")
+    check_failure(*c.call(1, "POST", "/v1/topics/logs/records",
+                          {"records": [{"value": "x" * (MAX_MESSAGE + 1)}]}), 413, "value too large")
+    check_failure(*c.call(2, "POST", "/v1/topics/logs/records",
+                          {"records": [{"value": "x", "partition_id": 9}]}), 404, "unknown partition")
+    check_failure(*c.call(3, "POST", "/v1/topics/logs/records",
+                          {"records": [{"value": "x"}], "producer_id": 999999, "sequence": 1}),
+                  404, "unknown producer")
+    check_failure(*c.call(1, "GET", "/v1/topics/logs/partitions/5/records"), 404, "read partition 5")
+    check_failure(*c.call(2, "GET", "/v1/topics/logs/partitions/0/records", query={"max": 0}),
+                  400, "max 0")
+    # Consumer offsets with lag; committing moves what consume returns.
+    st, obj = c.call(1, "GET", "/v1/consumers/%d/offsets" % cons)
+    offs = {o["partition_id"]: o for o in check_ok(st, obj, "offsets")["offsets"]}
+    hw = {p: len(per.get(p, [])) + (1 if p == 0 else 0) for p in range(3)}
+    check(all(offs[p]["offset"] == 0 and offs[p]["lag"] == hw[p] for p in range(3)),
+          "offsets %r, high watermarks %r" % (offs, hw))
+    st, obj = c.call(2, "POST", "/v1/consumers/%d/offsets" % cons,
+                     {"offsets": [{"partition_id": 2, "offset": hw[2] - 1}]})
+    check_ok(st, obj, "commit offsets")
+    st, obj = c.call(3, "GET", "/v1/consumers/%d/offsets" % cons)
+    offs = {o["partition_id"]: o for o in check_ok(st, obj, "offsets")["offsets"]}
+    check(offs[2]["offset"] == hw[2] - 1 and offs[2]["lag"] == 1, "after commit %r" % offs)
+    msg = c.consume(1, "logs", cons, partition_id=2)
+    check(msg == ("p4", 2, hw[2] - 1), "consume after the commit gave %r" % (msg,))
+    check_failure(*c.call(1, "POST", "/v1/consumers/424242/offsets",
+                          {"offsets": [{"partition_id": 0, "offset": 1}]}), 404, "unknown consumer")
+    check_failure(*c.call(2, "POST", "/v1/consumers/%d/offsets" % cons,
+                          {"offsets": [{"partition_id": 8, "offset": 1}]}), 404, "unknown partition")
+    check_failure(*c.call(3, "POST", "/v1/consumers/%d/offsets" % cons, {"offsets": "x"}), 400,
+                  "offsets not a list")
+    check_failure(*c.call(3, "GET", "/v1/consumers/424242/offsets"), 404, "offsets of nobody")
+
+
+def test_admin_liveness(ctx):
+    """Section 3 with an admin token; brokers go SUSPECT and come back; a
+    deleted topic's replicas leave the brokers; too few brokers is 503."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1500", "--broker-dead-ms", "4000"],
+                admin_token="tok")
+    c.start(wait=False)
+    auth = {"Authorization": "Bearer tok"}
+    for i in c.managers:
+        wait_until(lambda i=i: c.ready(i), 40, "manager%d ready" % i)
+    check_failure(*c.call(1, "GET", "/admin/brokers"), 401, "no token")
+    check_failure(*c.call(2, "GET", "/admin/managers", headers={"Authorization": "Bearer x"}), 401,
+                  "wrong token")
+    def all_alive():
+        st, obj = c.call(1, "GET", "/admin/brokers", headers=auth)
+        bs = check_ok(st, obj, "brokers")["brokers"]
+        return len(bs) == 4 and all(b["state"] == "alive" for b in bs)
+    wait_until(all_alive, 40, "four ALIVE brokers")
+    st, obj = c.call(3, "GET", "/admin/managers", headers=auth)
+    check_ok(st, obj, "managers")
+    check(obj["leader"] in c.managers and obj["term"] >= 1 and len(obj["managers"]) == 3,
+          "managers %r" % obj)
+    lead = obj["leader"]
+    check([m["role"] for m in obj["managers"]].count("leader") == 1, "roles %r" % obj)
+    check(all(m["http_addr"] == c.m_http[m["id"]] for m in obj["managers"] if m["http_addr"]),
+          "addresses %r" % obj)
+    c.create_topic(1, "adm", 3)
+    c.wait_topic_led("adm")
+    st, obj = c.call(2, "GET", "/admin/topics/adm", headers=auth)
+    parts = check_ok(st, obj, "describe")["partitions"]
+    check(len(parts) == 3 and all(p["leader"] in p["replicas"] and "commit" in p for p in parts),
+          "describe %r" % parts)
+    # Move a partition's leadership (to its preferred broker when another
+    # leads: brokers hand leadership back to the preferred one on their
+    # own). An election under way is 503: retry.
+    p0 = parts[0]
+    target = p0["replicas"][0]
+    if p0["leader"] == target:
+        target = p0["replicas"][1]
+
+    def moved():
+        st, obj = c.call(3, "POST", "/admin/partitions/adm/0/leader", {"broker_id": target},
+                         headers=auth)
+        if st == 503:
+            return False
+        return check_ok(st, obj, "move leadership")
+    wait_until(moved, 20, "leadership of partition 0 to move to broker %d" % target,
+               interval=0.3)
+    outsider = next(b for b in c.brokers if b not in p0["replicas"])
+    check_failure(*c.call(1, "POST", "/admin/partitions/adm/0/leader", {"broker_id": outsider},
+                          headers=auth), 400, "move to a broker without a replica")
+    # Liveness: a stopped broker goes SUSPECT, then DEAD, then back.
+    victim = 4
+    c.brokers[victim].kill()
+    wait_until(lambda: c.broker_states().get(victim, {}).get("state") == "suspect", 15,
+               "broker %d SUSPECT" % victim)
+    wait_until(lambda: c.broker_states().get(victim, {}).get("state") == "dead", 15,
+               "broker %d DEAD" % victim)
+    c.brokers[3].kill()
+    wait_until(lambda: c.broker_states().get(3, {}).get("state") in ("suspect", "dead"), 15,
+               "broker 3 SUSPECT")
+    obj = check_failure(*c.call(2, "POST", "/topics", {"topic_name": "few"}), 503, "two live brokers")
+    check("live" in obj["message"], "503 message %r" % obj["message"])
+    c.brokers[victim].start()
+    c.brokers[3].start()
+    wait_until(lambda: c.alive_brokers() == set(c.brokers), 40, "every broker ALIVE again")
+    # Deleting a topic removes its replicas from every broker.
+    st, obj = c.call(3, "DELETE", "/admin/topics/adm", headers=auth)
+    check_ok(st, obj, "delete")
+    check_failure(*c.call(1, "GET", "/topics/partitions", query={"topic": "adm"}), 404, "deleted")
+    check_failure(*c.call(1, "DELETE", "/admin/topics/adm", headers=auth), 404, "deleted twice")
+
+    def gone():
+        for i in c.brokers:
+            st, obj, _ = call(c.b_http[i], "GET", "/internal/replicas", timeout=5)
+            if st != 200 or obj["replicas"]:
+                return False
+        return True
+    wait_until(gone, 30, "the brokers to drop the deleted topic's replicas")
+    st, obj, _ = call(c.m_http[lead], "GET", "/metrics")
+    check(st == 200, "metrics %d" % st)
+    st, obj, _ = call(c.m_http[1], "POST", "/internal/brokers/1/heartbeat", {"replicas": []})
+    check_failure(st, obj, 401, "heartbeat without the secret")
+
+
+class Traffic:
+    """Producer and consumer threads through the given managers; records
+    what was acknowledged and what was delivered."""
+
+    def __init__(self, c, topic, producer, consumer, managers):
+        self.c = c
+        self.topic = topic
+        self.producer = producer
+        self.consumer = consumer
+        self.managers = list(managers)
+        self.stop = threading.Event()
+        self.acked = {}        # message -> (partition, offset)
+        self.attempted = set()
+        self.delivered = []    # (message, partition, offset)
+        self.uncertain_consumes = 0
+        self.errors = []
+        self.lock = threading.Lock()
+        self.seq = 0
+
+    def _produce(self):
+        k = 0
+        while not self.stop.is_set():
+            i = self.managers[k % len(self.managers)]
+            k += 1
+            with self.lock:
+                self.seq += 1
+                msg = "msg-%06d" % self.seq
+                self.attempted.add(msg)
+            try:
+                st, obj = self.c.call(i, "POST", "/producer/produce",
+                                      {"topic": self.topic, "producer_id": self.producer,
+                                       "message": msg}, timeout=10)
+            except Unreachable:
+                continue
+            if st == 200:
+                with self.lock:
+                    self.acked[msg] = (obj["partition_id"], obj["offset"])
+            elif st != 503:
+                self.errors.append("produce: %d %r" % (st, obj))
+            time.sleep(0.005)
+
+    def _consume(self):
+        k = 0
+        while not self.stop.is_set():
+            i = self.managers[k % len(self.managers)]
+            k += 1
+            try:
+                st, obj = self.c.call(i, "GET", "/consumer/consume",
+                                      query={"topic": self.topic, "consumer_id": self.consumer},
+                                      timeout=10)
+            except Unreachable:
+                with self.lock:
+                    self.uncertain_consumes += 1
+                continue
+            if st == 200:
+                with self.lock:
+                    self.delivered.append((obj["message"], obj["partition_id"], obj["offset"]))
+            elif st == 503:
+                with self.lock:
+                    self.uncertain_consumes += 1
+                time.sleep(0.05)
+            elif st == 404:
+                time.sleep(0.02)
+            else:
+                self.errors.append("consume: %d %r" % (st, obj))
+
+    def start(self):
+        self.threads = [threading.Thread(target=self._produce, daemon=True),
+                        threading.Thread(target=self._consume, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def drain(c, i, topic, consumer, into, timeout=30.0):
+    """Consumes at manager @i until no new messages are left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st, obj = c.call(i, "GET", "/consumer/consume", query={"topic": topic, "consumer_id": consumer})
+        if st == 404:
+            return
+        if st == 200:
+            into.append((obj["message"], obj["partition_id"], obj["offset"]))
+        else:
+            time.sleep(0.1)
+    raise TestFailure("draining %s did not end" % topic)
+
+
+def check_delivery(t, extra):
+    """No acked message lost beyond what uncertain consumes may have taken,
+    none delivered twice, every delivery a message that was produced."""
+    delivered = t.delivered + extra
+    msgs = [d[0] for d in delivered]
+    dup = {m for m in msgs if msgs.count(m) > 1}
+    check(not dup, "delivered twice: %s" % sorted(dup)[:5])
+    places = [(d[1], d[2]) for d in delivered]
+    check(len(set(places)) == len(places), "an offset was delivered twice")
+    unknown = set(msgs) - t.attempted
+    check(not unknown, "delivered what nobody produced: %s" % sorted(unknown)[:5])
+    missing = set(t.acked) - set(msgs)
+    check(len(missing) <= t.uncertain_consumes,
+          "%d acknowledged messages never delivered (only %d consumes had an uncertain "
+          "outcome): %s" % (len(missing), t.uncertain_consumes, sorted(missing)[:5]))
+    for m, d in zip(msgs, delivered):
+        if m in t.acked:
+            check(t.acked[m] == (d[1], d[2]), "%s acked at %r, delivered at %r"
+                  % (m, t.acked[m], (d[1], d[2])))
+    return missing
+
+
+def test_leader_killed_under_load(ctx):
+    """SIGKILL the manager leader while produces and consumes go through
+    the other two: nothing acked is lost, nothing delivered twice."""
+    c = Cluster(ctx).start()
+    lead = c.wait_leader()
+    others = [i for i in c.managers if i != lead]
+    c.create_topic(others[0], "stream", 3)
+    c.wait_topic_led("stream")
+    prod = c.register(others[1], "producer", "stream")
+    cons = c.register(others[0], "consumer", "stream")
+    t = Traffic(c, "stream", prod, cons, others)
+    t.start()
+    wait_until(lambda: len(t.acked) >= 30 and len(t.delivered) >= 10, 30, "traffic to flow")
+    c.managers[lead].kill()
+    before = (len(t.acked), len(t.delivered))
+    new = c.wait_leader(exclude=(lead,), timeout=30)
+    check(new != lead, "the killed manager still leads")
+    wait_until(lambda: len(t.acked) >= before[0] + 30 and len(t.delivered) >= before[1] + 10,
+               40, "traffic to flow again after the leader died")
+    t.finish()
+    check(not t.errors, "errors: %s" % t.errors[:5])
+    extra = []
+    drain(c, others[1], "stream", cons, extra)
+    missing = check_delivery(t, extra)
+    c.managers[others[0]]._note(
+        "traffic: %d produces acked of %d, %d delivered during and %d after, %d consumes "
+        "uncertain, %d acked never delivered" % (len(t.acked), len(t.attempted),
+                                                 len(t.delivered), len(extra),
+                                                 t.uncertain_consumes, len(missing)))
+    # The dead manager comes back, catches up and serves the same state.
+    c.managers[lead].start()
+    wait_until(lambda: c.ready(lead), 30, "manager%d ready again" % lead)
+    check(c.size(lead, "stream", cons) == 0, "the returning manager sees messages left")
+    st, obj = c.call(lead, "GET", "/topics")
+    check(check_ok(st, obj, "topics")["topics"] == ["stream"], "topics %r" % obj)
+
+
+def test_restart_all(ctx):
+    """Every process stopped (managers killed) and started again: topics,
+    registrations, offsets and messages are all there."""
+    c = Cluster(ctx).start()
+    c.create_topic(2, "keep", 2)
+    c.wait_topic_led("keep")
+    prod = c.register(1, "producer", "keep")
+    cons = c.register(3, "consumer", "keep")
+    sent = [c.produce(1 + k % 3, "keep", prod, "keep-%d" % k) for k in range(10)]
+    first = [c.consume(1 + k % 3, "keep", cons) for k in range(4)]
+    check(all(f is not None for f in first), "consumed %r" % first)
+    for m in c.managers.values():
+        m.kill()
+    for b in c.brokers.values():
+        check(b.terminate() == 0, "%r did not stop cleanly" % b)
+    c.start()
+    st, obj = c.call(1, "GET", "/topics")
+    check(check_ok(st, obj, "topics")["topics"] == ["keep"], "topics after restart %r" % obj)
+    c.wait_topic_led("keep")
+    check(c.size(2, "keep", cons) == 6, "size after restart")
+    rest = []
+    drain(c, 3, "keep", cons, rest)
+    got = {(p, o): m for m, p, o in [f for f in first] + rest}
+    check(len(got) == 10 and sorted(got) == sorted(sent),
+          "after the restart consumed %r, sent %r" % (sorted(got), sorted(sent)))
+    # Ids go on from where they were.
+    newp = c.register(2, "producer", "keep")
+    check(newp > prod and newp != cons, "new producer id %d after %d" % (newp, prod))
+    p, off = c.produce(3, "keep", prod, "after")
+    check((p, off) not in sent, "an offset was reused")
+
+
+def test_dead_broker_replaced(ctx):
+    """A broker dies: once it is DEAD its replicas move to the spare broker
+    (a membership change in each group), nothing acked is lost, and when
+    it returns its stale replicas are deleted."""
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1000", "--broker-dead-ms", "3000"])
+    c.start()
+    c.create_topic(1, "heal", 4)
+    c.wait_topic_led("heal")
+    prod = c.register(2, "producer", "heal")
+    cons = c.register(3, "consumer", "heal")
+    sent = {}
+    for k in range(20):
+        p, off = c.produce(1 + k % 3, "heal", prod, "before-%d" % k)
+        sent[(p, off)] = "before-%d" % k
+    parts = c.partitions(2, "heal")
+    count = {b: sum(b in p["replicas"] for p in parts) for b in c.brokers}
+    victim = max(count, key=lambda b: (count[b], b))
+    moved = [p["partition_id"] for p in parts if victim in p["replicas"]]
+    c.brokers[victim].kill()
+
+    def repaired():
+        ps = c.partitions(1, "heal")
+        return all(victim not in p["replicas"] and len(set(p["replicas"])) == 3
+                   and p["leader"] is not None for p in ps) and ps
+    ps = wait_until(repaired, 60, "the replicas on broker %d to move" % victim, interval=0.3)
+    st, obj = c.call(2, "GET", "/admin/brokers")
+    states = {b["id"]: b["state"] for b in check_ok(st, obj, "brokers")["brokers"]}
+    check(states[victim] == "dead", "broker %d is %s" % (victim, states[victim]))
+    for k in range(20):
+        p, off = c.produce(1 + k % 3, "heal", prod, "after-%d" % k)
+        sent[(p, off)] = "after-%d" % k
+    got = []
+    drain(c, 2, "heal", cons, got)
+    check(sorted((p, o) for _, p, o in got) == sorted(sent) and
+          all(sent[(p, o)] == m for m, p, o in got),
+          "consumed %d of %d messages after the move" % (len(got), len(sent)))
+    # The new replicas hold everything, like their peers.
+    for p in ps:
+        if p["partition_id"] not in moved:
+            continue
+        for b in p["replicas"]:
+            def caught_up(b=b, p=p):
+                st, obj, _ = call(c.b_http[b], "GET", "/internal/replicas", timeout=5)
+                mine = [r for r in obj["replicas"] if r["partition_id"] == p["partition_id"]]
+                want = len([k for k in sent if k[0] == p["partition_id"]])
+                return mine and mine[0]["next_offset"] == want and mine[0]["group_id"]
+            wait_until(caught_up, 30, "broker %d to hold partition %d" % (b, p["partition_id"]))
+    # The dead broker comes back: its replicas of moved groups are deleted.
+    c.brokers[victim].start()
+
+    def cleaned():
+        try:
+            st, obj, _ = call(c.b_http[victim], "GET", "/internal/replicas", timeout=5)
+        except Unreachable:
+            return False
+        held = {r["partition_id"] for r in obj["replicas"] if r["topic"] == "heal"}
+        return st == 200 and not (held & set(moved))
+    wait_until(cleaned, 40, "broker %d to drop the replicas that moved away" % victim, interval=0.3)
+    wait_until(lambda: victim in c.alive_brokers(), 20, "broker %d ALIVE again" % victim)
+    # Nothing moved back and forth meanwhile: the replica sets are those
+    # the repair chose.
+    now = c.partitions(3, "heal")
+    check([p["replicas"] for p in now] == [p["replicas"] for p in ps],
+          "replica sets changed after the repair: %r, then %r" % (ps, now))
+
+
+if __name__ == "__main__":
+    run_suite("manager", [
+        test_queue_api,
+        test_batch_api,
+        test_admin_liveness,
+        test_leader_killed_under_load,
+        test_restart_all,
+        test_dead_broker_replaced,
+    ], binary="manager", ports=(28000, 28999))

@@ -1,0 +1,183 @@
+/*
+ * Unit tests of the manager's pure decisions (policy.h) and of its routing
+ * cache (routing.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "manager/policy.h"
+#include "manager/routing.h"
+
+static void test_policy_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;
+        bool ok;
+    } cases[] = {
+        {"plain ascii", 11, true},
+        {"\xc3\xa9", 2, true},          /* U+00E9 */
+        {"\xe2\x82\xac", 3, true},      /* U+20AC */
+        {"\xf0\x9f\x98\x80", 4, true},  /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, true},  /* U+10FFFF */
+        {"a\0b", 3, true},              /* NUL is UTF-8 */
+        {"\xc3", 1, false},             /* cut short */
+        {"\xe2\x82", 2, false},         /* cut short */
+        {"\x80", 1, false},             /* lone continuation */
+        {"\xc0\xaf", 2, false},         /* overlong '/' */
+        {"\xe0\x80\xaf", 3, false},     /* overlong */
+        {"\xf0\x80\x80\xaf", 4, false}, /* overlong */
+        {"\xed\xa0\x80", 3, false},     /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, false}, /* past U+10FFFF */
+        {"\xff", 1, false},
+        {"\xc3\x28", 2, false}, /* bad continuation */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(policy_utf8_valid(cases[i].s, cases[i].len),
+                         cases[i].ok);
+    }
+}
+
+static void test_policy_partition_order_of_precedence(void **state)
+{
+    (void)state;
+    const uint32_t none = POLICY_NO_PARTITION;
+    /* Bound wins over given, given over key, key over round robin. */
+    assert_int_equal(policy_partition(2, 1, "k", 1, 7, 4), 2);
+    assert_int_equal(policy_partition(none, 1, "k", 1, 7, 4), 1);
+    assert_int_equal(policy_partition(none, none, "k", 1, 7, 4),
+                     policy_key_partition("k", 1, 4));
+    assert_int_equal(policy_partition(none, none, NULL, 0, 7, 4), 3);
+    /* Out of range stays out of range, for the caller to refuse. */
+    assert_int_equal(policy_partition(9, none, NULL, 0, 0, 4), 9);
+}
+
+static void test_policy_key_partition_is_stable_and_spread(void **state)
+{
+    (void)state;
+    unsigned hits[8] = {0};
+    char key[16];
+    /* FNV-1a of "a" is 0xaf63dc4c8601ec8c. */
+    assert_int_equal(policy_key_partition("a", 1, 1000),
+                     (uint32_t)(0xaf63dc4c8601ec8cull % 1000));
+    for (int i = 0; i < 800; i++) {
+        int len = snprintf(key, sizeof key, "user-%d", i);
+        uint32_t p = policy_key_partition(key, (size_t)len, 8);
+        assert_true(p < 8);
+        assert_int_equal(p, policy_key_partition(key, (size_t)len, 8));
+        hits[p]++;
+    }
+    for (int p = 0; p < 8; p++) {
+        assert_in_range(hits[p], 60, 140);
+    }
+}
+
+static void test_policy_member_order_puts_preferred_first_in_turn(void **state)
+{
+    (void)state;
+    const uint32_t replicas[3] = {7, 8, 9};
+    for (uint64_t gid = 1; gid <= 6; gid++) {
+        uint32_t out[3];
+        policy_member_order(gid, replicas, out);
+        /* Brokers prefer members[gid % 3]: that is replicas[0]. */
+        assert_int_equal(out[gid % 3], 7);
+        assert_int_equal(out[(gid + 1) % 3], 8);
+        assert_int_equal(out[(gid + 2) % 3], 9);
+    }
+}
+
+static void test_routing_newer_term_wins(void **state)
+{
+    (void)state;
+    struct routing *rt;
+    assert_int_equal(routing_new(&rt), 0);
+    assert_null(routing_get(rt, 5));
+    /* A follower names leader 2 in term 3; the leader's own report of
+     * the same term agrees; an old term's report changes nothing. */
+    assert_int_equal(routing_report(rt, 5, 1, false, 2, 3, 10, 40, 100), 0);
+    assert_int_equal(routing_get(rt, 5)->leader, 2);
+    assert_int_equal(routing_report(rt, 5, 3, true, 0, 2, 12, 41, 110), 0);
+    assert_int_equal(routing_get(rt, 5)->leader, 2);
+    assert_int_equal(routing_get(rt, 5)->term, 3);
+    /* The high watermark only rises, whoever reports it. */
+    assert_int_equal(routing_get(rt, 5)->high_watermark, 41);
+    assert_int_equal(routing_report(rt, 5, 2, true, 0, 3, 11, 39, 120), 0);
+    assert_int_equal(routing_get(rt, 5)->high_watermark, 41);
+    assert_int_equal(routing_get(rt, 5)->commit, 11);
+    /* A new term with no leader yet forgets the old leader. */
+    assert_int_equal(routing_report(rt, 5, 1, false, 0, 4, 11, 41, 130), 0);
+    assert_int_equal(routing_get(rt, 5)->leader, 0);
+    assert_int_equal(routing_report(rt, 5, 3, false, 1, 4, 11, 41, 140), 0);
+    assert_int_equal(routing_get(rt, 5)->leader, 1);
+    /* A 421 or a success overrides; a failure forgets that leader only. */
+    assert_int_equal(routing_set_leader(rt, 5, 3, 150), 0);
+    routing_drop_leader(rt, 5, 2);
+    assert_int_equal(routing_get(rt, 5)->leader, 3);
+    routing_drop_leader(rt, 5, 3);
+    assert_int_equal(routing_get(rt, 5)->leader, 0);
+    routing_free(rt);
+}
+
+static bool keep_even(void *data, uint64_t gid)
+{
+    (void)data;
+    return gid % 2 == 0;
+}
+
+static void test_routing_sorted_merge_and_prune(void **state)
+{
+    (void)state;
+    struct routing *rt;
+    assert_int_equal(routing_new(&rt), 0);
+    /* Inserted out of order, listed in group order. */
+    for (uint64_t gid = 200; gid >= 1; gid--) {
+        assert_int_equal(routing_raise(rt, gid * 7 % 201, gid), 0);
+    }
+    assert_int_equal(routing_count(rt), 200);
+    for (size_t i = 1; i < routing_count(rt); i++) {
+        assert_true(routing_at(rt, i - 1)->group_id <
+                    routing_at(rt, i)->group_id);
+    }
+    assert_null(routing_at(rt, 200));
+    /* A merged route of an older term does not replace the leader. */
+    struct route r = {.group_id = 14,
+                      .leader = 2,
+                      .term = 5,
+                      .high_watermark = 1000,
+                      .commit = 9};
+    assert_int_equal(routing_merge(rt, &r, 1), 0);
+    assert_int_equal(routing_get(rt, 14)->leader, 2);
+    r.leader = 3;
+    r.term = 4;
+    r.high_watermark = 10;
+    assert_int_equal(routing_merge(rt, &r, 2), 0);
+    assert_int_equal(routing_get(rt, 14)->leader, 2);
+    assert_int_equal(routing_get(rt, 14)->high_watermark, 1000);
+    routing_prune(rt, keep_even, NULL);
+    assert_int_equal(routing_count(rt), 100);
+    assert_non_null(routing_get(rt, 14));
+    assert_null(routing_get(rt, 15));
+    routing_free(rt);
+    routing_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_policy_utf8),
+        cmocka_unit_test(test_policy_partition_order_of_precedence),
+        cmocka_unit_test(test_policy_key_partition_is_stable_and_spread),
+        cmocka_unit_test(test_policy_member_order_puts_preferred_first_in_turn),
+        cmocka_unit_test(test_routing_newer_term_wins),
+        cmocka_unit_test(test_routing_sorted_merge_and_prune),
+    };
+    return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
+}
