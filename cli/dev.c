@@ -434,8 +434,9 @@ static int stop_all(struct dev *d)
 
 /* ---- Readiness ---- */
 
-/* Every manager answers /readyz with 200 and one of them lists every
- * broker started as alive. Fills d->missing otherwise. */
+/* Every manager answers /readyz with 200 and the managers list every
+ * broker started as alive (or draining) and heartbeating, or removed.
+ * Fills d->missing otherwise. */
 static bool cluster_ready(struct dev *d)
 {
     struct mclient_resp r;
@@ -470,16 +471,24 @@ static bool cluster_ready(struct dev *d)
     {
         json_int_t id = json_integer_value(json_object_get(b, "id"));
         const char *st = json_string_value(json_object_get(b, "state"));
-        if (id >= 1 && id <= DEVPLAN_MAX_BROKERS && st != NULL &&
-            strcmp(st, "alive") == 0) {
-            alive[id] = true;
+        bool heard = json_is_integer(json_object_get(b, "heartbeat_age_ms"));
+        if (id < 1 || id > DEVPLAN_MAX_BROKERS || st == NULL) {
+            continue;
         }
+        /* Heard from since this leader took over: a state restored from
+         * the store says nothing about the process just started. A broker
+         * removed by an operator stays out of the cluster for good, so it
+         * is not waited for. */
+        alive[id] =
+            ((strcmp(st, "alive") == 0 || strcmp(st, "draining") == 0) &&
+             heard) ||
+            strcmp(st, "removed") == 0;
     }
     mclient_resp_clear(&r);
     for (unsigned i = 1; i <= d->plan.brokers; i++) {
         if (!alive[i]) {
             snprintf(d->missing, sizeof d->missing,
-                     "broker %u is not registered and alive", i);
+                     "broker %u is not registered and heard from", i);
             return false;
         }
     }

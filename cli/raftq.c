@@ -53,7 +53,7 @@ static int run_client(const struct cmdline *cl)
     struct mclient *c;
 
     if (url_bases_parse(cl->managers, bases, &n, why, sizeof why) != 0) {
-        fprintf(stderr, "raftq: --managers: %s\n", why);
+        fprintf(stderr, "raftq: --managers: %s\nTry 'raftq --help'.\n", why);
         return CLI_USAGE;
     }
     struct mclient_config cfg = {
