@@ -228,15 +228,18 @@ static int check_ports(const struct dev *d)
 
 /* ---- Children ---- */
 
-static void spawn_child(const struct dev *d, const struct devplan_argv *a,
-                        const char *log)
+/* In the child: never returns. */
+static void spawn_child(const struct devplan_argv *a, const char *log,
+                        pid_t parent)
 {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    (void)d;
+    if (getppid() != parent) {
+        _exit(1); /* raftq died before the line above took effect. */
+    }
     int in = open("/dev/null", O_RDONLY);
     int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (in < 0 || out < 0) {
@@ -288,13 +291,14 @@ static int start_child(struct dev *d, enum devplan_role r, unsigned id)
     fclose(f);
     fflush(stdout);
     fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "raftq dev: fork: %s\n", strerror(errno));
         return RQ_IO;
     }
     if (pid == 0) {
-        spawn_child(d, &a, c->log);
+        spawn_child(&a, c->log, parent);
     }
     c->pid = pid;
     d->n_children++;
