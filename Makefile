@@ -1,10 +1,11 @@
 # raftq: one Makefile for every binary, test and tool.
 #
 #   make deps    install the Debian packages the build and tests need (fast when present)
-#   make all     release build: build/atm (and later build/manager, build/broker, build/raftq)
+#   make all     release build: build/atm, build/manager, build/broker, build/raftq
 #   make test    ASan+UBSan build in build/asan, then unit, component, integration and deploy tests
 #   make deploy-check  validate deploy/ (compose, Dockerfile, Kubernetes) offline
-#   make run     a local network (see README.md)
+#   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
+#   make run-atm a local ATM network (see README.md)
 #   make bench   figures, printed (never asserted)
 #   make fmt     clang-format every C file
 #   make clean   remove build/
@@ -14,7 +15,7 @@ CC ?= cc
 
 DEB_PKGS := libraft-dev libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
-            zlib1g-dev pkg-config nftables iproute2 python3 tmux
+            zlib1g-dev pkg-config nftables iproute2 python3 tmux curl
 PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle zlib
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and
@@ -47,6 +48,8 @@ BROKER_MAIN := broker/broker.c
 BROKER_SRC := $(filter-out $(BROKER_MAIN),$(wildcard broker/*.c))
 MANAGER_MAIN := manager/manager.c
 MANAGER_SRC := $(filter-out $(MANAGER_MAIN),$(wildcard manager/*.c))
+CLI_MAIN := cli/raftq.c
+CLI_SRC := $(filter-out $(CLI_MAIN),$(wildcard cli/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
 
@@ -56,16 +59,18 @@ LIB_SHARED := $(BUILD)/lib/libshared.a
 LIB_ATM := $(BUILD)/lib/libatm.a
 LIB_BROKER := $(BUILD)/lib/libbroker.a
 LIB_MANAGER := $(BUILD)/lib/libmanager.a
-APP_LIBS := $(if $(MANAGER_SRC),$(LIB_MANAGER)) $(if $(BROKER_SRC),$(LIB_BROKER)) \
+LIB_CLI := $(BUILD)/lib/libcli.a
+APP_LIBS := $(if $(CLI_SRC),$(LIB_CLI)) $(if $(MANAGER_SRC),$(LIB_MANAGER)) $(if $(BROKER_SRC),$(LIB_BROKER)) \
             $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED)
 
 BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
         $(if $(wildcard $(BROKER_MAIN)),$(BUILD)/broker) \
-        $(if $(wildcard $(MANAGER_MAIN)),$(BUILD)/manager)
+        $(if $(wildcard $(MANAGER_MAIN)),$(BUILD)/manager) \
+        $(if $(wildcard $(CLI_MAIN)),$(BUILD)/raftq)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
-.PHONY: all deps test test-unit test-integration deploy-check run bench fmt clean check-deps
+.PHONY: all deps test test-unit test-integration deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
@@ -111,6 +116,13 @@ $(LIB_MANAGER): $(call obj,$(MANAGER_SRC))
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^
 
+$(LIB_CLI): $(call obj,$(CLI_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/raftq: $(call obj,$(CLI_MAIN)) $(APP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/manager: $(call obj,$(MANAGER_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -151,7 +163,13 @@ deploy-check: deps
 	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 $(BINS:$(BUILD)/%=build/asan/%)
 	BUILD=build/asan ONLY=deploy bash tests/run.sh
 
+# make run: a local cluster in the foreground (Ctrl-C stops it); the
+# ATM network of the earlier milestone is make run-atm.
 run: deps
+	$(MAKE) --no-print-directory all
+	$(BUILD)/raftq dev $(ARGS)
+
+run-atm: deps
 	$(MAKE) --no-print-directory all
 	bash atm/run-local.sh
 

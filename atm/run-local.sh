@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local 3-member ATM network on 127.0.0.1 in a tmux session, one pane per
-# ATM, data under ./data. Used by `make run` until the queue cluster exists.
+# ATM, data under ./data. Run by `make run-atm`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${RAFTQ_BASE_PORT:-7001}

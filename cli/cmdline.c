@@ -1,0 +1,781 @@
+/*
+ * The raftq command line (see cmdline.h).
+ *
+ * One pass splits argv into positional words and options, looking each
+ * option up in one table that says whether it takes a value and which
+ * commands accept it; the command is then read from the first words, and
+ * only then are the options checked against it and their values parsed.
+ * So global options may sit anywhere, and an option given to the wrong
+ * command is named in the error rather than taken for a value.
+ */
+#include "cmdline.h"
+
+#include <string.h>
+
+#include "rq_err.h"
+
+#define BIT(c) (1u << (c))
+#define CLIENT_CMDS                                                           \
+    (BIT(CMD_TOPIC_CREATE) | BIT(CMD_TOPIC_LIST) | BIT(CMD_TOPIC_DESCRIBE) |  \
+     BIT(CMD_TOPIC_DELETE) | BIT(CMD_PRODUCE) | BIT(CMD_CONSUME) |            \
+     BIT(CMD_CLUSTER_STATUS) | BIT(CMD_BROKER_LIST) | BIT(CMD_BROKER_DRAIN) | \
+     BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER))
+#define ALL_CMDS (~0u)
+#define JSON_SAFE_MAX ((uint64_t)1 << 53)
+#define MAX_OPTS 64
+
+/* The managers of a default `raftq dev`: what the client talks to when
+ * neither --managers nor RAFTQ_MANAGERS says otherwise. */
+#define DEFAULT_MANAGERS \
+    "http://127.0.0.1:9500,http://127.0.0.1:9501,http://127.0.0.1:9502"
+
+enum opt_id {
+    OPT_MANAGERS,
+    OPT_JSON,
+    OPT_TOKEN,
+    OPT_TIMEOUT,
+    OPT_HELP,
+    OPT_PARTITIONS,
+    OPT_KEY,
+    OPT_PARTITION,
+    OPT_BATCH,
+    OPT_CONSUMER,
+    OPT_OFFSET,
+    OPT_MAX,
+    OPT_FOLLOW,
+    OPT_BROKERS,
+    OPT_DATA,
+    OPT_BASE_PORT,
+};
+
+struct opt {
+    const char *name;
+    enum opt_id id;
+    bool has_value;
+    unsigned cmds; /* BIT(cmd) for every command that takes it. */
+};
+
+static const struct opt opts[] = {
+    {"managers", OPT_MANAGERS, true, CLIENT_CMDS | BIT(CMD_DEV)},
+    {"json", OPT_JSON, false, CLIENT_CMDS},
+    {"token", OPT_TOKEN, true, CLIENT_CMDS | BIT(CMD_DEV)},
+    {"timeout", OPT_TIMEOUT, true, CLIENT_CMDS},
+    {"help", OPT_HELP, false, ALL_CMDS},
+    {"partitions", OPT_PARTITIONS, true, BIT(CMD_TOPIC_CREATE)},
+    {"key", OPT_KEY, true, BIT(CMD_PRODUCE)},
+    {"partition", OPT_PARTITION, true, BIT(CMD_PRODUCE) | BIT(CMD_CONSUME)},
+    {"batch", OPT_BATCH, true, BIT(CMD_PRODUCE)},
+    {"consumer", OPT_CONSUMER, true, BIT(CMD_CONSUME)},
+    {"offset", OPT_OFFSET, true, BIT(CMD_CONSUME)},
+    {"max", OPT_MAX, true, BIT(CMD_CONSUME)},
+    {"follow", OPT_FOLLOW, false, BIT(CMD_CONSUME)},
+    {"brokers", OPT_BROKERS, true, BIT(CMD_DEV)},
+    {"data", OPT_DATA, true, BIT(CMD_DEV)},
+    {"base-port", OPT_BASE_PORT, true, BIT(CMD_DEV)},
+};
+
+/* An option as found on the command line. */
+struct found {
+    const struct opt *opt;
+    const char *value; /* NULL for a flag. */
+};
+
+/* Command words: a group word and its subcommands. */
+struct word {
+    const char *group;
+    const char *sub; /* NULL: the group word alone is the command. */
+    enum cmd cmd;
+    const char *name; /* Both words, for messages. */
+};
+
+static const struct word words[] = {
+    {"dev", NULL, CMD_DEV, "dev"},
+    {"produce", NULL, CMD_PRODUCE, "produce"},
+    {"consume", NULL, CMD_CONSUME, "consume"},
+    {"topic", "create", CMD_TOPIC_CREATE, "topic create"},
+    {"topic", "list", CMD_TOPIC_LIST, "topic list"},
+    {"topic", "describe", CMD_TOPIC_DESCRIBE, "topic describe"},
+    {"topic", "delete", CMD_TOPIC_DELETE, "topic delete"},
+    {"cluster", "status", CMD_CLUSTER_STATUS, "cluster status"},
+    {"broker", "list", CMD_BROKER_LIST, "broker list"},
+    {"broker", "drain", CMD_BROKER_DRAIN, "broker drain"},
+    {"broker", "remove", CMD_BROKER_REMOVE, "broker remove"},
+    {"partition", "move-leader", CMD_PARTITION_MOVE_LEADER,
+     "partition move-leader"},
+};
+
+static const struct {
+    const char *group;
+    enum cmd cmd;
+} groups[] = {
+    {"topic", CMD_TOPIC},
+    {"cluster", CMD_CLUSTER},
+    {"broker", CMD_BROKER},
+    {"partition", CMD_PARTITION},
+};
+
+int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || *s == '\0') {
+        return RQ_INVALID;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return RQ_INVALID;
+        }
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return RQ_INVALID;
+        }
+        v = v * 10 + d;
+    }
+    if (v < min || v > max) {
+        return RQ_INVALID;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *cmdline_name(enum cmd cmd)
+{
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (words[i].cmd == cmd) {
+            return words[i].name;
+        }
+    }
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        if (groups[i].cmd == cmd) {
+            return groups[i].group;
+        }
+    }
+    return "";
+}
+
+static const struct opt *opt_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        if (strlen(opts[i].name) == len &&
+            strncmp(opts[i].name, name, len) == 0) {
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+/* Reads the command from the leading words; returns how many it took, or
+ * -1 with @why. */
+static int command_words(char **pos, size_t n, bool help, enum cmd *cmd,
+                         char *why, size_t whyn)
+{
+    *cmd = CMD_NONE;
+    if (n == 0) {
+        if (!help) {
+            rq_why(why, whyn, "no command given");
+            return -1;
+        }
+        return 0;
+    }
+    bool group = false;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (strcmp(pos[0], words[i].group) != 0) {
+            continue;
+        }
+        group = true;
+        if (words[i].sub == NULL) {
+            *cmd = words[i].cmd;
+            return 1;
+        }
+        if (n >= 2 && strcmp(pos[1], words[i].sub) == 0) {
+            *cmd = words[i].cmd;
+            return 2;
+        }
+    }
+    if (!group) {
+        rq_why(why, whyn, "unknown command '%s'", pos[0]);
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        if (strcmp(pos[0], groups[i].group) == 0) {
+            *cmd = groups[i].cmd;
+        }
+    }
+    if (n >= 2) {
+        rq_why(why, whyn, "unknown %s command '%s'", pos[0], pos[1]);
+        return -1;
+    }
+    if (!help) {
+        rq_why(why, whyn, "'%s' needs a command", pos[0]);
+        return -1;
+    }
+    return 1;
+}
+
+/* Checks the positional arguments after the command words. */
+static int command_args(struct cmdline *out, char **args, size_t n, char *why,
+                        size_t whyn)
+{
+    const char *name = cmdline_name(out->cmd);
+    uint64_t v;
+
+    switch (out->cmd) {
+        case CMD_DEV:
+        case CMD_TOPIC_LIST:
+        case CMD_CLUSTER_STATUS:
+        case CMD_BROKER_LIST:
+            if (n != 0) {
+                rq_why(why, whyn, "'%s' takes no arguments (got '%s')", name,
+                       args[0]);
+                return RQ_INVALID;
+            }
+            return 0;
+        case CMD_TOPIC_CREATE:
+        case CMD_TOPIC_DESCRIBE:
+        case CMD_TOPIC_DELETE:
+        case CMD_CONSUME:
+            if (n != 1) {
+                rq_why(why, whyn, "'%s' takes one topic name (got %zu words)",
+                       name, n);
+                return RQ_INVALID;
+            }
+            out->topic = args[0];
+            return 0;
+        case CMD_PRODUCE:
+            if (n == 0) {
+                rq_why(why, whyn, "'produce' needs a topic name");
+                return RQ_INVALID;
+            }
+            out->topic = args[0];
+            out->values = args + 1;
+            out->n_values = n - 1;
+            return 0;
+        case CMD_BROKER_DRAIN:
+        case CMD_BROKER_REMOVE:
+            if (n != 1) {
+                rq_why(why, whyn, "'%s' takes one broker id (got %zu words)",
+                       name, n);
+                return RQ_INVALID;
+            }
+            if (cmdline_u64(args[0], 1, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "the broker id must be a positive integer, "
+                       "not '%s'",
+                       args[0]);
+                return RQ_INVALID;
+            }
+            out->broker_id = (uint32_t)v;
+            return 0;
+        case CMD_PARTITION_MOVE_LEADER:
+            if (n != 3) {
+                rq_why(why, whyn,
+                       "'%s' takes TOPIC PARTITION BROKER (got %zu words)",
+                       name, n);
+                return RQ_INVALID;
+            }
+            out->topic = args[0];
+            if (cmdline_u64(args[1], 0, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn, "the partition must be an integer, not '%s'",
+                       args[1]);
+                return RQ_INVALID;
+            }
+            out->partition = (uint32_t)v;
+            out->has_partition = true;
+            if (cmdline_u64(args[2], 1, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "the broker id must be a positive integer, "
+                       "not '%s'",
+                       args[2]);
+                return RQ_INVALID;
+            }
+            out->broker_id = (uint32_t)v;
+            return 0;
+        default:
+            /* Group words alone were refused without --help. */
+            return 0;
+    }
+}
+
+/* Parses one option's value into @out. */
+static int opt_value(struct cmdline *out, const struct found *f, char *why,
+                     size_t whyn)
+{
+    const char *s = f->value;
+    uint64_t v;
+
+    switch (f->opt->id) {
+        case OPT_MANAGERS:
+            if (out->cmd == CMD_DEV) {
+                if (cmdline_u64(s, 1, 9, &v) != 0 || (v != 3 && v != 5)) {
+                    rq_why(why, whyn,
+                           "'dev --managers' is the number of managers, 3 or "
+                           "5, not '%s'",
+                           s);
+                    return RQ_INVALID;
+                }
+                out->dev_managers = (unsigned)v;
+                out->has_dev_managers = true;
+                return 0;
+            }
+            if (*s == '\0') {
+                rq_why(why, whyn,
+                       "--managers needs URL,... (e.g. "
+                       "http://127.0.0.1:9500)");
+                return RQ_INVALID;
+            }
+            out->managers = s;
+            return 0;
+        case OPT_TOKEN:
+            out->token = s;
+            return 0;
+        case OPT_JSON:
+            out->json = true;
+            return 0;
+        case OPT_FOLLOW:
+            out->follow = true;
+            return 0;
+        case OPT_HELP:
+            return 0;
+        case OPT_TIMEOUT:
+            if (cmdline_u64(s, 1, 3600, &v) != 0) {
+                rq_why(why, whyn,
+                       "--timeout is whole seconds from 1 to 3600, "
+                       "not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->timeout_ms = v * 1000;
+            return 0;
+        case OPT_PARTITIONS:
+            if (cmdline_u64(s, 0, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn, "--partitions must be an integer, not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->partitions = (uint32_t)v;
+            out->has_partitions = true;
+            return 0;
+        case OPT_KEY:
+            out->key = s;
+            return 0;
+        case OPT_PARTITION:
+            if (cmdline_u64(s, 0, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn, "--partition must be an integer, not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->partition = (uint32_t)v;
+            out->has_partition = true;
+            return 0;
+        case OPT_BATCH:
+            if (cmdline_u64(s, 1, CMDLINE_MAX_BATCH, &v) != 0) {
+                rq_why(why, whyn, "--batch is 1 to %d records, not '%s'",
+                       CMDLINE_MAX_BATCH, s);
+                return RQ_INVALID;
+            }
+            out->batch = (uint32_t)v;
+            return 0;
+        case OPT_CONSUMER:
+            if (cmdline_u64(s, 1, JSON_SAFE_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "--consumer must be a consumer id (a positive "
+                       "integer), not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->consumer = v;
+            out->has_consumer = true;
+            return 0;
+        case OPT_OFFSET:
+            if (cmdline_u64(s, 0, JSON_SAFE_MAX, &v) != 0) {
+                rq_why(why, whyn, "--offset must be an integer, not '%s'", s);
+                return RQ_INVALID;
+            }
+            out->offset = v;
+            out->has_offset = true;
+            return 0;
+        case OPT_MAX:
+            if (cmdline_u64(s, 1, JSON_SAFE_MAX, &v) != 0) {
+                rq_why(why, whyn, "--max must be a positive integer, not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->max = v;
+            out->has_max = true;
+            return 0;
+        case OPT_BROKERS:
+            if (cmdline_u64(s, 3, CMDLINE_MAX_BROKERS, &v) != 0) {
+                rq_why(why, whyn, "--brokers is 3 to %d, not '%s'",
+                       CMDLINE_MAX_BROKERS, s);
+                return RQ_INVALID;
+            }
+            out->dev_brokers = (unsigned)v;
+            out->has_dev_brokers = true;
+            return 0;
+        case OPT_DATA:
+            if (*s == '\0') {
+                rq_why(why, whyn, "--data needs a directory");
+                return RQ_INVALID;
+            }
+            out->data = s;
+            return 0;
+        case OPT_BASE_PORT:
+            if (cmdline_u64(s, 1, 65535, &v) != 0) {
+                rq_why(why, whyn, "--base-port must be a port number, not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->base_port = (uint16_t)v;
+            out->has_base_port = true;
+            return 0;
+    }
+    return 0;
+}
+
+/* The combinations no single option can judge. */
+static int check_combinations(struct cmdline *out, char *why, size_t whyn)
+{
+    if (out->cmd != CMD_CONSUME) {
+        return 0;
+    }
+    if (out->has_offset && out->has_consumer) {
+        rq_why(why, whyn,
+               "--consumer and --offset exclude each other: a "
+               "consumer reads from its own offsets");
+        return RQ_INVALID;
+    }
+    if (out->has_offset && !out->has_partition) {
+        rq_why(why, whyn,
+               "--offset needs --partition: offsets are per "
+               "partition");
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
+                  struct cmdline *out, char *why, size_t whyn)
+{
+    char *pos[argc > 0 ? argc : 1];
+    struct found found[MAX_OPTS];
+    size_t n_pos = 0, n_found = 0;
+    bool dashdash = false;
+
+    memset(out, 0, sizeof *out);
+    out->timeout_ms = CMDLINE_DEFAULT_TIMEOUT_MS;
+    out->batch = CMDLINE_DEFAULT_BATCH;
+    out->data = CMDLINE_DEFAULT_DATA;
+    out->base_port = CMDLINE_DEFAULT_BASE_PORT;
+    out->dev_managers = 3;
+    out->dev_brokers = 3;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (dashdash || a[0] != '-' || a[1] == '\0' ||
+            (a[1] != '-' && strcmp(a, "-h") != 0)) {
+            /* Words, "-", and "-5" are positional. */
+            pos[n_pos++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            dashdash = true;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0) {
+            a = "--help";
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = opt_find(name, len);
+        if (o == NULL) {
+            rq_why(why, whyn, "unknown option --%.*s", (int)len, name);
+            return RQ_INVALID;
+        }
+        if (n_found == MAX_OPTS) {
+            rq_why(why, whyn, "too many options (at most %d)", MAX_OPTS);
+            return RQ_INVALID;
+        }
+        const char *value = NULL;
+        if (o->has_value && eq != NULL) {
+            value = eq + 1;
+        } else if (o->has_value) {
+            if (i + 1 >= argc) {
+                rq_why(why, whyn, "--%s needs a value", o->name);
+                return RQ_INVALID;
+            }
+            value = argv[++i];
+        } else if (eq != NULL) {
+            rq_why(why, whyn, "--%s takes no value", o->name);
+            return RQ_INVALID;
+        }
+        if (o->id == OPT_HELP) {
+            out->help = true;
+        }
+        found[n_found++] = (struct found){o, value};
+    }
+
+    /* The positional words move to the front of argv, in order, so that
+     * out->values can point into argv (getopt permutes argv the same way;
+     * the strings themselves stay where they are). */
+    memcpy(argv + 1, pos, n_pos * sizeof *pos);
+    size_t skip = 0;
+    if (n_pos > 0 && strcmp(argv[1], "help") == 0) {
+        /* "raftq help topic create" is "raftq topic create --help". */
+        out->help = true;
+        skip = 1;
+    }
+    int took = command_words(argv + 1 + skip, n_pos - skip, out->help,
+                             &out->cmd, why, whyn);
+    if (took < 0) {
+        return RQ_INVALID;
+    }
+    if (out->help) {
+        return 0;
+    }
+    for (size_t i = 0; i < n_found; i++) {
+        if ((found[i].opt->cmds & BIT(out->cmd)) == 0) {
+            rq_why(why, whyn, "--%s does not apply to '%s'", found[i].opt->name,
+                   cmdline_name(out->cmd));
+            return RQ_INVALID;
+        }
+        int rv = opt_value(out, &found[i], why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    int rv = command_args(out, argv + 1 + skip + took,
+                          n_pos - skip - (size_t)took, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+
+    /* The environment fills what the flags left open. */
+    if (out->cmd != CMD_DEV && out->managers == NULL) {
+        out->managers =
+            env != NULL && env->managers != NULL && env->managers[0] != '\0'
+                ? env->managers
+                : DEFAULT_MANAGERS;
+    }
+    if (out->token == NULL && env != NULL && env->token != NULL &&
+        env->token[0] != '\0') {
+        out->token = env->token;
+    }
+    if (out->cmd == CMD_DEV && !out->has_base_port && env != NULL &&
+        env->base_port != NULL && env->base_port[0] != '\0') {
+        uint64_t v;
+        if (cmdline_u64(env->base_port, 1, 65535, &v) != 0) {
+            rq_why(why, whyn,
+                   "RAFTQ_BASE_PORT must be a port number, not "
+                   "'%s'",
+                   env->base_port);
+            return RQ_INVALID;
+        }
+        out->base_port = (uint16_t)v;
+        out->has_base_port = true;
+    }
+    return check_combinations(out, why, whyn);
+}
+
+/* ---- Help texts ---- */
+
+static const char overview[] =
+    "usage: raftq [--managers URL,...] [--json] [--token T] [--timeout S] "
+    "COMMAND ...\n"
+    "\n"
+    "The raftq client: talks to any manager of a cluster (trying the next "
+    "one\n"
+    "when a manager cannot be reached or has no quorum).\n"
+    "\n"
+    "Commands:\n"
+    "  dev                          start a local cluster (3 managers, 3 "
+    "brokers)\n"
+    "  topic create NAME            create a topic\n"
+    "  topic list                   list topics\n"
+    "  topic describe NAME          partitions, leaders, replicas, lag\n"
+    "  topic delete NAME            delete a topic\n"
+    "  produce TOPIC [VALUE...]     produce values (or stdin lines)\n"
+    "  consume TOPIC                consume, from a consumer or an offset\n"
+    "  cluster status               managers, leader, brokers\n"
+    "  broker list                  brokers with state and partitions\n"
+    "  broker drain ID              move replicas off a broker\n"
+    "  broker remove ID             remove a broker for good\n"
+    "  partition move-leader TOPIC P BROKER\n"
+    "                               move a partition's leadership\n"
+    "\n"
+    "Global options (anywhere on the line):\n"
+    "  --managers URL,...  managers to talk to [RAFTQ_MANAGERS]\n"
+    "                      (default " DEFAULT_MANAGERS
+    ")\n"
+    "  --json              print the server's JSON instead of tables\n"
+    "  --token T           admin bearer token [RAFTQ_ADMIN_TOKEN]\n"
+    "  --timeout S         retry unavailable managers for S seconds "
+    "(default 10)\n"
+    "  --help, -h          help; 'raftq COMMAND --help' for a command\n"
+    "\n"
+    "Exit codes: 0 ok, 1 refused by the server (message on stderr), 2 bad "
+    "usage,\n"
+    "3 no manager reachable or no quorum.\n";
+
+static const char *const helps[] = {
+    [CMD_DEV] =
+        "usage: raftq dev [--managers 3|5] [--brokers N] [--data DIR] "
+        "[--base-port P]\n"
+        "\n"
+        "Starts a local cluster on 127.0.0.1 from the manager and broker "
+        "binaries\n"
+        "next to raftq, waits until it is ready, prints the manager URLs and "
+        "how to\n"
+        "use them, and stops every process cleanly on Ctrl-C or SIGTERM. "
+        "Running it\n"
+        "again on the same DIR resumes the same data (and the same layout: "
+        "the\n"
+        "number of managers and the ports are recorded in DIR/dev/"
+        "cluster.json).\n"
+        "\n"
+        "  --managers N    3 or 5 managers (default 3)\n"
+        "  --brokers N     3 to 20 brokers (default 3)\n"
+        "  --data DIR      data and logs under DIR/dev (default ./data)\n"
+        "  --base-port P   ports P.. : manager HTTP P+i-1, manager Raft "
+        "P+10+i-1,\n"
+        "                  broker HTTP P+20+i-1, broker Raft P+40+i-1\n"
+        "                  [RAFTQ_BASE_PORT] (default 9500)\n"
+        "  --token T       start the managers with this admin token "
+        "[RAFTQ_ADMIN_TOKEN]\n"
+        "\n"
+        "Exits 1 when a port is in use, another raftq dev holds DIR, the "
+        "cluster\n"
+        "is not ready within 60 s, or a process dies.\n",
+    [CMD_TOPIC] =
+        "usage: raftq topic create|list|describe|delete ...\n"
+        "\n"
+        "  topic create NAME [--partitions N]\n"
+        "  topic list\n"
+        "  topic describe NAME\n"
+        "  topic delete NAME\n",
+    [CMD_TOPIC_CREATE] =
+        "usage: raftq topic create NAME [--partitions N]\n"
+        "\n"
+        "Creates a topic of N partitions (default 3), each replicated on 3 "
+        "brokers.\n"
+        "Names are 1-128 characters of [A-Za-z0-9._-].\n",
+    [CMD_TOPIC_LIST] =
+        "usage: raftq topic list\n"
+        "\n"
+        "Lists the topics, one name a line.\n",
+    [CMD_TOPIC_DESCRIBE] =
+        "usage: raftq topic describe NAME\n"
+        "\n"
+        "Shows each partition's leader, replicas, high watermark, commit "
+        "index and\n"
+        "the largest lag of its replicas (admin API).\n",
+    [CMD_TOPIC_DELETE] =
+        "usage: raftq topic delete NAME\n"
+        "\n"
+        "Deletes a topic and its messages (admin API).\n",
+    [CMD_PRODUCE] =
+        "usage: raftq produce TOPIC [VALUE...] [--key K] [--partition P] "
+        "[--batch N]\n"
+        "\n"
+        "Produces each VALUE as one message; with no VALUE, each line of "
+        "standard\n"
+        "input is one message, sent in batches of N (default 1000). Prints "
+        "each\n"
+        "message's partition and offset (values given as arguments) or a "
+        "count.\n"
+        "A progress line goes to stderr when stdout is a terminal and the "
+        "input\n"
+        "fills more than one batch. The topic must exist. Retried requests "
+        "are\n"
+        "not appended twice (the producer id and a sequence go with each "
+        "batch).\n"
+        "\n"
+        "  --key K         key of every message (chooses the partition by "
+        "hash)\n"
+        "  --partition P   send every message to partition P\n"
+        "  --batch N       messages per request, 1 to 10000 (default "
+        "1000)\n"
+        "  --              the words after it are values, even '--x'\n",
+    [CMD_CONSUME] =
+        "usage: raftq consume TOPIC [--consumer ID | --offset N --partition "
+        "P]\n"
+        "                     [--partition P] [--max N] [--follow]\n"
+        "\n"
+        "Prints messages, one value a line. With --consumer, reads as that "
+        "consumer:\n"
+        "each message once, its offset advancing on the cluster. Without "
+        "--consumer\n"
+        "or --offset, registers a new consumer first and prints its id on "
+        "stderr.\n"
+        "With --offset and --partition, reads that partition from offset N "
+        "and\n"
+        "moves no consumer. Stops when nothing is left, after --max "
+        "messages, or\n"
+        "with --follow only on --max or Ctrl-C (which exits 0), waiting for "
+        "new\n"
+        "messages with long polls.\n"
+        "\n"
+        "  --consumer ID   consume as this consumer\n"
+        "  --offset N      first offset to read (needs --partition)\n"
+        "  --partition P   the partition (a new consumer is bound to it)\n"
+        "  --max N         stop after N messages\n"
+        "  --follow        wait for new messages\n",
+    [CMD_CLUSTER] = "usage: raftq cluster status\n",
+    [CMD_CLUSTER_STATUS] =
+        "usage: raftq cluster status\n"
+        "\n"
+        "Shows every manager (role, term, commit and applied index, ready "
+        "or not),\n"
+        "the leader, and the brokers. Exits 3 when no manager answers or "
+        "there is\n"
+        "no leader to list the brokers.\n",
+    [CMD_BROKER] =
+        "usage: raftq broker list|drain|remove ...\n"
+        "\n"
+        "  broker list\n"
+        "  broker drain ID\n"
+        "  broker remove ID\n",
+    [CMD_BROKER_LIST] =
+        "usage: raftq broker list\n"
+        "\n"
+        "Lists the brokers: state (alive, suspect, dead, draining, removed), "
+        "the\n"
+        "age of the last heartbeat, replicas placed and leaderships held.\n",
+    [CMD_BROKER_DRAIN] =
+        "usage: raftq broker drain ID\n"
+        "\n"
+        "Marks a broker DRAINING: it takes no new replicas and its replicas "
+        "move\n"
+        "to other brokers, a few partitions at a time.\n",
+    [CMD_BROKER_REMOVE] =
+        "usage: raftq broker remove ID\n"
+        "\n"
+        "Marks a broker REMOVED: its replicas move away and its id is never "
+        "reused.\n",
+    [CMD_PARTITION] =
+        "usage: raftq partition move-leader TOPIC PARTITION "
+        "BROKER\n",
+    [CMD_PARTITION_MOVE_LEADER] =
+        "usage: raftq partition move-leader TOPIC PARTITION BROKER\n"
+        "\n"
+        "Hands the partition's leadership to BROKER (one of its replicas); "
+        "answers\n"
+        "once it has moved. Brokers hand it back to the preferred leader "
+        "within\n"
+        "seconds.\n",
+};
+
+void cmdline_usage(enum cmd cmd, FILE *f)
+{
+    if (cmd == CMD_NONE || (size_t)cmd >= sizeof helps / sizeof helps[0] ||
+        helps[cmd] == NULL) {
+        fputs(overview, f);
+        return;
+    }
+    fputs(helps[cmd], f);
+    if (cmd != CMD_DEV) {
+        fputs(
+            "\nGlobal options: --managers URL,... --json --token T "
+            "--timeout S (see raftq --help).\n",
+            f);
+    }
+}

@@ -1,0 +1,132 @@
+/*
+ * The raftq command line: which command, its arguments and options, parsed
+ * and checked once, before anything touches the network.
+ *
+ * Global options (--managers, --json, --token, --timeout) may come before
+ * or after the command words; "--" ends the options, so a value that
+ * starts with "--" can still be produced. Option values are given as
+ * "--name value" or "--name=value". `raftq dev` reads --managers as the
+ * number of managers to start rather than their URLs.
+ *
+ * The environment (RAFTQ_MANAGERS, RAFTQ_ADMIN_TOKEN, RAFTQ_BASE_PORT) is
+ * passed in by the caller, so this module reads no environment and does
+ * no I/O; the usage texts are written to the FILE the caller gives.
+ */
+#ifndef CMDLINE_H
+#define CMDLINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes of every raftq command. */
+enum {
+    CLI_OK = 0,
+    CLI_REFUSED = 1,     /* The server refused (4xx), or the command failed. */
+    CLI_USAGE = 2,       /* Bad command line. */
+    CLI_UNREACHABLE = 3, /* No manager answered, or no quorum. */
+};
+
+enum cmd {
+    CMD_NONE, /* No command: only valid with --help. */
+    CMD_DEV,
+    CMD_TOPIC, /* "topic" alone: only valid with --help. */
+    CMD_TOPIC_CREATE,
+    CMD_TOPIC_LIST,
+    CMD_TOPIC_DESCRIBE,
+    CMD_TOPIC_DELETE,
+    CMD_PRODUCE,
+    CMD_CONSUME,
+    CMD_CLUSTER, /* "cluster" alone: only valid with --help. */
+    CMD_CLUSTER_STATUS,
+    CMD_BROKER, /* "broker" alone: only valid with --help. */
+    CMD_BROKER_LIST,
+    CMD_BROKER_DRAIN,
+    CMD_BROKER_REMOVE,
+    CMD_PARTITION, /* "partition" alone: only valid with --help. */
+    CMD_PARTITION_MOVE_LEADER,
+};
+
+#define CMDLINE_DEFAULT_TIMEOUT_MS 10000
+#define CMDLINE_DEFAULT_BATCH 1000
+#define CMDLINE_MAX_BATCH 10000
+#define CMDLINE_DEFAULT_DATA "./data"
+#define CMDLINE_DEFAULT_BASE_PORT 9500
+#define CMDLINE_MAX_BROKERS 20
+
+/* The environment variables the command line falls back on (NULL when
+ * unset). Borrowed. */
+struct cmdline_env {
+    const char *managers;  /* RAFTQ_MANAGERS */
+    const char *token;     /* RAFTQ_ADMIN_TOKEN */
+    const char *base_port; /* RAFTQ_BASE_PORT */
+};
+
+/*
+ * A parsed command line. Strings are borrowed from argv or the
+ * environment; @values points into argv. A has_* flag says whether the
+ * option was given.
+ */
+struct cmdline {
+    enum cmd cmd;
+    bool help; /* --help or -h: print cmdline_usage(cmd) and exit 0. */
+
+    /* Global. */
+    const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if
+                             neither. */
+    const char *token;    /* Admin token, or NULL. */
+    bool json;
+    uint64_t timeout_ms;
+
+    /* Command arguments. */
+    const char *topic;
+    uint32_t partitions; /* topic create --partitions */
+    bool has_partitions;
+    const char *key; /* produce --key, or NULL */
+    uint32_t partition;
+    bool has_partition;
+    uint64_t offset;
+    bool has_offset;
+    uint64_t consumer;
+    bool has_consumer;
+    uint64_t max;
+    bool has_max;
+    bool follow;
+    uint32_t batch; /* produce --batch: records per request. */
+    uint32_t broker_id;
+    char **values; /* produce VALUE...; n_values 0 means standard input. */
+    size_t n_values;
+
+    /* raftq dev. */
+    unsigned dev_managers;
+    bool has_dev_managers;
+    unsigned dev_brokers;
+    bool has_dev_brokers;
+    const char *data;
+    uint16_t base_port;
+    bool has_base_port;
+};
+
+/*
+ * Parses argv[1..argc-1] into @out. Reorders argv's pointers so that the
+ * positional words come first, in order (as getopt does); @out borrows
+ * from argv. Returns 0 or RQ_INVALID with a
+ * sentence in @why naming the word or option at fault. With --help, only
+ * the command words are checked; out->cmd is as far as they go.
+ */
+int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
+                  struct cmdline *out, char *why, size_t whyn);
+
+/* Writes the help text of @cmd (the overview for CMD_NONE, the group's
+ * commands for CMD_TOPIC and the like). */
+void cmdline_usage(enum cmd cmd, FILE *f);
+
+/* "topic create", "produce", "" for CMD_NONE: the words naming @cmd. */
+const char *cmdline_name(enum cmd cmd);
+
+/* Strict decimal in [@min, @max]: digits only, no sign, no blanks.
+ * 0 or RQ_INVALID. */
+int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+#endif /* CMDLINE_H */

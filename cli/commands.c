@@ -1,0 +1,280 @@
+/*
+ * Topic, cluster, broker and partition commands (see commands.h).
+ *
+ * Each is one or two calls to the managers; what is printed comes from
+ * render.h, or the server's JSON with --json.
+ */
+#include "commands.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "render.h"
+#include "rq_err.h"
+#include "url.h"
+
+#define WHY_LEN 1024
+#define PROBE_TIMEOUT_MS 2000
+
+int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
+{
+    switch (rv) {
+        case 0:
+            break;
+        case RQ_CONNECT:
+            fprintf(stderr,
+                    "raftq: cannot reach any manager (%s); is the cluster "
+                    "running? (--managers or RAFTQ_MANAGERS)\n",
+                    why);
+            return CLI_UNREACHABLE;
+        case RQ_NOQUORUM:
+            fprintf(stderr, "raftq: the cluster is unavailable (%s)\n", why);
+            return CLI_UNREACHABLE;
+        case RQ_CANCELED:
+            return CLI_INTERRUPTED;
+        default:
+            fprintf(stderr, "raftq: %s\n", why); /* UNTESTED: ENOMEM. */
+            return CLI_REFUSED;
+    }
+    if (r->status == 200) {
+        return CLI_OK;
+    }
+    if (r->status == 401) {
+        fprintf(stderr,
+                "raftq: %s (give the admin token with --token or "
+                "RAFTQ_ADMIN_TOKEN)\n",
+                r->message);
+    } else {
+        fprintf(stderr, "raftq: %s\n", r->message);
+    }
+    return CLI_REFUSED;
+}
+
+void commands_print_json(const json_t *body)
+{
+    json_dumpf(body, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+/* Prints a 200's body: JSON, else @render, else its message. */
+static int print_answer(const struct cmdline *cl, const struct mclient_resp *r,
+                        int (*render)(const json_t *, FILE *))
+{
+    if (cl->json) {
+        commands_print_json(r->body);
+        return CLI_OK;
+    }
+    if (render == NULL) {
+        printf("%s\n", r->message);
+        return CLI_OK;
+    }
+    if (render(r->body, stdout) != 0) {
+        fprintf(stderr, "raftq: %s answered something unexpected\n", r->base);
+        return CLI_REFUSED;
+    }
+    return CLI_OK;
+}
+
+/* One call, then print_answer(). @path is built with url.h. */
+static int simple(const struct cmdline *cl, struct mclient *c,
+                  const char *method, const struct url *path,
+                  const json_t *body, int (*render)(const json_t *, FILE *))
+{
+    struct mclient_resp r;
+    char why[WHY_LEN];
+    const char *p = url_done(path);
+    if (p == NULL) {
+        fprintf(stderr, "raftq: the request URL is too long\n");
+        return CLI_USAGE;
+    }
+    int rv = mclient_call(c, method, p, body, 0, &r, why, sizeof why);
+    int code = commands_outcome(rv, &r, why);
+    if (code == CLI_OK) {
+        code = print_answer(cl, &r, render);
+    }
+    if (rv == 0) {
+        mclient_resp_clear(&r);
+    }
+    return code;
+}
+
+static int topic_create(const struct cmdline *cl, struct mclient *c)
+{
+    struct url u;
+    url_init(&u, "");
+    url_path(&u, "/topics");
+    json_t *body = json_pack("{s:s}", "topic_name", cl->topic);
+    if (body == NULL) {
+        fprintf(stderr, "raftq: the topic name is not UTF-8\n");
+        return CLI_USAGE;
+    }
+    if (cl->has_partitions) {
+        json_object_set_new(body, "number_of_partitions",
+                            json_integer(cl->partitions));
+    }
+    int code = simple(cl, c, "POST", &u, body, NULL);
+    json_decref(body);
+    return code;
+}
+
+static int topic_path(struct url *u, const char *prefix, const char *topic)
+{
+    url_init(u, "");
+    url_path(u, prefix);
+    url_segment(u, topic);
+    return 0;
+}
+
+/* `cluster status`: the roster from any manager, what each manager says
+ * of itself, and the brokers. */
+static int cluster_status(const struct cmdline *cl, struct mclient *c)
+{
+    struct mclient_resp list, brokers;
+    struct mclient_resp self[URL_BASES_MAX];
+    struct render_manager views[URL_BASES_MAX];
+    char why[WHY_LEN];
+    int code;
+
+    int rv = mclient_call(c, "GET", "/admin/managers", NULL, 0, &list, why,
+                          sizeof why);
+    code = commands_outcome(rv, &list, why);
+    if (code != CLI_OK) {
+        if (rv == 0) {
+            mclient_resp_clear(&list);
+        }
+        return code;
+    }
+    json_t *roster = json_object_get(list.body, "managers");
+    size_t n = json_array_size(roster);
+    if (n > URL_BASES_MAX) {
+        n = URL_BASES_MAX; /* UNTESTED: clusters have 3 or 5 managers. */
+    }
+    json_t *reports = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const char *http = json_string_value(
+            json_object_get(json_array_get(roster, i), "http_addr"));
+        char base[URL_MAX];
+        memset(&self[i], 0, sizeof self[i]);
+        views[i] = (struct render_manager){NULL, false};
+        if (http != NULL && url_base_parse(http, base, why, sizeof why) == 0 &&
+            mclient_call_at(c, base, "GET", "/admin/managers", NULL,
+                            PROBE_TIMEOUT_MS, &self[i], why, sizeof why) == 0 &&
+            self[i].status == 200) {
+            struct mclient_resp ready;
+            views[i].self = self[i].body;
+            views[i].ready = mclient_call_at(c, base, "GET", "/readyz", NULL,
+                                             PROBE_TIMEOUT_MS, &ready, why,
+                                             sizeof why) == 0 &&
+                             ready.status == 200;
+            mclient_resp_clear(&ready);
+        }
+        json_array_append_new(
+            reports, json_pack("{s:O?,s:b,s:O?}", "id",
+                               json_object_get(json_array_get(roster, i), "id"),
+                               "ready", views[i].ready, "self", views[i].self));
+    }
+
+    rv = mclient_call(c, "GET", "/admin/brokers", NULL, 0, &brokers, why,
+                      sizeof why);
+    if (cl->json) {
+        json_t *out = json_pack(
+            "{s:O,s:o,s:O?}", "managers", list.body, "reports", reports,
+            "brokers", rv == 0 && brokers.status == 200 ? brokers.body : NULL);
+        commands_print_json(out);
+        json_decref(out);
+        reports = NULL;
+    } else if (render_managers(list.body, views, n, stdout) != 0) {
+        fprintf(stderr, "raftq: %s answered something unexpected\n", list.base);
+        code = CLI_REFUSED;
+    }
+    json_decref(reports);
+    int bcode = commands_outcome(rv, &brokers, why);
+    if (bcode == CLI_OK && !cl->json) {
+        printf("\n");
+        if (render_brokers(brokers.body, stdout) != 0) {
+            fprintf(stderr, "raftq: %s answered something unexpected\n",
+                    brokers.base);
+            bcode = CLI_REFUSED;
+        }
+    }
+    if (code == CLI_OK) {
+        code = bcode;
+    }
+    if (rv == 0) {
+        mclient_resp_clear(&brokers);
+    }
+    for (size_t i = 0; i < n; i++) {
+        mclient_resp_clear(&self[i]);
+    }
+    mclient_resp_clear(&list);
+    return code;
+}
+
+static int broker_change(const struct cmdline *cl, struct mclient *c,
+                         bool drain)
+{
+    struct url u;
+    char id[16];
+    snprintf(id, sizeof id, "%" PRIu32, cl->broker_id);
+    url_init(&u, "");
+    url_path(&u, "/admin/brokers/");
+    url_segment(&u, id);
+    if (drain) {
+        url_path(&u, "/drain");
+    }
+    return simple(cl, c, drain ? "POST" : "DELETE", &u, NULL, NULL);
+}
+
+static int move_leader(const struct cmdline *cl, struct mclient *c)
+{
+    struct url u;
+    char p[16];
+    snprintf(p, sizeof p, "%" PRIu32, cl->partition);
+    url_init(&u, "");
+    url_path(&u, "/admin/partitions/");
+    url_segment(&u, cl->topic);
+    url_path(&u, "/");
+    url_segment(&u, p);
+    url_path(&u, "/leader");
+    json_t *body = json_pack("{s:I}", "broker_id", (json_int_t)cl->broker_id);
+    int code = simple(cl, c, "POST", &u, body, NULL);
+    json_decref(body);
+    return code;
+}
+
+int commands_run(const struct cmdline *cl, struct mclient *c)
+{
+    struct url u;
+    switch (cl->cmd) {
+        case CMD_TOPIC_CREATE:
+            return topic_create(cl, c);
+        case CMD_TOPIC_LIST:
+            url_init(&u, "");
+            url_path(&u, "/topics");
+            return simple(cl, c, "GET", &u, NULL, render_topics);
+        case CMD_TOPIC_DESCRIBE:
+            topic_path(&u, "/admin/topics/", cl->topic);
+            return simple(cl, c, "GET", &u, NULL, render_topic);
+        case CMD_TOPIC_DELETE:
+            topic_path(&u, "/admin/topics/", cl->topic);
+            return simple(cl, c, "DELETE", &u, NULL, NULL);
+        case CMD_CLUSTER_STATUS:
+            return cluster_status(cl, c);
+        case CMD_BROKER_LIST:
+            url_init(&u, "");
+            url_path(&u, "/admin/brokers");
+            return simple(cl, c, "GET", &u, NULL, render_brokers);
+        case CMD_BROKER_DRAIN:
+            return broker_change(cl, c, true);
+        case CMD_BROKER_REMOVE:
+            return broker_change(cl, c, false);
+        case CMD_PARTITION_MOVE_LEADER:
+            return move_leader(cl, c);
+        default:
+            fprintf(stderr, "raftq: '%s' is not run here\n",
+                    cmdline_name(cl->cmd)); /* UNTESTED: raftq.c routes. */
+            return CLI_USAGE;
+    }
+}

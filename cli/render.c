@@ -1,0 +1,368 @@
+/*
+ * Human output of the client (see render.h).
+ *
+ * Every function validates the whole body before writing a byte, so a
+ * malformed answer never leaves half a table on the screen. Fields the
+ * API allows to be null (a leader not yet known, a broker never heard
+ * from) print as "-".
+ */
+#include "render.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "rq_err.h"
+#include "table.h"
+
+#define CELL 64
+
+/* An integer or null field as text; false if it is neither. */
+static bool int_cell(const json_t *o, const char *key, char *out, size_t n)
+{
+    const json_t *v = json_object_get(o, key);
+    if (json_is_integer(v)) {
+        snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return true;
+    }
+    if (v == NULL || json_is_null(v)) {
+        snprintf(out, n, "-");
+        return true;
+    }
+    return false;
+}
+
+static const char *str_field(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+void render_age(uint64_t ms, char *out, size_t n)
+{
+    if (ms < 1000) {
+        snprintf(out, n, "%" PRIu64 "ms", ms);
+    } else if (ms < 100000) {
+        snprintf(out, n, "%" PRIu64 ".%" PRIu64 "s", ms / 1000,
+                 ms % 1000 / 100);
+    } else {
+        snprintf(out, n, "%" PRIu64 "s", ms / 1000);
+    }
+}
+
+int render_topics(const json_t *body, FILE *f)
+{
+    const json_t *list = json_object_get(body, "topics");
+    size_t i;
+    const json_t *t;
+
+    if (!json_is_array(list)) {
+        return RQ_MALFORMED;
+    }
+    json_array_foreach(list, i, t)
+    {
+        if (!json_is_string(t)) {
+            return RQ_MALFORMED;
+        }
+    }
+    json_array_foreach(list, i, t)
+    {
+        fprintf(f, "%s\n", json_string_value(t));
+    }
+    return 0;
+}
+
+/* "1,2,3" from a list of integers; false if it is not one. */
+static bool id_list(const json_t *list, char *out, size_t n)
+{
+    size_t i, len = 0;
+    const json_t *v;
+
+    if (!json_is_array(list)) {
+        return false;
+    }
+    out[0] = '\0';
+    json_array_foreach(list, i, v)
+    {
+        if (!json_is_integer(v)) {
+            return false;
+        }
+        int k = snprintf(out + len, n - len, "%s%" JSON_INTEGER_FORMAT,
+                         i > 0 ? "," : "", json_integer_value(v));
+        if (k < 0 || (size_t)k >= n - len) {
+            return false;
+        }
+        len += (size_t)k;
+    }
+    return true;
+}
+
+/* The largest known lag of a partition's replicas and how many are known
+ * to be caught up ("-" and 0 when no replica has reported). */
+static bool replica_lag(const json_t *status, char *lag, size_t lagn,
+                        char *sync, size_t syncn)
+{
+    size_t i, known = 0, caught_up = 0;
+    json_int_t worst = 0;
+    const json_t *r;
+
+    if (!json_is_array(status)) {
+        return false;
+    }
+    json_array_foreach(status, i, r)
+    {
+        const json_t *l = json_object_get(r, "lag");
+        if (json_is_integer(l)) {
+            known++;
+            caught_up += json_integer_value(l) == 0;
+            if (json_integer_value(l) > worst) {
+                worst = json_integer_value(l);
+            }
+        } else if (!json_is_null(l) && l != NULL) {
+            return false;
+        }
+    }
+    if (known == 0) {
+        snprintf(lag, lagn, "-");
+    } else {
+        snprintf(lag, lagn, "%" JSON_INTEGER_FORMAT, worst);
+    }
+    snprintf(sync, syncn, "%zu/%zu", caught_up, json_array_size(status));
+    return true;
+}
+
+int render_topic(const json_t *body, FILE *f)
+{
+    static const char *const headers[] = {
+        "PARTITION",      "LEADER", "REPLICAS", "IN-SYNC",
+        "HIGH-WATERMARK", "COMMIT", "MAX-LAG"};
+    const char *name = str_field(body, "topic");
+    const json_t *parts = json_object_get(body, "partitions");
+    size_t i;
+    const json_t *p;
+    int rv = RQ_MALFORMED;
+
+    if (name == NULL || !json_is_array(parts)) {
+        return RQ_MALFORMED;
+    }
+    struct table *t = table_new(7, headers);
+    if (t == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    for (size_t c = 0; c < 7; c++) {
+        if (c != 2 && c != 3) {
+            table_align_right(t, c);
+        }
+    }
+    json_array_foreach(parts, i, p)
+    {
+        char id[CELL], leader[CELL], reps[CELL * 4], sync[CELL], hw[CELL],
+            commit[CELL], lag[CELL];
+        if (!int_cell(p, "partition_id", id, sizeof id) ||
+            !int_cell(p, "leader", leader, sizeof leader) ||
+            !id_list(json_object_get(p, "replicas"), reps, sizeof reps) ||
+            !int_cell(p, "high_watermark", hw, sizeof hw) ||
+            !int_cell(p, "commit", commit, sizeof commit) ||
+            !replica_lag(json_object_get(p, "replica_status"), lag, sizeof lag,
+                         sync, sizeof sync)) {
+            goto err_after_table;
+        }
+        const char *cells[] = {id, leader, reps, sync, hw, commit, lag};
+        if (table_add(t, cells) != 0) {
+            rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+            goto err_after_table;
+        }
+    }
+    fprintf(f, "topic %s: %zu partition%s\n", name, table_rows(t),
+            table_rows(t) == 1 ? "" : "s");
+    table_write(t, f);
+    rv = 0;
+err_after_table:
+    table_free(t);
+    return rv;
+}
+
+int render_brokers(const json_t *body, FILE *f)
+{
+    static const char *const headers[] = {
+        "ID", "STATE", "HTTP", "RAFT", "HEARTBEAT", "PARTITIONS", "LEADER-OF"};
+    const json_t *list = json_object_get(body, "brokers");
+    size_t i;
+    const json_t *b;
+    int rv = RQ_MALFORMED;
+
+    if (!json_is_array(list)) {
+        return RQ_MALFORMED;
+    }
+    struct table *t = table_new(7, headers);
+    if (t == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    table_align_right(t, 0);
+    table_align_right(t, 4);
+    table_align_right(t, 5);
+    table_align_right(t, 6);
+    json_array_foreach(list, i, b)
+    {
+        char id[CELL], age[CELL], parts[CELL], leads[CELL];
+        const char *state = str_field(b, "state");
+        const char *http = str_field(b, "http_addr");
+        const char *raft = str_field(b, "raft_addr");
+        const json_t *hb = json_object_get(b, "heartbeat_age_ms");
+        if (!int_cell(b, "id", id, sizeof id) || state == NULL ||
+            http == NULL || raft == NULL ||
+            !int_cell(b, "partitions", parts, sizeof parts) ||
+            !int_cell(b, "leader_of", leads, sizeof leads)) {
+            goto err_after_table;
+        }
+        if (json_is_integer(hb) && json_integer_value(hb) >= 0) {
+            render_age((uint64_t)json_integer_value(hb), age, sizeof age);
+        } else if (hb == NULL || json_is_null(hb)) {
+            snprintf(age, sizeof age, "-");
+        } else {
+            goto err_after_table;
+        }
+        const char *cells[] = {id, state, http, raft, age, parts, leads};
+        if (table_add(t, cells) != 0) {
+            rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+            goto err_after_table;
+        }
+    }
+    table_write(t, f);
+    rv = 0;
+err_after_table:
+    table_free(t);
+    return rv;
+}
+
+int render_managers(const json_t *list, const struct render_manager *views,
+                    size_t n, FILE *f)
+{
+    static const char *const headers[] = {"ID",   "ROLE",   "HTTP",    "RAFT",
+                                          "TERM", "COMMIT", "APPLIED", "READY"};
+    const json_t *roster = json_object_get(list, "managers");
+    const json_t *leader = json_object_get(list, "leader");
+    const json_t *term = json_object_get(list, "term");
+    size_t i;
+    const json_t *m;
+    int rv = RQ_MALFORMED;
+
+    if (!json_is_array(roster) || json_array_size(roster) != n ||
+        !json_is_integer(term) ||
+        !(json_is_integer(leader) || json_is_null(leader))) {
+        return RQ_MALFORMED;
+    }
+    struct table *t = table_new(8, headers);
+    if (t == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    table_align_right(t, 0);
+    table_align_right(t, 4);
+    table_align_right(t, 5);
+    table_align_right(t, 6);
+    json_array_foreach(roster, i, m)
+    {
+        char id[CELL], mterm[CELL] = "-", commit[CELL] = "-",
+                       applied[CELL] = "-";
+        const char *http = str_field(m, "http_addr");
+        const char *raft = str_field(m, "raft_addr");
+        const char *role = "unreachable";
+        if (!int_cell(m, "id", id, sizeof id) || raft == NULL) {
+            goto err_after_table;
+        }
+        const json_t *self = views[i].self;
+        if (self != NULL) {
+            const json_t *sl = json_object_get(self, "leader");
+            const json_t *ss = json_object_get(self, "self");
+            if (!int_cell(self, "term", mterm, sizeof mterm) ||
+                !int_cell(self, "commit", commit, sizeof commit) ||
+                !int_cell(self, "applied", applied, sizeof applied) ||
+                !json_is_integer(ss)) {
+                goto err_after_table;
+            }
+            if (json_is_integer(sl) &&
+                json_integer_value(sl) == json_integer_value(ss)) {
+                role = "leader";
+            } else if (json_is_integer(sl)) {
+                role = "follower";
+            } else {
+                role = "no-leader";
+            }
+        }
+        const char *cells[] = {
+            id,      role,
+            http,    raft,
+            mterm,   commit,
+            applied, self == NULL ? "-" : views[i].ready ? "yes" : "no"};
+        if (table_add(t, cells) != 0) {
+            rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+            goto err_after_table;
+        }
+    }
+    if (json_is_integer(leader)) {
+        fprintf(f,
+                "leader: manager %" JSON_INTEGER_FORMAT
+                " (term %" JSON_INTEGER_FORMAT ")\n",
+                json_integer_value(leader), json_integer_value(term));
+    } else {
+        fprintf(f, "leader: none known (term %" JSON_INTEGER_FORMAT ")\n",
+                json_integer_value(term));
+    }
+    table_write(t, f);
+    rv = 0;
+err_after_table:
+    table_free(t);
+    return rv;
+}
+
+int render_offsets(const json_t *body, FILE *f)
+{
+    const json_t *list = json_object_get(body, "offsets");
+    size_t i;
+    const json_t *o;
+
+    if (!json_is_array(list)) {
+        return RQ_MALFORMED;
+    }
+    json_array_foreach(list, i, o)
+    {
+        if (!json_is_integer(json_object_get(o, "partition_id")) ||
+            !json_is_integer(json_object_get(o, "offset"))) {
+            return RQ_MALFORMED;
+        }
+    }
+    json_array_foreach(list, i, o)
+    {
+        fprintf(f,
+                "partition %" JSON_INTEGER_FORMAT
+                " offset %" JSON_INTEGER_FORMAT "\n",
+                json_integer_value(json_object_get(o, "partition_id")),
+                json_integer_value(json_object_get(o, "offset")));
+    }
+    return 0;
+}
+
+int render_records(const json_t *body, FILE *f, uint64_t *n)
+{
+    const json_t *list = json_object_get(body, "records");
+    size_t i;
+    const json_t *r;
+
+    *n = 0;
+    if (!json_is_array(list)) {
+        return RQ_MALFORMED;
+    }
+    json_array_foreach(list, i, r)
+    {
+        if (!json_is_string(json_object_get(r, "value"))) {
+            return RQ_MALFORMED;
+        }
+    }
+    json_array_foreach(list, i, r)
+    {
+        const json_t *v = json_object_get(r, "value");
+        fwrite(json_string_value(v), 1, json_string_length(v), f);
+        fputc('\n', f);
+        (*n)++;
+    }
+    return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * What the client prints for people: the server's JSON answers turned into
+ * lines and tables (table.h). Each function checks the shape of the body
+ * it is given and returns RQ_MALFORMED, writing nothing, when it is not
+ * what the API promises (the caller then says so). Pure: writes to the
+ * FILE it is given.
+ */
+#ifndef RENDER_H
+#define RENDER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* GET /topics: one name a line. */
+int render_topics(const json_t *body, FILE *f);
+
+/* GET /admin/topics/{t}: a summary line, then a partition table. */
+int render_topic(const json_t *body, FILE *f);
+
+/* GET /admin/brokers: a broker table. */
+int render_brokers(const json_t *body, FILE *f);
+
+/* What one manager says of itself for `cluster status`: its own
+ * GET /admin/managers answer (NULL when it could not be reached) and
+ * whether GET /readyz answered 200. Borrowed. */
+struct render_manager {
+    const json_t *self;
+    bool ready;
+};
+
+/*
+ * `cluster status`, managers part: @list is a GET /admin/managers answer
+ * (the roster), @views[i] what the manager of list entry i said itself
+ * (n entries, in the roster's order). A "leader:" line, then a table.
+ */
+int render_managers(const json_t *list, const struct render_manager *views,
+                    size_t n, FILE *f);
+
+/* A batch produce answer: "partition P offset O" a line. */
+int render_offsets(const json_t *body, FILE *f);
+
+/* A record read answer: each record's value on a line; *n counts them. */
+int render_records(const json_t *body, FILE *f, uint64_t *n);
+
+/* "1.2s", "340ms": an age in milliseconds for people. */
+void render_age(uint64_t ms, char *out, size_t n);
+
+#endif /* RENDER_H */

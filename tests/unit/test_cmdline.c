@@ -1,0 +1,336 @@
+/*
+ * Unit tests of the raftq command line: commands and their arguments,
+ * options anywhere on the line, the environment as fallback, and the
+ * usage errors (exit code 2) with a message naming what is wrong.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cli/cmdline.h"
+#include "rq_err.h"
+
+#define MAX_ARGS 32
+
+/* Parses the words of @line (blank-separated; no quoting) after "raftq". */
+static int parse(const char *line, const struct cmdline_env *env,
+                 struct cmdline *out, char *why, size_t whyn)
+{
+    static char buf[1024];
+    static char *argv[MAX_ARGS];
+    int argc = 0;
+    snprintf(buf, sizeof buf, "%s", line);
+    argv[argc++] = "raftq";
+    for (char *w = strtok(buf, " "); w != NULL; w = strtok(NULL, " ")) {
+        argv[argc++] = w;
+    }
+    argv[argc] = NULL;
+    return cmdline_parse(argc, argv, env, out, why, whyn);
+}
+
+static void test_cmdline_commands_and_arguments(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+
+    assert_int_equal(
+        parse("topic create orders --partitions 6", NULL, &cl, why, sizeof why),
+        0);
+    assert_int_equal(cl.cmd, CMD_TOPIC_CREATE);
+    assert_string_equal(cl.topic, "orders");
+    assert_true(cl.has_partitions);
+    assert_int_equal(cl.partitions, 6);
+    assert_string_equal(cmdline_name(cl.cmd), "topic create");
+
+    assert_int_equal(parse("topic list", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_TOPIC_LIST);
+    assert_int_equal(parse("topic describe t", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_TOPIC_DESCRIBE);
+    assert_int_equal(parse("topic delete t", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_TOPIC_DELETE);
+    assert_int_equal(parse("cluster status", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_CLUSTER_STATUS);
+    assert_int_equal(parse("broker list", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_BROKER_LIST);
+    assert_int_equal(parse("broker drain 4", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_BROKER_DRAIN);
+    assert_int_equal(cl.broker_id, 4);
+    assert_int_equal(parse("broker remove 5", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_BROKER_REMOVE);
+    assert_int_equal(cl.broker_id, 5);
+
+    assert_int_equal(
+        parse("partition move-leader orders 2 3", NULL, &cl, why, sizeof why),
+        0);
+    assert_int_equal(cl.cmd, CMD_PARTITION_MOVE_LEADER);
+    assert_string_equal(cl.topic, "orders");
+    assert_int_equal(cl.partition, 2);
+    assert_int_equal(cl.broker_id, 3);
+
+    /* Produce: values after the topic, options between them. */
+    assert_int_equal(parse("produce orders a --key k b --partition 1 c", NULL,
+                           &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.cmd, CMD_PRODUCE);
+    assert_string_equal(cl.topic, "orders");
+    assert_int_equal(cl.n_values, 3);
+    assert_string_equal(cl.values[0], "a");
+    assert_string_equal(cl.values[1], "b");
+    assert_string_equal(cl.values[2], "c");
+    assert_string_equal(cl.key, "k");
+    assert_true(cl.has_partition);
+    assert_int_equal(cl.partition, 1);
+    assert_int_equal(cl.batch, CMDLINE_DEFAULT_BATCH);
+
+    /* No values: standard input. "--" makes "--x" and "-5" values. */
+    assert_int_equal(parse("produce orders", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.n_values, 0);
+    assert_int_equal(
+        parse("produce orders -5 -- --x --json", NULL, &cl, why, sizeof why),
+        0);
+    assert_int_equal(cl.n_values, 3);
+    assert_string_equal(cl.values[0], "-5");
+    assert_string_equal(cl.values[1], "--x");
+    assert_string_equal(cl.values[2], "--json");
+    assert_false(cl.json);
+
+    assert_int_equal(parse("consume orders --consumer 7 --max 10 --follow",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.cmd, CMD_CONSUME);
+    assert_true(cl.has_consumer);
+    assert_int_equal(cl.consumer, 7);
+    assert_true(cl.has_max);
+    assert_int_equal(cl.max, 10);
+    assert_true(cl.follow);
+    assert_false(cl.has_offset);
+
+    assert_int_equal(parse("consume orders --offset=0 --partition=2", NULL, &cl,
+                           why, sizeof why),
+                     0);
+    assert_true(cl.has_offset);
+    assert_int_equal(cl.offset, 0);
+    assert_int_equal(cl.partition, 2);
+}
+
+static void test_cmdline_global_options_anywhere(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+
+    assert_int_equal(parse("--json topic list --managers a:1,b:2 --token s "
+                           "--timeout 3",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.cmd, CMD_TOPIC_LIST);
+    assert_true(cl.json);
+    assert_string_equal(cl.managers, "a:1,b:2");
+    assert_string_equal(cl.token, "s");
+    assert_int_equal(cl.timeout_ms, 3000);
+
+    /* Defaults. */
+    assert_int_equal(parse("topic list", NULL, &cl, why, sizeof why), 0);
+    assert_false(cl.json);
+    assert_null(cl.token);
+    assert_int_equal(cl.timeout_ms, CMDLINE_DEFAULT_TIMEOUT_MS);
+    assert_non_null(strstr(cl.managers, "127.0.0.1:9500"));
+}
+
+static void test_cmdline_environment_fills_what_flags_leave(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+    struct cmdline_env env = {
+        .managers = "m:1", .token = "envtok", .base_port = "20000"};
+
+    assert_int_equal(parse("broker list", &env, &cl, why, sizeof why), 0);
+    assert_string_equal(cl.managers, "m:1");
+    assert_string_equal(cl.token, "envtok");
+
+    /* The flag wins over the environment. */
+    assert_int_equal(parse("broker list --managers f:2 --token t", &env, &cl,
+                           why, sizeof why),
+                     0);
+    assert_string_equal(cl.managers, "f:2");
+    assert_string_equal(cl.token, "t");
+
+    /* Empty variables count as unset. */
+    struct cmdline_env empty = {.managers = "", .token = ""};
+    assert_int_equal(parse("broker list", &empty, &cl, why, sizeof why), 0);
+    assert_non_null(strstr(cl.managers, "9500"));
+    assert_null(cl.token);
+
+    /* dev: RAFTQ_BASE_PORT; --managers is a count there. */
+    assert_int_equal(parse("dev", &env, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_DEV);
+    assert_true(cl.has_base_port);
+    assert_int_equal(cl.base_port, 20000);
+    assert_false(cl.has_dev_managers);
+    assert_int_equal(cl.dev_managers, 3);
+    assert_int_equal(cl.dev_brokers, 3);
+    assert_string_equal(cl.data, CMDLINE_DEFAULT_DATA);
+    assert_int_equal(parse("dev --managers 5 --brokers 4 --data /tmp/x "
+                           "--base-port 21000",
+                           &env, &cl, why, sizeof why),
+                     0);
+    assert_true(cl.has_dev_managers);
+    assert_int_equal(cl.dev_managers, 5);
+    assert_true(cl.has_dev_brokers);
+    assert_int_equal(cl.dev_brokers, 4);
+    assert_string_equal(cl.data, "/tmp/x");
+    assert_int_equal(cl.base_port, 21000);
+    assert_string_equal(cl.token, "envtok");
+
+    struct cmdline_env bad = {.base_port = "seventy"};
+    assert_int_equal(parse("dev", &bad, &cl, why, sizeof why), RQ_INVALID);
+    assert_non_null(strstr(why, "RAFTQ_BASE_PORT"));
+}
+
+/* Each line is a usage error whose message contains the given words. */
+static void test_cmdline_usage_errors_say_why(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        const char *says;
+    } cases[] = {
+        {"", "no command"},
+        {"frobnicate", "unknown command 'frobnicate'"},
+        {"topic", "'topic' needs a command"},
+        {"topic rename a b", "unknown topic command 'rename'"},
+        {"topic create", "one topic name"},
+        {"topic create a b", "one topic name"},
+        {"topic list extra", "takes no arguments"},
+        {"topic create t --partitions many", "--partitions"},
+        {"topic create t --partitions", "--partitions needs a value"},
+        {"topic list --follow", "--follow does not apply to 'topic list'"},
+        {"topic list --bogus", "unknown option --bogus"},
+        {"topic list --json=yes", "--json takes no value"},
+        {"produce", "needs a topic"},
+        {"consume t --offset 3", "--offset needs --partition"},
+        {"consume t --consumer 1 --offset 3 --partition 0",
+         "exclude each other"},
+        {"consume t --consumer 0", "--consumer"},
+        {"consume t --max 0", "--max"},
+        {"produce t --batch 10001", "--batch"},
+        {"broker drain x", "broker id"},
+        {"broker drain 0", "broker id"},
+        {"partition move-leader t 1", "TOPIC PARTITION BROKER"},
+        {"partition move-leader t p 1", "partition must be an integer"},
+        {"dev --managers 4", "3 or"},
+        {"dev --managers http://a:1", "3 or"},
+        {"dev --brokers 2", "--brokers"},
+        {"dev --json", "--json does not apply to 'dev'"},
+        {"dev --base-port 70000", "--base-port"},
+        {"--timeout 0 topic list", "--timeout"},
+        {"broker list --managers=", "--managers needs"},
+    };
+    struct cmdline cl;
+    char why[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        why[0] = '\0';
+        int rv = parse(cases[i].line, NULL, &cl, why, sizeof why);
+        if (rv != RQ_INVALID || strstr(why, cases[i].says) == NULL) {
+            fail_msg("'%s': got %d '%s', expected an error saying '%s'",
+                     cases[i].line, rv, why, cases[i].says);
+        }
+    }
+}
+
+static void test_cmdline_help_on_every_command(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        "--help",
+        "-h",
+        "help",
+        "dev --help",
+        "topic --help",
+        "topic create --help",
+        "topic list -h",
+        "topic describe --help",
+        "topic delete --help",
+        "produce --help",
+        "consume --help",
+        "cluster --help",
+        "cluster status --help",
+        "broker --help",
+        "broker list --help",
+        "broker drain --help",
+        "broker remove --help",
+        "partition --help",
+        "partition move-leader --help",
+        "help topic create",
+        /* Help wins over arguments that would be wrong. */
+        "consume --offset 3 --help",
+    };
+    struct cmdline cl;
+    char why[256];
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        int rv = parse(lines[i], NULL, &cl, why, sizeof why);
+        if (rv != 0 || !cl.help) {
+            fail_msg("'%s': got %d '%s', help %d", lines[i], rv, why, cl.help);
+        }
+        /* Every command's help names its usage. */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        cmdline_usage(cl.cmd, f);
+        fclose(f);
+        assert_non_null(strstr(text, "usage: raftq"));
+        if (cl.cmd != CMD_NONE) {
+            char want[64];
+            snprintf(want, sizeof want, "raftq %s", cmdline_name(cl.cmd));
+            if (strstr(text, want) == NULL) {
+                fail_msg("help of '%s' does not name '%s'", lines[i], want);
+            }
+        }
+        free(text);
+    }
+    assert_int_equal(parse("help topic create", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_TOPIC_CREATE);
+    assert_int_equal(parse("broker --help", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_BROKER);
+}
+
+static void test_cmdline_u64_is_strict(void **state)
+{
+    (void)state;
+    uint64_t v = 42;
+    assert_int_equal(cmdline_u64("0", 0, 10, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(cmdline_u64("18446744073709551615", 0, UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(cmdline_u64("18446744073709551616", 0, UINT64_MAX, &v),
+                     RQ_INVALID);
+    assert_int_equal(cmdline_u64("", 0, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64("-1", 0, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64("+1", 0, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64(" 1", 0, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64("1x", 0, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64("11", 0, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64("2", 3, 10, &v), RQ_INVALID);
+    assert_int_equal(cmdline_u64(NULL, 0, 10, &v), RQ_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cmdline_commands_and_arguments),
+        cmocka_unit_test(test_cmdline_global_options_anywhere),
+        cmocka_unit_test(test_cmdline_environment_fills_what_flags_leave),
+        cmocka_unit_test(test_cmdline_usage_errors_say_why),
+        cmocka_unit_test(test_cmdline_help_on_every_command),
+        cmocka_unit_test(test_cmdline_u64_is_strict),
+    };
+    return cmocka_run_group_tests_name("cmdline", tests, NULL, NULL);
+}

@@ -1,0 +1,264 @@
+/*
+ * Unit tests of what the client prints for people: the server's answers
+ * (bodies as the managers send them) turned into lines and tables, and
+ * malformed answers refused without printing half a table.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cli/render.h"
+#include "rq_err.h"
+
+struct out {
+    char *text;
+    size_t len;
+    FILE *f;
+};
+
+static void out_open(struct out *o)
+{
+    o->text = NULL;
+    o->len = 0;
+    o->f = open_memstream(&o->text, &o->len);
+    assert_non_null(o->f);
+}
+
+/* Closes the stream; the text stays until out_free(). */
+static const char *out_done(struct out *o)
+{
+    fclose(o->f);
+    return o->text;
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    if (j == NULL) {
+        fail_msg("bad test JSON: %s", e.text);
+    }
+    return j;
+}
+
+static void test_render_topics_one_per_line(void **state)
+{
+    (void)state;
+    struct out o;
+    json_t *b = parse("{\"status\":\"success\",\"topics\":[\"a\",\"b.c\"]}");
+    out_open(&o);
+    assert_int_equal(render_topics(b, o.f), 0);
+    assert_string_equal(out_done(&o), "a\nb.c\n");
+    free(o.text);
+    json_decref(b);
+
+    b = parse("{\"topics\":[\"a\",3]}");
+    out_open(&o);
+    assert_int_equal(render_topics(b, o.f), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    free(o.text);
+    json_decref(b);
+}
+
+static void test_render_topic_partitions(void **state)
+{
+    (void)state;
+    struct out o;
+    json_t *b = parse(
+        "{\"topic\":\"demo\",\"number_of_partitions\":2,\"created_ms\":1,"
+        "\"partitions\":["
+        "{\"partition_id\":0,\"group_id\":1,\"epoch\":0,\"replicas\":[1,2,3],"
+        "\"preferred_leader\":1,\"leader\":2,\"commit\":14,"
+        "\"high_watermark\":1203,\"replica_status\":["
+        "{\"broker_id\":1,\"role\":\"follower\",\"commit\":12,"
+        "\"next_offset\":3,\"lag\":2},"
+        "{\"broker_id\":2,\"role\":\"leader\",\"commit\":14,"
+        "\"next_offset\":3,\"lag\":0},"
+        "{\"broker_id\":3,\"role\":null,\"commit\":null,"
+        "\"next_offset\":null,\"lag\":null}]},"
+        "{\"partition_id\":1,\"group_id\":2,\"epoch\":0,\"replicas\":[2,3,1],"
+        "\"preferred_leader\":2,\"leader\":null,\"commit\":0,"
+        "\"high_watermark\":0,\"replica_status\":["
+        "{\"broker_id\":2,\"role\":null,\"commit\":null,"
+        "\"next_offset\":null,\"lag\":null}]}],"
+        "\"status\":\"success\"}");
+    out_open(&o);
+    assert_int_equal(render_topic(b, o.f), 0);
+    assert_string_equal(
+        out_done(&o),
+        "topic demo: 2 partitions\n"
+        "PARTITION  LEADER  REPLICAS  IN-SYNC  HIGH-WATERMARK  COMMIT  "
+        "MAX-LAG\n"
+        "        0       2  1,2,3     1/3                1203      14        "
+        "2\n"
+        "        1       -  2,3,1     0/1                   0       0        "
+        "-\n");
+    free(o.text);
+    json_decref(b);
+
+    /* A replica list that is not integers: refused, nothing printed. */
+    b = parse(
+        "{\"topic\":\"t\",\"partitions\":[{\"partition_id\":0,"
+        "\"leader\":1,\"replicas\":[1,\"x\"],\"high_watermark\":0,"
+        "\"commit\":0,\"replica_status\":[]}]}");
+    out_open(&o);
+    assert_int_equal(render_topic(b, o.f), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    free(o.text);
+    json_decref(b);
+}
+
+static void test_render_brokers_table(void **state)
+{
+    (void)state;
+    struct out o;
+    json_t *b = parse(
+        "{\"brokers\":["
+        "{\"id\":1,\"raft_addr\":\"127.0.0.1:9540\",\"http_addr\":"
+        "\"127.0.0.1:9520\",\"state\":\"alive\",\"heartbeat_age_ms\":412,"
+        "\"partitions\":3,\"preferred_leader_of\":1,\"leader_of\":1,"
+        "\"hosted\":3},"
+        "{\"id\":12,\"raft_addr\":\"127.0.0.1:9551\",\"http_addr\":"
+        "\"127.0.0.1:9531\",\"state\":\"dead\",\"heartbeat_age_ms\":null,"
+        "\"partitions\":0,\"preferred_leader_of\":0,\"leader_of\":null,"
+        "\"hosted\":null}],\"status\":\"success\"}");
+    out_open(&o);
+    assert_int_equal(render_brokers(b, o.f), 0);
+    assert_string_equal(
+        out_done(&o),
+        "ID  STATE  HTTP            RAFT            HEARTBEAT  PARTITIONS  "
+        "LEADER-OF\n"
+        " 1  alive  127.0.0.1:9520  127.0.0.1:9540      412ms           3  "
+        "        1\n"
+        "12  dead   127.0.0.1:9531  127.0.0.1:9551          -           0  "
+        "        -\n");
+    free(o.text);
+    json_decref(b);
+
+    b = parse("{\"brokers\":[{\"id\":1}]}");
+    out_open(&o);
+    assert_int_equal(render_brokers(b, o.f), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    free(o.text);
+    json_decref(b);
+}
+
+static void test_render_managers_with_unreachable_one(void **state)
+{
+    (void)state;
+    struct out o;
+    json_t *list = parse(
+        "{\"managers\":["
+        "{\"id\":1,\"raft_addr\":\"h:9510\",\"http_addr\":\"h:9500\","
+        "\"role\":\"follower\"},"
+        "{\"id\":2,\"raft_addr\":\"h:9511\",\"http_addr\":\"h:9501\","
+        "\"role\":\"leader\"},"
+        "{\"id\":3,\"raft_addr\":\"h:9512\",\"http_addr\":null,"
+        "\"role\":\"follower\"}],"
+        "\"leader\":2,\"term\":4,\"self\":1,\"commit\":40,\"applied\":40}");
+    json_t *s1 = parse(
+        "{\"managers\":[],\"leader\":2,\"term\":4,\"self\":1,"
+        "\"commit\":40,\"applied\":39}");
+    json_t *s2 = parse(
+        "{\"managers\":[],\"leader\":2,\"term\":4,\"self\":2,"
+        "\"commit\":41,\"applied\":41}");
+    struct render_manager views[] = {{s1, true}, {s2, false}, {NULL, false}};
+    out_open(&o);
+    assert_int_equal(render_managers(list, views, 3, o.f), 0);
+    assert_string_equal(
+        out_done(&o),
+        "leader: manager 2 (term 4)\n"
+        "ID  ROLE         HTTP    RAFT    TERM  COMMIT  APPLIED  READY\n"
+        " 1  follower     h:9500  h:9510     4      40       39  yes\n"
+        " 2  leader       h:9501  h:9511     4      41       41  no\n"
+        " 3  unreachable  -       h:9512     -       -        -  -\n");
+    free(o.text);
+
+    /* The roster and the views must agree in number. */
+    out_open(&o);
+    assert_int_equal(render_managers(list, views, 2, o.f), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    free(o.text);
+    json_decref(list);
+    json_decref(s1);
+    json_decref(s2);
+
+    list = parse("{\"managers\":[],\"leader\":null,\"term\":7}");
+    out_open(&o);
+    assert_int_equal(render_managers(list, NULL, 0, o.f), 0);
+    assert_non_null(strstr(out_done(&o), "leader: none known (term 7)\n"));
+    free(o.text);
+    json_decref(list);
+}
+
+static void test_render_offsets_and_records(void **state)
+{
+    (void)state;
+    struct out o;
+    uint64_t n = 99;
+    json_t *b = parse(
+        "{\"offsets\":[{\"partition_id\":0,\"offset\":4},"
+        "{\"partition_id\":2,\"offset\":0}]}");
+    out_open(&o);
+    assert_int_equal(render_offsets(b, o.f), 0);
+    assert_string_equal(out_done(&o),
+                        "partition 0 offset 4\npartition 2 offset 0\n");
+    free(o.text);
+    json_decref(b);
+
+    /* Values are written whole: an embedded NUL is kept, not cut. */
+    b = json_pack("{s:[{s:I,s:s},{s:I,s:s%}],s:I}", "records", "offset",
+                  (json_int_t)0, "value", "hello", "offset", (json_int_t)1,
+                  "value", "a\0b", (size_t)3, "next_offset", (json_int_t)2);
+    out_open(&o);
+    assert_int_equal(render_records(b, o.f, &n), 0);
+    out_done(&o);
+    assert_int_equal(n, 2);
+    assert_int_equal(o.len, 10);
+    assert_memory_equal(o.text, "hello\na\0b\n", 10);
+    free(o.text);
+    json_decref(b);
+
+    b = parse("{\"records\":[{\"offset\":0,\"value\":null}]}");
+    out_open(&o);
+    assert_int_equal(render_records(b, o.f, &n), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    assert_int_equal(n, 0);
+    free(o.text);
+    json_decref(b);
+}
+
+static void test_render_age(void **state)
+{
+    (void)state;
+    char s[32];
+    render_age(0, s, sizeof s);
+    assert_string_equal(s, "0ms");
+    render_age(999, s, sizeof s);
+    assert_string_equal(s, "999ms");
+    render_age(1000, s, sizeof s);
+    assert_string_equal(s, "1.0s");
+    render_age(61234, s, sizeof s);
+    assert_string_equal(s, "61.2s");
+    render_age(3600000, s, sizeof s);
+    assert_string_equal(s, "3600s");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render_topics_one_per_line),
+        cmocka_unit_test(test_render_topic_partitions),
+        cmocka_unit_test(test_render_brokers_table),
+        cmocka_unit_test(test_render_managers_with_unreachable_one),
+        cmocka_unit_test(test_render_offsets_and_records),
+        cmocka_unit_test(test_render_age),
+    };
+    return cmocka_run_group_tests_name("render", tests, NULL, NULL);
+}
