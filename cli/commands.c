@@ -37,8 +37,9 @@ int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
             fprintf(stderr, "raftq: %s\n", why); /* UNTESTED: ENOMEM. */
             return CLI_REFUSED;
     }
-    if (r->status == 200) {
-        return CLI_OK;
+    if (r->status >= 200 && r->status < 300) {
+        return CLI_OK; /* 202: accepted and under way (a broker being removed)
+                        */
     }
     if (r->status == 401) {
         fprintf(stderr,
@@ -58,7 +59,7 @@ void commands_print_json(const json_t *body)
     fflush(stdout);
 }
 
-/* Prints a 200's body: JSON, else @render, else its message. */
+/* Prints a 2xx's body: JSON, else @render, else its message. */
 static int print_answer(const struct cmdline *cl, const struct mclient_resp *r,
                         int (*render)(const json_t *, FILE *))
 {
