@@ -110,6 +110,23 @@ $(LIB_MANAGER): $(call obj,$(MANAGER_SRC))
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^
 
+# The status page is compiled into the manager: manager/ui/index.html becomes
+# the byte array ui_index_html in $(BUILD)/gen/ui_index.h (od and sed only, so
+# a fresh Debian needs nothing more).
+UI_HTML := manager/ui/index.html
+UI_GEN := $(BUILD)/gen/ui_index.h
+
+$(UI_GEN): $(UI_HTML)
+	@mkdir -p $(dir $@)
+	@echo "GEN $@"
+	@{ echo '/* Generated from $< by make: do not edit. */'; \
+	  echo 'static const unsigned char ui_index_html[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/[0-9a-f][0-9a-f]/0x&,/g'; \
+	  echo '};'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/manager/ui.o: $(UI_GEN)
+$(BUILD)/obj/manager/ui.o: CPPFLAGS += -I$(BUILD)/gen
+
 $(BUILD)/manager: $(call obj,$(MANAGER_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
