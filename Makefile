@@ -3,6 +3,7 @@
 #   make deps    install the Debian packages the build and tests need (fast when present)
 #   make all     release build: build/atm (and later build/manager, build/broker, build/raftq)
 #   make test    ASan+UBSan build in build/asan, then unit, component and integration tests
+#   make test-ui the status page (/ui) in headless Chromium (installs chromium)
 #   make run     a local network (see README.md)
 #   make bench   figures, printed (never asserted)
 #   make fmt     clang-format every C file
@@ -64,7 +65,7 @@ BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
-.PHONY: all deps test test-unit test-integration run bench fmt clean check-deps
+.PHONY: all deps test test-unit test-integration test-ui test-ui-deps run bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
@@ -160,6 +161,31 @@ test-unit: deps
 test-integration: deps
 	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test-bins
 	BUILD=build/asan ONLY=integration bash tests/run.sh
+
+# The status page in headless Chromium against a real cluster. Chromium is
+# installed by test-ui-deps alone: make deps and make test never install a
+# browser.
+UI_TEST_PKGS := chromium
+
+test-ui-deps:
+	@missing=$$(for p in $(UI_TEST_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "test-ui-deps: installing $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+	    { echo "test-ui-deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
+	fi
+
+test-ui: deps test-ui-deps
+	$(MAKE) --no-print-directory all
+	@if python3 tests/ui/test_ui.py --build build; then \
+	  echo "test-ui: PASS (screenshots and DOM dumps in build/ui-test/)"; \
+	else \
+	  echo "test-ui: FAIL (screenshots and DOM dumps in build/ui-test/)"; exit 1; \
+	fi
 
 run: deps
 	$(MAKE) --no-print-directory all
