@@ -22,6 +22,7 @@ and runs this. Run: python3 tests/ui/test_ui.py [--build DIR] [-k NAME]
 
 import collections
 import html.parser
+import json
 import http.client
 import http.server
 import os
@@ -381,6 +382,15 @@ def test_status_page(ctx):
     check_screenshot(shot, {"down": DEAD_RGB, "no-quorum banner": NOQUORUM_RGB})
 
 
+def serve(ctx, handler):
+    port = ctx.ports.take()
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    ctx.cleanups.append(srv.server_close)
+    ctx.cleanups.append(srv.shutdown)
+    return "http://127.0.0.1:%d/ui" % port
+
+
 # ---- A manager that does not answer -----------------------------------------
 
 
@@ -406,25 +416,122 @@ class DeafManager(http.server.BaseHTTPRequestHandler):
 
 def test_unreachable(ctx):
     os.makedirs(OUT, exist_ok=True)
-    port = ctx.ports.take()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), DeafManager)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    ctx.cleanups.append(srv.server_close)
-    ctx.cleanups.append(srv.shutdown)
-    dom = load_dom(ctx, "http://127.0.0.1:%d/ui" % port, "unreachable", budget_ms=2000)
+    url = serve(ctx, DeafManager)
+    dom = load_dom(ctx, url, "unreachable", budget_ms=2000)
     check(dom.body().get("data-state") == "unreachable", "state %r" % dom.body().get("data-state"))
     banner = dom.one(id="banner")
     check(banner["data-kind"] == "unreachable" and "hidden" not in banner,
           "no visible unreachable banner: %r" % banner)
     check("Manager unreachable" in dom.text(), "the banner does not say 'Manager unreachable'")
     shot = os.path.join(OUT, "status-unreachable.png")
-    chromium(ctx, "http://127.0.0.1:%d/ui" % port, screenshot=shot, budget_ms=2000)
+    chromium(ctx, url, screenshot=shot, budget_ms=2000)
     check_screenshot(shot, {"unreachable": DEAD_RGB})
+
+
+# ---- A larger cluster, drawn from canned answers ----------------------------
+
+
+def canned_cluster():
+    """Admin answers for 3 managers, 6 brokers (one dead, one removed) and
+    3 topics, one partition without a leader and replicas behind."""
+    managers = {"managers": [{"id": i, "raft_addr": "10.0.0.%d:7000" % i,
+                              "http_addr": "10.0.0.%d:8000" % i,
+                              "role": "leader" if i == 3 else "follower"} for i in (1, 2, 3)],
+                "leader": 3, "term": 7, "self": 1, "commit": 4242, "applied": 4242}
+    states = {1: "alive", 2: "alive", 3: "alive", 4: "dead", 5: "alive", 6: "removed"}
+    brokers = {"brokers": [{"id": i, "raft_addr": "10.0.1.%d:7100" % i,
+                            "http_addr": "10.0.1.%d:8100" % i, "state": st,
+                            "heartbeat_age_ms": 400 if st == "alive" else 75000,
+                            "partitions": 5, "preferred_leader_of": 2, "leader_of": 2,
+                            "hosted": 5} for i, st in states.items()]}
+    topics = {}
+    for t, n in (("clicks", 6), ("orders", 4), ("payments-eu", 3)):
+        parts = []
+        for p in range(n):
+            reps = [1 + (p + k) % 5 for k in range(3)]
+            leader = None if (t, p) == ("orders", 2) else next(b for b in reps if states[b] == "alive")
+            status = []
+            for b in reps:
+                if states[b] == "dead":
+                    status.append({"broker_id": b, "role": None, "commit": None,
+                                   "next_offset": None, "lag": None})
+                else:
+                    status.append({"broker_id": b, "role": "leader" if b == leader else "follower",
+                                   "commit": 100 * p, "next_offset": 90 * p,
+                                   "lag": 0 if b == leader or p % 2 == 0 else 3})
+            parts.append({"partition_id": p, "group_id": 10 + p, "epoch": 1, "replicas": reps,
+                          "preferred_leader": reps[0], "leader": leader, "commit": 100 * p + 5,
+                          "high_watermark": 90 * p, "replica_status": status})
+        topics[t] = {"topic": t, "number_of_partitions": n, "created_ms": 1700000000000,
+                     "partitions": parts}
+    return managers, brokers, topics
+
+
+class CannedManager(http.server.BaseHTTPRequestHandler):
+    """Serves the page and canned admin answers."""
+
+    managers, brokers, topics = canned_cluster()
+
+    def reply(self, status, ctype, body):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/ui":
+            with open(PAGE, "rb") as f:
+                self.reply(200, "text/html; charset=utf-8", f.read())
+            return
+        if path == "/admin/managers":
+            obj = self.managers
+        elif path == "/admin/brokers":
+            obj = self.brokers
+        elif path == "/topics":
+            obj = {"topics": sorted(self.topics)}
+        elif path.startswith("/admin/topics/") and path[14:] in self.topics:
+            obj = self.topics[path[14:]]
+        else:
+            self.reply(404, "application/json", b'{"status":"failure","message":"no such path"}')
+            return
+        self.reply(200, "application/json", json.dumps(dict(obj, status="success")).encode())
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def test_larger_cluster(ctx):
+    os.makedirs(OUT, exist_ok=True)
+    url = serve(ctx, CannedManager)
+    dom = load_dom(ctx, url, "larger", budget_ms=2000)
+    check(dom.body().get("data-state") == "ok", "state %r" % dom.body().get("data-state"))
+    check(dom.one(data_role="health")["data-health"] == "degraded", "health is not degraded")
+    states = {b["data-id"]: b["data-state"] for b in dom.all(data_role="broker")}
+    check(states == {"1": "alive", "2": "alive", "3": "alive", "4": "dead", "5": "alive",
+                     "6": "removed"}, "brokers drawn: %r" % states)
+    check([t["data-topic"] for t in dom.all(data_role="topic")] == ["clicks", "orders", "payments-eu"],
+          "topics drawn: %r" % [t["data-topic"] for t in dom.all(data_role="topic")])
+    parts = dom.all(data_role="partition")
+    check(len(parts) == 13, "%d partitions drawn" % len(parts))
+    leaderless = [p for p in parts if p["data-leader"] == ""]
+    check(len(leaderless) == 1 and "noleader" in leaderless[0].get("class", ""),
+          "leaderless partitions drawn: %r" % leaderless)
+    reps = dom.all(data_role="replica")
+    check(len(reps) == 39, "%d replica cells" % len(reps))
+    check(not any(r["data-broker"] == "6" for r in reps), "a replica drawn on the removed broker")
+    check(all(r["data-replica-role"] == "unknown" and r["data-lag"] == ""
+              for r in reps if r["data-broker"] == "4"), "the dead broker's replicas look reported")
+    check(any(r["data-lag"] == "3" for r in reps), "no lagging replica drawn")
+    shot = os.path.join(OUT, "status-larger.png")
+    chromium(ctx, url, screenshot=shot, budget_ms=2000)
+    check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB, "dead": DEAD_RGB})
 
 
 if __name__ == "__main__":
     run_suite("ui", [
         test_status_page,
         test_unreachable,
+        test_larger_cluster,
     ], requires=requires, binary="manager", ports=(31000, 31999))
