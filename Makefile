@@ -2,7 +2,8 @@
 #
 #   make deps    install the Debian packages the build and tests need (fast when present)
 #   make all     release build: build/atm (and later build/manager, build/broker, build/raftq)
-#   make test    ASan+UBSan build in build/asan, then unit, component and integration tests
+#   make test    ASan+UBSan build in build/asan, then unit, component, integration and deploy tests
+#   make deploy-check  validate deploy/ (compose, Dockerfile, Kubernetes) offline
 #   make test-ui the status page (/ui) in headless Chromium (installs chromium)
 #   make run     a local network (see README.md)
 #   make bench   figures, printed (never asserted)
@@ -65,7 +66,7 @@ BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
-.PHONY: all deps test test-unit test-integration test-ui test-ui-deps run bench fmt clean check-deps
+.PHONY: all deps test test-unit test-integration test-ui test-ui-deps deploy-check run bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
@@ -161,6 +162,12 @@ test-unit: deps
 test-integration: deps
 	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test-bins
 	BUILD=build/asan ONLY=integration bash tests/run.sh
+
+# The deployment files, checked against the binaries' options; the pinned
+# validators are installed under build/deploy-check on the first run.
+deploy-check: deps
+	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 $(BINS:$(BUILD)/%=build/asan/%)
+	BUILD=build/asan ONLY=deploy bash tests/run.sh
 
 # The status page in headless Chromium against a real cluster. Chromium is
 # installed by test-ui-deps alone: make deps and make test never install a

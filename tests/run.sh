@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the cmocka binaries (unit, then component) and the
-# integration suites, and closes with one line "N passed, N failed, N skipped".
+# integration suites, then the deploy checks, and closes with one line "N passed, N failed, N skipped".
 # Exits non-zero if anything failed. BUILD names the build directory
-# (build/asan under make test); ONLY=unit|integration runs a subset.
+# (build/asan under make test); ONLY=unit|integration|deploy runs a subset.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/asan}
@@ -50,21 +50,34 @@ if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
     done
 fi
 
+# run_suite NAME COMMAND...: a suite that closes with "name: N passed, N
+# failed, N skipped"; a non-zero exit without a failure counted is one.
+run_suite() {
+    local name=$1 out rc line p f s
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
+    f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+    s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+    p=${p:-0}; f=${f:-0}; s=${s:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
+    printf '%s\n' "$out"
+    [ "$rc" -ne 0 ] && failed+=("$name")
+}
+
 if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     for suite in tests/integration/test_*.py; do
         [ -f "$suite" ] || continue
-        out=$(python3 "$suite" --build "$BUILD" 2>&1)
-        rc=$?
-        line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
-        p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
-        f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-        s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
-        p=${p:-0}; f=${f:-0}; s=${s:-0}
-        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-        pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
-        printf '%s\n' "$out"
-        [ "$rc" -ne 0 ] && failed+=("$suite")
+        run_suite "$suite" python3 "$suite" --build "$BUILD"
     done
+fi
+
+# The deployment files, checked offline against the binaries just built.
+if [ "$ONLY" = all ] || [ "$ONLY" = deploy ]; then
+    run_suite tests/deploy env BUILD="$BUILD" bash tests/deploy/run.sh
 fi
 
 echo
