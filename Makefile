@@ -4,6 +4,7 @@
 #   make all     release build: build/atm, build/manager, build/broker, build/raftq
 #   make test    ASan+UBSan build in build/asan, then unit, component, integration and deploy tests
 #   make deploy-check  validate deploy/ (compose, Dockerfile, Kubernetes) offline
+#   make test-ui the status page (/ui) in headless Chromium (installs chromium)
 #   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
 #   make run-atm a local ATM network (see README.md)
 #   make bench   figures, printed (never asserted)
@@ -70,7 +71,7 @@ BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
-.PHONY: all deps test test-unit test-integration deploy-check run run-atm bench fmt clean check-deps
+.PHONY: all deps test test-unit test-integration test-ui test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
@@ -123,6 +124,23 @@ $(LIB_CLI): $(call obj,$(CLI_SRC))
 $(BUILD)/raftq: $(call obj,$(CLI_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The status page is compiled into the manager: manager/ui/index.html becomes
+# the byte array ui_index_html in $(BUILD)/gen/ui_index.h (od and sed only, so
+# a fresh Debian needs nothing more).
+UI_HTML := manager/ui/index.html
+UI_GEN := $(BUILD)/gen/ui_index.h
+
+$(UI_GEN): $(UI_HTML)
+	@mkdir -p $(dir $@)
+	@echo "GEN $@"
+	@{ echo '/* Generated from $< by make: do not edit. */'; \
+	  echo 'static const unsigned char ui_index_html[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/[0-9a-f][0-9a-f]/0x&,/g'; \
+	  echo '};'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/manager/ui.o: $(UI_GEN)
+$(BUILD)/obj/manager/ui.o: CPPFLAGS += -I$(BUILD)/gen
+
 $(BUILD)/manager: $(call obj,$(MANAGER_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -162,6 +180,31 @@ test-integration: deps
 deploy-check: deps
 	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 $(BINS:$(BUILD)/%=build/asan/%)
 	BUILD=build/asan ONLY=deploy bash tests/run.sh
+
+# The status page in headless Chromium against a real cluster. Chromium is
+# installed by test-ui-deps alone: make deps and make test never install a
+# browser.
+UI_TEST_PKGS := chromium
+
+test-ui-deps:
+	@missing=$$(for p in $(UI_TEST_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "test-ui-deps: installing $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+	    { echo "test-ui-deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
+	fi
+
+test-ui: deps test-ui-deps
+	$(MAKE) --no-print-directory all
+	@if python3 tests/ui/test_ui.py --build build; then \
+	  echo "test-ui: PASS (screenshots and DOM dumps in build/ui-test/)"; \
+	else \
+	  echo "test-ui: FAIL (screenshots and DOM dumps in build/ui-test/)"; exit 1; \
+	fi
 
 # make run: a local cluster in the foreground (Ctrl-C stops it); the
 # ATM network of the earlier milestone is make run-atm.

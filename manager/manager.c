@@ -61,6 +61,7 @@
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_wire.h"
+#include "ui.h"
 
 #define LOG_TAG "manager"
 
@@ -1022,6 +1023,8 @@ static const struct rq_http_route routes[] = {
     {"GET", "/healthz", admin_healthz},
     {"GET", "/readyz", admin_readyz},
     {"GET", "/metrics", admin_metrics},
+    {"GET", "/ui", ui_page},
+    {"GET", "/ui/", ui_page},
     /* API.md section 1. */
     {"POST", "/topics", qapi_topics_create},
     {"GET", "/topics", qapi_topics_list},
