@@ -470,6 +470,19 @@ int rq_metrics_on_collect(struct rq_metrics *m, void (*cb)(void *data),
     return 0;
 }
 
+void rq_metrics_off_collect(struct rq_metrics *m, void (*cb)(void *data),
+                            void *data)
+{
+    for (size_t i = 0; i < m->n_hooks; i++) {
+        if (m->hooks[i].cb == cb && m->hooks[i].data == data) {
+            memmove(&m->hooks[i], &m->hooks[i + 1],
+                    (m->n_hooks - i - 1) * sizeof m->hooks[0]);
+            m->n_hooks--;
+            return;
+        }
+    }
+}
+
 /* ---- Rendering ---- */
 
 void rq_metrics_format_value(double v, char *buf, size_t n)

@@ -88,6 +88,9 @@ struct rq_metric_family *rq_metrics_add(struct rq_metrics *m,
  */
 int rq_metrics_on_collect(struct rq_metrics *m, void (*cb)(void *data),
                           void *data);
+/* Removes the callback added with these arguments, if any. */
+void rq_metrics_off_collect(struct rq_metrics *m, void (*cb)(void *data),
+                            void *data);
 
 /*
  * Appends the exposition text of every family to @out (after running the

@@ -425,6 +425,16 @@ static void test_metrics_collect_runs_before_rendering(void **state)
         assert_int_equal(rq_metrics_on_collect(m, on_collect, &c), 0);
     }
     assert_int_equal(rq_metrics_on_collect(m, on_collect, &c), RQ_NOMEM);
+    /* Removing one makes room again; the others still run. */
+    rq_metrics_off_collect(m, on_collect, &c);
+    assert_int_equal(rq_metrics_on_collect(m, on_collect, &c), 0);
+    for (int i = 0; i < RQ_METRIC_HOOKS_MAX; i++) {
+        rq_metrics_off_collect(m, on_collect, &c);
+    }
+    c.calls = 0;
+    text = render(m);
+    assert_int_equal(c.calls, 0);
+    free(text);
 }
 
 static void test_metrics_null_is_a_no_op(void **state)
