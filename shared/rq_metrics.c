@@ -206,6 +206,9 @@ static void table_grow(struct rq_metric_family *f)
 static void child_free(struct rq_metric *c)
 {
     struct rq_metric_family *f = c->f;
+    if (f->only == c) {
+        f->only = NULL;
+    }
     table_unlink(f, c);
     rq_list_remove(&c->link);
     f->n_children--;
@@ -263,6 +266,9 @@ struct rq_metric *rq_metric_get(struct rq_metric_family *f,
         if (c == NULL) {
             return NULL;
         }
+        if (f->n_labels == 0) {
+            f->only = c; /* Back after a clear. */
+        }
     }
     c->refs++;
     return c;
@@ -290,11 +296,6 @@ void rq_metric_family_clear(struct rq_metric_family *f)
     }
     while (!rq_list_empty(&f->children)) {
         child_free(RQ_LIST_ENTRY(f->children.next, struct rq_metric, link));
-    }
-    f->only = NULL;
-    if (f->n_labels == 0) {
-        /* The one child of a family without labels always exists. */
-        f->only = rq_metric_get(f, NULL);
     }
 }
 

@@ -111,12 +111,16 @@ struct rq_metric *rq_metric_get(struct rq_metric_family *f,
                                 const char *const *values);
 void rq_metric_put(struct rq_metric *c);
 
-/* The one child of a family without labels (held by the family). */
+/* The one child of a family without labels (held by the family from
+ * registration until a clear), or NULL. */
 struct rq_metric *rq_metric_family_child(struct rq_metric_family *f);
 
 /*
  * Drops every child of @f, for families a collect callback fills afresh
- * each time. Only for families whose children nobody holds.
+ * each time (with rq_metric_get() and no put: the next clear drops them).
+ * Only for families whose children nobody else holds. A family without
+ * labels loses its one child too, and leaves the renderings until
+ * rq_metric_get(@f, NULL) brings it back.
  */
 void rq_metric_family_clear(struct rq_metric_family *f);
 size_t rq_metric_family_size(const struct rq_metric_family *f);

@@ -304,14 +304,25 @@ static void test_metrics_children_shared_until_last_put(void **state)
     rq_metric_family_clear(f);
     assert_int_equal(rq_metric_family_size(f), 0);
 
-    /* A family without labels keeps its one child through a clear. */
+    /* A family without labels loses its one child in a clear, and gets
+     * it back, from 0, with a get. */
     struct rq_metric_def one = {.type = RQ_METRIC_COUNTER,
                                 .name = "raftq_test_one_total"};
     struct rq_metric_family *fo = rq_metrics_add(m, &one);
     rq_metric_inc(rq_metric_family_child(fo));
     rq_metric_family_clear(fo);
+    assert_int_equal(rq_metric_family_size(fo), 0);
+    assert_null(rq_metric_family_child(fo));
+    char *text = render(m);
+    assert_null(strstr(text, "raftq_test_one_total"));
+    free(text);
+    struct rq_metric *back = rq_metric_get(fo, NULL);
+    assert_ptr_equal(rq_metric_family_child(fo), back);
     assert_int_equal(rq_metric_family_size(fo), 1);
-    assert_true(rq_metric_value(rq_metric_family_child(fo)) == 0);
+    assert_true(rq_metric_value(back) == 0);
+    text = render(m);
+    assert_non_null(strstr(text, "\nraftq_test_one_total 0\n"));
+    free(text);
 }
 
 static void test_metrics_rejects_bad_definitions(void **state)
