@@ -119,6 +119,11 @@ static void collect(void *data)
     }
 }
 
+void rq_proc_metrics_close(struct rq_proc_metrics *p, struct rq_metrics *m)
+{
+    rq_metrics_off_collect(m, collect, p);
+}
+
 int rq_proc_metrics_init(struct rq_proc_metrics *p, struct rq_metrics *m)
 {
     static const struct rq_metric_def defs[] = {

@@ -31,6 +31,8 @@ struct rq_proc_metrics {
 
 /* Registers the families in @m and a collect callback. 0 or RQ_NOMEM. */
 int rq_proc_metrics_init(struct rq_proc_metrics *p, struct rq_metrics *m);
+/* Removes the collect callback, for a @p that goes before @m does. */
+void rq_proc_metrics_close(struct rq_proc_metrics *p, struct rq_metrics *m);
 
 /*
  * Reads the start time (clock ticks after boot, field 22) out of the text

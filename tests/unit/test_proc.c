@@ -89,6 +89,12 @@ static void test_proc_metrics_report_this_process(void **state)
     for (int i = 0; i < 5; i++) {
         close(opened[i]);
     }
+    /* Closed, the figures are no longer read. */
+    rq_proc_metrics_close(&p, m);
+    rq_buf_init(&b);
+    assert_int_equal(rq_metrics_render(m, &b), 0);
+    rq_buf_close(&b);
+    assert_true(rq_metric_value(p.open_fds) == fds + 5);
     rq_metrics_free(m);
 }
 
