@@ -554,7 +554,9 @@ static int scan_replicas(struct broker *b, char *why, size_t whyn)
         b->found++;
     }
     closedir(d);
-    qsort(b->slots, b->n_slots, sizeof b->slots[0], cmp_slot);
+    if (b->n_slots > 1) { /* slots is NULL when there are none. */
+        qsort(b->slots, b->n_slots, sizeof b->slots[0], cmp_slot);
+    }
     b->to_open = b->found;
     return 0;
 }

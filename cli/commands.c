@@ -37,8 +37,8 @@ int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
             fprintf(stderr, "raftq: %s\n", why); /* UNTESTED: ENOMEM. */
             return CLI_REFUSED;
     }
-    if (r->status == 200) {
-        return CLI_OK;
+    if (r->status >= 200 && r->status < 300) {
+        return CLI_OK; /* 202: a broker removal under way. */
     }
     if (r->status == 401) {
         fprintf(stderr,
