@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bmetrics.h"
 #include "broker.h"
 #include "partition.h"
 #include "produce_body.h"
@@ -31,6 +32,7 @@
 #include "replica.h"
 #include "rq_err.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 #include "rq_rpc.h"
 #include "rq_wire.h"
 
@@ -221,6 +223,22 @@ static void api_readyz(struct rq_http_req *req, void *data)
         return;
     }
     rq_http_reply(req, 200, NULL);
+}
+
+static void api_metrics(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    struct rq_buf out;
+
+    rq_buf_init(&out);
+    if (rq_metrics_render(broker_metrics(b), &out) != 0) {
+        rq_buf_close(&out); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    rq_http_reply_text(req, 200, RQ_METRICS_CONTENT_TYPE,
+                       (const char *)out.base, out.len);
+    rq_buf_close(&out);
 }
 
 /* ---- Internal API ---- */
@@ -659,6 +677,7 @@ struct produce {
     struct broker *broker;
     struct replica *replica;
     uint32_t count;
+    size_t bytes; /* Of keys and values, for the metrics. */
 };
 
 /* What a produce request asks, whichever form its body takes. */
@@ -667,6 +686,7 @@ struct produce_args {
     uint64_t producer_id;
     uint64_t sequence;
     uint32_t count;
+    size_t bytes; /* Of keys and values. */
 };
 
 static void reply_offsets(struct rq_http_req *req, uint64_t base,
@@ -692,6 +712,9 @@ static void on_produced(void *data, int status, uint64_t result)
             if (result == PARTITION_STALE) {
                 reply_stale(p->req);
             } else {
+                struct bmetrics_replica *m = replica_metrics(p->replica);
+                rq_metric_add(m->produce_records, p->count);
+                rq_metric_add(m->produce_bytes, (double)p->bytes);
                 reply_offsets(p->req, result, p->count);
             }
             break;
@@ -794,6 +817,7 @@ static void produce_propose(struct rq_http_req *req, struct broker *b,
     p->broker = b;
     p->replica = r;
     p->count = pa->count;
+    p->bytes = pa->bytes;
     int rv = replica_produce(r, entry, on_produced, p);
     if (rv == 0) {
         return; /* on_produced replies. */
@@ -963,6 +987,7 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         return;
     }
     write_records(records, now, blob);
+    pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }
 
@@ -1017,6 +1042,7 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         return;
     }
     produce_body_write(body, len, now, blob);
+    pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }
 
@@ -1083,6 +1109,13 @@ static void reply_records(struct rq_http_req *req, struct replica *r,
                           (json_int_t)recs[i].timestamp_ms));
             next = offsets[i] + 1;
         }
+        struct bmetrics_replica *m = replica_metrics(r);
+        size_t bytes = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            bytes += recs[i].key_len + recs[i].value_len;
+        }
+        rq_metric_add(m->read_records, n);
+        rq_metric_add(m->read_bytes, (double)bytes);
         free(recs);
         free(offsets);
         rq_buf_close(&scratch);
@@ -1198,6 +1231,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
 const struct rq_http_route api_routes[] = {
     {"GET", "/healthz", api_healthz},
     {"GET", "/readyz", api_readyz},
+    {"GET", "/metrics", api_metrics},
     {"POST", "/internal/replicas", api_replicas_create},
     {"GET", "/internal/replicas", api_replicas_list},
     {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete},

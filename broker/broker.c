@@ -51,6 +51,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "bmetrics.h"
 #include "logbudget.h"
 #include "registrar.h"
 #include "replica.h"
@@ -60,6 +61,7 @@
 #include "rq_fs.h"
 #include "rq_http.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_rpc.h"
@@ -162,6 +164,8 @@ struct broker {
     struct rq_http *http;
     struct registrar *registrar; /* NULL without --managers. */
     int lock_fd;
+    struct rq_metrics *metrics;
+    struct bmetrics bm;
 
     struct slot *slots;
     size_t n_slots;
@@ -189,6 +193,11 @@ static void budget_share(struct broker *b);
 const struct broker_config *broker_config(const struct broker *b)
 {
     return &b->cfg;
+}
+
+struct rq_metrics *broker_metrics(struct broker *b)
+{
+    return b->metrics;
 }
 
 bool broker_closing(const struct broker *b)
@@ -800,6 +809,48 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
     rq_buf_close(&out);
 }
 
+/* ---- Metrics ---- */
+
+/* Before every rendering: each replica's Raft and partition figures, the
+ * replicas by state, the io_destroy pool. */
+static void on_collect(void *data)
+{
+    struct broker *b = data;
+    double states[BMETRICS_STATES] = {0};
+
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct replica *r = b->slots[i].replica;
+        struct replica_status st;
+        replica_metrics_collect(r);
+        replica_status(r, &st);
+        for (size_t j = 0; j < BMETRICS_STATES; j++) {
+            if (strcmp(st.state, bmetrics_state_names[j]) == 0) {
+                states[j]++;
+            }
+        }
+    }
+    for (size_t j = 0; j < BMETRICS_STATES; j++) {
+        rq_metric_set(b->bm.replicas[j], states[j]);
+    }
+    rq_metric_set(b->bm.aio_deferred, (double)rq_aio_deferred());
+    rq_metric_set(b->bm.aio_inline, (double)rq_aio_inline());
+}
+
+static int metrics_start(struct broker *b, char *why, size_t whyn)
+{
+    int rv = rq_metrics_new(&b->metrics);
+    if (rv == 0) {
+        rv = bmetrics_init(&b->bm, b->metrics);
+    }
+    if (rv == 0) {
+        rv = rq_metrics_on_collect(b->metrics, on_collect, b);
+    }
+    if (rv != 0) {
+        snprintf(why, whyn, "metrics: %s", rq_strerror(rv)); /* UNTESTED */
+    }
+    return rv;
+}
+
 /* ---- Shutdown ---- */
 
 static void on_mux_closed(void *data)
@@ -1004,9 +1055,14 @@ static int start(struct broker *b, char *why, size_t whyn)
         return rv;
     }
     rq_rpc_set_handler(b->rpc, on_rpc, b);
+    rv = metrics_start(b, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     struct rq_http_config hc = {
         .bind_address = b->cfg.http_addr,
         .max_body = API_MAX_BODY,
+        .metrics = b->metrics,
     };
     rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,
                      whyn);
@@ -1027,6 +1083,7 @@ static int start(struct broker *b, char *why, size_t whyn)
         .raft_log_trailing_bytes = b->cfg.raft_log_trailing_bytes,
         .raft_segment_size = (size_t)b->cfg.raft_segment_size,
         .segment_bytes = b->cfg.segment_bytes,
+        .metrics = &b->bm,
     };
     rv = scan_replicas(b, why, whyn);
     if (rv != 0) {
@@ -1111,6 +1168,7 @@ int main(int argc, char **argv)
     }
     uv_run(b.loop, UV_RUN_DEFAULT);
     free(b.slots);
+    rq_metrics_free(b.metrics); /* Every replica and the server are gone. */
     rq_node_release_closed();
     if (uv_loop_close(b.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");

@@ -40,6 +40,9 @@ struct broker;
 
 const struct broker_config *broker_config(const struct broker *b);
 
+/* The broker's metrics registry (bmetrics.h), for GET /metrics. */
+struct rq_metrics *broker_metrics(struct broker *b);
+
 /* true once shutdown has begun: handlers answer 503. */
 bool broker_closing(const struct broker *b);
 

@@ -96,6 +96,7 @@ struct partition {
     char *dir; /* Owned, for reopening the log. */
     uint64_t segment_bytes;
     uint64_t group_id;
+    struct rq_metric *sync_seconds; /* Borrowed; may be NULL. */
     bool broken;         /* The log refused a write: reopen it first. */
     uint64_t next;       /* Logical next offset. */
     uint64_t last_index; /* Raft index of the last entry applied. */
@@ -355,7 +356,7 @@ static void notify(struct partition *p)
 static int log_open(struct partition *p, struct plog **out, char *why,
                     size_t whyn)
 {
-    struct plog_config cfg = {p->dir, p->segment_bytes, 0};
+    struct plog_config cfg = {p->dir, p->segment_bytes, 0, p->sync_seconds};
     return plog_open(&cfg, out, why, whyn);
 }
 
@@ -371,6 +372,7 @@ int partition_open(const struct partition_config *cfg, struct partition **out,
     }
     p->prod.lru = p->prod.mru = NONE;
     p->segment_bytes = cfg->segment_bytes;
+    p->sync_seconds = cfg->sync_seconds;
     p->group_id = cfg->group_id;
     p->dir = cfg->dir != NULL ? strdup(cfg->dir) : NULL;
     if (p->dir == NULL) {

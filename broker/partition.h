@@ -76,11 +76,14 @@
 #define PARTITION_STALE UINT64_MAX
 
 struct partition;
+struct rq_metric;
 
 struct partition_config {
     const char *dir;        /* The partition log's directory (borrowed). */
     uint64_t segment_bytes; /* plog segment size; 0: plog's default. */
     uint64_t group_id;      /* For log lines. */
+    /* Times the log's fdatasyncs (plog_config.sync_seconds); may be NULL. */
+    struct rq_metric *sync_seconds;
 };
 
 /* Opens the partition log in cfg->dir. RQ_IO / RQ_MALFORMED with @why. */

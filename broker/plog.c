@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -106,6 +107,7 @@ struct plog {
     struct spot hint;
     bool dir_dirty; /* A file was created since the last plog_sync(). */
     bool broken;    /* A write failed: refuse more until reopened. */
+    struct rq_metric *sync_seconds; /* Borrowed; may be NULL. */
 };
 
 /* magic:u32 | len:u32 | crc:u32 | count:u32 | base_offset:u64
@@ -289,8 +291,27 @@ static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
     return 0;
 }
 
-/* Writes @n bytes as the whole content of @path. */
-static int write_file(const char *path, const void *data, size_t n, bool sync)
+/* fdatasync(2) of @fd, timed into @timer (a histogram, or NULL). */
+static int timed_fdatasync(int fd, struct rq_metric *timer)
+{
+    struct timespec t0;
+    struct timespec t1;
+
+    if (timer == NULL) {
+        return fdatasync(fd);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rv = fdatasync(fd);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rq_metric_observe(timer, (double)(t1.tv_sec - t0.tv_sec) +
+                                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return rv;
+}
+
+/* Writes @n bytes as the whole content of @path; with @sync, made durable
+ * (timed into @timer). */
+static int write_file(const char *path, const void *data, size_t n, bool sync,
+                      struct rq_metric *timer)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -298,7 +319,7 @@ static int write_file(const char *path, const void *data, size_t n, bool sync)
     }
     struct iovec iov = {(void *)data, n};
     int rv = pwritev_full(fd, &iov, 1, 0);
-    if (rv == 0 && sync && fdatasync(fd) != 0) {
+    if (rv == 0 && sync && timed_fdatasync(fd, timer) != 0) {
         rv = RQ_IO;
     }
     close(fd);
@@ -377,7 +398,8 @@ static int idx_write(struct plog *l, bool sync)
 {
     char path[PATH_MAX];
     seg_path(l->dir, active(l)->base, "idx", path, sizeof path);
-    return write_file(path, l->idx, l->idx_n * INDEX_ENTRY, sync);
+    return write_file(path, l->idx, l->idx_n * INDEX_ENTRY, sync,
+                      l->sync_seconds);
 }
 
 static void seg_account(struct plog *l, struct seg *s,
@@ -454,7 +476,7 @@ static int seg_fd(struct plog *l, size_t si, int *fd)
 static int roll(struct plog *l)
 {
     struct seg *s = active(l);
-    if (fdatasync(l->active_fd) != 0) {
+    if (timed_fdatasync(l->active_fd, l->sync_seconds) != 0) {
         rq_log(RQ_ERROR, "fdatasync segment %020" PRIu64 ": %s", s->base,
                strerror(errno));
         return RQ_IO;
@@ -998,6 +1020,7 @@ int plog_open(const struct plog_config *cfg, struct plog **out, char *why,
     l->active_fd = -1;
     l->read_fd = -1;
     l->segment_bytes = segment_bytes;
+    l->sync_seconds = cfg->sync_seconds;
     l->index_interval =
         cfg->index_interval == 0 ? INDEX_INTERVAL_DEFAULT : cfg->index_interval;
     l->dir = strdup(cfg->dir);
@@ -1512,7 +1535,7 @@ int plog_sync(struct plog *l)
     if (l->broken) {
         return RQ_IO;
     }
-    if (fdatasync(l->active_fd) != 0) {
+    if (timed_fdatasync(l->active_fd, l->sync_seconds) != 0) {
         /* Pages that failed to write may be dropped: do not trust later. */
         rq_log(RQ_ERROR, "%s: fdatasync: %s", l->dir, strerror(errno));
         l->broken = true;

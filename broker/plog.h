@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "records.h"
+#include "rq_metrics.h"
 #include "rq_wire.h"
 
 #define PLOG_BATCH_HEADER 40
@@ -52,6 +53,9 @@ struct plog_config {
     uint64_t segment_bytes;  /* Roll once a segment reaches this; 0: 64 MiB;
                                 at most 1 GiB (index positions are u32). */
     uint32_t index_interval; /* 0: 4096 bytes between index entries. */
+    /* A histogram (borrowed; may be NULL) timing, in seconds, every
+     * fdatasync of a segment or an index file. */
+    struct rq_metric *sync_seconds;
 };
 
 /*

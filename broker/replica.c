@@ -64,6 +64,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bmetrics.h"
 #include "rq_entry.h"
 #include "rq_err.h"
 #include "rq_fs.h"
@@ -131,6 +132,7 @@ struct replica {
     struct raft_uv_transport transport;
     bool transport_live;
     struct rq_node *node;
+    struct bmetrics_replica metrics;
 
     struct rq_list waiters;
     uv_timer_t wake_timer; /* Wakes waiters on the loop after a change. */
@@ -297,6 +299,7 @@ int replica_open(struct replica *r, char *why, size_t whyn)
         .dir = log_dir,
         .segment_bytes = env->segment_bytes,
         .group_id = r->desc.group_id,
+        .sync_seconds = env->metrics != NULL ? env->metrics->fsync : NULL,
     };
     rv = partition_open(&pc, &r->partition, why, whyn);
     if (rv != 0) {
@@ -348,6 +351,8 @@ int replica_open(struct replica *r, char *why, size_t whyn)
         return rv;
     }
     r->state = REPLICA_OPEN;
+    bmetrics_replica_open(env->metrics, &r->metrics, r->desc.topic,
+                          r->desc.partition_id, r->desc.group_id);
     rq_log(RQ_INFO,
            "%s: open, topic %s partition %" PRIu64 ", offsets %" PRIu64
            "..%" PRIu64 ", preferred leader %" PRIu64,
@@ -395,6 +400,7 @@ static void close_step(struct replica *r)
     void (*cb)(void *, uint64_t, int) = r->close_cb;
     void *data = r->close_data;
     uint64_t gid = r->desc.group_id;
+    bmetrics_replica_close(&r->metrics);
     free(r);
     if (cb != NULL) {
         cb(data, gid, status);
@@ -501,6 +507,39 @@ void replica_status(const struct replica *r, struct replica_status *out)
          e = e->next) {
         out->waiters++;
     }
+}
+
+/* ---- Metrics ---- */
+
+struct bmetrics_replica *replica_metrics(struct replica *r)
+{
+    return &r->metrics;
+}
+
+void replica_metrics_collect(struct replica *r)
+{
+    struct bmetrics_replica *m = &r->metrics;
+    struct rq_node_info info;
+    struct rq_node_counters counters;
+    struct rq_node_log_memory mem;
+
+    if (r->state != REPLICA_OPEN || m->term == NULL) {
+        return;
+    }
+    rq_node_info(r->node, &info);
+    rq_node_counters(r->node, &counters);
+    rq_node_log_memory(r->node, &mem);
+    rq_metric_set(m->term, (double)info.term);
+    rq_metric_set(m->commit, (double)info.commit);
+    rq_metric_set(m->applied, (double)info.applied);
+    rq_metric_set(m->is_leader, info.role == RQ_ROLE_LEADER ? 1 : 0);
+    rq_metric_set(m->leader_changes, (double)counters.leader_changes);
+    rq_metric_set(m->snapshots, (double)counters.snapshots);
+    rq_metric_set(m->raft_log_bytes, (double)mem.bytes);
+    rq_metric_set(m->first_offset,
+                  (double)partition_first_offset(r->partition));
+    rq_metric_set(m->next_offset, (double)partition_next_offset(r->partition));
+    rq_metric_set(m->log_bytes, (double)partition_bytes(r->partition));
 }
 
 /* ---- Raft log memory ---- */

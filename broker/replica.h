@@ -64,6 +64,9 @@
 #define REPLICA_RPC_MEMBERS 2
 #define REPLICA_MEMBERS_REQUEST 8
 
+struct bmetrics;
+struct bmetrics_replica;
+
 /* What every replica of a broker shares (all borrowed; outlive replicas). */
 struct replica_env {
     uv_loop_t *loop;
@@ -82,6 +85,7 @@ struct replica_env {
     uint64_t raft_log_trailing_bytes;
     size_t raft_segment_size;
     uint64_t segment_bytes;
+    const struct bmetrics *metrics; /* NULL: no metrics. */
 };
 
 enum replica_state {
@@ -257,6 +261,16 @@ void replica_set_log_budget(struct replica *r, uint64_t memory_bytes,
 
 /* rq_node_compact() on an open replica; RQ_INVALID if it is not open. */
 int replica_compact(struct replica *r, bool barrier);
+
+/* ---- Metrics (bmetrics.h) ---- */
+
+/* The replica's children: taken when it opens, given back when it is
+ * freed (all NULL before it opens or without metrics). */
+struct bmetrics_replica *replica_metrics(struct replica *r);
+
+/* Sets an open replica's Raft and partition gauges and mirrored counters
+ * from its node and log; for the broker's collect callback. */
+void replica_metrics_collect(struct replica *r);
 
 /* ---- Maintenance, from the broker's timers ---- */
 

@@ -33,6 +33,7 @@
 #include "routing.h"
 #include "rq_err.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 
 #define LOG_TAG "admin"
 
@@ -116,63 +117,17 @@ void admin_readyz(struct rq_http_req *req, void *data)
 void admin_metrics(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
-    struct rq_node_info info;
-    struct rq_http_stats hs;
-    char text[4096];
+    struct rq_buf out;
 
-    rq_node_info(m->node, &info);
-    rq_http_stats(m->http, &hs);
-    int n = snprintf(text, sizeof text,
-                     "# TYPE raftq_manager_leader gauge\n"
-                     "raftq_manager_leader %d\n"
-                     "# TYPE raftq_manager_term gauge\n"
-                     "raftq_manager_term %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_commit_index gauge\n"
-                     "raftq_manager_commit_index %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_applied_index gauge\n"
-                     "raftq_manager_applied_index %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_proposals_total counter\n"
-                     "raftq_manager_proposals_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_proposal_errors_total counter\n"
-                     "raftq_manager_proposal_errors_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_forwarded_total counter\n"
-                     "raftq_manager_forwarded_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_produced_total counter\n"
-                     "raftq_manager_produced_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_consumed_total counter\n"
-                     "raftq_manager_consumed_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_read_barriers_total counter\n"
-                     "raftq_manager_read_barriers_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_read_index_total counter\n"
-                     "raftq_manager_read_index_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_manager_routes gauge\n"
-                     "raftq_manager_routes %zu\n"
-                     "# TYPE raftq_http_requests_total counter\n"
-                     "raftq_http_requests_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_http_rejected_total counter\n"
-                     "raftq_http_rejected_total %" PRIu64
-                     "\n"
-                     "# TYPE raftq_http_connections gauge\n"
-                     "raftq_http_connections %u\n",
-                     info.ready ? 1 : 0, info.term, info.commit, info.applied,
-                     m->stats.proposals, m->stats.proposal_errors,
-                     m->stats.forwarded, m->stats.produced, m->stats.consumed,
-                     m->stats.read_barriers, m->stats.read_index,
-                     routing_count(m->routing), hs.requests, hs.rejected,
-                     hs.connections);
-    rq_http_reply_text(req, 200, "text/plain; version=0.0.4", text,
-                       n > 0 && (size_t)n < sizeof text ? (size_t)n : 0);
+    rq_buf_init(&out);
+    if (rq_metrics_render(m->metrics, &out) != 0) {
+        rq_buf_close(&out); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    rq_http_reply_text(req, 200, RQ_METRICS_CONTENT_TYPE,
+                       (const char *)out.base, out.len);
+    rq_buf_close(&out);
 }
 
 /* ---- Managers and brokers ---- */

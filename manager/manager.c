@@ -48,6 +48,7 @@
 
 #include "admin.h"
 #include "liveness.h"
+#include "mmetrics.h"
 #include "mstore.h"
 #include "qapi.h"
 #include "reconcile.h"
@@ -58,6 +59,7 @@
 #include "rq_fs.h"
 #include "rq_httpc.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_wire.h"
@@ -1304,9 +1306,15 @@ static int start(struct manager *m, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    if (rq_metrics_new(&m->metrics) != 0 ||
+        mmetrics_new(m, m->metrics, &m->mmetrics) != 0) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
     struct rq_http_config hc = {
         .bind_address = m->cfg.http_addr,
         .max_body = MAX_BODY,
+        .metrics = m->metrics,
     };
     rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0], m,
                      &m->http, why, whyn);
@@ -1380,6 +1388,8 @@ int main(int argc, char **argv)
     reconcile_free(m.reconcile);
     liveness_free(m.liveness);
     routing_free(m.routing);
+    mmetrics_free(m.mmetrics); /* The HTTP server is gone. */
+    rq_metrics_free(m.metrics);
     rq_node_release_closed();
     if (uv_loop_close(m.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");

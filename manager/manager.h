@@ -57,6 +57,8 @@ struct routing;
 struct liveness;
 struct reconcile;
 struct repair;
+struct rq_metrics;
+struct mmetrics;
 
 struct manager_stats {
     uint64_t proposals;
@@ -118,6 +120,8 @@ struct manager {
 
     struct consumers *consumers; /* qapi.c: per-consumer serialization. */
     struct manager_stats stats;
+    struct rq_metrics *metrics; /* GET /metrics renders it. */
+    struct mmetrics *mmetrics;
 };
 
 /* The wall clock in milliseconds (commands carry the proposer's clock). */

@@ -82,6 +82,11 @@ static const char *const meta_keys[] = {
 #define TOPIC_COLS \
     "name, created_ms, retention_bytes, retention_ms, n_partitions"
 #define PARTITION_COLS "topic, partition_id, group_id, epoch, r0, r1, r2"
+/* Each consumer with the partitions it reads: its bound one, else every
+ * partition of its topic. */
+#define POSITIONS_FROM                                         \
+    "FROM consumers c JOIN partitions p ON p.topic = c.topic " \
+    "AND (c.partition_id IS NULL OR p.partition_id = c.partition_id)"
 
 /* Every statement the store runs, prepared once at open. */
 #define STATEMENTS(X)                                                         \
@@ -160,7 +165,14 @@ static const char *const meta_keys[] = {
       "ORDER BY partition_id")                                                \
     X(OFFSETS_DELETE,                                                         \
       "DELETE FROM offsets WHERE consumer_id IN "                             \
-      "(SELECT id FROM consumers WHERE topic = ?1)")
+      "(SELECT id FROM consumers WHERE topic = ?1)")                          \
+    X(POSITIONS,                                                              \
+      "SELECT c.id, c.topic, p.partition_id, p.group_id, "                    \
+      "coalesce(o.next_offset, 0) " POSITIONS_FROM                            \
+      " LEFT JOIN offsets o ON o.consumer_id = c.id "                         \
+      "AND o.partition_id = p.partition_id "                                  \
+      "ORDER BY c.id DESC, p.partition_id LIMIT ?1")                          \
+    X(POSITIONS_COUNT, "SELECT count(*) " POSITIONS_FROM)
 
 enum stmt_id {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -1377,6 +1389,33 @@ int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out)
 {
     bind_u64(s->st[ST_CONSUMER_GET], 1, id);
     return lookup(s, ST_CONSUMER_GET, read_client, out, sizeof *out);
+}
+
+static void read_position(sqlite3_stmt *st, void *item)
+{
+    struct mstore_position *p = item;
+    p->consumer_id = col_u64(st, 0);
+    col_text(st, 1, p->topic, sizeof p->topic);
+    p->partition_id = (uint32_t)col_u64(st, 2);
+    p->group_id = col_u64(st, 3);
+    p->next_offset = col_u64(st, 4);
+}
+
+int mstore_positions(struct mstore *s, size_t max, struct mstore_position **out,
+                     size_t *n, size_t *total)
+{
+    sqlite3_stmt *st = s->st[ST_POSITIONS_COUNT];
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int rv = sql_fail(s->db, rc, stmt_sql[ST_POSITIONS_COUNT]);
+        done(s, ST_POSITIONS_COUNT);
+        return rv;
+    }
+    *total = (size_t)col_u64(st, 0);
+    done(s, ST_POSITIONS_COUNT);
+    bind_u64(s->st[ST_POSITIONS], 1, max);
+    return collect(s, ST_POSITIONS, sizeof **out, read_position, (void **)out,
+                   n);
 }
 
 int mstore_offsets(struct mstore *s, uint64_t consumer_id,

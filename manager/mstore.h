@@ -164,4 +164,22 @@ int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out);
 int mstore_offsets(struct mstore *s, uint64_t consumer_id,
                    struct mstore_offset **out, size_t *n);
 
+/* A consumer's committed offset on one partition it reads. */
+struct mstore_position {
+    uint64_t consumer_id;
+    char topic[MCMD_NAME_MAX + 1];
+    uint32_t partition_id;
+    uint64_t group_id;
+    uint64_t next_offset; /* 0 when never committed */
+};
+
+/*
+ * Every consumer's position on each partition it reads (the one it is
+ * bound to, else every partition of its topic), newest consumer first and
+ * in partition order, at most @max of them (for metrics); *@total says how
+ * many there are in all.
+ */
+int mstore_positions(struct mstore *s, size_t max, struct mstore_position **out,
+                     size_t *n, size_t *total);
+
 #endif /* MSTORE_H */

@@ -65,6 +65,7 @@
 #include "rq_err.h"
 #include "rq_list.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 
 #define LOG_TAG "rq_http"
 
@@ -87,6 +88,8 @@
 #define LOG_WINDOW_MS 1000
 #define HOST_MAX 256
 #define WHY_MAX 256
+/* The route label of requests no route took. */
+#define UNMATCHED "unmatched"
 
 struct header {
     struct header *next;
@@ -144,7 +147,31 @@ struct rq_http_req {
     bool watch_open;       /* watch's close callback has not run yet. */
     bool close_connection; /* Reply with "Connection: close". */
     bool mhd_done;         /* on_completed ran. */
+    uint64_t start_ns;     /* uv_hrtime() when the headers were in. */
 };
+
+/* One status code's request counter of a route. */
+struct code_count {
+    unsigned code;
+    struct rq_metric *requests;
+};
+
+/* The request metrics of a route, or of the requests no route took with
+ * one method: children taken on first use, kept until the server is
+ * freed, so counting a reply allocates only the first time its code is
+ * seen there. */
+struct route_metrics {
+    struct rq_metric *duration;
+    struct code_count *codes;
+    size_t n_codes;
+};
+
+/* The methods unmatched requests are counted under; anything else is the
+ * last ("other"), so a client cannot invent label values. */
+static const char *const known_methods[] = {
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+};
+#define N_KNOWN_METHODS (sizeof known_methods / sizeof known_methods[0])
 
 struct rq_http {
     uv_loop_t *loop;
@@ -173,9 +200,19 @@ struct rq_http {
     unsigned log_suppressed;
     void (*close_cb)(void *data);
     void *close_data;
+
+    /* Request metrics (NULL without a registry). */
+    struct rq_metrics *metrics;
+    struct rq_metric_family *m_requests;
+    struct rq_metric_family *m_duration;
+    struct rq_metric *m_connections;
+    struct rq_metric *m_waiting;
+    /* n_routes for the routes, then N_KNOWN_METHODS for unmatched. */
+    struct route_metrics *route_metrics;
 };
 
 static void run_mhd(struct rq_http *h);
+static void metrics_close(struct rq_http *h);
 static void on_timer(uv_timer_t *t);
 
 /* ---- Small helpers ---- */
@@ -304,6 +341,7 @@ static void server_unref(struct rq_http *h)
         void (*cb)(void *) = h->close_cb;
         void *data = h->close_data;
         assert(h->stopped);
+        metrics_close(h);
         free(h);
         if (cb != NULL) {
             cb(data);
@@ -584,6 +622,146 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_maybe_free(req);
 }
 
+/* ---- Request metrics ---- */
+
+/* From half a millisecond (a local answer) to a minute (the longest long
+ * poll). */
+static const double duration_buckets[] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25,   0.5,   1,      2.5,   5,    10,    30,   60,
+};
+
+static size_t method_index(const char *method)
+{
+    for (size_t i = 0; i + 1 < N_KNOWN_METHODS; i++) {
+        if (method != NULL && strcmp(method, known_methods[i]) == 0) {
+            return i;
+        }
+    }
+    return N_KNOWN_METHODS - 1;
+}
+
+/* Counts and times the reply to @req (see rq_http_config.metrics). */
+static void count_reply(struct rq_http_req *req, unsigned status)
+{
+    struct rq_http *h = req->h;
+    struct route_metrics *rm;
+    struct rq_metric *requests = NULL;
+    const char *labels[3];
+    char code[16];
+
+    if (h->route_metrics == NULL) {
+        return;
+    }
+    if (req->route != NULL) {
+        rm = &h->route_metrics[req->route - h->routes];
+        labels[0] = req->route->method;
+        labels[1] = req->route->pattern;
+    } else {
+        size_t i = method_index(req->method);
+        rm = &h->route_metrics[h->n_routes + i];
+        labels[0] = known_methods[i];
+        labels[1] = UNMATCHED;
+    }
+    if (rm->duration == NULL) {
+        rm->duration = rq_metric_get(h->m_duration, labels);
+    }
+    if (req->started) {
+        rq_metric_observe(rm->duration,
+                          (double)(uv_hrtime() - req->start_ns) / 1e9);
+    }
+    for (size_t i = 0; i < rm->n_codes; i++) {
+        if (rm->codes[i].code == status) {
+            requests = rm->codes[i].requests;
+            break;
+        }
+    }
+    if (requests == NULL) {
+        struct code_count *codes =
+            realloc(rm->codes, (rm->n_codes + 1) * sizeof *codes);
+        if (codes == NULL) {
+            return; /* UNTESTED: ENOMEM only; this reply is not counted. */
+        }
+        rm->codes = codes;
+        snprintf(code, sizeof code, "%u", status);
+        labels[2] = code;
+        requests = rq_metric_get(h->m_requests, labels);
+        if (requests == NULL) {
+            return; /* UNTESTED: ENOMEM only. */
+        }
+        codes[rm->n_codes++] = (struct code_count){status, requests};
+    }
+    rq_metric_inc(requests);
+}
+
+static void metrics_collect(void *data)
+{
+    struct rq_http *h = data;
+    rq_metric_set(h->m_connections, h->stats.connections);
+    rq_metric_set(h->m_waiting, h->stats.suspended);
+}
+
+/* Registers the server's families in @m. Without memory for them the
+ * server runs uncounted. */
+static void metrics_open(struct rq_http *h, struct rq_metrics *m)
+{
+    static const struct rq_metric_def defs[] = {
+        {RQ_METRIC_COUNTER,
+         "raftq_http_requests_total",
+         "HTTP requests answered, by method, route pattern and status code.",
+         {"method", "route", "code"}},
+        {RQ_METRIC_HISTOGRAM,
+         "raftq_http_request_duration_seconds",
+         "Time from a request's headers to its answer, by method and route "
+         "pattern (long polls and waits for a Raft commit included).",
+         {"method", "route"},
+         duration_buckets,
+         sizeof duration_buckets / sizeof duration_buckets[0]},
+        {RQ_METRIC_GAUGE,
+         "raftq_http_connections",
+         "Open HTTP connections.",
+         {NULL}},
+        {RQ_METRIC_GAUGE,
+         "raftq_http_waiting_requests",
+         "HTTP requests waiting for their answer (long polls, Raft commits).",
+         {NULL}},
+    };
+    h->m_requests = rq_metrics_add(m, &defs[0]);
+    h->m_duration = rq_metrics_add(m, &defs[1]);
+    h->m_connections = rq_metric_family_child(rq_metrics_add(m, &defs[2]));
+    h->m_waiting = rq_metric_family_child(rq_metrics_add(m, &defs[3]));
+    h->route_metrics =
+        calloc(h->n_routes + N_KNOWN_METHODS, sizeof *h->route_metrics);
+    if (h->m_requests == NULL || h->m_duration == NULL ||
+        h->route_metrics == NULL ||
+        rq_metrics_on_collect(m, metrics_collect, h) != 0) {
+        /* UNTESTED: ENOMEM only. */
+        rq_log(RQ_WARN, "no memory for HTTP metrics; requests go uncounted");
+        free(h->route_metrics);
+        h->route_metrics = NULL;
+        return;
+    }
+    h->metrics = m;
+}
+
+static void metrics_close(struct rq_http *h)
+{
+    if (h->route_metrics == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < h->n_routes + N_KNOWN_METHODS; i++) {
+        struct route_metrics *rm = &h->route_metrics[i];
+        rq_metric_put(rm->duration);
+        for (size_t j = 0; j < rm->n_codes; j++) {
+            rq_metric_put(rm->codes[j].requests);
+        }
+        free(rm->codes);
+    }
+    free(h->route_metrics);
+    h->route_metrics = NULL;
+    rq_metrics_off_collect(h->metrics, metrics_collect, h);
+}
+
 /* ---- Building replies ---- */
 
 static void add_headers(struct rq_http_req *req, struct MHD_Response *resp,
@@ -633,6 +811,7 @@ static void req_reply_response(struct rq_http_req *req, unsigned status,
     req->replied = true;
     req->status = status;
     req->response = resp;
+    count_reply(req, status);
     rq_list_remove(&req->link);
     watch_stop(req);
     if (req->suspended) {
@@ -927,6 +1106,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     }
     if (!req->started) {
         req->started = true;
+        req->start_ns = uv_hrtime();
         req->conn = conn;
         on_headers(req, method);
         return req->replied ? queue(req) : MHD_YES;
@@ -1044,7 +1224,7 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
         return RQ_INVALID;
     }
     rv = rq_listen_addr_split(cfg->bind_address, host, sizeof host, &port, why,
-                            whyn);
+                              whyn);
     if (rv != 0) {
         return rv;
     }
@@ -1112,6 +1292,9 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     h->drain.data = h;
     h->refs = 3;
     h->log_window_ms = uv_now(loop);
+    if (cfg->metrics != NULL) {
+        metrics_open(h, cfg->metrics);
+    }
     uv_poll_start(&h->poll, UV_READABLE, on_epoll);
     /* MHD adds the listening socket to its set in its first run. That run
      * happens on the loop, never inside this call, so no handler can run

@@ -26,6 +26,7 @@
 
 struct rq_http;
 struct rq_http_req;
+struct rq_metrics;
 
 typedef void (*rq_http_handler)(struct rq_http_req *req, void *data);
 
@@ -40,6 +41,16 @@ struct rq_http_config {
     size_t max_body;          /* 0: 16 MiB. */
     unsigned max_connections; /* 0: 1024. */
     unsigned idle_timeout_s;  /* 0: 60; slow clients are cut off. */
+    /* Where to count requests (borrowed; outlives the server), or NULL.
+     * Every reply is counted in raftq_http_requests_total{method, route,
+     * code} and timed from its headers' arrival to the reply in
+     * raftq_http_request_duration_seconds{method, route}, by the matched
+     * route's pattern ("/v1/topics/{topic}/records"), never the raw path;
+     * requests no route took (404, 405, 413, 503 while closing) under
+     * route "unmatched" with the method reduced to a known few or
+     * "other". Gauges raftq_http_connections and
+     * raftq_http_waiting_requests (suspended) are set when scraped. */
+    struct rq_metrics *metrics;
 };
 
 /*

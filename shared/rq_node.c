@@ -79,8 +79,9 @@ struct rq_node {
     struct raft_io io;
     struct raft raft;
     struct rq_fsm_adapter fsm;
-    /* With byte-sized snapshots the adapter calls sized_ops, which count
-     * each entry in logmem and pass it on to the owner's state machine. */
+    /* The adapter calls node_ops, which pass everything on to the
+     * owner's state machine, counting snapshots and, with byte-sized
+     * snapshots, each entry in logmem. */
     const struct rq_fsm_ops *ops;
     void *fsm_data;
     struct rq_logmem logmem;
@@ -97,6 +98,9 @@ struct rq_node {
     raft_term ready_term;   /* Term whose barrier was applied; 0: none. */
 
     struct rq_node_info last; /* As last reported to the change callback. */
+    struct rq_node_counters counters;
+    uint64_t counted_leader; /* The leader and term last counted as a */
+    uint64_t counted_term;   /* change (counters.leader_changes). */
     rq_node_change_cb change_cb;
     void *change_data;
 
@@ -356,6 +360,12 @@ static void poll_cb(uv_timer_t *timer)
         return;
     }
     log_change(n, &n->last, &now);
+    if (now.leader_id != 0 &&
+        (now.leader_id != n->counted_leader || now.term != n->counted_term)) {
+        n->counters.leader_changes++;
+        n->counted_leader = now.leader_id;
+        n->counted_term = now.term;
+    }
     n->last = now;
     if (n->change_cb != NULL) {
         /* Last: the callback may close the node. */
@@ -363,45 +373,55 @@ static void poll_cb(uv_timer_t *timer)
     }
 }
 
-/* ---- Snapshots sized by bytes ---- */
+/* ---- The state machine as the adapter sees it ---- */
 
 /*
- * The state machine as the adapter sees it when snapshots are sized by
- * bytes: each entry applied is counted (its framed size, as libraft holds
- * it) and the entry counts libraft snapshots by follow the average. A new
- * threshold takes effect after this apply; a new trailing count at the
- * next snapshot (one already being written keeps the count it started
- * with on disk and may trim memory by the new one: both only decide how
- * many committed entries stay behind the snapshot).
+ * The adapter calls node_ops, which pass everything on to the owner's
+ * state machine and count snapshots taken and restored
+ * (rq_node_counters). When snapshots are sized by bytes, each entry
+ * applied is also counted (its framed size, as libraft holds it) and the
+ * entry counts libraft snapshots by follow the average. A new threshold
+ * takes effect after this apply; a new trailing count at the next
+ * snapshot (one already being written keeps the count it started with on
+ * disk and may trim memory by the new one: both only decide how many
+ * committed entries stay behind the snapshot).
  */
-static int sized_apply(void *data, uint64_t index, const uint8_t *payload,
-                       size_t len, uint64_t *result)
+static int node_apply(void *data, uint64_t index, const uint8_t *payload,
+                      size_t len, uint64_t *result)
 {
     struct rq_node *n = data;
     int rv = n->ops->apply(n->fsm_data, index, payload, len, result);
-    if (rv == 0 &&
+    if (rv == 0 && n->sized &&
         rq_logmem_add(&n->logmem, RQ_ENTRY_HEADER + ((len + 7) & ~(size_t)7))) {
         set_counts(n);
     }
     return rv;
 }
 
-static int sized_snapshot(void *data, struct raft_buffer *out)
+static int node_snapshot(void *data, struct raft_buffer *out)
 {
     struct rq_node *n = data;
-    return n->ops->snapshot(n->fsm_data, out);
+    int rv = n->ops->snapshot(n->fsm_data, out);
+    if (rv == 0) {
+        n->counters.snapshots++;
+    }
+    return rv;
 }
 
-static int sized_restore(void *data, const uint8_t *buf, size_t len)
+static int node_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct rq_node *n = data;
-    return n->ops->restore(n->fsm_data, buf, len);
+    int rv = n->ops->restore(n->fsm_data, buf, len);
+    if (rv == 0) {
+        n->counters.restores++;
+    }
+    return rv;
 }
 
-static const struct rq_fsm_ops sized_ops = {
-    .apply = sized_apply,
-    .snapshot = sized_snapshot,
-    .restore = sized_restore,
+static const struct rq_fsm_ops node_ops = {
+    .apply = node_apply,
+    .snapshot = node_snapshot,
+    .restore = node_restore,
 };
 
 /* Closed nodes held back from release (see bury()). */
@@ -479,10 +499,8 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
             .max_trailing = trailing,
         };
         rq_logmem_init(&n->logmem, &lc);
-        rq_fsm_adapter_init(&n->fsm, &sized_ops, n);
-    } else {
-        rq_fsm_adapter_init(&n->fsm, ops, fsm_data);
     }
+    rq_fsm_adapter_init(&n->fsm, &node_ops, n);
     rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, cfg->id, cfg->address);
     if (rv != 0) {
         snprintf(why, whyn, "raft_init %s: %s", cfg->dir,
@@ -727,6 +745,11 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
         return error_from_raft(rv);
     }
     return 0;
+}
+
+void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out)
+{
+    *out = n->counters;
 }
 
 /* ---- Raft log memory ---- */

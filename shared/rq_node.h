@@ -110,6 +110,17 @@ void rq_node_on_change(struct rq_node *n, rq_node_change_cb cb, void *data);
 
 bool rq_node_ready(const struct rq_node *n);
 void rq_node_info(const struct rq_node *n, struct rq_node_info *out);
+
+/* Counts since the node was created, for metrics. */
+struct rq_node_counters {
+    /* A leader became known in a term after the last one counted, or
+     * another leader did (as the change poll sees it: changes quicker
+     * than a poll are missed). */
+    uint64_t leader_changes;
+    uint64_t snapshots; /* Taken by this node's state machine. */
+    uint64_t restores;  /* Installed from a leader or loaded at start. */
+};
+void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out);
 const char *rq_role_name(enum rq_role role);
 
 /*

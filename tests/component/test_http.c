@@ -31,6 +31,7 @@
 #include "harness.h"
 #include "rq_err.h"
 #include "rq_http.h"
+#include "rq_metrics.h"
 
 #define MAX_BODY 200000
 #define IDLE_S 1
@@ -55,6 +56,7 @@ struct env {
     unsigned n_held;
     unsigned aborts;
     unsigned want_suspended;
+    struct rq_metrics *metrics; /* Given to the server when set. */
 };
 
 /* A response as read by a client: status, raw headers and body. */
@@ -250,6 +252,7 @@ static int teardown(void **state)
     uv_run(&e->loop, UV_RUN_DEFAULT);
     /* Every handle of the server, its requests' included, is closed. */
     assert_int_equal(uv_loop_close(&e->loop), 0);
+    rq_metrics_free(e->metrics); /* After the server has let go of it. */
     free(e);
     return 0;
 }
@@ -261,6 +264,7 @@ static void start_with(struct env *e, unsigned max_connections)
         .max_body = MAX_BODY,
         .max_connections = max_connections,
         .idle_timeout_s = IDLE_S,
+        .metrics = e->metrics,
     };
     char why[256];
     int rv =
@@ -1019,6 +1023,101 @@ static void test_http_reply_text_content_type(void **state)
     resp_free(&r);
 }
 
+/* The value of the sample line that starts with @prefix, or -1. */
+static double sample(const char *text, const char *prefix)
+{
+    for (const char *p = strstr(text, prefix); p != NULL;
+         p = strstr(p + 1, prefix)) {
+        if (p == text || p[-1] == '\n') {
+            return strtod(p + strlen(prefix), NULL);
+        }
+    }
+    return -1;
+}
+
+static void test_http_metrics_count_by_route_pattern(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    struct rq_buf b;
+
+    assert_int_equal(rq_metrics_new(&e->metrics), 0);
+    start(e);
+    static const struct {
+        const char *req;
+        int status;
+    } reqs[] = {
+        {"GET /v1/topics/a/records HTTP/1.1\r\n", 200},
+        {"GET /v1/topics/b/records?partition=3 HTTP/1.1\r\n", 200},
+        {"GET /v1/busy HTTP/1.1\r\n", 503},
+        {"GET /v1/later HTTP/1.1\r\n", 200},
+        /* An encoded slash matches no route; nor does an unknown path. */
+        {"GET /v1/topics/b%2Fc/records HTTP/1.1\r\n", 404},
+        {"GET /nowhere HTTP/1.1\r\n", 404},
+        {"BREW /nowhere HTTP/1.1\r\n", 404},
+        {"DELETE /v1/hold HTTP/1.1\r\n", 405},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "%sHost: x\r\nConnection: close\r\n\r\n",
+                 reqs[i].req);
+        fetch(e, text, &r);
+        assert_int_equal(r.status, reqs[i].status);
+        resp_free(&r);
+    }
+
+    rq_buf_init(&b);
+    assert_int_equal(rq_metrics_render(e->metrics, &b), 0);
+    rq_buf_put_u8(&b, '\0');
+    const char *text = (const char *)b.base;
+    static const struct {
+        const char *prefix;
+        double value;
+    } want[] = {
+        {"raftq_http_requests_total{method=\"GET\",route=\"/v1/topics/"
+         "{topic}/records\",code=\"200\"} ",
+         2},
+        {"raftq_http_requests_total{method=\"GET\",route=\"/v1/busy\","
+         "code=\"503\"} ",
+         1},
+        {"raftq_http_requests_total{method=\"GET\",route=\"unmatched\","
+         "code=\"404\"} ",
+         2},
+        {"raftq_http_requests_total{method=\"other\",route=\"unmatched\","
+         "code=\"404\"} ",
+         1},
+        {"raftq_http_requests_total{method=\"DELETE\",route=\"unmatched\","
+         "code=\"405\"} ",
+         1},
+        {"raftq_http_request_duration_seconds_count{method=\"GET\",route="
+         "\"/v1/topics/{topic}/records\"} ",
+         2},
+        {"raftq_http_request_duration_seconds_bucket{method=\"GET\",route="
+         "\"/v1/later\",le=\"+Inf\"} ",
+         1},
+        {"raftq_http_waiting_requests ", 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        double v = sample(text, want[i].prefix);
+        if (v != want[i].value) {
+            fail_msg("%s: %g, not %g, in:\n%s", want[i].prefix, v,
+                     want[i].value, text);
+        }
+    }
+    /* The late reply was timed from its headers to its answer. */
+    assert_true(sample(text,
+                       "raftq_http_request_duration_seconds_sum{method="
+                       "\"GET\",route=\"/v1/later\"} ") >= LATE_MS / 1000.0);
+    assert_true(sample(text,
+                       "raftq_http_request_duration_seconds_bucket{"
+                       "method=\"GET\",route=\"/v1/later\",le=\"0."
+                       "0005\"} ") == 0);
+    /* Raw paths never become label values. */
+    assert_null(strstr(text, "/v1/topics/a/"));
+    assert_null(strstr(text, "BREW"));
+    rq_buf_close(&b);
+}
+
 struct closing {
     struct env *e;
     struct conns cs;
@@ -1262,6 +1361,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_retry_after_header, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_http_metrics_count_by_route_pattern, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_reply_text_content_type,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -527,6 +527,11 @@ static void test_node_restores_snapshot_and_tail(void **state)
      * snapshots; raft skips one while the previous is still being written,
      * so how many depends on the disk. */
     assert_true(tn->fsm.snapshots >= 3);
+    struct rq_node_counters counters;
+    rq_node_counters(tn->node, &counters);
+    assert_int_equal(counters.snapshots, tn->fsm.snapshots);
+    assert_int_equal(counters.restores, 0);
+    assert_int_equal(counters.leader_changes, 1); /* Itself, once. */
     tnode_close(tn);
     assert_true(count_prefixed(tn->dir, "snapshot-") >= 1);
     assert_true(check_segments(tn->dir, SEGMENT_SIZE, &closed) >= 2);
@@ -536,6 +541,8 @@ static void test_node_restores_snapshot_and_tail(void **state)
     /* raft_start() restores the snapshot synchronously (and a sole voter
      * also applies the tail there, on electing itself). */
     assert_int_equal(tn->fsm.restores, 1);
+    rq_node_counters(tn->node, &counters);
+    assert_int_equal(counters.restores, 1);
     assert_true(tn->fsm.restored > 0);
     assert_true(tn->fsm.restored <= waves * per_wave);
     assert_true(run_until(fx, is_ready, tn, WAIT_MS));
@@ -844,6 +851,10 @@ static void test_node_three_voters_replicate_and_fail_over(void **state)
     assert_true(next->n_events > 0);
     assert_true(next->events[next->n_events - 1].ready);
     assert_int_equal(next->events[next->n_events - 1].role, RQ_ROLE_LEADER);
+    /* It saw the first leader, then itself in a later term. */
+    struct rq_node_counters counters;
+    rq_node_counters(next->node, &counters);
+    assert_true(counters.leader_changes >= 2);
 
     /* The closed leader's entry may or may not have been replicated before
      * it closed; the new leader's barrier has applied it if it was. */

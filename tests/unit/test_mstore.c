@@ -650,6 +650,79 @@ static void test_mstore_offset_commit_is_all_or_nothing(void **state)
     assert_offsets(f->s, 1, after_top, 3);
 }
 
+/* Positions list each consumer's partitions (only its bound one when
+ * bound), newest consumer first, capped with the total still told. */
+static void test_mstore_positions_newest_first(void **state)
+{
+    struct fixture *f = *state;
+    struct mstore_position *pos;
+    struct mstore_partition *parts;
+    size_t n;
+    size_t total;
+
+    struct mcmd c = topic_create("t", 3);
+    step(f, &c);
+    c = topic_create("u", 2);
+    step(f, &c);
+    assert_int_equal(mstore_positions(f->s, 100, &pos, &n, &total), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 0);
+    free(pos);
+
+    c = client(MCMD_CONSUMER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+    c = client(MCMD_CONSUMER_REGISTER, "u", 1);
+    assert_ok(step(f, &c), 2);
+    c = client(MCMD_CONSUMER_REGISTER, "t", 0);
+    assert_ok(step(f, &c), 3);
+    struct mcmd_offset offs[1] = {{2, 7, MCMD_ANY}};
+    c = commit(1, 0, 1, offs);
+    assert_ok(step(f, &c), 0);
+
+    static const struct {
+        uint64_t consumer;
+        const char *topic;
+        uint32_t partition;
+        uint64_t offset;
+    } want[] = {
+        {3, "t", 0, 0}, {2, "u", 1, 0}, {1, "t", 0, 0},
+        {1, "t", 1, 0}, {1, "t", 2, 7},
+    };
+    assert_int_equal(mstore_positions(f->s, 100, &pos, &n, &total), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(total, 5);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(pos[i].consumer_id, want[i].consumer);
+        assert_string_equal(pos[i].topic, want[i].topic);
+        assert_int_equal(pos[i].partition_id, want[i].partition);
+        assert_true(pos[i].next_offset == want[i].offset);
+        struct mstore_partition p;
+        assert_int_equal(mstore_partition_by_group(f->s, pos[i].group_id, &p),
+                         0);
+        assert_string_equal(p.topic, want[i].topic);
+        assert_int_equal(p.partition_id, want[i].partition);
+    }
+    free(pos);
+
+    assert_int_equal(mstore_positions(f->s, 2, &pos, &n, &total), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 5);
+    assert_int_equal(pos[0].consumer_id, 3);
+    assert_int_equal(pos[1].consumer_id, 2);
+    free(pos);
+
+    /* A deleted topic's consumers go with it. */
+    c = topic_delete("t");
+    step(f, &c);
+    assert_int_equal(mstore_positions(f->s, 100, &pos, &n, &total), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(total, 1);
+    assert_int_equal(pos[0].consumer_id, 2);
+    free(pos);
+    assert_int_equal(mstore_partitions(f->s, "u", &parts, &n), 0);
+    free(parts);
+}
+
 static void test_mstore_partition_replicas_and_counts(void **state)
 {
     struct fixture *f = *state;
@@ -1122,6 +1195,7 @@ int main(void)
         T(test_mstore_topic_create),
         T(test_mstore_client_register),
         T(test_mstore_offset_commit_is_all_or_nothing),
+        T(test_mstore_positions_newest_first),
         T(test_mstore_partition_replicas_and_counts),
         T(test_mstore_topic_delete_keeps_ids_used),
         T(test_mstore_malformed_entry_is_skipped),

@@ -24,6 +24,7 @@
 #include "broker/plog.h"
 #include "broker/records.h"
 #include "rq_err.h"
+#include "rq_metrics.h"
 #include "rq_wire.h"
 
 #include "unit_util.h"
@@ -1129,9 +1130,47 @@ static void test_plog_holds_two_files_open_whatever_its_size(void **state)
     assert_int_equal(open_fds(), before);
 }
 
+/* Every fdatasync is timed into the histogram the log is given: one for
+ * plog_sync(), two for each roll (the segment and its index). */
+static void test_plog_syncs_are_timed(void **state)
+{
+    struct fixture *f = *state;
+    struct rq_metrics *m;
+    static const double bounds[] = {0.001, 1};
+    struct rq_metric_def def = {
+        .type = RQ_METRIC_HISTOGRAM,
+        .name = "raftq_test_fsync_seconds",
+        .buckets = bounds,
+        .n_buckets = 2,
+    };
+    char why[256];
+
+    plog_close(f->log);
+    assert_int_equal(rq_metrics_new(&m), 0);
+    struct rq_metric *h = rq_metric_family_child(rq_metrics_add(m, &def));
+    struct plog_config cfg = {f->dir, SMALL_SEGMENT, SMALL_INTERVAL, h};
+    assert_int_equal(plog_open(&cfg, &f->log, why, sizeof why), 0);
+    uint64_t at_open = rq_metric_count(h);
+
+    append(f, 3);
+    assert_int_equal(rq_metric_count(h), at_open); /* Plain writes. */
+    assert_int_equal(plog_sync(f->log), 0);
+    assert_int_equal(rq_metric_count(h), at_open + 1);
+    assert_true(rq_metric_value(h) > 0);
+
+    size_t segs = plog_segments(f->log, NULL, 0);
+    fill(f, segs + 2);
+    assert_int_equal(rq_metric_count(h), at_open + 1 + 2 * 2);
+    plog_close(f->log);
+    f->log = NULL;
+    rq_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_plog_syncs_are_timed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_plog_empty_log_starts_at_zero,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -1,0 +1,339 @@
+/*
+ * The manager's metric families and their collect callback (see
+ * mmetrics.h). Families filled afresh at every scrape (brokers, the
+ * leader's views) are cleared and refilled; the rest hold one child each.
+ */
+#include "mmetrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "liveness.h"
+#include "manager.h"
+#include "mstore.h"
+#include "routing.h"
+#include "rq_err.h"
+#include "rq_log.h"
+#include "rq_proc.h"
+
+#define LOG_TAG "mmetrics"
+
+/* The label value naming the manager's own Raft group. */
+#define META_GROUP "meta"
+
+enum {
+    F_TERM,
+    F_COMMIT,
+    F_APPLIED,
+    F_IS_LEADER,
+    F_LEADER_CHANGES,
+    F_SNAPSHOTS,
+    F_PROPOSALS,
+    F_PROPOSAL_ERRORS,
+    F_FORWARDED,
+    F_PRODUCED,
+    F_CONSUMED,
+    F_READ_BARRIERS,
+    F_READ_INDEX,
+    F_ROUTES,
+    F_TOPICS,
+    F_PARTITIONS,
+    F_BROKER_STATE,
+    F_HEARTBEAT_AGE,
+    F_HIGH_WATERMARK,
+    F_LAG,
+    F_LAG_OMITTED,
+    F_COUNT,
+};
+
+#define GROUP_LABEL \
+    {               \
+        "group"     \
+    }
+
+static const struct rq_metric_def defs[F_COUNT] = {
+    [F_TERM] = {RQ_METRIC_GAUGE, "raftq_raft_term",
+                "Current Raft term of the managers' group on this manager.",
+                GROUP_LABEL},
+    [F_COMMIT] = {RQ_METRIC_GAUGE, "raftq_raft_commit_index",
+                  "Highest Raft log index known committed on this manager.",
+                  GROUP_LABEL},
+    [F_APPLIED] = {RQ_METRIC_GAUGE, "raftq_raft_applied_index",
+                   "Highest Raft log index applied to this manager's store.",
+                   GROUP_LABEL},
+    [F_IS_LEADER] = {RQ_METRIC_GAUGE, "raftq_raft_is_leader",
+                     "1 if this manager is the Raft leader, else 0.",
+                     GROUP_LABEL},
+    [F_LEADER_CHANGES] = {RQ_METRIC_COUNTER, "raftq_raft_leader_changes_total",
+                          "Times this manager saw a new leader (another one, "
+                          "or one in a later term) since it started.",
+                          GROUP_LABEL},
+    [F_SNAPSHOTS] = {RQ_METRIC_COUNTER, "raftq_raft_snapshots_total",
+                     "Raft snapshots of the store this manager took since it "
+                     "started.",
+                     GROUP_LABEL},
+    [F_PROPOSALS] = {RQ_METRIC_COUNTER,
+                     "raftq_manager_proposals_total",
+                     "Commands this manager proposed to the managers' group.",
+                     {NULL}},
+    [F_PROPOSAL_ERRORS] = {RQ_METRIC_COUNTER,
+                           "raftq_manager_proposal_errors_total",
+                           "Proposals refused or failed before being applied.",
+                           {NULL}},
+    [F_FORWARDED] = {RQ_METRIC_COUNTER,
+                     "raftq_manager_forwarded_total",
+                     "Requests this manager forwarded to the leader manager.",
+                     {NULL}},
+    [F_PRODUCED] = {RQ_METRIC_COUNTER,
+                    "raftq_manager_produced_total",
+                    "Messages produced through this manager (single and "
+                    "batch), once acknowledged by their brokers.",
+                    {NULL}},
+    [F_CONSUMED] = {RQ_METRIC_COUNTER,
+                    "raftq_manager_consumed_total",
+                    "Messages delivered by GET /consumer/consume on this "
+                    "manager.",
+                    {NULL}},
+    [F_READ_BARRIERS] = {RQ_METRIC_COUNTER,
+                         "raftq_manager_read_barriers_total",
+                         "Barriers this manager issued as leader for "
+                         "consistent reads.",
+                         {NULL}},
+    [F_READ_INDEX] = {RQ_METRIC_COUNTER,
+                      "raftq_manager_read_index_total",
+                      "Read indexes this manager served as leader.",
+                      {NULL}},
+    [F_ROUTES] = {RQ_METRIC_GAUGE,
+                  "raftq_manager_routes",
+                  "Partition groups in this manager's routing cache.",
+                  {NULL}},
+    [F_TOPICS] = {RQ_METRIC_GAUGE,
+                  "raftq_topics",
+                  "Topics in the cluster.",
+                  {NULL}},
+    [F_PARTITIONS] = {RQ_METRIC_GAUGE,
+                      "raftq_partitions",
+                      "Partitions of every topic in the cluster.",
+                      {NULL}},
+    [F_BROKER_STATE] = {RQ_METRIC_GAUGE,
+                        "raftq_broker_state",
+                        "1 for each registered broker's state in the "
+                        "managers' store, 0 for its other states.",
+                        {"broker", "state"}},
+    [F_HEARTBEAT_AGE] = {RQ_METRIC_GAUGE,
+                         "raftq_broker_heartbeat_age_seconds",
+                         "Time since each broker's last heartbeat (leader "
+                         "manager only; brokers heard from since it leads).",
+                         {"broker"}},
+    [F_HIGH_WATERMARK] = {RQ_METRIC_GAUGE,
+                          "raftq_partition_high_watermark",
+                          "Next offset of each partition as its brokers last "
+                          "reported it (leader manager only).",
+                          {"topic", "partition"}},
+    [F_LAG] = {RQ_METRIC_GAUGE,
+               "raftq_consumer_lag",
+               "Messages a consumer has not read yet on a partition: the "
+               "partition's high watermark minus the consumer's committed "
+               "offset (leader manager only; at most 1000 series, newest "
+               "consumers first).",
+               {"topic", "consumer", "partition"}},
+    [F_LAG_OMITTED] = {RQ_METRIC_GAUGE,
+                       "raftq_consumer_lag_omitted",
+                       "Consumer and partition pairs left out of "
+                       "raftq_consumer_lag by its cap (leader manager only).",
+                       {NULL}},
+};
+
+/* Every state a broker may be in, for raftq_broker_state. */
+static const enum mbroker_state broker_states[] = {
+    MBROKER_ALIVE,    MBROKER_SUSPECT,  MBROKER_DEAD,
+    MBROKER_DRAINING, MBROKER_REMOVING, MBROKER_REMOVED,
+};
+
+struct mmetrics {
+    struct manager *m;
+    struct rq_metrics *registry;
+    struct rq_metric_family *f[F_COUNT];
+    struct rq_metric *raft[F_SNAPSHOTS + 1]; /* F_TERM .. F_SNAPSHOTS. */
+    struct rq_proc_metrics proc;
+};
+
+static struct rq_metric *child(struct rq_metric_family *f, const char *a,
+                               const char *b, const char *c)
+{
+    const char *v[] = {a, b, c};
+    return rq_metric_get(f, v);
+}
+
+static void set_u64(struct rq_metric *c, uint64_t v)
+{
+    rq_metric_set(c, (double)v);
+}
+
+static void collect_brokers(struct mmetrics *mm, bool leading)
+{
+    struct manager *m = mm->m;
+    struct mstore_broker *list;
+    size_t n;
+    char id[16];
+
+    if (mstore_brokers(m->store, &list, &n) != 0) {
+        return; /* The store logged why. */
+    }
+    uint64_t now = uv_now(m->loop);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%" PRIu32, list[i].id);
+        for (size_t s = 0; s < sizeof broker_states / sizeof broker_states[0];
+             s++) {
+            rq_metric_set(child(mm->f[F_BROKER_STATE], id,
+                                mbroker_state_name(broker_states[s]), NULL),
+                          list[i].state == broker_states[s] ? 1 : 0);
+        }
+        const struct liveness_broker *lb =
+            leading ? liveness_broker(m->liveness, list[i].id) : NULL;
+        if (lb != NULL && lb->heard) {
+            rq_metric_set(child(mm->f[F_HEARTBEAT_AGE], id, NULL, NULL),
+                          (double)(now - lb->last_ms) / 1000.0);
+        }
+    }
+    free(list);
+}
+
+static void collect_partitions(struct mmetrics *mm, bool leading)
+{
+    struct manager *m = mm->m;
+    struct mstore_topic *topics;
+    struct mstore_partition *parts;
+    size_t n;
+    char pid[16];
+
+    if (mstore_topics(m->store, &topics, &n) == 0) {
+        rq_metric_set(rq_metric_family_child(mm->f[F_TOPICS]), (double)n);
+        free(topics);
+    }
+    if (mstore_all_partitions(m->store, &parts, &n) != 0) {
+        return;
+    }
+    rq_metric_set(rq_metric_family_child(mm->f[F_PARTITIONS]), (double)n);
+    for (size_t i = 0; leading && i < n; i++) {
+        const struct route *r = routing_get(m->routing, parts[i].group_id);
+        if (r == NULL) {
+            continue; /* No broker has reported it yet. */
+        }
+        snprintf(pid, sizeof pid, "%" PRIu32, parts[i].partition_id);
+        set_u64(child(mm->f[F_HIGH_WATERMARK], parts[i].topic, pid, NULL),
+                r->high_watermark);
+    }
+    free(parts);
+}
+
+static void collect_lag(struct mmetrics *mm)
+{
+    struct manager *m = mm->m;
+    struct mstore_position *pos;
+    size_t n;
+    size_t total;
+    char consumer[24];
+    char pid[16];
+
+    if (mstore_positions(m->store, MMETRICS_LAG_MAX, &pos, &n, &total) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct route *r = routing_get(m->routing, pos[i].group_id);
+        if (r == NULL) {
+            continue; /* High watermark unknown: no figure beats a wrong one. */
+        }
+        snprintf(consumer, sizeof consumer, "%" PRIu64, pos[i].consumer_id);
+        snprintf(pid, sizeof pid, "%" PRIu32, pos[i].partition_id);
+        uint64_t hw = r->high_watermark;
+        set_u64(child(mm->f[F_LAG], pos[i].topic, consumer, pid),
+                hw > pos[i].next_offset ? hw - pos[i].next_offset : 0);
+    }
+    set_u64(rq_metric_get(mm->f[F_LAG_OMITTED], NULL), total - n);
+    free(pos);
+}
+
+static void on_collect(void *data)
+{
+    struct mmetrics *mm = data;
+    struct manager *m = mm->m;
+    struct rq_node_info info;
+    struct rq_node_counters counters;
+
+    rq_node_info(m->node, &info);
+    rq_node_counters(m->node, &counters);
+    set_u64(mm->raft[F_TERM], info.term);
+    set_u64(mm->raft[F_COMMIT], info.commit);
+    set_u64(mm->raft[F_APPLIED], info.applied);
+    rq_metric_set(mm->raft[F_IS_LEADER], info.role == RQ_ROLE_LEADER ? 1 : 0);
+    set_u64(mm->raft[F_LEADER_CHANGES], counters.leader_changes);
+    set_u64(mm->raft[F_SNAPSHOTS], counters.snapshots);
+
+    const uint64_t stats[] = {
+        m->stats.proposals,  m->stats.proposal_errors, m->stats.forwarded,
+        m->stats.produced,   m->stats.consumed,        m->stats.read_barriers,
+        m->stats.read_index,
+    };
+    for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
+        set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);
+    }
+    set_u64(rq_metric_family_child(mm->f[F_ROUTES]), routing_count(m->routing));
+
+    /* The families filled afresh. */
+    static const int fresh[] = {F_BROKER_STATE, F_HEARTBEAT_AGE,
+                                F_HIGH_WATERMARK, F_LAG, F_LAG_OMITTED};
+    for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
+        rq_metric_family_clear(mm->f[fresh[i]]);
+    }
+    bool leading = info.ready && !m->closing;
+    collect_brokers(mm, leading);
+    collect_partitions(mm, leading);
+    if (leading) {
+        collect_lag(mm);
+    }
+}
+
+int mmetrics_new(struct manager *m, struct rq_metrics *registry,
+                 struct mmetrics **out)
+{
+    struct mmetrics *mm = calloc(1, sizeof *mm);
+    if (mm == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    mm->m = m;
+    mm->registry = registry;
+    for (size_t i = 0; i < F_COUNT; i++) {
+        mm->f[i] = rq_metrics_add(registry, &defs[i]);
+        if (mm->f[i] == NULL) {
+            free(mm); /* UNTESTED: ENOMEM only. */
+            return RQ_NOMEM;
+        }
+    }
+    for (size_t i = 0; i <= F_SNAPSHOTS; i++) {
+        mm->raft[i] = child(mm->f[i], META_GROUP, NULL, NULL);
+    }
+    int rv = rq_proc_metrics_init(&mm->proc, registry);
+    if (rv == 0) {
+        rv = rq_metrics_on_collect(registry, on_collect, mm);
+    }
+    if (rv != 0) {
+        rq_proc_metrics_close(&mm->proc, registry); /* UNTESTED: ENOMEM. */
+        free(mm);
+        return rv;
+    }
+    *out = mm;
+    return 0;
+}
+
+void mmetrics_free(struct mmetrics *mm)
+{
+    if (mm == NULL) {
+        return;
+    }
+    rq_metrics_off_collect(mm->registry, on_collect, mm);
+    rq_proc_metrics_close(&mm->proc, mm->registry);
+    free(mm);
+}

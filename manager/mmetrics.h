@@ -1,0 +1,32 @@
+/*
+ * The manager's metrics (manager/README.md, "Metrics"): its families in
+ * the process's registry (rq_metrics.h), set when scraped.
+ *
+ * Every manager reports its own Raft group (group="meta"), its request
+ * counters, its routing cache's size and, from its own copy of the store,
+ * topics, partitions and each broker's state. What only the leader knows
+ * (heartbeats) or computes from its fresh routing cache is reported by the
+ * ready leader alone, so that summing over managers counts each once:
+ * heartbeat ages, partitions' high watermarks and consumer lag. Consumer
+ * lag covers at most MMETRICS_LAG_MAX (consumer, partition) pairs, the
+ * newest consumers first; raftq_consumer_lag_omitted counts the rest.
+ * HTTP requests are counted by rq_http itself.
+ */
+#ifndef MMETRICS_H
+#define MMETRICS_H
+
+#include "rq_metrics.h"
+
+#define MMETRICS_LAG_MAX 1000
+
+struct manager;
+struct mmetrics;
+
+/* Registers the families in @registry (borrowed; outlives @out). 0 or
+ * RQ_NOMEM. */
+int mmetrics_new(struct manager *m, struct rq_metrics *registry,
+                 struct mmetrics **out);
+/* Before the registry is freed. NULL is a no-op. */
+void mmetrics_free(struct mmetrics *mm);
+
+#endif /* MMETRICS_H */
