@@ -872,8 +872,6 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
                      size_t whyn)
 {
     bool help;
-    enum rq_log_level level;
-    enum rq_log_format format;
     int rv = rq_config_parse(options, sizeof options / sizeof options[0],
                              &a->cfg, argc, argv, &help, why, whyn);
     if (rv != 0) {
@@ -886,16 +884,11 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
                         options, sizeof options / sizeof options[0]);
         exit(0);
     }
-    if (rq_log_level_parse(a->cfg.log_level, &level) != 0 ||
-        rq_log_format_parse(a->cfg.log_format, &format) != 0) {
-        snprintf(why, whyn,
-                 "--log-level must be debug|info|warn|error and "
-                 "--log-format text|json");
-        return RQ_INVALID;
+    rv = rq_config_start_log("atm", a->cfg.id, a->cfg.log_level,
+                             a->cfg.log_format, why, whyn);
+    if (rv != 0) {
+        return rv;
     }
-    char proc[32];
-    snprintf(proc, sizeof proc, "atm-%" PRIu64, a->cfg.id);
-    rq_log_init(proc, level, format);
     rv = rq_peers_parse(a->cfg.peers, a->peers, RQ_PEERS_MAX, &a->n_peers, why,
                         whyn);
     if (rv != 0) {

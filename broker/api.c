@@ -30,6 +30,7 @@
 #include "produce_body.h"
 #include "records.h"
 #include "replica.h"
+#include "rq_config.h"
 #include "rq_err.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
@@ -103,22 +104,7 @@ static bool refuse_closing(struct rq_http_req *req, struct broker *b)
 /* Strict decimal: digits only, no sign, no blanks, at most INT64_MAX. */
 static int parse_uint(const char *s, uint64_t *out)
 {
-    uint64_t v = 0;
-    if (s == NULL || *s == '\0') {
-        return RQ_INVALID;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') {
-            return RQ_INVALID;
-        }
-        uint64_t d = (uint64_t)(*s - '0');
-        if (v > ((uint64_t)INT64_MAX - d) / 10) {
-            return RQ_INVALID;
-        }
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
+    return rq_parse_u64(s, INT64_MAX, out);
 }
 
 /* A query or body argument as a non-negative integer, or @def if absent. */

@@ -932,28 +932,11 @@ static int lock_data_dir(struct broker *b, char *why, size_t whyn)
     return rq_lock_dir(b->cfg.data, &b->lock_fd, why, whyn);
 }
 
-static int check_addr(const char *flag, const char *addr, char *why,
-                      size_t whyn)
-{
-    char host[RQ_ADDR_MAX];
-    char reason[128];
-    uint16_t port;
-    if (strlen(addr) >= RQ_ADDR_MAX ||
-        rq_addr_split(addr, host, sizeof host, &port, reason, sizeof reason) !=
-            0) {
-        snprintf(why, whyn, "--%s %s is not HOST:PORT", flag, addr);
-        return RQ_INVALID;
-    }
-    return 0;
-}
-
 static int configure(struct broker *b, int argc, char **argv, char *why,
                      size_t whyn)
 {
     struct broker_config *c = &b->cfg;
     bool help;
-    enum rq_log_level level;
-    enum rq_log_format format;
     int rv = rq_config_parse(options, sizeof options / sizeof options[0], c,
                              argc, argv, &help, why, whyn);
     if (rv != 0) {
@@ -966,23 +949,20 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
                         options, sizeof options / sizeof options[0]);
         exit(0);
     }
-    if (rq_log_level_parse(c->log_level, &level) != 0 ||
-        rq_log_format_parse(c->log_format, &format) != 0) {
-        snprintf(why, whyn,
-                 "--log-level must be debug|info|warn|error and "
-                 "--log-format text|json");
-        return RQ_INVALID;
+    rv = rq_config_start_log("broker", c->id, c->log_level, c->log_format, why,
+                             whyn);
+    if (rv != 0) {
+        return rv;
     }
-    char proc[32];
-    snprintf(proc, sizeof proc, "broker-%" PRIu64, c->id);
-    rq_log_init(proc, level, format);
     if (c->id == 0 || c->id > INT64_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^63-1");
         return RQ_INVALID;
     }
-    rv = check_addr("raft-addr", c->raft_addr, why, whyn);
+    rv =
+        rq_config_check_addr("raft-addr", c->raft_addr, RQ_ADDR_MAX, why, whyn);
     if (rv == 0) {
-        rv = check_addr("http-addr", c->http_addr, why, whyn);
+        rv = rq_config_check_addr("http-addr", c->http_addr, RQ_ADDR_MAX, why,
+                                  whyn);
     }
     if (rv != 0) {
         return rv;

@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "rq_config.h"
 #include "rq_err.h"
 
 #define BIT(c) (1u << (c))
@@ -116,21 +117,8 @@ static const struct {
 
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    uint64_t v = 0;
-    if (s == NULL || *s == '\0') {
-        return RQ_INVALID;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') {
-            return RQ_INVALID;
-        }
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10) {
-            return RQ_INVALID;
-        }
-        v = v * 10 + d;
-    }
-    if (v < min || v > max) {
+    uint64_t v;
+    if (rq_parse_u64(s, max, &v) != 0 || v < min) {
         return RQ_INVALID;
     }
     *out = v;

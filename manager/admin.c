@@ -31,6 +31,7 @@
 #include "reconcile.h"
 #include "repair.h"
 #include "routing.h"
+#include "rq_config.h"
 #include "rq_err.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
@@ -43,18 +44,9 @@
 /* Strict decimal up to UINT32_MAX. */
 static int parse_u32(const char *s, uint32_t *out)
 {
-    uint64_t v = 0;
-    if (s == NULL || *s == '\0') {
+    uint64_t v;
+    if (rq_parse_u64(s, UINT32_MAX, &v) != 0) {
         return RQ_INVALID;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') {
-            return RQ_INVALID;
-        }
-        v = v * 10 + (uint64_t)(*s - '0');
-        if (v > UINT32_MAX) {
-            return RQ_INVALID;
-        }
     }
     *out = (uint32_t)v;
     return 0;

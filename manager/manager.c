@@ -1130,28 +1130,11 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- Start ---- */
 
-static int check_addr(const char *flag, const char *addr, char *why,
-                      size_t whyn)
-{
-    char host[RQ_ADDR_MAX];
-    char reason[128];
-    uint16_t port;
-    if (strlen(addr) >= RQ_ADDR_MAX || strlen(addr) > MCMD_ADDR_MAX ||
-        rq_addr_split(addr, host, sizeof host, &port, reason, sizeof reason) !=
-            0) {
-        snprintf(why, whyn, "--%s %s is not HOST:PORT", flag, addr);
-        return RQ_INVALID;
-    }
-    return 0;
-}
-
 static int configure(struct manager *m, int argc, char **argv, char *why,
                      size_t whyn)
 {
     struct manager_config *c = &m->cfg;
     bool help;
-    enum rq_log_level level;
-    enum rq_log_format format;
     int rv = rq_config_parse(options, sizeof options / sizeof options[0], c,
                              argc, argv, &help, why, whyn);
     if (rv != 0) {
@@ -1165,16 +1148,11 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
                         options, sizeof options / sizeof options[0]);
         exit(0);
     }
-    if (rq_log_level_parse(c->log_level, &level) != 0 ||
-        rq_log_format_parse(c->log_format, &format) != 0) {
-        snprintf(why, whyn,
-                 "--log-level must be debug|info|warn|error and "
-                 "--log-format text|json");
-        return RQ_INVALID;
+    rv = rq_config_start_log("manager", c->id, c->log_level, c->log_format, why,
+                             whyn);
+    if (rv != 0) {
+        return rv;
     }
-    char proc[32];
-    snprintf(proc, sizeof proc, "manager-%" PRIu64, c->id);
-    rq_log_init(proc, level, format);
     if (c->id == 0 || c->id > UINT32_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^32-1");
         return RQ_INVALID;
@@ -1193,9 +1171,11 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (c->raft_addr[0] == '\0') {
         c->raft_addr = m->self_raft;
     }
-    rv = check_addr("raft-addr", c->raft_addr, why, whyn);
+    rv = rq_config_check_addr("raft-addr", c->raft_addr, MCMD_ADDR_MAX, why,
+                              whyn);
     if (rv == 0) {
-        rv = check_addr("http-addr", c->http_addr, why, whyn);
+        rv = rq_config_check_addr("http-addr", c->http_addr, MCMD_ADDR_MAX, why,
+                                  whyn);
     }
     if (rv != 0) {
         return rv;

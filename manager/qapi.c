@@ -25,6 +25,7 @@
 #include "policy.h"
 #include "reconcile.h"
 #include "routing.h"
+#include "rq_config.h"
 #include "rq_err.h"
 #include "rq_idmap.h"
 #include "rq_list.h"
@@ -71,21 +72,7 @@ int qapi_init(struct manager *m)
 /* Strict decimal: digits only, at most 2^53 (JSON-safe integers). */
 static int parse_u64(const char *s, uint64_t *out)
 {
-    uint64_t v = 0;
-    if (s == NULL || *s == '\0') {
-        return RQ_INVALID;
-    }
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9') {
-            return RQ_INVALID;
-        }
-        v = v * 10 + (uint64_t)(*s - '0');
-        if (v > (UINT64_C(1) << 53)) {
-            return RQ_INVALID;
-        }
-    }
-    *out = v;
-    return 0;
+    return rq_parse_u64(s, UINT64_C(1) << 53, out);
 }
 
 /* An optional integer argument (query string, else JSON body). 0 with

@@ -5,24 +5,37 @@
 #include "rq_config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rq_err.h"
+#include "rq_log.h"
+
+int rq_parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || *s == '\0') {
+        return RQ_INVALID;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return RQ_INVALID;
+        }
+        uint64_t d = (uint64_t)(*s - '0');
+        if (d > max || v > (max - d) / 10) { /* v * 10 + d > max */
+            return RQ_INVALID;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
 
 static int parse_u64(const char *s, uint64_t *out)
 {
-    char *end;
-    if (*s == '\0' || *s == '-' || *s == '+' || *s == ' ') {
-        return RQ_INVALID;
-    }
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0') {
-        return RQ_INVALID;
-    }
-    *out = (uint64_t)v;
-    return 0;
+    return rq_parse_u64(s, UINT64_MAX, out);
 }
 
 static int parse_bool(const char *s, bool *out)
@@ -319,5 +332,38 @@ int rq_peers_parse(const char *s, struct rq_peer *out, size_t max, size_t *n,
         return RQ_INVALID;
     }
     *n = count;
+    return 0;
+}
+
+int rq_config_check_addr(const char *flag, const char *addr, size_t max_len,
+                         char *why, size_t whyn)
+{
+    char host[RQ_ADDR_MAX];
+    char reason[128];
+    uint16_t port;
+    if (strlen(addr) >= RQ_ADDR_MAX || strlen(addr) > max_len ||
+        rq_addr_split(addr, host, sizeof host, &port, reason, sizeof reason) !=
+            0) {
+        snprintf(why, whyn, "--%s %s is not HOST:PORT", flag, addr);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+int rq_config_start_log(const char *kind, uint64_t id, const char *level,
+                        const char *format, char *why, size_t whyn)
+{
+    enum rq_log_level lv;
+    enum rq_log_format fmt;
+    if (rq_log_level_parse(level, &lv) != 0 ||
+        rq_log_format_parse(format, &fmt) != 0) {
+        snprintf(why, whyn,
+                 "--log-level must be debug|info|warn|error and "
+                 "--log-format text|json");
+        return RQ_INVALID;
+    }
+    char proc[48];
+    snprintf(proc, sizeof proc, "%s-%" PRIu64, kind, id);
+    rq_log_init(proc, lv, fmt);
     return 0;
 }

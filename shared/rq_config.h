@@ -66,6 +66,26 @@ int rq_listen_addr_split(const char *addr, char *host, size_t hostn,
                          uint16_t *port, char *why, size_t whyn);
 
 /*
+ * Strict decimal: digits only (no sign, blank or base prefix), at most
+ * @max. Returns 0, or RQ_INVALID for anything else, NULL and "" included.
+ */
+int rq_parse_u64(const char *s, uint64_t max, uint64_t *out);
+
+/*
+ * Checks that the value of option --@flag is a HOST:PORT of at most @max_len
+ * characters. 0, or RQ_INVALID with "--FLAG VALUE is not HOST:PORT".
+ */
+int rq_config_check_addr(const char *flag, const char *addr, size_t max_len,
+                         char *why, size_t whyn);
+
+/*
+ * Parses --log-level and --log-format and starts logging as "@kind-@id".
+ * 0, or RQ_INVALID with @why naming the accepted values.
+ */
+int rq_config_start_log(const char *kind, uint64_t id, const char *level,
+                        const char *format, char *why, size_t whyn);
+
+/*
  * Parses "1=HOST:PORT,2=HOST:PORT,...": ids 1..2^63, each id and address
  * once, at most @max entries. Returns 0 or RQ_INVALID with @why.
  */

@@ -209,6 +209,29 @@ static void test_config_flags_env_and_defaults(void **state)
     unsetenv("RQTEST_N");
 }
 
+static void test_config_parse_u64_is_strict_and_bounded(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+    assert_int_equal(rq_parse_u64("0", 10, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(rq_parse_u64("4294967295", UINT32_MAX, &v), 0);
+    assert_int_equal(v, UINT32_MAX);
+    assert_int_equal(rq_parse_u64("18446744073709551615", UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+    v = 7;
+    const char *bad[] = {NULL, "", "-1", "+1", " 1", "1 ", "0x10", "1e3", "１"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(rq_parse_u64(bad[i], UINT64_MAX, &v), RQ_INVALID);
+    }
+    assert_int_equal(rq_parse_u64("4294967296", UINT32_MAX, &v), RQ_INVALID);
+    assert_int_equal(rq_parse_u64("18446744073709551616", UINT64_MAX, &v),
+                     RQ_INVALID);
+    assert_int_equal(rq_parse_u64("11", 10, &v), RQ_INVALID);
+    assert_int_equal(rq_parse_u64("9", 5, &v), RQ_INVALID);
+    assert_int_equal(v, 7); /* untouched on failure */
+}
+
 static void test_config_errors_name_the_flag(void **state)
 {
     (void)state;
@@ -304,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_entry_decode_rejects_bad_frames),
         cmocka_unit_test(test_config_flags_env_and_defaults),
         cmocka_unit_test(test_config_errors_name_the_flag),
+        cmocka_unit_test(test_config_parse_u64_is_strict_and_bounded),
         cmocka_unit_test(test_peers_parse),
         cmocka_unit_test(test_err_texts_and_http_status),
         cmocka_unit_test(test_err_why_formats_truncates_and_takes_null),
