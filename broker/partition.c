@@ -27,7 +27,15 @@
  *      plog refuses writes after a failed one, so the retry first reopens
  *      it (recovery cuts any torn tail). A disk that stays broken stalls
  *      this replica, visibly in the log, and never skips an entry.
- *   4. The producer table is a dense pool (at most PARTITION_PRODUCERS_MAX
+ *   4. A replayed batch is checked, not trusted. The batch the log holds
+ *      at an entry's base offset must be that entry's: same Raft index,
+ *      count, timestamp and crc. libraft 0.15 can let a replica apply an
+ *      entry that the group later replaces (an earlier term's entry
+ *      committed by counting replicas, DESIGN.md section 3); its batch
+ *      would then survive a restart and the replay would skip the entry
+ *      that replaced it. A batch that differs is cut off with everything
+ *      after it and the entry written in its place.
+ *   5. The producer table is a dense pool (at most PARTITION_PRODUCERS_MAX
  *      records) indexed by an open-addressing hash of pool positions and
  *      threaded on a list in last_used order, so eviction of the least
  *      recently used is O(1) and the same on every replica.
@@ -42,6 +50,9 @@
  *     AHEAD -> EVEN                      [fsm_apply: replay catches up]
  *     AHEAD -> EVEN                      [fsm_apply: an entry the log has
  *                                         no batch for resets the log]
+ *     AHEAD -> EVEN                      [fsm_apply: a replayed entry that
+ *                                         differs from the batch at its
+ *                                         base cuts the log there]
  *     any -> GAP or EVEN                 [fsm_restore: manifest first past
  *                                         L resets the log to it]
  */
@@ -453,18 +464,64 @@ static int log_failed(struct partition *p, int rv, const char *what)
 
 /* ---- Applying ---- */
 
+/*
+ * Design note 4: whether the log's batch at @base is entry @index's, for an
+ * entry the log claims to hold already. *same is true when there is
+ * nothing to compare (@base outside the log).
+ */
+static int replay_matches(struct partition *p, uint64_t index,
+                          const struct partition_append *a, uint64_t base,
+                          bool *same)
+{
+    struct plog_batch b;
+
+    *same = true;
+    if (base < plog_first_offset(p->log) || base >= plog_next_offset(p->log)) {
+        return 0;
+    }
+    int rv = plog_batch_at(p->log, base, &b);
+    if (rv == RQ_NOTFOUND) {
+        *same = false; /* The log's batches are cut elsewhere. */
+        return 0;
+    }
+    if (rv != 0) {
+        return log_failed(p, RQ_IO, "reading a replayed batch");
+    }
+    *same = b.raft_index == index && b.count == a->count &&
+            b.max_timestamp_ms == a->max_timestamp_ms &&
+            b.crc == plog_batch_crc(base, index, a->count, a->max_timestamp_ms,
+                                    a->blob, a->len);
+    return 0;
+}
+
 /* Writes the batch of entry @index at the logical @base, as design note 1
  * says: only when the local log ends exactly there. */
 static int write_entry(struct partition *p, uint64_t index,
                        const struct partition_append *a, uint64_t base)
 {
-    uint64_t local = plog_next_offset(p->log);
+    uint64_t local;
     uint64_t got;
+    bool same;
     int rv;
 
     if (index <= plog_last_raft_index(p->log)) {
-        return 0; /* Already on disk. */
+        rv = replay_matches(p, index, a, base, &same);
+        if (rv != 0) {
+            return rv;
+        }
+        if (same) {
+            return 0; /* Already on disk. */
+        }
+        rq_log(RQ_ERROR,
+               "group %llu: the log's batch at offset %" PRIu64
+               " is not entry %" PRIu64 "'s: cutting the log back there",
+               GID(p), base, index);
+        rv = plog_truncate(p->log, base);
+        if (rv != 0) {
+            return log_failed(p, rv == RQ_NOTFOUND ? RQ_IO : rv, "log cut");
+        }
     }
+    local = plog_next_offset(p->log);
     if (local < base) {
         return 0; /* A gap: the entry extends it. */
     }

@@ -1165,18 +1165,16 @@ int plog_append(struct plog *l, uint64_t raft_index, const uint8_t *blob,
     if (records_validate(blob, len, count) != 0) {
         return RQ_MALFORMED;
     }
-    struct batch_hdr h = {BATCH_MAGIC,
-                          (uint32_t)(len + BATCH_LEN_MIN),
-                          0,
-                          count,
-                          next,
-                          raft_index,
-                          max_timestamp_ms};
+    struct batch_hdr h = {
+        BATCH_MAGIC,
+        (uint32_t)(len + BATCH_LEN_MIN),
+        plog_batch_crc(next, raft_index, count, max_timestamp_ms, blob, len),
+        count,
+        next,
+        raft_index,
+        max_timestamp_ms};
     uint8_t hb[PLOG_BATCH_HEADER];
     hdr_encode(hb, &h);
-    uLong crc = crc32_z(0, hb + 12, PLOG_BATCH_HEADER - 12);
-    h.crc = (uint32_t)crc32_z(crc, blob, len);
-    rq_wire_put_u32_at(hb + 8, h.crc);
     int rv = write_batch(l, &h, hb, blob, len);
     if (rv != 0) {
         return rv;
@@ -1528,6 +1526,173 @@ int plog_read_batches(struct plog *l, uint64_t offset, size_t n,
     return 0;
 }
 
+/* ---- Checking and cutting back ---- */
+
+/* Finds the batch that starts exactly at @offset: its segment, position
+ * and header. */
+static int batch_locate(struct plog *l, uint64_t offset, size_t *si,
+                        uint64_t *pos, struct batch_hdr *h)
+{
+    uint64_t at;
+    int fd;
+
+    if (offset < plog_first_offset(l) || offset >= plog_next_offset(l)) {
+        return RQ_NOTFOUND;
+    }
+    *si = seg_find(l, offset);
+    int rv = seg_fd(l, *si, &fd);
+    if (rv == 0) {
+        rv = idx_lookup(l, *si, offset, pos, &at);
+    }
+    if (rv == 0) {
+        rv = locate_batch(l, *si, fd, offset, pos, at, h);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    return h->base == offset ? 0 : RQ_NOTFOUND;
+}
+
+int plog_batch_at(struct plog *l, uint64_t offset, struct plog_batch *out)
+{
+    struct batch_hdr h;
+    uint64_t pos;
+    size_t si;
+
+    int rv = batch_locate(l, offset, &si, &pos, &h);
+    if (rv != 0) {
+        return rv;
+    }
+    *out = (struct plog_batch){h.base, h.count, h.crc, h.raft_index, h.max_ts};
+    return 0;
+}
+
+uint32_t plog_batch_crc(uint64_t base_offset, uint64_t raft_index,
+                        uint32_t count, int64_t max_timestamp_ms,
+                        const uint8_t *blob, size_t len)
+{
+    struct batch_hdr h = {BATCH_MAGIC,
+                          (uint32_t)(len + BATCH_LEN_MIN),
+                          0,
+                          count,
+                          base_offset,
+                          raft_index,
+                          max_timestamp_ms};
+    uint8_t hb[PLOG_BATCH_HEADER];
+    hdr_encode(hb, &h);
+    uLong crc = crc32_z(0, hb + 12, PLOG_BATCH_HEADER - 12);
+    return (uint32_t)crc32_z(crc, blob, len);
+}
+
+/* Closes every descriptor before segments are deleted or cut. */
+static void close_files(struct plog *l)
+{
+    if (l->read_fd >= 0) {
+        close(l->read_fd);
+        l->read_fd = -1;
+    }
+    close(l->active_fd);
+    l->active_fd = -1;
+    l->hint.valid = false;
+}
+
+/* Deletes the newest segment's files and forgets it (its descriptor is
+ * closed already). */
+static int drop_newest(struct plog *l)
+{
+    const struct seg *s = active(l);
+    char path[PATH_MAX];
+
+    seg_path(l->dir, s->base, "idx", path, sizeof path);
+    unlink(path);
+    seg_path(l->dir, s->base, "seg", path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        rq_log(RQ_ERROR, "delete %s: %s", path, strerror(errno));
+        return RQ_IO;
+    }
+    l->total_bytes -= s->bytes;
+    l->nsegs--;
+    return 0;
+}
+
+int plog_truncate(struct plog *l, uint64_t offset)
+{
+    struct batch_hdr h;
+    char path[PATH_MAX];
+    char why[256];
+    uint64_t pos;
+    size_t si;
+    int rv;
+
+    if (l->broken) {
+        return RQ_IO;
+    }
+    if (offset == plog_next_offset(l)) {
+        return 0;
+    }
+    rv = batch_locate(l, offset, &si, &pos, &h);
+    if (rv != 0) {
+        return rv == RQ_MALFORMED ? RQ_NOTFOUND : rv;
+    }
+    uint64_t old_next = plog_next_offset(l);
+    close_files(l);
+    /* Newest first, so a crash part way leaves a shorter, whole log. */
+    rv = 0;
+    while (rv == 0 && l->nsegs - 1 > si) {
+        rv = drop_newest(l);
+    }
+    if (rv == 0 && pos == 0 && si > 0) {
+        /* The whole segment goes; the one before ends at @offset. */
+        rv = drop_newest(l);
+        if (rv == 0) {
+            rv = seg_create(l, offset);
+        }
+    } else if (rv == 0) {
+        /* Cut the file at the batch and read it again, as on open. */
+        struct seg *s = active(l);
+        seg_path(l->dir, s->base, "seg", path, sizeof path);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)pos) != 0 || fsync(fd) != 0) {
+            rq_log(RQ_ERROR, "cut %s at %" PRIu64 ": %s", path, pos,
+                   strerror(errno));
+            rv = RQ_IO;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (rv == 0) {
+            l->total_bytes -= s->bytes;
+            *s = (struct seg){s->base, s->base, 0, 0, INT64_MIN};
+            l->idx_n = 0;
+            l->idx_last_pos = 0;
+            rv = recover_active(l, why, sizeof why);
+            if (rv != 0) {
+                rq_log(RQ_ERROR, "%s: reopen after a cut: %s", l->dir, why);
+            }
+        }
+    }
+    if (rv == 0 && rq_fsync_dir(l->dir) != 0) {
+        rv = RQ_IO;
+    }
+    if (rv != 0) {
+        l->broken = true;
+        return RQ_IO;
+    }
+    l->dir_dirty = false;
+    l->last_raft_index = 0;
+    for (size_t i = l->nsegs; i > 0; i--) {
+        if (l->segs[i - 1].last_raft_index != 0) {
+            l->last_raft_index = l->segs[i - 1].last_raft_index;
+            break;
+        }
+    }
+    rq_log(RQ_WARN,
+           "%s: cut back from offset %" PRIu64 " to %" PRIu64
+           " (raft index %" PRIu64 ")",
+           l->dir, old_next, offset, l->last_raft_index);
+    return 0;
+}
+
 /* ---- Durability, retention, reset ---- */
 
 int plog_sync(struct plog *l)
@@ -1611,30 +1776,16 @@ int plog_retain(struct plog *l, uint64_t max_bytes, uint64_t max_age_ms,
 
 int plog_reset(struct plog *l, uint64_t next_offset, uint64_t raft_index)
 {
-    char path[PATH_MAX];
-
     if (l->broken) {
         return RQ_IO;
     }
-    if (l->read_fd >= 0) {
-        close(l->read_fd);
-        l->read_fd = -1;
-    }
-    close(l->active_fd);
-    l->active_fd = -1;
-    l->hint.valid = false;
+    close_files(l);
     /* Newest first, so a crash part way leaves a shorter, whole log. */
     while (l->nsegs > 0) {
-        const struct seg *s = &l->segs[l->nsegs - 1];
-        seg_path(l->dir, s->base, "idx", path, sizeof path);
-        unlink(path);
-        seg_path(l->dir, s->base, "seg", path, sizeof path);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            rq_log(RQ_ERROR, "delete %s: %s", path, strerror(errno));
+        if (drop_newest(l) != 0) {
             l->broken = true;
             return RQ_IO;
         }
-        l->nsegs--;
     }
     l->total_bytes = 0;
     int rv = seg_create(l, next_offset);

@@ -146,6 +146,39 @@ int plog_read_batches(struct plog *l, uint64_t offset, size_t n,
  */
 int plog_append_batches(struct plog *l, const uint8_t *bytes, size_t len);
 
+/* ---- Checking and cutting back what a replay finds ---- */
+
+/* The header of one batch as stored. */
+struct plog_batch {
+    uint64_t base_offset;
+    uint32_t count;
+    uint32_t crc; /* As plog_batch_crc() computes it. */
+    uint64_t raft_index;
+    int64_t max_timestamp_ms;
+};
+
+/*
+ * The header of the batch that starts exactly at @offset. RQ_NOTFOUND if no
+ * batch of the log starts there (outside the log, or inside a batch);
+ * RQ_MALFORMED if the segment is corrupt there.
+ */
+int plog_batch_at(struct plog *l, uint64_t offset, struct plog_batch *out);
+
+/* The crc plog_append() stores for a batch of these fields and records. */
+uint32_t plog_batch_crc(uint64_t base_offset, uint64_t raft_index,
+                        uint32_t count, int64_t max_timestamp_ms,
+                        const uint8_t *blob, size_t len);
+
+/*
+ * Deletes every batch from @offset on, which must start a batch of the log,
+ * so that @offset becomes the next offset; durable on return.
+ * plog_last_raft_index() is then the last remaining batch's (0 if none
+ * remains). For a replica whose log holds batches that
+ * its group's log no longer has (partition.h, replays). RQ_NOTFOUND if no
+ * batch starts at @offset; RQ_IO (the log then refuses writes).
+ */
+int plog_truncate(struct plog *l, uint64_t offset);
+
 /*
  * Discards every segment and restarts the log empty at @next_offset (a
  * snapshot from the leader starts past everything this replica holds and

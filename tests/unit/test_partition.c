@@ -92,16 +92,24 @@ static int apply_raw(struct partition *p, uint64_t index,
     return partition_fsm_ops.apply(p, index, payload, len, result);
 }
 
+/* Applies entry @index holding the records of batch @tag and returns the
+ * result. */
+static uint64_t apply_tag(struct partition *p, uint64_t index, uint64_t tag,
+                          uint32_t count, uint64_t producer, uint64_t seq)
+{
+    struct rq_buf e;
+    uint64_t result;
+    make_entry(&e, tag, count, producer, seq);
+    assert_int_equal(apply_raw(p, index, e.base, e.len, &result), 0);
+    rq_buf_close(&e);
+    return result;
+}
+
 /* Applies entry @index (tagged with its index) and returns the result. */
 static uint64_t apply(struct partition *p, uint64_t index, uint32_t count,
                       uint64_t producer, uint64_t seq)
 {
-    struct rq_buf e;
-    uint64_t result;
-    make_entry(&e, index, count, producer, seq);
-    assert_int_equal(apply_raw(p, index, e.base, e.len, &result), 0);
-    rq_buf_close(&e);
-    return result;
+    return apply_tag(p, index, index, count, producer, seq);
 }
 
 /* The manifest of @p, copied out of raft's buffer. */
@@ -985,6 +993,114 @@ static void test_partition_replay_after_restart_rebuilds_state(void **state)
     rq_buf_close(&again);
 }
 
+/* Checks that @a and @b hold byte-identical batches over [from, to). */
+static void compare_batches(struct partition *a, struct partition *b,
+                            uint64_t from, uint64_t to)
+{
+    struct rq_buf ba, bb;
+
+    rq_buf_init(&ba);
+    rq_buf_init(&bb);
+    assert_true(from < to);
+    assert_int_equal(partition_read_batches(a, from, SIZE_MAX, &ba), 0);
+    assert_int_equal(partition_read_batches(b, from, SIZE_MAX, &bb), 0);
+    for (;;) {
+        assert_true(ba.len > 0);
+        assert_buf_equal(&ba, &bb);
+        /* The last batch read ends where the next read starts. */
+        uint64_t last = 0;
+        for (size_t pos = 0; pos < ba.len;) {
+            uint32_t len = rq_wire_u32_at(ba.base + pos + 4);
+            uint32_t count = rq_wire_u32_at(ba.base + pos + 12);
+            last = rq_wire_u64_at(ba.base + pos + 16) + count;
+            pos += 8 + (size_t)len;
+        }
+        if (last >= to) {
+            break;
+        }
+        ba.len = bb.len = 0;
+        assert_int_equal(partition_read_batches(a, last, SIZE_MAX, &ba), 0);
+        assert_int_equal(partition_read_batches(b, last, SIZE_MAX, &bb), 0);
+    }
+    rq_buf_close(&ba);
+    rq_buf_close(&bb);
+}
+
+/*
+ * libraft 0.15 can let a replica apply entries the group later replaces
+ * (an earlier term's entries committed by counting). After a restart the
+ * replay must write the entries that replaced them, not keep the batches
+ * the replica wrote the first time (design note 4).
+ */
+static void test_partition_replay_replaces_batches_of_a_lost_history(
+    void **state)
+{
+    struct fixture *f = *state;
+    struct partition *good = f->p[1];
+    struct rq_buf want, got;
+
+    history(f->p[0], 1, 30);
+    history(good, 1, 30);
+    /* Replica 0 applied ten entries of a history that lost. */
+    for (uint64_t index = 31; index <= 40; index++) {
+        apply_tag(f->p[0], index, 1000 + index, 3, 0, 0);
+    }
+    /* The group's real history from 31 on. */
+    for (uint64_t index = 31; index <= 45; index++) {
+        apply(good, index, (uint32_t)(1 + index % 5), 0, 0);
+    }
+    reopen_part(f, 0);
+    history(f->p[0], 1, 30);
+    for (uint64_t index = 31; index <= 45; index++) {
+        apply(f->p[0], index, (uint32_t)(1 + index % 5), 0, 0);
+    }
+    uint64_t next = partition_next_offset(good);
+    assert_true(partition_next_offset(f->p[0]) == next);
+    assert_true(partition_local_next(f->p[0]) == next);
+    compare_range(f->p[0], good, 0, next);
+    compare_batches(f->p[0], good, 0, next);
+    assert_true(partition_bytes(f->p[0]) == partition_bytes(good));
+    manifest(f->p[0], &got);
+    manifest(good, &want);
+    assert_buf_equal(&want, &got);
+    /* And the cut survives another restart. */
+    reopen_part(f, 0);
+    assert_true(partition_local_next(f->p[0]) == next);
+    history(f->p[0], 1, 30);
+    for (uint64_t index = 31; index <= 45; index++) {
+        apply(f->p[0], index, (uint32_t)(1 + index % 5), 0, 0);
+    }
+    compare_batches(f->p[0], good, 0, next);
+    rq_buf_close(&want);
+    rq_buf_close(&got);
+}
+
+/* The same, when the lost entries differ only in their records (same
+ * count), and replay starts from a snapshot. */
+static void test_partition_replay_after_snapshot_checks_contents(void **state)
+{
+    struct fixture *f = *state;
+    struct partition *good = f->p[1];
+    struct rq_buf mid;
+
+    history(f->p[0], 1, 20);
+    history(good, 1, 20);
+    manifest(f->p[0], &mid);
+    for (uint64_t index = 21; index <= 25; index++) {
+        apply(good, index, 2, 0, 0);
+        apply_tag(f->p[0], index, index + (index == 23 ? 500 : 0), 2, 0, 0);
+    }
+    reopen_part(f, 0);
+    assert_int_equal(partition_fsm_ops.restore(f->p[0], mid.base, mid.len), 0);
+    for (uint64_t index = 21; index <= 25; index++) {
+        apply(f->p[0], index, 2, 0, 0);
+    }
+    uint64_t next = partition_next_offset(good);
+    assert_true(partition_local_next(f->p[0]) == next);
+    compare_batches(f->p[0], good, 0, next);
+    rq_buf_close(&mid);
+}
+
 static void test_partition_unexplained_batches_are_reset(void **state)
 {
     struct fixture *f = *state;
@@ -1059,6 +1175,8 @@ int main(void)
         T(test_partition_restore_past_everything_held_resets),
         T(test_partition_fetched_refuses_bad_bytes),
         T(test_partition_replay_after_restart_rebuilds_state),
+        T(test_partition_replay_replaces_batches_of_a_lost_history),
+        T(test_partition_replay_after_snapshot_checks_contents),
         T(test_partition_unexplained_batches_are_reset),
         T(test_partition_write_error_is_retried),
     };

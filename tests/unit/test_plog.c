@@ -1091,6 +1091,117 @@ static void test_plog_reset_restarts_at_offset(void **state)
     assert_true(plog_next_offset(f->log) == 5000);
 }
 
+/* ---- Cutting back ---- */
+
+#define BATCHES_MAX 512
+
+struct batches {
+    uint64_t base[BATCHES_MAX];
+    uint64_t raft[BATCHES_MAX];
+    size_t n;
+};
+
+/* Appends batches of 1 to 7 records until there are @nsegs segments,
+ * noting each batch's base and Raft index. */
+static void fill_noted(struct fixture *f, size_t nsegs, struct batches *b)
+{
+    while (plog_segments(f->log, NULL, 0) < nsegs) {
+        assert_true(b->n < BATCHES_MAX);
+        b->base[b->n] = append(f, (uint32_t)(1 + f->raft % 7));
+        b->raft[b->n] = f->raft;
+        b->n++;
+    }
+}
+
+/* Cuts at batch @i of @b, checks the log and its reopening, appends again. */
+static void cut_and_check(struct fixture *f, struct batches *b, size_t i)
+{
+    uint64_t first = plog_first_offset(f->log);
+    uint64_t cut = b->base[i];
+
+    assert_int_equal(plog_truncate(f->log, cut), 0);
+    assert_true(plog_next_offset(f->log) == cut);
+    assert_true(plog_last_raft_index(f->log) == (i > 0 ? b->raft[i - 1] : 0));
+    if (cut > first) {
+        check_range(f->log, first, cut, 5);
+    }
+    reopen(f);
+    assert_true(plog_first_offset(f->log) == first);
+    assert_true(plog_next_offset(f->log) == cut);
+    assert_true(plog_last_raft_index(f->log) == (i > 0 ? b->raft[i - 1] : 0));
+    b->n = i;
+    /* The log goes on from the cut, with Raft indexes above the cut's. */
+    f->raft = i > 0 ? b->raft[i - 1] : 0;
+    fill_noted(f, plog_segments(f->log, NULL, 0) + 1, b);
+    check_range(f->log, first, plog_next_offset(f->log), 7);
+    reopen(f);
+    check_range(f->log, first, plog_next_offset(f->log), 7);
+}
+
+static void test_plog_truncate_cuts_back_to_a_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct plog_segment segs[16];
+    struct batches b = {.n = 0};
+
+    fill_noted(f, 4, &b);
+    size_t nseg = plog_segments(f->log, segs, 16);
+    assert_true(nseg == 4);
+
+    /* Not at a batch's start, past the end, below the start: refused. */
+    size_t wide = 0;
+    while (b.base[wide + 1] - b.base[wide] < 2) {
+        wide++;
+    }
+    uint64_t next = plog_next_offset(f->log);
+    assert_int_equal(plog_truncate(f->log, b.base[wide] + 1), RQ_NOTFOUND);
+    assert_int_equal(plog_truncate(f->log, next + 1), RQ_NOTFOUND);
+    assert_true(plog_next_offset(f->log) == next);
+    assert_int_equal(plog_truncate(f->log, next), 0);
+    assert_true(plog_next_offset(f->log) == next);
+
+    /* Headers as stored, with the crc plog_batch_crc() gives. */
+    struct plog_batch h;
+    struct rq_buf blob;
+    assert_int_equal(plog_batch_at(f->log, b.base[wide], &h), 0);
+    assert_true(h.base_offset == b.base[wide]);
+    assert_true(h.raft_index == b.raft[wide]);
+    assert_int_equal(h.count, b.base[wide + 1] - b.base[wide]);
+    rq_buf_init(&blob);
+    for (uint64_t off = h.base_offset; off < h.base_offset + h.count; off++) {
+        put_record(&blob, off, value_size(off));
+    }
+    assert_int_equal(h.crc,
+                     plog_batch_crc(h.base_offset, h.raft_index, h.count,
+                                    h.max_timestamp_ms, blob.base, blob.len));
+    assert_true(h.crc != plog_batch_crc(h.base_offset, h.raft_index + 1,
+                                        h.count, h.max_timestamp_ms, blob.base,
+                                        blob.len));
+    rq_buf_close(&blob);
+    assert_int_equal(plog_batch_at(f->log, b.base[wide] + 1, &h), RQ_NOTFOUND);
+
+    /* Inside the active segment. */
+    cut_and_check(f, &b, b.n - 2);
+    /* Inside a sealed segment: the later segments go. */
+    nseg = plog_segments(f->log, segs, 16);
+    size_t in_second = 0;
+    while (b.base[in_second] <= segs[1].base_offset) {
+        in_second++;
+    }
+    cut_and_check(f, &b, in_second);
+    assert_int_equal(plog_segments(f->log, segs, 16), 3);
+    /* At a segment's first batch: that segment goes whole. */
+    plog_segments(f->log, segs, 16);
+    size_t at_third = 0;
+    while (b.base[at_third] != segs[2].base_offset) {
+        at_third++;
+    }
+    cut_and_check(f, &b, at_third);
+    assert_int_equal(count_dir(f->dir, ".seg"), 4);
+    /* At the very first batch: an empty log at the same offset. */
+    cut_and_check(f, &b, 0);
+}
+
 /* ---- Bounds ---- */
 
 static void test_plog_holds_two_files_open_whatever_its_size(void **state)
@@ -1205,6 +1316,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_plog_append_batches_refuses_bad_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plog_append_batches_random_damage,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plog_truncate_cuts_back_to_a_batch,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_plog_reset_restarts_at_offset,
                                         setup, teardown),
