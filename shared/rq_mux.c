@@ -29,18 +29,20 @@
  * timer runs from the start, so a peer whose SYNs are dropped fails with a
  * timeout rather than after the kernel's minutes of retries.
  *
- * Lifetime of the mux: m->refs counts its own three handles, every incoming
+ * Lifetime of the mux: m->refs counts its own four handles, every incoming
  * connection and every conn. rq_mux_close() closes or cancels all of them;
  * the last one to go frees the mux (mux_maybe_free).
  */
 #include "rq_mux.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "rq_err.h"
 #include "rq_idmap.h"
@@ -59,6 +61,10 @@
 #define REJECT_LOG_INTERVAL_MS 1000
 #define HOST_MAX 256
 #define PORT_MAX 8
+#define DEFAULT_WRITE_QUEUE_MAX (64ull << 20)
+#define DEFAULT_WATCH_MS 1000
+/* Streams over the write queue limit remembered from one look to the next. */
+#define STUCK_MAX 64
 
 enum reject_reason {
     REJECT_EOF,
@@ -95,11 +101,22 @@ struct rate {
     uint64_t suppressed;
 };
 
+/* A stream seen over the write queue limit. */
+struct stuck {
+    const uv_stream_t *stream;
+    size_t queued;
+};
+
 struct rq_mux {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_timer_t sweep; /* Closes incoming connections past their deadline. */
     uv_timer_t defer; /* Runs deferred transport close callbacks. */
+    uv_timer_t watch; /* Cuts streams whose writes pile up. */
+    uint64_t write_queue_max;
+    unsigned watch_ms;
+    struct stuck stuck[STUCK_MAX]; /* Over the limit at the last look. */
+    size_t n_stuck;
     struct rq_cluster_key key;
     uint64_t cluster_id;
     uint64_t self_id;
@@ -460,6 +477,90 @@ static void on_sweep(uv_timer_t *timer)
     if (rq_list_empty(&m->incoming)) {
         uv_timer_stop(&m->sweep);
     }
+}
+
+/* ---- Streams that stopped draining ---- */
+
+struct watch_walk {
+    struct rq_mux *m;
+    struct stuck next[STUCK_MAX];
+    size_t n;
+};
+
+/* Shuts stream @s down in both directions: its pending writes fail and its
+ * owner closes it. */
+static void cut_stream(struct rq_mux *m, uv_stream_t *s, size_t queued)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char peer[64] = "?";
+    uv_os_fd_t fd;
+
+    if (uv_fileno((uv_handle_t *)s, &fd) != 0) {
+        return;
+    }
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        int port = 0;
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            uv_ip4_name(a, peer, sizeof peer);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, peer, sizeof peer);
+            port = ntohs(a->sin6_port);
+        }
+        size_t n = strlen(peer);
+        snprintf(peer + n, sizeof peer - n, ":%d", port);
+    }
+    if (shutdown(fd, SHUT_RDWR) != 0) {
+        if (errno == ENOTCONN) {
+            return; /* Cut already; its owner has not closed it yet. */
+        }
+        rq_log(RQ_WARN, "shutdown of a stream to %s: %s", peer,
+               strerror(errno));
+        return;
+    }
+    m->stats.cut++;
+    rq_log(RQ_WARN,
+           "cut the stream to %s: %zu bytes queued for writing and not "
+           "draining (the peer stopped reading)",
+           peer, queued);
+}
+
+static void watch_one(uv_handle_t *h, void *arg)
+{
+    struct watch_walk *w = arg;
+    struct rq_mux *m = w->m;
+
+    if (h->type != UV_TCP || uv_is_closing(h) ||
+        h == (uv_handle_t *)&m->listener) {
+        return;
+    }
+    uv_stream_t *s = (uv_stream_t *)h;
+    size_t queued = s->write_queue_size;
+    if (queued <= m->write_queue_max) {
+        return;
+    }
+    for (size_t i = 0; i < m->n_stuck; i++) {
+        if (m->stuck[i].stream == s && queued >= m->stuck[i].queued) {
+            cut_stream(m, s, queued);
+            return;
+        }
+    }
+    if (w->n < STUCK_MAX) {
+        w->next[w->n++] = (struct stuck){s, queued};
+    }
+}
+
+static void on_watch(uv_timer_t *timer)
+{
+    struct rq_mux *m = timer->data;
+    struct watch_walk w = {.m = m, .n = 0};
+
+    uv_walk(m->loop, watch_one, &w);
+    memcpy(m->stuck, w.next, w.n * sizeof w.next[0]);
+    m->n_stuck = w.n;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -1047,7 +1148,14 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
     m->sweep.data = m;
     uv_timer_init(loop, &m->defer);
     m->defer.data = m;
-    m->refs += 2;
+    uv_timer_init(loop, &m->watch);
+    m->watch.data = m;
+    m->write_queue_max = cfg->write_queue_max != 0 ? cfg->write_queue_max
+                                                   : DEFAULT_WRITE_QUEUE_MAX;
+    m->watch_ms = cfg->watch_ms != 0 ? cfg->watch_ms : DEFAULT_WATCH_MS;
+    uv_timer_start(&m->watch, on_watch, m->watch_ms, m->watch_ms);
+    uv_unref((uv_handle_t *)&m->watch);
+    m->refs += 3;
     rq_log(RQ_INFO, "listening on %s as %s", cfg->bind_address, m->advertise);
     *out = m;
     return 0;
@@ -1116,6 +1224,7 @@ void rq_mux_close(struct rq_mux *m, void (*cb)(void *data), void *data)
     uv_close((uv_handle_t *)&m->listener, on_mux_handle_closed);
     uv_close((uv_handle_t *)&m->sweep, on_mux_handle_closed);
     uv_close((uv_handle_t *)&m->defer, on_mux_handle_closed);
+    uv_close((uv_handle_t *)&m->watch, on_mux_handle_closed);
     while (!rq_list_empty(&m->incoming)) {
         struct incoming *in =
             RQ_LIST_ENTRY(m->incoming.next, struct incoming, link);
@@ -1125,8 +1234,10 @@ void rq_mux_close(struct rq_mux *m, void (*cb)(void *data), void *data)
     for (e = m->rpc_connects.next; e != &m->rpc_connects; e = e->next) {
         conn_fail(RQ_LIST_ENTRY(e, struct conn, link), RQ_CANCELED);
     }
-    rq_log(RQ_INFO, "closing: %llu accepted, %llu rejected, %llu connects",
+    rq_log(RQ_INFO,
+           "closing: %llu accepted, %llu rejected, %llu connects, %llu cut",
            (unsigned long long)m->stats.accepted,
            (unsigned long long)m->stats.rejected,
-           (unsigned long long)m->stats.connects);
+           (unsigned long long)m->stats.connects,
+           (unsigned long long)m->stats.cut);
 }

@@ -10,6 +10,14 @@
  * connection with a bad preamble, a foreign cluster id or an unknown group
  * is closed and the reason logged (rate-limited).
  *
+ * A peer that stops reading (a process stopped with SIGSTOP keeps its
+ * sockets open) would let writes pile up without bound: libraft 0.15 sends
+ * such a follower every entry since its match point each heartbeat. The
+ * mux looks at every TCP stream of its loop each watch_ms and shuts down
+ * one whose write queue stayed over write_queue_max without shrinking; its
+ * owner sees the writes fail (raft_uv reconnects, and the leader falls back
+ * to probing that follower).
+ *
  * Addresses may be host names; they are resolved on every connect, so a
  * peer that moves (a Kubernetes pod) is found again.
  *
@@ -36,6 +44,11 @@ struct rq_mux_config {
     const char *secret;           /* Cluster secret text (borrowed). */
     unsigned connect_timeout_ms;  /* 0: 2000. */
     unsigned preamble_timeout_ms; /* Incoming preamble deadline; 0: 5000. */
+    /* Bytes a stream may hold queued for writing before it is cut; 0: 64
+     * MiB. A stream over it at two looks in a row (watch_ms apart), not
+     * shorter at the second, is shut down. */
+    uint64_t write_queue_max;
+    unsigned watch_ms; /* 0: 1000. */
 };
 
 /*
@@ -99,6 +112,7 @@ struct rq_mux_stats {
     uint64_t rejected;     /* Closed for a bad preamble, cluster or group. */
     uint64_t connects;     /* Outgoing connections established. */
     uint64_t connect_errs; /* Outgoing connections that failed. */
+    uint64_t cut;          /* Streams shut down for a stuck write queue. */
     unsigned groups;       /* Live transports. */
 };
 void rq_mux_stats(const struct rq_mux *m, struct rq_mux_stats *out);

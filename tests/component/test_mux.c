@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@
 #define CLUSTER_ID 77
 #define SECRET "mux test secret"
 #define ENTRY_LEN 16 /* A multiple of 8, as raft_uv 0.15 needs. */
+#define WRITE_QUEUE_MAX (1u << 20)
+#define FLOOD_CHUNK (256u << 10)
+#define FLOOD_WRITES 64 /* 16 MiB: more than the kernel's buffers take. */
 
 struct cluster;
 
@@ -174,6 +178,8 @@ static int cluster_setup(void **state)
             .secret = SECRET,
             .connect_timeout_ms = 1000,
             .preamble_timeout_ms = 400,
+            .write_queue_max = WRITE_QUEUE_MAX,
+            .watch_ms = 50,
         };
         snprintf(c->address[i], sizeof c->address[i], "127.0.0.1:%d",
                  BASE_PORT + i);
@@ -675,6 +681,80 @@ static void test_mux_connect_times_out_and_cancels(void **state)
     close(fd);
 }
 
+/* ---- A peer that stops reading ---- */
+
+struct flood {
+    uv_write_t writes[FLOOD_WRITES];
+    unsigned done;
+    unsigned failed;
+};
+
+static void on_flood_written(uv_write_t *w, int status)
+{
+    struct flood *f = w->data;
+    f->done++;
+    if (status < 0) {
+        f->failed++;
+    }
+}
+
+static bool flood_failed(void *arg)
+{
+    return ((struct flood *)arg)->failed > 0;
+}
+
+static bool flood_done(void *arg)
+{
+    return ((struct flood *)arg)->done == FLOOD_WRITES;
+}
+
+static uint64_t cuts(struct cluster *c)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < N_NODES; i++) {
+        struct rq_mux_stats st;
+        rq_mux_stats(c->mux[i], &st);
+        n += st.cut;
+    }
+    return n;
+}
+
+static void test_mux_cuts_a_stream_whose_peer_stopped_reading(void **state)
+{
+    struct cluster *c = *state;
+    static uint8_t chunk[FLOOD_CHUNK];
+    struct flood *f = calloc(1, sizeof *f);
+    struct dial d;
+
+    assert_non_null(f);
+    /* Raft's own streams drain: nothing was cut while groups elected. */
+    assert_true(run_until(c, leaders_elected, c, 10000));
+    assert_true(cuts(c) == 0);
+    int fd = blackhole_open(c, BASE_PORT + 21, &d);
+    uv_buf_t buf = uv_buf_init((char *)chunk, sizeof chunk);
+    for (unsigned i = 0; i < FLOOD_WRITES; i++) {
+        f->writes[i].data = f;
+        assert_int_equal(
+            uv_write(&f->writes[i], d.stream, &buf, 1, on_flood_written), 0);
+    }
+    /* The kernel takes a few MiB; the rest stays queued, over the limit,
+     * and the stream is shut down: a write fails. */
+    assert_true(run_until(c, flood_failed, f, 5000));
+    /* Every mux watches its whole loop; here three share one. */
+    uint64_t n = cuts(c);
+    assert_true(n >= 1);
+    /* Its owner closes it, as raft_uv does: the rest are cancelled. */
+    dial_close(&d);
+    assert_true(run_until(c, flood_done, f, 5000));
+    /* What the kernel took was written; everything still queued failed. */
+    assert_true((uint64_t)f->failed * FLOOD_CHUNK > WRITE_QUEUE_MAX);
+    /* The groups go on. */
+    apply_everywhere(c, 'w', 1);
+    assert_true(cuts(c) == n);
+    close(fd);
+    free(f);
+}
+
 static bool flag_set(void *arg)
 {
     return *(bool *)arg;
@@ -903,6 +983,8 @@ static void test_mux_reject_logs_are_rate_limited(void **state)
 
 int main(void)
 {
+    /* As in every raftq process: a write to a cut stream fails, no signal. */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_mux_two_groups_elect_and_commit_on_three_nodes, cluster_setup,
@@ -925,6 +1007,9 @@ int main(void)
             cluster_teardown),
         cmocka_unit_test_setup_teardown(test_mux_reject_logs_are_rate_limited,
                                         cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_cuts_a_stream_whose_peer_stopped_reading, cluster_setup,
+            cluster_teardown),
     };
     return cmocka_run_group_tests_name("mux", tests, NULL, NULL);
 }
