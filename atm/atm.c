@@ -853,6 +853,7 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_change(void *data, const struct rq_node_info *info)
 {
     struct atm *a = data;
+    rq_node_exit_if_stopped(info, "atm");
     /* A command waiting for a leader need not wait for its retry timer. */
     if (a->current != NULL && (info->ready || info->leader_id != 0) &&
         uv_is_active((uv_handle_t *)&a->retry_timer)) {
@@ -1021,6 +1022,9 @@ int main(int argc, char **argv)
 
     /* A peer that goes away must not kill us with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
+     * error like a full disk, rather than kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
     a.lock_fd = -1;
     a.loop = uv_default_loop();
     rv = configure(&a, argc, argv, why, sizeof why);

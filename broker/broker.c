@@ -70,9 +70,10 @@
 #define LOG_TAG "broker"
 
 #define TICK_MS 1000
-#define BALANCE_TICKS 3    /* Leadership balance every 3 s. */
-#define BUDGET_TICKS 2     /* Raft log memory checked every 2 s. */
-#define BUDGET_BARRIERS 16 /* At most this many compaction barriers then. */
+#define BALANCE_TICKS 3     /* Leadership balance every 3 s. */
+#define REOPEN_GAP_MS 10000 /* Between reopens of one stopped group. */
+#define BUDGET_TICKS 2      /* Raft log memory checked every 2 s. */
+#define BUDGET_BARRIERS 16  /* At most this many compaction barriers then. */
 #define PATH_LEN 4096
 
 static const struct rq_opt options[] = {
@@ -146,6 +147,14 @@ struct slot {
     struct replica *replica;
     bool from_start;           /* Found in the data directory at start. */
     struct logbudget_state lb; /* Between memory checks. */
+    uint64_t reopen_after;     /* uv_now() before which no reopen starts. */
+    bool reopening; /* Its group stopped; set until it opens again. */
+};
+
+/* A replica whose Raft group stopped, closed to be opened again. */
+struct reopen {
+    struct broker *broker;
+    struct replica_desc desc;
 };
 
 /* A replica being removed on request. */
@@ -679,13 +688,85 @@ static void budget_check(struct broker *b)
 
 /* ---- Timers ---- */
 
+/* ---- Groups that libraft stopped ---- */
+
+static void on_reopen_closed(void *data, uint64_t gid, int status)
+{
+    struct reopen *ro = data;
+    struct broker *b = ro->broker;
+    struct slot *s = slot_find(b, gid);
+    struct replica *r;
+    char why[512];
+
+    (void)status;
+    assert(s != NULL);
+    if (b->closing || replica_new(&b->env, &ro->desc, &r) != 0) {
+        slot_remove(b, gid);
+        free(ro);
+        shutdown_continue(b);
+        return;
+    }
+    free(ro);
+    s->replica = r;
+    if (replica_open(r, why, sizeof why) != 0) {
+        rq_log(RQ_ERROR,
+               "g%" PRIu64 ": cannot reopen: %s; trying again in %d s", gid,
+               why, REOPEN_GAP_MS / 1000);
+        return;
+    }
+    s->reopening = false;
+    rq_log(RQ_INFO, "g%" PRIu64 ": reopened", gid);
+}
+
+/*
+ * libraft 0.15 stops a group for good (RAFT_UNAVAILABLE) when a message or
+ * a tick fails: a term or vote it cannot persist, a leader's entry that
+ * conflicts with one it counts as committed (DESIGN.md section 3). The
+ * replica is closed and opened again from its directory, which replays its
+ * log and checks its partition log against it; a reopen that fails (the
+ * disk still full) is tried again. At most once per REOPEN_GAP_MS, so a
+ * group that stops again at once does not spin.
+ */
+static void reopen_if_stopped(struct broker *b, struct slot *s, uint64_t now)
+{
+    struct replica_status st;
+    enum replica_state state = replica_state(s->replica);
+
+    if (now < s->reopen_after) {
+        return;
+    }
+    if (state == REPLICA_OPEN) {
+        replica_status(s->replica, &st);
+        if (st.node.role != RQ_ROLE_UNAVAILABLE) {
+            return;
+        }
+        rq_log(RQ_ERROR,
+               "g%" PRIu64 ": the Raft group stopped (term %" PRIu64
+               "); closing and reopening it",
+               s->group_id, st.node.term);
+    } else if (state != REPLICA_FAILED || !s->reopening) {
+        return;
+    }
+    struct reopen *ro = malloc(sizeof *ro);
+    if (ro == NULL) {
+        return; /* UNTESTED: ENOMEM only; the next tick tries again. */
+    }
+    ro->broker = b;
+    ro->desc = *replica_desc(s->replica);
+    s->reopen_after = now + REOPEN_GAP_MS;
+    s->reopening = true;
+    replica_close(s->replica, false, on_reopen_closed, ro);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct broker *b = t->data;
+    uint64_t now = uv_now(b->loop);
     b->ticks++;
     bool balance = b->ticks % BALANCE_TICKS == 0;
     for (size_t i = 0; i < b->n_slots; i++) {
         replica_tick(b->slots[i].replica, balance);
+        reopen_if_stopped(b, &b->slots[i], now);
     }
     if (b->ticks % BUDGET_TICKS == 0) {
         budget_check(b);
@@ -1127,6 +1208,9 @@ int main(int argc, char **argv)
 
     /* A peer or client that goes away must not kill us with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
+     * error like a full disk, rather than kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
     b.lock_fd = -1;
     b.loop = uv_default_loop();
     rv = configure(&b, argc, argv, why, sizeof why);

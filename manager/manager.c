@@ -943,6 +943,7 @@ static void on_change(void *data, const struct rq_node_info *info)
 {
     struct manager *m = data;
     bool was = m->leading;
+    rq_node_exit_if_stopped(info, "manager");
     m->info = *info;
     m->leading = info->ready;
     if (m->leading && !was) {
@@ -1334,6 +1335,9 @@ int main(int argc, char **argv)
 
     /* A peer or client that goes away must not kill us with SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
+     * error like a full disk, rather than kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
     m.lock_fd = -1;
     m.loop = uv_default_loop();
     rq_list_init(&m.barrier_next);

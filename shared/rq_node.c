@@ -38,10 +38,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "rq_entry.h"
 #include "rq_err.h"
@@ -201,6 +203,19 @@ static void label_from_dir(const char *dir, char *out, size_t n)
         start--;
     }
     snprintf(out, n, "%.*s", (int)(len - start), dir + start);
+}
+
+void rq_node_exit_if_stopped(const struct rq_node_info *info, const char *prog)
+{
+    if (info->role != RQ_ROLE_UNAVAILABLE) {
+        return;
+    }
+    rq_log(RQ_ERROR,
+           "fatal: the Raft group stopped (term %" PRIu64
+           "); exiting so that a restart reloads it",
+           info->term);
+    fprintf(stderr, "%s: the Raft group stopped\n", prog);
+    _exit(1);
 }
 
 void rq_node_info(const struct rq_node *n, struct rq_node_info *out)

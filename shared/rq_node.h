@@ -124,6 +124,15 @@ void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out);
 const char *rq_role_name(enum rq_role role);
 
 /*
+ * libraft 0.15 stops a group for good (RAFT_UNAVAILABLE) when a message or
+ * a tick fails: a term or vote it cannot persist, an entry that conflicts
+ * with one it counts as committed. For a process with one group, only a
+ * restart reloads it: if @info says the group stopped, this logs a fatal
+ * line, tells standard error that @prog stops, and exits with status 1.
+ */
+void rq_node_exit_if_stopped(const struct rq_node_info *info, const char *prog);
+
+/*
  * Proposes @payload (copied). Returns RQ_NOTLEADER if not ready, RQ_SHUTDOWN
  * once closing, RQ_TOOBIG, RQ_NOMEM, RQ_RAFT; otherwise 0 and @cb runs
  * exactly once, after apply.

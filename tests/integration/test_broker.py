@@ -1104,6 +1104,45 @@ def test_kill_restart_catch_up(ctx):
     b.wait_preferred(parts)  # The restarted broker leads its groups again.
 
 
+def test_stopped_group_is_reopened(ctx):
+    """libraft 0.15 stops a group for good when it cannot persist a new
+    term. A follower's file size limit is cut to one byte (prlimit) and
+    the leader killed: the follower's group stops at the election. With
+    the limit back, the broker closes and reopens the stopped group, which
+    votes, catches up and keeps every record: both replicas then hold the
+    same records, each acknowledged one once, in order."""
+    b = Brokers(ctx).start()
+    parts = [0]
+    b.create(parts)
+    b.wait_preferred(parts)
+    for k in range(5):
+        b.produce(0, [{"value": "before-%d" % k}])
+    lead = b.leader(0)
+    vid = next(i for i in b.ids() if i != lead)
+    victim = b[vid]
+    pid = str(victim.pid())
+
+    def stopped():
+        # Its log file cannot grow either: ask over HTTP.
+        r = b.replicas(vid)[1]
+        return r["role"] == "unavailable" or r["state"] == "failed"
+
+    subprocess.run(["prlimit", "--pid", pid, "--fsize=1:"], check=True)
+    b[lead].kill()
+    wait_until(stopped, 60, "the follower's group stopped")
+    subprocess.run(["prlimit", "--pid", pid, "--fsize=unlimited:"], check=True)
+    wait_until(lambda: count_lines(victim, "g1: reopened") >= 1, 60,
+               "the follower's group reopened")
+    for k in range(5):
+        b.produce(0, [{"value": "after-%d" % k}], deadline_s=60.0)
+    b.start([lead])
+    b.wait_converged(parts)
+    logs = b.assert_identical(parts)
+    values = [r[1] for r in logs[0]]
+    want = ["before-%d" % k for k in range(5)] + ["after-%d" % k for k in range(5)]
+    check(values == want, "partition 0 holds %r" % values)
+
+
 def test_twenty_partitions_kill_and_stop(ctx):
     """Three brokers, twenty partitions, six concurrent producers. Under
     load one broker is killed with SIGKILL and restarted; then another is
@@ -1615,6 +1654,7 @@ if __name__ == "__main__":
         test_memory_budget_compacts_idle_replicas,
         test_retention,
         test_kill_restart_catch_up,
+        test_stopped_group_is_reopened,
         test_twenty_partitions_kill_and_stop,
         test_replica_rebuilt_from_peers,
         test_membership_change,

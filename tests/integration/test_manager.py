@@ -17,6 +17,7 @@ Brokers register and heartbeat themselves (--managers). Needs no root. Run: pyth
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -873,6 +874,31 @@ def test_restart_all(ctx):
     check((p, off) not in sent, "an offset was reused")
 
 
+def test_stopped_group_exits(ctx):
+    """libraft 0.15 stops a group for good when it cannot persist a new
+    term. A follower manager's file size limit is cut to one byte
+    (prlimit) and the leader killed: the follower's group stops at the
+    election and the manager exits with status 1. Restarted, it rejoins
+    with every topic."""
+    c = Cluster(ctx, n_brokers=3).start()
+    c.create_topic(1, "stays", 2)
+    lead = c.wait_leader()
+    vid = next(i for i in sorted(c.managers) if i != lead)
+    v = c.managers[vid]
+    subprocess.run(["prlimit", "--pid", str(v.pid()), "--fsize=1:"], check=True)
+    c.managers[lead].kill()
+    wait_until(lambda: not v.running(), 60, "manager%d to exit" % vid)
+    rc = v.terminate()
+    check(rc == 1, "manager%d exited with status %s, not 1" % (vid, rc))
+    v.start()
+    c.managers[lead].start()
+    c.wait_ready()
+    for i in sorted(c.managers):
+        st, obj = c.call(i, "GET", "/topics")
+        check(check_ok(st, obj, "topics")["topics"] == ["stays"],
+              "manager%d lists %r" % (i, obj))
+
+
 def produce_until_acked(c, topic, producer, partition, message, managers, timeout=10.0):
     """Produces @message to @partition through @managers in turn, asking
     again after a 503 (a partition whose leader died refuses produces until
@@ -1189,6 +1215,7 @@ if __name__ == "__main__":
         test_admin_liveness,
         test_leader_killed_under_load,
         test_restart_all,
+        test_stopped_group_exits,
         test_dead_broker_replaced,
         test_remove_add_drain,
         test_leader_killed_mid_repair_and_create,
