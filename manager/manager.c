@@ -966,6 +966,34 @@ static void on_change(void *data, const struct rq_node_info *info)
 
 /* ---- State machine ---- */
 
+/*
+ * The store applied entries that its group then replaced (mstore.h): it is
+ * moved aside, with its WAL, and the manager exits; the restart starts an
+ * empty store that the group's snapshot and log rebuild.
+ */
+static void store_diverged(struct manager *m, uint64_t index)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    char from[PATH_MAX];
+    char to[PATH_MAX];
+
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        snprintf(from, sizeof from, "%s/meta.db%s", m->cfg.data, suffixes[i]);
+        snprintf(to, sizeof to, "%s/meta.db.replaced-%" PRIu64 "%s",
+                 m->cfg.data, index, suffixes[i]);
+        if (rename(from, to) != 0 && errno != ENOENT) {
+            rq_log(RQ_ERROR, "rename %s: %s", from, strerror(errno));
+        }
+    }
+    rq_log(RQ_ERROR,
+           "fatal: the store holds entries its group replaced (at index "
+           "%" PRIu64 "); moved aside as meta.db.replaced-%" PRIu64
+           ", exiting so that a restart rebuilds it from the Raft log",
+           index, index);
+    fprintf(stderr, "manager: the store holds entries its group replaced\n");
+    _exit(1);
+}
+
 static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
                      size_t len, uint64_t *result)
 {
@@ -973,6 +1001,8 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
     int rv = mstore_apply(m->store, index, payload, len, result);
     if (rv == RQ_IO) {
         store_failed("applying to the store", rv);
+    } else if (rv == RQ_DIVERGED) {
+        store_diverged(m, index);
     }
     return rv;
 }

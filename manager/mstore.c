@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include <sqlite3.h>
+#include <zlib.h>
 
 #include "rq_err.h"
 #include "rq_log.h"
@@ -97,6 +98,7 @@ static const char *const meta_keys[] = {
     X(ROLLBACK_TO, "ROLLBACK TO cmd")                                         \
     X(META_GET, "SELECT value FROM meta WHERE key = ?1")                      \
     X(META_SET, "UPDATE meta SET value = ?2 WHERE key = ?1")                  \
+    X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")    \
     X(MANAGER_UPSERT,                                                         \
       "INSERT INTO managers(id, raft_addr, http_addr) VALUES (?1, ?2, ?3) "   \
       "ON CONFLICT(id) DO UPDATE SET raft_addr = excluded.raft_addr, "        \
@@ -190,9 +192,10 @@ static const char *const stmt_sql[] = {
 struct mstore {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT_];
-    bool in_txn;      /* BEGIN ran and no COMMIT since. */
-    bool broken;      /* The open transaction was lost; see the top. */
-    uint64_t applied; /* meta.applied_index, including the open txn. */
+    bool in_txn;          /* BEGIN ran and no COMMIT since. */
+    bool broken;          /* The open transaction was lost; see the top. */
+    uint64_t applied;     /* meta.applied_index, including the open txn. */
+    uint64_t applied_crc; /* meta.applied_crc; 0: not known. */
 };
 
 /* ---- Small SQLite helpers ---- */
@@ -295,6 +298,31 @@ static int meta_set(struct mstore *s, const char *key, uint64_t v)
     bind_text(s->st[ST_META_SET], 1, key);
     bind_u64(s->st[ST_META_SET], 2, v);
     return run(s, ST_META_SET);
+}
+
+/*
+ * The check of a replayed entry (mstore.h): meta.applied_crc is the crc32
+ * of the entry at applied_index with bit 32 set, so 0 means "not known"
+ * (a database from before the key existed, until its next apply).
+ */
+#define APPLIED_CRC "applied_crc"
+
+static uint64_t entry_crc(const uint8_t *payload, size_t len)
+{
+    return (UINT64_C(1) << 32) | (uint64_t)crc32_z(0, payload, len);
+}
+
+/* Reads meta.applied_crc into s->applied_crc, 0 if the key is absent. */
+static int applied_crc_load(struct mstore *s)
+{
+    bind_text(s->st[ST_META_GET], 1, APPLIED_CRC);
+    int rv = row(s, ST_META_GET);
+    s->applied_crc = 0;
+    if (rv == 0) {
+        s->applied_crc = col_u64(s->st[ST_META_GET], 0);
+        done(s, ST_META_GET);
+    }
+    return rv == RQ_NOTFOUND ? 0 : rv;
 }
 
 /* Takes the next id from the counter @key (ids start at 1). */
@@ -559,6 +587,9 @@ int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn)
         }
     }
     rv = meta_get(s, "applied_index", &s->applied);
+    if (rv == 0) {
+        rv = applied_crc_load(s);
+    }
     if (rv != 0) {
         rq_why(why, whyn, "%s: cannot read the applied index", path);
         goto err_after_prepare;
@@ -1025,7 +1056,17 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
     int rv;
 
     if (index <= s->applied) {
-        /* Replayed from the Raft log after a crash: the file has it. */
+        /* Replayed from the Raft log after a crash: the file has it, unless
+         * the group replaced the entries it applied last. */
+        if (index == s->applied && s->applied_crc != 0 &&
+            entry_crc(payload, len) != s->applied_crc) {
+            rq_log(RQ_ERROR,
+                   "entry %" PRIu64
+                   " is not the one the store applied at that index: the "
+                   "store holds entries its group replaced",
+                   index);
+            return RQ_DIVERGED;
+        }
         *result = MSTORE_OK(0);
         return 0;
     }
@@ -1059,8 +1100,14 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
          * first. */
         rv = run(s, ST_ROLLBACK_TO);
     }
+    uint64_t crc = entry_crc(payload, len);
     if (rv == 0) {
         rv = meta_set(s, "applied_index", index);
+    }
+    if (rv == 0) {
+        bind_text(s->st[ST_META_PUT], 1, APPLIED_CRC);
+        bind_u64(s->st[ST_META_PUT], 2, crc);
+        rv = run(s, ST_META_PUT);
     }
     if (rv != 0) {
         /* Undo this command only; the burst before it stays. */
@@ -1075,6 +1122,7 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
         return rv;
     }
     s->applied = index;
+    s->applied_crc = crc;
     *result = res;
     return 0;
 }
@@ -1188,6 +1236,9 @@ int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
         goto err_after_scratch;
     }
     rv = meta_get(s, "applied_index", &s->applied);
+    if (rv == 0) {
+        rv = applied_crc_load(s);
+    }
     if (rv != 0) {
         rq_why(why, whyn, "cannot read the restored applied index");
         goto err_after_scratch;

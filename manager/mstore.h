@@ -9,7 +9,10 @@
  * costs one commit. The index of the last applied entry is stored in the
  * same transaction, so after a crash the entries replayed from the Raft log
  * that the file already holds are skipped (mstore_apply returns without
- * change for index <= mstore_applied_index).
+ * change for index <= mstore_applied_index). With it goes the crc32 of that
+ * entry (meta.applied_crc): libraft 0.15 can let a manager apply entries
+ * that its group later replaces (DESIGN.md section 3), and the replayed
+ * entry at the applied index then differs from the one the file applied.
  *
  * Snapshots are the serialized database (sqlite3_serialize); restoring
  * replaces the whole content (sqlite3_deserialize into a scratch handle,
@@ -17,7 +20,8 @@
  * Metadata is small (a topic is a few hundred bytes), so this is cheap.
  *
  * Schema (every table, and nothing else, is in a snapshot):
- *   meta(key TEXT PRIMARY KEY, value INTEGER)   -- applied_index, next ids
+ *   meta(key TEXT PRIMARY KEY, value INTEGER)   -- applied_index,
+ *     applied_crc, next ids
  *   managers(id, raft_addr, http_addr)
  *   brokers(id, raft_addr, http_addr, state, registered_ms, state_ms)
  *     -- registered_ms: the last registration; state_ms: the last change
@@ -75,7 +79,10 @@ void mstore_close(struct mstore *s);
  * caller retries the same entry). If SQLite rolled back the whole open
  * transaction (entries since the last flush lost), every later apply and
  * flush is RQ_IO until mstore_restore or a reopen: the manager must
- * restart, and the Raft log replays what the file lacks.
+ * restart, and the Raft log replays what the file lacks. RQ_DIVERGED, with
+ * nothing changed, when the entry at the applied index is not the one the
+ * file applied: the file holds a history its group replaced and must be
+ * rebuilt from the group's snapshot and log.
  */
 int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
                  size_t len, uint64_t *result);
