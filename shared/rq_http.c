@@ -1039,6 +1039,22 @@ static bool body_append(struct rq_http_req *req, const char *data, size_t n)
     return true;
 }
 
+/* Finds a query argument whose decoded name or value holds a NUL byte
+ * (%00): C strings would cut it short and read "a%00b" as "a". */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, size_t key_size,
+                                    const char *value, size_t value_size)
+{
+    const char **bad = cls;
+    (void)kind;
+    if (strlen(key) != key_size ||
+        (value != NULL && strlen(value) != value_size)) {
+        *bad = key;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
 /* The first call, once the headers are in: refuse early what can be. */
 static void on_headers(struct rq_http_req *req, const char *method)
 {
@@ -1053,6 +1069,14 @@ static void on_headers(struct rq_http_req *req, const char *method)
     if (h->closing) {
         req->close_connection = true;
         reject(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+        return;
+    }
+    const char *nul_arg = NULL;
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, find_nul_arg,
+                                &nul_arg);
+    if (nul_arg != NULL) {
+        reject(req, MHD_HTTP_BAD_REQUEST,
+               "query argument '%s' holds a NUL byte (%%00)", nul_arg);
         return;
     }
     /* MHD has already refused a Content-Length that is not a number. */
