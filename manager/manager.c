@@ -714,10 +714,15 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
     json_t *body = rq_http_json(req, why, sizeof why);
     json_t *raft = json_object_get(body, "raft_addr");
     json_t *http = json_object_get(body, "http_addr");
+    char host[MCMD_ADDR_MAX + 1];
+    uint16_t port;
     if (body == NULL || !json_is_string(raft) || !json_is_string(http) ||
         json_string_length(raft) > MCMD_ADDR_MAX ||
         json_string_length(http) > MCMD_ADDR_MAX ||
-        json_string_length(http) == 0) {
+        rq_addr_split(json_string_value(raft), host, sizeof host, &port, why,
+                      sizeof why) != 0 ||
+        rq_addr_split(json_string_value(http), host, sizeof host, &port, why,
+                      sizeof why) != 0) {
         rq_http_reply_error(req, 400,
                             "need 'raft_addr' and 'http_addr' (HOST:PORT)");
         return;
