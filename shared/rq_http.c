@@ -1474,7 +1474,15 @@ json_t *rq_http_json(struct rq_http_req *req, char *why, size_t whyn)
                      "body is nested deeper than %d levels", MAX_JSON_DEPTH);
         } else if ((v = json_loadb((const char *)req->body, req->body_len,
                                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                                   &err)) == NULL) {
+                                   &err)) == NULL &&
+                   json_error_code(&err) == json_error_null_character) {
+            /* jansson's own text names its flag, which means nothing to a
+             * client. */
+            snprintf(req->json_why, sizeof req->json_why,
+                     "body is not valid JSON here: a string holds \\u0000 "
+                     "(NUL) at line %d column %d",
+                     err.line, err.column);
+        } else if (v == NULL) {
             snprintf(req->json_why, sizeof req->json_why,
                      "body is not valid %s: %s at line %d column %d",
                      json_error_code(&err) == json_error_invalid_utf8 ? "UTF-8"

@@ -810,7 +810,7 @@ static void test_http_json_bodies(void **state)
     resp_free(&r);
 
     post(e, "{\"a\":\"\\u0000\"}", 14, &r);
-    assert_int_equal(r.status, 400);
+    assert_json_failure(&r, 400, "a string holds \\u0000 (NUL)");
     resp_free(&r);
 }
 
