@@ -1079,6 +1079,16 @@ static void on_headers(struct rq_http_req *req, const char *method)
                "query argument '%s' holds a NUL byte (%%00)", nul_arg);
         return;
     }
+    /* A body in a transfer coding other than chunked cannot be read: MHD
+     * would wait for it until the idle timeout. */
+    const char *te = MHD_lookup_connection_value(
+        req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te != NULL && strcasecmp(te, "chunked") != 0) {
+        req->close_connection = true;
+        reject(req, MHD_HTTP_BAD_REQUEST,
+               "Transfer-Encoding '%s' is not supported (only chunked)", te);
+        return;
+    }
     /* MHD has already refused a Content-Length that is not a number. */
     cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                      MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -709,6 +709,29 @@ static void test_http_query_nul_is_refused(void **state)
     assert_int_equal(s.rejected, 4);
 }
 
+/* A transfer coding other than chunked is refused at once rather than
+ * left waiting for a body that cannot be read. */
+static void test_http_unknown_transfer_encoding_is_refused(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+
+    start(e);
+    fetch(e,
+          "POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\n"
+          "Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n",
+          &r);
+    assert_json_failure(&r, 400, "Transfer-Encoding 'gzip' is not supported");
+    resp_free(&r);
+    fetch(e,
+          "POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\n"
+          "Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n"
+          "2\r\n{}\r\n0\r\n\r\n",
+          &r);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+}
+
 static void test_http_arg_query_wins_over_body(void **state)
 {
     struct env *e = *state;
@@ -1385,6 +1408,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_query_nul_is_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_http_unknown_transfer_encoding_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_arg_query_wins_over_body,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_json_bodies, setup, teardown),

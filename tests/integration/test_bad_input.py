@@ -274,6 +274,22 @@ def barrage_http(addr, post_path):
     st, _, hdrs, _ = raw(addr, "HEAD", "/healthz")
     TALLY.add(st)
     check(st == 405 and hdrs.get("allow") == "GET", "HEAD /healthz: %d %r" % (st, hdrs))
+    expect(addr, "POST", post_path, 400, "Transfer-Encoding 'gzip' is not supported",
+           headers={"Transfer-Encoding": "gzip"})
+    # Framing libmicrohttpd refuses itself, with its own (empty or HTML) body.
+    for hdrs, status in (({"Content-Length": "abc"}, 400), ({"Content-Length": "-1"}, 400),
+                         ({"Content-Length": "9" * 30}, 413)):
+        st, _, _, data = raw(addr, "POST", post_path, headers=hdrs)
+        TALLY.add(st)
+        check(st == status, "%r: %d %r" % (hdrs, st, data[:100]))
+    s = socket.create_connection(_split(addr), timeout=RAW_TIMEOUT)
+    try:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        r = _read_response(s)
+    finally:
+        s.close()
+    check(r is not None and r[0] == 505, "an HTTP/2 preface: %r" % (r,))
+    TALLY.add(r[0])
 
 
 # ---- Manager routes ------------------------------------------------------------
@@ -792,6 +808,7 @@ PARTIALS = [
     b"GET /healthz HTTP/1.1\r\nHo",
     b"POST /topics HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"topic",
     b"POST /topics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"top",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64),  # A TLS ClientHello.
 ]
 
 
