@@ -258,7 +258,8 @@ def chunked_upload(addr, path, mib):
 
 def barrage_http(addr, post_path):
     """What libmicrohttpd and rq_http judge before any handler: sizes of
-    the request line, headers and a chunked body, and HEAD."""
+    the request line, headers and a chunked body, HEAD, transfer codings,
+    bad Content-Length values and a protocol other than HTTP/1."""
     st, obj, _, data = chunked_upload(addr, post_path, 40)
     TALLY.add(st)
     check(st == 413 and "larger than" in obj["message"], "40 MiB chunked: %d %r" % (st, data[:200]))
