@@ -58,8 +58,7 @@
 #define RETRY_MS 100        /* Pause before trying again. */
 #define RPC_TIMEOUT_MS 1500 /* One forwarding attempt. */
 #define LINE_MAX_LEN 1024
-#define QUEUE_MAX 256        /* Lines read ahead before reading pauses. */
-#define LINE_TOO_LONG "\x01" /* Queued in place of an over-long line. */
+#define QUEUE_MAX 256 /* Lines read ahead before reading pauses. */
 
 /* Forwarding RPC methods. Bodies: WRITE an atm_write, reply an atm_result;
  * BALANCE the account name, reply balance:u64 (two's complement). */
@@ -111,8 +110,17 @@ static const struct rq_opt options[] = {
      offsetof(struct atm_config, log_format), "text or json"},
 };
 
+/* What a line of input turned out to be: text to parse, or one that is
+ * answered with an error without being parsed. */
+enum line_kind {
+    LINE_TEXT,
+    LINE_TOO_LONG, /* Over LINE_MAX_LEN; its text is dropped. */
+    LINE_NUL,      /* Holds a NUL byte, which would cut its text short. */
+};
+
 struct line {
     struct line *next;
+    enum line_kind kind;
     char text[];
 };
 
@@ -162,6 +170,7 @@ struct atm {
     char partial[LINE_MAX_LEN + 1];
     size_t partial_len;
     bool discarding; /* Inside an over-long line. */
+    bool nul;        /* The line so far holds a NUL byte. */
     struct line *queue_head;
     struct line *queue_tail;
     unsigned queued;
@@ -553,7 +562,7 @@ static void answer_status(struct op *op)
     op_answer(op, line);
 }
 
-static void run_line(struct atm *a, const char *text)
+static void run_line(struct atm *a, enum line_kind kind, const char *text)
 {
     char why[256];
     char line[320];
@@ -566,10 +575,14 @@ static void run_line(struct atm *a, const char *text)
     op->atm = a;
     op->refs = 1;
     a->current = op;
-    if (text[0] == LINE_TOO_LONG[0]) {
+    if (kind == LINE_TOO_LONG) {
         snprintf(line, sizeof line,
                  "error: line too long (at most %d characters)", LINE_MAX_LEN);
         op_answer(op, line);
+        return;
+    }
+    if (kind == LINE_NUL) {
+        op_answer(op, "error: the line holds a NUL byte");
         return;
     }
     int rv = atm_cmd_parse(text, &op->cmd, why, sizeof why);
@@ -631,7 +644,7 @@ static void process_next(struct atm *a)
             a->queue_tail = NULL;
         }
         a->queued--;
-        run_line(a, l->text);
+        run_line(a, l->kind, l->text);
         free(l);
     }
     if (a->queued < QUEUE_MAX / 2) {
@@ -639,7 +652,8 @@ static void process_next(struct atm *a)
     }
 }
 
-static void enqueue(struct atm *a, const char *text, size_t len)
+static void enqueue(struct atm *a, enum line_kind kind, const char *text,
+                    size_t len)
 {
     struct line *l = malloc(sizeof *l + len + 1);
     if (l == NULL) {
@@ -647,6 +661,7 @@ static void enqueue(struct atm *a, const char *text, size_t len)
         return;
     }
     l->next = NULL;
+    l->kind = kind;
     memcpy(l->text, text, len);
     l->text[len] = '\0';
     if (a->queue_tail != NULL) {
@@ -658,20 +673,31 @@ static void enqueue(struct atm *a, const char *text, size_t len)
     a->queued++;
 }
 
-/* Splits input into lines; an over-long line is answered with an error. */
+/* Queues the line gathered so far and starts the next one. */
+static void line_end(struct atm *a)
+{
+    if (a->discarding) {
+        enqueue(a, LINE_TOO_LONG, "", 0);
+    } else if (a->nul) {
+        enqueue(a, LINE_NUL, "", 0);
+    } else {
+        enqueue(a, LINE_TEXT, a->partial, a->partial_len);
+    }
+    a->discarding = false;
+    a->nul = false;
+    a->partial_len = 0;
+}
+
+/* Splits input into lines; an over-long line, or one holding a NUL byte, is
+ * answered with an error. */
 static void consume(struct atm *a, const char *buf, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char c = buf[i];
         if (c == '\n') {
-            if (a->discarding) {
-                a->discarding = false;
-                enqueue(a, LINE_TOO_LONG, 1);
-            } else {
-                enqueue(a, a->partial, a->partial_len);
-            }
-            a->partial_len = 0;
+            line_end(a);
         } else if (!a->discarding) {
+            a->nul = a->nul || c == '\0';
             if (a->partial_len == LINE_MAX_LEN) {
                 a->discarding = true;
             } else {
@@ -683,10 +709,9 @@ static void consume(struct atm *a, const char *buf, size_t n)
 
 static void input_eof(struct atm *a)
 {
-    if (a->partial_len > 0 && !a->discarding) {
-        enqueue(a, a->partial, a->partial_len);
+    if (a->partial_len > 0 || a->discarding || a->nul) {
+        line_end(a);
     }
-    a->partial_len = 0;
     a->in_eof = true;
     rq_log(RQ_INFO,
            "end of standard input; serving the network until "

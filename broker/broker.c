@@ -134,6 +134,12 @@ static const struct rq_opt options[] = {
     {"max-message-bytes", "RAFTQ_MAX_MESSAGE_BYTES", RQ_OPT_U64, "1048576",
      false, offsetof(struct broker_config, max_message_bytes),
      "largest record value accepted"},
+    {"http-idle-timeout-s", "RAFTQ_HTTP_IDLE_TIMEOUT_S", RQ_OPT_U64, "60",
+     false, offsetof(struct broker_config, http_idle_timeout_s),
+     "close an HTTP connection idle (or sending nothing) this long"},
+    {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
+     false, offsetof(struct broker_config, http_max_connections),
+     "HTTP connections open at once, at most; more are refused"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -1090,6 +1096,14 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
         return RQ_INVALID;
     }
+    if (c->http_idle_timeout_s == 0 || c->http_idle_timeout_s > 86400) {
+        snprintf(why, whyn, "need 1 <= --http-idle-timeout-s <= 86400");
+        return RQ_INVALID;
+    }
+    if (c->http_max_connections < 4 || c->http_max_connections > 65536) {
+        snprintf(why, whyn, "need 4 <= --http-max-connections <= 65536");
+        return RQ_INVALID;
+    }
     return 0;
 }
 
@@ -1123,6 +1137,8 @@ static int start(struct broker *b, char *why, size_t whyn)
     struct rq_http_config hc = {
         .bind_address = b->cfg.http_addr,
         .max_body = API_MAX_BODY,
+        .max_connections = (unsigned)b->cfg.http_max_connections,
+        .idle_timeout_s = (unsigned)b->cfg.http_idle_timeout_s,
         .metrics = b->metrics,
     };
     rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,

@@ -32,6 +32,8 @@ struct broker_config {
     uint64_t retention_ms;
     uint64_t retention_check_ms;
     uint64_t max_message_bytes;
+    uint64_t http_idle_timeout_s;
+    uint64_t http_max_connections;
     const char *log_level;
     const char *log_format;
 };

@@ -35,6 +35,7 @@
 #include "rq_err.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
+#include "rq_preamble.h"
 
 #define LOG_TAG "admin"
 
@@ -323,6 +324,20 @@ void admin_broker_remove(struct rq_http_req *req, void *data)
 
 /* ---- Topics ---- */
 
+/* The {topic} of the path, checked; NULL after answering 400. */
+static const char *topic_param(struct rq_http_req *req)
+{
+    const char *topic = rq_http_param(req, "topic");
+    if (topic == NULL || !mcmd_topic_valid(topic)) {
+        rq_http_reply_error(req, 400,
+                            "topic names are 1-%d characters of "
+                            "[A-Za-z0-9._-], not '.' or '..'",
+                            MCMD_NAME_MAX);
+        return NULL;
+    }
+    return topic;
+}
+
 static const struct liveness_replica *reported(const struct liveness_broker *lb,
                                                uint64_t gid)
 {
@@ -344,7 +359,10 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
     if (!manager_check_admin(m, req) || manager_forward(m, req)) {
         return;
     }
-    const char *topic = rq_http_param(req, "topic");
+    const char *topic = topic_param(req);
+    if (topic == NULL) {
+        return;
+    }
     int rv = mstore_topic(m->store, topic, &t);
     if (rv == 0) {
         rv = mstore_partitions(m->store, topic, &parts, &n);
@@ -419,7 +437,10 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
     if (!manager_check_admin(m, req) || manager_forward(m, req)) {
         return;
     }
-    const char *topic = rq_http_param(req, "topic");
+    const char *topic = topic_param(req);
+    if (topic == NULL) {
+        return;
+    }
     int rv = mstore_topic(m->store, topic, &t);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no topic '%s'", topic);
@@ -694,7 +715,10 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     if (!manager_check_admin(m, req) || manager_forward(m, req)) {
         return;
     }
-    const char *topic = rq_http_param(req, "topic");
+    const char *topic = topic_param(req);
+    if (topic == NULL) {
+        return;
+    }
     if (parse_u32(rq_http_param(req, "partition"), &p) != 0) {
         rq_http_reply_error(req, 400, "the partition must be an integer");
         return;
@@ -788,11 +812,16 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
 
 /* ---- Brokers' internal API ---- */
 
-static bool addr_ok(const json_t *v)
+/* A HOST:PORT string of at most @max bytes (a Raft address travels in
+ * every preamble, so it is held to the preamble's 63). */
+static bool addr_ok(const json_t *v, size_t max)
 {
-    return json_is_string(v) && json_string_length(v) > 2 &&
-           json_string_length(v) <= MCMD_ADDR_MAX &&
-           strchr(json_string_value(v), ':') != NULL;
+    char host[MCMD_ADDR_MAX + 1];
+    char why[WHY_LEN];
+    uint16_t port;
+    return json_is_string(v) && json_string_length(v) <= max &&
+           rq_addr_split(json_string_value(v), host, sizeof host, &port, why,
+                         sizeof why) == 0;
 }
 
 struct registration {
@@ -847,8 +876,8 @@ void admin_broker_register(struct rq_http_req *req, void *data)
     json_t *raft = json_object_get(body, "raft_addr");
     json_t *http = json_object_get(body, "http_addr");
     if (!json_is_integer(id) || json_integer_value(id) <= 0 ||
-        json_integer_value(id) > UINT32_MAX || !addr_ok(raft) ||
-        !addr_ok(http)) {
+        json_integer_value(id) > UINT32_MAX ||
+        !addr_ok(raft, RQ_PREAMBLE_ADDR - 1) || !addr_ok(http, MCMD_ADDR_MAX)) {
         rq_http_reply_error(req, 400,
                             "need 'id' (a positive integer), 'raft_addr' and "
                             "'http_addr' (HOST:PORT)");

@@ -120,6 +120,12 @@ static const struct rq_opt options[] = {
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "1024",
      false, offsetof(struct manager_config, snapshot_threshold),
      "Raft entries between snapshots of the metadata"},
+    {"http-idle-timeout-s", "RAFTQ_HTTP_IDLE_TIMEOUT_S", RQ_OPT_U64, "60",
+     false, offsetof(struct manager_config, http_idle_timeout_s),
+     "close an HTTP connection idle (or sending nothing) this long"},
+    {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
+     false, offsetof(struct manager_config, http_max_connections),
+     "HTTP connections open at once, at most; more are refused"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct manager_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -708,10 +714,15 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
     json_t *body = rq_http_json(req, why, sizeof why);
     json_t *raft = json_object_get(body, "raft_addr");
     json_t *http = json_object_get(body, "http_addr");
+    char host[MCMD_ADDR_MAX + 1];
+    uint16_t port;
     if (body == NULL || !json_is_string(raft) || !json_is_string(http) ||
         json_string_length(raft) > MCMD_ADDR_MAX ||
         json_string_length(http) > MCMD_ADDR_MAX ||
-        json_string_length(http) == 0) {
+        rq_addr_split(json_string_value(raft), host, sizeof host, &port, why,
+                      sizeof why) != 0 ||
+        rq_addr_split(json_string_value(http), host, sizeof host, &port, why,
+                      sizeof why) != 0) {
         rq_http_reply_error(req, 400,
                             "need 'raft_addr' and 'http_addr' (HOST:PORT)");
         return;
@@ -1228,6 +1239,14 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
         snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
         return RQ_INVALID;
     }
+    if (c->http_idle_timeout_s == 0 || c->http_idle_timeout_s > 86400) {
+        snprintf(why, whyn, "need 1 <= --http-idle-timeout-s <= 86400");
+        return RQ_INVALID;
+    }
+    if (c->http_max_connections < 4 || c->http_max_connections > 65536) {
+        snprintf(why, whyn, "need 4 <= --http-max-connections <= 65536");
+        return RQ_INVALID;
+    }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
@@ -1325,6 +1344,8 @@ static int start(struct manager *m, char *why, size_t whyn)
     struct rq_http_config hc = {
         .bind_address = m->cfg.http_addr,
         .max_body = MAX_BODY,
+        .max_connections = (unsigned)m->cfg.http_max_connections,
+        .idle_timeout_s = (unsigned)m->cfg.http_idle_timeout_s,
         .metrics = m->metrics,
     };
     rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0], m,

@@ -47,6 +47,8 @@ struct manager_config {
     uint64_t broker_suspect_ms;
     uint64_t max_message_bytes;
     uint64_t snapshot_threshold;
+    uint64_t http_idle_timeout_s;
+    uint64_t http_max_connections;
     const char *log_level;
     const char *log_format;
 };

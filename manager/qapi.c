@@ -107,9 +107,28 @@ static bool body_ok(struct rq_http_req *req)
     return true;
 }
 
-/* The topic argument, checked; NULL after answering 400. */
+/* The JSON body's @name, unless the query string has it; NULL if absent
+ * (or null). */
+static json_t *body_value(struct rq_http_req *req, const char *name)
+{
+    if (rq_http_query(req, name) != NULL) {
+        return NULL;
+    }
+    json_t *body = rq_http_json(req, NULL, 0);
+    json_t *v = body != NULL ? json_object_get(body, name) : NULL;
+    return json_is_null(v) ? NULL : v;
+}
+
+/* The topic argument, checked; NULL after answering 400. A name must be a
+ * string: a number where a topic belongs is a mistake, not a name. */
 static const char *topic_arg(struct rq_http_req *req, const char *name)
 {
+    json_t *v = body_value(req, name);
+    if (v != NULL && !json_is_string(v)) {
+        rq_http_reply_error(req, 400, "'%s' must be a string (a topic name)",
+                            name);
+        return NULL;
+    }
     const char *t = rq_http_arg(req, name);
     if (t == NULL) {
         rq_http_reply_error(req, 400, "'%s' is required", name);
@@ -343,13 +362,11 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
     if (manager_forward(m, req) || !body_ok(req)) {
         return;
     }
-    const char *name_key =
-        rq_http_arg(req, "topic_name") != NULL ? "topic_name" : "name";
-    if (rq_http_arg(req, name_key) == NULL) {
-        rq_http_reply_error(req, 400, "'topic_name' is required");
-        return;
-    }
-    const char *topic = topic_arg(req, name_key);
+    bool given = rq_http_query(req, "topic_name") != NULL ||
+                 body_value(req, "topic_name") != NULL;
+    bool alias =
+        rq_http_query(req, "name") != NULL || body_value(req, "name") != NULL;
+    const char *topic = topic_arg(req, given || !alias ? "topic_name" : "name");
     if (topic == NULL) {
         return;
     }
@@ -1663,12 +1680,12 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
         } else if (rp != NULL && !json_is_null(rp) &&
                    (!json_is_integer(rp) || json_integer_value(rp) < 0 ||
                     (size_t)json_integer_value(rp) >= np)) {
-            status = json_is_integer(rp) ? 404 : 400;
+            status =
+                json_is_integer(rp) && json_integer_value(rp) >= 0 ? 404 : 400;
             snprintf(why, sizeof why,
                      "record %zu: topic '%s' has no partition %s (it has "
                      "%zu)",
-                     i, topic,
-                     json_is_integer(rp) ? "so numbered" : "like that", np);
+                     i, topic, status == 404 ? "so numbered" : "like that", np);
         } else {
             if (rp != NULL && !json_is_null(rp)) {
                 p = (uint32_t)json_integer_value(rp);
@@ -1913,8 +1930,7 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     }
     if (arg_u64(req, "offset", &present, &offset) != 0) {
         rq_http_reply_error(req, 400,
-                            "'offset' must be a non-negative "
-                            "integer");
+                            "'offset' must be an integer from 0 to 2^53");
         return;
     }
     if (arg_u64(req, "max", &present, &max) != 0 || max == 0 ||
@@ -1925,7 +1941,7 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     }
     if (arg_u64(req, "wait_ms", &present, &wait_ms) != 0) {
         rq_http_reply_error(req, 400,
-                            "'wait_ms' must be a non-negative integer");
+                            "'wait_ms' must be an integer from 0 to 2^53");
         return;
     }
     struct records_read *op = calloc(1, sizeof *op);

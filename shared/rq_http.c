@@ -1039,6 +1039,22 @@ static bool body_append(struct rq_http_req *req, const char *data, size_t n)
     return true;
 }
 
+/* Finds a query argument whose decoded name or value holds a NUL byte
+ * (%00): C strings would cut it short and read "a%00b" as "a". */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, size_t key_size,
+                                    const char *value, size_t value_size)
+{
+    const char **bad = cls;
+    (void)kind;
+    if (strlen(key) != key_size ||
+        (value != NULL && strlen(value) != value_size)) {
+        *bad = key;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
 /* The first call, once the headers are in: refuse early what can be. */
 static void on_headers(struct rq_http_req *req, const char *method)
 {
@@ -1053,6 +1069,24 @@ static void on_headers(struct rq_http_req *req, const char *method)
     if (h->closing) {
         req->close_connection = true;
         reject(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+        return;
+    }
+    const char *nul_arg = NULL;
+    MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, find_nul_arg,
+                                &nul_arg);
+    if (nul_arg != NULL) {
+        reject(req, MHD_HTTP_BAD_REQUEST,
+               "query argument '%s' holds a NUL byte (%%00)", nul_arg);
+        return;
+    }
+    /* A body in a transfer coding other than chunked cannot be read: MHD
+     * would wait for it until the idle timeout. */
+    const char *te = MHD_lookup_connection_value(
+        req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te != NULL && strcasecmp(te, "chunked") != 0) {
+        req->close_connection = true;
+        reject(req, MHD_HTTP_BAD_REQUEST,
+               "Transfer-Encoding '%s' is not supported (only chunked)", te);
         return;
     }
     /* MHD has already refused a Content-Length that is not a number. */
@@ -1450,7 +1484,15 @@ json_t *rq_http_json(struct rq_http_req *req, char *why, size_t whyn)
                      "body is nested deeper than %d levels", MAX_JSON_DEPTH);
         } else if ((v = json_loadb((const char *)req->body, req->body_len,
                                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                                   &err)) == NULL) {
+                                   &err)) == NULL &&
+                   json_error_code(&err) == json_error_null_character) {
+            /* jansson's own text names its flag, which means nothing to a
+             * client. */
+            snprintf(req->json_why, sizeof req->json_why,
+                     "body is not valid JSON here: a string holds \\u0000 "
+                     "(NUL) at line %d column %d",
+                     err.line, err.column);
+        } else if (v == NULL) {
             snprintf(req->json_why, sizeof req->json_why,
                      "body is not valid %s: %s at line %d column %d",
                      json_error_code(&err) == json_error_invalid_utf8 ? "UTF-8"

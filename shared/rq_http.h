@@ -12,7 +12,9 @@
  * written {name} matches any one non-empty segment and is read back with
  * rq_http_param(). An unknown path answers 404 and a known path with
  * another method 405, both with a JSON failure body. A request body larger
- * than max_body answers 413 before any handler runs. Every reply body is
+ * than max_body answers 413, and a query argument whose name or value
+ * decodes to a NUL byte (%00), or a Transfer-Encoding other than chunked,
+ * 400, before any handler runs. Every reply body is
  * JSON ({"status": "success"|"failure", ...}) except rq_http_reply_text().
  */
 #ifndef RQ_HTTP_H

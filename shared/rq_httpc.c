@@ -501,6 +501,9 @@ int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");
+    /* The path goes out as given: a manager forwarding "/admin/topics/.."
+     * to its leader must not have libcurl squash it to "/admin/". */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);

@@ -673,6 +673,65 @@ static void test_http_routes_params_and_query(void **state)
     assert_int_equal(s.suspended, 0);
 }
 
+/* A query argument that decodes to a NUL byte would be cut short by every
+ * C string reader ("a%00b" read as "a"): refused before any handler. */
+static void test_http_query_nul_is_refused(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    static const char *const queries[] = {
+        "partition=3%00",
+        "partition=%00",
+        "x=1&partition=3%00junk",
+        "a%00b=1",
+    };
+
+    start(e);
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+        char req[256];
+        snprintf(req, sizeof req,
+                 "GET /v1/topics/t/records?%s HTTP/1.1\r\nHost: x\r\n"
+                 "Connection: close\r\n\r\n",
+                 queries[i]);
+        fetch(e, req, &r);
+        assert_json_failure(&r, 400, "NUL byte");
+        resp_free(&r);
+    }
+    /* An encoded byte other than NUL is fine. */
+    fetch(e,
+          "GET /v1/topics/t/records?partition=%33 HTTP/1.1\r\nHost: x\r\n"
+          "Connection: close\r\n\r\n",
+          &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    struct rq_http_stats s = stats(e);
+    assert_int_equal(s.requests, 1);
+    assert_int_equal(s.rejected, 4);
+}
+
+/* A transfer coding other than chunked is refused at once rather than
+ * left waiting for a body that cannot be read. */
+static void test_http_unknown_transfer_encoding_is_refused(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+
+    start(e);
+    fetch(e,
+          "POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\n"
+          "Transfer-Encoding: gzip\r\nConnection: close\r\n\r\n",
+          &r);
+    assert_json_failure(&r, 400, "Transfer-Encoding 'gzip' is not supported");
+    resp_free(&r);
+    fetch(e,
+          "POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\n"
+          "Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n"
+          "2\r\n{}\r\n0\r\n\r\n",
+          &r);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+}
+
 static void test_http_arg_query_wins_over_body(void **state)
 {
     struct env *e = *state;
@@ -774,7 +833,7 @@ static void test_http_json_bodies(void **state)
     resp_free(&r);
 
     post(e, "{\"a\":\"\\u0000\"}", 14, &r);
-    assert_int_equal(r.status, 400);
+    assert_json_failure(&r, 400, "a string holds \\u0000 (NUL)");
     resp_free(&r);
 }
 
@@ -1347,6 +1406,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_http_routes_params_and_query,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_query_nul_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_http_unknown_transfer_encoding_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_arg_query_wins_over_body,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_json_bodies, setup, teardown),
