@@ -18,8 +18,9 @@ sys.path.insert(0, HERE)
 
 from harness import check, run_suite, wait_until  # noqa: E402
 from atm_workload import AtmWorkload  # noqa: E402
+import linearize  # noqa: E402
 
-SECONDS = float(os.environ.get("ATM_SELFTEST_SECONDS", "15"))
+SECONDS = float(os.environ.get("ATM_SELFTEST_SECONDS", "12"))
 
 
 def ops_so_far(w):
@@ -73,6 +74,16 @@ def test_workload_under_kill_and_stop(ctx):
     check(st["ok"] > 50, "too few operations succeeded: %s" % st)
     check(len(final) == 3, "final reads from every ATM: %s" % final)
     check(os.path.exists(os.path.join(ctx.dir, "atm_history.jsonl")), "history written")
+
+    # The same history with one read a cent off must be refused.
+    history = [dict(o) for o in w.history]
+    reads = [o for o in history if o["f"] == "balance" and o["type"] == "ok" and not o.get("final")]
+    check(reads, "no balance read succeeded")
+    victim = reads[len(reads) // 2]
+    victim["balance"] += 1
+    verdict, detail, _ = linearize.check_linearizable(history)
+    check(verdict == "violation", "a read one cent off was not caught: %s" % detail)
+    print("    a read one cent off is caught: %s" % detail.splitlines()[0])
 
 
 TESTS = [test_workload_under_kill_and_stop]

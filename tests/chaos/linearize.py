@@ -108,7 +108,7 @@ K_INFO = 2  # Unknown: applied if the model allows it, or a no-op.
 
 
 class _Op:
-    __slots__ = ("src", "f", "a", "b", "amt", "v", "w", "kind", "call", "ret", "bit")
+    __slots__ = ("src", "f", "a", "b", "amt", "v", "w", "kind", "call", "ret")
 
     def __init__(self, src, index, kind, ret):
         self.src = src
@@ -121,7 +121,6 @@ class _Op:
         self.kind = kind
         self.call = src["invoke"]
         self.ret = ret
-        self.bit = 0
 
 
 def _step(s, op):
@@ -151,6 +150,26 @@ def _step(s, op):
     t = list(s)
     t[a], t[b] = na, nb
     return tuple(t)
+
+
+def _effect(op):
+    """{account index: change} an unknown write makes when applied."""
+    if op.f == "deposit":
+        return {op.a: op.amt}
+    if op.f == "withdraw":
+        return {op.a: -op.amt}
+    return {op.a: -op.amt, op.b: op.amt}
+
+
+def _needs(op):
+    """{account index: balance} an answered op requires just before it."""
+    if op.kind == K_INSUFFICIENT or op.f == "balance":
+        return {op.a: op.v}
+    if op.f == "deposit":
+        return {op.a: op.v - op.amt}
+    if op.f == "withdraw":
+        return {op.a: op.v + op.amt}
+    return {op.a: op.v + op.amt, op.b: op.w - op.amt}
 
 
 def _prepare(history):
@@ -216,15 +235,15 @@ def _segments(ops):
     return segs
 
 
-def _search(ops, state, budget, want_all):
-    """The linearizations of @ops (sorted by call; unknown writes carried
-    from earlier segments first) from balances @state. Returns (ends, best):
-    ends is the set of (balances, unknown writes without a bound left
-    unapplied) that a linearization can end in (the first found unless
-    @want_all); best is (ops placed, their bitset, balances) of the
-    deepest partial linearization, for the report."""
-    for i, op in enumerate(ops):
-        op.bit = 1 << i
+def _search(ops, state, budget, best_out):
+    """Generates the ends of the linearizations of @ops (sorted by call;
+    unknown writes carried from earlier segments first) from balances
+    @state: each (balances, unknown writes without a bound left unapplied),
+    once, lazily, so the caller can stop at the first that leads on.
+    best_out[0] is kept as (ops placed, their bitset, balances, ops) of the
+    deepest partial linearization seen, for the report."""
+    # An op's bit in the linearized set is 1 << its index here (the same op
+    # carried into several searches has an index in each).
     ev = []
     for i, op in enumerate(ops):
         ev.append((op.call, 0, i, True))
@@ -249,6 +268,58 @@ def _search(ops, state, budget, want_all):
     info = [op.kind == K_INFO for op in ops]
     open_ended = [i for i, op in enumerate(ops) if op.ret == INF]
     must = len(ops) - len(open_ended)
+    # What an unknown write does to each account, what balances an
+    # answered op needs just before it, and for each account the unknown
+    # writes that touch it (a bitset of their indexes).
+    effect = [_effect(op) if info[i] else None for i, op in enumerate(ops)]
+    need = [None if info[i] else _needs(op) for i, op in enumerate(ops)]
+    touching = {}
+    for i, eff in enumerate(effect):
+        for x in eff or ():
+            touching[x] = touching.get(x, 0) | 1 << i
+    sums_memo = {}
+    all_info = 0
+    for i in range(len(ops)):
+        if info[i]:
+            all_info |= 1 << i
+
+    def sums(x, pending):
+        """The changes to account x that some subset of the unknown writes
+        in @pending (a bitset) can make together, funds aside."""
+        key = (x, pending & touching.get(x, 0))
+        got = sums_memo.get(key)
+        if got is None:
+            got = {0}
+            rest = key[1]
+            while rest:
+                i = (rest & -rest).bit_length() - 1
+                rest &= rest - 1
+                d = effect[i][x]
+                got = got | {v + d for v in got}
+            sums_memo[key] = got
+        return got
+
+    def run_can_end(s, done_bits):
+        """Whether a run of unknown writes at balances @s can still be
+        ended: by an unknown write with a bound applied at its return, or
+        by an answered op that may come next and whose every needed balance
+        is within reach of the unknown writes not applied yet (no answered
+        op comes between the run and the op ending it). Prunes runs that
+        could never be closed."""
+        pending = all_info & ~done_bits
+        k = nxt[0]
+        while k != -1:
+            c = e_op[k]
+            if not e_call[k]:
+                if info[c]:
+                    return True  # Applied at its return, it may end the run.
+                break  # The op ending the run comes before this return.
+            k = nxt[k]
+            if info[c]:
+                continue
+            if all(v - s[x] in sums(x, pending) for x, v in need[c].items()):
+                return True
+        return False
 
     def lift(i):
         for k in (call_entry[i], ret_entry[i]):
@@ -277,15 +348,22 @@ def _search(ops, state, budget, want_all):
     # (last is the previous member). An unknown write with a bound may
     # instead be applied, or dropped, at its return. One never applied in
     # this segment is carried into the next.
+    #
+    # The scan takes the answered ops first (phase 0) and the unknown
+    # writes after (phase 1), both up to the first return not yet
+    # linearized, so the first linearization found applies unknown writes
+    # only where the answers need them.
     lin = 0
     done = 0
     obl = ()
     last = -1
     seen = set()
     stack = []  # (op, state, obl, last, mode): 0 at its call, 1 applied at return, 2 dropped
-    best = (0, 0, state)
+    if best_out[0] is None:
+        best_out[0] = (0, 0, state, ops)
     ends = set()
     entry = nxt[0]
+    phase = 0
     only_drop = -1  # A return entry where only dropping is left to try.
     while True:
         budget[0] -= 1
@@ -293,15 +371,22 @@ def _search(ops, state, budget, want_all):
             raise _Budget()
         if done == must:
             if not obl:
-                ends.add((state, frozenset(ops[i].src["id"] for i in open_ended
-                                           if not lin & ops[i].bit)))
-                if not want_all:
-                    break
+                end = (state, frozenset(ops[i].src["id"] for i in open_ended
+                                        if not lin >> i & 1))
+                if end not in ends:
+                    ends.add(end)
+                    yield end
             entry = 0  # Backtrack for the other ends.
-        elif entry == -1:
-            entry = 0
+        elif entry == -1 or not e_call[entry]:
+            if phase == 0:
+                phase = 1
+                entry = nxt[0]
+                continue
         i = e_op[entry] if entry > 0 else -1
         if entry > 0 and e_call[entry]:
+            if info[i] != (phase == 1):
+                entry = nxt[entry]
+                continue
             op = ops[i]
             m = mask[i]
             if info[i]:
@@ -317,18 +402,21 @@ def _search(ops, state, budget, want_all):
                 obl2 = ()
                 last2 = -1
             s2 = _step(state, op)
+            if s2 is not None and info[i] and not run_can_end(s2, lin | 1 << i):
+                s2 = None
             if s2 is not None:
-                key = (lin | op.bit, s2, obl2, last2)
+                key = (lin | 1 << i, s2, obl2, last2)
                 if key not in seen:
                     seen.add(key)
                     stack.append((i, state, obl, last, 0))
-                    state, lin, obl, last = s2, lin | op.bit, obl2, last2
+                    state, lin, obl, last = s2, lin | 1 << i, obl2, last2
                     if op.ret != INF:
                         done += 1
                     lift(i)
-                    if done > best[0]:
-                        best = (done, lin, state)
+                    if done > best_out[0][0]:
+                        best_out[0] = (done, lin, state, ops)
                     entry = nxt[0]
+                    phase = 0
                     continue
             entry = nxt[entry]
             continue
@@ -347,97 +435,151 @@ def _search(ops, state, budget, want_all):
                     obl2 = tuple(o for o in obl if not o & mask[i])
                 else:
                     s2, obl2 = state, obl
-                key = (lin | op.bit, s2, obl2, -1)
+                key = (lin | 1 << i, s2, obl2, -1)
                 if key in seen:
                     continue
                 seen.add(key)
                 stack.append((i, state, obl, last, mode))
-                state, lin, obl, last = s2, lin | op.bit, obl2, -1
+                state, lin, obl, last = s2, lin | 1 << i, obl2, -1
                 done += 1
                 lift(i)
-                if done > best[0]:
-                    best = (done, lin, state)
+                if done > best_out[0][0]:
+                    best_out[0] = (done, lin, state, ops)
                 entry = nxt[0]
+                phase = 0
                 advanced = True
                 break
             if advanced:
                 continue
         # Backtrack: resume the scan after the call of the last op applied
-        # at its call; after one applied at its return, try dropping it;
-        # after one dropped, fall back further.
+        # at its call (in its phase); after one applied at its return, try
+        # dropping it; after one dropped, fall back further.
         while stack:
             j, state, obl, last, mode = stack.pop()
-            lin &= ~ops[j].bit
+            lin &= ~(1 << j)
             if ops[j].ret != INF:
                 done -= 1
             unlift(j)
             if mode == 0:
                 entry = nxt[call_entry[j]]
+                phase = 1 if info[j] else 0
                 break
             if mode == 1:
                 entry = only_drop = ret_entry[j]
+                phase = 1
                 break
         else:
-            break
-    return ends, best
+            return
 
 
-def check_linearizable(history, max_steps=20000000, max_seconds=60.0, max_ends=2000):
-    """('ok' | 'violation' | 'unknown', detail, stats)."""
+def _depth_first(segs, by_id, start, budget, deepest):
+    """True if a linearization exists. The first end of a segment's search
+    is taken on into the next, and only if that fails is the next end
+    generated; a (segment, start) pair is tried once. Quick when the
+    answers pin the state down; slow when a wrong early choice about an
+    unknown write shows only many segments later."""
+    tried = set()
+
+    def open_segment(k, config):
+        tried.add((k, config))
+        state, carried = config
+        carry = sorted((by_id[c] for c in carried), key=lambda op: op.call)
+        best_out = [None]
+        if k > deepest[0]:
+            deepest[:] = [k, best_out, config]
+        return (k, _search(carry + segs[k], state, budget, best_out))
+
+    stack = [open_segment(0, start)]
+    while stack:
+        k, gen = stack[-1]
+        end = next(gen, None)
+        if end is None:
+            stack.pop()
+            continue
+        if k == len(segs) - 1:
+            return True
+        if (k + 1, end) not in tried:
+            stack.append(open_segment(k + 1, end))
+    return False
+
+
+def _breadth_first(segs, by_id, start, budget, deepest):
+    """True if a linearization exists. Every end of every segment is
+    generated, from every end of the one before, so each segment is
+    searched once per distinct state: slower per segment than depth first
+    when many unknown writes are pending, but never lost down a wrong
+    early choice."""
+    configs = {start}
+    for k, seg in enumerate(segs):
+        nxt_configs = set()
+        for config in sorted(configs):
+            state, carried = config
+            carry = sorted((by_id[c] for c in carried), key=lambda op: op.call)
+            best_out = [None]
+            if k > deepest[0]:
+                deepest[:] = [k, best_out, config]
+            nxt_configs.update(_search(carry + seg, state, budget, best_out))
+            if k == len(segs) - 1 and nxt_configs:
+                return True
+        if not nxt_configs:
+            return False
+        configs = nxt_configs
+    return True
+
+
+def check_linearizable(history, max_steps=20000000, max_seconds=60.0):
+    """('ok' | 'violation' | 'unknown', detail, stats).
+
+    Tries depth first with a tenth of the budget, then breadth first
+    with the rest; both are complete, so either one's verdict stands."""
     ops, index = _prepare(history)
     names = sorted(index, key=index.get)
     ops.sort(key=lambda op: op.call)
     by_id = {op.src["id"]: op for op in ops}
     segs = _segments(ops)
-    budget = [max_steps, time.monotonic() + max_seconds]
     t_start = time.monotonic()
-    configs = {(tuple(0 for _ in names), frozenset())}
-    stats = {"ops": len(ops), "segments": len(segs), "max_segment": max([len(g) for g in segs] + [0])}
-    failed = None
-    for k, seg in enumerate(segs):
-        want_all = k < len(segs) - 1
-        nxt_configs = set()
-        best = None
+    stats = {"ops": len(ops), "segments": len(segs),
+             "max_segment": max([len(g) for g in segs] + [0])}
+    if not segs:
+        return "ok", "linearizable (no ops)", stats
+    start = (tuple(0 for _ in names), frozenset())
+    verdict = "unknown"
+    used = 0
+    deepest = [-1, None, None]  # Segment, best_out, start config.
+    for strategy, share in ((_depth_first, 0.1), (_breadth_first, 1.0)):
+        left = max_steps - used
+        budget = [int(left * share), time.monotonic() + (max_seconds - (time.monotonic() - t_start)) * share]
+        given = budget[0]
+        deepest[:] = [-1, None, None]
         try:
-            for state, carried in sorted(configs):
-                carry = sorted((by_id[c] for c in carried), key=lambda op: op.call)
-                sops = carry + seg
-                ends, b = _search(sops, state, budget, want_all)
-                nxt_configs |= ends
-                if best is None or b[0] > best[0][0]:
-                    best = (b, sops)
-                if not want_all and ends:
-                    break
+            verdict = "ok" if strategy(segs, by_id, start, budget, deepest) else "violation"
         except _Budget:
-            stats["seconds"] = round(time.monotonic() - t_start, 3)
-            return "unknown", ("unknown: search budget exhausted after %d steps, %.1fs "
-                               "(%d ops, segment %d of %d: %d ops, from %d states)" %
-                               (max_steps - budget[0], stats["seconds"], len(ops), k + 1,
-                                len(segs), len(seg), len(configs))), stats
-        if not nxt_configs:
-            failed = (best, configs)
+            pass
+        used += given - budget[0]
+        stats["strategy"] = strategy.__name__[1:]
+        if verdict != "unknown":
             break
-        if len(nxt_configs) > max_ends:
-            stats["seconds"] = round(time.monotonic() - t_start, 3)
-            return "unknown", ("unknown: %d possible states after segment %d of %d (more than %d)"
-                               % (len(nxt_configs), k + 1, len(segs), max_ends)), stats
-        configs = nxt_configs
-    stats["steps"] = max_steps - budget[0]
+    stats["steps"] = used
     stats["seconds"] = round(time.monotonic() - t_start, 3)
-    if failed is None:
+    if verdict == "ok":
         return "ok", ("linearizable (%d ops in %d segments, %d search steps, %.1fs)" %
                       (len(ops), len(segs), stats["steps"], stats["seconds"])), stats
-    (placed, blin, bstate), sops = failed[0]
-    stuck = [op for op in sops if not blin & op.bit and op.ret != INF]
+    k, best_out, config = deepest
+    if verdict == "unknown":
+        return "unknown", ("unknown: search budget exhausted after %d steps, %.1fs (%d ops; "
+                           "reached segment %d of %d)" %
+                           (stats["steps"], stats["seconds"], len(ops), k + 1, len(segs))), stats
+    placed, blin, bstate, sops = best_out[0]
+    stuck = [op for i, op in enumerate(sops) if not blin >> i & 1 and op.ret != INF]
     stuck.sort(key=lambda op: op.ret)
     focus = stuck[0].src if stuck else sops[0].src
-    bal = ", ".join("%s=%s" % (names[k], money(bstate[k])) for k in range(len(names)))
-    start = ", ".join("%s=%s" % (names[k], money(v)) for k, v in enumerate(sorted(failed[1])[0][0]))
-    detail = ("not linearizable: segment %d of %d (%d ops) from balances %s%s: the longest "
-              "linearizable prefix places %d ops, ends with balances %s, and cannot place #%s:\n%s" %
-              (k + 1, len(segs), len(seg), start,
-               "" if len(failed[1]) == 1 else " (or %d other states)" % (len(failed[1]) - 1),
-               placed, bal, focus["id"], excerpt(history, focus)))
+    bal = ", ".join("%s=%s" % (names[j], money(bstate[j])) for j in range(len(names)))
+    begin = ", ".join("%s=%s" % (names[j], money(v)) for j, v in enumerate(config[0]))
+    detail = ("not linearizable: no linearization gets past segment %d of %d (%d ops; from "
+              "balances %s, the longest linearizable prefix places %d ops and ends with "
+              "balances %s) and cannot place #%s:\n%s" %
+              (k + 1, len(segs), len(segs[k]), begin, placed, bal, focus["id"],
+               excerpt(history, focus)))
     return "violation", detail, stats
 
 
