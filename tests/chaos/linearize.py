@@ -5,7 +5,7 @@ atm_history.jsonl), each with:
 
   id        a number unique in the history
   atm       the ATM the command was typed at
-  proc      the ATM process instance ("atm2#3": its third start); each
+  proc      the ATM process instance ("atm2#PID"); each
             start draws a new request origin, so request ids of one
             process are ordered by its write sequence number
   seq       the write's sequence number within its process (writes only)
@@ -27,13 +27,25 @@ in the manner of Wing and Gong with Lowe's memoisation: the calls and
 returns form a time-ordered list; the search linearizes a pending call
 whose model step is allowed, removes it from the list and starts again
 from the head, backtracking when it meets the return of an operation it
-has not linearized. Visited (set of linearized operations, balances)
-pairs are remembered, so each is explored once. Writes of unknown outcome
-get no return (they stay pending to the end and may be dropped), except
-when a later write of the same process took effect: the ledger refuses a
-request id older than the last one it applied for that origin, so such a
-write took effect before the later one completed or never. At its return
-an unknown write that has not taken effect is linearized as a no-op.
+has not linearized. Visited (set of linearized operations, balances, run)
+states are remembered, so each is explored once.
+
+Unknown writes have no return (they stay pending to the end and may be
+dropped), except when a later write of the same process took effect: the
+ledger refuses a request id older than the last one it applied for that
+origin (while it remembers the origin: the last ATM_ORIGINS_MAX = 4096
+process starts), so such a write took effect before the later one
+completed or never; at that return it is applied or dropped. Applied at a
+call, an unknown write is placed just before the first later operation
+that touches one of its accounts (see _search), which keeps the search
+from trying it at every point in between.
+
+The history is cut at quiescent points (no operation with a return in
+flight) into segments, each searched from every state the one before can
+end in, depth first and then, if that runs out of its share of the
+budget, breadth first. A search that exhausts the budget answers
+"unknown", never "violation". Each violation names the operation that
+could not be placed and the history around it.
 
 The other checks (conservation, no negative balance, agreeing replicas)
 are direct. Each check returns (name, passed, detail).
