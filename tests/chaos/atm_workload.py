@@ -24,8 +24,14 @@ by its position in the ATM's answer stream (Atm.late_answers), which
 resolves the operation with the later completion time. If the process is
 killed first, the operation stays info.
 
-The checks are in linearize.py. The history is written to
-OUT_DIR/atm_history.jsonl, one operation per line.
+Times in the history are seconds since the workload was made (its t0, a
+time.monotonic() value, so a fault log can be laid beside it). The checks
+are in linearize.py. The history is written to OUT_DIR/atm_history.jsonl,
+one operation per line.
+
+Typical use by a fault framework: w = AtmWorkload(atms, rng, out_dir);
+w.setup(); w.start(); ...faults...; w.stop(); ...heal, wait for a leader...;
+w.final_reads(); w.check() -> [(invariant, passed, detail)]; w.stats().
 """
 
 import json
