@@ -51,6 +51,7 @@ The other checks (conservation, no negative balance, agreeing replicas)
 are direct. Each check returns (name, passed, detail).
 """
 
+import sys
 import time
 
 INF = float("inf")
@@ -693,3 +694,26 @@ def check_all(history, final_reads, max_steps=20000000, max_seconds=60.0):
     verdict, detail, _ = check_linearizable(history, max_steps, max_seconds)
     out.append(("atm_linearizable", verdict == "ok", detail))
     return out
+
+
+def main(argv):
+    """Checks a saved history: python3 linearize.py OUT_DIR/atm_history.jsonl."""
+    import json
+
+    if len(argv) != 2:
+        print("usage: linearize.py ATM_HISTORY.jsonl", file=sys.stderr)
+        return 2
+    with open(argv[1]) as f:
+        history = [json.loads(line) for line in f if line.strip()]
+    final = {}
+    for o in history:
+        if o.get("final") and o["type"] == "ok":
+            final.setdefault(o["atm"], {})[o["account"]] = o["balance"]
+    results = check_all(history, final)
+    for name, passed, detail in results:
+        print("%s %s: %s" % ("ok  " if passed else "FAIL", name, detail))
+    return 0 if all(passed for _, passed, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
