@@ -75,6 +75,13 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     done
 fi
 
+# The checkers of the fault-injection suite on synthetic histories (pure
+# Python), and a short run of its ATM workload on real processes.
+if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
+    run_suite tests/chaos/test_atm_check.py python3 tests/chaos/test_atm_check.py
+    run_suite tests/chaos/atm_selftest.py python3 tests/chaos/atm_selftest.py --build "$BUILD"
+fi
+
 # The deployment files, checked offline against the binaries just built.
 if [ "$ONLY" = all ] || [ "$ONLY" = deploy ]; then
     run_suite tests/deploy env BUILD="$BUILD" bash tests/deploy/run.sh

@@ -69,6 +69,11 @@ class ProcessGone(TestFailure):
     """The process ended (or was killed) before it answered."""
 
 
+class NotDelivered(ProcessGone):
+    """The process had no standard input left to write to: the command never
+    reached it, so it cannot take effect."""
+
+
 def check(cond, msg):
     """Raises TestFailure(msg) unless cond holds."""
     if not cond:
@@ -340,8 +345,11 @@ class Atm(Process):
     Commands are serialised by a lock, so a worker thread and the main
     thread may both talk to it. An answer that arrives after its command
     timed out is consumed and dropped by the next command (pending counts
-    the commands still owed an answer). A SIGKILL answers the pending
-    command (if any) with ProcessGone in the thread waiting for it.
+    the commands still owed an answer), or collected by late_answers().
+    Answers come in the order of the commands, one each, so the k-th answer
+    line read from a process answers the k-th line written to it (sent and
+    answered count both since the process started). A SIGKILL answers the
+    pending command (if any) with ProcessGone in the thread waiting for it.
     """
 
     kind = "atm"
@@ -352,6 +360,8 @@ class Atm(Process):
         self._q = None
         self._eof = False
         self.pending = 0
+        self.sent = 0
+        self.answered = 0
 
     # -- lifecycle --
 
@@ -367,6 +377,8 @@ class Atm(Process):
         self._q = q
         self._eof = False
         self.pending = 0
+        self.sent = 0
+        self.answered = 0
         self.stdin_closed = False
 
     @staticmethod
@@ -409,19 +421,21 @@ class Atm(Process):
             lines.append(line)
             if ANSWER_RE.match(line):
                 self.pending -= 1
+                self.answered += 1
                 return lines
 
     def send(self, text):
         """Writes @text (one or more lines, without the last newline)."""
         if self.proc is None or self.stdin_closed:
-            raise ProcessGone("%r has no standard input" % self)
+            raise NotDelivered("%r has no standard input" % self)
         n = text.count("\n") + 1
         try:
             self.proc.stdin.write((text + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
-            raise ProcessGone("%r has exited (stdin broken)" % self) from None
+            raise NotDelivered("%r has exited (stdin broken)" % self) from None
         self.pending += n
+        self.sent += n
 
     def cmd_lines(self, line, timeout=CMD_TIMEOUT):
         """Sends one command; returns every line up to its answer line."""
@@ -445,6 +459,22 @@ class Atm(Process):
                 self._note("<+ " + extra)
             self._note("< " + lines[-1])
             return lines
+
+    def late_answers(self, timeout):
+        """Waits up to @timeout for the answers still owed to commands that
+        timed out; returns those that came, oldest first, each as (k, line):
+        the answer to the k-th line sent. ProcessGone if the process ended."""
+        with self.lock:
+            deadline = time.monotonic() + timeout
+            got = []
+            while self.pending > 0:
+                try:
+                    line = self._recv(deadline)[-1]
+                except NoAnswer:
+                    break
+                self._note("< (late answer %d) %s" % (self.answered, line))
+                got.append((self.answered, line))
+            return got
 
     def cmd(self, line, timeout=CMD_TIMEOUT):
         """Sends one command; returns its answer line."""
