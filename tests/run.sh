@@ -2,7 +2,8 @@
 # Runs every test: the cmocka binaries (unit, then component) and the
 # integration suites, then the deploy checks, and closes with one line "N passed, N failed, N skipped".
 # Exits non-zero if anything failed. BUILD names the build directory
-# (build/asan under make test); ONLY=unit|integration|deploy runs a subset.
+# (build/asan under make test); ONLY=unit|integration|deploy|fuzz runs a
+# subset (unit includes the fuzz replays).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/asan}
@@ -73,6 +74,11 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
         [ -f "$suite" ] || continue
         run_suite "$suite" python3 "$suite" --build "$BUILD"
     done
+fi
+
+# Every fuzz harness over its corpus and regressions (tests/fuzz/).
+if [ "$ONLY" = all ] || [ "$ONLY" = unit ] || [ "$ONLY" = fuzz ]; then
+    run_suite fuzz_replay env BUILD="$BUILD" bash tests/fuzz/replay.sh
 fi
 
 # The deployment files, checked offline against the binaries just built.
