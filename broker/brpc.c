@@ -46,11 +46,9 @@ int brpc_members_decode(const uint8_t *p, size_t len, uint64_t *group_id)
     return 0;
 }
 
-int brpc_members_parse(const uint8_t *body, size_t len, uint64_t self_id,
-                       struct brpc_members *out,
-                       void (*member)(void *data,
-                                      const struct replica_member *m),
-                       void *data)
+int brpc_members_parse(
+    const uint8_t *body, size_t len, uint64_t self_id, struct brpc_members *out,
+    void (*member)(void *data, const struct replica_member *m), void *data)
 {
     json_error_t jerr;
     json_t *o = json_loadb((const char *)body, len, 0, &jerr);

@@ -50,10 +50,8 @@ struct brpc_members {
  * with an integer "conf_index" and a "servers" list (then @member was
  * not called).
  */
-int brpc_members_parse(const uint8_t *body, size_t len, uint64_t self_id,
-                       struct brpc_members *out,
-                       void (*member)(void *data,
-                                      const struct replica_member *m),
-                       void *data);
+int brpc_members_parse(
+    const uint8_t *body, size_t len, uint64_t self_id, struct brpc_members *out,
+    void (*member)(void *data, const struct replica_member *m), void *data);
 
 #endif /* BRPC_H */

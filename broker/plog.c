@@ -807,8 +807,8 @@ static int scan_fill(int fd, struct rq_buf *buf, uint64_t size, uint64_t pos,
 
 /*
  * Opens the last segment for appending: checks every batch (header, Raft
- * index, crc and records), cuts a torn or corrupt tail, and rebuilds the in-memory index,
- * writing the .idx file if it does not match.
+ * index, crc and records), cuts a torn or corrupt tail, and rebuilds the
+ * in-memory index, writing the .idx file if it does not match.
  */
 static int recover_active(struct plog *l, char *why, size_t whyn)
 {

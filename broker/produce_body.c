@@ -324,10 +324,9 @@ void produce_body_json_write(const json_t *records, int64_t timestamp_ms,
         json_t *value = json_object_get(rec, "value");
         json_t *key = json_object_get(rec, "key");
         bool has_key = json_is_string(key);
-        out += records_put_at(out, timestamp_ms,
-                              has_key ? json_string_value(key) : NULL,
-                              has_key ? json_string_length(key) : 0, has_key,
-                              json_string_value(value),
-                              json_string_length(value));
+        out += records_put_at(
+            out, timestamp_ms, has_key ? json_string_value(key) : NULL,
+            has_key ? json_string_length(key) : 0, has_key,
+            json_string_value(value), json_string_length(value));
     }
 }

@@ -1478,8 +1478,7 @@ static void members_learn(struct replica *r, const char *peer,
     }
     uint64_t index = reply.conf_index;
     struct raft *raft = rq_node_raft(r->node);
-    if (!reply.lists_self && !r->removed &&
-        index > raft->configuration_index &&
+    if (!reply.lists_self && !r->removed && index > raft->configuration_index &&
         conf_get(&raft->configuration, r->env->self_id) != NULL) {
         rq_log(RQ_INFO,
                "%s: removed from the group: the configuration of index "

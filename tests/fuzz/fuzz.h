@@ -21,13 +21,13 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Stops the run with a message: libFuzzer then saves the input. */
-#define FUZZ_CHECK(cond)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
+#define FUZZ_CHECK(cond)                                                     \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
             fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                \
-            abort();                                                       \
-        }                                                                  \
+                    #cond);                                                  \
+            abort();                                                         \
+        }                                                                    \
     } while (0)
 
 /* Reads bytes off the front of an input; past the end it reads zeros. */

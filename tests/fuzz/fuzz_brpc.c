@@ -74,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(n <= json_array_size(servers));
             for (size_t i = 0; i < json_array_size(servers); i++) {
                 json_t *id = json_object_get(json_array_get(servers, i), "id");
-                self = self || (json_is_integer(id) &&
-                                json_integer_value(id) == SELF);
+                self = self ||
+                       (json_is_integer(id) && json_integer_value(id) == SELF);
             }
             FUZZ_CHECK(self == reply.lists_self);
             json_decref(o);

@@ -25,8 +25,8 @@ static const struct rq_opt opts[] = {
      offsetof(struct fuzz_cfg, addr), "address"},
     {"count", NULL, RQ_OPT_U64, "3", false, offsetof(struct fuzz_cfg, count),
      "a number"},
-    {"flag", NULL, RQ_OPT_BOOL, "false", false,
-     offsetof(struct fuzz_cfg, flag), "a switch"},
+    {"flag", NULL, RQ_OPT_BOOL, "false", false, offsetof(struct fuzz_cfg, flag),
+     "a switch"},
     {"name", NULL, RQ_OPT_STR, NULL, true, offsetof(struct fuzz_cfg, name),
      "required"},
 };
@@ -68,8 +68,8 @@ static void fuzz_addr(const char *s)
     /* A tiny host buffer must be refused, never overrun. */
     char small[4];
     (void)rq_addr_split(s, small, sizeof small, &port, why, sizeof why);
-    int rv = rq_config_check_addr("raft-addr", s, RQ_ADDR_MAX - 1, why,
-                                  sizeof why);
+    int rv =
+        rq_config_check_addr("raft-addr", s, RQ_ADDR_MAX - 1, why, sizeof why);
     FUZZ_CHECK(rv == 0 || rv == RQ_INVALID);
 }
 

@@ -41,8 +41,8 @@ static void read_everything(struct partition *p)
     rq_buf_init(&scratch);
     while (at < partition_local_next(p)) {
         uint32_t n = 0;
-        int rv = partition_read(p, at, 32, 1u << 20, &scratch, recs, offsets,
-                                &n);
+        int rv =
+            partition_read(p, at, 32, 1u << 20, &scratch, recs, offsets, &n);
         if (rv != 0 || n == 0) {
             break;
         }
@@ -86,8 +86,7 @@ static void fuzz_entry(struct partition *p, const uint8_t *data, size_t len)
     read_everything(p);
 }
 
-static void fuzz_manifest(struct partition *p, const uint8_t *data,
-                          size_t len)
+static void fuzz_manifest(struct partition *p, const uint8_t *data, size_t len)
 {
     struct rq_buf e;
     struct raft_buffer snap;

@@ -73,8 +73,7 @@ static uint64_t read_all(struct plog *l, struct plog *peer)
     }
     rq_buf_close(&scratch);
     uint32_t n = 7;
-    FUZZ_CHECK(plog_read(l, next, 64, 1u << 20, &scratch, recs, NULL, &n) ==
-               0);
+    FUZZ_CHECK(plog_read(l, next, 64, 1u << 20, &scratch, recs, NULL, &n) == 0);
     FUZZ_CHECK(n == 0);
     rq_buf_close(&scratch);
     if (next > 0) {
@@ -126,8 +125,8 @@ static void append_and_reopen(struct plog **l, const struct plog_config *cfg)
 
     rq_buf_init(&blob);
     records_put(&blob, 5, "k", 1, true, "value", 5);
-    int rv = plog_append(*l, plog_last_raft_index(*l) + 1, blob.base,
-                         blob.len, 1, 5, &base);
+    int rv = plog_append(*l, plog_last_raft_index(*l) + 1, blob.base, blob.len,
+                         1, 5, &base);
     rq_buf_close(&blob);
     if (rv != 0) {
         FUZZ_CHECK(rv == RQ_TOOBIG || rv == RQ_IO || rv == RQ_INVALID);

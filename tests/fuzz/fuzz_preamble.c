@@ -74,9 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rv == 0) {
             FUZZ_CHECK(q.version == p.version && q.kind == p.kind &&
                        q.cluster_id == p.cluster_id &&
-                       q.group_id == p.group_id &&
-                       q.sender_id == p.sender_id && q.nonce == p.nonce &&
-                       strcmp(q.address, p.address) == 0);
+                       q.group_id == p.group_id && q.sender_id == p.sender_id &&
+                       q.nonce == p.nonce && strcmp(q.address, p.address) == 0);
         } else {
             /* Only the fields the encoder does not check may be refused. */
             FUZZ_CHECK(rv == RQ_MALFORMED);

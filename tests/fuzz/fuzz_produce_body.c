@@ -36,8 +36,8 @@ static void fuzz_binary(const uint8_t *body, size_t len,
     uint32_t count = 0;
     size_t blob_len = 0;
     char why[256];
-    int rv = produce_body_check(body, len, lim, &count, &blob_len, why,
-                                sizeof why);
+    int rv =
+        produce_body_check(body, len, lim, &count, &blob_len, why, sizeof why);
     if (rv != 0) {
         FUZZ_CHECK(rv == RQ_MALFORMED || rv == RQ_TOOBIG);
         FUZZ_CHECK(why[0] != '\0');
@@ -56,8 +56,8 @@ static void fuzz_binary(const uint8_t *body, size_t len,
     const uint8_t *p = body + PRODUCE_BODY_COUNT;
     records_iter_init(&it, blob, blob_len);
     while (records_next(&it, &r) == 1) {
-        uint32_t klen = (uint32_t)(p[0] | p[1] << 8 | p[2] << 16 |
-                                   (uint32_t)p[3] << 24);
+        uint32_t klen =
+            (uint32_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24);
         p += PRODUCE_BODY_HEADER;
         if (klen == UINT32_MAX) {
             FUZZ_CHECK(r.key == NULL);
@@ -81,8 +81,8 @@ static void fuzz_json(const uint8_t *body, size_t len,
     uint32_t count = 0;
     size_t blob_len = 0;
     char why[256];
-    json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
-                           &err);
+    json_t *o =
+        json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &err);
     json_t *records = json_object_get(o, "records");
     int rv = produce_body_json_check(records, lim, &count, &blob_len, why,
                                      sizeof why);
@@ -132,7 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *type = fuzz_text(in.p, in.left < 64 ? in.left : 64);
         bool binary = produce_body_is_binary(type);
         if (binary) {
-            FUZZ_CHECK(strncasecmp(type + strspn(type, " \t"), PRODUCE_BODY_TYPE,
+            FUZZ_CHECK(strncasecmp(type + strspn(type, " \t"),
+                                   PRODUCE_BODY_TYPE,
                                    strlen(PRODUCE_BODY_TYPE)) == 0);
         }
         free(type);

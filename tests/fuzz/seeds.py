@@ -198,3 +198,73 @@ put("atm_ledger", "result", b"\x01" + u32(0) + u64(10) + u64(0))
 put("atm_ledger", "snapshot", b"\x02" + u32(1) + u64(2) + u32(2)
     + s(b"alice") + u64(495) + s(b"bob") + u64(5) + u32(1)
     + u64(2) + u64(1) + u64(2) + u32(0) + u64(495) + u64(5))
+
+# Manager HTTP handlers: route | flags | 8 choices | query NUL param1 NUL
+# param2 NUL content-type NUL broker-answer NUL | body. Routes are indexed
+# as in fuzz_manager_http.c; choice 2 applies a proposal, 0 refuses it.
+ROUTES = ["create", "list", "partitions", "preg", "creg", "produce",
+          "consume", "size", "batch", "read", "commit", "offsets",
+          "brokers", "drain", "remove", "describe", "delete",
+          "leader", "register", "heartbeat"]
+
+
+def http(route, body=b"", query=b"", p1=b"", p2=b"", ctype=b"",
+         answer=b"", flags=0, choices=b"\x02\x02\x02\x02\x02\x02\x02\x02"):
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    return (bytes([ROUTES.index(route), flags]) + choices + query + b"\0"
+            + p1 + b"\0" + p2 + b"\0" + ctype + b"\0" + answer + b"\0"
+            + body)
+
+
+ok_read = json.dumps({"status": "success", "records": [
+    {"offset": 0, "key": "k", "value": "v"}], "high_watermark": 1,
+    "leader": True}).encode()
+ok_produce = json.dumps({"status": "success", "base_offset": 0,
+                         "count": 1}).encode()
+for name, data in (
+        ("create", http("create", {"topic_name": "new",
+                                   "number_of_partitions": 2})),
+        ("create-query", http("create", query=b"name=x&number_of_partitions=a")),
+        ("create-exists", http("create", {"topic_name": "t"})),
+        ("list", http("list")),
+        ("partitions", http("partitions", query=b"topic=t")),
+        ("producer-register", http("preg", {"topic": "t"})),
+        ("consumer-register", http("creg", {"topic": "t", "partition_id": 1})),
+        ("produce", http("produce", {"topic": "t", "producer_id": 1, "message": "hi",
+                                     "key": "k"}, answer=ok_produce,
+                         choices=b"\x06" * 8)),
+        ("produce-query", http("produce", query=b"topic=t&producer_id=1&message=a+b%21",
+                               answer=ok_produce, choices=b"\x06" * 8)),
+        ("consume", http("consume", query=b"topic=t&consumer_id=1&wait_ms=0",
+                         answer=ok_read, choices=b"\x06\x02\x06\x02" * 2)),
+        ("size", http("size", query=b"topic=t&consumer_id=1",
+                      answer=b'{"high_watermark":5}', choices=b"\x06" * 8)),
+        ("batch", http("batch", {"records": [{"value": "a", "key": "k",
+                                              "partition_id": 0}],
+                                 "producer_id": 1, "sequence": 0},
+                       p1=b"t", answer=ok_produce, choices=b"\x06" * 8)),
+        ("read", http("read", query=b"offset=0&max=10&wait_ms=0", p1=b"t",
+                      p2=b"1", answer=ok_read, choices=b"\x06" * 8)),
+        ("commit", http("commit", {"offsets": [{"topic": "t",
+                                                "partition_id": 0,
+                                                "offset": 3}]}, p1=b"1")),
+        ("offsets", http("offsets", p1=b"1", choices=b"\x06" * 8,
+                         answer=b'{"high_watermark":5}')),
+        ("brokers", http("brokers")),
+        ("drain", http("drain", p1=b"3")),
+        ("remove", http("remove", p1=b"4")),
+        ("describe", http("describe", p1=b"t")),
+        ("delete", http("delete", p1=b"t")),
+        ("leader", http("leader", {"broker_id": 2}, p1=b"t", p2=b"0",
+                        answer=b'{"leader_id":2}', choices=b"\x06" * 8)),
+        ("register", http("register", {"id": 5, "raft_addr": "b5:1",
+                                       "http_addr": "b5:2"})),
+        ("heartbeat", http("heartbeat", {"replicas": [
+            {"group_id": 1, "leader_id": 1, "term": 2, "commit": 3,
+             "high_watermark": 4, "state": "ready"}]}, p1=b"1")),
+        ("forwarded", http("create", {"topic_name": "x"}, flags=1 | 16)),
+        ("no-leader", http("consume", query=b"topic=t&consumer_id=1",
+                           flags=32)),
+):
+    put("manager_http", name, data)
