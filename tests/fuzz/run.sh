@@ -10,13 +10,15 @@
 #                         test replays it from then on. One summary line per
 #                         harness; exits 1 if any harness failed.
 #   run.sh merge NAME...  adds to tests/fuzz/corpus/NAME the inputs of
-#                         build/fuzz/work/NAME that reach new coverage.
+#                         build/fuzz/work/NAME that reach new coverage,
+#                         smallest first, up to FUZZ_CORPUS_MAX (48) files.
 set -u
 cd "$(dirname "$0")/../.."
 mode=${1:-}
 shift || true
 BIN=build/fuzz
 SECONDS_EACH=${FUZZ_SECONDS:-30}
+MAX=${FUZZ_CORPUS_MAX:-48}
 failed=()
 
 for name in "$@"; do
@@ -32,13 +34,28 @@ for name in "$@"; do
         continue
     fi
     if [ "$mode" = merge ]; then
-        before=$(find "$corpus" -type f | wc -l)
-        "$bin" -merge=1 "$corpus" "$work" >"$log" 2>&1
-        after=$(find "$corpus" -type f | wc -l)
-        echo "fuzz-merge $name: $((after - before)) new inputs, $after in $corpus"
-        if [ "$after" -gt 64 ]; then
-            echo "fuzz-merge $name: the corpus is large; keep a few dozen files"
-        fi
+        # A minimal set covering corpus and finds, then the new files of
+        # it, smallest first, until the corpus holds $MAX files.
+        tmp=$BIN/merge/$name
+        rm -rf "$tmp"
+        mkdir -p "$tmp"
+        "$bin" -merge=1 "$tmp" "$corpus" "$work" >"$log" 2>&1
+        have=$(find "$corpus" -type f | wc -l)
+        sums=$(find "$corpus" -type f -exec sha1sum {} + | cut -d' ' -f1)
+        added=0
+        while read -r f; do
+            [ "$have" -lt "$MAX" ] || break
+            sum=$(sha1sum <"$f" | cut -d' ' -f1)
+            if printf '%s\n' "$sums" | grep -qx "$sum"; then
+                continue
+            fi
+            cp "$f" "$corpus/$sum"
+            sums=$(printf '%s\n%s' "$sums" "$sum")
+            have=$((have + 1))
+            added=$((added + 1))
+        done < <(find "$tmp" -type f -printf '%s %p\n' | sort -n | cut -d' ' -f2-)
+        rm -rf "$tmp"
+        echo "fuzz-merge $name: $added new inputs, $have in $corpus"
         continue
     fi
     # Inputs from earlier runs sit in $work; the committed corpus is read
