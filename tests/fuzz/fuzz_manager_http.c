@@ -602,11 +602,6 @@ static void setup(void)
     mgr.loop = malloc(sizeof *mgr.loop);
     FUZZ_CHECK(mgr.loop != NULL && uv_loop_init(mgr.loop) == 0);
     FUZZ_CHECK(mstore_open(path, &mgr.store, why, sizeof why) == 0);
-    FUZZ_CHECK(routing_new(&mgr.routing) == 0);
-    FUZZ_CHECK(liveness_new(&mgr, &mgr.liveness) == 0);
-    FUZZ_CHECK(reconcile_new(&mgr, &mgr.reconcile) == 0);
-    FUZZ_CHECK(repair_new(&mgr, &mgr.repair) == 0);
-    FUZZ_CHECK(qapi_init(&mgr) == 0);
     mgr.leading = true;
     mgr.info.leader_id = 1;
 
@@ -641,6 +636,26 @@ static void setup(void)
 }
 
 /* ---- One input ---- */
+
+/* The manager's in-memory state, fresh for each input so that inputs
+ * replay alike (the store is restored from its snapshot instead). */
+static void state_new(void)
+{
+    FUZZ_CHECK(routing_new(&mgr.routing) == 0);
+    FUZZ_CHECK(liveness_new(&mgr, &mgr.liveness) == 0);
+    FUZZ_CHECK(reconcile_new(&mgr, &mgr.reconcile) == 0);
+    FUZZ_CHECK(repair_new(&mgr, &mgr.repair) == 0);
+    FUZZ_CHECK(qapi_init(&mgr) == 0);
+}
+
+static void state_free(void)
+{
+    qapi_close(&mgr);
+    repair_free(mgr.repair);
+    reconcile_free(mgr.reconcile);
+    liveness_free(mgr.liveness);
+    routing_free(mgr.routing);
+}
 
 static bool route_params(struct rq_http_req *req, char **raw)
 {
@@ -730,6 +745,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(raw[0]);
     free(raw[1]);
 
+    state_new();
     if (routed) {
         /* A closing manager's server refuses requests before any handler
          * runs, so handlers never see m->closing set. */
@@ -756,6 +772,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     req.status);
         }
     }
+    state_free();
     req_free(&req);
     free(type);
     free(answer);
