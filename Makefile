@@ -246,7 +246,8 @@ run-atm: deps
 	bash atm/run-local.sh
 
 # make fuzz: clang and libFuzzer come from fuzz-deps alone, so make deps
-# and make test never need clang.
+# and make test never need clang. Debian 12's clang is clang-14, which only
+# recommends libclang-rt-14-dev, the package with libclang_rt.fuzzer.
 FUZZ_PKGS := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 30
 FUZZ ?= $(FUZZ_NAMES)
