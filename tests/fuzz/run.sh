@@ -3,7 +3,8 @@
 # it built the harnesses with clang into build/fuzz).
 #
 #   run.sh fuzz NAME...   runs each harness for FUZZ_SECONDS (default 30),
-#                         starting from its committed corpus; new inputs go
+#                         starting from its committed corpus (and with
+#                         tests/fuzz/NAME.dict if there is one); new inputs go
 #                         to build/fuzz/work/NAME, never to tests/fuzz/.
 #                         A crash, leak, timeout or out-of-memory input is
 #                         copied to tests/fuzz/regressions/NAME/, where make
@@ -61,8 +62,12 @@ for name in "$@"; do
     # Inputs from earlier runs sit in $work; the committed corpus is read
     # only (libFuzzer writes new inputs to its first directory).
     rm -f "$art"/crash-* "$art"/leak-* "$art"/timeout-* "$art"/oom-*
+    dict=()
+    if [ -f "tests/fuzz/$name.dict" ]; then
+        dict=(-dict="tests/fuzz/$name.dict")
+    fi
     "$bin" -max_total_time="$SECONDS_EACH" -print_final_stats=1 \
-        -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+        -timeout=10 -rss_limit_mb=2048 -max_len=65536 "${dict[@]}" \
         -artifact_prefix="$art/" "$work" "$corpus" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
