@@ -8,6 +8,9 @@
 #   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
 #   make run-atm a local ATM network (see README.md)
 #   make bench   figures, printed (never asserted)
+#   make fuzz    every libFuzzer harness for FUZZ_SECONDS (default 30) each,
+#                built with clang in build/fuzz (installs clang if missing)
+#   make fuzz-merge  adds what make fuzz found new to tests/fuzz/corpus/
 #   make fmt     clang-format every C file
 #   make clean   remove build/
 
@@ -31,11 +34,18 @@ CPPFLAGS += -D_GNU_SOURCE -I. -Ishared
 ifeq ($(SAN),1)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
        -fno-sanitize-recover=all
+else ifeq ($(SAN),fuzz)
+# make fuzz: clang, with libFuzzer's coverage instrumentation but not its
+# main(), which only the harness binaries link.
+OPT := -O1 -g -fno-omit-frame-pointer \
+       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+       -Wno-unknown-warning-option
 else
 OPT := -O2 -g
 endif
 CFLAGS += $(WARN) $(OPT) -MMD -MP
 LDFLAGS += $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
+LDFLAGS += $(if $(filter fuzz,$(SAN)),-fsanitize=fuzzer$(comma)address$(comma)undefined)
 comma := ,
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
@@ -53,6 +63,10 @@ CLI_MAIN := cli/raftq.c
 CLI_SRC := $(filter-out $(CLI_MAIN),$(wildcard cli/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
+# One libFuzzer harness per file; each also links with replay.c (a main()
+# that runs it over files) for the corpus replays of make test.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 
 obj = $(patsubst %.S,$(BUILD)/obj/%.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1)))
 
@@ -70,7 +84,10 @@ BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
         $(if $(wildcard $(CLI_MAIN)),$(BUILD)/raftq)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
+REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz-replay/fuzz_%,$(FUZZ_NAMES))
+FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
+.PHONY: fuzz fuzz-deps fuzz-bins fuzz-merge
 .PHONY: all deps test test-unit test-integration test-ui test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
@@ -158,7 +175,19 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/component/%.o $(APP_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
-test-bins: $(BINS) $(UNIT_BINS) $(COMPONENT_BINS)
+# The harnesses under gcc and the sanitizers, each with the replay main().
+$(BUILD)/fuzz-replay/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o \
+                             $(BUILD)/obj/tests/fuzz/replay.o $(APP_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The same harnesses linked with libFuzzer (SAN=fuzz, BUILD=build/fuzz).
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(APP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+test-bins: $(BINS) $(UNIT_BINS) $(COMPONENT_BINS) $(REPLAY_BINS)
+
+fuzz-bins: $(FUZZ_BINS)
 
 # make test: everything under the sanitizers. tests/run.sh prints the closing
 # "N passed, N failed, N skipped" line and fails if anything failed.
@@ -215,6 +244,33 @@ run: deps
 run-atm: deps
 	$(MAKE) --no-print-directory all
 	bash atm/run-local.sh
+
+# make fuzz: clang and libFuzzer come from fuzz-deps alone, so make deps
+# and make test never need clang. Debian 12's clang is clang-14, which only
+# recommends libclang-rt-14-dev, the package with libclang_rt.fuzzer.
+FUZZ_PKGS := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 30
+FUZZ ?= $(FUZZ_NAMES)
+
+fuzz-deps:
+	@missing=$$(for p in $(FUZZ_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "fuzz-deps: installing $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+	    { echo "fuzz-deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
+	fi
+
+fuzz: deps fuzz-deps
+	$(MAKE) --no-print-directory BUILD=build/fuzz SAN=fuzz CC=clang fuzz-bins
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh fuzz $(FUZZ)
+
+fuzz-merge: deps fuzz-deps
+	$(MAKE) --no-print-directory BUILD=build/fuzz SAN=fuzz CC=clang fuzz-bins
+	bash tests/fuzz/run.sh merge $(FUZZ)
 
 bench: deps
 	$(MAKE) --no-print-directory all

@@ -845,79 +845,6 @@ static int opt_uint(const json_t *o, const char *name, bool *present,
     return 0;
 }
 
-/*
- * Checks the records of a JSON produce request and gives the bytes of
- * their records blob. Returns 0, or an HTTP status with the reason in @why.
- */
-static int check_records(const json_t *records, uint64_t max_value,
-                         size_t *blob_len, char *why, size_t whyn)
-{
-    size_t n = json_array_size(records);
-    size_t total = 0;
-    if (!json_is_array(records) || n == 0) {
-        snprintf(why, whyn,
-                 "'records' must be a list of 1 to %d {value, key?} objects",
-                 API_MAX_RECORDS);
-        return 400;
-    }
-    if (n > API_MAX_RECORDS) {
-        snprintf(why, whyn, "%zu records is over the limit of %d per request",
-                 n, API_MAX_RECORDS);
-        return 413;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *rec = json_array_get(records, i);
-        json_t *value = json_object_get(rec, "value");
-        json_t *key = json_object_get(rec, "key");
-        if (!json_is_object(rec) || !json_is_string(value)) {
-            snprintf(why, whyn, "record %zu: 'value' must be a string", i);
-            return 400;
-        }
-        if (key != NULL && !json_is_null(key) && !json_is_string(key)) {
-            snprintf(why, whyn, "record %zu: 'key' must be a string", i);
-            return 400;
-        }
-        size_t vlen = json_string_length(value);
-        if (vlen > max_value) {
-            snprintf(why, whyn,
-                     "record %zu: a value of %zu bytes is over the limit of "
-                     "%" PRIu64 " bytes",
-                     i, vlen, max_value);
-            return 413;
-        }
-        bool has_key = json_is_string(key);
-        size_t klen = has_key ? json_string_length(key) : 0;
-        /* A key or value is at most the body's size (API_MAX_BODY), so
-         * neither the sum nor the record's lengths can overflow. */
-        total += records_size(klen, has_key, vlen);
-        if (total > BATCH_MAX_BYTES) {
-            snprintf(why, whyn,
-                     "the records take more than %u bytes; send fewer per "
-                     "request",
-                     BATCH_MAX_BYTES);
-            return 413;
-        }
-    }
-    *blob_len = total;
-    return 0;
-}
-
-/* Writes the records blob of records check_records() accepted. */
-static void write_records(const json_t *records, int64_t now, uint8_t *out)
-{
-    size_t n = json_array_size(records);
-    for (size_t i = 0; i < n; i++) {
-        json_t *rec = json_array_get(records, i);
-        json_t *value = json_object_get(rec, "value");
-        json_t *key = json_object_get(rec, "key");
-        bool has_key = json_is_string(key);
-        out +=
-            records_put_at(out, now, has_key ? json_string_value(key) : NULL,
-                           has_key ? json_string_length(key) : 0, has_key,
-                           json_string_value(value), json_string_length(value));
-    }
-}
-
 static void produce_json(struct rq_http_req *req, struct broker *b)
 {
     char why[WHY_LEN];
@@ -949,30 +876,36 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         return;
     }
     json_t *records = json_object_get(body, "records");
-    pa.count = (uint32_t)json_array_size(records);
+    struct produce_body_limits lim = {
+        .max_records = API_MAX_RECORDS,
+        .max_value = broker_config(b)->max_message_bytes,
+        .max_blob = BATCH_MAX_BYTES,
+    };
 
     /* Cheap checks first, then the replica, then the records. */
-    if (!json_is_array(records) || pa.count == 0 ||
-        pa.count > API_MAX_RECORDS) {
-        int status = check_records(records, 0, &blob_len, why, sizeof why);
-        rq_http_reply_error(req, status, "%s", why);
+    if (!json_is_array(records) || json_array_size(records) == 0 ||
+        json_array_size(records) > API_MAX_RECORDS) {
+        int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len,
+                                         why, sizeof why);
+        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
+    pa.count = (uint32_t)json_array_size(records);
     struct replica *r = produce_target(req, b, &pa);
     if (r == NULL) {
         return;
     }
-    int status = check_records(records, broker_config(b)->max_message_bytes,
-                               &blob_len, why, sizeof why);
-    if (status != 0) {
-        rq_http_reply_error(req, status, "%s", why);
+    int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len, why,
+                                     sizeof why);
+    if (rv != 0) {
+        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
     int64_t now = wall_clock_ms();
     if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
         return;
     }
-    write_records(records, now, blob);
+    produce_body_json_write(records, now, blob);
     pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }

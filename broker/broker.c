@@ -52,6 +52,7 @@
 
 #include "api.h"
 #include "bmetrics.h"
+#include "brpc.h"
 #include "logbudget.h"
 #include "registrar.h"
 #include "replica.h"
@@ -834,11 +835,12 @@ static void serve_members(struct broker *b, struct rq_rpc_call *call,
                           const uint8_t *body, size_t len)
 {
     struct rq_buf out;
-    if (len != REPLICA_MEMBERS_REQUEST) {
+    uint64_t gid;
+    if (brpc_members_decode(body, len, &gid) != 0) {
         rq_rpc_reply(call, RQ_MALFORMED, NULL, 0);
         return;
     }
-    struct replica *r = broker_find(b, rq_wire_u64_at(body));
+    struct replica *r = broker_find(b, gid);
     if (r == NULL) {
         rq_rpc_reply(call, RQ_UNKNOWNGROUP, NULL, 0);
         return;
@@ -871,20 +873,18 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
         rq_rpc_reply(call, RQ_INVALID, NULL, 0);
         return;
     }
-    if (len != REPLICA_FETCH_REQUEST) {
+    struct brpc_fetch req;
+    if (brpc_fetch_decode(body, len, &req) != 0) {
         rq_rpc_reply(call, RQ_MALFORMED, NULL, 0);
         return;
     }
-    uint64_t gid = rq_wire_u64_at(body);
-    uint64_t offset = rq_wire_u64_at(body + 8);
-    uint32_t max_bytes = rq_wire_u32_at(body + 16);
-    struct replica *r = broker_find(b, gid);
+    struct replica *r = broker_find(b, req.group_id);
     if (r == NULL) {
         rq_rpc_reply(call, RQ_UNKNOWNGROUP, NULL, 0);
         return;
     }
     rq_buf_init(&out);
-    int rv = replica_serve_fetch(r, offset, max_bytes, &out);
+    int rv = replica_serve_fetch(r, req.offset, req.max_bytes, &out);
     if (rv == 0 && out.err != 0) {
         rv = out.err; /* UNTESTED: ENOMEM only. */
     }

@@ -806,9 +806,9 @@ static int scan_fill(int fd, struct rq_buf *buf, uint64_t size, uint64_t pos,
 }
 
 /*
- * Opens the last segment for appending: checks every batch (header and
- * crc), cuts a torn or corrupt tail, and rebuilds the in-memory index,
- * writing the .idx file if it does not match.
+ * Opens the last segment for appending: checks every batch (header, Raft
+ * index, crc and records), cuts a torn or corrupt tail, and rebuilds the
+ * in-memory index, writing the .idx file if it does not match.
  */
 static int recover_active(struct plog *l, char *why, size_t whyn)
 {
@@ -848,8 +848,26 @@ static int recover_active(struct plog *l, char *why, size_t whyn)
             rq_why(why, whyn, "read %s: %s", path, strerror(errno));
             goto err_after_open;
         }
-        if (batch_crc(buf.base + (pos - buf_off), hdr_total(&h)) != h.crc) {
+        /* plog_append only writes Raft indexes that increase from 1. */
+        if (h.raft_index <= l->last_raft_index) {
+            snprintf(reason, sizeof reason,
+                     "raft index %" PRIu64 " not after %" PRIu64, h.raft_index,
+                     l->last_raft_index);
+            break;
+        }
+        const uint8_t *batch = buf.base + (pos - buf_off);
+        if (batch_crc(batch, hdr_total(&h)) != h.crc) {
             snprintf(reason, sizeof reason, "crc mismatch");
+            break;
+        }
+        /* A batch whose crc holds but whose records do not add up was
+         * never written by plog_append: serving it would give readers an
+         * error and peers bytes they refuse (plog_append_batches checks
+         * the same), so it is cut like a torn one. */
+        if (records_validate(batch + PLOG_BATCH_HEADER,
+                             (size_t)hdr_total(&h) - PLOG_BATCH_HEADER,
+                             h.count) != 0) {
+            snprintf(reason, sizeof reason, "records do not match the header");
             break;
         }
         if (idx_reserve(l) != 0) {
@@ -1665,6 +1683,14 @@ int plog_truncate(struct plog *l, uint64_t offset)
             *s = (struct seg){s->base, s->base, 0, 0, INT64_MIN};
             l->idx_n = 0;
             l->idx_last_pos = 0;
+            /* The scan checks Raft indexes against the segments before. */
+            l->last_raft_index = 0;
+            for (size_t i = l->nsegs - 1; i > 0; i--) {
+                if (l->segs[i - 1].last_raft_index != 0) {
+                    l->last_raft_index = l->segs[i - 1].last_raft_index;
+                    break;
+                }
+            }
             rv = recover_active(l, why, sizeof why);
             if (rv != 0) {
                 rq_log(RQ_ERROR, "%s: reopen after a cut: %s", l->dir, why);

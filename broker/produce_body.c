@@ -252,3 +252,81 @@ void produce_body_put(struct rq_buf *out, const void *key, size_t key_len,
     }
     rq_buf_put_bytes(out, value, value_len);
 }
+
+/* ---- The JSON form ---- */
+
+int produce_body_json_check(const json_t *records,
+                            const struct produce_body_limits *lim,
+                            uint32_t *count, size_t *blob_len, char *why,
+                            size_t whyn)
+{
+    size_t n = json_array_size(records);
+    size_t total = 0;
+
+    if (!json_is_array(records) || n == 0) {
+        rq_why(why, whyn,
+               "'records' must be a list of 1 to %" PRIu32
+               " {value, key?} objects",
+               lim->max_records);
+        return RQ_MALFORMED;
+    }
+    if (n > lim->max_records) {
+        rq_why(why, whyn,
+               "%zu records is over the limit of %" PRIu32 " per request", n,
+               lim->max_records);
+        return RQ_TOOBIG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec = json_array_get(records, i);
+        json_t *value = json_object_get(rec, "value");
+        json_t *key = json_object_get(rec, "key");
+        if (!json_is_object(rec) || !json_is_string(value)) {
+            rq_why(why, whyn, "record %zu: 'value' must be a string", i);
+            return RQ_MALFORMED;
+        }
+        if (key != NULL && !json_is_null(key) && !json_is_string(key)) {
+            rq_why(why, whyn, "record %zu: 'key' must be a string", i);
+            return RQ_MALFORMED;
+        }
+        size_t vlen = json_string_length(value);
+        if (vlen > lim->max_value) {
+            rq_why(why, whyn,
+                   "record %zu: a value of %zu bytes is over the limit of "
+                   "%" PRIu64 " bytes",
+                   i, vlen, lim->max_value);
+            return RQ_TOOBIG;
+        }
+        bool has_key = json_is_string(key);
+        size_t klen = has_key ? json_string_length(key) : 0;
+        /* A key or value is at most the body's size, so neither the sum
+         * nor a record's lengths can overflow; a key too long for the
+         * blob's i32 length is over any blob limit anyway. */
+        total += records_size(klen, has_key, vlen);
+        if (total > lim->max_blob || klen > INT32_MAX || vlen > UINT32_MAX) {
+            rq_why(why, whyn,
+                   "the records take more than %zu bytes; send fewer per "
+                   "request",
+                   lim->max_blob);
+            return RQ_TOOBIG;
+        }
+    }
+    *count = (uint32_t)n;
+    *blob_len = total;
+    return 0;
+}
+
+void produce_body_json_write(const json_t *records, int64_t timestamp_ms,
+                             uint8_t *out)
+{
+    size_t n = json_array_size(records);
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec = json_array_get(records, i);
+        json_t *value = json_object_get(rec, "value");
+        json_t *key = json_object_get(rec, "key");
+        bool has_key = json_is_string(key);
+        out += records_put_at(
+            out, timestamp_ms, has_key ? json_string_value(key) : NULL,
+            has_key ? json_string_length(key) : 0, has_key,
+            json_string_value(value), json_string_length(value));
+    }
+}

@@ -11,7 +11,9 @@
  * Keys and values are UTF-8 text without NUL bytes, exactly the strings a
  * JSON body can carry (which refuses "\u0000"), so every record reads back
  * the same through the JSON read API whichever form produced it. Nothing
- * may follow the last record.
+ * may follow the last record. The records of the JSON form are checked
+ * and written here too (produce_body_json_check), so that both forms
+ * answer alike.
  *
  * A body is checked once (produce_body_check), which also gives the size
  * of its records blob, so the caller can allocate the Raft entry and have
@@ -20,6 +22,7 @@
 #ifndef PRODUCE_BODY_H
 #define PRODUCE_BODY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +61,25 @@ int produce_body_check(const uint8_t *body, size_t len,
  */
 void produce_body_write(const uint8_t *body, size_t len, int64_t timestamp_ms,
                         uint8_t *out);
+
+/*
+ * The JSON form's records: @records is the "records" member of a JSON
+ * produce body (borrowed; NULL when absent), a list of 1 to
+ * lim->max_records objects {"value": string, "key": string or null,
+ * optional}. Fills *count and *blob_len as produce_body_check() does.
+ * RQ_MALFORMED (400) for anything else, RQ_TOOBIG (413) over a limit;
+ * @why says which record and why.
+ */
+int produce_body_json_check(const json_t *records,
+                            const struct produce_body_limits *lim,
+                            uint32_t *count, size_t *blob_len, char *why,
+                            size_t whyn);
+
+/* Writes the records blob of @records, which produce_body_json_check()
+ * accepted, into @out (blob_len bytes), every record stamped
+ * @timestamp_ms. */
+void produce_body_json_write(const json_t *records, int64_t timestamp_ms,
+                             uint8_t *out);
 
 /* Encoding, for tests and for managers that forward produces: the count
  * first, then each record (check out->err once at the end). */

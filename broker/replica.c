@@ -65,6 +65,7 @@
 #include <unistd.h>
 
 #include "bmetrics.h"
+#include "brpc.h"
 #include "rq_entry.h"
 #include "rq_err.h"
 #include "rq_fs.h"
@@ -868,10 +869,8 @@ static void fetch_maybe(struct replica *r)
     f->replica = r;
     f->peer = peer->id;
     f->from = from;
-    rq_wire_put_u64_at(body, r->desc.group_id);
-    rq_wire_put_u64_at(body + 8, from);
-    rq_wire_put_u32_at(body + 16, FETCH_MAX_BYTES);
-    rq_wire_put_u32_at(body + 20, 0);
+    brpc_fetch_encode(
+        &(struct brpc_fetch){r->desc.group_id, from, FETCH_MAX_BYTES}, body);
     int rv = rq_rpc_call(r->env->rpc, peer->raft_addr, REPLICA_RPC_FETCH, body,
                          sizeof body, FETCH_TIMEOUT_MS, on_fetched, f);
     if (rv != 0) {
@@ -1459,38 +1458,27 @@ int replica_serve_members(struct replica *r, struct rq_buf *out)
     return out->err;
 }
 
+/* brpc_members_parse's callback: a member the peer knows. */
+static void member_learned(void *data, const struct replica_member *m)
+{
+    remember_known(data, m);
+}
+
 /* Reads a peer's MEMBERS reply: HTTP addresses, and whether a newer
  * committed configuration leaves this broker out. */
 static void members_learn(struct replica *r, const char *peer,
                           const uint8_t *body, size_t len)
 {
-    json_error_t jerr;
-    json_t *o = json_loadb((const char *)body, len, 0, &jerr);
-    json_t *servers = json_object_get(o, "servers");
-    json_t *ci = json_object_get(o, "conf_index");
-    if (!json_is_array(servers) || !json_is_integer(ci)) {
+    struct brpc_members reply;
+    if (brpc_members_parse(body, len, r->env->self_id, &reply, member_learned,
+                           r) != 0) {
         rq_log(RQ_WARN, "%s: a malformed MEMBERS reply from %s", r->label,
                peer);
-        json_decref(o);
         return;
     }
-    bool self = false;
-    for (size_t i = 0; i < json_array_size(servers); i++) {
-        struct replica_member m;
-        char why[128];
-        json_t *s = json_array_get(servers, i);
-        json_t *id = json_object_get(s, "id");
-        if (json_is_integer(id) &&
-            (uint64_t)json_integer_value(id) == r->env->self_id) {
-            self = true;
-        }
-        if (replica_member_parse(s, &m, why, sizeof why) == 0) {
-            remember_known(r, &m);
-        }
-    }
-    uint64_t index = (uint64_t)json_integer_value(ci);
+    uint64_t index = reply.conf_index;
     struct raft *raft = rq_node_raft(r->node);
-    if (!self && !r->removed && index > raft->configuration_index &&
+    if (!reply.lists_self && !r->removed && index > raft->configuration_index &&
         conf_get(&raft->configuration, r->env->self_id) != NULL) {
         rq_log(RQ_INFO,
                "%s: removed from the group: the configuration of index "
@@ -1499,7 +1487,6 @@ static void members_learn(struct replica *r, const char *peer,
         r->removed = true;
         r->removed_conf = index;
     }
-    json_decref(o);
     members_follow(r);
 }
 
@@ -1577,7 +1564,7 @@ static void members_query(struct replica *r)
     }
     q->replica = r;
     snprintf(q->peer, sizeof q->peer, "%s", peer);
-    rq_wire_put_u64_at(body, r->desc.group_id);
+    brpc_members_encode(r->desc.group_id, body);
     r->query_next = now + MEMBERS_QUERY_MS;
     if (rq_rpc_call(r->env->rpc, q->peer, REPLICA_RPC_MEMBERS, body,
                     sizeof body, MEMBERS_TIMEOUT_MS, on_members_reply,

@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "brpc.h"
 #include "partition.h"
 #include "rq_config.h"
 #include "rq_mux.h"
@@ -48,7 +49,8 @@
 #include "replica_desc.h"
 #include "rq_rpc.h"
 
-/* The broker-to-broker RPC methods. FETCH body, little-endian:
+/* The broker-to-broker RPC methods (bodies coded in brpc.h). FETCH body,
+ * little-endian:
  *     group_id:u64 | offset:u64 | max_bytes:u32 | pad:u32
  * reply: whole batches from @offset (partition_read_batches bytes), empty
  * when the peer holds nothing at @offset yet.
@@ -60,9 +62,9 @@
  * members it learned from the configuration alone, and whether it has been
  * removed from its group. */
 #define REPLICA_RPC_FETCH 1
-#define REPLICA_FETCH_REQUEST 24
+#define REPLICA_FETCH_REQUEST BRPC_FETCH_REQUEST
 #define REPLICA_RPC_MEMBERS 2
-#define REPLICA_MEMBERS_REQUEST 8
+#define REPLICA_MEMBERS_REQUEST BRPC_MEMBERS_REQUEST
 
 struct bmetrics;
 struct bmetrics_replica;

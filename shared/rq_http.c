@@ -63,6 +63,7 @@
 
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_json.h"
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
@@ -78,7 +79,6 @@
  * 64 KiB (twice MHD's default) bounds the request line and headers
  * together; 1024 connections then cost at most 64 MiB. */
 #define CONNECTION_MEMORY (64u * 1024)
-#define MAX_JSON_DEPTH 32
 /* More path segments than this can match no route (and none is that long). */
 #define MAX_SEGMENTS 32
 /* Time given to clients to read their 503 before the daemon stops. */
@@ -263,37 +263,6 @@ static bool percent_decode(char *s)
     }
     *out = '\0';
     return true;
-}
-
-/*
- * Whether the JSON text nests arrays and objects deeper than @max. Only
- * brackets outside strings count; the text need not be valid JSON, the
- * parser judges that afterwards. This keeps a body of 100000 '[' from
- * reaching the (recursive) parser at all.
- */
-static bool json_too_deep(const uint8_t *p, size_t n, unsigned max)
-{
-    unsigned depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        if (in_string) {
-            if (c == '\\') {
-                i++; /* The escaped character cannot end the string. */
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max) {
-                return true;
-            }
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return false;
 }
 
 /* ---- Driving MHD from the loop ---- */
@@ -1444,67 +1413,12 @@ const uint8_t *rq_http_body(const struct rq_http_req *req, size_t *len)
     return req->body != NULL ? req->body : (const uint8_t *)"";
 }
 
-static const char *json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-        case JSON_ARRAY:
-            return "an array";
-        case JSON_STRING:
-            return "a string";
-        case JSON_INTEGER:
-        case JSON_REAL:
-            return "a number";
-        case JSON_TRUE:
-        case JSON_FALSE:
-            return "a boolean";
-        case JSON_NULL:
-            return "null";
-        default:
-            return "an object";
-    }
-}
-
-/*
- * Parse choices: a repeated key is refused (JSON_REJECT_DUPLICATES), since
- * parsers disagree about which copy wins; "\u0000" is refused (jansson's
- * default), since a C string cannot carry it; any top-level value is parsed
- * (JSON_DECODE_ANY) so that "5" is reported as "not an object" rather than
- * as invalid JSON.
- */
+/* The parse rules are rq_json_parse_object()'s (rq_json.h). */
 json_t *rq_http_json(struct rq_http_req *req, char *why, size_t whyn)
 {
-    json_error_t err;
-    json_t *v;
-
     if (req->json_state == 0) {
-        if (req->body_len == 0) {
-            req->json = json_object();
-        } else if (json_too_deep(req->body, req->body_len, MAX_JSON_DEPTH)) {
-            snprintf(req->json_why, sizeof req->json_why,
-                     "body is nested deeper than %d levels", MAX_JSON_DEPTH);
-        } else if ((v = json_loadb((const char *)req->body, req->body_len,
-                                   JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                                   &err)) == NULL &&
-                   json_error_code(&err) == json_error_null_character) {
-            /* jansson's own text names its flag, which means nothing to a
-             * client. */
-            snprintf(req->json_why, sizeof req->json_why,
-                     "body is not valid JSON here: a string holds \\u0000 "
-                     "(NUL) at line %d column %d",
-                     err.line, err.column);
-        } else if (v == NULL) {
-            snprintf(req->json_why, sizeof req->json_why,
-                     "body is not valid %s: %s at line %d column %d",
-                     json_error_code(&err) == json_error_invalid_utf8 ? "UTF-8"
-                                                                      : "JSON",
-                     err.text, err.line, err.column);
-        } else if (!json_is_object(v)) {
-            snprintf(req->json_why, sizeof req->json_why,
-                     "body must be a JSON object, not %s", json_type_name(v));
-            json_decref(v);
-        } else {
-            req->json = v;
-        }
+        req->json = rq_json_parse_object(req->body, req->body_len,
+                                         req->json_why, sizeof req->json_why);
         req->json_state = req->json != NULL ? 1 : -1;
     }
     if (req->json == NULL && why != NULL) {

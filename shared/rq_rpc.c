@@ -42,8 +42,8 @@
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define READ_CHUNK 65536
-#define FRAME_CALL 1
-#define FRAME_REPLY 2
+#define FRAME_CALL RQ_RPC_FRAME_CALL
+#define FRAME_REPLY RQ_RPC_FRAME_REPLY
 /* Bytes of a frame after its length field that are not body. */
 #define FRAME_FIXED (RQ_RPC_HEADER - 4)
 #define ADDRESS_MAX 64
@@ -183,6 +183,29 @@ static uint8_t *frame_encode(uint8_t type, uint64_t id, uint32_t method,
     }
     *out_len = RQ_RPC_HEADER + len;
     return f;
+}
+
+int rq_rpc_frame_parse(const uint8_t *p, size_t n, struct rq_rpc_frame *f,
+                       size_t *used)
+{
+    if (n < 4) {
+        return 0;
+    }
+    uint32_t len = rq_wire_u32_at(p);
+    if (len > RQ_RPC_MAX_FRAME || len < FRAME_FIXED) {
+        return RQ_MALFORMED;
+    }
+    if (n - 4 < (size_t)len) {
+        return 0;
+    }
+    f->type = p[4];
+    f->id = rq_wire_u64_at(p + 8);
+    f->method = rq_wire_u32_at(p + 16);
+    f->status = rq_wire_u32_at(p + 20);
+    f->body = p + RQ_RPC_HEADER;
+    f->len = len - FRAME_FIXED;
+    *used = 4 + (size_t)len;
+    return 1;
 }
 
 /* ---- Calls (client side) ---- */
@@ -343,28 +366,21 @@ static void serve_call(struct conn *c, uint64_t id, uint32_t method,
     r->handler(r->handler_data, call, method, body, len);
 }
 
-/* Handles one whole frame; @p points after its length field. */
-static void conn_frame(struct conn *c, const uint8_t *p, size_t len)
+/* Handles one whole frame. */
+static void conn_frame(struct conn *c, const struct rq_rpc_frame *f)
 {
-    uint8_t type = p[0];
-    uint64_t id = rq_wire_u64_at(p + 4);
-    uint32_t method = rq_wire_u32_at(p + 12);
-    uint32_t status = rq_wire_u32_at(p + 16);
-    const uint8_t *body = p + FRAME_FIXED;
-    size_t blen = len - FRAME_FIXED;
-
-    if (type == FRAME_CALL && c->peer == NULL) {
-        serve_call(c, id, method, body, blen);
-    } else if (type == FRAME_REPLY && c->peer != NULL) {
-        struct out_call *call = rq_idmap_get(&c->r->calls, id);
+    if (f->type == FRAME_CALL && c->peer == NULL) {
+        serve_call(c, f->id, f->method, f->body, f->len);
+    } else if (f->type == FRAME_REPLY && c->peer != NULL) {
+        struct out_call *call = rq_idmap_get(&c->r->calls, f->id);
         /* No call: it timed out and this is the late reply. */
         if (call != NULL && call->peer == c->peer && call->status == 0) {
-            call_finish(call, (int)status, body, blen);
+            call_finish(call, (int)f->status, f->body, f->len);
         }
     } else {
         rq_log(RQ_WARN, "%s: unexpected frame type %u, closing",
                c->peer != NULL ? c->peer->address : "server connection",
-               (unsigned)type);
+               (unsigned)f->type);
         conn_close(c, "protocol error");
     }
 }
@@ -408,20 +424,22 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
      * rpc); its memory stays until the socket's close callback, and parsing
      * stops. A reference keeps that true across the loop. */
     c->refs++;
-    while (!c->closing && c->rlen - off >= 4) {
-        uint32_t len = rq_wire_u32_at(c->rbuf + off);
-        if (len > RQ_RPC_MAX_FRAME || len < FRAME_FIXED) {
+    while (!c->closing) {
+        struct rq_rpc_frame f;
+        size_t used;
+        int rv = rq_rpc_frame_parse(c->rbuf + off, c->rlen - off, &f, &used);
+        if (rv == 0) {
+            break;
+        }
+        if (rv != 1) {
             rq_log(RQ_WARN, "%s: frame of %u bytes, closing",
                    c->peer != NULL ? c->peer->address : "server connection",
-                   (unsigned)len);
+                   (unsigned)rq_wire_u32_at(c->rbuf + off));
             conn_close(c, "bad frame length");
             break;
         }
-        if (c->rlen - off < 4 + (size_t)len) {
-            break;
-        }
-        conn_frame(c, c->rbuf + off + 4, len);
-        off += 4 + (size_t)len;
+        conn_frame(c, &f);
+        off += used;
     }
     if (!c->closing) {
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);

@@ -75,4 +75,30 @@ int rq_rpc_call(struct rq_rpc *r, const char *address, uint32_t method,
  */
 void rq_rpc_close(struct rq_rpc *r, void (*cb)(void *data), void *data);
 
+/* ---- Frames: the pure codec under the connections ---- */
+
+#define RQ_RPC_FRAME_CALL 1
+#define RQ_RPC_FRAME_REPLY 2
+
+struct rq_rpc_frame {
+    uint8_t type; /* RQ_RPC_FRAME_CALL, _REPLY, or anything a peer sent. */
+    uint64_t id;
+    uint32_t method;
+    uint32_t status;
+    const uint8_t *body; /* Borrowed from the bytes parsed. */
+    size_t len;
+};
+
+/*
+ * Parses the frame at the start of the @n bytes at @p, as a connection's
+ * reader does with what it has received so far. Returns 1 with @f filled
+ * and *used set to the frame's bytes; 0 if more bytes are needed; or
+ * RQ_MALFORMED for a length field outside [RQ_RPC_HEADER - 4,
+ * RQ_RPC_MAX_FRAME] (the connection is then closed). The type is not
+ * checked here: what a frame of an unknown type means is the
+ * connection's business.
+ */
+int rq_rpc_frame_parse(const uint8_t *p, size_t n, struct rq_rpc_frame *f,
+                       size_t *used);
+
 #endif /* RQ_RPC_H */

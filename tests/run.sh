@@ -2,7 +2,8 @@
 # Runs every test: the cmocka binaries (unit, then component) and the
 # integration suites, then the deploy checks, and closes with one line "N passed, N failed, N skipped".
 # Exits non-zero if anything failed. BUILD names the build directory
-# (build/asan under make test); ONLY=unit|integration|deploy runs a subset.
+# (build/asan under make test); ONLY=unit|integration|deploy|fuzz runs a
+# subset (unit includes the fuzz replays).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/asan}
@@ -80,6 +81,11 @@ fi
 if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     run_suite tests/chaos/test_atm_check.py python3 tests/chaos/test_atm_check.py
     run_suite tests/chaos/atm_selftest.py python3 tests/chaos/atm_selftest.py --build "$BUILD"
+fi
+
+# Every fuzz harness over its corpus and regressions (tests/fuzz/).
+if [ "$ONLY" = all ] || [ "$ONLY" = unit ] || [ "$ONLY" = fuzz ]; then
+    run_suite fuzz_replay env BUILD="$BUILD" bash tests/fuzz/replay.sh
 fi
 
 # The deployment files, checked offline against the binaries just built.

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "broker/plog.h"
 #include "broker/records.h"
@@ -629,6 +630,58 @@ static void test_plog_torn_tail_is_cut(void **state)
     assert_true(plog_next_offset(f->log) == last_base + 3);
     assert_true(plog_last_raft_index(f->log) == raft);
     check_range(f->log, 0, last_base + 3, READ_MAX);
+    free(orig);
+    free(bad);
+}
+
+/* A batch in the last segment whose crc holds but which plog_append could
+ * not have written (records that do not add up to its count, a Raft index
+ * that does not rise) is cut like a torn tail: kept, it could be neither
+ * read nor copied to a peer. */
+static void test_plog_recovery_cuts_batch_no_append_wrote(void **state)
+{
+    struct fixture *f = *state;
+
+    append(f, 2);
+    uint64_t prev_raft = f->raft;
+    uint64_t end = plog_next_offset(f->log);
+    struct plog_segment seg;
+    plog_segments(f->log, &seg, 1);
+    uint64_t pos = seg.bytes;
+    append(f, 3);
+    plog_close(f->log);
+    f->log = NULL;
+
+    char path[128];
+    snprintf(path, sizeof path, "%s", seg_file(f, 0, "seg"));
+    size_t len;
+    uint8_t *orig = read_whole(path, &len);
+    uint8_t *bad = malloc(len);
+    assert_non_null(bad);
+    for (int mode = 0; mode < 3; mode++) {
+        uint8_t *b = bad + pos;
+        memcpy(bad, orig, len);
+        if (mode == 0) {
+            /* The first record's value length runs past the batch. */
+            rq_wire_put_u32_at(b + PLOG_BATCH_HEADER + 12, 1u << 20);
+        } else if (mode == 1) {
+            rq_wire_put_u64_at(b + 24, prev_raft); /* Not after it. */
+        } else {
+            rq_wire_put_u64_at(b + 24, 0);
+        }
+        uint32_t blen = rq_wire_u32_at(b + 4);
+        rq_wire_put_u32_at(b + 8, (uint32_t)crc32(0, b + 12, blen - 4));
+        write_whole(path, bad, len);
+        assert_int_equal(open_log(f, SMALL_SEGMENT), 0);
+        assert_true(plog_next_offset(f->log) == end);
+        assert_true(plog_last_raft_index(f->log) == prev_raft);
+        check_range(f->log, 0, end, READ_MAX);
+        plog_close(f->log);
+        f->log = NULL;
+    }
+    write_whole(path, orig, len);
+    assert_int_equal(open_log(f, SMALL_SEGMENT), 0);
+    assert_true(plog_next_offset(f->log) == end + 3);
     free(orig);
     free(bad);
 }
@@ -1299,6 +1352,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_plog_config_limits, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_plog_recovery_cuts_batch_no_append_wrote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plog_torn_tail_is_cut, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_plog_missing_index_is_rebuilt,

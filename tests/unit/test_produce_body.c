@@ -1,8 +1,9 @@
 /*
- * Unit tests of the binary produce body: round trips into a records blob,
- * the limits, UTF-8 checks agreeing with jansson's, and hostile bytes
- * (every truncation, bad lengths, noise and mutations) that must give an
- * error and never a read past the body.
+ * Unit tests of the produce bodies: the binary form's round trips into a
+ * records blob, the limits, UTF-8 checks agreeing with jansson's, and
+ * hostile bytes (every truncation, bad lengths, noise and mutations) that
+ * must give an error and never a read past the body; and the JSON form's
+ * records, which must make the same blob and be refused alike.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -443,6 +444,100 @@ static void test_produce_body_put_refuses_oversized(void **state)
     rq_buf_close(&b);
 }
 
+/* ---- The JSON form ---- */
+
+/* A JSON body's records make the same blob as the same records sent in
+ * the binary form. */
+static void test_produce_body_json_matches_binary(void **state)
+{
+    (void)state;
+    char why[WHY] = "";
+    uint32_t count = 0;
+    size_t blob_len = 0;
+    json_t *records =
+        json_pack("[{s:s,s:s},{s:s,s:n},{s:s}]", "value", "hello", "key", "k",
+                  "value", "", "key", "value", "\u00e9t\u00e9");
+    assert_non_null(records);
+    assert_int_equal(produce_body_json_check(records, &limits, &count,
+                                             &blob_len, why, sizeof why),
+                     0);
+    assert_int_equal(count, 3);
+    uint8_t *json_blob = malloc(blob_len);
+    assert_non_null(json_blob);
+    produce_body_json_write(records, 7, json_blob);
+
+    struct rq_buf body;
+    rq_buf_init(&body);
+    produce_body_put_count(&body, 3);
+    produce_body_put(&body, "k", 1, true, "hello", 5);
+    produce_body_put(&body, NULL, 0, false, "", 0);
+    produce_body_put(&body, NULL, 0, false, "\xc3\xa9t\xc3\xa9", 5);
+    uint32_t bcount;
+    size_t bblob_len;
+    assert_int_equal(
+        check_exact(body.base, body.len, &limits, &bcount, &bblob_len), 0);
+    assert_int_equal(bblob_len, blob_len);
+    uint8_t *bin_blob = malloc(bblob_len);
+    assert_non_null(bin_blob);
+    produce_body_write(body.base, body.len, 7, bin_blob);
+    assert_memory_equal(json_blob, bin_blob, blob_len);
+    free(bin_blob);
+    free(json_blob);
+    rq_buf_close(&body);
+    json_decref(records);
+}
+
+/* Each refusal of the JSON form, with its class: 400 for the shape, 413
+ * over a limit. */
+static void test_produce_body_json_refusals(void **state)
+{
+    (void)state;
+    static const struct produce_body_limits small = {
+        .max_records = 2,
+        .max_value = 4,
+        .max_blob = 64,
+    };
+    static const struct {
+        const char *json;
+        int rv;
+    } cases[] = {
+        {"null", RQ_MALFORMED},
+        {"{}", RQ_MALFORMED},
+        {"[]", RQ_MALFORMED},
+        {"[1]", RQ_MALFORMED},
+        {"[{}]", RQ_MALFORMED},
+        {"[{\"value\": 5}]", RQ_MALFORMED},
+        {"[{\"value\": \"a\", \"key\": 5}]", RQ_MALFORMED},
+        {"[{\"value\": \"a\"}, {\"value\": \"b\"}, {\"value\": \"c\"}]",
+         RQ_TOOBIG},
+        {"[{\"value\": \"abcde\"}]", RQ_TOOBIG},
+        {"[{\"value\": \"a\", \"key\": "
+         "\"0123456789012345678901234567890123456789012345678\"}]",
+         RQ_TOOBIG},
+        {"[{\"value\": \"abcd\", \"key\": null}]", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char why[WHY] = "";
+        uint32_t count = 0;
+        size_t blob_len = 0;
+        json_t *v = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+        assert_non_null(v);
+        int rv = produce_body_json_check(v, &small, &count, &blob_len, why,
+                                         sizeof why);
+        assert_int_equal(rv, cases[i].rv);
+        if (rv != 0) {
+            assert_true(strlen(why) > 10);
+        }
+        json_decref(v);
+    }
+    char why[WHY] = "";
+    uint32_t count;
+    size_t blob_len;
+    assert_int_equal(produce_body_json_check(NULL, &small, &count, &blob_len,
+                                             why, sizeof why),
+                     RQ_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +551,8 @@ int main(void)
         cmocka_unit_test(test_produce_body_hostile_bytes_never_crash),
         cmocka_unit_test(test_produce_body_is_binary),
         cmocka_unit_test(test_produce_body_put_refuses_oversized),
+        cmocka_unit_test(test_produce_body_json_matches_binary),
+        cmocka_unit_test(test_produce_body_json_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,57 @@
+/*
+ * The bodies of the broker-to-broker RPC methods (replica.h names the
+ * methods and says what they are for): their encoding and decoding,
+ * pure, so that what a peer sends is parsed in one place that tests and
+ * fuzzing reach without a network. Little-endian:
+ *
+ *     FETCH request:    group_id:u64 | offset:u64 | max_bytes:u32 | pad:u32
+ *     FETCH reply:      whole batches (plog_append_batches checks them)
+ *     MEMBERS request:  group_id:u64
+ *     MEMBERS reply:    JSON {"conf_index": N, "servers": [{"id",
+ *                       "raft_addr", "http_addr" (null if unknown),
+ *                       "voter"}]}
+ */
+#ifndef BRPC_H
+#define BRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replica_desc.h"
+
+#define BRPC_FETCH_REQUEST 24
+#define BRPC_MEMBERS_REQUEST 8
+
+struct brpc_fetch {
+    uint64_t group_id;
+    uint64_t offset;
+    uint32_t max_bytes; /* 0 or over the server's limit: its limit. */
+};
+
+void brpc_fetch_encode(const struct brpc_fetch *f,
+                       uint8_t out[BRPC_FETCH_REQUEST]);
+/* RQ_MALFORMED unless @len is exactly BRPC_FETCH_REQUEST. */
+int brpc_fetch_decode(const uint8_t *p, size_t len, struct brpc_fetch *out);
+
+void brpc_members_encode(uint64_t group_id, uint8_t out[BRPC_MEMBERS_REQUEST]);
+/* RQ_MALFORMED unless @len is exactly BRPC_MEMBERS_REQUEST. */
+int brpc_members_decode(const uint8_t *p, size_t len, uint64_t *group_id);
+
+struct brpc_members {
+    uint64_t conf_index;
+    bool lists_self; /* A server's id is the @self_id given to the parse. */
+};
+
+/*
+ * Reads a MEMBERS reply of @len bytes (borrowed). Calls @member once for
+ * each server that is a valid member (replica_member_parse; others are
+ * skipped), in order. 0, or RQ_MALFORMED when the reply is not an object
+ * with an integer "conf_index" and a "servers" list (then @member was
+ * not called).
+ */
+int brpc_members_parse(
+    const uint8_t *body, size_t len, uint64_t self_id, struct brpc_members *out,
+    void (*member)(void *data, const struct replica_member *m), void *data);
+
+#endif /* BRPC_H */

@@ -1,0 +1,34 @@
+/*
+ * The rules every JSON request body is parsed by, shared by the HTTP
+ * server (rq_http_json) and whatever else reads a client's JSON. Pure: no
+ * I/O.
+ *
+ * A body is refused, with a reason fit for a 400 answer, when it nests
+ * arrays and objects deeper than RQ_JSON_MAX_DEPTH (checked by a scan
+ * before the recursive parser runs, so a body of 100000 '[' never reaches
+ * it), is not valid JSON or not UTF-8, repeats a key in an object (parsers
+ * disagree about which copy wins), holds "\u0000" (no C string can carry
+ * it), or is not an object. An empty body is an empty object.
+ */
+#ifndef RQ_JSON_H
+#define RQ_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RQ_JSON_MAX_DEPTH 32
+
+/*
+ * Whether the JSON text nests arrays and objects deeper than @max. Only
+ * brackets outside strings count; the text need not be valid JSON.
+ */
+bool rq_json_too_deep(const uint8_t *p, size_t n, unsigned max);
+
+/* The body as a JSON object (new reference), or NULL with the reason in
+ * @why. */
+json_t *rq_json_parse_object(const uint8_t *p, size_t n, char *why,
+                             size_t whyn);
+
+#endif /* RQ_JSON_H */
