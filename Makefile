@@ -7,6 +7,7 @@
 #   make test-ui the status page (/ui) in headless Chromium (installs chromium)
 #   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
 #   make run-atm a local ATM network (see README.md)
+#   make chaos   the fault-injection suite on the release build (root; SEED=, DURATION=)
 #   make bench   figures, printed (never asserted)
 #   make fmt     clang-format every C file
 #   make clean   remove build/
@@ -71,7 +72,7 @@ BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
 
-.PHONY: all deps test test-unit test-integration test-ui test-ui-deps deploy-check run run-atm bench fmt clean check-deps
+.PHONY: all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
@@ -215,6 +216,17 @@ run: deps
 run-atm: deps
 	$(MAKE) --no-print-directory all
 	bash atm/run-local.sh
+
+# make chaos: the fault-injection suite (tests/chaos, DESIGN.md section 13) on
+# the release build; SEED= (default: the time, printed) and DURATION= seconds
+# of faults. The report goes to build/chaos.
+DURATION ?= 300
+SEED ?=
+
+chaos: deps
+	$(MAKE) --no-print-directory all
+	python3 tests/chaos/chaos.py --build build --profile full --duration $(DURATION) \
+	  $(if $(SEED),--seed $(SEED)) --out build/chaos
 
 bench: deps
 	$(MAKE) --no-print-directory all

@@ -2,7 +2,7 @@
 # Runs every test: the cmocka binaries (unit, then component) and the
 # integration suites, then the deploy checks, and closes with one line "N passed, N failed, N skipped".
 # Exits non-zero if anything failed. BUILD names the build directory
-# (build/asan under make test); ONLY=unit|integration|deploy runs a subset.
+# (build/asan under make test); ONLY=unit|integration|chaos|deploy runs a subset.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/asan}
@@ -73,6 +73,13 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
         [ -f "$suite" ] || continue
         run_suite "$suite" python3 "$suite" --build "$BUILD"
     done
+fi
+
+# The fault-injection suite's short profile (needs root; skipped visibly
+# otherwise): a fixed seed (CHAOS_SEED) and CHAOS_DURATION seconds of faults.
+if [ "$ONLY" = all ] || [ "$ONLY" = chaos ]; then
+    run_suite tests/chaos python3 tests/chaos/chaos.py --build "$BUILD" --profile test \
+        --seed "${CHAOS_SEED:-1}" --duration "${CHAOS_DURATION:-180}" --out "$BUILD/chaos"
 fi
 
 # The deployment files, checked offline against the binaries just built.

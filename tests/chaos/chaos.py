@@ -675,9 +675,15 @@ class Chaos:
         self.cluster.restart(*two)
         return {"targets": two, "partition": "%s/%d" % (t, p), "hold_s": round(h, 1)}
 
+    def holding_brokers(self):
+        """Brokers that host replicas now (all brokers if none answers)."""
+        c = self.cluster
+        keys = [k for k in c.keys("b") if c.replicas_of(int(k[1:]))]
+        return keys or c.keys("b")
+
     def n_wipe(self):
         c = self.cluster
-        key = self.rng.choice(c.keys("b"))
+        key = self.rng.choice(self.holding_brokers())
         b = c.node(key)
         c.kill(key)
         shutil.rmtree(b.data_dir, ignore_errors=True)
@@ -689,7 +695,9 @@ class Chaos:
 
     def n_truncate(self):
         c = self.cluster
-        key = self.rng.choice(c.keys("b"))
+        keys = self.holding_brokers()
+        with_closed = [k for k in keys if segments(c.node(k).data_dir)[0]]
+        key = self.rng.choice(with_closed or keys)
         b = c.node(key)
         c.kill(key)
         cut = truncate_segment(b.data_dir, self.rng)
@@ -1246,10 +1254,9 @@ def read_replica(c, b, topic, p, first):
             offset = r["offset"] + 1
 
 
-def truncate_segment(data_dir, rng):
-    """Cuts some bytes off the newest Raft segment of one of the broker's
-    replicas: a closed segment (START-END) if any, else the written part
-    of an open one. Returns what was done."""
+def segments(data_dir):
+    """The Raft segments of a broker's replicas: ([(mtime, path)] of closed
+    ones (START-END), [(mtime, path)] of open ones holding data)."""
     import re
     closed, opened = [], []
     root = os.path.join(data_dir, "replicas")
@@ -1259,10 +1266,21 @@ def truncate_segment(data_dir, rng):
             continue
         for name in os.listdir(rdir):
             path = os.path.join(rdir, name)
-            if re.match(r"^\d{16}-\d{16}$", name):
-                closed.append((os.path.getmtime(path), path))
-            elif re.match(r"^open-\d+$", name) and os.path.getsize(path) > 0:
-                opened.append((os.path.getmtime(path), path))
+            try:  # The broker may be running: files come and go.
+                if re.match(r"^\d{16}-\d{16}$", name):
+                    closed.append((os.path.getmtime(path), path))
+                elif re.match(r"^open-\d+$", name) and os.path.getsize(path) > 0:
+                    opened.append((os.path.getmtime(path), path))
+            except OSError:
+                continue
+    return closed, opened
+
+
+def truncate_segment(data_dir, rng):
+    """Cuts some bytes off the newest Raft segment of one of the broker's
+    replicas: a closed segment (START-END) if any, else the written part
+    of an open one. Returns what was done."""
+    closed, opened = segments(data_dir)
     if closed:
         _, path = max(closed)
         size = os.path.getsize(path)
