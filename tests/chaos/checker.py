@@ -24,10 +24,20 @@ class Result:
         self.excerpt = list(excerpt)
 
 
+def has_value(vals):
+    """A predicate: the op wrote or read one of @vals."""
+    def pred(op):
+        v = op.get("value")
+        if isinstance(v, str) and v in vals:
+            return True
+        return bool(vals & set(op.get("values") or ()))
+    return pred
+
+
 def excerpt(ops, pred, limit=12):
     """The ops for which pred holds (at most @limit), and the nemesis
     events that were under way at each one's time."""
-    hits = [op for op in ops if pred(op)][:limit]
+    hits = [op for op in ops if op["process"] != "nemesis" and pred(op)][:limit]
     if not hits:
         return []
     nem = [op for op in ops if op["process"] == "nemesis"]
@@ -110,8 +120,7 @@ def check_acked(ops, logs):
     return Result("acked_writes_on_every_replica", False,
                   "%d of %d acknowledged writes missing or different: %s"
                   % (len(bad), n, "; ".join("%s: %s" % x for x in bad[:MAX_SHOWN])),
-                  excerpt(ops, lambda op: op.get("value") in vals
-                          or bool(vals & set(op.get("values") or ()))))
+                  excerpt(ops, has_value(vals)))
 
 
 def check_unique(ops, logs):
@@ -140,8 +149,7 @@ def check_unique(ops, logs):
         parts.append("%d values nobody wrote: %s" % (len(phantom), phantom[:MAX_SHOWN]))
     vals = {v for _, v, _ in dup} | {x[3] for x in phantom}
     return Result("no_duplicates", False, "; ".join(parts),
-                  excerpt(ops, lambda op: op.get("value") in vals
-                          or bool(vals & set(op.get("values") or ()))))
+                  excerpt(ops, has_value(vals)))
 
 
 def check_failed_absent(ops, logs):
@@ -156,8 +164,7 @@ def check_failed_absent(ops, logs):
     vals = {v for _, v in bad}
     return Result("refused_writes_absent", False,
                   "%d refused writes were appended: %s" % (len(bad), sorted(vals)[:MAX_SHOWN]),
-                  excerpt(ops, lambda op: op.get("value") in vals
-                          or bool(vals & set(op.get("values") or ()))))
+                  excerpt(ops, has_value(vals)))
 
 
 def check_order(ops, logs):
@@ -190,8 +197,7 @@ def check_order(ops, logs):
     return Result("producer_order", False, "%d inversions: %s" % (len(bad), "; ".join(
         "%s/%d %s: #%d at offset %d before #%d at offset %d" % (t, p, who, a[0], a[1], b[0], b[1])
         for t, p, who, a, b in bad[:MAX_SHOWN])),
-        excerpt(ops, lambda op: op.get("value") in vals
-                or bool(vals & set(op.get("values") or ()))))
+        excerpt(ops, has_value(vals)))
 
 
 def check_queue_consumers(ops, logs, names):
