@@ -535,11 +535,15 @@ class Chaos:
             return None
         for a in c.atms.values():
             while True:
-                try:
-                    if a.cmd("balance chaosprobe", timeout=5).startswith("ok"):
-                        break
-                except (harness.NoAnswer, harness.ProcessGone, harness.TestFailure):
-                    pass
+                # Never behind a command of the ATM workload still owed its
+                # answer: that answer is the workload's to collect.
+                with a.lock:
+                    try:
+                        if a.pending == 0 and \
+                                a.cmd("balance chaosprobe", timeout=5).startswith("ok"):
+                            break
+                    except (harness.NoAnswer, harness.ProcessGone, harness.TestFailure):
+                        pass
                 if time.monotonic() >= deadline:
                     return None
                 time.sleep(0.2)
