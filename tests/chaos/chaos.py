@@ -38,7 +38,7 @@ import checker  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
 from workload import (  # noqa: E402
-    BatchConsumer, History, Producer, QueueConsumer, Unreachable, call,
+    BatchConsumer, History, Producer, QueueConsumer, Unreachable, call, register,
 )
 
 try:
@@ -86,8 +86,7 @@ class Cluster:
         self.atms = {}
         self.removed = set()  # Broker ids removed from the cluster (stopped).
         self.down = set()  # Node keys a nemesis stopped on purpose.
-        self.crashes = []  # (node key, time, log tail) of unexpected exits.
-        self.lock = threading.Lock()
+        self.crashes = []  # (node key, time, status, log tail) of unexpected exits.
         for i in (1, 2, 3):
             net.add("m%d" % i)
         self.m_peers = ",".join("%d=%s:%d" % (i, net.ip["m%d" % i], RAFT_PORT) for i in (1, 2, 3))
@@ -195,8 +194,7 @@ class Cluster:
             if k in self.down or p.proc is None or p.running():
                 continue
             rc = p.proc.poll()
-            tail = [ln for ln in p.log_tail(12)]
-            self.crashes.append((k, history.now(), rc, tail))
+            self.crashes.append((k, history.now(), rc, p.log_tail(12)))
             history.add("nemesis", "info", "crash", value={"node": k, "status": rc})
             log("  %s exited on its own (status %s); restarted" % (k, rc))
             p.expect_clean_exit = False
@@ -428,7 +426,6 @@ class Chaos:
                 ok=(200, 409)), 60, "topic %s created" % t)
         self.settle(60, what="the new topics")
         for t in self.topics:
-            from workload import register
             self.probe_pids[t] = register(c, "producer", t)
         # Workloads: producers and consumers through different managers.
         rng = lambda: random.Random(self.rng.getrandbits(64))  # noqa: E731
