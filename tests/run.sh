@@ -75,9 +75,11 @@ if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     done
 fi
 
-# The fault-injection suite's short profile (needs root; skipped visibly
-# otherwise): a fixed seed (CHAOS_SEED) and CHAOS_DURATION seconds of faults.
+# The fault-injection suite: its checkers on made-up histories, then its
+# short profile (needs root; skipped visibly otherwise) with a fixed seed
+# (CHAOS_SEED) and CHAOS_DURATION seconds of faults.
 if [ "$ONLY" = all ] || [ "$ONLY" = chaos ]; then
+    run_suite tests/chaos/test_checker.py python3 tests/chaos/test_checker.py --build "$BUILD"
     run_suite tests/chaos python3 tests/chaos/chaos.py --build "$BUILD" --profile test \
         --seed "${CHAOS_SEED:-1}" --duration "${CHAOS_DURATION:-180}" --out "$BUILD/chaos"
 fi

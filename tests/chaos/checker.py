@@ -35,15 +35,23 @@ def has_value(vals):
 
 
 def excerpt(ops, pred, limit=12):
-    """The ops for which pred holds (at most @limit), and the nemesis
-    events that were under way at each one's time."""
+    """The ops for which pred holds (at most @limit), with the operation
+    before and after each by the same process, and the nemesis events
+    that were under way at each one's time."""
     hits = [op for op in ops if op["process"] != "nemesis" and pred(op)][:limit]
     if not hits:
         return []
     nem = [op for op in ops if op["process"] == "nemesis"]
+    by_proc = collections.defaultdict(list)
+    for op in ops:
+        by_proc[op["process"]].append(op)
     out = {}
     for h in hits:
         out[h["index"]] = h
+        mine = by_proc[h["process"]]
+        k = mine.index(h)
+        for near in mine[max(0, k - 2):k + 3]:
+            out[near["index"]] = near
         start = None
         for n in nem:
             if n["t"] > h["t"]:
