@@ -3,8 +3,8 @@
 
 A whole cluster (3 managers, 4 brokers, 3 ATMs), every process in its own
 network namespace with its own address on one bridge (netns.Net, prefix
-rqc<pid>, 10.213.0.0/24; the driver reaches them from the root namespace
-through .1), runs under load while nemeses chosen from the seed kill,
+rqc<pid>, 10.213.0.0/24, or 10.213.N.0/24 while another run holds it; the
+driver reaches them from the root namespace through .1), runs under load while nemeses chosen from the seed kill,
 pause, partition and reconfigure it. After the run everything is healed,
 the cluster is left to settle, and checkers judge the history and what
 every replica holds (checker.py, DESIGN.md section 13).
@@ -47,7 +47,7 @@ except ImportError:
     AtmWorkload = None
 
 PREFIX = "rqc"
-SUBNET = "10.213.0"
+SUBNET = "10.213.0"  # The bridge's /24 (10.213.N when another run holds it).
 SECRET = "chaos-secret"
 RAFT_PORT = 7000
 HTTP_PORT = 8000
@@ -377,6 +377,8 @@ class BasicAtmWorkload:
 
 
 class Chaos:
+    """One run: setup, the fault schedule, healing, checks and the report."""
+
     def __init__(self, opts):
         self.opts = opts
         self.rng = random.Random(opts.seed)
@@ -398,6 +400,7 @@ class Chaos:
     # -- timing --
 
     def hold(self, lo=None, hi=None):
+        """A hold time drawn from the seed: the profile's, or [@lo, @hi]."""
         if lo is None:
             lo, hi = (2.5, 5.0) if self.test else (3.0, 15.0)
         return self.rng.uniform(lo, hi)
@@ -406,7 +409,7 @@ class Chaos:
 
     def setup(self):
         netns.remove_stale(PREFIX)
-        self.net = netns.Net(PREFIX, SUBNET, host=True)
+        self.net = netns.Net(PREFIX, free_subnet(), host=True)
         self.net.up()
         hopts = types.SimpleNamespace(binary=os.path.join(self.opts.build, "atm"),
                                       seed=self.opts.seed, log_level=self.opts.log_level)
@@ -1245,6 +1248,19 @@ class Chaos:
             lines += ["  " + json.dumps(op, sort_keys=True) for op in r.excerpt]
         with open(os.path.join(out, "report.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
+
+
+def free_subnet():
+    """SUBNET, or 10.213.N when another run on this machine holds it (the
+    host's address on the bridge would clash)."""
+    used = netns.sh("ip", "-o", "-4", "addr", "show", check_rc=False).stdout
+    if " %s." % SUBNET not in used:
+        return SUBNET
+    for n in range(1, 256):
+        net = "10.213.%d" % n
+        if " %s." % net not in used:
+            return net
+    raise harness.TestFailure("no free 10.213.N.0/24 for the bridge")
 
 
 def read_replica(c, b, topic, p, first):
