@@ -41,9 +41,9 @@ from workload import (  # noqa: E402
     BatchConsumer, History, Producer, QueueConsumer, Unreachable, call, register,
 )
 
-try:
+if os.path.exists(os.path.join(HERE, "atm_workload.py")):
     from atm_workload import AtmWorkload  # noqa: E402
-except ImportError:
+else:
     AtmWorkload = None
 
 PREFIX = "rqc"
@@ -87,6 +87,7 @@ class Cluster:
         self.removed = set()  # Broker ids removed from the cluster (stopped).
         self.down = set()  # Node keys a nemesis stopped on purpose.
         self.crashes = []  # (node key, time, status, log tail) of unexpected exits.
+        self.restarts = []  # The same, of exits that asked for a restart.
         for i in (1, 2, 3):
             net.add("m%d" % i)
         self.m_peers = ",".join("%d=%s:%d" % (i, net.ip["m%d" % i], RAFT_PORT) for i in (1, 2, 3))
@@ -188,15 +189,23 @@ class Cluster:
             self.down.discard(k)
 
     def check_crashes(self, history):
-        """Nodes that exited without being told to: recorded and restarted."""
+        """Nodes that exited without being told to: restarted, as a
+        supervisor would, and recorded. A process that exits with status 1
+        saying why and asking for the restart (its Raft group stopped, or a
+        manager's store diverged from its group: DESIGN.md section 3) is a
+        supervised restart, reported; anything else is a crash."""
         for k in self.keys():
             p = self.node(k)
             if k in self.down or p.proc is None or p.running():
                 continue
             rc = p.proc.poll()
-            self.crashes.append((k, history.now(), rc, p.log_tail(12)))
-            history.add("nemesis", "info", "crash", value={"node": k, "status": rc})
-            log("  %s exited on its own (status %s); restarted" % (k, rc))
+            tail = p.log_tail(20)
+            asked = rc == 1 and any("exiting so that a restart" in ln for ln in tail)
+            what = "restart" if asked else "crash"
+            (self.restarts if asked else self.crashes).append((k, history.now(), rc, tail))
+            history.add("nemesis", "info", what, value={"node": k, "status": rc})
+            log("  %s exited on its own (status %s%s); restarted" % (
+                k, rc, ", asking for it" if asked else ""))
             p.expect_clean_exit = False
             p.start()
 
@@ -1161,7 +1170,10 @@ class Chaos:
                 w.drain()
             elif isinstance(w, BatchConsumer):
                 w.catch_up({p: ends.get((w.topic, p), 0) for p in range(w.n_parts)})
-        self.atm_wl.final_reads()
+        try:
+            self.atm_wl.final_reads()
+        except Exception as e:  # The ATM checks below say what is missing.
+            res.append(checker.Result("atm_final_reads", False, "%s: %s" % (type(e).__name__, e)))
         logs, groups = self.read_logs()
         ops = self.history.snapshot()
         res.append(checker.check_acked(ops, logs))
@@ -1237,6 +1249,11 @@ class Chaos:
                 e["kind"], e["start"], e["end"],
                 "-" if e.get("recovery_s") is None else "%.1f" % e["recovery_s"],
                 json.dumps(detail, sort_keys=True)))
+        if self.cluster.restarts:
+            lines += ["", "restarts the processes asked for (exit status 1, DESIGN.md section 3):"]
+            for k, t, rc, tail in self.cluster.restarts:
+                why = [ln for ln in tail if "exiting so that a restart" in ln]
+                lines.append("  %s at %.1fs: %s" % (k, t, why[-1].strip() if why else "?"))
         lines += ["", "invariants:"]
         for r in self.results:
             lines.append("  %s %s: %s" % ("PASS" if r.passed else "FAIL", r.name, r.detail))
