@@ -503,12 +503,15 @@ class Chaos:
         self.schedule.append(entry)
 
     def heal_all(self):
+        """Deletes every nftables rule, resumes the stopped and restarts the
+        killed; a node that died without a nemesis is recorded first."""
         self.net.heal_all()
         c = self.cluster
         for k in c.keys():
             p = c.node(k)
             if p.paused:
                 p.resume()
+        c.check_crashes(self.history)
         c.restart(*[k for k in c.keys() if not c.node(k).running()])
         c.down.clear()
 
