@@ -7,6 +7,7 @@
 #   make test-ui the status page (/ui) in headless Chromium (installs chromium)
 #   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
 #   make run-atm a local ATM network (see README.md)
+#   make chaos   the fault-injection suite on the release build (root; SEED=, DURATION=)
 #   make bench   figures, printed (never asserted)
 #   make fuzz    every libFuzzer harness for FUZZ_SECONDS (default 30) each,
 #                built with clang in build/fuzz (installs clang if missing)
@@ -88,7 +89,7 @@ REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz-replay/fuzz_%,$(FUZZ_NAMES))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 .PHONY: fuzz fuzz-deps fuzz-bins fuzz-merge
-.PHONY: all deps test test-unit test-integration test-ui test-ui-deps deploy-check run run-atm bench fmt clean check-deps
+.PHONY: all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
@@ -271,6 +272,17 @@ fuzz: deps fuzz-deps
 fuzz-merge: deps fuzz-deps
 	$(MAKE) --no-print-directory BUILD=build/fuzz SAN=fuzz CC=clang fuzz-bins
 	bash tests/fuzz/run.sh merge $(FUZZ)
+
+# make chaos: the fault-injection suite (tests/chaos, DESIGN.md section 13) on
+# the release build; SEED= (default: the time, printed) and DURATION= seconds
+# of faults. The report goes to build/chaos.
+DURATION ?= 300
+SEED ?=
+
+chaos: deps
+	$(MAKE) --no-print-directory all
+	python3 tests/chaos/chaos.py --build build --profile full --duration $(DURATION) \
+	  $(if $(SEED),--seed $(SEED)) --out build/chaos
 
 bench: deps
 	$(MAKE) --no-print-directory all

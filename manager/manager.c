@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nettle/sha2.h>
+
 #include "admin.h"
 #include "liveness.h"
 #include "mmetrics.h"
@@ -853,6 +855,56 @@ static void api_routes(struct rq_http_req *req, void *data)
     rq_http_reply(req, 200, json_pack("{s:o}", "routes", list));
 }
 
+/* Lower-case hex of @n bytes into @out (2n + 1 bytes). */
+static void hex_encode(const uint8_t *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* GET /internal/state-digest: this manager's store as it has applied it,
+ * answered locally (never forwarded), for comparing managers: the applied
+ * index, the SHA-256 of the store's content in canonical form (equal on
+ * managers that applied the same commands) and of its serialized image
+ * (the snapshot bytes). */
+static void api_state_digest(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    uint8_t digest[MSTORE_DIGEST_LEN];
+    char content[2 * MSTORE_DIGEST_LEN + 1];
+    char image[2 * SHA256_DIGEST_SIZE + 1];
+    uint8_t *img = NULL;
+    size_t len = 0;
+    struct sha256_ctx h;
+
+    if (!manager_check_secret(m, req)) {
+        return;
+    }
+    int rv = mstore_digest(m->store, digest);
+    if (rv == 0) {
+        rv = mstore_snapshot(m->store, &img, &len);
+    }
+    if (rv != 0) {
+        rq_http_reply_error(req, 503, "the store cannot be read: %s",
+                            rq_strerror(rv));
+        return;
+    }
+    hex_encode(digest, sizeof digest, content);
+    sha256_init(&h);
+    sha256_update(&h, len, img);
+    sha256_digest(&h, sizeof digest, digest);
+    free(img);
+    hex_encode(digest, SHA256_DIGEST_SIZE, image);
+    rq_http_reply(req, 200,
+                  json_pack("{s:I,s:s,s:s}", "applied",
+                            (json_int_t)mstore_applied_index(m->store),
+                            "sha256", content, "image_sha256", image));
+}
+
 static void on_routes(void *data, const struct rq_httpc_resp *resp)
 {
     struct manager *m = data;
@@ -1098,6 +1150,7 @@ static const struct rq_http_route routes[] = {
     {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat},
     {"GET", "/internal/read-index", api_read_index},
     {"GET", "/internal/routes", api_routes},
+    {"GET", "/internal/state-digest", api_state_digest},
     {"POST", "/internal/managers/{id}", api_manager_addr},
 };
 

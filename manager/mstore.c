@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nettle/sha2.h>
 #include <sqlite3.h>
 #include <zlib.h>
 
@@ -1150,6 +1151,104 @@ int mstore_snapshot(struct mstore *s, uint8_t **out, size_t *len)
     sqlite3_free(img);
     *out = copy;
     *len = (size_t)size;
+    return 0;
+}
+
+/* ---- Digest ---- */
+
+/* Hashes a length and its bytes, so that no two sequences of fields run
+ * into the same byte string. */
+static void digest_bytes(struct sha256_ctx *h, const void *p, size_t n)
+{
+    uint8_t len[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16),
+                      (uint8_t)(n >> 24)};
+    sha256_update(h, sizeof len, len);
+    sha256_update(h, n, p);
+}
+
+/* Hashes every row of @table, ordered by all its columns:
+ * per row 'R', then per column a type tag and the value (integers and
+ * floats as 8 bytes little-endian, text and blobs length-prefixed). */
+static int digest_table(sqlite3 *db, const char *table, struct sha256_ctx *h)
+{
+    char sql[512];
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", table);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return sql_fail(db, sqlite3_errcode(db), "digest");
+    }
+    int n = sqlite3_column_count(st);
+    sqlite3_finalize(st);
+    size_t len = strlen(sql);
+    for (int i = 0; i < n && len + 16 < sizeof sql; i++) {
+        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%d",
+                                i == 0 ? " ORDER BY " : ", ", i + 1);
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return sql_fail(db, sqlite3_errcode(db), "digest");
+    }
+    digest_bytes(h, table, strlen(table));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sha256_update(h, 1, (const uint8_t *)"R");
+        for (int i = 0; i < n; i++) {
+            int type = sqlite3_column_type(st, i);
+            uint8_t tag = (uint8_t)type;
+            uint8_t v[8];
+            uint64_t x = 0;
+            sha256_update(h, 1, &tag);
+            if (type == SQLITE_INTEGER) {
+                x = (uint64_t)sqlite3_column_int64(st, i);
+            } else if (type == SQLITE_FLOAT) {
+                double d = sqlite3_column_double(st, i);
+                memcpy(&x, &d, sizeof x);
+            } else if (type == SQLITE_TEXT || type == SQLITE_BLOB) {
+                const void *p = sqlite3_column_blob(st, i);
+                digest_bytes(h, p != NULL ? p : "",
+                             (size_t)sqlite3_column_bytes(st, i));
+                continue;
+            } else {
+                continue; /* NULL: the tag alone. */
+            }
+            for (int k = 0; k < 8; k++) {
+                v[k] = (uint8_t)(x >> (8 * k));
+            }
+            sha256_update(h, sizeof v, v);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(db, rc, "digest");
+}
+
+int mstore_digest(struct mstore *s, uint8_t out[MSTORE_DIGEST_LEN])
+{
+    static const char q[] =
+        "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name";
+    sqlite3_stmt *st = NULL;
+    struct sha256_ctx h;
+    int rc;
+    int rv = mstore_flush(s);
+    if (rv != 0) {
+        return rv;
+    }
+    if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) {
+        return sql_fail(s->db, sqlite3_errcode(s->db), "digest");
+    }
+    sha256_init(&h);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        rv = digest_table(s->db, name != NULL ? name : "", &h);
+        if (rv != 0) {
+            sqlite3_finalize(st);
+            return rv;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return sql_fail(s->db, rc, "digest");
+    }
+    sha256_digest(&h, MSTORE_DIGEST_LEN, out);
     return 0;
 }
 

@@ -93,6 +93,13 @@ uint64_t mstore_applied_index(const struct mstore *s);
 /* The whole database as one malloc'd buffer (*out, *len). 0, RQ_IO, RQ_NOMEM.
  */
 int mstore_snapshot(struct mstore *s, uint8_t **out, size_t *len);
+/* MSTORE_DIGEST_LEN bytes of SHA-256 over the store's content in a
+ * canonical form (every table by name, its rows ordered by every column,
+ * each value typed), into @out: two stores with the same rows have the
+ * same digest whatever their page layout. Flushes first. 0, RQ_IO, RQ_NOMEM.
+ */
+#define MSTORE_DIGEST_LEN 32
+int mstore_digest(struct mstore *s, uint8_t out[MSTORE_DIGEST_LEN]);
 /* Replaces the whole database with a snapshot's bytes (borrowed). A
  * snapshot that is not a valid database of this schema is RQ_MALFORMED and
  * changes nothing. */

@@ -2,8 +2,8 @@
 # Runs every test: the cmocka binaries (unit, then component) and the
 # integration suites, then the deploy checks, and closes with one line "N passed, N failed, N skipped".
 # Exits non-zero if anything failed. BUILD names the build directory
-# (build/asan under make test); ONLY=unit|integration|deploy|fuzz runs a
-# subset (unit includes the fuzz replays).
+# (build/asan under make test); ONLY=unit|integration|chaos|deploy|fuzz runs
+# a subset (unit includes the fuzz replays).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/asan}
@@ -86,6 +86,15 @@ fi
 # Every fuzz harness over its corpus and regressions (tests/fuzz/).
 if [ "$ONLY" = all ] || [ "$ONLY" = unit ] || [ "$ONLY" = fuzz ]; then
     run_suite fuzz_replay env BUILD="$BUILD" bash tests/fuzz/replay.sh
+fi
+
+# The fault-injection suite: its checkers on made-up histories, then its
+# short profile (needs root; skipped visibly otherwise) with a fixed seed
+# (CHAOS_SEED) and CHAOS_DURATION seconds of faults.
+if [ "$ONLY" = all ] || [ "$ONLY" = chaos ]; then
+    run_suite tests/chaos/test_checker.py python3 tests/chaos/test_checker.py --build "$BUILD"
+    run_suite tests/chaos python3 tests/chaos/chaos.py --build "$BUILD" --profile test \
+        --seed "${CHAOS_SEED:-1}" --duration "${CHAOS_DURATION:-180}" --out "$BUILD/chaos"
 fi
 
 # The deployment files, checked offline against the binaries just built.

@@ -4,7 +4,7 @@ Each ATM runs in its own network namespace, joined to the others through a
 bridge in a further namespace by a veth pair, with an address in
 10.211.0.0/24 that exists only inside these namespaces. A partition is an
 nftables table in one ATM's namespace that drops everything in and out of
-its veth; healing deletes the table. Every name carries the process id, so
+its veth; healing deletes the table (tests/integration/netns.py). Every name carries the process id, so
 parallel runs do not clash, and everything is removed at exit, on failure
 too. Without root every test is skipped.
 Run: python3 tests/integration/test_atm_partition.py [--build DIR] [-k NAME].
@@ -13,15 +13,13 @@ Run: python3 tests/integration/test_atm_partition.py [--build DIR] [-k NAME].
 import atexit
 import contextlib
 import os
-import re
-import shutil
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import netns  # noqa: E402
 from harness import (  # noqa: E402
     TestFailure, check, compare_snapshots, is_no_quorum, money, parse_balance, run_suite,
 )
@@ -31,93 +29,17 @@ SNAP_ARGS = ["--snapshot-threshold", "32", "--snapshot-trailing", "16", "--segme
 PREFIX = "rqi"  # Namespace names: rqi<pid>h (the hub), rqi<pid>n<i>.
 
 
-def sh(*argv, check_rc=True, stdin=None):
-    r = subprocess.run(argv, input=stdin, capture_output=True, text=True)
-    if check_rc and r.returncode != 0:
-        raise TestFailure("%s failed: %s" % (" ".join(argv), r.stderr.strip()))
-    return r
-
-
-class Net:
-    """The namespaces, bridge and veth pairs of one run."""
-
-    def __init__(self, n=3):
-        tag = "%s%d" % (PREFIX, os.getpid())
-        self.hub = tag + "h"
-        self.ns = {i: "%sn%d" % (tag, i) for i in range(1, n + 1)}
-        self.ip = {i: "10.211.0.%d" % (10 + i) for i in range(1, n + 1)}
-        self.cut_now = set()
-
-    def up(self):
-        sh("ip", "netns", "add", self.hub)
-        sh("ip", "-n", self.hub, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.hub, "link", "set", "br0", "up")
-        for i, ns in self.ns.items():
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", self.hub, "link", "add", "p%d" % i, "type", "veth",
-               "peer", "name", "eth0", "netns", ns)
-            sh("ip", "-n", self.hub, "link", "set", "p%d" % i, "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", self.ip[i] + "/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-
-    def down(self):
-        for ns in list(self.ns.values()) + [self.hub]:
-            sh("ip", "netns", "del", ns, check_rc=False)
-
-    def wrap(self, i):
-        return ["ip", "netns", "exec", self.ns[i]]
-
-    def cut(self, i):
-        """Drops every packet in and out of ATM @i's veth."""
-        sh("ip", "netns", "exec", self.ns[i], "nft", "-f", "-", stdin=(
-            "table inet rqcut {\n"
-            " chain input { type filter hook input priority -10; policy accept; iifname \"eth0\" drop; }\n"
-            " chain output { type filter hook output priority -10; policy accept; oifname \"eth0\" drop; }\n"
-            "}\n"))
-        self.cut_now.add(i)
-
-    def heal(self, i):
-        sh("ip", "netns", "exec", self.ns[i], "nft", "delete", "table", "inet", "rqcut")
-        self.cut_now.discard(i)
-
-    def heal_all(self):
-        for i in list(self.cut_now):
-            sh("ip", "netns", "exec", self.ns[i], "nft", "delete", "table", "inet", "rqcut",
-               check_rc=False)
-        self.cut_now.clear()
-
-
 NET = None
 
 
 def requires():
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            return "needs root for network namespaces (and %s, which is missing)" % tool
-    probe = "%s%dprobe" % (PREFIX, os.getpid())
-    r = sh("ip", "netns", "add", probe, check_rc=False)
-    if r.returncode != 0:
-        return "needs root for network namespaces (ip netns add: %s)" % r.stderr.strip()
-    sh("ip", "netns", "del", probe, check_rc=False)
-    return None
-
-
-def remove_stale():
-    """Deletes namespaces left by runs whose process is gone."""
-    r = sh("ip", "netns", "list", check_rc=False)
-    for line in r.stdout.splitlines():
-        m = re.match(r"^(%s(\d+)(h|n\d+|probe))\b" % PREFIX, line)
-        if m and not os.path.exists("/proc/%s" % m.group(2)):
-            sh("ip", "netns", "del", m.group(1), check_rc=False)
+    return netns.requires(PREFIX)
 
 
 def setup(opts):
     global NET
-    remove_stale()
-    NET = Net()
+    netns.remove_stale(PREFIX)
+    NET = netns.Net(PREFIX, "10.211.0", keys=(1, 2, 3))
     atexit.register(teardown)  # Also when the run dies between tests.
     try:
         NET.up()

@@ -1224,6 +1224,50 @@ static void test_mstore_same_commands_give_identical_snapshots(void **state)
     mstore_close(other);
 }
 
+/* The content digest depends on the rows alone: equal for stores that
+ * applied the same commands with other commit points, and for a store
+ * restored from another's snapshot; different once one more command is
+ * applied. */
+static void test_mstore_digest_follows_the_content(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    char path[128];
+    struct mstore *other;
+    struct mstore *restored;
+    uint8_t a[MSTORE_DIGEST_LEN];
+    uint8_t b[MSTORE_DIGEST_LEN];
+    uint8_t c[MSTORE_DIGEST_LEN];
+    uint8_t *img;
+    size_t len;
+
+    snprintf(path, sizeof path, "%s/other.db", f->dir);
+    assert_int_equal(mstore_open(path, &other, why, sizeof why), 0);
+    snprintf(path, sizeof path, "%s/restored.db", f->dir);
+    assert_int_equal(mstore_open(path, &restored, why, sizeof why), 0);
+    uint64_t next = script(f->s);
+    script_part(other, 0, SCRIPT_LEN, true);
+    assert_int_equal(mstore_digest(f->s, a), 0);
+    assert_int_equal(mstore_digest(other, b), 0);
+    assert_memory_equal(a, b, sizeof a);
+
+    assert_int_equal(mstore_snapshot(other, &img, &len), 0);
+    assert_int_equal(mstore_restore(restored, img, len, why, sizeof why), 0);
+    free(img);
+    assert_int_equal(mstore_digest(restored, c), 0);
+    assert_memory_equal(a, c, sizeof a);
+
+    struct mcmd t = topic_create("delta", 2);
+    apply_at(f->s, next, &t);
+    assert_int_equal(mstore_digest(f->s, c), 0);
+    assert_memory_not_equal(a, c, sizeof a);
+    apply_at(other, next, &t);
+    assert_int_equal(mstore_digest(other, b), 0);
+    assert_memory_equal(b, c, sizeof b);
+    mstore_close(restored);
+    mstore_close(other);
+}
+
 /* ---- Opening ---- */
 
 static void test_mstore_open_refuses_a_foreign_database(void **state)
@@ -1269,6 +1313,7 @@ int main(void)
         T(test_mstore_snapshot_restores_into_another_store),
         T(test_mstore_garbage_snapshot_is_refused),
         T(test_mstore_same_commands_give_identical_snapshots),
+        T(test_mstore_digest_follows_the_content),
         T(test_mstore_open_refuses_a_foreign_database),
 #undef T
     };

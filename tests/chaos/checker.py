@@ -1,0 +1,364 @@
+"""The checkers of the fault-injection suite: pure functions of the history
+(workload.History ops) and the partition logs read back from every replica
+after healing. Each returns a Result: the invariant's name, whether it
+held, a one-line detail and the history excerpt that shows a violation.
+
+Definitions. A value's producer is the part of "<process>:<n>" before the
+colon and n its place in that producer's order. An acknowledged write is
+an "ok" produce or batch; a refused one ("fail") must have changed nothing;
+one with an unknown outcome ("info") may appear at most once. The canonical
+log of a partition is its first replica's (replicas are compared with one
+another separately).
+"""
+
+import collections
+
+MAX_SHOWN = 5
+
+
+class Result:
+    def __init__(self, name, passed, detail, excerpt=()):
+        self.name = name
+        self.passed = passed
+        self.detail = detail
+        self.excerpt = list(excerpt)
+
+
+def has_value(vals):
+    """A predicate: the op wrote or read one of @vals."""
+    def pred(op):
+        v = op.get("value")
+        if isinstance(v, str) and v in vals:
+            return True
+        return bool(vals & set(op.get("values") or ()))
+    return pred
+
+
+def excerpt(ops, pred, limit=12):
+    """The ops for which pred holds (at most @limit), with the operation
+    before and after each by the same process, and the nemesis events
+    that were under way at each one's time."""
+    hits = [op for op in ops if op["process"] != "nemesis" and pred(op)][:limit]
+    if not hits:
+        return []
+    nem = [op for op in ops if op["process"] == "nemesis"]
+    by_proc = collections.defaultdict(list)
+    for op in ops:
+        by_proc[op["process"]].append(op)
+    out = {}
+    for h in hits:
+        out[h["index"]] = h
+        mine = by_proc[h["process"]]
+        k = mine.index(h)
+        for near in mine[max(0, k - 2):k + 3]:
+            out[near["index"]] = near
+        start = None
+        for n in nem:
+            if n["t"] > h["t"]:
+                break
+            if n["type"] == "invoke":
+                start = n
+            elif n["type"] == "ok" and start is not None and n.get("f") == start.get("f"):
+                start = None
+        if start is not None:
+            out[start["index"]] = start
+    return [out[k] for k in sorted(out)]
+
+
+def split_value(v):
+    """("p3", 17) from "p3:17"; None for anything else."""
+    if not isinstance(v, str) or ":" not in v:
+        return None
+    who, _, n = v.rpartition(":")
+    try:
+        return who, int(n)
+    except ValueError:
+        return None
+
+
+def writes(ops):
+    """Every write completion as (op, topic, value, partition, offset);
+    partition and offset are None unless acknowledged."""
+    out = []
+    for op in ops:
+        if op["f"] == "produce" and op["type"] != "invoke":
+            out.append((op, op["topic"], op["value"], op.get("partition"), op.get("offset")))
+        elif op["f"] == "batch" and op["type"] != "invoke":
+            if op["type"] == "ok":
+                for v, p, o in zip(op["values"], op["partitions"], op["offsets"]):
+                    out.append((op, op["topic"], v, p, o))
+            else:
+                for v in op["values"]:
+                    out.append((op, op["topic"], v, None, None))
+    return out
+
+
+def canonical(logs):
+    """{(topic, p): {offset: value}} from the first replica of each."""
+    out = {}
+    for key, reps in logs.items():
+        first = reps[min(reps)] if reps else []
+        out[key] = {r[0]: r[1] for r in first}
+    return out
+
+
+def check_acked(ops, logs):
+    """Every acknowledged write is at its acknowledged offset, with its
+    value, on every replica."""
+    at = {key: {b: {r[0]: r[1] for r in recs} for b, recs in reps.items()}
+          for key, reps in logs.items()}
+    bad = []
+    n = 0
+    for op, t, v, p, o in writes(ops):
+        if op["type"] != "ok":
+            continue
+        n += 1
+        reps = at.get((t, p))
+        if reps is None:
+            bad.append((v, "partition %s/%s was not read back" % (t, p)))
+            continue
+        for b, recs in sorted(reps.items()):
+            if recs.get(o) != v:
+                bad.append((v, "broker%d holds %r at %s/%d@%d" % (b, recs.get(o), t, p, o)))
+                break
+    if not bad:
+        return Result("acked_writes_on_every_replica", True,
+                      "%d acknowledged writes, each at its offset on every replica" % n)
+    vals = {v for v, _ in bad}
+    return Result("acked_writes_on_every_replica", False,
+                  "%d of %d acknowledged writes missing or different: %s"
+                  % (len(bad), n, "; ".join("%s: %s" % x for x in bad[:MAX_SHOWN])),
+                  excerpt(ops, has_value(vals)))
+
+
+def check_unique(ops, logs):
+    """No value twice in a topic, and none that nobody wrote."""
+    sent = {v for _, _, v, _, _ in writes(ops)}
+    for op in ops:
+        if op["type"] == "invoke" and op["f"] == "produce":
+            sent.add(op["value"])
+        elif op["type"] == "invoke" and op["f"] == "batch":
+            sent.update(op["values"])
+    phantom = []
+    seen = collections.defaultdict(list)
+    for (t, p), off_val in canonical(logs).items():
+        for o, v in off_val.items():
+            seen[(t, v)].append((p, o))
+            if v not in sent:
+                phantom.append((t, p, o, v))
+    dup = [(t, v, places) for (t, v), places in seen.items() if len(places) > 1]
+    if not dup and not phantom:
+        return Result("no_duplicates", True, "%d values, each once in its topic" % len(seen))
+    parts = []
+    if dup:
+        parts.append("%d values twice or more: %s" % (len(dup), "; ".join(
+            "%s in %s at %s" % (v, t, sorted(pl)) for t, v, pl in sorted(dup)[:MAX_SHOWN])))
+    if phantom:
+        parts.append("%d values nobody wrote: %s" % (len(phantom), phantom[:MAX_SHOWN]))
+    vals = {v for _, v, _ in dup} | {x[3] for x in phantom}
+    return Result("no_duplicates", False, "; ".join(parts),
+                  excerpt(ops, has_value(vals)))
+
+
+def check_failed_absent(ops, logs):
+    """A write refused for certain (4xx) appears nowhere."""
+    present = set()
+    for (t, _), off_val in canonical(logs).items():
+        present.update((t, v) for v in off_val.values())
+    bad = [(t, v) for op, t, v, _, _ in writes(ops) if op["type"] == "fail" and (t, v) in present]
+    n = sum(1 for op, _, _, _, _ in writes(ops) if op["type"] == "fail")
+    if not bad:
+        return Result("refused_writes_absent", True, "%d refused writes, none appended" % n)
+    vals = {v for _, v in bad}
+    return Result("refused_writes_absent", False,
+                  "%d refused writes were appended: %s" % (len(bad), sorted(vals)[:MAX_SHOWN]),
+                  excerpt(ops, has_value(vals)))
+
+
+def check_order(ops, logs):
+    """Per partition, each producer's acknowledged values are in the order
+    it sent them."""
+    acked = set()
+    for op, t, v, p, o in writes(ops):
+        if op["type"] == "ok":
+            acked.add((t, v))
+    bad = []
+    for (t, p), off_val in canonical(logs).items():
+        last = {}
+        for o in sorted(off_val):
+            v = off_val[o]
+            if (t, v) not in acked:
+                continue
+            sv = split_value(v)
+            if sv is None:
+                continue
+            who, n = sv
+            if who in last and last[who][0] > n:
+                bad.append((t, p, who, last[who], (n, o)))
+            last[who] = max(last.get(who, (n, o)), (n, o))
+    if not bad:
+        return Result("producer_order", True, "acknowledged values in send order per partition")
+    vals = set()
+    for t, p, who, a, b in bad:
+        vals.add("%s:%d" % (who, a[0]))
+        vals.add("%s:%d" % (who, b[0]))
+    return Result("producer_order", False, "%d inversions: %s" % (len(bad), "; ".join(
+        "%s/%d %s: #%d at offset %d before #%d at offset %d" % (t, p, who, a[0], a[1], b[0], b[1])
+        for t, p, who, a, b in bad[:MAX_SHOWN])),
+        excerpt(ops, has_value(vals)))
+
+
+def check_queue_consumers(ops, logs, names):
+    """Section 1 consumers (processes @names): nothing delivered twice,
+    offsets increasing per partition, each message the one the log holds
+    there, and every message not delivered explained by a consume whose
+    outcome is unknown (the answer may have been lost after the offset
+    moved: the documented at-most-once limit)."""
+    canon = canonical(logs)
+    problems = []
+    summary = []
+    for name in names:
+        mine = [op for op in ops if op["process"] == name and op["f"] == "consume"]
+        got = [op for op in mine if op["type"] == "ok"]
+        infos = sum(1 for op in mine if op["type"] == "info")
+        if not mine:
+            continue
+        topic = mine[0]["topic"]
+        seen = set()
+        values = set()
+        last = {}
+        for op in got:
+            key = (op["partition"], op["offset"])
+            if key in seen or op["value"] in values:
+                problems.append((name, op, "delivered twice"))
+            seen.add(key)
+            values.add(op["value"])
+            if last.get(op["partition"], -1) >= op["offset"]:
+                problems.append((name, op, "offset went back from %d" % last[op["partition"]]))
+            last[op["partition"]] = max(last.get(op["partition"], -1), op["offset"])
+            want = canon.get((topic, op["partition"]), {}).get(op["offset"])
+            if want != op["value"]:
+                problems.append((name, op, "the log holds %r there" % want))
+        missing = []
+        for (t, p), off_val in canon.items():
+            if t != topic:
+                continue
+            missing += [(p, o) for o in off_val if (p, o) not in seen]
+        if len(missing) > infos:
+            problems.append((name, None, "%d messages never delivered, only %d consumes with an "
+                             "unknown outcome: first %s" % (len(missing), infos,
+                                                            sorted(missing)[:MAX_SHOWN])))
+        summary.append("%s: %d delivered, %d unknown, %d skipped" %
+                       (name, len(got), infos, len(missing)))
+    if not problems:
+        return Result("queue_consumers", True, "; ".join(summary))
+    idx = {op["index"] for _, op, _ in problems if op is not None}
+    return Result("queue_consumers", False, "; ".join(
+        "%s: %s%s" % (n, why, "" if op is None else " (%s/%s@%s %r)" % (
+            op["topic"], op["partition"], op["offset"], op["value"]))
+        for n, op, why in problems[:MAX_SHOWN]),
+        excerpt(ops, lambda op: op["index"] in idx))
+
+
+def check_batch_consumers(ops, logs, consumers):
+    """Section 2 consumers (@consumers: {process: partitions of its
+    topic}): what they committed is each
+    partition's records exactly, in order, none skipped, none twice, and
+    every committed offset they read back is the last one they committed
+    (or one whose commit had an unknown outcome)."""
+    canon = canonical(logs)
+    problems = []
+    summary = []
+    for name, n_parts in sorted(consumers.items()):
+        mine = [op for op in ops if op["process"] == name and op["type"] != "invoke"]
+        if not mine:
+            continue
+        topic = mine[0]["topic"]
+        pos = None
+        pending = {}
+        delivered = collections.defaultdict(list)  # p -> [(offset, value)]
+
+        def take(p, op):
+            for o, v in op["records"]:
+                delivered[p].append((o, v))
+        for op in mine:
+            if op["f"] == "offsets" and op["type"] == "ok":
+                got = {int(p): o for p, o in op["value"].items()}
+                if pos is None:
+                    pos = got
+                    continue
+                for p, o in got.items():
+                    if o == pos.get(p, 0):
+                        pending.pop(p, None)
+                        continue
+                    pend = pending.pop(p, None)
+                    if pend is not None and o == pend["to"] and pend["offset"] == pos.get(p, 0):
+                        take(p, pend)
+                        pos[p] = o
+                        continue
+                    problems.append((name, op, "partition %d: committed offset read back is %d, "
+                                     "last committed %d" % (p, o, pos.get(p, 0))))
+                    pos[p] = o
+            elif op["f"] == "commit" and pos is not None:
+                p = op["partition"]
+                if op["type"] == "ok":
+                    if op["offset"] != pos.get(p, 0):
+                        problems.append((name, op, "partition %d: committed from %d where %d was "
+                                         "due" % (p, op["offset"], pos.get(p, 0))))
+                    take(p, op)
+                    pos[p] = op["to"]
+                    pending.pop(p, None)
+                elif op["type"] == "info":
+                    pending[p] = op
+            elif op["f"] == "read" and pos is not None:
+                recs = op["records"]
+                if recs and (recs[0][0] != op["offset"] or
+                             [r[0] for r in recs] != list(range(op["offset"],
+                                                               op["offset"] + len(recs)))):
+                    problems.append((name, op, "partition %d: a read at %d answered offsets %s"
+                                     % (op["partition"], op["offset"], [r[0] for r in recs][:5])))
+        total = 0
+        for p in range(n_parts):
+            log = canon.get((topic, p), {})
+            want = [(o, log[o]) for o in sorted(log)]
+            got = delivered.get(p, [])
+            total += len(got)
+            if got != want:
+                k = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y),
+                         min(len(got), len(want)))
+                problems.append((name, None, "partition %d: committed %d records, the log holds "
+                                 "%d; first difference at #%d: %r vs %r" % (
+                                     p, len(got), len(want), k,
+                                     got[k] if k < len(got) else None,
+                                     want[k] if k < len(want) else None)))
+        summary.append("%s: %d records committed in order" % (name, total))
+    if not problems:
+        return Result("batch_consumers", True, "; ".join(summary))
+    idx = {op["index"] for _, op, _ in problems if op is not None}
+    return Result("batch_consumers", False, "; ".join(
+        "%s: %s" % (n, why) for n, op, why in problems[:MAX_SHOWN]),
+        excerpt(ops, lambda op: op["index"] in idx))
+
+
+def check_replicas_identical(logs):
+    """Every replica of a partition returns the same records (offset,
+    value, key, timestamp) at every offset."""
+    bad = []
+    n = 0
+    for (t, p), reps in sorted(logs.items()):
+        n += 1
+        ids = sorted(reps)
+        if len(ids) < 3:
+            bad.append("%s/%d: only %d replicas read back (%s)" % (t, p, len(ids), ids))
+        for b in ids[1:]:
+            x, y = reps[ids[0]], reps[b]
+            if x != y:
+                k = next((i for i, (a, c) in enumerate(zip(x, y)) if a != c), min(len(x), len(y)))
+                bad.append("%s/%d: broker%d and broker%d differ (%d vs %d records), first at #%d: "
+                           "%r vs %r" % (t, p, ids[0], b, len(x), len(y), k,
+                                         x[k] if k < len(x) else None,
+                                         y[k] if k < len(y) else None))
+    if not bad:
+        return Result("replicas_identical", True, "%d partitions, replicas record for record "
+                      "identical" % n)
+    return Result("replicas_identical", False, "; ".join(bad[:MAX_SHOWN]))

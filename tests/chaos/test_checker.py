@@ -1,0 +1,179 @@
+"""Tests of the fault-injection suite's checkers (checker.py) on made-up
+histories and logs: a consistent run passes every check, and each kind of
+violation (a lost or changed acknowledged write, a duplicate, a write
+nobody made, a refused write appended, producer order inverted, replicas
+that differ, consumers that skip or repeat) is found and shown in the
+excerpt. Needs no root and no binary.
+Run: python3 tests/chaos/test_checker.py
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import checker  # noqa: E402
+from harness import check, run_suite  # noqa: E402
+
+
+class H:
+    """A history under construction."""
+
+    def __init__(self):
+        self.ops = []
+
+    def add(self, process, type_, f, **kw):
+        op = {"index": len(self.ops), "t": float(len(self.ops)), "process": process,
+              "type": type_, "f": f}
+        op.update(kw)
+        self.ops.append(op)
+        return op
+
+    def produce(self, who, n, p, off, type_="ok", topic="t"):
+        v = "%s:%d" % (who, n)
+        self.add(who, "invoke", "produce", topic=topic, value=v, partition=p)
+        if type_ == "ok":
+            self.add(who, "ok", "produce", topic=topic, value=v, partition=p, offset=off)
+        else:
+            self.add(who, type_, "produce", topic=topic, value=v, error="x")
+        return v
+
+
+def logs_of(recs, brokers=(1, 2, 3), topic="t"):
+    """Every broker holds @recs ({p: [values]}) unless told otherwise."""
+    return {(topic, p): {b: [(o, v, None, 1000 + o) for o, v in enumerate(vals)]
+                         for b in brokers} for p, vals in recs.items()}
+
+
+def consistent():
+    h = H()
+    h.add("nemesis", "invoke", "kill")
+    a = h.produce("p0", 1, 0, 0)
+    b = h.produce("p0", 2, 0, 1)
+    c = h.produce("p1", 1, 1, 0)
+    h.add("nemesis", "ok", "kill")
+    h.produce("p1", 2, 1, None, type_="info")  # Never appended: allowed.
+    return h, {0: [a, b], 1: [c]}
+
+
+def test_consistent_history_passes(ctx):
+    h, recs = consistent()
+    logs = logs_of(recs)
+    for fn in (checker.check_acked, checker.check_unique, checker.check_failed_absent,
+               checker.check_order):
+        r = fn(h.ops, logs)
+        check(r.passed, "%s failed on a consistent run: %s" % (r.name, r.detail))
+    check(checker.check_replicas_identical(logs).passed, "identical replicas judged different")
+
+
+def test_lost_acked_write_is_found(ctx):
+    h, recs = consistent()
+    logs = logs_of(recs)
+    logs[("t", 0)][2] = logs[("t", 0)][2][:1]  # broker2 lost offset 1 (p0:2).
+    r = checker.check_acked(h.ops, logs)
+    check(not r.passed and "p0:2" in r.detail and "broker2" in r.detail, r.detail)
+    check(any(op.get("value") == "p0:2" for op in r.excerpt), "the excerpt lacks p0:2")
+    check(any(op["process"] == "nemesis" for op in r.excerpt),
+          "the excerpt lacks the nemesis under way")
+    r = checker.check_replicas_identical(logs)
+    check(not r.passed and "broker1 and broker2 differ" in r.detail, r.detail)
+
+
+def test_duplicate_and_phantom_are_found(ctx):
+    h, recs = consistent()
+    recs[1].append(recs[0][0])  # p0:1 a second time, in another partition.
+    recs[1].append("nobody:1")
+    r = checker.check_unique(h.ops, logs_of(recs))
+    check(not r.passed and "p0:1" in r.detail and "nobody:1" in r.detail, r.detail)
+
+
+def test_refused_write_appended_is_found(ctx):
+    h, recs = consistent()
+    v = h.produce("p2", 1, 0, None, type_="fail")
+    recs[0].append(v)
+    r = checker.check_failed_absent(h.ops, logs_of(recs))
+    check(not r.passed and v in r.detail, r.detail)
+    # An unknown outcome may appear (once).
+    h2, recs2 = consistent()
+    recs2[1].append("p1:2")
+    check(checker.check_failed_absent(h2.ops, logs_of(recs2)).passed, "an info write judged refused")
+    check(checker.check_unique(h2.ops, logs_of(recs2)).passed, "an info write judged a duplicate")
+
+
+def test_producer_order_inversion_is_found(ctx):
+    h, recs = consistent()
+    recs[0].reverse()
+    r = checker.check_order(h.ops, logs_of(recs))
+    check(not r.passed and "p0" in r.detail, r.detail)
+
+
+def queue_history(skips_covered):
+    h = H()
+    h.add("qc0", "invoke", "consume", topic="t")
+    h.add("qc0", "ok", "consume", topic="t", value="p0:1", partition=0, offset=0)
+    if skips_covered:
+        h.add("qc0", "invoke", "consume", topic="t")
+        h.add("qc0", "info", "consume", topic="t", error="timed out")
+    h.add("qc0", "invoke", "consume", topic="t")
+    h.add("qc0", "ok", "consume", topic="t", value="p0:3", partition=0, offset=2)
+    return h
+
+
+def test_queue_consumer_skips_and_repeats(ctx):
+    logs = logs_of({0: ["p0:1", "p0:2", "p0:3"]})
+    r = checker.check_queue_consumers(queue_history(True).ops, logs, ["qc0"])
+    check(r.passed, "a skip covered by an unknown consume was judged wrong: %s" % r.detail)
+    r = checker.check_queue_consumers(queue_history(False).ops, logs, ["qc0"])
+    check(not r.passed and "never delivered" in r.detail, r.detail)
+    h = queue_history(True)
+    h.add("qc0", "ok", "consume", topic="t", value="p0:3", partition=0, offset=2)
+    r = checker.check_queue_consumers(h.ops, logs, ["qc0"])
+    check(not r.passed and "twice" in r.detail, r.detail)
+
+
+def batch_history(resolve_to):
+    """A section 2 consumer: commits [0, 2), a commit of [2, 3) with an
+    unknown outcome, then reads back @resolve_to and commits the rest."""
+    h = H()
+    recs = [[0, "p0:1"], [1, "p0:2"], [2, "p0:3"]]
+    h.add("bc0", "ok", "offsets", topic="t", value={"0": 0})
+    h.add("bc0", "ok", "read", topic="t", partition=0, offset=0, records=recs[:2])
+    h.add("bc0", "ok", "commit", topic="t", partition=0, offset=0, to=2, records=recs[:2])
+    h.add("bc0", "info", "commit", topic="t", partition=0, offset=2, to=3, records=recs[2:])
+    h.add("bc0", "ok", "offsets", topic="t", value={"0": resolve_to})
+    if resolve_to == 2:
+        h.add("bc0", "ok", "commit", topic="t", partition=0, offset=2, to=3, records=recs[2:])
+    return h
+
+
+def test_batch_consumer_exactly_in_order(ctx):
+    logs = logs_of({0: ["p0:1", "p0:2", "p0:3"]})
+    for to in (2, 3):
+        r = checker.check_batch_consumers(batch_history(to).ops, logs, {"bc0": 1})
+        check(r.passed, "resolved to %d: %s" % (to, r.detail))
+    r = checker.check_batch_consumers(batch_history(1).ops, logs, {"bc0": 1})
+    check(not r.passed and "read back is 1" in r.detail, r.detail)
+    h = batch_history(3)
+    h.add("bc0", "ok", "commit", topic="t", partition=0, offset=2, to=3,
+          records=[[2, "p0:3"]])
+    r = checker.check_batch_consumers(h.ops, logs, {"bc0": 1})
+    check(not r.passed and "committed from 2 where 3 was due" in r.detail, r.detail)
+    longer = logs_of({0: ["p0:1", "p0:2", "p0:3", "p0:4"]})
+    r = checker.check_batch_consumers(batch_history(3).ops, longer, {"bc0": 1})
+    check(not r.passed and "the log holds 4" in r.detail, r.detail)
+
+
+TESTS = [
+    test_consistent_history_passes,
+    test_lost_acked_write_is_found,
+    test_duplicate_and_phantom_are_found,
+    test_refused_write_appended_is_found,
+    test_producer_order_inversion_is_found,
+    test_queue_consumer_skips_and_repeats,
+    test_batch_consumer_exactly_in_order,
+]
+
+if __name__ == "__main__":
+    run_suite("chaos_checker", TESTS, binary="atm")
