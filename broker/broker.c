@@ -1092,19 +1092,8 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need --retention-check-ms >= 100");
         return RQ_INVALID;
     }
-    if (c->max_message_bytes == 0 || c->max_message_bytes > (8u << 20)) {
-        snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
-        return RQ_INVALID;
-    }
-    if (c->http_idle_timeout_s == 0 || c->http_idle_timeout_s > 86400) {
-        snprintf(why, whyn, "need 1 <= --http-idle-timeout-s <= 86400");
-        return RQ_INVALID;
-    }
-    if (c->http_max_connections < 4 || c->http_max_connections > 65536) {
-        snprintf(why, whyn, "need 4 <= --http-max-connections <= 65536");
-        return RQ_INVALID;
-    }
-    return 0;
+    return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
+                                c->http_max_connections, why, whyn);
 }
 
 static int start(struct broker *b, char *why, size_t whyn)

@@ -1288,17 +1288,10 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
                  "need 100 <= --broker-suspect-ms < --broker-dead-ms");
         return RQ_INVALID;
     }
-    if (c->max_message_bytes == 0 || c->max_message_bytes > (8u << 20)) {
-        snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
-        return RQ_INVALID;
-    }
-    if (c->http_idle_timeout_s == 0 || c->http_idle_timeout_s > 86400) {
-        snprintf(why, whyn, "need 1 <= --http-idle-timeout-s <= 86400");
-        return RQ_INVALID;
-    }
-    if (c->http_max_connections < 4 || c->http_max_connections > 65536) {
-        snprintf(why, whyn, "need 4 <= --http-max-connections <= 65536");
-        return RQ_INVALID;
+    rv = rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
+                              c->http_max_connections, why, whyn);
+    if (rv != 0) {
+        return rv;
     }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");

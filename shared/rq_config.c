@@ -367,3 +367,21 @@ int rq_config_start_log(const char *kind, uint64_t id, const char *level,
     rq_log_init(proc, lv, fmt);
     return 0;
 }
+
+int rq_config_check_http(uint64_t max_message_bytes, uint64_t idle_timeout_s,
+                         uint64_t max_connections, char *why, size_t whyn)
+{
+    if (max_message_bytes == 0 || max_message_bytes > (8u << 20)) {
+        snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
+        return RQ_INVALID;
+    }
+    if (idle_timeout_s == 0 || idle_timeout_s > 86400) {
+        snprintf(why, whyn, "need 1 <= --http-idle-timeout-s <= 86400");
+        return RQ_INVALID;
+    }
+    if (max_connections < 4 || max_connections > 65536) {
+        snprintf(why, whyn, "need 4 <= --http-max-connections <= 65536");
+        return RQ_INVALID;
+    }
+    return 0;
+}

@@ -259,6 +259,31 @@ static void test_config_errors_name_the_flag(void **state)
     assert_true(help);
 }
 
+static void test_config_http_limits_at_their_bounds(void **state)
+{
+    char why[128];
+    (void)state;
+    assert_int_equal(rq_config_check_http(1, 1, 4, why, sizeof why), 0);
+    assert_int_equal(
+        rq_config_check_http(8u << 20, 86400, 65536, why, sizeof why), 0);
+    assert_int_equal(rq_config_check_http(0, 60, 1024, why, sizeof why),
+                     RQ_INVALID);
+    assert_non_null(strstr(why, "--max-message-bytes"));
+    assert_int_equal(
+        rq_config_check_http((8u << 20) + 1, 60, 1024, why, sizeof why),
+        RQ_INVALID);
+    assert_int_equal(rq_config_check_http(1, 0, 1024, why, sizeof why),
+                     RQ_INVALID);
+    assert_non_null(strstr(why, "--http-idle-timeout-s"));
+    assert_int_equal(rq_config_check_http(1, 86401, 1024, why, sizeof why),
+                     RQ_INVALID);
+    assert_int_equal(rq_config_check_http(1, 60, 3, why, sizeof why),
+                     RQ_INVALID);
+    assert_non_null(strstr(why, "--http-max-connections"));
+    assert_int_equal(rq_config_check_http(1, 60, 65537, why, sizeof why),
+                     RQ_INVALID);
+}
+
 static void test_peers_parse(void **state)
 {
     (void)state;
@@ -328,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_config_flags_env_and_defaults),
         cmocka_unit_test(test_config_errors_name_the_flag),
         cmocka_unit_test(test_config_parse_u64_is_strict_and_bounded),
+        cmocka_unit_test(test_config_http_limits_at_their_bounds),
         cmocka_unit_test(test_peers_parse),
         cmocka_unit_test(test_err_texts_and_http_status),
         cmocka_unit_test(test_err_why_formats_truncates_and_takes_null),
