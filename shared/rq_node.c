@@ -37,8 +37,11 @@
 #include "rq_node.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +95,8 @@ struct rq_node {
     uv_timer_t poll;    /* Polls raft for changes; see poll_cb. */
     unsigned poll_ms;
     char label[LABEL_MAX]; /* Names the node in log lines. */
+    char *dir;             /* raft_uv's directory (owned). */
+    size_t segment_size;   /* What raft_uv preallocates an open segment to. */
 
     /* The readiness barrier, issued once per term of leadership. */
     struct raft_barrier ready_barrier;
@@ -484,6 +489,12 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     }
     n->loop = loop;
     n->transport = t;
+    n->dir = strdup(cfg->dir);
+    if (n->dir == NULL) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        rv = RQ_NOMEM;
+        goto err_after_alloc;
+    }
     n->poll_ms = cfg->poll_ms != 0 ? cfg->poll_ms : DEFAULT_POLL_MS;
     if (cfg->label != NULL) {
         snprintf(n->label, sizeof n->label, "%s", cfg->label);
@@ -497,9 +508,9 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
         rv = rv == RAFT_NOMEM ? RQ_NOMEM : RQ_IO;
         goto err_after_alloc;
     }
-    raft_uv_set_segment_size(&n->io, cfg->segment_size != 0
-                                         ? cfg->segment_size
-                                         : DEFAULT_SEGMENT_SIZE);
+    n->segment_size =
+        cfg->segment_size != 0 ? cfg->segment_size : DEFAULT_SEGMENT_SIZE;
+    raft_uv_set_segment_size(&n->io, n->segment_size);
     raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
 
     n->ops = ops;
@@ -547,6 +558,7 @@ err_after_uv_init:
     /* raft_init() failed before raft_uv started anything asynchronous. */
     raft_uv_close(&n->io);
 err_after_alloc:
+    free(n->dir);
     free(n);
     return rv;
 }
@@ -588,12 +600,59 @@ err_after_conf_init:
     return rv;
 }
 
+/*
+ * raft_uv preallocates every open segment to the segment size and reads a
+ * zeroed tail as never written, so a crash in the middle of a write leaves
+ * a tail it cuts off. An open segment file that is shorter than that, and
+ * ends inside a batch, is no crash's doing but damage, and libraft 0.15
+ * then frees a buffer twice in raft_start (uvSegmentLoadOpen's error path):
+ * the process aborts at every start. Padding such a file back with zeros
+ * turns it into the torn write that libraft handles.
+ */
+static void pad_open_segments(struct rq_node *n)
+{
+    DIR *d = opendir(n->dir);
+    struct dirent *e;
+
+    if (d == NULL) {
+        return; /* raft_start reports it. */
+    }
+    while ((e = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (strncmp(e->d_name, "open-", 5) != 0) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", n->dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t)st.st_size >= n->segment_size) {
+            continue;
+        }
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)n->segment_size) != 0 ||
+            fsync(fd) != 0) {
+            rq_log(RQ_ERROR, "%s: padding %s: %s", n->label, path,
+                   strerror(errno));
+        } else {
+            rq_log(RQ_WARN,
+                   "%s: open segment %s was %lld bytes, short of its %zu: "
+                   "padded with zeros, so that its tail reads as unwritten",
+                   n->label, e->d_name, (long long)st.st_size, n->segment_size);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    closedir(d);
+}
+
 int rq_node_start(struct rq_node *n, char *why, size_t whyn)
 {
     if (n->started || n->closing) {
         snprintf(why, whyn, "node already started or closing");
         return RQ_INVALID;
     }
+    pad_open_segments(n);
     int rv = raft_start(&n->raft);
     if (rv != 0) {
         /* The detail is in whichever layer failed. */
@@ -862,6 +921,7 @@ static struct rq_node *graveyard;
 static void release(struct rq_node *n)
 {
     raft_uv_close(&n->io);
+    free(n->dir);
     free(n);
 }
 

@@ -717,8 +717,9 @@ class Chaos:
         --damage, also bytes cut off the end of the file, of the newest
         open segment or of the newest closed one, which no crash produces
         (segments are preallocated, closed ones written whole and synced):
-        damaged data that libraft 0.15 does not survive (DESIGN.md section
-        13, findings)."""
+        an open segment cut short is padded back by rq_node and survived; a
+        closed one cut short is damage libraft 0.15 does not survive
+        (DESIGN.md section 13, findings)."""
         c = self.cluster
         mode = "torn"
         if self.opts.damage:

@@ -1143,6 +1143,52 @@ def test_stopped_group_is_reopened(ctx):
     check(values == want, "partition 0 holds %r" % values)
 
 
+def fullest_open_segment(raft_dir):
+    """The open segment of @raft_dir holding the most data, and the offset
+    one past its last non-zero byte."""
+    best, best_end = None, 0
+    for name in os.listdir(raft_dir):
+        if not name.startswith("open-"):
+            continue
+        path = os.path.join(raft_dir, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        end = len(data.rstrip(b"\0"))
+        if end > best_end:
+            best, best_end = path, end
+    return best, best_end
+
+
+def test_open_segment_cut_short(ctx):
+    """A follower is killed with records in its newest open Raft segment,
+    and the file is cut short inside a batch (damage no crash leaves: the
+    space is preallocated). libraft 0.15 would free a buffer twice at every
+    start; the broker pads the file back with zeros, starts, and catches up:
+    every replica then holds the same records."""
+    b = Brokers(ctx).start()
+    parts = [0]
+    b.create(parts)
+    b.wait_preferred(parts)
+    for k in range(30):
+        b.produce(0, [{"value": "cut-%d-%s" % (k, "x" * 200)}])
+    lead = b.leader(0)
+    vid = next(i for i in b.ids() if i != lead)
+    b.wait_converged(parts)
+    b[vid].kill()
+    raft_dir = os.path.join(b[vid].data_dir, "replicas", "1", "raft")
+    path, end = fullest_open_segment(raft_dir)
+    check(path is not None and end > 1000, "no open segment with data in %s" % raft_dir)
+    os.truncate(path, end - 100)
+    b.start([vid])
+    b.wait_ready(vid)
+    wait_until(lambda: count_lines(b[vid], "padded with zeros") >= 1, 30, "the padding logged")
+    for k in range(5):
+        b.produce(0, [{"value": "after-%d" % k}])
+    b.wait_converged(parts)
+    logs = b.assert_identical(parts)
+    check(len(logs[0]) == 35, "partition 0 holds %d records" % len(logs[0]))
+
+
 def test_twenty_partitions_kill_and_stop(ctx):
     """Three brokers, twenty partitions, six concurrent producers. Under
     load one broker is killed with SIGKILL and restarted; then another is
@@ -1655,6 +1701,7 @@ if __name__ == "__main__":
         test_retention,
         test_kill_restart_catch_up,
         test_stopped_group_is_reopened,
+        test_open_segment_cut_short,
         test_twenty_partitions_kill_and_stop,
         test_replica_rebuilt_from_peers,
         test_membership_change,
