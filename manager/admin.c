@@ -28,6 +28,7 @@
 #include "liveness.h"
 #include "manager.h"
 #include "mstore.h"
+#include "qapi.h"
 #include "reconcile.h"
 #include "repair.h"
 #include "routing.h"
@@ -51,14 +52,6 @@ static int parse_u32(const char *s, uint32_t *out)
     }
     *out = (uint32_t)v;
     return 0;
-}
-
-static void reply_store_error(struct rq_http_req *req, int rv)
-{
-    rq_http_reply_error(req, 500,
-                        "reading the metadata store failed: %s; see the "
-                        "manager's log",
-                        rq_strerror(rv));
 }
 
 /* ---- Health ---- */
@@ -169,7 +162,7 @@ void admin_brokers(struct rq_http_req *req, void *data)
     }
     int rv = mstore_brokers(m->store, &list, &n);
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return;
     }
     uint64_t now = uv_now(m->loop);
@@ -280,7 +273,7 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
         return;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return;
     }
     if (to == MBROKER_REMOVED && b.state != MBROKER_REMOVED &&
@@ -367,12 +360,7 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
     if (rv == 0) {
         rv = mstore_partitions(m->store, topic, &parts, &n);
     }
-    if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no topic '%s'", topic);
-        return;
-    }
-    if (rv != 0) {
-        reply_store_error(req, rv);
+    if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
     json_t *list = json_array();
@@ -442,12 +430,7 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
         return;
     }
     int rv = mstore_topic(m->store, topic, &t);
-    if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no topic '%s'", topic);
-        return;
-    }
-    if (rv != 0) {
-        reply_store_error(req, rv);
+    if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
     struct mcmd c = {.type = MCMD_TOPIC_DELETE};
@@ -732,12 +715,7 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     }
     uint32_t to = (uint32_t)json_integer_value(bid);
     int rv = mstore_partitions(m->store, topic, &parts, &n);
-    if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no topic '%s'", topic);
-        return;
-    }
-    if (rv != 0) {
-        reply_store_error(req, rv);
+    if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
     if (p >= n) {
@@ -936,7 +914,7 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         return;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return;
     }
     rv = liveness_heartbeat(m->liveness, id, json_object_get(body, "replicas"),

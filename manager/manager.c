@@ -55,6 +55,7 @@
 #include "qapi.h"
 #include "reconcile.h"
 #include "repair.h"
+#include "routes.h"
 #include "routing.h"
 #include "rq_aio.h"
 #include "rq_err.h"
@@ -1121,33 +1122,9 @@ static const struct rq_http_route routes[] = {
     {"GET", "/metrics", admin_metrics},
     {"GET", "/ui", ui_page},
     {"GET", "/ui/", ui_page},
-    /* API.md section 1. */
-    {"POST", "/topics", qapi_topics_create},
-    {"GET", "/topics", qapi_topics_list},
-    {"GET", "/topics/partitions", qapi_topics_partitions},
-    {"POST", "/producer/register", qapi_producer_register},
-    {"POST", "/consumer/register", qapi_consumer_register},
-    {"POST", "/producer/produce", qapi_produce},
-    {"GET", "/consumer/consume", qapi_consume},
-    {"GET", "/size", qapi_size},
-    /* Section 2. */
-    {"POST", "/v1/topics/{topic}/records", qapi_records_produce},
-    {"GET", "/v1/topics/{topic}/partitions/{partition}/records",
-     qapi_records_read},
-    {"POST", "/v1/consumers/{consumer}/offsets", qapi_offsets_commit},
-    {"GET", "/v1/consumers/{consumer}/offsets", qapi_offsets_list},
-    /* Section 3. */
+    MANAGER_PARSING_ROUTES,
     {"GET", "/admin/managers", admin_managers},
-    {"GET", "/admin/brokers", admin_brokers},
-    {"POST", "/admin/brokers/{id}/drain", admin_broker_drain},
-    {"DELETE", "/admin/brokers/{id}", admin_broker_remove},
-    {"GET", "/admin/topics/{topic}", admin_topic_describe},
-    {"DELETE", "/admin/topics/{topic}", admin_topic_delete},
-    {"POST", "/admin/partitions/{topic}/{partition}/leader",
-     admin_partition_leader},
-    /* Internal. */
-    {"POST", "/internal/brokers/register", admin_broker_register},
-    {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat},
+    /* The managers' own. */
     {"GET", "/internal/read-index", api_read_index},
     {"GET", "/internal/routes", api_routes},
     {"GET", "/internal/state-digest", api_state_digest},

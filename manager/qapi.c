@@ -177,12 +177,22 @@ static bool partition_arg(struct rq_http_req *req, uint32_t *p)
 }
 
 /* Answers the failure of a store query. */
-static void reply_store_error(struct rq_http_req *req, int rv)
+void qapi_reply_store_error(struct rq_http_req *req, int rv)
 {
     rq_http_reply_error(req, 500,
                         "reading the metadata store failed: %s; see the "
                         "manager's log",
                         rq_strerror(rv));
+}
+
+bool qapi_reply_topic_lookup(struct rq_http_req *req, int rv, const char *topic)
+{
+    if (rv == RQ_NOTFOUND) {
+        rq_http_reply_error(req, 404, "no topic '%s'", topic);
+    } else if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+    }
+    return rv != 0;
 }
 
 /* Answers a proposal that could not start. */
@@ -384,7 +394,7 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
         return;
     }
     if (rv != RQ_NOTFOUND) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return;
     }
     create_topic(m, req, topic, (uint32_t)n, false, MCMD_NO_PARTITION);
@@ -439,7 +449,7 @@ static void topics_list(struct read_req *rr)
     size_t n;
     int rv = mstore_topics(rr->m->store, &list, &n);
     if (rv != 0) {
-        reply_store_error(rr->req, rv);
+        qapi_reply_store_error(rr->req, rv);
         return;
     }
     json_t *names = json_array();
@@ -474,7 +484,7 @@ static void topics_partitions(struct read_req *rr)
         return;
     }
     if (rv != 0) {
-        reply_store_error(rr->req, rv);
+        qapi_reply_store_error(rr->req, rv);
         return;
     }
     json_t *list = json_array();
@@ -596,7 +606,7 @@ static void client_register(struct rq_http_req *req, struct manager *m,
         return;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return;
     }
     if (partition != MCMD_NO_PARTITION && partition >= t.n_partitions) {
@@ -633,7 +643,7 @@ static int client_for_topic(struct manager *m, struct rq_http_req *req,
         return rv;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return rv;
     }
     if (strcmp(out->topic, topic) != 0) {
@@ -723,7 +733,7 @@ static bool produce_now(struct manager *m, struct rq_http_req *req,
         return true;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return true;
     }
     bool rr = pc.partition_id == MCMD_NO_PARTITION &&
@@ -1196,6 +1206,28 @@ static void consume_start(struct consume *op)
     consume_next(op);
 }
 
+/*
+ * The arguments of GET /consumer/consume and GET /size: @topic, the
+ * consumer registered for it, and an optional partition. Answers the
+ * request (forwarded, or 4xx) and returns NULL when it cannot go on;
+ * otherwise returns the topic.
+ */
+static const char *consumer_args(struct manager *m, struct rq_http_req *req,
+                                 uint64_t *id, uint32_t *partition,
+                                 struct mstore_client *cc)
+{
+    if (manager_forward(m, req) || !body_ok(req)) {
+        return NULL;
+    }
+    const char *topic = topic_arg(req, "topic");
+    if (topic == NULL || !id_arg(req, "consumer_id", id) ||
+        !partition_arg(req, partition) ||
+        client_for_topic(m, req, false, *id, topic, cc) != 0) {
+        return NULL;
+    }
+    return topic;
+}
+
 void qapi_consume(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
@@ -1204,18 +1236,12 @@ void qapi_consume(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    if (manager_forward(m, req) || !body_ok(req)) {
-        return;
-    }
-    const char *topic = topic_arg(req, "topic");
-    if (topic == NULL || !id_arg(req, "consumer_id", &id) ||
-        !partition_arg(req, &partition) ||
-        client_for_topic(m, req, false, id, topic, &cc) != 0) {
+    const char *topic = consumer_args(m, req, &id, &partition, &cc);
+    if (topic == NULL) {
         return;
     }
     int rv = mstore_topic(m->store, topic, &t);
-    if (rv != 0) {
-        rq_http_reply_error(req, 404, "no topic '%s'", topic);
+    if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
     if (partition != MCMD_NO_PARTITION && partition >= t.n_partitions) {
@@ -1368,8 +1394,7 @@ static int consumer_positions(struct manager *m, struct rq_http_req *req,
     struct mstore_partition *all;
 
     int rv = mstore_partitions(m->store, topic, &all, &np);
-    if (rv != 0) {
-        rq_http_reply_error(req, 404, "no topic '%s'", topic);
+    if (qapi_reply_topic_lookup(req, rv, topic)) {
         return rv;
     }
     if (only != MCMD_NO_PARTITION && only >= np) {
@@ -1380,7 +1405,7 @@ static int consumer_positions(struct manager *m, struct rq_http_req *req,
     rv = mstore_offsets(m->store, consumer_id, &offs, &n_offs);
     if (rv != 0) {
         free(all);
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return rv;
     }
     uint64_t *c = calloc(np + 1, sizeof *c);
@@ -1433,13 +1458,8 @@ void qapi_size(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    if (manager_forward(m, req) || !body_ok(req)) {
-        return;
-    }
-    const char *topic = topic_arg(req, "topic");
-    if (topic == NULL || !id_arg(req, "consumer_id", &id) ||
-        !partition_arg(req, &partition) ||
-        client_for_topic(m, req, false, id, topic, &cc) != 0) {
+    const char *topic = consumer_args(m, req, &id, &partition, &cc);
+    if (topic == NULL) {
         return;
     }
     after_read(m, req, size_after_read, topic, id, partition);
@@ -1609,7 +1629,7 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
         return true;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return true;
     }
     a.has_producer = pid != NULL && !json_is_null(pid);
@@ -1860,7 +1880,7 @@ static bool records_now(struct records_read *op, struct rq_http_req *req,
         return true;
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         free(op);
         return true;
     }
@@ -2025,7 +2045,7 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
         rv = mstore_topic(m->store, cc.topic, &t);
     }
     if (rv != 0) {
-        reply_store_error(req, rv);
+        qapi_reply_store_error(req, rv);
         return;
     }
     json_t *list = json_object_get(body, "offsets");
@@ -2114,7 +2134,7 @@ static void offsets_after_read(struct read_req *rr)
         return;
     }
     if (rv != 0) {
-        reply_store_error(rr->req, rv);
+        qapi_reply_store_error(rr->req, rv);
         return;
     }
     if (consumer_positions(rr->m, rr->req, rr->id, cc.topic, MCMD_NO_PARTITION,

@@ -41,4 +41,17 @@ void qapi_records_read(struct rq_http_req *req, void *data);
 void qapi_offsets_commit(struct rq_http_req *req, void *data);
 void qapi_offsets_list(struct rq_http_req *req, void *data);
 
+/* Replies shared with admin.c. */
+
+/* Answers 500 for a metadata store read that failed with @rv. */
+void qapi_reply_store_error(struct rq_http_req *req, int rv);
+
+/*
+ * Answers a failed lookup of @topic in the store: 404 when it does not
+ * exist (RQ_NOTFOUND), 500 for anything else. Returns false, answering
+ * nothing, when @rv is 0.
+ */
+bool qapi_reply_topic_lookup(struct rq_http_req *req, int rv,
+                             const char *topic);
+
 #endif /* QAPI_H */

@@ -42,6 +42,7 @@
 #include "manager/qapi.h"
 #include "manager/reconcile.h"
 #include "manager/repair.h"
+#include "manager/routes.h"
 #include "manager/routing.h"
 #include "rq_err.h"
 #include "rq_http.h"
@@ -49,34 +50,11 @@
 #include "rq_json.h"
 #include "rq_log.h"
 
-/* ---- The routes (manager.c's table, less what parses nothing and needs a
- * Raft node: /healthz, /readyz, /metrics, /ui, /admin/managers, and the
- * /internal routes manager.c serves itself) ---- */
+/* ---- The routes (manager/routes.h: manager.c's table, less what parses
+ * nothing and needs a Raft node: /healthz, /readyz, /metrics, /ui,
+ * /admin/managers, and the /internal routes manager.c serves itself) ---- */
 
-static const struct rq_http_route routes[] = {
-    {"POST", "/topics", qapi_topics_create},
-    {"GET", "/topics", qapi_topics_list},
-    {"GET", "/topics/partitions", qapi_topics_partitions},
-    {"POST", "/producer/register", qapi_producer_register},
-    {"POST", "/consumer/register", qapi_consumer_register},
-    {"POST", "/producer/produce", qapi_produce},
-    {"GET", "/consumer/consume", qapi_consume},
-    {"GET", "/size", qapi_size},
-    {"POST", "/v1/topics/{topic}/records", qapi_records_produce},
-    {"GET", "/v1/topics/{topic}/partitions/{partition}/records",
-     qapi_records_read},
-    {"POST", "/v1/consumers/{consumer}/offsets", qapi_offsets_commit},
-    {"GET", "/v1/consumers/{consumer}/offsets", qapi_offsets_list},
-    {"GET", "/admin/brokers", admin_brokers},
-    {"POST", "/admin/brokers/{id}/drain", admin_broker_drain},
-    {"DELETE", "/admin/brokers/{id}", admin_broker_remove},
-    {"GET", "/admin/topics/{topic}", admin_topic_describe},
-    {"DELETE", "/admin/topics/{topic}", admin_topic_delete},
-    {"POST", "/admin/partitions/{topic}/{partition}/leader",
-     admin_partition_leader},
-    {"POST", "/internal/brokers/register", admin_broker_register},
-    {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat},
-};
+static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
 #define FLAG_FORWARD 1    /* manager_forward() takes the request. */

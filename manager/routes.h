@@ -1,0 +1,45 @@
+/*
+ * The manager's routes that parse a request, for rq_http_new(): API.md
+ * sections 1 to 3 and the brokers' registration and heartbeats. manager.c
+ * serves these and its own (health, metrics, the status page, the
+ * managers' /internal routes); the fuzz harness of the handlers
+ * (tests/fuzz/fuzz_manager_http.c) drives these through a fake request.
+ * A macro, so that both build their tables from one list at compile time.
+ */
+#ifndef MANAGER_ROUTES_H
+#define MANAGER_ROUTES_H
+
+#include "admin.h"
+#include "qapi.h"
+
+/* clang-format off */
+#define MANAGER_PARSING_ROUTES                                               \
+    /* API.md section 1. */                                                  \
+    {"POST", "/topics", qapi_topics_create},                                 \
+    {"GET", "/topics", qapi_topics_list},                                    \
+    {"GET", "/topics/partitions", qapi_topics_partitions},                   \
+    {"POST", "/producer/register", qapi_producer_register},                  \
+    {"POST", "/consumer/register", qapi_consumer_register},                  \
+    {"POST", "/producer/produce", qapi_produce},                             \
+    {"GET", "/consumer/consume", qapi_consume},                              \
+    {"GET", "/size", qapi_size},                                             \
+    /* Section 2. */                                                         \
+    {"POST", "/v1/topics/{topic}/records", qapi_records_produce},            \
+    {"GET", "/v1/topics/{topic}/partitions/{partition}/records",             \
+     qapi_records_read},                                                     \
+    {"POST", "/v1/consumers/{consumer}/offsets", qapi_offsets_commit},       \
+    {"GET", "/v1/consumers/{consumer}/offsets", qapi_offsets_list},          \
+    /* Section 3. */                                                         \
+    {"GET", "/admin/brokers", admin_brokers},                                \
+    {"POST", "/admin/brokers/{id}/drain", admin_broker_drain},               \
+    {"DELETE", "/admin/brokers/{id}", admin_broker_remove},                  \
+    {"GET", "/admin/topics/{topic}", admin_topic_describe},                  \
+    {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
+    {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \
+     admin_partition_leader},                                                \
+    /* Brokers. */                                                           \
+    {"POST", "/internal/brokers/register", admin_broker_register},           \
+    {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat}
+/* clang-format on */
+
+#endif /* MANAGER_ROUTES_H */
