@@ -10,9 +10,11 @@ on the wire. The key is one of rqkeys' HTTP keys, by direction.
 Standard library only, like every integration test.
 """
 
+import functools
 import hashlib
 import hmac
 import os
+import re
 import time
 
 import rqkeys
@@ -25,6 +27,11 @@ SENDERS = {
     rqkeys.HTTP_M2M: "manager-test",
     rqkeys.HTTP_B2M: "broker-test",
 }
+
+
+@functools.lru_cache(maxsize=16)
+def _key(secret, label):
+    return rqkeys.derive(secret, label)
 
 
 def canonical(method, target, body, sender, ts, nonce_hex):
@@ -44,7 +51,7 @@ def sign(method, target, body=b"", secret=rqkeys.TEST_SECRET,
     sender = sender or SENDERS[label]
     ts = int(time.time() * 1000) if ts is None else int(ts)
     nonce_hex = (nonce if nonce is not None else os.urandom(16)).hex()
-    key = rqkeys.derive(secret, label)
+    key = _key(secret, label)
     mac = hmac.new(key, canonical(method, target, body, sender, ts, nonce_hex),
                    hashlib.sha256).hexdigest()
     return "v1 sender=%s ts=%d nonce=%s sig=%s" % (sender, ts, nonce_hex, mac)
@@ -53,6 +60,30 @@ def sign(method, target, body=b"", secret=rqkeys.TEST_SECRET,
 def headers(method, target, body=b"", **kw):
     """{"X-Raftq-Auth": ...} for one request (see sign())."""
     return {HEADER: sign(method, target, body, **kw)}
+
+
+HEADER_RE = re.compile(r"^v1 sender=([A-Za-z0-9._-]{1,64}) ts=(0|[1-9][0-9]{0,14}) "
+                       r"nonce=([0-9a-f]{32}) sig=([0-9a-f]{64})$")
+
+
+def verify(value, method, target, body=b"", secret=rqkeys.TEST_SECRET,
+           label=rqkeys.HTTP_B2M, skew_ms=30000):
+    """Why the X-Raftq-Auth @value does not sign the request (a word of
+    shared/rq_sig.h: "missing", "malformed", "expired", "bad_signature"),
+    or None when it does. No replay cache: a test server that needs one
+    keeps the nonces itself."""
+    if value is None:
+        return "missing"
+    m = HEADER_RE.match(value)
+    if m is None:
+        return "malformed"
+    sender, ts, nonce_hex, mac = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    if abs(ts - int(time.time() * 1000)) > skew_ms:
+        return "expired"
+    key = _key(secret, label)
+    want = hmac.new(key, canonical(method, target, body, sender, ts, nonce_hex),
+                    hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(want, mac) else "bad_signature"
 
 
 if __name__ == "__main__":
