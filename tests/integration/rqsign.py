@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import os
 import re
+import sys
 import time
 
 import rqkeys
@@ -86,8 +87,29 @@ def verify(value, method, target, body=b"", secret=rqkeys.TEST_SECRET,
     return None if hmac.compare_digest(want, mac) else "bad_signature"
 
 
+def main(argv):
+    """python3 rqsign.py [--key m2b|b2m|m2m] METHOD TARGET [BODY]: prints the
+    X-Raftq-Auth value for one request, keyed by $RAFTQ_CLUSTER_SECRET (for
+    calling a broker by hand with curl; README.md). Without arguments, the
+    value tests/unit/test_sig.c expects, as a cross-check."""
+    if not argv:
+        print(sign("POST", "/v1/topics/t/partitions/0/records?x=%20y", b'{"a":1}',
+                   secret="0123456789abcdef0123456789abcdef", label=rqkeys.HTTP_M2B,
+                   sender="manager-1", ts=1700000000123, nonce=bytes(range(16))))
+        return 0
+    labels = {"m2b": rqkeys.HTTP_M2B, "b2m": rqkeys.HTTP_B2M, "m2m": rqkeys.HTTP_M2M}
+    label = rqkeys.HTTP_M2B
+    if argv[0] == "--key" and len(argv) > 1 and argv[1] in labels:
+        label = labels[argv[1]]
+        argv = argv[2:]
+    secret = os.environ.get("RAFTQ_CLUSTER_SECRET")
+    if len(argv) not in (2, 3) or not secret:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    print(sign(argv[0], argv[1], argv[2] if len(argv) == 3 else b"", secret=secret,
+               label=label))
+    return 0
+
+
 if __name__ == "__main__":
-    # The value tests/unit/test_sig.c expects, as a cross-check.
-    print(sign("POST", "/v1/topics/t/partitions/0/records?x=%20y", b'{"a":1}',
-               secret="0123456789abcdef0123456789abcdef", label=rqkeys.HTTP_M2B,
-               sender="manager-1", ts=1700000000123, nonce=bytes(range(16))))
+    sys.exit(main(sys.argv[1:]))
