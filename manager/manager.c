@@ -726,9 +726,8 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
     char why[MANAGER_WHY];
     struct mcmd c = {.type = MCMD_MANAGER_ADDR};
 
-    if (manager_forward(m, req)) {
-        return;
-    }
+    /* Signed (checked before this handler), then validated, then
+     * forwarded or proposed. */
     const char *ids = rq_http_param(req, "id");
     char *end;
     unsigned long long id = strtoull(ids, &end, 10);
@@ -750,6 +749,9 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
                       sizeof why) != 0) {
         rq_http_reply_error(req, 400,
                             "need 'raft_addr' and 'http_addr' (HOST:PORT)");
+        return;
+    }
+    if (manager_forward(m, req)) {
         return;
     }
     c.u.manager.id = (uint32_t)id;

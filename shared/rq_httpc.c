@@ -445,13 +445,16 @@ static int sign_line(const struct rq_httpc_req *req, char *line, size_t n)
     uint8_t nonce[RQ_SIG_NONCE_SIZE];
     struct timespec now;
     const char *host = strstr(req->url, "://") + 3; /* url_valid() */
-    size_t host_len = strcspn(host, "/?#");
-    char *path = strdup(host[host_len] == '/' ? host + host_len : "/");
+    const char *target = host + strcspn(host, "/?#");
+    /* libcurl sends "http://h:1?q" as "/?q", and "http://h:1" as "/". */
+    char *path = malloc(strlen(target) + 2);
     int rv;
 
     if (path == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
+    snprintf(path, strlen(target) + 2, "%s%s", target[0] == '/' ? "" : "/",
+             target);
     path[strcspn(path, "#")] = '\0';
     char *query = strchr(path, '?');
     if (query != NULL) {

@@ -475,6 +475,7 @@ static void test_httpc_signed_requests(void **state)
     struct rq_httpc_signer b2m = {rq_keys_get(&e->keys, RQ_KEY_HTTP_B2M),
                                   "broker-1"};
     struct rq_httpc_signer bad_sender = {m2b.key, "manager 1"};
+    char url[URL_LEN * 2];
     json_t *o;
 
     call_signed(e, "GET", "/signed/a%20b%C3%A9?q=x%26y&z=%2F", NULL, &m2b, &a);
@@ -502,13 +503,16 @@ static void test_httpc_signed_requests(void **state)
     call_signed(e, "POST", "/signed/p", "{}", &b2m, &a);
     assert_int_equal(a.status, 401);
     assert_non_null(strstr(a.body, "bad signature"));
+    /* A fragment is not sent, so it is not signed. */
+    answer_free(&a);
+    call_signed(e, "GET", "/signed/f?q=1#part", NULL, &m2b, &a);
+    assert_int_equal(a.status, 200);
     /* A route without auth ignores the header. */
     answer_free(&a);
     call_signed(e, "GET", "/echo/e", NULL, &b2m, &a);
     assert_int_equal(a.status, 200);
 
     answer_free(&a);
-    char url[URL_LEN * 2];
     snprintf(url, sizeof url, "%s/signed/p", e->base);
     struct rq_httpc_req req = {.method = "GET", .url = url, .sign = &bad_sender};
     assert_int_equal(rq_httpc_do(e->c, &req, on_answer, &a), RQ_INVALID);
