@@ -39,6 +39,7 @@
 #define N_SEQUENTIAL 10
 #define RAW_CONNS_MAX 16
 #define URL_LEN 128
+#define SIGNED_MAX 4
 
 /* A response as the client's callback saw it (copied). */
 struct answer {
@@ -304,7 +305,10 @@ static int setup(void **state)
     e->prepare.data = e;
     static const char secret[] = "httpc-test-secret-0123456789abcdef";
     rq_keys_derive(&e->keys, secret, sizeof secret - 1);
-    struct rq_httpsig_config sc = {.keys = &e->keys};
+    /* Room for SIGNED_MAX accepted requests per window, so that a test
+     * can fill the replay cache. */
+    struct rq_httpsig_config sc = {.keys = &e->keys,
+                                   .cache_capacity = SIGNED_MAX};
     assert_int_equal(rq_httpsig_new(&sc, &e->sig), 0);
     struct rq_http_config cfg = {
         .bind_address = "127.0.0.1:0",
@@ -507,6 +511,14 @@ static void test_httpc_signed_requests(void **state)
     answer_free(&a);
     call_signed(e, "GET", "/signed/f?q=1#part", NULL, &m2b, &a);
     assert_int_equal(a.status, 200);
+    /* SIGNED_MAX accepted within the window: the replay cache is full, and
+     * the next one is refused for now rather than accepted unremembered. */
+    answer_free(&a);
+    call_signed(e, "GET", "/signed/g", NULL, &m2b, &a);
+    assert_int_equal(a.status, 503);
+    assert_true(a.has_retry_after);
+    assert_string_equal(a.retry_after, "1");
+    assert_non_null(strstr(a.body, "retry"));
     /* A route without auth ignores the header. */
     answer_free(&a);
     call_signed(e, "GET", "/echo/e", NULL, &b2m, &a);
