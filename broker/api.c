@@ -32,6 +32,7 @@
 #include "replica.h"
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_httpsig.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_rpc.h"
@@ -882,23 +883,17 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         .max_blob = BATCH_MAX_BYTES,
     };
 
-    /* Cheap checks first, then the replica, then the records. */
-    if (!json_is_array(records) || json_array_size(records) == 0 ||
-        json_array_size(records) > API_MAX_RECORDS) {
-        int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len,
-                                         why, sizeof why);
-        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
-        return;
-    }
-    pa.count = (uint32_t)json_array_size(records);
-    struct replica *r = produce_target(req, b, &pa);
-    if (r == NULL) {
-        return;
-    }
+    /* The whole request is checked before where it goes is decided: an
+     * invalid body is 400 on every replica, never a 421 that depends on
+     * who leads at the moment (authenticate, validate, then route). */
     int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len, why,
                                      sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
+        return;
+    }
+    struct replica *r = produce_target(req, b, &pa);
+    if (r == NULL) {
         return;
     }
     int64_t now = wall_clock_ms();
@@ -946,6 +941,7 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         .max_value = broker_config(b)->max_message_bytes,
         .max_blob = BATCH_MAX_BYTES,
     };
+    /* Validated whole before routing, as in produce_json(). */
     int rv = produce_body_check(body, len, &lim, &pa.count, &blob_len, why,
                                 sizeof why);
     if (rv != 0) {
@@ -1147,22 +1143,29 @@ static void api_records_read(struct rq_http_req *req, void *data)
 
 /* ---- Routes ---- */
 
+/* Only managers call a broker (broker/README.md): every route but health,
+ * readiness and metrics needs a manager-to-broker signature, checked by
+ * rq_http before the handler sees anything. */
+#define M2B RQ_HTTPSIG_M2B
+
 const struct rq_http_route api_routes[] = {
-    {"GET", "/healthz", api_healthz},
-    {"GET", "/readyz", api_readyz},
-    {"GET", "/metrics", api_metrics},
-    {"POST", "/internal/replicas", api_replicas_create},
-    {"GET", "/internal/replicas", api_replicas_list},
-    {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete},
-    {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer},
-    {"POST", "/internal/replicas/{group_id}/preferred", api_replicas_preferred},
-    {"POST", "/internal/replicas/{group_id}/members", api_members_add},
+    {"GET", "/healthz", api_healthz, 0},
+    {"GET", "/readyz", api_readyz, 0},
+    {"GET", "/metrics", api_metrics, 0},
+    {"POST", "/internal/replicas", api_replicas_create, M2B},
+    {"GET", "/internal/replicas", api_replicas_list, M2B},
+    {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete, M2B},
+    {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer,
+     M2B},
+    {"POST", "/internal/replicas/{group_id}/preferred", api_replicas_preferred,
+     M2B},
+    {"POST", "/internal/replicas/{group_id}/members", api_members_add, M2B},
     {"DELETE", "/internal/replicas/{group_id}/members/{id}",
-     api_members_remove},
+     api_members_remove, M2B},
     {"POST", "/v1/topics/{topic}/partitions/{partition}/records",
-     api_records_produce},
+     api_records_produce, M2B},
     {"GET", "/v1/topics/{topic}/partitions/{partition}/records",
-     api_records_read},
+     api_records_read, M2B},
 };
 
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];

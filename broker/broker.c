@@ -61,6 +61,8 @@
 #include "rq_err.h"
 #include "rq_fs.h"
 #include "rq_http.h"
+#include "rq_httpsig.h"
+#include "rq_keys.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
@@ -141,6 +143,10 @@ static const struct rq_opt options[] = {
     {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
      false, offsetof(struct broker_config, http_max_connections),
      "HTTP connections open at once, at most; more are refused"},
+    {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64, "30000",
+     false, offsetof(struct broker_config, auth_clock_skew_ms),
+     "how far a signed request's timestamp may be from this clock, either "
+     "way"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -178,6 +184,10 @@ struct broker {
     struct rq_mux *mux;
     struct rq_rpc *rpc;
     struct rq_http *http;
+    /* The keys derived from --cluster-secret, and the verifier of signed
+     * requests (every route but health, readiness and metrics). */
+    struct rq_keys keys;
+    struct rq_httpsig *httpsig;
     struct registrar *registrar; /* NULL without --managers. */
     int lock_fd;
     struct rq_metrics *metrics;
@@ -1092,6 +1102,10 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need --retention-check-ms >= 100");
         return RQ_INVALID;
     }
+    rv = rq_httpsig_check_skew(c->auth_clock_skew_ms, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
                                 c->http_max_connections, why, whyn);
 }
@@ -1102,6 +1116,7 @@ static int start(struct broker *b, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    rq_keys_derive(&b->keys, b->cfg.secret, strlen(b->cfg.secret));
     struct rq_mux_config mc = {
         .cluster_id = b->cfg.cluster_id,
         .self_id = b->cfg.id,
@@ -1123,12 +1138,24 @@ static int start(struct broker *b, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    struct rq_httpsig_config sc = {
+        .keys = &b->keys,
+        .skew_ms = b->cfg.auth_clock_skew_ms,
+        .metrics = b->metrics,
+    };
+    rv = rq_httpsig_new(&sc, &b->httpsig);
+    if (rv != 0) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return rv;
+    }
     struct rq_http_config hc = {
         .bind_address = b->cfg.http_addr,
         .max_body = API_MAX_BODY,
         .max_connections = (unsigned)b->cfg.http_max_connections,
         .idle_timeout_s = (unsigned)b->cfg.http_idle_timeout_s,
         .metrics = b->metrics,
+        .authenticate = rq_httpsig_authenticate,
+        .auth_data = b->httpsig,
     };
     rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,
                      whyn);
@@ -1161,7 +1188,7 @@ static int start(struct broker *b, char *why, size_t whyn)
             .raft_addr = b->cfg.raft_addr,
             .http_addr = b->cfg.http_addr,
             .managers = b->cfg.managers,
-            .secret = b->cfg.secret,
+            .b2m_key = rq_keys_get(&b->keys, RQ_KEY_HTTP_B2M),
         };
         rv = registrar_new(b->loop, &rc, heartbeat_summary, b, &b->registrar,
                            why, whyn);
@@ -1237,6 +1264,8 @@ int main(int argc, char **argv)
     }
     uv_run(b.loop, UV_RUN_DEFAULT);
     free(b.slots);
+    rq_httpsig_free(b.httpsig);
+    rq_keys_wipe(&b.keys, sizeof b.keys);
     rq_metrics_free(b.metrics); /* Every replica and the server are gone. */
     rq_node_release_closed();
     if (uv_loop_close(b.loop) != 0) {

@@ -30,7 +30,6 @@
 #define BACKOFF_MAX_MS 5000
 #define REGISTER_TIMEOUT_MS 5000
 #define URL_MAX 256
-#define HEADER_MAX 320
 
 enum state {
     REGISTERING,
@@ -44,7 +43,8 @@ struct registrar {
     uint64_t id;
     char raft_addr[URL_MAX];
     char http_addr[URL_MAX];
-    char secret_header[HEADER_MAX]; /* "" when there is no secret. */
+    char sender[32]; /* "broker-ID", who signs. */
+    struct rq_httpc_signer sign;
     char managers[REGISTRAR_MANAGERS_MAX][URL_MAX];
     size_t n_managers;
     size_t current; /* Index of the manager requests go to. */
@@ -130,10 +130,8 @@ int registrar_new(uv_loop_t *loop, const struct registrar_config *cfg,
         goto err_after_alloc;
     }
     if (strlen(cfg->raft_addr) >= URL_MAX ||
-        strlen(cfg->http_addr) >= URL_MAX ||
-        (cfg->secret != NULL &&
-         strlen(cfg->secret) + sizeof "X-Raftq-Secret: " > HEADER_MAX)) {
-        rq_why(why, whyn, "an address or the cluster secret is too long");
+        strlen(cfg->http_addr) >= URL_MAX) {
+        rq_why(why, whyn, "an address is too long");
         rv = RQ_INVALID;
         goto err_after_alloc;
     }
@@ -145,10 +143,9 @@ int registrar_new(uv_loop_t *loop, const struct registrar_config *cfg,
     r->id = cfg->id;
     snprintf(r->raft_addr, sizeof r->raft_addr, "%s", cfg->raft_addr);
     snprintf(r->http_addr, sizeof r->http_addr, "%s", cfg->http_addr);
-    if (cfg->secret != NULL && cfg->secret[0] != '\0') {
-        snprintf(r->secret_header, sizeof r->secret_header,
-                 "X-Raftq-Secret: %s", cfg->secret);
-    }
+    snprintf(r->sender, sizeof r->sender, "broker-%" PRIu64, cfg->id);
+    r->sign.key = cfg->b2m_key;
+    r->sign.sender = r->sender;
     r->heartbeat_ms =
         cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
     r->summary = summary;
@@ -174,7 +171,6 @@ static void post(struct registrar *r, const char *path, json_t *body,
                  unsigned timeout_ms)
 {
     char url[URL_MAX + 128];
-    const char *headers[2] = {NULL, NULL};
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {
@@ -182,17 +178,14 @@ static void post(struct registrar *r, const char *path, json_t *body,
         uv_timer_start(&r->timer, on_timer, r->heartbeat_ms, 0);
         return;
     }
-    if (r->secret_header[0] != '\0') {
-        headers[0] = r->secret_header;
-    }
     snprintf(url, sizeof url, "%s%s", r->managers[r->current], path);
     struct rq_httpc_req req = {
         .method = "POST",
         .url = url,
-        .headers = headers,
         .body = text,
         .body_len = strlen(text),
         .timeout_ms = timeout_ms,
+        .sign = &r->sign,
     };
     int rv = rq_httpc_do(r->httpc, &req, on_answer, r);
     free(text);

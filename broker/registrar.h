@@ -5,8 +5,9 @@
  * summary of its replicas. Any manager will do (a follower forwards to its
  * leader): requests go to one manager until it fails, then to the next in
  * the list. A heartbeat answered 404 (the managers do not know this
- * broker) makes it register again. Requests carry X-Raftq-Secret when a
- * cluster secret is set.
+ * broker) makes it register again. Requests are signed with the
+ * broker-to-manager key (rq_sig.h) as "broker-ID"; the secret itself is
+ * never sent.
  *
  *     REGISTERING --[200 to register]--> REGISTERED      [on_registered]
  *     REGISTERING --[anything else]--> REGISTERING, next manager, backoff
@@ -32,7 +33,9 @@ struct registrar_config {
     const char *raft_addr;
     const char *http_addr;
     const char *managers;  /* "URL,URL,..."; "HOST:PORT" means http:// */
-    const char *secret;    /* NULL or "": no X-Raftq-Secret header. */
+    /* The broker-to-manager key (RQ_KEY_HTTP_B2M), RQ_KEY_SIZE bytes,
+     * borrowed: it must outlive the registrar. */
+    const uint8_t *b2m_key;
     unsigned heartbeat_ms; /* 0: 1000. */
 };
 

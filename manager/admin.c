@@ -601,6 +601,7 @@ static void transfer_send(struct move_op *op, uint32_t broker)
         .method = "POST",
         .url = url,
         .headers = manager_peer_headers(op->m),
+        .sign = manager_to_brokers(op->m),
         .body = body,
         .body_len = strlen(body),
         .timeout_ms = TRANSFER_TIMEOUT_MS,
@@ -651,6 +652,7 @@ static void prefer_all(struct move_op *op)
             .method = "POST",
             .url = url,
             .headers = manager_peer_headers(op->m),
+            .sign = manager_to_brokers(op->m),
             .body = body,
             .body_len = strlen(body),
             .timeout_ms = PREFER_TIMEOUT_MS,
@@ -842,9 +844,8 @@ void admin_broker_register(struct rq_http_req *req, void *data)
     struct manager *m = data;
     char why[WHY_LEN];
 
-    if (!manager_check_secret(m, req) || manager_forward(m, req)) {
-        return;
-    }
+    /* The signature was checked before this handler (routes.h); the
+     * request is validated before it is forwarded. */
     json_t *body = rq_http_json(req, why, sizeof why);
     if (body == NULL) {
         rq_http_reply_error(req, 400, "%s", why);
@@ -859,6 +860,9 @@ void admin_broker_register(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400,
                             "need 'id' (a positive integer), 'raft_addr' and "
                             "'http_addr' (HOST:PORT)");
+        return;
+    }
+    if (manager_forward(m, req)) {
         return;
     }
     struct mcmd c = {.type = MCMD_BROKER_REGISTER};
@@ -893,9 +897,6 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
     uint32_t id;
     char why[WHY_LEN];
 
-    if (!manager_check_secret(m, req) || manager_forward(m, req)) {
-        return;
-    }
     if (parse_u32(rq_http_param(req, "id"), &id) != 0 || id == 0) {
         rq_http_reply_error(req, 400,
                             "the broker id must be a positive "
@@ -905,6 +906,9 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
     json_t *body = rq_http_json(req, why, sizeof why);
     if (body == NULL) {
         rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    if (manager_forward(m, req)) {
         return;
     }
     int rv = mstore_broker(m->store, id, &b);

@@ -316,6 +316,7 @@ static void attempt(struct bcall *c)
         .url = url,
         .headers =
             c->produce ? manager_records_headers(m) : manager_peer_headers(m),
+        .sign = manager_to_brokers(m),
         .body = c->body,
         .body_len = c->body_len,
         .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
@@ -409,6 +410,7 @@ static void fan_out(struct bcall *c)
             .method = "GET",
             .url = url,
             .headers = manager_peer_headers(m),
+            .sign = manager_to_brokers(m),
             .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
         };
         if (manager_call(m, &r, on_fan_answer, &c->fans[k]) == 0) {

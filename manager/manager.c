@@ -61,6 +61,7 @@
 #include "rq_err.h"
 #include "rq_fs.h"
 #include "rq_httpc.h"
+#include "rq_httpsig.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
@@ -106,6 +107,10 @@ static const struct rq_opt options[] = {
     {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_STR, "", false,
      offsetof(struct manager_config, admin_token),
      "bearer token the admin API requires (empty: none)"},
+    {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64, "30000",
+     false, offsetof(struct manager_config, auth_clock_skew_ms),
+     "how far a signed request's timestamp may be from this clock, either "
+     "way"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
      false, offsetof(struct manager_config, election_ms),
      "Raft election timeout"},
@@ -182,21 +187,6 @@ static bool same_secret(const char *a, const char *b)
     return diff == 0;
 }
 
-bool manager_check_secret(struct manager *m, struct rq_http_req *req)
-{
-    const char *s = rq_http_header(req, MANAGER_SECRET_HEADER);
-    if (m->cfg.secret[0] == '\0') {
-        return true;
-    }
-    if (s == NULL || !same_secret(s, m->cfg.secret)) {
-        rq_http_reply_error(req, 401,
-                            "the internal API needs the cluster secret in "
-                            "the " MANAGER_SECRET_HEADER " header");
-        return false;
-    }
-    return true;
-}
-
 bool manager_check_admin(struct manager *m, struct rq_http_req *req)
 {
     const char *a = rq_http_header(req, "Authorization");
@@ -215,9 +205,10 @@ bool manager_check_admin(struct manager *m, struct rq_http_req *req)
     return true;
 }
 
-static char secret_line[512];
-static const char *peer_headers[3];
-static const char *records_headers[3];
+static const char *const peer_headers[] = {"Content-Type: application/json",
+                                           NULL};
+static const char *const records_headers[] = {
+    "Content-Type: application/vnd.raftq.records", NULL};
 
 const char *const *manager_peer_headers(struct manager *m)
 {
@@ -229,6 +220,16 @@ const char *const *manager_records_headers(struct manager *m)
 {
     (void)m;
     return records_headers;
+}
+
+const struct rq_httpc_signer *manager_to_brokers(struct manager *m)
+{
+    return &m->to_brokers;
+}
+
+const struct rq_httpc_signer *manager_to_managers(struct manager *m)
+{
+    return &m->to_managers;
 }
 
 const char *manager_leader_http(struct manager *m, char *buf, size_t n)
@@ -485,6 +486,7 @@ void manager_read(struct manager *m, manager_read_cb cb, void *data)
         .method = "GET",
         .url = url,
         .headers = manager_peer_headers(m),
+        .sign = manager_to_managers(m),
         .timeout_ms = PEER_TIMEOUT_MS,
     };
     int rv = manager_call(m, &r, on_read_index, op);
@@ -525,13 +527,38 @@ static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
     free(f);
 }
 
+/*
+ * Whether @req bears a manager's X-Raftq-Forwarded mark that can be
+ * believed: on an internal route the signature was checked before the
+ * handler (and may not be checked twice: its nonce is spent); on a public
+ * route, which anyone may call, only with a valid manager-to-manager
+ * signature. A mark without one is ignored, so a stranger cannot make a
+ * follower refuse to forward.
+ */
+static bool forwarded_by_a_manager(struct manager *m, struct rq_http_req *req)
+{
+    char why[MANAGER_WHY];
+
+    if (rq_http_header(req, MANAGER_FORWARDED) == NULL) {
+        return false;
+    }
+    if (rq_http_route_auth(req) != 0) {
+        return true;
+    }
+    if (rq_httpsig_verify(m->httpsig, req, RQ_HTTPSIG_M2M, why, sizeof why) !=
+        RQ_SIG_OK) {
+        rq_log(RQ_DEBUG, "ignoring %s: %s", MANAGER_FORWARDED, why);
+        return false;
+    }
+    return true;
+}
+
 bool manager_forward(struct manager *m, struct rq_http_req *req)
 {
     char url[URL_LEN];
     char fwd_line[64];
     char ct_line[256];
     char auth_line[1024];
-    char sec_line[600];
     const char *headers[6];
     size_t nh = 0;
 
@@ -542,7 +569,7 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
     if (rq_node_ready(m->node)) {
         return false;
     }
-    if (rq_http_header(req, MANAGER_FORWARDED) != NULL) {
+    if (forwarded_by_a_manager(m, req)) {
         manager_unavailable(req,
                             "manager %" PRIu64
                             " is not the leader either (leadership is "
@@ -581,11 +608,6 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
         snprintf(auth_line, sizeof auth_line, "Authorization: %s", auth);
         headers[nh++] = auth_line;
     }
-    const char *sec = rq_http_header(req, MANAGER_SECRET_HEADER);
-    if (sec != NULL) {
-        snprintf(sec_line, sizeof sec_line, MANAGER_SECRET_HEADER ": %s", sec);
-        headers[nh++] = sec_line;
-    }
     headers[nh] = NULL;
     size_t len;
     const uint8_t *body = rq_http_body(req, &len);
@@ -596,6 +618,9 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
         .body = len > 0 ? body : NULL,
         .body_len = len,
         .timeout_ms = FORWARD_TIMEOUT_MS,
+        /* Signed afresh as this manager: the caller's signature, if any,
+         * was spent here. */
+        .sign = &m->to_managers,
     };
     int rv = manager_call(m, &r, on_forwarded, f);
     if (rv != 0) {
@@ -638,9 +663,6 @@ static void on_read_index_barrier(void *data, int status, const char *why)
 static void api_read_index(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
-    if (!manager_check_secret(m, req)) {
-        return;
-    }
     if (!rq_node_ready(m->node)) {
         manager_unavailable(req, "manager %" PRIu64 " is not the leader",
                             m->cfg.id);
@@ -704,9 +726,8 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
     char why[MANAGER_WHY];
     struct mcmd c = {.type = MCMD_MANAGER_ADDR};
 
-    if (!manager_check_secret(m, req) || manager_forward(m, req)) {
-        return;
-    }
+    /* Signed (checked before this handler), then validated, then
+     * forwarded or proposed. */
     const char *ids = rq_http_param(req, "id");
     char *end;
     unsigned long long id = strtoull(ids, &end, 10);
@@ -728,6 +749,9 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
                       sizeof why) != 0) {
         rq_http_reply_error(req, 400,
                             "need 'raft_addr' and 'http_addr' (HOST:PORT)");
+        return;
+    }
+    if (manager_forward(m, req)) {
         return;
     }
     c.u.manager.id = (uint32_t)id;
@@ -819,6 +843,7 @@ static void addr_upkeep(struct manager *m, uint64_t now)
         .method = "POST",
         .url = url,
         .headers = manager_peer_headers(m),
+        .sign = manager_to_managers(m),
         .body = body,
         .body_len = len,
         .timeout_ms = PEER_TIMEOUT_MS,
@@ -835,9 +860,6 @@ static void addr_upkeep(struct manager *m, uint64_t now)
 static void api_routes(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
-    if (!manager_check_secret(m, req)) {
-        return;
-    }
     if (!m->leading) {
         manager_unavailable(req, "manager %" PRIu64 " is not the leader",
                             m->cfg.id);
@@ -882,9 +904,6 @@ static void api_state_digest(struct rq_http_req *req, void *data)
     size_t len = 0;
     struct sha256_ctx h;
 
-    if (!manager_check_secret(m, req)) {
-        return;
-    }
     int rv = mstore_digest(m->store, digest);
     if (rv == 0) {
         rv = mstore_snapshot(m->store, &img, &len);
@@ -949,6 +968,7 @@ static void routes_copy(struct manager *m)
         .method = "GET",
         .url = url,
         .headers = manager_peer_headers(m),
+        .sign = manager_to_managers(m),
         .timeout_ms = PEER_TIMEOUT_MS,
     };
     if (manager_call(m, &r, on_routes, m) == 0) {
@@ -1124,11 +1144,12 @@ static const struct rq_http_route routes[] = {
     {"GET", "/ui/", ui_page},
     MANAGER_PARSING_ROUTES,
     {"GET", "/admin/managers", admin_managers},
-    /* The managers' own. */
-    {"GET", "/internal/read-index", api_read_index},
-    {"GET", "/internal/routes", api_routes},
-    {"GET", "/internal/state-digest", api_state_digest},
-    {"POST", "/internal/managers/{id}", api_manager_addr},
+    /* The managers' own: only managers call them (tests and tools that
+     * compare managers' states sign as one). */
+    {"GET", "/internal/read-index", api_read_index, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/routes", api_routes, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/state-digest", api_state_digest, RQ_HTTPSIG_M2M},
+    {"POST", "/internal/managers/{id}", api_manager_addr, RQ_HTTPSIG_M2M},
 };
 
 /* ---- Shutdown ---- */
@@ -1270,6 +1291,10 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_httpsig_check_skew(c->auth_clock_skew_ms, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
@@ -1305,14 +1330,12 @@ static int start(struct manager *m, char *why, size_t whyn)
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    snprintf(secret_line, sizeof secret_line, MANAGER_SECRET_HEADER ": %s",
-             m->cfg.secret);
-    peer_headers[0] = "Content-Type: application/json";
-    peer_headers[1] = m->cfg.secret[0] != '\0' ? secret_line : NULL;
-    peer_headers[2] = NULL;
-    records_headers[0] = "Content-Type: application/vnd.raftq.records";
-    records_headers[1] = peer_headers[1];
-    records_headers[2] = NULL;
+    rq_keys_derive(&m->keys, m->cfg.secret, strlen(m->cfg.secret));
+    snprintf(m->sender, sizeof m->sender, "manager-%" PRIu64, m->cfg.id);
+    m->to_brokers.key = rq_keys_get(&m->keys, RQ_KEY_HTTP_M2B);
+    m->to_brokers.sender = m->sender;
+    m->to_managers.key = rq_keys_get(&m->keys, RQ_KEY_HTTP_M2M);
+    m->to_managers.sender = m->sender;
     rv = rq_httpc_new(m->loop, &m->httpc, why, whyn);
     if (rv != 0) {
         return rv;
@@ -1364,12 +1387,23 @@ static int start(struct manager *m, char *why, size_t whyn)
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
+    struct rq_httpsig_config sc = {
+        .keys = &m->keys,
+        .skew_ms = m->cfg.auth_clock_skew_ms,
+        .metrics = m->metrics,
+    };
+    if (rq_httpsig_new(&sc, &m->httpsig) != 0) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
     struct rq_http_config hc = {
         .bind_address = m->cfg.http_addr,
         .max_body = MAX_BODY,
         .max_connections = (unsigned)m->cfg.http_max_connections,
         .idle_timeout_s = (unsigned)m->cfg.http_idle_timeout_s,
         .metrics = m->metrics,
+        .authenticate = rq_httpsig_authenticate,
+        .auth_data = m->httpsig,
     };
     rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0], m,
                      &m->http, why, whyn);
@@ -1447,6 +1481,8 @@ int main(int argc, char **argv)
     liveness_free(m.liveness);
     routing_free(m.routing);
     mmetrics_free(m.mmetrics); /* The HTTP server is gone. */
+    rq_httpsig_free(m.httpsig);
+    rq_keys_wipe(&m.keys, sizeof m.keys);
     rq_metrics_free(m.metrics);
     rq_node_release_closed();
     if (uv_loop_close(m.loop) != 0) {

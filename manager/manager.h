@@ -23,6 +23,7 @@
 #include "rq_config.h"
 #include "rq_http.h"
 #include "rq_httpc.h"
+#include "rq_keys.h"
 #include "rq_list.h"
 #include "rq_node.h"
 
@@ -30,7 +31,6 @@
 #define MANAGER_WHY 256 /* Room for a reason. */
 /* The header naming the manager that forwarded a request. */
 #define MANAGER_FORWARDED "X-Raftq-Forwarded"
-#define MANAGER_SECRET_HEADER "X-Raftq-Secret"
 
 struct manager_config {
     uint64_t id;
@@ -49,6 +49,7 @@ struct manager_config {
     uint64_t snapshot_threshold;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
+    uint64_t auth_clock_skew_ms;
     const char *log_level;
     const char *log_format;
 };
@@ -85,6 +86,13 @@ struct manager {
     struct mstore *store;
     struct rq_http *http;
     struct rq_httpc *httpc;
+    /* The keys derived from --cluster-secret (the secret is not kept for
+     * HTTP), the verifier of signed requests, and who signs our calls. */
+    struct rq_keys keys;
+    struct rq_httpsig *httpsig;
+    char sender[32]; /* "manager-ID" */
+    struct rq_httpc_signer to_brokers;
+    struct rq_httpc_signer to_managers;
     struct routing *routing;
     struct liveness *liveness;
     struct reconcile *reconcile;
@@ -168,16 +176,20 @@ void manager_hold(struct rq_http_req *req, struct rq_http_req **slot);
 void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Checks the cluster secret (internal API) or the admin token; on failure
- * answers 401 and returns false. */
-bool manager_check_secret(struct manager *m, struct rq_http_req *req);
+/* Checks the admin token; on failure answers 401 and returns false.
+ * Internal routes are checked before their handlers (rq_httpsig.h). */
 bool manager_check_admin(struct manager *m, struct rq_http_req *req);
 
-/* The headers every call to a broker or manager carries (secret,
- * JSON content type), NULL-terminated; static storage of the manager. */
+/* The headers every call to a broker or manager carries (the JSON content
+ * type), NULL-terminated; static storage of the manager. */
 const char *const *manager_peer_headers(struct manager *m);
 /* The same for a binary produce body (application/vnd.raftq.records). */
 const char *const *manager_records_headers(struct manager *m);
+
+/* How calls to brokers (manager-to-broker key) and to other managers
+ * (manager-to-manager key) are signed: the .sign of an rq_httpc_req. */
+const struct rq_httpc_signer *manager_to_brokers(struct manager *m);
+const struct rq_httpc_signer *manager_to_managers(struct manager *m);
 
 /*
  * Starts an HTTP call to a broker or a manager (rq_httpc_do), or refuses

@@ -371,6 +371,7 @@ static void step_run(struct move *mv)
         .method = method,
         .url = url,
         .headers = manager_peer_headers(m),
+        .sign = manager_to_brokers(m),
         .body = body,
         .body_len = body != NULL ? strlen(body) : 0,
         .timeout_ms = timeout,

@@ -5,12 +5,17 @@
  * managers' /internal routes); the fuzz harness of the handlers
  * (tests/fuzz/fuzz_manager_http.c) drives these through a fake request.
  * A macro, so that both build their tables from one list at compile time.
+ *
+ * The brokers' routes need a signature (rq_httpsig.h) made with the
+ * broker-to-manager key, or the manager-to-manager key when a follower
+ * forwards them to its leader; the public routes need none here.
  */
 #ifndef MANAGER_ROUTES_H
 #define MANAGER_ROUTES_H
 
 #include "admin.h"
 #include "qapi.h"
+#include "rq_httpsig.h"
 
 /* clang-format off */
 #define MANAGER_PARSING_ROUTES                                               \
@@ -38,8 +43,10 @@
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \
      admin_partition_leader},                                                \
     /* Brokers. */                                                           \
-    {"POST", "/internal/brokers/register", admin_broker_register},           \
-    {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat}
+    {"POST", "/internal/brokers/register", admin_broker_register,            \
+     RQ_HTTPSIG_B2M | RQ_HTTPSIG_M2M},                                       \
+    {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat,     \
+     RQ_HTTPSIG_B2M | RQ_HTTPSIG_M2M}
 /* clang-format on */
 
 #endif /* MANAGER_ROUTES_H */

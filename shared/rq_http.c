@@ -19,7 +19,9 @@
  *     UPLOADING -> UPLOADING   [on_access] body appended, or discarded
  *                                          once past max_body
  *     UPLOADING -> ANSWERED    [on_access] 413, 404, 405, 503 when closing,
- *                                          or a handler that replied
+ *                                          a refusal of the authenticate
+ *                                          callback, or a handler that
+ *                                          replied
  *     UPLOADING -> SUSPENDED   [on_access] the handler did not reply
  *     SUSPENDED -> ANSWERED    [rq_http_reply] resumed; the next on_access
  *                                          queues the response
@@ -182,6 +184,8 @@ struct rq_http {
     const struct rq_http_route *routes;
     size_t n_routes;
     void *data;
+    rq_http_auth_cb authenticate;
+    void *auth_data;
     size_t max_body;
     uint16_t port;
     struct rq_list waiting; /* Handled, not replied: struct rq_http_req. */
@@ -1094,6 +1098,22 @@ static void call_handler(struct rq_http_req *req)
     watch_start(req);
 }
 
+/* Whether the routed @req may reach its handler; false after the
+ * authenticate callback answered it. */
+static bool authenticated(struct rq_http_req *req)
+{
+    struct rq_http *h = req->h;
+
+    if (req->route->auth == 0) {
+        return true;
+    }
+    if (h->authenticate(req, req->route->auth, h->auth_data)) {
+        return true;
+    }
+    assert(req->replied); /* A refusal is answered by the callback. */
+    return false;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
@@ -1154,7 +1174,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     } else if (h->closing) {
         req->close_connection = true;
         reject(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
-    } else if (route(req)) {
+    } else if (route(req) && authenticated(req)) {
         call_handler(req);
     }
     return req->replied && !req->suspended ? queue(req) : MHD_YES;
@@ -1195,14 +1215,17 @@ static int resolve(uv_loop_t *loop, const char *host, uint16_t port,
     return 0;
 }
 
-static void check_routes(const struct rq_http_route *routes, size_t n)
+static void check_routes(const struct rq_http_route *routes, size_t n,
+                         bool can_authenticate)
 {
     for (size_t i = 0; i < n; i++) {
         assert(routes[i].method != NULL && routes[i].handler != NULL);
         assert(routes[i].pattern != NULL && routes[i].pattern[0] == '/');
+        assert(routes[i].auth == 0 || can_authenticate);
     }
     (void)routes;
     (void)n;
+    (void)can_authenticate;
 }
 
 int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
@@ -1221,7 +1244,7 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     const union MHD_DaemonInfo *info;
     int rv;
 
-    check_routes(routes, n_routes);
+    check_routes(routes, n_routes, cfg->authenticate != NULL);
     if (cfg->bind_address == NULL) {
         snprintf(why, whyn, "no address to listen on");
         return RQ_INVALID;
@@ -1248,6 +1271,8 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     h->routes = routes;
     h->n_routes = n_routes;
     h->data = data;
+    h->authenticate = cfg->authenticate;
+    h->auth_data = cfg->auth_data;
     h->max_body = cfg->max_body != 0 ? cfg->max_body : DEFAULT_MAX_BODY;
     max_connections = cfg->max_connections != 0 ? cfg->max_connections
                                                 : DEFAULT_MAX_CONNECTIONS;
@@ -1359,6 +1384,11 @@ const char *rq_http_path(const struct rq_http_req *req)
 const char *rq_http_query_string(const struct rq_http_req *req)
 {
     return req->query != NULL ? req->query : "";
+}
+
+unsigned rq_http_route_auth(const struct rq_http_req *req)
+{
+    return req->route != NULL ? req->route->auth : 0;
 }
 
 const char *rq_http_param(const struct rq_http_req *req, const char *name)

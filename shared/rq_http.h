@@ -14,7 +14,9 @@
  * another method 405, both with a JSON failure body. A request body larger
  * than max_body answers 413, and a query argument whose name or value
  * decodes to a NUL byte (%00), or a Transfer-Encoding other than chunked,
- * 400, before any handler runs. Every reply body is
+ * 400, before any handler runs. A route may require authentication: the
+ * server's authenticate callback then sees the complete request first and
+ * may answer it instead of the handler. Every reply body is
  * JSON ({"status": "success"|"failure", ...}) except rq_http_reply_text().
  */
 #ifndef RQ_HTTP_H
@@ -32,10 +34,22 @@ struct rq_metrics;
 
 typedef void (*rq_http_handler)(struct rq_http_req *req, void *data);
 
+/*
+ * Decides whether @req may reach its handler, given its route's @auth (not
+ * 0). Runs once the body is complete, before the handler: true lets the
+ * handler run; false means the callback has replied (401, say) and the
+ * handler never sees the request.
+ */
+typedef bool (*rq_http_auth_cb)(struct rq_http_req *req, unsigned auth,
+                                void *data);
+
 struct rq_http_route {
     const char *method;  /* "GET", "POST", "DELETE", ... */
     const char *pattern; /* "/v1/topics/{topic}/records" */
     rq_http_handler handler;
+    /* 0: open. Otherwise what the route requires, passed to the server's
+     * authenticate callback (for example a mask of accepted keys). */
+    unsigned auth;
 };
 
 struct rq_http_config {
@@ -53,6 +67,10 @@ struct rq_http_config {
      * "other". Gauges raftq_http_connections and
      * raftq_http_waiting_requests (suspended) are set when scraped. */
     struct rq_metrics *metrics;
+    /* Called for every request whose route has auth != 0 (required then),
+     * with auth_data. */
+    rq_http_auth_cb authenticate;
+    void *auth_data;
 };
 
 /*
@@ -84,6 +102,8 @@ const char *rq_http_method(const struct rq_http_req *req);
 const char *rq_http_path(const struct rq_http_req *req);
 /* The raw query string (after '?', still percent-encoded), or "". */
 const char *rq_http_query_string(const struct rq_http_req *req);
+/* The auth of the matched route (0: open; see rq_http_route). */
+unsigned rq_http_route_auth(const struct rq_http_req *req);
 /* A {name} segment of the matched pattern, percent-decoded; NULL if none. */
 const char *rq_http_param(const struct rq_http_req *req, const char *name);
 /* A query-string argument, decoded; NULL if absent. */

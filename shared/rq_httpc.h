@@ -12,6 +12,11 @@
  * the callback. A 4xx or 5xx answer is err 0 with that status; when err is
  * not 0 the body is empty.
  *
+ * A request with a signer goes out signed (rq_sig.h): the X-Raftq-Auth
+ * header is made here, per request, from its method, the path and query of
+ * its URL as libcurl sends them, its body, the wall clock and a fresh
+ * random nonce, so every internal caller signs the same way.
+ *
  * libcurl's curl_global_init() runs once per process, inside the first
  * rq_httpc_new() (pthread_once); nothing else may call libcurl.
  */
@@ -37,6 +42,12 @@ struct rq_httpc_resp {
 
 typedef void (*rq_httpc_cb)(void *data, const struct rq_httpc_resp *resp);
 
+/* Who signs a request and with which key (rq_keys.h); both borrowed. */
+struct rq_httpc_signer {
+    const uint8_t *key; /* RQ_KEY_SIZE bytes: the direction's HTTP key. */
+    const char *sender; /* "manager-1", "broker-4": rq_sig.h's grammar. */
+};
+
 struct rq_httpc_req {
     const char *method; /* "GET", "POST", "DELETE", ... */
     const char *url;    /* "http://HOST:PORT/path?query" */
@@ -46,6 +57,7 @@ struct rq_httpc_req {
     size_t body_len;
     unsigned timeout_ms; /* whole request; 0 means 10 s */
     size_t max_response; /* bytes; 0 means 64 MiB; more is RQ_TOOBIG */
+    const struct rq_httpc_signer *sign; /* NULL: sent unsigned */
 };
 
 /* A client on @loop. 0, or RQ_NOMEM/RQ_IO with @why. */
@@ -54,7 +66,8 @@ int rq_httpc_new(uv_loop_t *loop, struct rq_httpc **out, char *why,
 
 /*
  * Starts a request. 0 (the callback will run), or RQ_INVALID/RQ_NOMEM/
- * RQ_SHUTDOWN (the callback will not run).
+ * RQ_SHUTDOWN, or RQ_IO when no nonce could be drawn for its signature
+ * (the callback will not run).
  */
 int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
                 rq_httpc_cb cb, void *data);

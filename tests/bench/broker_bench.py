@@ -38,6 +38,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
+import rqkeys  # noqa: E402
+import rqsign  # noqa: E402
 
 TOPIC = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -49,7 +51,8 @@ VALUE_BYTES = 1024
 
 
 class Client:
-    """Keep-alive HTTP connections to the brokers, one per address."""
+    """Keep-alive HTTP connections to the brokers, one per address; every
+    request is signed as a manager signs its calls to brokers."""
 
     def __init__(self, timeout=30.0):
         self.conns = {}
@@ -64,6 +67,8 @@ class Client:
             conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
             self.conns[addr] = conn
         headers = {"Content-Type": content_type} if body is not None else {}
+        data = body.encode() if isinstance(body, str) else body
+        headers.update(rqsign.headers(method, path, data or b"", label=rqkeys.HTTP_M2B))
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -199,7 +204,7 @@ class Cluster:
         self.ctx = ctx
         self.raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n + 1)}
         self.http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n + 1)}
-        self.args = ["--cluster-secret", "bench-secret", "--log-level", ctx.opts.log_level]
+        self.args = ["--cluster-secret", rqkeys.TEST_SECRET, "--log-level", ctx.opts.log_level]
         self.extra = ctx.opts.broker_args.split()
         self.procs = {}
         for i in sorted(self.raft):

@@ -37,6 +37,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import checker  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
+import rqkeys  # noqa: E402
+import rqsign  # noqa: E402
 from workload import (  # noqa: E402
     BatchConsumer, History, Producer, QueueConsumer, Unreachable, call, register,
 )
@@ -48,7 +50,7 @@ else:
 
 PREFIX = "rqc"
 SUBNET = "10.213.0"  # The bridge's /24 (10.213.N when another run holds it).
-SECRET = "chaos-secret"
+SECRET = rqkeys.TEST_SECRET
 RAFT_PORT = 7000
 HTTP_PORT = 8000
 ATM_PORT = 7100
@@ -220,13 +222,23 @@ class Cluster:
     def b_addr(self, i):
         return "%s:%d" % (self.net.ip["b%d" % i], HTTP_PORT)
 
+    # Internal routes need a signature (rqsign.py): managers' as a manager
+    # (public routes ignore it), brokers' as a manager calling a broker.
+    @staticmethod
+    def _m2m(method, target, body):
+        return rqsign.headers(method, target, body, secret=SECRET, label=rqkeys.HTTP_M2M)
+
+    @staticmethod
+    def _m2b(method, target, body):
+        return rqsign.headers(method, target, body, secret=SECRET, label=rqkeys.HTTP_M2B)
+
     def m_call(self, i, method, path, body=None, query=None, timeout=8.0):
         return call(self.m_addr(i), method, path, body, timeout=timeout, query=query,
-                    headers={"X-Raftq-Secret": SECRET})
+                    sign=self._m2m)
 
     def b_call(self, i, method, path, body=None, query=None, timeout=5.0):
         return call(self.b_addr(i), method, path, body, timeout=timeout, query=query,
-                    headers={"X-Raftq-Secret": SECRET})
+                    sign=self._m2b)
 
     def any_manager(self, method, path, body=None, query=None, timeout=5.0, ok=(200,)):
         """The first answer with a status in @ok from any manager, else None."""

@@ -35,8 +35,10 @@ class Unreachable(Exception):
     """No answer: refused, reset or timed out."""
 
 
-def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, query=None, headers=None):
-    """One HTTP request; (status, parsed JSON body or None)."""
+def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, query=None, headers=None,
+         sign=None):
+    """One HTTP request; (status, parsed JSON body or None). @sign, a
+    function (method, target, body) -> headers, signs it."""
     host, port = addr.rsplit(":", 1)
     if query:
         path += "?" + urllib.parse.urlencode(query)
@@ -44,6 +46,8 @@ def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, query=None, header
     try:
         data = None if body is None else json.dumps(body).encode()
         hdr = {"Content-Type": "application/json"} if data is not None else {}
+        if sign is not None:
+            hdr.update(sign(method, path, data or b""))
         hdr.update(headers or {})
         conn.request(method, path, body=data, headers=hdr)
         resp = conn.getresponse()

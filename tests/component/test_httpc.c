@@ -6,7 +6,9 @@
  * with bodies and headers, error statuses and Retry-After, a server that
  * never answers, a refused connection, the response size limit, many
  * requests at once, invalid requests, and closing with requests pending
- * (also from inside a callback).
+ * (also from inside a callback). Signed requests: rq_httpc signs, and the
+ * server's routes that need a signature check it (rq_httpsig) before the
+ * handler.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,12 +31,15 @@
 #include "rq_err.h"
 #include "rq_http.h"
 #include "rq_httpc.h"
+#include "rq_httpsig.h"
+#include "rq_keys.h"
 
 #define WAIT_MS 5000
 #define N_MANY 200
 #define N_SEQUENTIAL 10
 #define RAW_CONNS_MAX 16
 #define URL_LEN 128
+#define SIGNED_MAX 4
 
 /* A response as the client's callback saw it (copied). */
 struct answer {
@@ -67,6 +72,8 @@ struct env {
     void *cond_arg;
     struct rq_http *h;
     bool h_closed;
+    struct rq_keys keys;
+    struct rq_httpsig *sig; /* Checks the /signed routes. */
     struct rq_httpc *c;
     bool c_closed;
     char base[URL_LEN]; /* "http://127.0.0.1:PORT" of the rq_http server. */
@@ -150,6 +157,8 @@ static const struct rq_http_route routes[] = {
     {"GET", "/echo/{name}", h_echo},    {"POST", "/echo/{name}", h_echo},
     {"DELETE", "/echo/{name}", h_echo}, {"GET", "/status/{code}", h_status},
     {"GET", "/hold", h_hold},           {"GET", "/big", h_big},
+    {"GET", "/signed/{name}", h_echo, RQ_HTTPSIG_M2B},
+    {"POST", "/signed/{name}", h_echo, RQ_HTTPSIG_M2B},
 };
 
 /* ---- The raw server: counts connections, answers every request "ok" ---- */
@@ -294,7 +303,18 @@ static int setup(void **state)
     uv_timer_init(&e->loop, &e->wake);
     uv_prepare_init(&e->loop, &e->prepare);
     e->prepare.data = e;
-    struct rq_http_config cfg = {.bind_address = "127.0.0.1:0"};
+    static const char secret[] = "httpc-test-secret-0123456789abcdef";
+    rq_keys_derive(&e->keys, secret, sizeof secret - 1);
+    /* Room for SIGNED_MAX accepted requests per window, so that a test
+     * can fill the replay cache. */
+    struct rq_httpsig_config sc = {.keys = &e->keys,
+                                   .cache_capacity = SIGNED_MAX};
+    assert_int_equal(rq_httpsig_new(&sc, &e->sig), 0);
+    struct rq_http_config cfg = {
+        .bind_address = "127.0.0.1:0",
+        .authenticate = rq_httpsig_authenticate,
+        .auth_data = e->sig,
+    };
     if (rq_http_new(&e->loop, &cfg, routes, sizeof routes / sizeof routes[0], e,
                     &e->h, why, sizeof why) != 0) {
         fail_msg("rq_http_new: %s", why);
@@ -334,6 +354,7 @@ static int teardown(void **state)
     uv_run(&e->loop, UV_RUN_DEFAULT);
     /* Every handle of the client and the server is closed. */
     assert_int_equal(uv_loop_close(&e->loop), 0);
+    rq_httpsig_free(e->sig);
     for (size_t i = 0; i < e->n_answers; i++) {
         free(e->answers[i].body);
     }
@@ -426,7 +447,88 @@ static const char *field(json_t *o, const char *name)
     return json_string_value(json_object_get(o, name));
 }
 
+/* One request signed by @sign (or not, NULL), run to its answer. */
+static void call_signed(struct env *e, const char *method, const char *path,
+                        const char *body, const struct rq_httpc_signer *sign,
+                        struct answer *a)
+{
+    char url[URL_LEN * 2];
+    snprintf(url, sizeof url, "%s%s", e->base, path);
+    struct rq_httpc_req req = {
+        .method = method,
+        .url = url,
+        .body = body,
+        .body_len = body != NULL ? strlen(body) : 0,
+        .sign = sign,
+    };
+    memset(a, 0, sizeof *a);
+    assert_int_equal(rq_httpc_do(e->c, &req, on_answer, a), 0);
+    assert_true(run_until(e, answered, a));
+}
+
 /* ---- Tests ---- */
+
+/* The signature covers the path and query as sent, percent-encoding and
+ * all, and the body; the server checks it before the handler. */
+static void test_httpc_signed_requests(void **state)
+{
+    struct env *e = *state;
+    struct answer a;
+    struct rq_httpc_signer m2b = {rq_keys_get(&e->keys, RQ_KEY_HTTP_M2B),
+                                  "manager-1"};
+    struct rq_httpc_signer b2m = {rq_keys_get(&e->keys, RQ_KEY_HTTP_B2M),
+                                  "broker-1"};
+    struct rq_httpc_signer bad_sender = {m2b.key, "manager 1"};
+    char url[URL_LEN * 2];
+    json_t *o;
+
+    call_signed(e, "GET", "/signed/a%20b%C3%A9?q=x%26y&z=%2F", NULL, &m2b, &a);
+    assert_int_equal(a.status, 200);
+    o = answer_json(&a);
+    assert_string_equal(field(o, "name"), "a b\xc3\xa9");
+    assert_string_equal(field(o, "q"), "x&y");
+    json_decref(o);
+    answer_free(&a);
+    call_signed(e, "POST", "/signed/p", "{\"k\":1}", &m2b, &a);
+    assert_int_equal(a.status, 200);
+    o = answer_json(&a);
+    assert_string_equal(field(o, "body"), "{\"k\":1}");
+    json_decref(o);
+    /* Each request gets its own nonce: the same request again passes. */
+    answer_free(&a);
+    call_signed(e, "POST", "/signed/p", "{\"k\":1}", &m2b, &a);
+    assert_int_equal(a.status, 200);
+
+    answer_free(&a);
+    call_signed(e, "POST", "/signed/p", "{}", NULL, &a);
+    assert_int_equal(a.status, 401);
+    assert_non_null(strstr(a.body, "missing signature"));
+    answer_free(&a);
+    call_signed(e, "POST", "/signed/p", "{}", &b2m, &a);
+    assert_int_equal(a.status, 401);
+    assert_non_null(strstr(a.body, "bad signature"));
+    /* A fragment is not sent, so it is not signed. */
+    answer_free(&a);
+    call_signed(e, "GET", "/signed/f?q=1#part", NULL, &m2b, &a);
+    assert_int_equal(a.status, 200);
+    /* SIGNED_MAX accepted within the window: the replay cache is full, and
+     * the next one is refused for now rather than accepted unremembered. */
+    answer_free(&a);
+    call_signed(e, "GET", "/signed/g", NULL, &m2b, &a);
+    assert_int_equal(a.status, 503);
+    assert_true(a.has_retry_after);
+    assert_string_equal(a.retry_after, "1");
+    assert_non_null(strstr(a.body, "retry"));
+    /* A route without auth ignores the header. */
+    answer_free(&a);
+    call_signed(e, "GET", "/echo/e", NULL, &b2m, &a);
+    assert_int_equal(a.status, 200);
+
+    answer_free(&a);
+    snprintf(url, sizeof url, "%s/signed/p", e->base);
+    struct rq_httpc_req req = {.method = "GET", .url = url, .sign = &bad_sender};
+    assert_int_equal(rq_httpc_do(e->c, &req, on_answer, &a), RQ_INVALID);
+}
 
 static void test_httpc_methods_bodies_and_headers(void **state)
 {
@@ -789,6 +891,8 @@ static void test_httpc_close_from_a_callback(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_httpc_signed_requests, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_httpc_methods_bodies_and_headers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

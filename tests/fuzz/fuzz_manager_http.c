@@ -58,7 +58,7 @@ static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
 #define FLAG_FORWARD 1    /* manager_forward() takes the request. */
-#define FLAG_NO_SECRET 2  /* manager_check_secret() refuses. */
+#define FLAG_UNSIGNED 2   /* A route needing a signature is refused. */
 #define FLAG_NO_ADMIN 4   /* manager_check_admin() refuses. */
 #define FLAG_FORWARDED 16 /* The request carries X-Raftq-Forwarded. */
 #define FLAG_NO_LEADER 32 /* Not the ready leader. */
@@ -175,16 +175,6 @@ void manager_hold(struct rq_http_req *req, struct rq_http_req **slot)
     rq_http_on_abort(req, on_held_abort, slot);
 }
 
-bool manager_check_secret(struct manager *m, struct rq_http_req *req)
-{
-    (void)m;
-    if (flags & FLAG_NO_SECRET) {
-        rq_http_reply_error(req, 401, "the cluster secret is wrong");
-        return false;
-    }
-    return true;
-}
-
 bool manager_check_admin(struct manager *m, struct rq_http_req *req)
 {
     (void)m;
@@ -195,7 +185,22 @@ bool manager_check_admin(struct manager *m, struct rq_http_req *req)
     return true;
 }
 
-static const char *const peer_headers[] = {"X-Raftq-Secret: s", NULL};
+static const char *const peer_headers[] = {"Content-Type: application/json",
+                                           NULL};
+static const uint8_t sign_key[RQ_KEY_SIZE];
+static const struct rq_httpc_signer signer = {sign_key, "manager-1"};
+
+const struct rq_httpc_signer *manager_to_brokers(struct manager *m)
+{
+    (void)m;
+    return &signer;
+}
+
+const struct rq_httpc_signer *manager_to_managers(struct manager *m)
+{
+    (void)m;
+    return &signer;
+}
 
 const char *const *manager_peer_headers(struct manager *m)
 {
@@ -432,7 +437,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * runs, so handlers never see m->closing set. */
         mgr.closing = false;
         mgr.leading = (flags & FLAG_NO_LEADER) == 0;
-        req.route->handler(&req, &mgr);
+        if ((flags & FLAG_UNSIGNED) && req.route->auth != 0) {
+            /* rq_http answers before the handler (rq_httpsig.h). */
+            rq_http_reply_error(&req, 401, "missing signature");
+        } else {
+            req.route->handler(&req, &mgr);
+        }
         mgr.closing = false;
         /* The later steps: callbacks, and the loop's timers (calls to
          * brokers start on the next turn; retries after a pause). */

@@ -268,3 +268,37 @@ for name, data in (
                            flags=32)),
 ):
     put("manager_http", name, data)
+
+put("manager_http", "unsigned-register",
+    http("register", {"id": 5, "raft_addr": "b5:1", "http_addr": "b5:2"}, flags=2))
+
+# Sig: header value, method, path, query (each NUL-terminated), ts:u64,
+# nonce (16 bytes), body; keys as fuzz_sig.c derives them.
+import sys  # noqa: E402
+sys.path.insert(0, "tests/integration")
+import rqkeys  # noqa: E402
+import rqsign  # noqa: E402
+
+SIG_SECRET = "fuzz-secret-0123456789abcdef-01234567"
+SIG_TS = 1700000000123
+SIG_NONCE = bytes(range(16))
+
+
+def sig(value, method=b"POST", path=b"/v1/topics/t/partitions/0/records",
+        query=b"producer_id=1&sequence=0", ts=SIG_TS, body=b'{"records":[]}'):
+    if isinstance(value, str):
+        value = value.encode()
+    return (value + b"\0" + method + b"\0" + path + b"\0" + query + b"\0"
+            + u64(ts) + SIG_NONCE + body)
+
+
+valid = rqsign.sign("POST", "/v1/topics/t/partitions/0/records?producer_id=1&sequence=0",
+                    b'{"records":[]}', secret=SIG_SECRET, label=rqkeys.HTTP_M2B,
+                    sender="manager-1", ts=SIG_TS, nonce=SIG_NONCE)
+put("sig", "valid", sig(valid))
+put("sig", "other-sender", sig(valid.replace("manager-1", "manager-2")))
+put("sig", "version", sig("v2 " + valid[3:]))
+put("sig", "upper-hex", sig(valid.upper().replace("V1 SENDER=", "v1 sender=")))
+put("sig", "sign-me", sig("manager-2", method=b"GET", path=b"/internal/replicas", query=b"",
+                          body=b""))
+put("sig", "secret", sig("itest-secret-0123456789abcdef-0123456789abcdef"))

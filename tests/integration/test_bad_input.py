@@ -37,6 +37,8 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, money, parse_balance, run_suite, wait_until  # noqa: E402
+import rqkeys  # noqa: E402
+import rqsign  # noqa: E402
 import test_manager  # noqa: E402
 from test_manager import MAX_MESSAGE, SECRET  # noqa: E402
 
@@ -89,14 +91,23 @@ def _read_response(s):
     return int(m.group(1)), hdrs, body
 
 
+# Addresses whose requests raw() signs, with the key (an rqkeys HTTP label):
+# the bad input must reach the handlers past the signature check.
+SIGN = {}
+
+
 def raw(addr, method, path, body=b"", headers=None, timeout=RAW_TIMEOUT):
     """Sends one request exactly as given (no client-side checks) and reads
-    the answer: (status, parsed JSON or None, headers, body bytes)."""
+    the answer: (status, parsed JSON or None, headers, body bytes). A
+    request to an address in SIGN is signed first (rqsign.py); @headers may
+    replace or drop (None) that signature."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
     elif isinstance(body, str):
         body = body.encode()
     hdr = {"Host": addr, "Connection": "close"}
+    if addr in SIGN:
+        hdr.update(rqsign.headers(method, path, body, secret=SECRET, label=SIGN[addr]))
     if body:
         hdr["Content-Type"] = "application/json"
         hdr["Content-Length"] = str(len(body))
@@ -508,13 +519,19 @@ def barrage_manager(c, addr, topic, pid, cid):
     expect(addr, "POST", lp % ("nope", "0"), 404, "nope", {"broker_id": 1}, headers=adm)
     expect(addr, "DELETE", "/admin/managers", 405, "not allowed", headers=adm)
 
-    # Internal: the cluster secret, then bodies.
-    sec = {"X-Raftq-Secret": SECRET}
-    for h in [None, "wrong", SECRET + "x", ""]:
-        expect(addr, "POST", "/internal/brokers/register", 401, "secret",
-               {"id": 9, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2"},
-               headers={"X-Raftq-Secret": h}, what="register with secret %r" % (h,))
-        expect(addr, "GET", "/internal/routes", 401, "secret", headers={"X-Raftq-Secret": h})
+    # Internal: the signature (tests/integration/test_strangers.py tries
+    # every way of getting it wrong), then bodies.
+    sec = {}  # raw() signs requests to managers as a broker (SIGN).
+    reg = {"id": 9, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2"}
+    for h, word in [({rqsign.HEADER: None}, "missing"),
+                    ({rqsign.HEADER: None, "X-Raftq-Secret": SECRET}, "missing"),
+                    ({rqsign.HEADER: "v1 " + SECRET}, "malformed"),
+                    ({rqsign.HEADER: ""}, "malformed")]:
+        expect(addr, "POST", "/internal/brokers/register", 401, word, reg, headers=h,
+               what="register with %r" % (h,))
+        expect(addr, "GET", "/internal/routes", 401, word, headers=h)
+    # A broker's signature is not a manager's.
+    expect(addr, "GET", "/internal/routes", 401, "bad signature")
     for body, word in [({}, "id"), ({"id": -1, "raft_addr": "a:1", "http_addr": "b:2"}, "id"),
                        ({"id": "9", "raft_addr": "a:1", "http_addr": "b:2"}, "id"),
                        ({"id": 9, "raft_addr": "nohost", "http_addr": "b:2"}, "raft_addr"),
@@ -551,8 +568,9 @@ BINARY = "application/vnd.raftq.records"
 def barrage_broker(addr, topic, gid, leads):
     """The broker's internal and data-plane routes (broker/README.md) on the
     broker at @addr, which hosts group @gid (partition 0 of @topic) and
-    leads it if @leads: a follower answers every produce 421 before it
-    reads the body."""
+    leads it if @leads. Requests are signed (SIGN), then validated, then
+    routed: a follower answers an invalid produce 400 like the leader, and
+    only a valid one 421."""
     rp = "/v1/topics/%s/partitions/0/records" % topic
     for path in ["/internal/replicas", rp, "/internal/replicas/%d/transfer" % gid,
                  "/internal/replicas/%d/preferred" % gid, "/internal/replicas/%d/members" % gid]:
@@ -568,16 +586,15 @@ def barrage_broker(addr, topic, gid, leads):
                         "producer_id"),
                        ({"records": [{"value": "v"}], "producer_id": 2**64, "sequence": 0},
                         "producer_id")]:
+        # The same answer whoever leads: the body is judged before the
+        # leadership (issue 11: a 421 here during a handover was a bug).
         status = 413 if word == "1024" else 400
-        if not leads:
-            # A follower reads the body, then answers what it can judge
-            # alone (400) or sends the client to the leader (421).
-            st, _, _, _ = raw(addr, "POST", rp, body)
-            status = status if st == status else 421
-            word = word if st != 421 else "not the leader"
         expect(addr, "POST", rp, status, word, body, what="produce %r" % (body,)[:60])
+    if not leads:
+        expect(addr, "POST", rp, 421, "not the leader", {"records": [{"value": "v"}]},
+               what="valid produce to a follower")
     # Data plane, binary (broker/README.md): each malformation, then a size.
-    bad_bin = [] if not leads else [
+    bad_bin = [
         (b"", "count"),
         (struct.pack("<I", 0), "count"),
         (struct.pack("<I", 1), "ends"),
@@ -591,12 +608,11 @@ def barrage_broker(addr, topic, gid, leads):
     for body, word in bad_bin:
         expect(addr, "POST", rp, 400, word, body, headers={"Content-Type": BINARY},
                what="binary %r" % body[:16])
-    if leads:
-        expect(addr, "POST", rp, 413, "10000", struct.pack("<I", 10001),
-               headers={"Content-Type": BINARY})
-        expect(addr, "POST", rp, 413, "1024", struct.pack("<IiI", 1, -1, 2**32 - 1) + b"v",
-               headers={"Content-Type": BINARY})
-    for qs, word in [] if not leads else [("?producer_id=1", "sequence"), ("?producer_id=-1&sequence=0", "producer_id"),
+    expect(addr, "POST", rp, 413, "10000", struct.pack("<I", 10001),
+           headers={"Content-Type": BINARY})
+    expect(addr, "POST", rp, 413, "1024", struct.pack("<IiI", 1, -1, 2**32 - 1) + b"v",
+           headers={"Content-Type": BINARY})
+    for qs, word in [("?producer_id=1", "sequence"), ("?producer_id=-1&sequence=0", "producer_id"),
                      ("?producer_id=x&sequence=0", "producer_id"),
                      ("?producer_id=1&sequence=%s" % BIG, "sequence")]:
         expect(addr, "POST", rp + qs, 400, word, struct.pack("<IiI", 1, -1, 1) + b"v",
@@ -889,6 +905,10 @@ def test_cluster_bad_input(ctx):
     c.other_pid = c.register(3, "producer", "other")
     c.other_cid = c.register(3, "consumer", "other")
     sent = produce_some(c, TOPIC, pid, 10, "before")
+    for i in c.brokers:
+        SIGN[c.b_http[i]] = rqkeys.HTTP_M2B
+    for i in c.managers:
+        SIGN[c.m_http[i]] = rqkeys.HTTP_B2M
 
     # Strangers and slow clients first: they are held through the barrage.
     watch = Watch()

@@ -29,6 +29,8 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+import rqkeys  # noqa: E402
+import rqsign  # noqa: E402
 
 TOPIC = "orders"
 HTTP_TIMEOUT = 15.0
@@ -42,17 +44,20 @@ class Unreachable(Exception):
 
 
 def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, raw=None,
-         content_type="application/json"):
+         content_type="application/json", signed=True):
     """One request; returns (status, parsed JSON body or None, headers).
 
     @body is sent as JSON; @raw (bytes) is sent as it is instead, as
-    @content_type.
+    @content_type. The request is signed as a manager signs its calls to
+    brokers (rqsign.py) unless @signed is false.
     """
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         headers = {"Content-Type": content_type} if data is not None else {}
+        if signed:
+            headers.update(rqsign.headers(method, path, data or b"", label=rqkeys.HTTP_M2B))
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         text = resp.read()
@@ -174,7 +179,7 @@ class Brokers:
             self.http[i] = "127.0.0.1:%d" % ctx.ports.take()
         self.args = [
             "--election-timeout-ms", "600", "--heartbeat-ms", "100",
-            "--cluster-secret", "itest-secret", "--log-level", ctx.opts.log_level,
+            "--cluster-secret", rqkeys.TEST_SECRET, "--log-level", ctx.opts.log_level,
             "--snapshot-threshold", "64", "--segment-bytes", "65536",
         ] + list(args)
         for i in range(1, n + 1):
@@ -622,7 +627,10 @@ def test_dedupe_redirect_long_poll(ctx):
     # A client that leaves a parked long poll: the broker lets go of it.
     host, port = b.http[follower].rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=5)
-    s.sendall(("GET %s?offset=4&wait_ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    target = "%s?offset=4&wait_ms=20000" % path
+    auth = rqsign.sign("GET", target, label=rqkeys.HTTP_M2B)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s: %s\r\n\r\n"
+               % (target, rqsign.HEADER, auth)).encode())
     wait_until(lambda: b.replicas(follower)[1]["waiters"] == 1, 10, "the long poll to park")
     s.close()
     wait_until(lambda: b.replicas(follower)[1]["waiters"] == 0, 10,
@@ -654,6 +662,19 @@ def test_bad_input(ctx):
     lead = b.wait_preferred([0])[0]
     a = b.http[lead]
     path = records_path(TOPIC, 0)
+
+    # Validate, then route: a broker that does not lead the partition
+    # answers an invalid produce 400 as the leader does, never 421 (which
+    # would depend on who leads at the moment), and a valid one 421.
+    for f in b.ids():
+        if f == lead:
+            continue
+        expect_failure(b.http[f], "POST", path, 400, {"records": [{"value": "v", "key": ["k"]}]},
+                       what="an invalid produce to follower %d" % f)
+        expect_failure(b.http[f], "POST", path, 400, raw=struct.pack("<I", 0),
+                       content_type=BINARY, what="an empty binary produce to follower %d" % f)
+        expect_failure(b.http[f], "POST", path, 421, {"records": [{"value": "v"}]},
+                       what="a valid produce to follower %d" % f)
 
     expect_failure(a, "POST", path, 400, raw=b'{"records": [', what="malformed JSON")
     expect_failure(a, "POST", path, 400, raw=b'[1, 2]', what="a list body")
@@ -1468,8 +1489,9 @@ def test_membership_change(ctx):
 class FakeManagers:
     """Managers as a broker sees them (manager/README.md): HTTP servers in
     this process that share one registry, as a manager cluster shares its
-    state. They record every registration and heartbeat, refuse a wrong
-    X-Raftq-Secret with 401, and can be told to forget the broker (the next
+    state. They record every registration and heartbeat, refuse a request
+    without a valid broker-to-manager signature (rqsign.verify) with 401,
+    and can be told to forget the broker (the next
     heartbeat gets 404), to answer 503 (no leader), or to die (connections
     refused, requests on open connections cut off unanswered)."""
 
@@ -1499,8 +1521,11 @@ class FakeManagers:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                answer = fm._serve(k, self.path, json.loads(body or b"{}"),
-                                   self.headers.get("X-Raftq-Secret"))
+                refused = rqsign.verify(self.headers.get(rqsign.HEADER), "POST", self.path,
+                                        body, secret=fm.secret, label=rqkeys.HTTP_B2M)
+                if self.headers.get("X-Raftq-Secret") is not None:
+                    refused = "the secret itself was sent"
+                answer = fm._serve(k, self.path, json.loads(body or b"{}"), refused)
                 if answer is None:
                     self.close_connection = True  # Dead: no answer at all.
                     return
@@ -1515,7 +1540,7 @@ class FakeManagers:
                 self.wfile.write(data)
         return Handler
 
-    def _serve(self, k, path, body, secret):
+    def _serve(self, k, path, body, refused):
         with self.lock:
             mode = self.mode[k]
             if mode == "dead":
@@ -1524,8 +1549,8 @@ class FakeManagers:
             kind = "register" if path == "/internal/brokers/register" else \
                 "heartbeat" if m else path
             bid = body.get("id") if m is None else int(m.group(1))
-            if secret != self.secret:
-                status, out = 401, {"status": "failure", "message": "wrong cluster secret"}
+            if refused is not None:
+                status, out = 401, {"status": "failure", "message": "signature: " + refused}
             elif mode == "busy":
                 status, out = 503, {"status": "failure", "message": "no leader yet"}
             elif kind == "register":
@@ -1619,7 +1644,7 @@ def test_registration_and_heartbeats(ctx):
     """A broker with --managers registers, heartbeats every second with its
     replicas, registers again when a heartbeat gets 404, and moves to the
     next manager when the first dies, logging each change once."""
-    fm = FakeManagers(ctx, 2, "itest-secret")
+    fm = FakeManagers(ctx, 2, rqkeys.TEST_SECRET)
     b = Brokers(ctx, n=1, args=["--managers", " %s/, %s" % tuple(fm.urls)]).start()
     wait_until(lambda: fm.events("register", 0, 200), 10, "a registration")
     reg = fm.events("register", 0)[0][3]
@@ -1675,7 +1700,7 @@ def test_registration_rotates_over_managers(ctx):
     """The first manager is down and the second has no leader at first:
     the broker retries over both until the second takes its registration,
     and says so once, not once per attempt."""
-    fm = FakeManagers(ctx, 2, "itest-secret")
+    fm = FakeManagers(ctx, 2, rqkeys.TEST_SECRET)
     fm.kill(0)
     fm.mode[1] = "busy"
     b = Brokers(ctx, n=1, args=["--managers", ",".join(fm.urls)]).start()

@@ -26,8 +26,10 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+import rqkeys  # noqa: E402
+import rqsign  # noqa: E402
 
-SECRET = "itest-secret"
+SECRET = rqkeys.TEST_SECRET
 HTTP_TIMEOUT = 20.0
 MAX_MESSAGE = 1024
 
@@ -39,8 +41,11 @@ class Unreachable(Exception):
     """The process could not be reached (refused, reset, timed out)."""
 
 
-def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, headers=None, query=None):
-    """One request; returns (status, parsed JSON body or None, headers)."""
+def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, headers=None, query=None,
+         sign=None):
+    """One request; returns (status, parsed JSON body or None, headers).
+    With @sign (an rqkeys HTTP label) it is signed as the cluster's
+    processes sign internal requests (rqsign.py)."""
     host, port = addr.rsplit(":", 1)
     if query:
         path += "?" + urllib.parse.urlencode(query)
@@ -48,6 +53,8 @@ def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, headers=None, quer
     try:
         data = None if body is None else json.dumps(body).encode()
         hdr = {"Content-Type": "application/json"} if data is not None else {}
+        if sign is not None:
+            hdr.update(rqsign.headers(method, path, data or b"", secret=SECRET, label=sign))
         hdr.update(headers or {})
         conn.request(method, path, body=data, headers=hdr)
         resp = conn.getresponse()
@@ -225,7 +232,8 @@ class Cluster:
         """Broker @b's replica of group @gid as GET /internal/replicas shows
         it; {} when it has none or cannot be reached."""
         try:
-            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5)
+            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5,
+                                  sign=rqkeys.HTTP_M2B)
         except Unreachable:
             return {}
         if st != 200:
@@ -304,7 +312,8 @@ class Cluster:
         """The group ids broker @b hosts (of @topic), or None if it cannot
         be reached."""
         try:
-            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5)
+            st, obj, _ = call(self.b_http[b], "GET", "/internal/replicas", timeout=5,
+                                  sign=rqkeys.HTTP_M2B)
         except Unreachable:
             return None
         if st != 200:
@@ -680,7 +689,8 @@ def test_admin_liveness(ctx):
 
     def gone():
         for i in c.brokers:
-            st, obj, _ = call(c.b_http[i], "GET", "/internal/replicas", timeout=5)
+            st, obj, _ = call(c.b_http[i], "GET", "/internal/replicas", timeout=5,
+                                  sign=rqkeys.HTTP_M2B)
             if st != 200 or obj["replicas"]:
                 return False
         return True
@@ -688,7 +698,8 @@ def test_admin_liveness(ctx):
     st, obj, _ = call(c.m_http[lead], "GET", "/metrics")
     check(st == 200, "metrics %d" % st)
     st, obj, _ = call(c.m_http[1], "POST", "/internal/brokers/1/heartbeat", {"replicas": []})
-    check_failure(st, obj, 401, "heartbeat without the secret")
+    check_failure(st, obj, 401, "heartbeat without a signature")
+    check("signature" in obj["message"], "401 says what is missing: %r" % obj)
 
 
 class Traffic:
@@ -988,7 +999,8 @@ def test_dead_broker_replaced(ctx):
             continue
         for b in p["replicas"]:
             def caught_up(b=b, p=p):
-                st, obj, _ = call(c.b_http[b], "GET", "/internal/replicas", timeout=5)
+                st, obj, _ = call(c.b_http[b], "GET", "/internal/replicas", timeout=5,
+                                  sign=rqkeys.HTTP_M2B)
                 mine = [r for r in obj["replicas"] if r["partition_id"] == p["partition_id"]]
                 want = len([k for k in sent if k[0] == p["partition_id"]])
                 return mine and mine[0]["next_offset"] == want and mine[0]["group_id"]
@@ -998,7 +1010,8 @@ def test_dead_broker_replaced(ctx):
 
     def cleaned():
         try:
-            st, obj, _ = call(c.b_http[victim], "GET", "/internal/replicas", timeout=5)
+            st, obj, _ = call(c.b_http[victim], "GET", "/internal/replicas", timeout=5,
+                                  sign=rqkeys.HTTP_M2B)
         except Unreachable:
             return False
         held = {r["partition_id"] for r in obj["replicas"] if r["topic"] == "heal"}

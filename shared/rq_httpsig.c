@@ -1,0 +1,162 @@
+/*
+ * Verifying signed internal requests on the HTTP server (rq_httpsig.h):
+ * reads the request's method, path, query, body and X-Raftq-Auth header,
+ * takes the wall clock (signatures carry wall-clock time, so the window
+ * compares clocks of different machines; the monotonic clock would mean
+ * nothing to the peer), and calls rq_sig_verify().
+ */
+#include "rq_httpsig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "rq_err.h"
+#include "rq_log.h"
+#include "rq_metrics.h"
+
+#define LOG_TAG "rq_httpsig"
+
+#define WHY_LEN 256
+#define LOG_EVERY_MS 1000
+/* What a 503 for a full replay cache asks the caller to wait, in seconds:
+ * entries expire continuously, so a second frees some. */
+#define RETRY_AFTER_S "1"
+
+struct rq_httpsig {
+    const struct rq_keys *keys;
+    struct rq_sig_cache *cache;
+    struct rq_sig_verifier verifier;
+    struct rq_metric *refused[RQ_SIG_N_RESULTS];
+    uint64_t last_log_ms;
+    uint64_t unlogged; /* Refusals since the last line. */
+};
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn)
+{
+    if (skew_ms < RQ_HTTPSIG_SKEW_MIN_MS || skew_ms > RQ_HTTPSIG_SKEW_MAX_MS) {
+        snprintf(why, whyn, "need %u <= --auth-clock-skew-ms <= %u",
+                 RQ_HTTPSIG_SKEW_MIN_MS, RQ_HTTPSIG_SKEW_MAX_MS);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+int rq_httpsig_new(const struct rq_httpsig_config *cfg,
+                   struct rq_httpsig **out)
+{
+    static const struct rq_metric_def def = {
+        RQ_METRIC_COUNTER,
+        "raftq_http_auth_refused_total",
+        "Internal HTTP requests refused before their handler, by reason "
+        "(missing, malformed, version, expired, bad_signature, replayed, "
+        "cache_full).",
+        {"reason"},
+    };
+    struct rq_httpsig *s = calloc(1, sizeof *s);
+
+    if (s == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    s->cache = rq_sig_cache_new(cfg->cache_capacity);
+    if (s->cache == NULL) {
+        free(s); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    s->keys = cfg->keys;
+    s->verifier.skew_ms =
+        cfg->skew_ms != 0 ? cfg->skew_ms : RQ_SIG_SKEW_DEFAULT_MS;
+    s->verifier.seen = s->cache;
+    if (cfg->metrics != NULL) {
+        /* Every reason from the start, so a scrape shows zeros. Without
+         * memory the refusals go uncounted (rq_metrics.h). */
+        struct rq_metric_family *f = rq_metrics_add(cfg->metrics, &def);
+        for (int r = RQ_SIG_OK + 1; r < RQ_SIG_N_RESULTS; r++) {
+            const char *label = rq_sig_result_label(r);
+            s->refused[r] = rq_metric_get(f, &label);
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+void rq_httpsig_free(struct rq_httpsig *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    for (int r = 0; r < RQ_SIG_N_RESULTS; r++) {
+        rq_metric_put(s->refused[r]);
+    }
+    rq_sig_cache_free(s->cache);
+    free(s);
+}
+
+enum rq_sig_result rq_httpsig_verify(struct rq_httpsig *s,
+                                     struct rq_http_req *req, unsigned auth,
+                                     char *why, size_t whyn)
+{
+    const uint8_t *keys[RQ_KEY_COUNT];
+    size_t n_keys = 0;
+    struct rq_sig_fields f;
+    size_t which;
+    size_t len;
+    uint64_t now = wall_ms();
+
+    for (int use = 0; use < RQ_KEY_COUNT; use++) {
+        if (auth & RQ_HTTPSIG_KEY(use)) {
+            keys[n_keys++] = rq_keys_get(s->keys, use);
+        }
+    }
+    const uint8_t *body = rq_http_body(req, &len);
+    struct rq_sig_req r = {
+        .method = rq_http_method(req),
+        .path = rq_http_path(req),
+        .query = rq_http_query_string(req),
+        .body = body,
+        .body_len = len,
+    };
+    enum rq_sig_result rv =
+        rq_sig_verify(&s->verifier, rq_http_header(req, RQ_SIG_HEADER), keys,
+                      n_keys, &r, now, &f, &which, why, whyn);
+    if (rv == RQ_SIG_OK) {
+        return rv;
+    }
+    rq_metric_inc(s->refused[rv]);
+    s->unlogged++;
+    /* One line a second at most: refusals are what a stranger can cause
+     * at will. */
+    if (now - s->last_log_ms >= LOG_EVERY_MS) {
+        rq_log(RQ_WARN, "refused %s %s: %s (%llu refusals since the last line)",
+               r.method, r.path, rq_sig_result_label(rv),
+               (unsigned long long)s->unlogged);
+        s->last_log_ms = now;
+        s->unlogged = 0;
+    }
+    return rv;
+}
+
+bool rq_httpsig_authenticate(struct rq_http_req *req, unsigned auth,
+                             void *data)
+{
+    char why[WHY_LEN];
+    enum rq_sig_result rv = rq_httpsig_verify(data, req, auth, why, sizeof why);
+
+    if (rv == RQ_SIG_OK) {
+        return true;
+    }
+    if (rv == RQ_SIG_BUSY) {
+        rq_http_set_header(req, "Retry-After", RETRY_AFTER_S);
+        rq_http_reply_error(req, 503, "%s", why);
+    } else {
+        rq_http_reply_error(req, 401, "%s", why);
+    }
+    return false;
+}

@@ -1,0 +1,67 @@
+/*
+ * Signed internal requests on the HTTP server: the glue between rq_http's
+ * authenticate hook and the pure rq_sig. A route's auth field is a mask of
+ * the keys it accepts (RQ_HTTPSIG_M2B, ...); before its handler runs, the
+ * request's X-Raftq-Auth header is verified against those keys at the wall
+ * clock, and a refusal is answered here: 401 with a JSON failure body
+ * naming what is wrong (missing, malformed, unknown version, expired, bad
+ * signature, replayed), or 503 with Retry-After when the replay cache is
+ * full. Nothing of a refused request reaches its handler. Refusals are
+ * counted in raftq_http_auth_refused_total{reason} and logged at most once
+ * a second.
+ *
+ * Signing is rq_httpc's (struct rq_httpc_signer); this module only
+ * verifies. It is not thread-safe: one per loop.
+ */
+#ifndef RQ_HTTPSIG_H
+#define RQ_HTTPSIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rq_http.h"
+#include "rq_keys.h"
+#include "rq_sig.h"
+
+/* rq_http_route.auth values: the keys a route accepts, by direction. */
+#define RQ_HTTPSIG_KEY(use) (1u << (use))
+#define RQ_HTTPSIG_M2B RQ_HTTPSIG_KEY(RQ_KEY_HTTP_M2B)
+#define RQ_HTTPSIG_B2M RQ_HTTPSIG_KEY(RQ_KEY_HTTP_B2M)
+#define RQ_HTTPSIG_M2M RQ_HTTPSIG_KEY(RQ_KEY_HTTP_M2M)
+
+/* The bounds of --auth-clock-skew-ms. */
+#define RQ_HTTPSIG_SKEW_MIN_MS 1000
+#define RQ_HTTPSIG_SKEW_MAX_MS 600000
+
+struct rq_metrics;
+struct rq_httpsig;
+
+struct rq_httpsig_config {
+    const struct rq_keys *keys; /* Borrowed; outlives the verifier. */
+    uint64_t skew_ms;           /* 0: RQ_SIG_SKEW_DEFAULT_MS. */
+    size_t cache_capacity;      /* 0: RQ_SIG_CACHE_DEFAULT. */
+    struct rq_metrics *metrics; /* Borrowed, or NULL. */
+};
+
+/* Checks a configured --auth-clock-skew-ms: 0 or RQ_INVALID with @why. */
+int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn);
+
+/* 0, or RQ_NOMEM. Caller frees with rq_httpsig_free(). */
+int rq_httpsig_new(const struct rq_httpsig_config *cfg,
+                   struct rq_httpsig **out);
+void rq_httpsig_free(struct rq_httpsig *s);
+
+/* The rq_http_auth_cb (data: the struct rq_httpsig). */
+bool rq_httpsig_authenticate(struct rq_http_req *req, unsigned auth,
+                             void *data);
+
+/*
+ * Verifies @req against the keys of @auth without replying, for a handler
+ * that must know whether an optional signature is good (a manager's
+ * X-Raftq-Forwarded mark). A refusal is counted.
+ */
+enum rq_sig_result rq_httpsig_verify(struct rq_httpsig *s,
+                                     struct rq_http_req *req, unsigned auth,
+                                     char *why, size_t whyn);
+
+#endif /* RQ_HTTPSIG_H */

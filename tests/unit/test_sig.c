@@ -1,0 +1,439 @@
+/*
+ * Unit tests of request signatures (shared/rq_sig.h): a known answer
+ * computed independently (tests/integration/rqsign.py), the round trip,
+ * every signed field tampered with, each refusal of the parser and the
+ * verifier, the edges of the clock window, replays, expiry of the replay
+ * cache and a full cache.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rq_err.h"
+#include "rq_keys.h"
+#include "rq_sig.h"
+
+#define SECRET "0123456789abcdef0123456789abcdef"
+#define NOW 1700000000123ull
+#define SKEW 30000ull
+#define BODY "{\"a\":1}"
+
+struct fx {
+    struct rq_keys keys;
+    struct rq_sig_cache *cache;
+    struct rq_sig_verifier v;
+    struct rq_sig_req req;
+    uint8_t nonce[RQ_SIG_NONCE_SIZE];
+    char value[RQ_SIG_VALUE_MAX];
+    char why[256];
+};
+
+static int setup(void **state)
+{
+    static struct fx f;
+    memset(&f, 0, sizeof f);
+    rq_keys_derive(&f.keys, SECRET, strlen(SECRET));
+    f.cache = rq_sig_cache_new(8);
+    f.v.skew_ms = SKEW;
+    f.v.seen = f.cache;
+    f.req = (struct rq_sig_req){
+        .method = "POST",
+        .path = "/v1/topics/t/partitions/0/records",
+        .query = "x=%20y",
+        .body = BODY,
+        .body_len = strlen(BODY),
+    };
+    for (int i = 0; i < RQ_SIG_NONCE_SIZE; i++) {
+        f.nonce[i] = (uint8_t)i;
+    }
+    *state = &f;
+    return f.cache != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    rq_sig_cache_free(f->cache);
+    return 0;
+}
+
+static const uint8_t *key(struct fx *f, enum rq_key_use use)
+{
+    return rq_keys_get(&f->keys, use);
+}
+
+/* Signs f->req with the M2B key as manager-1 at @ts into f->value. */
+static void sign_at(struct fx *f, uint64_t ts)
+{
+    assert_int_equal(rq_sig_sign(key(f, RQ_KEY_HTTP_M2B), "manager-1", ts,
+                                 f->nonce, &f->req, f->value, sizeof f->value),
+                     0);
+}
+
+/* Verifies f->value against the M2B key alone at @now. */
+static enum rq_sig_result verify_at(struct fx *f, uint64_t now)
+{
+    const uint8_t *keys[] = {key(f, RQ_KEY_HTTP_M2B)};
+    struct rq_sig_fields out;
+    size_t which = 99;
+    enum rq_sig_result rv = rq_sig_verify(&f->v, f->value, keys, 1, &f->req,
+                                          now, &out, &which, f->why,
+                                          sizeof f->why);
+    if (rv == RQ_SIG_OK) {
+        assert_int_equal(which, 0);
+    }
+    return rv;
+}
+
+static void test_sig_sign_matches_python(void **state)
+{
+    struct fx *f = *state;
+    sign_at(f, NOW);
+    assert_string_equal(
+        f->value,
+        "v1 sender=manager-1 ts=1700000000123 "
+        "nonce=000102030405060708090a0b0c0d0e0f "
+        "sig=09e0ce33203e6bc62dcd28a9f6eb6c819264427520db9d75eb7e9281244072a0");
+    assert_true(strlen(f->value) < RQ_SIG_VALUE_MAX);
+}
+
+static void test_sig_round_trip(void **state)
+{
+    struct fx *f = *state;
+    const uint8_t *keys[] = {key(f, RQ_KEY_HTTP_B2M), key(f, RQ_KEY_HTTP_M2B)};
+    struct rq_sig_fields out;
+    size_t which = 99;
+
+    sign_at(f, NOW);
+    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 2, &f->req, NOW,
+                                   &out, &which, f->why, sizeof f->why),
+                     RQ_SIG_OK);
+    assert_int_equal(which, 1);
+    assert_string_equal(out.sender, "manager-1");
+    assert_int_equal(out.ts_ms, NOW);
+    assert_memory_equal(out.nonce, f->nonce, RQ_SIG_NONCE_SIZE);
+    assert_int_equal(rq_sig_cache_count(f->cache), 1);
+}
+
+static void test_sig_empty_body_and_query(void **state)
+{
+    struct fx *f = *state;
+    f->req = (struct rq_sig_req){.method = "GET", .path = "/internal/replicas"};
+    sign_at(f, NOW);
+    assert_int_equal(verify_at(f, NOW), RQ_SIG_OK);
+}
+
+/* Signs, changes one thing the signature covers, and expects BAD. */
+static void assert_tamper_refused(struct fx *f, void (*tamper)(struct fx *f))
+{
+    struct rq_sig_req saved = f->req;
+    sign_at(f, NOW);
+    tamper(f);
+    assert_int_equal(verify_at(f, NOW), RQ_SIG_BAD);
+    assert_non_null(strstr(f->why, "bad signature"));
+    f->req = saved;
+}
+
+static void set_method(struct fx *f) { f->req.method = "PUT"; }
+static void set_path(struct fx *f) { f->req.path = "/v1/topics/t/partitions/1/records"; }
+static void set_query(struct fx *f) { f->req.query = "x=+y"; }
+static void drop_query(struct fx *f) { f->req.query = NULL; }
+static void set_body(struct fx *f) { f->req.body = "{\"a\":2}"; }
+static void cut_body(struct fx *f) { f->req.body_len--; }
+
+/* Replaces the text after @field= in f->value by @with (same length). */
+static void patch(struct fx *f, const char *field, const char *with)
+{
+    char *p = strstr(f->value, field);
+    assert_non_null(p);
+    memcpy(p + strlen(field), with, strlen(with));
+}
+
+static void set_sender(struct fx *f) { patch(f, "sender=", "manager-2"); }
+static void set_ts(struct fx *f) { patch(f, "ts=", "1700000000124"); }
+static void set_nonce(struct fx *f) { patch(f, "nonce=", "1"); }
+static void set_mac(struct fx *f) { patch(f, "sig=", "1"); }
+
+static void test_sig_tampered_fields_refused(void **state)
+{
+    struct fx *f = *state;
+    void (*const tampers[])(struct fx *) = {
+        set_method, set_path, set_query,  drop_query, set_body,
+        cut_body,   set_sender, set_ts, set_nonce,  set_mac,
+    };
+    for (size_t i = 0; i < sizeof tampers / sizeof tampers[0]; i++) {
+        assert_tamper_refused(f, tampers[i]);
+    }
+    /* Nothing refused was remembered. */
+    assert_int_equal(rq_sig_cache_count(f->cache), 0);
+}
+
+static void test_sig_other_direction_refused(void **state)
+{
+    struct fx *f = *state;
+    const uint8_t *keys[] = {key(f, RQ_KEY_HTTP_M2M), key(f, RQ_KEY_HTTP_B2M)};
+    struct rq_sig_fields out;
+    size_t which;
+    struct rq_keys other;
+
+    sign_at(f, NOW); /* M2B */
+    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 2, &f->req, NOW,
+                                   &out, &which, f->why, sizeof f->why),
+                     RQ_SIG_BAD);
+    /* The same direction under another cluster's secret. */
+    rq_keys_derive(&other, SECRET "!", strlen(SECRET) + 1);
+    keys[0] = rq_keys_get(&other, RQ_KEY_HTTP_M2B);
+    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 1, &f->req, NOW,
+                                   &out, &which, f->why, sizeof f->why),
+                     RQ_SIG_BAD);
+}
+
+static void assert_parse(const char *value, enum rq_sig_result want,
+                         const char *says)
+{
+    struct rq_sig_fields out;
+    char why[256] = "";
+    enum rq_sig_result rv = rq_sig_parse(value, &out, why, sizeof why);
+    if (rv != want || strstr(why, says) == NULL) {
+        fail_msg("'%s': got %s '%s', want %s saying '%s'",
+                 value != NULL ? value : "(null)", rq_sig_result_label(rv),
+                 why, rq_sig_result_label(want), says);
+    }
+}
+
+#define N32 "000102030405060708090a0b0c0d0e0f"
+#define S64 N32 N32
+
+static void test_sig_parse_refusals(void **state)
+{
+    (void)state;
+    char longer[RQ_SIG_VALUE_MAX + 8];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    memcpy(longer, "v1 sender=", 10);
+
+    assert_parse("v1 sender=a ts=1 nonce=" N32 " sig=" S64, RQ_SIG_OK, "");
+    assert_parse("v1 sender=a-b.c_D9 ts=0 nonce=" N32 " sig=" S64, RQ_SIG_OK,
+                 "");
+    assert_parse(NULL, RQ_SIG_MISSING, "missing");
+    assert_parse("", RQ_SIG_MALFORMED, "'v1 '");
+    assert_parse("v2 sender=a ts=1 nonce=" N32 " sig=" S64, RQ_SIG_VERSION,
+                 "'v2'");
+    assert_parse("v10", RQ_SIG_VERSION, "version");
+    assert_parse("V1 sender=a ts=1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "'v1 '");
+    assert_parse("v1  sender=a ts=1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "sender");
+    assert_parse("v1 sender= ts=1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "sender");
+    assert_parse("v1 sender=a/b ts=1 nonce=" N32 " sig=" S64,
+                 RQ_SIG_MALFORMED, "ts=");
+    assert_parse("v1 sender=a ts=01 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "leading zero");
+    assert_parse("v1 sender=a ts=1234567890123456 nonce=" N32 " sig=" S64,
+                 RQ_SIG_MALFORMED, "15 decimal");
+    assert_parse("v1 sender=a ts=-1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "timestamp");
+    assert_parse("v1 sender=a ts=1 nonce=" N32 "00 sig=" S64,
+                 RQ_SIG_MALFORMED, "sig=");
+    assert_parse("v1 sender=a ts=1 nonce=000102030405060708090A0B0C0D0E0F sig=" S64,
+                 RQ_SIG_MALFORMED, "nonce=");
+    assert_parse("v1 sender=a ts=1 nonce=" N32 " sig=" N32, RQ_SIG_MALFORMED,
+                 "64 lower-case");
+    assert_parse("v1 sender=a ts=1 nonce=" N32 " sig=" S64 " ",
+                 RQ_SIG_MALFORMED, "after the signature");
+    assert_parse("v1 ts=1 sender=a nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "sender=");
+    assert_parse(longer, RQ_SIG_MALFORMED, "too long");
+    /* 65 characters of sender. */
+    assert_parse("v1 sender=" N32 N32 "x ts=1 nonce=" N32 " sig=" S64,
+                 RQ_SIG_MALFORMED, "1 to 64");
+}
+
+static void test_sig_sign_refuses_bad_sender(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(rq_sig_sign(key(f, RQ_KEY_HTTP_M2B), "a b", NOW, f->nonce,
+                                 &f->req, f->value, sizeof f->value),
+                     RQ_INVALID);
+    assert_int_equal(rq_sig_sign(key(f, RQ_KEY_HTTP_M2B), "", NOW, f->nonce,
+                                 &f->req, f->value, sizeof f->value),
+                     RQ_INVALID);
+    assert_int_equal(rq_sig_sign(key(f, RQ_KEY_HTTP_M2B), "m", NOW, f->nonce,
+                                 &f->req, f->value, 20),
+                     RQ_INVALID);
+}
+
+static void test_sig_missing_and_malformed_verify(void **state)
+{
+    struct fx *f = *state;
+    const uint8_t *keys[] = {key(f, RQ_KEY_HTTP_M2B)};
+    struct rq_sig_fields out;
+    size_t which;
+    assert_int_equal(rq_sig_verify(&f->v, NULL, keys, 1, &f->req, NOW, &out,
+                                   &which, f->why, sizeof f->why),
+                     RQ_SIG_MISSING);
+    assert_non_null(strstr(f->why, "X-Raftq-Auth"));
+    assert_int_equal(rq_sig_verify(&f->v, "secret", keys, 1, &f->req, NOW,
+                                   &out, &which, f->why, sizeof f->why),
+                     RQ_SIG_MALFORMED);
+    assert_string_equal(rq_sig_result_label(RQ_SIG_BAD), "bad_signature");
+    assert_string_equal(rq_sig_result_label(RQ_SIG_N_RESULTS), "?");
+}
+
+static void test_sig_window_edges(void **state)
+{
+    struct fx *f = *state;
+
+    /* Exactly at either edge: accepted (each with a fresh nonce). */
+    sign_at(f, NOW);
+    assert_int_equal(verify_at(f, NOW + SKEW), RQ_SIG_OK);
+    f->nonce[0] = 1;
+    sign_at(f, NOW);
+    assert_int_equal(verify_at(f, NOW - SKEW), RQ_SIG_OK);
+
+    /* One millisecond past either edge: refused, and not remembered. */
+    f->nonce[0] = 2;
+    sign_at(f, NOW);
+    assert_int_equal(verify_at(f, NOW + SKEW + 1), RQ_SIG_EXPIRED);
+    assert_non_null(strstr(f->why, "behind"));
+    assert_int_equal(verify_at(f, NOW - SKEW - 1), RQ_SIG_EXPIRED);
+    assert_non_null(strstr(f->why, "ahead of"));
+    assert_int_equal(rq_sig_cache_count(f->cache), 2);
+    /* The same request inside the window: still usable once. */
+    assert_int_equal(verify_at(f, NOW), RQ_SIG_OK);
+}
+
+static void test_sig_replay_refused(void **state)
+{
+    struct fx *f = *state;
+    sign_at(f, NOW);
+    assert_int_equal(verify_at(f, NOW), RQ_SIG_OK);
+    assert_int_equal(verify_at(f, NOW + 1), RQ_SIG_REPLAYED);
+    assert_non_null(strstr(f->why, "replayed"));
+    /* Until the end of the window. */
+    assert_int_equal(verify_at(f, NOW + SKEW), RQ_SIG_REPLAYED);
+    /* After it the timestamp is stale anyway. */
+    assert_int_equal(verify_at(f, NOW + SKEW + 1), RQ_SIG_EXPIRED);
+
+    /* The same nonce from another sender is another request. */
+    assert_int_equal(rq_sig_sign(key(f, RQ_KEY_HTTP_M2B), "manager-2", NOW,
+                                 f->nonce, &f->req, f->value, sizeof f->value),
+                     0);
+    assert_int_equal(verify_at(f, NOW), RQ_SIG_OK);
+}
+
+static void test_sig_cache_expiry(void **state)
+{
+    struct fx *f = *state;
+    uint8_t nonce[RQ_SIG_NONCE_SIZE] = {0};
+
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 100, 0),
+                     RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 200, 99),
+                     RQ_SIG_REPLAYED);
+    /* Expired at 100: the slot is taken again. */
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 300, 100),
+                     RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(f->cache), 1);
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 400, 299),
+                     RQ_SIG_REPLAYED);
+}
+
+static void test_sig_cache_full(void **state)
+{
+    struct fx *f = *state;
+    uint8_t nonce[RQ_SIG_NONCE_SIZE] = {0};
+
+    /* Capacity 8: eight live entries, then refusal. */
+    for (uint8_t i = 0; i < 8; i++) {
+        nonce[0] = i;
+        assert_int_equal(
+            rq_sig_cache_add(f->cache, "a", nonce, 1000 + i, 0), RQ_SIG_OK);
+    }
+    nonce[0] = 8;
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 2000, 0),
+                     RQ_SIG_BUSY);
+    /* Held entries are still recognised while full. */
+    nonce[0] = 3;
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 2000, 0),
+                     RQ_SIG_REPLAYED);
+    /* Once the first three expire (at 1000, 1001, 1002), the sweep makes room for three. */
+    for (uint8_t i = 8; i < 11; i++) {
+        nonce[0] = i;
+        assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 5000, 1002),
+                         RQ_SIG_OK);
+    }
+    nonce[0] = 11;
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 5000, 1002),
+                     RQ_SIG_BUSY);
+    /* Every live entry is still found after the deletions moved them. */
+    for (uint8_t i = 3; i < 11; i++) {
+        nonce[0] = i;
+        assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 5000, 1002),
+                         RQ_SIG_REPLAYED);
+    }
+    assert_int_equal(rq_sig_cache_count(f->cache), 8);
+
+    /* Through the verifier: 503's reason. */
+    for (uint8_t i = 0; i < 8; i++) {
+        nonce[0] = (uint8_t)(100 + i);
+        assert_int_equal(rq_sig_cache_add(f->cache, "b", nonce, NOW + 1, NOW),
+                         RQ_SIG_OK);
+    }
+    sign_at(f, NOW);
+    assert_int_equal(verify_at(f, NOW), RQ_SIG_BUSY);
+    assert_string_equal(rq_sig_result_label(RQ_SIG_BUSY), "cache_full");
+}
+
+/* Many entries with every expiry pattern: the table never loses a live
+ * entry and never keeps more than its capacity. */
+static void test_sig_cache_churn(void **state)
+{
+    (void)state;
+    struct rq_sig_cache *c = rq_sig_cache_new(64);
+    uint8_t nonce[RQ_SIG_NONCE_SIZE] = {0};
+    assert_non_null(c);
+    for (uint32_t t = 0; t < 5000; t++) {
+        memcpy(nonce, &t, sizeof t);
+        /* Each lives 40 ticks: at most 40 live, so never full. */
+        assert_int_equal(rq_sig_cache_add(c, "x", nonce, t + 40, t),
+                         RQ_SIG_OK);
+        assert_true(rq_sig_cache_count(c) <= 64);
+        for (uint32_t back = 1; back < 40 && back <= t; back += 7) {
+            uint32_t u = t - back;
+            memcpy(nonce, &u, sizeof u);
+            assert_int_equal(rq_sig_cache_add(c, "x", nonce, t + 40, t),
+                             RQ_SIG_REPLAYED);
+        }
+    }
+    rq_sig_cache_free(c);
+    rq_sig_cache_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_sig_sign_matches_python),
+        T(test_sig_round_trip),
+        T(test_sig_empty_body_and_query),
+        T(test_sig_tampered_fields_refused),
+        T(test_sig_other_direction_refused),
+        T(test_sig_parse_refusals),
+        T(test_sig_sign_refuses_bad_sender),
+        T(test_sig_missing_and_malformed_verify),
+        T(test_sig_window_edges),
+        T(test_sig_replay_refused),
+        T(test_sig_cache_expiry),
+        T(test_sig_cache_full),
+        cmocka_unit_test(test_sig_cache_churn),
+#undef T
+    };
+    return cmocka_run_group_tests_name("sig", tests, NULL, NULL);
+}
