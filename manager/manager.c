@@ -97,15 +97,19 @@ static const struct rq_opt options[] = {
     {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
      offsetof(struct manager_config, data),
      "data directory (Raft log, snapshots, meta.db)"},
-    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_STR, "raftq-dev-secret",
-     false, offsetof(struct manager_config, secret),
-     "shared secret authenticating peers, brokers and internal calls"},
+    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_SECRET, NULL, false,
+     offsetof(struct manager_config, secret),
+     "the cluster's shared secret, 32 bytes or more of random data, the same "
+     "on every manager and broker (required)"},
     {"cluster-id", "RAFTQ_CLUSTER_ID", RQ_OPT_U64, "1", false,
      offsetof(struct manager_config, cluster_id),
      "cluster id; peers must match"},
-    {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_STR, "", false,
+    {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_SECRET, "", false,
      offsetof(struct manager_config, admin_token),
-     "bearer token the admin API requires (empty: none)"},
+     "bearer token the admin API requires"},
+    {"admin-open", "RAFTQ_ADMIN_OPEN", RQ_OPT_BOOL, "false", false,
+     offsetof(struct manager_config, admin_open),
+     "development only (raftq dev): the admin API needs no token"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
      false, offsetof(struct manager_config, election_ms),
      "Raft election timeout"},
@@ -1225,6 +1229,10 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_config_check_secret("cluster-secret", c->secret, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     if (c->id == 0 || c->id > UINT32_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^32-1");
         return RQ_INVALID;
@@ -1456,6 +1464,7 @@ int main(int argc, char **argv)
         close(m.lock_fd);
     }
     rq_aio_close();
+    rq_config_free(options, sizeof options / sizeof options[0], &m.cfg);
     rq_log(RQ_INFO, "stopped");
     return 0;
 }
