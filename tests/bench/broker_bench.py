@@ -38,6 +38,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
+from rqkeys import TEST_SECRET  # noqa: E402
 
 TOPIC = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -199,7 +200,7 @@ class Cluster:
         self.ctx = ctx
         self.raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n + 1)}
         self.http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n + 1)}
-        self.args = ["--cluster-secret", "bench-secret", "--log-level", ctx.opts.log_level]
+        self.args = ["--cluster-secret", TEST_SECRET, "--log-level", ctx.opts.log_level]
         self.extra = ctx.opts.broker_args.split()
         self.procs = {}
         for i in sorted(self.raft):

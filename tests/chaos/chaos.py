@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import checker  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
+from rqkeys import TEST_SECRET  # noqa: E402
 from workload import (  # noqa: E402
     BatchConsumer, History, Producer, QueueConsumer, Unreachable, call, register,
 )
@@ -48,7 +49,7 @@ else:
 
 PREFIX = "rqc"
 SUBNET = "10.213.0"  # The bridge's /24 (10.213.N when another run holds it).
-SECRET = "chaos-secret"
+SECRET = TEST_SECRET
 RAFT_PORT = 7000
 HTTP_PORT = 8000
 ATM_PORT = 7100

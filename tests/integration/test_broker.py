@@ -29,6 +29,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+from rqkeys import TEST_SECRET  # noqa: E402
 
 TOPIC = "orders"
 HTTP_TIMEOUT = 15.0
@@ -174,7 +175,7 @@ class Brokers:
             self.http[i] = "127.0.0.1:%d" % ctx.ports.take()
         self.args = [
             "--election-timeout-ms", "600", "--heartbeat-ms", "100",
-            "--cluster-secret", "itest-secret", "--log-level", ctx.opts.log_level,
+            "--cluster-secret", TEST_SECRET, "--log-level", ctx.opts.log_level,
             "--snapshot-threshold", "64", "--segment-bytes", "65536",
         ] + list(args)
         for i in range(1, n + 1):
@@ -1619,7 +1620,7 @@ def test_registration_and_heartbeats(ctx):
     """A broker with --managers registers, heartbeats every second with its
     replicas, registers again when a heartbeat gets 404, and moves to the
     next manager when the first dies, logging each change once."""
-    fm = FakeManagers(ctx, 2, "itest-secret")
+    fm = FakeManagers(ctx, 2, TEST_SECRET)
     b = Brokers(ctx, n=1, args=["--managers", " %s/, %s" % tuple(fm.urls)]).start()
     wait_until(lambda: fm.events("register", 0, 200), 10, "a registration")
     reg = fm.events("register", 0)[0][3]
@@ -1675,7 +1676,7 @@ def test_registration_rotates_over_managers(ctx):
     """The first manager is down and the second has no leader at first:
     the broker retries over both until the second takes its registration,
     and says so once, not once per attempt."""
-    fm = FakeManagers(ctx, 2, "itest-secret")
+    fm = FakeManagers(ctx, 2, TEST_SECRET)
     fm.kill(0)
     fm.mode[1] = "busy"
     b = Brokers(ctx, n=1, args=["--managers", ",".join(fm.urls)]).start()

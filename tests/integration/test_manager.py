@@ -26,8 +26,9 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+from rqkeys import TEST_SECRET  # noqa: E402
 
-SECRET = "itest-secret"
+SECRET = TEST_SECRET
 HTTP_TIMEOUT = 20.0
 MAX_MESSAGE = 1024
 
