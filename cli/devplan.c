@@ -83,17 +83,6 @@ int devplan_merge(struct devplan *p, const struct devplan_request *req,
     return 0;
 }
 
-/* Lowercase hex of @n bytes into @out (2 * n + 1 bytes). */
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* The recorded string @key into @out, or a new one from @random. */
 static int recorded_or_new(const json_t *rec, const char *key,
                            const uint8_t *random, char *out, char *why,
@@ -101,7 +90,7 @@ static int recorded_or_new(const json_t *rec, const char *key,
 {
     const json_t *v = json_object_get(rec, key);
     if (v == NULL) {
-        hex(random, DEVPLAN_RANDOM_BYTES, out);
+        rq_keys_hex(random, DEVPLAN_RANDOM_BYTES, out);
         return 0;
     }
     const char *s = json_string_value(v);
@@ -201,42 +190,53 @@ void devplan_manager_url(const struct devplan *p, unsigned id, char *out,
              devplan_http_port(p, DEVPLAN_MANAGER, id));
 }
 
-/* Appends one formatted word. */
+/* Appends one formatted string to buf and to @list (argv or env), which
+ * has room for @cap pointers and stays NULL-terminated. */
+static int vappend(struct devplan_argv *a, char **list, int *count,
+                   size_t cap, const char *fmt, va_list ap)
+{
+    size_t room = sizeof a->buf - a->used;
+    if ((size_t)*count + 1 >= cap) {
+        return RQ_TOOBIG;
+    }
+    int n = vsnprintf(a->buf + a->used, room, fmt, ap);
+    if (n < 0 || (size_t)n >= room) {
+        return RQ_TOOBIG;
+    }
+    list[(*count)++] = a->buf + a->used;
+    list[*count] = NULL;
+    a->used += (size_t)n + 1;
+    return 0;
+}
+
+__attribute__((format(printf, 5, 6))) static int
+append(struct devplan_argv *a, char **list, int *count, size_t cap,
+       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = vappend(a, list, count, cap, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+/* Appends one formatted word to the command line. */
 __attribute__((format(printf, 2, 3))) static int add(struct devplan_argv *a,
                                                      const char *fmt, ...)
 {
     va_list ap;
-    size_t room = sizeof a->buf - a->used;
-    if ((size_t)a->argc + 1 >= sizeof a->argv / sizeof a->argv[0]) {
-        return RQ_TOOBIG;
-    }
     va_start(ap, fmt);
-    int n = vsnprintf(a->buf + a->used, room, fmt, ap);
+    int rv = vappend(a, a->argv, &a->argc, sizeof a->argv / sizeof a->argv[0],
+                     fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= room) {
-        return RQ_TOOBIG;
-    }
-    a->argv[a->argc++] = a->buf + a->used;
-    a->argv[a->argc] = NULL;
-    a->used += (size_t)n + 1;
-    return 0;
+    return rv;
 }
 
 /* Appends one environment variable, "@name=@value". */
 static int add_env(struct devplan_argv *a, const char *name, const char *value)
 {
-    size_t room = sizeof a->buf - a->used;
-    if ((size_t)a->envc + 1 >= sizeof a->env / sizeof a->env[0]) {
-        return RQ_TOOBIG; /* UNTESTED: two variables at most. */
-    }
-    int n = snprintf(a->buf + a->used, room, "%s=%s", name, value);
-    if (n < 0 || (size_t)n >= room) {
-        return RQ_TOOBIG;
-    }
-    a->env[a->envc++] = a->buf + a->used;
-    a->env[a->envc] = NULL;
-    a->used += (size_t)n + 1;
-    return 0;
+    return append(a, a->env, &a->envc, sizeof a->env / sizeof a->env[0],
+                  "%s=%s", name, value);
 }
 
 bool devplan_env_replaced(const char *entry)

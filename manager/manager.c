@@ -61,6 +61,7 @@
 #include "rq_err.h"
 #include "rq_fs.h"
 #include "rq_httpc.h"
+#include "rq_keys.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
@@ -860,17 +861,6 @@ static void api_routes(struct rq_http_req *req, void *data)
     rq_http_reply(req, 200, json_pack("{s:o}", "routes", list));
 }
 
-/* Lower-case hex of @n bytes into @out (2n + 1 bytes). */
-static void hex_encode(const uint8_t *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* GET /internal/state-digest: this manager's store as it has applied it,
  * answered locally (never forwarded), for comparing managers: the applied
  * index, the SHA-256 of the store's content in canonical form (equal on
@@ -898,12 +888,12 @@ static void api_state_digest(struct rq_http_req *req, void *data)
                             rq_strerror(rv));
         return;
     }
-    hex_encode(digest, sizeof digest, content);
+    rq_keys_hex(digest, sizeof digest, content);
     sha256_init(&h);
     sha256_update(&h, len, img);
     sha256_digest(&h, sizeof digest, digest);
     free(img);
-    hex_encode(digest, SHA256_DIGEST_SIZE, image);
+    rq_keys_hex(digest, SHA256_DIGEST_SIZE, image);
     rq_http_reply(req, 200,
                   json_pack("{s:I,s:s,s:s}", "applied",
                             (json_int_t)mstore_applied_index(m->store),
