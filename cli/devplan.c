@@ -108,12 +108,12 @@ int devplan_secrets(struct devplan *p, const json_t *recorded,
                     char *why, size_t whyn)
 {
     char reason[256];
-    int rv = recorded_or_new(recorded, "cluster_secret", random, p->secret,
-                             why, whyn);
+    int rv = recorded_or_new(recorded, "cluster_secret", random, p->secret, why,
+                             whyn);
     if (rv == 0) {
         rv = recorded_or_new(recorded, "admin_token",
-                             random + DEVPLAN_RANDOM_BYTES, p->admin_token,
-                             why, whyn);
+                             random + DEVPLAN_RANDOM_BYTES, p->admin_token, why,
+                             whyn);
     }
     if (rv != 0) {
         return rv;
@@ -132,9 +132,9 @@ int devplan_secrets(struct devplan *p, const json_t *recorded,
 json_t *devplan_record(const struct devplan *p)
 {
     return json_pack("{s:i,s:i,s:i,s:s,s:s}", "managers", (int)p->managers,
-                     "brokers", (int)p->brokers, "base_port",
-                     (int)p->base_port, "cluster_secret", p->secret,
-                     "admin_token", p->admin_token);
+                     "brokers", (int)p->brokers, "base_port", (int)p->base_port,
+                     "cluster_secret", p->secret, "admin_token",
+                     p->admin_token);
 }
 
 uint16_t devplan_http_port(const struct devplan *p, enum devplan_role r,
@@ -192,8 +192,8 @@ void devplan_manager_url(const struct devplan *p, unsigned id, char *out,
 
 /* Appends one formatted string to buf and to @list (argv or env), which
  * has room for @cap pointers and stays NULL-terminated. */
-static int vappend(struct devplan_argv *a, char **list, int *count,
-                   size_t cap, const char *fmt, va_list ap)
+static int vappend(struct devplan_argv *a, char **list, int *count, size_t cap,
+                   const char *fmt, va_list ap)
 {
     size_t room = sizeof a->buf - a->used;
     if ((size_t)*count + 1 >= cap) {
@@ -209,9 +209,10 @@ static int vappend(struct devplan_argv *a, char **list, int *count,
     return 0;
 }
 
-__attribute__((format(printf, 5, 6))) static int
-append(struct devplan_argv *a, char **list, int *count, size_t cap,
-       const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int append(struct devplan_argv *a,
+                                                        char **list, int *count,
+                                                        size_t cap,
+                                                        const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -44,8 +44,8 @@ struct devplan {
     unsigned managers;
     unsigned brokers;
     uint16_t base_port;
-    char data[DEVPLAN_PATH_MAX];    /* DIR as given. */
-    char bin_dir[DEVPLAN_PATH_MAX]; /* Where manager and broker are. */
+    char data[DEVPLAN_PATH_MAX];          /* DIR as given. */
+    char bin_dir[DEVPLAN_PATH_MAX];       /* Where manager and broker are. */
     char secret[DEVPLAN_SECRET_MAX];      /* The cluster secret. */
     char admin_token[DEVPLAN_SECRET_MAX]; /* The recorded admin token. */
     /* The admin token the managers get this run: --token, else

@@ -236,9 +236,8 @@ static const struct rq_opt *find(const struct rq_opt *opts, size_t n,
 }
 
 /* The secret option whose file form is "NAME-file", or NULL. */
-static const struct rq_opt *find_file_form(const struct rq_opt *opts,
-                                           size_t n, const char *name,
-                                           size_t len)
+static const struct rq_opt *find_file_form(const struct rq_opt *opts, size_t n,
+                                           const char *name, size_t len)
 {
     static const char suffix[] = "-file";
     const size_t sl = sizeof suffix - 1;
@@ -302,8 +301,8 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
             /* Read once the command line is known: a later repeat wins. */
             struct secret_src *src = &secrets[o - opts];
             if (src->text != NULL && src->file != file_form) {
-                snprintf(why, whyn, "give --%s or --%s-file, not both",
-                         o->name, o->name);
+                snprintf(why, whyn, "give --%s or --%s-file, not both", o->name,
+                         o->name);
                 return RQ_INVALID;
             }
             *src = (struct secret_src){value, file_form, "the command line"};
@@ -420,8 +419,9 @@ void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
         if (o->type == RQ_OPT_SECRET) {
             char name[64], env_file[ENV_NAME_MAX];
             snprintf(name, sizeof name, "%s-file", o->name);
-            fprintf(f, "  --%-22s read --%s from this file (trailing newline "
-                       "stripped)",
+            fprintf(f,
+                    "  --%-22s read --%s from this file (trailing newline "
+                    "stripped)",
                     name, o->name);
             if (o->env != NULL) {
                 file_env(o, env_file, sizeof env_file);

@@ -27,9 +27,9 @@
 #include <stdio.h>
 
 enum rq_opt_type {
-    RQ_OPT_STR,  /* const char * */
-    RQ_OPT_U64,  /* uint64_t, decimal */
-    RQ_OPT_BOOL, /* bool: a bare flag, or =true/false/1/0 */
+    RQ_OPT_STR,    /* const char * */
+    RQ_OPT_U64,    /* uint64_t, decimal */
+    RQ_OPT_BOOL,   /* bool: a bare flag, or =true/false/1/0 */
     RQ_OPT_SECRET, /* const char *, owned; also --NAME-file, ENV_FILE */
 };
 

@@ -119,10 +119,10 @@ static void fuzz_options(struct fuzz_in *in)
         reads_file |= strncmp(argv[i], "--secret-file", 13) == 0;
     }
     memset(&cfg, 0, sizeof cfg);
-    int rv = reads_file ? 0
-                        : rq_config_parse(opts, sizeof opts / sizeof opts[0],
-                                          &cfg, argc, argv, &help, why,
-                                          sizeof why);
+    int rv = reads_file
+                 ? 0
+                 : rq_config_parse(opts, sizeof opts / sizeof opts[0], &cfg,
+                                   argc, argv, &help, why, sizeof why);
     if (reads_file) {
         /* Not parsed: see the top of the file. */
     } else if (rv == 0 && !help) {

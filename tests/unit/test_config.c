@@ -33,8 +33,8 @@ struct cfg {
 static const struct rq_opt opts[] = {
     {"cluster-secret", ENV, RQ_OPT_SECRET, NULL, false,
      offsetof(struct cfg, secret), "the secret"},
-    {"admin-token", NULL, RQ_OPT_SECRET, "", false,
-     offsetof(struct cfg, token), "a token"},
+    {"admin-token", NULL, RQ_OPT_SECRET, "", false, offsetof(struct cfg, token),
+     "a token"},
     {"id", NULL, RQ_OPT_U64, "1", false, offsetof(struct cfg, id), "an id"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -102,9 +102,8 @@ static int parse(struct fixture *f, const char *const *args)
 static void test_config_secret_from_flag_env_and_default(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret", SECRET,
-                                               NULL}),
-                     0);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret", SECRET, NULL}), 0);
     assert_string_equal(f->cfg.secret, SECRET);
     assert_string_equal(f->cfg.token, ""); /* The default, copied. */
 
@@ -121,9 +120,8 @@ static void test_config_secret_file_strips_newline(void **state)
 {
     struct fixture *f = *state;
     write_file(f->path, SECRET "\n", strlen(SECRET) + 1);
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               f->path, NULL}),
-                     0);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", f->path, NULL}), 0);
     assert_string_equal(f->cfg.secret, SECRET);
 
     write_file(f->path, SECRET "\r\n\n", strlen(SECRET) + 3);
@@ -143,12 +141,13 @@ static void test_config_secret_one_form_only(void **state)
 {
     struct fixture *f = *state;
     write_file(f->path, SECRET, strlen(SECRET));
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret", SECRET,
-                                               "--cluster-secret-file",
-                                               f->path, NULL}),
-                     RQ_INVALID);
-    assert_non_null(strstr(f->why, "--cluster-secret or "
-                                   "--cluster-secret-file, not both"));
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret", SECRET,
+                                  "--cluster-secret-file", f->path, NULL}),
+        RQ_INVALID);
+    assert_non_null(strstr(f->why,
+                           "--cluster-secret or "
+                           "--cluster-secret-file, not both"));
 
     setenv(ENV, SECRET, 1);
     setenv(ENV_FILE, f->path, 1);
@@ -156,13 +155,11 @@ static void test_config_secret_one_form_only(void **state)
     assert_non_null(strstr(f->why, ENV " or " ENV_FILE ", not both"));
 
     /* The command line, in either form, hides the environment. */
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret", "flag",
-                                               NULL}),
-                     0);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret", "flag", NULL}), 0);
     assert_string_equal(f->cfg.secret, "flag");
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               f->path, NULL}),
-                     0);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", f->path, NULL}), 0);
     assert_string_equal(f->cfg.secret, SECRET);
 
     /* Only secrets have a file form. */
@@ -176,43 +173,43 @@ static void test_config_secret_file_refused(void **state)
     struct fixture *f = *state;
     char missing[128];
     snprintf(missing, sizeof missing, "%s/none", f->dir);
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               missing, NULL}),
-                     RQ_INVALID);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", missing, NULL}),
+        RQ_INVALID);
     assert_non_null(strstr(f->why, "--cluster-secret-file"));
     assert_non_null(strstr(f->why, "cannot open"));
 
     write_file(f->path, "\n", 1);
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               f->path, NULL}),
-                     RQ_INVALID);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", f->path, NULL}),
+        RQ_INVALID);
     assert_non_null(strstr(f->why, "is empty"));
 
     write_file(f->path, "abc\0def", 7);
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               f->path, NULL}),
-                     RQ_INVALID);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", f->path, NULL}),
+        RQ_INVALID);
     assert_non_null(strstr(f->why, "NUL"));
 
     static char big[RQ_CONFIG_SECRET_FILE_MAX + 1];
     memset(big, 'x', sizeof big);
     write_file(f->path, big, sizeof big);
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               f->path, NULL}),
-                     RQ_INVALID);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", f->path, NULL}),
+        RQ_INVALID);
     assert_non_null(strstr(f->why, "longer than"));
 
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                               f->dir, NULL}),
-                     RQ_INVALID);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret-file", f->dir, NULL}),
+        RQ_INVALID);
     assert_non_null(strstr(f->why, "cannot read"));
 
     if (geteuid() != 0) { /* root reads a file of mode 0000 anyway. */
         write_file(f->path, SECRET, strlen(SECRET));
         chmod(f->path, 0);
-        assert_int_equal(parse(f, (const char *[]){"--cluster-secret-file",
-                                                   f->path, NULL}),
-                         RQ_INVALID);
+        assert_int_equal(
+            parse(f, (const char *[]){"--cluster-secret-file", f->path, NULL}),
+            RQ_INVALID);
         assert_non_null(strstr(f->why, "Permission denied"));
     }
 }
@@ -220,9 +217,8 @@ static void test_config_secret_file_refused(void **state)
 static void test_config_free_clears(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(parse(f, (const char *[]){"--cluster-secret", SECRET,
-                                               NULL}),
-                     0);
+    assert_int_equal(
+        parse(f, (const char *[]){"--cluster-secret", SECRET, NULL}), 0);
     rq_config_free(opts, N_OPTS, &f->cfg);
     assert_null(f->cfg.secret);
     assert_null(f->cfg.token);
@@ -232,21 +228,22 @@ static void test_config_free_clears(void **state)
 static void test_config_check_secret_names_both_flags(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(rq_config_check_secret("cluster-secret", NULL, f->why,
-                                            sizeof f->why),
-                     RQ_INVALID);
-    assert_non_null(strstr(f->why, "--cluster-secret (or "
-                                   "--cluster-secret-file) is required"));
+    assert_int_equal(
+        rq_config_check_secret("cluster-secret", NULL, f->why, sizeof f->why),
+        RQ_INVALID);
+    assert_non_null(strstr(f->why,
+                           "--cluster-secret (or "
+                           "--cluster-secret-file) is required"));
     assert_int_equal(rq_config_check_secret("cluster-secret", "short", f->why,
                                             sizeof f->why),
                      RQ_INVALID);
-    assert_int_equal(rq_config_check_secret("cluster-secret",
-                                            "raftq-dev-secret", f->why,
-                                            sizeof f->why),
-                     RQ_INVALID);
-    assert_int_equal(rq_config_check_secret("cluster-secret", SECRET, f->why,
-                                            sizeof f->why),
-                     0);
+    assert_int_equal(
+        rq_config_check_secret("cluster-secret", "raftq-dev-secret", f->why,
+                               sizeof f->why),
+        RQ_INVALID);
+    assert_int_equal(
+        rq_config_check_secret("cluster-secret", SECRET, f->why, sizeof f->why),
+        0);
 }
 
 int main(void)
@@ -256,8 +253,8 @@ int main(void)
             test_config_secret_from_flag_env_and_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_secret_file_strips_newline,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_config_secret_one_form_only,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_secret_one_form_only, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_config_secret_file_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_config_free_clears, setup,

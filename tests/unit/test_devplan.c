@@ -16,9 +16,9 @@
 #include "cli/devplan.h"
 #include "rq_err.h"
 
-#define SECRET_HEX                                                     \
+#define SECRET_HEX \
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-#define TOKEN_HEX                                                      \
+#define TOKEN_HEX \
     "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
 
 static void plan_init(struct devplan *p)
@@ -260,8 +260,8 @@ static void test_devplan_secrets_made_once_then_kept(void **state)
                      RQ_INVALID);
     assert_non_null(strstr(why, "cluster_secret"));
     json_decref(rec);
-    rec = json_pack("{s:s,s:i}", "cluster_secret", SECRET_HEX, "admin_token",
-                    7);
+    rec =
+        json_pack("{s:s,s:i}", "cluster_secret", SECRET_HEX, "admin_token", 7);
     assert_int_equal(devplan_secrets(&q, rec, rnd, NULL, why, sizeof why),
                      RQ_INVALID);
     assert_non_null(strstr(why, "admin_token"));
