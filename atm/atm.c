@@ -87,9 +87,10 @@ static const struct rq_opt options[] = {
      "every ATM of the network as ID=HOST:PORT,... (this one included)"},
     {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
      offsetof(struct atm_config, data), "data directory (Raft log, snapshots)"},
-    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_STR, "raftq-dev-secret",
-     false, offsetof(struct atm_config, secret),
-     "shared secret authenticating peers"},
+    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_SECRET, NULL, false,
+     offsetof(struct atm_config, secret),
+     "the network's shared secret, 32 bytes or more of random data, the same "
+     "on every ATM (required)"},
     {"cluster-id", "RAFTQ_CLUSTER_ID", RQ_OPT_U64, "1", false,
      offsetof(struct atm_config, cluster_id), "network id; peers must match"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
@@ -915,6 +916,10 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_config_check_secret("cluster-secret", a->cfg.secret, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     rv = rq_peers_parse(a->cfg.peers, a->peers, RQ_PEERS_MAX, &a->n_peers, why,
                         whyn);
     if (rv != 0) {
@@ -1084,6 +1089,7 @@ int main(int argc, char **argv)
         close(a.lock_fd);
     }
     rq_aio_close();
+    rq_config_free(options, sizeof options / sizeof options[0], &a.cfg);
     rq_log(RQ_INFO, "stopped");
     return a.exit_code;
 }

@@ -18,8 +18,16 @@ for i in 0 1 2; do
     fi
 done
 mkdir -p data
+# The ATMs share one random secret, made on the first run and kept (mode
+# 0600) so that later runs resume the same network; the file keeps it off
+# the command line.
+secret=data/atm-secret
+if [ ! -s "$secret" ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n' >"$secret")
+fi
+chmod 600 "$secret"
 for id in 1 2 3; do
-    cmd="build/atm --id $id --peers $peers --data data/atm-$id 2>>data/atm-$id.log"
+    cmd="build/atm --id $id --peers $peers --data data/atm-$id --cluster-secret-file $secret 2>>data/atm-$id.log"
     if [ "$id" = 1 ]; then
         tmux new-session -d -s "$session" -x 160 -y 45 "$cmd"
     else

@@ -91,9 +91,10 @@ static const struct rq_opt options[] = {
     {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
      offsetof(struct broker_config, data),
      "data directory (replicas, their Raft logs and partition logs)"},
-    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_STR, "raftq-dev-secret",
-     false, offsetof(struct broker_config, secret),
-     "shared secret authenticating peers"},
+    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_SECRET, NULL, false,
+     offsetof(struct broker_config, secret),
+     "the cluster's shared secret, 32 bytes or more of random data, the same "
+     "on every manager and broker (required)"},
     {"cluster-id", "RAFTQ_CLUSTER_ID", RQ_OPT_U64, "1", false,
      offsetof(struct broker_config, cluster_id),
      "cluster id; peers must match"},
@@ -1051,6 +1052,10 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_config_check_secret("cluster-secret", c->secret, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     if (c->id == 0 || c->id > INT64_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^63-1");
         return RQ_INVALID;
@@ -1275,6 +1280,7 @@ int main(int argc, char **argv)
         close(b.lock_fd);
     }
     rq_aio_close();
+    rq_config_free(options, sizeof options / sizeof options[0], &b.cfg);
     rq_log(RQ_INFO, "stopped");
     return 0;
 }

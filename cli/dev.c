@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -30,6 +31,9 @@
 #include "mclient.h"
 #include "rq_err.h"
 #include "rq_fs.h"
+#include "rq_keys.h"
+
+extern char **environ;
 
 #define READY_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_MS 10000
@@ -140,23 +144,61 @@ static int take_lock(struct dev *d)
     return 0;
 }
 
-/* Reads the layout recorded by an earlier run, merges it with what was
- * asked, and records the result. */
+/* Writes @rec to @path through a temporary file of mode 0600, since it
+ * holds the cluster secret and the admin token. */
+static int write_private_json(const json_t *rec, const char *path)
+{
+    char tmp[DEVPLAN_PATH_MAX + 40];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return RQ_IO;
+    }
+    /* A temporary file left by an older raftq may have a wider mode. */
+    int rv = fchmod(fd, 0600) == 0 && json_dumpfd(rec, fd, JSON_INDENT(2)) == 0
+                 ? 0
+                 : RQ_IO;
+    if (close(fd) != 0 || rv != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return RQ_IO;
+    }
+    return 0;
+}
+
+/* Reads the layout, secret and token recorded by an earlier run, merges
+ * them with what was asked (making a secret and token on the first run),
+ * and records the result. */
 static int settle_layout(struct dev *d, const struct cmdline *cl)
 {
-    char path[DEVPLAN_PATH_MAX + 32], tmp[DEVPLAN_PATH_MAX + 40];
+    char path[DEVPLAN_PATH_MAX + 32];
     char why[WHY_LEN];
+    uint8_t rnd[2 * DEVPLAN_RANDOM_BYTES];
     json_t *recorded = NULL;
     json_error_t jerr;
+    struct stat st;
 
     snprintf(path, sizeof path, "%s/cluster.json", d->root);
-    if (access(path, F_OK) == 0) {
+    if (stat(path, &st) == 0) {
         recorded = json_load_file(path, 0, &jerr);
         if (recorded == NULL) {
             fprintf(stderr, "raftq dev: %s: %s (remove it to start afresh)\n",
                     path, jerr.text);
             return RQ_MALFORMED;
         }
+        /* Written below with mode 0600; say so if others could read the
+         * secret until now. */
+        if ((st.st_mode & 077) != 0 &&
+            json_object_get(recorded, "cluster_secret") != NULL) {
+            fprintf(stderr,
+                    "raftq dev: %s was readable by other users (mode %03o); "
+                    "its mode is now 0600\n",
+                    path, (unsigned)(st.st_mode & 0777));
+        }
+    }
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        fprintf(stderr, "raftq dev: getrandom: %s\n", strerror(errno));
+        json_decref(recorded); /* UNTESTED: Linux 3.17 and later have it. */
+        return RQ_IO;
     }
     struct devplan_request req = {
         .managers = cl->dev_managers,
@@ -167,16 +209,23 @@ static int settle_layout(struct dev *d, const struct cmdline *cl)
         .has_base_port = cl->has_base_port,
     };
     int rv = devplan_merge(&d->plan, &req, recorded, why, sizeof why);
-    json_decref(recorded);
     if (rv != 0) {
         fprintf(stderr, "raftq dev: %s\n", why);
+    } else {
+        rv = devplan_secrets(&d->plan, recorded, rnd, cl->token, why,
+                             sizeof why);
+        if (rv != 0) {
+            fprintf(stderr, "raftq dev: %s: %s (remove it to start afresh)\n",
+                    path, why);
+        }
+    }
+    rq_keys_wipe(rnd, sizeof rnd);
+    json_decref(recorded);
+    if (rv != 0) {
         return rv;
     }
     json_t *rec = devplan_record(&d->plan);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    rv = json_dump_file(rec, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) == 0
-             ? 0
-             : RQ_IO;
+    rv = rec != NULL ? write_private_json(rec, path) : RQ_NOMEM;
     json_decref(rec);
     if (rv != 0) {
         fprintf(stderr, "raftq dev: cannot write %s: %s\n", path,
@@ -229,8 +278,8 @@ static int check_ports(const struct dev *d)
 /* ---- Children ---- */
 
 /* In the child: never returns. */
-static void spawn_child(const struct devplan_argv *a, const char *log,
-                        pid_t parent)
+static void spawn_child(const struct devplan_argv *a, char **envp,
+                        const char *log, pid_t parent)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -249,7 +298,7 @@ static void spawn_child(const struct devplan_argv *a, const char *log,
     dup2(in, 0);
     dup2(out, 1);
     dup2(out, 2);
-    execv(a->argv[0], a->argv);
+    execve(a->argv[0], a->argv, envp);
     dprintf(2, "raftq dev: cannot run %s: %s\n", a->argv[0], strerror(errno));
     _exit(127);
 }
@@ -289,17 +338,39 @@ static int start_child(struct dev *d, enum devplan_role r, unsigned id)
     }
     fprintf(f, "\n");
     fclose(f);
+    /* raftq's environment, less what the plan sets (the secret and token
+     * travel there, out of the process list), plus the plan's. */
+    size_t n_env = 0, k = 0;
+    while (environ[n_env] != NULL) {
+        n_env++;
+    }
+    char **envp = malloc((n_env + (size_t)a.envc + 1) * sizeof *envp);
+    if (envp == NULL) {
+        fprintf(stderr, "raftq dev: out of memory\n"); /* UNTESTED */
+        return RQ_NOMEM;
+    }
+    for (size_t i = 0; i < n_env; i++) {
+        if (!devplan_env_replaced(environ[i])) {
+            envp[k++] = environ[i];
+        }
+    }
+    for (int i = 0; i < a.envc; i++) {
+        envp[k++] = a.env[i];
+    }
+    envp[k] = NULL;
     fflush(stdout);
     fflush(stderr);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "raftq dev: fork: %s\n", strerror(errno));
+        free(envp);
         return RQ_IO;
     }
     if (pid == 0) {
-        spawn_child(&a, c->log, parent);
+        spawn_child(&a, envp, c->log, parent);
     }
+    free(envp);
     c->pid = pid;
     d->n_children++;
     return 0;
@@ -520,7 +591,13 @@ static void print_banner(const struct dev *d, const char *argv0)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
                                 i > 1 ? "," : "", url);
     }
-    printf("\n  status page  %s/ui\n\n", first);
+    printf("\n  status page  %s/ui\n", first);
+    if (d->plan.token == d->plan.admin_token) {
+        printf("  admin token  %s   (kept in %s/cluster.json)\n\n",
+               d->plan.token, d->root);
+    } else {
+        printf("  admin token  %s   (given with --token)\n\n", d->plan.token);
+    }
     printf("Try it with curl (any manager works):\n");
     printf(
         "  curl -s -XPOST %s/topics -d "
@@ -535,11 +612,7 @@ static void print_banner(const struct dev *d, const char *argv0)
            first);
     printf("or with the client:\n");
     printf("  export RAFTQ_MANAGERS=%s\n", list);
-    if (d->plan.token != NULL && d->plan.token[0] != '\0') {
-        printf(
-            "  export RAFTQ_ADMIN_TOKEN=...   # the token given to raftq "
-            "dev\n");
-    }
+    printf("  export RAFTQ_ADMIN_TOKEN=%s\n", d->plan.token);
     printf("  %s topic list\n", raftq);
     printf("  echo hi | %s produce demo\n", raftq);
     printf("  %s consume demo\n\n", raftq);
@@ -616,7 +689,6 @@ int dev_run(const struct cmdline *cl, const char *argv0)
     }
     d->lock_fd = -1;
     snprintf(d->plan.data, sizeof d->plan.data, "%s", cl->data);
-    d->plan.token = cl->token;
     devplan_root(&d->plan, d->root, sizeof d->root);
     if (find_binaries(d) != 0 || take_lock(d) != 0 ||
         settle_layout(d, cl) != 0 || check_ports(d) != 0) {
@@ -628,7 +700,7 @@ int dev_run(const struct cmdline *cl, const char *argv0)
     struct mclient_config mcfg = {
         .bases = (const char(*)[URL_MAX])urls,
         .n_bases = d->plan.managers,
-        .token = cl->token,
+        .token = d->plan.token,
         .timeout_ms = PROBE_TIMEOUT_MS,
     };
     if (mclient_new(&mcfg, &d->mc) != 0) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rq_err.h"
+#include "rq_keys.h"
 
 #define MANAGER_RAFT_OFFSET 10
 #define BROKER_HTTP_OFFSET 20
@@ -82,10 +83,58 @@ int devplan_merge(struct devplan *p, const struct devplan_request *req,
     return 0;
 }
 
+/* The recorded string @key into @out, or a new one from @random. */
+static int recorded_or_new(const json_t *rec, const char *key,
+                           const uint8_t *random, char *out, char *why,
+                           size_t whyn)
+{
+    const json_t *v = json_object_get(rec, key);
+    if (v == NULL) {
+        rq_keys_hex(random, DEVPLAN_RANDOM_BYTES, out);
+        return 0;
+    }
+    const char *s = json_string_value(v);
+    if (s == NULL || s[0] == '\0' || strlen(s) >= DEVPLAN_SECRET_MAX) {
+        rq_why(why, whyn, "the recorded %s is not a string of 1 to %d bytes",
+               key, DEVPLAN_SECRET_MAX - 1);
+        return RQ_INVALID;
+    }
+    snprintf(out, DEVPLAN_SECRET_MAX, "%s", s);
+    return 0;
+}
+
+int devplan_secrets(struct devplan *p, const json_t *recorded,
+                    const uint8_t *random, const char *token_override,
+                    char *why, size_t whyn)
+{
+    char reason[256];
+    int rv = recorded_or_new(recorded, "cluster_secret", random, p->secret, why,
+                             whyn);
+    if (rv == 0) {
+        rv = recorded_or_new(recorded, "admin_token",
+                             random + DEVPLAN_RANDOM_BYTES, p->admin_token, why,
+                             whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (rq_secret_check(p->secret, "the recorded cluster_secret", reason,
+                        sizeof reason) != 0) {
+        rq_why(why, whyn, "%s", reason);
+        return RQ_INVALID;
+    }
+    p->token = token_override != NULL && token_override[0] != '\0'
+                   ? token_override
+                   : p->admin_token;
+    return 0;
+}
+
 json_t *devplan_record(const struct devplan *p)
 {
-    return json_pack("{s:i,s:i,s:i}", "managers", (int)p->managers, "brokers",
-                     (int)p->brokers, "base_port", (int)p->base_port);
+    return json_pack("{s:i,s:i,s:i,s:s,s:s}", "managers", (int)p->managers,
+                     "brokers", (int)p->brokers, "base_port", (int)p->base_port,
+                     "cluster_secret", p->secret, "admin_token",
+                     p->admin_token);
 }
 
 uint16_t devplan_http_port(const struct devplan *p, enum devplan_role r,
@@ -141,25 +190,68 @@ void devplan_manager_url(const struct devplan *p, unsigned id, char *out,
              devplan_http_port(p, DEVPLAN_MANAGER, id));
 }
 
-/* Appends one formatted word. */
+/* Appends one formatted string to buf and to @list (argv or env), which
+ * has room for @cap pointers and stays NULL-terminated. */
+static int vappend(struct devplan_argv *a, char **list, int *count, size_t cap,
+                   const char *fmt, va_list ap)
+{
+    size_t room = sizeof a->buf - a->used;
+    if ((size_t)*count + 1 >= cap) {
+        return RQ_TOOBIG;
+    }
+    int n = vsnprintf(a->buf + a->used, room, fmt, ap);
+    if (n < 0 || (size_t)n >= room) {
+        return RQ_TOOBIG;
+    }
+    list[(*count)++] = a->buf + a->used;
+    list[*count] = NULL;
+    a->used += (size_t)n + 1;
+    return 0;
+}
+
+__attribute__((format(printf, 5, 6))) static int append(struct devplan_argv *a,
+                                                        char **list, int *count,
+                                                        size_t cap,
+                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rv = vappend(a, list, count, cap, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+/* Appends one formatted word to the command line. */
 __attribute__((format(printf, 2, 3))) static int add(struct devplan_argv *a,
                                                      const char *fmt, ...)
 {
     va_list ap;
-    size_t room = sizeof a->buf - a->used;
-    if ((size_t)a->argc + 1 >= sizeof a->argv / sizeof a->argv[0]) {
-        return RQ_TOOBIG;
-    }
     va_start(ap, fmt);
-    int n = vsnprintf(a->buf + a->used, room, fmt, ap);
+    int rv = vappend(a, a->argv, &a->argc, sizeof a->argv / sizeof a->argv[0],
+                     fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= room) {
-        return RQ_TOOBIG;
+    return rv;
+}
+
+/* Appends one environment variable, "@name=@value". */
+static int add_env(struct devplan_argv *a, const char *name, const char *value)
+{
+    return append(a, a->env, &a->envc, sizeof a->env / sizeof a->env[0],
+                  "%s=%s", name, value);
+}
+
+bool devplan_env_replaced(const char *entry)
+{
+    static const char *const names[] = {
+        "RAFTQ_CLUSTER_SECRET", "RAFTQ_CLUSTER_SECRET_FILE",
+        "RAFTQ_ADMIN_TOKEN", "RAFTQ_ADMIN_TOKEN_FILE", "RAFTQ_ADMIN_OPEN"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t n = strlen(names[i]);
+        if (strncmp(entry, names[i], n) == 0 && entry[n] == '=') {
+            return true;
+        }
     }
-    a->argv[a->argc++] = a->buf + a->used;
-    a->argv[a->argc] = NULL;
-    a->used += (size_t)n + 1;
-    return 0;
+    return false;
 }
 
 /* "1=127.0.0.1:9510,2=..." or "http://127.0.0.1:9500,..." into one
@@ -190,8 +282,10 @@ int devplan_argv(const struct devplan *p, enum devplan_role r, unsigned id,
     int rv = 0;
 
     out->argc = 0;
+    out->envc = 0;
     out->used = 0;
     out->argv[0] = NULL;
+    out->env[0] = NULL;
     devplan_dir(p, r, id, dir, sizeof dir);
     rv |= add(out, "%s/%s", p->bin_dir, devplan_role_name(r));
     rv |= add(out, "--id");
@@ -203,9 +297,10 @@ int devplan_argv(const struct devplan *p, enum devplan_role r, unsigned id,
         rv |= add_list(out, p, false);
         rv |= add(out, "--data");
         rv |= add(out, "%s", dir);
+        /* API.md section 6: under raftq dev alone the admin API is open. */
+        rv |= add(out, "--admin-open");
         if (p->token != NULL && p->token[0] != '\0') {
-            rv |= add(out, "--admin-token");
-            rv |= add(out, "%s", p->token);
+            rv |= add_env(out, "RAFTQ_ADMIN_TOKEN", p->token);
         }
     } else {
         rv |= add(out, "--raft-addr");
@@ -217,5 +312,6 @@ int devplan_argv(const struct devplan *p, enum devplan_role r, unsigned id,
         rv |= add(out, "--managers");
         rv |= add_list(out, p, true);
     }
+    rv |= add_env(out, "RAFTQ_CLUSTER_SECRET", p->secret);
     return rv != 0 ? RQ_TOOBIG : 0;
 }

@@ -62,6 +62,7 @@
 #include "rq_fs.h"
 #include "rq_httpc.h"
 #include "rq_httpsig.h"
+#include "rq_keys.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
@@ -98,15 +99,19 @@ static const struct rq_opt options[] = {
     {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
      offsetof(struct manager_config, data),
      "data directory (Raft log, snapshots, meta.db)"},
-    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_STR, "raftq-dev-secret",
-     false, offsetof(struct manager_config, secret),
-     "shared secret authenticating peers, brokers and internal calls"},
+    {"cluster-secret", "RAFTQ_CLUSTER_SECRET", RQ_OPT_SECRET, NULL, false,
+     offsetof(struct manager_config, secret),
+     "the cluster's shared secret, 32 bytes or more of random data, the same "
+     "on every manager and broker (required)"},
     {"cluster-id", "RAFTQ_CLUSTER_ID", RQ_OPT_U64, "1", false,
      offsetof(struct manager_config, cluster_id),
      "cluster id; peers must match"},
-    {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_STR, "", false,
+    {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_SECRET, "", false,
      offsetof(struct manager_config, admin_token),
-     "bearer token the admin API requires (empty: none)"},
+     "bearer token the admin API requires"},
+    {"admin-open", "RAFTQ_ADMIN_OPEN", RQ_OPT_BOOL, "false", false,
+     offsetof(struct manager_config, admin_open),
+     "development only (raftq dev): the admin API needs no token"},
     {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64, "30000",
      false, offsetof(struct manager_config, auth_clock_skew_ms),
      "how far a signed request's timestamp may be from this clock, either "
@@ -878,17 +883,6 @@ static void api_routes(struct rq_http_req *req, void *data)
     rq_http_reply(req, 200, json_pack("{s:o}", "routes", list));
 }
 
-/* Lower-case hex of @n bytes into @out (2n + 1 bytes). */
-static void hex_encode(const uint8_t *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* GET /internal/state-digest: this manager's store as it has applied it,
  * answered locally (never forwarded), for comparing managers: the applied
  * index, the SHA-256 of the store's content in canonical form (equal on
@@ -913,12 +907,12 @@ static void api_state_digest(struct rq_http_req *req, void *data)
                             rq_strerror(rv));
         return;
     }
-    hex_encode(digest, sizeof digest, content);
+    rq_keys_hex(digest, sizeof digest, content);
     sha256_init(&h);
     sha256_update(&h, len, img);
     sha256_digest(&h, sizeof digest, digest);
     free(img);
-    hex_encode(digest, SHA256_DIGEST_SIZE, image);
+    rq_keys_hex(digest, SHA256_DIGEST_SIZE, image);
     rq_http_reply(req, 200,
                   json_pack("{s:I,s:s,s:s}", "applied",
                             (json_int_t)mstore_applied_index(m->store),
@@ -1246,6 +1240,10 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_config_check_secret("cluster-secret", c->secret, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     if (c->id == 0 || c->id > UINT32_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^32-1");
         return RQ_INVALID;
@@ -1297,10 +1295,6 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
-        return RQ_INVALID;
-    }
-    if (strlen(c->secret) > 400) {
-        snprintf(why, whyn, "--cluster-secret is longer than 400 bytes");
         return RQ_INVALID;
     }
     return 0;
@@ -1492,6 +1486,7 @@ int main(int argc, char **argv)
         close(m.lock_fd);
     }
     rq_aio_close();
+    rq_config_free(options, sizeof options / sizeof options[0], &m.cfg);
     rq_log(RQ_INFO, "stopped");
     return 0;
 }

@@ -41,6 +41,7 @@ struct manager_config {
     const char *secret;
     uint64_t cluster_id;
     const char *admin_token; /* "" means the admin API is open. */
+    bool admin_open;         /* --admin-open (raftq dev). */
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t broker_dead_ms;

@@ -5,13 +5,19 @@
 #include "rq_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rq_err.h"
+#include "rq_keys.h"
 #include "rq_log.h"
+
+#define MAX_OPTS 64
+#define ENV_NAME_MAX 96
 
 int rq_parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
@@ -82,8 +88,139 @@ static int store(const struct rq_opt *o, void *cfg, const char *value,
             memcpy(field, &v, sizeof v);
             return 0;
         }
+        case RQ_OPT_SECRET:
+            break; /* Stored by store_secret(). */
     }
     return RQ_INVALID; /* UNTESTED: unreachable with a valid table. */
+}
+
+/* Where a secret option's value was found: the value itself, or the path
+ * of a file holding it; @source names the flag or variable for messages. */
+struct secret_src {
+    const char *text; /* NULL: not given. */
+    bool file;
+    const char *source;
+};
+
+/* "RAFTQ_CLUSTER_SECRET" -> "RAFTQ_CLUSTER_SECRET_FILE". */
+static void file_env(const struct rq_opt *o, char *out, size_t n)
+{
+    snprintf(out, n, "%s_FILE", o->env);
+}
+
+/*
+ * Reads a secret file into a new NUL-terminated string, without its
+ * trailing line ends (what `echo` and editors add). The caller frees
+ * *out. 0, or RQ_INVALID with @why naming the flag and the file.
+ */
+static int read_secret_file(const struct rq_opt *o, const char *path,
+                            const char *source, char **out, char *why,
+                            size_t whyn)
+{
+    const size_t cap = RQ_CONFIG_SECRET_FILE_MAX;
+    char *buf;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        rq_why(why, whyn, "--%s-file %s (from %s): cannot open: %s", o->name,
+               path, source, strerror(errno));
+        return RQ_INVALID;
+    }
+    buf = malloc(cap + 1);
+    if (buf == NULL) {
+        close(fd); /* UNTESTED: ENOMEM only. */
+        rq_why(why, whyn, "out of memory reading --%s-file", o->name);
+        return RQ_INVALID;
+    }
+    while (len <= cap) {
+        ssize_t got = read(fd, buf + len, cap + 1 - len);
+        if (got < 0 && errno == EINTR) {
+            continue; /* UNTESTED: no signal handlers at start-up. */
+        }
+        if (got < 0) {
+            rq_why(why, whyn, "--%s-file %s (from %s): cannot read: %s",
+                   o->name, path, source, strerror(errno));
+            goto err;
+        }
+        if (got == 0) {
+            break;
+        }
+        len += (size_t)got;
+    }
+    if (len > cap) {
+        rq_why(why, whyn, "--%s-file %s (from %s) is longer than %zu bytes",
+               o->name, path, source, cap);
+        goto err;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
+        len--;
+    }
+    if (len == 0) {
+        rq_why(why, whyn, "--%s-file %s (from %s) is empty", o->name, path,
+               source);
+        goto err;
+    }
+    if (memchr(buf, '\0', len) != NULL) {
+        rq_why(why, whyn, "--%s-file %s (from %s) holds a NUL byte", o->name,
+               path, source);
+        goto err;
+    }
+    buf[len] = '\0';
+    close(fd);
+    *out = buf;
+    return 0;
+
+err:
+    rq_keys_wipe(buf, cap + 1);
+    free(buf);
+    close(fd);
+    return RQ_INVALID;
+}
+
+/* Stores a copy of the secret @src describes (its value, or the content of
+ * its file) at the option's offset. */
+static int store_secret(const struct rq_opt *o, void *cfg,
+                        const struct secret_src *src, char *why, size_t whyn)
+{
+    char *copy = NULL;
+    if (src->file) {
+        int rv = read_secret_file(o, src->text, src->source, &copy, why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
+    } else {
+        copy = strdup(src->text);
+        if (copy == NULL) {
+            rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+            return RQ_INVALID;
+        }
+    }
+    memcpy((char *)cfg + o->offset, &copy, sizeof copy);
+    return 0;
+}
+
+/* The value or file of secret option @o from the environment. */
+static int secret_from_env(const struct rq_opt *o, struct secret_src *src,
+                           char *env_file, size_t env_filen, char *why,
+                           size_t whyn)
+{
+    const char *v = NULL, *f = NULL;
+    if (o->env != NULL) {
+        file_env(o, env_file, env_filen);
+        v = getenv(o->env);
+        f = getenv(env_file);
+    }
+    v = v != NULL && v[0] != '\0' ? v : NULL;
+    f = f != NULL && f[0] != '\0' ? f : NULL;
+    if (v != NULL && f != NULL) {
+        rq_why(why, whyn, "set %s or %s, not both", o->env, env_file);
+        return RQ_INVALID;
+    }
+    *src = (struct secret_src){.text = v != NULL ? v : f,
+                               .file = f != NULL,
+                               .source = f != NULL ? env_file : o->env};
+    return 0;
 }
 
 static const struct rq_opt *find(const struct rq_opt *opts, size_t n,
@@ -98,14 +235,29 @@ static const struct rq_opt *find(const struct rq_opt *opts, size_t n,
     return NULL;
 }
 
+/* The secret option whose file form is "NAME-file", or NULL. */
+static const struct rq_opt *find_file_form(const struct rq_opt *opts, size_t n,
+                                           const char *name, size_t len)
+{
+    static const char suffix[] = "-file";
+    const size_t sl = sizeof suffix - 1;
+    if (len <= sl || strncmp(name + len - sl, suffix, sl) != 0) {
+        return NULL;
+    }
+    const struct rq_opt *o = find(opts, n, name, len - sl);
+    return o != NULL && o->type == RQ_OPT_SECRET ? o : NULL;
+}
+
 int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
                     char **argv, bool *help, char *why, size_t whyn)
 {
-    bool seen[64] = {false};
+    bool seen[MAX_OPTS] = {false};
+    struct secret_src secrets[MAX_OPTS] = {{NULL, false, NULL}};
+    char env_file[ENV_NAME_MAX];
     int rv;
 
     *help = false;
-    if (n > sizeof seen / sizeof seen[0]) {
+    if (n > MAX_OPTS) {
         snprintf(why, whyn, "too many options in the table");
         return RQ_INVALID;
     }
@@ -124,6 +276,11 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
         const char *eq = strchr(name, '=');
         size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
         const struct rq_opt *o = find(opts, n, name, len);
+        bool file_form = false;
+        if (o == NULL) {
+            o = find_file_form(opts, n, name, len);
+            file_form = o != NULL;
+        }
         if (o == NULL) {
             snprintf(why, whyn, "unknown flag '--%.*s' (see --help)", (int)len,
                      name);
@@ -137,17 +294,54 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
-            snprintf(why, whyn, "flag --%s needs a value", o->name);
+            snprintf(why, whyn, "flag --%.*s needs a value", (int)len, name);
             return RQ_INVALID;
         }
-        rv = store(o, cfg, value, "the command line", why, whyn);
-        if (rv != 0) {
-            return rv;
+        if (o->type == RQ_OPT_SECRET) {
+            /* Read once the command line is known: a later repeat wins. */
+            struct secret_src *src = &secrets[o - opts];
+            if (src->text != NULL && src->file != file_form) {
+                snprintf(why, whyn, "give --%s or --%s-file, not both", o->name,
+                         o->name);
+                return RQ_INVALID;
+            }
+            *src = (struct secret_src){value, file_form, "the command line"};
+        } else {
+            rv = store(o, cfg, value, "the command line", why, whyn);
+            if (rv != 0) {
+                return rv;
+            }
         }
         seen[o - opts] = true;
     }
     for (size_t i = 0; i < n; i++) {
         const struct rq_opt *o = &opts[i];
+        if (o->type == RQ_OPT_SECRET) {
+            struct secret_src *src = &secrets[i];
+            if (!seen[i]) {
+                rv = secret_from_env(o, src, env_file, sizeof env_file, why,
+                                     whyn);
+                if (rv != 0) {
+                    return rv;
+                }
+            }
+            if (src->text == NULL && o->def != NULL) {
+                *src = (struct secret_src){o->def, false, "the default"};
+            }
+            if (src->text == NULL) {
+                if (o->required) {
+                    snprintf(why, whyn, "--%s or --%s-file is required",
+                             o->name, o->name);
+                    return RQ_INVALID;
+                }
+                continue;
+            }
+            rv = store_secret(o, cfg, src, why, whyn);
+            if (rv != 0) {
+                return rv;
+            }
+            continue;
+        }
         if (seen[i]) {
             continue;
         }
@@ -178,6 +372,31 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
     return 0;
 }
 
+void rq_config_free(const struct rq_opt *opts, size_t n, void *cfg)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *v;
+        if (opts[i].type != RQ_OPT_SECRET) {
+            continue;
+        }
+        memcpy(&v, (char *)cfg + opts[i].offset, sizeof v);
+        if (v != NULL) {
+            rq_keys_wipe(v, strlen(v));
+            free(v);
+        }
+        v = NULL;
+        memcpy((char *)cfg + opts[i].offset, &v, sizeof v);
+    }
+}
+
+int rq_config_check_secret(const char *name, const char *secret, char *why,
+                           size_t whyn)
+{
+    char flag[96];
+    snprintf(flag, sizeof flag, "--%s (or --%s-file)", name, name);
+    return rq_secret_check(secret, flag, why, whyn);
+}
+
 void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
                      size_t n)
 {
@@ -191,12 +410,25 @@ void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
         if (o->env != NULL) {
             fprintf(f, " [%s]", o->env);
         }
-        if (o->def != NULL) {
+        if (o->def != NULL && o->type != RQ_OPT_SECRET) {
             fprintf(f, " (default: %s)", o->def);
         } else if (o->required) {
             fprintf(f, " (required)");
         }
         fputc('\n', f);
+        if (o->type == RQ_OPT_SECRET) {
+            char name[64], env_file[ENV_NAME_MAX];
+            snprintf(name, sizeof name, "%s-file", o->name);
+            fprintf(f,
+                    "  --%-22s read --%s from this file (trailing newline "
+                    "stripped)",
+                    name, o->name);
+            if (o->env != NULL) {
+                file_env(o, env_file, sizeof env_file);
+                fprintf(f, " [%s]", env_file);
+            }
+            fputc('\n', f);
+        }
     }
     fprintf(f, "  --%-22s %s\n", "help", "print this help and exit");
 }

@@ -7,6 +7,15 @@
  * stored into the caller's config struct at each option's offset. String
  * values are borrowed from argv, the environment or the table.
  *
+ * A secret (RQ_OPT_SECRET, say "cluster-secret") may instead be read from
+ * a file: --cluster-secret-file PATH or RAFTQ_CLUSTER_SECRET_FILE, the way
+ * Kubernetes and Compose mount secrets, which also keeps the value out of
+ * the process list. At most one of the value and the file may be given:
+ * both on the command line, or both in the environment, is an error, and
+ * the command line (either form) hides the environment (either form).
+ * Secret values are copies owned by the config; rq_config_free() wipes and
+ * frees them.
+ *
  * Also here: the pure parsers for the address forms every binary takes.
  */
 #ifndef RQ_CONFIG_H
@@ -18,10 +27,14 @@
 #include <stdio.h>
 
 enum rq_opt_type {
-    RQ_OPT_STR,  /* const char * */
-    RQ_OPT_U64,  /* uint64_t, decimal */
-    RQ_OPT_BOOL, /* bool: a bare flag, or =true/false/1/0 */
+    RQ_OPT_STR,    /* const char * */
+    RQ_OPT_U64,    /* uint64_t, decimal */
+    RQ_OPT_BOOL,   /* bool: a bare flag, or =true/false/1/0 */
+    RQ_OPT_SECRET, /* const char *, owned; also --NAME-file, ENV_FILE */
 };
+
+/* The longest secret file read; longer is refused. */
+#define RQ_CONFIG_SECRET_FILE_MAX 4096
 
 struct rq_opt {
     const char *name; /* Flag without the dashes: "raft-addr". */
@@ -35,11 +48,27 @@ struct rq_opt {
 
 /*
  * Fills @cfg from @argv, the environment and the defaults. Returns 0, or
- * RQ_INVALID with a sentence in @why naming the flag and the problem.
- * "--help" or "-h" sets *help and returns 0 without checking the rest.
+ * RQ_INVALID with a sentence in @why naming the flag and the problem (a
+ * secret file that cannot be read, is empty, holds a NUL byte or is longer
+ * than RQ_CONFIG_SECRET_FILE_MAX is one). "--help" or "-h" sets *help and
+ * returns 0 without checking the rest. The RQ_OPT_SECRET fields of @cfg
+ * must be NULL on entry; whatever the result, release them with
+ * rq_config_free().
  */
 int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
                     char **argv, bool *help, char *why, size_t whyn);
+
+/* Wipes and frees the RQ_OPT_SECRET values of @cfg and sets them to NULL.
+ * The other fields are borrowed and left alone. */
+void rq_config_free(const struct rq_opt *opts, size_t n, void *cfg);
+
+/*
+ * Checks the cluster secret read for option --@name (rq_secret_check of
+ * rq_keys.h, naming both --@name and --@name-file). 0, or RQ_INVALID with
+ * @why.
+ */
+int rq_config_check_secret(const char *name, const char *secret, char *why,
+                           size_t whyn);
 
 /* Prints "usage: @usage" then one line per option with env and default. */
 void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,

@@ -116,6 +116,17 @@ int rq_secret_check(const char *secret, const char *flag, char *why,
     return 0;
 }
 
+void rq_keys_hex(const void *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 void rq_keys_wipe(void *p, size_t n)
 {
     volatile uint8_t *v = p;

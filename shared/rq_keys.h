@@ -71,6 +71,10 @@ const char *rq_keys_label(enum rq_key_use use);
 int rq_secret_check(const char *secret, const char *flag, char *why,
                     size_t whyn);
 
+/* Lowercase hex of @n bytes at @p into @out (2 * n + 1 bytes): how
+ * generated secrets and digests are written. */
+void rq_keys_hex(const void *p, size_t n, char *out);
+
 /* Wipes @n bytes at @p in a way the compiler does not remove. */
 void rq_keys_wipe(void *p, size_t n);
 

@@ -5,15 +5,24 @@
 //
 // What is checked:
 // - the compose file parses (with its anchors and merge keys), interpolates
-//   like Compose does, refuses to start without the cluster secret and admin
-//   token, and validates against the Compose Specification's JSON schema;
+//   like Compose does, and validates against the Compose Specification's
+//   JSON schema;
+// - no file holds a secret value or a placeholder for one: compose makes the
+//   cluster secret and admin token once in a one-shot service (run here by
+//   /bin/sh in a scratch directory: two random files of mode 0600, kept on a
+//   second run) and every process reads them from files on that volume;
+//   Kubernetes gets them from a Job that creates the Secret if absent (its
+//   script run here against a stand-in curl playing the API server: created
+//   once with random values, left alone when present), with RBAC for that
+//   Secret alone;
 // - every Kubernetes document validates against the Kubernetes API schemas
 //   (kubernetes-models: types, formats, required fields) and type-checks
 //   against the API's TypeScript definitions (kubernetes-types), which also
 //   rejects fields the API does not have;
 // - every process's command and RAFTQ_* variables are ones the binary accepts
 //   (from `manager --help` and `broker --help` of the build under test), and
-//   its required options are given;
+//   its required options, the cluster secret and the managers' admin token
+//   are given;
 // - the pieces agree: ids, --peers and the number of managers; the addresses
 //   each process binds and advertises; one port per role everywhere (compose,
 //   Dockerfile, Services, containers, probes); brokers know every manager;
@@ -180,6 +189,23 @@ function checkInvocation(p, where, role, argv, env) {
             p.add(`${where}: required option --${o.name} [${o.env}] is not given`);
         }
     }
+    // Required in effect though --help cannot say so: each may come from a
+    // file instead.
+    for (const name of role === "manager" ? ["cluster-secret", "admin-token"] : ["cluster-secret"]) {
+        p.expect(given.has(name) || given.has(`${name}-file`),
+            `${where}: neither --${name} nor --${name}-file is given`);
+    }
+}
+
+// ---- Secrets ----
+
+const PLACEHOLDER = /REPLACE-ME|changeme|raftq-dev-secret/i;
+
+// checkSecretValue checks a generated secret as rq_secret_check would.
+function checkSecretValue(p, where, value) {
+    p.expect(typeof value === "string" && value.length >= 32 && value.length <= 1024,
+        `${where}: ${JSON.stringify(value)} is not 32 to 1024 bytes`);
+    p.expect(!PLACEHOLDER.test(String(value)), `${where}: ${value} is a placeholder`);
 }
 
 // ---- Addresses ----
@@ -261,10 +287,8 @@ function loadYamlDocs(rel) {
     return docs.map((d) => d.toJS({ maxAliasCount: 1000 })).filter((d) => d !== null);
 }
 
-const TEST_ENV = {
-    RAFTQ_CLUSTER_SECRET: "compose-check-secret",
-    RAFTQ_ADMIN_TOKEN: "compose-check-token",
-};
+// What the compose file may take from the environment; it needs nothing.
+const TEST_ENV = {};
 let compose = null;
 
 // envList turns a compose environment (mapping or list) into an object.
@@ -281,6 +305,28 @@ function envList(e) {
 function roleOf(svc) {
     const cmd = Array.isArray(svc.command) ? svc.command : String(svc.command || "").split(/\s+/);
     return { role: cmd[0], argv: cmd.slice(1) };
+}
+
+// A one-shot service that runs a shell script once (restart "no") and that
+// others wait for; the one that makes the secrets is the only one.
+const isOneShot = (svc) => roleOf(svc).role === "/bin/sh" && svc.restart === "no";
+
+// volumeMounts lists a compose service's volumes as { source, target, ro }.
+function volumeMounts(svc) {
+    return (svc.volumes || []).map((v) => {
+        if (typeof v !== "string") return { source: v.source, target: v.target, ro: v.read_only === true };
+        const [source, target, mode] = v.split(":");
+        return { source, target, ro: mode === "ro" };
+    });
+}
+
+// runScript runs `/bin/sh -c SCRIPT` with @env (and PATH from @bin first);
+// returns spawnSync's result.
+function runScript(script, env, bin) {
+    return spawnSync("/bin/sh", ["-c", script], {
+        encoding: "utf8", timeout: 10000,
+        env: { ...env, PATH: `${bin ? bin + ":" : ""}/usr/bin:/bin` },
+    });
 }
 
 // forAjv copies the compose schema for Ajv: it names its meta-schema with an
@@ -306,18 +352,70 @@ function checkCompose() {
     });
     if (compose === null) return;
 
-    check(`${COMPOSE_FILE}: cluster secret and admin token must come from the environment`, () => {
-        const raw = loadYamlDocs(COMPOSE_FILE)[0];
+    check(`${COMPOSE_FILE}: secrets made once by a one-shot service, read from files on its volume`, () => {
         const p = problems();
-        for (const name of Object.keys(TEST_ENV)) {
-            const env = { ...TEST_ENV };
-            delete env[name];
-            try {
-                interpolateAll(raw, env, COMPOSE_FILE);
-                p.add(`${COMPOSE_FILE}: starts without ${name}; use \${${name}:?message}`);
-            } catch (e) {
-                p.expect(e.message.includes(name), e.message);
+        const all = Object.entries(compose.services || {});
+        const init = all.filter(([, svc]) => isOneShot(svc));
+        if (init.length !== 1) throw new Error(`${COMPOSE_FILE}: ${init.length} one-shot services (/bin/sh, restart "no"); expected one that makes the secrets`);
+        const [initName, initSvc] = init[0];
+        const iw = `${COMPOSE_FILE}: services.${initName}`;
+        const initEnv = envList(initSvc.environment);
+        const mount = volumeMounts(initSvc).find((m) => m.target === initEnv.RAFTQ_SECRETS_DIR);
+        if (!mount) throw new Error(`${iw}: RAFTQ_SECRETS_DIR ${initEnv.RAFTQ_SECRETS_DIR} is not a mounted volume`);
+        p.expect(Object.keys(compose.volumes || {}).includes(mount.source) && !mount.ro,
+            `${iw}.volumes: ${mount.source} is not a named volume mounted read-write`);
+
+        // Run it twice in a scratch directory: two random files of mode
+        // 0600, unchanged by the second run.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "raftq-secrets-"));
+        const made = {};
+        try {
+            const script = roleOf(initSvc).argv.slice(1).join(" ");
+            for (const run of [1, 2]) {
+                const r = runScript(script, { ...initEnv, RAFTQ_SECRETS_DIR: dir });
+                if (r.status !== 0) throw new Error(`${iw}.command: run ${run} exited ${r.status}: ${r.stderr}`);
+                for (const f of fs.readdirSync(dir)) {
+                    const file = path.join(dir, f);
+                    const text = fs.readFileSync(file, "utf8");
+                    if (run === 1) {
+                        made[f] = text;
+                        p.expect((fs.statSync(file).mode & 0o777) === 0o600,
+                            `${iw}.command: ${f} has mode ${(fs.statSync(file).mode & 0o777).toString(8)}, not 600`);
+                        checkSecretValue(p, `${iw}.command: ${f}`, text.replace(/\n$/, ""));
+                    } else {
+                        p.expect(made[f] === text, `${iw}.command: a second run changed ${f}`);
+                    }
+                }
             }
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+        const values = Object.values(made);
+        p.expect(new Set(values).size === values.length, `${iw}.command: two files hold the same value`);
+
+        for (const [name, svc] of all) {
+            const env = envList(svc.environment);
+            const where = `${COMPOSE_FILE}: services.${name}`;
+            for (const v of ["RAFTQ_CLUSTER_SECRET", "RAFTQ_ADMIN_TOKEN"]) {
+                p.expect(env[v] === undefined, `${where}.environment.${v}: a secret value in the file; use ${v}_FILE`);
+            }
+            const { role } = roleOf(svc);
+            if (!ROLES.includes(role)) continue;
+            const wanted = role === "manager" ? ["RAFTQ_CLUSTER_SECRET_FILE", "RAFTQ_ADMIN_TOKEN_FILE"] : ["RAFTQ_CLUSTER_SECRET_FILE"];
+            for (const v of wanted) {
+                const file = env[v];
+                if (!file) {
+                    p.add(`${where}.environment.${v} is not set`);
+                    continue;
+                }
+                p.expect(path.posix.dirname(file) === mount.target && path.posix.basename(file) in made,
+                    `${where}.environment.${v}: ${file} is not a file ${initName} makes in ${mount.target}`);
+            }
+            const m = volumeMounts(svc).find((x) => x.target === mount.target);
+            p.expect(m && m.source === mount.source && m.ro, `${where}.volumes: ${mount.source} is not mounted read-only at ${mount.target}`);
+            const dep = (svc.depends_on || {})[initName];
+            p.expect(dep && dep.condition === "service_completed_successfully",
+                `${where}.depends_on.${initName}.condition is not service_completed_successfully`);
         }
         p.done();
     });
@@ -345,11 +443,11 @@ function checkCompose() {
         if (byRole[role]) byRole[role].push([name, svc]);
     }
 
-    check(`${COMPOSE_FILE}: every service runs manager or broker`, () => {
+    check(`${COMPOSE_FILE}: every service runs manager or broker (but the secrets' one shot)`, () => {
         const p = problems();
         for (const [name, svc] of services) {
             const { role } = roleOf(svc);
-            p.expect(ROLES.includes(role), `${COMPOSE_FILE}: services.${name}.command runs "${role}", not manager or broker`);
+            p.expect(ROLES.includes(role) || isOneShot(svc), `${COMPOSE_FILE}: services.${name}.command runs "${role}", not manager or broker`);
             p.expect(svc.entrypoint === undefined, `${COMPOSE_FILE}: services.${name}.entrypoint replaces the binary's own start`);
         }
         p.expect(byRole.manager.length >= 3 && byRole.manager.length % 2 === 1,
@@ -673,6 +771,157 @@ function checkK8sSchemas() {
 }
 
 const docsOf = (kind) => k8sDocs.filter((d) => d.doc.kind === kind);
+
+// Secrets that a Job creates in the cluster, as its script created them when
+// run against the stand-in API server: name -> { key: value }.
+const GENERATED_SECRETS = new Map();
+
+// A stand-in for curl that plays the API server for one Secret: GET answers
+// 404 until a POST has stored a body in $FAKE_DIR/body.json, then 200. It
+// logs each request, header argument and CA file to $FAKE_DIR/log.
+const FAKE_CURL = `#!/bin/sh
+out=/dev/null; method=GET; url=; data=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out=$2; shift 2 ;;
+    -w) shift 2 ;;
+    -X) method=$2; shift 2 ;;
+    -H) echo "H $2" >>"$FAKE_DIR/log"; shift 2 ;;
+    --cacert) echo "CA $2" >>"$FAKE_DIR/log"; shift 2 ;;
+    --data-binary) data=$2; shift 2 ;;
+    -*) shift ;;
+    *) url=$1; shift ;;
+  esac
+done
+echo "$method $url" >>"$FAKE_DIR/log"
+if [ "$method" = POST ]; then
+  [ "$data" = @- ] && cat >"$FAKE_DIR/body.json"
+  echo '{}' >"$out"; printf 201; exit 0
+fi
+if [ -e "$FAKE_DIR/body.json" ]; then echo '{}' >"$out"; printf 200
+else echo '{"reason":"NotFound"}' >"$out"; printf 404; fi
+`;
+
+// runSecretJob runs the Job's script twice against FAKE_CURL, with the
+// service account directory and /tmp moved into a scratch directory;
+// returns [first run, second run] as { status, stderr, log, body, auth }.
+function runSecretJob(container) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "raftq-secret-job-"));
+    try {
+        const sa = path.join(dir, "sa");
+        const bin = path.join(dir, "bin");
+        const tmp = path.join(dir, "tmp");
+        for (const d of [sa, bin, tmp]) fs.mkdirSync(d);
+        fs.writeFileSync(path.join(sa, "namespace"), NAMESPACE);
+        fs.writeFileSync(path.join(sa, "token"), "stand-in-token");
+        fs.writeFileSync(path.join(sa, "ca.crt"), "stand-in CA");
+        fs.writeFileSync(path.join(bin, "curl"), FAKE_CURL, { mode: 0o755 });
+        const argv = [...(container.command || []), ...(container.args || [])];
+        if (argv[0] !== "/bin/sh" || argv[1] !== "-c") throw new Error(`the command is not /bin/sh -c SCRIPT`);
+        // /tmp first: the scratch directory is itself under /tmp.
+        const script = argv[2]
+            .replaceAll("/tmp/", `${tmp}/`)
+            .replaceAll("/var/run/secrets/kubernetes.io/serviceaccount", sa);
+        const env = { KUBERNETES_SERVICE_HOST: "10.0.0.1", KUBERNETES_SERVICE_PORT: "443", FAKE_DIR: dir };
+        const runs = [];
+        for (let i = 0; i < 2; i++) {
+            fs.rmSync(path.join(dir, "log"), { force: true });
+            const r = runScript(script, env, bin);
+            const body = path.join(dir, "body.json");
+            runs.push({
+                status: r.status, stderr: r.stderr,
+                log: fs.existsSync(path.join(dir, "log")) ? fs.readFileSync(path.join(dir, "log"), "utf8").split("\n") : [],
+                body: i === 0 && fs.existsSync(body) ? fs.readFileSync(body, "utf8") : null,
+                auth: fs.existsSync(path.join(tmp, "auth")) ? fs.readFileSync(path.join(tmp, "auth"), "utf8") : "",
+                sa, tmp,
+            });
+        }
+        return runs;
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+function checkK8sSecrets() {
+    check(`deploy: no file holds a secret value or a placeholder for one`, () => {
+        const p = problems();
+        const files = [COMPOSE_FILE, DOCKERFILE,
+            ...fs.readdirSync(path.join(ROOT, K8S_DIR)).filter((f) => /\.ya?ml$/.test(f)).map((f) => `${K8S_DIR}/${f}`)];
+        for (const f of files) {
+            read(f).split("\n").forEach((line, i) => {
+                p.expect(!PLACEHOLDER.test(line), `${f}:${i + 1}: a placeholder secret: ${line.trim()}`);
+            });
+        }
+        for (const { file, doc } of docsOf("Secret")) {
+            p.expect(!doc.data && !doc.stringData, `${file}: ${ident(doc)} carries values; the Job makes them`);
+        }
+        p.done();
+    });
+
+    check(`${K8S_DIR}: a Job creates Secret raftq with random values if absent, with RBAC for it alone`, () => {
+        const p = problems();
+        const jobs = docsOf("Job");
+        if (jobs.length !== 1) throw new Error(`${K8S_DIR}: ${jobs.length} Jobs; expected the one that creates the Secret`);
+        const { file, doc } = jobs[0];
+        const where = `${file}: Job ${doc.metadata.name}`;
+        const pod = doc.spec.template.spec;
+        const saName = pod.serviceAccountName;
+        p.expect(docsOf("ServiceAccount").some((d) => d.doc.metadata.name === saName),
+            `${where}: spec.template.spec.serviceAccountName ${saName} is not a ServiceAccount in ${K8S_DIR}`);
+        p.expect(pod.securityContext && pod.securityContext.runAsNonRoot === true, `${where}: securityContext.runAsNonRoot is not true`);
+        const bindings = docsOf("RoleBinding").filter((d) => (d.doc.subjects || []).some((s) => s.kind === "ServiceAccount" && s.name === saName));
+        const roles = bindings.map((b) => docsOf("Role").find((r) => r.doc.metadata.name === b.doc.roleRef.name));
+        p.expect(bindings.length > 0 && roles.every((r) => r), `${where}: ServiceAccount ${saName} is bound to no Role of ${K8S_DIR}`);
+        p.expect(docsOf("ClusterRoleBinding").every((d) => !(d.doc.subjects || []).some((s) => s.name === saName)),
+            `${where}: ServiceAccount ${saName} has a ClusterRoleBinding`);
+        for (const r of roles.filter((x) => x)) {
+            for (const rule of r.doc.rules || []) {
+                const rw = `${r.file}: Role ${r.doc.metadata.name}`;
+                p.expect(sameSet(rule.apiGroups || [], [""]) && sameSet(rule.resources || [], ["secrets"]),
+                    `${rw}: a rule on ${rule.apiGroups}/${rule.resources}, not core secrets`);
+                for (const v of rule.verbs || []) {
+                    p.expect(v === "get" || v === "create", `${rw}: verb ${v} (only get and create are needed)`);
+                    p.expect(v !== "get" || sameSet(rule.resourceNames || [], ["raftq"]),
+                        `${rw}: get is not limited to resourceNames [raftq]`);
+                }
+            }
+        }
+        let runs;
+        try {
+            runs = runSecretJob(pod.containers[0]);
+        } catch (e) {
+            throw new Error(`${where}: ${e.message}`);
+        }
+        const url = `https://10.0.0.1:443/api/v1/namespaces/${NAMESPACE}/secrets`;
+        const [first, second] = runs;
+        p.expect(first.status === 0, `${where}: the first run exited ${first.status}: ${first.stderr}`);
+        p.expect(first.log.includes(`GET ${url}/raftq`) && first.log.includes(`POST ${url}`),
+            `${where}: the first run did not GET then POST the Secret: ${first.log.join("; ")}`);
+        p.expect(first.auth.trim() === "Authorization: Bearer stand-in-token",
+            `${where}: the request header file is ${JSON.stringify(first.auth)}, not the service account's token`);
+        p.expect(first.log.includes(`CA ${first.sa}/ca.crt`), `${where}: curl does not verify the API server with the service account's CA`);
+        p.expect(first.log.every((l) => !l.startsWith("H Authorization")), `${where}: the token is on curl's command line`);
+        let created = null;
+        try {
+            created = JSON.parse(first.body);
+        } catch (e) {
+            p.add(`${where}: the POST body is not JSON: ${first.body}`);
+        }
+        if (created) {
+            p.expect(created.kind === "Secret" && created.metadata && created.metadata.name === "raftq",
+                `${where}: the POST creates ${created.kind} ${created.metadata && created.metadata.name}, not Secret raftq`);
+            const data = created.stringData || {};
+            p.expect(sameSet(Object.keys(data), ["cluster-secret", "admin-token"]),
+                `${where}: the Secret's keys are ${Object.keys(data)}, not cluster-secret and admin-token`);
+            for (const [k, v] of Object.entries(data)) checkSecretValue(p, `${where}: ${k}`, v);
+            p.expect(data["cluster-secret"] !== data["admin-token"], `${where}: the two values are the same`);
+            GENERATED_SECRETS.set("raftq", data);
+        }
+        p.expect(second.status === 0 && !second.log.some((l) => l.startsWith("POST")),
+            `${where}: with the Secret present, a run exited ${second.status} or created it again: ${second.log.join("; ")}`);
+        p.done();
+    });
+}
 const labelsMatch = (sel, labels) => Object.entries(sel || {}).every(([k, v]) => labels && labels[k] === v);
 
 // podEnv works out a container's environment as the kubelet does: values,
@@ -680,8 +929,8 @@ const labelsMatch = (sel, labels) => Object.entries(sel || {}).every(([k, v]) =>
 // variables defined before (unknown references stay as they are, $$ is $).
 function podEnv(p, where, container, podName) {
     const cms = new Map(docsOf("ConfigMap").map((d) => [d.doc.metadata.name, d.doc.data || {}]));
-    const secrets = new Map(docsOf("Secret").map((d) => [d.doc.metadata.name, { ...(d.doc.stringData || {}),
-        ...Object.fromEntries(Object.entries(d.doc.data || {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])) }]));
+    const secrets = new Map([...GENERATED_SECRETS, ...docsOf("Secret").map((d) => [d.doc.metadata.name, { ...(d.doc.stringData || {}),
+        ...Object.fromEntries(Object.entries(d.doc.data || {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])) }])]);
     const env = {};
     const expand = (s) => s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, name) =>
         all === "$$" ? "$" : (name in env ? env[name] : all));
@@ -698,7 +947,8 @@ function podEnv(p, where, container, podName) {
             const ref = e.valueFrom.configMapKeyRef || e.valueFrom.secretKeyRef;
             const kind = e.valueFrom.configMapKeyRef ? "ConfigMap" : "Secret";
             const src = (kind === "ConfigMap" ? cms : secrets).get(ref.name);
-            if (!src) p.add(`${w}: ${kind} ${ref.name} is not in ${K8S_DIR}`);
+            if (!src) p.add(`${w}: ${kind} ${ref.name} is neither in ${K8S_DIR} nor made by its Job`);
+            else if (kind === "Secret" && ref.optional !== false) p.add(`${w}: secretKeyRef.optional is not false (the pod must wait for the Secret)`);
             else if (!(ref.key in src)) p.add(`${w}: ${kind} ${ref.name} has no key ${ref.key}`);
             else env[e.name] = String(src[ref.key]);
         } else {
@@ -885,6 +1135,7 @@ checkDockerfile();
 loadK8s();
 if (k8sDocs.length > 0) {
     checkK8sSchemas();
+    checkK8sSecrets();
     checkK8sCluster();
 }
 check("compose, Dockerfile and Kubernetes agree on the ports", () => {

@@ -61,6 +61,8 @@ put("config", "peers", b"\x02" + b"1=127.0.0.1:7001,2=127.0.0.1:7002")
 put("config", "argv", b"\x03--name\x00x\x00--count=5\x00--flag\x00"
     b"--raft-addr\x00h:1")
 put("config", "help", b"\x03-h")
+put("config", "secret", b"\x03--name\x00x\x00--secret\x00"
+    b"0123456789abcdef0123456789abcdef\x00--secret=again")
 
 # Records: count (u16) then the blob.
 

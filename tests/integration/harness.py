@@ -34,6 +34,8 @@ import time
 import traceback
 import zlib
 
+from rqkeys import TEST_SECRET
+
 # An answer line starts with "ok" (alone or followed by a blank) or "error:".
 ANSWER_RE = re.compile(r"^(ok( |$)|error:)")
 STATUS_RE = re.compile(
@@ -537,7 +539,7 @@ class Cluster:
     """N ATMs that know one another: ids 1..N, one data directory each."""
 
     def __init__(self, ctx, n=3, args=(), hosts=None, ports=None, wraps=None,
-                 secret="itest-secret"):
+                 secret=TEST_SECRET):
         self.ctx = ctx
         self.n = n
         hosts = hosts or ["127.0.0.1"] * n

@@ -772,7 +772,8 @@ def test_strangers(ctx):
         data = os.path.join(ctx.dir, "rogue")
         os.makedirs(data)
         rogue = ctx.atm(3, [ctx.binary, "--id", "3", "--peers", peers, "--data", data,
-                            "--election-timeout-ms", "600", "--cluster-secret", "not-the-secret"])
+                            "--election-timeout-ms", "600",
+                            "--cluster-secret", "not-the-secret-" + "0123456789abcdef" * 2])
         rogue.start()
         t0 = time.monotonic()
         ans = rogue.cmd("deposit strange 100")

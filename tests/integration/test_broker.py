@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
+from rqkeys import TEST_SECRET  # noqa: E402
 
 TOPIC = "orders"
 HTTP_TIMEOUT = 15.0
@@ -755,8 +756,8 @@ def test_bad_input(ctx):
         ([ctx.binary, "--id", "0", "--raft-addr", "x:1", "--http-addr", "y:2", "--data", "d"],
          "--id"),
     ]:
-        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                           env=ctx.env)
+        r = subprocess.run(argv + ["--cluster-secret", TEST_SECRET], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=30, env=ctx.env)
         err = r.stderr.decode("utf-8", "replace")
         check(r.returncode != 0 and what in err,
               "%s: exit %d, stderr %r" % (what, r.returncode, err[-300:]))

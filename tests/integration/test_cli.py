@@ -7,10 +7,14 @@ against it: topics, produce from arguments and standard input (with the
 progress line on a terminal), consume as a consumer and from an offset,
 --follow ended by --max and by SIGINT, cluster status, broker list, drain
 and remove of the fourth broker, and a leadership move; a second raftq dev
-on the same data is refused. Then SIGINT: every child is gone and raftq dev
-exits 0. Started again on the same data, the topics and messages are
-there; a broker killed behind its back is reported in one line and raftq
-dev exits non-zero with no child left. The others need no cluster: exit
+on the same data is refused. The cluster file holds a random secret and
+admin token, mode 0600; the token is printed, and neither is on any
+child's command line. Then SIGINT: every child is gone and raftq dev
+exits 0. Started again on the same data (the cluster file's mode widened
+meanwhile, and --token given), the secret and token are reused, the mode
+is put back to 0600, the topics and messages are there; a broker killed
+behind its back is reported in one line and raftq dev exits non-zero with
+no child left. The others need no cluster: exit
 codes for bad usage (2), unreachable managers (3), --help on every command;
 and a port in use refused before anything starts.
 
@@ -42,6 +46,7 @@ CLI_TIMEOUT = 60.0
 MANAGERS_RE = re.compile(r"^\s+managers\s+(http://\S+(?: http://\S+)*)\s*$")
 STATUS_PAGE_RE = re.compile(r"^\s+status page\s+(http://\S+/ui)\s*$")
 CURL_RE = re.compile(r"^\s+(curl .*)$")
+TOKEN_RE = re.compile(r"^\s+admin token\s+(\S+)\s")
 
 
 # ---- Ports and processes -----------------------------------------------------
@@ -278,6 +283,38 @@ def check_banner(dev):
     check(values == ["hello", "world"], "the read example read %r" % values)
 
 
+def cluster_file(data):
+    """(mode, content) of raftq dev's cluster file."""
+    path = os.path.join(data, "dev", "cluster.json")
+    with open(path) as f:
+        return os.stat(path).st_mode & 0o777, json.load(f)
+
+
+def check_secrets(dev, data):
+    """The cluster file is private and holds a fresh secret and token; the
+    banner prints the token; no child has either on its command line.
+    Returns the cluster file's content."""
+    mode, rec = cluster_file(data)
+    check(mode == 0o600, "cluster.json has mode %o, not 600" % mode)
+    secret, token = rec.get("cluster_secret"), rec.get("admin_token")
+    check(isinstance(secret, str) and len(secret) >= 64 and int(secret, 16) > 0,
+          "cluster_secret: %r" % secret)
+    check(isinstance(token, str) and len(token) >= 64 and token != secret,
+          "admin_token: %r" % token)
+    printed = [TOKEN_RE.match(line).group(1) for line in dev.lines if TOKEN_RE.match(line)]
+    check(printed == [token], "admin token line: %r" % dev.lines)
+    check("export RAFTQ_ADMIN_TOKEN=" + token in "\n".join(dev.lines),
+          "no RAFTQ_ADMIN_TOKEN line: %r" % dev.lines)
+    for pid in children_of(data):
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().decode()
+        check(secret not in args and token not in args,
+              "a secret on the command line of %r" % args.replace("\0", " "))
+        if "manager" in args.split("\0")[0]:
+            check("--admin-open" in args.split("\0"), "manager without --admin-open")
+    return rec
+
+
 def drive_topics(cli):
     out = cli.ok("topic", "create", "orders", "--partitions", "2")
     check("created" in out, "topic create said %r" % out)
@@ -439,7 +476,9 @@ def test_dev_and_every_command(ctx):
     check(dev.urls == ["http://127.0.0.1:%d" % (base + i) for i in range(3)], "URLs %r" % dev.urls)
     check(len(children_of(data)) == 7, "expected 7 children, found %r" % children_of(data))
     check_banner(dev)
+    rec = check_secrets(dev, data)
     cli = Cli(ctx, dev.urls)
+    cli.env["RAFTQ_ADMIN_TOKEN"] = rec["admin_token"]
 
     # A second raftq dev on the same data is refused, whatever its ports.
     err = cli.fails(1, "dev", "--data", data, "--base-port", str(base), says="in use")
@@ -460,10 +499,22 @@ def test_dev_and_every_command(ctx):
     check_child_logs(data)
     cli.fails(3, "topic", "list", says="cannot reach any manager")
 
-    # Again on the same data: the same layout (four brokers), the topics
-    # and messages are there.
-    dev = Dev(ctx, data, base).start()
+    # Again on the same data: the same layout (four brokers), the same
+    # secret and token, the topics and messages are there. A cluster file
+    # others could read is put back to 0600, and said so; --token gives
+    # the managers another admin token for this run only.
+    os.chmod(os.path.join(data, "dev", "cluster.json"), 0o644)
+    override = "override-token-" + "9" * 20
+    dev = Dev(ctx, data, base, ["--token", override]).start()
     check(len(children_of(data)) == 7, "restart: %r children" % children_of(data))
+    mode, again = cluster_file(data)
+    check(mode == 0o600 and again == rec, "after a restart: mode %o, %r" % (mode, again))
+    check(any("its mode is now 0600" in line for line in dev.proc.log_tail(100)),
+          "no word of the widened mode: %r" % dev.proc.log_tail(20))
+    printed = [TOKEN_RE.match(line).group(1) for line in dev.lines if TOKEN_RE.match(line)]
+    check(printed == [override], "--token: admin token line %r" % printed)
+    cli.env["RAFTQ_ADMIN_TOKEN"] = override
+    check(len(cli.json("broker", "list")["brokers"]) == 4, "broker list with --token")
     check(set(cli.ok("topic", "list").split()) == {"demo", "orders"}, "topics after restart")
     got = cli.ok("consume", "orders", "--offset", "0", "--partition", "1")
     check("x" in got.split() and "late" in got.split(), "messages after restart: %r" % got)

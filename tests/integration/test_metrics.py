@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
-from test_manager import Cluster, Unreachable, check_ok  # noqa: E402
+from test_manager import SECRET, Cluster, Unreachable, check_ok  # noqa: E402
 
 TOPIC = "mt"
 
@@ -462,6 +462,7 @@ def test_unmatched_paths_do_not_become_labels(ctx):
     ctx.daemon("broker", 1, [broker, "--id", "1", "--raft-addr",
                              "127.0.0.1:%d" % ctx.ports.take(), "--http-addr", addr,
                              "--data", os.path.join(ctx.dir, "broker1"),
+                             "--cluster-secret", SECRET,
                              "--log-level", ctx.opts.log_level]).start()
     wait_until(lambda: ready(addr), 20, "the broker to be ready")
     host, port = addr.rsplit(":", 1)

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the raftq dev layout: ports from the base port, paths
- * under the data directory, the command line of each child, and the
- * recorded layout that a later run must keep.
+ * under the data directory, the command line and environment of each
+ * child, the recorded layout that a later run must keep, and the secret
+ * and admin token made on the first run and reused afterwards.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,11 +16,24 @@
 #include "cli/devplan.h"
 #include "rq_err.h"
 
+#define SECRET_HEX \
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define TOKEN_HEX \
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+
 static void plan_init(struct devplan *p)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->data, sizeof p->data, "./data/");
     snprintf(p->bin_dir, sizeof p->bin_dir, "/opt/raftq/build");
+}
+
+/* Bytes 0, 1, 2, ...: the secret and token above. */
+static void counting(uint8_t out[2 * DEVPLAN_RANDOM_BYTES])
+{
+    for (int i = 0; i < 2 * DEVPLAN_RANDOM_BYTES; i++) {
+        out[i] = (uint8_t)i;
+    }
 }
 
 static void test_devplan_ports_and_paths(void **state)
@@ -73,8 +87,12 @@ static void test_devplan_child_command_lines(void **state)
     struct devplan_argv a;
     char why[256];
 
+    uint8_t rnd[2 * DEVPLAN_RANDOM_BYTES];
+
     plan_init(&p);
+    counting(rnd);
     assert_int_equal(devplan_merge(&p, &req, NULL, why, sizeof why), 0);
+    assert_int_equal(devplan_secrets(&p, NULL, rnd, NULL, why, sizeof why), 0);
     assert_int_equal(devplan_argv(&p, DEVPLAN_MANAGER, 2, &a), 0);
     static const char *const manager[] = {
         "/opt/raftq/build/manager",
@@ -86,8 +104,14 @@ static void test_devplan_child_command_lines(void **state)
         "1=127.0.0.1:20010,2=127.0.0.1:20011,3=127.0.0.1:20012",
         "--data",
         "./data/dev/manager-2",
+        "--admin-open",
         NULL};
     assert_argv(&a, manager);
+    /* The token and the secret go by the environment, never argv. */
+    assert_int_equal(a.envc, 2);
+    assert_string_equal(a.env[0], "RAFTQ_ADMIN_TOKEN=" TOKEN_HEX);
+    assert_string_equal(a.env[1], "RAFTQ_CLUSTER_SECRET=" SECRET_HEX);
+    assert_null(a.env[2]);
 
     assert_int_equal(devplan_argv(&p, DEVPLAN_BROKER, 3, &a), 0);
     static const char *const broker[] = {
@@ -104,16 +128,26 @@ static void test_devplan_child_command_lines(void **state)
         "http://127.0.0.1:20000,http://127.0.0.1:20001,http://127.0.0.1:20002",
         NULL};
     assert_argv(&a, broker);
+    assert_int_equal(a.envc, 1);
+    assert_string_equal(a.env[0], "RAFTQ_CLUSTER_SECRET=" SECRET_HEX);
 
-    /* An admin token goes to the managers only. */
-    p.token = "s3cret";
+    /* --token overrides the admin token, for the managers only. */
+    assert_int_equal(devplan_secrets(&p, NULL, rnd, "s3cret", why, sizeof why),
+                     0);
     assert_int_equal(devplan_argv(&p, DEVPLAN_MANAGER, 1, &a), 0);
-    assert_string_equal(a.argv[a.argc - 2], "--admin-token");
-    assert_string_equal(a.argv[a.argc - 1], "s3cret");
+    assert_string_equal(a.env[0], "RAFTQ_ADMIN_TOKEN=s3cret");
     assert_int_equal(devplan_argv(&p, DEVPLAN_BROKER, 1, &a), 0);
-    for (int i = 0; i < a.argc; i++) {
-        assert_string_not_equal(a.argv[i], "--admin-token");
+    for (int i = 0; i < a.envc; i++) {
+        assert_null(strstr(a.env[i], "s3cret"));
     }
+
+    /* What raftq's own environment must not pass on. */
+    assert_true(devplan_env_replaced("RAFTQ_CLUSTER_SECRET=x"));
+    assert_true(devplan_env_replaced("RAFTQ_CLUSTER_SECRET_FILE=/x"));
+    assert_true(devplan_env_replaced("RAFTQ_ADMIN_TOKEN="));
+    assert_true(devplan_env_replaced("RAFTQ_ADMIN_TOKEN_FILE=/x"));
+    assert_false(devplan_env_replaced("RAFTQ_CLUSTER_SECRETS=x"));
+    assert_false(devplan_env_replaced("RAFTQ_MANAGERS=x"));
 
     /* Five managers: five peers. */
     struct devplan_request five = {
@@ -177,6 +211,63 @@ static void test_devplan_recorded_layout_is_kept(void **state)
     json_decref(rec);
 }
 
+static void test_devplan_secrets_made_once_then_kept(void **state)
+{
+    (void)state;
+    struct devplan p, q;
+    struct devplan_request req = {.base_port = 9500};
+    uint8_t rnd[2 * DEVPLAN_RANDOM_BYTES], other[2 * DEVPLAN_RANDOM_BYTES];
+    char why[256];
+
+    /* First run: both made from the random bytes, as hex. */
+    plan_init(&p);
+    counting(rnd);
+    assert_int_equal(devplan_merge(&p, &req, NULL, why, sizeof why), 0);
+    assert_int_equal(devplan_secrets(&p, NULL, rnd, NULL, why, sizeof why), 0);
+    assert_string_equal(p.secret, SECRET_HEX);
+    assert_string_equal(p.admin_token, TOKEN_HEX);
+    assert_ptr_equal(p.token, p.admin_token);
+    json_t *rec = devplan_record(&p);
+    assert_string_equal(
+        json_string_value(json_object_get(rec, "cluster_secret")), SECRET_HEX);
+    assert_string_equal(json_string_value(json_object_get(rec, "admin_token")),
+                        TOKEN_HEX);
+
+    /* Later runs reuse them, whatever the random bytes; --token overrides
+     * the token for the run without changing what is recorded. */
+    memset(other, 0xee, sizeof other);
+    plan_init(&q);
+    assert_int_equal(devplan_merge(&q, &req, rec, why, sizeof why), 0);
+    assert_int_equal(devplan_secrets(&q, rec, other, "mine", why, sizeof why),
+                     0);
+    assert_string_equal(q.secret, SECRET_HEX);
+    assert_string_equal(q.token, "mine");
+    json_t *again = devplan_record(&q);
+    assert_true(json_equal(again, rec));
+    json_decref(again);
+    json_decref(rec);
+
+    /* A layout recorded before secrets were kept gets new ones. */
+    rec = json_pack("{s:i,s:i,s:i}", "managers", 3, "brokers", 3, "base_port",
+                    9500);
+    assert_int_equal(devplan_secrets(&q, rec, rnd, NULL, why, sizeof why), 0);
+    assert_string_equal(q.secret, SECRET_HEX);
+    json_decref(rec);
+
+    /* A recorded secret that would not be accepted is refused. */
+    rec = json_pack("{s:s}", "cluster_secret", "raftq-dev-secret");
+    assert_int_equal(devplan_secrets(&q, rec, rnd, NULL, why, sizeof why),
+                     RQ_INVALID);
+    assert_non_null(strstr(why, "cluster_secret"));
+    json_decref(rec);
+    rec =
+        json_pack("{s:s,s:i}", "cluster_secret", SECRET_HEX, "admin_token", 7);
+    assert_int_equal(devplan_secrets(&q, rec, rnd, NULL, why, sizeof why),
+                     RQ_INVALID);
+    assert_non_null(strstr(why, "admin_token"));
+    json_decref(rec);
+}
+
 static void test_devplan_limits(void **state)
 {
     (void)state;
@@ -213,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_devplan_ports_and_paths),
         cmocka_unit_test(test_devplan_child_command_lines),
         cmocka_unit_test(test_devplan_recorded_layout_is_kept),
+        cmocka_unit_test(test_devplan_secrets_made_once_then_kept),
         cmocka_unit_test(test_devplan_limits),
     };
     return cmocka_run_group_tests_name("devplan", tests, NULL, NULL);
