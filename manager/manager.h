@@ -40,7 +40,10 @@ struct manager_config {
     const char *data;
     const char *secret;
     uint64_t cluster_id;
-    const char *admin_token; /* "" means the admin API is open. */
+    const char *admin_token; /* "" only with --admin-open. */
+    bool admin_open;         /* raftq dev: the admin API needs no token. */
+    const char *auth;        /* "none" or "tokens" (public API). */
+    bool auth_tokens;        /* --auth tokens */
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t broker_dead_ms;
@@ -168,10 +171,9 @@ void manager_hold(struct rq_http_req *req, struct rq_http_req **slot);
 void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Checks the cluster secret (internal API) or the admin token; on failure
- * answers 401 and returns false. */
+/* Checks the cluster secret (internal API); on failure answers 401 and
+ * returns false. The public and admin APIs check tokens (auth.h). */
 bool manager_check_secret(struct manager *m, struct rq_http_req *req);
-bool manager_check_admin(struct manager *m, struct rq_http_req *req);
 
 /* The headers every call to a broker or manager carries (secret,
  * JSON content type), NULL-terminated; static storage of the manager. */
