@@ -86,6 +86,7 @@ static void test_devplan_child_command_lines(void **state)
         "1=127.0.0.1:20010,2=127.0.0.1:20011,3=127.0.0.1:20012",
         "--data",
         "./data/dev/manager-2",
+        "--admin-open",
         NULL};
     assert_argv(&a, manager);
 
