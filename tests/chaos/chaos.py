@@ -49,6 +49,7 @@ else:
 PREFIX = "rqc"
 SUBNET = "10.213.0"  # The bridge's /24 (10.213.N when another run holds it).
 SECRET = "chaos-secret"
+ADMIN_TOKEN = "chaos-admin-token"  # the managers' --admin-token
 RAFT_PORT = 7000
 HTTP_PORT = 8000
 ATM_PORT = 7100
@@ -121,7 +122,8 @@ class Cluster:
                 "--http-addr", "%s:%d" % (ip, HTTP_PORT), "--data", data,
                 "--election-timeout-ms", str(ELECTION_MS), "--heartbeat-ms", str(HEARTBEAT_MS),
                 "--broker-suspect-ms", "2000", "--broker-dead-ms", str(DEAD_MS),
-                "--cluster-secret", SECRET, "--log-level", self.ctx.opts.log_level]
+                "--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN,
+                "--log-level", self.ctx.opts.log_level]
         d = self.ctx.daemon("manager", i, argv, wrap=self.net.wrap("m%d" % i))
         d.data_dir = data
         self.managers[i] = d
@@ -221,8 +223,10 @@ class Cluster:
         return "%s:%d" % (self.net.ip["b%d" % i], HTTP_PORT)
 
     def m_call(self, i, method, path, body=None, query=None, timeout=8.0):
+        headers = {"X-Raftq-Secret": SECRET}
+        headers["Authorization"] = "Bearer " + ADMIN_TOKEN
         return call(self.m_addr(i), method, path, body, timeout=timeout, query=query,
-                    headers={"X-Raftq-Secret": SECRET})
+                    headers=headers)
 
     def b_call(self, i, method, path, body=None, query=None, timeout=5.0):
         return call(self.b_addr(i), method, path, body, timeout=timeout, query=query,
