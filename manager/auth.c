@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 
 #include <nettle/memops.h>
@@ -27,18 +26,16 @@
 
 #define LOG_TAG "auth"
 
-/* The token of "Authorization: Bearer T", or NULL. */
+/* The token of "Authorization: Bearer T", or NULL. The scheme is matched
+ * as written, like every other name of the API: "bearer T" is refused
+ * with a 401 that shows the expected form. */
 static const char *bearer(struct rq_http_req *req)
 {
     const char *a = rq_http_header(req, "Authorization");
-    if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) {
+    if (a == NULL || strncmp(a, "Bearer ", 7) != 0 || a[7] == '\0') {
         return NULL;
     }
-    a += 7;
-    while (*a == ' ') {
-        a++;
-    }
-    return *a != '\0' ? a : NULL;
+    return a + 7;
 }
 
 void auth_token_hash(const char *token, uint8_t hash[MCMD_TOKEN_HASH])
