@@ -12,6 +12,7 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -94,13 +95,58 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
     return FOUND_TOKEN;
 }
 
+/* A request held until this follower has caught up with the leader. */
+struct recheck {
+    struct rq_http_req *req; /* NULL once the client has gone. */
+    struct manager *m;
+    rq_http_handler again;
+};
+
+static void on_caught_up(void *data, int status, const char *why)
+{
+    struct recheck *rc = data;
+    if (rc->req != NULL) {
+        rq_http_on_abort(rc->req, NULL, NULL);
+        if (status != 0) {
+            manager_unavailable(rc->req, "%s", why);
+        } else {
+            /* The handler runs from the start; this time auth_public judges
+             * the token with what the store holds now. */
+            rc->m->auth_rechecked = rc->req;
+            rc->again(rc->req, rc->m);
+            rc->m->auth_rechecked = NULL;
+        }
+    }
+    free(rc);
+}
+
+/* Holds @req for a consistent read and a second run of @again; false if
+ * it cannot (then the caller answers now). */
+static bool recheck(struct manager *m, struct rq_http_req *req,
+                    rq_http_handler again)
+{
+    if (again == NULL || m->leading || m->auth_rechecked == req) {
+        return false;
+    }
+    struct recheck *rc = calloc(1, sizeof *rc);
+    if (rc == NULL) {
+        return false; /* UNTESTED: ENOMEM only. */
+    }
+    rc->m = m;
+    rc->again = again;
+    manager_hold(req, &rc->req);
+    manager_read(m, on_caught_up, rc);
+    return true;
+}
+
 static void unauthorized(struct rq_http_req *req, const char *msg)
 {
     rq_http_set_header(req, "WWW-Authenticate", "Bearer");
     rq_http_reply_error(req, 401, "%s", msg);
 }
 
-bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who)
+bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
+                 rq_http_handler again)
 {
     memset(who, 0, sizeof *who);
     if (!m->cfg.auth_tokens) {
@@ -126,6 +172,10 @@ bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who)
             return false;
         case FOUND_NONE:
             break;
+    }
+    if (strncmp(token, AUTH_TOKEN_PREFIX, strlen(AUTH_TOKEN_PREFIX)) == 0 &&
+        strlen(token) == AUTH_TOKEN_LEN && recheck(m, req, again)) {
+        return false;
     }
     unauthorized(req,
                  "the bearer token is not valid here: it is unknown to "

@@ -34,9 +34,9 @@
 
 #include "grants.h"
 #include "mcmd.h"
+#include "rq_http.h"
 
 struct manager;
-struct rq_http_req;
 
 #define AUTH_TOKEN_PREFIX "rqt_"
 #define AUTH_TOKEN_RANDOM 32 /* bytes */
@@ -56,9 +56,17 @@ struct auth {
  * with --auth tokens the request needs "Authorization: Bearer T" naming
  * the admin token or a stored token. Fills @who and returns true, or
  * answers 401 (with WWW-Authenticate: Bearer) and returns false.
+ *
+ * A follower that does not know a token of the right form may not have
+ * applied its creation yet (the leader answers a creation once it has
+ * applied it, followers a moment later). With @again, the route's own
+ * handler, such a request is held instead: once this manager has applied
+ * the leader's commit index as of now (manager_read), @again runs anew
+ * on the request and the token is judged for good. false then too: the
+ * request is taken care of.
  */
-bool auth_public(struct manager *m, struct rq_http_req *req,
-                 struct auth *who);
+bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
+                 rq_http_handler again);
 
 /*
  * Step 1 of an admin route: true for the admin token or a stored token

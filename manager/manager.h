@@ -124,6 +124,9 @@ struct manager {
     uint64_t addr_next_ms;
 
     struct consumers *consumers; /* qapi.c: per-consumer serialization. */
+    /* auth.c: the request whose handler runs again after a consistent
+     * read, while it runs (its token is then judged for good). */
+    struct rq_http_req *auth_rechecked;
     struct manager_stats stats;
     struct rq_metrics *metrics; /* GET /metrics renders it. */
     struct mmetrics *mmetrics;

@@ -44,11 +44,11 @@ _Static_assert(GRANTS_TEXT_MAX == MCMD_GRANTS_TEXT_MAX,
 
 #define OFFSET_BYTES (4 + 8 + 8)
 
-bool mcmd_topic_valid(const char *name)
+/* 1-@max characters of [A-Za-z0-9._-], NUL-terminated within @max + 1. */
+static bool name_valid(const char *name, size_t max)
 {
-    size_t n = strnlen(name, MCMD_NAME_MAX + 1);
-    if (n == 0 || n > MCMD_NAME_MAX || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0) {
+    size_t n = strnlen(name, max + 1);
+    if (n == 0 || n > max) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -61,20 +61,15 @@ bool mcmd_topic_valid(const char *name)
     return true;
 }
 
+bool mcmd_topic_valid(const char *name)
+{
+    return name_valid(name, MCMD_NAME_MAX) && strcmp(name, ".") != 0 &&
+           strcmp(name, "..") != 0;
+}
+
 bool mcmd_token_name_valid(const char *name)
 {
-    size_t n = strnlen(name, MCMD_TOKEN_NAME_MAX + 1);
-    if (n == 0 || n > MCMD_TOKEN_NAME_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return name_valid(name, MCMD_TOKEN_NAME_MAX);
 }
 
 const char *mcmd_type_name(enum mcmd_type t)

@@ -412,7 +412,7 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
     bool present;
     uint64_t n = DEFAULT_PARTITIONS;
 
-    if (!auth_public(m, req, &who) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_topics_create) || !body_ok(req)) {
         return;
     }
     bool given = rq_http_query(req, "topic_name") != NULL ||
@@ -496,7 +496,7 @@ static void topics_list(struct read_req *rr)
     size_t n;
     /* Authenticated on arrival; again now, for the grants as of the
      * read (a revocation applied meanwhile counts). */
-    if (!auth_public(rr->m, rr->req, &who)) {
+    if (!auth_public(rr->m, rr->req, &who, NULL)) {
         return;
     }
     int rv = mstore_topics(rr->m->store, &list, &n);
@@ -517,7 +517,7 @@ static void topics_list(struct read_req *rr)
 void qapi_topics_list(struct rq_http_req *req, void *data)
 {
     struct auth who;
-    if (auth_public(data, req, &who)) {
+    if (auth_public(data, req, &who, qapi_topics_list)) {
         after_read(data, req, topics_list, NULL, 0, MCMD_NO_PARTITION);
     }
 }
@@ -567,7 +567,7 @@ void qapi_topics_partitions(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
     struct auth who;
-    if (!auth_public(m, req, &who) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_topics_partitions) || !body_ok(req)) {
         return;
     }
     const char *topic = topic_arg(req, "topic");
@@ -637,13 +637,13 @@ static void register_client(struct manager *m, struct rq_http_req *req,
 }
 
 static void client_register(struct rq_http_req *req, struct manager *m,
-                            enum mcmd_type type)
+                            enum mcmd_type type, rq_http_handler again)
 {
     struct mstore_topic t;
     struct auth who;
     uint32_t partition;
 
-    if (!auth_public(m, req, &who) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, again) || !body_ok(req)) {
         return;
     }
     const char *topic = topic_arg(req, "topic");
@@ -681,12 +681,12 @@ static void client_register(struct rq_http_req *req, struct manager *m,
 
 void qapi_producer_register(struct rq_http_req *req, void *data)
 {
-    client_register(req, data, MCMD_PRODUCER_REGISTER);
+    client_register(req, data, MCMD_PRODUCER_REGISTER, qapi_producer_register);
 }
 
 void qapi_consumer_register(struct rq_http_req *req, void *data)
 {
-    client_register(req, data, MCMD_CONSUMER_REGISTER);
+    client_register(req, data, MCMD_CONSUMER_REGISTER, qapi_consumer_register);
 }
 
 /*
@@ -873,7 +873,7 @@ void qapi_produce(struct rq_http_req *req, void *data)
     struct produce_args a = {0};
     struct auth who;
 
-    if (!auth_public(m, req, &who) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_produce) || !body_ok(req)) {
         return;
     }
     const char *topic = topic_arg(req, "topic");
@@ -1280,10 +1280,11 @@ static void consume_start(struct consume *op)
  */
 static const char *consumer_args(struct manager *m, struct rq_http_req *req,
                                  uint64_t *id, uint32_t *partition,
-                                 struct mstore_client *cc)
+                                 struct mstore_client *cc,
+                                 rq_http_handler again)
 {
     struct auth who;
-    if (!auth_public(m, req, &who) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, again) || !body_ok(req)) {
         return NULL;
     }
     const char *topic = topic_arg(req, "topic");
@@ -1304,7 +1305,8 @@ void qapi_consume(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    const char *topic = consumer_args(m, req, &id, &partition, &cc);
+    const char *topic =
+        consumer_args(m, req, &id, &partition, &cc, qapi_consume);
     if (topic == NULL) {
         return;
     }
@@ -1526,7 +1528,8 @@ void qapi_size(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    const char *topic = consumer_args(m, req, &id, &partition, &cc);
+    const char *topic =
+        consumer_args(m, req, &id, &partition, &cc, qapi_size);
     if (topic == NULL) {
         return;
     }
@@ -1844,7 +1847,7 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
     struct auth who;
     char why[WHY_LEN];
 
-    if (!auth_public(m, req, &who)) {
+    if (!auth_public(m, req, &who, qapi_records_produce)) {
         return;
     }
     const char *topic = rq_http_param(req, "topic");
@@ -2003,7 +2006,7 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     uint64_t p;
     struct auth who;
 
-    if (!auth_public(m, req, &who) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_records_read) || !body_ok(req)) {
         return;
     }
     const char *topic = rq_http_param(req, "topic");
@@ -2106,7 +2109,8 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
     uint64_t id;
     char why[WHY_LEN];
 
-    if (!auth_public(m, req, &who) || !consumer_param(req, &id)) {
+    if (!auth_public(m, req, &who, qapi_offsets_commit) ||
+        !consumer_param(req, &id)) {
         return;
     }
     json_t *body = rq_http_json(req, why, sizeof why);
@@ -2230,7 +2234,7 @@ static void offsets_after_read(struct read_req *rr)
     }
     /* The consumer's topic is known only now: its grant is checked here,
      * on the leader, with the token authenticated again as of the read. */
-    if (!auth_public(rr->m, rr->req, &who) ||
+    if (!auth_public(rr->m, rr->req, &who, NULL) ||
         !auth_allow(rr->req, &who, GRANT_TO_CONSUME, cc.topic)) {
         return;
     }
@@ -2246,8 +2250,8 @@ void qapi_offsets_list(struct rq_http_req *req, void *data)
     struct manager *m = data;
     struct auth who;
     uint64_t id;
-    if (!auth_public(m, req, &who) || !consumer_param(req, &id) ||
-        manager_forward(m, req)) {
+    if (!auth_public(m, req, &who, qapi_offsets_list) ||
+        !consumer_param(req, &id) || manager_forward(m, req)) {
         return;
     }
     after_read(m, req, offsets_after_read, NULL, id, MCMD_NO_PARTITION);

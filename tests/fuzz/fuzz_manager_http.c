@@ -66,12 +66,15 @@ static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 #define FLAG_FORWARDED 16 /* The request carries X-Raftq-Forwarded. */
 #define FLAG_NO_LEADER 32 /* Not the ready leader. */
 #define FLAG_NO_TOKEN 64  /* No Authorization header at all. */
+#define FLAG_UNKNOWN 128  /* A well-formed token the store does not hold
+                             (a follower waits for a read, then refuses). */
 
 /* The tokens a request may carry (manager/auth.c checks them for real
  * against the store, which holds the stored one's hash). */
 #define ADMIN_TOKEN "fuzz-admin-token"
 #define STORED_TOKEN "rqt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 #define STORED_GRANTS "produce:t consume:t.*"
+#define UNKNOWN_TOKEN "rqt_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
 /* ---- What manager.c provides, stubbed ---- */
 
@@ -431,7 +434,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.header_names[1] = MANAGER_FORWARDED;
     req.header_values[1] = (flags & FLAG_FORWARDED) ? "2" : NULL;
     req.header_names[2] = "Authorization";
-    req.header_values[2] = (flags & FLAG_NO_TOKEN) ? NULL
+    req.header_values[2] = (flags & FLAG_NO_TOKEN)   ? NULL
+                           : (flags & FLAG_UNKNOWN) ? "Bearer " UNKNOWN_TOKEN
                            : (flags & FLAG_NO_ADMIN)
                                ? "Bearer " STORED_TOKEN
                                : "Bearer " ADMIN_TOKEN;
