@@ -20,7 +20,7 @@
     (BIT(CMD_TOPIC_CREATE) | BIT(CMD_TOPIC_LIST) | BIT(CMD_TOPIC_DESCRIBE) |  \
      BIT(CMD_TOPIC_DELETE) | BIT(CMD_PRODUCE) | BIT(CMD_CONSUME) |            \
      BIT(CMD_CLUSTER_STATUS) | BIT(CMD_BROKER_LIST) | BIT(CMD_BROKER_DRAIN) | \
-     BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER) |               \
+     BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER) |                \
      BIT(CMD_TOKEN_CREATE) | BIT(CMD_TOKEN_LIST) | BIT(CMD_TOKEN_REVOKE))
 #define ALL_CMDS (~0u)
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
@@ -115,10 +115,8 @@ static const struct {
     const char *group;
     enum cmd cmd;
 } groups[] = {
-    {"topic", CMD_TOPIC},
-    {"cluster", CMD_CLUSTER},
-    {"broker", CMD_BROKER},
-    {"partition", CMD_PARTITION},
+    {"topic", CMD_TOPIC},   {"cluster", CMD_CLUSTER},
+    {"broker", CMD_BROKER}, {"partition", CMD_PARTITION},
     {"token", CMD_TOKEN},
 };
 
@@ -441,7 +439,8 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             return 0;
         case OPT_GRANT:
             if (out->n_grants == CMDLINE_MAX_GRANTS) {
-                rq_why(why, whyn, "at most %d --grant options (a token holds "
+                rq_why(why, whyn,
+                       "at most %d --grant options (a token holds "
                        "at most %d grants)",
                        CMDLINE_MAX_GRANTS, CMDLINE_MAX_GRANTS);
                 return RQ_INVALID;
@@ -599,8 +598,7 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
                 : DEFAULT_MANAGERS;
     }
     if (out->cmd != CMD_DEV && out->token == NULL && env != NULL &&
-        env->client_token != NULL &&
-        env->client_token[0] != '\0') {
+        env->client_token != NULL && env->client_token[0] != '\0') {
         out->token = env->client_token;
     }
     if (out->token == NULL && env != NULL && env->token != NULL &&

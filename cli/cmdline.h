@@ -64,10 +64,10 @@ enum cmd {
 /* The environment variables the command line falls back on (NULL when
  * unset). Borrowed. */
 struct cmdline_env {
-    const char *managers;  /* RAFTQ_MANAGERS */
-    const char *token;     /* RAFTQ_ADMIN_TOKEN */
+    const char *managers;     /* RAFTQ_MANAGERS */
+    const char *token;        /* RAFTQ_ADMIN_TOKEN */
     const char *client_token; /* RAFTQ_TOKEN: wins over RAFTQ_ADMIN_TOKEN */
-    const char *base_port; /* RAFTQ_BASE_PORT */
+    const char *base_port;    /* RAFTQ_BASE_PORT */
 };
 
 /*
@@ -102,11 +102,11 @@ struct cmdline {
     bool follow;
     uint32_t batch; /* produce --batch: records per request. */
     uint32_t broker_id;
-    const char *token_name; /* token create NAME */
+    const char *token_name;                 /* token create NAME */
     const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
     size_t n_grants;
     uint64_t token_id; /* token revoke ID */
-    char **values; /* produce VALUE...; n_values 0 means standard input. */
+    char **values;     /* produce VALUE...; n_values 0 means standard input. */
     size_t n_values;
 
     /* raftq dev. */

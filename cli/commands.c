@@ -255,14 +255,14 @@ static int token_create(const struct cmdline *cl, struct mclient *c)
     for (size_t i = 0; i < cl->n_grants; i++) {
         json_array_append_new(grants, json_string(cl->grants[i]));
     }
-    json_t *body = json_pack("{s:s,s:o}", "name", cl->token_name, "grants",
-                             grants);
+    json_t *body =
+        json_pack("{s:s,s:o}", "name", cl->token_name, "grants", grants);
     if (body == NULL) {
         fprintf(stderr, "raftq: the name and grants must be UTF-8\n");
         return CLI_USAGE;
     }
-    int rv = mclient_call(c, "POST", "/admin/tokens", body, 0, &r, why,
-                          sizeof why);
+    int rv =
+        mclient_call(c, "POST", "/admin/tokens", body, 0, &r, why, sizeof why);
     json_decref(body);
     int code = commands_outcome(rv, &r, why);
     if (code == CLI_OK) {

@@ -280,8 +280,7 @@ int render_tokens(const json_t *body, FILE *f)
         time_t sec = (time_t)(json_integer_value(ms) / 1000);
         struct tm tm;
         if (gmtime_r(&sec, &tm) == NULL ||
-            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) ==
-                0) {
+            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
             goto err_after_table;
         }
         const char *cells[] = {id, name, grants, created};

@@ -850,8 +850,8 @@ static void on_token_created(void *data, int status, uint64_t result)
         rq_http_reply(
             op->req, 200,
             json_pack("{s:s,s:I,s:s,s:o,s:I,s:s}", "token", op->token, "id",
-                      (json_int_t)MSTORE_OK(result), "name", op->name,
-                      "grants", grants_json(op->grants), "created_ms",
+                      (json_int_t)MSTORE_OK(result), "name", op->name, "grants",
+                      grants_json(op->grants), "created_ms",
                       (json_int_t)op->created_ms, "message",
                       "keep the token now: it is shown only this once"));
     }
@@ -924,8 +924,7 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
     }
     snprintf(c.u.token_create.name, sizeof c.u.token_create.name, "%s",
              json_string_value(name));
-    grants_format(&gs, c.u.token_create.grants,
-                  sizeof c.u.token_create.grants);
+    grants_format(&gs, c.u.token_create.grants, sizeof c.u.token_create.grants);
     snprintf(op->name, sizeof op->name, "%s", c.u.token_create.name);
     snprintf(op->grants, sizeof op->grants, "%s", c.u.token_create.grants);
     int rv = manager_propose(m, &c, on_token_created, op);
@@ -959,10 +958,10 @@ void admin_tokens_list(struct rq_http_req *req, void *data)
     json_t *out = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(
-            out, json_pack("{s:I,s:s,s:o,s:I}", "id", (json_int_t)list[i].id,
-                           "name", list[i].name, "grants",
-                           grants_json(list[i].grants), "created_ms",
-                           (json_int_t)list[i].created_ms));
+            out,
+            json_pack("{s:I,s:s,s:o,s:I}", "id", (json_int_t)list[i].id, "name",
+                      list[i].name, "grants", grants_json(list[i].grants),
+                      "created_ms", (json_int_t)list[i].created_ms));
     }
     free(list);
     rq_http_reply(req, 200, json_pack("{s:o}", "tokens", out));

@@ -85,8 +85,9 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
         rv = RQ_IO;
     }
     if (rv != 0) {
-        manager_unavailable(req, "the tokens cannot be read from the store "
-                                 "now; retry");
+        manager_unavailable(req,
+                            "the tokens cannot be read from the store "
+                            "now; retry");
         return FOUND_ERROR;
     }
     who->token_id = t.id;

@@ -14,7 +14,7 @@
 
 #include "rq_err.h"
 
-#define GRANT_FORMS                                                   \
+#define GRANT_FORMS                                                     \
     "a grant is admin, produce:TOPIC, consume:TOPIC, produce:PREFIX.* " \
     "or consume:PREFIX.* (produce:* and consume:* for every topic)"
 
@@ -112,8 +112,7 @@ static bool grant_same(const struct grant *a, const struct grant *b)
            strcmp(a->topic, b->topic) == 0;
 }
 
-int grants_add(struct grants *gs, const struct grant *g, char *why,
-               size_t whyn)
+int grants_add(struct grants *gs, const struct grant *g, char *why, size_t whyn)
 {
     for (size_t i = 0; i < gs->n; i++) {
         if (grant_same(&gs->g[i], g)) {
@@ -128,8 +127,7 @@ int grants_add(struct grants *gs, const struct grant *g, char *why,
     return 0;
 }
 
-int grants_parse(const char *text, struct grants *out, char *why,
-                 size_t whyn)
+int grants_parse(const char *text, struct grants *out, char *why, size_t whyn)
 {
     char one[GRANT_TEXT_MAX + 2];
     struct grant g;
@@ -213,10 +211,11 @@ bool grants_allow(const struct grants *gs, enum grant_action action,
 {
     for (size_t i = 0; i < gs->n; i++) {
         const struct grant *g = &gs->g[i];
-        bool kind_ok = g->kind == GRANT_ADMIN ||
-                       (action == GRANT_TO_PRODUCE && g->kind == GRANT_PRODUCE) ||
-                       (action == GRANT_TO_CONSUME && g->kind == GRANT_CONSUME) ||
-                       action == GRANT_TO_SEE;
+        bool kind_ok =
+            g->kind == GRANT_ADMIN ||
+            (action == GRANT_TO_PRODUCE && g->kind == GRANT_PRODUCE) ||
+            (action == GRANT_TO_CONSUME && g->kind == GRANT_CONSUME) ||
+            action == GRANT_TO_SEE;
         if (kind_ok && grant_covers(g, topic)) {
             return true;
         }

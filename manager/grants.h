@@ -48,7 +48,7 @@ enum grant_action {
 
 struct grant {
     enum grant_kind kind;
-    bool prefix; /* "PREFIX.*", or "*" with an empty topic */
+    bool prefix;                   /* "PREFIX.*", or "*" with an empty topic */
     char topic[MCMD_NAME_MAX + 1]; /* NAME or PREFIX; "" for admin and "*" */
 };
 
@@ -68,8 +68,7 @@ int grant_parse(const char *text, struct grant *out, char *why, size_t whyn);
  * into @out, dropping duplicates. An empty list is refused: a token that
  * may do nothing is a mistake. 0 or RQ_INVALID with @why.
  */
-int grants_parse(const char *text, struct grants *out, char *why,
-                 size_t whyn);
+int grants_parse(const char *text, struct grants *out, char *why, size_t whyn);
 
 /* Adds @g to @gs unless it is there already. 0, or RQ_INVALID (with @why)
  * when @gs holds GRANTS_MAX already. */

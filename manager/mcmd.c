@@ -614,7 +614,8 @@ static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
         case MCMD_TOKEN_CREATE:
             rv = get_str(cur, MCMD_TOKEN_NAME_MAX, c->u.token_create.name,
                          "token name", why, whyn);
-            if (rv == 0 && rq_wire_get_bytes(cur, MCMD_TOKEN_HASH, &hash) != 0) {
+            if (rv == 0 &&
+                rq_wire_get_bytes(cur, MCMD_TOKEN_HASH, &hash) != 0) {
                 rq_why(why, whyn, "truncated in the token hash");
                 rv = RQ_MALFORMED;
             }

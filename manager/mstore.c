@@ -75,11 +75,8 @@ static const char schema_sql[] =
 
 /* The meta keys every valid database holds. */
 static const char *const meta_keys[] = {
-    "applied_index",
-    "next_group_id",
-    "next_producer_id",
-    "next_consumer_id",
-    "next_token_id",
+    "applied_index",    "next_group_id", "next_producer_id",
+    "next_consumer_id", "next_token_id",
 };
 
 #define BROKER_COLS                                                          \

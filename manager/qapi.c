@@ -1528,8 +1528,7 @@ void qapi_size(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    const char *topic =
-        consumer_args(m, req, &id, &partition, &cc, qapi_size);
+    const char *topic = consumer_args(m, req, &id, &partition, &cc, qapi_size);
     if (topic == NULL) {
         return;
     }

@@ -58,16 +58,18 @@
 static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
-#define FLAG_FORWARD 1    /* manager_forward() takes the request. */
-#define FLAG_NO_SECRET 2  /* manager_check_secret() refuses. */
-#define FLAG_NO_ADMIN 4   /* The bearer token is a stored one without the
+#define FLAG_FORWARD 1   /* manager_forward() takes the request. */
+#define FLAG_NO_SECRET 2 /* manager_check_secret() refuses. */
+#define FLAG_NO_ADMIN                                                     \
+    4                     /* The bearer token is a stored one without the \
                              admin grant (else the admin token). */
 #define FLAG_TOKENS 8     /* The manager runs with --auth tokens. */
 #define FLAG_FORWARDED 16 /* The request carries X-Raftq-Forwarded. */
 #define FLAG_NO_LEADER 32 /* Not the ready leader. */
 #define FLAG_NO_TOKEN 64  /* No Authorization header at all. */
-#define FLAG_UNKNOWN 128  /* A well-formed token the store does not hold
-                             (a follower waits for a read, then refuses). */
+#define FLAG_UNKNOWN                                   \
+    128 /* A well-formed token the store does not hold \
+           (a follower waits for a read, then refuses). */
 
 /* The tokens a request may carry (manager/auth.c checks them for real
  * against the store, which holds the stored one's hash). */
@@ -435,10 +437,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.header_values[1] = (flags & FLAG_FORWARDED) ? "2" : NULL;
     req.header_names[2] = "Authorization";
     req.header_values[2] = (flags & FLAG_NO_TOKEN)   ? NULL
-                           : (flags & FLAG_UNKNOWN) ? "Bearer " UNKNOWN_TOKEN
-                           : (flags & FLAG_NO_ADMIN)
-                               ? "Bearer " STORED_TOKEN
-                               : "Bearer " ADMIN_TOKEN;
+                           : (flags & FLAG_UNKNOWN)  ? "Bearer " UNKNOWN_TOKEN
+                           : (flags & FLAG_NO_ADMIN) ? "Bearer " STORED_TOKEN
+                                                     : "Bearer " ADMIN_TOKEN;
     mgr.cfg.auth_tokens = (flags & FLAG_TOKENS) != 0;
     req.body = in.p;
     req.body_len = in.left;

@@ -142,9 +142,10 @@ static void test_grants_parse_list_canonical(void **state)
     struct grants gs;
     char why[256] = "";
     char text[GRANTS_TEXT_MAX + 1];
-    assert_int_equal(grants_parse("  consume:b.*   produce:a consume:b.* admin ",
-                                  &gs, why, sizeof why),
-                     0);
+    assert_int_equal(
+        grants_parse("  consume:b.*   produce:a consume:b.* admin ", &gs, why,
+                     sizeof why),
+        0);
     assert_int_equal(gs.n, 3);
     grants_format(&gs, text, sizeof text);
     assert_string_equal(text, "consume:b.* produce:a admin");
@@ -173,8 +174,8 @@ static void test_grants_parse_list_refusals(void **state)
     char text[GRANTS_TEXT_MAX + 64] = "";
     size_t len = 0;
     for (int i = 0; i <= GRANTS_MAX; i++) {
-        len += (size_t)snprintf(text + len, sizeof text - len, "produce:t%d ",
-                                i);
+        len +=
+            (size_t)snprintf(text + len, sizeof text - len, "produce:t%d ", i);
         if (i == GRANTS_MAX - 1) {
             assert_int_equal(grants_parse(text, &gs, why, sizeof why), 0);
             assert_int_equal(gs.n, GRANTS_MAX);
@@ -216,8 +217,7 @@ static void test_grants_refusal_names_the_grant(void **state)
     /* Whatever the refusal names, it would be accepted. */
     struct grants gs;
     char why[256];
-    assert_int_equal(
-        grants_parse("produce:orders.*", &gs, why, sizeof why), 0);
+    assert_int_equal(grants_parse("produce:orders.*", &gs, why, sizeof why), 0);
     assert_true(grants_allow(&gs, GRANT_TO_PRODUCE, "orders.eu"));
 }
 

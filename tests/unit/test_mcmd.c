@@ -594,13 +594,13 @@ static void test_mcmd_token_fields(void **state)
     char why[256];
     const char *bad_names[] = {"", "a b", "a/b", "é", "a:b"};
     const char *bad_grants[] = {
-        "",                  /* no grant */
-        "write:x",           /* unknown */
-        "produce:x*",        /* star inside */
-        "produce:a  admin",  /* two spaces: not canonical */
-        " admin",            /* leading space */
-        "admin admin",       /* duplicate */
-        "produce:a.b.*x",    /* not a name */
+        "",                 /* no grant */
+        "write:x",          /* unknown */
+        "produce:x*",       /* star inside */
+        "produce:a  admin", /* two spaces: not canonical */
+        " admin",           /* leading space */
+        "admin admin",      /* duplicate */
+        "produce:a.b.*x",   /* not a name */
     };
 
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
@@ -628,10 +628,9 @@ static void test_mcmd_token_fields(void **state)
     sample(MCMD_TOKEN_CREATE, &c);
     size_t len = 0;
     for (int i = 0; i < 16; i++) {
-        len += (size_t)snprintf(c.u.token_create.grants + len,
-                                sizeof c.u.token_create.grants - len,
-                                "%sconsume:%c%0127d.*", i > 0 ? " " : "",
-                                'a' + i, 0);
+        len += (size_t)snprintf(
+            c.u.token_create.grants + len, sizeof c.u.token_create.grants - len,
+            "%sconsume:%c%0127d.*", i > 0 ? " " : "", 'a' + i, 0);
     }
     assert_int_equal(len, MCMD_GRANTS_TEXT_MAX - 1);
     encode_ok(&c, &b);

@@ -165,13 +165,15 @@ static void test_render_tokens_table(void **state)
         out_done(&o),
         "ID  NAME     GRANTS                             CREATED\n"
         " 1  billing  produce:orders.*,consume:orders.*  2026-05-28T20:26:40Z\n"
-        "12  ops      admin                              1970-01-01T00:00:00Z\n");
+        "12  ops      admin                              "
+        "1970-01-01T00:00:00Z\n");
     free(o.text);
     json_decref(b);
 
     /* Never a token or hash to print, and a bad shape prints nothing. */
-    b = parse("{\"tokens\":[{\"id\":1,\"name\":\"x\",\"grants\":\"admin\","
-              "\"created_ms\":0}]}");
+    b = parse(
+        "{\"tokens\":[{\"id\":1,\"name\":\"x\",\"grants\":\"admin\","
+        "\"created_ms\":0}]}");
     out_open(&o);
     assert_int_equal(render_tokens(b, o.f), RQ_MALFORMED);
     assert_string_equal(out_done(&o), "");
