@@ -182,21 +182,37 @@ err_after_table:
     return rv;
 }
 
+/*
+ * The list @key of @body into *@list and an empty table of @ncols columns
+ * for its rows (the caller frees it); NULL with *@rv set (RQ_MALFORMED:
+ * no such list, RQ_NOMEM) otherwise.
+ */
+static struct table *list_table(const json_t *body, const char *key,
+                                size_t ncols, const char *const *headers,
+                                const json_t **list, int *rv)
+{
+    *list = json_object_get(body, key);
+    if (!json_is_array(*list)) {
+        *rv = RQ_MALFORMED;
+        return NULL;
+    }
+    struct table *t = table_new(ncols, headers);
+    *rv = t != NULL ? RQ_MALFORMED : RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    return t;
+}
+
 int render_brokers(const json_t *body, FILE *f)
 {
     static const char *const headers[] = {
         "ID", "STATE", "HTTP", "RAFT", "HEARTBEAT", "PARTITIONS", "LEADER-OF"};
-    const json_t *list = json_object_get(body, "brokers");
+    const json_t *list;
     size_t i;
     const json_t *b;
-    int rv = RQ_MALFORMED;
+    int rv;
 
-    if (!json_is_array(list)) {
-        return RQ_MALFORMED;
-    }
-    struct table *t = table_new(7, headers);
+    struct table *t = list_table(body, "brokers", 7, headers, &list, &rv);
     if (t == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        return rv;
     }
     table_align_right(t, 0);
     table_align_right(t, 4);
@@ -238,17 +254,14 @@ err_after_table:
 int render_tokens(const json_t *body, FILE *f)
 {
     static const char *const headers[] = {"ID", "NAME", "GRANTS", "CREATED"};
-    const json_t *list = json_object_get(body, "tokens");
+    const json_t *list;
     size_t i;
     const json_t *tk;
-    int rv = RQ_MALFORMED;
+    int rv;
 
-    if (!json_is_array(list)) {
-        return RQ_MALFORMED;
-    }
-    struct table *t = table_new(4, headers);
+    struct table *t = list_table(body, "tokens", 4, headers, &list, &rv);
     if (t == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        return rv;
     }
     table_align_right(t, 0);
     json_array_foreach(list, i, tk)
