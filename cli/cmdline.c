@@ -20,7 +20,8 @@
     (BIT(CMD_TOPIC_CREATE) | BIT(CMD_TOPIC_LIST) | BIT(CMD_TOPIC_DESCRIBE) |  \
      BIT(CMD_TOPIC_DELETE) | BIT(CMD_PRODUCE) | BIT(CMD_CONSUME) |            \
      BIT(CMD_CLUSTER_STATUS) | BIT(CMD_BROKER_LIST) | BIT(CMD_BROKER_DRAIN) | \
-     BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER))
+     BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER) |                \
+     BIT(CMD_TOKEN_CREATE) | BIT(CMD_TOKEN_LIST) | BIT(CMD_TOKEN_REVOKE))
 #define ALL_CMDS (~0u)
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
@@ -47,6 +48,7 @@ enum opt_id {
     OPT_BROKERS,
     OPT_DATA,
     OPT_BASE_PORT,
+    OPT_GRANT,
 };
 
 struct opt {
@@ -73,6 +75,7 @@ static const struct opt opts[] = {
     {"brokers", OPT_BROKERS, true, BIT(CMD_DEV)},
     {"data", OPT_DATA, true, BIT(CMD_DEV)},
     {"base-port", OPT_BASE_PORT, true, BIT(CMD_DEV)},
+    {"grant", OPT_GRANT, true, BIT(CMD_TOKEN_CREATE)},
 };
 
 /* An option as found on the command line. */
@@ -103,16 +106,18 @@ static const struct word words[] = {
     {"broker", "remove", CMD_BROKER_REMOVE, "broker remove"},
     {"partition", "move-leader", CMD_PARTITION_MOVE_LEADER,
      "partition move-leader"},
+    {"token", "create", CMD_TOKEN_CREATE, "token create"},
+    {"token", "list", CMD_TOKEN_LIST, "token list"},
+    {"token", "revoke", CMD_TOKEN_REVOKE, "token revoke"},
 };
 
 static const struct {
     const char *group;
     enum cmd cmd;
 } groups[] = {
-    {"topic", CMD_TOPIC},
-    {"cluster", CMD_CLUSTER},
-    {"broker", CMD_BROKER},
-    {"partition", CMD_PARTITION},
+    {"topic", CMD_TOPIC},   {"cluster", CMD_CLUSTER},
+    {"broker", CMD_BROKER}, {"partition", CMD_PARTITION},
+    {"token", CMD_TOKEN},
 };
 
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -211,6 +216,7 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
         case CMD_TOPIC_LIST:
         case CMD_CLUSTER_STATUS:
         case CMD_BROKER_LIST:
+        case CMD_TOKEN_LIST:
             if (n != 0) {
                 rq_why(why, whyn, "'%s' takes no arguments (got '%s')", name,
                        args[0]);
@@ -252,6 +258,31 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
                 return RQ_INVALID;
             }
             out->broker_id = (uint32_t)v;
+            return 0;
+        case CMD_TOKEN_CREATE:
+            if (n != 1) {
+                rq_why(why, whyn,
+                       "'token create' takes one name, saying whose token it "
+                       "is (got %zu words)",
+                       n);
+                return RQ_INVALID;
+            }
+            out->token_name = args[0];
+            return 0;
+        case CMD_TOKEN_REVOKE:
+            if (n != 1) {
+                rq_why(why, whyn,
+                       "'token revoke' takes one token id (got %zu words)", n);
+                return RQ_INVALID;
+            }
+            if (cmdline_u64(args[0], 1, JSON_SAFE_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "the token id must be a positive integer (see raftq "
+                       "token list), not '%s'",
+                       args[0]);
+                return RQ_INVALID;
+            }
+            out->token_id = v;
             return 0;
         case CMD_PARTITION_MOVE_LEADER:
             if (n != 3) {
@@ -406,6 +437,22 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             }
             out->data = s;
             return 0;
+        case OPT_GRANT:
+            if (out->n_grants == CMDLINE_MAX_GRANTS) {
+                rq_why(why, whyn,
+                       "at most %d --grant options (a token holds "
+                       "at most %d grants)",
+                       CMDLINE_MAX_GRANTS, CMDLINE_MAX_GRANTS);
+                return RQ_INVALID;
+            }
+            if (*s == '\0') {
+                rq_why(why, whyn,
+                       "--grant needs a grant: admin, produce:TOPIC, "
+                       "consume:TOPIC, or a prefix such as produce:orders.*");
+                return RQ_INVALID;
+            }
+            out->grants[out->n_grants++] = s;
+            return 0;
         case OPT_BASE_PORT:
             if (cmdline_u64(s, 1, 65535, &v) != 0) {
                 rq_why(why, whyn, "--base-port must be a port number, not '%s'",
@@ -422,6 +469,12 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
 /* The combinations no single option can judge. */
 static int check_combinations(struct cmdline *out, char *why, size_t whyn)
 {
+    if (out->cmd == CMD_TOKEN_CREATE && out->n_grants == 0) {
+        rq_why(why, whyn,
+               "'token create' needs at least one --grant (e.g. --grant "
+               "produce:orders.* --grant consume:orders.*, or --grant admin)");
+        return RQ_INVALID;
+    }
     if (out->cmd != CMD_CONSUME) {
         return 0;
     }
@@ -544,6 +597,10 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
                 ? env->managers
                 : DEFAULT_MANAGERS;
     }
+    if (out->cmd != CMD_DEV && out->token == NULL && env != NULL &&
+        env->client_token != NULL && env->client_token[0] != '\0') {
+        out->token = env->client_token;
+    }
     if (out->token == NULL && env != NULL && env->token != NULL &&
         env->token[0] != '\0') {
         out->token = env->token;
@@ -589,13 +646,18 @@ static const char overview[] =
     "  broker remove ID             remove a broker for good\n"
     "  partition move-leader TOPIC P BROKER\n"
     "                               move a partition's leadership\n"
+    "  token create NAME --grant G...  a public API token (shown once)\n"
+    "  token list                   tokens: id, name, grants\n"
+    "  token revoke ID              revoke a token on every manager\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --managers URL,...  managers to talk to [RAFTQ_MANAGERS]\n"
     "                      (default " DEFAULT_MANAGERS
     ")\n"
     "  --json              print the server's JSON instead of tables\n"
-    "  --token T           admin bearer token [RAFTQ_ADMIN_TOKEN]\n"
+    "  --token T           bearer token: the admin token, or one from 'raftq\n"
+    "                      token create' [RAFTQ_TOKEN, else "
+    "RAFTQ_ADMIN_TOKEN]\n"
     "  --timeout S         retry unavailable managers for S seconds "
     "(default 10)\n"
     "  --help, -h          help; 'raftq COMMAND --help' for a command\n"
@@ -756,6 +818,45 @@ static const char *const helps[] = {
         "once it has moved. Brokers hand it back to the preferred leader "
         "within\n"
         "seconds.\n",
+    [CMD_TOKEN] =
+        "usage: raftq token create|list|revoke ...\n"
+        "\n"
+        "  token create NAME --grant G [--grant G...]\n"
+        "  token list\n"
+        "  token revoke ID\n",
+    [CMD_TOKEN_CREATE] =
+        "usage: raftq token create NAME --grant G [--grant G...]\n"
+        "\n"
+        "Creates a token for the public API of managers started with --auth "
+        "tokens\n"
+        "(admin API). Prints the token alone on stdout, so that "
+        "TOKEN=$(raftq token\n"
+        "create ...) keeps it; it is shown only this once (the cluster keeps "
+        "its\n"
+        "SHA-256). Clients send it as 'Authorization: Bearer TOKEN' (raftq "
+        "--token).\n"
+        "\n"
+        "  --grant admin             everything, the admin API included\n"
+        "  --grant produce:TOPIC     produce to TOPIC (and create it)\n"
+        "  --grant consume:TOPIC     consume from TOPIC\n"
+        "  --grant produce:PREFIX.*  the same on PREFIX and every topic "
+        "named\n"
+        "                            PREFIX.something (consume:PREFIX.* "
+        "too);\n"
+        "                            produce:* and consume:* for every "
+        "topic\n",
+    [CMD_TOKEN_LIST] =
+        "usage: raftq token list\n"
+        "\n"
+        "Lists the tokens: id, name, grants and when each was created (never "
+        "the\n"
+        "tokens themselves; admin API).\n",
+    [CMD_TOKEN_REVOKE] =
+        "usage: raftq token revoke ID\n"
+        "\n"
+        "Revokes token ID (see raftq token list): every manager refuses it "
+        "once the\n"
+        "revocation is committed (admin API).\n",
 };
 
 void cmdline_usage(enum cmd cmd, FILE *f)

@@ -8,7 +8,8 @@
  * "--name value" or "--name=value". `raftq dev` reads --managers as the
  * number of managers to start rather than their URLs.
  *
- * The environment (RAFTQ_MANAGERS, RAFTQ_ADMIN_TOKEN, RAFTQ_BASE_PORT) is
+ * The environment (RAFTQ_MANAGERS, RAFTQ_TOKEN, RAFTQ_ADMIN_TOKEN,
+ * RAFTQ_BASE_PORT) is
  * passed in by the caller, so this module reads no environment and does
  * no I/O; the usage texts are written to the FILE the caller gives.
  */
@@ -46,6 +47,10 @@ enum cmd {
     CMD_BROKER_REMOVE,
     CMD_PARTITION, /* "partition" alone: only valid with --help. */
     CMD_PARTITION_MOVE_LEADER,
+    CMD_TOKEN, /* "token" alone: only valid with --help. */
+    CMD_TOKEN_CREATE,
+    CMD_TOKEN_LIST,
+    CMD_TOKEN_REVOKE,
 };
 
 #define CMDLINE_DEFAULT_TIMEOUT_MS 10000
@@ -54,13 +59,15 @@ enum cmd {
 #define CMDLINE_DEFAULT_DATA "./data"
 #define CMDLINE_DEFAULT_BASE_PORT 9500
 #define CMDLINE_MAX_BROKERS 20
+#define CMDLINE_MAX_GRANTS 16 /* token create --grant, as a token holds */
 
 /* The environment variables the command line falls back on (NULL when
  * unset). Borrowed. */
 struct cmdline_env {
-    const char *managers;  /* RAFTQ_MANAGERS */
-    const char *token;     /* RAFTQ_ADMIN_TOKEN */
-    const char *base_port; /* RAFTQ_BASE_PORT */
+    const char *managers;     /* RAFTQ_MANAGERS */
+    const char *token;        /* RAFTQ_ADMIN_TOKEN */
+    const char *client_token; /* RAFTQ_TOKEN: wins over RAFTQ_ADMIN_TOKEN */
+    const char *base_port;    /* RAFTQ_BASE_PORT */
 };
 
 /*
@@ -75,7 +82,7 @@ struct cmdline {
     /* Global. */
     const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if
                              neither. */
-    const char *token;    /* Admin token, or NULL. */
+    const char *token;    /* Bearer token (admin or public), or NULL. */
     bool json;
     uint64_t timeout_ms;
 
@@ -95,7 +102,11 @@ struct cmdline {
     bool follow;
     uint32_t batch; /* produce --batch: records per request. */
     uint32_t broker_id;
-    char **values; /* produce VALUE...; n_values 0 means standard input. */
+    const char *token_name;                 /* token create NAME */
+    const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
+    size_t n_grants;
+    uint64_t token_id; /* token revoke ID */
+    char **values;     /* produce VALUE...; n_values 0 means standard input. */
     size_t n_values;
 
     /* raftq dev. */

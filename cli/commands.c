@@ -43,7 +43,7 @@ int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
     }
     if (r->status == 401) {
         fprintf(stderr,
-                "raftq: %s (give the admin token with --token or "
+                "raftq: %s (give a token with --token, RAFTQ_TOKEN or "
                 "RAFTQ_ADMIN_TOKEN)\n",
                 r->message);
     } else {
@@ -245,6 +245,49 @@ static int move_leader(const struct cmdline *cl, struct mclient *c)
     return code;
 }
 
+/* `token create`: the token alone on stdout (for scripts), the rest on
+ * stderr; --json prints the whole answer, token included. */
+static int token_create(const struct cmdline *cl, struct mclient *c)
+{
+    struct mclient_resp r;
+    char why[WHY_LEN];
+    json_t *grants = json_array();
+    for (size_t i = 0; i < cl->n_grants; i++) {
+        json_array_append_new(grants, json_string(cl->grants[i]));
+    }
+    json_t *body =
+        json_pack("{s:s,s:o}", "name", cl->token_name, "grants", grants);
+    if (body == NULL) {
+        fprintf(stderr, "raftq: the name and grants must be UTF-8\n");
+        return CLI_USAGE;
+    }
+    int rv =
+        mclient_call(c, "POST", "/admin/tokens", body, 0, &r, why, sizeof why);
+    json_decref(body);
+    int code = commands_outcome(rv, &r, why);
+    if (code == CLI_OK) {
+        const char *token = json_string_value(json_object_get(r.body, "token"));
+        if (cl->json) {
+            commands_print_json(r.body);
+        } else if (token == NULL) {
+            fprintf(stderr, "raftq: %s answered something unexpected\n",
+                    r.base);
+            code = CLI_REFUSED;
+        } else {
+            printf("%s\n", token);
+            fprintf(stderr,
+                    "raftq: token %" JSON_INTEGER_FORMAT
+                    " '%s' created; keep it now, it is not shown again\n",
+                    json_integer_value(json_object_get(r.body, "id")),
+                    cl->token_name);
+        }
+    }
+    if (rv == 0) {
+        mclient_resp_clear(&r);
+    }
+    return code;
+}
+
 int commands_run(const struct cmdline *cl, struct mclient *c)
 {
     struct url u;
@@ -273,6 +316,20 @@ int commands_run(const struct cmdline *cl, struct mclient *c)
             return broker_change(cl, c, false);
         case CMD_PARTITION_MOVE_LEADER:
             return move_leader(cl, c);
+        case CMD_TOKEN_CREATE:
+            return token_create(cl, c);
+        case CMD_TOKEN_LIST:
+            url_init(&u, "");
+            url_path(&u, "/admin/tokens");
+            return simple(cl, c, "GET", &u, NULL, render_tokens);
+        case CMD_TOKEN_REVOKE: {
+            char id[24];
+            snprintf(id, sizeof id, "%" PRIu64, cl->token_id);
+            url_init(&u, "");
+            url_path(&u, "/admin/tokens/");
+            url_segment(&u, id);
+            return simple(cl, c, "DELETE", &u, NULL, NULL);
+        }
         default:
             fprintf(stderr, "raftq: '%s' is not run here\n",
                     cmdline_name(cl->cmd)); /* UNTESTED: raftq.c routes. */

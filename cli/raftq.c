@@ -91,6 +91,7 @@ int main(int argc, char **argv)
     const struct cmdline_env env = {
         .managers = getenv("RAFTQ_MANAGERS"),
         .token = getenv("RAFTQ_ADMIN_TOKEN"),
+        .client_token = getenv("RAFTQ_TOKEN"),
         .base_port = getenv("RAFTQ_BASE_PORT"),
     };
 

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "rq_err.h"
 #include "table.h"
@@ -181,21 +182,37 @@ err_after_table:
     return rv;
 }
 
+/*
+ * The list @key of @body into *@list and an empty table of @ncols columns
+ * for its rows (the caller frees it); NULL with *@rv set (RQ_MALFORMED:
+ * no such list, RQ_NOMEM) otherwise.
+ */
+static struct table *list_table(const json_t *body, const char *key,
+                                size_t ncols, const char *const *headers,
+                                const json_t **list, int *rv)
+{
+    *list = json_object_get(body, key);
+    if (!json_is_array(*list)) {
+        *rv = RQ_MALFORMED;
+        return NULL;
+    }
+    struct table *t = table_new(ncols, headers);
+    *rv = t != NULL ? RQ_MALFORMED : RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    return t;
+}
+
 int render_brokers(const json_t *body, FILE *f)
 {
     static const char *const headers[] = {
         "ID", "STATE", "HTTP", "RAFT", "HEARTBEAT", "PARTITIONS", "LEADER-OF"};
-    const json_t *list = json_object_get(body, "brokers");
+    const json_t *list;
     size_t i;
     const json_t *b;
-    int rv = RQ_MALFORMED;
+    int rv;
 
-    if (!json_is_array(list)) {
-        return RQ_MALFORMED;
-    }
-    struct table *t = table_new(7, headers);
+    struct table *t = list_table(body, "brokers", 7, headers, &list, &rv);
     if (t == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        return rv;
     }
     table_align_right(t, 0);
     table_align_right(t, 4);
@@ -222,6 +239,64 @@ int render_brokers(const json_t *body, FILE *f)
             goto err_after_table;
         }
         const char *cells[] = {id, state, http, raft, age, parts, leads};
+        if (table_add(t, cells) != 0) {
+            rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+            goto err_after_table;
+        }
+    }
+    table_write(t, f);
+    rv = 0;
+err_after_table:
+    table_free(t);
+    return rv;
+}
+
+int render_tokens(const json_t *body, FILE *f)
+{
+    static const char *const headers[] = {"ID", "NAME", "GRANTS", "CREATED"};
+    const json_t *list;
+    size_t i;
+    const json_t *tk;
+    int rv;
+
+    struct table *t = list_table(body, "tokens", 4, headers, &list, &rv);
+    if (t == NULL) {
+        return rv;
+    }
+    table_align_right(t, 0);
+    json_array_foreach(list, i, tk)
+    {
+        char id[CELL], created[CELL];
+        char grants[4096] = "";
+        size_t len = 0;
+        const char *name = str_field(tk, "name");
+        const json_t *gs = json_object_get(tk, "grants");
+        const json_t *ms = json_object_get(tk, "created_ms");
+        size_t k;
+        const json_t *g;
+        if (!int_cell(tk, "id", id, sizeof id) || name == NULL ||
+            !json_is_array(gs) || !json_is_integer(ms) ||
+            json_integer_value(ms) < 0) {
+            goto err_after_table;
+        }
+        json_array_foreach(gs, k, g)
+        {
+            if (!json_is_string(g)) {
+                goto err_after_table;
+            }
+            int w = snprintf(grants + len, sizeof grants - len, "%s%s",
+                             k > 0 ? "," : "", json_string_value(g));
+            len += w > 0 && (size_t)w < sizeof grants - len
+                       ? (size_t)w
+                       : sizeof grants - len - 1;
+        }
+        time_t sec = (time_t)(json_integer_value(ms) / 1000);
+        struct tm tm;
+        if (gmtime_r(&sec, &tm) == NULL ||
+            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+            goto err_after_table;
+        }
+        const char *cells[] = {id, name, grants, created};
         if (table_add(t, cells) != 0) {
             rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
             goto err_after_table;

@@ -38,6 +38,9 @@ struct render_manager {
 int render_managers(const json_t *list, const struct render_manager *views,
                     size_t n, FILE *f);
 
+/* GET /admin/tokens: a token table (id, name, grants, created in UTC). */
+int render_tokens(const json_t *body, FILE *f);
+
 /* A batch produce answer: "partition P offset O" a line. */
 int render_offsets(const json_t *body, FILE *f);
 

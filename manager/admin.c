@@ -14,8 +14,15 @@
  *   POST   /admin/partitions/{topic}/{p}/leader {"broker_id": N}: the new
  *                                               preferred leader, then a
  *                                               transfer
+ *   POST   /admin/tokens                        {"name", "grants": [...]}:
+ *                                               a new public API token,
+ *                                               shown once
+ *   GET    /admin/tokens                        id, name, grants, created
+ *   DELETE /admin/tokens/{id}                   revoke
  * Brokers add themselves by registering. Everything but /admin/managers
- * is served by the leader (a follower forwards).
+ * is served by the leader (a follower forwards). Every admin handler
+ * authenticates first (auth_admin: 401/403 on any manager), then reads
+ * and checks the request (400 on any manager), and only then forwards.
  */
 #include "admin.h"
 
@@ -25,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
+#include "grants.h"
 #include "liveness.h"
 #include "manager.h"
 #include "mstore.h"
@@ -123,7 +132,7 @@ void admin_managers(struct rq_http_req *req, void *data)
     struct manager *m = data;
     struct rq_node_info info;
 
-    if (!manager_check_admin(m, req)) {
+    if (!auth_admin(m, req)) {
         return;
     }
     rq_node_info(m->node, &info);
@@ -157,7 +166,7 @@ void admin_brokers(struct rq_http_req *req, void *data)
     struct mstore_broker *list;
     size_t n;
 
-    if (!manager_check_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(m, req) || manager_forward(m, req)) {
         return;
     }
     int rv = mstore_brokers(m->store, &list, &n);
@@ -260,11 +269,14 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
     char what[320];
     int status = 200;
 
-    if (!manager_check_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(m, req)) {
         return;
     }
     if (parse_u32(rq_http_param(req, "id"), &id) != 0) {
         rq_http_reply_error(req, 400, "the broker id must be an integer");
+        return;
+    }
+    if (manager_forward(m, req)) {
         return;
     }
     int rv = mstore_broker(m->store, id, &b);
@@ -349,11 +361,11 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
     struct mstore_topic t;
     size_t n;
 
-    if (!manager_check_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(m, req)) {
         return;
     }
     const char *topic = topic_param(req);
-    if (topic == NULL) {
+    if (topic == NULL || manager_forward(m, req)) {
         return;
     }
     int rv = mstore_topic(m->store, topic, &t);
@@ -422,11 +434,11 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
     struct mstore_topic t;
     char what[MCMD_NAME_MAX + 64];
 
-    if (!manager_check_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(m, req)) {
         return;
     }
     const char *topic = topic_param(req);
-    if (topic == NULL) {
+    if (topic == NULL || manager_forward(m, req)) {
         return;
     }
     int rv = mstore_topic(m->store, topic, &t);
@@ -697,7 +709,7 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     uint32_t p;
     char why[WHY_LEN];
 
-    if (!manager_check_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(m, req)) {
         return;
     }
     const char *topic = topic_param(req);
@@ -713,6 +725,9 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     if (body == NULL || !json_is_integer(bid) || json_integer_value(bid) <= 0 ||
         json_integer_value(bid) > UINT32_MAX) {
         rq_http_reply_error(req, 400, "'broker_id' must be a broker id");
+        return;
+    }
+    if (manager_forward(m, req)) {
         return;
     }
     uint32_t to = (uint32_t)json_integer_value(bid);
@@ -788,6 +803,216 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
         return;
     }
     manager_hold(req, &op->req);
+}
+
+/* ---- Public API tokens ---- */
+
+struct token_op {
+    struct rq_http_req *req;
+    char token[AUTH_TOKEN_LEN + 1]; /* Shown once, in the answer. */
+    char name[MCMD_TOKEN_NAME_MAX + 1];
+    char grants[MCMD_GRANTS_TEXT_MAX + 1];
+    uint64_t created_ms;
+};
+
+/* The canonical grants text as a JSON list. */
+static json_t *grants_json(const char *text)
+{
+    char one[GRANT_TEXT_MAX + 1];
+    json_t *list = json_array();
+    const char *p = text;
+    while (*p != '\0') {
+        size_t n = strcspn(p, " ");
+        snprintf(one, sizeof one, "%.*s", (int)n, p);
+        json_array_append_new(list, json_string(one));
+        p += n;
+        p += *p == ' ';
+    }
+    return list;
+}
+
+static void on_token_created(void *data, int status, uint64_t result)
+{
+    struct token_op *op = data;
+    if (status == 0 && !MSTORE_IS_ERR(result)) {
+        rq_log(RQ_INFO, "token %llu (%s) created with grants %s",
+               (unsigned long long)MSTORE_OK(result), op->name, op->grants);
+    }
+    if (op->req == NULL) {
+        /* The client went away: the token exists but nobody will see it;
+         * an admin revokes it by its id from GET /admin/tokens. */
+    } else if (status != 0) {
+        manager_unavailable(op->req, "the token was not committed: %s; retry",
+                            rq_strerror(status));
+    } else if (MSTORE_IS_ERR(result)) {
+        int code = MSTORE_ERR_CODE(result);
+        rq_http_reply_error(op->req, rq_err_http_status(code),
+                            "the token was refused: %s", rq_strerror(code));
+    } else {
+        rq_http_reply(
+            op->req, 200,
+            json_pack("{s:s,s:I,s:s,s:o,s:I,s:s}", "token", op->token, "id",
+                      (json_int_t)MSTORE_OK(result), "name", op->name, "grants",
+                      grants_json(op->grants), "created_ms",
+                      (json_int_t)op->created_ms, "message",
+                      "keep the token now: it is shown only this once"));
+    }
+    memset(op->token, 0, sizeof op->token);
+    free(op);
+}
+
+/* POST /admin/tokens {"name": N, "grants": ["produce:orders.*", ...]}: the
+ * leader draws the token and proposes its hash; the answer, after the
+ * commit, is the only place the token ever appears. */
+void admin_tokens_create(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    struct grants gs;
+    struct grant g;
+    char why[WHY_LEN];
+
+    if (!auth_admin(m, req)) {
+        return;
+    }
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return;
+    }
+    json_t *name = json_object_get(body, "name");
+    json_t *list = json_object_get(body, "grants");
+    if (!json_is_string(name) ||
+        !mcmd_token_name_valid(json_string_value(name))) {
+        rq_http_reply_error(req, 400,
+                            "'name' must be 1-%d characters of "
+                            "[A-Za-z0-9._-], saying whose token it is",
+                            MCMD_TOKEN_NAME_MAX);
+        return;
+    }
+    if (!json_is_array(list) || json_array_size(list) == 0) {
+        rq_http_reply_error(req, 400,
+                            "'grants' must be a list of 1 to %d grants, such "
+                            "as [\"produce:orders.*\", \"consume:orders.*\"] "
+                            "or [\"admin\"]",
+                            GRANTS_MAX);
+        return;
+    }
+    memset(&gs, 0, sizeof gs);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *v = json_array_get(list, i);
+        if (!json_is_string(v)) {
+            rq_http_reply_error(req, 400, "grants[%zu] must be a string", i);
+            return;
+        }
+        if (grant_parse(json_string_value(v), &g, why, sizeof why) != 0 ||
+            grants_add(&gs, &g, why, sizeof why) != 0) {
+            rq_http_reply_error(req, 400, "grants[%zu]: %s", i, why);
+            return;
+        }
+    }
+    if (manager_forward(m, req)) {
+        return;
+    }
+    struct token_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    struct mcmd c = {.type = MCMD_TOKEN_CREATE};
+    if (auth_token_new(op->token, c.u.token_create.hash) != 0) {
+        free(op); /* UNTESTED: getrandom does not fail on Linux >= 3.17. */
+        rq_http_reply_error(req, 500, "no random bytes for a token");
+        return;
+    }
+    snprintf(c.u.token_create.name, sizeof c.u.token_create.name, "%s",
+             json_string_value(name));
+    grants_format(&gs, c.u.token_create.grants, sizeof c.u.token_create.grants);
+    snprintf(op->name, sizeof op->name, "%s", c.u.token_create.name);
+    snprintf(op->grants, sizeof op->grants, "%s", c.u.token_create.grants);
+    int rv = manager_propose(m, &c, on_token_created, op);
+    if (rv != 0) {
+        memset(op->token, 0, sizeof op->token);
+        free(op);
+        manager_unavailable(req, "this manager cannot commit now (%s); retry",
+                            rq_strerror(rv));
+        return;
+    }
+    op->created_ms = c.now_ms;
+    manager_hold(req, &op->req);
+}
+
+/* GET /admin/tokens: what each token may do, never the token nor its
+ * hash. */
+void admin_tokens_list(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    struct mstore_token *list;
+    size_t n;
+
+    if (!auth_admin(m, req) || manager_forward(m, req)) {
+        return;
+    }
+    int rv = mstore_tokens(m->store, &list, &n);
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+        return;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(
+            out,
+            json_pack("{s:I,s:s,s:o,s:I}", "id", (json_int_t)list[i].id, "name",
+                      list[i].name, "grants", grants_json(list[i].grants),
+                      "created_ms", (json_int_t)list[i].created_ms));
+    }
+    free(list);
+    rq_http_reply(req, 200, json_pack("{s:o}", "tokens", out));
+}
+
+/* DELETE /admin/tokens/{id}: every manager refuses the token once it has
+ * applied the revocation (the leader before it answers). */
+void admin_token_revoke(struct rq_http_req *req, void *data)
+{
+    struct manager *m = data;
+    uint64_t id;
+    char what[64];
+
+    if (!auth_admin(m, req)) {
+        return;
+    }
+    if (rq_parse_u64(rq_http_param(req, "id"), UINT64_C(1) << 53, &id) != 0 ||
+        id == 0) {
+        rq_http_reply_error(req, 400,
+                            "the token id must be a positive integer (see GET "
+                            "/admin/tokens)");
+        return;
+    }
+    if (manager_forward(m, req)) {
+        return;
+    }
+    struct mstore_token *list;
+    size_t n;
+    bool known = false;
+    int rv = mstore_tokens(m->store, &list, &n);
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        known |= list[i].id == id;
+    }
+    free(list);
+    if (!known) {
+        rq_http_reply_error(req, 404,
+                            "no token %llu (revoked already, or never "
+                            "created; see GET /admin/tokens)",
+                            (unsigned long long)id);
+        return;
+    }
+    struct mcmd c = {.type = MCMD_TOKEN_REVOKE};
+    c.u.token_revoke.id = id;
+    snprintf(what, sizeof what, "token %llu revoked", (unsigned long long)id);
+    propose_and_answer(m, req, &c, 200, what, false);
 }
 
 /* ---- Brokers' internal API ---- */

@@ -1,9 +1,9 @@
 /*
  * The manager's cluster, admin and internal HTTP handlers: health and
- * metrics, API.md section 3 under /admin/ (bearer token when the manager
- * has --admin-token), and the broker side of the internal API
- * (registration and heartbeats, manager/README.md). Handlers take the
- * struct manager as their data.
+ * metrics, API.md section 3 under /admin/ (the admin token, or a token with
+ * the admin grant, unless --admin-open; auth.h) and public API tokens, and the
+ * broker side of the internal API (registration and heartbeats,
+ * manager/README.md). Handlers take the struct manager as their data.
  */
 #ifndef ADMIN_H
 #define ADMIN_H
@@ -21,6 +21,9 @@ void admin_broker_remove(struct rq_http_req *req, void *data);
 void admin_topic_describe(struct rq_http_req *req, void *data);
 void admin_topic_delete(struct rq_http_req *req, void *data);
 void admin_partition_leader(struct rq_http_req *req, void *data);
+void admin_tokens_create(struct rq_http_req *req, void *data);
+void admin_tokens_list(struct rq_http_req *req, void *data);
+void admin_token_revoke(struct rq_http_req *req, void *data);
 
 void admin_broker_register(struct rq_http_req *req, void *data);
 void admin_broker_heartbeat(struct rq_http_req *req, void *data);

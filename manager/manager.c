@@ -108,10 +108,14 @@ static const struct rq_opt options[] = {
      "cluster id; peers must match"},
     {"admin-token", "RAFTQ_ADMIN_TOKEN", RQ_OPT_SECRET, "", false,
      offsetof(struct manager_config, admin_token),
-     "bearer token the admin API requires"},
+     "bearer token the admin API requires (needed unless --admin-open)"},
     {"admin-open", "RAFTQ_ADMIN_OPEN", RQ_OPT_BOOL, "false", false,
      offsetof(struct manager_config, admin_open),
      "development only (raftq dev): the admin API needs no token"},
+    {"auth", "RAFTQ_AUTH", RQ_OPT_STR, "none", false,
+     offsetof(struct manager_config, auth),
+     "public API access: none (open) or tokens (Authorization: Bearer, "
+     "with grants)"},
     {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64, "30000",
      false, offsetof(struct manager_config, auth_clock_skew_ms),
      "how far a signed request's timestamp may be from this clock, either "
@@ -178,36 +182,6 @@ void manager_hold(struct rq_http_req *req, struct rq_http_req **slot)
 {
     *slot = req;
     rq_http_on_abort(req, on_held_abort, slot);
-}
-
-/* Compares without leaking where the first difference is. */
-static bool same_secret(const char *a, const char *b)
-{
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    unsigned char diff = la != lb;
-    for (size_t i = 0; i < la && i < lb; i++) {
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    }
-    return diff == 0;
-}
-
-bool manager_check_admin(struct manager *m, struct rq_http_req *req)
-{
-    const char *a = rq_http_header(req, "Authorization");
-    const char *prefix = "Bearer ";
-    if (m->cfg.admin_token[0] == '\0') {
-        return true;
-    }
-    if (a == NULL || strncmp(a, prefix, strlen(prefix)) != 0 ||
-        !same_secret(a + strlen(prefix), m->cfg.admin_token)) {
-        rq_http_set_header(req, "WWW-Authenticate", "Bearer");
-        rq_http_reply_error(req, 401,
-                            "the admin API needs 'Authorization: Bearer "
-                            "<admin token>'");
-        return false;
-    }
-    return true;
 }
 
 static const char *const peer_headers[] = {"Content-Type: application/json",
@@ -1297,6 +1271,26 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
     }
+    if (strcmp(c->auth, "tokens") == 0) {
+        c->auth_tokens = true;
+    } else if (strcmp(c->auth, "none") != 0) {
+        snprintf(why, whyn,
+                 "--auth must be none (the public API is open) or tokens "
+                 "(every public request needs a bearer token), not '%s'",
+                 c->auth);
+        return RQ_INVALID;
+    }
+    if (c->admin_token[0] == '\0' && !c->admin_open) {
+        snprintf(why, whyn,
+                 "the admin API needs a token: give --admin-token "
+                 "(RAFTQ_ADMIN_TOKEN), or --admin-open for a development "
+                 "cluster");
+        return RQ_INVALID;
+    }
+    if (strlen(c->admin_token) > 400) {
+        snprintf(why, whyn, "--admin-token is longer than 400 bytes");
+        return RQ_INVALID;
+    }
     return 0;
 }
 
@@ -1421,6 +1415,15 @@ static int start(struct manager *m, char *why, size_t whyn)
     uv_signal_start(&m->sigterm, on_signal, SIGTERM);
     uv_signal_start(&m->sigint, on_signal, SIGINT);
     uv_signal_start(&m->sighup, on_signal, SIGHUP);
+    if (m->cfg.admin_open) {
+        rq_log(RQ_WARN,
+               "--admin-open: the admin API answers anyone who can reach "
+               "%s, without a token; for development only",
+               m->cfg.http_addr);
+    }
+    rq_log(RQ_INFO, "public API: %s",
+           m->cfg.auth_tokens ? "every request needs a bearer token"
+                              : "open (--auth none)");
     rq_log(RQ_INFO,
            "listening on %s (raft) and %s (http), %zu managers, data in %s, "
            "store at index %" PRIu64,

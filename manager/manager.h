@@ -40,8 +40,10 @@ struct manager_config {
     const char *data;
     const char *secret;
     uint64_t cluster_id;
-    const char *admin_token; /* "" means the admin API is open. */
-    bool admin_open;         /* --admin-open (raftq dev). */
+    const char *admin_token; /* "" only with --admin-open. */
+    bool admin_open;         /* raftq dev: the admin API needs no token. */
+    const char *auth;        /* "none" or "tokens" (public API). */
+    bool auth_tokens;        /* --auth tokens */
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t broker_dead_ms;
@@ -130,6 +132,9 @@ struct manager {
     uint64_t addr_next_ms;
 
     struct consumers *consumers; /* qapi.c: per-consumer serialization. */
+    /* auth.c: the request whose handler runs again after a consistent
+     * read, while it runs (its token is then judged for good). */
+    struct rq_http_req *auth_rechecked;
     struct manager_stats stats;
     struct rq_metrics *metrics; /* GET /metrics renders it. */
     struct mmetrics *mmetrics;
@@ -177,9 +182,8 @@ void manager_hold(struct rq_http_req *req, struct rq_http_req **slot);
 void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Checks the admin token; on failure answers 401 and returns false.
- * Internal routes are checked before their handlers (rq_httpsig.h). */
-bool manager_check_admin(struct manager *m, struct rq_http_req *req);
+/* Internal routes are checked before their handlers (rq_httpsig.h); the
+ * public and admin APIs check tokens (auth.h). */
 
 /* The headers every call to a broker or manager carries (the JSON content
  * type), NULL-terminated; static storage of the manager. */

@@ -22,6 +22,8 @@
  *                       n x (partition_id:u32 | offset:u64 | expected:u64)
  *   PARTITION_REPLICAS  topic:str | partition_id:u32 | expected_epoch:u64 |
  *                       r:u32 x MCMD_RF
+ *   TOKEN_CREATE        name:str | hash:32 bytes | grants:str
+ *   TOKEN_REVOKE        id:u64
  *
  * A topic's replica list takes its count from n_partitions rather than
  * carrying a second one. Trailing bytes after the last field are refused.
@@ -34,15 +36,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grants.h"
 #include "rq_err.h"
+
+_Static_assert(GRANTS_TEXT_MAX == MCMD_GRANTS_TEXT_MAX,
+               "the command holds every token's grants text");
 
 #define OFFSET_BYTES (4 + 8 + 8)
 
-bool mcmd_topic_valid(const char *name)
+/* 1-@max characters of [A-Za-z0-9._-], NUL-terminated within @max + 1. */
+static bool name_valid(const char *name, size_t max)
 {
-    size_t n = strnlen(name, MCMD_NAME_MAX + 1);
-    if (n == 0 || n > MCMD_NAME_MAX || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0) {
+    size_t n = strnlen(name, max + 1);
+    if (n == 0 || n > max) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -53,6 +59,17 @@ bool mcmd_topic_valid(const char *name)
         }
     }
     return true;
+}
+
+bool mcmd_topic_valid(const char *name)
+{
+    return name_valid(name, MCMD_NAME_MAX) && strcmp(name, ".") != 0 &&
+           strcmp(name, "..") != 0;
+}
+
+bool mcmd_token_name_valid(const char *name)
+{
+    return name_valid(name, MCMD_TOKEN_NAME_MAX);
 }
 
 const char *mcmd_type_name(enum mcmd_type t)
@@ -76,6 +93,10 @@ const char *mcmd_type_name(enum mcmd_type t)
             return "offset_commit";
         case MCMD_PARTITION_REPLICAS:
             return "partition_replicas";
+        case MCMD_TOKEN_CREATE:
+            return "token_create";
+        case MCMD_TOKEN_REVOKE:
+            return "token_revoke";
     }
     return "unknown";
 }
@@ -114,7 +135,7 @@ void mcmd_clear(struct mcmd *c)
 
 static bool type_known(int t)
 {
-    return t >= MCMD_MANAGER_ADDR && t <= MCMD_PARTITION_REPLICAS;
+    return t >= MCMD_MANAGER_ADDR && t <= MCMD_TOKEN_REVOKE;
 }
 
 static bool state_known(int s)
@@ -168,6 +189,29 @@ static int check_offsets(const struct mcmd *c, char *why, size_t whyn)
                 return RQ_INVALID;
             }
         }
+    }
+    return 0;
+}
+
+/* A token's grants must parse and be in canonical form, so that every
+ * store holds the same text for the same grants. */
+static int check_grants(const char *text, char *why, size_t whyn)
+{
+    struct grants gs;
+    char canonical[GRANTS_TEXT_MAX + 1];
+    char reason[160];
+    if (strnlen(text, MCMD_GRANTS_TEXT_MAX + 1) > MCMD_GRANTS_TEXT_MAX) {
+        rq_why(why, whyn, "grants longer than %d bytes", MCMD_GRANTS_TEXT_MAX);
+        return RQ_INVALID;
+    }
+    if (grants_parse(text, &gs, reason, sizeof reason) != 0) {
+        rq_why(why, whyn, "grants: %s", reason);
+        return RQ_INVALID;
+    }
+    grants_format(&gs, canonical, sizeof canonical);
+    if (strcmp(canonical, text) != 0) {
+        rq_why(why, whyn, "grants not in canonical form");
+        return RQ_INVALID;
     }
     return 0;
 }
@@ -236,6 +280,21 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
         case MCMD_PARTITION_REPLICAS:
             return check_topic(c->u.partition_replicas.topic, "topic", why,
                                whyn);
+        case MCMD_TOKEN_CREATE:
+            if (!mcmd_token_name_valid(c->u.token_create.name)) {
+                rq_why(why, whyn,
+                       "token name must be 1-%d characters of "
+                       "[A-Za-z0-9._-]",
+                       MCMD_TOKEN_NAME_MAX);
+                return RQ_INVALID;
+            }
+            return check_grants(c->u.token_create.grants, why, whyn);
+        case MCMD_TOKEN_REVOKE:
+            if (c->u.token_revoke.id == 0) {
+                rq_why(why, whyn, "id 0 is not a token id");
+                return RQ_INVALID;
+            }
+            return 0;
     }
     rq_why(why, whyn, "unknown command type %d", (int)c->type);
     return RQ_INVALID;
@@ -313,6 +372,14 @@ int mcmd_encode(const struct mcmd *c, struct rq_buf *out)
             rq_buf_put_u32(out, c->u.partition_replicas.partition_id);
             rq_buf_put_u64(out, c->u.partition_replicas.expected_epoch);
             put_replicas(out, c->u.partition_replicas.replicas);
+            break;
+        case MCMD_TOKEN_CREATE:
+            put_str(out, c->u.token_create.name);
+            rq_buf_put_bytes(out, c->u.token_create.hash, MCMD_TOKEN_HASH);
+            put_str(out, c->u.token_create.grants);
+            break;
+        case MCMD_TOKEN_REVOKE:
+            rq_buf_put_u64(out, c->u.token_revoke.id);
             break;
     }
     return out->err != 0 ? RQ_NOMEM : 0;
@@ -491,6 +558,7 @@ static int decode_offset_commit(struct rq_cursor *cur, struct mcmd *c,
 static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
                          size_t whyn)
 {
+    const uint8_t *hash;
     uint8_t u8;
     int rv;
     switch (c->type) {
@@ -543,6 +611,24 @@ static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
                                   whyn);
             }
             return rv;
+        case MCMD_TOKEN_CREATE:
+            rv = get_str(cur, MCMD_TOKEN_NAME_MAX, c->u.token_create.name,
+                         "token name", why, whyn);
+            if (rv == 0 &&
+                rq_wire_get_bytes(cur, MCMD_TOKEN_HASH, &hash) != 0) {
+                rq_why(why, whyn, "truncated in the token hash");
+                rv = RQ_MALFORMED;
+            }
+            if (rv == 0) {
+                memcpy(c->u.token_create.hash, hash, MCMD_TOKEN_HASH);
+            }
+            if (rv == 0) {
+                rv = get_str(cur, MCMD_GRANTS_TEXT_MAX,
+                             c->u.token_create.grants, "grants", why, whyn);
+            }
+            return rv;
+        case MCMD_TOKEN_REVOKE:
+            return get_u64(cur, &c->u.token_revoke.id, "id", why, whyn);
     }
     assert(0); /* The type was checked by the caller. */
     return RQ_MALFORMED;

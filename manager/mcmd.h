@@ -30,6 +30,10 @@
 #define MCMD_MAX_OFFSETS 1024    /* per offset commit */
 #define MCMD_NAME_MAX 128        /* topic names */
 #define MCMD_ADDR_MAX 255        /* HOST:PORT */
+#define MCMD_TOKEN_NAME_MAX 64   /* public API token names */
+#define MCMD_TOKEN_HASH 32       /* SHA-256 of a token */
+/* A token's grants as canonical text (grants.h: GRANTS_TEXT_MAX). */
+#define MCMD_GRANTS_TEXT_MAX 2224
 
 enum mcmd_type {
     MCMD_MANAGER_ADDR =
@@ -43,6 +47,8 @@ enum mcmd_type {
     MCMD_OFFSET_COMMIT,      /* consumer offsets, optionally compare-and-set */
     MCMD_PARTITION_REPLICAS, /* a partition's members after a membership change
                               */
+    MCMD_TOKEN_CREATE,       /* a public API token: its hash, never itself */
+    MCMD_TOKEN_REVOKE,
 };
 
 enum mbroker_state {
@@ -116,6 +122,15 @@ struct mcmd {
                                         from */
             uint32_t replicas[MCMD_RF];
         } partition_replicas;
+        struct {
+            char name[MCMD_TOKEN_NAME_MAX + 1];
+            uint8_t hash[MCMD_TOKEN_HASH]; /* SHA-256 of the token text */
+            /* Canonical grants text (grants_format): checked by the codec. */
+            char grants[MCMD_GRANTS_TEXT_MAX + 1];
+        } token_create;
+        struct {
+            uint64_t id;
+        } token_revoke;
     } u;
 };
 
@@ -142,6 +157,9 @@ void mcmd_clear(struct mcmd *c);
  * "..". @name must be NUL-terminated within MCMD_NAME_MAX + 1 bytes to be
  * valid. */
 bool mcmd_topic_valid(const char *name);
+
+/* Token names: 1-MCMD_TOKEN_NAME_MAX characters of [A-Za-z0-9._-]. */
+bool mcmd_token_name_valid(const char *name);
 
 const char *mcmd_type_name(enum mcmd_type t);
 const char *mbroker_state_name(enum mbroker_state s);

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nettle/memops.h>
 #include <nettle/sha2.h>
 #include <sqlite3.h>
 #include <zlib.h>
@@ -64,16 +65,18 @@ static const char schema_sql[] =
     "CREATE TABLE offsets(consumer_id INTEGER NOT NULL, "
     "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
     "PRIMARY KEY(consumer_id, partition_id)) WITHOUT ROWID;"
+    "CREATE TABLE tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "lookup INTEGER NOT NULL, hash BLOB NOT NULL, grants TEXT NOT NULL, "
+    "created_ms INTEGER NOT NULL);"
+    "CREATE INDEX tokens_by_lookup ON tokens(lookup);"
     "INSERT INTO meta(key, value) VALUES ('applied_index', 0), "
     "('next_group_id', 1), ('next_producer_id', 1), "
-    "('next_consumer_id', 1);";
+    "('next_consumer_id', 1), ('next_token_id', 1);";
 
 /* The meta keys every valid database holds. */
 static const char *const meta_keys[] = {
-    "applied_index",
-    "next_group_id",
-    "next_producer_id",
-    "next_consumer_id",
+    "applied_index",    "next_group_id", "next_producer_id",
+    "next_consumer_id", "next_token_id",
 };
 
 #define BROKER_COLS                                                          \
@@ -175,7 +178,16 @@ static const char *const meta_keys[] = {
       " LEFT JOIN offsets o ON o.consumer_id = c.id "                         \
       "AND o.partition_id = p.partition_id "                                  \
       "ORDER BY c.id DESC, p.partition_id LIMIT ?1")                          \
-    X(POSITIONS_COUNT, "SELECT count(*) " POSITIONS_FROM)
+    X(POSITIONS_COUNT, "SELECT count(*) " POSITIONS_FROM)                     \
+    X(TOKEN_INSERT,                                                           \
+      "INSERT INTO tokens(id, name, lookup, hash, grants, created_ms) "       \
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                      \
+    X(TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")                       \
+    X(TOKEN_EXISTS, "SELECT 1 FROM tokens WHERE id = ?1")                     \
+    X(TOKENS_BY_LOOKUP,                                                       \
+      "SELECT id, name, grants, created_ms, hash FROM tokens "                \
+      "WHERE lookup = ?1")                                                    \
+    X(TOKENS, "SELECT id, name, grants, created_ms FROM tokens ORDER BY id")
 
 enum stmt_id {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -1022,6 +1034,67 @@ static int apply_partition_replicas(struct mstore *s, const struct mcmd *c,
     return run(s, ST_PARTITION_SET);
 }
 
+/* The first 8 bytes of a token's hash, as the index key that finds its
+ * row; the whole hash is then compared in constant time. */
+static uint64_t token_lookup_key(const uint8_t *hash)
+{
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++) {
+        k = (k << 8) | hash[i];
+    }
+    return k;
+}
+
+/* A hash that some token has already is refused (RQ_EXISTS): tokens are
+ * 256 random bits, so that is a replayed or forged command, and two rows
+ * must never answer to one token. */
+static int apply_token_create(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result)
+{
+    struct mstore_token t;
+    uint64_t id;
+    int rv = mstore_token_find(s, c->u.token_create.hash, &t);
+    if (rv == 0) {
+        *result = MSTORE_ERR(RQ_EXISTS);
+        return 0;
+    }
+    if (rv != RQ_NOTFOUND) {
+        return rv;
+    }
+    rv = meta_take(s, "next_token_id", 1, &id);
+    if (rv != 0) {
+        return rv;
+    }
+    sqlite3_stmt *st = s->st[ST_TOKEN_INSERT];
+    bind_u64(st, 1, id);
+    bind_text(st, 2, c->u.token_create.name);
+    bind_u64(st, 3, token_lookup_key(c->u.token_create.hash));
+    sqlite3_bind_blob(st, 4, c->u.token_create.hash, MCMD_TOKEN_HASH,
+                      SQLITE_STATIC);
+    bind_text(st, 5, c->u.token_create.grants);
+    bind_u64(st, 6, c->now_ms);
+    *result = MSTORE_OK(id);
+    return run(s, ST_TOKEN_INSERT);
+}
+
+static int apply_token_revoke(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result)
+{
+    bind_u64(s->st[ST_TOKEN_EXISTS], 1, c->u.token_revoke.id);
+    int rv = row(s, ST_TOKEN_EXISTS);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    done(s, ST_TOKEN_EXISTS);
+    bind_u64(s->st[ST_TOKEN_DELETE], 1, c->u.token_revoke.id);
+    *result = MSTORE_OK(0);
+    return run(s, ST_TOKEN_DELETE);
+}
+
 static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
 {
     switch (c->type) {
@@ -1042,6 +1115,10 @@ static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
             return apply_offset_commit(s, c, result);
         case MCMD_PARTITION_REPLICAS:
             return apply_partition_replicas(s, c, result);
+        case MCMD_TOKEN_CREATE:
+            return apply_token_create(s, c, result);
+        case MCMD_TOKEN_REVOKE:
+            return apply_token_revoke(s, c, result);
     }
     /* mcmd_decode returns only known types. */
     *result = MSTORE_ERR(RQ_MALFORMED);
@@ -1606,4 +1683,46 @@ int mstore_offsets(struct mstore *s, uint64_t consumer_id,
     *out = offs;
     *n = count;
     return 0;
+}
+
+/* ---- Tokens ---- */
+
+static void read_token(sqlite3_stmt *st, void *item)
+{
+    struct mstore_token *t = item;
+    t->id = col_u64(st, 0);
+    col_text(st, 1, t->name, sizeof t->name);
+    col_text(st, 2, t->grants, sizeof t->grants);
+    t->created_ms = col_u64(st, 3);
+}
+
+int mstore_tokens(struct mstore *s, struct mstore_token **out, size_t *n)
+{
+    return collect(s, ST_TOKENS, sizeof **out, read_token, (void **)out, n);
+}
+
+int mstore_token_find(struct mstore *s, const uint8_t hash[MCMD_TOKEN_HASH],
+                      struct mstore_token *out)
+{
+    sqlite3_stmt *st = s->st[ST_TOKENS_BY_LOOKUP];
+    int rv = RQ_NOTFOUND;
+    int rc;
+    bind_u64(st, 1, token_lookup_key(hash));
+    /* Rows sharing the first 8 bytes of their hash are as rare as a 64-bit
+     * collision; every candidate is compared whole, in constant time, so
+     * the time taken says nothing about how much of a hash matched. */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *h = sqlite3_column_blob(st, 4);
+        if (h != NULL && sqlite3_column_bytes(st, 4) == MCMD_TOKEN_HASH &&
+            memeql_sec(h, hash, MCMD_TOKEN_HASH) && rv == RQ_NOTFOUND) {
+            memset(out, 0, sizeof *out);
+            read_token(st, out);
+            rv = 0;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        rv = sql_fail(s->db, rc, stmt_sql[ST_TOKENS_BY_LOOKUP]);
+    }
+    done(s, ST_TOKENS_BY_LOOKUP);
+    return rv;
 }

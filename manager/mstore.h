@@ -30,9 +30,12 @@
  *   producers(id, topic, partition_id NULL, rr_cursor)
  *   consumers(id, topic, partition_id NULL, rr_cursor)
  *   offsets(consumer_id, partition_id, next_offset)
+ *   tokens(id, name, lookup, hash, grants, created_ms) -- public API
+ *     tokens: the SHA-256 of each (never the token), its first 8 bytes as
+ *     an indexed integer (lookup) to find the row, canonical grants text
  * Ids (producers, consumers, group ids) come from counters in meta and are
- * never reused, even after a topic is deleted. Producers and consumers
- * have a counter each; all three start at 1. A new partition's epoch is 0.
+ * never reused, even after a topic is deleted. Producers, consumers and
+ * tokens have a counter each; all start at 1. A new partition's epoch is 0.
  *
  * Apply results (the uint64 that reaches the proposer through rq_fsm):
  * MSTORE_OK(v) for success with a value (a new id, a topic's first group
@@ -46,7 +49,10 @@
  * RQ_INVALID for a REMOVED one, as is any BROKER_STATE that would leave
  * REMOVED, or go from DRAINING or REMOVING to ALIVE, SUSPECT or DEAD (the
  * admin states are left only for one another or REMOVED); a BROKER_STATE
- * to the current state changes nothing.
+ * to the current state changes nothing. TOKEN_CREATE answers MSTORE_OK(token
+ * id), or RQ_EXISTS for a hash some token has; TOKEN_REVOKE deletes the
+ * row (RQ_NOTFOUND for an unknown id), so the token is unknown from the
+ * apply on.
  */
 #ifndef MSTORE_H
 #define MSTORE_H
@@ -195,5 +201,24 @@ struct mstore_position {
  */
 int mstore_positions(struct mstore *s, size_t max, struct mstore_position **out,
                      size_t *n, size_t *total);
+
+/* A public API token as the store keeps it: never the token nor its hash
+ * in answers. */
+struct mstore_token {
+    uint64_t id;
+    char name[MCMD_TOKEN_NAME_MAX + 1];
+    char grants[MCMD_GRANTS_TEXT_MAX + 1]; /* canonical (grants.h) */
+    uint64_t created_ms;
+};
+
+/* Every token, by id. */
+int mstore_tokens(struct mstore *s, struct mstore_token **out, size_t *n);
+
+/*
+ * The token whose SHA-256 is @hash: 0, or RQ_NOTFOUND (never created, or
+ * revoked). The hash is compared in constant time (nettle memeql_sec).
+ */
+int mstore_token_find(struct mstore *s, const uint8_t hash[MCMD_TOKEN_HASH],
+                      struct mstore_token *out);
 
 #endif /* MSTORE_H */

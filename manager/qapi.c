@@ -9,7 +9,29 @@
  * Errors follow API.md: 400 bad input or a client used with another
  * topic, 404 unknown topic, producer, consumer or partition, 409 a topic
  * that exists, 413 a message over --max-message-bytes, 503 with
- * Retry-After when no leader (manager or broker) can serve the request.
+ * Retry-After when no leader (manager or broker) can serve the request;
+ * with --auth tokens, 401 without a valid token and 403 without the grant.
+ *
+ * Every handler checks in the order auth.h draws: auth_public first (401
+ * on any manager, before anything is read), then its own parsing (400 on
+ * any manager), then admit() (403, then forward to the leader or 503).
+ * The grant each route needs:
+ *
+ *   POST /topics, POST /producer/register,
+ *   POST /producer/produce, POST /v1/topics/{t}/records   produce:T
+ *   POST /consumer/register, GET /consumer/consume,
+ *   GET /size, GET /v1/topics/{t}/partitions/{p}/records   consume:T
+ *   GET /topics/partitions                                 produce:T or
+ *                                                          consume:T
+ *   POST and GET /v1/consumers/{id}/offsets                consume on the
+ *                                                          consumer's topic
+ *   GET /topics                                            any token; lists
+ *                                                          the topics it has
+ *                                                          a grant on
+ *
+ * (admin covers everything). GET /topics answers every valid token but
+ * lists only what the token may use: topic names say whose data a cluster
+ * holds, and a client has no use for names it may not touch.
  */
 #include "qapi.h"
 
@@ -18,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bclient.h"
 #include "manager.h"
 #include "mstore.h"
@@ -195,6 +218,25 @@ bool qapi_reply_topic_lookup(struct rq_http_req *req, int rv, const char *topic)
     return rv != 0;
 }
 
+/*
+ * Steps 3 and 4 of every handler (auth.h): @who may do @action on @topic
+ * (else 403), and a request the leader must serve (@at_leader) is
+ * forwarded to it (or answered 503). true when this manager serves the
+ * request now; false once it is answered or forwarded.
+ */
+static bool admit(struct manager *m, struct rq_http_req *req,
+                  const struct auth *who, enum grant_action action,
+                  const char *topic, bool at_leader)
+{
+    if (!auth_allow(req, who, action, topic)) {
+        return false;
+    }
+    return !at_leader || !manager_forward(m, req);
+}
+
+#define AT_LEADER true
+#define ANY_MANAGER false
+
 /* Answers a proposal that could not start. */
 static void reply_not_proposed(struct rq_http_req *req, int rv)
 {
@@ -366,10 +408,11 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
     struct mstore_topic t;
+    struct auth who;
     bool present;
     uint64_t n = DEFAULT_PARTITIONS;
 
-    if (manager_forward(m, req) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_topics_create) || !body_ok(req)) {
         return;
     }
     bool given = rq_http_query(req, "topic_name") != NULL ||
@@ -386,6 +429,9 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
                             "'number_of_partitions' must be an integer from "
                             "1 to %d",
                             MCMD_MAX_PARTITIONS);
+        return;
+    }
+    if (!admit(m, req, &who, GRANT_TO_PRODUCE, topic, AT_LEADER)) {
         return;
     }
     int rv = mstore_topic(m->store, topic, &t);
@@ -446,7 +492,13 @@ static void after_read(struct manager *m, struct rq_http_req *req,
 static void topics_list(struct read_req *rr)
 {
     struct mstore_topic *list;
+    struct auth who;
     size_t n;
+    /* Authenticated on arrival; again now, for the grants as of the
+     * read (a revocation applied meanwhile counts). */
+    if (!auth_public(rr->m, rr->req, &who, NULL)) {
+        return;
+    }
     int rv = mstore_topics(rr->m->store, &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(rr->req, rv);
@@ -454,7 +506,9 @@ static void topics_list(struct read_req *rr)
     }
     json_t *names = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(names, json_string(list[i].name));
+        if (auth_sees(&who, list[i].name)) {
+            json_array_append_new(names, json_string(list[i].name));
+        }
     }
     free(list);
     rq_http_reply(rr->req, 200, json_pack("{s:o}", "topics", names));
@@ -462,7 +516,10 @@ static void topics_list(struct read_req *rr)
 
 void qapi_topics_list(struct rq_http_req *req, void *data)
 {
-    after_read(data, req, topics_list, NULL, 0, MCMD_NO_PARTITION);
+    struct auth who;
+    if (auth_public(data, req, &who, qapi_topics_list)) {
+        after_read(data, req, topics_list, NULL, 0, MCMD_NO_PARTITION);
+    }
 }
 
 static json_t *replicas_json(const uint32_t r[MCMD_RF])
@@ -509,11 +566,12 @@ static void topics_partitions(struct read_req *rr)
 void qapi_topics_partitions(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
-    if (manager_forward(m, req) || !body_ok(req)) {
+    struct auth who;
+    if (!auth_public(m, req, &who, qapi_topics_partitions) || !body_ok(req)) {
         return;
     }
     const char *topic = topic_arg(req, "topic");
-    if (topic != NULL) {
+    if (topic != NULL && admit(m, req, &who, GRANT_TO_SEE, topic, AT_LEADER)) {
         after_read(m, req, topics_partitions, topic, 0, MCMD_NO_PARTITION);
     }
 }
@@ -579,16 +637,21 @@ static void register_client(struct manager *m, struct rq_http_req *req,
 }
 
 static void client_register(struct rq_http_req *req, struct manager *m,
-                            enum mcmd_type type)
+                            enum mcmd_type type, rq_http_handler again)
 {
     struct mstore_topic t;
+    struct auth who;
     uint32_t partition;
 
-    if (manager_forward(m, req) || !body_ok(req)) {
+    if (!auth_public(m, req, &who, again) || !body_ok(req)) {
         return;
     }
     const char *topic = topic_arg(req, "topic");
-    if (topic == NULL || !partition_arg(req, &partition)) {
+    if (topic == NULL || !partition_arg(req, &partition) ||
+        !admit(m, req, &who,
+               type == MCMD_PRODUCER_REGISTER ? GRANT_TO_PRODUCE
+                                              : GRANT_TO_CONSUME,
+               topic, AT_LEADER)) {
         return;
     }
     int rv = mstore_topic(m->store, topic, &t);
@@ -618,12 +681,12 @@ static void client_register(struct rq_http_req *req, struct manager *m,
 
 void qapi_producer_register(struct rq_http_req *req, void *data)
 {
-    client_register(req, data, MCMD_PRODUCER_REGISTER);
+    client_register(req, data, MCMD_PRODUCER_REGISTER, qapi_producer_register);
 }
 
 void qapi_consumer_register(struct rq_http_req *req, void *data)
 {
-    client_register(req, data, MCMD_CONSUMER_REGISTER);
+    client_register(req, data, MCMD_CONSUMER_REGISTER, qapi_consumer_register);
 }
 
 /*
@@ -808,8 +871,9 @@ void qapi_produce(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
     struct produce_args a = {0};
+    struct auth who;
 
-    if (!body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_produce) || !body_ok(req)) {
         return;
     }
     const char *topic = topic_arg(req, "topic");
@@ -857,7 +921,8 @@ void qapi_produce(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'key' must be UTF-8 text");
         return;
     }
-    if (produce_now(m, req, topic, &a, false)) {
+    if (!admit(m, req, &who, GRANT_TO_PRODUCE, topic, ANY_MANAGER) ||
+        produce_now(m, req, topic, &a, false)) {
         return;
     }
     struct produce_retry *pr = calloc(1, sizeof *pr);
@@ -1208,20 +1273,24 @@ static void consume_start(struct consume *op)
 
 /*
  * The arguments of GET /consumer/consume and GET /size: @topic, the
- * consumer registered for it, and an optional partition. Answers the
- * request (forwarded, or 4xx) and returns NULL when it cannot go on;
+ * consumer registered for it, and an optional partition, after the token
+ * and its consume grant. Answers the request (forwarded, or 4xx) and
+ * returns NULL when it cannot go on;
  * otherwise returns the topic.
  */
 static const char *consumer_args(struct manager *m, struct rq_http_req *req,
                                  uint64_t *id, uint32_t *partition,
-                                 struct mstore_client *cc)
+                                 struct mstore_client *cc,
+                                 rq_http_handler again)
 {
-    if (manager_forward(m, req) || !body_ok(req)) {
+    struct auth who;
+    if (!auth_public(m, req, &who, again) || !body_ok(req)) {
         return NULL;
     }
     const char *topic = topic_arg(req, "topic");
     if (topic == NULL || !id_arg(req, "consumer_id", id) ||
         !partition_arg(req, partition) ||
+        !admit(m, req, &who, GRANT_TO_CONSUME, topic, AT_LEADER) ||
         client_for_topic(m, req, false, *id, topic, cc) != 0) {
         return NULL;
     }
@@ -1236,7 +1305,8 @@ void qapi_consume(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    const char *topic = consumer_args(m, req, &id, &partition, &cc);
+    const char *topic =
+        consumer_args(m, req, &id, &partition, &cc, qapi_consume);
     if (topic == NULL) {
         return;
     }
@@ -1458,7 +1528,7 @@ void qapi_size(struct rq_http_req *req, void *data)
     uint64_t id;
     uint32_t partition;
 
-    const char *topic = consumer_args(m, req, &id, &partition, &cc);
+    const char *topic = consumer_args(m, req, &id, &partition, &cc, qapi_size);
     if (topic == NULL) {
         return;
     }
@@ -1773,8 +1843,12 @@ static void on_batch_read(void *data, int status, const char *why)
 void qapi_records_produce(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
+    struct auth who;
     char why[WHY_LEN];
 
+    if (!auth_public(m, req, &who, qapi_records_produce)) {
+        return;
+    }
     const char *topic = rq_http_param(req, "topic");
     if (topic == NULL || !mcmd_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
@@ -1818,7 +1892,8 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'sequence' needs a 'producer_id'");
         return;
     }
-    if (batch_now(m, req, topic, false)) {
+    if (!admit(m, req, &who, GRANT_TO_PRODUCE, topic, ANY_MANAGER) ||
+        batch_now(m, req, topic, false)) {
         return;
     }
     struct read_req *rr = calloc(1, sizeof *rr);
@@ -1928,8 +2003,9 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     uint64_t max = READ_DEFAULT_MAX;
     uint64_t wait_ms = 0;
     uint64_t p;
+    struct auth who;
 
-    if (!body_ok(req)) {
+    if (!auth_public(m, req, &who, qapi_records_read) || !body_ok(req)) {
         return;
     }
     const char *topic = rq_http_param(req, "topic");
@@ -1962,6 +2038,9 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     if (arg_u64(req, "wait_ms", &present, &wait_ms) != 0) {
         rq_http_reply_error(req, 400,
                             "'wait_ms' must be an integer from 0 to 2^53");
+        return;
+    }
+    if (!admit(m, req, &who, GRANT_TO_CONSUME, topic, ANY_MANAGER)) {
         return;
     }
     struct records_read *op = calloc(1, sizeof *op);
@@ -2025,27 +2104,17 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
     struct manager *m = data;
     struct mstore_client cc;
     struct mstore_topic t;
+    struct auth who;
     uint64_t id;
     char why[WHY_LEN];
 
-    if (manager_forward(m, req) || !consumer_param(req, &id)) {
+    if (!auth_public(m, req, &who, qapi_offsets_commit) ||
+        !consumer_param(req, &id)) {
         return;
     }
     json_t *body = rq_http_json(req, why, sizeof why);
     if (body == NULL) {
         rq_http_reply_error(req, 400, "%s", why);
-        return;
-    }
-    int rv = mstore_consumer(m->store, id, &cc);
-    if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
-        return;
-    }
-    if (rv == 0) {
-        rv = mstore_topic(m->store, cc.topic, &t);
-    }
-    if (rv != 0) {
-        qapi_reply_store_error(req, rv);
         return;
     }
     json_t *list = json_object_get(body, "offsets");
@@ -2055,6 +2124,39 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
                             "'offsets' must be a list of 1 to %d "
                             "{partition_id, offset} objects",
                             MCMD_MAX_OFFSETS);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(list, i);
+        json_t *p = json_object_get(o, "partition_id");
+        json_t *off = json_object_get(o, "offset");
+        if (!json_is_integer(p) || !json_is_integer(off) ||
+            json_integer_value(p) < 0 || json_integer_value(off) < 0) {
+            rq_http_reply_error(req, 400,
+                                "offsets[%zu] needs integer 'partition_id' "
+                                "and 'offset'",
+                                i);
+            return;
+        }
+    }
+    if (manager_forward(m, req)) {
+        return;
+    }
+    /* The consumer's topic, and so the grant, is known from the store
+     * only: checked here, on the leader. */
+    int rv = mstore_consumer(m->store, id, &cc);
+    if (rv == RQ_NOTFOUND) {
+        rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
+        return;
+    }
+    if (rv == 0 && !auth_allow(req, &who, GRANT_TO_CONSUME, cc.topic)) {
+        return;
+    }
+    if (rv == 0) {
+        rv = mstore_topic(m->store, cc.topic, &t);
+    }
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
         return;
     }
     struct mcmd c = {.type = MCMD_OFFSET_COMMIT};
@@ -2070,15 +2172,6 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
         json_t *o = json_array_get(list, i);
         json_t *p = json_object_get(o, "partition_id");
         json_t *off = json_object_get(o, "offset");
-        if (!json_is_integer(p) || !json_is_integer(off) ||
-            json_integer_value(p) < 0 || json_integer_value(off) < 0) {
-            mcmd_clear(&c);
-            rq_http_reply_error(req, 400,
-                                "offsets[%zu] needs integer 'partition_id' "
-                                "and 'offset'",
-                                i);
-            return;
-        }
         if ((uint64_t)json_integer_value(p) >= t.n_partitions) {
             mcmd_clear(&c);
             reply_partition_unknown(
@@ -2128,6 +2221,7 @@ static void offsets_after_read(struct read_req *rr)
     struct mstore_partition *parts;
     uint64_t *committed;
     size_t n;
+    struct auth who;
     int rv = mstore_consumer(rr->m->store, rr->id, &cc);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(rr->req, 404, "no consumer %" PRIu64, rr->id);
@@ -2135,6 +2229,12 @@ static void offsets_after_read(struct read_req *rr)
     }
     if (rv != 0) {
         qapi_reply_store_error(rr->req, rv);
+        return;
+    }
+    /* The consumer's topic is known only now: its grant is checked here,
+     * on the leader, with the token authenticated again as of the read. */
+    if (!auth_public(rr->m, rr->req, &who, NULL) ||
+        !auth_allow(rr->req, &who, GRANT_TO_CONSUME, cc.topic)) {
         return;
     }
     if (consumer_positions(rr->m, rr->req, rr->id, cc.topic, MCMD_NO_PARTITION,
@@ -2147,8 +2247,10 @@ static void offsets_after_read(struct read_req *rr)
 void qapi_offsets_list(struct rq_http_req *req, void *data)
 {
     struct manager *m = data;
+    struct auth who;
     uint64_t id;
-    if (manager_forward(m, req) || !consumer_param(req, &id)) {
+    if (!auth_public(m, req, &who, qapi_offsets_list) ||
+        !consumer_param(req, &id) || manager_forward(m, req)) {
         return;
     }
     after_read(m, req, offsets_after_read, NULL, id, MCMD_NO_PARTITION);

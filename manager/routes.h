@@ -42,6 +42,9 @@
     {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \
      admin_partition_leader},                                                \
+    {"POST", "/admin/tokens", admin_tokens_create},                          \
+    {"GET", "/admin/tokens", admin_tokens_list},                             \
+    {"DELETE", "/admin/tokens/{id}", admin_token_revoke},                    \
     /* Brokers. */                                                           \
     {"POST", "/internal/brokers/register", admin_broker_register,            \
      RQ_HTTPSIG_B2M | RQ_HTTPSIG_M2M},                                       \

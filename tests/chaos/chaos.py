@@ -51,6 +51,7 @@ else:
 PREFIX = "rqc"
 SUBNET = "10.213.0"  # The bridge's /24 (10.213.N when another run holds it).
 SECRET = rqkeys.TEST_SECRET
+ADMIN_TOKEN = "chaos-admin-token"  # the managers' --admin-token
 RAFT_PORT = 7000
 HTTP_PORT = 8000
 ATM_PORT = 7100
@@ -123,7 +124,8 @@ class Cluster:
                 "--http-addr", "%s:%d" % (ip, HTTP_PORT), "--data", data,
                 "--election-timeout-ms", str(ELECTION_MS), "--heartbeat-ms", str(HEARTBEAT_MS),
                 "--broker-suspect-ms", "2000", "--broker-dead-ms", str(DEAD_MS),
-                "--cluster-secret", SECRET, "--log-level", self.ctx.opts.log_level]
+                "--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN,
+                "--log-level", self.ctx.opts.log_level]
         d = self.ctx.daemon("manager", i, argv, wrap=self.net.wrap("m%d" % i))
         d.data_dir = data
         self.managers[i] = d
@@ -233,8 +235,9 @@ class Cluster:
         return rqsign.headers(method, target, body, secret=SECRET, label=rqkeys.HTTP_M2B)
 
     def m_call(self, i, method, path, body=None, query=None, timeout=8.0):
+        headers = {"Authorization": "Bearer " + ADMIN_TOKEN}
         return call(self.m_addr(i), method, path, body, timeout=timeout, query=query,
-                    sign=self._m2m)
+                    sign=self._m2m, headers=headers)
 
     def b_call(self, i, method, path, body=None, query=None, timeout=5.0):
         return call(self.b_addr(i), method, path, body, timeout=timeout, query=query,

@@ -35,6 +35,7 @@
 #include "fuzz.h"
 #include "fuzz_tmpdir.h"
 #include "manager/admin.h"
+#include "manager/auth.h"
 #include "manager/liveness.h"
 #include "manager/manager.h"
 #include "manager/mcmd.h"
@@ -59,9 +60,23 @@ static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 
 #define FLAG_FORWARD 1    /* manager_forward() takes the request. */
 #define FLAG_UNSIGNED 2   /* A route needing a signature is refused. */
-#define FLAG_NO_ADMIN 4   /* manager_check_admin() refuses. */
+#define FLAG_NO_ADMIN                                                     \
+    4                     /* The bearer token is a stored one without the \
+                             admin grant (else the admin token). */
+#define FLAG_TOKENS 8     /* The manager runs with --auth tokens. */
 #define FLAG_FORWARDED 16 /* The request carries X-Raftq-Forwarded. */
 #define FLAG_NO_LEADER 32 /* Not the ready leader. */
+#define FLAG_NO_TOKEN 64  /* No Authorization header at all. */
+#define FLAG_UNKNOWN                                   \
+    128 /* A well-formed token the store does not hold \
+           (a follower waits for a read, then refuses). */
+
+/* The tokens a request may carry (manager/auth.c checks them for real
+ * against the store, which holds the stored one's hash). */
+#define ADMIN_TOKEN "fuzz-admin-token"
+#define STORED_TOKEN "rqt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define STORED_GRANTS "produce:t consume:t.*"
+#define UNKNOWN_TOKEN "rqt_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
 /* ---- What manager.c provides, stubbed ---- */
 
@@ -173,16 +188,6 @@ void manager_hold(struct rq_http_req *req, struct rq_http_req **slot)
 {
     *slot = req;
     rq_http_on_abort(req, on_held_abort, slot);
-}
-
-bool manager_check_admin(struct manager *m, struct rq_http_req *req)
-{
-    (void)m;
-    if (flags & FLAG_NO_ADMIN) {
-        rq_http_reply_error(req, 401, "the admin token is wrong");
-        return false;
-    }
-    return true;
 }
 
 static const char *const peer_headers[] = {"Content-Type: application/json",
@@ -342,7 +347,7 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/meta.db", dir);
     mgr.cfg.id = 1;
     mgr.cfg.secret = "";
-    mgr.cfg.admin_token = "";
+    mgr.cfg.admin_token = ADMIN_TOKEN;
     mgr.cfg.max_message_bytes = 1u << 20;
     mgr.cfg.broker_dead_ms = 10000;
     mgr.cfg.broker_suspect_ms = 3000;
@@ -377,6 +382,13 @@ static void setup(void)
     c.u.client_register.partition_id = MCMD_NO_PARTITION;
     apply(&c);
     c.type = MCMD_CONSUMER_REGISTER;
+    apply(&c);
+    c = (struct mcmd){.type = MCMD_TOKEN_CREATE};
+    FUZZ_CHECK(strlen(STORED_TOKEN) == AUTH_TOKEN_LEN);
+    snprintf(c.u.token_create.name, sizeof c.u.token_create.name, "fuzz");
+    auth_token_hash(STORED_TOKEN, c.u.token_create.hash);
+    snprintf(c.u.token_create.grants, sizeof c.u.token_create.grants, "%s",
+             STORED_GRANTS);
     apply(&c);
     FUZZ_CHECK(mstore_flush(mgr.store) == 0);
     FUZZ_CHECK(mstore_snapshot(mgr.store, &snapshot, &snapshot_len) == 0);
@@ -428,6 +440,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     broker_answer = answer;
     req.header_names[1] = MANAGER_FORWARDED;
     req.header_values[1] = (flags & FLAG_FORWARDED) ? "2" : NULL;
+    req.header_names[2] = "Authorization";
+    req.header_values[2] = (flags & FLAG_NO_TOKEN)   ? NULL
+                           : (flags & FLAG_UNKNOWN)  ? "Bearer " UNKNOWN_TOKEN
+                           : (flags & FLAG_NO_ADMIN) ? "Bearer " STORED_TOKEN
+                                                     : "Bearer " ADMIN_TOKEN;
+    mgr.cfg.auth_tokens = (flags & FLAG_TOKENS) != 0;
     req.body = in.p;
     req.body_len = in.left;
 

@@ -30,6 +30,10 @@ import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
 
 SECRET = rqkeys.TEST_SECRET
+# Managers refuse to start without an admin token (or --admin-open, which
+# is for raftq dev): every cluster here has this one unless a test names
+# another.
+ADMIN_TOKEN = "itest-admin-token"
 HTTP_TIMEOUT = 20.0
 MAX_MESSAGE = 1024
 
@@ -92,11 +96,10 @@ class Cluster:
     """Managers 1..3 and brokers 1..4 on fresh ports and data directories."""
 
     def __init__(self, ctx, n_managers=3, n_brokers=4, manager_args=(), broker_args=(),
-                 admin_token=None):
+                 admin_token=ADMIN_TOKEN):
         self.ctx = ctx
-        self.admin = {"Authorization": "Bearer " + admin_token} if admin_token else {}
-        if admin_token:
-            manager_args = list(manager_args) + ["--admin-token", admin_token]
+        self.admin = {"Authorization": "Bearer " + admin_token}
+        manager_args = list(manager_args) + ["--admin-token", admin_token]
         self.broker_binary = os.path.join(os.path.dirname(ctx.binary), "broker")
         self.m_raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_managers + 1)}
         self.m_http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n_managers + 1)}
@@ -198,6 +201,10 @@ class Cluster:
     # -- the API --
 
     def call(self, i, method, path, body=None, query=None, headers=None, timeout=HTTP_TIMEOUT):
+        """An HTTP call to manager @i; admin paths carry the admin token
+        unless @headers says otherwise."""
+        if headers is None and path.startswith("/admin/"):
+            headers = self.admin
         st, obj, _ = call(self.m_http[i], method, path, body, timeout=timeout, query=query,
                           headers=headers)
         return st, obj
@@ -605,7 +612,7 @@ def test_admin_liveness(ctx):
     auth = {"Authorization": "Bearer tok"}
     for i in c.managers:
         wait_until(lambda i=i: c.ready(i), 40, "manager%d ready" % i)
-    check_failure(*c.call(1, "GET", "/admin/brokers"), 401, "no token")
+    check_failure(*c.call(1, "GET", "/admin/brokers", headers={}), 401, "no token")
     check_failure(*c.call(2, "GET", "/admin/managers", headers={"Authorization": "Bearer x"}), 401,
                   "wrong token")
     def all_alive():

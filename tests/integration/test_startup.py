@@ -102,6 +102,8 @@ def started(ctx, kind, extra, env=None):
     /healthz, or an ATM's answer to 'status'); returns the process and its
     HTTP address (None for an ATM)."""
     argv = base_argv(ctx, kind, "%s-started-%d" % (kind, ctx.ports.take())) + list(extra)
+    if kind == "manager" and not any(a.startswith("--admin-") for a in extra):
+        argv.append("--admin-open")  # A manager needs an admin token or this.
     if kind == "atm":
         proc = ctx.atm(len(ctx.procs) + 1, argv)
     else:

@@ -112,6 +112,21 @@ static void test_cmdline_commands_and_arguments(void **state)
     assert_true(cl.follow);
     assert_false(cl.has_offset);
 
+    assert_int_equal(parse("token create billing --grant produce:orders.* "
+                           "--grant=consume:orders.*",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.cmd, CMD_TOKEN_CREATE);
+    assert_string_equal(cl.token_name, "billing");
+    assert_int_equal(cl.n_grants, 2);
+    assert_string_equal(cl.grants[0], "produce:orders.*");
+    assert_string_equal(cl.grants[1], "consume:orders.*");
+    assert_int_equal(parse("token list", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_TOKEN_LIST);
+    assert_int_equal(parse("token revoke 12", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_TOKEN_REVOKE);
+    assert_true(cl.token_id == 12);
+
     assert_int_equal(parse("consume orders --offset=0 --partition=2", NULL, &cl,
                            why, sizeof why),
                      0);
@@ -190,6 +205,14 @@ static void test_cmdline_environment_fills_what_flags_leave(void **state)
     assert_int_equal(cl.base_port, 21000);
     assert_string_equal(cl.token, "envtok");
 
+    /* RAFTQ_TOKEN wins over RAFTQ_ADMIN_TOKEN; the flag over both. */
+    struct cmdline_env both = {.token = "admintok", .client_token = "usertok"};
+    assert_int_equal(parse("topic list", &both, &cl, why, sizeof why), 0);
+    assert_string_equal(cl.token, "usertok");
+    assert_int_equal(parse("topic list --token f", &both, &cl, why, sizeof why),
+                     0);
+    assert_string_equal(cl.token, "f");
+
     struct cmdline_env bad = {.base_port = "seventy"};
     assert_int_equal(parse("dev", &bad, &cl, why, sizeof why), RQ_INVALID);
     assert_non_null(strstr(why, "RAFTQ_BASE_PORT"));
@@ -225,6 +248,14 @@ static void test_cmdline_usage_errors_say_why(void **state)
         {"broker drain x", "broker id"},
         {"broker drain 0", "broker id"},
         {"partition move-leader t 1", "TOPIC PARTITION BROKER"},
+        {"token create billing", "at least one --grant"},
+        {"token create --grant admin", "one name"},
+        {"token create a b --grant admin", "one name"},
+        {"token revoke abc", "token id"},
+        {"token revoke 0", "token id"},
+        {"token list x", "takes no arguments"},
+        {"token create a --grant", "--grant needs a value"},
+        {"topic list --grant admin", "--grant does not apply"},
         {"partition move-leader t p 1", "partition must be an integer"},
         {"dev --managers 4", "3 or"},
         {"dev --managers http://a:1", "3 or"},
@@ -269,6 +300,10 @@ static void test_cmdline_help_on_every_command(void **state)
         "broker remove --help",
         "partition --help",
         "partition move-leader --help",
+        "token --help",
+        "token create --help",
+        "token list --help",
+        "token revoke --help",
         "help topic create",
         /* Help wins over arguments that would be wrong. */
         "consume --offset 3 --help",

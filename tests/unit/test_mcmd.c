@@ -19,7 +19,7 @@
 #include "rq_err.h"
 #include "unit_util.h"
 
-#define N_TYPES (MCMD_PARTITION_REPLICAS - MCMD_MANAGER_ADDR + 1)
+#define N_TYPES (MCMD_TOKEN_REVOKE - MCMD_MANAGER_ADDR + 1)
 #define HEADER 10 /* version:u8 | type:u8 | now_ms:u64 */
 
 static uint32_t sample_replicas[3][MCMD_RF] = {{1, 2, 3}, {2, 3, 1}, {3, 1, 2}};
@@ -82,6 +82,16 @@ static void sample(enum mcmd_type t, struct mcmd *c)
             c->u.partition_replicas.replicas[0] = 4;
             c->u.partition_replicas.replicas[1] = 5;
             c->u.partition_replicas.replicas[2] = 6;
+            break;
+        case MCMD_TOKEN_CREATE:
+            strcpy(c->u.token_create.name, "billing-svc.v2");
+            for (int i = 0; i < MCMD_TOKEN_HASH; i++) {
+                c->u.token_create.hash[i] = (uint8_t)(0xa0 + i);
+            }
+            strcpy(c->u.token_create.grants, "produce:orders.* consume:audit");
+            break;
+        case MCMD_TOKEN_REVOKE:
+            c->u.token_revoke.id = 1ull << 52;
             break;
     }
 }
@@ -150,6 +160,16 @@ static void assert_mcmd_equal(const struct mcmd *a, const struct mcmd *b)
                                 b->u.partition_replicas.replicas,
                                 sizeof a->u.partition_replicas.replicas);
             break;
+        case MCMD_TOKEN_CREATE:
+            assert_string_equal(a->u.token_create.name, b->u.token_create.name);
+            assert_memory_equal(a->u.token_create.hash, b->u.token_create.hash,
+                                MCMD_TOKEN_HASH);
+            assert_string_equal(a->u.token_create.grants,
+                                b->u.token_create.grants);
+            break;
+        case MCMD_TOKEN_REVOKE:
+            assert_true(a->u.token_revoke.id == b->u.token_revoke.id);
+            break;
     }
 }
 
@@ -201,7 +221,7 @@ static void assert_encode_invalid(const struct mcmd *c)
 static void test_mcmd_roundtrip_every_type(void **state)
 {
     (void)state;
-    for (int t = MCMD_MANAGER_ADDR; t <= MCMD_PARTITION_REPLICAS; t++) {
+    for (int t = MCMD_MANAGER_ADDR; t <= MCMD_TOKEN_REVOKE; t++) {
         struct mcmd in;
         struct mcmd out;
         struct rq_buf b;
@@ -295,7 +315,7 @@ static void test_mcmd_roundtrip_at_the_limits(void **state)
 static void test_mcmd_truncation_at_every_byte_is_malformed(void **state)
 {
     (void)state;
-    for (int t = MCMD_MANAGER_ADDR; t <= MCMD_PARTITION_REPLICAS; t++) {
+    for (int t = MCMD_MANAGER_ADDR; t <= MCMD_TOKEN_REVOKE; t++) {
         struct mcmd in;
         struct rq_buf b;
         sample((enum mcmd_type)t, &in);
@@ -454,7 +474,7 @@ static void test_mcmd_decode_refuses_invalid_fields(void **state)
     patch_and_refuse(MCMD_TOPIC_DELETE, 0, "\x02", 1);
     patch_and_refuse(MCMD_TOPIC_DELETE, 0, "\x00", 1);
     patch_and_refuse(MCMD_TOPIC_DELETE, 1, "\x00", 1);
-    patch_and_refuse(MCMD_TOPIC_DELETE, 1, "\x0a", 1);
+    patch_and_refuse(MCMD_TOPIC_DELETE, 1, "\x0c", 1);
     patch_and_refuse(MCMD_TOPIC_DELETE, 1, "\xff", 1);
 
     /* Names: bad characters, "." and "..", a NUL inside, too long. The
@@ -559,8 +579,84 @@ static void test_mcmd_encode_refuses_invalid_fields(void **state)
     assert_encode_invalid(&c);
 
     memset(&c, 0, sizeof c);
-    c.type = (enum mcmd_type)(MCMD_PARTITION_REPLICAS + 1);
+    c.type = (enum mcmd_type)(MCMD_TOKEN_REVOKE + 1);
     assert_encode_invalid(&c);
+}
+
+/* Token commands: names, grants (valid and canonical, since every store
+ * must hold the same text), ids; the hash is any 32 bytes. */
+static void test_mcmd_token_fields(void **state)
+{
+    (void)state;
+    struct mcmd c;
+    struct mcmd out;
+    struct rq_buf b;
+    char why[256];
+    const char *bad_names[] = {"", "a b", "a/b", "é", "a:b"};
+    const char *bad_grants[] = {
+        "",                 /* no grant */
+        "write:x",          /* unknown */
+        "produce:x*",       /* star inside */
+        "produce:a  admin", /* two spaces: not canonical */
+        " admin",           /* leading space */
+        "admin admin",      /* duplicate */
+        "produce:a.b.*x",   /* not a name */
+    };
+
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        sample(MCMD_TOKEN_CREATE, &c);
+        strcpy(c.u.token_create.name, bad_names[i]);
+        assert_encode_invalid(&c);
+    }
+    sample(MCMD_TOKEN_CREATE, &c);
+    memset(c.u.token_create.name, 'n', MCMD_TOKEN_NAME_MAX);
+    c.u.token_create.name[MCMD_TOKEN_NAME_MAX] = '\0';
+    encode_ok(&c, &b);
+    rq_buf_close(&b);
+    memset(c.u.token_create.name, 'n', sizeof c.u.token_create.name);
+    assert_encode_invalid(&c);
+    for (size_t i = 0; i < sizeof bad_grants / sizeof bad_grants[0]; i++) {
+        sample(MCMD_TOKEN_CREATE, &c);
+        strcpy(c.u.token_create.grants, bad_grants[i]);
+        assert_encode_invalid(&c);
+    }
+    sample(MCMD_TOKEN_REVOKE, &c);
+    c.u.token_revoke.id = 0;
+    assert_encode_invalid(&c);
+
+    /* The longest grants text round-trips. */
+    sample(MCMD_TOKEN_CREATE, &c);
+    size_t len = 0;
+    for (int i = 0; i < 16; i++) {
+        len += (size_t)snprintf(
+            c.u.token_create.grants + len, sizeof c.u.token_create.grants - len,
+            "%sconsume:%c%0127d.*", i > 0 ? " " : "", 'a' + i, 0);
+    }
+    assert_int_equal(len, MCMD_GRANTS_TEXT_MAX - 1);
+    encode_ok(&c, &b);
+    assert_int_equal(decode_copy(b.base, b.len, &out, why, sizeof why), 0);
+    assert_mcmd_equal(&c, &out);
+    rq_buf_close(&b);
+
+    /* Decoding checks the same: a grant's text patched in the log, and a
+     * grants text one byte over the limit. */
+    sample(MCMD_TOKEN_CREATE, &c);
+    size_t grants_at =
+        HEADER + 4 + strlen(c.u.token_create.name) + MCMD_TOKEN_HASH + 4;
+    patch_and_refuse(MCMD_TOKEN_CREATE, grants_at, "xroduce", 7);
+    patch_and_refuse(MCMD_TOKEN_CREATE, HEADER + 4, " ", 1);
+    rq_buf_init(&b);
+    rq_buf_put_u8(&b, MCMD_VERSION);
+    rq_buf_put_u8(&b, MCMD_TOKEN_CREATE);
+    rq_buf_put_u64(&b, 0);
+    rq_buf_put_blob(&b, "n", 1);
+    rq_buf_put_bytes(&b, c.u.token_create.hash, MCMD_TOKEN_HASH);
+    char big[MCMD_GRANTS_TEXT_MAX + 1];
+    memset(big, 'a', sizeof big);
+    rq_buf_put_blob(&b, big, sizeof big);
+    assert_malformed(b.base, b.len);
+    rq_buf_close(&b);
+    patch_and_refuse(MCMD_TOKEN_REVOKE, HEADER, "\0\0\0\0\0\0\0\0", 8);
 }
 
 static void test_mcmd_names_of_types_and_states(void **state)
@@ -569,6 +665,7 @@ static void test_mcmd_names_of_types_and_states(void **state)
     assert_string_equal(mcmd_type_name(MCMD_TOPIC_CREATE), "topic_create");
     assert_string_equal(mcmd_type_name(MCMD_PARTITION_REPLICAS),
                         "partition_replicas");
+    assert_string_equal(mcmd_type_name(MCMD_TOKEN_REVOKE), "token_revoke");
     assert_string_equal(mcmd_type_name((enum mcmd_type)0), "unknown");
     assert_string_equal(mbroker_state_name(MBROKER_ALIVE), "alive");
     assert_string_equal(mbroker_state_name(MBROKER_REMOVED), "removed");
@@ -587,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_mcmd_decode_refuses_invalid_fields),
         cmocka_unit_test(test_mcmd_encode_refuses_invalid_fields),
         cmocka_unit_test(test_mcmd_names_of_types_and_states),
+        cmocka_unit_test(test_mcmd_token_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

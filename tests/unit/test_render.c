@@ -149,6 +149,38 @@ static void test_render_brokers_table(void **state)
     json_decref(b);
 }
 
+static void test_render_tokens_table(void **state)
+{
+    (void)state;
+    struct out o;
+    json_t *b = parse(
+        "{\"tokens\":["
+        "{\"id\":1,\"name\":\"billing\",\"grants\":[\"produce:orders.*\","
+        "\"consume:orders.*\"],\"created_ms\":1780000000123},"
+        "{\"id\":12,\"name\":\"ops\",\"grants\":[\"admin\"],"
+        "\"created_ms\":0}],\"status\":\"success\"}");
+    out_open(&o);
+    assert_int_equal(render_tokens(b, o.f), 0);
+    assert_string_equal(
+        out_done(&o),
+        "ID  NAME     GRANTS                             CREATED\n"
+        " 1  billing  produce:orders.*,consume:orders.*  2026-05-28T20:26:40Z\n"
+        "12  ops      admin                              "
+        "1970-01-01T00:00:00Z\n");
+    free(o.text);
+    json_decref(b);
+
+    /* Never a token or hash to print, and a bad shape prints nothing. */
+    b = parse(
+        "{\"tokens\":[{\"id\":1,\"name\":\"x\",\"grants\":\"admin\","
+        "\"created_ms\":0}]}");
+    out_open(&o);
+    assert_int_equal(render_tokens(b, o.f), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    free(o.text);
+    json_decref(b);
+}
+
 static void test_render_managers_with_unreachable_one(void **state)
 {
     (void)state;
@@ -256,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_render_topics_one_per_line),
         cmocka_unit_test(test_render_topic_partitions),
         cmocka_unit_test(test_render_brokers_table),
+        cmocka_unit_test(test_render_tokens_table),
         cmocka_unit_test(test_render_managers_with_unreachable_one),
         cmocka_unit_test(test_render_offsets_and_records),
         cmocka_unit_test(test_render_age),
