@@ -141,6 +141,10 @@ static const struct rq_opt options[] = {
     {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
      false, offsetof(struct broker_config, http_max_connections),
      "HTTP connections open at once, at most; more are refused"},
+    {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64,
+     "268435456", false, offsetof(struct broker_config, http_max_buffered),
+     "bytes of request bodies held at once, over all connections; past "
+     "them a request is answered 503 with Retry-After"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -1096,7 +1100,8 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         return RQ_INVALID;
     }
     return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
-                                c->http_max_connections, why, whyn);
+                                c->http_max_connections, c->http_max_buffered,
+                                API_MAX_BODY, why, whyn);
 }
 
 static int start(struct broker *b, char *why, size_t whyn)
@@ -1130,6 +1135,7 @@ static int start(struct broker *b, char *why, size_t whyn)
         .bind_address = b->cfg.http_addr,
         .max_body = API_MAX_BODY,
         .max_connections = (unsigned)b->cfg.http_max_connections,
+        .max_buffered = (size_t)b->cfg.http_max_buffered,
         .idle_timeout_s = (unsigned)b->cfg.http_idle_timeout_s,
         .metrics = b->metrics,
     };

@@ -34,6 +34,7 @@ struct broker_config {
     uint64_t max_message_bytes;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
+    uint64_t http_max_buffered;
     const char *log_level;
     const char *log_format;
 };

@@ -49,6 +49,7 @@ struct manager_config {
     uint64_t snapshot_threshold;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
+    uint64_t http_max_buffered;
     const char *log_level;
     const char *log_format;
 };
