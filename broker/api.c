@@ -882,23 +882,17 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         .max_blob = BATCH_MAX_BYTES,
     };
 
-    /* Cheap checks first, then the replica, then the records. */
-    if (!json_is_array(records) || json_array_size(records) == 0 ||
-        json_array_size(records) > API_MAX_RECORDS) {
-        int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len,
-                                         why, sizeof why);
-        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
-        return;
-    }
-    pa.count = (uint32_t)json_array_size(records);
-    struct replica *r = produce_target(req, b, &pa);
-    if (r == NULL) {
-        return;
-    }
+    /* The whole request is judged before where it goes, as in the binary
+     * form: a bad body is 400 (or 413) on every replica, never a redirect
+     * that depends on who leads at the moment. */
     int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len, why,
                                      sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
+        return;
+    }
+    struct replica *r = produce_target(req, b, &pa);
+    if (r == NULL) {
         return;
     }
     int64_t now = wall_clock_ms();

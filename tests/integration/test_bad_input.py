@@ -553,11 +553,12 @@ def barrage_manager(c, addr, topic, pid, cid):
 BINARY = "application/vnd.raftq.records"
 
 
-def barrage_broker(addr, topic, gid, leads):
+def barrage_broker(addr, topic, gid):
     """The broker's internal and data-plane routes (broker/README.md) on the
-    broker at @addr, which hosts group @gid (partition 0 of @topic) and
-    leads it if @leads: a follower answers every produce 421 before it
-    reads the body."""
+    broker at @addr, which hosts group @gid (partition 0 of @topic). A
+    produce is judged whole before where it goes, so a bad one gets the same
+    400 or 413 from a follower as from the leader, whoever leads at the
+    moment (DESIGN.md section 10.2, "produce at a follower")."""
     rp = "/v1/topics/%s/partitions/0/records" % topic
     for path in ["/internal/replicas", rp, "/internal/replicas/%d/transfer" % gid,
                  "/internal/replicas/%d/preferred" % gid, "/internal/replicas/%d/members" % gid]:
@@ -574,15 +575,9 @@ def barrage_broker(addr, topic, gid, leads):
                        ({"records": [{"value": "v"}], "producer_id": 2**64, "sequence": 0},
                         "producer_id")]:
         status = 413 if word == "1024" else 400
-        if not leads:
-            # A follower reads the body, then answers what it can judge
-            # alone (400) or sends the client to the leader (421).
-            st, _, _, _ = raw(addr, "POST", rp, body)
-            status = status if st == status else 421
-            word = word if st != 421 else "not the leader"
         expect(addr, "POST", rp, status, word, body, what="produce %r" % (body,)[:60])
     # Data plane, binary (broker/README.md): each malformation, then a size.
-    bad_bin = [] if not leads else [
+    bad_bin = [
         (b"", "count"),
         (struct.pack("<I", 0), "count"),
         (struct.pack("<I", 1), "ends"),
@@ -596,12 +591,11 @@ def barrage_broker(addr, topic, gid, leads):
     for body, word in bad_bin:
         expect(addr, "POST", rp, 400, word, body, headers={"Content-Type": BINARY},
                what="binary %r" % body[:16])
-    if leads:
-        expect(addr, "POST", rp, 413, "10000", struct.pack("<I", 10001),
-               headers={"Content-Type": BINARY})
-        expect(addr, "POST", rp, 413, "1024", struct.pack("<IiI", 1, -1, 2**32 - 1) + b"v",
-               headers={"Content-Type": BINARY})
-    for qs, word in [] if not leads else [("?producer_id=1", "sequence"), ("?producer_id=-1&sequence=0", "producer_id"),
+    expect(addr, "POST", rp, 413, "10000", struct.pack("<I", 10001),
+           headers={"Content-Type": BINARY})
+    expect(addr, "POST", rp, 413, "1024", struct.pack("<IiI", 1, -1, 2**32 - 1) + b"v",
+           headers={"Content-Type": BINARY})
+    for qs, word in [("?producer_id=1", "sequence"), ("?producer_id=-1&sequence=0", "producer_id"),
                      ("?producer_id=x&sequence=0", "producer_id"),
                      ("?producer_id=1&sequence=%s" % BIG, "sequence")]:
         expect(addr, "POST", rp + qs, 400, word, struct.pack("<IiI", 1, -1, 1) + b"v",
@@ -921,7 +915,7 @@ def test_cluster_bad_input(ctx):
     gid = desc["partitions"][0]["group_id"]
     lead = c.group_leader(gid, desc["partitions"][0]["replicas"])
     for b in desc["partitions"][0]["replicas"]:
-        barrage_broker(c.b_http[b], TOPIC, gid, b == lead)
+        barrage_broker(c.b_http[b], TOPIC, gid)
     barrage_http(c.b_http[lead], "/v1/topics/%s/partitions/0/records" % TOPIC)
     print("    %s" % TALLY)
     check(not MISMATCHES, "%d wrong answers (listed above)" % len(MISMATCHES))
