@@ -937,7 +937,7 @@ static int metrics_start(struct broker *b, char *why, size_t whyn)
         rv = rq_metrics_on_collect(b->metrics, on_collect, b);
     }
     if (rv == 0) {
-        rv = rq_mux_metrics(b->mux, b->metrics);
+        rv = rq_mux_metrics_open(b->mux, b->metrics);
     }
     if (rv != 0) {
         snprintf(why, whyn, "metrics: %s", rq_strerror(rv)); /* UNTESTED */

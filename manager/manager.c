@@ -1366,7 +1366,7 @@ static int start(struct manager *m, char *why, size_t whyn)
     }
     if (rq_metrics_new(&m->metrics) != 0 ||
         mmetrics_new(m, m->metrics, &m->mmetrics) != 0 ||
-        rq_mux_metrics(m->mux, m->metrics) != 0) {
+        rq_mux_metrics_open(m->mux, m->metrics) != 0) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }

@@ -132,7 +132,7 @@ struct rq_mux {
     struct rq_mux_stats stats;
     struct rate rates[RQ_MUX_REJECT_COUNT];
     struct rate bad_challenge; /* Outgoing: a listener's bad challenge. */
-    /* The published stats (rq_mux_metrics), set at each rendering. */
+    /* The published stats (rq_mux_metrics_open), set at each rendering. */
     struct rq_metrics *registry;
     struct rq_metric *m_accepted;
     struct rq_metric *m_rejected[RQ_MUX_REJECT_COUNT];
@@ -1373,7 +1373,7 @@ static void metrics_collect(void *data)
     rq_metric_set(m->m_cut, (double)m->stats.cut);
 }
 
-int rq_mux_metrics(struct rq_mux *m, struct rq_metrics *registry)
+int rq_mux_metrics_open(struct rq_mux *m, struct rq_metrics *registry)
 {
     static const struct rq_metric_def defs[] = {
         {RQ_METRIC_COUNTER,

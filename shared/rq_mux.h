@@ -167,7 +167,7 @@ void rq_mux_stats(const struct rq_mux *m, struct rq_mux_stats *out);
  * Returns 0 or RQ_NOMEM.
  */
 struct rq_metrics;
-int rq_mux_metrics(struct rq_mux *m, struct rq_metrics *registry);
+int rq_mux_metrics_open(struct rq_mux *m, struct rq_metrics *registry);
 
 /*
  * Stops listening, cancels pending connects (their callbacks get

@@ -1086,7 +1086,7 @@ static void test_mux_replayed_preamble_refused_and_counted(void **state)
 
     /* Replayed to mux 1, twice: refused each time, as replays. */
     assert_int_equal(rq_metrics_new(&c->metrics), 0);
-    assert_int_equal(rq_mux_metrics(c->mux[1], c->metrics), 0);
+    assert_int_equal(rq_mux_metrics_open(c->mux[1], c->metrics), 0);
     rq_mux_stats(c->mux[1], &before);
     for (int i = 0; i < 2; i++) {
         struct rogues rs = {&r, 1};
