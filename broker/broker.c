@@ -148,6 +148,10 @@ static const struct rq_opt options[] = {
      false, offsetof(struct broker_config, auth_clock_skew_ms),
      "how far a signed request's timestamp may be from this clock, either "
      "way"},
+    {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64,
+     "268435456", false, offsetof(struct broker_config, http_max_buffered),
+     "bytes of request bodies held at once, over all connections; past "
+     "them a request is answered 503 with Retry-After"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -943,6 +947,9 @@ static int metrics_start(struct broker *b, char *why, size_t whyn)
     if (rv == 0) {
         rv = rq_metrics_on_collect(b->metrics, on_collect, b);
     }
+    if (rv == 0) {
+        rv = rq_mux_metrics_open(b->mux, b->metrics);
+    }
     if (rv != 0) {
         snprintf(why, whyn, "metrics: %s", rq_strerror(rv)); /* UNTESTED */
     }
@@ -1112,7 +1119,8 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         return rv;
     }
     return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
-                                c->http_max_connections, why, whyn);
+                                c->http_max_connections, c->http_max_buffered,
+                                API_MAX_BODY, why, whyn);
 }
 
 static int start(struct broker *b, char *why, size_t whyn)
@@ -1157,6 +1165,7 @@ static int start(struct broker *b, char *why, size_t whyn)
         .bind_address = b->cfg.http_addr,
         .max_body = API_MAX_BODY,
         .max_connections = (unsigned)b->cfg.http_max_connections,
+        .max_buffered = (size_t)b->cfg.http_max_buffered,
         .idle_timeout_s = (unsigned)b->cfg.http_idle_timeout_s,
         .metrics = b->metrics,
         .authenticate = rq_httpsig_authenticate,

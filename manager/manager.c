@@ -143,6 +143,10 @@ static const struct rq_opt options[] = {
     {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
      false, offsetof(struct manager_config, http_max_connections),
      "HTTP connections open at once, at most; more are refused"},
+    {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64,
+     "268435456", false, offsetof(struct manager_config, http_max_buffered),
+     "bytes of request bodies held at once, over all connections; past "
+     "them a request is answered 503 with Retry-After"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct manager_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -1259,7 +1263,8 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
         return RQ_INVALID;
     }
     rv = rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
-                              c->http_max_connections, why, whyn);
+                              c->http_max_connections, c->http_max_buffered,
+                              MAX_BODY, why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -1371,7 +1376,8 @@ static int start(struct manager *m, char *why, size_t whyn)
         return rv;
     }
     if (rq_metrics_new(&m->metrics) != 0 ||
-        mmetrics_new(m, m->metrics, &m->mmetrics) != 0) {
+        mmetrics_new(m, m->metrics, &m->mmetrics) != 0 ||
+        rq_mux_metrics_open(m->mux, m->metrics) != 0) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
@@ -1388,6 +1394,7 @@ static int start(struct manager *m, char *why, size_t whyn)
         .bind_address = m->cfg.http_addr,
         .max_body = MAX_BODY,
         .max_connections = (unsigned)m->cfg.http_max_connections,
+        .max_buffered = (size_t)m->cfg.http_max_buffered,
         .idle_timeout_s = (unsigned)m->cfg.http_idle_timeout_s,
         .metrics = m->metrics,
         .authenticate = rq_httpsig_authenticate,

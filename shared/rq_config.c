@@ -601,7 +601,8 @@ int rq_config_start_log(const char *kind, uint64_t id, const char *level,
 }
 
 int rq_config_check_http(uint64_t max_message_bytes, uint64_t idle_timeout_s,
-                         uint64_t max_connections, char *why, size_t whyn)
+                         uint64_t max_connections, uint64_t max_buffered_bytes,
+                         uint64_t max_body, char *why, size_t whyn)
 {
     if (max_message_bytes == 0 || max_message_bytes > (8u << 20)) {
         snprintf(why, whyn, "need 1 <= --max-message-bytes <= 8 MiB");
@@ -613,6 +614,14 @@ int rq_config_check_http(uint64_t max_message_bytes, uint64_t idle_timeout_s,
     }
     if (max_connections < 4 || max_connections > 65536) {
         snprintf(why, whyn, "need 4 <= --http-max-connections <= 65536");
+        return RQ_INVALID;
+    }
+    /* Below the largest body, a body that size could never be taken. */
+    if (max_buffered_bytes < max_body || max_buffered_bytes > (1ull << 40)) {
+        snprintf(why, whyn,
+                 "need %llu (the largest request body) <= "
+                 "--http-max-buffered-bytes <= 1 TiB",
+                 (unsigned long long)max_body);
         return RQ_INVALID;
     }
     return 0;

@@ -102,11 +102,13 @@ int rq_parse_u64(const char *s, uint64_t max, uint64_t *out);
 
 /*
  * The limits every HTTP server process checks alike: 1 <= @max_message_bytes
- * <= 8 MiB, 1 <= @idle_timeout_s <= 86400, 4 <= @max_connections <= 65536.
- * 0, or RQ_INVALID with the flag's rule in @why.
+ * <= 8 MiB, 1 <= @idle_timeout_s <= 86400, 4 <= @max_connections <= 65536,
+ * and @max_body (the process's largest request body) <= @max_buffered_bytes
+ * <= 1 TiB. 0, or RQ_INVALID with the flag's rule in @why.
  */
 int rq_config_check_http(uint64_t max_message_bytes, uint64_t idle_timeout_s,
-                         uint64_t max_connections, char *why, size_t whyn);
+                         uint64_t max_connections, uint64_t max_buffered_bytes,
+                         uint64_t max_body, char *why, size_t whyn);
 
 /*
  * Checks that the value of option --@flag is a HOST:PORT of at most @max_len

@@ -36,6 +36,7 @@ int rq_err_http_status(int code)
         case RQ_OVERFLOW:
             return 400;
         case RQ_AUTH:
+        case RQ_REPLAYED:
             return 401;
         case RQ_NOTFOUND:
         case RQ_UNKNOWNGROUP:

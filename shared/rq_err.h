@@ -11,27 +11,28 @@
 
 #include <stddef.h>
 
-#define RQ_ERRORS(X)                           \
-    X(RQ_NOMEM, "out of memory")               \
-    X(RQ_MALFORMED, "malformed input")         \
-    X(RQ_INVALID, "invalid argument")          \
-    X(RQ_TOOBIG, "too large")                  \
-    X(RQ_NOTFOUND, "not found")                \
-    X(RQ_EXISTS, "already exists")             \
-    X(RQ_NOTLEADER, "not the leader")          \
-    X(RQ_NOQUORUM, "no quorum")                \
-    X(RQ_TIMEOUT, "timed out")                 \
-    X(RQ_CANCELED, "canceled")                 \
-    X(RQ_SHUTDOWN, "shutting down")            \
-    X(RQ_IO, "input/output error")             \
-    X(RQ_AUTH, "authentication failed")        \
-    X(RQ_UNKNOWNGROUP, "unknown group")        \
-    X(RQ_INSUFFICIENT, "insufficient funds")   \
-    X(RQ_OVERFLOW, "amount overflows")         \
-    X(RQ_RAFT, "raft library error")           \
-    X(RQ_CONNECT, "cannot connect")            \
-    X(RQ_NOBROKERS, "not enough live brokers") \
-    X(RQ_DIVERGED, "state holds entries its group replaced")
+#define RQ_ERRORS(X)                                         \
+    X(RQ_NOMEM, "out of memory")                             \
+    X(RQ_MALFORMED, "malformed input")                       \
+    X(RQ_INVALID, "invalid argument")                        \
+    X(RQ_TOOBIG, "too large")                                \
+    X(RQ_NOTFOUND, "not found")                              \
+    X(RQ_EXISTS, "already exists")                           \
+    X(RQ_NOTLEADER, "not the leader")                        \
+    X(RQ_NOQUORUM, "no quorum")                              \
+    X(RQ_TIMEOUT, "timed out")                               \
+    X(RQ_CANCELED, "canceled")                               \
+    X(RQ_SHUTDOWN, "shutting down")                          \
+    X(RQ_IO, "input/output error")                           \
+    X(RQ_AUTH, "authentication failed")                      \
+    X(RQ_UNKNOWNGROUP, "unknown group")                      \
+    X(RQ_INSUFFICIENT, "insufficient funds")                 \
+    X(RQ_OVERFLOW, "amount overflows")                       \
+    X(RQ_RAFT, "raft library error")                         \
+    X(RQ_CONNECT, "cannot connect")                          \
+    X(RQ_NOBROKERS, "not enough live brokers")               \
+    X(RQ_DIVERGED, "state holds entries its group replaced") \
+    X(RQ_REPLAYED, "credential replayed")
 
 enum rq_err {
     RQ_OK = 0,

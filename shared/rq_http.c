@@ -17,10 +17,12 @@
  *
  *     NEW       -> UPLOADING   [on_uri] raw URI copied, request allocated
  *     UPLOADING -> UPLOADING   [on_access] body appended, or discarded
- *                                          once past max_body
- *     UPLOADING -> ANSWERED    [on_access] 413, 404, 405, 503 when closing,
- *                                          a refusal of the authenticate
- *                                          callback, or a handler that
+ *                                          once past max_body or once the
+ *                                          bodies buffered pass their cap
+ *     UPLOADING -> ANSWERED    [on_access] 413, 404, 405, 503 when closing
+ *                                          or busy, a refusal of the
+ *                                          authenticate callback, or a
+ *                                          handler that
  *                                          replied
  *     UPLOADING -> SUSPENDED   [on_access] the handler did not reply
  *     SUSPENDED -> ANSWERED    [rq_http_reply] resumed; the next on_access
@@ -44,6 +46,19 @@
  * complete a request before its reply after all (it does not in 0.9.75),
  * the request detaches from MHD (req->conn becomes NULL, header and query
  * lookups answer NULL) and lives on until the reply.
+ *
+ * Bounded memory. Each connection may buffer a body of up to max_body, and
+ * up to max_connections are open, so the bodies held at once are capped as
+ * well: h->buffered counts the bytes allocated for request bodies (their
+ * buffers' capacity, which for a body of known length never exceeds it by
+ * more than one byte, and for a chunked one is under twice what came), and
+ * a request that would take it past max_buffered is answered 503 with
+ * Retry-After: at once when its Content-Length says so, otherwise when its
+ * buffer would grow past the cap, after the rest of its body is read and
+ * dropped. Its bytes are released at once; every other body's when its
+ * request is freed. Only bytes that arrived count, never a length merely
+ * declared, so a client that declares much and sends slowly holds nothing
+ * it has not sent.
  *
  * Shutdown (rq_http_close): MHD stops listening (quiesce), every waiting
  * request gets its abort callback and then a 503 unless the callback
@@ -73,6 +88,10 @@
 #define LOG_TAG "rq_http"
 
 #define DEFAULT_MAX_BODY (16u * 1024 * 1024)
+#define DEFAULT_MAX_BUFFERED (256u * 1024 * 1024)
+/* What a 503 for the body cap asks the client to wait, in seconds: bodies
+ * are read at network speed and freed once answered. */
+#define BUSY_RETRY_AFTER "1"
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_IDLE_TIMEOUT_S 60
 /* MHD's per-connection pool holds the read buffer, in which the request
@@ -113,8 +132,9 @@ struct rq_http_req {
     char *method;
     uint8_t *body; /* NUL-terminated copy, or NULL when empty. */
     size_t body_len;
-    size_t body_cap;
-    size_t discarded; /* Body bytes dropped after passing max_body. */
+    size_t body_cap;  /* Counted in h->buffered. */
+    size_t body_max;  /* Content-Length + 1, or max_body + 1 if none. */
+    size_t discarded; /* Body bytes dropped after passing a limit. */
 
     /* The path cut into percent-decoded segments (into decoded). */
     char *decoded;
@@ -140,6 +160,7 @@ struct rq_http_req {
     struct rq_list link;   /* In h->waiting while handled and not replied. */
     bool started;          /* on_access has seen the request. */
     bool too_big;          /* Body past max_body: answer 413. */
+    bool busy;             /* Bodies past max_buffered: answer 503. */
     bool handled;          /* The handler was called. */
     bool replied;          /* Exactly once. */
     bool suspended;        /* MHD_suspend_connection() in force. */
@@ -187,6 +208,8 @@ struct rq_http {
     rq_http_auth_cb authenticate;
     void *auth_data;
     size_t max_body;
+    size_t max_buffered; /* Cap on h->buffered. */
+    size_t buffered;     /* Bytes allocated for request bodies now. */
     uint16_t port;
     struct rq_list waiting; /* Handled, not replied: struct rq_http_req. */
     unsigned live;          /* Requests MHD has not completed. */
@@ -211,6 +234,8 @@ struct rq_http {
     struct rq_metric_family *m_duration;
     struct rq_metric *m_connections;
     struct rq_metric *m_waiting;
+    struct rq_metric *m_buffered;
+    struct rq_metric *m_busy;
     /* n_routes for the routes, then N_KNOWN_METHODS for unmatched. */
     struct route_metrics *route_metrics;
 };
@@ -459,10 +484,24 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         return NULL;
     }
     req->h = h;
+    req->body_max = h->max_body + 1;
     rq_list_init(&req->link);
     h->live++;
     h->refs++;
     return req;
+}
+
+/* Frees @req's body and gives its bytes back to the cap. */
+static void body_release(struct rq_http_req *req)
+{
+    struct rq_http *h = req->h;
+    assert(h->buffered >= req->body_cap);
+    h->buffered -= req->body_cap;
+    h->stats.buffered = h->buffered;
+    free(req->body);
+    req->body = NULL;
+    req->body_len = 0;
+    req->body_cap = 0;
 }
 
 static void req_free(struct rq_http_req *req)
@@ -487,7 +526,7 @@ static void req_free(struct rq_http_req *req)
     }
     json_decref(req->json);
     free(req->decoded);
-    free(req->body);
+    body_release(req);
     free(req->method);
     free(req->uri);
     free(req);
@@ -672,6 +711,8 @@ static void metrics_collect(void *data)
     struct rq_http *h = data;
     rq_metric_set(h->m_connections, h->stats.connections);
     rq_metric_set(h->m_waiting, h->stats.suspended);
+    rq_metric_set(h->m_buffered, (double)h->buffered);
+    rq_metric_set(h->m_busy, (double)h->stats.busy);
 }
 
 /* Registers the server's families in @m. Without memory for them the
@@ -698,11 +739,23 @@ static void metrics_open(struct rq_http *h, struct rq_metrics *m)
          "raftq_http_waiting_requests",
          "HTTP requests waiting for their answer (long polls, Raft commits).",
          {NULL}},
+        {RQ_METRIC_GAUGE,
+         "raftq_http_buffered_body_bytes",
+         "Bytes allocated for HTTP request bodies now (at most "
+         "--http-max-buffered-bytes).",
+         {NULL}},
+        {RQ_METRIC_COUNTER,
+         "raftq_http_busy_total",
+         "HTTP requests answered 503 because the request bodies buffered "
+         "would have passed --http-max-buffered-bytes.",
+         {NULL}},
     };
     h->m_requests = rq_metrics_add(m, &defs[0]);
     h->m_duration = rq_metrics_add(m, &defs[1]);
     h->m_connections = rq_metric_family_child(rq_metrics_add(m, &defs[2]));
     h->m_waiting = rq_metric_family_child(rq_metrics_add(m, &defs[3]));
+    h->m_buffered = rq_metric_family_child(rq_metrics_add(m, &defs[4]));
+    h->m_busy = rq_metric_family_child(rq_metrics_add(m, &defs[5]));
     h->route_metrics =
         calloc(h->n_routes + N_KNOWN_METHODS, sizeof *h->route_metrics);
     if (h->m_requests == NULL || h->m_duration == NULL ||
@@ -988,28 +1041,53 @@ static bool route(struct rq_http_req *req)
 
 /* ---- The access handler ---- */
 
-static bool body_append(struct rq_http_req *req, const char *data, size_t n)
+/*
+ * Appends @n bytes to @req's body. Returns 0, RQ_NOMEM, or RQ_TOOBIG when
+ * growing the buffer would take the bodies buffered past max_buffered (the
+ * body is then left as it was).
+ */
+static int body_append(struct rq_http_req *req, const char *data, size_t n)
 {
+    struct rq_http *h = req->h;
     size_t need = req->body_len + n;
     if (need + 1 > req->body_cap) {
         size_t cap = req->body_cap > 0 ? req->body_cap : 4096;
         while (cap < need + 1) {
             cap *= 2;
         }
-        if (cap > req->h->max_body + 1) {
-            cap = req->h->max_body + 1;
+        /* A declared length is all the body will take: no slack. */
+        if (cap > req->body_max) {
+            cap = req->body_max;
+        }
+        assert(cap >= need + 1);
+        if (h->buffered - req->body_cap + cap > h->max_buffered) {
+            return RQ_TOOBIG;
         }
         uint8_t *p = realloc(req->body, cap);
         if (p == NULL) {
-            return false; /* UNTESTED: ENOMEM only. */
+            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
         }
+        h->buffered = h->buffered - req->body_cap + cap;
+        h->stats.buffered = h->buffered;
         req->body = p;
         req->body_cap = cap;
     }
     memcpy(req->body + req->body_len, data, n);
     req->body_len = need;
     req->body[need] = '\0';
-    return true;
+    return 0;
+}
+
+/* Answers 503 for the cap on buffered bodies. */
+static void reject_busy(struct rq_http_req *req)
+{
+    struct rq_http *h = req->h;
+    h->stats.busy++;
+    rq_http_set_header(req, MHD_HTTP_HEADER_RETRY_AFTER, BUSY_RETRY_AFTER);
+    reject(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+           "server busy receiving other requests: %zu bytes of request "
+           "bodies buffered, at most %zu; retry after %s s",
+           h->buffered, h->max_buffered, BUSY_RETRY_AFTER);
 }
 
 /* Finds a query argument whose decoded name or value holds a NUL byte
@@ -1065,9 +1143,21 @@ static void on_headers(struct rq_http_req *req, const char *method)
     /* MHD has already refused a Content-Length that is not a number. */
     cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl != NULL && strtoull(cl, NULL, 10) > h->max_body) {
-        reject(req, MHD_HTTP_CONTENT_TOO_LARGE,
-               "request body is larger than %zu bytes", h->max_body);
+    if (cl != NULL) {
+        unsigned long long declared = strtoull(cl, NULL, 10);
+        if (declared > h->max_body) {
+            reject(req, MHD_HTTP_CONTENT_TOO_LARGE,
+                   "request body is larger than %zu bytes", h->max_body);
+            return;
+        }
+        /* Its buffer will take declared + 1 bytes. Nothing is reserved
+         * now: a slow sender holds only what it has sent. */
+        if (declared > 0 && h->buffered + declared + 1 > h->max_buffered) {
+            req->close_connection = true; /* Its body is not read. */
+            reject_busy(req);
+            return;
+        }
+        req->body_max = (size_t)declared + 1;
     }
 }
 
@@ -1137,19 +1227,28 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (!req->too_big && req->body_len + n > h->max_body) {
-            /* Only a chunked body gets here (see on_headers). MHD cannot
-             * answer in the middle of an upload: the rest is read and
-             * dropped, and 413 goes out at its end, unless the client
-             * keeps sending as much again. */
-            req->too_big = true;
+        if (!req->too_big && !req->busy) {
+            /* Only a chunked body can pass max_body here (see on_headers),
+             * and any body the cap on buffered bodies. MHD cannot answer in
+             * the middle of an upload: the rest is read and dropped, and
+             * 413 or 503 goes out at its end, unless the client keeps
+             * sending as much again. */
+            if (req->body_len + n > h->max_body) {
+                req->too_big = true;
+            } else {
+                int rv = body_append(req, upload_data, n);
+                if (rv == 0) {
+                    return MHD_YES;
+                }
+                if (rv == RQ_NOMEM) {
+                    return MHD_NO; /* UNTESTED: ENOMEM only. */
+                }
+                req->busy = true;
+            }
             req->discarded = req->body_len;
-            free(req->body);
-            req->body = NULL;
-            req->body_len = 0;
-            req->body_cap = 0;
+            body_release(req);
         }
-        if (req->too_big) {
+        if (req->too_big || req->busy) {
             req->discarded += n;
             if (req->discarded > 2 * h->max_body) {
                 h->stats.rejected++;
@@ -1160,7 +1259,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
             }
             return MHD_YES;
         }
-        return body_append(req, upload_data, n) ? MHD_YES : MHD_NO;
     }
     /* The body is complete: this is the last call, or the one after a
      * suspended request was resumed. */
@@ -1171,6 +1269,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     if (req->too_big) {
         reject(req, MHD_HTTP_CONTENT_TOO_LARGE,
                "request body is larger than %zu bytes", h->max_body);
+    } else if (req->busy) {
+        req->close_connection = true;
+        reject_busy(req);
     } else if (h->closing) {
         req->close_connection = true;
         reject(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
@@ -1274,6 +1375,12 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     h->authenticate = cfg->authenticate;
     h->auth_data = cfg->auth_data;
     h->max_body = cfg->max_body != 0 ? cfg->max_body : DEFAULT_MAX_BODY;
+    h->max_buffered =
+        cfg->max_buffered != 0 ? cfg->max_buffered : DEFAULT_MAX_BUFFERED;
+    /* With less, a body of max_body could never be taken. */
+    if (h->max_buffered < h->max_body + 1) {
+        h->max_buffered = h->max_body + 1;
+    }
     max_connections = cfg->max_connections != 0 ? cfg->max_connections
                                                 : DEFAULT_MAX_CONNECTIONS;
     idle_s =

@@ -12,11 +12,13 @@
  * written {name} matches any one non-empty segment and is read back with
  * rq_http_param(). An unknown path answers 404 and a known path with
  * another method 405, both with a JSON failure body. A request body larger
- * than max_body answers 413, and a query argument whose name or value
- * decodes to a NUL byte (%00), or a Transfer-Encoding other than chunked,
- * 400, before any handler runs. A route may require authentication: the
- * server's authenticate callback then sees the complete request first and
- * may answer it instead of the handler. Every reply body is
+ * than max_body answers 413; one that would take the bodies buffered at
+ * once past max_buffered, 503 with Retry-After; a query argument whose name
+ * or value decodes to a NUL byte (%00), or a Transfer-Encoding other than
+ * chunked, 400; all before any handler runs. A route may require
+ * authentication: the server's authenticate callback then sees the
+ * complete request first and may answer it instead of the handler. Every
+ * reply body is
  * JSON ({"status": "success"|"failure", ...}) except rq_http_reply_text().
  */
 #ifndef RQ_HTTP_H
@@ -55,6 +57,9 @@ struct rq_http_route {
 struct rq_http_config {
     const char *bind_address; /* "HOST:PORT"; port 0 picks a free one. */
     size_t max_body;          /* 0: 16 MiB. */
+    /* Cap on the bytes allocated for request bodies at once, over every
+     * connection; 0: 256 MiB; raised to max_body + 1 if lower. */
+    size_t max_buffered;
     unsigned max_connections; /* 0: 1024. */
     unsigned idle_timeout_s;  /* 0: 60; slow clients are cut off. */
     /* Where to count requests (borrowed; outlives the server), or NULL.
@@ -62,10 +67,12 @@ struct rq_http_config {
      * code} and timed from its headers' arrival to the reply in
      * raftq_http_request_duration_seconds{method, route}, by the matched
      * route's pattern ("/v1/topics/{topic}/records"), never the raw path;
-     * requests no route took (404, 405, 413, 503 while closing) under
-     * route "unmatched" with the method reduced to a known few or
-     * "other". Gauges raftq_http_connections and
-     * raftq_http_waiting_requests (suspended) are set when scraped. */
+     * requests no route took (404, 405, 413, 503 while closing or busy)
+     * under route "unmatched" with the method reduced to a known few or
+     * "other". Gauges raftq_http_connections,
+     * raftq_http_waiting_requests (suspended) and
+     * raftq_http_buffered_body_bytes, and the counter raftq_http_busy_total
+     * (503s for max_buffered), are set when scraped. */
     struct rq_metrics *metrics;
     /* Called for every request whose route has auth != 0 (required then),
      * with auth_data. */
@@ -163,8 +170,10 @@ void rq_http_on_abort(struct rq_http_req *req,
 
 struct rq_http_stats {
     uint64_t requests;  /* Requests routed to a handler. */
-    uint64_t rejected;  /* 404, 405, 413, 503 while closing, and requests
-                           libmicrohttpd refused before routing. */
+    uint64_t rejected;  /* 404, 405, 413, 503 while closing or busy, and
+                           requests libmicrohttpd refused before routing. */
+    uint64_t busy;      /* 503s for max_buffered. */
+    uint64_t buffered;  /* Bytes allocated for request bodies now. */
     unsigned suspended; /* Requests waiting for a late reply now. */
     unsigned connections;
 };

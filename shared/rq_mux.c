@@ -3,25 +3,36 @@
  * rq_mux.h). This is the libuv adapter between raft_uv's transport
  * interface and one TCP port; it knows nothing of what the groups carry.
  *
- * Incoming side. Each accepted connection gets a struct incoming whose
- * alloc callback hands libuv exactly the bytes still missing from the
- * preamble, so the read that completes the preamble can never swallow the
- * first bytes of the raft (or RPC) stream behind it. Once the preamble is
- * complete the reader stops, the preamble is checked and the stream is
- * handed on; raft_uv then starts reading it itself. Connections that fail
- * the checks, or do not finish their preamble within preamble_timeout_ms
- * (a sweep timer finds them), are closed and counted as rejected; the log
- * line for each reason is rate-limited so a stranger cannot flood the log.
+ * Incoming side. Each accepted connection gets a struct incoming with a
+ * fresh nonce from getrandom(2), and its challenge goes out at once with
+ * uv_try_write: 40 bytes always fit the empty send buffer of a new socket,
+ * and no write request is left in flight to outlive the struct once the
+ * stream is handed on. The alloc callback then hands libuv exactly the
+ * bytes still missing from the preamble, so the read that completes the
+ * preamble can never swallow the first bytes of the raft (or RPC) stream
+ * behind it. Once the preamble is complete the reader stops, the preamble
+ * is checked against the nonce and the stream is handed on; raft_uv (or
+ * rq_rpc) then starts reading it itself. Connections that fail the checks,
+ * or do not finish their preamble within preamble_timeout_ms (a sweep timer
+ * finds them), are closed and counted by reason; the log line for each
+ * reason is rate-limited so a stranger cannot flood the log.
  *
  * Outgoing side. A struct conn dials one peer, raft's or rq_mux_connect()'s:
  *
- *     RESOLVING --getaddrinfo--> CONNECTING --connect--> WRITING
- *               --write--> DONE
+ *     RESOLVING --getaddrinfo--> CONNECTING --connect--> CHALLENGED
+ *               --challenge read--> WRITING --write--> DONE
  *
  *     RESOLVING  -> CONNECTING [on_resolved]      (skipped for numeric IPs)
- *     CONNECTING -> WRITING    [on_connected]
+ *     CONNECTING -> CHALLENGED [on_connected]     starts reading
+ *     CHALLENGED -> WRITING    [on_challenge_read] stops reading
  *     WRITING    -> DONE       [on_written]       closes the timer
  *     any        -> FAILED     [conn_fail]        timeout, error or cancel
+ *
+ * Like the listener, the connector hands libuv exactly the bytes missing
+ * from the challenge. The listener sends nothing more until it has checked
+ * the preamble, so nothing of the stream is read here either way; and
+ * raft_uv never reads its outgoing streams, while rq_rpc reads replies only
+ * to calls it wrote after the handover.
  *
  * A conn ends (conn_finish: callback, then free) only when none of its
  * libuv handles and requests can call back any more: the timer is closed,
@@ -42,12 +53,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include "rq_err.h"
 #include "rq_idmap.h"
 #include "rq_list.h"
+#include "rq_keys.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 #include "rq_preamble.h"
 
 #define LOG_TAG "rq_mux"
@@ -66,31 +80,16 @@
 /* Streams over the write queue limit remembered from one look to the next. */
 #define STUCK_MAX 64
 
-enum reject_reason {
-    REJECT_EOF,
-    REJECT_READ,
-    REJECT_MALFORMED,
-    REJECT_AUTH,
-    REJECT_CLUSTER,
-    REJECT_GROUP,
-    REJECT_NO_RPC,
-    REJECT_TIMEOUT,
-    REJECT_OVERLOAD,
-    REJECT_ACCEPT,
-    REJECT_N_
+static const char *const reject_labels[RQ_MUX_REJECT_COUNT] = {
+#define REJECT_LABEL(id, label, text) label,
+    RQ_MUX_REJECTS(REJECT_LABEL)
+#undef REJECT_LABEL
 };
 
-static const char *const reject_names[REJECT_N_] = {
-    "closed before its preamble",
-    "read error",
-    "malformed preamble",
-    "authentication failed",
-    "foreign cluster",
-    "unknown group",
-    "no RPC service",
-    "preamble timeout",
-    "too many pending",
-    "accept failed",
+static const char *const reject_names[RQ_MUX_REJECT_COUNT] = {
+#define REJECT_TEXT(id, label, text) text,
+    RQ_MUX_REJECTS(REJECT_TEXT)
+#undef REJECT_TEXT
 };
 
 /* One rate limiter per reason: at most one line per interval, and the next
@@ -117,13 +116,12 @@ struct rq_mux {
     unsigned watch_ms;
     struct stuck stuck[STUCK_MAX]; /* Over the limit at the last look. */
     size_t n_stuck;
-    struct rq_cluster_key key;
+    uint8_t key[RQ_KEY_SIZE]; /* RQ_KEY_RAFT of the cluster secret. */
     uint64_t cluster_id;
     uint64_t self_id;
     char advertise[RQ_PREAMBLE_ADDR];
     unsigned connect_timeout_ms;
     unsigned preamble_timeout_ms;
-    uint64_t nonce;
     struct rq_idmap groups;  /* gid -> struct group, live ones only. */
     struct rq_list incoming; /* Oldest first. */
     unsigned n_incoming;
@@ -132,7 +130,15 @@ struct rq_mux {
     rq_mux_rpc_cb rpc_cb;
     void *rpc_data;
     struct rq_mux_stats stats;
-    struct rate rates[REJECT_N_];
+    struct rate rates[RQ_MUX_REJECT_COUNT];
+    struct rate bad_challenge; /* Outgoing: a listener's bad challenge. */
+    /* The published stats (rq_mux_metrics_open), set at each rendering. */
+    struct rq_metrics *registry;
+    struct rq_metric *m_accepted;
+    struct rq_metric *m_rejected[RQ_MUX_REJECT_COUNT];
+    struct rq_metric *m_connects;
+    struct rq_metric *m_connect_errs;
+    struct rq_metric *m_cut;
     unsigned refs;
     bool closing;
     void (*close_cb)(void *data);
@@ -160,6 +166,7 @@ struct incoming {
     struct rq_list link;
     uint64_t since_ms;
     size_t got;
+    uint8_t nonce[RQ_NONCE_SIZE]; /* Of the challenge we sent. */
     uint8_t buf[RQ_PREAMBLE_SIZE];
 };
 
@@ -181,9 +188,12 @@ struct conn {
     uv_timer_t timer;
     bool resolving; /* getaddrinfo may still call back. */
     bool timer_open;
-    bool tcp_open; /* Initialized and not yet closed. */
-    bool done;     /* Preamble written. */
-    int status;    /* First failure, RQ_*; 0 if none. */
+    bool tcp_open;        /* Initialized and not yet closed. */
+    bool done;            /* Preamble written. */
+    int status;           /* First failure, RQ_*; 0 if none. */
+    struct rq_preamble p; /* Ours, but for the challenge to answer. */
+    size_t got;           /* Bytes of the challenge read. */
+    uint8_t challenge[RQ_CHALLENGE_SIZE];
     uint8_t pre[RQ_PREAMBLE_SIZE];
 };
 
@@ -288,36 +298,52 @@ static void on_mux_handle_closed(uv_handle_t *h)
     mux_maybe_free(m);
 }
 
-/* ---- Incoming connections ---- */
-
-static void log_reject(struct rq_mux *m, enum reject_reason reason,
-                       const char *peer, const char *detail)
+/* Whether a line may be logged through @r now; if so, *@suppressed says
+ * how many were held back since the last one. */
+static bool rate_pass(struct rate *r, uint64_t now, uint64_t *suppressed)
 {
-    struct rate *r = &m->rates[reason];
-    uint64_t now = uv_now(m->loop);
-    /* A peer that connects and closes without a byte is a port probe or
-     * a health check, not an attack: worth a debug line at most. */
-    enum rq_log_level level = reason == REJECT_EOF ? RQ_DEBUG : RQ_WARN;
-
-    if (!rq_log_enabled(level)) {
-        return;
-    }
     if (r->logged && now - r->last_ms < REJECT_LOG_INTERVAL_MS) {
         r->suppressed++;
+        return false;
+    }
+    *suppressed = r->suppressed;
+    r->logged = true;
+    r->last_ms = now;
+    r->suppressed = 0;
+    return true;
+}
+
+/* ---- Incoming connections ---- */
+
+const char *rq_mux_reject_label(enum rq_mux_reject r)
+{
+    assert(r < RQ_MUX_REJECT_COUNT);
+    return reject_labels[r];
+}
+
+/* Counts a refusal for @reason and logs it, rate-limited. */
+static void log_reject(struct rq_mux *m, enum rq_mux_reject reason,
+                       const char *peer, const char *detail)
+{
+    uint64_t suppressed;
+    /* A peer that connects and closes without a byte is a port probe or
+     * a health check, not an attack: worth a debug line at most. */
+    enum rq_log_level level = reason == RQ_MUX_REJECT_EOF ? RQ_DEBUG : RQ_WARN;
+
+    m->stats.rejected++;
+    m->stats.rejected_by[reason]++;
+    if (!rq_log_enabled(level) ||
+        !rate_pass(&m->rates[reason], uv_now(m->loop), &suppressed)) {
         return;
     }
-    if (r->suppressed > 0) {
-        rq_log(level,
-               "rejected connection from %s: %s: %s (%llu more suppressed)",
-               peer, reject_names[reason], detail,
-               (unsigned long long)r->suppressed);
+    if (suppressed > 0) {
+        rq_log(
+            level, "rejected connection from %s: %s: %s (%llu more suppressed)",
+            peer, reject_names[reason], detail, (unsigned long long)suppressed);
     } else {
         rq_log(level, "rejected connection from %s: %s: %s", peer,
                reject_names[reason], detail);
     }
-    r->logged = true;
-    r->last_ms = now;
-    r->suppressed = 0;
 }
 
 static void on_incoming_closed(uv_handle_t *h)
@@ -337,11 +363,11 @@ static void incoming_unlink(struct incoming *in)
 }
 
 /* Closes @in, counting it as rejected and logging @reason. */
-static void incoming_reject(struct incoming *in, enum reject_reason reason,
+static void incoming_reject(struct incoming *in, enum rq_mux_reject reason,
                             const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void incoming_reject(struct incoming *in, enum reject_reason reason,
+static void incoming_reject(struct incoming *in, enum rq_mux_reject reason,
                             const char *fmt, ...)
 {
     struct rq_mux *m = in->m;
@@ -353,7 +379,6 @@ static void incoming_reject(struct incoming *in, enum reject_reason reason,
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     peer_name(in->tcp, peer, sizeof peer);
-    m->stats.rejected++;
     log_reject(m, reason, peer, detail);
     incoming_unlink(in);
     uv_close((uv_handle_t *)in->tcp, on_incoming_closed);
@@ -372,7 +397,12 @@ static uv_stream_t *incoming_release(struct incoming *in)
     return stream;
 }
 
-/* The preamble is complete: check it and route the stream. */
+/*
+ * The preamble is complete: check it and route the stream. Only the group
+ * (or RPC service) the preamble names, in the cluster it names, ever gets
+ * the stream; Raft messages carry no group id, so the stream stays bound to
+ * that group for its whole life.
+ */
 static void incoming_dispatch(struct incoming *in)
 {
     struct rq_mux *m = in->m;
@@ -381,14 +411,17 @@ static void incoming_dispatch(struct incoming *in)
     uv_stream_t *stream;
     int rv;
 
-    rv = rq_preamble_decode(in->buf, &m->key, &p, why, sizeof why);
+    rv = rq_preamble_decode(in->buf, m->key, in->nonce, &p, why, sizeof why);
     if (rv != 0) {
-        incoming_reject(in, rv == RQ_AUTH ? REJECT_AUTH : REJECT_MALFORMED,
+        incoming_reject(in,
+                        rv == RQ_AUTH       ? RQ_MUX_REJECT_AUTH
+                        : rv == RQ_REPLAYED ? RQ_MUX_REJECT_REPLAYED
+                                            : RQ_MUX_REJECT_MALFORMED,
                         "%s", why);
         return;
     }
     if (p.cluster_id != m->cluster_id) {
-        incoming_reject(in, REJECT_CLUSTER,
+        incoming_reject(in, RQ_MUX_REJECT_CLUSTER,
                         "cluster id %llu from %s, ours is %llu",
                         (unsigned long long)p.cluster_id, p.address,
                         (unsigned long long)m->cluster_id);
@@ -398,7 +431,7 @@ static void incoming_dispatch(struct incoming *in)
     if (p.kind == RQ_STREAM_RAFT) {
         struct group *g = rq_idmap_get(&m->groups, p.group_id);
         if (g == NULL || g->closing || g->accept_cb == NULL) {
-            incoming_reject(in, REJECT_GROUP,
+            incoming_reject(in, RQ_MUX_REJECT_GROUP,
                             "group %llu from server %llu at %s",
                             (unsigned long long)p.group_id,
                             (unsigned long long)p.sender_id, p.address);
@@ -409,7 +442,7 @@ static void incoming_dispatch(struct incoming *in)
     } else {
         assert(p.kind == RQ_STREAM_RPC);
         if (m->rpc_cb == NULL) {
-            incoming_reject(in, REJECT_NO_RPC, "from server %llu at %s",
+            incoming_reject(in, RQ_MUX_REJECT_NO_RPC, "from server %llu at %s",
                             (unsigned long long)p.sender_id, p.address);
             return;
         }
@@ -441,11 +474,17 @@ static void on_incoming_read(uv_stream_t *stream, ssize_t nread,
     }
     if (nread < 0) {
         if (nread == UV_EOF) {
-            incoming_reject(in, in->got == 0 ? REJECT_EOF : REJECT_MALFORMED,
-                            "EOF after %zu of %d bytes", in->got,
-                            RQ_PREAMBLE_SIZE);
+            incoming_reject(
+                in, in->got == 0 ? RQ_MUX_REJECT_EOF : RQ_MUX_REJECT_MALFORMED,
+                "EOF after %zu of %d bytes", in->got, RQ_PREAMBLE_SIZE);
+        } else if (nread == UV_ECONNRESET && in->got == 0) {
+            /* A peer that closes with our challenge unread resets the
+             * connection: a probe, or a connect given up (a peer shutting
+             * down), no different from a close. */
+            incoming_reject(in, RQ_MUX_REJECT_EOF, "reset before a byte");
         } else {
-            incoming_reject(in, REJECT_READ, "%s", uv_strerror((int)nread));
+            incoming_reject(in, RQ_MUX_REJECT_READ, "%s",
+                            uv_strerror((int)nread));
         }
         return;
     }
@@ -471,8 +510,9 @@ static void on_sweep(uv_timer_t *timer)
         if (now - in->since_ms < m->preamble_timeout_ms) {
             break; /* The list is oldest first. */
         }
-        incoming_reject(in, REJECT_TIMEOUT, "%zu of %d bytes after %u ms",
-                        in->got, RQ_PREAMBLE_SIZE, m->preamble_timeout_ms);
+        incoming_reject(in, RQ_MUX_REJECT_TIMEOUT,
+                        "%zu of %d bytes after %u ms", in->got,
+                        RQ_PREAMBLE_SIZE, m->preamble_timeout_ms);
     }
     if (rq_list_empty(&m->incoming)) {
         uv_timer_stop(&m->sweep);
@@ -563,6 +603,41 @@ static void on_watch(uv_timer_t *timer)
     m->n_stuck = w.n;
 }
 
+/*
+ * Draws @in's nonce and writes its challenge, whole, without a write
+ * request (see the top of the file). Returns 0, or -1 after rejecting @in.
+ */
+static int challenge_send(struct incoming *in)
+{
+    uint8_t buf[RQ_CHALLENGE_SIZE];
+    ssize_t n;
+    int rv;
+
+    /* Up to 256 bytes, getrandom(2) returns all or fails; it blocks only
+     * before the kernel's pool is first seeded, early in boot. */
+    n = getrandom(in->nonce, sizeof in->nonce, 0);
+    if (n != (ssize_t)sizeof in->nonce) {
+        incoming_reject(in, RQ_MUX_REJECT_CHALLENGE, "getrandom: %s",
+                        n < 0 ? strerror(errno) : "short read");
+        return -1; /* UNTESTED: getrandom(2) does not fail here. */
+    }
+    rq_challenge_encode(in->nonce, buf);
+    uv_buf_t b = uv_buf_init((char *)buf, sizeof buf);
+    rv = uv_try_write((uv_stream_t *)in->tcp, &b, 1);
+    if (rv == RQ_CHALLENGE_SIZE) {
+        return 0;
+    }
+    if (rv == UV_EPIPE || rv == UV_ECONNRESET) {
+        /* Gone already: a port probe, like one that closes at once. */
+        incoming_reject(in, RQ_MUX_REJECT_EOF, "gone before the challenge: %s",
+                        uv_strerror(rv));
+    } else {
+        incoming_reject(in, RQ_MUX_REJECT_CHALLENGE, "%s",
+                        rv < 0 ? uv_strerror(rv) : "short write");
+    }
+    return -1;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct rq_mux *m = server->data;
@@ -570,7 +645,7 @@ static void on_connection(uv_stream_t *server, int status)
     int rv;
 
     if (status < 0) {
-        log_reject(m, REJECT_ACCEPT, "?", uv_strerror(status));
+        log_reject(m, RQ_MUX_REJECT_ACCEPT, "?", uv_strerror(status));
         return;
     }
     in = malloc(sizeof *in);
@@ -594,22 +669,26 @@ static void on_connection(uv_stream_t *server, int status)
 
     rv = uv_accept(server, (uv_stream_t *)in->tcp);
     if (rv != 0) {
-        incoming_reject(in, REJECT_ACCEPT, "%s", uv_strerror(rv));
+        incoming_reject(in, RQ_MUX_REJECT_ACCEPT, "%s", uv_strerror(rv));
         return;
     }
     uv_tcp_nodelay(in->tcp, 1);
     uv_tcp_keepalive(in->tcp, 1, KEEPALIVE_S);
+    rv = challenge_send(in);
+    if (rv != 0) {
+        return;
+    }
     rv = uv_read_start((uv_stream_t *)in->tcp, on_incoming_alloc,
                        on_incoming_read);
     if (rv != 0) {
-        incoming_reject(in, REJECT_READ, "%s", uv_strerror(rv));
+        incoming_reject(in, RQ_MUX_REJECT_READ, "%s", uv_strerror(rv));
         return;
     }
     if (m->n_incoming > MAX_INCOMING) {
         struct incoming *old =
             RQ_LIST_ENTRY(m->incoming.next, struct incoming, link);
-        incoming_reject(old, REJECT_OVERLOAD, "%u connections without preamble",
-                        m->n_incoming);
+        incoming_reject(old, RQ_MUX_REJECT_OVERLOAD,
+                        "%u connections without preamble", m->n_incoming);
     }
     if (!uv_is_active((uv_handle_t *)&m->sweep)) {
         unsigned every = m->preamble_timeout_ms / 4;
@@ -737,10 +816,80 @@ static void on_written(uv_write_t *w, int status)
     uv_close((uv_handle_t *)&c->timer, on_conn_timer_closed);
 }
 
+/* A listener's challenge we cannot answer: worth a warning (a peer of
+ * another version, or not a raftq port at all), rate-limited since raft_uv
+ * redials every connect_retry_delay. */
+static void log_bad_challenge(struct conn *c, const char *why)
+{
+    uint64_t suppressed;
+    if (!rate_pass(&c->m->bad_challenge, uv_now(c->m->loop), &suppressed)) {
+        return;
+    }
+    if (suppressed > 0) {
+        rq_log(RQ_WARN, "connect to %s (group %llu): %s (%llu more suppressed)",
+               c->target, (unsigned long long)c->gid, why,
+               (unsigned long long)suppressed);
+    } else {
+        rq_log(RQ_WARN, "connect to %s (group %llu): %s", c->target,
+               (unsigned long long)c->gid, why);
+    }
+}
+
+/* Hands libuv exactly the missing part of the challenge, never more. */
+static void on_challenge_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    buf->base = (char *)c->challenge + c->got;
+    buf->len = RQ_CHALLENGE_SIZE - c->got;
+}
+
+/* CHALLENGED -> WRITING: answers the challenge with our preamble. */
+static void on_challenge_read(uv_stream_t *stream, ssize_t nread,
+                              const uv_buf_t *buf)
+{
+    struct conn *c = stream->data;
+    char why[128];
+    int rv;
+    (void)buf;
+
+    if (c->status != 0 || nread == 0) {
+        return; /* Failed meanwhile, or EAGAIN. */
+    }
+    if (nread < 0) {
+        /* The listener closed: a refused preamble of ours earlier, a full
+         * backlog, or not a raftq port. raft_uv retries. */
+        rq_log(RQ_DEBUG, "connect to %s: %s after %zu of %d challenge bytes",
+               c->target, uv_strerror((int)nread), c->got, RQ_CHALLENGE_SIZE);
+        conn_fail(c, RQ_CONNECT);
+        return;
+    }
+    c->got += (size_t)nread;
+    assert(c->got <= RQ_CHALLENGE_SIZE);
+    if (c->got < RQ_CHALLENGE_SIZE) {
+        return;
+    }
+    /* As on the listener: no byte after the challenge is ours to read. */
+    uv_read_stop(stream);
+    rv = rq_challenge_decode(c->challenge, c->p.challenge, why, sizeof why);
+    if (rv != 0) {
+        log_bad_challenge(c, why);
+        conn_fail(c, RQ_CONNECT);
+        return;
+    }
+    rv = rq_preamble_encode(&c->p, c->m->key, c->pre);
+    assert(rv == 0); /* conn_start() encoded it once already. */
+    uv_buf_t b = uv_buf_init((char *)c->pre, RQ_PREAMBLE_SIZE);
+    rv = uv_write(&c->write, stream, &b, 1, on_written);
+    if (rv != 0) {
+        conn_fail(c, RQ_CONNECT);
+    }
+}
+
+/* CONNECTING -> CHALLENGED: waits for the listener's challenge. */
 static void on_connected(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
-    uv_buf_t buf = uv_buf_init((char *)c->pre, RQ_PREAMBLE_SIZE);
     int rv;
 
     if (c->status != 0) {
@@ -757,9 +906,10 @@ static void on_connected(uv_connect_t *req, int status)
         conn_fail(c, RQ_CONNECT);
         return;
     }
-    rv = uv_write(&c->write, (uv_stream_t *)c->tcp, &buf, 1, on_written);
+    rv = uv_read_start((uv_stream_t *)c->tcp, on_challenge_alloc,
+                       on_challenge_read);
     if (rv != 0) {
-        conn_fail(c, RQ_CONNECT);
+        conn_fail(c, RQ_CONNECT); /* UNTESTED: a fresh socket reads. */
     }
 }
 
@@ -827,7 +977,6 @@ static int conn_start(struct conn *c, struct rq_mux *m, uint64_t kind,
                       uint64_t gid, uint64_t sender_id, const char *sender,
                       const char *target)
 {
-    struct rq_preamble p;
     char host[HOST_MAX];
     char port[PORT_MAX];
     union {
@@ -841,15 +990,16 @@ static int conn_start(struct conn *c, struct rq_mux *m, uint64_t kind,
     if (rv != 0) {
         return rv;
     }
-    memset(&p, 0, sizeof p);
-    p.version = RQ_PREAMBLE_VERSION;
-    p.kind = (uint16_t)kind;
-    p.cluster_id = m->cluster_id;
-    p.group_id = gid;
-    p.sender_id = sender_id;
-    p.nonce = m->nonce++;
-    snprintf(p.address, sizeof p.address, "%s", sender);
-    rv = rq_preamble_encode(&p, &m->key, c->pre);
+    /* Encoded now with a zero challenge only to refuse a bad address at
+     * once; on_challenge_read() encodes it again with the real one. */
+    memset(&c->p, 0, sizeof c->p);
+    c->p.version = RQ_PREAMBLE_VERSION;
+    c->p.kind = (uint16_t)kind;
+    c->p.cluster_id = m->cluster_id;
+    c->p.group_id = gid;
+    c->p.sender_id = sender_id;
+    snprintf(c->p.address, sizeof c->p.address, "%s", sender);
+    rv = rq_preamble_encode(&c->p, m->key, c->pre);
     if (rv != 0) {
         return rv;
     }
@@ -867,6 +1017,7 @@ static int conn_start(struct conn *c, struct rq_mux *m, uint64_t kind,
     c->tcp_open = false;
     c->done = false;
     c->status = 0;
+    c->got = 0;
     c->gai.data = c;
     c->connect.data = c;
     c->write.data = c;
@@ -1095,7 +1246,11 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
         return RQ_NOMEM;
     }
     m->loop = loop;
-    rq_cluster_key_derive(&m->key, cfg->secret != NULL ? cfg->secret : "");
+    const char *secret = cfg->secret != NULL ? cfg->secret : "";
+    struct rq_keys keys;
+    rq_keys_derive(&keys, secret, strlen(secret));
+    memcpy(m->key, rq_keys_get(&keys, RQ_KEY_RAFT), sizeof m->key);
+    rq_keys_wipe(&keys, sizeof keys);
     m->cluster_id = cfg->cluster_id;
     m->self_id = cfg->self_id;
     snprintf(m->advertise, sizeof m->advertise, "%s", advertise);
@@ -1105,9 +1260,6 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
     m->preamble_timeout_ms = cfg->preamble_timeout_ms != 0
                                  ? cfg->preamble_timeout_ms
                                  : DEFAULT_PREAMBLE_TIMEOUT_MS;
-    if (uv_random(NULL, NULL, &m->nonce, sizeof m->nonce, 0, NULL) != 0) {
-        m->nonce = uv_hrtime(); /* The nonce only tells connections apart. */
-    }
     rq_idmap_init(&m->groups);
     rq_list_init(&m->incoming);
     rq_list_init(&m->rpc_connects);
@@ -1207,6 +1359,76 @@ void rq_mux_stats(const struct rq_mux *m, struct rq_mux_stats *out)
     *out = m->stats;
 }
 
+/* ---- Metrics ---- */
+
+static void metrics_collect(void *data)
+{
+    struct rq_mux *m = data;
+    rq_metric_set(m->m_accepted, (double)m->stats.accepted);
+    for (size_t i = 0; i < RQ_MUX_REJECT_COUNT; i++) {
+        rq_metric_set(m->m_rejected[i], (double)m->stats.rejected_by[i]);
+    }
+    rq_metric_set(m->m_connects, (double)m->stats.connects);
+    rq_metric_set(m->m_connect_errs, (double)m->stats.connect_errs);
+    rq_metric_set(m->m_cut, (double)m->stats.cut);
+}
+
+int rq_mux_metrics_open(struct rq_mux *m, struct rq_metrics *registry)
+{
+    static const struct rq_metric_def defs[] = {
+        {RQ_METRIC_COUNTER,
+         "raftq_raft_port_accepted_total",
+         "Connections to the Raft port whose preamble answered our "
+         "challenge and that were handed to a Raft group or to RPC.",
+         {NULL}},
+        {RQ_METRIC_COUNTER,
+         "raftq_raft_port_rejected_total",
+         "Connections to the Raft port closed before they were handed on, "
+         "by reason: bad_mac (wrong cluster secret or forged), replayed (a "
+         "valid preamble recorded from another connection), malformed, "
+         "foreign_cluster, unknown_group, no_rpc_service, timeout (no "
+         "preamble in time), closed (before a preamble), overload, "
+         "read_error, challenge_failed, accept_failed.",
+         {"reason"}},
+        {RQ_METRIC_COUNTER,
+         "raftq_raft_port_connects_total",
+         "Connections this process opened to other Raft ports, by result "
+         "(failed: refused, unreachable, no challenge in time, or a "
+         "challenge that could not be answered).",
+         {"result"}},
+        {RQ_METRIC_COUNTER,
+         "raftq_raft_port_streams_cut_total",
+         "Streams shut down because their peer stopped reading and their "
+         "write queue stayed over the limit.",
+         {NULL}},
+    };
+    struct rq_metric_family *f[4];
+
+    assert(m->registry == NULL);
+    for (size_t i = 0; i < 4; i++) {
+        f[i] = rq_metrics_add(registry, &defs[i]);
+        if (f[i] == NULL) {
+            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        }
+    }
+    m->m_accepted = rq_metric_family_child(f[0]);
+    /* Every reason from the start, so that a rate of zero is a series. */
+    for (size_t i = 0; i < RQ_MUX_REJECT_COUNT; i++) {
+        const char *v[] = {reject_labels[i]};
+        m->m_rejected[i] = rq_metric_get(f[1], v);
+    }
+    const char *ok[] = {"ok"};
+    const char *failed[] = {"failed"};
+    m->m_connects = rq_metric_get(f[2], ok);
+    m->m_connect_errs = rq_metric_get(f[2], failed);
+    m->m_cut = rq_metric_family_child(f[3]);
+    if (rq_metrics_on_collect(registry, metrics_collect, m) != 0) {
+        return RQ_NOMEM; /* UNTESTED: past RQ_METRIC_HOOKS_MAX only. */
+    }
+    m->registry = registry;
+    return 0;
+}
+
 void rq_mux_close(struct rq_mux *m, void (*cb)(void *data), void *data)
 {
     struct rq_list *e;
@@ -1217,6 +1439,11 @@ void rq_mux_close(struct rq_mux *m, void (*cb)(void *data), void *data)
     m->close_cb = cb;
     m->close_data = data;
     m->rpc_cb = NULL;
+    if (m->registry != NULL) {
+        /* The children stay with the registry, their last values shown. */
+        rq_metrics_off_collect(m->registry, metrics_collect, m);
+        m->registry = NULL;
+    }
 
     /* Transport close callbacks still waiting for the defer timer run now,
      * before that timer goes. */

@@ -1,8 +1,8 @@
 /*
- * Encoding and checking of the connection preamble (layout in
- * rq_preamble.h). This file is pure: no I/O, no clock. The decoder treats
- * its input as hostile: every field is checked before it is trusted and the
- * MAC is compared in constant time.
+ * Encoding and checking of the connection challenge and preamble (layouts
+ * in rq_preamble.h). This file is pure: no I/O, no clock. The decoders
+ * treat their input as hostile: every field is checked before it is trusted
+ * and the MAC is compared in constant time.
  */
 #include "rq_preamble.h"
 
@@ -22,33 +22,64 @@
 #define OFF_CLUSTER 8
 #define OFF_GROUP 16
 #define OFF_SENDER 24
-#define OFF_NONCE 32
-#define OFF_ADDRESS 40
+#define OFF_CHALLENGE 32
+#define OFF_ADDRESS (OFF_CHALLENGE + RQ_NONCE_SIZE)
 #define OFF_MAC (OFF_ADDRESS + RQ_PREAMBLE_ADDR)
+
+/* And of the challenge's. */
+#define CH_OFF_FLAGS 6
+#define CH_OFF_NONCE 8
 
 _Static_assert(OFF_MAC + RQ_PREAMBLE_MAC == RQ_PREAMBLE_SIZE,
                "preamble layout must add up to RQ_PREAMBLE_SIZE");
+_Static_assert(CH_OFF_NONCE + RQ_NONCE_SIZE == RQ_CHALLENGE_SIZE,
+               "challenge layout must add up to RQ_CHALLENGE_SIZE");
 _Static_assert(SHA256_DIGEST_SIZE == RQ_PREAMBLE_MAC,
                "the MAC is one SHA-256 digest");
 
-static const char key_label[] = "raftq-cluster-key-v1";
-
-void rq_cluster_key_derive(struct rq_cluster_key *k, const char *secret)
-{
-    struct sha256_ctx ctx;
-    sha256_init(&ctx);
-    sha256_update(&ctx, sizeof key_label - 1, (const uint8_t *)key_label);
-    sha256_update(&ctx, strlen(secret), (const uint8_t *)secret);
-    sha256_digest(&ctx, sizeof k->key, k->key);
-}
-
-static void compute_mac(const uint8_t *msg, const struct rq_cluster_key *k,
+static void compute_mac(const uint8_t *msg, const uint8_t *key,
                         uint8_t mac[RQ_PREAMBLE_MAC])
 {
     struct hmac_sha256_ctx ctx;
-    hmac_sha256_set_key(&ctx, sizeof k->key, k->key);
+    hmac_sha256_set_key(&ctx, RQ_KEY_SIZE, key);
     hmac_sha256_update(&ctx, OFF_MAC, msg);
     hmac_sha256_digest(&ctx, RQ_PREAMBLE_MAC, mac);
+    rq_keys_wipe(&ctx, sizeof ctx); /* It holds the key, padded. */
+}
+
+void rq_challenge_encode(const uint8_t nonce[RQ_NONCE_SIZE],
+                         uint8_t out[RQ_CHALLENGE_SIZE])
+{
+    rq_wire_put_u32_at(out + OFF_MAGIC, RQ_CHALLENGE_MAGIC);
+    rq_wire_put_u16_at(out + OFF_VERSION, RQ_PREAMBLE_VERSION);
+    rq_wire_put_u16_at(out + CH_OFF_FLAGS, 0);
+    memcpy(out + CH_OFF_NONCE, nonce, RQ_NONCE_SIZE);
+}
+
+int rq_challenge_decode(const uint8_t in[RQ_CHALLENGE_SIZE],
+                        uint8_t nonce[RQ_NONCE_SIZE], char *why, size_t whyn)
+{
+    uint32_t magic = rq_wire_u32_at(in + OFF_MAGIC);
+    uint16_t version = rq_wire_u16_at(in + OFF_VERSION);
+    uint16_t flags = rq_wire_u16_at(in + CH_OFF_FLAGS);
+
+    if (magic != RQ_CHALLENGE_MAGIC) {
+        rq_why(why, whyn, "bad challenge magic 0x%08x", magic);
+        return RQ_MALFORMED;
+    }
+    if (version != RQ_PREAMBLE_VERSION) {
+        rq_why(why, whyn, "unsupported challenge version %u",
+               (unsigned)version);
+        return RQ_MALFORMED;
+    }
+    /* No flag is defined: one set means a peer that expects something of
+     * us we do not do. */
+    if (flags != 0) {
+        rq_why(why, whyn, "unknown challenge flags 0x%04x", (unsigned)flags);
+        return RQ_MALFORMED;
+    }
+    memcpy(nonce, in + CH_OFF_NONCE, RQ_NONCE_SIZE);
+    return 0;
 }
 
 static bool kind_valid(uint16_t kind)
@@ -61,8 +92,7 @@ static bool printable(uint8_t c)
     return c >= 0x20 && c <= 0x7e;
 }
 
-int rq_preamble_encode(const struct rq_preamble *p,
-                       const struct rq_cluster_key *k,
+int rq_preamble_encode(const struct rq_preamble *p, const uint8_t *key,
                        uint8_t out[RQ_PREAMBLE_SIZE])
 {
     size_t n = strnlen(p->address, RQ_PREAMBLE_ADDR);
@@ -82,9 +112,9 @@ int rq_preamble_encode(const struct rq_preamble *p,
     rq_wire_put_u64_at(out + OFF_CLUSTER, p->cluster_id);
     rq_wire_put_u64_at(out + OFF_GROUP, p->group_id);
     rq_wire_put_u64_at(out + OFF_SENDER, p->sender_id);
-    rq_wire_put_u64_at(out + OFF_NONCE, p->nonce);
+    memcpy(out + OFF_CHALLENGE, p->challenge, RQ_NONCE_SIZE);
     memcpy(out + OFF_ADDRESS, p->address, n);
-    compute_mac(out, k, out + OFF_MAC);
+    compute_mac(out, key, out + OFF_MAC);
     return 0;
 }
 
@@ -114,9 +144,9 @@ static int check_address(const uint8_t *a, char *why, size_t whyn)
     return 0;
 }
 
-int rq_preamble_decode(const uint8_t in[RQ_PREAMBLE_SIZE],
-                       const struct rq_cluster_key *k, struct rq_preamble *out,
-                       char *why, size_t whyn)
+int rq_preamble_decode(const uint8_t in[RQ_PREAMBLE_SIZE], const uint8_t *key,
+                       const uint8_t nonce[RQ_NONCE_SIZE],
+                       struct rq_preamble *out, char *why, size_t whyn)
 {
     uint8_t mac[RQ_PREAMBLE_MAC];
     uint32_t magic = rq_wire_u32_at(in + OFF_MAGIC);
@@ -135,10 +165,21 @@ int rq_preamble_decode(const uint8_t in[RQ_PREAMBLE_SIZE],
         rq_why(why, whyn, "unsupported version %u", (unsigned)version);
         return RQ_MALFORMED;
     }
-    compute_mac(in, k, mac);
+    /* The MAC is checked over the bytes as sent, the challenge field
+     * included; the field must then be our nonce. Accepting exactly when
+     * both hold is accepting a MAC over our nonce, and checking in this
+     * order tells a preamble made for another connection (a replay, since
+     * only a holder of the key can make one) from a wrong key. The nonce is
+     * public, so comparing it need not take constant time. */
+    compute_mac(in, key, mac);
     if (!memeql_sec(mac, in + OFF_MAC, RQ_PREAMBLE_MAC)) {
         rq_why(why, whyn, "MAC mismatch (wrong cluster secret?)");
         return RQ_AUTH;
+    }
+    if (memcmp(in + OFF_CHALLENGE, nonce, RQ_NONCE_SIZE) != 0) {
+        rq_why(why, whyn,
+               "valid MAC for another connection's challenge (replayed)");
+        return RQ_REPLAYED;
     }
     if (!kind_valid(kind)) {
         rq_why(why, whyn, "unknown stream kind %u", (unsigned)kind);
@@ -154,7 +195,7 @@ int rq_preamble_decode(const uint8_t in[RQ_PREAMBLE_SIZE],
     out->cluster_id = rq_wire_u64_at(in + OFF_CLUSTER);
     out->group_id = rq_wire_u64_at(in + OFF_GROUP);
     out->sender_id = rq_wire_u64_at(in + OFF_SENDER);
-    out->nonce = rq_wire_u64_at(in + OFF_NONCE);
+    memcpy(out->challenge, in + OFF_CHALLENGE, RQ_NONCE_SIZE);
     memcpy(out->address, in + OFF_ADDRESS, RQ_PREAMBLE_ADDR);
     return 0;
 }

@@ -4,7 +4,8 @@
  * thread of their own (fetch(), so the loop thread stays free) or, where a
  * test must order client and server steps, on the loop thread with reads
  * that never block. Covered: routing, parameters and the query string, JSON
- * bodies good and hostile, body limits, late replies, clients that go away,
+ * bodies good and hostile, body limits and the cap on the bodies buffered
+ * at once, late replies, clients that go away,
  * headers, text replies, shutdown, idle clients and binding.
  */
 #include <arpa/inet.h>
@@ -57,6 +58,7 @@ struct env {
     unsigned aborts;
     unsigned want_suspended;
     struct rq_metrics *metrics; /* Given to the server when set. */
+    size_t max_buffered;        /* Given to the server. */
 };
 
 /* A response as read by a client: status, raw headers and body. */
@@ -181,6 +183,15 @@ static void h_metrics(struct rq_http_req *req, void *data)
                        sizeof text - 1);
 }
 
+/* Answers with the length of the body it got. */
+static void h_sink(struct rq_http_req *req, void *data)
+{
+    size_t len;
+    (void)data;
+    rq_http_body(req, &len);
+    rq_http_reply(req, 200, json_pack("{s:I}", "len", (json_int_t)len));
+}
+
 static void on_closed(void *data);
 
 /* Closes the server from inside a handler, then answers. */
@@ -196,6 +207,8 @@ static const struct rq_http_route routes[] = {
     {"POST", "/v1/topics/{topic}/records", h_records_post},
     {"DELETE", "/v1/topics/{topic}", h_topic_delete},
     {"GET", "/v1/hold", h_hold},
+    {"POST", "/v1/hold", h_hold},
+    {"POST", "/v1/sink", h_sink},
     {"GET", "/v1/poll", h_poll},
     {"GET", "/v1/later", h_later},
     {"GET", "/v1/busy", h_busy},
@@ -264,6 +277,7 @@ static void start_with(struct env *e, unsigned max_connections)
         .max_body = MAX_BODY,
         .max_connections = max_connections,
         .idle_timeout_s = IDLE_S,
+        .max_buffered = e->max_buffered,
         .metrics = e->metrics,
     };
     char why[256];
@@ -895,6 +909,28 @@ static void test_http_json_depth_limit(void **state)
     resp_free(&r);
 }
 
+/* A POST of @path whose body is four chunks of @chunk bytes, malloc'd;
+ * its length in *@len. */
+static char *chunked_post(const char *path, size_t chunk, size_t *len)
+{
+    char *req = malloc(256 + 4 * (chunk + 16));
+    size_t n;
+    assert_non_null(req);
+    n = (size_t)sprintf(req,
+                        "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                        "chunked\r\nConnection: close\r\n\r\n",
+                        path);
+    for (int i = 0; i < 4; i++) {
+        n += (size_t)sprintf(req + n, "%zx\r\n", chunk);
+        memset(req + n, 'y', chunk);
+        n += chunk;
+        n += (size_t)sprintf(req + n, "\r\n");
+    }
+    n += (size_t)sprintf(req + n, "0\r\n\r\n");
+    *len = n;
+    return req;
+}
+
 static void test_http_body_limit(void **state)
 {
     struct env *e = *state;
@@ -926,21 +962,8 @@ static void test_http_body_limit(void **state)
     resp_free(&r);
 
     /* A chunked body only shows its size as it comes: 413 at its end. */
-    static const char head[] =
-        "POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
-        "chunked\r\nConnection: close\r\n\r\n";
-    size_t chunk = MAX_BODY / 4 + 1;
-    char *chunked = malloc(sizeof head + 4 * (chunk + 16) + 16);
-    size_t n = 0;
-    memcpy(chunked, head, sizeof head - 1);
-    n += sizeof head - 1;
-    for (int i = 0; i < 4; i++) {
-        n += (size_t)sprintf(chunked + n, "%zx\r\n", chunk);
-        memset(chunked + n, 'y', chunk);
-        n += chunk;
-        n += (size_t)sprintf(chunked + n, "\r\n");
-    }
-    n += (size_t)sprintf(chunked + n, "0\r\n\r\n");
+    size_t n;
+    char *chunked = chunked_post("/v1/topics/t/records", MAX_BODY / 4 + 1, &n);
     fetch_n(e, chunked, n, &r);
     assert_json_failure(&r, 413, "larger than 200000 bytes");
     resp_free(&r);
@@ -1175,6 +1198,282 @@ static void test_http_metrics_count_by_route_pattern(void **state)
     assert_null(strstr(text, "/v1/topics/a/"));
     assert_null(strstr(text, "BREW"));
     rq_buf_close(&b);
+}
+
+/* ---- The cap on buffered bodies ---- */
+
+#define CAP 500000 /* max_buffered of these tests. */
+#define BIG 150000 /* Three fit under CAP (each takes BIG + 1), four not. */
+#define N_UPLOADS 6
+
+/*
+ * A client thread that sends its headers with "Expect: 100-continue" and
+ * its body only once the server says "100 Continue", as curl does with
+ * large bodies, then reads the answer to the end. Refused at once, it
+ * never sends the body.
+ */
+struct upload {
+    struct env *e;
+    char head[256];
+    const char *body;
+    size_t body_len;
+    bool sent_body;
+    struct resp resp;
+    bool ok;
+    atomic_bool done;
+};
+
+/* Reads until @r holds a whole header block. */
+static bool read_head(int fd, struct resp *r)
+{
+    while (r->raw == NULL || strstr(r->raw, "\r\n\r\n") == NULL) {
+        char buf[4096];
+        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        if (k <= 0) {
+            return false;
+        }
+        r->raw = realloc(r->raw, r->len + (size_t)k + 1);
+        memcpy(r->raw + r->len, buf, (size_t)k);
+        r->len += (size_t)k;
+        r->raw[r->len] = '\0';
+    }
+    return true;
+}
+
+static void *upload_main(void *arg)
+{
+    struct upload *u = arg;
+    int fd = connect_to(false, rq_http_port(u->e->h));
+    if (fd >= 0) {
+        u->ok =
+            send_all(fd, u->head, strlen(u->head)) && read_head(fd, &u->resp);
+        if (u->ok && strncmp(u->resp.raw, "HTTP/1.1 100 ", 13) == 0) {
+            resp_free(&u->resp);
+            u->sent_body = true;
+            u->ok = send_all(fd, u->body, u->body_len);
+        }
+        u->ok = u->ok && read_some(fd, &u->resp, false);
+        close(fd);
+    }
+    parse_resp(&u->resp);
+    atomic_store(&u->done, true);
+    uv_async_send(&u->e->async);
+    return NULL;
+}
+
+static void upload_start(struct env *e, struct upload *u, pthread_t *t,
+                         const char *path, const char *body, size_t len)
+{
+    memset(u, 0, sizeof *u);
+    u->e = e;
+    u->body = body;
+    u->body_len = len;
+    snprintf(u->head, sizeof u->head,
+             "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\nExpect: "
+             "100-continue\r\nConnection: close\r\n\r\n",
+             path, len);
+    atomic_init(&u->done, false);
+    assert_int_equal(pthread_create(t, NULL, upload_main, u), 0);
+}
+
+static bool upload_done(void *arg)
+{
+    return atomic_load(&((struct upload *)arg)->done);
+}
+
+struct uploads {
+    struct env *e;
+    struct upload *u;
+    unsigned n;
+};
+
+/* Every upload is either answered or held by h_hold. */
+static bool uploads_settled(void *arg)
+{
+    struct uploads *us = arg;
+    unsigned done = 0;
+    for (unsigned i = 0; i < us->n; i++) {
+        done += atomic_load(&us->u[i].done);
+    }
+    return done + us->e->n_held == us->n;
+}
+
+static bool uploads_done(void *arg)
+{
+    struct uploads *us = arg;
+    for (unsigned i = 0; i < us->n; i++) {
+        if (!atomic_load(&us->u[i].done)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool held_reached(void *arg)
+{
+    struct env *e = arg;
+    return e->n_held == e->want_suspended;
+}
+
+static bool buffered_is(struct env *e, uint64_t bytes)
+{
+    struct rq_http_stats s = stats(e);
+    return s.buffered == bytes;
+}
+
+static bool nothing_buffered(void *arg)
+{
+    return buffered_is(arg, 0);
+}
+
+/* A 503 for the cap: Retry-After and a JSON failure that says why. */
+static void assert_busy(const struct resp *r)
+{
+    char v[32];
+    assert_json_failure(r, 503, "busy receiving other requests");
+    assert_non_null(resp_header(r, "Retry-After", v, sizeof v));
+    assert_string_equal(v, "1");
+}
+
+/* Answers every held request with the length of its body. */
+static void reply_held(struct env *e)
+{
+    for (unsigned i = 0; i < e->n_held; i++) {
+        size_t len;
+        rq_http_body(e->held[i], &len);
+        rq_http_reply(e->held[i], 200,
+                      json_pack("{s:I}", "len", (json_int_t)len));
+    }
+    e->n_held = 0;
+}
+
+static void test_http_body_cap_concurrent_uploads(void **state)
+{
+    struct env *e = *state;
+    struct upload u[N_UPLOADS];
+    pthread_t t[N_UPLOADS];
+    struct uploads us = {e, u, N_UPLOADS};
+    unsigned busy = 0;
+    char *body = malloc(BIG);
+
+    assert_non_null(body);
+    memset(body, 'b', BIG);
+    e->max_buffered = CAP;
+    start(e);
+    /* Six bodies of BIG at once, held by the handler once whole: some fit
+     * under the cap together, the rest are refused. */
+    for (unsigned i = 0; i < N_UPLOADS; i++) {
+        upload_start(e, &u[i], &t[i], "/v1/hold", body, BIG);
+    }
+    assert_true(run_until(e, uploads_settled, &us));
+    unsigned held = e->n_held;
+    assert_true(held >= 1 && held * (BIG + 1) <= CAP);
+    assert_int_equal(stats(e).buffered, held * (BIG + 1));
+    for (unsigned i = 0; i < N_UPLOADS; i++) {
+        if (atomic_load(&u[i].done)) {
+            assert_true(u[i].ok);
+            assert_busy(&u[i].resp);
+            busy++;
+        }
+    }
+    assert_int_equal(busy, N_UPLOADS - held);
+    assert_int_equal(stats(e).busy, busy);
+
+    /* The rest succeed in full, and then nothing is held any more. */
+    reply_held(e);
+    assert_true(run_until(e, uploads_done, &us));
+    for (unsigned i = 0; i < N_UPLOADS; i++) {
+        pthread_join(t[i], NULL);
+        if (u[i].resp.status == 200) {
+            json_t *v = resp_json(&u[i].resp);
+            assert_int_equal(json_integer_value(json_object_get(v, "len")),
+                             BIG);
+            json_decref(v);
+        }
+        resp_free(&u[i].resp);
+    }
+    assert_true(run_until(e, nothing_buffered, e));
+    free(body);
+}
+
+static void test_http_body_cap_declared_and_chunked(void **state)
+{
+    struct env *e = *state;
+    struct upload u[4];
+    pthread_t t[4];
+    struct resp r;
+    struct rq_buf b;
+    char *body = malloc(BIG);
+
+    assert_non_null(body);
+    memset(body, 'c', BIG);
+    assert_int_equal(rq_metrics_new(&e->metrics), 0);
+    e->max_buffered = CAP;
+    start(e);
+
+    /* Three bodies of BIG, held one after the other: 3 * (BIG + 1) bytes. */
+    for (unsigned i = 0; i < 3; i++) {
+        upload_start(e, &u[i], &t[i], "/v1/hold", body, BIG);
+        e->want_suspended = i + 1;
+        assert_true(run_until(e, held_reached, e));
+    }
+    assert_int_equal(stats(e).buffered, 3 * (BIG + 1));
+
+    /* A fourth says its length: refused at once, its body never sent. */
+    upload_start(e, &u[3], &t[3], "/v1/hold", body, BIG);
+    assert_true(run_until(e, upload_done, &u[3]));
+    pthread_join(t[3], NULL);
+    assert_true(u[3].ok);
+    assert_false(u[3].sent_body);
+    assert_busy(&u[3].resp);
+    resp_free(&u[3].resp);
+
+    /* A chunked body shows its size only as it comes: refused when its
+     * buffer would pass the cap, answered at its end, its bytes given back
+     * at once. */
+    size_t n;
+    char *chunked = chunked_post("/v1/sink", 20000, &n);
+    fetch_n(e, chunked, n, &r);
+    assert_busy(&r);
+    resp_free(&r);
+    free(chunked);
+    assert_int_equal(stats(e).buffered, 3 * (BIG + 1));
+
+    /* What still fits is taken. */
+    static const char small[] =
+        "POST /v1/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n"
+        "Connection: close\r\n\r\n";
+    char *req = malloc(sizeof small + 20000);
+    assert_non_null(req);
+    memcpy(req, small, sizeof small - 1);
+    memset(req + sizeof small - 1, 's', 20000);
+    fetch_n(e, req, sizeof small - 1 + 20000, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(req);
+
+    /* The held ones succeed; then nothing is held, and it shows. */
+    reply_held(e);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_true(run_until(e, upload_done, &u[i]));
+        pthread_join(t[i], NULL);
+        assert_int_equal(u[i].resp.status, 200);
+        resp_free(&u[i].resp);
+    }
+    assert_true(run_until(e, nothing_buffered, e));
+    assert_int_equal(stats(e).busy, 2);
+    rq_buf_init(&b);
+    assert_int_equal(rq_metrics_render(e->metrics, &b), 0);
+    rq_buf_put_u8(&b, '\0');
+    const char *text = (const char *)b.base;
+    assert_true(sample(text, "raftq_http_busy_total ") == 2);
+    assert_true(sample(text, "raftq_http_buffered_body_bytes ") == 0);
+    /* Refused before routing: counted as requests no route took. */
+    assert_true(sample(text,
+                       "raftq_http_requests_total{method=\"POST\","
+                       "route=\"unmatched\",code=\"503\"} ") == 2);
+    rq_buf_close(&b);
+    free(body);
 }
 
 struct closing {
@@ -1416,6 +1715,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_json_depth_limit, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_body_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_body_cap_concurrent_uploads,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_body_cap_declared_and_chunked,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_reply_later_from_timer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_http_many_suspended_requests,

@@ -1,7 +1,9 @@
 /*
  * Component tests of the mux on real loopback sockets: three muxes in one
- * loop, each hosting two Raft groups over the raw libraft API, and strangers
- * knocking on their port.
+ * loop, each hosting two Raft groups over the raw libraft API; strangers
+ * knocking on their port, with and without answering its challenge; a
+ * preamble captured from a real connection and replayed; and listeners that
+ * never send a challenge or send a bad one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,14 +26,17 @@
 
 #include "harness.h"
 #include "rq_err.h"
+#include "rq_keys.h"
+#include "rq_metrics.h"
 #include "rq_mux.h"
 #include "rq_preamble.h"
+#include "rq_wire.h"
 
 #define N_NODES 3
 #define N_GROUPS 2
 #define BASE_PORT 21010
 #define CLUSTER_ID 77
-#define SECRET "mux test secret"
+#define SECRET "mux-test-secret-0123456789abcdef-0123"
 #define ENTRY_LEN 16 /* A multiple of 8, as raft_uv 0.15 needs. */
 #define WRITE_QUEUE_MAX (1u << 20)
 #define FLOOD_CHUNK (256u << 10)
@@ -64,6 +69,12 @@ struct cluster {
     struct raft_apply apply[N_GROUPS];
     int apply_status[N_GROUPS];
     unsigned rpc_streams; /* RPC streams handed to on_rpc_stream. */
+    bool rpc_echo;        /* Echo RPC streams rather than close them. */
+    uv_stream_t *echo;    /* The stream being echoed. */
+    uint64_t echo_sender;
+    char echo_address[RQ_PREAMBLE_ADDR];
+    uint8_t echo_buf[64];
+    struct rq_metrics *metrics; /* Freed after the muxes closed. */
 };
 
 static bool run_until(struct cluster *c, harness_cond cond, void *arg,
@@ -108,15 +119,56 @@ static void on_rpc_stream_closed(uv_handle_t *h)
     raft_free(h);
 }
 
-/* The RPC handler of the mux tests: counts and closes. */
+static void on_echo_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct cluster *c = h->data;
+    (void)size;
+    *buf = uv_buf_init((char *)c->echo_buf, sizeof c->echo_buf);
+}
+
+static void on_echo_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+/* Writes back whatever comes, prefixed with '>', until EOF. */
+static void on_echo_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct cluster *c = s->data;
+    if (nread < 0) {
+        c->echo = NULL;
+        uv_close((uv_handle_t *)s, on_rpc_stream_closed);
+        return;
+    }
+    for (ssize_t i = 0; i < nread; i++) {
+        struct {
+            uv_write_t w;
+            char out[2];
+        } *wr = malloc(sizeof *wr);
+        assert_non_null(wr);
+        wr->out[0] = '>';
+        wr->out[1] = buf->base[i];
+        uv_buf_t b = uv_buf_init(wr->out, 2);
+        assert_int_equal(uv_write(&wr->w, s, &b, 1, on_echo_written), 0);
+    }
+}
+
+/* The RPC handler of the mux tests: counts and closes, or echoes. */
 static void on_rpc_stream(void *data, uint64_t sender, const char *address,
                           uint64_t service, uv_stream_t *stream)
 {
     struct cluster *c = data;
-    (void)sender;
-    (void)address;
     (void)service;
     c->rpc_streams++;
+    if (c->rpc_echo && c->echo == NULL) {
+        c->echo = stream;
+        c->echo_sender = sender;
+        snprintf(c->echo_address, sizeof c->echo_address, "%s", address);
+        stream->data = c;
+        assert_int_equal(uv_read_start(stream, on_echo_alloc, on_echo_read), 0);
+        return;
+    }
     uv_close((uv_handle_t *)stream, on_rpc_stream_closed);
 }
 
@@ -248,6 +300,7 @@ static int cluster_teardown(void **state)
         rq_mux_close(c->mux[i], on_mux_closed, &c->mux_closed[i]);
     }
     assert_true(run_until(c, all_muxes_closed, c, 5000));
+    rq_metrics_free(c->metrics);
     uv_close((uv_handle_t *)&c->wake, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     /* Every handle of the mux and of raft_uv is gone. */
@@ -340,13 +393,25 @@ static void apply_everywhere(struct cluster *c, char tag, unsigned count)
 
 /* ---- Strangers on the port ---- */
 
+/*
+ * A client of its own: it either writes raw bytes as soon as it is
+ * connected, or waits for the listener's challenge and answers it with a
+ * preamble of its making (answer set). It records everything it receives.
+ */
 struct rogue {
     uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
     uint8_t data[RQ_PREAMBLE_SIZE];
     size_t len;
-    uint8_t sink[64];
+    bool answer;        /* Answer the challenge with the preamble below. */
+    const char *secret; /* Its key; NULL: send data unchanged. */
+    uint64_t cluster;
+    uint64_t gid;
+    bool fixed_nonce; /* Answer this nonce, not the one received. */
+    uint8_t nonce[RQ_NONCE_SIZE];
+    uint8_t got[RQ_CHALLENGE_SIZE + 64]; /* What the listener sent. */
+    size_t n_got;
     bool eof;
     bool closed;
 };
@@ -361,7 +426,47 @@ static void on_rogue_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
     struct rogue *r = h->data;
     (void)size;
-    *buf = uv_buf_init((char *)r->sink, sizeof r->sink);
+    /* Room for more than a challenge, so anything extra would show. */
+    if (r->n_got == sizeof r->got) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)r->got + r->n_got,
+                       (unsigned)(sizeof r->got - r->n_got));
+}
+
+static void on_rogue_written(uv_write_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+static void rogue_send(struct rogue *r)
+{
+    uv_buf_t buf = uv_buf_init((char *)r->data, (unsigned)r->len);
+    assert_int_equal(
+        uv_write(&r->write, (uv_stream_t *)&r->tcp, &buf, 1, on_rogue_written),
+        0);
+}
+
+/* A preamble of @secret's key answering @nonce. */
+static void preamble_for(uint8_t out[RQ_PREAMBLE_SIZE], const char *secret,
+                         uint64_t cluster, uint64_t gid,
+                         const uint8_t nonce[RQ_NONCE_SIZE])
+{
+    struct rq_keys keys;
+    struct rq_preamble p = {
+        .version = RQ_PREAMBLE_VERSION,
+        .kind = RQ_STREAM_RAFT,
+        .cluster_id = cluster,
+        .group_id = gid,
+        .sender_id = 9,
+        .address = "10.9.9.9:9999",
+    };
+    memcpy(p.challenge, nonce, RQ_NONCE_SIZE);
+    rq_keys_derive(&keys, secret, strlen(secret));
+    assert_int_equal(
+        rq_preamble_encode(&p, rq_keys_get(&keys, RQ_KEY_RAFT), out), 0);
 }
 
 static void on_rogue_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -371,37 +476,40 @@ static void on_rogue_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         r->eof = true;
         uv_close((uv_handle_t *)s, on_rogue_closed);
+        return;
     }
-}
-
-static void on_rogue_written(uv_write_t *w, int status)
-{
-    (void)w;
-    (void)status;
+    size_t before = r->n_got;
+    r->n_got += (size_t)nread;
+    if (r->answer && before < RQ_CHALLENGE_SIZE &&
+        r->n_got >= RQ_CHALLENGE_SIZE) {
+        uint8_t nonce[RQ_NONCE_SIZE];
+        char why[128];
+        assert_int_equal(rq_challenge_decode(r->got, nonce, why, sizeof why),
+                         0);
+        if (r->secret != NULL) {
+            preamble_for(r->data, r->secret, r->cluster, r->gid,
+                         r->fixed_nonce ? r->nonce : nonce);
+            r->len = RQ_PREAMBLE_SIZE;
+        }
+        rogue_send(r);
+    }
 }
 
 static void on_rogue_connected(uv_connect_t *req, int status)
 {
     struct rogue *r = req->data;
     assert_int_equal(status, 0);
-    if (r->len > 0) {
-        uv_buf_t buf = uv_buf_init((char *)r->data, (unsigned)r->len);
-        assert_int_equal(uv_write(&r->write, (uv_stream_t *)&r->tcp, &buf, 1,
-                                  on_rogue_written),
-                         0);
+    if (!r->answer && r->len > 0) {
+        rogue_send(r);
     }
     assert_int_equal(
         uv_read_start((uv_stream_t *)&r->tcp, on_rogue_alloc, on_rogue_read),
         0);
 }
 
-static void rogue_start(struct cluster *c, struct rogue *r, int port,
-                        const void *data, size_t len)
+static void rogue_connect(struct cluster *c, struct rogue *r, int port)
 {
     struct sockaddr_in addr;
-    memset(r, 0, sizeof *r);
-    memcpy(r->data, data, len);
-    r->len = len;
     uv_tcp_init(&c->loop, &r->tcp);
     r->tcp.data = r;
     r->connect.data = r;
@@ -412,7 +520,46 @@ static void rogue_start(struct cluster *c, struct rogue *r, int port,
         0);
 }
 
-#define N_ROGUES 5
+/* Sends @len bytes of @data as soon as connected, challenge or not. */
+static void rogue_start(struct cluster *c, struct rogue *r, int port,
+                        const void *data, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    memcpy(r->data, data, len);
+    r->len = len;
+    rogue_connect(c, r, port);
+}
+
+/* Reads the challenge, then sends @len bytes of @data (a recording). */
+static void rogue_replay(struct cluster *c, struct rogue *r, int port,
+                         const void *data, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    memcpy(r->data, data, len);
+    r->len = len;
+    r->answer = true;
+    rogue_connect(c, r, port);
+}
+
+/* Reads the challenge and answers it with a preamble of @secret's key for
+ * @cluster and @gid; with @nonce, answers that nonce instead. */
+static void rogue_answer(struct cluster *c, struct rogue *r, int port,
+                         const char *secret, uint64_t cluster, uint64_t gid,
+                         const uint8_t *nonce)
+{
+    memset(r, 0, sizeof *r);
+    r->answer = true;
+    r->secret = secret;
+    r->cluster = cluster;
+    r->gid = gid;
+    if (nonce != NULL) {
+        r->fixed_nonce = true;
+        memcpy(r->nonce, nonce, RQ_NONCE_SIZE);
+    }
+    rogue_connect(c, r, port);
+}
+
+#define N_ROGUES 6
 
 struct rogues {
     struct rogue *r;
@@ -430,20 +577,15 @@ static bool rogues_closed(void *arg)
     return true;
 }
 
-static void preamble_for(uint8_t out[RQ_PREAMBLE_SIZE], const char *secret,
-                         uint64_t cluster, uint64_t gid)
+/* What a stranger got from the listener: one well-formed challenge, and
+ * nothing more, before the listener hung up. */
+static void assert_only_a_challenge(const struct rogue *r)
 {
-    struct rq_cluster_key k;
-    struct rq_preamble p = {
-        .version = RQ_PREAMBLE_VERSION,
-        .kind = RQ_STREAM_RAFT,
-        .cluster_id = cluster,
-        .group_id = gid,
-        .sender_id = 9,
-        .address = "10.9.9.9:9999",
-    };
-    rq_cluster_key_derive(&k, secret);
-    assert_int_equal(rq_preamble_encode(&p, &k, out), 0);
+    uint8_t nonce[RQ_NONCE_SIZE];
+    char why[128];
+    assert_true(r->eof);
+    assert_int_equal(r->n_got, RQ_CHALLENGE_SIZE);
+    assert_int_equal(rq_challenge_decode(r->got, nonce, why, sizeof why), 0);
 }
 
 /* ---- Tests ---- */
@@ -474,6 +616,7 @@ static void test_mux_strangers_rejected_groups_keep_working(void **state)
     struct cluster *c = *state;
     struct rogue rogues[N_ROGUES];
     uint8_t buf[RQ_PREAMBLE_SIZE];
+    uint8_t stale[RQ_NONCE_SIZE];
     struct rq_mux_stats before, after;
     uint64_t seed = 99;
 
@@ -481,29 +624,39 @@ static void test_mux_strangers_rejected_groups_keep_working(void **state)
     apply_everywhere(c, 'a', 1);
     rq_mux_stats(c->mux[0], &before);
 
-    preamble_for(buf, "not the secret", CLUSTER_ID, 1);
-    rogue_start(c, &rogues[0], BASE_PORT, buf, sizeof buf);
-    preamble_for(buf, SECRET, CLUSTER_ID + 1, 1);
-    rogue_start(c, &rogues[1], BASE_PORT, buf, sizeof buf);
-    preamble_for(buf, SECRET, CLUSTER_ID, 99);
-    rogue_start(c, &rogues[2], BASE_PORT, buf, sizeof buf);
+    /* Each answers the challenge it gets, but with the wrong secret, for
+     * another cluster, for a group nobody hosts, or for another nonce. */
+    rogue_answer(c, &rogues[0], BASE_PORT, "not the secret, but 32 bytes long",
+                 CLUSTER_ID, 1, NULL);
+    rogue_answer(c, &rogues[1], BASE_PORT, SECRET, CLUSTER_ID + 1, 1, NULL);
+    rogue_answer(c, &rogues[2], BASE_PORT, SECRET, CLUSTER_ID, 99, NULL);
+    memset(stale, 0xab, sizeof stale);
+    rogue_answer(c, &rogues[3], BASE_PORT, SECRET, CLUSTER_ID, 1, stale);
     for (size_t i = 0; i < sizeof buf; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         buf[i] = (uint8_t)(seed >> 56);
     }
-    rogue_start(c, &rogues[3], BASE_PORT, buf, sizeof buf);
+    rogue_start(c, &rogues[4], BASE_PORT, buf, sizeof buf);
     /* Half a valid preamble, then silence: the sweep must close it. */
-    preamble_for(buf, SECRET, CLUSTER_ID, 1);
-    rogue_start(c, &rogues[4], BASE_PORT, buf, sizeof buf / 2);
+    preamble_for(buf, SECRET, CLUSTER_ID, 1, stale);
+    rogue_start(c, &rogues[5], BASE_PORT, buf, sizeof buf / 2);
 
     struct rogues rs = {rogues, N_ROGUES};
     assert_true(run_until(c, rogues_closed, &rs, 5000));
     for (int i = 0; i < N_ROGUES; i++) {
-        assert_true(rogues[i].eof);
+        assert_only_a_challenge(&rogues[i]);
     }
     rq_mux_stats(c->mux[0], &after);
     assert_int_equal(after.rejected - before.rejected, N_ROGUES);
     assert_int_equal(after.accepted, before.accepted);
+    const enum rq_mux_reject reasons[N_ROGUES] = {
+        RQ_MUX_REJECT_AUTH,     RQ_MUX_REJECT_CLUSTER,   RQ_MUX_REJECT_GROUP,
+        RQ_MUX_REJECT_REPLAYED, RQ_MUX_REJECT_MALFORMED, RQ_MUX_REJECT_TIMEOUT,
+    };
+    for (int i = 0; i < N_ROGUES; i++) {
+        assert_int_equal(
+            after.rejected_by[reasons[i]] - before.rejected_by[reasons[i]], 1);
+    }
 
     apply_everywhere(c, 'z', 2);
 }
@@ -569,7 +722,17 @@ struct dial {
     bool done;
     int status;
     uv_stream_t *stream;
+    const char *hello; /* Written from inside the callback, if set. */
+    uv_write_t write;
+    char got[64]; /* What came back, when reading. */
+    size_t n_got;
 };
+
+static void on_hello_written(uv_write_t *w, int status)
+{
+    (void)w;
+    assert_int_equal(status, 0);
+}
 
 static void on_dialed(struct rq_mux_connect *req, uv_stream_t *stream,
                       int status)
@@ -579,6 +742,13 @@ static void on_dialed(struct rq_mux_connect *req, uv_stream_t *stream,
     d->done = true;
     d->status = status;
     d->stream = stream;
+    if (status == 0 && d->hello != NULL) {
+        /* At once: these bytes may reach the listener in the segment of
+         * the preamble; they must still reach the stream's new owner. */
+        uv_buf_t b = uv_buf_init((char *)d->hello, (unsigned)strlen(d->hello));
+        assert_int_equal(uv_write(&d->write, stream, &b, 1, on_hello_written),
+                         0);
+    }
 }
 
 static bool dial_done(void *arg)
@@ -649,12 +819,23 @@ static void test_mux_connect_rpc_by_name_and_refused(void **state)
                      RQ_INVALID);
 }
 
-static int blackhole_open(struct cluster *c, int port, struct dial *filler);
+/* A plain TCP connection of the test's own, no mux involved. */
+struct plain {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    bool done;
+    int status;
+    bool closed;
+};
+
+static int blackhole_open(struct cluster *c, int port, struct plain *filler);
+static void plain_close(struct cluster *c, struct plain *p);
 
 static void test_mux_connect_times_out_and_cancels(void **state)
 {
     struct cluster *c = *state;
-    struct dial first, second, third;
+    struct dial second, third;
+    struct plain first;
     char address[64];
     int port = BASE_PORT + 20;
     int fd = blackhole_open(c, port, &first);
@@ -677,8 +858,314 @@ static void test_mux_connect_times_out_and_cancels(void **state)
     assert_null(third.req.impl);
     rq_mux_connect_cancel(&third.req); /* Finished: a no-op. */
 
-    dial_close(&first);
+    plain_close(c, &first);
     close(fd);
+}
+
+/* ---- The challenge between two muxes, and listeners that fail it ---- */
+
+static void on_dial_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct dial *d = h->data;
+    (void)size;
+    *buf = uv_buf_init(d->got + d->n_got, (unsigned)(sizeof d->got - d->n_got));
+}
+
+static void on_dial_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct dial *d = s->data;
+    (void)buf;
+    assert_true(nread >= 0); /* The echo never hangs up first. */
+    d->n_got += (size_t)nread;
+}
+
+static bool echoed_hello(void *arg)
+{
+    struct dial *d = arg;
+    return d->n_got == 2 * strlen(d->hello);
+}
+
+static bool echo_gone(void *arg)
+{
+    return ((struct cluster *)arg)->echo == NULL;
+}
+
+static void test_mux_rpc_exchanges_data_through_the_challenge(void **state)
+{
+    struct cluster *c = *state;
+    struct rq_mux_stats a0, a1, b0, b1;
+    struct dial d;
+
+    c->rpc_echo = true;
+    rq_mux_stats(c->mux[0], &a0);
+    rq_mux_stats(c->mux[1], &b0);
+    memset(&d, 0, sizeof d);
+    d.req.data = &d;
+    d.hello = "hello, mux";
+    assert_int_equal(rq_mux_connect(c->mux[0], &d.req, RQ_STREAM_RPC, 7,
+                                    c->address[1], on_dialed),
+                     0);
+    assert_true(run_until(c, dial_done, &d, 5000));
+    assert_int_equal(d.status, 0);
+    d.stream->data = &d;
+    assert_int_equal(uv_read_start(d.stream, on_dial_alloc, on_dial_read), 0);
+
+    /* Every byte each way, in order: none was taken by the challenge or
+     * the preamble reads on either side. */
+    assert_true(run_until(c, echoed_hello, &d, 5000));
+    assert_memory_equal(d.got, ">h>e>l>l>o>,> >m>u>x", 20);
+    assert_int_equal(c->rpc_streams, 1);
+    assert_int_equal(c->echo_sender, 1);
+    assert_string_equal(c->echo_address, c->address[0]);
+    rq_mux_stats(c->mux[0], &a1);
+    rq_mux_stats(c->mux[1], &b1);
+    assert_int_equal(a1.connects - a0.connects, 1);
+    assert_int_equal(b1.accepted - b0.accepted, 1);
+    assert_int_equal(b1.rejected, b0.rejected);
+
+    dial_close(&d);
+    assert_true(run_until(c, echo_gone, c, 5000));
+}
+
+/*
+ * A listener of the test's own on @port: on accepting (one connection) it
+ * sends @send (may be empty) and hangs up at once if @hangup, else records
+ * what comes.
+ */
+struct fake {
+    uv_tcp_t server;
+    uv_tcp_t conn;
+    const uint8_t *send;
+    size_t send_len;
+    bool hangup;
+    bool accepted;
+    bool conn_closed;
+    bool server_closed;
+    uint8_t got[RQ_PREAMBLE_SIZE + 16];
+    size_t n_got;
+};
+
+static void on_fake_conn_closed(uv_handle_t *h)
+{
+    ((struct fake *)h->data)->conn_closed = true;
+}
+
+static void on_fake_server_closed(uv_handle_t *h)
+{
+    ((struct fake *)h->data)->server_closed = true;
+}
+
+static void on_fake_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct fake *f = h->data;
+    (void)size;
+    *buf = uv_buf_init((char *)f->got + f->n_got,
+                       (unsigned)(sizeof f->got - f->n_got));
+}
+
+static void on_fake_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct fake *f = s->data;
+    (void)buf;
+    if (nread > 0) {
+        f->n_got += (size_t)nread;
+    } else if (nread < 0) {
+        uv_read_stop(s);
+    }
+}
+
+static void on_fake_connection(uv_stream_t *server, int status)
+{
+    struct fake *f = server->data;
+    assert_int_equal(status, 0);
+    assert_false(f->accepted);
+    f->accepted = true;
+    uv_tcp_init(server->loop, &f->conn);
+    f->conn.data = f;
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&f->conn), 0);
+    if (f->send_len > 0) {
+        uv_buf_t b = uv_buf_init((char *)f->send, (unsigned)f->send_len);
+        assert_int_equal(uv_try_write((uv_stream_t *)&f->conn, &b, 1),
+                         (int)f->send_len);
+    }
+    if (f->hangup) {
+        uv_close((uv_handle_t *)&f->conn, on_fake_conn_closed);
+        return;
+    }
+    assert_int_equal(
+        uv_read_start((uv_stream_t *)&f->conn, on_fake_alloc, on_fake_read), 0);
+}
+
+static void fake_open(struct cluster *c, struct fake *f, int port,
+                      const uint8_t *send, size_t send_len, bool hangup)
+{
+    struct sockaddr_in addr;
+    memset(f, 0, sizeof *f);
+    f->send = send;
+    f->send_len = send_len;
+    f->hangup = hangup;
+    uv_tcp_init(&c->loop, &f->server);
+    f->server.data = f;
+    uv_ip4_addr("127.0.0.1", port, &addr);
+    assert_int_equal(uv_tcp_bind(&f->server, (struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(
+        uv_listen((uv_stream_t *)&f->server, 8, on_fake_connection), 0);
+}
+
+static bool fake_closed(void *arg)
+{
+    struct fake *f = arg;
+    return f->server_closed && (!f->accepted || f->conn_closed);
+}
+
+static void fake_close(struct cluster *c, struct fake *f)
+{
+    if (f->accepted && !uv_is_closing((uv_handle_t *)&f->conn)) {
+        uv_close((uv_handle_t *)&f->conn, on_fake_conn_closed);
+    }
+    uv_close((uv_handle_t *)&f->server, on_fake_server_closed);
+    assert_true(run_until(c, fake_closed, f, 5000));
+}
+
+static bool preamble_captured(void *arg)
+{
+    return ((struct fake *)arg)->n_got >= RQ_PREAMBLE_SIZE;
+}
+
+/* The text of @reg's rendering; the caller frees it. */
+static char *render(struct rq_metrics *reg)
+{
+    struct rq_buf out;
+    rq_buf_init(&out);
+    assert_int_equal(rq_metrics_render(reg, &out), 0);
+    rq_buf_put_u8(&out, 0);
+    assert_int_equal(out.err, 0);
+    return (char *)out.base;
+}
+
+static void test_mux_replayed_preamble_refused_and_counted(void **state)
+{
+    struct cluster *c = *state;
+    uint8_t nonce[RQ_NONCE_SIZE];
+    uint8_t challenge[RQ_CHALLENGE_SIZE];
+    uint8_t recorded[RQ_PREAMBLE_SIZE];
+    struct rq_mux_stats before, after;
+    struct rq_preamble p;
+    struct rq_keys keys;
+    struct rogue r;
+    struct fake f;
+    struct dial d;
+    char address[64];
+    char why[128];
+    int port = BASE_PORT + 30;
+
+    /* Record a real preamble: mux 0 dials a listener that stands in the
+     * middle and sends a challenge of its own. */
+    memset(nonce, 0x4e, sizeof nonce);
+    rq_challenge_encode(nonce, challenge);
+    fake_open(c, &f, port, challenge, sizeof challenge, false);
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    dial(c, &d, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, &d, 5000));
+    assert_int_equal(d.status, 0);
+    assert_true(run_until(c, preamble_captured, &f, 5000));
+    assert_int_equal(f.n_got, RQ_PREAMBLE_SIZE);
+    memcpy(recorded, f.got, sizeof recorded);
+    dial_close(&d);
+    fake_close(c, &f);
+
+    /* It is genuine: valid for the challenge it answered. */
+    rq_keys_derive(&keys, SECRET, strlen(SECRET));
+    assert_int_equal(
+        rq_preamble_decode(recorded, rq_keys_get(&keys, RQ_KEY_RAFT), nonce, &p,
+                           why, sizeof why),
+        0);
+    assert_int_equal(p.kind, RQ_STREAM_RPC);
+    assert_int_equal(p.sender_id, 1);
+    assert_string_equal(p.address, c->address[0]);
+
+    /* Replayed to mux 1, twice: refused each time, as replays. */
+    assert_int_equal(rq_metrics_new(&c->metrics), 0);
+    assert_int_equal(rq_mux_metrics_open(c->mux[1], c->metrics), 0);
+    rq_mux_stats(c->mux[1], &before);
+    for (int i = 0; i < 2; i++) {
+        struct rogues rs = {&r, 1};
+        rogue_replay(c, &r, BASE_PORT + 1, recorded, sizeof recorded);
+        assert_true(run_until(c, rogues_closed, &rs, 5000));
+        assert_only_a_challenge(&r);
+    }
+    rq_mux_stats(c->mux[1], &after);
+    assert_int_equal(after.rejected_by[RQ_MUX_REJECT_REPLAYED] -
+                         before.rejected_by[RQ_MUX_REJECT_REPLAYED],
+                     2);
+    assert_int_equal(after.rejected - before.rejected, 2);
+    assert_int_equal(after.accepted, before.accepted);
+    assert_int_equal(c->rpc_streams, 0);
+
+    /* And in the metrics, under a reason of their own. */
+    char *text = render(c->metrics);
+    char line[128];
+    snprintf(line, sizeof line,
+             "raftq_raft_port_rejected_total{reason=\"replayed\"} %llu\n",
+             (unsigned long long)after.rejected_by[RQ_MUX_REJECT_REPLAYED]);
+    if (strstr(text, line) == NULL) {
+        fail_msg("no \"%s\" in:\n%s", line, text);
+    }
+    assert_non_null(
+        strstr(text, "raftq_raft_port_rejected_total{reason=\"bad_mac\"} 0\n"));
+    assert_non_null(
+        strstr(text, "# TYPE raftq_raft_port_accepted_total counter\n"));
+    free(text);
+}
+
+static void test_mux_connect_without_challenge_fails(void **state)
+{
+    struct cluster *c = *state;
+    struct rq_mux_stats before, after;
+    struct fake f;
+    struct dial d;
+    char address[64];
+    int port = BASE_PORT + 31;
+    static const uint8_t http[RQ_CHALLENGE_SIZE + 1] =
+        "HTTP/1.1 400 Bad Request\r\nConnection: c";
+
+    snprintf(address, sizeof address, "127.0.0.1:%d", port);
+    rq_mux_stats(c->mux[0], &before);
+
+    /* A listener that accepts and says nothing: the connect times out on
+     * its usual deadline (1000 ms here) and the socket is closed. */
+    fake_open(c, &f, port, NULL, 0, false);
+    uv_update_time(&c->loop);
+    uint64_t start = uv_now(&c->loop);
+    dial(c, &d, RQ_STREAM_RPC, address);
+    assert_true(run_until(c, dial_done, &d, 5000));
+    uv_update_time(&c->loop);
+    assert_int_equal(d.status, RQ_TIMEOUT);
+    assert_null(d.stream);
+    assert_true(uv_now(&c->loop) - start >= 900);
+    assert_true(f.accepted);
+    assert_int_equal(f.n_got, 0); /* No preamble without a challenge. */
+    fake_close(c, &f);
+
+    /* One that speaks another protocol, and one that hangs up: refused at
+     * once, well before the deadline. */
+    for (int i = 0; i < 2; i++) {
+        fake_open(c, &f, port, i == 0 ? http : NULL,
+                  i == 0 ? RQ_CHALLENGE_SIZE : 0, i == 1);
+        uv_update_time(&c->loop);
+        start = uv_now(&c->loop);
+        dial(c, &d, RQ_STREAM_RPC, address);
+        assert_true(run_until(c, dial_done, &d, 5000));
+        uv_update_time(&c->loop);
+        assert_int_equal(d.status, RQ_CONNECT);
+        assert_true(uv_now(&c->loop) - start < 900);
+        assert_int_equal(f.n_got, 0);
+        fake_close(c, &f);
+    }
+
+    rq_mux_stats(c->mux[0], &after);
+    /* The Raft groups' own connects succeed meanwhile; only ours fail. */
+    assert_int_equal(after.connect_errs - before.connect_errs, 3);
 }
 
 /* ---- A peer that stops reading ---- */
@@ -724,7 +1211,7 @@ static void test_mux_cuts_a_stream_whose_peer_stopped_reading(void **state)
     struct cluster *c = *state;
     static uint8_t chunk[FLOOD_CHUNK];
     struct flood *f = calloc(1, sizeof *f);
-    struct dial d;
+    struct plain d;
 
     assert_non_null(f);
     /* Raft's own streams drain: nothing was cut while groups elected. */
@@ -734,8 +1221,9 @@ static void test_mux_cuts_a_stream_whose_peer_stopped_reading(void **state)
     uv_buf_t buf = uv_buf_init((char *)chunk, sizeof chunk);
     for (unsigned i = 0; i < FLOOD_WRITES; i++) {
         f->writes[i].data = f;
-        assert_int_equal(
-            uv_write(&f->writes[i], d.stream, &buf, 1, on_flood_written), 0);
+        assert_int_equal(uv_write(&f->writes[i], (uv_stream_t *)&d.tcp, &buf, 1,
+                                  on_flood_written),
+                         0);
     }
     /* The kernel takes a few MiB; the rest stays queued, over the limit,
      * and the stream is shut down: a write fails. */
@@ -744,7 +1232,7 @@ static void test_mux_cuts_a_stream_whose_peer_stopped_reading(void **state)
     uint64_t n = cuts(c);
     assert_true(n >= 1);
     /* Its owner closes it, as raft_uv does: the rest are cancelled. */
-    dial_close(&d);
+    plain_close(c, &d);
     assert_true(run_until(c, flood_done, f, 5000));
     /* What the kernel took was written; everything still queued failed. */
     assert_true((uint64_t)f->failed * FLOOD_CHUNK > WRITE_QUEUE_MAX);
@@ -805,10 +1293,38 @@ static void test_mux_ipv6(void **state)
 /* Opens a listener on @port that never accepts and has a backlog of zero,
  * and fills that backlog with one connection: further SYNs are dropped,
  * which is what a firewalled peer looks like. Returns the socket. */
-static int blackhole_open(struct cluster *c, int port, struct dial *filler)
+static void on_plain_connected(uv_connect_t *req, int status)
+{
+    struct plain *p = req->data;
+    p->done = true;
+    p->status = status;
+}
+
+static bool plain_done(void *arg)
+{
+    return ((struct plain *)arg)->done;
+}
+
+static void on_plain_closed(uv_handle_t *h)
+{
+    ((struct plain *)h->data)->closed = true;
+}
+
+static bool plain_closed(void *arg)
+{
+    return ((struct plain *)arg)->closed;
+}
+
+/* Closes @p and waits until libuv is done with it. */
+static void plain_close(struct cluster *c, struct plain *p)
+{
+    uv_close((uv_handle_t *)&p->tcp, on_plain_closed);
+    assert_true(run_until(c, plain_closed, p, 5000));
+}
+
+static int blackhole_open(struct cluster *c, int port, struct plain *filler)
 {
     struct sockaddr_in addr;
-    char address[64];
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -816,9 +1332,17 @@ static int blackhole_open(struct cluster *c, int port, struct dial *filler)
     uv_ip4_addr("127.0.0.1", port, &addr);
     assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
     assert_int_equal(listen(fd, 0), 0);
-    snprintf(address, sizeof address, "127.0.0.1:%d", port);
-    dial(c, filler, RQ_STREAM_RPC, address);
-    assert_true(run_until(c, dial_done, filler, 5000));
+    /* A plain connection: the listener never accepts, so it would never
+     * send a mux a challenge. */
+    memset(filler, 0, sizeof *filler);
+    uv_tcp_init(&c->loop, &filler->tcp);
+    filler->tcp.data = filler;
+    filler->req.data = filler;
+    assert_int_equal(
+        uv_tcp_connect(&filler->req, &filler->tcp, (struct sockaddr *)&addr,
+                       on_plain_connected),
+        0);
+    assert_true(run_until(c, plain_done, filler, 5000));
     assert_int_equal(filler->status, 0);
     return fd;
 }
@@ -879,7 +1403,7 @@ static void test_mux_transport_close_cancels_connects(void **state)
     struct cluster *c = *state;
     struct raft_uv_transport t, again;
     struct raft_uv_connect req;
-    struct dial filler;
+    struct plain filler;
     char address[64];
     int port = BASE_PORT + 21;
     int fd = blackhole_open(c, port, &filler);
@@ -915,7 +1439,7 @@ static void test_mux_transport_close_cancels_connects(void **state)
     assert_true(run_until(c, transport_closed, NULL, 5000));
     rq_mux_transport_close(&t);
 
-    dial_close(&filler);
+    plain_close(c, &filler);
     close(fd);
 }
 
@@ -1000,6 +1524,15 @@ int main(void)
             cluster_teardown),
         cmocka_unit_test_setup_teardown(test_mux_connect_times_out_and_cancels,
                                         cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_rpc_exchanges_data_through_the_challenge, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_replayed_preamble_refused_and_counted, cluster_setup,
+            cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_connect_without_challenge_fails, cluster_setup,
+            cluster_teardown),
         cmocka_unit_test_setup_teardown(test_mux_ipv6, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(

@@ -26,7 +26,7 @@
 #define PORT_C 21102
 #define PORT_NOBODY 21109
 #define CLUSTER_ID 5
-#define SECRET "rpc test secret"
+#define SECRET "rpc-test-secret-0123456789abcdef-0123"
 #define MAX_CALLS 256
 #define MAX_BODY 64
 

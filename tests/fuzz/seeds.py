@@ -9,6 +9,11 @@ import hmac
 import json
 import os
 import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "integration"))
+import rqkeys  # noqa: E402
 
 ROOT = "tests/fuzz/corpus"
 
@@ -30,20 +35,32 @@ def i32(v): return struct.pack("<i", v)
 def s(b): return u32(len(b)) + b
 
 
-# Preamble: a valid one under the harness's key, and field variants.
-key = hashlib.sha256(b"raftq-cluster-key-v1" + b"fuzz-secret").digest()
+# Preamble: a challenge then a preamble answering it under the harness's
+# key (tests/integration/rqkeys.py derives it as rq_keys does), and field
+# variants; the fields of a preamble to encode follow.
+key = rqkeys.derive(b"fuzz-secret-0123456789abcdef-0123456789", rqkeys.RAFT)
+NONCE = bytes(range(0x40, 0x60))
 
 
-def preamble(kind=1, version=1, addr=b"127.0.0.1:7000", magic=0x584D5152):
+def challenge(nonce=NONCE, magic=0x48435152, version=2, flags=0):
+    return u32(magic) + u16(version) + u16(flags) + nonce
+
+
+def preamble(kind=1, version=2, addr=b"127.0.0.1:7000", magic=0x584D5152,
+             nonce=NONCE):
     body = (u32(magic) + u16(version) + u16(kind) + u64(1) + u64(2) + u64(3)
-            + u64(4) + addr.ljust(64, b"\0"))
+            + nonce + addr.ljust(64, b"\0"))
     return body + hmac.new(key, body, hashlib.sha256).digest()
 
 
-put("preamble", "raft", preamble())
-put("preamble", "rpc", preamble(kind=2, addr=b"[::1]:9"))
-put("preamble", "bad-kind", preamble(kind=9))
-put("preamble", "bad-version", preamble(version=2))
+FIELDS = u16(2) + u16(1) + u64(1) + u64(2) + u64(3) + b"[::1]:9\0"
+put("preamble", "raft", challenge() + preamble() + FIELDS)
+put("preamble", "rpc", challenge() + preamble(kind=2, addr=b"[::1]:9"))
+put("preamble", "replayed", challenge() + preamble(nonce=b"\x01" * 32))
+put("preamble", "bad-kind", challenge() + preamble(kind=9))
+put("preamble", "bad-version", challenge() + preamble(version=1))
+put("preamble", "bad-challenge", challenge(version=1) + preamble())
+put("preamble", "challenge-flags", challenge(flags=1) + preamble())
 
 # Wire: a little program of reads.
 put("wire", "ops", bytes([8, 0, 1, 2, 1, 4, 0, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3,

@@ -8,12 +8,9 @@ stopped leader, the end of standard input, and strangers on the Raft port.
 Needs no root. Run: python3 tests/integration/test_atm.py [--build DIR] [-k NAME].
 """
 
-import hashlib
-import hmac
 import os
 import random
 import socket
-import struct
 import sys
 import threading
 import time
@@ -24,6 +21,7 @@ from harness import (  # noqa: E402
     CMD_TIMEOUT, NoAnswer, ProcessGone, TestFailure, check, compare_snapshots, is_no_quorum,
     money, parse_balance, parse_transfer, run_suite, snapshot_files, wait_until,
 )
+import rqpreamble  # noqa: E402
 
 # ---- Helpers ---------------------------------------------------------------
 
@@ -715,12 +713,12 @@ def test_stdin_eof(ctx):
 # ---- f) Strangers --------------------------------------------------------------
 
 
-def preamble(secret, address, kind=1, group=1, sender=2):
-    """A well-formed preamble (shared/rq_preamble.h) keyed by @secret."""
-    body = struct.pack("<IHHQQQQ", 0x584D5152, 1, kind, 1, group, sender, 12345)
-    body += address.encode().ljust(64, b"\0")
-    key = hashlib.sha256(b"raftq-cluster-key-v1" + secret.encode()).digest()
-    return body + hmac.new(key, body, hashlib.sha256).digest()
+WRONG_SECRET = "not-the-cluster-secret-but-long-enough-0123"
+
+
+def preamble(secret, nonce, address):
+    """A well-formed preamble (shared/rq_preamble.h) answering @nonce."""
+    return rqpreamble.preamble(secret, nonce, group=1, cluster=1, sender=2, address=address)
 
 
 def test_strangers(ctx):
@@ -734,9 +732,10 @@ def test_strangers(ctx):
             payloads = [
                 os.urandom(4096),
                 b"GET / HTTP/1.0\r\n\r\n",
-                preamble("wrong-secret", "127.0.0.1:1") + os.urandom(512),
-                b"RQMX" + b"\xff" * 132,
-                b"\0" * 136 + os.urandom(64),
+                preamble(WRONG_SECRET, os.urandom(32), "127.0.0.1:1") + os.urandom(512),
+                preamble(c.secret, os.urandom(32), "127.0.0.1:1"),
+                b"RQMX" + b"\xff" * 156,
+                b"\0" * 160 + os.urandom(64),
             ]
             for p in payloads:
                 s = socket.create_connection(addr, timeout=5)
@@ -745,10 +744,12 @@ def test_strangers(ctx):
                 except OSError:
                     pass  # The ATM may hang up early: that is fine.
                 s.close()
-            # A preamble with the wrong MAC: the ATM hangs up at once.
+            # A preamble with the wrong MAC, answering the challenge: the
+            # ATM hangs up at once.
             s = socket.create_connection(addr, timeout=5)
             try:
-                s.sendall(preamble("wrong-secret", "127.0.0.1:1"))
+                nonce = rqpreamble.read_challenge(s)
+                s.sendall(preamble(WRONG_SECRET, nonce, "127.0.0.1:1"))
                 check(s.recv(1) == b"", "%r answered a stranger's preamble" % a)
             except socket.timeout:
                 raise TestFailure("%r kept a connection with a wrong MAC open" % a) from None
@@ -760,7 +761,7 @@ def test_strangers(ctx):
                 socket.create_connection(addr, timeout=5).close()
             # Half a preamble, left open: must not hold anything up.
             s = socket.create_connection(addr, timeout=5)
-            s.sendall(preamble(c.secret, "127.0.0.1:1")[:60])
+            s.sendall(preamble(c.secret, rqpreamble.read_challenge(s), "127.0.0.1:1")[:60])
             held.append(s)
         for a in c:
             check(a.running(), "%r died after a stranger's bytes" % a)
@@ -772,8 +773,7 @@ def test_strangers(ctx):
         data = os.path.join(ctx.dir, "rogue")
         os.makedirs(data)
         rogue = ctx.atm(3, [ctx.binary, "--id", "3", "--peers", peers, "--data", data,
-                            "--election-timeout-ms", "600",
-                            "--cluster-secret", "not-the-secret-" + "0123456789abcdef" * 2])
+                            "--election-timeout-ms", "600", "--cluster-secret", WRONG_SECRET])
         rogue.start()
         t0 = time.monotonic()
         ans = rogue.cmd("deposit strange 100")

@@ -9,8 +9,11 @@ unknown ids, wrong methods and content types. Each answer must be the one
 DESIGN.md's table gives: its status code and a JSON failure whose message
 names the problem. Then slow clients (partial requests held open, silent
 connections, the connection limit reached) and strangers on the Raft port
-(garbage, a wrong MAC, a foreign cluster id, an unknown group, half a
-preamble then silence). Afterwards every process must still be running and
+(garbage, a wrong MAC, a preamble for another connection's challenge, a
+foreign cluster id, an unknown group, half a preamble then silence). A
+valid handshake to a manager's and a broker's Raft port is recorded and
+replayed on a new connection: refused, and counted in /metrics as a
+replay. Afterwards every process must still be running and
 serving, and the messages produced before the barrage must be consumed
 exactly, in order. The ATM gets bad lines on its standard input and the
 same strangers on its Raft port.
@@ -21,8 +24,6 @@ environment a wrong answer is printed and the barrage goes on, so one run
 lists them all (the test still fails).
 """
 
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -39,12 +40,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import TestFailure, check, money, parse_balance, run_suite, wait_until  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
+import rqpreamble  # noqa: E402
 import test_manager  # noqa: E402
 from test_manager import MAX_MESSAGE, SECRET  # noqa: E402
+from test_metrics import samples, scrape, value  # noqa: E402
 
 TOKEN = "bad-input-token"
 IDLE_S = 3  # --http-idle-timeout-s of every manager and broker here.
 LIMIT = 24  # --http-max-connections of manager 3.
+RPC_SERVICE = 1  # RQ_RPC_SERVICE (shared/rq_rpc.h): brokers serve it.
+MANAGER_GROUP = 1  # The managers' Raft group on their mux (manager/manager.h).
 TOPIC = "bad"
 RAW_TIMEOUT = 20.0
 
@@ -565,12 +570,14 @@ def barrage_manager(c, addr, topic, pid, cid):
 BINARY = "application/vnd.raftq.records"
 
 
-def barrage_broker(addr, topic, gid, leads):
+def barrage_broker(addr, topic, gid):
     """The broker's internal and data-plane routes (broker/README.md) on the
-    broker at @addr, which hosts group @gid (partition 0 of @topic) and
-    leads it if @leads. Requests are signed (SIGN), then validated, then
-    routed: a follower answers an invalid produce 400 like the leader, and
-    only a valid one 421."""
+    broker at @addr, which hosts group @gid (partition 0 of @topic). Requests
+    are signed (SIGN), then validated, then routed: a produce is judged whole
+    before where it goes, so a bad one gets the same 400 or 413 from a
+    follower as from the leader, whoever leads at the moment (DESIGN.md
+    section 10.2, "produce at a follower"; test_broker checks that a valid
+    one gets 421 from a follower)."""
     rp = "/v1/topics/%s/partitions/0/records" % topic
     for path in ["/internal/replicas", rp, "/internal/replicas/%d/transfer" % gid,
                  "/internal/replicas/%d/preferred" % gid, "/internal/replicas/%d/members" % gid]:
@@ -590,9 +597,6 @@ def barrage_broker(addr, topic, gid, leads):
         # leadership (issue 11: a 421 here during a handover was a bug).
         status = 413 if word == "1024" else 400
         expect(addr, "POST", rp, status, word, body, what="produce %r" % (body,)[:60])
-    if not leads:
-        expect(addr, "POST", rp, 421, "not the leader", {"records": [{"value": "v"}]},
-               what="valid produce to a follower")
     # Data plane, binary (broker/README.md): each malformation, then a size.
     bad_bin = [
         (b"", "count"),
@@ -670,38 +674,42 @@ def barrage_broker(addr, topic, gid, leads):
 # ---- Strangers on the Raft port --------------------------------------------------
 
 
-def preamble(secret, kind=1, group=1, cluster=1, sender=4242, address="203.0.113.9:1"):
-    """A preamble (shared/rq_preamble.h) with a MAC keyed by @secret."""
-    body = struct.pack("<IHHQQQQ", 0x584D5152, 1, kind, cluster, group, sender, 777)
-    body += address.encode().ljust(64, b"\0")
-    key = hashlib.sha256(b"raftq-cluster-key-v1" + secret.encode()).digest()
-    return body + hmac.new(key, body, hashlib.sha256).digest()
-
-
 def closed_by_peer(s, within):
     """Seconds until the server closes @s (EOF or reset); TestFailure if it
-    stays open @within seconds or sends anything."""
+    stays open @within seconds or sends anything but (part of) its
+    challenge."""
     t0 = time.monotonic()
     s.settimeout(within)
+    data = b""
     try:
-        data = s.recv(1)
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
     except socket.timeout:
         raise TestFailure("a stranger's connection stayed open %.0fs" % within) from None
     except ConnectionResetError:
-        data = b""
-    check(data == b"", "the Raft port answered a stranger: %r" % data)
+        pass
+    check(rqpreamble.is_challenge_prefix(data), "the Raft port answered a stranger: %r" % data)
     return time.monotonic() - t0
 
 
-# (what is sent, the reason the log names, whether the server hangs up at once)
+# (what is sent: bytes at once, or a function of the challenge's nonce to
+# answer it with; the reason the log names; whether the server hangs up at
+# once)
 def stranger_cases(secret):
+    other = "not-the-secret-but-32-bytes-long-anyway"
+    pre = rqpreamble.preamble
     return [
         ("garbage", os.urandom(4096), "malformed preamble", True),
         ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 200, "malformed preamble", True),
-        ("wrong MAC", preamble("not-the-secret"), "authentication failed", True),
-        ("foreign cluster", preamble(secret, cluster=99), "foreign cluster", True),
-        ("unknown group", preamble(secret, group=987654), "unknown group", True),
-        ("half a preamble", preamble(secret)[:70], "preamble timeout", False),
+        ("wrong MAC", lambda n: pre(other, n), "authentication failed", True),
+        ("another challenge", lambda n: pre(secret, os.urandom(32)), "replayed preamble", True),
+        ("version 1", lambda n: pre(secret, n, version=1), "malformed preamble", True),
+        ("foreign cluster", lambda n: pre(secret, n, cluster=99), "foreign cluster", True),
+        ("unknown group", lambda n: pre(secret, n, group=987654), "unknown group", True),
+        ("half a preamble", lambda n: pre(secret, n)[:70], "preamble timeout", False),
         ("nothing", b"", "preamble timeout", False),
     ]
 
@@ -769,6 +777,8 @@ def strangers(watch, addr, secret, log_path):
     for what, data, reason, at_once in stranger_cases(secret):
         s = socket.create_connection(_split(addr), timeout=5)
         port = s.getsockname()[1]
+        if callable(data):
+            data = data(rqpreamble.read_challenge(s))
         if data:
             try:
                 s.sendall(data)
@@ -791,7 +801,8 @@ def strangers_done(watch, held, log_path, timeout_s=5.0):
     (rq_mux: 5 s, checked every 1.25 s), each with its log line."""
     for what, s, port, reason, t0 in held:
         when, data = watch.wait_closed(s, t0 + timeout_s + 5, what)
-        check(data == b"", "%s: the Raft port answered %r" % (what, data[:40]))
+        check(rqpreamble.is_challenge_prefix(data),
+              "%s: the Raft port answered %r" % (what, data[:80]))
         secs = when - t0
         check(timeout_s - 0.5 <= secs <= timeout_s + 5, "%s: dropped after %.1fs" % (what, secs))
         wait_logged(log_path, port, reason, what)
@@ -929,7 +940,7 @@ def test_cluster_bad_input(ctx):
     gid = desc["partitions"][0]["group_id"]
     lead = c.group_leader(gid, desc["partitions"][0]["replicas"])
     for b in desc["partitions"][0]["replicas"]:
-        barrage_broker(c.b_http[b], TOPIC, gid, b == lead)
+        barrage_broker(c.b_http[b], TOPIC, gid)
     barrage_http(c.b_http[lead], "/v1/topics/%s/partitions/0/records" % TOPIC)
     print("    %s" % TALLY)
     check(not MISMATCHES, "%d wrong answers (listed above)" % len(MISMATCHES))
@@ -961,6 +972,55 @@ def test_cluster_bad_input(ctx):
     all_alive(c)
     sent += produce_some(c, TOPIC, pid, 10, "after")
     check_messages(sent, consume_all(c, TOPIC, cid))
+    all_alive(c)
+
+
+def replay_refused(what, raft, http, log_path, **fields):
+    """A valid handshake to the Raft port at @raft is accepted (it stays
+    open, and /metrics at @http counts it); the preamble it sent, replayed
+    on a new connection, is refused at once, logged, and counted in
+    /metrics as a replay."""
+    before = scrape(http)
+    accepted = value(before, "raftq_raft_port_accepted_total")
+    replayed = value(before, "raftq_raft_port_rejected_total", reason="replayed")
+    s, sent = rqpreamble.handshake(raft, SECRET, **fields)
+    try:
+        wait_until(lambda: value(scrape(http), "raftq_raft_port_accepted_total") > accepted,
+                   10, "%s to accept a valid handshake" % what)
+        s.settimeout(1.0)
+        try:
+            got = s.recv(1)
+            raise TestFailure("%s closed a valid handshake's connection (%r)" % (what, got))
+        except socket.timeout:
+            pass  # Open, as it should be.
+        r = socket.create_connection(_split(raft), timeout=5)
+        port = r.getsockname()[1]
+        try:
+            rqpreamble.read_challenge(r)
+            r.sendall(sent)
+            closed_by_peer(r, 5)
+        finally:
+            r.close()
+    finally:
+        s.close()
+    wait_until(lambda: value(scrape(http), "raftq_raft_port_rejected_total",
+                             reason="replayed") == replayed + 1,
+               10, "%s to count the replay" % what)
+    wait_logged(log_path, port, "replayed preamble", what)
+    for labels, n in samples(scrape(http), "raftq_raft_port_rejected_total"):
+        if labels["reason"] != "replayed":
+            check(n == value(before, "raftq_raft_port_rejected_total", reason=labels["reason"]),
+                  "%s counted the replay as %r too" % (what, labels["reason"]))
+
+
+def test_raft_port_replay(ctx):
+    """A recorded handshake replayed to a manager's and a broker's Raft
+    port: refused, and counted in /metrics under reason="replayed"."""
+    c = test_manager.Cluster(ctx, n_managers=1, n_brokers=1).start()
+    replay_refused("manager1", c.m_raft[1], c.m_http[1], c.managers[1].log_path,
+                   kind=rqpreamble.RAFT, group=MANAGER_GROUP)
+    replay_refused("broker1", c.b_raft[1], c.b_http[1], c.brokers[1].log_path,
+                   kind=rqpreamble.RPC, group=RPC_SERVICE)
     all_alive(c)
 
 
@@ -1020,5 +1080,6 @@ def test_atm_bad_lines(ctx):
 if __name__ == "__main__":
     run_suite("bad_input", [
         test_cluster_bad_input,
+        test_raft_port_replay,
         test_atm_bad_lines,
     ], binary="manager", ports=(25000, 25999))

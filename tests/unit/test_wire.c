@@ -262,25 +262,42 @@ static void test_config_errors_name_the_flag(void **state)
 static void test_config_http_limits_at_their_bounds(void **state)
 {
     char why[128];
+    const uint64_t mib32 = 32u << 20;
     (void)state;
-    assert_int_equal(rq_config_check_http(1, 1, 4, why, sizeof why), 0);
     assert_int_equal(
-        rq_config_check_http(8u << 20, 86400, 65536, why, sizeof why), 0);
-    assert_int_equal(rq_config_check_http(0, 60, 1024, why, sizeof why),
-                     RQ_INVALID);
-    assert_non_null(strstr(why, "--max-message-bytes"));
+        rq_config_check_http(1, 1, 4, mib32, mib32, why, sizeof why), 0);
+    assert_int_equal(rq_config_check_http(8u << 20, 86400, 65536, 1ull << 40,
+                                          mib32, why, sizeof why),
+                     0);
     assert_int_equal(
-        rq_config_check_http((8u << 20) + 1, 60, 1024, why, sizeof why),
+        rq_config_check_http(0, 60, 1024, 256u << 20, mib32, why, sizeof why),
         RQ_INVALID);
-    assert_int_equal(rq_config_check_http(1, 0, 1024, why, sizeof why),
+    assert_non_null(strstr(why, "--max-message-bytes"));
+    assert_int_equal(rq_config_check_http((8u << 20) + 1, 60, 1024, 256u << 20,
+                                          mib32, why, sizeof why),
                      RQ_INVALID);
+    assert_int_equal(
+        rq_config_check_http(1, 0, 1024, 256u << 20, mib32, why, sizeof why),
+        RQ_INVALID);
     assert_non_null(strstr(why, "--http-idle-timeout-s"));
-    assert_int_equal(rq_config_check_http(1, 86401, 1024, why, sizeof why),
+    assert_int_equal(rq_config_check_http(1, 86401, 1024, 256u << 20, mib32,
+                                          why, sizeof why),
                      RQ_INVALID);
-    assert_int_equal(rq_config_check_http(1, 60, 3, why, sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(
+        rq_config_check_http(1, 60, 3, 256u << 20, mib32, why, sizeof why),
+        RQ_INVALID);
     assert_non_null(strstr(why, "--http-max-connections"));
-    assert_int_equal(rq_config_check_http(1, 60, 65537, why, sizeof why),
+    assert_int_equal(
+        rq_config_check_http(1, 60, 65537, 256u << 20, mib32, why, sizeof why),
+        RQ_INVALID);
+    /* Less than one largest body, or more than 1 TiB. */
+    assert_int_equal(
+        rq_config_check_http(1, 60, 1024, mib32 - 1, mib32, why, sizeof why),
+        RQ_INVALID);
+    assert_non_null(strstr(why, "--http-max-buffered-bytes"));
+    assert_non_null(strstr(why, "33554432"));
+    assert_int_equal(rq_config_check_http(1, 60, 1024, (1ull << 40) + 1, mib32,
+                                          why, sizeof why),
                      RQ_INVALID);
 }
 
