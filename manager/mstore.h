@@ -41,8 +41,9 @@
  *   consumers(id, topic, partition_id NULL, rr_cursor)
  *   offsets(consumer_id, partition_id, next_offset)
  *   tokens(id, name, lookup, hash, grants, created_ms) -- public API
- *     tokens: the SHA-256 of each (never the token), its first 8 bytes as
- *     an indexed integer (lookup) to find the row, canonical grants text
+ *     tokens (since version 2): the SHA-256 of each (never the token),
+ *     its first 8 bytes as an indexed integer (lookup) to find the row,
+ *     canonical grants text
  * Ids (producers, consumers, group ids) come from counters in meta and are
  * never reused, even after a topic is deleted. Producers, consumers and
  * tokens have a counter each; all start at 1. A new partition's epoch is 0.
