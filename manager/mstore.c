@@ -39,9 +39,40 @@
 
 #define LOG_TAG "mstore"
 
-/* Columns are declared NOT NULL except partition_id of clients (NULL: not
- * bound). The text is also what a restored snapshot's schema must equal. */
-static const char schema_sql[] =
+/*
+ * Schema versions. A database records its version in PRAGMA user_version,
+ * a field of the database header: it is in every snapshot image (and the
+ * backup that restores one copies it), it can be read before anything
+ * about the tables is known, it is written in the same transaction as the
+ * statements of a migration, and it is not a row, so mstore_digest, which
+ * compares rows, sees only the data.
+ *
+ *   version  what it added
+ *   1        the first release: meta, managers, brokers, topics,
+ *            partitions, producers, consumers, offsets
+ *   2        tokens, meta.next_token_id (issue 11)
+ *
+ * meta.applied_crc came between 1 and 2 without a version: it is optional
+ * (see APPLIED_CRC), so a database of version 1 without it is still of
+ * version 1.
+ *
+ * Versions up to SCHEMA_UNVERSIONED_MAX were written before the version
+ * was recorded, so their user_version is 0; schema_identify tells them
+ * apart by comparing their schema with each version's in turn. Every
+ * database this code writes records its version.
+ *
+ * There is one way to build a schema: version 1's statements, then every
+ * migration in order. New databases and reference schemas are built that
+ * way too, so a migrated database cannot differ from a new one in a
+ * table's text or its column order (SELECT * in mstore_digest depends on
+ * it). Columns are declared NOT NULL except partition_id of clients (NULL:
+ * not bound).
+ */
+#define SCHEMA_UNVERSIONED_MAX 2
+
+/* Version 1 as the first release created it. Never edit it: a database of
+ * that release is recognized by this exact text. */
+static const char schema_v1_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
     "WITHOUT ROWID;"
     "CREATE TABLE managers(id INTEGER PRIMARY KEY, raft_addr TEXT NOT NULL, "
@@ -65,13 +96,31 @@ static const char schema_sql[] =
     "CREATE TABLE offsets(consumer_id INTEGER NOT NULL, "
     "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
     "PRIMARY KEY(consumer_id, partition_id)) WITHOUT ROWID;"
+    "INSERT INTO meta(key, value) VALUES ('applied_index', 0), "
+    "('next_group_id', 1), ('next_producer_id', 1), "
+    "('next_consumer_id', 1);";
+
+/*
+ * migrations[k] takes a database from version k + 1 to k + 2. A step is
+ * SQL alone: it reads no clock and nothing outside the database, and gives
+ * every new meta key a constant default, so every manager that migrates
+ * the same content ends with the same content, and the same as a manager
+ * that created its database at the new version and applied the same
+ * entries. Steps run inside the transaction of the whole upgrade. Never
+ * edit a step once released; add one.
+ */
+static const char *const migrations[] = {
+    /* 1 -> 2: access tokens, as hashes (DESIGN.md section 8). */
     "CREATE TABLE tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
     "lookup INTEGER NOT NULL, hash BLOB NOT NULL, grants TEXT NOT NULL, "
     "created_ms INTEGER NOT NULL);"
     "CREATE INDEX tokens_by_lookup ON tokens(lookup);"
-    "INSERT INTO meta(key, value) VALUES ('applied_index', 0), "
-    "('next_group_id', 1), ('next_producer_id', 1), "
-    "('next_consumer_id', 1), ('next_token_id', 1);";
+    "INSERT INTO meta(key, value) VALUES ('next_token_id', 1);",
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] ==
+                   MSTORE_SCHEMA_VERSION - 1,
+               "one migration per schema version after the first");
 
 /* The meta keys every valid database holds. */
 static const char *const meta_keys[] = {
@@ -411,21 +460,73 @@ err:
     return rv;
 }
 
-/* A connection to a private in-memory database holding just the schema. */
-static int reference_open(sqlite3 **out, char *why, size_t whyn)
+/* Runs @sql on @db; on failure says why, naming @what. */
+static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *why,
+                    size_t whyn)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK) {
+        return 0;
+    }
+    rq_why(why, whyn, "%s: %s", what, msg != NULL ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+}
+
+/* Runs the migrations that take @db from version @from (1 or more) to @to. */
+static int schema_migrate(sqlite3 *db, int from, int to, char *why, size_t whyn)
+{
+    for (int v = from; v < to; v++) {
+        char what[64];
+        snprintf(what, sizeof what, "migrating to schema version %d", v + 1);
+        int rv = exec_sql(db, migrations[v - 1], what, why, whyn);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* Reads an integer PRAGMA or count (the first column of @sql's one row). */
+static int read_int(sqlite3 *db, const char *sql, int *out, char *why,
+                    size_t whyn)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_ROW) {
+        rq_why(why, whyn, "cannot read the schema: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+    }
+    *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* A connection to a private in-memory database holding the schema of
+ * @version and nothing else. */
+static int reference_open(int version, sqlite3 **out, char *why, size_t whyn)
 {
     sqlite3 *ref = NULL;
     int rc = sqlite3_open_v2(":memory:", &ref,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_exec(ref, schema_sql, NULL, NULL, NULL);
-    }
     if (rc != SQLITE_OK) {
         /* UNTESTED: ENOMEM only. */
-        rq_why(why, whyn, "in-memory database: %s",
-               ref != NULL ? sqlite3_errmsg(ref) : "out of memory");
+        rq_why(why, whyn, "in-memory database: %s", sqlite3_errstr(rc));
         sqlite3_close(ref);
-        return rc == SQLITE_NOMEM ? RQ_NOMEM : RQ_IO;
+        return RQ_NOMEM;
+    }
+    int rv = exec_sql(ref, schema_v1_sql, "reference schema", why, whyn);
+    if (rv == 0) {
+        rv = schema_migrate(ref, 1, version, why, whyn);
+    }
+    if (rv != 0) {
+        sqlite3_close(ref); /* UNTESTED: ENOMEM only. */
+        return rv;
     }
     *out = ref;
     return 0;
@@ -469,65 +570,155 @@ err:
     return rv;
 }
 
-/* Creates the schema in an empty database, or checks the one it has. */
-static int schema_init(sqlite3 *db, char *why, size_t whyn)
+/*
+ * The version of a database that records none (user_version 0): the first
+ * version up to SCHEMA_UNVERSIONED_MAX whose schema it has exactly, else
+ * RQ_MALFORMED with the difference from the last one in @why.
+ */
+static int schema_identify(sqlite3 *db, int *version, char *why, size_t whyn)
 {
-    sqlite3_stmt *st = NULL;
     sqlite3 *ref = NULL;
+    bool same = false;
+    int rv = reference_open(1, &ref, why, whyn);
+    for (int v = 1; rv == 0 && v <= SCHEMA_UNVERSIONED_MAX; v++) {
+        if (v > 1) {
+            rv = schema_migrate(ref, v - 1, v, why, whyn);
+        }
+        if (rv == 0) {
+            rv = schema_same(ref, db, &same, why, whyn);
+        }
+        if (rv == 0 && same) {
+            *version = v;
+            break;
+        }
+    }
+    sqlite3_close(ref);
+    return rv == 0 && !same ? RQ_MALFORMED : rv;
+}
+
+/* 0 if @db's schema is that of @version, else RQ_MALFORMED with the
+ * difference in @why (or RQ_IO/RQ_NOMEM). */
+static int schema_is(sqlite3 *db, int version, char *why, size_t whyn)
+{
+    sqlite3 *ref = NULL;
+    bool same = false;
+    int rv = reference_open(version, &ref, why, whyn);
+    if (rv == 0) {
+        rv = schema_same(ref, db, &same, why, whyn);
+        sqlite3_close(ref);
+    }
+    return rv == 0 && !same ? RQ_MALFORMED : rv;
+}
+
+/*
+ * Brings @db to MSTORE_SCHEMA_VERSION and checks it, all in one
+ * transaction that is committed only if every check passes, so a refused
+ * database is left as it was (an operator can still start the release
+ * that wrote it). An empty database gets the schema when @create, else is
+ * refused. The steps:
+ *
+ *   no tables, user_version 0  --> version 1's statements (@create only)
+ *   tables, user_version 0     --> the version schema_identify finds
+ *   user_version 1 .. current  --> that version, if the schema is its own
+ *   user_version > current     --> refused, naming both versions
+ *
+ * then the migrations from that version on run, user_version is set to
+ * the current version, and the schema must equal the reference
+ * (reference_open) and the content pass content_valid.
+ * *@from is the version the database had (0: it was empty). Returns 0,
+ * RQ_MALFORMED (not a manager database this binary can use; @why says
+ * why), or RQ_IO/RQ_NOMEM from SQLite.
+ */
+static int schema_upgrade(sqlite3 *db, bool create, int *from, char *why,
+                          size_t whyn)
+{
+    int recorded; /* user_version as found */
+    int version;  /* the version the database has */
     int n;
-    int rv;
-    int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1,
-                                &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-    }
-    if (rc != SQLITE_ROW) {
-        rq_why(why, whyn, "cannot read the schema: %s", sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        return RQ_IO;
-    }
-    n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (n == 0) {
-        /* One transaction: a crash leaves either nothing or everything. */
-        char *msg = NULL;
-        rc = sqlite3_exec(db, "BEGIN", NULL, NULL, &msg);
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_exec(db, schema_sql, NULL, NULL, &msg);
-        }
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
-        }
-        if (rc != SQLITE_OK) {
-            rq_why(why, whyn, "cannot create the schema: %s",
-                   msg != NULL ? msg : sqlite3_errstr(rc));
-            sqlite3_free(msg);
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return RQ_IO;
-        }
-        return 0;
-    }
-    bool same;
-    rv = reference_open(&ref, why, whyn);
+    char reason[256] = "";
+    int rv = exec_sql(db, "BEGIN IMMEDIATE", "begin", why, whyn);
     if (rv != 0) {
         return rv;
     }
-    rv = schema_same(ref, db, &same, why, whyn);
-    sqlite3_close(ref);
-    if (rv == 0 && !same) {
-        rv = RQ_MALFORMED;
-    }
+    rv = read_int(db, "SELECT count(*) FROM sqlite_schema", &n, why, whyn);
     if (rv == 0) {
-        rv = content_valid(db, why, whyn);
+        rv = read_int(db, "PRAGMA user_version", &recorded, why, whyn);
     }
     if (rv != 0) {
-        char reason[256];
-        snprintf(reason, sizeof reason, "%s", why != NULL ? why : "");
-        rq_why(why, whyn, "not a manager database of this version (%s)",
-               reason);
-        return RQ_IO;
+        goto err_after_begin;
     }
-    return 0;
+    version = recorded;
+    if (n == 0 && version == 0) {
+        if (!create) {
+            rq_why(why, whyn, "an empty database");
+            rv = RQ_MALFORMED;
+            goto err_after_begin;
+        }
+        rv = exec_sql(db, schema_v1_sql, "creating the schema", why, whyn);
+        version = 1;
+    } else if (version == 0) {
+        rv = schema_identify(db, &version, reason, sizeof reason);
+        if (rv == RQ_MALFORMED) {
+            rq_why(why, whyn,
+                   "not a manager database: its schema is that of no "
+                   "version from 1 to %d (%s)",
+                   SCHEMA_UNVERSIONED_MAX, reason);
+        } else if (rv != 0) {
+            rq_why(why, whyn, "%s", reason);
+        }
+    } else if (version > MSTORE_SCHEMA_VERSION) {
+        rq_why(why, whyn,
+               "schema version %d is newer than this binary's version %d: "
+               "written by a later release, which this one cannot read",
+               version, MSTORE_SCHEMA_VERSION);
+        rv = RQ_MALFORMED;
+    } else if (version < 0) {
+        rq_why(why, whyn,
+               "not a manager database: schema version %d (this binary "
+               "knows 1 to %d)",
+               version, MSTORE_SCHEMA_VERSION);
+        rv = RQ_MALFORMED;
+    } else {
+        /* Migrations assume the schema they start from. */
+        rv = schema_is(db, version, reason, sizeof reason);
+        if (rv == RQ_MALFORMED) {
+            rq_why(why, whyn,
+                   "not a manager database of schema version %d (%s)", version,
+                   reason);
+        } else if (rv != 0) {
+            rq_why(why, whyn, "%s", reason);
+        }
+    }
+    if (rv != 0) {
+        goto err_after_begin;
+    }
+    *from = n == 0 ? 0 : version;
+    rv = schema_migrate(db, version, MSTORE_SCHEMA_VERSION, why, whyn);
+    if (rv == 0 && recorded != MSTORE_SCHEMA_VERSION) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d",
+                 MSTORE_SCHEMA_VERSION);
+        rv = exec_sql(db, sql, "recording the schema version", why, whyn);
+    }
+    if (rv != 0) {
+        goto err_after_begin;
+    }
+    rv = schema_is(db, MSTORE_SCHEMA_VERSION, reason, sizeof reason);
+    if (rv == 0) {
+        rv = content_valid(db, reason, sizeof reason);
+    }
+    if (rv != 0) {
+        rq_why(why, whyn, "not a manager database of schema version %d (%s)",
+               version, reason);
+        goto err_after_begin;
+    }
+    rv = exec_sql(db, "COMMIT", "commit", why, whyn);
+    if (rv == 0) {
+        return 0;
+    }
+err_after_begin:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rv;
 }
 
 /* ---- Open and close ---- */
@@ -556,6 +747,7 @@ int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn)
 {
     struct mstore *s = calloc(1, sizeof *s);
     char *msg = NULL;
+    int from;
     int rv;
     int rc;
 
@@ -584,9 +776,17 @@ int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn)
         rv = RQ_IO;
         goto err_after_open;
     }
-    rv = schema_init(s->db, why, whyn);
+    rv = schema_upgrade(s->db, true, &from, why, whyn);
     if (rv != 0) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s", why != NULL ? why : "");
+        rq_why(why, whyn, "%s: %s", path, reason);
+        rv = rv == RQ_MALFORMED ? RQ_IO : rv;
         goto err_after_open;
+    }
+    if (from != 0 && from != MSTORE_SCHEMA_VERSION) {
+        rq_log(RQ_INFO, "%s: schema version %d migrated to %d", path, from,
+               MSTORE_SCHEMA_VERSION);
     }
     for (int i = 0; i < ST_COUNT_; i++) {
         rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1,
@@ -1373,7 +1573,7 @@ int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
                    size_t whyn)
 {
     sqlite3 *scratch = NULL;
-    bool same;
+    int from;
     int rv;
 
     /* A broken store has nothing worth keeping: the restore replaces it. */
@@ -1388,14 +1588,17 @@ int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
     if (rv != 0) {
         return rv;
     }
-    rv = schema_same(s->db, scratch, &same, why, whyn);
-    if (rv == 0 && !same) {
-        rv = RQ_MALFORMED;
-    }
-    if (rv == 0) {
-        rv = content_valid(scratch, why, whyn);
-    }
+    /* A snapshot from a manager of an earlier release (a rolling upgrade
+     * installs them) is migrated in the scratch copy, as a file would be
+     * on open; the store is untouched until the copy has passed. */
+    rv = schema_upgrade(scratch, false, &from, why, whyn);
     if (rv != 0) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s", why != NULL ? why : "");
+        rq_why(why, whyn, "snapshot: %s", reason);
+        /* The copy is in memory: whatever failed there, the image is at
+         * fault. */
+        rv = rv == RQ_NOMEM ? RQ_NOMEM : RQ_MALFORMED;
         goto err_after_scratch;
     }
     sqlite3_backup *b = sqlite3_backup_init(s->db, "main", scratch, "main");
@@ -1420,8 +1623,10 @@ int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
         goto err_after_scratch;
     }
     s->broken = false;
-    rq_log(RQ_INFO, "restored a snapshot of %zu bytes applied_index=%" PRIu64,
-           len, s->applied);
+    rq_log(RQ_INFO,
+           "restored a snapshot of %zu bytes applied_index=%" PRIu64
+           " of schema version %d",
+           len, s->applied, from);
 
 err_after_scratch:
     sqlite3_close(scratch);

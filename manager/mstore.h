@@ -19,6 +19,16 @@
  * then the backup API into the file), so a snapshot is an exact copy.
  * Metadata is small (a topic is a few hundred bytes), so this is cheap.
  *
+ * Schema versions. The database records the version of its schema
+ * (MSTORE_SCHEMA_VERSION, in PRAGMA user_version). Opening a database of
+ * an earlier version, or restoring a snapshot of one, migrates it first:
+ * an ordered list of steps in mstore.c, all applied in one transaction
+ * that is committed only if the result has exactly this version's schema
+ * and valid content. A database or snapshot of a later version is
+ * refused, naming both versions. Databases of versions 1 and 2 were
+ * written before the version was recorded; they are recognized by their
+ * schema.
+ *
  * Schema (every table, and nothing else, is in a snapshot):
  *   meta(key TEXT PRIMARY KEY, value INTEGER)   -- applied_index,
  *     applied_crc, next ids
@@ -31,8 +41,9 @@
  *   consumers(id, topic, partition_id NULL, rr_cursor)
  *   offsets(consumer_id, partition_id, next_offset)
  *   tokens(id, name, lookup, hash, grants, created_ms) -- public API
- *     tokens: the SHA-256 of each (never the token), its first 8 bytes as
- *     an indexed integer (lookup) to find the row, canonical grants text
+ *     tokens (since version 2): the SHA-256 of each (never the token),
+ *     its first 8 bytes as an indexed integer (lookup) to find the row,
+ *     canonical grants text
  * Ids (producers, consumers, group ids) come from counters in meta and are
  * never reused, even after a topic is deleted. Producers, consumers and
  * tokens have a counter each; all start at 1. A new partition's epoch is 0.
@@ -71,8 +82,14 @@
 
 struct mstore;
 
-/* Opens (creating if needed) the database at @path. 0, or RQ_IO/RQ_NOMEM
- * with @why. */
+/* The schema version this code reads and writes; see the top. Version 1
+ * is the first release's, 2 added tokens. */
+#define MSTORE_SCHEMA_VERSION 2
+
+/* Opens (creating if needed) the database at @path, migrating one of an
+ * earlier schema version. 0, or RQ_IO/RQ_NOMEM with @why (RQ_IO for a
+ * database that is not a manager database this binary can use, among
+ * them one of a later schema version; the file is then left unchanged). */
 int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn);
 /* Flushes and closes; NULL is a no-op. */
 void mstore_close(struct mstore *s);
@@ -107,8 +124,9 @@ int mstore_snapshot(struct mstore *s, uint8_t **out, size_t *len);
 #define MSTORE_DIGEST_LEN 32
 int mstore_digest(struct mstore *s, uint8_t out[MSTORE_DIGEST_LEN]);
 /* Replaces the whole database with a snapshot's bytes (borrowed). A
- * snapshot that is not a valid database of this schema is RQ_MALFORMED and
- * changes nothing. */
+ * snapshot of an earlier schema version is migrated first. A snapshot that
+ * is not a valid database of a schema version this binary knows (among
+ * them one of a later version) is RQ_MALFORMED and changes nothing. */
 int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
                    size_t whyn);
 

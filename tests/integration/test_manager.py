@@ -7,8 +7,10 @@ the whole section 1 table with its failure cases, the batch API of section
 2, the admin API and broker liveness of section 3, the manager leader
 killed with SIGKILL while producers and consumers keep going through the
 other managers (no acknowledged message lost, none delivered twice), and
-every process restarted to find its metadata and messages again, and a
-dead broker's replicas moved to the spare broker.
+every process restarted to find its metadata and messages again, a
+dead broker's replicas moved to the spare broker, and a rolling upgrade
+from the previous release (skipped unless $RAFTQ_PREVIOUS_BUILD names its
+build directory).
 
 Brokers register and heartbeat themselves (--managers). Needs no root. Run: python3 tests/integration/test_manager.py [--build DIR] [-k NAME]
 [--ports LO-HI].
@@ -17,6 +19,7 @@ Brokers register and heartbeat themselves (--managers). Needs no root. Run: pyth
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -25,7 +28,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+from harness import Skip, TestFailure, check, run_suite, wait_until  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
 
@@ -860,17 +863,26 @@ def test_leader_killed_under_load(ctx):
     check(check_ok(st, obj, "topics")["topics"] == ["stream"], "topics %r" % obj)
 
 
-def test_restart_all(ctx):
-    """Every process stopped (managers killed) and started again: topics,
-    registrations, offsets and messages are all there."""
-    c = Cluster(ctx).start()
+def keep_state(c, n_sent, n_consumed):
+    """Topic "keep" (two partitions) with a producer and a consumer,
+    @n_sent messages produced and @n_consumed consumed through the managers
+    in turn. Returns (producer, consumer, [(partition, offset)] sent,
+    [(message, partition, offset)] consumed)."""
     c.create_topic(2, "keep", 2)
     c.wait_topic_led("keep")
     prod = c.register(1, "producer", "keep")
     cons = c.register(3, "consumer", "keep")
-    sent = [c.produce(1 + k % 3, "keep", prod, "keep-%d" % k) for k in range(10)]
-    first = [c.consume(1 + k % 3, "keep", cons) for k in range(4)]
+    sent = [c.produce(1 + k % 3, "keep", prod, "keep-%d" % k) for k in range(n_sent)]
+    first = [c.consume(1 + k % 3, "keep", cons) for k in range(n_consumed)]
     check(all(f is not None for f in first), "consumed %r" % first)
+    return prod, cons, sent, first
+
+
+def test_restart_all(ctx):
+    """Every process stopped (managers killed) and started again: topics,
+    registrations, offsets and messages are all there."""
+    c = Cluster(ctx).start()
+    prod, cons, sent, first = keep_state(c, 10, 4)
     for m in c.managers.values():
         m.kill()
     for b in c.brokers.values():
@@ -1228,6 +1240,139 @@ def test_reads_ask_the_leader(ctx):
     check(not slow, "reads took %r s with the leader dead" % slow)
 
 
+def log_size(d):
+    try:
+        return os.path.getsize(d.log_path)
+    except OSError:
+        return 0
+
+
+def log_has(d, text, since=0):
+    """Whether @text is in the log of process @d from byte @since on."""
+    try:
+        with open(d.log_path, "rb") as f:
+            f.seek(since)
+            return text in f.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+
+
+def log_start(data_dir):
+    """The first index of the Raft log on disk under @data_dir (closed
+    segments are named FIRST-LAST), or None."""
+    try:
+        names = os.listdir(os.path.join(data_dir, "raft"))
+    except OSError:
+        return None
+    firsts = [int(n.split("-")[0]) for n in names if re.match(r"^\d{16}-\d{16}$", n)]
+    return min(firsts) if firsts else None
+
+
+def digests(c):
+    """{manager: (applied index, content SHA-256)} from GET
+    /internal/state-digest, signed as a manager."""
+    got = {}
+    for i in c.running_managers():
+        st, obj, _ = call(c.m_http[i], "GET", "/internal/state-digest", timeout=5,
+                          sign=rqkeys.HTTP_M2M, headers=c.admin)
+        check(st == 200, "state digest of manager%d: %d %r" % (i, st, obj))
+        got[i] = (obj["applied"], obj["sha256"])
+    return got
+
+
+def test_rolling_upgrade(ctx):
+    """Managers and brokers of the previous release ($RAFTQ_PREVIOUS_BUILD,
+    its build directory: `git archive REV | tar -x -C DIR && make -C DIR
+    all`, then DIR/build) with some state; the managers are then replaced
+    by this build one at a time on their data directories, the leader last
+    (the brokers stay on the previous release). Each migrates its store on
+    start; the second follower is down while the old leader compacts its
+    log past it, so it comes back to that leader's snapshot and migrates it
+    on restore. The cluster serves in between, and once every manager runs
+    this build their state digests agree, the state is all there, and
+    tokens work."""
+    prev = os.environ.get("RAFTQ_PREVIOUS_BUILD")
+    if not prev:
+        raise Skip("set RAFTQ_PREVIOUS_BUILD to a build directory of the previous release")
+    old = {k: os.path.join(prev, k) for k in ("manager", "broker")}
+    for path in old.values():
+        if not os.access(path, os.X_OK):
+            raise Skip("no previous-release binary at %s" % path)
+    info = ctx.opts.log_level in ("info", "debug")
+    c = Cluster(ctx, manager_args=["--snapshot-threshold", "64"])
+    new = {i: m.argv[0] for i, m in c.managers.items()}
+    for m in c.managers.values():
+        m.argv[0] = old["manager"]
+    for b in c.brokers.values():
+        b.argv[0] = old["broker"]
+    c.start()
+    prod, cons, sent, first = keep_state(c, 6, 2)
+
+    def upgrade(i):
+        """Restarts manager @i on this build; returns where its log was."""
+        m = c.managers[i]
+        if m.running():
+            check(m.terminate() == 0, "manager%d did not stop cleanly" % i)
+        since = log_size(m)
+        m.argv[0] = new[i]
+        m.start()
+        wait_until(lambda: c.ready(i), 40, "manager%d (this build) to be ready" % i)
+        check(not info or log_has(m, "schema version 1 migrated to 2", since),
+              "manager%d did not migrate its store" % i)
+        return since
+
+    leader = c.wait_leader()
+    f1, f2 = [i for i in c.managers if i != leader]
+    upgrade(f1)
+    sent.append(c.produce(f1, "keep", prod, "mixed"))
+    # f2 misses entries the old leader no longer has: it keeps committing
+    # until its log on disk starts past everything f2 can hold, by more
+    # than the trailing count (128), since with less the leader was seen to
+    # send f2 entries still in its memory rather than its snapshot.
+    check(c.managers[f2].terminate() == 0, "manager%d did not stop cleanly" % f2)
+    held = digests(c)[leader][0] + 8
+    n_new = 0
+
+    def compacted():
+        nonlocal n_new
+        start = log_start(c.managers[leader].data_dir)
+        if start is not None and start > held + 129:
+            return True
+        for _ in range(20):
+            c.register(leader, "producer", "keep")
+        n_new += 20
+        return False
+    wait_until(compacted, 60, "the old leader to compact its log past index %d" % held)
+    since = upgrade(f2)
+    m2 = c.managers[f2]
+    wait_until(lambda: log_has(m2, "store restored from a snapshot", since), 20,
+               "manager%d to install the leader's snapshot" % f2)
+    if info and c.leader() == leader:
+        check(log_has(m2, "of schema version 1", since),
+              "manager%d restored a snapshot that was not the old leader's" % f2)
+    upgrade(leader)
+    c.wait_ready()
+
+    st, obj = c.call(f2, "GET", "/topics")
+    check(check_ok(st, obj, "topics")["topics"] == ["keep"], "topics after the upgrade %r" % obj)
+    check(c.size(leader, "keep", cons) == 5, "size after the upgrade")
+    rest = []
+    drain(c, f1, "keep", cons, rest)
+    got = sorted((p, o) for _, p, o in first + rest)
+    check(got == sorted(sent),
+          "after the upgrade consumed %r, sent %r" % (got, sent))
+    newp = c.register(f2, "producer", "keep")
+    check(newp > prod + n_new, "new producer id %d" % newp)
+    st, obj = c.call(f1, "POST", "/admin/tokens", {"name": "after", "grants": ["admin"]})
+    check_ok(st, obj, "create a token after the upgrade")
+    check(obj["id"] == 1, "first token id %r" % obj.get("id"))
+
+    def agree():
+        d = digests(c)
+        return len(set(d.values())) == 1 and len(d) == 3
+    wait_until(agree, 10, "every manager's state digest to agree")
+
+
 if __name__ == "__main__":
     run_suite("manager", [
         test_queue_api,
@@ -1240,4 +1385,5 @@ if __name__ == "__main__":
         test_remove_add_drain,
         test_leader_killed_mid_repair_and_create,
         test_reads_ask_the_leader,
+        test_rolling_upgrade,
     ], binary="manager", ports=(28000, 28999))

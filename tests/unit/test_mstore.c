@@ -3,7 +3,9 @@
  * refusal, all-or-nothing offset commits, ids never reused, replayed
  * entries skipped after a reopen and after a crash (a child process that
  * exits without flushing), snapshots restored into another store, garbage
- * snapshots refused, and the same commands giving the same bytes.
+ * snapshots refused, the same commands giving the same bytes, and schema
+ * versions: databases and snapshots of the previous release migrated (SQL
+ * fixtures), a later version refused.
  *
  * Whole-state comparisons use dump(): every table of a snapshot, row by row
  * in key order, as text.
@@ -1389,6 +1391,441 @@ static void test_mstore_open_refuses_a_foreign_database(void **state)
     mstore_close(NULL);
 }
 
+/* ---- Schema versions ---- */
+
+/*
+ * A database as the release before schema version 2 (tokens) wrote it:
+ * its statements as that release created them (user_version left at 0),
+ * and the rows it held after applying legacy_cmd(0..6) at indexes 1-7,
+ * applied_crc included (the crc32 of entry 7 with bit 32 set). Taken
+ * from a file that release's mstore wrote; never edit it. The statements
+ * repeat mstore.c's schema_v1_sql on purpose: the test must hold the old
+ * release's text by itself, so that an edit of the store's copy fails.
+ */
+static const char legacy_v1_sql[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
+    "WITHOUT ROWID;"
+    "CREATE TABLE managers(id INTEGER PRIMARY KEY, raft_addr TEXT NOT NULL, "
+    "http_addr TEXT NOT NULL);"
+    "CREATE TABLE brokers(id INTEGER PRIMARY KEY, raft_addr TEXT NOT NULL, "
+    "http_addr TEXT NOT NULL, state INTEGER NOT NULL, "
+    "registered_ms INTEGER NOT NULL, state_ms INTEGER NOT NULL);"
+    "CREATE TABLE topics(name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, "
+    "retention_bytes INTEGER NOT NULL, retention_ms INTEGER NOT NULL, "
+    "n_partitions INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE partitions(topic TEXT NOT NULL, "
+    "partition_id INTEGER NOT NULL, group_id INTEGER NOT NULL UNIQUE, "
+    "epoch INTEGER NOT NULL, r0 INTEGER NOT NULL, r1 INTEGER NOT NULL, "
+    "r2 INTEGER NOT NULL, PRIMARY KEY(topic, partition_id)) WITHOUT ROWID;"
+    "CREATE TABLE producers(id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+    "partition_id INTEGER, rr_cursor INTEGER NOT NULL);"
+    "CREATE INDEX producers_by_topic ON producers(topic);"
+    "CREATE TABLE consumers(id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+    "partition_id INTEGER, rr_cursor INTEGER NOT NULL);"
+    "CREATE INDEX consumers_by_topic ON consumers(topic);"
+    "CREATE TABLE offsets(consumer_id INTEGER NOT NULL, "
+    "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
+    "PRIMARY KEY(consumer_id, partition_id)) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('applied_crc',4474473342);"
+    "INSERT INTO meta VALUES('applied_index',7);"
+    "INSERT INTO meta VALUES('next_consumer_id',2);"
+    "INSERT INTO meta VALUES('next_group_id',3);"
+    "INSERT INTO meta VALUES('next_producer_id',2);"
+    "INSERT INTO brokers VALUES(1,'127.0.0.1:9001','127.0.0.1:8001',1,101,101);"
+    "INSERT INTO brokers VALUES(2,'127.0.0.1:9002','127.0.0.1:8002',1,102,102);"
+    "INSERT INTO brokers VALUES(3,'127.0.0.1:9003','127.0.0.1:8003',1,103,103);"
+    "INSERT INTO topics VALUES('orders',1000,1048576,60000,2);"
+    "INSERT INTO partitions VALUES('orders',0,1,0,1,2,3);"
+    "INSERT INTO partitions VALUES('orders',1,2,0,2,3,1);"
+    "INSERT INTO producers VALUES(1,'orders',NULL,0);"
+    "INSERT INTO consumers VALUES(1,'orders',NULL,1);"
+    "INSERT INTO offsets VALUES(1,1,7);";
+
+#define LEGACY_LEN 7
+
+/* The entries behind legacy_v1_sql; entry k (0-based) is at index k + 1. */
+static struct mcmd legacy_cmd(int k)
+{
+    static uint32_t reps[MCMD_MAX_PARTITIONS][MCMD_RF] = {{1, 2, 3}, {2, 3, 1}};
+    static struct mcmd_offset offs[1] = {{1, 7, 0}};
+    struct mcmd c;
+    if (k < 3) {
+        uint32_t id = (uint32_t)k + 1;
+        char raft[32];
+        snprintf(raft, sizeof raft, "127.0.0.1:%u", 9000 + id);
+        return broker(id, 100 + id, raft);
+    }
+    switch (k) {
+        case 3:
+            c = topic_create("orders", 2);
+            c.u.topic_create.replicas = reps;
+            return c;
+        case 4:
+            c = client(MCMD_PRODUCER_REGISTER, "orders", MCMD_NO_PARTITION);
+            c.now_ms = 1100;
+            return c;
+        case 5:
+            c = client(MCMD_CONSUMER_REGISTER, "orders", MCMD_NO_PARTITION);
+            c.now_ms = 1200;
+            return c;
+        default:
+            assert_int_equal(k, LEGACY_LEN - 1);
+            c = commit(1, 1, 1, offs);
+            c.now_ms = 1300;
+            return c;
+    }
+}
+
+static void legacy_script(struct mstore *s)
+{
+    for (int k = 0; k < LEGACY_LEN; k++) {
+        struct mcmd c = legacy_cmd(k);
+        apply_at(s, (uint64_t)k + 1, &c);
+    }
+}
+
+/* Writes a previous-release database at @path in WAL mode, as that
+ * release's manager did, then runs @extra_sql on it (NULL for none). */
+static void legacy_db(const char *path, const char *extra_sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, legacy_v1_sql, NULL, NULL, NULL),
+                     SQLITE_OK);
+    if (extra_sql != NULL) {
+        assert_int_equal(sqlite3_exec(db, extra_sql, NULL, NULL, NULL),
+                         SQLITE_OK);
+    }
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* One integer (@sql's first column) from the database file at @path. */
+static int file_int(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+#define HAS_TOKENS "SELECT count(*) FROM sqlite_schema WHERE name = 'tokens'"
+
+/* The user_version of a snapshot image. */
+static int image_version(const uint8_t *img, size_t len)
+{
+    assert_true(len >= 64);
+    return (int)((uint32_t)img[60] << 24 | (uint32_t)img[61] << 16 |
+                 (uint32_t)img[62] << 8 | img[63]);
+}
+
+static void assert_same_digest(struct mstore *a, struct mstore *b)
+{
+    uint8_t x[MSTORE_DIGEST_LEN];
+    uint8_t y[MSTORE_DIGEST_LEN];
+    assert_int_equal(mstore_digest(a, x), 0);
+    assert_int_equal(mstore_digest(b, y), 0);
+    assert_memory_equal(x, y, sizeof x);
+}
+
+/* What a migrated store must hold: legacy_v1_sql's rows, no tokens. */
+static void assert_legacy_rows(struct mstore *s)
+{
+    struct mstore_topic t;
+    struct mstore_broker *b;
+    struct mstore_partition *p;
+    struct mstore_client cl;
+    struct mstore_offset *o;
+    struct mstore_token *tk;
+    size_t n;
+
+    assert_int_equal(mstore_applied_index(s), LEGACY_LEN);
+    assert_int_equal(mstore_topic(s, "orders", &t), 0);
+    assert_int_equal(t.n_partitions, 2);
+    assert_int_equal(t.retention_ms, 60000);
+    assert_int_equal(mstore_brokers(s, &b, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(b[2].raft_addr, "127.0.0.1:9003");
+    assert_int_equal(b[2].n_replicas, 2);
+    free(b);
+    assert_int_equal(mstore_partitions(s, "orders", &p, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[1].group_id, 2);
+    assert_int_equal(p[1].replicas[0], 2);
+    free(p);
+    assert_int_equal(mstore_producer(s, 1, &cl), 0);
+    assert_int_equal(mstore_consumer(s, 1, &cl), 0);
+    assert_int_equal(cl.rr_cursor, 1);
+    assert_int_equal(mstore_offsets(s, 1, &o, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(o[0].next_offset, 0);
+    assert_int_equal(o[1].next_offset, 7);
+    free(o);
+    assert_int_equal(mstore_tokens(s, &tk, &n), 0);
+    assert_int_equal(n, 0);
+    free(tk);
+}
+
+/*
+ * After the migration, @migrated and @fresh (which applied the same
+ * entries from version 2 on) go on alike with new commands of every kind,
+ * a token's among them: same results, same content.
+ */
+static void assert_goes_on_like(struct mstore *migrated, struct mstore *fresh)
+{
+    struct mcmd c = token_create("billing", 3, "produce:orders", 5000);
+    assert_ok(apply_at(migrated, LEGACY_LEN + 1, &c), 1);
+    assert_ok(apply_at(fresh, LEGACY_LEN + 1, &c), 1);
+    c = topic_create("audit", 1);
+    assert_ok(apply_at(migrated, LEGACY_LEN + 2, &c), 3);
+    assert_ok(apply_at(fresh, LEGACY_LEN + 2, &c), 3);
+    c = client(MCMD_PRODUCER_REGISTER, "audit", 0);
+    assert_ok(apply_at(migrated, LEGACY_LEN + 3, &c), 2);
+    assert_ok(apply_at(fresh, LEGACY_LEN + 3, &c), 2);
+    struct mstore_token t;
+    c = token_create("billing", 3, "produce:orders", 5000);
+    assert_int_equal(mstore_token_find(migrated, c.u.token_create.hash, &t), 0);
+    assert_int_equal(t.id, 1);
+    assert_string_equal(t.grants, "produce:orders");
+    assert_same_digest(migrated, fresh);
+    assert_same_state(migrated, fresh);
+}
+
+/*
+ * A database the previous release wrote opens: it is migrated to this
+ * version (recorded in the file), keeps every row, has the same content as
+ * a new store that applied the same entries (digest and rows), checks a
+ * replayed entry as before, applies token commands, and opens again
+ * without migrating.
+ */
+static void test_mstore_open_migrates_a_previous_release_database(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256];
+    struct mstore *s;
+
+    snprintf(path, sizeof path, "%s/legacy.db", f->dir);
+    legacy_db(path, NULL);
+    assert_int_equal(file_int(path, "PRAGMA user_version"), 0);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    assert_legacy_rows(s);
+    legacy_script(f->s);
+    assert_same_digest(s, f->s);
+    assert_same_state(s, f->s);
+
+    /* applied_crc came along: entry 7 replayed is skipped, another entry
+     * at index 7 is refused. */
+    struct mcmd c = legacy_cmd(LEGACY_LEN - 1);
+    assert_ok(apply_at(s, LEGACY_LEN, &c), 0);
+    struct rq_buf b;
+    uint64_t result;
+    c = topic_create("other", 1);
+    rq_buf_init(&b);
+    assert_int_equal(mcmd_encode(&c, &b), 0);
+    assert_int_equal(mstore_apply(s, LEGACY_LEN, b.base, b.len, &result),
+                     RQ_DIVERGED);
+    rq_buf_close(&b);
+
+    assert_goes_on_like(s, f->s);
+    mstore_close(s);
+    assert_int_equal(file_int(path, "PRAGMA user_version"),
+                     MSTORE_SCHEMA_VERSION);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    assert_same_digest(s, f->s);
+    mstore_close(s);
+}
+
+/* The release before applied_crc wrote the same schema without that key:
+ * it opens too, and once it applies an entry it holds what a new store
+ * holds. */
+static void test_mstore_open_migrates_a_database_without_applied_crc(
+    void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256];
+    struct mstore *s;
+
+    snprintf(path, sizeof path, "%s/legacy.db", f->dir);
+    legacy_db(path, "DELETE FROM meta WHERE key = 'applied_crc'");
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    assert_legacy_rows(s);
+    /* Nothing to check a replay against. */
+    struct mcmd c = topic_create("other", 1);
+    assert_ok(apply_at(s, LEGACY_LEN, &c), 0);
+    struct mstore_topic t;
+    assert_int_equal(mstore_topic(s, "other", &t), RQ_NOTFOUND);
+    legacy_script(f->s);
+    assert_goes_on_like(s, f->s);
+    mstore_close(s);
+}
+
+/*
+ * A snapshot from a leader of the previous release (a rolling upgrade)
+ * restores: migrated on the way in, replacing the store's own state, with
+ * the content of a new store that applied the same entries, and this
+ * version's number in the file and in the store's next snapshot.
+ */
+static void test_mstore_restore_migrates_a_previous_release_snapshot(
+    void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256] = "";
+    struct mstore *fresh;
+    sqlite3 *db;
+    sqlite3_int64 size;
+
+    snprintf(path, sizeof path, "%s/legacy.db", f->dir);
+    legacy_db(path, NULL);
+    /* The previous release's mstore_snapshot: sqlite3_serialize. */
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    unsigned char *img = sqlite3_serialize(db, "main", &size, 0);
+    assert_non_null(img);
+    sqlite3_close(db);
+    assert_int_equal(image_version(img, (size_t)size), 0);
+
+    struct mcmd c = topic_create("local", 2);
+    apply_at(f->s, 1, &c);
+    assert_int_equal(mstore_restore(f->s, img, (size_t)size, why, sizeof why),
+                     0);
+    sqlite3_free(img);
+    assert_legacy_rows(f->s);
+    struct mstore_topic t;
+    assert_int_equal(mstore_topic(f->s, "local", &t), RQ_NOTFOUND);
+
+    snprintf(path, sizeof path, "%s/fresh.db", f->dir);
+    assert_int_equal(mstore_open(path, &fresh, why, sizeof why), 0);
+    legacy_script(fresh);
+    assert_same_digest(f->s, fresh);
+
+    uint8_t *snap;
+    size_t len;
+    assert_int_equal(mstore_snapshot(f->s, &snap, &len), 0);
+    assert_int_equal(image_version(snap, len), MSTORE_SCHEMA_VERSION);
+    free(snap);
+    assert_goes_on_like(f->s, fresh);
+    mstore_close(fresh);
+
+    /* Durable: the file opens as this version, with nothing to migrate. */
+    mstore_close(f->s);
+    f->s = NULL;
+    assert_int_equal(file_int(f->path, "PRAGMA user_version"),
+                     MSTORE_SCHEMA_VERSION);
+    assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
+    assert_int_equal(mstore_applied_index(f->s), LEGACY_LEN + 3);
+}
+
+/*
+ * A database or snapshot of a later schema version is refused, naming
+ * both versions, and nothing is changed: the file keeps its version, the
+ * store its state.
+ */
+static void test_mstore_later_schema_version_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256] = "";
+    char want[64];
+    struct mstore *s;
+    sqlite3 *db;
+    int later = MSTORE_SCHEMA_VERSION + 1;
+    char sql[64];
+
+    snprintf(want, sizeof want,
+             "schema version %d is newer than this "
+             "binary's version %d",
+             later, MSTORE_SCHEMA_VERSION);
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", later);
+
+    snprintf(path, sizeof path, "%s/later.db", f->dir);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    mstore_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), RQ_IO);
+    assert_non_null(strstr(why, want));
+    assert_non_null(strstr(why, path));
+    assert_int_equal(file_int(path, "PRAGMA user_version"), later);
+
+    script(f->s);
+    char *before = dump(f->s);
+    uint8_t *img;
+    size_t len;
+    assert_int_equal(mstore_snapshot(f->s, &img, &len), 0);
+    img[60] = (uint8_t)(later >> 24);
+    img[61] = (uint8_t)(later >> 16);
+    img[62] = (uint8_t)(later >> 8);
+    img[63] = (uint8_t)later;
+    why[0] = '\0';
+    assert_int_equal(mstore_restore(f->s, img, len, why, sizeof why),
+                     RQ_MALFORMED);
+    assert_non_null(strstr(why, want));
+    free(img);
+    char *after = dump(f->s);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+/*
+ * A migration whose result fails the checks is rolled back whole: the
+ * file is as it was (still the previous version, no tokens table). Also
+ * refused: a version number whose schema is not that version's.
+ */
+static void test_mstore_refused_migration_leaves_the_file(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256] = "";
+    struct mstore *s;
+
+    snprintf(path, sizeof path, "%s/damaged.db", f->dir);
+    legacy_db(path, "DELETE FROM meta WHERE key = 'next_group_id'");
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), RQ_IO);
+    assert_non_null(strstr(why, "not a manager database"));
+    assert_non_null(strstr(why, "next_group_id"));
+    assert_int_equal(file_int(path, "PRAGMA user_version"), 0);
+    assert_int_equal(file_int(path, HAS_TOKENS), 0);
+
+    snprintf(path, sizeof path, "%s/claims.db", f->dir);
+    legacy_db(path, "PRAGMA user_version = 2");
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), RQ_IO);
+    assert_non_null(strstr(why, "not a manager database of schema version 2"));
+    assert_int_equal(file_int(path, HAS_TOKENS), 0);
+}
+
+/* A database of this version's schema written before versions were
+ * recorded (user_version 0) opens as this version and records it. */
+static void test_mstore_unversioned_current_database_is_recognized(void **state)
+{
+    struct fixture *f = *state;
+    char why[256];
+    sqlite3 *db;
+
+    script(f->s);
+    mstore_close(f->s);
+    f->s = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA user_version = 0", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
+    assert_int_equal(mstore_applied_index(f->s), SCRIPT_LEN);
+    assert_int_equal(file_int(f->path, "PRAGMA user_version"),
+                     MSTORE_SCHEMA_VERSION);
+}
+
 int main(void)
 {
     fill_default_replicas();
@@ -1414,6 +1851,12 @@ int main(void)
         T(test_mstore_digest_follows_the_content),
         T(test_mstore_open_refuses_a_foreign_database),
         T(test_mstore_tokens),
+        T(test_mstore_open_migrates_a_previous_release_database),
+        T(test_mstore_open_migrates_a_database_without_applied_crc),
+        T(test_mstore_restore_migrates_a_previous_release_snapshot),
+        T(test_mstore_later_schema_version_is_refused),
+        T(test_mstore_refused_migration_leaves_the_file),
+        T(test_mstore_unversioned_current_database_is_recognized),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
