@@ -2,19 +2,30 @@
  * Signing and verifying internal HTTP requests (contract in rq_sig.h):
  * the canonical string, the strict header parser and the replay cache.
  *
- * The replay cache is an open-addressing table with linear probing, twice
- * as many slots as its capacity so that probes stay short. A slot holds a
- * 64-bit tag of (sender, nonce), the first eight bytes of
- * SHA-256(sender "\0" nonce), and the time it expires; expires 0 marks an
- * empty slot. Entries leave by backward-shift deletion (no tombstones):
- * expired ones met on a probe are deleted there, and when the table holds
- * its capacity a sweep deletes every expired one. Two different pairs
- * sharing a tag would make the second look replayed; with 2^17 live
- * entries that happens with odds around 2^-30 per cache lifetime, and only
- * to requests signed with a cluster key, whose nonces are random.
+ * The replay cache is an open-addressing table with linear probing whose
+ * slots (12 bytes) hold a 64-bit tag of (sender, nonce), the first eight
+ * bytes of SHA-256(sender "\0" nonce), and when it expires. It starts at
+ * 4,096 slots and doubles, rehashing, when its entries would pass 3/4 of
+ * them, up to the size whose 3/4 holds the cap; at that size the cap is
+ * the limit. Entries leave by backward-shift deletion (no tombstones):
+ * expired ones met on a probe are deleted there, and a sweep of the whole
+ * table deletes the rest, at most once per entry life of the clock, when
+ * the table is full before it grows (so that the size follows live
+ * entries, not dead ones), and at the cap at most once per 1/64 of a life.
+ * After a sweep the table shrinks if a quarter of it would hold what is
+ * left. So an add costs amortised O(1) slot visits, and a request refused
+ * at the cap O(1) (the sweeps there are bounded per unit of time, not per
+ * request). The price of the bound is that at the cap entries expired for
+ * less than 1/64 of a life may still count against it.
+ *
+ * Two different pairs sharing a tag would make the second look replayed:
+ * with n live entries each add has odds n / 2^64 of it, about 2^-42 at
+ * the default cap, and only requests signed with a cluster key, whose
+ * nonces are random, get in.
  */
 #include "rq_sig.h"
 
+#include <assert.h>
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
@@ -267,40 +278,115 @@ enum rq_sig_result rq_sig_parse(const char *value, struct rq_sig_fields *out,
 
 /* ---- The replay cache ---- */
 
+/*
+ * A slot: the 64-bit tag of (sender, nonce) in two halves, so that the
+ * slot is 12 bytes without padding, and the low 32 bits of its expiry in
+ * milliseconds. Tag 0 marks an empty slot (a pair whose tag is 0 is held
+ * as 1). The expiry is compared with the clock modulo 2^32, which is exact
+ * while every held expiry lies within 2^31 ms of the clock: entries are
+ * kept at most c->life_ms past the time they are added, and a sweep runs
+ * at least once every c->life_ms of clock that add calls see, so a held
+ * expiry is never more than two lives from the clock (see maintain()).
+ */
 struct slot {
-    uint64_t tag;
-    uint64_t expires_ms; /* 0: empty. */
+    uint32_t tag_lo;
+    uint32_t tag_hi;
+    uint32_t expires;
 };
+
+_Static_assert(sizeof(struct slot) == 12, "slots are 12 bytes");
+
+/* The smallest table: 4,096 slots, 48 KiB. */
+#define MIN_SLOTS 4096u
+/* A sweep or a resize runs when the entries held would pass 3/4 of the
+ * slots, and leaves at most half of them used, growing or shrinking to get
+ * there (see slots_for()); at the largest size the cap takes the place of
+ * the 3/4. */
+#define FULL_NUM 3
+#define FULL_DEN 4
+#define AIM_DEN 2
+/* At the cap, sweeps run at most once every life / 2^6 ms. */
+#define CAP_SWEEP_SHIFT 6
+/* A clock that went back this far makes the cache forget everything. */
+#define CLOCK_BACK_MAX (1ull << 30)
 
 struct rq_sig_cache {
     struct slot *slots;
-    size_t mask;     /* Slots minus one; the slot count is a power of 2. */
-    size_t capacity; /* Most entries held at once. */
-    size_t used;     /* Entries held, expired or not. */
+    size_t mask;        /* Slots minus one; the slot count is a power of 2. */
+    size_t min_slots;   /* The table never shrinks below this... */
+    size_t max_slots;   /* ...nor grows past this. */
+    size_t max_entries; /* The cap: at most 3/4 of max_slots. */
+    size_t used;        /* Entries held, expired or not. */
+    uint64_t life_ms;   /* The longest an entry is kept. */
+    uint64_t swept_ms;  /* The clock at the last sweep. */
 };
 
-struct rq_sig_cache *rq_sig_cache_new(size_t capacity)
+static uint64_t slot_tag(const struct slot *s)
+{
+    return (uint64_t)s->tag_hi << 32 | s->tag_lo;
+}
+
+static bool slot_empty(const struct slot *s)
+{
+    return (s->tag_lo | s->tag_hi) == 0;
+}
+
+/* Whether an expiry held modulo 2^32 is at or before @now_ms. */
+static bool slot_expired(const struct slot *s, uint64_t now_ms)
+{
+    return (uint32_t)((uint32_t)now_ms - s->expires) < (1u << 31);
+}
+
+static size_t limit_of(const struct rq_sig_cache *c)
+{
+    size_t slots = c->mask + 1;
+    return slots == c->max_slots ? c->max_entries : slots / FULL_DEN * FULL_NUM;
+}
+
+/* The table size for @n live entries: the smallest that keeps them to
+ * half of the slots, within the bounds. */
+static size_t slots_for(const struct rq_sig_cache *c, size_t n)
+{
+    size_t slots = c->min_slots;
+    while (slots < c->max_slots && n > slots / AIM_DEN) {
+        slots *= 2;
+    }
+    return slots;
+}
+
+struct rq_sig_cache *rq_sig_cache_new(size_t max_entries, uint64_t life_ms)
 {
     struct rq_sig_cache *c;
-    size_t slots = 2;
 
-    if (capacity == 0) {
-        capacity = RQ_SIG_CACHE_DEFAULT;
+    if (max_entries == 0) {
+        max_entries = RQ_SIG_CACHE_DEFAULT;
     }
-    while (slots < 2 * capacity) {
-        slots *= 2;
+    if (max_entries > RQ_SIG_CACHE_MAX) {
+        max_entries = RQ_SIG_CACHE_MAX;
+    }
+    if (life_ms == 0) {
+        life_ms = 2 * (uint64_t)RQ_SIG_SKEW_DEFAULT_MS + 1;
+    }
+    if (life_ms > RQ_SIG_LIFE_MAX) {
+        life_ms = RQ_SIG_LIFE_MAX;
     }
     c = calloc(1, sizeof *c);
     if (c == NULL) {
         return NULL; /* UNTESTED: ENOMEM only. */
     }
-    c->slots = calloc(slots, sizeof *c->slots);
+    c->max_entries = max_entries;
+    c->life_ms = life_ms;
+    c->max_slots = 4;
+    while (c->max_slots / FULL_DEN * FULL_NUM < max_entries) {
+        c->max_slots *= 2;
+    }
+    c->min_slots = c->max_slots < MIN_SLOTS ? c->max_slots : MIN_SLOTS;
+    c->slots = calloc(c->min_slots, sizeof *c->slots);
     if (c->slots == NULL) {
         free(c); /* UNTESTED: ENOMEM only. */
         return NULL;
     }
-    c->mask = slots - 1;
-    c->capacity = capacity;
+    c->mask = c->min_slots - 1;
     return c;
 }
 
@@ -318,6 +404,21 @@ size_t rq_sig_cache_count(const struct rq_sig_cache *c)
     return c->used;
 }
 
+size_t rq_sig_cache_capacity(const struct rq_sig_cache *c)
+{
+    return limit_of(c);
+}
+
+size_t rq_sig_cache_max(const struct rq_sig_cache *c)
+{
+    return c->max_entries;
+}
+
+size_t rq_sig_cache_bytes(const struct rq_sig_cache *c)
+{
+    return (c->mask + 1) * sizeof *c->slots;
+}
+
 static uint64_t tag_of(const char *sender,
                        const uint8_t nonce[RQ_SIG_NONCE_SIZE])
 {
@@ -332,7 +433,7 @@ static uint64_t tag_of(const char *sender,
     for (int i = 0; i < 8; i++) {
         tag = tag << 8 | d[i];
     }
-    return tag;
+    return tag != 0 ? tag : 1;
 }
 
 /*
@@ -346,28 +447,122 @@ static void slot_delete(struct rq_sig_cache *c, size_t i)
     size_t j = i;
     for (;;) {
         j = (j + 1) & c->mask;
-        if (c->slots[j].expires_ms == 0) {
+        if (slot_empty(&c->slots[j])) {
             break;
         }
-        size_t home = c->slots[j].tag & c->mask;
+        size_t home = c->slots[j].tag_lo & c->mask;
         bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!stays) {
             c->slots[i] = c->slots[j];
             i = j;
         }
     }
-    c->slots[i].expires_ms = 0;
+    c->slots[i] = (struct slot){0};
     c->used--;
 }
 
-/* Deletes every entry expired at @now_ms. */
+/* The first empty slot of @tag's run in @slots (@mask + 1 of them). */
+static size_t free_slot(const struct slot *slots, size_t mask, uint64_t tag)
+{
+    size_t i = (size_t)tag & mask;
+    while (!slot_empty(&slots[i])) {
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+/*
+ * Deletes every entry expired at @now_ms, in one pass that costs O(slots)
+ * however many go (deleting them one by one would shift each cluster's
+ * tail once per deletion). The walk starts after an empty slot, so no
+ * cluster runs into it from behind, and takes every entry out and puts
+ * the live ones back from their home slot: the slots before it in its
+ * cluster are final by then, so it lands at or before where it was, with
+ * no empty slot between its home and it.
+ */
 static void sweep(struct rq_sig_cache *c, uint64_t now_ms)
 {
-    for (size_t i = 0; i <= c->mask; i++) {
-        while (c->slots[i].expires_ms != 0 &&
-               c->slots[i].expires_ms <= now_ms) {
-            slot_delete(c, i);
+    size_t start = 0;
+
+    assert(c->used <= c->mask); /* So there is an empty slot. */
+    while (!slot_empty(&c->slots[start])) {
+        start++;
+    }
+    for (size_t k = 1; k <= c->mask; k++) {
+        size_t i = (start + k) & c->mask;
+        struct slot s = c->slots[i];
+        if (slot_empty(&s)) {
+            continue;
         }
+        c->slots[i] = (struct slot){0};
+        if (slot_expired(&s, now_ms)) {
+            c->used--;
+        } else {
+            c->slots[free_slot(c->slots, c->mask, slot_tag(&s))] = s;
+        }
+    }
+}
+
+/* Moves every entry to a table of @slots slots. Without memory the old
+ * table stays, which is still right, only fuller. */
+static void resize(struct rq_sig_cache *c, size_t slots)
+{
+    struct slot *to = calloc(slots, sizeof *to);
+    if (to == NULL) {
+        return; /* UNTESTED: ENOMEM only. */
+    }
+    /* In slot order, so that both tables are walked nearly in sequence. */
+    for (size_t i = 0; i <= c->mask; i++) {
+        const struct slot *s = &c->slots[i];
+        if (!slot_empty(s)) {
+            to[free_slot(to, slots - 1, slot_tag(s))] = *s;
+        }
+    }
+    free(c->slots);
+    c->slots = to;
+    c->mask = slots - 1;
+}
+
+/*
+ * Deletes every expired entry and sizes the table for those left: up when
+ * they fill more than half of it, down when they would fill no more than
+ * half of a quarter of it. This
+ * is the only place expired entries leave other than a probe that meets
+ * them, and it costs a walk of the table, so its callers make it rare: at
+ * most once per life of the clock unless the table is full, and after it
+ * the table is at most half full below its largest size, so a quarter
+ * of the slots are added before the next one for fullness (amortised O(1)
+ * per add). At the largest size a full table sweeps at most once per
+ * life / 64, freeing whatever expired in between.
+ *
+ * c->swept_ms only moves forward, so every held entry expires before
+ * c->swept_ms + 2 * c->life_ms: one held at the last sweep within a life
+ * of it, one added since at most a life after being added, and adds a
+ * life after a sweep sweep first. So when the clock has moved two lives
+ * past the last sweep every entry has expired, and the table is emptied
+ * without looking (modulo 2^32 the expiries could no longer be compared).
+ * The same when the clock went back CLOCK_BACK_MAX or more: every held
+ * timestamp is then that far ahead of the clock, outside the window.
+ */
+static void maintain(struct rq_sig_cache *c, uint64_t now_ms)
+{
+    if (now_ms >= c->swept_ms + 2 * c->life_ms ||
+        now_ms + CLOCK_BACK_MAX <= c->swept_ms) {
+        memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
+        c->used = 0;
+        c->swept_ms = now_ms;
+    } else {
+        sweep(c, now_ms);
+        if (now_ms > c->swept_ms) {
+            c->swept_ms = now_ms;
+        }
+    }
+    /* Shrinking waits until a quarter of the table would do, so that a
+     * table does not shrink and grow again with every sweep. */
+    size_t slots = c->mask + 1;
+    size_t want = slots_for(c, c->used);
+    if (want > slots || (want < slots && c->used <= slots / 4 / AIM_DEN)) {
+        resize(c, want);
     }
 }
 
@@ -376,30 +571,45 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
                                     uint64_t expires_ms, uint64_t now_ms)
 {
     uint64_t tag = tag_of(sender, nonce);
-    size_t i = tag & c->mask;
+    size_t i;
 
-    while (c->slots[i].expires_ms != 0) {
-        if (c->slots[i].expires_ms <= now_ms) {
+    /* Once per life, and when the clock went far back. */
+    if (now_ms >= c->swept_ms + c->life_ms ||
+        now_ms + CLOCK_BACK_MAX <= c->swept_ms) {
+        maintain(c, now_ms);
+    }
+    if (expires_ms <= now_ms) {
+        expires_ms = now_ms + 1;
+    } else if (expires_ms - now_ms > c->life_ms) {
+        expires_ms = now_ms + c->life_ms;
+    }
+    i = (size_t)tag & c->mask;
+    while (!slot_empty(&c->slots[i])) {
+        if (slot_expired(&c->slots[i], now_ms)) {
             slot_delete(c, i); /* A later entry may now sit at i. */
             continue;
         }
-        if (c->slots[i].tag == tag) {
+        if (slot_tag(&c->slots[i]) == tag) {
             return RQ_SIG_REPLAYED;
         }
         i = (i + 1) & c->mask;
     }
-    if (c->used >= c->capacity) {
-        sweep(c, now_ms);
-        if (c->used >= c->capacity) {
+    if (c->used >= limit_of(c)) {
+        uint64_t every = c->life_ms >> CAP_SWEEP_SHIFT;
+        if (c->mask + 1 < c->max_slots ||
+            now_ms >= c->swept_ms + (every > 0 ? every : 1)) {
+            maintain(c, now_ms);
+        }
+        if (c->used >= limit_of(c)) {
             return RQ_SIG_BUSY;
         }
-        i = tag & c->mask; /* The sweep moved entries. */
-        while (c->slots[i].expires_ms != 0) {
-            i = (i + 1) & c->mask;
-        }
+        i = free_slot(c->slots, c->mask, tag); /* The table changed. */
     }
-    c->slots[i].tag = tag;
-    c->slots[i].expires_ms = expires_ms > now_ms ? expires_ms : now_ms + 1;
+    c->slots[i] = (struct slot){
+        .tag_lo = (uint32_t)tag,
+        .tag_hi = (uint32_t)(tag >> 32),
+        .expires = (uint32_t)expires_ms,
+    };
     c->used++;
     return RQ_SIG_OK;
 }

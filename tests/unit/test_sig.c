@@ -2,8 +2,9 @@
  * Unit tests of request signatures (shared/rq_sig.h): a known answer
  * computed independently (tests/integration/rqsign.py), the round trip,
  * every signed field tampered with, each refusal of the parser and the
- * verifier, the edges of the clock window, replays, expiry of the replay
- * cache and a full cache.
+ * verifier, the edges of the clock window, replays, and the replay cache:
+ * expiry, growth (every live entry still found across rehashes, expired
+ * ones dropped), the cap's refusal, shrinking, and clock jumps.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,7 +39,7 @@ static int setup(void **state)
     static struct fx f;
     memset(&f, 0, sizeof f);
     rq_keys_derive(&f.keys, SECRET, strlen(SECRET));
-    f.cache = rq_sig_cache_new(8);
+    f.cache = rq_sig_cache_new(8, 2 * SKEW + 1);
     f.v.skew_ms = SKEW;
     f.v.seen = f.cache;
     f.req = (struct rq_sig_req){
@@ -392,11 +393,11 @@ static void test_sig_cache_full(void **state)
 }
 
 /* Many entries with every expiry pattern: the table never loses a live
- * entry and never keeps more than its capacity. */
+ * entry and never keeps more than its cap. */
 static void test_sig_cache_churn(void **state)
 {
     (void)state;
-    struct rq_sig_cache *c = rq_sig_cache_new(64);
+    struct rq_sig_cache *c = rq_sig_cache_new(64, 41);
     uint8_t nonce[RQ_SIG_NONCE_SIZE] = {0};
     assert_non_null(c);
     for (uint32_t t = 0; t < 5000; t++) {
@@ -416,6 +417,271 @@ static void test_sig_cache_churn(void **state)
     rq_sig_cache_free(NULL);
 }
 
+/* The nonce of entry @i of group @g. */
+static void nonce_of(uint8_t nonce[RQ_SIG_NONCE_SIZE], uint32_t g, uint32_t i)
+{
+    memset(nonce, 0, RQ_SIG_NONCE_SIZE);
+    memcpy(nonce, &i, sizeof i);
+    memcpy(nonce + 8, &g, sizeof g);
+}
+
+static enum rq_sig_result add(struct rq_sig_cache *c, uint32_t g, uint32_t i,
+                              uint64_t expires, uint64_t now)
+{
+    uint8_t nonce[RQ_SIG_NONCE_SIZE];
+    nonce_of(nonce, g, i);
+    return rq_sig_cache_add(c, "manager-1", nonce, expires, now);
+}
+
+/* Entries [0, @n) of group @g all held at @now: each one is a replay. */
+static void assert_all_replayed(struct rq_sig_cache *c, uint32_t g,
+                                uint32_t n, uint64_t now)
+{
+    size_t before = rq_sig_cache_count(c);
+    for (uint32_t i = 0; i < n; i++) {
+        enum rq_sig_result rv = add(c, g, i, now + 1000, now);
+        if (rv != RQ_SIG_REPLAYED) {
+            fail_msg("entry %u/%u at %llu: %s, not replayed", g, i,
+                     (unsigned long long)now, rq_sig_result_label(rv));
+        }
+    }
+    assert_int_equal(rq_sig_cache_count(c), before);
+}
+
+#define SLOT_BYTES 12
+#define MIN_SLOTS 4096
+
+static void test_sig_cache_starts_small(void **state)
+{
+    (void)state;
+    struct rq_sig_cache *c = rq_sig_cache_new(0, 0);
+    assert_non_null(c);
+    assert_int_equal(rq_sig_cache_max(c), RQ_SIG_CACHE_DEFAULT);
+    assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
+    assert_int_equal(rq_sig_cache_capacity(c), MIN_SLOTS / 4 * 3);
+    assert_int_equal(rq_sig_cache_count(c), 0);
+    rq_sig_cache_free(c);
+    /* A cap past the largest is the largest. */
+    c = rq_sig_cache_new(SIZE_MAX, 0);
+    assert_non_null(c);
+    assert_int_equal(rq_sig_cache_max(c), RQ_SIG_CACHE_MAX);
+    rq_sig_cache_free(c);
+}
+
+/* Every live entry stays a replay across each doubling. */
+static void test_sig_cache_growth_keeps_entries(void **state)
+{
+    (void)state;
+    const uint32_t n = 100000;
+    struct rq_sig_cache *c = rq_sig_cache_new(1u << 20, 1000000);
+    size_t capacity = rq_sig_cache_capacity(c);
+    int doublings = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t now = i / 100; /* A millisecond per hundred. */
+        assert_int_equal(add(c, 0, i, 900000, now), RQ_SIG_OK);
+        if (rq_sig_cache_capacity(c) != capacity) {
+            assert_true(rq_sig_cache_capacity(c) > capacity);
+            capacity = rq_sig_cache_capacity(c);
+            doublings++;
+            assert_all_replayed(c, 0, i + 1, now);
+        }
+        assert_true(rq_sig_cache_count(c) <= rq_sig_cache_capacity(c));
+    }
+    /* 4,096 slots to 2^18, whose 3/4 hold 100,000. */
+    assert_int_equal(doublings, 6);
+    assert_int_equal(rq_sig_cache_bytes(c), (1u << 18) * SLOT_BYTES);
+    assert_int_equal(rq_sig_cache_count(c), n);
+    assert_all_replayed(c, 0, n, 1000);
+    rq_sig_cache_free(c);
+}
+
+/* Entries expire across growth: a rehash drops the expired ones and
+ * keeps the rest, including expiries across 2^32 ms. */
+static void test_sig_cache_expiry_across_growth(void **state)
+{
+    (void)state;
+    const uint64_t t0 = (1ull << 32) - 50; /* The low 32 bits wrap at t0 + 50. */
+    struct rq_sig_cache *c = rq_sig_cache_new(1u << 20, 60001);
+
+    /* 2,000 short (until t0 + 10) and 2,000 long (until t0 + 60000): the
+     * table grows once, with all of them live. */
+    for (uint32_t i = 0; i < 2000; i++) {
+        assert_int_equal(add(c, 1, i, t0 + 10, t0), RQ_SIG_OK);
+        assert_int_equal(add(c, 2, i, t0 + 60000, t0), RQ_SIG_OK);
+    }
+    assert_int_equal(rq_sig_cache_count(c), 4000);
+    assert_all_replayed(c, 1, 2000, t0 + 9);
+    assert_all_replayed(c, 2, 2000, t0 + 9);
+
+    /* Past the wrap and the short ones' end: 10,000 more long ones, so the
+     * table grows again and drops the short ones as it does. */
+    for (uint32_t i = 0; i < 10000; i++) {
+        assert_int_equal(add(c, 3, i, t0 + 60000, t0 + 100), RQ_SIG_OK);
+    }
+    assert_int_equal(rq_sig_cache_count(c), 12000);
+    assert_all_replayed(c, 2, 2000, t0 + 100);
+    assert_all_replayed(c, 3, 10000, t0 + 100);
+    /* The short ones are gone: each is new again. */
+    for (uint32_t i = 0; i < 2000; i++) {
+        assert_int_equal(add(c, 1, i, t0 + 200, t0 + 100), RQ_SIG_OK);
+    }
+    /* And the long ones end at their time, after the wrap. */
+    assert_all_replayed(c, 3, 10000, t0 + 59999);
+    assert_int_equal(add(c, 3, 0, t0 + 70000, t0 + 60000), RQ_SIG_OK);
+    rq_sig_cache_free(c);
+}
+
+/* The cap: growth stops there, and a cap of live entries refuses (BUSY)
+ * without forgetting any, until they expire. */
+static void test_sig_cache_cap_refuses(void **state)
+{
+    (void)state;
+    const uint32_t cap = 10000;
+    struct rq_sig_cache *c = rq_sig_cache_new(cap, 1000);
+
+    for (uint32_t i = 0; i < cap; i++) {
+        assert_int_equal(add(c, 0, i, 500, 0), RQ_SIG_OK);
+    }
+    /* 16,384 slots: 3/4 of them would be 12,288, but the cap is 10,000. */
+    assert_int_equal(rq_sig_cache_capacity(c), cap);
+    assert_int_equal(rq_sig_cache_bytes(c), 16384 * SLOT_BYTES);
+    for (uint32_t i = 0; i < 100; i++) {
+        assert_int_equal(add(c, 1, i, 500, 10 + i), RQ_SIG_BUSY);
+    }
+    assert_int_equal(rq_sig_cache_count(c), cap);
+    assert_all_replayed(c, 0, cap, 499);
+    assert_int_equal(rq_sig_cache_bytes(c), 16384 * SLOT_BYTES);
+    /* At 500 they have all expired: room again. */
+    assert_int_equal(add(c, 1, 0, 1400, 500), RQ_SIG_OK);
+    /* A life after the last sweep (at 105) the next add sweeps, and the
+     * emptied table shrinks back to its smallest. */
+    assert_int_equal(add(c, 1, 1, 1400, 1200), RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 2);
+    assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
+    assert_all_replayed(c, 1, 2, 1200);
+    rq_sig_cache_free(c);
+}
+
+/* At the cap, expired entries are reclaimed at most once per 1/64 of the
+ * life (here 15 ms), and then all at once. */
+static void test_sig_cache_cap_sweeps_rarely(void **state)
+{
+    (void)state;
+    const uint32_t cap = 100;
+    struct rq_sig_cache *c = rq_sig_cache_new(cap, 1000);
+
+    /* A burst fills the cap with entries living until 50... */
+    for (uint32_t i = 0; i < cap; i++) {
+        assert_int_equal(add(c, 0, i, 50, 0), RQ_SIG_OK);
+    }
+    /* ...then one request a millisecond, each living 50 ms: refused while
+     * the burst lives, all accepted once a sweep after 50 reclaimed it
+     * (at 60 at the latest): after each sweep at most 50 are held, and
+     * the 50 adds it takes to reach the cap again take longer than the
+     * 15 ms between sweeps. */
+    for (uint32_t t = 1; t < 1000; t++) {
+        enum rq_sig_result rv = add(c, 1, t, t + 50, t);
+        if (t < 50) {
+            assert_int_equal(rv, RQ_SIG_BUSY);
+            assert_int_equal(rq_sig_cache_count(c), cap);
+        } else if (t > 60) {
+            assert_int_equal(rv, RQ_SIG_OK);
+        } else {
+            assert_true(rv == RQ_SIG_OK || rv == RQ_SIG_BUSY);
+        }
+        assert_true(rq_sig_cache_count(c) <= cap);
+    }
+    rq_sig_cache_free(c);
+}
+
+/* After a burst the table shrinks back once its entries expire, keeping
+ * the live ones. */
+static void test_sig_cache_shrinks(void **state)
+{
+    (void)state;
+    struct rq_sig_cache *c = rq_sig_cache_new(1u << 20, 60001);
+
+    for (uint32_t i = 0; i < 30000; i++) {
+        assert_int_equal(add(c, 0, i, 300, 0), RQ_SIG_OK);
+    }
+    assert_int_equal(rq_sig_cache_bytes(c), 65536 * SLOT_BYTES);
+    assert_int_equal(rq_sig_cache_capacity(c), 65536 / 4 * 3);
+    for (uint32_t i = 0; i < 1000; i++) {
+        assert_int_equal(add(c, 1, i, 60201, 200), RQ_SIG_OK);
+    }
+    assert_int_equal(rq_sig_cache_count(c), 31000);
+    /* A life after the last sweep (at 0), the next add sweeps: 1,000 are
+     * left, which the smallest table holds. */
+    assert_int_equal(add(c, 2, 0, 70000, 60001), RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 1001);
+    assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
+    assert_int_equal(rq_sig_cache_capacity(c), MIN_SLOTS / 4 * 3);
+    assert_all_replayed(c, 1, 1000, 60001);
+    assert_all_replayed(c, 2, 1, 60001);
+    assert_int_equal(add(c, 0, 0, 70000, 60001), RQ_SIG_OK);
+    rq_sig_cache_free(c);
+}
+
+/* The table shrinks only when a quarter of it would do (hysteresis), or
+ * its smallest size. */
+static void test_sig_cache_shrink_hysteresis(void **state)
+{
+    (void)state;
+    struct rq_sig_cache *c = rq_sig_cache_new(1u << 20, 1000);
+
+    /* 4,000 short-lived entries grow the table to 8,192 slots. */
+    for (uint32_t i = 0; i < 4000; i++) {
+        assert_int_equal(add(c, 0, i, 10, 0), RQ_SIG_OK);
+    }
+    assert_int_equal(rq_sig_cache_bytes(c), 8192 * SLOT_BYTES);
+    for (uint32_t i = 0; i < 2000; i++) {
+        assert_int_equal(add(c, 1, i, 1600, 600), RQ_SIG_OK);
+    }
+    /* The sweep at 1000 leaves 2,000: more than half of a quarter
+     * (1,024), so the table keeps its size although 4,096 slots would
+     * hold them. */
+    assert_int_equal(add(c, 2, 0, 1900, 1000), RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 2001);
+    assert_int_equal(rq_sig_cache_bytes(c), 8192 * SLOT_BYTES);
+    assert_all_replayed(c, 1, 2000, 1000);
+    /* The sweep at 2000 leaves none: the smallest table. */
+    assert_int_equal(add(c, 2, 1, 2100, 2000), RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 1);
+    assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
+    rq_sig_cache_free(c);
+}
+
+/* A clock far ahead (idle for long) or far back empties the cache: every
+ * entry then lies outside the window. */
+static void test_sig_cache_clock_jumps(void **state)
+{
+    (void)state;
+    const uint64_t t0 = NOW;
+    struct rq_sig_cache *c = rq_sig_cache_new(1000, 2 * SKEW + 1);
+
+    for (uint32_t i = 0; i < 500; i++) {
+        assert_int_equal(add(c, 0, i, t0 + 2 * SKEW + 1, t0), RQ_SIG_OK);
+    }
+    /* 2^32 ms later, the low bits of the clock are as they were; the
+     * entries are long gone and must not look live. */
+    assert_int_equal(add(c, 0, 0, t0 + (1ull << 32) + SKEW, t0 + (1ull << 32)),
+                     RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 1);
+    for (uint32_t i = 1; i < 500; i++) {
+        assert_int_equal(add(c, 0, i, t0 + (1ull << 32) + SKEW,
+                             t0 + (1ull << 32)),
+                         RQ_SIG_OK);
+    }
+    /* Back a little: still remembered. */
+    assert_all_replayed(c, 0, 500, t0 + (1ull << 32) - 1000);
+    /* Back 2^30 ms: forgotten. */
+    assert_int_equal(add(c, 0, 0, t0 + SKEW, t0 + (1ull << 32) - (1ull << 30)),
+                     RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 1);
+    rq_sig_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +699,14 @@ int main(void)
         T(test_sig_cache_expiry),
         T(test_sig_cache_full),
         cmocka_unit_test(test_sig_cache_churn),
+        cmocka_unit_test(test_sig_cache_starts_small),
+        cmocka_unit_test(test_sig_cache_growth_keeps_entries),
+        cmocka_unit_test(test_sig_cache_expiry_across_growth),
+        cmocka_unit_test(test_sig_cache_cap_refuses),
+        cmocka_unit_test(test_sig_cache_cap_sweeps_rarely),
+        cmocka_unit_test(test_sig_cache_shrinks),
+        cmocka_unit_test(test_sig_cache_shrink_hysteresis),
+        cmocka_unit_test(test_sig_cache_clock_jumps),
 #undef T
     };
     return cmocka_run_group_tests_name("sig", tests, NULL, NULL);
