@@ -27,15 +27,18 @@
 enum { G_ENTRIES, G_CAPACITY, G_MAX, G_COUNT };
 
 static const struct rq_metric_def gauge_defs[G_COUNT] = {
-    {RQ_METRIC_GAUGE, "raftq_http_auth_replay_cache_entries",
+    {RQ_METRIC_GAUGE,
+     "raftq_http_auth_replay_cache_entries",
      "Signed internal requests the replay cache remembers (accepted within "
      "the clock window, and expired ones not yet reclaimed).",
      {NULL}},
-    {RQ_METRIC_GAUGE, "raftq_http_auth_replay_cache_capacity",
+    {RQ_METRIC_GAUGE,
+     "raftq_http_auth_replay_cache_capacity",
      "Entries the replay cache holds at its present size before it sweeps "
      "or grows (up to the cap).",
      {NULL}},
-    {RQ_METRIC_GAUGE, "raftq_http_auth_replay_cache_max_entries",
+    {RQ_METRIC_GAUGE,
+     "raftq_http_auth_replay_cache_max_entries",
      "The replay cache's cap (--auth-replay-cache-entries): past it, signed "
      "requests are refused with 503 (reason cache_full).",
      {NULL}},

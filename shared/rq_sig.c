@@ -286,7 +286,8 @@ enum rq_sig_result rq_sig_parse(const char *value, struct rq_sig_fields *out,
  * while every held expiry lies within 2^31 ms of the clock: entries are
  * kept at most c->life_ms past the time they are added, and a sweep runs
  * at least once every c->life_ms of clock that add calls see, so a held
- * expiry is never more than two lives from the clock (see maintain()).
+ * expiry is never more than two lives from the clock, or 2^30 ms and two
+ * lives if the clock went back (see maintain(); a life is at most 2^29).
  */
 struct slot {
     uint32_t tag_lo;
@@ -526,14 +527,14 @@ static void resize(struct rq_sig_cache *c, size_t slots)
 /*
  * Deletes every expired entry and sizes the table for those left: up when
  * they fill more than half of it, down when they would fill no more than
- * half of a quarter of it. This
- * is the only place expired entries leave other than a probe that meets
- * them, and it costs a walk of the table, so its callers make it rare: at
- * most once per life of the clock unless the table is full, and after it
- * the table is at most half full below its largest size, so a quarter
- * of the slots are added before the next one for fullness (amortised O(1)
- * per add). At the largest size a full table sweeps at most once per
- * life / 64, freeing whatever expired in between.
+ * half of a quarter of it. This is the only place expired entries leave
+ * other than a probe that meets them, and it costs a walk of the table,
+ * so its callers make it rare: once per life of the clock unless the
+ * table is full, and after it the table is at most half full below its
+ * largest size, so a quarter of the slots are added before the next one
+ * for fullness (amortised O(1) per add). At the largest size a full table
+ * sweeps at most once per life / 64, freeing whatever expired in between.
+ * Without memory to grow, the table stays as it is and refuses when full.
  *
  * c->swept_ms only moves forward, so every held entry expires before
  * c->swept_ms + 2 * c->life_ms: one held at the last sweep within a life

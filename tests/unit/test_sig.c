@@ -403,8 +403,7 @@ static void test_sig_cache_churn(void **state)
     for (uint32_t t = 0; t < 5000; t++) {
         memcpy(nonce, &t, sizeof t);
         /* Each lives 40 ticks: at most 40 live, so never full. */
-        assert_int_equal(rq_sig_cache_add(c, "x", nonce, t + 40, t),
-                         RQ_SIG_OK);
+        assert_int_equal(rq_sig_cache_add(c, "x", nonce, t + 40, t), RQ_SIG_OK);
         assert_true(rq_sig_cache_count(c) <= 64);
         for (uint32_t back = 1; back < 40 && back <= t; back += 7) {
             uint32_t u = t - back;
@@ -434,8 +433,8 @@ static enum rq_sig_result add(struct rq_sig_cache *c, uint32_t g, uint32_t i,
 }
 
 /* Entries [0, @n) of group @g all held at @now: each one is a replay. */
-static void assert_all_replayed(struct rq_sig_cache *c, uint32_t g,
-                                uint32_t n, uint64_t now)
+static void assert_all_replayed(struct rq_sig_cache *c, uint32_t g, uint32_t n,
+                                uint64_t now)
 {
     size_t before = rq_sig_cache_count(c);
     for (uint32_t i = 0; i < n; i++) {
@@ -501,7 +500,8 @@ static void test_sig_cache_growth_keeps_entries(void **state)
 static void test_sig_cache_expiry_across_growth(void **state)
 {
     (void)state;
-    const uint64_t t0 = (1ull << 32) - 50; /* The low 32 bits wrap at t0 + 50. */
+    /* The low 32 bits of the clock wrap at t0 + 50. */
+    const uint64_t t0 = (1ull << 32) - 50;
     struct rq_sig_cache *c = rq_sig_cache_new(1u << 20, 60001);
 
     /* 2,000 short (until t0 + 10) and 2,000 long (until t0 + 60000): the
@@ -669,9 +669,9 @@ static void test_sig_cache_clock_jumps(void **state)
                      RQ_SIG_OK);
     assert_int_equal(rq_sig_cache_count(c), 1);
     for (uint32_t i = 1; i < 500; i++) {
-        assert_int_equal(add(c, 0, i, t0 + (1ull << 32) + SKEW,
-                             t0 + (1ull << 32)),
-                         RQ_SIG_OK);
+        assert_int_equal(
+            add(c, 0, i, t0 + (1ull << 32) + SKEW, t0 + (1ull << 32)),
+            RQ_SIG_OK);
     }
     /* Back a little: still remembered. */
     assert_all_replayed(c, 0, 500, t0 + (1ull << 32) - 1000);
