@@ -8,15 +8,15 @@
  * 4,096 slots and doubles, rehashing, when its entries would pass 3/4 of
  * them, up to the size whose 3/4 holds the cap; at that size the cap is
  * the limit. Entries leave by backward-shift deletion (no tombstones):
- * expired ones met on a probe are deleted there, and a sweep of the whole
- * table deletes the rest, at most once per entry life of the clock, when
- * the table is full before it grows (so that the size follows live
- * entries, not dead ones), and at the cap at most once per 1/64 of a life.
- * After a sweep the table shrinks if a quarter of it would hold what is
- * left. So an add costs amortised O(1) slot visits, and a request refused
- * at the cap O(1) (the sweeps there are bounded per unit of time, not per
- * request). The price of the bound is that at the cap entries expired for
- * less than 1/64 of a life may still count against it.
+ * expired ones met on a probe are deleted there; a sweep of the whole
+ * table deletes the rest once per entry life of the clock, and when the
+ * table is full before it grows (so that the size follows live entries,
+ * not dead ones); and at the cap each add walks on 32 slots, deleting the
+ * expired ones it finds. After a sweep the table shrinks if a quarter of
+ * it would hold what is left. So an add costs amortised O(1) slot visits,
+ * and a request refused at the cap O(1). The price of the walk is that at
+ * the cap entries expired since the walk last passed them (a round is
+ * slots / 32 adds) still count against it.
  *
  * Two different pairs sharing a tag would make the second look replayed:
  * with n live entries each add has odds n / 2^64 of it, about 2^-42 at
@@ -306,8 +306,9 @@ _Static_assert(sizeof(struct slot) == 12, "slots are 12 bytes");
 #define FULL_NUM 3
 #define FULL_DEN 4
 #define AIM_DEN 2
-/* At the cap, sweeps run at most once every life / 2^6 ms. */
-#define CAP_SWEEP_SHIFT 6
+/* At the cap, each add walks this many slots on from the last, deleting
+ * expired entries, instead of sweeping the whole table. */
+#define CAP_STEP 32
 /* A clock that went back this far makes the cache forget everything. */
 #define CLOCK_BACK_MAX (1ull << 30)
 
@@ -320,6 +321,7 @@ struct rq_sig_cache {
     size_t used;        /* Entries held, expired or not. */
     uint64_t life_ms;   /* The longest an entry is kept. */
     uint64_t swept_ms;  /* The clock at the last sweep. */
+    size_t cursor;      /* Where the walk at the cap goes on from. */
 };
 
 static uint64_t slot_tag(const struct slot *s)
@@ -522,6 +524,26 @@ static void resize(struct rq_sig_cache *c, size_t slots)
     free(c->slots);
     c->slots = to;
     c->mask = slots - 1;
+    c->cursor = 0;
+}
+
+/*
+ * Walks CAP_STEP slots on from the cursor, deleting the expired entries
+ * there: at the cap, this frees room a little at a time, O(1) per add,
+ * where a sweep would stop the loop for a walk of the largest table. An
+ * entry that a deletion elsewhere moves back past the cursor waits for
+ * the next round; the sweep once per life catches whatever is left.
+ */
+static void walk(struct rq_sig_cache *c, uint64_t now_ms)
+{
+    for (int k = 0; k < CAP_STEP; k++) {
+        size_t i = c->cursor;
+        while (!slot_empty(&c->slots[i]) &&
+               slot_expired(&c->slots[i], now_ms)) {
+            slot_delete(c, i); /* A later entry may now sit at i. */
+        }
+        c->cursor = (i + 1) & c->mask;
+    }
 }
 
 /*
@@ -533,8 +555,8 @@ static void resize(struct rq_sig_cache *c, size_t slots)
  * table is full, and after it the table is at most half full below its
  * largest size, so a quarter of the slots are added before the next one
  * for fullness (amortised O(1) per add). At the largest size a full table
- * sweeps at most once per life / 64, freeing whatever expired in between.
- * Without memory to grow, the table stays as it is and refuses when full.
+ * walks a few slots per add instead (walk()). Without memory to grow, the
+ * table stays as it is and refuses when full.
  *
  * c->swept_ms only moves forward, so every held entry expires before
  * c->swept_ms + 2 * c->life_ms: one held at the last sweep within a life
@@ -596,10 +618,10 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
         i = (i + 1) & c->mask;
     }
     if (c->used >= limit_of(c)) {
-        uint64_t every = c->life_ms >> CAP_SWEEP_SHIFT;
-        if (c->mask + 1 < c->max_slots ||
-            now_ms >= c->swept_ms + (every > 0 ? every : 1)) {
+        if (c->mask + 1 < c->max_slots) {
             maintain(c, now_ms);
+        } else {
+            walk(c, now_ms);
         }
         if (c->used >= limit_of(c)) {
             return RQ_SIG_BUSY;
