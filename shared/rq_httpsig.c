@@ -34,8 +34,8 @@ static const struct rq_metric_def gauge_defs[G_COUNT] = {
      {NULL}},
     {RQ_METRIC_GAUGE,
      "raftq_http_auth_replay_cache_capacity",
-     "Entries the replay cache holds at its present size before it sweeps "
-     "or grows (up to the cap).",
+     "Entries the replay cache holds at its present size before it must "
+     "free room or grow (up to the cap).",
      {NULL}},
     {RQ_METRIC_GAUGE,
      "raftq_http_auth_replay_cache_max_entries",

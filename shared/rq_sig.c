@@ -8,15 +8,16 @@
  * 4,096 slots and doubles, rehashing, when its entries would pass 3/4 of
  * them, up to the size whose 3/4 holds the cap; at that size the cap is
  * the limit. Entries leave by backward-shift deletion (no tombstones):
- * expired ones met on a probe are deleted there; a sweep of the whole
- * table deletes the rest once per entry life of the clock, and when the
- * table is full before it grows (so that the size follows live entries,
- * not dead ones); and at the cap each add walks on 32 slots, deleting the
- * expired ones it finds. After a sweep the table shrinks if a quarter of
- * it would hold what is left. So an add costs amortised O(1) slot visits,
- * and a request refused at the cap O(1). The price of the walk is that at
- * the cap entries expired since the walk last passed them (a round is
- * slots / 32 adds) still count against it.
+ * expired ones met on a probe are deleted there; an add that finds the
+ * table full walks on 32 slots from where the last walk stopped, deleting
+ * the expired ones it finds; a sweep of the whole table deletes the rest
+ * once per entry life of the clock, and when the walk did not make room
+ * below the largest size (so that the table grows for live entries, not
+ * dead ones). After a sweep the table shrinks if a quarter of it would
+ * hold what is left. So an add costs amortised O(1) slot visits, and a
+ * request refused at the cap O(1). The price of the walk is that at the
+ * cap entries expired since the walk last passed them (a round is slots /
+ * 32 adds) still count against it.
  *
  * Two different pairs sharing a tag would make the second look replayed:
  * with n live entries each add has odds n / 2^64 of it, about 2^-42 at
@@ -529,8 +530,8 @@ static void resize(struct rq_sig_cache *c, size_t slots)
 
 /*
  * Walks CAP_STEP slots on from the cursor, deleting the expired entries
- * there: at the cap, this frees room a little at a time, O(1) per add,
- * where a sweep would stop the loop for a walk of the largest table. An
+ * there: when the table is full, this frees room a little at a time, O(1)
+ * per add, where a sweep would stop the loop for a walk of the table. An
  * entry that a deletion elsewhere moves back past the cursor waits for
  * the next round; the sweep once per life catches whatever is left.
  */
@@ -554,9 +555,10 @@ static void walk(struct rq_sig_cache *c, uint64_t now_ms)
  * so its callers make it rare: once per life of the clock unless the
  * table is full, and after it the table is at most half full below its
  * largest size, so a quarter of the slots are added before the next one
- * for fullness (amortised O(1) per add). At the largest size a full table
- * walks a few slots per add instead (walk()). Without memory to grow, the
- * table stays as it is and refuses when full.
+ * for fullness (amortised O(1) per add). A full table walks a few slots
+ * first (walk()) and sweeps only if that did not make room, and at the
+ * largest size never. Without memory to grow, the table stays as it is and
+ * refuses when full.
  *
  * c->swept_ms only moves forward, so every held entry expires before
  * c->swept_ms + 2 * c->life_ms: one held at the last sweep within a life
@@ -618,10 +620,12 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
         i = (i + 1) & c->mask;
     }
     if (c->used >= limit_of(c)) {
-        if (c->mask + 1 < c->max_slots) {
+        /* A walk frees room in O(1) when expired entries fill a good part
+         * of the table; a sweep, below the largest size, finds out whether
+         * the live ones need a larger one. */
+        walk(c, now_ms);
+        if (c->used >= limit_of(c) && c->mask + 1 < c->max_slots) {
             maintain(c, now_ms);
-        } else {
-            walk(c, now_ms);
         }
         if (c->used >= limit_of(c)) {
             return RQ_SIG_BUSY;

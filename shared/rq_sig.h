@@ -145,7 +145,7 @@ void rq_sig_cache_free(struct rq_sig_cache *c);
 
 /* Entries held, live or expired but not yet reclaimed. */
 size_t rq_sig_cache_count(const struct rq_sig_cache *c);
-/* Entries the cache holds at its present size before it must sweep or
+/* Entries the cache holds at its present size before it must free room or
  * grow; at its largest size, the cap. */
 size_t rq_sig_cache_capacity(const struct rq_sig_cache *c);
 /* The cap given to rq_sig_cache_new() (after the default and clamping). */
