@@ -5,19 +5,29 @@
  * The replay cache is an open-addressing table with linear probing whose
  * slots (12 bytes) hold a 64-bit tag of (sender, nonce), the first eight
  * bytes of SHA-256(sender "\0" nonce), and when it expires. It starts at
- * 4,096 slots and doubles, rehashing, when its entries would pass 3/4 of
- * them, up to the size whose 3/4 holds the cap; at that size the cap is
- * the limit. Entries leave by backward-shift deletion (no tombstones):
- * expired ones met on a probe are deleted there; an add that finds the
- * table full walks on 32 slots from where the last walk stopped, deleting
- * the expired ones it finds; a sweep of the whole table deletes the rest
- * once per entry life of the clock, and when the walk did not make room
- * below the largest size (so that the table grows for live entries, not
- * dead ones). After a sweep the table shrinks if a quarter of it would
- * hold what is left. So an add costs amortised O(1) slot visits, and a
- * request refused at the cap O(1). The price of the walk is that at the
- * cap entries expired since the walk last passed them (a round is slots /
- * 32 adds) still count against it.
+ * 4,096 slots and doubles, rehashing, when its live entries need it, up to
+ * the size whose 3/4 holds the cap; at that size the cap is the limit.
+ * Expired entries leave by backward-shift deletion (no tombstones), in
+ * small steps so that the loop never stops for long:
+ *
+ *   - a probe deletes those it meets;
+ *   - an add that finds 3/4 of the slots used walks up to 4 x 32 slots
+ *     (once 32 at the cap) on from where the last walk stopped, deleting
+ *     the expired ones, and below the largest size sweeps the whole table
+ *     only if that made no room (mostly because the live entries need a
+ *     larger table; after a sweep it is at most half full, so a quarter
+ *     of it is added before the next);
+ *   - once per entry life of the clock a round begins: each add walks 8
+ *     slots on until the walk has gone round the table, which then counts
+ *     as swept, and shrinks if a quarter of it would hold what is left (a
+ *     round still under way a life later, adds being rare, ends at once
+ *     with a sweep);
+ *   - when every entry has expired (the clock passed the latest expiry
+ *     added) the next add empties the table without looking at it.
+ *
+ * So an add costs amortised O(1) slot visits, and under steady load the
+ * loop stops only for a doubling. The price of walking is that at the cap
+ * entries expired since the walk last passed them still count against it.
  *
  * Two different pairs sharing a tag would make the second look replayed:
  * with n live entries each add has odds n / 2^64 of it, about 2^-42 at
@@ -285,10 +295,10 @@ enum rq_sig_result rq_sig_parse(const char *value, struct rq_sig_fields *out,
  * milliseconds. Tag 0 marks an empty slot (a pair whose tag is 0 is held
  * as 1). The expiry is compared with the clock modulo 2^32, which is exact
  * while every held expiry lies within 2^31 ms of the clock: entries are
- * kept at most c->life_ms past the time they are added, and a sweep runs
- * at least once every c->life_ms of clock that add calls see, so a held
- * expiry is never more than two lives from the clock, or 2^30 ms and two
- * lives if the clock went back (see maintain(); a life is at most 2^29).
+ * kept at most c->life_ms past the time they are added, and every entry
+ * is looked at (by a sweep or a round of the walk) about once per
+ * c->life_ms of clock that add calls see, so a held expiry is never more
+ * than a few lives from the clock (see keep_up(); a life is at most 2^27).
  */
 struct slot {
     uint32_t tag_lo;
@@ -307,9 +317,16 @@ _Static_assert(sizeof(struct slot) == 12, "slots are 12 bytes");
 #define FULL_NUM 3
 #define FULL_DEN 4
 #define AIM_DEN 2
-/* At the cap, each add walks this many slots on from the last, deleting
- * expired entries, instead of sweeping the whole table. */
+/* An add that finds the table full walks this many slots on from the
+ * last, deleting expired entries, before it thinks of sweeping it. */
 #define CAP_STEP 32
+/* ...up to this many times, until there is room, below the largest size
+ * (where a sweep would follow); once at the cap (where a refusal does). */
+#define CAP_WALKS 4
+/* Each add during a round walks this many: a round of a table sized for
+ * n live entries (2n to 4n slots) takes n / 2 adds at most, which come in
+ * a quarter of a life when clocks agree. */
+#define ROUND_STEP 8
 /* A clock that went back this far makes the cache forget everything. */
 #define CLOCK_BACK_MAX (1ull << 30)
 
@@ -321,8 +338,11 @@ struct rq_sig_cache {
     size_t max_entries; /* The cap: at most 3/4 of max_slots. */
     size_t used;        /* Entries held, expired or not. */
     uint64_t life_ms;   /* The longest an entry is kept. */
-    uint64_t swept_ms;  /* The clock at the last sweep. */
-    size_t cursor;      /* Where the walk at the cap goes on from. */
+    uint64_t swept_ms;  /* When the last sweep or round began. */
+    uint64_t latest_ms; /* No held entry expires later. */
+    uint64_t round_ms;  /* When the round under way began... */
+    size_t round_left;  /* ...and the slots it has yet to walk (0: none). */
+    size_t cursor;      /* Where the next walk goes on from. */
 };
 
 static uint64_t slot_tag(const struct slot *s)
@@ -526,68 +546,101 @@ static void resize(struct rq_sig_cache *c, size_t slots)
     c->slots = to;
     c->mask = slots - 1;
     c->cursor = 0;
+    c->round_left = 0; /* A round does not go on in another table. */
+}
+
+/* Sizes the table for the entries held: up when they fill more than half
+ * of it, down when they would fill no more than half of a quarter of it
+ * (so that a table does not shrink and grow again with every sweep). */
+static void fit(struct rq_sig_cache *c)
+{
+    size_t slots = c->mask + 1;
+    size_t want = slots_for(c, c->used);
+    if (want > slots || (want < slots && c->used <= slots / 4 / AIM_DEN)) {
+        resize(c, want);
+    }
+}
+
+/* Deletes every expired entry at once and fits the table to the rest. */
+static void maintain(struct rq_sig_cache *c, uint64_t now_ms)
+{
+    sweep(c, now_ms);
+    if (now_ms > c->swept_ms) {
+        c->swept_ms = now_ms;
+    }
+    c->round_left = 0;
+    fit(c);
 }
 
 /*
- * Walks CAP_STEP slots on from the cursor, deleting the expired entries
- * there: when the table is full, this frees room a little at a time, O(1)
- * per add, where a sweep would stop the loop for a walk of the table. An
- * entry that a deletion elsewhere moves back past the cursor waits for
- * the next round; the sweep once per life catches whatever is left.
+ * Walks @steps slots on from the cursor, deleting the expired entries
+ * there. A deletion moves entries only back to the cursor or to holes
+ * after it, so a round of mask + 1 steps looks at every entry that was
+ * held when it began (probes delete nothing during a round, so nothing
+ * else moves an entry back past the cursor). The end of a round counts as
+ * a sweep made when it began, and fits the table.
  */
-static void walk(struct rq_sig_cache *c, uint64_t now_ms)
+static void walk(struct rq_sig_cache *c, uint64_t now_ms, size_t steps)
 {
-    for (int k = 0; k < CAP_STEP; k++) {
+    for (size_t k = 0; k < steps; k++) {
         size_t i = c->cursor;
         while (!slot_empty(&c->slots[i]) &&
                slot_expired(&c->slots[i], now_ms)) {
             slot_delete(c, i); /* A later entry may now sit at i. */
         }
         c->cursor = (i + 1) & c->mask;
+        if (c->round_left > 0 && --c->round_left == 0) {
+            if (c->round_ms > c->swept_ms) {
+                c->swept_ms = c->round_ms;
+            }
+            fit(c);
+            return;
+        }
     }
 }
 
 /*
- * Deletes every expired entry and sizes the table for those left: up when
- * they fill more than half of it, down when they would fill no more than
- * half of a quarter of it. This is the only place expired entries leave
- * other than a probe that meets them, and it costs a walk of the table,
- * so its callers make it rare: once per life of the clock unless the
- * table is full, and after it the table is at most half full below its
- * largest size, so a quarter of the slots are added before the next one
- * for fullness (amortised O(1) per add). A full table walks a few slots
- * first (walk()) and sweeps only if that did not make room, and at the
- * largest size never. Without memory to grow, the table stays as it is and
- * refuses when full.
+ * Keeps every held expiry within 2^31 ms of @now_ms, deletes expired
+ * entries a few at a time, and starts, walks or ends the round made once
+ * per life of the clock:
  *
- * c->swept_ms only moves forward, so every held entry expires before
- * c->swept_ms + 2 * c->life_ms: one held at the last sweep within a life
- * of it, one added since at most a life after being added, and adds a
- * life after a sweep sweep first. So when the clock has moved two lives
- * past the last sweep every entry has expired, and the table is emptied
- * without looking (modulo 2^32 the expiries could no longer be compared).
- * The same when the clock went back CLOCK_BACK_MAX or more: every held
- * timestamp is then that far ahead of the clock, outside the window.
+ *   - Everything expired (the clock reached the latest expiry added), or
+ *     the clock went back CLOCK_BACK_MAX or more (every held timestamp is
+ *     then that far ahead, outside the window): the table is emptied
+ *     without looking at it, and fitted.
+ *   - A round under way for a life already (adds are rare): it ends now,
+ *     with a sweep.
+ *   - No round under way, and a life since the last sweep: a round begins.
+ *   - A round under way: it walks ROUND_STEP slots.
+ *
+ * Why 2^31 holds: an entry held was looked at live, or added, since the
+ * last round began (at c->swept_ms), at a clock no more than
+ * CLOCK_BACK_MAX behind the c->swept_ms of that moment, which was at most
+ * two lives behind today's; and the clock is less than three lives past
+ * c->swept_ms: the next round begins at the first add a life after it
+ * (without an add for two lives everything has expired, the first case),
+ * and ends within a life. An expiry is at most a life ahead of the clock
+ * of its add. So expiries are within five lives (at most 5 * 2^27) and
+ * CLOCK_BACK_MAX (2^30) of the clock, less than 2^31.
  */
-static void maintain(struct rq_sig_cache *c, uint64_t now_ms)
+static void keep_up(struct rq_sig_cache *c, uint64_t now_ms)
 {
-    if (now_ms >= c->swept_ms + 2 * c->life_ms ||
-        now_ms + CLOCK_BACK_MAX <= c->swept_ms) {
-        memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
-        c->used = 0;
-        c->swept_ms = now_ms;
-    } else {
-        sweep(c, now_ms);
-        if (now_ms > c->swept_ms) {
-            c->swept_ms = now_ms;
+    if (now_ms >= c->latest_ms || now_ms + CLOCK_BACK_MAX <= c->swept_ms) {
+        if (c->used > 0 || c->mask + 1 > c->min_slots) {
+            memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
+            c->used = 0;
+            fit(c);
         }
+        c->swept_ms = now_ms;
+        c->round_left = 0;
+    } else if (c->round_left > 0 && now_ms >= c->round_ms + c->life_ms) {
+        maintain(c, now_ms);
+    } else if (c->round_left == 0 && now_ms >= c->swept_ms + c->life_ms) {
+        c->round_ms = now_ms;
+        c->round_left = c->mask + 1;
     }
-    /* Shrinking waits until a quarter of the table would do, so that a
-     * table does not shrink and grow again with every sweep. */
-    size_t slots = c->mask + 1;
-    size_t want = slots_for(c, c->used);
-    if (want > slots || (want < slots && c->used <= slots / 4 / AIM_DEN)) {
-        resize(c, want);
+    if (c->round_left > 0) {
+        walk(c, now_ms, ROUND_STEP);
     }
 }
 
@@ -598,11 +651,7 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
     uint64_t tag = tag_of(sender, nonce);
     size_t i;
 
-    /* Once per life, and when the clock went far back. */
-    if (now_ms >= c->swept_ms + c->life_ms ||
-        now_ms + CLOCK_BACK_MAX <= c->swept_ms) {
-        maintain(c, now_ms);
-    }
+    keep_up(c, now_ms);
     if (expires_ms <= now_ms) {
         expires_ms = now_ms + 1;
     } else if (expires_ms - now_ms > c->life_ms) {
@@ -610,12 +659,13 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
     }
     i = (size_t)tag & c->mask;
     while (!slot_empty(&c->slots[i])) {
-        if (slot_expired(&c->slots[i], now_ms)) {
+        if (!slot_expired(&c->slots[i], now_ms)) {
+            if (slot_tag(&c->slots[i]) == tag) {
+                return RQ_SIG_REPLAYED;
+            }
+        } else if (c->round_left == 0) {
             slot_delete(c, i); /* A later entry may now sit at i. */
             continue;
-        }
-        if (slot_tag(&c->slots[i]) == tag) {
-            return RQ_SIG_REPLAYED;
         }
         i = (i + 1) & c->mask;
     }
@@ -623,7 +673,10 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
         /* A walk frees room in O(1) when expired entries fill a good part
          * of the table; a sweep, below the largest size, finds out whether
          * the live ones need a larger one. */
-        walk(c, now_ms);
+        int walks = c->mask + 1 == c->max_slots ? 1 : CAP_WALKS;
+        for (int n = 0; n < walks && c->used >= limit_of(c); n++) {
+            walk(c, now_ms, CAP_STEP);
+        }
         if (c->used >= limit_of(c) && c->mask + 1 < c->max_slots) {
             maintain(c, now_ms);
         }
@@ -638,6 +691,9 @@ enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
         .expires = (uint32_t)expires_ms,
     };
     c->used++;
+    if (expires_ms > c->latest_ms) {
+        c->latest_ms = expires_ms;
+    }
     return RQ_SIG_OK;
 }
 

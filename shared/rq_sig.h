@@ -58,9 +58,9 @@
 #define RQ_SIG_CACHE_DEFAULT (3u << 20)
 /* The largest cap a cache takes (3/4 of 2^28 slots, 3 GiB). */
 #define RQ_SIG_CACHE_MAX (3u << 26)
-/* The longest an entry may be kept, in milliseconds (about 6 days; a
+/* The longest an entry may be kept, in milliseconds (about 37 hours; a
  * window of 600 s needs 1,200,001). */
-#define RQ_SIG_LIFE_MAX (1u << 29)
+#define RQ_SIG_LIFE_MAX (1u << 27)
 
 /* Outcomes of a verification, with the label /metrics counts them under
  * and what the 401 (503 for BUSY) says. */

@@ -542,7 +542,7 @@ static void test_sig_cache_cap_refuses(void **state)
     struct rq_sig_cache *c = rq_sig_cache_new(cap, 1000);
 
     for (uint32_t i = 0; i < cap; i++) {
-        assert_int_equal(add(c, 0, i, 500, 0), RQ_SIG_OK);
+        assert_int_equal(add(c, 0, i, i == 0 ? 900 : 500, 0), RQ_SIG_OK);
     }
     /* 16,384 slots: 3/4 of them would be 12,288, but the cap is 10,000. */
     assert_int_equal(rq_sig_cache_capacity(c), cap);
@@ -553,14 +553,21 @@ static void test_sig_cache_cap_refuses(void **state)
     assert_int_equal(rq_sig_cache_count(c), cap);
     assert_all_replayed(c, 0, cap, 499);
     assert_int_equal(rq_sig_cache_bytes(c), 16384 * SLOT_BYTES);
-    /* At 500 they have all expired: room again. */
+    /* At 500 all but entry 0 (until 900) have expired: the walk at the cap
+     * makes room. */
     assert_int_equal(add(c, 1, 0, 1400, 500), RQ_SIG_OK);
-    /* A life after the last sweep (at 0, when the table grew) the next add
-     * sweeps, and the emptied table shrinks back to its smallest. */
-    assert_int_equal(add(c, 1, 1, 1400, 1200), RQ_SIG_OK);
-    assert_int_equal(rq_sig_cache_count(c), 2);
+    assert_true(rq_sig_cache_count(c) < cap);
+    assert_int_equal(rq_sig_cache_bytes(c), 16384 * SLOT_BYTES);
+    /* A life after the last sweep (at 0, when the table grew) a round of
+     * the walk begins, 8 slots an add: 2,048 adds (replays here) later it
+     * has deleted every expired entry, and the table shrinks back. */
+    for (int k = 0; k < 16384 / 8; k++) {
+        assert_int_equal(rq_sig_cache_bytes(c), 16384 * SLOT_BYTES);
+        assert_int_equal(add(c, 1, 0, 1400, 1200), RQ_SIG_REPLAYED);
+    }
+    assert_int_equal(rq_sig_cache_count(c), 1);
     assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
-    assert_all_replayed(c, 1, 2, 1200);
+    assert_all_replayed(c, 1, 1, 1200);
     rq_sig_cache_free(c);
 }
 
@@ -594,7 +601,8 @@ static void test_sig_cache_cap_walks(void **state)
 }
 
 /* After a burst the table shrinks back once its entries expire, keeping
- * the live ones. */
+ * the live ones: at the end of a round of the walk, or at once when every
+ * entry has expired. */
 static void test_sig_cache_shrinks(void **state)
 {
     (void)state;
@@ -609,20 +617,34 @@ static void test_sig_cache_shrinks(void **state)
         assert_int_equal(add(c, 1, i, 60201, 200), RQ_SIG_OK);
     }
     assert_int_equal(rq_sig_cache_count(c), 31000);
-    /* A life after the last sweep (at 0), the next add sweeps: 1,000 are
-     * left, which the smallest table holds. */
-    assert_int_equal(add(c, 2, 0, 70000, 60001), RQ_SIG_OK);
-    assert_int_equal(rq_sig_cache_count(c), 1001);
+    /* A life after the last sweep (at 0, when the table grew) a round
+     * begins: 8 slots an add, 8,192 adds (replays) for 65,536 slots. At
+     * its end 1,000 are left, which the smallest table holds. */
+    for (uint32_t k = 0; k < 65536 / 8; k++) {
+        assert_int_equal(rq_sig_cache_bytes(c), 65536 * SLOT_BYTES);
+        assert_int_equal(add(c, 1, k % 1000, 70000, 60001 + k / 1000),
+                         RQ_SIG_REPLAYED);
+    }
+    assert_int_equal(rq_sig_cache_count(c), 1000);
     assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
     assert_int_equal(rq_sig_cache_capacity(c), MIN_SLOTS / 4 * 3);
-    assert_all_replayed(c, 1, 1000, 60001);
-    assert_all_replayed(c, 2, 1, 60001);
-    assert_int_equal(add(c, 0, 0, 70000, 60001), RQ_SIG_OK);
+    assert_all_replayed(c, 1, 1000, 60010);
+    assert_int_equal(add(c, 0, 0, 70000, 60010), RQ_SIG_OK);
+
+    /* A burst again, then nothing until it has all expired: the next add
+     * empties the table and shrinks it at once. */
+    for (uint32_t i = 0; i < 30000; i++) {
+        assert_int_equal(add(c, 2, i, 61000, 60100), RQ_SIG_OK);
+    }
+    assert_int_equal(rq_sig_cache_bytes(c), 65536 * SLOT_BYTES);
+    assert_int_equal(add(c, 3, 0, 80000, 70000), RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_count(c), 1);
+    assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
     rq_sig_cache_free(c);
 }
 
-/* The table shrinks only when a quarter of it would do (hysteresis), or
- * its smallest size. */
+/* At the end of a round the table shrinks only when a quarter of it would
+ * do (hysteresis), or its smallest size. */
 static void test_sig_cache_shrink_hysteresis(void **state)
 {
     (void)state;
@@ -633,20 +655,90 @@ static void test_sig_cache_shrink_hysteresis(void **state)
         assert_int_equal(add(c, 0, i, 10, 0), RQ_SIG_OK);
     }
     assert_int_equal(rq_sig_cache_bytes(c), 8192 * SLOT_BYTES);
-    for (uint32_t i = 0; i < 2000; i++) {
-        assert_int_equal(add(c, 1, i, 1600, 600), RQ_SIG_OK);
+    for (uint32_t i = 0; i < 1500; i++) {
+        assert_int_equal(add(c, 1, i, 1005, 5), RQ_SIG_OK);
     }
-    /* The sweep at 1000 leaves 2,000: more than half of a quarter
-     * (1,024), so the table keeps its size although 4,096 slots would
-     * hold them. */
-    assert_int_equal(add(c, 2, 0, 1900, 1000), RQ_SIG_OK);
-    assert_int_equal(rq_sig_cache_count(c), 2001);
+    /* The round from 1000 (1,024 adds, replays) leaves 1,500: more than
+     * half of a quarter (1,024), so the table keeps its size although
+     * 4,096 slots would hold them. */
+    for (uint32_t k = 0; k < 8192 / 8; k++) {
+        assert_int_equal(add(c, 1, k, 1900, 1000), RQ_SIG_REPLAYED);
+    }
+    assert_int_equal(rq_sig_cache_count(c), 1500);
     assert_int_equal(rq_sig_cache_bytes(c), 8192 * SLOT_BYTES);
-    assert_all_replayed(c, 1, 2000, 1000);
-    /* The sweep at 2000 leaves none: the smallest table. */
-    assert_int_equal(add(c, 2, 1, 2100, 2000), RQ_SIG_OK);
-    assert_int_equal(rq_sig_cache_count(c), 1);
-    assert_int_equal(rq_sig_cache_bytes(c), MIN_SLOTS * SLOT_BYTES);
+    assert_all_replayed(c, 1, 1500, 1000);
+    rq_sig_cache_free(c);
+}
+
+/* A small deterministic generator (xorshift64). */
+static uint64_t next_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/*
+ * Against a model (each pair's expiry in an array): random adds of new
+ * pairs and replays of old ones, at a clock that mostly creeps, sometimes
+ * leaps past every expiry and sometimes steps back, so that the table
+ * grows, walks its rounds, shrinks and is emptied many times over. Every
+ * answer must be the model's (but for pairs that had expired by an
+ * earlier, later-reading clock).
+ */
+static void test_sig_cache_matches_model(void **state)
+{
+    (void)state;
+    enum { KEYS = 250000, STEPS = 500000, LIFE = 1000 };
+    static uint64_t model[KEYS]; /* 0: never added. */
+    struct rq_sig_cache *c = rq_sig_cache_new(1u << 16, LIFE);
+    uint64_t x = 88172645463325252ull;
+    uint64_t now = (1ull << 40) - 500000; /* Across a wrap of 2^32. */
+    uint64_t high = now;
+    uint32_t added = 0;
+    size_t last_bytes = rq_sig_cache_bytes(c);
+    int grew = 0, shrank = 0;
+
+    memset(model, 0, sizeof model);
+    for (uint32_t step = 0; step < STEPS; step++) {
+        uint64_t r = next_rand(&x);
+        if (r % 20000 == 0) {
+            now += 3 * LIFE; /* Past everything. */
+        } else if (r % 20000 == 1) {
+            now -= r / 1000 % LIFE; /* A step back. */
+        } else {
+            now += r / 1000 % 16 == 0; /* 16 adds a millisecond. */
+        }
+        /* A new pair, or one of the last 4,096 (live or lately expired). */
+        uint32_t k = added < KEYS && (r >> 20) % 2 == 0
+                         ? added++
+                         : added - 1 - (uint32_t)((r >> 24) % 4096);
+        if (k >= KEYS) {
+            continue;
+        }
+        uint64_t life = 1 + (r >> 40) % LIFE;
+        /* A pair that expired by a later clock reading may have been
+         * forgotten: after a step back it may go either way. */
+        high = now > high ? now : high;
+        enum rq_sig_result want = model[k] > now ? RQ_SIG_REPLAYED : RQ_SIG_OK;
+        enum rq_sig_result got = add(c, 9, k, now + life, now);
+        if (got != want && !(model[k] > now && model[k] <= high)) {
+            fail_msg("step %u: pair %u at %llu: %s, want %s", step, k,
+                     (unsigned long long)now, rq_sig_result_label(got),
+                     rq_sig_result_label(want));
+        }
+        if (got == RQ_SIG_OK) {
+            model[k] = now + life;
+        }
+        assert_true(rq_sig_cache_count(c) <= rq_sig_cache_capacity(c));
+        size_t bytes = rq_sig_cache_bytes(c);
+        grew += bytes > last_bytes;
+        shrank += bytes < last_bytes;
+        last_bytes = bytes;
+    }
+    /* The table went through its sizes, both ways. */
+    assert_true(grew > 10 && shrank > 5);
     rq_sig_cache_free(c);
 }
 
@@ -705,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_sig_cache_shrinks),
         cmocka_unit_test(test_sig_cache_shrink_hysteresis),
         cmocka_unit_test(test_sig_cache_clock_jumps),
+        cmocka_unit_test(test_sig_cache_matches_model),
 #undef T
     };
     return cmocka_run_group_tests_name("sig", tests, NULL, NULL);
