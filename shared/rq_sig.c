@@ -632,6 +632,7 @@ static void keep_up(struct rq_sig_cache *c, uint64_t now_ms)
             fit(c);
         }
         c->swept_ms = now_ms;
+        c->latest_ms = 0; /* Nothing is held. */
         c->round_left = 0;
     } else if (c->round_left > 0 && now_ms >= c->round_ms + c->life_ms) {
         maintain(c, now_ms);
