@@ -64,6 +64,7 @@ CLI_MAIN := cli/raftq.c
 CLI_SRC := $(filter-out $(CLI_MAIN),$(wildcard cli/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
+BENCH_SRC := $(wildcard tests/bench/*_bench.c)
 # One libFuzzer harness per file; each also links with replay.c (a main()
 # that runs it over files) for the corpus replays of make test.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -85,6 +86,7 @@ BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
         $(if $(wildcard $(CLI_MAIN)),$(BUILD)/raftq)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 COMPONENT_BINS := $(patsubst tests/component/%.c,$(BUILD)/tests/%,$(COMPONENT_SRC))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz-replay/fuzz_%,$(FUZZ_NAMES))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
@@ -175,6 +177,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(APP_LIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/component/%.o $(APP_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+# Benchmarks written in C (make bench runs them from tests/bench/run.sh).
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(APP_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # The harnesses under gcc and the sanitizers, each with the replay main().
 $(BUILD)/fuzz-replay/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o \
@@ -285,7 +292,7 @@ chaos: deps
 	  $(if $(SEED),--seed $(SEED)) --out build/chaos
 
 bench: deps
-	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory all $(BENCH_BINS)
 	bash tests/bench/run.sh
 
 fmt:

@@ -152,6 +152,11 @@ static const struct rq_opt options[] = {
      "268435456", false, offsetof(struct broker_config, http_max_buffered),
      "bytes of request bodies held at once, over all connections; past "
      "them a request is answered 503 with Retry-After"},
+    {"auth-replay-cache-entries", "RAFTQ_AUTH_REPLAY_CACHE_ENTRIES", RQ_OPT_U64,
+     "3145728", false,
+     offsetof(struct broker_config, auth_replay_cache_entries),
+     "signed requests remembered within the clock window, at most (16 "
+     "bytes each at the cap); past it they are refused with 503"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
@@ -1118,6 +1123,10 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_httpsig_check_cache(c->auth_replay_cache_entries, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
                                 c->http_max_connections, c->http_max_buffered,
                                 API_MAX_BODY, why, whyn);
@@ -1154,6 +1163,7 @@ static int start(struct broker *b, char *why, size_t whyn)
     struct rq_httpsig_config sc = {
         .keys = &b->keys,
         .skew_ms = b->cfg.auth_clock_skew_ms,
+        .cache_entries = (size_t)b->cfg.auth_replay_cache_entries,
         .metrics = b->metrics,
     };
     rv = rq_httpsig_new(&sc, &b->httpsig);

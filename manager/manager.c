@@ -120,6 +120,11 @@ static const struct rq_opt options[] = {
      false, offsetof(struct manager_config, auth_clock_skew_ms),
      "how far a signed request's timestamp may be from this clock, either "
      "way"},
+    {"auth-replay-cache-entries", "RAFTQ_AUTH_REPLAY_CACHE_ENTRIES", RQ_OPT_U64,
+     "3145728", false,
+     offsetof(struct manager_config, auth_replay_cache_entries),
+     "signed requests remembered within the clock window, at most (16 "
+     "bytes each at the cap); past it they are refused with 503"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
      false, offsetof(struct manager_config, election_ms),
      "Raft election timeout"},
@@ -1272,6 +1277,10 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    rv = rq_httpsig_check_cache(c->auth_replay_cache_entries, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
@@ -1384,6 +1393,7 @@ static int start(struct manager *m, char *why, size_t whyn)
     struct rq_httpsig_config sc = {
         .keys = &m->keys,
         .skew_ms = m->cfg.auth_clock_skew_ms,
+        .cache_entries = (size_t)m->cfg.auth_replay_cache_entries,
         .metrics = m->metrics,
     };
     if (rq_httpsig_new(&sc, &m->httpsig) != 0) {

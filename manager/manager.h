@@ -54,6 +54,7 @@ struct manager_config {
     uint64_t http_max_connections;
     uint64_t auth_clock_skew_ms;
     uint64_t http_max_buffered;
+    uint64_t auth_replay_cache_entries;
     const char *log_level;
     const char *log_format;
 };

@@ -23,10 +23,33 @@
  * entries expire continuously, so a second frees some. */
 #define RETRY_AFTER_S "1"
 
+/* The replay cache's gauges, in the order of gauge_defs. */
+enum { G_ENTRIES, G_CAPACITY, G_MAX, G_COUNT };
+
+static const struct rq_metric_def gauge_defs[G_COUNT] = {
+    {RQ_METRIC_GAUGE,
+     "raftq_http_auth_replay_cache_entries",
+     "Signed internal requests the replay cache remembers (accepted within "
+     "the clock window, and expired ones not yet reclaimed).",
+     {NULL}},
+    {RQ_METRIC_GAUGE,
+     "raftq_http_auth_replay_cache_capacity",
+     "Entries the replay cache holds at its present size before it must "
+     "free room or grow (up to the cap).",
+     {NULL}},
+    {RQ_METRIC_GAUGE,
+     "raftq_http_auth_replay_cache_max_entries",
+     "The replay cache's cap (--auth-replay-cache-entries): past it, signed "
+     "requests are refused with 503 (reason cache_full).",
+     {NULL}},
+};
+
 struct rq_httpsig {
     const struct rq_keys *keys;
     struct rq_sig_cache *cache;
     struct rq_sig_verifier verifier;
+    struct rq_metrics *metrics; /* Borrowed, NULL without collection. */
+    struct rq_metric *gauges[G_COUNT];
     struct rq_metric *refused[RQ_SIG_N_RESULTS];
     uint64_t last_log_ms;
     uint64_t unlogged; /* Refusals since the last line. */
@@ -39,14 +62,38 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn)
+/* 0 if @lo <= @v <= @hi, else RQ_INVALID with a sentence naming @flag. */
+static int check_range(uint64_t v, uint64_t lo, uint64_t hi, const char *flag,
+                       char *why, size_t whyn)
 {
-    if (skew_ms < RQ_HTTPSIG_SKEW_MIN_MS || skew_ms > RQ_HTTPSIG_SKEW_MAX_MS) {
-        snprintf(why, whyn, "need %u <= --auth-clock-skew-ms <= %u",
-                 RQ_HTTPSIG_SKEW_MIN_MS, RQ_HTTPSIG_SKEW_MAX_MS);
+    if (v < lo || v > hi) {
+        snprintf(why, whyn, "need %llu <= --%s <= %llu", (unsigned long long)lo,
+                 flag, (unsigned long long)hi);
         return RQ_INVALID;
     }
     return 0;
+}
+
+int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn)
+{
+    return check_range(skew_ms, RQ_HTTPSIG_SKEW_MIN_MS, RQ_HTTPSIG_SKEW_MAX_MS,
+                       "auth-clock-skew-ms", why, whyn);
+}
+
+int rq_httpsig_check_cache(uint64_t entries, char *why, size_t whyn)
+{
+    return check_range(entries, RQ_HTTPSIG_CACHE_MIN, RQ_HTTPSIG_CACHE_MAX,
+                       "auth-replay-cache-entries", why, whyn);
+}
+
+/* The collect callback: the cache's gauges as of the scrape. */
+static void collect(void *data)
+{
+    struct rq_httpsig *s = data;
+    rq_metric_set(s->gauges[G_ENTRIES], (double)rq_sig_cache_count(s->cache));
+    rq_metric_set(s->gauges[G_CAPACITY],
+                  (double)rq_sig_cache_capacity(s->cache));
+    rq_metric_set(s->gauges[G_MAX], (double)rq_sig_cache_max(s->cache));
 }
 
 int rq_httpsig_new(const struct rq_httpsig_config *cfg,
@@ -65,14 +112,17 @@ int rq_httpsig_new(const struct rq_httpsig_config *cfg,
     if (s == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
-    s->cache = rq_sig_cache_new(cfg->cache_capacity);
+    s->keys = cfg->keys;
+    s->verifier.skew_ms =
+        cfg->skew_ms != 0 ? cfg->skew_ms : RQ_SIG_SKEW_DEFAULT_MS;
+    /* rq_sig_verify() keeps an entry until ts + skew + 1, at most twice
+     * the window and one past the clock. */
+    s->cache =
+        rq_sig_cache_new(cfg->cache_entries, 2 * s->verifier.skew_ms + 1);
     if (s->cache == NULL) {
         free(s); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    s->keys = cfg->keys;
-    s->verifier.skew_ms =
-        cfg->skew_ms != 0 ? cfg->skew_ms : RQ_SIG_SKEW_DEFAULT_MS;
     s->verifier.seen = s->cache;
     if (cfg->metrics != NULL) {
         /* Every reason from the start, so a scrape shows zeros. Without
@@ -81,6 +131,13 @@ int rq_httpsig_new(const struct rq_httpsig_config *cfg,
         for (int r = RQ_SIG_OK + 1; r < RQ_SIG_N_RESULTS; r++) {
             const char *label = rq_sig_result_label(r);
             s->refused[r] = rq_metric_get(f, &label);
+        }
+        for (int g = 0; g < G_COUNT; g++) {
+            s->gauges[g] = rq_metric_family_child(
+                rq_metrics_add(cfg->metrics, &gauge_defs[g]));
+        }
+        if (rq_metrics_on_collect(cfg->metrics, collect, s) == 0) {
+            s->metrics = cfg->metrics;
         }
     }
     *out = s;
@@ -91,6 +148,9 @@ void rq_httpsig_free(struct rq_httpsig *s)
 {
     if (s == NULL) {
         return;
+    }
+    if (s->metrics != NULL) {
+        rq_metrics_off_collect(s->metrics, collect, s);
     }
     for (int r = 0; r < RQ_SIG_N_RESULTS; r++) {
         rq_metric_put(s->refused[r]);

@@ -8,7 +8,8 @@
  * signature, replayed), or 503 with Retry-After when the replay cache is
  * full. Nothing of a refused request reaches its handler. Refusals are
  * counted in raftq_http_auth_refused_total{reason} and logged at most once
- * a second.
+ * a second; the replay cache's entries, capacity and cap are gauges
+ * (raftq_http_auth_replay_cache_*), read when /metrics is scraped.
  *
  * Signing is rq_httpc's (struct rq_httpc_signer); this module only
  * verifies. It is not thread-safe: one per loop.
@@ -32,6 +33,9 @@
 /* The bounds of --auth-clock-skew-ms. */
 #define RQ_HTTPSIG_SKEW_MIN_MS 1000
 #define RQ_HTTPSIG_SKEW_MAX_MS 600000
+/* The bounds of --auth-replay-cache-entries. */
+#define RQ_HTTPSIG_CACHE_MIN 16
+#define RQ_HTTPSIG_CACHE_MAX RQ_SIG_CACHE_MAX
 
 struct rq_metrics;
 struct rq_httpsig;
@@ -39,12 +43,14 @@ struct rq_httpsig;
 struct rq_httpsig_config {
     const struct rq_keys *keys; /* Borrowed; outlives the verifier. */
     uint64_t skew_ms;           /* 0: RQ_SIG_SKEW_DEFAULT_MS. */
-    size_t cache_capacity;      /* 0: RQ_SIG_CACHE_DEFAULT. */
+    size_t cache_entries;       /* The cap; 0: RQ_SIG_CACHE_DEFAULT. */
     struct rq_metrics *metrics; /* Borrowed, or NULL. */
 };
 
 /* Checks a configured --auth-clock-skew-ms: 0 or RQ_INVALID with @why. */
 int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn);
+/* Checks a configured --auth-replay-cache-entries, the same way. */
+int rq_httpsig_check_cache(uint64_t entries, char *why, size_t whyn);
 
 /* 0, or RQ_NOMEM. Caller frees with rq_httpsig_free(). */
 int rq_httpsig_new(const struct rq_httpsig_config *cfg,

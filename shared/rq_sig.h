@@ -27,10 +27,11 @@
  * window away from its own clock, either way (EXPIRED), a MAC made with
  * none of the keys the route accepts (BAD), and a (sender, nonce) it
  * accepted before within the window (REPLAYED). Accepted (sender, nonce)
- * pairs are kept in a bounded cache until their timestamp leaves the
- * window; when the cache is full of live entries the request is refused
- * (BUSY, answered 503) rather than accepted unremembered. Only requests
- * with a valid MAC enter the cache, so only key holders can fill it.
+ * pairs are kept in a cache until their timestamp leaves the window; the
+ * cache grows with demand up to a cap, and when it holds the cap in live
+ * entries the request is refused (BUSY, answered 503) rather than
+ * accepted unremembered. Only requests with a valid MAC enter the cache,
+ * so only key holders can fill it.
  *
  * The module is pure: no I/O, no clock, no randomness (the caller passes
  * the time and the nonce).
@@ -52,8 +53,14 @@
      2 * RQ_SIG_NONCE_SIZE + 2 * RQ_SIG_MAC_SIZE)
 /* The default clock window, either way. */
 #define RQ_SIG_SKEW_DEFAULT_MS 30000
-/* The default bound of the replay cache, in accepted requests. */
-#define RQ_SIG_CACHE_DEFAULT (1u << 17)
+/* The default cap of the replay cache, in entries (accepted requests
+ * within the window): 3/4 of 2^22 slots of 12 bytes, 48 MiB at most. */
+#define RQ_SIG_CACHE_DEFAULT (3u << 20)
+/* The largest cap a cache takes (3/4 of 2^28 slots, 3 GiB). */
+#define RQ_SIG_CACHE_MAX (3u << 26)
+/* The longest an entry may be kept, in milliseconds (about 37 hours; a
+ * window of 600 s needs 1,200,001). */
+#define RQ_SIG_LIFE_MAX (1u << 27)
 
 /* Outcomes of a verification, with the label /metrics counts them under
  * and what the 401 (503 for BUSY) says. */
@@ -125,18 +132,35 @@ enum rq_sig_result rq_sig_parse(const char *value, struct rq_sig_fields *out,
 
 struct rq_sig_cache;
 
-/* A cache remembering up to @capacity live entries (0: the default);
- * NULL without memory. Caller frees with rq_sig_cache_free(). */
-struct rq_sig_cache *rq_sig_cache_new(size_t capacity);
+/*
+ * A cache remembering up to @max_entries live entries (0: the default;
+ * more than RQ_SIG_CACHE_MAX is taken as RQ_SIG_CACHE_MAX), each kept at
+ * most @life_ms (0: twice the default window and 1; clamped to 1 to
+ * RQ_SIG_LIFE_MAX). It starts small (a few thousand entries, 48 KiB),
+ * grows as live entries demand and shrinks when they leave. NULL without
+ * memory. Caller frees with rq_sig_cache_free().
+ */
+struct rq_sig_cache *rq_sig_cache_new(size_t max_entries, uint64_t life_ms);
 void rq_sig_cache_free(struct rq_sig_cache *c);
 
 /* Entries held, live or expired but not yet reclaimed. */
 size_t rq_sig_cache_count(const struct rq_sig_cache *c);
+/* Entries the cache holds at its present size before it must free room or
+ * grow; at its largest size, the cap. */
+size_t rq_sig_cache_capacity(const struct rq_sig_cache *c);
+/* The cap given to rq_sig_cache_new() (after the default and clamping). */
+size_t rq_sig_cache_max(const struct rq_sig_cache *c);
+/* Bytes of the table (the entries' memory, not the struct's). */
+size_t rq_sig_cache_bytes(const struct rq_sig_cache *c);
 
 /*
- * Remembers (@sender, @nonce) until @expires_ms. RQ_SIG_REPLAYED if the
- * pair is held and not expired at @now_ms, RQ_SIG_BUSY if @capacity live
- * entries are held, else RQ_SIG_OK.
+ * Remembers (@sender, @nonce) until @expires_ms (taken as at least
+ * @now_ms + 1 and at most @now_ms plus the cache's life). RQ_SIG_REPLAYED
+ * if the pair is held and not expired at @now_ms, RQ_SIG_BUSY if the cache
+ * holds its cap in entries that are live (or expired too recently to be
+ * reclaimed yet, see rq_sig.c), or without memory to grow, else RQ_SIG_OK.
+ * A clock that jumps back by 2^30 ms (12 days) or more makes the cache
+ * forget every entry: their timestamps are then far outside the window.
  */
 enum rq_sig_result rq_sig_cache_add(struct rq_sig_cache *c, const char *sender,
                                     const uint8_t nonce[RQ_SIG_NONCE_SIZE],

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make bench: prints figures for the release build in build/. Nothing here is
-# asserted; the numbers go to standard output for a person to read. Arguments
+# asserted; the numbers go to standard output for a person to read. The replay
+# cache's figures come first (build/bench/sig_bench). Arguments
 # go to the ATM bench; BROKER_BENCH_ARGS (e.g. "--only throughput") to the
 # broker bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+build/bench/sig_bench
 python3 tests/bench/atm_bench.py --build build "$@"
 # shellcheck disable=SC2086 # BROKER_BENCH_ARGS is split on purpose.
 python3 tests/bench/broker_bench.py --build build ${BROKER_BENCH_ARGS:-}

@@ -308,7 +308,7 @@ static int setup(void **state)
     /* Room for SIGNED_MAX accepted requests per window, so that a test
      * can fill the replay cache. */
     struct rq_httpsig_config sc = {.keys = &e->keys,
-                                   .cache_capacity = SIGNED_MAX};
+                                   .cache_entries = SIGNED_MAX};
     assert_int_equal(rq_httpsig_new(&sc, &e->sig), 0);
     struct rq_http_config cfg = {
         .bind_address = "127.0.0.1:0",

@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const uint8_t *m2b = rq_keys_get(&keys, RQ_KEY_HTTP_M2B);
     const uint8_t *b2m = rq_keys_get(&keys, RQ_KEY_HTTP_B2M);
-    struct rq_sig_cache *cache = rq_sig_cache_new(CACHE);
+    struct rq_sig_cache *cache = rq_sig_cache_new(CACHE, 0);
     FUZZ_CHECK(cache != NULL);
     struct rq_sig_verifier v = {.skew_ms = RQ_SIG_SKEW_DEFAULT_MS,
                                 .seen = cache};

@@ -17,7 +17,9 @@ replicas' member lists and the managers' broker and manager lists must be
 as they were. Correctly signed requests on the same routes are accepted,
 so the refusals are not for another reason, and the refusals are counted
 in /metrics. A second test checks that a manager believes the
-X-Raftq-Forwarded mark on a public route only with a valid signature.
+X-Raftq-Forwarded mark on a public route only with a valid signature, and a
+third that a broker whose replay cache holds its cap in live entries answers
+503 with Retry-After instead of accepting a request it cannot remember.
 
 Needs no root. Run: python3 tests/integration/test_strangers.py
 [--build DIR] [-k NAME] [--ports LO-HI].
@@ -179,17 +181,21 @@ def state(c, gid, replicas):
     return out
 
 
-def refusals(addr):
-    """raftq_http_auth_refused_total by reason, from @addr's /metrics."""
+def scrape(addr):
+    """@addr's /metrics, as text."""
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
         conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
+        return conn.getresponse().read().decode()
     finally:
         conn.close()
+
+
+def refusals(addr):
+    """raftq_http_auth_refused_total by reason, from @addr's /metrics."""
     return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'^raftq_http_auth_refused_total\{reason="([a-z_]+)"\} (\S+)$', text, re.M)}
+        r'^raftq_http_auth_refused_total\{reason="([a-z_]+)"\} (\S+)$', scrape(addr), re.M)}
 
 
 # ---- Tests -----------------------------------------------------------------------
@@ -276,8 +282,74 @@ def test_forwarded_mark_needs_a_signature(ctx):
           "mark signed as a manager: %d %r" % (st, obj))
 
 
+def metric(addr, name):
+    """The value of an unlabelled family @name in @addr's /metrics, or None."""
+    m = re.search(r"^%s (\S+)$" % re.escape(name), scrape(addr), re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_replay_cache_cap(ctx):
+    """A broker whose replay cache holds its cap (--auth-replay-cache-entries)
+    in live entries refuses the next signed request with 503 and
+    Retry-After rather than accept it unremembered, still refuses replays
+    of what it holds, and shows the cache in /metrics."""
+    cap = 16
+    broker = os.path.join(os.path.dirname(ctx.binary), "broker")
+    addr = "127.0.0.1:%d" % ctx.ports.take()
+    argv = [broker, "--id", "1", "--raft-addr", "127.0.0.1:%d" % ctx.ports.take(),
+            "--http-addr", addr, "--data", os.path.join(ctx.dir, "broker1"),
+            "--cluster-secret", SECRET, "--log-level", ctx.opts.log_level,
+            "--auth-replay-cache-entries", str(cap)]
+    ctx.daemon("broker", 1, argv).start()
+
+    def up():
+        try:
+            return send(addr, "GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+    wait_until(up, 30, "the broker to answer /healthz")
+    check(metric(addr, "raftq_http_auth_replay_cache_max_entries") == cap,
+          "max_entries gauge: %r" % metric(addr, "raftq_http_auth_replay_cache_max_entries"))
+    check(metric(addr, "raftq_http_auth_replay_cache_entries") == 0,
+          "entries before any request: %r" % metric(addr, "raftq_http_auth_replay_cache_entries"))
+
+    target = "/internal/replicas"
+    held = []
+    for i in range(cap):
+        hdr = signed("GET", target, "", rqkeys.HTTP_M2B)
+        st, obj = send(addr, "GET", target, headers=hdr)
+        check(st == 200, "signed request %d of %d: %d %r" % (i + 1, cap, st, obj))
+        held.append(hdr)
+    check(metric(addr, "raftq_http_auth_replay_cache_entries") == cap,
+          "entries at the cap: %r" % metric(addr, "raftq_http_auth_replay_cache_entries"))
+    check(metric(addr, "raftq_http_auth_replay_cache_capacity") == cap,
+          "capacity at the cap: %r" % metric(addr, "raftq_http_auth_replay_cache_capacity"))
+
+    # One more, correctly signed: refused, not accepted unremembered.
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", target, headers=signed("GET", target, "", rqkeys.HTTP_M2B))
+        resp = conn.getresponse()
+        obj = json.loads(resp.read().decode())
+        check(resp.status == 503 and resp.getheader("Retry-After") == "1",
+              "past the cap: %d Retry-After %r %r"
+              % (resp.status, resp.getheader("Retry-After"), obj))
+        check(obj.get("status") == "failure" and "retry" in obj.get("message", ""),
+              "the 503 body: %r" % obj)
+    finally:
+        conn.close()
+    # What it holds is still refused as replayed while it is full.
+    refused(addr, "GET", target, "", held[0], "replayed", "a replay at the cap")
+    check(refusals(addr).get("cache_full", 0) >= 1, "cache_full not counted: %r"
+          % refusals(addr))
+    check(metric(addr, "raftq_http_auth_replay_cache_entries") == cap,
+          "entries after the refusals: %r" % metric(addr, "raftq_http_auth_replay_cache_entries"))
+
+
 if __name__ == "__main__":
     run_suite("strangers", [
         test_strangers_change_nothing,
         test_forwarded_mark_needs_a_signature,
+        test_replay_cache_cap,
     ], binary="manager", ports=(24000, 24999))
