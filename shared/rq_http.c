@@ -53,6 +53,7 @@
 #include "rq_http.h"
 
 #include <assert.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,6 +68,7 @@
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
+#include "rq_tls.h"
 
 #define LOG_TAG "rq_http"
 
@@ -183,6 +185,7 @@ struct rq_http {
     size_t n_routes;
     void *data;
     size_t max_body;
+    bool (*client_cert_required)(const char *path); /* With TLS only. */
     uint16_t port;
     struct rq_list waiting; /* Handled, not replied: struct rq_http_req. */
     unsigned live;          /* Requests MHD has not completed. */
@@ -287,7 +290,12 @@ static void rearm(struct rq_http *h)
     if (h->need_run) {
         uv_timer_start(&h->timer, on_timer, 0, 0);
     } else if (MHD_get_timeout(h->mhd, &ms) == MHD_YES) {
-        uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
+        /* libmicrohttpd 0.9.75 says 0 while a TLS connection waits in its
+         * handshake. A zero timer restarted from its own callback runs
+         * again in the same pass of libuv's timers (1.44), and the loop
+         * would never poll for the bytes the handshake waits for: the
+         * next run comes after a millisecond instead. */
+        uv_timer_start(&h->timer, on_timer, ms > 0 ? (uint64_t)ms : 1, 0);
     } else {
         uv_timer_stop(&h->timer);
     }
@@ -1025,6 +1033,42 @@ static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind,
 }
 
 /* The first call, once the headers are in: refuse early what can be. */
+/* Whether the client presented a certificate that verifies against the
+ * CA. libmicrohttpd asks for one (it was given the CA) but leaves the
+ * check to us. */
+static bool client_cert_verified(struct rq_http_req *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    unsigned status = 0;
+    unsigned n = 0;
+
+    if (ci == NULL || ci->tls_session == NULL) {
+        return false; /* UNTESTED: a TLS server always has a session. */
+    }
+    gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+    if (gnutls_certificate_get_peers(s, &n) == NULL || n == 0) {
+        return false;
+    }
+    return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
+}
+
+/* Whether the path (the raw target up to '?') may be served to this
+ * client as far as certificates go. */
+static bool path_cert_ok(struct rq_http_req *req)
+{
+    char *q = strchr(req->uri, '?');
+    bool needed;
+    if (q != NULL) {
+        *q = '\0';
+    }
+    needed = req->h->client_cert_required(req->uri);
+    if (q != NULL) {
+        *q = '?';
+    }
+    return !needed || client_cert_verified(req);
+}
+
 static void on_headers(struct rq_http_req *req, const char *method)
 {
     struct rq_http *h = req->h;
@@ -1038,6 +1082,14 @@ static void on_headers(struct rq_http_req *req, const char *method)
     if (h->closing) {
         req->close_connection = true;
         reject(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+        return;
+    }
+    if (h->client_cert_required != NULL && !path_cert_ok(req)) {
+        /* Nothing of the request is read further. */
+        req->close_connection = true;
+        reject(req, MHD_HTTP_UNAUTHORIZED,
+               "this path needs a client certificate signed by the "
+               "cluster CA");
         return;
     }
     const char *nul_arg = NULL;
@@ -1259,9 +1311,31 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
 
     /* The logger comes first: MHD logs through its default logger until
      * it has seen this option. */
+    /* HTTPS: the node's certificate and key, TLS 1.3 only, and the CA,
+     * which makes libmicrohttpd ask clients for a certificate. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (cfg->tls != NULL) {
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)rq_tls_cert_pem(cfg->tls)};
+        tls_opts[1] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)rq_tls_key_pem(cfg->tls)};
+        tls_opts[2] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)rq_tls_ca_pem(cfg->tls)};
+        tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                              (void *)RQ_TLS_PRIORITY};
+        h->client_cert_required = cfg->client_cert_required;
+    }
     h->mhd = MHD_start_daemon(
         flags, port, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
+        on_mhd_log, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
@@ -1306,7 +1380,8 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     if (mhd_why[0] != '\0') {
         rq_log(RQ_WARN, "libmicrohttpd: %s", mhd_why);
     }
-    rq_log(RQ_INFO, "serving HTTP on %s (port %u)", cfg->bind_address,
+    rq_log(RQ_INFO, "serving %s on %s (port %u)",
+           cfg->tls != NULL ? "HTTPS" : "HTTP", cfg->bind_address,
            (unsigned)h->port);
     *out = h;
     return 0;
