@@ -49,6 +49,7 @@
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_preamble.h"
+#include "rq_tls.h"
 
 #define LOG_TAG "rq_mux"
 
@@ -118,6 +119,7 @@ struct rq_mux {
     struct stuck stuck[STUCK_MAX]; /* Over the limit at the last look. */
     size_t n_stuck;
     struct rq_cluster_key key;
+    struct rq_tls *tls; /* Borrowed; NULL without TLS. */
     uint64_t cluster_id;
     uint64_t self_id;
     char advertise[RQ_PREAMBLE_ADDR];
@@ -563,6 +565,31 @@ static void on_watch(uv_timer_t *timer)
     m->n_stuck = w.n;
 }
 
+/* Puts *@tcp behind a TLS relay: *@tcp becomes the relay's plaintext
+ * stream (from raft_malloc(), with the same data pointer), and the relay
+ * owns and frees the TCP handle. Nothing has been read or written yet, so
+ * the preamble and everything after it travel inside TLS. */
+static int tls_wrap(struct rq_mux *m, uv_tcp_t **tcp, enum rq_tls_role role,
+                    const char *host, char *why, size_t whyn)
+{
+    uv_tcp_t *plain = raft_malloc(sizeof *plain);
+    void *data = (*tcp)->data;
+    int rv;
+
+    if (plain == NULL) {
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    rv = rq_tls_wrap(m->tls, *tcp, raft_free, role, host, plain, why, whyn);
+    if (rv != 0) {
+        raft_free(plain); /* UNTESTED: socketpair() failing only. */
+        return rv;
+    }
+    plain->data = data;
+    *tcp = plain;
+    return 0;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct rq_mux *m = server->data;
@@ -599,6 +626,14 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(in->tcp, 1);
     uv_tcp_keepalive(in->tcp, 1, KEEPALIVE_S);
+    if (m->tls != NULL) {
+        char why[128];
+        rv = tls_wrap(m, &in->tcp, RQ_TLS_SERVER, NULL, why, sizeof why);
+        if (rv != 0) {
+            incoming_reject(in, REJECT_ACCEPT, "%s", why);
+            return;
+        }
+    }
     rv = uv_read_start((uv_stream_t *)in->tcp, on_incoming_alloc,
                        on_incoming_read);
     if (rv != 0) {
@@ -756,6 +791,20 @@ static void on_connected(uv_connect_t *req, int status)
         }
         conn_fail(c, RQ_CONNECT);
         return;
+    }
+    if (c->m->tls != NULL) {
+        /* The peer's certificate must name the host we dialed. The
+         * preamble waits in the relay until the handshake is done; a
+         * failed handshake shows as the stream closing (logged by rq_tls). */
+        char host[HOST_MAX], port[PORT_MAX], why[128];
+        rv = split_address(c->target, host, port);
+        if (rv == 0) {
+            rv = tls_wrap(c->m, &c->tcp, RQ_TLS_CLIENT, host, why, sizeof why);
+        }
+        if (rv != 0) {
+            conn_fail(c, RQ_CONNECT);
+            return;
+        }
     }
     rv = uv_write(&c->write, (uv_stream_t *)c->tcp, &buf, 1, on_written);
     if (rv != 0) {
@@ -1097,6 +1146,7 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
     m->loop = loop;
     rq_cluster_key_derive(&m->key, cfg->secret != NULL ? cfg->secret : "");
     m->cluster_id = cfg->cluster_id;
+    m->tls = cfg->tls;
     m->self_id = cfg->self_id;
     snprintf(m->advertise, sizeof m->advertise, "%s", advertise);
     m->connect_timeout_ms = cfg->connect_timeout_ms != 0
