@@ -66,6 +66,7 @@
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_rpc.h"
+#include "rq_tls.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "broker"
@@ -145,6 +146,7 @@ static const struct rq_opt options[] = {
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
      offsetof(struct broker_config, log_format), "text or json"},
+    RQ_TLS_OPTIONS(struct broker_config),
 };
 
 /* A hosted replica. The group id outlives the replica's memory, so the
@@ -178,6 +180,7 @@ struct broker {
     struct rq_mux *mux;
     struct rq_rpc *rpc;
     struct rq_http *http;
+    struct rq_tls *tls;          /* NULL without --tls-*. */
     struct registrar *registrar; /* NULL without --managers. */
     int lock_fd;
     struct rq_metrics *metrics;
@@ -1092,13 +1095,33 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need --retention-check-ms >= 100");
         return RQ_INVALID;
     }
+    bool tls;
+    rv = rq_tls_check_flags(c->tls_cert, c->tls_key, c->tls_ca, &tls, why,
+                            whyn);
+    if (rv != 0) {
+        return rv;
+    }
     return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
                                 c->http_max_connections, why, whyn);
+}
+
+/* Under TLS a broker's HTTP is for managers only, and they present the
+ * node certificate: every path needs one but the probes and the metrics,
+ * which Kubernetes and Prometheus fetch without. */
+static bool client_cert_required(const char *path)
+{
+    return strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
+           strcmp(path, "/metrics") != 0;
 }
 
 static int start(struct broker *b, char *why, size_t whyn)
 {
     int rv = lock_data_dir(b, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = rq_tls_open(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_ca, &b->tls,
+                     why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -1108,6 +1131,7 @@ static int start(struct broker *b, char *why, size_t whyn)
         .bind_address = b->cfg.raft_addr,
         .advertise = b->cfg.raft_addr,
         .secret = b->cfg.secret,
+        .tls = b->tls,
     };
     rv = rq_mux_new(b->loop, &mc, &b->mux, why, whyn);
     if (rv != 0) {
@@ -1129,6 +1153,8 @@ static int start(struct broker *b, char *why, size_t whyn)
         .max_connections = (unsigned)b->cfg.http_max_connections,
         .idle_timeout_s = (unsigned)b->cfg.http_idle_timeout_s,
         .metrics = b->metrics,
+        .tls = b->tls,
+        .client_cert_required = client_cert_required,
     };
     rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,
                      whyn);
@@ -1162,6 +1188,7 @@ static int start(struct broker *b, char *why, size_t whyn)
             .http_addr = b->cfg.http_addr,
             .managers = b->cfg.managers,
             .secret = b->cfg.secret,
+            .tls = b->tls,
         };
         rv = registrar_new(b->loop, &rc, heartbeat_summary, b, &b->registrar,
                            why, whyn);
@@ -1238,6 +1265,7 @@ int main(int argc, char **argv)
     uv_run(b.loop, UV_RUN_DEFAULT);
     free(b.slots);
     rq_metrics_free(b.metrics); /* Every replica and the server are gone. */
+    rq_tls_free(b.tls);
     rq_node_release_closed();
     if (uv_loop_close(b.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");

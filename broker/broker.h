@@ -36,6 +36,9 @@ struct broker_config {
     uint64_t http_max_connections;
     const char *log_level;
     const char *log_format;
+    const char *tls_cert; /* All three or none (rq_tls_check_flags). */
+    const char *tls_key;
+    const char *tls_ca;
 };
 
 struct broker;

@@ -27,6 +27,8 @@
 
 #define REGISTRAR_MANAGERS_MAX 16
 
+struct rq_tls;
+
 struct registrar_config {
     uint64_t id;
     const char *raft_addr;
@@ -34,6 +36,8 @@ struct registrar_config {
     const char *managers;  /* "URL,URL,..."; "HOST:PORT" means http:// */
     const char *secret;    /* NULL or "": no X-Raftq-Secret header. */
     unsigned heartbeat_ms; /* 0: 1000. */
+    /* TLS for every call (rq_httpc_set_tls), or NULL. Borrowed. */
+    const struct rq_tls *tls;
 };
 
 /* The "replicas" list of a heartbeat (a new reference to a JSON array). */

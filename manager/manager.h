@@ -51,9 +51,13 @@ struct manager_config {
     uint64_t http_max_connections;
     const char *log_level;
     const char *log_format;
+    const char *tls_cert; /* All three or none (rq_tls_check_flags). */
+    const char *tls_key;
+    const char *tls_ca;
 };
 
 struct mstore;
+struct rq_tls;
 struct rq_mux;
 struct routing;
 struct liveness;
@@ -85,6 +89,7 @@ struct manager {
     struct mstore *store;
     struct rq_http *http;
     struct rq_httpc *httpc;
+    struct rq_tls *tls; /* NULL without --tls-*. */
     struct routing *routing;
     struct liveness *liveness;
     struct reconcile *reconcile;

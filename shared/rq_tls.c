@@ -319,6 +319,19 @@ err:
     return rv;
 }
 
+int rq_tls_open(const char *cert, const char *key, const char *ca,
+                struct rq_tls **out, char *why, size_t whyn)
+{
+    struct rq_tls_config cfg = {cert, key, ca, 0};
+    bool on;
+    int rv = rq_tls_check_flags(cert, key, ca, &on, why, whyn);
+    *out = NULL;
+    if (rv != 0 || !on) {
+        return rv;
+    }
+    return rq_tls_new(&cfg, out, why, whyn);
+}
+
 void rq_tls_free(struct rq_tls *tls)
 {
     if (tls != NULL) {

@@ -74,6 +74,14 @@ int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out,
                char *why, size_t whyn);
 
 /*
+ * rq_tls_new() for a process's flags: *@out is NULL (and 0 returned) when
+ * none of the three is set. Errors as rq_tls_check_flags() and
+ * rq_tls_new().
+ */
+int rq_tls_open(const char *cert, const char *key, const char *ca,
+                struct rq_tls **out, char *why, size_t whyn);
+
+/*
  * Releases the caller's reference; the credentials go once no relay uses
  * them. rq_tls_free(NULL) does nothing.
  */
