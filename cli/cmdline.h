@@ -61,6 +61,7 @@ struct cmdline_env {
     const char *managers;  /* RAFTQ_MANAGERS */
     const char *token;     /* RAFTQ_ADMIN_TOKEN */
     const char *base_port; /* RAFTQ_BASE_PORT */
+    const char *cacert;    /* RAFTQ_CACERT */
 };
 
 /*
@@ -76,6 +77,7 @@ struct cmdline {
     const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if
                              neither. */
     const char *token;    /* Admin token, or NULL. */
+    const char *cacert;   /* PEM CA for https:// managers, or NULL. */
     bool json;
     uint64_t timeout_ms;
 
@@ -106,6 +108,7 @@ struct cmdline {
     const char *data;
     uint16_t base_port;
     bool has_base_port;
+    bool dev_tls; /* raftq dev --tls */
 };
 
 /*
