@@ -20,7 +20,8 @@ CC ?= cc
 
 DEB_PKGS := libraft-dev libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
-            zlib1g-dev libgnutls28-dev pkg-config nftables iproute2 python3 tmux curl
+            zlib1g-dev libgnutls28-dev pkg-config nftables iproute2 python3 tmux curl \
+            openssl
 PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and
