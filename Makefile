@@ -187,6 +187,11 @@ $(BUILD)/fuzz-replay/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o \
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# make bench's C benchmarks, one program per file of tests/bench/.
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(APP_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 test-bins: $(BINS) $(UNIT_BINS) $(COMPONENT_BINS) $(REPLAY_BINS)
 
 fuzz-bins: $(FUZZ_BINS)
@@ -286,7 +291,7 @@ chaos: deps
 	  $(if $(SEED),--seed $(SEED)) --out build/chaos
 
 bench: deps
-	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory all build/bench/tls_relay
 	bash tests/bench/run.sh
 
 fmt:

@@ -5,6 +5,7 @@
 # broker bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+build/bench/tls_relay
 python3 tests/bench/atm_bench.py --build build "$@"
 # shellcheck disable=SC2086 # BROKER_BENCH_ARGS is split on purpose.
 python3 tests/bench/broker_bench.py --build build ${BROKER_BENCH_ARGS:-}
