@@ -309,29 +309,6 @@ static bool client_closed(void *arg)
     return ((struct env *)arg)->c_closed;
 }
 
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof *e);
-    char why[256];
-    assert_non_null(e);
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    uv_timer_init(&e->loop, &e->wake);
-    uv_prepare_init(&e->loop, &e->prepare);
-    e->prepare.data = e;
-    struct rq_http_config cfg = {.bind_address = "127.0.0.1:0"};
-    if (rq_http_new(&e->loop, &cfg, routes, sizeof routes / sizeof routes[0], e,
-                    &e->h, why, sizeof why) != 0) {
-        fail_msg("rq_http_new: %s", why);
-    }
-    snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u",
-             (unsigned)rq_http_port(e->h));
-    if (rq_httpc_new(&e->loop, &e->c, why, sizeof why) != 0) {
-        fail_msg("rq_httpc_new: %s", why);
-    }
-    *state = e;
-    return 0;
-}
-
 /* ---- TLS: the server speaks HTTPS and wants a client certificate on
  * /internal paths; certificates of two CAs are made for each test. ---- */
 
@@ -385,48 +362,63 @@ static struct rq_tls *tls_load(struct env *e, const char *node, const char *ca)
     return tls;
 }
 
-/* The usual setup, but the server speaks HTTPS and the client is set up
- * for TLS with a certificate of the same CA. */
-static int setup_tls(void **state)
+/* The server and the client on a fresh loop; with @tls the server speaks
+ * HTTPS and the client is set up for TLS with a certificate of the same
+ * CA. */
+static int setup_with(void **state, bool tls)
 {
     struct env *e = calloc(1, sizeof *e);
-    struct rq_ca *ca1, *ca2;
     char why[256];
     assert_non_null(e);
-    snprintf(e->dir, sizeof e->dir, "/tmp/raftq-httpc-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    assert_int_equal(rq_ca_new("test CA 1", &ca1, why, sizeof why), 0);
-    assert_int_equal(rq_ca_new("test CA 2", &ca2, why, sizeof why), 0);
-    tls_write(e, "ca1.crt", rq_ca_pem(ca1), 0644);
-    tls_write(e, "ca2.crt", rq_ca_pem(ca2), 0644);
-    tls_issue(e, ca1, "srv");
-    tls_issue(e, ca1, "cli");
-    tls_issue(e, ca2, "x");
-    rq_ca_free(ca1);
-    rq_ca_free(ca2);
-    e->srv_tls = tls_load(e, "srv", "ca1");
-    e->cli_tls = tls_load(e, "cli", "ca1");
-
+    if (tls) {
+        struct rq_ca *ca1, *ca2;
+        snprintf(e->dir, sizeof e->dir, "/tmp/raftq-httpc-XXXXXX");
+        assert_non_null(mkdtemp(e->dir));
+        assert_int_equal(rq_ca_new("test CA 1", &ca1, why, sizeof why), 0);
+        assert_int_equal(rq_ca_new("test CA 2", &ca2, why, sizeof why), 0);
+        tls_write(e, "ca1.crt", rq_ca_pem(ca1), 0644);
+        tls_write(e, "ca2.crt", rq_ca_pem(ca2), 0644);
+        tls_issue(e, ca1, "srv");
+        tls_issue(e, ca1, "cli");
+        tls_issue(e, ca2, "x");
+        rq_ca_free(ca1);
+        rq_ca_free(ca2);
+        e->srv_tls = tls_load(e, "srv", "ca1");
+        e->cli_tls = tls_load(e, "cli", "ca1");
+    }
     assert_int_equal(uv_loop_init(&e->loop), 0);
     uv_timer_init(&e->loop, &e->wake);
     uv_prepare_init(&e->loop, &e->prepare);
     e->prepare.data = e;
     struct rq_http_config cfg = {.bind_address = "127.0.0.1:0",
                                  .tls = e->srv_tls,
-                                 .client_cert_required = internal_only};
+                                 .client_cert_required =
+                                     tls ? internal_only : NULL};
     if (rq_http_new(&e->loop, &cfg, routes, sizeof routes / sizeof routes[0], e,
                     &e->h, why, sizeof why) != 0) {
         fail_msg("rq_http_new: %s", why);
     }
-    /* Built as http://, as the processes build internal URLs. */
+    /* http:// also under TLS, as the processes build internal URLs. */
     snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u",
              (unsigned)rq_http_port(e->h));
     if (rq_httpc_new(&e->loop, &e->c, why, sizeof why) != 0) {
         fail_msg("rq_httpc_new: %s", why);
     }
-    rq_httpc_set_tls(e->c, e->cli_tls);
+    if (tls) {
+        rq_httpc_set_tls(e->c, e->cli_tls);
+    }
     *state = e;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, false);
+}
+
+static int setup_tls(void **state)
+{
+    return setup_with(state, true);
 }
 
 static int teardown(void **state)
