@@ -1144,6 +1144,9 @@ static int start(struct broker *b, char *why, size_t whyn)
     }
     rq_rpc_set_handler(b->rpc, on_rpc, b);
     rv = metrics_start(b, why, whyn);
+    if (rv == 0 && b->tls != NULL) {
+        rv = rq_tls_metrics(b->tls, b->metrics);
+    }
     if (rv != 0) {
         return rv;
     }

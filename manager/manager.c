@@ -1381,7 +1381,8 @@ static int start(struct manager *m, char *why, size_t whyn)
         return rv;
     }
     if (rq_metrics_new(&m->metrics) != 0 ||
-        mmetrics_new(m, m->metrics, &m->mmetrics) != 0) {
+        mmetrics_new(m, m->metrics, &m->mmetrics) != 0 ||
+        (m->tls != NULL && rq_tls_metrics(m->tls, m->metrics) != 0)) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }

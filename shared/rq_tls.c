@@ -45,6 +45,7 @@
 
 #include "rq_err.h"
 #include "rq_log.h"
+#include "rq_metrics.h"
 
 #define LOG_TAG "rq_tls"
 
@@ -68,6 +69,9 @@ struct rq_tls {
     unsigned handshake_timeout_ms;
     unsigned refs; /* The owner's, and one per relay. */
     struct rq_tls_stats stats;
+    struct rq_metric *m_handshakes; /* rq_tls_metrics(), or NULL. */
+    struct rq_metric *m_failures;
+    struct rq_metric *m_relays;
     uint64_t fail_logged_ms;
     uint64_t fail_suppressed;
 };
@@ -372,6 +376,42 @@ const char *rq_tls_ca_file(const struct rq_tls *tls)
 void rq_tls_stats(const struct rq_tls *tls, struct rq_tls_stats *out)
 {
     *out = tls->stats;
+}
+
+static void metrics_collect(void *data)
+{
+    struct rq_tls *tls = data;
+    rq_metric_set(tls->m_handshakes, (double)tls->stats.handshakes);
+    rq_metric_set(tls->m_failures, (double)tls->stats.failures);
+    rq_metric_set(tls->m_relays, (double)tls->stats.relays);
+}
+
+int rq_tls_metrics(struct rq_tls *tls, struct rq_metrics *m)
+{
+    static const struct rq_metric_def defs[] = {
+        {RQ_METRIC_COUNTER,
+         "raftq_tls_handshakes_total",
+         "TLS handshakes completed on the Raft port, peer verified.",
+         {NULL}},
+        {RQ_METRIC_COUNTER,
+         "raftq_tls_handshake_failures_total",
+         "TLS handshakes on the Raft port that failed or timed out (a peer "
+         "of another CA, a wrong name, a peer without TLS).",
+         {NULL}},
+        {RQ_METRIC_GAUGE,
+         "raftq_tls_relays",
+         "TLS connections open on the Raft port.",
+         {NULL}},
+    };
+    struct rq_metric **slots[] = {&tls->m_handshakes, &tls->m_failures,
+                                  &tls->m_relays};
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        *slots[i] = rq_metric_family_child(rq_metrics_add(m, &defs[i]));
+        if (*slots[i] == NULL) {
+            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        }
+    }
+    return rq_metrics_on_collect(m, metrics_collect, tls);
 }
 
 /* ---- The relay: teardown ---- */

@@ -118,4 +118,13 @@ struct rq_tls_stats {
 };
 void rq_tls_stats(const struct rq_tls *tls, struct rq_tls_stats *out);
 
+/*
+ * Shows the stats in @m (set when scraped): the counters
+ * raftq_tls_handshakes_total and raftq_tls_handshake_failures_total and
+ * the gauge raftq_tls_relays, for the relays (the Raft port; HTTPS is
+ * libmicrohttpd's and libcurl's). @tls must outlive @m. 0 or RQ_NOMEM.
+ */
+struct rq_metrics;
+int rq_tls_metrics(struct rq_tls *tls, struct rq_metrics *m);
+
 #endif /* RQ_TLS_H */

@@ -10,8 +10,9 @@ refused. A broker's internal routes, and a manager's /internal routes, answer
 Then nodes whose certificates another CA signed (made with the openssl tool)
 try to join: a broker that trusts only its own CA cannot verify the managers,
 one that trusts both is refused by them for its certificate, and a fourth
-manager's Raft connections are refused by TLS; each shows in the logs, none
-joins, and the cluster keeps serving.
+manager's Raft connections are refused by TLS; each shows in the logs (and
+the managers' raftq_tls_handshake_failures_total), none joins, and the
+cluster keeps serving.
 
 Needs no root. Run: python3 tests/integration/test_tls.py [--build DIR]
 [-k NAME] [--ports LO-HI].
@@ -98,6 +99,16 @@ def foreign_certs(d):
     openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
             "-days", "2", "-extfile", ext, "-out", cert)
     return ca, cert, key
+
+
+def metric(port, name, ctx):
+    """The value of metric @name in the /metrics of 127.0.0.1:@port."""
+    st, text = call(port, "GET", "/metrics", ctx=ctx)
+    check(st == 200, "/metrics on %d: %d" % (port, st))
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise TestFailure("no %s in /metrics of %d" % (name, port))
 
 
 def log_of(data, name):
@@ -208,6 +219,12 @@ def test_dev_tls(ctx):
         for p in strangers:
             print("    %s: %s" % (p, "\n      ".join(p.log_tail(8))), flush=True)
         raise
+    # The refused handshakes are counted, beside the good ones.
+    check(all(metric(m + i, "raftq_tls_handshakes_total", good) > 0 for i in range(3)),
+          "managers without completed handshakes")
+    check(sum(metric(m + i, "raftq_tls_handshake_failures_total", good) for i in range(3)) > 0,
+          "no manager counted the stranger's failed handshakes")
+    check(metric(b, "raftq_tls_relays", good) > 0, "broker 1 has no TLS connection open")
     st, body = call(m, "GET", "/admin/brokers", ctx=good)
     ids = sorted(x["id"] for x in body.get("brokers", []))
     check(ids == [1, 2, 3], "brokers after the strangers: %r" % body)
