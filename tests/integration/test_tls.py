@@ -83,22 +83,26 @@ def openssl(*args):
     check(p.returncode == 0, "openssl %s: %r" % (args[0], p.stderr))
 
 
-def foreign_certs(d):
-    """Another CA and a certificate it issued for 127.0.0.1, in @d."""
+def make_certs(d, names, ca_name="another CA"):
+    """A CA and one certificate for 127.0.0.1 and localhost per name, made
+    in @d with the openssl tool: (ca.crt, {name: (NAME.crt, NAME.key)})."""
     os.makedirs(d, exist_ok=True)
     ca, ca_key = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
-    cert, key, csr = (os.path.join(d, n) for n in ("node.crt", "node.key", "node.csr"))
     ext = os.path.join(d, "ext")
     with open(ext, "w") as f:
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
                 "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=another CA",
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=" + ca_name,
             "-keyout", ca_key, "-out", ca)
-    openssl("req", *ec, "-subj", "/CN=stranger", "-keyout", key, "-out", csr)
-    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-            "-days", "2", "-extfile", ext, "-out", cert)
-    return ca, cert, key
+    out = {}
+    for name in names:
+        cert, key, csr = (os.path.join(d, name + x) for x in (".crt", ".key", ".csr"))
+        openssl("req", *ec, "-subj", "/CN=" + name, "-keyout", key, "-out", csr)
+        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                "-days", "2", "-extfile", ext, "-out", cert)
+        out[name] = (cert, key)
+    return ca, out
 
 
 def metric(port, name, ctx):
@@ -180,7 +184,8 @@ def test_dev_tls(ctx):
           "broker internal with a node certificate: %d %r" % (st, body))
 
     # Nodes of another CA cannot join.
-    fca, fcert, fkey = foreign_certs(os.path.join(ctx.dir, "foreign"))
+    fca, certs = make_certs(os.path.join(ctx.dir, "foreign"), ["stranger"])
+    fcert, fkey = certs["stranger"]
     both = os.path.join(ctx.dir, "both.crt")
     with open(both, "w") as f:
         f.write(open(ca).read() + open(fca).read())
@@ -237,5 +242,42 @@ def test_dev_tls(ctx):
     check(dev.stop() == 0, "raftq dev did not stop cleanly")
 
 
+def test_atm_network_over_tls(ctx):
+    """Three ATMs with TLS on their Raft port elect a leader, and a deposit
+    at one is read at another (it went through Raft, inside TLS)."""
+    if shutil.which("openssl") is None:
+        raise TestFailure("needs the openssl tool (make deps installs it)")
+    ca, certs = make_certs(os.path.join(ctx.dir, "certs"), ["atm1", "atm2", "atm3"], "ATM CA")
+    binary = os.path.join(os.path.dirname(ctx.binary), "atm")
+    ports = [ctx.ports.take() for _ in range(3)]
+    peers = ",".join("%d=127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(ports))
+    atms = []
+    for i in range(1, 4):
+        cert, key = certs["atm%d" % i]
+        data = os.path.join(ctx.dir, "atm%d" % i)
+        os.makedirs(data)
+        argv = [binary, "--id", str(i), "--peers", peers, "--data", data,
+                "--election-timeout-ms", "600", "--heartbeat-ms", "100",
+                "--cluster-secret", TEST_SECRET,
+                "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
+        atms.append(ctx.atm(i, argv))
+    for a in atms:
+        a.start()
+
+    def leader():
+        for a in atms:
+            st = a.try_status()
+            if st is not None and st.get("role") == "leader":
+                return a
+        return None
+
+    wait_until(leader, 30, "a leader among the ATMs over TLS", interval=0.2)
+    check(atms[0].cmd("deposit alice 12.50") == "ok alice 12.50", "deposit over TLS")
+    check(atms[2].cmd("balance alice") == "ok alice 12.50", "balance read at another ATM")
+    for a in atms:
+        a.terminate()
+
+
 if __name__ == "__main__":
-    run_suite("tls", [test_dev_tls], binary="raftq", ports=(32000, 32999))
+    run_suite("tls", [test_dev_tls, test_atm_network_over_tls], binary="raftq",
+              ports=(32000, 32999))
