@@ -157,6 +157,9 @@ def test_dev_tls(ctx):
     cli.ok("produce", "secure", "from-cli")
     out = cli.ok("consume", "secure", "--partition", "0", "--offset", "5", "--max", "1")
     check(out.strip() == "from-cli", "raftq consume: %r" % out)
+    # cluster status asks every manager itself, over https too.
+    reports = cli.json("cluster", "status")["reports"]
+    check(len(reports) == 3 and all(r["ready"] for r in reports), "cluster status: %r" % reports)
 
     # Clients the managers refuse: no CA, TLS 1.2, plain HTTP.
     why = refused(m, ctx=context())
