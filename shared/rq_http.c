@@ -75,6 +75,9 @@
 #define DEFAULT_MAX_BODY (16u * 1024 * 1024)
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_IDLE_TIMEOUT_S 60
+/* Runs in a row that MHD may ask for at once, without socket activity
+ * (rearm). */
+#define ZERO_RUNS_MAX 4
 /* MHD's per-connection pool holds the read buffer, in which the request
  * line and headers are parsed, and the reply's headers; the body passes
  * through the read buffer in pieces to on_access, which copies it out.
@@ -191,6 +194,7 @@ struct rq_http {
     unsigned live;          /* Requests MHD has not completed. */
     unsigned refs;          /* Open handles plus allocated requests. */
     struct rq_http_stats stats;
+    unsigned zero_runs; /* See rearm(). */
     bool in_run;       /* Inside MHD_run(). */
     bool need_run;     /* Run MHD again without waiting for a socket. */
     bool closing;      /* rq_http_close() was called. */
@@ -290,12 +294,22 @@ static void rearm(struct rq_http *h)
     if (h->need_run) {
         uv_timer_start(&h->timer, on_timer, 0, 0);
     } else if (MHD_get_timeout(h->mhd, &ms) == MHD_YES) {
-        /* libmicrohttpd 0.9.75 says 0 while a TLS connection waits in its
-         * handshake. A zero timer restarted from its own callback runs
-         * again in the same pass of libuv's timers (1.44), and the loop
-         * would never poll for the bytes the handshake waits for: the
-         * next run comes after a millisecond instead. */
-        uv_timer_start(&h->timer, on_timer, ms > 0 ? (uint64_t)ms : 1, 0);
+        /* A zero timeout means MHD has work at once (a response to send
+         * after a resume): run it again. But libmicrohttpd 0.9.75 also says
+         * 0 for as long as a TLS connection waits in its handshake, and a
+         * zero timer restarted from its own callback runs again in the same
+         * pass of libuv's timers (1.44), so the loop would never poll for
+         * the bytes the handshake waits for. After ZERO_RUNS_MAX zeros
+         * without socket activity in between, the next run waits a
+         * millisecond. */
+        if (ms > 0) {
+            h->zero_runs = 0;
+        } else if (h->zero_runs < ZERO_RUNS_MAX) {
+            h->zero_runs++;
+        } else {
+            ms = 1;
+        }
+        uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
     } else {
         uv_timer_stop(&h->timer);
     }
@@ -303,9 +317,11 @@ static void rearm(struct rq_http *h)
 
 static void on_epoll(uv_poll_t *p, int status, int events)
 {
+    struct rq_http *h = p->data;
     (void)status; /* An error on the epoll descriptor: MHD_run() sees it. */
     (void)events;
-    run_mhd(p->data);
+    h->zero_runs = 0;
+    run_mhd(h);
 }
 
 /* Drops one of the server's references: its handles and requests. The
