@@ -1096,8 +1096,8 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         return RQ_INVALID;
     }
     bool tls;
-    rv = rq_tls_check_flags(c->tls_cert, c->tls_key, c->tls_ca, &tls, why,
-                            whyn);
+    rv =
+        rq_tls_check_flags(c->tls_cert, c->tls_key, c->tls_ca, &tls, why, whyn);
     if (rv != 0) {
         return rv;
     }

@@ -161,10 +161,10 @@ static int cluster_status(const struct cmdline *cl, struct mclient *c)
         views[i] = (struct render_manager){NULL, false};
         /* A cluster speaks TLS on every port or on none: each manager's
          * address takes the scheme of the one we reached. */
-        snprintf(addr, sizeof addr, "%s%s",
-                 strncmp(mclient_first(c), "https://", 8) == 0 ? "https://"
-                                                               : "",
-                 http != NULL ? http : "");
+        snprintf(
+            addr, sizeof addr, "%s%s",
+            strncmp(mclient_first(c), "https://", 8) == 0 ? "https://" : "",
+            http != NULL ? http : "");
         if (http != NULL && url_base_parse(addr, base, why, sizeof why) == 0 &&
             mclient_call_at(c, base, "GET", "/admin/managers", NULL,
                             PROBE_TIMEOUT_MS, &self[i], why, sizeof why) == 0 &&

@@ -55,9 +55,9 @@ struct dev {
     sigset_t signals; /* Blocked, taken by sigtimedwait(). */
     int lock_fd;
     struct mclient *mc;
-    char missing[WHY_LEN]; /* What the last readiness check lacked. */
+    char missing[WHY_LEN];          /* What the last readiness check lacked. */
     char tls_dir[DEVPLAN_PATH_MAX]; /* With --tls: DIR/dev/tls. */
-    char ca[DEVPLAN_PATH_MAX + 16];  /* With --tls: its ca.crt. */
+    char ca[DEVPLAN_PATH_MAX + 16]; /* With --tls: its ca.crt. */
 };
 
 static uint64_t now_ms(void)

@@ -169,14 +169,14 @@ static int add_list(struct devplan_argv *a, const struct devplan *p, bool urls)
     char list[1024];
     size_t len = 0;
     for (unsigned i = 1; i <= p->managers; i++) {
-        int n = urls ? snprintf(list + len, sizeof list - len, "%s%s://%s:%u",
-                                i > 1 ? "," : "",
-                                p->tls_dir != NULL ? "https" : "http",
-                                DEVPLAN_HOST,
-                                devplan_http_port(p, DEVPLAN_MANAGER, i))
-                     : snprintf(list + len, sizeof list - len, "%s%u=%s:%u",
-                                i > 1 ? "," : "", i, DEVPLAN_HOST,
-                                devplan_raft_port(p, DEVPLAN_MANAGER, i));
+        int n =
+            urls ? snprintf(list + len, sizeof list - len, "%s%s://%s:%u",
+                            i > 1 ? "," : "",
+                            p->tls_dir != NULL ? "https" : "http", DEVPLAN_HOST,
+                            devplan_http_port(p, DEVPLAN_MANAGER, i))
+                 : snprintf(list + len, sizeof list - len, "%s%u=%s:%u",
+                            i > 1 ? "," : "", i, DEVPLAN_HOST,
+                            devplan_raft_port(p, DEVPLAN_MANAGER, i));
         if (n < 0 || (size_t)n >= sizeof list - len) {
             return RQ_TOOBIG; /* UNTESTED: five managers fit. */
         }

@@ -68,9 +68,8 @@ static int fill(gnutls_x509_crt_t crt, gnutls_x509_privkey_t key,
 
     if ((rv = gnutls_x509_crt_set_version(crt, 3)) < 0 ||
         (rv = set_serial(crt)) < 0 ||
-        (rv = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME,
-                                            0, cn, (unsigned)strlen(cn))) <
-            0 ||
+        (rv = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+                                            cn, (unsigned)strlen(cn))) < 0 ||
         (rv = gnutls_x509_crt_set_activation_time(crt, now - 3600)) < 0 ||
         (rv = gnutls_x509_crt_set_expiration_time(
              crt, now + (time_t)days * DAY_S)) < 0 ||
@@ -124,7 +123,7 @@ int rq_ca_new(const char *cn, struct rq_ca **out, char *why, size_t whyn)
         (rv = gnutls_x509_crt_set_key_usage(
              ca->crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN)) < 0 ||
         (rv = gnutls_x509_crt_sign2(ca->crt, ca->crt, ca->key,
-                                           GNUTLS_DIG_SHA256, 0)) < 0 ||
+                                    GNUTLS_DIG_SHA256, 0)) < 0 ||
         (ca->pem = export_pem(ca->crt, NULL)) == NULL) {
         rq_ca_free(ca); /* UNTESTED: library failures only. */
         goto err;
@@ -165,13 +164,14 @@ static int add_san(gnutls_x509_crt_t crt, const char *san)
         return gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS,
                                                     ip, 16, GNUTLS_FSAN_APPEND);
     }
-    return gnutls_x509_crt_set_subject_alt_name(
-        crt, GNUTLS_SAN_DNSNAME, san, (unsigned)strlen(san), GNUTLS_FSAN_APPEND);
+    return gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, san,
+                                                (unsigned)strlen(san),
+                                                GNUTLS_FSAN_APPEND);
 }
 
-int rq_ca_issue(const struct rq_ca *ca, const char *cn,
-                const char *const *sans, size_t n, char **cert_pem,
-                char **key_pem, char *why, size_t whyn)
+int rq_ca_issue(const struct rq_ca *ca, const char *cn, const char *const *sans,
+                size_t n, char **cert_pem, char **key_pem, char *why,
+                size_t whyn)
 {
     gnutls_x509_privkey_t key;
     gnutls_x509_crt_t crt;
@@ -207,8 +207,7 @@ int rq_ca_issue(const struct rq_ca *ca, const char *cn,
             return RQ_INVALID;
         }
     }
-    rv = gnutls_x509_crt_sign2(crt, ca->crt, ca->key, GNUTLS_DIG_SHA256,
-                                      0);
+    rv = gnutls_x509_crt_sign2(crt, ca->crt, ca->key, GNUTLS_DIG_SHA256, 0);
     if (rv < 0) {
         goto err_after_crt; /* UNTESTED: library failures only. */
     }

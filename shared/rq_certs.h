@@ -30,9 +30,9 @@ const char *rq_ca_pem(const struct rq_ca *ca);
  * IP SAN). *@cert_pem and *@key_pem are heap strings the caller frees with
  * free(). 0, or RQ_INVALID/RQ_IO/RQ_NOMEM with @why.
  */
-int rq_ca_issue(const struct rq_ca *ca, const char *cn,
-                const char *const *sans, size_t n, char **cert_pem,
-                char **key_pem, char *why, size_t whyn);
+int rq_ca_issue(const struct rq_ca *ca, const char *cn, const char *const *sans,
+                size_t n, char **cert_pem, char **key_pem, char *why,
+                size_t whyn);
 
 /*
  * Writes @pem to @path (replacing it) with permission @mode, for keys 0600.

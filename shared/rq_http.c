@@ -195,13 +195,13 @@ struct rq_http {
     unsigned refs;          /* Open handles plus allocated requests. */
     struct rq_http_stats stats;
     unsigned zero_runs; /* See rearm(). */
-    bool in_run;       /* Inside MHD_run(). */
-    bool need_run;     /* Run MHD again without waiting for a socket. */
-    bool closing;      /* rq_http_close() was called. */
-    bool quiesce_due;  /* Close was called inside MHD_run(). */
-    bool stopped;      /* MHD_stop_daemon() was called. */
-    char *start_why;   /* During rq_http_new: MHD's first complaint. */
-    size_t start_whyn; /* ... and the size of that buffer. */
+    bool in_run;        /* Inside MHD_run(). */
+    bool need_run;      /* Run MHD again without waiting for a socket. */
+    bool closing;       /* rq_http_close() was called. */
+    bool quiesce_due;   /* Close was called inside MHD_run(). */
+    bool stopped;       /* MHD_stop_daemon() was called. */
+    char *start_why;    /* During rq_http_new: MHD's first complaint. */
+    size_t start_whyn;  /* ... and the size of that buffer. */
     uint64_t log_window_ms;
     unsigned log_lines;
     unsigned log_suppressed;
@@ -1330,20 +1330,18 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     /* HTTPS: the node's certificate and key, TLS 1.3 only, and the CA,
      * which makes libmicrohttpd ask clients for a certificate. */
     struct MHD_OptionItem tls_opts[] = {
-        {MHD_OPTION_END, 0, NULL},
-        {MHD_OPTION_END, 0, NULL},
-        {MHD_OPTION_END, 0, NULL},
-        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     if (cfg->tls != NULL) {
         flags |= MHD_USE_TLS;
         tls_opts[0] = (struct MHD_OptionItem){
             MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)rq_tls_cert_pem(cfg->tls)};
-        tls_opts[1] = (struct MHD_OptionItem){
-            MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)rq_tls_key_pem(cfg->tls)};
-        tls_opts[2] = (struct MHD_OptionItem){
-            MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)rq_tls_ca_pem(cfg->tls)};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                              (void *)rq_tls_key_pem(cfg->tls)};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
+                                              (void *)rq_tls_ca_pem(cfg->tls)};
         tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                               (void *)RQ_TLS_PRIORITY};
         h->client_cert_required = cfg->client_cert_required;
@@ -1351,9 +1349,8 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     h->mhd = MHD_start_daemon(
         flags, port, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        (const struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+        max_connections, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,

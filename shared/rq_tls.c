@@ -99,7 +99,7 @@ struct relay {
     size_t in_off;
     size_t in_len;
     size_t in_cap;
-    char peer[96];              /* For logs: "1.2.3.4:5678". */
+    char peer[96];             /* For logs: "1.2.3.4:5678". */
     uint8_t plain[READ_CHUNK]; /* One read from inner at a time. */
 };
 
@@ -126,13 +126,12 @@ int rq_tls_check_flags(const char *cert, const char *key, const char *ca,
     }
     rq_why(why, whyn,
            "--tls-cert, --tls-key and --tls-ca go together; missing:%s%s%s",
-           c ? "" : " --tls-cert", k ? "" : " --tls-key",
-           a ? "" : " --tls-ca");
+           c ? "" : " --tls-cert", k ? "" : " --tls-key", a ? "" : " --tls-ca");
     return RQ_INVALID;
 }
 
-static int read_file(const char *flag, const char *path, char **out,
-                     char *why, size_t whyn)
+static int read_file(const char *flag, const char *path, char **out, char *why,
+                     size_t whyn)
 {
     FILE *f = fopen(path, "rb");
     char *buf;
@@ -181,16 +180,15 @@ static int check_chain(struct rq_tls *tls, char *why, size_t whyn)
     int rv;
 
     d = datum(tls->ca_pem);
-    rv = gnutls_x509_crt_list_import2(&cas, &n_cas, &d, GNUTLS_X509_FMT_PEM,
-                                      0);
+    rv = gnutls_x509_crt_list_import2(&cas, &n_cas, &d, GNUTLS_X509_FMT_PEM, 0);
     if (rv < 0 || n_cas == 0) {
-        rq_why(why, whyn, "--tls-ca %s: no PEM certificate (%s)",
-               tls->ca_file, rv < 0 ? gnutls_strerror(rv) : "none found");
+        rq_why(why, whyn, "--tls-ca %s: no PEM certificate (%s)", tls->ca_file,
+               rv < 0 ? gnutls_strerror(rv) : "none found");
         return RQ_INVALID;
     }
     d = datum(tls->cert_pem);
-    rv = gnutls_x509_crt_list_import2(&chain, &n_chain, &d,
-                                      GNUTLS_X509_FMT_PEM, 0);
+    rv = gnutls_x509_crt_list_import2(&chain, &n_chain, &d, GNUTLS_X509_FMT_PEM,
+                                      0);
     if (rv < 0 || n_chain == 0) {
         rq_why(why, whyn, "--tls-cert %s: no PEM certificate (%s)",
                tls->cert_file, rv < 0 ? gnutls_strerror(rv) : "none found");
@@ -205,9 +203,10 @@ static int check_chain(struct rq_tls *tls, char *why, size_t whyn)
             gnutls_certificate_verification_status_print(
                 status, GNUTLS_CRT_X509, &text, 0);
         }
-        rq_why(why, whyn, "--tls-cert %s does not verify against --tls-ca %s: %s",
+        rq_why(why, whyn,
+               "--tls-cert %s does not verify against --tls-ca %s: %s",
                tls->cert_file, tls->ca_file,
-               rv < 0         ? gnutls_strerror(rv)
+               rv < 0      ? gnutls_strerror(rv)
                : text.data ? (const char *)text.data
                            : "rejected");
         gnutls_free(text.data);
@@ -248,8 +247,8 @@ static void tls_unref(struct rq_tls *tls)
     free(tls);
 }
 
-int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out,
-               char *why, size_t whyn)
+int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out, char *why,
+               size_t whyn)
 {
     struct rq_tls *tls = calloc(1, sizeof *tls);
     gnutls_datum_t c, k;
@@ -274,8 +273,8 @@ int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out,
     }
     if ((rv = read_file("tls-cert", cfg->cert_file, &tls->cert_pem, why,
                         whyn)) != 0 ||
-        (rv = read_file("tls-key", cfg->key_file, &tls->key_pem, why,
-                        whyn)) != 0 ||
+        (rv = read_file("tls-key", cfg->key_file, &tls->key_pem, why, whyn)) !=
+            0 ||
         (rv = read_file("tls-ca", cfg->ca_file, &tls->ca_pem, why, whyn)) !=
             0 ||
         (rv = check_chain(tls, why, whyn)) != 0) {
@@ -293,8 +292,8 @@ int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out,
     rv = gnutls_certificate_set_x509_key_mem(tls->cred, &c, &k,
                                              GNUTLS_X509_FMT_PEM);
     if (rv < 0) {
-        rq_why(why, whyn, "--tls-cert %s with --tls-key %s: %s",
-               cfg->cert_file, cfg->key_file, gnutls_strerror(rv));
+        rq_why(why, whyn, "--tls-cert %s with --tls-key %s: %s", cfg->cert_file,
+               cfg->key_file, gnutls_strerror(rv));
         rv = RQ_INVALID;
         goto err;
     }
@@ -836,7 +835,8 @@ static void on_inner_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     /* Corked, the records of one read leave in one write. */
     gnutls_record_cork(r->s);
     while (off < (size_t)nread) {
-        ssize_t n = gnutls_record_send(r->s, r->plain + off, (size_t)nread - off);
+        ssize_t n =
+            gnutls_record_send(r->s, r->plain + off, (size_t)nread - off);
         if (n < 0) {
             if (!gnutls_error_is_fatal((int)n)) {
                 continue; /* UNTESTED: push never says EAGAIN. */

@@ -50,9 +50,9 @@
 struct rq_tls;
 
 struct rq_tls_config {
-    const char *cert_file; /* PEM: this node's certificate (chain). */
-    const char *key_file;  /* PEM: its private key. */
-    const char *ca_file;   /* PEM: the CA(s) peers must be signed by. */
+    const char *cert_file;         /* PEM: this node's certificate (chain). */
+    const char *key_file;          /* PEM: its private key. */
+    const char *ca_file;           /* PEM: the CA(s) peers must be signed by. */
     unsigned handshake_timeout_ms; /* 0: 5000. */
 };
 
@@ -70,8 +70,8 @@ int rq_tls_check_flags(const char *cert, const char *key, const char *ca,
  * be signed by it. 0, or RQ_IO / RQ_INVALID with @why naming the file.
  * Free with rq_tls_free().
  */
-int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out,
-               char *why, size_t whyn);
+int rq_tls_new(const struct rq_tls_config *cfg, struct rq_tls **out, char *why,
+               size_t whyn);
 
 /*
  * rq_tls_new() for a process's flags: *@out is NULL (and 0 returned) when

@@ -251,12 +251,14 @@ int main(void)
         return 1;
     }
     printf("TLS relay (both ends on one loop, one thread):\n");
-    printf("  bulk, %u MiB one way:   plain TCP %7.0f MiB/s   TLS relays %7.0f "
-           "MiB/s\n",
-           BULK >> 20, bulk(loop, NULL), bulk(loop, tls));
-    printf("  round trip, %d bytes:  plain TCP %7.1f us      TLS relays %7.1f "
-           "us\n",
-           MSG, ping_pong(loop, NULL), ping_pong(loop, tls));
+    printf(
+        "  bulk, %u MiB one way:   plain TCP %7.0f MiB/s   TLS relays %7.0f "
+        "MiB/s\n",
+        BULK >> 20, bulk(loop, NULL), bulk(loop, tls));
+    printf(
+        "  round trip, %d bytes:  plain TCP %7.1f us      TLS relays %7.1f "
+        "us\n",
+        MSG, ping_pong(loop, NULL), ping_pong(loop, tls));
     rq_tls_free(tls);
     rq_ca_free(c);
     free(cp);

@@ -170,10 +170,14 @@ static void h_poll(struct rq_http_req *req, void *data)
 }
 
 static const struct rq_http_route routes[] = {
-    {"GET", "/echo/{name}", h_echo},    {"POST", "/echo/{name}", h_echo},
-    {"DELETE", "/echo/{name}", h_echo}, {"GET", "/status/{code}", h_status},
-    {"GET", "/hold", h_hold},           {"GET", "/big", h_big},
-    {"GET", "/internal/{name}", h_echo}, {"GET", "/internal-poll", h_poll},
+    {"GET", "/echo/{name}", h_echo},
+    {"POST", "/echo/{name}", h_echo},
+    {"DELETE", "/echo/{name}", h_echo},
+    {"GET", "/status/{code}", h_status},
+    {"GET", "/hold", h_hold},
+    {"GET", "/big", h_big},
+    {"GET", "/internal/{name}", h_echo},
+    {"GET", "/internal-poll", h_poll},
 };
 
 /* ---- The raw server: counts connections, answers every request "ok" ---- */
@@ -317,8 +321,7 @@ static bool internal_only(const char *path)
     return strncmp(path, "/internal", 9) == 0;
 }
 
-static void tls_file(const struct env *e, char *out, size_t n,
-                     const char *name)
+static void tls_file(const struct env *e, char *out, size_t n, const char *name)
 {
     snprintf(out, n, "%s/%s", e->dir, name);
 }
@@ -390,10 +393,10 @@ static int setup_with(void **state, bool tls)
     uv_timer_init(&e->loop, &e->wake);
     uv_prepare_init(&e->loop, &e->prepare);
     e->prepare.data = e;
-    struct rq_http_config cfg = {.bind_address = "127.0.0.1:0",
-                                 .tls = e->srv_tls,
-                                 .client_cert_required =
-                                     tls ? internal_only : NULL};
+    struct rq_http_config cfg = {
+        .bind_address = "127.0.0.1:0",
+        .tls = e->srv_tls,
+        .client_cert_required = tls ? internal_only : NULL};
     if (rq_http_new(&e->loop, &cfg, routes, sizeof routes / sizeof routes[0], e,
                     &e->h, why, sizeof why) != 0) {
         fail_msg("rq_http_new: %s", why);
@@ -955,9 +958,9 @@ static void *easy_main(void *arg)
         curl_easy_setopt(c, CURLOPT_SSLKEY, q->key);
     }
     if (q->tls12_only) {
-        curl_easy_setopt(c, CURLOPT_SSLVERSION,
-                         (long)(CURL_SSLVERSION_TLSv1_2 |
-                                CURL_SSLVERSION_MAX_TLSv1_2));
+        curl_easy_setopt(
+            c, CURLOPT_SSLVERSION,
+            (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
     }
     q->code = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);

@@ -65,7 +65,7 @@ struct cluster {
     struct node nodes[N_NODES][N_GROUPS];
     struct raft_apply apply[N_GROUPS];
     int apply_status[N_GROUPS];
-    unsigned rpc_streams; /* RPC streams handed to on_rpc_stream. */
+    unsigned rpc_streams;        /* RPC streams handed to on_rpc_stream. */
     struct rq_tls *tls[N_NODES]; /* All NULL without TLS. */
 };
 
@@ -187,9 +187,9 @@ static void tls_make(struct cluster *c, enum tls_mode mode)
     for (int i = 0; i < N_NODES; i++) {
         int k = mode == TLS_FOREIGN && i == N_NODES - 1 ? 1 : 0;
         char *cert, *key;
-        assert_int_equal(rq_ca_issue(ca[k], "node", sans, 1, &cert, &key, why,
-                                     sizeof why),
-                         0);
+        assert_int_equal(
+            rq_ca_issue(ca[k], "node", sans, 1, &cert, &key, why, sizeof why),
+            0);
         snprintf(cert_path, sizeof cert_path, "%s/tls-%d.crt", c->root, i);
         snprintf(key_path, sizeof key_path, "%s/tls-%d.key", c->root, i);
         snprintf(ca_path, sizeof ca_path, "%s/ca-%d.crt", c->root, k);
@@ -1129,9 +1129,8 @@ static void test_mux_tls_node_of_another_ca_cannot_join(void **state)
     assert_true(run_until(c, first_two_applied, &w, 10000));
     for (int g = 0; g < N_GROUPS; g++) {
         assert_int_equal(c->nodes[N_NODES - 1][g].applied, 0);
-        assert_int_equal(raft_state(&c->nodes[N_NODES - 1][g].raft) ==
-                             RAFT_LEADER,
-                         0);
+        assert_int_equal(
+            raft_state(&c->nodes[N_NODES - 1][g].raft) == RAFT_LEADER, 0);
     }
     rq_tls_stats(c->tls[N_NODES - 1], &ts);
     assert_int_equal(ts.handshakes, 0);

@@ -133,9 +133,9 @@ static void side_read(struct side *sd)
 {
     if (!sd->reading && sd->open) {
         sd->reading = true;
-        assert_int_equal(uv_read_start((uv_stream_t *)&sd->s, on_side_alloc,
-                                       on_side_read),
-                         0);
+        assert_int_equal(
+            uv_read_start((uv_stream_t *)&sd->s, on_side_alloc, on_side_read),
+            0);
     }
 }
 
@@ -191,8 +191,8 @@ static void side_write(struct side *sd, size_t total)
         b->len = n;
         b->w.data = b;
         uv_buf_t buf = uv_buf_init((char *)b->data, (unsigned)n);
-        int rv = uv_write(&b->w, (uv_stream_t *)&sd->s, &buf, 1,
-                          on_side_written);
+        int rv =
+            uv_write(&b->w, (uv_stream_t *)&sd->s, &buf, 1, on_side_written);
         if (rv != 0) {
             free(b);
             sd->write_err = rv;
@@ -628,8 +628,7 @@ static void test_tls_new_refuses_bad_files(void **state)
     path_of(ca, sizeof ca, "ca1.crt");
     path_of(ca2, sizeof ca2, "ca2.crt");
     struct rq_tls_config mismatch = {cert, key, ca, 0};
-    assert_int_equal(rq_tls_new(&mismatch, &tls, why, sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(rq_tls_new(&mismatch, &tls, why, sizeof why), RQ_INVALID);
     assert_non_null(strstr(why, "--tls-key"));
 
     path_of(key, sizeof key, "a.key");
@@ -671,9 +670,8 @@ static void issue(struct rq_ca *ca, const char *name)
 {
     const char *sans[] = {"127.0.0.1", "localhost"};
     char *cert, *key, why[256];
-    assert_int_equal(rq_ca_issue(ca, name, sans, 2, &cert, &key, why,
-                                 sizeof why),
-                     0);
+    assert_int_equal(
+        rq_ca_issue(ca, name, sans, 2, &cert, &key, why, sizeof why), 0);
     write_pair(name, cert, key);
     free(cert);
     free(key);
