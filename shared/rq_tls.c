@@ -13,9 +13,11 @@
  *
  *     HANDSHAKE --handshake done--> OPEN --either side ends--> CLOSING
  *
- *     HANDSHAKE -> OPEN     [drive_handshake] peer verified; inner read
+ *     HANDSHAKE -> HANDSHAKE [keep_early]    the owner's first bytes kept
+ *     HANDSHAKE -> OPEN     [drive_handshake] peer verified; kept bytes sent
  *     HANDSHAKE -> CLOSING  [relay_fail] bad certificate, not TLS, EOF,
  *                                        timeout
+ *                           [on_inner_read] the owner closed
  *     OPEN      -> OPEN     [on_inner_read] plaintext out: record_send
  *                           [drive_recv]    records in: to inner
  *     OPEN      -> CLOSING  [on_inner_read] inner EOF: close_notify, then
@@ -56,6 +58,8 @@
 #define READ_CHUNK (64u * 1024)
 #define RECORD_MAX 16384
 #define FAIL_LOG_INTERVAL_MS 1000
+/* Plaintext taken from the owner before the handshake is done, at most. */
+#define EARLY_MAX (64u * 1024)
 
 struct rq_tls {
     gnutls_certificate_credentials_t cred;
@@ -95,7 +99,9 @@ struct relay {
     bool inner_reading;
     bool net_eof;
     bool inner_shut; /* uv_shutdown(inner) issued. */
-    uint8_t *in;     /* Ciphertext read from net, not yet pulled. */
+    uint8_t *early;  /* Plaintext read during the handshake, to send. */
+    size_t early_len;
+    uint8_t *in; /* Ciphertext read from net, not yet pulled. */
     size_t in_off;
     size_t in_len;
     size_t in_cap;
@@ -425,6 +431,7 @@ static void relay_maybe_free(struct relay *r)
     }
     gnutls_deinit(r->s);
     free(r->in);
+    free(r->early);
     r->tls->stats.relays--;
     tls_unref(r->tls);
     free(r);
@@ -590,6 +597,7 @@ static void on_net_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_inner_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_inner_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void drive_recv(struct relay *r);
+static bool send_plain(struct relay *r, const uint8_t *data, size_t len);
 
 static void net_read_start(struct relay *r)
 {
@@ -611,7 +619,7 @@ static void net_read_stop(struct relay *r)
 
 static void inner_read_start(struct relay *r)
 {
-    if (!r->inner_reading && r->state == OPEN) {
+    if (!r->inner_reading && r->state != CLOSING) {
         if (uv_read_start((uv_stream_t *)&r->inner, on_inner_alloc,
                           on_inner_read) == 0) {
             r->inner_reading = true;
@@ -743,6 +751,15 @@ static void drive_handshake(struct relay *r)
     r->state = OPEN;
     r->tls->stats.handshakes++;
     uv_timer_stop(&r->timer);
+    if (r->early_len > 0) {
+        bool sent = send_plain(r, r->early, r->early_len);
+        free(r->early);
+        r->early = NULL;
+        r->early_len = 0;
+        if (!sent) {
+            return; /* UNTESTED: push failing right after the handshake. */
+        }
+    }
     inner_read_start(r);
     drive_recv(r);
 }
@@ -818,36 +835,74 @@ static void on_inner_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof r->plain;
 }
 
+/* Encrypts @len bytes from the owner and queues them on net. false if
+ * the relay failed. */
+static bool send_plain(struct relay *r, const uint8_t *data, size_t len)
+{
+    size_t off = 0;
+
+    /* Corked, the records of one read leave in one write. */
+    gnutls_record_cork(r->s);
+    while (off < len) {
+        ssize_t n = gnutls_record_send(r->s, data + off, len - off);
+        if (n < 0) {
+            if (!gnutls_error_is_fatal((int)n)) {
+                continue; /* UNTESTED: push never says EAGAIN. */
+            }
+            relay_fail(r, "%s", gnutls_strerror((int)n));
+            return false;
+        }
+        off += (size_t)n;
+    }
+    if (gnutls_record_uncork(r->s, 0) < 0) {
+        relay_fail(r, "cannot send"); /* UNTESTED: push failed. */
+        return false;
+    }
+    return true;
+}
+
+/* Before the handshake is done the owner's bytes are kept (a preamble, a
+ * challenge: small), so that the read goes on and an owner that gives up
+ * (closes) is seen at once, not at the handshake timeout. */
+static void keep_early(struct relay *r, const uint8_t *data, size_t len)
+{
+    uint8_t *p = realloc(r->early, r->early_len + len);
+    if (p == NULL) {
+        relay_fail(r, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return;
+    }
+    r->early = p;
+    memcpy(r->early + r->early_len, data, len);
+    r->early_len += len;
+    if (r->early_len >= EARLY_MAX) {
+        uv_read_stop((uv_stream_t *)&r->inner); /* drive_handshake resumes. */
+        r->inner_reading = false;
+    }
+}
+
 static void on_inner_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct relay *r = s->data;
-    size_t off = 0;
     (void)buf;
 
     if (nread == 0) {
         return;
     }
     if (nread < 0) {
-        /* The owner closed (EOF) or reset the plaintext stream. */
-        relay_linger(r);
+        /* The owner closed (EOF) or reset the plaintext stream: during the
+         * handshake there is nobody to say goodbye to yet. */
+        if (r->state == HANDSHAKE) {
+            relay_close(r);
+        } else {
+            relay_linger(r);
+        }
         return;
     }
-    /* Corked, the records of one read leave in one write. */
-    gnutls_record_cork(r->s);
-    while (off < (size_t)nread) {
-        ssize_t n =
-            gnutls_record_send(r->s, r->plain + off, (size_t)nread - off);
-        if (n < 0) {
-            if (!gnutls_error_is_fatal((int)n)) {
-                continue; /* UNTESTED: push never says EAGAIN. */
-            }
-            relay_fail(r, "%s", gnutls_strerror((int)n));
-            return;
-        }
-        off += (size_t)n;
+    if (r->state == HANDSHAKE) {
+        keep_early(r, r->plain, (size_t)nread);
+        return;
     }
-    if (gnutls_record_uncork(r->s, 0) < 0) {
-        relay_fail(r, "cannot send"); /* UNTESTED: push failed. */
+    if (!send_plain(r, r->plain, (size_t)nread)) {
         return;
     }
     if (r->net->write_queue_size >= RQ_TLS_QUEUE_HIGH && r->inner_reading) {
@@ -969,6 +1024,7 @@ int rq_tls_wrap(struct rq_tls *tls, uv_tcp_t *net, void (*net_free)(void *),
     uv_timer_start(&r->timer, on_handshake_timeout, tls->handshake_timeout_ms,
                    0);
     net_read_start(r);
+    inner_read_start(r);
     if (role == RQ_TLS_CLIENT) {
         drive_handshake(r); /* Sends the ClientHello. */
     }

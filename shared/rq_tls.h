@@ -29,7 +29,8 @@
  * on the plaintext stream, where its owner (rq_mux's watch) can see it.
  *
  * Closing: when the plaintext stream's owner closes it, the relay sends a
- * TLS close_notify, shuts the TCP connection down and frees itself. When
+ * TLS close_notify, shuts the TCP connection down and frees itself (at
+ * once, without a word, if the handshake is not done yet). When
  * the peer closes, the plaintext stream reads what was still on its way,
  * then EOF. Everything runs on the loop thread.
  */

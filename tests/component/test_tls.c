@@ -583,9 +583,9 @@ static void test_tls_handshake_timeout(void **state)
     assert_true(run_until(e, cli_ended, e, 3000));
 }
 
-/* The client's owner closes its stream before the handshake is done:
- * the handshake still completes, then close_notify ends the server's side
- * cleanly and both relays go. */
+/* The client's owner closes its stream before the handshake is done: its
+ * relay goes at once (nothing was said yet), the server's handshake fails
+ * on the closed connection, its owner reads EOF, and both relays go. */
 static void test_tls_close_during_handshake(void **state)
 {
     struct env *e = *state;
@@ -602,10 +602,38 @@ static void test_tls_close_during_handshake(void **state)
     side_close(&e->cli);
     assert_true(run_until(e, srv_ended, e, 5000));
     assert_true(e->srv.eof);
-    assert_int_equal(e->srv.read_err, 0);
+    assert_int_equal(e->srv.got, 0);
     assert_true(run_until(e, relays_gone, e, 5000));
     rq_tls_stats(e->server_tls, &st);
+    assert_int_equal(st.failures, 1);
+    rq_tls_stats(e->client_tls, &st);
     assert_int_equal(st.failures, 0);
+}
+
+static bool srv_relay_gone(void *arg)
+{
+    struct env *e = arg;
+    struct rq_tls_stats st;
+    rq_tls_stats(e->server_tls, &st);
+    return st.relays == 0;
+}
+
+/* The server's owner gives up on a client that says nothing (a preamble
+ * deadline passed): the relay goes at once, not at the handshake timeout,
+ * and the client sees its connection end. */
+static void test_tls_owner_gives_up_during_handshake(void **state)
+{
+    struct env *e = *state;
+    struct rq_tls_stats st;
+    e->server_tls = load("a", "ca1", 0); /* Handshake timeout: 5 s. */
+    client_start(e);
+    assert_true(run_until(e, srv_open, e, 5000));
+    side_close(&e->srv);
+    assert_true(run_until(e, srv_relay_gone, e, 1000));
+    assert_true(run_until(e, cli_ended, e, 1000));
+    rq_tls_stats(e->server_tls, &st);
+    assert_int_equal(st.failures, 0);
+    assert_int_equal(st.handshakes, 0);
 }
 
 /* The rules on the flags and the files. */
@@ -736,6 +764,8 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_tls_close_during_handshake,
                                         env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_tls_owner_gives_up_during_handshake, env_setup, env_teardown),
         cmocka_unit_test(test_tls_new_refuses_bad_files),
     };
     return cmocka_run_group_tests_name("tls", tests, group_setup,
