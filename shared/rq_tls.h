@@ -15,7 +15,7 @@
  * plaintext stream: a uv_tcp_t opened on one end of a socketpair whose
  * other end the relay pumps to and from the session. The plaintext stream
  * is usable at once: what is written to it before the handshake completes
- * waits in the socketpair and goes out encrypted after it. The handshake
+ * is kept by the relay and goes out encrypted after it. The handshake
  * verifies the peer's certificate against the CA on both sides (mutual
  * TLS: a server requires a client certificate); a client also checks the
  * server's certificate names @peer_host. A failed handshake, a peer that
