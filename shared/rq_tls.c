@@ -794,6 +794,13 @@ static void on_net_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) {
         return;
     }
+    if (r->state == CLOSING) {
+        /* Lingering for our close_notify: what the peer still sends is
+         * dropped, so it cannot fill the buffer meanwhile. */
+        r->in_off = 0;
+        r->in_len = 0;
+        return;
+    }
     if (nread < 0 && nread != UV_EOF) {
         relay_fail(r, "%s", uv_strerror((int)nread));
         return;
