@@ -20,8 +20,9 @@ CC ?= cc
 
 DEB_PKGS := libraft-dev libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
-            zlib1g-dev pkg-config nftables iproute2 python3 tmux curl
-PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle zlib
+            zlib1g-dev libgnutls28-dev pkg-config nftables iproute2 python3 tmux curl \
+            openssl
+PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and
 # UndefinedBehaviorSanitizer (make test uses build/asan).
@@ -50,7 +51,7 @@ LDFLAGS += $(if $(filter fuzz,$(SAN)),-fsanitize=fuzzer$(comma)address$(comma)un
 comma := ,
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-        echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle -lz) -lm
+        echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle -lgnutls -lz) -lm
 
 SHARED_SRC := $(wildcard shared/*.c)
 SHARED_ASM := $(wildcard shared/*.S)

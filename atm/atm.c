@@ -49,6 +49,7 @@
 #include "rq_mux.h"
 #include "rq_node.h"
 #include "rq_rpc.h"
+#include "rq_tls.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "atm"
@@ -77,6 +78,9 @@ struct atm_config {
     uint64_t segment_size;
     const char *log_level;
     const char *log_format;
+    const char *tls_cert; /* All three or none: TLS on the Raft port. */
+    const char *tls_key;
+    const char *tls_ca;
 };
 
 static const struct rq_opt options[] = {
@@ -109,6 +113,7 @@ static const struct rq_opt options[] = {
      offsetof(struct atm_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
      offsetof(struct atm_config, log_format), "text or json"},
+    RQ_TLS_OPTIONS(struct atm_config),
 };
 
 /* What a line of input turned out to be: text to parse, or one that is
@@ -149,6 +154,7 @@ struct atm {
     const char *self_address;
     uv_loop_t *loop;
     struct rq_mux *mux;
+    struct rq_tls *tls; /* NULL without --tls-*. */
     struct rq_rpc *rpc;
     struct raft_uv_transport transport;
     struct rq_node *node;
@@ -950,7 +956,9 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
                  "8192 <= --segment-size <= 1 GiB");
         return RQ_INVALID;
     }
-    return 0;
+    bool tls;
+    return rq_tls_check_flags(a->cfg.tls_cert, a->cfg.tls_key, a->cfg.tls_ca,
+                              &tls, why, whyn);
 }
 
 static int start(struct atm *a, char *why, size_t whyn)
@@ -966,6 +974,11 @@ static int start(struct atm *a, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    rv = rq_tls_open(a->cfg.tls_cert, a->cfg.tls_key, a->cfg.tls_ca, &a->tls,
+                     why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     rv = atm_ledger_new(&a->ledger);
     if (rv != 0) {
         snprintf(why, whyn, "%s", rq_strerror(rv));
@@ -977,6 +990,7 @@ static int start(struct atm *a, char *why, size_t whyn)
         .bind_address = a->self_address,
         .advertise = a->self_address,
         .secret = a->cfg.secret,
+        .tls = a->tls,
     };
     rv = rq_mux_new(a->loop, &mc, &a->mux, why, whyn);
     if (rv != 0) {
@@ -1081,6 +1095,7 @@ int main(int argc, char **argv)
         free(l);
     }
     atm_ledger_free(a.ledger);
+    rq_tls_free(a.tls);
     rq_node_release_closed();
     if (uv_loop_close(a.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");

@@ -68,6 +68,7 @@
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_rpc.h"
+#include "rq_tls.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "broker"
@@ -161,6 +162,7 @@ static const struct rq_opt options[] = {
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
      offsetof(struct broker_config, log_format), "text or json"},
+    RQ_TLS_OPTIONS(struct broker_config),
 };
 
 /* A hosted replica. The group id outlives the replica's memory, so the
@@ -198,6 +200,7 @@ struct broker {
      * requests (every route but health, readiness and metrics). */
     struct rq_keys keys;
     struct rq_httpsig *httpsig;
+    struct rq_tls *tls;          /* NULL without --tls-*. */
     struct registrar *registrar; /* NULL without --managers. */
     int lock_fd;
     struct rq_metrics *metrics;
@@ -1127,9 +1130,24 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
+    bool tls;
+    rv =
+        rq_tls_check_flags(c->tls_cert, c->tls_key, c->tls_ca, &tls, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     return rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
                                 c->http_max_connections, c->http_max_buffered,
                                 API_MAX_BODY, why, whyn);
+}
+
+/* Under TLS a broker's HTTP is for managers only, and they present the
+ * node certificate: every path needs one but the probes and the metrics,
+ * which Kubernetes and Prometheus fetch without. */
+static bool client_cert_required(const char *path)
+{
+    return strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
+           strcmp(path, "/metrics") != 0;
 }
 
 static int start(struct broker *b, char *why, size_t whyn)
@@ -1139,12 +1157,18 @@ static int start(struct broker *b, char *why, size_t whyn)
         return rv;
     }
     rq_keys_derive(&b->keys, b->cfg.secret, strlen(b->cfg.secret));
+    rv = rq_tls_open(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_ca, &b->tls,
+                     why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     struct rq_mux_config mc = {
         .cluster_id = b->cfg.cluster_id,
         .self_id = b->cfg.id,
         .bind_address = b->cfg.raft_addr,
         .advertise = b->cfg.raft_addr,
         .secret = b->cfg.secret,
+        .tls = b->tls,
     };
     rv = rq_mux_new(b->loop, &mc, &b->mux, why, whyn);
     if (rv != 0) {
@@ -1157,6 +1181,9 @@ static int start(struct broker *b, char *why, size_t whyn)
     }
     rq_rpc_set_handler(b->rpc, on_rpc, b);
     rv = metrics_start(b, why, whyn);
+    if (rv == 0 && b->tls != NULL) {
+        rv = rq_tls_metrics(b->tls, b->metrics);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -1180,6 +1207,8 @@ static int start(struct broker *b, char *why, size_t whyn)
         .metrics = b->metrics,
         .authenticate = rq_httpsig_authenticate,
         .auth_data = b->httpsig,
+        .tls = b->tls,
+        .client_cert_required = client_cert_required,
     };
     rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,
                      whyn);
@@ -1213,6 +1242,7 @@ static int start(struct broker *b, char *why, size_t whyn)
             .http_addr = b->cfg.http_addr,
             .managers = b->cfg.managers,
             .b2m_key = rq_keys_get(&b->keys, RQ_KEY_HTTP_B2M),
+            .tls = b->tls,
         };
         rv = registrar_new(b->loop, &rc, heartbeat_summary, b, &b->registrar,
                            why, whyn);
@@ -1291,6 +1321,7 @@ int main(int argc, char **argv)
     rq_httpsig_free(b.httpsig);
     rq_keys_wipe(&b.keys, sizeof b.keys);
     rq_metrics_free(b.metrics); /* Every replica and the server are gone. */
+    rq_tls_free(b.tls);
     rq_node_release_closed();
     if (uv_loop_close(b.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");

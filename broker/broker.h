@@ -39,6 +39,9 @@ struct broker_config {
     uint64_t auth_replay_cache_entries;
     const char *log_level;
     const char *log_format;
+    const char *tls_cert; /* All three or none (rq_tls_check_flags). */
+    const char *tls_key;
+    const char *tls_ca;
 };
 
 struct broker;

@@ -139,6 +139,9 @@ int registrar_new(uv_loop_t *loop, const struct registrar_config *cfg,
     if (rv != 0) {
         goto err_after_alloc; /* UNTESTED: ENOMEM only. */
     }
+    if (cfg->tls != NULL) {
+        rq_httpc_set_tls(r->httpc, cfg->tls);
+    }
     r->loop = loop;
     r->id = cfg->id;
     snprintf(r->raft_addr, sizeof r->raft_addr, "%s", cfg->raft_addr);

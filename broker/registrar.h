@@ -28,6 +28,8 @@
 
 #define REGISTRAR_MANAGERS_MAX 16
 
+struct rq_tls;
+
 struct registrar_config {
     uint64_t id;
     const char *raft_addr;
@@ -37,6 +39,8 @@ struct registrar_config {
      * borrowed: it must outlive the registrar. */
     const uint8_t *b2m_key;
     unsigned heartbeat_ms; /* 0: 1000. */
+    /* TLS for every call (rq_httpc_set_tls), or NULL. Borrowed. */
+    const struct rq_tls *tls;
 };
 
 /* The "replicas" list of a heartbeat (a new reference to a JSON array). */

@@ -49,6 +49,8 @@ enum opt_id {
     OPT_DATA,
     OPT_BASE_PORT,
     OPT_GRANT,
+    OPT_CACERT,
+    OPT_TLS,
 };
 
 struct opt {
@@ -76,6 +78,8 @@ static const struct opt opts[] = {
     {"data", OPT_DATA, true, BIT(CMD_DEV)},
     {"base-port", OPT_BASE_PORT, true, BIT(CMD_DEV)},
     {"grant", OPT_GRANT, true, BIT(CMD_TOKEN_CREATE)},
+    {"cacert", OPT_CACERT, true, CLIENT_CMDS},
+    {"tls", OPT_TLS, false, BIT(CMD_DEV)},
 };
 
 /* An option as found on the command line. */
@@ -346,6 +350,16 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
         case OPT_TOKEN:
             out->token = s;
             return 0;
+        case OPT_CACERT:
+            if (*s == '\0') {
+                rq_why(why, whyn, "--cacert needs a PEM file");
+                return RQ_INVALID;
+            }
+            out->cacert = s;
+            return 0;
+        case OPT_TLS:
+            out->dev_tls = true;
+            return 0;
         case OPT_JSON:
             out->json = true;
             return 0;
@@ -605,6 +619,10 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
         env->token[0] != '\0') {
         out->token = env->token;
     }
+    if (out->cmd != CMD_DEV && out->cacert == NULL && env != NULL &&
+        env->cacert != NULL && env->cacert[0] != '\0') {
+        out->cacert = env->cacert;
+    }
     if (out->cmd == CMD_DEV && !out->has_base_port && env != NULL &&
         env->base_port != NULL && env->base_port[0] != '\0') {
         uint64_t v;
@@ -658,6 +676,8 @@ static const char overview[] =
     "  --token T           bearer token: the admin token, or one from 'raftq\n"
     "                      token create' [RAFTQ_TOKEN, else "
     "RAFTQ_ADMIN_TOKEN]\n"
+    "  --cacert FILE       PEM CA to verify https:// managers against\n"
+    "                      [RAFTQ_CACERT] (default: the system's CAs)\n"
     "  --timeout S         retry unavailable managers for S seconds "
     "(default 10)\n"
     "  --help, -h          help; 'raftq COMMAND --help' for a command\n"
@@ -669,7 +689,7 @@ static const char overview[] =
 static const char *const helps[] = {
     [CMD_DEV] =
         "usage: raftq dev [--managers 3|5] [--brokers N] [--data DIR] "
-        "[--base-port P]\n"
+        "[--base-port P] [--tls]\n"
         "\n"
         "Starts a local cluster on 127.0.0.1 from the manager and broker "
         "binaries\n"
@@ -697,6 +717,10 @@ static const char *const helps[] = {
         "  --token T       give the managers this admin token instead of "
         "the kept one\n"
         "                  [RAFTQ_ADMIN_TOKEN]\n"
+        "  --tls           TLS 1.3 on every port: a throwaway CA and a "
+        "certificate\n"
+        "                  per process under DIR/dev/tls (made once), https "
+        "URLs\n"
         "\n"
         "Exits 1 when a port is in use, another raftq dev holds DIR, the "
         "cluster\n"

@@ -68,6 +68,7 @@ struct cmdline_env {
     const char *token;        /* RAFTQ_ADMIN_TOKEN */
     const char *client_token; /* RAFTQ_TOKEN: wins over RAFTQ_ADMIN_TOKEN */
     const char *base_port;    /* RAFTQ_BASE_PORT */
+    const char *cacert;       /* RAFTQ_CACERT */
 };
 
 /*
@@ -83,6 +84,7 @@ struct cmdline {
     const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if
                              neither. */
     const char *token;    /* Bearer token (admin or public), or NULL. */
+    const char *cacert;   /* PEM CA for https:// managers, or NULL. */
     bool json;
     uint64_t timeout_ms;
 
@@ -117,6 +119,7 @@ struct cmdline {
     const char *data;
     uint16_t base_port;
     bool has_base_port;
+    bool dev_tls; /* raftq dev --tls */
 };
 
 /*

@@ -156,10 +156,16 @@ static int cluster_status(const struct cmdline *cl, struct mclient *c)
     for (size_t i = 0; i < n; i++) {
         const char *http = json_string_value(
             json_object_get(json_array_get(roster, i), "http_addr"));
-        char base[URL_MAX];
+        char base[URL_MAX], addr[URL_MAX];
         memset(&self[i], 0, sizeof self[i]);
         views[i] = (struct render_manager){NULL, false};
-        if (http != NULL && url_base_parse(http, base, why, sizeof why) == 0 &&
+        /* A cluster speaks TLS on every port or on none: each manager's
+         * address takes the scheme of the one we reached. */
+        snprintf(
+            addr, sizeof addr, "%s%s",
+            strncmp(mclient_first(c), "https://", 8) == 0 ? "https://" : "",
+            http != NULL ? http : "");
+        if (http != NULL && url_base_parse(addr, base, why, sizeof why) == 0 &&
             mclient_call_at(c, base, "GET", "/admin/managers", NULL,
                             PROBE_TIMEOUT_MS, &self[i], why, sizeof why) == 0 &&
             self[i].status == 200) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "devplan.h"
+#include "devtls.h"
 #include "mclient.h"
 #include "rq_err.h"
 #include "rq_fs.h"
@@ -58,7 +59,9 @@ struct dev {
     sigset_t signals; /* Blocked, taken by sigtimedwait(). */
     int lock_fd;
     struct mclient *mc;
-    char missing[WHY_LEN]; /* What the last readiness check lacked. */
+    char missing[WHY_LEN];          /* What the last readiness check lacked. */
+    char tls_dir[DEVPLAN_PATH_MAX]; /* With --tls: DIR/dev/tls. */
+    char ca[DEVPLAN_PATH_MAX + 16]; /* With --tls: its ca.crt. */
 };
 
 static uint64_t now_ms(void)
@@ -598,20 +601,29 @@ static void print_banner(const struct dev *d, const char *argv0)
     } else {
         printf("  admin token  %s   (given with --token)\n\n", d->plan.token);
     }
+    const char *ca = d->plan.tls_dir != NULL ? d->ca : NULL;
+    char curl[DEVPLAN_PATH_MAX + 32] = "curl";
+    if (ca != NULL) {
+        printf("  TLS 1.3 on every port; CA %s\n\n", ca);
+        snprintf(curl, sizeof curl, "curl --cacert %s", ca);
+    }
     printf("Try it with curl (any manager works):\n");
     printf(
-        "  curl -s -XPOST %s/topics -d "
+        "  %s -s -XPOST %s/topics -d "
         "'{\"topic_name\":\"demo\",\"number_of_partitions\":3}'\n",
-        first);
+        curl, first);
     printf(
-        "  curl -s -XPOST %s/v1/topics/demo/records -d "
+        "  %s -s -XPOST %s/v1/topics/demo/records -d "
         "'{\"records\":[{\"value\":\"hello\",\"partition_id\":0},"
         "{\"value\":\"world\",\"partition_id\":0}]}'\n",
-        first);
-    printf("  curl -s '%s/v1/topics/demo/partitions/0/records?offset=0'\n\n",
-           first);
+        curl, first);
+    printf("  %s -s '%s/v1/topics/demo/partitions/0/records?offset=0'\n\n",
+           curl, first);
     printf("or with the client:\n");
     printf("  export RAFTQ_MANAGERS=%s\n", list);
+    if (ca != NULL) {
+        printf("  export RAFTQ_CACERT=%s\n", ca);
+    }
     printf("  export RAFTQ_ADMIN_TOKEN=%s\n", d->plan.token);
     printf("  %s topic list\n", raftq);
     printf("  echo hi | %s produce demo\n", raftq);
@@ -694,6 +706,16 @@ int dev_run(const struct cmdline *cl, const char *argv0)
         settle_layout(d, cl) != 0 || check_ports(d) != 0) {
         goto out_after_lock;
     }
+    if (cl->dev_tls) {
+        char why[WHY_LEN];
+        snprintf(d->tls_dir, sizeof d->tls_dir, "%s/tls", d->root);
+        snprintf(d->ca, sizeof d->ca, "%s/ca.crt", d->tls_dir);
+        d->plan.tls_dir = d->tls_dir;
+        if (devtls_prepare(&d->plan, d->tls_dir, why, sizeof why) != 0) {
+            fprintf(stderr, "raftq dev: %s\n", why);
+            goto out_after_lock;
+        }
+    }
     for (unsigned i = 1; i <= d->plan.managers; i++) {
         devplan_manager_url(&d->plan, i, urls[i - 1], URL_MAX);
     }
@@ -701,6 +723,7 @@ int dev_run(const struct cmdline *cl, const char *argv0)
         .bases = (const char(*)[URL_MAX])urls,
         .n_bases = d->plan.managers,
         .token = d->plan.token,
+        .cacert = cl->dev_tls ? d->ca : NULL,
         .timeout_ms = PROBE_TIMEOUT_MS,
     };
     if (mclient_new(&mcfg, &d->mc) != 0) {

@@ -186,8 +186,8 @@ void devplan_log(const struct devplan *p, enum devplan_role r, unsigned id,
 void devplan_manager_url(const struct devplan *p, unsigned id, char *out,
                          size_t n)
 {
-    snprintf(out, n, "http://%s:%u", DEVPLAN_HOST,
-             devplan_http_port(p, DEVPLAN_MANAGER, id));
+    snprintf(out, n, "%s://%s:%u", p->tls_dir != NULL ? "https" : "http",
+             DEVPLAN_HOST, devplan_http_port(p, DEVPLAN_MANAGER, id));
 }
 
 /* Appends one formatted string to buf and to @list (argv or env), which
@@ -261,12 +261,14 @@ static int add_list(struct devplan_argv *a, const struct devplan *p, bool urls)
     char list[1024];
     size_t len = 0;
     for (unsigned i = 1; i <= p->managers; i++) {
-        int n = urls ? snprintf(list + len, sizeof list - len, "%shttp://%s:%u",
-                                i > 1 ? "," : "", DEVPLAN_HOST,
-                                devplan_http_port(p, DEVPLAN_MANAGER, i))
-                     : snprintf(list + len, sizeof list - len, "%s%u=%s:%u",
-                                i > 1 ? "," : "", i, DEVPLAN_HOST,
-                                devplan_raft_port(p, DEVPLAN_MANAGER, i));
+        int n =
+            urls ? snprintf(list + len, sizeof list - len, "%s%s://%s:%u",
+                            i > 1 ? "," : "",
+                            p->tls_dir != NULL ? "https" : "http", DEVPLAN_HOST,
+                            devplan_http_port(p, DEVPLAN_MANAGER, i))
+                 : snprintf(list + len, sizeof list - len, "%s%u=%s:%u",
+                            i > 1 ? "," : "", i, DEVPLAN_HOST,
+                            devplan_raft_port(p, DEVPLAN_MANAGER, i));
         if (n < 0 || (size_t)n >= sizeof list - len) {
             return RQ_TOOBIG; /* UNTESTED: five managers fit. */
         }
@@ -313,5 +315,15 @@ int devplan_argv(const struct devplan *p, enum devplan_role r, unsigned id,
         rv |= add_list(out, p, true);
     }
     rv |= add_env(out, "RAFTQ_CLUSTER_SECRET", p->secret);
+    if (p->tls_dir != NULL) {
+        /* The files of devtls.h. */
+        const char *role = devplan_role_name(r);
+        rv |= add(out, "--tls-cert");
+        rv |= add(out, "%s/%s-%u.crt", p->tls_dir, role, id);
+        rv |= add(out, "--tls-key");
+        rv |= add(out, "%s/%s-%u.key", p->tls_dir, role, id);
+        rv |= add(out, "--tls-ca");
+        rv |= add(out, "%s/ca.crt", p->tls_dir);
+    }
     return rv != 0 ? RQ_TOOBIG : 0;
 }

@@ -51,6 +51,8 @@ struct devplan {
     /* The admin token the managers get this run: --token, else
      * admin_token. Borrowed. */
     const char *token;
+    /* With TLS: the directory of devtls.h's files, else NULL. Borrowed. */
+    const char *tls_dir;
 };
 
 /* What the command line asked for; has_* false means "not given". */
@@ -106,7 +108,7 @@ void devplan_dir(const struct devplan *p, enum devplan_role r, unsigned id,
 void devplan_log(const struct devplan *p, enum devplan_role r, unsigned id,
                  char *out, size_t n);
 
-/* "http://127.0.0.1:9501" for manager @id. */
+/* "http://127.0.0.1:9501" for manager @id ("https://" with tls_dir). */
 void devplan_manager_url(const struct devplan *p, unsigned id, char *out,
                          size_t n);
 

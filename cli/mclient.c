@@ -32,6 +32,7 @@ struct mclient {
     char *auth;    /* "Authorization: Bearer T", or NULL. */
     uint64_t timeout_ms;
     const volatile sig_atomic_t *stop;
+    const char *cacert; /* Borrowed; NULL: the system's CAs. */
     CURL *easy;
     char errbuf[CURL_ERROR_SIZE];
     /* The answer being received. */
@@ -77,6 +78,7 @@ int mclient_new(const struct mclient_config *cfg, struct mclient **out)
     }
     c->timeout_ms = cfg->timeout_ms;
     c->stop = cfg->stop;
+    c->cacert = cfg->cacert;
     *out = c;
     return 0;
 }
@@ -198,6 +200,12 @@ int mclient_call_at(struct mclient *c, const char *base, const char *method,
     curl_easy_setopt(e, CURLOPT_XFERINFODATA, c);
     curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    /* https:// managers speak TLS 1.3 only; the server is verified (and
+     * must carry the URL's host name) against --cacert if given. */
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+    if (c->cacert != NULL) {
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->cacert);
+    }
     /* No "Expect: 100-continue" round trip before large bodies. */
     headers = curl_slist_append(headers, "Expect:");
     if (c->auth != NULL) {

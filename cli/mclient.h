@@ -28,7 +28,10 @@ struct mclient;
 struct mclient_config {
     const char (*bases)[URL_MAX]; /* Canonical base URLs (url.h); copied. */
     size_t n_bases;
-    const char *token;   /* Admin bearer token, or NULL; copied. */
+    const char *token; /* Admin bearer token, or NULL; copied. */
+    /* PEM CA file that https:// managers must verify against, or NULL for
+     * the system's CAs; borrowed, outlives the client. */
+    const char *cacert;
     uint64_t timeout_ms; /* How long to retry unavailable managers. */
     const volatile sig_atomic_t *stop; /* Or NULL. Borrowed. */
 };

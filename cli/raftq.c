@@ -60,6 +60,7 @@ static int run_client(const struct cmdline *cl)
         .bases = (const char(*)[URL_MAX])bases,
         .n_bases = n,
         .token = cl->token,
+        .cacert = cl->cacert,
         .timeout_ms = cl->timeout_ms,
         .stop = &stop_requested,
     };
@@ -93,6 +94,7 @@ int main(int argc, char **argv)
         .token = getenv("RAFTQ_ADMIN_TOKEN"),
         .client_token = getenv("RAFTQ_TOKEN"),
         .base_port = getenv("RAFTQ_BASE_PORT"),
+        .cacert = getenv("RAFTQ_CACERT"),
     };
 
     if (cmdline_parse(argc, argv, &env, &cl, why, sizeof why) != 0) {

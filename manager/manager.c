@@ -67,6 +67,7 @@
 #include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
+#include "rq_tls.h"
 #include "rq_wire.h"
 #include "ui.h"
 
@@ -156,6 +157,7 @@ static const struct rq_opt options[] = {
      offsetof(struct manager_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
      offsetof(struct manager_config, log_format), "text or json"},
+    RQ_TLS_OPTIONS(struct manager_config),
 };
 
 /* ---- Small services ---- */
@@ -1305,7 +1307,17 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
         snprintf(why, whyn, "--admin-token is longer than 400 bytes");
         return RQ_INVALID;
     }
-    return 0;
+    bool tls;
+    return rq_tls_check_flags(c->tls_cert, c->tls_key, c->tls_ca, &tls, why,
+                              whyn);
+}
+
+/* Under TLS the public API serves clients without certificates; the
+ * /internal routes, called by managers and brokers only, need a node
+ * certificate. */
+static bool client_cert_required(const char *path)
+{
+    return strncmp(path, "/internal/", 10) == 0;
 }
 
 static int start(struct manager *m, char *why, size_t whyn)
@@ -1318,6 +1330,11 @@ static int start(struct manager *m, char *why, size_t whyn)
         return RQ_IO;
     }
     rv = rq_lock_dir(m->cfg.data, &m->lock_fd, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = rq_tls_open(m->cfg.tls_cert, m->cfg.tls_key, m->cfg.tls_ca, &m->tls,
+                     why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -1342,12 +1359,16 @@ static int start(struct manager *m, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    if (m->tls != NULL) {
+        rq_httpc_set_tls(m->httpc, m->tls);
+    }
     struct rq_mux_config mc = {
         .cluster_id = m->cfg.cluster_id,
         .self_id = m->cfg.id,
         .bind_address = m->cfg.raft_addr,
         .advertise = m->self_raft,
         .secret = m->cfg.secret,
+        .tls = m->tls,
     };
     rv = rq_mux_new(m->loop, &mc, &m->mux, why, whyn);
     if (rv != 0) {
@@ -1386,7 +1407,8 @@ static int start(struct manager *m, char *why, size_t whyn)
     }
     if (rq_metrics_new(&m->metrics) != 0 ||
         mmetrics_new(m, m->metrics, &m->mmetrics) != 0 ||
-        rq_mux_metrics_open(m->mux, m->metrics) != 0) {
+        rq_mux_metrics_open(m->mux, m->metrics) != 0 ||
+        (m->tls != NULL && rq_tls_metrics(m->tls, m->metrics) != 0)) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
@@ -1409,6 +1431,8 @@ static int start(struct manager *m, char *why, size_t whyn)
         .metrics = m->metrics,
         .authenticate = rq_httpsig_authenticate,
         .auth_data = m->httpsig,
+        .tls = m->tls,
+        .client_cert_required = client_cert_required,
     };
     rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0], m,
                      &m->http, why, whyn);
@@ -1498,6 +1522,7 @@ int main(int argc, char **argv)
     rq_httpsig_free(m.httpsig);
     rq_keys_wipe(&m.keys, sizeof m.keys);
     rq_metrics_free(m.metrics);
+    rq_tls_free(m.tls);
     rq_node_release_closed();
     if (uv_loop_close(m.loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");

@@ -57,9 +57,13 @@ struct manager_config {
     uint64_t auth_replay_cache_entries;
     const char *log_level;
     const char *log_format;
+    const char *tls_cert; /* All three or none (rq_tls_check_flags). */
+    const char *tls_key;
+    const char *tls_ca;
 };
 
 struct mstore;
+struct rq_tls;
 struct rq_mux;
 struct routing;
 struct liveness;
@@ -98,6 +102,7 @@ struct manager {
     char sender[32]; /* "manager-ID" */
     struct rq_httpc_signer to_brokers;
     struct rq_httpc_signer to_managers;
+    struct rq_tls *tls; /* NULL without --tls-*. */
     struct routing *routing;
     struct liveness *liveness;
     struct reconcile *reconcile;

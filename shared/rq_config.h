@@ -74,6 +74,25 @@ int rq_config_check_secret(const char *name, const char *secret, char *why,
 void rq_config_usage(FILE *f, const char *usage, const struct rq_opt *opts,
                      size_t n);
 
+/*
+ * The TLS flags every server binary takes, as entries of its options
+ * table; @type is its config struct, with const char * fields tls_cert,
+ * tls_key and tls_ca. rq_tls_check_flags() checks them.
+ */
+/* One table entry a flag reads better than what clang-format makes. */
+/* clang-format off */
+#define RQ_TLS_OPTIONS(type)                                                 \
+    {"tls-cert", "RAFTQ_TLS_CERT", RQ_OPT_STR, NULL, false,                  \
+     offsetof(type, tls_cert),                                               \
+     "PEM certificate of this node (with --tls-key and --tls-ca, every "     \
+     "port speaks TLS 1.3 only)"},                                           \
+    {"tls-key", "RAFTQ_TLS_KEY", RQ_OPT_STR, NULL, false,                    \
+     offsetof(type, tls_key), "PEM private key of --tls-cert"},              \
+    {"tls-ca", "RAFTQ_TLS_CA", RQ_OPT_STR, NULL, false,                      \
+     offsetof(type, tls_ca),                                                 \
+     "PEM CA certificate(s) every peer's certificate must verify against"}
+/* clang-format on */
+
 #define RQ_ADDR_MAX 64 /* "host:port" including the NUL. */
 #define RQ_PEERS_MAX 16
 

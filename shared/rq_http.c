@@ -70,6 +70,7 @@
 #include "rq_http.h"
 
 #include <assert.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,6 +85,7 @@
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
+#include "rq_tls.h"
 
 #define LOG_TAG "rq_http"
 
@@ -94,6 +96,9 @@
 #define BUSY_RETRY_AFTER "1"
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_IDLE_TIMEOUT_S 60
+/* Runs in a row that MHD may ask for at once, without socket activity
+ * (rearm). */
+#define ZERO_RUNS_MAX 4
 /* MHD's per-connection pool holds the read buffer, in which the request
  * line and headers are parsed, and the reply's headers; the body passes
  * through the read buffer in pieces to on_access, which copies it out.
@@ -210,18 +215,20 @@ struct rq_http {
     size_t max_body;
     size_t max_buffered; /* Cap on h->buffered. */
     size_t buffered;     /* Bytes allocated for request bodies now. */
+    bool (*client_cert_required)(const char *path); /* With TLS only. */
     uint16_t port;
     struct rq_list waiting; /* Handled, not replied: struct rq_http_req. */
     unsigned live;          /* Requests MHD has not completed. */
     unsigned refs;          /* Open handles plus allocated requests. */
     struct rq_http_stats stats;
-    bool in_run;       /* Inside MHD_run(). */
-    bool need_run;     /* Run MHD again without waiting for a socket. */
-    bool closing;      /* rq_http_close() was called. */
-    bool quiesce_due;  /* Close was called inside MHD_run(). */
-    bool stopped;      /* MHD_stop_daemon() was called. */
-    char *start_why;   /* During rq_http_new: MHD's first complaint. */
-    size_t start_whyn; /* ... and the size of that buffer. */
+    unsigned zero_runs; /* See rearm(). */
+    bool in_run;        /* Inside MHD_run(). */
+    bool need_run;      /* Run MHD again without waiting for a socket. */
+    bool closing;       /* rq_http_close() was called. */
+    bool quiesce_due;   /* Close was called inside MHD_run(). */
+    bool stopped;       /* MHD_stop_daemon() was called. */
+    char *start_why;    /* During rq_http_new: MHD's first complaint. */
+    size_t start_whyn;  /* ... and the size of that buffer. */
     uint64_t log_window_ms;
     unsigned log_lines;
     unsigned log_suppressed;
@@ -316,6 +323,21 @@ static void rearm(struct rq_http *h)
     if (h->need_run) {
         uv_timer_start(&h->timer, on_timer, 0, 0);
     } else if (MHD_get_timeout(h->mhd, &ms) == MHD_YES) {
+        /* A zero timeout means MHD has work at once (a response to send
+         * after a resume): run it again. But libmicrohttpd 0.9.75 also says
+         * 0 for as long as a TLS connection waits in its handshake, and a
+         * zero timer restarted from its own callback runs again in the same
+         * pass of libuv's timers (1.44), so the loop would never poll for
+         * the bytes the handshake waits for. After ZERO_RUNS_MAX zeros
+         * without socket activity in between, the next run waits a
+         * millisecond. */
+        if (ms > 0) {
+            h->zero_runs = 0;
+        } else if (h->zero_runs < ZERO_RUNS_MAX) {
+            h->zero_runs++;
+        } else {
+            ms = 1;
+        }
         uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
     } else {
         uv_timer_stop(&h->timer);
@@ -324,9 +346,11 @@ static void rearm(struct rq_http *h)
 
 static void on_epoll(uv_poll_t *p, int status, int events)
 {
+    struct rq_http *h = p->data;
     (void)status; /* An error on the epoll descriptor: MHD_run() sees it. */
     (void)events;
-    run_mhd(p->data);
+    h->zero_runs = 0;
+    run_mhd(h);
 }
 
 /* Drops one of the server's references: its handles and requests. The
@@ -1107,6 +1131,42 @@ static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind,
 }
 
 /* The first call, once the headers are in: refuse early what can be. */
+/* Whether the client presented a certificate that verifies against the
+ * CA. libmicrohttpd asks for one (it was given the CA) but leaves the
+ * check to us. */
+static bool client_cert_verified(struct rq_http_req *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    unsigned status = 0;
+    unsigned n = 0;
+
+    if (ci == NULL || ci->tls_session == NULL) {
+        return false; /* UNTESTED: a TLS server always has a session. */
+    }
+    gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+    if (gnutls_certificate_get_peers(s, &n) == NULL || n == 0) {
+        return false;
+    }
+    return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
+}
+
+/* Whether the path (the raw target up to '?') may be served to this
+ * client as far as certificates go. */
+static bool path_cert_ok(struct rq_http_req *req)
+{
+    char *q = strchr(req->uri, '?');
+    bool needed;
+    if (q != NULL) {
+        *q = '\0';
+    }
+    needed = req->h->client_cert_required(req->uri);
+    if (q != NULL) {
+        *q = '?';
+    }
+    return !needed || client_cert_verified(req);
+}
+
 static void on_headers(struct rq_http_req *req, const char *method)
 {
     struct rq_http *h = req->h;
@@ -1120,6 +1180,14 @@ static void on_headers(struct rq_http_req *req, const char *method)
     if (h->closing) {
         req->close_connection = true;
         reject(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+        return;
+    }
+    if (h->client_cert_required != NULL && !path_cert_ok(req)) {
+        /* Nothing of the request is read further. */
+        req->close_connection = true;
+        reject(req, MHD_HTTP_UNAUTHORIZED,
+               "this path needs a client certificate signed by the "
+               "cluster CA");
         return;
     }
     const char *nul_arg = NULL;
@@ -1391,11 +1459,30 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
 
     /* The logger comes first: MHD logs through its default logger until
      * it has seen this option. */
+    /* HTTPS: the node's certificate and key, TLS 1.3 only, and the CA,
+     * which makes libmicrohttpd ask clients for a certificate. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (cfg->tls != NULL) {
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)rq_tls_cert_pem(cfg->tls)};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                              (void *)rq_tls_key_pem(cfg->tls)};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
+                                              (void *)rq_tls_ca_pem(cfg->tls)};
+        tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                              (void *)RQ_TLS_PRIORITY};
+        h->client_cert_required = cfg->client_cert_required;
+    }
     h->mhd = MHD_start_daemon(
         flags, port, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        on_mhd_log, h, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+        max_connections, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
@@ -1438,7 +1525,8 @@ int rq_http_new(uv_loop_t *loop, const struct rq_http_config *cfg,
     if (mhd_why[0] != '\0') {
         rq_log(RQ_WARN, "libmicrohttpd: %s", mhd_why);
     }
-    rq_log(RQ_INFO, "serving HTTP on %s (port %u)", cfg->bind_address,
+    rq_log(RQ_INFO, "serving %s on %s (port %u)",
+           cfg->tls != NULL ? "HTTPS" : "HTTP", cfg->bind_address,
            (unsigned)h->port);
     *out = h;
     return 0;

@@ -20,6 +20,9 @@
  * complete request first and may answer it instead of the handler. Every
  * reply body is
  * JSON ({"status": "success"|"failure", ...}) except rq_http_reply_text().
+ *
+ * With TLS the server speaks HTTPS only (libmicrohttpd's GnuTLS support,
+ * TLS 1.3); see rq_http_config.tls.
  */
 #ifndef RQ_HTTP_H
 #define RQ_HTTP_H
@@ -33,6 +36,7 @@
 struct rq_http;
 struct rq_http_req;
 struct rq_metrics;
+struct rq_tls;
 
 typedef void (*rq_http_handler)(struct rq_http_req *req, void *data);
 
@@ -78,6 +82,15 @@ struct rq_http_config {
      * with auth_data. */
     rq_http_auth_cb authenticate;
     void *auth_data;
+    /* HTTPS (TLS 1.3 only) with this node's certificate, or NULL for plain
+     * HTTP (borrowed; outlives the server). Clients may present a
+     * certificate; it is checked against the CA. */
+    const struct rq_tls *tls;
+    /* With tls: whether a request for @path (raw, without the query) needs
+     * a client certificate that verifies against the CA; one that has none
+     * is answered 401 before its body is read or a route is looked up.
+     * NULL: no path needs one. */
+    bool (*client_cert_required)(const char *path);
 };
 
 /*

@@ -44,6 +44,7 @@
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_sig.h"
+#include "rq_tls.h"
 
 #define LOG_TAG "rq_httpc"
 
@@ -86,6 +87,7 @@ struct rq_httpc {
     uv_timer_t timer;
     struct rq_list xfers;
     struct rq_list socks;
+    const struct rq_tls *tls; /* Borrowed; NULL: no TLS settings. */
     size_t pending;
     unsigned handles; /* Initialized and not yet closed-and-called-back. */
     bool closing;
@@ -387,6 +389,11 @@ int rq_httpc_new(uv_loop_t *loop, struct rq_httpc **out, char *why, size_t whyn)
     return 0;
 }
 
+void rq_httpc_set_tls(struct rq_httpc *c, const struct rq_tls *tls)
+{
+    c->tls = tls;
+}
+
 /* A method is an HTTP token: letters only here, which covers them all. */
 static bool method_valid(const char *m)
 {
@@ -560,7 +567,34 @@ int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
     CURL *e = x->easy;
     unsigned timeout =
         req->timeout_ms != 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    if (c->tls != NULL && strncmp(req->url, "http://", 7) == 0) {
+        /* Every port of a TLS node speaks TLS: internal URLs, built as
+         * http:// by their callers, go out as https://. */
+        char *url = malloc(strlen(req->url) + 2);
+        if (url == NULL) {
+            goto err_after_alloc; /* UNTESTED: ENOMEM only. */
+        }
+        sprintf(url, "https://%s", req->url + 7);
+        curl_easy_setopt(e, CURLOPT_URL, url); /* libcurl copies it. */
+        free(url);
+    } else {
+        curl_easy_setopt(e, CURLOPT_URL, req->url);
+    }
+    if (c->tls != NULL) {
+        /* The server must verify against the CA and carry the name in the
+         * URL (libcurl's defaults, said here); this node's certificate goes
+         * along as a client certificate. */
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+        curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+        curl_easy_setopt(e, CURLOPT_CAINFO, rq_tls_ca_file(c->tls));
+        curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+        curl_easy_setopt(e, CURLOPT_SSLCERT, rq_tls_cert_file(c->tls));
+        curl_easy_setopt(e, CURLOPT_SSLKEY, rq_tls_key_file(c->tls));
+    } else {
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    }
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -568,7 +602,6 @@ int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
     /* The path goes out as given: a manager forwarding "/admin/topics/.."
      * to its leader must not have libcurl squash it to "/admin/". */
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);

@@ -65,6 +65,16 @@ int rq_httpc_new(uv_loop_t *loop, struct rq_httpc **out, char *why,
                  size_t whyn);
 
 /*
+ * Makes every later request speak TLS 1.3 with @tls's files (borrowed;
+ * outlives @c): the server is verified against the CA and must carry the
+ * URL's host name, this node's certificate is presented as a client
+ * certificate, and an http:// URL goes out as https://, since every port
+ * of a node with TLS speaks TLS.
+ */
+struct rq_tls;
+void rq_httpc_set_tls(struct rq_httpc *c, const struct rq_tls *tls);
+
+/*
  * Starts a request. 0 (the callback will run), or RQ_INVALID/RQ_NOMEM/
  * RQ_SHUTDOWN, or RQ_IO when no nonce could be drawn for its signature
  * (the callback will not run).

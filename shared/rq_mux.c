@@ -63,6 +63,7 @@
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_preamble.h"
+#include "rq_tls.h"
 
 #define LOG_TAG "rq_mux"
 
@@ -117,6 +118,7 @@ struct rq_mux {
     struct stuck stuck[STUCK_MAX]; /* Over the limit at the last look. */
     size_t n_stuck;
     uint8_t key[RQ_KEY_SIZE]; /* RQ_KEY_RAFT of the cluster secret. */
+    struct rq_tls *tls;       /* Borrowed; NULL without TLS. */
     uint64_t cluster_id;
     uint64_t self_id;
     char advertise[RQ_PREAMBLE_ADDR];
@@ -638,6 +640,32 @@ static int challenge_send(struct incoming *in)
     return -1;
 }
 
+/* Puts *@tcp behind a TLS relay: *@tcp becomes the relay's plaintext
+ * stream (from raft_malloc(), with the same data pointer), and the relay
+ * owns and frees the TCP handle. Nothing has been read or written yet, so
+ * the challenge, the preamble and everything after them travel inside
+ * TLS. */
+static int tls_wrap(struct rq_mux *m, uv_tcp_t **tcp, enum rq_tls_role role,
+                    const char *host, char *why, size_t whyn)
+{
+    uv_tcp_t *plain = raft_malloc(sizeof *plain);
+    void *data = (*tcp)->data;
+    int rv;
+
+    if (plain == NULL) {
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    rv = rq_tls_wrap(m->tls, *tcp, raft_free, role, host, plain, why, whyn);
+    if (rv != 0) {
+        raft_free(plain); /* UNTESTED: socketpair() failing only. */
+        return rv;
+    }
+    plain->data = data;
+    *tcp = plain;
+    return 0;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct rq_mux *m = server->data;
@@ -674,6 +702,16 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(in->tcp, 1);
     uv_tcp_keepalive(in->tcp, 1, KEEPALIVE_S);
+    if (m->tls != NULL) {
+        /* The challenge below is written to the relay's plaintext end,
+         * which keeps it until the handshake is done. */
+        char why[128];
+        rv = tls_wrap(m, &in->tcp, RQ_TLS_SERVER, NULL, why, sizeof why);
+        if (rv != 0) {
+            incoming_reject(in, RQ_MUX_REJECT_ACCEPT, "%s", why);
+            return;
+        }
+    }
     rv = challenge_send(in);
     if (rv != 0) {
         return;
@@ -905,6 +943,21 @@ static void on_connected(uv_connect_t *req, int status)
         }
         conn_fail(c, RQ_CONNECT);
         return;
+    }
+    if (c->m->tls != NULL) {
+        /* The peer's certificate must name the host we dialed. The
+         * challenge arrives through the relay once the handshake is done;
+         * a failed handshake shows as the stream closing (logged by
+         * rq_tls). */
+        char host[HOST_MAX], port[PORT_MAX], why[128];
+        rv = split_address(c->target, host, port);
+        if (rv == 0) {
+            rv = tls_wrap(c->m, &c->tcp, RQ_TLS_CLIENT, host, why, sizeof why);
+        }
+        if (rv != 0) {
+            conn_fail(c, RQ_CONNECT);
+            return;
+        }
     }
     rv = uv_read_start((uv_stream_t *)c->tcp, on_challenge_alloc,
                        on_challenge_read);
@@ -1252,6 +1305,7 @@ int rq_mux_new(uv_loop_t *loop, const struct rq_mux_config *cfg,
     memcpy(m->key, rq_keys_get(&keys, RQ_KEY_RAFT), sizeof m->key);
     rq_keys_wipe(&keys, sizeof keys);
     m->cluster_id = cfg->cluster_id;
+    m->tls = cfg->tls;
     m->self_id = cfg->self_id;
     snprintf(m->advertise, sizeof m->advertise, "%s", advertise);
     m->connect_timeout_ms = cfg->connect_timeout_ms != 0

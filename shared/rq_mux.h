@@ -38,6 +38,7 @@
 #include "rq_preamble.h"
 
 struct rq_mux;
+struct rq_tls;
 
 struct rq_mux_config {
     uint64_t cluster_id;
@@ -56,6 +57,12 @@ struct rq_mux_config {
      * shorter at the second, is shut down. */
     uint64_t write_queue_max;
     unsigned watch_ms; /* 0: 1000. */
+    /* TLS under every connection, in and out, before any preamble byte
+     * (rq_tls.h: TLS 1.3, both ends' certificates checked against the CA;
+     * an outgoing connection also checks the peer's name); NULL: plain
+     * TCP. Borrowed; outlives the mux. The streams handed out are then the
+     * plaintext ends of TLS relays, still uv_tcp_t from raft_malloc(). */
+    struct rq_tls *tls;
 };
 
 /*

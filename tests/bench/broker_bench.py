@@ -19,7 +19,8 @@
 
 Runs the release build (build/broker), with a fresh temporary directory for
 each figure that is removed at the end, and stops every broker it started.
-Use --only to run one figure; the other options scale the figures down.
+Use --only to run one figure; the other options scale the figures down;
+--tls runs the brokers (and the clients) with TLS on every port.
 """
 
 import argparse
@@ -50,9 +51,15 @@ VALUE_BYTES = 1024
 # ---- HTTP ------------------------------------------------------------------
 
 
+# With --tls: the client's TLS context (the CA and a node certificate, which
+# the brokers ask for), set before any client process forks.
+TLS_CONTEXT = None
+
+
 class Client:
-    """Keep-alive HTTP connections to the brokers, one per address; every
-    request is signed as a manager signs its calls to brokers."""
+    """Keep-alive HTTP connections to the brokers, one per address (HTTPS
+    with --tls); every request is signed as a manager signs its calls to
+    brokers."""
 
     def __init__(self, timeout=30.0):
         self.conns = {}
@@ -64,7 +71,11 @@ class Client:
         conn = self.conns.get(addr)
         if conn is None:
             host, port = addr.rsplit(":", 1)
-            conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+            if TLS_CONTEXT is not None:
+                conn = http.client.HTTPSConnection(host, int(port), timeout=self.timeout,
+                                                   context=TLS_CONTEXT)
+            else:
+                conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
             self.conns[addr] = conn
         headers = {"Content-Type": content_type} if body is not None else {}
         data = body.encode() if isinstance(body, str) else body
@@ -205,7 +216,7 @@ class Cluster:
         self.raft = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n + 1)}
         self.http = {i: "127.0.0.1:%d" % ctx.ports.take() for i in range(1, n + 1)}
         self.args = ["--cluster-secret", rqkeys.TEST_SECRET, "--log-level", ctx.opts.log_level]
-        self.extra = ctx.opts.broker_args.split()
+        self.extra = ctx.opts.broker_args.split() + ctx.opts.tls_args
         self.procs = {}
         for i in sorted(self.raft):
             data = os.path.join(ctx.dir, "%s%d" % (name, i))
@@ -818,13 +829,27 @@ def main():
     ap.add_argument("--restart-threads", type=int, default=4)
     ap.add_argument("--ports", type=parse_ports, default=(27000, 27999), metavar="LO-HI",
                     help="listen in this port range (default 27000-27999)")
+    ap.add_argument("--tls", action="store_true",
+                    help="TLS on every port of the brokers (certificates made with openssl)")
     opts = ap.parse_args()
+    opts.tls_args = []
+    if opts.tls:
+        global TLS_CONTEXT
+        import ssl
+        import tempfile
+        from test_tls import make_certs
+        d = tempfile.mkdtemp(prefix="bbench-tls-")
+        ca, certs = make_certs(d, ["node"], "bench CA")
+        cert, key = certs["node"]
+        opts.tls_args = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]
+        TLS_CONTEXT = ssl.create_default_context(cafile=ca)
+        TLS_CONTEXT.load_cert_chain(cert, key)
     opts.binary = os.path.abspath(os.path.join(opts.build, "broker"))
     opts.seed = 1
     if not os.access(opts.binary, os.X_OK):
         raise SystemExit("bench: no %s (make all)" % opts.binary)
-    print("\nBroker: release build %s, nproc %d, everything on 127.0.0.1"
-          % (opts.binary, os.cpu_count()))
+    print("\nBroker: release build %s, nproc %d, everything on 127.0.0.1%s"
+          % (opts.binary, os.cpu_count(), ", TLS 1.3 on every port" if opts.tls else ""))
     ports = harness.PortPool(*opts.ports)
 
     def on_signal(signum, frame):

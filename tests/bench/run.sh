@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build/bench/sig_bench
+build/bench/tls_relay
 python3 tests/bench/atm_bench.py --build build "$@"
 # shellcheck disable=SC2086 # BROKER_BENCH_ARGS is split on purpose.
 python3 tests/bench/broker_bench.py --build build ${BROKER_BENCH_ARGS:-}

@@ -19,20 +19,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <uv.h>
 
 #include "harness.h"
+#include "rq_certs.h"
 #include "rq_err.h"
 #include "rq_http.h"
 #include "rq_httpc.h"
 #include "rq_httpsig.h"
 #include "rq_keys.h"
+#include "rq_tls.h"
 
 #define WAIT_MS 5000
 #define N_MANY 200
@@ -91,6 +95,12 @@ struct env {
     struct answer *answers;
     size_t n_answers;
     int do_in_cancel; /* rq_httpc_do() from a canceled request's callback. */
+
+    /* TLS: certificates under dir, the server's and the client's. */
+    char dir[64];
+    struct rq_tls *srv_tls;
+    struct rq_tls *cli_tls;
+    unsigned aborts; /* Abort callbacks of /internal/poll. */
 };
 
 /* ---- The rq_http server ---- */
@@ -153,12 +163,30 @@ static void h_big(struct rq_http_req *req, void *data)
     free(text);
 }
 
+static void on_poll_abort(struct rq_http_req *req, void *data)
+{
+    struct env *e = data;
+    e->aborts++;
+    rq_http_reply(req, 200, NULL); /* Goes nowhere: the client left. */
+}
+
+/* A long poll that ends only when its client leaves. */
+static void h_poll(struct rq_http_req *req, void *data)
+{
+    rq_http_on_abort(req, on_poll_abort, data);
+}
+
 static const struct rq_http_route routes[] = {
-    {"GET", "/echo/{name}", h_echo},    {"POST", "/echo/{name}", h_echo},
-    {"DELETE", "/echo/{name}", h_echo}, {"GET", "/status/{code}", h_status},
-    {"GET", "/hold", h_hold},           {"GET", "/big", h_big},
+    {"GET", "/echo/{name}", h_echo},
+    {"POST", "/echo/{name}", h_echo},
+    {"DELETE", "/echo/{name}", h_echo},
+    {"GET", "/status/{code}", h_status},
+    {"GET", "/hold", h_hold},
+    {"GET", "/big", h_big},
     {"GET", "/signed/{name}", h_echo, RQ_HTTPSIG_M2B},
     {"POST", "/signed/{name}", h_echo, RQ_HTTPSIG_M2B},
+    {"GET", "/internal/{name}", h_echo},
+    {"GET", "/internal-poll", h_poll},
 };
 
 /* ---- The raw server: counts connections, answers every request "ok" ---- */
@@ -294,11 +322,82 @@ static bool client_closed(void *arg)
     return ((struct env *)arg)->c_closed;
 }
 
-static int setup(void **state)
+/* ---- TLS: the server speaks HTTPS and wants a client certificate on
+ * /internal paths; certificates of two CAs are made for each test. ---- */
+
+static bool internal_only(const char *path)
+{
+    return strncmp(path, "/internal", 9) == 0;
+}
+
+static void tls_file(const struct env *e, char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", e->dir, name);
+}
+
+static void tls_write(struct env *e, const char *name, const char *pem,
+                      unsigned mode)
+{
+    char path[128], why[256];
+    tls_file(e, path, sizeof path, name);
+    assert_int_equal(rq_pem_write(path, pem, mode, why, sizeof why), 0);
+}
+
+static void tls_issue(struct env *e, struct rq_ca *ca, const char *name)
+{
+    const char *sans[] = {"127.0.0.1", "localhost"};
+    char *cert, *key, why[256], file[32];
+    assert_int_equal(
+        rq_ca_issue(ca, name, sans, 2, &cert, &key, why, sizeof why), 0);
+    snprintf(file, sizeof file, "%s.crt", name);
+    tls_write(e, file, cert, 0644);
+    snprintf(file, sizeof file, "%s.key", name);
+    tls_write(e, file, key, 0600);
+    free(cert);
+    free(key);
+}
+
+static struct rq_tls *tls_load(struct env *e, const char *node, const char *ca)
+{
+    char cert[128], key[128], cafile[128], why[256], name[32];
+    struct rq_tls *tls;
+    snprintf(name, sizeof name, "%s.crt", node);
+    tls_file(e, cert, sizeof cert, name);
+    snprintf(name, sizeof name, "%s.key", node);
+    tls_file(e, key, sizeof key, name);
+    snprintf(name, sizeof name, "%s.crt", ca);
+    tls_file(e, cafile, sizeof cafile, name);
+    struct rq_tls_config cfg = {cert, key, cafile, 0};
+    if (rq_tls_new(&cfg, &tls, why, sizeof why) != 0) {
+        fail_msg("rq_tls_new: %s", why);
+    }
+    return tls;
+}
+
+/* The server and the client on a fresh loop; with @tls the server speaks
+ * HTTPS and the client is set up for TLS with a certificate of the same
+ * CA. */
+static int setup_with(void **state, bool tls)
 {
     struct env *e = calloc(1, sizeof *e);
     char why[256];
     assert_non_null(e);
+    if (tls) {
+        struct rq_ca *ca1, *ca2;
+        snprintf(e->dir, sizeof e->dir, "/tmp/raftq-httpc-XXXXXX");
+        assert_non_null(mkdtemp(e->dir));
+        assert_int_equal(rq_ca_new("test CA 1", &ca1, why, sizeof why), 0);
+        assert_int_equal(rq_ca_new("test CA 2", &ca2, why, sizeof why), 0);
+        tls_write(e, "ca1.crt", rq_ca_pem(ca1), 0644);
+        tls_write(e, "ca2.crt", rq_ca_pem(ca2), 0644);
+        tls_issue(e, ca1, "srv");
+        tls_issue(e, ca1, "cli");
+        tls_issue(e, ca2, "x");
+        rq_ca_free(ca1);
+        rq_ca_free(ca2);
+        e->srv_tls = tls_load(e, "srv", "ca1");
+        e->cli_tls = tls_load(e, "cli", "ca1");
+    }
     assert_int_equal(uv_loop_init(&e->loop), 0);
     uv_timer_init(&e->loop, &e->wake);
     uv_prepare_init(&e->loop, &e->prepare);
@@ -314,18 +413,34 @@ static int setup(void **state)
         .bind_address = "127.0.0.1:0",
         .authenticate = rq_httpsig_authenticate,
         .auth_data = e->sig,
+        .tls = e->srv_tls,
+        .client_cert_required = tls ? internal_only : NULL,
     };
     if (rq_http_new(&e->loop, &cfg, routes, sizeof routes / sizeof routes[0], e,
                     &e->h, why, sizeof why) != 0) {
         fail_msg("rq_http_new: %s", why);
     }
+    /* http:// also under TLS, as the processes build internal URLs. */
     snprintf(e->base, sizeof e->base, "http://127.0.0.1:%u",
              (unsigned)rq_http_port(e->h));
     if (rq_httpc_new(&e->loop, &e->c, why, sizeof why) != 0) {
         fail_msg("rq_httpc_new: %s", why);
     }
+    if (tls) {
+        rq_httpc_set_tls(e->c, e->cli_tls);
+    }
     *state = e;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, false);
+}
+
+static int setup_tls(void **state)
+{
+    return setup_with(state, true);
 }
 
 static int teardown(void **state)
@@ -359,6 +474,11 @@ static int teardown(void **state)
         free(e->answers[i].body);
     }
     free(e->answers);
+    rq_tls_free(e->srv_tls);
+    rq_tls_free(e->cli_tls);
+    if (e->dir[0] != '\0') {
+        harness_rm_tree(e->dir);
+    }
     free(e);
     return 0;
 }
@@ -888,6 +1008,210 @@ static void test_httpc_close_from_a_callback(void **state)
     }
 }
 
+/* ---- TLS tests ---- */
+
+/* One request with libcurl's easy interface in a thread of its own (the
+ * server runs on the test's loop), for the clients rq_httpc cannot be:
+ * without a certificate, with TLS 1.2 only, without TLS. */
+struct easy {
+    const char *url;
+    const char *ca;   /* NULL: no TLS settings. */
+    const char *cert; /* NULL: no client certificate. */
+    const char *key;
+    bool tls12_only;
+    long timeout_ms;
+    CURLcode code;
+    long status;
+    char body[1024];
+    size_t body_len;
+    volatile bool done;
+    pthread_t thread;
+    uv_async_t wake; /* The thread's way to wake the loop when done. */
+    bool wake_closed;
+};
+
+static size_t easy_write(char *p, size_t size, size_t n, void *arg)
+{
+    struct easy *q = arg;
+    size_t len = size * n;
+    size_t room = sizeof q->body - 1 - q->body_len;
+    memcpy(q->body + q->body_len, p, len < room ? len : room);
+    q->body_len += len < room ? len : room;
+    q->body[q->body_len] = '\0';
+    return len;
+}
+
+static void *easy_main(void *arg)
+{
+    struct easy *q = arg;
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, q->url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, q->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, easy_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
+    if (q->ca != NULL) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, q->ca);
+    }
+    if (q->cert != NULL) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, q->cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, q->key);
+    }
+    if (q->tls12_only) {
+        curl_easy_setopt(
+            c, CURLOPT_SSLVERSION,
+            (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+    }
+    q->code = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);
+    curl_easy_cleanup(c);
+    q->done = true;
+    uv_async_send(&q->wake);
+    return NULL;
+}
+
+static bool easy_done(void *arg)
+{
+    return ((struct easy *)arg)->done;
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+    ((struct easy *)h->data)->wake_closed = true;
+}
+
+static bool wake_closed(void *arg)
+{
+    return ((struct easy *)arg)->wake_closed;
+}
+
+static void easy_run(struct env *e, struct easy *q)
+{
+    if (q->timeout_ms == 0) {
+        q->timeout_ms = WAIT_MS;
+    }
+    assert_int_equal(uv_async_init(&e->loop, &q->wake, NULL), 0);
+    q->wake.data = q;
+    assert_int_equal(pthread_create(&q->thread, NULL, easy_main, q), 0);
+    assert_true(run_until(e, easy_done, q));
+    pthread_join(q->thread, NULL);
+    uv_close((uv_handle_t *)&q->wake, on_wake_closed);
+    assert_true(run_until(e, wake_closed, q));
+}
+
+/* rq_httpc with TLS: an http:// URL goes out as https://, the server is
+ * verified against the CA, and the client certificate opens /internal. */
+static void test_httpc_tls_mutual(void **state)
+{
+    struct env *e = *state;
+    struct answer a;
+
+    call(e, "GET", "/echo/one", NULL, NULL, &a);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.status, 200);
+    answer_free(&a);
+    call(e, "GET", "/internal/two", NULL, NULL, &a);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.status, 200);
+    json_t *o = answer_json(&a);
+    assert_string_equal(field(o, "name"), "two");
+    json_decref(o);
+    answer_free(&a);
+}
+
+/* A server whose certificate another CA signed is refused by rq_httpc. */
+static void test_httpc_tls_refuses_server_of_another_ca(void **state)
+{
+    struct env *e = *state;
+    struct answer a;
+    struct rq_tls *other = tls_load(e, "x", "ca2");
+
+    rq_httpc_set_tls(e->c, other);
+    call(e, "GET", "/echo/one", NULL, NULL, &a);
+    assert_int_equal(a.err, RQ_IO);
+    assert_int_equal(a.status, 0);
+    assert_non_null(strstr(a.why, "certificate"));
+    answer_free(&a);
+    /* Its connection closed before the client does. */
+    rq_httpc_close(e->c, on_client_closed, e);
+    assert_true(run_until(e, client_closed, e));
+    rq_tls_free(other);
+}
+
+/* Clients rq_httpc is not: a client without a certificate gets the public
+ * paths and a 401 JSON answer on /internal, and so does one whose
+ * certificate another CA signed; TLS 1.2 and plain HTTP get nothing. */
+static void test_httpc_tls_server_refusals(void **state)
+{
+    struct env *e = *state;
+    char url[URL_LEN * 2], ca[128], xcert[128], xkey[128];
+    unsigned port = rq_http_port(e->h);
+    tls_file(e, ca, sizeof ca, "ca1.crt");
+    tls_file(e, xcert, sizeof xcert, "x.crt");
+    tls_file(e, xkey, sizeof xkey, "x.key");
+
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/echo/pub", port);
+    struct easy pub = {.url = url, .ca = ca};
+    easy_run(e, &pub);
+    assert_int_equal(pub.code, CURLE_OK);
+    assert_int_equal(pub.status, 200);
+
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/internal/x?a=b", port);
+    struct easy anon = {.url = url, .ca = ca};
+    easy_run(e, &anon);
+    assert_int_equal(anon.code, CURLE_OK);
+    assert_int_equal(anon.status, 401);
+    assert_non_null(strstr(anon.body, "\"failure\""));
+    assert_non_null(strstr(anon.body, "client certificate"));
+
+    struct easy foreign = {.url = url, .ca = ca, .cert = xcert, .key = xkey};
+    easy_run(e, &foreign);
+    assert_int_equal(foreign.code, CURLE_OK);
+    assert_int_equal(foreign.status, 401);
+
+    snprintf(url, sizeof url, "https://localhost:%u/echo/old", port);
+    struct easy old = {.url = url, .ca = ca, .tls12_only = true};
+    easy_run(e, &old);
+    assert_true(old.code != CURLE_OK);
+    assert_int_equal(old.status, 0);
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/echo/plain", port);
+    struct easy plain = {.url = url, .timeout_ms = 2000};
+    easy_run(e, &plain);
+    assert_true(plain.code != CURLE_OK);
+    assert_int_equal(plain.status, 0);
+
+    /* Still serving. */
+    struct answer a;
+    call(e, "GET", "/echo/after", NULL, NULL, &a);
+    assert_int_equal(a.status, 200);
+    answer_free(&a);
+}
+
+static bool one_abort(void *arg)
+{
+    return ((struct env *)arg)->aborts == 1;
+}
+
+/* Under TLS too, a long-poll client that leaves is seen gone: the server
+ * watches the socket of a suspended request itself. */
+static void test_httpc_tls_client_gone_aborts_long_poll(void **state)
+{
+    struct env *e = *state;
+    char url[URL_LEN * 2], ca[128], cert[128], key[128];
+    tls_file(e, ca, sizeof ca, "ca1.crt");
+    tls_file(e, cert, sizeof cert, "cli.crt");
+    tls_file(e, key, sizeof key, "cli.key");
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/internal-poll",
+             (unsigned)rq_http_port(e->h));
+    struct easy q = {
+        .url = url, .ca = ca, .cert = cert, .key = key, .timeout_ms = 300};
+    easy_run(e, &q);
+    assert_int_equal(q.code, CURLE_OPERATION_TIMEDOUT);
+    assert_true(run_until(e, one_abort, e));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -913,6 +1237,14 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_close_from_a_callback, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_tls_mutual, setup_tls,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_httpc_tls_refuses_server_of_another_ca, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_tls_server_refusals,
+                                        setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_httpc_tls_client_gone_aborts_long_poll, setup_tls, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,12 +25,14 @@
 #include <uv.h>
 
 #include "harness.h"
+#include "rq_certs.h"
 #include "rq_err.h"
 #include "rq_keys.h"
 #include "rq_metrics.h"
 #include "rq_mux.h"
 #include "rq_preamble.h"
 #include "rq_wire.h"
+#include "rq_tls.h"
 
 #define N_NODES 3
 #define N_GROUPS 2
@@ -75,6 +77,14 @@ struct cluster {
     char echo_address[RQ_PREAMBLE_ADDR];
     uint8_t echo_buf[64];
     struct rq_metrics *metrics; /* Freed after the muxes closed. */
+    struct rq_tls *tls[N_NODES]; /* All NULL without TLS. */
+};
+
+/* How cluster_setup_with() sets up TLS. */
+enum tls_mode {
+    TLS_OFF,
+    TLS_ON,      /* Every node with a certificate of one CA. */
+    TLS_FOREIGN, /* The third node's certificate and CA are another CA's. */
 };
 
 static bool run_until(struct cluster *c, harness_cond cond, void *arg,
@@ -212,7 +222,42 @@ static void node_start(struct cluster *c, int i, int g)
     n->started = true;
 }
 
-static int cluster_setup(void **state)
+/* Certificates under @c->root for every node: node i's as tls-i.crt. */
+static void tls_make(struct cluster *c, enum tls_mode mode)
+{
+    struct rq_ca *ca[2];
+    char why[256], path[128], cert_path[128], key_path[128], ca_path[128];
+    const char *sans[] = {"127.0.0.1"};
+
+    assert_int_equal(rq_ca_new("mux CA", &ca[0], why, sizeof why), 0);
+    assert_int_equal(rq_ca_new("another CA", &ca[1], why, sizeof why), 0);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/ca-%d.crt", c->root, k);
+        assert_int_equal(
+            rq_pem_write(path, rq_ca_pem(ca[k]), 0644, why, sizeof why), 0);
+    }
+    for (int i = 0; i < N_NODES; i++) {
+        int k = mode == TLS_FOREIGN && i == N_NODES - 1 ? 1 : 0;
+        char *cert, *key;
+        assert_int_equal(
+            rq_ca_issue(ca[k], "node", sans, 1, &cert, &key, why, sizeof why),
+            0);
+        snprintf(cert_path, sizeof cert_path, "%s/tls-%d.crt", c->root, i);
+        snprintf(key_path, sizeof key_path, "%s/tls-%d.key", c->root, i);
+        snprintf(ca_path, sizeof ca_path, "%s/ca-%d.crt", c->root, k);
+        assert_int_equal(rq_pem_write(cert_path, cert, 0644, why, sizeof why),
+                         0);
+        assert_int_equal(rq_pem_write(key_path, key, 0600, why, sizeof why), 0);
+        free(cert);
+        free(key);
+        struct rq_tls_config tc = {cert_path, key_path, ca_path, 0};
+        assert_int_equal(rq_tls_new(&tc, &c->tls[i], why, sizeof why), 0);
+    }
+    rq_ca_free(ca[0]);
+    rq_ca_free(ca[1]);
+}
+
+static int cluster_setup_with(void **state, enum tls_mode mode)
 {
     struct cluster *c = calloc(1, sizeof *c);
     char why[128];
@@ -221,6 +266,9 @@ static int cluster_setup(void **state)
     uv_timer_init(&c->loop, &c->wake);
     snprintf(c->root, sizeof c->root, "/tmp/rq-mux-XXXXXX");
     assert_non_null(mkdtemp(c->root));
+    if (mode != TLS_OFF) {
+        tls_make(c, mode);
+    }
 
     for (int i = 0; i < N_NODES; i++) {
         struct rq_mux_config cfg = {
@@ -229,9 +277,12 @@ static int cluster_setup(void **state)
             .bind_address = c->address[i],
             .secret = SECRET,
             .connect_timeout_ms = 1000,
-            .preamble_timeout_ms = 400,
+            /* With TLS the handshake counts against it: more room, so a
+             * loaded machine does not cut handshakes. */
+            .preamble_timeout_ms = mode == TLS_OFF ? 400 : 5000,
             .write_queue_max = WRITE_QUEUE_MAX,
             .watch_ms = 50,
+            .tls = c->tls[i],
         };
         snprintf(c->address[i], sizeof c->address[i], "127.0.0.1:%d",
                  BASE_PORT + i);
@@ -246,6 +297,21 @@ static int cluster_setup(void **state)
     }
     *state = c;
     return 0;
+}
+
+static int cluster_setup(void **state)
+{
+    return cluster_setup_with(state, TLS_OFF);
+}
+
+static int cluster_setup_tls(void **state)
+{
+    return cluster_setup_with(state, TLS_ON);
+}
+
+static int cluster_setup_tls_foreign(void **state)
+{
+    return cluster_setup_with(state, TLS_FOREIGN);
 }
 
 static void on_raft_closed(struct raft *r)
@@ -305,6 +371,9 @@ static int cluster_teardown(void **state)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     /* Every handle of the mux and of raft_uv is gone. */
     assert_int_equal(uv_loop_close(&c->loop), 0);
+    for (int i = 0; i < N_NODES; i++) {
+        rq_tls_free(c->tls[i]);
+    }
     harness_rm_tree(c->root);
     free(c);
     return 0;
@@ -1505,6 +1574,96 @@ static void test_mux_reject_logs_are_rate_limited(void **state)
     unlink(path);
 }
 
+/* ---- TLS ---- */
+
+/* With TLS under every connection the groups elect and commit as without,
+ * every node completed handshakes, and a stranger speaking the plain
+ * protocol (a valid preamble, in clear) is refused by TLS before the mux
+ * reads a byte of it. */
+static void test_mux_tls_groups_elect_and_commit(void **state)
+{
+    struct cluster *c = *state;
+    struct rq_mux_stats st;
+    struct rq_tls_stats ts;
+    struct rogue rogue;
+    uint8_t buf[RQ_PREAMBLE_SIZE];
+
+    assert_true(run_until(c, leaders_elected, c, 10000));
+    apply_everywhere(c, 'a', 1);
+    apply_everywhere(c, 'b', 2);
+    for (int i = 0; i < N_NODES; i++) {
+        rq_mux_stats(c->mux[i], &st);
+        assert_true(st.accepted >= N_GROUPS);
+        assert_int_equal(st.rejected, 0);
+        rq_tls_stats(c->tls[i], &ts);
+        assert_true(ts.handshakes >= 2 * N_GROUPS);
+        assert_int_equal(ts.failures, 0);
+    }
+
+    static const uint8_t any_nonce[RQ_NONCE_SIZE];
+    preamble_for(buf, SECRET, CLUSTER_ID, 1, any_nonce);
+    rogue_start(c, &rogue, BASE_PORT, buf, sizeof buf);
+    struct rogues rs = {&rogue, 1};
+    assert_true(run_until(c, rogues_closed, &rs, 5000));
+    rq_tls_stats(c->tls[0], &ts);
+    assert_int_equal(ts.failures, 1);
+    rq_mux_stats(c->mux[0], &st);
+    assert_int_equal(st.rejected, 1); /* Closed before its preamble. */
+    apply_everywhere(c, 'c', 3);
+}
+
+struct two_applied {
+    struct cluster *c;
+    unsigned count;
+};
+
+/* The first two nodes applied @count entries in every group. */
+static bool first_two_applied(void *arg)
+{
+    struct two_applied *w = arg;
+    for (int i = 0; i < N_NODES - 1; i++) {
+        for (int g = 0; g < N_GROUPS; g++) {
+            if (w->c->nodes[i][g].applied != w->count) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* A node whose certificate another CA signed (and which trusts only that
+ * CA) cannot join: no connection to or from it gets through TLS, the
+ * other two elect and commit without it, and both sides count failures. */
+static void test_mux_tls_node_of_another_ca_cannot_join(void **state)
+{
+    struct cluster *c = *state;
+    struct rq_tls_stats ts;
+    struct two_applied w = {c, 1};
+
+    assert_true(run_until(c, leaders_elected, c, 10000));
+    for (int g = 0; g < N_GROUPS; g++) {
+        struct node *leader = leader_of(c, g);
+        assert_true(leader != &c->nodes[N_NODES - 1][g]);
+        struct raft_buffer buf = {raft_malloc(ENTRY_LEN), ENTRY_LEN};
+        assert_non_null(buf.base);
+        memset(buf.base, 'f', ENTRY_LEN);
+        c->apply[g].data = &c->apply_status[g];
+        assert_int_equal(
+            raft_apply(&leader->raft, &c->apply[g], &buf, 1, on_applied), 0);
+    }
+    assert_true(run_until(c, first_two_applied, &w, 10000));
+    for (int g = 0; g < N_GROUPS; g++) {
+        assert_int_equal(c->nodes[N_NODES - 1][g].applied, 0);
+        assert_int_equal(
+            raft_state(&c->nodes[N_NODES - 1][g].raft) == RAFT_LEADER, 0);
+    }
+    rq_tls_stats(c->tls[N_NODES - 1], &ts);
+    assert_int_equal(ts.handshakes, 0);
+    assert_true(ts.failures > 0);
+    rq_tls_stats(c->tls[0], &ts);
+    assert_true(ts.failures > 0);
+}
+
 int main(void)
 {
     /* As in every raftq process: a write to a cut stream fails, no signal. */
@@ -1513,6 +1672,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_mux_two_groups_elect_and_commit_on_three_nodes, cluster_setup,
             cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_mux_tls_groups_elect_and_commit,
+                                        cluster_setup_tls, cluster_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_mux_tls_node_of_another_ca_cannot_join,
+            cluster_setup_tls_foreign, cluster_teardown),
         cmocka_unit_test_setup_teardown(
             test_mux_strangers_rejected_groups_keep_working, cluster_setup,
             cluster_teardown),

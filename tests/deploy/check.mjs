@@ -30,7 +30,14 @@
 // - in Kubernetes, each pod's environment is worked out as the kubelet would
 //   (downward API, ConfigMap, Secret, $(VAR) references) and its command is
 //   run by /bin/sh against a stand-in binary that reports what it received,
-//   so the id derived from the pod's ordinal is the one --peers expects.
+//   so the id derived from the pod's ordinal is the one --peers expects;
+// - the optional TLS overlay (deploy/k8s/tls): cert-manager's Issuer and
+//   Certificate documents are custom resources without schemas here, so they
+//   are checked loosely (the fields raftq relies on, and that they refer to
+//   each other); each StatefulSet patch is merged into its base, and the
+//   result validated against the API schema, its new variables against the
+//   binary's options, its probes for HTTPS, and its certificate files
+//   against the Secrets the Certificates make.
 //
 // Each check prints "ok", "FAIL" (with the file and field that is wrong) or
 // "skip" (with why), and the run closes with "deploy: N passed, N failed,
@@ -1128,6 +1135,112 @@ function checkK8sCluster() {
     });
 }
 
+// ---- Kubernetes: the optional TLS overlay (deploy/k8s/tls) ----
+
+const TLS_DIR = `${K8S_DIR}/tls`;
+
+// mergePatch applies a strategic merge patch the way kubectl does for the
+// fields the overlay uses: maps merge key by key, lists of objects with a
+// name merge item by item (containers, env, volumeMounts, volumes), any
+// other value is replaced.
+function mergePatch(base, patch) {
+    if (Array.isArray(patch)) {
+        if (!Array.isArray(base) || !patch.every((x) => x && typeof x === "object" && "name" in x)) return patch;
+        const out = base.map((x) => ({ ...x }));
+        for (const item of patch) {
+            const i = out.findIndex((x) => x && x.name === item.name);
+            if (i >= 0) out[i] = mergePatch(out[i], item);
+            else out.push(item);
+        }
+        return out;
+    }
+    if (patch && typeof patch === "object") {
+        const out = { ...(base && typeof base === "object" ? base : {}) };
+        for (const [k, v] of Object.entries(patch)) out[k] = mergePatch(out[k], v);
+        return out;
+    }
+    return patch;
+}
+
+function checkK8sTls() {
+    if (!fs.existsSync(path.join(ROOT, TLS_DIR))) return;
+    const certs = new Map(); // secretName -> Certificate
+    // cert-manager's Issuer and Certificate are custom resources: their
+    // schemas are not among the Kubernetes API's, so they are checked here
+    // for the fields raftq relies on, not validated in full.
+    check(`${TLS_DIR}/certificates.yaml: cert-manager Issuers and Certificates fit together (loose check: CRDs have no schema here)`, () => {
+        const p = problems();
+        const docs = loadYamlDocs(`${TLS_DIR}/certificates.yaml`);
+        const issuers = new Map();
+        for (const d of docs) {
+            p.expect(d.apiVersion === "cert-manager.io/v1" && ["Issuer", "Certificate"].includes(d.kind),
+                `${TLS_DIR}/certificates.yaml: ${ident(d)} is not a cert-manager.io/v1 Issuer or Certificate`);
+            p.expect(d.metadata && d.metadata.namespace === NAMESPACE, `${TLS_DIR}/certificates.yaml: ${ident(d)}: not in namespace ${NAMESPACE}`);
+            if (d.kind === "Issuer") {
+                issuers.set(d.metadata.name, d);
+                p.expect(d.spec && (d.spec.selfSigned || (d.spec.ca && d.spec.ca.secretName)),
+                    `${TLS_DIR}/certificates.yaml: ${ident(d)}: neither selfSigned nor ca.secretName`);
+            }
+        }
+        for (const d of docs.filter((x) => x.kind === "Certificate")) {
+            const w = `${TLS_DIR}/certificates.yaml: ${ident(d)}`;
+            const spec = d.spec || {};
+            p.expect(typeof spec.secretName === "string", `${w}: no spec.secretName`);
+            p.expect(spec.issuerRef && issuers.has(spec.issuerRef.name), `${w}: issuerRef is not an Issuer of the file`);
+            if (!spec.isCA) {
+                p.expect((spec.dnsNames || []).length > 0, `${w}: no dnsNames`);
+                for (const u of ["server auth", "client auth"]) {
+                    p.expect((spec.usages || []).includes(u), `${w}: usages lack "${u}" (nodes are both to each other)`);
+                }
+            }
+            certs.set(spec.secretName, d);
+        }
+        for (const i of issuers.values()) {
+            if (i.spec.ca) p.expect(certs.has(i.spec.ca.secretName) && certs.get(i.spec.ca.secretName).spec.isCA,
+                `${TLS_DIR}/certificates.yaml: ${ident(i)}: its secret is not made by a CA Certificate of the file`);
+        }
+        p.done();
+    });
+
+    const sets = new Map(docsOf("StatefulSet").map((d) => [d.doc.metadata.name, d]));
+    for (const role of ROLES) {
+        check(`${TLS_DIR}/${role}-patch.yaml: the patched ${role} StatefulSet is valid, mounts its certificate and speaks HTTPS`, () => {
+            const p = problems();
+            const rel = `${TLS_DIR}/${role}-patch.yaml`;
+            const s = sets.get(role);
+            if (!s) throw new Error(`${K8S_DIR}: no StatefulSet named ${role}`);
+            needHelp(role);
+            const [patch] = loadYamlDocs(rel);
+            const doc = mergePatch(s.doc, patch);
+            const Model = require(modelPath(doc))[doc.kind];
+            try {
+                new Model(doc).validate();
+            } catch (e) {
+                p.add(`${rel}: the patched StatefulSet: ${e.message}`);
+            }
+            const c = doc.spec.template.spec.containers.find((x) => x.name === role);
+            const where = `${rel}: containers[${role}]`;
+            for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+                const g = c[probe] && c[probe].httpGet;
+                p.expect(g && g.scheme === "HTTPS" && g.path && g.port, `${where}.${probe}: not an HTTPS httpGet with path and port`);
+            }
+            const { env, expand } = podEnv(p, where, c, `${role}-0`);
+            const ran = runCommand(p, where, c, env, expand, role);
+            if (ran !== null) checkInvocation(p, where, role, ran.argv, ran.env);
+            const keys = { RAFTQ_TLS_CERT: "tls.crt", RAFTQ_TLS_KEY: "tls.key", RAFTQ_TLS_CA: "ca.crt" };
+            for (const [v, key] of Object.entries(keys)) {
+                const file = env[v];
+                const m = (c.volumeMounts || []).find((x) => file && path.dirname(file) === x.mountPath);
+                const vol = m && (doc.spec.template.spec.volumes || []).find((x) => x.name === m.name);
+                const secret = vol && vol.secret && vol.secret.secretName;
+                p.expect(file && path.basename(file) === key && secret && certs.has(secret),
+                    `${where}: ${v} (${file}) is not ${key} of a mounted Secret that a Certificate of certificates.yaml makes`);
+            }
+            p.done();
+        });
+    }
+}
+
 // ---- Main ----
 
 checkCompose();
@@ -1137,6 +1250,7 @@ if (k8sDocs.length > 0) {
     checkK8sSchemas();
     checkK8sSecrets();
     checkK8sCluster();
+    checkK8sTls();
 }
 check("compose, Dockerfile and Kubernetes agree on the ports", () => {
     const p = problems();

@@ -43,8 +43,8 @@ SPAN = 60  # Ports a raftq dev cluster uses from its base port.
 READY_TIMEOUT = 120.0  # raftq dev under ASan on two shared cores.
 CLI_TIMEOUT = 60.0
 
-MANAGERS_RE = re.compile(r"^\s+managers\s+(http://\S+(?: http://\S+)*)\s*$")
-STATUS_PAGE_RE = re.compile(r"^\s+status page\s+(http://\S+/ui)\s*$")
+MANAGERS_RE = re.compile(r"^\s+managers\s+(https?://\S+(?: https?://\S+)*)\s*$")
+STATUS_PAGE_RE = re.compile(r"^\s+status page\s+(https?://\S+/ui)\s*$")
 CURL_RE = re.compile(r"^\s+(curl .*)$")
 TOKEN_RE = re.compile(r"^\s+admin token\s+(\S+)\s")
 
