@@ -151,6 +151,29 @@ def test_dev_tls(ctx):
     st, body = call(m + 2, "GET", "/v1/topics/secure/partitions/0/records?offset=0", ctx=good)
     check(st == 200 and [r["value"] for r in body["records"]] == ["v%d" % i for i in range(5)],
           "consume: %d %r" % (st, body))
+    # The course flow of API.md section 1, each step through another
+    # manager: a producer, its messages, a consumer that reads them in order,
+    # then nothing left.
+    st, body = call(m, "POST", "/producer/register", {"topic": "course"}, ctx=good)
+    check(st == 200, "producer/register: %d %r" % (st, body))
+    pid = body["producer_id"]
+    for i in range(3):
+        st, body = call(m + (i % 3), "POST", "/producer/produce",
+                        {"topic": "course", "producer_id": pid, "message": "m%d" % i}, ctx=good)
+        check(st == 200 and body["offset"] == i, "produce m%d: %d %r" % (i, st, body))
+    st, body = call(m + 1, "POST", "/consumer/register", {"topic": "course"}, ctx=good)
+    check(st == 200, "consumer/register: %d %r" % (st, body))
+    cid = body["consumer_id"]
+    st, body = call(m + 2, "GET", "/size?topic=course&consumer_id=%d" % cid, ctx=good)
+    check(st == 200 and body["size"] == 3, "size: %d %r" % (st, body))
+    for i in range(3):
+        st, body = call(m + (i % 3), "GET",
+                        "/consumer/consume?topic=course&consumer_id=%d" % cid, ctx=good)
+        check(st == 200 and body["message"] == "m%d" % i, "consume %d: %d %r" % (i, st, body))
+    st, body = call(m, "GET", "/consumer/consume?topic=course&consumer_id=%d" % cid, ctx=good)
+    check(st == 404 and "no new messages" in body.get("message", ""),
+          "consume past the end: %d %r" % (st, body))
+
     cli = Cli(ctx, dev.urls)
     cli.env["RAFTQ_CACERT"] = ca
     check("secure" in cli.ok("topic", "list").split(), "raftq topic list")
