@@ -19,7 +19,13 @@
 
 #define LOG_TAG "bclient"
 
-#define PRODUCE_DEADLINE_MS 5000
+/* How long a produce keeps trying before 503: long enough to cover a
+ * partition's election at the brokers' default timing (a 2.5 s timeout,
+ * randomised up to 5 s, then the new leader's barrier), whether after its
+ * leader died or right after a topic's replicas were created, with margin
+ * for a loaded machine; a client is never told to retry what one more
+ * election would have served. */
+#define PRODUCE_DEADLINE_MS 10000
 #define CALL_TIMEOUT_MS 5000
 #define RETRY_MS 100
 #define MAX_REDIRECTS 3
