@@ -137,7 +137,7 @@ class Cluster:
 
     def _tls_args(self, key):
         """The TLS flags of node @key: a certificate naming the one address
-        every other process and the driver dial it at. None without TLS."""
+        every other process and the driver dial it at; none without TLS."""
         if self.ca is None:
             return []
         cert, key_file = self.ca.issue(key, [self.net.ip[key]])
