@@ -7,7 +7,7 @@
 #   make test-ui the status page (/ui) in headless Chromium (installs chromium)
 #   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
 #   make run-atm a local ATM network (see README.md)
-#   make chaos   the fault-injection suite on the release build (root; SEED=, DURATION=)
+#   make chaos   the fault-injection suite on the release build (root; SEED=, DURATION=, TLS=1)
 #   make bench   figures, printed (never asserted)
 #   make fuzz    every libFuzzer harness for FUZZ_SECONDS (default 30) each,
 #                built with clang in build/fuzz (installs clang if missing)
@@ -283,14 +283,16 @@ fuzz-merge: deps fuzz-deps
 
 # make chaos: the fault-injection suite (tests/chaos, DESIGN.md section 13) on
 # the release build; SEED= (default: the time, printed) and DURATION= seconds
-# of faults. The report goes to build/chaos.
+# of faults; TLS=1 runs every port with TLS 1.3 (--tls). The report goes to
+# build/chaos.
 DURATION ?= 300
 SEED ?=
+TLS ?=
 
 chaos: deps
 	$(MAKE) --no-print-directory all
 	python3 tests/chaos/chaos.py --build build --profile full --duration $(DURATION) \
-	  $(if $(SEED),--seed $(SEED)) --out build/chaos
+	  $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes,$(TLS)),--tls) --out build/chaos
 
 bench: deps
 	$(MAKE) --no-print-directory all $(BENCH_BINS)

@@ -105,7 +105,12 @@ struct relay {
     size_t in_off;
     size_t in_len;
     size_t in_cap;
-    char peer[96];             /* For logs: "1.2.3.4:5678". */
+    char peer[96]; /* For logs: "1.2.3.4:5678". */
+    /* The name the server's certificate must carry (a client's relay), a
+     * copy: GnuTLS keeps the pointer given to
+     * gnutls_session_set_verify_cert() and reads it during the handshake,
+     * long after rq_tls_wrap() returned. */
+    char *peer_host;
     uint8_t plain[READ_CHUNK]; /* One read from inner at a time. */
 };
 
@@ -430,6 +435,7 @@ static void relay_maybe_free(struct relay *r)
         r->net_free(r->net);
     }
     gnutls_deinit(r->s);
+    free(r->peer_host);
     free(r->in);
     free(r->early);
     r->tls->stats.relays--;
@@ -1001,9 +1007,18 @@ int rq_tls_wrap(struct rq_tls *tls, uv_tcp_t *net, void (*net_free)(void *),
     r->net = net;
     r->net_free = net_free;
     peer_name(net, r->peer, sizeof r->peer);
-    rv = session_new(r, role == RQ_TLS_CLIENT ? peer_host : NULL, why, whyn);
+    if (role == RQ_TLS_CLIENT && peer_host != NULL) {
+        r->peer_host = strdup(peer_host);
+        if (r->peer_host == NULL) {
+            rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+            free(r);
+            return RQ_NOMEM;
+        }
+    }
+    rv = session_new(r, r->peer_host, why, whyn);
     if (rv != 0) {
-        free(r); /* UNTESTED: ENOMEM only. */
+        free(r->peer_host); /* UNTESTED: ENOMEM only. */
+        free(r);
         return rv;
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
@@ -1039,6 +1054,7 @@ int rq_tls_wrap(struct rq_tls *tls, uv_tcp_t *net, void (*net_free)(void *),
 
 err_after_session:
     gnutls_deinit(r->s);
+    free(r->peer_host);
     free(r);
     return RQ_IO;
 }

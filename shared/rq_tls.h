@@ -105,7 +105,8 @@ enum rq_tls_role { RQ_TLS_CLIENT, RQ_TLS_SERVER };
  * @net: it closes it and then calls @net_free(@net) (may be NULL); the
  * caller owns @plain and closes it like any handle. @peer_host, for
  * RQ_TLS_CLIENT, is the name or address the server's certificate must
- * carry (NULL: the chain alone is checked). 0, or RQ_IO / RQ_NOMEM with
+ * carry (NULL: the chain alone is checked); borrowed for the call only,
+ * the relay keeps a copy. 0, or RQ_IO / RQ_NOMEM with
  * @why, and then @net is still the caller's and @plain untouched.
  */
 int rq_tls_wrap(struct rq_tls *tls, uv_tcp_t *net, void (*net_free)(void *),

@@ -837,7 +837,7 @@ def main():
         global TLS_CONTEXT
         import ssl
         import tempfile
-        from test_tls import make_certs
+        from rqcerts import make_certs
         d = tempfile.mkdtemp(prefix="bbench-tls-")
         ca, certs = make_certs(d, ["node"], "bench CA")
         cert, key = certs["node"]

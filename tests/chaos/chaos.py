@@ -7,9 +7,11 @@ rqc<pid>, 10.213.0.0/24, or 10.213.N.0/24 while another run holds it; the
 driver reaches them from the root namespace through .1), runs under load while nemeses chosen from the seed kill,
 pause, partition and reconfigure it. After the run everything is healed,
 the cluster is left to settle, and checkers judge the history and what
-every replica holds (checker.py, DESIGN.md section 13).
+every replica holds (checker.py, DESIGN.md section 13). With --tls every
+port of every process speaks TLS 1.3, with certificates from a throwaway CA
+made for the run (rqcerts.py), and so does the driver.
 
-  chaos.py --seed N --duration S --build DIR --out DIR [--profile test|full] [--keep]
+  chaos.py --seed N --duration S --build DIR --out DIR [--profile test|full] [--keep] [--tls]
 
 Prints one line per invariant ("PASS name: ..." or "FAIL name: ...") and
 closes with "chaos: N passed, N failed, N skipped"; exits 1 if any failed.
@@ -25,6 +27,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -37,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 import checker  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
+import rqcerts  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
 from workload import (  # noqa: E402
@@ -80,10 +84,23 @@ def log(msg):
 class Cluster:
     """The processes, their namespaces and how to reach them."""
 
-    def __init__(self, ctx, net, build):
+    def __init__(self, ctx, net, build, tls=False):
         self.ctx = ctx
         self.net = net
         self.build = os.path.abspath(build)
+        # With @tls every process gets a certificate for its address from a
+        # throwaway CA and runs every port with TLS; the driver verifies the
+        # servers against that CA and presents a certificate of its own where
+        # a node's would be needed (a broker's routes, a manager's
+        # /internal/ ones), while the clients of the public API present none.
+        self.ca = None
+        self.tls_public = self.tls_node = None
+        if tls:
+            self.ca = rqcerts.CA(self._data("tls"), "chaos CA")
+            self.tls_public = ssl.create_default_context(cafile=self.ca.cert)
+            self.tls_node = ssl.create_default_context(cafile=self.ca.cert)
+            self.tls_node.load_cert_chain(*self.ca.issue("driver", [net.host_ip]))
+        scheme = "https" if tls else "http"
         self.managers = {}
         self.brokers = {}
         self.atms = {}
@@ -94,7 +111,8 @@ class Cluster:
         for i in (1, 2, 3):
             net.add("m%d" % i)
         self.m_peers = ",".join("%d=%s:%d" % (i, net.ip["m%d" % i], RAFT_PORT) for i in (1, 2, 3))
-        self.m_urls = ",".join("http://%s:%d" % (net.ip["m%d" % i], HTTP_PORT) for i in (1, 2, 3))
+        self.m_urls = ",".join("%s://%s:%d" % (scheme, net.ip["m%d" % i], HTTP_PORT)
+                               for i in (1, 2, 3))
         for i in (1, 2, 3):
             self._make_manager(i)
         for i in (1, 2, 3, 4):
@@ -107,7 +125,7 @@ class Cluster:
             argv = [os.path.join(self.build, "atm"), "--id", str(i), "--peers", a_peers,
                     "--data", data, "--election-timeout-ms", str(ATM_ELECTION_MS),
                     "--heartbeat-ms", str(HEARTBEAT_MS), "--cluster-secret", SECRET,
-                    "--log-level", ctx.opts.log_level]
+                    "--log-level", ctx.opts.log_level] + self._tls_args("a%d" % i)
             a = ctx.atm(i, argv, wrap=net.wrap("a%d" % i))
             a.data_dir = data
             self.atms[i] = a
@@ -117,6 +135,14 @@ class Cluster:
         os.makedirs(d, exist_ok=True)
         return d
 
+    def _tls_args(self, key):
+        """The TLS flags of node @key: a certificate naming the one address
+        every other process and the driver dial it at; none without TLS."""
+        if self.ca is None:
+            return []
+        cert, key_file = self.ca.issue(key, [self.net.ip[key]])
+        return ["--tls-cert", cert, "--tls-key", key_file, "--tls-ca", self.ca.cert]
+
     def _make_manager(self, i):
         ip = self.net.ip["m%d" % i]
         data = self._data("manager%d" % i)
@@ -125,7 +151,7 @@ class Cluster:
                 "--election-timeout-ms", str(ELECTION_MS), "--heartbeat-ms", str(HEARTBEAT_MS),
                 "--broker-suspect-ms", "2000", "--broker-dead-ms", str(DEAD_MS),
                 "--cluster-secret", SECRET, "--admin-token", ADMIN_TOKEN,
-                "--log-level", self.ctx.opts.log_level]
+                "--log-level", self.ctx.opts.log_level] + self._tls_args("m%d" % i)
         d = self.ctx.daemon("manager", i, argv, wrap=self.net.wrap("m%d" % i))
         d.data_dir = data
         self.managers[i] = d
@@ -143,6 +169,7 @@ class Cluster:
                 "--election-timeout-ms", str(ELECTION_MS), "--heartbeat-ms", str(HEARTBEAT_MS),
                 "--snapshot-threshold", "128", "--raft-segment-size", "65536",
                 "--cluster-secret", SECRET, "--log-level", self.ctx.opts.log_level]
+        argv += self._tls_args(key)
         d = self.ctx.daemon("broker", i, argv, wrap=self.net.wrap(key))
         d.data_dir = data
         self.brokers[i] = d
@@ -236,12 +263,13 @@ class Cluster:
 
     def m_call(self, i, method, path, body=None, query=None, timeout=8.0):
         headers = {"Authorization": "Bearer " + ADMIN_TOKEN}
+        tls = self.tls_node if path.startswith("/internal/") else self.tls_public
         return call(self.m_addr(i), method, path, body, timeout=timeout, query=query,
-                    sign=self._m2m, headers=headers)
+                    sign=self._m2m, headers=headers, tls=tls)
 
     def b_call(self, i, method, path, body=None, query=None, timeout=5.0):
         return call(self.b_addr(i), method, path, body, timeout=timeout, query=query,
-                    sign=self._m2b)
+                    sign=self._m2b, tls=self.tls_node)
 
     def any_manager(self, method, path, body=None, query=None, timeout=5.0, ok=(200,)):
         """The first answer with a status in @ok from any manager, else None."""
@@ -443,7 +471,7 @@ class Chaos:
         shutil.rmtree(self.ctx.dir, ignore_errors=True)
         os.makedirs(self.ctx.dir)
         self.ctx.t0 = self.history.t0
-        c = self.cluster = Cluster(self.ctx, self.net, self.opts.build)
+        c = self.cluster = Cluster(self.ctx, self.net, self.opts.build, tls=self.opts.tls)
         c.start_all()
         harness.wait_until(lambda: c.manager_leader(), 60, "a manager leader")
         harness.wait_until(self.brokers_alive, 60, "every broker ALIVE")
@@ -1233,6 +1261,41 @@ class Chaos:
         self.results.append(checker.Result(
             "processes_clean", not bad,
             "; ".join(bad[:5]) if bad else "no crash, clean exits on SIGTERM, no sanitizer report"))
+        if self.opts.tls:
+            self.results.append(self.check_certificates())
+
+    # Log text that says a certificate was refused: rq_tls on the Raft
+    # ports; on HTTP, libcurl's messages (through rq_httpc) and the 401 of
+    # a server that wanted a node certificate, where a caller logs it.
+    CERT_REFUSED = ("certificate rejected", "ssl certificate problem", "subject name",
+                    "certificate is not trusted", "certificate verification failed",
+                    "needs a client certificate")
+
+    def check_certificates(self):
+        """With TLS every node holds a certificate of the run's CA for the
+        address it is dialed at, so no handshake between nodes may fail on
+        a certificate: handshakes cut by a fault (a reset, a timeout, a
+        peer killed) are expected, refusals are a bug. rq_tls logs one
+        failure a second and counts the rest, so this reads what the logs
+        show, and says how many handshake failures they name."""
+        refused, failures = [], 0
+        for p in (list(self.cluster.managers.values()) + list(self.cluster.brokers.values()) +
+                  list(self.cluster.atms.values())):
+            try:
+                with open(p.log_path, "rb") as f:
+                    lines = f.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            for ln in lines:
+                low = ln.lower()
+                if "tls handshake" in low:
+                    failures += 1
+                if any(x in low for x in self.CERT_REFUSED):
+                    refused.append("%r: %s" % (p, ln.strip()[:200]))
+        return checker.Result(
+            "tls_certificates_accepted", not refused,
+            "%d refusals logged: %s" % (len(refused), "; ".join(refused[:3])) if refused else
+            "no certificate refused; %d handshake failures logged (faults)" % failures)
 
     # -- the report --
 
@@ -1240,7 +1303,7 @@ class Chaos:
         out = self.opts.out
         self.history.write(os.path.join(out, "history.jsonl"))
         with open(os.path.join(out, "schedule.json"), "w") as f:
-            json.dump({"seed": self.opts.seed, "profile": self.opts.profile,
+            json.dump({"seed": self.opts.seed, "profile": self.opts.profile, "tls": self.opts.tls,
                        "duration": self.opts.duration, "nemeses": self.schedule}, f, indent=1)
         ops = self.history.snapshot()
         counts = {}
@@ -1249,10 +1312,12 @@ class Chaos:
                 continue
             key = (op["f"], op["type"])
             counts[key] = counts.get(key, 0) + 1
-        lines = ["raftq fault injection: seed %d, profile %s, %d s of faults" % (
-            self.opts.seed, self.opts.profile, self.opts.duration),
-            "reproduce: python3 tests/chaos/chaos.py --seed %d --duration %d --profile %s "
-            "--build BUILD --out DIR" % (self.opts.seed, self.opts.duration, self.opts.profile),
+        tls = " --tls" if self.opts.tls else ""
+        lines = ["raftq fault injection: seed %d, profile %s%s, %d s of faults" % (
+            self.opts.seed, self.opts.profile, " with TLS" if tls else "", self.opts.duration),
+            "reproduce: python3 tests/chaos/chaos.py --seed %d --duration %d --profile %s%s "
+            "--build BUILD --out DIR" % (self.opts.seed, self.opts.duration, self.opts.profile,
+                                         tls),
             "topology: 3 managers, brokers %s (removed %s), 3 ATMs; topics %s" % (
                 sorted(self.cluster.brokers), sorted(self.cluster.removed), self.all_topics()),
             "", "operations (f, outcome: count):"]
@@ -1390,6 +1455,8 @@ def main():
                     help="truncate also cuts segment files short (known to break libraft 0.15)")
     ap.add_argument("--kinds", default=None,
                     help="only these nemeses, comma-separated (default: all: %s)" % ",".join(KINDS))
+    ap.add_argument("--tls", action="store_true",
+                    help="every port with TLS 1.3, certificates from a throwaway CA")
     ap.add_argument("--log-level", default=os.environ.get("ITEST_LOG_LEVEL", "info"))
     opts = ap.parse_args()
     opts.kinds = KINDS if opts.kinds is None else opts.kinds.split(",")
@@ -1399,14 +1466,16 @@ def main():
     if opts.seed is None:
         opts.seed = int(time.time()) & 0xFFFFFF
     opts.out = os.path.abspath(opts.out or os.path.join(opts.build, "chaos"))
-    log("chaos: seed %d, profile %s, %.0f s of faults, report in %s" % (
-        opts.seed, opts.profile, opts.duration, opts.out))
+    log("chaos: seed %d, profile %s%s, %.0f s of faults, report in %s" % (
+        opts.seed, opts.profile, " with TLS" if opts.tls else "", opts.duration, opts.out))
     reason = netns.requires(PREFIX)
     if reason is None:
         missing = [b for b in ("manager", "broker", "atm")
                    if not os.access(os.path.join(opts.build, b), os.X_OK)]
         if missing:
             reason = "no %s in %s (make builds them)" % (", ".join(missing), opts.build)
+        elif opts.tls and shutil.which("openssl") is None:
+            reason = "--tls needs the openssl tool (make deps installs it)"
     elif os.geteuid() != 0:
         reason = "needs root (network namespaces)"
     if reason is not None:

@@ -24,6 +24,7 @@ Standard library only.
 
 import http.client
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -36,13 +37,20 @@ class Unreachable(Exception):
 
 
 def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, query=None, headers=None,
-         sign=None):
+         sign=None, tls=None):
     """One HTTP request; (status, parsed JSON body or None). @sign, a
-    function (method, target, body) -> headers, signs it."""
+    function (method, target, body) -> headers, signs it. With @tls (an
+    ssl.SSLContext) it goes over HTTPS: a failed handshake or a refused
+    certificate is Unreachable, like a refused connection; a server
+    certificate that does not verify is the suite's own mistake and raises
+    ssl.SSLCertVerificationError."""
     host, port = addr.rsplit(":", 1)
     if query:
         path += "?" + urllib.parse.urlencode(query)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    if tls is None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    else:
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=tls)
     try:
         data = None if body is None else json.dumps(body).encode()
         hdr = {"Content-Type": "application/json"} if data is not None else {}
@@ -57,6 +65,8 @@ def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, query=None, header
         except ValueError:
             obj = None
         return resp.status, obj
+    except ssl.SSLCertVerificationError:
+        raise
     except (OSError, http.client.HTTPException) as e:
         raise Unreachable("%s %s %s: %s" % (addr, method, path, e)) from None
     finally:

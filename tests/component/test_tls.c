@@ -65,6 +65,8 @@ struct env {
     struct rq_tls *server_tls; /* NULL: the server speaks plain TCP. */
     struct rq_tls *client_tls; /* NULL: the client speaks plain TCP. */
     const char *peer_host;
+    bool scratch_host; /* Hand rq_tls_wrap() a copy of peer_host that
+                          is overwritten and freed as soon as it returns. */
     bool server_reads; /* Start reading the server side at once. */
     uv_connect_t connect;
     int connect_status;
@@ -237,9 +239,17 @@ static void on_connect(uv_connect_t *req, int status)
     assert_int_equal(status, 0);
     if (e->client_tls != NULL) {
         uv_tcp_t *net = (uv_tcp_t *)req->handle;
+        char *host = e->scratch_host ? strdup(e->peer_host) : NULL;
         int rv = rq_tls_wrap(e->client_tls, net, free, RQ_TLS_CLIENT,
-                             e->peer_host, &e->cli.s, why, sizeof why);
+                             host != NULL ? host : e->peer_host, &e->cli.s, why,
+                             sizeof why);
         assert_int_equal(rv, 0);
+        if (host != NULL) {
+            /* Overwritten, as the mux's stack buffer is by its next
+             * call, then freed. */
+            snprintf(host, strlen(host) + 1, "%s", "x.example");
+            free(host);
+        }
     }
     e->cli.s.data = &e->cli;
     e->cli.open = true;
@@ -383,6 +393,13 @@ static bool cli_ended(void *arg)
 {
     struct env *e = arg;
     return e->cli.eof || e->cli.read_err != 0;
+}
+
+/* The preamble arrived, or the client's stream ended without it. */
+static bool srv_got_preamble(void *arg)
+{
+    struct env *e = arg;
+    return e->srv.got >= PREAMBLE_LEN || e->cli.eof || e->cli.read_err != 0;
 }
 
 static bool connected(void *arg)
@@ -537,6 +554,29 @@ static void test_tls_refuses_wrong_server_name(void **state)
     rq_tls_stats(e->client_tls, &st);
     assert_int_equal(st.failures, 1);
     assert_int_equal(st.handshakes, 0);
+}
+
+/* The name to check is borrowed for the call only: the caller's buffer
+ * (the mux's is on its stack) is overwritten and freed before the
+ * handshake reads it, and the handshake still checks the name it was
+ * given. Each distinct node address in the fault-injection suite made
+ * handshakes fail at random ("name does not match") while the relay kept
+ * GnuTLS pointing into the caller's memory. */
+static void test_tls_keeps_its_copy_of_the_peer_name(void **state)
+{
+    struct env *e = *state;
+    struct rq_tls_stats st;
+    e->server_tls = load("a", "ca1", 0);
+    e->client_tls = load("b", "ca1", 0);
+    e->scratch_host = true;
+    client_start(e);
+    assert_true(run_until(e, connected, e, 5000));
+    side_write(&e->cli, PREAMBLE_LEN);
+    assert_true(run_until(e, srv_got_preamble, e, 5000));
+    assert_int_equal(e->srv.got, PREAMBLE_LEN);
+    rq_tls_stats(e->client_tls, &st);
+    assert_int_equal(st.handshakes, 1);
+    assert_int_equal(st.failures, 0);
 }
 
 /* A client without TLS sends a preamble's worth of bytes: refused. */
@@ -756,6 +796,8 @@ int main(void)
                                         env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_tls_refuses_wrong_server_name,
                                         env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_tls_keeps_its_copy_of_the_peer_name, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_tls_refuses_plaintext_client,
                                         env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_tls_refuses_plaintext_server,

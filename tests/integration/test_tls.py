@@ -24,12 +24,12 @@ import os
 import shutil
 import ssl
 import stat
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
+from rqcerts import make_certs  # noqa: E402
 from rqkeys import TEST_SECRET  # noqa: E402
 from test_cli import Cli, Dev, check_banner, port_block  # noqa: E402
 
@@ -76,33 +76,6 @@ def refused(port, ctx=None, plain=False):
     except (ssl.SSLError, ConnectionError, http.client.HTTPException, OSError) as e:
         return "%s: %s" % (type(e).__name__, e)
     return None
-
-
-def openssl(*args):
-    p = subprocess.run(["openssl"] + list(args), capture_output=True, timeout=60)
-    check(p.returncode == 0, "openssl %s: %r" % (args[0], p.stderr))
-
-
-def make_certs(d, names, ca_name="another CA"):
-    """A CA and one certificate for 127.0.0.1 and localhost per name, made
-    in @d with the openssl tool: (ca.crt, {name: (NAME.crt, NAME.key)})."""
-    os.makedirs(d, exist_ok=True)
-    ca, ca_key = os.path.join(d, "ca.crt"), os.path.join(d, "ca.key")
-    ext = os.path.join(d, "ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=" + ca_name,
-            "-keyout", ca_key, "-out", ca)
-    out = {}
-    for name in names:
-        cert, key, csr = (os.path.join(d, name + x) for x in (".crt", ".key", ".csr"))
-        openssl("req", *ec, "-subj", "/CN=" + name, "-keyout", key, "-out", csr)
-        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-                "-days", "2", "-extfile", ext, "-out", cert)
-        out[name] = (cert, key)
-    return ca, out
 
 
 def metric(port, name, ctx):
