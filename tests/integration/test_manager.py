@@ -1290,7 +1290,11 @@ def test_rolling_upgrade(ctx):
     log past it, so it comes back to that leader's snapshot and migrates it
     on restore. The cluster serves in between, and once every manager runs
     this build their state digests agree, the state is all there, and
-    tokens work."""
+    tokens work. The previous release must speak this build's protocols:
+    releases before the Raft port's challenge and signed internal requests
+    cannot (they upgrade by a full restart, which migrates the same way), so
+    until a release with an older schema speaks them the case is skipped,
+    visibly, without $RAFTQ_PREVIOUS_BUILD."""
     prev = os.environ.get("RAFTQ_PREVIOUS_BUILD")
     if not prev:
         raise Skip("set RAFTQ_PREVIOUS_BUILD to a build directory of the previous release")
