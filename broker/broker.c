@@ -145,23 +145,15 @@ static const struct rq_opt options[] = {
     {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
      false, offsetof(struct broker_config, http_max_connections),
      "HTTP connections open at once, at most; more are refused"},
-    {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64, "30000",
-     false, offsetof(struct broker_config, auth_clock_skew_ms),
-     "how far a signed request's timestamp may be from this clock, either "
-     "way"},
     {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64,
      "268435456", false, offsetof(struct broker_config, http_max_buffered),
      "bytes of request bodies held at once, over all connections; past "
      "them a request is answered 503 with Retry-After"},
-    {"auth-replay-cache-entries", "RAFTQ_AUTH_REPLAY_CACHE_ENTRIES", RQ_OPT_U64,
-     "3145728", false,
-     offsetof(struct broker_config, auth_replay_cache_entries),
-     "signed requests remembered within the clock window, at most (16 "
-     "bytes each at the cap); past it they are refused with 503"},
     {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
      offsetof(struct broker_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
      offsetof(struct broker_config, log_format), "text or json"},
+    RQ_HTTPSIG_OPTIONS(struct broker_config),
     RQ_TLS_OPTIONS(struct broker_config),
 };
 
@@ -1122,11 +1114,8 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
         snprintf(why, whyn, "need --retention-check-ms >= 100");
         return RQ_INVALID;
     }
-    rv = rq_httpsig_check_skew(c->auth_clock_skew_ms, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = rq_httpsig_check_cache(c->auth_replay_cache_entries, why, whyn);
+    rv = rq_httpsig_check_flags(c->auth_clock_skew_ms,
+                                c->auth_replay_cache_entries, why, whyn);
     if (rv != 0) {
         return rv;
     }

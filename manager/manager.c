@@ -117,15 +117,6 @@ static const struct rq_opt options[] = {
      offsetof(struct manager_config, auth),
      "public API access: none (open) or tokens (Authorization: Bearer, "
      "with grants)"},
-    {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64, "30000",
-     false, offsetof(struct manager_config, auth_clock_skew_ms),
-     "how far a signed request's timestamp may be from this clock, either "
-     "way"},
-    {"auth-replay-cache-entries", "RAFTQ_AUTH_REPLAY_CACHE_ENTRIES", RQ_OPT_U64,
-     "3145728", false,
-     offsetof(struct manager_config, auth_replay_cache_entries),
-     "signed requests remembered within the clock window, at most (16 "
-     "bytes each at the cap); past it they are refused with 503"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
      false, offsetof(struct manager_config, election_ms),
      "Raft election timeout"},
@@ -157,6 +148,7 @@ static const struct rq_opt options[] = {
      offsetof(struct manager_config, log_level), "debug, info, warn or error"},
     {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
      offsetof(struct manager_config, log_format), "text or json"},
+    RQ_HTTPSIG_OPTIONS(struct manager_config),
     RQ_TLS_OPTIONS(struct manager_config),
 };
 
@@ -1275,11 +1267,8 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
-    rv = rq_httpsig_check_skew(c->auth_clock_skew_ms, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = rq_httpsig_check_cache(c->auth_replay_cache_entries, why, whyn);
+    rv = rq_httpsig_check_flags(c->auth_clock_skew_ms,
+                                c->auth_replay_cache_entries, why, whyn);
     if (rv != 0) {
         return rv;
     }

@@ -74,16 +74,17 @@ static int check_range(uint64_t v, uint64_t lo, uint64_t hi, const char *flag,
     return 0;
 }
 
-int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn)
+int rq_httpsig_check_flags(uint64_t skew_ms, uint64_t cache_entries, char *why,
+                           size_t whyn)
 {
-    return check_range(skew_ms, RQ_HTTPSIG_SKEW_MIN_MS, RQ_HTTPSIG_SKEW_MAX_MS,
-                       "auth-clock-skew-ms", why, whyn);
-}
-
-int rq_httpsig_check_cache(uint64_t entries, char *why, size_t whyn)
-{
-    return check_range(entries, RQ_HTTPSIG_CACHE_MIN, RQ_HTTPSIG_CACHE_MAX,
-                       "auth-replay-cache-entries", why, whyn);
+    int rv = check_range(skew_ms, RQ_HTTPSIG_SKEW_MIN_MS, RQ_HTTPSIG_SKEW_MAX_MS,
+                         "auth-clock-skew-ms", why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    return check_range(cache_entries, RQ_HTTPSIG_CACHE_MIN,
+                       RQ_HTTPSIG_CACHE_MAX, "auth-replay-cache-entries", why,
+                       whyn);
 }
 
 /* The collect callback: the cache's gauges as of the scrape. */

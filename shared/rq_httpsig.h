@@ -47,10 +47,33 @@ struct rq_httpsig_config {
     struct rq_metrics *metrics; /* Borrowed, or NULL. */
 };
 
-/* Checks a configured --auth-clock-skew-ms: 0 or RQ_INVALID with @why. */
-int rq_httpsig_check_skew(uint64_t skew_ms, char *why, size_t whyn);
-/* Checks a configured --auth-replay-cache-entries, the same way. */
-int rq_httpsig_check_cache(uint64_t entries, char *why, size_t whyn);
+#define RQ_HTTPSIG_STR_(x) #x
+#define RQ_HTTPSIG_STR(x) RQ_HTTPSIG_STR_(x)
+
+/*
+ * The rq_opt entries of the signature flags, for the option table of every
+ * process that verifies signed requests; @type has uint64_t fields
+ * auth_clock_skew_ms and auth_replay_cache_entries. Defaults come from
+ * rq_sig.h, so the table and the module cannot disagree.
+ */
+/* clang-format off */
+#define RQ_HTTPSIG_OPTIONS(type)                                             \
+    {"auth-clock-skew-ms", "RAFTQ_AUTH_CLOCK_SKEW_MS", RQ_OPT_U64,           \
+     RQ_HTTPSIG_STR(RQ_SIG_SKEW_DEFAULT_MS), false,                          \
+     offsetof(type, auth_clock_skew_ms),                                     \
+     "how far a signed request's timestamp may be from this clock, either "  \
+     "way"},                                                                 \
+    {"auth-replay-cache-entries", "RAFTQ_AUTH_REPLAY_CACHE_ENTRIES",         \
+     RQ_OPT_U64, RQ_HTTPSIG_STR(RQ_SIG_CACHE_DEFAULT), false,                \
+     offsetof(type, auth_replay_cache_entries),                              \
+     "signed requests remembered within the clock window, at most (16 "      \
+     "bytes each at the cap); past it they are refused with 503"}
+/* clang-format on */
+
+/* Checks the configured --auth-clock-skew-ms and
+ * --auth-replay-cache-entries: 0 or RQ_INVALID with @why naming the flag. */
+int rq_httpsig_check_flags(uint64_t skew_ms, uint64_t cache_entries, char *why,
+                           size_t whyn);
 
 /* 0, or RQ_NOMEM. Caller frees with rq_httpsig_free(). */
 int rq_httpsig_new(const struct rq_httpsig_config *cfg,

@@ -55,7 +55,7 @@
 #define RQ_SIG_SKEW_DEFAULT_MS 30000
 /* The default cap of the replay cache, in entries (accepted requests
  * within the window): 3/4 of 2^22 slots of 12 bytes, 48 MiB at most. */
-#define RQ_SIG_CACHE_DEFAULT (3u << 20)
+#define RQ_SIG_CACHE_DEFAULT 3145728 /* 3 << 20 */
 /* The largest cap a cache takes (3/4 of 2^28 slots, 3 GiB). */
 #define RQ_SIG_CACHE_MAX (3u << 26)
 /* The longest an entry may be kept, in milliseconds (about 37 hours; a
