@@ -16,6 +16,7 @@ Brokers register and heartbeat themselves (--managers). Needs no root. Run: pyth
 [--ports LO-HI].
 """
 
+import collections
 import http.client
 import json
 import os
@@ -27,8 +28,12 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The chaos suite's checkers judge this suite's consumers too.
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "chaos"))
 
 from harness import Skip, TestFailure, check, run_suite, wait_until  # noqa: E402
+import checker  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
 
@@ -726,6 +731,7 @@ class Traffic:
         self.acked = {}        # message -> (partition, offset)
         self.attempted = set()
         self.delivered = []    # (message, partition, offset)
+        self.consumes = []     # Completions in order, as checker.tie_skips takes them.
         self.uncertain_consumes = 0
         self.errors = []
         self.lock = threading.Lock()
@@ -763,20 +769,19 @@ class Traffic:
                                       query={"topic": self.topic, "consumer_id": self.consumer},
                                       timeout=10)
             except Unreachable:
-                with self.lock:
-                    self.uncertain_consumes += 1
-                continue
-            if st == 200:
-                with self.lock:
+                st, obj = None, None
+            if st is not None and st != 503 and st not in (200, 404):
+                self.errors.append("consume: %d %r" % (st, obj))
+            with self.lock:
+                kind = record_consume(self.consumes, st, obj)
+                if kind == "ok":
                     self.delivered.append((obj["message"], obj["partition_id"], obj["offset"]))
-            elif st == 503:
-                with self.lock:
+                elif kind == "info":
                     self.uncertain_consumes += 1
+            if st == 503:
                 time.sleep(0.05)
             elif st == 404:
                 time.sleep(0.02)
-            else:
-                self.errors.append("consume: %d %r" % (st, obj))
 
     def start(self):
         self.threads = [threading.Thread(target=self._produce, daemon=True),
@@ -790,11 +795,30 @@ class Traffic:
             t.join(30)
 
 
-def drain(c, i, topic, consumer, into, timeout=30.0):
-    """Consumes at manager @i until no new messages are left."""
+def record_consume(events, st, obj):
+    """Appends the completion of a consume answered @st with @obj (@st None:
+    no answer) to @events, as checker.tie_skips takes them, unless it found
+    nothing new; returns its type ("ok", "info", "fail") or "empty"."""
+    skipped = obj.get("skipped") if isinstance(obj, dict) else None
+    if st == 404 and isinstance(obj, dict) and "no new messages" in obj.get("message", ""):
+        return "empty"
+    if st == 200:
+        events.append({"type": "ok", "partition": obj["partition_id"], "offset": obj["offset"],
+                       "skipped": skipped})
+        return "ok"
+    kind = "info" if st is None else checker.consume_outcome(st, obj)
+    events.append({"type": kind, "status": st, "skipped": skipped})
+    return kind
+
+
+def drain(c, i, topic, consumer, into, timeout=30.0, events=None):
+    """Consumes at manager @i until no new messages are left; records every
+    answer in @events (record_consume) if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st, obj = c.call(i, "GET", "/consumer/consume", query={"topic": topic, "consumer_id": consumer})
+        if events is not None:
+            record_consume(events, st, obj)
         if st == 404:
             return
         if st == 200:
@@ -805,8 +829,12 @@ def drain(c, i, topic, consumer, into, timeout=30.0):
 
 
 def check_delivery(t, extra):
-    """No acked message lost beyond what uncertain consumes may have taken,
-    none delivered twice, every delivery a message that was produced."""
+    """No acked message lost unless a consume with an unknown outcome,
+    made while it was its partition's next, may have taken it
+    (checker.tie_skips: each such consume explains at most one, and answers
+    that say the offset did not move explain none), none delivered twice,
+    every delivery a message that was produced. @extra, the deliveries of
+    drain(), are in t.consumes too."""
     delivered = t.delivered + extra
     msgs = [d[0] for d in delivered]
     dup = {m for m in msgs if msgs.count(m) > 1}
@@ -816,9 +844,16 @@ def check_delivery(t, extra):
     unknown = set(msgs) - t.attempted
     check(not unknown, "delivered what nobody produced: %s" % sorted(unknown)[:5])
     missing = set(t.acked) - set(msgs)
-    check(len(missing) <= t.uncertain_consumes,
-          "%d acknowledged messages never delivered (only %d consumes had an uncertain "
-          "outcome): %s" % (len(missing), t.uncertain_consumes, sorted(missing)[:5]))
+    present = collections.defaultdict(set)
+    for p, o in t.acked.values():
+        present[p].add(o)
+    unexplained, _ = checker.tie_skips(t.consumes, present)
+    at = {po: m for m, po in t.acked.items()}
+    check(not unexplained,
+          "%d acknowledged messages never delivered, and no consume with an unknown outcome "
+          "was made while each was its partition's next (%d unknown consumes in all): %s"
+          % (len(unexplained), t.uncertain_consumes,
+             ["%s at %d/%d" % (at[po], po[0], po[1]) for po in unexplained[:5]]))
     for m, d in zip(msgs, delivered):
         if m in t.acked:
             check(t.acked[m] == (d[1], d[2]), "%s acked at %r, delivered at %r"
@@ -848,7 +883,7 @@ def test_leader_killed_under_load(ctx):
     t.finish()
     check(not t.errors, "errors: %s" % t.errors[:5])
     extra = []
-    drain(c, others[1], "stream", cons, extra)
+    drain(c, others[1], "stream", cons, extra, events=t.consumes)
     missing = check_delivery(t, extra)
     c.managers[others[0]]._note(
         "traffic: %d produces acked of %d, %d delivered during and %d after, %d consumes "
@@ -1446,7 +1481,7 @@ def test_rolling_upgrade(ctx):
     old = {k: os.path.join(prev, k) for k in ("manager", "broker")}
     for path in old.values():
         if not os.access(path, os.X_OK):
-            raise Skip("no previous-release binary at %s" % path)
+            raise TestFailure("RAFTQ_PREVIOUS_BUILD=%s has no binary at %s" % (prev, path))
     info = ctx.opts.log_level in ("info", "debug")
     c = Cluster(ctx, manager_args=["--snapshot-threshold", "64"])
     new = {i: m.argv[0] for i, m in c.managers.items()}
