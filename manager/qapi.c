@@ -1119,7 +1119,8 @@ static bool consume_abandoned(struct consume *op, bool record_read)
     }
     if (record_read) {
         rq_log(RQ_INFO,
-               "consumer %" PRIu64 ": the client left before %s/%u offset %" PRIu64
+               "consumer %" PRIu64
+               ": the client left before %s/%u offset %" PRIu64
                " was delivered; the offset stays",
                op->consumer_id, op->topic, op->order[op->idx], op->msg_offset);
     }
