@@ -1072,6 +1072,21 @@ def test_cut_closed_segment_rebuilt(ctx):
     directory aside (named in its log) and creates an empty replica, and
     the leader adds it back. It becomes ready again with every acknowledged
     message, and the broken files are kept."""
+    cut_segment_and_rebuild(ctx, removed_first=False)
+
+
+def test_rebuild_resumed_after_remove(ctx):
+    """The same, when the member was removed already, as by a manager
+    leader that died right after the first step of a rebuild: the managers
+    see the group's two voters and the failed replica and resume the
+    rebuild from its second step."""
+    c = cut_segment_and_rebuild(ctx, removed_first=True)
+    check(any("from the rebuild step" in line for m in c.managers.values()
+              for line in m.log_tail(100000)),
+          "no manager resumed the rebuild from its rebuild step")
+
+
+def cut_segment_and_rebuild(ctx, removed_first):
     c = Cluster(ctx, n_brokers=3, broker_args=["--raft-segment-size", "8192"]).start()
     c.create_topic(1, "mend", 1)
     parts = c.wait_preferred_lead("mend")
@@ -1094,6 +1109,13 @@ def test_cut_closed_segment_rebuilt(ctx):
     size = os.path.getsize(os.path.join(raft_dir, cut))
     check(size > 1000, "closed segment %s holds %d bytes" % (cut, size))
     os.truncate(os.path.join(raft_dir, cut), size - 300)
+    if removed_first:
+        st, obj, _ = call(c.b_http[lead], "DELETE",
+                          "/internal/replicas/%d/members/%d" % (gid, victim), timeout=20,
+                          sign=rqkeys.HTTP_M2B)
+        check(sorted(check_ok(st, obj, "remove broker %d at broker %d" % (victim, lead))["voters"])
+              == sorted(b for b in parts[0]["replicas"] if b != victim),
+              "voters after the removal: %r" % obj)
     # libraft 0.15 leaks one buffer when it fails to load a segment
     # (DESIGN.md section 13): not ours to fix, so not a failure here.
     supp = os.path.join(ctx.dir, "lsan-libraft.supp")
@@ -1137,6 +1159,7 @@ def test_cut_closed_segment_rebuilt(ctx):
     # Nothing else moved: the replica set is unchanged.
     check(c.describe("mend")["partitions"][0]["replicas"] == parts[0]["replicas"],
           "the replica set changed")
+    return c
 
 
 def test_remove_add_drain(ctx):
@@ -1482,6 +1505,7 @@ if __name__ == "__main__":
         test_stopped_group_exits,
         test_dead_broker_replaced,
         test_cut_closed_segment_rebuilt,
+        test_rebuild_resumed_after_remove,
         test_remove_add_drain,
         test_leader_killed_mid_repair_and_create,
         test_reads_ask_the_leader,
