@@ -974,10 +974,9 @@ struct consume {
 
     uint64_t msg_offset;
     char *message;
-    /* The advance is proposed (its outcome not known yet), or it was and
-     * its outcome stays unknown: a failure answer then says the offset may
-     * have moved. */
-    bool in_flight;
+    /* The advance is proposed and not known to have committed or lost (in
+     * flight, or failed with leadership lost): a failure answer then says
+     * the offset may have moved. */
     bool in_doubt;
 };
 
@@ -1057,7 +1056,7 @@ static void consume_fail(struct consume *op, int status, const char *msg)
         body = json_object(); /* UNTESTED: ENOMEM only. */
     }
     if (status >= 500) {
-        bool maybe = op->in_flight || op->in_doubt;
+        bool maybe = op->in_doubt;
         json_object_set_new(body, "offset_advanced",
                             json_string(maybe ? "unknown" : "no"));
         if (maybe && op->msg_offset > op->offset) {
@@ -1134,11 +1133,10 @@ static void on_offset_committed(void *data, int status, uint64_t result)
 {
     struct consume *op = data;
     uint32_t p = op->order[op->idx];
-    op->in_flight = false;
     if (status != 0) {
         /* Proposed and then leadership was lost (or the manager closed):
-         * the entry may still commit under the next leader. */
-        op->in_doubt = true;
+         * the entry may still commit under the next leader (in_doubt
+         * stays). */
         consume_end(op, 503,
                     "this manager lost leadership before the offset advance "
                     "was known to commit (%s): the message may have been "
@@ -1146,6 +1144,7 @@ static void on_offset_committed(void *data, int status, uint64_t result)
                     rq_strerror(status));
         return;
     }
+    op->in_doubt = false; /* Applied: committed, or refused by its check. */
     if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         if (code == RQ_INVALID && ++op->cas_lost < CAS_RETRIES &&
@@ -1227,7 +1226,7 @@ static void commit_offset(struct consume *op)
                     rq_strerror(rv));
         return;
     }
-    op->in_flight = true;
+    op->in_doubt = true;
 }
 
 static void on_consume_read(void *data, const struct bclient_result *r)
