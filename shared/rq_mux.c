@@ -1242,6 +1242,7 @@ int rq_mux_transport_init(struct rq_mux *m, uint64_t gid,
     m->stats.groups = (unsigned)m->groups.count;
 
     memset(t, 0, sizeof *t);
+    t->version = 1; /* The raft_uv_transport interface of raft/uv.h. */
     t->impl = g;
     t->init = transport_init;
     t->listen = transport_listen;

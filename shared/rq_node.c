@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,32 @@ struct rq_node {
     /* Compaction; see the top of the file. */
     bool compacting;
     bool compact_barrier_done; /* Applied (or failed): restore at the poll. */
-    raft_index compact_from;   /* The snapshot index when it began. */
+    uint64_t compact_from;     /* snap.puts when it began. */
+    unsigned cur_threshold;    /* The counts libraft was last given. */
+    unsigned cur_trailing;
+
+    /* What raft_uv is asked to store, seen from in between (see
+     * "Snapshots, seen on their way to disk" below). */
+    struct {
+        int (*load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                    struct raft_snapshot **snapshot, raft_index *start_index,
+                    struct raft_entry *entries[], size_t *n_entries);
+        int (*snapshot_put)(struct raft_io *io, unsigned trailing,
+                            struct raft_io_snapshot_put *req,
+                            const struct raft_snapshot *snapshot,
+                            raft_io_snapshot_put_cb cb);
+        struct snap_put {
+            struct rq_node *node;
+            struct raft_io_snapshot_put *req; /* NULL: slot free. */
+            void *req_data; /* libraft's req->data, given back. */
+            raft_io_snapshot_put_cb cb;
+            raft_index index;
+            unsigned trailing;
+        } inflight[2];
+        uint64_t puts;         /* snapshot_put calls so far. */
+        raft_index index;      /* Of the last snapshot stored; 0: none. */
+        raft_index log_first;  /* First entry libraft holds in memory. */
+    } snap;
 
     bool started;
     bool closing;
@@ -131,6 +157,35 @@ struct rq_node {
 static struct raft *raft_of(const struct rq_node *n)
 {
     return (struct raft *)&n->raft;
+}
+
+/*
+ * The membership configuration libraft holds. libraft 0.22 has no call
+ * for it, so these read struct raft's documented configuration fields
+ * (raft.h: "At any given moment the current configuration can be committed
+ * or uncommitted"): `configuration` is the newest one, committed at
+ * configuration_committed_index unless configuration_uncommitted_index
+ * names a newer one still pending. Nothing else reads struct raft.
+ */
+static uint64_t conf_index(const struct raft *r, bool *pending)
+{
+    *pending = r->configuration_uncommitted_index != 0;
+    return r->configuration_committed_index;
+}
+
+const struct raft_configuration *rq_node_configuration(const struct rq_node *n,
+                                                       uint64_t *index,
+                                                       bool *pending)
+{
+    bool p;
+    uint64_t i = conf_index(&n->raft, &p);
+    if (index != NULL) {
+        *index = i;
+    }
+    if (pending != NULL) {
+        *pending = p;
+    }
+    return &n->raft.configuration;
 }
 
 /* Maps a raft status from an apply or barrier callback to an RQ_* code. */
@@ -238,19 +293,19 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
         snprintf(out->leader_address, sizeof out->leader_address, "%s",
                  leader_address);
     }
-    out->term = r->current_term;
-    out->commit = r->commit_index;
+    out->term = raft_current_term(r);
+    out->commit = raft_commit_index(r);
     out->applied = raft_last_applied(r);
     out->last_index = raft_last_index(r);
     out->ready = rq_node_ready(n);
-    out->conf_index = r->configuration_index;
-    out->conf_pending = r->configuration_uncommitted_index != 0;
+    out->conf_index = conf_index(r, &out->conf_pending);
 }
 
 bool rq_node_ready(const struct rq_node *n)
 {
-    return !n->closing && n->raft.state == RAFT_LEADER && n->ready_term != 0 &&
-           n->ready_term == n->raft.current_term;
+    return !n->closing && raft_state(raft_of(n)) == RAFT_LEADER &&
+           n->ready_term != 0 &&
+           n->ready_term == raft_current_term(raft_of(n));
 }
 
 /* Logs one line describing what moved between @old and @now. */
@@ -265,7 +320,7 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
                    "%s: configuration of index %llu committed (%u "
                    "servers)",
                    n->label, (unsigned long long)now->conf_index,
-                   n->raft.configuration.n);
+                   rq_node_configuration(n, NULL, NULL)->n);
         }
         return; /* Only the configuration moved. */
     }
@@ -289,22 +344,21 @@ static void poll_cb(uv_timer_t *timer);
 static void set_counts(struct rq_node *n)
 {
     unsigned threshold = n->sized ? n->logmem.threshold : n->threshold;
-    raft_set_snapshot_threshold(&n->raft, n->compacting ? 1 : threshold);
+    n->cur_threshold = n->compacting ? 1 : threshold;
+    raft_set_snapshot_threshold(&n->raft, n->cur_threshold);
     if (n->sized) {
-        raft_set_snapshot_trailing(&n->raft, n->logmem.trailing);
+        n->cur_trailing = n->logmem.trailing;
+        raft_set_snapshot_trailing(&n->raft, n->cur_trailing);
     }
 }
 
 /* Ends a compaction once it has done what it can (see the top). */
 static void compact_check(struct rq_node *n)
 {
-    struct raft *r = &n->raft;
     if (!n->compacting) {
         return;
     }
-    bool started = r->snapshot.pending.term != 0 ||
-                   r->snapshot.put.data != NULL ||
-                   r->log.snapshot.last_index != n->compact_from;
+    bool started = n->snap.puts != n->compact_from;
     if (!started && !n->compact_barrier_done) {
         return;
     }
@@ -341,16 +395,17 @@ static void ready_barrier_cb(struct raft_barrier *req, int status)
 static void maybe_issue_barrier(struct rq_node *n)
 {
     struct raft *r = &n->raft;
+    raft_term term = raft_current_term(r);
     if (raft_state(r) != RAFT_LEADER || n->barrier_inflight ||
-        n->barrier_term == r->current_term) {
+        n->barrier_term == term) {
         return;
     }
     n->ready_barrier.data = n;
-    n->barrier_term = r->current_term;
+    n->barrier_term = term;
     int rv = raft_barrier(r, &n->ready_barrier, ready_barrier_cb);
     if (rv != 0) {
         rq_log(RQ_WARN, "%s: readiness barrier in term %llu: %s", n->label,
-               (unsigned long long)r->current_term, raft_strerror(rv));
+               (unsigned long long)term, raft_strerror(rv));
         n->barrier_term = 0;
         return;
     }
@@ -444,6 +499,106 @@ static const struct rq_fsm_ops node_ops = {
     .restore = node_restore,
 };
 
+/* ---- Snapshots, seen on their way to disk ----
+ *
+ * libraft 0.22 tells nothing of its snapshots through its API, and its log
+ * is an opaque type. raft_io, the interface it stores through, is public,
+ * so the node puts itself between libraft and raft_uv for two calls:
+ *
+ * - load (raft_start): the snapshot on disk and the first entry loaded;
+ * - snapshot_put: a snapshot taken (trailing > 0: libraft keeps `trailing`
+ *   entries before its index in memory) or installed from the leader
+ *   (trailing 0: the log restarts after it). The count of calls tells
+ *   compaction that a snapshot has started; its completion moves the
+ *   snapshot index and the first entry libraft still holds.
+ *
+ * From those and raft_last_index(), rq_node_log_memory() counts the entries
+ * in memory. raft_uv is untouched: every call goes on to it unchanged.
+ */
+static struct rq_node *node_of_io(struct raft_io *io)
+{
+    return (struct rq_node *)(void *)((char *)io - offsetof(struct rq_node, io));
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->snap.load(io, term, voted_for, snapshot, start_index, entries,
+                          n_entries);
+    if (rv == 0) {
+        n->snap.index = *snapshot != NULL ? (*snapshot)->index : 0;
+        n->snap.log_first =
+            *n_entries > 0 ? *start_index : n->snap.index + 1;
+    }
+    return rv;
+}
+
+static void io_snapshot_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+    /* While the put is in raft_uv, req->data (libraft's, which raft_uv
+     * never reads) points at the node's slot; it is given back here. */
+    struct snap_put *slot = req->data;
+    struct snap_put put = *slot;
+    struct rq_node *n = put.node;
+    assert(put.req == req);
+    slot->req = NULL;
+    req->data = put.req_data;
+    if (status == 0 && put.index > n->snap.index) {
+        n->snap.index = put.index;
+        raft_index keep_from = put.trailing == 0        ? put.index + 1
+                               : put.index > put.trailing ? put.index - put.trailing + 1
+                                                          : 1;
+        if (put.trailing == 0 || keep_from > n->snap.log_first) {
+            n->snap.log_first = keep_from;
+        }
+    }
+    put.cb(req, status);
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb)
+{
+    struct rq_node *n = node_of_io(io);
+    struct snap_put *slot = NULL;
+    for (size_t i = 0; i < sizeof n->snap.inflight / sizeof n->snap.inflight[0];
+         i++) {
+        if (n->snap.inflight[i].req == NULL) {
+            slot = &n->snap.inflight[i];
+            break;
+        }
+    }
+    if (slot == NULL) {
+        return RAFT_BUSY; /* UNTESTED: libraft puts one at a time. */
+    }
+    *slot = (struct snap_put){.node = n,
+                              .req = req,
+                              .req_data = req->data,
+                              .cb = cb,
+                              .index = snapshot->index,
+                              .trailing = trailing};
+    req->data = slot;
+    n->snap.puts++;
+    int rv = n->snap.snapshot_put(io, trailing, req, snapshot,
+                                  io_snapshot_put_cb);
+    if (rv != 0) {
+        req->data = slot->req_data;
+        slot->req = NULL;
+    }
+    return rv;
+}
+
+static void io_interpose(struct rq_node *n)
+{
+    n->snap.load = n->io.load;
+    n->io.load = io_load;
+    n->snap.snapshot_put = n->io.snapshot_put;
+    n->io.snapshot_put = io_snapshot_put;
+}
+
 /* Closed nodes held back from release (see bury()). */
 static void sweep_graveyard(bool all);
 
@@ -512,6 +667,7 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
         cfg->segment_size != 0 ? cfg->segment_size : DEFAULT_SEGMENT_SIZE;
     raft_uv_set_segment_size(&n->io, n->segment_size);
     raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
+    io_interpose(n);
 
     n->ops = ops;
     n->fsm_data = fsm_data;
@@ -539,9 +695,17 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     n->raft.tracer = rq_log_raft_tracer();
     raft_set_election_timeout(&n->raft, election);
     raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    n->cur_threshold = threshold;
+    n->cur_trailing = trailing;
     raft_set_snapshot_threshold(&n->raft, threshold);
     raft_set_snapshot_trailing(&n->raft, trailing);
     raft_set_pre_vote(&n->raft, cfg->pre_vote);
+    /* libraft 0.22 refuses new entries (RAFT_NOSPACE) unless a majority
+     * reports 4 MiB of prepared segment space, the size of one of its
+     * default 8 MiB segments' worth; raftq's segments are 256 KiB to
+     * 1 MiB, so that reserve is never there. The check is off: a full disk
+     * fails the write itself, which the groups already handle. */
+    raft_set_capacity_threshold(&n->raft, 0);
     raft_set_install_snapshot_timeout(
         &n->raft, cfg->install_snapshot_timeout_ms != 0
                       ? cfg->install_snapshot_timeout_ms
@@ -830,17 +994,17 @@ void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out)
 
 void rq_node_log_memory(const struct rq_node *n, struct rq_node_log_memory *out)
 {
-    const struct raft_log *l = &n->raft.log;
-    /* The log is a ring of entries from front to back (src/log.c). */
-    uint64_t entries =
-        l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
+    uint64_t last = raft_last_index(raft_of(n));
+    uint64_t entries = last >= n->snap.log_first && n->snap.log_first != 0
+                           ? last - n->snap.log_first + 1
+                           : 0;
     memset(out, 0, sizeof *out);
     out->entries = entries;
     out->average = n->sized ? rq_logmem_average(&n->logmem) : 0;
     out->bytes = entries * out->average;
-    out->snapshot_index = l->snapshot.last_index;
-    out->threshold = n->raft.snapshot.threshold;
-    out->trailing = n->raft.snapshot.trailing;
+    out->snapshot_index = n->snap.index;
+    out->threshold = n->cur_threshold;
+    out->trailing = n->cur_trailing;
     out->compacting = n->compacting;
 }
 
@@ -892,7 +1056,7 @@ int rq_node_compact(struct rq_node *n, bool barrier)
     }
     n->compacting = true;
     n->compact_barrier_done = false;
-    n->compact_from = n->raft.log.snapshot.last_index;
+    n->compact_from = n->snap.puts;
     set_counts(n);
     return 0;
 }
@@ -974,16 +1138,7 @@ static void maybe_finish_close(struct rq_node *n)
 
 static void on_raft_closed(struct raft *r)
 {
-    struct rq_node *n = r->data;
-    /* raft_uv has closed (src/uv.c fires this from its close callback), but
-     * a segment writer may still be closing and fire that callback again
-     * (see bury()). Make a second run of raft's own close callback
-     * (src/raft.c ioCloseCb) harmless: nothing left to free, no callback. */
-    r->address = NULL;
-    memset(&r->log, 0, sizeof r->log);
-    raft_configuration_init(&r->configuration);
-    r->close_cb = NULL;
-    maybe_finish_close(n);
+    maybe_finish_close(r->data);
 }
 
 static void on_poll_closed(uv_handle_t *handle)

@@ -74,7 +74,7 @@ struct rq_node_info {
     uint64_t last_index;
     bool ready; /* Leader with its current-term barrier applied. */
     /* The membership configuration: the index of the last committed one
-     * (rq_node_raft()->configuration holds it unless @conf_pending), and
+     * (rq_node_configuration() returns it unless @conf_pending), and
      * whether a newer one is appended but not committed yet. */
     uint64_t conf_index;
     bool conf_pending;
@@ -196,6 +196,17 @@ int rq_node_compact(struct rq_node *n, bool barrier);
 
 /* The raft instance, for membership changes and leadership transfer. */
 struct raft *rq_node_raft(struct rq_node *n);
+
+/*
+ * The newest membership configuration libraft holds (never NULL; no
+ * servers before the first one is known). @index (optional) gets the index
+ * of the last committed configuration, @pending (optional) whether the one
+ * returned is newer and not committed yet. Valid until the next turn of the
+ * loop.
+ */
+const struct raft_configuration *rq_node_configuration(const struct rq_node *n,
+                                                       uint64_t *index,
+                                                       bool *pending);
 
 /*
  * Closes raft and raft_uv; pending callbacks get RQ_SHUTDOWN. Frees the
