@@ -144,6 +144,19 @@ struct rq_node {
         raft_index log_first;  /* First entry libraft holds in memory. */
     } snap;
 
+    /* The writes raft_uv failed (see "Writes that fail" below). */
+    struct {
+        int (*set_term)(struct raft_io *io, raft_term term);
+        int (*set_vote)(struct raft_io *io, raft_id server_id);
+        int (*append)(struct raft_io *io, struct raft_io_append *req,
+                      const struct raft_entry entries[], unsigned n,
+                      raft_io_append_cb cb);
+        int (*truncate)(struct raft_io *io, raft_index index);
+        int status;       /* The first failure's RAFT_* code; 0: none. */
+        char what[160];   /* What failed, for the log line. */
+        bool reported;
+    } io_fail;
+
     bool started;
     bool closing;
     unsigned closes_pending;
@@ -285,7 +298,8 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
     const char *leader_address = NULL;
 
     memset(out, 0, sizeof *out);
-    out->role = role_from_raft(raft_state(r));
+    out->role = n->io_fail.status != 0 ? RQ_ROLE_UNAVAILABLE
+                                       : role_from_raft(raft_state(r));
     out->id = r->id;
     raft_leader(r, &leader_id, &leader_address);
     out->leader_id = leader_id;
@@ -303,7 +317,8 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
 
 bool rq_node_ready(const struct rq_node *n)
 {
-    return !n->closing && raft_state(raft_of(n)) == RAFT_LEADER &&
+    return !n->closing && n->io_fail.status == 0 &&
+           raft_state(raft_of(n)) == RAFT_LEADER &&
            n->ready_term != 0 &&
            n->ready_term == raft_current_term(raft_of(n));
 }
@@ -425,6 +440,10 @@ static void poll_cb(uv_timer_t *timer)
     if (n->closing) {
         return;
     }
+    if (n->io_fail.status != 0 && !n->io_fail.reported) {
+        n->io_fail.reported = true;
+        rq_log(RQ_ERROR, "%s: stopped: %s", n->label, n->io_fail.what);
+    }
     compact_check(n);
     maybe_issue_barrier(n);
     rq_node_info(n, &now);
@@ -520,6 +539,98 @@ static struct rq_node *node_of_io(struct raft_io *io)
     return (struct rq_node *)(void *)((char *)io - offsetof(struct rq_node, io));
 }
 
+/* ---- Writes that fail ----
+ *
+ * libraft 0.15 stopped a group for good (RAFT_UNAVAILABLE) when it could not
+ * persist a term, a vote or entries, and the owner brought it back
+ * (rq_node_exit_if_stopped, the broker's reopen). 0.22's callback layer
+ * has no such state: it asserts that the write worked (src/legacy.c tickCb,
+ * recvCb, legacyPersistEntriesCb), which a release build compiles out, so
+ * the group would go on with a term or vote it never stored, or wait for
+ * ever for entries whose write failed, and never say so. The node watches
+ * raft_uv's answers for those writes instead: the first failure marks the
+ * node stopped (role RQ_ROLE_UNAVAILABLE, never ready), logged once, and
+ * its owner closes it as before. A failure while closing is the close's
+ * doing (RAFT_CANCELED) and not counted.
+ */
+static void io_failed(struct rq_node *n, int status, const char *what)
+{
+    if (n->io_fail.status != 0) {
+        return;
+    }
+    n->io_fail.status = status;
+    snprintf(n->io_fail.what, sizeof n->io_fail.what, "%s: %s (%s)", what,
+             raft_strerror(status), n->io.errmsg);
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->io_fail.set_term(io, term);
+    if (rv != 0) {
+        io_failed(n, rv, "storing the term");
+    }
+    return rv;
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->io_fail.set_vote(io, server_id);
+    if (rv != 0) {
+        io_failed(n, rv, "storing the vote");
+    }
+    return rv;
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->io_fail.truncate(io, index);
+    if (rv != 0) {
+        io_failed(n, rv, "truncating the log");
+    }
+    return rv;
+}
+
+/* One append in raft_uv: libraft's req->data and callback, given back. */
+struct append_wrap {
+    struct rq_node *node;
+    void *req_data;
+    raft_io_append_cb cb;
+};
+
+static void io_append_cb(struct raft_io_append *req, int status)
+{
+    struct append_wrap w = *(struct append_wrap *)req->data;
+    free(req->data);
+    req->data = w.req_data;
+    if (status != 0 && status != RAFT_CANCELED && !w.node->closing) {
+        io_failed(w.node, status, "appending entries");
+    }
+    w.cb(req, status);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n_entries,
+                     raft_io_append_cb cb)
+{
+    struct rq_node *n = node_of_io(io);
+    struct append_wrap *w = malloc(sizeof *w);
+    if (w == NULL) {
+        return RAFT_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    *w = (struct append_wrap){.node = n, .req_data = req->data, .cb = cb};
+    req->data = w;
+    int rv = n->io_fail.append(io, req, entries, n_entries, io_append_cb);
+    if (rv != 0) {
+        req->data = w->req_data;
+        free(w);
+        io_failed(n, rv, "appending entries");
+    }
+    return rv;
+}
+
 static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
                    struct raft_snapshot **snapshot, raft_index *start_index,
                    struct raft_entry *entries[], size_t *n_entries)
@@ -545,6 +656,9 @@ static void io_snapshot_put_cb(struct raft_io_snapshot_put *req, int status)
     assert(put.req == req);
     slot->req = NULL;
     req->data = put.req_data;
+    if (status != 0 && status != RAFT_CANCELED && !n->closing) {
+        io_failed(n, status, "writing the snapshot");
+    }
     if (status == 0 && put.index > n->snap.index) {
         n->snap.index = put.index;
         raft_index keep_from = put.trailing == 0        ? put.index + 1
@@ -597,6 +711,14 @@ static void io_interpose(struct rq_node *n)
     n->io.load = io_load;
     n->snap.snapshot_put = n->io.snapshot_put;
     n->io.snapshot_put = io_snapshot_put;
+    n->io_fail.set_term = n->io.set_term;
+    n->io.set_term = io_set_term;
+    n->io_fail.set_vote = n->io.set_vote;
+    n->io.set_vote = io_set_vote;
+    n->io_fail.truncate = n->io.truncate;
+    n->io.truncate = io_truncate;
+    n->io_fail.append = n->io.append;
+    n->io.append = io_append;
 }
 
 /* Closed nodes held back from release (see bury()). */
