@@ -161,15 +161,36 @@ uint64_t manager_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
+/*
+ * A 503 with Retry-After. @sent says whether the leader may have received
+ * the request (it was forwarded and no answer came back): then a consume
+ * may have moved its consumer's offset, and its answer says so
+ * (qapi_consume_outcome); every other 503 of a consume is given before the
+ * consume runs.
+ */
+static void unavailable(struct rq_http_req *req, bool sent, const char *fmt,
+                        va_list ap)
 {
     char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    json_t *body = json_pack("{s:s,s:s}", "status", "failure", "message", msg);
+    if (body == NULL) {
+        /* UNTESTED: ENOMEM, or a message that is not UTF-8. */
+        rq_http_set_header(req, "Retry-After", "1");
+        rq_http_reply_error(req, 503, "%s", msg);
+        return;
+    }
+    qapi_consume_outcome(req, body, sent);
+    rq_http_set_header(req, "Retry-After", "1");
+    rq_http_reply(req, 503, body);
+}
+
+void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    unavailable(req, false, fmt, ap);
     va_end(ap);
-    rq_http_set_header(req, "Retry-After", "1");
-    rq_http_reply_error(req, 503, "%s", msg);
 }
 
 static void on_held_abort(struct rq_http_req *req, void *data)
@@ -486,6 +507,20 @@ struct forward {
     char leader[MCMD_ADDR_MAX + 1];
 };
 
+/* A 503 for a request forwarded to the leader (@sent true) or not. */
+static void forward_unavailable(struct rq_http_req *req, bool sent,
+                                const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void forward_unavailable(struct rq_http_req *req, bool sent,
+                                const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    unavailable(req, sent, fmt, ap);
+    va_end(ap);
+}
+
 static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
 {
     struct forward *f = data;
@@ -495,7 +530,9 @@ static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
         return;
     }
     if (resp->err != 0 || resp->status == 0) {
-        manager_unavailable(req,
+        /* Only a refused connection surely kept the request from the
+         * leader. */
+        forward_unavailable(req, resp->err != RQ_CONNECT,
                             "the leader manager at %s could not be reached: "
                             "%s; retry",
                             f->leader, resp->why != NULL ? resp->why : "");
@@ -533,6 +570,22 @@ static bool forwarded_by_a_manager(struct manager *m, struct rq_http_req *req)
         return false;
     }
     return true;
+}
+
+/* The client left (or this manager is closing): the forwarded request is
+ * canceled, which closes its connection, so the leader sees its client
+ * leave too and a consume there does not propose its advance if it has
+ * not yet (API.md section 1). */
+static void on_forward_abort(struct rq_http_req *req, void *data)
+{
+    struct forward *f = data;
+    f->req = NULL;
+    forward_unavailable(req, true,
+                        "the request was abandoned: the client went away or "
+                        "the manager is shutting down");
+    if (f->m->httpc != NULL) {
+        rq_httpc_cancel(f->m->httpc, f); /* on_forwarded() frees f. */
+    }
 }
 
 bool manager_forward(struct manager *m, struct rq_http_req *req)
@@ -612,7 +665,8 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
         return true;
     }
     m->stats.forwarded++;
-    manager_hold(req, &f->req);
+    f->req = req;
+    rq_http_on_abort(req, on_forward_abort, f);
     return true;
 }
 

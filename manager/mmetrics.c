@@ -45,6 +45,7 @@ enum {
     F_HIGH_WATERMARK,
     F_LAG,
     F_LAG_OMITTED,
+    F_CONSUME_SKIPPED,
     F_COUNT,
 };
 
@@ -144,6 +145,12 @@ static const struct rq_metric_def defs[F_COUNT] = {
                        "Consumer and partition pairs left out of "
                        "raftq_consumer_lag by its cap (leader manager only).",
                        {NULL}},
+    [F_CONSUME_SKIPPED] = {RQ_METRIC_COUNTER,
+                           "raftq_manager_consume_skipped_total",
+                           "Messages removed by retention before a consumer "
+                           "read them, skipped by GET /consumer/consume on "
+                           "this manager.",
+                           {"topic"}},
 };
 
 /* Every state a broker may be in, for raftq_broker_state. */
@@ -326,6 +333,24 @@ int mmetrics_new(struct manager *m, struct rq_metrics *registry,
     }
     *out = mm;
     return 0;
+}
+
+void mmetrics_consume_skipped(struct mmetrics *mm, const char *topic,
+                              uint64_t n)
+{
+    struct rq_metric *c =
+        mm != NULL ? child(mm->f[F_CONSUME_SKIPPED], topic, NULL, NULL) : NULL;
+    if (c == NULL || n == 0) {
+        rq_metric_put(c);
+        return;
+    }
+    /* A topic's first count keeps its reference, so the series lives as
+     * long as the registry; later counts give theirs back. */
+    bool known = rq_metric_value(c) > 0;
+    rq_metric_add(c, (double)n);
+    if (known) {
+        rq_metric_put(c);
+    }
 }
 
 void mmetrics_free(struct mmetrics *mm)

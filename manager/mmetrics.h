@@ -15,6 +15,8 @@
 #ifndef MMETRICS_H
 #define MMETRICS_H
 
+#include <stdint.h>
+
 #include "rq_metrics.h"
 
 #define MMETRICS_LAG_MAX 1000
@@ -26,6 +28,10 @@ struct mmetrics;
  * RQ_NOMEM. */
 int mmetrics_new(struct manager *m, struct rq_metrics *registry,
                  struct mmetrics **out);
+/* Counts @n messages of @topic that a consume skipped because retention
+ * had removed them (raftq_manager_consume_skipped_total). NULL is a no-op. */
+void mmetrics_consume_skipped(struct mmetrics *mm, const char *topic,
+                              uint64_t n);
 /* Before the registry is freed. NULL is a no-op. */
 void mmetrics_free(struct mmetrics *mm);
 

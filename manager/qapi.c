@@ -43,6 +43,7 @@
 #include "auth.h"
 #include "bclient.h"
 #include "manager.h"
+#include "mmetrics.h"
 #include "mstore.h"
 #include "placement.h"
 #include "policy.h"
@@ -973,6 +974,11 @@ struct consume {
 
     uint64_t msg_offset;
     char *message;
+    /* The advance is proposed (its outcome not known yet), or it was and
+     * its outcome stays unknown: a failure answer then says the offset may
+     * have moved. */
+    bool in_flight;
+    bool in_doubt;
 };
 
 static void consume_start(struct consume *op);
@@ -1028,6 +1034,42 @@ static void consume_free(struct consume *op)
     free(op);
 }
 
+/* The records retention removed that @op's advance skips, as its answers
+ * name them (manager/README.md, "Consume"). */
+static json_t *skipped_range(const struct consume *op)
+{
+    return json_pack("{s:i,s:I,s:I}", "partition_id", (int)op->order[op->idx],
+                     "first_offset", (json_int_t)op->offset, "last_offset",
+                     (json_int_t)(op->msg_offset - 1));
+}
+
+/*
+ * The failure answer of a consume: @status with @msg, and "offset_advanced"
+ * for a 5xx (API.md section 1): "no" when this consume cannot have moved the
+ * consumer's offset, "unknown" when its advance was proposed and its outcome
+ * is not known (it may still commit). A proposal that would have skipped
+ * records removed by retention names them in "skipped" as a success would.
+ */
+static void consume_fail(struct consume *op, int status, const char *msg)
+{
+    json_t *body = json_pack("{s:s,s:s}", "status", "failure", "message", msg);
+    if (body == NULL) {
+        body = json_object(); /* UNTESTED: ENOMEM only. */
+    }
+    if (status >= 500) {
+        bool maybe = op->in_flight || op->in_doubt;
+        json_object_set_new(body, "offset_advanced",
+                            json_string(maybe ? "unknown" : "no"));
+        if (maybe && op->msg_offset > op->offset) {
+            json_object_set_new(body, "skipped", skipped_range(op));
+        }
+    }
+    if (status == 503) {
+        rq_http_set_header(op->req, "Retry-After", "1");
+    }
+    rq_http_reply(op->req, status, body);
+}
+
 /* Ends @op (its answer already given, or @status/@fmt now) and starts the
  * consumer's next request. */
 static void consume_end(struct consume *op, int status, const char *fmt, ...)
@@ -1044,15 +1086,46 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
         rq_http_on_abort(op->req, NULL, NULL);
-        if (status == 503) {
-            manager_unavailable(op->req, "%s", msg);
-        } else {
-            rq_http_reply_error(op->req, status, "%s", msg);
-        }
+        consume_fail(op, status, msg);
     }
     rq_list_remove(&op->link);
     consume_free(op);
     pump(m->consumers, id);
+}
+
+/* The client left (or the manager is closing): answer now, as
+ * consume_fail() says, and drop the request; the consume itself ends at its
+ * next step, without proposing an advance it has not proposed yet. */
+static void on_consume_abort(struct rq_http_req *req, void *data)
+{
+    struct consume *op = data;
+    consume_fail(op, 503,
+                 "the request was abandoned: the client went away or the "
+                 "manager is shutting down");
+    (void)req;
+    op->req = NULL;
+}
+
+/*
+ * Whether @op's client has gone; then it ends @op without an answer. A
+ * consume asks this before each read and before it proposes the advance
+ * (API.md section 1: the advance is not proposed for a client that has
+ * already gone). Once proposed, nothing can call the advance back.
+ */
+static bool consume_abandoned(struct consume *op, bool record_read)
+{
+    if (op->req != NULL) {
+        return false;
+    }
+    if (record_read) {
+        rq_log(RQ_INFO,
+               "consumer %" PRIu64
+               ": the client left before %s/%u offset %" PRIu64
+               " was delivered; the offset stays",
+               op->consumer_id, op->topic, op->order[op->idx], op->msg_offset);
+    }
+    consume_end(op, 0, "%s", "");
+    return true;
 }
 
 static void consume_next(struct consume *op);
@@ -1061,10 +1134,15 @@ static void on_offset_committed(void *data, int status, uint64_t result)
 {
     struct consume *op = data;
     uint32_t p = op->order[op->idx];
+    op->in_flight = false;
     if (status != 0) {
+        /* Proposed and then leadership was lost (or the manager closed):
+         * the entry may still commit under the next leader. */
+        op->in_doubt = true;
         consume_end(op, 503,
-                    "the consumer's offset was not committed (%s), so no "
-                    "message was delivered; retry",
+                    "this manager lost leadership before the offset advance "
+                    "was known to commit (%s): the message may have been "
+                    "consumed and not delivered; retry",
                     rq_strerror(status));
         return;
     }
@@ -1082,6 +1160,8 @@ static void on_offset_committed(void *data, int status, uint64_t result)
             op->order = NULL;
             free(op->message);
             op->message = NULL;
+            op->msg_offset = 0;
+            op->offset = 0;
             consume_start(op);
             return;
         }
@@ -1092,18 +1172,36 @@ static void on_offset_committed(void *data, int status, uint64_t result)
         return;
     }
     op->m->stats.consumed++;
+    json_t *skipped = NULL;
+    if (op->msg_offset > op->offset) {
+        /* Retention removed what this consumer had not read. */
+        mmetrics_consume_skipped(op->m->mmetrics, op->topic,
+                                 op->msg_offset - op->offset);
+        rq_log(RQ_INFO,
+               "consumer %" PRIu64 " skipped %s/%u offsets %" PRIu64
+               " to %" PRIu64 ", removed by retention",
+               op->consumer_id, op->topic, p, op->offset, op->msg_offset - 1);
+        skipped = skipped_range(op);
+    }
     if (op->req != NULL) {
         rq_http_on_abort(op->req, NULL, NULL);
-        rq_http_reply(
-            op->req, 200,
+        json_t *body =
             json_pack("{s:s,s:i,s:I}", "message", op->message, "partition_id",
-                      (int)p, "offset", (json_int_t)op->msg_offset));
+                      (int)p, "offset", (json_int_t)op->msg_offset);
+        if (body != NULL && skipped != NULL) {
+            json_object_set(body, "skipped", skipped);
+        }
+        rq_http_reply(op->req, 200, body);
     }
+    json_decref(skipped);
     consume_end(op, 0, "%s", "");
 }
 
 static void commit_offset(struct consume *op)
 {
+    if (consume_abandoned(op, true)) {
+        return;
+    }
     uint32_t p = op->order[op->idx];
     struct mcmd c = {.type = MCMD_OFFSET_COMMIT};
     c.u.offset_commit.consumer_id = op->consumer_id;
@@ -1124,9 +1222,12 @@ static void commit_offset(struct consume *op)
     mcmd_clear(&c);
     if (rv != 0) {
         consume_end(op, 503,
-                    "this manager cannot commit the offset now (%s); retry",
+                    "this manager cannot commit the offset now (%s), so no "
+                    "message was consumed; retry",
                     rq_strerror(rv));
+        return;
     }
+    op->in_flight = true;
 }
 
 static void on_consume_read(void *data, const struct bclient_result *r)
@@ -1176,6 +1277,9 @@ static void on_consume_read(void *data, const struct bclient_result *r)
 
 static void consume_next(struct consume *op)
 {
+    if (consume_abandoned(op, false)) {
+        return;
+    }
     if (op->idx >= op->n_order) {
         if (op->had_error) {
             consume_end(op, 503,
@@ -1209,6 +1313,9 @@ static void consume_start(struct consume *op)
 
     if (m->closing) {
         consume_end(op, 503, "the manager is shutting down");
+        return;
+    }
+    if (consume_abandoned(op, false)) {
         return;
     }
     if (!m->leading) {
@@ -1330,8 +1437,17 @@ void qapi_consume(struct rq_http_req *req, void *data)
     op->given = partition;
     snprintf(op->topic, sizeof op->topic, "%s", topic);
     rq_list_push(&q->ops, &op->link);
-    manager_hold(req, &op->req);
+    op->req = req;
+    rq_http_on_abort(req, on_consume_abort, op);
     pump(m->consumers, id);
+}
+
+void qapi_consume_outcome(struct rq_http_req *req, json_t *body, bool sent)
+{
+    if (rq_http_route_handler(req) == qapi_consume) {
+        json_object_set_new(body, "offset_advanced",
+                            json_string(sent ? "unknown" : "no"));
+    }
 }
 
 /* ---- High watermarks of several partitions at once ---- */

@@ -35,6 +35,13 @@ void qapi_producer_register(struct rq_http_req *req, void *data);
 void qapi_consumer_register(struct rq_http_req *req, void *data);
 void qapi_produce(struct rq_http_req *req, void *data);
 void qapi_consume(struct rq_http_req *req, void *data);
+/*
+ * Adds to @body (a 5xx failure answer built outside the consume handler,
+ * e.g. by forwarding) what a consume's failure must say (API.md section 1):
+ * "offset_advanced": "unknown" if the leader may have received @req
+ * (@sent), else "no". Does nothing for any other route.
+ */
+void qapi_consume_outcome(struct rq_http_req *req, json_t *body, bool sent);
 void qapi_size(struct rq_http_req *req, void *data);
 void qapi_records_produce(struct rq_http_req *req, void *data);
 void qapi_records_read(struct rq_http_req *req, void *data);

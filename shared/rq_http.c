@@ -1581,6 +1581,11 @@ const char *rq_http_query_string(const struct rq_http_req *req)
     return req->query != NULL ? req->query : "";
 }
 
+rq_http_handler rq_http_route_handler(const struct rq_http_req *req)
+{
+    return req->route != NULL ? req->route->handler : NULL;
+}
+
 unsigned rq_http_route_auth(const struct rq_http_req *req)
 {
     return req->route != NULL ? req->route->auth : 0;

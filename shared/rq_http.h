@@ -124,6 +124,8 @@ const char *rq_http_path(const struct rq_http_req *req);
 const char *rq_http_query_string(const struct rq_http_req *req);
 /* The auth of the matched route (0: open; see rq_http_route). */
 unsigned rq_http_route_auth(const struct rq_http_req *req);
+/* The handler of the matched route (NULL before routing). */
+rq_http_handler rq_http_route_handler(const struct rq_http_req *req);
 /* A {name} segment of the matched pattern, percent-decoded; NULL if none. */
 const char *rq_http_param(const struct rq_http_req *req, const char *name);
 /* A query-string argument, decoded; NULL if absent. */

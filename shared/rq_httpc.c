@@ -633,6 +633,28 @@ err_after_alloc:
     return rv;
 }
 
+size_t rq_httpc_cancel(struct rq_httpc *c, const void *data)
+{
+    size_t n = 0;
+    struct rq_list *e = c->xfers.next;
+    while (!c->closing && e != &c->xfers) {
+        struct xfer *x = RQ_LIST_ENTRY(e, struct xfer, link);
+        e = e->next;
+        if (x->data != data) {
+            continue;
+        }
+        /* Removing a transfer under way makes libcurl close its
+         * connection rather than return it to the pool. */
+        curl_multi_remove_handle(c->multi, x->easy);
+        x->errbuf[0] = '\0';
+        xfer_finish(x, RQ_CANCELED, CURLE_OK);
+        n++;
+        /* The callback may have started or canceled others. */
+        e = c->xfers.next;
+    }
+    return n;
+}
+
 size_t rq_httpc_pending(const struct rq_httpc *c)
 {
     return c->pending;

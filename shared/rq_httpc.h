@@ -82,6 +82,14 @@ void rq_httpc_set_tls(struct rq_httpc *c, const struct rq_tls *tls);
 int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
                 rq_httpc_cb cb, void *data);
 
+/*
+ * Cancels the pending requests started with callback data @data: their
+ * callbacks run with RQ_CANCELED before this returns, and their
+ * connections are closed, so a server sees its client leave. Returns how
+ * many there were; 0 once the client is closing.
+ */
+size_t rq_httpc_cancel(struct rq_httpc *c, const void *data);
+
 /* Requests started and not yet answered. */
 size_t rq_httpc_pending(const struct rq_httpc *c);
 

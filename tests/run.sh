@@ -45,10 +45,18 @@ run_cmocka() {
 }
 
 if [ "$ONLY" = all ] || [ "$ONLY" = unit ]; then
+    found=0
     for bin in "$BUILD"/tests/test_*; do
         [ -x "$bin" ] || continue
+        found=1
         run_cmocka "$bin"
     done
+    if [ "$found" -eq 0 ]; then
+        # No unit test binary at all is a broken build, not a pass.
+        echo "FAIL unit tests: no $BUILD/tests/test_* binary (make -j2 BUILD=$BUILD SAN=1 test-bins)"
+        fail=$((fail + 1))
+        failed+=("$BUILD/tests")
+    fi
 fi
 
 # run_suite NAME COMMAND...: a suite that closes with "name: N passed, N
@@ -80,6 +88,7 @@ fi
 # Python), and a short run of its ATM workload on real processes.
 if [ "$ONLY" = all ] || [ "$ONLY" = integration ]; then
     run_suite tests/chaos/test_atm_check.py python3 tests/chaos/test_atm_check.py
+    run_suite tests/chaos/test_checker.py python3 tests/chaos/test_checker.py
     run_suite tests/chaos/atm_selftest.py python3 tests/chaos/atm_selftest.py --build "$BUILD"
 fi
 
@@ -88,8 +97,8 @@ if [ "$ONLY" = all ] || [ "$ONLY" = unit ] || [ "$ONLY" = fuzz ]; then
     run_suite fuzz_replay env BUILD="$BUILD" bash tests/fuzz/replay.sh
 fi
 
-# The fault-injection suite: its checkers on made-up histories, then its
-# short profile (needs root; skipped visibly otherwise) with a fixed seed
+# The fault-injection suite (its checkers on made-up histories run with the
+# integration suites above): its short profile (needs root; skipped visibly otherwise) with a fixed seed
 # (CHAOS_SEED), twice: plain for CHAOS_DURATION seconds of faults, then with
 # TLS on every port for CHAOS_TLS_DURATION. Either duration is a floor, not
 # the length of the schedule: every nemesis kind runs once first however
@@ -100,7 +109,6 @@ fi
 # keep make test under 20 minutes on two cores, where one plain run of
 # 180 s took about 3.5.
 if [ "$ONLY" = all ] || [ "$ONLY" = chaos ]; then
-    run_suite tests/chaos/test_checker.py python3 tests/chaos/test_checker.py --build "$BUILD"
     run_suite tests/chaos python3 tests/chaos/chaos.py --build "$BUILD" --profile test \
         --seed "${CHAOS_SEED:-1}" --duration "${CHAOS_DURATION:-120}" --out "$BUILD/chaos"
     run_suite "tests/chaos --tls" python3 tests/chaos/chaos.py --build "$BUILD" --profile test \

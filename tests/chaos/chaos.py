@@ -18,7 +18,8 @@ closes with "chaos: N passed, N failed, N skipped"; exits 1 if any failed.
 Writes history.jsonl, schedule.json and report.txt in --out, and the
 processes' logs under --out/nodes (their data directories are removed
 after a run that passed, unless --keep). Without root every check is
-skipped, visibly. Standard library only.
+skipped, visibly; without the binaries in --build the run fails. Standard
+library only.
 """
 
 import argparse
@@ -1468,13 +1469,17 @@ def main():
     opts.out = os.path.abspath(opts.out or os.path.join(opts.build, "chaos"))
     log("chaos: seed %d, profile %s%s, %.0f s of faults, report in %s" % (
         opts.seed, opts.profile, " with TLS" if opts.tls else "", opts.duration, opts.out))
+    # A missing binary is a failure, root or not: a suite that skipped
+    # would let a broken build pass.
+    missing = [b for b in ("manager", "broker", "atm")
+               if not os.access(os.path.join(opts.build, b), os.X_OK)]
+    if missing:
+        log("FAIL chaos: no %s in %s (make builds them)" % (", ".join(missing), opts.build))
+        log("chaos: 0 passed, 1 failed, 0 skipped")
+        return 1
     reason = netns.requires(PREFIX)
     if reason is None:
-        missing = [b for b in ("manager", "broker", "atm")
-                   if not os.access(os.path.join(opts.build, b), os.X_OK)]
-        if missing:
-            reason = "no %s in %s (make builds them)" % (", ".join(missing), opts.build)
-        elif opts.tls and shutil.which("openssl") is None:
+        if opts.tls and shutil.which("openssl") is None:
             reason = "--tls needs the openssl tool (make deps installs it)"
     elif os.geteuid() != 0:
         reason = "needs root (network namespaces)"

@@ -11,6 +11,7 @@ log of a partition is its first replica's (replicas are compared with one
 another separately).
 """
 
+import bisect
 import collections
 
 MAX_SHOWN = 5
@@ -208,17 +209,97 @@ def check_order(ops, logs):
         excerpt(ops, has_value(vals)))
 
 
+def consume_outcome(status, body):
+    """The completion type of a GET /consumer/consume answer that is not a
+    success: "fail" when it cannot have moved the consumer's offset (a 4xx,
+    or a 5xx saying "offset_advanced": "no"), else "info" (the advance may
+    have happened: "unknown", or a 5xx that does not say)."""
+    if 400 <= status < 500:
+        return "fail"
+    said = body.get("offset_advanced") if isinstance(body, dict) else None
+    return "fail" if said == "no" else "info"
+
+
+def tie_skips(mine, present):
+    """Ties each message one consumer never got to what explains it.
+
+    @mine: the consumer's consume completions in the order it made them,
+    each a dict with "type": "ok" (with "partition" and "offset"), "info"
+    (outcome unknown: no answer, or a 5xx that says the offset may have
+    moved) or anything else (cannot have moved it); any of them may carry
+    "skipped" ({"partition_id", "first_offset", "last_offset"}, the range
+    an answer said retention removed). @present: {partition: offsets the
+    consumer should get}.
+
+    An offset an answer named as skipped is explained by that answer. Any
+    other offset o of partition p the consumer never got lies between its
+    last delivery in p below o and its first above: only a consume with an
+    unknown outcome made in that window can have advanced past o (the next
+    offset in p was o then), and each such consume advanced at most one
+    offset. Offsets are matched to consumes by earliest window end first,
+    taking the earliest consume still free in the window, which explains
+    as many as any matching can.
+
+    Returns (unexplained: sorted [(p, o)], ties: {(p, o): (kind, k)}) where
+    kind is "named" or "unknown" and k the index in @mine of the consume.
+    """
+    delivered = collections.defaultdict(list)  # p -> [(k, offset)] in order
+    named = {}
+    unknown = []
+    for k, op in enumerate(mine):
+        sk = op.get("skipped")
+        if isinstance(sk, dict):
+            for o in range(sk["first_offset"], sk["last_offset"] + 1):
+                named.setdefault((sk["partition_id"], o), k)
+        if op["type"] == "ok":
+            delivered[op["partition"]].append((k, op["offset"]))
+        elif op["type"] == "info":
+            unknown.append(k)
+    got = {(p, o) for p, lst in delivered.items() for _, o in lst}
+    ties = {}
+    gaps = []
+    for p, offs in present.items():
+        lst = delivered.get(p, [])
+        ks = [k for k, _ in lst]
+        os_ = [o for _, o in lst]
+        for o in sorted(offs):
+            if (p, o) in got:
+                continue
+            if (p, o) in named:
+                ties[(p, o)] = ("named", named[(p, o)])
+                continue
+            i = bisect.bisect_left(os_, o)
+            lo = ks[i - 1] if i > 0 else -1
+            hi = ks[i] if i < len(ks) else len(mine)
+            gaps.append((hi, lo, p, o))
+    gaps.sort()
+    free = sorted(unknown)
+    unexplained = []
+    for hi, lo, p, o in gaps:
+        i = bisect.bisect_right(free, lo)
+        if i < len(free) and free[i] < hi:
+            ties[(p, o)] = ("unknown", free.pop(i))
+        else:
+            unexplained.append((p, o))
+    return sorted(unexplained), ties
+
+
 def check_queue_consumers(ops, logs, names):
     """Section 1 consumers (processes @names): nothing delivered twice,
     offsets increasing per partition, each message the one the log holds
-    there, and every message not delivered explained by a consume whose
-    outcome is unknown (the answer may have been lost after the offset
-    moved: the documented at-most-once limit)."""
+    there, and every message not delivered explained (tie_skips): named as
+    removed by retention in an answer, or passed over by one consume with
+    an unknown outcome (the answer may have been lost after the offset
+    moved: the documented at-most-once limit) made when that message was
+    its consumer's next in the partition. Answers that say the offset did
+    not move ("offset_advanced": "no") explain nothing."""
     canon = canonical(logs)
     problems = []
     summary = []
+    around = set()
     for name in names:
-        mine = [op for op in ops if op["process"] == name and op["f"] == "consume"]
+        mine = [op for op in ops if op["process"] == name and op["f"] == "consume"
+                and op["type"] != "invoke"]
         got = [op for op in mine if op["type"] == "ok"]
         infos = sum(1 for op in mine if op["type"] == "info")
         if not mine:
@@ -239,20 +320,28 @@ def check_queue_consumers(ops, logs, names):
             want = canon.get((topic, op["partition"]), {}).get(op["offset"])
             if want != op["value"]:
                 problems.append((name, op, "the log holds %r there" % want))
-        missing = []
-        for (t, p), off_val in canon.items():
-            if t != topic:
-                continue
-            missing += [(p, o) for o in off_val if (p, o) not in seen]
-        if len(missing) > infos:
-            problems.append((name, None, "%d messages never delivered, only %d consumes with an "
-                             "unknown outcome: first %s" % (len(missing), infos,
-                                                            sorted(missing)[:MAX_SHOWN])))
-        summary.append("%s: %d delivered, %d unknown, %d skipped" %
-                       (name, len(got), infos, len(missing)))
+        present = {p: set(off_val) for (t, p), off_val in canon.items() if t == topic}
+        unexplained, ties = tie_skips(mine, present)
+        for p, o in unexplained[:MAX_SHOWN]:
+            problems.append((name, None, "%s/%d@%d %r never delivered, and no consume with an "
+                             "unknown outcome was made while it was next" %
+                             (topic, p, o, canon[(topic, p)][o])))
+            # The excerpt shows the deliveries on either side of it.
+            near = [op for op in got if op["partition"] == p]
+            below = [op for op in near if op["offset"] < o][-1:]
+            above = [op for op in near if op["offset"] > o][:1]
+            around.update(op["index"] for op in below + above)
+        if len(unexplained) > MAX_SHOWN:
+            problems.append((name, None, "%d more never delivered" %
+                             (len(unexplained) - MAX_SHOWN)))
+        n_named = sum(1 for kind, _ in ties.values() if kind == "named")
+        summary.append("%s: %d delivered, %d unknown, %d skipped (%d by unknown consumes, "
+                       "%d named by answers, %d unexplained)" %
+                       (name, len(got), infos, len(ties) + len(unexplained),
+                        len(ties) - n_named, n_named, len(unexplained)))
     if not problems:
         return Result("queue_consumers", True, "; ".join(summary))
-    idx = {op["index"] for _, op, _ in problems if op is not None}
+    idx = {op["index"] for _, op, _ in problems if op is not None} | around
     return Result("queue_consumers", False, "; ".join(
         "%s: %s%s" % (n, why, "" if op is None else " (%s/%s@%s %r)" % (
             op["topic"], op["partition"], op["offset"], op["value"]))

@@ -15,7 +15,9 @@ Workloads (threads, until stopped):
   producer_id and sequence, retried with the same sequence after an unknown
   outcome, so the brokers' deduplication must keep it from appending
   twice).
-- QueueConsumer: GET /consumer/consume (section 1) with one consumer id.
+- QueueConsumer: GET /consumer/consume (section 1) with one consumer id. A
+  5xx that says its offset cannot have moved ("offset_advanced": "no") is
+  a "fail"; the answers' "skipped" ranges (retention) are recorded.
 - BatchConsumer: reads records at its committed offsets (section 2) and
   commits the next offsets explicitly; after a commit with an unknown
   outcome it reads its offsets back (GET /v1/consumers/{id}/offsets).
@@ -28,6 +30,8 @@ import ssl
 import threading
 import time
 import urllib.parse
+
+from checker import consume_outcome
 
 HTTP_TIMEOUT = 8.0
 
@@ -304,18 +308,21 @@ class QueueConsumer(Worker):
         except Unreachable as e:
             self.history.add(self.name, "info", "consume", topic=self.topic, error=str(e)[:200])
             return "info"
+        skipped = obj.get("skipped") if isinstance(obj, dict) else None
         if st == 200:
             self.history.add(self.name, "ok", "consume", topic=self.topic, value=obj.get("message"),
-                             partition=obj.get("partition_id"), offset=obj.get("offset"))
+                             partition=obj.get("partition_id"), offset=obj.get("offset"),
+                             skipped=skipped)
             return "ok"
         msg = (obj or {}).get("message", "")
         if st == 404 and "no new messages" in msg:
             self.history.add(self.name, "fail", "consume", topic=self.topic, error="empty")
             return "empty"
-        self.history.add(self.name, outcome(st), "consume", topic=self.topic,
-                         error="%d %s" % (st, msg[:160]))
+        kind = consume_outcome(st, obj)
+        self.history.add(self.name, kind, "consume", topic=self.topic,
+                         error="%d %s" % (st, msg[:160]), skipped=skipped)
         self.rotate()
-        return outcome(st)
+        return kind
 
     def step(self):
         r = self.consume()

@@ -101,6 +101,7 @@ struct env {
     struct rq_tls *srv_tls;
     struct rq_tls *cli_tls;
     unsigned aborts; /* Abort callbacks of /internal/poll. */
+    unsigned polls;  /* Requests /internal/poll received. */
 };
 
 /* ---- The rq_http server ---- */
@@ -173,6 +174,7 @@ static void on_poll_abort(struct rq_http_req *req, void *data)
 /* A long poll that ends only when its client leaves. */
 static void h_poll(struct rq_http_req *req, void *data)
 {
+    ((struct env *)data)->polls++;
     rq_http_on_abort(req, on_poll_abort, data);
 }
 
@@ -1212,6 +1214,48 @@ static void test_httpc_tls_client_gone_aborts_long_poll(void **state)
     assert_true(run_until(e, one_abort, e));
 }
 
+static bool two_polls(void *arg)
+{
+    return ((struct env *)arg)->polls == 2;
+}
+
+static bool two_aborts(void *arg)
+{
+    return ((struct env *)arg)->aborts == 2;
+}
+
+/* rq_httpc_cancel() ends only the requests started with the data given,
+ * at once, and closes their connections: the server sees each client
+ * leave. */
+static void test_httpc_cancel_closes_the_connection(void **state)
+{
+    struct env *e = *state;
+    struct answer a[2];
+
+    for (unsigned i = 0; i < 2; i++) {
+        start(e, "GET", "/internal-poll", NULL, NULL, &a[i]);
+    }
+    assert_true(run_until(e, two_polls, e));
+    assert_int_equal(rq_httpc_cancel(e->c, &a[0]), 1);
+    assert_int_equal(a[0].calls, 1);
+    assert_int_equal(a[0].err, RQ_CANCELED);
+    assert_int_equal(a[0].status, 0);
+    assert_int_equal(a[1].calls, 0);
+    assert_int_equal(rq_httpc_pending(e->c), 1);
+    assert_true(run_until(e, one_abort, e));
+    assert_int_equal(a[1].calls, 0);
+
+    assert_int_equal(rq_httpc_cancel(e->c, &a[1]), 1);
+    assert_int_equal(rq_httpc_cancel(e->c, &a[1]), 0);
+    assert_int_equal(a[1].calls, 1);
+    assert_int_equal(a[1].err, RQ_CANCELED);
+    assert_int_equal(rq_httpc_pending(e->c), 0);
+    assert_true(run_until(e, two_aborts, e));
+    for (unsigned i = 0; i < 2; i++) {
+        answer_free(&a[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1232,6 +1276,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_httpc_keepalive_reuses_one_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_invalid_requests_are_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_cancel_closes_the_connection,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_close_with_requests_pending,
                                         setup, teardown),

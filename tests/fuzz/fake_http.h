@@ -128,6 +128,11 @@ const char *rq_http_path(const struct rq_http_req *req)
     return req->path;
 }
 
+rq_http_handler rq_http_route_handler(const struct rq_http_req *req)
+{
+    return req->route->handler;
+}
+
 const char *rq_http_query_string(const struct rq_http_req *req)
 {
     (void)req;

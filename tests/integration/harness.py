@@ -798,8 +798,10 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None, binary="at
 
     @requires() returns None or a reason to skip every test; @setup(opts)
     runs once before the first test that runs, @teardown() once at the end.
-    @binary names the program under test in the build directory, @ports the
-    range the suite's processes listen in.
+    @binary names the program under test in the build directory (None for
+    a suite of pure checks that runs none), @ports the range the suite's
+    processes listen in. A missing binary fails every test: a suite that
+    skipped would let a broken build pass.
     """
     assert re.match(r"^[a-z_]+$", suite)
     ap = argparse.ArgumentParser(description="%s integration tests" % suite)
@@ -817,7 +819,7 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None, binary="at
         if m is None or not 1024 <= int(m.group(1)) < int(m.group(2)) <= 65535:
             ap.error("--ports wants LO-HI, e.g. 28000-28999")
         ports = (int(m.group(1)), int(m.group(2)))
-    opts.binary = os.path.abspath(os.path.join(opts.build, binary))
+    opts.binary = None if binary is None else os.path.abspath(os.path.join(opts.build, binary))
     if opts.seed is None:
         opts.seed = int(time.time()) & 0xFFFFFF
 
@@ -828,9 +830,10 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None, binary="at
     signal.signal(signal.SIGHUP, on_signal)
 
     chosen = [t for t in tests if opts.only is None or opts.only in t.__name__]
-    reason = None
-    if not os.access(opts.binary, os.X_OK):
-        reason = "no %s binary at %s (make test builds it)" % (binary, opts.binary)
+    reason = missing = None
+    if opts.binary is not None and not os.access(opts.binary, os.X_OK):
+        missing = "no %s binary at %s (build it: make -j2 BUILD=%s SAN=1 test-bins, or " \
+            "give --build)" % (binary, opts.binary, opts.build)
     elif requires is not None:
         reason = requires()
     print("%s: seed %d" % (suite, opts.seed), flush=True)
@@ -840,6 +843,10 @@ def run_suite(suite, tests, requires=None, setup=None, teardown=None, binary="at
     try:
         for t in chosen:
             name = t.__name__[5:] if t.__name__.startswith("test_") else t.__name__
+            if missing is not None:
+                print("FAIL %s: %s" % (name, missing), flush=True)
+                failed += 1
+                continue
             if reason is not None:
                 print("SKIP %s: %s" % (name, reason), flush=True)
                 skipped += 1

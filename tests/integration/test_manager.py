@@ -16,6 +16,7 @@ Brokers register and heartbeat themselves (--managers). Needs no root. Run: pyth
 [--ports LO-HI].
 """
 
+import collections
 import http.client
 import json
 import os
@@ -27,8 +28,12 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The chaos suite's checkers judge this suite's consumers too.
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "chaos"))
 
 from harness import Skip, TestFailure, check, run_suite, wait_until  # noqa: E402
+import checker  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
 
@@ -726,6 +731,7 @@ class Traffic:
         self.acked = {}        # message -> (partition, offset)
         self.attempted = set()
         self.delivered = []    # (message, partition, offset)
+        self.consumes = []     # Completions in order, as checker.tie_skips takes them.
         self.uncertain_consumes = 0
         self.errors = []
         self.lock = threading.Lock()
@@ -763,20 +769,19 @@ class Traffic:
                                       query={"topic": self.topic, "consumer_id": self.consumer},
                                       timeout=10)
             except Unreachable:
-                with self.lock:
-                    self.uncertain_consumes += 1
-                continue
-            if st == 200:
-                with self.lock:
+                st, obj = None, None
+            if st is not None and st != 503 and st not in (200, 404):
+                self.errors.append("consume: %d %r" % (st, obj))
+            with self.lock:
+                kind = record_consume(self.consumes, st, obj)
+                if kind == "ok":
                     self.delivered.append((obj["message"], obj["partition_id"], obj["offset"]))
-            elif st == 503:
-                with self.lock:
+                elif kind == "info":
                     self.uncertain_consumes += 1
+            if st == 503:
                 time.sleep(0.05)
             elif st == 404:
                 time.sleep(0.02)
-            else:
-                self.errors.append("consume: %d %r" % (st, obj))
 
     def start(self):
         self.threads = [threading.Thread(target=self._produce, daemon=True),
@@ -790,11 +795,30 @@ class Traffic:
             t.join(30)
 
 
-def drain(c, i, topic, consumer, into, timeout=30.0):
-    """Consumes at manager @i until no new messages are left."""
+def record_consume(events, st, obj):
+    """Appends the completion of a consume answered @st with @obj (@st None:
+    no answer) to @events, as checker.tie_skips takes them, unless it found
+    nothing new; returns its type ("ok", "info", "fail") or "empty"."""
+    skipped = obj.get("skipped") if isinstance(obj, dict) else None
+    if st == 404 and isinstance(obj, dict) and "no new messages" in obj.get("message", ""):
+        return "empty"
+    if st == 200:
+        events.append({"type": "ok", "partition": obj["partition_id"], "offset": obj["offset"],
+                       "skipped": skipped})
+        return "ok"
+    kind = "info" if st is None else checker.consume_outcome(st, obj)
+    events.append({"type": kind, "status": st, "skipped": skipped})
+    return kind
+
+
+def drain(c, i, topic, consumer, into, timeout=30.0, events=None):
+    """Consumes at manager @i until no new messages are left; records every
+    answer in @events (record_consume) if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st, obj = c.call(i, "GET", "/consumer/consume", query={"topic": topic, "consumer_id": consumer})
+        if events is not None:
+            record_consume(events, st, obj)
         if st == 404:
             return
         if st == 200:
@@ -805,8 +829,12 @@ def drain(c, i, topic, consumer, into, timeout=30.0):
 
 
 def check_delivery(t, extra):
-    """No acked message lost beyond what uncertain consumes may have taken,
-    none delivered twice, every delivery a message that was produced."""
+    """No acked message lost unless a consume with an unknown outcome,
+    made while it was its partition's next, may have taken it
+    (checker.tie_skips: each such consume explains at most one, and answers
+    that say the offset did not move explain none), none delivered twice,
+    every delivery a message that was produced. @extra, the deliveries of
+    drain(), are in t.consumes too."""
     delivered = t.delivered + extra
     msgs = [d[0] for d in delivered]
     dup = {m for m in msgs if msgs.count(m) > 1}
@@ -816,9 +844,16 @@ def check_delivery(t, extra):
     unknown = set(msgs) - t.attempted
     check(not unknown, "delivered what nobody produced: %s" % sorted(unknown)[:5])
     missing = set(t.acked) - set(msgs)
-    check(len(missing) <= t.uncertain_consumes,
-          "%d acknowledged messages never delivered (only %d consumes had an uncertain "
-          "outcome): %s" % (len(missing), t.uncertain_consumes, sorted(missing)[:5]))
+    present = collections.defaultdict(set)
+    for p, o in t.acked.values():
+        present[p].add(o)
+    unexplained, _ = checker.tie_skips(t.consumes, present)
+    at = {po: m for m, po in t.acked.items()}
+    check(not unexplained,
+          "%d acknowledged messages never delivered, and no consume with an unknown outcome "
+          "was made while each was its partition's next (%d unknown consumes in all): %s"
+          % (len(unexplained), t.uncertain_consumes,
+             ["%s at %d/%d" % (at[po], po[0], po[1]) for po in unexplained[:5]]))
     for m, d in zip(msgs, delivered):
         if m in t.acked:
             check(t.acked[m] == (d[1], d[2]), "%s acked at %r, delivered at %r"
@@ -848,7 +883,7 @@ def test_leader_killed_under_load(ctx):
     t.finish()
     check(not t.errors, "errors: %s" % t.errors[:5])
     extra = []
-    drain(c, others[1], "stream", cons, extra)
+    drain(c, others[1], "stream", cons, extra, events=t.consumes)
     missing = check_delivery(t, extra)
     c.managers[others[0]]._note(
         "traffic: %d produces acked of %d, %d delivered during and %d after, %d consumes "
@@ -861,6 +896,155 @@ def test_leader_killed_under_load(ctx):
     check(c.size(lead, "stream", cons) == 0, "the returning manager sees messages left")
     st, obj = c.call(lead, "GET", "/topics")
     check(check_ok(st, obj, "topics")["topics"] == ["stream"], "topics %r" % obj)
+
+
+def waiting_requests(c, i):
+    """raftq_http_waiting_requests of manager @i: requests held for a late
+    answer."""
+    from test_metrics import scrape, value  # It imports this module.
+    return value(scrape(c.m_http[i]), "raftq_http_waiting_requests")
+
+
+def consume_and_leave(c, via, topic, consumer, holders):
+    """Sends GET /consumer/consume to manager @via with every broker
+    stopped, waits until every manager in @holders holds it (the leader
+    waits for the broker's answer, a follower for the leader's), closes the
+    connection, waits until every holder has seen the client leave, and
+    resumes the brokers: the leader's read then completes for a client that
+    has gone."""
+    brokers = [b for b in c.brokers.values() if b.running()]
+    for b in brokers:
+        b.pause()
+    try:
+        # With the brokers stopped nothing else is held for long (their
+        # heartbeats are what managers hold most), so a request held from
+        # here on is the consume.
+        wait_until(lambda: all(waiting_requests(c, i) == 0 for i in holders), 10,
+                   "managers %r to hold nothing" % (holders,), interval=0.02)
+        host, port = c.m_http[via].rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=HTTP_TIMEOUT)
+        conn.request("GET", "/consumer/consume?" + urllib.parse.urlencode(
+            {"topic": topic, "consumer_id": consumer}))
+        wait_until(lambda: all(waiting_requests(c, i) > 0 for i in holders), 10,
+                   "managers %r to hold the consume" % (holders,), interval=0.02)
+        conn.close()
+        wait_until(lambda: all(waiting_requests(c, i) == 0 for i in holders), 10,
+                   "managers %r to see the client leave" % (holders,), interval=0.02)
+    finally:
+        for b in brokers:
+            b.resume()
+
+
+def test_consume_client_gone(ctx):
+    """API.md section 1: the offset advance is not proposed for a client
+    that has gone. A consume is held (every broker stopped) and its client
+    closes the connection, once through a follower (which cancels its
+    forward, so the leader sees its client leave too) and once at the
+    leader; the leader's read then returns the record, the leader logs that
+    the client left, and a normal consume still gets that very message."""
+    c = Cluster(ctx).start()
+    lead = c.wait_leader()
+    follower = min(i for i in c.managers if i != lead)
+    c.create_topic(lead, "gone", 1)
+    c.wait_topic_led("gone")
+    prod = c.register(lead, "producer", "gone")
+    cons = c.register(lead, "consumer", "gone")
+    for n in range(2):
+        c.produce(lead, "gone", prod, "m%d" % n)
+    leader_log = c.managers[lead]
+    for n, (via, holders) in enumerate(((follower, (follower, lead)), (lead, (lead,)))):
+        since = log_size(leader_log)
+        consume_and_leave(c, via, "gone", cons, holders)
+        want = "the client left before gone/0 offset %d was delivered" % n
+        wait_until(lambda: log_has(leader_log, want, since), 15,
+                   "manager%d to read offset %d for the client that left" % (lead, n))
+        got = c.consume(via, "gone", cons)
+        check(got == ("m%d" % n, 0, n),
+              "after a client left, the next consume got %r, not m%d at offset %d"
+              % (got, n, n))
+    check(c.consume(lead, "gone", cons) is None, "a message left after both")
+
+
+def test_consume_failure_outcome(ctx):
+    """A 503 from consume says whether the offset may have moved
+    (API.md section 1, manager/README.md "Consume"): "no" when no manager
+    leads (nothing can have been proposed), "unknown" when the leader lost
+    its leadership after proposing the advance (its two peers stopped, so
+    the proposal cannot commit, then the deposed leader steps down)."""
+    c = Cluster(ctx).start()
+    lead = c.wait_leader()
+    c.create_topic(lead, "out", 1)
+    c.wait_topic_led("out")
+    prod = c.register(lead, "producer", "out")
+    cons = c.register(lead, "consumer", "out")
+    c.produce(lead, "out", prod, "m0")
+    others = [i for i in c.managers if i != lead]
+    for i in others:
+        c.managers[i].pause()
+    try:
+        # The leader reads the record, proposes the advance and waits for a
+        # commit that cannot come; it steps down once it has not heard from
+        # a majority for an election timeout.
+        st, obj = c.call(lead, "GET", "/consumer/consume",
+                         query={"topic": "out", "consumer_id": cons})
+        check_failure(st, obj, 503, "consume at a leader that loses its majority")
+        check(obj.get("offset_advanced") == "unknown",
+              "a consume proposed and then abandoned says %r" % obj)
+        # Now no manager leads: nothing is proposed.
+        st, obj = c.call(lead, "GET", "/consumer/consume",
+                         query={"topic": "out", "consumer_id": cons})
+        check_failure(st, obj, 503, "consume with no leader")
+        check(obj.get("offset_advanced") == "no", "a consume with no leader says %r" % obj)
+    finally:
+        for i in others:
+            c.managers[i].resume()
+    new = c.wait_leader()
+    for i in c.managers:
+        wait_until(lambda i=i: c.ready(i), 30, "manager%d ready" % i)
+    # The unknown advance did not commit (its leader lost its majority
+    # before it could), so m0 is still there; whichever way, never twice.
+    got = c.consume(new, "out", cons)
+    check(got in (("m0", 0, 0), None), "after the unknown outcome: %r" % (got,))
+
+
+def test_consume_skips_retention(ctx):
+    """Messages removed by retention before a consumer read them are named
+    in the consume answer that skips them ("skipped": partition and first
+    and last offsets) and counted in raftq_manager_consume_skipped_total."""
+    c = Cluster(ctx, broker_args=["--segment-bytes", "4096", "--retention-bytes", "16384",
+                                  "--retention-check-ms", "300"]).start()
+    lead = c.wait_leader()
+    c.create_topic(lead, "ret", 1)
+    c.wait_topic_led("ret")
+    prod = c.register(lead, "producer", "ret")
+    cons = c.register(lead, "consumer", "ret")
+    for n in range(160):
+        c.produce(lead, "ret", prod, "r%03d-%s" % (n, "x" * 200))
+    p0 = c.describe("ret")["partitions"][0]
+    gid, reps = p0["group_id"], p0["replicas"]
+    from test_metrics import scrape, value  # It imports this module.
+
+    # As in test_broker's retention case: once a replica's log is within
+    # --retention-bytes no later pass moves its first offset.
+    def trimmed(b):
+        size = value(scrape(c.b_http[b]), "raftq_partition_log_bytes", group=gid)
+        return c.broker_replica(b, gid).get("first_offset", 0) > 0 and size <= 16384
+    wait_until(lambda: all(trimmed(b) for b in reps), 30, "retention to delete old segments")
+    first = min(c.broker_replica(b, gid)["first_offset"] for b in reps)
+    st, obj = c.call(lead, "GET", "/consumer/consume", query={"topic": "ret", "consumer_id": cons})
+    check_ok(st, obj, "consume past retention")
+    off = obj["offset"]
+    check(off >= first > 0, "delivered offset %d, first held %d" % (off, first))
+    check(obj["message"].startswith("r%03d-" % off), "message %r at %d" % (obj["message"][:8], off))
+    check(obj.get("skipped") == {"partition_id": 0, "first_offset": 0, "last_offset": off - 1},
+          "the answer names the skipped range: %r" % obj.get("skipped"))
+    n = value(scrape(c.m_http[lead]), "raftq_manager_consume_skipped_total", topic="ret")
+    check(n == off, "raftq_manager_consume_skipped_total is %r, %d skipped" % (n, off))
+    got = c.consume(lead, "ret", cons)
+    check(got is not None and got[2] == off + 1, "the next consume got %r" % (got,))
+    st, obj = c.call(lead, "GET", "/consumer/consume", query={"topic": "ret", "consumer_id": cons})
+    check_ok(st, obj, "a consume with nothing skipped")
+    check("skipped" not in obj, "an answer with nothing skipped names %r" % obj.get("skipped"))
 
 
 def keep_state(c, n_sent, n_consumed):
@@ -1301,7 +1485,7 @@ def test_rolling_upgrade(ctx):
     old = {k: os.path.join(prev, k) for k in ("manager", "broker")}
     for path in old.values():
         if not os.access(path, os.X_OK):
-            raise Skip("no previous-release binary at %s" % path)
+            raise TestFailure("RAFTQ_PREVIOUS_BUILD=%s has no binary at %s" % (prev, path))
     info = ctx.opts.log_level in ("info", "debug")
     c = Cluster(ctx, manager_args=["--snapshot-threshold", "64"])
     new = {i: m.argv[0] for i, m in c.managers.items()}
@@ -1389,5 +1573,8 @@ if __name__ == "__main__":
         test_remove_add_drain,
         test_leader_killed_mid_repair_and_create,
         test_reads_ask_the_leader,
+        test_consume_client_gone,
+        test_consume_failure_outcome,
+        test_consume_skips_retention,
         test_rolling_upgrade,
     ], binary="manager", ports=(28000, 28999))
