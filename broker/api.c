@@ -120,14 +120,23 @@ static int arg_uint(struct rq_http_req *req, const char *name, uint64_t def,
     return parse_uint(s, out);
 }
 
+/* The group id {group_id} names; false after answering 400. */
+static bool group_id_param(struct rq_http_req *req, uint64_t *gid)
+{
+    const char *s = rq_http_param(req, "group_id");
+    if (parse_uint(s, gid) != 0 || *gid == 0) {
+        rq_http_reply_error(req, 400, "group id '%s' is not a positive integer",
+                            s != NULL ? s : "");
+        return false;
+    }
+    return true;
+}
+
 /* The replica named by {group_id}, or NULL after answering 400/404. */
 static struct replica *group_param(struct rq_http_req *req, struct broker *b)
 {
     uint64_t gid;
-    const char *s = rq_http_param(req, "group_id");
-    if (parse_uint(s, &gid) != 0 || gid == 0) {
-        rq_http_reply_error(req, 400, "group id '%s' is not a positive integer",
-                            s != NULL ? s : "");
+    if (!group_id_param(req, &gid)) {
         return NULL;
     }
     struct replica *r = broker_find(b, gid);
@@ -230,6 +239,18 @@ static void api_metrics(struct rq_http_req *req, void *data)
 
 /* ---- Internal API ---- */
 
+/* A replica descriptor from the body; false after answering 400. */
+static bool desc_body(struct rq_http_req *req, struct replica_desc *d)
+{
+    char why[WHY_LEN];
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL || replica_desc_parse(body, d, why, sizeof why) != 0) {
+        rq_http_reply_error(req, 400, "%s", why);
+        return false;
+    }
+    return true;
+}
+
 static void api_replicas_create(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
@@ -237,16 +258,7 @@ static void api_replicas_create(struct rq_http_req *req, void *data)
     char why[WHY_LEN];
     bool existed = false;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    json_t *body = rq_http_json(req, why, sizeof why);
-    if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
-        return;
-    }
-    if (replica_desc_parse(body, &d, why, sizeof why) != 0) {
-        rq_http_reply_error(req, 400, "%s", why);
+    if (refuse_closing(req, b) || !desc_body(req, &d)) {
         return;
     }
     int rv = broker_add(b, &d, &existed, why, sizeof why);
@@ -348,6 +360,68 @@ static void api_replicas_delete(struct rq_http_req *req, void *data)
                             "removing group %" PRIu64 ": %s", gid,
                             rq_strerror(rv));
     }
+}
+
+static void on_rebuilt(void *data, int status, const char *moved_to,
+                       const char *why)
+{
+    struct rq_http_req *req = data;
+    if (status == RQ_SHUTDOWN) {
+        reply_unavailable(req, "%s", why);
+        return;
+    }
+    if (status != 0) {
+        rq_http_reply_error(req, rq_err_http_status(status),
+                            "rebuilding the replica: %s", why);
+        return;
+    }
+    rq_http_reply(
+        req, 200,
+        json_pack("{s:b,s:o}", "rebuilt", 1, "moved_to",
+                  moved_to[0] != '\0' ? json_string(moved_to) : json_null()));
+}
+
+/* POST /internal/replicas/{group_id}/rebuild, with a creation's body: the
+ * replica of a group that has removed this broker joins it again empty
+ * (broker_rebuild). */
+static void api_replicas_rebuild(struct rq_http_req *req, void *data)
+{
+    struct broker *b = data;
+    struct replica_desc d;
+    char why[WHY_LEN];
+    uint64_t gid;
+    bool open = false;
+    bool existed = false;
+    bool created = false;
+
+    if (refuse_closing(req, b) || !group_id_param(req, &gid) ||
+        !desc_body(req, &d)) {
+        return;
+    }
+    if (d.group_id != gid) {
+        rq_http_reply_error(
+            req, 400, "the body names group %" PRIu64 ", the path %" PRIu64,
+            d.group_id, gid);
+        return;
+    }
+    d.bootstrap = false;
+    int rv = broker_rebuild(b, &d, &open, on_rebuilt, req, why, sizeof why);
+    if (rv == RQ_NOTFOUND) {
+        /* Nothing here to rebuild (say a crash came between moving the
+         * files aside and writing the new descriptor): a new member. */
+        rv = broker_add(b, &d, &existed, why, sizeof why);
+        created = rv == 0 && !existed;
+        open = rv == 0;
+    }
+    if (rv == RQ_SHUTDOWN) {
+        reply_unavailable(req, "%s", why);
+    } else if (rv != 0) {
+        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
+    } else if (open) {
+        rq_http_reply(req, 200,
+                      json_pack("{s:b,s:n}", "rebuilt", created, "moved_to"));
+    }
+    /* Otherwise on_rebuilt answers once the new replica is open. */
 }
 
 static void on_transferred(void *data, int status)
@@ -1155,6 +1229,8 @@ const struct rq_http_route api_routes[] = {
     {"POST", "/internal/replicas", api_replicas_create, M2B},
     {"GET", "/internal/replicas", api_replicas_list, M2B},
     {"DELETE", "/internal/replicas/{group_id}", api_replicas_delete, M2B},
+    {"POST", "/internal/replicas/{group_id}/rebuild", api_replicas_rebuild,
+     M2B},
     {"POST", "/internal/replicas/{group_id}/transfer", api_replicas_transfer,
      M2B},
     {"POST", "/internal/replicas/{group_id}/preferred", api_replicas_preferred,

@@ -344,14 +344,11 @@ static void on_replica_closed(void *data, uint64_t gid, int status)
     shutdown_continue(b);
 }
 
-int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
-               char *why, size_t whyn)
+/* Whether this broker may host @d: not closing, among its members at its
+ * own address. RQ_SHUTDOWN or RQ_INVALID with @why. */
+static int check_desc(const struct broker *b, const struct replica_desc *d,
+                      char *why, size_t whyn)
 {
-    struct replica *r;
-    char dir[PATH_LEN];
-    int rv;
-
-    *existed = false;
     if (b->closing) {
         snprintf(why, whyn, "the broker is shutting down");
         return RQ_SHUTDOWN;
@@ -367,6 +364,21 @@ int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
                  "member %" PRIu64 " has raft_addr %s but this broker is at %s",
                  b->cfg.id, self->raft_addr, b->cfg.raft_addr);
         return RQ_INVALID;
+    }
+    return 0;
+}
+
+int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
+               char *why, size_t whyn)
+{
+    struct replica *r;
+    char dir[PATH_LEN];
+    int rv;
+
+    *existed = false;
+    rv = check_desc(b, d, why, whyn);
+    if (rv != 0) {
+        return rv;
     }
     struct slot *s = slot_find(b, d->group_id);
     if (s != NULL) {
@@ -472,6 +484,123 @@ int broker_remove(struct broker *b, uint64_t group_id,
     }
     rq_log(RQ_INFO, "g%" PRIu64 ": removing", group_id);
     replica_close(s->replica, true, on_removed, rm);
+    return 0;
+}
+
+/* ---- Rebuilding a replica that cannot be opened ---- */
+
+/* A rebuild under way: the failed replica is closing. */
+struct rebuild {
+    struct broker *broker;
+    struct replica_desc desc; /* The new replica's (bootstrap false). */
+    broker_rebuild_cb cb;
+    void *data;
+};
+
+static void on_rebuild_closed(void *data, uint64_t gid, int status)
+{
+    struct rebuild *rb = data;
+    struct broker *b = rb->broker;
+    struct slot *s = slot_find(b, gid);
+    struct replica *r;
+    char moved_to[PATH_LEN + 64] = "";
+    char why[512] = "";
+    int rv;
+
+    (void)status;
+    assert(s != NULL);
+    if (b->closing) {
+        slot_remove(b, gid);
+        rb->cb(rb->data, RQ_SHUTDOWN, "", "the broker is shutting down");
+        free(rb);
+        shutdown_continue(b);
+        return;
+    }
+    rv = replica_new(&b->env, &rb->desc, &r);
+    if (rv != 0) {
+        slot_remove(b, gid); /* UNTESTED: ENOMEM only. */
+        rb->cb(rb->data, rv, "", "out of memory");
+        free(rb);
+        return;
+    }
+    s->replica = r;
+    s->reopening = false;
+    s->reopen_after = 0;
+    rv = replica_set_aside(r, moved_to, sizeof moved_to, why, sizeof why);
+    if (rv == 0) {
+        rq_log(RQ_WARN,
+               "g%" PRIu64
+               ": moved the replica's files aside to %s; "
+               "rebuilding it empty to join its group as a new member",
+               gid, moved_to);
+        rv = replica_open(r, why, sizeof why);
+    }
+    if (rv != 0) {
+        rq_log(RQ_ERROR, "g%" PRIu64 ": cannot rebuild: %s", gid, why);
+    } else {
+        rq_log(RQ_INFO,
+               "g%" PRIu64
+               ": rebuilt empty for topic %s partition "
+               "%" PRIu64 ", joining",
+               gid, rb->desc.topic, rb->desc.partition_id);
+    }
+    rb->cb(rb->data, rv, moved_to, why);
+    free(rb);
+}
+
+int broker_rebuild(struct broker *b, const struct replica_desc *d, bool *open,
+                   broker_rebuild_cb cb, void *data, char *why, size_t whyn)
+{
+    *open = false;
+    int rv = check_desc(b, d, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    struct slot *s = slot_find(b, d->group_id);
+    if (s == NULL) {
+        snprintf(why, whyn, "no replica of group %" PRIu64 " here",
+                 d->group_id);
+        return RQ_NOTFOUND;
+    }
+    const struct replica_desc *had = replica_desc(s->replica);
+    if (strcmp(had->topic, d->topic) != 0 ||
+        had->partition_id != d->partition_id) {
+        snprintf(why, whyn,
+                 "group %" PRIu64
+                 " is hosted here for topic %s partition "
+                 "%" PRIu64,
+                 d->group_id, had->topic, had->partition_id);
+        return RQ_EXISTS;
+    }
+    switch (replica_state(s->replica)) {
+        case REPLICA_OPEN:
+            *open = true;
+            return 0;
+        case REPLICA_FAILED:
+            break;
+        default:
+            snprintf(why, whyn,
+                     "the replica of group %" PRIu64
+                     " is opening or closing; retry shortly",
+                     d->group_id);
+            return RQ_SHUTDOWN;
+    }
+    struct rebuild *rb = calloc(1, sizeof *rb);
+    if (rb == NULL) {
+        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    rb->broker = b;
+    rb->desc = *d;
+    rb->desc.bootstrap = false;
+    rb->cb = cb;
+    rb->data = data;
+    rq_log(RQ_WARN,
+           "g%" PRIu64
+           ": rebuilding the replica that failed to open, "
+           "from its peers",
+           d->group_id);
+    replica_close(s->replica, false, on_rebuild_closed, rb);
     return 0;
 }
 

@@ -80,6 +80,27 @@ int broker_add(struct broker *b, const struct replica_desc *d, bool *existed,
                char *why, size_t whyn);
 
 /*
+ * Rebuilds the replica of @d's group empty, to join its group again as a
+ * new member: only once the group's leader has removed this broker from
+ * the group (the manager's repair does that first). A replica that failed
+ * to open is closed, its files are moved aside (replica_set_aside: kept,
+ * never deleted) and an empty one with @d (bootstrap false) is created and
+ * opened in its place; with no replica of the group here, one is created
+ * as by broker_add(). @cb runs once with 0 (@moved_to names the quarantine
+ * directory, "" if nothing was moved) or an error with @why.
+ *
+ * Returns 0 with *@open set (and @cb not called) if the replica is open
+ * already: nothing to rebuild. Errors (@cb not called): RQ_INVALID as for
+ * broker_add, RQ_EXISTS if the group is hosted with another topic or
+ * partition, RQ_SHUTDOWN while the replica is opening or closing or the
+ * broker is closing.
+ */
+typedef void (*broker_rebuild_cb)(void *data, int status, const char *moved_to,
+                                  const char *why);
+int broker_rebuild(struct broker *b, const struct replica_desc *d, bool *open,
+                   broker_rebuild_cb cb, void *data, char *why, size_t whyn);
+
+/*
  * Closes replica @group_id and deletes its data; @cb runs once it is gone
  * (status 0 or RQ_IO). RQ_NOTFOUND if there is none, RQ_SHUTDOWN if it is
  * already closing; @cb is not called then.

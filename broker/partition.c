@@ -48,8 +48,10 @@
  *     EVEN -> AHEAD (L > N)              [partition_open, fsm_restore: the
  *                                         log holds more than applied]
  *     AHEAD -> EVEN                      [fsm_apply: replay catches up]
- *     AHEAD -> EVEN                      [fsm_apply: an entry the log has
- *                                         no batch for resets the log]
+ *     AHEAD -> EVEN or GAP               [fsm_apply: an entry the log has
+ *                                         no batch for cuts the log back
+ *                                         to its last batch below the
+ *                                         entry]
  *     AHEAD -> EVEN                      [fsm_apply: a replayed entry that
  *                                         differs from the batch at its
  *                                         base cuts the log there]
@@ -527,14 +529,26 @@ static int write_entry(struct partition *p, uint64_t index,
     }
     if (local > base) {
         /* The log holds batches no applied entry accounts for (say its
-         * Raft log was lost): they cannot be served as this partition's. */
-        rq_log(RQ_ERROR,
-               "group %llu: log ends at %" PRIu64 " past the applied %" PRIu64
-               " at entry %" PRIu64 ": resetting it",
-               GID(p), local, base, index);
-        rv = plog_reset(p->log, base, 0);
+         * Raft log was lost): they cannot be served as this partition's.
+         * What lies below @base is what the manifest or the entries
+         * applied account for, so only the batches from @base on go (a
+         * batch that straddles @base goes too, and the entry then extends
+         * a gap fetched from a peer). A log that starts past @base, or is
+         * corrupt before it, has nothing to keep and starts over there. */
+        rv = plog_keep_below(p->log, base);
+        if (rv == RQ_NOTFOUND || rv == RQ_MALFORMED) {
+            rv = plog_reset(p->log, base, 0);
+        }
         if (rv != 0) {
-            return log_failed(p, rv, "log reset");
+            return log_failed(p, rv, "log cut");
+        }
+        rq_log(RQ_ERROR,
+               "group %llu: log ended at %" PRIu64 " past the applied %" PRIu64
+               " at entry %" PRIu64 ": cut back to %" PRIu64,
+               GID(p), local, base, index, plog_next_offset(p->log));
+        local = plog_next_offset(p->log);
+        if (local < base) {
+            return 0; /* A gap: the entry extends it. */
         }
     }
     rv = plog_append(p->log, index, a->blob, a->len, a->count,

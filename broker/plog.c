@@ -1719,6 +1719,30 @@ int plog_truncate(struct plog *l, uint64_t offset)
     return 0;
 }
 
+int plog_keep_below(struct plog *l, uint64_t offset)
+{
+    struct batch_hdr h;
+    uint64_t pos;
+    size_t si;
+
+    if (l->broken) {
+        return RQ_IO;
+    }
+    if (offset >= plog_next_offset(l)) {
+        return 0;
+    }
+    if (offset < plog_first_offset(l)) {
+        return RQ_NOTFOUND;
+    }
+    /* The batch holding @offset starts at or before it (RQ_NOTFOUND from
+     * batch_locate says only that it does not start there). */
+    int rv = batch_locate(l, offset, &si, &pos, &h);
+    if (rv != 0 && rv != RQ_NOTFOUND) {
+        return rv;
+    }
+    return plog_truncate(l, h.base);
+}
+
 /* ---- Durability, retention, reset ---- */
 
 int plog_sync(struct plog *l)

@@ -180,6 +180,16 @@ uint32_t plog_batch_crc(uint64_t base_offset, uint64_t raft_index,
 int plog_truncate(struct plog *l, uint64_t offset);
 
 /*
+ * Keeps every whole batch below @offset and deletes the rest: plog_truncate()
+ * at the batch that holds @offset, so the log then ends at @offset or, when
+ * @offset falls inside a batch, at that batch's first offset. Nothing
+ * changes when @offset is at or past the next offset. RQ_NOTFOUND if
+ * @offset is below the first offset (nothing would be kept); RQ_MALFORMED
+ * if the segment is corrupt before @offset; RQ_IO.
+ */
+int plog_keep_below(struct plog *l, uint64_t offset);
+
+/*
  * Discards every segment and restarts the log empty at @next_offset (a
  * snapshot from the leader starts past everything this replica holds and
  * its peers no longer have what lies between). The offset is durable on

@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bmetrics.h"
@@ -279,6 +280,83 @@ err_after_text:
 int replica_save(struct replica *r, char *why, size_t whyn)
 {
     return desc_write(r, &r->desc, why, whyn);
+}
+
+/* Moves @name of the replica's directory into @to, if it is there; with
+ * @second_name, gives it a second name there instead (a link). */
+static int move_into(struct replica *r, const char *to, const char *name,
+                     bool second_name, char *why, size_t whyn)
+{
+    char from[PATH_LEN + 32];
+    char dest[PATH_LEN + 96];
+    snprintf(from, sizeof from, "%s/%s", r->dir, name);
+    snprintf(dest, sizeof dest, "%s/%s", to, name);
+    int rv = second_name ? link(from, dest) : rename(from, dest);
+    if (rv != 0 && errno != ENOENT) {
+        snprintf(why, whyn, "cannot %s %s to %s: %s",
+                 second_name ? "link" : "move", from, dest, strerror(errno));
+        return RQ_IO;
+    }
+    return 0;
+}
+
+/* replica_set_aside() but for the state it leaves. */
+static int set_aside(struct replica *r, char *moved_to, size_t moved_ton,
+                     char *why, size_t whyn)
+{
+    char parent[PATH_LEN];
+    char to[PATH_LEN + 64];
+    uint64_t gid = r->desc.group_id;
+    int rv;
+
+    snprintf(parent, sizeof parent, "%s/quarantine", r->env->data_dir);
+    rv = rq_mkdir_p(parent, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    /* A name of its own, even for two rebuilds within a second. */
+    long long now = (long long)time(NULL);
+    snprintf(to, sizeof to, "%s/%" PRIu64 "-%lld", parent, gid, now);
+    for (unsigned n = 1; mkdir(to, 0755) != 0; n++) {
+        if (errno != EEXIST || n > 1000) {
+            snprintf(why, whyn, "cannot create %s: %s", to, strerror(errno));
+            return RQ_IO;
+        }
+        snprintf(to, sizeof to, "%s/%" PRIu64 "-%lld-%u", parent, gid, now, n);
+    }
+    /* The old descriptor stays readable there: a second name for it,
+     * which the rename of the new one leaves alone. */
+    rv = move_into(r, to, DESC_FILE, true, why, whyn);
+    if (rv == 0) {
+        rv = desc_write(r, &r->desc, why, whyn);
+    }
+    if (rv == 0) {
+        rv = move_into(r, to, "raft", false, why, whyn);
+    }
+    if (rv == 0) {
+        rv = move_into(r, to, "log", false, why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (rq_fsync_dir(to) != 0 || rq_fsync_dir(parent) != 0 ||
+        rq_fsync_dir(r->dir) != 0) {
+        snprintf(why, whyn, "cannot sync %s: %s", to, strerror(errno));
+        return RQ_IO;
+    }
+    snprintf(moved_to, moved_ton, "%s", to);
+    return 0;
+}
+
+int replica_set_aside(struct replica *r, char *moved_to, size_t moved_ton,
+                      char *why, size_t whyn)
+{
+    assert(r->state == REPLICA_NEW);
+    int rv = set_aside(r, moved_to, moved_ton, why, whyn);
+    if (rv != 0) {
+        r->state = REPLICA_FAILED; /* Never opened over half-moved files. */
+    }
+    return rv;
 }
 
 static void on_partition_change(void *data, struct partition *p);

@@ -18,6 +18,7 @@
  *
  *     NEW --replica_open--> OPEN           (blocks the loop ~35 ms)
  *     NEW --replica_open fails--> FAILED
+ *     NEW --replica_set_aside fails--> FAILED
  *     NEW, OPEN, FAILED --replica_close--> CLOSING --(closed)--> freed
  *
  * An OPEN replica reports state "ready", or "fetching" while its log has a
@@ -109,6 +110,23 @@ int replica_new(const struct replica_env *env, const struct replica_desc *d,
 /* Writes the descriptor (creating the directory): tmp file, fsync, rename,
  * fsync of the directory. RQ_IO with @why. */
 int replica_save(struct replica *r, char *why, size_t whyn);
+
+/*
+ * For a NEW replica about to be rebuilt empty in the directory of one that
+ * could not be opened: moves the old replica's files aside, under
+ *
+ *     DATA/quarantine/<group_id>-<unix seconds>[-n]/   raft/, log/ and the
+ *                                                      old replica.json
+ *
+ * and writes this replica's descriptor in their place. Nothing is deleted.
+ * The descriptor is written before the Raft directory moves, so a crash
+ * part way leaves either the old files (which fail again) or an empty
+ * replica with this descriptor. Fills @moved_to with the quarantine
+ * directory. RQ_IO with @why, and the replica is FAILED (never opened
+ * over files half moved).
+ */
+int replica_set_aside(struct replica *r, char *moved_to, size_t moved_ton,
+                      char *why, size_t whyn);
 
 /*
  * Opens the partition log and the Raft node, bootstraps the group if the

@@ -207,6 +207,9 @@ static int parse_replicas(const json_t *list, struct liveness_replica **out,
         }
         r[i].leader = json_is_string(role) &&
                       strcmp(json_string_value(role), "leader") == 0;
+        json_t *state = json_object_get(o, "state");
+        r[i].failed_since = json_is_string(state) &&
+                            strcmp(json_string_value(state), "failed") == 0;
     }
     *out = r;
     *n = count;
@@ -298,6 +301,21 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
         free(r); /* UNTESTED: ENOMEM only. */
         snprintf(why, whyn, "out of memory");
         return RQ_NOMEM;
+    }
+    /* A replica failed in the last report too has been failed since then
+     * (parse_replicas marked a failed one with 1). */
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].failed_since == 0) {
+            continue;
+        }
+        r[i].failed_since = now > 0 ? now : 1;
+        for (size_t k = 0; k < b->n_replicas; k++) {
+            if (b->replicas[k].group_id == r[i].group_id &&
+                b->replicas[k].failed_since != 0) {
+                r[i].failed_since = b->replicas[k].failed_since;
+                break;
+            }
+        }
     }
     free(b->replicas);
     b->replicas = r;

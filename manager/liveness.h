@@ -37,6 +37,10 @@ struct liveness_replica {
     uint32_t voters[LIVENESS_VOTERS_MAX]; /* Its configuration's voters. */
     unsigned n_voters;                    /* 0: not reported. */
     uint32_t preferred; /* The broker it prefers as leader; 0: not said. */
+    /* uv_now() of the first of the reports in a row, up to this one, that
+     * said the replica "failed" (could not be opened); 0: this one did not.
+     * repair.c rebuilds a replica that stays failed. */
+    uint64_t failed_since;
 };
 
 struct liveness_broker {

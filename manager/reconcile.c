@@ -366,8 +366,11 @@ static void round_run(struct reconcile *rc, uint64_t now)
         }
         for (size_t j = 0; j < np && rc->in_flight < MAX_IN_FLIGHT; j++) {
             const struct mstore_partition *p = &parts[j];
+            /* A member its group has removed (a rebuild half done) is
+             * never created here: repair adds it back, as a new member. */
             if (placed_on(p, b->id) && !reported(lb, p->group_id) &&
                 !repair_active(m->repair, p->group_id) &&
+                voter_of(m, p->group_id, b->id) &&
                 !action_held(rc, b->id, p->group_id, now)) {
                 create_on(rc, b, p, brokers, nb);
             }

@@ -5,8 +5,10 @@
  * leads, the groups
  * the store places on it with the groups it reported:
  *
- * - a group placed on it and not reported is created there
- *   (POST /internal/replicas; the initial members of a new topic all get
+ * - a group placed on it and not reported is created there, unless the
+ *   group's leader reports voters without it (a rebuild half done, which
+ *   repair.c finishes) (POST /internal/replicas; the initial members of a
+ *   new topic all get
  *   bootstrap:true with the same member list, which brokers accept again
  *   idempotently, and every creation names replicas[0] the preferred
  *   leader);

@@ -32,10 +32,13 @@
 #define MAX_REDIRECTS 3
 #define STEP_RETRY_MS 1000
 #define STEP_RETRIES 60 /* A 503 (a change or transfer under way) waits. */
+/* A replica reported failed this long, without a break, is rebuilt. */
+#define REBUILD_AFTER_MS 5000
 
-enum step { STEP_CREATE, STEP_ADD, STEP_REMOVE, STEP_COMMIT };
+enum step { STEP_CREATE, STEP_ADD, STEP_REMOVE, STEP_COMMIT, STEP_REBUILD };
 
-static const char *const step_names[] = {"create", "add", "remove", "commit"};
+static const char *const step_names[] = {"create", "add", "remove", "commit",
+                                         "rebuild"};
 
 struct move {
     struct repair *rp;
@@ -43,6 +46,7 @@ struct move {
     uint32_t from;
     uint32_t to;
     uint32_t next[MCMD_RF]; /* The new replica set. */
+    bool rebuild;           /* from == to: REMOVE, REBUILD, ADD. */
     enum step step;
     uint32_t asked; /* The broker called in this step. */
     unsigned redirects;
@@ -153,18 +157,34 @@ static void move_end(struct move *mv, bool ok, const char *why)
             break;
         }
     }
-    if (ok) {
+    if (ok && mv->rebuild) {
+        rq_log(RQ_INFO,
+               "g%" PRIu64
+               " (%s/%u): the replica on broker %u is rebuilt and "
+               "votes again",
+               mv->part.group_id, mv->part.topic, mv->part.partition_id,
+               mv->from);
+        /* Reports from before the ADD would look like a rebuild half done. */
+        hold(rp, mv->part.group_id);
+        reconcile_kick(rp->m->reconcile);
+    } else if (ok) {
         rq_log(RQ_INFO,
                "g%" PRIu64 " (%s/%u): replica moved from broker %u to %u",
                mv->part.group_id, mv->part.topic, mv->part.partition_id,
                mv->from, mv->to);
         reconcile_kick(rp->m->reconcile);
     } else if (!rp->m->closing) {
-        rq_log(RQ_WARN,
-               "g%" PRIu64
-               ": moving the replica from broker %u to %u "
-               "stopped at %s: %s",
-               mv->part.group_id, mv->from, mv->to, step_names[mv->step], why);
+        char what[80];
+        if (mv->rebuild) {
+            snprintf(what, sizeof what, "rebuilding the replica on broker %u",
+                     mv->from);
+        } else {
+            snprintf(what, sizeof what,
+                     "moving the replica from broker %u to %u", mv->from,
+                     mv->to);
+        }
+        rq_log(RQ_WARN, "g%" PRIu64 ": %s stopped at %s: %s", mv->part.group_id,
+               what, step_names[mv->step], why);
         hold(rp, mv->part.group_id);
     }
     uv_close((uv_handle_t *)&mv->retry, on_move_closed);
@@ -213,8 +233,8 @@ static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
     json_t *lid = json_object_get(o, "leader_id");
     const char *msg = json_string_value(json_object_get(o, "message"));
     if (resp->err == 0 && resp->status == 421 && mv->step != STEP_CREATE &&
-        json_is_integer(lid) && json_integer_value(lid) > 0 &&
-        json_integer_value(lid) <= UINT32_MAX &&
+        mv->step != STEP_REBUILD && json_is_integer(lid) &&
+        json_integer_value(lid) > 0 && json_integer_value(lid) <= UINT32_MAX &&
         mv->redirects < MAX_REDIRECTS) {
         mv->redirects++;
         mv->asked = (uint32_t)json_integer_value(lid);
@@ -239,7 +259,15 @@ static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
         return;
     }
     json_decref(o);
-    step_next(mv, (enum step)(mv->step + 1));
+    if (!mv->rebuild) {
+        step_next(mv, (enum step)(mv->step + 1));
+    } else if (mv->step == STEP_REMOVE) {
+        step_next(mv, STEP_REBUILD);
+    } else if (mv->step == STEP_REBUILD) {
+        step_next(mv, STEP_ADD);
+    } else {
+        move_end(mv, true, NULL); /* The replica set is the store's already. */
+    }
 }
 
 static void on_committed(void *data, int status, uint64_t result)
@@ -320,7 +348,7 @@ static void step_run(struct move *mv)
         move_end(mv, false, "the new broker is unknown");
         return;
     }
-    if (mv->step == STEP_CREATE) {
+    if (mv->step == STEP_CREATE || mv->step == STEP_REBUILD) {
         json_t *members;
         if (members_json(m, mv, &members) != 0) {
             move_end(mv, false, "a member broker is unknown");
@@ -334,7 +362,14 @@ static void step_run(struct move *mv)
                               0, "preferred_leader", (json_int_t)mv->next[0]);
         body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
-        snprintf(url, sizeof url, "http://%s/internal/replicas", to.http_addr);
+        if (mv->step == STEP_CREATE) {
+            snprintf(url, sizeof url, "http://%s/internal/replicas",
+                     to.http_addr);
+        } else {
+            snprintf(url, sizeof url,
+                     "http://%s/internal/replicas/%" PRIu64 "/rebuild",
+                     to.http_addr, gid);
+        }
     } else {
         if (mv->asked == 0) {
             mv->asked = group_leader(mv);
@@ -386,6 +421,7 @@ static void step_run(struct move *mv)
 static void move_start(struct repair *rp, const struct mstore_partition *p,
                        uint32_t from, uint32_t to, enum step first)
 {
+    bool rebuild = from == to;
     struct move *mv = calloc(1, sizeof *mv);
     if (mv == NULL || rp->n_moves == MAX_MOVES) {
         free(mv); /* UNTESTED: ENOMEM only. */
@@ -393,6 +429,7 @@ static void move_start(struct repair *rp, const struct mstore_partition *p,
     }
     mv->rp = rp;
     mv->part = *p;
+    mv->rebuild = rebuild;
     uv_timer_init(rp->m->loop, &mv->retry);
     mv->retry.data = mv;
     mv->from = from;
@@ -401,11 +438,20 @@ static void move_start(struct repair *rp, const struct mstore_partition *p,
         mv->next[k] = p->replicas[k] == from ? to : p->replicas[k];
     }
     rp->moves[rp->n_moves++] = mv;
-    rq_log(RQ_INFO,
-           "g%" PRIu64
-           " (%s/%u): moving the replica on broker %u to broker "
-           "%u, from the %s step",
-           p->group_id, p->topic, p->partition_id, from, to, step_names[first]);
+    if (rebuild) {
+        rq_log(RQ_INFO,
+               "g%" PRIu64
+               " (%s/%u): rebuilding the replica on broker %u from its "
+               "peers, from the %s step",
+               p->group_id, p->topic, p->partition_id, from, step_names[first]);
+    } else {
+        rq_log(RQ_INFO,
+               "g%" PRIu64
+               " (%s/%u): moving the replica on broker %u to broker "
+               "%u, from the %s step",
+               p->group_id, p->topic, p->partition_id, from, to,
+               step_names[first]);
+    }
     step_next(mv, first);
 }
 
@@ -463,11 +509,19 @@ static bool resume(struct repair *rp, const struct mstore_partition *p,
         }
     }
     *consistent = n_extra == 0 && n_missing == 0;
+    const struct mstore_broker *xb = broker_of(brokers, nb, extra);
+    const struct mstore_broker *mb = broker_of(brokers, nb, missing);
+    /* A rebuild whose member was removed and not added back: the store's
+     * other two are the voters. Its broker answers the REBUILD step again
+     * whether its replica is still failed, already rebuilt, or absent. */
+    if (n_extra == 0 && n_missing == 1 && nv == MCMD_RF - 1 && mb != NULL &&
+        mb->state == MBROKER_ALIVE) {
+        move_start(rp, p, missing, missing, STEP_REBUILD);
+        return true;
+    }
     /* A report from before the last change looks like a move the other
      * way: only a move away from a broker that is not ALIVE, to one that
      * is, is resumed. */
-    const struct mstore_broker *xb = broker_of(brokers, nb, extra);
-    const struct mstore_broker *mb = broker_of(brokers, nb, missing);
     if (n_extra != 1 || xb == NULL || xb->state != MBROKER_ALIVE) {
         return false;
     }
@@ -487,6 +541,35 @@ static bool resume(struct repair *rp, const struct mstore_partition *p,
         }
     }
     return false;
+}
+
+/*
+ * The broker whose replica of @p has been reported failed (it could not be
+ * opened) for REBUILD_AFTER_MS, while its broker and the other two are
+ * ALIVE and their replicas are not failed; 0 if none. Its group can lose
+ * that member for a while: the other two are up.
+ */
+static uint32_t rebuild_candidate(const struct repair *rp,
+                                  const struct mstore_partition *p,
+                                  const struct mstore_broker *brokers,
+                                  size_t nb, uint64_t now)
+{
+    uint32_t found = 0;
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        const struct mstore_broker *b = broker_of(brokers, nb, p->replicas[k]);
+        const struct liveness_replica *r =
+            liveness_replica(rp->m->liveness, p->replicas[k], p->group_id);
+        if (b == NULL || b->state != MBROKER_ALIVE || r == NULL) {
+            return 0;
+        }
+        if (r->failed_since != 0) {
+            if (found != 0 || now < r->failed_since + REBUILD_AFTER_MS) {
+                return 0;
+            }
+            found = p->replicas[k];
+        }
+    }
+    return found;
 }
 
 static void on_removed(void *data, int status, uint64_t result)
@@ -575,6 +658,11 @@ void repair_tick(struct repair *rp, uint64_t now)
         bool consistent;
         if (repair_active(rp, p->group_id) || held(rp, p->group_id, now) ||
             resume(rp, p, brokers, nb, &consistent) || !consistent) {
+            continue;
+        }
+        uint32_t broken = rebuild_candidate(rp, p, brokers, nb, now);
+        if (broken != 0) {
+            move_start(rp, p, broken, broken, STEP_REMOVE);
             continue;
         }
         pp[npp].group_id = p->group_id;

@@ -21,6 +21,22 @@
  * hold both need the REMOVE. Reconciliation leaves groups being moved
  * alone and never deletes a replica that is a voter of its group.
  *
+ * A replica that its ALIVE broker has reported "failed" (it could not be
+ * opened, say a Raft segment cut short) for a few seconds, while the other
+ * two are ALIVE and not failed, is rebuilt in place from its peers as a
+ * new member, the replica set unchanged:
+ *
+ *   REMOVE   the group's leader removes the broken member, so it never
+ *            votes or counts in a quorum with state it has lost
+ *   REBUILD  its broker moves the broken files aside (kept) and opens an
+ *            empty replica, bootstrap false
+ *            (POST /internal/replicas/{g}/rebuild)
+ *   ADD      the leader adds it back; it catches up (InstallSnapshot,
+ *            then the partition log from peers) before it votes
+ *
+ * A rebuild cut short after its REMOVE (voters: the store's other two)
+ * is resumed from REBUILD by the next leader.
+ *
  * The new replica is created with the new replica set's replicas[0] as its
  * preferred leader; reconciliation tells the others once the set is
  * committed. A REMOVING broker (an admin remove of a broker that held

@@ -762,8 +762,8 @@ class Chaos:
         open segment or of the newest closed one, which no crash produces
         (segments are preallocated, closed ones written whole and synced):
         an open segment cut short is padded back by rq_node and survived; a
-        closed one cut short is damage libraft 0.15 does not survive
-        (DESIGN.md section 13, findings)."""
+        closed one cut short makes the replica fail to open, and the
+        managers rebuild it from its peers (DESIGN.md sections 8 and 13)."""
         c = self.cluster
         mode = "torn"
         if self.opts.damage:
@@ -1453,7 +1453,9 @@ def main():
     ap.add_argument("--profile", choices=("test", "full"), default="full")
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
     ap.add_argument("--damage", action="store_true",
-                    help="truncate also cuts segment files short (known to break libraft 0.15)")
+                    help="truncate also cuts segment files short (a replica whose closed segment "
+                    "is cut is rebuilt from its peers; libraft 0.15 leaks on that path, which "
+                    "the sanitizers report)")
     ap.add_argument("--kinds", default=None,
                     help="only these nemeses, comma-separated (default: all: %s)" % ",".join(KINDS))
     ap.add_argument("--tls", action="store_true",

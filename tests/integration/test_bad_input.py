@@ -580,7 +580,8 @@ def barrage_broker(addr, topic, gid):
     one gets 421 from a follower)."""
     rp = "/v1/topics/%s/partitions/0/records" % topic
     for path in ["/internal/replicas", rp, "/internal/replicas/%d/transfer" % gid,
-                 "/internal/replicas/%d/preferred" % gid, "/internal/replicas/%d/members" % gid]:
+                 "/internal/replicas/%d/preferred" % gid, "/internal/replicas/%d/members" % gid,
+                 "/internal/replicas/%d/rebuild" % gid]:
         for body, word in BAD_BODIES:
             expect(addr, "POST", path, 400, word, body, what="POST %s %r" % (path, body[:30]))
         expect(addr, "POST", path, 413, "larger than", b"",
@@ -646,6 +647,8 @@ def barrage_broker(addr, topic, gid):
                {"broker_id": 1}, what="preferred %r" % v)
         expect(addr, "DELETE", "/internal/replicas/%d/members/%s" % (gid, v), 400, "member",
                what="member %r" % v)
+        expect(addr, "POST", "/internal/replicas/%s/rebuild" % v, 400, "group", {},
+               what="rebuild %r" % v)
     expect(addr, "DELETE", "/internal/replicas/424242", 404, "424242")
     expect(addr, "POST", "/internal/replicas/424242/preferred", 404, "424242", {"broker_id": 1})
     for v in [-1, "1", 2**64, None]:
@@ -666,6 +669,10 @@ def barrage_broker(addr, topic, gid):
     for body, word in [({"topic": "../x"}, "topic"), ({"topic": "a\u00e9"}, "topic"),
                        ({"topic": "x" * 129}, "topic"), ({"topic": 5}, "topic")]:
         expect(addr, "POST", "/internal/replicas", 400, word, body, what="create %r" % (body,)[:40])
+    # A rebuild names its group in the path and in the body alike.
+    rebuild = {"topic": topic, "partition_id": 0, "group_id": gid + 1,
+               "members": [{"id": 1, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2"}]}
+    expect(addr, "POST", "/internal/replicas/%d/rebuild" % gid, 400, "names group", rebuild)
     expect(addr, "PUT", "/internal/replicas", 405, "not allowed")
     expect(addr, "GET", "/internal/replicas/%d" % gid, 405, "not allowed")
     expect(addr, "GET", "/nowhere", 404, "no such path")

@@ -1228,6 +1228,125 @@ def test_dead_broker_replaced(ctx):
           "replica sets changed after the repair: %r, then %r" % (ps, now))
 
 
+CLOSED_SEGMENT = re.compile(r"^(\d{16})-(\d{16})$")
+
+
+def broker_records(c, b, topic, partition, upto):
+    """Every record of @partition below offset @upto as broker @b's own
+    replica holds it: [(offset, value)]."""
+    got = []
+    while len(got) < upto:
+        st, obj, _ = call(c.b_http[b], "GET",
+                          "/v1/topics/%s/partitions/%d/records" % (topic, partition),
+                          query={"offset": len(got), "max": 100}, timeout=5,
+                          sign=rqkeys.HTTP_M2B)
+        check_ok(st, obj, "read at broker %d" % b)
+        if not obj["records"]:
+            break
+        got += [(r["offset"], r["value"]) for r in obj["records"]]
+    return got
+
+
+def test_cut_closed_segment_rebuilt(ctx):
+    """A follower broker is stopped and one of its replica's closed Raft
+    segments is cut short (damage no crash leaves), so libraft cannot load
+    the replica's log and the replica fails to open when the broker starts
+    again. The managers rebuild it from its peers while the broker lives:
+    the group's leader removes the member, the broker moves the broken
+    directory aside (named in its log) and creates an empty replica, and
+    the leader adds it back. It becomes ready again with every acknowledged
+    message, and the broken files are kept."""
+    cut_segment_and_rebuild(ctx, removed_first=False)
+
+
+def test_rebuild_resumed_after_remove(ctx):
+    """The same, when the member was removed already, as by a manager
+    leader that died right after the first step of a rebuild: the managers
+    see the group's two voters and the failed replica and resume the
+    rebuild from its second step."""
+    c = cut_segment_and_rebuild(ctx, removed_first=True)
+    check(any("from the rebuild step" in line for m in c.managers.values()
+              for line in m.log_tail(100000)),
+          "no manager resumed the rebuild from its rebuild step")
+
+
+def cut_segment_and_rebuild(ctx, removed_first):
+    c = Cluster(ctx, n_brokers=3, broker_args=["--raft-segment-size", "8192"]).start()
+    c.create_topic(1, "mend", 1)
+    parts = c.wait_preferred_lead("mend")
+    gid = parts[0]["group_id"]
+    prod = c.register(2, "producer", "mend")
+    sent = {}
+    for k in range(60):
+        _, off = c.produce(1 + k % 3, "mend", prod, "before-%d-%s" % (k, "x" * 400))
+        sent[off] = "before-%d-%s" % (k, "x" * 400)
+    lead = parts[0]["preferred_leader"]
+    victim = next(b for b in parts[0]["replicas"] if b != lead)
+    wait_until(lambda: c.broker_replica(victim, gid).get("next_offset") == len(sent), 30,
+               "broker %d to hold every message" % victim)
+    c.brokers[victim].terminate()
+    raft_dir = os.path.join(c.brokers[victim].data_dir, "replicas", str(gid), "raft")
+    closed = sorted((int(m.group(2)), name) for name in os.listdir(raft_dir)
+                    for m in [CLOSED_SEGMENT.match(name)] if m)
+    check(closed, "no closed segment in %s: %r" % (raft_dir, os.listdir(raft_dir)))
+    cut = closed[-1][1]
+    size = os.path.getsize(os.path.join(raft_dir, cut))
+    check(size > 1000, "closed segment %s holds %d bytes" % (cut, size))
+    os.truncate(os.path.join(raft_dir, cut), size - 300)
+    if removed_first:
+        st, obj, _ = call(c.b_http[lead], "DELETE",
+                          "/internal/replicas/%d/members/%d" % (gid, victim), timeout=20,
+                          sign=rqkeys.HTTP_M2B)
+        check(sorted(check_ok(st, obj, "remove broker %d at broker %d" % (victim, lead))["voters"])
+              == sorted(b for b in parts[0]["replicas"] if b != victim),
+              "voters after the removal: %r" % obj)
+    # libraft 0.15 leaks one buffer when it fails to load a segment
+    # (DESIGN.md section 13): not ours to fix, so not a failure here. The
+    # shared library has no symbols for its loader; a static one has.
+    supp = os.path.join(ctx.dir, "lsan-libraft.supp")
+    with open(supp, "w") as f:
+        f.write("leak:libraft.so\nleak:uvSegmentLoad\nleak:uvLoad\n")
+    old_lsan = ctx.env.get("LSAN_OPTIONS")
+    ctx.env["LSAN_OPTIONS"] = "suppressions=%s" % supp
+    try:
+        c.brokers[victim].start()
+    finally:
+        if old_lsan is None:
+            del ctx.env["LSAN_OPTIONS"]
+        else:
+            ctx.env["LSAN_OPTIONS"] = old_lsan
+    wait_until(lambda: any("g%d: cannot open" % gid in line
+                           for line in c.brokers[victim].log_tail(100000)),
+               30, "broker %d to fail to open the replica" % victim)
+    for k in range(10):
+        off = produce_until_acked(c, "mend", prod, 0, "during-%d" % k, [1, 2, 3])
+        sent[off] = "during-%d" % k
+
+    def rebuilt():
+        r = c.broker_replica(victim, gid)
+        return r.get("state") == "ready" and r.get("next_offset") == len(sent) and r
+    wait_until(rebuilt, 90, "broker %d's replica of g%d to be rebuilt and caught up"
+               % (victim, gid), interval=0.5)
+    got = broker_records(c, victim, "mend", 0, len(sent))
+    check(got == sorted(sent.items()),
+          "broker %d holds %d records, %d acknowledged, first difference at %r" %
+          (victim, len(got), len(sent),
+           next((a for a, b in zip(got, sorted(sent.items())) if a != b), None)))
+    # The broken files were moved aside, not deleted, and the log says where.
+    log = "\n".join(c.brokers[victim].log_tail(100000))
+    m = re.search(r"g%d: moved the replica's files aside to (\S+);" % gid, log)
+    check(m is not None, "broker %d's log names no directory moved aside" % victim)
+    kept = os.path.join(m.group(1), "raft", cut)
+    check(os.path.exists(kept) and os.path.getsize(kept) == size - 300,
+          "the cut segment is not kept at %s" % kept)
+    # The group has its three voters again, as the store says.
+    wait_until(lambda: c.groups_match_store("mend"), 30, "the group to match the store")
+    # Nothing else moved: the replica set is unchanged.
+    check(c.describe("mend")["partitions"][0]["replicas"] == parts[0]["replicas"],
+          "the replica set changed")
+    return c
+
+
 def test_remove_add_drain(ctx):
     """Brokers leave and join while a topic is written: DELETE of a broker
     that holds replicas drains it first (state removing) and removes it
@@ -1570,6 +1689,8 @@ if __name__ == "__main__":
         test_restart_all,
         test_stopped_group_exits,
         test_dead_broker_replaced,
+        test_cut_closed_segment_rebuilt,
+        test_rebuild_resumed_after_remove,
         test_remove_add_drain,
         test_leader_killed_mid_repair_and_create,
         test_reads_ask_the_leader,

@@ -94,6 +94,9 @@ def broker_routes(gid, other):
          "/internal/replicas/424242/members"),
         ("DELETE", "/internal/replicas/%d/members/%d" % (gid, other), "", "",
          "/internal/replicas/424242/members/%d" % other),
+        ("POST", "/internal/replicas/%d/rebuild" % gid,
+         json.dumps({"topic": "evil", "partition_id": 0, "group_id": gid, "members": []}),
+         "{}", "/internal/replicas/424242/rebuild"),
         ("POST", rp, json.dumps({"records": [{"value": "evil"}]}), "{}", None),
         ("GET", rp + "?offset=0", "", "", None),
     ]

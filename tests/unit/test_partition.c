@@ -1115,6 +1115,90 @@ static void test_partition_unexplained_batches_are_reset(void **state)
     check_record(f->p[0], 1, 20, 1);
 }
 
+/* Applies entries @from..@to to @p, none of them a batch (the group
+ * goes on with entries that write nothing). */
+static void apply_no_batches(struct partition *p, uint64_t from, uint64_t to)
+{
+    const uint8_t junk[] = "an entry that is no batch";
+    uint64_t result;
+    for (uint64_t index = from; index <= to; index++) {
+        assert_int_equal(apply_raw(p, index, junk, sizeof junk, &result), 0);
+    }
+}
+
+/*
+ * A replica's log runs past the entry being applied, with batches of Raft
+ * indexes below it (its Raft log was lost and a manifest restored that
+ * stops short of the log's end): only the batches from the entry's base on
+ * are dropped. Everything below it stays readable, as plog_truncate()
+ * keeps it, instead of the whole log being discarded.
+ */
+static void test_partition_unexplained_tail_keeps_the_prefix(void **state)
+{
+    struct fixture *f = *state;
+    struct partition *good = f->p[1];
+    struct rq_buf mid;
+
+    for (uint64_t index = 1; index <= 10; index++) {
+        apply(f->p[0], index, (uint32_t)(1 + index % 5), 0, 0);
+        apply(good, index, (uint32_t)(1 + index % 5), 0, 0);
+    }
+    /* This replica's log holds batches of a history that lost. */
+    apply_no_batches(good, 11, 15);
+    for (uint64_t index = 11; index <= 15; index++) {
+        apply_tag(f->p[0], index, 700 + index, 3, 0, 0);
+    }
+    manifest(good, &mid);
+    uint64_t base = partition_next_offset(good);
+    reopen_part(f, 0);
+    assert_int_equal(partition_fsm_ops.restore(f->p[0], mid.base, mid.len), 0);
+    assert_true(partition_local_next(f->p[0]) > base);
+    assert_true(apply(f->p[0], 16, 4, 0, 0) == base);
+    assert_true(apply(good, 16, 4, 0, 0) == base);
+    uint64_t next = partition_next_offset(good);
+    assert_true(partition_first_offset(f->p[0]) == 0);
+    assert_true(partition_local_next(f->p[0]) == next);
+    compare_batches(f->p[0], good, 0, next);
+    reopen_part(f, 0);
+    assert_true(partition_first_offset(f->p[0]) == 0);
+    assert_true(partition_local_next(f->p[0]) == next);
+    compare_batches(f->p[0], good, 0, next);
+    rq_buf_close(&mid);
+}
+
+/* The same when the entry's base falls inside a batch of the lost
+ * history: that batch goes too, and the rest is fetched from a peer. */
+static void test_partition_unexplained_tail_cut_inside_a_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct partition *good = f->p[1];
+    struct rq_buf mid;
+    uint64_t from, to;
+
+    for (uint64_t index = 1; index <= 9; index++) {
+        apply(f->p[0], index, (uint32_t)(1 + index % 5), 0, 0);
+        apply(good, index, (uint32_t)(1 + index % 5), 0, 0);
+    }
+    uint64_t straddle = partition_next_offset(good);
+    apply(good, 10, 2, 0, 0);
+    apply_tag(f->p[0], 10, 710, 6, 0, 0);
+    apply_no_batches(good, 11, 15);
+    manifest(good, &mid);
+    uint64_t base = partition_next_offset(good);
+    reopen_part(f, 0);
+    assert_int_equal(partition_fsm_ops.restore(f->p[0], mid.base, mid.len), 0);
+    assert_true(apply(f->p[0], 16, 4, 0, 0) == base);
+    assert_true(apply(good, 16, 4, 0, 0) == base);
+    uint64_t next = partition_next_offset(good);
+    assert_true(partition_local_next(f->p[0]) == straddle);
+    assert_true(partition_fetch_range(f->p[0], &from, &to));
+    assert_true(from == straddle && to == next);
+    fetch_gap(f->p[0], good, 64);
+    assert_true(partition_first_offset(f->p[0]) == 0);
+    compare_batches(f->p[0], good, 0, next);
+    rq_buf_close(&mid);
+}
+
 static void test_partition_write_error_is_retried(void **state)
 {
     struct fixture *f = *state;
@@ -1178,6 +1262,8 @@ int main(void)
         T(test_partition_replay_replaces_batches_of_a_lost_history),
         T(test_partition_replay_after_snapshot_checks_contents),
         T(test_partition_unexplained_batches_are_reset),
+        T(test_partition_unexplained_tail_keeps_the_prefix),
+        T(test_partition_unexplained_tail_cut_inside_a_batch),
         T(test_partition_write_error_is_retried),
     };
     return cmocka_run_group_tests_name("partition", tests, NULL, NULL);

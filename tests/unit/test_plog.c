@@ -1255,6 +1255,46 @@ static void test_plog_truncate_cuts_back_to_a_batch(void **state)
     cut_and_check(f, &b, 0);
 }
 
+/* plog_keep_below() keeps the whole batches below an offset: at a batch's
+ * start it is plog_truncate(); inside a batch that batch goes too. */
+static void test_plog_keep_below_keeps_whole_batches(void **state)
+{
+    struct fixture *f = *state;
+    struct batches b = {.n = 0};
+
+    fill_noted(f, 3, &b);
+    uint64_t first = plog_first_offset(f->log);
+    uint64_t next = plog_next_offset(f->log);
+    size_t wide = b.n / 2;
+    while (b.base[wide + 1] - b.base[wide] < 2) {
+        wide++;
+    }
+    /* At or past the end: nothing changes. */
+    assert_int_equal(plog_keep_below(f->log, next), 0);
+    assert_int_equal(plog_keep_below(f->log, next + 5), 0);
+    assert_true(plog_next_offset(f->log) == next);
+
+    /* Inside batch @wide: it goes with everything after it. */
+    assert_int_equal(plog_keep_below(f->log, b.base[wide] + 1), 0);
+    assert_true(plog_first_offset(f->log) == first);
+    assert_true(plog_next_offset(f->log) == b.base[wide]);
+    assert_true(plog_last_raft_index(f->log) == b.raft[wide - 1]);
+    check_range(f->log, first, b.base[wide], 5);
+
+    /* At a batch's start: that batch goes, the one before stays. */
+    assert_int_equal(plog_keep_below(f->log, b.base[wide - 1]), 0);
+    assert_true(plog_next_offset(f->log) == b.base[wide - 1]);
+    reopen(f);
+    assert_true(plog_first_offset(f->log) == first);
+    assert_true(plog_next_offset(f->log) == b.base[wide - 1]);
+    check_range(f->log, first, b.base[wide - 1], 5);
+
+    /* Below the first offset there is nothing to keep: refused. */
+    assert_int_equal(plog_reset(f->log, 1000, 0), 0);
+    assert_int_equal(plog_keep_below(f->log, 999), RQ_NOTFOUND);
+    assert_true(plog_next_offset(f->log) == 1000);
+}
+
 /* ---- Bounds ---- */
 
 static void test_plog_holds_two_files_open_whatever_its_size(void **state)
@@ -1374,6 +1414,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_plog_truncate_cuts_back_to_a_batch,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_plog_keep_below_keeps_whole_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plog_reset_restarts_at_offset,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
