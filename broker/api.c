@@ -10,10 +10,18 @@
  * (producer_id, sequence) already applied is answered from the partition's
  * deduplication table without proposing anything.
  *
- * Read. Any open replica answers from its partition log for offsets below
- * its local end. A read at the end with wait_ms > 0 is parked on the
- * replica (replica_wait) and answered when records arrive, when the wait
- * ends, or when the client goes away.
+ * Read. Only the group's ready leader answers, and only after a barrier
+ * issued once the read arrived has been applied (replica_read): the answer
+ * then holds everything acknowledged before the read, by this leader or an
+ * earlier one, and nothing that the group may still replace (libraft 0.15
+ * may apply an earlier term's entry that a later leader overwrites, and a
+ * replica just restarted has applied only what its snapshot holds until a
+ * leader tells it the commit index). Another replica answers 421 naming
+ * the leader, or 503. A read at the end with wait_ms > 0 is parked on the
+ * leader and confirmed when records arrive or the wait ends; the client
+ * leaving drops it. A leader still fetching the gap a snapshot left answers
+ * 503 for offsets in that gap. With local=1 any open replica answers from
+ * its own log at once, for comparing replicas.
  */
 #include "api.h"
 
@@ -1052,21 +1060,27 @@ static void api_records_produce(struct rq_http_req *req, void *data)
 
 struct read {
     struct rq_http_req *req;
+    struct broker *broker;
     struct replica *replica;
     struct replica_waiter *waiter;
     uint64_t offset;
     uint32_t max;
 };
 
-/* Answers a read from what the partition holds now (maybe nothing). */
+/*
+ * Answers a read from what the partition holds now, below @end (maybe
+ * nothing). @leader says whether this is the confirmed leader, whose
+ * answer is final: an empty one means nothing was acknowledged there.
+ */
 static void reply_records(struct rq_http_req *req, struct replica *r,
-                          uint64_t offset, uint32_t max)
+                          uint64_t offset, uint32_t max, uint64_t end,
+                          bool leader)
 {
     struct partition *p = replica_partition(r);
     struct replica_status st;
     uint64_t next = offset;
     json_t *list = json_array();
-    if (offset < partition_local_next(p)) {
+    if (offset < partition_local_next(p) && offset < end) {
         struct rq_buf scratch;
         uint32_t n = 0;
         struct record *recs = calloc(max, sizeof *recs);
@@ -1077,6 +1091,10 @@ static void reply_records(struct rq_http_req *req, struct replica *r,
                      : partition_read(p, offset, max, READ_MAX_BYTES, &scratch,
                                       recs, offsets, &n);
         for (uint32_t i = 0; i < n; i++) {
+            if (offsets[i] >= end) {
+                n = i;
+                break;
+            }
             json_t *value =
                 json_stringn((const char *)recs[i].value, recs[i].value_len);
             json_t *key =
@@ -1118,24 +1136,77 @@ static void reply_records(struct rq_http_req *req, struct replica *r,
             return;
         }
     }
-    /* Whether this is the ready leader (which has applied everything it
-     * acknowledged) tells a caller whether an empty answer is final. */
     replica_status(r, &st);
-    rq_http_reply(req, 200,
-                  json_pack("{s:o,s:I,s:I,s:b,s:I}", "records", list,
-                            "next_offset", (json_int_t)next, "high_watermark",
-                            (json_int_t)partition_next_offset(p), "leader",
-                            replica_ready_leader(r), "leader_id",
-                            (json_int_t)st.node.leader_id));
+    rq_http_reply(
+        req, 200,
+        json_pack("{s:o,s:I,s:I,s:b,s:I}", "records", list, "next_offset",
+                  (json_int_t)next, "high_watermark",
+                  (json_int_t)partition_next_offset(p), "leader", leader,
+                  "leader_id", (json_int_t)st.node.leader_id));
 }
 
-static void on_read_woken(void *data, int status)
+/* Answers 404 and returns true if retention removed @offset. */
+static bool refuse_retained(struct rq_http_req *req, struct replica *r,
+                            uint64_t offset)
+{
+    struct partition *p = replica_partition(r);
+    uint64_t first = partition_first_offset(p);
+    if (offset >= first) {
+        return false;
+    }
+    rq_http_reply(
+        req, 404,
+        json_pack("{s:s,s:s,s:I,s:I}", "status", "failure", "message",
+                  "that offset is no longer held (retention); read from "
+                  "first_offset",
+                  "first_offset", (json_int_t)first, "high_watermark",
+                  (json_int_t)partition_next_offset(p)));
+    return true;
+}
+
+/* Answers a confirmed read (replica_read): the records from @offset up to
+ * the high watermark, or 503 while @offset lies in a gap this replica is
+ * still fetching (restored from a snapshot past its own log): an empty
+ * answer there would say that nothing was acknowledged. */
+static void reply_confirmed(struct rq_http_req *req, struct replica *r,
+                            uint64_t offset, uint32_t max)
+{
+    struct partition *p = replica_partition(r);
+    uint64_t from;
+    uint64_t to;
+    switch (partition_read_check(p, offset)) {
+        case PARTITION_READ_RETAINED:
+            refuse_retained(req, r, offset);
+            return;
+        case PARTITION_READ_FETCHING:
+            (void)partition_fetch_range(p, &from, &to);
+            reply_unavailable(req,
+                              "this leader is still fetching offsets %" PRIu64
+                              " to %" PRIu64
+                              " from its peers (it was restored from a "
+                              "snapshot); retry shortly",
+                              from, to);
+            return;
+        case PARTITION_READ_RECORDS:
+            break;
+    }
+    reply_records(req, r, offset, max, partition_next_offset(p), true);
+}
+
+static void on_read_confirmed(void *data, int status)
 {
     struct read *rd = data;
-    if (status != 0) {
+    rq_http_on_abort(rd->req, NULL, NULL);
+    if (status == 0) {
+        reply_confirmed(rd->req, rd->replica, rd->offset, rd->max);
+    } else if (status == RQ_SHUTDOWN) {
         reply_unavailable(rd->req, "the replica is closing");
+    } else if (status == RQ_NOTLEADER) {
+        reply_not_leader(rd->req, rd->replica, rd->broker,
+                         "leadership moved before the read was confirmed: ");
     } else {
-        reply_records(rd->req, rd->replica, rd->offset, rd->max);
+        reply_unavailable(rd->req, "the read could not be confirmed (%s)",
+                          rq_strerror(status));
     }
     free(rd);
 }
@@ -1154,6 +1225,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
     uint64_t offset;
     uint64_t max;
     uint64_t wait_ms;
+    uint64_t local;
 
     if (refuse_closing(req, b)) {
         return;
@@ -1174,6 +1246,10 @@ static void api_records_read(struct rq_http_req *req, void *data)
                             "'wait_ms' must be a non-negative integer");
         return;
     }
+    if (arg_uint(req, "local", 0, &local) != 0 || local > 1) {
+        rq_http_reply_error(req, 400, "'local' must be 0 or 1");
+        return;
+    }
     if (wait_ms > WAIT_MAX_MS) {
         wait_ms = WAIT_MAX_MS;
     }
@@ -1181,20 +1257,14 @@ static void api_records_read(struct rq_http_req *req, void *data)
     if (r == NULL) {
         return;
     }
-    struct partition *p = replica_partition(r);
-    uint64_t first = partition_first_offset(p);
-    if (offset < first) {
-        rq_http_reply(
-            req, 404,
-            json_pack("{s:s,s:s,s:I,s:I}", "status", "failure", "message",
-                      "that offset is no longer held (retention); read from "
-                      "first_offset",
-                      "first_offset", (json_int_t)first, "high_watermark",
-                      (json_int_t)partition_next_offset(p)));
-        return;
-    }
-    if (offset < partition_local_next(p) || wait_ms == 0) {
-        reply_records(req, r, offset, (uint32_t)max);
+    if (local != 0) {
+        /* This replica's own log as it stands, whatever its role: for
+         * comparing replicas, never for clients (it may be behind its
+         * group, or hold what the group has not confirmed yet). */
+        if (!refuse_retained(req, r, offset)) {
+            reply_records(req, r, offset, (uint32_t)max, UINT64_MAX,
+                          replica_ready_leader(r));
+        }
         return;
     }
     struct read *rd = calloc(1, sizeof *rd);
@@ -1203,13 +1273,19 @@ static void api_records_read(struct rq_http_req *req, void *data)
         return;
     }
     rd->req = req;
+    rd->broker = b;
     rd->replica = r;
     rd->offset = offset;
     rd->max = (uint32_t)max;
-    rd->waiter = replica_wait(r, offset, (unsigned)wait_ms, on_read_woken, rd);
-    if (rd->waiter == NULL) {
+    int rv = replica_read(r, offset, (unsigned)wait_ms, on_read_confirmed, rd,
+                          &rd->waiter);
+    if (rv != 0) {
         free(rd);
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        if (rv == RQ_NOTLEADER) {
+            reply_not_leader(req, r, b, "reads are served by the leader: ");
+        } else {
+            rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        }
         return;
     }
     rq_http_on_abort(req, on_read_aborted, rd);
@@ -1236,8 +1312,8 @@ const struct rq_http_route api_routes[] = {
     {"POST", "/internal/replicas/{group_id}/preferred", api_replicas_preferred,
      M2B},
     {"POST", "/internal/replicas/{group_id}/members", api_members_add, M2B},
-    {"DELETE", "/internal/replicas/{group_id}/members/{id}",
-     api_members_remove, M2B},
+    {"DELETE", "/internal/replicas/{group_id}/members/{id}", api_members_remove,
+     M2B},
     {"POST", "/v1/topics/{topic}/partitions/{partition}/records",
      api_records_produce, M2B},
     {"GET", "/v1/topics/{topic}/partitions/{partition}/records",

@@ -940,6 +940,20 @@ bool partition_fetch_range(const struct partition *p, uint64_t *from,
     return true;
 }
 
+enum partition_read_check partition_read_check(const struct partition *p,
+                                               uint64_t offset)
+{
+    uint64_t from;
+    uint64_t to;
+    if (offset < partition_first_offset(p)) {
+        return PARTITION_READ_RETAINED;
+    }
+    if (partition_fetch_range(p, &from, &to) && offset >= from && offset < to) {
+        return PARTITION_READ_FETCHING;
+    }
+    return PARTITION_READ_RECORDS;
+}
+
 /*
  * The length of the leading batches of @bytes that fill the gap
  * [@from, @to): the walk stops at the gap's end, so batches past it are

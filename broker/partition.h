@@ -146,6 +146,27 @@ void partition_on_change(struct partition *p,
 
 /* ---- Reads ---- */
 
+/*
+ * What a client's read from @offset may be answered with, once the
+ * replica has confirmed that it leads its group (the broker's read path):
+ *   PARTITION_READ_RECORDS   the records from @offset below the next
+ *                            offset (none at or past it: nothing was
+ *                            acknowledged there);
+ *   PARTITION_READ_RETAINED  nothing: @offset is below the first offset
+ *                            held (retention);
+ *   PARTITION_READ_FETCHING  nothing yet: @offset lies in the gap this
+ *                            replica is fetching from a peer. Records were
+ *                            acknowledged there, so an empty answer would
+ *                            deny them; the client must retry.
+ */
+enum partition_read_check {
+    PARTITION_READ_RECORDS,
+    PARTITION_READ_RETAINED,
+    PARTITION_READ_FETCHING,
+};
+enum partition_read_check partition_read_check(const struct partition *p,
+                                               uint64_t offset);
+
 /* plog_read() below the local next offset; RQ_NOTFOUND past it or below
  * the first offset. */
 int partition_read(struct partition *p, uint64_t offset, uint32_t max,

@@ -136,8 +136,14 @@ struct replica {
     struct rq_node *node;
     struct bmetrics_replica metrics;
 
+    /* Reads (replica_read): parked until their offset is readable, then
+     * queued for the next barrier, then covered by the one in flight. */
     struct rq_list waiters;
-    uv_timer_t wake_timer; /* Wakes waiters on the loop after a change. */
+    struct rq_list confirm_queue;
+    struct rq_list confirm_batch;
+    bool confirm_inflight;
+    uv_timer_t confirm_timer; /* Issues the next barrier from the loop. */
+    uv_timer_t wake_timer;    /* Wakes waiters on the loop after a change. */
 
     /* Catching up. */
     struct fetch *fetch;
@@ -209,7 +215,11 @@ int replica_new(const struct replica_env *env, const struct replica_desc *d,
              d->group_id);
     snprintf(r->label, sizeof r->label, "g%" PRIu64, d->group_id);
     rq_list_init(&r->waiters);
+    rq_list_init(&r->confirm_queue);
+    rq_list_init(&r->confirm_batch);
     uv_timer_init(env->loop, &r->wake_timer);
+    uv_timer_init(env->loop, &r->confirm_timer);
+    r->confirm_timer.data = r;
     uv_timer_init(env->loop, &r->fetch_timer);
     uv_timer_init(env->loop, &r->change_deadline);
     uv_timer_init(env->loop, &r->change_next);
@@ -498,7 +508,7 @@ static void on_node_closed(void *data)
     close_step(r);
 }
 
-static void waiter_end(struct replica_waiter *w, int status);
+static void waiters_end(struct rq_list *list, int status);
 
 void replica_close(struct replica *r, bool remove,
                    void (*cb)(void *data, uint64_t group_id, int status),
@@ -509,10 +519,9 @@ void replica_close(struct replica *r, bool remove,
     r->remove = remove;
     r->close_cb = cb;
     r->close_data = data;
-    while (!rq_list_empty(&r->waiters)) {
-        waiter_end(RQ_LIST_ENTRY(r->waiters.next, struct replica_waiter, link),
-                   RQ_SHUTDOWN);
-    }
+    waiters_end(&r->waiters, RQ_SHUTDOWN);
+    waiters_end(&r->confirm_queue, RQ_SHUTDOWN);
+    waiters_end(&r->confirm_batch, RQ_SHUTDOWN);
     if (r->fetch != NULL) {
         r->fetch->replica = NULL;
         r->fetch = NULL;
@@ -521,8 +530,9 @@ void replica_close(struct replica *r, bool remove,
         r->query->replica = NULL;
         r->query = NULL;
     }
-    r->closes_pending = 4;
+    r->closes_pending = 5;
     uv_close((uv_handle_t *)&r->wake_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->confirm_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->fetch_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->change_deadline, on_handle_closed);
     uv_close((uv_handle_t *)&r->change_next, on_handle_closed);
@@ -582,9 +592,13 @@ void replica_status(const struct replica *r, struct replica_status *out)
         out->first_offset = partition_first_offset(r->partition);
         out->next_offset = partition_next_offset(r->partition);
     }
-    for (const struct rq_list *e = r->waiters.next; e != &r->waiters;
-         e = e->next) {
-        out->waiters++;
+    const struct rq_list *lists[] = {&r->waiters, &r->confirm_queue,
+                                     &r->confirm_batch};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        for (const struct rq_list *e = lists[i]->next; e != lists[i];
+             e = e->next) {
+            out->waiters++;
+        }
     }
 }
 
@@ -748,20 +762,92 @@ static void waiter_end(struct replica_waiter *w, int status)
     w->cb(w->data, status);
 }
 
-static void on_waiter_timeout(uv_timer_t *t)
+/* Ends every waiter in @list with @status. The list is emptied first, so
+ * a callback may add waiters to the replica's lists. */
+static void waiters_end(struct rq_list *list, int status)
 {
-    waiter_end(t->data, 0);
+    struct rq_list taken;
+    rq_list_init(&taken);
+    while (!rq_list_empty(list)) {
+        struct rq_list *e = list->next;
+        rq_list_remove(e);
+        rq_list_push(&taken, e);
+    }
+    while (!rq_list_empty(&taken)) {
+        waiter_end(RQ_LIST_ENTRY(taken.next, struct replica_waiter, link),
+                   status);
+    }
 }
 
-struct replica_waiter *replica_wait(struct replica *r, uint64_t offset,
-                                    unsigned ms, replica_wait_cb cb, void *data)
+static void on_confirm_timer(uv_timer_t *t);
+
+/* Moves @w to the reads waiting for the next barrier and makes sure one
+ * will be issued (from the loop: never inside the caller). */
+static void waiter_confirm(struct replica_waiter *w)
 {
-    if (r->state != REPLICA_OPEN) {
-        return NULL;
+    struct replica *r = w->replica;
+    uv_timer_stop(&w->timer);
+    rq_list_remove(&w->link);
+    rq_list_push(&r->confirm_queue, &w->link);
+    if (!r->confirm_inflight &&
+        !uv_is_active((uv_handle_t *)&r->confirm_timer)) {
+        uv_timer_start(&r->confirm_timer, on_confirm_timer, 0, 0);
+    }
+}
+
+static void on_confirmed(void *data, int status, uint64_t result)
+{
+    struct replica *r = data;
+    (void)result;
+    r->confirm_inflight = false;
+    /* 0: every entry before the barrier is applied here, and a majority
+     * took an entry of this leader's term after these reads arrived. */
+    waiters_end(&r->confirm_batch, status);
+    if (r->state == REPLICA_OPEN && !rq_list_empty(&r->confirm_queue) &&
+        !uv_is_active((uv_handle_t *)&r->confirm_timer)) {
+        uv_timer_start(&r->confirm_timer, on_confirm_timer, 0, 0);
+    }
+}
+
+/* Issues one barrier for every read queued since the last one was
+ * issued. */
+static void on_confirm_timer(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    if (r->state != REPLICA_OPEN || r->confirm_inflight ||
+        rq_list_empty(&r->confirm_queue)) {
+        return;
+    }
+    while (!rq_list_empty(&r->confirm_queue)) {
+        struct rq_list *e = r->confirm_queue.next;
+        rq_list_remove(e);
+        rq_list_push(&r->confirm_batch, e);
+    }
+    /* libraft refuses entries while leadership is being handed over. */
+    int rv = r->transfer_inflight ? RQ_NOTLEADER
+                                  : rq_node_barrier(r->node, on_confirmed, r);
+    if (rv != 0) {
+        waiters_end(&r->confirm_batch, rv);
+        return;
+    }
+    r->confirm_inflight = true;
+}
+
+static void on_waiter_timeout(uv_timer_t *t)
+{
+    waiter_confirm(t->data);
+}
+
+int replica_read(struct replica *r, uint64_t offset, unsigned ms,
+                 replica_wait_cb cb, void *data, struct replica_waiter **out)
+{
+    if (r->state != REPLICA_OPEN || !rq_node_ready(r->node) ||
+        r->transfer_inflight) {
+        return RQ_NOTLEADER;
     }
     struct replica_waiter *w = calloc(1, sizeof *w);
     if (w == NULL) {
-        return NULL; /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     w->replica = r;
     w->offset = offset;
@@ -769,9 +855,14 @@ struct replica_waiter *replica_wait(struct replica *r, uint64_t offset,
     w->data = data;
     uv_timer_init(r->env->loop, &w->timer);
     w->timer.data = w;
-    uv_timer_start(&w->timer, on_waiter_timeout, ms, 0);
     rq_list_push(&r->waiters, &w->link);
-    return w;
+    if (ms == 0 || offset < partition_local_next(r->partition)) {
+        waiter_confirm(w);
+    } else {
+        uv_timer_start(&w->timer, on_waiter_timeout, ms, 0);
+    }
+    *out = w;
+    return 0;
 }
 
 void replica_wait_cancel(struct replica_waiter *w)
@@ -782,8 +873,9 @@ void replica_wait_cancel(struct replica_waiter *w)
     uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
 }
 
-/* Runs on the loop after a change, outside raft's apply: wakes every
- * waiter whose offset is now readable and continues a catch-up. */
+/* Runs on the loop after a change, outside raft's apply: sends every
+ * waiter whose offset is now readable on to its confirmation and
+ * continues a catch-up. */
 static void on_wake(uv_timer_t *t)
 {
     struct replica *r = t->data;
@@ -791,22 +883,15 @@ static void on_wake(uv_timer_t *t)
         return;
     }
     uint64_t next = partition_local_next(r->partition);
-    struct rq_list ready;
-    rq_list_init(&ready);
-    /* Move the ready ones first: a callback may add new waiters. */
     struct rq_list *e = r->waiters.next;
     while (e != &r->waiters) {
         struct rq_list *following = e->next;
         struct replica_waiter *w =
             RQ_LIST_ENTRY(e, struct replica_waiter, link);
         if (w->offset < next) {
-            rq_list_remove(e);
-            rq_list_push(&ready, e);
+            waiter_confirm(w);
         }
         e = following;
-    }
-    while (!rq_list_empty(&ready)) {
-        waiter_end(RQ_LIST_ENTRY(ready.next, struct replica_waiter, link), 0);
     }
     fetch_maybe(r);
     members_follow(r);
@@ -829,6 +914,12 @@ static void on_node_change(void *data, const struct rq_node_info *info)
         r->leaderless_since = 0;
     } else if (r->leaderless_since == 0) {
         r->leaderless_since = uv_now(r->env->loop);
+    }
+    if (!info->ready && info->leader_id != 0 &&
+        info->leader_id != r->env->self_id) {
+        /* Reads parked here are the leader's alone: once another leads,
+         * their clients go there now, not at their deadline. */
+        waiters_end(&r->waiters, RQ_NOTLEADER);
     }
     members_follow(r);
     /* A leader may have become known: a stalled catch-up can go on. */

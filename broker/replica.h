@@ -157,7 +157,7 @@ struct replica_status {
     struct rq_node_info node; /* Zeroed unless open. */
     uint64_t first_offset;
     uint64_t next_offset;
-    unsigned waiters; /* Long polls parked here. */
+    unsigned waiters; /* Reads parked or confirming here. */
 };
 void replica_status(const struct replica *r, struct replica_status *out);
 
@@ -180,15 +180,22 @@ int replica_produce(struct replica *r, const struct raft_buffer *entry,
                     rq_node_done_cb cb, void *data);
 
 /*
- * Waits until @offset is readable here (below the local next offset) or
- * @ms pass, then calls @cb with 0; on close with RQ_SHUTDOWN. Returns NULL
- * (and never calls @cb) on RQ_NOMEM or if the replica is not open.
+ * A read of the group's committed records, on its ready leader alone. It
+ * waits until @offset is readable here (below the local next offset) or
+ * @ms pass (none when @ms is 0), then confirms the leadership with a
+ * barrier issued after that moment (one for every read waiting then), and
+ * calls @cb with 0 once the barrier is applied: everything acknowledged
+ * anywhere in the group before the read arrived is then applied here, and
+ * nothing applied here can be replaced, so the caller answers from the
+ * partition as it stands. @cb gets RQ_NOTLEADER if leadership was lost (or
+ * a transfer began) first, RQ_SHUTDOWN on close, another RQ_* code if the
+ * barrier failed. Errors (@cb never called): RQ_NOTLEADER (not the ready
+ * leader, or a transfer is under way), RQ_NOMEM.
  */
 struct replica_waiter;
 typedef void (*replica_wait_cb)(void *data, int status);
-struct replica_waiter *replica_wait(struct replica *r, uint64_t offset,
-                                    unsigned ms, replica_wait_cb cb,
-                                    void *data);
+int replica_read(struct replica *r, uint64_t offset, unsigned ms,
+                 replica_wait_cb cb, void *data, struct replica_waiter **out);
 /* Stops waiting; @cb will not be called. */
 void replica_wait_cancel(struct replica_waiter *w);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "manager.h"
+#include "policy.h"
 #include "routing.h"
 #include "rq_err.h"
 #include "rq_hash.h"
@@ -26,6 +27,11 @@
  * for a loaded machine; a client is never told to retry what one more
  * election would have served. */
 #define PRODUCE_DEADLINE_MS 10000
+/* How long a read keeps asking while no replica is the confirmed leader
+ * (an election, the new leader's barrier, a transfer) before 503, besides
+ * its own wait: an election at the brokers' default timing, not more, so
+ * that a consume goes on to the next partition. */
+#define READ_DEADLINE_MS 5000
 #define CALL_TIMEOUT_MS 5000
 #define RETRY_MS 100
 #define MAX_REDIRECTS 3
@@ -56,17 +62,14 @@ struct bcall {
     unsigned wait_ms;
     uint64_t offset; /* Reads: the first offset asked for. */
     char why[WHY_LEN];
-    /* Reads with no known leader ask every replica at once and keep the
-     * answer of the one that has applied the most; reads that ask one
-     * replica after another keep the best answer so far in the same
-     * fields, in case no replica has more. */
+    /* Reads with no known leader ask every replica at once and take the
+     * first final answer (policy_read_final); a leader named meanwhile is
+     * asked next if none comes. */
     bool fanout;
     struct fan fans[MCMD_RF];
     unsigned fan_pending;
-    bool delivered; /* The ready leader's answer went to the caller. */
-    json_t *best;
-    int best_status;
-    uint64_t best_hw;
+    uint32_t fan_named; /* A leader a replica named. */
+    bool delivered;     /* A final answer went to the caller. */
     uv_timer_t timer;
     bclient_cb cb;
     void *data;
@@ -77,7 +80,6 @@ static void attempt(struct bcall *c);
 static void on_closed(uv_handle_t *h)
 {
     struct bcall *c = h->data;
-    json_decref(c->best);
     free(c->body);
     free(c);
 }
@@ -144,6 +146,49 @@ static uint32_t produce_target(struct bcall *c)
     return c->part.replicas[c->next++ % MCMD_RF];
 }
 
+/* A 421's or a read answer's leader_id, if it is a valid broker id. */
+static uint32_t named_leader(const json_t *o)
+{
+    json_t *lid = json_object_get(o, "leader_id");
+    return json_is_integer(lid) && json_integer_value(lid) > 0 &&
+                   json_integer_value(lid) <= UINT32_MAX
+               ? (uint32_t)json_integer_value(lid)
+               : 0;
+}
+
+/* Notes what a read's final answer @o from @broker says of the leader and
+ * the high watermark in the routing cache. */
+static void read_learn(struct bcall *c, uint32_t broker, const json_t *o)
+{
+    uint64_t now = uv_now(c->m->loop);
+    json_t *hw = json_object_get(o, "high_watermark");
+    routing_set_leader(c->m->routing, c->part.group_id, broker, now);
+    if (json_is_integer(hw)) {
+        routing_raise(c->m->routing, c->part.group_id,
+                      (uint64_t)json_integer_value(hw));
+    }
+}
+
+/* A read's brokers in the order to ask them: the leader the routing
+ * cache names, then the partition's replicas in their order. Starts a
+ * new round, redirects included. */
+static void read_order(struct bcall *c)
+{
+    const struct route *r = routing_get(c->m->routing, c->part.group_id);
+    unsigned n = 0;
+    if (r != NULL && r->leader != 0) {
+        c->order[n++] = r->leader;
+    }
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        if (n == 0 || c->part.replicas[k] != c->order[0]) {
+            c->order[n++] = c->part.replicas[k];
+        }
+    }
+    c->n_order = n;
+    c->next = 0;
+    c->redirects = 0;
+}
+
 static void on_answer(void *data, const struct rq_httpc_resp *resp)
 {
     struct bcall *c = data;
@@ -171,11 +216,7 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
     }
     const char *msg = json_string_value(json_object_get(o, "message"));
     if (resp->status == 421) {
-        json_t *lid = json_object_get(o, "leader_id");
-        uint32_t leader = json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                                  json_integer_value(lid) <= UINT32_MAX
-                              ? (uint32_t)json_integer_value(lid)
-                              : 0;
+        uint32_t leader = named_leader(o);
         snprintf(c->why, sizeof c->why, "broker %u is not the leader",
                  c->target);
         json_decref(o);
@@ -217,48 +258,24 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
                           (uint64_t)json_integer_value(base) +
                               (uint64_t)json_integer_value(count));
         }
-    } else if (resp->status == 200) {
-        json_t *hw = json_object_get(o, "high_watermark");
-        const struct route *r = routing_get(m->routing, gid);
-        uint64_t known = r != NULL ? r->high_watermark : 0;
-        uint64_t v = json_is_integer(hw) ? (uint64_t)json_integer_value(hw) : 0;
-        json_t *lid = json_object_get(o, "leader_id");
-        uint32_t named = json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                                 json_integer_value(lid) <= UINT32_MAX
-                             ? (uint32_t)json_integer_value(lid)
-                             : 0;
-        bool follow =
-            named != 0 && named != c->target && c->redirects < MAX_REDIRECTS;
-        bool empty = json_array_size(json_object_get(o, "records")) == 0;
-        if (c->wait_ms == 0 && empty &&
-            (!json_is_true(json_object_get(o, "leader")) || v < known) &&
-            (follow || c->next < c->n_order)) {
-            /* An empty answer is final only from the ready leader, which
-             * has applied everything it acknowledged; this one may be a
-             * follower behind (the cache named a leader that has handed
-             * over) or a new leader still applying. Ask the leader it
-             * names, else the next replica, keeping this answer in case
-             * none has more. */
-            if (follow) {
-                routing_set_leader(m->routing, gid, named, uv_now(m->loop));
-                c->redirects++;
-                c->redirect_to = named;
-            }
-            if (c->best == NULL || v > c->best_hw) {
-                json_decref(c->best);
-                c->best = json_incref(o);
-                c->best_status = 200;
-                c->best_hw = v;
-            }
-            snprintf(c->why, sizeof c->why,
-                     "broker %u holds up to offset %" PRIu64, c->target, v);
-            json_decref(o);
-            attempt(c);
-            return;
+    } else if (resp->status == 200 && o != NULL &&
+               !policy_read_final(o, c->offset)) {
+        /* Not the confirmed leader's answer (an older broker's follower),
+         * or no records below the high watermark: ask the leader it
+         * names, else the next replica. */
+        uint32_t named = named_leader(o);
+        snprintf(c->why, sizeof c->why,
+                 "broker %u answered without confirmed records", c->target);
+        if (named != 0 && named != c->target && c->redirects < MAX_REDIRECTS) {
+            routing_set_leader(m->routing, gid, named, uv_now(m->loop));
+            c->redirects++;
+            c->redirect_to = named;
         }
-        if (json_is_integer(hw)) {
-            routing_raise(m->routing, gid, v);
-        }
+        json_decref(o);
+        attempt(c);
+        return;
+    } else if (resp->status == 200 && o != NULL) {
+        read_learn(c, c->target, o);
     }
     if (resp->status == 200 && o == NULL) {
         snprintf(c->why, sizeof c->why, "broker %u answered no JSON",
@@ -286,11 +303,7 @@ static void attempt(struct bcall *c)
     for (unsigned tries = 0;; tries++) {
         if (tries > MCMD_RF) {
             /* No broker we know the address of: wait for the store. */
-            if (c->produce) {
-                retry_later(c);
-            } else {
-                finish_unavailable(c);
-            }
+            retry_later(c);
             return;
         }
         if (c->produce) {
@@ -300,15 +313,13 @@ static void attempt(struct bcall *c)
             c->redirect_to = 0;
         } else if (c->next < c->n_order) {
             c->target = c->order[c->next++];
-        } else if (c->best != NULL) {
-            /* Nobody had more than this answer. */
-            json_t *best = c->best;
-            c->best = NULL;
-            finish(c, c->best_status, best, "", NULL);
-            json_decref(best);
-            return;
         } else {
-            finish_unavailable(c);
+            /* Every replica asked, none the confirmed leader now (an
+             * election, the new leader's barrier, a transfer): again after
+             * a pause, the leader the cache names first, until the
+             * deadline. */
+            read_order(c);
+            retry_later(c);
             return;
         }
         if (c->target != 0 && mstore_broker(m->store, c->target, &b) == 0) {
@@ -346,38 +357,28 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
     } else {
         o = json_loadb(resp->body, resp->body_len, 0, NULL);
     }
-    json_t *hw = json_object_get(o, "high_watermark");
     bool retention =
         resp->status == 404 && json_object_get(o, "first_offset") != NULL;
-    if (resp->err == 0 && resp->status == 200 && json_is_integer(hw)) {
-        uint64_t v = (uint64_t)json_integer_value(hw);
-        if (c->best == NULL || c->best_status != 200 || v > c->best_hw) {
-            json_decref(c->best);
-            c->best = json_incref(o);
-            c->best_status = 200;
-            c->best_hw = v;
-        }
-    } else if (resp->err == 0 && retention && c->best == NULL) {
-        c->best = json_incref(o);
-        c->best_status = 404;
-    } else if (resp->err == 0) {
-        const char *msg = json_string_value(json_object_get(o, "message"));
-        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", f->broker,
-                 resp->status, msg != NULL ? msg : "");
-    }
-    if (!c->delivered && resp->err == 0 && resp->status == 200 &&
-        json_is_integer(hw) && json_is_true(json_object_get(o, "leader"))) {
-        /* The ready leader has applied everything it acknowledged: its
-         * answer needs no other, and a replica that does not answer (a
-         * stopped process) does not hold it up. The call is freed once
-         * every answer is in. */
-        struct bclient_result r = {.status = 200, .answer = o, .why = ""};
-        uint64_t now = uv_now(c->m->loop);
-        routing_set_leader(c->m->routing, c->part.group_id, f->broker, now);
-        routing_raise(c->m->routing, c->part.group_id,
-                      (uint64_t)json_integer_value(hw));
+    bool final = resp->err == 0 && ((resp->status == 200 && o != NULL &&
+                                     policy_read_final(o, c->offset)) ||
+                                    retention);
+    if (!c->delivered && final && !c->m->closing) {
+        /* The confirmed leader's answer needs no other, and a replica
+         * that does not answer (a stopped process) does not hold it up.
+         * The call is freed once every answer is in. */
+        struct bclient_result r = {
+            .status = (int)resp->status, .answer = o, .why = ""};
+        read_learn(c, f->broker, o);
         c->delivered = true;
         c->cb(c->data, &r);
+    } else if (resp->err == 0 && !final) {
+        const char *msg = json_string_value(json_object_get(o, "message"));
+        uint32_t named = named_leader(o);
+        if (named != 0 && named != f->broker) {
+            c->fan_named = named;
+        }
+        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", f->broker,
+                 resp->status, msg != NULL ? msg : "");
     }
     json_decref(o);
     if (--c->fan_pending > 0) {
@@ -387,17 +388,14 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
         uv_close((uv_handle_t *)&c->timer, on_closed);
         return;
     }
-    if (c->best == NULL) {
-        finish_unavailable(c);
+    if (c->fan_named != 0 && !c->m->closing) {
+        /* Ask the leader a replica named, then the others in turn. */
+        c->fanout = false;
+        c->redirect_to = c->fan_named;
+        attempt(c);
         return;
     }
-    if (c->best_status == 200) {
-        routing_raise(c->m->routing, c->part.group_id, c->best_hw);
-    }
-    json_t *best = c->best;
-    c->best = NULL;
-    finish(c, c->best_status, best, "", NULL);
-    json_decref(best);
+    retry_later(c); /* No leader yet: every replica again after a pause. */
 }
 
 static void fan_out(struct bcall *c)
@@ -406,6 +404,7 @@ static void fan_out(struct bcall *c)
     struct mstore_broker b;
     char url[1024];
 
+    c->fan_named = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
         c->fans[k] = (struct fan){.c = c, .broker = c->part.replicas[k]};
         if (mstore_broker(m->store, c->part.replicas[k], &b) != 0) {
@@ -425,7 +424,7 @@ static void fan_out(struct bcall *c)
     }
     if (c->fan_pending == 0) {
         snprintf(c->why, sizeof c->why, "no replica could be asked");
-        finish_unavailable(c);
+        retry_later(c);
     }
 }
 
@@ -517,28 +516,16 @@ int bclient_read(struct manager *m, const struct mstore_partition *p,
     }
     c->wait_ms = wait_ms;
     c->offset = offset;
+    c->deadline = uv_now(m->loop) + READ_DEADLINE_MS + wait_ms;
     snprintf(c->path, sizeof c->path,
              "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
              "&max=%u&wait_ms=%u",
              p->topic, p->partition_id, offset, max, wait_ms);
-    /* The leader first (it has applied everything it acknowledged), then
-     * the others in their order after a failure, or when the one asked
-     * holds less than the cache knows was acknowledged (the cache may name
-     * a leader that has just handed over). With no leader known, a read
-     * asks every replica at once; a long poll waits on one replica at a
-     * time in the same order. */
+    read_order(c);
+    /* With no leader known, a read asks every replica at once; a long
+     * poll waits on one replica at a time. */
     const struct route *r = routing_get(m->routing, p->group_id);
-    unsigned n = 0;
     c->fanout = wait_ms == 0 && (r == NULL || r->leader == 0);
-    if (r != NULL && r->leader != 0) {
-        c->order[n++] = r->leader;
-    }
-    for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (n == 0 || p->replicas[k] != c->order[0]) {
-            c->order[n++] = p->replicas[k];
-        }
-    }
-    c->n_order = n;
     uv_timer_start(&c->timer, on_retry, 0, 0);
     return 0;
 }

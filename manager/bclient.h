@@ -1,6 +1,6 @@
 /*
  * Calls from a manager to the brokers' data plane (broker/README.md): a
- * produce sent to a partition's leader, and a read from any replica.
+ * produce sent to a partition's leader, and a read from its leader.
  *
  * A produce goes to the leader the routing cache names, else to the
  * partition's preferred leader. A 421 names the leader: the call goes
@@ -11,16 +11,19 @@
  * same on every retry, so the broker appends it once whatever the retries.
  * Every other answer (200, 4xx) ends the call with the broker's status.
  *
- * A read asks the leader the routing cache names, and others only if it
- * fails (cannot be reached, is not there, answers 5xx) or answers no
- * records without being the ready leader (brokers say so in "leader"; the
- * cache may name a leader that has just handed over, and a follower may
- * not have applied what the leader acknowledged) or with a high watermark
- * below the cache's: then the leader that replica names, else the next
- * replica, and the best answer wins. With no leader known, it asks every
- * replica at once and answers with the ready leader's answer as soon as
- * it comes, else, once all have answered, with the one that has applied
- * the most. A long poll waits on one replica at a time, the leader first.
+ * A read asks the leader the routing cache names. Brokers answer reads on
+ * a group's confirmed leader alone (broker/README.md); another replica
+ * answers 421 naming the leader, or 503. A 421 is followed; a 503, a
+ * failure, or a 200 that is not final (policy_read_final: not from the
+ * confirmed leader, or no records below the high watermark) passes on to
+ * the next replica; once every replica has been asked, all of them again
+ * after a short pause, until 5 s (plus the read's own wait)
+ * have passed, then 503. A read is never answered from anything but the
+ * confirmed leader, so it holds every record acknowledged before it and
+ * never says "nothing there" where records were acknowledged. With no
+ * leader known, a read asks every replica at once and takes the first
+ * final answer; a long poll waits on one replica at a time, the leader
+ * first.
  */
 #ifndef BCLIENT_H
 #define BCLIENT_H

@@ -76,3 +76,14 @@ void policy_member_order(uint64_t group_id, const uint32_t replicas[3],
         out[(group_id + k) % 3] = replicas[k];
     }
 }
+
+bool policy_read_final(const json_t *answer, uint64_t offset)
+{
+    json_t *hw = json_object_get(answer, "high_watermark");
+    if (!json_is_integer(hw) ||
+        !json_is_true(json_object_get(answer, "leader"))) {
+        return false;
+    }
+    return json_array_size(json_object_get(answer, "records")) > 0 ||
+           (uint64_t)json_integer_value(hw) <= offset;
+}

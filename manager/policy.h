@@ -1,12 +1,14 @@
 /*
  * The manager's small pure decisions, kept apart from the handlers that
  * use them so they can be unit-tested: which partition a message goes to,
- * what a message may be, and the order in which a partition's members are
- * given to brokers. (Topic names: mcmd_topic_valid.)
+ * what a message may be, the order in which a partition's members are
+ * given to brokers, and which read answers from brokers are final. (Topic
+ * names: mcmd_topic_valid.)
  */
 #ifndef POLICY_H
 #define POLICY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,5 +41,17 @@ uint32_t policy_partition(uint32_t bound, uint32_t given, const char *key,
  */
 void policy_member_order(uint64_t group_id, const uint32_t replicas[3],
                          uint32_t out[3]);
+
+/*
+ * Whether @answer, a broker's 200 answer to a read from @offset, is final:
+ * it comes from the group's confirmed leader (brokers serve reads there
+ * alone and say so in "leader"; an older broker's follower answered too,
+ * with "leader" false), and it does not answer a read below its high
+ * watermark with no records. The second never comes from a broker that
+ * works as it should (a leader still fetching a gap answers 503), and
+ * taking it would tell a consumer "no new messages" about records that
+ * were acknowledged. @answer may be NULL (not final).
+ */
+bool policy_read_final(const json_t *answer, uint64_t offset);
 
 #endif /* POLICY_H */

@@ -1267,9 +1267,19 @@ static void on_consume_read(void *data, const struct bclient_result *r)
         commit_offset(op);
         return;
     }
+    json_t *hw = json_object_get(r->answer, "high_watermark");
+    json_t *at = json_object_get(r->answer, "next_offset");
     if (r->status != 200) {
         op->had_error = true;
         snprintf(op->why, sizeof op->why, "partition %u: %s", p, r->why);
+    } else if (!json_is_integer(hw) || !json_is_integer(at) ||
+               json_integer_value(hw) > json_integer_value(at)) {
+        /* No record where the partition holds some (next_offset is the
+         * offset read when no record came): never "no new messages";
+         * bclient passes on no such answer. */
+        op->had_error = true;
+        snprintf(op->why, sizeof op->why,
+                 "partition %u answered no record below its high watermark", p);
     }
     op->idx++;
     consume_next(op);

@@ -696,14 +696,14 @@ def commit_latencies(opts, c):
 
 def readable(c, i, want):
     """The partitions in @want ({p: last offset}) whose last record broker
-    @i serves now."""
+    @i serves now from its own log (local=1, whatever its role)."""
     out = set()
     client = Client(timeout=5)
     try:
         for p, last in want.items():
             try:
                 st, obj = client.request(c.http[i], "GET",
-                                         records_path(p) + "?offset=%d&max=1" % last)
+                                         records_path(p) + "?offset=%d&max=1&local=1" % last)
             except (OSError, http.client.HTTPException):
                 break
             if st == 200 and obj["records"] and obj["records"][0]["offset"] == last:

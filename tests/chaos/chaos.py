@@ -1366,14 +1366,16 @@ def free_subnet():
 
 
 def read_replica(c, b, topic, p, first):
-    """Every record of @topic/@p on broker @b's replica: (offset, value,
-    key, timestamp) from @first on; None if it cannot be read."""
+    """Every record of @topic/@p in broker @b's replica's own log (local=1,
+    whatever its role): (offset, value, key, timestamp) from @first on;
+    None if it cannot be read."""
     out = []
     offset = first
     while True:
         try:
             st, obj = c.b_call(b, "GET", "/v1/topics/%s/partitions/%d/records" % (topic, p),
-                               query={"offset": offset, "max": 1000}, timeout=10)
+                               query={"offset": offset, "max": 1000, "local": 1},
+                               timeout=10)
         except Unreachable:
             return None
         if st != 200:

@@ -624,13 +624,15 @@ def barrage_broker(addr, topic, gid):
                headers={"Content-Type": BINARY}, what="binary query %s" % qs)
     # Reads.
     for arg, vals in [("offset", ["-1", BIG, "abc", "1e3"]), ("max", ["0", "-5", "abc", "10001"]),
-                      ("wait_ms", ["-1", "abc", BIG])]:
+                      ("wait_ms", ["-1", "abc", BIG]), ("local", ["2", "-1", "yes", BIG])]:
         for v in vals:
             expect(addr, "GET", q(rp, **{arg: v}), 400, arg, what="broker read %s=%r" % (arg, v))
     expect(addr, "GET", rp + "?offset=0%00", 400, "NUL")
-    # The largest offset is a read past the end: no records, at once.
+    # The largest offset is a read past the end: no records, at once (from
+    # this replica's own log, so that every replica answers whatever its
+    # role; only the leader answers a plain read).
     top = str(2**63 - 1)
-    obj = expect_ok(addr, "GET", q(rp, offset=top, max=10000))
+    obj = expect_ok(addr, "GET", q(rp, offset=top, max=10000, local=1))
     check(obj["records"] == [] and obj["next_offset"] == 2**63 - 1, "read at 2^63-1: %r" % obj)
     for v in ["-1", "abc", BIG]:
         expect(addr, "GET", "/v1/topics/%s/partitions/%s/records" % (topic, v), 400, "partition",

@@ -339,12 +339,13 @@ class Brokers:
 
     def read_all(self, i, p, topic=TOPIC):
         """Every record of partition @p at broker @i, from its first offset:
-        a list of (offset, value, key, timestamp_ms)."""
+        a list of (offset, value, key, timestamp_ms). The replica's own log
+        (local=1), whatever its role."""
         out = []
         offset = self.replicas(i)[p + 1]["first_offset"]
         while True:
             st, obj, _ = call(self.http[i], "GET",
-                              records_path(topic, p) + "?offset=%d&max=1000" % offset)
+                              records_path(topic, p) + "?offset=%d&max=1000&local=1" % offset)
             check(st == 200, "broker%d read of partition %d at %d: %d %r" % (i, p, offset, st, obj))
             recs = obj["records"]
             if not recs:
@@ -569,8 +570,10 @@ def test_produce_read_everywhere(ctx):
 
 def test_dedupe_redirect_long_poll(ctx):
     """A retried produce gets its original offsets; an older sequence is
-    refused; a follower redirects with 421 and the leader's address; a long
-    poll on a follower wakes on a produce, and times out empty."""
+    refused; a follower redirects produces and reads with 421 and the
+    leader's address, and shows its own log with local=1; a long poll on
+    the leader wakes on a produce, times out empty, and ends with 421 when
+    leadership moves."""
     b = Brokers(ctx).start()
     b.create([0])
     lead = b.wait_preferred([0])[0]
@@ -595,17 +598,23 @@ def test_dedupe_redirect_long_poll(ctx):
           "421 names %r, leader is broker%d at %s" % (obj, lead, b.http[lead]))
 
     b.wait_converged([0])
-    st, obj, _ = call(b.http[follower], "GET", path + "?offset=0")
-    check(st == 200 and [r["value"] for r in obj["records"]] == ["a", "b", "c"]
-          and [r["key"] for r in obj["records"]] == [None, "k", None]
-          and obj["next_offset"] == 3 and obj["high_watermark"] == 3,
-          "follower read: %r" % obj)
+    for at, local, leader in [(lead, 0, True), (follower, 1, False)]:
+        st, obj, _ = call(b.http[at], "GET", path + "?offset=0&local=%d" % local)
+        check(st == 200 and [r["value"] for r in obj["records"]] == ["a", "b", "c"]
+              and [r["key"] for r in obj["records"]] == [None, "k", None]
+              and obj["next_offset"] == 3 and obj["high_watermark"] == 3
+              and obj["leader"] is leader and obj["leader_id"] == lead,
+              "read at broker%d, local=%d: %r" % (at, local, obj))
+    obj, _ = expect_failure(b.http[follower], "GET", path + "?offset=0", 421,
+                            what="read at a follower")
+    check(obj["leader_id"] == lead and obj["leader_http"] == b.http[lead],
+          "421 names %r, leader is broker%d" % (obj, lead))
 
     result = {}
 
     def poll():
         t0 = time.monotonic()
-        result["answer"] = call(b.http[follower], "GET", path + "?offset=3&wait_ms=8000")
+        result["answer"] = call(b.http[lead], "GET", path + "?offset=3&wait_ms=8000")
         result["secs"] = time.monotonic() - t0
 
     t = threading.Thread(target=poll)
@@ -620,38 +629,48 @@ def test_dedupe_redirect_long_poll(ctx):
     check(result["secs"] < 5, "long poll took %.1fs to wake" % result["secs"])
 
     t0 = time.monotonic()
-    st, obj, _ = call(b.http[follower], "GET", path + "?offset=4&wait_ms=700")
+    st, obj, _ = call(b.http[lead], "GET", path + "?offset=4&wait_ms=700")
     secs = time.monotonic() - t0
     check(st == 200 and obj["records"] == [] and obj["next_offset"] == 4,
           "long poll timeout: %r" % obj)
     check(0.6 <= secs < 5, "a 700 ms long poll took %.2fs" % secs)
 
     # A client that leaves a parked long poll: the broker lets go of it.
-    host, port = b.http[follower].rsplit(":", 1)
+    host, port = b.http[lead].rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=5)
     target = "%s?offset=4&wait_ms=20000" % path
     auth = rqsign.sign("GET", target, label=rqkeys.HTTP_M2B)
     s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s: %s\r\n\r\n"
                % (target, rqsign.HEADER, auth)).encode())
-    wait_until(lambda: b.replicas(follower)[1]["waiters"] == 1, 10, "the long poll to park")
+    wait_until(lambda: b.replicas(lead)[1]["waiters"] == 1, 10, "the long poll to park")
     s.close()
-    wait_until(lambda: b.replicas(follower)[1]["waiters"] == 0, 10,
+    wait_until(lambda: b.replicas(lead)[1]["waiters"] == 0, 10,
                "the abandoned long poll to be dropped")
 
-    # On-demand leadership transfer.
+    # On-demand leadership transfer: a long poll parked on the leader ends
+    # with 421 naming the new one, at once.
+    t = threading.Thread(target=lambda: result.update(
+        moved=call(b.http[lead], "GET", path + "?offset=4&wait_ms=20000")))
+    t.start()
+    wait_until(lambda: b.replicas(lead)[1]["waiters"] == 1, 10, "the long poll to park")
     to = next(i for i in b.ids() if i != lead)
+    t0 = time.monotonic()
     st, obj, _ = call(b.http[lead], "POST", "/internal/replicas/1/transfer", {"to": to})
     check(st == 200, "transfer: %d %r" % (st, obj))
     wait_until(lambda: b.leader(0) == to, 10, "broker%d to lead after the transfer" % to)
+    t.join(15)
+    st, obj, _ = result["moved"]
+    check(st == 421 and obj["leader_id"] == to and time.monotonic() - t0 < 10,
+          "a long poll on the old leader got %d %r" % (st, obj))
     b.wait_preferred([0])  # And the preferred leader takes it back.
 
     # SIGTERM with a long poll parked: it is answered 503, the exit is clean.
     t = threading.Thread(target=lambda: result.update(
-        last=call(b.http[follower], "GET", path + "?offset=4&wait_ms=20000")))
+        last=call(b.http[lead], "GET", path + "?offset=4&wait_ms=20000")))
     t.start()
-    wait_until(lambda: b.replicas(follower)[1]["waiters"] == 1, 10, "the long poll to park")
-    rc = b[follower].terminate()
-    check(rc == 0, "broker%d exited with %d after SIGTERM" % (follower, rc))
+    wait_until(lambda: b.replicas(lead)[1]["waiters"] == 1, 10, "the long poll to park")
+    rc = b[lead].terminate()
+    check(rc == 0, "broker%d exited with %d after SIGTERM" % (lead, rc))
     t.join(15)
     check(result["last"][0] == 503, "the parked poll got %r at shutdown" % (result["last"],))
 
@@ -713,6 +732,7 @@ def test_bad_input(ctx):
     expect_failure(a, "GET", path + "?max=0", 400, what="max 0")
     expect_failure(a, "GET", path + "?max=abc", 400, what="max not a number")
     expect_failure(a, "GET", path + "?wait_ms=x", 400, what="wait_ms not a number")
+    expect_failure(a, "GET", path + "?local=yes", 400, what="local not 0 or 1")
     expect_failure(a, "DELETE", "/internal/replicas/999", 404, what="unknown group")
     expect_failure(a, "DELETE", "/internal/replicas/abc", 400, what="group not a number")
     expect_failure(a, "POST", "/internal/replicas/999/transfer", 404, {"to": 1},
@@ -915,7 +935,7 @@ def test_memory_bounded_by_bytes(ctx):
     wait_until(lambda: all(b.replicas(i)[1]["next_offset"] == want for i in b.ids()), 60,
                "every replica to hold all %d records" % want)
     for i in b.ids():
-        st, obj, _ = call(b.http[i], "GET", path + "?offset=%d&max=1" % (want - 1))
+        st, obj, _ = call(b.http[i], "GET", path + "?offset=%d&max=1&local=1" % (want - 1))
         check(st == 200 and obj["records"][0]["value"] == value,
               "broker%d's last record: %d" % (i, st))
     # Each replica may hold 36 MiB of entries at its peak, plus allocator
@@ -973,7 +993,8 @@ def wait_held(b, partitions, n_records, value, timeout=60):
     for i in b.ids():
         for p in partitions:
             st, obj, _ = call(b.http[i], "GET",
-                              records_path(TOPIC, p) + "?offset=%d&max=1" % (n_records - 1))
+                              records_path(TOPIC, p) + "?offset=%d&max=1&local=1"
+                              % (n_records - 1))
             check(st == 200 and obj["records"][0]["value"] == value,
                   "broker%d partition %d: last record: %d" % (i, p, st))
 
@@ -1087,7 +1108,7 @@ def test_retention(ctx):
                "retention to delete old segments everywhere")
     for i in b.ids():
         first = b.replicas(i)[1]["first_offset"]
-        obj, _ = expect_failure(b.http[i], "GET", records_path(TOPIC, 0) + "?offset=0", 404,
+        obj, _ = expect_failure(b.http[i], "GET", records_path(TOPIC, 0) + "?offset=0&local=1", 404,
                                 what="read below the first offset")
         check(obj["first_offset"] == first, "404 names %r, first offset is %d" % (obj, first))
         got = b.read_all(i, 0)

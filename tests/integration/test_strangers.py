@@ -167,7 +167,7 @@ def state(c, gid, replicas):
     and preferred leader, and the managers' broker and manager lists."""
     out = {}
     for b in replicas:
-        target = "/v1/topics/%s/partitions/0/records?offset=0&max=1000" % TOPIC
+        target = "/v1/topics/%s/partitions/0/records?offset=0&max=1000&local=1" % TOPIC
         st, obj = send(c.b_http[b], "GET", target, headers=signed("GET", target, "",
                                                                    rqkeys.HTTP_M2B))
         check(st == 200, "read back from broker %d: %d %r" % (b, st, obj))

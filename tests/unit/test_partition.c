@@ -891,6 +891,54 @@ static void test_partition_restore_past_everything_held_resets(void **state)
     rq_buf_close(&m);
 }
 
+/* A client's read on a replica with a gap (the broker answers on the
+ * group's confirmed leader only): records below the gap, "fetching" (not
+ * "no records") inside it, records again past it; "retained" below the
+ * first offset after a reset; records everywhere once fetched. */
+static void test_partition_read_check_names_the_gap(void **state)
+{
+    struct fixture *f = *state;
+    struct partition *a = f->p[0];
+    struct partition *b = f->p[1];
+    struct rq_buf m;
+    uint64_t from, to;
+    unsigned deleted;
+
+    history(a, 1, 10);
+    history(b, 1, 10);
+    uint64_t held = partition_local_next(b);
+    assert_true(partition_read_check(b, 0) == PARTITION_READ_RECORDS);
+    assert_true(partition_read_check(b, held) == PARTITION_READ_RECORDS);
+    history(a, 11, 120);
+    manifest(a, &m);
+    assert_int_equal(partition_fsm_ops.restore(b, m.base, m.len), 0);
+    rq_buf_close(&m);
+    assert_true(partition_fetch_range(b, &from, &to));
+    assert_true(partition_read_check(b, 0) == PARTITION_READ_RECORDS);
+    assert_true(partition_read_check(b, held - 1) == PARTITION_READ_RECORDS);
+    assert_true(partition_read_check(b, held) == PARTITION_READ_FETCHING);
+    assert_true(partition_read_check(b, to - 1) == PARTITION_READ_FETCHING);
+    assert_true(partition_read_check(b, to) == PARTITION_READ_RECORDS);
+    assert_true(partition_read_check(b, to + 5) == PARTITION_READ_RECORDS);
+
+    /* A log reset past everything it held: below its first offset is
+     * retention's, the rest a gap until fetched. */
+    history(a, 121, 200);
+    assert_int_equal(partition_retain(a, SMALL_SEGMENT * 3, 0, 0, &deleted), 0);
+    uint64_t first = partition_first_offset(a);
+    assert_true(first > held);
+    manifest(a, &m);
+    assert_int_equal(partition_fsm_ops.restore(b, m.base, m.len), 0);
+    rq_buf_close(&m);
+    assert_true(partition_read_check(b, first - 1) == PARTITION_READ_RETAINED);
+    assert_true(partition_read_check(b, first) == PARTITION_READ_FETCHING);
+    fetch_gap(b, a, 1500);
+    assert_false(partition_fetch_range(b, &from, &to));
+    assert_true(partition_read_check(b, first) == PARTITION_READ_RECORDS);
+    assert_true(partition_read_check(b, partition_next_offset(a) - 1) ==
+                PARTITION_READ_RECORDS);
+}
+
 static void test_partition_fetched_refuses_bad_bytes(void **state)
 {
     struct fixture *f = *state;
@@ -1257,6 +1305,7 @@ int main(void)
         T(test_partition_manifest_decode_rejects_damage),
         T(test_partition_restore_gap_fetched_from_a_peer),
         T(test_partition_restore_past_everything_held_resets),
+        T(test_partition_read_check_names_the_gap),
         T(test_partition_fetched_refuses_bad_bytes),
         T(test_partition_replay_after_restart_rebuilds_state),
         T(test_partition_replay_replaces_batches_of_a_lost_history),

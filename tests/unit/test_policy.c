@@ -1,6 +1,7 @@
 /*
- * Unit tests of the manager's pure decisions (policy.h) and of its routing
- * cache (routing.h).
+ * Unit tests of the manager's pure decisions (policy.h), among them which
+ * read answers from brokers are final, and of its routing cache
+ * (routing.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,6 +170,56 @@ static void test_routing_sorted_merge_and_prune(void **state)
     routing_free(NULL);
 }
 
+/* A broker's read answer: @n records up to @next, the given high
+ * watermark and leader flag. */
+static json_t *read_answer(unsigned n, uint64_t next, uint64_t hw, bool leader)
+{
+    json_t *recs = json_array();
+    for (unsigned i = 0; i < n; i++) {
+        json_array_append_new(
+            recs, json_pack("{s:I,s:s}", "offset", (json_int_t)(next - n + i),
+                            "value", "v"));
+    }
+    return json_pack("{s:o,s:I,s:I,s:b,s:I}", "records", recs, "next_offset",
+                     (json_int_t)next, "high_watermark", (json_int_t)hw,
+                     "leader", leader, "leader_id", (json_int_t)2);
+}
+
+/* Final: the confirmed leader's answer ("leader" true) with records, or
+ * with none at or past the high watermark. Never final: a follower's
+ * answer (an older broker's), one without a high watermark, and no
+ * records below the high watermark (an older broker's leader with a gap)
+ * whoever says it, since records were acknowledged there. */
+static void test_policy_read_final(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned n;
+        uint64_t next, hw;
+        bool leader;
+        uint64_t offset;
+        bool final;
+    } cases[] = {
+        {3, 8, 10, true, 5, true},     /* records from the leader */
+        {3, 8, 10, false, 5, false},   /* records from a follower */
+        {0, 10, 10, true, 10, true},   /* the end of the partition */
+        {0, 12, 10, true, 12, true},   /* past the end */
+        {0, 5, 10, true, 5, false},    /* a gap at the offset */
+        {0, 9, 10, true, 9, false},    /* the last record missing */
+        {0, 10, 10, false, 10, false}, /* the end, says a follower */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *a = read_answer(cases[i].n, cases[i].next, cases[i].hw,
+                                cases[i].leader);
+        assert_int_equal(policy_read_final(a, cases[i].offset), cases[i].final);
+        json_decref(a);
+    }
+    json_t *a = json_pack("{s:[],s:b}", "records", "leader", 1);
+    assert_false(policy_read_final(a, 0)); /* No high watermark. */
+    json_decref(a);
+    assert_false(policy_read_final(NULL, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_policy_partition_order_of_precedence),
         cmocka_unit_test(test_policy_key_partition_is_stable_and_spread),
         cmocka_unit_test(test_policy_member_order_puts_preferred_first_in_turn),
+        cmocka_unit_test(test_policy_read_final),
         cmocka_unit_test(test_routing_newer_term_wins),
         cmocka_unit_test(test_routing_sorted_merge_and_prune),
     };
