@@ -656,14 +656,6 @@ void replica_set_log_budget(struct replica *r, uint64_t memory_bytes,
     }
 }
 
-int replica_compact(struct replica *r, bool barrier)
-{
-    if (r->state != REPLICA_OPEN) {
-        return RQ_INVALID;
-    }
-    return rq_node_compact(r->node, barrier);
-}
-
 bool replica_ready_leader(const struct replica *r)
 {
     return r->state == REPLICA_OPEN && rq_node_ready(r->node);

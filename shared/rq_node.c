@@ -14,16 +14,10 @@
  *         --[ready_barrier_cb, status 0]--> leader, ready
  *     any leader state --[new term or step-down]--> not leader
  *
- * Compaction (rq_node_compact). libraft snapshots after applying entries
- * once `threshold` of them have been applied since the last snapshot, and
- * checks nowhere else, so a node asked to let go of its log lowers the
- * threshold to 1 and, as leader, proposes a barrier; the threshold comes
- * back in poll_cb once a snapshot has started, or once the barrier has been
- * applied (libraft checks the threshold right after applying it, in the
- * same call, so by the next poll a snapshot has started or could not):
- *
- *     idle --[rq_node_compact]--> compacting (threshold 1)
- *         --[poll_cb: snapshot started, or barrier applied or failed]--> idle
+ * Snapshot counts. libraft 0.22 checks the snapshot threshold after every
+ * event it handles (a tick, a message: src/legacy.c legacyShouldTakeSnapshot
+ * at the end of every step), so counts lowered by rq_node_set_log_budget()
+ * take effect at the next tick, also on a node that receives no entry.
  *
  * Close sequence (libraft 0.15, src/raft.c and src/uv.c): raft_close()
  * fails the pending requests synchronously, then closes raft_uv, which
@@ -114,11 +108,7 @@ struct rq_node {
 
     struct request *requests; /* Pending client requests, for close. */
 
-    /* Compaction; see the top of the file. */
-    bool compacting;
-    bool compact_barrier_done; /* Applied (or failed): restore at the poll. */
-    uint64_t compact_from;     /* snap.puts when it began. */
-    unsigned cur_threshold;    /* The counts libraft was last given. */
+    unsigned cur_threshold; /* The counts libraft was last given. */
     unsigned cur_trailing;
 
     /* What raft_uv is asked to store, seen from in between (see
@@ -139,9 +129,8 @@ struct rq_node {
             raft_index index;
             unsigned trailing;
         } inflight[2];
-        uint64_t puts;         /* snapshot_put calls so far. */
-        raft_index index;      /* Of the last snapshot stored; 0: none. */
-        raft_index log_first;  /* First entry libraft holds in memory. */
+        raft_index index;     /* Of the last snapshot stored; 0: none. */
+        raft_index log_first; /* First entry libraft holds in memory. */
     } snap;
 
     /* The writes raft_uv failed (see "Writes that fail" below). */
@@ -354,32 +343,16 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
 
 static void poll_cb(uv_timer_t *timer);
 
-/* Hands libraft the snapshot counts: the sized ones (or the configured
- * threshold), or a threshold of 1 while compacting. */
+/* Hands libraft the snapshot counts: the sized ones, or the configured
+ * threshold. */
 static void set_counts(struct rq_node *n)
 {
-    unsigned threshold = n->sized ? n->logmem.threshold : n->threshold;
-    n->cur_threshold = n->compacting ? 1 : threshold;
+    n->cur_threshold = n->sized ? n->logmem.threshold : n->threshold;
     raft_set_snapshot_threshold(&n->raft, n->cur_threshold);
     if (n->sized) {
         n->cur_trailing = n->logmem.trailing;
         raft_set_snapshot_trailing(&n->raft, n->cur_trailing);
     }
-}
-
-/* Ends a compaction once it has done what it can (see the top). */
-static void compact_check(struct rq_node *n)
-{
-    if (!n->compacting) {
-        return;
-    }
-    bool started = n->snap.puts != n->compact_from;
-    if (!started && !n->compact_barrier_done) {
-        return;
-    }
-    n->compacting = false;
-    n->compact_barrier_done = false;
-    set_counts(n);
 }
 
 static void ready_barrier_cb(struct raft_barrier *req, int status)
@@ -444,7 +417,6 @@ static void poll_cb(uv_timer_t *timer)
         n->io_fail.reported = true;
         rq_log(RQ_ERROR, "%s: stopped: %s", n->label, n->io_fail.what);
     }
-    compact_check(n);
     maybe_issue_barrier(n);
     rq_node_info(n, &now);
     if (now.role == n->last.role && now.leader_id == n->last.leader_id &&
@@ -527,8 +499,7 @@ static const struct rq_fsm_ops node_ops = {
  * - load (raft_start): the snapshot on disk and the first entry loaded;
  * - snapshot_put: a snapshot taken (trailing > 0: libraft keeps `trailing`
  *   entries before its index in memory) or installed from the leader
- *   (trailing 0: the log restarts after it). The count of calls tells
- *   compaction that a snapshot has started; its completion moves the
+ *   (trailing 0: the log restarts after it). Its completion moves the
  *   snapshot index and the first entry libraft still holds.
  *
  * From those and raft_last_index(), rq_node_log_memory() counts the entries
@@ -695,7 +666,6 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
                               .index = snapshot->index,
                               .trailing = trailing};
     req->data = slot;
-    n->snap.puts++;
     int rv = n->snap.snapshot_put(io, trailing, req, snapshot,
                                   io_snapshot_put_cb);
     if (rv != 0) {
@@ -1127,7 +1097,6 @@ void rq_node_log_memory(const struct rq_node *n, struct rq_node_log_memory *out)
     out->snapshot_index = n->snap.index;
     out->threshold = n->cur_threshold;
     out->trailing = n->cur_trailing;
-    out->compacting = n->compacting;
 }
 
 int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
@@ -1139,47 +1108,6 @@ int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
     if (rq_logmem_set_budget(&n->logmem, memory_bytes, trailing_bytes)) {
         set_counts(n);
     }
-    return 0;
-}
-
-static void compact_barrier_cb(void *data, int status, uint64_t result)
-{
-    struct rq_node *n = data;
-    (void)result;
-    if (n->closing) {
-        return; /* Called from rq_node_close(): the poll timer is closed. */
-    }
-    if (status != 0 && status != RQ_NOTLEADER) {
-        rq_log(RQ_WARN, "%s: compaction barrier: %s", n->label,
-               rq_strerror(status));
-    }
-    /* libraft has checked the threshold right after applying the barrier
-     * (or it failed): the poll ends the compaction on the next turn. */
-    n->compact_barrier_done = true;
-    uv_timer_start(&n->poll, poll_cb, 0, n->poll_ms);
-}
-
-int rq_node_compact(struct rq_node *n, bool barrier)
-{
-    if (n->closing) {
-        return RQ_SHUTDOWN;
-    }
-    if (!n->started) {
-        return RQ_INVALID;
-    }
-    if (n->compacting) {
-        return RQ_EXISTS;
-    }
-    if (barrier) {
-        int rv = rq_node_barrier(n, compact_barrier_cb, n);
-        if (rv != 0) {
-            return rv;
-        }
-    }
-    n->compacting = true;
-    n->compact_barrier_done = false;
-    n->compact_from = n->snap.puts;
-    set_counts(n);
     return 0;
 }
 

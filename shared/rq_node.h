@@ -165,7 +165,6 @@ struct rq_node_log_memory {
     uint64_t snapshot_index; /* Last index of the last snapshot; 0: none. */
     unsigned threshold;      /* libraft's snapshot threshold now. */
     unsigned trailing;       /* libraft's trailing count now. */
-    bool compacting;         /* rq_node_compact() is under way. */
 };
 
 void rq_node_log_memory(const struct rq_node *n,
@@ -174,25 +173,12 @@ void rq_node_log_memory(const struct rq_node *n,
 /*
  * Replaces the byte budgets of a node whose snapshots are sized by bytes
  * (cfg->log_memory_bytes non-zero; RQ_INVALID otherwise): the counts follow
- * at once. 0 or RQ_INVALID.
+ * at once, and libraft checks them at its next tick even when no entry
+ * comes, so a node idle over its new budget snapshots by itself. 0 or
+ * RQ_INVALID.
  */
 int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
                            uint64_t trailing_bytes);
-
-/*
- * Takes a snapshot at the next entry applied, so libraft lets go of the
- * entries it holds (all but the trailing ones): lowers the snapshot
- * threshold to one entry until a snapshot has started. libraft checks the
- * threshold only after applying entries, so with @barrier the node (the
- * ready leader) also proposes a barrier, which every member applies; a
- * follower waits for its leader's next entry. The threshold comes back
- * once a snapshot has started or the barrier has been applied, whichever
- * comes first. Returns 0, RQ_EXISTS if a compaction is under way,
- * RQ_INVALID if the node has not started, RQ_SHUTDOWN once closing, and,
- * with @barrier, RQ_NOTLEADER (not the ready leader), RQ_NOMEM or RQ_RAFT
- * (then nothing changed).
- */
-int rq_node_compact(struct rq_node *n, bool barrier);
 
 /* The raft instance, for membership changes and leadership transfer. */
 struct raft *rq_node_raft(struct rq_node *n);

@@ -877,18 +877,20 @@ static void test_node_three_voters_replicate_and_fail_over(void **state)
     assert_int_equal(o.ok + o.notleader + o.other, 0);
 }
 
-struct all_compacted {
+struct all_snapshotted {
     struct fixture *c;
-    uint64_t past; /* Every node's snapshot index must exceed this. */
+    uint64_t applied[N_VOTERS]; /* What each had applied. */
 };
 
-static bool all_compacted(void *arg)
+/* Every member has snapshotted at what it had applied and holds no more
+ * than its trailing entries. */
+static bool all_snapshotted(void *arg)
 {
-    struct all_compacted *a = arg;
+    struct all_snapshotted *a = arg;
     for (unsigned i = 0; i < N_VOTERS; i++) {
         struct rq_node_log_memory m;
         rq_node_log_memory(a->c->nodes[i].node, &m);
-        if (m.compacting || m.snapshot_index < a->past) {
+        if (m.snapshot_index < a->applied[i] || m.entries > m.trailing) {
             return false;
         }
     }
@@ -910,14 +912,13 @@ static bool snapshot_past(void *arg)
 
 /*
  * Three voters with snapshots sized by bytes, holding every entry (far
- * below the budget). Compaction lowers the threshold to one entry; libraft
- * checks it after every event it handles (a tick, a message), so every
- * member snapshots at what it has applied, at least everything before the
- * leader's barrier, and keeps only its trailing entries (and the barrier,
- * if it came after the snapshot); the counts come back. A lower budget
- * lowers the counts at once.
+ * below the budget). Then every member's budget is lowered and no entry is
+ * proposed: the counts follow at once, and libraft checks the threshold
+ * after every event it handles (a tick, a message), so every member
+ * snapshots by itself at what it had applied and keeps only its trailing
+ * entries. Entries applied after that snapshot again at the new counts.
  */
-static void test_node_compact_lets_go_of_the_log(void **state)
+static void test_node_lower_budget_lets_go_of_the_log_when_idle(void **state)
 {
     struct fixture *fx = *state;
     struct rq_peer peers[N_VOTERS];
@@ -938,8 +939,6 @@ static void test_node_compact_lets_go_of_the_log(void **state)
         cfg.trailing_bytes = 8 << 10;
         tnode_open_with(&fx->nodes[i], &cfg);
         tnode_bootstrap(&fx->nodes[i], peers, N_VOTERS);
-        assert_int_equal(rq_node_compact(fx->nodes[i].node, false),
-                         RQ_INVALID); /* Not started. */
         tnode_start(&fx->nodes[i]);
     }
     assert_true(run_until(fx, one_ready, fx, WAIT_MS));
@@ -950,8 +949,7 @@ static void test_node_compact_lets_go_of_the_log(void **state)
 
     /* Entries of 1 to 1001 bytes, 8 to 1016 framed, plus 64 of overhead:
      * nothing snapshotted, every entry held. */
-    unsigned threshold[N_VOTERS];
-    uint64_t last = 0;
+    struct all_snapshotted a = {.c = fx};
     for (unsigned i = 0; i < N_VOTERS; i++) {
         struct tnode *tn = &fx->nodes[i];
         rq_node_log_memory(tn->node, &m);
@@ -962,52 +960,40 @@ static void test_node_compact_lets_go_of_the_log(void **state)
         assert_true(m.bytes == m.entries * m.average);
         assert_true(m.threshold > 100 && m.threshold == (1 << 20) / m.average);
         assert_true(m.trailing == (8 << 10) / m.average || m.trailing == 2);
-        assert_false(m.compacting);
-        threshold[i] = m.threshold;
+    }
+
+    /* A smaller budget everywhere, and no entry: fewer entries between
+     * snapshots at once, then a snapshot at the next tick. */
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct tnode *tn = &fx->nodes[i];
         struct rq_node_info info;
         rq_node_info(tn->node, &info);
-        last = info.last_index > last ? info.last_index : last;
+        a.applied[i] = info.applied;
+        assert_int_equal(info.applied, info.last_index);
+        assert_int_equal(rq_node_set_log_budget(tn->node, 8 << 10, 1 << 10), 0);
+        rq_node_log_memory(tn->node, &m);
+        assert_true(m.threshold < 20);
+        assert_true(m.entries > m.threshold + m.trailing);
     }
-
-    /* Followers may not propose the barrier; they lower their threshold
-     * and wait for the leader's next entry. */
+    assert_true(run_until(fx, all_snapshotted, &a, WAIT_MS));
     for (unsigned i = 0; i < N_VOTERS; i++) {
         struct tnode *tn = &fx->nodes[i];
-        if (tn == leader) {
-            continue;
-        }
-        assert_int_equal(rq_node_compact(tn->node, true), RQ_NOTLEADER);
-        rq_node_log_memory(tn->node, &m);
-        assert_false(m.compacting);
-        assert_int_equal(rq_node_compact(tn->node, false), 0);
-        assert_int_equal(rq_node_compact(tn->node, false), RQ_EXISTS);
-        rq_node_log_memory(tn->node, &m);
-        assert_true(m.compacting);
-        assert_int_equal(m.threshold, 1);
-    }
-    assert_int_equal(rq_node_compact(leader->node, true), 0);
-    struct all_compacted a = {fx, last};
-    assert_true(run_until(fx, all_compacted, &a, WAIT_MS));
-    for (unsigned i = 0; i < N_VOTERS; i++) {
-        struct tnode *tn = &fx->nodes[i];
+        struct rq_node_info info;
         assert_true(tn->fsm.snapshots >= 1);
-        rq_node_log_memory(tn->node, &m);
-        /* The trailing entries up to the snapshot, and at most the
-         * barrier after it. */
-        assert_true(m.entries <= m.trailing + 1);
-        assert_int_equal(m.threshold, threshold[i]);
+        rq_node_info(tn->node, &info);
+        assert_int_equal(info.last_index, a.applied[i]); /* Nothing new. */
     }
+    check_open_nodes_state(fx, 60, expect);
 
-    /* A smaller budget: fewer entries between snapshots at once. */
-    assert_int_equal(rq_node_set_log_budget(leader->node, 8 << 10, 1 << 10), 0);
+    /* Entries applied from there are snapshotted at the new counts. */
     rq_node_log_memory(leader->node, &m);
-    assert_true(m.threshold < 20);
+    uint64_t past = m.snapshot_index;
     apply_range(leader, 60, 40, &expect);
     v.count = 100;
     assert_true(run_until(fx, open_nodes_applied, &v, WAIT_MS));
     check_open_nodes_state(fx, 100, expect);
     /* The snapshot those entries started is written in the background. */
-    struct snapshot_past sp = {leader, a.past + 1};
+    struct snapshot_past sp = {leader, past};
     assert_true(run_until(fx, snapshot_past, &sp, WAIT_MS));
 
     for (unsigned i = 0; i < N_VOTERS; i++) {
@@ -1030,8 +1016,9 @@ int main(void)
             test_node_rejects_bad_config_and_failed_start, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_node_three_voters_replicate_and_fail_over, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_node_compact_lets_go_of_the_log,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_lower_budget_lets_go_of_the_log_when_idle, setup,
+            teardown),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }
