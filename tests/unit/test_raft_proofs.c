@@ -65,9 +65,10 @@
 #define TERM_OF(r) raft_current_term(r)
 #define COMMIT_OF(r) raft_commit_index(r)
 #else
-/* libraft 0.15 has no calls for these two. */
+/* libraft 0.15 has no calls for these two, and another name for this. */
 #define TERM_OF(r) ((r)->current_term)
 #define COMMIT_OF(r) ((r)->commit_index)
+#define RAFT_INSTALL_SNAPSHOT RAFT_IO_INSTALL_SNAPSHOT
 #endif
 
 #define MAX_SERVERS 5
@@ -91,6 +92,8 @@ struct server {
     unsigned threshold, trailing;
     bool down; /* Crashed and not restarted. */
     raft_time crashed_at;
+    unsigned latency;       /* Of its disk, in ms. */
+    raft_index last_before; /* Its last index when it crashed. */
     /* What the state machine applied, stamped with the step it ran in. */
     uint64_t hash[MAX_INDEX];
     uint64_t stamp[MAX_INDEX];
@@ -125,17 +128,18 @@ struct world {
     uint64_t step; /* Fixture steps so far. */
     raft_time next_poll;
     /* Clients. */
-    bool load;          /* Produce through any ready leader. */
-    bool no_barriers;   /* rq_node's readiness barriers left out. */
-    bool defer;         /* Violations fail the test at its end only. */
+    bool load;                 /* Produce through any ready leader. */
+    bool no_barriers;          /* rq_node's readiness barriers left out. */
+    bool defer;                /* Violations fail the test at its end only. */
     struct fx_barrier barrier; /* settle()'s. */
-    uint64_t tags;      /* Produces made. */
-    unsigned in_flight; /* Their callbacks still due. */
+    uint64_t tags;             /* Produces made. */
+    unsigned in_flight;        /* Their callbacks still due. */
     unsigned failed;
     struct ack acks[MAX_ACKS];
     unsigned n_acks;
     uint64_t watermark; /* Highest next offset a ready leader showed. */
     unsigned ready_reads;
+    unsigned shortened; /* Restarts with a log shorter than at the crash. */
     /* Violations, reported together at the end of the step. */
     unsigned n_notes;
     char notes[MAX_NOTES][160];
@@ -214,8 +218,7 @@ static int rec_restore(void *data, const uint8_t *buf, size_t len)
     return partition_fsm_ops.restore(s->part, buf, len);
 }
 
-static const struct rq_fsm_ops rec_ops = {rec_apply, rec_snapshot,
-                                          rec_restore};
+static const struct rq_fsm_ops rec_ops = {rec_apply, rec_snapshot, rec_restore};
 
 /* Puts what server @i applied since the last step into the map. */
 static void account(struct world *w, unsigned i)
@@ -521,19 +524,31 @@ static struct world *world_new(unsigned n, unsigned threshold,
         s->w = w;
         s->i = i;
         s->threshold = threshold;
+        s->latency = 10; /* The fixture's default. */
         s->trailing = trailing;
         snprintf(s->dir, sizeof s->dir, "/tmp/raft-proofs-XXXXXX");
         assert_non_null(mkdtemp(s->dir));
         assert_int_equal(open_partition(s), 0);
         assert_int_equal(
             fx_grow(&w->f, &s->fsm, &rec_ops, s, threshold, trailing), 0);
-#ifdef RAFT_VERSION_NUMBER
         /* No call returns a server's raft_io; restart() needs it. */
         s->io = srv(w, i)->io;
-#endif
     }
     raft_fixture_hook(&w->f, on_step);
     assert_int_equal(fx_start(&w->f), 0);
+    return w;
+}
+
+/* A world of @n servers for a test, led by a ready leader with @acks
+ * produces acknowledged and applied everywhere. */
+static struct world *world_begin(void **state, unsigned n, unsigned threshold,
+                                 unsigned trailing, unsigned acks)
+{
+    struct world *w = world_new(n, threshold, trailing);
+    *state = w;
+    run_until(w, any_ready, NULL, PHASE_MAX_MS, "ready");
+    produce_acked(w, acks);
+    settle(w);
     return w;
 }
 
@@ -585,9 +600,9 @@ static void check_end(struct world *w)
 
 /* The Figure-8 schedule's state: S1..S5 of the paper are servers 0..4. */
 struct fig8 {
-    raft_index a;   /* Index of entry A. */
-    raft_term t5;   /* S5's term of leadership in (b). */
-    bool killed;    /* S1 crashed at its first commit of A in (d). */
+    raft_index a; /* Index of entry A. */
+    raft_term t5; /* S5's term of leadership in (b). */
+    bool killed;  /* S1 crashed at its first commit of A in (d). */
     raft_index commit;
     unsigned mute; /* Server whose messages are dropped once it leads. */
 };
@@ -668,10 +683,10 @@ static void timer(struct world *w, unsigned i, unsigned ms)
  * Raft lets S1 count A committed in (d) only once an entry of its own term
  * is on a majority too (which makes S5's win impossible): the test asserts
  * that S1's commit index at that moment is past A (S1's log ended at A
- * when it came back, so that covers an entry of its new term), and that no server applied
- * an entry the group later replaced. @raw leaves out rq_node's readiness
- * barriers from (a) on, so S1's only entry of its new term is whatever the
- * library appends itself.
+ * when it came back, so that covers an entry of its new term), and that no
+ * server applied an entry the group later replaced. @raw leaves out rq_node's
+ * readiness barriers from (a) on, so S1's only entry of its new term is
+ * whatever the library appends itself.
  */
 static void figure8(struct world *w, bool raw)
 {
@@ -683,11 +698,7 @@ static void figure8(struct world *w, bool raw)
     w->defer = true; /* See how far a violation goes. */
     w->after_step = fig8_after_step;
 
-    /* S1 leads; a base of acknowledged produces everywhere. */
-    run_until(w, any_ready, NULL, PHASE_MAX_MS, "ready");
     assert_int_equal(raft_state(srv(w, s1)), RAFT_LEADER);
-    produce_acked(w, 3);
-    settle(w);
     /* Election timers, taken at the next reset: S5 stands every second,
      * S2..S4 every two; S1 every second once back. */
     timer(w, s5, 1000);
@@ -754,15 +765,12 @@ static void figure8(struct world *w, bool raw)
 
 static void test_figure8_library(void **state)
 {
-    struct world *w = world_new(5, 1024, 128);
-    *state = w;
-    figure8(w, true);
+    figure8(world_begin(state, 5, 1024, 128, 3), true);
 }
 
 static void test_figure8_raftq(void **state)
 {
-    struct world *w = world_new(5, 1024, 128);
-    *state = w;
+    struct world *w = world_begin(state, 5, 1024, 128, 3);
     figure8(w, false);
     /* What raftq's clients saw: only acknowledgements of ready leaders,
      * all kept (check_end), and S1 was never ready in term T+2. */
@@ -770,9 +778,322 @@ static void test_figure8_raftq(void **state)
 }
 
 #ifdef RAFT_VERSION_NUMBER
-/* The rest needs 0.22.1: raft_current_term() and friends, and a struct
- * raft_io pointer that restart() reuses. */
-#endif
+/* The rest runs on 0.22.1 only: with 0.15's fixture a crashed server's
+ * pending writes were still stored (its log came back as long as before),
+ * so crash() does not model a power cut there. */
+
+/* ---- Power cuts ---- */
+
+/*
+ * Sets the time each write of server @i takes from now on. Only while it
+ * has none in flight: the fixture appends a completed write at the end of
+ * its disk's log, so a fast write overtaking a slow one would be stored
+ * out of order (raft_uv writes in order).
+ */
+static void latency(struct world *w, unsigned i, unsigned ms)
+{
+    raft_fixture_set_disk_latency(&w->f, i, ms);
+    w->s[i].latency = ms;
+}
+
+/*
+ * A power cut on server @i: it stops (raft_fixture_kill(), which only cuts
+ * it off and stops its timer) and every I/O it has pending or asks for from
+ * now on fails (raft_fixture_io_fault() with no end), so an append that has
+ * not completed is never written: the fixture's disk keeps exactly the
+ * writes that completed.
+ */
+static void crash(struct world *w, unsigned i)
+{
+    struct server *s = &w->s[i];
+    raft_fixture_kill(&w->f, i);
+    raft_fixture_io_fault(&w->f, i, 0, -1);
+    s->down = true;
+    s->crashed_at = now(w);
+    s->last_before = raft_last_index(srv(w, i));
+}
+
+/*
+ * Starts crashed server @i again from what its disk holds, as a process
+ * does: a new struct raft over the same fixture disk (raft_close(), then
+ * raft_init() and raft_start() on the fixture's raft_io, which no call
+ * returns, so world_new() kept the struct raft field), and its partition
+ * closed and opened again from its directory. First the writes it had
+ * pending must have failed (they complete, failing, after the disk
+ * latency they were issued with), so nothing of the old instance is left
+ * in the fixture's queues.
+ */
+static void restart(struct world *w, unsigned i, unsigned new_latency)
+{
+    struct server *s = &w->s[i];
+    struct raft *r = srv(w, i);
+    char address[16];
+
+    assert_true(s->down);
+    raft_time drained = s->crashed_at + s->latency + 50;
+    if (now(w) < drained) {
+        run_until(w, elapsed, &drained, s->latency + 1000, "drained");
+    }
+    latency(w, i, new_latency);
+    raft_close(r, NULL); /* The fixture's io closes at once. */
+    partition_close(s->part);
+    s->part = NULL;
+    assert_int_equal(open_partition(s), 0);
+    rq_fsm_adapter_init(&s->fsm, &rec_ops, s);
+    raft_fixture_io_fault(&w->f, i, -1, 0);
+    snprintf(address, sizeof address, "%u", i + 1);
+    assert_int_equal(raft_init(r, s->io, &s->fsm.fsm, i + 1, address), 0);
+    rq_fsm_adapter_bind(&s->fsm, r);
+    raft_set_snapshot_threshold(r, s->threshold);
+    raft_set_snapshot_trailing(r, s->trailing);
+    assert_int_equal(raft_start(r), 0);
+    if (raft_last_index(r) < s->last_before) {
+        w->shortened++; /* Writes were lost. */
+    }
+    s->seen = raft_last_applied(r);
+    s->barrier_inflight = false;
+    s->barrier_term = 0;
+    s->ready_term = 0;
+    s->down = false;
+    raft_fixture_revive(&w->f, i);
+}
+
+/* Steps until some server is ready; leaves the load as it was. */
+static void wait_ready(struct world *w)
+{
+    run_until(w, any_ready, NULL, PHASE_MAX_MS, "ready");
+}
+
+static bool standing(struct world *w, void *arg)
+{
+    const unsigned *f = arg;
+    for (unsigned k = 0; k < 2; k++) {
+        int st = raft_state(srv(w, f[k]));
+        if (st == RAFT_CANDIDATE || st == RAFT_LEADER) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * 2. Entries counted before they are on disk: three servers, two rounds.
+ *
+ * Round 1: the leader S0 and S2 write slowly (500 ms), S1 quickly. Clients
+ * produce for 300 ms: each entry is on S1's disk at once but on a majority
+ * only when S0's or S2's write completes, so a leader counting its own
+ * unpersisted entry, or a follower's, would acknowledge it early. Then S0
+ * and S2 lose power together: their pending writes are lost (their logs
+ * come back shorter) and S1 alone holds the newest entries; S0 and S2 come
+ * back and may elect each other without them.
+ *
+ * Round 2: the followers write slowly (1.5 s and 3 s), clients produce for
+ * 300 ms, and the leader loses power. A follower's election timer fires
+ * while its writes are still pending (an election that counted them could
+ * make it leader on entries it has not stored), and the slower follower
+ * loses power before its writes complete. The leader comes back, the
+ * slower follower too once the other's writes are done.
+ *
+ * Nothing is acknowledged before a majority has it on disk, every
+ * acknowledgement survives, and nothing applied is replaced.
+ */
+static void test_unpersisted_entries_never_count(void **state)
+{
+    struct world *w = world_begin(state, 3, 100000, 100000, 10);
+
+    /* Round 1 */
+    assert_true(ready(w, 0));
+    unsigned acks = w->n_acks;
+    latency(w, 0, 500);
+    latency(w, 2, 500);
+    w->load = true;
+    run_for(w, 300);
+    w->load = false;
+    assert_int_equal(w->n_acks, acks); /* None before a slow write. */
+    raft_index s0_last = raft_last_index(srv(w, 0));
+    raft_index s2_last = raft_last_index(srv(w, 2));
+    crash(w, 0);
+    crash(w, 2);
+    run_for(w, 1000);
+    restart(w, 0, 10);
+    restart(w, 2, 10);
+    assert_true(raft_last_index(srv(w, 0)) < s0_last); /* Writes lost. */
+    assert_true(raft_last_index(srv(w, 2)) < s2_last);
+    wait_ready(w);
+    produce_acked(w, 10);
+    settle(w);
+
+    /* Round 2 */
+    unsigned l = 0;
+    while (!ready(w, l)) {
+        l++;
+    }
+    unsigned f[2] = {(l + 1) % 3, (l + 2) % 3};
+    latency(w, f[0], 1500);
+    latency(w, f[1], 3000);
+    acks = w->n_acks;
+    w->load = true;
+    run_for(w, 300);
+    w->load = false;
+    raft_time written = now(w) + 1500; /* f[0]'s last write completes. */
+    raft_index f1_last = raft_last_index(srv(w, f[1]));
+    crash(w, l);
+    run_until(w, standing, f, PHASE_MAX_MS, "an election");
+    assert_true(now(w) < written); /* Writes pending at the election. */
+    assert_int_equal(w->n_acks, acks);
+    crash(w, f[1]);
+    written += 100;
+    run_until(w, elapsed, &written, 3000, "past the writes");
+    latency(w, f[0], 10); /* Its writes are done. */
+    restart(w, l, 10);
+    restart(w, f[1], 10);
+    assert_true(raft_last_index(srv(w, f[1])) < f1_last); /* Writes lost. */
+    wait_ready(w);
+    produce_acked(w, 10);
+    settle(w);
+    check_end(w);
+}
+
+/*
+ * 5. Power cuts at random (fixed seed): 24 rounds on three servers whose
+ * disks take 5 to 600 ms per write, chosen anew each round, while clients
+ * produce through any ready leader. Each round ends with a power cut on
+ * one server, a majority or all three at once (writes not completed are
+ * lost), 0.2 to 1.5 s down, and a restart from disk. Nothing acknowledged
+ * may be lost, nothing applied replaced, and no reader shown a high
+ * watermark the group did not keep.
+ */
+static void test_power_cuts(void **state)
+{
+    static const unsigned lat[] = {5, 40, 200, 600};
+    struct world *w = world_new(3, 100000, 100000);
+    *state = w;
+    unsigned cuts = 0, lost_writes = 0;
+
+    wait_ready(w);
+    for (unsigned i = 0; i < 3; i++) {
+        latency(w, i, lat[xorshift64star(&w->rng) % 4]);
+    }
+    for (unsigned round = 0; round < 24; round++) {
+        w->load = true;
+        run_for(w, 100 + (unsigned)(xorshift64star(&w->rng) % 600));
+        unsigned pick = (unsigned)(xorshift64star(&w->rng) % 7);
+        /* 1..6: one server (1, 2, 4) or two (3, 5, 6); 0: all three. */
+        unsigned mask = pick == 0 ? 7 : pick;
+        unsigned failed = w->failed;
+        for (unsigned i = 0; i < 3; i++) {
+            if (mask & (1u << i)) {
+                crash(w, i);
+                cuts++;
+            }
+        }
+        run_for(w, 200 + (unsigned)(xorshift64star(&w->rng) % 1300));
+        w->load = false;
+        for (unsigned i = 0; i < 3; i++) {
+            if (mask & (1u << i)) {
+                restart(w, i, lat[xorshift64star(&w->rng) % 4]);
+            }
+        }
+        lost_writes += w->failed - failed;
+        wait_ready(w);
+    }
+    run_for(w, 700); /* No write in flight. */
+    for (unsigned i = 0; i < 3; i++) {
+        latency(w, i, 10);
+    }
+    produce_acked(w, 5);
+    settle(w);
+    check_end(w);
+    print_message(
+        "power cuts: %u servers cut, %u came back with writes "
+        "lost, %u produces acknowledged, %u failed, %u reads\n",
+        cuts, w->shortened, w->n_acks, w->failed, w->ready_reads);
+    assert_true(cuts >= 24);
+    assert_true(w->shortened >= 5);
+    assert_true(lost_writes > 0); /* Produces failed by the cuts. */
+    assert_true(w->n_acks >= 100);
+}
+
+/* ---- 4. InstallSnapshot while the follower takes its own snapshot ---- */
+
+/* Fetches every partition gap from a live peer that holds it, as the
+ * broker does after restoring a manifest. */
+static void fetch_gaps(struct world *w)
+{
+    struct rq_buf buf;
+    uint64_t from, to;
+    rq_buf_init(&buf);
+    for (unsigned i = 0; i < w->n; i++) {
+        while (partition_fetch_range(w->s[i].part, &from, &to)) {
+            unsigned j = 0;
+            while (j == i || partition_first_offset(w->s[j].part) > from ||
+                   partition_local_next(w->s[j].part) <= from) {
+                j++;
+                assert_true(j < w->n);
+            }
+            buf.len = 0;
+            assert_int_equal(
+                partition_read_batches(w->s[j].part, from, 1 << 16, &buf), 0);
+            assert_int_equal(partition_fetched(w->s[i].part, buf.base, buf.len),
+                             0);
+        }
+    }
+    rq_buf_close(&buf);
+}
+
+static bool snapshotting(struct world *w, void *arg)
+{
+    return w->s[2].snapshots > *(unsigned *)arg;
+}
+
+static bool got_install(struct world *w, void *arg)
+{
+    return raft_fixture_n_recv(&w->f, 2, RAFT_INSTALL_SNAPSHOT) >
+           *(unsigned *)arg;
+}
+
+/*
+ * 4. Three servers taking a snapshot every 16 entries and keeping 4. The
+ * follower S2's disk gets slow (2 s a write), so the snapshot it starts
+ * after its next 16 entries stays unwritten for 2 s. The moment it starts
+ * (its state machine's snapshot is taken) S2 is cut off; the others go on
+ * for 40 produces and two snapshots, so the leader's log no longer reaches
+ * back to what S2 lacks. S2 is reconnected and the leader sends it an
+ * InstallSnapshot while S2's own snapshot is still being written (libraft
+ * 0.15 dropped it, answering nothing; 0.22.1 holds it until the put
+ * completes and, without patch 0003, then starts a put of NULL). S2 must
+ * install it and converge with the leader: the same applied index and
+ * partition, with the gap the manifest leaves fetched from a peer.
+ */
+static void test_install_snapshot_while_snapshotting(void **state)
+{
+    struct world *w = world_begin(state, 3, 16, 4, 8);
+    assert_false(ready(w, 2));
+    unsigned snaps = w->s[2].snapshots;
+    latency(w, 2, 2000);
+    w->load = true;
+    run_until(w, snapshotting, &snaps, PHASE_MAX_MS, "S2 snapshotting");
+    raft_time put_done = now(w) + 2000;
+    fx_cut(&w->f, 2, true);
+    unsigned installs = raft_fixture_n_recv(&w->f, 2, RAFT_INSTALL_SNAPSHOT);
+    produce_acked(w, 40);
+    fx_cut(&w->f, 2, false);
+    run_until(w, got_install, &installs, PHASE_MAX_MS, "InstallSnapshot sent");
+    assert_true(now(w) < put_done); /* S2's own put is still pending. */
+    put_done += 100;
+    run_until(w, elapsed, &put_done, 3000, "past S2's writes");
+    latency(w, 2, 10);
+    produce_acked(w, 10);
+    settle(w);
+    fetch_gaps(w);
+    check_end(w);
+    for (unsigned i = 1; i < 3; i++) {
+        assert_true(partition_local_next(w->s[i].part) ==
+                    partition_local_next(w->s[0].part));
+    }
+}
+
+#endif /* RAFT_VERSION_NUMBER */
 
 #define T(name) cmocka_unit_test_teardown(name, teardown)
 
@@ -781,6 +1102,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_figure8_library),
         T(test_figure8_raftq),
+#ifdef RAFT_VERSION_NUMBER
+        T(test_unpersisted_entries_never_count),
+        T(test_power_cuts),
+        T(test_install_snapshot_while_snapshotting),
+#endif
     };
     return cmocka_run_group_tests_name("raft_proofs", tests, NULL, NULL);
 }
