@@ -284,7 +284,10 @@ static void account(struct world *w, unsigned i)
         return;
     }
     for (raft_index k = s->seen + 1; k <= applied; k++) {
-        assert_true(k < MAX_INDEX);
+        if (k >= MAX_INDEX) {
+            note(w, "index %llu: past MAX_INDEX", (unsigned long long)k);
+            break;
+        }
         uint64_t h = s->stamp[k] == w->step + 1 ? s->hash[k] : NO_COMMAND;
         if (w->map[k] == 0) {
             w->map[k] = h;
@@ -311,7 +314,7 @@ static void check_acks(struct world *w)
         }
         a->checked = true;
         if (w->map[a->index] != a->hash) {
-            note(w, "index %llu: acknowledged a produce the group replaced",
+            note(w, "index %llu: acknowledged an entry the group replaced",
                  (unsigned long long)a->index);
         }
     }
@@ -507,9 +510,10 @@ static void on_step(struct raft_fixture *f, struct raft_fixture_event *ev)
     (void)ev;
     for (unsigned i = 0; i < w->n; i++) {
         account(w, i);
-        if (w->s[i].store != NULL && !w->s[i].down) {
+        if (w->s[i].store != NULL && !w->s[i].down &&
+            mstore_flush(w->s[i].store) != 0) {
             /* The manager commits its transaction once per loop turn. */
-            assert_int_equal(mstore_flush(w->s[i].store), 0);
+            note(w, "server %u: mstore_flush failed", i);
         }
     }
     check_acks(w);
