@@ -1240,7 +1240,7 @@ def broker_records(c, b, topic, partition, upto):
     while len(got) < upto:
         st, obj, _ = call(c.b_http[b], "GET",
                           "/v1/topics/%s/partitions/%d/records" % (topic, partition),
-                          query={"offset": len(got), "max": 100}, timeout=5,
+                          query={"offset": len(got), "max": 100, "local": 1}, timeout=5,
                           sign=rqkeys.HTTP_M2B)
         check_ok(st, obj, "read at broker %d" % b)
         if not obj["records"]:
