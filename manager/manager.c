@@ -665,6 +665,9 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
         return true;
     }
     m->stats.forwarded++;
+    if (strncmp(rq_http_path(req), "/internal/", 10) == 0) {
+        m->stats.forwarded_internal++;
+    }
     f->req = req;
     rq_http_on_abort(req, on_forward_abort, f);
     return true;

@@ -80,6 +80,7 @@ struct manager_stats {
     uint64_t consumed;
     uint64_t read_barriers;
     uint64_t read_index;
+    uint64_t forwarded_internal; /* Of forwarded: /internal routes. */
 };
 
 struct manager {

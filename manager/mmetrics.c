@@ -37,6 +37,7 @@ enum {
     F_CONSUMED,
     F_READ_BARRIERS,
     F_READ_INDEX,
+    F_FORWARDED_INTERNAL,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -106,6 +107,13 @@ static const struct rq_metric_def defs[F_COUNT] = {
                       "raftq_manager_read_index_total",
                       "Read indexes this manager served as leader.",
                       {NULL}},
+    [F_FORWARDED_INTERNAL] = {RQ_METRIC_COUNTER,
+                              "raftq_manager_forwarded_internal_total",
+                              "Of the requests forwarded to the leader "
+                              "manager, those to /internal routes (a "
+                              "broker's registration and heartbeats sent "
+                              "to this follower).",
+                              {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -282,7 +290,7 @@ static void on_collect(void *data)
     const uint64_t stats[] = {
         m->stats.proposals,  m->stats.proposal_errors, m->stats.forwarded,
         m->stats.produced,   m->stats.consumed,        m->stats.read_barriers,
-        m->stats.read_index,
+        m->stats.read_index, m->stats.forwarded_internal,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);

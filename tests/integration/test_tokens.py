@@ -37,7 +37,9 @@ def bearer(token):
 
 
 def forwarded(c, i):
-    """raftq_manager_forwarded_total of manager @i."""
+    """The requests manager @i forwarded to the leader, other than to
+    /internal routes (the brokers' heartbeats, which go on meanwhile):
+    raftq_manager_forwarded_total less raftq_manager_forwarded_internal_total."""
     host, port = c.m_http[i].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
@@ -47,7 +49,10 @@ def forwarded(c, i):
         conn.close()
     m = re.search(r"^raftq_manager_forwarded_total (\d+)", text, re.M)
     check(m is not None, "no raftq_manager_forwarded_total in manager%d's metrics" % i)
-    return int(m.group(1))
+    internal = re.search(r"^raftq_manager_forwarded_internal_total (\d+)", text, re.M)
+    check(internal is not None,
+          "no raftq_manager_forwarded_internal_total in manager%d's metrics" % i)
+    return int(m.group(1)) - int(internal.group(1))
 
 
 def create_token(c, i, name, grants):
