@@ -1046,8 +1046,12 @@ class Chaos:
         harness.wait_until(removals_done, left(), "removals to finish", interval=0.5)
         harness.wait_until(self.brokers_alive, left(), "every broker ALIVE", interval=0.3)
         for t in sorted(self.all_topics()):
-            harness.wait_until(lambda t=t: self.converged(t), left(),
-                               "%s: partitions of %s converged" % (what, t), interval=0.5)
+            self.unsettled = ""
+            try:
+                harness.wait_until(lambda t=t: self.converged(t), left(),
+                                   "%s: partitions of %s converged" % (what, t), interval=0.5)
+            except harness.TestFailure as e:
+                raise harness.TestFailure("%s (last: %s)" % (e, self.unsettled))
 
     def all_topics(self):
         out = dict(self.topics)
@@ -1055,14 +1059,19 @@ class Chaos:
         return out
 
     def converged(self, topic):
+        """The topic's description once every partition has converged, else
+        False; self.unsettled then says what was still apart."""
         c = self.cluster
         d = c.describe(topic)
         if d is None or not d["partitions"]:
+            self.unsettled = "%s: no description" % topic
             return False
         reps = {}
         for x in d["partitions"]:
+            where = "%s/%s" % (topic, x.get("partition_id", x.get("id")))
             members = x["replicas"]
             if len(set(members)) != 3:
+                self.unsettled = "%s: replicas %r" % (where, members)
                 return False
             rs = []
             for b in members:
@@ -1070,14 +1079,21 @@ class Chaos:
                     reps[b] = c.replicas_of(b)
                 r = (reps[b] or {}).get(x["group_id"])
                 if r is None or r.get("state") != "ready":
+                    self.unsettled = "%s: broker %d's replica is %r" % (
+                        where, b, None if r is None else r.get("state"))
                     return False
                 rs.append(r)
             lead = [r for r in rs if r.get("role") == "leader" and r.get("ready")]
             if len(lead) != 1 or sorted(lead[0].get("voters", [])) != sorted(members):
+                self.unsettled = "%s: ready leaders %r, voters %r" % (
+                    where, [r.get("role") for r in rs],
+                    [r.get("voters") for r in lead])
                 return False
-            if len({r["commit"] for r in rs}) != 1 or len({r["next_offset"] for r in rs}) != 1:
-                return False
-            if any(r["applied"] != r["commit"] for r in rs):
+            if len({r["commit"] for r in rs}) != 1 or len({r["next_offset"] for r in rs}) != 1 \
+                    or any(r["applied"] != r["commit"] for r in rs):
+                self.unsettled = "%s: commit %r, applied %r, next offset %r on brokers %r" % (
+                    where, [r["commit"] for r in rs], [r["applied"] for r in rs],
+                    [r["next_offset"] for r in rs], members)
                 return False
         return d
 
