@@ -149,7 +149,6 @@ struct rq_node {
     bool started;
     bool closing;
     unsigned closes_pending;
-    uint64_t buried_at;         /* uv_hrtime() when closed */
     struct rq_node *grave_next; /* in the graveyard after close */
     void (*close_cb)(void *data);
     void *close_data;
@@ -692,7 +691,7 @@ static void io_interpose(struct rq_node *n)
 }
 
 /* Closed nodes held back from release (see bury()). */
-static void sweep_graveyard(bool all);
+static void sweep_graveyard(void);
 
 int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                 const struct rq_node_config *cfg, const struct rq_fsm_ops *ops,
@@ -701,7 +700,7 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     struct rq_node *n;
     int rv;
 
-    sweep_graveyard(false);
+    sweep_graveyard();
     if (cfg->id == 0 || cfg->address == NULL || cfg->dir == NULL) {
         snprintf(why, whyn, "node needs a non-zero id, an address and a dir");
         return RQ_INVALID;
@@ -759,6 +758,13 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
         cfg->segment_size != 0 ? cfg->segment_size : DEFAULT_SEGMENT_SIZE;
     raft_uv_set_segment_size(&n->io, n->segment_size);
     raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
+    /* 0.22's raft_uv, finding the last closed segment or an open one
+     * corrupt, moves it and every later one aside and loads again without
+     * them: the server would go on without entries it may have acknowledged
+     * and count as a voter all the same. A log that does not load fails
+     * the start instead (a broker's replica is then rebuilt from its
+     * peers as a new member). */
+    raft_uv_set_auto_recovery(&n->io, false);
     io_interpose(n);
 
     n->ops = ops;
@@ -1112,24 +1118,14 @@ int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
 }
 
 /*
- * Closed nodes wait here before their memory is released.
- *
- * libraft 0.15 can fire raft_uv's close callback twice: closing removes each
- * open segment from its queue and closes the segment's writer
- * asynchronously (src/uv_append.c uvAliveSegmentFinalize), and the writer
- * waits for any write still in the thread pool. If the segment's finalize
- * work (also in the pool) completes first, every queue is empty and the
- * close callback fires; the writer's own close callback then runs
- * uvMaybeFireCloseCb on the same raft_uv object again (seen under load as
- * a crash in ioCloseCb of a freed raft_io). So the node, its raft and its
- * raft_uv object stay allocated, with the callback made harmless in
- * on_raft_closed, for GRAVE_NS after the close; closed nodes are released
- * by later rq_node_new/rq_node_close calls and by rq_node_release_closed.
- * A node costs a few KiB here, and only nodes closed within the last minute
- * are held.
+ * Closed nodes wait here until the next rq_node_new() or rq_node_close(), or
+ * rq_node_release_closed() at exit, releases them: the last close callback
+ * may be libraft's, running inside raft_uv's own code, which must not have
+ * its object freed under it. (0.15 could also fire that callback a second
+ * time, later, so nodes were kept for a minute; 0.22 fires it once, and the
+ * sanitizer build of the library would report a second run as a double
+ * free.)
  */
-#define GRAVE_NS (60ull * 1000000000ull)
-
 static struct rq_node *graveyard;
 
 static void release(struct rq_node *n)
@@ -1139,31 +1135,24 @@ static void release(struct rq_node *n)
     free(n);
 }
 
-static void sweep_graveyard(bool all)
+static void sweep_graveyard(void)
 {
-    uint64_t now = uv_hrtime();
-    struct rq_node **pp = &graveyard;
-    while (*pp != NULL) {
-        struct rq_node *n = *pp;
-        if (all || now - n->buried_at >= GRAVE_NS) {
-            *pp = n->grave_next;
-            release(n);
-        } else {
-            pp = &n->grave_next;
-        }
+    while (graveyard != NULL) {
+        struct rq_node *n = graveyard;
+        graveyard = n->grave_next;
+        release(n);
     }
 }
 
 static void bury(struct rq_node *n)
 {
-    n->buried_at = uv_hrtime();
     n->grave_next = graveyard;
     graveyard = n;
 }
 
 void rq_node_release_closed(void)
 {
-    sweep_graveyard(true);
+    sweep_graveyard();
 }
 
 /* Finishes closing once raft and the poll timer have both closed. */
@@ -1198,7 +1187,7 @@ static void on_poll_closed(uv_handle_t *handle)
 
 void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data)
 {
-    sweep_graveyard(false);
+    sweep_graveyard();
     assert(!n->closing);
     n->closing = true;
     n->close_cb = cb;

@@ -201,10 +201,10 @@ const struct raft_configuration *rq_node_configuration(const struct rq_node *n,
 void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data);
 
 /*
- * Releases the memory of every closed node at once. Closed nodes are kept
- * for a minute because libraft 0.15 may still touch them after reporting
- * itself closed (rq_node.c explains); call this at exit, once the loop has
- * stopped.
+ * Releases the memory of every closed node not yet released (a closed node
+ * is released at the next rq_node_new() or rq_node_close(), outside
+ * libraft's close callback; rq_node.c explains); call this at exit, once
+ * the loop has stopped.
  */
 void rq_node_release_closed(void);
 
