@@ -53,6 +53,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
@@ -71,6 +73,9 @@
 #define DEFAULT_PREAMBLE_TIMEOUT_MS 5000
 #define LISTEN_BACKLOG 1024
 #define KEEPALIVE_S 15
+/* TCP_USER_TIMEOUT of every connection: sent data unacknowledged this long
+ * closes it (see tcp_tune). */
+#define USER_TIMEOUT_MS 5000
 /* Connections still sending their preamble; past this the oldest goes. */
 #define MAX_INCOMING 1024
 #define REJECT_LOG_INTERVAL_MS 1000
@@ -666,6 +671,30 @@ static int tls_wrap(struct rq_mux *m, uv_tcp_t **tcp, enum rq_tls_role role,
     return 0;
 }
 
+/*
+ * Options of every Raft and RPC connection, either end: no Nagle delay,
+ * keepalive for idle ones, and a TCP user timeout. A peer cut off (a
+ * partition, a dead host) leaves a stream whose writes still succeed into
+ * the kernel's buffer while TCP retransmits with growing gaps: after a cut
+ * of twenty seconds the next retransmission can be a minute away, so the
+ * stream stays silent long after the network heals, and with libraft 0.22
+ * sending a follower at most 32 unacknowledged entries its queue never
+ * grows enough for the stall watch below to see it. With the user timeout
+ * the kernel closes such a connection once data has gone unacknowledged for
+ * USER_TIMEOUT_MS, and the groups dial again.
+ */
+static void tcp_tune(uv_tcp_t *tcp)
+{
+    uv_os_fd_t fd;
+    unsigned ms = USER_TIMEOUT_MS;
+    uv_tcp_nodelay(tcp, 1);
+    uv_tcp_keepalive(tcp, 1, KEEPALIVE_S);
+    if (uv_fileno((uv_handle_t *)tcp, &fd) == 0 &&
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms) != 0) {
+        rq_log(RQ_WARN, "TCP_USER_TIMEOUT: %s", strerror(errno));
+    }
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct rq_mux *m = server->data;
@@ -700,8 +729,7 @@ static void on_connection(uv_stream_t *server, int status)
         incoming_reject(in, RQ_MUX_REJECT_ACCEPT, "%s", uv_strerror(rv));
         return;
     }
-    uv_tcp_nodelay(in->tcp, 1);
-    uv_tcp_keepalive(in->tcp, 1, KEEPALIVE_S);
+    tcp_tune(in->tcp);
     if (m->tls != NULL) {
         /* The challenge below is written to the relay's plaintext end,
          * which keeps it until the handshake is done. */
@@ -994,9 +1022,10 @@ static void conn_dial(struct conn *c, const struct sockaddr *addr)
     assert(rv == 0);
     c->tcp->data = c;
     c->tcp_open = true;
-    uv_tcp_nodelay(c->tcp, 1);
-    uv_tcp_keepalive(c->tcp, 1, KEEPALIVE_S);
     rv = uv_tcp_connect(&c->connect, c->tcp, addr, on_connected);
+    if (rv == 0) {
+        tcp_tune(c->tcp); /* libuv has made the socket by now. */
+    }
     if (rv != 0) {
         conn_fail(c, RQ_CONNECT);
     }
