@@ -4,7 +4,6 @@
  */
 #include "rq_log.h"
 
-#include <raft.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,28 +129,3 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
     (void)rv;
 }
 
-/* libraft 0.22 emits only info (3) and trace (5) diagnostics, both detail
- * of the algorithm: debug lines here. */
-static void tracer_emit(struct raft_tracer *t, int type, const void *data)
-{
-    const struct raft_tracer_info *info = data;
-    (void)t;
-    if (type != RAFT_TRACER_DIAGNOSTIC || info == NULL || info->version < 1) {
-        return;
-    }
-    rq_log_emit(RQ_DEBUG, "raft", "%s:%d L%d %s", info->diagnostic.file,
-                info->diagnostic.line, info->diagnostic.level,
-                info->diagnostic.message);
-}
-
-struct raft_tracer *rq_log_raft_tracer(void)
-{
-    /* libraft formats every message before it calls the tracer, so without
-     * debug logging there is no tracer at all (NULL costs nothing). */
-    static struct raft_tracer tracer = {
-        .impl = NULL,
-        .version = 2,
-        .emit = tracer_emit,
-    };
-    return rq_log_enabled(RQ_DEBUG) ? &tracer : NULL;
-}

@@ -133,6 +133,11 @@ struct rq_node {
         raft_index log_first; /* First entry libraft holds in memory. */
     } snap;
 
+    /* libraft's diagnostics, as debug lines naming the node; unused (no
+     * tracer at all) unless the log level is debug: libraft formats every
+     * line before it calls the tracer. */
+    struct raft_tracer tracer;
+
     /* The writes raft_uv failed (see "Writes that fail" below). */
     struct {
         int (*set_term)(struct raft_io *io, raft_term term);
@@ -504,6 +509,30 @@ static const struct rq_fsm_ops node_ops = {
  * From those and raft_last_index(), rq_node_log_memory() counts the entries
  * in memory. raft_uv is untouched: every call goes on to it unchanged.
  */
+/* libraft 0.22 emits only info (3) and trace (5) diagnostics, both detail
+ * of the algorithm: debug lines here, with the node's label. */
+static void node_trace(struct raft_tracer *t, int type, const void *data)
+{
+    const struct rq_node *n = t->impl;
+    const struct raft_tracer_info *info = data;
+    if (type != RAFT_TRACER_DIAGNOSTIC || info == NULL || info->version < 1) {
+        return;
+    }
+    rq_log_emit(RQ_DEBUG, "raft", "%s: %s:%d L%d %s", n->label,
+                info->diagnostic.file, info->diagnostic.line,
+                info->diagnostic.level, info->diagnostic.message);
+}
+
+static void node_tracer_init(struct rq_node *n)
+{
+    memset(&n->tracer, 0, sizeof n->tracer);
+    if (rq_log_enabled(RQ_DEBUG)) {
+        n->tracer.impl = n;
+        n->tracer.version = 2;
+        n->tracer.emit = node_trace;
+    }
+}
+
 static struct rq_node *node_of_io(struct raft_io *io)
 {
     return (struct rq_node *)(void *)((char *)io - offsetof(struct rq_node, io));
@@ -757,7 +786,8 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     n->segment_size =
         cfg->segment_size != 0 ? cfg->segment_size : DEFAULT_SEGMENT_SIZE;
     raft_uv_set_segment_size(&n->io, n->segment_size);
-    raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
+    node_tracer_init(n);
+    raft_uv_set_tracer(&n->io, n->tracer.emit != NULL ? &n->tracer : NULL);
     /* 0.22's raft_uv, finding the last closed segment or an open one
      * corrupt, moves it and every later one aside and loads again without
      * them: the server would go on without entries it may have acknowledged
@@ -790,7 +820,7 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     }
     rq_fsm_adapter_bind(&n->fsm, &n->raft);
     n->raft.data = n;
-    n->raft.tracer = rq_log_raft_tracer();
+    n->raft.tracer = n->tracer.emit != NULL ? &n->tracer : NULL;
     raft_set_election_timeout(&n->raft, election);
     raft_set_heartbeat_timeout(&n->raft, heartbeat);
     n->cur_threshold = threshold;
