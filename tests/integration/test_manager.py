@@ -1334,8 +1334,9 @@ def cut_segment_and_rebuild(ctx, removed_first, damage="cut"):
     m = re.search(r"g%d: moved the replica's files aside to (\S+);" % gid, log)
     check(m is not None, "broker %d's log names no directory moved aside" % victim)
     kept = os.path.join(m.group(1), "raft", cut)
-    check(os.path.exists(kept) and os.path.getsize(kept) == size - 300,
-          "the cut segment is not kept at %s" % kept)
+    check(os.path.exists(kept) and
+          os.path.getsize(kept) == (size - 300 if damage == "cut" else size),
+          "the damaged segment is not kept at %s" % kept)
     # The group has its three voters again, as the store says.
     wait_until(lambda: c.groups_match_store("mend"), 30, "the group to match the store")
     # Nothing else moved: the replica set is unchanged.
