@@ -101,7 +101,7 @@ REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz-replay/fuzz_%,$(FUZZ_NAMES))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 .PHONY: fuzz fuzz-deps fuzz-bins fuzz-merge
-.PHONY: raft-lib
+.PHONY: raft-lib FORCE
 .PHONY: all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
@@ -124,11 +124,15 @@ deps:
 	@bash deploy/deps/raft.sh build/deps/raft "-O2 -g"
 	@$(MAKE) --no-print-directory SAN=1 raft-lib
 
-# libraft, built once per flavour (a stamp names version and flags).
+# libraft, built once per flavour. raft.sh runs every time and rebuilds only
+# when its stamp (version, flags, the patches' hash) differs, since a patch
+# added, removed or restored keeps an mtime make cannot judge by.
 raft-lib: $(RAFT_LIB)
 
-$(RAFT_LIB): deploy/deps/raft.sh $(wildcard deploy/deps/raft-patches/*.patch)
+$(RAFT_LIB): FORCE
 	@bash deploy/deps/raft.sh $(RAFT_DIR) "$(RAFT_CFLAGS)"
+
+FORCE:
 
 $(BUILD)/obj/%.o: %.c | $(RAFT_LIB)
 	@mkdir -p $(dir $@)
