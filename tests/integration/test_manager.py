@@ -809,7 +809,8 @@ def record_consume(events, st, obj):
                        "skipped": skipped})
         return "ok"
     kind = "info" if st is None else checker.consume_outcome(st, obj)
-    events.append({"type": kind, "status": st, "skipped": skipped})
+    events.append({"type": kind, "status": st, "skipped": skipped,
+                   "message": obj.get("message") if isinstance(obj, dict) else None})
     return kind
 
 
@@ -851,11 +852,21 @@ def check_delivery(t, extra):
         present[p].add(o)
     unexplained, _ = checker.tie_skips(t.consumes, present)
     at = {po: m for m, po in t.acked.items()}
+    seen = ""
+    if unexplained:
+        # What the consumer saw of the first one's partition, in order.
+        p = unexplained[0][0]
+        seen = " ".join("%d" % e["offset"] if e["type"] == "ok" else
+                        "%s:%s" % (e["type"], e["status"])
+                        for e in t.consumes if e["type"] != "ok" or e["partition"] == p)
+        seen += "; failures: %s" % sorted({e["message"] for e in t.consumes
+                                            if e["type"] != "ok"})
     check(not unexplained,
           "%d acknowledged messages never delivered, and no consume with an unknown outcome "
-          "was made while each was its partition's next (%d unknown consumes in all): %s"
+          "was made while each was its partition's next (%d unknown consumes in all): %s; "
+          "the consumer's answers (offsets of that partition, other failures): %s"
           % (len(unexplained), t.uncertain_consumes,
-             ["%s at %d/%d" % (at[po], po[0], po[1]) for po in unexplained[:5]]))
+             ["%s at %d/%d" % (at[po], po[0], po[1]) for po in unexplained[:5]], seen))
     for m, d in zip(msgs, delivered):
         if m in t.acked:
             check(t.acked[m] == (d[1], d[2]), "%s acked at %r, delivered at %r"
