@@ -18,11 +18,15 @@
 SHELL := /bin/bash
 CC ?= cc
 
-DEB_PKGS := libraft-dev libuv1-dev libmicrohttpd-dev libjansson-dev \
+# Debian 12 packages. Raft itself is Debian's maintained `raft` 0.22.1
+# (Debian 13), built from its source package into build/deps by
+# deploy/deps/raft.sh and linked statically; the autotools and liblz4 are
+# what that build needs.
+DEB_PKGS := libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
-            zlib1g-dev libgnutls28-dev pkg-config nftables iproute2 python3 tmux curl \
-            openssl
-PKGS := raft libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib
+            zlib1g-dev libgnutls28-dev liblz4-dev pkg-config nftables iproute2 python3 tmux curl \
+            openssl autoconf automake libtool make patch xz-utils
+PKGS := libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib liblz4
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and
 # UndefinedBehaviorSanitizer (make test uses build/asan).
@@ -46,12 +50,17 @@ else
 OPT := -O2 -g
 endif
 CFLAGS += $(WARN) $(OPT) -MMD -MP
+# libraft in two flavours: the sanitizer build links one built with the
+# same sanitizers, so its memory errors are caught too.
+RAFT_DIR := build/deps/$(if $(filter 1,$(SAN)),raft-asan,raft)
+RAFT_CFLAGS := $(if $(filter 1,$(SAN)),$(OPT),-O2 -g)
+RAFT_LIB := $(RAFT_DIR)/lib/libraft.a
 LDFLAGS += $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
 LDFLAGS += $(if $(filter fuzz,$(SAN)),-fsanitize=fuzzer$(comma)address$(comma)undefined)
 comma := ,
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS := -I$(RAFT_DIR)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-        echo -lraft -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle -lgnutls -lz) -lm
+        echo -luv -ljansson -lmicrohttpd -lsqlite3 -lcurl -lnettle -lgnutls -lz -llz4) -lm
 
 SHARED_SRC := $(wildcard shared/*.c)
 SHARED_ASM := $(wildcard shared/*.S)
@@ -79,7 +88,7 @@ LIB_BROKER := $(BUILD)/lib/libbroker.a
 LIB_MANAGER := $(BUILD)/lib/libmanager.a
 LIB_CLI := $(BUILD)/lib/libcli.a
 APP_LIBS := $(if $(CLI_SRC),$(LIB_CLI)) $(if $(MANAGER_SRC),$(LIB_MANAGER)) $(if $(BROKER_SRC),$(LIB_BROKER)) \
-            $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED)
+            $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED) $(RAFT_LIB)
 
 BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
         $(if $(wildcard $(BROKER_MAIN)),$(BUILD)/broker) \
@@ -92,6 +101,7 @@ REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz-replay/fuzz_%,$(FUZZ_NAMES))
 FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 .PHONY: fuzz fuzz-deps fuzz-bins fuzz-merge
+.PHONY: raft-lib FORCE
 .PHONY: all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
@@ -111,8 +121,20 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
 	    { echo "deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
 	fi
+	@bash deploy/deps/raft.sh build/deps/raft "-O2 -g"
+	@$(MAKE) --no-print-directory SAN=1 raft-lib
 
-$(BUILD)/obj/%.o: %.c
+# libraft, built once per flavour. raft.sh runs every time and rebuilds only
+# when its stamp (version, flags, the patches' hash) differs, since a patch
+# added, removed or restored keeps an mtime make cannot judge by.
+raft-lib: $(RAFT_LIB)
+
+$(RAFT_LIB): FORCE
+	@bash deploy/deps/raft.sh $(RAFT_DIR) "$(RAFT_CFLAGS)"
+
+FORCE:
+
+$(BUILD)/obj/%.o: %.c | $(RAFT_LIB)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@

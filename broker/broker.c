@@ -17,10 +17,8 @@
  *   the retention limits (every 30 s by default).
  * - Raft log memory. --raft-memory-bytes is shared among the replicas
  *   hosted (logbudget.h): each replica's snapshot counts are sized from
- *   its share, which moves as replicas come and go, and every two ticks
- *   the idle replicas that hold more than their share are compacted (a
- *   snapshot, prodded by a barrier on the leader), the largest first and
- *   at most BUDGET_BARRIERS barriers at a time.
+ *   its share, which moves as replicas come and go; libraft checks them at
+ *   every tick, so an idle replica whose share shrank snapshots by itself.
  * - With --managers, the registrar (registrar.h) registers the broker with
  *   the manager cluster and heartbeats every second with a summary of its
  *   replicas.
@@ -76,8 +74,6 @@
 #define TICK_MS 1000
 #define BALANCE_TICKS 3     /* Leadership balance every 3 s. */
 #define REOPEN_GAP_MS 10000 /* Between reopens of one stopped group. */
-#define BUDGET_TICKS 2      /* Raft log memory checked every 2 s. */
-#define BUDGET_BARRIERS 16  /* At most this many compaction barriers then. */
 #define PATH_LEN 4096
 
 static const struct rq_opt options[] = {
@@ -162,10 +158,9 @@ static const struct rq_opt options[] = {
 struct slot {
     uint64_t group_id;
     struct replica *replica;
-    bool from_start;           /* Found in the data directory at start. */
-    struct logbudget_state lb; /* Between memory checks. */
-    uint64_t reopen_after;     /* uv_now() before which no reopen starts. */
-    bool reopening; /* Its group stopped; set until it opens again. */
+    bool from_start;       /* Found in the data directory at start. */
+    uint64_t reopen_after; /* uv_now() before which no reopen starts. */
+    bool reopening;        /* Its group stopped; set until it opens again. */
 };
 
 /* A replica whose Raft group stopped, closed to be opened again. */
@@ -756,87 +751,6 @@ static void budget_share(struct broker *b)
            b->n_slots);
 }
 
-struct candidate {
-    size_t slot;
-    uint64_t excess; /* Bytes over its share. */
-};
-
-static int cmp_excess(const void *x, const void *y)
-{
-    const struct candidate *a = x;
-    const struct candidate *c = y;
-    return a->excess < c->excess ? 1 : a->excess > c->excess ? -1 : 0;
-}
-
-/* Compacts the idle replicas over their share (logbudget_decide), the
- * largest first. */
-static void budget_check(struct broker *b)
-{
-    if (b->cfg.raft_memory_bytes == 0 || b->cfg.raft_log_memory_bytes == 0 ||
-        b->n_slots == 0) {
-        return;
-    }
-    uint64_t share =
-        b->env.raft_log_memory_bytes + b->env.raft_log_trailing_bytes;
-    uint64_t now = uv_now(b->loop);
-    uint64_t held = 0;
-    size_t lowered = 0;
-    size_t n_cand = 0;
-    struct candidate *cand = malloc(b->n_slots * sizeof *cand);
-    if (cand == NULL) {
-        return; /* UNTESTED: ENOMEM only; the next check tries again. */
-    }
-    for (size_t i = 0; i < b->n_slots; i++) {
-        struct slot *s = &b->slots[i];
-        struct rq_node_log_memory m;
-        struct replica_status st;
-        if (!replica_log_memory(s->replica, &m)) {
-            continue;
-        }
-        replica_status(s->replica, &st);
-        held += m.bytes;
-        struct logbudget_view v = {
-            .bytes = m.bytes,
-            .entries = m.entries,
-            .trailing = m.trailing,
-            .last_index = st.node.last_index,
-            .applied = st.node.applied,
-            .leader = st.node.ready,
-            .compacting = m.compacting,
-        };
-        switch (logbudget_decide(&v, &s->lb, share, now)) {
-            case LOGBUDGET_NONE:
-                break;
-            case LOGBUDGET_LOWER:
-                if (replica_compact(s->replica, false) == 0) {
-                    lowered++;
-                }
-                break;
-            case LOGBUDGET_BARRIER:
-                cand[n_cand++] = (struct candidate){i, m.bytes - share};
-                break;
-        }
-    }
-    qsort(cand, n_cand, sizeof *cand, cmp_excess);
-    size_t barriers = 0;
-    for (size_t i = 0; i < n_cand && barriers < BUDGET_BARRIERS; i++) {
-        struct slot *s = &b->slots[cand[i].slot];
-        if (replica_compact(s->replica, true) == 0) {
-            logbudget_barrier_sent(&s->lb, now);
-            barriers++;
-        }
-    }
-    free(cand);
-    if (barriers + lowered > 0) {
-        rq_log(RQ_INFO,
-               "Raft logs hold about %.1f MiB (%.1f MiB per replica): "
-               "compacting %zu idle replicas over their share (%zu as leader, "
-               "%zu waiting)",
-               mib(held), mib(share), barriers + lowered, barriers,
-               n_cand - barriers);
-    }
-}
-
 /* ---- Timers ---- */
 
 /* ---- Groups that libraft stopped ---- */
@@ -918,9 +832,6 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < b->n_slots; i++) {
         replica_tick(b->slots[i].replica, balance);
         reopen_if_stopped(b, &b->slots[i], now);
-    }
-    if (b->ticks % BUDGET_TICKS == 0) {
-        budget_check(b);
     }
 }
 

@@ -977,9 +977,9 @@ static size_t gap_prefix(const struct partition *p, const uint8_t *bytes,
         uint64_t total = 8 + (uint64_t)rq_wire_u32_at(h + 4);
         uint32_t count = rq_wire_u32_at(h + 12);
         uint64_t base = rq_wire_u64_at(h + 16);
-        uint64_t raft_index = rq_wire_u64_at(h + 24);
+        uint64_t entry_index = rq_wire_u64_at(h + 24);
         if (base != expect || total < PLOG_BATCH_HEADER || total > len - r ||
-            count == 0 || count > to - base || raft_index > p->last_index) {
+            count == 0 || count > to - base || entry_index > p->last_index) {
             *bad = true;
             break;
         }

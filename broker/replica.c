@@ -656,14 +656,6 @@ void replica_set_log_budget(struct replica *r, uint64_t memory_bytes,
     }
 }
 
-int replica_compact(struct replica *r, bool barrier)
-{
-    if (r->state != REPLICA_OPEN) {
-        return RQ_INVALID;
-    }
-    return rq_node_compact(r->node, barrier);
-}
-
 bool replica_ready_leader(const struct replica *r)
 {
     return r->state == REPLICA_OPEN && rq_node_ready(r->node);
@@ -1177,6 +1169,14 @@ static const struct raft_server *conf_get(const struct raft_configuration *c,
     return NULL;
 }
 
+/* Whether a configuration change is appended and not yet committed. */
+static bool conf_pending(const struct replica *r)
+{
+    bool pending;
+    rq_node_configuration(r->node, NULL, &pending);
+    return pending;
+}
+
 /* The committed configuration, or NULL (not open, none yet, or a newer
  * one still uncommitted: libraft keeps only the newest in memory). */
 static const struct raft_configuration *committed_conf(const struct replica *r)
@@ -1184,12 +1184,10 @@ static const struct raft_configuration *committed_conf(const struct replica *r)
     if (r->state != REPLICA_OPEN) {
         return NULL;
     }
-    struct raft *raft = rq_node_raft(r->node);
-    if (raft->configuration.n == 0 ||
-        raft->configuration_uncommitted_index != 0) {
-        return NULL;
-    }
-    return &raft->configuration;
+    bool pending;
+    const struct raft_configuration *c =
+        rq_node_configuration(r->node, NULL, &pending);
+    return c->n == 0 || pending ? NULL : c;
 }
 
 size_t replica_voters(const struct replica *r, uint64_t *out, size_t max)
@@ -1264,7 +1262,8 @@ static void members_follow(struct replica *r)
     if (c == NULL) {
         return;
     }
-    uint64_t index = rq_node_raft(r->node)->configuration_index;
+    uint64_t index;
+    rq_node_configuration(r->node, &index, NULL);
     r->n_voters = 0;
     for (unsigned i = 0; i < c->n && r->n_voters < REPLICA_MEMBERS_MAX; i++) {
         if (c->servers[i].role == RAFT_VOTER) {
@@ -1485,7 +1484,7 @@ static int change_can_start(struct replica *r)
         return RQ_NOTLEADER;
     }
     if (r->change_step != CHANGE_NONE || r->transfer_inflight ||
-        rq_node_raft(r->node)->configuration_uncommitted_index != 0) {
+        conf_pending(r)) {
         return RQ_EXISTS;
     }
     return 0;
@@ -1512,7 +1511,8 @@ int replica_member_add(struct replica *r, const struct replica_member *m,
         return rv;
     }
     struct raft *raft = rq_node_raft(r->node);
-    const struct raft_configuration *c = &raft->configuration;
+    const struct raft_configuration *c =
+        rq_node_configuration(r->node, NULL, NULL);
     const struct raft_server *s = conf_get(c, m->id);
     enum change_step step = CHANGE_ADD;
     if (s != NULL) {
@@ -1559,7 +1559,8 @@ int replica_member_remove(struct replica *r, uint64_t id, unsigned timeout_ms,
         return rv;
     }
     struct raft *raft = rq_node_raft(r->node);
-    const struct raft_configuration *c = &raft->configuration;
+    const struct raft_configuration *c =
+        rq_node_configuration(r->node, NULL, NULL);
     if (conf_get(c, id) == NULL) {
         *done = true;
         return 0;
@@ -1600,8 +1601,9 @@ int replica_serve_members(struct replica *r, struct rq_buf *out)
     const struct raft_configuration *c = committed_conf(r);
     if (c == NULL) {
         /* Nothing committed to tell, or a newer one under way. */
-        return rq_node_raft(r->node)->configuration.n == 0 ? RQ_NOTFOUND
-                                                           : RQ_NOQUORUM;
+        return rq_node_configuration(r->node, NULL, NULL)->n == 0
+                   ? RQ_NOTFOUND
+                   : RQ_NOQUORUM;
     }
     json_t *servers = json_array();
     for (unsigned i = 0; i < c->n; i++) {
@@ -1613,10 +1615,10 @@ int replica_serve_members(struct replica *r, struct rq_buf *out)
                                http != NULL ? json_string(http) : json_null(),
                                "voter", s->role == RAFT_VOTER));
     }
-    json_t *o =
-        json_pack("{s:I,s:o}", "conf_index",
-                  (json_int_t)rq_node_raft(r->node)->configuration_index,
-                  "servers", servers);
+    uint64_t index;
+    rq_node_configuration(r->node, &index, NULL);
+    json_t *o = json_pack("{s:I,s:o}", "conf_index", (json_int_t)index,
+                          "servers", servers);
     char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL) {
@@ -1646,9 +1648,11 @@ static void members_learn(struct replica *r, const char *peer,
         return;
     }
     uint64_t index = reply.conf_index;
-    struct raft *raft = rq_node_raft(r->node);
-    if (!reply.lists_self && !r->removed && index > raft->configuration_index &&
-        conf_get(&raft->configuration, r->env->self_id) != NULL) {
+    uint64_t own;
+    const struct raft_configuration *conf =
+        rq_node_configuration(r->node, &own, NULL);
+    if (!reply.lists_self && !r->removed && index > own &&
+        conf_get(conf, r->env->self_id) != NULL) {
         rq_log(RQ_INFO,
                "%s: removed from the group: the configuration of index "
                "%" PRIu64 " at %s leaves broker %" PRIu64 " out",
@@ -1685,8 +1689,8 @@ static const char *query_peer(struct replica *r)
 {
     const char *cand[QUERY_PEERS_MAX];
     size_t n = 0;
-    struct raft *raft = rq_node_raft(r->node);
-    const struct raft_configuration *c = &raft->configuration;
+    const struct raft_configuration *c =
+        rq_node_configuration(r->node, NULL, NULL);
     const struct replica_member *leader = replica_leader(r);
     if (leader != NULL) {
         cand[n++] = leader->raft_addr;
@@ -1715,11 +1719,11 @@ static void members_query(struct replica *r)
         return;
     }
     uint64_t now = uv_now(r->env->loop);
-    struct raft *raft = rq_node_raft(r->node);
     bool orphaned =
         !r->removed && r->leaderless_since != 0 &&
         now - r->leaderless_since > 2 * (uint64_t)r->env->election_timeout_ms &&
-        conf_get(&raft->configuration, r->env->self_id) != NULL;
+        conf_get(rq_node_configuration(r->node, NULL, NULL),
+                 r->env->self_id) != NULL;
     if ((!r->members_missing && !orphaned) || now < r->query_next) {
         return;
     }
@@ -1769,7 +1773,7 @@ void replica_tick(struct replica *r, bool balance)
         !replica_ready_leader(r) || r->transfer_inflight ||
         now < r->transfer_next || now < r->transfer_ended + TRANSFER_GAP_MS ||
         r->change_step != CHANGE_NONE ||
-        rq_node_raft(r->node)->configuration_uncommitted_index != 0) {
+        conf_pending(r)) {
         return;
     }
     transfer_start(r, preferred, true, NULL, NULL);

@@ -286,9 +286,6 @@ bool replica_log_memory(const struct replica *r,
 void replica_set_log_budget(struct replica *r, uint64_t memory_bytes,
                             uint64_t trailing_bytes);
 
-/* rq_node_compact() on an open replica; RQ_INVALID if it is not open. */
-int replica_compact(struct replica *r, bool barrier);
-
 /* ---- Metrics (bmetrics.h) ---- */
 
 /* The replica's children: taken when it opens, given back when it is

@@ -656,6 +656,9 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
         /* Signed afresh as this manager: the caller's signature, if any,
          * was spent here. */
         .sign = &m->to_managers,
+        /* A consume's failure says whether the leader may have received
+         * it, which a refused connect proves only on a new connection. */
+        .fresh = rq_http_route_handler(req) == qapi_consume,
     };
     int rv = manager_call(m, &r, on_forwarded, f);
     if (rv != 0) {

@@ -603,6 +603,9 @@ int rq_httpc_do(struct rq_httpc *c, const struct rq_httpc_req *req,
      * to its leader must not have libcurl squash it to "/admin/". */
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
+    if (req->fresh) {
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);

@@ -23,6 +23,7 @@
 #ifndef RQ_HTTPC_H
 #define RQ_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -58,6 +59,12 @@ struct rq_httpc_req {
     unsigned timeout_ms; /* whole request; 0 means 10 s */
     size_t max_response; /* bytes; 0 means 64 MiB; more is RQ_TOOBIG */
     const struct rq_httpc_signer *sign; /* NULL: sent unsigned */
+    /* On a new connection, never a kept-alive one, so that RQ_CONNECT
+     * proves the server never received the request. Over a reused
+     * connection that dies before any answer, libcurl sends the request
+     * again on a new connection and reports that one's failure: a refused
+     * connect then hides a first attempt that may have arrived. */
+    bool fresh;
 };
 
 /* A client on @loop. 0, or RQ_NOMEM/RQ_IO with @why. */

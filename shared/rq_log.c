@@ -4,7 +4,6 @@
  */
 #include "rq_log.h"
 
-#include <raft.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,18 +129,3 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
     (void)rv;
 }
 
-static void tracer_emit(struct raft_tracer *t, const char *file, int line,
-                        const char *message)
-{
-    (void)t;
-    rq_log_emit(RQ_DEBUG, "raft", "%s:%d %s", file, line, message);
-}
-
-struct raft_tracer *rq_log_raft_tracer(void)
-{
-    static struct raft_tracer tracer;
-    tracer.impl = NULL;
-    tracer.enabled = rq_log_enabled(RQ_DEBUG);
-    tracer.emit = tracer_emit;
-    return &tracer;
-}

@@ -38,9 +38,5 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
         }                                             \
     } while (0)
 
-/* A raft tracer that feeds this sink at RQ_DEBUG (enabled only when the
- * threshold is RQ_DEBUG). Static storage: never freed. */
-struct raft_tracer;
-struct raft_tracer *rq_log_raft_tracer(void);
 
 #endif /* RQ_LOG_H */

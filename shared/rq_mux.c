@@ -677,9 +677,9 @@ static int tls_wrap(struct rq_mux *m, uv_tcp_t **tcp, enum rq_tls_role role,
  * partition, a dead host) leaves a stream whose writes still succeed into
  * the kernel's buffer while TCP retransmits with growing gaps: after a cut
  * of twenty seconds the next retransmission can be a minute away, so the
- * stream stays silent long after the network heals; its queue need not
- * grow enough for the stall watch below to see it (a library that bounds
- * what it sends a silent follower never lets it). With the user timeout
+ * stream stays silent long after the network heals, and with libraft 0.22
+ * sending a follower at most 32 unacknowledged entries its queue never
+ * grows enough for the stall watch below to see it. With the user timeout
  * the kernel closes such a connection once data has gone unacknowledged for
  * USER_TIMEOUT_MS, and the groups dial again.
  */
@@ -1271,6 +1271,7 @@ int rq_mux_transport_init(struct rq_mux *m, uint64_t gid,
     m->stats.groups = (unsigned)m->groups.count;
 
     memset(t, 0, sizeof *t);
+    t->version = 1; /* The raft_uv_transport interface of raft/uv.h. */
     t->impl = g;
     t->init = transport_init;
     t->listen = transport_listen;

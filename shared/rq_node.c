@@ -14,16 +14,10 @@
  *         --[ready_barrier_cb, status 0]--> leader, ready
  *     any leader state --[new term or step-down]--> not leader
  *
- * Compaction (rq_node_compact). libraft snapshots after applying entries
- * once `threshold` of them have been applied since the last snapshot, and
- * checks nowhere else, so a node asked to let go of its log lowers the
- * threshold to 1 and, as leader, proposes a barrier; the threshold comes
- * back in poll_cb once a snapshot has started, or once the barrier has been
- * applied (libraft checks the threshold right after applying it, in the
- * same call, so by the next poll a snapshot has started or could not):
- *
- *     idle --[rq_node_compact]--> compacting (threshold 1)
- *         --[poll_cb: snapshot started, or barrier applied or failed]--> idle
+ * Snapshot counts. libraft 0.22 checks the snapshot threshold after every
+ * event it handles (a tick, a message: src/legacy.c legacyShouldTakeSnapshot
+ * at the end of every step), so counts lowered by rq_node_set_log_budget()
+ * take effect at the next tick, also on a node that receives no entry.
  *
  * Close sequence (libraft 0.15, src/raft.c and src/uv.c): raft_close()
  * fails the pending requests synchronously, then closes raft_uv, which
@@ -42,6 +36,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,15 +108,52 @@ struct rq_node {
 
     struct request *requests; /* Pending client requests, for close. */
 
-    /* Compaction; see the top of the file. */
-    bool compacting;
-    bool compact_barrier_done; /* Applied (or failed): restore at the poll. */
-    raft_index compact_from;   /* The snapshot index when it began. */
+    unsigned cur_threshold; /* The counts libraft was last given. */
+    unsigned cur_trailing;
+
+    /* What raft_uv is asked to store, seen from in between (see
+     * "Snapshots, seen on their way to disk" below). */
+    struct {
+        int (*load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                    struct raft_snapshot **snapshot, raft_index *start_index,
+                    struct raft_entry *entries[], size_t *n_entries);
+        int (*snapshot_put)(struct raft_io *io, unsigned trailing,
+                            struct raft_io_snapshot_put *req,
+                            const struct raft_snapshot *snapshot,
+                            raft_io_snapshot_put_cb cb);
+        struct snap_put {
+            struct rq_node *node;
+            struct raft_io_snapshot_put *req; /* NULL: slot free. */
+            void *req_data; /* libraft's req->data, given back. */
+            raft_io_snapshot_put_cb cb;
+            raft_index index;
+            unsigned trailing;
+        } inflight[2];
+        raft_index index;     /* Of the last snapshot stored; 0: none. */
+        raft_index log_first; /* First entry libraft holds in memory. */
+    } snap;
+
+    /* libraft's diagnostics, as debug lines naming the node; unused (no
+     * tracer at all) unless the log level is debug: libraft formats every
+     * line before it calls the tracer. */
+    struct raft_tracer tracer;
+
+    /* The writes raft_uv failed (see "Writes that fail" below). */
+    struct {
+        int (*set_term)(struct raft_io *io, raft_term term);
+        int (*set_vote)(struct raft_io *io, raft_id server_id);
+        int (*append)(struct raft_io *io, struct raft_io_append *req,
+                      const struct raft_entry entries[], unsigned n,
+                      raft_io_append_cb cb);
+        int (*truncate)(struct raft_io *io, raft_index index);
+        int status;       /* The first failure's RAFT_* code; 0: none. */
+        char what[160];   /* What failed, for the log line. */
+        bool reported;
+    } io_fail;
 
     bool started;
     bool closing;
     unsigned closes_pending;
-    uint64_t buried_at;         /* uv_hrtime() when closed */
     struct rq_node *grave_next; /* in the graveyard after close */
     void (*close_cb)(void *data);
     void *close_data;
@@ -131,6 +163,35 @@ struct rq_node {
 static struct raft *raft_of(const struct rq_node *n)
 {
     return (struct raft *)&n->raft;
+}
+
+/*
+ * The membership configuration libraft holds. libraft 0.22 has no call
+ * for it, so these read struct raft's documented configuration fields
+ * (raft.h: "At any given moment the current configuration can be committed
+ * or uncommitted"): `configuration` is the newest one, committed at
+ * configuration_committed_index unless configuration_uncommitted_index
+ * names a newer one still pending. Nothing else reads struct raft.
+ */
+static uint64_t conf_index(const struct raft *r, bool *pending)
+{
+    *pending = r->configuration_uncommitted_index != 0;
+    return r->configuration_committed_index;
+}
+
+const struct raft_configuration *rq_node_configuration(const struct rq_node *n,
+                                                       uint64_t *index,
+                                                       bool *pending)
+{
+    bool p;
+    uint64_t i = conf_index(&n->raft, &p);
+    if (index != NULL) {
+        *index = i;
+    }
+    if (pending != NULL) {
+        *pending = p;
+    }
+    return &n->raft.configuration;
 }
 
 /* Maps a raft status from an apply or barrier callback to an RQ_* code. */
@@ -230,7 +291,8 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
     const char *leader_address = NULL;
 
     memset(out, 0, sizeof *out);
-    out->role = role_from_raft(raft_state(r));
+    out->role = n->io_fail.status != 0 ? RQ_ROLE_UNAVAILABLE
+                                       : role_from_raft(raft_state(r));
     out->id = r->id;
     raft_leader(r, &leader_id, &leader_address);
     out->leader_id = leader_id;
@@ -238,19 +300,20 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
         snprintf(out->leader_address, sizeof out->leader_address, "%s",
                  leader_address);
     }
-    out->term = r->current_term;
-    out->commit = r->commit_index;
+    out->term = raft_current_term(r);
+    out->commit = raft_commit_index(r);
     out->applied = raft_last_applied(r);
     out->last_index = raft_last_index(r);
     out->ready = rq_node_ready(n);
-    out->conf_index = r->configuration_index;
-    out->conf_pending = r->configuration_uncommitted_index != 0;
+    out->conf_index = conf_index(r, &out->conf_pending);
 }
 
 bool rq_node_ready(const struct rq_node *n)
 {
-    return !n->closing && n->raft.state == RAFT_LEADER && n->ready_term != 0 &&
-           n->ready_term == n->raft.current_term;
+    return !n->closing && n->io_fail.status == 0 &&
+           raft_state(raft_of(n)) == RAFT_LEADER &&
+           n->ready_term != 0 &&
+           n->ready_term == raft_current_term(raft_of(n));
 }
 
 /* Logs one line describing what moved between @old and @now. */
@@ -265,7 +328,7 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
                    "%s: configuration of index %llu committed (%u "
                    "servers)",
                    n->label, (unsigned long long)now->conf_index,
-                   n->raft.configuration.n);
+                   rq_node_configuration(n, NULL, NULL)->n);
         }
         return; /* Only the configuration moved. */
     }
@@ -284,33 +347,16 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
 
 static void poll_cb(uv_timer_t *timer);
 
-/* Hands libraft the snapshot counts: the sized ones (or the configured
- * threshold), or a threshold of 1 while compacting. */
+/* Hands libraft the snapshot counts: the sized ones, or the configured
+ * threshold. */
 static void set_counts(struct rq_node *n)
 {
-    unsigned threshold = n->sized ? n->logmem.threshold : n->threshold;
-    raft_set_snapshot_threshold(&n->raft, n->compacting ? 1 : threshold);
+    n->cur_threshold = n->sized ? n->logmem.threshold : n->threshold;
+    raft_set_snapshot_threshold(&n->raft, n->cur_threshold);
     if (n->sized) {
-        raft_set_snapshot_trailing(&n->raft, n->logmem.trailing);
+        n->cur_trailing = n->logmem.trailing;
+        raft_set_snapshot_trailing(&n->raft, n->cur_trailing);
     }
-}
-
-/* Ends a compaction once it has done what it can (see the top). */
-static void compact_check(struct rq_node *n)
-{
-    struct raft *r = &n->raft;
-    if (!n->compacting) {
-        return;
-    }
-    bool started = r->snapshot.pending.term != 0 ||
-                   r->snapshot.put.data != NULL ||
-                   r->log.snapshot.last_index != n->compact_from;
-    if (!started && !n->compact_barrier_done) {
-        return;
-    }
-    n->compacting = false;
-    n->compact_barrier_done = false;
-    set_counts(n);
 }
 
 static void ready_barrier_cb(struct raft_barrier *req, int status)
@@ -341,16 +387,17 @@ static void ready_barrier_cb(struct raft_barrier *req, int status)
 static void maybe_issue_barrier(struct rq_node *n)
 {
     struct raft *r = &n->raft;
+    raft_term term = raft_current_term(r);
     if (raft_state(r) != RAFT_LEADER || n->barrier_inflight ||
-        n->barrier_term == r->current_term) {
+        n->barrier_term == term) {
         return;
     }
     n->ready_barrier.data = n;
-    n->barrier_term = r->current_term;
+    n->barrier_term = term;
     int rv = raft_barrier(r, &n->ready_barrier, ready_barrier_cb);
     if (rv != 0) {
         rq_log(RQ_WARN, "%s: readiness barrier in term %llu: %s", n->label,
-               (unsigned long long)r->current_term, raft_strerror(rv));
+               (unsigned long long)term, raft_strerror(rv));
         n->barrier_term = 0;
         return;
     }
@@ -370,7 +417,10 @@ static void poll_cb(uv_timer_t *timer)
     if (n->closing) {
         return;
     }
-    compact_check(n);
+    if (n->io_fail.status != 0 && !n->io_fail.reported) {
+        n->io_fail.reported = true;
+        rq_log(RQ_ERROR, "%s: stopped: %s", n->label, n->io_fail.what);
+    }
     maybe_issue_barrier(n);
     rq_node_info(n, &now);
     if (now.role == n->last.role && now.leader_id == n->last.leader_id &&
@@ -444,8 +494,233 @@ static const struct rq_fsm_ops node_ops = {
     .restore = node_restore,
 };
 
+/* ---- Snapshots, seen on their way to disk ----
+ *
+ * libraft 0.22 tells nothing of its snapshots through its API, and its log
+ * is an opaque type. raft_io, the interface it stores through, is public,
+ * so the node puts itself between libraft and raft_uv for two calls:
+ *
+ * - load (raft_start): the snapshot on disk and the first entry loaded;
+ * - snapshot_put: a snapshot taken (trailing > 0: libraft keeps `trailing`
+ *   entries before its index in memory) or installed from the leader
+ *   (trailing 0: the log restarts after it). Its completion moves the
+ *   snapshot index and the first entry libraft still holds.
+ *
+ * From those and raft_last_index(), rq_node_log_memory() counts the entries
+ * in memory. raft_uv is untouched: every call goes on to it unchanged.
+ */
+/* libraft 0.22 emits only info (3) and trace (5) diagnostics, both detail
+ * of the algorithm: debug lines here, with the node's label. */
+static void node_trace(struct raft_tracer *t, int type, const void *data)
+{
+    const struct rq_node *n = t->impl;
+    const struct raft_tracer_info *info = data;
+    if (type != RAFT_TRACER_DIAGNOSTIC || info == NULL || info->version < 1) {
+        return;
+    }
+    rq_log_emit(RQ_DEBUG, "raft", "%s: %s:%d L%d %s", n->label,
+                info->diagnostic.file, info->diagnostic.line,
+                info->diagnostic.level, info->diagnostic.message);
+}
+
+static void node_tracer_init(struct rq_node *n)
+{
+    memset(&n->tracer, 0, sizeof n->tracer);
+    if (rq_log_enabled(RQ_DEBUG)) {
+        n->tracer.impl = n;
+        n->tracer.version = 2;
+        n->tracer.emit = node_trace;
+    }
+}
+
+static struct rq_node *node_of_io(struct raft_io *io)
+{
+    return (struct rq_node *)(void *)((char *)io - offsetof(struct rq_node, io));
+}
+
+/* ---- Writes that fail ----
+ *
+ * libraft 0.15 stopped a group for good (RAFT_UNAVAILABLE) when it could not
+ * persist a term, a vote or entries, and the owner brought it back
+ * (rq_node_exit_if_stopped, the broker's reopen). 0.22's callback layer
+ * has no such state: it asserts that the write worked (src/legacy.c tickCb,
+ * recvCb, legacyPersistEntriesCb), which a release build compiles out, so
+ * the group would go on with a term or vote it never stored, or wait for
+ * ever for entries whose write failed, and never say so. The node watches
+ * raft_uv's answers for those writes instead: the first failure marks the
+ * node stopped (role RQ_ROLE_UNAVAILABLE, never ready), logged once, and
+ * its owner closes it as before. A failure while closing is the close's
+ * doing (RAFT_CANCELED) and not counted.
+ */
+static void io_failed(struct rq_node *n, int status, const char *what)
+{
+    if (n->io_fail.status != 0) {
+        return;
+    }
+    n->io_fail.status = status;
+    snprintf(n->io_fail.what, sizeof n->io_fail.what, "%s: %s (%s)", what,
+             raft_strerror(status), n->io.errmsg);
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->io_fail.set_term(io, term);
+    if (rv != 0) {
+        io_failed(n, rv, "storing the term");
+    }
+    return rv;
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->io_fail.set_vote(io, server_id);
+    if (rv != 0) {
+        io_failed(n, rv, "storing the vote");
+    }
+    return rv;
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->io_fail.truncate(io, index);
+    if (rv != 0) {
+        io_failed(n, rv, "truncating the log");
+    }
+    return rv;
+}
+
+/* One append in raft_uv: libraft's req->data and callback, given back. */
+struct append_wrap {
+    struct rq_node *node;
+    void *req_data;
+    raft_io_append_cb cb;
+};
+
+static void io_append_cb(struct raft_io_append *req, int status)
+{
+    struct append_wrap w = *(struct append_wrap *)req->data;
+    free(req->data);
+    req->data = w.req_data;
+    if (status != 0 && status != RAFT_CANCELED && !w.node->closing) {
+        io_failed(w.node, status, "appending entries");
+    }
+    w.cb(req, status);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n_entries,
+                     raft_io_append_cb cb)
+{
+    struct rq_node *n = node_of_io(io);
+    struct append_wrap *w = malloc(sizeof *w);
+    if (w == NULL) {
+        return RAFT_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    *w = (struct append_wrap){.node = n, .req_data = req->data, .cb = cb};
+    req->data = w;
+    int rv = n->io_fail.append(io, req, entries, n_entries, io_append_cb);
+    if (rv != 0) {
+        req->data = w->req_data;
+        free(w);
+        io_failed(n, rv, "appending entries");
+    }
+    return rv;
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries)
+{
+    struct rq_node *n = node_of_io(io);
+    int rv = n->snap.load(io, term, voted_for, snapshot, start_index, entries,
+                          n_entries);
+    if (rv == 0) {
+        n->snap.index = *snapshot != NULL ? (*snapshot)->index : 0;
+        n->snap.log_first =
+            *n_entries > 0 ? *start_index : n->snap.index + 1;
+    }
+    return rv;
+}
+
+static void io_snapshot_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+    /* While the put is in raft_uv, req->data (libraft's, which raft_uv
+     * never reads) points at the node's slot; it is given back here. */
+    struct snap_put *slot = req->data;
+    struct snap_put put = *slot;
+    struct rq_node *n = put.node;
+    assert(put.req == req);
+    slot->req = NULL;
+    req->data = put.req_data;
+    if (status != 0 && status != RAFT_CANCELED && !n->closing) {
+        io_failed(n, status, "writing the snapshot");
+    }
+    if (status == 0 && put.index > n->snap.index) {
+        n->snap.index = put.index;
+        raft_index keep_from = put.trailing == 0        ? put.index + 1
+                               : put.index > put.trailing ? put.index - put.trailing + 1
+                                                          : 1;
+        if (put.trailing == 0 || keep_from > n->snap.log_first) {
+            n->snap.log_first = keep_from;
+        }
+    }
+    put.cb(req, status);
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb)
+{
+    struct rq_node *n = node_of_io(io);
+    struct snap_put *slot = NULL;
+    for (size_t i = 0; i < sizeof n->snap.inflight / sizeof n->snap.inflight[0];
+         i++) {
+        if (n->snap.inflight[i].req == NULL) {
+            slot = &n->snap.inflight[i];
+            break;
+        }
+    }
+    if (slot == NULL) {
+        return RAFT_BUSY; /* UNTESTED: libraft puts one at a time. */
+    }
+    *slot = (struct snap_put){.node = n,
+                              .req = req,
+                              .req_data = req->data,
+                              .cb = cb,
+                              .index = snapshot->index,
+                              .trailing = trailing};
+    req->data = slot;
+    int rv = n->snap.snapshot_put(io, trailing, req, snapshot,
+                                  io_snapshot_put_cb);
+    if (rv != 0) {
+        req->data = slot->req_data;
+        slot->req = NULL;
+    }
+    return rv;
+}
+
+static void io_interpose(struct rq_node *n)
+{
+    n->snap.load = n->io.load;
+    n->io.load = io_load;
+    n->snap.snapshot_put = n->io.snapshot_put;
+    n->io.snapshot_put = io_snapshot_put;
+    n->io_fail.set_term = n->io.set_term;
+    n->io.set_term = io_set_term;
+    n->io_fail.set_vote = n->io.set_vote;
+    n->io.set_vote = io_set_vote;
+    n->io_fail.truncate = n->io.truncate;
+    n->io.truncate = io_truncate;
+    n->io_fail.append = n->io.append;
+    n->io.append = io_append;
+}
+
 /* Closed nodes held back from release (see bury()). */
-static void sweep_graveyard(bool all);
+static void sweep_graveyard(void);
 
 int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                 const struct rq_node_config *cfg, const struct rq_fsm_ops *ops,
@@ -454,7 +729,7 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     struct rq_node *n;
     int rv;
 
-    sweep_graveyard(false);
+    sweep_graveyard();
     if (cfg->id == 0 || cfg->address == NULL || cfg->dir == NULL) {
         snprintf(why, whyn, "node needs a non-zero id, an address and a dir");
         return RQ_INVALID;
@@ -511,7 +786,16 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     n->segment_size =
         cfg->segment_size != 0 ? cfg->segment_size : DEFAULT_SEGMENT_SIZE;
     raft_uv_set_segment_size(&n->io, n->segment_size);
-    raft_uv_set_tracer(&n->io, rq_log_raft_tracer());
+    node_tracer_init(n);
+    raft_uv_set_tracer(&n->io, n->tracer.emit != NULL ? &n->tracer : NULL);
+    /* 0.22's raft_uv, finding the last closed segment or an open one
+     * corrupt, moves it and every later one aside and loads again without
+     * them: the server would go on without entries it may have acknowledged
+     * and count as a voter all the same. A log that does not load fails
+     * the start instead (a broker's replica is then rebuilt from its
+     * peers as a new member). */
+    raft_uv_set_auto_recovery(&n->io, false);
+    io_interpose(n);
 
     n->ops = ops;
     n->fsm_data = fsm_data;
@@ -536,12 +820,20 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     }
     rq_fsm_adapter_bind(&n->fsm, &n->raft);
     n->raft.data = n;
-    n->raft.tracer = rq_log_raft_tracer();
+    n->raft.tracer = n->tracer.emit != NULL ? &n->tracer : NULL;
     raft_set_election_timeout(&n->raft, election);
     raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    n->cur_threshold = threshold;
+    n->cur_trailing = trailing;
     raft_set_snapshot_threshold(&n->raft, threshold);
     raft_set_snapshot_trailing(&n->raft, trailing);
     raft_set_pre_vote(&n->raft, cfg->pre_vote);
+    /* libraft 0.22 refuses new entries (RAFT_NOSPACE) unless a majority
+     * reports 4 MiB of prepared segment space, the size of one of its
+     * default 8 MiB segments' worth; raftq's segments are 256 KiB to
+     * 1 MiB, so that reserve is never there. The check is off: a full disk
+     * fails the write itself, which the groups already handle. */
+    raft_set_capacity_threshold(&n->raft, 0);
     raft_set_install_snapshot_timeout(
         &n->raft, cfg->install_snapshot_timeout_ms != 0
                       ? cfg->install_snapshot_timeout_ms
@@ -830,18 +1122,17 @@ void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out)
 
 void rq_node_log_memory(const struct rq_node *n, struct rq_node_log_memory *out)
 {
-    const struct raft_log *l = &n->raft.log;
-    /* The log is a ring of entries from front to back (src/log.c). */
-    uint64_t entries =
-        l->front <= l->back ? l->back - l->front : l->size - l->front + l->back;
+    uint64_t last = raft_last_index(raft_of(n));
+    uint64_t entries = last >= n->snap.log_first && n->snap.log_first != 0
+                           ? last - n->snap.log_first + 1
+                           : 0;
     memset(out, 0, sizeof *out);
     out->entries = entries;
     out->average = n->sized ? rq_logmem_average(&n->logmem) : 0;
     out->bytes = entries * out->average;
-    out->snapshot_index = l->snapshot.last_index;
-    out->threshold = n->raft.snapshot.threshold;
-    out->trailing = n->raft.snapshot.trailing;
-    out->compacting = n->compacting;
+    out->snapshot_index = n->snap.index;
+    out->threshold = n->cur_threshold;
+    out->trailing = n->cur_trailing;
 }
 
 int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
@@ -856,66 +1147,15 @@ int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
     return 0;
 }
 
-static void compact_barrier_cb(void *data, int status, uint64_t result)
-{
-    struct rq_node *n = data;
-    (void)result;
-    if (n->closing) {
-        return; /* Called from rq_node_close(): the poll timer is closed. */
-    }
-    if (status != 0 && status != RQ_NOTLEADER) {
-        rq_log(RQ_WARN, "%s: compaction barrier: %s", n->label,
-               rq_strerror(status));
-    }
-    /* libraft has checked the threshold right after applying the barrier
-     * (or it failed): the poll ends the compaction on the next turn. */
-    n->compact_barrier_done = true;
-    uv_timer_start(&n->poll, poll_cb, 0, n->poll_ms);
-}
-
-int rq_node_compact(struct rq_node *n, bool barrier)
-{
-    if (n->closing) {
-        return RQ_SHUTDOWN;
-    }
-    if (!n->started) {
-        return RQ_INVALID;
-    }
-    if (n->compacting) {
-        return RQ_EXISTS;
-    }
-    if (barrier) {
-        int rv = rq_node_barrier(n, compact_barrier_cb, n);
-        if (rv != 0) {
-            return rv;
-        }
-    }
-    n->compacting = true;
-    n->compact_barrier_done = false;
-    n->compact_from = n->raft.log.snapshot.last_index;
-    set_counts(n);
-    return 0;
-}
-
 /*
- * Closed nodes wait here before their memory is released.
- *
- * libraft 0.15 can fire raft_uv's close callback twice: closing removes each
- * open segment from its queue and closes the segment's writer
- * asynchronously (src/uv_append.c uvAliveSegmentFinalize), and the writer
- * waits for any write still in the thread pool. If the segment's finalize
- * work (also in the pool) completes first, every queue is empty and the
- * close callback fires; the writer's own close callback then runs
- * uvMaybeFireCloseCb on the same raft_uv object again (seen under load as
- * a crash in ioCloseCb of a freed raft_io). So the node, its raft and its
- * raft_uv object stay allocated, with the callback made harmless in
- * on_raft_closed, for GRAVE_NS after the close; closed nodes are released
- * by later rq_node_new/rq_node_close calls and by rq_node_release_closed.
- * A node costs a few KiB here, and only nodes closed within the last minute
- * are held.
+ * Closed nodes wait here until the next rq_node_new() or rq_node_close(), or
+ * rq_node_release_closed() at exit, releases them: the last close callback
+ * may be libraft's, running inside raft_uv's own code, which must not have
+ * its object freed under it. (0.15 could also fire that callback a second
+ * time, later, so nodes were kept for a minute; 0.22 fires it once, and the
+ * sanitizer build of the library would report a second run as a double
+ * free.)
  */
-#define GRAVE_NS (60ull * 1000000000ull)
-
 static struct rq_node *graveyard;
 
 static void release(struct rq_node *n)
@@ -925,31 +1165,24 @@ static void release(struct rq_node *n)
     free(n);
 }
 
-static void sweep_graveyard(bool all)
+static void sweep_graveyard(void)
 {
-    uint64_t now = uv_hrtime();
-    struct rq_node **pp = &graveyard;
-    while (*pp != NULL) {
-        struct rq_node *n = *pp;
-        if (all || now - n->buried_at >= GRAVE_NS) {
-            *pp = n->grave_next;
-            release(n);
-        } else {
-            pp = &n->grave_next;
-        }
+    while (graveyard != NULL) {
+        struct rq_node *n = graveyard;
+        graveyard = n->grave_next;
+        release(n);
     }
 }
 
 static void bury(struct rq_node *n)
 {
-    n->buried_at = uv_hrtime();
     n->grave_next = graveyard;
     graveyard = n;
 }
 
 void rq_node_release_closed(void)
 {
-    sweep_graveyard(true);
+    sweep_graveyard();
 }
 
 /* Finishes closing once raft and the poll timer have both closed. */
@@ -974,16 +1207,7 @@ static void maybe_finish_close(struct rq_node *n)
 
 static void on_raft_closed(struct raft *r)
 {
-    struct rq_node *n = r->data;
-    /* raft_uv has closed (src/uv.c fires this from its close callback), but
-     * a segment writer may still be closing and fire that callback again
-     * (see bury()). Make a second run of raft's own close callback
-     * (src/raft.c ioCloseCb) harmless: nothing left to free, no callback. */
-    r->address = NULL;
-    memset(&r->log, 0, sizeof r->log);
-    raft_configuration_init(&r->configuration);
-    r->close_cb = NULL;
-    maybe_finish_close(n);
+    maybe_finish_close(r->data);
 }
 
 static void on_poll_closed(uv_handle_t *handle)
@@ -993,7 +1217,7 @@ static void on_poll_closed(uv_handle_t *handle)
 
 void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data)
 {
-    sweep_graveyard(false);
+    sweep_graveyard();
     assert(!n->closing);
     n->closing = true;
     n->close_cb = cb;

@@ -74,7 +74,7 @@ struct rq_node_info {
     uint64_t last_index;
     bool ready; /* Leader with its current-term barrier applied. */
     /* The membership configuration: the index of the last committed one
-     * (rq_node_raft()->configuration holds it unless @conf_pending), and
+     * (rq_node_configuration() returns it unless @conf_pending), and
      * whether a newer one is appended but not committed yet. */
     uint64_t conf_index;
     bool conf_pending;
@@ -165,7 +165,6 @@ struct rq_node_log_memory {
     uint64_t snapshot_index; /* Last index of the last snapshot; 0: none. */
     unsigned threshold;      /* libraft's snapshot threshold now. */
     unsigned trailing;       /* libraft's trailing count now. */
-    bool compacting;         /* rq_node_compact() is under way. */
 };
 
 void rq_node_log_memory(const struct rq_node *n,
@@ -174,28 +173,26 @@ void rq_node_log_memory(const struct rq_node *n,
 /*
  * Replaces the byte budgets of a node whose snapshots are sized by bytes
  * (cfg->log_memory_bytes non-zero; RQ_INVALID otherwise): the counts follow
- * at once. 0 or RQ_INVALID.
+ * at once, and libraft checks them at its next tick even when no entry
+ * comes, so a node idle over its new budget snapshots by itself. 0 or
+ * RQ_INVALID.
  */
 int rq_node_set_log_budget(struct rq_node *n, uint64_t memory_bytes,
                            uint64_t trailing_bytes);
 
-/*
- * Takes a snapshot at the next entry applied, so libraft lets go of the
- * entries it holds (all but the trailing ones): lowers the snapshot
- * threshold to one entry until a snapshot has started. libraft checks the
- * threshold only after applying entries, so with @barrier the node (the
- * ready leader) also proposes a barrier, which every member applies; a
- * follower waits for its leader's next entry. The threshold comes back
- * once a snapshot has started or the barrier has been applied, whichever
- * comes first. Returns 0, RQ_EXISTS if a compaction is under way,
- * RQ_INVALID if the node has not started, RQ_SHUTDOWN once closing, and,
- * with @barrier, RQ_NOTLEADER (not the ready leader), RQ_NOMEM or RQ_RAFT
- * (then nothing changed).
- */
-int rq_node_compact(struct rq_node *n, bool barrier);
-
 /* The raft instance, for membership changes and leadership transfer. */
 struct raft *rq_node_raft(struct rq_node *n);
+
+/*
+ * The newest membership configuration libraft holds (never NULL; no
+ * servers before the first one is known). @index (optional) gets the index
+ * of the last committed configuration, @pending (optional) whether the one
+ * returned is newer and not committed yet. Valid until the next turn of the
+ * loop.
+ */
+const struct raft_configuration *rq_node_configuration(const struct rq_node *n,
+                                                       uint64_t *index,
+                                                       bool *pending);
 
 /*
  * Closes raft and raft_uv; pending callbacks get RQ_SHUTDOWN. Frees the
@@ -204,10 +201,10 @@ struct raft *rq_node_raft(struct rq_node *n);
 void rq_node_close(struct rq_node *n, void (*cb)(void *data), void *data);
 
 /*
- * Releases the memory of every closed node at once. Closed nodes are kept
- * for a minute because libraft 0.15 may still touch them after reporting
- * itself closed (rq_node.c explains); call this at exit, once the loop has
- * stopped.
+ * Releases the memory of every closed node not yet released (a closed node
+ * is released at the next rq_node_new() or rq_node_close(), outside
+ * libraft's close callback; rq_node.c explains); call this at exit, once
+ * the loop has stopped.
  */
 void rq_node_release_closed(void);
 

@@ -89,6 +89,9 @@ struct env {
     bool raw_live;
     uint16_t raw_port;
     unsigned raw_accepts;
+    unsigned raw_requests;  /* Requests it received. */
+    unsigned raw_vanish_at; /* 0, or the request it answers by vanishing. */
+    bool raw_gone;          /* It vanished: no connection, no listener. */
     struct raw_conn *raw_conns[RAW_CONNS_MAX];
 
     /* Closing from inside a callback. */
@@ -223,6 +226,23 @@ static void raw_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 }
 
 /* Answers each complete request head (the client sends GETs only). */
+static void raw_close_conns(struct env *e)
+{
+    for (size_t i = 0; i < RAW_CONNS_MAX; i++) {
+        if (e->raw_conns[i] != NULL && !e->raw_conns[i]->closed) {
+            e->raw_conns[i]->closed = true;
+            uv_close((uv_handle_t *)&e->raw_conns[i]->tcp, on_raw_conn_closed);
+        }
+    }
+}
+
+static void raw_vanish(struct env *e)
+{
+    raw_close_conns(e);
+    uv_close((uv_handle_t *)&e->raw, NULL);
+    e->raw_gone = true;
+}
+
 static void on_raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct raw_conn *rc = s->data;
@@ -239,6 +259,13 @@ static void on_raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         size_t used = (size_t)(end + 4 - rc->buf);
         memmove(rc->buf, rc->buf + used, rc->len - used + 1);
         rc->len -= used;
+        struct env *e = rc->env;
+        if (++e->raw_requests == e->raw_vanish_at) {
+            /* A server killed right after it read the request: every
+             * connection closes unanswered and nothing listens any more. */
+            raw_vanish(e);
+            return;
+        }
         uv_write_t *w = malloc(sizeof *w);
         assert_non_null(w);
         uv_buf_t out = uv_buf_init((char *)raw_reply, sizeof raw_reply - 1);
@@ -456,14 +483,8 @@ static int teardown(void **state)
     }
     rq_http_close(e->h, on_server_closed, e);
     assert_true(run_until(e, server_closed, e));
-    if (e->raw_live) {
-        for (size_t i = 0; i < RAW_CONNS_MAX; i++) {
-            if (e->raw_conns[i] != NULL && !e->raw_conns[i]->closed) {
-                e->raw_conns[i]->closed = true;
-                uv_close((uv_handle_t *)&e->raw_conns[i]->tcp,
-                         on_raw_conn_closed);
-            }
-        }
+    if (e->raw_live && !e->raw_gone) {
+        raw_close_conns(e);
         uv_close((uv_handle_t *)&e->raw, NULL);
     }
     uv_close((uv_handle_t *)&e->wake, NULL);
@@ -648,7 +669,8 @@ static void test_httpc_signed_requests(void **state)
 
     answer_free(&a);
     snprintf(url, sizeof url, "%s/signed/p", e->base);
-    struct rq_httpc_req req = {.method = "GET", .url = url, .sign = &bad_sender};
+    struct rq_httpc_req req = {
+        .method = "GET", .url = url, .sign = &bad_sender};
     assert_int_equal(rq_httpc_do(e->c, &req, on_answer, &a), RQ_INVALID);
 }
 
@@ -890,6 +912,50 @@ static void test_httpc_keepalive_reuses_one_connection(void **state)
         answer_free(&a);
     }
     assert_int_equal(e->raw_accepts, 1);
+}
+
+/*
+ * A server that reads a request and dies before answering it, on a
+ * connection kept alive from an earlier request: libcurl sends the request
+ * again on a new connection, which is refused, and reports RQ_CONNECT,
+ * although the server did receive it. A request marked fresh goes out on a
+ * new connection, so its failure (RQ_IO) says it may have arrived.
+ */
+static void vanishing_server(struct env *e, bool fresh, int want_err)
+{
+    struct answer a;
+    char url[URL_LEN];
+
+    raw_start(e);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/ping",
+             (unsigned)e->raw_port);
+    struct rq_httpc_req req = {.method = "GET", .url = url};
+    memset(&a, 0, sizeof a);
+    assert_int_equal(rq_httpc_do(e->c, &req, on_answer, &a), 0);
+    assert_true(run_until(e, answered, &a));
+    assert_int_equal(a.status, 200);
+    answer_free(&a);
+
+    e->raw_vanish_at = 2;
+    req.fresh = fresh;
+    memset(&a, 0, sizeof a);
+    assert_int_equal(rq_httpc_do(e->c, &req, on_answer, &a), 0);
+    assert_true(run_until(e, answered, &a));
+    assert_int_equal(e->raw_requests, 2); /* The server got it. */
+    assert_int_equal(e->raw_accepts, fresh ? 2 : 1);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(a.err, want_err);
+    answer_free(&a);
+}
+
+static void test_httpc_reused_connection_hides_a_received_request(void **state)
+{
+    vanishing_server(*state, false, RQ_CONNECT);
+}
+
+static void test_httpc_fresh_request_failure_is_not_connect(void **state)
+{
+    vanishing_server(*state, true, RQ_IO);
 }
 
 static void test_httpc_invalid_requests_are_refused(void **state)
@@ -1275,6 +1341,11 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_httpc_keepalive_reuses_one_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_httpc_reused_connection_hides_a_received_request, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_httpc_fresh_request_failure_is_not_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_invalid_requests_are_refused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_cancel_closes_the_connection,

@@ -22,6 +22,15 @@
 #include "rq_err.h"
 #include "rq_node.h"
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#define lsan_disable() __lsan_disable()
+#define lsan_enable() __lsan_enable()
+#else
+#define lsan_disable() ((void)0)
+#define lsan_enable() ((void)0)
+#endif
+
 #define SEGMENT_SIZE (64u * 1024)
 #define WAIT_MS 10000
 #define MAX_EVENTS 64
@@ -266,6 +275,7 @@ static void tnode_open_with(struct tnode *tn, const struct rq_node_config *cfg)
     memset(&tn->fsm, 0, sizeof tn->fsm);
     tn->fsm.hash = HASH_SEED;
     tn->n_events = 0;
+    tn->transport.version = 1; /* raft_uv_tcp_init checks it. */
     assert_int_equal(raft_uv_tcp_init(&tn->transport, &tn->fx->loop), 0);
     tn->transport_live = true;
     int rv = rq_node_new(&tn->fx->loop, &tn->transport, cfg, &fsm_ops, &tn->fsm,
@@ -453,6 +463,33 @@ static unsigned count_prefixed(const char *dir, const char *prefix)
 
 /* ---- Tests ---- */
 
+/* Starts @tn as the sole voter of its group and waits until it is ready. */
+static void sole_voter_start(struct tnode *tn, struct fixture *fx,
+                             unsigned port, const char *sub)
+{
+    tnode_init(tn, fx, 1, port, sub);
+    struct rq_peer self = {.id = 1};
+    snprintf(self.address, sizeof self.address, "%s", tn->address);
+    tnode_open(tn);
+    tnode_bootstrap(tn, &self, 1);
+    tnode_start(tn);
+    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+}
+
+/* Starts the closed sole voter @tn again from its directory, waits until
+ * it is ready and checks that the replayed log (no snapshot) gave the state
+ * machine @n entries hashing to @expect, in order. */
+static void sole_voter_restart(struct tnode *tn, unsigned n, uint64_t expect)
+{
+    tnode_open(tn);
+    tnode_start(tn);
+    assert_true(run_until(tn->fx, is_ready, tn, WAIT_MS));
+    assert_int_equal(tn->fsm.restores, 0);
+    assert_int_equal(tn->fsm.count, n);
+    assert_true(tn->fsm.hash == expect);
+    assert_int_equal(tn->fsm.order_errors, 0);
+}
+
 /*
  * Odd-length payloads would corrupt a libraft 0.15 log on restart unless
  * padded; rq_node pads them. After a restart raft replays the whole log
@@ -466,14 +503,7 @@ static void test_node_odd_length_entries_survive_restart(void **state)
     uint64_t expect = HASH_SEED;
     unsigned closed;
 
-    tnode_init(tn, fx, 1, 22001, "pad");
-    struct rq_peer self = {.id = 1};
-    snprintf(self.address, sizeof self.address, "%s", tn->address);
-
-    tnode_open(tn);
-    tnode_bootstrap(tn, &self, 1);
-    tnode_start(tn);
-    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    sole_voter_start(tn, fx, 22001, "pad");
     apply_range(tn, 0, n, &expect);
     assert_int_equal(tn->fsm.count, n);
     assert_true(tn->fsm.hash == expect);
@@ -484,13 +514,55 @@ static void test_node_odd_length_entries_survive_restart(void **state)
     assert_true(check_segments(tn->dir, SEGMENT_SIZE, &closed) >= 3);
     assert_true(closed >= 3);
 
-    tnode_open(tn);
-    tnode_start(tn);
-    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
-    assert_int_equal(tn->fsm.restores, 0);
-    assert_int_equal(tn->fsm.count, n);
+    sole_voter_restart(tn, n, expect);
+    tnode_close(tn);
+}
+
+/*
+ * libraft 0.15's raft_uv wrote an entry whose length is not a multiple of 8
+ * with room for its padding but recorded its unpadded length, so the log
+ * could not be loaded after a restart (DESIGN.md section 3, trap 1); that is
+ * why rq_entry pads every payload. 0.22.1's raft_uv refuses such an entry
+ * instead ("entry buffers must be 8-byte aligned"), and raft_apply returns
+ * RAFT_INVALID, but the refusal is not clean: the buffer has been freed all
+ * the same (so a caller following the usual rule, "yours again on error",
+ * frees it twice), raft_last_index() has moved past it, and the next append
+ * dereferences NULL in uvCheckEntryBuffersAligned (tried: UBSan stops the
+ * process there), and its copy of the entry is never freed. So rq_entry's
+ * padding stays, and nothing else may call raft_apply. Here 200 framed
+ * entries (over several segments) are followed by one raw 37-byte entry:
+ * refused, never written, and after a restart the log loads with every
+ * framed entry and nothing else.
+ */
+static void test_node_raw_odd_length_entry_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct tnode *tn = &fx->nodes[0];
+    const unsigned n = 200;
+    uint64_t expect = HASH_SEED;
+    unsigned closed;
+
+    sole_voter_start(tn, fx, 22006, "raw");
+    apply_range(tn, 0, n, &expect);
+    struct raft *r = rq_node_raft(tn->node);
+    struct raft_apply req;
+    struct raft_buffer b = {raft_malloc(37), 37};
+    assert_non_null(b.base);
+    memset(b.base, 0x5a, b.len);
+    /* The library also leaks its copy of the refused entry: not ours to
+     * report. */
+    lsan_disable();
+    int rv = raft_apply(r, &req, &b, 1, NULL);
+    lsan_enable();
+    assert_int_equal(rv, RAFT_INVALID);
+    /* b.base is gone; the node must not append again: close it. */
+    tnode_close(tn);
+    assert_true(check_segments(tn->dir, SEGMENT_SIZE, &closed) >= 2);
+    assert_true(closed >= 1);
+
+    sole_voter_restart(tn, n, expect);
+    apply_range(tn, n, 10, &expect); /* A new instance appends fine. */
     assert_true(tn->fsm.hash == expect);
-    assert_int_equal(tn->fsm.order_errors, 0);
     tnode_close(tn);
 }
 
@@ -674,6 +746,7 @@ static void test_node_rejects_bad_config_and_failed_start(void **state)
     char path[128];
 
     tnode_init(tn, fx, 1, 22005, "bad");
+    tn->transport.version = 1; /* raft_uv_tcp_init checks it. */
     assert_int_equal(raft_uv_tcp_init(&tn->transport, &fx->loop), 0);
     tn->transport_live = true;
 
@@ -875,18 +948,20 @@ static void test_node_three_voters_replicate_and_fail_over(void **state)
     assert_int_equal(o.ok + o.notleader + o.other, 0);
 }
 
-struct all_compacted {
+struct all_snapshotted {
     struct fixture *c;
-    uint64_t past; /* Every node's snapshot index must exceed this. */
+    uint64_t applied[N_VOTERS]; /* What each had applied. */
 };
 
-static bool all_compacted(void *arg)
+/* Every member has snapshotted at what it had applied and holds no more
+ * than its trailing entries. */
+static bool all_snapshotted(void *arg)
 {
-    struct all_compacted *a = arg;
+    struct all_snapshotted *a = arg;
     for (unsigned i = 0; i < N_VOTERS; i++) {
         struct rq_node_log_memory m;
         rq_node_log_memory(a->c->nodes[i].node, &m);
-        if (m.compacting || m.snapshot_index <= a->past) {
+        if (m.snapshot_index < a->applied[i] || m.entries > m.trailing) {
             return false;
         }
     }
@@ -908,12 +983,13 @@ static bool snapshot_past(void *arg)
 
 /*
  * Three voters with snapshots sized by bytes, holding every entry (far
- * below the budget). Compaction lowers the threshold to one entry; the
- * leader's barrier is applied everywhere, so every member snapshots and
- * keeps only its trailing entries, and the counts come back. A lower
- * budget lowers the counts at once.
+ * below the budget). Then every member's budget is lowered and no entry is
+ * proposed: the counts follow at once, and libraft checks the threshold
+ * after every event it handles (a tick, a message), so every member
+ * snapshots by itself at what it had applied and keeps only its trailing
+ * entries. Entries applied after that snapshot again at the new counts.
  */
-static void test_node_compact_lets_go_of_the_log(void **state)
+static void test_node_lower_budget_lets_go_of_the_log_when_idle(void **state)
 {
     struct fixture *fx = *state;
     struct rq_peer peers[N_VOTERS];
@@ -934,8 +1010,6 @@ static void test_node_compact_lets_go_of_the_log(void **state)
         cfg.trailing_bytes = 8 << 10;
         tnode_open_with(&fx->nodes[i], &cfg);
         tnode_bootstrap(&fx->nodes[i], peers, N_VOTERS);
-        assert_int_equal(rq_node_compact(fx->nodes[i].node, false),
-                         RQ_INVALID); /* Not started. */
         tnode_start(&fx->nodes[i]);
     }
     assert_true(run_until(fx, one_ready, fx, WAIT_MS));
@@ -946,8 +1020,7 @@ static void test_node_compact_lets_go_of_the_log(void **state)
 
     /* Entries of 1 to 1001 bytes, 8 to 1016 framed, plus 64 of overhead:
      * nothing snapshotted, every entry held. */
-    unsigned threshold[N_VOTERS];
-    uint64_t last = 0;
+    struct all_snapshotted a = {.c = fx};
     for (unsigned i = 0; i < N_VOTERS; i++) {
         struct tnode *tn = &fx->nodes[i];
         rq_node_log_memory(tn->node, &m);
@@ -958,51 +1031,40 @@ static void test_node_compact_lets_go_of_the_log(void **state)
         assert_true(m.bytes == m.entries * m.average);
         assert_true(m.threshold > 100 && m.threshold == (1 << 20) / m.average);
         assert_true(m.trailing == (8 << 10) / m.average || m.trailing == 2);
-        assert_false(m.compacting);
-        threshold[i] = m.threshold;
+    }
+
+    /* A smaller budget everywhere, and no entry: fewer entries between
+     * snapshots at once, then a snapshot at the next tick. */
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct tnode *tn = &fx->nodes[i];
         struct rq_node_info info;
         rq_node_info(tn->node, &info);
-        last = info.last_index > last ? info.last_index : last;
+        a.applied[i] = info.applied;
+        assert_int_equal(info.applied, info.last_index);
+        assert_int_equal(rq_node_set_log_budget(tn->node, 8 << 10, 1 << 10), 0);
+        rq_node_log_memory(tn->node, &m);
+        assert_true(m.threshold < 20);
+        assert_true(m.entries > m.threshold + m.trailing);
     }
-
-    /* Followers may not propose the barrier; they lower their threshold
-     * and wait for the leader's next entry. */
+    assert_true(run_until(fx, all_snapshotted, &a, WAIT_MS));
     for (unsigned i = 0; i < N_VOTERS; i++) {
         struct tnode *tn = &fx->nodes[i];
-        if (tn == leader) {
-            continue;
-        }
-        assert_int_equal(rq_node_compact(tn->node, true), RQ_NOTLEADER);
-        rq_node_log_memory(tn->node, &m);
-        assert_false(m.compacting);
-        assert_int_equal(rq_node_compact(tn->node, false), 0);
-        assert_int_equal(rq_node_compact(tn->node, false), RQ_EXISTS);
-        rq_node_log_memory(tn->node, &m);
-        assert_true(m.compacting);
-        assert_int_equal(m.threshold, 1);
-    }
-    assert_int_equal(rq_node_compact(leader->node, true), 0);
-    struct all_compacted a = {fx, last};
-    assert_true(run_until(fx, all_compacted, &a, WAIT_MS));
-    for (unsigned i = 0; i < N_VOTERS; i++) {
-        struct tnode *tn = &fx->nodes[i];
+        struct rq_node_info info;
         assert_true(tn->fsm.snapshots >= 1);
-        rq_node_log_memory(tn->node, &m);
-        /* The trailing entries up to the barrier, and nothing after it. */
-        assert_true(m.entries <= m.trailing);
-        assert_int_equal(m.threshold, threshold[i]);
+        rq_node_info(tn->node, &info);
+        assert_int_equal(info.last_index, a.applied[i]); /* Nothing new. */
     }
+    check_open_nodes_state(fx, 60, expect);
 
-    /* A smaller budget: fewer entries between snapshots at once. */
-    assert_int_equal(rq_node_set_log_budget(leader->node, 8 << 10, 1 << 10), 0);
+    /* Entries applied from there are snapshotted at the new counts. */
     rq_node_log_memory(leader->node, &m);
-    assert_true(m.threshold < 20);
+    uint64_t past = m.snapshot_index;
     apply_range(leader, 60, 40, &expect);
     v.count = 100;
     assert_true(run_until(fx, open_nodes_applied, &v, WAIT_MS));
     check_open_nodes_state(fx, 100, expect);
     /* The snapshot those entries started is written in the background. */
-    struct snapshot_past sp = {leader, a.past + 1};
+    struct snapshot_past sp = {leader, past};
     assert_true(run_until(fx, snapshot_past, &sp, WAIT_MS));
 
     for (unsigned i = 0; i < N_VOTERS; i++) {
@@ -1015,6 +1077,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_node_odd_length_entries_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_raw_odd_length_entry_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_restores_snapshot_and_tail,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_bootstrap_twice_is_ok, setup,
@@ -1025,8 +1089,9 @@ int main(void)
             test_node_rejects_bad_config_and_failed_start, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_node_three_voters_replicate_and_fail_over, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_node_compact_lets_go_of_the_log,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_lower_budget_lets_go_of_the_log_when_idle, setup,
+            teardown),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }
