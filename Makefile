@@ -74,7 +74,7 @@ CLI_MAIN := cli/raftq.c
 CLI_SRC := $(filter-out $(CLI_MAIN),$(wildcard cli/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 COMPONENT_SRC := $(wildcard tests/component/test_*.c)
-BENCH_SRC := $(wildcard tests/bench/*_bench.c)
+BENCH_SRC := $(wildcard tests/bench/*.c)
 # One libFuzzer harness per file; each also links with replay.c (a main()
 # that runs it over files) for the corpus replays of make test.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
