@@ -13,15 +13,15 @@
  * Read. Only the group's ready leader answers, and only after a barrier
  * issued once the read arrived has been applied (replica_read): the answer
  * then holds everything acknowledged before the read, by this leader or an
- * earlier one, and nothing that the group may still replace (libraft 0.15
- * may apply an earlier term's entry that a later leader overwrites, and a
- * replica just restarted has applied only what its snapshot holds until a
- * leader tells it the commit index). Another replica answers 421 naming
- * the leader, or 503. A read at the end with wait_ms > 0 is parked on the
- * leader and confirmed when records arrive or the wait ends; the client
- * leaving drops it. A leader still fetching the gap a snapshot left answers
- * 503 for offsets in that gap. With local=1 any open replica answers from
- * its own log at once, for comparing replicas.
+ * earlier one, and nothing that the group may still replace (a replica just
+ * restarted has applied only what its snapshot holds until a leader tells it
+ * the commit index, and libraft 0.15 could apply an earlier term's entry that
+ * a later leader overwrote, which 0.22.1 no longer does). Another replica
+ * answers 421 naming the leader, or 503. A read at the end with wait_ms > 0
+ * is parked on the leader and confirmed when records arrive or the wait ends;
+ * the client leaving drops it. A leader still fetching the gap a snapshot
+ * left answers 503 for offsets in that gap. With local=1 any open replica
+ * answers from its own log at once, for comparing replicas.
  */
 #include "api.h"
 

@@ -22,19 +22,21 @@
  *      Either way each entry computes the base offset and producer update
  *      it computed the first time, so the table comes back whole.
  *   3. An error writing the log (RQ_IO) leaves the logical state untouched
- *      and is returned to raft, which in 0.15 stops applying and calls
+ *      and is returned to raft, which in 0.22.1 stops applying and calls
  *      apply for the same entry again the next time something commits. The
  *      plog refuses writes after a failed one, so the retry first reopens
  *      it (recovery cuts any torn tail). A disk that stays broken stalls
  *      this replica, visibly in the log, and never skips an entry.
  *   4. A replayed batch is checked, not trusted. The batch the log holds
  *      at an entry's base offset must be that entry's: same Raft index,
- *      count, timestamp and crc. libraft 0.15 can let a replica apply an
- *      entry that the group later replaces (an earlier term's entry
- *      committed by counting replicas, DESIGN.md section 3); its batch
- *      would then survive a restart and the replay would skip the entry
- *      that replaced it. A batch that differs is cut off with everything
- *      after it and the entry written in its place.
+ *      count, timestamp and crc. libraft 0.15 could let a replica apply an
+ *      entry that the group later replaced (an earlier term's entry
+ *      committed by counting replicas, DESIGN.md section 3); 0.22.1 no
+ *      longer does, and the check stays against a log that does not match
+ *      the Raft log for any other reason (damage, a bug). Such a batch
+ *      would survive a restart and the replay would skip the entry that
+ *      replaced it. A batch that differs is cut off with everything after
+ *      it and the entry written in its place.
  *   5. The producer table is a dense pool (at most PARTITION_PRODUCERS_MAX
  *      records) indexed by an open-addressing hash of pool positions and
  *      threaded on a list in last_used order, so eviction of the least

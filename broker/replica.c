@@ -33,15 +33,14 @@
  *     NONE --replica_member_remove--> REMOVE --on_raft_change--> NONE
  *     any --on_raft_change, error / close--> NONE
  *
- * raft_assign() runs from a zero timer, not from inside the callback of
- * the add, which libraft calls from its apply loop. libraft 0.15 promotes a
- * spare only once it has caught up (rounds of replication, each faster
- * than an election timeout) and gives up with RAFT_NOCONNECTION if a round
- * takes over 5 s. The caller's deadline only ends its wait: the change
- * itself goes on, and asking again finds it done or under way. No
- * automatic leadership transfer starts while a change is under way (a
- * transfer makes libraft refuse changes, and a change fails when
- * leadership moves).
+ * raft_assign() runs from a zero timer, not from inside the callback of the
+ * add, which libraft calls from its apply loop. libraft 0.22.1 promotes a
+ * spare only once it has caught up (rounds of replication, each faster than
+ * an election timeout) and gives up with RAFT_NOCONNECTION if a round takes
+ * over 5 s. The caller's deadline only ends its wait: the change itself goes
+ * on, and asking again finds it done or under way. No automatic leadership
+ * transfer starts while a change is under way (a transfer makes libraft
+ * refuse changes, and a change fails when leadership moves).
  *
  * Following the configuration. Every replica compares the committed
  * configuration's index with the one its descriptor follows (after each

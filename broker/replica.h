@@ -16,7 +16,7 @@
  *
  * Lifecycle (each edge names the function that moves it):
  *
- *     NEW --replica_open--> OPEN           (blocks the loop ~35 ms)
+ *     NEW --replica_open--> OPEN           (blocks the loop ~4 ms)
  *     NEW --replica_open fails--> FAILED
  *     NEW --replica_set_aside fails--> FAILED
  *     NEW, OPEN, FAILED --replica_close--> CLOSING --(closed)--> freed
@@ -131,7 +131,7 @@ int replica_set_aside(struct replica *r, char *moved_to, size_t moved_ton,
 /*
  * Opens the partition log and the Raft node, bootstraps the group if the
  * descriptor says so (a no-op on existing data) and starts the node. Blocks
- * the loop (~35 ms in libraft 0.15). On failure the replica is FAILED and
+ * the loop (~4 ms with libraft 0.22.1). On failure the replica is FAILED and
  * must still be closed.
  */
 int replica_open(struct replica *r, char *why, size_t whyn);
@@ -236,7 +236,7 @@ size_t replica_voters(const struct replica *r, uint64_t *out, size_t max);
 /*
  * On the group's ready leader: makes broker @m a voter. Unless it is in the
  * configuration already, it is added as a non-voter (raft_add); then it is
- * promoted (raft_assign), which libraft 0.15 submits only once the member
+ * promoted (raft_assign), which libraft 0.22.1 submits only once the member
  * has caught up with the leader's log. @cb runs once: 0 when the
  * configuration with @m voting is committed; RQ_TIMEOUT after @timeout_ms
  * (the change goes on); RQ_CONNECT if libraft gave up catching the member

@@ -10,9 +10,11 @@
  * same transaction, so after a crash the entries replayed from the Raft log
  * that the file already holds are skipped (mstore_apply returns without
  * change for index <= mstore_applied_index). With it goes the crc32 of that
- * entry (meta.applied_crc): libraft 0.15 can let a manager apply entries
- * that its group later replaces (DESIGN.md section 3), and the replayed
- * entry at the applied index then differs from the one the file applied.
+ * entry (meta.applied_crc): libraft 0.15 could let a manager apply entries
+ * that its group later replaced (DESIGN.md section 3), and the replayed
+ * entry at the applied index then differs from the one the file applied;
+ * 0.22.1 no longer does, and the check stays against a store that does not
+ * match its Raft log for any other reason.
  *
  * Snapshots are the serialized database (sqlite3_serialize); restoring
  * replaces the whole content (sqlite3_deserialize into a scratch handle,

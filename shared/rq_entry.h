@@ -1,11 +1,14 @@
 /*
  * The framing of every raftq Raft log entry.
  *
- * libraft 0.15 reserves 8-byte-aligned room for each entry in a segment but
- * copies and later sums only the unpadded lengths, so an entry whose length
- * is not a multiple of 8 makes the log unreadable after a restart ("entries
- * count ... in preamble is too high"). Every entry raftq hands to raft_apply
- * is therefore framed and padded here:
+ * libraft 0.15 reserved 8-byte-aligned room for each entry in a segment but
+ * copied and later summed only the unpadded lengths, so an entry whose
+ * length was not a multiple of 8 made the log unreadable after a restart
+ * ("entries count ... in preamble is too high"). 0.22.1's raft_uv refuses
+ * such an entry (RAFT_INVALID), and not cleanly: raft_apply has freed the
+ * buffer all the same and the next append dereferences NULL
+ * (tests/component/test_node.c). Every entry raftq hands to raft_apply is
+ * therefore framed and padded here:
  *
  *     len:u32 | format:u32 (=1) | payload (len bytes) | zero pad to 8
  *

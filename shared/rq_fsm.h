@@ -16,8 +16,9 @@ struct rq_fsm_ops {
      * broker returns a batch's first offset through it. Every outcome
      * the state machine decides (a refusal, a malformed entry) returns 0.
      * Only a transient failure (RQ_NOMEM, or RQ_IO writing local state)
-     * may be returned, with nothing changed: libraft 0.15 then stops
-     * applying and retries the same entry later, so nothing is skipped. */
+     * may be returned, with nothing changed: libraft (0.22.1) then stops
+     * applying and retries the same entry the next time something
+     * commits, so nothing is skipped. */
     int (*apply)(void *data, uint64_t index, const uint8_t *payload,
                  size_t len, uint64_t *result);
     /* The whole state as one raft_malloc'd buffer (raft frees it). */

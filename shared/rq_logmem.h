@@ -1,7 +1,7 @@
 /*
  * How many entries libraft may keep in memory, sized by bytes.
  *
- * libraft 0.15 keeps every entry since its last snapshot in memory, plus
+ * libraft (0.22.1) keeps every entry since its last snapshot in memory, plus
  * `trailing` entries before it, and counts both in entries: a snapshot is
  * taken once `threshold` entries have been applied since the last one. With
  * entries of very different sizes (a single record, or a batch of a
@@ -9,15 +9,16 @@
  * average size of the entries applied (an exponentially weighted moving
  * average over about the last eight) and turns byte budgets into the entry
  * counts libraft understands, which rq_node sets on its raft instance as
- * they move (raft_set_snapshot_threshold and raft_set_snapshot_trailing
- * take effect at the next apply and the next snapshot). The configured
- * entry counts stay the upper bounds; small minimums keep a stream of huge
- * entries from snapshotting after every one. The threshold also leaves
- * room for the trailing entries: when the trailing count is held up by its
- * minimum, the entries since the snapshot get less, so the two together
- * stay within both budgets whenever the minimums allow. The budgets may
- * change while entries flow (a broker shares one budget among a varying
- * number of replicas). Pure: no raft, no I/O.
+ * they move (raft_set_snapshot_threshold takes effect at the next event
+ * libraft handles, a tick or a message, and raft_set_snapshot_trailing at
+ * the next snapshot). The configured entry counts stay the upper bounds;
+ * small minimums keep a stream of huge entries from snapshotting after
+ * every one. The threshold also leaves room for the trailing entries: when
+ * the trailing count is held up by its minimum, the entries since the
+ * snapshot get less, so the two together stay within both budgets whenever
+ * the minimums allow. The budgets may change while entries flow (a broker
+ * shares one budget among a varying number of replicas). Pure: no raft, no
+ * I/O.
  */
 #ifndef RQ_LOGMEM_H
 #define RQ_LOGMEM_H

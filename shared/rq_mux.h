@@ -14,12 +14,14 @@
  * bound to the cluster and the group (or RPC service) its preamble named.
  *
  * A peer that stops reading (a process stopped with SIGSTOP keeps its
- * sockets open) would let writes pile up without bound: libraft 0.15 sends
- * such a follower every entry since its match point each heartbeat. The
- * mux looks at every TCP stream of its loop each watch_ms and shuts down
- * one whose write queue stayed over write_queue_max without shrinking; its
- * owner sees the writes fail (raft_uv reconnects, and the leader falls back
- * to probing that follower).
+ * sockets open) would let writes pile up without bound. libraft 0.15 sent
+ * such a follower every entry since its match point each heartbeat; 0.22.1
+ * sends it at most 32 unacknowledged entries, then heartbeats only, but RPC
+ * replies and FETCH pages have no such limit. The mux looks at every TCP
+ * stream of its loop each watch_ms and shuts down one whose write queue
+ * stayed over write_queue_max without shrinking; its owner sees the writes
+ * fail (raft_uv reconnects, and the leader falls back to probing that
+ * follower).
  *
  * Addresses may be host names; they are resolved on every connect, so a
  * peer that moves (a Kubernetes pod) is found again.

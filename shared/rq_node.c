@@ -1,6 +1,6 @@
 /*
  * One Raft server: a struct raft over raft_uv disk I/O and a caller's
- * transport, with the guards libraft 0.15 needs (see rq_node.h). It is an
+ * transport, with the guards libraft 0.22.1 needs (see rq_node.h). It is an
  * I/O adapter only; what the log means is the state machine's business.
  *
  * Readiness. A node is ready when it leads and a barrier it issued in its
@@ -19,14 +19,14 @@
  * at the end of every step), so counts lowered by rq_node_set_log_budget()
  * take effect at the next tick, also on a node that receives no entry.
  *
- * Close sequence (libraft 0.15, src/raft.c and src/uv.c): raft_close()
+ * Close sequence (libraft 0.22.1, src/raft.c and src/uv.c): raft_close()
  * fails the pending requests synchronously, then closes raft_uv, which
- * closes the transport and its own timer; its callback frees raft's own
+ * closes the transport and its own handles; its callback frees raft's own
  * memory and calls our raft close callback. raft_uv_close() merely frees
  * the raft_uv object; it is due once nothing in libraft can touch that
- * object again, which 0.15 does not say (see the graveyard below). The
- * node also waits for its poll timer's close callback before it reports
- * itself closed.
+ * object again, which the library does not say (see the graveyard below).
+ * The node also waits for its poll timer's close callback before it
+ * reports itself closed.
  */
 #include "rq_node.h"
 
@@ -405,9 +405,9 @@ static void maybe_issue_barrier(struct rq_node *n)
 }
 
 /*
- * libraft 0.15 has no state-change callback, so this timer compares role,
- * leader, term, readiness and the configuration with what was last
- * reported.
+ * libraft's callback API (0.22.1) has no state-change callback, so this
+ * timer compares role, leader, term, readiness and the configuration with
+ * what was last reported.
  */
 static void poll_cb(uv_timer_t *timer)
 {
@@ -896,10 +896,11 @@ err_after_conf_init:
  * raft_uv preallocates every open segment to the segment size and reads a
  * zeroed tail as never written, so a crash in the middle of a write leaves
  * a tail it cuts off. An open segment file that is shorter than that, and
- * ends inside a batch, is no crash's doing but damage, and libraft 0.15
- * then frees a buffer twice in raft_start (uvSegmentLoadOpen's error path):
- * the process aborts at every start. Padding such a file back with zeros
- * turns it into the torn write that libraft handles.
+ * ends inside a batch, is no crash's doing but damage: libraft 0.15 freed a
+ * buffer twice in raft_start then (uvSegmentLoadOpen's error path) and
+ * aborted at every start, and 0.22.1 fails raft_start every time (its
+ * recovery, which would drop the segment, is off). Padding such a file
+ * back with zeros turns it into the torn write that libraft handles.
  */
 static void pad_open_segments(struct rq_node *n)
 {

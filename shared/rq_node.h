@@ -1,19 +1,26 @@
 /*
  * A Raft server: one struct raft with its raft_uv disk I/O, a transport and
- * a state machine, and the guards libraft 0.15 needs:
+ * a state machine, and the guards libraft 0.22.1 needs:
  *
  * - Entries are framed and padded to 8 bytes (rq_entry.h) by rq_node_apply()
  *   and unframed before the state machine sees them.
- * - A new leader appends no entry of its own in 0.15, so after every
- *   election the node issues a barrier and reports itself ready only once
- *   that barrier has been applied in the current term. rq_node_apply() and
- *   rq_node_barrier() refuse with RQ_NOTLEADER until then.
- * - There is no state-change callback in 0.15: a timer polls role, leader,
- *   term, readiness and the committed configuration's index and calls the
- *   change callback when any moved.
+ * - A new leader appends a no-op of its own in 0.22.1 only when its log
+ *   holds entries past its commit index, and tells no caller when it is
+ *   applied, so after every election the node issues a barrier and reports
+ *   itself ready only once that barrier has been applied in the current
+ *   term. rq_node_apply() and rq_node_barrier() refuse with RQ_NOTLEADER
+ *   until then.
+ * - There is no state-change callback in libraft's callback API: a timer
+ *   polls role, leader, term, readiness and the committed configuration's
+ *   index and calls the change callback when any moved.
  * - Segments are small (rq_node_config.segment_size) so many groups do not
  *   preallocate gigabytes.
  * - raft_bootstrap() on existing data (RAFT_CANTBOOTSTRAP) is "already done".
+ * - A write raft_uv fails (a term, a vote, entries, a truncation, a snapshot)
+ *   marks the node stopped (RQ_ROLE_UNAVAILABLE): 0.22.1's callback layer
+ *   would go on without it. The disk reserve check and raft_uv's recovery by
+ *   dropping a corrupt segment are off, and an open segment cut short is
+ *   padded back before the start (rq_node.c).
  *
  * One node per Raft group; a process may run many on one loop.
  */
@@ -39,9 +46,11 @@ struct rq_node_config {
     unsigned snapshot_threshold;   /* 0: 1024. */
     unsigned snapshot_trailing;    /* 0: 128. */
     /* How long a leader waits for an InstallSnapshot to be acknowledged
-     * before sending it again; 0: 5000. libraft's own default (30 s) is also
-     * how long a follower stays behind when it drops a snapshot because it
-     * was taking one of its own at that moment (0.15 sends no reply then). */
+     * before sending it again; 0: 5000 (libraft's own default is 30 s). A
+     * follower taking a snapshot of its own holds the leader's until its
+     * own is written (0.15 dropped it unanswered, so the follower stayed
+     * behind that long), so this now matters only for an InstallSnapshot
+     * lost with its connection. */
     unsigned install_snapshot_timeout_ms;
     /* Snapshots by bytes as well (rq_logmem.h): once about
      * log_memory_bytes of entries are in the log since the last snapshot,
@@ -124,11 +133,12 @@ void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out);
 const char *rq_role_name(enum rq_role role);
 
 /*
- * libraft 0.15 stops a group for good (RAFT_UNAVAILABLE) when a message or
- * a tick fails: a term or vote it cannot persist, an entry that conflicts
- * with one it counts as committed. For a process with one group, only a
- * restart reloads it: if @info says the group stopped, this logs a fatal
- * line, tells standard error that @prog stops, and exits with status 1.
+ * A node whose write raft_uv failed (a term, a vote, entries, a truncation, a
+ * snapshot) is stopped for good (role RQ_ROLE_UNAVAILABLE), as libraft 0.15
+ * stopped a group itself; 0.22.1 would go on without the write. For a process
+ * with one group, only a restart reloads it: if @info says the group stopped,
+ * this logs a fatal line, tells standard error that @prog stops, and exits
+ * with status 1.
  */
 void rq_node_exit_if_stopped(const struct rq_node_info *info, const char *prog);
 

@@ -39,7 +39,7 @@
 #define BASE_PORT 21010
 #define CLUSTER_ID 77
 #define SECRET "mux-test-secret-0123456789abcdef-0123"
-#define ENTRY_LEN 16 /* A multiple of 8, as raft_uv 0.15 needs. */
+#define ENTRY_LEN 16 /* A multiple of 8: raft_uv refuses others. */
 #define WRITE_QUEUE_MAX (1u << 20)
 #define FLOOD_CHUNK (256u << 10)
 #define FLOOD_WRITES 64 /* 16 MiB: more than the kernel's buffers take. */

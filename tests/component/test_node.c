@@ -491,9 +491,11 @@ static void sole_voter_restart(struct tnode *tn, unsigned n, uint64_t expect)
 }
 
 /*
- * Odd-length payloads would corrupt a libraft 0.15 log on restart unless
- * padded; rq_node pads them. After a restart raft replays the whole log
- * (no snapshot) and the state machine reaches the same checksum.
+ * Odd-length payloads must be padded: they would corrupt a libraft 0.15
+ * log on restart, and 0.22.1 refuses them uncleanly (see
+ * test_node_raw_odd_length_entry_refused); rq_node pads them. After a
+ * restart raft replays the whole log (no snapshot) and the state machine
+ * reaches the same checksum.
  */
 static void test_node_odd_length_entries_survive_restart(void **state)
 {

@@ -155,11 +155,12 @@ static inline void fx_on_barrier(struct raft_barrier *req, int status)
 }
 
 /*
- * Proves a leader in its own term with a barrier (a 0.15 leader appends
- * nothing at election) and steps until every server has applied everything
- * up to it. @step(@arg) moves the cluster one event: raft_fixture_step()
- * plus whatever the test's own parts do each step. Each wait fails the
- * test after @max_ms.
+ * Proves a leader in its own term with a barrier (a 0.22.1 leader appends a
+ * no-op at election only when its log holds entries past its commit index)
+ * and steps until every server has applied everything up to it.
+ * @step(@arg) moves the cluster one event: raft_fixture_step() plus
+ * whatever the test's own parts do each step. Each wait fails the test
+ * after @max_ms.
  */
 static inline void fx_settle(struct raft_fixture *f, struct fx_barrier *b,
                              void (*step)(void *arg), void *arg,

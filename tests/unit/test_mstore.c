@@ -912,10 +912,11 @@ static int apply_code(struct mstore *s, uint64_t index, const struct mcmd *c)
 }
 
 /*
- * libraft 0.15 can let a manager apply an entry that its group then
- * replaces. Replayed after a restart, the entry at the applied index is
- * another one: the store says so (RQ_DIVERGED) and changes nothing,
- * rather than keep the lost history; a snapshot carries the check along.
+ * libraft 0.15 could let a manager apply an entry that its group then
+ * replaced (0.22.1 no longer does; the check stays, mstore.h). Replayed
+ * after a restart, the entry at the applied index is another one: the
+ * store says so (RQ_DIVERGED) and changes nothing, rather than keep the
+ * lost history; a snapshot carries the check along.
  */
 static void test_mstore_replay_of_a_replaced_entry_is_refused(void **state)
 {

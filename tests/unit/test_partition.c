@@ -1075,10 +1075,11 @@ static void compare_batches(struct partition *a, struct partition *b,
 }
 
 /*
- * libraft 0.15 can let a replica apply entries the group later replaces
- * (an earlier term's entries committed by counting). After a restart the
- * replay must write the entries that replaced them, not keep the batches
- * the replica wrote the first time (design note 4).
+ * libraft 0.15 could let a replica apply entries the group later replaced
+ * (an earlier term's entries committed by counting); 0.22.1 no longer does,
+ * but the check stays (design note 4). After a restart the replay must
+ * write the entries that replaced them, not keep the batches the replica
+ * wrote the first time.
  */
 static void test_partition_replay_replaces_batches_of_a_lost_history(
     void **state)
