@@ -139,23 +139,12 @@ static bool change_done(struct raft_fixture *f, void *arg)
     return !((struct cluster *)arg)->change_pending;
 }
 
-/* Server @i's role for @id in its current configuration, or -1 if @id is
- * not a member. */
-static int role_of(struct raft *r, raft_id id)
+/* @id's role in @conf, or -1 if @id is not a member. */
+static int role_in(const struct raft_configuration *conf, raft_id id)
 {
-    for (unsigned k = 0; k < r->configuration.n; k++) {
-        if (r->configuration.servers[k].id == id) {
-            return r->configuration.servers[k].role;
-        }
-    }
-    return -1;
-}
-
-static int committed_role_of(struct raft *r, raft_id id)
-{
-    for (unsigned k = 0; k < r->configuration_committed.n; k++) {
-        if (r->configuration_committed.servers[k].id == id) {
-            return r->configuration_committed.servers[k].role;
+    for (unsigned k = 0; k < conf->n; k++) {
+        if (conf->servers[k].id == id) {
+            return conf->servers[k].role;
         }
     }
     return -1;
@@ -170,12 +159,13 @@ static void assert_everyone_sees(struct cluster *c, unsigned cut, int role)
         if (cut & (1u << i)) {
             continue;
         }
-        if (role_of(r, SPARE_ID) != role ||
-            committed_role_of(r, SPARE_ID) != role) {
+        if (role_in(&r->configuration, SPARE_ID) != role ||
+            role_in(&r->configuration_committed, SPARE_ID) != role) {
             fail_msg(
                 "server %u: spare's role %d, committed %d (index %llu), "
                 "expected %d",
-                i + 1, role_of(r, SPARE_ID), committed_role_of(r, SPARE_ID),
+                i + 1, role_in(&r->configuration, SPARE_ID),
+                role_in(&r->configuration_committed, SPARE_ID),
                 (unsigned long long)r->configuration_committed_index, role);
         }
     }
@@ -277,8 +267,9 @@ static void test_rollback_after_changes_in_one_batch(void **state)
         assert_true(raft_fixture_time(f) - start < MAX_MS);
         raft_fixture_step(f);
     }
-    assert_int_equal(role_of(four, SPARE_ID), RAFT_STANDBY);
-    assert_int_equal(committed_role_of(four, SPARE_ID), RAFT_SPARE);
+    assert_int_equal(role_in(&four->configuration, SPARE_ID), RAFT_STANDBY);
+    assert_int_equal(role_in(&four->configuration_committed, SPARE_ID),
+                     RAFT_SPARE);
 
     /* 3. 2 leads without 1 and 4 and overwrites C2's index. */
     fx_cut(f, 0, true);
