@@ -329,20 +329,6 @@ void admin_broker_remove(struct rq_http_req *req, void *data)
 
 /* ---- Topics ---- */
 
-/* The {topic} of the path, checked; NULL after answering 400. */
-static const char *topic_param(struct rq_http_req *req)
-{
-    const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !mcmd_topic_valid(topic)) {
-        rq_http_reply_error(req, 400,
-                            "topic names are 1-%d characters of "
-                            "[A-Za-z0-9._-], not '.' or '..'",
-                            MCMD_NAME_MAX);
-        return NULL;
-    }
-    return topic;
-}
-
 static const struct liveness_replica *reported(const struct liveness_broker *lb,
                                                uint64_t gid)
 {
@@ -364,7 +350,7 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
     if (!auth_admin(m, req)) {
         return;
     }
-    const char *topic = topic_param(req);
+    const char *topic = qapi_topic_param(req);
     if (topic == NULL || manager_forward(m, req)) {
         return;
     }
@@ -437,7 +423,7 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
     if (!auth_admin(m, req)) {
         return;
     }
-    const char *topic = topic_param(req);
+    const char *topic = qapi_topic_param(req);
     if (topic == NULL || manager_forward(m, req)) {
         return;
     }
@@ -712,7 +698,7 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     if (!auth_admin(m, req)) {
         return;
     }
-    const char *topic = topic_param(req);
+    const char *topic = qapi_topic_param(req);
     if (topic == NULL) {
         return;
     }
