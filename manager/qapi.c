@@ -2,7 +2,7 @@
  * The queue API's handlers (see qapi.h): API.md sections 1 and 2.
  *
  * Each asynchronous request is a small struct whose first member is the
- * held request (manager_hold): when the client goes away, or the server
+ * held request (mcore_hold): when the client goes away, or the server
  * closes, the slot becomes NULL and the steps still running finish their
  * work without answering.
  *
@@ -42,7 +42,7 @@
 
 #include "auth.h"
 #include "bclient.h"
-#include "manager.h"
+#include "mcore.h"
 #include "mmetrics.h"
 #include "mstore.h"
 #include "placement.h"
@@ -63,7 +63,7 @@
 #define READ_MAX 10000
 #define WAIT_MAX_MS 60000
 #define CAS_RETRIES 5
-#define WHY_LEN MANAGER_WHY
+#define WHY_LEN MCORE_WHY
 
 /* Per-consumer queues of consume requests, and per-producer round-robin
  * positions. */
@@ -79,15 +79,19 @@ struct cqueue {
     bool pumping;
 };
 
-int qapi_init(struct manager *m)
+/* Per-consumer serialization (qapi_init): one manager per process. */
+static struct consumers *consumers;
+
+int qapi_init(struct mcore *m)
 {
+    (void)m;
     struct consumers *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     rq_idmap_init(&c->queues);
     rq_idmap_init(&c->rr);
-    m->consumers = c;
+    consumers = c;
     return 0;
 }
 
@@ -225,14 +229,14 @@ bool qapi_reply_topic_lookup(struct rq_http_req *req, int rv, const char *topic)
  * forwarded to it (or answered 503). true when this manager serves the
  * request now; false once it is answered or forwarded.
  */
-static bool admit(struct manager *m, struct rq_http_req *req,
+static bool admit(struct mcore *m, struct rq_http_req *req,
                   const struct auth *who, enum grant_action action,
                   const char *topic, bool at_leader)
 {
     if (!auth_allow(req, who, action, topic)) {
         return false;
     }
-    return !at_leader || !manager_forward(m, req);
+    return !at_leader || !mcore_forward(m, req);
 }
 
 #define AT_LEADER true
@@ -242,8 +246,8 @@ static bool admit(struct manager *m, struct rq_http_req *req,
 static void reply_not_proposed(struct rq_http_req *req, int rv)
 {
     if (rv == RQ_NOTLEADER || rv == RQ_SHUTDOWN || rv == RQ_NOMEM) {
-        manager_unavailable(req, "this manager cannot commit now (%s); retry",
-                            rq_strerror(rv));
+        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
+                          rq_strerror(rv));
     } else {
         rq_http_reply_error(req, 400, "the request was refused: %s",
                             rq_strerror(rv));
@@ -263,12 +267,12 @@ static void reply_partition_unknown(struct rq_http_req *req, const char *topic,
 
 /* Places @n new partitions over the ALIVE brokers. 0, RQ_NOBROKERS with
  * @why, or RQ_IO / RQ_NOMEM. *out is malloc'd. */
-static int place(struct manager *m, uint32_t n, uint32_t (**out)[MCMD_RF],
+static int place(struct mcore *m, uint32_t n, uint32_t (**out)[MCMD_RF],
                  char *why, size_t whyn)
 {
     struct mstore_broker *list;
     size_t nb;
-    int rv = mstore_brokers(m->store, &list, &nb);
+    int rv = mstore_brokers(mcore_store(m), &list, &nb);
     if (rv != 0) {
         snprintf(why, whyn, "reading the brokers: %s", rq_strerror(rv));
         return rv;
@@ -314,14 +318,14 @@ static int place(struct manager *m, uint32_t n, uint32_t (**out)[MCMD_RF],
 
 struct create {
     struct rq_http_req *req;
-    struct manager *m;
+    struct mcore *m;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t n_partitions;
     bool then_register; /* POST /producer/register of an absent topic. */
     uint32_t partition; /* The producer's, when registering. */
 };
 
-static void register_client(struct manager *m, struct rq_http_req *req,
+static void register_client(struct mcore *m, struct rq_http_req *req,
                             enum mcmd_type type, const char *topic,
                             uint32_t partition);
 
@@ -334,7 +338,7 @@ static void on_topic_created(void *data, int status, uint64_t result)
     if (status == 0 && code == 0) {
         rq_log(RQ_INFO, "topic %s created with %u partitions", op->topic,
                op->n_partitions);
-        reconcile_kick(op->m->reconcile);
+        reconcile_kick(mcore_modules(op->m)->reconcile);
     }
     if (req == NULL) {
         free(op);
@@ -342,8 +346,8 @@ static void on_topic_created(void *data, int status, uint64_t result)
     }
     rq_http_on_abort(req, NULL, NULL);
     if (status != 0) {
-        manager_unavailable(req, "the topic was not committed: %s; retry",
-                            rq_strerror(status));
+        mcore_unavailable(req, "the topic was not committed: %s; retry",
+                          rq_strerror(status));
     } else if (op->then_register && (code == 0 || code == RQ_EXISTS)) {
         register_client(op->m, req, MCMD_PRODUCER_REGISTER, op->topic,
                         op->partition);
@@ -364,7 +368,7 @@ static void on_topic_created(void *data, int status, uint64_t result)
 }
 
 /* Proposes the creation of @topic; answers @req itself. */
-static void create_topic(struct manager *m, struct rq_http_req *req,
+static void create_topic(struct mcore *m, struct rq_http_req *req,
                          const char *topic, uint32_t n, bool then_register,
                          uint32_t partition)
 {
@@ -374,7 +378,7 @@ static void create_topic(struct manager *m, struct rq_http_req *req,
 
     int rv = place(m, n, &replicas, why, sizeof why);
     if (rv == RQ_NOBROKERS) {
-        manager_unavailable(req, "%s", why);
+        mcore_unavailable(req, "%s", why);
         return;
     }
     if (rv != 0) {
@@ -395,19 +399,19 @@ static void create_topic(struct manager *m, struct rq_http_req *req,
     op->n_partitions = n;
     op->then_register = then_register;
     op->partition = partition;
-    rv = manager_propose(m, &c, on_topic_created, op);
+    rv = mcore_propose(m, &c, on_topic_created, op);
     mcmd_clear(&c);
     if (rv != 0) {
         free(op);
         reply_not_proposed(req, rv);
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
 void qapi_topics_create(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct mstore_topic t;
     struct auth who;
     bool present;
@@ -435,7 +439,7 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
     if (!admit(m, req, &who, GRANT_TO_PRODUCE, topic, AT_LEADER)) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(m), topic, &t);
     if (rv == 0) {
         rq_http_reply_error(req, 409, "Topic '%s' already exists", topic);
         return;
@@ -449,7 +453,7 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
 
 struct read_req {
     struct rq_http_req *req;
-    struct manager *m;
+    struct mcore *m;
     void (*then)(struct read_req *rr);
     char topic[MCMD_NAME_MAX + 1];
     uint64_t id;
@@ -460,7 +464,7 @@ static void on_read_done(void *data, int status, const char *why)
 {
     struct read_req *rr = data;
     if (rr->req != NULL && status != 0) {
-        manager_unavailable(rr->req, "%s", why);
+        mcore_unavailable(rr->req, "%s", why);
     } else if (rr->req != NULL) {
         rq_http_on_abort(rr->req, NULL, NULL);
         rr->then(rr);
@@ -468,9 +472,9 @@ static void on_read_done(void *data, int status, const char *why)
     free(rr);
 }
 
-/* Runs @then once a consistent read may be served (see manager_read);
+/* Runs @then once a consistent read may be served (see mcore_read);
  * answers 503 itself on failure. */
-static void after_read(struct manager *m, struct rq_http_req *req,
+static void after_read(struct mcore *m, struct rq_http_req *req,
                        void (*then)(struct read_req *rr), const char *topic,
                        uint64_t id, uint32_t partition)
 {
@@ -486,8 +490,8 @@ static void after_read(struct manager *m, struct rq_http_req *req,
     if (topic != NULL) {
         snprintf(rr->topic, sizeof rr->topic, "%s", topic);
     }
-    manager_hold(req, &rr->req);
-    manager_read(m, on_read_done, rr);
+    mcore_hold(req, &rr->req);
+    mcore_read(m, on_read_done, rr);
 }
 
 static void topics_list(struct read_req *rr)
@@ -500,7 +504,7 @@ static void topics_list(struct read_req *rr)
     if (!auth_public(rr->m, rr->req, &who, NULL)) {
         return;
     }
-    int rv = mstore_topics(rr->m->store, &list, &n);
+    int rv = mstore_topics(mcore_store(rr->m), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(rr->req, rv);
         return;
@@ -536,7 +540,7 @@ static void topics_partitions(struct read_req *rr)
 {
     struct mstore_partition *parts;
     size_t n;
-    int rv = mstore_partitions(rr->m->store, rr->topic, &parts, &n);
+    int rv = mstore_partitions(mcore_store(rr->m), rr->topic, &parts, &n);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(rr->req, 404, "no topic '%s'", rr->topic);
         return;
@@ -547,7 +551,8 @@ static void topics_partitions(struct read_req *rr)
     }
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
-        const struct route *r = routing_get(rr->m->routing, parts[i].group_id);
+        const struct route *r =
+            routing_get(mcore_routing(rr->m), parts[i].group_id);
         json_array_append_new(
             list,
             json_pack("{s:i,s:o,s:o,s:I}", "partition_id",
@@ -566,7 +571,7 @@ static void topics_partitions(struct read_req *rr)
 
 void qapi_topics_partitions(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct auth who;
     if (!auth_public(m, req, &who, qapi_topics_partitions) || !body_ok(req)) {
         return;
@@ -596,10 +601,10 @@ static void on_registered(void *data, int status, uint64_t result)
     }
     rq_http_on_abort(req, NULL, NULL);
     if (status != 0) {
-        manager_unavailable(req,
-                            "the registration was not committed: %s; "
-                            "retry",
-                            rq_strerror(status));
+        mcore_unavailable(req,
+                          "the registration was not committed: %s; "
+                          "retry",
+                          rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         rq_http_reply_error(
@@ -614,7 +619,7 @@ static void on_registered(void *data, int status, uint64_t result)
     }
 }
 
-static void register_client(struct manager *m, struct rq_http_req *req,
+static void register_client(struct mcore *m, struct rq_http_req *req,
                             enum mcmd_type type, const char *topic,
                             uint32_t partition)
 {
@@ -628,16 +633,16 @@ static void register_client(struct manager *m, struct rq_http_req *req,
         return;
     }
     op->type = type;
-    int rv = manager_propose(m, &c, on_registered, op);
+    int rv = mcore_propose(m, &c, on_registered, op);
     if (rv != 0) {
         free(op);
         reply_not_proposed(req, rv);
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
-static void client_register(struct rq_http_req *req, struct manager *m,
+static void client_register(struct rq_http_req *req, struct mcore *m,
                             enum mcmd_type type, rq_http_handler again)
 {
     struct mstore_topic t;
@@ -655,7 +660,7 @@ static void client_register(struct rq_http_req *req, struct manager *m,
                topic, AT_LEADER)) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(m), topic, &t);
     if (rv == RQ_NOTFOUND && type == MCMD_PRODUCER_REGISTER) {
         if (partition != MCMD_NO_PARTITION && partition >= DEFAULT_PARTITIONS) {
             reply_partition_unknown(req, topic, partition, DEFAULT_PARTITIONS);
@@ -694,13 +699,13 @@ void qapi_consumer_register(struct rq_http_req *req, void *data)
  * Looks up a producer or consumer registered for @topic: 0, or answers
  * 404 (unknown) / 400 (another topic) / 500 and returns that code.
  */
-static int client_for_topic(struct manager *m, struct rq_http_req *req,
+static int client_for_topic(struct mcore *m, struct rq_http_req *req,
                             bool producer, uint64_t id, const char *topic,
                             struct mstore_client *out)
 {
     const char *what = producer ? "producer" : "consumer";
-    int rv = producer ? mstore_producer(m->store, id, out)
-                      : mstore_consumer(m->store, id, out);
+    int rv = producer ? mstore_producer(mcore_store(m), id, out)
+                      : mstore_consumer(mcore_store(m), id, out);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no %s %" PRIu64 "; register first", what,
                             id);
@@ -723,7 +728,7 @@ static int client_for_topic(struct manager *m, struct rq_http_req *req,
 
 struct produce {
     struct rq_http_req *req;
-    struct manager *m;
+    struct mcore *m;
     char topic[MCMD_NAME_MAX + 1];
     uint64_t producer_id;
     uint32_t partition; /* Chosen. */
@@ -737,7 +742,7 @@ static void on_produced(void *data, const struct bclient_result *r)
         rq_http_on_abort(req, NULL, NULL);
         json_t *base = json_object_get(r->answer, "base_offset");
         if (r->status == 200 && json_is_integer(base)) {
-            op->m->stats.produced++;
+            mcore_stats(op->m)->produced++;
             rq_http_reply(req, 200,
                           json_pack("{s:i,s:O}", "partition_id",
                                     (int)op->partition, "offset", base));
@@ -753,9 +758,10 @@ static void on_produced(void *data, const struct bclient_result *r)
 }
 
 /* The next round-robin position of @producer_id among @n partitions. */
-static uint32_t producer_rr(struct manager *m, uint64_t producer_id, uint32_t n)
+static uint32_t producer_rr(struct mcore *m, uint64_t producer_id, uint32_t n)
 {
-    struct consumers *c = m->consumers;
+    (void)m;
+    struct consumers *c = consumers;
     uintptr_t v = (uintptr_t)rq_idmap_del(&c->rr, producer_id);
     uint64_t pos = v != 0 ? (uint64_t)v - 1 : producer_id;
     if (rq_idmap_put(&c->rr, producer_id, (void *)(uintptr_t)(pos + 2)) != 0) {
@@ -773,7 +779,7 @@ struct produce_args {
 };
 
 /* Produces once the producer is known here; false if it is not (yet). */
-static bool produce_now(struct manager *m, struct rq_http_req *req,
+static bool produce_now(struct mcore *m, struct rq_http_req *req,
                         const char *topic, const struct produce_args *a,
                         bool last_try)
 {
@@ -781,14 +787,14 @@ static bool produce_now(struct manager *m, struct rq_http_req *req,
     struct mstore_partition *parts;
     size_t n;
 
-    int rv = mstore_producer(m->store, a->producer_id, &pc);
+    int rv = mstore_producer(mcore_store(m), a->producer_id, &pc);
     if (rv == RQ_NOTFOUND && !last_try) {
         return false;
     }
     if (client_for_topic(m, req, true, a->producer_id, topic, &pc) != 0) {
         return true;
     }
-    rv = mstore_partitions(m->store, topic, &parts, &n);
+    rv = mstore_partitions(mcore_store(m), topic, &parts, &n);
     if (rv == RQ_NOTFOUND || (rv == 0 && n == 0)) {
         if (rv == 0) {
             free(parts);
@@ -834,10 +840,10 @@ static bool produce_now(struct manager *m, struct rq_http_req *req,
     free(parts);
     if (rv != 0) {
         free(op);
-        manager_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
+        mcore_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
         return true;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
     return true;
 }
 
@@ -845,7 +851,7 @@ static bool produce_now(struct manager *m, struct rq_http_req *req,
  * read it may. */
 struct produce_retry {
     struct rq_http_req *req;
-    struct manager *m;
+    struct mcore *m;
     char topic[MCMD_NAME_MAX + 1];
     struct produce_args args;
     char *message; /* Owned copies. */
@@ -858,7 +864,7 @@ static void on_produce_read(void *data, int status, const char *why)
     if (pr->req != NULL) {
         rq_http_on_abort(pr->req, NULL, NULL);
         if (status != 0) {
-            manager_unavailable(pr->req, "%s", why);
+            mcore_unavailable(pr->req, "%s", why);
         } else {
             produce_now(pr->m, pr->req, pr->topic, &pr->args, true);
         }
@@ -870,7 +876,7 @@ static void on_produce_read(void *data, int status, const char *why)
 
 void qapi_produce(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct produce_args a = {0};
     struct auth who;
 
@@ -896,11 +902,11 @@ void qapi_produce(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'message' must be given as a string");
         return;
     }
-    if (a.message_len > m->cfg.max_message_bytes) {
+    if (a.message_len > mcore_config(m)->max_message_bytes) {
         rq_http_reply_error(req, 413,
                             "a message of %zu bytes is over the limit of "
                             "%" PRIu64 " bytes",
-                            a.message_len, m->cfg.max_message_bytes);
+                            a.message_len, mcore_config(m)->max_message_bytes);
         return;
     }
     if (!policy_utf8_valid(a.message, a.message_len) ||
@@ -943,15 +949,15 @@ void qapi_produce(struct rq_http_req *req, void *data)
     pr->args = a;
     pr->args.message = pr->message = mcopy;
     pr->args.key = pr->key = kcopy;
-    manager_hold(req, &pr->req);
-    manager_read(m, on_produce_read, pr);
+    mcore_hold(req, &pr->req);
+    mcore_read(m, on_produce_read, pr);
 }
 
 /* ---- Consume ---- */
 
 struct consume {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *m;
     struct rq_list link; /* In its consumer's queue. */
     bool running;
     uint64_t consumer_id;
@@ -1076,7 +1082,6 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
 
 static void consume_end(struct consume *op, int status, const char *fmt, ...)
 {
-    struct manager *m = op->m;
     uint64_t id = op->consumer_id;
     if (op->req != NULL && status != 0) {
         char msg[WHY_LEN * 2];
@@ -1089,7 +1094,7 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
     }
     rq_list_remove(&op->link);
     consume_free(op);
-    pump(m->consumers, id);
+    pump(consumers, id);
 }
 
 /* The client left (or the manager is closing): answer now, as
@@ -1148,7 +1153,7 @@ static void on_offset_committed(void *data, int status, uint64_t result)
     if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         if (code == RQ_INVALID && ++op->cas_lost < CAS_RETRIES &&
-            !op->m->closing) {
+            !mcore_closing(op->m)) {
             /* The offset moved (an offset commit, or an older leader):
              * read the state again and start over. */
             free(op->parts);
@@ -1170,11 +1175,11 @@ static void on_offset_committed(void *data, int status, uint64_t result)
                         : "the consumer's offset kept moving; retry");
         return;
     }
-    op->m->stats.consumed++;
+    mcore_stats(op->m)->consumed++;
     json_t *skipped = NULL;
     if (op->msg_offset > op->offset) {
         /* Retention removed what this consumer had not read. */
-        mmetrics_consume_skipped(op->m->mmetrics, op->topic,
+        mmetrics_consume_skipped(mcore_modules(op->m)->mmetrics, op->topic,
                                  op->msg_offset - op->offset);
         rq_log(RQ_INFO,
                "consumer %" PRIu64 " skipped %s/%u offsets %" PRIu64
@@ -1217,7 +1222,7 @@ static void commit_offset(struct consume *op)
         .offset = op->msg_offset + 1,
         .expected = op->offset,
     };
-    int rv = manager_propose(op->m, &c, on_offset_committed, op);
+    int rv = mcore_propose(op->m, &c, on_offset_committed, op);
     mcmd_clear(&c);
     if (rv != 0) {
         consume_end(op, 503,
@@ -1233,7 +1238,7 @@ static void on_consume_read(void *data, const struct bclient_result *r)
 {
     struct consume *op = data;
     uint32_t p = op->order[op->idx];
-    if (op->m->closing) {
+    if (mcore_closing(op->m)) {
         consume_end(op, 503, "the manager is shutting down");
         return;
     }
@@ -1315,27 +1320,28 @@ static void consume_next(struct consume *op)
 
 static void consume_start(struct consume *op)
 {
-    struct manager *m = op->m;
+    struct mcore *m = op->m;
     struct mstore_client cc;
     struct mstore_offset *offs;
     size_t n_offs;
 
-    if (m->closing) {
+    if (mcore_closing(m)) {
         consume_end(op, 503, "the manager is shutting down");
         return;
     }
     if (consume_abandoned(op, false)) {
         return;
     }
-    if (!m->leading) {
+    if (!mcore_leading(m)) {
         consume_end(op, 503,
                     "this manager stopped leading before the consume ran; "
                     "retry");
         return;
     }
-    int rv = mstore_consumer(m->store, op->consumer_id, &cc);
+    int rv = mstore_consumer(mcore_store(m), op->consumer_id, &cc);
     if (rv == 0) {
-        rv = mstore_partitions(m->store, op->topic, &op->parts, &op->n_parts);
+        rv = mstore_partitions(mcore_store(m), op->topic, &op->parts,
+                               &op->n_parts);
     }
     if (rv == RQ_NOTFOUND || (rv == 0 && op->n_parts == 0)) {
         consume_end(op, 404, "the consumer or its topic no longer exists");
@@ -1345,7 +1351,7 @@ static void consume_start(struct consume *op)
         consume_end(op, 500, "reading the metadata store: %s", rq_strerror(rv));
         return;
     }
-    rv = mstore_offsets(m->store, op->consumer_id, &offs, &n_offs);
+    rv = mstore_offsets(mcore_store(m), op->consumer_id, &offs, &n_offs);
     if (rv != 0) {
         consume_end(op, 500, "reading the consumer's offsets: %s",
                     rq_strerror(rv));
@@ -1394,7 +1400,7 @@ static void consume_start(struct consume *op)
  * returns NULL when it cannot go on;
  * otherwise returns the topic.
  */
-static const char *consumer_args(struct manager *m, struct rq_http_req *req,
+static const char *consumer_args(struct mcore *m, struct rq_http_req *req,
                                  uint64_t *id, uint32_t *partition,
                                  struct mstore_client *cc,
                                  rq_http_handler again)
@@ -1415,7 +1421,7 @@ static const char *consumer_args(struct manager *m, struct rq_http_req *req,
 
 void qapi_consume(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct mstore_client cc;
     struct mstore_topic t;
     uint64_t id;
@@ -1426,7 +1432,7 @@ void qapi_consume(struct rq_http_req *req, void *data)
     if (topic == NULL) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(m), topic, &t);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
@@ -1435,7 +1441,7 @@ void qapi_consume(struct rq_http_req *req, void *data)
         return;
     }
     struct consume *op = calloc(1, sizeof *op);
-    struct cqueue *q = cqueue_get(m->consumers, id, true);
+    struct cqueue *q = cqueue_get(consumers, id, true);
     if (op == NULL || q == NULL) {
         free(op); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
@@ -1448,7 +1454,7 @@ void qapi_consume(struct rq_http_req *req, void *data)
     rq_list_push(&q->ops, &op->link);
     op->req = req;
     rq_http_on_abort(req, on_consume_abort, op);
-    pump(m->consumers, id);
+    pump(consumers, id);
 }
 
 void qapi_consume_outcome(struct rq_http_req *req, json_t *body, bool sent)
@@ -1474,7 +1480,7 @@ struct hw_slot {
  * answers for keeps the routing cache's value. */
 struct hw_fetch {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *m;
     struct mstore_partition *parts;
     uint64_t *committed; /* By index into parts. */
     uint64_t *hw;
@@ -1520,7 +1526,7 @@ static void on_hw(void *data, const struct bclient_result *r)
  * fetches the watermarks and calls @done with the request still waiting;
  * answers itself on ENOMEM.
  */
-static void hw_fetch_start(struct manager *m, struct rq_http_req *req,
+static void hw_fetch_start(struct mcore *m, struct rq_http_req *req,
                            struct mstore_partition *parts, uint64_t *committed,
                            size_t n, hw_done_cb done)
 {
@@ -1546,9 +1552,10 @@ static void hw_fetch_start(struct manager *m, struct rq_http_req *req,
         .pending = 1, /* Until every read is started. */
         .done = done,
     };
-    manager_hold(req, &f->req);
+    mcore_hold(req, &f->req);
     for (size_t i = 0; i < n; i++) {
-        const struct route *r = routing_get(m->routing, parts[i].group_id);
+        const struct route *r =
+            routing_get(mcore_routing(m), parts[i].group_id);
         f->hw[i] = r != NULL ? r->high_watermark : 0;
         f->slots[i] = (struct hw_slot){.f = f, .i = i};
         f->pending++;
@@ -1578,7 +1585,7 @@ static void size_done(struct hw_fetch *f)
 /* The partitions of @topic (only @only unless MCMD_NO_PARTITION) with the
  * consumer's committed offsets; answers itself and returns an error code
  * on failure. */
-static int consumer_positions(struct manager *m, struct rq_http_req *req,
+static int consumer_positions(struct mcore *m, struct rq_http_req *req,
                               uint64_t consumer_id, const char *topic,
                               uint32_t only, struct mstore_partition **parts,
                               uint64_t **committed, size_t *n)
@@ -1588,7 +1595,7 @@ static int consumer_positions(struct manager *m, struct rq_http_req *req,
     size_t np;
     struct mstore_partition *all;
 
-    int rv = mstore_partitions(m->store, topic, &all, &np);
+    int rv = mstore_partitions(mcore_store(m), topic, &all, &np);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return rv;
     }
@@ -1597,7 +1604,7 @@ static int consumer_positions(struct manager *m, struct rq_http_req *req,
         free(all);
         return RQ_NOTFOUND;
     }
-    rv = mstore_offsets(m->store, consumer_id, &offs, &n_offs);
+    rv = mstore_offsets(mcore_store(m), consumer_id, &offs, &n_offs);
     if (rv != 0) {
         free(all);
         qapi_reply_store_error(req, rv);
@@ -1648,7 +1655,7 @@ static void size_after_read(struct read_req *rr)
 
 void qapi_size(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct mstore_client cc;
     uint64_t id;
     uint32_t partition;
@@ -1677,7 +1684,7 @@ struct batch_part {
 
 struct batch {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *m;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t *assign; /* Partition of each record, in request order. */
     size_t n_records;
@@ -1760,7 +1767,7 @@ static void batch_finish(struct batch *b)
                                (json_int_t)next[p]++));
     }
     free(next);
-    b->m->stats.produced += b->n_records;
+    mcore_stats(b->m)->produced += b->n_records;
     rq_http_reply(req, 200, json_pack("{s:o}", "offsets", offsets));
     batch_free(b);
 }
@@ -1796,7 +1803,7 @@ struct batch_args {
 
 /* Checks a batch against the store and sends it; false if the topic or
  * the producer is not known here (yet). */
-static bool batch_now(struct manager *m, struct rq_http_req *req,
+static bool batch_now(struct mcore *m, struct rq_http_req *req,
                       const char *topic, bool last_try)
 {
     struct mstore_partition *parts;
@@ -1809,7 +1816,7 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
     json_t *records = json_object_get(body, "records");
     json_t *pid = json_object_get(body, "producer_id");
     json_t *seq = json_object_get(body, "sequence");
-    int rv = mstore_partitions(m->store, topic, &parts, &np);
+    int rv = mstore_partitions(mcore_store(m), topic, &parts, &np);
     if ((rv == RQ_NOTFOUND || (rv == 0 && np == 0)) && !last_try) {
         if (rv == 0) {
             free(parts);
@@ -1831,7 +1838,7 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
     a.has_sequence = seq != NULL && !json_is_null(seq);
     if (a.has_producer) {
         a.producer_id = (uint64_t)json_integer_value(pid);
-        rv = mstore_producer(m->store, a.producer_id, &pc);
+        rv = mstore_producer(mcore_store(m), a.producer_id, &pc);
         if (rv == RQ_NOTFOUND && !last_try) {
             free(parts);
             return false;
@@ -1882,12 +1889,14 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
         } else if (key != NULL && !json_is_null(key) && !json_is_string(key)) {
             status = 400;
             snprintf(why, sizeof why, "record %zu: 'key' must be a string", i);
-        } else if (json_string_length(value) > m->cfg.max_message_bytes) {
+        } else if (json_string_length(value) >
+                   mcore_config(m)->max_message_bytes) {
             status = 413;
             snprintf(why, sizeof why,
                      "record %zu: a value of %zu bytes is over the limit of "
                      "%" PRIu64 " bytes",
-                     i, json_string_length(value), m->cfg.max_message_bytes);
+                     i, json_string_length(value),
+                     mcore_config(m)->max_message_bytes);
         } else if (memchr(json_string_value(value), '\0',
                           json_string_length(value)) != NULL) {
             status = 400;
@@ -1908,7 +1917,7 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
                 p = policy_key_partition(json_string_value(key),
                                          json_string_length(key), (uint32_t)np);
             } else {
-                p = (uint32_t)(m->consumers->batch_rr++ % np);
+                p = (uint32_t)(consumers->batch_rr++ % np);
             }
             b->assign[i] = p;
             json_t *r = json_pack("{s:O}", "value", value);
@@ -1926,7 +1935,7 @@ static bool batch_now(struct manager *m, struct rq_http_req *req,
         return true;
     }
     b->pending = 1;
-    manager_hold(req, &b->req);
+    mcore_hold(req, &b->req);
     for (size_t p = 0; p < np; p++) {
         struct batch_part *bp = &b->parts[p];
         if (bp->count == 0) {
@@ -1957,7 +1966,7 @@ static void on_batch_read(void *data, int status, const char *why)
     if (rr->req != NULL) {
         rq_http_on_abort(rr->req, NULL, NULL);
         if (status != 0) {
-            manager_unavailable(rr->req, "%s", why);
+            mcore_unavailable(rr->req, "%s", why);
         } else {
             batch_now(rr->m, rr->req, rr->topic, true);
         }
@@ -1967,7 +1976,7 @@ static void on_batch_read(void *data, int status, const char *why)
 
 void qapi_records_produce(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct auth who;
     char why[WHY_LEN];
 
@@ -2028,15 +2037,15 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
     }
     rr->m = m;
     snprintf(rr->topic, sizeof rr->topic, "%s", topic);
-    manager_hold(req, &rr->req);
-    manager_read(m, on_batch_read, rr);
+    mcore_hold(req, &rr->req);
+    mcore_read(m, on_batch_read, rr);
 }
 
 /* ---- Record reads ---- */
 
 struct records_read {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *m;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t partition;
     uint64_t offset;
@@ -2070,7 +2079,7 @@ static bool records_now(struct records_read *op, struct rq_http_req *req,
 {
     struct mstore_partition *parts;
     size_t n;
-    int rv = mstore_partitions(op->m->store, op->topic, &parts, &n);
+    int rv = mstore_partitions(mcore_store(op->m), op->topic, &parts, &n);
     if (rv == RQ_NOTFOUND && !last_try) {
         return false;
     }
@@ -2094,11 +2103,11 @@ static bool records_now(struct records_read *op, struct rq_http_req *req,
                       op->wait_ms, on_records, op);
     free(parts);
     if (rv != 0) {
-        manager_unavailable(req, "cannot read now: %s", rq_strerror(rv));
+        mcore_unavailable(req, "cannot read now: %s", rq_strerror(rv));
         free(op);
         return true;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
     return true;
 }
 
@@ -2113,7 +2122,7 @@ static void on_records_read(void *data, int status, const char *why)
     rq_http_on_abort(req, NULL, NULL);
     op->req = NULL;
     if (status != 0) {
-        manager_unavailable(req, "%s", why);
+        mcore_unavailable(req, "%s", why);
         free(op);
         return;
     }
@@ -2122,7 +2131,7 @@ static void on_records_read(void *data, int status, const char *why)
 
 void qapi_records_read(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     bool present;
     uint64_t offset = 0;
     uint64_t max = READ_DEFAULT_MAX;
@@ -2182,8 +2191,8 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     if (records_now(op, req, false)) {
         return;
     }
-    manager_hold(req, &op->req);
-    manager_read(m, on_records_read, op);
+    mcore_hold(req, &op->req);
+    mcore_read(m, on_records_read, op);
 }
 
 /* ---- Consumer offsets ---- */
@@ -2212,8 +2221,8 @@ static void on_offsets_committed(void *data, int status, uint64_t result)
     }
     rq_http_on_abort(req, NULL, NULL);
     if (status != 0) {
-        manager_unavailable(req, "the offsets were not committed: %s; retry",
-                            rq_strerror(status));
+        mcore_unavailable(req, "the offsets were not committed: %s; retry",
+                          rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         rq_http_reply_error(req,
@@ -2226,7 +2235,7 @@ static void on_offsets_committed(void *data, int status, uint64_t result)
 
 void qapi_offsets_commit(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct mstore_client cc;
     struct mstore_topic t;
     struct auth who;
@@ -2264,12 +2273,12 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
             return;
         }
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(m, req)) {
         return;
     }
     /* The consumer's topic, and so the grant, is known from the store
      * only: checked here, on the leader. */
-    int rv = mstore_consumer(m->store, id, &cc);
+    int rv = mstore_consumer(mcore_store(m), id, &cc);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
         return;
@@ -2278,7 +2287,7 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
         return;
     }
     if (rv == 0) {
-        rv = mstore_topic(m->store, cc.topic, &t);
+        rv = mstore_topic(mcore_store(m), cc.topic, &t);
     }
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
@@ -2315,14 +2324,14 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 500, "out of memory");
         return;
     }
-    rv = manager_propose(m, &c, on_offsets_committed, op);
+    rv = mcore_propose(m, &c, on_offsets_committed, op);
     mcmd_clear(&c);
     if (rv != 0) {
         free(op);
         reply_not_proposed(req, rv);
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
 static void offsets_done(struct hw_fetch *f)
@@ -2347,7 +2356,7 @@ static void offsets_after_read(struct read_req *rr)
     uint64_t *committed;
     size_t n;
     struct auth who;
-    int rv = mstore_consumer(rr->m->store, rr->id, &cc);
+    int rv = mstore_consumer(mcore_store(rr->m), rr->id, &cc);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(rr->req, 404, "no consumer %" PRIu64, rr->id);
         return;
@@ -2371,11 +2380,11 @@ static void offsets_after_read(struct read_req *rr)
 
 void qapi_offsets_list(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *m = data;
     struct auth who;
     uint64_t id;
     if (!auth_public(m, req, &who, qapi_offsets_list) ||
-        !consumer_param(req, &id) || manager_forward(m, req)) {
+        !consumer_param(req, &id) || mcore_forward(m, req)) {
         return;
     }
     after_read(m, req, offsets_after_read, NULL, id, MCMD_NO_PARTITION);
@@ -2383,9 +2392,10 @@ void qapi_offsets_list(struct rq_http_req *req, void *data)
 
 /* ---- Shutdown ---- */
 
-void qapi_close(struct manager *m)
+void qapi_close(struct mcore *m)
 {
-    struct consumers *cs = m->consumers;
+    (void)m;
+    struct consumers *cs = consumers;
     if (cs == NULL) {
         return;
     }
@@ -2393,5 +2403,5 @@ void qapi_close(struct manager *m)
     rq_idmap_close(&cs->queues);
     rq_idmap_close(&cs->rr);
     free(cs);
-    m->consumers = NULL;
+    consumers = NULL;
 }

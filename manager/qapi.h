@@ -1,7 +1,7 @@
 /*
  * The queue API's HTTP handlers: API.md section 1 (topics, registration,
  * produce, consume, size) and section 2 (batches, reads, consumer
- * offsets). Handlers take the struct manager as their data.
+ * offsets). Handlers take the core (mcore.h) as their data.
  *
  * Where each request is served:
  * - on the leader (a follower forwards): creating topics, registering
@@ -21,12 +21,12 @@
 
 #include "rq_http.h"
 
-struct manager;
+struct mcore;
 
 /* 0 or RQ_NOMEM. */
-int qapi_init(struct manager *m);
+int qapi_init(struct mcore *m);
 /* Frees what is left once the loop has stopped. */
-void qapi_close(struct manager *m);
+void qapi_close(struct mcore *m);
 
 void qapi_topics_create(struct rq_http_req *req, void *data);
 void qapi_topics_list(struct rq_http_req *req, void *data);
