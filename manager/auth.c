@@ -19,7 +19,7 @@
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
 
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "rq_err.h"
 #include "rq_http.h"
@@ -47,22 +47,22 @@ void auth_token_hash(const char *token, uint8_t hash[MCMD_TOKEN_HASH])
     sha256_digest(&h, MCMD_TOKEN_HASH, hash);
 }
 
-static bool is_admin_token(const struct manager *m, const char *token)
+static bool is_admin_token(const struct mcore *m, const char *token)
 {
     uint8_t a[MCMD_TOKEN_HASH];
     uint8_t b[MCMD_TOKEN_HASH];
-    if (m->cfg.admin_token[0] == '\0') {
+    if (mcore_config(m)->admin_token[0] == '\0') {
         return false;
     }
     auth_token_hash(token, a);
-    auth_token_hash(m->cfg.admin_token, b);
+    auth_token_hash(mcore_config(m)->admin_token, b);
     return memeql_sec(a, b, sizeof a) != 0;
 }
 
 enum found { FOUND_NONE, FOUND_TOKEN, FOUND_ERROR };
 
 /* Looks @token up in the store; a store failure answers 503 itself. */
-static enum found stored_token(struct manager *m, struct rq_http_req *req,
+static enum found stored_token(struct mcore *m, struct rq_http_req *req,
                                const char *token, struct auth *who)
 {
     struct mstore_token t;
@@ -74,7 +74,7 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
         return FOUND_NONE;
     }
     auth_token_hash(token, hash);
-    int rv = mstore_token_find(m->store, hash, &t);
+    int rv = mstore_token_find(mcore_store(m), hash, &t);
     if (rv == RQ_NOTFOUND) {
         return FOUND_NONE;
     }
@@ -85,9 +85,9 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
         rv = RQ_IO;
     }
     if (rv != 0) {
-        manager_unavailable(req,
-                            "the tokens cannot be read from the store "
-                            "now; retry");
+        mcore_unavailable(req,
+                          "the tokens cannot be read from the store "
+                          "now; retry");
         return FOUND_ERROR;
     }
     who->token_id = t.id;
@@ -96,10 +96,14 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
     return FOUND_TOKEN;
 }
 
+/* The request whose handler runs again after a consistent read, while it
+ * runs (its token is then judged for good); one manager per process. */
+static struct rq_http_req *auth_rechecked;
+
 /* A request held until this follower has caught up with the leader. */
 struct recheck {
     struct rq_http_req *req; /* NULL once the client has gone. */
-    struct manager *m;
+    struct mcore *m;
     rq_http_handler again;
 };
 
@@ -109,13 +113,13 @@ static void on_caught_up(void *data, int status, const char *why)
     if (rc->req != NULL) {
         rq_http_on_abort(rc->req, NULL, NULL);
         if (status != 0) {
-            manager_unavailable(rc->req, "%s", why);
+            mcore_unavailable(rc->req, "%s", why);
         } else {
             /* The handler runs from the start; this time auth_public judges
              * the token with what the store holds now. */
-            rc->m->auth_rechecked = rc->req;
+            auth_rechecked = rc->req;
             rc->again(rc->req, rc->m);
-            rc->m->auth_rechecked = NULL;
+            auth_rechecked = NULL;
         }
     }
     free(rc);
@@ -123,10 +127,10 @@ static void on_caught_up(void *data, int status, const char *why)
 
 /* Holds @req for a consistent read and a second run of @again; false if
  * it cannot (then the caller answers now). */
-static bool recheck(struct manager *m, struct rq_http_req *req,
+static bool recheck(struct mcore *m, struct rq_http_req *req,
                     rq_http_handler again)
 {
-    if (again == NULL || m->leading || m->auth_rechecked == req) {
+    if (again == NULL || mcore_leading(m) || auth_rechecked == req) {
         return false;
     }
     struct recheck *rc = calloc(1, sizeof *rc);
@@ -135,8 +139,8 @@ static bool recheck(struct manager *m, struct rq_http_req *req,
     }
     rc->m = m;
     rc->again = again;
-    manager_hold(req, &rc->req);
-    manager_read(m, on_caught_up, rc);
+    mcore_hold(req, &rc->req);
+    mcore_read(m, on_caught_up, rc);
     return true;
 }
 
@@ -146,11 +150,11 @@ static void unauthorized(struct rq_http_req *req, const char *msg)
     rq_http_reply_error(req, 401, "%s", msg);
 }
 
-bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
+bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
                  rq_http_handler again)
 {
     memset(who, 0, sizeof *who);
-    if (!m->cfg.auth_tokens) {
+    if (!mcore_config(m)->auth_tokens) {
         who->all = true;
         return true;
     }
@@ -184,10 +188,10 @@ bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
     return false;
 }
 
-bool auth_admin(struct manager *m, struct rq_http_req *req)
+bool auth_admin(struct mcore *m, struct rq_http_req *req)
 {
     struct auth who;
-    if (m->cfg.admin_open) {
+    if (mcore_config(m)->admin_open) {
         return true;
     }
     const char *token = bearer(req);

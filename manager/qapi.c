@@ -13,29 +13,29 @@
 #include "rq_config.h"
 #include "rq_err.h"
 
-int qapi_init(struct manager *m)
+/* One manager runs in a process: its queue API's state is this one. */
+static struct consumers state;
+
+int qapi_init(struct mcore *core)
 {
-    struct consumers *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-    }
-    rq_idmap_init(&c->queues);
-    rq_idmap_init(&c->rr);
-    m->consumers = c;
+    (void)core;
+    rq_idmap_init(&state.queues);
+    rq_idmap_init(&state.rr);
+    state.batch_rr = 0;
     return 0;
 }
 
-void qapi_close(struct manager *m)
+void qapi_close(struct mcore *core)
 {
-    struct consumers *cs = m->consumers;
-    if (cs == NULL) {
-        return;
-    }
+    (void)core;
     /* Every request has ended with the loop; queues are empty. */
-    rq_idmap_close(&cs->queues);
-    rq_idmap_close(&cs->rr);
-    free(cs);
-    m->consumers = NULL;
+    rq_idmap_close(&state.queues);
+    rq_idmap_close(&state.rr);
+}
+
+struct consumers *qapi_consumers(void)
+{
+    return &state;
 }
 
 /* ---- Arguments ---- */
@@ -193,46 +193,46 @@ void qapi_reply_partition_unknown(struct rq_http_req *req, const char *topic,
 static void reply_not_proposed(struct rq_http_req *req, int rv)
 {
     if (rv == RQ_NOTLEADER || rv == RQ_SHUTDOWN || rv == RQ_NOMEM) {
-        manager_unavailable(req, "this manager cannot commit now (%s); retry",
-                            rq_strerror(rv));
+        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
+                          rq_strerror(rv));
     } else {
         rq_http_reply_error(req, 400, "the request was refused: %s",
                             rq_strerror(rv));
     }
 }
 
-void qapi_propose(struct manager *m, struct rq_http_req *req, struct mcmd *c,
+void qapi_propose(struct mcore *core, struct rq_http_req *req, struct mcmd *c,
                   rq_node_done_cb cb, void *op, struct rq_http_req **slot)
 {
-    int rv = manager_propose(m, c, cb, op);
+    int rv = mcore_propose(core, c, cb, op);
     mcmd_clear(c);
     if (rv != 0) {
         free(op);
         reply_not_proposed(req, rv);
         return;
     }
-    manager_hold(req, slot);
+    mcore_hold(req, slot);
 }
 
 /* ---- Admission and lookups ---- */
 
-bool qapi_admit(struct manager *m, struct rq_http_req *req,
+bool qapi_admit(struct mcore *core, struct rq_http_req *req,
                 const struct auth *who, enum grant_action action,
                 const char *topic, bool at_leader)
 {
     if (!auth_allow(req, who, action, topic)) {
         return false;
     }
-    return !at_leader || !manager_forward(m, req);
+    return !at_leader || !mcore_forward(core, req);
 }
 
-int qapi_client_for_topic(struct manager *m, struct rq_http_req *req,
+int qapi_client_for_topic(struct mcore *core, struct rq_http_req *req,
                           bool producer, uint64_t id, const char *topic,
                           struct mstore_client *out)
 {
     const char *what = producer ? "producer" : "consumer";
-    int rv = producer ? mstore_producer(m->store, id, out)
-                      : mstore_consumer(m->store, id, out);
+    int rv = producer ? mstore_producer(mcore_store(core), id, out)
+                      : mstore_consumer(mcore_store(core), id, out);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no %s %" PRIu64 "; register first", what,
                             id);
@@ -251,20 +251,19 @@ int qapi_client_for_topic(struct manager *m, struct rq_http_req *req,
     return 0;
 }
 
-const char *qapi_consumer_args(struct manager *m, struct rq_http_req *req,
+const char *qapi_consumer_args(struct mcore *core, struct rq_http_req *req,
                                uint64_t *id, uint32_t *partition,
-                               struct mstore_client *cc,
-                               rq_http_handler again)
+                               struct mstore_client *cc, rq_http_handler again)
 {
     struct auth who;
-    if (!auth_public(m, req, &who, again) || !qapi_body_ok(req)) {
+    if (!auth_public(core, req, &who, again) || !qapi_body_ok(req)) {
         return NULL;
     }
     const char *topic = qapi_topic_arg(req, "topic");
     if (topic == NULL || !qapi_id_arg(req, "consumer_id", id) ||
         !qapi_partition_arg(req, partition) ||
-        !qapi_admit(m, req, &who, GRANT_TO_CONSUME, topic, QAPI_AT_LEADER) ||
-        qapi_client_for_topic(m, req, false, *id, topic, cc) != 0) {
+        !qapi_admit(core, req, &who, GRANT_TO_CONSUME, topic, QAPI_AT_LEADER) ||
+        qapi_client_for_topic(core, req, false, *id, topic, cc) != 0) {
         return NULL;
     }
     return topic;
@@ -275,7 +274,7 @@ const char *qapi_consumer_args(struct manager *m, struct rq_http_req *req,
 /* A request waiting for its consistent read. */
 struct waiting {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *core;
     qapi_serve_fn serve;
     max_align_t arg[]; /* The serve function's argument, copied. */
 };
@@ -286,15 +285,15 @@ static void on_read(void *data, int status, const char *why)
     if (w->req != NULL) {
         rq_http_on_abort(w->req, NULL, NULL);
         if (status != 0) {
-            manager_unavailable(w->req, "%s", why);
+            mcore_unavailable(w->req, "%s", why);
         } else {
-            w->serve(w->m, w->req, w->arg, true);
+            w->serve(w->core, w->req, w->arg, true);
         }
     }
     free(w);
 }
 
-void qapi_serve_read(struct manager *m, struct rq_http_req *req,
+void qapi_serve_read(struct mcore *core, struct rq_http_req *req,
                      qapi_serve_fn serve, const void *arg, size_t size)
 {
     struct waiting *w = calloc(1, sizeof *w + size);
@@ -302,19 +301,19 @@ void qapi_serve_read(struct manager *m, struct rq_http_req *req,
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    w->m = m;
+    w->core = core;
     w->serve = serve;
     if (size > 0) {
         memcpy(w->arg, arg, size);
     }
-    manager_hold(req, &w->req);
-    manager_read(m, on_read, w);
+    mcore_hold(req, &w->req);
+    mcore_read(core, on_read, w);
 }
 
-void qapi_serve(struct manager *m, struct rq_http_req *req, qapi_serve_fn serve,
-                void *arg, size_t size)
+void qapi_serve(struct mcore *core, struct rq_http_req *req,
+                qapi_serve_fn serve, void *arg, size_t size)
 {
-    if (!serve(m, req, arg, false)) {
-        qapi_serve_read(m, req, serve, arg, size);
+    if (!serve(core, req, arg, false)) {
+        qapi_serve_read(core, req, serve, arg, size);
     }
 }

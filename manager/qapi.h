@@ -11,7 +11,7 @@
  * and this file holds what every one of them needs: the queue API's state,
  * the parsing of arguments, the answers they share, the admission of a
  * request (auth.h's steps 3 and 4) and "serve now, else read consistently
- * and serve again". Handlers take the struct manager as their data.
+ * and serve again". Handlers take the core (mcore.h) as their data.
  *
  * Where each request is served:
  * - on the leader (a follower forwards): creating topics, registering
@@ -49,7 +49,7 @@
  * holds, and a client has no use for names it may not touch.
  *
  * Each asynchronous request is a small struct whose first member is the
- * held request (manager_hold): when the client goes away, or the server
+ * held request (mcore_hold): when the client goes away, or the server
  * closes, the slot becomes NULL and the steps still running finish their
  * work without answering.
  */
@@ -61,18 +61,18 @@
 #include <stdint.h>
 
 #include "auth.h"
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "rq_http.h"
 #include "rq_idmap.h"
 
-#define QAPI_WHY MANAGER_WHY /* Room for a reason. */
+#define QAPI_WHY MCORE_WHY /* Room for a reason. */
 #define QAPI_DEFAULT_PARTITIONS 3
 
 /*
- * The queue API's own state (manager.h's consumers): the queues of
- * consume requests, one per consumer (qapi_consume.c), and where each
- * producer's round robin stands (qapi_produce.c).
+ * The queue API's own state: the queues of consume requests, one per
+ * consumer (qapi_consume.c), and where each producer's round robin stands
+ * (qapi_produce.c). One manager runs in a process, so there is one.
  */
 struct consumers {
     struct rq_idmap queues; /* consumer id -> its queue of consumes */
@@ -80,10 +80,12 @@ struct consumers {
     uint64_t batch_rr;      /* Batch records with neither key nor partition. */
 };
 
-/* 0 or RQ_NOMEM. */
-int qapi_init(struct manager *m);
+/* Sets the state up empty: 0 (RQ_NOMEM cannot happen now). */
+int qapi_init(struct mcore *core);
 /* Frees what is left once the loop has stopped. */
-void qapi_close(struct manager *m);
+void qapi_close(struct mcore *core);
+/* The state (borrowed). */
+struct consumers *qapi_consumers(void);
 
 /* ---- Arguments: each answers 400 naming the problem when it fails ---- */
 
@@ -149,7 +151,7 @@ void qapi_reply_partition_unknown(struct rq_http_req *req, const char *topic,
  * proposal cannot start, answers @req (503, or 400 for a command refused)
  * and frees @op (malloc'd); @cb never runs then.
  */
-void qapi_propose(struct manager *m, struct rq_http_req *req, struct mcmd *c,
+void qapi_propose(struct mcore *core, struct rq_http_req *req, struct mcmd *c,
                   rq_node_done_cb cb, void *op, struct rq_http_req **slot);
 
 /* ---- Admission and lookups ---- */
@@ -163,7 +165,7 @@ void qapi_propose(struct manager *m, struct rq_http_req *req, struct mcmd *c,
  * forwarded to it (or answered 503). true when this manager serves the
  * request now; false once it is answered or forwarded.
  */
-bool qapi_admit(struct manager *m, struct rq_http_req *req,
+bool qapi_admit(struct mcore *core, struct rq_http_req *req,
                 const struct auth *who, enum grant_action action,
                 const char *topic, bool at_leader);
 
@@ -171,7 +173,7 @@ bool qapi_admit(struct manager *m, struct rq_http_req *req,
  * Looks up a producer (@producer) or consumer registered for @topic: 0, or
  * answers 404 (unknown) / 400 (another topic) / 500 and returns that code.
  */
-int qapi_client_for_topic(struct manager *m, struct rq_http_req *req,
+int qapi_client_for_topic(struct mcore *core, struct rq_http_req *req,
                           bool producer, uint64_t id, const char *topic,
                           struct mstore_client *out);
 
@@ -182,10 +184,9 @@ int qapi_client_for_topic(struct manager *m, struct rq_http_req *req,
  * returns NULL when it cannot go on; otherwise returns the topic
  * (borrowed from the request). @again is the route's handler (auth.h).
  */
-const char *qapi_consumer_args(struct manager *m, struct rq_http_req *req,
+const char *qapi_consumer_args(struct mcore *core, struct rq_http_req *req,
                                uint64_t *id, uint32_t *partition,
-                               struct mstore_client *cc,
-                               rq_http_handler again);
+                               struct mstore_client *cc, rq_http_handler again);
 
 /* ---- Serve now, else read consistently and serve again ---- */
 
@@ -196,14 +197,14 @@ const char *qapi_consumer_args(struct manager *m, struct rq_http_req *req,
  * answered or started serving. @last_try true: must answer (or start
  * serving) and return true.
  */
-typedef bool (*qapi_serve_fn)(struct manager *m, struct rq_http_req *req,
+typedef bool (*qapi_serve_fn)(struct mcore *core, struct rq_http_req *req,
                               void *arg, bool last_try);
 
 /*
  * "Serve now, else read consistently and serve again". A follower may not
  * have applied yet what a client has just created through the leader (a
  * topic, a producer): @serve runs now, and when it returns false @req is
- * held, a consistent read (manager_read) brings this manager's store up to
+ * held, a consistent read (mcore_read) brings this manager's store up to
  * the leader's commit index, and @serve runs once more with last_try. A
  * read that fails answers 503; a client gone meanwhile gets no second run.
  *
@@ -212,12 +213,12 @@ typedef bool (*qapi_serve_fn)(struct manager *m, struct rq_http_req *req,
  * into the request itself (its arguments are borrowed until it is
  * answered), never onto the caller's stack.
  */
-void qapi_serve(struct manager *m, struct rq_http_req *req, qapi_serve_fn serve,
-                void *arg, size_t size);
+void qapi_serve(struct mcore *core, struct rq_http_req *req,
+                qapi_serve_fn serve, void *arg, size_t size);
 
 /* The same without the first try: for reads that must reflect every
  * command committed before the request arrived (GET /topics, ...). */
-void qapi_serve_read(struct manager *m, struct rq_http_req *req,
+void qapi_serve_read(struct mcore *core, struct rq_http_req *req,
                      qapi_serve_fn serve, const void *arg, size_t size);
 
 #endif /* QAPI_H */

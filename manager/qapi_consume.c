@@ -34,7 +34,7 @@
 
 struct consume {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *core;
     struct rq_list link; /* In its consumer's queue. */
     bool running;
     uint64_t consumer_id;
@@ -166,7 +166,6 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
 
 static void consume_end(struct consume *op, int status, const char *fmt, ...)
 {
-    struct manager *m = op->m;
     uint64_t id = op->consumer_id;
     if (op->req != NULL && status != 0) {
         char msg[QAPI_WHY * 2];
@@ -179,7 +178,7 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
     }
     rq_list_remove(&op->link);
     consume_free(op);
-    pump(m->consumers, id);
+    pump(qapi_consumers(), id);
 }
 
 /* The client left (or the manager is closing): answer now, as
@@ -238,7 +237,7 @@ static void on_advanced(void *data, int status, uint64_t result)
     if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         if (code == RQ_INVALID && ++op->cas_lost < CAS_RETRIES &&
-            !op->m->closing) {
+            !mcore_closing(op->core)) {
             /* The offset moved (an offset commit, or an older leader):
              * read the state again and start over. */
             free(op->parts);
@@ -260,11 +259,11 @@ static void on_advanced(void *data, int status, uint64_t result)
                         : "the consumer's offset kept moving; retry");
         return;
     }
-    op->m->stats.consumed++;
+    mcore_stats(op->core)->consumed++;
     json_t *skipped = NULL;
     if (op->msg_offset > op->offset) {
         /* Retention removed what this consumer had not read. */
-        mmetrics_consume_skipped(op->m->mmetrics, op->topic,
+        mmetrics_consume_skipped(mcore_modules(op->core)->mmetrics, op->topic,
                                  op->msg_offset - op->offset);
         rq_log(RQ_INFO,
                "consumer %" PRIu64 " skipped %s/%u offsets %" PRIu64
@@ -307,7 +306,7 @@ static void propose_advance(struct consume *op)
         .offset = op->msg_offset + 1,
         .expected = op->offset,
     };
-    int rv = manager_propose(op->m, &c, on_advanced, op);
+    int rv = mcore_propose(op->core, &c, on_advanced, op);
     mcmd_clear(&c);
     if (rv != 0) {
         consume_end(op, 503,
@@ -323,7 +322,7 @@ static void on_consume_read(void *data, const struct bclient_result *r)
 {
     struct consume *op = data;
     uint32_t p = op->order[op->idx];
-    if (op->m->closing) {
+    if (mcore_closing(op->core)) {
         consume_end(op, 503, "the manager is shutting down");
         return;
     }
@@ -334,7 +333,7 @@ static void on_consume_read(void *data, const struct bclient_result *r)
          * the first offset still held. The commit still expects the
          * consumer's offset as it was. */
         op->reread = true;
-        int rv = bclient_read(op->m, &op->parts[p],
+        int rv = bclient_read(op->core, &op->parts[p],
                               (uint64_t)json_integer_value(first), 1, 0,
                               on_consume_read, op);
         if (rv != 0) {
@@ -396,7 +395,7 @@ static void consume_next(struct consume *op)
     uint32_t p = op->order[op->idx];
     op->reread = false;
     op->offset = op->offsets[p];
-    int rv = bclient_read(op->m, &op->parts[p], op->offset, 1, 0,
+    int rv = bclient_read(op->core, &op->parts[p], op->offset, 1, 0,
                           on_consume_read, op);
     if (rv != 0) {
         consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
@@ -405,27 +404,28 @@ static void consume_next(struct consume *op)
 
 static void consume_start(struct consume *op)
 {
-    struct manager *m = op->m;
+    struct mcore *core = op->core;
     struct mstore_client cc;
     struct mstore_offset *offs;
     size_t n_offs;
 
-    if (m->closing) {
+    if (mcore_closing(core)) {
         consume_end(op, 503, "the manager is shutting down");
         return;
     }
     if (consume_abandoned(op, false)) {
         return;
     }
-    if (!m->leading) {
+    if (!mcore_leading(core)) {
         consume_end(op, 503,
                     "this manager stopped leading before the consume ran; "
                     "retry");
         return;
     }
-    int rv = mstore_consumer(m->store, op->consumer_id, &cc);
+    int rv = mstore_consumer(mcore_store(core), op->consumer_id, &cc);
     if (rv == 0) {
-        rv = mstore_partitions(m->store, op->topic, &op->parts, &op->n_parts);
+        rv = mstore_partitions(mcore_store(core), op->topic, &op->parts,
+                               &op->n_parts);
     }
     if (rv == RQ_NOTFOUND || (rv == 0 && op->n_parts == 0)) {
         consume_end(op, 404, "the consumer or its topic no longer exists");
@@ -435,7 +435,7 @@ static void consume_start(struct consume *op)
         consume_end(op, 500, "reading the metadata store: %s", rq_strerror(rv));
         return;
     }
-    rv = mstore_offsets(m->store, op->consumer_id, &offs, &n_offs);
+    rv = mstore_offsets(mcore_store(core), op->consumer_id, &offs, &n_offs);
     if (rv != 0) {
         consume_end(op, 500, "reading the consumer's offsets: %s",
                     rq_strerror(rv));
@@ -479,18 +479,18 @@ static void consume_start(struct consume *op)
 
 void qapi_consume(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_client cc;
     struct mstore_topic t;
     uint64_t id;
     uint32_t partition;
 
     const char *topic =
-        qapi_consumer_args(m, req, &id, &partition, &cc, qapi_consume);
+        qapi_consumer_args(core, req, &id, &partition, &cc, qapi_consume);
     if (topic == NULL) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
@@ -499,20 +499,20 @@ void qapi_consume(struct rq_http_req *req, void *data)
         return;
     }
     struct consume *op = calloc(1, sizeof *op);
-    struct cqueue *q = cqueue_get(m->consumers, id, true);
+    struct cqueue *q = cqueue_get(qapi_consumers(), id, true);
     if (op == NULL || q == NULL) {
         free(op); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
         return;
     }
-    op->m = m;
+    op->core = core;
     op->consumer_id = id;
     op->given = partition;
     snprintf(op->topic, sizeof op->topic, "%s", topic);
     rq_list_push(&q->ops, &op->link);
     op->req = req;
     rq_http_on_abort(req, on_consume_abort, op);
-    pump(m->consumers, id);
+    pump(qapi_consumers(), id);
 }
 
 void qapi_consume_outcome(struct rq_http_req *req, json_t *body, bool sent)
@@ -539,8 +539,8 @@ static void on_offsets_committed(void *data, int status, uint64_t result)
     }
     rq_http_on_abort(req, NULL, NULL);
     if (status != 0) {
-        manager_unavailable(req, "the offsets were not committed: %s; retry",
-                            rq_strerror(status));
+        mcore_unavailable(req, "the offsets were not committed: %s; retry",
+                          rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         rq_http_reply_error(req,
@@ -553,13 +553,13 @@ static void on_offsets_committed(void *data, int status, uint64_t result)
 
 void qapi_offsets_commit(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_client cc;
     struct mstore_topic t;
     struct auth who;
     uint64_t id;
 
-    if (!auth_public(m, req, &who, qapi_offsets_commit) ||
+    if (!auth_public(core, req, &who, qapi_offsets_commit) ||
         !qapi_consumer_param(req, &id) || !qapi_body_ok(req)) {
         return;
     }
@@ -586,12 +586,12 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
             return;
         }
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     /* The consumer's topic, and so the grant, is known from the store
      * only: checked here, on the leader. */
-    int rv = mstore_consumer(m->store, id, &cc);
+    int rv = mstore_consumer(mcore_store(core), id, &cc);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
         return;
@@ -600,7 +600,7 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
         return;
     }
     if (rv == 0) {
-        rv = mstore_topic(m->store, cc.topic, &t);
+        rv = mstore_topic(mcore_store(core), cc.topic, &t);
     }
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
@@ -637,6 +637,5 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 500, "out of memory");
         return;
     }
-    qapi_propose(m, req, &c, on_offsets_committed, op, &op->req);
+    qapi_propose(core, req, &c, on_offsets_committed, op, &op->req);
 }
-

@@ -5,7 +5,7 @@
  * Consumes of one consumer run one at a time, in arrival order, so the
  * offset each reads is the one the previous committed; the commit is a
  * compare-and-set on that offset, so a stale leader can never deliver a
- * message twice. Handlers take the struct manager as their data.
+ * message twice. Handlers take the core (mcore.h) as their data.
  */
 #ifndef QAPI_CONSUME_H
 #define QAPI_CONSUME_H

@@ -25,7 +25,7 @@
 
 struct produce_op {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *core;
     uint32_t partition; /* Chosen. */
 };
 
@@ -37,7 +37,7 @@ static void on_produced(void *data, const struct bclient_result *r)
         rq_http_on_abort(req, NULL, NULL);
         json_t *base = json_object_get(r->answer, "base_offset");
         if (r->status == 200 && json_is_integer(base)) {
-            op->m->stats.produced++;
+            mcore_stats(op->core)->produced++;
             rq_http_reply(req, 200,
                           json_pack("{s:i,s:O}", "partition_id",
                                     (int)op->partition, "offset", base));
@@ -53,9 +53,9 @@ static void on_produced(void *data, const struct bclient_result *r)
 }
 
 /* The next round-robin position of @producer_id among @n partitions. */
-static uint32_t producer_rr(struct manager *m, uint64_t producer_id, uint32_t n)
+static uint32_t producer_rr(uint64_t producer_id, uint32_t n)
 {
-    struct consumers *c = m->consumers;
+    struct consumers *c = qapi_consumers();
     uintptr_t v = (uintptr_t)rq_idmap_del(&c->rr, producer_id);
     uint64_t pos = v != 0 ? (uint64_t)v - 1 : producer_id;
     if (rq_idmap_put(&c->rr, producer_id, (void *)(uintptr_t)(pos + 2)) != 0) {
@@ -76,7 +76,7 @@ struct produce_args {
 
 /* Produces once the producer is known here (qapi_serve_fn); false if it
  * is not (yet). */
-static bool produce_now(struct manager *m, struct rq_http_req *req, void *arg,
+static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
                         bool last_try)
 {
     const struct produce_args *a = arg;
@@ -84,15 +84,15 @@ static bool produce_now(struct manager *m, struct rq_http_req *req, void *arg,
     struct mstore_partition *parts;
     size_t n;
 
-    int rv = mstore_producer(m->store, a->producer_id, &pc);
+    int rv = mstore_producer(mcore_store(core), a->producer_id, &pc);
     if (rv == RQ_NOTFOUND && !last_try) {
         return false;
     }
-    if (qapi_client_for_topic(m, req, true, a->producer_id, a->topic, &pc) !=
+    if (qapi_client_for_topic(core, req, true, a->producer_id, a->topic, &pc) !=
         0) {
         return true;
     }
-    rv = mstore_partitions(m->store, a->topic, &parts, &n);
+    rv = mstore_partitions(mcore_store(core), a->topic, &parts, &n);
     if (rv == 0 && n == 0) {
         free(parts);
         rv = RQ_NOTFOUND;
@@ -105,7 +105,7 @@ static bool produce_now(struct manager *m, struct rq_http_req *req, void *arg,
     uint32_t p = policy_partition(
         pc.partition_id, a->partition, a->key,
         a->key != NULL ? strlen(a->key) : 0,
-        rr ? producer_rr(m, a->producer_id, (uint32_t)n) : 0, (uint32_t)n);
+        rr ? producer_rr(a->producer_id, (uint32_t)n) : 0, (uint32_t)n);
     if (p >= n) {
         qapi_reply_partition_unknown(req, a->topic, p, n);
         free(parts);
@@ -125,27 +125,27 @@ static bool produce_now(struct manager *m, struct rq_http_req *req, void *arg,
         rq_http_reply_error(req, 500, "out of memory");
         return true;
     }
-    op->m = m;
+    op->core = core;
     op->partition = p;
-    rv = bclient_produce(m, &parts[p], records, 0, 0, on_produced, op);
+    rv = bclient_produce(core, &parts[p], records, 0, 0, on_produced, op);
     json_decref(records);
     free(parts);
     if (rv != 0) {
         free(op);
-        manager_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
+        mcore_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
         return true;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
     return true;
 }
 
 void qapi_produce(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct produce_args a = {0};
     struct auth who;
 
-    if (!auth_public(m, req, &who, qapi_produce) || !qapi_body_ok(req)) {
+    if (!auth_public(core, req, &who, qapi_produce) || !qapi_body_ok(req)) {
         return;
     }
     a.topic = qapi_topic_arg(req, "topic");
@@ -167,11 +167,12 @@ void qapi_produce(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'message' must be given as a string");
         return;
     }
-    if (a.message_len > m->cfg.max_message_bytes) {
+    if (a.message_len > mcore_config(core)->max_message_bytes) {
         rq_http_reply_error(req, 413,
                             "a message of %zu bytes is over the limit of "
                             "%" PRIu64 " bytes",
-                            a.message_len, m->cfg.max_message_bytes);
+                            a.message_len,
+                            mcore_config(core)->max_message_bytes);
         return;
     }
     if (!policy_utf8_valid(a.message, a.message_len) ||
@@ -193,9 +194,9 @@ void qapi_produce(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'key' must be UTF-8 text");
         return;
     }
-    if (qapi_admit(m, req, &who, GRANT_TO_PRODUCE, a.topic,
+    if (qapi_admit(core, req, &who, GRANT_TO_PRODUCE, a.topic,
                    QAPI_ANY_MANAGER)) {
-        qapi_serve(m, req, produce_now, &a, sizeof a);
+        qapi_serve(core, req, produce_now, &a, sizeof a);
     }
 }
 
@@ -216,7 +217,7 @@ struct batch_part {
 
 struct batch {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *core;
     uint32_t *assign; /* Partition of each record, in request order. */
     size_t n_records;
     struct batch_part *parts; /* One per partition of the topic. */
@@ -306,7 +307,7 @@ static void batch_finish(struct batch *b)
                                (json_int_t)next[p]++));
     }
     free(next);
-    b->m->stats.produced += b->n_records;
+    mcore_stats(b->core)->produced += b->n_records;
     rq_http_reply(req, 200, json_pack("{s:o}", "offsets", offsets));
     batch_free(b);
 }
@@ -335,7 +336,7 @@ static void on_batch_part(void *data, const struct bclient_result *r)
 
 /* A new batch of @n records over @np partitions, each with an empty list;
  * NULL on ENOMEM. */
-static struct batch *batch_new(struct manager *m, size_t n, size_t np)
+static struct batch *batch_new(struct mcore *core, size_t n, size_t np)
 {
     struct batch *b = calloc(1, sizeof *b);
     if (b == NULL) {
@@ -349,7 +350,7 @@ static struct batch *batch_new(struct manager *m, size_t n, size_t np)
         free(b);
         return NULL;
     }
-    b->m = m;
+    b->core = core;
     b->n_records = n;
     b->n_parts = np;
     for (size_t p = 0; p < np; p++) {
@@ -364,11 +365,11 @@ static struct batch *batch_new(struct manager *m, size_t n, size_t np)
  * (value, key, partition_id, size): 0, or the status (400, 404, 413) with
  * @why naming the record.
  */
-static int batch_sort(struct batch *b, const json_t *records,
-                      const char *topic, char *why, size_t whyn)
+static int batch_sort(struct batch *b, const json_t *records, const char *topic,
+                      char *why, size_t whyn)
 {
     size_t np = b->n_parts;
-    uint64_t max_bytes = b->m->cfg.max_message_bytes;
+    uint64_t max_bytes = mcore_config(b->core)->max_message_bytes;
     for (size_t i = 0; i < b->n_records; i++) {
         json_t *rec = json_array_get(records, i);
         json_t *value = json_object_get(rec, "value");
@@ -390,8 +391,8 @@ static int batch_sort(struct batch *b, const json_t *records,
                      i, json_string_length(value), max_bytes);
             return 413;
         }
-        if (memchr(json_string_value(value), '\0',
-                   json_string_length(value)) != NULL) {
+        if (memchr(json_string_value(value), '\0', json_string_length(value)) !=
+            NULL) {
             snprintf(why, whyn, "record %zu: 'value' holds a NUL", i);
             return 400;
         }
@@ -412,7 +413,7 @@ static int batch_sort(struct batch *b, const json_t *records,
             p = policy_key_partition(json_string_value(key),
                                      json_string_length(key), (uint32_t)np);
         } else {
-            p = (uint32_t)(b->m->consumers->batch_rr++ % np);
+            p = (uint32_t)(qapi_consumers()->batch_rr++ % np);
         }
         b->assign[i] = p;
         json_t *r = json_pack("{s:O}", "value", value);
@@ -428,7 +429,7 @@ static int batch_sort(struct batch *b, const json_t *records,
 /* Checks a batch against the store and sends it (qapi_serve_fn; @arg: the
  * topic's name, const char *, borrowed from @req); false if the topic or
  * the producer is not known here (yet). */
-static bool batch_now(struct manager *m, struct rq_http_req *req, void *arg,
+static bool batch_now(struct mcore *core, struct rq_http_req *req, void *arg,
                       bool last_try)
 {
     const char *topic = *(const char **)arg;
@@ -441,7 +442,7 @@ static bool batch_now(struct manager *m, struct rq_http_req *req, void *arg,
     json_t *records = json_object_get(body, "records");
     json_t *pid = json_object_get(body, "producer_id");
     json_t *seq = json_object_get(body, "sequence");
-    int rv = mstore_partitions(m->store, topic, &parts, &np);
+    int rv = mstore_partitions(mcore_store(core), topic, &parts, &np);
     if (rv == 0 && np == 0) {
         free(parts);
         rv = RQ_NOTFOUND;
@@ -457,19 +458,19 @@ static bool batch_now(struct manager *m, struct rq_http_req *req, void *arg,
     uint64_t producer_id = 0;
     if (has_producer) {
         producer_id = (uint64_t)json_integer_value(pid);
-        rv = mstore_producer(m->store, producer_id, &pc);
+        rv = mstore_producer(mcore_store(core), producer_id, &pc);
         if (rv == RQ_NOTFOUND && !last_try) {
             free(parts);
             return false;
         }
-        if (qapi_client_for_topic(m, req, true, producer_id, topic, &pc) !=
+        if (qapi_client_for_topic(core, req, true, producer_id, topic, &pc) !=
             0) {
             free(parts);
             return true;
         }
     }
     uint64_t sequence = has_sequence ? (uint64_t)json_integer_value(seq) : 0;
-    struct batch *b = batch_new(m, json_array_size(records), np);
+    struct batch *b = batch_new(core, json_array_size(records), np);
     if (b == NULL) {
         free(parts); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
@@ -483,14 +484,14 @@ static bool batch_now(struct manager *m, struct rq_http_req *req, void *arg,
         return true;
     }
     b->pending = 1; /* Until every call is started. */
-    manager_hold(req, &b->req);
+    mcore_hold(req, &b->req);
     for (size_t p = 0; p < np; p++) {
         struct batch_part *bp = &b->parts[p];
         if (bp->count == 0) {
             continue;
         }
         b->pending++;
-        rv = bclient_produce(m, &parts[p], bp->records,
+        rv = bclient_produce(core, &parts[p], bp->records,
                              has_producer && has_sequence ? producer_id : 0,
                              sequence, on_batch_part, bp);
         if (rv != 0) {
@@ -509,10 +510,10 @@ static bool batch_now(struct manager *m, struct rq_http_req *req, void *arg,
 
 void qapi_records_produce(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct auth who;
 
-    if (!auth_public(m, req, &who, qapi_records_produce)) {
+    if (!auth_public(core, req, &who, qapi_records_produce)) {
         return;
     }
     const char *topic = qapi_topic_param(req);
@@ -550,7 +551,8 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'sequence' needs a 'producer_id'");
         return;
     }
-    if (qapi_admit(m, req, &who, GRANT_TO_PRODUCE, topic, QAPI_ANY_MANAGER)) {
-        qapi_serve(m, req, batch_now, &topic, sizeof topic);
+    if (qapi_admit(core, req, &who, GRANT_TO_PRODUCE, topic,
+                   QAPI_ANY_MANAGER)) {
+        qapi_serve(core, req, batch_now, &topic, sizeof topic);
     }
 }

@@ -3,7 +3,7 @@
  * 2). Both run on any manager: the records go straight to the partition's
  * leader broker (bclient.h). A follower that does not know the producer or
  * the topic yet reads consistently and tries once more (qapi_serve).
- * Handlers take the struct manager as their data.
+ * Handlers take the core (mcore.h) as their data.
  */
 #ifndef QAPI_PRODUCE_H
 #define QAPI_PRODUCE_H

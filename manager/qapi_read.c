@@ -37,7 +37,7 @@ struct hw_slot {
  * answers for keeps the routing cache's value. */
 struct hw_fetch {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *core;
     struct mstore_partition *parts;
     uint64_t *committed; /* By index into parts. */
     uint64_t *hw;
@@ -83,7 +83,7 @@ static void on_hw(void *data, const struct bclient_result *r)
  * fetches the watermarks and calls @done with the request still waiting;
  * answers itself on ENOMEM.
  */
-static void hw_fetch_start(struct manager *m, struct rq_http_req *req,
+static void hw_fetch_start(struct mcore *core, struct rq_http_req *req,
                            struct mstore_partition *parts, uint64_t *committed,
                            size_t n, hw_done_cb done)
 {
@@ -100,7 +100,7 @@ static void hw_fetch_start(struct manager *m, struct rq_http_req *req,
         return;
     }
     *f = (struct hw_fetch){
-        .m = m,
+        .core = core,
         .parts = parts,
         .committed = committed,
         .hw = hw,
@@ -109,13 +109,14 @@ static void hw_fetch_start(struct manager *m, struct rq_http_req *req,
         .pending = 1, /* Until every read is started. */
         .done = done,
     };
-    manager_hold(req, &f->req);
+    mcore_hold(req, &f->req);
     for (size_t i = 0; i < n; i++) {
-        const struct route *r = routing_get(m->routing, parts[i].group_id);
+        const struct route *r =
+            routing_get(mcore_routing(core), parts[i].group_id);
         f->hw[i] = r != NULL ? r->high_watermark : 0;
         f->slots[i] = (struct hw_slot){.f = f, .i = i};
         f->pending++;
-        if (bclient_read(m, &parts[i], committed[i], 1, 0, on_hw,
+        if (bclient_read(core, &parts[i], committed[i], 1, 0, on_hw,
                          &f->slots[i]) != 0) {
             f->pending--;
         }
@@ -128,7 +129,7 @@ static void hw_fetch_start(struct manager *m, struct rq_http_req *req,
 /* Fetches the high watermarks of @topic's partitions (only @only unless
  * MCMD_NO_PARTITION) with the consumer's committed offsets, then @done
  * answers; answers itself on failure. */
-static void positions_fetch(struct manager *m, struct rq_http_req *req,
+static void positions_fetch(struct mcore *core, struct rq_http_req *req,
                             uint64_t consumer_id, const char *topic,
                             uint32_t only, hw_done_cb done)
 {
@@ -137,7 +138,7 @@ static void positions_fetch(struct manager *m, struct rq_http_req *req,
     size_t np;
     struct mstore_partition *all;
 
-    int rv = mstore_partitions(m->store, topic, &all, &np);
+    int rv = mstore_partitions(mcore_store(core), topic, &all, &np);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
@@ -146,7 +147,7 @@ static void positions_fetch(struct manager *m, struct rq_http_req *req,
         free(all);
         return;
     }
-    rv = mstore_offsets(m->store, consumer_id, &offs, &n_offs);
+    rv = mstore_offsets(mcore_store(core), consumer_id, &offs, &n_offs);
     if (rv != 0) {
         free(all);
         qapi_reply_store_error(req, rv);
@@ -170,7 +171,7 @@ static void positions_fetch(struct manager *m, struct rq_http_req *req,
         c[0] = c[only];
         np = 1;
     }
-    hw_fetch_start(m, req, all, c, np, done);
+    hw_fetch_start(core, req, all, c, np, done);
 }
 
 /* ---- Size ---- */
@@ -193,33 +194,33 @@ struct size_args {
     uint32_t partition;
 };
 
-static bool size_after_read(struct manager *m, struct rq_http_req *req,
+static bool size_after_read(struct mcore *core, struct rq_http_req *req,
                             void *arg, bool last_try)
 {
     const struct size_args *a = arg;
     struct mstore_client cc;
     (void)last_try;
-    if (qapi_client_for_topic(m, req, false, a->consumer_id, a->topic, &cc) !=
-        0) {
+    if (qapi_client_for_topic(core, req, false, a->consumer_id, a->topic,
+                              &cc) != 0) {
         return true;
     }
     /* A consumer bound to a partition reads only that one. */
     uint32_t only =
         cc.partition_id != MCMD_NO_PARTITION ? cc.partition_id : a->partition;
-    positions_fetch(m, req, a->consumer_id, a->topic, only, size_done);
+    positions_fetch(core, req, a->consumer_id, a->topic, only, size_done);
     return true;
 }
 
 void qapi_size(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_client cc;
     struct size_args a;
 
-    a.topic = qapi_consumer_args(m, req, &a.consumer_id, &a.partition, &cc,
+    a.topic = qapi_consumer_args(core, req, &a.consumer_id, &a.partition, &cc,
                                  qapi_size);
     if (a.topic != NULL) {
-        qapi_serve_read(m, req, size_after_read, &a, sizeof a);
+        qapi_serve_read(core, req, size_after_read, &a, sizeof a);
     }
 }
 
@@ -257,13 +258,13 @@ struct records_args {
 
 /* Sends the read once the topic is known here (qapi_serve_fn); false if
  * it is not. */
-static bool records_now(struct manager *m, struct rq_http_req *req, void *arg,
+static bool records_now(struct mcore *core, struct rq_http_req *req, void *arg,
                         bool last_try)
 {
     const struct records_args *a = arg;
     struct mstore_partition *parts;
     size_t n;
-    int rv = mstore_partitions(m->store, a->topic, &parts, &n);
+    int rv = mstore_partitions(mcore_store(core), a->topic, &parts, &n);
     if (rv == RQ_NOTFOUND && !last_try) {
         return false;
     }
@@ -281,21 +282,21 @@ static bool records_now(struct manager *m, struct rq_http_req *req, void *arg,
         rq_http_reply_error(req, 500, "out of memory");
         return true;
     }
-    rv = bclient_read(m, &parts[a->partition], a->offset, a->max, a->wait_ms,
+    rv = bclient_read(core, &parts[a->partition], a->offset, a->max, a->wait_ms,
                       on_records, op);
     free(parts);
     if (rv != 0) {
-        manager_unavailable(req, "cannot read now: %s", rq_strerror(rv));
+        mcore_unavailable(req, "cannot read now: %s", rq_strerror(rv));
         free(op);
         return true;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
     return true;
 }
 
 void qapi_records_read(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     bool present;
     uint64_t offset = 0;
     uint64_t max = READ_DEFAULT_MAX;
@@ -303,7 +304,8 @@ void qapi_records_read(struct rq_http_req *req, void *data)
     uint64_t p;
     struct auth who;
 
-    if (!auth_public(m, req, &who, qapi_records_read) || !qapi_body_ok(req)) {
+    if (!auth_public(core, req, &who, qapi_records_read) ||
+        !qapi_body_ok(req)) {
         return;
     }
     const char *topic = qapi_topic_param(req);
@@ -334,7 +336,8 @@ void qapi_records_read(struct rq_http_req *req, void *data)
                             "'wait_ms' must be an integer from 0 to 2^53");
         return;
     }
-    if (!qapi_admit(m, req, &who, GRANT_TO_CONSUME, topic, QAPI_ANY_MANAGER)) {
+    if (!qapi_admit(core, req, &who, GRANT_TO_CONSUME, topic,
+                    QAPI_ANY_MANAGER)) {
         return;
     }
     struct records_args a = {
@@ -344,7 +347,7 @@ void qapi_records_read(struct rq_http_req *req, void *data)
         .max = (uint32_t)max,
         .wait_ms = (uint32_t)(wait_ms > WAIT_MAX_MS ? WAIT_MAX_MS : wait_ms),
     };
-    qapi_serve(m, req, records_now, &a, sizeof a);
+    qapi_serve(core, req, records_now, &a, sizeof a);
 }
 
 /* ---- Reading offsets ---- */
@@ -365,14 +368,14 @@ static void offsets_done(struct hw_fetch *f)
 }
 
 /* @arg: the consumer's id (uint64_t). */
-static bool offsets_after_read(struct manager *m, struct rq_http_req *req,
+static bool offsets_after_read(struct mcore *core, struct rq_http_req *req,
                                void *arg, bool last_try)
 {
     uint64_t id = *(const uint64_t *)arg;
     struct mstore_client cc;
     struct auth who;
     (void)last_try;
-    int rv = mstore_consumer(m->store, id, &cc);
+    int rv = mstore_consumer(mcore_store(core), id, &cc);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
         return true;
@@ -383,21 +386,21 @@ static bool offsets_after_read(struct manager *m, struct rq_http_req *req,
     }
     /* The consumer's topic is known only now: its grant is checked here,
      * on the leader, with the token authenticated again as of the read. */
-    if (!auth_public(m, req, &who, NULL) ||
+    if (!auth_public(core, req, &who, NULL) ||
         !auth_allow(req, &who, GRANT_TO_CONSUME, cc.topic)) {
         return true;
     }
-    positions_fetch(m, req, id, cc.topic, MCMD_NO_PARTITION, offsets_done);
+    positions_fetch(core, req, id, cc.topic, MCMD_NO_PARTITION, offsets_done);
     return true;
 }
 
 void qapi_offsets_list(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct auth who;
     uint64_t id;
-    if (auth_public(m, req, &who, qapi_offsets_list) &&
-        qapi_consumer_param(req, &id) && !manager_forward(m, req)) {
-        qapi_serve_read(m, req, offsets_after_read, &id, sizeof id);
+    if (auth_public(core, req, &who, qapi_offsets_list) &&
+        qapi_consumer_param(req, &id) && !mcore_forward(core, req)) {
+        qapi_serve_read(core, req, offsets_after_read, &id, sizeof id);
     }
 }

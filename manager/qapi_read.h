@@ -3,7 +3,7 @@
  * consumer's offsets with their lag (section 2). GET /size and the
  * offsets run on the leader (a follower forwards them), after a
  * consistent read; a record read on any manager, straight from the
- * partition's leader broker. Handlers take the struct manager as their
+ * partition's leader broker. Handlers take the core (mcore.h) as their
  * data.
  */
 #ifndef QAPI_READ_H

@@ -23,12 +23,12 @@
 
 /* Places @n new partitions over the ALIVE brokers. 0, RQ_NOBROKERS with
  * @why, or RQ_IO / RQ_NOMEM. *out is malloc'd. */
-static int place(struct manager *m, uint32_t n, uint32_t (**out)[MCMD_RF],
+static int place(struct mcore *core, uint32_t n, uint32_t (**out)[MCMD_RF],
                  char *why, size_t whyn)
 {
     struct mstore_broker *list;
     size_t nb;
-    int rv = mstore_brokers(m->store, &list, &nb);
+    int rv = mstore_brokers(mcore_store(core), &list, &nb);
     if (rv != 0) {
         snprintf(why, whyn, "reading the brokers: %s", rq_strerror(rv));
         return rv;
@@ -74,14 +74,14 @@ static int place(struct manager *m, uint32_t n, uint32_t (**out)[MCMD_RF],
 
 struct create {
     struct rq_http_req *req; /* First: the held request. */
-    struct manager *m;
+    struct mcore *core;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t n_partitions;
     bool then_register; /* POST /producer/register of an absent topic. */
     uint32_t partition; /* The producer's, when registering. */
 };
 
-static void register_client(struct manager *m, struct rq_http_req *req,
+static void register_client(struct mcore *core, struct rq_http_req *req,
                             enum mcmd_type type, const char *topic,
                             uint32_t partition);
 
@@ -94,7 +94,7 @@ static void on_topic_created(void *data, int status, uint64_t result)
     if (status == 0 && code == 0) {
         rq_log(RQ_INFO, "topic %s created with %u partitions", op->topic,
                op->n_partitions);
-        reconcile_kick(op->m->reconcile);
+        reconcile_kick(mcore_modules(op->core)->reconcile);
     }
     if (req == NULL) {
         free(op);
@@ -102,10 +102,10 @@ static void on_topic_created(void *data, int status, uint64_t result)
     }
     rq_http_on_abort(req, NULL, NULL);
     if (status != 0) {
-        manager_unavailable(req, "the topic was not committed: %s; retry",
-                            rq_strerror(status));
+        mcore_unavailable(req, "the topic was not committed: %s; retry",
+                          rq_strerror(status));
     } else if (op->then_register && (code == 0 || code == RQ_EXISTS)) {
-        register_client(op->m, req, MCMD_PRODUCER_REGISTER, op->topic,
+        register_client(op->core, req, MCMD_PRODUCER_REGISTER, op->topic,
                         op->partition);
     } else if (code == RQ_EXISTS) {
         rq_http_reply_error(req, 409, "Topic '%s' already exists", op->topic);
@@ -124,7 +124,7 @@ static void on_topic_created(void *data, int status, uint64_t result)
 }
 
 /* Proposes the creation of @topic; answers @req itself. */
-static void create_topic(struct manager *m, struct rq_http_req *req,
+static void create_topic(struct mcore *core, struct rq_http_req *req,
                          const char *topic, uint32_t n, bool then_register,
                          uint32_t partition)
 {
@@ -132,9 +132,9 @@ static void create_topic(struct manager *m, struct rq_http_req *req,
     struct mcmd c = {.type = MCMD_TOPIC_CREATE};
     uint32_t(*replicas)[MCMD_RF];
 
-    int rv = place(m, n, &replicas, why, sizeof why);
+    int rv = place(core, n, &replicas, why, sizeof why);
     if (rv == RQ_NOBROKERS) {
-        manager_unavailable(req, "%s", why);
+        mcore_unavailable(req, "%s", why);
         return;
     }
     if (rv != 0) {
@@ -150,23 +150,24 @@ static void create_topic(struct manager *m, struct rq_http_req *req,
         rq_http_reply_error(req, 500, "out of memory");
         return;
     }
-    op->m = m;
+    op->core = core;
     snprintf(op->topic, sizeof op->topic, "%s", topic);
     op->n_partitions = n;
     op->then_register = then_register;
     op->partition = partition;
-    qapi_propose(m, req, &c, on_topic_created, op, &op->req);
+    qapi_propose(core, req, &c, on_topic_created, op, &op->req);
 }
 
 void qapi_topics_create(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_topic t;
     struct auth who;
     bool present;
     uint64_t n = QAPI_DEFAULT_PARTITIONS;
 
-    if (!auth_public(m, req, &who, qapi_topics_create) || !qapi_body_ok(req)) {
+    if (!auth_public(core, req, &who, qapi_topics_create) ||
+        !qapi_body_ok(req)) {
         return;
     }
     bool given = rq_http_query(req, "topic_name") != NULL ||
@@ -186,10 +187,10 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
                             MCMD_MAX_PARTITIONS);
         return;
     }
-    if (!qapi_admit(m, req, &who, GRANT_TO_PRODUCE, topic, QAPI_AT_LEADER)) {
+    if (!qapi_admit(core, req, &who, GRANT_TO_PRODUCE, topic, QAPI_AT_LEADER)) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (rv == 0) {
         rq_http_reply_error(req, 409, "Topic '%s' already exists", topic);
         return;
@@ -198,12 +199,12 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
         qapi_reply_store_error(req, rv);
         return;
     }
-    create_topic(m, req, topic, (uint32_t)n, false, MCMD_NO_PARTITION);
+    create_topic(core, req, topic, (uint32_t)n, false, MCMD_NO_PARTITION);
 }
 
 /* ---- Listing topics and partitions ---- */
 
-static bool topics_list(struct manager *m, struct rq_http_req *req, void *arg,
+static bool topics_list(struct mcore *core, struct rq_http_req *req, void *arg,
                         bool last_try)
 {
     struct mstore_topic *list;
@@ -213,10 +214,10 @@ static bool topics_list(struct manager *m, struct rq_http_req *req, void *arg,
     (void)last_try;
     /* Authenticated on arrival; again now, for the grants as of the
      * read (a revocation applied meanwhile counts). */
-    if (!auth_public(m, req, &who, NULL)) {
+    if (!auth_public(core, req, &who, NULL)) {
         return true;
     }
-    int rv = mstore_topics(m->store, &list, &n);
+    int rv = mstore_topics(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return true;
@@ -250,20 +251,21 @@ static json_t *replicas_json(const uint32_t r[MCMD_RF])
 }
 
 /* @arg: the topic's name (const char *), borrowed from @req. */
-static bool topics_partitions(struct manager *m, struct rq_http_req *req,
+static bool topics_partitions(struct mcore *core, struct rq_http_req *req,
                               void *arg, bool last_try)
 {
     const char *topic = *(const char **)arg;
     struct mstore_partition *parts;
     size_t n;
     (void)last_try;
-    int rv = mstore_partitions(m->store, topic, &parts, &n);
+    int rv = mstore_partitions(mcore_store(core), topic, &parts, &n);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return true;
     }
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
-        const struct route *r = routing_get(m->routing, parts[i].group_id);
+        const struct route *r =
+            routing_get(mcore_routing(core), parts[i].group_id);
         json_array_append_new(
             list,
             json_pack("{s:i,s:o,s:o,s:I}", "partition_id",
@@ -282,16 +284,16 @@ static bool topics_partitions(struct manager *m, struct rq_http_req *req,
 
 void qapi_topics_partitions(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct auth who;
-    if (!auth_public(m, req, &who, qapi_topics_partitions) ||
+    if (!auth_public(core, req, &who, qapi_topics_partitions) ||
         !qapi_body_ok(req)) {
         return;
     }
     const char *topic = qapi_topic_arg(req, "topic");
     if (topic != NULL &&
-        qapi_admit(m, req, &who, GRANT_TO_SEE, topic, QAPI_AT_LEADER)) {
-        qapi_serve_read(m, req, topics_partitions, &topic, sizeof topic);
+        qapi_admit(core, req, &who, GRANT_TO_SEE, topic, QAPI_AT_LEADER)) {
+        qapi_serve_read(core, req, topics_partitions, &topic, sizeof topic);
     }
 }
 
@@ -314,10 +316,10 @@ static void on_registered(void *data, int status, uint64_t result)
     }
     rq_http_on_abort(req, NULL, NULL);
     if (status != 0) {
-        manager_unavailable(req,
-                            "the registration was not committed: %s; "
-                            "retry",
-                            rq_strerror(status));
+        mcore_unavailable(req,
+                          "the registration was not committed: %s; "
+                          "retry",
+                          rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         rq_http_reply_error(
@@ -332,7 +334,7 @@ static void on_registered(void *data, int status, uint64_t result)
     }
 }
 
-static void register_client(struct manager *m, struct rq_http_req *req,
+static void register_client(struct mcore *core, struct rq_http_req *req,
                             enum mcmd_type type, const char *topic,
                             uint32_t partition)
 {
@@ -346,28 +348,28 @@ static void register_client(struct manager *m, struct rq_http_req *req,
         return;
     }
     op->type = type;
-    qapi_propose(m, req, &c, on_registered, op, &op->req);
+    qapi_propose(core, req, &c, on_registered, op, &op->req);
 }
 
-static void client_register(struct rq_http_req *req, struct manager *m,
+static void client_register(struct rq_http_req *req, struct mcore *core,
                             enum mcmd_type type, rq_http_handler again)
 {
     struct mstore_topic t;
     struct auth who;
     uint32_t partition;
 
-    if (!auth_public(m, req, &who, again) || !qapi_body_ok(req)) {
+    if (!auth_public(core, req, &who, again) || !qapi_body_ok(req)) {
         return;
     }
     const char *topic = qapi_topic_arg(req, "topic");
     if (topic == NULL || !qapi_partition_arg(req, &partition) ||
-        !qapi_admit(m, req, &who,
+        !qapi_admit(core, req, &who,
                     type == MCMD_PRODUCER_REGISTER ? GRANT_TO_PRODUCE
                                                    : GRANT_TO_CONSUME,
                     topic, QAPI_AT_LEADER)) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (rv == RQ_NOTFOUND && type == MCMD_PRODUCER_REGISTER) {
         if (partition != MCMD_NO_PARTITION &&
             partition >= QAPI_DEFAULT_PARTITIONS) {
@@ -375,7 +377,8 @@ static void client_register(struct rq_http_req *req, struct manager *m,
                                          QAPI_DEFAULT_PARTITIONS);
             return;
         }
-        create_topic(m, req, topic, QAPI_DEFAULT_PARTITIONS, true, partition);
+        create_topic(core, req, topic, QAPI_DEFAULT_PARTITIONS, true,
+                     partition);
         return;
     }
     if (rv == RQ_NOTFOUND) {
@@ -391,7 +394,7 @@ static void client_register(struct rq_http_req *req, struct manager *m,
         qapi_reply_partition_unknown(req, topic, partition, t.n_partitions);
         return;
     }
-    register_client(m, req, type, topic, partition);
+    register_client(core, req, type, topic, partition);
 }
 
 void qapi_producer_register(struct rq_http_req *req, void *data)

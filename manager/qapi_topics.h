@@ -2,8 +2,8 @@
  * The queue API's topics and registration (API.md section 1): creating and
  * listing topics, a topic's partitions, and registering producers and
  * consumers. Creating and registering run on the leader; GET /topics on
- * any manager, after a consistent read. Handlers take the struct manager
- * as their data.
+ * any manager, after a consistent read. Handlers take the core (mcore.h) as
+ * their data.
  */
 #ifndef QAPI_TOPICS_H
 #define QAPI_TOPICS_H
