@@ -12,7 +12,6 @@
 #include "auth.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -21,6 +20,7 @@
 
 #include "mcore.h"
 #include "mstore.h"
+#include "qapi_serve.h"
 #include "rq_err.h"
 #include "rq_http.h"
 #include "rq_log.h"
@@ -100,29 +100,18 @@ static enum found stored_token(struct mcore *m, struct rq_http_req *req,
  * runs (its token is then judged for good); one manager per process. */
 static struct rq_http_req *auth_rechecked;
 
-/* A request held until this follower has caught up with the leader. */
-struct recheck {
-    struct rq_http_req *req; /* NULL once the client has gone. */
-    struct mcore *m;
-    rq_http_handler again;
-};
-
-static void on_caught_up(void *data, int status, const char *why)
+/* The route's handler again (qapi_serve_fn; @arg: the handler), now
+ * that this follower has caught up: this time auth_public judges the
+ * token with what the store holds now. */
+static bool run_again(struct mcore *m, struct rq_http_req *req, void *arg,
+                      bool last_try)
 {
-    struct recheck *rc = data;
-    if (rc->req != NULL) {
-        rq_http_on_abort(rc->req, NULL, NULL);
-        if (status != 0) {
-            mcore_unavailable(rc->req, "%s", why);
-        } else {
-            /* The handler runs from the start; this time auth_public judges
-             * the token with what the store holds now. */
-            auth_rechecked = rc->req;
-            rc->again(rc->req, rc->m);
-            auth_rechecked = NULL;
-        }
-    }
-    free(rc);
+    rq_http_handler again = *(rq_http_handler *)arg;
+    (void)last_try;
+    auth_rechecked = req;
+    again(req, m);
+    auth_rechecked = NULL;
+    return true;
 }
 
 /* Holds @req for a consistent read and a second run of @again; false if
@@ -133,14 +122,7 @@ static bool recheck(struct mcore *m, struct rq_http_req *req,
     if (again == NULL || mcore_leading(m) || auth_rechecked == req) {
         return false;
     }
-    struct recheck *rc = calloc(1, sizeof *rc);
-    if (rc == NULL) {
-        return false; /* UNTESTED: ENOMEM only. */
-    }
-    rc->m = m;
-    rc->again = again;
-    mcore_hold(req, &rc->req);
-    mcore_read(m, on_caught_up, rc);
+    qapi_serve_read(m, req, run_again, &again, sizeof again);
     return true;
 }
 

@@ -1,7 +1,6 @@
 /*
  * What the queue API's handler files share (see qapi.h): its state, the
- * parsing of arguments, shared answers, admission, and the one place where
- * a request waits for a consistent read before it is served (again).
+ * parsing of arguments, shared answers and admission.
  */
 #include "qapi.h"
 
@@ -14,7 +13,7 @@
 #include "rq_err.h"
 
 /* One manager runs in a process: its queue API's state is this one. */
-static struct consumers state;
+static struct qapi_state state;
 
 int qapi_init(struct mcore *core)
 {
@@ -33,7 +32,7 @@ void qapi_close(struct mcore *core)
     rq_idmap_close(&state.rr);
 }
 
-struct consumers *qapi_consumers(void)
+struct qapi_state *qapi_state(void)
 {
     return &state;
 }
@@ -267,53 +266,4 @@ const char *qapi_consumer_args(struct mcore *core, struct rq_http_req *req,
         return NULL;
     }
     return topic;
-}
-
-/* ---- Serve now, else read consistently and serve again ---- */
-
-/* A request waiting for its consistent read. */
-struct waiting {
-    struct rq_http_req *req; /* First: the held request. */
-    struct mcore *core;
-    qapi_serve_fn serve;
-    max_align_t arg[]; /* The serve function's argument, copied. */
-};
-
-static void on_read(void *data, int status, const char *why)
-{
-    struct waiting *w = data;
-    if (w->req != NULL) {
-        rq_http_on_abort(w->req, NULL, NULL);
-        if (status != 0) {
-            mcore_unavailable(w->req, "%s", why);
-        } else {
-            w->serve(w->core, w->req, w->arg, true);
-        }
-    }
-    free(w);
-}
-
-void qapi_serve_read(struct mcore *core, struct rq_http_req *req,
-                     qapi_serve_fn serve, const void *arg, size_t size)
-{
-    struct waiting *w = calloc(1, sizeof *w + size);
-    if (w == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
-    }
-    w->core = core;
-    w->serve = serve;
-    if (size > 0) {
-        memcpy(w->arg, arg, size);
-    }
-    mcore_hold(req, &w->req);
-    mcore_read(core, on_read, w);
-}
-
-void qapi_serve(struct mcore *core, struct rq_http_req *req,
-                qapi_serve_fn serve, void *arg, size_t size)
-{
-    if (!serve(core, req, arg, false)) {
-        qapi_serve_read(core, req, serve, arg, size);
-    }
 }

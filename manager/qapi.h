@@ -9,9 +9,10 @@
  *   qapi_read.c      size, record reads and reading offsets
  *
  * and this file holds what every one of them needs: the queue API's state,
- * the parsing of arguments, the answers they share, the admission of a
- * request (auth.h's steps 3 and 4) and "serve now, else read consistently
- * and serve again". Handlers take the core (mcore.h) as their data.
+ * the parsing of arguments, the answers they share and the admission of a
+ * request (auth.h's steps 3 and 4). qapi_serve.h holds "serve now, else
+ * read consistently and serve again". Handlers take the core (mcore.h) as their
+ * data.
  *
  * Where each request is served:
  * - on the leader (a follower forwards): creating topics, registering
@@ -63,6 +64,7 @@
 #include "auth.h"
 #include "mcore.h"
 #include "mstore.h"
+#include "qapi_serve.h"
 #include "rq_http.h"
 #include "rq_idmap.h"
 
@@ -74,18 +76,18 @@
  * consumer (qapi_consume.c), and where each producer's round robin stands
  * (qapi_produce.c). One manager runs in a process, so there is one.
  */
-struct consumers {
+struct qapi_state {
     struct rq_idmap queues; /* consumer id -> its queue of consumes */
     struct rq_idmap rr;     /* producer id -> position + 1 (as a pointer) */
     uint64_t batch_rr;      /* Batch records with neither key nor partition. */
 };
 
-/* Sets the state up empty: 0 (RQ_NOMEM cannot happen now). */
+/* Sets the state up, empty; returns 0 (it allocates nothing). */
 int qapi_init(struct mcore *core);
 /* Frees what is left once the loop has stopped. */
 void qapi_close(struct mcore *core);
 /* The state (borrowed). */
-struct consumers *qapi_consumers(void);
+struct qapi_state *qapi_state(void);
 
 /* ---- Arguments: each answers 400 naming the problem when it fails ---- */
 
@@ -187,38 +189,5 @@ int qapi_client_for_topic(struct mcore *core, struct rq_http_req *req,
 const char *qapi_consumer_args(struct mcore *core, struct rq_http_req *req,
                                uint64_t *id, uint32_t *partition,
                                struct mstore_client *cc, rq_http_handler again);
-
-/* ---- Serve now, else read consistently and serve again ---- */
-
-/*
- * Serves @req with @arg (borrowed: what it keeps past its return, it
- * copies). @last_try false: may return false, answering nothing, when
- * what it looks up is not in this manager's store (yet); true once it has
- * answered or started serving. @last_try true: must answer (or start
- * serving) and return true.
- */
-typedef bool (*qapi_serve_fn)(struct mcore *core, struct rq_http_req *req,
-                              void *arg, bool last_try);
-
-/*
- * "Serve now, else read consistently and serve again". A follower may not
- * have applied yet what a client has just created through the leader (a
- * topic, a producer): @serve runs now, and when it returns false @req is
- * held, a consistent read (mcore_read) brings this manager's store up to
- * the leader's commit index, and @serve runs once more with last_try. A
- * read that fails answers 503; a client gone meanwhile gets no second run.
- *
- * @arg (@size bytes) is copied when @req must wait; the copy lives until
- * the second run returns. Pointers in it must stay valid while @req waits:
- * into the request itself (its arguments are borrowed until it is
- * answered), never onto the caller's stack.
- */
-void qapi_serve(struct mcore *core, struct rq_http_req *req,
-                qapi_serve_fn serve, void *arg, size_t size);
-
-/* The same without the first try: for reads that must reflect every
- * command committed before the request arrived (GET /topics, ...). */
-void qapi_serve_read(struct mcore *core, struct rq_http_req *req,
-                     qapi_serve_fn serve, const void *arg, size_t size);
 
 #endif /* QAPI_H */

@@ -72,9 +72,11 @@ struct cqueue {
     bool pumping;
 };
 
-static struct cqueue *cqueue_get(struct consumers *cs, uint64_t id, bool make)
+/* Consumer @id's queue; with @make, a new one if it has none. */
+static struct cqueue *cqueue_get(uint64_t id, bool make)
 {
-    struct cqueue *q = rq_idmap_get(&cs->queues, id);
+    struct rq_idmap *queues = &qapi_state()->queues;
+    struct cqueue *q = rq_idmap_get(queues, id);
     if (q != NULL || !make) {
         return q;
     }
@@ -84,7 +86,7 @@ static struct cqueue *cqueue_get(struct consumers *cs, uint64_t id, bool make)
     }
     q->consumer_id = id;
     rq_list_init(&q->ops);
-    if (rq_idmap_put(&cs->queues, id, q) != 0) {
+    if (rq_idmap_put(queues, id, q) != 0) {
         free(q); /* UNTESTED: ENOMEM only. */
         return NULL;
     }
@@ -92,9 +94,9 @@ static struct cqueue *cqueue_get(struct consumers *cs, uint64_t id, bool make)
 }
 
 /* Starts the consumer's next request, until one is left running. */
-static void pump(struct consumers *cs, uint64_t id)
+static void pump(uint64_t id)
 {
-    struct cqueue *q = cqueue_get(cs, id, false);
+    struct cqueue *q = cqueue_get(id, false);
     if (q == NULL || q->pumping) {
         return;
     }
@@ -109,7 +111,7 @@ static void pump(struct consumers *cs, uint64_t id)
     }
     q->pumping = false;
     if (rq_list_empty(&q->ops)) {
-        rq_idmap_del(&cs->queues, id);
+        rq_idmap_del(&qapi_state()->queues, id);
         free(q);
     }
 }
@@ -178,7 +180,7 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
     }
     rq_list_remove(&op->link);
     consume_free(op);
-    pump(qapi_consumers(), id);
+    pump(id);
 }
 
 /* The client left (or the manager is closing): answer now, as
@@ -499,7 +501,7 @@ void qapi_consume(struct rq_http_req *req, void *data)
         return;
     }
     struct consume *op = calloc(1, sizeof *op);
-    struct cqueue *q = cqueue_get(qapi_consumers(), id, true);
+    struct cqueue *q = cqueue_get(id, true);
     if (op == NULL || q == NULL) {
         free(op); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
@@ -512,7 +514,7 @@ void qapi_consume(struct rq_http_req *req, void *data)
     rq_list_push(&q->ops, &op->link);
     op->req = req;
     rq_http_on_abort(req, on_consume_abort, op);
-    pump(qapi_consumers(), id);
+    pump(id);
 }
 
 void qapi_consume_outcome(struct rq_http_req *req, json_t *body, bool sent)

@@ -55,7 +55,7 @@ static void on_produced(void *data, const struct bclient_result *r)
 /* The next round-robin position of @producer_id among @n partitions. */
 static uint32_t producer_rr(uint64_t producer_id, uint32_t n)
 {
-    struct consumers *c = qapi_consumers();
+    struct qapi_state *c = qapi_state();
     uintptr_t v = (uintptr_t)rq_idmap_del(&c->rr, producer_id);
     uint64_t pos = v != 0 ? (uint64_t)v - 1 : producer_id;
     if (rq_idmap_put(&c->rr, producer_id, (void *)(uintptr_t)(pos + 2)) != 0) {
@@ -413,7 +413,7 @@ static int batch_sort(struct batch *b, const json_t *records, const char *topic,
             p = policy_key_partition(json_string_value(key),
                                      json_string_length(key), (uint32_t)np);
         } else {
-            p = (uint32_t)(qapi_consumers()->batch_rr++ % np);
+            p = (uint32_t)(qapi_state()->batch_rr++ % np);
         }
         b->assign[i] = p;
         json_t *r = json_pack("{s:O}", "value", value);
