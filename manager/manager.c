@@ -29,16 +29,13 @@
  * process exits 0. A start-up failure (port in use, data directory locked,
  * bad flags) exits non-zero with a message on standard error.
  */
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <nettle/sha2.h>
@@ -65,13 +62,11 @@
 #include "rq_httpc.h"
 #include "rq_httpsig.h"
 #include "rq_keys.h"
-#include "rq_list.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_tls.h"
-#include "rq_wire.h"
 #include "ui.h"
 
 #define LOG_TAG "manager"

@@ -1,25 +1,34 @@
 /*
  * The manager core: everything liveness, reconcile, repair, bclient and
  * the API handlers may do, and the read-only views they may look at.
+ * Each module calls only modules on rows below its own (or, on its own
+ * row, to the right):
  *
- *   manager.c (main, configure, wiring)
+ *   manager.c      main, configure, wiring, FSM callbacks, address upkeep
  *     |  creates the core and every module, hands each the core
  *     v
- *   admin.c  qapi_*.c  auth.c  mmetrics.c   (HTTP handlers)
+ *   admin.c, qapi_{topics,produce,consume,read}.c   HTTP handlers (their
+ *     |  -> qapi.c -> auth.c -> qapi_serve.c         data: the core)
  *     |         |
  *     v         v
- *   repair.c reconcile.c bclient.c liveness.c  (leader duties, broker calls)
- *     |
- *     v
+ *   reconcile.c -> repair.c   mmetrics.c   bclient.c   leader duties,
+ *     |              |           |            |         metrics, brokers
+ *     v              v           v            |
+ *   liveness.c   (repair tells of its changes |
+ *     |           through a hook manager.c    |
+ *     |           sets: it kicks reconcile)   |
+ *     v                                       v
  *   mcore.c: propose, consistent read, forward, hold, call a peer
  *     |
  *     v
- *   mstore  routing  rq_node  rq_httpc        (state and I/O)
+ *   mstore  routing  mcmd  grants  placement  policy   state, pure logic
+ *   rq_node  rq_httpc  rq_http  rq_httpsig      I/O
  *
  * The core owns no module above it: nothing here calls liveness, reconcile
- * or repair. Where the core must tell them something (leadership won or
- * lost, a tick), manager.c does it. The store is changed only by applying
- * committed commands (mcore_propose); the views below are const.
+ * or repair (it only holds them for the handlers, mcore_modules). Where
+ * the core must tell them something (leadership won or lost, a tick),
+ * manager.c does it. The store is changed only by applying committed
+ * commands (mcore_propose); the views below are const.
  */
 #ifndef MCORE_H
 #define MCORE_H
