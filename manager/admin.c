@@ -67,33 +67,33 @@ static int parse_u32(const char *s, uint32_t *out)
 
 void admin_healthz(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     rq_http_reply(req, 200,
-                  json_pack("{s:I}", "id", (json_int_t)mcore_config(m)->id));
+                  json_pack("{s:I}", "id", (json_int_t)mcore_config(core)->id));
 }
 
 void admin_readyz(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct rq_node_info info;
     char addr[MCMD_ADDR_MAX + 1];
 
-    if (mcore_closing(m)) {
+    if (mcore_closing(core)) {
         mcore_unavailable(req, "the manager is shutting down");
         return;
     }
-    mcore_node_info(m, &info);
+    mcore_node_info(core, &info);
     if (info.ready) {
         rq_http_reply(req, 200,
                       json_pack("{s:s,s:I}", "role", "leader", "term",
                                 (json_int_t)info.term));
         return;
     }
-    if (info.leader_id == 0 || info.leader_id == mcore_config(m)->id) {
+    if (info.leader_id == 0 || info.leader_id == mcore_config(core)->id) {
         mcore_unavailable(req, "no ready leader manager yet");
         return;
     }
-    if (mcore_leader_http(m, addr, sizeof addr) == NULL) {
+    if (mcore_leader_http(core, addr, sizeof addr) == NULL) {
         mcore_unavailable(req,
                           "the leader manager's HTTP address is not known "
                           "here yet");
@@ -112,11 +112,11 @@ void admin_readyz(struct rq_http_req *req, void *data)
 
 void admin_metrics(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct rq_buf out;
 
     rq_buf_init(&out);
-    if (rq_metrics_render(mcore_modules(m)->metrics, &out) != 0) {
+    if (rq_metrics_render(mcore_modules(core)->metrics, &out) != 0) {
         rq_buf_close(&out); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
         return;
@@ -130,20 +130,20 @@ void admin_metrics(struct rq_http_req *req, void *data)
 
 void admin_managers(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct rq_node_info info;
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
-    mcore_node_info(m, &info);
+    mcore_node_info(core, &info);
     size_t n_peers;
-    const struct rq_peer *peers = mcore_peers(m, &n_peers);
+    const struct rq_peer *peers = mcore_peers(core, &n_peers);
     json_t *list = json_array();
     for (size_t i = 0; i < n_peers; i++) {
         struct mstore_manager mm;
         uint64_t id = peers[i].id;
-        bool known = mstore_manager(mcore_store(m), (uint32_t)id, &mm) == 0;
+        bool known = mstore_manager(mcore_store(core), (uint32_t)id, &mm) == 0;
         json_array_append_new(
             list,
             json_pack("{s:I,s:s,s:o,s:s}", "id", (json_int_t)id, "raft_addr",
@@ -159,30 +159,30 @@ void admin_managers(struct rq_http_req *req, void *data)
                   info.leader_id != 0 ? json_integer((json_int_t)info.leader_id)
                                       : json_null(),
                   "term", (json_int_t)info.term, "self",
-                  (json_int_t)mcore_config(m)->id, "commit",
+                  (json_int_t)mcore_config(core)->id, "commit",
                   (json_int_t)info.commit, "applied",
                   (json_int_t)info.applied));
 }
 
 void admin_brokers(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct mstore_broker *list;
     size_t n;
 
-    if (!auth_admin(m, req) || mcore_forward(m, req)) {
+    if (!auth_admin(core, req) || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_brokers(mcore_store(m), &list, &n);
+    int rv = mstore_brokers(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return;
     }
-    uint64_t now = mcore_now(m);
+    uint64_t now = mcore_now(core);
     json_t *out = json_array();
     for (size_t i = 0; i < n; i++) {
         const struct liveness_broker *lb =
-            liveness_broker(mcore_liveness(m), list[i].id);
+            liveness_broker(mcore_liveness(core), list[i].id);
         size_t leaders = 0;
         for (size_t k = 0; lb != NULL && k < lb->n_replicas; k++) {
             leaders += lb->replicas[k].leader;
@@ -209,9 +209,23 @@ void admin_brokers(struct rq_http_req *req, void *data)
 
 /* ---- Proposals answered once applied ---- */
 
+/* Proposes @c for @req, @cb(@op) to run once applied: 0 (the caller then
+ * holds @req), or answers 503 and returns why (@cb never runs; the caller
+ * frees @op). */
+static int propose(struct mcore *core, struct rq_http_req *req, struct mcmd *c,
+                   rq_node_done_cb cb, void *op)
+{
+    int rv = mcore_propose(core, c, cb, op);
+    if (rv != 0) {
+        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
+                          rq_strerror(rv));
+    }
+    return rv;
+}
+
 struct admin_op {
     struct rq_http_req *req;
-    struct mcore *m;
+    struct mcore *core;
     char what[320];
     bool kick;  /* Reconcile once applied. */
     int status; /* Of the answer once applied (200, or 202: under way). */
@@ -221,7 +235,7 @@ static void on_admin_applied(void *data, int status, uint64_t result)
 {
     struct admin_op *op = data;
     if (status == 0 && !MSTORE_IS_ERR(result) && op->kick) {
-        reconcile_kick(mcore_modules(op->m)->reconcile);
+        reconcile_kick(mcore_modules(op->core)->reconcile);
     }
     if (status == 0 && !MSTORE_IS_ERR(result)) {
         rq_log(RQ_INFO, "%s", op->what);
@@ -242,7 +256,7 @@ static void on_admin_applied(void *data, int status, uint64_t result)
     free(op);
 }
 
-static void propose_and_answer(struct mcore *m, struct rq_http_req *req,
+static void propose_and_answer(struct mcore *core, struct rq_http_req *req,
                                struct mcmd *c, int status, const char *what,
                                bool kick)
 {
@@ -251,21 +265,18 @@ static void propose_and_answer(struct mcore *m, struct rq_http_req *req,
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    op->m = m;
+    op->core = core;
     op->kick = kick;
     op->status = status;
     snprintf(op->what, sizeof op->what, "%s", what);
-    int rv = mcore_propose(m, c, on_admin_applied, op);
-    if (rv != 0) {
+    if (propose(core, req, c, on_admin_applied, op) != 0) {
         free(op);
-        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
-                          rq_strerror(rv));
         return;
     }
     mcore_hold(req, &op->req);
 }
 
-static void broker_state_change(struct rq_http_req *req, struct mcore *m,
+static void broker_state_change(struct rq_http_req *req, struct mcore *core,
                                 enum mbroker_state to)
 {
     struct mstore_broker b;
@@ -273,17 +284,17 @@ static void broker_state_change(struct rq_http_req *req, struct mcore *m,
     char what[320];
     int status = 200;
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     if (parse_u32(rq_http_param(req, "id"), &id) != 0) {
         rq_http_reply_error(req, 400, "the broker id must be an integer");
         return;
     }
-    if (mcore_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_broker(mcore_store(m), id, &b);
+    int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no broker %u", id);
         return;
@@ -299,7 +310,7 @@ static void broker_state_change(struct rq_http_req *req, struct mcore *m,
          * DEAD one is removed at once: its replicas are being replaced
          * already. */
         const struct liveness_broker *lb =
-            liveness_broker(mcore_liveness(m), id);
+            liveness_broker(mcore_liveness(core), id);
         size_t hosted = lb != NULL && lb->heard ? lb->n_replicas : 0;
         if (b.n_replicas > 0 || hosted > 0) {
             to = MBROKER_REMOVING;
@@ -319,7 +330,7 @@ static void broker_state_change(struct rq_http_req *req, struct mcore *m,
         snprintf(what, sizeof what, "broker %u is now %s", id,
                  mbroker_state_name(to));
     }
-    propose_and_answer(m, req, &c, status, what, true);
+    propose_and_answer(core, req, &c, status, what, true);
 }
 
 void admin_broker_drain(struct rq_http_req *req, void *data)
@@ -347,21 +358,21 @@ static const struct liveness_replica *reported(const struct liveness_broker *lb,
 
 void admin_topic_describe(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct mstore_partition *parts;
     struct mstore_topic t;
     size_t n;
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     const char *topic = qapi_topic_param(req);
-    if (topic == NULL || mcore_forward(m, req)) {
+    if (topic == NULL || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_topic(mcore_store(m), topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (rv == 0) {
-        rv = mstore_partitions(mcore_store(m), topic, &parts, &n);
+        rv = mstore_partitions(mcore_store(core), topic, &parts, &n);
     }
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
@@ -369,12 +380,12 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
         const struct mstore_partition *p = &parts[i];
-        const struct route *r = routing_get(mcore_routing(m), p->group_id);
+        const struct route *r = routing_get(mcore_routing(core), p->group_id);
         uint64_t commit = r != NULL ? r->commit : 0;
         json_t *reps = json_array();
         for (unsigned k = 0; k < MCMD_RF; k++) {
             const struct liveness_replica *lr =
-                reported(liveness_broker(mcore_liveness(m), p->replicas[k]),
+                reported(liveness_broker(mcore_liveness(core), p->replicas[k]),
                          p->group_id);
             json_array_append_new(
                 reps,
@@ -422,25 +433,25 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
 
 void admin_topic_delete(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct mstore_topic t;
     char what[MCMD_NAME_MAX + 64];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     const char *topic = qapi_topic_param(req);
-    if (topic == NULL || mcore_forward(m, req)) {
+    if (topic == NULL || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_topic(mcore_store(m), topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
     struct mcmd c = {.type = MCMD_TOPIC_DELETE};
     snprintf(c.u.topic_delete.name, sizeof c.u.topic_delete.name, "%s", topic);
     snprintf(what, sizeof what, "Topic '%s' deleted", topic);
-    propose_and_answer(m, req, &c, 200, what, true);
+    propose_and_answer(core, req, &c, 200, what, true);
 }
 
 /* ---- Leadership moves ----
@@ -468,7 +479,7 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
 
 struct move_op {
     struct rq_http_req *req; /* NULL once the client has gone. */
-    struct mcore *m;
+    struct mcore *core;
     struct mstore_partition part;
     uint32_t to;
     uint32_t asked;
@@ -511,8 +522,8 @@ static void move_fail(struct move_op *op, int status, const char *retry_after,
 
 static void move_done(struct move_op *op, const char *msg)
 {
-    routing_set_leader(mcore_routes(op->m), op->part.group_id, op->to,
-                       mcore_now(op->m));
+    routing_set_leader(mcore_routes(op->core), op->part.group_id, op->to,
+                       mcore_now(op->core));
     rq_log(RQ_INFO, "%s/%u: leadership moved to broker %u", op->part.topic,
            op->part.partition_id, op->to);
     if (op->req != NULL) {
@@ -527,15 +538,15 @@ static void on_move_retry(uv_timer_t *t)
 {
     struct move_op *op = t->data;
     const struct route *r =
-        routing_get(mcore_routing(op->m), op->part.group_id);
+        routing_get(mcore_routing(op->core), op->part.group_id);
     transfer_send(op, r != NULL && r->leader != 0 ? r->leader : op->to);
 }
 
 /* Asks again after a pause, or answers 503 past the deadline. */
 static void transfer_again(struct move_op *op)
 {
-    if (mcore_closing(op->m) ||
-        mcore_now(op->m) + MOVE_RETRY_MS > op->deadline) {
+    if (mcore_closing(op->core) ||
+        mcore_now(op->core) + MOVE_RETRY_MS > op->deadline) {
         move_fail(op, 503, "1",
                   "broker %u is the preferred leader of %s/%u now, but "
                   "leadership has not moved yet (%s); the brokers go on "
@@ -549,7 +560,7 @@ static void transfer_again(struct move_op *op)
 static void on_transfer(void *data, const struct rq_httpc_resp *resp)
 {
     struct move_op *op = data;
-    if (mcore_closing(op->m)) {
+    if (mcore_closing(op->core)) {
         move_finish(op);
         return;
     }
@@ -565,7 +576,8 @@ static void on_transfer(void *data, const struct rq_httpc_resp *resp)
     if (resp->err != 0) {
         snprintf(op->why, sizeof op->why, "broker %u: %s", op->asked,
                  resp->why);
-        routing_drop_leader(mcore_routes(op->m), op->part.group_id, op->asked);
+        routing_drop_leader(mcore_routes(op->core), op->part.group_id,
+                            op->asked);
     } else {
         snprintf(op->why, sizeof op->why, "broker %u: %ld %s", op->asked,
                  resp->status, msg != NULL ? msg : "");
@@ -577,8 +589,8 @@ static void on_transfer(void *data, const struct rq_httpc_resp *resp)
         move_done(op, "leadership moved");
     } else if (resp->err == 0 && resp->status == 421 && leader != 0 &&
                leader != op->asked) {
-        routing_set_leader(mcore_routes(op->m), op->part.group_id, leader,
-                           mcore_now(op->m));
+        routing_set_leader(mcore_routes(op->core), op->part.group_id, leader,
+                           mcore_now(op->core));
         transfer_send(op, leader);
     } else if (resp->err != 0 || resp->status == 421 || resp->status == 409 ||
                resp->status == 503) {
@@ -594,7 +606,7 @@ static void transfer_send(struct move_op *op, uint32_t broker)
     char url[512];
     char body[64];
     op->asked = broker;
-    if (mstore_broker(mcore_store(op->m), broker, &b) != 0) {
+    if (mstore_broker(mcore_store(op->core), broker, &b) != 0) {
         snprintf(op->why, sizeof op->why, "broker %u is unknown", broker);
         transfer_again(op);
         return;
@@ -610,7 +622,8 @@ static void transfer_send(struct move_op *op, uint32_t broker)
         .body_len = strlen(body),
         .timeout_ms = TRANSFER_TIMEOUT_MS,
     };
-    int rv = mcore_call(op->m, MCORE_BROKER, MCORE_JSON, &r, on_transfer, op);
+    int rv =
+        mcore_call(op->core, MCORE_BROKER, MCORE_JSON, &r, on_transfer, op);
     if (rv != 0) {
         move_fail(op, 503, "1", "cannot call broker %u: %s", broker,
                   rq_strerror(rv));
@@ -631,7 +644,7 @@ static void on_preferred(void *data, const struct rq_httpc_resp *resp)
     if (--op->pending > 0) {
         return;
     }
-    if (mcore_closing(op->m)) {
+    if (mcore_closing(op->core)) {
         move_finish(op);
         return;
     }
@@ -646,7 +659,8 @@ static void prefer_all(struct move_op *op)
     snprintf(body, sizeof body, "{\"broker_id\":%u}", op->to);
     op->pending = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (mstore_broker(mcore_store(op->m), op->part.replicas[k], &b) != 0) {
+        if (mstore_broker(mcore_store(op->core), op->part.replicas[k], &b) !=
+            0) {
             continue;
         }
         snprintf(url, sizeof url,
@@ -659,8 +673,8 @@ static void prefer_all(struct move_op *op)
             .body_len = strlen(body),
             .timeout_ms = PREFER_TIMEOUT_MS,
         };
-        if (mcore_call(op->m, MCORE_BROKER, MCORE_JSON, &r, on_preferred, op) ==
-            0) {
+        if (mcore_call(op->core, MCORE_BROKER, MCORE_JSON, &r, on_preferred,
+                       op) == 0) {
             op->pending++;
         }
     }
@@ -688,19 +702,19 @@ static void on_order_committed(void *data, int status, uint64_t result)
     }
     rq_log(RQ_INFO, "%s/%u: broker %u is now the preferred leader",
            op->part.topic, op->part.partition_id, op->to);
-    reconcile_kick(mcore_modules(op->m)->reconcile);
+    reconcile_kick(mcore_modules(op->core)->reconcile);
     prefer_all(op);
 }
 
 void admin_partition_leader(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct mstore_partition *parts;
     size_t n;
     uint32_t p;
     char why[WHY_LEN];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     const char *topic = qapi_topic_param(req);
@@ -718,11 +732,11 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'broker_id' must be a broker id");
         return;
     }
-    if (mcore_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     uint32_t to = (uint32_t)json_integer_value(bid);
-    int rv = mstore_partitions(mcore_store(m), topic, &parts, &n);
+    int rv = mstore_partitions(mcore_store(core), topic, &parts, &n);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
@@ -748,7 +762,7 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
                             part.replicas[2]);
         return;
     }
-    if (repair_active(mcore_modules(m)->repair, part.group_id)) {
+    if (repair_active(mcore_modules(core)->repair, part.group_id)) {
         mcore_unavailable(req,
                           "a replica of topic '%s' partition %u is being "
                           "moved; retry once that is done",
@@ -760,11 +774,11 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    op->m = m;
+    op->core = core;
     op->part = part;
     op->to = to;
-    op->deadline = mcore_now(m) + MOVE_DEADLINE_MS;
-    uv_timer_init(mcore_loop(m), &op->retry);
+    op->deadline = mcore_now(core) + MOVE_DEADLINE_MS;
+    uv_timer_init(mcore_loop(core), &op->retry);
     op->retry.data = op;
     if (at == 0) {
         mcore_hold(req, &op->req);
@@ -786,10 +800,7 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     }
     memcpy(op->part.replicas, c.u.partition_replicas.replicas,
            sizeof op->part.replicas);
-    rv = mcore_propose(m, &c, on_order_committed, op);
-    if (rv != 0) {
-        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
-                          rq_strerror(rv));
+    if (propose(core, req, &c, on_order_committed, op) != 0) {
         move_finish(op);
         return;
     }
@@ -857,12 +868,12 @@ static void on_token_created(void *data, int status, uint64_t result)
  * commit, is the only place the token ever appears. */
 void admin_tokens_create(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct grants gs;
     struct grant g;
     char why[WHY_LEN];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     json_t *body = rq_http_json(req, why, sizeof why);
@@ -901,7 +912,7 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
             return;
         }
     }
-    if (mcore_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     struct token_op *op = calloc(1, sizeof *op);
@@ -920,12 +931,9 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
     grants_format(&gs, c.u.token_create.grants, sizeof c.u.token_create.grants);
     snprintf(op->name, sizeof op->name, "%s", c.u.token_create.name);
     snprintf(op->grants, sizeof op->grants, "%s", c.u.token_create.grants);
-    int rv = mcore_propose(m, &c, on_token_created, op);
-    if (rv != 0) {
+    if (propose(core, req, &c, on_token_created, op) != 0) {
         memset(op->token, 0, sizeof op->token);
         free(op);
-        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
-                          rq_strerror(rv));
         return;
     }
     op->created_ms = c.now_ms;
@@ -936,14 +944,14 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
  * hash. */
 void admin_tokens_list(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct mstore_token *list;
     size_t n;
 
-    if (!auth_admin(m, req) || mcore_forward(m, req)) {
+    if (!auth_admin(core, req) || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_tokens(mcore_store(m), &list, &n);
+    int rv = mstore_tokens(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return;
@@ -964,11 +972,11 @@ void admin_tokens_list(struct rq_http_req *req, void *data)
  * applied the revocation (the leader before it answers). */
 void admin_token_revoke(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     uint64_t id;
     char what[64];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     if (rq_parse_u64(rq_http_param(req, "id"), UINT64_C(1) << 53, &id) != 0 ||
@@ -978,13 +986,13 @@ void admin_token_revoke(struct rq_http_req *req, void *data)
                             "/admin/tokens)");
         return;
     }
-    if (mcore_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     struct mstore_token *list;
     size_t n;
     bool known = false;
-    int rv = mstore_tokens(mcore_store(m), &list, &n);
+    int rv = mstore_tokens(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return;
@@ -1003,7 +1011,7 @@ void admin_token_revoke(struct rq_http_req *req, void *data)
     struct mcmd c = {.type = MCMD_TOKEN_REVOKE};
     c.u.token_revoke.id = id;
     snprintf(what, sizeof what, "token %llu revoked", (unsigned long long)id);
-    propose_and_answer(m, req, &c, 200, what, false);
+    propose_and_answer(core, req, &c, 200, what, false);
 }
 
 /* ---- Brokers' internal API ---- */
@@ -1022,17 +1030,17 @@ static bool addr_ok(const json_t *v, size_t max)
 
 struct registration {
     struct rq_http_req *req;
-    struct mcore *m;
+    struct mcore *core;
     uint32_t id;
 };
 
 static void on_broker_registered(void *data, int status, uint64_t result)
 {
     struct registration *op = data;
-    struct mcore *m = op->m;
+    struct mcore *core = op->core;
     if (status == 0 && !MSTORE_IS_ERR(result)) {
-        liveness_touch(mcore_modules(m)->liveness, op->id, mcore_now(m));
-        reconcile_kick(mcore_modules(m)->reconcile);
+        liveness_touch(mcore_modules(core)->liveness, op->id, mcore_now(core));
+        reconcile_kick(mcore_modules(core)->reconcile);
         rq_log(RQ_INFO, "broker %u registered", op->id);
     }
     if (op->req != NULL) {
@@ -1050,7 +1058,7 @@ static void on_broker_registered(void *data, int status, uint64_t result)
             rq_http_reply(
                 op->req, 200,
                 json_pack("{s:i,s:I}", "broker_id", (int)op->id, "leader_id",
-                          (json_int_t)mcore_config(m)->id));
+                          (json_int_t)mcore_config(core)->id));
         }
     }
     free(op);
@@ -1058,7 +1066,7 @@ static void on_broker_registered(void *data, int status, uint64_t result)
 
 void admin_broker_register(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     char why[WHY_LEN];
 
     /* The signature was checked before this handler (routes.h); the
@@ -1079,7 +1087,7 @@ void admin_broker_register(struct rq_http_req *req, void *data)
                             "'http_addr' (HOST:PORT)");
         return;
     }
-    if (mcore_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     struct mcmd c = {.type = MCMD_BROKER_REGISTER};
@@ -1095,13 +1103,10 @@ void admin_broker_register(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    op->m = m;
+    op->core = core;
     op->id = c.u.broker_register.id;
-    int rv = mcore_propose(m, &c, on_broker_registered, op);
-    if (rv != 0) {
+    if (propose(core, req, &c, on_broker_registered, op) != 0) {
         free(op);
-        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
-                          rq_strerror(rv));
         return;
     }
     mcore_hold(req, &op->req);
@@ -1109,7 +1114,7 @@ void admin_broker_register(struct rq_http_req *req, void *data)
 
 void admin_broker_heartbeat(struct rq_http_req *req, void *data)
 {
-    struct mcore *m = data;
+    struct mcore *core = data;
     struct mstore_broker b;
     uint32_t id;
     char why[WHY_LEN];
@@ -1125,10 +1130,10 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "%s", why);
         return;
     }
-    if (mcore_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_broker(mcore_store(m), id, &b);
+    int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND || (rv == 0 && b.state == MBROKER_REMOVED)) {
         rq_http_reply_error(req, 404,
                             "broker %u is not registered; register first", id);
@@ -1138,8 +1143,8 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         qapi_reply_store_error(req, rv);
         return;
     }
-    rv = liveness_heartbeat(mcore_modules(m)->liveness, id,
-                            json_object_get(body, "replicas"), mcore_now(m),
+    rv = liveness_heartbeat(mcore_modules(core)->liveness, id,
+                            json_object_get(body, "replicas"), mcore_now(core),
                             why, sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rv == RQ_NOMEM ? 500 : 400, "%s", why);
@@ -1147,5 +1152,5 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
     }
     rq_http_reply(
         req, 200,
-        json_pack("{s:I}", "leader_id", (json_int_t)mcore_config(m)->id));
+        json_pack("{s:I}", "leader_id", (json_int_t)mcore_config(core)->id));
 }

@@ -47,22 +47,22 @@ void auth_token_hash(const char *token, uint8_t hash[MCMD_TOKEN_HASH])
     sha256_digest(&h, MCMD_TOKEN_HASH, hash);
 }
 
-static bool is_admin_token(const struct mcore *m, const char *token)
+static bool is_admin_token(const struct mcore *core, const char *token)
 {
     uint8_t a[MCMD_TOKEN_HASH];
     uint8_t b[MCMD_TOKEN_HASH];
-    if (mcore_config(m)->admin_token[0] == '\0') {
+    if (mcore_config(core)->admin_token[0] == '\0') {
         return false;
     }
     auth_token_hash(token, a);
-    auth_token_hash(mcore_config(m)->admin_token, b);
+    auth_token_hash(mcore_config(core)->admin_token, b);
     return memeql_sec(a, b, sizeof a) != 0;
 }
 
 enum found { FOUND_NONE, FOUND_TOKEN, FOUND_ERROR };
 
 /* Looks @token up in the store; a store failure answers 503 itself. */
-static enum found stored_token(struct mcore *m, struct rq_http_req *req,
+static enum found stored_token(struct mcore *core, struct rq_http_req *req,
                                const char *token, struct auth *who)
 {
     struct mstore_token t;
@@ -74,7 +74,7 @@ static enum found stored_token(struct mcore *m, struct rq_http_req *req,
         return FOUND_NONE;
     }
     auth_token_hash(token, hash);
-    int rv = mstore_token_find(mcore_store(m), hash, &t);
+    int rv = mstore_token_find(mcore_store(core), hash, &t);
     if (rv == RQ_NOTFOUND) {
         return FOUND_NONE;
     }
@@ -103,26 +103,26 @@ static struct rq_http_req *auth_rechecked;
 /* The route's handler again (qapi_serve_fn; @arg: the handler), now
  * that this follower has caught up: this time auth_public judges the
  * token with what the store holds now. */
-static bool run_again(struct mcore *m, struct rq_http_req *req, void *arg,
+static bool run_again(struct mcore *core, struct rq_http_req *req, void *arg,
                       bool last_try)
 {
     rq_http_handler again = *(rq_http_handler *)arg;
     (void)last_try;
     auth_rechecked = req;
-    again(req, m);
+    again(req, core);
     auth_rechecked = NULL;
     return true;
 }
 
 /* Holds @req for a consistent read and a second run of @again; false if
  * it cannot (then the caller answers now). */
-static bool recheck(struct mcore *m, struct rq_http_req *req,
+static bool recheck(struct mcore *core, struct rq_http_req *req,
                     rq_http_handler again)
 {
-    if (again == NULL || mcore_leading(m) || auth_rechecked == req) {
+    if (again == NULL || mcore_leading(core) || auth_rechecked == req) {
         return false;
     }
-    qapi_serve_read(m, req, run_again, &again, sizeof again);
+    qapi_serve_read(core, req, run_again, &again, sizeof again);
     return true;
 }
 
@@ -132,11 +132,11 @@ static void unauthorized(struct rq_http_req *req, const char *msg)
     rq_http_reply_error(req, 401, "%s", msg);
 }
 
-bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
+bool auth_public(struct mcore *core, struct rq_http_req *req, struct auth *who,
                  rq_http_handler again)
 {
     memset(who, 0, sizeof *who);
-    if (!mcore_config(m)->auth_tokens) {
+    if (!mcore_config(core)->auth_tokens) {
         who->all = true;
         return true;
     }
@@ -148,11 +148,11 @@ bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
                      "token create)");
         return false;
     }
-    if (is_admin_token(m, token)) {
+    if (is_admin_token(core, token)) {
         who->all = who->admin = true;
         return true;
     }
-    switch (stored_token(m, req, token, who)) {
+    switch (stored_token(core, req, token, who)) {
         case FOUND_TOKEN:
             return true;
         case FOUND_ERROR:
@@ -161,7 +161,7 @@ bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
             break;
     }
     if (strncmp(token, AUTH_TOKEN_PREFIX, strlen(AUTH_TOKEN_PREFIX)) == 0 &&
-        strlen(token) == AUTH_TOKEN_LEN && recheck(m, req, again)) {
+        strlen(token) == AUTH_TOKEN_LEN && recheck(core, req, again)) {
         return false;
     }
     unauthorized(req,
@@ -170,10 +170,10 @@ bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
     return false;
 }
 
-bool auth_admin(struct mcore *m, struct rq_http_req *req)
+bool auth_admin(struct mcore *core, struct rq_http_req *req)
 {
     struct auth who;
-    if (mcore_config(m)->admin_open) {
+    if (mcore_config(core)->admin_open) {
         return true;
     }
     const char *token = bearer(req);
@@ -183,11 +183,11 @@ bool auth_admin(struct mcore *m, struct rq_http_req *req)
                      "token>'");
         return false;
     }
-    if (is_admin_token(m, token)) {
+    if (is_admin_token(core, token)) {
         return true;
     }
     memset(&who, 0, sizeof who);
-    switch (stored_token(m, req, token, &who)) {
+    switch (stored_token(core, req, token, &who)) {
         case FOUND_TOKEN:
             if (who.admin) {
                 return true;

@@ -65,7 +65,7 @@ struct auth {
  * on the request and the token is judged for good. false then too: the
  * request is taken care of.
  */
-bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
+bool auth_public(struct mcore *core, struct rq_http_req *req, struct auth *who,
                  rq_http_handler again);
 
 /*
@@ -74,7 +74,7 @@ bool auth_public(struct mcore *m, struct rq_http_req *req, struct auth *who,
  * 401 (no token, an unknown or revoked one) or 403 (a token without the
  * admin grant) and returns false.
  */
-bool auth_admin(struct mcore *m, struct rq_http_req *req);
+bool auth_admin(struct mcore *core, struct rq_http_req *req);
 
 /*
  * Step 3: may @who do @action on @topic? true, or answers 403 with the

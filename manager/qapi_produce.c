@@ -65,7 +65,7 @@ static uint32_t producer_rr(uint64_t producer_id, uint32_t n)
 }
 
 /* A produce's arguments; the strings are borrowed from the request. */
-struct produce_args {
+struct produce_msg {
     const char *topic;
     uint64_t producer_id;
     uint32_t partition;
@@ -79,7 +79,7 @@ struct produce_args {
 static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
                         bool last_try)
 {
-    const struct produce_args *a = arg;
+    const struct produce_msg *a = arg;
     struct mstore_client pc;
     struct mstore_partition *parts;
     size_t n;
@@ -142,7 +142,7 @@ static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
 void qapi_produce(struct rq_http_req *req, void *data)
 {
     struct mcore *core = data;
-    struct produce_args a = {0};
+    struct produce_msg a = {0};
     struct auth who;
 
     if (!auth_public(core, req, &who, qapi_produce) || !qapi_body_ok(req)) {
