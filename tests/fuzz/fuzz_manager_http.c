@@ -1,5 +1,5 @@
 /*
- * Fuzzes the request parsing of every HTTP handler of manager/qapi.c and
+ * Fuzzes the request parsing of every HTTP handler of manager/qapi_*.c and
  * manager/admin.c by calling the handlers themselves with fake requests.
  *
  * The handlers need a manager: this harness builds one around a real
