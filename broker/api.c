@@ -43,6 +43,7 @@
 #include "rq_httpsig.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
+#include "rq_names.h"
 #include "rq_rpc.h"
 #include "rq_wire.h"
 
@@ -163,7 +164,7 @@ static struct replica *partition_param(struct rq_http_req *req,
     const char *topic = rq_http_param(req, "topic");
     const char *ps = rq_http_param(req, "partition");
     uint64_t p;
-    if (topic == NULL || !replica_desc_topic_valid(topic)) {
+    if (topic == NULL || !rq_names_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of [A-Za-z0-9._-]",
                             REPLICA_TOPIC_MAX);

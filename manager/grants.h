@@ -14,7 +14,7 @@
  *   produce:*          every topic
  *   consume:*
  *
- * NAME and PREFIX are topic names (names_topic_valid). A token's grants
+ * NAME and PREFIX are topic names (rq_names_topic_valid). A token's grants
  * are kept as one text, the grants in canonical form separated by single
  * spaces, duplicates dropped (grants_format), which is what the Raft log
  * and the store hold.
@@ -25,11 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "names.h"
+#include "rq_names.h"
 
 #define GRANTS_MAX 16 /* grants per token */
 /* The longest grant: "consume:" NAME ".*". */
-#define GRANT_TEXT_MAX (8 + NAMES_TOPIC_MAX + 2)
+#define GRANT_TEXT_MAX (8 + RQ_NAMES_TOPIC_MAX + 2)
 /* A token's grants as text: each grant and a separator. */
 #define GRANTS_TEXT_MAX (GRANTS_MAX * (GRANT_TEXT_MAX + 1))
 
@@ -49,7 +49,8 @@ enum grant_action {
 struct grant {
     enum grant_kind kind;
     bool prefix; /* "PREFIX.*", or "*" with an empty topic */
-    char topic[NAMES_TOPIC_MAX + 1]; /* NAME or PREFIX; "" for admin and "*" */
+    char topic[RQ_NAMES_TOPIC_MAX +
+               1]; /* NAME or PREFIX; "" for admin and "*" */
 };
 
 struct grants {

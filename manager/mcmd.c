@@ -129,7 +129,7 @@ static int check_addr(const char *a, const char *what, char *why, size_t whyn)
 static int check_topic(const char *name, const char *what, char *why,
                        size_t whyn)
 {
-    if (!names_topic_valid(name)) {
+    if (!rq_names_topic_valid(name)) {
         rq_why(why, whyn,
                "%s must be 1-%d characters of [A-Za-z0-9._-], not . or ..",
                what, MCMD_NAME_MAX);
@@ -253,7 +253,7 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
             return check_topic(c->u.partition_replicas.topic, "topic", why,
                                whyn);
         case MCMD_TOKEN_CREATE:
-            if (!names_token_valid(c->u.token_create.name)) {
+            if (!rq_names_token_valid(c->u.token_create.name)) {
                 rq_why(why, whyn,
                        "token name must be 1-%d characters of "
                        "[A-Za-z0-9._-]",

@@ -22,17 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "names.h"
+#include "rq_names.h"
 #include "rq_wire.h"
 
 #define MCMD_VERSION 1
-#define MCMD_RF 3                           /* replicas per partition */
-#define MCMD_MAX_PARTITIONS 1024            /* per topic */
-#define MCMD_MAX_OFFSETS 1024               /* per offset commit */
-#define MCMD_NAME_MAX NAMES_TOPIC_MAX       /* topic names (names.h) */
-#define MCMD_ADDR_MAX 255                   /* HOST:PORT */
-#define MCMD_TOKEN_NAME_MAX NAMES_TOKEN_MAX /* token names (names.h) */
-#define MCMD_TOKEN_HASH 32                  /* SHA-256 of a token */
+#define MCMD_RF 3                              /* replicas per partition */
+#define MCMD_MAX_PARTITIONS 1024               /* per topic */
+#define MCMD_MAX_OFFSETS 1024                  /* per offset commit */
+#define MCMD_NAME_MAX RQ_NAMES_TOPIC_MAX       /* topic names (rq_names.h) */
+#define MCMD_ADDR_MAX 255                      /* HOST:PORT */
+#define MCMD_TOKEN_NAME_MAX RQ_NAMES_TOKEN_MAX /* token names (rq_names.h) */
+#define MCMD_TOKEN_HASH 32                     /* SHA-256 of a token */
 /* A token's grants as canonical text (grants.h: GRANTS_TEXT_MAX). */
 #define MCMD_GRANTS_TEXT_MAX 2224
 

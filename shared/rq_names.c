@@ -1,8 +1,8 @@
 /*
- * Topic and token name rules (names.h). Both allow the same characters,
+ * Topic and token name rules (rq_names.h). Both allow the same characters,
  * which need no escaping in a URL path, a file name or a log line.
  */
-#include "names.h"
+#include "rq_names.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -24,13 +24,13 @@ static bool name_valid(const char *name, size_t max)
     return true;
 }
 
-bool names_topic_valid(const char *name)
+bool rq_names_topic_valid(const char *name)
 {
-    return name_valid(name, NAMES_TOPIC_MAX) && strcmp(name, ".") != 0 &&
+    return name_valid(name, RQ_NAMES_TOPIC_MAX) && strcmp(name, ".") != 0 &&
            strcmp(name, "..") != 0;
 }
 
-bool names_token_valid(const char *name)
+bool rq_names_token_valid(const char *name)
 {
-    return name_valid(name, NAMES_TOKEN_MAX);
+    return name_valid(name, RQ_NAMES_TOKEN_MAX);
 }
