@@ -156,6 +156,28 @@ static struct replica *group_param(struct rq_http_req *req, struct broker *b)
     return r;
 }
 
+/* The replica named by {group_id} on a broker that is not shutting down, or
+ * NULL after answering 503, 400 or 404: how every request about one group
+ * starts. */
+static struct replica *group_request(struct rq_http_req *req, struct broker *b)
+{
+    if (refuse_closing(req, b)) {
+        return NULL;
+    }
+    return group_param(req, b);
+}
+
+/* The request's JSON body (owned by @req), or NULL after answering 400. */
+static json_t *json_body(struct rq_http_req *req)
+{
+    char why[WHY_LEN];
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+    }
+    return body;
+}
+
 /* The open replica named by {topic} and {partition}, or NULL after
  * answering 400, 404 or 503. */
 static struct replica *partition_param(struct rq_http_req *req,
@@ -352,10 +374,7 @@ static void on_removed(void *data, int status)
 static void api_replicas_delete(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
@@ -451,19 +470,14 @@ static void on_transferred(void *data, int status)
 static void api_replicas_transfer(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
-    char why[WHY_LEN];
     uint64_t to = 0;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     json_t *v = json_object_get(body, "to");
@@ -513,16 +527,12 @@ static void api_replicas_preferred(struct rq_http_req *req, void *data)
     struct broker *b = data;
     char why[WHY_LEN];
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     json_t *v = json_object_get(body, "broker_id");
@@ -655,16 +665,12 @@ static void api_members_add(struct rq_http_req *req, void *data)
     char why[WHY_LEN] = "";
     bool done;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     if (replica_member_parse(body, &m, why, sizeof why) != 0) {
@@ -702,10 +708,7 @@ static void api_members_remove(struct rq_http_req *req, void *data)
     uint64_t id;
     bool done;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
@@ -938,9 +941,8 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
     struct raft_buffer entry;
     uint8_t *blob;
 
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     if (opt_uint(body, "producer_id", &pa.has_producer, &pa.producer_id) != 0 ||
