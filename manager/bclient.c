@@ -53,7 +53,7 @@ struct bcall {
     char *body; /* Produce: the request body (owned). */
     size_t body_len;
     char path[512];
-    uint64_t deadline; /* uv_now() value. */
+    uint64_t deadline;                /* uv_now() value. */
     struct bclient_policy_cursor cur; /* Who to ask next. */
     uint32_t target;                  /* The broker being asked. */
     unsigned wait_ms;
@@ -128,7 +128,7 @@ static void retry_later(struct bcall *c)
 }
 
 /* The leader of the call's group as the routing cache has it; 0: none. */
-static uint32_t bclient_route_leader(const struct bcall *c)
+static uint32_t cached_leader(const struct bcall *c)
 {
     const struct route *r =
         routing_get(mcore_routing(c->core), c->part.group_id);
@@ -161,8 +161,7 @@ static void read_learn(struct bcall *c, uint32_t broker, const json_t *o)
 /* Starts a read's round (bclient_policy_read_order). */
 static void read_order(struct bcall *c)
 {
-    bclient_policy_read_order(&c->cur, bclient_route_leader(c),
-                              c->part.replicas);
+    bclient_policy_read_order(&c->cur, cached_leader(c), c->part.replicas);
 }
 
 /* Notes what a produce's 200 answer @o says of the high watermark. */
@@ -216,28 +215,28 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
         read_learn(c, c->target, o);
     }
     switch (next.step) {
-    case BCLIENT_FOLLOW:
-        routing_set_leader(mcore_routes(core), gid, next.follow,
-                           mcore_now(core));
-        c->cur.redirects++;
-        c->cur.redirect_to = next.follow;
-        attempt(c);
-        break;
-    case BCLIENT_NEXT:
-        attempt(c);
-        break;
-    case BCLIENT_PAUSE:
-        retry_later(c);
-        break;
-    case BCLIENT_UNAVAILABLE:
-        finish_unavailable(c);
-        break;
-    case BCLIENT_FINISH:
-        finish(c, (int)resp->status, o,
-               a.message != NULL ? a.message
-                                 : "the broker refused the request",
-               resp->retry_after);
-        break;
+        case BCLIENT_FOLLOW:
+            routing_set_leader(mcore_routes(core), gid, next.follow,
+                               mcore_now(core));
+            c->cur.redirects++;
+            c->cur.redirect_to = next.follow;
+            attempt(c);
+            break;
+        case BCLIENT_NEXT:
+            attempt(c);
+            break;
+        case BCLIENT_PAUSE:
+            retry_later(c);
+            break;
+        case BCLIENT_UNAVAILABLE:
+            finish_unavailable(c);
+            break;
+        case BCLIENT_FINISH:
+            finish(c, (int)resp->status, o,
+                   a.message != NULL ? a.message
+                                     : "the broker refused the request",
+                   resp->retry_after);
+            break;
     }
     json_decref(o);
 }
@@ -260,8 +259,8 @@ static void attempt(struct bcall *c)
             return;
         }
         if (c->produce) {
-            c->target = bclient_policy_produce_target(
-                &c->cur, bclient_route_leader(c), c->part.replicas);
+            c->target = bclient_policy_produce_target(&c->cur, cached_leader(c),
+                                                      c->part.replicas);
         } else if ((c->target = bclient_policy_read_target(&c->cur)) == 0) {
             /* Every replica asked, none the confirmed leader now (an
              * election, the new leader's barrier, a transfer): again after
@@ -476,7 +475,7 @@ int bclient_read(struct mcore *core, const struct mstore_partition *p,
     read_order(c);
     /* With no leader known, a read asks every replica at once; a long
      * poll waits on one replica at a time. */
-    c->fanout = wait_ms == 0 && bclient_route_leader(c) == 0;
+    c->fanout = wait_ms == 0 && cached_leader(c) == 0;
     uv_timer_start(&c->timer, on_retry, 0, 0);
     return 0;
 }

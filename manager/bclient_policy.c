@@ -127,8 +127,7 @@ void bclient_policy_fan_answer(const struct bclient_policy_answer *a,
     *out = (struct bclient_policy_next){.step = BCLIENT_NEXT};
     if (a->failed != NULL) {
         out->why_set = true;
-        snprintf(out->why, sizeof out->why, "broker %u: %s", broker,
-                 a->failed);
+        snprintf(out->why, sizeof out->why, "broker %u: %s", broker, a->failed);
         return;
     }
     bool final = (a->status == 200 && a->json && a->final) || a->retention;

@@ -29,8 +29,8 @@
 
 /* Where a call stands: who to ask next. Zeroed at the call's start. */
 struct bclient_policy_cursor {
-    uint32_t redirect_to;             /* A leader named; 0: none. */
-    uint32_t order[MCMD_RF + 1];      /* Reads: the brokers to ask. */
+    uint32_t redirect_to;        /* A leader named; 0: none. */
+    uint32_t order[MCMD_RF + 1]; /* Reads: the brokers to ask. */
     unsigned n_order;
     unsigned next;      /* Reads: index into order; produce: rotation. */
     unsigned redirects; /* Named leaders followed this round. */

@@ -331,21 +331,21 @@ static void round_run(struct reconcile *rc, uint64_t now)
     for (size_t i = 0; i < n; i++) {
         const struct reconcile_order *o = &orders[i];
         switch (o->kind) {
-        case RECONCILE_CREATE:
-            create_on(rc, o);
-            break;
-        case RECONCILE_PREFER:
-            prefer_on(rc, o->broker, o->part, o->other);
-            break;
-        case RECONCILE_DELETE:
-            delete_on(rc, o->broker, o->group_id,
-                      o->part == NULL ? "no such group in the store"
-                                      : "the broker is no longer a member");
-            break;
-        case RECONCILE_UNKNOWN_MEMBER:
-            rq_log(RQ_WARN, "g%" PRIu64 ": member broker %u is unknown",
-                   o->group_id, o->other);
-            break;
+            case RECONCILE_CREATE:
+                create_on(rc, o);
+                break;
+            case RECONCILE_PREFER:
+                prefer_on(rc, o->broker, o->part, o->other);
+                break;
+            case RECONCILE_DELETE:
+                delete_on(rc, o->broker, o->group_id,
+                          o->part == NULL ? "no such group in the store"
+                                          : "the broker is no longer a member");
+                break;
+            case RECONCILE_UNKNOWN_MEMBER:
+                rq_log(RQ_WARN, "g%" PRIu64 ": member broker %u is unknown",
+                       o->group_id, o->other);
+                break;
         }
     }
 out:

@@ -104,9 +104,10 @@ static struct reconcile_order creation(const struct reconcile_view *v,
                                        const struct mstore_partition *p)
 {
     uint32_t order[MCMD_RF];
-    struct reconcile_order o = {
-        .kind = RECONCILE_CREATE, .broker = b, .group_id = p->group_id,
-        .part = p};
+    struct reconcile_order o = {.kind = RECONCILE_CREATE,
+                                .broker = b,
+                                .group_id = p->group_id,
+                                .part = p};
     policy_member_order(p->group_id, p->replicas, order);
     for (unsigned k = 0; k < MCMD_RF; k++) {
         o.members[k] = broker_of(v, order[k]);
@@ -154,8 +155,11 @@ size_t reconcile_plan(const struct reconcile_view *v, size_t max, size_t cap,
                 prefers_other(&lb->replicas[k], p) &&
                 !v->moving(v->data, gid) && !held(v, b->id, gid, out, n)) {
                 out[n++] = (struct reconcile_order){
-                    .kind = RECONCILE_PREFER, .broker = b, .group_id = gid,
-                    .part = p, .other = lb->replicas[k].preferred};
+                    .kind = RECONCILE_PREFER,
+                    .broker = b,
+                    .group_id = gid,
+                    .part = p,
+                    .other = lb->replicas[k].preferred};
                 sent++;
                 continue;
             }
@@ -163,9 +167,10 @@ size_t reconcile_plan(const struct reconcile_view *v, size_t max, size_t cap,
                  (!placed_on(p, b->id) && !v->moving(v->data, gid) &&
                   !voter_of(v, gid, b->id))) &&
                 !held(v, b->id, gid, out, n)) {
-                out[n++] = (struct reconcile_order){
-                    .kind = RECONCILE_DELETE, .broker = b, .group_id = gid,
-                    .part = p};
+                out[n++] = (struct reconcile_order){.kind = RECONCILE_DELETE,
+                                                    .broker = b,
+                                                    .group_id = gid,
+                                                    .part = p};
                 sent++;
             }
         }

@@ -3,8 +3,9 @@
  * a small state machine driven by the answers of the brokers it calls and
  * by the apply of its final command. What to start, whom to ask and what
  * an answer means are decided by repair_plan.c (pure, unit-tested); this
- * file calls brokers, proposes and keeps the timers and holds. A move checks at every step that this
- * manager still leads and is not closing, and ends quietly otherwise.
+ * file calls brokers, proposes and keeps the timers and holds. A move checks at
+ * every step that this manager still leads and is not closing, and ends quietly
+ * otherwise.
  */
 #include "repair.h"
 
@@ -246,28 +247,28 @@ static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
     repair_plan_answer(&a, mv->step, mv->rebuild, mv->redirects, mv->retries,
                        &next);
     switch (next.kind) {
-    case REPAIR_FOLLOW:
-        mv->redirects++;
-        mv->asked = next.follow;
-        step_run(mv);
-        break;
-    case REPAIR_WAIT:
-        mv->retries++;
-        uv_timer_start(&mv->retry, on_step_retry, STEP_RETRY_MS, 0);
-        break;
-    case REPAIR_FAIL:
-        snprintf(why, sizeof why, "broker %u: %s", mv->asked,
-                 resp->err != 0 ? resp->why
-                 : msg != NULL  ? msg
-                                : "refused");
-        move_end(mv, false, why);
-        break;
-    case REPAIR_STEP:
-        step_next(mv, next.step);
-        break;
-    case REPAIR_DONE:
-        move_end(mv, true, NULL);
-        break;
+        case REPAIR_FOLLOW:
+            mv->redirects++;
+            mv->asked = next.follow;
+            step_run(mv);
+            break;
+        case REPAIR_WAIT:
+            mv->retries++;
+            uv_timer_start(&mv->retry, on_step_retry, STEP_RETRY_MS, 0);
+            break;
+        case REPAIR_FAIL:
+            snprintf(why, sizeof why, "broker %u: %s", mv->asked,
+                     resp->err != 0 ? resp->why
+                     : msg != NULL  ? msg
+                                    : "refused");
+            move_end(mv, false, why);
+            break;
+        case REPAIR_STEP:
+            step_next(mv, next.step);
+            break;
+        case REPAIR_DONE:
+            move_end(mv, true, NULL);
+            break;
     }
     json_decref(o);
 }

@@ -84,9 +84,9 @@ uint32_t repair_plan_ask(uint32_t route_leader,
 
 /* A broker's answer to a step. */
 struct repair_answer {
-    bool failed;     /* No HTTP answer. */
-    long status;     /* The HTTP status. */
-    uint32_t named;  /* The "leader_id" it names; 0: none. */
+    bool failed;    /* No HTTP answer. */
+    long status;    /* The HTTP status. */
+    uint32_t named; /* The "leader_id" it names; 0: none. */
 };
 
 enum repair_next_kind {

@@ -95,8 +95,7 @@ static void test_bclient_policy_421_stops_following(void **state)
     struct bclient_policy_answer a = {.status = 421, .json = true, .named = 5};
     /* Past the redirects allowed: a produce pauses, a read asks the next
      * replica. */
-    struct bclient_policy_next n =
-        answer(a, true, 4, BCLIENT_POLICY_REDIRECTS);
+    struct bclient_policy_next n = answer(a, true, 4, BCLIENT_POLICY_REDIRECTS);
     assert_int_equal(n.step, BCLIENT_PAUSE);
     assert_true(n.drop_target);
     n = answer(a, false, 4, BCLIENT_POLICY_REDIRECTS);

@@ -76,13 +76,11 @@ static void test_liveness_rule_grace_after_leader_change(void **state)
      * ALIVE or SUSPECT broker is not judged on the old leader's time. */
     assert_int_equal(next(MBROKER_ALIVE, led, false, led + SUSPECT - 1),
                      MBROKER_ALIVE);
-    assert_int_equal(next(MBROKER_SUSPECT, led, false, led + 1),
-                     MBROKER_ALIVE);
+    assert_int_equal(next(MBROKER_SUSPECT, led, false, led + 1), MBROKER_ALIVE);
     /* The grace ends like any silence. */
     assert_int_equal(next(MBROKER_ALIVE, led, false, led + SUSPECT),
                      MBROKER_SUSPECT);
-    assert_int_equal(next(MBROKER_ALIVE, led, false, led + DEAD),
-                     MBROKER_DEAD);
+    assert_int_equal(next(MBROKER_ALIVE, led, false, led + DEAD), MBROKER_DEAD);
 }
 
 static void test_liveness_rule_grace_never_revives_the_dead(void **state)

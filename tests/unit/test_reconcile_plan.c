@@ -26,11 +26,11 @@ struct fix {
     const struct liveness_broker *reports[NB];
     struct mstore_partition parts[4];
     size_t np;
-    uint64_t moving;                  /* A group being moved; 0: none. */
-    uint64_t voters_gid;              /* The group voters answers for. */
+    uint64_t moving;     /* A group being moved; 0: none. */
+    uint64_t voters_gid; /* The group voters answers for. */
     uint32_t voters[LIVENESS_VOTERS_MAX];
     unsigned n_voters;
-    uint32_t held_broker;             /* A pair held back. */
+    uint32_t held_broker; /* A pair held back. */
     uint64_t held_gid;
     struct reconcile_order out[64];
 };
@@ -64,8 +64,8 @@ static int setup(void **state)
     static struct fix f;
     memset(&f, 0, sizeof f);
     for (unsigned i = 0; i < NB; i++) {
-        f.brokers[i] = (struct mstore_broker){
-            .id = i + 1, .state = MBROKER_ALIVE};
+        f.brokers[i] =
+            (struct mstore_broker){.id = i + 1, .state = MBROKER_ALIVE};
         snprintf(f.brokers[i].http_addr, sizeof f.brokers[i].http_addr,
                  "127.0.0.1:%u", 9000 + i);
         f.lb[i] = (struct liveness_broker){
@@ -86,8 +86,7 @@ static void add_part(struct fix *f, uint64_t gid, uint32_t a, uint32_t b,
 }
 
 /* Broker @id reports hosting @gid, preferring @preferred (0: not said). */
-static void report(struct fix *f, uint32_t id, uint64_t gid,
-                   uint32_t preferred)
+static void report(struct fix *f, uint32_t id, uint64_t gid, uint32_t preferred)
 {
     struct liveness_broker *lb = &f->lb[id - 1];
     lb->replicas[lb->n_replicas++] =
@@ -273,8 +272,7 @@ static void test_reconcile_plan_stops_at_max(void **state)
     assert_int_equal(plan(f, 0), 0);
 }
 
-static void test_reconcile_plan_unknown_member_is_noted_not_sent(
-    void **state)
+static void test_reconcile_plan_unknown_member_is_noted_not_sent(void **state)
 {
     struct fix *f = *state;
     add_part(f, 7, 1, 2, 9); /* Broker 9 is not in the store. */

@@ -25,7 +25,7 @@ struct fix {
     bool reported[NB];
     struct mstore_partition parts[4];
     size_t np;
-    uint64_t busy;     /* A busy group; 0: none. */
+    uint64_t busy; /* A busy group; 0: none. */
     uint64_t vgid; /* The group the voters table is for; 0: every group's
                     * voters are its replicas in the store. */
     uint32_t voters[LIVENESS_VOTERS_MAX];
@@ -72,8 +72,8 @@ static int setup(void **state)
     static struct fix f;
     memset(&f, 0, sizeof f);
     for (unsigned i = 0; i < NB; i++) {
-        f.brokers[i] = (struct mstore_broker){
-            .id = i + 1, .state = MBROKER_ALIVE};
+        f.brokers[i] =
+            (struct mstore_broker){.id = i + 1, .state = MBROKER_ALIVE};
         f.lb[i] = (struct liveness_broker){
             .id = i + 1, .heard = true, .replicas = f.reps[i]};
         f.reported[i] = true;
@@ -220,8 +220,7 @@ static void test_repair_plan_resumes_a_rebuild_after_its_remove(void **state)
     assert_int_equal(plan(f, 4), 0);
 }
 
-static void test_repair_plan_rebuilds_a_replica_failed_long_enough(
-    void **state)
+static void test_repair_plan_rebuilds_a_replica_failed_long_enough(void **state)
 {
     struct fix *f = *state;
     add_part(f, 7, 1, 2, 3);
