@@ -9,12 +9,13 @@
  *
  * A produce asks the leader the cache names, else the partition's
  * preferred leader, then the others in turn, following a 421's named
- * leader at once (MAX_REDIRECTS times at most) and pausing after any
- * other failure. A read asks the cached leader, then every replica in
- * order, following named leaders; a 200 that is not final (not from the
- * confirmed leader, or no records below the high watermark) counts as a
- * failure. Once every replica of a read has been asked, the round starts
- * again after a pause.
+ * leader at once (BCLIENT_POLICY_REDIRECTS times a call at most) and
+ * pausing after any other failure. A read asks the cached leader, then
+ * every replica in order, following named leaders (as many times a
+ * round); a 200 that is not final (not from the confirmed leader, or no
+ * records below the high watermark) counts as a failure. Once every
+ * replica of a read has been asked, the round starts again after a
+ * pause.
  */
 #ifndef BCLIENT_POLICY_H
 #define BCLIENT_POLICY_H
@@ -24,7 +25,7 @@
 
 #include "mcmd.h"
 
-#define BCLIENT_POLICY_REDIRECTS 3 /* 421s followed in a row, at most. */
+#define BCLIENT_POLICY_REDIRECTS 3 /* Named leaders followed, at most. */
 #define BCLIENT_POLICY_WHY 384
 
 /* Where a call stands: who to ask next. Zeroed at the call's start. */
