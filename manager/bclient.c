@@ -15,6 +15,7 @@
 #include "routing.h"
 #include "rq_err.h"
 #include "rq_hash.h"
+#include "rq_json.h"
 #include "rq_log.h"
 #include "rq_record.h"
 #include "rq_wire.h"
@@ -150,11 +151,7 @@ static uint32_t produce_target(struct bcall *c)
 /* A 421's or a read answer's leader_id, if it is a valid broker id. */
 static uint32_t named_leader(const json_t *o)
 {
-    json_t *lid = json_object_get(o, "leader_id");
-    return json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                   json_integer_value(lid) <= UINT32_MAX
-               ? (uint32_t)json_integer_value(lid)
-               : 0;
+    return rq_json_id(o, "leader_id");
 }
 
 /* Notes what a read's final answer @o from @broker says of the leader and
