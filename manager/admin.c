@@ -35,7 +35,7 @@
 #include "auth.h"
 #include "grants.h"
 #include "liveness.h"
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "qapi.h"
 #include "reconcile.h"
@@ -49,7 +49,7 @@
 
 #define LOG_TAG "admin"
 
-#define WHY_LEN MANAGER_WHY
+#define WHY_LEN MCORE_WHY
 #define TRANSFER_TIMEOUT_MS 15000
 
 /* Strict decimal up to UINT32_MAX. */
@@ -67,40 +67,41 @@ static int parse_u32(const char *s, uint32_t *out)
 
 void admin_healthz(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
-    rq_http_reply(req, 200, json_pack("{s:I}", "id", (json_int_t)m->cfg.id));
+    struct mcore *core = data;
+    rq_http_reply(req, 200,
+                  json_pack("{s:I}", "id", (json_int_t)mcore_config(core)->id));
 }
 
 void admin_readyz(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct rq_node_info info;
     char addr[MCMD_ADDR_MAX + 1];
 
-    if (m->closing) {
-        manager_unavailable(req, "the manager is shutting down");
+    if (mcore_closing(core)) {
+        mcore_unavailable(req, "the manager is shutting down");
         return;
     }
-    rq_node_info(m->node, &info);
+    mcore_node_info(core, &info);
     if (info.ready) {
         rq_http_reply(req, 200,
                       json_pack("{s:s,s:I}", "role", "leader", "term",
                                 (json_int_t)info.term));
         return;
     }
-    if (info.leader_id == 0 || info.leader_id == m->cfg.id) {
-        manager_unavailable(req, "no ready leader manager yet");
+    if (info.leader_id == 0 || info.leader_id == mcore_config(core)->id) {
+        mcore_unavailable(req, "no ready leader manager yet");
         return;
     }
-    if (manager_leader_http(m, addr, sizeof addr) == NULL) {
-        manager_unavailable(req,
-                            "the leader manager's HTTP address is not known "
-                            "here yet");
+    if (mcore_leader_http(core, addr, sizeof addr) == NULL) {
+        mcore_unavailable(req,
+                          "the leader manager's HTTP address is not known "
+                          "here yet");
         return;
     }
     if (info.applied < info.commit) {
-        manager_unavailable(req, "catching up: applied %" PRIu64 " of %" PRIu64,
-                            info.applied, info.commit);
+        mcore_unavailable(req, "catching up: applied %" PRIu64 " of %" PRIu64,
+                          info.applied, info.commit);
         return;
     }
     rq_http_reply(
@@ -111,11 +112,11 @@ void admin_readyz(struct rq_http_req *req, void *data)
 
 void admin_metrics(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct rq_buf out;
 
     rq_buf_init(&out);
-    if (rq_metrics_render(m->metrics, &out) != 0) {
+    if (rq_metrics_render(mcore_modules(core)->metrics, &out) != 0) {
         rq_buf_close(&out); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
         return;
@@ -129,22 +130,24 @@ void admin_metrics(struct rq_http_req *req, void *data)
 
 void admin_managers(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct rq_node_info info;
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
-    rq_node_info(m->node, &info);
+    mcore_node_info(core, &info);
+    size_t n_peers;
+    const struct rq_peer *peers = mcore_peers(core, &n_peers);
     json_t *list = json_array();
-    for (size_t i = 0; i < m->n_peers; i++) {
+    for (size_t i = 0; i < n_peers; i++) {
         struct mstore_manager mm;
-        uint64_t id = m->peers[i].id;
-        bool known = mstore_manager(m->store, (uint32_t)id, &mm) == 0;
+        uint64_t id = peers[i].id;
+        bool known = mstore_manager(mcore_store(core), (uint32_t)id, &mm) == 0;
         json_array_append_new(
             list,
             json_pack("{s:I,s:s,s:o,s:s}", "id", (json_int_t)id, "raft_addr",
-                      m->peers[i].address, "http_addr",
+                      peers[i].address, "http_addr",
                       known && mm.http_addr[0] != '\0'
                           ? json_string(mm.http_addr)
                           : json_null(),
@@ -155,30 +158,31 @@ void admin_managers(struct rq_http_req *req, void *data)
         json_pack("{s:o,s:o,s:I,s:I,s:I,s:I}", "managers", list, "leader",
                   info.leader_id != 0 ? json_integer((json_int_t)info.leader_id)
                                       : json_null(),
-                  "term", (json_int_t)info.term, "self", (json_int_t)m->cfg.id,
-                  "commit", (json_int_t)info.commit, "applied",
+                  "term", (json_int_t)info.term, "self",
+                  (json_int_t)mcore_config(core)->id, "commit",
+                  (json_int_t)info.commit, "applied",
                   (json_int_t)info.applied));
 }
 
 void admin_brokers(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_broker *list;
     size_t n;
 
-    if (!auth_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(core, req) || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_brokers(m->store, &list, &n);
+    int rv = mstore_brokers(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return;
     }
-    uint64_t now = uv_now(m->loop);
+    uint64_t now = mcore_now(core);
     json_t *out = json_array();
     for (size_t i = 0; i < n; i++) {
         const struct liveness_broker *lb =
-            liveness_broker(m->liveness, list[i].id);
+            liveness_broker(mcore_liveness(core), list[i].id);
         size_t leaders = 0;
         for (size_t k = 0; lb != NULL && k < lb->n_replicas; k++) {
             leaders += lb->replicas[k].leader;
@@ -205,9 +209,23 @@ void admin_brokers(struct rq_http_req *req, void *data)
 
 /* ---- Proposals answered once applied ---- */
 
+/* Proposes @c for @req, @cb(@op) to run once applied: 0 (the caller then
+ * holds @req), or answers 503 and returns why (@cb never runs; the caller
+ * frees @op). */
+static int propose(struct mcore *core, struct rq_http_req *req, struct mcmd *c,
+                   rq_node_done_cb cb, void *op)
+{
+    int rv = mcore_propose(core, c, cb, op);
+    if (rv != 0) {
+        mcore_unavailable(req, "this manager cannot commit now (%s); retry",
+                          rq_strerror(rv));
+    }
+    return rv;
+}
+
 struct admin_op {
     struct rq_http_req *req;
-    struct manager *m;
+    struct mcore *core;
     char what[320];
     bool kick;  /* Reconcile once applied. */
     int status; /* Of the answer once applied (200, or 202: under way). */
@@ -217,15 +235,15 @@ static void on_admin_applied(void *data, int status, uint64_t result)
 {
     struct admin_op *op = data;
     if (status == 0 && !MSTORE_IS_ERR(result) && op->kick) {
-        reconcile_kick(op->m->reconcile);
+        reconcile_kick(mcore_modules(op->core)->reconcile);
     }
     if (status == 0 && !MSTORE_IS_ERR(result)) {
         rq_log(RQ_INFO, "%s", op->what);
     }
     if (op->req != NULL) {
         if (status != 0) {
-            manager_unavailable(op->req, "not committed: %s; retry",
-                                rq_strerror(status));
+            mcore_unavailable(op->req, "not committed: %s; retry",
+                              rq_strerror(status));
         } else if (MSTORE_IS_ERR(result)) {
             int code = MSTORE_ERR_CODE(result);
             rq_http_reply_error(op->req, rq_err_http_status(code),
@@ -238,7 +256,7 @@ static void on_admin_applied(void *data, int status, uint64_t result)
     free(op);
 }
 
-static void propose_and_answer(struct manager *m, struct rq_http_req *req,
+static void propose_and_answer(struct mcore *core, struct rq_http_req *req,
                                struct mcmd *c, int status, const char *what,
                                bool kick)
 {
@@ -247,21 +265,18 @@ static void propose_and_answer(struct manager *m, struct rq_http_req *req,
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    op->m = m;
+    op->core = core;
     op->kick = kick;
     op->status = status;
     snprintf(op->what, sizeof op->what, "%s", what);
-    int rv = manager_propose(m, c, on_admin_applied, op);
-    if (rv != 0) {
+    if (propose(core, req, c, on_admin_applied, op) != 0) {
         free(op);
-        manager_unavailable(req, "this manager cannot commit now (%s); retry",
-                            rq_strerror(rv));
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
-static void broker_state_change(struct rq_http_req *req, struct manager *m,
+static void broker_state_change(struct rq_http_req *req, struct mcore *core,
                                 enum mbroker_state to)
 {
     struct mstore_broker b;
@@ -269,17 +284,17 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
     char what[320];
     int status = 200;
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     if (parse_u32(rq_http_param(req, "id"), &id) != 0) {
         rq_http_reply_error(req, 400, "the broker id must be an integer");
         return;
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_broker(m->store, id, &b);
+    int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no broker %u", id);
         return;
@@ -294,7 +309,8 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
          * REMOVED once repair has moved everything off it (repair.c). A
          * DEAD one is removed at once: its replicas are being replaced
          * already. */
-        const struct liveness_broker *lb = liveness_broker(m->liveness, id);
+        const struct liveness_broker *lb =
+            liveness_broker(mcore_liveness(core), id);
         size_t hosted = lb != NULL && lb->heard ? lb->n_replicas : 0;
         if (b.n_replicas > 0 || hosted > 0) {
             to = MBROKER_REMOVING;
@@ -314,7 +330,7 @@ static void broker_state_change(struct rq_http_req *req, struct manager *m,
         snprintf(what, sizeof what, "broker %u is now %s", id,
                  mbroker_state_name(to));
     }
-    propose_and_answer(m, req, &c, status, what, true);
+    propose_and_answer(core, req, &c, status, what, true);
 }
 
 void admin_broker_drain(struct rq_http_req *req, void *data)
@@ -329,20 +345,6 @@ void admin_broker_remove(struct rq_http_req *req, void *data)
 
 /* ---- Topics ---- */
 
-/* The {topic} of the path, checked; NULL after answering 400. */
-static const char *topic_param(struct rq_http_req *req)
-{
-    const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !mcmd_topic_valid(topic)) {
-        rq_http_reply_error(req, 400,
-                            "topic names are 1-%d characters of "
-                            "[A-Za-z0-9._-], not '.' or '..'",
-                            MCMD_NAME_MAX);
-        return NULL;
-    }
-    return topic;
-}
-
 static const struct liveness_replica *reported(const struct liveness_broker *lb,
                                                uint64_t gid)
 {
@@ -356,21 +358,21 @@ static const struct liveness_replica *reported(const struct liveness_broker *lb,
 
 void admin_topic_describe(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_partition *parts;
     struct mstore_topic t;
     size_t n;
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
-    const char *topic = topic_param(req);
-    if (topic == NULL || manager_forward(m, req)) {
+    const char *topic = qapi_topic_param(req);
+    if (topic == NULL || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (rv == 0) {
-        rv = mstore_partitions(m->store, topic, &parts, &n);
+        rv = mstore_partitions(mcore_store(core), topic, &parts, &n);
     }
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
@@ -378,12 +380,13 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
         const struct mstore_partition *p = &parts[i];
-        const struct route *r = routing_get(m->routing, p->group_id);
+        const struct route *r = routing_get(mcore_routing(core), p->group_id);
         uint64_t commit = r != NULL ? r->commit : 0;
         json_t *reps = json_array();
         for (unsigned k = 0; k < MCMD_RF; k++) {
-            const struct liveness_replica *lr = reported(
-                liveness_broker(m->liveness, p->replicas[k]), p->group_id);
+            const struct liveness_replica *lr =
+                reported(liveness_broker(mcore_liveness(core), p->replicas[k]),
+                         p->group_id);
             json_array_append_new(
                 reps,
                 json_pack("{s:i,s:o,s:o,s:o,s:o}", "broker_id",
@@ -430,25 +433,25 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
 
 void admin_topic_delete(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_topic t;
     char what[MCMD_NAME_MAX + 64];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
-    const char *topic = topic_param(req);
-    if (topic == NULL || manager_forward(m, req)) {
+    const char *topic = qapi_topic_param(req);
+    if (topic == NULL || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_topic(m->store, topic, &t);
+    int rv = mstore_topic(mcore_store(core), topic, &t);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
     struct mcmd c = {.type = MCMD_TOPIC_DELETE};
     snprintf(c.u.topic_delete.name, sizeof c.u.topic_delete.name, "%s", topic);
     snprintf(what, sizeof what, "Topic '%s' deleted", topic);
-    propose_and_answer(m, req, &c, 200, what, true);
+    propose_and_answer(core, req, &c, 200, what, true);
 }
 
 /* ---- Leadership moves ----
@@ -476,7 +479,7 @@ void admin_topic_delete(struct rq_http_req *req, void *data)
 
 struct move_op {
     struct rq_http_req *req; /* NULL once the client has gone. */
-    struct manager *m;
+    struct mcore *core;
     struct mstore_partition part;
     uint32_t to;
     uint32_t asked;
@@ -519,8 +522,8 @@ static void move_fail(struct move_op *op, int status, const char *retry_after,
 
 static void move_done(struct move_op *op, const char *msg)
 {
-    routing_set_leader(op->m->routing, op->part.group_id, op->to,
-                       uv_now(op->m->loop));
+    routing_set_leader(mcore_routes(op->core), op->part.group_id, op->to,
+                       mcore_now(op->core));
     rq_log(RQ_INFO, "%s/%u: leadership moved to broker %u", op->part.topic,
            op->part.partition_id, op->to);
     if (op->req != NULL) {
@@ -534,14 +537,16 @@ static void transfer_send(struct move_op *op, uint32_t broker);
 static void on_move_retry(uv_timer_t *t)
 {
     struct move_op *op = t->data;
-    const struct route *r = routing_get(op->m->routing, op->part.group_id);
+    const struct route *r =
+        routing_get(mcore_routing(op->core), op->part.group_id);
     transfer_send(op, r != NULL && r->leader != 0 ? r->leader : op->to);
 }
 
 /* Asks again after a pause, or answers 503 past the deadline. */
 static void transfer_again(struct move_op *op)
 {
-    if (op->m->closing || uv_now(op->m->loop) + MOVE_RETRY_MS > op->deadline) {
+    if (mcore_closing(op->core) ||
+        mcore_now(op->core) + MOVE_RETRY_MS > op->deadline) {
         move_fail(op, 503, "1",
                   "broker %u is the preferred leader of %s/%u now, but "
                   "leadership has not moved yet (%s); the brokers go on "
@@ -555,7 +560,7 @@ static void transfer_again(struct move_op *op)
 static void on_transfer(void *data, const struct rq_httpc_resp *resp)
 {
     struct move_op *op = data;
-    if (op->m->closing) {
+    if (mcore_closing(op->core)) {
         move_finish(op);
         return;
     }
@@ -571,7 +576,8 @@ static void on_transfer(void *data, const struct rq_httpc_resp *resp)
     if (resp->err != 0) {
         snprintf(op->why, sizeof op->why, "broker %u: %s", op->asked,
                  resp->why);
-        routing_drop_leader(op->m->routing, op->part.group_id, op->asked);
+        routing_drop_leader(mcore_routes(op->core), op->part.group_id,
+                            op->asked);
     } else {
         snprintf(op->why, sizeof op->why, "broker %u: %ld %s", op->asked,
                  resp->status, msg != NULL ? msg : "");
@@ -583,8 +589,8 @@ static void on_transfer(void *data, const struct rq_httpc_resp *resp)
         move_done(op, "leadership moved");
     } else if (resp->err == 0 && resp->status == 421 && leader != 0 &&
                leader != op->asked) {
-        routing_set_leader(op->m->routing, op->part.group_id, leader,
-                           uv_now(op->m->loop));
+        routing_set_leader(mcore_routes(op->core), op->part.group_id, leader,
+                           mcore_now(op->core));
         transfer_send(op, leader);
     } else if (resp->err != 0 || resp->status == 421 || resp->status == 409 ||
                resp->status == 503) {
@@ -600,7 +606,7 @@ static void transfer_send(struct move_op *op, uint32_t broker)
     char url[512];
     char body[64];
     op->asked = broker;
-    if (mstore_broker(op->m->store, broker, &b) != 0) {
+    if (mstore_broker(mcore_store(op->core), broker, &b) != 0) {
         snprintf(op->why, sizeof op->why, "broker %u is unknown", broker);
         transfer_again(op);
         return;
@@ -612,13 +618,12 @@ static void transfer_send(struct move_op *op, uint32_t broker)
     struct rq_httpc_req r = {
         .method = "POST",
         .url = url,
-        .headers = manager_peer_headers(op->m),
-        .sign = manager_to_brokers(op->m),
         .body = body,
         .body_len = strlen(body),
         .timeout_ms = TRANSFER_TIMEOUT_MS,
     };
-    int rv = manager_call(op->m, &r, on_transfer, op);
+    int rv =
+        mcore_call(op->core, MCORE_BROKER, MCORE_JSON, &r, on_transfer, op);
     if (rv != 0) {
         move_fail(op, 503, "1", "cannot call broker %u: %s", broker,
                   rq_strerror(rv));
@@ -639,7 +644,7 @@ static void on_preferred(void *data, const struct rq_httpc_resp *resp)
     if (--op->pending > 0) {
         return;
     }
-    if (op->m->closing) {
+    if (mcore_closing(op->core)) {
         move_finish(op);
         return;
     }
@@ -654,7 +659,8 @@ static void prefer_all(struct move_op *op)
     snprintf(body, sizeof body, "{\"broker_id\":%u}", op->to);
     op->pending = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (mstore_broker(op->m->store, op->part.replicas[k], &b) != 0) {
+        if (mstore_broker(mcore_store(op->core), op->part.replicas[k], &b) !=
+            0) {
             continue;
         }
         snprintf(url, sizeof url,
@@ -663,13 +669,12 @@ static void prefer_all(struct move_op *op)
         struct rq_httpc_req r = {
             .method = "POST",
             .url = url,
-            .headers = manager_peer_headers(op->m),
-            .sign = manager_to_brokers(op->m),
             .body = body,
             .body_len = strlen(body),
             .timeout_ms = PREFER_TIMEOUT_MS,
         };
-        if (manager_call(op->m, &r, on_preferred, op) == 0) {
+        if (mcore_call(op->core, MCORE_BROKER, MCORE_JSON, &r, on_preferred,
+                       op) == 0) {
             op->pending++;
         }
     }
@@ -697,22 +702,22 @@ static void on_order_committed(void *data, int status, uint64_t result)
     }
     rq_log(RQ_INFO, "%s/%u: broker %u is now the preferred leader",
            op->part.topic, op->part.partition_id, op->to);
-    reconcile_kick(op->m->reconcile);
+    reconcile_kick(mcore_modules(op->core)->reconcile);
     prefer_all(op);
 }
 
 void admin_partition_leader(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_partition *parts;
     size_t n;
     uint32_t p;
     char why[WHY_LEN];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
-    const char *topic = topic_param(req);
+    const char *topic = qapi_topic_param(req);
     if (topic == NULL) {
         return;
     }
@@ -727,11 +732,11 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "'broker_id' must be a broker id");
         return;
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     uint32_t to = (uint32_t)json_integer_value(bid);
-    int rv = mstore_partitions(m->store, topic, &parts, &n);
+    int rv = mstore_partitions(mcore_store(core), topic, &parts, &n);
     if (qapi_reply_topic_lookup(req, rv, topic)) {
         return;
     }
@@ -757,11 +762,11 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
                             part.replicas[2]);
         return;
     }
-    if (repair_active(m->repair, part.group_id)) {
-        manager_unavailable(req,
-                            "a replica of topic '%s' partition %u is being "
-                            "moved; retry once that is done",
-                            topic, p);
+    if (repair_active(mcore_modules(core)->repair, part.group_id)) {
+        mcore_unavailable(req,
+                          "a replica of topic '%s' partition %u is being "
+                          "moved; retry once that is done",
+                          topic, p);
         return;
     }
     struct move_op *op = calloc(1, sizeof *op);
@@ -769,14 +774,14 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    op->m = m;
+    op->core = core;
     op->part = part;
     op->to = to;
-    op->deadline = uv_now(m->loop) + MOVE_DEADLINE_MS;
-    uv_timer_init(m->loop, &op->retry);
+    op->deadline = mcore_now(core) + MOVE_DEADLINE_MS;
+    uv_timer_init(mcore_loop(core), &op->retry);
     op->retry.data = op;
     if (at == 0) {
-        manager_hold(req, &op->req);
+        mcore_hold(req, &op->req);
         prefer_all(op);
         return;
     }
@@ -795,14 +800,11 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     }
     memcpy(op->part.replicas, c.u.partition_replicas.replicas,
            sizeof op->part.replicas);
-    rv = manager_propose(m, &c, on_order_committed, op);
-    if (rv != 0) {
-        manager_unavailable(req, "this manager cannot commit now (%s); retry",
-                            rq_strerror(rv));
+    if (propose(core, req, &c, on_order_committed, op) != 0) {
         move_finish(op);
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
 /* ---- Public API tokens ---- */
@@ -842,8 +844,8 @@ static void on_token_created(void *data, int status, uint64_t result)
         /* The client went away: the token exists but nobody will see it;
          * an admin revokes it by its id from GET /admin/tokens. */
     } else if (status != 0) {
-        manager_unavailable(op->req, "the token was not committed: %s; retry",
-                            rq_strerror(status));
+        mcore_unavailable(op->req, "the token was not committed: %s; retry",
+                          rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
         rq_http_reply_error(op->req, rq_err_http_status(code),
@@ -866,12 +868,12 @@ static void on_token_created(void *data, int status, uint64_t result)
  * commit, is the only place the token ever appears. */
 void admin_tokens_create(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct grants gs;
     struct grant g;
     char why[WHY_LEN];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     json_t *body = rq_http_json(req, why, sizeof why);
@@ -910,7 +912,7 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
             return;
         }
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     struct token_op *op = calloc(1, sizeof *op);
@@ -929,30 +931,27 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
     grants_format(&gs, c.u.token_create.grants, sizeof c.u.token_create.grants);
     snprintf(op->name, sizeof op->name, "%s", c.u.token_create.name);
     snprintf(op->grants, sizeof op->grants, "%s", c.u.token_create.grants);
-    int rv = manager_propose(m, &c, on_token_created, op);
-    if (rv != 0) {
+    if (propose(core, req, &c, on_token_created, op) != 0) {
         memset(op->token, 0, sizeof op->token);
         free(op);
-        manager_unavailable(req, "this manager cannot commit now (%s); retry",
-                            rq_strerror(rv));
         return;
     }
     op->created_ms = c.now_ms;
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
 /* GET /admin/tokens: what each token may do, never the token nor its
  * hash. */
 void admin_tokens_list(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_token *list;
     size_t n;
 
-    if (!auth_admin(m, req) || manager_forward(m, req)) {
+    if (!auth_admin(core, req) || mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_tokens(m->store, &list, &n);
+    int rv = mstore_tokens(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return;
@@ -973,11 +972,11 @@ void admin_tokens_list(struct rq_http_req *req, void *data)
  * applied the revocation (the leader before it answers). */
 void admin_token_revoke(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     uint64_t id;
     char what[64];
 
-    if (!auth_admin(m, req)) {
+    if (!auth_admin(core, req)) {
         return;
     }
     if (rq_parse_u64(rq_http_param(req, "id"), UINT64_C(1) << 53, &id) != 0 ||
@@ -987,13 +986,13 @@ void admin_token_revoke(struct rq_http_req *req, void *data)
                             "/admin/tokens)");
         return;
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     struct mstore_token *list;
     size_t n;
     bool known = false;
-    int rv = mstore_tokens(m->store, &list, &n);
+    int rv = mstore_tokens(mcore_store(core), &list, &n);
     if (rv != 0) {
         qapi_reply_store_error(req, rv);
         return;
@@ -1012,7 +1011,7 @@ void admin_token_revoke(struct rq_http_req *req, void *data)
     struct mcmd c = {.type = MCMD_TOKEN_REVOKE};
     c.u.token_revoke.id = id;
     snprintf(what, sizeof what, "token %llu revoked", (unsigned long long)id);
-    propose_and_answer(m, req, &c, 200, what, false);
+    propose_and_answer(core, req, &c, 200, what, false);
 }
 
 /* ---- Brokers' internal API ---- */
@@ -1031,34 +1030,35 @@ static bool addr_ok(const json_t *v, size_t max)
 
 struct registration {
     struct rq_http_req *req;
-    struct manager *m;
+    struct mcore *core;
     uint32_t id;
 };
 
 static void on_broker_registered(void *data, int status, uint64_t result)
 {
     struct registration *op = data;
-    struct manager *m = op->m;
+    struct mcore *core = op->core;
     if (status == 0 && !MSTORE_IS_ERR(result)) {
-        liveness_touch(m->liveness, op->id, uv_now(m->loop));
-        reconcile_kick(m->reconcile);
+        liveness_touch(mcore_modules(core)->liveness, op->id, mcore_now(core));
+        reconcile_kick(mcore_modules(core)->reconcile);
         rq_log(RQ_INFO, "broker %u registered", op->id);
     }
     if (op->req != NULL) {
         if (status != 0) {
-            manager_unavailable(op->req,
-                                "the registration was not committed: %s; "
-                                "retry",
-                                rq_strerror(status));
+            mcore_unavailable(op->req,
+                              "the registration was not committed: %s; "
+                              "retry",
+                              rq_strerror(status));
         } else if (MSTORE_IS_ERR(result)) {
             int code = MSTORE_ERR_CODE(result);
             rq_http_reply_error(op->req, rq_err_http_status(code),
                                 "the registration was refused: %s",
                                 rq_strerror(code));
         } else {
-            rq_http_reply(op->req, 200,
-                          json_pack("{s:i,s:I}", "broker_id", (int)op->id,
-                                    "leader_id", (json_int_t)m->cfg.id));
+            rq_http_reply(
+                op->req, 200,
+                json_pack("{s:i,s:I}", "broker_id", (int)op->id, "leader_id",
+                          (json_int_t)mcore_config(core)->id));
         }
     }
     free(op);
@@ -1066,7 +1066,7 @@ static void on_broker_registered(void *data, int status, uint64_t result)
 
 void admin_broker_register(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     char why[WHY_LEN];
 
     /* The signature was checked before this handler (routes.h); the
@@ -1087,7 +1087,7 @@ void admin_broker_register(struct rq_http_req *req, void *data)
                             "'http_addr' (HOST:PORT)");
         return;
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
     struct mcmd c = {.type = MCMD_BROKER_REGISTER};
@@ -1103,21 +1103,18 @@ void admin_broker_register(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
         return;
     }
-    op->m = m;
+    op->core = core;
     op->id = c.u.broker_register.id;
-    int rv = manager_propose(m, &c, on_broker_registered, op);
-    if (rv != 0) {
+    if (propose(core, req, &c, on_broker_registered, op) != 0) {
         free(op);
-        manager_unavailable(req, "this manager cannot commit now (%s); retry",
-                            rq_strerror(rv));
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
 void admin_broker_heartbeat(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct mcore *core = data;
     struct mstore_broker b;
     uint32_t id;
     char why[WHY_LEN];
@@ -1133,10 +1130,10 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "%s", why);
         return;
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(core, req)) {
         return;
     }
-    int rv = mstore_broker(m->store, id, &b);
+    int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND || (rv == 0 && b.state == MBROKER_REMOVED)) {
         rq_http_reply_error(req, 404,
                             "broker %u is not registered; register first", id);
@@ -1146,12 +1143,14 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         qapi_reply_store_error(req, rv);
         return;
     }
-    rv = liveness_heartbeat(m->liveness, id, json_object_get(body, "replicas"),
-                            uv_now(m->loop), why, sizeof why);
+    rv = liveness_heartbeat(mcore_modules(core)->liveness, id,
+                            json_object_get(body, "replicas"), mcore_now(core),
+                            why, sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rv == RQ_NOMEM ? 500 : 400, "%s", why);
         return;
     }
-    rq_http_reply(req, 200,
-                  json_pack("{s:I}", "leader_id", (json_int_t)m->cfg.id));
+    rq_http_reply(
+        req, 200,
+        json_pack("{s:I}", "leader_id", (json_int_t)mcore_config(core)->id));
 }

@@ -3,7 +3,7 @@
  * metrics, API.md section 3 under /admin/ (the admin token, or a token with
  * the admin grant, unless --admin-open; auth.h) and public API tokens, and the
  * broker side of the internal API (registration and heartbeats,
- * manager/README.md). Handlers take the struct manager as their data.
+ * manager/README.md). Handlers take the core (mcore.h) as their data.
  */
 #ifndef ADMIN_H
 #define ADMIN_H

@@ -12,15 +12,15 @@
 #include "auth.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include <nettle/memops.h>
 #include <nettle/sha2.h>
 
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
+#include "qapi_serve.h"
 #include "rq_err.h"
 #include "rq_http.h"
 #include "rq_log.h"
@@ -47,22 +47,22 @@ void auth_token_hash(const char *token, uint8_t hash[MCMD_TOKEN_HASH])
     sha256_digest(&h, MCMD_TOKEN_HASH, hash);
 }
 
-static bool is_admin_token(const struct manager *m, const char *token)
+static bool is_admin_token(const struct mcore *core, const char *token)
 {
     uint8_t a[MCMD_TOKEN_HASH];
     uint8_t b[MCMD_TOKEN_HASH];
-    if (m->cfg.admin_token[0] == '\0') {
+    if (mcore_config(core)->admin_token[0] == '\0') {
         return false;
     }
     auth_token_hash(token, a);
-    auth_token_hash(m->cfg.admin_token, b);
+    auth_token_hash(mcore_config(core)->admin_token, b);
     return memeql_sec(a, b, sizeof a) != 0;
 }
 
 enum found { FOUND_NONE, FOUND_TOKEN, FOUND_ERROR };
 
 /* Looks @token up in the store; a store failure answers 503 itself. */
-static enum found stored_token(struct manager *m, struct rq_http_req *req,
+static enum found stored_token(struct mcore *core, struct rq_http_req *req,
                                const char *token, struct auth *who)
 {
     struct mstore_token t;
@@ -74,7 +74,7 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
         return FOUND_NONE;
     }
     auth_token_hash(token, hash);
-    int rv = mstore_token_find(m->store, hash, &t);
+    int rv = mstore_token_find(mcore_store(core), hash, &t);
     if (rv == RQ_NOTFOUND) {
         return FOUND_NONE;
     }
@@ -85,9 +85,9 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
         rv = RQ_IO;
     }
     if (rv != 0) {
-        manager_unavailable(req,
-                            "the tokens cannot be read from the store "
-                            "now; retry");
+        mcore_unavailable(req,
+                          "the tokens cannot be read from the store "
+                          "now; retry");
         return FOUND_ERROR;
     }
     who->token_id = t.id;
@@ -96,47 +96,33 @@ static enum found stored_token(struct manager *m, struct rq_http_req *req,
     return FOUND_TOKEN;
 }
 
-/* A request held until this follower has caught up with the leader. */
-struct recheck {
-    struct rq_http_req *req; /* NULL once the client has gone. */
-    struct manager *m;
-    rq_http_handler again;
-};
+/* The request whose handler runs again after a consistent read, while it
+ * runs (its token is then judged for good); one manager per process. */
+static struct rq_http_req *auth_rechecked;
 
-static void on_caught_up(void *data, int status, const char *why)
+/* The route's handler again (qapi_serve_fn; @arg: the handler), now
+ * that this follower has caught up: this time auth_public judges the
+ * token with what the store holds now. */
+static bool run_again(struct mcore *core, struct rq_http_req *req, void *arg,
+                      bool last_try)
 {
-    struct recheck *rc = data;
-    if (rc->req != NULL) {
-        rq_http_on_abort(rc->req, NULL, NULL);
-        if (status != 0) {
-            manager_unavailable(rc->req, "%s", why);
-        } else {
-            /* The handler runs from the start; this time auth_public judges
-             * the token with what the store holds now. */
-            rc->m->auth_rechecked = rc->req;
-            rc->again(rc->req, rc->m);
-            rc->m->auth_rechecked = NULL;
-        }
-    }
-    free(rc);
+    rq_http_handler again = *(rq_http_handler *)arg;
+    (void)last_try;
+    auth_rechecked = req;
+    again(req, core);
+    auth_rechecked = NULL;
+    return true;
 }
 
 /* Holds @req for a consistent read and a second run of @again; false if
  * it cannot (then the caller answers now). */
-static bool recheck(struct manager *m, struct rq_http_req *req,
+static bool recheck(struct mcore *core, struct rq_http_req *req,
                     rq_http_handler again)
 {
-    if (again == NULL || m->leading || m->auth_rechecked == req) {
+    if (again == NULL || mcore_leading(core) || auth_rechecked == req) {
         return false;
     }
-    struct recheck *rc = calloc(1, sizeof *rc);
-    if (rc == NULL) {
-        return false; /* UNTESTED: ENOMEM only. */
-    }
-    rc->m = m;
-    rc->again = again;
-    manager_hold(req, &rc->req);
-    manager_read(m, on_caught_up, rc);
+    qapi_serve_read(core, req, run_again, &again, sizeof again);
     return true;
 }
 
@@ -146,11 +132,11 @@ static void unauthorized(struct rq_http_req *req, const char *msg)
     rq_http_reply_error(req, 401, "%s", msg);
 }
 
-bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
+bool auth_public(struct mcore *core, struct rq_http_req *req, struct auth *who,
                  rq_http_handler again)
 {
     memset(who, 0, sizeof *who);
-    if (!m->cfg.auth_tokens) {
+    if (!mcore_config(core)->auth_tokens) {
         who->all = true;
         return true;
     }
@@ -162,11 +148,11 @@ bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
                      "token create)");
         return false;
     }
-    if (is_admin_token(m, token)) {
+    if (is_admin_token(core, token)) {
         who->all = who->admin = true;
         return true;
     }
-    switch (stored_token(m, req, token, who)) {
+    switch (stored_token(core, req, token, who)) {
         case FOUND_TOKEN:
             return true;
         case FOUND_ERROR:
@@ -175,7 +161,7 @@ bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
             break;
     }
     if (strncmp(token, AUTH_TOKEN_PREFIX, strlen(AUTH_TOKEN_PREFIX)) == 0 &&
-        strlen(token) == AUTH_TOKEN_LEN && recheck(m, req, again)) {
+        strlen(token) == AUTH_TOKEN_LEN && recheck(core, req, again)) {
         return false;
     }
     unauthorized(req,
@@ -184,10 +170,10 @@ bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
     return false;
 }
 
-bool auth_admin(struct manager *m, struct rq_http_req *req)
+bool auth_admin(struct mcore *core, struct rq_http_req *req)
 {
     struct auth who;
-    if (m->cfg.admin_open) {
+    if (mcore_config(core)->admin_open) {
         return true;
     }
     const char *token = bearer(req);
@@ -197,11 +183,11 @@ bool auth_admin(struct manager *m, struct rq_http_req *req)
                      "token>'");
         return false;
     }
-    if (is_admin_token(m, token)) {
+    if (is_admin_token(core, token)) {
         return true;
     }
     memset(&who, 0, sizeof who);
-    switch (stored_token(m, req, token, &who)) {
+    switch (stored_token(core, req, token, &who)) {
         case FOUND_TOKEN:
             if (who.admin) {
                 return true;

@@ -14,7 +14,7 @@
  *                     topic is in the request; a consumer id's topic is
  *                     known only from the store, so those routes check on
  *                     the leader, once the consumer is found;
- *   4. route          manager_forward to the leader, or 503.
+ *   4. route          mcore_forward to the leader, or 503.
  *
  * A follower authenticates with its own store, the leader again with its
  * own when the request is forwarded (Authorization goes along), so a token
@@ -36,7 +36,7 @@
 #include "mcmd.h"
 #include "rq_http.h"
 
-struct manager;
+struct mcore;
 
 #define AUTH_TOKEN_PREFIX "rqt_"
 #define AUTH_TOKEN_RANDOM 32 /* bytes */
@@ -61,11 +61,11 @@ struct auth {
  * applied its creation yet (the leader answers a creation once it has
  * applied it, followers a moment later). With @again, the route's own
  * handler, such a request is held instead: once this manager has applied
- * the leader's commit index as of now (manager_read), @again runs anew
+ * the leader's commit index as of now (mcore_read), @again runs anew
  * on the request and the token is judged for good. false then too: the
  * request is taken care of.
  */
-bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
+bool auth_public(struct mcore *core, struct rq_http_req *req, struct auth *who,
                  rq_http_handler again);
 
 /*
@@ -74,7 +74,7 @@ bool auth_public(struct manager *m, struct rq_http_req *req, struct auth *who,
  * 401 (no token, an unknown or revoked one) or 403 (a token without the
  * admin grant) and returns false.
  */
-bool auth_admin(struct manager *m, struct rq_http_req *req);
+bool auth_admin(struct mcore *core, struct rq_http_req *req);
 
 /*
  * Step 3: may @who do @action on @topic? true, or answers 403 with the

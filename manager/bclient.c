@@ -10,11 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manager.h"
+#include "mcore.h"
 #include "policy.h"
 #include "routing.h"
 #include "rq_err.h"
-#include "rq_hash.h"
 #include "rq_json.h"
 #include "rq_log.h"
 #include "rq_record.h"
@@ -48,7 +47,7 @@ struct fan {
 };
 
 struct bcall {
-    struct manager *m;
+    struct mcore *core;
     bool produce;
     struct mstore_partition part;
     char *body; /* Produce: the request body (owned). */
@@ -124,8 +123,8 @@ static void on_retry(uv_timer_t *t)
 /* Tries again after a pause, or ends the call past its deadline. */
 static void retry_later(struct bcall *c)
 {
-    uint64_t now = uv_now(c->m->loop);
-    if (c->m->closing || now + RETRY_MS >= c->deadline) {
+    uint64_t now = mcore_now(c->core);
+    if (mcore_closing(c->core) || now + RETRY_MS >= c->deadline) {
         finish_unavailable(c);
         return;
     }
@@ -139,7 +138,8 @@ static uint32_t produce_target(struct bcall *c)
         c->redirect_to = 0;
         return t;
     }
-    const struct route *r = routing_get(c->m->routing, c->part.group_id);
+    const struct route *r =
+        routing_get(mcore_routing(c->core), c->part.group_id);
     if (r != NULL && r->leader != 0 && c->next == 0) {
         c->next++;
         return r->leader;
@@ -158,11 +158,11 @@ static uint32_t named_leader(const json_t *o)
  * the high watermark in the routing cache. */
 static void read_learn(struct bcall *c, uint32_t broker, const json_t *o)
 {
-    uint64_t now = uv_now(c->m->loop);
+    uint64_t now = mcore_now(c->core);
     json_t *hw = json_object_get(o, "high_watermark");
-    routing_set_leader(c->m->routing, c->part.group_id, broker, now);
+    routing_set_leader(mcore_routes(c->core), c->part.group_id, broker, now);
     if (json_is_integer(hw)) {
-        routing_raise(c->m->routing, c->part.group_id,
+        routing_raise(mcore_routes(c->core), c->part.group_id,
                       (uint64_t)json_integer_value(hw));
     }
 }
@@ -172,7 +172,8 @@ static void read_learn(struct bcall *c, uint32_t broker, const json_t *o)
  * new round, redirects included. */
 static void read_order(struct bcall *c)
 {
-    const struct route *r = routing_get(c->m->routing, c->part.group_id);
+    const struct route *r =
+        routing_get(mcore_routing(c->core), c->part.group_id);
     unsigned n = 0;
     if (r != NULL && r->leader != 0) {
         c->order[n++] = r->leader;
@@ -190,18 +191,18 @@ static void read_order(struct bcall *c)
 static void on_answer(void *data, const struct rq_httpc_resp *resp)
 {
     struct bcall *c = data;
-    struct manager *m = c->m;
+    struct mcore *core = c->core;
     uint64_t gid = c->part.group_id;
     json_t *o = NULL;
 
-    if (resp->err == RQ_CANCELED || m->closing) {
+    if (resp->err == RQ_CANCELED || mcore_closing(core)) {
         snprintf(c->why, sizeof c->why, "the manager is shutting down");
         finish_unavailable(c);
         return;
     }
     if (resp->err != 0) {
         snprintf(c->why, sizeof c->why, "broker %u: %s", c->target, resp->why);
-        routing_drop_leader(m->routing, gid, c->target);
+        routing_drop_leader(mcore_routes(core), gid, c->target);
         if (c->produce) {
             retry_later(c);
         } else {
@@ -218,10 +219,11 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
         snprintf(c->why, sizeof c->why, "broker %u is not the leader",
                  c->target);
         json_decref(o);
-        routing_drop_leader(m->routing, gid, c->target);
+        routing_drop_leader(mcore_routes(core), gid, c->target);
         if (leader != 0 && leader != c->target &&
             c->redirects < MAX_REDIRECTS) {
-            routing_set_leader(m->routing, gid, leader, uv_now(m->loop));
+            routing_set_leader(mcore_routes(core), gid, leader,
+                               mcore_now(core));
             c->redirects++;
             c->redirect_to = leader;
             attempt(c);
@@ -250,9 +252,9 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
     if (resp->status == 200 && c->produce) {
         json_t *base = json_object_get(o, "base_offset");
         json_t *count = json_object_get(o, "count");
-        routing_set_leader(m->routing, gid, c->target, uv_now(m->loop));
+        routing_set_leader(mcore_routes(core), gid, c->target, mcore_now(core));
         if (json_is_integer(base) && json_is_integer(count)) {
-            routing_raise(m->routing, gid,
+            routing_raise(mcore_routes(core), gid,
                           (uint64_t)json_integer_value(base) +
                               (uint64_t)json_integer_value(count));
         }
@@ -265,7 +267,7 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
         snprintf(c->why, sizeof c->why,
                  "broker %u answered without confirmed records", c->target);
         if (named != 0 && named != c->target && c->redirects < MAX_REDIRECTS) {
-            routing_set_leader(m->routing, gid, named, uv_now(m->loop));
+            routing_set_leader(mcore_routes(core), gid, named, mcore_now(core));
             c->redirects++;
             c->redirect_to = named;
         }
@@ -289,11 +291,11 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
 
 static void attempt(struct bcall *c)
 {
-    struct manager *m = c->m;
+    struct mcore *core = c->core;
     struct mstore_broker b;
     char url[1024];
 
-    if (m->closing) {
+    if (mcore_closing(core)) {
         snprintf(c->why, sizeof c->why, "the manager is shutting down");
         finish_unavailable(c);
         return;
@@ -320,7 +322,8 @@ static void attempt(struct bcall *c)
             retry_later(c);
             return;
         }
-        if (c->target != 0 && mstore_broker(m->store, c->target, &b) == 0) {
+        if (c->target != 0 &&
+            mstore_broker(mcore_store(core), c->target, &b) == 0) {
             break;
         }
         snprintf(c->why, sizeof c->why, "broker %u is unknown", c->target);
@@ -329,14 +332,13 @@ static void attempt(struct bcall *c)
     struct rq_httpc_req r = {
         .method = c->produce ? "POST" : "GET",
         .url = url,
-        .headers =
-            c->produce ? manager_records_headers(m) : manager_peer_headers(m),
-        .sign = manager_to_brokers(m),
         .body = c->body,
         .body_len = c->body_len,
         .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
     };
-    int rv = manager_call(m, &r, on_answer, c);
+    int rv =
+        mcore_call(core, MCORE_BROKER, c->produce ? MCORE_RECORDS : MCORE_JSON,
+                   &r, on_answer, c);
     if (rv != 0) {
         snprintf(c->why, sizeof c->why, "calling broker %u: %s", c->target,
                  rq_strerror(rv));
@@ -360,7 +362,7 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
     bool final = resp->err == 0 && ((resp->status == 200 && o != NULL &&
                                      policy_read_final(o, c->offset)) ||
                                     retention);
-    if (!c->delivered && final && !c->m->closing) {
+    if (!c->delivered && final && !mcore_closing(c->core)) {
         /* The confirmed leader's answer needs no other, and a replica
          * that does not answer (a stopped process) does not hold it up.
          * The call is freed once every answer is in. */
@@ -386,7 +388,7 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
         uv_close((uv_handle_t *)&c->timer, on_closed);
         return;
     }
-    if (c->fan_named != 0 && !c->m->closing) {
+    if (c->fan_named != 0 && !mcore_closing(c->core)) {
         /* Ask the leader a replica named, then the others in turn. */
         c->fanout = false;
         c->redirect_to = c->fan_named;
@@ -398,25 +400,24 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
 
 static void fan_out(struct bcall *c)
 {
-    struct manager *m = c->m;
+    struct mcore *core = c->core;
     struct mstore_broker b;
     char url[1024];
 
     c->fan_named = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
         c->fans[k] = (struct fan){.c = c, .broker = c->part.replicas[k]};
-        if (mstore_broker(m->store, c->part.replicas[k], &b) != 0) {
+        if (mstore_broker(mcore_store(core), c->part.replicas[k], &b) != 0) {
             continue;
         }
         snprintf(url, sizeof url, "http://%s%s", b.http_addr, c->path);
         struct rq_httpc_req r = {
             .method = "GET",
             .url = url,
-            .headers = manager_peer_headers(m),
-            .sign = manager_to_brokers(m),
             .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
         };
-        if (manager_call(m, &r, on_fan_answer, &c->fans[k]) == 0) {
+        if (mcore_call(core, MCORE_BROKER, MCORE_JSON, &r, on_fan_answer,
+                       &c->fans[k]) == 0) {
             c->fan_pending++;
         }
     }
@@ -426,7 +427,7 @@ static void fan_out(struct bcall *c)
     }
 }
 
-static struct bcall *bcall_new(struct manager *m,
+static struct bcall *bcall_new(struct mcore *core,
                                const struct mstore_partition *p, bclient_cb cb,
                                void *data)
 {
@@ -434,26 +435,26 @@ static struct bcall *bcall_new(struct manager *m,
     if (c == NULL) {
         return NULL; /* UNTESTED: ENOMEM only. */
     }
-    c->m = m;
+    c->core = core;
     c->part = *p;
     c->cb = cb;
     c->data = data;
-    c->deadline = uv_now(m->loop) + PRODUCE_DEADLINE_MS;
-    uv_timer_init(m->loop, &c->timer);
+    c->deadline = mcore_now(core) + PRODUCE_DEADLINE_MS;
+    uv_timer_init(mcore_loop(core), &c->timer);
     c->timer.data = c;
     return c;
 }
 
-int bclient_produce(struct manager *m, const struct mstore_partition *p,
+int bclient_produce(struct mcore *core, const struct mstore_partition *p,
                     const json_t *records, uint64_t producer_id,
                     uint64_t sequence, bclient_cb cb, void *data)
 {
-    if (m->closing) {
+    if (mcore_closing(core)) {
         return RQ_SHUTDOWN;
     }
     if (producer_id == 0) {
         /* A pair of our own: unique to this process and this call. */
-        producer_id = rq_hash_u64(m->origin + ++m->attempts) & INT64_MAX;
+        producer_id = mcore_producer_id(core);
         producer_id = producer_id != 0 ? producer_id : 1;
         sequence = 0;
     }
@@ -465,7 +466,7 @@ int bclient_produce(struct manager *m, const struct mstore_partition *p,
         rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    struct bcall *c = bcall_new(m, p, cb, data);
+    struct bcall *c = bcall_new(core, p, cb, data);
     if (c == NULL) {
         rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
@@ -483,20 +484,20 @@ int bclient_produce(struct manager *m, const struct mstore_partition *p,
     return 0;
 }
 
-int bclient_read(struct manager *m, const struct mstore_partition *p,
+int bclient_read(struct mcore *core, const struct mstore_partition *p,
                  uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
                  void *data)
 {
-    if (m->closing) {
+    if (mcore_closing(core)) {
         return RQ_SHUTDOWN;
     }
-    struct bcall *c = bcall_new(m, p, cb, data);
+    struct bcall *c = bcall_new(core, p, cb, data);
     if (c == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     c->wait_ms = wait_ms;
     c->offset = offset;
-    c->deadline = uv_now(m->loop) + READ_DEADLINE_MS + wait_ms;
+    c->deadline = mcore_now(core) + READ_DEADLINE_MS + wait_ms;
     snprintf(c->path, sizeof c->path,
              "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
              "&max=%u&wait_ms=%u",
@@ -504,7 +505,7 @@ int bclient_read(struct manager *m, const struct mstore_partition *p,
     read_order(c);
     /* With no leader known, a read asks every replica at once; a long
      * poll waits on one replica at a time. */
-    const struct route *r = routing_get(m->routing, p->group_id);
+    const struct route *r = routing_get(mcore_routing(core), p->group_id);
     c->fanout = wait_ms == 0 && (r == NULL || r->leader == 0);
     uv_timer_start(&c->timer, on_retry, 0, 0);
     return 0;

@@ -34,7 +34,7 @@
 
 #include "mstore.h"
 
-struct manager;
+struct mcore;
 
 /*
  * The outcome of a call: @status is the broker's HTTP status (200 on
@@ -59,7 +59,7 @@ typedef void (*bclient_cb)(void *data, const struct bclient_result *r);
  * runs later (answer holds base_offset and count), or RQ_NOMEM /
  * RQ_SHUTDOWN and it never runs.
  */
-int bclient_produce(struct manager *m, const struct mstore_partition *p,
+int bclient_produce(struct mcore *core, const struct mstore_partition *p,
                     const json_t *records, uint64_t producer_id,
                     uint64_t sequence, bclient_cb cb, void *data);
 
@@ -68,7 +68,7 @@ int bclient_produce(struct manager *m, const struct mstore_partition *p,
  * @wait_ms at the end. 0 and @cb runs later, or RQ_NOMEM / RQ_SHUTDOWN.
  * A 404 answer with first_offset (retention) ends the call as it is.
  */
-int bclient_read(struct manager *m, const struct mstore_partition *p,
+int bclient_read(struct mcore *core, const struct mstore_partition *p,
                  uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
                  void *data);
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "routing.h"
 #include "rq_err.h"
@@ -17,7 +17,7 @@
 #define LOG_TAG "liveness"
 
 struct liveness {
-    struct manager *m;
+    struct mcore *core;
     struct liveness_broker *brokers;
     size_t n;
     size_t cap;
@@ -32,13 +32,13 @@ struct change {
     enum mbroker_state to;
 };
 
-int liveness_new(struct manager *m, struct liveness **out)
+int liveness_new(struct mcore *core, struct liveness **out)
 {
     struct liveness *lv = calloc(1, sizeof *lv);
     if (lv == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
-    lv->m = m;
+    lv->core = core;
     *out = lv;
     return 0;
 }
@@ -127,7 +127,7 @@ const struct liveness_replica *liveness_replica(const struct liveness *lv,
 unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
                          uint32_t out[LIVENESS_VOTERS_MAX])
 {
-    const struct route *r = routing_get(lv->m->routing, group_id);
+    const struct route *r = routing_get(mcore_routing(lv->core), group_id);
     if (r == NULL || r->leader == 0) {
         return 0;
     }
@@ -240,7 +240,7 @@ static void on_changed(void *data, int status, uint64_t result)
 static void judge(struct liveness *lv, struct liveness_broker *b,
                   enum mbroker_state state, uint64_t now)
 {
-    const struct manager_config *cfg = &lv->m->cfg;
+    const struct manager_config *cfg = mcore_config(lv->core);
     enum mbroker_state to;
 
     if (b->changing || (state != MBROKER_ALIVE && state != MBROKER_SUSPECT &&
@@ -269,7 +269,7 @@ static void judge(struct liveness *lv, struct liveness_broker *b,
     struct mcmd cmd = {.type = MCMD_BROKER_STATE};
     cmd.u.broker_state.id = b->id;
     cmd.u.broker_state.state = to;
-    if (manager_propose(lv->m, &cmd, on_changed, c) != 0) {
+    if (mcore_propose(lv->core, &cmd, on_changed, c) != 0) {
         free(c);
         return;
     }
@@ -288,7 +288,7 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
         return rv;
     }
     for (size_t i = 0; i < n; i++) {
-        routing_report(lv->m->routing, r[i].group_id, id, r[i].leader,
+        routing_report(mcore_routes(lv->core), r[i].group_id, id, r[i].leader,
                        r[i].leader_id, r[i].term, r[i].commit, r[i].next_offset,
                        now);
     }
@@ -322,7 +322,7 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
     b->n_replicas = n;
     b->last_ms = now;
     b->heard = true;
-    if (mstore_broker(lv->m->store, id, &sb) == 0 &&
+    if (mstore_broker(mcore_store(lv->core), id, &sb) == 0 &&
         sb.state != MBROKER_ALIVE) {
         judge(lv, b, sb.state, now);
     }
@@ -346,7 +346,7 @@ void liveness_tick(struct liveness *lv, uint64_t now)
     struct mstore_broker *list;
     size_t n;
 
-    if (!lv->leading || mstore_brokers(lv->m->store, &list, &n) != 0) {
+    if (!lv->leading || mstore_brokers(mcore_store(lv->core), &list, &n) != 0) {
         return;
     }
     for (size_t i = 0; i < n; i++) {

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct manager;
+struct mcore;
 struct liveness;
 
 #define LIVENESS_VOTERS_MAX 8
@@ -52,7 +52,7 @@ struct liveness_broker {
     size_t n_replicas;
 };
 
-int liveness_new(struct manager *m, struct liveness **out);
+int liveness_new(struct mcore *core, struct liveness **out);
 void liveness_free(struct liveness *lv);
 
 /* This manager became the leader at @now: forget every report and start

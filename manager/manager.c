@@ -1,7 +1,10 @@
 /*
  * The manager: one member of the metadata Raft group, serving the queue API
  * (API.md sections 1-3) and the internal API brokers use
- * (manager/README.md).
+ * (manager/README.md). This file holds main, the configuration, start-up
+ * and shutdown, the state machine's callbacks and the wiring of the other
+ * modules around the core (mcore.h), which does the proposing, reading and
+ * forwarding.
  *
  * One libuv loop runs everything. rq_mux listens on the Raft address and
  * carries the metadata group; rq_http serves the HTTP address; rq_httpc
@@ -10,19 +13,13 @@
  * transaction that a uv_check handle commits once per loop turn, so a burst
  * of entries costs one SQLite commit.
  *
- * - Writes are proposed by the ready leader only; a follower forwards a
- *   request that must be served by the leader over HTTP, marked with
- *   X-Raftq-Forwarded so it is never forwarded twice (manager_forward).
- * - Consistent reads (manager_read): on the leader a barrier proves the
- *   leadership and that everything committed before the read is applied;
- *   several reads share one barrier. A follower asks the leader for its
- *   read index and waits until it has applied that far.
  * - Addresses: the leader publishes its own HTTP address in the state
  *   (MCMD_MANAGER_ADDR) once ready, so followers can forward to it;
  *   followers send theirs to the leader, which commits them.
  * - Leader duties run from a 100 ms tick: broker liveness (liveness.c)
- *   every 500 ms, reconciliation of replicas on brokers (reconcile.c)
- *   every second or when kicked.
+ *   every 500 ms, repair of replica sets (repair.c) every second,
+ *   reconciliation of replicas on brokers (reconcile.c) every second or
+ *   when kicked.
  *
  * Shutdown (SIGTERM, SIGINT, SIGHUP): the HTTP server closes first (every
  * request still waiting is answered 503 through its abort callback), then
@@ -32,24 +29,25 @@
  * process exits 0. A start-up failure (port in use, data directory locked,
  * bad flags) exits non-zero with a message on standard error.
  */
-#include "manager.h"
-
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <nettle/sha2.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
 
 #include "admin.h"
 #include "liveness.h"
+#include "mcmd.h"
+#include "mconfig.h"
+#include "mcore.h"
 #include "mmetrics.h"
 #include "mstore.h"
 #include "qapi.h"
@@ -58,6 +56,7 @@
 #include "routes.h"
 #include "routing.h"
 #include "rq_aio.h"
+#include "rq_config.h"
 #include "rq_err.h"
 #include "rq_fs.h"
 #include "rq_httpc.h"
@@ -68,7 +67,6 @@
 #include "rq_node.h"
 #include "rq_mux.h"
 #include "rq_tls.h"
-#include "rq_wire.h"
 #include "ui.h"
 
 #define LOG_TAG "manager"
@@ -78,12 +76,63 @@
 #define ROUTES_TICKS 10  /* Followers copy the leader's routes every second. */
 #define RECONCILE_TICKS 10 /* Every second. */
 #define ADDR_RETRY_MS 1000
-#define READ_TIMEOUT_MS 5000
-#define FORWARD_TIMEOUT_MS 15000
 #define PEER_TIMEOUT_MS 3000
 #define PATH_LEN 4096
 #define URL_LEN 8192
 #define MAX_BODY (32u << 20) /* 10,000 records of escaped JSON text. */
+#define MANAGER_GROUP 1      /* The metadata Raft group's id on the mux. */
+
+struct manager {
+    struct manager_config cfg;
+    struct rq_peer peers[RQ_PEERS_MAX];
+    size_t n_peers;
+    const char *self_raft; /* This manager's entry in --peers. */
+    uv_loop_t *loop;
+    struct rq_mux *mux;
+    struct raft_uv_transport transport;
+    bool transport_live;
+    struct rq_node *node;
+    struct mstore *store;
+    struct rq_http *http;
+    struct rq_httpc *httpc;
+    /* The keys derived from --cluster-secret (the secret is not kept for
+     * HTTP), the verifier of signed requests, and who signs our calls. */
+    struct rq_keys keys;
+    struct rq_httpsig *httpsig;
+    char sender[32]; /* "manager-ID" */
+    struct rq_httpc_signer to_brokers;
+    struct rq_httpc_signer to_managers;
+    struct rq_tls *tls; /* NULL without --tls-*. */
+    struct routing *routing;
+    struct mcore *core;
+    struct liveness *liveness;
+    struct reconcile *reconcile;
+    struct repair *repair;
+    int lock_fd;
+    uint64_t origin; /* Random per process: names our produce attempts. */
+
+    uv_check_t flush; /* Commits the store's open transaction each turn. */
+    uv_timer_t tick;  /* Leader duties, read deadlines, address upkeep. */
+    uint64_t ticks;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    uv_signal_t sighup;
+    bool closing;
+
+    struct rq_node_info info; /* As last reported by the node. */
+    bool leading;             /* The ready leader. */
+
+    bool routes_in_flight; /* A follower copying the leader's routes. */
+    bool addr_in_flight;   /* Publishing our addresses. */
+    uint64_t addr_next_ms;
+
+    struct rq_metrics *metrics; /* GET /metrics renders it. */
+    struct mmetrics *mmetrics;
+};
+
+/* The one manager of the process. Handlers get the core as their data;
+ * the routes this file serves itself reach the manager here. */
+static struct manager manager;
 
 static const struct rq_opt options[] = {
     {"id", "RAFTQ_ID", RQ_OPT_U64, NULL, true,
@@ -152,573 +201,7 @@ static const struct rq_opt options[] = {
     RQ_TLS_OPTIONS(struct manager_config),
 };
 
-/* ---- Small services ---- */
-
-uint64_t manager_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/*
- * A 503 with Retry-After. @sent says whether the leader may have received
- * the request (it was forwarded and no answer came back): then a consume
- * may have moved its consumer's offset, and its answer says so
- * (qapi_consume_outcome); every other 503 of a consume is given before the
- * consume runs.
- */
-static void unavailable(struct rq_http_req *req, bool sent, const char *fmt,
-                        va_list ap)
-{
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    json_t *body = json_pack("{s:s,s:s}", "status", "failure", "message", msg);
-    if (body == NULL) {
-        /* UNTESTED: ENOMEM, or a message that is not UTF-8. */
-        rq_http_set_header(req, "Retry-After", "1");
-        rq_http_reply_error(req, 503, "%s", msg);
-        return;
-    }
-    qapi_consume_outcome(req, body, sent);
-    rq_http_set_header(req, "Retry-After", "1");
-    rq_http_reply(req, 503, body);
-}
-
-void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    unavailable(req, false, fmt, ap);
-    va_end(ap);
-}
-
-static void on_held_abort(struct rq_http_req *req, void *data)
-{
-    struct rq_http_req **slot = data;
-    *slot = NULL;
-    manager_unavailable(req,
-                        "the request was abandoned: the client went "
-                        "away or the manager is shutting down");
-}
-
-void manager_hold(struct rq_http_req *req, struct rq_http_req **slot)
-{
-    *slot = req;
-    rq_http_on_abort(req, on_held_abort, slot);
-}
-
-static const char *const peer_headers[] = {"Content-Type: application/json",
-                                           NULL};
-static const char *const records_headers[] = {
-    "Content-Type: application/vnd.raftq.records", NULL};
-
-const char *const *manager_peer_headers(struct manager *m)
-{
-    (void)m;
-    return peer_headers;
-}
-
-const char *const *manager_records_headers(struct manager *m)
-{
-    (void)m;
-    return records_headers;
-}
-
-const struct rq_httpc_signer *manager_to_brokers(struct manager *m)
-{
-    return &m->to_brokers;
-}
-
-const struct rq_httpc_signer *manager_to_managers(struct manager *m)
-{
-    return &m->to_managers;
-}
-
-const char *manager_leader_http(struct manager *m, char *buf, size_t n)
-{
-    struct mstore_manager mm;
-    uint64_t leader = m->info.leader_id;
-    if (leader == 0 || mstore_manager(m->store, (uint32_t)leader, &mm) != 0 ||
-        mm.http_addr[0] == '\0') {
-        return NULL;
-    }
-    snprintf(buf, n, "%s", mm.http_addr);
-    return buf;
-}
-
-/* ---- Proposals ---- */
-
-int manager_propose(struct manager *m, struct mcmd *c, rq_node_done_cb cb,
-                    void *data)
-{
-    struct rq_buf b;
-    int rv;
-
-    if (m->closing) {
-        return RQ_SHUTDOWN;
-    }
-    if (!rq_node_ready(m->node)) {
-        return RQ_NOTLEADER;
-    }
-    c->now_ms = manager_wall_ms();
-    rq_buf_init(&b);
-    rv = mcmd_encode(c, &b);
-    if (rv == 0 && b.err != 0) {
-        rv = b.err; /* UNTESTED: ENOMEM only. */
-    }
-    if (rv == 0) {
-        rv = rq_node_apply(m->node, b.base, b.len, cb, data);
-    }
-    rq_buf_close(&b);
-    m->stats.proposals++;
-    if (rv != 0) {
-        m->stats.proposal_errors++;
-        rq_log(RQ_DEBUG, "proposing %s: %s", mcmd_type_name(c->type),
-               rq_strerror(rv));
-    }
-    return rv;
-}
-
-/* ---- Consistent reads ---- */
-
-struct read_op {
-    struct rq_list link;
-    struct manager *m;
-    manager_read_cb cb;
-    void *data;
-    uint64_t index;    /* Follower: the leader's read index. */
-    uint64_t deadline; /* uv_now() value. */
-    int status;        /* For deferred completions. */
-    char why[MANAGER_WHY];
-};
-
-static void read_finish(struct read_op *op, int status, const char *why)
-{
-    rq_list_remove(&op->link);
-    op->cb(op->data, status, why != NULL ? why : "");
-    free(op);
-}
-
-static void on_defer(uv_timer_t *t)
-{
-    struct manager *m = t->data;
-    while (!rq_list_empty(&m->deferred)) {
-        struct read_op *op =
-            RQ_LIST_ENTRY(m->deferred.next, struct read_op, link);
-        read_finish(op, op->status, op->why);
-    }
-}
-
-/* Completes @op with @status on the next loop turn (never inside
- * manager_read itself). */
-static void read_defer(struct read_op *op, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void read_defer(struct read_op *op, int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(op->why, sizeof op->why, fmt, ap);
-    va_end(ap);
-    op->status = status;
-    rq_list_remove(&op->link);
-    rq_list_push(&op->m->deferred, &op->link);
-    if (!uv_is_closing((uv_handle_t *)&op->m->defer)) {
-        uv_timer_start(&op->m->defer, on_defer, 0, 0);
-    }
-}
-
-static void barrier_start(struct manager *m);
-
-static void on_read_barrier(void *data, int status, uint64_t result)
-{
-    struct manager *m = data;
-    (void)result;
-    m->barrier_in_flight = false;
-    while (!rq_list_empty(&m->barrier_current)) {
-        struct read_op *op =
-            RQ_LIST_ENTRY(m->barrier_current.next, struct read_op, link);
-        read_finish(op, status,
-                    status == 0 ? NULL
-                    : status == RQ_SHUTDOWN
-                        ? "the manager is shutting down"
-                        : "leadership was lost before the read was "
-                          "confirmed; retry");
-    }
-    if (!m->closing) {
-        barrier_start(m);
-    }
-}
-
-static void barrier_start(struct manager *m)
-{
-    if (m->barrier_in_flight || rq_list_empty(&m->barrier_next)) {
-        return;
-    }
-    while (!rq_list_empty(&m->barrier_next)) {
-        struct rq_list *l = m->barrier_next.next;
-        rq_list_remove(l);
-        rq_list_push(&m->barrier_current, l);
-    }
-    int rv = rq_node_barrier(m->node, on_read_barrier, m);
-    if (rv != 0) {
-        while (!rq_list_empty(&m->barrier_current)) {
-            struct read_op *op =
-                RQ_LIST_ENTRY(m->barrier_current.next, struct read_op, link);
-            read_defer(op, rv,
-                       "this manager cannot confirm its leadership "
-                       "now; retry");
-        }
-        return;
-    }
-    m->stats.read_barriers++;
-    m->barrier_in_flight = true;
-}
-
-static void on_read_index(void *data, const struct rq_httpc_resp *resp)
-{
-    struct read_op *op = data;
-    struct manager *m = op->m;
-    char why[MANAGER_WHY];
-
-    if (m->closing) {
-        read_finish(op, RQ_SHUTDOWN, "the manager is shutting down");
-        return;
-    }
-    if (resp->err != 0 || resp->status != 200) {
-        snprintf(why, sizeof why,
-                 "the leader manager did not give a read index: %s",
-                 resp->err != 0 ? resp->why : "it answered an error");
-        read_finish(op, RQ_NOTLEADER, why);
-        return;
-    }
-    json_error_t jerr;
-    json_t *o = json_loadb(resp->body, resp->body_len, 0, &jerr);
-    json_t *v = json_object_get(o, "index");
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        json_decref(o);
-        read_finish(op, RQ_NOTLEADER,
-                    "the leader manager's read index does not parse");
-        return;
-    }
-    op->index = (uint64_t)json_integer_value(v);
-    json_decref(o);
-    struct rq_node_info info;
-    rq_node_info(m->node, &info);
-    if (info.applied >= op->index) {
-        read_finish(op, 0, NULL);
-        return;
-    }
-    rq_list_push(&m->applied_waiters, &op->link);
-}
-
-/* Wakes follower reads whose index has been applied. */
-static void wake_applied(struct manager *m)
-{
-    if (rq_list_empty(&m->applied_waiters)) {
-        return;
-    }
-    struct rq_node_info info;
-    rq_node_info(m->node, &info);
-    struct rq_list *l = m->applied_waiters.next;
-    while (l != &m->applied_waiters) {
-        struct read_op *op = RQ_LIST_ENTRY(l, struct read_op, link);
-        l = l->next;
-        if (info.applied >= op->index) {
-            read_finish(op, 0, NULL);
-        }
-    }
-}
-
-static void expire_reads(struct manager *m, uint64_t now)
-{
-    struct rq_list *l = m->applied_waiters.next;
-    while (l != &m->applied_waiters) {
-        struct read_op *op = RQ_LIST_ENTRY(l, struct read_op, link);
-        l = l->next;
-        if (now >= op->deadline) {
-            read_finish(op, RQ_TIMEOUT,
-                        "this manager did not catch up with the leader in "
-                        "time");
-        }
-    }
-}
-
-int manager_call(struct manager *m, const struct rq_httpc_req *req,
-                 rq_httpc_cb cb, void *data)
-{
-    if (m->closing || m->httpc == NULL) {
-        return RQ_SHUTDOWN;
-    }
-    return rq_httpc_do(m->httpc, req, cb, data);
-}
-
-void manager_read(struct manager *m, manager_read_cb cb, void *data)
-{
-    char addr[MCMD_ADDR_MAX + 1];
-    char url[URL_LEN];
-    struct read_op *op = calloc(1, sizeof *op);
-    if (op == NULL) {
-        abort(); /* UNTESTED: ENOMEM only; the callback must run. */
-    }
-    op->m = m;
-    op->cb = cb;
-    op->data = data;
-    op->deadline = uv_now(m->loop) + READ_TIMEOUT_MS;
-    rq_list_init(&op->link);
-    if (m->closing) {
-        read_defer(op, RQ_SHUTDOWN, "the manager is shutting down");
-        return;
-    }
-    if (rq_node_ready(m->node)) {
-        rq_list_push(&m->barrier_next, &op->link);
-        barrier_start(m);
-        return;
-    }
-    if (manager_leader_http(m, addr, sizeof addr) == NULL ||
-        m->info.leader_id == m->cfg.id) {
-        read_defer(op, RQ_NOTLEADER,
-                   "no leader manager is known yet (an election may be "
-                   "under way); retry");
-        return;
-    }
-    m->stats.read_index++;
-    snprintf(url, sizeof url, "http://%s/internal/read-index", addr);
-    struct rq_httpc_req r = {
-        .method = "GET",
-        .url = url,
-        .headers = manager_peer_headers(m),
-        .sign = manager_to_managers(m),
-        .timeout_ms = PEER_TIMEOUT_MS,
-    };
-    int rv = manager_call(m, &r, on_read_index, op);
-    if (rv != 0) {
-        read_defer(op, rv, "asking the leader manager for its read index: %s",
-                   rq_strerror(rv));
-    }
-}
-
-/* ---- Forwarding ---- */
-
-struct forward {
-    struct rq_http_req *req;
-    struct manager *m;
-    char leader[MCMD_ADDR_MAX + 1];
-};
-
-/* A 503 for a request forwarded to the leader (@sent true) or not. */
-static void forward_unavailable(struct rq_http_req *req, bool sent,
-                                const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void forward_unavailable(struct rq_http_req *req, bool sent,
-                                const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    unavailable(req, sent, fmt, ap);
-    va_end(ap);
-}
-
-static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
-{
-    struct forward *f = data;
-    struct rq_http_req *req = f->req;
-    if (req == NULL) {
-        free(f);
-        return;
-    }
-    if (resp->err != 0 || resp->status == 0) {
-        /* Only a refused connection surely kept the request from the
-         * leader. */
-        forward_unavailable(req, resp->err != RQ_CONNECT,
-                            "the leader manager at %s could not be reached: "
-                            "%s; retry",
-                            f->leader, resp->why != NULL ? resp->why : "");
-    } else {
-        if (resp->retry_after != NULL) {
-            rq_http_set_header(req, "Retry-After", resp->retry_after);
-        }
-        rq_http_reply_text(req, (int)resp->status, "application/json",
-                           resp->body, resp->body_len);
-    }
-    free(f);
-}
-
-/*
- * Whether @req bears a manager's X-Raftq-Forwarded mark that can be
- * believed: on an internal route the signature was checked before the
- * handler (and may not be checked twice: its nonce is spent); on a public
- * route, which anyone may call, only with a valid manager-to-manager
- * signature. A mark without one is ignored, so a stranger cannot make a
- * follower refuse to forward.
- */
-static bool forwarded_by_a_manager(struct manager *m, struct rq_http_req *req)
-{
-    char why[MANAGER_WHY];
-
-    if (rq_http_header(req, MANAGER_FORWARDED) == NULL) {
-        return false;
-    }
-    if (rq_http_route_auth(req) != 0) {
-        return true;
-    }
-    if (rq_httpsig_verify(m->httpsig, req, RQ_HTTPSIG_M2M, why, sizeof why) !=
-        RQ_SIG_OK) {
-        rq_log(RQ_DEBUG, "ignoring %s: %s", MANAGER_FORWARDED, why);
-        return false;
-    }
-    return true;
-}
-
-/* The client left (or this manager is closing): the forwarded request is
- * canceled, which closes its connection, so the leader sees its client
- * leave too and a consume there does not propose its advance if it has
- * not yet (API.md section 1). */
-static void on_forward_abort(struct rq_http_req *req, void *data)
-{
-    struct forward *f = data;
-    f->req = NULL;
-    forward_unavailable(req, true,
-                        "the request was abandoned: the client went away or "
-                        "the manager is shutting down");
-    if (f->m->httpc != NULL) {
-        rq_httpc_cancel(f->m->httpc, f); /* on_forwarded() frees f. */
-    }
-}
-
-bool manager_forward(struct manager *m, struct rq_http_req *req)
-{
-    char url[URL_LEN];
-    char fwd_line[64];
-    char ct_line[256];
-    char auth_line[1024];
-    const char *headers[6];
-    size_t nh = 0;
-
-    if (m->closing) {
-        manager_unavailable(req, "the manager is shutting down");
-        return true;
-    }
-    if (rq_node_ready(m->node)) {
-        return false;
-    }
-    if (forwarded_by_a_manager(m, req)) {
-        manager_unavailable(req,
-                            "manager %" PRIu64
-                            " is not the leader either (leadership is "
-                            "moving); retry",
-                            m->cfg.id);
-        return true;
-    }
-    struct forward *f = calloc(1, sizeof *f);
-    if (f == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return true;
-    }
-    f->m = m;
-    if (m->info.leader_id == m->cfg.id ||
-        manager_leader_http(m, f->leader, sizeof f->leader) == NULL) {
-        free(f);
-        manager_unavailable(req, m->info.leader_id == 0
-                                     ? "no leader manager yet (an election "
-                                       "is under way); retry"
-                                     : "the leader manager is not ready yet; "
-                                       "retry");
-        return true;
-    }
-    const char *qs = rq_http_query_string(req);
-    snprintf(url, sizeof url, "http://%s%s%s%s", f->leader, rq_http_path(req),
-             qs[0] != '\0' ? "?" : "", qs);
-    snprintf(fwd_line, sizeof fwd_line, MANAGER_FORWARDED ": %" PRIu64,
-             m->cfg.id);
-    headers[nh++] = fwd_line;
-    const char *ct = rq_http_header(req, "Content-Type");
-    snprintf(ct_line, sizeof ct_line, "Content-Type: %s",
-             ct != NULL ? ct : "application/json");
-    headers[nh++] = ct_line;
-    const char *auth = rq_http_header(req, "Authorization");
-    if (auth != NULL) {
-        snprintf(auth_line, sizeof auth_line, "Authorization: %s", auth);
-        headers[nh++] = auth_line;
-    }
-    headers[nh] = NULL;
-    size_t len;
-    const uint8_t *body = rq_http_body(req, &len);
-    struct rq_httpc_req r = {
-        .method = rq_http_method(req),
-        .url = url,
-        .headers = headers,
-        .body = len > 0 ? body : NULL,
-        .body_len = len,
-        .timeout_ms = FORWARD_TIMEOUT_MS,
-        /* Signed afresh as this manager: the caller's signature, if any,
-         * was spent here. */
-        .sign = &m->to_managers,
-        /* A consume's failure says whether the leader may have received
-         * it, which a refused connect proves only on a new connection. */
-        .fresh = rq_http_route_handler(req) == qapi_consume,
-    };
-    int rv = manager_call(m, &r, on_forwarded, f);
-    if (rv != 0) {
-        free(f);
-        manager_unavailable(req, "forwarding to the leader manager: %s",
-                            rq_strerror(rv));
-        return true;
-    }
-    m->stats.forwarded++;
-    if (strncmp(rq_http_path(req), "/internal/", 10) == 0) {
-        m->stats.forwarded_internal++;
-    }
-    f->req = req;
-    rq_http_on_abort(req, on_forward_abort, f);
-    return true;
-}
-
 /* ---- Internal endpoints of the metadata group ---- */
-
-struct read_index {
-    struct rq_http_req *req;
-    struct manager *m;
-};
-
-static void on_read_index_barrier(void *data, int status, const char *why)
-{
-    struct read_index *ri = data;
-    if (ri->req != NULL) {
-        if (status != 0) {
-            manager_unavailable(ri->req, "%s", why);
-        } else {
-            struct rq_node_info info;
-            rq_node_info(ri->m->node, &info);
-            rq_http_reply(
-                ri->req, 200,
-                json_pack("{s:I}", "index", (json_int_t)info.applied));
-        }
-    }
-    free(ri);
-}
-
-/* GET /internal/read-index: answered by the ready leader after a barrier
- * with an index the asker must apply before it reads. */
-static void api_read_index(struct rq_http_req *req, void *data)
-{
-    struct manager *m = data;
-    if (!rq_node_ready(m->node)) {
-        manager_unavailable(req, "manager %" PRIu64 " is not the leader",
-                            m->cfg.id);
-        return;
-    }
-    struct read_index *ri = calloc(1, sizeof *ri);
-    if (ri == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
-    }
-    ri->m = m;
-    manager_hold(req, &ri->req);
-    manager_read(m, on_read_index_barrier, ri);
-}
 
 struct addr_op {
     struct rq_http_req *req;
@@ -737,8 +220,8 @@ static void on_addr_applied(void *data, int status, uint64_t result)
             rq_log(RQ_INFO, "published manager %u's addresses", op->id);
         }
     } else if (status != 0) {
-        manager_unavailable(op->req, "the addresses were not committed: %s",
-                            rq_strerror(status));
+        mcore_unavailable(op->req, "the addresses were not committed: %s",
+                          rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         rq_http_reply_error(op->req,
                             rq_err_http_status(MSTORE_ERR_CODE(result)),
@@ -764,8 +247,9 @@ static const struct rq_peer *peer_of(const struct manager *m, uint64_t id)
  * the leader. */
 static void api_manager_addr(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
-    char why[MANAGER_WHY];
+    struct manager *m = &manager;
+    (void)data; /* The core. */
+    char why[MCORE_WHY];
     struct mcmd c = {.type = MCMD_MANAGER_ADDR};
 
     /* Signed (checked before this handler), then validated, then
@@ -793,7 +277,7 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
                             "need 'raft_addr' and 'http_addr' (HOST:PORT)");
         return;
     }
-    if (manager_forward(m, req)) {
+    if (mcore_forward(m->core, req)) {
         return;
     }
     c.u.manager.id = (uint32_t)id;
@@ -808,14 +292,13 @@ static void api_manager_addr(struct rq_http_req *req, void *data)
     }
     op->m = m;
     op->id = (uint32_t)id;
-    int rv = manager_propose(m, &c, on_addr_applied, op);
+    int rv = mcore_propose(m->core, &c, on_addr_applied, op);
     if (rv != 0) {
         free(op);
-        manager_unavailable(req, "proposing the addresses: %s",
-                            rq_strerror(rv));
+        mcore_unavailable(req, "proposing the addresses: %s", rq_strerror(rv));
         return;
     }
-    manager_hold(req, &op->req);
+    mcore_hold(req, &op->req);
 }
 
 /* ---- Address upkeep ---- */
@@ -861,7 +344,7 @@ static void addr_upkeep(struct manager *m, uint64_t now)
         }
         op->m = m;
         op->id = (uint32_t)m->cfg.id;
-        if (manager_propose(m, &c, on_addr_applied, op) != 0) {
+        if (mcore_propose(m->core, &c, on_addr_applied, op) != 0) {
             free(op);
             return;
         }
@@ -869,7 +352,7 @@ static void addr_upkeep(struct manager *m, uint64_t now)
         return;
     }
     if (m->info.leader_id == 0 || m->info.leader_id == m->cfg.id ||
-        manager_leader_http(m, addr, sizeof addr) == NULL) {
+        mcore_leader_http(m->core, addr, sizeof addr) == NULL) {
         return;
     }
     snprintf(url, sizeof url, "http://%s/internal/managers/%" PRIu64, addr,
@@ -884,13 +367,12 @@ static void addr_upkeep(struct manager *m, uint64_t now)
     struct rq_httpc_req r = {
         .method = "POST",
         .url = url,
-        .headers = manager_peer_headers(m),
-        .sign = manager_to_managers(m),
         .body = body,
         .body_len = len,
         .timeout_ms = PEER_TIMEOUT_MS,
     };
-    if (manager_call(m, &r, on_addr_sent, m) == 0) {
+    if (mcore_call(m->core, MCORE_MANAGER, MCORE_JSON, &r, on_addr_sent, m) ==
+        0) {
         m->addr_in_flight = true;
     }
 }
@@ -901,10 +383,11 @@ static void addr_upkeep(struct manager *m, uint64_t now)
  * heartbeats feed, for followers to copy. */
 static void api_routes(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct manager *m = &manager;
+    (void)data; /* The core. */
     if (!m->leading) {
-        manager_unavailable(req, "manager %" PRIu64 " is not the leader",
-                            m->cfg.id);
+        mcore_unavailable(req, "manager %" PRIu64 " is not the leader",
+                          m->cfg.id);
         return;
     }
     json_t *list = json_array();
@@ -927,7 +410,8 @@ static void api_routes(struct rq_http_req *req, void *data)
  * (the snapshot bytes). */
 static void api_state_digest(struct rq_http_req *req, void *data)
 {
-    struct manager *m = data;
+    struct manager *m = &manager;
+    (void)data; /* The core. */
     uint8_t digest[MSTORE_DIGEST_LEN];
     char content[2 * MSTORE_DIGEST_LEN + 1];
     char image[2 * SHA256_DIGEST_SIZE + 1];
@@ -991,18 +475,16 @@ static void routes_copy(struct manager *m)
     char addr[MCMD_ADDR_MAX + 1];
     char url[URL_LEN];
     if (m->leading || m->routes_in_flight || m->info.leader_id == m->cfg.id ||
-        manager_leader_http(m, addr, sizeof addr) == NULL) {
+        mcore_leader_http(m->core, addr, sizeof addr) == NULL) {
         return;
     }
     snprintf(url, sizeof url, "http://%s/internal/routes", addr);
     struct rq_httpc_req r = {
         .method = "GET",
         .url = url,
-        .headers = manager_peer_headers(m),
-        .sign = manager_to_managers(m),
         .timeout_ms = PEER_TIMEOUT_MS,
     };
-    if (manager_call(m, &r, on_routes, m) == 0) {
+    if (mcore_call(m->core, MCORE_MANAGER, MCORE_JSON, &r, on_routes, m) == 0) {
         m->routes_in_flight = true;
     }
 }
@@ -1028,7 +510,7 @@ static void on_flush(uv_check_t *c)
     if (rv != 0) {
         store_failed("committing the store", rv);
     }
-    wake_applied(m);
+    mcore_applied(m->core);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1036,8 +518,7 @@ static void on_tick(uv_timer_t *t)
     struct manager *m = t->data;
     uint64_t now = uv_now(m->loop);
     m->ticks++;
-    expire_reads(m, now);
-    wake_applied(m);
+    mcore_tick(m->core, now);
     addr_upkeep(m, now);
     if (!m->leading) {
         if (m->ticks % ROUTES_TICKS == 0) {
@@ -1061,6 +542,7 @@ static void on_change(void *data, const struct rq_node_info *info)
     rq_node_exit_if_stopped(info, "manager");
     m->info = *info;
     m->leading = info->ready;
+    mcore_node_changed(m->core, info);
     if (m->leading && !was) {
         uint64_t now = uv_now(m->loop);
         rq_log(RQ_INFO, "leading the managers in term %" PRIu64, info->term);
@@ -1149,7 +631,7 @@ static int fsm_snapshot(void *data, struct raft_buffer *out)
 static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 {
     struct manager *m = data;
-    char why[MANAGER_WHY];
+    char why[MCORE_WHY];
     int rv = mstore_restore(m->store, buf, len, why, sizeof why);
     if (rv != 0) {
         rq_log(RQ_ERROR, "snapshot of %zu bytes refused: %s", len, why);
@@ -1177,7 +659,7 @@ static const struct rq_http_route routes[] = {
     {"GET", "/admin/managers", admin_managers},
     /* The managers' own: only managers call them (tests and tools that
      * compare managers' states sign as one). */
-    {"GET", "/internal/read-index", api_read_index, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/read-index", mcore_read_index, RQ_HTTPSIG_M2M},
     {"GET", "/internal/routes", api_routes, RQ_HTTPSIG_M2M},
     {"GET", "/internal/state-digest", api_state_digest, RQ_HTTPSIG_M2M},
     {"POST", "/internal/managers/{id}", api_manager_addr, RQ_HTTPSIG_M2M},
@@ -1200,13 +682,14 @@ static void on_node_closed(void *data)
     }
     rq_mux_close(m->mux, on_mux_closed, m);
     uv_close((uv_handle_t *)&m->flush, NULL);
-    uv_close((uv_handle_t *)&m->defer, NULL);
+    mcore_closing_node(m->core);
 }
 
 static void on_httpc_closed(void *data)
 {
     struct manager *m = data;
     m->httpc = NULL;
+    mcore_closing_httpc(m->core);
     rq_node_close(m->node, on_node_closed, m);
 }
 
@@ -1214,8 +697,7 @@ static void on_http_closed(void *data)
 {
     struct manager *m = data;
     m->http = NULL;
-    /* Deferred completions first, while their owners still exist. */
-    on_defer(&m->defer);
+    mcore_closing_http(m->core);
     rq_httpc_close(m->httpc, on_httpc_closed, m);
 }
 
@@ -1225,6 +707,7 @@ static void shutdown_begin(struct manager *m)
         return;
     }
     m->closing = true;
+    mcore_closing_begin(m->core);
     rq_log(RQ_INFO, "shutting down");
     uv_close((uv_handle_t *)&m->tick, NULL);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
@@ -1232,16 +715,6 @@ static void shutdown_begin(struct manager *m)
     uv_close((uv_handle_t *)&m->sighup, NULL);
     liveness_stop(m->liveness);
     repair_stop(m->repair);
-    while (!rq_list_empty(&m->barrier_next)) {
-        struct read_op *op =
-            RQ_LIST_ENTRY(m->barrier_next.next, struct read_op, link);
-        read_finish(op, RQ_SHUTDOWN, "the manager is shutting down");
-    }
-    while (!rq_list_empty(&m->applied_waiters)) {
-        struct read_op *op =
-            RQ_LIST_ENTRY(m->applied_waiters.next, struct read_op, link);
-        read_finish(op, RQ_SHUTDOWN, "the manager is shutting down");
-    }
     rq_http_close(m->http, on_http_closed, m);
 }
 
@@ -1353,6 +826,59 @@ static bool client_cert_required(const char *path)
     return strncmp(path, "/internal/", 10) == 0;
 }
 
+/* Reconciliation looks again soon after repair changed a replica set. */
+static void on_repair_changed(void *data)
+{
+    struct manager *m = data;
+    reconcile_kick(m->reconcile);
+}
+
+/*
+ * Creates the core around the handles start() opened, then the modules
+ * that take it: repair before reconcile, which asks it which groups are
+ * being moved; repair tells reconcile of its changes through
+ * on_repair_changed. 0 or RQ_NOMEM.
+ */
+static int wire(struct manager *m)
+{
+    if (routing_new(&m->routing) != 0) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    struct mcore_handles h = {
+        .loop = m->loop,
+        .node = m->node,
+        .store = m->store,
+        .httpc = m->httpc,
+        .httpsig = m->httpsig,
+        .to_brokers = &m->to_brokers,
+        .to_managers = &m->to_managers,
+        .routing = m->routing,
+        .cfg = &m->cfg,
+        .peers = m->peers,
+        .n_peers = m->n_peers,
+        .origin = m->origin,
+        .says_sent = qapi_consume,
+        .outcome = qapi_consume_outcome,
+    };
+    if (mcore_new(&h, &m->core) != 0 ||
+        liveness_new(m->core, &m->liveness) != 0 ||
+        repair_new(m->core, on_repair_changed, m, &m->repair) != 0 ||
+        reconcile_new(m->core, m->repair, &m->reconcile) != 0 ||
+        qapi_init(m->core) != 0 ||
+        mmetrics_new(m->core, m->metrics, &m->mmetrics) != 0) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    struct mcore_modules mods = {
+        .liveness = m->liveness,
+        .reconcile = m->reconcile,
+        .repair = m->repair,
+        .mmetrics = m->mmetrics,
+        .metrics = m->metrics,
+    };
+    mcore_set_modules(m->core, &mods);
+    return 0;
+}
+
 static int start(struct manager *m, char *why, size_t whyn)
 {
     char path[PATH_LEN];
@@ -1375,12 +901,6 @@ static int start(struct manager *m, char *why, size_t whyn)
     rv = mstore_open(path, &m->store, why, whyn);
     if (rv != 0) {
         return rv;
-    }
-    if (routing_new(&m->routing) != 0 || liveness_new(m, &m->liveness) != 0 ||
-        reconcile_new(m, &m->reconcile) != 0 ||
-        repair_new(m, &m->repair) != 0 || qapi_init(m) != 0) {
-        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
-        return RQ_NOMEM;
     }
     rq_keys_derive(&m->keys, m->cfg.secret, strlen(m->cfg.secret));
     snprintf(m->sender, sizeof m->sender, "manager-%" PRIu64, m->cfg.id);
@@ -1434,12 +954,7 @@ static int start(struct manager *m, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
-    rv = rq_node_start(m->node, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
     if (rq_metrics_new(&m->metrics) != 0 ||
-        mmetrics_new(m, m->metrics, &m->mmetrics) != 0 ||
         rq_mux_metrics_open(m->mux, m->metrics) != 0 ||
         (m->tls != NULL && rq_tls_metrics(m->tls, m->metrics) != 0)) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
@@ -1451,9 +966,13 @@ static int start(struct manager *m, char *why, size_t whyn)
         .cache_entries = (size_t)m->cfg.auth_replay_cache_entries,
         .metrics = m->metrics,
     };
-    if (rq_httpsig_new(&sc, &m->httpsig) != 0) {
+    if (rq_httpsig_new(&sc, &m->httpsig) != 0 || wire(m) != 0) {
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
+    }
+    rv = rq_node_start(m->node, why, whyn);
+    if (rv != 0) {
+        return rv;
     }
     struct rq_http_config hc = {
         .bind_address = m->cfg.http_addr,
@@ -1467,13 +986,11 @@ static int start(struct manager *m, char *why, size_t whyn)
         .tls = m->tls,
         .client_cert_required = client_cert_required,
     };
-    rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0], m,
-                     &m->http, why, whyn);
+    rv = rq_http_new(m->loop, &hc, routes, sizeof routes / sizeof routes[0],
+                     m->core, &m->http, why, whyn);
     if (rv != 0) {
         return rv;
     }
-    uv_timer_init(m->loop, &m->defer);
-    m->defer.data = m;
     uv_check_init(m->loop, &m->flush);
     m->flush.data = m;
     uv_check_start(&m->flush, on_flush);
@@ -1508,7 +1025,7 @@ static int start(struct manager *m, char *why, size_t whyn)
 
 int main(int argc, char **argv)
 {
-    static struct manager m;
+    struct manager *m = &manager;
     char why[512] = "";
     int rv;
 
@@ -1517,13 +1034,9 @@ int main(int argc, char **argv)
     /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
      * error like a full disk, rather than kill the process. */
     signal(SIGXFSZ, SIG_IGN);
-    m.lock_fd = -1;
-    m.loop = uv_default_loop();
-    rq_list_init(&m.barrier_next);
-    rq_list_init(&m.barrier_current);
-    rq_list_init(&m.applied_waiters);
-    rq_list_init(&m.deferred);
-    rv = configure(&m, argc, argv, why, sizeof why);
+    m->lock_fd = -1;
+    m->loop = uv_default_loop();
+    rv = configure(m, argc, argv, why, sizeof why);
     if (rv != 0) {
         fprintf(stderr, "manager: %s\n", why);
         return 2;
@@ -1532,7 +1045,7 @@ int main(int argc, char **argv)
     if (rv != 0) {
         rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
     }
-    rv = start(&m, why, sizeof why);
+    rv = start(m, why, sizeof why);
     if (rv != 0) {
         /* Nothing is running yet that could lose data: exit at once and let
          * the kernel reclaim the half-built state. */
@@ -1540,31 +1053,32 @@ int main(int argc, char **argv)
         fprintf(stderr, "manager: %s\n", why);
         _exit(1);
     }
-    uv_run(m.loop, UV_RUN_DEFAULT);
-    rv = mstore_flush(m.store);
+    uv_run(m->loop, UV_RUN_DEFAULT);
+    rv = mstore_flush(m->store);
     if (rv != 0) {
         rq_log(RQ_ERROR, "committing the store: %s", rq_strerror(rv));
     }
-    mstore_close(m.store);
-    qapi_close(&m);
-    repair_free(m.repair);
-    reconcile_free(m.reconcile);
-    liveness_free(m.liveness);
-    routing_free(m.routing);
-    mmetrics_free(m.mmetrics); /* The HTTP server is gone. */
-    rq_httpsig_free(m.httpsig);
-    rq_keys_wipe(&m.keys, sizeof m.keys);
-    rq_metrics_free(m.metrics);
-    rq_tls_free(m.tls);
+    mstore_close(m->store);
+    qapi_close(m->core);
+    repair_free(m->repair);
+    reconcile_free(m->reconcile);
+    liveness_free(m->liveness);
+    mmetrics_free(m->mmetrics); /* The HTTP server is gone. */
+    mcore_free(m->core);
+    routing_free(m->routing);
+    rq_httpsig_free(m->httpsig);
+    rq_keys_wipe(&m->keys, sizeof m->keys);
+    rq_metrics_free(m->metrics);
+    rq_tls_free(m->tls);
     rq_node_release_closed();
-    if (uv_loop_close(m.loop) != 0) {
+    if (uv_loop_close(m->loop) != 0) {
         rq_log(RQ_WARN, "loop closed with handles still open");
     }
-    if (m.lock_fd >= 0) {
-        close(m.lock_fd);
+    if (m->lock_fd >= 0) {
+        close(m->lock_fd);
     }
     rq_aio_close();
-    rq_config_free(options, sizeof options / sizeof options[0], &m.cfg);
+    rq_config_free(options, sizeof options / sizeof options[0], &m->cfg);
     rq_log(RQ_INFO, "stopped");
     return 0;
 }

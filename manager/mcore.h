@@ -1,34 +1,45 @@
 /*
  * The manager core: everything liveness, reconcile, repair, bclient and
  * the API handlers may do, and the read-only views they may look at.
+ * Each module calls only modules on rows below its own (or, on its own
+ * row, to the right):
  *
- *   manager.c (main, configure, wiring)
+ *   manager.c      main, configure, wiring, FSM callbacks, address upkeep
  *     |  creates the core and every module, hands each the core
  *     v
- *   admin.c  qapi_*.c  auth.c  mmetrics.c   (HTTP handlers)
+ *   admin.c, qapi_{topics,produce,consume,read}.c   HTTP handlers (their
+ *     |  -> qapi.c -> auth.c -> qapi_serve.c         data: the core)
  *     |         |
  *     v         v
- *   repair.c reconcile.c bclient.c liveness.c  (leader duties, broker calls)
- *     |
- *     v
+ *   reconcile.c -> repair.c   mmetrics.c   bclient.c   leader duties,
+ *     |              |           |            |         metrics, brokers
+ *     v              v           v            |
+ *   liveness.c   (repair tells of its changes |
+ *     |           through a hook manager.c    |
+ *     |           sets: it kicks reconcile)   |
+ *     v                                       v
  *   mcore.c: propose, consistent read, forward, hold, call a peer
  *     |
  *     v
- *   mstore  routing  rq_node  rq_httpc        (state and I/O)
+ *   mstore  routing  mcmd  grants  placement  policy   state, pure logic
+ *   rq_node  rq_httpc  rq_http  rq_httpsig      I/O
  *
  * The core owns no module above it: nothing here calls liveness, reconcile
- * or repair. Where the core must tell them something (leadership won or
- * lost, a tick), manager.c does it. The store is changed only by applying
- * committed commands (mcore_propose); the views below are const.
+ * or repair (it only holds them for the handlers, mcore_modules). Where
+ * the core must tell them something (leadership won or lost, a tick),
+ * manager.c does it. The store is changed only by applying committed
+ * commands (mcore_propose); the views below are const.
  */
 #ifndef MCORE_H
 #define MCORE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "mconfig.h"
+#include "rq_config.h"
 #include "rq_http.h"
 #include "rq_httpc.h"
 #include "rq_node.h"
@@ -37,8 +48,16 @@ struct mcmd;
 struct mstore;
 struct routing;
 struct liveness;
+struct reconcile;
+struct repair;
+struct mmetrics;
+struct rq_metrics;
+struct rq_httpsig;
+struct uv_loop_s;
 
 #define MCORE_WHY 256 /* Room for a reason. */
+/* The header naming the manager that forwarded a request. */
+#define MCORE_FORWARDED "X-Raftq-Forwarded"
 
 struct mcore;
 
@@ -98,13 +117,24 @@ int mcore_call(struct mcore *core, enum mcore_peer to, enum mcore_body body,
 
 /* --- Views ---------------------------------------------------------- */
 
-uint64_t mcore_now(const struct mcore *core);  /* uv_now() of the loop */
-uint64_t mcore_wall_ms(void);                  /* the wall clock */
+uint64_t mcore_now(const struct mcore *core);     /* uv_now() of the loop */
+uint64_t mcore_wall_ms(void);                     /* the wall clock */
 struct uv_loop_s *mcore_loop(struct mcore *core); /* for timers */
 const struct manager_config *mcore_config(const struct mcore *core);
 bool mcore_leading(const struct mcore *core); /* the ready leader */
 bool mcore_closing(const struct mcore *core);
 void mcore_node_info(const struct mcore *core, struct rq_node_info *out);
+void mcore_node_counters(const struct mcore *core,
+                         struct rq_node_counters *out);
+/* Every manager of the cluster (--peers), @n of them; the core's. */
+const struct rq_peer *mcore_peers(const struct mcore *core, size_t *n);
+/* The leader manager's HTTP address as the store has it, or NULL when not
+ * known. @buf holds it. */
+const char *mcore_leader_http(const struct mcore *core, char *buf, size_t n);
+
+/* A fresh producer id for a produce this manager sends on a client's
+ * behalf: from this process's random origin, unlike any other drawn. */
+uint64_t mcore_producer_id(struct mcore *core);
 
 /* Read queries only: the store changes by mcore_propose. */
 const struct mstore *mcore_store(const struct mcore *core);
@@ -118,13 +148,82 @@ struct routing *mcore_routes(struct mcore *core);
 /* The counters /metrics shows (mconfig.h); handlers count into them. */
 struct manager_stats *mcore_stats(struct mcore *core);
 
+/* --- The modules the HTTP handlers drive --------------------------- */
+
+/*
+ * A handler's only argument is the core, so the core holds the modules
+ * above it that handlers feed (heartbeats, registrations, new topics,
+ * leader moves) for them. The core itself never calls them: it includes
+ * none of their headers.
+ */
+struct mcore_modules {
+    struct liveness *liveness;   /* Heartbeats and registrations. */
+    struct reconcile *reconcile; /* Kicked when placement changes. */
+    struct repair *repair;       /* Moves under way. */
+    struct mmetrics *mmetrics;   /* Per-topic counters. */
+    struct rq_metrics *metrics;  /* GET /metrics renders it. */
+};
+const struct mcore_modules *mcore_modules(const struct mcore *core);
+
 /* --- For manager.c only: creating and driving the core -------------- */
 
 /*
- * mcore_new takes the handles manager.c owns (loop, node, store, HTTP
- * client, signers, routing, liveness, configuration); leadership changes,
- * ticks, applied entries and shutdown reach the core through calls that
- * manager.c makes. Their exact shape is the core's business.
+ * The handles manager.c owns and lends the core for its life; the core
+ * frees none of them.
  */
+struct mcore_handles {
+    struct uv_loop_s *loop;
+    struct rq_node *node;
+    struct mstore *store;
+    struct rq_httpc *httpc;
+    struct rq_httpsig *httpsig; /* Believes a forwarded mark. */
+    const struct rq_httpc_signer *to_brokers;
+    const struct rq_httpc_signer *to_managers;
+    struct routing *routing;
+    const struct manager_config *cfg;
+    const struct rq_peer *peers;
+    size_t n_peers;
+    uint64_t origin; /* Random per process: names our produce attempts. */
+    /*
+     * The one route whose failures say whether the leader may have
+     * received the request (API.md section 1: a consume's
+     * "offset_advanced"): forwarded on a fresh connection, and every 503
+     * the core gives it gets @outcome's words (@sent: it may have reached
+     * the leader).
+     */
+    rq_http_handler says_sent;
+    void (*outcome)(struct rq_http_req *req, json_t *body, bool sent);
+};
+
+/* 0 or RQ_NOMEM. The modules are set once they exist (they take the
+ * core). */
+int mcore_new(const struct mcore_handles *h, struct mcore **out);
+void mcore_set_modules(struct mcore *core, const struct mcore_modules *mods);
+/* Once the loop has stopped. NULL is a no-op. */
+void mcore_free(struct mcore *core);
+
+/* The node reported @info (rq_node_on_change): leadership, the leader. */
+void mcore_node_changed(struct mcore *core, const struct rq_node_info *info);
+/* Every tick: reads that waited too long fail. */
+void mcore_tick(struct mcore *core, uint64_t now);
+/* The store applied more entries: reads waiting for them complete. */
+void mcore_applied(struct mcore *core);
+
+/* GET /internal/read-index: a route of manager.c's table, answered by the
+ * ready leader after a barrier with the index a follower must apply before
+ * it reads. */
+void mcore_read_index(struct rq_http_req *req, void *data);
+
+/*
+ * Shutdown, in manager.c's order: mcore_closing_begin refuses everything
+ * new and fails waiting reads; mcore_closing_http once the HTTP server is
+ * closed completes deferred reads; mcore_closing_httpc and
+ * mcore_closing_node once those are closed (the latter closes the core's
+ * own timer).
+ */
+void mcore_closing_begin(struct mcore *core);
+void mcore_closing_http(struct mcore *core);
+void mcore_closing_httpc(struct mcore *core);
+void mcore_closing_node(struct mcore *core);
 
 #endif /* MCORE_H */

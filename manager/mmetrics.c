@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "liveness.h"
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "routing.h"
 #include "rq_err.h"
@@ -168,7 +168,7 @@ static const enum mbroker_state broker_states[] = {
 };
 
 struct mmetrics {
-    struct manager *m;
+    struct mcore *core;
     struct rq_metrics *registry;
     struct rq_metric_family *f[F_COUNT];
     struct rq_metric *raft[F_SNAPSHOTS + 1]; /* F_TERM .. F_SNAPSHOTS. */
@@ -189,15 +189,15 @@ static void set_u64(struct rq_metric *c, uint64_t v)
 
 static void collect_brokers(struct mmetrics *mm, bool leading)
 {
-    struct manager *m = mm->m;
+    struct mcore *core = mm->core;
     struct mstore_broker *list;
     size_t n;
     char id[16];
 
-    if (mstore_brokers(m->store, &list, &n) != 0) {
+    if (mstore_brokers(mcore_store(core), &list, &n) != 0) {
         return; /* The store logged why. */
     }
-    uint64_t now = uv_now(m->loop);
+    uint64_t now = mcore_now(core);
     for (size_t i = 0; i < n; i++) {
         snprintf(id, sizeof id, "%" PRIu32, list[i].id);
         for (size_t s = 0; s < sizeof broker_states / sizeof broker_states[0];
@@ -207,7 +207,7 @@ static void collect_brokers(struct mmetrics *mm, bool leading)
                           list[i].state == broker_states[s] ? 1 : 0);
         }
         const struct liveness_broker *lb =
-            leading ? liveness_broker(m->liveness, list[i].id) : NULL;
+            leading ? liveness_broker(mcore_liveness(core), list[i].id) : NULL;
         if (lb != NULL && lb->heard) {
             rq_metric_set(child(mm->f[F_HEARTBEAT_AGE], id, NULL, NULL),
                           (double)(now - lb->last_ms) / 1000.0);
@@ -218,22 +218,23 @@ static void collect_brokers(struct mmetrics *mm, bool leading)
 
 static void collect_partitions(struct mmetrics *mm, bool leading)
 {
-    struct manager *m = mm->m;
+    struct mcore *core = mm->core;
     struct mstore_topic *topics;
     struct mstore_partition *parts;
     size_t n;
     char pid[16];
 
-    if (mstore_topics(m->store, &topics, &n) == 0) {
+    if (mstore_topics(mcore_store(core), &topics, &n) == 0) {
         rq_metric_set(rq_metric_family_child(mm->f[F_TOPICS]), (double)n);
         free(topics);
     }
-    if (mstore_all_partitions(m->store, &parts, &n) != 0) {
+    if (mstore_all_partitions(mcore_store(core), &parts, &n) != 0) {
         return;
     }
     rq_metric_set(rq_metric_family_child(mm->f[F_PARTITIONS]), (double)n);
     for (size_t i = 0; leading && i < n; i++) {
-        const struct route *r = routing_get(m->routing, parts[i].group_id);
+        const struct route *r =
+            routing_get(mcore_routing(core), parts[i].group_id);
         if (r == NULL) {
             continue; /* No broker has reported it yet. */
         }
@@ -246,18 +247,20 @@ static void collect_partitions(struct mmetrics *mm, bool leading)
 
 static void collect_lag(struct mmetrics *mm)
 {
-    struct manager *m = mm->m;
+    struct mcore *core = mm->core;
     struct mstore_position *pos;
     size_t n;
     size_t total;
     char consumer[24];
     char pid[16];
 
-    if (mstore_positions(m->store, MMETRICS_LAG_MAX, &pos, &n, &total) != 0) {
+    if (mstore_positions(mcore_store(core), MMETRICS_LAG_MAX, &pos, &n,
+                         &total) != 0) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        const struct route *r = routing_get(m->routing, pos[i].group_id);
+        const struct route *r =
+            routing_get(mcore_routing(core), pos[i].group_id);
         if (r == NULL) {
             continue; /* High watermark unknown: no figure beats a wrong one. */
         }
@@ -274,12 +277,12 @@ static void collect_lag(struct mmetrics *mm)
 static void on_collect(void *data)
 {
     struct mmetrics *mm = data;
-    struct manager *m = mm->m;
+    struct mcore *core = mm->core;
     struct rq_node_info info;
     struct rq_node_counters counters;
 
-    rq_node_info(m->node, &info);
-    rq_node_counters(m->node, &counters);
+    mcore_node_info(core, &info);
+    mcore_node_counters(core, &counters);
     set_u64(mm->raft[F_TERM], info.term);
     set_u64(mm->raft[F_COMMIT], info.commit);
     set_u64(mm->raft[F_APPLIED], info.applied);
@@ -287,15 +290,17 @@ static void on_collect(void *data)
     set_u64(mm->raft[F_LEADER_CHANGES], counters.leader_changes);
     set_u64(mm->raft[F_SNAPSHOTS], counters.snapshots);
 
+    const struct manager_stats *st = mcore_stats(core);
     const uint64_t stats[] = {
-        m->stats.proposals,  m->stats.proposal_errors, m->stats.forwarded,
-        m->stats.produced,   m->stats.consumed,        m->stats.read_barriers,
-        m->stats.read_index, m->stats.forwarded_internal,
+        st->proposals,  st->proposal_errors,    st->forwarded,
+        st->produced,   st->consumed,           st->read_barriers,
+        st->read_index, st->forwarded_internal,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);
     }
-    set_u64(rq_metric_family_child(mm->f[F_ROUTES]), routing_count(m->routing));
+    set_u64(rq_metric_family_child(mm->f[F_ROUTES]),
+            routing_count(mcore_routing(core)));
 
     /* The families filled afresh. */
     static const int fresh[] = {F_BROKER_STATE, F_HEARTBEAT_AGE,
@@ -303,7 +308,7 @@ static void on_collect(void *data)
     for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
         rq_metric_family_clear(mm->f[fresh[i]]);
     }
-    bool leading = info.ready && !m->closing;
+    bool leading = info.ready && !mcore_closing(core);
     collect_brokers(mm, leading);
     collect_partitions(mm, leading);
     if (leading) {
@@ -311,14 +316,14 @@ static void on_collect(void *data)
     }
 }
 
-int mmetrics_new(struct manager *m, struct rq_metrics *registry,
+int mmetrics_new(struct mcore *core, struct rq_metrics *registry,
                  struct mmetrics **out)
 {
     struct mmetrics *mm = calloc(1, sizeof *mm);
     if (mm == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
-    mm->m = m;
+    mm->core = core;
     mm->registry = registry;
     for (size_t i = 0; i < F_COUNT; i++) {
         mm->f[i] = rq_metrics_add(registry, &defs[i]);

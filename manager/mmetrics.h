@@ -21,12 +21,12 @@
 
 #define MMETRICS_LAG_MAX 1000
 
-struct manager;
+struct mcore;
 struct mmetrics;
 
 /* Registers the families in @registry (borrowed; outlives @out). 0 or
  * RQ_NOMEM. */
-int mmetrics_new(struct manager *m, struct rq_metrics *registry,
+int mmetrics_new(struct mcore *core, struct rq_metrics *registry,
                  struct mmetrics **out);
 /* Counts @n messages of @topic that a consume skipped because retention
  * had removed them (raftq_manager_consume_skipped_total). NULL is a no-op. */

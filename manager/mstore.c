@@ -320,7 +320,7 @@ static int run(struct mstore *s, enum stmt_id id)
  * row current (the caller reads columns then calls done()), RQ_NOTFOUND
  * (already reset), or an error (already reset).
  */
-static int row(struct mstore *s, enum stmt_id id)
+static int row(const struct mstore *s, enum stmt_id id)
 {
     sqlite3_stmt *st = s->st[id];
     int rc = sqlite3_step(st);
@@ -334,7 +334,7 @@ static int row(struct mstore *s, enum stmt_id id)
     return rv;
 }
 
-static void done(struct mstore *s, enum stmt_id id)
+static void done(const struct mstore *s, enum stmt_id id)
 {
     sqlite3_reset(s->st[id]);
     sqlite3_clear_bindings(s->st[id]);
@@ -893,7 +893,8 @@ static bool replicas_valid(const uint32_t *r)
 
 /* Looks up a topic's partition count; RQ_NOTFOUND when there is no such
  * topic. */
-static int topic_partitions(struct mstore *s, const char *name, uint32_t *n)
+static int topic_partitions(const struct mstore *s, const char *name,
+                            uint32_t *n)
 {
     bind_text(s->st[ST_TOPIC_GET], 1, name);
     int rv = row(s, ST_TOPIC_GET);
@@ -1106,7 +1107,7 @@ static int apply_client_register(struct mstore *s, const struct mcmd *c,
 }
 
 /* Reads a consumer's topic; RQ_NOTFOUND for an unknown consumer. */
-static int consumer_topic(struct mstore *s, uint64_t id, char *topic)
+static int consumer_topic(const struct mstore *s, uint64_t id, char *topic)
 {
     bind_u64(s->st[ST_CONSUMER_GET], 1, id);
     int rv = row(s, ST_CONSUMER_GET);
@@ -1696,8 +1697,8 @@ static void read_client(sqlite3_stmt *st, void *item)
  * Runs a bound statement and collects every row into a malloc'd array of
  * @size-byte items filled by @read. Resets the statement in every case.
  */
-static int collect(struct mstore *s, enum stmt_id id, size_t size, read_fn read,
-                   void **out, size_t *n)
+static int collect(const struct mstore *s, enum stmt_id id, size_t size,
+                   read_fn read, void **out, size_t *n)
 {
     sqlite3_stmt *st = s->st[id];
     uint8_t *items = NULL;
@@ -1739,8 +1740,8 @@ err:
 }
 
 /* Runs a bound single-row statement into @item; 0 or RQ_NOTFOUND. */
-static int lookup(struct mstore *s, enum stmt_id id, read_fn read, void *item,
-                  size_t size)
+static int lookup(const struct mstore *s, enum stmt_id id, read_fn read,
+                  void *item, size_t size)
 {
     int rv = row(s, id);
     if (rv == 0) {
@@ -1751,40 +1752,45 @@ static int lookup(struct mstore *s, enum stmt_id id, read_fn read, void *item,
     return rv;
 }
 
-int mstore_managers(struct mstore *s, struct mstore_manager **out, size_t *n)
+int mstore_managers(const struct mstore *s, struct mstore_manager **out,
+                    size_t *n)
 {
     return collect(s, ST_MANAGERS, sizeof **out, read_manager, (void **)out, n);
 }
 
-int mstore_manager(struct mstore *s, uint32_t id, struct mstore_manager *out)
+int mstore_manager(const struct mstore *s, uint32_t id,
+                   struct mstore_manager *out)
 {
     bind_u64(s->st[ST_MANAGER_GET], 1, id);
     return lookup(s, ST_MANAGER_GET, read_manager, out, sizeof *out);
 }
 
-int mstore_brokers(struct mstore *s, struct mstore_broker **out, size_t *n)
+int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
+                   size_t *n)
 {
     return collect(s, ST_BROKERS, sizeof **out, read_broker, (void **)out, n);
 }
 
-int mstore_broker(struct mstore *s, uint32_t id, struct mstore_broker *out)
+int mstore_broker(const struct mstore *s, uint32_t id,
+                  struct mstore_broker *out)
 {
     bind_u64(s->st[ST_BROKER_GET], 1, id);
     return lookup(s, ST_BROKER_GET, read_broker, out, sizeof *out);
 }
 
-int mstore_topics(struct mstore *s, struct mstore_topic **out, size_t *n)
+int mstore_topics(const struct mstore *s, struct mstore_topic **out, size_t *n)
 {
     return collect(s, ST_TOPICS, sizeof **out, read_topic, (void **)out, n);
 }
 
-int mstore_topic(struct mstore *s, const char *name, struct mstore_topic *out)
+int mstore_topic(const struct mstore *s, const char *name,
+                 struct mstore_topic *out)
 {
     bind_text(s->st[ST_TOPIC_GET], 1, name);
     return lookup(s, ST_TOPIC_GET, read_topic, out, sizeof *out);
 }
 
-int mstore_partitions(struct mstore *s, const char *topic,
+int mstore_partitions(const struct mstore *s, const char *topic,
                       struct mstore_partition **out, size_t *n)
 {
     uint32_t count;
@@ -1797,27 +1803,29 @@ int mstore_partitions(struct mstore *s, const char *topic,
                    (void **)out, n);
 }
 
-int mstore_all_partitions(struct mstore *s, struct mstore_partition **out,
+int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
                           size_t *n)
 {
     return collect(s, ST_PARTITIONS_ALL, sizeof **out, read_partition,
                    (void **)out, n);
 }
 
-int mstore_partition_by_group(struct mstore *s, uint64_t group_id,
+int mstore_partition_by_group(const struct mstore *s, uint64_t group_id,
                               struct mstore_partition *out)
 {
     bind_u64(s->st[ST_PARTITION_BY_GROUP], 1, group_id);
     return lookup(s, ST_PARTITION_BY_GROUP, read_partition, out, sizeof *out);
 }
 
-int mstore_producer(struct mstore *s, uint64_t id, struct mstore_client *out)
+int mstore_producer(const struct mstore *s, uint64_t id,
+                    struct mstore_client *out)
 {
     bind_u64(s->st[ST_PRODUCER_GET], 1, id);
     return lookup(s, ST_PRODUCER_GET, read_client, out, sizeof *out);
 }
 
-int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out)
+int mstore_consumer(const struct mstore *s, uint64_t id,
+                    struct mstore_client *out)
 {
     bind_u64(s->st[ST_CONSUMER_GET], 1, id);
     return lookup(s, ST_CONSUMER_GET, read_client, out, sizeof *out);
@@ -1833,8 +1841,8 @@ static void read_position(sqlite3_stmt *st, void *item)
     p->next_offset = col_u64(st, 4);
 }
 
-int mstore_positions(struct mstore *s, size_t max, struct mstore_position **out,
-                     size_t *n, size_t *total)
+int mstore_positions(const struct mstore *s, size_t max,
+                     struct mstore_position **out, size_t *n, size_t *total)
 {
     sqlite3_stmt *st = s->st[ST_POSITIONS_COUNT];
     int rc = sqlite3_step(st);
@@ -1850,7 +1858,7 @@ int mstore_positions(struct mstore *s, size_t max, struct mstore_position **out,
                    n);
 }
 
-int mstore_offsets(struct mstore *s, uint64_t consumer_id,
+int mstore_offsets(const struct mstore *s, uint64_t consumer_id,
                    struct mstore_offset **out, size_t *n)
 {
     char topic[MCMD_NAME_MAX + 1];
@@ -1901,12 +1909,13 @@ static void read_token(sqlite3_stmt *st, void *item)
     t->created_ms = col_u64(st, 3);
 }
 
-int mstore_tokens(struct mstore *s, struct mstore_token **out, size_t *n)
+int mstore_tokens(const struct mstore *s, struct mstore_token **out, size_t *n)
 {
     return collect(s, ST_TOKENS, sizeof **out, read_token, (void **)out, n);
 }
 
-int mstore_token_find(struct mstore *s, const uint8_t hash[MCMD_TOKEN_HASH],
+int mstore_token_find(const struct mstore *s,
+                      const uint8_t hash[MCMD_TOKEN_HASH],
                       struct mstore_token *out)
 {
     sqlite3_stmt *st = s->st[ST_TOKENS_BY_LOOKUP];

@@ -181,27 +181,34 @@ struct mstore_offset {
     uint64_t next_offset; /* 0 when never committed */
 };
 
-int mstore_managers(struct mstore *s, struct mstore_manager **out, size_t *n);
-int mstore_manager(struct mstore *s, uint32_t id, struct mstore_manager *out);
-int mstore_brokers(struct mstore *s, struct mstore_broker **out, size_t *n);
-int mstore_broker(struct mstore *s, uint32_t id, struct mstore_broker *out);
+int mstore_managers(const struct mstore *s, struct mstore_manager **out,
+                    size_t *n);
+int mstore_manager(const struct mstore *s, uint32_t id,
+                   struct mstore_manager *out);
+int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
+                   size_t *n);
+int mstore_broker(const struct mstore *s, uint32_t id,
+                  struct mstore_broker *out);
 /* Topic names in name order. */
-int mstore_topics(struct mstore *s, struct mstore_topic **out, size_t *n);
-int mstore_topic(struct mstore *s, const char *name, struct mstore_topic *out);
+int mstore_topics(const struct mstore *s, struct mstore_topic **out, size_t *n);
+int mstore_topic(const struct mstore *s, const char *name,
+                 struct mstore_topic *out);
 /* A topic's partitions in partition order (RQ_NOTFOUND for an unknown topic).
  */
-int mstore_partitions(struct mstore *s, const char *topic,
+int mstore_partitions(const struct mstore *s, const char *topic,
                       struct mstore_partition **out, size_t *n);
 /* Every partition of every topic (for reconciliation and placement). */
-int mstore_all_partitions(struct mstore *s, struct mstore_partition **out,
+int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
                           size_t *n);
-int mstore_partition_by_group(struct mstore *s, uint64_t group_id,
+int mstore_partition_by_group(const struct mstore *s, uint64_t group_id,
                               struct mstore_partition *out);
-int mstore_producer(struct mstore *s, uint64_t id, struct mstore_client *out);
-int mstore_consumer(struct mstore *s, uint64_t id, struct mstore_client *out);
+int mstore_producer(const struct mstore *s, uint64_t id,
+                    struct mstore_client *out);
+int mstore_consumer(const struct mstore *s, uint64_t id,
+                    struct mstore_client *out);
 /* A consumer's committed offsets for every partition of its topic, in
  * partition order (partitions never committed have next_offset 0). */
-int mstore_offsets(struct mstore *s, uint64_t consumer_id,
+int mstore_offsets(const struct mstore *s, uint64_t consumer_id,
                    struct mstore_offset **out, size_t *n);
 
 /* A consumer's committed offset on one partition it reads. */
@@ -219,8 +226,8 @@ struct mstore_position {
  * in partition order, at most @max of them (for metrics); *@total says how
  * many there are in all.
  */
-int mstore_positions(struct mstore *s, size_t max, struct mstore_position **out,
-                     size_t *n, size_t *total);
+int mstore_positions(const struct mstore *s, size_t max,
+                     struct mstore_position **out, size_t *n, size_t *total);
 
 /* A public API token as the store keeps it: never the token nor its hash
  * in answers. */
@@ -232,13 +239,14 @@ struct mstore_token {
 };
 
 /* Every token, by id. */
-int mstore_tokens(struct mstore *s, struct mstore_token **out, size_t *n);
+int mstore_tokens(const struct mstore *s, struct mstore_token **out, size_t *n);
 
 /*
  * The token whose SHA-256 is @hash: 0, or RQ_NOTFOUND (never created, or
  * revoked). The hash is compared in constant time (nettle memeql_sec).
  */
-int mstore_token_find(struct mstore *s, const uint8_t hash[MCMD_TOKEN_HASH],
+int mstore_token_find(const struct mstore *s,
+                      const uint8_t hash[MCMD_TOKEN_HASH],
                       struct mstore_token *out);
 
 #endif /* MSTORE_H */

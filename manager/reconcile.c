@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "liveness.h"
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "policy.h"
 #include "repair.h"
@@ -37,7 +37,8 @@ struct action {
 };
 
 struct reconcile {
-    struct manager *m;
+    struct mcore *core;
+    const struct repair *repair;
     struct action *actions;
     size_t n;
     size_t cap;
@@ -57,13 +58,15 @@ struct call {
     enum call_kind kind;
 };
 
-int reconcile_new(struct manager *m, struct reconcile **out)
+int reconcile_new(struct mcore *core, const struct repair *rp,
+                  struct reconcile **out)
 {
     struct reconcile *rc = calloc(1, sizeof *rc);
     if (rc == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
-    rc->m = m;
+    rc->core = core;
+    rc->repair = rp;
     *out = rc;
     return 0;
 }
@@ -152,7 +155,7 @@ static void on_call_done(void *data, const struct rq_httpc_resp *resp)
     struct action *a = action_find(rc, c->broker, c->group_id);
     if (a != NULL) {
         a->in_flight = false;
-        a->until_ms = uv_now(rc->m->loop) + HOLD_MS;
+        a->until_ms = mcore_now(rc->core) + HOLD_MS;
     }
     rc->in_flight--;
     const char *what = call_names[c->kind];
@@ -203,17 +206,16 @@ static void send_call(struct reconcile *rc, const struct mstore_broker *b,
     struct rq_httpc_req r = {
         .method = kind == CALL_DELETE ? "DELETE" : "POST",
         .url = url,
-        .headers = manager_peer_headers(rc->m),
-        .sign = manager_to_brokers(rc->m),
         .body = body,
         .body_len = body != NULL ? strlen(body) : 0,
         .timeout_ms = CALL_TIMEOUT_MS,
     };
-    int rv = manager_call(rc->m, &r, on_call_done, c);
+    int rv =
+        mcore_call(rc->core, MCORE_BROKER, MCORE_JSON, &r, on_call_done, c);
     if (rv != 0) {
         struct action *a = action_find(rc, b->id, gid);
         a->in_flight = false;
-        a->until_ms = uv_now(rc->m->loop) + HOLD_MS;
+        a->until_ms = mcore_now(rc->core) + HOLD_MS;
         rc->in_flight--;
         free(c);
     }
@@ -321,10 +323,10 @@ static bool prefers_other(const struct liveness_replica *r,
 
 /* true if @broker is a voter of @gid as its leader last reported, or if
  * no report says otherwise: such a replica is never deleted. */
-static bool voter_of(struct manager *m, uint64_t gid, uint32_t broker)
+static bool voter_of(const struct mcore *core, uint64_t gid, uint32_t broker)
 {
     uint32_t voters[LIVENESS_VOTERS_MAX];
-    unsigned n = liveness_voters(m->liveness, gid, voters);
+    unsigned n = liveness_voters(mcore_liveness(core), gid, voters);
     if (n == 0) {
         return true;
     }
@@ -338,16 +340,16 @@ static bool voter_of(struct manager *m, uint64_t gid, uint32_t broker)
 
 static void round_run(struct reconcile *rc, uint64_t now)
 {
-    struct manager *m = rc->m;
+    const struct mstore *store = mcore_store(rc->core);
     struct mstore_broker *brokers = NULL;
     struct mstore_partition *parts = NULL;
     size_t nb = 0;
     size_t np = 0;
 
-    if (mstore_brokers(m->store, &brokers, &nb) != 0) {
+    if (mstore_brokers(store, &brokers, &nb) != 0) {
         return;
     }
-    if (mstore_all_partitions(m->store, &parts, &np) != 0) {
+    if (mstore_all_partitions(store, &parts, &np) != 0) {
         free(brokers);
         return;
     }
@@ -356,7 +358,8 @@ static void round_run(struct reconcile *rc, uint64_t now)
     }
     for (size_t i = 0; i < nb && rc->in_flight < MAX_IN_FLIGHT; i++) {
         const struct mstore_broker *b = &brokers[i];
-        const struct liveness_broker *lb = liveness_broker(m->liveness, b->id);
+        const struct liveness_broker *lb =
+            liveness_broker(mcore_liveness(rc->core), b->id);
         /* A draining broker still serves what it holds until repair has
          * moved it, and its replicas are deleted once moved. */
         if ((b->state != MBROKER_ALIVE && b->state != MBROKER_DRAINING &&
@@ -369,8 +372,8 @@ static void round_run(struct reconcile *rc, uint64_t now)
             /* A member its group has removed (a rebuild half done) is
              * never created here: repair adds it back, as a new member. */
             if (placed_on(p, b->id) && !reported(lb, p->group_id) &&
-                !repair_active(m->repair, p->group_id) &&
-                voter_of(m, p->group_id, b->id) &&
+                !repair_active(rc->repair, p->group_id) &&
+                voter_of(rc->core, p->group_id, b->id) &&
                 !action_held(rc, b->id, p->group_id, now)) {
                 create_on(rc, b, p, brokers, nb);
             }
@@ -381,14 +384,14 @@ static void round_run(struct reconcile *rc, uint64_t now)
             const struct mstore_partition *p = part_of(parts, np, gid);
             if (p != NULL && placed_on(p, b->id) &&
                 prefers_other(&lb->replicas[k], p) &&
-                !repair_active(m->repair, gid) &&
+                !repair_active(rc->repair, gid) &&
                 !action_held(rc, b->id, gid, now)) {
                 prefer_on(rc, b, p, lb->replicas[k].preferred);
                 continue;
             }
             if ((p == NULL ||
-                 (!placed_on(p, b->id) && !repair_active(m->repair, gid) &&
-                  !voter_of(m, gid, b->id))) &&
+                 (!placed_on(p, b->id) && !repair_active(rc->repair, gid) &&
+                  !voter_of(rc->core, gid, b->id))) &&
                 !action_held(rc, b->id, gid, now)) {
                 delete_on(rc, b, gid,
                           p == NULL ? "no such group in the store"

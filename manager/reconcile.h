@@ -31,10 +31,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct manager;
+struct mcore;
 struct reconcile;
+struct repair;
 
-int reconcile_new(struct manager *m, struct reconcile **out);
+/* @rp (borrowed, outlives the result) says which groups are being moved:
+ * they are left alone. */
+int reconcile_new(struct mcore *core, const struct repair *rp,
+                  struct reconcile **out);
 void reconcile_free(struct reconcile *rc);
 
 /* This manager became the leader: forget actions of an earlier term. */

@@ -12,11 +12,10 @@
 #include <string.h>
 
 #include "liveness.h"
-#include "manager.h"
+#include "mcore.h"
 #include "mstore.h"
 #include "placement.h"
 #include "policy.h"
-#include "reconcile.h"
 #include "routing.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -60,7 +59,9 @@ struct hold {
 };
 
 struct repair {
-    struct manager *m;
+    struct mcore *core;
+    repair_changed_cb changed; /* With changed_data. */
+    void *changed_data;
     struct move *moves[MAX_MOVES];
     unsigned n_moves;
     struct hold holds[MAX_HOLDS];
@@ -70,13 +71,16 @@ struct repair {
 
 static void move_end(struct move *mv, bool ok, const char *why);
 
-int repair_new(struct manager *m, struct repair **out)
+int repair_new(struct mcore *core, repair_changed_cb changed, void *data,
+               struct repair **out)
 {
     struct repair *rp = calloc(1, sizeof *rp);
     if (rp == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
-    rp->m = m;
+    rp->core = core;
+    rp->changed = changed;
+    rp->changed_data = data;
     *out = rp;
     return 0;
 }
@@ -129,7 +133,7 @@ static bool held(const struct repair *rp, uint64_t gid, uint64_t now)
 
 static void hold(struct repair *rp, uint64_t gid)
 {
-    uint64_t now = uv_now(rp->m->loop);
+    uint64_t now = mcore_now(rp->core);
     size_t j = 0;
     for (size_t i = 0; i < rp->n_holds; i++) {
         if (now < rp->holds[i].until_ms && rp->holds[i].group_id != gid) {
@@ -166,14 +170,14 @@ static void move_end(struct move *mv, bool ok, const char *why)
                mv->from);
         /* Reports from before the ADD would look like a rebuild half done. */
         hold(rp, mv->part.group_id);
-        reconcile_kick(rp->m->reconcile);
+        rp->changed(rp->changed_data);
     } else if (ok) {
         rq_log(RQ_INFO,
                "g%" PRIu64 " (%s/%u): replica moved from broker %u to %u",
                mv->part.group_id, mv->part.topic, mv->part.partition_id,
                mv->from, mv->to);
-        reconcile_kick(rp->m->reconcile);
-    } else if (!rp->m->closing) {
+        rp->changed(rp->changed_data);
+    } else if (!mcore_closing(rp->core)) {
         char what[80];
         if (mv->rebuild) {
             snprintf(what, sizeof what, "rebuilding the replica on broker %u",
@@ -193,7 +197,7 @@ static void move_end(struct move *mv, bool ok, const char *why)
 /* false (after ending the move) when this manager may not go on. */
 static bool may_go_on(struct move *mv)
 {
-    if (mv->rp->m->closing || !mv->rp->m->leading) {
+    if (mcore_closing(mv->rp->core) || !mcore_leading(mv->rp->core)) {
         move_end(mv, false, "this manager no longer leads");
         return false;
     }
@@ -222,7 +226,7 @@ static void on_step_retry(uv_timer_t *t)
 static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
 {
     struct move *mv = data;
-    char why[MANAGER_WHY];
+    char why[MCORE_WHY];
 
     if (!may_go_on(mv)) {
         return;
@@ -285,7 +289,8 @@ static void on_committed(void *data, int status, uint64_t result)
 /* The broker that leads the group, as far as this manager knows. */
 static uint32_t group_leader(struct move *mv)
 {
-    const struct route *r = routing_get(mv->rp->m->routing, mv->part.group_id);
+    const struct route *r =
+        routing_get(mcore_routing(mv->rp->core), mv->part.group_id);
     if (r != NULL && r->leader != 0 && r->leader != mv->from) {
         return r->leader;
     }
@@ -297,14 +302,15 @@ static uint32_t group_leader(struct move *mv)
     return mv->to;
 }
 
-static int members_json(struct manager *m, const struct move *mv, json_t **out)
+static int members_json(const struct mstore *store, const struct move *mv,
+                        json_t **out)
 {
     uint32_t order[MCMD_RF];
     struct mstore_broker b;
     policy_member_order(mv->part.group_id, mv->next, order);
     json_t *list = json_array();
     for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (mstore_broker(m->store, order[k], &b) != 0) {
+        if (mstore_broker(store, order[k], &b) != 0) {
             json_decref(list);
             return RQ_NOTFOUND;
         }
@@ -319,7 +325,7 @@ static int members_json(struct manager *m, const struct move *mv, json_t **out)
 
 static void step_run(struct move *mv)
 {
-    struct manager *m = mv->rp->m;
+    struct mcore *core = mv->rp->core;
     struct mstore_broker b;
     struct mstore_broker to;
     char url[512];
@@ -338,19 +344,19 @@ static void step_run(struct move *mv)
         c.u.partition_replicas.partition_id = mv->part.partition_id;
         c.u.partition_replicas.expected_epoch = mv->part.epoch;
         memcpy(c.u.partition_replicas.replicas, mv->next, sizeof mv->next);
-        int rv = manager_propose(m, &c, on_committed, mv);
+        int rv = mcore_propose(core, &c, on_committed, mv);
         if (rv != 0) {
             move_end(mv, false, rq_strerror(rv));
         }
         return;
     }
-    if (mstore_broker(m->store, mv->to, &to) != 0) {
+    if (mstore_broker(mcore_store(core), mv->to, &to) != 0) {
         move_end(mv, false, "the new broker is unknown");
         return;
     }
     if (mv->step == STEP_CREATE || mv->step == STEP_REBUILD) {
         json_t *members;
-        if (members_json(m, mv, &members) != 0) {
+        if (members_json(mcore_store(core), mv, &members) != 0) {
             move_end(mv, false, "a member broker is unknown");
             return;
         }
@@ -374,7 +380,7 @@ static void step_run(struct move *mv)
         if (mv->asked == 0) {
             mv->asked = group_leader(mv);
         }
-        if (mstore_broker(m->store, mv->asked, &b) != 0) {
+        if (mstore_broker(mcore_store(core), mv->asked, &b) != 0) {
             move_end(mv, false, "the group's leader is unknown");
             return;
         }
@@ -405,13 +411,11 @@ static void step_run(struct move *mv)
     struct rq_httpc_req r = {
         .method = method,
         .url = url,
-        .headers = manager_peer_headers(m),
-        .sign = manager_to_brokers(m),
         .body = body,
         .body_len = body != NULL ? strlen(body) : 0,
         .timeout_ms = timeout,
     };
-    int rv = manager_call(m, &r, on_step_answer, mv);
+    int rv = mcore_call(core, MCORE_BROKER, MCORE_JSON, &r, on_step_answer, mv);
     free(body);
     if (rv != 0) {
         move_end(mv, false, rq_strerror(rv));
@@ -430,7 +434,7 @@ static void move_start(struct repair *rp, const struct mstore_partition *p,
     mv->rp = rp;
     mv->part = *p;
     mv->rebuild = rebuild;
-    uv_timer_init(rp->m->loop, &mv->retry);
+    uv_timer_init(mcore_loop(rp->core), &mv->retry);
     mv->retry.data = mv;
     mv->from = from;
     mv->to = to;
@@ -486,7 +490,8 @@ static bool resume(struct repair *rp, const struct mstore_partition *p,
                    bool *consistent)
 {
     uint32_t voters[LIVENESS_VOTERS_MAX];
-    unsigned nv = liveness_voters(rp->m->liveness, p->group_id, voters);
+    unsigned nv =
+        liveness_voters(mcore_liveness(rp->core), p->group_id, voters);
     uint32_t extra = 0;
     unsigned n_extra = 0;
     uint32_t missing = 0;
@@ -557,8 +562,8 @@ static uint32_t rebuild_candidate(const struct repair *rp,
     uint32_t found = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
         const struct mstore_broker *b = broker_of(brokers, nb, p->replicas[k]);
-        const struct liveness_replica *r =
-            liveness_replica(rp->m->liveness, p->replicas[k], p->group_id);
+        const struct liveness_replica *r = liveness_replica(
+            mcore_liveness(rp->core), p->replicas[k], p->group_id);
         if (b == NULL || b->state != MBROKER_ALIVE || r == NULL) {
             return 0;
         }
@@ -578,7 +583,7 @@ static void on_removed(void *data, int status, uint64_t result)
     if (status == 0 && !MSTORE_IS_ERR(result)) {
         rq_log(RQ_INFO, "broker %u holds no replicas any more: removed",
                rp->removing);
-        reconcile_kick(rp->m->reconcile);
+        rp->changed(rp->changed_data);
     } else if (status != RQ_SHUTDOWN) {
         rq_log(RQ_WARN, "broker %u: removing -> removed not committed: %s",
                rp->removing,
@@ -597,22 +602,24 @@ static void removals_finish(struct repair *rp,
                             const struct mstore_broker *brokers, size_t nb,
                             uint64_t now)
 {
-    struct manager *m = rp->m;
+    struct mcore *core = rp->core;
     if (rp->removing != 0) {
         return;
     }
     for (size_t i = 0; i < nb; i++) {
         const struct mstore_broker *b = &brokers[i];
-        const struct liveness_broker *lb = liveness_broker(m->liveness, b->id);
+        const struct liveness_broker *lb =
+            liveness_broker(mcore_liveness(core), b->id);
         if (b->state != MBROKER_REMOVING || b->n_replicas > 0 || lb == NULL ||
             (lb->heard && lb->n_replicas > 0) ||
-            (!lb->heard && now < lb->last_ms + m->cfg.broker_dead_ms)) {
+            (!lb->heard &&
+             now < lb->last_ms + mcore_config(core)->broker_dead_ms)) {
             continue;
         }
         struct mcmd c = {.type = MCMD_BROKER_STATE};
         c.u.broker_state.id = b->id;
         c.u.broker_state.state = MBROKER_REMOVED;
-        if (manager_propose(m, &c, on_removed, rp) == 0) {
+        if (mcore_propose(core, &c, on_removed, rp) == 0) {
             rp->removing = b->id;
         }
         return;
@@ -621,19 +628,20 @@ static void removals_finish(struct repair *rp,
 
 void repair_tick(struct repair *rp, uint64_t now)
 {
-    struct manager *m = rp->m;
+    const struct mstore *store = mcore_store(rp->core);
     struct mstore_broker *brokers = NULL;
     struct mstore_partition *parts = NULL;
     size_t nb = 0;
     size_t np = 0;
 
-    if (!m->leading || m->closing || rp->n_moves == MAX_MOVES) {
+    if (!mcore_leading(rp->core) || mcore_closing(rp->core) ||
+        rp->n_moves == MAX_MOVES) {
         return;
     }
-    if (mstore_brokers(m->store, &brokers, &nb) != 0) {
+    if (mstore_brokers(store, &brokers, &nb) != 0) {
         return;
     }
-    if (mstore_all_partitions(m->store, &parts, &np) != 0) {
+    if (mstore_all_partitions(store, &parts, &np) != 0) {
         free(brokers);
         return;
     }

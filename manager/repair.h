@@ -49,10 +49,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct manager;
+struct mcore;
 struct repair;
 
-int repair_new(struct manager *m, struct repair **out);
+/*
+ * @changed(@data) runs when a move changed what the store places where or
+ * what brokers should host (a replica set committed, a rebuild done, a
+ * broker removed), so that reconciliation looks again soon.
+ */
+typedef void (*repair_changed_cb)(void *data);
+
+int repair_new(struct mcore *core, repair_changed_cb changed, void *data,
+               struct repair **out);
 void repair_free(struct repair *rp);
 
 /* Plans and drives moves; runs every second on the leader. */

@@ -15,6 +15,10 @@
 
 #include "admin.h"
 #include "qapi.h"
+#include "qapi_consume.h"
+#include "qapi_produce.h"
+#include "qapi_read.h"
+#include "qapi_topics.h"
 #include "rq_httpsig.h"
 
 /* clang-format off */

@@ -1,13 +1,13 @@
 /*
- * Fuzzes the request parsing of every HTTP handler of manager/qapi.c and
+ * Fuzzes the request parsing of every HTTP handler of manager/qapi_*.c and
  * manager/admin.c by calling the handlers themselves with fake requests.
  *
  * The handlers need a manager: this harness builds one around a real
  * metadata store (a SQLite file in a temporary directory, holding a few
  * brokers, a topic of two partitions, a producer and a consumer) and real
  * routing, liveness, reconcile and repair objects, on a libuv loop that is
- * only ever run without waiting. What manager.c provides to the handlers
- * (proposals, consistent reads, forwarding, calls to brokers) is stubbed
+ * only ever run without waiting. The core the handlers get (mcore.h:
+ * proposals, consistent reads, forwarding, calls to brokers) is a fake
  * here, each stub's outcome drawn from the input: a proposal is refused,
  * fails later, or is applied to the store for real; a call to a broker
  * fails at once, cannot connect, or gets an answer whose status and body
@@ -37,8 +37,8 @@
 #include "manager/admin.h"
 #include "manager/auth.h"
 #include "manager/liveness.h"
-#include "manager/manager.h"
 #include "manager/mcmd.h"
+#include "manager/mcore.h"
 #include "manager/mstore.h"
 #include "manager/qapi.h"
 #include "manager/reconcile.h"
@@ -46,6 +46,7 @@
 #include "manager/routes.h"
 #include "manager/routing.h"
 #include "rq_err.h"
+#include "rq_hash.h"
 #include "rq_http.h"
 #include "rq_httpc.h"
 #include "rq_json.h"
@@ -58,8 +59,8 @@
 static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
-#define FLAG_FORWARD 1    /* manager_forward() takes the request. */
-#define FLAG_UNSIGNED 2   /* A route needing a signature is refused. */
+#define FLAG_FORWARD 1  /* mcore_forward() takes the request. */
+#define FLAG_UNSIGNED 2 /* A route needing a signature is refused. */
 #define FLAG_NO_ADMIN                                                     \
     4                     /* The bearer token is a stored one without the \
                              admin grant (else the admin token). */
@@ -78,9 +79,22 @@ static const struct rq_http_route routes[] = {MANAGER_PARSING_ROUTES};
 #define STORED_GRANTS "produce:t consume:t.*"
 #define UNKNOWN_TOKEN "rqt_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
-/* ---- What manager.c provides, stubbed ---- */
+/* ---- The core (mcore.h), faked ---- */
 
-static struct manager mgr;
+struct mcore {
+    struct manager_config cfg;
+    uv_loop_t *loop;
+    struct mstore *store;
+    struct routing *routing;
+    struct mcore_modules mods;
+    struct manager_stats stats;
+    struct rq_node_info info;
+    bool leading;
+    bool closing;
+    uint64_t attempts;
+};
+
+static struct mcore mgr;
 static struct fuzz_in choices; /* Outcomes the stubs draw. */
 static uint8_t flags;
 static const char *broker_answer;
@@ -118,8 +132,8 @@ static bool later_run(void)
                 ((rq_node_done_cb)l.cb)(l.data, l.status, l.result);
                 break;
             case LATER_READ:
-                ((manager_read_cb)l.cb)(l.data, l.status,
-                                        l.status != 0 ? "no leader" : NULL);
+                ((mcore_read_cb)l.cb)(l.data, l.status,
+                                      l.status != 0 ? "no leader" : NULL);
                 break;
             case LATER_CALL:
                 ((rq_httpc_cb)l.cb)(l.data, &l.resp);
@@ -161,12 +175,12 @@ static void settle(struct rq_http_req *req, bool until_replied, int rounds)
     }
 }
 
-uint64_t manager_wall_ms(void)
+uint64_t mcore_wall_ms(void)
 {
     return 1700000000000ull;
 }
 
-void manager_unavailable(struct rq_http_req *req, const char *fmt, ...)
+void mcore_unavailable(struct rq_http_req *req, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -181,52 +195,23 @@ static void on_held_abort(struct rq_http_req *req, void *data)
 {
     struct rq_http_req **slot = data;
     *slot = NULL;
-    manager_unavailable(req, "abandoned");
+    mcore_unavailable(req, "abandoned");
 }
 
-void manager_hold(struct rq_http_req *req, struct rq_http_req **slot)
+void mcore_hold(struct rq_http_req *req, struct rq_http_req **slot)
 {
     *slot = req;
     rq_http_on_abort(req, on_held_abort, slot);
 }
 
-static const char *const peer_headers[] = {"Content-Type: application/json",
-                                           NULL};
-static const uint8_t sign_key[RQ_KEY_SIZE];
-static const struct rq_httpc_signer signer = {sign_key, "manager-1"};
-
-const struct rq_httpc_signer *manager_to_brokers(struct manager *m)
-{
-    (void)m;
-    return &signer;
-}
-
-const struct rq_httpc_signer *manager_to_managers(struct manager *m)
-{
-    (void)m;
-    return &signer;
-}
-
-const char *const *manager_peer_headers(struct manager *m)
-{
-    (void)m;
-    return peer_headers;
-}
-
-const char *const *manager_records_headers(struct manager *m)
-{
-    (void)m;
-    return peer_headers;
-}
-
-const char *manager_leader_http(struct manager *m, char *buf, size_t n)
+const char *mcore_leader_http(const struct mcore *m, char *buf, size_t n)
 {
     (void)m;
     snprintf(buf, n, "127.0.0.1:1");
     return (flags & FLAG_NO_LEADER) ? NULL : buf;
 }
 
-bool manager_forward(struct manager *m, struct rq_http_req *req)
+bool mcore_forward(struct mcore *m, struct rq_http_req *req)
 {
     (void)m;
     if (flags & FLAG_FORWARD) {
@@ -236,8 +221,8 @@ bool manager_forward(struct manager *m, struct rq_http_req *req)
     return false;
 }
 
-int manager_propose(struct manager *m, struct mcmd *c, rq_node_done_cb cb,
-                    void *data)
+int mcore_propose(struct mcore *m, struct mcmd *c, rq_node_done_cb cb,
+                  void *data)
 {
     struct rq_buf b;
     struct mcmd d;
@@ -246,7 +231,7 @@ int manager_propose(struct manager *m, struct mcmd *c, rq_node_done_cb cb,
     if (m->closing) {
         return RQ_SHUTDOWN;
     }
-    c->now_ms = manager_wall_ms();
+    c->now_ms = mcore_wall_ms();
     rq_buf_init(&b);
     int rv = mcmd_encode(c, &b);
     if (rv != 0) {
@@ -279,7 +264,7 @@ int manager_propose(struct manager *m, struct mcmd *c, rq_node_done_cb cb,
     return rv;
 }
 
-void manager_read(struct manager *m, manager_read_cb cb, void *data)
+void mcore_read(struct mcore *m, mcore_read_cb cb, void *data)
 {
     (void)m;
     uint8_t pick = fuzz_u8(&choices);
@@ -287,9 +272,11 @@ void manager_read(struct manager *m, manager_read_cb cb, void *data)
                               pick % 8 == 1 ? RQ_NOTLEADER : 0});
 }
 
-int manager_call(struct manager *m, const struct rq_httpc_req *req,
-                 rq_httpc_cb cb, void *data)
+int mcore_call(struct mcore *m, enum mcore_peer to, enum mcore_body body,
+               struct rq_httpc_req *req, rq_httpc_cb cb, void *data)
 {
+    (void)to;
+    (void)body;
     FUZZ_CHECK(req->method != NULL && req->url != NULL);
     if (m->closing) {
         return RQ_SHUTDOWN;
@@ -319,6 +306,84 @@ int manager_call(struct manager *m, const struct rq_httpc_req *req,
     return 0;
 }
 
+uint64_t mcore_now(const struct mcore *m)
+{
+    return uv_now(m->loop);
+}
+
+struct uv_loop_s *mcore_loop(struct mcore *m)
+{
+    return m->loop;
+}
+
+const struct manager_config *mcore_config(const struct mcore *m)
+{
+    return &m->cfg;
+}
+
+bool mcore_leading(const struct mcore *m)
+{
+    return m->leading;
+}
+
+bool mcore_closing(const struct mcore *m)
+{
+    return m->closing;
+}
+
+void mcore_node_info(const struct mcore *m, struct rq_node_info *out)
+{
+    *out = m->info;
+}
+
+void mcore_node_counters(const struct mcore *m, struct rq_node_counters *out)
+{
+    (void)m;
+    memset(out, 0, sizeof *out);
+}
+
+const struct rq_peer *mcore_peers(const struct mcore *m, size_t *n)
+{
+    (void)m;
+    *n = 0;
+    return NULL;
+}
+
+uint64_t mcore_producer_id(struct mcore *m)
+{
+    return rq_hash_u64(++m->attempts) & INT64_MAX;
+}
+
+const struct mstore *mcore_store(const struct mcore *m)
+{
+    return m->store;
+}
+
+const struct routing *mcore_routing(const struct mcore *m)
+{
+    return m->routing;
+}
+
+const struct liveness *mcore_liveness(const struct mcore *m)
+{
+    return m->mods.liveness;
+}
+
+struct routing *mcore_routes(struct mcore *m)
+{
+    return m->routing;
+}
+
+struct manager_stats *mcore_stats(struct mcore *m)
+{
+    return &m->stats;
+}
+
+const struct mcore_modules *mcore_modules(const struct mcore *m)
+{
+    return &m->mods;
+}
+
 /* ---- Setup, once ---- */
 
 static uint8_t *snapshot;
@@ -329,7 +394,7 @@ static void apply(struct mcmd *c)
     struct rq_buf b;
     uint64_t result;
     rq_buf_init(&b);
-    c->now_ms = manager_wall_ms();
+    c->now_ms = mcore_wall_ms();
     FUZZ_CHECK(mcmd_encode(c, &b) == 0);
     FUZZ_CHECK(
         mstore_apply(mgr.store, ++applied_index, b.base, b.len, &result) == 0);
@@ -398,21 +463,28 @@ static void setup(void)
 
 /* The manager's in-memory state, fresh for each input so that inputs
  * replay alike (the store is restored from its snapshot instead). */
+static void on_repair_changed(void *data)
+{
+    (void)data;
+    reconcile_kick(mgr.mods.reconcile);
+}
+
 static void state_new(void)
 {
     FUZZ_CHECK(routing_new(&mgr.routing) == 0);
-    FUZZ_CHECK(liveness_new(&mgr, &mgr.liveness) == 0);
-    FUZZ_CHECK(reconcile_new(&mgr, &mgr.reconcile) == 0);
-    FUZZ_CHECK(repair_new(&mgr, &mgr.repair) == 0);
+    FUZZ_CHECK(liveness_new(&mgr, &mgr.mods.liveness) == 0);
+    FUZZ_CHECK(repair_new(&mgr, on_repair_changed, NULL, &mgr.mods.repair) ==
+               0);
+    FUZZ_CHECK(reconcile_new(&mgr, mgr.mods.repair, &mgr.mods.reconcile) == 0);
     FUZZ_CHECK(qapi_init(&mgr) == 0);
 }
 
 static void state_free(void)
 {
     qapi_close(&mgr);
-    repair_free(mgr.repair);
-    reconcile_free(mgr.reconcile);
-    liveness_free(mgr.liveness);
+    reconcile_free(mgr.mods.reconcile);
+    repair_free(mgr.mods.repair);
+    liveness_free(mgr.mods.liveness);
     routing_free(mgr.routing);
 }
 
@@ -438,7 +510,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool routed = fake_req_read(&req, route, &in);
     char *answer = fuzz_str(&in);
     broker_answer = answer;
-    req.header_names[1] = MANAGER_FORWARDED;
+    req.header_names[1] = MCORE_FORWARDED;
     req.header_values[1] = (flags & FLAG_FORWARDED) ? "2" : NULL;
     req.header_names[2] = "Authorization";
     req.header_values[2] = (flags & FLAG_NO_TOKEN)   ? NULL

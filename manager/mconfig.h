@@ -1,0 +1,54 @@
+/*
+ * The manager's configuration, parsed and checked once by manager.c
+ * (configure) from flags and the environment, and the request counters
+ * that GET /metrics shows (mmetrics.c). Every module reads the
+ * configuration through the core (mcore_config); none parses flags.
+ */
+#ifndef MCONFIG_H
+#define MCONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct manager_config {
+    uint64_t id;
+    const char *raft_addr; /* Where to listen; "" means the --peers entry. */
+    const char *http_addr;
+    const char *peers;
+    const char *data;
+    const char *secret;
+    uint64_t cluster_id;
+    const char *admin_token; /* "" only with --admin-open. */
+    bool admin_open;         /* raftq dev: the admin API needs no token. */
+    const char *auth;        /* "none" or "tokens" (public API). */
+    bool auth_tokens;        /* --auth tokens */
+    uint64_t election_ms;
+    uint64_t heartbeat_ms;
+    uint64_t broker_dead_ms;
+    uint64_t broker_suspect_ms;
+    uint64_t max_message_bytes;
+    uint64_t snapshot_threshold;
+    uint64_t http_idle_timeout_s;
+    uint64_t http_max_connections;
+    uint64_t auth_clock_skew_ms;
+    uint64_t http_max_buffered;
+    uint64_t auth_replay_cache_entries;
+    const char *log_level;
+    const char *log_format;
+    const char *tls_cert; /* All three or none (rq_tls_check_flags). */
+    const char *tls_key;
+    const char *tls_ca;
+};
+
+struct manager_stats {
+    uint64_t proposals;
+    uint64_t proposal_errors;
+    uint64_t forwarded;
+    uint64_t produced;
+    uint64_t consumed;
+    uint64_t read_barriers;
+    uint64_t read_index;
+    uint64_t forwarded_internal; /* Of forwarded: /internal routes. */
+};
+
+#endif /* MCONFIG_H */

@@ -1,0 +1,558 @@
+/*
+ * Produce and batch produce (see qapi_produce.h). A produce picks one
+ * partition (policy_partition: the producer's, the request's, the key's,
+ * else the producer's round robin) and sends one record; a batch sorts
+ * its records by partition (the record's, the key's, else a round robin
+ * of batches) and sends one call per partition at once. A batch answers
+ * when every call has: the offsets of all records, or a failure naming the
+ * partitions whose records were committed.
+ */
+#include "qapi_produce.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bclient.h"
+#include "policy.h"
+#include "qapi.h"
+#include "rq_err.h"
+
+#define MAX_RECORDS 10000
+
+/* ---- Produce ---- */
+
+struct produce_op {
+    struct rq_http_req *req; /* First: the held request. */
+    struct mcore *core;
+    uint32_t partition; /* Chosen. */
+};
+
+static void on_produced(void *data, const struct bclient_result *r)
+{
+    struct produce_op *op = data;
+    struct rq_http_req *req = op->req;
+    if (req != NULL) {
+        rq_http_on_abort(req, NULL, NULL);
+        json_t *base = json_object_get(r->answer, "base_offset");
+        if (r->status == 200 && json_is_integer(base)) {
+            mcore_stats(op->core)->produced++;
+            rq_http_reply(req, 200,
+                          json_pack("{s:i,s:O}", "partition_id",
+                                    (int)op->partition, "offset", base));
+        } else {
+            if (r->retry_after != NULL) {
+                rq_http_set_header(req, "Retry-After", r->retry_after);
+            }
+            rq_http_reply_error(req, r->status == 200 ? 503 : r->status, "%s",
+                                r->why);
+        }
+    }
+    free(op);
+}
+
+/* The next round-robin position of @producer_id among @n partitions. */
+static uint32_t producer_rr(uint64_t producer_id, uint32_t n)
+{
+    struct qapi_state *c = qapi_state();
+    uintptr_t v = (uintptr_t)rq_idmap_del(&c->rr, producer_id);
+    uint64_t pos = v != 0 ? (uint64_t)v - 1 : producer_id;
+    if (rq_idmap_put(&c->rr, producer_id, (void *)(uintptr_t)(pos + 2)) != 0) {
+        /* UNTESTED: ENOMEM only; the position restarts next time. */
+    }
+    return (uint32_t)(pos % n);
+}
+
+/* A produce's arguments; the strings are borrowed from the request. */
+struct produce_msg {
+    const char *topic;
+    uint64_t producer_id;
+    uint32_t partition;
+    const char *message;
+    size_t message_len;
+    const char *key;
+};
+
+/* Produces once the producer is known here (qapi_serve_fn); false if it
+ * is not (yet). */
+static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
+                        bool last_try)
+{
+    const struct produce_msg *a = arg;
+    struct mstore_client pc;
+    struct mstore_partition *parts;
+    size_t n;
+
+    int rv = mstore_producer(mcore_store(core), a->producer_id, &pc);
+    if (rv == RQ_NOTFOUND && !last_try) {
+        return false;
+    }
+    if (qapi_client_for_topic(core, req, true, a->producer_id, a->topic, &pc) !=
+        0) {
+        return true;
+    }
+    rv = mstore_partitions(mcore_store(core), a->topic, &parts, &n);
+    if (rv == 0 && n == 0) {
+        free(parts);
+        rv = RQ_NOTFOUND;
+    }
+    if (qapi_reply_topic_lookup(req, rv, a->topic)) {
+        return true;
+    }
+    bool rr = pc.partition_id == MCMD_NO_PARTITION &&
+              a->partition == MCMD_NO_PARTITION && a->key == NULL;
+    uint32_t p = policy_partition(
+        pc.partition_id, a->partition, a->key,
+        a->key != NULL ? strlen(a->key) : 0,
+        rr ? producer_rr(a->producer_id, (uint32_t)n) : 0, (uint32_t)n);
+    if (p >= n) {
+        qapi_reply_partition_unknown(req, a->topic, p, n);
+        free(parts);
+        return true;
+    }
+    json_t *rec = json_pack("{s:s%}", "value", a->message, a->message_len);
+    if (rec != NULL && a->key != NULL) {
+        json_object_set_new(rec, "key", json_string(a->key));
+    }
+    json_t *records = json_array();
+    json_array_append_new(records, rec);
+    struct produce_op *op = calloc(1, sizeof *op);
+    if (op == NULL || rec == NULL) {
+        free(op); /* UNTESTED: ENOMEM only. */
+        json_decref(records);
+        free(parts);
+        rq_http_reply_error(req, 500, "out of memory");
+        return true;
+    }
+    op->core = core;
+    op->partition = p;
+    rv = bclient_produce(core, &parts[p], records, 0, 0, on_produced, op);
+    json_decref(records);
+    free(parts);
+    if (rv != 0) {
+        free(op);
+        mcore_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
+        return true;
+    }
+    mcore_hold(req, &op->req);
+    return true;
+}
+
+void qapi_produce(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    struct produce_msg a = {0};
+    struct auth who;
+
+    if (!auth_public(core, req, &who, qapi_produce) || !qapi_body_ok(req)) {
+        return;
+    }
+    a.topic = qapi_topic_arg(req, "topic");
+    if (a.topic == NULL || !qapi_id_arg(req, "producer_id", &a.producer_id) ||
+        !qapi_partition_arg(req, &a.partition)) {
+        return;
+    }
+    /* The message: a JSON string in the body, else the query string. */
+    json_t *body = rq_http_json(req, NULL, 0);
+    json_t *msg = json_object_get(body, "message");
+    const char *q = rq_http_query(req, "message");
+    if (q != NULL) {
+        a.message = q;
+        a.message_len = strlen(q);
+    } else if (json_is_string(msg)) {
+        a.message = json_string_value(msg);
+        a.message_len = json_string_length(msg);
+    } else {
+        rq_http_reply_error(req, 400, "'message' must be given as a string");
+        return;
+    }
+    if (a.message_len > mcore_config(core)->max_message_bytes) {
+        rq_http_reply_error(req, 413,
+                            "a message of %zu bytes is over the limit of "
+                            "%" PRIu64 " bytes",
+                            a.message_len,
+                            mcore_config(core)->max_message_bytes);
+        return;
+    }
+    if (!policy_utf8_valid(a.message, a.message_len) ||
+        memchr(a.message, '\0', a.message_len) != NULL) {
+        rq_http_reply_error(req, 400,
+                            "'message' must be UTF-8 text without NUL");
+        return;
+    }
+    json_t *key = json_object_get(body, "key");
+    a.key = rq_http_query(req, "key");
+    if (a.key == NULL && key != NULL && !json_is_null(key)) {
+        if (!json_is_string(key)) {
+            rq_http_reply_error(req, 400, "'key' must be a string");
+            return;
+        }
+        a.key = json_string_value(key);
+    }
+    if (a.key != NULL && !policy_utf8_valid(a.key, strlen(a.key))) {
+        rq_http_reply_error(req, 400, "'key' must be UTF-8 text");
+        return;
+    }
+    if (qapi_admit(core, req, &who, GRANT_TO_PRODUCE, a.topic,
+                   QAPI_ANY_MANAGER)) {
+        qapi_serve(core, req, produce_now, &a, sizeof a);
+    }
+}
+
+/* ---- Batches ---- */
+
+struct batch;
+
+struct batch_part {
+    struct batch *b;
+    uint32_t partition;
+    json_t *records; /* Owned until sent. */
+    size_t count;
+    int status;
+    uint64_t base;
+    char why[QAPI_WHY];
+    char retry_after[16];
+};
+
+struct batch {
+    struct rq_http_req *req; /* First: the held request. */
+    struct mcore *core;
+    uint32_t *assign; /* Partition of each record, in request order. */
+    size_t n_records;
+    struct batch_part *parts; /* One per partition of the topic. */
+    size_t n_parts;
+    size_t pending;
+};
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n_parts; i++) {
+        json_decref(b->parts[i].records);
+    }
+    free(b->parts);
+    free(b->assign);
+    free(b);
+}
+
+/* Answers a batch of which some partition's call failed: the most telling
+ * failure (a 4xx before a 5xx), and the partitions that committed. */
+static void batch_fail(struct batch *b, const struct batch_part *failed,
+                       json_t *committed)
+{
+    char list[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < json_array_size(committed) && used < 200; i++) {
+        used += (size_t)snprintf(
+            list + used, sizeof list - used, "%s%lld", i > 0 ? ", " : "",
+            (long long)json_integer_value(json_array_get(committed, i)));
+    }
+    if (failed->retry_after[0] != '\0') {
+        rq_http_set_header(b->req, "Retry-After", failed->retry_after);
+    }
+    char msg[QAPI_WHY + 400];
+    snprintf(msg, sizeof msg, "%s; %s%s", failed->why,
+             json_array_size(committed) > 0
+                 ? "the records of these partitions were committed: "
+                 : "no partition's records were committed",
+             list);
+    rq_http_reply(b->req, failed->status,
+                  json_pack("{s:s,s:s,s:o}", "status", "failure", "message",
+                            msg, "committed_partitions", committed));
+}
+
+static void batch_finish(struct batch *b)
+{
+    struct rq_http_req *req = b->req;
+    if (req == NULL) {
+        batch_free(b);
+        return;
+    }
+    rq_http_on_abort(req, NULL, NULL);
+    struct batch_part *failed = NULL;
+    json_t *committed = json_array();
+    for (size_t p = 0; p < b->n_parts; p++) {
+        struct batch_part *bp = &b->parts[p];
+        if (bp->count == 0) {
+            continue;
+        }
+        if (bp->status == 200) {
+            json_array_append_new(committed, json_integer(p));
+        } else if (failed == NULL ||
+                   (failed->status >= 500 && bp->status < 500)) {
+            failed = bp;
+        }
+    }
+    if (failed != NULL) {
+        batch_fail(b, failed, committed);
+        batch_free(b);
+        return;
+    }
+    json_decref(committed);
+    json_t *offsets = json_array();
+    uint64_t *next = calloc(b->n_parts, sizeof *next);
+    if (next == NULL) {
+        json_decref(offsets); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        batch_free(b);
+        return;
+    }
+    for (size_t p = 0; p < b->n_parts; p++) {
+        next[p] = b->parts[p].base;
+    }
+    for (size_t i = 0; i < b->n_records; i++) {
+        uint32_t p = b->assign[i];
+        json_array_append_new(
+            offsets, json_pack("{s:i,s:I}", "partition_id", (int)p, "offset",
+                               (json_int_t)next[p]++));
+    }
+    free(next);
+    mcore_stats(b->core)->produced += b->n_records;
+    rq_http_reply(req, 200, json_pack("{s:o}", "offsets", offsets));
+    batch_free(b);
+}
+
+static void on_batch_part(void *data, const struct bclient_result *r)
+{
+    struct batch_part *bp = data;
+    struct batch *b = bp->b;
+    json_t *base = json_object_get(r->answer, "base_offset");
+    if (r->status == 200 && json_is_integer(base)) {
+        bp->status = 200;
+        bp->base = (uint64_t)json_integer_value(base);
+    } else {
+        bp->status = r->status == 200 ? 503 : r->status;
+        snprintf(bp->why, sizeof bp->why, "partition %u: %s", bp->partition,
+                 r->why);
+        if (r->retry_after != NULL) {
+            snprintf(bp->retry_after, sizeof bp->retry_after, "%s",
+                     r->retry_after);
+        }
+    }
+    if (--b->pending == 0) {
+        batch_finish(b);
+    }
+}
+
+/* A new batch of @n records over @np partitions, each with an empty list;
+ * NULL on ENOMEM. */
+static struct batch *batch_new(struct mcore *core, size_t n, size_t np)
+{
+    struct batch *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        return NULL; /* UNTESTED: ENOMEM only. */
+    }
+    b->assign = calloc(n + 1, sizeof *b->assign);
+    b->parts = calloc(np, sizeof *b->parts);
+    if (b->assign == NULL || b->parts == NULL) {
+        free(b->assign); /* UNTESTED: ENOMEM only. */
+        free(b->parts);
+        free(b);
+        return NULL;
+    }
+    b->core = core;
+    b->n_records = n;
+    b->n_parts = np;
+    for (size_t p = 0; p < np; p++) {
+        b->parts[p] = (struct batch_part){
+            .b = b, .partition = (uint32_t)p, .records = json_array()};
+    }
+    return b;
+}
+
+/*
+ * Sorts the records of @records into @b's partitions, checking each
+ * (value, key, partition_id, size): 0, or the status (400, 404, 413) with
+ * @why naming the record.
+ */
+static int batch_sort(struct batch *b, const json_t *records, const char *topic,
+                      char *why, size_t whyn)
+{
+    size_t np = b->n_parts;
+    uint64_t max_bytes = mcore_config(b->core)->max_message_bytes;
+    for (size_t i = 0; i < b->n_records; i++) {
+        json_t *rec = json_array_get(records, i);
+        json_t *value = json_object_get(rec, "value");
+        json_t *key = json_object_get(rec, "key");
+        json_t *rp = json_object_get(rec, "partition_id");
+        uint32_t p;
+        if (!json_is_object(rec) || !json_is_string(value)) {
+            snprintf(why, whyn, "record %zu: 'value' must be a string", i);
+            return 400;
+        }
+        if (key != NULL && !json_is_null(key) && !json_is_string(key)) {
+            snprintf(why, whyn, "record %zu: 'key' must be a string", i);
+            return 400;
+        }
+        if (json_string_length(value) > max_bytes) {
+            snprintf(why, whyn,
+                     "record %zu: a value of %zu bytes is over the limit of "
+                     "%" PRIu64 " bytes",
+                     i, json_string_length(value), max_bytes);
+            return 413;
+        }
+        if (memchr(json_string_value(value), '\0', json_string_length(value)) !=
+            NULL) {
+            snprintf(why, whyn, "record %zu: 'value' holds a NUL", i);
+            return 400;
+        }
+        if (rp != NULL && !json_is_null(rp) &&
+            (!json_is_integer(rp) || json_integer_value(rp) < 0 ||
+             (size_t)json_integer_value(rp) >= np)) {
+            int status =
+                json_is_integer(rp) && json_integer_value(rp) >= 0 ? 404 : 400;
+            snprintf(why, whyn,
+                     "record %zu: topic '%s' has no partition %s (it has "
+                     "%zu)",
+                     i, topic, status == 404 ? "so numbered" : "like that", np);
+            return status;
+        }
+        if (rp != NULL && !json_is_null(rp)) {
+            p = (uint32_t)json_integer_value(rp);
+        } else if (json_is_string(key)) {
+            p = policy_key_partition(json_string_value(key),
+                                     json_string_length(key), (uint32_t)np);
+        } else {
+            p = (uint32_t)(qapi_state()->batch_rr++ % np);
+        }
+        b->assign[i] = p;
+        json_t *r = json_pack("{s:O}", "value", value);
+        if (json_is_string(key)) {
+            json_object_set(r, "key", key);
+        }
+        json_array_append_new(b->parts[p].records, r);
+        b->parts[p].count++;
+    }
+    return 0;
+}
+
+/* Checks a batch against the store and sends it (qapi_serve_fn; @arg: the
+ * topic's name, const char *, borrowed from @req); false if the topic or
+ * the producer is not known here (yet). */
+static bool batch_now(struct mcore *core, struct rq_http_req *req, void *arg,
+                      bool last_try)
+{
+    const char *topic = *(const char **)arg;
+    struct mstore_partition *parts;
+    struct mstore_client pc;
+    size_t np;
+    char why[QAPI_WHY];
+
+    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *records = json_object_get(body, "records");
+    json_t *pid = json_object_get(body, "producer_id");
+    json_t *seq = json_object_get(body, "sequence");
+    int rv = mstore_partitions(mcore_store(core), topic, &parts, &np);
+    if (rv == 0 && np == 0) {
+        free(parts);
+        rv = RQ_NOTFOUND;
+    }
+    if (rv == RQ_NOTFOUND && !last_try) {
+        return false;
+    }
+    if (qapi_reply_topic_lookup(req, rv, topic)) {
+        return true;
+    }
+    bool has_producer = pid != NULL && !json_is_null(pid);
+    bool has_sequence = seq != NULL && !json_is_null(seq);
+    uint64_t producer_id = 0;
+    if (has_producer) {
+        producer_id = (uint64_t)json_integer_value(pid);
+        rv = mstore_producer(mcore_store(core), producer_id, &pc);
+        if (rv == RQ_NOTFOUND && !last_try) {
+            free(parts);
+            return false;
+        }
+        if (qapi_client_for_topic(core, req, true, producer_id, topic, &pc) !=
+            0) {
+            free(parts);
+            return true;
+        }
+    }
+    uint64_t sequence = has_sequence ? (uint64_t)json_integer_value(seq) : 0;
+    struct batch *b = batch_new(core, json_array_size(records), np);
+    if (b == NULL) {
+        free(parts); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        return true;
+    }
+    int status = batch_sort(b, records, topic, why, sizeof why);
+    if (status != 0) {
+        batch_free(b);
+        free(parts);
+        rq_http_reply_error(req, status, "%s", why);
+        return true;
+    }
+    b->pending = 1; /* Until every call is started. */
+    mcore_hold(req, &b->req);
+    for (size_t p = 0; p < np; p++) {
+        struct batch_part *bp = &b->parts[p];
+        if (bp->count == 0) {
+            continue;
+        }
+        b->pending++;
+        rv = bclient_produce(core, &parts[p], bp->records,
+                             has_producer && has_sequence ? producer_id : 0,
+                             sequence, on_batch_part, bp);
+        if (rv != 0) {
+            bp->status = 503;
+            snprintf(bp->why, sizeof bp->why, "partition %zu: %s", p,
+                     rq_strerror(rv));
+            b->pending--;
+        }
+    }
+    free(parts);
+    if (--b->pending == 0) {
+        batch_finish(b);
+    }
+    return true;
+}
+
+void qapi_records_produce(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    struct auth who;
+
+    if (!auth_public(core, req, &who, qapi_records_produce)) {
+        return;
+    }
+    const char *topic = qapi_topic_param(req);
+    if (topic == NULL || !qapi_body_ok(req)) {
+        return;
+    }
+    json_t *body = rq_http_json(req, NULL, 0);
+    json_t *records = json_object_get(body, "records");
+    json_t *pid = json_object_get(body, "producer_id");
+    json_t *seq = json_object_get(body, "sequence");
+    if (!json_is_array(records) || json_array_size(records) == 0) {
+        rq_http_reply_error(req, 400,
+                            "'records' must be a list of 1 to %d "
+                            "{value, key?, partition_id?} objects",
+                            MAX_RECORDS);
+        return;
+    }
+    if (json_array_size(records) > MAX_RECORDS) {
+        rq_http_reply_error(req, 413,
+                            "%zu records is over the limit of %d per request",
+                            json_array_size(records), MAX_RECORDS);
+        return;
+    }
+    if ((pid != NULL && !json_is_null(pid) &&
+         (!json_is_integer(pid) || json_integer_value(pid) <= 0)) ||
+        (seq != NULL && !json_is_null(seq) &&
+         (!json_is_integer(seq) || json_integer_value(seq) < 0))) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' must be a producer id and "
+                            "'sequence' a non-negative integer");
+        return;
+    }
+    if (seq != NULL && !json_is_null(seq) &&
+        (pid == NULL || json_is_null(pid))) {
+        rq_http_reply_error(req, 400, "'sequence' needs a 'producer_id'");
+        return;
+    }
+    if (qapi_admit(core, req, &who, GRANT_TO_PRODUCE, topic,
+                   QAPI_ANY_MANAGER)) {
+        qapi_serve(core, req, batch_now, &topic, sizeof topic);
+    }
+}
