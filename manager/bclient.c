@@ -17,7 +17,9 @@
 #include "policy.h"
 #include "routing.h"
 #include "rq_err.h"
+#include "rq_json.h"
 #include "rq_log.h"
+#include "rq_record.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "bclient"
@@ -138,11 +140,7 @@ static uint32_t cached_leader(const struct bcall *c)
 /* A 421's or a read answer's leader_id, if it is a valid broker id. */
 static uint32_t named_leader(const json_t *o)
 {
-    json_t *lid = json_object_get(o, "leader_id");
-    return json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                   json_integer_value(lid) <= UINT32_MAX
-               ? (uint32_t)json_integer_value(lid)
-               : 0;
+    return rq_json_id(o, "leader_id");
 }
 
 /* Notes what a read's final answer @o from @broker says of the leader and
@@ -410,28 +408,10 @@ int bclient_produce(struct mcore *core, const struct mstore_partition *p,
         producer_id = producer_id != 0 ? producer_id : 1;
         sequence = 0;
     }
-    /* The binary form (broker/README.md), so brokers parse no JSON:
-     *   count:u32 | count x (key_len:i32 | value_len:u32 | key | value)
-     * with key_len -1 for a record without a key. */
+    /* The binary form (shared/rq_record.h), so brokers parse no JSON. */
     struct rq_buf b;
-    size_t n = json_array_size(records);
     rq_buf_init(&b);
-    rq_buf_put_u32(&b, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        const json_t *rec = json_array_get(records, i);
-        const json_t *key = json_object_get(rec, "key");
-        const json_t *value = json_object_get(rec, "value");
-        bool has_key = json_is_string(key);
-        rq_buf_put_u32(
-            &b, has_key ? (uint32_t)json_string_length(key) : UINT32_MAX);
-        rq_buf_put_u32(&b, (uint32_t)json_string_length(value));
-        if (has_key) {
-            rq_buf_put_bytes(&b, json_string_value(key),
-                             json_string_length(key));
-        }
-        rq_buf_put_bytes(&b, json_string_value(value),
-                         json_string_length(value));
-    }
+    rq_record_body_put_json(&b, records);
     if (b.err != 0) {
         rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
