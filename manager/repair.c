@@ -21,6 +21,7 @@
 #include "repair_plan.h"
 #include "routing.h"
 #include "rq_err.h"
+#include "rq_json.h"
 #include "rq_log.h"
 
 #define LOG_TAG "repair"
@@ -234,15 +235,11 @@ static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
     json_t *o = resp->body_len > 0
                     ? json_loadb(resp->body, resp->body_len, 0, NULL)
                     : NULL;
-    json_t *lid = json_object_get(o, "leader_id");
     const char *msg = json_string_value(json_object_get(o, "message"));
     struct repair_answer a = {
         .failed = resp->err != 0,
         .status = resp->status,
-        .named = json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                         json_integer_value(lid) <= UINT32_MAX
-                     ? (uint32_t)json_integer_value(lid)
-                     : 0,
+        .named = rq_json_id(o, "leader_id"),
     };
     repair_plan_answer(&a, mv->step, mv->rebuild, mv->redirects, mv->retries,
                        &next);
