@@ -904,25 +904,12 @@ static int lock_data_dir(struct atm *a, char *why, size_t whyn)
 static int configure(struct atm *a, int argc, char **argv, char *why,
                      size_t whyn)
 {
-    bool help;
-    int rv = rq_config_parse(options, sizeof options / sizeof options[0],
-                             &a->cfg, argc, argv, &help, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    if (help) {
-        rq_config_usage(stdout,
-                        "atm --id N --peers 1=HOST:PORT,2=HOST:PORT,"
-                        "3=HOST:PORT --data DIR [options]",
-                        options, sizeof options / sizeof options[0]);
-        exit(0);
-    }
-    rv = rq_config_start_log("atm", a->cfg.id, a->cfg.log_level,
-                             a->cfg.log_format, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = rq_config_check_secret("cluster-secret", a->cfg.secret, why, whyn);
+    static const struct rq_config_spec spec = {
+        "atm",
+        "atm --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR "
+        "[options]",
+        options, sizeof options / sizeof options[0]};
+    int rv = rq_config_load(&spec, &a->cfg, argc, argv, why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -940,12 +927,10 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
         snprintf(why, whyn, "--id %" PRIu64 " is not in --peers", a->cfg.id);
         return RQ_INVALID;
     }
-    if (a->cfg.election_ms < 50 || a->cfg.election_ms > 60000 ||
-        a->cfg.heartbeat_ms == 0 || a->cfg.heartbeat_ms >= a->cfg.election_ms) {
-        snprintf(why, whyn,
-                 "need 50 <= --election-timeout-ms <= 60000 and "
-                 "0 < --heartbeat-ms < --election-timeout-ms");
-        return RQ_INVALID;
+    rv = rq_config_check_raft_timing(a->cfg.election_ms, a->cfg.heartbeat_ms,
+                                     why, whyn);
+    if (rv != 0) {
+        return rv;
     }
     if (a->cfg.snapshot_threshold < 4 ||
         a->cfg.snapshot_threshold > UINT32_MAX ||

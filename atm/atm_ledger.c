@@ -6,10 +6,11 @@
  * operation counter, so every replica that applies the same writes in the
  * same order evicts the same origins and encodes to the same bytes.
  *
- * Both tables use linear probing over a power-of-two number of slots, kept
- * at most half full. Accounts are never removed (a zero balance stays an
- * account). Origins are removed on eviction with backward-shift deletion,
- * so no tombstones are needed.
+ * Accounts live in an open-addressing table (linear probing over a
+ * power-of-two number of slots, kept at most half full) and are never
+ * removed (a zero balance stays an account). Origins live in the
+ * deduplication table of shared/rq_dedupe.h, the one partitions use for
+ * their producers: its clock is the ledger's operation counter.
  *
  * Invariants:
  *   1. Every balance is in 0..INT64_MAX.
@@ -25,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rq_dedupe.h"
 #include "rq_err.h"
-#include "rq_hash.h"
 
 #define SNAPSHOT_VERSION 1
 #define TABLE_MIN 16
@@ -41,22 +42,13 @@ struct account {
     int64_t cents;
 };
 
-struct origin {
-    bool used;
-    uint64_t id;
-    uint64_t seq;       /* Last seq applied. */
-    uint64_t last_used; /* Value of ops when seq was applied. */
-    struct atm_result result;
-};
-
 struct atm_ledger {
-    uint64_t ops; /* Writes remembered so far: the eviction clock. */
     struct account *accounts;
     size_t accounts_cap; /* Power of two. */
     size_t accounts_n;
-    struct origin *origins;
-    size_t origins_cap; /* Power of two. */
-    size_t origins_n;
+    /* Values: the struct atm_result of each origin's last seq. Its clock
+     * counts the writes remembered so far. */
+    struct rq_dedupe origins;
 };
 
 /* ---- Hashing ---- */
@@ -132,93 +124,6 @@ static struct account *account_get(struct atm_ledger *l, const char *name)
         l->accounts_n++;
     }
     return a;
-}
-
-/* ---- Origins table ---- */
-
-static struct origin *origin_slot(struct origin *t, size_t cap, uint64_t id)
-{
-    size_t mask = cap - 1;
-    size_t i = (size_t)rq_hash_u64(id) & mask;
-    while (t[i].used && t[i].id != id) {
-        i = (i + 1) & mask;
-    }
-    return &t[i];
-}
-
-static struct origin *origin_find(const struct atm_ledger *l, uint64_t id)
-{
-    if (l->origins_cap == 0) {
-        return NULL;
-    }
-    struct origin *o = origin_slot(l->origins, l->origins_cap, id);
-    return o->used ? o : NULL;
-}
-
-static int origins_reserve(struct atm_ledger *l, size_t extra)
-{
-    size_t cap = l->origins_cap == 0 ? TABLE_MIN : l->origins_cap;
-    while ((l->origins_n + extra) * 2 > cap) {
-        cap *= 2;
-    }
-    if (cap == l->origins_cap) {
-        return 0;
-    }
-    struct origin *t = calloc(cap, sizeof *t);
-    if (t == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-    }
-    for (size_t i = 0; i < l->origins_cap; i++) {
-        if (l->origins[i].used) {
-            *origin_slot(t, cap, l->origins[i].id) = l->origins[i];
-        }
-    }
-    free(l->origins);
-    l->origins = t;
-    l->origins_cap = cap;
-    return 0;
-}
-
-/*
- * Removes the origin in slot @hole by backward-shift deletion: later
- * members of the same probe run move up so that every lookup still finds
- * its entry without crossing an empty slot.
- */
-static void origin_remove(struct atm_ledger *l, struct origin *hole)
-{
-    size_t mask = l->origins_cap - 1;
-    size_t i = (size_t)(hole - l->origins);
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (!l->origins[j].used) {
-            break;
-        }
-        size_t home = (size_t)rq_hash_u64(l->origins[j].id) & mask;
-        /* Move j into i unless its home lies cyclically in (i, j]. */
-        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!stays) {
-            l->origins[i] = l->origins[j];
-            i = j;
-        }
-    }
-    memset(&l->origins[i], 0, sizeof l->origins[i]);
-    l->origins_n--;
-}
-
-/* Forgets the origin least recently used. Last-used values are distinct
- * (invariant 3), so the choice is the same on every replica. */
-static void origins_evict(struct atm_ledger *l)
-{
-    struct origin *oldest = NULL;
-    for (size_t i = 0; i < l->origins_cap; i++) {
-        struct origin *o = &l->origins[i];
-        if (o->used && (oldest == NULL || o->last_used < oldest->last_used)) {
-            oldest = o;
-        }
-    }
-    assert(oldest != NULL);
-    origin_remove(l, oldest);
 }
 
 /* ---- Writes and results: codecs ---- */
@@ -363,6 +268,7 @@ int atm_ledger_new(struct atm_ledger **out)
     if (l == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
+    rq_dedupe_init(&l->origins, ATM_ORIGINS_MAX, sizeof(struct atm_result));
     *out = l;
     return 0;
 }
@@ -373,7 +279,7 @@ void atm_ledger_free(struct atm_ledger *l)
         return;
     }
     free(l->accounts);
-    free(l->origins);
+    rq_dedupe_close(&l->origins);
     free(l);
 }
 
@@ -407,11 +313,11 @@ size_t atm_ledger_accounts(const struct atm_ledger *l)
 int atm_ledger_result(const struct atm_ledger *l, struct atm_rid rid,
                       struct atm_result *out)
 {
-    const struct origin *o = origin_find(l, rid.origin);
+    const struct rq_dedupe_entry *o = rq_dedupe_find(&l->origins, rid.origin);
     if (o == NULL || o->seq != rid.seq) {
         return RQ_NOTFOUND;
     }
-    *out = o->result;
+    *out = *(const struct atm_result *)rq_dedupe_value(o);
     return 0;
 }
 
@@ -471,7 +377,7 @@ static void rules_apply(struct atm_ledger *l, const struct atm_write *w,
 int atm_ledger_apply(struct atm_ledger *l, const struct atm_write *w,
                      struct atm_result *out)
 {
-    struct origin *o;
+    const struct rq_dedupe_entry *o;
     int rv;
 
     if (!write_valid(w)) {
@@ -480,9 +386,10 @@ int atm_ledger_apply(struct atm_ledger *l, const struct atm_write *w,
         out->status = RQ_INVALID;
         return 0;
     }
-    o = origin_find(l, w->rid.origin);
+    o = rq_dedupe_find(&l->origins, w->rid.origin);
     if (o != NULL && w->rid.seq == o->seq) {
-        *out = o->result; /* A retry: answer again, apply nothing. */
+        /* A retry: answer again, apply nothing. */
+        *out = *(const struct atm_result *)rq_dedupe_value(o);
         return 0;
     }
     if (o != NULL && w->rid.seq < o->seq) {
@@ -491,30 +398,20 @@ int atm_ledger_apply(struct atm_ledger *l, const struct atm_write *w,
     }
 
     /* Reserve everything first so that an allocation failure changes
-     * nothing and the same entry can be applied again later. */
+     * nothing and the same entry can be applied again later. When the
+     * origins are full, eviction makes the room. */
     rv = accounts_reserve(l, 2);
     if (rv == 0 && o == NULL) {
-        /* When full, eviction makes the room. */
-        rv = origins_reserve(l, l->origins_n < ATM_ORIGINS_MAX ? 1 : 0);
+        rv = rq_dedupe_reserve(&l->origins, rq_dedupe_count(&l->origins) + 1);
     }
     if (rv != 0) {
         return rv; /* UNTESTED: ENOMEM only. */
     }
 
     rules_apply(l, w, out);
-
-    if (o == NULL) {
-        if (l->origins_n >= ATM_ORIGINS_MAX) {
-            origins_evict(l);
-        }
-        o = origin_slot(l->origins, l->origins_cap, w->rid.origin);
-        o->used = true;
-        o->id = w->rid.origin;
-        l->origins_n++;
-    }
-    o->seq = w->rid.seq;
-    o->result = *out;
-    o->last_used = ++l->ops;
+    struct atm_result *r =
+        rq_dedupe_value(rq_dedupe_put(&l->origins, w->rid.origin, w->rid.seq));
+    *r = *out;
     return 0;
 }
 
@@ -527,13 +424,6 @@ static int account_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static int origin_cmp(const void *a, const void *b)
-{
-    const struct origin *x = *(const struct origin *const *)a;
-    const struct origin *y = *(const struct origin *const *)b;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
 /*
  * version:u32 | ops:u64 | n_accounts:u32 | n x (name:blob | cents:u64)
  * | n_origins:u32 | n x (origin:u64 | seq:u64 | last_used:u64 | result)
@@ -543,15 +433,17 @@ static int origin_cmp(const void *a, const void *b)
  */
 int atm_ledger_encode(const struct atm_ledger *l, struct rq_buf *out)
 {
-    size_t n = l->accounts_n > l->origins_n ? l->accounts_n : l->origins_n;
-    const void **sorted = malloc((n > 0 ? n : 1) * sizeof *sorted);
+    const struct account **sorted =
+        malloc((l->accounts_n > 0 ? l->accounts_n : 1) * sizeof *sorted);
+    const struct rq_dedupe_entry **origins;
     size_t k;
 
-    if (sorted == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    if (sorted == NULL || rq_dedupe_sorted(&l->origins, &origins) != 0) {
+        free(sorted); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
     }
     rq_buf_put_u32(out, SNAPSHOT_VERSION);
-    rq_buf_put_u64(out, l->ops);
+    rq_buf_put_u64(out, rq_dedupe_ops(&l->origins));
 
     k = 0;
     for (size_t i = 0; i < l->accounts_cap; i++) {
@@ -563,66 +455,22 @@ int atm_ledger_encode(const struct atm_ledger *l, struct rq_buf *out)
     qsort(sorted, k, sizeof *sorted, account_cmp);
     rq_buf_put_u32(out, (uint32_t)k);
     for (size_t i = 0; i < k; i++) {
-        const struct account *a = sorted[i];
-        rq_buf_put_blob(out, a->name, strlen(a->name));
-        rq_buf_put_u64(out, (uint64_t)a->cents);
+        rq_buf_put_blob(out, sorted[i]->name, strlen(sorted[i]->name));
+        rq_buf_put_u64(out, (uint64_t)sorted[i]->cents);
     }
 
-    k = 0;
-    for (size_t i = 0; i < l->origins_cap; i++) {
-        if (l->origins[i].used) {
-            sorted[k++] = &l->origins[i];
-        }
-    }
-    assert(k == l->origins_n);
-    qsort(sorted, k, sizeof *sorted, origin_cmp);
+    k = rq_dedupe_count(&l->origins);
     rq_buf_put_u32(out, (uint32_t)k);
     for (size_t i = 0; i < k; i++) {
-        const struct origin *o = sorted[i];
+        const struct rq_dedupe_entry *o = origins[i];
         rq_buf_put_u64(out, o->id);
         rq_buf_put_u64(out, o->seq);
         rq_buf_put_u64(out, o->last_used);
-        put_result(out, &o->result);
+        put_result(out, rq_dedupe_value(o));
     }
+    free(origins);
     free(sorted);
     return out->err;
-}
-
-static int u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a;
-    uint64_t y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Checks invariant 3 on decoded origins: last_used distinct, in 1..ops. */
-static int last_used_check(const struct atm_ledger *t)
-{
-    uint64_t *v;
-    size_t k = 0;
-    int rv = 0;
-
-    if (t->origins_n == 0) {
-        return 0;
-    }
-    v = malloc(t->origins_n * sizeof *v);
-    if (v == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-    }
-    for (size_t i = 0; i < t->origins_cap; i++) {
-        if (t->origins[i].used) {
-            v[k++] = t->origins[i].last_used;
-        }
-    }
-    qsort(v, k, sizeof *v, u64_cmp);
-    for (size_t i = 0; i < k; i++) {
-        if (v[i] == 0 || v[i] > t->ops || (i > 0 && v[i] == v[i - 1])) {
-            rv = RQ_MALFORMED;
-            break;
-        }
-    }
-    free(v);
-    return rv;
 }
 
 /*
@@ -635,12 +483,13 @@ static int decode_into(struct atm_ledger *t, const uint8_t *p, size_t len)
 {
     struct rq_cursor c;
     uint32_t version;
+    uint64_t ops;
     uint32_t n;
     int rv;
 
     rq_cursor_init(&c, p, len);
     if (rq_wire_get_u32(&c, &version) != 0 || version != SNAPSHOT_VERSION ||
-        rq_wire_get_u64(&c, &t->ops) != 0) {
+        rq_wire_get_u64(&c, &ops) != 0) {
         return RQ_MALFORMED;
     }
 
@@ -667,27 +516,32 @@ static int decode_into(struct atm_ledger *t, const uint8_t *p, size_t len)
         n > c.left / ORIGIN_REC_MIN) {
         return RQ_MALFORMED;
     }
-    rv = origins_reserve(t, n);
+    rv = rq_dedupe_load_begin(&t->origins, ops, n);
     if (rv != 0) {
         return rv; /* UNTESTED: ENOMEM only. */
     }
     uint64_t prev_id = 0;
     for (uint32_t i = 0; i < n; i++) {
-        struct origin o = {.used = true};
-        if (rq_wire_get_u64(&c, &o.id) != 0 || (i > 0 && o.id <= prev_id) ||
-            rq_wire_get_u64(&c, &o.seq) != 0 ||
-            rq_wire_get_u64(&c, &o.last_used) != 0 ||
-            get_result(&c, false, &o.result) != 0) {
+        uint64_t id;
+        uint64_t seq;
+        uint64_t last_used;
+        struct atm_result r;
+        if (rq_wire_get_u64(&c, &id) != 0 || (i > 0 && id <= prev_id) ||
+            rq_wire_get_u64(&c, &seq) != 0 ||
+            rq_wire_get_u64(&c, &last_used) != 0 ||
+            get_result(&c, false, &r) != 0) {
             return RQ_MALFORMED;
         }
-        *origin_slot(t->origins, t->origins_cap, o.id) = o;
-        t->origins_n++;
-        prev_id = o.id;
+        struct atm_result *v =
+            rq_dedupe_value(rq_dedupe_load(&t->origins, id, seq, last_used));
+        *v = r;
+        prev_id = id;
     }
     if (c.left != 0) {
         return RQ_MALFORMED;
     }
-    return last_used_check(t);
+    /* Invariant 3: last_used distinct, in 1..ops. */
+    return rq_dedupe_load_end(&t->origins);
 }
 
 int atm_ledger_decode(struct atm_ledger *l, const uint8_t *p, size_t len)
@@ -696,14 +550,15 @@ int atm_ledger_decode(struct atm_ledger *l, const uint8_t *p, size_t len)
     int rv;
 
     memset(&t, 0, sizeof t);
+    rq_dedupe_init(&t.origins, ATM_ORIGINS_MAX, sizeof(struct atm_result));
     rv = decode_into(&t, p, len);
     if (rv != 0) {
         free(t.accounts);
-        free(t.origins);
+        rq_dedupe_close(&t.origins);
         return rv;
     }
     free(l->accounts);
-    free(l->origins);
+    rq_dedupe_close(&l->origins);
     *l = t;
     return 0;
 }

@@ -1052,7 +1052,7 @@ static void api_records_produce(struct rq_http_req *req, void *data)
     if (refuse_closing(req, b)) {
         return;
     }
-    if (produce_body_is_binary(rq_http_header(req, "Content-Type"))) {
+    if (rq_record_body_is_binary(rq_http_header(req, "Content-Type"))) {
         produce_binary(req, b);
     } else {
         produce_json(req, b);

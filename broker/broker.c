@@ -1081,26 +1081,13 @@ static int lock_data_dir(struct broker *b, char *why, size_t whyn)
 static int configure(struct broker *b, int argc, char **argv, char *why,
                      size_t whyn)
 {
+    static const struct rq_config_spec spec = {
+        "broker",
+        "broker --id N --raft-addr HOST:PORT --http-addr HOST:PORT --data DIR "
+        "[options]",
+        options, sizeof options / sizeof options[0]};
     struct broker_config *c = &b->cfg;
-    bool help;
-    int rv = rq_config_parse(options, sizeof options / sizeof options[0], c,
-                             argc, argv, &help, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    if (help) {
-        rq_config_usage(stdout,
-                        "broker --id N --raft-addr HOST:PORT --http-addr "
-                        "HOST:PORT --data DIR [options]",
-                        options, sizeof options / sizeof options[0]);
-        exit(0);
-    }
-    rv = rq_config_start_log("broker", c->id, c->log_level, c->log_format, why,
-                             whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = rq_config_check_secret("cluster-secret", c->secret, why, whyn);
+    int rv = rq_config_load(&spec, c, argc, argv, why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -1117,12 +1104,10 @@ static int configure(struct broker *b, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
-    if (c->election_ms < 50 || c->election_ms > 60000 || c->heartbeat_ms == 0 ||
-        c->heartbeat_ms >= c->election_ms) {
-        snprintf(why, whyn,
-                 "need 50 <= --election-timeout-ms <= 60000 and "
-                 "0 < --heartbeat-ms < --election-timeout-ms");
-        return RQ_INVALID;
+    rv =
+        rq_config_check_raft_timing(c->election_ms, c->heartbeat_ms, why, whyn);
+    if (rv != 0) {
+        return rv;
     }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");

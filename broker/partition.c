@@ -37,10 +37,11 @@
  *      would survive a restart and the replay would skip the entry that
  *      replaced it. A batch that differs is cut off with everything after
  *      it and the entry written in its place.
- *   5. The producer table is a dense pool (at most PARTITION_PRODUCERS_MAX
- *      records) indexed by an open-addressing hash of pool positions and
- *      threaded on a list in last_used order, so eviction of the least
- *      recently used is O(1) and the same on every replica.
+ *   5. The producer table is shared/rq_dedupe.h's deduplication table (the
+ *      ATM ledger's origins use the same one): at most
+ *      PARTITION_PRODUCERS_MAX producers, the least recently used by its
+ *      own clock evicted first, alike on every replica. It keeps each
+ *      producer's batch (struct producer) beside its sequence.
  *
  * Transitions of the replica (local next L, logical next N):
  *
@@ -68,9 +69,9 @@
 #include <string.h>
 
 #include "plog.h"
+#include "rq_dedupe.h"
 #include "rq_entry.h"
 #include "rq_err.h"
-#include "rq_hash.h"
 #include "rq_log.h"
 
 #define LOG_TAG "partition"
@@ -78,32 +79,11 @@
 #define MANIFEST_VERSION 1
 #define MANIFEST_HEADER 44
 #define MANIFEST_PRODUCER 36
-#define SLOTS_MIN 16
-#define NONE UINT32_MAX
 
+/* What a producer's entry in the deduplication table keeps. */
 struct producer {
-    uint64_t id;
-    uint64_t sequence;  /* The last one applied. */
-    uint64_t base;      /* Its batch's first offset. */
-    uint64_t last_used; /* The eviction clock when it was applied. */
-    uint32_t count;     /* Its batch's records. */
-    uint32_t prev;      /* Pool positions on the last_used list. */
-    uint32_t next;
-};
-
-/*
- * Invariants: n <= PARTITION_PRODUCERS_MAX; each producer has a distinct
- * last_used in 1..ops; the list runs from lru to mru in last_used order.
- */
-struct producers {
-    struct producer *pool; /* n used of cap. */
-    uint32_t n;
-    uint32_t cap;
-    uint32_t *slots; /* Pool position + 1; 0: empty. Power of two. */
-    size_t nslots;
-    uint32_t lru; /* Least recently used, first evicted; NONE if empty. */
-    uint32_t mru;
-    uint64_t ops; /* The eviction clock: producer updates so far. */
+    uint64_t base;  /* Its batch's first offset. */
+    uint32_t count; /* Its batch's records. */
 };
 
 struct partition {
@@ -112,10 +92,10 @@ struct partition {
     uint64_t segment_bytes;
     uint64_t group_id;
     struct rq_metric *sync_seconds; /* Borrowed; may be NULL. */
-    bool broken;         /* The log refused a write: reopen it first. */
-    uint64_t next;       /* Logical next offset. */
-    uint64_t last_index; /* Raft index of the last entry applied. */
-    struct producers prod;
+    bool broken;           /* The log refused a write: reopen it first. */
+    uint64_t next;         /* Logical next offset. */
+    uint64_t last_index;   /* Raft index of the last entry applied. */
+    struct rq_dedupe prod; /* Values: struct producer. */
     void (*on_change)(void *data, struct partition *p);
     void *on_change_data;
 };
@@ -124,165 +104,10 @@ struct manifest {
     uint64_t first;
     uint64_t next;
     uint64_t last_index;
-    struct producers prod; /* Owned until handed over. */
+    struct rq_dedupe prod; /* Owned until handed over. */
 };
 
 #define GID(p) ((unsigned long long)(p)->group_id)
-
-/* ---- The producer table ---- */
-
-/* The slot holding @id, or the empty slot where it would go. */
-static uint32_t *slot_of(const struct producers *t, uint64_t id)
-{
-    size_t mask = t->nslots - 1;
-    size_t i = (size_t)rq_hash_u64(id) & mask;
-    while (t->slots[i] != 0 && t->pool[t->slots[i] - 1].id != id) {
-        i = (i + 1) & mask;
-    }
-    return &t->slots[i];
-}
-
-static struct producer *producer_find(const struct producers *t, uint64_t id)
-{
-    if (t->nslots == 0) {
-        return NULL;
-    }
-    uint32_t s = *slot_of(t, id);
-    return s != 0 ? &t->pool[s - 1] : NULL;
-}
-
-/* Makes room for @n producers in all (at most the maximum), slots kept at
- * most half full. Nothing changes on failure. */
-static int producers_reserve(struct producers *t, uint32_t n)
-{
-    if (n > PARTITION_PRODUCERS_MAX) {
-        n = PARTITION_PRODUCERS_MAX;
-    }
-    if (n > t->cap) {
-        uint32_t cap = t->cap == 0 ? SLOTS_MIN / 2 : t->cap;
-        while (cap < n) {
-            cap *= 2;
-        }
-        if (cap > PARTITION_PRODUCERS_MAX) {
-            cap = PARTITION_PRODUCERS_MAX;
-        }
-        struct producer *pool = realloc(t->pool, cap * sizeof *pool);
-        if (pool == NULL) {
-            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-        }
-        t->pool = pool;
-        t->cap = cap;
-    }
-    size_t nslots = t->nslots == 0 ? SLOTS_MIN : t->nslots;
-    while ((size_t)n * 2 > nslots) {
-        nslots *= 2;
-    }
-    if (nslots == t->nslots) {
-        return 0;
-    }
-    uint32_t *old = t->slots;
-    size_t old_n = t->nslots;
-    t->slots = calloc(nslots, sizeof *t->slots);
-    if (t->slots == NULL) {
-        t->slots = old;
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-    }
-    t->nslots = nslots;
-    for (size_t i = 0; i < old_n; i++) {
-        if (old[i] != 0) {
-            *slot_of(t, t->pool[old[i] - 1].id) = old[i];
-        }
-    }
-    free(old);
-    return 0;
-}
-
-static void producers_free(struct producers *t)
-{
-    free(t->pool);
-    free(t->slots);
-    memset(t, 0, sizeof *t);
-    t->lru = t->mru = NONE;
-}
-
-static void lru_unlink(struct producers *t, uint32_t i)
-{
-    struct producer *pr = &t->pool[i];
-    if (pr->prev != NONE) {
-        t->pool[pr->prev].next = pr->next;
-    } else {
-        t->lru = pr->next;
-    }
-    if (pr->next != NONE) {
-        t->pool[pr->next].prev = pr->prev;
-    } else {
-        t->mru = pr->prev;
-    }
-}
-
-static void lru_push(struct producers *t, uint32_t i)
-{
-    struct producer *pr = &t->pool[i];
-    pr->prev = t->mru;
-    pr->next = NONE;
-    if (t->mru != NONE) {
-        t->pool[t->mru].next = i;
-    } else {
-        t->lru = i;
-    }
-    t->mru = i;
-}
-
-/*
- * Empties the slot @hole by backward-shift deletion: later members of the
- * same probe run move up, so every lookup still finds its producer without
- * crossing an empty slot.
- */
-static void slot_remove(struct producers *t, uint32_t *hole)
-{
-    size_t mask = t->nslots - 1;
-    size_t i = (size_t)(hole - t->slots);
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (t->slots[j] == 0) {
-            break;
-        }
-        size_t home = (size_t)rq_hash_u64(t->pool[t->slots[j] - 1].id) & mask;
-        /* Move j into i unless its home lies cyclically in (i, j]. */
-        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!stays) {
-            t->slots[i] = t->slots[j];
-            i = j;
-        }
-    }
-    t->slots[i] = 0;
-}
-
-/*
- * A new producer @id (absent), room reserved. When the table is full the
- * least recently used producer is forgotten and its pool position reused.
- * The caller sets its fields and puts it on the list.
- */
-static uint32_t producer_add(struct producers *t, uint64_t id)
-{
-    uint32_t i;
-    if (t->n == PARTITION_PRODUCERS_MAX) {
-        i = t->lru;
-        assert(i != NONE);
-        lru_unlink(t, i);
-        slot_remove(t, slot_of(t, t->pool[i].id));
-    } else {
-        assert(t->n < t->cap && ((size_t)t->n + 1) * 2 <= t->nslots);
-        i = t->n++;
-    }
-    memset(&t->pool[i], 0, sizeof t->pool[i]);
-    t->pool[i].id = id;
-    uint32_t *s = slot_of(t, id);
-    assert(*s == 0);
-    *s = i + 1;
-    return i;
-}
 
 /* ---- Entries ---- */
 
@@ -385,7 +210,7 @@ int partition_open(const struct partition_config *cfg, struct partition **out,
         rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    p->prod.lru = p->prod.mru = NONE;
+    rq_dedupe_init(&p->prod, PARTITION_PRODUCERS_MAX, sizeof(struct producer));
     p->segment_bytes = cfg->segment_bytes;
     p->sync_seconds = cfg->sync_seconds;
     p->group_id = cfg->group_id;
@@ -423,7 +248,7 @@ void partition_close(struct partition *p)
         return;
     }
     plog_close(p->log);
-    producers_free(&p->prod);
+    rq_dedupe_close(&p->prod);
     free(p->dir);
     free(p);
 }
@@ -568,7 +393,7 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
 {
     struct partition *p = data;
     struct partition_append a;
-    struct producer *pr = NULL;
+    struct rq_dedupe_entry *e = NULL;
     int rv;
 
     *result = PARTITION_STALE;
@@ -591,16 +416,17 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
         goto done;
     }
     if (a.producer_id != 0) {
-        pr = producer_find(&p->prod, a.producer_id);
-        if (pr != NULL && a.sequence == pr->sequence) {
-            *result = pr->base; /* A retry: appended once already. */
+        e = rq_dedupe_find(&p->prod, a.producer_id);
+        if (e != NULL && a.sequence == e->seq) {
+            /* A retry: appended once already. */
+            *result = ((const struct producer *)rq_dedupe_value(e))->base;
             goto done;
         }
-        if (pr != NULL && a.sequence < pr->sequence) {
+        if (e != NULL && a.sequence < e->seq) {
             goto done; /* Stale: a later sequence was applied. */
         }
-        if (pr == NULL) {
-            rv = producers_reserve(&p->prod, p->prod.n + 1);
+        if (e == NULL) {
+            rv = rq_dedupe_reserve(&p->prod, rq_dedupe_count(&p->prod) + 1);
             if (rv != 0) {
                 return rv; /* UNTESTED: ENOMEM only. */
             }
@@ -612,17 +438,10 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
         return rv;
     }
     if (a.producer_id != 0) {
-        uint32_t i = pr != NULL ? (uint32_t)(pr - p->prod.pool)
-                                : producer_add(&p->prod, a.producer_id);
-        if (pr != NULL) {
-            lru_unlink(&p->prod, i);
-        }
-        pr = &p->prod.pool[i];
-        pr->sequence = a.sequence;
+        struct producer *pr =
+            rq_dedupe_value(rq_dedupe_put(&p->prod, a.producer_id, a.sequence));
         pr->base = base;
         pr->count = a.count;
-        pr->last_used = ++p->prod.ops;
-        lru_push(&p->prod, i);
     }
     p->next = base + a.count;
     *result = base;
@@ -636,26 +455,19 @@ done:
 int partition_dedupe_lookup(const struct partition *p, uint64_t producer_id,
                             uint64_t sequence, uint64_t *base)
 {
-    const struct producer *pr =
-        producer_id != 0 ? producer_find(&p->prod, producer_id) : NULL;
-    if (pr == NULL || sequence > pr->sequence) {
+    const struct rq_dedupe_entry *e =
+        producer_id != 0 ? rq_dedupe_find(&p->prod, producer_id) : NULL;
+    if (e == NULL || sequence > e->seq) {
         return RQ_NOTFOUND;
     }
-    if (sequence < pr->sequence) {
+    if (sequence < e->seq) {
         return RQ_INVALID;
     }
-    *base = pr->base;
+    *base = ((const struct producer *)rq_dedupe_value(e))->base;
     return 0;
 }
 
 /* ---- Snapshot manifests ---- */
-
-static int producer_id_cmp(const void *a, const void *b)
-{
-    const struct producer *x = *(const struct producer *const *)a;
-    const struct producer *y = *(const struct producer *const *)b;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
 
 /*
  * version:u32 | pad:u32 | first_offset:u64 | next_offset:u64
@@ -670,78 +482,36 @@ static int producer_id_cmp(const void *a, const void *b)
 static int manifest_encode(const struct partition *p, uint8_t **out,
                            size_t *len)
 {
-    const struct producers *t = &p->prod;
-    size_t n = MANIFEST_HEADER + (size_t)t->n * MANIFEST_PRODUCER;
-    const struct producer **sorted = malloc((t->n + 1) * sizeof *sorted);
+    uint32_t count = rq_dedupe_count(&p->prod);
+    size_t n = MANIFEST_HEADER + (size_t)count * MANIFEST_PRODUCER;
+    const struct rq_dedupe_entry **sorted = NULL;
     uint8_t *b = raft_malloc(n);
     uint64_t first = plog_first_offset(p->log);
 
-    if (sorted == NULL || b == NULL) {
-        free(sorted); /* UNTESTED: ENOMEM only. */
-        raft_free(b);
+    if (b == NULL || rq_dedupe_sorted(&p->prod, &sorted) != 0) {
+        raft_free(b); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    for (uint32_t i = 0; i < t->n; i++) {
-        sorted[i] = &t->pool[i];
-    }
-    qsort(sorted, t->n, sizeof *sorted, producer_id_cmp);
     rq_wire_put_u32_at(b, MANIFEST_VERSION);
     rq_wire_put_u32_at(b + 4, 0);
     rq_wire_put_u64_at(b + 8, first < p->next ? first : p->next);
     rq_wire_put_u64_at(b + 16, p->next);
     rq_wire_put_u64_at(b + 24, p->last_index);
-    rq_wire_put_u64_at(b + 32, t->ops);
-    rq_wire_put_u32_at(b + 40, t->n);
+    rq_wire_put_u64_at(b + 32, rq_dedupe_ops(&p->prod));
+    rq_wire_put_u32_at(b + 40, count);
     uint8_t *q = b + MANIFEST_HEADER;
-    for (uint32_t i = 0; i < t->n; i++, q += MANIFEST_PRODUCER) {
+    for (uint32_t i = 0; i < count; i++, q += MANIFEST_PRODUCER) {
+        const struct producer *pr = rq_dedupe_value(sorted[i]);
         rq_wire_put_u64_at(q, sorted[i]->id);
-        rq_wire_put_u64_at(q + 8, sorted[i]->sequence);
-        rq_wire_put_u64_at(q + 16, sorted[i]->base);
-        rq_wire_put_u32_at(q + 24, sorted[i]->count);
+        rq_wire_put_u64_at(q + 8, sorted[i]->seq);
+        rq_wire_put_u64_at(q + 16, pr->base);
+        rq_wire_put_u32_at(q + 24, pr->count);
         rq_wire_put_u64_at(q + 28, sorted[i]->last_used);
     }
     free(sorted);
     *out = b;
     *len = n;
     return 0;
-}
-
-struct lru_key {
-    uint64_t last_used;
-    uint32_t i;
-};
-
-static int lru_key_cmp(const void *a, const void *b)
-{
-    uint64_t x = ((const struct lru_key *)a)->last_used;
-    uint64_t y = ((const struct lru_key *)b)->last_used;
-    return x < y ? -1 : x > y;
-}
-
-/* Threads the decoded producers on the list in last_used order, checking
- * that the values are distinct and in 1..ops. */
-static int lru_build(struct producers *t)
-{
-    struct lru_key *order = malloc(((size_t)t->n + 1) * sizeof *order);
-    int rv = 0;
-
-    if (order == NULL) {
-        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-    }
-    for (uint32_t i = 0; i < t->n; i++) {
-        order[i] = (struct lru_key){t->pool[i].last_used, i};
-    }
-    qsort(order, t->n, sizeof *order, lru_key_cmp);
-    for (uint32_t k = 0; k < t->n; k++) {
-        uint64_t v = order[k].last_used;
-        if (v == 0 || v > t->ops || (k > 0 && v == order[k - 1].last_used)) {
-            rv = RQ_MALFORMED;
-            break;
-        }
-        lru_push(t, order[k].i);
-    }
-    free(order);
-    return rv;
 }
 
 /*
@@ -758,42 +528,47 @@ static int manifest_decode(const uint8_t *buf, size_t len, struct manifest *m)
     uint32_t n;
     int rv;
 
+    uint64_t ops;
+
     memset(m, 0, sizeof *m);
-    m->prod.lru = m->prod.mru = NONE;
+    rq_dedupe_init(&m->prod, PARTITION_PRODUCERS_MAX, sizeof(struct producer));
     rq_cursor_init(&c, buf, len);
     if (rq_wire_get_u32(&c, &version) != 0 || version != MANIFEST_VERSION ||
         rq_wire_get_u32(&c, &pad) != 0 || pad != 0 ||
         rq_wire_get_u64(&c, &m->first) != 0 ||
         rq_wire_get_u64(&c, &m->next) != 0 || m->first > m->next ||
         rq_wire_get_u64(&c, &m->last_index) != 0 ||
-        rq_wire_get_u64(&c, &m->prod.ops) != 0 ||
-        rq_wire_get_u32(&c, &n) != 0 || n > PARTITION_PRODUCERS_MAX ||
+        rq_wire_get_u64(&c, &ops) != 0 || rq_wire_get_u32(&c, &n) != 0 ||
+        n > PARTITION_PRODUCERS_MAX ||
         c.left != (size_t)n * MANIFEST_PRODUCER) {
         return RQ_MALFORMED;
     }
-    rv = producers_reserve(&m->prod, n);
+    rv = rq_dedupe_load_begin(&m->prod, ops, n);
     if (rv != 0) {
         return rv; /* UNTESTED: ENOMEM only. */
     }
     uint64_t prev = 0;
     for (uint32_t k = 0; k < n; k++) {
+        uint64_t id;
+        uint64_t seq;
+        uint64_t last_used;
         struct producer pr;
-        rq_wire_get_u64(&c, &pr.id);
-        rq_wire_get_u64(&c, &pr.sequence);
+        rq_wire_get_u64(&c, &id);
+        rq_wire_get_u64(&c, &seq);
         rq_wire_get_u64(&c, &pr.base);
         rq_wire_get_u32(&c, &pr.count);
-        rq_wire_get_u64(&c, &pr.last_used);
-        if (pr.id <= prev || pr.count == 0 || pr.base > m->next ||
+        rq_wire_get_u64(&c, &last_used);
+        if (id <= prev || pr.count == 0 || pr.base > m->next ||
             pr.count > m->next - pr.base) {
             return RQ_MALFORMED;
         }
-        uint32_t i = producer_add(&m->prod, pr.id);
-        pr.prev = pr.next = NONE;
-        m->prod.pool[i] = pr;
-        prev = pr.id;
+        struct producer *v =
+            rq_dedupe_value(rq_dedupe_load(&m->prod, id, seq, last_used));
+        *v = pr;
+        prev = id;
     }
     assert(c.left == 0);
-    return lru_build(&m->prod);
+    return rq_dedupe_load_end(&m->prod);
 }
 
 static int fsm_snapshot(void *data, struct raft_buffer *out)
@@ -828,14 +603,14 @@ static int fsm_restore(void *data, const uint8_t *buf, size_t len)
 
     int rv = manifest_decode(buf, len, &m);
     if (rv != 0) {
-        producers_free(&m.prod);
+        rq_dedupe_close(&m.prod);
         rq_log(RQ_ERROR, "group %llu: manifest of %zu bytes refused: %s",
                GID(p), len, rq_strerror(rv));
         return rv;
     }
     rv = log_repair(p);
     if (rv != 0) {
-        producers_free(&m.prod);
+        rq_dedupe_close(&m.prod);
         return rv;
     }
     uint64_t local = plog_next_offset(p->log);
@@ -848,12 +623,12 @@ static int fsm_restore(void *data, const uint8_t *buf, size_t len)
                GID(p), m.first, local);
         rv = plog_reset(p->log, m.first, 0);
         if (rv != 0) {
-            producers_free(&m.prod);
+            rq_dedupe_close(&m.prod);
             return log_failed(p, rv, "log reset");
         }
         local = m.first;
     }
-    producers_free(&p->prod);
+    rq_dedupe_close(&p->prod);
     p->prod = m.prod;
     p->next = m.next;
     p->last_index = m.last_index;

@@ -1409,14 +1409,15 @@ int plog_read(struct plog *l, uint64_t offset, uint32_t max, size_t max_bytes,
                 need = RECORDS_HEADER;
                 break;
             }
-            uint32_t klen = rq_wire_u32_at(raw + r + 8);
-            uint32_t vlen = rq_wire_u32_at(raw + r + 12);
-            if (klen != UINT32_MAX && klen > INT32_MAX) {
+            int64_t ts;
+            struct rq_record_header rh;
+            if (records_header_at(raw + r, &ts, &rh) != 0) {
                 snprintf(why, sizeof why, "negative key length");
                 goto malformed;
             }
-            uint64_t rec = RECORDS_HEADER + (uint64_t)vlen +
-                           (klen == UINT32_MAX ? 0 : klen);
+            uint32_t vlen = rh.value_len;
+            uint64_t rec =
+                RECORDS_HEADER + (uint64_t)rq_record_header_data(&rh);
             if (rec > left) {
                 snprintf(why, sizeof why, "record runs past its batch");
                 goto malformed;

@@ -1,8 +1,8 @@
 /*
  * The binary produce body: a checker that walks hostile bytes with a
  * bounds-checked cursor and never reads past the body, and a writer that
- * turns a checked body into a records blob in place. See produce_body.h
- * for the format.
+ * turns a checked body into a records blob in place. The format and its
+ * encoder are shared/rq_record.h's.
  */
 #include "produce_body.h"
 
@@ -10,31 +10,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "records.h"
 #include "rq_err.h"
-
-#define NO_KEY UINT32_MAX /* key_len -1 */
-
-bool produce_body_is_binary(const char *content_type)
-{
-    size_t n = sizeof PRODUCE_BODY_TYPE - 1;
-    if (content_type == NULL) {
-        return false;
-    }
-    while (*content_type == ' ' || *content_type == '\t') {
-        content_type++;
-    }
-    if (strncasecmp(content_type, PRODUCE_BODY_TYPE, n) != 0) {
-        return false;
-    }
-    content_type += n;
-    while (*content_type == ' ' || *content_type == '\t') {
-        content_type++;
-    }
-    return *content_type == '\0' || *content_type == ';';
-}
 
 /* true if the 8 bytes at @p are all ASCII and none is NUL. */
 static bool ascii8(const uint8_t *p)
@@ -117,7 +95,7 @@ int produce_body_check(const uint8_t *body, size_t len,
         rq_why(why, whyn,
                "the body ends before its record count (%d bytes, "
                "little-endian) in a %zu-byte body",
-               PRODUCE_BODY_COUNT, len);
+               RQ_RECORD_BODY_COUNT, len);
         return RQ_MALFORMED;
     }
     if (n == 0) {
@@ -134,28 +112,29 @@ int produce_body_check(const uint8_t *body, size_t len,
     }
     for (uint32_t i = 0; i < n; i++) {
         size_t at = len - c.left;
-        uint32_t klen;
-        uint32_t vlen;
+        const uint8_t *hdr;
+        struct rq_record_header h;
         const uint8_t *key = NULL;
         const uint8_t *value;
 
-        if (rq_wire_get_u32(&c, &klen) != 0 ||
-            rq_wire_get_u32(&c, &vlen) != 0) {
+        if (rq_wire_get_bytes(&c, RQ_RECORD_HEADER, &hdr) != 0) {
             rq_why(why, whyn,
                    "record %" PRIu32 " of %" PRIu32
                    ": the body ends inside its %d-byte header (at byte %zu "
                    "of %zu)",
-                   i, n, PRODUCE_BODY_HEADER, at, len);
+                   i, n, RQ_RECORD_HEADER, at, len);
             return RQ_MALFORMED;
         }
-        bool has_key = klen != NO_KEY;
-        if (has_key && klen > INT32_MAX) {
+        if (rq_record_header_at(hdr, &h) != 0) {
             rq_why(why, whyn,
                    "record %" PRIu32 " (at byte %zu): key length %" PRId32
                    " is negative; -1 means no key",
-                   i, at, (int32_t)klen);
+                   i, at, (int32_t)rq_wire_u32_at(hdr));
             return RQ_MALFORMED;
         }
+        bool has_key = h.has_key;
+        uint32_t klen = h.key_len;
+        uint32_t vlen = h.value_len;
         if (vlen > lim->max_value) {
             rq_why(why, whyn,
                    "record %" PRIu32 ": a value of %" PRIu32
@@ -218,39 +197,20 @@ void produce_body_write(const uint8_t *body, size_t len, int64_t timestamp_ms,
                         uint8_t *out)
 {
     uint32_t n = rq_wire_u32_at(body);
-    const uint8_t *p = body + PRODUCE_BODY_COUNT;
+    const uint8_t *p = body + RQ_RECORD_BODY_COUNT;
 
     (void)len;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t klen = rq_wire_u32_at(p);
-        uint32_t vlen = rq_wire_u32_at(p + 4);
-        bool has_key = klen != NO_KEY;
-        size_t k = has_key ? klen : 0;
-        p += PRODUCE_BODY_HEADER;
-        out += records_put_at(out, timestamp_ms, p, k, has_key, p + k, vlen);
-        p += k + vlen;
+        struct rq_record_header h;
+        int rv = rq_record_header_at(p, &h);
+        assert(rv == 0); /* produce_body_check() accepted the body. */
+        (void)rv;
+        p += RQ_RECORD_HEADER;
+        out += records_put_at(out, timestamp_ms, p, h.key_len, h.has_key,
+                              p + h.key_len, h.value_len);
+        p += rq_record_header_data(&h);
     }
     assert(p == body + len);
-}
-
-void produce_body_put_count(struct rq_buf *out, uint32_t count)
-{
-    rq_buf_put_u32(out, count);
-}
-
-void produce_body_put(struct rq_buf *out, const void *key, size_t key_len,
-                      bool has_key, const void *value, size_t value_len)
-{
-    if ((has_key && key_len > INT32_MAX) || value_len > UINT32_MAX) {
-        out->err = RQ_TOOBIG;
-        return;
-    }
-    rq_buf_put_u32(out, has_key ? (uint32_t)key_len : NO_KEY);
-    rq_buf_put_u32(out, (uint32_t)value_len);
-    if (has_key) {
-        rq_buf_put_bytes(out, key, key_len);
-    }
-    rq_buf_put_bytes(out, value, value_len);
 }
 
 /* ---- The JSON form ---- */

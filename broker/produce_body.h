@@ -3,7 +3,8 @@
  * application/vnd.raftq.records): a compact alternative to the JSON body
  * for clients and managers that send many records, checked as strictly as
  * the JSON form and turned into a records blob (records.h) with one copy.
- * Pure: no I/O. Little-endian:
+ * Pure: no I/O. The format, its encoder and the record header's decoder
+ * are shared/rq_record.h's; little-endian:
  *
  *     body:   count:u32 | count x record
  *     record: key_len:i32 (-1: no key) | value_len:u32 | key | value
@@ -27,21 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rq_wire.h"
-
-#define PRODUCE_BODY_TYPE "application/vnd.raftq.records"
-#define PRODUCE_BODY_COUNT 4  /* Bytes of the record count. */
-#define PRODUCE_BODY_HEADER 8 /* Bytes of a record before its key. */
+#include "rq_record.h"
 
 struct produce_body_limits {
     uint32_t max_records; /* At most this many records (else RQ_TOOBIG). */
     uint64_t max_value;   /* Bytes of one value (else RQ_TOOBIG). */
     size_t max_blob;      /* Bytes of the records blob (else RQ_TOOBIG). */
 };
-
-/* true if @content_type (a Content-Type header, NULL when absent) names
- * the binary form; parameters after ';' are allowed and ignored. */
-bool produce_body_is_binary(const char *content_type);
 
 /*
  * Checks that @body (@len bytes, borrowed) is a well-formed binary body
@@ -80,11 +73,5 @@ int produce_body_json_check(const json_t *records,
  * @timestamp_ms. */
 void produce_body_json_write(const json_t *records, int64_t timestamp_ms,
                              uint8_t *out);
-
-/* Encoding, for tests and for managers that forward produces: the count
- * first, then each record (check out->err once at the end). */
-void produce_body_put_count(struct rq_buf *out, uint32_t count);
-void produce_body_put(struct rq_buf *out, const void *key, size_t key_len,
-                      bool has_key, const void *value, size_t value_len);
 
 #endif /* PRODUCE_BODY_H */

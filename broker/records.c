@@ -22,12 +22,9 @@ size_t records_put_at(uint8_t *p, int64_t timestamp_ms, const void *key,
 {
     /* timestamp_ms:i64 | key_len:i32 (-1: no key) | value_len:u32
      * | key | value */
-    assert(!has_key || key_len <= INT32_MAX);
-    assert(value_len <= UINT32_MAX);
     size_t klen = has_key ? key_len : 0;
     rq_wire_put_u64_at(p, (uint64_t)timestamp_ms);
-    rq_wire_put_u32_at(p + 8, has_key ? (uint32_t)key_len : UINT32_MAX);
-    rq_wire_put_u32_at(p + 12, (uint32_t)value_len);
+    rq_record_header_put_at(p + 8, has_key, key_len, value_len);
     if (klen > 0) {
         memcpy(p + RECORDS_HEADER, key, klen);
     }
@@ -58,36 +55,33 @@ void records_iter_init(struct records_iter *it, const uint8_t *blob, size_t len)
     rq_cursor_init(&it->cur, blob, len);
 }
 
+int records_header_at(const uint8_t *p, int64_t *timestamp_ms,
+                      struct rq_record_header *out)
+{
+    *timestamp_ms = (int64_t)rq_wire_u64_at(p);
+    return rq_record_header_at(p + 8, out);
+}
+
 int records_next(struct records_iter *it, struct record *out)
 {
     struct rq_cursor *c = &it->cur;
-    uint64_t ts;
-    uint32_t klen;
-    uint32_t vlen;
+    const uint8_t *p;
+    struct rq_record_header h;
 
     if (c->left == 0) {
         return 0;
     }
-    if (rq_wire_get_u64(c, &ts) != 0 || rq_wire_get_u32(c, &klen) != 0 ||
-        rq_wire_get_u32(c, &vlen) != 0) {
+    if (rq_wire_get_bytes(c, RECORDS_HEADER, &p) != 0 ||
+        records_header_at(p, &out->timestamp_ms, &h) != 0 ||
+        rq_wire_get_bytes(c, h.key_len, &out->key) != 0 ||
+        rq_wire_get_bytes(c, h.value_len, &out->value) != 0) {
         return RQ_MALFORMED;
     }
-    out->timestamp_ms = (int64_t)ts;
-    if (klen == UINT32_MAX) {
+    if (!h.has_key) {
         out->key = NULL;
-        out->key_len = 0;
-    } else if (klen > INT32_MAX) {
-        return RQ_MALFORMED; /* A negative length other than -1. */
-    } else {
-        if (rq_wire_get_bytes(c, klen, &out->key) != 0) {
-            return RQ_MALFORMED;
-        }
-        out->key_len = klen;
     }
-    if (rq_wire_get_bytes(c, vlen, &out->value) != 0) {
-        return RQ_MALFORMED;
-    }
-    out->value_len = vlen;
+    out->key_len = h.key_len;
+    out->value_len = h.value_len;
     return 1;
 }
 

@@ -11,6 +11,9 @@
  *     record: timestamp_ms:i64 | key_len:i32 (-1: no key) | value_len:u32
  *             | key (key_len bytes) | value (value_len bytes)
  *
+ * The lengths after the timestamp are the record header of
+ * shared/rq_record.h, decoded and written there alone.
+ *
  * A blob is a plain concatenation of records; the count travels beside it.
  */
 #ifndef RECORDS_H
@@ -20,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rq_record.h"
 #include "rq_wire.h"
 
 #define RECORDS_HEADER 16 /* Bytes of a record before its key. */
@@ -55,6 +59,14 @@ size_t records_put_at(uint8_t *p, int64_t timestamp_ms, const void *key,
  * else. RQ_MALFORMED otherwise.
  */
 int records_validate(const uint8_t *blob, size_t len, uint32_t count);
+
+/*
+ * Decodes the RECORDS_HEADER bytes at @p (the caller has checked they are
+ * there): the timestamp and the record header. 0, or RQ_MALFORMED for a
+ * negative key length other than -1.
+ */
+int records_header_at(const uint8_t *p, int64_t *timestamp_ms,
+                      struct rq_record_header *out);
 
 struct records_iter {
     struct rq_cursor cur;

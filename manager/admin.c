@@ -44,6 +44,7 @@
 #include "routing.h"
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_json.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_preamble.h"
@@ -568,12 +569,8 @@ static void on_transfer(void *data, const struct rq_httpc_resp *resp)
     json_t *o = resp->body_len > 0
                     ? json_loadb(resp->body, resp->body_len, 0, NULL)
                     : NULL;
-    json_t *lid = json_object_get(o, "leader_id");
     const char *msg = json_string_value(json_object_get(o, "message"));
-    uint32_t leader = json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                              json_integer_value(lid) <= UINT32_MAX
-                          ? (uint32_t)json_integer_value(lid)
-                          : 0;
+    uint32_t leader = rq_json_id(o, "leader_id");
     if (resp->err != 0) {
         snprintf(op->why, sizeof op->why, "broker %u: %s", op->asked,
                  resp->why);

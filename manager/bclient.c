@@ -1,7 +1,9 @@
 /*
  * Calls to brokers (see bclient.h). One struct bcall per call; it owns a
  * timer for the pause between attempts, so it is freed from the timer's
- * close callback.
+ * close callback. Whom to ask and what an answer means are decided by
+ * bclient_policy.c (pure, unit-tested); this file sends the calls, keeps
+ * the timers and the routing cache, and carries the decisions out.
  */
 #include "bclient.h"
 
@@ -10,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bclient_policy.h"
 #include "mcore.h"
 #include "policy.h"
 #include "routing.h"
 #include "rq_err.h"
+#include "rq_json.h"
 #include "rq_log.h"
+#include "rq_record.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "bclient"
@@ -33,8 +38,7 @@
 #define READ_DEADLINE_MS 5000
 #define CALL_TIMEOUT_MS 5000
 #define RETRY_MS 100
-#define MAX_REDIRECTS 3
-#define WHY_LEN 384
+#define WHY_LEN BCLIENT_POLICY_WHY
 
 struct bcall;
 
@@ -51,13 +55,9 @@ struct bcall {
     char *body; /* Produce: the request body (owned). */
     size_t body_len;
     char path[512];
-    uint64_t deadline;           /* uv_now() value. */
-    uint32_t redirect_to;        /* Next target named by a 421; 0: none. */
-    uint32_t target;             /* The broker being asked. */
-    uint32_t order[MCMD_RF + 1]; /* Reads: the brokers in the order to ask. */
-    unsigned n_order;
-    unsigned next; /* Reads: index into order; produce: rotation. */
-    unsigned redirects;
+    uint64_t deadline;                /* uv_now() value. */
+    struct bclient_policy_cursor cur; /* Who to ask next. */
+    uint32_t target;                  /* The broker being asked. */
     unsigned wait_ms;
     uint64_t offset; /* Reads: the first offset asked for. */
     char why[WHY_LEN];
@@ -129,31 +129,18 @@ static void retry_later(struct bcall *c)
     uv_timer_start(&c->timer, on_retry, RETRY_MS, 0);
 }
 
-static uint32_t produce_target(struct bcall *c)
+/* The leader of the call's group as the routing cache has it; 0: none. */
+static uint32_t cached_leader(const struct bcall *c)
 {
-    if (c->redirect_to != 0) {
-        uint32_t t = c->redirect_to;
-        c->redirect_to = 0;
-        return t;
-    }
     const struct route *r =
         routing_get(mcore_routing(c->core), c->part.group_id);
-    if (r != NULL && r->leader != 0 && c->next == 0) {
-        c->next++;
-        return r->leader;
-    }
-    /* The preferred leader first, then the others in turn. */
-    return c->part.replicas[c->next++ % MCMD_RF];
+    return r != NULL ? r->leader : 0;
 }
 
 /* A 421's or a read answer's leader_id, if it is a valid broker id. */
 static uint32_t named_leader(const json_t *o)
 {
-    json_t *lid = json_object_get(o, "leader_id");
-    return json_is_integer(lid) && json_integer_value(lid) > 0 &&
-                   json_integer_value(lid) <= UINT32_MAX
-               ? (uint32_t)json_integer_value(lid)
-               : 0;
+    return rq_json_id(o, "leader_id");
 }
 
 /* Notes what a read's final answer @o from @broker says of the leader and
@@ -169,125 +156,86 @@ static void read_learn(struct bcall *c, uint32_t broker, const json_t *o)
     }
 }
 
-/* A read's brokers in the order to ask them: the leader the routing
- * cache names, then the partition's replicas in their order. Starts a
- * new round, redirects included. */
+/* Starts a read's round (bclient_policy_read_order). */
 static void read_order(struct bcall *c)
 {
-    const struct route *r =
-        routing_get(mcore_routing(c->core), c->part.group_id);
-    unsigned n = 0;
-    if (r != NULL && r->leader != 0) {
-        c->order[n++] = r->leader;
-    }
-    for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (n == 0 || c->part.replicas[k] != c->order[0]) {
-            c->order[n++] = c->part.replicas[k];
-        }
-    }
-    c->n_order = n;
-    c->next = 0;
-    c->redirects = 0;
+    bclient_policy_read_order(&c->cur, cached_leader(c), c->part.replicas);
 }
 
+/* Notes what a produce's 200 answer @o says of the high watermark. */
+static void produce_learn(struct bcall *c, const json_t *o)
+{
+    json_t *base = json_object_get(o, "base_offset");
+    json_t *count = json_object_get(o, "count");
+    routing_set_leader(mcore_routes(c->core), c->part.group_id, c->target,
+                       mcore_now(c->core));
+    if (json_is_integer(base) && json_is_integer(count)) {
+        routing_raise(mcore_routes(c->core), c->part.group_id,
+                      (uint64_t)json_integer_value(base) +
+                          (uint64_t)json_integer_value(count));
+    }
+}
+
+/* Carries out what bclient_policy_answer decided for an answer. */
 static void on_answer(void *data, const struct rq_httpc_resp *resp)
 {
     struct bcall *c = data;
     struct mcore *core = c->core;
     uint64_t gid = c->part.group_id;
+    struct bclient_policy_next next;
     json_t *o = NULL;
 
-    if (resp->err == RQ_CANCELED || mcore_closing(core)) {
-        snprintf(c->why, sizeof c->why, "the manager is shutting down");
-        finish_unavailable(c);
-        return;
-    }
-    if (resp->err != 0) {
-        snprintf(c->why, sizeof c->why, "broker %u: %s", c->target, resp->why);
-        routing_drop_leader(mcore_routes(core), gid, c->target);
-        if (c->produce) {
-            retry_later(c);
-        } else {
-            attempt(c);
-        }
-        return;
-    }
-    if (resp->body_len > 0) {
+    struct bclient_policy_answer a = {
+        .canceled = resp->err == RQ_CANCELED || mcore_closing(core),
+        .failed = resp->err != 0 ? resp->why : NULL,
+        .status = resp->status,
+    };
+    if (!a.canceled && a.failed == NULL && resp->body_len > 0) {
         o = json_loadb(resp->body, resp->body_len, 0, NULL);
     }
-    const char *msg = json_string_value(json_object_get(o, "message"));
-    if (resp->status == 421) {
-        uint32_t leader = named_leader(o);
-        snprintf(c->why, sizeof c->why, "broker %u is not the leader",
-                 c->target);
-        json_decref(o);
-        routing_drop_leader(mcore_routes(core), gid, c->target);
-        if (leader != 0 && leader != c->target &&
-            c->redirects < MAX_REDIRECTS) {
-            routing_set_leader(mcore_routes(core), gid, leader,
-                               mcore_now(core));
-            c->redirects++;
-            c->redirect_to = leader;
-            attempt(c);
-        } else if (c->produce) {
-            retry_later(c);
-        } else {
-            attempt(c);
-        }
-        return;
-    }
-    bool retention =
+    a.json = o != NULL;
+    a.message = json_string_value(json_object_get(o, "message"));
+    a.named = named_leader(o);
+    a.retention =
         resp->status == 404 && json_object_get(o, "first_offset") != NULL;
-    if (resp->status == 503 || (resp->status == 404 && !retention) ||
-        resp->status >= 500) {
-        /* No leader yet, a transfer, or a replica not created yet. */
-        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", c->target,
-                 resp->status, msg != NULL ? msg : "");
-        json_decref(o);
-        if (c->produce) {
-            retry_later(c);
-        } else {
-            attempt(c);
-        }
-        return;
+    a.final = !c->produce && policy_read_final(o, c->offset);
+    bclient_policy_answer(&a, c->produce, c->target, c->cur.redirects, &next);
+
+    if (next.why_set) {
+        snprintf(c->why, sizeof c->why, "%s", next.why);
     }
-    if (resp->status == 200 && c->produce) {
-        json_t *base = json_object_get(o, "base_offset");
-        json_t *count = json_object_get(o, "count");
-        routing_set_leader(mcore_routes(core), gid, c->target, mcore_now(core));
-        if (json_is_integer(base) && json_is_integer(count)) {
-            routing_raise(mcore_routes(core), gid,
-                          (uint64_t)json_integer_value(base) +
-                              (uint64_t)json_integer_value(count));
-        }
-    } else if (resp->status == 200 && o != NULL &&
-               !policy_read_final(o, c->offset)) {
-        /* Not the confirmed leader's answer (an older broker's follower),
-         * or no records below the high watermark: ask the leader it
-         * names, else the next replica. */
-        uint32_t named = named_leader(o);
-        snprintf(c->why, sizeof c->why,
-                 "broker %u answered without confirmed records", c->target);
-        if (named != 0 && named != c->target && c->redirects < MAX_REDIRECTS) {
-            routing_set_leader(mcore_routes(core), gid, named, mcore_now(core));
-            c->redirects++;
-            c->redirect_to = named;
-        }
-        json_decref(o);
-        attempt(c);
-        return;
-    } else if (resp->status == 200 && o != NULL) {
+    if (next.drop_target) {
+        routing_drop_leader(mcore_routes(core), gid, c->target);
+    }
+    if (next.target_leads && c->produce) {
+        produce_learn(c, o);
+    } else if (next.target_leads) {
         read_learn(c, c->target, o);
     }
-    if (resp->status == 200 && o == NULL) {
-        snprintf(c->why, sizeof c->why, "broker %u answered no JSON",
-                 c->target);
-        finish_unavailable(c);
-        return;
+    switch (next.step) {
+        case BCLIENT_FOLLOW:
+            routing_set_leader(mcore_routes(core), gid, next.follow,
+                               mcore_now(core));
+            c->cur.redirects++;
+            c->cur.redirect_to = next.follow;
+            attempt(c);
+            break;
+        case BCLIENT_NEXT:
+            attempt(c);
+            break;
+        case BCLIENT_PAUSE:
+            retry_later(c);
+            break;
+        case BCLIENT_UNAVAILABLE:
+            finish_unavailable(c);
+            break;
+        case BCLIENT_FINISH:
+            finish(c, (int)resp->status, o,
+                   a.message != NULL ? a.message
+                                     : "the broker refused the request",
+                   resp->retry_after);
+            break;
     }
-    finish(c, (int)resp->status, o,
-           msg != NULL ? msg : "the broker refused the request",
-           resp->retry_after);
     json_decref(o);
 }
 
@@ -309,13 +257,9 @@ static void attempt(struct bcall *c)
             return;
         }
         if (c->produce) {
-            c->target = produce_target(c);
-        } else if (c->redirect_to != 0) {
-            c->target = c->redirect_to;
-            c->redirect_to = 0;
-        } else if (c->next < c->n_order) {
-            c->target = c->order[c->next++];
-        } else {
+            c->target = bclient_policy_produce_target(&c->cur, cached_leader(c),
+                                                      c->part.replicas);
+        } else if ((c->target = bclient_policy_read_target(&c->cur)) == 0) {
             /* Every replica asked, none the confirmed leader now (an
              * election, the new leader's barrier, a transfer): again after
              * a pause, the leader the cache names first, until the
@@ -348,39 +292,43 @@ static void attempt(struct bcall *c)
     }
 }
 
+/* Carries out what bclient_policy_fan_answer decided for one replica's
+ * answer; the last one in decides how the call goes on. */
 static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
 {
     struct fan *f = data;
     struct bcall *c = f->c;
+    struct bclient_policy_next next;
     json_t *o = NULL;
 
-    if (resp->err != 0) {
-        snprintf(c->why, sizeof c->why, "broker %u: %s", f->broker, resp->why);
-    } else {
+    if (resp->err == 0) {
         o = json_loadb(resp->body, resp->body_len, 0, NULL);
     }
-    bool retention =
-        resp->status == 404 && json_object_get(o, "first_offset") != NULL;
-    bool final = resp->err == 0 && ((resp->status == 200 && o != NULL &&
-                                     policy_read_final(o, c->offset)) ||
-                                    retention);
-    if (!c->delivered && final && !mcore_closing(c->core)) {
-        /* The confirmed leader's answer needs no other, and a replica
-         * that does not answer (a stopped process) does not hold it up.
-         * The call is freed once every answer is in. */
+    struct bclient_policy_answer a = {
+        .canceled = mcore_closing(c->core),
+        .failed = resp->err != 0 ? resp->why : NULL,
+        .status = resp->status,
+        .json = o != NULL,
+        .message = json_string_value(json_object_get(o, "message")),
+        .named = named_leader(o),
+        .retention =
+            resp->status == 404 && json_object_get(o, "first_offset") != NULL,
+        .final = policy_read_final(o, c->offset),
+    };
+    bclient_policy_fan_answer(&a, f->broker, c->delivered, &next);
+    if (next.why_set) {
+        snprintf(c->why, sizeof c->why, "%s", next.why);
+    }
+    if (next.follow != 0) {
+        c->fan_named = next.follow;
+    }
+    if (next.step == BCLIENT_FINISH) {
+        /* The call is freed once every answer is in. */
         struct bclient_result r = {
             .status = (int)resp->status, .answer = o, .why = ""};
         read_learn(c, f->broker, o);
         c->delivered = true;
         c->cb(c->data, &r);
-    } else if (resp->err == 0 && !final) {
-        const char *msg = json_string_value(json_object_get(o, "message"));
-        uint32_t named = named_leader(o);
-        if (named != 0 && named != f->broker) {
-            c->fan_named = named;
-        }
-        snprintf(c->why, sizeof c->why, "broker %u: %ld %s", f->broker,
-                 resp->status, msg != NULL ? msg : "");
     }
     json_decref(o);
     if (--c->fan_pending > 0) {
@@ -393,7 +341,7 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
     if (c->fan_named != 0 && !mcore_closing(c->core)) {
         /* Ask the leader a replica named, then the others in turn. */
         c->fanout = false;
-        c->redirect_to = c->fan_named;
+        c->cur.redirect_to = c->fan_named;
         attempt(c);
         return;
     }
@@ -460,28 +408,10 @@ int bclient_produce(struct mcore *core, const struct mstore_partition *p,
         producer_id = producer_id != 0 ? producer_id : 1;
         sequence = 0;
     }
-    /* The binary form (broker/README.md), so brokers parse no JSON:
-     *   count:u32 | count x (key_len:i32 | value_len:u32 | key | value)
-     * with key_len -1 for a record without a key. */
+    /* The binary form (shared/rq_record.h), so brokers parse no JSON. */
     struct rq_buf b;
-    size_t n = json_array_size(records);
     rq_buf_init(&b);
-    rq_buf_put_u32(&b, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        const json_t *rec = json_array_get(records, i);
-        const json_t *key = json_object_get(rec, "key");
-        const json_t *value = json_object_get(rec, "value");
-        bool has_key = json_is_string(key);
-        rq_buf_put_u32(
-            &b, has_key ? (uint32_t)json_string_length(key) : UINT32_MAX);
-        rq_buf_put_u32(&b, (uint32_t)json_string_length(value));
-        if (has_key) {
-            rq_buf_put_bytes(&b, json_string_value(key),
-                             json_string_length(key));
-        }
-        rq_buf_put_bytes(&b, json_string_value(value),
-                         json_string_length(value));
-    }
+    rq_record_body_put_json(&b, records);
     if (b.err != 0) {
         rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
@@ -525,8 +455,7 @@ int bclient_read(struct mcore *core, const struct mstore_partition *p,
     read_order(c);
     /* With no leader known, a read asks every replica at once; a long
      * poll waits on one replica at a time. */
-    const struct route *r = routing_get(mcore_routing(core), p->group_id);
-    c->fanout = wait_ms == 0 && (r == NULL || r->leader == 0);
+    c->fanout = wait_ms == 0 && cached_leader(c) == 0;
     uv_timer_start(&c->timer, on_retry, 0, 0);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "liveness_rule.h"
 #include "mcore.h"
 #include "mstore.h"
 #include "routing.h"
@@ -74,7 +75,8 @@ void liveness_stop(struct liveness *lv)
     lv->leading = false;
 }
 
-static struct liveness_broker *find(const struct liveness *lv, uint32_t id)
+static struct liveness_broker *liveness_find(const struct liveness *lv,
+                                             uint32_t id)
 {
     for (size_t i = 0; i < lv->n; i++) {
         if (lv->brokers[i].id == id) {
@@ -87,7 +89,7 @@ static struct liveness_broker *find(const struct liveness *lv, uint32_t id)
 /* The broker's record, created with the grace period if absent. */
 static struct liveness_broker *upsert(struct liveness *lv, uint32_t id)
 {
-    struct liveness_broker *b = find(lv, id);
+    struct liveness_broker *b = liveness_find(lv, id);
     if (b != NULL) {
         return b;
     }
@@ -108,7 +110,7 @@ static struct liveness_broker *upsert(struct liveness *lv, uint32_t id)
 const struct liveness_broker *liveness_broker(const struct liveness *lv,
                                               uint32_t id)
 {
-    return lv->leading ? find(lv, id) : NULL;
+    return lv->leading ? liveness_find(lv, id) : NULL;
 }
 
 const struct liveness_replica *liveness_replica(const struct liveness *lv,
@@ -220,7 +222,7 @@ static void on_changed(void *data, int status, uint64_t result)
 {
     struct change *c = data;
     struct liveness *lv = c->lv;
-    struct liveness_broker *b = find(lv, c->id);
+    struct liveness_broker *b = liveness_find(lv, c->id);
     if (b != NULL) {
         b->changing = false;
     }
@@ -236,28 +238,20 @@ static void on_changed(void *data, int status, uint64_t result)
     free(c);
 }
 
-/* Commits the state @b's silence implies, if it differs from @state. */
+/* Commits the state liveness_rule_next gives @b, if it differs from
+ * @state (the store's). */
 static void judge(struct liveness *lv, struct liveness_broker *b,
                   enum mbroker_state state, uint64_t now)
 {
     const struct manager_config *cfg = mcore_config(lv->core);
-    enum mbroker_state to;
-
-    if (b->changing || (state != MBROKER_ALIVE && state != MBROKER_SUSPECT &&
-                        state != MBROKER_DEAD)) {
-        return;
-    }
-    uint64_t age = now > b->last_ms ? now - b->last_ms : 0;
-    if (age >= cfg->broker_dead_ms) {
-        to = MBROKER_DEAD;
-    } else if (age >= cfg->broker_suspect_ms) {
-        to =
-            state == MBROKER_DEAD && !b->heard ? MBROKER_DEAD : MBROKER_SUSPECT;
-    } else {
-        /* A DEAD broker comes back only on a heartbeat of its own, not
-         * on the grace period a new leader gives everyone. */
-        to = state == MBROKER_DEAD && !b->heard ? MBROKER_DEAD : MBROKER_ALIVE;
-    }
+    struct liveness_rule_in in = {
+        .state = state,
+        .last_ms = b->last_ms,
+        .heard = b->heard,
+        .changing = b->changing,
+    };
+    enum mbroker_state to = liveness_rule_next(&in, now, cfg->broker_suspect_ms,
+                                               cfg->broker_dead_ms);
     if (to == state) {
         return;
     }

@@ -11,7 +11,9 @@
  *   DEAD    -> ALIVE    [liveness_heartbeat]
  *
  * DRAINING and REMOVED are admin states and are left alone. Only changes
- * are committed, one proposal in flight per broker.
+ * are committed, one proposal in flight per broker. Which state a broker
+ * should be in is decided by the pure liveness_rule_next (liveness_rule.h,
+ * with its unit tests); this module gathers its inputs and commits.
  */
 #ifndef LIVENESS_H
 #define LIVENESS_H

@@ -730,27 +730,13 @@ static void on_signal(uv_signal_t *s, int signum)
 static int configure(struct manager *m, int argc, char **argv, char *why,
                      size_t whyn)
 {
+    static const struct rq_config_spec spec = {
+        "manager",
+        "manager --id N --http-addr HOST:PORT --peers "
+        "1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR [options]",
+        options, sizeof options / sizeof options[0]};
     struct manager_config *c = &m->cfg;
-    bool help;
-    int rv = rq_config_parse(options, sizeof options / sizeof options[0], c,
-                             argc, argv, &help, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    if (help) {
-        rq_config_usage(stdout,
-                        "manager --id N --http-addr HOST:PORT --peers "
-                        "1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR "
-                        "[options]",
-                        options, sizeof options / sizeof options[0]);
-        exit(0);
-    }
-    rv = rq_config_start_log("manager", c->id, c->log_level, c->log_format, why,
-                             whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = rq_config_check_secret("cluster-secret", c->secret, why, whyn);
+    int rv = rq_config_load(&spec, c, argc, argv, why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -781,12 +767,10 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
-    if (c->election_ms < 50 || c->election_ms > 60000 || c->heartbeat_ms == 0 ||
-        c->heartbeat_ms >= c->election_ms) {
-        snprintf(why, whyn,
-                 "need 50 <= --election-timeout-ms <= 60000 and "
-                 "0 < --heartbeat-ms < --election-timeout-ms");
-        return RQ_INVALID;
+    rv =
+        rq_config_check_raft_timing(c->election_ms, c->heartbeat_ms, why, whyn);
+    if (rv != 0) {
+        return rv;
     }
     if (c->broker_suspect_ms < 100 ||
         c->broker_dead_ms <= c->broker_suspect_ms) {

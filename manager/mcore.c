@@ -30,6 +30,7 @@
 #include "rq_httpsig.h"
 #include "rq_list.h"
 #include "rq_log.h"
+#include "rq_record.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "mcore"
@@ -128,7 +129,7 @@ void mcore_hold(struct rq_http_req *req, struct rq_http_req **slot)
 static const char *const peer_headers[] = {"Content-Type: application/json",
                                            NULL};
 static const char *const records_headers[] = {
-    "Content-Type: application/vnd.raftq.records", NULL};
+    "Content-Type: " RQ_RECORD_BODY_TYPE, NULL};
 
 /* Starts @req, or refuses with RQ_SHUTDOWN once the manager is closing. */
 static int call(struct mcore *core, const struct rq_httpc_req *req,

@@ -21,6 +21,9 @@
  *   mcore.c: propose, consistent read, forward, hold, call a peer
  *     |
  *     v
+ *   liveness_rule  reconcile_plan  repair_plan  bclient_policy   decisions,
+ *     |                              |         pure; each called by its
+ *     v                              v         adapter (liveness.c, ...)
  *   mstore  routing  mcmd  grants  placement  policy   state, pure logic
  *   rq_node  rq_httpc  rq_http  rq_httpsig      I/O
  *

@@ -1,9 +1,10 @@
 /*
- * Reconciliation rounds (see reconcile.h). A round reads the brokers and
- * every partition from the store, indexes the partitions by group id, and
- * walks each eligible broker's last report against it. Actions are HTTP
- * calls to brokers; at most MAX_IN_FLIGHT run at once, and an action on a
- * (broker, group) pair is held back while it runs and for HOLD_MS after.
+ * Reconciliation rounds (see reconcile.h). A round reads the brokers, every
+ * partition and the brokers' last reports, and reconcile_plan (pure, in
+ * reconcile_plan.c, unit-tested) turns them into orders; this file sends
+ * them. Actions are HTTP calls to brokers; at most MAX_IN_FLIGHT run at
+ * once, and an action on a (broker, group) pair is held back while it runs
+ * and for HOLD_MS after.
  */
 #include "reconcile.h"
 
@@ -15,7 +16,7 @@
 #include "liveness.h"
 #include "mcore.h"
 #include "mstore.h"
-#include "policy.h"
+#include "reconcile_plan.h"
 #include "repair.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -24,6 +25,8 @@
 
 #define HOLD_MS 3000
 #define MAX_IN_FLIGHT 32
+/* Room in a round's plan for creations not sent (a member unknown). */
+#define MAX_NOTES 8
 #define CALL_TIMEOUT_MS 10000
 /* The replica-set epoch of a partition as its topic created it: its
  * members bootstrap the group together. */
@@ -44,6 +47,7 @@ struct reconcile {
     size_t cap;
     unsigned in_flight;
     bool kicked;
+    uint64_t now; /* The round's time, for view_held. */
 };
 
 enum call_kind { CALL_CREATE, CALL_DELETE, CALL_PREFER };
@@ -176,17 +180,6 @@ static void on_call_done(void *data, const struct rq_httpc_resp *resp)
     free(c);
 }
 
-static const struct mstore_broker *broker_of(const struct mstore_broker *list,
-                                             size_t n, uint32_t id)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (list[i].id == id) {
-            return &list[i];
-        }
-    }
-    return NULL;
-}
-
 static void send_call(struct reconcile *rc, const struct mstore_broker *b,
                       uint64_t gid, enum call_kind kind, const char *path,
                       const char *body)
@@ -221,38 +214,31 @@ static void send_call(struct reconcile *rc, const struct mstore_broker *b,
     }
 }
 
-static void create_on(struct reconcile *rc, const struct mstore_broker *b,
-                      const struct mstore_partition *p,
-                      const struct mstore_broker *list, size_t n)
+static void create_on(struct reconcile *rc, const struct reconcile_order *o)
 {
-    uint32_t order[3];
-    policy_member_order(p->group_id, p->replicas, order);
+    const struct mstore_partition *p = o->part;
     json_t *members = json_array();
-    for (unsigned k = 0; k < 3; k++) {
-        const struct mstore_broker *mb = broker_of(list, n, order[k]);
-        if (mb == NULL) {
-            rq_log(RQ_WARN, "g%" PRIu64 ": member broker %u is unknown",
-                   p->group_id, order[k]);
-            json_decref(members);
-            return;
-        }
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        const struct mstore_broker *mb = o->members[k];
         json_array_append_new(
             members,
             json_pack("{s:I,s:s,s:s}", "id", (json_int_t)mb->id, "raft_addr",
                       mb->raft_addr, "http_addr", mb->http_addr));
     }
-    json_t *o = json_pack("{s:s,s:I,s:I,s:o,s:b,s:I}", "topic", p->topic,
+    json_t *j = json_pack("{s:s,s:I,s:I,s:o,s:b,s:I}", "topic", p->topic,
                           "partition_id", (json_int_t)p->partition_id,
                           "group_id", (json_int_t)p->group_id, "members",
                           members, "bootstrap", p->epoch == FIRST_EPOCH,
                           "preferred_leader", (json_int_t)p->replicas[0]);
-    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    char *body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
     if (body == NULL) {
         return; /* UNTESTED: ENOMEM only. */
     }
-    rq_log(RQ_DEBUG, "g%" PRIu64 ": creating on broker %u", p->group_id, b->id);
-    send_call(rc, b, p->group_id, CALL_CREATE, "/internal/replicas", body);
+    rq_log(RQ_DEBUG, "g%" PRIu64 ": creating on broker %u", p->group_id,
+           o->broker->id);
+    send_call(rc, o->broker, p->group_id, CALL_CREATE, "/internal/replicas",
+              body);
     free(body);
 }
 
@@ -280,125 +266,90 @@ static void delete_on(struct reconcile *rc, const struct mstore_broker *b,
     send_call(rc, b, gid, CALL_DELETE, path, NULL);
 }
 
-static int cmp_gid(const void *x, const void *y)
+static bool view_moving(void *data, uint64_t gid)
 {
-    const struct mstore_partition *a = x;
-    const struct mstore_partition *b = y;
-    return a->group_id < b->group_id ? -1 : a->group_id > b->group_id;
+    struct reconcile *rc = data;
+    return repair_active(rc->repair, gid);
 }
 
-static const struct mstore_partition *part_of(
-    const struct mstore_partition *parts, size_t n, uint64_t gid)
+static unsigned view_voters(void *data, uint64_t gid,
+                            uint32_t out[LIVENESS_VOTERS_MAX])
 {
-    struct mstore_partition key = {.group_id = gid};
-    if (n == 0) {
-        return NULL;
-    }
-    return bsearch(&key, parts, n, sizeof parts[0], cmp_gid);
+    struct reconcile *rc = data;
+    return liveness_voters(mcore_liveness(rc->core), gid, out);
 }
 
-static bool placed_on(const struct mstore_partition *p, uint32_t broker)
+static bool view_held(void *data, uint32_t broker, uint64_t gid)
 {
-    return p->replicas[0] == broker || p->replicas[1] == broker ||
-           p->replicas[2] == broker;
+    struct reconcile *rc = data;
+    return action_held(rc, broker, gid, rc->now);
 }
 
-static bool reported(const struct liveness_broker *lb, uint64_t gid)
-{
-    for (size_t i = 0; i < lb->n_replicas; i++) {
-        if (lb->replicas[i].group_id == gid) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* true if @r, reported by a broker that hosts @p, prefers another leader
- * than the store's replicas[0] (0: the broker did not say). */
-static bool prefers_other(const struct liveness_replica *r,
-                          const struct mstore_partition *p)
-{
-    return r->preferred != 0 && r->preferred != p->replicas[0];
-}
-
-/* true if @broker is a voter of @gid as its leader last reported, or if
- * no report says otherwise: such a replica is never deleted. */
-static bool voter_of(const struct mcore *core, uint64_t gid, uint32_t broker)
-{
-    uint32_t voters[LIVENESS_VOTERS_MAX];
-    unsigned n = liveness_voters(mcore_liveness(core), gid, voters);
-    if (n == 0) {
-        return true;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        if (voters[i] == broker) {
-            return true;
-        }
-    }
-    return false;
-}
-
+/* Gathers the view, plans the round (reconcile_plan) and sends its
+ * orders. */
 static void round_run(struct reconcile *rc, uint64_t now)
 {
     const struct mstore *store = mcore_store(rc->core);
     struct mstore_broker *brokers = NULL;
     struct mstore_partition *parts = NULL;
+    const struct liveness_broker **reports = NULL;
+    struct reconcile_order orders[MAX_IN_FLIGHT + MAX_NOTES];
     size_t nb = 0;
     size_t np = 0;
 
-    if (mstore_brokers(store, &brokers, &nb) != 0) {
+    if (rc->in_flight >= MAX_IN_FLIGHT ||
+        mstore_brokers(store, &brokers, &nb) != 0) {
+        free(brokers);
         return;
     }
     if (mstore_all_partitions(store, &parts, &np) != 0) {
         free(brokers);
         return;
     }
-    if (np > 0) {
-        qsort(parts, np, sizeof parts[0], cmp_gid);
+    reports = calloc(nb + 1, sizeof *reports);
+    if (reports == NULL) {
+        goto out; /* UNTESTED: ENOMEM only. */
     }
-    for (size_t i = 0; i < nb && rc->in_flight < MAX_IN_FLIGHT; i++) {
-        const struct mstore_broker *b = &brokers[i];
-        const struct liveness_broker *lb =
-            liveness_broker(mcore_liveness(rc->core), b->id);
-        /* A draining broker still serves what it holds until repair has
-         * moved it, and its replicas are deleted once moved. */
-        if ((b->state != MBROKER_ALIVE && b->state != MBROKER_DRAINING &&
-             b->state != MBROKER_REMOVING) ||
-            lb == NULL || !lb->heard) {
-            continue;
-        }
-        for (size_t j = 0; j < np && rc->in_flight < MAX_IN_FLIGHT; j++) {
-            const struct mstore_partition *p = &parts[j];
-            /* A member its group has removed (a rebuild half done) is
-             * never created here: repair adds it back, as a new member. */
-            if (placed_on(p, b->id) && !reported(lb, p->group_id) &&
-                !repair_active(rc->repair, p->group_id) &&
-                voter_of(rc->core, p->group_id, b->id) &&
-                !action_held(rc, b->id, p->group_id, now)) {
-                create_on(rc, b, p, brokers, nb);
-            }
-        }
-        for (size_t k = 0; k < lb->n_replicas && rc->in_flight < MAX_IN_FLIGHT;
-             k++) {
-            uint64_t gid = lb->replicas[k].group_id;
-            const struct mstore_partition *p = part_of(parts, np, gid);
-            if (p != NULL && placed_on(p, b->id) &&
-                prefers_other(&lb->replicas[k], p) &&
-                !repair_active(rc->repair, gid) &&
-                !action_held(rc, b->id, gid, now)) {
-                prefer_on(rc, b, p, lb->replicas[k].preferred);
-                continue;
-            }
-            if ((p == NULL ||
-                 (!placed_on(p, b->id) && !repair_active(rc->repair, gid) &&
-                  !voter_of(rc->core, gid, b->id))) &&
-                !action_held(rc, b->id, gid, now)) {
-                delete_on(rc, b, gid,
-                          p == NULL ? "no such group in the store"
-                                    : "the broker is no longer a member");
-            }
+    for (size_t i = 0; i < nb; i++) {
+        reports[i] = liveness_broker(mcore_liveness(rc->core), brokers[i].id);
+    }
+    reconcile_plan_sort(parts, np);
+    rc->now = now;
+    struct reconcile_view v = {
+        .brokers = brokers,
+        .n_brokers = nb,
+        .parts = parts,
+        .n_parts = np,
+        .reports = reports,
+        .moving = view_moving,
+        .voters = view_voters,
+        .held = view_held,
+        .data = rc,
+    };
+    size_t n = reconcile_plan(&v, MAX_IN_FLIGHT - rc->in_flight,
+                              sizeof orders / sizeof orders[0], orders);
+    for (size_t i = 0; i < n; i++) {
+        const struct reconcile_order *o = &orders[i];
+        switch (o->kind) {
+            case RECONCILE_CREATE:
+                create_on(rc, o);
+                break;
+            case RECONCILE_PREFER:
+                prefer_on(rc, o->broker, o->part, o->other);
+                break;
+            case RECONCILE_DELETE:
+                delete_on(rc, o->broker, o->group_id,
+                          o->part == NULL ? "no such group in the store"
+                                          : "the broker is no longer a member");
+                break;
+            case RECONCILE_UNKNOWN_MEMBER:
+                rq_log(RQ_WARN, "g%" PRIu64 ": member broker %u is unknown",
+                       o->group_id, o->other);
+                break;
         }
     }
+out:
+    free(reports);
     free(parts);
     free(brokers);
 }

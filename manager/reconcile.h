@@ -18,7 +18,9 @@
  *   placed on that broker and not a voter of its group as the group's
  *   leader reports it, is deleted there (DELETE /internal/replicas).
  *
- * Groups that repair.c is moving are left alone.
+ * Groups that repair.c is moving are left alone. These rules are
+ * reconcile_plan (reconcile_plan.h), a pure function with unit tests;
+ * this module gathers its inputs and sends the orders.
  *
  * Everything is derived from the store and the latest reports, so a round
  * can be repeated, interrupted, or run by the next leader after a change.

@@ -1,8 +1,11 @@
 /*
  * Replica repair (see repair.h). At most MAX_MOVES moves run at once, each
  * a small state machine driven by the answers of the brokers it calls and
- * by the apply of its final command. A move checks at every step that this
- * manager still leads and is not closing, and ends quietly otherwise.
+ * by the apply of its final command. What to start, whom to ask and what
+ * an answer means are decided by repair_plan.c (pure, unit-tested); this
+ * file calls brokers, proposes and keeps the timers and holds. A move checks at
+ * every step that this manager still leads and is not closing, and ends quietly
+ * otherwise.
  */
 #include "repair.h"
 
@@ -14,10 +17,11 @@
 #include "liveness.h"
 #include "mcore.h"
 #include "mstore.h"
-#include "placement.h"
 #include "policy.h"
+#include "repair_plan.h"
 #include "routing.h"
 #include "rq_err.h"
+#include "rq_json.h"
 #include "rq_log.h"
 
 #define LOG_TAG "repair"
@@ -28,14 +32,9 @@
 #define CREATE_TIMEOUT_MS 10000
 #define ADD_TIMEOUT_MS 60000 /* The new member catches up first. */
 #define REMOVE_TIMEOUT_MS 15000
-#define MAX_REDIRECTS 3
 #define STEP_RETRY_MS 1000
-#define STEP_RETRIES 60 /* A 503 (a change or transfer under way) waits. */
-/* A replica reported failed this long, without a break, is rebuilt. */
-#define REBUILD_AFTER_MS 5000
 
-enum step { STEP_CREATE, STEP_ADD, STEP_REMOVE, STEP_COMMIT, STEP_REBUILD };
-
+/* Indexed by enum repair_step. */
 static const char *const step_names[] = {"create", "add", "remove", "commit",
                                          "rebuild"};
 
@@ -46,7 +45,7 @@ struct move {
     uint32_t to;
     uint32_t next[MCMD_RF]; /* The new replica set. */
     bool rebuild;           /* from == to: REMOVE, REBUILD, ADD. */
-    enum step step;
+    enum repair_step step;
     uint32_t asked; /* The broker called in this step. */
     unsigned redirects;
     unsigned retries;
@@ -206,7 +205,7 @@ static bool may_go_on(struct move *mv)
 
 static void step_run(struct move *mv);
 
-static void step_next(struct move *mv, enum step s)
+static void step_next(struct move *mv, enum repair_step s)
 {
     mv->step = s;
     mv->redirects = 0;
@@ -223,9 +222,11 @@ static void on_step_retry(uv_timer_t *t)
     step_run(mv);
 }
 
+/* Carries out what repair_plan_answer decided for a step's answer. */
 static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
 {
     struct move *mv = data;
+    struct repair_next next;
     char why[MCORE_WHY];
 
     if (!may_go_on(mv)) {
@@ -234,44 +235,39 @@ static void on_step_answer(void *data, const struct rq_httpc_resp *resp)
     json_t *o = resp->body_len > 0
                     ? json_loadb(resp->body, resp->body_len, 0, NULL)
                     : NULL;
-    json_t *lid = json_object_get(o, "leader_id");
     const char *msg = json_string_value(json_object_get(o, "message"));
-    if (resp->err == 0 && resp->status == 421 && mv->step != STEP_CREATE &&
-        mv->step != STEP_REBUILD && json_is_integer(lid) &&
-        json_integer_value(lid) > 0 && json_integer_value(lid) <= UINT32_MAX &&
-        mv->redirects < MAX_REDIRECTS) {
-        mv->redirects++;
-        mv->asked = (uint32_t)json_integer_value(lid);
-        json_decref(o);
-        step_run(mv);
-        return;
-    }
-    if (resp->err == 0 && resp->status == 503 && ++mv->retries < STEP_RETRIES) {
-        /* Another change, a transfer or an election is under way; a
-         * membership change that timed out goes on and is asked again. */
-        json_decref(o);
-        uv_timer_start(&mv->retry, on_step_retry, STEP_RETRY_MS, 0);
-        return;
-    }
-    if (resp->err != 0 || resp->status != 200) {
-        snprintf(why, sizeof why, "broker %u: %s", mv->asked,
-                 resp->err != 0 ? resp->why
-                 : msg != NULL  ? msg
-                                : "refused");
-        json_decref(o);
-        move_end(mv, false, why);
-        return;
+    struct repair_answer a = {
+        .failed = resp->err != 0,
+        .status = resp->status,
+        .named = rq_json_id(o, "leader_id"),
+    };
+    repair_plan_answer(&a, mv->step, mv->rebuild, mv->redirects, mv->retries,
+                       &next);
+    switch (next.kind) {
+        case REPAIR_FOLLOW:
+            mv->redirects++;
+            mv->asked = next.follow;
+            step_run(mv);
+            break;
+        case REPAIR_WAIT:
+            mv->retries++;
+            uv_timer_start(&mv->retry, on_step_retry, STEP_RETRY_MS, 0);
+            break;
+        case REPAIR_FAIL:
+            snprintf(why, sizeof why, "broker %u: %s", mv->asked,
+                     resp->err != 0 ? resp->why
+                     : msg != NULL  ? msg
+                                    : "refused");
+            move_end(mv, false, why);
+            break;
+        case REPAIR_STEP:
+            step_next(mv, next.step);
+            break;
+        case REPAIR_DONE:
+            move_end(mv, true, NULL);
+            break;
     }
     json_decref(o);
-    if (!mv->rebuild) {
-        step_next(mv, (enum step)(mv->step + 1));
-    } else if (mv->step == STEP_REMOVE) {
-        step_next(mv, STEP_REBUILD);
-    } else if (mv->step == STEP_REBUILD) {
-        step_next(mv, STEP_ADD);
-    } else {
-        move_end(mv, true, NULL); /* The replica set is the store's already. */
-    }
 }
 
 static void on_committed(void *data, int status, uint64_t result)
@@ -286,20 +282,14 @@ static void on_committed(void *data, int status, uint64_t result)
     }
 }
 
-/* The broker that leads the group, as far as this manager knows. */
+/* The broker that leads the group, as far as this manager knows
+ * (repair_plan_ask). */
 static uint32_t group_leader(struct move *mv)
 {
     const struct route *r =
         routing_get(mcore_routing(mv->rp->core), mv->part.group_id);
-    if (r != NULL && r->leader != 0 && r->leader != mv->from) {
-        return r->leader;
-    }
-    for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (mv->part.replicas[k] != mv->from) {
-            return mv->part.replicas[k]; /* It names the leader (421). */
-        }
-    }
-    return mv->to;
+    return repair_plan_ask(r != NULL ? r->leader : 0, &mv->part, mv->from,
+                           mv->to);
 }
 
 static int members_json(const struct mstore *store, const struct move *mv,
@@ -337,7 +327,7 @@ static void step_run(struct move *mv)
     if (!may_go_on(mv)) {
         return;
     }
-    if (mv->step == STEP_COMMIT) {
+    if (mv->step == REPAIR_COMMIT) {
         struct mcmd c = {.type = MCMD_PARTITION_REPLICAS};
         snprintf(c.u.partition_replicas.topic,
                  sizeof c.u.partition_replicas.topic, "%s", mv->part.topic);
@@ -354,7 +344,7 @@ static void step_run(struct move *mv)
         move_end(mv, false, "the new broker is unknown");
         return;
     }
-    if (mv->step == STEP_CREATE || mv->step == STEP_REBUILD) {
+    if (mv->step == REPAIR_CREATE || mv->step == REPAIR_REBUILD) {
         json_t *members;
         if (members_json(mcore_store(core), mv, &members) != 0) {
             move_end(mv, false, "a member broker is unknown");
@@ -368,7 +358,7 @@ static void step_run(struct move *mv)
                               0, "preferred_leader", (json_int_t)mv->next[0]);
         body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
-        if (mv->step == STEP_CREATE) {
+        if (mv->step == REPAIR_CREATE) {
             snprintf(url, sizeof url, "http://%s/internal/replicas",
                      to.http_addr);
         } else {
@@ -384,7 +374,7 @@ static void step_run(struct move *mv)
             move_end(mv, false, "the group's leader is unknown");
             return;
         }
-        if (mv->step == STEP_ADD) {
+        if (mv->step == REPAIR_ADD) {
             json_t *o =
                 json_pack("{s:I,s:s,s:s}", "id", (json_int_t)to.id, "raft_addr",
                           to.raft_addr, "http_addr", to.http_addr);
@@ -402,7 +392,7 @@ static void step_run(struct move *mv)
                      b.http_addr, gid, mv->from);
         }
     }
-    if (mv->step != STEP_REMOVE && body == NULL) {
+    if (mv->step != REPAIR_REMOVE && body == NULL) {
         move_end(mv, false, "out of memory"); /* UNTESTED: ENOMEM only. */
         return;
     }
@@ -423,7 +413,7 @@ static void step_run(struct move *mv)
 }
 
 static void move_start(struct repair *rp, const struct mstore_partition *p,
-                       uint32_t from, uint32_t to, enum step first)
+                       uint32_t from, uint32_t to, enum repair_step first)
 {
     bool rebuild = from == to;
     struct move *mv = calloc(1, sizeof *mv);
@@ -459,124 +449,6 @@ static void move_start(struct repair *rp, const struct mstore_partition *p,
     step_next(mv, first);
 }
 
-static bool in_list(const uint32_t *ids, size_t n, uint32_t id)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] == id) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static const struct mstore_broker *broker_of(const struct mstore_broker *list,
-                                             size_t n, uint32_t id)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (list[i].id == id) {
-            return &list[i];
-        }
-    }
-    return NULL;
-}
-
-/*
- * A move an earlier leader left half done, as the group's voters show it:
- * true (and the move resumed) if @p needs only its REMOVE or COMMIT.
- * *consistent tells whether the voters match the store's replicas.
- */
-static bool resume(struct repair *rp, const struct mstore_partition *p,
-                   const struct mstore_broker *brokers, size_t nb,
-                   bool *consistent)
-{
-    uint32_t voters[LIVENESS_VOTERS_MAX];
-    unsigned nv =
-        liveness_voters(mcore_liveness(rp->core), p->group_id, voters);
-    uint32_t extra = 0;
-    unsigned n_extra = 0;
-    uint32_t missing = 0;
-    unsigned n_missing = 0;
-
-    *consistent = false; /* Plan nothing before the leader has reported. */
-    if (nv == 0) {
-        return false;
-    }
-    for (unsigned i = 0; i < nv; i++) {
-        if (!in_list(p->replicas, MCMD_RF, voters[i])) {
-            extra = voters[i];
-            n_extra++;
-        }
-    }
-    for (unsigned k = 0; k < MCMD_RF; k++) {
-        if (!in_list(voters, nv, p->replicas[k])) {
-            missing = p->replicas[k];
-            n_missing++;
-        }
-    }
-    *consistent = n_extra == 0 && n_missing == 0;
-    const struct mstore_broker *xb = broker_of(brokers, nb, extra);
-    const struct mstore_broker *mb = broker_of(brokers, nb, missing);
-    /* A rebuild whose member was removed and not added back: the store's
-     * other two are the voters. Its broker answers the REBUILD step again
-     * whether its replica is still failed, already rebuilt, or absent. */
-    if (n_extra == 0 && n_missing == 1 && nv == MCMD_RF - 1 && mb != NULL &&
-        mb->state == MBROKER_ALIVE) {
-        move_start(rp, p, missing, missing, STEP_REBUILD);
-        return true;
-    }
-    /* A report from before the last change looks like a move the other
-     * way: only a move away from a broker that is not ALIVE, to one that
-     * is, is resumed. */
-    if (n_extra != 1 || xb == NULL || xb->state != MBROKER_ALIVE) {
-        return false;
-    }
-    if (n_missing == 1 && nv == MCMD_RF && mb != NULL &&
-        mb->state != MBROKER_ALIVE) {
-        move_start(rp, p, missing, extra, STEP_COMMIT);
-        return true;
-    }
-    if (n_missing == 0 && nv == MCMD_RF + 1) {
-        for (unsigned k = 0; k < MCMD_RF; k++) {
-            const struct mstore_broker *b =
-                broker_of(brokers, nb, p->replicas[k]);
-            if (b == NULL || b->state != MBROKER_ALIVE) {
-                move_start(rp, p, p->replicas[k], extra, STEP_REMOVE);
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
-/*
- * The broker whose replica of @p has been reported failed (it could not be
- * opened) for REBUILD_AFTER_MS, while its broker and the other two are
- * ALIVE and their replicas are not failed; 0 if none. Its group can lose
- * that member for a while: the other two are up.
- */
-static uint32_t rebuild_candidate(const struct repair *rp,
-                                  const struct mstore_partition *p,
-                                  const struct mstore_broker *brokers,
-                                  size_t nb, uint64_t now)
-{
-    uint32_t found = 0;
-    for (unsigned k = 0; k < MCMD_RF; k++) {
-        const struct mstore_broker *b = broker_of(brokers, nb, p->replicas[k]);
-        const struct liveness_replica *r = liveness_replica(
-            mcore_liveness(rp->core), p->replicas[k], p->group_id);
-        if (b == NULL || b->state != MBROKER_ALIVE || r == NULL) {
-            return 0;
-        }
-        if (r->failed_since != 0) {
-            if (found != 0 || now < r->failed_since + REBUILD_AFTER_MS) {
-                return 0;
-            }
-            found = p->replicas[k];
-        }
-    }
-    return found;
-}
-
 static void on_removed(void *data, int status, uint64_t result)
 {
     struct repair *rp = data;
@@ -594,43 +466,61 @@ static void on_removed(void *data, int status, uint64_t result)
 
 /*
  * A REMOVING broker becomes REMOVED once the store places nothing on it
- * and it hosts nothing (reconciliation deletes what the moves left), or,
- * if it has not been heard from since this manager leads, once it has
- * been silent for the dead time.
+ * and it hosts nothing (repair_plan_removal decides).
  */
-static void removals_finish(struct repair *rp,
-                            const struct mstore_broker *brokers, size_t nb,
+static void removals_finish(struct repair *rp, const struct repair_view *v,
                             uint64_t now)
 {
     struct mcore *core = rp->core;
     if (rp->removing != 0) {
         return;
     }
-    for (size_t i = 0; i < nb; i++) {
-        const struct mstore_broker *b = &brokers[i];
-        const struct liveness_broker *lb =
-            liveness_broker(mcore_liveness(core), b->id);
-        if (b->state != MBROKER_REMOVING || b->n_replicas > 0 || lb == NULL ||
-            (lb->heard && lb->n_replicas > 0) ||
-            (!lb->heard &&
-             now < lb->last_ms + mcore_config(core)->broker_dead_ms)) {
-            continue;
-        }
-        struct mcmd c = {.type = MCMD_BROKER_STATE};
-        c.u.broker_state.id = b->id;
-        c.u.broker_state.state = MBROKER_REMOVED;
-        if (mcore_propose(core, &c, on_removed, rp) == 0) {
-            rp->removing = b->id;
-        }
+    uint32_t id =
+        repair_plan_removal(v, now, mcore_config(core)->broker_dead_ms);
+    if (id == 0) {
         return;
+    }
+    struct mcmd c = {.type = MCMD_BROKER_STATE};
+    c.u.broker_state.id = id;
+    c.u.broker_state.state = MBROKER_REMOVED;
+    if (mcore_propose(core, &c, on_removed, rp) == 0) {
+        rp->removing = id;
     }
 }
 
+/* What repair_plan asks, answered from this module's moves and holds and
+ * from liveness. */
+struct view_ctx {
+    struct repair *rp;
+    uint64_t now;
+};
+
+static bool view_busy(void *data, uint64_t gid)
+{
+    struct view_ctx *x = data;
+    return repair_active(x->rp, gid) || held(x->rp, gid, x->now);
+}
+
+static unsigned view_voters(void *data, uint64_t gid,
+                            uint32_t out[LIVENESS_VOTERS_MAX])
+{
+    struct view_ctx *x = data;
+    return liveness_voters(mcore_liveness(x->rp->core), gid, out);
+}
+
+static const struct liveness_broker *view_report(void *data, uint32_t broker)
+{
+    struct view_ctx *x = data;
+    return liveness_broker(mcore_liveness(x->rp->core), broker);
+}
+
+/* Gathers the view, plans (repair_plan) and starts the moves. */
 void repair_tick(struct repair *rp, uint64_t now)
 {
     const struct mstore *store = mcore_store(rp->core);
     struct mstore_broker *brokers = NULL;
     struct mstore_partition *parts = NULL;
+    struct repair_plan_move plan[MAX_MOVES];
     size_t nb = 0;
     size_t np = 0;
 
@@ -645,51 +535,22 @@ void repair_tick(struct repair *rp, uint64_t now)
         free(brokers);
         return;
     }
-    struct placement_broker *pb = calloc(nb + 1, sizeof *pb);
-    struct placement_partition *pp = calloc(np + 1, sizeof *pp);
-    struct placement_move plan[MAX_MOVES];
-    size_t npp = 0;
-    if (pb == NULL || pp == NULL) {
-        goto out; /* UNTESTED: ENOMEM only. */
-    }
-    removals_finish(rp, brokers, nb, now);
-    for (size_t i = 0; i < nb; i++) {
-        pb[i] = (struct placement_broker){
-            .id = brokers[i].id,
-            .state = brokers[i].state,
-            .n_replicas = brokers[i].n_replicas,
-            .n_preferred = brokers[i].n_preferred,
-        };
-    }
-    for (size_t i = 0; i < np && rp->n_moves < MAX_MOVES; i++) {
-        const struct mstore_partition *p = &parts[i];
-        bool consistent;
-        if (repair_active(rp, p->group_id) || held(rp, p->group_id, now) ||
-            resume(rp, p, brokers, nb, &consistent) || !consistent) {
-            continue;
-        }
-        uint32_t broken = rebuild_candidate(rp, p, brokers, nb, now);
-        if (broken != 0) {
-            move_start(rp, p, broken, broken, STEP_REMOVE);
-            continue;
-        }
-        pp[npp].group_id = p->group_id;
-        memcpy(pp[npp].replicas, p->replicas, sizeof pp[npp].replicas);
-        npp++;
-    }
-    size_t n = placement_repair(pb, nb, pp, npp, MAX_MOVES - rp->n_moves, plan);
+    struct view_ctx ctx = {.rp = rp, .now = now};
+    struct repair_view v = {
+        .brokers = brokers,
+        .n_brokers = nb,
+        .parts = parts,
+        .n_parts = np,
+        .busy = view_busy,
+        .voters = view_voters,
+        .report = view_report,
+        .data = &ctx,
+    };
+    removals_finish(rp, &v, now);
+    size_t n = repair_plan(&v, now, MAX_MOVES - rp->n_moves, plan);
     for (size_t k = 0; k < n && rp->n_moves < MAX_MOVES; k++) {
-        for (size_t i = 0; i < np; i++) {
-            if (parts[i].group_id == plan[k].group_id) {
-                move_start(rp, &parts[i], plan[k].from, plan[k].to,
-                           STEP_CREATE);
-                break;
-            }
-        }
+        move_start(rp, plan[k].part, plan[k].from, plan[k].to, plan[k].first);
     }
-out:
-    free(pb);
-    free(pp);
     free(parts);
     free(brokers);
 }

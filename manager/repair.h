@@ -42,6 +42,10 @@
  * committed. A REMOVING broker (an admin remove of a broker that held
  * replicas) is committed REMOVED by repair_tick once the store places
  * nothing on it and it reports hosting nothing.
+ *
+ * The decisions (which moves to start, whom a step asks, what an answer
+ * means, when a removal is done) are repair_plan.h's pure functions, with
+ * unit tests; this module calls brokers and proposes as they say.
  */
 #ifndef REPAIR_H
 #define REPAIR_H

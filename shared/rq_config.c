@@ -4,6 +4,7 @@
  */
 #include "rq_config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -582,8 +583,9 @@ int rq_config_check_addr(const char *flag, const char *addr, size_t max_len,
     return 0;
 }
 
-int rq_config_start_log(const char *kind, uint64_t id, const char *level,
-                        const char *format, char *why, size_t whyn)
+/* Parses --log-level and --log-format and starts logging as "@kind-@id". */
+static int start_log(const char *kind, uint64_t id, const char *level,
+                     const char *format, char *why, size_t whyn)
 {
     enum rq_log_level lv;
     enum rq_log_format fmt;
@@ -597,6 +599,58 @@ int rq_config_start_log(const char *kind, uint64_t id, const char *level,
     char proc[48];
     snprintf(proc, sizeof proc, "%s-%" PRIu64, kind, id);
     rq_log_init(proc, lv, fmt);
+    return 0;
+}
+
+/* The field of @cfg that option @name fills; the binary's table has it. */
+static const void *field_of(const struct rq_config_spec *spec, const void *cfg,
+                            const char *name, enum rq_opt_type type)
+{
+    for (size_t i = 0; i < spec->n; i++) {
+        if (strcmp(spec->opts[i].name, name) == 0) {
+            assert(spec->opts[i].type == type);
+            return (const char *)cfg + spec->opts[i].offset;
+        }
+    }
+    assert(0); /* Every server binary's table has the option. */
+    return NULL;
+}
+
+int rq_config_load(const struct rq_config_spec *spec, void *cfg, int argc,
+                   char **argv, char *why, size_t whyn)
+{
+    bool help;
+    int rv =
+        rq_config_parse(spec->opts, spec->n, cfg, argc, argv, &help, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    if (help) {
+        rq_config_usage(stdout, spec->usage, spec->opts, spec->n);
+        exit(0);
+    }
+    const uint64_t *id = field_of(spec, cfg, "id", RQ_OPT_U64);
+    const char *const *level = field_of(spec, cfg, "log-level", RQ_OPT_STR);
+    const char *const *format = field_of(spec, cfg, "log-format", RQ_OPT_STR);
+    const char *const *secret =
+        field_of(spec, cfg, "cluster-secret", RQ_OPT_SECRET);
+    rv = start_log(spec->kind, *id, *level, *format, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    return rq_config_check_secret("cluster-secret", *secret, why, whyn);
+}
+
+int rq_config_check_raft_timing(uint64_t election_ms, uint64_t heartbeat_ms,
+                                char *why, size_t whyn)
+{
+    if (election_ms < 50 || election_ms > 60000 || heartbeat_ms == 0 ||
+        heartbeat_ms >= election_ms) {
+        snprintf(why, whyn,
+                 "need 50 <= --election-timeout-ms <= 60000 and "
+                 "0 < --heartbeat-ms < --election-timeout-ms");
+        return RQ_INVALID;
+    }
     return 0;
 }
 

@@ -137,11 +137,36 @@ int rq_config_check_addr(const char *flag, const char *addr, size_t max_len,
                          char *why, size_t whyn);
 
 /*
- * Parses --log-level and --log-format and starts logging as "@kind-@id".
- * 0, or RQ_INVALID with @why naming the accepted values.
+ * A server binary's start-up (manager, broker, atm): what its options are
+ * and what it calls itself.
  */
-int rq_config_start_log(const char *kind, uint64_t id, const char *level,
-                        const char *format, char *why, size_t whyn);
+struct rq_config_spec {
+    const char *kind;          /* "manager": logs name the process kind-ID. */
+    const char *usage;         /* The usage line, after "usage: ". */
+    const struct rq_opt *opts; /* Its options table (borrowed). */
+    size_t n;
+};
+
+/*
+ * What every server binary does first with its command line: fills @cfg
+ * from @argv, the environment and the defaults (rq_config_parse); on
+ * --help prints the usage to stdout and exits 0; starts logging as
+ * "KIND-ID" from the options "id", "log-level" (debug|info|warn|error) and
+ * "log-format" (text|json); and checks the cluster secret of option
+ * "cluster-secret" (rq_config_check_secret). The table must have those
+ * four options. 0, or RQ_INVALID with @why; whatever the result, release
+ * @cfg's secrets with rq_config_free().
+ */
+int rq_config_load(const struct rq_config_spec *spec, void *cfg, int argc,
+                   char **argv, char *why, size_t whyn);
+
+/*
+ * The Raft timing every server binary checks alike: 50 <=
+ * @election_ms <= 60000 and 0 < @heartbeat_ms < @election_ms. 0, or
+ * RQ_INVALID with the rule in @why.
+ */
+int rq_config_check_raft_timing(uint64_t election_ms, uint64_t heartbeat_ms,
+                                char *why, size_t whyn);
 
 /*
  * Parses "1=HOST:PORT,2=HOST:PORT,...": ids 1..2^63, each id and address

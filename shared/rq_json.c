@@ -100,3 +100,12 @@ json_t *rq_json_parse_object(const uint8_t *p, size_t n, char *why, size_t whyn)
     }
     return v;
 }
+
+uint32_t rq_json_id(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) > 0 &&
+                   json_integer_value(v) <= UINT32_MAX
+               ? (uint32_t)json_integer_value(v)
+               : 0;
+}

@@ -9,6 +9,9 @@
  * it), is not valid JSON or not UTF-8, repeats a key in an object (parsers
  * disagree about which copy wins), holds "\u0000" (no C string can carry
  * it), or is not an object. An empty body is an empty object.
+ *
+ * Also here: reading a node id out of a JSON answer, the way every caller
+ * of a broker reads the "leader_id" of a 421 or of a read's answer.
  */
 #ifndef RQ_JSON_H
 #define RQ_JSON_H
@@ -30,5 +33,12 @@ bool rq_json_too_deep(const uint8_t *p, size_t n, unsigned max);
  * @why. */
 json_t *rq_json_parse_object(const uint8_t *p, size_t n, char *why,
                              size_t whyn);
+
+/*
+ * The member @key of @o (borrowed; NULL or not an object is allowed) as a
+ * node id: its value if it is an integer from 1 to UINT32_MAX, else 0 (no
+ * id: absent, null, not an integer, or out of range).
+ */
+uint32_t rq_json_id(const json_t *o, const char *key);
 
 #endif /* RQ_JSON_H */

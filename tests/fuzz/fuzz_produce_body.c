@@ -53,12 +53,12 @@ static void fuzz_binary(const uint8_t *body, size_t len,
     /* The blob carries the body's keys and values, in order. */
     struct records_iter it;
     struct record r;
-    const uint8_t *p = body + PRODUCE_BODY_COUNT;
+    const uint8_t *p = body + RQ_RECORD_BODY_COUNT;
     records_iter_init(&it, blob, blob_len);
     while (records_next(&it, &r) == 1) {
         uint32_t klen =
             (uint32_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24);
-        p += PRODUCE_BODY_HEADER;
+        p += RQ_RECORD_HEADER;
         if (klen == UINT32_MAX) {
             FUZZ_CHECK(r.key == NULL);
         } else {
@@ -130,11 +130,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (pick & 4) {
         char *type = fuzz_text(in.p, in.left < 64 ? in.left : 64);
-        bool binary = produce_body_is_binary(type);
+        bool binary = rq_record_body_is_binary(type);
         if (binary) {
             FUZZ_CHECK(strncasecmp(type + strspn(type, " \t"),
-                                   PRODUCE_BODY_TYPE,
-                                   strlen(PRODUCE_BODY_TYPE)) == 0);
+                                   RQ_RECORD_BODY_TYPE,
+                                   strlen(RQ_RECORD_BODY_TYPE)) == 0);
         }
         free(type);
     }

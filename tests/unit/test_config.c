@@ -2,7 +2,9 @@
  * Unit tests of the secret options of rq_config: a secret given as a value
  * or read from a file (flag or environment), the file's trailing newline
  * stripped, exactly one form accepted, unreadable and empty files refused
- * with a message naming the flag, and the copies freed by rq_config_free.
+ * with a message naming the flag, and the copies freed by rq_config_free;
+ * and the start-up every server binary shares (rq_config_load) and its
+ * Raft timing rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_log.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef"
 #define ENV "RQTEST_SECRET"
@@ -246,6 +249,86 @@ static void test_config_check_secret_names_both_flags(void **state)
         0);
 }
 
+/* ---- A server binary's start-up ---- */
+
+struct server_cfg {
+    uint64_t id;
+    const char *secret;
+    const char *log_level;
+    const char *log_format;
+};
+
+static const struct rq_opt server_opts[] = {
+    {"id", NULL, RQ_OPT_U64, NULL, true, offsetof(struct server_cfg, id),
+     "an id"},
+    {"cluster-secret", ENV, RQ_OPT_SECRET, NULL, false,
+     offsetof(struct server_cfg, secret), "the secret"},
+    {"log-level", NULL, RQ_OPT_STR, "info", false,
+     offsetof(struct server_cfg, log_level), "level"},
+    {"log-format", NULL, RQ_OPT_STR, "text", false,
+     offsetof(struct server_cfg, log_format), "format"},
+};
+
+static const struct rq_config_spec server = {
+    "testd", "testd --id N [options]", server_opts,
+    sizeof server_opts / sizeof server_opts[0]};
+
+static int load(char **argv, int argc, char *why, size_t whyn)
+{
+    struct server_cfg c = {0};
+    int rv = rq_config_load(&server, &c, argc, argv, why, whyn);
+    rq_config_free(server_opts, server.n, &c);
+    return rv;
+}
+
+static void test_config_load_starts_logging_and_checks_secret(void **state)
+{
+    struct fixture *f = *state;
+    char *ok[] = {"testd", "--id",        "7",    "--cluster-secret",
+                  SECRET,  "--log-level", "debug"};
+    assert_int_equal(load(ok, 7, f->why, sizeof f->why), 0);
+    assert_true(rq_log_enabled(RQ_DEBUG));
+    char *quiet[] = {"testd",
+                     "--id",
+                     "7",
+                     "--cluster-secret",
+                     SECRET,
+                     "--log-level=error",
+                     "--log-format",
+                     "json"};
+    assert_int_equal(load(quiet, 8, f->why, sizeof f->why), 0);
+    assert_false(rq_log_enabled(RQ_WARN));
+
+    char *bad_level[] = {"testd", "--id",        "7",   "--cluster-secret",
+                         SECRET,  "--log-level", "loud"};
+    assert_int_equal(load(bad_level, 7, f->why, sizeof f->why), RQ_INVALID);
+    assert_non_null(strstr(f->why, "--log-level must be"));
+    char *no_secret[] = {"testd", "--id", "7"};
+    assert_int_equal(load(no_secret, 3, f->why, sizeof f->why), RQ_INVALID);
+    assert_non_null(strstr(f->why, "--cluster-secret"));
+    char *no_id[] = {"testd", "--cluster-secret", SECRET};
+    assert_int_equal(load(no_id, 3, f->why, sizeof f->why), RQ_INVALID);
+    assert_non_null(strstr(f->why, "--id"));
+    rq_log_init("test", RQ_INFO, RQ_LOG_TEXT);
+}
+
+static void test_config_check_raft_timing(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(rq_config_check_raft_timing(1000, 100, f->why, 256), 0);
+    assert_int_equal(rq_config_check_raft_timing(50, 49, f->why, 256), 0);
+    assert_int_equal(rq_config_check_raft_timing(60000, 1, f->why, 256), 0);
+    assert_int_equal(rq_config_check_raft_timing(49, 10, f->why, 256),
+                     RQ_INVALID);
+    assert_non_null(strstr(f->why, "--election-timeout-ms"));
+    assert_int_equal(rq_config_check_raft_timing(60001, 10, f->why, 256),
+                     RQ_INVALID);
+    assert_int_equal(rq_config_check_raft_timing(1000, 0, f->why, 256),
+                     RQ_INVALID);
+    assert_int_equal(rq_config_check_raft_timing(1000, 1000, f->why, 256),
+                     RQ_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +344,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_config_check_secret_names_both_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_config_load_starts_logging_and_checks_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_check_raft_timing, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
