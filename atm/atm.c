@@ -39,6 +39,7 @@
 #include <uv.h>
 
 #include "atm_cmd.h"
+#include "atm_err.h"
 #include "atm_fsm.h"
 #include "atm_ledger.h"
 #include "rq_aio.h"
@@ -255,19 +256,19 @@ static void answer_result(struct op *op, const struct atm_result *r)
                 snprintf(line, sizeof line, "ok %s %s", c->account, b1);
             }
             break;
-        case RQ_INSUFFICIENT:
+        case ATM_INSUFFICIENT:
             snprintf(line, sizeof line,
                      "error: insufficient funds: %s has %s, nothing changed",
                      c->account, b1);
             break;
-        case RQ_OVERFLOW:
+        case ATM_OVERFLOW:
             snprintf(line, sizeof line,
                      "error: the balance of %s would overflow, nothing changed",
                      c->op == ATM_TRANSFER ? c->to : c->account);
             break;
         default:
             snprintf(line, sizeof line, "error: request refused: %s",
-                     rq_strerror(r->status));
+                     atm_strerror(r->status));
             break;
     }
     op_answer(op, line);

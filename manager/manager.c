@@ -598,7 +598,7 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
     int rv = mstore_apply(m->store, index, payload, len, result);
     if (rv == RQ_IO) {
         store_failed("applying to the store", rv);
-    } else if (rv == RQ_DIVERGED) {
+    } else if (rv == MSTORE_DIVERGED) {
         store_diverged(m, index);
     }
     return rv;

@@ -161,7 +161,7 @@ int placement_assign(struct placement_broker *brokers, size_t n_brokers,
         alive += brokers[i].state == MBROKER_ALIVE;
     }
     if (alive < MCMD_RF) {
-        return RQ_NOBROKERS;
+        return PLACEMENT_NOBROKERS;
     }
     for (uint32_t p = 0; p < n_partitions; p++) {
         assign_one(brokers, n_brokers, out[p]);
