@@ -110,10 +110,7 @@ static const struct rq_opt options[] = {
      "entries kept in the log after a snapshot"},
     {"segment-size", "RAFTQ_SEGMENT_SIZE", RQ_OPT_U64, "1048576", false,
      offsetof(struct atm_config, segment_size), "Raft log segment bytes"},
-    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
-     offsetof(struct atm_config, log_level), "debug, info, warn or error"},
-    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
-     offsetof(struct atm_config, log_format), "text or json"},
+    RQ_LOG_OPTIONS(struct atm_config),
     RQ_TLS_OPTIONS(struct atm_config),
 };
 

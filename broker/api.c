@@ -745,7 +745,8 @@ static void api_members_remove(struct rq_http_req *req, void *data)
 
 /* ---- Produce ---- */
 
-struct produce {
+/* A produce proposed and held until its entry commits. */
+struct produce_pending {
     struct rq_http_req *req;
     struct broker *broker;
     struct replica *replica;
@@ -779,7 +780,7 @@ static void reply_stale(struct rq_http_req *req)
 
 static void on_produced(void *data, int status, uint64_t result)
 {
-    struct produce *p = data;
+    struct produce_pending *p = data;
     switch (status) {
         case 0:
             if (result == PARTITION_STALE) {
@@ -821,8 +822,9 @@ static int64_t wall_clock_ms(void)
  * and the request is not a retry already applied; NULL after answering
  * (404, 421, 503, or the retry's original offsets, or 409 when stale).
  */
-static struct replica *produce_target(struct rq_http_req *req, struct broker *b,
-                                      const struct produce_args *pa)
+static struct replica *produce_replica(struct rq_http_req *req,
+                                       struct broker *b,
+                                       const struct produce_args *pa)
 {
     uint64_t base;
     struct replica *r = partition_param(req, b);
@@ -880,7 +882,7 @@ static void produce_propose(struct rq_http_req *req, struct broker *b,
                             struct replica *r, const struct produce_args *pa,
                             struct raft_buffer *entry)
 {
-    struct produce *p = calloc(1, sizeof *p);
+    struct produce_pending *p = calloc(1, sizeof *p);
     if (p == NULL) {
         raft_free(entry->base); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
@@ -977,7 +979,7 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    struct replica *r = produce_target(req, b, &pa);
+    struct replica *r = produce_replica(req, b, &pa);
     if (r == NULL) {
         return;
     }
@@ -1033,7 +1035,7 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    struct replica *r = produce_target(req, b, &pa);
+    struct replica *r = produce_replica(req, b, &pa);
     if (r == NULL) {
         return;
     }
@@ -1301,7 +1303,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
  * rq_http before the handler sees anything. */
 #define M2B RQ_HTTPSIG_M2B
 
-const struct rq_http_route api_routes[] = {
+const struct rq_http_route api_route_table[] = {
     {"GET", "/healthz", api_healthz, 0},
     {"GET", "/readyz", api_readyz, 0},
     {"GET", "/metrics", api_metrics, 0},
@@ -1323,4 +1325,5 @@ const struct rq_http_route api_routes[] = {
      api_records_read, M2B},
 };
 
-const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
+const size_t api_route_count =
+    sizeof api_route_table / sizeof api_route_table[0];
