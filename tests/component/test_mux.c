@@ -7,8 +7,10 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +38,15 @@
 
 #define N_NODES 3
 #define N_GROUPS 2
-#define BASE_PORT 21010
+/* The tests use ports base_port to base_port + PORT_SPAN - 1, picked at
+ * start among ports below the kernel's ephemeral range, from a place that
+ * depends on the process id, so two runs of the suite on one machine (two
+ * checkouts) do not take the same ports. */
+#define PORT_SPAN 32
+#define PORT_LO 20000
+#define PORT_HI 32000
+#define BASE_PORT base_port
+static int base_port;
 #define CLUSTER_ID 77
 #define SECRET "mux-test-secret-0123456789abcdef-0123"
 #define ENTRY_LEN 16 /* A multiple of 8: raft_uv refuses others. */
@@ -76,7 +86,7 @@ struct cluster {
     uint64_t echo_sender;
     char echo_address[RQ_PREAMBLE_ADDR];
     uint8_t echo_buf[64];
-    struct rq_metrics *metrics; /* Freed after the muxes closed. */
+    struct rq_metrics *metrics;  /* Freed after the muxes closed. */
     struct rq_tls *tls[N_NODES]; /* All NULL without TLS. */
 };
 
@@ -1667,8 +1677,51 @@ static void test_mux_tls_node_of_another_ca_cannot_join(void **state)
     assert_true(ts.failures > 0);
 }
 
+/* True if @port on 127.0.0.1 can be bound and listened on now. */
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return false;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok =
+        bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The first block of PORT_SPAN free ports from a place set by the process
+ * id; 0 if none is free. */
+static int pick_base_port(void)
+{
+    int blocks = (PORT_HI - PORT_LO) / PORT_SPAN;
+    int first = (int)(getpid() % blocks);
+    for (int k = 0; k < blocks; k++) {
+        int base = PORT_LO + ((first + k) % blocks) * PORT_SPAN;
+        int p = base;
+        while (p < base + PORT_SPAN && port_free(p)) {
+            p++;
+        }
+        if (p == base + PORT_SPAN) {
+            return base;
+        }
+    }
+    return 0;
+}
+
 int main(void)
 {
+    base_port = pick_base_port();
+    if (base_port == 0) {
+        fprintf(stderr, "test_mux: no %d free ports in %d-%d\n", PORT_SPAN,
+                PORT_LO, PORT_HI);
+        return 1;
+    }
     /* As in every raftq process: a write to a cut stream fails, no signal. */
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
