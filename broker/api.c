@@ -876,6 +876,38 @@ static bool produce_entry(struct rq_http_req *req,
     return true;
 }
 
+/*
+ * Routes a produce whose body was checked (produce_replica), allocates its
+ * entry for @blob_len bytes of records stamped *now, points *blob at them
+ * and counts pa->bytes; the replica, or NULL after answering.
+ */
+static struct replica *produce_begin(struct rq_http_req *req, struct broker *b,
+                                     struct produce_args *pa, size_t blob_len,
+                                     int64_t *now, struct raft_buffer *entry,
+                                     uint8_t **blob)
+{
+    struct replica *r = produce_replica(req, b, pa);
+    if (r == NULL) {
+        return NULL;
+    }
+    *now = wall_clock_ms();
+    if (!produce_entry(req, pa, *now, blob_len, entry, blob)) {
+        return NULL;
+    }
+    pa->bytes = blob_len - (size_t)pa->count * RECORDS_HEADER;
+    return r;
+}
+
+/* The limits of a produce body on broker @b, whichever its form. */
+static struct produce_body_limits produce_limits(struct broker *b)
+{
+    return (struct produce_body_limits){
+        .max_records = API_MAX_RECORDS,
+        .max_value = broker_config(b)->max_message_bytes,
+        .max_blob = BATCH_MAX_BYTES,
+    };
+}
+
 /* Proposes @entry (filled) and answers from the apply callback, or at
  * once on failure; the entry is raft's or freed either way. */
 static void produce_propose(struct rq_http_req *req, struct broker *b,
@@ -964,11 +996,7 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         return;
     }
     json_t *records = json_object_get(body, "records");
-    struct produce_body_limits lim = {
-        .max_records = API_MAX_RECORDS,
-        .max_value = broker_config(b)->max_message_bytes,
-        .max_blob = BATCH_MAX_BYTES,
-    };
+    struct produce_body_limits lim = produce_limits(b);
 
     /* The whole request is checked before where it goes is decided: an
      * invalid body is 400 on every replica, never a 421 that depends on
@@ -979,16 +1007,13 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    struct replica *r = produce_replica(req, b, &pa);
+    int64_t now;
+    struct replica *r =
+        produce_begin(req, b, &pa, blob_len, &now, &entry, &blob);
     if (r == NULL) {
         return;
     }
-    int64_t now = wall_clock_ms();
-    if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
-        return;
-    }
     produce_body_json_write(records, now, blob);
-    pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }
 
@@ -1023,11 +1048,7 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         return;
     }
     const uint8_t *body = rq_http_body(req, &len);
-    struct produce_body_limits lim = {
-        .max_records = API_MAX_RECORDS,
-        .max_value = broker_config(b)->max_message_bytes,
-        .max_blob = BATCH_MAX_BYTES,
-    };
+    struct produce_body_limits lim = produce_limits(b);
     /* Validated whole before routing, as in produce_json(). */
     int rv = produce_body_check(body, len, &lim, &pa.count, &blob_len, why,
                                 sizeof why);
@@ -1035,16 +1056,13 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    struct replica *r = produce_replica(req, b, &pa);
+    int64_t now;
+    struct replica *r =
+        produce_begin(req, b, &pa, blob_len, &now, &entry, &blob);
     if (r == NULL) {
         return;
     }
-    int64_t now = wall_clock_ms();
-    if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
-        return;
-    }
     produce_body_write(body, len, now, blob);
-    pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }
 
