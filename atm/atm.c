@@ -39,6 +39,7 @@
 #include <uv.h>
 
 #include "atm_cmd.h"
+#include "atm_err.h"
 #include "atm_fsm.h"
 #include "atm_ledger.h"
 #include "rq_aio.h"
@@ -109,10 +110,7 @@ static const struct rq_opt options[] = {
      "entries kept in the log after a snapshot"},
     {"segment-size", "RAFTQ_SEGMENT_SIZE", RQ_OPT_U64, "1048576", false,
      offsetof(struct atm_config, segment_size), "Raft log segment bytes"},
-    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
-     offsetof(struct atm_config, log_level), "debug, info, warn or error"},
-    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
-     offsetof(struct atm_config, log_format), "text or json"},
+    RQ_LOG_OPTIONS(struct atm_config),
     RQ_TLS_OPTIONS(struct atm_config),
 };
 
@@ -255,19 +253,19 @@ static void answer_result(struct op *op, const struct atm_result *r)
                 snprintf(line, sizeof line, "ok %s %s", c->account, b1);
             }
             break;
-        case RQ_INSUFFICIENT:
+        case ATM_INSUFFICIENT:
             snprintf(line, sizeof line,
                      "error: insufficient funds: %s has %s, nothing changed",
                      c->account, b1);
             break;
-        case RQ_OVERFLOW:
+        case ATM_OVERFLOW:
             snprintf(line, sizeof line,
                      "error: the balance of %s would overflow, nothing changed",
                      c->op == ATM_TRANSFER ? c->to : c->account);
             break;
         default:
             snprintf(line, sizeof line, "error: request refused: %s",
-                     rq_strerror(r->status));
+                     atm_strerror(r->status));
             break;
     }
     op_answer(op, line);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "atm_err.h"
 #include "rq_err.h"
 
 /* A line has at most four words; a fifth is only counted, for the error. */
@@ -105,7 +106,7 @@ int atm_account_valid(const char *s)
  * malformed and huge is reported as malformed. The value is accumulated in
  * whole units with an overflow check at every digit, then turned into cents
  * with a second check, so "92233720368547758.07" (INT64_MAX cents) passes and
- * one cent more is RQ_OVERFLOW.
+ * one cent more is ATM_OVERFLOW.
  */
 static int amount_parse_n(const char *p, size_t n, int64_t *cents, char *why,
                           size_t whyn)
@@ -185,7 +186,7 @@ bad_format:
 too_large:
     snprintf(why, whyn,
              "amount '%s' is too large (at most 92233720368547758.07)", q);
-    return RQ_OVERFLOW;
+    return ATM_OVERFLOW;
 }
 
 int atm_amount_parse(const char *s, int64_t *cents)

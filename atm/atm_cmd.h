@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atm_err.h"
+
 #define ATM_ACCOUNT_MAX 64 /* Name length 1..63, [A-Za-z0-9_-]. */
 #define ATM_AMOUNT_MAX INT64_MAX
 
@@ -37,13 +39,13 @@ struct atm_cmd {
 /*
  * Parses one line (without or with its trailing newline; leading and
  * trailing blanks ignored; words separated by blanks). Returns 0, or
- * RQ_INVALID / RQ_OVERFLOW with a sentence in @why, for example
+ * RQ_INVALID / ATM_OVERFLOW with a sentence in @why, for example
  * "amount '1.234' has more than two decimals".
  */
 int atm_cmd_parse(const char *line, struct atm_cmd *out, char *why,
                   size_t whyn);
 
-/* "12" -> 1200. RQ_INVALID (format, zero, negative) or RQ_OVERFLOW. */
+/* "12" -> 1200. RQ_INVALID (format, zero, negative) or ATM_OVERFLOW. */
 int atm_amount_parse(const char *s, int64_t *cents);
 
 /* 1250 -> "12.50"; negative values get a leading '-'. @n >= 24 suffices. */

@@ -16,7 +16,7 @@
  *   1. Every balance is in 0..INT64_MAX.
  *   2. At most ATM_ORIGINS_MAX origins are remembered.
  *   3. Each remembered origin has a distinct last_used in 1..ops.
- *   4. A remembered result has status 0, RQ_INSUFFICIENT or RQ_OVERFLOW:
+ *   4. A remembered result has status 0, ATM_INSUFFICIENT or ATM_OVERFLOW:
  *      stale and invalid writes are answered but never remembered.
  */
 #include "atm_ledger.h"
@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "rq_dedupe.h"
+#include "atm_err.h"
 #include "rq_err.h"
 
 #define SNAPSHOT_VERSION 1
@@ -223,8 +224,8 @@ static int get_result(struct rq_cursor *c, bool stale_ok,
     }
     switch (status) {
         case 0:
-        case RQ_INSUFFICIENT:
-        case RQ_OVERFLOW:
+        case ATM_INSUFFICIENT:
+        case ATM_OVERFLOW:
             break;
         case RQ_INVALID:
             if (stale_ok) {
@@ -344,25 +345,25 @@ static void rules_apply(struct atm_ledger *l, const struct atm_write *w,
     switch (w->op) {
         case ATM_DEPOSIT:
             if (w->amount > INT64_MAX - from) {
-                answer(l, w, RQ_OVERFLOW, out);
+                answer(l, w, ATM_OVERFLOW, out);
                 return;
             }
             account_get(l, w->account)->cents = from + w->amount;
             break;
         case ATM_WITHDRAW:
             if (w->amount > from) {
-                answer(l, w, RQ_INSUFFICIENT, out);
+                answer(l, w, ATM_INSUFFICIENT, out);
                 return;
             }
             account_get(l, w->account)->cents = from - w->amount;
             break;
         case ATM_TRANSFER:
             if (w->amount > from) {
-                answer(l, w, RQ_INSUFFICIENT, out);
+                answer(l, w, ATM_INSUFFICIENT, out);
                 return;
             }
             if (w->amount > INT64_MAX - to) {
-                answer(l, w, RQ_OVERFLOW, out);
+                answer(l, w, ATM_OVERFLOW, out);
                 return;
             }
             account_get(l, w->account)->cents = from - w->amount;

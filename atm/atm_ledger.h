@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "atm_cmd.h"
+#include "atm_err.h"
 #include "rq_wire.h"
 
 #define ATM_ORIGINS_MAX 4096
@@ -43,8 +44,8 @@ struct atm_write {
 };
 
 struct atm_result {
-    int status;      /* 0, RQ_INSUFFICIENT, RQ_OVERFLOW, RQ_INVALID (stale). */
-    int64_t balance; /* account's balance after (or at refusal). */
+    int status; /* 0, ATM_INSUFFICIENT, ATM_OVERFLOW, RQ_INVALID (stale). */
+    int64_t balance;    /* account's balance after (or at refusal). */
     int64_t to_balance; /* transfer: destination's balance after. */
 };
 

@@ -43,6 +43,7 @@
 #include "rq_httpsig.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
+#include "rq_names.h"
 #include "rq_rpc.h"
 #include "rq_wire.h"
 
@@ -155,6 +156,28 @@ static struct replica *group_param(struct rq_http_req *req, struct broker *b)
     return r;
 }
 
+/* The replica named by {group_id} on a broker that is not shutting down, or
+ * NULL after answering 503, 400 or 404: how every request about one group
+ * starts. */
+static struct replica *group_request(struct rq_http_req *req, struct broker *b)
+{
+    if (refuse_closing(req, b)) {
+        return NULL;
+    }
+    return group_param(req, b);
+}
+
+/* The request's JSON body (owned by @req), or NULL after answering 400. */
+static json_t *json_body(struct rq_http_req *req)
+{
+    char why[WHY_LEN];
+    json_t *body = rq_http_json(req, why, sizeof why);
+    if (body == NULL) {
+        rq_http_reply_error(req, 400, "%s", why);
+    }
+    return body;
+}
+
 /* The open replica named by {topic} and {partition}, or NULL after
  * answering 400, 404 or 503. */
 static struct replica *partition_param(struct rq_http_req *req,
@@ -163,7 +186,7 @@ static struct replica *partition_param(struct rq_http_req *req,
     const char *topic = rq_http_param(req, "topic");
     const char *ps = rq_http_param(req, "partition");
     uint64_t p;
-    if (topic == NULL || !replica_desc_topic_valid(topic)) {
+    if (topic == NULL || !rq_names_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of [A-Za-z0-9._-]",
                             REPLICA_TOPIC_MAX);
@@ -351,10 +374,7 @@ static void on_removed(void *data, int status)
 static void api_replicas_delete(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
@@ -450,19 +470,14 @@ static void on_transferred(void *data, int status)
 static void api_replicas_transfer(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
-    char why[WHY_LEN];
     uint64_t to = 0;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     json_t *v = json_object_get(body, "to");
@@ -512,16 +527,12 @@ static void api_replicas_preferred(struct rq_http_req *req, void *data)
     struct broker *b = data;
     char why[WHY_LEN];
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     json_t *v = json_object_get(body, "broker_id");
@@ -654,16 +665,12 @@ static void api_members_add(struct rq_http_req *req, void *data)
     char why[WHY_LEN] = "";
     bool done;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     if (replica_member_parse(body, &m, why, sizeof why) != 0) {
@@ -701,10 +708,7 @@ static void api_members_remove(struct rq_http_req *req, void *data)
     uint64_t id;
     bool done;
 
-    if (refuse_closing(req, b)) {
-        return;
-    }
-    struct replica *r = group_param(req, b);
+    struct replica *r = group_request(req, b);
     if (r == NULL) {
         return;
     }
@@ -741,7 +745,8 @@ static void api_members_remove(struct rq_http_req *req, void *data)
 
 /* ---- Produce ---- */
 
-struct produce {
+/* A produce proposed and held until its entry commits. */
+struct produce_pending {
     struct rq_http_req *req;
     struct broker *broker;
     struct replica *replica;
@@ -775,7 +780,7 @@ static void reply_stale(struct rq_http_req *req)
 
 static void on_produced(void *data, int status, uint64_t result)
 {
-    struct produce *p = data;
+    struct produce_pending *p = data;
     switch (status) {
         case 0:
             if (result == PARTITION_STALE) {
@@ -817,8 +822,9 @@ static int64_t wall_clock_ms(void)
  * and the request is not a retry already applied; NULL after answering
  * (404, 421, 503, or the retry's original offsets, or 409 when stale).
  */
-static struct replica *produce_target(struct rq_http_req *req, struct broker *b,
-                                      const struct produce_args *pa)
+static struct replica *produce_replica(struct rq_http_req *req,
+                                       struct broker *b,
+                                       const struct produce_args *pa)
 {
     uint64_t base;
     struct replica *r = partition_param(req, b);
@@ -870,13 +876,45 @@ static bool produce_entry(struct rq_http_req *req,
     return true;
 }
 
+/*
+ * Routes a produce whose body was checked (produce_replica), allocates its
+ * entry for @blob_len bytes of records stamped *now, points *blob at them
+ * and counts pa->bytes; the replica, or NULL after answering.
+ */
+static struct replica *produce_begin(struct rq_http_req *req, struct broker *b,
+                                     struct produce_args *pa, size_t blob_len,
+                                     int64_t *now, struct raft_buffer *entry,
+                                     uint8_t **blob)
+{
+    struct replica *r = produce_replica(req, b, pa);
+    if (r == NULL) {
+        return NULL;
+    }
+    *now = wall_clock_ms();
+    if (!produce_entry(req, pa, *now, blob_len, entry, blob)) {
+        return NULL;
+    }
+    pa->bytes = blob_len - (size_t)pa->count * RECORDS_HEADER;
+    return r;
+}
+
+/* The limits of a produce body on broker @b, whichever its form. */
+static struct produce_body_limits produce_limits(struct broker *b)
+{
+    return (struct produce_body_limits){
+        .max_records = API_MAX_RECORDS,
+        .max_value = broker_config(b)->max_message_bytes,
+        .max_blob = BATCH_MAX_BYTES,
+    };
+}
+
 /* Proposes @entry (filled) and answers from the apply callback, or at
  * once on failure; the entry is raft's or freed either way. */
 static void produce_propose(struct rq_http_req *req, struct broker *b,
                             struct replica *r, const struct produce_args *pa,
                             struct raft_buffer *entry)
 {
-    struct produce *p = calloc(1, sizeof *p);
+    struct produce_pending *p = calloc(1, sizeof *p);
     if (p == NULL) {
         raft_free(entry->base); /* UNTESTED: ENOMEM only. */
         rq_http_reply_error(req, 500, "out of memory");
@@ -937,9 +975,8 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
     struct raft_buffer entry;
     uint8_t *blob;
 
-    json_t *body = rq_http_json(req, why, sizeof why);
+    json_t *body = json_body(req);
     if (body == NULL) {
-        rq_http_reply_error(req, 400, "%s", why);
         return;
     }
     if (opt_uint(body, "producer_id", &pa.has_producer, &pa.producer_id) != 0 ||
@@ -959,11 +996,7 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         return;
     }
     json_t *records = json_object_get(body, "records");
-    struct produce_body_limits lim = {
-        .max_records = API_MAX_RECORDS,
-        .max_value = broker_config(b)->max_message_bytes,
-        .max_blob = BATCH_MAX_BYTES,
-    };
+    struct produce_body_limits lim = produce_limits(b);
 
     /* The whole request is checked before where it goes is decided: an
      * invalid body is 400 on every replica, never a 421 that depends on
@@ -974,16 +1007,13 @@ static void produce_json(struct rq_http_req *req, struct broker *b)
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    struct replica *r = produce_target(req, b, &pa);
+    int64_t now;
+    struct replica *r =
+        produce_begin(req, b, &pa, blob_len, &now, &entry, &blob);
     if (r == NULL) {
         return;
     }
-    int64_t now = wall_clock_ms();
-    if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
-        return;
-    }
     produce_body_json_write(records, now, blob);
-    pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }
 
@@ -1018,11 +1048,7 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         return;
     }
     const uint8_t *body = rq_http_body(req, &len);
-    struct produce_body_limits lim = {
-        .max_records = API_MAX_RECORDS,
-        .max_value = broker_config(b)->max_message_bytes,
-        .max_blob = BATCH_MAX_BYTES,
-    };
+    struct produce_body_limits lim = produce_limits(b);
     /* Validated whole before routing, as in produce_json(). */
     int rv = produce_body_check(body, len, &lim, &pa.count, &blob_len, why,
                                 sizeof why);
@@ -1030,16 +1056,13 @@ static void produce_binary(struct rq_http_req *req, struct broker *b)
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    struct replica *r = produce_target(req, b, &pa);
+    int64_t now;
+    struct replica *r =
+        produce_begin(req, b, &pa, blob_len, &now, &entry, &blob);
     if (r == NULL) {
         return;
     }
-    int64_t now = wall_clock_ms();
-    if (!produce_entry(req, &pa, now, blob_len, &entry, &blob)) {
-        return;
-    }
     produce_body_write(body, len, now, blob);
-    pa.bytes = blob_len - (size_t)pa.count * RECORDS_HEADER;
     produce_propose(req, b, r, &pa, &entry);
 }
 
@@ -1298,7 +1321,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
  * rq_http before the handler sees anything. */
 #define M2B RQ_HTTPSIG_M2B
 
-const struct rq_http_route api_routes[] = {
+const struct rq_http_route api_route_table[] = {
     {"GET", "/healthz", api_healthz, 0},
     {"GET", "/readyz", api_readyz, 0},
     {"GET", "/metrics", api_metrics, 0},
@@ -1320,4 +1343,5 @@ const struct rq_http_route api_routes[] = {
      api_records_read, M2B},
 };
 
-const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
+const size_t api_route_count =
+    sizeof api_route_table / sizeof api_route_table[0];

@@ -17,7 +17,7 @@
 /* A produce is refused with 413 past 10,000 records. */
 #define API_MAX_RECORDS 10000
 
-extern const struct rq_http_route api_routes[];
-extern const size_t api_n_routes;
+extern const struct rq_http_route api_route_table[];
+extern const size_t api_route_count;
 
 #endif /* API_H */

@@ -136,20 +136,8 @@ static const struct rq_opt options[] = {
     {"max-message-bytes", "RAFTQ_MAX_MESSAGE_BYTES", RQ_OPT_U64, "1048576",
      false, offsetof(struct broker_config, max_message_bytes),
      "largest record value accepted"},
-    {"http-idle-timeout-s", "RAFTQ_HTTP_IDLE_TIMEOUT_S", RQ_OPT_U64, "60",
-     false, offsetof(struct broker_config, http_idle_timeout_s),
-     "close an HTTP connection idle (or sending nothing) this long"},
-    {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
-     false, offsetof(struct broker_config, http_max_connections),
-     "HTTP connections open at once, at most; more are refused"},
-    {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64,
-     "268435456", false, offsetof(struct broker_config, http_max_buffered),
-     "bytes of request bodies held at once, over all connections; past "
-     "them a request is answered 503 with Retry-After"},
-    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
-     offsetof(struct broker_config, log_level), "debug, info, warn or error"},
-    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
-     offsetof(struct broker_config, log_format), "text or json"},
+    RQ_HTTP_OPTIONS(struct broker_config),
+    RQ_LOG_OPTIONS(struct broker_config),
     RQ_HTTPSIG_OPTIONS(struct broker_config),
     RQ_TLS_OPTIONS(struct broker_config),
 };
@@ -1225,8 +1213,8 @@ static int start(struct broker *b, char *why, size_t whyn)
         .tls = b->tls,
         .client_cert_required = client_cert_required,
     };
-    rv = rq_http_new(b->loop, &hc, api_routes, api_n_routes, b, &b->http, why,
-                     whyn);
+    rv = rq_http_new(b->loop, &hc, api_route_table, api_route_count, b,
+                     &b->http, why, whyn);
     if (rv != 0) {
         return rv;
     }

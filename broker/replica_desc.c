@@ -9,23 +9,7 @@
 #include <string.h>
 
 #include "rq_err.h"
-
-bool replica_desc_topic_valid(const char *topic)
-{
-    size_t n = strlen(topic);
-    if (n == 0 || n > REPLICA_TOPIC_MAX || strcmp(topic, ".") == 0 ||
-        strcmp(topic, "..") == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = topic[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
+#include "rq_names.h"
 
 /* A non-negative JSON integer field; RQ_INVALID with @why otherwise. */
 static int get_uint(const json_t *obj, const char *name, bool positive,
@@ -101,7 +85,7 @@ int replica_desc_parse(const json_t *in, struct replica_desc *out, char *why,
         return RQ_INVALID;
     }
     v = json_object_get(in, "topic");
-    if (!json_is_string(v) || !replica_desc_topic_valid(json_string_value(v))) {
+    if (!json_is_string(v) || !rq_names_topic_valid(json_string_value(v))) {
         snprintf(why, whyn,
                  "'topic' must be 1-%d characters of [A-Za-z0-9._-], not . "
                  "or ..",

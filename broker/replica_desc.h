@@ -15,8 +15,9 @@
 #include <stdint.h>
 
 #include "rq_config.h"
+#include "rq_names.h"
 
-#define REPLICA_TOPIC_MAX 128
+#define REPLICA_TOPIC_MAX RQ_NAMES_TOPIC_MAX
 #define REPLICA_MEMBERS_MAX 5
 
 struct replica_member {
@@ -65,7 +66,5 @@ const struct replica_member *replica_desc_member(const struct replica_desc *d,
  * so that groups numbered consecutively rotate their leaders over the
  * members. */
 uint64_t replica_desc_preferred(const struct replica_desc *d);
-/* true if @topic is 1-128 of [A-Za-z0-9._-] and not "." or "..". */
-bool replica_desc_topic_valid(const char *topic);
 
 #endif /* REPLICA_DESC_H */

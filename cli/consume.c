@@ -36,28 +36,36 @@ static int follow_end(const struct cmdline *cl, int code)
 }
 
 /* ---- From an offset ---- */
+/* The record read of @topic's partition @partition from @offset, at most
+ * @max records, into @u; the caller adds what else it asks. */
+static void records_url(struct url *u, const char *topic, uint32_t partition,
+                        uint64_t offset, uint64_t max)
+{
+    char part[16];
+    snprintf(part, sizeof part, "%" PRIu32, partition);
+    url_init(u, "");
+    url_path(u, "/v1/topics/");
+    url_segment(u, topic);
+    url_path(u, "/partitions/");
+    url_segment(u, part);
+    url_path(u, "/records");
+    url_query_u64(u, "offset", offset);
+    url_query_u64(u, "max", max);
+}
 
 static int from_offset(const struct cmdline *cl, struct mclient *c)
 {
-    char part[16], why[WHY_LEN];
+    char why[WHY_LEN];
     uint64_t offset = cl->offset, count = 0;
     int code = CLI_OK;
 
-    snprintf(part, sizeof part, "%" PRIu32, cl->partition);
     for (;;) {
         uint64_t want = READ_MAX;
         if (cl->has_max && cl->max - count < want) {
             want = cl->max - count;
         }
         struct url u;
-        url_init(&u, "");
-        url_path(&u, "/v1/topics/");
-        url_segment(&u, cl->topic);
-        url_path(&u, "/partitions/");
-        url_segment(&u, part);
-        url_path(&u, "/records");
-        url_query_u64(&u, "offset", offset);
-        url_query_u64(&u, "max", want);
+        records_url(&u, cl->topic, cl->partition, offset, want);
         if (cl->follow) {
             url_query_u64(&u, "wait_ms", OFFSET_WAIT_MS);
         }
@@ -186,16 +194,7 @@ static int wait_for_more(const struct cmdline *cl, struct mclient *c,
         return CLI_OK; /* Something to read (or nothing to wait on). */
     }
     size_t k = (size_t)((*turn)++ % n);
-    char part[16];
-    snprintf(part, sizeof part, "%" PRIu32, parts[k]);
-    url_init(&u, "");
-    url_path(&u, "/v1/topics/");
-    url_segment(&u, cl->topic);
-    url_path(&u, "/partitions/");
-    url_segment(&u, part);
-    url_path(&u, "/records");
-    url_query_u64(&u, "offset", offsets[k]);
-    url_query_u64(&u, "max", 1);
+    records_url(&u, cl->topic, parts[k], offsets[k], 1);
     url_query_u64(&u, "wait_ms", FOLLOW_WAIT_MS);
     rv = mclient_call(c, "GET", url_done(&u), NULL, FOLLOW_WAIT_MS, &r, why,
                       sizeof why);

@@ -37,6 +37,7 @@
 #include "liveness.h"
 #include "mcore.h"
 #include "mstore.h"
+#include "rq_names.h"
 #include "qapi.h"
 #include "reconcile.h"
 #include "repair.h"
@@ -881,7 +882,7 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
     json_t *name = json_object_get(body, "name");
     json_t *list = json_object_get(body, "grants");
     if (!json_is_string(name) ||
-        !mcmd_token_name_valid(json_string_value(name))) {
+        !rq_names_token_valid(json_string_value(name))) {
         rq_http_reply_error(req, 400,
                             "'name' must be 1-%d characters of "
                             "[A-Za-z0-9._-], saying whose token it is",

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rq_names.h"
 #include "rq_err.h"
 
 #define GRANT_FORMS                                                     \
@@ -89,18 +90,18 @@ int grant_parse(const char *text, struct grant *out, char *why, size_t whyn)
                text, kind_name(out->kind), kind_name(out->kind));
         return RQ_INVALID;
     }
-    if (tlen > MCMD_NAME_MAX) {
+    if (tlen > RQ_NAMES_TOPIC_MAX) {
         rq_why(why, whyn, "'%s': a topic name has at most %d characters", text,
-               MCMD_NAME_MAX);
+               RQ_NAMES_TOPIC_MAX);
         return RQ_INVALID;
     }
     memcpy(out->topic, t, tlen);
     out->topic[tlen] = '\0';
-    if (!mcmd_topic_valid(out->topic)) {
+    if (!rq_names_topic_valid(out->topic)) {
         rq_why(why, whyn,
                "'%s': '%s' is not a topic name (1-%d characters of "
                "[A-Za-z0-9._-], not . or ..)",
-               text, out->topic, MCMD_NAME_MAX);
+               text, out->topic, RQ_NAMES_TOPIC_MAX);
         return RQ_INVALID;
     }
     return 0;

@@ -14,7 +14,7 @@
  *   produce:*          every topic
  *   consume:*
  *
- * NAME and PREFIX are topic names (mcmd_topic_valid). A token's grants
+ * NAME and PREFIX are topic names (rq_names_topic_valid). A token's grants
  * are kept as one text, the grants in canonical form separated by single
  * spaces, duplicates dropped (grants_format), which is what the Raft log
  * and the store hold.
@@ -25,11 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "mcmd.h"
+#include "rq_names.h"
 
 #define GRANTS_MAX 16 /* grants per token */
 /* The longest grant: "consume:" NAME ".*". */
-#define GRANT_TEXT_MAX (8 + MCMD_NAME_MAX + 2)
+#define GRANT_TEXT_MAX (8 + RQ_NAMES_TOPIC_MAX + 2)
 /* A token's grants as text: each grant and a separator. */
 #define GRANTS_TEXT_MAX (GRANTS_MAX * (GRANT_TEXT_MAX + 1))
 
@@ -48,8 +48,9 @@ enum grant_action {
 
 struct grant {
     enum grant_kind kind;
-    bool prefix;                   /* "PREFIX.*", or "*" with an empty topic */
-    char topic[MCMD_NAME_MAX + 1]; /* NAME or PREFIX; "" for admin and "*" */
+    bool prefix; /* "PREFIX.*", or "*" with an empty topic */
+    char topic[RQ_NAMES_TOPIC_MAX +
+               1]; /* NAME or PREFIX; "" for admin and "*" */
 };
 
 struct grants {

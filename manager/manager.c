@@ -59,6 +59,7 @@
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_fs.h"
+#include "rq_http.h"
 #include "rq_httpc.h"
 #include "rq_httpsig.h"
 #include "rq_keys.h"
@@ -183,20 +184,8 @@ static const struct rq_opt options[] = {
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "1024",
      false, offsetof(struct manager_config, snapshot_threshold),
      "Raft entries between snapshots of the metadata"},
-    {"http-idle-timeout-s", "RAFTQ_HTTP_IDLE_TIMEOUT_S", RQ_OPT_U64, "60",
-     false, offsetof(struct manager_config, http_idle_timeout_s),
-     "close an HTTP connection idle (or sending nothing) this long"},
-    {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64, "1024",
-     false, offsetof(struct manager_config, http_max_connections),
-     "HTTP connections open at once, at most; more are refused"},
-    {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64,
-     "268435456", false, offsetof(struct manager_config, http_max_buffered),
-     "bytes of request bodies held at once, over all connections; past "
-     "them a request is answered 503 with Retry-After"},
-    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,
-     offsetof(struct manager_config, log_level), "debug, info, warn or error"},
-    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,
-     offsetof(struct manager_config, log_format), "text or json"},
+    RQ_HTTP_OPTIONS(struct manager_config),
+    RQ_LOG_OPTIONS(struct manager_config),
     RQ_HTTPSIG_OPTIONS(struct manager_config),
     RQ_TLS_OPTIONS(struct manager_config),
 };
@@ -245,7 +234,7 @@ static const struct rq_peer *peer_of(const struct manager *m, uint64_t id)
 
 /* POST /internal/managers/{id}: a follower publishes its addresses through
  * the leader. */
-static void api_manager_addr(struct rq_http_req *req, void *data)
+static void internal_manager_addr(struct rq_http_req *req, void *data)
 {
     struct manager *m = &manager;
     (void)data; /* The core. */
@@ -381,7 +370,7 @@ static void addr_upkeep(struct manager *m, uint64_t now)
 
 /* GET /internal/routes: the leader's routing cache, which brokers'
  * heartbeats feed, for followers to copy. */
-static void api_routes(struct rq_http_req *req, void *data)
+static void internal_routes(struct rq_http_req *req, void *data)
 {
     struct manager *m = &manager;
     (void)data; /* The core. */
@@ -408,7 +397,7 @@ static void api_routes(struct rq_http_req *req, void *data)
  * index, the SHA-256 of the store's content in canonical form (equal on
  * managers that applied the same commands) and of its serialized image
  * (the snapshot bytes). */
-static void api_state_digest(struct rq_http_req *req, void *data)
+static void internal_state_digest(struct rq_http_req *req, void *data)
 {
     struct manager *m = &manager;
     (void)data; /* The core. */
@@ -598,7 +587,7 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
     int rv = mstore_apply(m->store, index, payload, len, result);
     if (rv == RQ_IO) {
         store_failed("applying to the store", rv);
-    } else if (rv == RQ_DIVERGED) {
+    } else if (rv == MSTORE_DIVERGED) {
         store_diverged(m, index);
     }
     return rv;
@@ -660,9 +649,9 @@ static const struct rq_http_route routes[] = {
     /* The managers' own: only managers call them (tests and tools that
      * compare managers' states sign as one). */
     {"GET", "/internal/read-index", mcore_read_index, RQ_HTTPSIG_M2M},
-    {"GET", "/internal/routes", api_routes, RQ_HTTPSIG_M2M},
-    {"GET", "/internal/state-digest", api_state_digest, RQ_HTTPSIG_M2M},
-    {"POST", "/internal/managers/{id}", api_manager_addr, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/routes", internal_routes, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/state-digest", internal_state_digest, RQ_HTTPSIG_M2M},
+    {"POST", "/internal/managers/{id}", internal_manager_addr, RQ_HTTPSIG_M2M},
 };
 
 /* ---- Shutdown ---- */

@@ -44,34 +44,6 @@ _Static_assert(GRANTS_TEXT_MAX == MCMD_GRANTS_TEXT_MAX,
 
 #define OFFSET_BYTES (4 + 8 + 8)
 
-/* 1-@max characters of [A-Za-z0-9._-], NUL-terminated within @max + 1. */
-static bool name_valid(const char *name, size_t max)
-{
-    size_t n = strnlen(name, max + 1);
-    if (n == 0 || n > max) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool mcmd_topic_valid(const char *name)
-{
-    return name_valid(name, MCMD_NAME_MAX) && strcmp(name, ".") != 0 &&
-           strcmp(name, "..") != 0;
-}
-
-bool mcmd_token_name_valid(const char *name)
-{
-    return name_valid(name, MCMD_TOKEN_NAME_MAX);
-}
-
 const char *mcmd_type_name(enum mcmd_type t)
 {
     switch (t) {
@@ -157,7 +129,7 @@ static int check_addr(const char *a, const char *what, char *why, size_t whyn)
 static int check_topic(const char *name, const char *what, char *why,
                        size_t whyn)
 {
-    if (!mcmd_topic_valid(name)) {
+    if (!rq_names_topic_valid(name)) {
         rq_why(why, whyn,
                "%s must be 1-%d characters of [A-Za-z0-9._-], not . or ..",
                what, MCMD_NAME_MAX);
@@ -281,7 +253,7 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
             return check_topic(c->u.partition_replicas.topic, "topic", why,
                                whyn);
         case MCMD_TOKEN_CREATE:
-            if (!mcmd_token_name_valid(c->u.token_create.name)) {
+            if (!rq_names_token_valid(c->u.token_create.name)) {
                 rq_why(why, whyn,
                        "token name must be 1-%d characters of "
                        "[A-Za-z0-9._-]",

@@ -22,16 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rq_names.h"
 #include "rq_wire.h"
 
 #define MCMD_VERSION 1
-#define MCMD_RF 3                /* replicas per partition */
-#define MCMD_MAX_PARTITIONS 1024 /* per topic */
-#define MCMD_MAX_OFFSETS 1024    /* per offset commit */
-#define MCMD_NAME_MAX 128        /* topic names */
-#define MCMD_ADDR_MAX 255        /* HOST:PORT */
-#define MCMD_TOKEN_NAME_MAX 64   /* public API token names */
-#define MCMD_TOKEN_HASH 32       /* SHA-256 of a token */
+#define MCMD_RF 3                              /* replicas per partition */
+#define MCMD_MAX_PARTITIONS 1024               /* per topic */
+#define MCMD_MAX_OFFSETS 1024                  /* per offset commit */
+#define MCMD_NAME_MAX RQ_NAMES_TOPIC_MAX       /* topic names (rq_names.h) */
+#define MCMD_ADDR_MAX 255                      /* HOST:PORT */
+#define MCMD_TOKEN_NAME_MAX RQ_NAMES_TOKEN_MAX /* token names (rq_names.h) */
+#define MCMD_TOKEN_HASH 32                     /* SHA-256 of a token */
 /* A token's grants as canonical text (grants.h: GRANTS_TEXT_MAX). */
 #define MCMD_GRANTS_TEXT_MAX 2224
 
@@ -152,14 +153,6 @@ int mcmd_decode(const uint8_t *buf, size_t len, struct mcmd *c, char *why,
 
 /* Frees the lists a decode (or the caller) attached to @c. */
 void mcmd_clear(struct mcmd *c);
-
-/* Topic names: 1-MCMD_NAME_MAX characters of [A-Za-z0-9._-], not "." or
- * "..". @name must be NUL-terminated within MCMD_NAME_MAX + 1 bytes to be
- * valid. */
-bool mcmd_topic_valid(const char *name);
-
-/* Token names: 1-MCMD_TOKEN_NAME_MAX characters of [A-Za-z0-9._-]. */
-bool mcmd_token_name_valid(const char *name);
 
 const char *mcmd_type_name(enum mcmd_type t);
 const char *mbroker_state_name(enum mbroker_state s);

@@ -1344,7 +1344,7 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
                    " is not the one the store applied at that index: the "
                    "store holds entries its group replaced",
                    index);
-            return RQ_DIVERGED;
+            return MSTORE_DIVERGED;
         }
         *result = MSTORE_OK(0);
         return 0;

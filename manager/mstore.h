@@ -76,6 +76,12 @@
 
 #include "mcmd.h"
 
+/* The store's own code (its number one rq_err.h keeps for it): the file
+ * holds a history its group replaced (mstore_apply). */
+enum mstore_err {
+    MSTORE_DIVERGED = 1019,
+};
+
 #define MSTORE_ERR_BIT (UINT64_C(1) << 63)
 #define MSTORE_OK(v) ((uint64_t)(v) & ~MSTORE_ERR_BIT)
 #define MSTORE_ERR(code) (MSTORE_ERR_BIT | (uint64_t)(uint32_t)(code))
@@ -104,7 +110,7 @@ void mstore_close(struct mstore *s);
  * caller retries the same entry). If SQLite rolled back the whole open
  * transaction (entries since the last flush lost), every later apply and
  * flush is RQ_IO until mstore_restore or a reopen: the manager must
- * restart, and the Raft log replays what the file lacks. RQ_DIVERGED, with
+ * restart, and the Raft log replays what the file lacks. MSTORE_DIVERGED, with
  * nothing changed, when the entry at the applied index is not the one the
  * file applied: the file holds a history its group replaced and must be
  * rebuilt from the group's snapshot and log.

@@ -161,7 +161,7 @@ int placement_assign(struct placement_broker *brokers, size_t n_brokers,
         alive += brokers[i].state == MBROKER_ALIVE;
     }
     if (alive < MCMD_RF) {
-        return RQ_NOBROKERS;
+        return PLACEMENT_NOBROKERS;
     }
     for (uint32_t p = 0; p < n_partitions; p++) {
         assign_one(brokers, n_brokers, out[p]);
@@ -169,8 +169,9 @@ int placement_assign(struct placement_broker *brokers, size_t n_brokers,
     return 0;
 }
 
-static struct placement_broker *find(struct placement_broker *brokers,
-                                     size_t n_brokers, uint32_t id)
+/* The broker numbered @id among @brokers, or NULL. */
+static struct placement_broker *broker_by_id(struct placement_broker *brokers,
+                                             size_t n_brokers, uint32_t id)
 {
     for (size_t i = 0; i < n_brokers; i++) {
         if (brokers[i].id == id) {
@@ -198,7 +199,8 @@ static int replica_to_move(struct placement_broker *brokers, size_t n_brokers,
     int first_draining = -1;
     *n_down = 0;
     for (int r = 0; r < MCMD_RF; r++) {
-        struct placement_broker *b = find(brokers, n_brokers, p->replicas[r]);
+        struct placement_broker *b =
+            broker_by_id(brokers, n_brokers, p->replicas[r]);
         if (down(b)) {
             (*n_down)++;
             if (first_down < 0) {
@@ -239,7 +241,7 @@ size_t placement_repair(struct placement_broker *brokers, size_t n_brokers,
                 continue; /* Every ALIVE broker already holds it. */
             }
             struct placement_broker *from =
-                find(brokers, n_brokers, p->replicas[r]);
+                broker_by_id(brokers, n_brokers, p->replicas[r]);
             to->n_replicas++;
             if (from != NULL && from->n_replicas > 0) {
                 from->n_replicas--;

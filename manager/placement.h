@@ -17,6 +17,12 @@
 
 #include "mcmd.h"
 
+/* The placement's own code (its number one rq_err.h keeps for it): fewer
+ * than MCMD_RF brokers are ALIVE. */
+enum placement_err {
+    PLACEMENT_NOBROKERS = 1018,
+};
+
 struct placement_broker {
     uint32_t id;
     enum mbroker_state state;
@@ -28,7 +34,7 @@ struct placement_broker {
  * Places @n_partitions new partitions: out[p][0..2] are distinct ALIVE
  * broker ids, out[p][0] the preferred leader. The counts in @brokers are
  * updated as partitions are placed (so calls can be chained). Returns 0, or
- * RQ_NOBROKERS when fewer than MCMD_RF brokers are ALIVE (nothing
+ * PLACEMENT_NOBROKERS when fewer than MCMD_RF brokers are ALIVE (nothing
  * placed).
  */
 int placement_assign(struct placement_broker *brokers, size_t n_brokers,

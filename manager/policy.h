@@ -3,7 +3,7 @@
  * use them so they can be unit-tested: which partition a message goes to,
  * what a message may be, the order in which a partition's members are
  * given to brokers, and which read answers from brokers are final. (Topic
- * names: mcmd_topic_valid.)
+ * names: rq_names_topic_valid.)
  */
 #ifndef POLICY_H
 #define POLICY_H

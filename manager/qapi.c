@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rq_names.h"
 #include "rq_config.h"
 #include "rq_err.h"
 
@@ -96,7 +97,7 @@ const char *qapi_topic_arg(struct rq_http_req *req, const char *name)
         rq_http_reply_error(req, 400, "'%s' is required", name);
         return NULL;
     }
-    if (!mcmd_topic_valid(t)) {
+    if (!rq_names_topic_valid(t)) {
         rq_http_reply_error(req, 400,
                             "'%s' must be 1-%d characters of [A-Za-z0-9._-], "
                             "and not '.' or '..'",
@@ -109,7 +110,7 @@ const char *qapi_topic_arg(struct rq_http_req *req, const char *name)
 const char *qapi_topic_param(struct rq_http_req *req)
 {
     const char *topic = rq_http_param(req, "topic");
-    if (topic == NULL || !mcmd_topic_valid(topic)) {
+    if (topic == NULL || !rq_names_topic_valid(topic)) {
         rq_http_reply_error(req, 400,
                             "topic names are 1-%d characters of "
                             "[A-Za-z0-9._-], not '.' or '..'",

@@ -21,7 +21,7 @@
 
 /* ---- Creating a topic ---- */
 
-/* Places @n new partitions over the ALIVE brokers. 0, RQ_NOBROKERS with
+/* Places @n new partitions over the ALIVE brokers. 0, PLACEMENT_NOBROKERS with
  * @why, or RQ_IO / RQ_NOMEM. *out is malloc'd. */
 static int place(struct mcore *core, uint32_t n, uint32_t (**out)[MCMD_RF],
                  char *why, size_t whyn)
@@ -57,7 +57,7 @@ static int place(struct mcore *core, uint32_t n, uint32_t (**out)[MCMD_RF],
     free(pb);
     if (rv != 0) {
         free(r);
-        if (rv == RQ_NOBROKERS) {
+        if (rv == PLACEMENT_NOBROKERS) {
             snprintf(why, whyn,
                      "a topic needs %d live brokers for its replicas and %zu "
                      "%s live now; start more brokers or wait for them to "
@@ -133,7 +133,7 @@ static void create_topic(struct mcore *core, struct rq_http_req *req,
     uint32_t(*replicas)[MCMD_RF];
 
     int rv = place(core, n, &replicas, why, sizeof why);
-    if (rv == RQ_NOBROKERS) {
+    if (rv == PLACEMENT_NOBROKERS) {
         mcore_unavailable(req, "%s", why);
         return;
     }

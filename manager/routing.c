@@ -36,7 +36,7 @@ void routing_free(struct routing *rt)
 }
 
 /* The index of @gid, or where it would go (*found false). */
-static size_t find(const struct routing *rt, uint64_t gid, bool *found)
+static size_t route_index(const struct routing *rt, uint64_t gid, bool *found)
 {
     size_t lo = 0;
     size_t hi = rt->n;
@@ -56,7 +56,7 @@ static size_t find(const struct routing *rt, uint64_t gid, bool *found)
 static struct route *upsert(struct routing *rt, uint64_t gid)
 {
     bool found;
-    size_t i = find(rt, gid, &found);
+    size_t i = route_index(rt, gid, &found);
     if (found) {
         return &rt->routes[i];
     }
@@ -121,7 +121,7 @@ int routing_set_leader(struct routing *rt, uint64_t group_id, uint32_t leader,
 void routing_drop_leader(struct routing *rt, uint64_t group_id, uint32_t leader)
 {
     bool found;
-    size_t i = find(rt, group_id, &found);
+    size_t i = route_index(rt, group_id, &found);
     if (found && rt->routes[i].leader == leader) {
         rt->routes[i].leader = 0;
     }
@@ -142,7 +142,7 @@ int routing_raise(struct routing *rt, uint64_t group_id, uint64_t hw)
 const struct route *routing_get(const struct routing *rt, uint64_t group_id)
 {
     bool found;
-    size_t i = find(rt, group_id, &found);
+    size_t i = route_index(rt, group_id, &found);
     return found ? &rt->routes[i] : NULL;
 }
 

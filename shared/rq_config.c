@@ -224,8 +224,9 @@ static int secret_from_env(const struct rq_opt *o, struct secret_src *src,
     return 0;
 }
 
-static const struct rq_opt *find(const struct rq_opt *opts, size_t n,
-                                 const char *name, size_t len)
+/* The option called @name (@len bytes, not NUL-terminated), or NULL. */
+static const struct rq_opt *opt_named(const struct rq_opt *opts, size_t n,
+                                      const char *name, size_t len)
 {
     for (size_t i = 0; i < n; i++) {
         if (strlen(opts[i].name) == len &&
@@ -237,15 +238,15 @@ static const struct rq_opt *find(const struct rq_opt *opts, size_t n,
 }
 
 /* The secret option whose file form is "NAME-file", or NULL. */
-static const struct rq_opt *find_file_form(const struct rq_opt *opts, size_t n,
-                                           const char *name, size_t len)
+static const struct rq_opt *opt_file_form(const struct rq_opt *opts, size_t n,
+                                          const char *name, size_t len)
 {
     static const char suffix[] = "-file";
     const size_t sl = sizeof suffix - 1;
     if (len <= sl || strncmp(name + len - sl, suffix, sl) != 0) {
         return NULL;
     }
-    const struct rq_opt *o = find(opts, n, name, len - sl);
+    const struct rq_opt *o = opt_named(opts, n, name, len - sl);
     return o != NULL && o->type == RQ_OPT_SECRET ? o : NULL;
 }
 
@@ -276,10 +277,10 @@ int rq_config_parse(const struct rq_opt *opts, size_t n, void *cfg, int argc,
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
-        const struct rq_opt *o = find(opts, n, name, len);
+        const struct rq_opt *o = opt_named(opts, n, name, len);
         bool file_form = false;
         if (o == NULL) {
-            o = find_file_form(opts, n, name, len);
+            o = opt_file_form(opts, n, name, len);
             file_form = o != NULL;
         }
         if (o == NULL) {

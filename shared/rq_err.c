@@ -8,21 +8,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static const char *const texts[] = {
-#define RQ_ERR_TEXT(code, text) text,
-    RQ_ERRORS(RQ_ERR_TEXT)
-#undef RQ_ERR_TEXT
-};
-
 const char *rq_strerror(int code)
 {
-    if (code == RQ_OK) {
-        return "ok";
+    switch (code) {
+        case RQ_OK:
+            return "ok";
+#define RQ_ERR_TEXT(code, number, text) \
+    case code:                          \
+        return text;
+            RQ_ERRORS(RQ_ERR_TEXT)
+#undef RQ_ERR_TEXT
+        default:
+            return "unknown error";
     }
-    if (code <= RQ_FIRST_ERR_ || code >= RQ_LAST_ERR_) {
-        return "unknown error";
-    }
-    return texts[code - RQ_FIRST_ERR_ - 1];
 }
 
 int rq_err_http_status(int code)
@@ -32,8 +30,6 @@ int rq_err_http_status(int code)
             return 200;
         case RQ_MALFORMED:
         case RQ_INVALID:
-        case RQ_INSUFFICIENT:
-        case RQ_OVERFLOW:
             return 400;
         case RQ_AUTH:
         case RQ_REPLAYED:
@@ -50,7 +46,6 @@ int rq_err_http_status(int code)
         case RQ_TIMEOUT:
         case RQ_SHUTDOWN:
         case RQ_CONNECT:
-        case RQ_NOBROKERS:
             return 503;
         default:
             return 500;

@@ -253,16 +253,6 @@ static void on_timer(uv_timer_t *t);
 
 /* ---- Small helpers ---- */
 
-static char *dup_text(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p != NULL) {
-        memcpy(p, s, n);
-    }
-    return p;
-}
-
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9') {
@@ -502,7 +492,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (req == NULL) {
         return NULL; /* UNTESTED: ENOMEM only; on_access refuses it. */
     }
-    req->uri = dup_text(uri);
+    req->uri = strdup(uri);
     if (req->uri == NULL) {
         free(req); /* UNTESTED: ENOMEM only. */
         return NULL;
@@ -963,7 +953,7 @@ static int split_path(struct rq_http_req *req)
         req->n_segs = 0; /* "*" or an absolute URI: nothing matches. */
         return 0;
     }
-    req->decoded = dup_text(req->uri + 1);
+    req->decoded = strdup(req->uri + 1);
     if (req->decoded == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
@@ -1172,7 +1162,7 @@ static void on_headers(struct rq_http_req *req, const char *method)
     struct rq_http *h = req->h;
     const char *cl;
 
-    req->method = dup_text(method);
+    req->method = strdup(method);
     if (req->method == NULL) {
         reject(req, 500, "out of memory"); /* UNTESTED: ENOMEM only. */
         return;
@@ -1697,8 +1687,8 @@ void rq_http_set_header(struct rq_http_req *req, const char *name,
     struct header *x = calloc(1, sizeof *x);
 
     assert(!req->replied);
-    if (x == NULL || (x->name = dup_text(name)) == NULL ||
-        (x->value = dup_text(value)) == NULL) {
+    if (x == NULL || (x->name = strdup(name)) == NULL ||
+        (x->value = strdup(value)) == NULL) {
         if (x != NULL) {
             free(x->name); /* UNTESTED: ENOMEM only; the header is lost. */
             free(x);

@@ -194,4 +194,23 @@ struct rq_http_stats {
 };
 void rq_http_stats(const struct rq_http *h, struct rq_http_stats *out);
 
+/*
+ * The rq_opt entries of the HTTP server's limits, for the option table of
+ * every process that serves HTTP (rq_config.h); @type has uint64_t fields
+ * http_idle_timeout_s, http_max_connections and http_max_buffered.
+ */
+/* clang-format off */
+#define RQ_HTTP_OPTIONS(type)                                                \
+    {"http-idle-timeout-s", "RAFTQ_HTTP_IDLE_TIMEOUT_S", RQ_OPT_U64, "60",   \
+     false, offsetof(type, http_idle_timeout_s),                             \
+     "close an HTTP connection idle (or sending nothing) this long"},        \
+    {"http-max-connections", "RAFTQ_HTTP_MAX_CONNECTIONS", RQ_OPT_U64,       \
+     "1024", false, offsetof(type, http_max_connections),                    \
+     "HTTP connections open at once, at most; more are refused"},            \
+    {"http-max-buffered-bytes", "RAFTQ_HTTP_MAX_BUFFERED_BYTES", RQ_OPT_U64, \
+     "268435456", false, offsetof(type, http_max_buffered),                  \
+     "bytes of request bodies held at once, over all connections; past "     \
+     "them a request is answered 503 with Retry-After"}
+/* clang-format on */
+
 #endif /* RQ_HTTP_H */

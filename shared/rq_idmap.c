@@ -39,7 +39,8 @@ void rq_idmap_close(struct rq_idmap *m)
     rq_idmap_init(m);
 }
 
-static struct rq_idmap_slot *find(const struct rq_idmap *m, uint64_t key)
+/* The slot holding @key, or NULL (linear probing from its hash). */
+static struct rq_idmap_slot *slot_of(const struct rq_idmap *m, uint64_t key)
 {
     if (m->cap == 0) {
         return NULL;
@@ -57,7 +58,7 @@ static struct rq_idmap_slot *find(const struct rq_idmap *m, uint64_t key)
 
 void *rq_idmap_get(const struct rq_idmap *m, uint64_t key)
 {
-    struct rq_idmap_slot *s = find(m, key);
+    struct rq_idmap_slot *s = slot_of(m, key);
     return s != NULL ? s->value : NULL;
 }
 
@@ -94,7 +95,7 @@ static int grow(struct rq_idmap *m)
 int rq_idmap_put(struct rq_idmap *m, uint64_t key, void *value)
 {
     assert(value != NULL);
-    if (find(m, key) != NULL) {
+    if (slot_of(m, key) != NULL) {
         return RQ_EXISTS;
     }
     if ((m->count + 1) * 2 > m->cap) {
@@ -110,7 +111,7 @@ int rq_idmap_put(struct rq_idmap *m, uint64_t key, void *value)
 
 void *rq_idmap_del(struct rq_idmap *m, uint64_t key)
 {
-    struct rq_idmap_slot *s = find(m, key);
+    struct rq_idmap_slot *s = slot_of(m, key);
     if (s == NULL) {
         return NULL;
     }

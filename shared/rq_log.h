@@ -38,5 +38,17 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
         }                                             \
     } while (0)
 
+/*
+ * The rq_opt entries of --log-level and --log-format, for the option table
+ * of every process (rq_config.h); @type has const char * fields log_level
+ * and log_format.
+ */
+/* clang-format off */
+#define RQ_LOG_OPTIONS(type)                                                 \
+    {"log-level", "RAFTQ_LOG_LEVEL", RQ_OPT_STR, "info", false,              \
+     offsetof(type, log_level), "debug, info, warn or error"},               \
+    {"log-format", "RAFTQ_LOG_FORMAT", RQ_OPT_STR, "text", false,            \
+     offsetof(type, log_format), "text or json"}
+/* clang-format on */
 
 #endif /* RQ_LOG_H */

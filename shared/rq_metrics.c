@@ -406,16 +406,6 @@ static struct rq_metric_family *family_find(struct rq_metrics *m,
     return NULL;
 }
 
-static char *dup_text(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p != NULL) {
-        memcpy(p, s, n);
-    }
-    return p;
-}
-
 struct rq_metric_family *rq_metrics_add(struct rq_metrics *m,
                                         const struct rq_metric_def *def)
 {
@@ -436,13 +426,13 @@ struct rq_metric_family *rq_metrics_add(struct rq_metrics *m,
     rq_list_init(&f->children);
     rq_list_push(&m->families, &f->link);
     f->type = def->type;
-    f->name = dup_text(def->name);
-    f->help = dup_text(def->help != NULL ? def->help : "");
+    f->name = strdup(def->name);
+    f->help = strdup(def->help != NULL ? def->help : "");
     f->table_size = TABLE_MIN;
     f->table = calloc(f->table_size, sizeof *f->table);
     bool ok = f->name != NULL && f->help != NULL && f->table != NULL;
     for (size_t i = 0; i < n_labels; i++) {
-        f->labels[i] = dup_text(def->labels[i]);
+        f->labels[i] = strdup(def->labels[i]);
         ok = ok && f->labels[i] != NULL;
         f->n_labels = i + 1; /* Freed by family_free from here on. */
     }

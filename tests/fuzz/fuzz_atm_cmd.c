@@ -1,6 +1,6 @@
 /*
  * Fuzzes the ATM's command language (atm/atm_cmd.h): a typed line from a
- * user. A line parses or fails with RQ_INVALID / RQ_OVERFLOW and a reason.
+ * user. A line parses or fails with RQ_INVALID / ATM_OVERFLOW and a reason.
  * What parses is checked against the contract: valid account names, an
  * amount above zero for the commands that take one; and an amount's
  * formatting must parse back to the same cents.
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     int rv = atm_cmd_parse(line, &cmd, why, sizeof why);
     if (rv != 0) {
-        FUZZ_CHECK(rv == RQ_INVALID || rv == RQ_OVERFLOW);
+        FUZZ_CHECK(rv == RQ_INVALID || rv == ATM_OVERFLOW);
         FUZZ_CHECK(why[0] != '\0');
     } else {
         bool moves = cmd.op == ATM_DEPOSIT || cmd.op == ATM_WITHDRAW ||
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(cents > 0);
         check_amount_round_trip(cents);
     } else {
-        FUZZ_CHECK(rv == RQ_INVALID || rv == RQ_OVERFLOW);
+        FUZZ_CHECK(rv == RQ_INVALID || rv == ATM_OVERFLOW);
     }
     if (size >= 8) {
         int64_t v;

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(again.len == out.len &&
                memcmp(again.base, out.base, out.len) == 0);
     if (c.type == MCMD_TOPIC_CREATE) {
-        FUZZ_CHECK(mcmd_topic_valid(c.u.topic_create.name));
+        FUZZ_CHECK(rq_names_topic_valid(c.u.topic_create.name));
     }
     rq_buf_close(&again);
     rq_buf_close(&out);

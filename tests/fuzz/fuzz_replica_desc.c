@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int rv = replica_desc_parse(o, &d, why, sizeof why);
     if (rv == 0) {
-        FUZZ_CHECK(replica_desc_topic_valid(d.topic));
+        FUZZ_CHECK(rq_names_topic_valid(d.topic));
         FUZZ_CHECK(d.n_members >= 1 && d.n_members <= REPLICA_MEMBERS_MAX);
         uint64_t pref = replica_desc_preferred(&d);
         FUZZ_CHECK(d.preferred_leader != 0 ||

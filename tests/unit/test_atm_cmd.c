@@ -166,7 +166,7 @@ static void test_atm_cmd_amount_errors_name_the_amount(void **state)
     assert_non_null(strstr(why, "zero"));
     why = parse_fails("transfer a b 12,50", RQ_INVALID);
     assert_non_null(strstr(why, "'12,50'"));
-    why = parse_fails("deposit a 92233720368547758.08", RQ_OVERFLOW);
+    why = parse_fails("deposit a 92233720368547758.08", ATM_OVERFLOW);
     assert_non_null(strstr(why, "too large"));
 }
 
@@ -250,8 +250,8 @@ static void test_atm_amount_overflow_at_the_boundary(void **state)
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
         int64_t v = 77;
         int rv = atm_amount_parse(big[i], &v);
-        if (rv != RQ_OVERFLOW) {
-            fail_msg("'%s': got %d, want RQ_OVERFLOW", big[i], rv);
+        if (rv != ATM_OVERFLOW) {
+            fail_msg("'%s': got %d, want ATM_OVERFLOW", big[i], rv);
         }
         assert_int_equal(v, 77);
     }

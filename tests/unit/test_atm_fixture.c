@@ -115,7 +115,7 @@ static void record(struct cluster *c, struct client *cl,
                    const struct atm_result *r)
 {
     cl->last = *r;
-    if (r->status == RQ_INSUFFICIENT) {
+    if (r->status == ATM_INSUFFICIENT) {
         c->refused++;
         return;
     }
@@ -561,8 +561,7 @@ static void test_atm_fixture_lagging_follower_installs_snapshot(void **state)
     run_until(c, 10, 10);
     unsigned l = leader_of(c);
     unsigned f = (l + 2) % N_SERVERS;
-    assert_int_equal(raft_fixture_n_recv(&c->f, f, RAFT_INSTALL_SNAPSHOT),
-                     0);
+    assert_int_equal(raft_fixture_n_recv(&c->f, f, RAFT_INSTALL_SNAPSHOT), 0);
     raft_fixture_kill(&c->f, f);
     raft_index down_at = raft_last_applied(srv(c, f));
     run_until(c, 130, 130);

@@ -205,17 +205,17 @@ static void test_atm_ledger_refusals_change_no_balance(void **state)
     apply(l, wr(1, 1, ATM_DEPOSIT, "a", NULL, 500), NULL);
 
     assert_int_equal(apply(l, wr(1, 2, ATM_WITHDRAW, "a", NULL, 501), &r),
-                     RQ_INSUFFICIENT);
+                     ATM_INSUFFICIENT);
     assert_int_equal(r.balance, 500);
     assert_int_equal(apply(l, wr(1, 3, ATM_WITHDRAW, "ghost", NULL, 1), &r),
-                     RQ_INSUFFICIENT);
+                     ATM_INSUFFICIENT);
     assert_int_equal(r.balance, 0);
     assert_int_equal(apply(l, wr(1, 4, ATM_TRANSFER, "a", "b", 501), &r),
-                     RQ_INSUFFICIENT);
+                     ATM_INSUFFICIENT);
     assert_int_equal(r.balance, 500);
     assert_int_equal(r.to_balance, 0);
     assert_int_equal(apply(l, wr(1, 5, ATM_TRANSFER, "ghost", "a", 1), &r),
-                     RQ_INSUFFICIENT);
+                     ATM_INSUFFICIENT);
     /* A refused transfer or withdrawal creates no account. */
     assert_int_equal(atm_ledger_accounts(l), 1);
     assert_int_equal(atm_ledger_balance(l, "a"), 500);
@@ -223,7 +223,7 @@ static void test_atm_ledger_refusals_change_no_balance(void **state)
     /* The refusal is remembered for its request id. */
     struct atm_rid rid = {1, 5};
     assert_int_equal(atm_ledger_result(l, rid, &r), 0);
-    assert_int_equal(r.status, RQ_INSUFFICIENT);
+    assert_int_equal(r.status, ATM_INSUFFICIENT);
 
     /* The whole balance can go. */
     assert_int_equal(apply(l, wr(1, 6, ATM_TRANSFER, "a", "b", 500), &r), 0);
@@ -239,18 +239,18 @@ static void test_atm_ledger_overflow_at_int64_max(void **state)
     assert_int_equal(
         apply(l, wr(1, 1, ATM_DEPOSIT, "max", NULL, INT64_MAX - 1), &r), 0);
     assert_int_equal(apply(l, wr(1, 2, ATM_DEPOSIT, "max", NULL, 2), &r),
-                     RQ_OVERFLOW);
+                     ATM_OVERFLOW);
     assert_true(r.balance == INT64_MAX - 1);
     assert_int_equal(apply(l, wr(1, 3, ATM_DEPOSIT, "max", NULL, 1), &r), 0);
     assert_true(r.balance == INT64_MAX);
     assert_int_equal(apply(l, wr(1, 4, ATM_DEPOSIT, "max", NULL, 1), &r),
-                     RQ_OVERFLOW);
+                     ATM_OVERFLOW);
     assert_true(atm_ledger_balance(l, "max") == INT64_MAX);
 
     /* A transfer into a full account is refused on both sides. */
     apply(l, wr(1, 5, ATM_DEPOSIT, "src", NULL, 10), NULL);
     assert_int_equal(apply(l, wr(1, 6, ATM_TRANSFER, "src", "max", 1), &r),
-                     RQ_OVERFLOW);
+                     ATM_OVERFLOW);
     assert_int_equal(r.balance, 10);
     assert_true(r.to_balance == INT64_MAX);
     assert_int_equal(atm_ledger_balance(l, "src"), 10);
@@ -309,10 +309,10 @@ static void test_atm_ledger_same_rid_applies_once(void **state)
     /* A remembered refusal is answered again as a refusal, even though the
      * money is there now. */
     assert_int_equal(apply(l, wr(9, 2, ATM_WITHDRAW, "a", NULL, 800), &r1),
-                     RQ_INSUFFICIENT);
+                     ATM_INSUFFICIENT);
     apply(l, wr(10, 1, ATM_DEPOSIT, "a", NULL, 500), NULL);
     assert_int_equal(apply(l, wr(9, 2, ATM_WITHDRAW, "a", NULL, 800), &r2),
-                     RQ_INSUFFICIENT);
+                     ATM_INSUFFICIENT);
     assert_int_equal(r2.balance, 700);
     assert_int_equal(atm_ledger_balance(l, "a"), 1200);
 
@@ -457,7 +457,7 @@ static void test_atm_ledger_snapshot_roundtrip_identical_bytes(void **state)
     assert_int_equal(atm_ledger_result(copy, rid, &r1), 0);
     assert_int_equal(atm_ledger_result(l, rid, &r2), 0);
     assert_result_equal(&r1, &r2);
-    assert_int_equal(r1.status, RQ_OVERFLOW);
+    assert_int_equal(r1.status, ATM_OVERFLOW);
 
     /* Decoding replaces whatever a ledger held. */
     assert_int_equal(atm_ledger_new(&other), 0);
@@ -617,7 +617,7 @@ static void test_atm_ledger_decode_checks_every_field(void **state)
     struct rq_buf before, s;
     const struct snap_account ok_a[] = {{"a", 1}, {"b", 2}};
     const struct snap_origin ok_o[] = {{1, 1, 1, 0, 1, 0},
-                                       {2, 7, 2, RQ_INSUFFICIENT, 2, 0}};
+                                       {2, 7, 2, ATM_INSUFFICIENT, 2, 0}};
 
     encode(l, &before);
     snap_build(&s, 1, 2, ok_a, 2, ok_o, 2);
@@ -867,8 +867,8 @@ static void test_atm_result_codec(void **state)
     (void)state;
     struct atm_result rs[] = {
         {0, 1250, 0},
-        {RQ_INSUFFICIENT, 5, 7},
-        {RQ_OVERFLOW, INT64_MAX, INT64_MAX},
+        {ATM_INSUFFICIENT, 5, 7},
+        {ATM_OVERFLOW, INT64_MAX, INT64_MAX},
         {RQ_INVALID, 0, 0},
     };
     for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {

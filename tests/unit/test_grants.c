@@ -79,10 +79,10 @@ static void test_grants_parse_refuses_with_reason(void **state)
     parse_refused("produce:ord ers", "not a topic name");
     parse_refused("produce:..", "not a topic name");
     parse_refused("consume:a/b", "not a topic name");
-    char longname[MCMD_NAME_MAX + 16];
+    char longname[RQ_NAMES_TOPIC_MAX + 16];
     memset(longname, 'x', sizeof longname);
     memcpy(longname, "produce:", 8);
-    longname[8 + MCMD_NAME_MAX + 1] = '\0';
+    longname[8 + RQ_NAMES_TOPIC_MAX + 1] = '\0';
     parse_refused(longname, "at most");
     char huge[GRANT_TEXT_MAX + 8];
     memset(huge, 'x', sizeof huge);
@@ -184,9 +184,9 @@ static void test_grants_parse_list_refusals(void **state)
     assert_int_equal(grants_parse(text, &gs, why, sizeof why), RQ_INVALID);
     assert_non_null(strstr(why, "at most"));
     /* The longest valid grants all fit in GRANTS_TEXT_MAX. */
-    char name[MCMD_NAME_MAX + 1];
-    memset(name, 'n', MCMD_NAME_MAX);
-    name[MCMD_NAME_MAX] = '\0';
+    char name[RQ_NAMES_TOPIC_MAX + 1];
+    memset(name, 'n', RQ_NAMES_TOPIC_MAX);
+    name[RQ_NAMES_TOPIC_MAX] = '\0';
     len = 0;
     for (int i = 0; i < GRANTS_MAX; i++) {
         name[0] = (char)('a' + i);

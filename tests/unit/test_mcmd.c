@@ -413,25 +413,13 @@ static void test_mcmd_random_and_mutated_buffers_never_crash(void **state)
 
 /* ---- Invalid fields ---- */
 
+/* The rule itself is tested in test_names.c; here, that the codec keeps it. */
 static void test_mcmd_topic_names(void **state)
 {
     (void)state;
-    char longest[MCMD_NAME_MAX + 2];
-    memset(longest, 'a', sizeof longest);
-    longest[MCMD_NAME_MAX] = '\0';
-    assert_true(mcmd_topic_valid(longest));
-    longest[MCMD_NAME_MAX] = 'a';
-    longest[MCMD_NAME_MAX + 1] = '\0';
-    assert_false(mcmd_topic_valid(longest));
-
-    const char *good[] = {"a", "A.b_c-9", "...", ".a", "..a", "-", "_"};
     const char *bad[] = {"", ".", "..", "a/b", "a b", "é", "a\n", "a:b", "*"};
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        assert_true(mcmd_topic_valid(good[i]));
-    }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct mcmd c;
-        assert_false(mcmd_topic_valid(bad[i]));
         sample(MCMD_TOPIC_DELETE, &c);
         strcpy(c.u.topic_delete.name, bad[i]);
         assert_encode_invalid(&c);

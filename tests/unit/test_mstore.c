@@ -915,7 +915,7 @@ static int apply_code(struct mstore *s, uint64_t index, const struct mcmd *c)
  * libraft 0.15 could let a manager apply an entry that its group then
  * replaced (0.22.1 no longer does; the check stays, mstore.h). Replayed
  * after a restart, the entry at the applied index is another one: the
- * store says so (RQ_DIVERGED) and changes nothing, rather than keep the
+ * store says so (MSTORE_DIVERGED) and changes nothing, rather than keep the
  * lost history; a snapshot carries the check along.
  */
 static void test_mstore_replay_of_a_replaced_entry_is_refused(void **state)
@@ -939,7 +939,7 @@ static void test_mstore_replay_of_a_replaced_entry_is_refused(void **state)
     script(f->s);
     assert_int_equal(apply_code(f->s, end, &lost), 0);
     /* Another entry at the applied index is refused; nothing changes. */
-    assert_int_equal(apply_code(f->s, end, &kept), RQ_DIVERGED);
+    assert_int_equal(apply_code(f->s, end, &kept), MSTORE_DIVERGED);
     assert_int_equal(mstore_flush(f->s), 0);
     char *after = dump(f->s);
     assert_string_equal(before, after);
@@ -952,7 +952,7 @@ static void test_mstore_replay_of_a_replaced_entry_is_refused(void **state)
     snprintf(other_path, sizeof other_path, "%s/other.db", f->dir);
     assert_int_equal(mstore_open(other_path, &other, why, sizeof why), 0);
     assert_int_equal(mstore_restore(other, snap, len, why, sizeof why), 0);
-    assert_int_equal(apply_code(other, end, &kept), RQ_DIVERGED);
+    assert_int_equal(apply_code(other, end, &kept), MSTORE_DIVERGED);
     assert_int_equal(apply_code(other, end, &lost), 0);
     /* Past the applied index, entries apply as ever. */
     assert_ok(apply_at(other, end + 1, &kept), 3);
@@ -1632,7 +1632,7 @@ static void test_mstore_open_migrates_a_previous_release_database(void **state)
     rq_buf_init(&b);
     assert_int_equal(mcmd_encode(&c, &b), 0);
     assert_int_equal(mstore_apply(s, LEGACY_LEN, b.base, b.len, &result),
-                     RQ_DIVERGED);
+                     MSTORE_DIVERGED);
     rq_buf_close(&b);
 
     assert_goes_on_like(s, f->s);

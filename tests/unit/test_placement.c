@@ -247,9 +247,9 @@ static void test_placement_needs_three_alive_brokers(void **state)
     b[3].state = MBROKER_REMOVED;
     struct placement_broker before[6];
     memcpy(before, b, sizeof b);
-    assert_int_equal(placement_assign(b, 6, 1, row), RQ_NOBROKERS);
-    assert_int_equal(placement_assign(b, 0, 1, row), RQ_NOBROKERS);
-    assert_int_equal(placement_assign(NULL, 0, 1, row), RQ_NOBROKERS);
+    assert_int_equal(placement_assign(b, 6, 1, row), PLACEMENT_NOBROKERS);
+    assert_int_equal(placement_assign(b, 0, 1, row), PLACEMENT_NOBROKERS);
+    assert_int_equal(placement_assign(NULL, 0, 1, row), PLACEMENT_NOBROKERS);
     assert_memory_equal(b, before, sizeof b);
     assert_int_equal(row[0][0], 7);
 
@@ -506,7 +506,7 @@ static void test_placement_random_inputs(void **state)
         uint32_t n_parts = (uint32_t)(xorshift64star(&rng) % 64);
         int rv = placement_assign(c->b, c->nb, n_parts, placed);
         if (alive < MCMD_RF) {
-            assert_int_equal(rv, RQ_NOBROKERS);
+            assert_int_equal(rv, PLACEMENT_NOBROKERS);
             assert_memory_equal(before, c->b, sizeof before);
         } else {
             assert_int_equal(rv, 0);

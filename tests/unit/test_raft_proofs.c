@@ -220,7 +220,7 @@ static int rec_apply(void *data, uint64_t index, const uint8_t *payload,
         rv = partition_fsm_ops.apply(s->part, index, payload, len, result);
     } else {
         rv = mstore_apply(s->store, index, payload, len, result);
-        if (rv == RQ_DIVERGED) {
+        if (rv == MSTORE_DIVERGED) {
             /* The manager would move its file aside and exit. */
             note(s->w,
                  "index %llu: server %u's store applied an entry the "
@@ -1193,7 +1193,7 @@ static void test_power_cuts(void **state)
  * compare-and-set on the offset a ready leader's store shows, one at a
  * time, as the manager's consume does. No read may show an offset below
  * one the consumer was told is committed, no store may apply an entry the
- * group replaced (mstore_apply's RQ_DIVERGED), and the stores end
+ * group replaced (mstore_apply's MSTORE_DIVERGED), and the stores end
  * identical (mstore_digest).
  */
 static void test_offset_commits_under_power_cuts(void **state)

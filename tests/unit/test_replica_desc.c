@@ -127,25 +127,6 @@ static void test_replica_desc_parse_rejects_with_a_reason(void **state)
     }
 }
 
-static void test_replica_desc_topic_valid(void **state)
-{
-    (void)state;
-    char longest[REPLICA_TOPIC_MAX + 2];
-    memset(longest, 'a', sizeof longest);
-    longest[REPLICA_TOPIC_MAX] = '\0';
-    assert_true(replica_desc_topic_valid(longest));
-    longest[REPLICA_TOPIC_MAX] = 'a';
-    longest[REPLICA_TOPIC_MAX + 1] = '\0';
-    assert_false(replica_desc_topic_valid(longest));
-    assert_true(replica_desc_topic_valid("A.b_c-9"));
-    assert_true(replica_desc_topic_valid("..."));
-    assert_false(replica_desc_topic_valid(""));
-    assert_false(replica_desc_topic_valid("."));
-    assert_false(replica_desc_topic_valid(".."));
-    assert_false(replica_desc_topic_valid("a b"));
-    assert_false(replica_desc_topic_valid("caf\xc3\xa9"));
-}
-
 static void test_replica_desc_json_round_trips(void **state)
 {
     (void)state;
@@ -270,7 +251,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replica_desc_parse_accepts_a_full_descriptor),
         cmocka_unit_test(test_replica_desc_parse_rejects_with_a_reason),
-        cmocka_unit_test(test_replica_desc_topic_valid),
         cmocka_unit_test(test_replica_desc_json_round_trips),
         cmocka_unit_test(test_replica_desc_same_compares_members_in_order),
         cmocka_unit_test(test_replica_desc_preferred_rotates_over_members),
