@@ -49,7 +49,7 @@ TOKEN = "bad-input-token"
 IDLE_S = 3  # --http-idle-timeout-s of every manager and broker here.
 LIMIT = 24  # --http-max-connections of manager 3.
 RPC_SERVICE = 1  # RQ_RPC_SERVICE (shared/rq_rpc.h): brokers serve it.
-MANAGER_GROUP = 1  # The managers' Raft group on their mux (manager/manager.h).
+MANAGER_GROUP = 1  # The managers' Raft group on their mux (manager/manager.c).
 TOPIC = "bad"
 RAW_TIMEOUT = 20.0
 
