@@ -562,34 +562,33 @@ static void io_failed(struct rq_node *n, int status, const char *what)
              raft_strerror(status), n->io.errmsg);
 }
 
+/* Returns @rv, a synchronous write's answer, after marking the node stopped
+ * when it failed. */
+static int io_watched(struct rq_node *n, int rv, const char *what)
+{
+    if (rv != 0) {
+        io_failed(n, rv, what);
+    }
+    return rv;
+}
+
 static int io_set_term(struct raft_io *io, raft_term term)
 {
     struct rq_node *n = node_of_io(io);
-    int rv = n->io_fail.set_term(io, term);
-    if (rv != 0) {
-        io_failed(n, rv, "storing the term");
-    }
-    return rv;
+    return io_watched(n, n->io_fail.set_term(io, term), "storing the term");
 }
 
 static int io_set_vote(struct raft_io *io, raft_id server_id)
 {
     struct rq_node *n = node_of_io(io);
-    int rv = n->io_fail.set_vote(io, server_id);
-    if (rv != 0) {
-        io_failed(n, rv, "storing the vote");
-    }
-    return rv;
+    return io_watched(n, n->io_fail.set_vote(io, server_id),
+                      "storing the vote");
 }
 
 static int io_truncate(struct raft_io *io, raft_index index)
 {
     struct rq_node *n = node_of_io(io);
-    int rv = n->io_fail.truncate(io, index);
-    if (rv != 0) {
-        io_failed(n, rv, "truncating the log");
-    }
-    return rv;
+    return io_watched(n, n->io_fail.truncate(io, index), "truncating the log");
 }
 
 /* One append in raft_uv: libraft's req->data and callback, given back. */
