@@ -658,12 +658,49 @@ static void reply_change_refused(struct rq_http_req *req, struct replica *r,
     }
 }
 
+/* Starts one membership change of @r: adds @add, or removes member @id when
+ * @add is NULL. Replies now when the change does not start or has nothing to
+ * do (a voter already, or not a member any more); else holds @req until
+ * on_member_changed replies. */
+static void member_change_start(struct rq_http_req *req, struct broker *b,
+                                struct replica *r,
+                                const struct replica_member *add, uint64_t id,
+                                unsigned timeout)
+{
+    char why[WHY_LEN] = "";
+    bool done;
+    int rv;
+
+    struct member_change *mc = calloc(1, sizeof *mc);
+    if (mc == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    *mc = (struct member_change){req, b, r, id, timeout};
+    if (add != NULL) {
+        rv = replica_member_add(r, add, timeout, on_member_changed, mc, &done,
+                                why, sizeof why);
+    } else {
+        rv = replica_member_remove(r, id, timeout, on_member_changed, mc, &done,
+                                   why, sizeof why);
+    }
+    if (rv == 0 && !done) {
+        rq_http_on_abort(req, on_member_aborted, mc);
+        return; /* on_member_changed replies. */
+    }
+    free(mc);
+    if (rv == 0) {
+        reply_voters(req, r);
+    } else {
+        reply_change_refused(req, r, b, rv, why);
+    }
+}
+
 static void api_members_add(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
     struct replica_member m;
     char why[WHY_LEN] = "";
-    bool done;
 
     struct replica *r = group_request(req, b);
     if (r == NULL) {
@@ -681,32 +718,13 @@ static void api_members_add(struct rq_http_req *req, void *data)
     if (timeout == 0) {
         return;
     }
-    struct member_change *mc = calloc(1, sizeof *mc);
-    if (mc == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
-    }
-    *mc = (struct member_change){req, b, r, m.id, timeout};
-    int rv = replica_member_add(r, &m, timeout, on_member_changed, mc, &done,
-                                why, sizeof why);
-    if (rv == 0 && !done) {
-        rq_http_on_abort(req, on_member_aborted, mc);
-        return; /* on_member_changed replies. */
-    }
-    free(mc);
-    if (rv == 0) {
-        reply_voters(req, r); /* A voter already. */
-    } else {
-        reply_change_refused(req, r, b, rv, why);
-    }
+    member_change_start(req, b, r, &m, m.id, timeout);
 }
 
 static void api_members_remove(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
-    char why[WHY_LEN] = "";
     uint64_t id;
-    bool done;
 
     struct replica *r = group_request(req, b);
     if (r == NULL) {
@@ -723,24 +741,7 @@ static void api_members_remove(struct rq_http_req *req, void *data)
     if (timeout == 0) {
         return;
     }
-    struct member_change *mc = calloc(1, sizeof *mc);
-    if (mc == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
-    }
-    *mc = (struct member_change){req, b, r, id, timeout};
-    int rv = replica_member_remove(r, id, timeout, on_member_changed, mc, &done,
-                                   why, sizeof why);
-    if (rv == 0 && !done) {
-        rq_http_on_abort(req, on_member_aborted, mc);
-        return; /* on_member_changed replies. */
-    }
-    free(mc);
-    if (rv == 0) {
-        reply_voters(req, r); /* Not a member (any more). */
-    } else {
-        reply_change_refused(req, r, b, rv, why);
-    }
+    member_change_start(req, b, r, NULL, id, timeout);
 }
 
 /* ---- Produce ---- */

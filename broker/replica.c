@@ -1500,18 +1500,31 @@ static void change_started(struct replica *r, enum change_step step,
     uv_timer_start(&r->change_deadline, on_change_deadline, timeout_ms, 0);
 }
 
-int replica_member_add(struct replica *r, const struct replica_member *m,
-                       unsigned timeout_ms, replica_change_cb cb, void *data,
-                       bool *done, char *why, size_t whyn)
+/* What every membership change starts from: clears *@done, checks that a
+ * change may start now (change_can_start) and gives the group's latest
+ * configuration in *@c (borrowed). */
+static int change_prepare(struct replica *r, bool *done,
+                          const struct raft_configuration **c)
 {
     *done = false;
     int rv = change_can_start(r);
     if (rv != 0) {
         return rv;
     }
+    *c = rq_node_configuration(r->node, NULL, NULL);
+    return 0;
+}
+
+int replica_member_add(struct replica *r, const struct replica_member *m,
+                       unsigned timeout_ms, replica_change_cb cb, void *data,
+                       bool *done, char *why, size_t whyn)
+{
+    const struct raft_configuration *c;
+    int rv = change_prepare(r, done, &c);
+    if (rv != 0) {
+        return rv;
+    }
     struct raft *raft = rq_node_raft(r->node);
-    const struct raft_configuration *c =
-        rq_node_configuration(r->node, NULL, NULL);
     const struct raft_server *s = conf_get(c, m->id);
     enum change_step step = CHANGE_ADD;
     if (s != NULL) {
@@ -1552,14 +1565,12 @@ int replica_member_remove(struct replica *r, uint64_t id, unsigned timeout_ms,
                           replica_change_cb cb, void *data, bool *done,
                           char *why, size_t whyn)
 {
-    *done = false;
-    int rv = change_can_start(r);
+    const struct raft_configuration *c;
+    int rv = change_prepare(r, done, &c);
     if (rv != 0) {
         return rv;
     }
     struct raft *raft = rq_node_raft(r->node);
-    const struct raft_configuration *c =
-        rq_node_configuration(r->node, NULL, NULL);
     if (conf_get(c, id) == NULL) {
         *done = true;
         return 0;

@@ -562,34 +562,33 @@ static void io_failed(struct rq_node *n, int status, const char *what)
              raft_strerror(status), n->io.errmsg);
 }
 
+/* Returns @rv, a synchronous write's answer, after marking the node stopped
+ * when it failed. */
+static int io_watched(struct rq_node *n, int rv, const char *what)
+{
+    if (rv != 0) {
+        io_failed(n, rv, what);
+    }
+    return rv;
+}
+
 static int io_set_term(struct raft_io *io, raft_term term)
 {
     struct rq_node *n = node_of_io(io);
-    int rv = n->io_fail.set_term(io, term);
-    if (rv != 0) {
-        io_failed(n, rv, "storing the term");
-    }
-    return rv;
+    return io_watched(n, n->io_fail.set_term(io, term), "storing the term");
 }
 
 static int io_set_vote(struct raft_io *io, raft_id server_id)
 {
     struct rq_node *n = node_of_io(io);
-    int rv = n->io_fail.set_vote(io, server_id);
-    if (rv != 0) {
-        io_failed(n, rv, "storing the vote");
-    }
-    return rv;
+    return io_watched(n, n->io_fail.set_vote(io, server_id),
+                      "storing the vote");
 }
 
 static int io_truncate(struct raft_io *io, raft_index index)
 {
     struct rq_node *n = node_of_io(io);
-    int rv = n->io_fail.truncate(io, index);
-    if (rv != 0) {
-        io_failed(n, rv, "truncating the log");
-    }
-    return rv;
+    return io_watched(n, n->io_fail.truncate(io, index), "truncating the log");
 }
 
 /* One append in raft_uv: libraft's req->data and callback, given back. */
@@ -1034,6 +1033,30 @@ static void barrier_cb(struct raft_barrier *r, int status)
     request_done(req, status_from_raft(req->node, status), 0);
 }
 
+/* Why the node cannot take a proposal or barrier now: RQ_SHUTDOWN while it
+ * closes, RQ_NOTLEADER when it is not a ready leader; else 0. */
+static int refuse_proposal(const struct rq_node *n)
+{
+    if (n->closing) {
+        return RQ_SHUTDOWN;
+    }
+    if (!rq_node_ready(n)) {
+        return RQ_NOTLEADER;
+    }
+    return 0;
+}
+
+/* Undoes request_new() after libraft refused @req (@call answered @rv) and
+ * returns the matching RQ_* code. Frees @req. */
+static int request_refused(struct request *req, const char *call, int rv)
+{
+    struct rq_node *n = req->node;
+    rq_log(RQ_WARN, "%s: %s: %s", n->label, call, raft_strerror(rv));
+    request_unlink(req);
+    free(req);
+    return error_from_raft(rv);
+}
+
 int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
                         rq_node_done_cb cb, void *data)
 {
@@ -1041,11 +1064,9 @@ int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
     struct request *req;
     int rv;
 
-    if (n->closing) {
-        return RQ_SHUTDOWN;
-    }
-    if (!rq_node_ready(n)) {
-        return RQ_NOTLEADER;
+    rv = refuse_proposal(n);
+    if (rv != 0) {
+        return rv;
     }
     assert(buf.len % 8 == 0 && buf.len >= RQ_ENTRY_HEADER);
     req = request_new(n, cb, data);
@@ -1056,10 +1077,7 @@ int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
     rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
     if (rv != 0) {
         /* raft_apply() leaves the buffer to the caller when it fails. */
-        rq_log(RQ_WARN, "%s: raft_apply: %s", n->label, raft_strerror(rv));
-        request_unlink(req);
-        free(req);
-        return error_from_raft(rv);
+        return request_refused(req, "raft_apply", rv);
     }
     /* raft owns buf.base now. */
     return 0;
@@ -1071,11 +1089,9 @@ int rq_node_apply(struct rq_node *n, const void *payload, size_t len,
     struct raft_buffer buf;
     int rv;
 
-    if (n->closing) {
-        return RQ_SHUTDOWN;
-    }
-    if (!rq_node_ready(n)) {
-        return RQ_NOTLEADER;
+    rv = refuse_proposal(n);
+    if (rv != 0) {
+        return rv;
     }
     rv = rq_entry_encode(payload, len, &buf);
     if (rv != 0) {
@@ -1093,11 +1109,9 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
     struct request *req;
     int rv;
 
-    if (n->closing) {
-        return RQ_SHUTDOWN;
-    }
-    if (!rq_node_ready(n)) {
-        return RQ_NOTLEADER;
+    rv = refuse_proposal(n);
+    if (rv != 0) {
+        return rv;
     }
     req = request_new(n, cb, data);
     if (req == NULL) {
@@ -1106,10 +1120,7 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
     req->req.barrier.data = req;
     rv = raft_barrier(&n->raft, &req->req.barrier, barrier_cb);
     if (rv != 0) {
-        rq_log(RQ_WARN, "%s: raft_barrier: %s", n->label, raft_strerror(rv));
-        request_unlink(req);
-        free(req);
-        return error_from_raft(rv);
+        return request_refused(req, "raft_barrier", rv);
     }
     return 0;
 }
