@@ -1673,8 +1673,14 @@ static void test_mux_tls_node_of_another_ca_cannot_join(void **state)
     rq_tls_stats(c->tls[N_NODES - 1], &ts);
     assert_int_equal(ts.handshakes, 0);
     assert_true(ts.failures > 0);
-    rq_tls_stats(c->tls[0], &ts);
-    assert_true(ts.failures > 0);
+    /* Whichever trusted node dialled the stranger counts the failure: the
+     * first two may commit before every one of them has tried. */
+    uint64_t trusted_failures = 0;
+    for (int i = 0; i < N_NODES - 1; i++) {
+        rq_tls_stats(c->tls[i], &ts);
+        trusted_failures += ts.failures;
+    }
+    assert_true(trusted_failures > 0);
 }
 
 /* True if @port on 127.0.0.1 can be bound and listened on now. */
