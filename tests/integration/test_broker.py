@@ -1050,15 +1050,20 @@ def test_memory_budget_after_restart(ctx):
 
 
 def test_memory_budget_shrinks_idle_replicas(ctx):
-    """Four partitions of 8 MiB each fit a 64 MiB budget (16 MiB each), so
+    """Four partitions of 8 MiB each fit a 96 MiB budget (24 MiB each), so
     every replica holds all its entries; then 28 more partitions shrink
-    every share to 2 MiB. No entry comes to the first four and the brokers
+    every share to 3 MiB. libraft counts its snapshot threshold in entries,
+    and a share of 24 MiB is 21 entries of 1 MiB: the eight batches, the
+    first configuration and one barrier per election all count, so the
+    margin takes a dozen elections (a 16 MiB share was 13 entries, and a
+    loaded machine's four elections in one group made its leader snapshot
+    before the check). No entry comes to the first four and the brokers
     only hand out the new shares (no compaction, no barrier): each
     replica's snapshot counts follow its share at once, and libraft checks
     them at its next tick, so every replica snapshots by itself and keeps
     only its trailing entries."""
     b = Brokers(ctx, args=["--snapshot-threshold", "4096",
-                           "--raft-memory-bytes", str(64 * MIB)]).start()
+                           "--raft-memory-bytes", str(96 * MIB)]).start()
     first = list(range(4))
     b.create(first)
     leaders = b.wait_preferred(first, 30)
