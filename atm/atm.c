@@ -42,11 +42,10 @@
 #include "atm_err.h"
 #include "atm_fsm.h"
 #include "atm_ledger.h"
-#include "rq_aio.h"
 #include "rq_config.h"
 #include "rq_err.h"
-#include "rq_fs.h"
 #include "rq_log.h"
+#include "rq_main.h"
 #include "rq_mux.h"
 #include "rq_node.h"
 #include "rq_rpc.h"
@@ -159,7 +158,6 @@ struct atm {
     struct atm_ledger *ledger;
     uint64_t origin;
     uint64_t seq;
-    int lock_fd;
 
     /* Standard input: a tty, a pipe, or a regular file read with uv_fs. */
     uv_handle_type in_type;
@@ -188,7 +186,6 @@ struct atm {
     uv_signal_t sigint;
     uv_signal_t sighup; /* The terminal went away (tmux kill-session). */
     bool closing;
-    int exit_code;
 };
 
 static void process_next(struct atm *a);
@@ -892,27 +889,19 @@ static void on_change(void *data, const struct rq_node_info *info)
     }
 }
 
-/* Holds an exclusive lock on DIR/LOCK for the process's lifetime, so two
- * ATMs never share a data directory. */
-static int lock_data_dir(struct atm *a, char *why, size_t whyn)
-{
-    return rq_lock_dir(a->cfg.data, &a->lock_fd, why, whyn);
-}
+static const struct rq_config_spec config_spec = {
+    "atm",
+    "atm --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR "
+    "[options]",
+    options, sizeof options / sizeof options[0]};
 
-static int configure(struct atm *a, int argc, char **argv, char *why,
-                     size_t whyn)
+/* The rules of the options that their table cannot say; also finds this
+ * ATM's own address in --peers. */
+static int check(void *self, char *why, size_t whyn)
 {
-    static const struct rq_config_spec spec = {
-        "atm",
-        "atm --id N --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR "
-        "[options]",
-        options, sizeof options / sizeof options[0]};
-    int rv = rq_config_load(&spec, &a->cfg, argc, argv, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = rq_peers_parse(a->cfg.peers, a->peers, RQ_PEERS_MAX, &a->n_peers, why,
-                        whyn);
+    struct atm *a = self;
+    int rv = rq_peers_parse(a->cfg.peers, a->peers, RQ_PEERS_MAX, &a->n_peers,
+                            why, whyn);
     if (rv != 0) {
         return rv;
     }
@@ -944,18 +933,16 @@ static int configure(struct atm *a, int argc, char **argv, char *why,
                               &tls, why, whyn);
 }
 
-static int start(struct atm *a, char *why, size_t whyn)
+static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
 {
+    struct atm *a = self;
     char dir[4096];
     int rv;
 
+    a->loop = loop;
     if (getrandom(&a->origin, sizeof a->origin, 0) != sizeof a->origin) {
         snprintf(why, whyn, "getrandom: %s", strerror(errno));
         return RQ_IO;
-    }
-    rv = lock_data_dir(a, why, whyn);
-    if (rv != 0) {
-        return rv;
     }
     rv = rq_tls_open(a->cfg.tls_cert, a->cfg.tls_key, a->cfg.tls_ca, &a->tls,
                      why, whyn);
@@ -1041,53 +1028,24 @@ static int start(struct atm *a, char *why, size_t whyn)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The loop has stopped: frees the lines still queued and the ledger. */
+static int finish(void *self)
 {
-    static struct atm a;
-    char why[512] = "";
-    int rv;
-
-    /* A peer that goes away must not kill us with SIGPIPE. */
-    signal(SIGPIPE, SIG_IGN);
-    /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
-     * error like a full disk, rather than kill the process. */
-    signal(SIGXFSZ, SIG_IGN);
-    a.lock_fd = -1;
-    a.loop = uv_default_loop();
-    rv = configure(&a, argc, argv, why, sizeof why);
-    if (rv != 0) {
-        fprintf(stderr, "atm: %s\n", why);
-        return 2;
-    }
-    rv = rq_aio_init(why, sizeof why);
-    if (rv != 0) {
-        rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
-    }
-    rv = start(&a, why, sizeof why);
-    if (rv != 0) {
-        /* Nothing is running yet that could lose data: exit at once and let
-         * the kernel reclaim the half-built state. */
-        rq_log(RQ_ERROR, "fatal: %s", why);
-        fprintf(stderr, "atm: %s\n", why);
-        _exit(1);
-    }
-    uv_run(a.loop, UV_RUN_DEFAULT);
-    while (a.queue_head != NULL) {
-        struct line *l = a.queue_head;
-        a.queue_head = l->next;
+    struct atm *a = self;
+    while (a->queue_head != NULL) {
+        struct line *l = a->queue_head;
+        a->queue_head = l->next;
         free(l);
     }
-    atm_ledger_free(a.ledger);
-    rq_tls_free(a.tls);
-    rq_node_release_closed();
-    if (uv_loop_close(a.loop) != 0) {
-        rq_log(RQ_WARN, "loop closed with handles still open");
-    }
-    if (a.lock_fd >= 0) {
-        close(a.lock_fd);
-    }
-    rq_aio_close();
-    rq_config_free(options, sizeof options / sizeof options[0], &a.cfg);
-    rq_log(RQ_INFO, "stopped");
-    return a.exit_code;
+    atm_ledger_free(a->ledger);
+    rq_tls_free(a->tls);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct rq_main_spec spec = {&config_spec, check, start,
+                                             finish};
+    static struct atm a;
+    return rq_main(&spec, &a, &a.cfg, argc, argv);
 }

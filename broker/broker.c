@@ -58,11 +58,11 @@
 #include "rq_aio.h"
 #include "rq_config.h"
 #include "rq_err.h"
-#include "rq_fs.h"
 #include "rq_http.h"
 #include "rq_httpsig.h"
 #include "rq_keys.h"
 #include "rq_log.h"
+#include "rq_main.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
@@ -178,7 +178,6 @@ struct broker {
     struct rq_httpsig *httpsig;
     struct rq_tls *tls;          /* NULL without --tls-*. */
     struct registrar *registrar; /* NULL without --managers. */
-    int lock_fd;
     struct rq_metrics *metrics;
     struct bmetrics bm;
 
@@ -1059,26 +1058,19 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- Start ---- */
 
-/* Holds an exclusive lock on DATA/LOCK for the process's lifetime, so two
- * brokers never share a data directory. */
-static int lock_data_dir(struct broker *b, char *why, size_t whyn)
-{
-    return rq_lock_dir(b->cfg.data, &b->lock_fd, why, whyn);
-}
+static const struct rq_config_spec config_spec = {
+    "broker",
+    "broker --id N --raft-addr HOST:PORT --http-addr HOST:PORT --data DIR "
+    "[options]",
+    options, sizeof options / sizeof options[0]};
 
-static int configure(struct broker *b, int argc, char **argv, char *why,
-                     size_t whyn)
+/* The rules of the options that their table cannot say. */
+static int check(void *self, char *why, size_t whyn)
 {
-    static const struct rq_config_spec spec = {
-        "broker",
-        "broker --id N --raft-addr HOST:PORT --http-addr HOST:PORT --data DIR "
-        "[options]",
-        options, sizeof options / sizeof options[0]};
-    struct broker_config *c = &b->cfg;
-    int rv = rq_config_load(&spec, c, argc, argv, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
+    struct broker *b = self;
+    const struct broker_config *c = &b->cfg;
+    int rv;
+
     if (c->id == 0 || c->id > INT64_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^63-1");
         return RQ_INVALID;
@@ -1153,12 +1145,12 @@ static bool client_cert_required(const char *path)
            strcmp(path, "/metrics") != 0;
 }
 
-static int start(struct broker *b, char *why, size_t whyn)
+static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
 {
-    int rv = lock_data_dir(b, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
+    struct broker *b = self;
+    int rv;
+
+    b->loop = loop;
     rq_keys_derive(&b->keys, b->cfg.secret, strlen(b->cfg.secret));
     rv = rq_tls_open(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_ca, &b->tls,
                      why, whyn);
@@ -1289,51 +1281,22 @@ static int start(struct broker *b, char *why, size_t whyn)
     return 0;
 }
 
+/* The loop has stopped: every replica and the server are gone. */
+static int finish(void *self)
+{
+    struct broker *b = self;
+    free(b->slots);
+    rq_httpsig_free(b->httpsig);
+    rq_keys_wipe(&b->keys, sizeof b->keys);
+    rq_metrics_free(b->metrics);
+    rq_tls_free(b->tls);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    static const struct rq_main_spec spec = {&config_spec, check, start,
+                                             finish};
     static struct broker b;
-    char why[512] = "";
-    int rv;
-
-    /* A peer or client that goes away must not kill us with SIGPIPE. */
-    signal(SIGPIPE, SIG_IGN);
-    /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
-     * error like a full disk, rather than kill the process. */
-    signal(SIGXFSZ, SIG_IGN);
-    b.lock_fd = -1;
-    b.loop = uv_default_loop();
-    rv = configure(&b, argc, argv, why, sizeof why);
-    if (rv != 0) {
-        fprintf(stderr, "broker: %s\n", why);
-        return 2;
-    }
-    rv = rq_aio_init(why, sizeof why);
-    if (rv != 0) {
-        rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
-    }
-    rv = start(&b, why, sizeof why);
-    if (rv != 0) {
-        /* Nothing is running yet that could lose data: exit at once and let
-         * the kernel reclaim the half-built state. */
-        rq_log(RQ_ERROR, "fatal: %s", why);
-        fprintf(stderr, "broker: %s\n", why);
-        _exit(1);
-    }
-    uv_run(b.loop, UV_RUN_DEFAULT);
-    free(b.slots);
-    rq_httpsig_free(b.httpsig);
-    rq_keys_wipe(&b.keys, sizeof b.keys);
-    rq_metrics_free(b.metrics); /* Every replica and the server are gone. */
-    rq_tls_free(b.tls);
-    rq_node_release_closed();
-    if (uv_loop_close(b.loop) != 0) {
-        rq_log(RQ_WARN, "loop closed with handles still open");
-    }
-    if (b.lock_fd >= 0) {
-        close(b.lock_fd);
-    }
-    rq_aio_close();
-    rq_config_free(options, sizeof options / sizeof options[0], &b.cfg);
-    rq_log(RQ_INFO, "stopped");
-    return 0;
+    return rq_main(&spec, &b, &b.cfg, argc, argv);
 }

@@ -55,15 +55,14 @@
 #include "repair.h"
 #include "routes.h"
 #include "routing.h"
-#include "rq_aio.h"
 #include "rq_config.h"
 #include "rq_err.h"
-#include "rq_fs.h"
 #include "rq_http.h"
 #include "rq_httpc.h"
 #include "rq_httpsig.h"
 #include "rq_keys.h"
 #include "rq_log.h"
+#include "rq_main.h"
 #include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
@@ -109,7 +108,6 @@ struct manager {
     struct liveness *liveness;
     struct reconcile *reconcile;
     struct repair *repair;
-    int lock_fd;
     uint64_t origin; /* Random per process: names our produce attempts. */
 
     uv_check_t flush; /* Commits the store's open transaction each turn. */
@@ -716,19 +714,20 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- Start ---- */
 
-static int configure(struct manager *m, int argc, char **argv, char *why,
-                     size_t whyn)
+static const struct rq_config_spec config_spec = {
+    "manager",
+    "manager --id N --http-addr HOST:PORT --peers "
+    "1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR [options]",
+    options, sizeof options / sizeof options[0]};
+
+/* The rules of the options that their table cannot say; also fills in
+ * what follows from them (this node's peer entry, --auth). */
+static int check(void *self, char *why, size_t whyn)
 {
-    static const struct rq_config_spec spec = {
-        "manager",
-        "manager --id N --http-addr HOST:PORT --peers "
-        "1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR [options]",
-        options, sizeof options / sizeof options[0]};
+    struct manager *m = self;
     struct manager_config *c = &m->cfg;
-    int rv = rq_config_load(&spec, c, argc, argv, why, whyn);
-    if (rv != 0) {
-        return rv;
-    }
+    int rv;
+
     if (c->id == 0 || c->id > UINT32_MAX) {
         snprintf(why, whyn, "--id must be from 1 to 2^32-1");
         return RQ_INVALID;
@@ -738,12 +737,12 @@ static int configure(struct manager *m, int argc, char **argv, char *why,
     if (rv != 0) {
         return rv;
     }
-    const struct rq_peer *self = peer_of(m, c->id);
-    if (self == NULL) {
+    const struct rq_peer *own = peer_of(m, c->id);
+    if (own == NULL) {
         snprintf(why, whyn, "--id %" PRIu64 " is not in --peers", c->id);
         return RQ_INVALID;
     }
-    m->self_raft = self->address;
+    m->self_raft = own->address;
     if (c->raft_addr[0] == '\0') {
         c->raft_addr = m->self_raft;
     }
@@ -868,18 +867,16 @@ static int wire(struct manager *m)
     return 0;
 }
 
-static int start(struct manager *m, char *why, size_t whyn)
+static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
 {
+    struct manager *m = self;
     char path[PATH_LEN];
     int rv;
 
+    m->loop = loop;
     if (getrandom(&m->origin, sizeof m->origin, 0) != sizeof m->origin) {
         snprintf(why, whyn, "getrandom: %s", strerror(errno));
         return RQ_IO;
-    }
-    rv = rq_lock_dir(m->cfg.data, &m->lock_fd, why, whyn);
-    if (rv != 0) {
-        return rv;
     }
     rv = rq_tls_open(m->cfg.tls_cert, m->cfg.tls_key, m->cfg.tls_ca, &m->tls,
                      why, whyn);
@@ -1012,38 +1009,12 @@ static int start(struct manager *m, char *why, size_t whyn)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The loop has stopped and every handle is closed: commits the store and
+ * frees the modules. */
+static int finish(void *self)
 {
-    struct manager *m = &manager;
-    char why[512] = "";
-    int rv;
-
-    /* A peer or client that goes away must not kill us with SIGPIPE. */
-    signal(SIGPIPE, SIG_IGN);
-    /* A file size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, an
-     * error like a full disk, rather than kill the process. */
-    signal(SIGXFSZ, SIG_IGN);
-    m->lock_fd = -1;
-    m->loop = uv_default_loop();
-    rv = configure(m, argc, argv, why, sizeof why);
-    if (rv != 0) {
-        fprintf(stderr, "manager: %s\n", why);
-        return 2;
-    }
-    rv = rq_aio_init(why, sizeof why);
-    if (rv != 0) {
-        rq_log(RQ_WARN, "%s; segment closes will block the loop", why);
-    }
-    rv = start(m, why, sizeof why);
-    if (rv != 0) {
-        /* Nothing is running yet that could lose data: exit at once and let
-         * the kernel reclaim the half-built state. */
-        rq_log(RQ_ERROR, "fatal: %s", why);
-        fprintf(stderr, "manager: %s\n", why);
-        _exit(1);
-    }
-    uv_run(m->loop, UV_RUN_DEFAULT);
-    rv = mstore_flush(m->store);
+    struct manager *m = self;
+    int rv = mstore_flush(m->store);
     if (rv != 0) {
         rq_log(RQ_ERROR, "committing the store: %s", rq_strerror(rv));
     }
@@ -1059,15 +1030,12 @@ int main(int argc, char **argv)
     rq_keys_wipe(&m->keys, sizeof m->keys);
     rq_metrics_free(m->metrics);
     rq_tls_free(m->tls);
-    rq_node_release_closed();
-    if (uv_loop_close(m->loop) != 0) {
-        rq_log(RQ_WARN, "loop closed with handles still open");
-    }
-    if (m->lock_fd >= 0) {
-        close(m->lock_fd);
-    }
-    rq_aio_close();
-    rq_config_free(options, sizeof options / sizeof options[0], &m->cfg);
-    rq_log(RQ_INFO, "stopped");
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct rq_main_spec spec = {&config_spec, check, start,
+                                             finish};
+    return rq_main(&spec, &manager, &manager.cfg, argc, argv);
 }

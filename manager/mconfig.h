@@ -1,6 +1,6 @@
 /*
  * The manager's configuration, parsed and checked once by manager.c
- * (configure) from flags and the environment, and the request counters
+ * (check, run by rq_main) from flags and the environment, and the request counters
  * that GET /metrics shows (mmetrics.c). Every module reads the
  * configuration through the core (mcore_config); none parses flags.
  */

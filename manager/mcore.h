@@ -4,7 +4,8 @@
  * Each module calls only modules on rows below its own (or, on its own
  * row, to the right):
  *
- *   manager.c      main, configure, wiring, FSM callbacks, address upkeep
+ *   manager.c      option checks, start, finish (rq_main runs them),
+ *                  wiring, FSM callbacks, address upkeep
  *     |  creates the core and every module, hands each the core
  *     v
  *   admin.c, qapi_{topics,produce,consume,read}.c   HTTP handlers (their

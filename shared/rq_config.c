@@ -603,8 +603,7 @@ static int start_log(const char *kind, uint64_t id, const char *level,
     return 0;
 }
 
-/* The field of @cfg that option @name fills; the binary's table has it. */
-static const void *field_of(const struct rq_config_spec *spec, const void *cfg,
+const void *rq_config_field(const struct rq_config_spec *spec, const void *cfg,
                             const char *name, enum rq_opt_type type)
 {
     for (size_t i = 0; i < spec->n; i++) {
@@ -630,11 +629,13 @@ int rq_config_load(const struct rq_config_spec *spec, void *cfg, int argc,
         rq_config_usage(stdout, spec->usage, spec->opts, spec->n);
         exit(0);
     }
-    const uint64_t *id = field_of(spec, cfg, "id", RQ_OPT_U64);
-    const char *const *level = field_of(spec, cfg, "log-level", RQ_OPT_STR);
-    const char *const *format = field_of(spec, cfg, "log-format", RQ_OPT_STR);
+    const uint64_t *id = rq_config_field(spec, cfg, "id", RQ_OPT_U64);
+    const char *const *level =
+        rq_config_field(spec, cfg, "log-level", RQ_OPT_STR);
+    const char *const *format =
+        rq_config_field(spec, cfg, "log-format", RQ_OPT_STR);
     const char *const *secret =
-        field_of(spec, cfg, "cluster-secret", RQ_OPT_SECRET);
+        rq_config_field(spec, cfg, "cluster-secret", RQ_OPT_SECRET);
     rv = start_log(spec->kind, *id, *level, *format, why, whyn);
     if (rv != 0) {
         return rv;

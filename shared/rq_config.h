@@ -160,6 +160,10 @@ struct rq_config_spec {
 int rq_config_load(const struct rq_config_spec *spec, void *cfg, int argc,
                    char **argv, char *why, size_t whyn);
 
+/* The field of @cfg that option @name, of @type, fills; the table has it. */
+const void *rq_config_field(const struct rq_config_spec *spec, const void *cfg,
+                            const char *name, enum rq_opt_type type);
+
 /*
  * The Raft timing every server binary checks alike: 50 <=
  * @election_ms <= 60000 and 0 < @heartbeat_ms < @election_ms. 0, or
