@@ -967,104 +967,119 @@ static int opt_uint(const json_t *o, const char *name, bool *present,
     return 0;
 }
 
-static void produce_json(struct rq_http_req *req, struct broker *b)
+/*
+ * The producer fields of a produce, each absent or present (@has_*) and
+ * parsed (@*_rv 0) or not, into @pa: true, or false once 400 answers the
+ * first fault.
+ */
+static bool producer_fields(struct rq_http_req *req, struct produce_args *pa,
+                            int producer_rv, bool has_sequence, int sequence_rv)
+{
+    if (producer_rv != 0 || (pa->has_producer && pa->producer_id == 0)) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' must be a positive integer");
+        return false;
+    }
+    if (sequence_rv != 0) {
+        rq_http_reply_error(req, 400,
+                            "'sequence' must be a non-negative integer");
+        return false;
+    }
+    if (pa->has_producer != has_sequence) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' and 'sequence' go together");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The records of a produce, in one of the two bodies: @records (JSON's
+ * "records", maybe NULL) or, when @binary, the @len bytes at @body
+ * (produce_body.h).
+ */
+struct produce_records {
+    bool binary;
+    const json_t *records;
+    const uint8_t *body;
+    size_t len;
+};
+
+/* Checks the records, then (on the leader) makes their entry and proposes
+ * it; every failure is answered. */
+static void produce_run(struct rq_http_req *req, struct broker *b,
+                        struct produce_args *pa,
+                        const struct produce_records *in)
 {
     char why[WHY_LEN];
-    struct produce_args pa = {0};
-    bool has_sequence;
     size_t blob_len;
     struct raft_buffer entry;
     uint8_t *blob;
-
-    json_t *body = json_body(req);
-    if (body == NULL) {
-        return;
-    }
-    if (opt_uint(body, "producer_id", &pa.has_producer, &pa.producer_id) != 0 ||
-        (pa.has_producer && pa.producer_id == 0)) {
-        rq_http_reply_error(req, 400,
-                            "'producer_id' must be a positive integer");
-        return;
-    }
-    if (opt_uint(body, "sequence", &has_sequence, &pa.sequence) != 0) {
-        rq_http_reply_error(req, 400,
-                            "'sequence' must be a non-negative integer");
-        return;
-    }
-    if (pa.has_producer != has_sequence) {
-        rq_http_reply_error(req, 400,
-                            "'producer_id' and 'sequence' go together");
-        return;
-    }
-    json_t *records = json_object_get(body, "records");
+    int64_t now;
     struct produce_body_limits lim = produce_limits(b);
 
     /* The whole request is checked before where it goes is decided: an
      * invalid body is 400 on every replica, never a 421 that depends on
      * who leads at the moment (authenticate, validate, then route). */
-    int rv = produce_body_json_check(records, &lim, &pa.count, &blob_len, why,
-                                     sizeof why);
+    int rv = in->binary
+                 ? produce_body_check(in->body, in->len, &lim, &pa->count,
+                                      &blob_len, why, sizeof why)
+                 : produce_body_json_check(in->records, &lim, &pa->count,
+                                           &blob_len, why, sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
         return;
     }
-    int64_t now;
     struct replica *r =
-        produce_begin(req, b, &pa, blob_len, &now, &entry, &blob);
+        produce_begin(req, b, pa, blob_len, &now, &entry, &blob);
     if (r == NULL) {
         return;
     }
-    produce_body_json_write(records, now, blob);
-    produce_propose(req, b, r, &pa, &entry);
+    if (in->binary) {
+        produce_body_write(in->body, in->len, now, blob);
+    } else {
+        produce_body_json_write(in->records, now, blob);
+    }
+    produce_propose(req, b, r, pa, &entry);
+}
+
+static void produce_json(struct rq_http_req *req, struct broker *b)
+{
+    struct produce_args pa = {0};
+    bool has_sequence;
+
+    json_t *body = json_body(req);
+    if (body == NULL) {
+        return;
+    }
+    int producer_rv =
+        opt_uint(body, "producer_id", &pa.has_producer, &pa.producer_id);
+    int sequence_rv = opt_uint(body, "sequence", &has_sequence, &pa.sequence);
+    if (!producer_fields(req, &pa, producer_rv, has_sequence, sequence_rv)) {
+        return;
+    }
+    struct produce_records in = {false, json_object_get(body, "records"), NULL,
+                                 0};
+    produce_run(req, b, &pa, &in);
 }
 
 /* ---- Produce: binary body (produce_body.h) ---- */
 
 static void produce_binary(struct rq_http_req *req, struct broker *b)
 {
-    char why[WHY_LEN];
     struct produce_args pa = {0};
-    size_t len;
-    size_t blob_len;
-    struct raft_buffer entry;
-    uint8_t *blob;
+    struct produce_records in = {true, NULL, NULL, 0};
 
     const char *ps = rq_http_query(req, "producer_id");
     const char *ss = rq_http_query(req, "sequence");
     pa.has_producer = ps != NULL;
-    if (ps != NULL &&
-        (parse_uint(ps, &pa.producer_id) != 0 || pa.producer_id == 0)) {
-        rq_http_reply_error(req, 400,
-                            "'producer_id' must be a positive integer");
+    int producer_rv = ps != NULL ? parse_uint(ps, &pa.producer_id) : 0;
+    int sequence_rv = ss != NULL ? parse_uint(ss, &pa.sequence) : 0;
+    if (!producer_fields(req, &pa, producer_rv, ss != NULL, sequence_rv)) {
         return;
     }
-    if (ss != NULL && parse_uint(ss, &pa.sequence) != 0) {
-        rq_http_reply_error(req, 400,
-                            "'sequence' must be a non-negative integer");
-        return;
-    }
-    if ((ps != NULL) != (ss != NULL)) {
-        rq_http_reply_error(req, 400,
-                            "'producer_id' and 'sequence' go together");
-        return;
-    }
-    const uint8_t *body = rq_http_body(req, &len);
-    struct produce_body_limits lim = produce_limits(b);
-    /* Validated whole before routing, as in produce_json(). */
-    int rv = produce_body_check(body, len, &lim, &pa.count, &blob_len, why,
-                                sizeof why);
-    if (rv != 0) {
-        rq_http_reply_error(req, rq_err_http_status(rv), "%s", why);
-        return;
-    }
-    int64_t now;
-    struct replica *r =
-        produce_begin(req, b, &pa, blob_len, &now, &entry, &blob);
-    if (r == NULL) {
-        return;
-    }
-    produce_body_write(body, len, now, blob);
-    produce_propose(req, b, r, &pa, &entry);
+    in.body = rq_http_body(req, &in.len);
+    produce_run(req, b, &pa, &in);
 }
 
 static void api_records_produce(struct rq_http_req *req, void *data)

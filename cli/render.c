@@ -50,26 +50,48 @@ void render_age(uint64_t ms, char *out, size_t n)
     }
 }
 
-int render_topics(const json_t *body, FILE *f)
+/*
+ * Prints the list @key of @body, one item at a time with @print, once
+ * every item has passed @valid: 0, or RQ_MALFORMED (and nothing printed)
+ * for no such list or an item that fails.
+ */
+static int render_lines(const json_t *body, const char *key,
+                        bool (*valid)(const json_t *item),
+                        void (*print)(const json_t *item, FILE *f), FILE *f)
 {
-    const json_t *list = json_object_get(body, "topics");
+    const json_t *list = json_object_get(body, key);
     size_t i;
-    const json_t *t;
+    const json_t *item;
 
     if (!json_is_array(list)) {
         return RQ_MALFORMED;
     }
-    json_array_foreach(list, i, t)
+    json_array_foreach(list, i, item)
     {
-        if (!json_is_string(t)) {
+        if (!valid(item)) {
             return RQ_MALFORMED;
         }
     }
-    json_array_foreach(list, i, t)
+    json_array_foreach(list, i, item)
     {
-        fprintf(f, "%s\n", json_string_value(t));
+        print(item, f);
     }
     return 0;
+}
+
+static bool topic_valid(const json_t *t)
+{
+    return json_is_string(t);
+}
+
+static void topic_print(const json_t *t, FILE *f)
+{
+    fprintf(f, "%s\n", json_string_value(t));
+}
+
+int render_topics(const json_t *body, FILE *f)
+{
+    return render_lines(body, "topics", topic_valid, topic_print, f);
 }
 
 /* "1,2,3" from a list of integers; false if it is not one. */
@@ -389,55 +411,41 @@ err_after_table:
     return rv;
 }
 
+static bool offset_valid(const json_t *o)
+{
+    return json_is_integer(json_object_get(o, "partition_id")) &&
+           json_is_integer(json_object_get(o, "offset"));
+}
+
+static void offset_print(const json_t *o, FILE *f)
+{
+    fprintf(f,
+            "partition %" JSON_INTEGER_FORMAT " offset %" JSON_INTEGER_FORMAT
+            "\n",
+            json_integer_value(json_object_get(o, "partition_id")),
+            json_integer_value(json_object_get(o, "offset")));
+}
+
 int render_offsets(const json_t *body, FILE *f)
 {
-    const json_t *list = json_object_get(body, "offsets");
-    size_t i;
-    const json_t *o;
+    return render_lines(body, "offsets", offset_valid, offset_print, f);
+}
 
-    if (!json_is_array(list)) {
-        return RQ_MALFORMED;
-    }
-    json_array_foreach(list, i, o)
-    {
-        if (!json_is_integer(json_object_get(o, "partition_id")) ||
-            !json_is_integer(json_object_get(o, "offset"))) {
-            return RQ_MALFORMED;
-        }
-    }
-    json_array_foreach(list, i, o)
-    {
-        fprintf(f,
-                "partition %" JSON_INTEGER_FORMAT
-                " offset %" JSON_INTEGER_FORMAT "\n",
-                json_integer_value(json_object_get(o, "partition_id")),
-                json_integer_value(json_object_get(o, "offset")));
-    }
-    return 0;
+static bool record_valid(const json_t *r)
+{
+    return json_is_string(json_object_get(r, "value"));
+}
+
+static void record_print(const json_t *r, FILE *f)
+{
+    const json_t *v = json_object_get(r, "value");
+    fwrite(json_string_value(v), 1, json_string_length(v), f);
+    fputc('\n', f);
 }
 
 int render_records(const json_t *body, FILE *f, uint64_t *n)
 {
-    const json_t *list = json_object_get(body, "records");
-    size_t i;
-    const json_t *r;
-
-    *n = 0;
-    if (!json_is_array(list)) {
-        return RQ_MALFORMED;
-    }
-    json_array_foreach(list, i, r)
-    {
-        if (!json_is_string(json_object_get(r, "value"))) {
-            return RQ_MALFORMED;
-        }
-    }
-    json_array_foreach(list, i, r)
-    {
-        const json_t *v = json_object_get(r, "value");
-        fwrite(json_string_value(v), 1, json_string_length(v), f);
-        fputc('\n', f);
-        (*n)++;
-    }
-    return 0;
+    int rv = render_lines(body, "records", record_valid, record_print, f);
+    *n = rv == 0 ? json_array_size(json_object_get(body, "records")) : 0;
+    return rv;
 }
