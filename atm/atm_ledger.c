@@ -521,22 +521,19 @@ static int decode_into(struct atm_ledger *t, const uint8_t *p, size_t len)
     if (rv != 0) {
         return rv; /* UNTESTED: ENOMEM only. */
     }
-    uint64_t prev_id = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t id;
         uint64_t seq;
         uint64_t last_used;
         struct atm_result r;
-        if (rq_wire_get_u64(&c, &id) != 0 || (i > 0 && id <= prev_id) ||
-            rq_wire_get_u64(&c, &seq) != 0 ||
+        struct atm_result *v;
+        if (rq_wire_get_u64(&c, &id) != 0 || rq_wire_get_u64(&c, &seq) != 0 ||
             rq_wire_get_u64(&c, &last_used) != 0 ||
-            get_result(&c, false, &r) != 0) {
+            get_result(&c, false, &r) != 0 ||
+            (v = rq_dedupe_load(&t->origins, id, seq, last_used)) == NULL) {
             return RQ_MALFORMED;
         }
-        struct atm_result *v =
-            rq_dedupe_value(rq_dedupe_load(&t->origins, id, seq, last_used));
         *v = r;
-        prev_id = id;
     }
     if (c.left != 0) {
         return RQ_MALFORMED;

@@ -547,25 +547,23 @@ static int manifest_decode(const uint8_t *buf, size_t len, struct manifest *m)
     if (rv != 0) {
         return rv; /* UNTESTED: ENOMEM only. */
     }
-    uint64_t prev = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint64_t id;
         uint64_t seq;
         uint64_t last_used;
         struct producer pr;
+        struct producer *v;
         rq_wire_get_u64(&c, &id);
         rq_wire_get_u64(&c, &seq);
         rq_wire_get_u64(&c, &pr.base);
         rq_wire_get_u32(&c, &pr.count);
         rq_wire_get_u64(&c, &last_used);
-        if (id <= prev || pr.count == 0 || pr.base > m->next ||
-            pr.count > m->next - pr.base) {
+        if (id == 0 || pr.count == 0 || pr.base > m->next ||
+            pr.count > m->next - pr.base ||
+            (v = rq_dedupe_load(&m->prod, id, seq, last_used)) == NULL) {
             return RQ_MALFORMED;
         }
-        struct producer *v =
-            rq_dedupe_value(rq_dedupe_load(&m->prod, id, seq, last_used));
         *v = pr;
-        prev = id;
     }
     assert(c.left == 0);
     return rq_dedupe_load_end(&m->prod);

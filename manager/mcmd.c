@@ -393,24 +393,26 @@ static int get_str(struct rq_cursor *cur, size_t max, char *dst,
     return 0;
 }
 
-static int get_u32(struct rq_cursor *cur, uint32_t *v, const char *what,
-                   char *why, size_t whyn)
+/* RQ_MALFORMED naming @what if its read (@rv) ran off the end; else 0. */
+static int read_of(int rv, const char *what, char *why, size_t whyn)
 {
-    if (rq_wire_get_u32(cur, v) != 0) {
+    if (rv != 0) {
         rq_why(why, whyn, "truncated in %s", what);
         return RQ_MALFORMED;
     }
     return 0;
 }
 
+static int get_u32(struct rq_cursor *cur, uint32_t *v, const char *what,
+                   char *why, size_t whyn)
+{
+    return read_of(rq_wire_get_u32(cur, v), what, why, whyn);
+}
+
 static int get_u64(struct rq_cursor *cur, uint64_t *v, const char *what,
                    char *why, size_t whyn)
 {
-    if (rq_wire_get_u64(cur, v) != 0) {
-        rq_why(why, whyn, "truncated in %s", what);
-        return RQ_MALFORMED;
-    }
-    return 0;
+    return read_of(rq_wire_get_u64(cur, v), what, why, whyn);
 }
 
 static int get_replicas(struct rq_cursor *cur, uint32_t *r, char *why,

@@ -264,15 +264,19 @@ int rq_dedupe_load_begin(struct rq_dedupe *t, uint64_t ops, uint32_t n)
     return rq_dedupe_reserve(t, n);
 }
 
-struct rq_dedupe_entry *rq_dedupe_load(struct rq_dedupe *t, uint64_t id,
-                                       uint64_t seq, uint64_t last_used)
+void *rq_dedupe_load(struct rq_dedupe *t, uint64_t id, uint64_t seq,
+                     uint64_t last_used)
 {
     assert(t->n < t->max);
+    /* Loads fill the pool in order: the last position is the last load. */
+    if (t->n > 0 && id <= at(t, t->n - 1)->id) {
+        return NULL;
+    }
     struct rq_dedupe_entry *e = at(t, add(t, id));
     e->seq = seq;
     e->last_used = last_used;
     e->prev = e->next = NONE;
-    return e;
+    return rq_dedupe_value(e);
 }
 
 struct lru_key {

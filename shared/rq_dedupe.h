@@ -100,14 +100,17 @@ int rq_dedupe_sorted(const struct rq_dedupe *t,
 /*
  * Rebuilding a table from a decoded snapshot: begin on an empty table
  * with the clock and the number of entries to come (RQ_MALFORMED over
- * max, RQ_NOMEM), then one load per entry, each id once (the caller checks
- * its snapshot's order), then end, which checks that the last_used values
- * are distinct and in 1..ops (RQ_MALFORMED, RQ_NOMEM) and makes the table
- * usable. On an error the caller closes the table.
+ * max, RQ_NOMEM), then one load per entry, at most that many, in
+ * ascending id order as rq_dedupe_sorted() gives them: each returns the
+ * entry's value for the caller to fill, or NULL if @id is not above the
+ * id loaded before it (the snapshot is malformed). Then end, which checks
+ * that the last_used values are distinct and in 1..ops (RQ_MALFORMED,
+ * RQ_NOMEM) and makes the table usable. On an error the caller closes the
+ * table.
  */
 int rq_dedupe_load_begin(struct rq_dedupe *t, uint64_t ops, uint32_t n);
-struct rq_dedupe_entry *rq_dedupe_load(struct rq_dedupe *t, uint64_t id,
-                                       uint64_t seq, uint64_t last_used);
+void *rq_dedupe_load(struct rq_dedupe *t, uint64_t id, uint64_t seq,
+                     uint64_t last_used);
 int rq_dedupe_load_end(struct rq_dedupe *t);
 
 #endif /* RQ_DEDUPE_H */

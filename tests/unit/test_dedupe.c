@@ -162,8 +162,9 @@ static void test_rq_dedupe_sorted_and_loaded(void **state)
         if (i > 0) {
             assert_true(v[i - 1]->id < v[i]->id);
         }
-        struct value *val = rq_dedupe_value(
-            rq_dedupe_load(&u, v[i]->id, v[i]->seq, v[i]->last_used));
+        struct value *val =
+            rq_dedupe_load(&u, v[i]->id, v[i]->seq, v[i]->last_used);
+        assert_non_null(val);
         *val = *(const struct value *)rq_dedupe_value(v[i]);
     }
     free(v);
@@ -210,8 +211,13 @@ static void test_rq_dedupe_load_checks_clock(void **state)
     rq_dedupe_init(&u, MAX, sizeof(struct value));
     assert_int_equal(rq_dedupe_load_begin(&u, 100, MAX + 1), RQ_MALFORMED);
     assert_int_equal(rq_dedupe_load_begin(&u, 5, 2), 0);
-    rq_dedupe_load(&u, 1, 1, 5);
-    rq_dedupe_load(&u, 2, 1, 4);
+    assert_non_null(rq_dedupe_load(&u, 1, 1, 5));
+    /* Ids come in ascending order: the same id again, or a lower one, is a
+     * malformed snapshot and loads nothing. */
+    assert_null(rq_dedupe_load(&u, 1, 1, 3));
+    assert_null(rq_dedupe_load(&u, 0, 1, 3));
+    assert_non_null(rq_dedupe_load(&u, 2, 1, 4));
+    assert_int_equal(rq_dedupe_count(&u), 2);
     assert_int_equal(rq_dedupe_load_end(&u), 0);
     /* 2 (last_used 4) is the least recently used: filling the table keeps
      * it, one more id evicts it. */
