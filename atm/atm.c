@@ -182,9 +182,6 @@ struct atm {
     struct op *current;
     uv_timer_t retry_timer;
     uv_timer_t deadline_timer;
-    uv_signal_t sigterm;
-    uv_signal_t sigint;
-    uv_signal_t sighup; /* The terminal went away (tmux kill-session). */
     bool closing;
 };
 
@@ -864,17 +861,13 @@ static void shutdown_begin(struct atm *a)
     }
     uv_close((uv_handle_t *)&a->retry_timer, NULL);
     uv_close((uv_handle_t *)&a->deadline_timer, NULL);
-    uv_close((uv_handle_t *)&a->sigterm, NULL);
-    uv_close((uv_handle_t *)&a->sigint, NULL);
-    uv_close((uv_handle_t *)&a->sighup, NULL);
     rq_node_close(a->node, on_node_closed, a);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* rq_main's: a signal asks for an orderly shutdown. */
+static void stop(void *self)
 {
-    struct atm *a = s->data;
-    rq_log(RQ_INFO, "received %s", strsignal(signum));
-    shutdown_begin(a);
+    shutdown_begin(self);
 }
 
 static void on_change(void *data, const struct rq_node_info *info)
@@ -1007,15 +1000,6 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     uv_timer_init(a->loop, &a->deadline_timer);
     a->retry_timer.data = a;
     a->deadline_timer.data = a;
-    uv_signal_init(a->loop, &a->sigterm);
-    uv_signal_init(a->loop, &a->sigint);
-    uv_signal_init(a->loop, &a->sighup);
-    a->sigterm.data = a;
-    a->sigint.data = a;
-    a->sighup.data = a;
-    uv_signal_start(&a->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&a->sigint, on_signal, SIGINT);
-    uv_signal_start(&a->sighup, on_signal, SIGHUP);
     rv = input_open(a);
     if (rv != 0) {
         snprintf(why, whyn, "standard input: %s", uv_strerror(rv));
@@ -1044,7 +1028,7 @@ static int finish(void *self)
 
 int main(int argc, char **argv)
 {
-    static const struct rq_main_spec spec = {&config_spec, check, start,
+    static const struct rq_main_spec spec = {&config_spec, check, start, stop,
                                              finish};
     static struct atm a;
     return rq_main(&spec, &a, &a.cfg, argc, argv);

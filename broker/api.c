@@ -671,10 +671,9 @@ static void member_change_start(struct rq_http_req *req, struct broker *b,
     bool done;
     int rv;
 
-    struct member_change *mc = calloc(1, sizeof *mc);
+    struct member_change *mc = rq_http_calloc(req, 1, sizeof *mc);
     if (mc == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     *mc = (struct member_change){req, b, r, id, timeout};
     if (add != NULL) {
@@ -915,10 +914,9 @@ static void produce_propose(struct rq_http_req *req, struct broker *b,
                             struct replica *r, const struct produce_args *pa,
                             struct raft_buffer *entry)
 {
-    struct produce_pending *p = calloc(1, sizeof *p);
+    struct produce_pending *p = rq_http_calloc(req, 1, sizeof *p);
     if (p == NULL) {
         raft_free(entry->base); /* UNTESTED: ENOMEM only. */
-        rq_http_reply_error(req, 500, "out of memory");
         return;
     }
     p->req = req;
@@ -1306,10 +1304,9 @@ static void api_records_read(struct rq_http_req *req, void *data)
         }
         return;
     }
-    struct read *rd = calloc(1, sizeof *rd);
+    struct read *rd = rq_http_calloc(req, 1, sizeof *rd);
     if (rd == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     rd->req = req;
     rd->broker = b;

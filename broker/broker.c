@@ -192,9 +192,6 @@ struct broker {
     uint64_t ticks;
     uv_timer_t retention;
 
-    uv_signal_t sigterm;
-    uv_signal_t sigint;
-    uv_signal_t sighup;
     bool closing;
     bool http_closing;
 };
@@ -1028,9 +1025,6 @@ static void shutdown_begin(struct broker *b)
     uv_close((uv_handle_t *)&b->opener, NULL);
     uv_close((uv_handle_t *)&b->tick, NULL);
     uv_close((uv_handle_t *)&b->retention, NULL);
-    uv_close((uv_handle_t *)&b->sigterm, NULL);
-    uv_close((uv_handle_t *)&b->sigint, NULL);
-    uv_close((uv_handle_t *)&b->sighup, NULL);
     /* A close callback removes a slot: walk a snapshot of the replicas. */
     size_t n = b->n_slots;
     struct replica **list = calloc(n + 1, sizeof *list);
@@ -1049,11 +1043,10 @@ static void shutdown_begin(struct broker *b)
     shutdown_continue(b);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* rq_main's: a signal asks for an orderly shutdown. */
+static void stop(void *self)
 {
-    struct broker *b = s->data;
-    rq_log(RQ_INFO, "received %s", strsignal(signum));
-    shutdown_begin(b);
+    shutdown_begin(self);
 }
 
 /* ---- Start ---- */
@@ -1257,15 +1250,6 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     b->retention.data = b;
     uv_timer_start(&b->retention, on_retention, b->cfg.retention_check_ms,
                    b->cfg.retention_check_ms);
-    uv_signal_init(b->loop, &b->sigterm);
-    uv_signal_init(b->loop, &b->sigint);
-    uv_signal_init(b->loop, &b->sighup);
-    b->sigterm.data = b;
-    b->sigint.data = b;
-    b->sighup.data = b;
-    uv_signal_start(&b->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&b->sigint, on_signal, SIGINT);
-    uv_signal_start(&b->sighup, on_signal, SIGHUP);
     rq_log(RQ_INFO,
            "listening on %s (raft) and %s (http), data in %s, %zu replicas "
            "to open",
@@ -1295,7 +1279,7 @@ static int finish(void *self)
 
 int main(int argc, char **argv)
 {
-    static const struct rq_main_spec spec = {&config_spec, check, start,
+    static const struct rq_main_spec spec = {&config_spec, check, start, stop,
                                              finish};
     static struct broker b;
     return rq_main(&spec, &b, &b.cfg, argc, argv);

@@ -262,10 +262,9 @@ static void propose_and_answer(struct mcore *core, struct rq_http_req *req,
                                struct mcmd *c, int status, const char *what,
                                bool kick)
 {
-    struct admin_op *op = calloc(1, sizeof *op);
+    struct admin_op *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     op->core = core;
     op->kick = kick;
@@ -767,10 +766,9 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
                           topic, p);
         return;
     }
-    struct move_op *op = calloc(1, sizeof *op);
+    struct move_op *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     op->core = core;
     op->part = part;
@@ -913,10 +911,9 @@ void admin_tokens_create(struct rq_http_req *req, void *data)
     if (mcore_forward(core, req)) {
         return;
     }
-    struct token_op *op = calloc(1, sizeof *op);
+    struct token_op *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     struct mcmd c = {.type = MCMD_TOKEN_CREATE};
     if (auth_token_new(op->token, c.u.token_create.hash) != 0) {
@@ -1096,10 +1093,9 @@ void admin_broker_register(struct rq_http_req *req, void *data)
     snprintf(c.u.broker_register.http_addr,
              sizeof c.u.broker_register.http_addr, "%s",
              json_string_value(http));
-    struct registration *op = calloc(1, sizeof *op);
+    struct registration *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     op->core = core;
     op->id = c.u.broker_register.id;

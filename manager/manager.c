@@ -113,9 +113,6 @@ struct manager {
     uv_check_t flush; /* Commits the store's open transaction each turn. */
     uv_timer_t tick;  /* Leader duties, read deadlines, address upkeep. */
     uint64_t ticks;
-    uv_signal_t sigterm;
-    uv_signal_t sigint;
-    uv_signal_t sighup;
     bool closing;
 
     struct rq_node_info info; /* As last reported by the node. */
@@ -272,10 +269,9 @@ static void internal_manager_addr(struct rq_http_req *req, void *data)
              json_string_value(raft));
     snprintf(c.u.manager.http_addr, sizeof c.u.manager.http_addr, "%s",
              json_string_value(http));
-    struct addr_op *op = calloc(1, sizeof *op);
+    struct addr_op *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     op->m = m;
     op->id = (uint32_t)id;
@@ -697,19 +693,15 @@ static void shutdown_begin(struct manager *m)
     mcore_closing_begin(m->core);
     rq_log(RQ_INFO, "shutting down");
     uv_close((uv_handle_t *)&m->tick, NULL);
-    uv_close((uv_handle_t *)&m->sigterm, NULL);
-    uv_close((uv_handle_t *)&m->sigint, NULL);
-    uv_close((uv_handle_t *)&m->sighup, NULL);
     liveness_stop(m->liveness);
     repair_stop(m->repair);
     rq_http_close(m->http, on_http_closed, m);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* rq_main's: a signal asks for an orderly shutdown. */
+static void stop(void *self)
 {
-    struct manager *m = s->data;
-    rq_log(RQ_INFO, "received %s", strsignal(signum));
-    shutdown_begin(m);
+    shutdown_begin(self);
 }
 
 /* ---- Start ---- */
@@ -983,15 +975,6 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     uv_timer_init(m->loop, &m->tick);
     m->tick.data = m;
     uv_timer_start(&m->tick, on_tick, TICK_MS, TICK_MS);
-    uv_signal_init(m->loop, &m->sigterm);
-    uv_signal_init(m->loop, &m->sigint);
-    uv_signal_init(m->loop, &m->sighup);
-    m->sigterm.data = m;
-    m->sigint.data = m;
-    m->sighup.data = m;
-    uv_signal_start(&m->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&m->sigint, on_signal, SIGINT);
-    uv_signal_start(&m->sighup, on_signal, SIGHUP);
     if (m->cfg.admin_open) {
         rq_log(RQ_WARN,
                "--admin-open: the admin API answers anyone who can reach "
@@ -1035,7 +1018,7 @@ static int finish(void *self)
 
 int main(int argc, char **argv)
 {
-    static const struct rq_main_spec spec = {&config_spec, check, start,
+    static const struct rq_main_spec spec = {&config_spec, check, start, stop,
                                              finish};
     return rq_main(&spec, &manager, &manager.cfg, argc, argv);
 }

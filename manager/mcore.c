@@ -527,10 +527,9 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
                           core->h.cfg->id);
         return true;
     }
-    struct forward *f = calloc(1, sizeof *f);
+    struct forward *f = rq_http_calloc(req, 1, sizeof *f);
     if (f == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return true;
+        return true; /* UNTESTED: ENOMEM only. */
     }
     f->core = core;
     if (core->info.leader_id == core->h.cfg->id ||
@@ -624,10 +623,9 @@ void mcore_read_index(struct rq_http_req *req, void *data)
                           core->h.cfg->id);
         return;
     }
-    struct read_index *ri = calloc(1, sizeof *ri);
+    struct read_index *ri = rq_http_calloc(req, 1, sizeof *ri);
     if (ri == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     ri->core = core;
     mcore_hold(req, &ri->req);

@@ -612,10 +612,10 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
     c.u.offset_commit.consumer_id = id;
     c.u.offset_commit.cursor = cc.rr_cursor;
     c.u.offset_commit.n = (uint32_t)n;
-    c.u.offset_commit.offsets = calloc(n, sizeof *c.u.offset_commit.offsets);
+    c.u.offset_commit.offsets =
+        rq_http_calloc(req, n, sizeof *c.u.offset_commit.offsets);
     if (c.u.offset_commit.offsets == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(list, i);
@@ -633,10 +633,9 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
             .expected = MCMD_ANY,
         };
     }
-    struct commit *op = calloc(1, sizeof *op);
+    struct commit *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
         mcmd_clear(&c); /* UNTESTED: ENOMEM only. */
-        rq_http_reply_error(req, 500, "out of memory");
         return;
     }
     qapi_propose(core, req, &c, on_offsets_committed, op, &op->req);

@@ -290,10 +290,9 @@ static void batch_finish(struct batch *b)
     }
     json_decref(committed);
     json_t *offsets = json_array();
-    uint64_t *next = calloc(b->n_parts, sizeof *next);
+    uint64_t *next = rq_http_calloc(req, b->n_parts, sizeof *next);
     if (next == NULL) {
         json_decref(offsets); /* UNTESTED: ENOMEM only. */
-        rq_http_reply_error(req, 500, "out of memory");
         batch_free(b);
         return;
     }

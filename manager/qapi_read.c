@@ -276,10 +276,9 @@ static bool records_now(struct mcore *core, struct rq_http_req *req, void *arg,
         free(parts);
         return true;
     }
-    struct records_op *op = calloc(1, sizeof *op);
+    struct records_op *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
         free(parts); /* UNTESTED: ENOMEM only. */
-        rq_http_reply_error(req, 500, "out of memory");
         return true;
     }
     rv = bclient_read(core, &parts[a->partition], a->offset, a->max, a->wait_ms,

@@ -33,10 +33,9 @@ static void on_read(void *data, int status, const char *why)
 void qapi_serve_read(struct mcore *core, struct rq_http_req *req,
                      qapi_serve_fn serve, const void *arg, size_t size)
 {
-    struct waiting *w = calloc(1, sizeof *w + size);
+    struct waiting *w = rq_http_calloc(req, 1, sizeof *w + size);
     if (w == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     w->core = core;
     w->serve = serve;

@@ -144,10 +144,9 @@ static void create_topic(struct mcore *core, struct rq_http_req *req,
     snprintf(c.u.topic_create.name, sizeof c.u.topic_create.name, "%s", topic);
     c.u.topic_create.n_partitions = n;
     c.u.topic_create.replicas = replicas;
-    struct create *op = calloc(1, sizeof *op);
+    struct create *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
         mcmd_clear(&c); /* UNTESTED: ENOMEM only. */
-        rq_http_reply_error(req, 500, "out of memory");
         return;
     }
     op->core = core;
@@ -342,10 +341,9 @@ static void register_client(struct mcore *core, struct rq_http_req *req,
     snprintf(c.u.client_register.topic, sizeof c.u.client_register.topic, "%s",
              topic);
     c.u.client_register.partition_id = partition;
-    struct reg *op = calloc(1, sizeof *op);
+    struct reg *op = rq_http_calloc(req, 1, sizeof *op);
     if (op == NULL) {
-        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
-        return;
+        return; /* UNTESTED: ENOMEM only. */
     }
     op->type = type;
     qapi_propose(core, req, &c, on_registered, op, &op->req);

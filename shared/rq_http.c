@@ -1705,6 +1705,15 @@ void rq_http_reply(struct rq_http_req *req, int status, json_t *body)
     reply_json(req, (unsigned)status, body);
 }
 
+void *rq_http_calloc(struct rq_http_req *req, size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+    }
+    return p;
+}
+
 void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
                          ...)
 {

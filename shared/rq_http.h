@@ -163,6 +163,10 @@ void rq_http_set_header(struct rq_http_req *req, const char *name,
  */
 void rq_http_reply(struct rq_http_req *req, int status, json_t *body);
 
+/* calloc(@n, @size) for what answers @req, or NULL once 500 "out of
+ * memory" has answered it. */
+void *rq_http_calloc(struct rq_http_req *req, size_t n, size_t size);
+
 /* {"status":"failure","message":...}; formatted like printf. */
 void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
                          ...) __attribute__((format(printf, 3, 4)));

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "rq_aio.h"
@@ -16,10 +17,51 @@
  * its spec in `config`. */
 #define LOG_TAG config->kind
 
+/* The signals that ask for a shutdown; SIGHUP: the terminal went away (a
+ * closed ssh session, tmux kill-session). */
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+#define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+struct process {
+    const struct rq_main_spec *spec;
+    void *self;
+    uv_signal_t signals[N_STOP_SIGNALS];
+};
+
+static void signals_close(struct process *p)
+{
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
+        if (!uv_is_closing((uv_handle_t *)&p->signals[i])) {
+            uv_close((uv_handle_t *)&p->signals[i], NULL);
+        }
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct process *p = s->data;
+    const struct rq_config_spec *config = p->spec->config;
+    rq_log(RQ_INFO, "received %s", strsignal(signum));
+    signals_close(p);
+    p->spec->stop(p->self);
+}
+
+static void signals_start(struct process *p, uv_loop_t *loop)
+{
+    for (size_t i = 0; i < N_STOP_SIGNALS; i++) {
+        uv_signal_t *s = &p->signals[i];
+        uv_signal_init(loop, s);
+        s->data = p;
+        uv_signal_start(s, on_signal, stop_signals[i]);
+        uv_unref((uv_handle_t *)s);
+    }
+}
+
 int rq_main(const struct rq_main_spec *spec, void *self, void *cfg, int argc,
             char **argv)
 {
     const struct rq_config_spec *config = spec->config;
+    static struct process p;
     char why[512] = "";
     int lock_fd = -1;
 
@@ -50,7 +92,12 @@ int rq_main(const struct rq_main_spec *spec, void *self, void *cfg, int argc,
         fprintf(stderr, "%s: %s\n", config->kind, why);
         _exit(1);
     }
+    p.spec = spec;
+    p.self = self;
+    signals_start(&p, loop);
     uv_run(loop, UV_RUN_DEFAULT);
+    signals_close(&p);
+    uv_run(loop, UV_RUN_DEFAULT); /* Their close callbacks. */
     int code = spec->finish(self);
     rq_node_release_closed();
     if (uv_loop_close(loop) != 0) {

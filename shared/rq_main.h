@@ -7,12 +7,17 @@
  *   start the segment-closing thread (rq_aio) fails: a warning, go on
  *   lock DATA/LOCK for the process's lifetime
  *   the binary's start                        fails: "fatal: why", exit 1
+ *   SIGTERM, SIGINT, SIGHUP: "received ...", the binary's stop
  *   run the loop until the binary has closed every handle
  *   the binary's finish: frees what start made, gives the exit code
  *   release closed Raft nodes, close the loop, unlock, "stopped"
  *
  * A failed start exits at once with _exit(): nothing that could lose data
- * is running yet, and the kernel reclaims the half-built state.
+ * is running yet, and the kernel reclaims the half-built state. The
+ * signal handles do not keep the loop alive; the first signal closes
+ * them, so a second one has its default effect (an impatient operator's
+ * second Ctrl-C ends the process), and a shutdown the binary began itself
+ * leaves them to rq_main once the loop has stopped.
  */
 #ifndef RQ_MAIN_H
 #define RQ_MAIN_H
@@ -32,6 +37,9 @@ struct rq_main_spec {
     int (*check)(void *self, char *why, size_t whyn);
     /* Starts serving on @loop: 0, or an error with @why. */
     int (*start)(void *self, uv_loop_t *loop, char *why, size_t whyn);
+    /* Begins an orderly shutdown: closes every handle of the binary's, so
+     * the loop stops. Also runs after a shutdown the binary began. */
+    void (*stop)(void *self);
     /* The loop has stopped: frees what start made; the exit code. */
     int (*finish)(void *self);
 };

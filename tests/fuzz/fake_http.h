@@ -265,6 +265,15 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
     rq_http_reply(req, status, body);
 }
 
+void *rq_http_calloc(struct rq_http_req *req, size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL) {
+        rq_http_reply_error(req, 500, "out of memory");
+    }
+    return p;
+}
+
 void rq_http_reply_text(struct rq_http_req *req, int status,
                         const char *content_type, const char *body, size_t len)
 {
