@@ -205,130 +205,120 @@ err_after_table:
 }
 
 /*
- * The list @key of @body into *@list and an empty table of @ncols columns
- * for its rows (the caller frees it); NULL with *@rv set (RQ_MALFORMED:
- * no such list, RQ_NOMEM) otherwise.
+ * Writes the list @key of @body as a table of @ncols columns under
+ * @headers, those whose bit is set in @right aligned right, one row per
+ * item added by @row (0, RQ_MALFORMED or RQ_NOMEM): 0 once written, else
+ * the first error, nothing written (RQ_MALFORMED: no such list).
  */
-static struct table *list_table(const json_t *body, const char *key,
-                                size_t ncols, const char *const *headers,
-                                const json_t **list, int *rv)
+static int render_list(const json_t *body, const char *key, size_t ncols,
+                       const char *const *headers, unsigned right,
+                       int (*row)(const json_t *item, struct table *t), FILE *f)
 {
-    *list = json_object_get(body, key);
-    if (!json_is_array(*list)) {
-        *rv = RQ_MALFORMED;
-        return NULL;
+    const json_t *list = json_object_get(body, key);
+    size_t i;
+    const json_t *item;
+    int rv = 0;
+
+    if (!json_is_array(list)) {
+        return RQ_MALFORMED;
     }
     struct table *t = table_new(ncols, headers);
-    *rv = t != NULL ? RQ_MALFORMED : RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-    return t;
+    if (t == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    for (size_t c = 0; c < ncols; c++) {
+        if (right & (1u << c)) {
+            table_align_right(t, c);
+        }
+    }
+    json_array_foreach(list, i, item)
+    {
+        rv = row(item, t);
+        if (rv != 0) {
+            break;
+        }
+    }
+    if (rv == 0) {
+        table_write(t, f);
+    }
+    table_free(t);
+    return rv;
+}
+
+static int broker_row(const json_t *b, struct table *t)
+{
+    char id[CELL], age[CELL], parts[CELL], leads[CELL];
+    const char *state = str_field(b, "state");
+    const char *http = str_field(b, "http_addr");
+    const char *raft = str_field(b, "raft_addr");
+    const json_t *hb = json_object_get(b, "heartbeat_age_ms");
+
+    if (!int_cell(b, "id", id, sizeof id) || state == NULL || http == NULL ||
+        raft == NULL || !int_cell(b, "partitions", parts, sizeof parts) ||
+        !int_cell(b, "leader_of", leads, sizeof leads)) {
+        return RQ_MALFORMED;
+    }
+    if (json_is_integer(hb) && json_integer_value(hb) >= 0) {
+        render_age((uint64_t)json_integer_value(hb), age, sizeof age);
+    } else if (hb == NULL || json_is_null(hb)) {
+        snprintf(age, sizeof age, "-");
+    } else {
+        return RQ_MALFORMED;
+    }
+    const char *cells[] = {id, state, http, raft, age, parts, leads};
+    return table_add(t, cells);
 }
 
 int render_brokers(const json_t *body, FILE *f)
 {
     static const char *const headers[] = {
         "ID", "STATE", "HTTP", "RAFT", "HEARTBEAT", "PARTITIONS", "LEADER-OF"};
-    const json_t *list;
-    size_t i;
-    const json_t *b;
-    int rv;
+    /* The numbers: ID, HEARTBEAT, PARTITIONS, LEADER-OF. */
+    unsigned right = 1u << 0 | 1u << 4 | 1u << 5 | 1u << 6;
+    return render_list(body, "brokers", 7, headers, right, broker_row, f);
+}
 
-    struct table *t = list_table(body, "brokers", 7, headers, &list, &rv);
-    if (t == NULL) {
-        return rv;
+static int token_row(const json_t *tk, struct table *t)
+{
+    char id[CELL], created[CELL];
+    char grants[4096] = "";
+    size_t len = 0;
+    const char *name = str_field(tk, "name");
+    const json_t *gs = json_object_get(tk, "grants");
+    const json_t *ms = json_object_get(tk, "created_ms");
+    size_t k;
+    const json_t *g;
+
+    if (!int_cell(tk, "id", id, sizeof id) || name == NULL ||
+        !json_is_array(gs) || !json_is_integer(ms) ||
+        json_integer_value(ms) < 0) {
+        return RQ_MALFORMED;
     }
-    table_align_right(t, 0);
-    table_align_right(t, 4);
-    table_align_right(t, 5);
-    table_align_right(t, 6);
-    json_array_foreach(list, i, b)
+    json_array_foreach(gs, k, g)
     {
-        char id[CELL], age[CELL], parts[CELL], leads[CELL];
-        const char *state = str_field(b, "state");
-        const char *http = str_field(b, "http_addr");
-        const char *raft = str_field(b, "raft_addr");
-        const json_t *hb = json_object_get(b, "heartbeat_age_ms");
-        if (!int_cell(b, "id", id, sizeof id) || state == NULL ||
-            http == NULL || raft == NULL ||
-            !int_cell(b, "partitions", parts, sizeof parts) ||
-            !int_cell(b, "leader_of", leads, sizeof leads)) {
-            goto err_after_table;
+        if (!json_is_string(g)) {
+            return RQ_MALFORMED;
         }
-        if (json_is_integer(hb) && json_integer_value(hb) >= 0) {
-            render_age((uint64_t)json_integer_value(hb), age, sizeof age);
-        } else if (hb == NULL || json_is_null(hb)) {
-            snprintf(age, sizeof age, "-");
-        } else {
-            goto err_after_table;
-        }
-        const char *cells[] = {id, state, http, raft, age, parts, leads};
-        if (table_add(t, cells) != 0) {
-            rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-            goto err_after_table;
-        }
+        int w = snprintf(grants + len, sizeof grants - len, "%s%s",
+                         k > 0 ? "," : "", json_string_value(g));
+        len += w > 0 && (size_t)w < sizeof grants - len
+                   ? (size_t)w
+                   : sizeof grants - len - 1;
     }
-    table_write(t, f);
-    rv = 0;
-err_after_table:
-    table_free(t);
-    return rv;
+    time_t sec = (time_t)(json_integer_value(ms) / 1000);
+    struct tm tm;
+    if (gmtime_r(&sec, &tm) == NULL ||
+        strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        return RQ_MALFORMED;
+    }
+    const char *cells[] = {id, name, grants, created};
+    return table_add(t, cells);
 }
 
 int render_tokens(const json_t *body, FILE *f)
 {
     static const char *const headers[] = {"ID", "NAME", "GRANTS", "CREATED"};
-    const json_t *list;
-    size_t i;
-    const json_t *tk;
-    int rv;
-
-    struct table *t = list_table(body, "tokens", 4, headers, &list, &rv);
-    if (t == NULL) {
-        return rv;
-    }
-    table_align_right(t, 0);
-    json_array_foreach(list, i, tk)
-    {
-        char id[CELL], created[CELL];
-        char grants[4096] = "";
-        size_t len = 0;
-        const char *name = str_field(tk, "name");
-        const json_t *gs = json_object_get(tk, "grants");
-        const json_t *ms = json_object_get(tk, "created_ms");
-        size_t k;
-        const json_t *g;
-        if (!int_cell(tk, "id", id, sizeof id) || name == NULL ||
-            !json_is_array(gs) || !json_is_integer(ms) ||
-            json_integer_value(ms) < 0) {
-            goto err_after_table;
-        }
-        json_array_foreach(gs, k, g)
-        {
-            if (!json_is_string(g)) {
-                goto err_after_table;
-            }
-            int w = snprintf(grants + len, sizeof grants - len, "%s%s",
-                             k > 0 ? "," : "", json_string_value(g));
-            len += w > 0 && (size_t)w < sizeof grants - len
-                       ? (size_t)w
-                       : sizeof grants - len - 1;
-        }
-        time_t sec = (time_t)(json_integer_value(ms) / 1000);
-        struct tm tm;
-        if (gmtime_r(&sec, &tm) == NULL ||
-            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-            goto err_after_table;
-        }
-        const char *cells[] = {id, name, grants, created};
-        if (table_add(t, cells) != 0) {
-            rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
-            goto err_after_table;
-        }
-    }
-    table_write(t, f);
-    rv = 0;
-err_after_table:
-    table_free(t);
-    return rv;
+    return render_list(body, "tokens", 4, headers, 1u << 0, token_row, f);
 }
 
 int render_managers(const json_t *list, const struct render_manager *views,
