@@ -156,17 +156,6 @@ static struct replica *group_param(struct rq_http_req *req, struct broker *b)
     return r;
 }
 
-/* The replica named by {group_id} on a broker that is not shutting down, or
- * NULL after answering 503, 400 or 404: how every request about one group
- * starts. */
-static struct replica *group_request(struct rq_http_req *req, struct broker *b)
-{
-    if (refuse_closing(req, b)) {
-        return NULL;
-    }
-    return group_param(req, b);
-}
-
 /* The request's JSON body (owned by @req), or NULL after answering 400. */
 static json_t *json_body(struct rq_http_req *req)
 {
@@ -176,6 +165,22 @@ static json_t *json_body(struct rq_http_req *req)
         rq_http_reply_error(req, 400, "%s", why);
     }
     return body;
+}
+
+/* The replica named by {group_id} on a broker that is not shutting down,
+ * and with @body its JSON body (owned by @req); NULL after answering 503,
+ * 400 or 404: how every request about one group starts. */
+static struct replica *group_request(struct rq_http_req *req, struct broker *b,
+                                     json_t **body)
+{
+    if (refuse_closing(req, b)) {
+        return NULL;
+    }
+    struct replica *r = group_param(req, b);
+    if (r != NULL && body != NULL && (*body = json_body(req)) == NULL) {
+        return NULL;
+    }
+    return r;
 }
 
 /* The open replica named by {topic} and {partition}, or NULL after
@@ -374,7 +379,7 @@ static void on_removed(void *data, int status)
 static void api_replicas_delete(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
-    struct replica *r = group_request(req, b);
+    struct replica *r = group_request(req, b, NULL);
     if (r == NULL) {
         return;
     }
@@ -472,12 +477,9 @@ static void api_replicas_transfer(struct rq_http_req *req, void *data)
     struct broker *b = data;
     uint64_t to = 0;
 
-    struct replica *r = group_request(req, b);
+    json_t *body;
+    struct replica *r = group_request(req, b, &body);
     if (r == NULL) {
-        return;
-    }
-    json_t *body = json_body(req);
-    if (body == NULL) {
         return;
     }
     json_t *v = json_object_get(body, "to");
@@ -527,12 +529,9 @@ static void api_replicas_preferred(struct rq_http_req *req, void *data)
     struct broker *b = data;
     char why[WHY_LEN];
 
-    struct replica *r = group_request(req, b);
+    json_t *body;
+    struct replica *r = group_request(req, b, &body);
     if (r == NULL) {
-        return;
-    }
-    json_t *body = json_body(req);
-    if (body == NULL) {
         return;
     }
     json_t *v = json_object_get(body, "broker_id");
@@ -701,12 +700,9 @@ static void api_members_add(struct rq_http_req *req, void *data)
     struct replica_member m;
     char why[WHY_LEN] = "";
 
-    struct replica *r = group_request(req, b);
+    json_t *body;
+    struct replica *r = group_request(req, b, &body);
     if (r == NULL) {
-        return;
-    }
-    json_t *body = json_body(req);
-    if (body == NULL) {
         return;
     }
     if (replica_member_parse(body, &m, why, sizeof why) != 0) {
@@ -725,7 +721,7 @@ static void api_members_remove(struct rq_http_req *req, void *data)
     struct broker *b = data;
     uint64_t id;
 
-    struct replica *r = group_request(req, b);
+    struct replica *r = group_request(req, b, NULL);
     if (r == NULL) {
         return;
     }

@@ -82,6 +82,30 @@ static bool text_valid(const uint8_t *p, size_t n)
     return true;
 }
 
+/* The @len bytes of record @i's @what ("key", "value"), which starts at
+ * byte @at, into *@p: 0, or RQ_MALFORMED when the body ends inside it or it
+ * is not UTF-8 text without NUL bytes. */
+static int get_text(struct rq_cursor *c, uint32_t len, const uint8_t **p,
+                    uint32_t i, size_t at, const char *what, char *why,
+                    size_t whyn)
+{
+    if (rq_wire_get_bytes(c, len, p) != 0) {
+        rq_why(why, whyn,
+               "record %" PRIu32
+               " (at byte %zu): the body ends inside its %s (%" PRIu32
+               " bytes announced, %zu left)",
+               i, at, what, len, c->left);
+        return RQ_MALFORMED;
+    }
+    if (!text_valid(*p, len)) {
+        rq_why(why, whyn,
+               "record %" PRIu32 ": the %s is not UTF-8 text without NUL bytes",
+               i, what);
+        return RQ_MALFORMED;
+    }
+    return 0;
+}
+
 int produce_body_check(const uint8_t *body, size_t len,
                        const struct produce_body_limits *lim, uint32_t *count,
                        size_t *blob_len, char *why, size_t whyn)
@@ -142,35 +166,13 @@ int produce_body_check(const uint8_t *body, size_t len,
                    i, vlen, lim->max_value);
             return RQ_TOOBIG;
         }
-        if (has_key && rq_wire_get_bytes(&c, klen, &key) != 0) {
-            rq_why(why, whyn,
-                   "record %" PRIu32
-                   " (at byte %zu): the body ends inside "
-                   "its key (%" PRIu32 " bytes announced, %zu left)",
-                   i, at, klen, c.left);
-            return RQ_MALFORMED;
+        int rv =
+            has_key ? get_text(&c, klen, &key, i, at, "key", why, whyn) : 0;
+        if (rv == 0) {
+            rv = get_text(&c, vlen, &value, i, at, "value", why, whyn);
         }
-        if (rq_wire_get_bytes(&c, vlen, &value) != 0) {
-            rq_why(why, whyn,
-                   "record %" PRIu32
-                   " (at byte %zu): the body ends inside "
-                   "its value (%" PRIu32 " bytes announced, %zu left)",
-                   i, at, vlen, c.left);
-            return RQ_MALFORMED;
-        }
-        if (has_key && !text_valid(key, klen)) {
-            rq_why(why, whyn,
-                   "record %" PRIu32
-                   ": the key is not UTF-8 text without NUL bytes",
-                   i);
-            return RQ_MALFORMED;
-        }
-        if (!text_valid(value, vlen)) {
-            rq_why(why, whyn,
-                   "record %" PRIu32
-                   ": the value is not UTF-8 text without NUL bytes",
-                   i);
-            return RQ_MALFORMED;
+        if (rv != 0) {
+            return rv;
         }
         blob += records_size(klen, has_key, vlen);
         if (blob > lim->max_blob) {
