@@ -1771,6 +1771,17 @@ int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
     return collect(s, ST_BROKERS, sizeof **out, read_broker, (void **)out, n);
 }
 
+const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
+                                             size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].id == id) {
+            return &list[i];
+        }
+    }
+    return NULL;
+}
+
 int mstore_broker(const struct mstore *s, uint32_t id,
                   struct mstore_broker *out)
 {

@@ -195,6 +195,10 @@ int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
                    size_t *n);
 int mstore_broker(const struct mstore *s, uint32_t id,
                   struct mstore_broker *out);
+/* The broker numbered @id among the @n of @list (as mstore_brokers()
+ * returns them), or NULL. */
+const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
+                                             size_t n, uint32_t id);
 /* Topic names in name order. */
 int mstore_topics(const struct mstore *s, struct mstore_topic **out, size_t *n);
 int mstore_topic(const struct mstore *s, const char *name,

@@ -7,17 +7,6 @@
 
 #include "policy.h"
 
-static const struct mstore_broker *broker_of(const struct reconcile_view *v,
-                                             uint32_t id)
-{
-    for (size_t i = 0; i < v->n_brokers; i++) {
-        if (v->brokers[i].id == id) {
-            return &v->brokers[i];
-        }
-    }
-    return NULL;
-}
-
 static int cmp_gid(const void *x, const void *y)
 {
     const struct mstore_partition *a = x;
@@ -110,7 +99,7 @@ static struct reconcile_order creation(const struct reconcile_view *v,
                                 .part = p};
     policy_member_order(p->group_id, p->replicas, order);
     for (unsigned k = 0; k < MCMD_RF; k++) {
-        o.members[k] = broker_of(v, order[k]);
+        o.members[k] = mstore_broker_in(v->brokers, v->n_brokers, order[k]);
         if (o.members[k] == NULL) {
             o.kind = RECONCILE_UNKNOWN_MEMBER;
             o.other = order[k];

@@ -18,17 +18,6 @@ static bool in_list(const uint32_t *ids, size_t n, uint32_t id)
     return false;
 }
 
-static const struct mstore_broker *broker_of(const struct repair_view *v,
-                                             uint32_t id)
-{
-    for (size_t i = 0; i < v->n_brokers; i++) {
-        if (v->brokers[i].id == id) {
-            return &v->brokers[i];
-        }
-    }
-    return NULL;
-}
-
 static struct repair_plan_move move_of(const struct mstore_partition *p,
                                        uint32_t from, uint32_t to,
                                        enum repair_step first)
@@ -70,8 +59,10 @@ static bool resume(const struct repair_view *v,
         }
     }
     *consistent = n_extra == 0 && n_missing == 0;
-    const struct mstore_broker *xb = broker_of(v, extra);
-    const struct mstore_broker *mb = broker_of(v, missing);
+    const struct mstore_broker *xb =
+        mstore_broker_in(v->brokers, v->n_brokers, extra);
+    const struct mstore_broker *mb =
+        mstore_broker_in(v->brokers, v->n_brokers, missing);
     /* A rebuild whose member was removed and not added back: the store's
      * other two are the voters. Its broker answers the REBUILD step again
      * whether its replica is still failed, already rebuilt, or absent. */
@@ -93,7 +84,8 @@ static bool resume(const struct repair_view *v,
     }
     if (n_missing == 0 && nv == MCMD_RF + 1) {
         for (unsigned k = 0; k < MCMD_RF; k++) {
-            const struct mstore_broker *b = broker_of(v, p->replicas[k]);
+            const struct mstore_broker *b =
+                mstore_broker_in(v->brokers, v->n_brokers, p->replicas[k]);
             if (b == NULL || b->state != MBROKER_ALIVE) {
                 *out = move_of(p, p->replicas[k], extra, REPAIR_REMOVE);
                 return true;
@@ -128,7 +120,8 @@ static uint32_t rebuild_candidate(const struct repair_view *v,
 {
     uint32_t found = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
-        const struct mstore_broker *b = broker_of(v, p->replicas[k]);
+        const struct mstore_broker *b =
+            mstore_broker_in(v->brokers, v->n_brokers, p->replicas[k]);
         const struct liveness_replica *r =
             replica_of(v, p->replicas[k], p->group_id);
         if (b == NULL || b->state != MBROKER_ALIVE || r == NULL) {
