@@ -59,6 +59,7 @@
 struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* UV_READABLE | UV_WRITABLE: what libcurl waits for. */
     struct rq_httpc *client;
     struct rq_list link; /* In client->socks until closed. */
 };
@@ -250,10 +251,20 @@ static void on_poll(uv_poll_t *p, int status, int events)
     int running;
 
     if (status < 0) {
-        flags = CURL_CSELECT_ERR;
-    } else {
-        flags |= (events & UV_READABLE) ? CURL_CSELECT_IN : 0;
-        flags |= (events & UV_WRITABLE) ? CURL_CSELECT_OUT : 0;
+        /* The socket is in error (libuv reports POLLERR alone, and stops
+         * the handle). A peer that answers and then resets the connection
+         * leaves the whole answer readable before the error: libcurl is
+         * told the socket is ready for what it waits for, so it reads (or
+         * writes) and meets the answer or the error itself, as a blocking
+         * call would. Told CURL_CSELECT_ERR it would drop the answer
+         * ("select/poll returned error"). */
+        events = s->events;
+        uv_poll_start(&s->poll, s->events, on_poll);
+    }
+    flags |= (events & UV_READABLE) ? CURL_CSELECT_IN : 0;
+    flags |= (events & UV_WRITABLE) ? CURL_CSELECT_OUT : 0;
+    if (flags == 0) {
+        flags = CURL_CSELECT_ERR; /* UNTESTED: libcurl waits for something. */
     }
     /* @s may be closed (not freed) inside: read nothing from it after. */
     curl_multi_socket_action(c->multi, s->fd, flags, &running);
@@ -307,6 +318,7 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
     int events = 0;
     events |= (what & CURL_POLL_IN) ? UV_READABLE : 0;
     events |= (what & CURL_POLL_OUT) ? UV_WRITABLE : 0;
+    s->events = events;
     uv_poll_start(&s->poll, events, on_poll);
     return 0;
 }
@@ -480,10 +492,10 @@ static int sign_line(const struct rq_httpc_req *req, char *line, size_t n)
         .body_len = req->body_len,
     };
     size_t prefix = (size_t)snprintf(line, n, RQ_SIG_HEADER ": ");
-    rv = rq_sig_sign(req->sign->key, req->sign->sender,
-                     (uint64_t)now.tv_sec * 1000 +
-                         (uint64_t)now.tv_nsec / 1000000,
-                     nonce, &sr, line + prefix, n - prefix);
+    rv = rq_sig_sign(
+        req->sign->key, req->sign->sender,
+        (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000, nonce,
+        &sr, line + prefix, n - prefix);
     free(path);
     return rv;
 }

@@ -4,7 +4,8 @@
  * with no thread of the test's own. A tiny raw HTTP server on uv_tcp counts
  * the connections it accepts, to see keep-alive at work. Covered: methods
  * with bodies and headers, error statuses and Retry-After, a server that
- * never answers, a refused connection, the response size limit, many
+ * never answers, a refused connection, an answer followed at once by a
+ * connection reset, the response size limit, many
  * requests at once, invalid requests, and closing with requests pending
  * (also from inside a callback). Signed requests: rq_httpc signs, and the
  * server's routes that need a signature check it (rq_httpsig) before the
@@ -91,6 +92,7 @@ struct env {
     unsigned raw_accepts;
     unsigned raw_requests;  /* Requests it received. */
     unsigned raw_vanish_at; /* 0, or the request it answers by vanishing. */
+    unsigned raw_reset_at;  /* 0, or the request it answers, then resets. */
     bool raw_gone;          /* It vanished: no connection, no listener. */
     struct raw_conn *raw_conns[RAW_CONNS_MAX];
 
@@ -266,9 +268,20 @@ static void on_raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             raw_vanish(e);
             return;
         }
+        uv_buf_t out = uv_buf_init((char *)raw_reply, sizeof raw_reply - 1);
+        if (e->raw_requests == e->raw_reset_at) {
+            /* A server that answers in full and then closes with a reset
+             * (as one does that closes with unread bytes): the answer and
+             * the reset are both in the client's socket before its loop
+             * polls again. */
+            assert_int_equal(uv_try_write(s, &out, 1), (int)out.len);
+            rc->closed = true;
+            assert_int_equal(
+                uv_tcp_close_reset((uv_tcp_t *)s, on_raw_conn_closed), 0);
+            return;
+        }
         uv_write_t *w = malloc(sizeof *w);
         assert_non_null(w);
-        uv_buf_t out = uv_buf_init((char *)raw_reply, sizeof raw_reply - 1);
         assert_int_equal(uv_write(w, s, &out, 1, on_raw_written), 0);
     }
 }
@@ -948,6 +961,35 @@ static void vanishing_server(struct env *e, bool fresh, int want_err)
     answer_free(&a);
 }
 
+/*
+ * An answer followed at once by a reset: the client's socket is readable
+ * (the whole answer) and in error (the reset) at the same poll. libuv
+ * reports only the error; the client must still read what arrived before
+ * it, as a blocking read would, rather than fail the request ("select/poll
+ * returned error").
+ */
+static void test_httpc_answer_then_reset_is_an_answer(void **state)
+{
+    struct env *e = *state;
+    struct answer a;
+    char url[URL_LEN];
+
+    raw_start(e);
+    e->raw_reset_at = 1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/ping",
+             (unsigned)e->raw_port);
+    struct rq_httpc_req req = {.method = "GET", .url = url};
+    memset(&a, 0, sizeof a);
+    assert_int_equal(rq_httpc_do(e->c, &req, on_answer, &a), 0);
+    assert_true(run_until(e, answered, &a));
+    if (a.status != 200) {
+        print_message("err %d: %s\n", a.err, a.why);
+    }
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.body, "ok");
+    answer_free(&a);
+}
+
 static void test_httpc_reused_connection_hides_a_received_request(void **state)
 {
     vanishing_server(*state, false, RQ_CONNECT);
@@ -1346,6 +1388,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_httpc_fresh_request_failure_is_not_connect, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_httpc_answer_then_reset_is_an_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_invalid_requests_are_refused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_httpc_cancel_closes_the_connection,
