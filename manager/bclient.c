@@ -395,11 +395,12 @@ static struct bcall *bcall_new(struct mcore *core,
     return c;
 }
 
-int bclient_produce(struct mcore *core, const struct mstore_partition *p,
-                    const json_t *records, uint64_t producer_id,
-                    uint64_t sequence, bclient_cb cb, void *data)
+int bclient_produce_body(struct mcore *core, const struct mstore_partition *p,
+                         uint8_t *body, size_t len, uint64_t producer_id,
+                         uint64_t sequence, bclient_cb cb, void *data)
 {
     if (mcore_closing(core)) {
+        free(body);
         return RQ_SHUTDOWN;
     }
     if (producer_id == 0) {
@@ -408,22 +409,14 @@ int bclient_produce(struct mcore *core, const struct mstore_partition *p,
         producer_id = producer_id != 0 ? producer_id : 1;
         sequence = 0;
     }
-    /* The binary form (shared/rq_record.h), so brokers parse no JSON. */
-    struct rq_buf b;
-    rq_buf_init(&b);
-    rq_record_body_put_json(&b, records);
-    if (b.err != 0) {
-        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
-        return RQ_NOMEM;
-    }
     struct bcall *c = bcall_new(core, p, cb, data);
     if (c == NULL) {
-        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
+        free(body); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
     c->produce = true;
-    c->body = (char *)b.base; /* Owned from here (freed with free()). */
-    c->body_len = b.len;
+    c->body = (char *)body; /* Owned from here (freed with free()). */
+    c->body_len = len;
     snprintf(c->path, sizeof c->path,
              "/v1/topics/%s/partitions/%u/records?producer_id=%" PRIu64
              "&sequence=%" PRIu64,
@@ -432,6 +425,22 @@ int bclient_produce(struct mcore *core, const struct mstore_partition *p,
      * inside this call. */
     uv_timer_start(&c->timer, on_retry, 0, 0);
     return 0;
+}
+
+int bclient_produce(struct mcore *core, const struct mstore_partition *p,
+                    const json_t *records, uint64_t producer_id,
+                    uint64_t sequence, bclient_cb cb, void *data)
+{
+    /* The binary form (shared/rq_record.h), so brokers parse no JSON. */
+    struct rq_buf b;
+    rq_buf_init(&b);
+    rq_record_body_put_json(&b, records);
+    if (b.err != 0) {
+        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    return bclient_produce_body(core, p, b.base, b.len, producer_id, sequence,
+                                cb, data);
 }
 
 int bclient_read(struct mcore *core, const struct mstore_partition *p,

@@ -63,6 +63,12 @@ int bclient_produce(struct mcore *core, const struct mstore_partition *p,
                     const json_t *records, uint64_t producer_id,
                     uint64_t sequence, bclient_cb cb, void *data);
 
+/* The same for a body already in the binary form (rq_record.h, count
+ * first), which the call takes whatever the result (freed with free()). */
+int bclient_produce_body(struct mcore *core, const struct mstore_partition *p,
+                         uint8_t *body, size_t len, uint64_t producer_id,
+                         uint64_t sequence, bclient_cb cb, void *data);
+
 /*
  * Reads up to @max records from @offset of partition @p, waiting up to
  * @wait_ms at the end. 0 and @cb runs later, or RQ_NOMEM / RQ_SHUTDOWN.

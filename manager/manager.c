@@ -51,6 +51,7 @@
 #include "mmetrics.h"
 #include "mstore.h"
 #include "qapi.h"
+#include "qapi_produce.h"
 #include "reconcile.h"
 #include "repair.h"
 #include "routes.h"
@@ -176,6 +177,10 @@ static const struct rq_opt options[] = {
     {"max-message-bytes", "RAFTQ_MAX_MESSAGE_BYTES", RQ_OPT_U64, "1048576",
      false, offsetof(struct manager_config, max_message_bytes),
      "largest message accepted (bytes of UTF-8)"},
+    {"default-partitions", "RAFTQ_DEFAULT_PARTITIONS", RQ_OPT_U64, "1", false,
+     offsetof(struct manager_config, default_partitions),
+     "partitions of a topic created without number_of_partitions, or by "
+     "POST /producer/register"},
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "1024",
      false, offsetof(struct manager_config, snapshot_threshold),
      "Raft entries between snapshots of the metadata"},
@@ -769,6 +774,12 @@ static int check(void *self, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    if (c->default_partitions < 1 ||
+        c->default_partitions > MCMD_MAX_PARTITIONS) {
+        snprintf(why, whyn, "need 1 <= --default-partitions <= %d",
+                 MCMD_MAX_PARTITIONS);
+        return RQ_INVALID;
+    }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
@@ -1002,6 +1013,7 @@ static int finish(void *self)
         rq_log(RQ_ERROR, "committing the store: %s", rq_strerror(rv));
     }
     mstore_close(m->store);
+    qapi_produce_close();
     qapi_close(m->core);
     repair_free(m->repair);
     reconcile_free(m->reconcile);

@@ -1,7 +1,7 @@
 /*
  * The manager's configuration, parsed and checked once by manager.c
- * (check, run by rq_main) from flags and the environment, and the request counters
- * that GET /metrics shows (mmetrics.c). Every module reads the
+ * (check, run by rq_main) from flags and the environment, and the request
+ * counters that GET /metrics shows (mmetrics.c). Every module reads the
  * configuration through the core (mcore_config); none parses flags.
  */
 #ifndef MCONFIG_H
@@ -28,6 +28,7 @@ struct manager_config {
     uint64_t broker_suspect_ms;
     uint64_t max_message_bytes;
     uint64_t snapshot_threshold;
+    uint64_t default_partitions; /* Of a topic created without a count. */
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
     uint64_t auth_clock_skew_ms;
@@ -49,6 +50,7 @@ struct manager_stats {
     uint64_t read_barriers;
     uint64_t read_index;
     uint64_t forwarded_internal; /* Of forwarded: /internal routes. */
+    uint64_t produce_calls;      /* Broker calls of merged produces. */
 };
 
 #endif /* MCONFIG_H */

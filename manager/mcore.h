@@ -23,8 +23,9 @@
  *     |
  *     v
  *   liveness_rule  reconcile_plan  repair_plan  bclient_policy   decisions,
- *     |                              |         pure; each called by its
- *     v                              v         adapter (liveness.c, ...)
+ *   pmerge                           |         pure; each called by its
+ *     |                              |         adapter (liveness.c, ...,
+ *     v                              v         qapi_produce.c)
  *   mstore  routing  mcmd  grants  placement  policy   state, pure logic
  *   rq_node  rq_httpc  rq_http  rq_httpsig      I/O
  *

@@ -38,6 +38,7 @@ enum {
     F_READ_BARRIERS,
     F_READ_INDEX,
     F_FORWARDED_INTERNAL,
+    F_PRODUCE_CALLS,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -114,6 +115,13 @@ static const struct rq_metric_def defs[F_COUNT] = {
                               "broker's registration and heartbeats sent "
                               "to this follower).",
                               {NULL}},
+    [F_PRODUCE_CALLS] = {RQ_METRIC_COUNTER,
+                         "raftq_manager_produce_calls_total",
+                         "Calls to brokers that carried single-record "
+                         "produces: the produces that arrive for a "
+                         "partition while its call is out go together in "
+                         "the next.",
+                         {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -294,7 +302,7 @@ static void on_collect(void *data)
     const uint64_t stats[] = {
         st->proposals,  st->proposal_errors,    st->forwarded,
         st->produced,   st->consumed,           st->read_barriers,
-        st->read_index, st->forwarded_internal,
+        st->read_index, st->forwarded_internal, st->produce_calls,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);

@@ -9,47 +9,194 @@
  */
 #include "qapi_produce.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bclient.h"
+#include "pmerge.h"
 #include "policy.h"
 #include "qapi.h"
 #include "rq_err.h"
+#include "rq_record.h"
+#include "rq_wire.h"
 
 #define MAX_RECORDS 10000
 
 /* ---- Produce ---- */
 
-struct produce_op {
-    struct rq_http_req *req; /* First: the held request. */
+/* ---- Merged calls to a partition (pmerge.h) ---- */
+
+/* What one call takes at most: the broker's limits are far above. */
+#define MERGE_MAX_RECORDS 1000
+#define MERGE_MAX_BYTES (1u << 20)
+
+/* A partition's queue at this manager. It lives as long as the process:
+ * its producer id stays the partition's one entry for this manager in the
+ * brokers' deduplication table. */
+struct merge {
+    struct pmerge q;
     struct mcore *core;
-    uint32_t partition; /* Chosen. */
+    struct mstore_partition part; /* The newest view a produce brought. */
+    struct merge *next;           /* In the state's list, for closing. */
 };
 
-static void on_produced(void *data, const struct bclient_result *r)
+/* One call of a queue: its items, in the order of their records. */
+struct merge_call {
+    struct merge *m;
+    struct pmerge_item *items;
+    uint32_t partition;
+};
+
+/* Every queue: by group id, and in a list for closing. One manager runs in
+ * a process, so there is one set. */
+static struct rq_idmap merges;
+static struct merge *merge_list;
+
+static void merge_send(struct merge *m);
+
+/* Answers the items of a call that ended (@r) and frees them. */
+static void merge_answer(struct mcore *core, struct pmerge_item *items,
+                         uint32_t partition, const struct bclient_result *r)
 {
-    struct produce_op *op = data;
-    struct rq_http_req *req = op->req;
-    if (req != NULL) {
-        rq_http_on_abort(req, NULL, NULL);
-        json_t *base = json_object_get(r->answer, "base_offset");
-        if (r->status == 200 && json_is_integer(base)) {
-            mcore_stats(op->core)->produced++;
-            rq_http_reply(req, 200,
-                          json_pack("{s:i,s:O}", "partition_id",
-                                    (int)op->partition, "offset", base));
-        } else {
-            if (r->retry_after != NULL) {
-                rq_http_set_header(req, "Retry-After", r->retry_after);
+    json_t *base =
+        r->answer != NULL ? json_object_get(r->answer, "base_offset") : NULL;
+    bool ok = r->status == 200 && json_is_integer(base);
+    json_int_t offset = ok ? json_integer_value(base) : 0;
+    while (items != NULL) {
+        struct pmerge_item *it = items;
+        items = it->next;
+        struct rq_http_req *req = it->req;
+        if (req != NULL) {
+            rq_http_on_abort(req, NULL, NULL);
+            if (ok) {
+                mcore_stats(core)->produced++;
+                rq_http_reply(req, 200,
+                              json_pack("{s:i,s:I}", "partition_id",
+                                        (int)partition, "offset", offset));
+            } else {
+                if (r->retry_after != NULL) {
+                    rq_http_set_header(req, "Retry-After", r->retry_after);
+                }
+                rq_http_reply_error(req, r->status == 200 ? 503 : r->status,
+                                    "%s", r->why);
             }
-            rq_http_reply_error(req, r->status == 200 ? 503 : r->status, "%s",
-                                r->why);
+        }
+        offset++;
+        free(it);
+    }
+}
+
+static void on_merged(void *data, const struct bclient_result *r)
+{
+    struct merge_call *call = data;
+    struct merge *m = call->m;
+    merge_answer(m->core, call->items, call->partition, r);
+    free(call);
+    if (pmerge_done(&m->q)) {
+        merge_send(m);
+    }
+}
+
+/* Sends the queue's next call; a call that cannot start answers its items
+ * and the next one is tried, until one starts or none waits. */
+static void merge_send(struct merge *m)
+{
+    size_t n;
+    uint64_t seq;
+    struct pmerge_item *items;
+
+    while ((items = pmerge_take(&m->q, MERGE_MAX_RECORDS, MERGE_MAX_BYTES, &n,
+                                &seq)) != NULL) {
+        struct rq_buf body;
+        rq_buf_init(&body);
+        rq_record_body_put_count(&body, (uint32_t)n);
+        for (const struct pmerge_item *it = items; it != NULL; it = it->next) {
+            rq_buf_put_bytes(&body, it->rec, it->len);
+        }
+        struct merge_call *call = malloc(sizeof *call);
+        int rv = body.err != 0 || call == NULL ? RQ_NOMEM : 0;
+        if (rv == 0) {
+            *call = (struct merge_call){m, items, m->part.partition_id};
+            rv = bclient_produce_body(m->core, &m->part, body.base, body.len,
+                                      m->q.producer_id, seq, on_merged, call);
+            rq_buf_init(&body); /* The call took it. */
+            if (rv == 0) {
+                mcore_stats(m->core)->produce_calls++;
+                return;
+            }
+        }
+        rq_buf_close(&body);
+        free(call);
+        char why[64];
+        snprintf(why, sizeof why, "cannot produce now: %s", rq_strerror(rv));
+        struct bclient_result r = {
+            .status = 503, .why = why, .retry_after = "1"};
+        merge_answer(m->core, items, m->part.partition_id, &r);
+        if (!pmerge_done(&m->q)) {
+            return;
         }
     }
-    free(op);
+}
+
+/* The queue of partition @p, made on first use, with @p as its view. */
+static struct merge *merge_of(struct mcore *core,
+                              const struct mstore_partition *p)
+{
+    struct merge *m = rq_idmap_get(&merges, p->group_id);
+    if (m == NULL) {
+        m = calloc(1, sizeof *m);
+        if (m == NULL || rq_idmap_put(&merges, p->group_id, m) != 0) {
+            free(m); /* UNTESTED: ENOMEM only. */
+            return NULL;
+        }
+        uint64_t pid = mcore_producer_id(core);
+        pmerge_init(&m->q, pid != 0 ? pid : 1);
+        m->core = core;
+        m->next = merge_list;
+        merge_list = m;
+    }
+    m->part = *p;
+    return m;
+}
+
+/* Queues one record for partition @p, holding @req until its call ends:
+ * false (answering nothing) if there is no memory for it. */
+static bool merge_produce(struct mcore *core, struct rq_http_req *req,
+                          const struct mstore_partition *p, const char *key,
+                          const char *value, size_t value_len)
+{
+    size_t key_len = key != NULL ? strlen(key) : 0;
+    size_t len = RQ_RECORD_HEADER + key_len + value_len;
+    struct merge *m = merge_of(core, p);
+    struct pmerge_item *it = m != NULL ? malloc(sizeof *it + len) : NULL;
+    if (it == NULL) {
+        return false; /* UNTESTED: ENOMEM only. */
+    }
+    it->len = len;
+    rq_record_header_put_at(it->rec, key != NULL, key_len, value_len);
+    memcpy(it->rec + RQ_RECORD_HEADER, key != NULL ? key : "", key_len);
+    memcpy(it->rec + RQ_RECORD_HEADER + key_len, value, value_len);
+    mcore_hold(req, &it->req);
+    if (pmerge_add(&m->q, it)) {
+        merge_send(m);
+    }
+    return true;
+}
+
+void qapi_produce_close(void)
+{
+    while (merge_list != NULL) {
+        struct merge *m = merge_list;
+        merge_list = m->next;
+        /* Every call has ended with the loop, and its waiting items were
+         * answered when the next call could not start. */
+        assert(m->q.head == NULL && !m->q.in_flight);
+        free(m);
+    }
+    rq_idmap_close(&merges);
 }
 
 /* The next round-robin position of @producer_id among @n partitions. */
@@ -111,31 +258,12 @@ static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
         free(parts);
         return true;
     }
-    json_t *rec = json_pack("{s:s%}", "value", a->message, a->message_len);
-    if (rec != NULL && a->key != NULL) {
-        json_object_set_new(rec, "key", json_string(a->key));
-    }
-    json_t *records = json_array();
-    json_array_append_new(records, rec);
-    struct produce_op *op = calloc(1, sizeof *op);
-    if (op == NULL || rec == NULL) {
-        free(op); /* UNTESTED: ENOMEM only. */
-        json_decref(records);
-        free(parts);
-        rq_http_reply_error(req, 500, "out of memory");
-        return true;
-    }
-    op->core = core;
-    op->partition = p;
-    rv = bclient_produce(core, &parts[p], records, 0, 0, on_produced, op);
-    json_decref(records);
+    bool queued =
+        merge_produce(core, req, &parts[p], a->key, a->message, a->message_len);
     free(parts);
-    if (rv != 0) {
-        free(op);
-        mcore_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
-        return true;
+    if (!queued) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
     }
-    mcore_hold(req, &op->req);
     return true;
 }
 

@@ -13,4 +13,8 @@
 void qapi_produce(struct rq_http_req *req, void *data);
 void qapi_records_produce(struct rq_http_req *req, void *data);
 
+/* Frees the produce queues once the loop has stopped (every call has
+ * ended). */
+void qapi_produce_close(void);
+
 #endif /* QAPI_PRODUCE_H */

@@ -163,7 +163,7 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
     struct mstore_topic t;
     struct auth who;
     bool present;
-    uint64_t n = QAPI_DEFAULT_PARTITIONS;
+    uint64_t n = mcore_config(core)->default_partitions;
 
     if (!auth_public(core, req, &who, qapi_topics_create) ||
         !qapi_body_ok(req)) {
@@ -369,14 +369,12 @@ static void client_register(struct rq_http_req *req, struct mcore *core,
     }
     int rv = mstore_topic(mcore_store(core), topic, &t);
     if (rv == RQ_NOTFOUND && type == MCMD_PRODUCER_REGISTER) {
-        if (partition != MCMD_NO_PARTITION &&
-            partition >= QAPI_DEFAULT_PARTITIONS) {
-            qapi_reply_partition_unknown(req, topic, partition,
-                                         QAPI_DEFAULT_PARTITIONS);
+        uint32_t n = (uint32_t)mcore_config(core)->default_partitions;
+        if (partition != MCMD_NO_PARTITION && partition >= n) {
+            qapi_reply_partition_unknown(req, topic, partition, n);
             return;
         }
-        create_topic(core, req, topic, QAPI_DEFAULT_PARTITIONS, true,
-                     partition);
+        create_topic(core, req, topic, n, true, partition);
         return;
     }
     if (rv == RQ_NOTFOUND) {

@@ -15,7 +15,7 @@ void qapi_topics_list(struct rq_http_req *req, void *data);
 void qapi_topics_partitions(struct rq_http_req *req, void *data);
 
 /* A producer registered for a topic that does not exist yet creates it
- * with QAPI_DEFAULT_PARTITIONS partitions. */
+ * with --default-partitions partitions. */
 void qapi_producer_register(struct rq_http_req *req, void *data);
 void qapi_consumer_register(struct rq_http_req *req, void *data);
 

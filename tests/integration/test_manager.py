@@ -412,7 +412,7 @@ def test_queue_api(ctx):
             check(len(set(p["replicas"])) == 3 and set(p["replicas"]) <= set(c.brokers),
                   "replicas %r" % p)
             check(p["leader"] in p["replicas"] and p["high_watermark"] == 0, "partition %r" % p)
-    check(len(c.partitions(2, "beta.v1")) == 3, "beta.v1 has the default 3 partitions")
+    check(len(c.partitions(2, "beta.v1")) == 1, "beta.v1 has the default 1 partition")
     check_failure(*c.call(1, "GET", "/topics/partitions", query={"topic": "nope"}), 404, "unknown topic")
     check_failure(*c.call(2, "GET", "/topics/partitions"), 400, "no topic")
     # GET parameters from a JSON body; the query string wins.
@@ -433,7 +433,7 @@ def test_queue_api(ctx):
     check(len(set(ids)) == 3 and len({c_any, c_bound, c_beta}) == 3, "ids %r" % ids)
     st, obj = c.call(2, "GET", "/topics")
     check("auto" in obj["topics"], "the producer did not create its topic: %r" % obj)
-    check(len(c.partitions(1, "auto")) == 3, "auto has 3 partitions")
+    check(len(c.partitions(1, "auto")) == 1, "auto has the default 1 partition")
     check_failure(*c.call(1, "POST", "/consumer/register", {"topic": "nope"}), 404,
                   "consumer of an unknown topic")
     check_failure(*c.call(2, "POST", "/producer/register", {"topic": "alpha", "partition_id": 2}),
@@ -616,7 +616,8 @@ def test_batch_api(ctx):
 def test_admin_liveness(ctx):
     """Section 3 with an admin token; brokers go SUSPECT and come back; a
     deleted topic's replicas leave the brokers; too few brokers is 503."""
-    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1500", "--broker-dead-ms", "4000"],
+    c = Cluster(ctx, manager_args=["--broker-suspect-ms", "1500", "--broker-dead-ms", "4000",
+                                   "--default-partitions", "2"],
                 admin_token="tok")
     c.start(wait=False)
     auth = {"Authorization": "Bearer tok"}
@@ -630,6 +631,16 @@ def test_admin_liveness(ctx):
         bs = check_ok(st, obj, "brokers")["brokers"]
         return len(bs) == 4 and all(b["state"] == "alive" for b in bs)
     wait_until(all_alive, 40, "four ALIVE brokers")
+    # --default-partitions: a topic created without a count, or by a
+    # producer's registration, has that many partitions.
+    c.create_topic(1, "twofold", None)
+    check(len(c.partitions(2, "twofold")) == 2, "twofold: %r" % c.partitions(2, "twofold"))
+    st, obj = c.call(2, "POST", "/producer/register", {"topic": "onthefly", "partition_id": 2})
+    check_failure(st, obj, 404, "partition 2 of a topic that would have 2")
+    c.register(3, "producer", "onthefly")
+    check(len(c.partitions(1, "onthefly")) == 2, "onthefly: %r" % c.partitions(1, "onthefly"))
+    for name in ("twofold", "onthefly"):  # Every broker ends with no replica.
+        check_ok(*c.call(1, "DELETE", "/admin/topics/" + name, headers=auth), "delete " + name)
     st, obj = c.call(3, "GET", "/admin/managers", headers=auth)
     check_ok(st, obj, "managers")
     check(obj["leader"] in c.managers and obj["term"] >= 1 and len(obj["managers"]) == 3,
@@ -909,6 +920,129 @@ def test_leader_killed_under_load(ctx):
     check(c.size(lead, "stream", cons) == 0, "the returning manager sees messages left")
     st, obj = c.call(lead, "GET", "/topics")
     check(check_ok(st, obj, "topics")["topics"] == ["stream"], "topics %r" % obj)
+
+
+def produce_calls(c, i):
+    """raftq_manager_produce_calls_total of manager @i."""
+    from test_metrics import scrape, value  # It imports this module.
+    return value(scrape(c.m_http[i]), "raftq_manager_produce_calls_total")
+
+
+def read_partition(c, i, topic, p):
+    """Every record of partition @p of @topic, as {offset: value}."""
+    got, offset = {}, 0
+    while True:
+        st, obj = c.call(i, "GET", "/v1/topics/%s/partitions/%d/records" % (topic, p),
+                         query={"offset": offset, "max": 1000})
+        check_ok(st, obj, "read %s/%d from %d" % (topic, p, offset))
+        for r in obj["records"]:
+            check(r["offset"] not in got, "offset %d twice" % r["offset"])
+            got[r["offset"]] = r["value"]
+        if not obj["records"]:
+            return got
+        offset = obj["next_offset"]
+
+
+def check_produced(got, acked, sent):
+    """Every acknowledged message (@acked: {message: offset}) is at its
+    offset in @got ({offset: value}), and no message of @sent is there
+    twice."""
+    for msg, off in acked.items():
+        check(got.get(off) == msg, "acked %r at offset %d, found %r" % (msg, off, got.get(off)))
+    values = [v for v in got.values() if v in sent]
+    check(len(values) == len(set(values)), "a message appears twice")
+
+
+def test_merged_produces(ctx):
+    """Single-record produces to one partition that reach a manager while
+    its call to the partition is out go together in its next call (one
+    broker request, one Raft entry), each answered with its own offset.
+    With every broker stopped, one produce goes out and 24 more from 24
+    clients are held behind it; resumed, the manager makes exactly one
+    more call for the 24, and the partition holds each acknowledged
+    message at the offset its answer named, once. Then 12 clients produce
+    through all three managers while the partition's leader broker is
+    killed: every acknowledged message is read back at its offset, and
+    none twice (a call retried on the new leader carries the same
+    deduplication pair)."""
+    c = Cluster(ctx).start()
+    c.create_topic(1, "merge", 1)
+    c.wait_topic_led("merge")
+    prod = c.register(1, "producer", "merge")
+    c.produce(1, "merge", prod, "warm-up")
+    calls = produce_calls(c, 1)
+    acked, errors, lock = {}, [], threading.Lock()
+
+    def produce(i, msg):
+        try:
+            st, obj = c.call(i, "POST", "/producer/produce",
+                             {"topic": "merge", "producer_id": prod, "message": msg}, timeout=30)
+        except Unreachable as e:
+            st, obj = 0, {"message": str(e)}
+        with lock:
+            if st == 200:
+                acked[msg] = obj["offset"]
+            else:
+                errors.append((msg, st, obj))
+
+    brokers = [b for b in c.brokers.values() if b.running()]
+    for b in brokers:
+        b.pause()
+    threads = []
+    try:
+        wait_until(lambda: waiting_requests(c, 1) == 0, 10, "manager1 to hold nothing",
+                   interval=0.02)
+        threads.append(threading.Thread(target=produce, args=(1, "first")))
+        threads[0].start()
+        wait_until(lambda: waiting_requests(c, 1) == 1, 10, "the first produce to be held",
+                   interval=0.02)
+        for n in range(24):
+            threads.append(threading.Thread(target=produce, args=(1, "held-%d" % n)))
+            threads[-1].start()
+        wait_until(lambda: waiting_requests(c, 1) == 25, 10, "25 produces to be held",
+                   interval=0.02)
+    finally:
+        for b in brokers:
+            b.resume()
+    for t in threads:
+        t.join()
+    check(not errors, "errors: %r" % errors[:3])
+    check(produce_calls(c, 1) - calls == 2,
+          "%d calls for 25 produces, not 2" % (produce_calls(c, 1) - calls))
+    held = sorted(acked[m] for m in acked if m.startswith("held-"))
+    check(held == list(range(acked["first"] + 1, acked["first"] + 25)),
+          "the held produces got offsets %r after %d" % (held, acked["first"]))
+    check_produced(read_partition(c, 2, "merge", 0), acked, set(acked))
+
+    # Many clients through every manager; the leader broker dies midway.
+    sent, stop = set(), threading.Event()
+
+    def client(k):
+        n = 0
+        while not stop.is_set():
+            msg = "c%d-%d" % (k, n)
+            with lock:
+                sent.add(msg)
+            produce(1 + k % 3, msg)
+            n += 1
+
+    errors.clear()
+    workers = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+    for t in workers:
+        t.start()
+    wait_until(lambda: len(acked) >= 25 + 300, 60, "300 more produces acknowledged")
+    leader = c.partitions(1, "merge")[0]["leader"]
+    c.brokers[leader].kill()
+    count = len(acked)
+    wait_until(lambda: len(acked) >= count + 300, 60,
+               "300 more produces acknowledged after broker %d died" % leader)
+    stop.set()
+    for t in workers:
+        t.join()
+    check(all(st >= 500 or st == 0 for _, st, _ in errors), "4xx: %r" % errors[:3])
+    check_produced(read_partition(c, 2, "merge", 0), acked, sent)
+    c.managers[1]._note("merged produces: %d acknowledged, %d failed, %d calls of manager1"
+                        % (len(acked), len(errors), produce_calls(c, 1) - calls))
 
 
 def waiting_requests(c, i):
@@ -1845,6 +1979,7 @@ if __name__ == "__main__":
         test_batch_api,
         test_admin_liveness,
         test_leader_killed_under_load,
+        test_merged_produces,
         test_restart_all,
         test_stopped_group_exits,
         test_dead_broker_replaced,

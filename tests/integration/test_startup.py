@@ -147,6 +147,13 @@ def test_refuses_unusable_secrets(ctx):
         refused(ctx, kind, ["--cluster-secret="], "required", what="--cluster-secret=")
 
 
+def test_default_partitions_range(ctx):
+    """A manager refuses a --default-partitions out of 1-1024."""
+    secret = ["--cluster-secret", TEST_SECRET]
+    for bad in ("0", "1025", "x"):
+        refused(ctx, "manager", secret + ["--default-partitions", bad], "--default-partitions")
+
+
 def test_secret_from_file(ctx):
     good = write(ctx, "good-secret", TEST_SECRET + "\n")
     for kind in KINDS:
@@ -225,5 +232,5 @@ def test_help_shows_no_default_secret(ctx):
 if __name__ == "__main__":
     run_suite("startup", [test_refuses_unusable_secrets, test_secret_from_file,
                           test_secret_file_refused, test_admin_token_file,
-                          test_help_shows_no_default_secret],
+                          test_help_shows_no_default_secret, test_default_partitions_range],
               binary="manager", ports=(32100, 32299))
