@@ -392,45 +392,6 @@ static void usage(FILE *f)
     fprintf(f, "\n");
 }
 
-/* Whether @name is in the comma-separated @list (every case when NULL). */
-static bool selected(const char *list, const char *name)
-{
-    size_t len = strlen(name);
-    if (list == NULL) {
-        return true;
-    }
-    for (const char *p = list; *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (n == len && strncmp(p, name, n) == 0) {
-            return true;
-        }
-        p += n + (end != NULL);
-    }
-    return false;
-}
-
-/* Whether every name in the comma-separated @list is a case. */
-static bool cases_known(const char *list)
-{
-    for (const char *p = list; *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        bool found = false;
-        for (size_t i = 0; i < N_CASES && !found; i++) {
-            found = strlen(CASES[i].name) == n &&
-                    strncmp(p, CASES[i].name, n) == 0;
-        }
-        if (!found) {
-            fprintf(stderr, "js_bench: --case: unknown case '%.*s'\n",
-                    (int)n, p);
-            return false;
-        }
-        p += n + (end != NULL);
-    }
-    return true;
-}
-
 /* Splits @urls (modified) into @out; the count, or -1 when too many. */
 static int split_urls(char *urls, const char **out)
 {
@@ -528,9 +489,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (only != NULL && !cases_known(only)) {
-        usage(stderr);
-        return 2;
+    if (only != NULL) {
+        const char *names[N_CASES];
+        for (size_t i = 0; i < N_CASES; i++) {
+            names[i] = CASES[i].name;
+        }
+        if (!peer_list_known(only, names, N_CASES)) {
+            fprintf(stderr, "js_bench: --case: unknown case in '%s'\n", only);
+            usage(stderr);
+            return 2;
+        }
     }
     n_urls = split_urls(url_arg, urls);
     if (n_urls <= 0) {
@@ -542,7 +510,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < N_CASES; i++) {
-        if (!selected(only, CASES[i].name)) {
+        if (!peer_list_has(only, CASES[i].name)) {
             continue;
         }
         rq_log(RQ_INFO, "%s: running for %.1f s", CASES[i].name, b.seconds);

@@ -18,9 +18,11 @@
 #define PEER_REPORT_H
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* Latencies of one case, in nanoseconds; grown as needed. */
@@ -119,6 +121,41 @@ static inline void peer_result_print(const struct peer_result *r)
            peer_fig(max, sizeof max, lat, lat ? peer_lat_ms(r->lat, 1.0) : 0),
            r->in_flight, r->size);
     fflush(stdout);
+}
+
+/* Whether the comma-separated @list names @name (every name when NULL). */
+static inline bool peer_list_has(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    if (list == NULL) {
+        return true;
+    }
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, name, n) == 0) {
+            return true;
+        }
+        p += n + (end != NULL);
+    }
+    return false;
+}
+
+/*
+ * Whether every name in the comma-separated @list is one of @names (which
+ * are distinct): @list names as many of them as it has items.
+ */
+static inline bool peer_list_known(const char *list, const char *const *names,
+                                   size_t n)
+{
+    size_t items = 1, found = 0;
+    for (const char *p = list; *p != '\0'; p++) {
+        items += *p == ',';
+    }
+    for (size_t i = 0; i < n; i++) {
+        found += peer_list_has(list, names[i]);
+    }
+    return found == items;
 }
 
 #endif /* PEER_REPORT_H */

@@ -96,10 +96,12 @@ class Server:
         self.ready = ready  # A function: whether it answers its health check.
         self.proc = None
 
-    def start(self):
+    def check_ports(self):
         for p in self.ports:
             if not port_free(p):
                 raise StartFailure("%s: port %d on %s is in use" % (self.name, p, HOST))
+
+    def start(self):
         with open(self.log_path, "ab") as f:
             # SIGKILL reaches it if this script dies before stopping it.
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=f,
@@ -245,6 +247,8 @@ def run(args):
         else:
             servers, url_list = etcd_servers(tmp, args.base_port)
         for s in servers:
+            s.check_ports()
+        for s in servers:
             s.start()
         wait_ready(servers, args.system)
         if args.system == "etcd":
@@ -253,7 +257,7 @@ def run(args):
         if args.case:
             argv += ["--case", args.case]
         log("running %s" % " ".join(argv))
-        rc = subprocess.call(argv)
+        rc = subprocess.call(argv, preexec_fn=harness._die_with_parent)
         if rc != 0:
             log("%s exited with status %d" % (os.path.basename(driver), rc))
         return rc
