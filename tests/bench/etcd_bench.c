@@ -28,7 +28,6 @@
  * Exit status: 0 when every case ran, 1 when a put failed (the log says
  * which and why), 2 on bad arguments.
  */
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +45,12 @@
 #define KEY_MAX 64
 #define MANY 32 /* Puts in flight (and connections) of etcd_put_32. */
 /* The largest request body: JSON with both fields in base64. */
-#define BODY_MAX (64 + BASE64_ENCODE_RAW_LENGTH(KEY_MAX) + \
-                  BASE64_ENCODE_RAW_LENGTH(VALUE_SIZE))
+#define BODY_MAX                              \
+    (64 + BASE64_ENCODE_RAW_LENGTH(KEY_MAX) + \
+     BASE64_ENCODE_RAW_LENGTH(VALUE_SIZE))
 
 struct bench {
-    CURLM *multi; /* The case's: connections are not kept between cases. */
+    CURLM *multi;    /* The case's: connections are not kept between cases. */
     const char *url; /* Borrowed from argv. */
     double seconds;
     struct curl_slist *headers;
@@ -142,8 +142,8 @@ static bool conn_ok(struct conn *c, CURLcode result)
     return true;
 }
 
-static int conn_init(struct conn *c, struct bench *b, const char *name,
-                     int id, const char *url)
+static int conn_init(struct conn *c, struct bench *b, const char *name, int id,
+                     const char *url)
 {
     *c = (struct conn){.b = b, .name = name, .id = id};
     c->easy = curl_easy_init();
@@ -190,8 +190,7 @@ static int run_puts(struct bench *b, const char *name, int in_flight)
     snprintf(url, sizeof url, "%s/v3/kv/put", b->url);
     /* One connection for each put in flight: none is shared. */
     curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, CURLPIPE_NOTHING);
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                      (long)in_flight);
+    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)in_flight);
     curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)in_flight);
     t0 = end = peer_now_ns();
     deadline = t0 + (uint64_t)(b->seconds * 1e9);
@@ -267,67 +266,25 @@ static int run_puts(struct bench *b, const char *name, int in_flight)
     return rv;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: etcd_bench --url http://HOST:PORT[,...] [--seconds N] "
-            "[--case ID[,ID...]]\n"
-            "cases: etcd_put_32 etcd_put_1_inflight\n");
-}
-
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"seconds", required_argument, NULL, 's'},
-        {"case", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     static const char *const cases[] = {"etcd_put_32", "etcd_put_1_inflight"};
     static const int in_flight[] = {MANY, 1};
-    struct bench b = {.seconds = 10};
-    char *url = NULL;
-    const char *only = NULL;
-    int opt, rv = 0;
+    struct bench b = {0};
+    struct peer_args args;
+    int rv;
 
+    rv = peer_args_parse(argc, argv, "etcd_bench", "http://HOST:PORT", cases, 2,
+                         &args);
+    if (rv >= 0) {
+        return rv;
+    }
+    rv = 0;
+    b.seconds = args.seconds;
     rq_log_init("etcd_bench", RQ_INFO, RQ_LOG_TEXT);
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        char *end;
-        switch (opt) {
-            case 'u':
-                url = optarg;
-                break;
-            case 's':
-                b.seconds = strtod(optarg, &end);
-                if (*end != '\0' || !(b.seconds > 0 && b.seconds <= 3600)) {
-                    fprintf(stderr, "etcd_bench: --seconds: not in (0, 3600]\n");
-                    return 2;
-                }
-                break;
-            case 'c':
-                only = optarg;
-                break;
-            case 'h':
-                usage(stdout);
-                return 0;
-            default:
-                usage(stderr);
-                return 2;
-        }
-    }
-    if (url == NULL || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (only != NULL && !peer_list_known(only, cases, 2)) {
-        fprintf(stderr, "etcd_bench: --case: unknown case in '%s'\n", only);
-        usage(stderr);
-        return 2;
-    }
     /* The first URL: the others are the cluster's other members. */
-    url[strcspn(url, ",")] = '\0';
-    b.url = url;
+    args.url[strcspn(args.url, ",")] = '\0';
+    b.url = args.url;
     memset(b.value, 'x', sizeof b.value);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         rq_log(RQ_ERROR, "libcurl did not initialise");
@@ -340,7 +297,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < 2; i++) {
-        if (!peer_list_has(only, cases[i])) {
+        if (!peer_list_has(args.only, cases[i])) {
             continue;
         }
         rq_log(RQ_INFO, "%s: running for %.1f s against %s", cases[i],

@@ -29,7 +29,6 @@
  * Exit status: 0 when every case ran, 1 when one failed (the log says
  * which and why), 2 on bad arguments.
  */
-#include <getopt.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -280,8 +279,7 @@ static int run_produce_one(struct bench *b, const struct bench_case *c)
  * time spent fetching (not creating the consumer) to @r->seconds.
  */
 static int fetch_pass(struct bench *b, const struct bench_case *c,
-                      uint64_t filled, uint64_t deadline,
-                      struct peer_result *r)
+                      uint64_t filled, uint64_t deadline, struct peer_result *r)
 {
     natsSubscription *sub = NULL;
     jsSubOptions so;
@@ -380,18 +378,6 @@ static const struct bench_case CASES[] = {
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: js_bench --url nats://HOST:PORT[,...] [--seconds N] "
-            "[--case ID[,ID...]]\n"
-            "cases:");
-    for (size_t i = 0; i < N_CASES; i++) {
-        fprintf(f, " %s", CASES[i].name);
-    }
-    fprintf(f, "\n");
-}
-
 /* Splits @urls (modified) into @out; the count, or -1 when too many. */
 static int split_urls(char *urls, const char **out)
 {
@@ -447,60 +433,24 @@ static int connect_all(struct bench *b, const char **urls, int n_urls)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"seconds", required_argument, NULL, 's'},
-        {"case", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    struct bench b = {.seconds = 10};
+    struct bench b = {0};
+    struct peer_args args;
+    const char *names[N_CASES];
     const char *urls[MAX_URLS];
-    char *url_arg = NULL;
-    const char *only = NULL;
-    int n_urls, opt, rv = 0;
+    int n_urls, rv = 0;
 
+    for (size_t i = 0; i < N_CASES; i++) {
+        names[i] = CASES[i].name;
+    }
+    rv = peer_args_parse(argc, argv, "js_bench", "nats://HOST:PORT", names,
+                         N_CASES, &args);
+    if (rv >= 0) {
+        return rv;
+    }
+    rv = 0;
+    b.seconds = args.seconds;
     rq_log_init("js_bench", RQ_INFO, RQ_LOG_TEXT);
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        char *end;
-        switch (opt) {
-            case 'u':
-                url_arg = optarg;
-                break;
-            case 's':
-                b.seconds = strtod(optarg, &end);
-                if (*end != '\0' || !(b.seconds > 0 && b.seconds <= 3600)) {
-                    fprintf(stderr, "js_bench: --seconds: not in (0, 3600]\n");
-                    return 2;
-                }
-                break;
-            case 'c':
-                only = optarg;
-                break;
-            case 'h':
-                usage(stdout);
-                return 0;
-            default:
-                usage(stderr);
-                return 2;
-        }
-    }
-    if (url_arg == NULL || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (only != NULL) {
-        const char *names[N_CASES];
-        for (size_t i = 0; i < N_CASES; i++) {
-            names[i] = CASES[i].name;
-        }
-        if (!peer_list_known(only, names, N_CASES)) {
-            fprintf(stderr, "js_bench: --case: unknown case in '%s'\n", only);
-            usage(stderr);
-            return 2;
-        }
-    }
-    n_urls = split_urls(url_arg, urls);
+    n_urls = split_urls(args.url, urls);
     if (n_urls <= 0) {
         fprintf(stderr, "js_bench: --url: 1 to %d URLs\n", MAX_URLS);
         return 2;
@@ -510,7 +460,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < N_CASES; i++) {
-        if (!peer_list_has(only, CASES[i].name)) {
+        if (!peer_list_has(args.only, CASES[i].name)) {
             continue;
         }
         rq_log(RQ_INFO, "%s: running for %.1f s", CASES[i].name, b.seconds);

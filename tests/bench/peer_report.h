@@ -17,6 +17,7 @@
 #ifndef PEER_REPORT_H
 #define PEER_REPORT_H
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -108,18 +109,18 @@ static inline void peer_result_print(const struct peer_result *r)
     if (lat) {
         qsort(r->lat->ns, r->lat->n, sizeof r->lat->ns[0], peer_lat_cmp);
     }
-    printf("{\"system\": \"%s\", \"case\": \"%s\", \"n\": %" PRIu64
-           ", \"seconds\": %.3f, \"msgs_per_s\": %.1f, \"mb_per_s\": %s"
-           ", \"p50_ms\": %s, \"p99_ms\": %s, \"p999_ms\": %s"
-           ", \"max_ms\": %s, \"in_flight\": %d, \"size\": %d}\n",
-           r->system, r->name, r->n, r->seconds, rate,
-           peer_fig(mb, sizeof mb, 1, rate * r->size / 1e6),
-           peer_fig(p50, sizeof p50, lat, lat ? peer_lat_ms(r->lat, 0.5) : 0),
-           peer_fig(p99, sizeof p99, lat, lat ? peer_lat_ms(r->lat, 0.99) : 0),
-           peer_fig(p999, sizeof p999, lat,
-                    lat ? peer_lat_ms(r->lat, 0.999) : 0),
-           peer_fig(max, sizeof max, lat, lat ? peer_lat_ms(r->lat, 1.0) : 0),
-           r->in_flight, r->size);
+    printf(
+        "{\"system\": \"%s\", \"case\": \"%s\", \"n\": %" PRIu64
+        ", \"seconds\": %.3f, \"msgs_per_s\": %.1f, \"mb_per_s\": %s"
+        ", \"p50_ms\": %s, \"p99_ms\": %s, \"p999_ms\": %s"
+        ", \"max_ms\": %s, \"in_flight\": %d, \"size\": %d}\n",
+        r->system, r->name, r->n, r->seconds, rate,
+        peer_fig(mb, sizeof mb, 1, rate * r->size / 1e6),
+        peer_fig(p50, sizeof p50, lat, lat ? peer_lat_ms(r->lat, 0.5) : 0),
+        peer_fig(p99, sizeof p99, lat, lat ? peer_lat_ms(r->lat, 0.99) : 0),
+        peer_fig(p999, sizeof p999, lat, lat ? peer_lat_ms(r->lat, 0.999) : 0),
+        peer_fig(max, sizeof max, lat, lat ? peer_lat_ms(r->lat, 1.0) : 0),
+        r->in_flight, r->size);
     fflush(stdout);
 }
 
@@ -156,6 +157,83 @@ static inline bool peer_list_known(const char *list, const char *const *names,
         found += peer_list_has(list, names[i]);
     }
     return found == items;
+}
+
+/* The options every driver takes. */
+struct peer_args {
+    char *url;        /* --url: one or more, comma-separated; from argv. */
+    double seconds;   /* --seconds each case runs (default 10). */
+    const char *only; /* --case: the cases to run, comma-separated; NULL
+                         for all. */
+};
+
+static inline void peer_usage(FILE *f, const char *prog, const char *url_form,
+                              const char *const *names, size_t n)
+{
+    fprintf(f,
+            "usage: %s --url %s[,...] [--seconds N] [--case ID[,ID...]]\n"
+            "cases:",
+            prog, url_form);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, " %s", names[i]);
+    }
+    fprintf(f, "\n");
+}
+
+/*
+ * Parses the options into @out for the driver @prog, whose cases are
+ * @names. Returns -1 when the driver goes on, or the exit status it ends
+ * with: 0 after --help, 2 for bad arguments (with the reason printed).
+ */
+static inline int peer_args_parse(int argc, char **argv, const char *prog,
+                                  const char *url_form,
+                                  const char *const *names, size_t n,
+                                  struct peer_args *out)
+{
+    static const struct option longopts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"seconds", required_argument, NULL, 's'},
+        {"case", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+
+    *out = (struct peer_args){.seconds = 10};
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        char *end;
+        switch (opt) {
+            case 'u':
+                out->url = optarg;
+                break;
+            case 's':
+                out->seconds = strtod(optarg, &end);
+                if (*end != '\0' ||
+                    !(out->seconds > 0 && out->seconds <= 3600)) {
+                    fprintf(stderr, "%s: --seconds: not in (0, 3600]\n", prog);
+                    return 2;
+                }
+                break;
+            case 'c':
+                out->only = optarg;
+                break;
+            case 'h':
+                peer_usage(stdout, prog, url_form, names, n);
+                return 0;
+            default:
+                peer_usage(stderr, prog, url_form, names, n);
+                return 2;
+        }
+    }
+    if (out->url == NULL || optind != argc) {
+        peer_usage(stderr, prog, url_form, names, n);
+        return 2;
+    }
+    if (out->only != NULL && !peer_list_known(out->only, names, n)) {
+        fprintf(stderr, "%s: --case: unknown case in '%s'\n", prog, out->only);
+        return 2;
+    }
+    return -1;
 }
 
 #endif /* PEER_REPORT_H */
