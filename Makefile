@@ -8,7 +8,8 @@
 #   make run     a local cluster: build/raftq dev (ARGS="--brokers 4" passes options)
 #   make run-atm a local ATM network (see README.md)
 #   make chaos   the fault-injection suite on the release build (root; SEED=, DURATION=, TLS=1)
-#   make bench   figures, printed (never asserted)
+#   make bench   figures, printed (never asserted), beside NATS JetStream and
+#                etcd (make bench-deps installs them; make bench runs it)
 #   make fuzz    every libFuzzer harness for FUZZ_SECONDS (default 30) each,
 #                built with clang in build/fuzz (installs clang if missing)
 #   make fuzz-merge  adds what make fuzz found new to tests/fuzz/corpus/
@@ -102,6 +103,7 @@ FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 .PHONY: fuzz fuzz-deps fuzz-bins fuzz-merge
 .PHONY: raft-lib FORCE
+.PHONY: bench-deps
 .PHONY: all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
@@ -109,18 +111,24 @@ FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 all: $(BINS)
 
+# Installs those of the Debian packages $(2) that are missing, naming the
+# target $(1) in what it prints: one dpkg-query each when all is there.
+define apt_install
+missing=$$(for p in $(2); do \
+    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+  done); \
+if [ -n "$$missing" ]; then \
+  echo "$(1): installing $$missing"; \
+  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+  $$SUDO apt-get update -qq && \
+  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+    { echo "$(1): apt-get install failed for: $$missing" >&2; exit 1; }; \
+fi
+endef
+
 # deps installs only what is missing, so it costs one dpkg-query when all is there.
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  echo "deps: installing $$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
-	    { echo "deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
-	fi
+	@$(call apt_install,deps,$(DEB_PKGS))
 	@bash deploy/deps/raft.sh build/deps/raft "-O2 -g"
 	@$(MAKE) --no-print-directory SAN=1 raft-lib
 
@@ -206,6 +214,9 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(APP_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The JetStream driver links libnats, which only bench-deps installs.
+$(BUILD)/bench/js_bench: LIBS += -lnats
+
 # The harnesses under gcc and the sanitizers, each with the replay main().
 $(BUILD)/fuzz-replay/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o \
                              $(BUILD)/obj/tests/fuzz/replay.o $(APP_LIBS)
@@ -247,16 +258,7 @@ deploy-check: deps
 UI_TEST_PKGS := chromium
 
 test-ui-deps:
-	@missing=$$(for p in $(UI_TEST_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  echo "test-ui-deps: installing $$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
-	    { echo "test-ui-deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
-	fi
+	@$(call apt_install,test-ui-deps,$(UI_TEST_PKGS))
 
 test-ui: deps test-ui-deps
 	$(MAKE) --no-print-directory all
@@ -284,16 +286,7 @@ FUZZ_SECONDS ?= 30
 FUZZ ?= $(FUZZ_NAMES)
 
 fuzz-deps:
-	@missing=$$(for p in $(FUZZ_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  echo "fuzz-deps: installing $$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
-	    { echo "fuzz-deps: apt-get install failed for: $$missing" >&2; exit 1; }; \
-	fi
+	@$(call apt_install,fuzz-deps,$(FUZZ_PKGS))
 
 fuzz: deps fuzz-deps
 	$(MAKE) --no-print-directory BUILD=build/fuzz SAN=fuzz CC=clang fuzz-bins
@@ -316,7 +309,16 @@ chaos: deps
 	python3 tests/chaos/chaos.py --build build --profile full --duration $(DURATION) \
 	  $(if $(SEED),--seed $(SEED)) $(if $(filter 1 yes,$(TLS)),--tls) --out build/chaos
 
-bench: deps
+# make bench measures raftq beside a 3-node NATS JetStream and a 3-node etcd
+# (tests/bench/peers.py), Debian 12's builds of both: bench-deps installs
+# them and libnats-dev (for tests/bench/js_bench.c), so make deps and make
+# test never need them.
+BENCH_PKGS := nats-server libnats-dev etcd-server etcd-client
+
+bench-deps:
+	@$(call apt_install,bench-deps,$(BENCH_PKGS))
+
+bench: deps bench-deps
 	$(MAKE) --no-print-directory all $(BENCH_BINS)
 	bash tests/bench/run.sh
 
