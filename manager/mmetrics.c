@@ -39,6 +39,7 @@ enum {
     F_READ_INDEX,
     F_FORWARDED_INTERNAL,
     F_PRODUCE_CALLS,
+    F_CONSUME_ADVANCES,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -122,6 +123,13 @@ static const struct rq_metric_def defs[F_COUNT] = {
                          "partition while its call is out go together in "
                          "the next.",
                          {NULL}},
+    [F_CONSUME_ADVANCES] = {RQ_METRIC_COUNTER,
+                            "raftq_manager_consume_advances_total",
+                            "Offset advances GET /consumer/consume proposed "
+                            "as leader: the consumes waiting behind one for "
+                            "the same partition share its read and its "
+                            "advance.",
+                            {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -300,9 +308,10 @@ static void on_collect(void *data)
 
     const struct manager_stats *st = mcore_stats(core);
     const uint64_t stats[] = {
-        st->proposals,  st->proposal_errors,    st->forwarded,
-        st->produced,   st->consumed,           st->read_barriers,
-        st->read_index, st->forwarded_internal, st->produce_calls,
+        st->proposals,        st->proposal_errors,    st->forwarded,
+        st->produced,         st->consumed,           st->read_barriers,
+        st->read_index,       st->forwarded_internal, st->produce_calls,
+        st->consume_advances,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);

@@ -10,6 +10,15 @@
  * reads the offset the previous committed; a stale leader's advance fails
  * its check, so no message is delivered twice. A lost check reads the
  * state again, up to CAS_RETRIES times.
+ *
+ * Consumes that wait behind the running one for the same partition (a
+ * bound consumer, or a topic of one partition) ride along with it: the
+ * running one reads as many records as there are consumes (up to
+ * CONSUME_BATCH), gives one to itself and one to each rider in queue
+ * order, and proposes one advance past all of them; each is answered once
+ * that advance is applied, as it would have been alone. A rider whose
+ * client has gone by then ends the ride (it and those behind it wait for
+ * their own turn), so no advance is proposed for a client that has gone.
  */
 #include "qapi_consume.h"
 
@@ -29,6 +38,8 @@
 #define LOG_TAG "qapi"
 
 #define CAS_RETRIES 5
+/* Consumes served by one read and one advance, at most. */
+#define CONSUME_BATCH 64
 
 /* ---- Consume ---- */
 
@@ -61,6 +72,10 @@ struct consume {
      * flight, or failed with leadership lost): a failure answer then says
      * the offset may have moved. */
     bool in_doubt;
+    /* The consumes riding with this one (the running one), in queue
+     * order, each with its message and msg_offset. */
+    struct consume *riders[CONSUME_BATCH - 1];
+    size_t n_riders;
 };
 
 static void consume_start(struct consume *op);
@@ -161,6 +176,71 @@ static void consume_fail(struct consume *op, int status, const char *msg)
     rq_http_reply(op->req, status, body);
 }
 
+/* The consume after @op in its consumer's queue, or NULL. */
+static struct consume *after(const struct consume *op)
+{
+    struct cqueue *q = cqueue_get(op->consumer_id, false);
+    if (q == NULL || op->link.next == &q->ops) {
+        return NULL;
+    }
+    return RQ_LIST_ENTRY(op->link.next, struct consume, link);
+}
+
+/* Whether @next, waiting behind @op, may ride with it: the same target,
+ * a client still waiting, one partition to visit. */
+static bool may_ride(const struct consume *op, const struct consume *next)
+{
+    return next != NULL && !next->running && next->req != NULL &&
+           op->n_order == 1 && next->given == op->given &&
+           strcmp(next->topic, op->topic) == 0;
+}
+
+/* How many consumes may ride with @op now. */
+static size_t rider_room(const struct consume *op)
+{
+    size_t n = 0;
+    for (const struct consume *c = after(op);
+         n < CONSUME_BATCH - 1 && may_ride(op, c); c = after(c)) {
+        n++;
+    }
+    return n;
+}
+
+/* Ends the ride of @op's riders from the @from-th on: they wait for their
+ * own turn again. */
+static void riders_release_from(struct consume *op, size_t from)
+{
+    for (size_t i = from; i < op->n_riders; i++) {
+        struct consume *r = op->riders[i];
+        r->running = false;
+        r->in_doubt = false;
+        free(r->message);
+        r->message = NULL;
+    }
+    op->n_riders = from;
+}
+
+static void riders_release(struct consume *op)
+{
+    riders_release_from(op, 0);
+}
+
+/* Ends @op's riders with @status and @msg (a failure of the advance they
+ * share), each as consume_fail() says. */
+static void riders_fail(struct consume *op, int status, const char *msg)
+{
+    for (size_t i = 0; i < op->n_riders; i++) {
+        struct consume *r = op->riders[i];
+        if (r->req != NULL) {
+            rq_http_on_abort(r->req, NULL, NULL);
+            consume_fail(r, status, msg);
+        }
+        rq_list_remove(&r->link);
+        consume_free(r);
+    }
+    op->n_riders = 0;
+}
+
 /* Ends @op (its answer already given, or @status/@fmt now) and starts the
  * consumer's next request. */
 static void consume_end(struct consume *op, int status, const char *fmt, ...)
@@ -169,6 +249,7 @@ static void consume_end(struct consume *op, int status, const char *fmt, ...)
 static void consume_end(struct consume *op, int status, const char *fmt, ...)
 {
     uint64_t id = op->consumer_id;
+    riders_release(op); /* Those not answered wait for their own turn. */
     if (op->req != NULL && status != 0) {
         char msg[QAPI_WHY * 2];
         va_list ap;
@@ -228,6 +309,10 @@ static void on_advanced(void *data, int status, uint64_t result)
         /* Proposed and then leadership was lost (or the manager closed):
          * the entry may still commit under the next leader (in_doubt
          * stays). */
+        riders_fail(op, 503,
+                    "this manager lost leadership before the offset advance "
+                    "was known to commit: the message may have been "
+                    "consumed and not delivered; retry");
         consume_end(op, 503,
                     "this manager lost leadership before the offset advance "
                     "was known to commit (%s): the message may have been "
@@ -237,6 +322,7 @@ static void on_advanced(void *data, int status, uint64_t result)
     }
     op->in_doubt = false; /* Applied: committed, or refused by its check. */
     if (MSTORE_IS_ERR(result)) {
+        riders_release(op);
         int code = MSTORE_ERR_CODE(result);
         if (code == RQ_INVALID && ++op->cas_lost < CAS_RETRIES &&
             !mcore_closing(op->core)) {
@@ -261,7 +347,7 @@ static void on_advanced(void *data, int status, uint64_t result)
                         : "the consumer's offset kept moving; retry");
         return;
     }
-    mcore_stats(op->core)->consumed++;
+    mcore_stats(op->core)->consumed += 1 + op->n_riders;
     json_t *skipped = NULL;
     if (op->msg_offset > op->offset) {
         /* Retention removed what this consumer had not read. */
@@ -284,6 +370,19 @@ static void on_advanced(void *data, int status, uint64_t result)
         rq_http_reply(op->req, 200, body);
     }
     json_decref(skipped);
+    for (size_t i = 0; i < op->n_riders; i++) {
+        struct consume *r = op->riders[i];
+        if (r->req != NULL) {
+            rq_http_on_abort(r->req, NULL, NULL);
+            rq_http_reply(r->req, 200,
+                          json_pack("{s:s,s:i,s:I}", "message", r->message,
+                                    "partition_id", (int)p, "offset",
+                                    (json_int_t)r->msg_offset));
+        }
+        rq_list_remove(&r->link);
+        consume_free(r);
+    }
+    op->n_riders = 0;
     consume_end(op, 0, "%s", "");
 }
 
@@ -293,6 +392,15 @@ static void propose_advance(struct consume *op)
         return;
     }
     uint32_t p = op->order[op->idx];
+    /* A rider whose client has gone ends the ride there. */
+    for (size_t i = 0; i < op->n_riders; i++) {
+        if (op->riders[i]->req == NULL) {
+            riders_release_from(op, i);
+            break;
+        }
+    }
+    uint64_t last = op->n_riders > 0 ? op->riders[op->n_riders - 1]->msg_offset
+                                     : op->msg_offset;
     struct mcmd c = {.type = MCMD_OFFSET_COMMIT};
     c.u.offset_commit.consumer_id = op->consumer_id;
     c.u.offset_commit.cursor =
@@ -305,12 +413,13 @@ static void propose_advance(struct consume *op)
     }
     c.u.offset_commit.offsets[0] = (struct mcmd_offset){
         .partition_id = p,
-        .offset = op->msg_offset + 1,
+        .offset = last + 1,
         .expected = op->offset,
     };
     int rv = mcore_propose(op->core, &c, on_advanced, op);
     mcmd_clear(&c);
     if (rv != 0) {
+        riders_release(op);
         consume_end(op, 503,
                     "this manager cannot commit the offset now (%s), so no "
                     "message was consumed; retry",
@@ -318,6 +427,41 @@ static void propose_advance(struct consume *op)
         return;
     }
     op->in_doubt = true;
+    mcore_stats(op->core)->consume_advances++;
+    for (size_t i = 0; i < op->n_riders; i++) {
+        op->riders[i]->in_doubt = true;
+    }
+}
+
+/* Hands the records after the first of @recs (read for @op) to the
+ * consumes waiting behind it that may ride, one each, in order. */
+static void riders_take(struct consume *op, const json_t *recs)
+{
+    struct consume *next = after(op);
+    uint64_t expect = op->msg_offset + 1;
+    for (size_t i = 1; i < json_array_size(recs) &&
+                       op->n_riders < CONSUME_BATCH - 1 && may_ride(op, next);
+         i++) {
+        const json_t *rec = json_array_get(recs, i);
+        const json_t *off = json_object_get(rec, "offset");
+        const json_t *val = json_object_get(rec, "value");
+        if (!json_is_integer(off) || !json_is_string(val) ||
+            (uint64_t)json_integer_value(off) != expect) {
+            break; /* Only records that follow on without a gap. */
+        }
+        expect++;
+        next->message = strdup(json_string_value(val));
+        if (next->message == NULL) {
+            break; /* UNTESTED: ENOMEM only. */
+        }
+        next->msg_offset = (uint64_t)json_integer_value(off);
+        /* Its answer names no skipped range: only the first record can
+         * follow one. */
+        next->offset = next->msg_offset;
+        next->running = true;
+        op->riders[op->n_riders++] = next;
+        next = after(next);
+    }
 }
 
 static void on_consume_read(void *data, const struct bclient_result *r)
@@ -335,9 +479,9 @@ static void on_consume_read(void *data, const struct bclient_result *r)
          * the first offset still held. The commit still expects the
          * consumer's offset as it was. */
         op->reread = true;
-        int rv = bclient_read(op->core, &op->parts[p],
-                              (uint64_t)json_integer_value(first), 1, 0,
-                              on_consume_read, op);
+        int rv = bclient_read(
+            op->core, &op->parts[p], (uint64_t)json_integer_value(first),
+            (uint32_t)(1 + rider_room(op)), 0, on_consume_read, op);
         if (rv != 0) {
             consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
         }
@@ -354,6 +498,7 @@ static void on_consume_read(void *data, const struct bclient_result *r)
             consume_end(op, 503, "out of memory"); /* UNTESTED */
             return;
         }
+        riders_take(op, recs);
         propose_advance(op);
         return;
     }
@@ -397,8 +542,9 @@ static void consume_next(struct consume *op)
     uint32_t p = op->order[op->idx];
     op->reread = false;
     op->offset = op->offsets[p];
-    int rv = bclient_read(op->core, &op->parts[p], op->offset, 1, 0,
-                          on_consume_read, op);
+    int rv =
+        bclient_read(op->core, &op->parts[p], op->offset,
+                     (uint32_t)(1 + rider_room(op)), 0, on_consume_read, op);
     if (rv != 0) {
         consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
     }

@@ -953,6 +953,34 @@ def check_produced(got, acked, sent):
     check(len(values) == len(set(values)), "a message appears twice")
 
 
+def held_behind_one(c, i, first, rest):
+    """With every broker stopped, runs @first (a function sending one
+    request to manager @i) in a thread until manager @i holds it, then each
+    of @rest likewise until it holds them all, resumes the brokers and
+    waits for every thread: requests that queue behind one in flight."""
+    brokers = [b for b in c.brokers.values() if b.running()]
+    for b in brokers:
+        b.pause()
+    threads = []
+    try:
+        wait_until(lambda: waiting_requests(c, i) == 0, 10, "manager%d to hold nothing" % i,
+                   interval=0.02)
+        for k, f in enumerate([first] + list(rest)):
+            threads.append(threading.Thread(target=f))
+            threads[-1].start()
+            if k == 0:
+                wait_until(lambda: waiting_requests(c, i) == 1, 10,
+                           "the first request to be held", interval=0.02)
+        n = len(threads)
+        wait_until(lambda: waiting_requests(c, i) == n, 10, "%d requests to be held" % n,
+                   interval=0.02)
+    finally:
+        for b in brokers:
+            b.resume()
+    for t in threads:
+        t.join()
+
+
 def test_merged_produces(ctx):
     """Single-record produces to one partition that reach a manager while
     its call to the partition is out go together in its next call (one
@@ -985,27 +1013,8 @@ def test_merged_produces(ctx):
             else:
                 errors.append((msg, st, obj))
 
-    brokers = [b for b in c.brokers.values() if b.running()]
-    for b in brokers:
-        b.pause()
-    threads = []
-    try:
-        wait_until(lambda: waiting_requests(c, 1) == 0, 10, "manager1 to hold nothing",
-                   interval=0.02)
-        threads.append(threading.Thread(target=produce, args=(1, "first")))
-        threads[0].start()
-        wait_until(lambda: waiting_requests(c, 1) == 1, 10, "the first produce to be held",
-                   interval=0.02)
-        for n in range(24):
-            threads.append(threading.Thread(target=produce, args=(1, "held-%d" % n)))
-            threads[-1].start()
-        wait_until(lambda: waiting_requests(c, 1) == 25, 10, "25 produces to be held",
-                   interval=0.02)
-    finally:
-        for b in brokers:
-            b.resume()
-    for t in threads:
-        t.join()
+    held_behind_one(c, 1, lambda: produce(1, "first"),
+                    [lambda n=n: produce(1, "held-%d" % n) for n in range(24)])
     check(not errors, "errors: %r" % errors[:3])
     check(produce_calls(c, 1) - calls == 2,
           "%d calls for 25 produces, not 2" % (produce_calls(c, 1) - calls))
@@ -1043,6 +1052,50 @@ def test_merged_produces(ctx):
     check_produced(read_partition(c, 2, "merge", 0), acked, sent)
     c.managers[1]._note("merged produces: %d acknowledged, %d failed, %d calls of manager1"
                         % (len(acked), len(errors), produce_calls(c, 1) - calls))
+
+
+def test_consumes_ride_together(ctx):
+    """Consumes of one consumer that wait behind the running one for the
+    same partition ride with it: one read of as many records, one offset
+    advance past all of them, each consume answered with its own message
+    once the advance is applied. With every broker stopped, one consume
+    is held and 19 more queue behind it; resumed, the first is served
+    alone (it read one record before the others came) and the 19 share
+    one advance: two advances for 20 messages, offsets 0 to 19 each
+    delivered once, and the consumer's offset is 20."""
+    c = Cluster(ctx).start()
+    lead = c.wait_leader()
+    c.create_topic(lead, "ride", 1)
+    c.wait_topic_led("ride")
+    prod = c.register(lead, "producer", "ride")
+    cons = c.register(lead, "consumer", "ride")
+    for n in range(25):
+        c.produce(lead, "ride", prod, "m%d" % n)
+    from test_metrics import scrape, value  # It imports this module.
+
+    def advances():
+        return value(scrape(c.m_http[lead]), "raftq_manager_consume_advances_total")
+    got, errors, lock = [], [], threading.Lock()
+
+    def consume():
+        try:
+            st, obj = c.call(lead, "GET", "/consumer/consume",
+                             query={"topic": "ride", "consumer_id": cons}, timeout=30)
+        except Unreachable as e:
+            st, obj = 0, {"message": str(e)}
+        with lock:
+            (got if st == 200 else errors).append(obj if st == 200 else (st, obj))
+
+    before = advances()
+    held_behind_one(c, lead, consume, [consume] * 19)
+    check(not errors, "errors: %r" % errors[:3])
+    check(sorted(g["offset"] for g in got) == list(range(20)), "offsets %r" % got)
+    check(all(g["message"] == "m%d" % g["offset"] for g in got), "messages %r" % got)
+    check(advances() - before == 2, "%d advances for 20 consumes, not 2" % (advances() - before))
+    st, obj = c.call(lead, "GET", "/v1/consumers/%d/offsets" % cons)
+    check(check_ok(st, obj, "offsets")["offsets"][0]["offset"] == 20, "offsets %r" % obj)
+    # And one at a time, a consume still gets the next message.
+    check(c.consume(lead, "ride", cons)[0] == "m20", "the next consume")
 
 
 def waiting_requests(c, i):
@@ -1980,6 +2033,7 @@ if __name__ == "__main__":
         test_admin_liveness,
         test_leader_killed_under_load,
         test_merged_produces,
+        test_consumes_ride_together,
         test_restart_all,
         test_stopped_group_exits,
         test_dead_broker_replaced,
