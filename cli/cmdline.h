@@ -51,6 +51,7 @@ enum cmd {
     CMD_TOKEN_CREATE,
     CMD_TOKEN_LIST,
     CMD_TOKEN_REVOKE,
+    CMD_BENCH,
 };
 
 #define CMDLINE_DEFAULT_TIMEOUT_MS 10000
@@ -59,7 +60,11 @@ enum cmd {
 #define CMDLINE_DEFAULT_DATA "./data"
 #define CMDLINE_DEFAULT_BASE_PORT 9500
 #define CMDLINE_MAX_BROKERS 20
-#define CMDLINE_MAX_GRANTS 16 /* token create --grant, as a token holds */
+#define CMDLINE_MAX_GRANTS 16       /* token create --grant, as a token holds */
+#define CMDLINE_DEFAULT_SECONDS 10  /* bench --seconds */
+#define CMDLINE_MAX_IN_FLIGHT 1024  /* bench --in-flight */
+#define CMDLINE_MAX_SIZE (1u << 20) /* bench --size: a message's limit */
+#define CMDLINE_MAX_PARTITIONS 1024 /* bench --partitions */
 
 /* The environment variables the command line falls back on (NULL when
  * unset). Borrowed. */
@@ -102,13 +107,15 @@ struct cmdline {
     uint64_t max;
     bool has_max;
     bool follow;
-    uint32_t batch; /* produce --batch: records per request. */
+    uint32_t batch; /* produce, bench --batch: records per request. */
+    bool has_batch;
     uint32_t broker_id;
     const char *token_name;                 /* token create NAME */
     const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
     size_t n_grants;
     uint64_t token_id; /* token revoke ID */
-    char **values;     /* produce VALUE...; n_values 0 means standard input. */
+    char **values;     /* produce VALUE... (n_values 0 means standard
+                          input); bench CASE... (0: every case). */
     size_t n_values;
 
     /* raftq dev. */
@@ -120,6 +127,11 @@ struct cmdline {
     uint16_t base_port;
     bool has_base_port;
     bool dev_tls; /* raftq dev --tls */
+
+    /* raftq bench (also topic, via --topic, partitions and batch). */
+    uint32_t seconds;   /* --seconds: each case's window. */
+    uint32_t in_flight; /* --in-flight, or 0: each case's own. */
+    uint32_t size;      /* --size in bytes, or 0: each case's own. */
 };
 
 /*

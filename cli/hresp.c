@@ -223,16 +223,16 @@ int hresp_json_u64(const char *body, size_t len, const char *name,
             continue;
         }
         const char *v = q + n + 2;
-        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' ||
-                           *v == '\n')) {
+        while (v < end &&
+               (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
             v++;
         }
         if (v == end || *v != ':') {
             continue; /* A string value equal to the name. */
         }
         v++;
-        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' ||
-                           *v == '\n')) {
+        while (v < end &&
+               (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
             v++;
         }
         uint64_t x = 0;

@@ -61,14 +61,16 @@ static void test_hresp_head_statuses_and_connection(void **state)
         {"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
          "content-length: 7\r\n\r\n",
          503, 7, false},
-        {"HTTP/1.1 404 Not Found\r\nContent-Length:0\r\nConnection: close\r\n\r\n",
+        {"HTTP/1.1 404 Not Found\r\nContent-Length:0\r\nConnection: "
+         "close\r\n\r\n",
          404, 0, true},
         {"HTTP/1.1 200 OK\r\nConnection: upgrade, CLOSE \r\n"
          "Content-Length:  5 \r\n\r\n",
          200, 5, true},
         /* HTTP/1.0 closes unless it says keep-alive. */
         {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", 200, 2, true},
-        {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+        {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: "
+         "2\r\n\r\n",
          200, 2, false},
         /* No reason phrase; a 204 has no body. */
         {"HTTP/1.1 204\r\n\r\n", 204, 0, false},
@@ -88,10 +90,11 @@ static void test_hresp_head_statuses_and_connection(void **state)
         if (rv != 0 || !h.complete || h.status != cases[i].status ||
             h.body_len != cases[i].body_len || h.close != cases[i].close ||
             h.head_len != strlen(cases[i].head)) {
-            fail_msg("case %zu: rv %d complete %d status %d len %llu close %d "
-                     "(%s)",
-                     i, rv, h.complete, h.status,
-                     (unsigned long long)h.body_len, h.close, why);
+            fail_msg(
+                "case %zu: rv %d complete %d status %d len %llu close %d "
+                "(%s)",
+                i, rv, h.complete, h.status, (unsigned long long)h.body_len,
+                h.close, why);
         }
     }
 }
@@ -131,8 +134,8 @@ static void test_hresp_head_refusals_say_why(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct hresp h;
         why[0] = '\0';
-        int rv = hresp_head(bad[i].head, strlen(bad[i].head), &h, why,
-                            sizeof why);
+        int rv =
+            hresp_head(bad[i].head, strlen(bad[i].head), &h, why, sizeof why);
         if (rv != bad[i].rv || strstr(why, bad[i].says) == NULL) {
             fail_msg("case %zu: got %d '%s', expected %d saying '%s'", i, rv,
                      why, bad[i].rv, bad[i].says);
