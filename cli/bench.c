@@ -618,6 +618,9 @@ static int fill(struct run *r, const volatile sig_atomic_t *stop,
 
 static int setup(struct run *r, const volatile sig_atomic_t *stop)
 {
+    if (r->kind == HEALTHZ) {
+        return build_per_conn(r, NULL); /* No topic. */
+    }
     int code = create_topic(r);
     if (code == CLI_OK) {
         code = wait_leaders(r, stop);
@@ -671,7 +674,7 @@ static int setup(struct run *r, const volatile sig_atomic_t *stop)
             }
             return code;
         case HEALTHZ:
-            return build_per_conn(r, NULL);
+            break;
     }
     return CLI_OK;
 }
@@ -720,7 +723,8 @@ static int resolve_targets(const struct cmdline *cl, struct loadgen_target *out,
         if (strncmp(b, "https://", 8) == 0) {
             fprintf(stderr,
                     "raftq bench: %s: raftq bench speaks plain HTTP only; "
-                    "https:// managers are not supported yet\n",
+                    "https:// managers are not supported yet\nTry 'raftq "
+                    "bench --help'.\n",
                     b);
             return CLI_USAGE;
         }
@@ -816,7 +820,7 @@ int bench_run(const struct cmdline *cl, struct mclient *c,
         if (strlen(cl->topic) > TOPIC_MAX - 24 || !topic_chars_ok(cl->topic)) {
             fprintf(stderr,
                     "raftq: --topic: a prefix of 1 to %d characters of "
-                    "[A-Za-z0-9._-]\n",
+                    "[A-Za-z0-9._-]\nTry 'raftq bench --help'.\n",
                     TOPIC_MAX - 24);
             return CLI_USAGE;
         }

@@ -135,6 +135,46 @@ static void test_cmdline_commands_and_arguments(void **state)
     assert_int_equal(cl.partition, 2);
 }
 
+static void test_cmdline_bench_cases_and_options(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+
+    /* No case: every case, with each case's own settings. */
+    assert_int_equal(parse("bench", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_BENCH);
+    assert_int_equal(cl.n_values, 0);
+    assert_int_equal(cl.seconds, CMDLINE_DEFAULT_SECONDS);
+    assert_int_equal(cl.in_flight, 0);
+    assert_int_equal(cl.size, 0);
+    assert_false(cl.has_batch);
+    assert_false(cl.has_partitions);
+    assert_null(cl.topic);
+    assert_non_null(cl.managers);
+
+    /* Cases in the order given (bench.c knows which exist), and every
+     * option, global ones included. */
+    assert_int_equal(parse("bench consume_8 --seconds 3 --in-flight 16 "
+                           "produce_1k_many --size 512 --batch 100 "
+                           "--partitions 4 --topic t1 --json --token s",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.n_values, 2);
+    assert_string_equal(cl.values[0], "consume_8");
+    assert_string_equal(cl.values[1], "produce_1k_many");
+    assert_int_equal(cl.seconds, 3);
+    assert_int_equal(cl.in_flight, 16);
+    assert_int_equal(cl.size, 512);
+    assert_true(cl.has_batch);
+    assert_int_equal(cl.batch, 100);
+    assert_true(cl.has_partitions);
+    assert_int_equal(cl.partitions, 4);
+    assert_string_equal(cl.topic, "t1");
+    assert_true(cl.json);
+    assert_string_equal(cl.token, "s");
+}
+
 static void test_cmdline_global_options_anywhere(void **state)
 {
     (void)state;
@@ -264,6 +304,16 @@ static void test_cmdline_usage_errors_say_why(void **state)
         {"dev --base-port 70000", "--base-port"},
         {"--timeout 0 topic list", "--timeout"},
         {"broker list --managers=", "--managers needs"},
+        {"bench --seconds 0", "--seconds"},
+        {"bench --seconds 1.5", "--seconds"},
+        {"bench --in-flight 0", "--in-flight"},
+        {"bench --in-flight 1025", "--in-flight"},
+        {"bench --size 0", "--size"},
+        {"bench --size 1048577", "--size"},
+        {"bench --partitions 0", "'bench --partitions' is 1 to"},
+        {"bench --topic=", "--topic needs"},
+        {"topic list --seconds 3", "--seconds does not apply"},
+        {"produce t --size 3", "--size does not apply"},
     };
     struct cmdline cl;
     char why[256];
@@ -304,6 +354,7 @@ static void test_cmdline_help_on_every_command(void **state)
         "token create --help",
         "token list --help",
         "token revoke --help",
+        "bench --help",
         "help topic create",
         /* Help wins over arguments that would be wrong. */
         "consume --offset 3 --help",
@@ -361,6 +412,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmdline_commands_and_arguments),
+        cmocka_unit_test(test_cmdline_bench_cases_and_options),
         cmocka_unit_test(test_cmdline_global_options_anywhere),
         cmocka_unit_test(test_cmdline_environment_fills_what_flags_leave),
         cmocka_unit_test(test_cmdline_usage_errors_say_why),
