@@ -47,7 +47,11 @@
 #define CONSUME_FILL_PER_FLIGHT 2500
 #define CONSUME_FILL_MAX 10000
 #define FILL_IN_FLIGHT 12
-#define FILL_LIMIT_MS 600000
+/* The largest batch body built (one a partition), as a manager takes by
+ * default. */
+#define BATCH_BODY_MAX (32u << 20)
+#define RECORD_JSON 48 /* The bytes of a batch record besides its value. */
+#define FILL_LIMIT_MS 120000
 
 enum kind { PRODUCE, BATCH, READ, CONSUME, COMMIT, HEALTHZ };
 
@@ -125,17 +129,20 @@ static int api_call(struct run *r, const char *method, const char *path,
     char why[WHY_LEN];
     int rv = mclient_call(r->c, method, path, body, 0, out, why, sizeof why);
     json_decref(body);
-    if (rv == 0 && exists_ok && out->status == 409) {
+    if (rv != 0) {
+        return commands_outcome(rv, out, why);
+    }
+    if ((out->status >= 200 && out->status < 300) ||
+        (exists_ok && out->status == 409)) {
         return CLI_OK;
     }
-    if (rv == 0 && (out->status < 200 || out->status >= 300)) {
-        fprintf(stderr, "raftq bench: %s: %s %s: ", r->bc->id, method, path);
-    }
-    int code = commands_outcome(rv, out, why);
-    if (rv == 0 && code != CLI_OK) {
-        mclient_resp_clear(out);
-    }
-    return code;
+    fprintf(stderr, "raftq bench: %s: %s %s: %s%s\n", r->bc->id, method, path,
+            out->message,
+            out->status == 401 ? " (give a token with --token, RAFTQ_TOKEN "
+                                 "or RAFTQ_ADMIN_TOKEN)"
+                               : "");
+    mclient_resp_clear(out);
+    return CLI_REFUSED;
 }
 
 static int create_topic(struct run *r)
@@ -317,7 +324,7 @@ static int build_batches(struct run *r)
         free(value); /* UNTESTED: ENOMEM only. */
         return CLI_REFUSED;
     }
-    size_t one = (size_t)r->size + 48;
+    size_t one = (size_t)r->size + RECORD_JSON;
     for (uint32_t p = 0; p < np; p++) {
         size_t cap = 16 + (size_t)r->batch * one;
         char *b = malloc(cap);
@@ -578,6 +585,7 @@ static int load(struct run *r, const volatile sig_atomic_t *stop,
         .progress = on_progress,
         .data = r,
         .stop = stop,
+        .stop_on_error = max_requests != 0, /* A fill. */
     };
     int rv = loadgen_run(&cfg, res);
     progress_end(r);
@@ -836,6 +844,20 @@ int bench_run(const struct cmdline *cl, struct mclient *c,
         }
         if (asprintf(&auth, "Authorization: Bearer %s\r\n", cl->token) < 0) {
             return CLI_REFUSED; /* UNTESTED: ENOMEM only. */
+        }
+    }
+    for (size_t i = 0; i < n_cases; i++) {
+        uint64_t size = cl->size != 0 ? cl->size : chosen[i]->size;
+        uint64_t batch = cl->has_batch ? cl->batch : CMDLINE_DEFAULT_BATCH;
+        enum kind k = chosen[i]->kind;
+        if ((k == BATCH || k == READ || k == CONSUME) &&
+            batch * (size + RECORD_JSON) > BATCH_BODY_MAX) {
+            fprintf(stderr,
+                    "raftq: %s: batches of %" PRIu64 " records of %" PRIu64
+                    " bytes are over %u MiB a request; give a smaller "
+                    "--batch or --size\nTry 'raftq bench --help'.\n",
+                    chosen[i]->id, batch, size, BATCH_BODY_MAX >> 20);
+            return CLI_USAGE;
         }
     }
     code = resolve_targets(cl, targets, &n_targets);

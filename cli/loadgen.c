@@ -6,10 +6,12 @@
  * it again. One timer of the run ticks every TICK_MS and moves the run
  * through its phases:
  *
- *     WARMUP -> MEASURE [tick: warmup_ms passed; the window opens]
- *     MEASURE -> DRAIN  [tick: measure_ms passed, the stop flag, or a
- *                        counted run's last request sent]
- *     DRAIN -> CLOSING  [the last answer in flight came, or DRAIN_MS passed]
+ *     WARMUP -> MEASURE [on_tick: warmup_ms passed; the window opens]
+ *     MEASURE -> DRAIN  [on_tick: measure_ms passed, or the stop flag;
+ *                        finish_if_idle: a counted run's last answer;
+ *                        count_error: an error, with stop_on_error]
+ *     DRAIN -> CLOSING  [finish_if_idle: the last answer in flight came;
+ *                        on_tick: DRAIN_MS passed]
  *     CLOSING -> (uv_run returns) [every handle closed]
  *
  * Only answers read while MEASURE count, so the window's length is the
@@ -91,6 +93,8 @@ static bool issuing(const struct loadgen *lg)
            (lg->cfg->max_requests == 0 || lg->next_seq < lg->cfg->max_requests);
 }
 
+static void end_window(struct loadgen *lg, uint64_t now);
+
 /* ---- Errors ---- */
 
 static void count_error(struct loadgen *lg, const char *kind,
@@ -118,6 +122,9 @@ static void count_error(struct loadgen *lg, const char *kind,
         }
     }
     r->kinds[i].n++;
+    if (lg->cfg->stop_on_error) {
+        end_window(lg, uv_hrtime()); /* The tick closes the run. */
+    }
 }
 
 /* ---- One connection ---- */

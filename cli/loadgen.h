@@ -19,7 +19,8 @@
  * One run is one call of loadgen_run() on a loop of its own; it returns
  * when the window is over and the requests in flight have been answered
  * (or a short drain time has passed), when the caller's stop flag is set,
- * or in a counted run (max_requests) when that many have been answered.
+ * or in a counted run (max_requests) when that many have been answered;
+ * with stop_on_error, at the first error.
  */
 #ifndef LOADGEN_H
 #define LOADGEN_H
@@ -100,6 +101,7 @@ struct loadgen_config {
     loadgen_progress_cb progress; /* Or NULL. */
     void *data;
     const volatile sig_atomic_t *stop; /* Or NULL; borrowed. */
+    bool stop_on_error;                /* The first error ends the run. */
 };
 
 struct loadgen_error_kind {
