@@ -675,7 +675,8 @@ static int setup(struct run *r, const volatile sig_atomic_t *stop)
         case CONSUME: {
             uint64_t rate = (uint64_t)r->in_flight * CONSUME_FILL_PER_FLIGHT;
             rate = rate < CONSUME_FILL_MAX ? rate : CONSUME_FILL_MAX;
-            uint64_t records = rate * (r->cl->seconds + WARMUP_MS / 1000);
+            uint64_t records =
+                rate * (r->cl->seconds_ms + WARMUP_MS) / 1000 + 1;
             code = fill(r, stop, (records + r->batch - 1) / r->batch);
             if (code == CLI_OK) {
                 code = register_one(r, "/consumer/register", "consumer_id",
@@ -708,8 +709,8 @@ static int run_case(struct run *r, const volatile sig_atomic_t *stop,
     struct loadgen_result res;
     int code = setup(r, stop);
     if (code == CLI_OK) {
-        code = load(r, stop, r->in_flight, WARMUP_MS,
-                    (uint64_t)r->cl->seconds * 1000, 0, &res);
+        code =
+            load(r, stop, r->in_flight, WARMUP_MS, r->cl->seconds_ms, 0, &res);
         if (code == CLI_OK) {
             if (!r->cl->json && !*header_printed) {
                 print_header();

@@ -145,6 +145,43 @@ int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
+                       uint64_t *out)
+{
+    char whole[32];
+    const char *dot = strchr(s, '.');
+    size_t n = dot != NULL ? (size_t)(dot - s) : strlen(s);
+    uint64_t secs, ms = 0;
+    if (n == 0 || n >= sizeof whole) {
+        return RQ_INVALID;
+    }
+    memcpy(whole, s, n);
+    whole[n] = '\0';
+    if (cmdline_u64(whole, 0, max_ms / 1000, &secs) != 0) {
+        return RQ_INVALID;
+    }
+    if (dot != NULL) {
+        const char *f = dot + 1;
+        size_t digits = strlen(f);
+        if (digits == 0 || digits > 3) {
+            return RQ_INVALID;
+        }
+        for (size_t i = 0; i < 3; i++) {
+            char c = i < digits ? f[i] : '0';
+            if (c < '0' || c > '9') {
+                return RQ_INVALID;
+            }
+            ms = ms * 10 + (uint64_t)(c - '0');
+        }
+    }
+    ms += secs * 1000;
+    if (ms < min_ms || ms > max_ms) {
+        return RQ_INVALID;
+    }
+    *out = ms;
+    return 0;
+}
+
 const char *cmdline_name(enum cmd cmd)
 {
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
@@ -425,13 +462,14 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             out->has_batch = true;
             return 0;
         case OPT_SECONDS:
-            if (cmdline_u64(s, 1, 3600, &v) != 0) {
+            if (cmdline_seconds_ms(s, 100, 3600000, &v) != 0) {
                 rq_why(why, whyn,
-                       "--seconds is whole seconds from 1 to 3600, not '%s'",
+                       "--seconds is 0.1 to 3600 (at most three decimals), "
+                       "not '%s'",
                        s);
                 return RQ_INVALID;
             }
-            out->seconds = (uint32_t)v;
+            out->seconds_ms = v;
             return 0;
         case OPT_IN_FLIGHT:
             if (cmdline_u64(s, 1, CMDLINE_MAX_IN_FLIGHT, &v) != 0) {
@@ -577,7 +615,7 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
     out->base_port = CMDLINE_DEFAULT_BASE_PORT;
     out->dev_managers = 3;
     out->dev_brokers = 3;
-    out->seconds = CMDLINE_DEFAULT_SECONDS;
+    out->seconds_ms = CMDLINE_DEFAULT_SECONDS_MS;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -993,7 +1031,8 @@ static const char *const helps[] = {
         "bottleneck shows.\n"
         "Only http:// managers for now: https:// is refused.\n"
         "\n"
-        "  --seconds S       each case's measured time (default 10)\n"
+        "  --seconds S       each case's measured time (default 10, decimals "
+        "allowed)\n"
         "  --in-flight N     requests in flight in every case (default: the "
         "case's)\n"
         "  --size B          bytes of each message's value (default: the "

@@ -60,11 +60,11 @@ enum cmd {
 #define CMDLINE_DEFAULT_DATA "./data"
 #define CMDLINE_DEFAULT_BASE_PORT 9500
 #define CMDLINE_MAX_BROKERS 20
-#define CMDLINE_MAX_GRANTS 16       /* token create --grant, as a token holds */
-#define CMDLINE_DEFAULT_SECONDS 10  /* bench --seconds */
-#define CMDLINE_MAX_IN_FLIGHT 1024  /* bench --in-flight */
-#define CMDLINE_MAX_SIZE (1u << 20) /* bench --size: a message's limit */
-#define CMDLINE_MAX_PARTITIONS 1024 /* bench --partitions */
+#define CMDLINE_MAX_GRANTS 16 /* token create --grant, as a token holds */
+#define CMDLINE_DEFAULT_SECONDS_MS 10000 /* bench --seconds */
+#define CMDLINE_MAX_IN_FLIGHT 1024       /* bench --in-flight */
+#define CMDLINE_MAX_SIZE (1u << 20)      /* bench --size: a message's limit */
+#define CMDLINE_MAX_PARTITIONS 1024      /* bench --partitions */
 
 /* The environment variables the command line falls back on (NULL when
  * unset). Borrowed. */
@@ -129,9 +129,9 @@ struct cmdline {
     bool dev_tls; /* raftq dev --tls */
 
     /* raftq bench (also topic, via --topic, partitions and batch). */
-    uint32_t seconds;   /* --seconds: each case's window. */
-    uint32_t in_flight; /* --in-flight, or 0: each case's own. */
-    uint32_t size;      /* --size in bytes, or 0: each case's own. */
+    uint64_t seconds_ms; /* --seconds: each case's window. */
+    uint32_t in_flight;  /* --in-flight, or 0: each case's own. */
+    uint32_t size;       /* --size in bytes, or 0: each case's own. */
 };
 
 /*
@@ -154,5 +154,10 @@ const char *cmdline_name(enum cmd cmd);
 /* Strict decimal in [@min, @max]: digits only, no sign, no blanks.
  * 0 or RQ_INVALID. */
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Seconds as "S" or "S.F" (up to three decimals, so "10.0" too) into
+ * milliseconds in [@min_ms, @max_ms]. 0 or RQ_INVALID. */
+int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
+                       uint64_t *out);
 
 #endif /* CMDLINE_H */

@@ -145,7 +145,7 @@ static void test_cmdline_bench_cases_and_options(void **state)
     assert_int_equal(parse("bench", NULL, &cl, why, sizeof why), 0);
     assert_int_equal(cl.cmd, CMD_BENCH);
     assert_int_equal(cl.n_values, 0);
-    assert_int_equal(cl.seconds, CMDLINE_DEFAULT_SECONDS);
+    assert_int_equal(cl.seconds_ms, CMDLINE_DEFAULT_SECONDS_MS);
     assert_int_equal(cl.in_flight, 0);
     assert_int_equal(cl.size, 0);
     assert_false(cl.has_batch);
@@ -163,7 +163,7 @@ static void test_cmdline_bench_cases_and_options(void **state)
     assert_int_equal(cl.n_values, 2);
     assert_string_equal(cl.values[0], "consume_8");
     assert_string_equal(cl.values[1], "produce_1k_many");
-    assert_int_equal(cl.seconds, 3);
+    assert_int_equal(cl.seconds_ms, 3000);
     assert_int_equal(cl.in_flight, 16);
     assert_int_equal(cl.size, 512);
     assert_true(cl.has_batch);
@@ -173,6 +173,19 @@ static void test_cmdline_bench_cases_and_options(void **state)
     assert_string_equal(cl.topic, "t1");
     assert_true(cl.json);
     assert_string_equal(cl.token, "s");
+
+    /* Seconds may have decimals ("10.0" as a script writes a float). */
+    static const struct {
+        const char *arg;
+        uint64_t ms;
+    } secs[] = {{"10.0", 10000},   {"0.25", 250}, {"1.5", 1500},
+                {"3600", 3600000}, {"0.1", 100},  {"2.125", 2125}};
+    for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "bench --seconds %s", secs[i].arg);
+        assert_int_equal(parse(line, NULL, &cl, why, sizeof why), 0);
+        assert_int_equal(cl.seconds_ms, secs[i].ms);
+    }
 }
 
 static void test_cmdline_global_options_anywhere(void **state)
@@ -305,7 +318,14 @@ static void test_cmdline_usage_errors_say_why(void **state)
         {"--timeout 0 topic list", "--timeout"},
         {"broker list --managers=", "--managers needs"},
         {"bench --seconds 0", "--seconds"},
-        {"bench --seconds 1.5", "--seconds"},
+        {"bench --seconds 0.05", "--seconds"},
+        {"bench --seconds 1.2345", "--seconds"},
+        {"bench --seconds 1.", "--seconds"},
+        {"bench --seconds .5", "--seconds"},
+        {"bench --seconds 1.x", "--seconds"},
+        {"bench --seconds 3600.001", "--seconds"},
+        {"bench --seconds -1", "--seconds"},
+        {"bench --seconds 1e3", "--seconds"},
         {"bench --in-flight 0", "--in-flight"},
         {"bench --in-flight 1025", "--in-flight"},
         {"bench --size 0", "--size"},
