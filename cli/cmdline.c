@@ -21,7 +21,8 @@
      BIT(CMD_TOPIC_DELETE) | BIT(CMD_PRODUCE) | BIT(CMD_CONSUME) |            \
      BIT(CMD_CLUSTER_STATUS) | BIT(CMD_BROKER_LIST) | BIT(CMD_BROKER_DRAIN) | \
      BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER) |                \
-     BIT(CMD_TOKEN_CREATE) | BIT(CMD_TOKEN_LIST) | BIT(CMD_TOKEN_REVOKE))
+     BIT(CMD_TOKEN_CREATE) | BIT(CMD_TOKEN_LIST) | BIT(CMD_TOKEN_REVOKE) |    \
+     BIT(CMD_BENCH))
 #define ALL_CMDS (~0u)
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
@@ -51,6 +52,10 @@ enum opt_id {
     OPT_GRANT,
     OPT_CACERT,
     OPT_TLS,
+    OPT_SECONDS,
+    OPT_IN_FLIGHT,
+    OPT_SIZE,
+    OPT_TOPIC,
 };
 
 struct opt {
@@ -66,10 +71,11 @@ static const struct opt opts[] = {
     {"token", OPT_TOKEN, true, CLIENT_CMDS | BIT(CMD_DEV)},
     {"timeout", OPT_TIMEOUT, true, CLIENT_CMDS},
     {"help", OPT_HELP, false, ALL_CMDS},
-    {"partitions", OPT_PARTITIONS, true, BIT(CMD_TOPIC_CREATE)},
+    {"partitions", OPT_PARTITIONS, true,
+     BIT(CMD_TOPIC_CREATE) | BIT(CMD_BENCH)},
     {"key", OPT_KEY, true, BIT(CMD_PRODUCE)},
     {"partition", OPT_PARTITION, true, BIT(CMD_PRODUCE) | BIT(CMD_CONSUME)},
-    {"batch", OPT_BATCH, true, BIT(CMD_PRODUCE)},
+    {"batch", OPT_BATCH, true, BIT(CMD_PRODUCE) | BIT(CMD_BENCH)},
     {"consumer", OPT_CONSUMER, true, BIT(CMD_CONSUME)},
     {"offset", OPT_OFFSET, true, BIT(CMD_CONSUME)},
     {"max", OPT_MAX, true, BIT(CMD_CONSUME)},
@@ -80,6 +86,10 @@ static const struct opt opts[] = {
     {"grant", OPT_GRANT, true, BIT(CMD_TOKEN_CREATE)},
     {"cacert", OPT_CACERT, true, CLIENT_CMDS},
     {"tls", OPT_TLS, false, BIT(CMD_DEV)},
+    {"seconds", OPT_SECONDS, true, BIT(CMD_BENCH)},
+    {"in-flight", OPT_IN_FLIGHT, true, BIT(CMD_BENCH)},
+    {"size", OPT_SIZE, true, BIT(CMD_BENCH)},
+    {"topic", OPT_TOPIC, true, BIT(CMD_BENCH)},
 };
 
 /* An option as found on the command line. */
@@ -98,6 +108,7 @@ struct word {
 
 static const struct word words[] = {
     {"dev", NULL, CMD_DEV, "dev"},
+    {"bench", NULL, CMD_BENCH, "bench"},
     {"produce", NULL, CMD_PRODUCE, "produce"},
     {"consume", NULL, CMD_CONSUME, "consume"},
     {"topic", "create", CMD_TOPIC_CREATE, "topic create"},
@@ -131,6 +142,43 @@ int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
         return RQ_INVALID;
     }
     *out = v;
+    return 0;
+}
+
+int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
+                       uint64_t *out)
+{
+    char whole[32];
+    const char *dot = strchr(s, '.');
+    size_t n = dot != NULL ? (size_t)(dot - s) : strlen(s);
+    uint64_t secs, ms = 0;
+    if (n == 0 || n >= sizeof whole) {
+        return RQ_INVALID;
+    }
+    memcpy(whole, s, n);
+    whole[n] = '\0';
+    if (cmdline_u64(whole, 0, max_ms / 1000, &secs) != 0) {
+        return RQ_INVALID;
+    }
+    if (dot != NULL) {
+        const char *f = dot + 1;
+        size_t digits = strlen(f);
+        if (digits == 0 || digits > 3) {
+            return RQ_INVALID;
+        }
+        for (size_t i = 0; i < 3; i++) {
+            char c = i < digits ? f[i] : '0';
+            if (c < '0' || c > '9') {
+                return RQ_INVALID;
+            }
+            ms = ms * 10 + (uint64_t)(c - '0');
+        }
+    }
+    ms += secs * 1000;
+    if (ms < min_ms || ms > max_ms) {
+        return RQ_INVALID;
+    }
+    *out = ms;
     return 0;
 }
 
@@ -246,6 +294,11 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
             out->topic = args[0];
             out->values = args + 1;
             out->n_values = n - 1;
+            return 0;
+        case CMD_BENCH:
+            /* Case names, checked by bench.c, which knows them. */
+            out->values = args;
+            out->n_values = n;
             return 0;
         case CMD_BROKER_DRAIN:
         case CMD_BROKER_REMOVE:
@@ -406,6 +459,40 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
                 return RQ_INVALID;
             }
             out->batch = (uint32_t)v;
+            out->has_batch = true;
+            return 0;
+        case OPT_SECONDS:
+            if (cmdline_seconds_ms(s, 100, 3600000, &v) != 0) {
+                rq_why(why, whyn,
+                       "--seconds is 0.1 to 3600 (at most three decimals), "
+                       "not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
+            out->seconds_ms = v;
+            return 0;
+        case OPT_IN_FLIGHT:
+            if (cmdline_u64(s, 1, CMDLINE_MAX_IN_FLIGHT, &v) != 0) {
+                rq_why(why, whyn, "--in-flight is 1 to %d requests, not '%s'",
+                       CMDLINE_MAX_IN_FLIGHT, s);
+                return RQ_INVALID;
+            }
+            out->in_flight = (uint32_t)v;
+            return 0;
+        case OPT_SIZE:
+            if (cmdline_u64(s, 1, CMDLINE_MAX_SIZE, &v) != 0) {
+                rq_why(why, whyn, "--size is 1 to %u bytes, not '%s'",
+                       CMDLINE_MAX_SIZE, s);
+                return RQ_INVALID;
+            }
+            out->size = (uint32_t)v;
+            return 0;
+        case OPT_TOPIC:
+            if (*s == '\0') {
+                rq_why(why, whyn, "--topic needs a topic name");
+                return RQ_INVALID;
+            }
+            out->topic = s;
             return 0;
         case OPT_CONSUMER:
             if (cmdline_u64(s, 1, JSON_SAFE_MAX, &v) != 0) {
@@ -489,6 +576,12 @@ static int check_combinations(struct cmdline *out, char *why, size_t whyn)
                "produce:orders.* --grant consume:orders.*, or --grant admin)");
         return RQ_INVALID;
     }
+    if (out->cmd == CMD_BENCH && out->has_partitions &&
+        (out->partitions == 0 || out->partitions > CMDLINE_MAX_PARTITIONS)) {
+        rq_why(why, whyn, "'bench --partitions' is 1 to %d, not %u",
+               CMDLINE_MAX_PARTITIONS, out->partitions);
+        return RQ_INVALID;
+    }
     if (out->cmd != CMD_CONSUME) {
         return 0;
     }
@@ -522,6 +615,7 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
     out->base_port = CMDLINE_DEFAULT_BASE_PORT;
     out->dev_managers = 3;
     out->dev_brokers = 3;
+    out->seconds_ms = CMDLINE_DEFAULT_SECONDS_MS;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -667,6 +761,8 @@ static const char overview[] =
     "  token create NAME --grant G...  a public API token (shown once)\n"
     "  token list                   tokens: id, name, grants\n"
     "  token revoke ID              revoke a token on every manager\n"
+    "  bench [CASE...]              measure the cluster: msgs/s, MB/s, "
+    "latency\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --managers URL,...  managers to talk to [RAFTQ_MANAGERS]\n"
@@ -875,6 +971,91 @@ static const char *const helps[] = {
         "Lists the tokens: id, name, grants and when each was created (never "
         "the\n"
         "tokens themselves; admin API).\n",
+    [CMD_BENCH] =
+        "usage: raftq bench [CASE...] [--seconds S] [--in-flight N] "
+        "[--size B]\n"
+        "                   [--batch N] [--partitions N] [--topic T] "
+        "[--json]\n"
+        "\n"
+        "Measures a running cluster through the managers' public API, as a "
+        "client\n"
+        "sees it: each case runs for S seconds after a one-second warm-up, "
+        "with a\n"
+        "fixed number of requests in flight (one a keep-alive connection, "
+        "the\n"
+        "connections spread over every manager), and prints messages per "
+        "second,\n"
+        "MB/s (10^6 bytes of values) and the latency of each request (p50, "
+        "p99,\n"
+        "p99.9, max). A progress line goes to stderr about once a second. "
+        "With no\n"
+        "CASE every case runs, in this order:\n"
+        "\n"
+        "  produce_100b_many     POST /producer/produce, one 100 B message "
+        "each,\n"
+        "                        64 in flight, a producer per connection, 1 "
+        "partition\n"
+        "  produce_1k_many       the same with 1 KiB messages\n"
+        "  produce_1_inflight    the same, 100 B, one in flight (latency)\n"
+        "  batch_1k_x1000        POST /v1/topics/T/records, 1000 records "
+        "of 1 KiB,\n"
+        "                        12 partitions, 12 in flight, a partition a "
+        "request\n"
+        "  read_batch_1000_100b  GET .../partitions/P/records?max=1000 over "
+        "12\n"
+        "                        partitions filled first, 12 in flight\n"
+        "  read_batch_1000_1k    the same with 1 KiB records\n"
+        "  consume_1             GET /consumer/consume, one consumer, one in "
+        "flight,\n"
+        "                        on a topic filled first\n"
+        "  consume_8             the same with 8 in flight\n"
+        "  offset_commit_32      POST /v1/consumers/ID/offsets, 32 in "
+        "flight\n"
+        "\n"
+        "'healthz' (GET /healthz, 64 in flight) is not in the list: it "
+        "measures the\n"
+        "managers' HTTP front end and this client's own ceiling.\n"
+        "\n"
+        "Each case uses its own topic, T.CASE, created with the case's "
+        "partitions (or\n"
+        "used as it is if it exists), and starts once each partition is led "
+        "by its\n"
+        "preferred broker; T is a fresh name a run (bench-TIME-PID)\n"
+        "unless --topic gives it. With --auth tokens clusters, the token "
+        "needs\n"
+        "produce:T.* and consume:T.*. Errors (a 5xx, a refused connection) "
+        "are\n"
+        "counted, not fatal: a case with errors says so on stderr. So does "
+        "the\n"
+        "client's own CPU time a request, so a client that is the "
+        "bottleneck shows.\n"
+        "The topics stay (raftq topic delete removes them): batch_1k_x1000 "
+        "alone\n"
+        "writes its MB/s times S on each of 3 replicas (0.5 GB or more "
+        "each at 10 s).\n"
+        "Only http:// managers for now: https:// is refused.\n"
+        "\n"
+        "  --seconds S       each case's measured time (default 10, decimals "
+        "allowed)\n"
+        "  --in-flight N     requests in flight in every case (default: the "
+        "case's)\n"
+        "  --size B          bytes of each message's value (default: the "
+        "case's)\n"
+        "  --batch N         records a batch request and a read (default "
+        "1000)\n"
+        "  --partitions N    partitions of every case's topic (default: the "
+        "case's)\n"
+        "  --topic T         the prefix of the topics' names\n"
+        "  --json            one JSON object a case on stdout instead of "
+        "the table:\n"
+        "                    system, case, n, seconds, msgs_per_s, mb_per_s, "
+        "p50_ms,\n"
+        "                    p99_ms, p999_ms, max_ms (null when none), "
+        "in_flight, size\n"
+        "\n"
+        "Exits 0 when every case ran (errors or not), 1 when a case could "
+        "not be set\n"
+        "up, 2 for bad usage, 3 when no manager answers.\n",
     [CMD_TOKEN_REVOKE] =
         "usage: raftq token revoke ID\n"
         "\n"

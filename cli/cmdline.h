@@ -51,6 +51,7 @@ enum cmd {
     CMD_TOKEN_CREATE,
     CMD_TOKEN_LIST,
     CMD_TOKEN_REVOKE,
+    CMD_BENCH,
 };
 
 #define CMDLINE_DEFAULT_TIMEOUT_MS 10000
@@ -60,6 +61,10 @@ enum cmd {
 #define CMDLINE_DEFAULT_BASE_PORT 9500
 #define CMDLINE_MAX_BROKERS 20
 #define CMDLINE_MAX_GRANTS 16 /* token create --grant, as a token holds */
+#define CMDLINE_DEFAULT_SECONDS_MS 10000 /* bench --seconds */
+#define CMDLINE_MAX_IN_FLIGHT 1024       /* bench --in-flight */
+#define CMDLINE_MAX_SIZE (1u << 20)      /* bench --size: a message's limit */
+#define CMDLINE_MAX_PARTITIONS 1024      /* bench --partitions */
 
 /* The environment variables the command line falls back on (NULL when
  * unset). Borrowed. */
@@ -102,13 +107,15 @@ struct cmdline {
     uint64_t max;
     bool has_max;
     bool follow;
-    uint32_t batch; /* produce --batch: records per request. */
+    uint32_t batch; /* produce, bench --batch: records per request. */
+    bool has_batch;
     uint32_t broker_id;
     const char *token_name;                 /* token create NAME */
     const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
     size_t n_grants;
     uint64_t token_id; /* token revoke ID */
-    char **values;     /* produce VALUE...; n_values 0 means standard input. */
+    char **values;     /* produce VALUE... (n_values 0 means standard
+                          input); bench CASE... (0: every case). */
     size_t n_values;
 
     /* raftq dev. */
@@ -120,6 +127,11 @@ struct cmdline {
     uint16_t base_port;
     bool has_base_port;
     bool dev_tls; /* raftq dev --tls */
+
+    /* raftq bench (also topic, via --topic, partitions and batch). */
+    uint64_t seconds_ms; /* --seconds: each case's window. */
+    uint32_t in_flight;  /* --in-flight, or 0: each case's own. */
+    uint32_t size;       /* --size in bytes, or 0: each case's own. */
 };
 
 /*
@@ -142,5 +154,10 @@ const char *cmdline_name(enum cmd cmd);
 /* Strict decimal in [@min, @max]: digits only, no sign, no blanks.
  * 0 or RQ_INVALID. */
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Seconds as "S" or "S.F" (up to three decimals, so "10.0" too) into
+ * milliseconds in [@min_ms, @max_ms]. 0 or RQ_INVALID. */
+int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
+                       uint64_t *out);
 
 #endif /* CMDLINE_H */

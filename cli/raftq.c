@@ -4,9 +4,9 @@
  *
  * main() parses the command line once (cmdline.h), reading the
  * environment only here, and hands over to the command: dev.h for
- * `raftq dev`, produce.h and consume.h for the data, commands.h for the
- * rest. Exit codes: 0 ok, 1 refused by the server, 2 bad usage, 3 no
- * manager reachable or no quorum, 130 interrupted.
+ * `raftq dev`, produce.h and consume.h for the data, bench.h for
+ * `raftq bench`, commands.h for the rest. Exit codes: 0 ok, 1 refused by the
+ * server, 2 bad usage, 3 no manager reachable or no quorum, 130 interrupted.
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "cmdline.h"
 #include "commands.h"
 #include "consume.h"
@@ -76,6 +77,9 @@ static int run_client(const struct cmdline *cl)
             break;
         case CMD_CONSUME:
             code = consume_run(cl, c);
+            break;
+        case CMD_BENCH:
+            code = bench_run(cl, c, &stop_requested);
             break;
         default:
             code = commands_run(cl, c);

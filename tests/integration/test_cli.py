@@ -14,7 +14,9 @@ exits 0. Started again on the same data (the cluster file's mode widened
 meanwhile, and --token given), the secret and token are reused, the mode
 is put back to 0600, the topics and messages are there; a broker killed
 behind its back is reported in one line and raftq dev exits non-zero with
-no child left. The others need no cluster: exit
+no child left. Another drives `raftq bench` for two cases against a
+small raftq dev and checks its JSON lines and its table (no figure is
+judged). The others need no cluster: exit
 codes for bad usage (2), unreachable managers (3), --help on every command;
 and a port in use refused before anything starts.
 
@@ -535,11 +537,64 @@ def test_dev_and_every_command(ctx):
     check(children_of(data) == [], "children left after the death: %r" % children_of(data))
 
 
+BENCH_FIELDS = {"system": str, "case": str, "n": int, "seconds": float, "msgs_per_s": float,
+                "mb_per_s": (float, type(None)), "p50_ms": (float, type(None)),
+                "p99_ms": (float, type(None)), "p999_ms": (float, type(None)),
+                "max_ms": (float, type(None)), "in_flight": int, "size": int}
+
+
+def test_bench(ctx):
+    """raftq bench against a small raftq dev: one JSON line a case with
+    every field, messages counted, the progress and the client's CPU on
+    stderr; the table without --json. No figure is judged."""
+    base = port_block(ctx)
+    data = os.path.join(ctx.dir, "data")
+    dev = Dev(ctx, data, base).start()
+    cli = Cli(ctx, dev.urls)
+    cases = ["produce_100b_many", "read_batch_1000_100b"]
+    rc, out, err = cli.run("bench", "--json", "--seconds", "1", "--in-flight", "4",
+                           "--batch", "100", "--topic", "itest", *cases, timeout=180)
+    check(rc == 0, "raftq bench: exit %d, stderr %r" % (rc, err))
+    lines = out.splitlines()
+    check(len(lines) == len(cases), "expected %d JSON lines, got %r" % (len(cases), out))
+    for case, line in zip(cases, lines):
+        row = json.loads(line)
+        check(set(row) == set(BENCH_FIELDS), "%s: fields %r" % (case, sorted(row)))
+        for name, kind in BENCH_FIELDS.items():
+            check(isinstance(row[name], kind), "%s: %s is %r" % (case, name, row[name]))
+        check(row["system"] == "raftq" and row["case"] == case, "%s: %r" % (case, row))
+        check(row["n"] > 0 and row["seconds"] > 0 and row["msgs_per_s"] > 0,
+              "%s: nothing measured: %r" % (case, row))
+        check(row["in_flight"] == 4 and row["size"] == 100, "%s: %r" % (case, row))
+        check(row["mb_per_s"] is not None and row["p99_ms"] is not None, "%s: %r" % (case, row))
+        check("%s: " % case in err and "us of CPU a request" in err,
+              "%s: no summary on stderr: %r" % (case, err))
+    topics = set(cli.ok("topic", "list").split())
+    check({"itest." + c for c in cases} <= topics, "bench topics: %r" % topics)
+
+    # The table and a progress line a second, for a case that needs no
+    # topic; then a manager that is not there is counted as errors, not a
+    # crash.
+    rc, out, err = cli.run("bench", "healthz", "--seconds", "2", "--in-flight", "2")
+    rows = out.splitlines()
+    check(rc == 0 and len(rows) == 2 and rows[0].split()[:3] == ["case", "msgs/s", "MB/s"]
+          and rows[1].split()[0] == "healthz", "table: %d %r %r" % (rc, out, err))
+    check(re.search(r"^healthz +1 s +\d+ msgs/s", err, re.M), "no progress line: %r" % err)
+    gone = "http://127.0.0.1:%d" % (base + 59)
+    rc, out, err = cli.run("bench", "healthz", "--seconds", "1", "--in-flight", "2", "--json",
+                           "--managers", dev.urls[0] + "," + gone)
+    check(rc == 0 and json.loads(out)["n"] > 0, "with a manager gone: %d %r %r" % (rc, out, err))
+    check("connect x" in err and "connection refused" in err, "errors not said: %r" % err)
+    rc = dev.stop(signal.SIGINT)
+    check(rc == 0, "raftq dev exited %d" % rc)
+    check_child_logs(data)
+
+
 def test_usage_and_unreachable(ctx):
     port = ctx.ports.take()  # Nothing listens there.
     cli = Cli(ctx, ["http://127.0.0.1:%d" % port])
     for args in (["topic", "list"], ["cluster", "status"], ["produce", "t", "v"],
-                 ["consume", "t"], ["broker", "list"]):
+                 ["consume", "t"], ["broker", "list"], ["bench", "consume_1"]):
         t0 = time.monotonic()
         cli.fails(3, *args, says="cannot reach any manager")
         check(time.monotonic() - t0 < 5, "%s took %.1fs to give up" % (args, time.monotonic() - t0))
@@ -552,14 +607,18 @@ def test_usage_and_unreachable(ctx):
                        (["broker", "drain", "x"], "broker id"),
                        (["topic", "list", "--follow"], "does not apply"),
                        (["--managers", "nohost", "topic", "list"], "no port"),
-                       (["dev", "--managers", "4"], "3 or 5")):
+                       (["dev", "--managers", "4"], "3 or 5"),
+                       (["bench", "produce_1k"], "unknown bench case"),
+                       (["bench", "--seconds", "0"], "--seconds"),
+                       (["bench", "--partitions", "0"], "1 to"),
+                       (["bench", "--managers", "https://127.0.0.1:1"], "plain HTTP only")):
         err = cli.fails(2, *args, says=says)
         check("--help" in err, "%s: no pointer to --help in %r" % (args, err))
 
     for words in (["dev"], ["topic"], ["topic", "create"], ["topic", "list"],
                   ["topic", "describe"], ["topic", "delete"], ["produce"], ["consume"],
                   ["cluster", "status"], ["broker", "list"], ["broker", "drain"],
-                  ["broker", "remove"], ["partition", "move-leader"], []):
+                  ["broker", "remove"], ["partition", "move-leader"], ["bench"], []):
         out = cli.ok(*(words + ["--help"]))
         check(out.startswith("usage: raftq " + " ".join(words)),
               "%s --help: %r" % (words, out[:80]))
@@ -593,6 +652,6 @@ def test_port_in_use_and_bad_layout(ctx):
 
 
 if __name__ == "__main__":
-    run_suite("cli", [test_dev_and_every_command, test_usage_and_unreachable,
+    run_suite("cli", [test_dev_and_every_command, test_bench, test_usage_and_unreachable,
                       test_port_in_use_and_bad_layout],
               binary="raftq", ports=(29000, 29999))

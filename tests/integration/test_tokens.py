@@ -10,7 +10,8 @@ manager reached, never forwarded; a token revoked through one manager
 refused by every manager; the token itself never written to a data
 directory. Then the start-up rule (no --admin-token: refused, naming the
 flag; --admin-open: open, with a warning) and `raftq token
-create|list|revoke`. Needs no root. Run:
+create|list|revoke` and `raftq bench` with and without a token. Needs
+no root. Run:
 python3 tests/integration/test_tokens.py [--build DIR] [-k NAME].
 """
 
@@ -365,6 +366,17 @@ def test_cli_tokens(ctx):
           % (code, err))
     code, out, err = raftq(ctx, c, "topic", "list", token=None)
     check(code == 1 and "token" in err, "topic list without a token: %d %r" % (code, err))
+
+    # raftq bench sends the same token on its own connections: a case on
+    # orders.offset_commit_32 runs with it and is refused without it.
+    bench = ["bench", "offset_commit_32", "--seconds", "1", "--in-flight", "2",
+             "--topic", "orders", "--json"]
+    code, out, err = raftq(ctx, c, *bench, token=tok)
+    check(code == 0 and json.loads(out)["n"] > 0 and "errors" not in err,
+          "bench with the token: %d %r %r" % (code, out, err))
+    code, out, err = raftq(ctx, c, *bench, token=None)
+    check(code == 1 and out == "" and "--token" in err and "not run" in err,
+          "bench without a token: %d %r %r" % (code, out, err))
 
     code, out, err = raftq(ctx, c, "token", "create", "x", "--grant", "write:all")
     check(code == 1 and "unknown grant 'write'" in err, "a bad grant: %d %r" % (code, err))

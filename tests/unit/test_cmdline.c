@@ -135,6 +135,59 @@ static void test_cmdline_commands_and_arguments(void **state)
     assert_int_equal(cl.partition, 2);
 }
 
+static void test_cmdline_bench_cases_and_options(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+
+    /* No case: every case, with each case's own settings. */
+    assert_int_equal(parse("bench", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_BENCH);
+    assert_int_equal(cl.n_values, 0);
+    assert_int_equal(cl.seconds_ms, CMDLINE_DEFAULT_SECONDS_MS);
+    assert_int_equal(cl.in_flight, 0);
+    assert_int_equal(cl.size, 0);
+    assert_false(cl.has_batch);
+    assert_false(cl.has_partitions);
+    assert_null(cl.topic);
+    assert_non_null(cl.managers);
+
+    /* Cases in the order given (bench.c knows which exist), and every
+     * option, global ones included. */
+    assert_int_equal(parse("bench consume_8 --seconds 3 --in-flight 16 "
+                           "produce_1k_many --size 512 --batch 100 "
+                           "--partitions 4 --topic t1 --json --token s",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.n_values, 2);
+    assert_string_equal(cl.values[0], "consume_8");
+    assert_string_equal(cl.values[1], "produce_1k_many");
+    assert_int_equal(cl.seconds_ms, 3000);
+    assert_int_equal(cl.in_flight, 16);
+    assert_int_equal(cl.size, 512);
+    assert_true(cl.has_batch);
+    assert_int_equal(cl.batch, 100);
+    assert_true(cl.has_partitions);
+    assert_int_equal(cl.partitions, 4);
+    assert_string_equal(cl.topic, "t1");
+    assert_true(cl.json);
+    assert_string_equal(cl.token, "s");
+
+    /* Seconds may have decimals ("10.0" as a script writes a float). */
+    static const struct {
+        const char *arg;
+        uint64_t ms;
+    } secs[] = {{"10.0", 10000},   {"0.25", 250}, {"1.5", 1500},
+                {"3600", 3600000}, {"0.1", 100},  {"2.125", 2125}};
+    for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "bench --seconds %s", secs[i].arg);
+        assert_int_equal(parse(line, NULL, &cl, why, sizeof why), 0);
+        assert_int_equal(cl.seconds_ms, secs[i].ms);
+    }
+}
+
 static void test_cmdline_global_options_anywhere(void **state)
 {
     (void)state;
@@ -264,6 +317,23 @@ static void test_cmdline_usage_errors_say_why(void **state)
         {"dev --base-port 70000", "--base-port"},
         {"--timeout 0 topic list", "--timeout"},
         {"broker list --managers=", "--managers needs"},
+        {"bench --seconds 0", "--seconds"},
+        {"bench --seconds 0.05", "--seconds"},
+        {"bench --seconds 1.2345", "--seconds"},
+        {"bench --seconds 1.", "--seconds"},
+        {"bench --seconds .5", "--seconds"},
+        {"bench --seconds 1.x", "--seconds"},
+        {"bench --seconds 3600.001", "--seconds"},
+        {"bench --seconds -1", "--seconds"},
+        {"bench --seconds 1e3", "--seconds"},
+        {"bench --in-flight 0", "--in-flight"},
+        {"bench --in-flight 1025", "--in-flight"},
+        {"bench --size 0", "--size"},
+        {"bench --size 1048577", "--size"},
+        {"bench --partitions 0", "'bench --partitions' is 1 to"},
+        {"bench --topic=", "--topic needs"},
+        {"topic list --seconds 3", "--seconds does not apply"},
+        {"produce t --size 3", "--size does not apply"},
     };
     struct cmdline cl;
     char why[256];
@@ -304,6 +374,7 @@ static void test_cmdline_help_on_every_command(void **state)
         "token create --help",
         "token list --help",
         "token revoke --help",
+        "bench --help",
         "help topic create",
         /* Help wins over arguments that would be wrong. */
         "consume --offset 3 --help",
@@ -361,6 +432,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmdline_commands_and_arguments),
+        cmocka_unit_test(test_cmdline_bench_cases_and_options),
         cmocka_unit_test(test_cmdline_global_options_anywhere),
         cmocka_unit_test(test_cmdline_environment_fills_what_flags_leave),
         cmocka_unit_test(test_cmdline_usage_errors_say_why),
