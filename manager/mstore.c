@@ -736,8 +736,8 @@ static void statements_finalize(struct mstore *s)
 static int wal_check(void *data, int n, char **values, char **names)
 {
     (void)data;
-    (void)names;
-    if (n == 1 && values[0] != NULL && strcmp(values[0], "wal") != 0) {
+    if (n == 1 && strcmp(names[0], "journal_mode") == 0 && values[0] != NULL &&
+        strcmp(values[0], "wal") != 0) {
         rq_log(RQ_WARN, "journal mode is %s, not wal", values[0]);
     }
     return 0;
@@ -765,9 +765,15 @@ int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn)
     }
     /* WAL with synchronous=NORMAL: a commit is an append to the WAL without
      * an fsync. A power loss may lose the last commits, never consistency;
-     * the Raft log holds every entry past applied_index and replays it. */
+     * the Raft log holds every entry past applied_index and replays it.
+     * Exclusive locking: the file is this process's alone (the data
+     * directory is locked), so SQLite takes its lock once and keeps it,
+     * instead of fcntl() calls around every read (an eighth of a
+     * manager's time under produce load, measured with perf), and keeps
+     * the WAL index in its own memory (set before WAL mode, no -shm file). */
     rc = sqlite3_exec(s->db,
-                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                      "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; "
+                      "PRAGMA synchronous=NORMAL;",
                       wal_check, NULL, &msg);
     if (rc != SQLITE_OK) {
         rq_why(why, whyn, "%s: %s", path,

@@ -180,6 +180,9 @@ static bool merge_produce(struct mcore *core, struct rq_http_req *req,
     memcpy(it->rec + RQ_RECORD_HEADER, key != NULL ? key : "", key_len);
     memcpy(it->rec + RQ_RECORD_HEADER + key_len, value, value_len);
     mcore_hold(req, &it->req);
+    /* A produce goes out whether or not its client waits (its offset may
+     * be taken either way): its socket need not be watched. */
+    rq_http_unwatched(req);
     if (pmerge_add(&m->q, it)) {
         merge_send(m);
     }

@@ -171,6 +171,7 @@ struct rq_http_req {
     bool suspended;        /* MHD_suspend_connection() in force. */
     bool gone;             /* The client went away before the reply. */
     bool abort_called;     /* abort_cb ran (at most once). */
+    bool unwatched;        /* rq_http_unwatched(): no watch. */
     bool watching;         /* watch is initialized and not closed. */
     bool watch_open;       /* watch's close callback has not run yet. */
     bool close_connection; /* Reply with "Connection: close". */
@@ -1243,7 +1244,9 @@ static void call_handler(struct rq_http_req *req)
     MHD_suspend_connection(req->conn);
     req->suspended = true;
     h->stats.suspended++;
-    watch_start(req);
+    if (!req->unwatched) {
+        watch_start(req);
+    }
 }
 
 /* Whether the routed @req may reach its handler; false after the
@@ -1732,6 +1735,11 @@ void rq_http_reply_text(struct rq_http_req *req, int status,
         add_headers(req, resp, content_type);
     }
     req_reply_response(req, (unsigned)status, resp);
+}
+
+void rq_http_unwatched(struct rq_http_req *req)
+{
+    req->unwatched = true;
 }
 
 void rq_http_on_abort(struct rq_http_req *req,

@@ -176,6 +176,15 @@ void rq_http_reply_text(struct rq_http_req *req, int status,
                         const char *content_type, const char *body, size_t len);
 
 /*
+ * Says that the handler answers @req later whether or not its client is
+ * still there, so its socket is not watched for the client leaving while
+ * it waits (two epoll_ctl() calls fewer a request): the abort callback
+ * then runs only when the server closes, and a reply to a client that
+ * has gone fails quietly. Call it before the handler returns.
+ */
+void rq_http_unwatched(struct rq_http_req *req);
+
+/*
  * Called at most once if the client goes away before the reply, so a long
  * poll can stop waiting. The handler must still reply (the reply is then
  * dropped and the request freed); the usual callback replies at once. A

@@ -140,6 +140,13 @@ static void h_hold(struct rq_http_req *req, void *data)
     rq_http_on_abort(req, on_abort_count, e);
 }
 
+/* The same, answered whether or not its client still waits. */
+static void h_hold_unwatched(struct rq_http_req *req, void *data)
+{
+    h_hold(req, data);
+    rq_http_unwatched(req);
+}
+
 /* A long poll whose abort callback answers at once (the usual shape). */
 static void on_abort_reply(struct rq_http_req *req, void *data)
 {
@@ -207,6 +214,7 @@ static const struct rq_http_route routes[] = {
     {"POST", "/v1/topics/{topic}/records", h_records_post},
     {"DELETE", "/v1/topics/{topic}", h_topic_delete},
     {"GET", "/v1/hold", h_hold},
+    {"GET", "/v1/hold-unwatched", h_hold_unwatched},
     {"POST", "/v1/hold", h_hold},
     {"POST", "/v1/sink", h_sink},
     {"GET", "/v1/poll", h_poll},
@@ -1073,6 +1081,25 @@ static void test_http_client_gone_aborts_long_poll(void **state)
     assert_int_equal(stats(e).requests, 2);
 }
 
+/* An unwatched request: its client leaving is not noticed while it waits
+ * (no abort callback); the late reply is dropped, and the connection
+ * ends with it. */
+static void test_http_unwatched_request_is_not_aborted(void **state)
+{
+    struct env *e = *state;
+    struct conn c;
+
+    start(e);
+    conn_open(e, &c, "GET /v1/hold-unwatched HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(wait_suspended(e, 1));
+    conn_close(&c);
+    rq_http_reply(e->held[0], 200, json_pack("{s:s}", "data", "late"));
+    e->n_held = 0;
+    assert_true(run_until(e, no_connections, e));
+    assert_int_equal(e->aborts, 0);
+    assert_int_equal(stats(e).requests, 1);
+}
+
 static void test_http_retry_after_header(void **state)
 {
     struct env *e = *state;
@@ -1725,6 +1752,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_client_gone_aborts_long_poll,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_http_unwatched_request_is_not_aborted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_retry_after_header, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

@@ -265,6 +265,11 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
     rq_http_reply(req, status, body);
 }
 
+void rq_http_unwatched(struct rq_http_req *req)
+{
+    (void)req;
+}
+
 void *rq_http_calloc(struct rq_http_req *req, size_t n, size_t size)
 {
     void *p = calloc(n, size);
