@@ -84,11 +84,14 @@ static void on_closed(uv_handle_t *h)
 }
 
 static void finish(struct bcall *c, int status, const json_t *answer,
-                   const char *why, const char *retry_after)
+                   const struct rq_httpc_resp *resp, const char *why,
+                   const char *retry_after)
 {
     struct bclient_result r = {
         .status = status,
         .answer = answer,
+        .body = answer != NULL ? resp->body : NULL,
+        .body_len = answer != NULL ? resp->body_len : 0,
         .why = why != NULL ? why : "",
         .retry_after = retry_after,
     };
@@ -103,7 +106,7 @@ static void finish_unavailable(struct bcall *c)
              "topic %s partition %u cannot be reached now (%s); retry",
              c->part.topic, c->part.partition_id,
              c->why[0] != '\0' ? c->why : "no replica answered");
-    finish(c, 503, NULL, why, "1");
+    finish(c, 503, NULL, NULL, why, "1");
 }
 
 static void fan_out(struct bcall *c);
@@ -230,7 +233,7 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
             finish_unavailable(c);
             break;
         case BCLIENT_FINISH:
-            finish(c, (int)resp->status, o,
+            finish(c, (int)resp->status, o, resp,
                    a.message != NULL ? a.message
                                      : "the broker refused the request",
                    resp->retry_after);
@@ -324,8 +327,11 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
     }
     if (next.step == BCLIENT_FINISH) {
         /* The call is freed once every answer is in. */
-        struct bclient_result r = {
-            .status = (int)resp->status, .answer = o, .why = ""};
+        struct bclient_result r = {.status = (int)resp->status,
+                                   .answer = o,
+                                   .body = o != NULL ? resp->body : NULL,
+                                   .body_len = o != NULL ? resp->body_len : 0,
+                                   .why = ""};
         read_learn(c, f->broker, o);
         c->delivered = true;
         c->cb(c->data, &r);

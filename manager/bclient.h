@@ -39,12 +39,17 @@ struct mcore;
 /*
  * The outcome of a call: @status is the broker's HTTP status (200 on
  * success), or 503 when none could serve it; @answer the broker's JSON
- * answer (borrowed; NULL when none); @why a sentence for a failure;
+ * answer (borrowed; NULL when none) and @body its bytes; @why a sentence for a
+ * failure;
  * @retry_after the broker's Retry-After or NULL.
  */
 struct bclient_result {
     int status;
     const json_t *answer;
+    /* The answer as the broker sent it (@answer parsed), for relaying it
+     * unchanged; NULL when there is no answer. Borrowed like @answer. */
+    const char *body;
+    size_t body_len;
     const char *why;
     const char *retry_after;
 };
