@@ -258,6 +258,7 @@ struct mstore {
     bool broken;          /* The open transaction was lost; see the top. */
     uint64_t applied;     /* meta.applied_index, including the open txn. */
     uint64_t applied_crc; /* meta.applied_crc; 0: not known. */
+    uint64_t layout_gen;  /* mstore_layout_generation(). */
 };
 
 /* ---- Small SQLite helpers ---- */
@@ -1302,8 +1303,18 @@ static int apply_token_revoke(struct mstore *s, const struct mcmd *c,
     return run(s, ST_TOKEN_DELETE);
 }
 
+uint64_t mstore_layout_generation(const struct mstore *s)
+{
+    return s->layout_gen;
+}
+
 static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
 {
+    if (c->type != MCMD_PRODUCER_REGISTER &&
+        c->type != MCMD_CONSUMER_REGISTER && c->type != MCMD_OFFSET_COMMIT &&
+        c->type != MCMD_TOKEN_CREATE && c->type != MCMD_TOKEN_REVOKE) {
+        s->layout_gen++; /* Whether or not it applies, or is rolled back. */
+    }
     switch (c->type) {
         case MCMD_MANAGER_ADDR:
             return apply_manager(s, c, result);
@@ -1579,6 +1590,7 @@ static int scratch_open(const uint8_t *buf, size_t len, sqlite3 **out,
 int mstore_restore(struct mstore *s, const uint8_t *buf, size_t len, char *why,
                    size_t whyn)
 {
+    s->layout_gen++;
     sqlite3 *scratch = NULL;
     int from;
     int rv;

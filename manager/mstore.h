@@ -212,6 +212,14 @@ int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
                           size_t *n);
 int mstore_partition_by_group(const struct mstore *s, uint64_t group_id,
                               struct mstore_partition *out);
+/*
+ * A number that changes whenever applying an entry (or restoring a
+ * snapshot) may have changed topics, partitions or brokers, so that a
+ * reader may keep what it read of them while the number holds.
+ * Registrations, offsets and tokens leave it.
+ */
+uint64_t mstore_layout_generation(const struct mstore *s);
+
 int mstore_producer(const struct mstore *s, uint64_t id,
                     struct mstore_client *out);
 int mstore_consumer(const struct mstore *s, uint64_t id,

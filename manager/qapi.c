@@ -230,9 +230,18 @@ int qapi_client_for_topic(struct mcore *core, struct rq_http_req *req,
                           bool producer, uint64_t id, const char *topic,
                           struct mstore_client *out)
 {
-    const char *what = producer ? "producer" : "consumer";
     int rv = producer ? mstore_producer(mcore_store(core), id, out)
                       : mstore_consumer(mcore_store(core), id, out);
+    return qapi_client_check(req, producer, id, topic, rv, out);
+}
+
+/* The check of qapi_client_for_topic() on a lookup already made (@rv, @c,
+ * for a caller that keeps what it looked up). */
+int qapi_client_check(struct rq_http_req *req, bool producer, uint64_t id,
+                      const char *topic, int rv,
+                      const struct mstore_client *out)
+{
+    const char *what = producer ? "producer" : "consumer";
     if (rv == RQ_NOTFOUND) {
         rq_http_reply_error(req, 404, "no %s %" PRIu64 "; register first", what,
                             id);

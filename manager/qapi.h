@@ -175,6 +175,8 @@ bool qapi_admit(struct mcore *core, struct rq_http_req *req,
  * Looks up a producer (@producer) or consumer registered for @topic: 0, or
  * answers 404 (unknown) / 400 (another topic) / 500 and returns that code.
  */
+int qapi_client_check(struct rq_http_req *req, bool producer, uint64_t id,
+                      const char *topic, int rv, const struct mstore_client *c);
 int qapi_client_for_topic(struct mcore *core, struct rq_http_req *req,
                           bool producer, uint64_t id, const char *topic,
                           struct mstore_client *out);

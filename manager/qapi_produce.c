@@ -27,6 +27,128 @@
 
 /* ---- Produce ---- */
 
+/* ---- What a produce reads of the store, kept between produces ---- */
+
+/* Topics whose partitions are kept. */
+#define LOOKUP_TOPICS 16
+
+/*
+ * A produce needs its producer and its topic's partitions: four queries
+ * of the store. Producers never change once registered, and partitions
+ * only with the store's layout (mstore_layout_generation()), so both are
+ * kept here, and dropped together when the layout changes.
+ */
+struct topic_parts {
+    char topic[MCMD_NAME_MAX + 1];
+    struct mstore_partition *parts; /* Owned; NULL: an empty slot. */
+    size_t n;
+    uint64_t used; /* For replacing the least recently used. */
+};
+
+static struct {
+    uint64_t gen;
+    uint64_t clock;
+    struct topic_parts topics[LOOKUP_TOPICS];
+    struct rq_idmap producers; /* id -> struct mstore_client (owned) */
+} kept;
+
+/* The producers kept, for dropping them (an id map has no walk). */
+static struct mstore_client **kept_list;
+static size_t kept_n, kept_cap;
+
+static void kept_drop(void)
+{
+    for (size_t i = 0; i < LOOKUP_TOPICS; i++) {
+        free(kept.topics[i].parts);
+        kept.topics[i].parts = NULL;
+    }
+    for (size_t i = 0; i < kept_n; i++) {
+        rq_idmap_del(&kept.producers, kept_list[i]->id);
+        free(kept_list[i]);
+    }
+    kept_n = 0;
+}
+
+/* Drops what was kept if the store's layout has changed since. */
+static void kept_check(struct mcore *core)
+{
+    uint64_t gen = mstore_layout_generation(mcore_store(core));
+    if (gen != kept.gen) {
+        kept_drop();
+        kept.gen = gen;
+    }
+}
+
+/* Producer @id as mstore_producer() reads it. */
+static int kept_producer(struct mcore *core, uint64_t id,
+                         struct mstore_client *out)
+{
+    const struct mstore_client *c = rq_idmap_get(&kept.producers, id);
+    if (c != NULL) {
+        *out = *c;
+        return 0;
+    }
+    int rv = mstore_producer(mcore_store(core), id, out);
+    if (rv != 0) {
+        return rv;
+    }
+    struct mstore_client *copy = malloc(sizeof *copy);
+    if (copy == NULL) {
+        return 0; /* UNTESTED: ENOMEM only; not kept. */
+    }
+    if (kept_n == kept_cap) {
+        size_t cap = kept_cap > 0 ? kept_cap * 2 : 64;
+        struct mstore_client **list = realloc(kept_list, cap * sizeof *list);
+        if (list == NULL) {
+            free(copy); /* UNTESTED: ENOMEM only; not kept. */
+            return 0;
+        }
+        kept_list = list;
+        kept_cap = cap;
+    }
+    *copy = *out;
+    if (rq_idmap_put(&kept.producers, id, copy) != 0) {
+        free(copy); /* UNTESTED: ENOMEM only; not kept. */
+        return 0;
+    }
+    kept_list[kept_n++] = copy;
+    return 0;
+}
+
+/* The partitions of @topic as mstore_partitions() reads them, borrowed
+ * until the next call. */
+static int kept_partitions(struct mcore *core, const char *topic,
+                           const struct mstore_partition **parts, size_t *n)
+{
+    struct topic_parts *slot = &kept.topics[0];
+    for (size_t i = 0; i < LOOKUP_TOPICS; i++) {
+        struct topic_parts *t = &kept.topics[i];
+        if (t->parts != NULL && strcmp(t->topic, topic) == 0) {
+            t->used = ++kept.clock;
+            *parts = t->parts;
+            *n = t->n;
+            return 0;
+        }
+        if (t->parts == NULL || (slot->parts != NULL && t->used < slot->used)) {
+            slot = t;
+        }
+    }
+    struct mstore_partition *got;
+    size_t count;
+    int rv = mstore_partitions(mcore_store(core), topic, &got, &count);
+    if (rv != 0) {
+        return rv;
+    }
+    free(slot->parts);
+    snprintf(slot->topic, sizeof slot->topic, "%s", topic);
+    slot->parts = got;
+    slot->n = count;
+    slot->used = ++kept.clock;
+    *parts = got;
+    *n = count;
+    return 0;
+}
+
 /* ---- Merged calls to a partition (pmerge.h) ---- */
 
 /* What one call takes at most: the broker's limits are far above. */
@@ -200,6 +322,11 @@ void qapi_produce_close(void)
         free(m);
     }
     rq_idmap_close(&merges);
+    kept_drop();
+    rq_idmap_close(&kept.producers);
+    free(kept_list);
+    kept_list = NULL;
+    kept_cap = 0;
 }
 
 /* The next round-robin position of @producer_id among @n partitions. */
@@ -231,20 +358,19 @@ static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
 {
     const struct produce_msg *a = arg;
     struct mstore_client pc;
-    struct mstore_partition *parts;
+    const struct mstore_partition *parts;
     size_t n;
 
-    int rv = mstore_producer(mcore_store(core), a->producer_id, &pc);
+    kept_check(core);
+    int rv = kept_producer(core, a->producer_id, &pc);
     if (rv == RQ_NOTFOUND && !last_try) {
         return false;
     }
-    if (qapi_client_for_topic(core, req, true, a->producer_id, a->topic, &pc) !=
-        0) {
+    if (qapi_client_check(req, true, a->producer_id, a->topic, rv, &pc) != 0) {
         return true;
     }
-    rv = mstore_partitions(mcore_store(core), a->topic, &parts, &n);
+    rv = kept_partitions(core, a->topic, &parts, &n);
     if (rv == 0 && n == 0) {
-        free(parts);
         rv = RQ_NOTFOUND;
     }
     if (qapi_reply_topic_lookup(req, rv, a->topic)) {
@@ -258,12 +384,10 @@ static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
         rr ? producer_rr(a->producer_id, (uint32_t)n) : 0, (uint32_t)n);
     if (p >= n) {
         qapi_reply_partition_unknown(req, a->topic, p, n);
-        free(parts);
         return true;
     }
     bool queued =
         merge_produce(core, req, &parts[p], a->key, a->message, a->message_len);
-    free(parts);
     if (!queued) {
         rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
     }

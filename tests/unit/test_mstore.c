@@ -530,6 +530,39 @@ static void test_mstore_topic_create(void **state)
     assert_int_equal(mstore_partition_by_group(f->s, 9, &p), RQ_NOTFOUND);
 }
 
+/* The layout generation moves with what changes topics, partitions or
+ * brokers, refused or not, and with a restore; registrations and offsets
+ * leave it. */
+static void test_mstore_layout_generation(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t g = mstore_layout_generation(f->s);
+    struct mcmd c = topic_create("t", 2);
+
+    assert_ok(step(f, &c), 1);
+    assert_true(mstore_layout_generation(f->s) > g);
+    g = mstore_layout_generation(f->s);
+    c = client(MCMD_PRODUCER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+    c = client(MCMD_CONSUMER_REGISTER, "t", MCMD_NO_PARTITION);
+    assert_ok(step(f, &c), 1);
+    struct mcmd_offset off = {.partition_id = 0, .offset = 3, .expected = 0};
+    c = commit(1, 1, 1, &off);
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_layout_generation(f->s), g);
+    c = replicas("t", 0, 0, 2, 1, 3);
+    step(f, &c);
+    assert_true(mstore_layout_generation(f->s) > g);
+    g = mstore_layout_generation(f->s);
+    c = broker(9, 1000, "127.0.0.1:9009");
+    step(f, &c);
+    assert_true(mstore_layout_generation(f->s) > g);
+    g = mstore_layout_generation(f->s);
+    c = topic_delete("nope");
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    assert_true(mstore_layout_generation(f->s) > g);
+}
+
 static void test_mstore_client_register(void **state)
 {
     struct fixture *f = *state;
@@ -1840,6 +1873,7 @@ int main(void)
         T(test_mstore_broker_register_and_state),
         T(test_mstore_topic_create),
         T(test_mstore_client_register),
+        T(test_mstore_layout_generation),
         T(test_mstore_offset_commit_is_all_or_nothing),
         T(test_mstore_positions_newest_first),
         T(test_mstore_partition_replicas_and_counts),
