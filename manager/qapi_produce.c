@@ -358,8 +358,8 @@ static bool produce_now(struct mcore *core, struct rq_http_req *req, void *arg,
 {
     const struct produce_msg *a = arg;
     struct mstore_client pc;
-    const struct mstore_partition *parts;
-    size_t n;
+    const struct mstore_partition *parts = NULL;
+    size_t n = 0;
 
     kept_check(core);
     int rv = kept_producer(core, a->producer_id, &pc);
