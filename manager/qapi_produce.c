@@ -762,6 +762,164 @@ static bool batch_now(struct mcore *core, struct rq_http_req *req, void *arg,
     return true;
 }
 
+/* ---- Batches in the binary body (rq_record.h) ---- */
+
+/*
+ * A batch sent in the binary body goes to one partition, named in the
+ * query string (the body's records carry none), and is relayed to its
+ * broker as it came: the broker checks it (limits, UTF-8) as it checks
+ * the calls of managers, so the records are neither parsed nor encoded
+ * here.
+ */
+struct binary_args {
+    const char *topic; /* Borrowed from the request. */
+    uint32_t partition;
+    uint64_t producer_id; /* 0: none. */
+    uint64_t sequence;
+    bool has_sequence; /* Only a pair makes retries safe. */
+};
+
+struct binary_op {
+    struct rq_http_req *req; /* First: the held request. */
+    struct mcore *core;
+    uint32_t partition;
+};
+
+static void on_binary_produced(void *data, const struct bclient_result *r)
+{
+    struct binary_op *op = data;
+    struct rq_http_req *req = op->req;
+    json_t *base = json_object_get(r->answer, "base_offset");
+    json_t *count = json_object_get(r->answer, "count");
+    if (req != NULL) {
+        rq_http_on_abort(req, NULL, NULL);
+        if (r->status == 200 && json_is_integer(base) &&
+            json_is_integer(count)) {
+            json_t *offsets = json_array();
+            for (json_int_t i = 0; i < json_integer_value(count); i++) {
+                json_array_append_new(
+                    offsets,
+                    json_pack("{s:i,s:I}", "partition_id", (int)op->partition,
+                              "offset", json_integer_value(base) + i));
+            }
+            mcore_stats(op->core)->produced +=
+                (uint64_t)json_integer_value(count);
+            rq_http_reply(req, 200, json_pack("{s:o}", "offsets", offsets));
+        } else {
+            if (r->retry_after != NULL) {
+                rq_http_set_header(req, "Retry-After", r->retry_after);
+            }
+            rq_http_reply_error(req, r->status == 200 ? 503 : r->status, "%s",
+                                r->why);
+        }
+    }
+    free(op);
+}
+
+static bool binary_now(struct mcore *core, struct rq_http_req *req, void *arg,
+                       bool last_try)
+{
+    const struct binary_args *a = arg;
+    const struct mstore_partition *parts = NULL;
+    struct mstore_client pc;
+    size_t np = 0;
+    size_t len;
+
+    kept_check(core);
+    int rv = kept_partitions(core, a->topic, &parts, &np);
+    if (rv == 0 && np == 0) {
+        rv = RQ_NOTFOUND;
+    }
+    if (rv == RQ_NOTFOUND && !last_try) {
+        return false;
+    }
+    if (qapi_reply_topic_lookup(req, rv, a->topic)) {
+        return true;
+    }
+    if (a->partition >= np) {
+        qapi_reply_partition_unknown(req, a->topic, a->partition, np);
+        return true;
+    }
+    if (a->producer_id != 0) {
+        rv = kept_producer(core, a->producer_id, &pc);
+        if (rv == RQ_NOTFOUND && !last_try) {
+            return false;
+        }
+        if (qapi_client_check(req, true, a->producer_id, a->topic, rv, &pc) !=
+            0) {
+            return true;
+        }
+    }
+    const uint8_t *body = rq_http_body(req, &len);
+    uint8_t *copy = malloc(len > 0 ? len : 1);
+    struct binary_op *op = rq_http_calloc(req, 1, sizeof *op);
+    if (copy == NULL || op == NULL) {
+        free(copy); /* UNTESTED: ENOMEM only. */
+        free(op);
+        return true;
+    }
+    memcpy(copy, body, len);
+    op->core = core;
+    op->partition = a->partition;
+    rv = bclient_produce_body(core, &parts[a->partition], copy, len,
+                              a->has_sequence ? a->producer_id : 0, a->sequence,
+                              on_binary_produced, op);
+    if (rv != 0) {
+        free(op);
+        mcore_unavailable(req, "cannot produce now: %s", rq_strerror(rv));
+        return true;
+    }
+    mcore_hold(req, &op->req);
+    return true;
+}
+
+/* The query string's @name as a strict integer up to @max; 0 with
+ * *present false when absent, RQ_INVALID when not such an integer. */
+static int query_u64(struct rq_http_req *req, const char *name, bool *present,
+                     uint64_t max, uint64_t *out)
+{
+    const char *v = rq_http_query(req, name);
+    *present = v != NULL;
+    return v == NULL ? 0 : rq_parse_u64(v, max, out);
+}
+
+static void produce_binary(struct mcore *core, struct rq_http_req *req,
+                           const struct auth *who, const char *topic)
+{
+    struct binary_args a = {.topic = topic};
+    bool has_partition, has_producer, has_sequence;
+    uint64_t partition = 0;
+
+    int rv = query_u64(req, "partition_id", &has_partition,
+                       MCMD_MAX_PARTITIONS - 1, &partition);
+    if (rv != 0 || !has_partition) {
+        rq_http_reply_error(req, 400,
+                            "a binary body needs 'partition_id' in the query "
+                            "string, an integer from 0 to %d",
+                            MCMD_MAX_PARTITIONS - 1);
+        return;
+    }
+    a.partition = (uint32_t)partition;
+    if (query_u64(req, "producer_id", &has_producer, UINT64_C(1) << 53,
+                  &a.producer_id) != 0 ||
+        (has_producer && a.producer_id == 0) ||
+        query_u64(req, "sequence", &has_sequence, UINT64_MAX, &a.sequence) !=
+            0) {
+        rq_http_reply_error(req, 400,
+                            "'producer_id' must be a producer id and "
+                            "'sequence' a non-negative integer");
+        return;
+    }
+    if (has_sequence && !has_producer) {
+        rq_http_reply_error(req, 400, "'sequence' needs a 'producer_id'");
+        return;
+    }
+    a.has_sequence = has_sequence;
+    if (qapi_admit(core, req, who, GRANT_TO_PRODUCE, topic, QAPI_ANY_MANAGER)) {
+        qapi_serve(core, req, binary_now, &a, sizeof a);
+    }
+}
+
 void qapi_records_produce(struct rq_http_req *req, void *data)
 {
     struct mcore *core = data;
@@ -771,7 +929,14 @@ void qapi_records_produce(struct rq_http_req *req, void *data)
         return;
     }
     const char *topic = qapi_topic_param(req);
-    if (topic == NULL || !qapi_body_ok(req)) {
+    if (topic == NULL) {
+        return;
+    }
+    if (rq_record_body_is_binary(rq_http_header(req, "Content-Type"))) {
+        produce_binary(core, req, &who, topic);
+        return;
+    }
+    if (!qapi_body_ok(req)) {
         return;
     }
     json_t *body = rq_http_json(req, NULL, 0);

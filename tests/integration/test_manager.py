@@ -65,8 +65,9 @@ def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, headers=None, quer
         path += "?" + urllib.parse.urlencode(query)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        data = None if body is None else json.dumps(body).encode()
-        hdr = {"Content-Type": "application/json"} if data is not None else {}
+        # bytes go as they are (their Content-Type in @headers).
+        data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+        hdr = {"Content-Type": "application/json"} if isinstance(body, (dict, list)) else {}
         if sign is not None:
             hdr.update(rqsign.headers(method, path, data or b"", secret=SECRET, label=sign))
         hdr.update(headers or {})
@@ -611,6 +612,41 @@ def test_batch_api(ctx):
     check_failure(*c.call(3, "POST", "/v1/consumers/%d/offsets" % cons, {"offsets": "x"}), 400,
                   "offsets not a list")
     check_failure(*c.call(3, "GET", "/v1/consumers/424242/offsets"), 404, "offsets of nobody")
+
+    # The binary body (broker/README.md): one partition, named in the query
+    # string, relayed to its broker as it came; offsets as for JSON.
+    from test_broker import BINARY, binary_body  # It imports this module.
+    c.create_topic(1, "bin", 2)
+    c.wait_topic_led("bin")
+    binary = {"Content-Type": BINARY}
+    recs = [(None, "b%d" % k) for k in range(4)] + [("key", "caf\u00e9")]
+    path = "/v1/topics/bin/records"
+    st, obj = c.call(2, "POST", path, binary_body(recs), query={"partition_id": 1},
+                     headers=binary)
+    check(check_ok(st, obj, "binary batch")["offsets"]
+          == [{"partition_id": 1, "offset": k} for k in range(5)], "offsets %r" % obj)
+    st, obj = c.call(3, "GET", "/v1/topics/bin/partitions/1/records", query={"offset": 0})
+    got = [(r["key"], r["value"]) for r in check_ok(st, obj, "read binary")["records"]]
+    check(got == recs, "read back %r" % got)
+    q = {"partition_id": 0, "producer_id": c.register(1, "producer", "bin"), "sequence": 1}
+    st, first = c.call(1, "POST", path, binary_body([(None, "once")]), query=q, headers=binary)
+    check_ok(st, first, "binary dedupe 1")
+    st, again = c.call(2, "POST", path, binary_body([(None, "once")]), query=q, headers=binary)
+    check(check_ok(st, again, "binary dedupe 2")["offsets"] == first["offsets"],
+          "a binary retry appended again: %r %r" % (first, again))
+    for query, status, what in (({}, 400, "no partition_id"),
+                                ({"partition_id": "x"}, 400, "partition_id not a number"),
+                                ({"partition_id": 2}, 404, "unknown partition"),
+                                ({"partition_id": 0, "sequence": 1}, 400, "sequence alone"),
+                                ({"partition_id": 0, "producer_id": 999999, "sequence": 1}, 404,
+                                 "unknown producer")):
+        check_failure(*c.call(3, "POST", path, binary_body([(None, "x")]), query=query,
+                              headers=binary), status, "binary: " + what)
+    # What the broker refuses comes back as it said it.
+    check_failure(*c.call(1, "POST", path, binary_body([(None, "x")], count=2),
+                          query={"partition_id": 0}, headers=binary), 400, "binary: short body")
+    check_failure(*c.call(1, "POST", path, binary_body([(None, b"\xff")]),
+                          query={"partition_id": 0}, headers=binary), 400, "binary: not UTF-8")
 
 
 def test_admin_liveness(ctx):
