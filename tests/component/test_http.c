@@ -172,6 +172,10 @@ static void h_later(struct rq_http_req *req, void *data)
 {
     struct env *e = data;
     e->late_req = req;
+    /* A timer counts from the loop's cached time, which on a busy machine
+     * can be older than the request's arrival (rq_http stamps it with
+     * uv_hrtime()): refresh it, so the reply comes LATE_MS after that. */
+    uv_update_time(&e->loop);
     uv_timer_start(&e->late, on_late, LATE_MS, 0);
 }
 
