@@ -35,6 +35,8 @@
 #include "hresp.h"
 #include "loadgen.h"
 #include "rq_err.h"
+#include "rq_record.h"
+#include "rq_wire.h"
 #include "url.h"
 
 #define WHY_LEN 1024
@@ -327,8 +329,27 @@ static int build_per_conn(struct run *r, const uint64_t *producers)
     return code;
 }
 
+/* A batch body in the binary form (rq_record.h): the count, then each
+ * record without a key. */
+static char *binary_batch(uint32_t count, const char *value, size_t *len)
+{
+    struct rq_buf b;
+    rq_buf_init(&b);
+    rq_record_body_put_count(&b, count);
+    for (uint32_t i = 0; i < count; i++) {
+        rq_record_body_put(&b, NULL, 0, false, value, strlen(value));
+    }
+    if (b.err != 0) {
+        rq_buf_close(&b); /* UNTESTED: ENOMEM only. */
+        return NULL;
+    }
+    *len = b.len;
+    return (char *)b.base; /* Freed with free(), as the JSON bodies. */
+}
+
 /* Batch bodies, one a partition ({"records": [{"value", "partition_id"}
- * x batch]}), and their heads for each manager. */
+ * x batch]}, or with --binary the binary form, the partition in the
+ * query string), and their heads for each manager. */
 static int build_batches(struct run *r)
 {
     char *value = value_text(r->size);
@@ -342,27 +363,38 @@ static int build_batches(struct run *r)
     size_t one = (size_t)r->size + RECORD_JSON;
     for (uint32_t p = 0; p < np; p++) {
         size_t cap = 16 + (size_t)r->batch * one;
-        char *b = malloc(cap);
+        size_t len = 0;
+        char *b =
+            r->cl->binary ? binary_batch(r->batch, value, &len) : malloc(cap);
         if (b == NULL) {
             free(value); /* UNTESTED: ENOMEM only. */
             return CLI_REFUSED;
         }
-        size_t len = (size_t)snprintf(b, cap, "{\"records\":[");
-        for (uint32_t i = 0; i < r->batch; i++) {
-            len += (size_t)snprintf(b + len, cap - len,
-                                    "%s{\"value\":\"%s\",\"partition_id\":%u}",
-                                    i == 0 ? "" : ",", value, p);
+        if (!r->cl->binary) {
+            len = (size_t)snprintf(b, cap, "{\"records\":[");
+            for (uint32_t i = 0; i < r->batch; i++) {
+                len +=
+                    (size_t)snprintf(b + len, cap - len,
+                                     "%s{\"value\":\"%s\",\"partition_id\":%u}",
+                                     i == 0 ? "" : ",", value, p);
+            }
+            len += (size_t)snprintf(b + len, cap - len, "]}");
         }
-        len += (size_t)snprintf(b + len, cap - len, "]}");
         r->body[p] = (struct prebuilt){b, len};
+        char query[32] = "";
+        if (r->cl->binary) {
+            snprintf(query, sizeof query, "?partition_id=%u", p);
+        }
         for (size_t t = 0; t < r->n_targets; t++) {
             struct prebuilt *h = &r->head[t * np + p];
-            int n = asprintf(&h->s,
-                             "POST /v1/topics/%s/records HTTP/1.1\r\n"
-                             "Host: %s\r\n%s"
-                             "Content-Type: application/json\r\n"
-                             "Content-Length: %zu\r\n\r\n",
-                             r->topic, r->targets[t].name, r->auth, len);
+            int n = asprintf(
+                &h->s,
+                "POST /v1/topics/%s/records%s HTTP/1.1\r\n"
+                "Host: %s\r\n%s"
+                "Content-Type: %s\r\n"
+                "Content-Length: %zu\r\n\r\n",
+                r->topic, query, r->targets[t].name, r->auth,
+                r->cl->binary ? RQ_RECORD_BODY_TYPE : "application/json", len);
             if (n < 0) {
                 h->s = NULL; /* UNTESTED: ENOMEM only. */
                 free(value);

@@ -56,6 +56,7 @@ enum opt_id {
     OPT_IN_FLIGHT,
     OPT_SIZE,
     OPT_TOPIC,
+    OPT_BINARY,
 };
 
 struct opt {
@@ -90,6 +91,7 @@ static const struct opt opts[] = {
     {"in-flight", OPT_IN_FLIGHT, true, BIT(CMD_BENCH)},
     {"size", OPT_SIZE, true, BIT(CMD_BENCH)},
     {"topic", OPT_TOPIC, true, BIT(CMD_BENCH)},
+    {"binary", OPT_BINARY, false, BIT(CMD_BENCH)},
 };
 
 /* An option as found on the command line. */
@@ -418,6 +420,9 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             return 0;
         case OPT_FOLLOW:
             out->follow = true;
+            return 0;
+        case OPT_BINARY:
+            out->binary = true;
             return 0;
         case OPT_HELP:
             return 0;
@@ -975,7 +980,7 @@ static const char *const helps[] = {
         "usage: raftq bench [CASE...] [--seconds S] [--in-flight N] "
         "[--size B]\n"
         "                   [--batch N] [--partitions N] [--topic T] "
-        "[--json]\n"
+        "[--binary] [--json]\n"
         "\n"
         "Measures a running cluster through the managers' public API, as a "
         "client\n"
@@ -1046,6 +1051,12 @@ static const char *const helps[] = {
         "  --partitions N    partitions of every case's topic (default: the "
         "case's)\n"
         "  --topic T         the prefix of the topics' names\n"
+        "  --binary          batches (and the fills of the read and consume "
+        "cases)\n"
+        "                    in the binary body (application/"
+        "vnd.raftq.records), a\n"
+        "                    partition a request named in the query "
+        "string\n"
         "  --json            one JSON object a case on stdout instead of "
         "the table:\n"
         "                    system, case, n, seconds, msgs_per_s, mb_per_s, "

@@ -132,6 +132,7 @@ struct cmdline {
     uint64_t seconds_ms; /* --seconds: each case's window. */
     uint32_t in_flight;  /* --in-flight, or 0: each case's own. */
     uint32_t size;       /* --size in bytes, or 0: each case's own. */
+    bool binary;         /* --binary: batches in the binary body. */
 };
 
 /*
