@@ -40,6 +40,8 @@
 #define CAS_RETRIES 5
 /* Consumes served by one read and one advance, at most. */
 #define CONSUME_BATCH 64
+/* Advances of one consumer in flight at once, at most (a pipeline). */
+#define CONSUME_PIPELINE 4
 
 /* ---- Consume ---- */
 
@@ -48,6 +50,7 @@ struct consume {
     struct mcore *core;
     struct rq_list link; /* In its consumer's queue. */
     bool running;
+    bool proposed; /* Its advance (or its head's) is in flight. */
     uint64_t consumer_id;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t given; /* Partition asked for, or MCMD_NO_PARTITION. */
@@ -85,6 +88,14 @@ struct cqueue {
     uint64_t consumer_id;
     struct rq_list ops; /* struct consume; the head runs. */
     bool pumping;
+    /* The advances proposed and not yet applied, and where the last of
+     * them takes the offset: a consume that starts meanwhile reads from
+     * there, and its advance checks against it. */
+    unsigned in_flight;
+    uint32_t flight_partition;
+    uint64_t flight_next;
+    bool chain_broken; /* One of them failed: read the store again. */
+    bool serial;       /* Its consumes visit several partitions. */
 };
 
 /* Consumer @id's queue; with @make, a new one if it has none. */
@@ -108,7 +119,18 @@ static struct cqueue *cqueue_get(uint64_t id, bool make)
     return q;
 }
 
-/* Starts the consumer's next request, until one is left running. */
+/* Whether the next consume may start now, @q having advances in flight. */
+static bool may_start(const struct cqueue *q)
+{
+    return q->in_flight == 0 ||
+           (q->in_flight < CONSUME_PIPELINE && !q->chain_broken && !q->serial);
+}
+
+/*
+ * Starts the consumer's next requests: in arrival order, each once those
+ * ahead of it have proposed their advances (a consume that has not stops
+ * the walk), as long as the pipeline has room.
+ */
 static void pump(uint64_t id)
 {
     struct cqueue *q = cqueue_get(id, false);
@@ -116,13 +138,26 @@ static void pump(uint64_t id)
         return;
     }
     q->pumping = true;
-    while (!rq_list_empty(&q->ops)) {
-        struct consume *op = RQ_LIST_ENTRY(q->ops.next, struct consume, link);
-        if (op->running) {
+    bool again = true;
+    while (again) {
+        again = false;
+        for (struct rq_list *l = q->ops.next; l != &q->ops; l = l->next) {
+            struct consume *op = RQ_LIST_ENTRY(l, struct consume, link);
+            if (op->running) {
+                if (op->proposed) {
+                    continue;
+                }
+                break;
+            }
+            if (!may_start(q)) {
+                break;
+            }
+            op->running = true;
+            /* It may end at once, and others with it: walk again. */
+            consume_start(op);
+            again = true;
             break;
         }
-        op->running = true;
-        consume_start(op);
     }
     q->pumping = false;
     if (rq_list_empty(&q->ops)) {
@@ -213,6 +248,7 @@ static void riders_release_from(struct consume *op, size_t from)
     for (size_t i = from; i < op->n_riders; i++) {
         struct consume *r = op->riders[i];
         r->running = false;
+        r->proposed = false;
         r->in_doubt = false;
         free(r->message);
         r->message = NULL;
@@ -301,10 +337,27 @@ static bool consume_abandoned(struct consume *op, bool record_read)
 
 static void consume_next(struct consume *op);
 
+/* @op's advance has applied, or failed (@ok false): the pipeline has
+ * room again, and after a failure later consumes read the store. */
+static void flight_end(struct consume *op, bool ok)
+{
+    struct cqueue *q = cqueue_get(op->consumer_id, false);
+    if (!op->proposed || q == NULL) {
+        return; /* Not counted: a consume over several partitions. */
+    }
+    op->proposed = false;
+    q->in_flight--;
+    q->chain_broken = q->in_flight > 0 && (q->chain_broken || !ok);
+    if (q->in_flight == 0) {
+        q->serial = false; /* Found out again by the next consume. */
+    }
+}
+
 static void on_advanced(void *data, int status, uint64_t result)
 {
     struct consume *op = data;
     uint32_t p = op->order[op->idx];
+    flight_end(op, status == 0 && !MSTORE_IS_ERR(result));
     if (status != 0) {
         /* Proposed and then leadership was lost (or the manager closed):
          * the entry may still commit under the next leader (in_doubt
@@ -327,7 +380,10 @@ static void on_advanced(void *data, int status, uint64_t result)
         if (code == RQ_INVALID && ++op->cas_lost < CAS_RETRIES &&
             !mcore_closing(op->core)) {
             /* The offset moved (an offset commit, or an older leader):
-             * read the state again and start over. */
+             * read the state again and start over, in turn: once the
+             * advances in flight behind it (which fail their checks too)
+             * have ended, so that the consumes starting over do not race
+             * each other for the same offset. */
             free(op->parts);
             op->parts = NULL;
             free(op->offsets);
@@ -338,7 +394,8 @@ static void on_advanced(void *data, int status, uint64_t result)
             op->message = NULL;
             op->msg_offset = 0;
             op->offset = 0;
-            consume_start(op);
+            op->running = false;
+            pump(op->consumer_id);
             return;
         }
         consume_end(op, code == RQ_NOTFOUND ? 404 : 503,
@@ -430,6 +487,17 @@ static void propose_advance(struct consume *op)
     mcore_stats(op->core)->consume_advances++;
     for (size_t i = 0; i < op->n_riders; i++) {
         op->riders[i]->in_doubt = true;
+        op->riders[i]->proposed = true;
+    }
+    struct cqueue *q = cqueue_get(op->consumer_id, false);
+    if (q != NULL && op->n_order == 1) {
+        /* The next consumes may start: they read from where this advance
+         * takes the offset, and check against it. */
+        op->proposed = true;
+        q->in_flight++;
+        q->flight_partition = p;
+        q->flight_next = last + 1;
+        pump(op->consumer_id);
     }
 }
 
@@ -621,6 +689,25 @@ static void consume_start(struct consume *op)
             op->order[i] = (uint32_t)((cc.rr_cursor + i) % op->n_parts);
         }
         op->n_order = op->n_parts;
+    }
+    struct cqueue *q = cqueue_get(op->consumer_id, false);
+    if (q != NULL && q->in_flight > 0) {
+        if (op->n_order != 1) {
+            /* Several partitions to visit: it waits until the advances in
+             * flight have applied, and so do the consumes after it. */
+            q->serial = true;
+            op->running = false;
+            free(op->parts);
+            op->parts = NULL;
+            free(op->offsets);
+            op->offsets = NULL;
+            free(op->order);
+            op->order = NULL;
+            return;
+        }
+        if (op->order[0] == q->flight_partition && !q->chain_broken) {
+            op->offsets[op->order[0]] = q->flight_next;
+        }
     }
     consume_next(op);
 }

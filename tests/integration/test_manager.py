@@ -1134,6 +1134,71 @@ def test_consumes_ride_together(ctx):
     check(c.consume(lead, "ride", cons)[0] == "m20", "the next consume")
 
 
+def test_consumes_in_a_pipeline(ctx):
+    """Eight clients consume for one consumer at once, through every
+    manager, while the advances of one consume are still committing the
+    next ones start (a pipeline of advances, each checking against the one
+    before it): 300 messages, every offset delivered exactly once with its
+    message, and the consumer's offset ends at 300. Then, with the
+    pipeline full, an offset commit moves the offset under it: the
+    consumes whose checks fail read the store again, and still no offset
+    is delivered twice."""
+    c = Cluster(ctx).start()
+    lead = c.wait_leader()
+    c.create_topic(lead, "pipe", 1)
+    c.wait_topic_led("pipe")
+    prod = c.register(lead, "producer", "pipe")
+    cons = c.register(lead, "consumer", "pipe")
+    recs = [{"value": "m%d" % n} for n in range(300)]
+    check_ok(*c.call(lead, "POST", "/v1/topics/pipe/records", {"records": recs}), "fill")
+    got, errors, lock = [], [], threading.Lock()
+
+    def client(k):
+        while True:
+            try:
+                st, obj = c.call(1 + k % 3, "GET", "/consumer/consume",
+                                 query={"topic": "pipe", "consumer_id": cons}, timeout=30)
+            except Unreachable as e:
+                st, obj = 0, {"message": str(e)}
+            with lock:
+                if st == 404:
+                    return
+                if st != 200:
+                    errors.append((st, obj))
+                    return
+                got.append((obj["offset"], obj["message"]))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, "errors: %r" % errors[:3])
+    check(sorted(o for o, _ in got) == list(range(300)), "offsets delivered: %d, %r"
+          % (len(got), sorted(o for o, _ in got)[:20]))
+    check(all(m == "m%d" % o for o, m in got), "a message at the wrong offset")
+    st, obj = c.call(lead, "GET", "/v1/consumers/%d/offsets" % cons)
+    check(check_ok(st, obj, "offsets")["offsets"][0]["offset"] == 300, "offsets %r" % obj)
+
+    # An offset commit under a full pipeline: no offset twice.
+    check_ok(*c.call(lead, "POST", "/v1/topics/pipe/records", {"records": recs}), "fill again")
+    got.clear()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(got) >= 50, 30, "50 more consumed")
+    check_ok(*c.call(lead, "POST", "/v1/consumers/%d/offsets" % cons,
+                     {"offsets": [{"partition_id": 0, "offset": 500}]}), "commit under load")
+    for t in threads:
+        t.join()
+    check(not errors, "errors: %r" % errors[:3])
+    offs = [o for o, _ in got]
+    check(len(offs) == len(set(offs)), "an offset delivered twice: %r" % sorted(offs))
+    check(all(m == "m%d" % (o - 300) for o, m in got), "a message at the wrong offset")
+    check(all(o < 500 for o in offs[:50]) and max(offs) == 599,
+          "after the commit to 500 the consumes went on to the end: %r" % sorted(offs)[-5:])
+
+
 def waiting_requests(c, i):
     """raftq_http_waiting_requests of manager @i: requests held for a late
     answer."""
@@ -2070,6 +2135,7 @@ if __name__ == "__main__":
         test_leader_killed_under_load,
         test_merged_produces,
         test_consumes_ride_together,
+        test_consumes_in_a_pipeline,
         test_restart_all,
         test_stopped_group_exits,
         test_dead_broker_replaced,
