@@ -198,12 +198,11 @@ def main():
         failures[system] = why
     idle, idle_why = (None, "left out") if opts.no_idle else idle_figure(build)
 
-    load_after = os.getloadavg()[0]
     lines = ["# raftq beside NATS JetStream and etcd",
              "",
              "%s; %s" % (started.strftime("%Y-%m-%d %H:%M UTC"), machine()),
-             "load average (1 min) %.2f at the start, %.2f at the end: above about 1, something "
-             "else shared the machine" % (load_before, load_after),
+             "load average (1 min) before the run: %.2f (well above 0, something else was "
+             "running and the figures are rough)" % load_before,
              "raftq: raftq dev (release build, 3 managers, 3 brokers), raftq bench, %g s a case;"
              % opts.seconds,
              "JetStream: 3 nats-server, R3 file stream; etcd: 3 etcd-server, JSON gateway "
