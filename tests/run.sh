@@ -22,10 +22,19 @@ count() { # count LABEL PATTERN TEXT
     echo "${n:-0}"
 }
 
+# A binary or suite that hangs is killed and counted as failed, so the run
+# ends (and says which) instead of waiting forever.
+BIN_TIMEOUT=${BIN_TIMEOUT:-300}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
+
 run_cmocka() {
     local bin=$1 out rc p f s
-    out=$("$bin" 2>&1)
+    out=$(timeout -k 10 "$BIN_TIMEOUT" "$bin" 2>&1)
     rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        out=$(printf '%s\nFAIL %s: still running after %s s, killed\n' "$out" \
+              "$(basename "$bin")" "$BIN_TIMEOUT")
+    fi
     p=$(count x PASSED "$out")
     f=$(count x FAILED "$out")
     s=$(count x SKIPPED "$out")
@@ -64,8 +73,12 @@ fi
 run_suite() {
     local name=$1 out rc line p f s
     shift
-    out=$("$@" 2>&1)
+    out=$(timeout -k 30 "$SUITE_TIMEOUT" "$@" 2>&1)
     rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        out=$(printf '%s\nFAIL %s: still running after %s s, killed\n' "$out" \
+              "$name" "$SUITE_TIMEOUT")
+    fi
     line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
     p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')
     f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')

@@ -43,6 +43,47 @@ static inline bool harness_run_until(uv_loop_t *loop, uv_timer_t *wake,
     return ok;
 }
 
+static inline void harness_drain_deadline(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+static inline void harness_close_leftover(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) {
+        (*(unsigned *)arg)++;
+        uv_close(h, NULL);
+    }
+}
+
+/*
+ * The end of a teardown: runs @loop until every handle has closed, for up
+ * to @ms milliseconds; then closes the handles still open and runs it
+ * until they are gone. Returns how many it had to close: 0 unless
+ * something was left open, by the code under test or by a test that
+ * failed half-way (whose handles would otherwise hang the teardown, and
+ * with it the whole suite; their memory leaks, which the sanitizer
+ * reports).
+ */
+static inline unsigned harness_drain(uv_loop_t *loop, unsigned ms)
+{
+    uv_timer_t deadline;
+    bool late = false;
+    unsigned left = 0;
+
+    uv_timer_init(loop, &deadline);
+    deadline.data = &late;
+    uv_timer_start(&deadline, harness_drain_deadline, ms, 0);
+    uv_unref((uv_handle_t *)&deadline); /* It keeps nothing alive. */
+    while (uv_loop_alive(loop) && !late) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_walk(loop, harness_close_leftover, &left);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return left;
+}
+
 static inline int harness_rm_entry(const char *path, const struct stat *st,
                                    int flag, struct FTW *ftw)
 {

@@ -274,7 +274,7 @@ static int teardown(void **state)
     uv_close((uv_handle_t *)&e->late, NULL);
     uv_close((uv_handle_t *)&e->async, NULL);
     uv_close((uv_handle_t *)&e->prepare, NULL);
-    uv_run(&e->loop, UV_RUN_DEFAULT);
+    assert_int_equal(harness_drain(&e->loop, 5000), 0);
     /* Every handle of the server, its requests' included, is closed. */
     assert_int_equal(uv_loop_close(&e->loop), 0);
     rq_metrics_free(e->metrics); /* After the server has let go of it. */

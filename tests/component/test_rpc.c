@@ -165,7 +165,7 @@ static int env_teardown(void **state)
         assert_true(run_until(e, flag_set, &e->mux_b_closed, 5000));
     }
     uv_close((uv_handle_t *)&e->wake, NULL);
-    uv_run(&e->loop, UV_RUN_DEFAULT);
+    assert_int_equal(harness_drain(&e->loop, 5000), 0);
     assert_int_equal(uv_loop_close(&e->loop), 0);
     free(e);
     return 0;
