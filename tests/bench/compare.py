@@ -201,8 +201,9 @@ def main():
     lines = ["# raftq beside NATS JetStream and etcd",
              "",
              "%s; %s" % (started.strftime("%Y-%m-%d %H:%M UTC"), machine()),
-             "load average (1 min) before the run: %.2f (well above 0, something else was "
-             "running and the figures are rough)" % load_before,
+             "load average (1 min) before the run: %.2f%s" % (
+                 load_before, " (something else was running: the figures are rough)"
+                 if load_before > 1.0 else ""),
              "raftq: raftq dev (release build, 3 managers, 3 brokers), raftq bench, %g s a case;"
              % opts.seconds,
              "JetStream: 3 nats-server, R3 file stream; etcd: 3 etcd-server, JSON gateway "
