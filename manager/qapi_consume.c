@@ -166,12 +166,25 @@ static void pump(uint64_t id)
     }
 }
 
-static void consume_free(struct consume *op)
+/* Drops what @op's start read and found, so it waits to start again. */
+static void consume_unstart(struct consume *op)
 {
     free(op->parts);
+    op->parts = NULL;
     free(op->offsets);
+    op->offsets = NULL;
     free(op->order);
+    op->order = NULL;
     free(op->message);
+    op->message = NULL;
+    op->msg_offset = 0;
+    op->offset = 0;
+    op->running = false;
+}
+
+static void consume_free(struct consume *op)
+{
+    consume_unstart(op);
     free(op);
 }
 
@@ -247,11 +260,9 @@ static void riders_release_from(struct consume *op, size_t from)
 {
     for (size_t i = from; i < op->n_riders; i++) {
         struct consume *r = op->riders[i];
-        r->running = false;
+        consume_unstart(r);
         r->proposed = false;
         r->in_doubt = false;
-        free(r->message);
-        r->message = NULL;
     }
     op->n_riders = from;
 }
@@ -384,17 +395,7 @@ static void on_advanced(void *data, int status, uint64_t result)
              * advances in flight behind it (which fail their checks too)
              * have ended, so that the consumes starting over do not race
              * each other for the same offset. */
-            free(op->parts);
-            op->parts = NULL;
-            free(op->offsets);
-            op->offsets = NULL;
-            free(op->order);
-            op->order = NULL;
-            free(op->message);
-            op->message = NULL;
-            op->msg_offset = 0;
-            op->offset = 0;
-            op->running = false;
+            consume_unstart(op);
             pump(op->consumer_id);
             return;
         }
@@ -696,13 +697,7 @@ static void consume_start(struct consume *op)
             /* Several partitions to visit: it waits until the advances in
              * flight have applied, and so do the consumes after it. */
             q->serial = true;
-            op->running = false;
-            free(op->parts);
-            op->parts = NULL;
-            free(op->offsets);
-            op->offsets = NULL;
-            free(op->order);
-            op->order = NULL;
+            consume_unstart(op);
             return;
         }
         if (op->order[0] == q->flight_partition && !q->chain_broken) {

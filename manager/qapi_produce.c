@@ -29,8 +29,9 @@
 
 /* ---- What a produce reads of the store, kept between produces ---- */
 
-/* Topics whose partitions are kept. */
+/* Topics whose partitions are kept, and producers at most. */
 #define LOOKUP_TOPICS 16
+#define LOOKUP_PRODUCERS 65536
 
 /*
  * A produce needs its producer and its topic's partitions: four queries
@@ -56,17 +57,24 @@ static struct {
 static struct mstore_client **kept_list;
 static size_t kept_n, kept_cap;
 
+/* Drops the producers kept (the partitions, which a caller may hold,
+ * stay). */
+static void kept_drop_producers(void)
+{
+    for (size_t i = 0; i < kept_n; i++) {
+        rq_idmap_del(&kept.producers, kept_list[i]->id);
+        free(kept_list[i]);
+    }
+    kept_n = 0;
+}
+
 static void kept_drop(void)
 {
     for (size_t i = 0; i < LOOKUP_TOPICS; i++) {
         free(kept.topics[i].parts);
         kept.topics[i].parts = NULL;
     }
-    for (size_t i = 0; i < kept_n; i++) {
-        rq_idmap_del(&kept.producers, kept_list[i]->id);
-        free(kept_list[i]);
-    }
-    kept_n = 0;
+    kept_drop_producers();
 }
 
 /* Drops what was kept if the store's layout has changed since. */
@@ -91,6 +99,9 @@ static int kept_producer(struct mcore *core, uint64_t id,
     int rv = mstore_producer(mcore_store(core), id, out);
     if (rv != 0) {
         return rv;
+    }
+    if (kept_n == LOOKUP_PRODUCERS) {
+        kept_drop_producers(); /* Start again rather than grow. */
     }
     struct mstore_client *copy = malloc(sizeof *copy);
     if (copy == NULL) {
