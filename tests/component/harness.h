@@ -5,7 +5,10 @@
 #ifndef TESTS_COMPONENT_HARNESS_H
 #define TESTS_COMPONENT_HARNESS_H
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +100,53 @@ static inline int harness_rm_entry(const char *path, const struct stat *st,
 static inline void harness_rm_tree(const char *dir)
 {
     nftw(dir, harness_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* True if @port on 127.0.0.1 can be bound and listened on now. */
+static inline bool harness_port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return false;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok =
+        bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Ports the component tests listen on: below the kernel's ephemeral range. */
+#define HARNESS_PORT_LO 20000
+#define HARNESS_PORT_HI 32000
+
+/*
+ * The first block of @span free ports on 127.0.0.1, searched from a place
+ * set by the process id, so that two runs on one machine (two checkouts,
+ * or a cluster someone left running) do not take the same ports. Returns
+ * its first port, or 0 after saying on stderr that none is free.
+ */
+static inline int harness_pick_ports(const char *suite, int span)
+{
+    int blocks = (HARNESS_PORT_HI - HARNESS_PORT_LO) / span;
+    int first = (int)(getpid() % blocks);
+    for (int k = 0; k < blocks; k++) {
+        int base = HARNESS_PORT_LO + ((first + k) % blocks) * span;
+        int p = base;
+        while (p < base + span && harness_port_free(p)) {
+            p++;
+        }
+        if (p == base + span) {
+            return base;
+        }
+    }
+    fprintf(stderr, "%s: no %d free ports in %d-%d\n", suite, span,
+            HARNESS_PORT_LO, HARNESS_PORT_HI);
+    return 0;
 }
 
 #endif /* TESTS_COMPONENT_HARNESS_H */

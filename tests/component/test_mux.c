@@ -38,13 +38,9 @@
 
 #define N_NODES 3
 #define N_GROUPS 2
-/* The tests use ports base_port to base_port + PORT_SPAN - 1, picked at
- * start among ports below the kernel's ephemeral range, from a place that
- * depends on the process id, so two runs of the suite on one machine (two
- * checkouts) do not take the same ports. */
+/* The tests use ports base_port to base_port + PORT_SPAN - 1
+ * (harness_pick_ports()). */
 #define PORT_SPAN 32
-#define PORT_LO 20000
-#define PORT_HI 32000
 #define BASE_PORT base_port
 static int base_port;
 #define CLUSTER_ID 77
@@ -1688,49 +1684,10 @@ static void test_mux_tls_node_of_another_ca_cannot_join(void **state)
     assert_true(trusted_failures > 0);
 }
 
-/* True if @port on 127.0.0.1 can be bound and listened on now. */
-static bool port_free(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return false;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok =
-        bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0;
-    close(fd);
-    return ok;
-}
-
-/* The first block of PORT_SPAN free ports from a place set by the process
- * id; 0 if none is free. */
-static int pick_base_port(void)
-{
-    int blocks = (PORT_HI - PORT_LO) / PORT_SPAN;
-    int first = (int)(getpid() % blocks);
-    for (int k = 0; k < blocks; k++) {
-        int base = PORT_LO + ((first + k) % blocks) * PORT_SPAN;
-        int p = base;
-        while (p < base + PORT_SPAN && port_free(p)) {
-            p++;
-        }
-        if (p == base + PORT_SPAN) {
-            return base;
-        }
-    }
-    return 0;
-}
-
 int main(void)
 {
-    base_port = pick_base_port();
+    base_port = harness_pick_ports("test_mux", PORT_SPAN);
     if (base_port == 0) {
-        fprintf(stderr, "test_mux: no %d free ports in %d-%d\n", PORT_SPAN,
-                PORT_LO, PORT_HI);
         return 1;
     }
     /* As in every raftq process: a write to a cut stream fails, no signal. */

@@ -2,7 +2,7 @@
  * Component tests of rq_node on real disk (a mkdtemp directory under /tmp)
  * and real loopback TCP through libraft's stock transport. Each test drives
  * one libuv loop until a condition holds or a deadline passes; nothing
- * sleeps. Ports 22000-22099.
+ * sleeps. Ports base_port to base_port + 31 (harness_pick_ports()).
  */
 #include <dirent.h>
 #include <ftw.h>
@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "rq_err.h"
 #include "rq_node.h"
 
@@ -32,6 +33,9 @@
 #endif
 
 #define SEGMENT_SIZE (64u * 1024)
+/* The tests use ports base_port to base_port + 31 (harness_pick_ports()). */
+static int base_port;
+#define BASE_PORT base_port
 #define WAIT_MS 10000
 #define MAX_EVENTS 64
 
@@ -505,7 +509,7 @@ static void test_node_odd_length_entries_survive_restart(void **state)
     uint64_t expect = HASH_SEED;
     unsigned closed;
 
-    sole_voter_start(tn, fx, 22001, "pad");
+    sole_voter_start(tn, fx, BASE_PORT + 1, "pad");
     apply_range(tn, 0, n, &expect);
     assert_int_equal(tn->fsm.count, n);
     assert_true(tn->fsm.hash == expect);
@@ -544,7 +548,7 @@ static void test_node_raw_odd_length_entry_refused(void **state)
     uint64_t expect = HASH_SEED;
     unsigned closed;
 
-    sole_voter_start(tn, fx, 22006, "raw");
+    sole_voter_start(tn, fx, BASE_PORT + 6, "raw");
     apply_range(tn, 0, n, &expect);
     struct raft *r = rq_node_raft(tn->node);
     struct raft_apply req;
@@ -581,7 +585,7 @@ static void test_node_restores_snapshot_and_tail(void **state)
     uint64_t expect = HASH_SEED;
     unsigned closed;
 
-    tnode_init(tn, fx, 1, 22002, "snap");
+    tnode_init(tn, fx, 1, BASE_PORT + 2, "snap");
     struct rq_peer self = {.id = 1};
     snprintf(self.address, sizeof self.address, "%s", tn->address);
     struct rq_node_config cfg = config_for(tn);
@@ -636,7 +640,7 @@ static void test_node_bootstrap_twice_is_ok(void **state)
     struct tnode *tn = &fx->nodes[0];
     uint64_t expect = HASH_SEED;
 
-    tnode_init(tn, fx, 1, 22003, "boot/nested");
+    tnode_init(tn, fx, 1, BASE_PORT + 3, "boot/nested");
     struct rq_peer self = {.id = 1};
     snprintf(self.address, sizeof self.address, "%s", tn->address);
 
@@ -682,7 +686,7 @@ static void test_node_ready_only_after_barrier(void **state)
     struct rq_node_info info;
     struct outcomes o = {0};
 
-    tnode_init(tn, fx, 1, 22004, "ready");
+    tnode_init(tn, fx, 1, BASE_PORT + 4, "ready");
     struct rq_peer self = {.id = 1};
     snprintf(self.address, sizeof self.address, "%s", tn->address);
     tnode_open(tn);
@@ -747,7 +751,7 @@ static void test_node_rejects_bad_config_and_failed_start(void **state)
     char why[256];
     char path[128];
 
-    tnode_init(tn, fx, 1, 22005, "bad");
+    tnode_init(tn, fx, 1, BASE_PORT + 5, "bad");
     tn->transport.version = 1; /* raft_uv_tcp_init checks it. */
     assert_int_equal(raft_uv_tcp_init(&tn->transport, &fx->loop), 0);
     tn->transport_live = true;
@@ -785,7 +789,7 @@ static void test_node_rejects_bad_config_and_failed_start(void **state)
 
     /* Someone else listens on the node's port. */
     struct sockaddr_in sa;
-    assert_int_equal(uv_ip4_addr("127.0.0.1", 22005, &sa), 0);
+    assert_int_equal(uv_ip4_addr("127.0.0.1", BASE_PORT + 5, &sa), 0);
     assert_int_equal(uv_tcp_init(&fx->loop, &fx->blocker), 0);
     fx->blocker_open = true;
     assert_int_equal(uv_tcp_bind(&fx->blocker, (struct sockaddr *)&sa, 0), 0);
@@ -875,7 +879,7 @@ static void test_node_three_voters_replicate_and_fail_over(void **state)
     for (unsigned i = 0; i < N_VOTERS; i++) {
         char sub[16];
         snprintf(sub, sizeof sub, "n%u", i + 1);
-        tnode_init(&fx->nodes[i], fx, i + 1, 22010 + i, sub);
+        tnode_init(&fx->nodes[i], fx, i + 1, BASE_PORT + 10 + i, sub);
         peers[i].id = i + 1;
         snprintf(peers[i].address, sizeof peers[i].address, "%s",
                  fx->nodes[i].address);
@@ -1001,7 +1005,7 @@ static void test_node_lower_budget_lets_go_of_the_log_when_idle(void **state)
     for (unsigned i = 0; i < N_VOTERS; i++) {
         char sub[16];
         snprintf(sub, sizeof sub, "c%u", i + 1);
-        tnode_init(&fx->nodes[i], fx, i + 1, 22020 + i, sub);
+        tnode_init(&fx->nodes[i], fx, i + 1, BASE_PORT + 20 + i, sub);
         peers[i].id = i + 1;
         snprintf(peers[i].address, sizeof peers[i].address, "%s",
                  fx->nodes[i].address);
@@ -1076,6 +1080,10 @@ static void test_node_lower_budget_lets_go_of_the_log_when_idle(void **state)
 
 int main(void)
 {
+    base_port = harness_pick_ports("test_node", 32);
+    if (base_port == 0) {
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_node_odd_length_entries_survive_restart, setup, teardown),

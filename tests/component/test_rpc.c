@@ -21,10 +21,12 @@
 #include "rq_rpc.h"
 #include "rq_wire.h"
 
-#define PORT_A 21100
-#define PORT_B 21101
-#define PORT_C 21102
-#define PORT_NOBODY 21109
+/* The tests use ports base_port to base_port + 9 (harness_pick_ports()). */
+static int base_port;
+#define PORT_A (base_port + 0)
+#define PORT_B (base_port + 1)
+#define PORT_C (base_port + 2)
+#define PORT_NOBODY (base_port + 9)
 #define CLUSTER_ID 5
 #define SECRET "rpc-test-secret-0123456789abcdef-0123"
 #define MAX_CALLS 256
@@ -574,6 +576,10 @@ static void test_rpc_oversize_reply_fails_call(void **state)
 
 int main(void)
 {
+    base_port = harness_pick_ports("test_rpc", 10);
+    if (base_port == 0) {
+        return 1;
+    }
 #define T(name) cmocka_unit_test_setup_teardown(name, env_setup, env_teardown)
     const struct CMUnitTest tests[] = {
         T(test_rpc_call_gets_reply),
