@@ -57,6 +57,9 @@ RAFT_DIR := build/deps/$(if $(filter 1,$(SAN)),raft-asan,raft)
 RAFT_CFLAGS := $(if $(filter 1,$(SAN)),$(OPT),-O2 -g)
 RAFT_LIB := $(RAFT_DIR)/lib/libraft.a
 LDFLAGS += $(if $(filter 1,$(SAN)),-fsanitize=address$(comma)undefined)
+# libraft's segment checksum goes to shared/rq_raftcrc.c (the same CRC,
+# eight bytes at a time; see rq_raftcrc.h); -u pulls it from the archive.
+LDFLAGS += -Wl,--wrap=byteCrc32 -Wl,-u,__wrap_byteCrc32
 LDFLAGS += $(if $(filter fuzz,$(SAN)),-fsanitize=fuzzer$(comma)address$(comma)undefined)
 comma := ,
 PKG_CFLAGS := -I$(RAFT_DIR)/include $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
