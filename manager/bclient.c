@@ -76,6 +76,58 @@ struct bcall {
 
 static void attempt(struct bcall *c);
 
+/* ---- Brokers' addresses, kept while the store's layout holds ---- */
+
+/* Brokers whose address is kept at most (more are read from the store). */
+#define ADDRS_KEPT 64
+
+/*
+ * Every call needs its broker's HTTP address: a store query each time,
+ * a twentieth of a manager's CPU under single-record produces. A broker's
+ * address changes only with an entry that moves mstore_layout_generation(),
+ * so what was read is kept until the number moves.
+ */
+static struct {
+    const struct mstore *store;
+    uint64_t gen;
+    size_t n;
+    struct {
+        uint32_t id;
+        char http_addr[MCMD_ADDR_MAX + 1];
+    } b[ADDRS_KEPT];
+} addrs;
+
+/* Broker @id's HTTP address into @out (MCMD_ADDR_MAX + 1 bytes); non-zero
+ * if the store knows no such broker. */
+static int broker_addr(struct mcore *core, uint32_t id, char *out)
+{
+    const struct mstore *store = mcore_store(core);
+    uint64_t gen = mstore_layout_generation(store);
+    if (addrs.store != store || addrs.gen != gen) {
+        addrs.store = store;
+        addrs.gen = gen;
+        addrs.n = 0;
+    }
+    for (size_t i = 0; i < addrs.n; i++) {
+        if (addrs.b[i].id == id) {
+            memcpy(out, addrs.b[i].http_addr, sizeof addrs.b[i].http_addr);
+            return 0;
+        }
+    }
+    struct mstore_broker b;
+    int rv = mstore_broker(store, id, &b);
+    if (rv != 0) {
+        return rv;
+    }
+    memcpy(out, b.http_addr, sizeof b.http_addr);
+    if (addrs.n < ADDRS_KEPT) {
+        addrs.b[addrs.n].id = id;
+        memcpy(addrs.b[addrs.n].http_addr, b.http_addr, sizeof b.http_addr);
+        addrs.n++;
+    }
+    return 0;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     struct bcall *c = h->data;
@@ -245,7 +297,7 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
 static void attempt(struct bcall *c)
 {
     struct mcore *core = c->core;
-    struct mstore_broker b;
+    char addr[MCMD_ADDR_MAX + 1];
     char url[1024];
 
     if (mcore_closing(core)) {
@@ -271,13 +323,12 @@ static void attempt(struct bcall *c)
             retry_later(c);
             return;
         }
-        if (c->target != 0 &&
-            mstore_broker(mcore_store(core), c->target, &b) == 0) {
+        if (c->target != 0 && broker_addr(core, c->target, addr) == 0) {
             break;
         }
         snprintf(c->why, sizeof c->why, "broker %u is unknown", c->target);
     }
-    snprintf(url, sizeof url, "http://%s%s", b.http_addr, c->path);
+    snprintf(url, sizeof url, "http://%s%s", addr, c->path);
     struct rq_httpc_req r = {
         .method = c->produce ? "POST" : "GET",
         .url = url,
@@ -357,16 +408,16 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
 static void fan_out(struct bcall *c)
 {
     struct mcore *core = c->core;
-    struct mstore_broker b;
+    char addr[MCMD_ADDR_MAX + 1];
     char url[1024];
 
     c->fan_named = 0;
     for (unsigned k = 0; k < MCMD_RF; k++) {
         c->fans[k] = (struct fan){.c = c, .broker = c->part.replicas[k]};
-        if (mstore_broker(mcore_store(core), c->part.replicas[k], &b) != 0) {
+        if (broker_addr(core, c->part.replicas[k], addr) != 0) {
             continue;
         }
-        snprintf(url, sizeof url, "http://%s%s", b.http_addr, c->path);
+        snprintf(url, sizeof url, "http://%s%s", addr, c->path);
         struct rq_httpc_req r = {
             .method = "GET",
             .url = url,

@@ -279,7 +279,7 @@ def barrage_http(addr, post_path):
     st, obj, _, data = chunked_upload(addr, post_path, 40)
     TALLY.add(st)
     check(st == 413 and "larger than" in obj["message"], "40 MiB chunked: %d %r" % (st, data[:200]))
-    # The request line and headers share a 64 KiB buffer; past it
+    # The request line and headers share a 32 KiB buffer; past it
     # libmicrohttpd answers 414 or 431 itself (its own HTML body).
     st, _, _, data = raw(addr, "GET", "/v1/topics/" + "x" * 100000 + "/records")
     TALLY.add(st)
