@@ -1737,6 +1737,19 @@ void rq_http_reply_text(struct rq_http_req *req, int status,
     req_reply_response(req, (unsigned)status, resp);
 }
 
+void rq_http_reply_owned(struct rq_http_req *req, int status,
+                         const char *content_type, void *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (resp != NULL) {
+        add_headers(req, resp, content_type);
+    } else {
+        free(body); /* UNTESTED: ENOMEM only. */
+    }
+    req_reply_response(req, (unsigned)status, resp);
+}
+
 void rq_http_unwatched(struct rq_http_req *req)
 {
     req->unwatched = true;

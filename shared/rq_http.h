@@ -175,6 +175,11 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
 void rq_http_reply_text(struct rq_http_req *req, int status,
                         const char *content_type, const char *body, size_t len);
 
+/* The same with @body malloc'd and taken (freed with free() once sent,
+ * or at once if the reply cannot be made): no copy of a large answer. */
+void rq_http_reply_owned(struct rq_http_req *req, int status,
+                         const char *content_type, void *body, size_t len);
+
 /*
  * Says that the handler answers @req later whether or not its client is
  * still there, so its socket is not watched for the client leaving while

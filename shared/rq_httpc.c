@@ -181,6 +181,7 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
     struct rq_httpc_resp resp = {0};
     char why[WHY_LEN] = "";
     char retry_after[RETRY_AFTER_LEN];
+    char content_type[128];
     const char *url = NULL;
     long status = 0;
 
@@ -218,6 +219,11 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
                                         -1, &h) == CURLHE_OK) {
         snprintf(retry_after, sizeof retry_after, "%s", h->value);
         resp.retry_after = retry_after;
+    }
+    if (status != 0 && curl_easy_header(x->easy, "Content-Type", 0,
+                                        CURLH_HEADER, -1, &h) == CURLHE_OK) {
+        snprintf(content_type, sizeof content_type, "%s", h->value);
+        resp.content_type = content_type;
     }
     x->cb(x->data, &resp);
     xfer_free(x);

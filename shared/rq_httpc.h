@@ -38,7 +38,8 @@ struct rq_httpc_resp {
     size_t body_len;
     const char *
         why; /* a reason when err != 0 ("connect to 127.0.0.1:8001: refused") */
-    const char *retry_after; /* the Retry-After header, or NULL */
+    const char *retry_after;  /* the Retry-After header, or NULL */
+    const char *content_type; /* the Content-Type header, or NULL */
 };
 
 typedef void (*rq_httpc_cb)(void *data, const struct rq_httpc_resp *resp);

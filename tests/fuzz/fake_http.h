@@ -290,6 +290,17 @@ void rq_http_reply_text(struct rq_http_req *req, int status,
     req->status = status;
 }
 
+void rq_http_reply_owned(struct rq_http_req *req, int status,
+                         const char *content_type, void *body, size_t len)
+{
+    (void)content_type;
+    (void)len;
+    free(body);
+    FUZZ_CHECK(!req->replied);
+    req->replied = true;
+    req->status = status;
+}
+
 void rq_http_on_abort(struct rq_http_req *req,
                       void (*cb)(struct rq_http_req *req, void *data),
                       void *data)
