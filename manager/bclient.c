@@ -97,6 +97,7 @@ static void finish(struct bcall *c, int status, const json_t *answer,
         .head = head,
         .body = body ? resp->body : NULL,
         .body_len = body ? resp->body_len : 0,
+        .resp = body ? resp : NULL,
         .why = why != NULL ? why : "",
         .retry_after = retry_after,
     };
@@ -380,6 +381,7 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
                                    .head = bin ? &head : NULL,
                                    .body = body ? resp->body : NULL,
                                    .body_len = body ? resp->body_len : 0,
+                                   .resp = body ? resp : NULL,
                                    .why = ""};
         read_learn(c, f->broker, o, bin ? &head : NULL);
         c->delivered = true;

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "mstore.h"
+#include "rq_httpc.h"
 #include "rq_reads.h"
 
 struct mcore;
@@ -53,6 +54,10 @@ struct bclient_result {
      * unchanged; NULL when there is no answer. Borrowed like @answer. */
     const char *body;
     size_t body_len;
+    /* The broker's response, so that a caller passing @body on may take
+     * it with rq_httpc_take_body() instead of copying it; NULL with no
+     * body. */
+    const struct rq_httpc_resp *resp;
     const char *why;
     const char *retry_after;
 };

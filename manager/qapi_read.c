@@ -242,7 +242,16 @@ static void reply_head(struct rq_http_req *req, bool binary,
                        const struct bclient_result *r)
 {
     if (binary) {
-        rq_http_reply_text(req, 200, RQ_RECORD_BODY_TYPE, r->body, r->body_len);
+        /* The very bytes libcurl received, handed to the reply. */
+        char *own = r->resp != NULL ? rq_httpc_take_body(r->resp) : NULL;
+        if (own != NULL) {
+            rq_http_reply_owned(req, 200, RQ_RECORD_BODY_TYPE, own,
+                                r->body_len);
+        } else {
+            /* UNTESTED: a checked binary answer always has its body. */
+            rq_http_reply_text(req, 200, RQ_RECORD_BODY_TYPE, r->body,
+                               r->body_len);
+        }
         return;
     }
     struct rq_buf out;

@@ -197,6 +197,7 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
     if (err == 0 && x->resp != NULL) {
         resp.body = x->resp;
         resp.body_len = x->resp_len;
+        resp.xfer = x;
     } else {
         resp.body = "";
     }
@@ -227,6 +228,17 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
     }
     x->cb(x->data, &resp);
     xfer_free(x);
+}
+
+char *rq_httpc_take_body(const struct rq_httpc_resp *resp)
+{
+    struct xfer *x = resp->xfer;
+    if (x == NULL) {
+        return NULL;
+    }
+    char *body = x->resp;
+    x->resp = NULL; /* xfer_free() leaves it to the caller. */
+    return body;
 }
 
 /* Collects finished transfers; stops if a callback closes the client. */
@@ -353,6 +365,15 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     if (x->resp_len + n + 1 > x->resp_cap) {
         size_t cap = x->resp_cap == 0 ? 1024 : x->resp_cap;
+        curl_off_t whole = -1;
+        /* The whole body at once when its length is known: no growing
+         * copies of a large answer. */
+        if (x->resp_cap == 0 &&
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+                              &whole) == CURLE_OK &&
+            whole > 0 && (uint64_t)whole < x->max_response) {
+            cap = (size_t)whole + 1;
+        }
         while (cap < x->resp_len + n + 1) {
             cap *= 2;
         }
