@@ -175,6 +175,42 @@ static size_t utf8_len(const uint8_t *s, size_t n)
     return k;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Non-zero if a byte of @v is below 0x20, '"', '\\' or 0x80 and above:
+ * the eight bytes are not all plain ASCII that goes as it is (each test
+ * is the "has a byte less than n" trick of Bit Twiddling Hacks; a false
+ * alarm only sends the bytes to the byte loop, which decides; none is
+ * missed). */
+static uint64_t special8(uint64_t v)
+{
+    uint64_t q = v ^ (ONES * '"');
+    uint64_t b = v ^ (ONES * '\\');
+    uint64_t low = (v - ONES * 0x20) & ~v;
+    uint64_t quote = (q - ONES) & ~q;
+    uint64_t back = (b - ONES) & ~b;
+    return (low | quote | back | v) & HIGHS;
+}
+
+/* The end of the leading run of @s (@n bytes) that goes as it is. */
+static size_t plain_run(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    uint64_t v;
+    while (n - i >= 8) {
+        memcpy(&v, s + i, 8);
+        if (special8(v) != 0) {
+            break;
+        }
+        i += 8;
+    }
+    while (i < n && s[i] < 0x80 && escape_as[s[i]] == 0) {
+        i++;
+    }
+    return i;
+}
+
 int rq_reads_json_string(struct rq_buf *out, const uint8_t *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -188,10 +224,7 @@ int rq_reads_json_string(struct rq_buf *out, const uint8_t *s, size_t n)
     size_t i = 0;
     while (i < n) {
         /* A run of bytes that go as they are, copied at once. */
-        size_t run = i;
-        while (run < n && s[run] < 0x80 && escape_as[s[run]] == 0) {
-            run++;
-        }
+        size_t run = i + plain_run(s + i, n - i);
         while (run < n && s[run] >= 0x80) {
             size_t k = utf8_len(s + run, n - run);
             if (k == 0) {

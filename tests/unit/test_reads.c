@@ -267,6 +267,46 @@ static void test_rq_reads_json_escapes(void **state)
     }
 }
 
+/* Every ASCII byte and a two-byte character at every place of a string
+ * longer than the eight bytes the writer scans at once reads back as it
+ * was, and each control character, quote and backslash is escaped. */
+static void test_rq_reads_json_every_byte_everywhere(void **state)
+{
+    (void)state;
+    for (unsigned c = 1; c <= 128; c++) {
+        for (size_t at = 0; at < 19; at++) {
+            char in[21];
+            size_t n = 19;
+            memset(in, 'a', sizeof in);
+            if (c == 128) {
+                memcpy(in + at, "\xc3\xa9", 2); /* é */
+                n = 20;
+            } else {
+                in[at] = (char)c;
+            }
+            struct rq_buf out;
+            rq_buf_init(&out);
+            assert_int_equal(rq_reads_json_string(&out, (const uint8_t *)in, n),
+                             0);
+            json_t *v = json_loadb((const char *)out.base, out.len,
+                                   JSON_DECODE_ANY, NULL);
+            assert_non_null(v);
+            assert_int_equal(json_string_length(v), n);
+            assert_memory_equal(json_string_value(v), in, n);
+            json_decref(v);
+            /* \u00XX adds five bytes, \n and the like one. */
+            size_t extra = 0;
+            if (c < 0x20) {
+                extra = strchr("\b\f\n\r\t", (int)c) != NULL ? 1 : 5;
+            } else if (c == '"' || c == '\\') {
+                extra = 1;
+            }
+            assert_int_equal(out.len, n + 2 + extra);
+            rq_buf_close(&out);
+        }
+    }
+}
+
 /* Bytes that are not UTF-8 text without NUL never become JSON. */
 static void test_rq_reads_json_refuses_bad_text(void **state)
 {
@@ -315,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_rq_reads_accepts_binary),
         cmocka_unit_test(test_rq_reads_json_matches_binary),
         cmocka_unit_test(test_rq_reads_json_escapes),
+        cmocka_unit_test(test_rq_reads_json_every_byte_everywhere),
         cmocka_unit_test(test_rq_reads_json_refuses_bad_text),
     };
     return cmocka_run_group_tests_name("rq_reads", tests, NULL, NULL);
