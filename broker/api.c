@@ -1154,30 +1154,29 @@ static void reply_records(struct rq_http_req *req, struct replica *r,
     }
     struct rq_reads_head h = {n, offset + n, partition_next_offset(p)};
     if (binary) {
-        if (rq_buf_reserve(&out, RQ_READS_HEAD + blob_len) == 0) {
-            rq_reads_head_put_at(out.base, &h);
-            if (blob_len > 0) {
-                memcpy(out.base + RQ_READS_HEAD, scratch.base, blob_len);
-            }
-            out.len = RQ_READS_HEAD + blob_len;
-        }
-    } else {
-        replica_status(r, &st);
-        rv = rq_reads_json_put(&out, &h, scratch.base, blob_len);
-        if (rv != 0) {
-            /* Values arrive as checked text, so this means damage. */
-            rq_log(RQ_ERROR,
-                   "group %" PRIu64 ": records from offset %" PRIu64
-                   " are not text",
-                   replica_desc(r)->group_id, offset);
-            goto fail;
-        }
-        char tail[96];
-        int k = snprintf(tail, sizeof tail,
-                         ",\"leader\":%s,\"leader_id\":%" PRIu64 "}",
-                         leader ? "true" : "false", st.node.leader_id);
-        rq_buf_put_bytes(&out, tail, (size_t)k);
+        /* The head, then the log read's buffer itself, which the reply
+         * takes. */
+        uint8_t head[RQ_READS_HEAD];
+        rq_reads_head_put_at(head, &h);
+        rq_http_reply_parts(req, 200, RQ_RECORD_BODY_TYPE, head, sizeof head,
+                            scratch.base, blob_len);
+        return;
     }
+    replica_status(r, &st);
+    rv = rq_reads_json_put(&out, &h, scratch.base, blob_len);
+    if (rv != 0) {
+        /* Values arrive as checked text, so this means damage. */
+        rq_log(RQ_ERROR,
+               "group %" PRIu64 ": records from offset %" PRIu64
+               " are not text",
+               replica_desc(r)->group_id, offset);
+        goto fail;
+    }
+    char tail[96];
+    int k =
+        snprintf(tail, sizeof tail, ",\"leader\":%s,\"leader_id\":%" PRIu64 "}",
+                 leader ? "true" : "false", st.node.leader_id);
+    rq_buf_put_bytes(&out, tail, (size_t)k);
     rq_buf_close(&scratch);
     if (out.err != 0) {
         rq_buf_close(&out); /* UNTESTED: ENOMEM only. */
@@ -1185,9 +1184,7 @@ static void reply_records(struct rq_http_req *req, struct replica *r,
         return;
     }
     /* The buffer goes to the reply, which frees it. */
-    rq_http_reply_owned(req, 200,
-                        binary ? RQ_RECORD_BODY_TYPE : "application/json",
-                        out.base, out.len);
+    rq_http_reply_owned(req, 200, "application/json", out.base, out.len);
     return;
 
 fail:
