@@ -21,7 +21,10 @@
  * is parked on the leader and confirmed when records arrive or the wait ends;
  * the client leaving drops it. A leader still fetching the gap a snapshot
  * left answers 503 for offsets in that gap. With local=1 any open replica
- * answers from its own log at once, for comparing replicas.
+ * answers from its own log at once, for comparing replicas. A confirmed
+ * read answers in the binary form (shared/rq_reads.h) when the caller's
+ * Accept asks for it: the head, then the log read's records as they are.
+ * JSON is written from the same records by rq_reads, with no jansson tree.
  */
 #include "api.h"
 
@@ -44,6 +47,8 @@
 #include "rq_log.h"
 #include "rq_metrics.h"
 #include "rq_names.h"
+#include "rq_reads.h"
+#include "rq_record.h"
 #include "rq_rpc.h"
 #include "rq_wire.h"
 
@@ -1098,84 +1103,98 @@ struct read {
     struct replica_waiter *waiter;
     uint64_t offset;
     uint32_t max;
+    bool binary; /* The client accepts the binary form. */
 };
 
 /*
  * Answers a read from what the partition holds now, below @end (maybe
  * nothing). @leader says whether this is the confirmed leader, whose
  * answer is final: an empty one means nothing was acknowledged there.
+ * @binary: the binary form (shared/rq_reads.h), the log read's records
+ * blob as it is after a head, else JSON written from the same blob.
  */
 static void reply_records(struct rq_http_req *req, struct replica *r,
                           uint64_t offset, uint32_t max, uint64_t end,
-                          bool leader)
+                          bool leader, bool binary)
 {
     struct partition *p = replica_partition(r);
     struct replica_status st;
-    uint64_t next = offset;
-    json_t *list = json_array();
+    struct rq_buf scratch;
+    struct rq_buf out;
+    uint32_t n = 0;
+    size_t blob_len = 0;
+    int rv = 0;
+
+    rq_buf_init(&scratch);
+    rq_buf_init(&out);
     if (offset < partition_local_next(p) && offset < end) {
-        struct rq_buf scratch;
-        uint32_t n = 0;
         struct record *recs = calloc(max, sizeof *recs);
-        uint64_t *offsets = calloc(max, sizeof *offsets);
-        rq_buf_init(&scratch);
-        int rv = recs == NULL || offsets == NULL
-                     ? RQ_NOMEM
-                     : partition_read(p, offset, max, READ_MAX_BYTES, &scratch,
-                                      recs, offsets, &n);
-        for (uint32_t i = 0; i < n; i++) {
-            if (offsets[i] >= end) {
-                n = i;
-                break;
-            }
-            json_t *value =
-                json_stringn((const char *)recs[i].value, recs[i].value_len);
-            json_t *key =
-                recs[i].key == NULL
-                    ? json_null()
-                    : json_stringn((const char *)recs[i].key, recs[i].key_len);
-            if (value == NULL || key == NULL) {
-                /* Values arrive as JSON strings, so this means damage. */
-                json_decref(value);
-                json_decref(key);
-                rv = RQ_MALFORMED;
-                n = i;
-                break;
-            }
-            json_array_append_new(
-                list,
-                json_pack("{s:I,s:o,s:o,s:I}", "offset", (json_int_t)offsets[i],
-                          "value", value, "key", key, "timestamp_ms",
-                          (json_int_t)recs[i].timestamp_ms));
-            next = offsets[i] + 1;
+        rv = recs == NULL ? RQ_NOMEM
+                          : partition_read(p, offset, max, READ_MAX_BYTES,
+                                           &scratch, recs, NULL, &n);
+        /* Offsets are consecutive from @offset. */
+        if (n > end - offset) {
+            n = (uint32_t)(end - offset);
         }
-        struct bmetrics_replica *m = replica_metrics(r);
         size_t bytes = 0;
         for (uint32_t i = 0; i < n; i++) {
             bytes += recs[i].key_len + recs[i].value_len;
         }
+        if (n > 0) {
+            blob_len = (size_t)(recs[n - 1].value + recs[n - 1].value_len -
+                                scratch.base);
+        }
+        struct bmetrics_replica *m = replica_metrics(r);
         rq_metric_add(m->read_records, n);
         rq_metric_add(m->read_bytes, (double)bytes);
         free(recs);
-        free(offsets);
-        rq_buf_close(&scratch);
         if (rv != 0 && n == 0) {
-            json_decref(list);
-            rq_http_reply_error(req, 500,
-                                "reading offset %" PRIu64
-                                ": %s; see the "
-                                "broker's log",
-                                offset, rq_strerror(rv));
-            return;
+            goto fail;
         }
     }
+    struct rq_reads_head h = {n, offset + n, partition_next_offset(p)};
+    if (binary) {
+        /* The head, then the log read's buffer itself, which the reply
+         * takes. */
+        uint8_t head[RQ_READS_HEAD];
+        rq_reads_head_put_at(head, &h);
+        rq_http_reply_parts(req, 200, RQ_RECORD_BODY_TYPE, head, sizeof head,
+                            scratch.base, blob_len);
+        return;
+    }
     replica_status(r, &st);
-    rq_http_reply(
-        req, 200,
-        json_pack("{s:o,s:I,s:I,s:b,s:I}", "records", list, "next_offset",
-                  (json_int_t)next, "high_watermark",
-                  (json_int_t)partition_next_offset(p), "leader", leader,
-                  "leader_id", (json_int_t)st.node.leader_id));
+    rv = rq_reads_json_put(&out, &h, scratch.base, blob_len);
+    if (rv != 0) {
+        /* Values arrive as checked text, so this means damage. */
+        rq_log(RQ_ERROR,
+               "group %" PRIu64 ": records from offset %" PRIu64
+               " are not text",
+               replica_desc(r)->group_id, offset);
+        goto fail;
+    }
+    char tail[96];
+    int k =
+        snprintf(tail, sizeof tail, ",\"leader\":%s,\"leader_id\":%" PRIu64 "}",
+                 leader ? "true" : "false", st.node.leader_id);
+    rq_buf_put_bytes(&out, tail, (size_t)k);
+    rq_buf_close(&scratch);
+    if (out.err != 0) {
+        rq_buf_close(&out); /* UNTESTED: ENOMEM only. */
+        rq_http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    /* The buffer goes to the reply, which frees it. */
+    rq_http_reply_owned(req, 200, "application/json", out.base, out.len);
+    return;
+
+fail:
+    rq_buf_close(&scratch);
+    rq_buf_close(&out);
+    rq_http_reply_error(req, 500,
+                        "reading offset %" PRIu64
+                        ": %s; see the "
+                        "broker's log",
+                        offset, rq_strerror(rv));
 }
 
 /* Answers 404 and returns true if retention removed @offset. */
@@ -1202,7 +1221,7 @@ static bool refuse_retained(struct rq_http_req *req, struct replica *r,
  * still fetching (restored from a snapshot past its own log): an empty
  * answer there would say that nothing was acknowledged. */
 static void reply_confirmed(struct rq_http_req *req, struct replica *r,
-                            uint64_t offset, uint32_t max)
+                            uint64_t offset, uint32_t max, bool binary)
 {
     struct partition *p = replica_partition(r);
     uint64_t from;
@@ -1223,7 +1242,7 @@ static void reply_confirmed(struct rq_http_req *req, struct replica *r,
         case PARTITION_READ_RECORDS:
             break;
     }
-    reply_records(req, r, offset, max, partition_next_offset(p), true);
+    reply_records(req, r, offset, max, partition_next_offset(p), true, binary);
 }
 
 static void on_read_confirmed(void *data, int status)
@@ -1231,7 +1250,7 @@ static void on_read_confirmed(void *data, int status)
     struct read *rd = data;
     rq_http_on_abort(rd->req, NULL, NULL);
     if (status == 0) {
-        reply_confirmed(rd->req, rd->replica, rd->offset, rd->max);
+        reply_confirmed(rd->req, rd->replica, rd->offset, rd->max, rd->binary);
     } else if (status == RQ_SHUTDOWN) {
         reply_unavailable(rd->req, "the replica is closing");
     } else if (status == RQ_NOTLEADER) {
@@ -1296,7 +1315,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
          * group, or hold what the group has not confirmed yet). */
         if (!refuse_retained(req, r, offset)) {
             reply_records(req, r, offset, (uint32_t)max, UINT64_MAX,
-                          replica_ready_leader(r));
+                          replica_ready_leader(r), false);
         }
         return;
     }
@@ -1309,6 +1328,7 @@ static void api_records_read(struct rq_http_req *req, void *data)
     rd->replica = r;
     rd->offset = offset;
     rd->max = (uint32_t)max;
+    rd->binary = rq_reads_accepts_binary(rq_http_header(req, "Accept"));
     int rv = replica_read(r, offset, (unsigned)wait_ms, on_read_confirmed, rd,
                           &rd->waiter);
     if (rv != 0) {

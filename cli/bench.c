@@ -19,7 +19,8 @@
  * Messages per second count messages, not requests: a batch of 1000
  * records is 1000, a read counts the records it returned (its
  * next_offset less the offset asked, read from the answer without
- * parsing it), an offset commit is one. MB/s is values' bytes (10^6 a MB).
+ * parsing it; with --binary the binary answer's count, its records'
+ * lengths checked), an offset commit is one. MB/s is values' bytes (10^6 a MB).
  */
 #include "bench.h"
 
@@ -35,6 +36,7 @@
 #include "hresp.h"
 #include "loadgen.h"
 #include "rq_err.h"
+#include "rq_reads.h"
 #include "rq_record.h"
 #include "rq_wire.h"
 #include "url.h"
@@ -436,8 +438,9 @@ static void next_request(void *data, unsigned conn, uint64_t seq,
             n = snprintf(
                 req->scratch, LOADGEN_SCRATCH,
                 "GET /v1/topics/%s/partitions/%u/records?offset=%" PRIu64
-                "&max=%u HTTP/1.1\r\nHost: %s\r\n%s\r\n",
-                r->topic, p, read_offset(r, seq), r->batch, t->name, r->auth);
+                "&max=%u HTTP/1.1\r\nHost: %s\r\n%s%s\r\n",
+                r->topic, p, read_offset(r, seq), r->batch, t->name, r->auth,
+                r->cl->binary ? "Accept: " RQ_RECORD_BODY_TYPE "\r\n" : "");
             req->bufs[0] = uv_buf_init(req->scratch, (unsigned)n);
             return;
         case COMMIT: {
@@ -476,7 +479,24 @@ static int on_answer(void *data, unsigned conn, uint64_t seq, const char *body,
             return 0;
         case READ: {
             uint64_t next, off = read_offset(r, seq);
-            if (hresp_json_u64(body, len, "next_offset", &next) != 0) {
+            struct rq_reads_head h;
+            if (r->cl->binary) {
+                /* Checked whole: each record's lengths, nothing after. */
+                char bad[128];
+                if (rq_reads_check((const uint8_t *)body, len, &h, bad,
+                                   sizeof bad) != 0) {
+                    rq_why(why, whyn, "a binary read answer: %s", bad);
+                    return RQ_MALFORMED;
+                }
+                next = h.next_offset;
+                if (next - h.count != off) {
+                    rq_why(why, whyn,
+                           "a read at %" PRIu64
+                           " answered records from %" PRIu64,
+                           off, next - h.count);
+                    return RQ_MALFORMED;
+                }
+            } else if (hresp_json_u64(body, len, "next_offset", &next) != 0) {
                 rq_why(why, whyn, "a read answered no next_offset");
                 return RQ_MALFORMED;
             }

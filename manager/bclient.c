@@ -19,6 +19,7 @@
 #include "rq_err.h"
 #include "rq_json.h"
 #include "rq_log.h"
+#include "rq_reads.h"
 #include "rq_record.h"
 #include "rq_wire.h"
 
@@ -60,6 +61,7 @@ struct bcall {
     uint32_t target;                  /* The broker being asked. */
     unsigned wait_ms;
     uint64_t offset; /* Reads: the first offset asked for. */
+    bool binary;     /* Reads: ask for the binary answer (rq_reads.h). */
     char why[WHY_LEN];
     /* Reads with no known leader ask every replica at once and take the
      * first final answer (policy_read_final); a leader named meanwhile is
@@ -136,14 +138,18 @@ static void on_closed(uv_handle_t *h)
 }
 
 static void finish(struct bcall *c, int status, const json_t *answer,
+                   const struct rq_reads_head *head,
                    const struct rq_httpc_resp *resp, const char *why,
                    const char *retry_after)
 {
+    bool body = answer != NULL || head != NULL;
     struct bclient_result r = {
         .status = status,
         .answer = answer,
-        .body = answer != NULL ? resp->body : NULL,
-        .body_len = answer != NULL ? resp->body_len : 0,
+        .head = head,
+        .body = body ? resp->body : NULL,
+        .body_len = body ? resp->body_len : 0,
+        .resp = body ? resp : NULL,
         .why = why != NULL ? why : "",
         .retry_after = retry_after,
     };
@@ -158,7 +164,7 @@ static void finish_unavailable(struct bcall *c)
              "topic %s partition %u cannot be reached now (%s); retry",
              c->part.topic, c->part.partition_id,
              c->why[0] != '\0' ? c->why : "no replica answered");
-    finish(c, 503, NULL, NULL, why, "1");
+    finish(c, 503, NULL, NULL, NULL, why, "1");
 }
 
 static void fan_out(struct bcall *c);
@@ -198,17 +204,48 @@ static uint32_t named_leader(const json_t *o)
     return rq_json_id(o, "leader_id");
 }
 
-/* Notes what a read's final answer @o from @broker says of the leader and
- * the high watermark in the routing cache. */
-static void read_learn(struct bcall *c, uint32_t broker, const json_t *o)
+/* Notes what a read's final answer (@o, or the binary one's @head) from
+ * @broker says of the leader and the high watermark in the routing
+ * cache. */
+static void read_learn(struct bcall *c, uint32_t broker, const json_t *o,
+                       const struct rq_reads_head *head)
 {
     uint64_t now = mcore_now(c->core);
     json_t *hw = json_object_get(o, "high_watermark");
     routing_set_leader(mcore_routes(c->core), c->part.group_id, broker, now);
-    if (json_is_integer(hw)) {
+    if (head != NULL) {
+        routing_raise(mcore_routes(c->core), c->part.group_id,
+                      head->high_watermark);
+    } else if (json_is_integer(hw)) {
         routing_raise(mcore_routes(c->core), c->part.group_id,
                       (uint64_t)json_integer_value(hw));
     }
+}
+
+/*
+ * Reads a broker's answer: the binary form when the call asked for it and
+ * the broker gave it (a 200 of its type, checked whole: *head, true),
+ * else JSON (*o, NULL if it is not JSON). A binary answer is not parsed
+ * or copied: the manager relays it as it came.
+ */
+static bool answer_read(const struct bcall *c, const struct rq_httpc_resp *resp,
+                        json_t **o, struct rq_reads_head *head)
+{
+    *o = NULL;
+    if (c->binary && resp->status == 200 &&
+        rq_record_body_is_binary(resp->content_type)) {
+        char why[128];
+        if (rq_reads_check((const uint8_t *)resp->body, resp->body_len, head,
+                           why, sizeof why) == 0) {
+            return true;
+        }
+        rq_log(RQ_WARN, "broker %u's binary read answer: %s", c->target, why);
+        return false;
+    }
+    if (resp->body_len > 0) {
+        *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    }
+    return false;
 }
 
 /* Starts a read's round (bclient_policy_read_order). */
@@ -238,22 +275,27 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
     struct mcore *core = c->core;
     uint64_t gid = c->part.group_id;
     struct bclient_policy_next next;
+    struct rq_reads_head head;
     json_t *o = NULL;
+    bool bin = false;
 
     struct bclient_policy_answer a = {
         .canceled = resp->err == RQ_CANCELED || mcore_closing(core),
         .failed = resp->err != 0 ? resp->why : NULL,
         .status = resp->status,
     };
-    if (!a.canceled && a.failed == NULL && resp->body_len > 0) {
-        o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    if (!a.canceled && a.failed == NULL) {
+        bin = answer_read(c, resp, &o, &head);
     }
-    a.json = o != NULL;
+    a.json = o != NULL || bin;
     a.message = json_string_value(json_object_get(o, "message"));
     a.named = named_leader(o);
     a.retention =
         resp->status == 404 && json_object_get(o, "first_offset") != NULL;
-    a.final = !c->produce && policy_read_final(o, c->offset);
+    a.final =
+        !c->produce && (bin ? policy_read_final_binary(
+                                  head.count, head.high_watermark, c->offset)
+                            : policy_read_final(o, c->offset));
     bclient_policy_answer(&a, c->produce, c->target, c->cur.redirects, &next);
 
     if (next.why_set) {
@@ -265,7 +307,7 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
     if (next.target_leads && c->produce) {
         produce_learn(c, o);
     } else if (next.target_leads) {
-        read_learn(c, c->target, o);
+        read_learn(c, c->target, o, bin ? &head : NULL);
     }
     switch (next.step) {
         case BCLIENT_FOLLOW:
@@ -285,7 +327,7 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
             finish_unavailable(c);
             break;
         case BCLIENT_FINISH:
-            finish(c, (int)resp->status, o, resp,
+            finish(c, (int)resp->status, o, bin ? &head : NULL, resp,
                    a.message != NULL ? a.message
                                      : "the broker refused the request",
                    resp->retry_after);
@@ -336,9 +378,11 @@ static void attempt(struct bcall *c)
         .body_len = c->body_len,
         .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
     };
-    int rv =
-        mcore_call(core, MCORE_BROKER, c->produce ? MCORE_RECORDS : MCORE_JSON,
-                   &r, on_answer, c);
+    int rv = mcore_call(core, MCORE_BROKER,
+                        c->produce  ? MCORE_RECORDS
+                        : c->binary ? MCORE_ACCEPT_RECORDS
+                                    : MCORE_JSON,
+                        &r, on_answer, c);
     if (rv != 0) {
         snprintf(c->why, sizeof c->why, "calling broker %u: %s", c->target,
                  rq_strerror(rv));
@@ -353,21 +397,25 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
     struct fan *f = data;
     struct bcall *c = f->c;
     struct bclient_policy_next next;
+    struct rq_reads_head head;
     json_t *o = NULL;
+    bool bin = false;
 
     if (resp->err == 0) {
-        o = json_loadb(resp->body, resp->body_len, 0, NULL);
+        bin = answer_read(c, resp, &o, &head);
     }
     struct bclient_policy_answer a = {
         .canceled = mcore_closing(c->core),
         .failed = resp->err != 0 ? resp->why : NULL,
         .status = resp->status,
-        .json = o != NULL,
+        .json = o != NULL || bin,
         .message = json_string_value(json_object_get(o, "message")),
         .named = named_leader(o),
         .retention =
             resp->status == 404 && json_object_get(o, "first_offset") != NULL,
-        .final = policy_read_final(o, c->offset),
+        .final = bin ? policy_read_final_binary(head.count, head.high_watermark,
+                                                c->offset)
+                     : policy_read_final(o, c->offset),
     };
     bclient_policy_fan_answer(&a, f->broker, c->delivered, &next);
     if (next.why_set) {
@@ -378,12 +426,15 @@ static void on_fan_answer(void *data, const struct rq_httpc_resp *resp)
     }
     if (next.step == BCLIENT_FINISH) {
         /* The call is freed once every answer is in. */
+        bool body = o != NULL || bin;
         struct bclient_result r = {.status = (int)resp->status,
                                    .answer = o,
-                                   .body = o != NULL ? resp->body : NULL,
-                                   .body_len = o != NULL ? resp->body_len : 0,
+                                   .head = bin ? &head : NULL,
+                                   .body = body ? resp->body : NULL,
+                                   .body_len = body ? resp->body_len : 0,
+                                   .resp = body ? resp : NULL,
                                    .why = ""};
-        read_learn(c, f->broker, o);
+        read_learn(c, f->broker, o, bin ? &head : NULL);
         c->delivered = true;
         c->cb(c->data, &r);
     }
@@ -423,8 +474,9 @@ static void fan_out(struct bcall *c)
             .url = url,
             .timeout_ms = CALL_TIMEOUT_MS + c->wait_ms,
         };
-        if (mcore_call(core, MCORE_BROKER, MCORE_JSON, &r, on_fan_answer,
-                       &c->fans[k]) == 0) {
+        if (mcore_call(core, MCORE_BROKER,
+                       c->binary ? MCORE_ACCEPT_RECORDS : MCORE_JSON, &r,
+                       on_fan_answer, &c->fans[k]) == 0) {
             c->fan_pending++;
         }
     }
@@ -500,9 +552,9 @@ int bclient_produce(struct mcore *core, const struct mstore_partition *p,
                                 cb, data);
 }
 
-int bclient_read(struct mcore *core, const struct mstore_partition *p,
-                 uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
-                 void *data)
+static int read_start(struct mcore *core, const struct mstore_partition *p,
+                      uint64_t offset, uint32_t max, uint32_t wait_ms,
+                      bool binary, bclient_cb cb, void *data)
 {
     if (mcore_closing(core)) {
         return RQ_SHUTDOWN;
@@ -513,6 +565,7 @@ int bclient_read(struct mcore *core, const struct mstore_partition *p,
     }
     c->wait_ms = wait_ms;
     c->offset = offset;
+    c->binary = binary;
     c->deadline = mcore_now(core) + READ_DEADLINE_MS + wait_ms;
     snprintf(c->path, sizeof c->path,
              "/v1/topics/%s/partitions/%u/records?offset=%" PRIu64
@@ -524,4 +577,18 @@ int bclient_read(struct mcore *core, const struct mstore_partition *p,
     c->fanout = wait_ms == 0 && cached_leader(c) == 0;
     uv_timer_start(&c->timer, on_retry, 0, 0);
     return 0;
+}
+
+int bclient_read(struct mcore *core, const struct mstore_partition *p,
+                 uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
+                 void *data)
+{
+    return read_start(core, p, offset, max, wait_ms, false, cb, data);
+}
+
+int bclient_read_binary(struct mcore *core, const struct mstore_partition *p,
+                        uint64_t offset, uint32_t max, uint32_t wait_ms,
+                        bclient_cb cb, void *data)
+{
+    return read_start(core, p, offset, max, wait_ms, true, cb, data);
 }

@@ -33,23 +33,31 @@
 #include <stdint.h>
 
 #include "mstore.h"
+#include "rq_httpc.h"
+#include "rq_reads.h"
 
 struct mcore;
 
 /*
  * The outcome of a call: @status is the broker's HTTP status (200 on
  * success), or 503 when none could serve it; @answer the broker's JSON
- * answer (borrowed; NULL when none) and @body its bytes; @why a sentence for a
- * failure;
+ * answer (borrowed; NULL when none) and @body its bytes, or @head the head
+ * of a binary read answer (bclient_read_binary: @answer is NULL and @body
+ * the whole binary answer, checked); @why a sentence for a failure;
  * @retry_after the broker's Retry-After or NULL.
  */
 struct bclient_result {
     int status;
     const json_t *answer;
+    const struct rq_reads_head *head;
     /* The answer as the broker sent it (@answer parsed), for relaying it
      * unchanged; NULL when there is no answer. Borrowed like @answer. */
     const char *body;
     size_t body_len;
+    /* The broker's response, so that a caller passing @body on may take
+     * it with rq_httpc_take_body() instead of copying it; NULL with no
+     * body. */
+    const struct rq_httpc_resp *resp;
     const char *why;
     const char *retry_after;
 };
@@ -82,5 +90,11 @@ int bclient_produce_body(struct mcore *core, const struct mstore_partition *p,
 int bclient_read(struct mcore *core, const struct mstore_partition *p,
                  uint64_t offset, uint32_t max, uint32_t wait_ms, bclient_cb cb,
                  void *data);
+
+/* The same asking for the binary answer (shared/rq_reads.h): a 200 comes
+ * with @head and @body, not parsed; any other answer is JSON as above. */
+int bclient_read_binary(struct mcore *core, const struct mstore_partition *p,
+                        uint64_t offset, uint32_t max, uint32_t wait_ms,
+                        bclient_cb cb, void *data);
 
 #endif /* BCLIENT_H */

@@ -130,6 +130,8 @@ static const char *const peer_headers[] = {"Content-Type: application/json",
                                            NULL};
 static const char *const records_headers[] = {
     "Content-Type: " RQ_RECORD_BODY_TYPE, NULL};
+static const char *const accept_records_headers[] = {
+    "Content-Type: application/json", "Accept: " RQ_RECORD_BODY_TYPE, NULL};
 
 /* Starts @req, or refuses with RQ_SHUTDOWN once the manager is closing. */
 static int call(struct mcore *core, const struct rq_httpc_req *req,
@@ -144,7 +146,9 @@ static int call(struct mcore *core, const struct rq_httpc_req *req,
 int mcore_call(struct mcore *core, enum mcore_peer to, enum mcore_body body,
                struct rq_httpc_req *req, rq_httpc_cb cb, void *data)
 {
-    req->headers = body == MCORE_RECORDS ? records_headers : peer_headers;
+    req->headers = body == MCORE_RECORDS          ? records_headers
+                   : body == MCORE_ACCEPT_RECORDS ? accept_records_headers
+                                                  : peer_headers;
     req->sign = to == MCORE_BROKER ? core->h.to_brokers : core->h.to_managers;
     return call(core, req, cb, data);
 }

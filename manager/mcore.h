@@ -109,11 +109,13 @@ void mcore_unavailable(struct rq_http_req *req, const char *fmt, ...)
 /* --- Calling brokers and managers ---------------------------------- */
 
 enum mcore_peer { MCORE_BROKER, MCORE_MANAGER };
-enum mcore_body { MCORE_JSON, MCORE_RECORDS };
+/* JSON both ways; a binary produce body (rq_record.h); a JSON request
+ * that accepts the binary read answer (rq_reads.h). */
+enum mcore_body { MCORE_JSON, MCORE_RECORDS, MCORE_ACCEPT_RECORDS };
 
 /*
  * Starts an HTTP call to a broker or a manager: @req's headers and signer
- * are set here for @to and @body (JSON, or the binary records format), so
+ * are set here for @to and @body, so
  * callers fill method, url, body and timeout only. 0, or RQ_SHUTDOWN once
  * the manager is closing (then @cb never runs).
  */

@@ -87,3 +87,9 @@ bool policy_read_final(const json_t *answer, uint64_t offset)
     return json_array_size(json_object_get(answer, "records")) > 0 ||
            (uint64_t)json_integer_value(hw) <= offset;
 }
+
+bool policy_read_final_binary(uint32_t count, uint64_t high_watermark,
+                              uint64_t offset)
+{
+    return count > 0 || high_watermark <= offset;
+}

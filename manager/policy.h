@@ -54,4 +54,9 @@ void policy_member_order(uint64_t group_id, const uint32_t replicas[3],
  */
 bool policy_read_final(const json_t *answer, uint64_t offset);
 
+/* The same for an answer in the binary form (shared/rq_reads.h), which
+ * only the confirmed leader gives: @count records, @high_watermark. */
+bool policy_read_final_binary(uint32_t count, uint64_t high_watermark,
+                              uint64_t offset);
+
 #endif /* POLICY_H */

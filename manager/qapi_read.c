@@ -5,7 +5,10 @@
  * high watermark as of now: a hw_fetch asks a replica of every partition
  * at once (a read of one record at the consumer's offset answers it),
  * keeping the routing cache's value where no broker answers. A record read
- * is passed to the partition's leader broker and its answer passed back.
+ * is passed to the partition's leader broker, which answers in the binary
+ * form (shared/rq_reads.h); that goes back as it came to a client that
+ * accepts it, and as JSON written from it to any other, so the manager
+ * never parses the records.
  */
 #include "qapi_read.h"
 
@@ -17,6 +20,8 @@
 #include "qapi.h"
 #include "routing.h"
 #include "rq_err.h"
+#include "rq_reads.h"
+#include "rq_record.h"
 
 #define READ_DEFAULT_MAX 100
 #define READ_MAX 10000
@@ -228,7 +233,42 @@ void qapi_size(struct rq_http_req *req, void *data)
 
 struct records_op {
     struct rq_http_req *req; /* First: the held request. */
+    bool binary;             /* The client accepts the binary form. */
 };
+
+/* Answers a binary read answer (checked by bclient) in the form the
+ * client asked for: as it came, or as JSON written from its records. */
+static void reply_head(struct rq_http_req *req, bool binary,
+                       const struct bclient_result *r)
+{
+    if (binary) {
+        /* The very bytes libcurl received, handed to the reply. */
+        char *own = r->resp != NULL ? rq_httpc_take_body(r->resp) : NULL;
+        if (own != NULL) {
+            rq_http_reply_owned(req, 200, RQ_RECORD_BODY_TYPE, own,
+                                r->body_len);
+        } else {
+            /* UNTESTED: a checked binary answer always has its body. */
+            rq_http_reply_text(req, 200, RQ_RECORD_BODY_TYPE, r->body,
+                               r->body_len);
+        }
+        return;
+    }
+    struct rq_buf out;
+    rq_buf_init(&out);
+    int rv = rq_reads_json_put(&out, r->head,
+                               (const uint8_t *)r->body + RQ_READS_HEAD,
+                               r->body_len - RQ_READS_HEAD);
+    rq_buf_put_bytes(&out, "}", 1);
+    if (rv != 0 || out.err != 0) {
+        rq_buf_close(&out);
+        rq_http_reply_error(req, 500, "the broker's records are not text: %s",
+                            rq_strerror(rv != 0 ? rv : out.err));
+        return;
+    }
+    /* The buffer goes to the reply, which frees it. */
+    rq_http_reply_owned(req, 200, "application/json", out.base, out.len);
+}
 
 static void on_records(void *data, const struct bclient_result *r)
 {
@@ -238,8 +278,10 @@ static void on_records(void *data, const struct bclient_result *r)
         if (r->retry_after != NULL) {
             rq_http_set_header(op->req, "Retry-After", r->retry_after);
         }
-        if (r->answer != NULL && json_is_object(r->answer) &&
-            json_is_string(json_object_get(r->answer, "status"))) {
+        if (r->head != NULL) {
+            reply_head(op->req, op->binary, r);
+        } else if (r->answer != NULL && json_is_object(r->answer) &&
+                   json_is_string(json_object_get(r->answer, "status"))) {
             /* The broker's answer as it came: a copy and a new encoding of
              * up to 10,000 records would give the same bytes. */
             rq_http_reply_text(op->req, r->status, "application/json", r->body,
@@ -287,8 +329,12 @@ static bool records_now(struct mcore *core, struct rq_http_req *req, void *arg,
         free(parts); /* UNTESTED: ENOMEM only. */
         return true;
     }
-    rv = bclient_read(core, &parts[a->partition], a->offset, a->max, a->wait_ms,
-                      on_records, op);
+    /* The broker's binary answer whatever the client's form: the
+     * manager then parses nothing, and writes JSON itself for a JSON
+     * client. */
+    op->binary = rq_reads_accepts_binary(rq_http_header(req, "Accept"));
+    rv = bclient_read_binary(core, &parts[a->partition], a->offset, a->max,
+                             a->wait_ms, on_records, op);
     free(parts);
     if (rv != 0) {
         mcore_unavailable(req, "cannot read now: %s", rq_strerror(rv));

@@ -1740,6 +1740,56 @@ void rq_http_reply_text(struct rq_http_req *req, int status,
     req_reply_response(req, (unsigned)status, resp);
 }
 
+void rq_http_reply_owned(struct rq_http_req *req, int status,
+                         const char *content_type, void *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (resp != NULL) {
+        add_headers(req, resp, content_type);
+    } else {
+        free(body); /* UNTESTED: ENOMEM only. */
+    }
+    req_reply_response(req, (unsigned)status, resp);
+}
+
+/* The buffers of a reply in parts, freed once MHD has sent them. */
+struct parts {
+    void *tail;
+    uint8_t head[];
+};
+
+static void parts_free(void *cls)
+{
+    struct parts *p = cls;
+    free(p->tail);
+    free(p);
+}
+
+void rq_http_reply_parts(struct rq_http_req *req, int status,
+                         const char *content_type, const void *head,
+                         size_t head_len, void *tail, size_t tail_len)
+{
+    struct MHD_Response *resp = NULL;
+    struct parts *p = malloc(sizeof *p + head_len);
+    if (p != NULL) {
+        memcpy(p->head, head, head_len);
+        p->tail = tail;
+        struct MHD_IoVec iov[2] = {{p->head, head_len}, {tail, tail_len}};
+        resp = MHD_create_response_from_iovec(iov, tail_len > 0 ? 2 : 1,
+                                              parts_free, p);
+        if (resp == NULL) {
+            parts_free(p); /* UNTESTED: ENOMEM only. */
+        }
+    } else {
+        free(tail); /* UNTESTED: ENOMEM only. */
+    }
+    if (resp != NULL) {
+        add_headers(req, resp, content_type);
+    }
+    req_reply_response(req, (unsigned)status, resp);
+}
+
 void rq_http_unwatched(struct rq_http_req *req)
 {
     req->unwatched = true;

@@ -175,6 +175,19 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
 void rq_http_reply_text(struct rq_http_req *req, int status,
                         const char *content_type, const char *body, size_t len);
 
+/* The same with @body malloc'd and taken (freed with free() once sent,
+ * or at once if the reply cannot be made): no copy of a large answer. */
+void rq_http_reply_owned(struct rq_http_req *req, int status,
+                         const char *content_type, void *body, size_t len);
+
+/* The same for a body in two parts sent one after the other: @head
+ * (@head_len bytes, copied) then @tail (malloc'd and taken; may be NULL
+ * when @tail_len is 0), so that a small head goes before a large buffer
+ * without copying the buffer. */
+void rq_http_reply_parts(struct rq_http_req *req, int status,
+                         const char *content_type, const void *head,
+                         size_t head_len, void *tail, size_t tail_len);
+
 /*
  * Says that the handler answers @req later whether or not its client is
  * still there, so its socket is not watched for the client leaving while

@@ -181,6 +181,7 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
     struct rq_httpc_resp resp = {0};
     char why[WHY_LEN] = "";
     char retry_after[RETRY_AFTER_LEN];
+    char content_type[128];
     const char *url = NULL;
     long status = 0;
 
@@ -196,6 +197,7 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
     if (err == 0 && x->resp != NULL) {
         resp.body = x->resp;
         resp.body_len = x->resp_len;
+        resp.xfer = x;
     } else {
         resp.body = "";
     }
@@ -219,8 +221,24 @@ static void xfer_finish(struct xfer *x, int err, CURLcode code)
         snprintf(retry_after, sizeof retry_after, "%s", h->value);
         resp.retry_after = retry_after;
     }
+    if (status != 0 && curl_easy_header(x->easy, "Content-Type", 0,
+                                        CURLH_HEADER, -1, &h) == CURLHE_OK) {
+        snprintf(content_type, sizeof content_type, "%s", h->value);
+        resp.content_type = content_type;
+    }
     x->cb(x->data, &resp);
     xfer_free(x);
+}
+
+char *rq_httpc_take_body(const struct rq_httpc_resp *resp)
+{
+    struct xfer *x = resp->xfer;
+    if (x == NULL) {
+        return NULL;
+    }
+    char *body = x->resp;
+    x->resp = NULL; /* xfer_free() leaves it to the caller. */
+    return body;
 }
 
 /* Collects finished transfers; stops if a callback closes the client. */
@@ -347,6 +365,15 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     if (x->resp_len + n + 1 > x->resp_cap) {
         size_t cap = x->resp_cap == 0 ? 1024 : x->resp_cap;
+        curl_off_t whole = -1;
+        /* The whole body at once when its length is known: no growing
+         * copies of a large answer. */
+        if (x->resp_cap == 0 &&
+            curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+                              &whole) == CURLE_OK &&
+            whole > 0 && (uint64_t)whole < x->max_response) {
+            cap = (size_t)whole + 1;
+        }
         while (cap < x->resp_len + n + 1) {
             cap *= 2;
         }

@@ -38,8 +38,17 @@ struct rq_httpc_resp {
     size_t body_len;
     const char *
         why; /* a reason when err != 0 ("connect to 127.0.0.1:8001: refused") */
-    const char *retry_after; /* the Retry-After header, or NULL */
+    const char *retry_after;  /* the Retry-After header, or NULL */
+    const char *content_type; /* the Content-Type header, or NULL */
+    void *xfer;               /* Private: for rq_httpc_take_body(). */
 };
+
+/*
+ * Takes @resp's body for the caller, inside the callback: the bytes at
+ * resp->body (body_len of them and a NUL, malloc'd; free with free()), so
+ * that a large answer passed on needs no copy. NULL when there is none.
+ */
+char *rq_httpc_take_body(const struct rq_httpc_resp *resp);
 
 typedef void (*rq_httpc_cb)(void *data, const struct rq_httpc_resp *resp);
 

@@ -194,6 +194,24 @@ static void h_metrics(struct rq_http_req *req, void *data)
                        sizeof text - 1);
 }
 
+/* A head and a tail the reply takes (?tail=0: none), or one buffer it
+ * takes (?whole=1). */
+static void h_parts(struct rq_http_req *req, void *data)
+{
+    const char *tail_arg = rq_http_arg(req, "tail");
+    size_t n = tail_arg != NULL ? strtoul(tail_arg, NULL, 10) : 0;
+    char *tail = n > 0 ? malloc(n) : NULL;
+    (void)data;
+    if (n > 0) {
+        memset(tail, 't', n);
+    }
+    if (rq_http_arg(req, "whole") != NULL) {
+        rq_http_reply_owned(req, 200, "application/x-whole", tail, n);
+        return;
+    }
+    rq_http_reply_parts(req, 200, "application/x-parts", "head:", 5, tail, n);
+}
+
 /* Answers with the length of the body it got. */
 static void h_sink(struct rq_http_req *req, void *data)
 {
@@ -225,6 +243,7 @@ static const struct rq_http_route routes[] = {
     {"GET", "/v1/later", h_later},
     {"GET", "/v1/busy", h_busy},
     {"GET", "/metrics", h_metrics},
+    {"GET", "/parts", h_parts},
     {"POST", "/v1/shutdown", h_shutdown},
 };
 
@@ -1136,6 +1155,48 @@ static void test_http_reply_text_content_type(void **state)
     resp_free(&r);
 }
 
+/* Replies that take their buffers (rq_http_reply_owned, _parts) send
+ * them whole, a large one included, and free them (ASan would see a
+ * leak or a double free). */
+static void test_http_reply_owned_and_parts(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    char ct[64];
+    static const struct {
+        const char *path;
+        const char *type;
+        size_t head;
+        size_t tail;
+    } cases[] = {
+        {"/parts?tail=3", "application/x-parts", 5, 3},
+        {"/parts?tail=0", "application/x-parts", 5, 0},
+        {"/parts?tail=3000000", "application/x-parts", 5, 3000000},
+        {"/parts?tail=7&whole=1", "application/x-whole", 0, 7},
+        {"/parts?tail=0&whole=1", "application/x-whole", 0, 0},
+    };
+
+    start(e);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char reqline[128];
+        snprintf(reqline, sizeof reqline,
+                 "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 cases[i].path);
+        fetch(e, reqline, &r);
+        assert_int_equal(r.status, 200);
+        assert_non_null(resp_header(&r, "Content-Type", ct, sizeof ct));
+        assert_string_equal(ct, cases[i].type);
+        assert_int_equal(r.body_len, cases[i].head + cases[i].tail);
+        if (cases[i].head > 0) {
+            assert_memory_equal(r.body, "head:", 5);
+        }
+        for (size_t k = cases[i].head; k < r.body_len; k++) {
+            assert_int_equal(r.body[k], 't');
+        }
+        resp_free(&r);
+    }
+}
+
 /* The value of the sample line that starts with @prefix, or -1. */
 static double sample(const char *text, const char *prefix)
 {
@@ -1762,6 +1823,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_http_metrics_count_by_route_pattern, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_reply_owned_and_parts, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_http_reply_text_content_type,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -290,6 +290,27 @@ void rq_http_reply_text(struct rq_http_req *req, int status,
     req->status = status;
 }
 
+void rq_http_reply_owned(struct rq_http_req *req, int status,
+                         const char *content_type, void *body, size_t len)
+{
+    (void)content_type;
+    (void)len;
+    free(body);
+    FUZZ_CHECK(!req->replied);
+    req->replied = true;
+    req->status = status;
+}
+
+void rq_http_reply_parts(struct rq_http_req *req, int status,
+                         const char *content_type, const void *head,
+                         size_t head_len, void *tail, size_t tail_len)
+{
+    (void)head;
+    (void)head_len;
+    (void)tail_len;
+    rq_http_reply_owned(req, status, content_type, tail, 0);
+}
+
 void rq_http_on_abort(struct rq_http_req *req,
                       void (*cb)(struct rq_http_req *req, void *data),
                       void *data)

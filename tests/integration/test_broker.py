@@ -108,6 +108,72 @@ def binary_body(records, count=None):
     return b"".join(out)
 
 
+def read_raw(addr, path, accept=BINARY, signed=True, timeout=HTTP_TIMEOUT):
+    """A GET with an Accept header; returns (status, body bytes, headers).
+    Signed as a manager signs its calls to brokers unless @signed is
+    false (a manager's public API then)."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        headers = {"Accept": accept}
+        if signed:
+            headers.update(rqsign.headers("GET", path, b"", label=rqkeys.HTTP_M2B))
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read(), dict(resp.getheaders())
+    finally:
+        conn.close()
+
+
+def decode_read(raw):
+    """A binary read answer (shared/rq_reads.h): count:u32 | next_offset:u64
+    | high_watermark:u64, then per record timestamp_ms:i64 | key_len:i32
+    (-1: no key) | value_len:u32 | key | value, offsets consecutive up to
+    next_offset. Returns the JSON answer's fields: {"records": [{offset,
+    value, key, timestamp_ms}], "next_offset", "high_watermark"}; fails
+    on a truncated answer or bytes after the last record."""
+    check(len(raw) >= 20, "a binary answer of %d bytes" % len(raw))
+    count, nxt, hw = struct.unpack_from("<IQQ", raw, 0)
+    at, recs = 20, []
+    for i in range(count):
+        check(len(raw) - at >= 16, "record %d's header cut short" % i)
+        ts, klen, vlen = struct.unpack_from("<qiI", raw, at)
+        at += 16
+        key = None
+        if klen != -1:
+            key = raw[at:at + klen].decode("utf-8")
+            at += klen
+        check(len(raw) - at >= vlen, "record %d cut short" % i)
+        recs.append({"offset": nxt - count + i, "value": raw[at:at + vlen].decode("utf-8"),
+                     "key": key, "timestamp_ms": ts})
+        at += vlen
+    check(at == len(raw), "%d bytes after the last record" % (len(raw) - at))
+    return {"records": recs, "next_offset": nxt, "high_watermark": hw}
+
+
+def read_both(addr, path, signed=True):
+    """The same read as JSON and in the binary form; both must succeed
+    and say the same (the JSON answer's records, next_offset and
+    high_watermark). Returns the answer."""
+    st, obj, hdr = read_raw(addr, path, accept="application/json", signed=signed)
+    check(st == 200, "JSON read %s: %d %r" % (path, st, obj[:300]))
+    check(hdr.get("Content-Type") == "application/json", "JSON read's type %r" % hdr)
+    want = json.loads(obj.decode("utf-8"))
+    st, raw, hdr = read_raw(addr, path, signed=signed)
+    check(st == 200 and hdr.get("Content-Type") == BINARY,
+          "binary read %s: %d %r %r" % (path, st, hdr, raw[:300]))
+    got = decode_read(raw)
+    for k in ("records", "next_offset", "high_watermark"):
+        check(got[k] == want[k], "%s: binary %s %r, JSON %r" % (path, k, got[k], want[k]))
+    return got
+
+
+# Keys and values a JSON answer must escape, or that are empty or long.
+AWKWARD = [("k", "plain"), (None, ""), ("", "quote \" back \\ slash /"),
+           ("\n\t", "ctl \x01\x08\x0c\x1f del \x7f"), ("clé", "€ 𝄞 \u2028"),
+           (None, "é" * 700), ("x" * 300, "\r\n")]
+
+
 # ---- Partition logs on disk (broker/plog.h) --------------------------------
 
 BATCH_MAGIC = 0x31425152  # "RQB1", little-endian like every field.
@@ -673,6 +739,74 @@ def test_dedupe_redirect_long_poll(ctx):
     check(rc == 0, "broker%d exited with %d after SIGTERM" % (lead, rc))
     t.join(15)
     check(result["last"][0] == 503, "the parked poll got %r at shutdown" % (result["last"],))
+
+
+def test_binary_read(ctx):
+    """A read that accepts application/vnd.raftq.records is answered in the
+    binary form with exactly the records, next_offset and high_watermark
+    of the JSON answer (values JSON escapes, keys, empty values, reads
+    across batches, at and past the end), long polls included; bad
+    parameters, a follower and an unknown partition still get JSON
+    failures, and local=1 stays JSON."""
+    b = Brokers(ctx).start()
+    b.create([0])
+    lead = b.wait_preferred([0])[0]
+    follower = next(i for i in b.ids() if i != lead)
+    a = b.http[lead]
+    path = records_path(TOPIC, 0)
+    st, obj, _ = call(a, "POST", path, raw=binary_body(AWKWARD), content_type=BINARY)
+    check(st == 200 and obj["count"] == len(AWKWARD), "produce: %d %r" % (st, obj))
+    st, obj, _ = call(a, "POST", path, raw=binary_body([(None, "v%d" % i) for i in range(2000)]),
+                      content_type=BINARY)
+    check(st == 200, "produce: %d %r" % (st, obj))
+    n = len(AWKWARD) + 2000
+    got = read_both(a, path + "?offset=0&max=10000")
+    check([(r["key"], r["value"]) for r in got["records"][:len(AWKWARD)]] == AWKWARD
+          and len(got["records"]) == n and got["next_offset"] == n
+          and got["high_watermark"] == n, "read back %r" % got["records"][:len(AWKWARD)])
+    for q in ("offset=3&max=2", "offset=5&max=5", "offset=%d&max=1" % (n - 1),
+              "offset=%d" % n, "offset=%d&max=7" % (n + 5)):
+        got = read_both(a, path + "?" + q)
+        check(got["next_offset"] == (int(q.split("&")[0][7:]) + len(got["records"])),
+              "%s: %r" % (q, got["next_offset"]))
+
+    # A long poll in the binary form wakes on a produce, and ends empty.
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        woken=read_raw(a, path + "?offset=%d&wait_ms=8000" % n)))
+    t.start()
+    wait_until(lambda: b.replicas(lead)[1]["waiters"] == 1, 10, "the long poll to park")
+    st, obj, _ = call(a, "POST", path, {"records": [{"value": "wo\"ken", "key": "k"}]})
+    check(st == 200 and obj["base_offset"] == n, "produce: %r" % obj)
+    t.join(15)
+    st, raw, hdr = result["woken"]
+    got = decode_read(raw)
+    check(st == 200 and [(r["offset"], r["key"], r["value"]) for r in got["records"]]
+          == [(n, "k", "wo\"ken")] and got["next_offset"] == n + 1, "long poll: %r" % got)
+    t0 = time.monotonic()
+    st, raw, _ = read_raw(a, path + "?offset=%d&wait_ms=500" % (n + 1))
+    got = decode_read(raw)
+    check(st == 200 and got["records"] == [] and got["next_offset"] == n + 1
+          and time.monotonic() - t0 >= 0.45, "long poll timeout: %r" % got)
+
+    # Failures stay JSON whatever the Accept header says.
+    for q, status, where in (("?max=0", 400, a), ("?offset=x", 400, a),
+                             ("?wait_ms=-1", 400, a), ("?local=2", 400, a),
+                             ("?offset=0", 421, b.http[follower])):
+        st, raw, hdr = read_raw(where, path + q)
+        obj = json.loads(raw.decode("utf-8"))
+        check(st == status and hdr.get("Content-Type") == "application/json"
+              and obj["status"] == "failure" and len(obj["message"]) > 10,
+              "%s: %d %r" % (q, st, obj))
+    st, raw, hdr = read_raw(a, records_path(TOPIC, 7) + "?offset=0")
+    check(st == 404 and json.loads(raw.decode("utf-8"))["status"] == "failure",
+          "unknown partition: %d %r" % (st, raw))
+    # local=1 compares replicas with "leader" in its answer: JSON.
+    b.wait_converged([0])
+    st, raw, hdr = read_raw(b.http[follower], path + "?offset=0&max=2&local=1")
+    obj = json.loads(raw.decode("utf-8"))
+    check(st == 200 and obj["leader"] is False and len(obj["records"]) == 2,
+          "local=1 with the binary Accept: %d %r" % (st, obj))
 
 
 def test_bad_input(ctx):
@@ -1749,6 +1883,7 @@ if __name__ == "__main__":
         test_dedupe_redirect_long_poll,
         test_bad_input,
         test_binary_produce,
+        test_binary_read,
         test_memory_bounded_by_bytes,
         test_memory_budget_after_restart,
         test_memory_budget_shrinks_idle_replicas,

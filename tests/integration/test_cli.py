@@ -571,6 +571,13 @@ def test_bench(ctx):
               "%s: no summary on stderr: %r" % (case, err))
     topics = set(cli.ok("topic", "list").split())
     check({"itest." + c for c in cases} <= topics, "bench topics: %r" % topics)
+    # --binary reads take the binary answer (Accept), its records counted.
+    rc, out, err = cli.run("bench", "--json", "--binary", "--seconds", "1", "--in-flight", "4",
+                           "--batch", "100", "--topic", "itest", "read_batch_1000_100b",
+                           timeout=120)
+    row = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and row["n"] > 0 and row["msgs_per_s"] > 0 and " errors:" not in err,
+          "raftq bench --binary reads: %d %r %r" % (rc, out, err))
 
     # The table and a progress line a second, for a case that needs no
     # topic; then a manager that is not there is counted as errors, not a

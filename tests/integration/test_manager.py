@@ -648,6 +648,52 @@ def test_batch_api(ctx):
     check_failure(*c.call(1, "POST", path, binary_body([(None, b"\xff")]),
                           query={"partition_id": 0}, headers=binary), 400, "binary: not UTF-8")
 
+    # Reads in the binary form (shared/rq_reads.h), asked for with Accept:
+    # the records, next_offset and high_watermark of the JSON answer
+    # through every manager, values JSON must escape included; failures
+    # stay JSON.
+    from test_broker import AWKWARD, decode_read, read_both, read_raw
+    st, obj = c.call(2, "POST", path, binary_body(AWKWARD), query={"partition_id": 0},
+                     headers=binary)
+    check(check_ok(st, obj, "awkward batch")["offsets"][0] == {"partition_id": 0, "offset": 1},
+          "offsets %r" % obj)
+    rpath = "/v1/topics/bin/partitions/0/records"
+    end = 1 + len(AWKWARD)
+    for i in (1, 2, 3):
+        got = read_both(c.m_http[i], rpath + "?offset=0", signed=False)
+        check([(r["key"], r["value"]) for r in got["records"]] == [(None, "once")] + AWKWARD
+              and got["next_offset"] == end and got["high_watermark"] == end,
+              "manager%d read %r" % (i, got))
+        for q in ("?offset=2&max=3", "?offset=%d" % end, "?offset=%d&max=4" % (end + 9)):
+            read_both(c.m_http[i], rpath + q, signed=False)
+    st, raw, hdr = read_raw(c.m_http[1], rpath + "?offset=0&max=1",
+                            accept="text/html;q=0.2, application/vnd.raftq.records;q=1",
+                            signed=False)
+    check(st == 200 and hdr.get("Content-Type") == BINARY
+          and len(decode_read(raw)["records"]) == 1, "a list of types: %d %r" % (st, hdr))
+    st, raw, hdr = read_raw(c.m_http[1], rpath + "?offset=0&max=1", accept="text/html",
+                            signed=False)
+    check(st == 200 and json.loads(raw.decode("utf-8"))["records"][0]["value"] == "once",
+          "another type gets JSON: %d %r" % (st, raw))
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        woken=read_raw(c.m_http[2], rpath + "?offset=%d&wait_ms=8000" % end, signed=False)))
+    t.start()
+    check_ok(*c.call(3, "POST", path, binary_body([("k", "late")]), query={"partition_id": 0},
+                     headers=binary), "late batch")
+    t.join(15)
+    st, raw, hdr = result["woken"]
+    got = decode_read(raw)
+    check(st == 200 and [(r["offset"], r["key"], r["value"]) for r in got["records"]]
+          == [(end, "k", "late")] and got["next_offset"] == end + 1,
+          "binary long poll: %d %r" % (st, got))
+    for q, status, what in (("/v1/topics/bin/partitions/0/records?max=0", 400, "max 0"),
+                            ("/v1/topics/bin/partitions/0/records?offset=x", 400, "offset x"),
+                            ("/v1/topics/bin/partitions/5/records", 404, "partition 5"),
+                            ("/v1/topics/nope/partitions/0/records", 404, "unknown topic")):
+        st, raw, hdr = read_raw(c.m_http[3], q, signed=False)
+        check_failure(st, json.loads(raw.decode("utf-8")), status, "binary read: " + what)
+
 
 def test_admin_liveness(ctx):
     """Section 3 with an admin token; brokers go SUSPECT and come back; a
