@@ -53,6 +53,10 @@ ROWS = [
      "read_batch_1000_100b", ("jetstream", "read_batch_1000_100b"), "msgs"),
     ("the same at 1 KiB",
      "read_batch_1000_1k", ("jetstream", "read_batch_1000_1k"), "msgs"),
+    ("the same, binary answers (Accept: application/vnd.raftq.records), 100 B",
+     "read_batch_1000_100b+binary", ("jetstream", "read_batch_1000_100b"), "msgs"),
+    ("the same, binary answers, 1 KiB",
+     "read_batch_1000_1k+binary", ("jetstream", "read_batch_1000_1k"), "msgs"),
     ("GET /consumer/consume, one consumer, 1 in flight",
      "consume_1", None, "msgs"),
     ("GET /consumer/consume, one consumer, 8 in flight",
@@ -65,7 +69,8 @@ ROWS = [
 # case names, seconds (None: as the first run; "latency": --latency-seconds),
 # options, cases).
 EXTRA_RUNS = [
-    ("+binary", None, ["--binary"], ["batch_1k_x1000"]),
+    ("+binary", None, ["--binary"],
+     ["batch_1k_x1000", "read_batch_1000_100b", "read_batch_1000_1k"]),
     ("+long", "latency", [], ["produce_1_inflight"]),
 ]
 
