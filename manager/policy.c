@@ -87,3 +87,15 @@ bool policy_read_final(const json_t *answer, uint64_t offset)
     return json_array_size(json_object_get(answer, "records")) > 0 ||
            (uint64_t)json_integer_value(hw) <= offset;
 }
+
+bool policy_forward_fresh(const struct policy_forward *pf)
+{
+    return pf->doubt;
+}
+
+bool policy_forward_end(struct policy_forward *pf, bool fresh, bool answered,
+                        bool refused)
+{
+    pf->doubt = !answered;
+    return !answered && !(fresh && refused);
+}
