@@ -46,7 +46,7 @@
 /* Consumes served by one read and one advance, at most. */
 #define CONSUME_BATCH 64
 /* Advances of one consumer in flight at once, at most (a pipeline). */
-#define CONSUME_PIPELINE 4
+#define CONSUME_PIPELINE 8
 
 /* ---- Consume ---- */
 
@@ -573,6 +573,20 @@ static uint32_t read_max(const struct consume *op)
                : need;
 }
 
+static void on_consume_read(void *data, const struct bclient_result *r);
+
+/* Asks partition @p's brokers for @op's records from @offset. */
+static void consume_read(struct consume *op, uint32_t p, uint64_t offset)
+{
+    int rv = bclient_read(op->core, &op->parts[p], offset, read_max(op), 0,
+                          on_consume_read, op);
+    if (rv != 0) {
+        consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
+        return;
+    }
+    mcore_stats(op->core)->consume_reads++;
+}
+
 static void on_consume_read(void *data, const struct bclient_result *r)
 {
     struct consume *op = data;
@@ -588,12 +602,7 @@ static void on_consume_read(void *data, const struct bclient_result *r)
          * the first offset still held. The commit still expects the
          * consumer's offset as it was. */
         op->reread = true;
-        int rv = bclient_read(op->core, &op->parts[p],
-                              (uint64_t)json_integer_value(first), read_max(op),
-                              0, on_consume_read, op);
-        if (rv != 0) {
-            consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
-        }
+        consume_read(op, p, (uint64_t)json_integer_value(first));
         return;
     }
     json_t *recs = json_object_get(r->answer, "records");
@@ -664,11 +673,7 @@ static void consume_next(struct consume *op)
             return;
         }
     }
-    int rv = bclient_read(op->core, &op->parts[p], op->offset, read_max(op), 0,
-                          on_consume_read, op);
-    if (rv != 0) {
-        consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
-    }
+    consume_read(op, p, op->offset);
 }
 
 static void consume_start(struct consume *op)

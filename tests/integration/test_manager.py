@@ -1099,7 +1099,8 @@ def test_consumes_ride_together(ctx):
     (which asked for a batch ahead, readahead.h) brings the 19 their
     records too and all share one advance: one advance for 20 messages,
     offsets 0 to 19 each delivered once, and the consumer's offset is 20.
-    The next consume takes its record from what that read brought."""
+    The next consume takes its record from what that read brought: one
+    broker read for 21 consumes (raftq_manager_consume_reads_total)."""
     c = Cluster(ctx).start()
     lead = c.wait_leader()
     c.create_topic(lead, "ride", 1)
@@ -1112,6 +1113,9 @@ def test_consumes_ride_together(ctx):
 
     def advances():
         return value(scrape(c.m_http[lead]), "raftq_manager_consume_advances_total")
+
+    def reads():
+        return value(scrape(c.m_http[lead]), "raftq_manager_consume_reads_total")
     got, errors, lock = [], [], threading.Lock()
 
     def consume():
@@ -1123,7 +1127,7 @@ def test_consumes_ride_together(ctx):
         with lock:
             (got if st == 200 else errors).append(obj if st == 200 else (st, obj))
 
-    before = advances()
+    before, reads_before = advances(), reads()
     held_behind_one(c, lead, consume, [consume] * 19)
     check(not errors, "errors: %r" % errors[:3])
     check(sorted(g["offset"] for g in got) == list(range(20)), "offsets %r" % got)
@@ -1131,8 +1135,11 @@ def test_consumes_ride_together(ctx):
     check(advances() - before == 1, "%d advances for 20 consumes, not 1" % (advances() - before))
     st, obj = c.call(lead, "GET", "/v1/consumers/%d/offsets" % cons)
     check(check_ok(st, obj, "offsets")["offsets"][0]["offset"] == 20, "offsets %r" % obj)
-    # And one at a time, a consume still gets the next message.
+    # And one at a time, a consume still gets the next message, from what
+    # the first read brought: one broker read for 21 consumes.
     check(c.consume(lead, "ride", cons)[0] == "m20", "the next consume")
+    check(reads() - reads_before == 1, "%d broker reads for 21 consumes, not 1"
+          % (reads() - reads_before))
 
 
 def test_consumes_in_a_pipeline(ctx):
