@@ -52,6 +52,7 @@ struct manager_stats {
     uint64_t forwarded_internal; /* Of forwarded: /internal routes. */
     uint64_t produce_calls;      /* Broker calls of merged produces. */
     uint64_t consume_advances;   /* Offset advances proposed by consumes. */
+    uint64_t consume_reads;      /* Broker reads of consumes. */
 };
 
 #endif /* MCONFIG_H */

@@ -25,6 +25,7 @@
 
 #include "mcmd.h"
 #include "mstore.h"
+#include "policy.h"
 #include "rq_err.h"
 #include "rq_hash.h"
 #include "rq_httpsig.h"
@@ -60,6 +61,9 @@ struct mcore {
     /* Reads completing on the next loop turn (refused at once). */
     struct rq_list deferred;
     uv_timer_t defer;
+
+    /* Whether forwarded consumes go on kept connections now. */
+    struct policy_forward forward_policy;
 
     struct manager_stats stats;
 };
@@ -424,6 +428,8 @@ struct forward {
     struct rq_http_req *req;
     struct mcore *core;
     char leader[MCMD_ADDR_MAX + 1];
+    bool says_sent; /* A consume: its failure says whether it was sent. */
+    bool fresh;     /* Sent on a new connection. */
 };
 
 /* A 503 for a request forwarded to the leader (@sent true) or not. */
@@ -448,10 +454,16 @@ static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
         free(f);
         return;
     }
-    if (resp->err != 0 || resp->status == 0) {
+    bool answered = resp->err == 0 && resp->status != 0;
+    bool sent = resp->err != RQ_CONNECT;
+    if (f->says_sent) {
+        sent = policy_forward_end(&f->core->forward_policy, f->fresh, answered,
+                                  resp->err == RQ_CONNECT);
+    }
+    if (!answered) {
         /* Only a refused connection surely kept the request from the
-         * leader. */
-        forward_unavailable(req, resp->err != RQ_CONNECT,
+         * leader, and for a consume only a new one (policy_forward_end). */
+        forward_unavailable(req, sent,
                             "the leader manager at %s could not be reached: "
                             "%s; retry",
                             f->leader, resp->why != NULL ? resp->why : "");
@@ -546,6 +558,9 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
                                      "retry");
         return true;
     }
+    f->says_sent = core->h.says_sent != NULL &&
+                   rq_http_route_handler(req) == core->h.says_sent;
+    f->fresh = f->says_sent && policy_forward_fresh(&core->forward_policy);
     const char *qs = rq_http_query_string(req);
     snprintf(url, sizeof url, "http://%s%s%s%s", f->leader, rq_http_path(req),
              qs[0] != '\0' ? "?" : "", qs);
@@ -574,10 +589,9 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
         /* Signed afresh as this manager: the caller's signature, if any,
          * was spent here. */
         .sign = core->h.to_managers,
-        /* A consume's failure says whether the leader may have received
-         * it, which a refused connect proves only on a new connection. */
-        .fresh = core->h.says_sent != NULL &&
-                 rq_http_route_handler(req) == core->h.says_sent,
+        /* A consume goes on a kept connection unless the last one got
+         * no answer (policy_forward_fresh). */
+        .fresh = f->fresh,
     };
     int rv = call(core, &r, on_forwarded, f);
     if (rv != 0) {

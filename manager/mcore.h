@@ -194,9 +194,10 @@ struct mcore_handles {
     /*
      * The one route whose failures say whether the leader may have
      * received the request (API.md section 1: a consume's
-     * "offset_advanced"): forwarded on a fresh connection, and every 503
-     * the core gives it gets @outcome's words (@sent: it may have reached
-     * the leader).
+     * "offset_advanced"): forwarded on a kept connection, or a new one
+     * after one went unanswered (policy_forward_fresh), and every 503 the
+     * core gives it gets @outcome's words (@sent: it may have reached the
+     * leader).
      */
     rq_http_handler says_sent;
     void (*outcome)(struct rq_http_req *req, json_t *body, bool sent);

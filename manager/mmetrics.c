@@ -40,6 +40,7 @@ enum {
     F_FORWARDED_INTERNAL,
     F_PRODUCE_CALLS,
     F_CONSUME_ADVANCES,
+    F_CONSUME_READS,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -130,6 +131,12 @@ static const struct rq_metric_def defs[F_COUNT] = {
                             "the same partition share its read and its "
                             "advance.",
                             {NULL}},
+    [F_CONSUME_READS] = {RQ_METRIC_COUNTER,
+                         "raftq_manager_consume_reads_total",
+                         "Broker reads GET /consumer/consume made as leader: "
+                         "one brings a batch, and the consumer's next "
+                         "consumes take their records from it.",
+                         {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -311,7 +318,7 @@ static void on_collect(void *data)
         st->proposals,        st->proposal_errors,    st->forwarded,
         st->produced,         st->consumed,           st->read_barriers,
         st->read_index,       st->forwarded_internal, st->produce_calls,
-        st->consume_advances,
+        st->consume_advances, st->consume_reads,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);

@@ -93,3 +93,15 @@ bool policy_read_final_binary(uint32_t count, uint64_t high_watermark,
 {
     return count > 0 || high_watermark <= offset;
 }
+
+bool policy_forward_fresh(const struct policy_forward *pf)
+{
+    return pf->doubt;
+}
+
+bool policy_forward_end(struct policy_forward *pf, bool fresh, bool answered,
+                        bool refused)
+{
+    pf->doubt = !answered;
+    return !answered && !(fresh && refused);
+}

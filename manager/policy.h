@@ -59,4 +59,31 @@ bool policy_read_final(const json_t *answer, uint64_t offset);
 bool policy_read_final_binary(uint32_t count, uint64_t high_watermark,
                               uint64_t offset);
 
+/*
+ * Forwarded consumes (DESIGN.md section 8). A follower forwards a consume
+ * on a kept connection to the leader, and then cannot tell from a failure
+ * whether the leader read it: libcurl sends a request again on a new
+ * connection when a kept one dies unanswered and reports that connect's
+ * refusal, though the leader, killed after reading the first, may have
+ * proposed the advance. So a kept connection's failure says the consume
+ * may have been sent, and the forwards after it go out on new connections
+ * (where a refused connect proves the leader never saw them) until one is
+ * answered again. Zeroed: kept connections.
+ */
+struct policy_forward {
+    bool doubt; /* The last forwarded consume that ended got no answer. */
+};
+
+/* Whether the next forwarded consume goes out on a new connection. */
+bool policy_forward_fresh(const struct policy_forward *pf);
+
+/*
+ * A forwarded consume sent on a new connection (@fresh) or not ended:
+ * @answered (the leader's answer came back, relayed as it is), else with
+ * its connect @refused or not. Returns whether a failure must say the
+ * consume may have reached the leader (false when answered).
+ */
+bool policy_forward_end(struct policy_forward *pf, bool fresh, bool answered,
+                        bool refused);
+
 #endif /* POLICY_H */

@@ -22,6 +22,7 @@ int qapi_init(struct mcore *core)
     rq_idmap_init(&state.queues);
     rq_idmap_init(&state.rr);
     state.batch_rr = 0;
+    readahead_init(&state.ahead);
     return 0;
 }
 
@@ -31,6 +32,7 @@ void qapi_close(struct mcore *core)
     /* Every request has ended with the loop; queues are empty. */
     rq_idmap_close(&state.queues);
     rq_idmap_close(&state.rr);
+    readahead_close(&state.ahead);
 }
 
 struct qapi_state *qapi_state(void)

@@ -65,6 +65,7 @@
 #include "mcore.h"
 #include "mstore.h"
 #include "qapi_serve.h"
+#include "readahead.h"
 #include "rq_http.h"
 #include "rq_idmap.h"
 
@@ -80,6 +81,7 @@ struct qapi_state {
     struct rq_idmap queues; /* consumer id -> its queue of consumes */
     struct rq_idmap rr;     /* producer id -> position + 1 (as a pointer) */
     uint64_t batch_rr;      /* Batch records with neither key nor partition. */
+    struct readahead ahead; /* Records consumes read ahead. */
 };
 
 /* Sets the state up, empty; returns 0 (it allocates nothing). */

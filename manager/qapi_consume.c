@@ -19,6 +19,11 @@
  * that advance is applied, as it would have been alone. A rider whose
  * client has gone by then ends the ride (it and those behind it wait for
  * their own turn), so no advance is proposed for a client that has gone.
+ *
+ * A consume of one partition reads a batch ahead (readahead.h): what the
+ * read brought beyond the consumes it served is kept for the consumer,
+ * and the next consumes at those offsets take their records from there
+ * and propose their advances without a broker call.
  */
 #include "qapi_consume.h"
 
@@ -41,7 +46,7 @@
 /* Consumes served by one read and one advance, at most. */
 #define CONSUME_BATCH 64
 /* Advances of one consumer in flight at once, at most (a pipeline). */
-#define CONSUME_PIPELINE 4
+#define CONSUME_PIPELINE 8
 
 /* ---- Consume ---- */
 
@@ -533,6 +538,55 @@ static void riders_take(struct consume *op, const json_t *recs)
     }
 }
 
+/* What take_records() did. */
+enum take { TAKE_NONE, TAKE_OK, TAKE_ENDED };
+
+/* Gives @op the first of @recs (its offset and value) and the consumes
+ * that may ride with it the next ones. TAKE_NONE if @recs has no record
+ * first; TAKE_ENDED when it ended @op (no memory). */
+static enum take take_records(struct consume *op, const json_t *recs)
+{
+    json_t *rec = json_array_get(recs, 0);
+    json_t *off = json_object_get(rec, "offset");
+    json_t *val = json_object_get(rec, "value");
+    if (!json_is_integer(off) || !json_is_string(val)) {
+        return TAKE_NONE;
+    }
+    op->msg_offset = (uint64_t)json_integer_value(off);
+    op->message = strdup(json_string_value(val));
+    if (op->message == NULL) {
+        consume_end(op, 503, "out of memory"); /* UNTESTED */
+        return TAKE_ENDED;
+    }
+    riders_take(op, recs);
+    return TAKE_OK;
+}
+
+/* How many records @op asks a broker for: one for itself and each
+ * consume that may ride with it, and, for a consume of one partition,
+ * those the cache keeps for the next ones. */
+static uint32_t read_max(const struct consume *op)
+{
+    uint32_t need = (uint32_t)(1 + rider_room(op));
+    return op->n_order == 1
+               ? readahead_want(&qapi_state()->ahead, op->consumer_id, need)
+               : need;
+}
+
+static void on_consume_read(void *data, const struct bclient_result *r);
+
+/* Asks partition @p's brokers for @op's records from @offset. */
+static void consume_read(struct consume *op, uint32_t p, uint64_t offset)
+{
+    int rv = bclient_read(op->core, &op->parts[p], offset, read_max(op), 0,
+                          on_consume_read, op);
+    if (rv != 0) {
+        consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
+        return;
+    }
+    mcore_stats(op->core)->consume_reads++;
+}
+
 static void on_consume_read(void *data, const struct bclient_result *r)
 {
     struct consume *op = data;
@@ -548,26 +602,20 @@ static void on_consume_read(void *data, const struct bclient_result *r)
          * the first offset still held. The commit still expects the
          * consumer's offset as it was. */
         op->reread = true;
-        int rv = bclient_read(
-            op->core, &op->parts[p], (uint64_t)json_integer_value(first),
-            (uint32_t)(1 + rider_room(op)), 0, on_consume_read, op);
-        if (rv != 0) {
-            consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
-        }
+        consume_read(op, p, (uint64_t)json_integer_value(first));
         return;
     }
     json_t *recs = json_object_get(r->answer, "records");
-    json_t *rec = json_array_get(recs, 0);
-    json_t *off = json_object_get(rec, "offset");
-    json_t *val = json_object_get(rec, "value");
-    if (r->status == 200 && json_is_integer(off) && json_is_string(val)) {
-        op->msg_offset = (uint64_t)json_integer_value(off);
-        op->message = strdup(json_string_value(val));
-        if (op->message == NULL) {
-            consume_end(op, 503, "out of memory"); /* UNTESTED */
-            return;
+    enum take took = r->status == 200 ? take_records(op, recs) : TAKE_NONE;
+    if (took == TAKE_ENDED) {
+        return;
+    }
+    if (took == TAKE_OK) {
+        if (op->n_order == 1) {
+            /* What this read brought beyond the consumes it served. */
+            readahead_put(&qapi_state()->ahead, op->consumer_id,
+                          op->parts[p].group_id, recs, 1 + op->n_riders);
         }
-        riders_take(op, recs);
         propose_advance(op);
         return;
     }
@@ -611,12 +659,21 @@ static void consume_next(struct consume *op)
     uint32_t p = op->order[op->idx];
     op->reread = false;
     op->offset = op->offsets[p];
-    int rv =
-        bclient_read(op->core, &op->parts[p], op->offset,
-                     (uint32_t)(1 + rider_room(op)), 0, on_consume_read, op);
-    if (rv != 0) {
-        consume_end(op, 503, "cannot read now: %s", rq_strerror(rv));
+    json_t *cached =
+        readahead_get(&qapi_state()->ahead, op->consumer_id,
+                      op->parts[p].group_id, op->offset, 1 + rider_room(op));
+    if (cached != NULL) {
+        /* Read ahead by an earlier consume: no broker call. */
+        enum take took = take_records(op, cached);
+        json_decref(cached);
+        if (took == TAKE_OK) {
+            propose_advance(op);
+        }
+        if (took != TAKE_NONE) {
+            return;
+        }
     }
+    consume_read(op, p, op->offset);
 }
 
 static void consume_start(struct consume *op)

@@ -220,6 +220,33 @@ static void test_policy_read_final(void **state)
     assert_false(policy_read_final(NULL, 0));
 }
 
+/* Forwarded consumes go on kept connections; a failure there says the
+ * consume may have been sent, even a refused connect (libcurl's resend on
+ * a new connection), and the forwards after it go on new connections until
+ * one is answered; on a new connection a refused connect says not sent. */
+static void test_policy_forward_kept_until_unanswered(void **state)
+{
+    (void)state;
+    struct policy_forward pf = {0};
+    assert_false(policy_forward_fresh(&pf));
+    assert_false(policy_forward_end(&pf, false, true, false));
+    assert_false(policy_forward_fresh(&pf));
+    /* A kept connection that dies: sent, whatever libcurl reports. */
+    assert_true(policy_forward_end(&pf, false, false, true));
+    assert_true(policy_forward_fresh(&pf));
+    assert_true(policy_forward_end(&pf, false, false, false));
+    assert_true(policy_forward_fresh(&pf));
+    /* New connections: a refused connect proves nothing was sent; any
+     * other failure does not. */
+    assert_false(policy_forward_end(&pf, true, false, true));
+    assert_true(policy_forward_fresh(&pf));
+    assert_true(policy_forward_end(&pf, true, false, false));
+    assert_true(policy_forward_fresh(&pf));
+    /* An answer, on either kind: kept connections again. */
+    assert_false(policy_forward_end(&pf, true, true, false));
+    assert_false(policy_forward_fresh(&pf));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_policy_key_partition_is_stable_and_spread),
         cmocka_unit_test(test_policy_member_order_puts_preferred_first_in_turn),
         cmocka_unit_test(test_policy_read_final),
+        cmocka_unit_test(test_policy_forward_kept_until_unanswered),
         cmocka_unit_test(test_routing_newer_term_wins),
         cmocka_unit_test(test_routing_sorted_merge_and_prune),
     };
