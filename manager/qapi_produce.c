@@ -206,9 +206,16 @@ static void merge_answer(struct mcore *core, struct pmerge_item *items,
             rq_http_on_abort(req, NULL, NULL);
             if (ok) {
                 mcore_stats(core)->produced++;
-                rq_http_reply(req, 200,
-                              json_pack("{s:i,s:I}", "partition_id",
-                                        (int)partition, "offset", offset));
+                /* Written here rather than built and dumped by jansson:
+                 * this answer is most of what a manager sends. */
+                char text[96];
+                int n =
+                    snprintf(text, sizeof text,
+                             "{\"partition_id\":%" PRIu32 ",\"offset\":%" PRId64
+                             ",\"status\":\"success\"}",
+                             partition, (int64_t)offset);
+                rq_http_reply_text(req, 200, "application/json", text,
+                                   (size_t)n);
             } else {
                 if (r->retry_after != NULL) {
                     rq_http_set_header(req, "Retry-After", r->retry_after);
