@@ -1086,25 +1086,42 @@ MIB = 1 << 20
 def produce_mib(b, leaders, n_each, n_threads=4):
     """Posts @n_each binary batches of four 256 KiB records (1 MiB) to
     each partition in @leaders ({p: broker id}), from @n_threads threads.
-    Returns the value of every record."""
+    Each batch has a producer id of its own, so a batch refused with a 421
+    or 503 (an election: 1 MiB entries on a loaded machine can cost a
+    leader its followers' heartbeats) or left unanswered is sent again to
+    the partition's leader, as a client would, without being appended
+    twice. Returns the value of every record."""
     value = "".join(chr(ord("a") + i % 26) for i in range(MIB // 4))
     body = binary_body([(None, value)] * 4)
-    todo = [p for p in leaders for _ in range(n_each)]
+    todo = [(p, k) for p in leaders for k in range(n_each)]
+    leaders = dict(leaders)
     errors = []
     lock = threading.Lock()
+
+    def post(p, k):
+        path = records_path(TOPIC, p) + "?producer_id=%d&sequence=1" % (1 + p * n_each + k)
+        deadline = time.monotonic() + 120
+        while True:
+            with lock:
+                leader = leaders[p]
+            try:
+                st, obj, _ = call(b.http[leader], "POST", path, raw=body, content_type=BINARY,
+                                  timeout=60)
+            except Unreachable as e:
+                st, obj = 0, str(e)
+            if st == 200 or st not in (0, 421, 503) or time.monotonic() > deadline:
+                return st, obj
+            found = b.wait_leaders([p], 60)[p]
+            with lock:
+                leaders[p] = found
 
     def run():
         while not errors:
             with lock:
                 if not todo:
                     return
-                p = todo.pop()
-            try:
-                st, obj, _ = call(b.http[leaders[p]], "POST", records_path(TOPIC, p), raw=body,
-                                  content_type=BINARY, timeout=60)
-            except Unreachable as e:
-                errors.append(str(e))
-                return
+                p, k = todo.pop()
+            st, obj = post(p, k)
             if st != 200:
                 errors.append("partition %d: %d %r" % (p, st, obj))
 
