@@ -166,6 +166,8 @@ struct rq_node {
         raft_io_tick_cb tick; /* libraft's, passed on as due. */
         raft_io_recv_cb recv;
         uint64_t last_tick_ms; /* When a tick last reached libraft. */
+        unsigned heartbeat_ms; /* The timing libraft was last given. */
+        unsigned election_ms;
     } quiet;
 
     bool started;
@@ -805,17 +807,29 @@ static uint64_t now_ms(const struct rq_node *n)
     return (uint64_t)uv_now(n->loop);
 }
 
-/* Gives libraft the timing the quiet state asks for. raft_set_election_
- * timeout draws a new randomised timeout for a follower or candidate,
- * counted from its last heartbeat, so it is called on transitions only. */
+/* Gives libraft the timing the quiet state asks for, when it differs from
+ * what it runs with. raft_set_election_timeout draws a new randomised
+ * timeout for a follower or candidate, counted from its last heartbeat, so
+ * it is called on changes only. */
 static void quiet_set_timing(struct rq_node *n)
 {
     const struct rq_quiet_config *c = &n->quiet.cfg;
     const struct rq_quiet *q = &n->quiet.state;
-    raft_set_heartbeat_timeout(&n->raft, (unsigned)rq_quiet_heartbeat_ms(q, c));
-    raft_set_election_timeout(&n->raft, (unsigned)rq_quiet_election_ms(q, c));
-    if (n->started && !n->closing) {
-        poll_arm(n, now_ms(n)); /* At the interval of the new state. */
+    uint64_t now = now_ms(n);
+    unsigned heartbeat = (unsigned)rq_quiet_heartbeat_ms(q, c);
+    unsigned election = (unsigned)rq_quiet_election_ms(q, c, now);
+    bool rearm = false;
+    if (heartbeat != n->quiet.heartbeat_ms) {
+        n->quiet.heartbeat_ms = heartbeat;
+        raft_set_heartbeat_timeout(&n->raft, heartbeat);
+        rearm = true;
+    }
+    if (election != n->quiet.election_ms) {
+        n->quiet.election_ms = election;
+        raft_set_election_timeout(&n->raft, election);
+    }
+    if (rearm && n->started && !n->closing) {
+        poll_arm(n, now); /* At the interval of the new state. */
     }
 }
 
@@ -872,15 +886,13 @@ static void quiet_look(struct rq_node *n)
     if (v.role == RQ_QUIET_LEADER) {
         v.all_caught_up = all_caught_up(n, v.last_index);
     }
-    bool was = n->quiet.state.quiet;
-    if (rq_quiet_step(&n->quiet.state, &n->quiet.cfg, &v, now_ms(n)) != was) {
-        quiet_set_timing(n);
-    }
+    rq_quiet_step(&n->quiet.state, &n->quiet.cfg, &v, now_ms(n));
+    quiet_set_timing(n);
 }
 
 void rq_node_wake(struct rq_node *n)
 {
-    if (rq_quiet_wake(&n->quiet.state, now_ms(n))) {
+    if (rq_quiet_wake(&n->quiet.state, &n->quiet.cfg, now_ms(n))) {
         quiet_set_timing(n);
     }
 }
@@ -1076,6 +1088,8 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     n->raft.tracer = n->tracer.emit != NULL ? &n->tracer : NULL;
     raft_set_election_timeout(&n->raft, election);
     raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    n->quiet.election_ms = election;
+    n->quiet.heartbeat_ms = heartbeat;
     n->cur_threshold = threshold;
     n->cur_trailing = trailing;
     raft_set_snapshot_threshold(&n->raft, threshold);

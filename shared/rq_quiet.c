@@ -70,6 +70,22 @@ void rq_quiet_init(struct rq_quiet *q, uint64_t now_ms)
     q->since_ms = now_ms;
 }
 
+/* A leader that wakes keeps the quiet election timeout for one ordinary
+ * election timeout more. libraft's leader steps down when no majority has
+ * answered within its election timeout, counted from its last contact
+ * check that passed: while quiet that was up to half a quiet heartbeat
+ * ago, and its followers' last answers up to a quiet heartbeat and a half
+ * ago, so the ordinary timeout at once could depose a leader whose
+ * followers are merely busy writing the entry that woke it. Once the
+ * grace is over, the followers have had an election timeout of ordinary
+ * heartbeats to answer. A follower needs none: it wakes on an entry or a
+ * commit from its leader, which restarts its election timer. */
+static void grace(struct rq_quiet *q, const struct rq_quiet_config *c,
+                  uint64_t now_ms)
+{
+    q->grace_until_ms = now_ms + c->election_ms;
+}
+
 static bool moved(const struct rq_quiet_view *a, const struct rq_quiet_view *b)
 {
     return a->role != b->role || a->term != b->term ||
@@ -80,6 +96,7 @@ static bool moved(const struct rq_quiet_view *a, const struct rq_quiet_view *b)
 bool rq_quiet_step(struct rq_quiet *q, const struct rq_quiet_config *c,
                    const struct rq_quiet_view *v, uint64_t now_ms)
 {
+    bool was = q->quiet;
     bool behind = v->role == RQ_QUIET_LEADER &&
                   (!v->all_caught_up || v->commit != v->last_index);
     if (moved(&q->seen, v) || behind || now_ms < q->since_ms) {
@@ -97,20 +114,28 @@ bool rq_quiet_step(struct rq_quiet *q, const struct rq_quiet_config *c,
             q->quiet = v->leader_id != 0 && unmoved >= c->after_ms;
             break;
         case RQ_QUIET_LEADER:
-            q->quiet = unmoved >= c->after_ms + c->election_ms;
+            q->quiet =
+                unmoved >= c->after_ms + c->election_ms + 2 * c->heartbeat_ms;
             break;
         default:
             q->quiet = false;
             break;
     }
+    if (was && !q->quiet) {
+        grace(q, c, now_ms);
+    }
     return q->quiet;
 }
 
-bool rq_quiet_wake(struct rq_quiet *q, uint64_t now_ms)
+bool rq_quiet_wake(struct rq_quiet *q, const struct rq_quiet_config *c,
+                   uint64_t now_ms)
 {
     bool was = q->quiet;
     q->quiet = false;
     q->since_ms = now_ms;
+    if (was) {
+        grace(q, c, now_ms);
+    }
     return was;
 }
 
@@ -121,9 +146,11 @@ uint64_t rq_quiet_heartbeat_ms(const struct rq_quiet *q,
 }
 
 uint64_t rq_quiet_election_ms(const struct rq_quiet *q,
-                              const struct rq_quiet_config *c)
+                              const struct rq_quiet_config *c, uint64_t now_ms)
 {
-    return q->quiet ? c->quiet_election_ms : c->election_ms;
+    bool in_grace =
+        q->seen.role == RQ_QUIET_LEADER && now_ms < q->grace_until_ms;
+    return q->quiet || in_grace ? c->quiet_election_ms : c->election_ms;
 }
 
 bool rq_quiet_tick_due(const struct rq_quiet *q,

@@ -14,15 +14,18 @@
  *   its term have stayed the same for after_ms.
  * - A leader goes quiet once everything is committed, every other server
  *   of its configuration holds its whole log, and that has stayed so, with
- *   no new entry, for after_ms + election_ms: a follower learns the last
- *   commit index within a heartbeat of the leader, so by then every
- *   follower has been quiet for most of an election timeout.
+ *   no new entry, for after_ms + election_ms + 2 heartbeat_ms: a follower
+ *   learns the last commit index with the leader's next heartbeat and
+ *   looks at its group every heartbeat, so by then every follower has been
+ *   quiet for an election timeout.
  * - Anything that moves (an entry, a commit, a term, a leader, a role) ends
  *   the quiet at once; a leader is woken also by a request made to it and by
  *   a vote request it receives (rq_quiet_wake), before the entry it appends
- *   can reach a follower.
+ *   can reach a follower. A leader that wakes heartbeats at the ordinary
+ *   rate at once but keeps the quiet election timeout for one ordinary
+ *   election timeout more (rq_quiet_election_ms).
  *
- *     AWAKE --[nothing moved for after_ms (+ election_ms on a leader)]--> QUIET
+ *     AWAKE --[nothing moved for after_ms (more on a leader)]--> QUIET
  *           [rq_quiet_step]
  *     QUIET --[something moved, rq_quiet_wake]--> AWAKE
  *           [rq_quiet_step, rq_quiet_wake]
@@ -45,14 +48,14 @@ struct rq_quiet_config {
 };
 
 /* Checks that quiet timing is no faster than the ordinary one and leaves a
- * quiet follower several quiet heartbeats before it stands; @why says what
- * is wrong. 0 or RQ_INVALID. A config with after_ms 0 is always valid. */
+ * quiet follower at least three quiet heartbeats before it stands; @why
+ * says what is wrong. 0 or RQ_INVALID. A config with after_ms 0 is always
+ * valid. */
 int rq_quiet_config_check(const struct rq_quiet_config *c, char *why,
                           size_t whyn);
 
 /* Raises the quiet timing of @c, where needed, to the least that
- * rq_quiet_config_check accepts: the ordinary timing, and three quiet
- * heartbeats to a quiet election timeout. */
+ * rq_quiet_config_check accepts. */
 void rq_quiet_config_fit(struct rq_quiet_config *c);
 
 /* What a server sees of its group, at one look. */
@@ -77,6 +80,9 @@ struct rq_quiet {
     bool quiet;
     uint64_t since_ms;         /* When the group last moved, as seen. */
     struct rq_quiet_view seen; /* At the last look. */
+    /* A leader that woke keeps the quiet election timeout until then (see
+     * rq_quiet_election_ms). */
+    uint64_t grace_until_ms;
 };
 
 /* Starts awake; the first look counts as a move, so the wait starts
@@ -94,13 +100,19 @@ bool rq_quiet_step(struct rq_quiet *q, const struct rq_quiet_config *c,
 
 /* Wakes the group (a request made to the leader, a vote request heard)
  * and restarts the wait. Returns whether it was quiet. */
-bool rq_quiet_wake(struct rq_quiet *q, uint64_t now_ms);
+bool rq_quiet_wake(struct rq_quiet *q, const struct rq_quiet_config *c,
+                   uint64_t now_ms);
 
-/* The heartbeat and election timeouts to run with now. */
+/* The heartbeat timeout to run with now. */
 uint64_t rq_quiet_heartbeat_ms(const struct rq_quiet *q,
                                const struct rq_quiet_config *c);
+
+/* The election timeout to run with at @now_ms: the quiet one while quiet,
+ * and on a leader for one ordinary election timeout after it woke (its
+ * step-down check would otherwise count its followers' silence while it
+ * was quiet); else the ordinary one. */
 uint64_t rq_quiet_election_ms(const struct rq_quiet *q,
-                              const struct rq_quiet_config *c);
+                              const struct rq_quiet_config *c, uint64_t now_ms);
 
 /*
  * Whether Raft should get a tick at @now_ms, the last one having reached it

@@ -56,6 +56,7 @@ static void test_quiet_config_check(void **state)
     c = cfg;
     c.quiet_election_ms = 2999; /* Under three quiet heartbeats. */
     assert_int_equal(rq_quiet_config_check(&c, why, sizeof why), RQ_INVALID);
+    c = cfg;
     c.after_ms = 0; /* Off: nothing else matters. */
     assert_int_equal(rq_quiet_config_check(&c, why, sizeof why), 0);
 }
@@ -78,7 +79,7 @@ static void test_quiet_config_fit(void **state)
     c = cfg;
     c.quiet_heartbeat_ms = 4000;
     rq_quiet_config_fit(&c);
-    assert_int_equal(c.quiet_election_ms, 12000);
+    assert_int_equal(c.quiet_election_ms, 12000); /* Three heartbeats. */
     assert_int_equal(rq_quiet_config_check(&c, why, sizeof why), 0);
 }
 
@@ -92,7 +93,7 @@ static void test_quiet_follower_after_the_wait(void **state)
     assert_false(rq_quiet_step(&q, &cfg, &v, 5999));
     assert_true(rq_quiet_step(&q, &cfg, &v, 6000));
     assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 1000);
-    assert_int_equal(rq_quiet_election_ms(&q, &cfg), 5000);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 0), 5000);
     assert_true(rq_quiet_step(&q, &cfg, &v, 60000));
 }
 
@@ -115,7 +116,7 @@ static void test_quiet_follower_wakes_on_any_move(void **state)
         assert_false(rq_quiet_step(&q, &cfg, &base, 0));
         assert_true(rq_quiet_step(&q, &cfg, &base, 5000));
         assert_false(rq_quiet_step(&q, &cfg, &moves[i], 5050));
-        assert_int_equal(rq_quiet_election_ms(&q, &cfg), 1000);
+        assert_int_equal(rq_quiet_election_ms(&q, &cfg, 0), 1000);
         assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
         /* The wait starts again from the move. */
         assert_false(rq_quiet_step(&q, &cfg, &moves[i], 10049));
@@ -138,7 +139,7 @@ static void test_quiet_follower_without_leader_stays_awake(void **state)
     assert_false(rq_quiet_step(&q, &cfg, &v, 300000));
 }
 
-static void test_quiet_leader_waits_an_election_timeout_longer(void **state)
+static void test_quiet_leader_waits_longer(void **state)
 {
     (void)state;
     struct rq_quiet q;
@@ -146,8 +147,8 @@ static void test_quiet_leader_waits_an_election_timeout_longer(void **state)
     rq_quiet_init(&q, 0);
     assert_false(rq_quiet_step(&q, &cfg, &v, 0));
     assert_false(rq_quiet_step(&q, &cfg, &v, 5000));
-    assert_false(rq_quiet_step(&q, &cfg, &v, 5999));
-    assert_true(rq_quiet_step(&q, &cfg, &v, 6000));
+    assert_false(rq_quiet_step(&q, &cfg, &v, 6199));
+    assert_true(rq_quiet_step(&q, &cfg, &v, 6200));
     assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 1000);
 }
 
@@ -176,8 +177,7 @@ static void test_quiet_follower_always_before_leader(void **state)
             }
         }
         assert_true(follower_at != 0 && leader_at != 0);
-        assert_true(leader_at >=
-                    follower_at + cfg.election_ms - cfg.heartbeat_ms - 50);
+        assert_true(leader_at >= follower_at + cfg.election_ms);
     }
 }
 
@@ -195,10 +195,10 @@ static void test_quiet_leader_stays_awake_while_behind(void **state)
     assert_false(rq_quiet_step(&q, &cfg, &uncommitted, 300000));
     /* The wait runs from when all caught up. */
     assert_false(rq_quiet_step(&q, &cfg, &done, 400000));
-    assert_false(rq_quiet_step(&q, &cfg, &done, 405999));
-    assert_true(rq_quiet_step(&q, &cfg, &done, 406000));
+    assert_false(rq_quiet_step(&q, &cfg, &done, 406199));
+    assert_true(rq_quiet_step(&q, &cfg, &done, 406200));
     /* A follower falling behind again wakes it. */
-    assert_false(rq_quiet_step(&q, &cfg, &behind, 406050));
+    assert_false(rq_quiet_step(&q, &cfg, &behind, 406250));
 }
 
 static void test_quiet_wake(void **state)
@@ -208,14 +208,55 @@ static void test_quiet_wake(void **state)
     struct rq_quiet_view v = leader(10, 10, true);
     rq_quiet_init(&q, 0);
     assert_false(rq_quiet_step(&q, &cfg, &v, 0));
-    assert_true(rq_quiet_step(&q, &cfg, &v, 6000));
-    assert_true(rq_quiet_wake(&q, 7000));
+    assert_true(rq_quiet_step(&q, &cfg, &v, 6200));
+    assert_true(rq_quiet_wake(&q, &cfg, 7000));
     assert_false(q.quiet);
     assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
-    assert_false(rq_quiet_wake(&q, 7001));
+    assert_false(rq_quiet_wake(&q, &cfg, 7001));
     /* Nothing moved since, yet the wait starts again from the wake. */
-    assert_false(rq_quiet_step(&q, &cfg, &v, 12999));
-    assert_true(rq_quiet_step(&q, &cfg, &v, 13001));
+    assert_false(rq_quiet_step(&q, &cfg, &v, 13200));
+    assert_true(rq_quiet_step(&q, &cfg, &v, 13201));
+}
+
+/* A leader that wakes heartbeats at the ordinary rate at once, but keeps
+ * the quiet election timeout for one ordinary election timeout, so that
+ * the silence of its followers while it was quiet cannot depose it. */
+static void test_quiet_leader_grace_after_waking(void **state)
+{
+    (void)state;
+    struct rq_quiet q;
+    struct rq_quiet_view v = leader(10, 10, true);
+    rq_quiet_init(&q, 0);
+    assert_false(rq_quiet_step(&q, &cfg, &v, 0));
+    assert_true(rq_quiet_step(&q, &cfg, &v, 6200));
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 6200), 5000);
+    /* Woken by a request. */
+    assert_true(rq_quiet_wake(&q, &cfg, 7000));
+    assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 7000), 5000);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 7999), 5000);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 8000), 1000);
+    /* Woken by a move (an entry appended): the same. */
+    assert_true(rq_quiet_step(&q, &cfg, &v, 13201));
+    struct rq_quiet_view more = leader(11, 10, true);
+    assert_false(rq_quiet_step(&q, &cfg, &more, 14000));
+    assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 14999), 5000);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 15000), 1000);
+    /* No grace for a leader that was never quiet, nor a follower. */
+    struct rq_quiet a;
+    rq_quiet_init(&a, 0);
+    assert_false(rq_quiet_step(&a, &cfg, &v, 0));
+    assert_false(rq_quiet_wake(&a, &cfg, 100));
+    assert_int_equal(rq_quiet_election_ms(&a, &cfg, 100), 1000);
+    struct rq_quiet f;
+    struct rq_quiet_view fv = follower(10, 10);
+    rq_quiet_init(&f, 0);
+    assert_false(rq_quiet_step(&f, &cfg, &fv, 0));
+    assert_true(rq_quiet_step(&f, &cfg, &fv, 5000));
+    fv.last_index = 11;
+    assert_false(rq_quiet_step(&f, &cfg, &fv, 5100));
+    assert_int_equal(rq_quiet_election_ms(&f, &cfg, 5100), 1000);
 }
 
 static void test_quiet_off(void **state)
@@ -274,10 +315,11 @@ int main(void)
         cmocka_unit_test(test_quiet_follower_after_the_wait),
         cmocka_unit_test(test_quiet_follower_wakes_on_any_move),
         cmocka_unit_test(test_quiet_follower_without_leader_stays_awake),
-        cmocka_unit_test(test_quiet_leader_waits_an_election_timeout_longer),
+        cmocka_unit_test(test_quiet_leader_waits_longer),
         cmocka_unit_test(test_quiet_follower_always_before_leader),
         cmocka_unit_test(test_quiet_leader_stays_awake_while_behind),
         cmocka_unit_test(test_quiet_wake),
+        cmocka_unit_test(test_quiet_leader_grace_after_waking),
         cmocka_unit_test(test_quiet_off),
         cmocka_unit_test(test_quiet_clock_going_back_wakes),
         cmocka_unit_test(test_quiet_ticks),
