@@ -212,6 +212,9 @@ static void test_quiet_wake(void **state)
     assert_true(rq_quiet_wake(&q, &cfg, 7000));
     assert_false(q.quiet);
     assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
+    /* The grace of a woken leader (see below). */
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 7999), 5000);
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 8000), 1000);
     assert_false(rq_quiet_wake(&q, &cfg, 7001));
     /* Nothing moved since, yet the wait starts again from the wake. */
     assert_false(rq_quiet_step(&q, &cfg, &v, 13200));
@@ -226,18 +229,11 @@ static void test_quiet_leader_grace_after_waking(void **state)
     (void)state;
     struct rq_quiet q;
     struct rq_quiet_view v = leader(10, 10, true);
-    rq_quiet_init(&q, 0);
-    assert_false(rq_quiet_step(&q, &cfg, &v, 0));
-    assert_true(rq_quiet_step(&q, &cfg, &v, 6200));
-    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 6200), 5000);
-    /* Woken by a request. */
-    assert_true(rq_quiet_wake(&q, &cfg, 7000));
-    assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
-    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 7000), 5000);
-    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 7999), 5000);
-    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 8000), 1000);
-    /* Woken by a move (an entry appended): the same. */
+    rq_quiet_init(&q, 1000);
+    assert_false(rq_quiet_step(&q, &cfg, &v, 7001));
+    /* Woken by a move (an entry appended; by a request: test_quiet_wake). */
     assert_true(rq_quiet_step(&q, &cfg, &v, 13201));
+    assert_int_equal(rq_quiet_election_ms(&q, &cfg, 13201), 5000);
     struct rq_quiet_view more = leader(11, 10, true);
     assert_false(rq_quiet_step(&q, &cfg, &more, 14000));
     assert_int_equal(rq_quiet_heartbeat_ms(&q, &cfg), 100);
