@@ -453,9 +453,9 @@ static void maybe_issue_barrier(struct rq_node *n)
  * on the same grid, so the loop wakes once an interval for all of them
  * rather than once for each: with a thousand groups, every wake-up also
  * runs each raft_uv's prepare and check callbacks, which was a fifth of an
- * idle broker's CPU once its groups had gone quiet. A quiet node looks
- * only as often as it ticks (every half quiet heartbeat): what moves it
- * comes from its peers, and it waking late only keeps its longer election
+ * idle broker's CPU once its groups had gone quiet. A quiet node polls
+ * every half quiet heartbeat and looks at its group at its ticks (every
+ * quiet heartbeat): what moves it comes from its peers, and it waking late only keeps its longer election
  * timeout a little longer (DESIGN.md section 15); a leader asked for
  * something is woken at once (rq_node_wake), which re-arms the poll.
  */
@@ -792,9 +792,9 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
  *   at start, for ever, one timer a group at its own phase. It is slowed to
  *   RAFT_UV_TICK_MS and the change poll, which runs on a grid shared by
  *   every node of the loop (poll_arm), ticks libraft instead, as often as
- *   rq_quiet_tick_due() says: every heartbeat, or every half quiet
- *   heartbeat while quiet (libraft reads the clock, so a tick not given
- *   loses nothing but its slack);
+ *   rq_quiet_tick_due() says: every heartbeat, or every quiet heartbeat
+ *   while quiet, and libraft's heartbeat timeout is half that, so that
+ *   every tick sends a heartbeat (rq_quiet_heartbeat_ms says why);
  * - received messages: a leader that is asked for a vote wakes, so that a
  *   follower that restarted while its group was quiet hears from it within
  *   an ordinary heartbeat (its own election, under pre-vote, is refused by

@@ -9,8 +9,8 @@
 
 #include "rq_err.h"
 
-/* A quiet heartbeat arrives up to half a quiet heartbeat late (ticks reach
- * Raft every half, rq_quiet_tick_due); a quiet
+/* A quiet heartbeat arrives a quiet heartbeat after the last plus the
+ * loop's lag (rq_quiet_tick_due); a quiet
  * follower waits at least this many quiet heartbeats, so that lateness and
  * a lost heartbeat or two never make it stand. */
 #define QUIET_HEARTBEATS_PER_ELECTION 3
@@ -72,9 +72,8 @@ void rq_quiet_init(struct rq_quiet *q, uint64_t now_ms)
 
 /* A leader that wakes keeps the quiet election timeout for one ordinary
  * election timeout more. libraft's leader steps down when no majority has
- * answered within its election timeout, counted from its last contact
- * check that passed: while quiet that was up to half a quiet heartbeat
- * ago, and its followers' last answers up to a quiet heartbeat and a half
+ * answered since its last contact check that passed (src/timeout.c) for an
+ * election timeout; while quiet that check passed up to a quiet heartbeat
  * ago, so the ordinary timeout at once could depose a leader whose
  * followers are merely busy writing the entry that woke it. Once the
  * grace is over, the followers have had an election timeout of ordinary
@@ -139,10 +138,18 @@ bool rq_quiet_wake(struct rq_quiet *q, const struct rq_quiet_config *c,
     return was;
 }
 
+/* The interval between ticks: a tick is a heartbeat. */
+static uint64_t tick_ms(const struct rq_quiet *q,
+                        const struct rq_quiet_config *c)
+{
+    return q->quiet ? c->quiet_heartbeat_ms : c->heartbeat_ms;
+}
+
 uint64_t rq_quiet_heartbeat_ms(const struct rq_quiet *q,
                                const struct rq_quiet_config *c)
 {
-    return q->quiet ? c->quiet_heartbeat_ms : c->heartbeat_ms;
+    uint64_t half = tick_ms(q, c) / 2;
+    return half > 0 ? half : 1;
 }
 
 uint64_t rq_quiet_election_ms(const struct rq_quiet *q,
@@ -157,7 +164,7 @@ bool rq_quiet_tick_due(const struct rq_quiet *q,
                        const struct rq_quiet_config *c, uint64_t last_tick_ms,
                        uint64_t now_ms)
 {
-    uint64_t every = q->quiet ? c->quiet_heartbeat_ms / 2 : c->heartbeat_ms;
+    uint64_t every = tick_ms(q, c);
     if (every == 0 || now_ms < last_tick_ms) {
         return true;
     }

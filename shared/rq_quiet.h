@@ -103,7 +103,19 @@ bool rq_quiet_step(struct rq_quiet *q, const struct rq_quiet_config *c,
 bool rq_quiet_wake(struct rq_quiet *q, const struct rq_quiet_config *c,
                    uint64_t now_ms);
 
-/* The heartbeat timeout to run with now. */
+/*
+ * The heartbeat timeout to give libraft now: half the interval between
+ * ticks (rq_quiet_tick_due), so that every tick sends a heartbeat whatever
+ * the lag of the loop. libraft's leader sends a heartbeat at a tick only if
+ * its last message to that follower is a heartbeat timeout old, and counts
+ * a follower in contact only if it answered since the last contact check
+ * that passed (src/progress.c), which runs at every tick before the
+ * heartbeats: a tick that sent none, because the previous tick came late,
+ * fails the next check and drops the followers to probe mode, in which a
+ * leader sends nothing more while an AppendEntries is unanswered, so a
+ * follower slow to write a large entry stops answering long enough to
+ * depose it.
+ */
 uint64_t rq_quiet_heartbeat_ms(const struct rq_quiet *q,
                                const struct rq_quiet_config *c);
 
@@ -118,9 +130,10 @@ uint64_t rq_quiet_election_ms(const struct rq_quiet *q,
  * Whether Raft should get a tick at @now_ms, the last one having reached it
  * at @last_tick_ms: once the clock has passed a multiple of the tick
  * interval since, so that every group of a process ticks (and heartbeats)
- * at the same moments. The interval is heartbeat_ms awake and half a quiet
- * heartbeat quiet, so a quiet heartbeat is at most that much late; Raft's
- * timers read the clock, so a tick not given loses nothing but that slack.
+ * at the same moments. The interval is heartbeat_ms awake and
+ * quiet_heartbeat_ms quiet, and every tick sends a heartbeat
+ * (rq_quiet_heartbeat_ms); Raft's timers read the clock, so a tick not
+ * given loses nothing but its slack.
  */
 bool rq_quiet_tick_due(const struct rq_quiet *q,
                        const struct rq_quiet_config *c, uint64_t last_tick_ms,
