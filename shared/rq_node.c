@@ -455,9 +455,10 @@ static void maybe_issue_barrier(struct rq_node *n)
  * runs each raft_uv's prepare and check callbacks, which was a fifth of an
  * idle broker's CPU once its groups had gone quiet. A quiet node polls
  * every half quiet heartbeat and looks at its group at its ticks (every
- * quiet heartbeat): what moves it comes from its peers, and it waking late only keeps its longer election
- * timeout a little longer (DESIGN.md section 15); a leader asked for
- * something is woken at once (rq_node_wake), which re-arms the poll.
+ * quiet heartbeat): what moves it comes from its peers, and it waking late
+ * only keeps its longer election timeout a little longer (DESIGN.md
+ * section 15); a leader asked for something is woken at once
+ * (rq_node_wake), which re-arms the poll.
  */
 static void poll_arm(struct rq_node *n, uint64_t now)
 {
@@ -1086,10 +1087,13 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
     rq_fsm_adapter_bind(&n->fsm, &n->raft);
     n->raft.data = n;
     n->raft.tracer = n->tracer.emit != NULL ? &n->tracer : NULL;
-    raft_set_election_timeout(&n->raft, election);
-    raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    /* Awake timing; libraft's heartbeat timeout is half the tick interval
+     * (rq_quiet_heartbeat_ms), also for nodes that never go quiet. */
     n->quiet.election_ms = election;
-    n->quiet.heartbeat_ms = heartbeat;
+    n->quiet.heartbeat_ms =
+        (unsigned)rq_quiet_heartbeat_ms(&n->quiet.state, &n->quiet.cfg);
+    raft_set_election_timeout(&n->raft, n->quiet.election_ms);
+    raft_set_heartbeat_timeout(&n->raft, n->quiet.heartbeat_ms);
     n->cur_threshold = threshold;
     n->cur_trailing = trailing;
     raft_set_snapshot_threshold(&n->raft, threshold);

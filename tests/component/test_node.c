@@ -474,6 +474,10 @@ static void sole_voter_start(struct tnode *tn, struct fixture *fx,
     tnode_bootstrap(tn, &self, 1);
     tnode_start(tn);
     assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    /* The poll ticks libraft every heartbeat (50 ms) and every tick must
+     * send a heartbeat, so libraft's heartbeat timeout is half of it, also
+     * for a node that never goes quiet (rq_quiet_heartbeat_ms). */
+    assert_int_equal(rq_node_raft(tn->node)->heartbeat_timeout, 25);
 }
 
 /* Starts the closed sole voter @tn again from its directory, waits until
