@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -803,9 +804,38 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
  * - sent messages, counted for rq_node_counters.
  */
 
+/*
+ * The clock the nodes' grid runs on: the loop's, shifted by a phase drawn
+ * once per process. Every node of a process ticks at the same moments,
+ * which is the point; the nodes of one group live in different processes,
+ * and if their grids coincided (the loop clock is the machine's monotonic
+ * clock) and their randomised election timeouts did too, they would stand
+ * for election at the same tick round after round and split every vote.
+ * Their timeouts can coincide: raft_uv seeds libraft's generator from the
+ * node id, which is still 0 then, xor the monotonic and the wall clock in
+ * milliseconds, equal in processes that open a group a few milliseconds
+ * apart (`raftq dev` elected no leader for a partition that way, its three
+ * members standing together every round), so rq_node_new also seeds each
+ * node from getrandom(2).
+ */
+static uint64_t grid_phase(void)
+{
+    static uint64_t phase;
+    static bool drawn;
+    if (!drawn) {
+        uint16_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+            r = (uint16_t)getpid(); /* UNTESTED: before boot entropy. */
+        }
+        phase = r;
+        drawn = true;
+    }
+    return phase;
+}
+
 static uint64_t now_ms(const struct rq_node *n)
 {
-    return (uint64_t)uv_now(n->loop);
+    return (uint64_t)uv_now(n->loop) + grid_phase();
 }
 
 /* Gives libraft the timing the quiet state asks for, when it differs from
@@ -1085,6 +1115,10 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
         goto err_after_uv_init;
     }
     rq_fsm_adapter_bind(&n->fsm, &n->raft);
+    unsigned seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) == (ssize_t)sizeof seed) {
+        raft_seed(&n->raft, seed); /* See grid_phase(). */
+    }
     n->raft.data = n;
     n->raft.tracer = n->tracer.emit != NULL ? &n->tracer : NULL;
     /* Awake timing; libraft's heartbeat timeout is half the tick interval

@@ -1078,6 +1078,32 @@ static void test_node_lower_budget_lets_go_of_the_log_when_idle(void **state)
     }
 }
 
+/*
+ * raft_uv seeds libraft's generator of election timeouts from the
+ * monotonic and wall clocks (the node id is not set yet), so nodes opened
+ * in the same millisecond, here or in processes of one machine, can draw
+ * the same timeouts, and on ticks at the same moments stand for election
+ * together round after round. rq_node seeds each node anew (this passes
+ * without that whenever the clocks moved between the opens).
+ */
+static void test_node_seeds_differ(void **state)
+{
+    struct fixture *fx = *state;
+    for (unsigned i = 0; i < N_NODES; i++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "seed%u", i);
+        tnode_init(&fx->nodes[i], fx, i + 1, 22030 + i, sub);
+        tnode_open(&fx->nodes[i]);
+    }
+    unsigned a = rq_node_raft(fx->nodes[0].node)->random;
+    unsigned b = rq_node_raft(fx->nodes[1].node)->random;
+    unsigned c = rq_node_raft(fx->nodes[2].node)->random;
+    assert_true(a != b && b != c && a != c);
+    for (unsigned i = 0; i < N_NODES; i++) {
+        tnode_close(&fx->nodes[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1087,6 +1113,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_restores_snapshot_and_tail,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_seeds_differ, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_node_bootstrap_twice_is_ok, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_node_ready_only_after_barrier,
