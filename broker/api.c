@@ -342,6 +342,7 @@ static void api_replicas_list(struct rq_http_req *req, void *data)
         json_object_set_new(o, "leader_id",
                             json_integer((json_int_t)st.node.leader_id));
         json_object_set_new(o, "ready", json_boolean(st.node.ready));
+        json_object_set_new(o, "quiet", json_boolean(st.node.quiet));
         json_object_set_new(o, "commit",
                             json_integer((json_int_t)st.node.commit));
         json_object_set_new(o, "applied",

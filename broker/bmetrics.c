@@ -64,6 +64,14 @@ static const struct rq_metric_def replica_defs[BM_N_REPLICA_FAMILIES] = {
      REPLICA_LABELS},
     {RQ_METRIC_GAUGE, "raftq_partition_log_bytes",
      "Bytes of the replica's partition log segments on disk.", REPLICA_LABELS},
+    {RQ_METRIC_COUNTER, "raftq_raft_messages_sent_total",
+     "Raft messages (entries, heartbeats, votes and their answers) the "
+     "replica handed to its transport since it was opened.",
+     REPLICA_LABELS},
+    {RQ_METRIC_GAUGE, "raftq_raft_quiet",
+     "1 if the replica's group is idle and runs at the quiet timing "
+     "(--raft-quiet-ms), else 0.",
+     REPLICA_LABELS},
 };
 
 /* fdatasync of a partition segment: from a tenth of a millisecond (a
@@ -137,7 +145,8 @@ static void slots_of(struct bmetrics_replica *rm,
         &rm->read_bytes,      &rm->term,           &rm->commit,
         &rm->applied,         &rm->is_leader,      &rm->leader_changes,
         &rm->snapshots,       &rm->raft_log_bytes, &rm->first_offset,
-        &rm->next_offset,     &rm->log_bytes,
+        &rm->next_offset,     &rm->log_bytes,      &rm->messages_sent,
+        &rm->quiet,
     };
     memcpy(slots, all, sizeof all);
 }

@@ -36,6 +36,8 @@ struct bmetrics_replica {
     struct rq_metric *first_offset;
     struct rq_metric *next_offset;
     struct rq_metric *log_bytes;
+    struct rq_metric *messages_sent;
+    struct rq_metric *quiet;
 };
 
 /* The states raftq_broker_replicas counts, as replica_status() names
@@ -58,6 +60,8 @@ enum bmetrics_family {
     BM_FIRST_OFFSET,
     BM_NEXT_OFFSET,
     BM_LOG_BYTES,
+    BM_MESSAGES_SENT,
+    BM_QUIET,
     BM_N_REPLICA_FAMILIES,
 };
 

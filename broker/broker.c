@@ -66,6 +66,7 @@
 #include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
+#include "rq_quiet.h"
 #include "rq_rpc.h"
 #include "rq_tls.h"
 #include "rq_wire.h"
@@ -104,6 +105,19 @@ static const struct rq_opt options[] = {
      "Raft election timeout"},
     {"heartbeat-ms", "RAFTQ_HEARTBEAT_MS", RQ_OPT_U64, "250", false,
      offsetof(struct broker_config, heartbeat_ms), "Raft heartbeat interval"},
+    {"raft-quiet-ms", "RAFTQ_RAFT_QUIET_MS", RQ_OPT_U64, "5000", false,
+     offsetof(struct broker_config, quiet_ms),
+     "a replica group with no new entry for this long goes quiet: it "
+     "heartbeats and times out at the quiet timing below (0: never)"},
+    {"raft-quiet-heartbeat-ms", "RAFTQ_RAFT_QUIET_HEARTBEAT_MS", RQ_OPT_U64,
+     "1000", false, offsetof(struct broker_config, quiet_heartbeat_ms),
+     "Raft heartbeat interval of a quiet group (at least --heartbeat-ms)"},
+    {"raft-quiet-election-timeout-ms", "RAFTQ_RAFT_QUIET_ELECTION_TIMEOUT_MS",
+     RQ_OPT_U64, "5000", false,
+     offsetof(struct broker_config, quiet_election_ms),
+     "Raft election timeout of a quiet group, so how soon an idle "
+     "partition fails over (at least --election-timeout-ms and three quiet "
+     "heartbeats)"},
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "4096",
      false, offsetof(struct broker_config, snapshot_threshold),
      "Raft entries between partition snapshots (manifests), at most"},
@@ -1082,6 +1096,13 @@ static int check(void *self, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    if (c->quiet_ms > 3600000 || c->quiet_heartbeat_ms > 600000 ||
+        c->quiet_election_ms > 3600000) {
+        snprintf(why, whyn,
+                 "need --raft-quiet-ms <= 3600000, --raft-quiet-heartbeat-ms "
+                 "<= 600000 and --raft-quiet-election-timeout-ms <= 3600000");
+        return RQ_INVALID;
+    }
     if (c->snapshot_threshold < 4 || c->snapshot_threshold > UINT32_MAX) {
         snprintf(why, whyn, "need 4 <= --snapshot-threshold < 2^32");
         return RQ_INVALID;
@@ -1203,6 +1224,14 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     if (rv != 0) {
         return rv;
     }
+    struct rq_quiet_config quiet = {
+        .after_ms = b->cfg.quiet_ms,
+        .election_ms = b->cfg.election_ms,
+        .heartbeat_ms = b->cfg.heartbeat_ms,
+        .quiet_election_ms = b->cfg.quiet_election_ms,
+        .quiet_heartbeat_ms = b->cfg.quiet_heartbeat_ms,
+    };
+    rq_quiet_config_fit(&quiet);
     b->env = (struct replica_env){
         .loop = b->loop,
         .mux = b->mux,
@@ -1212,6 +1241,9 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         .data_dir = b->cfg.data,
         .election_timeout_ms = (unsigned)b->cfg.election_ms,
         .heartbeat_ms = (unsigned)b->cfg.heartbeat_ms,
+        .quiet_ms = (unsigned)quiet.after_ms,
+        .quiet_heartbeat_ms = (unsigned)quiet.quiet_heartbeat_ms,
+        .quiet_election_ms = (unsigned)quiet.quiet_election_ms,
         .snapshot_threshold = (unsigned)b->cfg.snapshot_threshold,
         .raft_log_memory_bytes = b->cfg.raft_log_memory_bytes,
         .raft_log_trailing_bytes = b->cfg.raft_log_trailing_bytes,

@@ -22,6 +22,9 @@ struct broker_config {
     const char *managers; /* Accepted; unused until managers exist. */
     uint64_t election_ms;
     uint64_t heartbeat_ms;
+    uint64_t quiet_ms;
+    uint64_t quiet_heartbeat_ms;
+    uint64_t quiet_election_ms;
     uint64_t snapshot_threshold;
     uint64_t raft_memory_bytes;
     uint64_t raft_log_memory_bytes;

@@ -415,6 +415,9 @@ int replica_open(struct replica *r, char *why, size_t whyn)
         .trailing_bytes = env->raft_log_trailing_bytes,
         .segment_size = env->raft_segment_size,
         .pre_vote = true,
+        .quiet_after_ms = env->quiet_ms,
+        .quiet_heartbeat_ms = env->quiet_heartbeat_ms,
+        .quiet_election_ms = env->quiet_election_ms,
     };
     rv = rq_node_new(env->loop, &r->transport, &nc, &partition_fsm_ops,
                      r->partition, &r->node, why, whyn);
@@ -627,6 +630,8 @@ void replica_metrics_collect(struct replica *r)
     rq_metric_set(m->is_leader, info.role == RQ_ROLE_LEADER ? 1 : 0);
     rq_metric_set(m->leader_changes, (double)counters.leader_changes);
     rq_metric_set(m->snapshots, (double)counters.snapshots);
+    rq_metric_set(m->messages_sent, (double)counters.messages_sent);
+    rq_metric_set(m->quiet, info.quiet ? 1 : 0);
     rq_metric_set(m->raft_log_bytes, (double)mem.bytes);
     rq_metric_set(m->first_offset,
                   (double)partition_first_offset(r->partition));
@@ -1111,6 +1116,7 @@ static int transfer_start(struct replica *r, uint64_t to, bool automatic,
 {
     memset(&r->transfer, 0, sizeof r->transfer);
     r->transfer.data = r;
+    rq_node_wake(r->node);
     int rv = raft_transfer(rq_node_raft(r->node), &r->transfer, to,
                            on_transfer_done);
     switch (rv) {
@@ -1430,6 +1436,7 @@ static void on_change_next(uv_timer_t *t)
     }
     memset(&r->change, 0, sizeof r->change);
     r->change.data = r;
+    rq_node_wake(r->node);
     int rv = raft_assign(rq_node_raft(r->node), &r->change, r->change_id,
                          RAFT_VOTER, on_raft_change);
     if (rv != 0) {
@@ -1546,6 +1553,7 @@ int replica_member_add(struct replica *r, const struct replica_member *m,
     }
     memset(&r->change, 0, sizeof r->change);
     r->change.data = r;
+    rq_node_wake(r->node);
     if (step == CHANGE_ADD) {
         rv = raft_add(raft, &r->change, m->id, m->raft_addr, on_raft_change);
     } else {
@@ -1588,6 +1596,7 @@ int replica_member_remove(struct replica *r, uint64_t id, unsigned timeout_ms,
     }
     memset(&r->change, 0, sizeof r->change);
     r->change.data = r;
+    rq_node_wake(r->node);
     rv = raft_remove(raft, &r->change, id, on_raft_change);
     if (rv != 0) {
         return change_error_from_raft(r, rv, why, whyn);

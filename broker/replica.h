@@ -80,6 +80,11 @@ struct replica_env {
     const char *data_dir;
     unsigned election_timeout_ms;
     unsigned heartbeat_ms;
+    /* Quiescence of idle groups (rq_node_config's quiet_*): fitted to the
+     * timing above already. */
+    unsigned quiet_ms;
+    unsigned quiet_heartbeat_ms;
+    unsigned quiet_election_ms;
     unsigned snapshot_threshold;
     /* Byte budgets a replica opens with (0: snapshots by entry count
      * only); the broker moves them as its share of --raft-memory-bytes

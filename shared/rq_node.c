@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +49,7 @@
 #include "rq_fs.h"
 #include "rq_log.h"
 #include "rq_logmem.h"
+#include "rq_quiet.h"
 
 #define LOG_TAG "rq_node"
 
@@ -59,6 +61,9 @@
 #define DEFAULT_POLL_MS 50
 #define DEFAULT_INSTALL_SNAPSHOT_TIMEOUT_MS 5000
 #define LABEL_MAX 64
+/* raft_uv's own tick timer runs this slowly; the change poll gives libraft
+ * its ticks (see "Idle groups go quiet"). */
+#define RAFT_UV_TICK_MS 3600000u
 
 /* A client request (an entry or a barrier) in flight inside raft. */
 struct request {
@@ -150,6 +155,21 @@ struct rq_node {
         char what[160];   /* What failed, for the log line. */
         bool reported;
     } io_fail;
+
+    /* Quiescence of an idle group (see "Idle groups go quiet" below). */
+    struct {
+        struct rq_quiet_config cfg;
+        struct rq_quiet state;
+        int (*start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                     raft_io_recv_cb recv);
+        int (*send)(struct raft_io *io, struct raft_io_send *req,
+                    const struct raft_message *message, raft_io_send_cb cb);
+        raft_io_tick_cb tick; /* libraft's, passed on as due. */
+        raft_io_recv_cb recv;
+        uint64_t last_tick_ms; /* When a tick last reached libraft. */
+        unsigned heartbeat_ms; /* The timing libraft was last given. */
+        unsigned election_ms;
+    } quiet;
 
     bool started;
     bool closing;
@@ -284,7 +304,9 @@ void rq_node_exit_if_stopped(const struct rq_node_info *info, const char *prog)
     _exit(1);
 }
 
-void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
+/* The fields of rq_node_info that the change poll compares (cheap: no
+ * copy of the leader's address, no look into the log). */
+static void info_compared(const struct rq_node *n, struct rq_node_info *out)
 {
     struct raft *r = raft_of(n);
     raft_id leader_id = 0;
@@ -296,23 +318,41 @@ void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
     out->id = r->id;
     raft_leader(r, &leader_id, &leader_address);
     out->leader_id = leader_id;
+    out->term = raft_current_term(r);
+    out->ready = rq_node_ready(n);
+    out->conf_index = conf_index(r, &out->conf_pending);
+}
+
+static bool info_same(const struct rq_node_info *a,
+                      const struct rq_node_info *b)
+{
+    return a->role == b->role && a->leader_id == b->leader_id &&
+           a->term == b->term && a->ready == b->ready &&
+           a->conf_index == b->conf_index && a->conf_pending == b->conf_pending;
+}
+
+void rq_node_info(const struct rq_node *n, struct rq_node_info *out)
+{
+    struct raft *r = raft_of(n);
+    raft_id leader_id = 0;
+    const char *leader_address = NULL;
+
+    info_compared(n, out);
+    raft_leader(r, &leader_id, &leader_address);
     if (leader_address != NULL) {
         snprintf(out->leader_address, sizeof out->leader_address, "%s",
                  leader_address);
     }
-    out->term = raft_current_term(r);
     out->commit = raft_commit_index(r);
     out->applied = raft_last_applied(r);
     out->last_index = raft_last_index(r);
-    out->ready = rq_node_ready(n);
-    out->conf_index = conf_index(r, &out->conf_pending);
+    out->quiet = n->quiet.state.quiet;
 }
 
 bool rq_node_ready(const struct rq_node *n)
 {
     return !n->closing && n->io_fail.status == 0 &&
-           raft_state(raft_of(n)) == RAFT_LEADER &&
-           n->ready_term != 0 &&
+           raft_state(raft_of(n)) == RAFT_LEADER && n->ready_term != 0 &&
            n->ready_term == raft_current_term(raft_of(n));
 }
 
@@ -346,6 +386,9 @@ static void log_change(const struct rq_node *n, const struct rq_node_info *old,
 }
 
 static void poll_cb(uv_timer_t *timer);
+static void poll_arm(struct rq_node *n, uint64_t now);
+static uint64_t now_ms(const struct rq_node *n);
+static void node_tick_now(struct rq_node *n, uint64_t now);
 
 /* Hands libraft the snapshot counts: the sized ones, or the configured
  * threshold. */
@@ -379,8 +422,9 @@ static void ready_barrier_cb(struct raft_barrier *req, int status)
         }
         n->barrier_term = 0; /* Issue it again if still leader. */
     }
-    /* Report on the next loop iteration, outside raft's apply loop. */
-    uv_timer_start(&n->poll, poll_cb, 0, n->poll_ms);
+    /* Report on the next loop iteration, outside raft's apply loop (the
+     * poll then returns to its grid). */
+    uv_timer_start(&n->poll, poll_cb, 0, 0);
 }
 
 /* Issues the readiness barrier if we lead in a term that has none. */
@@ -405,9 +449,36 @@ static void maybe_issue_barrier(struct rq_node *n)
 }
 
 /*
+ * Arms the poll for the next multiple of its interval on the loop's clock,
+ * at least half an interval away. Every node of the loop polls (and ticks)
+ * on the same grid, so the loop wakes once an interval for all of them
+ * rather than once for each: with a thousand groups, every wake-up also
+ * runs each raft_uv's prepare and check callbacks, which was a fifth of an
+ * idle broker's CPU once its groups had gone quiet. A quiet node polls
+ * every half quiet heartbeat and looks at its group at its ticks (every
+ * quiet heartbeat): what moves it comes from its peers, and it waking late
+ * only keeps its longer election timeout a little longer (DESIGN.md
+ * section 15); a leader asked for something is woken at once
+ * (rq_node_wake), which re-arms the poll.
+ */
+static void poll_arm(struct rq_node *n, uint64_t now)
+{
+    uint64_t every = n->poll_ms;
+    if (n->quiet.state.quiet && n->quiet.cfg.quiet_heartbeat_ms / 2 > every) {
+        every = n->quiet.cfg.quiet_heartbeat_ms / 2;
+    }
+    uint64_t wait = every - now % every;
+    if (wait < every / 2) {
+        wait += every;
+    }
+    uv_timer_start(&n->poll, poll_cb, wait, 0);
+}
+
+/*
  * libraft's callback API (0.22.1) has no state-change callback, so this
  * timer compares role, leader, term, readiness and the configuration with
- * what was last reported.
+ * what was last reported. It also gives libraft its ticks (see "Idle groups
+ * go quiet").
  */
 static void poll_cb(uv_timer_t *timer)
 {
@@ -417,18 +488,25 @@ static void poll_cb(uv_timer_t *timer)
     if (n->closing) {
         return;
     }
+    uint64_t t = now_ms(n);
+    poll_arm(n, t);
     if (n->io_fail.status != 0 && !n->io_fail.reported) {
         n->io_fail.reported = true;
         rq_log(RQ_ERROR, "%s: stopped: %s", n->label, n->io_fail.what);
     }
+    if (rq_quiet_tick_due(&n->quiet.state, &n->quiet.cfg, n->quiet.last_tick_ms,
+                          t)) {
+        node_tick_now(n, t);
+        if (n->closing) {
+            return; /* A callback of the tick closed the node. */
+        }
+    }
     maybe_issue_barrier(n);
-    rq_node_info(n, &now);
-    if (now.role == n->last.role && now.leader_id == n->last.leader_id &&
-        now.term == n->last.term && now.ready == n->last.ready &&
-        now.conf_index == n->last.conf_index &&
-        now.conf_pending == n->last.conf_pending) {
+    info_compared(n, &now);
+    if (info_same(&now, &n->last)) {
         return;
     }
+    rq_node_info(n, &now);
     log_change(n, &n->last, &now);
     if (now.leader_id != 0 &&
         (now.leader_id != n->counted_leader || now.term != n->counted_term)) {
@@ -702,6 +780,205 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
     return rv;
 }
 
+/* ---- Idle groups go quiet ----
+ *
+ * A group that carries nothing still heartbeats, and with a thousand groups
+ * a broker the heartbeats are most of its idle CPU. rq_quiet.h decides,
+ * from what this server sees, when its group may run at the quiet timing
+ * (a longer heartbeat and election timeout; DESIGN.md section 15 says why
+ * no spurious election follows); this section looks (at every tick), sets
+ * libraft's timing on each transition, and stands between raft_uv and
+ * libraft for three things:
+ *
+ * - ticks: raft_uv's tick timer would run at the heartbeat interval given
+ *   at start, for ever, one timer a group at its own phase. It is slowed to
+ *   RAFT_UV_TICK_MS and the change poll, which runs on a grid shared by
+ *   every node of the loop (poll_arm), ticks libraft instead, as often as
+ *   rq_quiet_tick_due() says: every heartbeat, or every quiet heartbeat
+ *   while quiet, and libraft's heartbeat timeout is half that, so that
+ *   every tick sends a heartbeat (rq_quiet_heartbeat_ms says why);
+ * - received messages: a leader that is asked for a vote wakes, so that a
+ *   follower that restarted while its group was quiet hears from it within
+ *   an ordinary heartbeat (its own election, under pre-vote, is refused by
+ *   the leader and by every follower that knows the leader);
+ * - sent messages, counted for rq_node_counters.
+ */
+
+/*
+ * The clock the nodes' grid runs on: the loop's, shifted by a phase drawn
+ * once per process. Every node of a process ticks at the same moments,
+ * which is the point; the nodes of one group live in different processes,
+ * and if their grids coincided (the loop clock is the machine's monotonic
+ * clock) and their randomised election timeouts did too, they would stand
+ * for election at the same tick round after round and split every vote.
+ * Their timeouts can coincide: raft_uv seeds libraft's generator from the
+ * node id, which is still 0 then, xor the monotonic and the wall clock in
+ * milliseconds, equal in processes that open a group a few milliseconds
+ * apart (`raftq dev` elected no leader for a partition that way, its three
+ * members standing together every round), so rq_node_new also seeds each
+ * node from getrandom(2).
+ */
+static uint64_t grid_phase(void)
+{
+    static uint64_t phase;
+    static bool drawn;
+    if (!drawn) {
+        uint16_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+            r = (uint16_t)getpid(); /* UNTESTED: before boot entropy. */
+        }
+        phase = r;
+        drawn = true;
+    }
+    return phase;
+}
+
+static uint64_t now_ms(const struct rq_node *n)
+{
+    return (uint64_t)uv_now(n->loop) + grid_phase();
+}
+
+/* Gives libraft the timing the quiet state asks for, when it differs from
+ * what it runs with. raft_set_election_timeout draws a new randomised
+ * timeout for a follower or candidate, counted from its last heartbeat, so
+ * it is called on changes only. */
+static void quiet_set_timing(struct rq_node *n)
+{
+    const struct rq_quiet_config *c = &n->quiet.cfg;
+    const struct rq_quiet *q = &n->quiet.state;
+    uint64_t now = now_ms(n);
+    unsigned heartbeat = (unsigned)rq_quiet_heartbeat_ms(q, c);
+    unsigned election = (unsigned)rq_quiet_election_ms(q, c, now);
+    bool rearm = false;
+    if (heartbeat != n->quiet.heartbeat_ms) {
+        n->quiet.heartbeat_ms = heartbeat;
+        raft_set_heartbeat_timeout(&n->raft, heartbeat);
+        rearm = true;
+    }
+    if (election != n->quiet.election_ms) {
+        n->quiet.election_ms = election;
+        raft_set_election_timeout(&n->raft, election);
+    }
+    if (rearm && n->started && !n->closing) {
+        poll_arm(n, now); /* At the interval of the new state. */
+    }
+}
+
+static enum rq_quiet_role quiet_role(const struct rq_node *n)
+{
+    if (n->io_fail.status != 0) {
+        return RQ_QUIET_OTHER;
+    }
+    switch (raft_state(raft_of(n))) {
+        case RAFT_FOLLOWER:
+            return RQ_QUIET_FOLLOWER;
+        case RAFT_LEADER:
+            return RQ_QUIET_LEADER;
+        default:
+            return RQ_QUIET_OTHER;
+    }
+}
+
+/* Whether every other server of the configuration holds the leader's whole
+ * log (libraft's match index of each). */
+static bool all_caught_up(const struct rq_node *n, raft_index last)
+{
+    const struct raft *r = &n->raft;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        raft_id id = r->configuration.servers[i].id;
+        raft_index match = 0;
+        if (id == r->id) {
+            continue;
+        }
+        if (raft_match_index(r, id, &match) != 0 || match < last) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void quiet_look(struct rq_node *n)
+{
+    struct raft *r = &n->raft;
+    raft_id leader = 0;
+    const char *address = NULL;
+
+    if (n->quiet.cfg.after_ms == 0) {
+        return;
+    }
+    raft_leader(r, &leader, &address);
+    struct rq_quiet_view v = {
+        .role = quiet_role(n),
+        .term = raft_current_term(r),
+        .leader_id = leader,
+        .last_index = raft_last_index(r),
+        .commit = raft_commit_index(r),
+    };
+    if (v.role == RQ_QUIET_LEADER) {
+        v.all_caught_up = all_caught_up(n, v.last_index);
+    }
+    rq_quiet_step(&n->quiet.state, &n->quiet.cfg, &v, now_ms(n));
+    quiet_set_timing(n);
+}
+
+void rq_node_wake(struct rq_node *n)
+{
+    if (rq_quiet_wake(&n->quiet.state, &n->quiet.cfg, now_ms(n))) {
+        quiet_set_timing(n);
+    }
+}
+
+/* Looks at the group (quiet or not), then ticks libraft. */
+static void node_tick_now(struct rq_node *n, uint64_t now)
+{
+    if (n->quiet.tick == NULL) {
+        return; /* Not started. */
+    }
+    quiet_look(n);
+    n->quiet.last_tick_ms = now;
+    n->quiet.tick(&n->io);
+}
+
+/* raft_uv's own tick timer, slowed to RAFT_UV_TICK_MS: the poll ticks. */
+static void node_tick(struct raft_io *io)
+{
+    struct rq_node *n = node_of_io(io);
+    uint64_t now = now_ms(n);
+    if (rq_quiet_tick_due(&n->quiet.state, &n->quiet.cfg, n->quiet.last_tick_ms,
+                          now)) {
+        node_tick_now(n, now);
+    }
+}
+
+static void node_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct rq_node *n = node_of_io(io);
+    if (msg->type == RAFT_REQUEST_VOTE && n->quiet.state.quiet &&
+        raft_state(&n->raft) == RAFT_LEADER) {
+        rq_node_wake(n);
+    }
+    n->quiet.recv(io, msg);
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                    raft_io_recv_cb recv)
+{
+    struct rq_node *n = node_of_io(io);
+    n->quiet.tick = tick;
+    n->quiet.recv = recv;
+    n->quiet.last_tick_ms = now_ms(n);
+    (void)msecs; /* The heartbeat timeout: the poll ticks at that rate. */
+    return n->quiet.start(io, RAFT_UV_TICK_MS, node_tick, node_recv);
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req,
+                   const struct raft_message *message, raft_io_send_cb cb)
+{
+    struct rq_node *n = node_of_io(io);
+    n->counters.messages_sent++;
+    return n->quiet.send(io, req, message, cb);
+}
+
 static void io_interpose(struct rq_node *n)
 {
     n->snap.load = n->io.load;
@@ -716,6 +993,10 @@ static void io_interpose(struct rq_node *n)
     n->io.truncate = io_truncate;
     n->io_fail.append = n->io.append;
     n->io.append = io_append;
+    n->quiet.start = n->io.start;
+    n->io.start = io_start;
+    n->quiet.send = n->io.send;
+    n->io.send = io_send;
 }
 
 /* Closed nodes held back from release (see bury()). */
@@ -751,6 +1032,17 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
                  heartbeat, election);
         return RQ_INVALID;
     }
+    struct rq_quiet_config quiet = {
+        .after_ms = cfg->quiet_after_ms,
+        .election_ms = election,
+        .heartbeat_ms = heartbeat,
+        .quiet_election_ms = cfg->quiet_election_ms,
+        .quiet_heartbeat_ms = cfg->quiet_heartbeat_ms,
+    };
+    rv = rq_quiet_config_check(&quiet, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
     rv = rq_mkdir_p(cfg->dir, why, whyn);
     if (rv != 0) {
         return rv;
@@ -770,6 +1062,11 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
         goto err_after_alloc;
     }
     n->poll_ms = cfg->poll_ms != 0 ? cfg->poll_ms : DEFAULT_POLL_MS;
+    if (n->poll_ms > heartbeat) {
+        n->poll_ms = heartbeat; /* The poll gives libraft its ticks. */
+    }
+    n->quiet.cfg = quiet;
+    rq_quiet_init(&n->quiet.state, now_ms(n));
     if (cfg->label != NULL) {
         snprintf(n->label, sizeof n->label, "%s", cfg->label);
     } else {
@@ -818,10 +1115,19 @@ int rq_node_new(uv_loop_t *loop, struct raft_uv_transport *t,
         goto err_after_uv_init;
     }
     rq_fsm_adapter_bind(&n->fsm, &n->raft);
+    unsigned seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) == (ssize_t)sizeof seed) {
+        raft_seed(&n->raft, seed); /* See grid_phase(). */
+    }
     n->raft.data = n;
     n->raft.tracer = n->tracer.emit != NULL ? &n->tracer : NULL;
-    raft_set_election_timeout(&n->raft, election);
-    raft_set_heartbeat_timeout(&n->raft, heartbeat);
+    /* Awake timing; libraft's heartbeat timeout is half the tick interval
+     * (rq_quiet_heartbeat_ms), also for nodes that never go quiet. */
+    n->quiet.election_ms = election;
+    n->quiet.heartbeat_ms =
+        (unsigned)rq_quiet_heartbeat_ms(&n->quiet.state, &n->quiet.cfg);
+    raft_set_election_timeout(&n->raft, n->quiet.election_ms);
+    raft_set_heartbeat_timeout(&n->raft, n->quiet.heartbeat_ms);
     n->cur_threshold = threshold;
     n->cur_trailing = trailing;
     raft_set_snapshot_threshold(&n->raft, threshold);
@@ -964,7 +1270,7 @@ int rq_node_start(struct rq_node *n, char *why, size_t whyn)
         return RQ_RAFT;
     }
     n->started = true;
-    uv_timer_start(&n->poll, poll_cb, n->poll_ms, n->poll_ms);
+    poll_arm(n, now_ms(n));
     return 0;
 }
 
@@ -1074,6 +1380,7 @@ int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     req->req.apply.data = req;
+    rq_node_wake(n);
     rv = raft_apply(&n->raft, &req->req.apply, &buf, 1, apply_cb);
     if (rv != 0) {
         /* raft_apply() leaves the buffer to the caller when it fails. */
@@ -1118,6 +1425,7 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data)
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     req->req.barrier.data = req;
+    rq_node_wake(n);
     rv = raft_barrier(&n->raft, &req->req.barrier, barrier_cb);
     if (rv != 0) {
         return request_refused(req, "raft_barrier", rv);

@@ -61,6 +61,13 @@ struct rq_node_config {
     size_t segment_size; /* 0: 1 MiB. */
     unsigned poll_ms;    /* 0: 50. */
     bool pre_vote;
+    /* Quiescence of an idle group (rq_quiet.h): once nothing has moved for
+     * quiet_after_ms, heartbeats every quiet_heartbeat_ms and an election
+     * timeout of quiet_election_ms (both checked by rq_quiet_config_check
+     * against the ordinary timing). quiet_after_ms 0: never quiet. */
+    unsigned quiet_after_ms;
+    unsigned quiet_heartbeat_ms;
+    unsigned quiet_election_ms;
     /* Names the node in log lines (copied); NULL: dir's last component. */
     const char *label;
 };
@@ -87,6 +94,9 @@ struct rq_node_info {
      * whether a newer one is appended but not committed yet. */
     uint64_t conf_index;
     bool conf_pending;
+    /* Running at the quiet timing of an idle group (rq_quiet.h), as of the
+     * last change poll. */
+    bool quiet;
 };
 
 struct rq_node;
@@ -126,8 +136,9 @@ struct rq_node_counters {
      * another leader did (as the change poll sees it: changes quicker
      * than a poll are missed). */
     uint64_t leader_changes;
-    uint64_t snapshots; /* Taken by this node's state machine. */
-    uint64_t restores;  /* Installed from a leader or loaded at start. */
+    uint64_t snapshots;     /* Taken by this node's state machine. */
+    uint64_t restores;      /* Installed from a leader or loaded at start. */
+    uint64_t messages_sent; /* Raft messages handed to the transport. */
 };
 void rq_node_counters(const struct rq_node *n, struct rq_node_counters *out);
 const char *rq_role_name(enum rq_role role);
@@ -161,6 +172,11 @@ int rq_node_apply_entry(struct rq_node *n, const struct raft_buffer *entry,
 /* A barrier: @cb runs once every entry before it is applied, which also
  * proves leadership in this term (linearizable reads). Same returns. */
 int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data);
+
+/* Returns a quiet group to its ordinary timing at once, before the caller
+ * asks raft for something that sends messages (a transfer, a membership
+ * change); proposals and barriers made here wake it themselves. */
+void rq_node_wake(struct rq_node *n);
 
 /* ---- Raft log memory ---- */
 

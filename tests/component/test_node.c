@@ -2,7 +2,7 @@
  * Component tests of rq_node on real disk (a mkdtemp directory under /tmp)
  * and real loopback TCP through libraft's stock transport. Each test drives
  * one libuv loop until a condition holds or a deadline passes; nothing
- * sleeps. Ports base_port to base_port + 31 (harness_pick_ports()).
+ * sleeps. Ports base_port to base_port + 39 (harness_pick_ports()).
  */
 #include <dirent.h>
 #include <ftw.h>
@@ -33,7 +33,7 @@
 #endif
 
 #define SEGMENT_SIZE (64u * 1024)
-/* The tests use ports base_port to base_port + 31 (harness_pick_ports()). */
+/* The tests use ports base_port to base_port + 39 (harness_pick_ports()). */
 static int base_port;
 #define BASE_PORT base_port
 #define WAIT_MS 10000
@@ -478,6 +478,10 @@ static void sole_voter_start(struct tnode *tn, struct fixture *fx,
     tnode_bootstrap(tn, &self, 1);
     tnode_start(tn);
     assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    /* The poll ticks libraft every heartbeat (50 ms) and every tick must
+     * send a heartbeat, so libraft's heartbeat timeout is half of it, also
+     * for a node that never goes quiet (rq_quiet_heartbeat_ms). */
+    assert_int_equal(rq_node_raft(tn->node)->heartbeat_timeout, 25);
 }
 
 /* Starts the closed sole voter @tn again from its directory, waits until
@@ -1078,9 +1082,35 @@ static void test_node_lower_budget_lets_go_of_the_log_when_idle(void **state)
     }
 }
 
+/*
+ * raft_uv seeds libraft's generator of election timeouts from the
+ * monotonic and wall clocks (the node id is not set yet), so nodes opened
+ * in the same millisecond, here or in processes of one machine, can draw
+ * the same timeouts, and on ticks at the same moments stand for election
+ * together round after round. rq_node seeds each node anew (this passes
+ * without that whenever the clocks moved between the opens).
+ */
+static void test_node_seeds_differ(void **state)
+{
+    struct fixture *fx = *state;
+    for (unsigned i = 0; i < N_NODES; i++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "seed%u", i);
+        tnode_init(&fx->nodes[i], fx, i + 1, BASE_PORT + 30 + i, sub);
+        tnode_open(&fx->nodes[i]);
+    }
+    unsigned a = rq_node_raft(fx->nodes[0].node)->random;
+    unsigned b = rq_node_raft(fx->nodes[1].node)->random;
+    unsigned c = rq_node_raft(fx->nodes[2].node)->random;
+    assert_true(a != b && b != c && a != c);
+    for (unsigned i = 0; i < N_NODES; i++) {
+        tnode_close(&fx->nodes[i]);
+    }
+}
+
 int main(void)
 {
-    base_port = harness_pick_ports("test_node", 32);
+    base_port = harness_pick_ports("test_node", 40);
     if (base_port == 0) {
         return 1;
     }
@@ -1091,6 +1121,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_restores_snapshot_and_tail,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_seeds_differ, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_node_bootstrap_twice_is_ok, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_node_ready_only_after_barrier,
