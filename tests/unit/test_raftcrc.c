@@ -72,7 +72,7 @@ static void test_raftcrc_chains_like_libraft(void **state)
     }
 }
 
-static void test_raftcrc_is_what_libraft_calls(void **state)
+static void test_raftcrc_wrap_equals_libraft(void **state)
 {
     (void)state;
     assert_int_equal(__wrap_byteCrc32(data, 777, 5),
@@ -86,7 +86,7 @@ int main(void)
         cmocka_unit_test(
             test_raftcrc_equals_libraft_every_length_and_alignment),
         cmocka_unit_test(test_raftcrc_chains_like_libraft),
-        cmocka_unit_test(test_raftcrc_is_what_libraft_calls),
+        cmocka_unit_test(test_raftcrc_wrap_equals_libraft),
     };
     return cmocka_run_group_tests_name("raftcrc", tests, setup, NULL);
 }
