@@ -163,6 +163,11 @@ static const struct rq_opt options[] = {
      offsetof(struct manager_config, auth),
      "public API access: none (open) or tokens (Authorization: Bearer, "
      "with grants)"},
+    {"propose-batches", "RAFTQ_PROPOSE_BATCHES", RQ_OPT_BOOL, "true", false,
+     offsetof(struct manager_config, propose_batches),
+     "the leader proposes the metadata writes of one loop turn as one Raft "
+     "entry; turn off while a manager of a release without batches is in "
+     "the cluster"},
     {"election-timeout-ms", "RAFTQ_ELECTION_TIMEOUT_MS", RQ_OPT_U64, "1000",
      false, offsetof(struct manager_config, election_ms),
      "Raft election timeout"},
@@ -584,6 +589,14 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
 {
     struct manager *m = data;
     int rv = mstore_apply(m->store, index, payload, len, result);
+    if (rv == 0) {
+        uint64_t nonce;
+        const uint64_t *results;
+        size_t n = mstore_batch_results(m->store, &nonce, &results);
+        if (n > 0) {
+            mcore_batch_applied(m->core, nonce, results, n);
+        }
+    }
     if (rv == RQ_IO) {
         store_failed("applying to the store", rv);
     } else if (rv == MSTORE_DIVERGED) {

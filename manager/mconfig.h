@@ -39,6 +39,8 @@ struct manager_config {
     const char *tls_cert; /* All three or none (rq_tls_check_flags). */
     const char *tls_key;
     const char *tls_ca;
+    /* Several commands of one loop turn as one Raft entry (mbatch.h). */
+    bool propose_batches;
 };
 
 struct manager_stats {
@@ -53,6 +55,8 @@ struct manager_stats {
     uint64_t produce_calls;      /* Broker calls of merged produces. */
     uint64_t consume_advances;   /* Offset advances proposed by consumes. */
     uint64_t consume_reads;      /* Broker reads of consumes. */
+    uint64_t proposal_batches;   /* Batch entries proposed. */
+    uint64_t batched_proposals;  /* Commands proposed inside them. */
 };
 
 #endif /* MCONFIG_H */

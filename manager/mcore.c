@@ -23,6 +23,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "mbatch.h"
 #include "mcmd.h"
 #include "mstore.h"
 #include "policy.h"
@@ -61,6 +62,12 @@ struct mcore {
     /* Reads completing on the next loop turn (refused at once). */
     struct rq_list deferred;
     uv_timer_t defer;
+
+    /* Proposals waiting for the next idle phase, and batches in flight. */
+    struct rq_list proposals;
+    struct rq_list batches;
+    uv_idle_t propose;
+    uint64_t batch_seq;
 
     /* Whether forwarded consumes go on kept connections now. */
     struct policy_forward forward_policy;
@@ -175,37 +182,236 @@ uint64_t mcore_producer_id(struct mcore *core)
     return rq_hash_u64(core->h.origin + ++core->attempts) & INT64_MAX;
 }
 
-/* ---- Proposals ---- */
+/* ---- Proposals ----
+ *
+ * A proposal waits in core->proposals until the loop's next idle phase
+ * (an idle handle runs once per turn, before the loop polls, and keeps it
+ * from blocking while something waits), so what one turn brought goes to
+ * Raft together: a lone proposal as its own entry, as before, several as
+ * one batch entry (mbatch.h) whose results are handed back by nonce
+ * (mcore_batch_applied) and given out in order. Order is kept: the queue
+ * is proposed in arrival order, each flush before the next.
+ */
+
+struct proposal {
+    struct rq_list link;
+    rq_node_done_cb cb;
+    void *data;
+    struct rq_buf cmd; /* Encoded. */
+};
+
+/* A batch entry in flight, until its callback. */
+struct batch {
+    struct rq_list link; /* core->batches */
+    struct mcore *core;
+    uint64_t nonce;
+    size_t n;
+    bool have_results;
+    struct proposal **props;
+    uint64_t *results;
+};
+
+static void proposal_free(struct proposal *p)
+{
+    rq_buf_close(&p->cmd);
+    free(p);
+}
+
+/* Ends @p with @status (not 0) and frees it. */
+static void proposal_fail(struct proposal *p, int status)
+{
+    rq_node_done_cb cb = p->cb;
+    void *data = p->data;
+    proposal_free(p);
+    cb(data, status, 0);
+}
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->props[i] != NULL) {
+            proposal_free(b->props[i]);
+        }
+    }
+    free(b->props);
+    free(b->results);
+    free(b);
+}
+
+static void on_batch_applied(void *data, int status, uint64_t result)
+{
+    struct batch *b = data;
+    (void)result;
+    rq_list_remove(&b->link);
+    if (status == 0 && !b->have_results) {
+        /* UNTESTED: applied here, so the store handed the results over. */
+        rq_log(RQ_ERROR, "batch %016" PRIx64 " applied without its results",
+               b->nonce);
+        status = RQ_RAFT;
+    }
+    /* Each proposer may propose again from its callback: take each out of
+     * the batch before calling it. */
+    for (size_t i = 0; i < b->n; i++) {
+        struct proposal *p = b->props[i];
+        b->props[i] = NULL;
+        rq_node_done_cb cb = p->cb;
+        void *pdata = p->data;
+        proposal_free(p);
+        cb(pdata, status, status == 0 ? b->results[i] : 0);
+    }
+    batch_free(b);
+}
+
+void mcore_batch_applied(struct mcore *core, uint64_t nonce,
+                         const uint64_t *results, size_t n)
+{
+    for (struct rq_list *it = core->batches.next; it != &core->batches;
+         it = it->next) {
+        struct batch *b = RQ_LIST_ENTRY(it, struct batch, link);
+        if (b->nonce == nonce && b->n == n && !b->have_results) {
+            memcpy(b->results, results, n * sizeof *results);
+            b->have_results = true;
+            return;
+        }
+    }
+}
+
+/* Proposes the first @n queued proposals as one batch entry. */
+static void propose_batch(struct mcore *core, size_t n)
+{
+    struct batch *b = calloc(1, sizeof *b);
+    struct rq_buf buf;
+    int rv = RQ_NOMEM;
+
+    rq_buf_init(&buf);
+    if (b == NULL || (b->props = calloc(n, sizeof *b->props)) == NULL ||
+        (b->results = calloc(n, sizeof *b->results)) == NULL) {
+        goto err; /* UNTESTED: ENOMEM only. */
+    }
+    b->core = core;
+    b->n = n;
+    b->nonce = rq_hash_u64(rq_hash_u64(core->h.origin) + ++core->batch_seq);
+    mbatch_begin(&buf, mcore_wall_ms(), b->nonce);
+    for (size_t i = 0; i < n; i++) {
+        struct proposal *p =
+            RQ_LIST_ENTRY(core->proposals.next, struct proposal, link);
+        rq_list_remove(&p->link);
+        b->props[i] = p;
+        mbatch_add(&buf, p->cmd.base, p->cmd.len);
+    }
+    rv = buf.err;
+    if (rv == 0) {
+        rv =
+            rq_node_apply(core->h.node, buf.base, buf.len, on_batch_applied, b);
+    }
+    rq_buf_close(&buf);
+    if (rv == 0) {
+        rq_list_push(&core->batches, &b->link);
+        core->stats.proposal_batches++;
+        core->stats.batched_proposals += n;
+        return;
+    }
+err:
+    rq_buf_close(&buf);
+    core->stats.proposal_errors += n;
+    rq_log(RQ_DEBUG, "proposing a batch of %zu: %s", n, rq_strerror(rv));
+    if (b == NULL || b->props == NULL || b->results == NULL) {
+        /* UNTESTED: ENOMEM only; the proposals are still queued. */
+        if (b != NULL) {
+            free(b->props);
+            free(b->results);
+            free(b);
+        }
+        for (size_t i = 0; i < n; i++) {
+            struct proposal *p =
+                RQ_LIST_ENTRY(core->proposals.next, struct proposal, link);
+            rq_list_remove(&p->link);
+            proposal_fail(p, rv);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct proposal *p = b->props[i];
+        b->props[i] = NULL;
+        proposal_fail(p, rv);
+    }
+    batch_free(b);
+}
+
+static void propose_one(struct mcore *core)
+{
+    struct proposal *p =
+        RQ_LIST_ENTRY(core->proposals.next, struct proposal, link);
+    rq_list_remove(&p->link);
+    int rv =
+        rq_node_apply(core->h.node, p->cmd.base, p->cmd.len, p->cb, p->data);
+    if (rv != 0) {
+        core->stats.proposal_errors++;
+        rq_log(RQ_DEBUG, "proposing: %s", rq_strerror(rv));
+        proposal_fail(p, rv);
+        return;
+    }
+    proposal_free(p);
+}
+
+/* Proposes everything queued, in order: batches of up to MBATCH_MAX_N
+ * commands and MBATCH_MAX_BYTES, a lone command as its own entry. */
+static void proposals_flush(uv_idle_t *idle)
+{
+    struct mcore *core = idle->data;
+    uv_idle_stop(&core->propose);
+    while (!rq_list_empty(&core->proposals)) {
+        size_t n = 0, bytes = 0;
+        for (struct rq_list *it = core->proposals.next; it != &core->proposals;
+             it = it->next) {
+            struct proposal *p = RQ_LIST_ENTRY(it, struct proposal, link);
+            if (n == MBATCH_MAX_N ||
+                (n > 0 && bytes + p->cmd.len > MBATCH_MAX_BYTES)) {
+                break;
+            }
+            n++;
+            bytes += p->cmd.len;
+        }
+        if (n == 1 || !core->h.cfg->propose_batches) {
+            propose_one(core);
+        } else {
+            propose_batch(core, n);
+        }
+    }
+}
 
 int mcore_propose(struct mcore *core, struct mcmd *c, rq_node_done_cb cb,
                   void *data)
 {
-    struct rq_buf b;
-    int rv;
-
     if (core->closing) {
         return RQ_SHUTDOWN;
     }
     if (!rq_node_ready(core->h.node)) {
         return RQ_NOTLEADER;
     }
+    struct proposal *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
     c->now_ms = mcore_wall_ms();
-    rq_buf_init(&b);
-    rv = mcmd_encode(c, &b);
-    if (rv == 0 && b.err != 0) {
-        rv = b.err; /* UNTESTED: ENOMEM only. */
+    rq_buf_init(&p->cmd);
+    int rv = mcmd_encode(c, &p->cmd);
+    if (rv == 0 && p->cmd.err != 0) {
+        rv = p->cmd.err; /* UNTESTED: ENOMEM only. */
     }
-    if (rv == 0) {
-        rv = rq_node_apply(core->h.node, b.base, b.len, cb, data);
-    }
-    rq_buf_close(&b);
     core->stats.proposals++;
     if (rv != 0) {
         core->stats.proposal_errors++;
         rq_log(RQ_DEBUG, "proposing %s: %s", mcmd_type_name(c->type),
                rq_strerror(rv));
+        proposal_free(p);
+        return rv;
     }
-    return rv;
+    p->cb = cb;
+    p->data = data;
+    rq_list_push(&core->proposals, &p->link);
+    uv_idle_start(&core->propose, proposals_flush);
+    return 0;
 }
 
 /* ---- Consistent reads ---- */
@@ -739,6 +945,10 @@ int mcore_new(const struct mcore_handles *h, struct mcore **out)
     rq_list_init(&core->deferred);
     uv_timer_init(core->h.loop, &core->defer);
     core->defer.data = core;
+    rq_list_init(&core->proposals);
+    rq_list_init(&core->batches);
+    uv_idle_init(core->h.loop, &core->propose);
+    core->propose.data = core;
     *out = core;
     return 0;
 }
@@ -762,6 +972,13 @@ void mcore_node_changed(struct mcore *core, const struct rq_node_info *info)
 void mcore_closing_begin(struct mcore *core)
 {
     core->closing = true;
+    uv_idle_stop(&core->propose);
+    while (!rq_list_empty(&core->proposals)) {
+        struct proposal *p =
+            RQ_LIST_ENTRY(core->proposals.next, struct proposal, link);
+        rq_list_remove(&p->link);
+        proposal_fail(p, RQ_SHUTDOWN);
+    }
     while (!rq_list_empty(&core->barrier_next)) {
         struct read_op *op =
             RQ_LIST_ENTRY(core->barrier_next.next, struct read_op, link);
@@ -789,4 +1006,5 @@ void mcore_closing_node(struct mcore *core)
 {
     core->h.node = NULL;
     uv_close((uv_handle_t *)&core->defer, NULL);
+    uv_close((uv_handle_t *)&core->propose, NULL);
 }

@@ -70,9 +70,13 @@ struct mcore;
 
 /*
  * Proposes @c (its now_ms is set here). 0 and @cb runs once it is applied,
- * with the store's result (MSTORE_OK / MSTORE_ERR); RQ_NOTLEADER if this
- * manager is not the ready leader, RQ_SHUTDOWN, RQ_INVALID (encode
- * refused), RQ_NOMEM: then @cb never runs.
+ * with the store's result (MSTORE_OK / MSTORE_ERR), or with the error
+ * that kept it from being applied here (RQ_NOTLEADER, RQ_SHUTDOWN, ...);
+ * RQ_NOTLEADER if this manager is not the ready leader, RQ_SHUTDOWN,
+ * RQ_INVALID (encode refused), RQ_NOMEM: then @cb never runs. The command
+ * goes to Raft at the loop's next idle phase, with the others of this
+ * turn as one batch entry (mbatch.h) unless --propose-batches is off;
+ * commands are applied in the order they were proposed.
  */
 int mcore_propose(struct mcore *core, struct mcmd *c, rq_node_done_cb cb,
                   void *data);
@@ -216,6 +220,11 @@ void mcore_node_changed(struct mcore *core, const struct rq_node_info *info);
 void mcore_tick(struct mcore *core, uint64_t now);
 /* The store applied more entries: reads waiting for them complete. */
 void mcore_applied(struct mcore *core);
+/* The store applied the batch @nonce (mstore_batch_results): if this
+ * manager proposed it, its proposers get @results (copied) once its
+ * callback runs. Called from the state machine's apply. */
+void mcore_batch_applied(struct mcore *core, uint64_t nonce,
+                         const uint64_t *results, size_t n);
 
 /* GET /internal/read-index: a route of manager.c's table, answered by the
  * ready leader after a barrier with the index a follower must apply before

@@ -41,6 +41,8 @@ enum {
     F_PRODUCE_CALLS,
     F_CONSUME_ADVANCES,
     F_CONSUME_READS,
+    F_PROPOSAL_BATCHES,
+    F_BATCHED_PROPOSALS,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -137,6 +139,17 @@ static const struct rq_metric_def defs[F_COUNT] = {
                          "one brings a batch, and the consumer's next "
                          "consumes take their records from it.",
                          {NULL}},
+    [F_PROPOSAL_BATCHES] = {RQ_METRIC_COUNTER,
+                            "raftq_manager_proposal_batches_total",
+                            "Raft entries that carried several metadata "
+                            "writes proposed in one loop turn (a lone write "
+                            "is an entry of its own).",
+                            {NULL}},
+    [F_BATCHED_PROPOSALS] = {RQ_METRIC_COUNTER,
+                             "raftq_manager_batched_proposals_total",
+                             "Metadata writes proposed inside those batch "
+                             "entries.",
+                             {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -315,10 +328,11 @@ static void on_collect(void *data)
 
     const struct manager_stats *st = mcore_stats(core);
     const uint64_t stats[] = {
-        st->proposals,        st->proposal_errors,    st->forwarded,
-        st->produced,         st->consumed,           st->read_barriers,
-        st->read_index,       st->forwarded_internal, st->produce_calls,
-        st->consume_advances, st->consume_reads,
+        st->proposals,         st->proposal_errors,    st->forwarded,
+        st->produced,          st->consumed,           st->read_barriers,
+        st->read_index,        st->forwarded_internal, st->produce_calls,
+        st->consume_advances,  st->consume_reads,      st->proposal_batches,
+        st->batched_proposals,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);

@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 #include <zlib.h>
 
+#include "mbatch.h"
 #include "rq_err.h"
 #include "rq_log.h"
 
@@ -259,6 +260,10 @@ struct mstore {
     uint64_t applied;     /* meta.applied_index, including the open txn. */
     uint64_t applied_crc; /* meta.applied_crc; 0: not known. */
     uint64_t layout_gen;  /* mstore_layout_generation(). */
+    /* The results of the last entry applied, if it was a batch. */
+    uint64_t *batch_results;
+    size_t batch_n, batch_cap;
+    uint64_t batch_nonce;
 };
 
 /* ---- Small SQLite helpers ---- */
@@ -836,6 +841,7 @@ void mstore_close(struct mstore *s)
     }
     statements_finalize(s);
     sqlite3_close(s->db);
+    free(s->batch_results);
     free(s);
 }
 
@@ -1343,14 +1349,83 @@ static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
     return 0;
 }
 
-int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
-                 size_t len, uint64_t *result)
+/*
+ * Applies one command inside a savepoint of its own, so that a refusal
+ * undoes that command alone (every apply_* decides a refusal before its
+ * first write; the rollback makes that hold even if one is changed to
+ * write first). 0 with *@res set, or the SQLite failure with the command
+ * undone.
+ */
+static int apply_one(struct mstore *s, uint64_t index, const uint8_t *payload,
+                     size_t len, uint64_t *res)
 {
     struct mcmd c;
     char why[256];
+    int rv = run(s, ST_SAVEPOINT);
+    if (rv != 0) {
+        return rv;
+    }
+    *res = MSTORE_OK(0);
+    rv = mcmd_decode(payload, len, &c, why, sizeof why);
+    if (rv == RQ_MALFORMED) {
+        rq_log(RQ_WARN, "entry %" PRIu64 " skipped: %s", index, why);
+        *res = MSTORE_ERR(RQ_MALFORMED);
+        rv = 0;
+    } else if (rv == 0) {
+        rv = apply_cmd(s, &c, res);
+        mcmd_clear(&c);
+    }
+    if (rv != 0 || MSTORE_IS_ERR(*res)) {
+        int rb = run(s, ST_ROLLBACK_TO);
+        if (rv == 0) {
+            rv = rb;
+        }
+    }
+    int rl = run(s, ST_RELEASE);
+    return rv != 0 ? rv : rl;
+}
+
+/* Applies every command of the batch at @payload, each on its own, and
+ * keeps their results for mstore_batch_results(). */
+static int apply_batch(struct mstore *s, uint64_t index, const uint8_t *payload,
+                       size_t len)
+{
+    struct mbatch b;
+    char why[256];
+    const uint8_t *cmd;
+    size_t n;
+
+    s->batch_n = 0;
+    if (mbatch_decode(payload, len, &b, why, sizeof why) != 0) {
+        rq_log(RQ_WARN, "entry %" PRIu64 " skipped: %s", index, why);
+        return 0;
+    }
+    if (b.n > s->batch_cap) {
+        uint64_t *r = realloc(s->batch_results, b.n * sizeof *r);
+        if (r == NULL) {
+            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        }
+        s->batch_results = r;
+        s->batch_cap = b.n;
+    }
+    for (uint32_t i = 0; mbatch_next(&b, &cmd, &n); i++) {
+        int rv = apply_one(s, index, cmd, n, &s->batch_results[i]);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    s->batch_n = b.n;
+    s->batch_nonce = b.nonce;
+    return 0;
+}
+
+int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
+                 size_t len, uint64_t *result)
+{
     uint64_t res = MSTORE_OK(0);
     int rv;
 
+    s->batch_n = 0;
     if (index <= s->applied) {
         /* Replayed from the Raft log after a crash: the file has it, unless
          * the group replaced the entries it applied last. */
@@ -1376,25 +1451,18 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
         }
         s->in_txn = true;
     }
+    /* The entry's savepoint: its commands and the applied index go in
+     * together or not at all, so a retried entry is never applied twice. */
     rv = run(s, ST_SAVEPOINT);
     if (rv != 0) {
         note_failure(s);
         return rv;
     }
-    rv = mcmd_decode(payload, len, &c, why, sizeof why);
-    if (rv == RQ_MALFORMED) {
-        rq_log(RQ_WARN, "entry %" PRIu64 " skipped: %s", index, why);
-        res = MSTORE_ERR(RQ_MALFORMED);
-        rv = 0;
-    } else if (rv == 0) {
-        rv = apply_cmd(s, &c, &res);
-        mcmd_clear(&c);
-    }
-    if (rv == 0 && MSTORE_IS_ERR(res)) {
-        /* Every apply_* decides a refusal before its first write; the
-         * rollback makes that hold even if one is changed to write
-         * first. */
-        rv = run(s, ST_ROLLBACK_TO);
+    if (mbatch_is(payload, len)) {
+        rv = apply_batch(s, index, payload, len);
+        res = MSTORE_OK(s->batch_n);
+    } else {
+        rv = apply_one(s, index, payload, len, &res);
     }
     uint64_t crc = entry_crc(payload, len);
     if (rv == 0) {
@@ -1406,7 +1474,8 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
         rv = run(s, ST_META_PUT);
     }
     if (rv != 0) {
-        /* Undo this command only; the burst before it stays. */
+        /* Undo this entry only; the burst before it stays. */
+        s->batch_n = 0;
         run(s, ST_ROLLBACK_TO);
         run(s, ST_RELEASE);
         note_failure(s);
@@ -1414,6 +1483,7 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
     }
     rv = run(s, ST_RELEASE);
     if (rv != 0) {
+        s->batch_n = 0;
         note_failure(s); /* UNTESTED: RELEASE of a savepoint does no I/O. */
         return rv;
     }
@@ -1421,6 +1491,14 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
     s->applied_crc = crc;
     *result = res;
     return 0;
+}
+
+size_t mstore_batch_results(const struct mstore *s, uint64_t *nonce,
+                            const uint64_t **results)
+{
+    *nonce = s->batch_nonce;
+    *results = s->batch_results;
+    return s->batch_n;
 }
 
 /* ---- Snapshots ---- */

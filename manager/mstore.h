@@ -117,6 +117,16 @@ void mstore_close(struct mstore *s);
  */
 int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
                  size_t len, uint64_t *result);
+
+/*
+ * A batch entry (mbatch.h) is applied command by command, each refused or
+ * applied on its own as if it were an entry of its own; its *result is
+ * MSTORE_OK(number of commands). Their results, in order, until the next
+ * mstore_apply(): the count (0 unless the last entry applied was a batch),
+ * its nonce in *@nonce, the results in *@results (borrowed).
+ */
+size_t mstore_batch_results(const struct mstore *s, uint64_t *nonce,
+                            const uint64_t **results);
 /* Commits the open transaction, if any. 0 or RQ_IO. */
 int mstore_flush(struct mstore *s);
 uint64_t mstore_applied_index(const struct mstore *s);

@@ -194,6 +194,22 @@ put("mcmd", "offset-commit", cmd(8, u64(3) + u32(1) + u32(2)
 put("mcmd", "partition-replicas", cmd(9, s(b"orders") + u32(1) + u64(2)
                                       + u32(1) + u32(2) + u32(4)))
 
+# Batch entries (layout in manager/mbatch.h): commands of the seeds above.
+
+
+def batch(cmds, nonce=7):
+    return (u8(1) + u8(12) + u64(1700000000000) + u64(nonce) + u32(len(cmds))
+            + b"".join(s(c) for c in cmds))
+
+
+put("mbatch", "two", batch([cmd(7, s(b"orders") + u32(1)),
+                            cmd(5, s(b"orders"))]))
+put("mbatch", "offset-commits", batch([cmd(8, u64(k) + u32(0) + u32(1) + u32(0)
+                                           + u64(10 + k) + u64(2**64 - 1))
+                                       for k in range(1, 4)]))
+put("mbatch", "inner-junk", batch([b"\x01\x63junk", cmd(5, s(b"x"))]))
+put("mbatch", "nested", batch([batch([cmd(5, s(b"x"))])]))
+
 # ATM lines.
 for name, line in (("deposit", "deposit alice 12.50"),
                    ("withdraw", "  withdraw bob 3\n"),

@@ -3,7 +3,8 @@
  * refusal, all-or-nothing offset commits, ids never reused, replayed
  * entries skipped after a reopen and after a crash (a child process that
  * exits without flushing), snapshots restored into another store, garbage
- * snapshots refused, the same commands giving the same bytes, and schema
+ * snapshots refused, the same commands giving the same bytes, batch
+ * entries applied as their commands one by one, and schema
  * versions: databases and snapshots of the previous release migrated (SQL
  * fixtures), a later version refused.
  *
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "manager/mbatch.h"
 #include "manager/mstore.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -906,6 +908,155 @@ static void test_mstore_refusal_keeps_the_burst(void **state)
     assert_int_equal(mstore_applied_index(f->s), 3);
     assert_int_equal(mstore_topic(f->s, "a", &t), 0);
     assert_int_equal(mstore_topic(f->s, "b", &t), 0);
+}
+
+/* ---- Batch entries ---- */
+
+/* Applies script entries [@from, @to) at @index as one batch entry and
+ * checks each command's result against @want (indexed by script entry). */
+static void apply_script_batch(struct mstore *s, uint64_t index, int from,
+                               int to, const uint64_t *want)
+{
+    struct rq_buf b, one;
+    uint64_t result = 0xdead, nonce;
+    const uint64_t *results;
+    rq_buf_init(&b);
+    mbatch_begin(&b, 1000, 0xfeed0000u + index);
+    for (int k = from; k < to; k++) {
+        struct mcmd c = script_cmd(k);
+        rq_buf_init(&one);
+        assert_int_equal(mcmd_encode(&c, &one), 0);
+        mbatch_add(&b, one.base, one.len);
+        rq_buf_close(&one);
+    }
+    assert_int_equal(b.err, 0);
+    assert_int_equal(mstore_apply(s, index, b.base, b.len, &result), 0);
+    assert_ok(result, (uint64_t)(to - from));
+    assert_int_equal(mstore_batch_results(s, &nonce, &results),
+                     (size_t)(to - from));
+    assert_true(nonce == 0xfeed0000u + index);
+    for (int k = from; k < to; k++) {
+        assert_true(results[k - from] == want[k]);
+    }
+    rq_buf_close(&b);
+}
+
+/* @dump without its meta rows applied_index and applied_crc (in place),
+ * which differ between stores that applied the same commands as
+ * different entries. */
+static char *without_applied(char *dump)
+{
+    char *out = dump;
+    for (char *line = dump; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        size_t n = end != NULL ? (size_t)(end - line) + 1 : strlen(line);
+        if (strncmp(line, "applied_", 8) != 0) {
+            memmove(out, line, n);
+            out += n;
+        }
+        line += n;
+    }
+    *out = '\0';
+    return dump;
+}
+
+static void test_mstore_batch_applies_like_its_commands_one_by_one(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t want[SCRIPT_LEN];
+    uint64_t nonce;
+    const uint64_t *results;
+    for (int k = 0; k < SCRIPT_LEN; k++) {
+        struct mcmd c = script_cmd(k);
+        want[k] = apply_at(f->s, (uint64_t)k + 1, &c);
+        /* A lone entry leaves no batch results behind. */
+        assert_int_equal(mstore_batch_results(f->s, &nonce, &results), 0);
+    }
+    /* The script holds refusals (a topic that exists), so the results
+     * differ from each other and from MSTORE_OK(0). */
+    assert_true(MSTORE_IS_ERR(want[8]));
+    char *one_by_one = without_applied(dump(f->s));
+
+    /* The same script in three batches, one of them a single command. */
+    char path[128];
+    char why[128];
+    struct mstore *b;
+    snprintf(path, sizeof path, "%s/batched.db", f->dir);
+    assert_int_equal(mstore_open(path, &b, why, sizeof why), 0);
+    apply_script_batch(b, 1, 0, 7, want);
+    apply_script_batch(b, 2, 7, 8, want);
+    apply_script_batch(b, 3, 8, SCRIPT_LEN, want);
+    char *batched = without_applied(dump(b));
+    assert_string_equal(one_by_one, batched);
+    assert_int_equal(mstore_applied_index(b), 3);
+
+    /* Replayed after a reopen (an index below the applied one), a batch
+     * changes nothing and has no results. */
+    mstore_close(b);
+    assert_int_equal(mstore_open(path, &b, why, sizeof why), 0);
+    uint64_t result = 0xdead;
+    struct rq_buf e;
+    rq_buf_init(&e);
+    mbatch_begin(&e, 1000, 7);
+    struct mcmd c = topic_create("replayed", 1);
+    struct rq_buf one;
+    rq_buf_init(&one);
+    assert_int_equal(mcmd_encode(&c, &one), 0);
+    mbatch_add(&e, one.base, one.len);
+    assert_int_equal(mstore_apply(b, 2, e.base, e.len, &result), 0);
+    assert_int_equal(mstore_batch_results(b, &nonce, &results), 0);
+    char *after = without_applied(dump(b));
+    assert_string_equal(one_by_one, after);
+    rq_buf_close(&one);
+    rq_buf_close(&e);
+    mstore_close(b);
+    free(one_by_one);
+    free(batched);
+    free(after);
+}
+
+static void test_mstore_batch_skips_a_malformed_command_alone(void **state)
+{
+    struct fixture *f = *state;
+    struct rq_buf b, one;
+    struct mstore_topic t;
+    uint64_t result, nonce;
+    const uint64_t *results;
+    const uint8_t junk[] = {MCMD_VERSION, 99, 1, 2, 3};
+
+    rq_buf_init(&b);
+    mbatch_begin(&b, 1000, 42);
+    struct mcmd c = topic_create("a", 1);
+    rq_buf_init(&one);
+    assert_int_equal(mcmd_encode(&c, &one), 0);
+    mbatch_add(&b, one.base, one.len);
+    mbatch_add(&b, junk, sizeof junk);
+    mbatch_add(&b, one.base, one.len); /* Refused: exists. */
+    rq_buf_close(&one);
+    c = topic_create("b", 2);
+    rq_buf_init(&one);
+    assert_int_equal(mcmd_encode(&c, &one), 0);
+    mbatch_add(&b, one.base, one.len);
+    rq_buf_close(&one);
+    assert_int_equal(mstore_apply(f->s, 1, b.base, b.len, &result), 0);
+    assert_ok(result, 4);
+    assert_int_equal(mstore_batch_results(f->s, &nonce, &results), 4);
+    assert_true(nonce == 42);
+    assert_ok(results[0], 1);
+    assert_refused(results[1], RQ_MALFORMED);
+    assert_refused(results[2], RQ_EXISTS);
+    assert_ok(results[3], 2);
+    assert_int_equal(mstore_topic(f->s, "a", &t), 0);
+    assert_int_equal(mstore_topic(f->s, "b", &t), 0);
+    assert_int_equal(mstore_applied_index(f->s), 1);
+
+    /* A batch that does not decode is skipped whole, and its index is
+     * still applied. */
+    b.len -= 1;
+    assert_int_equal(mstore_apply(f->s, 2, b.base, b.len, &result), 0);
+    assert_int_equal(mstore_batch_results(f->s, &nonce, &results), 0);
+    assert_int_equal(mstore_applied_index(f->s), 2);
+    rq_buf_close(&b);
 }
 
 /* ---- Replays, crashes, snapshots ---- */
@@ -1880,6 +2031,8 @@ int main(void)
         T(test_mstore_topic_delete_keeps_ids_used),
         T(test_mstore_malformed_entry_is_skipped),
         T(test_mstore_refusal_keeps_the_burst),
+        T(test_mstore_batch_applies_like_its_commands_one_by_one),
+        T(test_mstore_batch_skips_a_malformed_command_alone),
         T(test_mstore_replayed_indexes_are_skipped),
         T(test_mstore_replay_of_a_replaced_entry_is_refused),
         T(test_mstore_crash_before_flush_replays_the_tail),
