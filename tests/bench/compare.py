@@ -128,11 +128,22 @@ def raftq_figures(build, seconds, latency_seconds):
         # The same cluster again for what the first run leaves out: the
         # binary bodies, and the latency case over the full minute.
         for suffix, secs, extra, cases in EXTRA_RUNS:
-            secs = latency_seconds if secs == "latency" else secs or seconds
+            long = secs == "latency"
+            secs = latency_seconds if long else secs or seconds
+            # Beside the minute-long latency run, what the machine itself
+            # did meanwhile: how long a sleeping thread waited to run.
+            probe = subprocess.Popen([os.path.join(build, "bench", "stalls"), str(secs + 1)],
+                                     cwd=ROOT, stdout=subprocess.PIPE) if long else None
             got, more = run_json(base + ["--seconds", str(secs)] + extra + cases,
                                  timeout=60 * (secs + 30))
             rows.update({(s, c + suffix): r for (s, c), r in got.items()})
             why = why or more
+            if probe is not None:
+                out, _ = probe.communicate(timeout=60)
+                try:
+                    rows[("machine", "stalls")] = json.loads(out.decode())
+                except ValueError:
+                    why = why or "tests/bench/stalls printed no figures"
         return rows, why
     finally:
         if dev.poll() is None:
@@ -250,6 +261,10 @@ def main():
                  "(the broker's defaults are 2.5 s / 250 ms, which cost less): CPU of one core, RSS "
                  "(the busiest broker) | %s | - | - |"
                  % ("%.1f%%, %.0f MiB" % idle if idle else idle_why))
+    st = figures.get(("machine", "stalls"))
+    lines.append("| the machine during that minute (tests/bench/stalls: a thread sleeping 1 ms at a "
+                 "time): its longest wait past the 1 ms, and how many passed 10 ms | %s | - | - |"
+                 % ("%.2f ms, %d" % (st["max_ms"], st["over_10ms"]) if st else "-"))
     said = [(s, w) for s, w in failures.items() if w]
     if said:
         lines.append("")
