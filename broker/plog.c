@@ -1768,6 +1768,92 @@ int plog_sync(struct plog *l)
     return 0;
 }
 
+struct plog_sync_job {
+    int fd;     /* A duplicate of the active segment's. */
+    int dir_fd; /* The directory's, or -1: nothing created since. */
+    int err;    /* errno of the failed call. */
+    const char *what;
+    double seconds; /* The fdatasync's. */
+};
+
+int plog_sync_begin(struct plog *l, struct plog_sync_job **out)
+{
+    if (l->broken) {
+        return RQ_IO;
+    }
+    struct plog_sync_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    j->dir_fd = -1;
+    j->fd = fcntl(l->active_fd, F_DUPFD_CLOEXEC, 0);
+    if (j->fd < 0) {
+        rq_log(RQ_ERROR, "%s: dup: %s", l->dir, strerror(errno));
+        free(j);
+        return RQ_IO; /* UNTESTED: out of descriptors. */
+    }
+    if (l->dir_dirty) {
+        j->dir_fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (j->dir_fd < 0) {
+            rq_log(RQ_ERROR, "%s: open: %s", l->dir, strerror(errno));
+            close(j->fd);
+            free(j);
+            return RQ_IO; /* UNTESTED: out of descriptors. */
+        }
+        l->dir_dirty = false; /* Back to true if the job fails. */
+    }
+    *out = j;
+    return 0;
+}
+
+int plog_sync_run(struct plog_sync_job *j)
+{
+    struct timespec t0;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rv = fdatasync(j->fd);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    j->seconds = (double)(t1.tv_sec - t0.tv_sec) +
+                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rv != 0) {
+        j->err = errno;
+        j->what = "fdatasync";
+        return RQ_IO;
+    }
+    if (j->dir_fd >= 0 && fsync(j->dir_fd) != 0) {
+        j->err = errno;
+        j->what = "fsync directory";
+        return RQ_IO;
+    }
+    return 0;
+}
+
+int plog_sync_end(struct plog *l, struct plog_sync_job *j, int rv)
+{
+    if (l->sync_seconds != NULL && j->what == NULL && rv == 0) {
+        rq_metric_observe(l->sync_seconds, j->seconds);
+    }
+    if (rv != 0) {
+        rq_log(RQ_ERROR, "%s: %s: %s", l->dir,
+               j->what != NULL ? j->what : "sync",
+               j->err != 0 ? strerror(j->err) : rq_strerror(rv));
+        if (j->what == NULL || strcmp(j->what, "fdatasync") == 0) {
+            /* Pages that failed to write may be dropped: do not trust
+             * later. */
+            l->broken = true;
+        }
+        if (j->dir_fd >= 0) {
+            l->dir_dirty = true;
+        }
+    }
+    close(j->fd);
+    if (j->dir_fd >= 0) {
+        close(j->dir_fd);
+    }
+    free(j);
+    return rv;
+}
+
 /* Deletes the oldest segment's files and forgets it. */
 static int drop_oldest(struct plog *l)
 {

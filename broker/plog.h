@@ -107,6 +107,21 @@ int plog_read(struct plog *l, uint64_t offset, uint32_t max, size_t max_bytes,
 int plog_sync(struct plog *l);
 
 /*
+ * The same in three steps, so that the waiting happens off the loop:
+ * plog_sync_begin() (on the loop) takes what plog_sync() would sync now
+ * (the active segment's file, the directory if a file was created since
+ * the last sync) into a job of its own; plog_sync_run() waits for the
+ * disk in any thread and touches nothing of the log; plog_sync_end() (on
+ * the loop) takes its outcome and frees the job: a failure breaks the log
+ * as plog_sync()'s does. Appends may go on meanwhile: the job covers what
+ * was written before it began. begin: 0, RQ_IO (a broken log), RQ_NOMEM.
+ */
+struct plog_sync_job;
+int plog_sync_begin(struct plog *l, struct plog_sync_job **out);
+int plog_sync_run(struct plog_sync_job *j);
+int plog_sync_end(struct plog *l, struct plog_sync_job *j, int rv);
+
+/*
  * Deletes whole sealed segments, oldest first, while the log is over
  * @max_bytes or a segment's newest record is older than @max_age_ms at
  * @now_ms (0 turns either limit off). The active segment is never deleted.

@@ -25,6 +25,20 @@ struct rq_fsm_ops {
     int (*snapshot)(void *data, struct raft_buffer *out);
     /* Replaces the whole state from a snapshot (bytes borrowed). */
     int (*restore)(void *data, const uint8_t *buf, size_t len);
+    /*
+     * Optional, all three or none: durability work a snapshot needs before
+     * Raft may store it and drop the entries it stands for, done off the
+     * loop. Right after snapshot() succeeds, the node takes the job that
+     * snapshot() left (sync_take, on the loop; NULL: none, the snapshot is
+     * stored at once), runs it in a worker thread (sync_run: it must touch
+     * nothing the loop uses; 0 or an RQ_* code) and hands its outcome back
+     * on the loop (sync_done, which frees the job). Only then is the
+     * snapshot stored; if the job failed it never is, and the node stops
+     * as after any failed write of its log.
+     */
+    void *(*sync_take)(void *data);
+    int (*sync_run)(void *job);
+    void (*sync_done)(void *data, void *job, int rv);
 };
 
 /*

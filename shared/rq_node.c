@@ -133,7 +133,19 @@ struct rq_node {
             raft_io_snapshot_put_cb cb;
             raft_index index;
             unsigned trailing;
+            /* The owner's sync before the put goes on to raft_uv (see
+             * "The sync a snapshot needs, off the loop"). */
+            const struct raft_snapshot *snapshot;
+            void *job;
+            int (*run)(void *job);
+            int job_rv;
+            bool syncing; /* job in a worker thread. */
+            bool stuck;   /* The sync or the put failed: never stored. */
+            uv_work_t work;
         } inflight[2];
+        void (*close)(struct raft_io *io, raft_io_close_cb cb);
+        raft_io_close_cb close_cb; /* raft_close waits for a sync. */
+        bool close_deferred;
         raft_index index;     /* Of the last snapshot stored; 0: none. */
         raft_index log_first; /* First entry libraft holds in memory. */
     } snap;
@@ -747,6 +759,97 @@ static void io_snapshot_put_cb(struct raft_io_snapshot_put *req, int status)
     put.cb(req, status);
 }
 
+/* ---- The sync a snapshot needs, off the loop ----
+ *
+ * A snapshot lets libraft drop the entries it stands for, so whatever the
+ * owner wrote for them must be durable first (a broker's partition log:
+ * an fdatasync that took 1 to 8 ms on the loop before every snapshot).
+ * An owner with sync_take (rq_fsm.h) leaves that sync as a job when it
+ * takes the snapshot; the put of a snapshot taken then waits here while
+ * a worker thread runs the job, and goes on to raft_uv after it. libraft
+ * takes no other snapshot meanwhile (it puts one at a time) and an
+ * installed one waits behind it (legacy.c: snapshot_pending). A failed
+ * sync or put stops the node (io_failed) and the snapshot is never
+ * stored. raft_close() waits for a sync in flight: the close of raft_uv
+ * is deferred until the job is back, and the put is then canceled, which
+ * libraft expects while closing.
+ */
+
+/* Gives @slot's put back to libraft as canceled. */
+static void put_cancel(struct snap_put *slot)
+{
+    struct raft_io_snapshot_put *req = slot->req;
+    raft_io_snapshot_put_cb cb = slot->cb;
+    req->data = slot->req_data;
+    slot->req = NULL;
+    slot->stuck = false;
+    cb(req, RAFT_CANCELED);
+}
+
+static bool syncing(const struct rq_node *n)
+{
+    for (size_t i = 0; i < sizeof n->snap.inflight / sizeof n->snap.inflight[0];
+         i++) {
+        if (n->snap.inflight[i].req != NULL && n->snap.inflight[i].syncing) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void sync_work(uv_work_t *w)
+{
+    struct snap_put *slot = w->data;
+    slot->job_rv = slot->run(slot->job);
+}
+
+static void sync_after(uv_work_t *w, int status)
+{
+    struct snap_put *slot = w->data;
+    struct rq_node *n = slot->node;
+    int rv = status == 0 ? slot->job_rv : RQ_IO; /* UNTESTED: never canceled. */
+    n->ops->sync_done(n->fsm_data, slot->job, rv);
+    slot->job = NULL;
+    slot->syncing = false;
+    if (n->snap.close_deferred) {
+        put_cancel(slot);
+        if (!syncing(n)) {
+            n->snap.close_deferred = false;
+            n->snap.close(&n->io, n->snap.close_cb);
+        }
+        return;
+    }
+    if (rv != 0) {
+        io_failed(n, RAFT_IOERR, "syncing the state for a snapshot");
+        slot->stuck = true;
+        return;
+    }
+    rv = n->snap.snapshot_put(&n->io, slot->trailing, slot->req, slot->snapshot,
+                              io_snapshot_put_cb);
+    if (rv != 0) {
+        /* UNTESTED: raft_uv refuses a put only while closing or on ENOMEM. */
+        io_failed(n, rv, "storing a snapshot");
+        slot->stuck = true;
+    }
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct rq_node *n = node_of_io(io);
+    for (size_t i = 0; i < sizeof n->snap.inflight / sizeof n->snap.inflight[0];
+         i++) {
+        if (n->snap.inflight[i].req != NULL && n->snap.inflight[i].stuck) {
+            put_cancel(&n->snap.inflight[i]);
+        }
+    }
+    if (syncing(n)) {
+        n->snap.close_cb = cb;
+        n->snap.close_deferred = true;
+        return;
+    }
+    n->snap.close(io, cb);
+}
+
 static int io_snapshot_put(struct raft_io *io, unsigned trailing,
                            struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot,
@@ -764,6 +867,10 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
     if (slot == NULL) {
         return RAFT_BUSY; /* UNTESTED: libraft puts one at a time. */
     }
+    /* A snapshot this node just took leaves its sync behind; one installed
+     * from the leader leaves none. */
+    void *job =
+        n->ops->sync_take != NULL ? n->ops->sync_take(n->fsm_data) : NULL;
     *slot = (struct snap_put){.node = n,
                               .req = req,
                               .req_data = req->data,
@@ -771,8 +878,28 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
                               .index = snapshot->index,
                               .trailing = trailing};
     req->data = slot;
-    int rv = n->snap.snapshot_put(io, trailing, req, snapshot,
-                                  io_snapshot_put_cb);
+    if (job != NULL) {
+        slot->snapshot = snapshot;
+        slot->job = job;
+        slot->run = n->ops->sync_run;
+        slot->syncing = true;
+        slot->work.data = slot;
+        if (uv_queue_work(n->loop, &slot->work, sync_work, sync_after) == 0) {
+            return 0;
+        }
+        /* UNTESTED: uv_queue_work fails only on a NULL callback. */
+        slot->syncing = false;
+        slot->job = NULL;
+        int jrv = slot->run(job);
+        n->ops->sync_done(n->fsm_data, job, jrv);
+        if (jrv != 0) {
+            req->data = slot->req_data;
+            slot->req = NULL;
+            return RAFT_IOERR;
+        }
+    }
+    int rv =
+        n->snap.snapshot_put(io, trailing, req, snapshot, io_snapshot_put_cb);
     if (rv != 0) {
         req->data = slot->req_data;
         slot->req = NULL;
@@ -985,6 +1112,8 @@ static void io_interpose(struct rq_node *n)
     n->io.load = io_load;
     n->snap.snapshot_put = n->io.snapshot_put;
     n->io.snapshot_put = io_snapshot_put;
+    n->snap.close = n->io.close;
+    n->io.close = io_close;
     n->io_fail.set_term = n->io.set_term;
     n->io.set_term = io_set_term;
     n->io_fail.set_vote = n->io.set_vote;

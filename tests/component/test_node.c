@@ -4,6 +4,7 @@
  * one libuv loop until a condition holds or a deadline passes; nothing
  * sleeps. Ports base_port to base_port + 39 (harness_pick_ports()).
  */
+#include <assert.h>
 #include <dirent.h>
 #include <ftw.h>
 #include <setjmp.h>
@@ -142,6 +143,7 @@ struct tnode {
     bool transport_live; /* Initialized and not yet released. */
     struct rq_node *node;
     struct test_fsm fsm;
+    const struct rq_fsm_ops *ops; /* NULL: fsm_ops. */
     bool closed;
     struct rq_node_info events[MAX_EVENTS];
     unsigned n_events;
@@ -282,7 +284,8 @@ static void tnode_open_with(struct tnode *tn, const struct rq_node_config *cfg)
     tn->transport.version = 1; /* raft_uv_tcp_init checks it. */
     assert_int_equal(raft_uv_tcp_init(&tn->transport, &tn->fx->loop), 0);
     tn->transport_live = true;
-    int rv = rq_node_new(&tn->fx->loop, &tn->transport, cfg, &fsm_ops, &tn->fsm,
+    int rv = rq_node_new(&tn->fx->loop, &tn->transport, cfg,
+                         tn->ops != NULL ? tn->ops : &fsm_ops, &tn->fsm,
                          &tn->node, why, sizeof why);
     if (rv != 0) {
         fail_msg("rq_node_new: %s", why);
@@ -634,6 +637,195 @@ static void test_node_restores_snapshot_and_tail(void **state)
     assert_true(tn->fsm.hash == expect);
     assert_int_equal(tn->fsm.order_errors, 0);
     tnode_close(tn);
+}
+
+/* ---- The sync a snapshot needs, off the loop ----
+ *
+ * A state machine whose snapshot() leaves a sync job, as a broker's
+ * partition does (rq_fsm.h sync_take/run/done). The job blocks in its
+ * worker thread until the test writes a byte to the gate (a pipe), and
+ * returns gate_rv; the counters are the loop's, but for started, which
+ * the worker sets. */
+static struct {
+    int pipe[2];
+    int rv;
+    unsigned taken, done;
+    int done_rv;
+    volatile int started; /* Set by the worker; read after a loop turn. */
+} gate;
+
+static void *sync_take(void *data)
+{
+    struct test_fsm *f = data;
+    /* One job a snapshot taken (never for one installed). */
+    if (gate.taken >= f->snapshots) {
+        return NULL;
+    }
+    gate.taken++;
+    return &gate;
+}
+
+static int sync_run(void *job)
+{
+    char c;
+    assert(job == &gate);
+    __atomic_store_n(&gate.started, 1, __ATOMIC_SEQ_CST);
+    if (read(gate.pipe[0], &c, 1) != 1) {
+        return RQ_IO;
+    }
+    return gate.rv;
+}
+
+static void sync_done(void *data, void *job, int rv)
+{
+    (void)data;
+    assert(job == &gate);
+    gate.done++;
+    gate.done_rv = rv;
+}
+
+static const struct rq_fsm_ops sync_ops = {
+    .apply = fsm_apply,
+    .snapshot = fsm_snapshot,
+    .restore = fsm_restore,
+    .sync_take = sync_take,
+    .sync_run = sync_run,
+    .sync_done = sync_done,
+};
+
+static bool sync_started(void *arg)
+{
+    (void)arg;
+    return __atomic_load_n(&gate.started, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* @arg: the number of jobs that must be back. */
+static bool sync_finished(void *arg)
+{
+    return gate.done >= *(const unsigned *)arg;
+}
+
+static bool snapshot_stored(void *arg)
+{
+    struct tnode *tn = arg;
+    return count_prefixed(tn->dir, "snapshot-") > 0;
+}
+
+static bool stopped(void *arg)
+{
+    struct tnode *tn = arg;
+    struct rq_node_info info;
+    rq_node_info(tn->node, &info);
+    return info.role == RQ_ROLE_UNAVAILABLE;
+}
+
+/* A sole voter with the gated state machine and a snapshot every 16
+ * entries, past its first snapshot, whose sync now waits at the gate. */
+static void gated_start(struct tnode *tn, struct fixture *fx, unsigned port,
+                        const char *sub, int rv, uint64_t *expect)
+{
+    memset(&gate, 0, sizeof gate);
+    assert_int_equal(pipe(gate.pipe), 0);
+    gate.rv = rv;
+    tnode_init(tn, fx, 1, port, sub);
+    tn->ops = &sync_ops;
+    struct rq_peer self = {.id = 1};
+    snprintf(self.address, sizeof self.address, "%s", tn->address);
+    struct rq_node_config cfg = config_for(tn);
+    cfg.snapshot_threshold = 16;
+    cfg.snapshot_trailing = 4;
+    tnode_open_with(tn, &cfg);
+    tnode_bootstrap(tn, &self, 1);
+    tnode_start(tn);
+    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    *expect = HASH_SEED;
+    apply_range(tn, 0, 20, expect);
+    assert_true(run_until(fx, sync_started, NULL, WAIT_MS));
+    assert_int_equal(tn->fsm.snapshots, 1);
+    assert_int_equal(gate.taken, 1);
+}
+
+static void gate_open(void)
+{
+    assert_int_equal(write(gate.pipe[1], "x", 1), 1);
+}
+
+static void gate_close(void)
+{
+    close(gate.pipe[0]);
+    close(gate.pipe[1]);
+}
+
+/*
+ * The snapshot is stored only once its sync is back, and the loop goes on
+ * meanwhile: entries still commit and apply while the sync waits.
+ */
+static void test_node_snapshot_waits_for_its_sync_off_the_loop(void **state)
+{
+    struct fixture *fx = *state;
+    struct tnode *tn = &fx->nodes[0];
+    uint64_t expect;
+
+    gated_start(tn, fx, BASE_PORT + 7, "gated", 0, &expect);
+    /* No snapshot stored while its sync waits; proposals are answered. */
+    apply_range(tn, 20, 10, &expect);
+    assert_int_equal(tn->fsm.count, 30);
+    assert_false(snapshot_stored(tn));
+    assert_int_equal(gate.done, 0);
+    gate_open();
+    unsigned one = 1, two = 2;
+    assert_true(run_until(fx, sync_finished, &one, WAIT_MS));
+    assert_int_equal(gate.done_rv, 0);
+    assert_true(run_until(fx, snapshot_stored, tn, WAIT_MS));
+    struct rq_node_info info;
+    rq_node_info(tn->node, &info);
+    assert_true(info.role != RQ_ROLE_UNAVAILABLE);
+    /* The next snapshot syncs again (the gate is open for it). */
+    gate_open();
+    apply_range(tn, 30, 20, &expect);
+    assert_true(run_until(fx, sync_finished, &two, WAIT_MS));
+    assert_int_equal(gate.taken, 2);
+    tnode_close(tn);
+    assert_true(tn->fsm.hash == expect);
+    gate_close();
+}
+
+/* raft_close() waits for a sync in flight: the node closes once the job
+ * is back, and the snapshot it was for is not stored. */
+static void test_node_close_waits_for_a_snapshot_sync(void **state)
+{
+    struct fixture *fx = *state;
+    struct tnode *tn = &fx->nodes[0];
+    uint64_t expect;
+
+    gated_start(tn, fx, BASE_PORT + 8, "gated-close", 0, &expect);
+    tnode_close_begin(tn);
+    /* A bounded look at a negative: the node stays open while the job
+     * has not come back. */
+    assert_false(run_until(fx, is_closed, tn, 300));
+    gate_open();
+    tnode_reap(tn);
+    assert_int_equal(gate.done, 1);
+    assert_false(snapshot_stored(tn));
+    gate_close();
+}
+
+/* A sync that fails stops the node, and its snapshot is never stored. */
+static void test_node_failed_snapshot_sync_stops_the_node(void **state)
+{
+    struct fixture *fx = *state;
+    struct tnode *tn = &fx->nodes[0];
+    uint64_t expect;
+
+    gated_start(tn, fx, BASE_PORT + 9, "gated-fail", RQ_IO, &expect);
+    gate_open();
+    unsigned one = 1;
+    assert_true(run_until(fx, sync_finished, &one, WAIT_MS));
+    assert_int_equal(gate.done_rv, RQ_IO);
+    assert_true(run_until(fx, stopped, tn, WAIT_MS));
+    assert_false(snapshot_stored(tn));
+    tnode_close(tn);
+    gate_close();
 }
 
 /* Bootstrapping an already bootstrapped directory is not an error, before
@@ -1121,6 +1313,13 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_restores_snapshot_and_tail,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_snapshot_waits_for_its_sync_off_the_loop, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_close_waits_for_a_snapshot_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_failed_snapshot_sync_stops_the_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_seeds_differ, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_node_bootstrap_twice_is_ok, setup,

@@ -112,11 +112,18 @@ static uint64_t apply(struct partition *p, uint64_t index, uint32_t count,
     return apply_tag(p, index, index, count, producer, seq);
 }
 
-/* The manifest of @p, copied out of raft's buffer. */
+/* The manifest of @p, copied out of raft's buffer, and the log's sync it
+ * leaves run as rq_node runs it (taken once, run, handed back). */
 static void manifest(struct partition *p, struct rq_buf *out)
 {
     struct raft_buffer b;
     assert_int_equal(partition_fsm_ops.snapshot(p, &b), 0);
+    void *job = partition_fsm_ops.sync_take(p);
+    assert_non_null(job);
+    assert_null(partition_fsm_ops.sync_take(p));
+    int rv = partition_fsm_ops.sync_run(job);
+    assert_int_equal(rv, 0);
+    partition_fsm_ops.sync_done(p, job, rv);
     rq_buf_init(out);
     rq_buf_put_bytes(out, b.base, b.len);
     assert_int_equal(out->err, 0);
