@@ -2323,7 +2323,9 @@ def test_rolling_upgrade(ctx):
     log past it, so it comes back to that leader's snapshot and migrates it
     on restore. The cluster serves in between, and once every manager runs
     this build their state digests agree, the state is all there, and
-    tokens work. The previous release must speak this build's protocols:
+    tokens work. Then batch entries are turned on, a manager at a time,
+    and a burst of writes applies alike everywhere. The previous release
+    must speak this build's protocols:
     releases before the Raft port's challenge and signed internal requests
     cannot (they upgrade by a full restart, which migrates the same way), so
     until a release with an older schema speaks them the case is skipped,
@@ -2336,6 +2338,9 @@ def test_rolling_upgrade(ctx):
         if not os.access(path, os.X_OK):
             raise TestFailure("RAFTQ_PREVIOUS_BUILD=%s has no binary at %s" % (prev, path))
     info = ctx.opts.log_level in ("info", "debug")
+    # A previous release of the same schema version ($RAFTQ_PREVIOUS_SCHEMA,
+    # default 1) migrates nothing.
+    migrates = os.environ.get("RAFTQ_PREVIOUS_SCHEMA", "1") != "2"
     c = Cluster(ctx, manager_args=["--snapshot-threshold", "64"])
     new = {i: m.argv[0] for i, m in c.managers.items()}
     for m in c.managers.values():
@@ -2345,16 +2350,23 @@ def test_rolling_upgrade(ctx):
     c.start()
     prod, cons, sent, first = keep_state(c, 6, 2)
 
-    def upgrade(i):
-        """Restarts manager @i on this build; returns where its log was."""
+    def upgrade(i, batches=False):
+        """Restarts manager @i on this build; returns where its log was.
+        While a manager of the previous release may still be in the
+        cluster, this build runs with --propose-batches=false (the
+        previous release cannot read a batch entry, manager/README.md)."""
         m = c.managers[i]
         if m.running():
             check(m.terminate() == 0, "manager%d did not stop cleanly" % i)
         since = log_size(m)
         m.argv[0] = new[i]
+        m.argv = [a for a in m.argv if a != "--propose-batches=false"]
+        if not batches:
+            m.argv.append("--propose-batches=false")
         m.start()
         wait_until(lambda: c.ready(i), 40, "manager%d (this build) to be ready" % i)
-        check(not info or log_has(m, "schema version 1 migrated to 2", since),
+        check(not info or not migrates or
+              log_has(m, "schema version 1 migrated to 2", since),
               "manager%d did not migrate its store" % i)
         return since
 
@@ -2384,7 +2396,7 @@ def test_rolling_upgrade(ctx):
     m2 = c.managers[f2]
     wait_until(lambda: log_has(m2, "store restored from a snapshot", since), 20,
                "manager%d to install the leader's snapshot" % f2)
-    if info and c.leader() == leader:
+    if info and migrates and c.leader() == leader:
         check(log_has(m2, "of schema version 1", since),
               "manager%d restored a snapshot that was not the old leader's" % f2)
     upgrade(leader)
@@ -2408,6 +2420,19 @@ def test_rolling_upgrade(ctx):
         d = digests(c)
         return len(set(d.values())) == 1 and len(d) == 3
     wait_until(agree, 10, "every manager's state digest to agree")
+
+    # Every manager runs this build: batches back on, one at a time, the
+    # leader last; then writes that come together go as batch entries and
+    # every manager applies them alike.
+    lead = c.wait_leader()
+    for i in [i for i in c.managers if i != lead] + [lead]:
+        upgrade(i, batches=True)
+    c.wait_ready()
+    lead = c.wait_leader()
+    for st, obj in burst_at_leader(c, lead, [("POST", "/consumer/register",
+                                              {"topic": "keep"})] * 20):
+        check_ok(st, obj, "register a consumer with batches on")
+    wait_until(agree, 10, "every manager's state digest to agree with batches on")
 
 
 if __name__ == "__main__":
