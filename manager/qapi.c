@@ -214,6 +214,10 @@ void qapi_propose(struct mcore *core, struct rq_http_req *req, struct mcmd *c,
         return;
     }
     mcore_hold(req, slot);
+    /* The command commits whether or not its client stays to hear it, so
+     * its socket need not be watched meanwhile (rq_http_unwatched: two
+     * epoll_ctl and a poll handle fewer a write). */
+    rq_http_unwatched(req);
 }
 
 /* ---- Admission and lookups ---- */
