@@ -187,6 +187,9 @@ static void retry_later(struct bcall *c)
         finish_unavailable(c);
         return;
     }
+    mcore_stats(c->core)->broker_retries++;
+    rq_log(RQ_DEBUG, "group %" PRIu64 ": broker call again in %d ms: %s",
+           c->part.group_id, RETRY_MS, c->why);
     uv_timer_start(&c->timer, on_retry, RETRY_MS, 0);
 }
 

@@ -57,6 +57,7 @@ struct manager_stats {
     uint64_t consume_reads;      /* Broker reads of consumes. */
     uint64_t proposal_batches;   /* Batch entries proposed. */
     uint64_t batched_proposals;  /* Commands proposed inside them. */
+    uint64_t broker_retries;     /* Pauses before a broker call again. */
 };
 
 #endif /* MCONFIG_H */

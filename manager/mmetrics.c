@@ -43,6 +43,7 @@ enum {
     F_CONSUME_READS,
     F_PROPOSAL_BATCHES,
     F_BATCHED_PROPOSALS,
+    F_BROKER_RETRIES,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -150,6 +151,12 @@ static const struct rq_metric_def defs[F_COUNT] = {
                              "Metadata writes proposed inside those batch "
                              "entries.",
                              {NULL}},
+    [F_BROKER_RETRIES] = {RQ_METRIC_COUNTER,
+                          "raftq_manager_broker_call_retries_total",
+                          "Pauses of 100 ms before a call to the brokers "
+                          "(a produce or a read) is tried again: no leader "
+                          "yet, a broker unreachable, every replica asked.",
+                          {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -332,7 +339,7 @@ static void on_collect(void *data)
         st->produced,          st->consumed,           st->read_barriers,
         st->read_index,        st->forwarded_internal, st->produce_calls,
         st->consume_advances,  st->consume_reads,      st->proposal_batches,
-        st->batched_proposals,
+        st->batched_proposals, st->broker_retries,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);
