@@ -244,15 +244,23 @@ err_after_alloc:
     return rv;
 }
 
+/* Runs here, on the loop, the sync of a snapshot that was taken but not
+ * stored through rq_node (libraft's fixture in the unit tests, or a put
+ * libraft gave up on), if there is one. */
+static void sync_leftover(struct partition *p)
+{
+    if (p->sync_job != NULL) {
+        plog_sync_end(p->log, p->sync_job, plog_sync_run(p->sync_job));
+        p->sync_job = NULL;
+    }
+}
+
 void partition_close(struct partition *p)
 {
     if (p == NULL) {
         return;
     }
-    if (p->sync_job != NULL) {
-        /* A snapshot taken but not stored through rq_node. */
-        plog_sync_end(p->log, p->sync_job, plog_sync_run(p->sync_job));
-    }
+    sync_leftover(p);
     plog_close(p->log);
     rq_dedupe_close(&p->prod);
     free(p->dir);
@@ -589,12 +597,7 @@ static int fsm_snapshot(void *data, struct raft_buffer *out)
     if (rv != 0) {
         return rv;
     }
-    if (p->sync_job != NULL) {
-        /* A snapshot taken but not stored through rq_node (libraft's
-         * fixture, or a put libraft gave up on): its sync runs here. */
-        plog_sync_end(p->log, p->sync_job, plog_sync_run(p->sync_job));
-        p->sync_job = NULL;
-    }
+    sync_leftover(p);
     rv = plog_sync_begin(p->log, &p->sync_job);
     if (rv != 0) {
         return log_failed(p, rv, "sync for a snapshot");

@@ -1746,35 +1746,20 @@ int plog_keep_below(struct plog *l, uint64_t offset)
 
 /* ---- Durability, retention, reset ---- */
 
+struct plog_sync_job {
+    int fd;          /* A duplicate of the active segment's. */
+    int dir_fd;      /* The directory's, or -1: nothing created since. */
+    int err;         /* errno of the failed call. */
+    bool dir_failed; /* The directory's fsync failed, not the segment's. */
+    double seconds;  /* The fdatasync's. */
+};
+
 int plog_sync(struct plog *l)
 {
-    if (l->broken) {
-        return RQ_IO;
-    }
-    if (timed_fdatasync(l->active_fd, l->sync_seconds) != 0) {
-        /* Pages that failed to write may be dropped: do not trust later. */
-        rq_log(RQ_ERROR, "%s: fdatasync: %s", l->dir, strerror(errno));
-        l->broken = true;
-        return RQ_IO;
-    }
-    if (l->dir_dirty) {
-        if (rq_fsync_dir(l->dir) != 0) {
-            rq_log(RQ_ERROR, "%s: fsync directory: %s", l->dir,
-                   strerror(errno));
-            return RQ_IO;
-        }
-        l->dir_dirty = false;
-    }
-    return 0;
+    struct plog_sync_job *j;
+    int rv = plog_sync_begin(l, &j);
+    return rv != 0 ? rv : plog_sync_end(l, j, plog_sync_run(j));
 }
-
-struct plog_sync_job {
-    int fd;     /* A duplicate of the active segment's. */
-    int dir_fd; /* The directory's, or -1: nothing created since. */
-    int err;    /* errno of the failed call. */
-    const char *what;
-    double seconds; /* The fdatasync's. */
-};
 
 int plog_sync_begin(struct plog *l, struct plog_sync_job **out)
 {
@@ -1817,12 +1802,11 @@ int plog_sync_run(struct plog_sync_job *j)
                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     if (rv != 0) {
         j->err = errno;
-        j->what = "fdatasync";
         return RQ_IO;
     }
     if (j->dir_fd >= 0 && fsync(j->dir_fd) != 0) {
         j->err = errno;
-        j->what = "fsync directory";
+        j->dir_failed = true;
         return RQ_IO;
     }
     return 0;
@@ -1830,14 +1814,14 @@ int plog_sync_run(struct plog_sync_job *j)
 
 int plog_sync_end(struct plog *l, struct plog_sync_job *j, int rv)
 {
-    if (l->sync_seconds != NULL && j->what == NULL && rv == 0) {
+    if (rv == 0 && l->sync_seconds != NULL) {
         rq_metric_observe(l->sync_seconds, j->seconds);
     }
     if (rv != 0) {
         rq_log(RQ_ERROR, "%s: %s: %s", l->dir,
-               j->what != NULL ? j->what : "sync",
+               j->dir_failed ? "fsync directory" : "fdatasync",
                j->err != 0 ? strerror(j->err) : rq_strerror(rv));
-        if (j->what == NULL || strcmp(j->what, "fdatasync") == 0) {
+        if (!j->dir_failed) {
             /* Pages that failed to write may be dropped: do not trust
              * later. */
             l->broken = true;

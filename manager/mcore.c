@@ -203,12 +203,11 @@ struct proposal {
 /* A batch entry in flight, until its callback. */
 struct batch {
     struct rq_list link; /* core->batches */
-    struct mcore *core;
     uint64_t nonce;
     size_t n;
     bool have_results;
-    struct proposal **props;
-    uint64_t *results;
+    uint64_t *results;        /* n, in the same allocation. */
+    struct proposal *props[]; /* n, in order. */
 };
 
 static void proposal_free(struct proposal *p)
@@ -226,15 +225,17 @@ static void proposal_fail(struct proposal *p, int status)
     cb(data, status, 0);
 }
 
-static void batch_free(struct batch *b)
+/* Answers every proposer of @b in order, with its result when @status is
+ * 0, and frees @b. A proposer may propose again from its callback. */
+static void batch_end(struct batch *b, int status)
 {
     for (size_t i = 0; i < b->n; i++) {
-        if (b->props[i] != NULL) {
-            proposal_free(b->props[i]);
-        }
+        struct proposal *p = b->props[i];
+        rq_node_done_cb cb = p->cb;
+        void *data = p->data;
+        proposal_free(p);
+        cb(data, status, status == 0 ? b->results[i] : 0);
     }
-    free(b->props);
-    free(b->results);
     free(b);
 }
 
@@ -249,17 +250,7 @@ static void on_batch_applied(void *data, int status, uint64_t result)
                b->nonce);
         status = RQ_RAFT;
     }
-    /* Each proposer may propose again from its callback: take each out of
-     * the batch before calling it. */
-    for (size_t i = 0; i < b->n; i++) {
-        struct proposal *p = b->props[i];
-        b->props[i] = NULL;
-        rq_node_done_cb cb = p->cb;
-        void *pdata = p->data;
-        proposal_free(p);
-        cb(pdata, status, status == 0 ? b->results[i] : 0);
-    }
-    batch_free(b);
+    batch_end(b, status);
 }
 
 void mcore_batch_applied(struct mcore *core, uint64_t nonce,
@@ -276,21 +267,24 @@ void mcore_batch_applied(struct mcore *core, uint64_t nonce,
     }
 }
 
+static void propose_one(struct mcore *core);
+
 /* Proposes the first @n queued proposals as one batch entry. */
 static void propose_batch(struct mcore *core, size_t n)
 {
-    struct batch *b = calloc(1, sizeof *b);
-    struct rq_buf buf;
-    int rv = RQ_NOMEM;
-
-    rq_buf_init(&buf);
-    if (b == NULL || (b->props = calloc(n, sizeof *b->props)) == NULL ||
-        (b->results = calloc(n, sizeof *b->results)) == NULL) {
-        goto err; /* UNTESTED: ENOMEM only. */
+    struct batch *b =
+        malloc(sizeof *b + n * (sizeof b->props[0] + sizeof b->results[0]));
+    if (b == NULL) {
+        propose_one(core); /* UNTESTED: ENOMEM only; one at a time. */
+        return;
     }
-    b->core = core;
-    b->n = n;
-    b->nonce = rq_hash_u64(rq_hash_u64(core->h.origin) + ++core->batch_seq);
+    *b = (struct batch){
+        .nonce = rq_hash_u64(rq_hash_u64(core->h.origin) + ++core->batch_seq),
+        .n = n,
+        .results = (uint64_t *)(void *)&b->props[n],
+    };
+    struct rq_buf buf;
+    rq_buf_init(&buf);
     mbatch_begin(&buf, mcore_wall_ms(), b->nonce);
     for (size_t i = 0; i < n; i++) {
         struct proposal *p =
@@ -299,43 +293,21 @@ static void propose_batch(struct mcore *core, size_t n)
         b->props[i] = p;
         mbatch_add(&buf, p->cmd.base, p->cmd.len);
     }
-    rv = buf.err;
+    int rv = buf.err;
     if (rv == 0) {
         rv =
             rq_node_apply(core->h.node, buf.base, buf.len, on_batch_applied, b);
     }
     rq_buf_close(&buf);
-    if (rv == 0) {
-        rq_list_push(&core->batches, &b->link);
-        core->stats.proposal_batches++;
-        core->stats.batched_proposals += n;
+    if (rv != 0) {
+        core->stats.proposal_errors += n;
+        rq_log(RQ_DEBUG, "proposing a batch of %zu: %s", n, rq_strerror(rv));
+        batch_end(b, rv);
         return;
     }
-err:
-    rq_buf_close(&buf);
-    core->stats.proposal_errors += n;
-    rq_log(RQ_DEBUG, "proposing a batch of %zu: %s", n, rq_strerror(rv));
-    if (b == NULL || b->props == NULL || b->results == NULL) {
-        /* UNTESTED: ENOMEM only; the proposals are still queued. */
-        if (b != NULL) {
-            free(b->props);
-            free(b->results);
-            free(b);
-        }
-        for (size_t i = 0; i < n; i++) {
-            struct proposal *p =
-                RQ_LIST_ENTRY(core->proposals.next, struct proposal, link);
-            rq_list_remove(&p->link);
-            proposal_fail(p, rv);
-        }
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct proposal *p = b->props[i];
-        b->props[i] = NULL;
-        proposal_fail(p, rv);
-    }
-    batch_free(b);
+    rq_list_push(&core->batches, &b->link);
+    core->stats.proposal_batches++;
+    core->stats.batched_proposals += n;
 }
 
 static void propose_one(struct mcore *core)

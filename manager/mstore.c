@@ -1349,44 +1349,30 @@ static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
     return 0;
 }
 
-/*
- * Applies one command inside a savepoint of its own, so that a refusal
- * undoes that command alone (every apply_* decides a refusal before its
- * first write; the rollback makes that hold even if one is changed to
- * write first). 0 with *@res set, or the SQLite failure with the command
- * undone.
- */
+/* Decodes and applies one command: 0 with *@res set (a refusal, or a
+ * command that does not decode, is a result), or the SQLite failure. */
 static int apply_one(struct mstore *s, uint64_t index, const uint8_t *payload,
                      size_t len, uint64_t *res)
 {
     struct mcmd c;
     char why[256];
-    int rv = run(s, ST_SAVEPOINT);
-    if (rv != 0) {
-        return rv;
-    }
     *res = MSTORE_OK(0);
-    rv = mcmd_decode(payload, len, &c, why, sizeof why);
+    int rv = mcmd_decode(payload, len, &c, why, sizeof why);
     if (rv == RQ_MALFORMED) {
         rq_log(RQ_WARN, "entry %" PRIu64 " skipped: %s", index, why);
         *res = MSTORE_ERR(RQ_MALFORMED);
-        rv = 0;
-    } else if (rv == 0) {
+        return 0;
+    }
+    if (rv == 0) {
         rv = apply_cmd(s, &c, res);
         mcmd_clear(&c);
     }
-    if (rv != 0 || MSTORE_IS_ERR(*res)) {
-        int rb = run(s, ST_ROLLBACK_TO);
-        if (rv == 0) {
-            rv = rb;
-        }
-    }
-    int rl = run(s, ST_RELEASE);
-    return rv != 0 ? rv : rl;
+    return rv;
 }
 
-/* Applies every command of the batch at @payload, each on its own, and
- * keeps their results for mstore_batch_results(). */
+/* Applies every command of the batch at @payload, each in a savepoint of
+ * its own inside the entry's, so that a refusal undoes that command alone,
+ * and keeps their results for mstore_batch_results(). */
 static int apply_batch(struct mstore *s, uint64_t index, const uint8_t *payload,
                        size_t len)
 {
@@ -1395,7 +1381,6 @@ static int apply_batch(struct mstore *s, uint64_t index, const uint8_t *payload,
     const uint8_t *cmd;
     size_t n;
 
-    s->batch_n = 0;
     if (mbatch_decode(payload, len, &b, why, sizeof why) != 0) {
         rq_log(RQ_WARN, "entry %" PRIu64 " skipped: %s", index, why);
         return 0;
@@ -1409,9 +1394,18 @@ static int apply_batch(struct mstore *s, uint64_t index, const uint8_t *payload,
         s->batch_cap = b.n;
     }
     for (uint32_t i = 0; mbatch_next(&b, &cmd, &n); i++) {
-        int rv = apply_one(s, index, cmd, n, &s->batch_results[i]);
+        uint64_t *res = &s->batch_results[i];
+        int rv = run(s, ST_SAVEPOINT);
+        if (rv == 0) {
+            rv = apply_one(s, index, cmd, n, res);
+            if (rv == 0 && MSTORE_IS_ERR(*res)) {
+                rv = run(s, ST_ROLLBACK_TO);
+            }
+            int rl = run(s, ST_RELEASE);
+            rv = rv != 0 ? rv : rl;
+        }
         if (rv != 0) {
-            return rv;
+            return rv; /* The entry's savepoint undoes the rest. */
         }
     }
     s->batch_n = b.n;
@@ -1463,6 +1457,12 @@ int mstore_apply(struct mstore *s, uint64_t index, const uint8_t *payload,
         res = MSTORE_OK(s->batch_n);
     } else {
         rv = apply_one(s, index, payload, len, &res);
+        if (rv == 0 && MSTORE_IS_ERR(res)) {
+            /* Every apply_* decides a refusal before its first write; the
+             * rollback makes that hold even if one is changed to write
+             * first. */
+            rv = run(s, ST_ROLLBACK_TO);
+        }
     }
     uint64_t crc = entry_crc(payload, len);
     if (rv == 0) {

@@ -136,11 +136,10 @@ struct rq_node {
             /* The owner's sync before the put goes on to raft_uv (see
              * "The sync a snapshot needs, off the loop"). */
             const struct raft_snapshot *snapshot;
-            void *job;
+            void *job; /* In a worker thread while not NULL. */
             int (*run)(void *job);
             int job_rv;
-            bool syncing; /* job in a worker thread. */
-            bool stuck;   /* The sync or the put failed: never stored. */
+            bool stuck; /* The sync or the put failed: never stored. */
             uv_work_t work;
         } inflight[2];
         void (*close)(struct raft_io *io, raft_io_close_cb cb);
@@ -790,7 +789,8 @@ static bool syncing(const struct rq_node *n)
 {
     for (size_t i = 0; i < sizeof n->snap.inflight / sizeof n->snap.inflight[0];
          i++) {
-        if (n->snap.inflight[i].req != NULL && n->snap.inflight[i].syncing) {
+        if (n->snap.inflight[i].req != NULL &&
+            n->snap.inflight[i].job != NULL) {
             return true;
         }
     }
@@ -810,7 +810,6 @@ static void sync_after(uv_work_t *w, int status)
     int rv = status == 0 ? slot->job_rv : RQ_IO; /* UNTESTED: never canceled. */
     n->ops->sync_done(n->fsm_data, slot->job, rv);
     slot->job = NULL;
-    slot->syncing = false;
     if (n->snap.close_deferred) {
         put_cancel(slot);
         if (!syncing(n)) {
@@ -882,21 +881,12 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing,
         slot->snapshot = snapshot;
         slot->job = job;
         slot->run = n->ops->sync_run;
-        slot->syncing = true;
         slot->work.data = slot;
-        if (uv_queue_work(n->loop, &slot->work, sync_work, sync_after) == 0) {
-            return 0;
-        }
-        /* UNTESTED: uv_queue_work fails only on a NULL callback. */
-        slot->syncing = false;
-        slot->job = NULL;
-        int jrv = slot->run(job);
-        n->ops->sync_done(n->fsm_data, job, jrv);
-        if (jrv != 0) {
-            req->data = slot->req_data;
-            slot->req = NULL;
-            return RAFT_IOERR;
-        }
+        /* uv_queue_work fails only without a work callback. */
+        int qrv = uv_queue_work(n->loop, &slot->work, sync_work, sync_after);
+        assert(qrv == 0);
+        (void)qrv;
+        return 0;
     }
     int rv =
         n->snap.snapshot_put(io, trailing, req, snapshot, io_snapshot_put_cb);

@@ -471,16 +471,24 @@ static unsigned count_prefixed(const char *dir, const char *prefix)
 /* ---- Tests ---- */
 
 /* Starts @tn as the sole voter of its group and waits until it is ready. */
+/* Opens @tn (tnode_init'd) with @cfg as the sole voter of its group,
+ * bootstraps and starts it and waits until it is ready. */
+static void sole_voter_boot(struct tnode *tn, const struct rq_node_config *cfg)
+{
+    struct rq_peer self = {.id = 1};
+    snprintf(self.address, sizeof self.address, "%s", tn->address);
+    tnode_open_with(tn, cfg);
+    tnode_bootstrap(tn, &self, 1);
+    tnode_start(tn);
+    assert_true(run_until(tn->fx, is_ready, tn, WAIT_MS));
+}
+
 static void sole_voter_start(struct tnode *tn, struct fixture *fx,
                              unsigned port, const char *sub)
 {
     tnode_init(tn, fx, 1, port, sub);
-    struct rq_peer self = {.id = 1};
-    snprintf(self.address, sizeof self.address, "%s", tn->address);
-    tnode_open(tn);
-    tnode_bootstrap(tn, &self, 1);
-    tnode_start(tn);
-    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    struct rq_node_config cfg = config_for(tn);
+    sole_voter_boot(tn, &cfg);
     /* The poll ticks libraft every heartbeat (50 ms) and every tick must
      * send a heartbeat, so libraft's heartbeat timeout is half of it, also
      * for a node that never goes quiet (rq_quiet_heartbeat_ms). */
@@ -593,16 +601,10 @@ static void test_node_restores_snapshot_and_tail(void **state)
     unsigned closed;
 
     tnode_init(tn, fx, 1, BASE_PORT + 2, "snap");
-    struct rq_peer self = {.id = 1};
-    snprintf(self.address, sizeof self.address, "%s", tn->address);
     struct rq_node_config cfg = config_for(tn);
     cfg.snapshot_threshold = 32;
     cfg.snapshot_trailing = 8;
-
-    tnode_open_with(tn, &cfg);
-    tnode_bootstrap(tn, &self, 1);
-    tnode_start(tn);
-    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    sole_voter_boot(tn, &cfg);
     /* In waves, so that snapshots are taken along the way. */
     for (unsigned w = 0; w < waves; w++) {
         apply_range(tn, w * per_wave, per_wave, &expect);
@@ -729,15 +731,10 @@ static void gated_start(struct tnode *tn, struct fixture *fx, unsigned port,
     gate.rv = rv;
     tnode_init(tn, fx, 1, port, sub);
     tn->ops = &sync_ops;
-    struct rq_peer self = {.id = 1};
-    snprintf(self.address, sizeof self.address, "%s", tn->address);
     struct rq_node_config cfg = config_for(tn);
     cfg.snapshot_threshold = 16;
     cfg.snapshot_trailing = 4;
-    tnode_open_with(tn, &cfg);
-    tnode_bootstrap(tn, &self, 1);
-    tnode_start(tn);
-    assert_true(run_until(fx, is_ready, tn, WAIT_MS));
+    sole_voter_boot(tn, &cfg);
     *expect = HASH_SEED;
     apply_range(tn, 0, 20, expect);
     assert_true(run_until(fx, sync_started, NULL, WAIT_MS));

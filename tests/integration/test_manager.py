@@ -1227,10 +1227,7 @@ def test_metadata_writes_batched(ctx):
         want[(k % 30) % 2] = 1000 + cid
         check(offs == want, "consumer %d offsets %r, want %r" % (cid, offs, want))
 
-    def agree():
-        d = digests(c)
-        return len(set(d.values())) == 1 and len(d) == 3
-    wait_until(agree, 10, "every manager's state digest to agree")
+    wait_until(lambda: digests_agree(c), 10, "every manager's state digest to agree")
 
 
 def test_consumes_ride_together(ctx):
@@ -2313,6 +2310,13 @@ def digests(c):
     return got
 
 
+def digests_agree(c):
+    """Whether all three managers report the same applied index and state
+    digest."""
+    d = digests(c)
+    return len(set(d.values())) == 1 and len(d) == 3
+
+
 def test_rolling_upgrade(ctx):
     """Managers and brokers of the previous release ($RAFTQ_PREVIOUS_BUILD,
     its build directory: `git archive REV | tar -x -C DIR && make -C DIR
@@ -2416,10 +2420,7 @@ def test_rolling_upgrade(ctx):
     check_ok(st, obj, "create a token after the upgrade")
     check(obj["id"] == 1, "first token id %r" % obj.get("id"))
 
-    def agree():
-        d = digests(c)
-        return len(set(d.values())) == 1 and len(d) == 3
-    wait_until(agree, 10, "every manager's state digest to agree")
+    wait_until(lambda: digests_agree(c), 10, "every manager's state digest to agree")
 
     # Every manager runs this build: batches back on, one at a time, the
     # leader last; then writes that come together go as batch entries and
@@ -2432,7 +2433,8 @@ def test_rolling_upgrade(ctx):
     for st, obj in burst_at_leader(c, lead, [("POST", "/consumer/register",
                                               {"topic": "keep"})] * 20):
         check_ok(st, obj, "register a consumer with batches on")
-    wait_until(agree, 10, "every manager's state digest to agree with batches on")
+    wait_until(lambda: digests_agree(c), 10,
+               "every manager's state digest to agree with batches on")
 
 
 if __name__ == "__main__":
