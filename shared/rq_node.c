@@ -65,6 +65,10 @@
  * its ticks (see "Idle groups go quiet"). */
 #define RAFT_UV_TICK_MS 3600000u
 
+/* The election timeout of a campaigning node (rq_node_campaign): it stands
+ * at its first tick. */
+#define CAMPAIGN_ELECTION_MS 10u
+
 /* A client request (an entry or a barrier) in flight inside raft. */
 struct request {
     union {
@@ -162,8 +166,8 @@ struct rq_node {
                       const struct raft_entry entries[], unsigned n,
                       raft_io_append_cb cb);
         int (*truncate)(struct raft_io *io, raft_index index);
-        int status;       /* The first failure's RAFT_* code; 0: none. */
-        char what[160];   /* What failed, for the log line. */
+        int status;     /* The first failure's RAFT_* code; 0: none. */
+        char what[160]; /* What failed, for the log line. */
         bool reported;
     } io_fail;
 
@@ -181,6 +185,9 @@ struct rq_node {
         unsigned heartbeat_ms; /* The timing libraft was last given. */
         unsigned election_ms;
     } quiet;
+    /* Campaigning at a short election timeout until a leader is known
+     * (rq_node_campaign). */
+    bool campaign;
 
     bool started;
     bool closing;
@@ -624,7 +631,8 @@ static void node_tracer_init(struct rq_node *n)
 
 static struct rq_node *node_of_io(struct raft_io *io)
 {
-    return (struct rq_node *)(void *)((char *)io - offsetof(struct rq_node, io));
+    return (struct rq_node *)(void *)((char *)io -
+                                      offsetof(struct rq_node, io));
 }
 
 /* ---- Writes that fail ----
@@ -727,8 +735,7 @@ static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
                           n_entries);
     if (rv == 0) {
         n->snap.index = *snapshot != NULL ? (*snapshot)->index : 0;
-        n->snap.log_first =
-            *n_entries > 0 ? *start_index : n->snap.index + 1;
+        n->snap.log_first = *n_entries > 0 ? *start_index : n->snap.index + 1;
     }
     return rv;
 }
@@ -748,9 +755,10 @@ static void io_snapshot_put_cb(struct raft_io_snapshot_put *req, int status)
     }
     if (status == 0 && put.index > n->snap.index) {
         n->snap.index = put.index;
-        raft_index keep_from = put.trailing == 0        ? put.index + 1
-                               : put.index > put.trailing ? put.index - put.trailing + 1
-                                                          : 1;
+        raft_index keep_from = put.trailing == 0 ? put.index + 1
+                               : put.index > put.trailing
+                                   ? put.index - put.trailing + 1
+                                   : 1;
         if (put.trailing == 0 || keep_from > n->snap.log_first) {
             n->snap.log_first = keep_from;
         }
@@ -965,7 +973,8 @@ static void quiet_set_timing(struct rq_node *n)
     const struct rq_quiet *q = &n->quiet.state;
     uint64_t now = now_ms(n);
     unsigned heartbeat = (unsigned)rq_quiet_heartbeat_ms(q, c);
-    unsigned election = (unsigned)rq_quiet_election_ms(q, c, now);
+    unsigned election = n->campaign ? CAMPAIGN_ELECTION_MS
+                                    : (unsigned)rq_quiet_election_ms(q, c, now);
     bool rearm = false;
     if (heartbeat != n->quiet.heartbeat_ms) {
         n->quiet.heartbeat_ms = heartbeat;
@@ -1045,12 +1054,42 @@ void rq_node_wake(struct rq_node *n)
     }
 }
 
+/* Whether the node leads or follows a leader it knows. */
+static bool knows_leader(struct rq_node *n)
+{
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&n->raft, &leader, &address);
+    return leader != 0 || raft_state(&n->raft) == RAFT_LEADER;
+}
+
+void rq_node_campaign(struct rq_node *n)
+{
+    if (!n->started || n->closing || n->campaign || knows_leader(n)) {
+        return;
+    }
+    n->campaign = true;
+    quiet_set_timing(n);
+}
+
+/* Ends a campaign once there is a leader, before libraft's next tick: a
+ * leader checks its contact with the followers every election timeout,
+ * and the short one would depose it between two heartbeats. */
+static void campaign_look(struct rq_node *n)
+{
+    if (n->campaign && knows_leader(n)) {
+        n->campaign = false;
+        quiet_set_timing(n);
+    }
+}
+
 /* Looks at the group (quiet or not), then ticks libraft. */
 static void node_tick_now(struct rq_node *n, uint64_t now)
 {
     if (n->quiet.tick == NULL) {
         return; /* Not started. */
     }
+    campaign_look(n);
     quiet_look(n);
     n->quiet.last_tick_ms = now;
     n->quiet.tick(&n->io);

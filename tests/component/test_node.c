@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -1297,8 +1298,93 @@ static void test_node_seeds_differ(void **state)
     }
 }
 
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static bool follows(void *arg)
+{
+    struct tnode *tn = arg;
+    struct rq_node_info info;
+    if (tn->node == NULL) {
+        return false;
+    }
+    rq_node_info(tn->node, &info);
+    return info.role == RQ_ROLE_FOLLOWER && info.leader_id == 2;
+}
+
+/*
+ * A group whose election timeout is 30 s gets a leader within a few ticks
+ * when one member campaigns (rq_node_campaign), and it is that member. The
+ * leader then runs at the configured timeout: a short one would depose it
+ * between heartbeats, and its term would move. A member that restarts
+ * and campaigns while the leader leads only follows it: under pre-vote
+ * nobody votes for it, and the term stays.
+ */
+static void test_node_campaign_elects_at_once_and_disturbs_no_one(void **state)
+{
+    struct fixture *fx = *state;
+    struct rq_peer peers[N_VOTERS];
+    struct rq_node_config cfg;
+    struct rq_node_info info;
+
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "c%u", i + 1);
+        tnode_init(&fx->nodes[i], fx, i + 1, BASE_PORT + 33 + i, sub);
+        peers[i].id = i + 1;
+        snprintf(peers[i].address, sizeof peers[i].address, "%s",
+                 fx->nodes[i].address);
+    }
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        cfg = config_for(&fx->nodes[i]);
+        cfg.election_timeout_ms = 30000;
+        tnode_open_with(&fx->nodes[i], &cfg);
+        tnode_bootstrap(&fx->nodes[i], peers, N_VOTERS);
+        tnode_start(&fx->nodes[i]);
+    }
+    struct tnode *two = &fx->nodes[1];
+    rq_node_campaign(two->node);
+    assert_true(run_until(fx, one_ready, fx, 3000));
+    assert_ptr_equal(single_ready(fx), two);
+    rq_node_info(two->node, &info);
+    uint64_t term = info.term;
+
+    assert_false(run_until(fx, never, NULL, 1000));
+    assert_ptr_equal(single_ready(fx), two);
+    rq_node_info(two->node, &info);
+    assert_int_equal(info.term, term);
+    assert_int_equal(info.role, RQ_ROLE_LEADER);
+
+    struct tnode *three = &fx->nodes[2];
+    tnode_close(three);
+    cfg = config_for(three);
+    cfg.election_timeout_ms = 30000;
+    tnode_open_with(three, &cfg);
+    tnode_start(three);
+    rq_node_campaign(three->node);
+    assert_true(run_until(fx, follows, three, 3000));
+    assert_false(run_until(fx, never, NULL, 500));
+    assert_ptr_equal(single_ready(fx), two);
+    rq_node_info(two->node, &info);
+    assert_int_equal(info.term, term);
+    assert_true(follows(three));
+    /* Knowing the leader, a later call is a no-op. */
+    rq_node_campaign(three->node);
+    assert_false(run_until(fx, never, NULL, 300));
+    assert_true(follows(three));
+
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        tnode_close(&fx->nodes[i]);
+    }
+}
+
 int main(void)
 {
+    /* As the servers do: a closed member's peers write to its sockets. */
+    signal(SIGPIPE, SIG_IGN);
     base_port = harness_pick_ports("test_node", 40);
     if (base_port == 0) {
         return 1;
@@ -1329,6 +1415,9 @@ int main(void)
             test_node_three_voters_replicate_and_fail_over, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_node_lower_budget_lets_go_of_the_log_when_idle, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_campaign_elects_at_once_and_disturbs_no_one, setup,
             teardown),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
