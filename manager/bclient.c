@@ -38,7 +38,6 @@
  * that a consume goes on to the next partition. */
 #define READ_DEADLINE_MS 5000
 #define CALL_TIMEOUT_MS 5000
-#define RETRY_MS 100
 #define WHY_LEN BCLIENT_POLICY_WHY
 
 struct bcall;
@@ -71,6 +70,7 @@ struct bcall {
     unsigned fan_pending;
     uint32_t fan_named; /* A leader a replica named. */
     bool delivered;     /* A final answer went to the caller. */
+    unsigned pauses;    /* Taken so far (bclient_policy_pause_ms). */
     uv_timer_t timer;
     bclient_cb cb;
     void *data;
@@ -183,14 +183,16 @@ static void on_retry(uv_timer_t *t)
 static void retry_later(struct bcall *c)
 {
     uint64_t now = mcore_now(c->core);
-    if (mcore_closing(c->core) || now + RETRY_MS >= c->deadline) {
+    unsigned ms = bclient_policy_pause_ms(c->pauses);
+    if (mcore_closing(c->core) || now + ms >= c->deadline) {
         finish_unavailable(c);
         return;
     }
+    c->pauses++;
     mcore_stats(c->core)->broker_retries++;
-    rq_log(RQ_DEBUG, "group %" PRIu64 ": broker call again in %d ms: %s",
-           c->part.group_id, RETRY_MS, c->why);
-    uv_timer_start(&c->timer, on_retry, RETRY_MS, 0);
+    rq_log(RQ_DEBUG, "group %" PRIu64 ": broker call again in %u ms: %s",
+           c->part.group_id, ms, c->why);
+    uv_timer_start(&c->timer, on_retry, ms, 0);
 }
 
 /* The leader of the call's group as the routing cache has it; 0: none. */

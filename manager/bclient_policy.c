@@ -145,3 +145,15 @@ void bclient_policy_fan_answer(const struct bclient_policy_answer *a,
     snprintf(out->why, sizeof out->why, "broker %u: %ld %s", broker, a->status,
              a->message != NULL ? a->message : "");
 }
+
+#define PAUSE_FIRST_MS 5u
+#define PAUSE_MAX_MS 100u
+
+unsigned bclient_policy_pause_ms(unsigned pauses)
+{
+    unsigned ms = PAUSE_FIRST_MS;
+    while (pauses-- > 0 && ms < PAUSE_MAX_MS) {
+        ms *= 2;
+    }
+    return ms < PAUSE_MAX_MS ? ms : PAUSE_MAX_MS;
+}

@@ -105,4 +105,13 @@ void bclient_policy_fan_answer(const struct bclient_policy_answer *a,
                                uint32_t broker, bool delivered,
                                struct bclient_policy_next *out);
 
+/*
+ * The pause before a call tries again after @pauses earlier pauses: 5 ms,
+ * doubling to 100 ms. A leader that moves (a transfer to the preferred
+ * broker, an election) is usually ready again within milliseconds, and a
+ * fixed 100 ms pause was a client's longest wait under steady load; a
+ * leader that stays away is still asked only ten times a second.
+ */
+unsigned bclient_policy_pause_ms(unsigned pauses);
+
 #endif /* BCLIENT_POLICY_H */

@@ -65,9 +65,10 @@
  * its ticks (see "Idle groups go quiet"). */
 #define RAFT_UV_TICK_MS 3600000u
 
-/* The election timeout of a campaigning node (rq_node_campaign): it stands
- * at its first tick. */
-#define CAMPAIGN_ELECTION_MS 10u
+/* The election timeout of a campaigning node (rq_node_campaign), which
+ * ticks at every poll meanwhile: it stands within a poll or two of opening,
+ * and a round that brought no leader starts again 40-80 ms later. */
+#define CAMPAIGN_ELECTION_MS 40u
 
 /* A client request (an entry or a barrier) in flight inside raft. */
 struct request {
@@ -512,8 +513,8 @@ static void poll_cb(uv_timer_t *timer)
         n->io_fail.reported = true;
         rq_log(RQ_ERROR, "%s: stopped: %s", n->label, n->io_fail.what);
     }
-    if (rq_quiet_tick_due(&n->quiet.state, &n->quiet.cfg, n->quiet.last_tick_ms,
-                          t)) {
+    if (n->campaign || rq_quiet_tick_due(&n->quiet.state, &n->quiet.cfg,
+                                         n->quiet.last_tick_ms, t)) {
         node_tick_now(n, t);
         if (n->closing) {
             return; /* A callback of the tick closed the node. */

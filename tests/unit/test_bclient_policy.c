@@ -247,6 +247,26 @@ static void test_bclient_policy_fan_answer(void **state)
     assert_string_equal(n.why, "broker 4: timed out");
 }
 
+static void test_bclient_policy_pauses_grow_to_a_tenth_of_a_second(void **state)
+{
+    (void)state;
+    assert_int_equal(bclient_policy_pause_ms(0), 5);
+    assert_int_equal(bclient_policy_pause_ms(1), 10);
+    assert_int_equal(bclient_policy_pause_ms(2), 20);
+    assert_int_equal(bclient_policy_pause_ms(4), 80);
+    assert_int_equal(bclient_policy_pause_ms(5), 100);
+    assert_int_equal(bclient_policy_pause_ms(6), 100);
+    assert_int_equal(bclient_policy_pause_ms(100), 100);
+    assert_int_equal(bclient_policy_pause_ms(~0u), 100);
+    /* Ten tries take 5+10+20+40+80+5*100 ms: within the produce deadline
+     * (10 s) a leader that stays away is asked about a hundred times. */
+    unsigned total = 0;
+    for (unsigned k = 0; k < 10; k++) {
+        total += bclient_policy_pause_ms(k);
+    }
+    assert_int_equal(total, 655);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_bclient_policy_read_200_must_be_final),
         cmocka_unit_test(test_bclient_policy_canceled_ends_with_503),
         cmocka_unit_test(test_bclient_policy_fan_answer),
+        cmocka_unit_test(test_bclient_policy_pauses_grow_to_a_tenth_of_a_second),
     };
     return cmocka_run_group_tests_name("bclient_policy", tests, NULL, NULL);
 }
