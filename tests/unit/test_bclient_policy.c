@@ -284,7 +284,8 @@ int main(void)
         cmocka_unit_test(test_bclient_policy_read_200_must_be_final),
         cmocka_unit_test(test_bclient_policy_canceled_ends_with_503),
         cmocka_unit_test(test_bclient_policy_fan_answer),
-        cmocka_unit_test(test_bclient_policy_pauses_grow_to_a_tenth_of_a_second),
+        cmocka_unit_test(
+            test_bclient_policy_pauses_grow_to_a_tenth_of_a_second),
     };
     return cmocka_run_group_tests_name("bclient_policy", tests, NULL, NULL);
 }
