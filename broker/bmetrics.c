@@ -108,6 +108,14 @@ static const struct rq_metric_def aio_def = {
     {"where"},
 };
 
+static const struct rq_metric_def peers_down_def = {
+    RQ_METRIC_COUNTER,
+    "raftq_broker_peers_down_total",
+    "Times a peer broker answered no ping for an election timeout, after "
+    "which the groups it led stood for election here at once.",
+    {NULL},
+};
+
 int bmetrics_init(struct bmetrics *bm, struct rq_metrics *registry)
 {
     memset(bm, 0, sizeof *bm);
@@ -129,8 +137,10 @@ int bmetrics_init(struct bmetrics *bm, struct rq_metrics *registry)
     const char *inline_[] = {"inline"};
     bm->aio_deferred = rq_metric_get(aio, pool);
     bm->aio_inline = rq_metric_get(aio, inline_);
+    bm->peers_down =
+        rq_metric_family_child(rq_metrics_add(registry, &peers_down_def));
     if (bm->fsync == NULL || bm->replicas[BMETRICS_STATES - 1] == NULL ||
-        bm->aio_inline == NULL) {
+        bm->aio_inline == NULL || bm->peers_down == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     return rq_proc_metrics_init(&bm->proc, registry);

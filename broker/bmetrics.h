@@ -73,6 +73,7 @@ struct bmetrics {
     struct rq_metric *replicas[BMETRICS_STATES]; /* By state. */
     struct rq_metric *aio_deferred;
     struct rq_metric *aio_inline;
+    struct rq_metric *peers_down; /* The peer watch's reports (peerwatch.h). */
     struct rq_proc_metrics proc;
 };
 

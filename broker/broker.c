@@ -53,6 +53,7 @@
 #include "bmetrics.h"
 #include "brpc.h"
 #include "logbudget.h"
+#include "peerwatch.h"
 #include "registrar.h"
 #include "replica.h"
 #include "rq_aio.h"
@@ -205,6 +206,10 @@ struct broker {
     uv_timer_t tick;
     uint64_t ticks;
     uv_timer_t retention;
+    /* The peer watch (peerwatch.h): a ping to each peer broker every
+     * heartbeat; the groups a silent one led stand for election. */
+    struct peerwatch peers;
+    uv_timer_t ping;
 
     bool closing;
     bool http_closing;
@@ -829,7 +834,11 @@ static void on_tick(uv_timer_t *t)
     b->ticks++;
     bool balance = b->ticks % BALANCE_TICKS == 0;
     for (size_t i = 0; i < b->n_slots; i++) {
-        replica_tick(b->slots[i].replica, balance);
+        /* No transfer to a preferred leader that answers no ping: it would
+         * hold the group's produces for an election timeout, then fail. */
+        const struct peerwatch_peer *p =
+            peerwatch_get(&b->peers, replica_preferred(b->slots[i].replica));
+        replica_tick(b->slots[i].replica, balance && (p == NULL || !p->down));
         reopen_if_stopped(b, &b->slots[i], now);
     }
 }
@@ -919,6 +928,10 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
         rq_rpc_reply(call, RQ_SHUTDOWN, NULL, 0);
         return;
     }
+    if (method == REPLICA_RPC_PING) {
+        rq_rpc_reply(call, 0, NULL, 0);
+        return;
+    }
     if (method == REPLICA_RPC_MEMBERS) {
         serve_members(b, call, body, len);
         return;
@@ -948,6 +961,88 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
         rq_rpc_reply(call, 0, out.base, out.len);
     }
     rq_buf_close(&out);
+}
+
+/* ---- Peer watch ----
+ *
+ * A follower learns that its leader is gone only when the leader's
+ * heartbeats stop for an election timeout, and a quiet group's leader
+ * heartbeats once a second and its followers wait 5 to 10 s (DESIGN.md
+ * section 15, "Idle groups go quiet"). One ping a heartbeat to each peer
+ * broker tells this broker, for all its groups at once, when a peer's
+ * process stops answering: after --election-timeout-ms of silence, every
+ * group that follows it stands for election at once (replica_leader_lost),
+ * and the surviving members of each elect a leader within a few polls.
+ * Pings ride the Raft port's RPC connection to the peer (one a peer, kept).
+ */
+
+struct ping {
+    struct broker *b;
+    uint64_t id;
+};
+
+static void on_pong(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct ping *pg = data;
+    struct broker *b = pg->b;
+    (void)body;
+    (void)len;
+    bool ok =
+        status != RQ_TIMEOUT && status != RQ_CONNECT && status != RQ_SHUTDOWN;
+    if (!b->closing &&
+        peerwatch_answer(&b->peers, pg->id, ok, uv_now(b->loop))) {
+        struct peerwatch_peer *p = peerwatch_get(&b->peers, pg->id);
+        rq_log(RQ_INFO, "broker %" PRIu64 " at %s answers again", pg->id,
+               p != NULL ? p->addr : "?");
+    }
+    free(pg);
+}
+
+static void on_peer_down(void *data, const struct peerwatch_peer *p)
+{
+    struct broker *b = data;
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_slots; i++) {
+        n += replica_leader_lost(b->slots[i].replica, p->id) ? 1 : 0;
+    }
+    rq_metric_add(b->bm.peers_down, 1);
+    rq_log(RQ_WARN,
+           "broker %" PRIu64 " at %s has answered no ping for %" PRIu64
+           " ms; %zu groups it led stand for election here",
+           p->id, p->addr, b->peers.dead_after_ms, n);
+}
+
+static void on_ping_tick(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    uint64_t now = uv_now(b->loop);
+
+    peerwatch_round_begin(&b->peers, now);
+    for (size_t i = 0; i < b->n_slots; i++) {
+        const struct replica_desc *d = replica_desc(b->slots[i].replica);
+        for (size_t k = 0; k < d->n_members; k++) {
+            const struct replica_member *m = &d->members[k];
+            if (m->id != b->cfg.id && m->raft_addr[0] != '\0') {
+                (void)peerwatch_track(&b->peers, m->id, m->raft_addr, now);
+            }
+        }
+    }
+    peerwatch_round_end(&b->peers);
+    for (size_t i = 0; i < b->peers.n; i++) {
+        struct peerwatch_peer *p = &b->peers.peers[i];
+        struct ping *pg = p->in_flight ? NULL : malloc(sizeof *pg);
+        if (pg == NULL) {
+            continue;
+        }
+        *pg = (struct ping){b, p->id};
+        if (rq_rpc_call(b->rpc, p->addr, REPLICA_RPC_PING, NULL, 0,
+                        (unsigned)b->peers.dead_after_ms, on_pong, pg) != 0) {
+            free(pg); /* UNTESTED: shutting down or ENOMEM. */
+            continue;
+        }
+        p->in_flight = true;
+    }
+    peerwatch_check(&b->peers, now, on_peer_down, b);
 }
 
 /* ---- Metrics ---- */
@@ -1039,6 +1134,7 @@ static void shutdown_begin(struct broker *b)
     uv_close((uv_handle_t *)&b->opener, NULL);
     uv_close((uv_handle_t *)&b->tick, NULL);
     uv_close((uv_handle_t *)&b->retention, NULL);
+    uv_close((uv_handle_t *)&b->ping, NULL);
     /* A close callback removes a slot: walk a snapshot of the replicas. */
     size_t n = b->n_slots;
     struct replica **list = calloc(n + 1, sizeof *list);
@@ -1282,6 +1378,11 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     b->retention.data = b;
     uv_timer_start(&b->retention, on_retention, b->cfg.retention_check_ms,
                    b->cfg.retention_check_ms);
+    peerwatch_init(&b->peers, b->cfg.election_ms);
+    uv_timer_init(b->loop, &b->ping);
+    b->ping.data = b;
+    uv_timer_start(&b->ping, on_ping_tick, b->cfg.heartbeat_ms,
+                   b->cfg.heartbeat_ms);
     rq_log(RQ_INFO,
            "listening on %s (raft) and %s (http), data in %s, %zu replicas "
            "to open",
@@ -1302,6 +1403,7 @@ static int finish(void *self)
 {
     struct broker *b = self;
     free(b->slots);
+    peerwatch_close(&b->peers);
     rq_httpsig_free(b->httpsig);
     rq_keys_wipe(&b->keys, sizeof b->keys);
     rq_metrics_free(b->metrics);

@@ -684,6 +684,16 @@ const struct replica_member *replica_leader(const struct replica *r)
     return replica_desc_member(&r->desc, info.leader_id);
 }
 
+bool replica_leader_lost(struct replica *r, uint64_t broker_id)
+{
+    const struct replica_member *l = replica_leader(r);
+    if (r->state != REPLICA_OPEN || l == NULL || l->id != broker_id) {
+        return false;
+    }
+    rq_node_leader_lost(r->node, broker_id);
+    return true;
+}
+
 uint64_t replica_preferred(const struct replica *r)
 {
     uint64_t voters[REPLICA_MEMBERS_MAX];

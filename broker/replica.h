@@ -66,6 +66,10 @@
 #define REPLICA_FETCH_REQUEST BRPC_FETCH_REQUEST
 #define REPLICA_RPC_MEMBERS 2
 #define REPLICA_MEMBERS_REQUEST BRPC_MEMBERS_REQUEST
+/* PING body: empty; reply: empty, status 0. Any answer shows the peer
+ * broker's process and loop alive (broker.c's peer watch, peerwatch.h);
+ * an older broker refuses the method, which shows as much. */
+#define REPLICA_RPC_PING 3
 
 struct bmetrics;
 struct bmetrics_replica;
@@ -170,6 +174,10 @@ void replica_status(const struct replica *r, struct replica_status *out);
 bool replica_ready_leader(const struct replica *r);
 /* The leader's member entry if one is known and it is not this broker. */
 const struct replica_member *replica_leader(const struct replica *r);
+/* Broker @broker_id, which this replica follows as its leader, answers
+ * nothing: stand for election now (rq_node_leader_lost) rather than after
+ * the election timeout. true if this replica followed it. */
+bool replica_leader_lost(struct replica *r, uint64_t broker_id);
 
 /* ---- Data plane ---- */
 

@@ -189,6 +189,7 @@ struct rq_node {
     /* Campaigning at a short election timeout until a leader is known
      * (rq_node_campaign). */
     bool campaign;
+    uint64_t campaign_past; /* The lost leader it disregards; 0: none. */
 
     bool started;
     bool closing;
@@ -1055,13 +1056,26 @@ void rq_node_wake(struct rq_node *n)
     }
 }
 
-/* Whether the node leads or follows a leader it knows. */
+/* Whether the node leads, or follows a leader it knows other than the one
+ * a campaign disregards (rq_node_leader_lost). */
 static bool knows_leader(struct rq_node *n)
 {
     raft_id leader = 0;
     const char *address = NULL;
     raft_leader(&n->raft, &leader, &address);
-    return leader != 0 || raft_state(&n->raft) == RAFT_LEADER;
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        return true;
+    }
+    return leader != 0 && leader != n->campaign_past;
+}
+
+static void campaign_start(struct rq_node *n, uint64_t past)
+{
+    n->campaign_past = past;
+    n->campaign = true;
+    /* Awake: polls (and so ticks) at the ordinary interval again. */
+    rq_quiet_wake(&n->quiet.state, &n->quiet.cfg, now_ms(n));
+    quiet_set_timing(n);
 }
 
 void rq_node_campaign(struct rq_node *n)
@@ -1069,17 +1083,41 @@ void rq_node_campaign(struct rq_node *n)
     if (!n->started || n->closing || n->campaign || knows_leader(n)) {
         return;
     }
-    n->campaign = true;
-    quiet_set_timing(n);
+    campaign_start(n, 0);
+}
+
+void rq_node_leader_lost(struct rq_node *n, uint64_t leader_id)
+{
+    raft_id leader = 0;
+    const char *address = NULL;
+    if (!n->started || n->closing || n->campaign || leader_id == 0 ||
+        raft_state(&n->raft) != RAFT_FOLLOWER) {
+        return;
+    }
+    raft_leader(&n->raft, &leader, &address);
+    if (leader != leader_id) {
+        return;
+    }
+    campaign_start(n, leader_id);
 }
 
 /* Ends a campaign once there is a leader, before libraft's next tick: a
  * leader checks its contact with the followers every election timeout,
- * and the short one would depose it between two heartbeats. */
+ * and the short one would depose it between two heartbeats. A campaign
+ * against a lost leader disregards that leader only until the node has
+ * stood (a candidate forgets its leader): the leader heard again after
+ * that was not lost. */
 static void campaign_look(struct rq_node *n)
 {
-    if (n->campaign && knows_leader(n)) {
+    if (!n->campaign) {
+        return;
+    }
+    if (n->campaign_past != 0 && raft_state(&n->raft) == RAFT_CANDIDATE) {
+        n->campaign_past = 0;
+    }
+    if (knows_leader(n)) {
         n->campaign = false;
+        n->campaign_past = 0;
         quiet_set_timing(n);
     }
 }

@@ -189,6 +189,14 @@ void rq_node_wake(struct rq_node *n);
  * or already knows a leader. */
 void rq_node_campaign(struct rq_node *n);
 
+/* The same for a follower whose leader @leader_id is known to be gone (its
+ * process unreachable, as the broker's peer watch finds), which would
+ * otherwise wait out its election timeout, the quiet one of an idle group
+ * included. A no-op unless the node follows @leader_id. Harmless if the
+ * leader is in fact alive: under pre-vote the members that hear it refuse,
+ * and the node follows it again at its next heartbeat. */
+void rq_node_leader_lost(struct rq_node *n, uint64_t leader_id);
+
 /* ---- Raft log memory ---- */
 
 /* What libraft holds in memory of a node's log. */

@@ -1298,21 +1298,50 @@ static void test_node_seeds_differ(void **state)
     }
 }
 
+/* Opens three voters of one group at ports BASE_PORT + @port_off.., in
+ * directories @prefix1..3, with a 30 s election timeout: nobody stands
+ * unless told to. */
+static void start_slow_three(struct fixture *fx, unsigned port_off,
+                             const char *prefix)
+{
+    struct rq_peer peers[N_VOTERS];
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        char sub[16];
+        snprintf(sub, sizeof sub, "%s%u", prefix, i + 1);
+        tnode_init(&fx->nodes[i], fx, i + 1, BASE_PORT + port_off + i, sub);
+        peers[i].id = i + 1;
+        snprintf(peers[i].address, sizeof peers[i].address, "%s",
+                 fx->nodes[i].address);
+    }
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        struct rq_node_config cfg = config_for(&fx->nodes[i]);
+        cfg.election_timeout_ms = 30000;
+        tnode_open_with(&fx->nodes[i], &cfg);
+        tnode_bootstrap(&fx->nodes[i], peers, N_VOTERS);
+        tnode_start(&fx->nodes[i]);
+    }
+}
+
 static bool never(void *arg)
 {
     (void)arg;
     return false;
 }
 
-static bool follows(void *arg)
+struct follows_arg {
+    struct tnode *tn;
+    uint64_t leader;
+};
+
+static bool follows_id(void *arg)
 {
-    struct tnode *tn = arg;
+    struct follows_arg *f = arg;
     struct rq_node_info info;
-    if (tn->node == NULL) {
+    if (f->tn->node == NULL) {
         return false;
     }
-    rq_node_info(tn->node, &info);
-    return info.role == RQ_ROLE_FOLLOWER && info.leader_id == 2;
+    rq_node_info(f->tn->node, &info);
+    return info.role == RQ_ROLE_FOLLOWER && info.leader_id == f->leader;
 }
 
 /*
@@ -1326,25 +1355,10 @@ static bool follows(void *arg)
 static void test_node_campaign_elects_at_once_and_disturbs_no_one(void **state)
 {
     struct fixture *fx = *state;
-    struct rq_peer peers[N_VOTERS];
     struct rq_node_config cfg;
     struct rq_node_info info;
 
-    for (unsigned i = 0; i < N_VOTERS; i++) {
-        char sub[16];
-        snprintf(sub, sizeof sub, "c%u", i + 1);
-        tnode_init(&fx->nodes[i], fx, i + 1, BASE_PORT + 33 + i, sub);
-        peers[i].id = i + 1;
-        snprintf(peers[i].address, sizeof peers[i].address, "%s",
-                 fx->nodes[i].address);
-    }
-    for (unsigned i = 0; i < N_VOTERS; i++) {
-        cfg = config_for(&fx->nodes[i]);
-        cfg.election_timeout_ms = 30000;
-        tnode_open_with(&fx->nodes[i], &cfg);
-        tnode_bootstrap(&fx->nodes[i], peers, N_VOTERS);
-        tnode_start(&fx->nodes[i]);
-    }
+    start_slow_three(fx, 33, "c");
     struct tnode *two = &fx->nodes[1];
     rq_node_campaign(two->node);
     assert_true(run_until(fx, one_ready, fx, 3000));
@@ -1359,22 +1373,75 @@ static void test_node_campaign_elects_at_once_and_disturbs_no_one(void **state)
     assert_int_equal(info.role, RQ_ROLE_LEADER);
 
     struct tnode *three = &fx->nodes[2];
+    struct follows_arg f3 = {three, 2};
     tnode_close(three);
     cfg = config_for(three);
     cfg.election_timeout_ms = 30000;
     tnode_open_with(three, &cfg);
     tnode_start(three);
     rq_node_campaign(three->node);
-    assert_true(run_until(fx, follows, three, 3000));
+    assert_true(run_until(fx, follows_id, &f3, 3000));
     assert_false(run_until(fx, never, NULL, 500));
     assert_ptr_equal(single_ready(fx), two);
     rq_node_info(two->node, &info);
     assert_int_equal(info.term, term);
-    assert_true(follows(three));
+    assert_true(follows_id(&f3));
     /* Knowing the leader, a later call is a no-op. */
     rq_node_campaign(three->node);
     assert_false(run_until(fx, never, NULL, 300));
-    assert_true(follows(three));
+    assert_true(follows_id(&f3));
+
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        tnode_close(&fx->nodes[i]);
+    }
+}
+
+/*
+ * A group with a 30 s election timeout whose leader closes: told that the
+ * leader is lost (rq_node_leader_lost), the two others elect one of them
+ * within 3 s, where they would have waited out the timeout. Told so on one
+ * member while the new leader is alive, nothing moves: the other member
+ * and the leader refuse, the term stays, and the member follows the leader
+ * again.
+ */
+static void test_node_leader_lost_elects_without_waiting(void **state)
+{
+    struct fixture *fx = *state;
+    struct rq_node_info info;
+
+    start_slow_three(fx, 36, "l");
+    rq_node_campaign(fx->nodes[1].node);
+    assert_true(run_until(fx, one_ready, fx, 3000));
+    assert_ptr_equal(single_ready(fx), &fx->nodes[1]);
+    rq_node_info(fx->nodes[1].node, &info);
+    uint64_t first_term = info.term;
+    struct follows_arg f1 = {&fx->nodes[0], 2};
+    struct follows_arg f3 = {&fx->nodes[2], 2};
+    assert_true(run_until(fx, follows_id, &f1, 3000));
+    assert_true(run_until(fx, follows_id, &f3, 3000));
+
+    tnode_close(&fx->nodes[1]);
+    /* Told of another leader, or not following: nothing happens. */
+    rq_node_leader_lost(fx->nodes[0].node, 3);
+    assert_false(run_until(fx, one_ready, fx, 300));
+    rq_node_leader_lost(fx->nodes[0].node, 2);
+    rq_node_leader_lost(fx->nodes[2].node, 2);
+    assert_true(run_until(fx, one_ready, fx, 3000));
+    struct tnode *next = single_ready(fx);
+    assert_true(next == &fx->nodes[0] || next == &fx->nodes[2]);
+    rq_node_info(next->node, &info);
+    uint64_t term = info.term;
+    assert_true(term > first_term);
+
+    struct tnode *other = next == &fx->nodes[0] ? &fx->nodes[2] : &fx->nodes[0];
+    struct follows_arg fo = {other, next->id};
+    assert_true(run_until(fx, follows_id, &fo, 3000));
+    rq_node_leader_lost(other->node, next->id);
+    assert_false(run_until(fx, never, NULL, 1000));
+    assert_ptr_equal(single_ready(fx), next);
+    rq_node_info(next->node, &info);
+    assert_int_equal(info.term, term);
+    assert_true(run_until(fx, follows_id, &fo, 3000));
 
     for (unsigned i = 0; i < N_VOTERS; i++) {
         tnode_close(&fx->nodes[i]);
@@ -1419,6 +1486,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_node_campaign_elects_at_once_and_disturbs_no_one, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_leader_lost_elects_without_waiting, setup, teardown),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }

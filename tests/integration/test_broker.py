@@ -1894,6 +1894,62 @@ def test_registration_rotates_over_managers(ctx):
           "expected one log line per change:\n%s" % "\n".join(b[1].log_tail(30)))
 
 
+def test_idle_partition_fails_over_at_once(ctx):
+    """An idle group gone quiet (its leader heartbeats every second, its
+    followers would wait out a 20 s quiet election timeout) whose leader's
+    broker is paused: the other brokers' peer watch (a ping each heartbeat
+    over the Raft port, silence for an election timeout) makes its
+    followers stand at once, so a new leader takes a produce within
+    seconds; each survivor counts the peer down. No transfer back to the
+    paused broker, its preferred leader, is tried while it answers no ping;
+    resumed, it follows, then leads again as the preferred leader."""
+    b = Brokers(ctx, args=["--raft-quiet-ms", "1000", "--raft-quiet-heartbeat-ms", "1000",
+                           "--raft-quiet-election-timeout-ms", "20000"]).start()
+    b.create([0])
+    b.wait_leaders([0])
+    b.wait_preferred([0])
+    b.produce(0, [{"value": "one"}])
+    lead = b.leader(0)
+    others = [i for i in b.ids() if i != lead]
+    wait_until(lambda: all(b.replicas(i)[1]["quiet"] for i in b.ids()), 30,
+               "every replica to go quiet")
+
+    def new_leader():
+        for i in others:
+            r = b.replicas(i)[1]
+            if r["role"] == "leader" and r["ready"]:
+                return i
+        return None
+
+    b[lead].pause()
+    started = time.monotonic()
+    # Without the peer watch nothing moves for 20-40 s.
+    wait_until(lambda: new_leader() is not None, 10,
+               "a new leader among brokers %r within 10 s" % others)
+    took = time.monotonic() - started
+    print("    new leader after %.1f s" % took)
+    with b.lock:
+        b.leader_hint[0] = new_leader()
+    base, by = b.produce(0, [{"value": "two"}], timeout=3)
+    check(base == 1 and by in others, "produced at %r by broker %r" % (base, by))
+    for i in others:
+        check(value(scrape(b.http[i]), "raftq_broker_peers_down_total") >= 1,
+              "broker%d counted no peer down" % i)
+    # Its preferred leader answers no ping: over a round of balancing
+    # (every 3 s) no transfer is tried, and the leadership stays.
+    now_leader = by
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        check(new_leader() == now_leader, "leadership moved from broker %d" % now_leader)
+        time.sleep(0.5)
+    check(count_lines(b[now_leader], "handing leadership to broker %d" % lead) == 0,
+          "a transfer to the paused broker was tried")
+    b[lead].resume()
+    b.wait_preferred([0])
+    base, _ = b.produce(0, [{"value": "three"}])
+    check(base == 2, "base offset %d after the resume" % base)
+
+
 if __name__ == "__main__":
     run_suite("broker", [
         test_produce_read_everywhere,
@@ -1912,6 +1968,7 @@ if __name__ == "__main__":
         test_replica_rebuilt_from_peers,
         test_membership_change,
         test_preferred_leader,
+        test_idle_partition_fails_over_at_once,
         test_registration_and_heartbeats,
         test_registration_rotates_over_managers,
     ], binary="broker", ports=(26000, 26999))
