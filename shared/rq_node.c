@@ -189,7 +189,8 @@ struct rq_node {
     /* Campaigning at a short election timeout until a leader is known
      * (rq_node_campaign). */
     bool campaign;
-    uint64_t campaign_past; /* The lost leader it disregards; 0: none. */
+    uint64_t campaign_past;  /* The lost leader it disregards; 0: none. */
+    uint64_t campaign_until; /* now_ms() when it gives up. */
 
     bool started;
     bool closing;
@@ -1073,6 +1074,7 @@ static void campaign_start(struct rq_node *n, uint64_t past)
 {
     n->campaign_past = past;
     n->campaign = true;
+    n->campaign_until = now_ms(n) + n->quiet.cfg.election_ms;
     /* Awake: polls (and so ticks) at the ordinary interval again. */
     rq_quiet_wake(&n->quiet.state, &n->quiet.cfg, now_ms(n));
     quiet_set_timing(n);
@@ -1106,7 +1108,11 @@ void rq_node_leader_lost(struct rq_node *n, uint64_t leader_id)
  * and the short one would depose it between two heartbeats. A campaign
  * against a lost leader disregards that leader only until the node has
  * stood (a candidate forgets its leader): the leader heard again after
- * that was not lost. */
+ * that was not lost. A campaign that has brought no leader within an
+ * election timeout ends too: the others refuse (a stale log, a leader
+ * they still hear across a partition that cuts this node off), and a
+ * round every poll would cost a thousand groups tens of thousands of
+ * messages a second for as long as that lasts. */
 static void campaign_look(struct rq_node *n)
 {
     if (!n->campaign) {
@@ -1115,7 +1121,7 @@ static void campaign_look(struct rq_node *n)
     if (n->campaign_past != 0 && raft_state(&n->raft) == RAFT_CANDIDATE) {
         n->campaign_past = 0;
     }
-    if (knows_leader(n)) {
+    if (knows_leader(n) || now_ms(n) >= n->campaign_until) {
         n->campaign = false;
         n->campaign_past = 0;
         quiet_set_timing(n);

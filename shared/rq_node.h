@@ -179,14 +179,14 @@ int rq_node_barrier(struct rq_node *n, rq_node_done_cb cb, void *data);
 void rq_node_wake(struct rq_node *n);
 
 /* Stands for election at the next tick, and at every tick after it, until
- * a leader is known (the election timeout is short meanwhile; a leader's
- * is always the configured one). For a group's preferred leader as it
- * opens: a new group has a leader within a tick or two rather than after
- * an election timeout, and a group that restarted as a whole elects the
- * leader it is meant to have. Under pre-vote it disturbs no one: a
- * follower that knows a leader refuses the vote, and the node follows the
- * leader that answers. No effect on a node that is not started, closing,
- * or already knows a leader. */
+ * a leader is known or an election timeout has passed (the election
+ * timeout is short meanwhile; a leader's is always the configured one). For a
+ * group's preferred leader as it opens: a new group has a leader within a tick
+ * or two rather than after an election timeout, and a group that restarted as a
+ * whole elects the leader it is meant to have. Under pre-vote it disturbs no
+ * one: a follower that knows a leader refuses the vote, and the node follows
+ * the leader that answers. No effect on a node that is not started, closing, or
+ * already knows a leader. */
 void rq_node_campaign(struct rq_node *n);
 
 /* The same for a follower whose leader @leader_id is known to be gone (its

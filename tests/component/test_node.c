@@ -1448,6 +1448,44 @@ static void test_node_leader_lost_elects_without_waiting(void **state)
     }
 }
 
+/*
+ * A campaign that brings no leader ends after an election timeout: a lone
+ * member of a three-voter group (the others never started) stands every
+ * poll or two for a second, then at its ordinary timing, a round or two in
+ * the two seconds after, instead of twenty.
+ */
+static void test_node_campaign_gives_up_after_an_election_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    struct tnode *tn = &fx->nodes[0];
+    struct rq_peer peers[N_VOTERS];
+    struct rq_node_counters c0, c1, c2;
+
+    tnode_init(tn, fx, 1, BASE_PORT + 39, "alone");
+    for (unsigned i = 0; i < N_VOTERS; i++) {
+        peers[i].id = i + 1;
+        snprintf(peers[i].address, sizeof peers[i].address, "127.0.0.1:%d",
+                 i == 0 ? BASE_PORT + 39 : BASE_PORT + 30 + (int)i);
+    }
+    struct rq_node_config cfg = config_for(tn);
+    cfg.election_timeout_ms = 1000;
+    tnode_open_with(tn, &cfg);
+    tnode_bootstrap(tn, peers, N_VOTERS);
+    tnode_start(tn);
+    rq_node_counters(tn->node, &c0);
+    rq_node_campaign(tn->node);
+    assert_false(run_until(fx, never, NULL, 1300));
+    rq_node_counters(tn->node, &c1);
+    assert_false(run_until(fx, never, NULL, 2000));
+    rq_node_counters(tn->node, &c2);
+    print_message("campaign: %llu messages in 1.3 s, then %llu in 2 s\n",
+                  (unsigned long long)(c1.messages_sent - c0.messages_sent),
+                  (unsigned long long)(c2.messages_sent - c1.messages_sent));
+    assert_true(c1.messages_sent - c0.messages_sent >= 10);
+    assert_true(c2.messages_sent - c1.messages_sent <= 8);
+    tnode_close(tn);
+}
+
 int main(void)
 {
     /* As the servers do: a closed member's peers write to its sockets. */
@@ -1488,6 +1526,9 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_node_leader_lost_elects_without_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_campaign_gives_up_after_an_election_timeout, setup,
+            teardown),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }
