@@ -18,8 +18,8 @@
  *   followers send theirs to the leader, which commits them.
  * - Leader duties run from a 100 ms tick: broker liveness (liveness.c)
  *   every 500 ms, repair of replica sets (repair.c) every second,
- *   reconciliation of replicas on brokers (reconcile.c) every second or
- *   when kicked.
+ *   reconciliation of replicas on brokers (reconcile.c) every second, or
+ *   at once when kicked (in the loop turn that kicked it, on_flush).
  *
  * Shutdown (SIGTERM, SIGINT, SIGHUP): the HTTP server closes first (every
  * request still waiting is answered 503 through its abort callback), then
@@ -76,6 +76,7 @@
 #define LIVENESS_TICKS 5 /* Every 500 ms. */
 #define ROUTES_TICKS 10  /* Followers copy the leader's routes every second. */
 #define RECONCILE_TICKS 10 /* Every second. */
+#define KICK_GAP_MS 20     /* Between kicked rounds run at once. */
 #define ADDR_RETRY_MS 1000
 #define PEER_TIMEOUT_MS 3000
 #define PATH_LEN 4096
@@ -114,6 +115,7 @@ struct manager {
     uv_check_t flush; /* Commits the store's open transaction each turn. */
     uv_timer_t tick;  /* Leader duties, read deadlines, address upkeep. */
     uint64_t ticks;
+    uint64_t kick_round_ms; /* When on_flush last ran a kicked round. */
     bool closing;
 
     struct rq_node_info info; /* As last reported by the node. */
@@ -504,6 +506,17 @@ static void on_flush(uv_check_t *c)
         store_failed("committing the store", rv);
     }
     mcore_applied(m->core);
+    /* A round asked for (a topic created or deleted) runs in the turn that
+     * asked rather than at the next tick, so a new topic's replicas exist
+     * sooner; a round reads every partition, so at most one such round
+     * every KICK_GAP_MS. */
+    if (m->leading && !m->closing && reconcile_kicked(m->reconcile)) {
+        uint64_t now = uv_now(m->loop);
+        if (now >= m->kick_round_ms + KICK_GAP_MS) {
+            m->kick_round_ms = now;
+            reconcile_tick(m->reconcile, now, false);
+        }
+    }
 }
 
 static void on_tick(uv_timer_t *t)

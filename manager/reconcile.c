@@ -102,6 +102,11 @@ void reconcile_kick(struct reconcile *rc)
     rc->kicked = true;
 }
 
+bool reconcile_kicked(const struct reconcile *rc)
+{
+    return rc->kicked;
+}
+
 static struct action *action_find(struct reconcile *rc, uint32_t broker,
                                   uint64_t gid)
 {

@@ -47,6 +47,8 @@ void reconcile_free(struct reconcile *rc);
 void reconcile_lead(struct reconcile *rc);
 /* Asks for a round on the next tick (a topic was created or deleted). */
 void reconcile_kick(struct reconcile *rc);
+/* Whether a round was asked for and has not run yet. */
+bool reconcile_kicked(const struct reconcile *rc);
 /* Runs a round if @due or kicked. */
 void reconcile_tick(struct reconcile *rc, uint64_t now, bool due);
 
