@@ -922,6 +922,20 @@ class Chaos:
         tail and is killed just after it wins."""
         c = self.cluster
         t, p, gid, reps, l1 = self.random_partition_of(self.topics)
+
+        def all_can_vote():
+            # A member rebuilt after a wipe joins with an empty log and
+            # knows no configuration until it has caught up, so it cannot
+            # vote: with the leader isolated, no second leader could be
+            # elected yet (a schedule right after a wipe chose one).
+            for b in reps:
+                r = (c.replicas_of(b) or {}).get(gid)
+                if (not r or r.get("state") != "ready" or r.get("leader_id") != l1
+                        or b not in r.get("voters", [])):
+                    return False
+            return True
+        harness.wait_until(all_can_vote, 20, "every member of %s/%d to vote" % (t, p),
+                           interval=0.1)
         out = {"partition": "%s/%d" % (t, p), "l1": "b%d" % l1}
         load = self.burst(t, p, 2, "f8load")
         try:
