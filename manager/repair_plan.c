@@ -77,8 +77,17 @@ static bool resume(const struct repair_view *v,
     if (n_extra != 1 || xb == NULL || xb->state != MBROKER_ALIVE) {
         return false;
     }
+    /* COMMIT changes the store alone, so it is resumed only for a move
+     * away from a broker whose replicas are being replaced (DEAD) or that
+     * is gone (REMOVED). A draining broker is still a member until a move
+     * takes it out, and a stale report from before the last change (a
+     * leader's heartbeats held up) looked like a move off it left at its
+     * last step: committing that put a partition on a broker its group
+     * had just removed (DESIGN.md section 13, findings). A drain's own
+     * plan moves such a replica through every step, each of which finds
+     * a done change done. */
     if (n_missing == 1 && nv == MCMD_RF && mb != NULL &&
-        mb->state != MBROKER_ALIVE) {
+        (mb->state == MBROKER_DEAD || mb->state == MBROKER_REMOVED)) {
         *out = move_of(p, missing, extra, REPAIR_COMMIT);
         return true;
     }

@@ -180,6 +180,28 @@ static void test_repair_plan_resumes_a_commit(void **state)
     assert_move(&f->out[0], 7, 3, 4, REPAIR_COMMIT);
 }
 
+/* A report from before the last change, while the broker it left out
+ * drains (or is late with its heartbeats): no COMMIT from it. */
+static void test_repair_plan_no_commit_from_a_stale_report(void **state)
+{
+    struct fix *f = *state;
+    add_part(f, 7, 2, 3, 4);
+    /* The group moved from 1 to 2; the leader's report still shows 1. */
+    set_voters(f, 3, (uint32_t[]){1, 3, 4});
+    set_state(f, 2, MBROKER_DRAINING);
+    size_t n = plan(f, 5);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_not_equal(f->out[k].first, REPAIR_COMMIT);
+    }
+    set_state(f, 2, MBROKER_REMOVING);
+    n = plan(f, 5);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_not_equal(f->out[k].first, REPAIR_COMMIT);
+    }
+    set_state(f, 2, MBROKER_SUSPECT);
+    assert_int_equal(plan(f, 5), 0);
+}
+
 static void test_repair_plan_resumes_a_remove(void **state)
 {
     struct fix *f = *state;
@@ -371,6 +393,7 @@ int main(void)
         T(test_repair_plan_replaces_a_dead_broker),
         T(test_repair_plan_waits_for_the_leaders_voters),
         T(test_repair_plan_resumes_a_commit),
+        T(test_repair_plan_no_commit_from_a_stale_report),
         T(test_repair_plan_resumes_a_remove),
         T(test_repair_plan_old_report_is_not_a_move_back),
         T(test_repair_plan_resumes_a_rebuild_after_its_remove),
