@@ -60,7 +60,9 @@ int peerwatch_track(struct peerwatch *w, uint64_t id, const char *addr,
         p = &w->peers[w->n++];
         *p = (struct peerwatch_peer){.id = id, .last_ok_ms = now_ms};
     }
-    snprintf(p->addr, sizeof p->addr, "%s", addr);
+    if (strcmp(p->addr, addr) != 0) { /* New, or moved. */
+        snprintf(p->addr, sizeof p->addr, "%s", addr);
+    }
     p->seen = true;
     return 0;
 }

@@ -77,18 +77,19 @@ static bool resume(const struct repair_view *v,
     if (n_extra != 1 || xb == NULL || xb->state != MBROKER_ALIVE) {
         return false;
     }
-    /* COMMIT changes the store alone, so it is resumed only for a move
+    /* COMMIT changes the store alone, so a move is resumed there only
      * away from a broker whose replicas are being replaced (DEAD) or that
-     * is gone (REMOVED). A draining broker is still a member until a move
-     * takes it out, and a stale report from before the last change (a
-     * leader's heartbeats held up) looked like a move off it left at its
-     * last step: committing that put a partition on a broker its group
-     * had just removed (DESIGN.md section 13, findings). A drain's own
-     * plan moves such a replica through every step, each of which finds
-     * a done change done. */
+     * is gone (REMOVED). Away from any other (draining, suspect), the
+     * voters may come from a stale report (a leader's heartbeats held up)
+     * that looks like a move off it left at its last step: committing that
+     * put a partition on a broker its group had just removed (DESIGN.md
+     * section 13, findings). Such a move is resumed from its first step,
+     * which suits both readings: each step finds a change already made
+     * done, and makes one not made yet. */
     if (n_missing == 1 && nv == MCMD_RF && mb != NULL &&
-        (mb->state == MBROKER_DEAD || mb->state == MBROKER_REMOVED)) {
-        *out = move_of(p, missing, extra, REPAIR_COMMIT);
+        mb->state != MBROKER_ALIVE) {
+        bool gone = mb->state == MBROKER_DEAD || mb->state == MBROKER_REMOVED;
+        *out = move_of(p, missing, extra, gone ? REPAIR_COMMIT : REPAIR_CREATE);
         return true;
     }
     if (n_missing == 0 && nv == MCMD_RF + 1) {
