@@ -188,6 +188,11 @@ static const struct rq_opt options[] = {
      offsetof(struct manager_config, default_partitions),
      "partitions of a topic created without number_of_partitions, or by "
      "POST /producer/register"},
+    {"consume-deadline-ms", "RAFTQ_CONSUME_DEADLINE_MS", RQ_OPT_U64, "5000",
+     false, offsetof(struct manager_config, consume_deadline_ms),
+     "a consume forwarded to the leader whose offset advance is not "
+     "proposed within this long of its arrival at a follower is refused "
+     "(503, offset_advanced \"no\"); keep it under the clients' timeouts"},
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "1024",
      false, offsetof(struct manager_config, snapshot_threshold),
      "Raft entries between snapshots of the metadata"},
@@ -787,6 +792,10 @@ static int check(void *self, char *why, size_t whyn)
         c->broker_dead_ms <= c->broker_suspect_ms) {
         snprintf(why, whyn,
                  "need 100 <= --broker-suspect-ms < --broker-dead-ms");
+        return RQ_INVALID;
+    }
+    if (c->consume_deadline_ms < 100 || c->consume_deadline_ms > 600000) {
+        snprintf(why, whyn, "--consume-deadline-ms must be 100 to 600000");
         return RQ_INVALID;
     }
     rv = rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,

@@ -29,6 +29,9 @@ struct manager_config {
     uint64_t max_message_bytes;
     uint64_t snapshot_threshold;
     uint64_t default_partitions; /* Of a topic created without a count. */
+    /* How long a consume forwarded to the leader may take to propose its
+     * advance (mcore_consume_deadline). */
+    uint64_t consume_deadline_ms;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
     uint64_t auth_clock_skew_ms;

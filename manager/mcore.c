@@ -15,6 +15,7 @@
  */
 #include "mcore.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,9 @@
 
 #define READ_TIMEOUT_MS 5000
 #define FORWARD_TIMEOUT_MS 15000
+/* How much longer than its deadline a follower waits for the answer to a
+ * forwarded consume. */
+#define CONSUME_ANSWER_GRACE_MS 1000
 #define PEER_TIMEOUT_MS 3000
 #define URL_LEN 8192
 
@@ -701,9 +705,10 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
 {
     char url[URL_LEN];
     char fwd_line[64];
+    char by_line[64];
     char ct_line[256];
     char auth_line[1024];
-    const char *headers[6];
+    const char *headers[7];
     size_t nh = 0;
 
     if (core->closing) {
@@ -745,6 +750,14 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
     snprintf(fwd_line, sizeof fwd_line, MCORE_FORWARDED ": %" PRIu64,
              core->h.cfg->id);
     headers[nh++] = fwd_line;
+    uint64_t timeout_ms = FORWARD_TIMEOUT_MS;
+    if (f->says_sent) {
+        uint64_t budget = core->h.cfg->consume_deadline_ms;
+        snprintf(by_line, sizeof by_line, MCORE_CONSUME_BY ": %" PRIu64,
+                 mcore_wall_ms() + budget);
+        headers[nh++] = by_line;
+        timeout_ms = budget + CONSUME_ANSWER_GRACE_MS;
+    }
     const char *ct = rq_http_header(req, "Content-Type");
     snprintf(ct_line, sizeof ct_line, "Content-Type: %s",
              ct != NULL ? ct : "application/json");
@@ -763,7 +776,7 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
         .headers = headers,
         .body = len > 0 ? body : NULL,
         .body_len = len,
-        .timeout_ms = FORWARD_TIMEOUT_MS,
+        .timeout_ms = timeout_ms,
         /* Signed afresh as this manager: the caller's signature, if any,
          * was spent here. */
         .sign = core->h.to_managers,
@@ -785,6 +798,30 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
     f->req = req;
     rq_http_on_abort(req, on_forward_abort, f);
     return true;
+}
+
+uint64_t mcore_consume_deadline(struct mcore *core, struct rq_http_req *req)
+{
+    const char *by = rq_http_header(req, MCORE_CONSUME_BY);
+    if (by == NULL || !forwarded_by_a_manager(core, req)) {
+        return 0;
+    }
+    uint64_t now = mcore_wall_ms();
+    uint64_t latest = now + core->h.cfg->consume_deadline_ms;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(by, &end, 10);
+    if (errno != 0 || end == by || *end != '\0') {
+        rq_log(RQ_WARN, "ignoring %s: %s is not a time", MCORE_CONSUME_BY, by);
+        return latest; /* UNTESTED: managers send a number. */
+    }
+    if (v <= now) {
+        rq_log(RQ_INFO,
+               "a forwarded consume arrived %llu ms after its deadline (held "
+               "up on the way, or the managers' clocks differ)",
+               (unsigned long long)(now - v));
+    }
+    return v < latest ? (uint64_t)v : latest;
 }
 
 /* ---- GET /internal/read-index ---- */

@@ -63,6 +63,9 @@ struct uv_loop_s;
 #define MCORE_WHY 256 /* Room for a reason. */
 /* The header naming the manager that forwarded a request. */
 #define MCORE_FORWARDED "X-Raftq-Forwarded"
+/* The wall-clock time (Unix milliseconds) by which the leader must have
+ * proposed a forwarded consume's advance, or not propose it. */
+#define MCORE_CONSUME_BY "X-Raftq-Consume-By"
 
 struct mcore;
 
@@ -96,6 +99,25 @@ void mcore_read(struct mcore *core, mcore_read_cb cb, void *data);
  * forwarded to the leader (or answered 503 when there is none).
  */
 bool mcore_forward(struct mcore *core, struct rq_http_req *req);
+
+/*
+ * The wall-clock time (mcore_wall_ms) past which the leader must not
+ * propose the offset advance of the consume @req, or 0 for none. A
+ * follower that forwards a consume waits for it until --consume-deadline-ms
+ * after it arrived (and a little longer for the answer) and stamps that
+ * time on it (MCORE_CONSUME_BY); past it the follower has answered that
+ * the consume may have happened, and across a network partition the
+ * leader cannot see the follower's cancel, so a request held up on the way
+ * (TCP retransmits until the partition heals) would otherwise consume a
+ * message for a client that has gone (API.md section 1). Only a request
+ * with a manager's believed forwarding mark has one, and never later than
+ * --consume-deadline-ms after this call: the managers' clocks may differ
+ * (a leader's clock behind the follower's lengthens the time by the
+ * difference, up to that bound).
+ * Call it once a request: it checks the mark's signature, whose nonce is
+ * then spent.
+ */
+uint64_t mcore_consume_deadline(struct mcore *core, struct rq_http_req *req);
 
 /* --- Holding a request --------------------------------------------- */
 

@@ -59,6 +59,9 @@ struct consume {
     uint64_t consumer_id;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t given; /* Partition asked for, or MCMD_NO_PARTITION. */
+    /* The wall-clock time past which its advance is not proposed, or 0
+     * (mcore_consume_deadline). */
+    uint64_t deadline;
 
     struct mstore_partition *parts;
     size_t n_parts;
@@ -329,25 +332,44 @@ static void on_consume_abort(struct rq_http_req *req, void *data)
     op->req = NULL;
 }
 
+/* Whether @op's deadline (mcore_consume_deadline) has passed. */
+static bool consume_late(const struct consume *op)
+{
+    return op->deadline != 0 && mcore_wall_ms() >= op->deadline;
+}
+
 /*
- * Whether @op's client has gone; then it ends @op without an answer. A
- * consume asks this before each read and before it proposes the advance
+ * Whether @op's client has gone, or its deadline has passed; then it ends
+ * @op, without an answer or with a 503 that says no message was consumed.
+ * A consume asks this before each read and before it proposes the advance
  * (API.md section 1: the advance is not proposed for a client that has
  * already gone). Once proposed, nothing can call the advance back.
  */
 static bool consume_abandoned(struct consume *op, bool record_read)
 {
-    if (op->req != NULL) {
+    /* Before the advance, the socket itself is asked: a client that gave
+     * up while its request was held back may have its close arrive with
+     * the request, and a record read ahead is proposed in that very turn
+     * (rq_http_client_gone runs on_consume_abort, which drops op->req). */
+    if (op->req != NULL && record_read) {
+        rq_http_client_gone(op->req);
+    }
+    if (op->req != NULL && !consume_late(op)) {
         return false;
     }
     if (record_read) {
         rq_log(RQ_INFO,
-               "consumer %" PRIu64
-               ": the client left before %s/%u offset %" PRIu64
+               "consumer %" PRIu64 ": %s before %s/%u offset %" PRIu64
                " was delivered; the offset stays",
-               op->consumer_id, op->topic, op->order[op->idx], op->msg_offset);
+               op->consumer_id,
+               op->req == NULL ? "the client left"
+                               : "the forwarding manager's deadline passed",
+               op->topic, op->order[op->idx], op->msg_offset);
     }
-    consume_end(op, 0, "%s", "");
+    consume_end(op, 503, "%s",
+                "the consume reached the leader too late: the manager that "
+                "forwarded it has stopped waiting for it, so no message was "
+                "consumed; retry");
     return true;
 }
 
@@ -455,9 +477,11 @@ static void propose_advance(struct consume *op)
         return;
     }
     uint32_t p = op->order[op->idx];
-    /* A rider whose client has gone ends the ride there. */
+    /* A rider whose client has gone, or whose deadline has passed, ends
+     * the ride there. */
     for (size_t i = 0; i < op->n_riders; i++) {
-        if (op->riders[i]->req == NULL) {
+        struct consume *r = op->riders[i];
+        if (r->req == NULL || rq_http_client_gone(r->req) || consume_late(r)) {
             riders_release_from(op, i);
             break;
         }
@@ -795,6 +819,7 @@ void qapi_consume(struct rq_http_req *req, void *data)
     op->core = core;
     op->consumer_id = id;
     op->given = partition;
+    op->deadline = mcore_consume_deadline(core, req);
     snprintf(op->topic, sizeof op->topic, "%s", topic);
     rq_list_push(&q->ops, &op->link);
     op->req = req;

@@ -72,6 +72,7 @@
 #include <assert.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -592,6 +593,31 @@ static void on_watch(uv_poll_t *w, int status, int events)
     req->gone = true;
     req->close_connection = true;
     abort_notify(req);
+}
+
+bool rq_http_client_gone(struct rq_http_req *req)
+{
+    if (req->gone) {
+        return true;
+    }
+    if (req->conn == NULL || req->replied) {
+        return false; /* UNTESTED: detached (see the file comment). */
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL) {
+        return false; /* UNTESTED: MHD always knows the socket. */
+    }
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) != 1 ||
+        (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) {
+        return false;
+    }
+    watch_stop(req);
+    req->gone = true;
+    req->close_connection = true;
+    abort_notify(req);
+    return true;
 }
 
 /* Watches a suspended request's socket for the client leaving. Without the

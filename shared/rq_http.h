@@ -209,6 +209,17 @@ void rq_http_on_abort(struct rq_http_req *req,
                       void (*cb)(struct rq_http_req *req, void *data),
                       void *data);
 
+/*
+ * Whether @req's client has gone, asking its socket now rather than
+ * waiting for the loop to report it: a request whose connection's close
+ * arrived together with it (a client that gave up while a network
+ * partition held its request back) is handled before the loop can see the
+ * close. If it has gone the abort callback runs (rq_http_on_abort) before
+ * this returns true. One poll() of the socket; meant for the moment
+ * before a step that cannot be called back.
+ */
+bool rq_http_client_gone(struct rq_http_req *req);
+
 struct rq_http_stats {
     uint64_t requests;  /* Requests routed to a handler. */
     uint64_t rejected;  /* 404, 405, 413, 503 while closing or busy, and

@@ -319,6 +319,12 @@ void rq_http_on_abort(struct rq_http_req *req,
     req->abort_data = data;
 }
 
+bool rq_http_client_gone(struct rq_http_req *req)
+{
+    (void)req;
+    return false;
+}
+
 /* Fills the path from the route's pattern and @raw {param} values; false
  * when the router would not have matched them. */
 static bool route_params(struct rq_http_req *req, char **raw)

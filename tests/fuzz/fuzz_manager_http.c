@@ -221,6 +221,15 @@ bool mcore_forward(struct mcore *m, struct rq_http_req *req)
     return false;
 }
 
+/* A consume's deadline is what its header says, so that inputs reach both
+ * sides of it (the fake wall clock stands still). */
+uint64_t mcore_consume_deadline(struct mcore *m, struct rq_http_req *req)
+{
+    (void)m;
+    const char *by = rq_http_header(req, MCORE_CONSUME_BY);
+    return by != NULL ? strtoull(by, NULL, 10) : 0;
+}
+
 int mcore_propose(struct mcore *m, struct mcmd *c, rq_node_done_cb cb,
                   void *data)
 {

@@ -1546,6 +1546,66 @@ def test_consume_client_gone(ctx):
     check(c.consume(lead, "gone", cons) is None, "a message left after both")
 
 
+def test_consume_held_back(ctx):
+    """A consume forwarded by a follower reaches the leader only after the
+    follower has stopped waiting for it (--consume-deadline-ms): here the
+    leader is stopped; across a network partition TCP's retransmits hold a
+    request up the same way, and the follower's cancel with it, so the
+    leader finds the request and its connection's close together. The
+    leader does not propose the advance and logs why, and the next consume
+    gets that very message. The message is read ahead (readahead.h), so
+    without the deadline the advance is proposed in the turn the request
+    arrives, before the leader can see the follower leave. The same for a
+    client of the leader that gives up while the leader is stopped."""
+    c = Cluster(ctx, manager_args=["--election-timeout-ms", "5000",
+                                   "--consume-deadline-ms", "500"]).start()
+    lead = c.wait_leader()
+    follower = min(i for i in c.managers if i != lead)
+    c.create_topic(lead, "late", 1)
+    c.wait_topic_led("late")
+    cons = c.register(lead, "consumer", "late")
+    recs = [{"value": "m%d" % k} for k in range(5)]
+    check_ok(*c.call(lead, "POST", "/v1/topics/late/records", {"records": recs}), "fill")
+    check(c.consume(lead, "late", cons) == ("m0", 0, 0), "the first consume")
+    leader_log = c.managers[lead]
+    since = log_size(leader_log)
+    c.managers[lead].pause()
+    try:
+        # The follower forwards the consume into the stopped leader's
+        # socket, gives up after the deadline and its grace (1 s) and
+        # closes the connection.
+        st, obj = c.call(follower, "GET", "/consumer/consume",
+                         query={"topic": "late", "consumer_id": cons}, timeout=30)
+        check_failure(st, obj, 503, "a consume forwarded to a stopped leader")
+        check(obj.get("offset_advanced") == "unknown",
+              "a forward that got no answer says %r" % obj)
+    finally:
+        c.managers[lead].resume()
+    wait_until(lambda: log_has(leader_log, "a forwarded consume arrived", since), 15,
+               "manager%d to see the late consume" % lead)
+    got = c.consume(lead, "late", cons)
+    check(got == ("m1", 0, 1), "after the late consume, the next got %r, not m1" % (got,))
+    # The same at the leader itself, from a client that gave up: the
+    # request and its close arrive together, and the leader asks the
+    # socket before it proposes the advance.
+    since = log_size(leader_log)
+    c.managers[lead].pause()
+    try:
+        try:
+            st, obj = c.call(lead, "GET", "/consumer/consume",
+                             query={"topic": "late", "consumer_id": cons}, timeout=1)
+            check(False, "a stopped leader answered %d %r" % (st, obj))
+        except Unreachable:
+            pass
+    finally:
+        c.managers[lead].resume()
+    want = "the client left before late/0 offset 2 was delivered"
+    wait_until(lambda: log_has(leader_log, want, since), 15,
+               "manager%d to see the client leave" % lead)
+    got = c.consume(lead, "late", cons)
+    check(got == ("m2", 0, 2), "after the client left, the next got %r, not m2" % (got,))
+
+
 def test_consume_failure_outcome(ctx):
     """A 503 from consume says whether the offset may have moved
     (API.md section 1, manager/README.md "Consume"): "no" when no manager
@@ -2458,6 +2518,7 @@ if __name__ == "__main__":
         test_leader_killed_mid_repair_and_create,
         test_reads_ask_the_leader,
         test_consume_client_gone,
+        test_consume_held_back,
         test_consume_failure_outcome,
         test_consume_skips_retention,
         test_reads_after_all_killed,
