@@ -77,19 +77,19 @@ static bool resume(const struct repair_view *v,
     if (n_extra != 1 || xb == NULL || xb->state != MBROKER_ALIVE) {
         return false;
     }
-    /* COMMIT changes the store alone, so a move is resumed there only
-     * away from a broker whose replicas are being replaced (DEAD) or that
-     * is gone (REMOVED). Away from any other (draining, suspect), the
-     * voters may come from a stale report (a leader's heartbeats held up)
-     * that looks like a move off it left at its last step: committing that
-     * put a partition on a broker its group had just removed (DESIGN.md
-     * section 13, findings). Such a move is resumed from its first step,
-     * which suits both readings: each step finds a change already made
-     * done, and makes one not made yet. */
+    /* A move off a broker not ALIVE that looks done but for COMMIT is
+     * resumed from its first step, never at COMMIT, which changes the
+     * store alone: the voters may come from a stale report (a leader's
+     * heartbeats held up, or a report from before the group's last change)
+     * that looks like a move off that broker left at its last step, and
+     * committing it put a partition on a broker its group had just removed
+     * (DESIGN.md section 13, findings). From the first step both readings
+     * end right: each step finds a change already made done (the replica
+     * exists, the new member votes, the old one is gone) and makes one not
+     * made yet, asking the group's leader, not a report. */
     if (n_missing == 1 && nv == MCMD_RF && mb != NULL &&
         mb->state != MBROKER_ALIVE) {
-        bool gone = mb->state == MBROKER_DEAD || mb->state == MBROKER_REMOVED;
-        *out = move_of(p, missing, extra, gone ? REPAIR_COMMIT : REPAIR_CREATE);
+        *out = move_of(p, missing, extra, REPAIR_CREATE);
         return true;
     }
     if (n_missing == 0 && nv == MCMD_RF + 1) {
