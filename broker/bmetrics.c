@@ -116,6 +116,22 @@ static const struct rq_metric_def peers_down_def = {
     {NULL},
 };
 
+static const struct rq_metric_def merged_entries_def = {
+    RQ_METRIC_COUNTER,
+    "raftq_broker_merged_entries_total",
+    "Raft entries proposed here that carry several produce requests, which "
+    "arrived while others to the same partition were in flight.",
+    {NULL},
+};
+
+static const struct rq_metric_def merged_produces_def = {
+    RQ_METRIC_COUNTER,
+    "raftq_broker_merged_produces_total",
+    "Produce requests proposed in the entries counted in "
+    "raftq_broker_merged_entries_total.",
+    {NULL},
+};
+
 int bmetrics_init(struct bmetrics *bm, struct rq_metrics *registry)
 {
     memset(bm, 0, sizeof *bm);
@@ -139,8 +155,13 @@ int bmetrics_init(struct bmetrics *bm, struct rq_metrics *registry)
     bm->aio_inline = rq_metric_get(aio, inline_);
     bm->peers_down =
         rq_metric_family_child(rq_metrics_add(registry, &peers_down_def));
+    bm->merged_entries =
+        rq_metric_family_child(rq_metrics_add(registry, &merged_entries_def));
+    bm->merged_produces =
+        rq_metric_family_child(rq_metrics_add(registry, &merged_produces_def));
     if (bm->fsync == NULL || bm->replicas[BMETRICS_STATES - 1] == NULL ||
-        bm->aio_inline == NULL || bm->peers_down == NULL) {
+        bm->aio_inline == NULL || bm->peers_down == NULL ||
+        bm->merged_entries == NULL || bm->merged_produces == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     return rq_proc_metrics_init(&bm->proc, registry);
@@ -189,5 +210,13 @@ void bmetrics_replica_close(struct bmetrics_replica *rm)
     for (size_t i = 0; i < BM_N_REPLICA_FAMILIES; i++) {
         rq_metric_put(*slots[i]);
         *slots[i] = NULL;
+    }
+}
+
+void bmetrics_merged(const struct bmetrics *bm, size_t n)
+{
+    if (bm != NULL) {
+        rq_metric_add(bm->merged_entries, 1);
+        rq_metric_add(bm->merged_produces, (double)n);
     }
 }

@@ -13,6 +13,7 @@
 #ifndef BMETRICS_H
 #define BMETRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rq_metrics.h"
@@ -74,6 +75,8 @@ struct bmetrics {
     struct rq_metric *aio_deferred;
     struct rq_metric *aio_inline;
     struct rq_metric *peers_down; /* The peer watch's reports (peerwatch.h). */
+    struct rq_metric *merged_entries;  /* Merged produce entries proposed. */
+    struct rq_metric *merged_produces; /* The produces in them. */
     struct rq_proc_metrics proc;
 };
 
@@ -86,5 +89,9 @@ void bmetrics_replica_open(const struct bmetrics *bm,
                            uint64_t partition_id, uint64_t group_id);
 /* Gives them back: the replica's series leave the renderings. */
 void bmetrics_replica_close(struct bmetrics_replica *rm);
+
+/* Counts one merged entry of @n produces proposed (replica_produce). @bm
+ * may be NULL. */
+void bmetrics_merged(const struct bmetrics *bm, size_t n);
 
 #endif /* BMETRICS_H */

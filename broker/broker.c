@@ -106,6 +106,10 @@ static const struct rq_opt options[] = {
      "Raft election timeout"},
     {"heartbeat-ms", "RAFTQ_HEARTBEAT_MS", RQ_OPT_U64, "250", false,
      offsetof(struct broker_config, heartbeat_ms), "Raft heartbeat interval"},
+    {"merge-produces", "RAFTQ_MERGE_PRODUCES", RQ_OPT_BOOL, "true", false,
+     offsetof(struct broker_config, merge_produces),
+     "produces to a partition that arrive while others are in flight wait "
+     "and are proposed together once those have applied"},
     {"raft-quiet-ms", "RAFTQ_RAFT_QUIET_MS", RQ_OPT_U64, "5000", false,
      offsetof(struct broker_config, quiet_ms),
      "a replica group with no new entry for this long goes quiet: it "
@@ -1346,6 +1350,7 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         .raft_segment_size = (size_t)b->cfg.raft_segment_size,
         .segment_bytes = b->cfg.segment_bytes,
         .metrics = &b->bm,
+        .merge_produces = b->cfg.merge_produces,
     };
     rv = scan_replicas(b, why, whyn);
     if (rv != 0) {

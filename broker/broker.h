@@ -25,6 +25,7 @@ struct broker_config {
     uint64_t quiet_ms;
     uint64_t quiet_heartbeat_ms;
     uint64_t quiet_election_ms;
+    bool merge_produces;
     uint64_t snapshot_threshold;
     uint64_t raft_memory_bytes;
     uint64_t raft_log_memory_bytes;

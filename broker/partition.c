@@ -100,6 +100,14 @@ struct partition {
     void *on_change_data;
     /* The sync fsm_snapshot began, until the node takes it. */
     struct plog_sync_job *sync_job;
+    /* The results of the last merged entries applied, oldest overwritten
+     * first (partition_merged_results). */
+    struct merged_results {
+        uint64_t index;
+        uint64_t *results; /* Owned. */
+        size_t n;
+    } merged[PARTITION_MERGED_KEPT];
+    unsigned merged_next;
 };
 
 struct manifest {
@@ -186,6 +194,62 @@ int partition_entry_decode(const uint8_t *p, size_t len,
     return 0;
 }
 
+/*
+ * type:u8 (2 = merged) | pad:u8[3] | n:u32 | n x (len:u32 | records entry)
+ */
+int partition_merged_alloc(const struct raft_buffer *entries, size_t n,
+                           struct raft_buffer *out)
+{
+    const uint8_t *payload;
+    size_t len;
+    size_t total = 8;
+
+    if (n == 0 || n > PARTITION_MERGED_MAX) {
+        return RQ_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rq_entry_decode(&entries[i], &payload, &len) != 0 || len == 0 ||
+            payload[0] != PARTITION_ENTRY_RECORDS || len > UINT32_MAX) {
+            return RQ_INVALID;
+        }
+        if (len > RQ_ENTRY_MAX - total - 4) {
+            return RQ_TOOBIG;
+        }
+        total += 4 + len;
+    }
+    uint8_t *q;
+    int rv = rq_entry_alloc(total, out, &q);
+    if (rv != 0) {
+        return rv;
+    }
+    q[0] = PARTITION_ENTRY_MERGED;
+    q[1] = 0;
+    rq_wire_put_u16_at(q + 2, 0);
+    rq_wire_put_u32_at(q + 4, (uint32_t)n);
+    q += 8;
+    for (size_t i = 0; i < n; i++) {
+        rq_entry_decode(&entries[i], &payload, &len);
+        rq_wire_put_u32_at(q, (uint32_t)len);
+        memcpy(q + 4, payload, len);
+        q += 4 + len;
+    }
+    return 0;
+}
+
+int partition_merged_results(const struct partition *p, uint64_t index,
+                             const uint64_t **results, size_t *n)
+{
+    for (size_t i = 0; i < PARTITION_MERGED_KEPT; i++) {
+        const struct merged_results *m = &p->merged[i];
+        if (m->results != NULL && m->index == index) {
+            *results = m->results;
+            *n = m->n;
+            return 0;
+        }
+    }
+    return RQ_NOTFOUND;
+}
+
 /* ---- Opening and closing ---- */
 
 static void notify(struct partition *p)
@@ -263,6 +327,9 @@ void partition_close(struct partition *p)
     sync_leftover(p);
     plog_close(p->log);
     rq_dedupe_close(&p->prod);
+    for (size_t i = 0; i < PARTITION_MERGED_KEPT; i++) {
+        free(p->merged[i].results);
+    }
     free(p->dir);
     free(p);
 }
@@ -402,6 +469,191 @@ static int write_entry(struct partition *p, uint64_t index,
     return 0;
 }
 
+/* A records entry of a merged entry, decoded, and what applying it did. */
+struct merged_sub {
+    struct partition_append a;
+    bool fresh; /* Appended (not a retry, not stale). */
+};
+
+/* Decodes the merged entry @payload into *subs (n of them, allocated);
+ * RQ_MALFORMED, RQ_NOMEM. */
+static int merged_decode(const uint8_t *payload, size_t len,
+                         struct merged_sub **subs, uint32_t *n)
+{
+    struct rq_cursor c;
+    uint8_t type;
+    uint8_t pad8;
+    uint16_t pad16;
+
+    rq_cursor_init(&c, payload, len);
+    if (rq_wire_get_u8(&c, &type) != 0 || type != PARTITION_ENTRY_MERGED ||
+        rq_wire_get_u8(&c, &pad8) != 0 || pad8 != 0 ||
+        rq_wire_get_u16(&c, &pad16) != 0 || pad16 != 0 ||
+        rq_wire_get_u32(&c, n) != 0 || *n == 0 || *n > PARTITION_MERGED_MAX) {
+        return RQ_MALFORMED;
+    }
+    *subs = calloc(*n, sizeof **subs);
+    if (*subs == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    for (uint32_t i = 0; i < *n; i++) {
+        uint32_t l;
+        if (rq_wire_get_u32(&c, &l) != 0 || l > c.left ||
+            partition_entry_decode(c.p, l, &(*subs)[i].a) != 0) {
+            free(*subs);
+            return RQ_MALFORMED;
+        }
+        c.p += l;
+        c.left -= l;
+    }
+    if (c.left != 0) {
+        free(*subs);
+        return RQ_MALFORMED;
+    }
+    return 0;
+}
+
+/*
+ * Applies the merged entry @index: decides each records entry as its own
+ * entry would be (a retry of an earlier one, in the table or in this
+ * entry, gets the original's offset; an older sequence is stale), writes
+ * what is appended as one batch, and only then changes the producer table,
+ * so a failed write (RQ_IO, retried by raft) has changed nothing.
+ */
+static int apply_merged(struct partition *p, uint64_t index,
+                        const uint8_t *payload, size_t len, uint64_t *result)
+{
+    struct merged_sub *subs;
+    uint32_t n;
+    uint64_t next = p->next;
+    uint32_t new_producers = 0;
+    size_t blob_len = 0;
+    size_t n_fresh = 0;
+    size_t last_fresh = 0;
+    int64_t max_ts = INT64_MIN;
+
+    int rv = merged_decode(payload, len, &subs, &n);
+    if (rv == RQ_MALFORMED) {
+        rq_log(RQ_ERROR,
+               "group %llu: merged entry %" PRIu64
+               ": malformed (%zu bytes), skipped",
+               GID(p), index, len);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv; /* UNTESTED: ENOMEM only. */
+    }
+    uint64_t *results = malloc(n * sizeof *results);
+    if (results == NULL) {
+        free(subs); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct partition_append *a = &subs[i].a;
+        results[i] = PARTITION_STALE;
+        if (a->producer_id != 0) {
+            bool known = false;
+            uint64_t seq = 0;
+            uint64_t base = 0;
+            for (uint32_t j = i; j-- > 0;) {
+                if (subs[j].fresh && subs[j].a.producer_id == a->producer_id) {
+                    known = true;
+                    seq = subs[j].a.sequence;
+                    base = results[j];
+                    break;
+                }
+            }
+            if (!known) {
+                struct rq_dedupe_entry *e =
+                    rq_dedupe_find(&p->prod, a->producer_id);
+                if (e != NULL) {
+                    known = true;
+                    seq = e->seq;
+                    base = ((const struct producer *)rq_dedupe_value(e))->base;
+                } else {
+                    new_producers++; /* At most: one may repeat. */
+                }
+            }
+            if (known && a->sequence == seq) {
+                results[i] = base; /* A retry: appended once already. */
+                continue;
+            }
+            if (known && a->sequence < seq) {
+                continue; /* Stale: a later sequence was applied. */
+            }
+        }
+        if (a->count > UINT64_MAX - next ||
+            next + a->count - p->next > UINT32_MAX) {
+            rq_log(RQ_ERROR,
+                   "group %llu: merged entry %" PRIu64 ": offsets overflow",
+                   GID(p), index);
+            free(subs);
+            free(results);
+            return 0; /* Skipped whole, alike on every replica. */
+        }
+        results[i] = next;
+        next += a->count;
+        subs[i].fresh = true;
+        blob_len += a->len;
+        max_ts = a->max_timestamp_ms > max_ts ? a->max_timestamp_ms : max_ts;
+        n_fresh++;
+        last_fresh = i;
+    }
+    if (n_fresh > 0) {
+        if (new_producers > 0) {
+            rv = rq_dedupe_reserve(&p->prod,
+                                   rq_dedupe_count(&p->prod) + new_producers);
+        }
+        struct partition_append all = {
+            .count = (uint32_t)(next - p->next),
+            .max_timestamp_ms = max_ts,
+            .blob = subs[last_fresh].a.blob,
+            .len = blob_len,
+        };
+        uint8_t *joined = NULL;
+        if (rv == 0 && n_fresh > 1) {
+            joined = malloc(blob_len);
+            if (joined == NULL) {
+                rv = RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+            }
+            size_t at = 0;
+            for (uint32_t i = 0; joined != NULL && i < n; i++) {
+                if (subs[i].fresh) {
+                    memcpy(joined + at, subs[i].a.blob, subs[i].a.len);
+                    at += subs[i].a.len;
+                }
+            }
+            all.blob = joined;
+        }
+        if (rv == 0) {
+            rv = write_entry(p, index, &all, p->next);
+        }
+        free(joined);
+        if (rv != 0) {
+            free(subs);
+            free(results);
+            return rv;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            const struct partition_append *a = &subs[i].a;
+            if (subs[i].fresh && a->producer_id != 0) {
+                struct producer *pr = rq_dedupe_value(
+                    rq_dedupe_put(&p->prod, a->producer_id, a->sequence));
+                pr->base = results[i];
+                pr->count = a->count;
+            }
+        }
+        p->next = next;
+    }
+    free(subs);
+    struct merged_results *m =
+        &p->merged[p->merged_next++ % PARTITION_MERGED_KEPT];
+    free(m->results);
+    *m = (struct merged_results){.index = index, .results = results, .n = n};
+    *result = index;
+    return 0;
+}
+
 static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
                      size_t len, uint64_t *result)
 {
@@ -417,6 +669,13 @@ static int fsm_apply(void *data, uint64_t index, const uint8_t *payload,
     rv = log_repair(p);
     if (rv != 0) {
         return rv;
+    }
+    if (len > 0 && payload[0] == PARTITION_ENTRY_MERGED) {
+        rv = apply_merged(p, index, payload, len, result);
+        if (rv != 0) {
+            return rv;
+        }
+        goto done;
     }
     if (partition_entry_decode(payload, len, &a) != 0) {
         rq_log(RQ_ERROR,

@@ -9,6 +9,20 @@
  *     type:u8 (1 = records) | pad:u8[3] | count:u32 | max_timestamp_ms:i64
  *     | producer_id:u64 (0: none) | sequence:u64 | records blob (records.h)
  *
+ * or several of them merged (produces that waited while others were in
+ * flight, so that one Raft entry and one write on each replica carry
+ * them all):
+ *
+ *     type:u8 (2 = merged) | pad:u8[3] | n:u32 | n x (len:u32 | a records
+ *     entry of len bytes)
+ *
+ * A merged entry is applied as its records entries would be one after
+ * another, each deduplicated on its own, except that what they append
+ * becomes one batch in the log; its apply result is its Raft index, and
+ * each records entry's own result (its first offset, a retry's original
+ * one, or PARTITION_STALE) is kept for the proposer
+ * (partition_merged_results). A malformed merged entry is skipped whole.
+ *
  * Applying an entry whose Raft index is not above the last one applied
  * changes nothing. Otherwise, if its (producer_id, sequence) was applied
  * before, it is not appended again and the apply result is the first
@@ -70,6 +84,11 @@
 #include "rq_wire.h"
 
 #define PARTITION_ENTRY_RECORDS 1
+#define PARTITION_ENTRY_MERGED 2
+/* Records entries in one merged entry, at most. */
+#define PARTITION_MERGED_MAX 1024
+/* Merged entries whose results are kept (partition_merged_results). */
+#define PARTITION_MERGED_KEPT 8
 #define PARTITION_ENTRY_HEADER 32
 #define PARTITION_PRODUCERS_MAX 4096
 /* Apply result of a stale (producer, sequence): not a valid offset. */
@@ -116,6 +135,25 @@ int partition_entry_alloc(const struct partition_append *a,
 /* RQ_MALFORMED unless the header and every record are well formed. */
 int partition_entry_decode(const uint8_t *p, size_t len,
                            struct partition_append *out);
+
+/*
+ * One merged entry of the @n records entries @entries (each framed for
+ * raft as partition_entry_alloc made it; they stay the caller's), framed
+ * for raft: the caller owns out->base until rq_node_apply_entry() takes
+ * it. RQ_INVALID for n of 0 or over PARTITION_MERGED_MAX or an entry that
+ * is not one, RQ_TOOBIG, RQ_NOMEM.
+ */
+int partition_merged_alloc(const struct raft_buffer *entries, size_t n,
+                           struct raft_buffer *out);
+
+/*
+ * The results of the merged entry applied at Raft index @index, one per
+ * records entry in order, borrowed until the next apply: 0, or
+ * RQ_NOTFOUND once PARTITION_MERGED_KEPT later merged entries were
+ * applied (or none at @index was).
+ */
+int partition_merged_results(const struct partition *p, uint64_t index,
+                             const uint64_t **results, size_t *n);
 
 /* The state machine; the fsm data is a struct partition *. */
 extern const struct rq_fsm_ops partition_fsm_ops;

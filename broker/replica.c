@@ -190,6 +190,16 @@ struct replica {
     uint64_t query_next; /* Earliest next MEMBERS call, uv_now(). */
     unsigned query_turn;
 
+    /* Produces (replica_produce): proposed while none is in flight, else
+     * queued and proposed together once the ones in flight have applied. */
+    unsigned produce_inflight;
+    struct rq_list produce_queue; /* struct produce_op */
+    /* Of the produces the last entry answered, how many have not come
+     * back with their next one: the queue waits for them (up to
+     * PRODUCE_LINGER_MS) so that they go in one entry. */
+    unsigned produce_expect;
+    uv_timer_t linger_timer;
+
     /* Closing. */
     bool remove;
     unsigned closes_pending;
@@ -199,6 +209,7 @@ struct replica {
 
 static void fetch_maybe(struct replica *r);
 static void members_follow(struct replica *r);
+static void produce_flush(struct replica *r);
 static void change_end(struct replica *r, int status);
 
 /* ---- Lifecycle ---- */
@@ -217,6 +228,7 @@ int replica_new(const struct replica_env *env, const struct replica_desc *d,
              d->group_id);
     snprintf(r->label, sizeof r->label, "g%" PRIu64, d->group_id);
     rq_list_init(&r->waiters);
+    rq_list_init(&r->produce_queue);
     rq_list_init(&r->confirm_queue);
     rq_list_init(&r->confirm_batch);
     uv_timer_init(env->loop, &r->wake_timer);
@@ -225,6 +237,8 @@ int replica_new(const struct replica_env *env, const struct replica_desc *d,
     uv_timer_init(env->loop, &r->fetch_timer);
     uv_timer_init(env->loop, &r->change_deadline);
     uv_timer_init(env->loop, &r->change_next);
+    uv_timer_init(env->loop, &r->linger_timer);
+    r->linger_timer.data = r;
     r->wake_timer.data = r;
     r->fetch_timer.data = r;
     r->change_deadline.data = r;
@@ -538,7 +552,9 @@ void replica_close(struct replica *r, bool remove,
         r->query->replica = NULL;
         r->query = NULL;
     }
-    r->closes_pending = 5;
+    produce_flush(r); /* Queued produces end: the replica is closing. */
+    r->closes_pending = 6;
+    uv_close((uv_handle_t *)&r->linger_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->wake_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->confirm_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->fetch_timer, on_handle_closed);
@@ -734,6 +750,234 @@ int replica_set_preferred(struct replica *r, uint64_t id, char *why,
 
 /* ---- Produce ---- */
 
+/* Produces merged into one entry, at most, and their entries' bytes (a
+ * lone larger one goes alone). */
+#define PRODUCE_MERGE_MAX 256
+#define PRODUCE_MERGE_BYTES (4u << 20)
+/* How long queued produces wait for the ones the last entry answered. */
+#define PRODUCE_LINGER_MS 1
+/* A produce this large is its own entry (merging it would only copy it)
+ * unless others wait before it. */
+#define PRODUCE_MERGE_SMALL (64u << 10)
+
+struct produce_op {
+    struct replica *r;
+    struct rq_list link; /* In r->produce_queue while it waits. */
+    struct raft_buffer entry;
+    rq_node_done_cb cb;
+    void *data;
+};
+
+/* The last entry applied answered @n produces: the queue is proposed once
+ * as many have come back, or after PRODUCE_LINGER_MS. */
+static void produce_settle(struct replica *r, size_t n);
+
+static void on_produce_applied(void *data, int status, uint64_t result)
+{
+    struct produce_op *op = data;
+    struct replica *r = op->r;
+    rq_node_done_cb cb = op->cb;
+    void *cb_data = op->data;
+    free(op);
+    r->produce_inflight--;
+    cb(cb_data, status, result);
+    produce_settle(r, 1);
+}
+
+/* Proposes @op's entry alone: 0, or the error with the entry still
+ * @op's. */
+static int produce_propose(struct replica *r, struct produce_op *op)
+{
+    int rv = RQ_NOTLEADER;
+    if (r->state == REPLICA_CLOSING) {
+        rv = RQ_SHUTDOWN;
+    } else if (r->state == REPLICA_OPEN && !r->transfer_inflight) {
+        rv = rq_node_apply_entry(r->node, &op->entry, on_produce_applied, op);
+    }
+    if (rv == 0) {
+        r->produce_inflight++;
+    }
+    return rv;
+}
+
+/* Ends @op with @status (its entry freed if it still has it). */
+static void produce_fail(struct produce_op *op, int status)
+{
+    raft_free(op->entry.base);
+    rq_node_done_cb cb = op->cb;
+    void *cb_data = op->data;
+    free(op);
+    cb(cb_data, status, 0);
+}
+
+/* Produces proposed together as one merged entry. */
+struct merged_op {
+    struct replica *r;
+    size_t n;
+    struct produce_op *ops[PRODUCE_MERGE_MAX]; /* Their entries freed. */
+};
+
+static void on_merged_applied(void *data, int status, uint64_t result)
+{
+    struct merged_op *m = data;
+    struct replica *r = m->r;
+    const uint64_t *results = NULL;
+    size_t n = 0;
+
+    r->produce_inflight--;
+    if (status == 0 &&
+        (partition_merged_results(r->partition, result, &results, &n) != 0 ||
+         n != m->n)) {
+        /* UNTESTED: one merged entry of ours is in flight at a time, and
+         * the partition keeps the results of several. The records may be
+         * committed: the proposers retry under the same producer id and
+         * sequence, which the table answers. */
+        rq_log(RQ_ERROR, "%s: the results of merged entry %" PRIu64 " are gone",
+               r->label, result);
+        status = RQ_NOTLEADER;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        struct produce_op *op = m->ops[i];
+        op->cb(op->data, status, status == 0 ? results[i] : 0);
+        free(op);
+    }
+    size_t answered = m->n;
+    free(m);
+    produce_settle(r, answered);
+}
+
+/*
+ * Proposes the first @n queued produces (2 or more, taken off the queue)
+ * as one merged entry; false if it could not be built (they stay queued).
+ */
+static bool produce_merge(struct replica *r, size_t n)
+{
+    struct raft_buffer entries[PRODUCE_MERGE_MAX] = {{0}};
+    struct raft_buffer entry;
+    struct merged_op *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return false; /* UNTESTED: ENOMEM only. */
+    }
+    struct rq_list *l = r->produce_queue.next;
+    for (size_t i = 0; i < n; i++, l = l->next) {
+        m->ops[i] = RQ_LIST_ENTRY(l, struct produce_op, link);
+        entries[i] = m->ops[i]->entry;
+    }
+    m->r = r;
+    m->n = n;
+    if (partition_merged_alloc(entries, n, &entry) != 0) {
+        free(m); /* UNTESTED: ENOMEM only (the sizes were checked). */
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rq_list_remove(&m->ops[i]->link);
+        raft_free(m->ops[i]->entry.base);
+        m->ops[i]->entry.base = NULL;
+    }
+    int rv = RQ_NOTLEADER;
+    if (r->state == REPLICA_CLOSING) {
+        rv = RQ_SHUTDOWN;
+    } else if (r->state == REPLICA_OPEN && !r->transfer_inflight) {
+        rv = rq_node_apply_entry(r->node, &entry, on_merged_applied, m);
+    }
+    if (rv == 0) {
+        r->produce_inflight++;
+        bmetrics_merged(r->env->metrics, n);
+        return true;
+    }
+    raft_free(entry.base);
+    for (size_t i = 0; i < n; i++) {
+        produce_fail(m->ops[i], rv);
+    }
+    free(m);
+    return true;
+}
+
+/* Proposes the queued produces, in arrival order: those that fit one
+ * merged entry together (PRODUCE_MERGE_MAX of them, PRODUCE_MERGE_BYTES),
+ * a lone one as it is; the rest wait for that entry to apply. Ends them
+ * all while the replica closes. */
+static void produce_flush(struct replica *r)
+{
+    while (!rq_list_empty(&r->produce_queue)) {
+        struct produce_op *first =
+            RQ_LIST_ENTRY(r->produce_queue.next, struct produce_op, link);
+        if (r->state == REPLICA_CLOSING) {
+            rq_list_remove(&first->link);
+            produce_fail(first, RQ_SHUTDOWN);
+            continue;
+        }
+        size_t n = 0;
+        size_t bytes = 0;
+        for (struct rq_list *l = r->produce_queue.next;
+             l != &r->produce_queue && n < PRODUCE_MERGE_MAX; l = l->next) {
+            struct produce_op *op = RQ_LIST_ENTRY(l, struct produce_op, link);
+            if (n > 0 && bytes + op->entry.len > PRODUCE_MERGE_BYTES) {
+                break;
+            }
+            bytes += op->entry.len;
+            n++;
+        }
+        if (n >= 2 && produce_merge(r, n)) {
+            if (r->produce_inflight > 0) {
+                return;
+            }
+            continue; /* Refused, and ended: the next ones fare alike. */
+        }
+        rq_list_remove(&first->link);
+        int rv = produce_propose(r, first);
+        if (rv != 0) {
+            produce_fail(first, rv);
+        }
+    }
+}
+
+static void on_linger(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    r->produce_expect = 0;
+    if (r->produce_inflight == 0 && r->state != REPLICA_CLOSING) {
+        produce_flush(r);
+    }
+}
+
+/* Proposes the queue if nothing is in flight and nobody is awaited, else
+ * lets the linger timer do it. */
+static void produce_maybe_flush(struct replica *r)
+{
+    if (r->produce_inflight > 0 || rq_list_empty(&r->produce_queue)) {
+        return;
+    }
+    if (r->state == REPLICA_CLOSING) {
+        produce_flush(r); /* UNTESTED: the close ends the queue first. */
+        return;
+    }
+    if (r->produce_expect == 0) {
+        uv_timer_stop(&r->linger_timer);
+        produce_flush(r);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&r->linger_timer)) {
+        uv_timer_start(&r->linger_timer, on_linger, PRODUCE_LINGER_MS, 0);
+    }
+}
+
+static void produce_settle(struct replica *r, size_t n)
+{
+    if (r->env->merge_produces && r->produce_inflight == 0) {
+        /* The wait starts now, so that producers that do not come back
+         * delay nobody later. */
+        r->produce_expect = n > 1 ? (unsigned)n : 0;
+        if (r->produce_expect > 0 && r->state != REPLICA_CLOSING) {
+            uv_timer_start(&r->linger_timer, on_linger, PRODUCE_LINGER_MS, 0);
+        }
+    }
+    if (r->state == REPLICA_CLOSING) {
+        return; /* The close has ended the queue. */
+    }
+    produce_maybe_flush(r);
+}
+
 int replica_produce(struct replica *r, const struct raft_buffer *entry,
                     rq_node_done_cb cb, void *data)
 {
@@ -754,7 +998,28 @@ int replica_produce(struct replica *r, const struct raft_buffer *entry,
     assert(rq_entry_decode(entry, &payload, &len) == 0 &&
            partition_entry_decode(payload, len, &a) == 0);
 #endif
-    return rq_node_apply_entry(r->node, entry, cb, data);
+    struct produce_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    *op = (struct produce_op){.r = r, .entry = *entry, .cb = cb, .data = data};
+    /* Never ahead of one that waits: a producer's order is the queue's. */
+    if (r->env->merge_produces &&
+        (!rq_list_empty(&r->produce_queue) ||
+         (entry->len <= PRODUCE_MERGE_SMALL &&
+          (r->produce_inflight > 0 || r->produce_expect > 0)))) {
+        rq_list_push(&r->produce_queue, &op->link);
+        if (r->produce_expect > 0) {
+            r->produce_expect--;
+        }
+        produce_maybe_flush(r);
+        return 0;
+    }
+    int rv = produce_propose(r, op);
+    if (rv != 0) {
+        free(op);
+    }
+    return rv;
 }
 
 /* ---- Waiters (long polls) ---- */

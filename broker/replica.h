@@ -98,6 +98,9 @@ struct replica_env {
     size_t raft_segment_size;
     uint64_t segment_bytes;
     const struct bmetrics *metrics; /* NULL: no metrics. */
+    /* Produces that arrive while others are in flight wait and go
+     * together (replica_produce). */
+    bool merge_produces;
 };
 
 enum replica_state {

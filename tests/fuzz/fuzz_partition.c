@@ -7,7 +7,10 @@
  * state machine (partition_fsm_ops.apply) of a partition opened in a fresh
  * directory, twice at two Raft indexes (a malformed entry is skipped, a
  * repeated producer sequence deduplicated), and the partition must read
- * back everything it holds.
+ * back everything it holds. Bytes that start like a merged entry are
+ * applied twice too: skipped whole, or applied with a result per records
+ * entry, each an offset below the new next one or PARTITION_STALE, and the
+ * second time nothing new but what carries no producer.
  *
  * Manifest: partition_fsm_ops.restore() of the rest on a partition that
  * holds a batch. A refused manifest changes nothing; an accepted one must
@@ -51,10 +54,44 @@ static void read_everything(struct partition *p)
     rq_buf_close(&scratch);
 }
 
+static void fuzz_merged(struct partition *p, const uint8_t *data, size_t len)
+{
+    uint64_t result = 0;
+    const uint64_t *results;
+    size_t n;
+
+    for (uint64_t index = 1; index <= 2; index++) {
+        uint64_t next = partition_next_offset(p);
+        FUZZ_CHECK(partition_fsm_ops.apply(p, index, data, len, &result) == 0);
+        FUZZ_CHECK(partition_last_index(p) == index);
+        if (result == PARTITION_STALE) {
+            FUZZ_CHECK(partition_next_offset(p) == next);
+            FUZZ_CHECK(partition_merged_results(p, index, &results, &n) ==
+                       RQ_NOTFOUND);
+            continue;
+        }
+        FUZZ_CHECK(result == index);
+        FUZZ_CHECK(partition_merged_results(p, index, &results, &n) == 0);
+        FUZZ_CHECK(n >= 1 && n <= PARTITION_MERGED_MAX);
+        FUZZ_CHECK(partition_next_offset(p) >= next);
+        for (size_t i = 0; i < n; i++) {
+            FUZZ_CHECK(results[i] == PARTITION_STALE ||
+                       results[i] < partition_next_offset(p) ||
+                       partition_next_offset(p) == next);
+        }
+    }
+    read_everything(p);
+}
+
 static void fuzz_entry(struct partition *p, const uint8_t *data, size_t len)
 {
     struct partition_append a;
     uint64_t result = 0;
+
+    if (len > 0 && data[0] == PARTITION_ENTRY_MERGED) {
+        fuzz_merged(p, data, len);
+        return;
+    }
 
     int rv = partition_entry_decode(data, len, &a);
     FUZZ_CHECK(rv == 0 || rv == RQ_MALFORMED);

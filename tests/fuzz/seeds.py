@@ -117,6 +117,9 @@ entry = u8(1) + b"\0\0\0" + u32(2) + u64(9) + u64(5) + u64(1) + blob
 put("partition", "entry", b"\x00" + entry)
 put("partition", "entry-noproducer",
     b"\x00" + u8(1) + b"\0\0\0" + u32(2) + u64(9) + u64(0) + u64(0) + blob)
+merged = u8(2) + b"\0\0\0" + u32(3) + u32(len(entry)) + entry + u32(len(entry)) + entry \
+    + u32(len(entry)) + entry[:4] + u32(2) + entry[8:16] + u64(0) + entry[24:]
+put("partition", "merged", b"\x00" + merged)
 manifest = (u32(1) + u32(0) + u64(0) + u64(10) + u64(7) + u64(3) + u32(2)
             + u64(5) + u64(2) + u64(4) + u32(1) + u64(1)
             + u64(9) + u64(1) + u64(0) + u32(3) + u64(3))

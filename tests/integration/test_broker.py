@@ -634,6 +634,74 @@ def test_produce_read_everywhere(ctx):
     b.wait_preferred(parts)
 
 
+def test_produces_merged(ctx):
+    """Produces that reach a partition's leader while others are in flight
+    are proposed together, one Raft entry and one batch in the log: sixteen
+    producers, each with its own id, send 25 single-record produces one
+    after another, and one of them sends a retry of each. Every produce
+    gets its own offsets, the retries the originals, each producer's in
+    order; the offsets cover the log with nothing else; the leader counts
+    merged entries, and every replica's log holds the same batches, fewer
+    than the produces, some of several producers' records."""
+    from test_metrics import scrape, value  # It imports this module.
+    b = Brokers(ctx).start()
+    b.create([0])
+    lead = b.wait_preferred([0])[0]
+    path = records_path(TOPIC, 0)
+    n_producers, n_each = 16, 25
+    answers = {}
+    errors = []
+
+    def run(pid):
+        mine = []
+        for seq in range(1, n_each + 1):
+            body = {"records": [{"value": "p%d-%d" % (pid, seq)}], "producer_id": pid,
+                    "sequence": seq}
+            for attempt in ((0, 1) if pid == 1 else (0,)):
+                st, obj, _ = call(b.http[lead], "POST", path, body)
+                if st != 200:
+                    errors.append("producer %d #%d: %d %r" % (pid, seq, st, obj))
+                    return
+                if attempt == 0:
+                    mine.append(obj["base_offset"])
+                elif obj["base_offset"] != mine[-1]:
+                    errors.append("producer 1's retry of #%d got offset %d, not %d"
+                                  % (seq, obj["base_offset"], mine[-1]))
+        answers[pid] = mine
+
+    threads = [threading.Thread(target=run, args=(pid,)) for pid in range(1, n_producers + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check(not errors, "produce: %s" % errors[:3])
+    total = n_producers * n_each
+    offsets = sorted(o for mine in answers.values() for o in mine)
+    check(offsets == list(range(total)), "offsets given: %d of %d, not 0..%d"
+          % (len(offsets), total, total - 1))
+    for pid, mine in answers.items():
+        check(mine == sorted(mine), "producer %d's offsets out of order: %r" % (pid, mine))
+    entries = value(scrape(b.http[lead]), "raftq_broker_merged_entries_total")
+    merged = value(scrape(b.http[lead]), "raftq_broker_merged_produces_total")
+    check(entries > 0 and merged >= 2 * entries,
+          "the leader merged %r produces into %r entries" % (merged, entries))
+    b.wait_converged([0])
+    logs = b.assert_identical([0])
+    batches = disk_batches(b.log_dir(lead, 0))
+    check(len(batches) < total, "%d batches for %d produces" % (len(batches), total))
+    mixed = 0
+    for base, count, _, raw in batches:
+        got = batch_records(raw)
+        owners = {v.split("-")[0] for _, v, _, _ in got}
+        mixed += len(owners) > 1
+        for off, v, _, _ in got:
+            pid, seq = (int(x) for x in v[1:].split("-"))
+            check(answers[pid][seq - 1] == off,
+                  "offset %d holds %s, acknowledged at %d" % (off, v, answers[pid][seq - 1]))
+    check(mixed > 0, "no batch holds several producers' records")
+    check(sum(len(r) for r in logs.values()) == total, "the log holds other records")
+
+
 def test_dedupe_redirect_long_poll(ctx):
     """A retried produce gets its original offsets; an older sequence is
     refused; a follower redirects produces and reads with 421 and the
@@ -1165,7 +1233,9 @@ def test_memory_budget_after_restart(ctx):
     allocator slack and the sanitizer's quarantine), and every record is
     still there."""
     ctx.env["ASAN_OPTIONS"] = ctx.env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
-    b = Brokers(ctx, args=["--snapshot-threshold", "4096",
+    # Each 1 MiB batch its own entry (no merged produces), so that the
+    # counts of entries below follow from the batches sent.
+    b = Brokers(ctx, args=["--snapshot-threshold", "4096", "--merge-produces=false",
                            "--raft-memory-bytes", str(4 << 30)]).start()
     parts = list(range(30))
     b.create(parts)
@@ -1213,7 +1283,8 @@ def test_memory_budget_shrinks_idle_replicas(ctx):
     replica's snapshot counts follow its share at once, and libraft checks
     them at its next tick, so every replica snapshots by itself and keeps
     only its trailing entries."""
-    b = Brokers(ctx, args=["--snapshot-threshold", "4096",
+    # Each 1 MiB batch its own entry (no merged produces), as above.
+    b = Brokers(ctx, args=["--snapshot-threshold", "4096", "--merge-produces=false",
                            "--raft-memory-bytes", str(96 * MIB)]).start()
     first = list(range(4))
     b.create(first)
@@ -1953,6 +2024,7 @@ def test_idle_partition_fails_over_at_once(ctx):
 if __name__ == "__main__":
     run_suite("broker", [
         test_produce_read_everywhere,
+        test_produces_merged,
         test_dedupe_redirect_long_poll,
         test_bad_input,
         test_binary_produce,

@@ -561,6 +561,205 @@ static void test_partition_dedupe_appends_a_retry_once(void **state)
     check_record(p, 5, 5, 0);
 }
 
+/* ---- Merged entries ---- */
+
+/* A records entry in a merged entry's list: batch @tag of @count records
+ * under (@producer, @seq). */
+struct sub {
+    uint64_t tag;
+    uint32_t count;
+    uint64_t producer;
+    uint64_t seq;
+};
+
+/* Applies the merged entry of @subs at @index; returns the apply code and
+ * copies the results out (when it is 0). */
+static int apply_merged(struct partition *p, uint64_t index,
+                        const struct sub *subs, size_t n, uint64_t *results)
+{
+    struct raft_buffer framed[8];
+    struct raft_buffer merged;
+    const uint8_t *payload;
+    size_t len;
+    uint64_t result;
+
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        struct rq_buf e;
+        make_entry(&e, subs[i].tag, subs[i].count, subs[i].producer,
+                   subs[i].seq);
+        assert_int_equal(rq_entry_encode(e.base, e.len, &framed[i]), 0);
+        rq_buf_close(&e);
+    }
+    assert_int_equal(partition_merged_alloc(framed, n, &merged), 0);
+    for (size_t i = 0; i < n; i++) {
+        raft_free(framed[i].base);
+    }
+    assert_int_equal(rq_entry_decode(&merged, &payload, &len), 0);
+    int rv = apply_raw(p, index, payload, len, &result);
+    raft_free(merged.base);
+    if (rv == 0) {
+        const uint64_t *res;
+        size_t got;
+        assert_true(result == index);
+        assert_int_equal(partition_merged_results(p, index, &res, &got), 0);
+        assert_int_equal(got, n);
+        memcpy(results, res, n * sizeof *res);
+    }
+    return rv;
+}
+
+/* A merged entry applies as its records entries would one after another:
+ * the same offsets and results, retries within it and against the table
+ * answered with the original offsets, a stale one refused, producer 0
+ * always appended; what it appends is one batch, and replayed after a
+ * restart it writes nothing again. */
+static void test_partition_merged_applies_as_its_entries_would(void **state)
+{
+    struct fixture *f = *state;
+    struct partition *one = f->p[0];
+    struct partition *merged = f->p[1];
+    const struct sub subs[] = {
+        {10, 2, 7, 1}, /* Producer 7's first. */
+        {11, 3, 8, 5}, /* Producer 8 */
+        {12, 2, 7, 1}, /* A retry of the first: its offset. */
+        {13, 1, 0, 0}, /* No producer. */
+        {14, 2, 8, 4}, /* Stale: 8's sequence 5 is applied. */
+        {15, 2, 7, 2}, /* Producer 7's next. */
+        {16, 1, 9, 3}, /* A retry of what the table holds. */
+    };
+    const size_t n = sizeof subs / sizeof subs[0];
+    uint64_t want[sizeof subs / sizeof subs[0]];
+    uint64_t got[sizeof subs / sizeof subs[0]];
+
+    /* Both hold producer 9's sequence 3 at offset 0 first. */
+    assert_true(apply_tag(one, 1, 1, 4, 9, 3) == 0);
+    assert_true(apply_tag(merged, 1, 1, 4, 9, 3) == 0);
+    for (size_t i = 0; i < n; i++) {
+        want[i] = apply_tag(one, 2 + i, subs[i].tag, subs[i].count,
+                            subs[i].producer, subs[i].seq);
+    }
+    assert_true(want[0] == 4 && want[2] == 4 && want[4] == PARTITION_STALE &&
+                want[6] == 0);
+    assert_int_equal(apply_merged(merged, 2, subs, n, got), 0);
+    assert_memory_equal(got, want, sizeof want);
+    assert_true(partition_next_offset(merged) == partition_next_offset(one));
+    assert_true(partition_next_offset(merged) == 4 + 2 + 3 + 1 + 2);
+    for (size_t i = 0; i < n; i++) {
+        if (want[i] == PARTITION_STALE || i == 2 || i == 6) {
+            continue;
+        }
+        for (uint32_t k = 0; k < subs[i].count; k++) {
+            check_record(merged, want[i] + k, subs[i].tag, k);
+        }
+    }
+    uint64_t b1, b2;
+    for (uint64_t pid = 7; pid <= 9; pid++) {
+        for (uint64_t seq = 0; seq <= 6; seq++) {
+            int r1 = partition_dedupe_lookup(one, pid, seq, &b1);
+            int r2 = partition_dedupe_lookup(merged, pid, seq, &b2);
+            assert_int_equal(r1, r2);
+            assert_true(r1 != 0 || b1 == b2);
+        }
+    }
+    /* The same records in one batch where the entries made four. */
+    assert_true(partition_bytes(one) - partition_bytes(merged) ==
+                3 * PLOG_BATCH_HEADER);
+    uint64_t next = partition_next_offset(merged);
+    uint64_t bytes = partition_bytes(merged);
+
+    /* Replayed after a restart: nothing written twice, the same results. */
+    reopen_part(f, 1);
+    merged = f->p[1];
+    assert_true(apply_tag(merged, 1, 1, 4, 9, 3) == 0);
+    assert_int_equal(apply_merged(merged, 2, subs, n, got), 0);
+    assert_memory_equal(got, want, sizeof want);
+    assert_true(partition_next_offset(merged) == next);
+    assert_true(partition_bytes(merged) == bytes);
+    /* And the producers go on from there. */
+    assert_true(apply_tag(merged, 3, 20, 1, 7, 2) == want[5]);
+    assert_true(apply_tag(merged, 4, 21, 1, 7, 3) == next);
+}
+
+/* A damaged merged entry is skipped whole, alike on every replica: the
+ * index moves, nothing else. And a write that fails leaves the producer
+ * table as it was, so raft's retry of the entry is its first apply. */
+static void test_partition_merged_damage_and_write_error(void **state)
+{
+    struct fixture *f = *state;
+    struct partition *p = f->p[0];
+    const struct sub subs[] = {{30, 2, 5, 1}, {31, 1, 6, 1}};
+    struct raft_buffer framed[2];
+    struct raft_buffer merged;
+    const uint8_t *payload;
+    size_t len;
+    uint64_t result;
+    uint64_t got[2];
+
+    for (size_t i = 0; i < 2; i++) {
+        struct rq_buf e;
+        make_entry(&e, subs[i].tag, subs[i].count, subs[i].producer,
+                   subs[i].seq);
+        assert_int_equal(rq_entry_encode(e.base, e.len, &framed[i]), 0);
+        rq_buf_close(&e);
+    }
+    assert_int_equal(partition_merged_alloc(framed, 0, &merged), RQ_INVALID);
+    assert_int_equal(partition_merged_alloc(framed, 2, &merged), 0);
+    assert_int_equal(rq_entry_decode(&merged, &payload, &len), 0);
+    uint8_t *bad = malloc(len + 8);
+    assert_non_null(bad);
+    uint64_t index = 1;
+    /* Each damage: (offset, new byte), or a length cut (cut > 0). */
+    const struct {
+        size_t at;
+        int byte;
+        size_t cut;
+    } damage[] = {
+        {1, 1, 0},       /* pad */
+        {4, 0, 0},       /* n = 0 (its low byte; n was 2) */
+        {4, 3, 0},       /* n = 3: one entry missing */
+        {8, 0xff, 0},    /* the first entry's length past the end */
+        {12, 9, 0},      /* the first entry's type */
+        {0, 0, len - 1}, /* cut inside the last entry */
+        {0, 0, len + 3}, /* trailing bytes */
+    };
+    for (size_t k = 0; k < sizeof damage / sizeof damage[0]; k++) {
+        size_t l = damage[k].cut > 0 ? damage[k].cut : len;
+        memset(bad, 0, len + 8);
+        memcpy(bad, payload, len);
+        if (damage[k].cut == 0) {
+            bad[damage[k].at] = (uint8_t)damage[k].byte;
+        }
+        assert_int_equal(apply_raw(p, index, bad, l, &result), 0);
+        assert_true(result == PARTITION_STALE);
+        assert_true(partition_last_index(p) == index);
+        assert_true(partition_next_offset(p) == 0);
+        index++;
+    }
+    free(bad);
+
+    struct rlimit old, low;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    low = old;
+    low.rlim_cur = 8;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &low), 0);
+    int rv = apply_raw(p, index, payload, len, &result);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_int_equal(rv, RQ_IO);
+    uint64_t base;
+    assert_int_equal(partition_dedupe_lookup(p, 5, 1, &base), RQ_NOTFOUND);
+    assert_int_equal(apply_merged(p, index, subs, 2, got), 0);
+    assert_true(got[0] == 0 && got[1] == 2);
+    assert_int_equal(partition_dedupe_lookup(p, 6, 1, &base), 0);
+    assert_true(base == 2);
+    check_record(p, 2, 31, 0);
+    for (size_t i = 0; i < 2; i++) {
+        raft_free(framed[i].base);
+    }
+    raft_free(merged.base);
+}
+
 /* Applies the same eviction workload to @p from raft index 1. */
 static uint64_t eviction_workload(struct partition *p)
 {
@@ -1308,6 +1507,8 @@ int main(void)
         T(test_partition_apply_same_or_lower_index_changes_nothing),
         T(test_partition_apply_skips_malformed_entries),
         T(test_partition_dedupe_appends_a_retry_once),
+        T(test_partition_merged_applies_as_its_entries_would),
+        T(test_partition_merged_damage_and_write_error),
         T(test_partition_dedupe_eviction_is_bounded_and_deterministic),
         T(test_partition_snapshot_restore_round_trip),
         T(test_partition_manifest_decode_rejects_damage),
