@@ -1978,6 +1978,12 @@ static void on_members_reply(void *data, int status, const uint8_t *body,
         r->query_turn++;
     } else {
         members_learn(r, q->peer, body, len);
+        if (r->members_missing || r->leaderless_since != 0) {
+            /* The peer did not know either: ask the next one next time.
+             * Two followers that both missed a new leader's address once
+             * asked each other, and only each other, for good. */
+            r->query_turn++;
+        }
     }
     free(q);
 }

@@ -702,6 +702,47 @@ def test_produces_merged(ctx):
     check(sum(len(r) for r in logs.values()) == total, "the log holds other records")
 
 
+def test_followers_learn_a_leader_both_missed(ctx):
+    """Two followers whose descriptors both lack the leader's addresses
+    (as after a move to that broker whose add they never followed before
+    a restart, the broker that added it being gone) learn them from the
+    leader itself: each asks the other first (the configuration lists it
+    first), and the other knows no more, so each asks the next peer after
+    an answer that did not help. Then a produce at a follower is
+    redirected to the leader, not refused for want of one."""
+    b = Brokers(ctx).start()
+    order = [2, 3, 1]
+    members = [next(m for m in b.members if m["id"] == i) for i in order]
+    for i in b.ids():
+        body = {"topic": TOPIC, "partition_id": 0, "group_id": 1, "members": members,
+                "bootstrap": True, "preferred_leader": 1}
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas", body)
+        check(st == 200, "creating the group on broker%d: %d %r" % (i, st, obj))
+    wait_until(lambda: b.leader(0) == 1, 30, "broker1 to lead")
+    b.produce(0, [{"value": "before"}])
+    for i in (2, 3):
+        check(b[i].terminate() == 0, "broker%d did not stop cleanly" % i)
+        path = os.path.join(b[i].data_dir, "replicas", "1", "replica.json")
+        with open(path) as f:
+            desc = json.load(f)
+        desc["members"] = [m for m in desc["members"] if m["id"] != 1]
+        with open(path, "w") as f:
+            json.dump(desc, f)
+    b.start([2, 3])
+
+    def learned(i):
+        r = b.replicas(i).get(1)
+        return r is not None and any(m["id"] == 1 and m["http_addr"] == b.http[1]
+                                     for m in r["members"])
+    wait_until(lambda: learned(2) and learned(3), 30,
+               "brokers 2 and 3 to learn broker1's addresses")
+    for i in (2, 3):
+        obj, _ = expect_failure(b.http[i], "POST", records_path(TOPIC, 0), 421,
+                                {"records": [{"value": "x"}]}, what="produce at a follower")
+        check(obj["leader_id"] == 1 and obj["leader_http"] == b.http[1],
+              "broker%d names %r" % (i, obj))
+
+
 def test_dedupe_redirect_long_poll(ctx):
     """A retried produce gets its original offsets; an older sequence is
     refused; a follower redirects produces and reads with 421 and the
@@ -2025,6 +2066,7 @@ if __name__ == "__main__":
     run_suite("broker", [
         test_produce_read_everywhere,
         test_produces_merged,
+        test_followers_learn_a_leader_both_missed,
         test_dedupe_redirect_long_poll,
         test_bad_input,
         test_binary_produce,
