@@ -38,6 +38,7 @@
 #include "bmetrics.h"
 #include "broker.h"
 #include "partition.h"
+#include "peerwatch.h"
 #include "produce_body.h"
 #include "records.h"
 #include "replica.h"
@@ -60,6 +61,8 @@
 #define READ_MAX_BYTES (8u << 20) /* Of values per read (at least one). */
 #define WAIT_MAX_MS 60000
 #define MEMBER_TIMEOUT_MS 30000
+/* How long an add waits for the new member's broker to say what it reads. */
+#define ADD_PROBE_TIMEOUT_MS 3000
 #define MEMBER_TIMEOUT_MAX_MS 300000
 /* A batch must fit in one FETCH reply so that a peer can catch up. */
 #define BATCH_MAX_BYTES (RQ_RPC_MAX_FRAME - (64u << 10))
@@ -700,6 +703,63 @@ static void member_change_start(struct rq_http_req *req, struct broker *b,
     }
 }
 
+/*
+ * An add to a group whose log holds merged produce entries past its last
+ * snapshot asks the new member's broker first whether it reads them (the
+ * peer watch's ping): a broker of an earlier release would be sent them
+ * while it catches up, skip them as malformed and lose their records.
+ */
+struct add_probe {
+    struct rq_http_req *req;
+    struct broker *b;
+    uint64_t group_id;
+    struct replica_member m;
+    unsigned timeout;
+};
+
+static void on_add_probe_abort(struct rq_http_req *req, void *data)
+{
+    struct add_probe *pr = data;
+    pr->req = NULL;
+    reply_unavailable(req, "the request was abandoned");
+}
+
+static void on_add_probe(void *data, int status, const uint8_t *body,
+                         size_t len)
+{
+    struct add_probe *pr = data;
+    struct rq_http_req *req = pr->req;
+    uint32_t features;
+
+    if (req == NULL) {
+        free(pr);
+        return;
+    }
+    rq_http_on_abort(req, NULL, NULL);
+    struct replica *r = broker_find(pr->b, pr->group_id);
+    if (r == NULL || broker_closing(pr->b)) {
+        reply_unavailable(req, "group %" PRIu64 " is closing here",
+                          pr->group_id);
+    } else if (!peerwatch_decode_features(status, body, len, &features)) {
+        reply_unavailable(req,
+                          "broker %" PRIu64
+                          " at %s did not answer (%s); "
+                          "retry",
+                          pr->m.id, pr->m.raft_addr, rq_strerror(status));
+    } else if ((features & PEERWATCH_MERGES) == 0 && replica_holds_merged(r)) {
+        rq_http_reply_error(
+            req, 409,
+            "broker %" PRIu64
+            " cannot read the merged produce entries this group's log holds "
+            "(a broker of an earlier release): upgrade it, or add it once "
+            "the group has taken a snapshot past them",
+            pr->m.id);
+    } else {
+        member_change_start(req, pr->b, r, &pr->m, pr->m.id, pr->timeout);
+    }
+    free(pr);
+}
+
 static void api_members_add(struct rq_http_req *req, void *data)
 {
     struct broker *b = data;
@@ -717,6 +777,22 @@ static void api_members_add(struct rq_http_req *req, void *data)
     }
     unsigned timeout = member_timeout(req);
     if (timeout == 0) {
+        return;
+    }
+    if (replica_ready_leader(r) && replica_holds_merged(r)) {
+        struct add_probe *pr = rq_http_calloc(req, 1, sizeof *pr);
+        if (pr == NULL) {
+            return; /* UNTESTED: ENOMEM only. */
+        }
+        *pr = (struct add_probe){req, b, replica_desc(r)->group_id, m, timeout};
+        if (rq_rpc_call(broker_rpc(b), m.raft_addr, REPLICA_RPC_PING, NULL, 0,
+                        ADD_PROBE_TIMEOUT_MS, on_add_probe, pr) != 0) {
+            free(pr); /* UNTESTED: shutting down or ENOMEM. */
+            reply_unavailable(req, "cannot ask broker %" PRIu64 "; retry",
+                              m.id);
+            return;
+        }
+        rq_http_on_abort(req, on_add_probe_abort, pr);
         return;
     }
     member_change_start(req, b, r, &m, m.id, timeout);

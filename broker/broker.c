@@ -933,7 +933,12 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
         return;
     }
     if (method == REPLICA_RPC_PING) {
-        rq_rpc_reply(call, 0, NULL, 0);
+        /* What this broker reads (peerwatch.h): merged produce entries,
+         * unless it is told not to make them either. */
+        uint8_t features[4];
+        rq_wire_put_u32_at(features,
+                           b->cfg.merge_produces ? PEERWATCH_MERGES : 0);
+        rq_rpc_reply(call, 0, features, sizeof features);
         return;
     }
     if (method == REPLICA_RPC_MEMBERS) {
@@ -989,8 +994,9 @@ static void on_pong(void *data, int status, const uint8_t *body, size_t len)
 {
     struct ping *pg = data;
     struct broker *b = pg->b;
-    (void)body;
-    (void)len;
+    if (!b->closing) {
+        peerwatch_features(&b->peers, pg->id, status, body, len);
+    }
     bool ok =
         status != RQ_TIMEOUT && status != RQ_CONNECT && status != RQ_SHUTDOWN;
     if (!b->closing &&
@@ -1047,6 +1053,18 @@ static void on_ping_tick(uv_timer_t *t)
         p->in_flight = true;
     }
     peerwatch_check(&b->peers, now, on_peer_down, b);
+}
+
+struct rq_rpc *broker_rpc(struct broker *b)
+{
+    return b->rpc;
+}
+
+/* Whether peer broker @id reads merged produce entries (replica_env). */
+static bool peer_merges(void *data, uint64_t id)
+{
+    struct broker *b = data;
+    return peerwatch_has(&b->peers, id, PEERWATCH_MERGES);
 }
 
 /* ---- Metrics ---- */
@@ -1351,6 +1369,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         .segment_bytes = b->cfg.segment_bytes,
         .metrics = &b->bm,
         .merge_produces = b->cfg.merge_produces,
+        .peer_merges = peer_merges,
+        .peer_data = b,
     };
     rv = scan_replicas(b, why, whyn);
     if (rv != 0) {

@@ -64,6 +64,8 @@ bool broker_ready(const struct broker *b, char *why, size_t whyn);
 
 /* Replicas by group, or by topic and partition; NULL if none. */
 struct replica *broker_find(struct broker *b, uint64_t group_id);
+/* The RPC endpoint on the Raft port (rq_rpc.h), for calls to peers. */
+struct rq_rpc *broker_rpc(struct broker *b);
 struct replica *broker_find_partition(struct broker *b, const char *topic,
                                       uint64_t partition_id);
 

@@ -108,6 +108,7 @@ struct partition {
         size_t n;
     } merged[PARTITION_MERGED_KEPT];
     unsigned merged_next;
+    uint64_t last_merged; /* Raft index of the last merged entry applied. */
 };
 
 struct manifest {
@@ -234,6 +235,11 @@ int partition_merged_alloc(const struct raft_buffer *entries, size_t n,
         q += 4 + len;
     }
     return 0;
+}
+
+uint64_t partition_last_merged(const struct partition *p)
+{
+    return p->last_merged;
 }
 
 int partition_merged_results(const struct partition *p, uint64_t index,
@@ -650,6 +656,7 @@ static int apply_merged(struct partition *p, uint64_t index,
         &p->merged[p->merged_next++ % PARTITION_MERGED_KEPT];
     free(m->results);
     *m = (struct merged_results){.index = index, .results = results, .n = n};
+    p->last_merged = index;
     *result = index;
     return 0;
 }

@@ -155,6 +155,10 @@ int partition_merged_alloc(const struct raft_buffer *entries, size_t n,
 int partition_merged_results(const struct partition *p, uint64_t index,
                              const uint64_t **results, size_t *n);
 
+/* The Raft index of the last merged entry this replica applied since it
+ * was opened (its log replayed), or 0. */
+uint64_t partition_last_merged(const struct partition *p);
+
 /* The state machine; the fsm data is a struct partition *. */
 extern const struct rq_fsm_ops partition_fsm_ops;
 

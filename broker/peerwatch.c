@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rq_err.h"
+#include "rq_wire.h"
 
 void peerwatch_init(struct peerwatch *w, uint64_t dead_after_ms)
 {
@@ -93,6 +94,33 @@ bool peerwatch_answer(struct peerwatch *w, uint64_t id, bool ok,
     bool back = p->down;
     p->down = false;
     return back;
+}
+
+bool peerwatch_decode_features(int status, const uint8_t *body, size_t len,
+                               uint32_t *features)
+{
+    if (status != 0 && status != RQ_INVALID && status != RQ_MALFORMED) {
+        return false; /* Not reached: nothing learned. */
+    }
+    *features = status == 0 && len >= 4 ? rq_wire_u32_at(body) : 0;
+    return true;
+}
+
+void peerwatch_features(struct peerwatch *w, uint64_t id, int status,
+                        const uint8_t *body, size_t len)
+{
+    struct peerwatch_peer *p = peerwatch_get(w, id);
+    uint32_t f;
+    if (p != NULL && peerwatch_decode_features(status, body, len, &f)) {
+        p->features = f;
+        p->features_known = true;
+    }
+}
+
+bool peerwatch_has(struct peerwatch *w, uint64_t id, uint32_t feature)
+{
+    const struct peerwatch_peer *p = peerwatch_get(w, id);
+    return p != NULL && p->features_known && (p->features & feature) != 0;
 }
 
 size_t peerwatch_check(struct peerwatch *w, uint64_t now_ms,

@@ -10,6 +10,12 @@
  * each such peer once, and an answer afterwards brings it back. A peer
  * that no group names any more is forgotten at the end of the round that
  * no longer tracked it.
+ *
+ * A ping's answer also says what the peer can read (features:u32, little-
+ * endian; PEERWATCH_MERGES: merged produce entries, partition.h). A peer
+ * that answers with no body, or refuses the method, is an older broker
+ * that can read none of them; one that has not answered yet is not known
+ * to read any either.
  */
 #ifndef PEERWATCH_H
 #define PEERWATCH_H
@@ -20,8 +26,13 @@
 
 #include "rq_config.h"
 
+/* Feature bits of a ping's answer. */
+#define PEERWATCH_MERGES 1u
+
 struct peerwatch_peer {
     uint64_t id;
+    uint32_t features;   /* From its last answer that said (see above). */
+    bool features_known; /* It has answered so. */
     char addr[RQ_ADDR_MAX];
     uint64_t last_ok_ms; /* Its last answer, or when first tracked. */
     bool in_flight;      /* A ping is out. */
@@ -58,6 +69,20 @@ struct peerwatch_peer *peerwatch_get(struct peerwatch *w, uint64_t id);
  * was down and is back. A peer no longer tracked is ignored. */
 bool peerwatch_answer(struct peerwatch *w, uint64_t id, bool ok,
                       uint64_t now_ms);
+
+/* What a ping's answer (@status, @body of @len bytes) says its broker
+ * reads: true and *features, or false when it says nothing (the broker
+ * was not reached). */
+bool peerwatch_decode_features(int status, const uint8_t *body, size_t len,
+                               uint32_t *features);
+
+/* Records what the ping to @id answered (@status, @body of @len bytes)
+ * says it can read; a failure to reach it says nothing. */
+void peerwatch_features(struct peerwatch *w, uint64_t id, int status,
+                        const uint8_t *body, size_t len);
+
+/* Whether peer @id is known to read @feature. */
+bool peerwatch_has(struct peerwatch *w, uint64_t id, uint32_t feature);
 
 /* Reports (@down) each peer that has gone down since the last check, once;
  * returns how many. */

@@ -748,6 +748,16 @@ int replica_set_preferred(struct replica *r, uint64_t id, char *why,
     return 0;
 }
 
+bool replica_holds_merged(const struct replica *r)
+{
+    struct rq_node_log_memory mem;
+    if (r->state != REPLICA_OPEN) {
+        return false;
+    }
+    rq_node_log_memory(r->node, &mem);
+    return partition_last_merged(r->partition) > mem.snapshot_index;
+}
+
 /* ---- Produce ---- */
 
 /* Produces merged into one entry, at most, and their entries' bytes (a
@@ -767,6 +777,27 @@ struct produce_op {
     rq_node_done_cb cb;
     void *data;
 };
+
+/* Whether produces to @r may be merged: on, and every other server of its
+ * configuration (non-voters too: they apply the entries alike) on a
+ * broker known to read merged entries. A broker of an earlier release
+ * would skip one as malformed and lose its records. */
+static bool produce_merging(struct replica *r)
+{
+    if (!r->env->merge_produces || r->env->peer_merges == NULL) {
+        return false;
+    }
+    const struct raft_configuration *c =
+        rq_node_configuration(r->node, NULL, NULL);
+    for (unsigned i = 0; i < c->n; i++) {
+        uint64_t id = c->servers[i].id;
+        if (id != r->env->self_id &&
+            !r->env->peer_merges(r->env->peer_data, id)) {
+            return false;
+        }
+    }
+    return c->n > 0;
+}
 
 /* The last entry applied answered @n produces: the queue is proposed once
  * as many have come back, or after PRODUCE_LINGER_MS. */
@@ -918,7 +949,7 @@ static void produce_flush(struct replica *r)
             bytes += op->entry.len;
             n++;
         }
-        if (n >= 2 && produce_merge(r, n)) {
+        if (n >= 2 && produce_merging(r) && produce_merge(r, n)) {
             if (r->produce_inflight > 0) {
                 return;
             }
@@ -1004,10 +1035,10 @@ int replica_produce(struct replica *r, const struct raft_buffer *entry,
     }
     *op = (struct produce_op){.r = r, .entry = *entry, .cb = cb, .data = data};
     /* Never ahead of one that waits: a producer's order is the queue's. */
-    if (r->env->merge_produces &&
-        (!rq_list_empty(&r->produce_queue) ||
-         (entry->len <= PRODUCE_MERGE_SMALL &&
-          (r->produce_inflight > 0 || r->produce_expect > 0)))) {
+    if (!rq_list_empty(&r->produce_queue) ||
+        (entry->len <= PRODUCE_MERGE_SMALL &&
+         (r->produce_inflight > 0 || r->produce_expect > 0) &&
+         produce_merging(r))) {
         rq_list_push(&r->produce_queue, &op->link);
         if (r->produce_expect > 0) {
             r->produce_expect--;

@@ -99,8 +99,12 @@ struct replica_env {
     uint64_t segment_bytes;
     const struct bmetrics *metrics; /* NULL: no metrics. */
     /* Produces that arrive while others are in flight wait and go
-     * together (replica_produce). */
+     * together (replica_produce), in groups whose every other member's
+     * broker is known to read such entries (@peer_merges, with
+     * @peer_data). */
     bool merge_produces;
+    bool (*peer_merges)(void *data, uint64_t broker_id);
+    void *peer_data;
 };
 
 enum replica_state {
@@ -181,6 +185,11 @@ const struct replica_member *replica_leader(const struct replica *r);
  * nothing: stand for election now (rq_node_leader_lost) rather than after
  * the election timeout. true if this replica followed it. */
 bool replica_leader_lost(struct replica *r, uint64_t broker_id);
+
+/* Whether the group's log here still holds a merged produce entry past
+ * the last snapshot: a member added now could be sent one while it
+ * catches up. */
+bool replica_holds_merged(const struct replica *r);
 
 /* ---- Data plane ---- */
 

@@ -634,6 +634,51 @@ def test_produce_read_everywhere(ctx):
     b.wait_preferred(parts)
 
 
+def produce_concurrently(b, lead, pids, n_each, retries_by=None):
+    """Producers @pids, each with its own id, send @n_each single-record
+    produces one after another to broker @lead (partition 0, sequences
+    from 1), and producer @retries_by sends each of its produces twice.
+    Checks every answer (a retry gets the original offset); returns {pid:
+    [offset of each produce]}."""
+    answers = {}
+    errors = []
+
+    def run(pid):
+        mine = []
+        for seq in range(1, n_each + 1):
+            body = {"records": [{"value": "p%d-%d" % (pid, seq)}], "producer_id": pid,
+                    "sequence": seq}
+            for attempt in ((0, 1) if pid == retries_by else (0,)):
+                st, obj, _ = call(b.http[lead], "POST", records_path(TOPIC, 0), body)
+                if st != 200:
+                    errors.append("producer %d #%d: %d %r" % (pid, seq, st, obj))
+                    return
+                if attempt == 0:
+                    mine.append(obj["base_offset"])
+                elif obj["base_offset"] != mine[-1]:
+                    errors.append("producer %d's retry of #%d got offset %d, not %d"
+                                  % (pid, seq, obj["base_offset"], mine[-1]))
+        answers[pid] = mine
+
+    threads = [threading.Thread(target=run, args=(pid,)) for pid in pids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check(not errors, "produce: %s" % errors[:3])
+    for pid, mine in answers.items():
+        check(mine == sorted(mine), "producer %d's offsets out of order: %r" % (pid, mine))
+    return answers
+
+
+def merged_counts(b, i):
+    """(merged entries, produces in them) broker @i has proposed."""
+    from test_metrics import scrape, value  # It imports this module.
+    fams = scrape(b.http[i])
+    return (value(fams, "raftq_broker_merged_entries_total"),
+            value(fams, "raftq_broker_merged_produces_total"))
+
+
 def test_produces_merged(ctx):
     """Produces that reach a partition's leader while others are in flight
     are proposed together, one Raft entry and one batch in the log: sixteen
@@ -643,46 +688,16 @@ def test_produces_merged(ctx):
     order; the offsets cover the log with nothing else; the leader counts
     merged entries, and every replica's log holds the same batches, fewer
     than the produces, some of several producers' records."""
-    from test_metrics import scrape, value  # It imports this module.
     b = Brokers(ctx).start()
     b.create([0])
     lead = b.wait_preferred([0])[0]
-    path = records_path(TOPIC, 0)
     n_producers, n_each = 16, 25
-    answers = {}
-    errors = []
-
-    def run(pid):
-        mine = []
-        for seq in range(1, n_each + 1):
-            body = {"records": [{"value": "p%d-%d" % (pid, seq)}], "producer_id": pid,
-                    "sequence": seq}
-            for attempt in ((0, 1) if pid == 1 else (0,)):
-                st, obj, _ = call(b.http[lead], "POST", path, body)
-                if st != 200:
-                    errors.append("producer %d #%d: %d %r" % (pid, seq, st, obj))
-                    return
-                if attempt == 0:
-                    mine.append(obj["base_offset"])
-                elif obj["base_offset"] != mine[-1]:
-                    errors.append("producer 1's retry of #%d got offset %d, not %d"
-                                  % (seq, obj["base_offset"], mine[-1]))
-        answers[pid] = mine
-
-    threads = [threading.Thread(target=run, args=(pid,)) for pid in range(1, n_producers + 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    check(not errors, "produce: %s" % errors[:3])
+    answers = produce_concurrently(b, lead, range(1, n_producers + 1), n_each, retries_by=1)
     total = n_producers * n_each
     offsets = sorted(o for mine in answers.values() for o in mine)
     check(offsets == list(range(total)), "offsets given: %d of %d, not 0..%d"
           % (len(offsets), total, total - 1))
-    for pid, mine in answers.items():
-        check(mine == sorted(mine), "producer %d's offsets out of order: %r" % (pid, mine))
-    entries = value(scrape(b.http[lead]), "raftq_broker_merged_entries_total")
-    merged = value(scrape(b.http[lead]), "raftq_broker_merged_produces_total")
+    entries, merged = merged_counts(b, lead)
     check(entries > 0 and merged >= 2 * entries,
           "the leader merged %r produces into %r entries" % (merged, entries))
     b.wait_converged([0])
@@ -700,6 +715,65 @@ def test_produces_merged(ctx):
                   "offset %d holds %s, acknowledged at %d" % (off, v, answers[pid][seq - 1]))
     check(mixed > 0, "no batch holds several producers' records")
     check(sum(len(r) for r in logs.values()) == total, "the log holds other records")
+
+
+def test_no_merged_entries_for_an_older_peer(ctx):
+    """A leader merges produces only in a group whose every other member's
+    broker says, in its answers to the peer watch's pings, that it reads
+    merged entries (a broker of an earlier release would skip one as
+    malformed and lose its records), and adds a member to a group whose
+    log holds some only if its broker says so. Brokers 3 and 4 run with
+    --merge-produces=false, which makes their pings answer as such a broker
+    would: the leader, broker 1, merges nothing; restarted without the
+    flag, broker 3 says it reads them, and the leader merges again; then
+    adding broker 4 is refused (409) until it too runs without the flag,
+    and it then catches up with the merged entries like the others."""
+    # No snapshot passes the merged entries (a member added after one
+    # would be sent none of them).
+    b = Brokers(ctx, n=4, args=["--snapshot-threshold", "100000"])
+    for i in (3, 4):
+        b[i].argv.append("--merge-produces=false")
+    b.start()
+    members = [next(m for m in b.members if m["id"] == i) for i in (1, 2, 3)]
+    for i in (1, 2, 3):
+        body = {"topic": TOPIC, "partition_id": 0, "group_id": 1, "members": members,
+                "bootstrap": True, "preferred_leader": 1}
+        st, obj, _ = call(b.http[i], "POST", "/internal/replicas", body)
+        check(st == 200, "creating the group on broker%d: %d %r" % (i, st, obj))
+
+    def broker1_leads():  # Broker 4 hosts no replica yet.
+        reps = [b.replicas(i).get(1) for i in (1, 2, 3)]
+        return (all(r is not None and r["leader_id"] == 1 for r in reps)
+                and reps[0]["role"] == "leader" and reps[0]["ready"])
+    wait_until(broker1_leads, 30, "broker1 to lead")
+    produce_concurrently(b, 1, range(1, 17), 20)
+    check(merged_counts(b, 1) == (0, 0),
+          "broker1 merged produces with broker3 unable to read them: %r"
+          % (merged_counts(b, 1),))
+    check(b[3].terminate() == 0, "broker3 did not stop cleanly")
+    b[3].argv.remove("--merge-produces=false")
+    b.start([3])
+    wait_until(broker1_leads, 30, "broker1 to lead")
+    produce_concurrently(b, 1, range(17, 33), 20)
+    check(merged_counts(b, 1)[0] > 0, "broker1 merged nothing once broker3 reads them")
+
+    four = next(m for m in b.members if m["id"] == 4)
+    add = {"id": 4, "raft_addr": four["raft_addr"], "http_addr": four["http_addr"]}
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", add)
+    check(st == 409 and "cannot read the merged produce entries" in obj["message"],
+          "adding broker4, which reads no merged entries: %d %r" % (st, obj))
+    check(b[4].terminate() == 0, "broker4 did not stop cleanly")
+    b[4].argv.remove("--merge-produces=false")
+    b.start([4])
+    body = {"topic": TOPIC, "partition_id": 0, "group_id": 1, "members": members + [four],
+            "bootstrap": False}
+    st, obj, _ = call(b.http[4], "POST", "/internal/replicas", body)
+    check(st == 200, "creating the replica on broker4: %d %r" % (st, obj))
+    st, obj = member_change(b, "POST", "/internal/replicas/1/members", add)
+    check(st == 200, "adding broker4 once it reads merged entries: %d %r" % (st, obj))
+    b.wait_converged([0])
+    logs = b.assert_identical([0])
+    check(len(logs[0]) == 32 * 20, "%d records, not %d" % (len(logs[0]), 32 * 20))
 
 
 def test_followers_learn_a_leader_both_missed(ctx):
@@ -2066,6 +2140,7 @@ if __name__ == "__main__":
     run_suite("broker", [
         test_produce_read_everywhere,
         test_produces_merged,
+        test_no_merged_entries_for_an_older_peer,
         test_followers_learn_a_leader_both_missed,
         test_dedupe_redirect_long_poll,
         test_bad_input,

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "broker/peerwatch.h"
+#include "rq_err.h"
 
 struct downs {
     uint64_t ids[8];
@@ -135,12 +136,52 @@ static void test_peerwatch_own_absence_forgiven(void **state)
     peerwatch_close(&w);
 }
 
+/* What a ping's answer says the peer reads: nothing until it answers;
+ * the bits of a features body; nothing from an older broker's empty
+ * answer or refusal of the method; a failure to reach it changes nothing;
+ * and a peer no longer tracked reads nothing. */
+static void test_peerwatch_features(void **state)
+{
+    (void)state;
+    struct peerwatch w;
+    const uint64_t ids[] = {2, 3};
+    const uint8_t merges[4] = {PEERWATCH_MERGES, 0, 0, 0};
+    const uint8_t none[4] = {0};
+
+    peerwatch_init(&w, 1000);
+    round_of(&w, ids, 2, 100);
+    assert_false(peerwatch_has(&w, 2, PEERWATCH_MERGES));
+    peerwatch_features(&w, 2, 0, merges, sizeof merges);
+    peerwatch_features(&w, 3, 0, none, sizeof none);
+    assert_true(peerwatch_has(&w, 2, PEERWATCH_MERGES));
+    assert_false(peerwatch_has(&w, 3, PEERWATCH_MERGES));
+    assert_false(peerwatch_has(&w, 2, 2u));
+    peerwatch_features(&w, 2, RQ_TIMEOUT, NULL, 0);
+    peerwatch_features(&w, 2, RQ_CONNECT, NULL, 0);
+    assert_true(peerwatch_has(&w, 2, PEERWATCH_MERGES));
+    peerwatch_features(&w, 2, 0, NULL, 0); /* Answers, with no body. */
+    assert_false(peerwatch_has(&w, 2, PEERWATCH_MERGES));
+    peerwatch_features(&w, 3, 0, merges, sizeof merges);
+    peerwatch_features(&w, 3, RQ_INVALID, NULL, 0); /* Method refused. */
+    assert_false(peerwatch_has(&w, 3, PEERWATCH_MERGES));
+    peerwatch_features(&w, 3, 0, merges, 3); /* Too short to say. */
+    assert_false(peerwatch_has(&w, 3, PEERWATCH_MERGES));
+    peerwatch_features(&w, 3, 0, merges, sizeof merges);
+    round_of(&w, ids, 1, 200);
+    assert_false(peerwatch_has(&w, 3, PEERWATCH_MERGES));
+    peerwatch_features(&w, 3, 0, merges, sizeof merges);
+    assert_false(peerwatch_has(&w, 3, PEERWATCH_MERGES));
+    assert_false(peerwatch_has(&w, 9, PEERWATCH_MERGES));
+    peerwatch_close(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peerwatch_down_once_and_back),
         cmocka_unit_test(test_peerwatch_rounds_forget_and_move),
         cmocka_unit_test(test_peerwatch_own_absence_forgiven),
+        cmocka_unit_test(test_peerwatch_features),
     };
     return cmocka_run_group_tests_name("peerwatch", tests, NULL, NULL);
 }
