@@ -15,7 +15,6 @@
  */
 #include "mcore.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include "mcmd.h"
 #include "mstore.h"
 #include "policy.h"
+#include "rq_config.h"
 #include "rq_err.h"
 #include "rq_hash.h"
 #include "rq_httpsig.h"
@@ -808,20 +808,19 @@ uint64_t mcore_consume_deadline(struct mcore *core, struct rq_http_req *req)
     }
     uint64_t now = mcore_wall_ms();
     uint64_t latest = now + core->h.cfg->consume_deadline_ms;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(by, &end, 10);
-    if (errno != 0 || end == by || *end != '\0') {
+    uint64_t v;
+    if (rq_parse_u64(by, UINT64_MAX, &v) != 0) {
         rq_log(RQ_WARN, "ignoring %s: %s is not a time", MCORE_CONSUME_BY, by);
         return latest; /* UNTESTED: managers send a number. */
     }
     if (v <= now) {
         rq_log(RQ_INFO,
-               "a forwarded consume arrived %llu ms after its deadline (held "
-               "up on the way, or the managers' clocks differ)",
-               (unsigned long long)(now - v));
+               "a forwarded consume arrived %" PRIu64
+               " ms after its deadline (held up on the way, or the managers' "
+               "clocks differ)",
+               now - v);
     }
-    return v < latest ? (uint64_t)v : latest;
+    return v < latest ? v : latest;
 }
 
 /* ---- GET /internal/read-index ---- */

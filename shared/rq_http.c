@@ -583,16 +583,22 @@ static void abort_notify(struct rq_http_req *req)
     }
 }
 
+/* The client of @req has gone: its watch ends and its abort callback runs. */
+static void client_gone(struct rq_http_req *req)
+{
+    watch_stop(req);
+    req->gone = true;
+    req->close_connection = true;
+    abort_notify(req);
+}
+
 static void on_watch(uv_poll_t *w, int status, int events)
 {
     struct rq_http_req *req = w->data;
     if (status == 0 && (events & UV_DISCONNECT) == 0) {
         return;
     }
-    watch_stop(req);
-    req->gone = true;
-    req->close_connection = true;
-    abort_notify(req);
+    client_gone(req);
 }
 
 bool rq_http_client_gone(struct rq_http_req *req)
@@ -613,10 +619,7 @@ bool rq_http_client_gone(struct rq_http_req *req)
         (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) {
         return false;
     }
-    watch_stop(req);
-    req->gone = true;
-    req->close_connection = true;
-    abort_notify(req);
+    client_gone(req);
     return true;
 }
 
