@@ -659,30 +659,36 @@ static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
     free(f);
 }
 
-/*
- * Whether @req bears a manager's X-Raftq-Forwarded mark that can be
- * believed: on an internal route the signature was checked before the
- * handler (and may not be checked twice: its nonce is spent); on a public
- * route, which anyone may call, only with a valid manager-to-manager
- * signature. A mark without one is ignored, so a stranger cannot make a
- * follower refuse to forward.
- */
-static bool forwarded_by_a_manager(struct mcore *core, struct rq_http_req *req)
-{
-    char why[MCORE_WHY];
+/* What a request's X-Raftq-Forwarded mark is worth (forward_mark). */
+enum mark { MARK_NONE, MARK_VALID, MARK_BAD };
 
+/*
+ * Whether @req bears a manager's X-Raftq-Forwarded mark, and whether it can
+ * be believed: on an internal route the signature was checked before the
+ * handler; on a public route, which anyone may call, only a valid
+ * manager-to-manager signature makes it so, checked here once (its nonce
+ * is then spent; rq_http_signed remembers). MARK_BAD, with the reason in
+ * @why, for a mark that fails the check: a stranger's, or a manager's
+ * request held up past the signature window (or replayed). Such a request
+ * is refused, not served as a client's own: its forwarder stopped waiting
+ * for it long ago, and a consume carried out now would move the offset for
+ * nobody.
+ */
+static enum mark forward_mark(struct mcore *core, struct rq_http_req *req,
+                              char *why, size_t whyn)
+{
     if (rq_http_header(req, MCORE_FORWARDED) == NULL) {
-        return false;
+        return MARK_NONE;
     }
-    if (rq_http_route_auth(req) != 0) {
-        return true;
+    if (rq_http_signed(req)) {
+        return MARK_VALID;
     }
-    if (rq_httpsig_verify(core->h.httpsig, req, RQ_HTTPSIG_M2M, why,
-                          sizeof why) != RQ_SIG_OK) {
-        rq_log(RQ_DEBUG, "ignoring %s: %s", MCORE_FORWARDED, why);
-        return false;
+    if (rq_httpsig_verify(core->h.httpsig, req, RQ_HTTPSIG_M2M, why, whyn) !=
+        RQ_SIG_OK) {
+        return MARK_BAD;
     }
-    return true;
+    rq_http_set_signed(req);
+    return MARK_VALID;
 }
 
 /* The client left (or this manager is closing): the forwarded request is
@@ -715,10 +721,21 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
         mcore_unavailable(req, "the manager is shutting down");
         return true;
     }
+    char why[MCORE_WHY];
+    enum mark mark = forward_mark(core, req, why, sizeof why);
+    if (mark == MARK_BAD) {
+        rq_http_reply_error(
+            req, 401,
+            "%s claims a manager forwarded the request, but %s; "
+            "a request held up past the signature window is "
+            "refused, not carried out",
+            MCORE_FORWARDED, why);
+        return true;
+    }
     if (rq_node_ready(core->h.node)) {
         return false;
     }
-    if (forwarded_by_a_manager(core, req)) {
+    if (mark == MARK_VALID) {
         mcore_unavailable(req,
                           "manager %" PRIu64
                           " is not the leader either (leadership is "
@@ -802,8 +819,10 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
 
 uint64_t mcore_consume_deadline(struct mcore *core, struct rq_http_req *req)
 {
+    char why[MCORE_WHY];
     const char *by = rq_http_header(req, MCORE_CONSUME_BY);
-    if (by == NULL || !forwarded_by_a_manager(core, req)) {
+    /* mcore_forward() has refused a mark that is not believed. */
+    if (by == NULL || forward_mark(core, req, why, sizeof why) != MARK_VALID) {
         return 0;
     }
     uint64_t now = mcore_wall_ms();

@@ -96,7 +96,10 @@ void mcore_read(struct mcore *core, mcore_read_cb cb, void *data);
 /*
  * For requests the leader must serve: false if this manager is the ready
  * leader (the caller handles @req), else true once the request has been
- * forwarded to the leader (or answered 503 when there is none).
+ * forwarded to the leader (or answered 503 when there is none). A request
+ * marked as forwarded by a manager (MCORE_FORWARDED) whose signature does
+ * not hold (a stranger's mark, or a forward held up past the signature
+ * window) is answered 401 here, on the leader too.
  */
 bool mcore_forward(struct mcore *core, struct rq_http_req *req);
 
@@ -114,8 +117,7 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req);
  * --consume-deadline-ms after this call: the managers' clocks may differ
  * (a leader's clock behind the follower's lengthens the time by the
  * difference, up to that bound).
- * Call it once a request: it checks the mark's signature, whose nonce is
- * then spent.
+ * Call it after mcore_forward() returned false for @req.
  */
 uint64_t mcore_consume_deadline(struct mcore *core, struct rq_http_req *req);
 

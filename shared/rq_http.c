@@ -174,6 +174,7 @@ struct rq_http_req {
     bool replied;          /* Exactly once. */
     bool suspended;        /* MHD_suspend_connection() in force. */
     bool gone;             /* The client went away before the reply. */
+    bool signed_ok;        /* A signature was verified (rq_http_signed). */
     bool abort_called;     /* abort_cb ran (at most once). */
     bool unwatched;        /* rq_http_unwatched(): no watch. */
     bool watching;         /* watch is initialized and not closed. */
@@ -1291,6 +1292,7 @@ static bool authenticated(struct rq_http_req *req)
         return true;
     }
     if (h->authenticate(req, req->route->auth, h->auth_data)) {
+        req->signed_ok = true;
         return true;
     }
     assert(req->replied); /* A refusal is answered by the callback. */
@@ -1614,6 +1616,16 @@ rq_http_handler rq_http_route_handler(const struct rq_http_req *req)
 unsigned rq_http_route_auth(const struct rq_http_req *req)
 {
     return req->route != NULL ? req->route->auth : 0;
+}
+
+bool rq_http_signed(const struct rq_http_req *req)
+{
+    return req->signed_ok;
+}
+
+void rq_http_set_signed(struct rq_http_req *req)
+{
+    req->signed_ok = true;
 }
 
 const char *rq_http_param(const struct rq_http_req *req, const char *name)

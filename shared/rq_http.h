@@ -124,6 +124,12 @@ const char *rq_http_path(const struct rq_http_req *req);
 const char *rq_http_query_string(const struct rq_http_req *req);
 /* The auth of the matched route (0: open; see rq_http_route). */
 unsigned rq_http_route_auth(const struct rq_http_req *req);
+/* Whether @req's signature has been verified: by the authenticate callback
+ * for a route that needs one, or by a handler that verified it itself and
+ * said so with rq_http_set_signed() (a signature's nonce may be checked
+ * once only, so a second look asks this). */
+bool rq_http_signed(const struct rq_http_req *req);
+void rq_http_set_signed(struct rq_http_req *req);
 /* The handler of the matched route (NULL before routing). */
 rq_http_handler rq_http_route_handler(const struct rq_http_req *req);
 /* A {name} segment of the matched pattern, percent-decoded; NULL if none. */

@@ -17,7 +17,8 @@ replicas' member lists and the managers' broker and manager lists must be
 as they were. Correctly signed requests on the same routes are accepted,
 so the refusals are not for another reason, and the refusals are counted
 in /metrics. A second test checks that a manager believes the
-X-Raftq-Forwarded mark on a public route only with a valid signature, and a
+X-Raftq-Forwarded mark on a public route only with a valid signature and
+refuses a request whose mark does not hold (a stale forward), and a
 third that a broker whose replay cache holds its cap in live entries answers
 503 with Retry-After instead of accepting a request it cannot remember.
 
@@ -263,26 +264,58 @@ def test_strangers_change_nothing(ctx):
 def test_forwarded_mark_needs_a_signature(ctx):
     """A follower forwards a public request to its leader unless it bears
     the X-Raftq-Forwarded mark of a manager, which counts only when the
-    request is signed with the manager-to-manager key."""
+    request is signed with the manager-to-manager key. A mark whose
+    signature does not hold is refused with 401, by a follower and by the
+    leader: a stranger's, and a manager's forward that a network partition
+    held up past the signature window (TCP retransmits it once the partition
+    heals, long after the forwarder stopped waiting). Such a consume,
+    carried out as if its client still waited, would move the consumer's
+    offset past a message nobody receives."""
     c = test_manager.Cluster(ctx, n_brokers=3).start()
     c.create_topic(1, TOPIC, 1)
     lead = c.wait_leader()
+    c.wait_topic_led(TOPIC)
     follower = next(i for i in c.managers if i != lead)
     target = "/producer/register"
     body = json.dumps({"topic": TOPIC})
     mark = {"X-Raftq-Forwarded": str(lead)}
 
-    # A stranger's mark is ignored: the follower forwards as usual.
-    st, obj = send(c.m_http[follower], "POST", target, body.encode(), mark)
-    check(st == 200 and obj.get("producer_id"), "unsigned mark: %d %r" % (st, obj))
-    hdr = dict(mark, **signed("POST", target, body, rqkeys.HTTP_B2M))
-    st, obj = send(c.m_http[follower], "POST", target, body.encode(), hdr)
-    check(st == 200 and obj.get("producer_id"), "mark signed as a broker: %d %r" % (st, obj))
+    # A mark without a manager's signature: refused, on either manager.
+    for i in (follower, lead):
+        for what, hdr, word in [
+                ("no signature", mark, "missing"),
+                ("a broker's signature",
+                 dict(mark, **signed("POST", target, body, rqkeys.HTTP_B2M)), "bad signature")]:
+            st, obj = send(c.m_http[i], "POST", target, body.encode(), hdr)
+            check(st == 401 and word in obj.get("message", "")
+                  and "X-Raftq-Forwarded" in obj.get("message", ""),
+                  "manager%d, mark with %s: %d %r" % (i, what, st, obj))
     # A manager's mark is believed: it is not forwarded a second time.
     hdr = dict(mark, **signed("POST", target, body, rqkeys.HTTP_M2M))
     st, obj = send(c.m_http[follower], "POST", target, body.encode(), hdr)
     check(st == 503 and "not the leader either" in obj.get("message", ""),
           "mark signed as a manager: %d %r" % (st, obj))
+    # Without a mark the follower forwards as usual.
+    st, obj = send(c.m_http[follower], "POST", target, body.encode())
+    check(st == 200 and obj.get("producer_id"), "no mark: %d %r" % (st, obj))
+
+    # A manager's forwarded consume, held up past the window: refused at
+    # the follower (which would otherwise forward it afresh) and at the
+    # leader, and the message stays for the consumer's next consume.
+    cons = c.register(lead, "consumer", TOPIC)
+    test_manager.check_ok(*c.call(lead, "POST", "/v1/topics/%s/records" % TOPIC,
+                                  {"records": [{"value": "kept%d" % k} for k in range(2)]}),
+                          "produce")
+    q = "/consumer/consume?topic=%s&consumer_id=%d" % (TOPIC, cons)
+    old = int(time.time() * 1000) - SKEW_MS - 25000
+    for i in (follower, lead):
+        hdr = dict(mark, **signed("GET", q, "", rqkeys.HTTP_M2M, ts=old))
+        hdr["X-Raftq-Consume-By"] = str(old + 5000)
+        st, obj = send(c.m_http[i], "GET", q, b"", hdr)
+        check(st == 401 and "expired" in obj.get("message", ""),
+              "manager%d, a consume forwarded 55 s ago: %d %r" % (i, st, obj))
+    got = c.consume(follower, TOPIC, cons)
+    check(got == ("kept0", 0, 0), "the next consume got %r, not kept0" % (got,))
 
 
 def metric(addr, name):
