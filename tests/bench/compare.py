@@ -37,10 +37,14 @@ READY_S = 90.0
 # Each row: what it measures, raftq's case, the peer's (system, case) or
 # None, and which figure the two are compared by.
 ROWS = [
-    ("produce 100 B, one message a request, 64 in flight / JetStream async, 256 in flight",
-     "produce_100b_many", ("jetstream", "produce_100b_many"), "msgs"),
+    ("produce 100 B, one message a request, 64 in flight / JetStream async, 64 in flight",
+     "produce_100b_many", ("jetstream", "produce_100b_64"), "msgs"),
     ("the same at 1 KiB",
-     "produce_1k_many", ("jetstream", "produce_1k_many"), "msgs"),
+     "produce_1k_many", ("jetstream", "produce_1k_64"), "msgs"),
+    ("produce 100 B, one message a request, 256 in flight / JetStream async, 256 in flight",
+     "produce_100b_many+256", ("jetstream", "produce_100b_many"), "msgs"),
+    ("the same at 1 KiB",
+     "produce_1k_many+256", ("jetstream", "produce_1k_many"), "msgs"),
     ("produce, one in flight: p50 / p99 / max",
      "produce_1_inflight", ("jetstream", "produce_1_inflight"), "latency"),
     ("the same over --latency-seconds (60 s; raftq): p50 / p99 / max",
@@ -72,6 +76,7 @@ EXTRA_RUNS = [
     ("+binary", None, ["--binary"],
      ["batch_1k_x1000", "read_batch_1000_100b", "read_batch_1000_1k"]),
     ("+long", "latency", [], ["produce_1_inflight"]),
+    ("+256", None, ["--in-flight", "256"], ["produce_100b_many", "produce_1k_many"]),
 ]
 
 

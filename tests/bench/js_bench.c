@@ -15,6 +15,10 @@
  *                         256 unacknowledged (the context's MaxPending);
  *                         msgs/s counts acknowledgements.
  *   produce_1k_many       the same with 1 KiB.
+ *   produce_100b_64, produce_1k_64
+ *                         the same with at most 64 unacknowledged (a second
+ *                         JetStream context on the same connection), the
+ *                         concurrency of raftq's produce_*_many cases.
  *   produce_1_inflight    js_Publish of 100 B, one at a time: msgs/s and
  *                         latency from the call to its acknowledgement.
  *   read_batch_1000_100b  the stream is first filled with up to 200,000
@@ -43,6 +47,7 @@
 #define LOG_TAG "js_bench"
 
 #define MAX_PENDING 256  /* Asynchronous publishes in flight. */
+#define FEW_PENDING 64   /* The same, for the *_64 cases. */
 #define FETCH_BATCH 1000 /* Messages a pull request asks for. */
 #define API_WAIT_MS 10000
 #define STREAM_WAIT_MS 30000 /* For a stream's first leader. */
@@ -51,6 +56,7 @@
 struct bench {
     natsConnection *nc;
     jsCtx *js;
+    jsCtx *js_few; /* MaxPending FEW_PENDING. */
     double seconds;
     /* Asynchronous acknowledgements, counted on libnats's thread. */
     atomic_uint_fast64_t acked;
@@ -63,6 +69,8 @@ struct bench_case {
     int size;
     int (*run)(struct bench *b, const struct bench_case *c);
     uint64_t fill; /* Messages written before a read case. */
+    int pending;   /* Asynchronous publishes in flight: MAX_PENDING or
+                      FEW_PENDING. */
 };
 
 static const char *last_error(natsStatus s)
@@ -149,7 +157,7 @@ static void stream_delete(struct bench *b, const char *name)
  * acknowledged count and @secs with the time from the first publish to the
  * last acknowledgement; 0, or -1 when a publish or acknowledgement failed.
  */
-static int publish_async(struct bench *b, const char *subj, int size,
+static int publish_async(struct bench *b, jsCtx *js, const char *subj, int size,
                          uint64_t max, double seconds, uint64_t *n,
                          double *secs)
 {
@@ -173,7 +181,7 @@ static int publish_async(struct bench *b, const char *subj, int size,
         if (sent % 64 == 0 && peer_now_ns() >= deadline) {
             break;
         }
-        s = js_PublishAsync(b->js, subj, buf, size, NULL);
+        s = js_PublishAsync(js, subj, buf, size, NULL);
         if (s != NATS_OK) {
             rq_log(RQ_ERROR, "%s: publish %llu failed: %s", subj,
                    (unsigned long long)sent, last_error(s));
@@ -184,7 +192,7 @@ static int publish_async(struct bench *b, const char *subj, int size,
     }
     jsPubOptions_Init(&po);
     po.MaxWait = 60000;
-    s = js_PublishAsyncComplete(b->js, &po);
+    s = js_PublishAsyncComplete(js, &po);
     if (s != NATS_OK) {
         rq_log(RQ_ERROR, "%s: %llu of %llu never acknowledged: %s", subj,
                (unsigned long long)(sent - atomic_load(&b->acked)),
@@ -206,14 +214,15 @@ static int run_produce_many(struct bench *b, const struct bench_case *c)
 {
     struct peer_result r = {.system = "jetstream",
                             .name = c->name,
-                            .in_flight = MAX_PENDING,
+                            .in_flight = c->pending,
                             .size = c->size};
     int rv;
 
     if (stream_create(b, c->name) != 0) {
         return -1;
     }
-    rv = publish_async(b, c->name, c->size, UINT64_MAX, b->seconds, &r.n,
+    jsCtx *js = c->pending == FEW_PENDING ? b->js_few : b->js;
+    rv = publish_async(b, js, c->name, c->size, UINT64_MAX, b->seconds, &r.n,
                        &r.seconds);
     if (rv == 0) {
         peer_result_print(&r);
@@ -347,7 +356,7 @@ static int run_read_batch(struct bench *b, const struct bench_case *c)
     if (stream_create(b, c->name) != 0) {
         return -1;
     }
-    rv = publish_async(b, c->name, c->size, c->fill, b->seconds, &filled,
+    rv = publish_async(b, b->js, c->name, c->size, c->fill, b->seconds, &filled,
                        &fill_secs);
     if (rv == 0) {
         rq_log(RQ_INFO, "%s: filled with %llu messages in %.1f s", c->name,
@@ -370,11 +379,13 @@ static int run_read_batch(struct bench *b, const struct bench_case *c)
 
 /* A case's stream and its subject are both named by the case's id. */
 static const struct bench_case CASES[] = {
-    {"produce_100b_many", 100, run_produce_many, 0},
-    {"produce_1k_many", 1024, run_produce_many, 0},
-    {"produce_1_inflight", 100, run_produce_one, 0},
-    {"read_batch_1000_100b", 100, run_read_batch, 200000},
-    {"read_batch_1000_1k", 1024, run_read_batch, 100000},
+    {"produce_100b_many", 100, run_produce_many, 0, MAX_PENDING},
+    {"produce_1k_many", 1024, run_produce_many, 0, MAX_PENDING},
+    {"produce_100b_64", 100, run_produce_many, 0, FEW_PENDING},
+    {"produce_1k_64", 1024, run_produce_many, 0, FEW_PENDING},
+    {"produce_1_inflight", 100, run_produce_one, 0, 1},
+    {"read_batch_1000_100b", 100, run_read_batch, 200000, MAX_PENDING},
+    {"read_batch_1000_1k", 1024, run_read_batch, 100000, MAX_PENDING},
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
@@ -424,6 +435,10 @@ static int connect_all(struct bench *b, const char **urls, int n_urls)
     /* A full window waits for acknowledgements, never fails the publish. */
     jo.PublishAsync.StallWait = 60000;
     s = natsConnection_JetStream(&b->js, b->nc, &jo);
+    if (s == NATS_OK) {
+        jo.PublishAsync.MaxPending = FEW_PENDING;
+        s = natsConnection_JetStream(&b->js_few, b->nc, &jo);
+    }
     if (s != NATS_OK) {
         rq_log(RQ_ERROR, "no JetStream context: %s", last_error(s));
         return -1; /* UNTESTED: ENOMEM only. */
@@ -472,6 +487,7 @@ int main(int argc, char **argv)
     }
 out:
     jsCtx_Destroy(b.js);
+    jsCtx_Destroy(b.js_few);
     natsConnection_Destroy(b.nc);
     /* Waits for libnats's threads, so that nothing of it outlives main. */
     nats_CloseAndWait(5000);
