@@ -660,7 +660,7 @@ static void on_forwarded(void *data, const struct rq_httpc_resp *resp)
 }
 
 /* What a request's X-Raftq-Forwarded mark is worth (forward_mark). */
-enum mark { MARK_NONE, MARK_VALID, MARK_BAD };
+enum mark { MARK_NONE, MARK_VALID, MARK_BAD, MARK_BUSY };
 
 /*
  * Whether @req bears a manager's X-Raftq-Forwarded mark, and whether it can
@@ -672,7 +672,8 @@ enum mark { MARK_NONE, MARK_VALID, MARK_BAD };
  * request held up past the signature window (or replayed). Such a request
  * is refused, not served as a client's own: its forwarder stopped waiting
  * for it long ago, and a consume carried out now would move the offset for
- * nobody.
+ * nobody. MARK_BUSY when the replay cache is full and the mark cannot be
+ * checked now (the request is answered 503, to be sent again).
  */
 static enum mark forward_mark(struct mcore *core, struct rq_http_req *req,
                               char *why, size_t whyn)
@@ -683,9 +684,10 @@ static enum mark forward_mark(struct mcore *core, struct rq_http_req *req,
     if (rq_http_signed(req)) {
         return MARK_VALID;
     }
-    if (rq_httpsig_verify(core->h.httpsig, req, RQ_HTTPSIG_M2M, why, whyn) !=
-        RQ_SIG_OK) {
-        return MARK_BAD;
+    enum rq_sig_result rv =
+        rq_httpsig_verify(core->h.httpsig, req, RQ_HTTPSIG_M2M, why, whyn);
+    if (rv != RQ_SIG_OK) {
+        return rv == RQ_SIG_BUSY ? MARK_BUSY : MARK_BAD;
     }
     rq_http_set_signed(req);
     return MARK_VALID;
@@ -730,6 +732,10 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
             "a request held up past the signature window is "
             "refused, not carried out",
             MCORE_FORWARDED, why);
+        return true;
+    }
+    if (mark == MARK_BUSY) {
+        mcore_unavailable(req, "%s", why); /* UNTESTED: a full cache. */
         return true;
     }
     if (rq_node_ready(core->h.node)) {
