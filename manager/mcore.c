@@ -693,6 +693,34 @@ static enum mark forward_mark(struct mcore *core, struct rq_http_req *req,
     return MARK_VALID;
 }
 
+/*
+ * Whether @req, forwarded by a manager, reached this leader after its
+ * forwarder stopped waiting for the answer (MCORE_FORWARD_BY, stamped by
+ * a manager that has it; without it, as from an older one, never). The
+ * forwarder has answered its client that the request may or may not have
+ * been carried out, and the client has likely sent it again: carried out
+ * now, an offset commit held up this long would set the offsets back
+ * under the retry's. The managers' clocks are trusted to agree, as the
+ * signatures already trust them.
+ */
+static bool forward_late(struct rq_http_req *req)
+{
+    const char *by = rq_http_header(req, MCORE_FORWARD_BY);
+    uint64_t v;
+    if (by == NULL || rq_parse_u64(by, UINT64_MAX, &v) != 0) {
+        return false;
+    }
+    uint64_t now = mcore_wall_ms();
+    if (now < v) {
+        return false;
+    }
+    rq_log(RQ_INFO,
+           "a forwarded %s %s arrived %" PRIu64
+           " ms after its forwarder stopped waiting; not carried out",
+           rq_http_method(req), rq_http_path(req), now - v);
+    return true;
+}
+
 /* The client left (or this manager is closing): the forwarded request is
  * canceled, which closes its connection, so the leader sees its client
  * leave too and a consume there does not propose its advance if it has
@@ -714,9 +742,10 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
     char url[URL_LEN];
     char fwd_line[64];
     char by_line[64];
+    char until_line[64];
     char ct_line[256];
     char auth_line[1024];
-    const char *headers[7];
+    const char *headers[8];
     size_t nh = 0;
 
     if (core->closing) {
@@ -739,6 +768,13 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
         return true;
     }
     if (rq_node_ready(core->h.node)) {
+        if (mark == MARK_VALID && forward_late(req)) {
+            mcore_unavailable(req,
+                              "the request reached the leader after the "
+                              "manager that forwarded it had stopped waiting "
+                              "for it, so it was not carried out; retry");
+            return true;
+        }
         return false;
     }
     if (mark == MARK_VALID) {
@@ -781,6 +817,9 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
         headers[nh++] = by_line;
         timeout_ms = budget + CONSUME_ANSWER_GRACE_MS;
     }
+    snprintf(until_line, sizeof until_line, MCORE_FORWARD_BY ": %" PRIu64,
+             mcore_wall_ms() + timeout_ms);
+    headers[nh++] = until_line;
     const char *ct = rq_http_header(req, "Content-Type");
     snprintf(ct_line, sizeof ct_line, "Content-Type: %s",
              ct != NULL ? ct : "application/json");

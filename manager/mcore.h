@@ -66,6 +66,10 @@ struct uv_loop_s;
 /* The wall-clock time (Unix milliseconds) by which the leader must have
  * proposed a forwarded consume's advance, or not propose it. */
 #define MCORE_CONSUME_BY "X-Raftq-Consume-By"
+/* The wall-clock time (Unix milliseconds) at which the forwarding manager
+ * stops waiting for the answer to any forwarded request: the leader does
+ * not start one that arrives later (mcore_forward). */
+#define MCORE_FORWARD_BY "X-Raftq-Forward-By"
 
 struct mcore;
 
@@ -99,7 +103,9 @@ void mcore_read(struct mcore *core, mcore_read_cb cb, void *data);
  * forwarded to the leader (or answered 503 when there is none). A request
  * marked as forwarded by a manager (MCORE_FORWARDED) whose signature does
  * not hold (a stranger's mark, or a forward held up past the signature
- * window) is answered 401 here, on the leader too.
+ * window) is answered 401 here, on the leader too; one that reaches the
+ * leader after its forwarder stopped waiting (MCORE_FORWARD_BY), 503
+ * without being carried out.
  */
 bool mcore_forward(struct mcore *core, struct rq_http_req *req);
 

@@ -1548,12 +1548,13 @@ def test_consume_client_gone(ctx):
 
 def test_consume_held_back(ctx):
     """A consume forwarded by a follower reaches the leader only after the
-    follower has stopped waiting for it (--consume-deadline-ms): here the
-    leader is stopped; across a network partition TCP's retransmits hold a
-    request up the same way, and the follower's cancel with it, so the
-    leader finds the request and its connection's close together. The
-    leader does not propose the advance and logs why, and the next consume
-    gets that very message. The message is read ahead (readahead.h), so
+    follower has stopped waiting for it (--consume-deadline-ms and a second
+    more, X-Raftq-Forward-By): here the leader is stopped; across a network
+    partition TCP's retransmits hold a request up the same way, and the
+    follower's cancel with it, so the leader finds the request and its
+    connection's close together. The leader does not start the consume and
+    logs why, and the next consume gets that very message (the deadline
+    for the advance itself, X-Raftq-Consume-By, is test_strangers'). The message is read ahead (readahead.h), so
     without the deadline the advance is proposed in the turn the request
     arrives, before the leader can see the follower leave. The same for a
     client of the leader that gives up while the leader is stopped."""
@@ -1581,7 +1582,8 @@ def test_consume_held_back(ctx):
               "a forward that got no answer says %r" % obj)
     finally:
         c.managers[lead].resume()
-    wait_until(lambda: log_has(leader_log, "a forwarded consume arrived", since), 15,
+    late = "a forwarded GET /consumer/consume arrived"
+    wait_until(lambda: log_has(leader_log, late, since), 15,
                "manager%d to see the late consume" % lead)
     got = c.consume(lead, "late", cons)
     check(got == ("m1", 0, 1), "after the late consume, the next got %r, not m1" % (got,))

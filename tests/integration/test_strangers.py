@@ -270,7 +270,8 @@ def test_forwarded_mark_needs_a_signature(ctx):
     held up past the signature window (TCP retransmits it once the partition
     heals, long after the forwarder stopped waiting). Such a consume,
     carried out as if its client still waited, would move the consumer's
-    offset past a message nobody receives."""
+    offset past a message nobody receives. A forward that reaches the
+    leader after its forwarder's own deadline is not carried out either."""
     c = test_manager.Cluster(ctx, n_brokers=3).start()
     c.create_topic(1, TOPIC, 1)
     lead = c.wait_leader()
@@ -316,6 +317,36 @@ def test_forwarded_mark_needs_a_signature(ctx):
               "manager%d, a consume forwarded 55 s ago: %d %r" % (i, st, obj))
     got = c.consume(follower, TOPIC, cons)
     check(got == ("kept0", 0, 0), "the next consume got %r, not kept0" % (got,))
+
+    # A consume in time for its forwarder but past the deadline for its
+    # advance (X-Raftq-Consume-By, --consume-deadline-ms): the leader
+    # proposes nothing and says so; the message stays.
+    now = int(time.time() * 1000)
+    hdr = dict(mark, **signed("GET", q, "", rqkeys.HTTP_M2M))
+    hdr["X-Raftq-Consume-By"] = str(now - 1000)
+    hdr["X-Raftq-Forward-By"] = str(now + 15000)
+    st, obj = send(c.m_http[lead], "GET", q, b"", hdr)
+    check(st == 503 and obj.get("offset_advanced") == "no" and "too late" in obj["message"],
+          "a consume past its advance's deadline: %d %r" % (st, obj))
+    got = c.consume(lead, TOPIC, cons)
+    check(got == ("kept1", 0, 1), "the next consume got %r, not kept1" % (got,))
+
+    # A manager's forward that reaches the leader after its forwarder
+    # stopped waiting (X-Raftq-Forward-By) is not carried out: an offset
+    # commit held up that long would set the offsets back under the ones
+    # the client committed since. One in time is.
+    def offset0():
+        st, obj = c.call(lead, "GET", "/v1/consumers/%d/offsets" % cons)
+        return {o["partition_id"]: o["offset"] for o in obj["offsets"]}[0]
+    target = "/v1/consumers/%d/offsets" % cons
+    body = json.dumps({"offsets": [{"partition_id": 0, "offset": 0}]})
+    now = int(time.time() * 1000)
+    for by, want, after in ((now - 1000, 503, 2), (now + 15000, 200, 0)):
+        hdr = dict(mark, **signed("POST", target, body, rqkeys.HTTP_M2M))
+        hdr["X-Raftq-Forward-By"] = str(by)
+        st, obj = send(c.m_http[lead], "POST", target, body.encode(), hdr)
+        check(st == want, "an offset commit forwarded until %+d ms: %d %r" % (by - now, st, obj))
+        check(offset0() == after, "after it the offset is %r, not %d" % (offset0(), after))
 
 
 def metric(addr, name):
