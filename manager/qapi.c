@@ -12,6 +12,9 @@
 #include "rq_names.h"
 #include "rq_config.h"
 #include "rq_err.h"
+#include "rq_log.h"
+
+#define LOG_TAG "qapi"
 
 /* One manager runs in a process: its queue API's state is this one. */
 static struct qapi_state state;
@@ -206,6 +209,22 @@ static void reply_not_proposed(struct rq_http_req *req, int rv)
 void qapi_propose(struct mcore *core, struct rq_http_req *req, struct mcmd *c,
                   rq_node_done_cb cb, void *op, struct rq_http_req **slot)
 {
+    /* A client that gave up while a network partition held its request
+     * back (a follower whose own client left, and so canceled its
+     * forward) may have its close arrive with the request: then nothing
+     * is proposed. The client was told the outcome is unknown and has
+     * likely sent the request again; an offset commit carried out now
+     * would set the offsets back under the retry's. */
+    if (rq_http_client_gone(req)) {
+        mcmd_clear(c);
+        free(op);
+        rq_log(RQ_INFO,
+               "%s %s: the client left before it was proposed; not carried "
+               "out",
+               rq_http_method(req), rq_http_path(req));
+        mcore_unavailable(req, "the client went away; not carried out");
+        return;
+    }
     int rv = mcore_propose(core, c, cb, op);
     mcmd_clear(c);
     if (rv != 0) {

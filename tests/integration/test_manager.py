@@ -1608,6 +1608,50 @@ def test_consume_held_back(ctx):
     check(got == ("m2", 0, 2), "after the client left, the next got %r, not m2" % (got,))
 
 
+def test_offset_commit_held_back(ctx):
+    """An offset commit whose client gave up while the leader could not
+    hear it is not carried out: here the leader is stopped (across a
+    network partition TCP's retransmits hold a request up the same way),
+    the client gives up after a second, the follower it went through
+    cancels its forward, and the leader finds the request and its
+    connection's close together; it asks the socket before it proposes.
+    Carried out, it would set the consumer's offsets back under the ones
+    committed since (make chaos, seed 31337). The same for a client of the
+    leader itself."""
+    c = Cluster(ctx, manager_args=["--election-timeout-ms", "5000"]).start()
+    lead = c.wait_leader()
+    follower = min(i for i in c.managers if i != lead)
+    c.create_topic(lead, "held", 1)
+    c.wait_topic_led("held")
+    cons = c.register(lead, "consumer", "held")
+    path = "/v1/consumers/%d/offsets" % cons
+
+    def offset0():
+        st, obj = c.call(lead, "GET", path)
+        return {o["partition_id"]: o["offset"] for o in check_ok(st, obj, "offsets")["offsets"]}[0]
+    leader_log = c.managers[lead]
+    for via in (follower, lead):
+        since = log_size(leader_log)
+        c.managers[lead].pause()
+        try:
+            try:
+                st, obj = c.call(via, "POST", path,
+                                 {"offsets": [{"partition_id": 0, "offset": 7}]}, timeout=1)
+                check(False, "manager%d answered %d %r with the leader stopped" % (via, st, obj))
+            except Unreachable:
+                pass
+        finally:
+            c.managers[lead].resume()
+        want = "POST %s: the client left before it was proposed" % path
+        wait_until(lambda: log_has(leader_log, want, since) or offset0() != 0, 15,
+                   "manager%d to see the client of a commit through manager%d leave" % (lead, via))
+        check(offset0() == 0, "a commit nobody waited for, through manager%d, moved the offset "
+              "to %r" % (via, offset0()))
+    check_ok(*c.call(follower, "POST", path, {"offsets": [{"partition_id": 0, "offset": 3}]}),
+             "a commit with its client there")
+    check(offset0() == 3, "the commit set %r, not 3" % offset0())
+
+
 def test_consume_failure_outcome(ctx):
     """A 503 from consume says whether the offset may have moved
     (API.md section 1, manager/README.md "Consume"): "no" when no manager
@@ -2521,6 +2565,7 @@ if __name__ == "__main__":
         test_reads_ask_the_leader,
         test_consume_client_gone,
         test_consume_held_back,
+        test_offset_commit_held_back,
         test_consume_failure_outcome,
         test_consume_skips_retention,
         test_reads_after_all_killed,
