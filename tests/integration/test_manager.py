@@ -1554,10 +1554,11 @@ def test_consume_held_back(ctx):
     follower's cancel with it, so the leader finds the request and its
     connection's close together. The leader does not start the consume and
     logs why, and the next consume gets that very message (the deadline
-    for the advance itself, X-Raftq-Consume-By, is test_strangers'). The message is read ahead (readahead.h), so
-    without the deadline the advance is proposed in the turn the request
-    arrives, before the leader can see the follower leave. The same for a
-    client of the leader that gives up while the leader is stopped."""
+    for the advance itself, X-Raftq-Consume-By, is test_strangers'). The
+    message is read ahead (readahead.h), so without these deadlines the
+    advance is proposed in the turn the request arrives, before the leader
+    can see the follower leave. The same for a client of the leader that
+    gives up while the leader is stopped."""
     c = Cluster(ctx, manager_args=["--election-timeout-ms", "5000",
                                    "--consume-deadline-ms", "500"]).start()
     lead = c.wait_leader()
