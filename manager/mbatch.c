@@ -10,8 +10,8 @@
 #include "mcmd.h"
 #include "rq_err.h"
 
-_Static_assert(MBATCH_TYPE > MCMD_TOKEN_REVOKE,
-               "a batch's type must follow every command type");
+_Static_assert(MBATCH_TYPE == MCMD_TYPE_BATCH,
+               "a batch's type byte must be the one no command takes");
 
 #define N_AT 18 /* Offset of n in the header. */
 

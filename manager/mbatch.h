@@ -32,7 +32,7 @@
 #include "rq_wire.h"
 
 /* The command type byte of a batch (after every type of mcmd.h). */
-#define MBATCH_TYPE 12
+#define MBATCH_TYPE 12              /* mcmd.h keeps it free: MCMD_TYPE_BATCH */
 #define MBATCH_HEADER 22            /* version, type, now_ms, nonce, n */
 #define MBATCH_MAX_N 256            /* commands in one batch */
 #define MBATCH_MAX_BYTES (1u << 20) /* of commands in one batch */

@@ -24,6 +24,13 @@
  *                       r:u32 x MCMD_RF
  *   TOKEN_CREATE        name:str | hash:32 bytes | grants:str
  *   TOKEN_REVOKE        id:u64
+ *   GROUP_JOIN          group:str | topic:str | member:str | session_ms:u32
+ *   GROUP_LEAVE         group:str | n:u32 | n x member:str
+ *   GROUP_COMMIT        group:str | member:str | generation:u64 | n:u32 |
+ *                       n x (partition_id:u32 | offset:u64)
+ *   GROUP_OFFSETS       group:str | n:u32 | n x (partition_id:u32 |
+ *                       offset:u64)
+ *   GROUP_DELETE        group:str
  *
  * A topic's replica list takes its count from n_partitions rather than
  * carrying a second one. Trailing bytes after the last field are refused.
@@ -43,6 +50,7 @@ _Static_assert(GRANTS_TEXT_MAX == MCMD_GRANTS_TEXT_MAX,
                "the command holds every token's grants text");
 
 #define OFFSET_BYTES (4 + 8 + 8)
+#define GROUP_OFFSET_BYTES (4 + 8)
 
 const char *mcmd_type_name(enum mcmd_type t)
 {
@@ -69,6 +77,16 @@ const char *mcmd_type_name(enum mcmd_type t)
             return "token_create";
         case MCMD_TOKEN_REVOKE:
             return "token_revoke";
+        case MCMD_GROUP_JOIN:
+            return "group_join";
+        case MCMD_GROUP_LEAVE:
+            return "group_leave";
+        case MCMD_GROUP_COMMIT:
+            return "group_commit";
+        case MCMD_GROUP_OFFSETS:
+            return "group_offsets";
+        case MCMD_GROUP_DELETE:
+            return "group_delete";
     }
     return "unknown";
 }
@@ -100,6 +118,12 @@ void mcmd_clear(struct mcmd *c)
     } else if (c->type == MCMD_OFFSET_COMMIT) {
         free(c->u.offset_commit.offsets);
         c->u.offset_commit.offsets = NULL;
+    } else if (c->type == MCMD_GROUP_LEAVE) {
+        free(c->u.group_leave.members);
+        c->u.group_leave.members = NULL;
+    } else if (c->type == MCMD_GROUP_COMMIT || c->type == MCMD_GROUP_OFFSETS) {
+        free(c->u.group_offsets.offsets);
+        c->u.group_offsets.offsets = NULL;
     }
 }
 
@@ -107,7 +131,8 @@ void mcmd_clear(struct mcmd *c)
 
 static bool type_known(int t)
 {
-    return t >= MCMD_MANAGER_ADDR && t <= MCMD_TOKEN_REVOKE;
+    return t >= MCMD_MANAGER_ADDR && t <= MCMD_GROUP_DELETE &&
+           t != MCMD_TYPE_BATCH;
 }
 
 static bool state_known(int s)
@@ -138,10 +163,14 @@ static int check_topic(const char *name, const char *what, char *why,
     return 0;
 }
 
-static int check_offsets(const struct mcmd *c, char *why, size_t whyn)
+/*
+ * A list of @n offsets: at most MCMD_MAX_OFFSETS, one a partition, and,
+ * unless @compared, none with an expected offset (a group's are never
+ * compared).
+ */
+static int check_offset_list(const struct mcmd_offset *o, uint32_t n,
+                             bool compared, char *why, size_t whyn)
 {
-    const struct mcmd_offset *o = c->u.offset_commit.offsets;
-    uint32_t n = c->u.offset_commit.n;
     if (n > MCMD_MAX_OFFSETS) {
         rq_why(why, whyn, "%" PRIu32 " offsets (at most %d)", n,
                MCMD_MAX_OFFSETS);
@@ -154,6 +183,10 @@ static int check_offsets(const struct mcmd *c, char *why, size_t whyn)
     /* At most MCMD_MAX_OFFSETS squared over two comparisons: cheap enough,
      * and it needs no scratch memory. */
     for (uint32_t i = 0; i < n; i++) {
+        if (!compared && o[i].expected != MCMD_ANY) {
+            rq_why(why, whyn, "a group's offsets are not compared");
+            return RQ_INVALID;
+        }
         for (uint32_t j = 0; j < i; j++) {
             if (o[i].partition_id == o[j].partition_id) {
                 rq_why(why, whyn, "partition %" PRIu32 " appears twice",
@@ -163,6 +196,47 @@ static int check_offsets(const struct mcmd *c, char *why, size_t whyn)
         }
     }
     return 0;
+}
+
+static int check_group(const char *name, char *why, size_t whyn)
+{
+    if (!rq_names_topic_valid(name)) {
+        rq_why(why, whyn,
+               "group name must be 1-%d characters of [A-Za-z0-9._-], not . "
+               "or ..",
+               MCMD_GROUP_MAX);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int check_member(const char *id, char *why, size_t whyn)
+{
+    if (!rq_names_member_valid(id)) {
+        rq_why(why, whyn,
+               "member id must be 1-%d characters of "
+               "[A-Za-z0-9._-]",
+               MCMD_MEMBER_MAX);
+        return RQ_INVALID;
+    }
+    return 0;
+}
+
+static int check_group_leave(const struct mcmd *c, char *why, size_t whyn)
+{
+    uint32_t n = c->u.group_leave.n;
+    int rv = check_group(c->u.group_leave.group, why, whyn);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n == 0 || n > MCMD_MAX_MEMBERS || c->u.group_leave.members == NULL) {
+        rq_why(why, whyn, "%" PRIu32 " members (1 to %d)", n, MCMD_MAX_MEMBERS);
+        return RQ_INVALID;
+    }
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
+        rv = check_member(c->u.group_leave.members[i], why, whyn);
+    }
+    return rv;
 }
 
 /* A token's grants must parse and be in canonical form, so that every
@@ -248,7 +322,8 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
         case MCMD_CONSUMER_REGISTER:
             return check_topic(c->u.client_register.topic, "topic", why, whyn);
         case MCMD_OFFSET_COMMIT:
-            return check_offsets(c, why, whyn);
+            return check_offset_list(c->u.offset_commit.offsets,
+                                     c->u.offset_commit.n, true, why, whyn);
         case MCMD_PARTITION_REPLICAS:
             return check_topic(c->u.partition_replicas.topic, "topic", why,
                                whyn);
@@ -267,6 +342,46 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
                 return RQ_INVALID;
             }
             return 0;
+        case MCMD_GROUP_JOIN:
+            rv = check_group(c->u.group_join.group, why, whyn);
+            if (rv == 0) {
+                rv = check_topic(c->u.group_join.topic, "topic", why, whyn);
+            }
+            if (rv == 0) {
+                rv = check_member(c->u.group_join.member, why, whyn);
+            }
+            if (rv == 0 && (c->u.group_join.session_ms < MCMD_SESSION_MIN_MS ||
+                            c->u.group_join.session_ms > MCMD_SESSION_MAX_MS)) {
+                rq_why(why, whyn, "session of %" PRIu32 " ms (%d to %d)",
+                       c->u.group_join.session_ms, MCMD_SESSION_MIN_MS,
+                       MCMD_SESSION_MAX_MS);
+                rv = RQ_INVALID;
+            }
+            return rv;
+        case MCMD_GROUP_LEAVE:
+            return check_group_leave(c, why, whyn);
+        case MCMD_GROUP_COMMIT:
+            rv = check_group(c->u.group_offsets.group, why, whyn);
+            if (rv == 0) {
+                rv = check_member(c->u.group_offsets.member, why, whyn);
+            }
+            return rv == 0 ? check_offset_list(c->u.group_offsets.offsets,
+                                               c->u.group_offsets.n, false, why,
+                                               whyn)
+                           : rv;
+        case MCMD_GROUP_OFFSETS:
+            if (c->u.group_offsets.member[0] != '\0' ||
+                c->u.group_offsets.generation != 0) {
+                rq_why(why, whyn, "an operator's offsets name no member");
+                return RQ_INVALID;
+            }
+            rv = check_group(c->u.group_offsets.group, why, whyn);
+            return rv == 0 ? check_offset_list(c->u.group_offsets.offsets,
+                                               c->u.group_offsets.n, false, why,
+                                               whyn)
+                           : rv;
+        case MCMD_GROUP_DELETE:
+            return check_group(c->u.group_delete.group, why, whyn);
     }
     rq_why(why, whyn, "unknown command type %d", (int)c->type);
     return RQ_INVALID;
@@ -352,6 +467,36 @@ int mcmd_encode(const struct mcmd *c, struct rq_buf *out)
             break;
         case MCMD_TOKEN_REVOKE:
             rq_buf_put_u64(out, c->u.token_revoke.id);
+            break;
+        case MCMD_GROUP_JOIN:
+            put_str(out, c->u.group_join.group);
+            put_str(out, c->u.group_join.topic);
+            put_str(out, c->u.group_join.member);
+            rq_buf_put_u32(out, c->u.group_join.session_ms);
+            break;
+        case MCMD_GROUP_LEAVE:
+            put_str(out, c->u.group_leave.group);
+            rq_buf_put_u32(out, c->u.group_leave.n);
+            for (uint32_t i = 0; i < c->u.group_leave.n; i++) {
+                put_str(out, c->u.group_leave.members[i]);
+            }
+            break;
+        case MCMD_GROUP_COMMIT:
+        case MCMD_GROUP_OFFSETS:
+            put_str(out, c->u.group_offsets.group);
+            if (c->type == MCMD_GROUP_COMMIT) {
+                put_str(out, c->u.group_offsets.member);
+                rq_buf_put_u64(out, c->u.group_offsets.generation);
+            }
+            rq_buf_put_u32(out, c->u.group_offsets.n);
+            for (uint32_t i = 0; i < c->u.group_offsets.n; i++) {
+                const struct mcmd_offset *o = &c->u.group_offsets.offsets[i];
+                rq_buf_put_u32(out, o->partition_id);
+                rq_buf_put_u64(out, o->offset);
+            }
+            break;
+        case MCMD_GROUP_DELETE:
+            put_str(out, c->u.group_delete.group);
             break;
     }
     return out->err != 0 ? RQ_NOMEM : 0;
@@ -529,6 +674,83 @@ static int decode_offset_commit(struct rq_cursor *cur, struct mcmd *c,
     return 0;
 }
 
+static int decode_group_leave(struct rq_cursor *cur, struct mcmd *c, char *why,
+                              size_t whyn)
+{
+    uint32_t n;
+    int rv = get_str(cur, MCMD_GROUP_MAX, c->u.group_leave.group, "group", why,
+                     whyn);
+    if (rv == 0) {
+        rv = get_u32(cur, &n, "member count", why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    /* Each member takes at least its length and one byte. */
+    if (n == 0 || n > MCMD_MAX_MEMBERS || cur->left < (size_t)n * 5) {
+        rq_why(why, whyn, "%" PRIu32 " members (1 to %d) in %zu bytes", n,
+               MCMD_MAX_MEMBERS, cur->left);
+        return RQ_MALFORMED;
+    }
+    c->u.group_leave.members = calloc(n, sizeof *c->u.group_leave.members);
+    if (c->u.group_leave.members == NULL) {
+        rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+        return RQ_NOMEM;
+    }
+    c->u.group_leave.n = n;
+    for (uint32_t i = 0; i < n && rv == 0; i++) {
+        rv = get_str(cur, MCMD_MEMBER_MAX, c->u.group_leave.members[i],
+                     "member", why, whyn);
+    }
+    return rv;
+}
+
+static int decode_group_offsets(struct rq_cursor *cur, struct mcmd *c,
+                                char *why, size_t whyn)
+{
+    uint32_t n;
+    int rv = get_str(cur, MCMD_GROUP_MAX, c->u.group_offsets.group, "group",
+                     why, whyn);
+    if (rv == 0 && c->type == MCMD_GROUP_COMMIT) {
+        rv = get_str(cur, MCMD_MEMBER_MAX, c->u.group_offsets.member, "member",
+                     why, whyn);
+        if (rv == 0) {
+            rv = get_u64(cur, &c->u.group_offsets.generation, "generation", why,
+                         whyn);
+        }
+    }
+    if (rv == 0) {
+        rv = get_u32(cur, &n, "offset count", why, whyn);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (n > MCMD_MAX_OFFSETS || cur->left < (size_t)n * GROUP_OFFSET_BYTES) {
+        rq_why(why, whyn, "%" PRIu32 " offsets (at most %d) in %zu bytes", n,
+               MCMD_MAX_OFFSETS, cur->left);
+        return RQ_MALFORMED;
+    }
+    if (n > 0) {
+        c->u.group_offsets.offsets =
+            calloc(n, sizeof *c->u.group_offsets.offsets);
+        if (c->u.group_offsets.offsets == NULL) {
+            rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
+            return RQ_NOMEM;
+        }
+    }
+    c->u.group_offsets.n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        struct mcmd_offset *o = &c->u.group_offsets.offsets[i];
+        rv = get_u32(cur, &o->partition_id, "offsets", why, whyn);
+        if (rv == 0) {
+            rv = get_u64(cur, &o->offset, "offsets", why, whyn);
+        }
+        assert(rv == 0); /* The length was checked above. */
+        o->expected = MCMD_ANY;
+    }
+    return 0;
+}
+
 static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
                          size_t whyn)
 {
@@ -603,6 +825,30 @@ static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
             return rv;
         case MCMD_TOKEN_REVOKE:
             return get_u64(cur, &c->u.token_revoke.id, "id", why, whyn);
+        case MCMD_GROUP_JOIN:
+            rv = get_str(cur, MCMD_GROUP_MAX, c->u.group_join.group, "group",
+                         why, whyn);
+            if (rv == 0) {
+                rv = get_str(cur, MCMD_NAME_MAX, c->u.group_join.topic, "topic",
+                             why, whyn);
+            }
+            if (rv == 0) {
+                rv = get_str(cur, MCMD_MEMBER_MAX, c->u.group_join.member,
+                             "member", why, whyn);
+            }
+            if (rv == 0) {
+                rv = get_u32(cur, &c->u.group_join.session_ms, "session_ms",
+                             why, whyn);
+            }
+            return rv;
+        case MCMD_GROUP_LEAVE:
+            return decode_group_leave(cur, c, why, whyn);
+        case MCMD_GROUP_COMMIT:
+        case MCMD_GROUP_OFFSETS:
+            return decode_group_offsets(cur, c, why, whyn);
+        case MCMD_GROUP_DELETE:
+            return get_str(cur, MCMD_GROUP_MAX, c->u.group_delete.group,
+                           "group", why, whyn);
     }
     assert(0); /* The type was checked by the caller. */
     return RQ_MALFORMED;

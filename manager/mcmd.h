@@ -35,6 +35,12 @@
 #define MCMD_TOKEN_HASH 32                     /* SHA-256 of a token */
 /* A token's grants as canonical text (grants.h: GRANTS_TEXT_MAX). */
 #define MCMD_GRANTS_TEXT_MAX 2224
+#define MCMD_GROUP_MAX RQ_NAMES_TOPIC_MAX   /* group names: as topic names */
+#define MCMD_MEMBER_MAX RQ_NAMES_MEMBER_MAX /* member ids */
+#define MCMD_MAX_MEMBERS 1024 /* members a group, and a leave's list */
+/* A member's session_timeout_ms (API.md section 2b). */
+#define MCMD_SESSION_MIN_MS 1000
+#define MCMD_SESSION_MAX_MS 300000
 
 enum mcmd_type {
     MCMD_MANAGER_ADDR =
@@ -50,6 +56,12 @@ enum mcmd_type {
                               */
     MCMD_TOKEN_CREATE,       /* a public API token: its hash, never itself */
     MCMD_TOKEN_REVOKE,
+    /* 12 is taken: a batch entry has that type byte (mbatch.h). */
+    MCMD_GROUP_JOIN = 13, /* a member joins a consumer group (made if new) */
+    MCMD_GROUP_LEAVE,     /* members leave, or their sessions expired */
+    MCMD_GROUP_COMMIT,    /* a member's offsets, fenced by its generation */
+    MCMD_GROUP_OFFSETS,   /* an operator sets a group's offsets */
+    MCMD_GROUP_DELETE,
 };
 
 enum mbroker_state {
@@ -69,6 +81,10 @@ struct mcmd_offset {
     uint64_t expected; /* compare-and-set: the offset the proposer read, or
                           MCMD_ANY */
 };
+
+/* The type byte of a batch entry (mbatch.h's MBATCH_TYPE), which no
+ * command takes. */
+#define MCMD_TYPE_BATCH 12
 
 #define MCMD_ANY UINT64_MAX
 #define MCMD_NO_PARTITION UINT32_MAX
@@ -132,6 +148,31 @@ struct mcmd {
         struct {
             uint64_t id;
         } token_revoke;
+        struct {
+            char group[MCMD_GROUP_MAX + 1];
+            char topic[MCMD_NAME_MAX + 1];
+            char member[MCMD_MEMBER_MAX + 1]; /* drawn by the leader */
+            uint32_t session_ms;
+        } group_join;
+        struct {
+            char group[MCMD_GROUP_MAX + 1];
+            uint32_t n;
+            /* malloc'd by decode; mcmd_clear frees */
+            char (*members)[MCMD_MEMBER_MAX + 1];
+        } group_leave;
+        /* GROUP_COMMIT and GROUP_OFFSETS (which has no member and no
+         * generation); each offset's expected is MCMD_ANY. */
+        struct {
+            char group[MCMD_GROUP_MAX + 1];
+            char member[MCMD_MEMBER_MAX + 1];
+            uint64_t generation;
+            uint32_t n;
+            struct mcmd_offset
+                *offsets; /* malloc'd by decode; mcmd_clear frees */
+        } group_offsets;
+        struct {
+            char group[MCMD_GROUP_MAX + 1];
+        } group_delete;
     } u;
 };
 

@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 #include <zlib.h>
 
+#include "cgroup_plan.h"
 #include "mbatch.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -52,6 +53,8 @@
  *   1        the first release: meta, managers, brokers, topics,
  *            partitions, producers, consumers, offsets
  *   2        tokens, meta.next_token_id (issue 11)
+ *   3        cgroups, cgroup_members, cgroup_owners, cgroup_offsets:
+ *            consumer groups (API.md section 2b)
  *
  * meta.applied_crc came between 1 and 2 without a version: it is optional
  * (see APPLIED_CRC), so a database of version 1 without it is still of
@@ -117,6 +120,20 @@ static const char *const migrations[] = {
     "created_ms INTEGER NOT NULL);"
     "CREATE INDEX tokens_by_lookup ON tokens(lookup);"
     "INSERT INTO meta(key, value) VALUES ('next_token_id', 1);",
+    /* 2 -> 3: consumer groups (API.md section 2b; cgroup_plan.h). */
+    "CREATE TABLE cgroups(name TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+    "generation INTEGER NOT NULL, created_ms INTEGER NOT NULL) "
+    "WITHOUT ROWID;"
+    "CREATE INDEX cgroups_by_topic ON cgroups(topic);"
+    "CREATE TABLE cgroup_members(grp TEXT NOT NULL, member_id TEXT NOT NULL, "
+    "session_ms INTEGER NOT NULL, joined_ms INTEGER NOT NULL, "
+    "PRIMARY KEY(grp, member_id)) WITHOUT ROWID;"
+    "CREATE TABLE cgroup_owners(grp TEXT NOT NULL, "
+    "partition_id INTEGER NOT NULL, member_id TEXT NOT NULL, "
+    "PRIMARY KEY(grp, partition_id)) WITHOUT ROWID;"
+    "CREATE TABLE cgroup_offsets(grp TEXT NOT NULL, "
+    "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
+    "PRIMARY KEY(grp, partition_id)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] ==
@@ -137,6 +154,9 @@ static const char *const meta_keys[] = {
 #define TOPIC_COLS \
     "name, created_ms, retention_bytes, retention_ms, n_partitions"
 #define PARTITION_COLS "topic, partition_id, group_id, epoch, r0, r1, r2"
+#define CGROUP_COLS                                 \
+    "g.name, g.topic, g.generation, g.created_ms, " \
+    "(SELECT count(*) FROM cgroup_members m WHERE m.grp = g.name)"
 /* Each consumer with the partitions it reads: its bound one, else every
  * partition of its topic. */
 #define POSITIONS_FROM                                         \
@@ -237,7 +257,52 @@ static const char *const meta_keys[] = {
     X(TOKENS_BY_LOOKUP,                                                       \
       "SELECT id, name, grants, created_ms, hash FROM tokens "                \
       "WHERE lookup = ?1")                                                    \
-    X(TOKENS, "SELECT id, name, grants, created_ms FROM tokens ORDER BY id")
+    X(TOKENS, "SELECT id, name, grants, created_ms FROM tokens ORDER BY id")  \
+    X(CGROUP_GET, "SELECT " CGROUP_COLS " FROM cgroups g WHERE g.name = ?1")  \
+    X(CGROUPS, "SELECT " CGROUP_COLS " FROM cgroups g ORDER BY g.name")       \
+    X(CGROUP_INSERT,                                                          \
+      "INSERT INTO cgroups(name, topic, generation, created_ms) "             \
+      "VALUES (?1, ?2, 0, ?3)")                                               \
+    X(CGROUP_NEXT_GENERATION,                                                 \
+      "UPDATE cgroups SET generation = generation + 1 WHERE name = ?1")       \
+    X(CGROUP_DELETE, "DELETE FROM cgroups WHERE name = ?1")                   \
+    X(CGROUP_MEMBER_INSERT,                                                   \
+      "INSERT INTO cgroup_members(grp, member_id, session_ms, joined_ms) "    \
+      "VALUES (?1, ?2, ?3, ?4)")                                              \
+    X(CGROUP_MEMBER_DELETE,                                                   \
+      "DELETE FROM cgroup_members WHERE grp = ?1 AND member_id = ?2")         \
+    X(CGROUP_MEMBERS,                                                         \
+      "SELECT member_id, session_ms, joined_ms FROM cgroup_members "          \
+      "WHERE grp = ?1 ORDER BY member_id")                                    \
+    X(CGROUP_OWNERS,                                                          \
+      "SELECT partition_id, member_id FROM cgroup_owners WHERE grp = ?1 "     \
+      "ORDER BY partition_id")                                                \
+    X(CGROUP_OWNERS_DELETE, "DELETE FROM cgroup_owners WHERE grp = ?1")       \
+    X(CGROUP_OWNER_INSERT,                                                    \
+      "INSERT INTO cgroup_owners(grp, partition_id, member_id) "              \
+      "VALUES (?1, ?2, ?3)")                                                  \
+    X(CGROUP_OFFSET_SET,                                                      \
+      "INSERT INTO cgroup_offsets(grp, partition_id, next_offset) "           \
+      "VALUES (?1, ?2, ?3) ON CONFLICT(grp, partition_id) "                   \
+      "DO UPDATE SET next_offset = excluded.next_offset")                     \
+    X(CGROUP_OFFSET_RAISE,                                                    \
+      "INSERT INTO cgroup_offsets(grp, partition_id, next_offset) "           \
+      "VALUES (?1, ?2, ?3) ON CONFLICT(grp, partition_id) "                   \
+      "DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)")   \
+    X(CGROUP_OFFSETS,                                                         \
+      "SELECT partition_id, next_offset FROM cgroup_offsets WHERE grp = ?1 "  \
+      "ORDER BY partition_id")                                                \
+    X(CGROUP_OFFSETS_DELETE, "DELETE FROM cgroup_offsets WHERE grp = ?1")     \
+    X(CGROUP_MEMBERS_OF_TOPIC_DELETE,                                         \
+      "DELETE FROM cgroup_members WHERE grp IN "                              \
+      "(SELECT name FROM cgroups WHERE topic = ?1)")                          \
+    X(CGROUP_OWNERS_OF_TOPIC_DELETE,                                          \
+      "DELETE FROM cgroup_owners WHERE grp IN "                               \
+      "(SELECT name FROM cgroups WHERE topic = ?1)")                          \
+    X(CGROUP_OFFSETS_OF_TOPIC_DELETE,                                         \
+      "DELETE FROM cgroup_offsets WHERE grp IN "                              \
+      "(SELECT name FROM cgroups WHERE topic = ?1)")                          \
+    X(CGROUPS_OF_TOPIC_DELETE, "DELETE FROM cgroups WHERE topic = ?1")
 
 enum stmt_id {
 #define STMT_ENUM(name, sql) ST_##name,
@@ -1066,10 +1131,18 @@ static int apply_topic_create(struct mstore *s, const struct mcmd *c,
 static int apply_topic_delete(struct mstore *s, const struct mcmd *c,
                               uint64_t *result)
 {
-    /* Offsets first: they find their rows through the consumers. */
+    /* Offsets first: they find their rows through the consumers; the
+     * groups' rows through their groups. A group goes with its topic. */
     static const enum stmt_id order[] = {
-        ST_OFFSETS_DELETE,    ST_CONSUMERS_DELETE, ST_PRODUCERS_DELETE,
-        ST_PARTITIONS_DELETE, ST_TOPIC_DELETE,
+        ST_OFFSETS_DELETE,
+        ST_CONSUMERS_DELETE,
+        ST_PRODUCERS_DELETE,
+        ST_CGROUP_MEMBERS_OF_TOPIC_DELETE,
+        ST_CGROUP_OWNERS_OF_TOPIC_DELETE,
+        ST_CGROUP_OFFSETS_OF_TOPIC_DELETE,
+        ST_CGROUPS_OF_TOPIC_DELETE,
+        ST_PARTITIONS_DELETE,
+        ST_TOPIC_DELETE,
     };
     const char *name = c->u.topic_delete.name;
     uint32_t n;
@@ -1314,11 +1387,40 @@ uint64_t mstore_layout_generation(const struct mstore *s)
     return s->layout_gen;
 }
 
+/* The consumer groups' applies, with their queries further down. */
+static int apply_group_join(struct mstore *s, const struct mcmd *c,
+                            uint64_t *result);
+static int apply_group_leave(struct mstore *s, const struct mcmd *c,
+                             uint64_t *result);
+static int apply_group_commit(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result);
+static int apply_group_admin(struct mstore *s, const struct mcmd *c,
+                             uint64_t *result);
+
+/* Whether a command may change topics, partitions or brokers
+ * (mstore_layout_generation). */
+static bool changes_layout(enum mcmd_type t)
+{
+    switch (t) {
+        case MCMD_PRODUCER_REGISTER:
+        case MCMD_CONSUMER_REGISTER:
+        case MCMD_OFFSET_COMMIT:
+        case MCMD_TOKEN_CREATE:
+        case MCMD_TOKEN_REVOKE:
+        case MCMD_GROUP_JOIN:
+        case MCMD_GROUP_LEAVE:
+        case MCMD_GROUP_COMMIT:
+        case MCMD_GROUP_OFFSETS:
+        case MCMD_GROUP_DELETE:
+            return false;
+        default:
+            return true;
+    }
+}
+
 static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
 {
-    if (c->type != MCMD_PRODUCER_REGISTER &&
-        c->type != MCMD_CONSUMER_REGISTER && c->type != MCMD_OFFSET_COMMIT &&
-        c->type != MCMD_TOKEN_CREATE && c->type != MCMD_TOKEN_REVOKE) {
+    if (changes_layout(c->type)) {
         s->layout_gen++; /* Whether or not it applies, or is rolled back. */
     }
     switch (c->type) {
@@ -1343,6 +1445,15 @@ static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
             return apply_token_create(s, c, result);
         case MCMD_TOKEN_REVOKE:
             return apply_token_revoke(s, c, result);
+        case MCMD_GROUP_JOIN:
+            return apply_group_join(s, c, result);
+        case MCMD_GROUP_LEAVE:
+            return apply_group_leave(s, c, result);
+        case MCMD_GROUP_COMMIT:
+            return apply_group_commit(s, c, result);
+        case MCMD_GROUP_OFFSETS:
+        case MCMD_GROUP_DELETE:
+            return apply_group_admin(s, c, result);
     }
     /* mcmd_decode returns only known types. */
     *result = MSTORE_ERR(RQ_MALFORMED);
@@ -2003,6 +2114,368 @@ int mstore_offsets(const struct mstore *s, uint64_t consumer_id,
     *out = offs;
     *n = count;
     return 0;
+}
+
+/* ---- Consumer groups ---- */
+
+static void read_cgroup(sqlite3_stmt *st, void *item)
+{
+    struct mstore_cgroup *g = item;
+    col_text(st, 0, g->name, sizeof g->name);
+    col_text(st, 1, g->topic, sizeof g->topic);
+    g->generation = col_u64(st, 2);
+    g->created_ms = col_u64(st, 3);
+    g->n_members = (uint32_t)col_u64(st, 4);
+}
+
+static void read_cgroup_member(sqlite3_stmt *st, void *item)
+{
+    struct mstore_cgroup_member *m = item;
+    col_text(st, 0, m->member_id, sizeof m->member_id);
+    m->session_ms = col_u64(st, 1);
+    m->joined_ms = col_u64(st, 2);
+}
+
+static void read_cgroup_owner(sqlite3_stmt *st, void *item)
+{
+    struct mstore_cgroup_owner *o = item;
+    o->partition_id = (uint32_t)col_u64(st, 0);
+    col_text(st, 1, o->member_id, sizeof o->member_id);
+}
+
+static void read_offset(sqlite3_stmt *st, void *item)
+{
+    struct mstore_offset *o = item;
+    o->partition_id = (uint32_t)col_u64(st, 0);
+    o->next_offset = col_u64(st, 1);
+}
+
+int mstore_cgroup(const struct mstore *s, const char *name,
+                  struct mstore_cgroup *out)
+{
+    bind_text(s->st[ST_CGROUP_GET], 1, name);
+    return lookup(s, ST_CGROUP_GET, read_cgroup, out, sizeof *out);
+}
+
+int mstore_cgroups(const struct mstore *s, struct mstore_cgroup **out,
+                   size_t *n)
+{
+    return collect(s, ST_CGROUPS, sizeof **out, read_cgroup, (void **)out, n);
+}
+
+int mstore_cgroup_members(const struct mstore *s, const char *name,
+                          struct mstore_cgroup_member **out, size_t *n)
+{
+    bind_text(s->st[ST_CGROUP_MEMBERS], 1, name);
+    return collect(s, ST_CGROUP_MEMBERS, sizeof **out, read_cgroup_member,
+                   (void **)out, n);
+}
+
+int mstore_cgroup_owners(const struct mstore *s, const char *name,
+                         struct mstore_cgroup_owner **out, size_t *n)
+{
+    bind_text(s->st[ST_CGROUP_OWNERS], 1, name);
+    return collect(s, ST_CGROUP_OWNERS, sizeof **out, read_cgroup_owner,
+                   (void **)out, n);
+}
+
+int mstore_cgroup_offsets(const struct mstore *s, const char *name,
+                          struct mstore_offset **out, size_t *n)
+{
+    bind_text(s->st[ST_CGROUP_OFFSETS], 1, name);
+    return collect(s, ST_CGROUP_OFFSETS, sizeof **out, read_offset,
+                   (void **)out, n);
+}
+
+/*
+ * A group as an apply sees it: its row, its topic's partition count, its
+ * members in member id order (the order cgroup_plan indexes them by), and
+ * each partition's owner as an index among them.
+ */
+struct group_view {
+    struct mstore_cgroup g;
+    uint32_t n_partitions;
+    struct mstore_cgroup_member *members;
+    size_t n_members;
+    uint32_t *owner; /* [n_partitions] */
+};
+
+static void group_view_clear(struct group_view *v)
+{
+    free(v->owner);
+    free(v->members);
+    memset(v, 0, sizeof *v);
+}
+
+static int member_cmp(const void *key, const void *item)
+{
+    const struct mstore_cgroup_member *m = item;
+    return strcmp(key, m->member_id);
+}
+
+/* @id's index among @v's members, or CGROUP_PLAN_NONE. */
+static uint32_t group_member_index(const struct group_view *v, const char *id)
+{
+    if (v->n_members == 0) {
+        return CGROUP_PLAN_NONE; /* collect() leaves NULL for no rows. */
+    }
+    const struct mstore_cgroup_member *m =
+        bsearch(id, v->members, v->n_members, sizeof *v->members, member_cmp);
+    return m == NULL ? CGROUP_PLAN_NONE : (uint32_t)(m - v->members);
+}
+
+/* Loads group @name into @v (group_view_clear releases it): 0, RQ_NOTFOUND
+ * for an unknown group, or an SQLite failure. */
+static int group_view_load(const struct mstore *s, const char *name,
+                           struct group_view *v)
+{
+    struct mstore_cgroup_owner *owners = NULL;
+    size_t n_owners = 0;
+    memset(v, 0, sizeof *v);
+    int rv = mstore_cgroup(s, name, &v->g);
+    if (rv == 0) {
+        rv = topic_partitions(s, v->g.topic, &v->n_partitions);
+    }
+    if (rv == 0) {
+        rv = mstore_cgroup_members(s, name, &v->members, &v->n_members);
+    }
+    if (rv == 0) {
+        rv = mstore_cgroup_owners(s, name, &owners, &n_owners);
+    }
+    if (rv == 0) {
+        v->owner =
+            calloc(v->n_partitions > 0 ? v->n_partitions : 1, sizeof *v->owner);
+        rv = v->owner == NULL ? RQ_NOMEM : 0;
+    }
+    if (rv != 0) {
+        free(owners);
+        group_view_clear(v);
+        return rv;
+    }
+    for (uint32_t p = 0; p < v->n_partitions; p++) {
+        v->owner[p] = CGROUP_PLAN_NONE;
+    }
+    for (size_t i = 0; i < n_owners; i++) {
+        if (owners[i].partition_id < v->n_partitions) {
+            v->owner[owners[i].partition_id] =
+                group_member_index(v, owners[i].member_id);
+        }
+    }
+    free(owners);
+    return 0;
+}
+
+/*
+ * A change of membership: the next generation, and the assignment
+ * recomputed from the one before it (cgroup_plan_assign) over the members
+ * the store holds now. *@generation gets the new generation.
+ */
+static int group_rebalance(struct mstore *s, const char *name,
+                           uint64_t *generation)
+{
+    struct group_view v;
+    bind_text(s->st[ST_CGROUP_NEXT_GENERATION], 1, name);
+    int rv = run(s, ST_CGROUP_NEXT_GENERATION);
+    if (rv == 0) {
+        rv = group_view_load(s, name, &v);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rv = cgroup_plan_assign((uint32_t)v.n_members, v.owner, v.n_partitions,
+                            v.owner);
+    if (rv == 0) {
+        bind_text(s->st[ST_CGROUP_OWNERS_DELETE], 1, name);
+        rv = run(s, ST_CGROUP_OWNERS_DELETE);
+    }
+    sqlite3_stmt *st = s->st[ST_CGROUP_OWNER_INSERT];
+    for (uint32_t p = 0; p < v.n_partitions && rv == 0; p++) {
+        if (v.owner[p] == CGROUP_PLAN_NONE) {
+            continue;
+        }
+        bind_text(st, 1, name);
+        bind_u64(st, 2, p);
+        bind_text(st, 3, v.members[v.owner[p]].member_id);
+        rv = run(s, ST_CGROUP_OWNER_INSERT);
+    }
+    *generation = v.g.generation;
+    group_view_clear(&v);
+    return rv;
+}
+
+/* Writes the offsets of GROUP_COMMIT or GROUP_OFFSETS @c with @id (set or
+ * raise). */
+static int group_offsets_write(struct mstore *s, const struct mcmd *c,
+                               enum stmt_id id)
+{
+    sqlite3_stmt *st = s->st[id];
+    int rv = 0;
+    for (uint32_t i = 0; i < c->u.group_offsets.n && rv == 0; i++) {
+        bind_text(st, 1, c->u.group_offsets.group);
+        bind_u64(st, 2, c->u.group_offsets.offsets[i].partition_id);
+        bind_u64(st, 3, c->u.group_offsets.offsets[i].offset);
+        rv = run(s, id);
+    }
+    return rv;
+}
+
+static int apply_group_join(struct mstore *s, const struct mcmd *c,
+                            uint64_t *result)
+{
+    const char *name = c->u.group_join.group;
+    struct mstore_cgroup g;
+    uint32_t n;
+    int rv = topic_partitions(s, c->u.group_join.topic, &n);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv == 0) {
+        rv = mstore_cgroup(s, name, &g);
+    }
+    if (rv == RQ_NOTFOUND) {
+        sqlite3_stmt *st = s->st[ST_CGROUP_INSERT];
+        bind_text(st, 1, name);
+        bind_text(st, 2, c->u.group_join.topic);
+        bind_u64(st, 3, c->now_ms);
+        rv = run(s, ST_CGROUP_INSERT);
+    } else if (rv == 0 && strcmp(g.topic, c->u.group_join.topic) != 0) {
+        *result = MSTORE_ERR(RQ_INVALID);
+        return 0;
+    } else if (rv == 0 && g.n_members >= MCMD_MAX_MEMBERS) {
+        *result = MSTORE_ERR(RQ_TOOBIG);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    sqlite3_stmt *st = s->st[ST_CGROUP_MEMBER_INSERT];
+    bind_text(st, 1, name);
+    bind_text(st, 2, c->u.group_join.member);
+    bind_u64(st, 3, c->u.group_join.session_ms);
+    bind_u64(st, 4, c->now_ms);
+    int rc = sqlite3_step(st);
+    done(s, ST_CGROUP_MEMBER_INSERT);
+    if (rc == SQLITE_CONSTRAINT) {
+        /* The group may be new: the command's savepoint undoes it. */
+        *result = MSTORE_ERR(RQ_EXISTS);
+        return 0;
+    }
+    if (rc != SQLITE_DONE) {
+        return sql_fail(s->db, rc, stmt_sql[ST_CGROUP_MEMBER_INSERT]);
+    }
+    uint64_t generation = 0;
+    rv = group_rebalance(s, name, &generation);
+    *result = MSTORE_OK(generation);
+    return rv;
+}
+
+static int apply_group_leave(struct mstore *s, const struct mcmd *c,
+                             uint64_t *result)
+{
+    const char *name = c->u.group_leave.group;
+    struct mstore_cgroup g;
+    int rv = mstore_cgroup(s, name, &g);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    int gone = 0;
+    sqlite3_stmt *st = s->st[ST_CGROUP_MEMBER_DELETE];
+    for (uint32_t i = 0; i < c->u.group_leave.n && rv == 0; i++) {
+        bind_text(st, 1, name);
+        bind_text(st, 2, c->u.group_leave.members[i]);
+        rv = run(s, ST_CGROUP_MEMBER_DELETE);
+        gone += sqlite3_changes(s->db);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (gone == 0) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    uint64_t generation = 0;
+    rv = group_rebalance(s, name, &generation);
+    *result = MSTORE_OK(generation);
+    return rv;
+}
+
+static int apply_group_commit(struct mstore *s, const struct mcmd *c,
+                              uint64_t *result)
+{
+    const char *name = c->u.group_offsets.group;
+    struct group_view v;
+    uint32_t parts[MCMD_MAX_OFFSETS];
+    char why[128];
+    int rv = group_view_load(s, name, &v);
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(CGROUP_PLAN_FENCED);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    for (uint32_t i = 0; i < c->u.group_offsets.n; i++) {
+        parts[i] = c->u.group_offsets.offsets[i].partition_id;
+    }
+    int fenced = cgroup_plan_commit_check(
+        group_member_index(&v, c->u.group_offsets.member),
+        c->u.group_offsets.generation, v.g.generation, v.owner, v.n_partitions,
+        parts, c->u.group_offsets.n, why, sizeof why);
+    group_view_clear(&v);
+    if (fenced != 0) {
+        *result = MSTORE_ERR(fenced);
+        return 0;
+    }
+    /* Never back: a commit that arrives after a later one of the same
+     * member (a retry, a reordering) leaves the later offset. */
+    *result = MSTORE_OK(0);
+    return group_offsets_write(s, c, ST_CGROUP_OFFSET_RAISE);
+}
+
+/* GROUP_OFFSETS and GROUP_DELETE: an operator's, on a group with no
+ * member. */
+static int apply_group_admin(struct mstore *s, const struct mcmd *c,
+                             uint64_t *result)
+{
+    bool del = c->type == MCMD_GROUP_DELETE;
+    const char *name = del ? c->u.group_delete.group : c->u.group_offsets.group;
+    struct mstore_cgroup g;
+    uint32_t n;
+    int rv = mstore_cgroup(s, name, &g);
+    if (rv == 0) {
+        rv = topic_partitions(s, g.topic, &n);
+    }
+    if (rv == RQ_NOTFOUND) {
+        *result = MSTORE_ERR(RQ_NOTFOUND);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (g.n_members > 0) {
+        *result = MSTORE_ERR(RQ_EXISTS);
+        return 0;
+    }
+    *result = MSTORE_OK(0);
+    if (del) {
+        static const enum stmt_id order[] = {ST_CGROUP_OWNERS_DELETE,
+                                             ST_CGROUP_OFFSETS_DELETE,
+                                             ST_CGROUP_DELETE};
+        for (size_t i = 0; i < sizeof order / sizeof order[0] && rv == 0; i++) {
+            bind_text(s->st[order[i]], 1, name);
+            rv = run(s, order[i]);
+        }
+        return rv;
+    }
+    for (uint32_t i = 0; i < c->u.group_offsets.n; i++) {
+        if (c->u.group_offsets.offsets[i].partition_id >= n) {
+            *result = MSTORE_ERR(RQ_INVALID);
+            return 0;
+        }
+    }
+    return group_offsets_write(s, c, ST_CGROUP_OFFSET_SET);
 }
 
 /* ---- Tokens ---- */

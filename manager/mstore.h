@@ -46,6 +46,13 @@
  *     tokens (since version 2): the SHA-256 of each (never the token),
  *     its first 8 bytes as an indexed integer (lookup) to find the row,
  *     canonical grants text
+ *   cgroups(name, topic, generation, created_ms) -- consumer groups
+ *     (since version 3); a group is made by its first join and goes with
+ *     its topic or by GROUP_DELETE
+ *   cgroup_members(grp, member_id, session_ms, joined_ms)
+ *   cgroup_owners(grp, partition_id, member_id) -- the assignment of the
+ *     current generation (cgroup_plan_assign); no row: no owner
+ *   cgroup_offsets(grp, partition_id, next_offset) -- committed offsets
  * Ids (producers, consumers, group ids) come from counters in meta and are
  * never reused, even after a topic is deleted. Producers, consumers and
  * tokens have a counter each; all start at 1. A new partition's epoch is 0.
@@ -55,7 +62,17 @@
  * id, or 0), MSTORE_ERR(code) for a refusal decided by the state (code an
  * RQ_* error: RQ_EXISTS for a topic that exists, RQ_NOTFOUND for an unknown
  * topic/consumer/broker, RQ_INVALID for a partition out of range or a
- * compare-and-set that lost). A refusal changes nothing. Beyond those:
+ * compare-and-set that lost). A refusal changes nothing. Consumer
+ * groups: GROUP_JOIN and GROUP_LEAVE answer MSTORE_OK(the new generation);
+ * JOIN is RQ_NOTFOUND for an unknown topic, RQ_INVALID when the group
+ * consumes another topic, RQ_EXISTS for a member id already in it and
+ * RQ_TOOBIG past MCMD_MAX_MEMBERS; LEAVE is RQ_NOTFOUND when none of its
+ * members is in the group. GROUP_COMMIT is CGROUP_PLAN_FENCED from an
+ * unknown member, another generation or a partition the member does not
+ * own, and never moves an offset back. GROUP_OFFSETS and GROUP_DELETE
+ * are RQ_EXISTS while the group has members; GROUP_OFFSETS is RQ_INVALID
+ * for a partition out of range. Every group command on an unknown group
+ * (but JOIN) is RQ_NOTFOUND. Beyond those:
  * TOPIC_CREATE and PARTITION_REPLICAS with a replica set that is not
  * MCMD_RF distinct non-zero ids are RQ_INVALID; BROKER_REGISTER answers
  * MSTORE_OK(broker id), leaves a DRAINING or REMOVING broker so, and is
@@ -92,7 +109,7 @@ struct mstore;
 
 /* The schema version this code reads and writes; see the top. Version 1
  * is the first release's, 2 added tokens. */
-#define MSTORE_SCHEMA_VERSION 2
+#define MSTORE_SCHEMA_VERSION 3
 
 /* Opens (creating if needed) the database at @path, migrating one of an
  * earlier schema version. 0, or RQ_IO/RQ_NOMEM with @why (RQ_IO for a
@@ -256,6 +273,42 @@ struct mstore_position {
  */
 int mstore_positions(const struct mstore *s, size_t max,
                      struct mstore_position **out, size_t *n, size_t *total);
+
+/* A consumer group (API.md section 2b). */
+struct mstore_cgroup {
+    char name[MCMD_GROUP_MAX + 1];
+    char topic[MCMD_NAME_MAX + 1];
+    uint64_t generation; /* moved by every change of membership */
+    uint64_t created_ms;
+    uint32_t n_members;
+};
+
+struct mstore_cgroup_member {
+    char member_id[MCMD_MEMBER_MAX + 1];
+    uint64_t session_ms;
+    uint64_t joined_ms;
+};
+
+struct mstore_cgroup_owner {
+    uint32_t partition_id;
+    char member_id[MCMD_MEMBER_MAX + 1];
+};
+
+int mstore_cgroup(const struct mstore *s, const char *name,
+                  struct mstore_cgroup *out);
+/* Every group, by name. */
+int mstore_cgroups(const struct mstore *s, struct mstore_cgroup **out,
+                   size_t *n);
+/* A group's members by member id (empty for an unknown group). */
+int mstore_cgroup_members(const struct mstore *s, const char *name,
+                          struct mstore_cgroup_member **out, size_t *n);
+/* A group's owned partitions, in partition order. */
+int mstore_cgroup_owners(const struct mstore *s, const char *name,
+                         struct mstore_cgroup_owner **out, size_t *n);
+/* A group's committed offsets, in partition order: partitions never
+ * committed have no entry. */
+int mstore_cgroup_offsets(const struct mstore *s, const char *name,
+                          struct mstore_offset **out, size_t *n);
 
 /* A public API token as the store keeps it: never the token nor its hash
  * in answers. */

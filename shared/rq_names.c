@@ -1,6 +1,6 @@
 /*
- * Topic and token name rules (rq_names.h). Both allow the same characters,
- * which need no escaping in a URL path, a file name or a log line.
+ * Topic, token and member name rules (rq_names.h). All allow the same
+ * characters, which need no escaping in a URL path, a file name or a log line.
  */
 #include "rq_names.h"
 
@@ -33,4 +33,9 @@ bool rq_names_topic_valid(const char *name)
 bool rq_names_token_valid(const char *name)
 {
     return name_valid(name, RQ_NAMES_TOKEN_MAX);
+}
+
+bool rq_names_member_valid(const char *id)
+{
+    return name_valid(id, RQ_NAMES_MEMBER_MAX);
 }

@@ -2,8 +2,8 @@
  * Unit tests of the manager command codec: every type round-trips, every
  * truncation and every hostile buffer is refused without reading out of
  * bounds (each buffer is copied to a heap block of its exact size, so the
- * sanitizer sees an overread), and invalid fields are refused in both
- * directions.
+ * sanitizer sees an overread), and invalid fields (consumer groups' among
+ * them) are refused in both directions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,7 +19,18 @@
 #include "rq_err.h"
 #include "unit_util.h"
 
-#define N_TYPES (MCMD_TOKEN_REVOKE - MCMD_MANAGER_ADDR + 1)
+#define LAST_TYPE MCMD_GROUP_DELETE
+
+/* Every command type (MCMD_TYPE_BATCH, a batch entry's, is none). */
+static const enum mcmd_type all_types[] = {
+    MCMD_MANAGER_ADDR,      MCMD_BROKER_REGISTER, MCMD_BROKER_STATE,
+    MCMD_TOPIC_CREATE,      MCMD_TOPIC_DELETE,    MCMD_PRODUCER_REGISTER,
+    MCMD_CONSUMER_REGISTER, MCMD_OFFSET_COMMIT,   MCMD_PARTITION_REPLICAS,
+    MCMD_TOKEN_CREATE,      MCMD_TOKEN_REVOKE,    MCMD_GROUP_JOIN,
+    MCMD_GROUP_LEAVE,       MCMD_GROUP_COMMIT,    MCMD_GROUP_OFFSETS,
+    MCMD_GROUP_DELETE,
+};
+#define N_TYPES (sizeof all_types / sizeof all_types[0])
 #define HEADER 10 /* version:u8 | type:u8 | now_ms:u64 */
 
 static uint32_t sample_replicas[3][MCMD_RF] = {{1, 2, 3}, {2, 3, 1}, {3, 1, 2}};
@@ -28,6 +39,12 @@ static struct mcmd_offset sample_offsets[3] = {
     {2, 7, 5},
     {1, UINT64_MAX - 1, 0},
 };
+static struct mcmd_offset sample_group_offsets[2] = {
+    {11, 1ull << 40, MCMD_ANY},
+    {0, 0, MCMD_ANY},
+};
+static char sample_members[3][MCMD_MEMBER_MAX + 1] = {"0f3a9c2e4b5d6e7f",
+                                                      "worker-2", "x"};
 
 /* A command of type @t with every field set to something recognisable;
  * lists point at static arrays (never mcmd_clear'd). */
@@ -92,6 +109,32 @@ static void sample(enum mcmd_type t, struct mcmd *c)
             break;
         case MCMD_TOKEN_REVOKE:
             c->u.token_revoke.id = 1ull << 52;
+            break;
+        case MCMD_GROUP_JOIN:
+            strcpy(c->u.group_join.group, "billing.workers");
+            strcpy(c->u.group_join.topic, "orders");
+            strcpy(c->u.group_join.member, "a1b2c3d4e5f60718");
+            c->u.group_join.session_ms = MCMD_SESSION_MAX_MS;
+            break;
+        case MCMD_GROUP_LEAVE:
+            strcpy(c->u.group_leave.group, "g");
+            c->u.group_leave.n = 3;
+            c->u.group_leave.members = sample_members;
+            break;
+        case MCMD_GROUP_COMMIT:
+            strcpy(c->u.group_offsets.group, "g-1");
+            strcpy(c->u.group_offsets.member, "worker-2");
+            c->u.group_offsets.generation = (1ull << 53) + 3;
+            c->u.group_offsets.n = 2;
+            c->u.group_offsets.offsets = sample_group_offsets;
+            break;
+        case MCMD_GROUP_OFFSETS:
+            strcpy(c->u.group_offsets.group, "g_2");
+            c->u.group_offsets.n = 1;
+            c->u.group_offsets.offsets = sample_group_offsets;
+            break;
+        case MCMD_GROUP_DELETE:
+            strcpy(c->u.group_delete.group, "old.group");
             break;
     }
 }
@@ -170,6 +213,42 @@ static void assert_mcmd_equal(const struct mcmd *a, const struct mcmd *b)
         case MCMD_TOKEN_REVOKE:
             assert_true(a->u.token_revoke.id == b->u.token_revoke.id);
             break;
+        case MCMD_GROUP_JOIN:
+            assert_string_equal(a->u.group_join.group, b->u.group_join.group);
+            assert_string_equal(a->u.group_join.topic, b->u.group_join.topic);
+            assert_string_equal(a->u.group_join.member, b->u.group_join.member);
+            assert_int_equal(a->u.group_join.session_ms,
+                             b->u.group_join.session_ms);
+            break;
+        case MCMD_GROUP_LEAVE:
+            assert_string_equal(a->u.group_leave.group, b->u.group_leave.group);
+            assert_int_equal(a->u.group_leave.n, b->u.group_leave.n);
+            for (uint32_t i = 0; i < a->u.group_leave.n; i++) {
+                assert_string_equal(a->u.group_leave.members[i],
+                                    b->u.group_leave.members[i]);
+            }
+            break;
+        case MCMD_GROUP_COMMIT:
+        case MCMD_GROUP_OFFSETS:
+            assert_string_equal(a->u.group_offsets.group,
+                                b->u.group_offsets.group);
+            assert_string_equal(a->u.group_offsets.member,
+                                b->u.group_offsets.member);
+            assert_true(a->u.group_offsets.generation ==
+                        b->u.group_offsets.generation);
+            assert_int_equal(a->u.group_offsets.n, b->u.group_offsets.n);
+            for (uint32_t i = 0; i < a->u.group_offsets.n; i++) {
+                const struct mcmd_offset *x = &a->u.group_offsets.offsets[i];
+                const struct mcmd_offset *y = &b->u.group_offsets.offsets[i];
+                assert_int_equal(x->partition_id, y->partition_id);
+                assert_true(x->offset == y->offset);
+                assert_true(y->expected == MCMD_ANY);
+            }
+            break;
+        case MCMD_GROUP_DELETE:
+            assert_string_equal(a->u.group_delete.group,
+                                b->u.group_delete.group);
+            break;
     }
 }
 
@@ -221,7 +300,8 @@ static void assert_encode_invalid(const struct mcmd *c)
 static void test_mcmd_roundtrip_every_type(void **state)
 {
     (void)state;
-    for (int t = MCMD_MANAGER_ADDR; t <= MCMD_TOKEN_REVOKE; t++) {
+    for (size_t i = 0; i < N_TYPES; i++) {
+        enum mcmd_type t = all_types[i];
         struct mcmd in;
         struct mcmd out;
         struct rq_buf b;
@@ -315,7 +395,8 @@ static void test_mcmd_roundtrip_at_the_limits(void **state)
 static void test_mcmd_truncation_at_every_byte_is_malformed(void **state)
 {
     (void)state;
-    for (int t = MCMD_MANAGER_ADDR; t <= MCMD_TOKEN_REVOKE; t++) {
+    for (size_t i = 0; i < N_TYPES; i++) {
+        enum mcmd_type t = all_types[i];
         struct mcmd in;
         struct rq_buf b;
         sample((enum mcmd_type)t, &in);
@@ -336,9 +417,9 @@ static void test_mcmd_random_and_mutated_buffers_never_crash(void **state)
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     struct rq_buf valid[N_TYPES];
     size_t decoded = 0;
-    for (int t = 0; t < N_TYPES; t++) {
+    for (size_t t = 0; t < N_TYPES; t++) {
         struct mcmd in;
-        sample((enum mcmd_type)(MCMD_MANAGER_ADDR + t), &in);
+        sample(all_types[t], &in);
         encode_ok(&in, &valid[t]);
     }
     for (int iter = 0; iter < 5000; iter++) {
@@ -354,7 +435,7 @@ static void test_mcmd_random_and_mutated_buffers_never_crash(void **state)
             }
             if (len >= 2 && r % 8 == 0) {
                 buf[0] = MCMD_VERSION;
-                buf[1] = (uint8_t)(1 + xorshift64star(&rng) % N_TYPES);
+                buf[1] = (uint8_t)(1 + xorshift64star(&rng) % LAST_TYPE);
             }
         } else {
             /* A valid command with a few bytes changed, cut or extended. */
@@ -406,7 +487,7 @@ static void test_mcmd_random_and_mutated_buffers_never_crash(void **state)
     /* Some mutations (in now_ms, ids, offsets) still decode; make sure the
      * accepting path ran, not only refusals. */
     assert_true(decoded > 100);
-    for (int t = 0; t < N_TYPES; t++) {
+    for (size_t t = 0; t < N_TYPES; t++) {
         rq_buf_close(&valid[t]);
     }
 }
@@ -567,7 +648,7 @@ static void test_mcmd_encode_refuses_invalid_fields(void **state)
     assert_encode_invalid(&c);
 
     memset(&c, 0, sizeof c);
-    c.type = (enum mcmd_type)(MCMD_TOKEN_REVOKE + 1);
+    c.type = (enum mcmd_type)(LAST_TYPE + 1);
     assert_encode_invalid(&c);
 }
 
@@ -647,6 +728,85 @@ static void test_mcmd_token_fields(void **state)
     patch_and_refuse(MCMD_TOKEN_REVOKE, HEADER, "\0\0\0\0\0\0\0\0", 8);
 }
 
+/* The consumer groups' fields: names, member ids, session bounds, lists,
+ * in both directions. */
+static void test_mcmd_group_fields(void **state)
+{
+    (void)state;
+    struct mcmd c;
+    struct mcmd_offset twice[2] = {{3, 1, MCMD_ANY}, {3, 2, MCMD_ANY}};
+    struct mcmd_offset compared[1] = {{0, 1, 0}};
+    char bad_members[2][MCMD_MEMBER_MAX + 1] = {"ok", "no/slash"};
+
+    sample(MCMD_GROUP_JOIN, &c);
+    c.u.group_join.session_ms = MCMD_SESSION_MIN_MS - 1;
+    assert_encode_invalid(&c);
+    c.u.group_join.session_ms = MCMD_SESSION_MAX_MS + 1;
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_JOIN, &c);
+    strcpy(c.u.group_join.group, "..");
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_JOIN, &c);
+    strcpy(c.u.group_join.member, "a b");
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_JOIN, &c);
+    c.u.group_join.member[0] = '\0';
+    assert_encode_invalid(&c);
+
+    sample(MCMD_GROUP_LEAVE, &c);
+    c.u.group_leave.n = 0;
+    assert_encode_invalid(&c);
+    c.u.group_leave.n = 2;
+    c.u.group_leave.members = bad_members;
+    assert_encode_invalid(&c);
+
+    sample(MCMD_GROUP_COMMIT, &c);
+    c.u.group_offsets.offsets = twice;
+    assert_encode_invalid(&c);
+    c.u.group_offsets.n = 1;
+    c.u.group_offsets.offsets = compared;
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_COMMIT, &c);
+    c.u.group_offsets.member[0] = '\0';
+    assert_encode_invalid(&c);
+    c.u.group_offsets.n = MCMD_MAX_OFFSETS + 1;
+    assert_encode_invalid(&c);
+
+    /* An operator's offsets name no member and no generation. */
+    sample(MCMD_GROUP_OFFSETS, &c);
+    strcpy(c.u.group_offsets.member, "m");
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_OFFSETS, &c);
+    c.u.group_offsets.generation = 1;
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_OFFSETS, &c);
+    c.u.group_offsets.n = 0;
+    struct rq_buf b;
+    encode_ok(&c, &b);
+    rq_buf_close(&b);
+
+    /* A batch entry's type byte is no command's. */
+    patch_and_refuse(MCMD_GROUP_DELETE, 1, "\x0c", 1);
+
+    /* Decoding: a member count of 0, a hostile count, a session out of
+     * range, a member id with a slash. */
+    sample(MCMD_GROUP_LEAVE, &c);
+    encode_ok(&c, &b);
+    size_t count_at = HEADER + 4 + strlen(c.u.group_leave.group);
+    rq_buf_close(&b);
+    patch_and_refuse(MCMD_GROUP_LEAVE, count_at, "\0\0\0\0", 4);
+    patch_and_refuse(MCMD_GROUP_LEAVE, count_at, "\xff\xff\xff\x7f", 4);
+    sample(MCMD_GROUP_JOIN, &c);
+    encode_ok(&c, &b);
+    patch_and_refuse(MCMD_GROUP_JOIN, b.len - 4, "\x01\0\0\0", 4);
+    rq_buf_close(&b);
+    patch_and_refuse(MCMD_GROUP_LEAVE, count_at + 4 + 4 + 3, "/", 1);
+    sample(MCMD_GROUP_OFFSETS, &c);
+    encode_ok(&c, &b);
+    patch_and_refuse(MCMD_GROUP_OFFSETS, b.len - 12 - 4, "\xff\xff\0\0", 4);
+    rq_buf_close(&b);
+}
+
 static void test_mcmd_names_of_types_and_states(void **state)
 {
     (void)state;
@@ -654,6 +814,8 @@ static void test_mcmd_names_of_types_and_states(void **state)
     assert_string_equal(mcmd_type_name(MCMD_PARTITION_REPLICAS),
                         "partition_replicas");
     assert_string_equal(mcmd_type_name(MCMD_TOKEN_REVOKE), "token_revoke");
+    assert_string_equal(mcmd_type_name(MCMD_GROUP_COMMIT), "group_commit");
+    assert_string_equal(mcmd_type_name(MCMD_GROUP_DELETE), "group_delete");
     assert_string_equal(mcmd_type_name((enum mcmd_type)0), "unknown");
     assert_string_equal(mbroker_state_name(MBROKER_ALIVE), "alive");
     assert_string_equal(mbroker_state_name(MBROKER_REMOVED), "removed");
@@ -673,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_mcmd_encode_refuses_invalid_fields),
         cmocka_unit_test(test_mcmd_names_of_types_and_states),
         cmocka_unit_test(test_mcmd_token_fields),
+        cmocka_unit_test(test_mcmd_group_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

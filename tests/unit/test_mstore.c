@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "manager/mbatch.h"
+#include "manager/cgroup_plan.h"
 #include "manager/mstore.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -1578,6 +1579,269 @@ static void test_mstore_open_refuses_a_foreign_database(void **state)
 
 /* ---- Schema versions ---- */
 
+/* ---- Consumer groups ---- */
+
+static struct mcmd group_join(const char *group, const char *topic,
+                              const char *member)
+{
+    struct mcmd c = cmd(MCMD_GROUP_JOIN, 2000);
+    snprintf(c.u.group_join.group, sizeof c.u.group_join.group, "%s", group);
+    snprintf(c.u.group_join.topic, sizeof c.u.group_join.topic, "%s", topic);
+    snprintf(c.u.group_join.member, sizeof c.u.group_join.member, "%s", member);
+    c.u.group_join.session_ms = 10000;
+    return c;
+}
+
+/* A leave of one member; @members must outlive the command. */
+static struct mcmd group_leave(const char *group, uint32_t n,
+                               char (*members)[MCMD_MEMBER_MAX + 1])
+{
+    struct mcmd c = cmd(MCMD_GROUP_LEAVE, 3000);
+    snprintf(c.u.group_leave.group, sizeof c.u.group_leave.group, "%s", group);
+    c.u.group_leave.n = n;
+    c.u.group_leave.members = members;
+    return c;
+}
+
+static struct mcmd group_commit(const char *group, const char *member,
+                                uint64_t generation, uint32_t n,
+                                struct mcmd_offset *offs)
+{
+    struct mcmd c =
+        cmd(member != NULL ? MCMD_GROUP_COMMIT : MCMD_GROUP_OFFSETS, 4000);
+    snprintf(c.u.group_offsets.group, sizeof c.u.group_offsets.group, "%s",
+             group);
+    if (member != NULL) {
+        snprintf(c.u.group_offsets.member, sizeof c.u.group_offsets.member,
+                 "%s", member);
+    }
+    c.u.group_offsets.generation = generation;
+    c.u.group_offsets.n = n;
+    c.u.group_offsets.offsets = offs;
+    return c;
+}
+
+/* The owner of each of @n partitions of group @g as text, "-" for none:
+ * "aabb" for a, a, b, b. */
+static void assert_owners(struct mstore *s, const char *g, uint32_t n,
+                          const char *want)
+{
+    struct mstore_cgroup_owner *o;
+    size_t k;
+    char got[MCMD_MAX_PARTITIONS + 1];
+    memset(got, '-', n);
+    got[n] = '\0';
+    assert_int_equal(mstore_cgroup_owners(s, g, &o, &k), 0);
+    for (size_t i = 0; i < k; i++) {
+        assert_true(o[i].partition_id < n);
+        assert_int_equal(strlen(o[i].member_id), 1);
+        got[o[i].partition_id] = o[i].member_id[0];
+    }
+    free(o);
+    assert_string_equal(got, want);
+}
+
+static uint64_t group_generation(struct mstore *s, const char *g)
+{
+    struct mstore_cgroup c;
+    assert_int_equal(mstore_cgroup(s, g, &c), 0);
+    return c.generation;
+}
+
+/* Joins and leaves: a generation each, the assignment balanced and moving
+ * only what must move; refusals change nothing. */
+static void test_mstore_group_membership(void **state)
+{
+    struct fixture *f = *state;
+    struct mcmd c = topic_create("orders", 12);
+    assert_ok(step(f, &c), 1);
+    c = topic_create("audit", 1);
+    assert_ok(step(f, &c), 13);
+    uint64_t layout = mstore_layout_generation(f->s);
+
+    c = group_join("billing", "orders", "b");
+    assert_ok(step(f, &c), 1);
+    assert_owners(f->s, "billing", 12, "bbbbbbbbbbbb");
+    c = group_join("billing", "orders", "a");
+    assert_ok(step(f, &c), 2);
+    assert_owners(f->s, "billing", 12, "bbbbbbaaaaaa");
+    c = group_join("billing", "orders", "c");
+    assert_ok(step(f, &c), 3);
+    assert_owners(f->s, "billing", 12, "bbbbccaaaacc");
+
+    /* Refused: another topic, a member already in, an unknown topic (no
+     * group is left behind). */
+    c = group_join("billing", "audit", "d");
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = group_join("billing", "orders", "a");
+    assert_refused(step(f, &c), RQ_EXISTS);
+    c = group_join("other", "nope", "a");
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    struct mstore_cgroup g;
+    assert_int_equal(mstore_cgroup(f->s, "other", &g), RQ_NOTFOUND);
+    /* A member id may be in two groups. */
+    c = group_join("other", "audit", "a");
+    assert_ok(step(f, &c), 1);
+    c = group_join("lonely", "orders", "z");
+    assert_ok(step(f, &c), 1);
+    assert_int_equal(group_generation(f->s, "billing"), 3);
+
+    struct mstore_cgroup_member *m;
+    size_t n;
+    assert_int_equal(mstore_cgroup_members(f->s, "billing", &m, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(m[0].member_id, "a");
+    assert_string_equal(m[2].member_id, "c");
+    assert_int_equal(m[1].session_ms, 10000);
+    assert_int_equal(m[1].joined_ms, 2000);
+    free(m);
+
+    /* b leaves: only its partitions move. */
+    static char b[1][MCMD_MEMBER_MAX + 1] = {"b"};
+    static char zz[2][MCMD_MEMBER_MAX + 1] = {"zz", "yy"};
+    static char ac[2][MCMD_MEMBER_MAX + 1] = {"c", "a"};
+    c = group_leave("billing", 1, b);
+    assert_ok(step(f, &c), 4);
+    assert_owners(f->s, "billing", 12, "acacccaaaacc");
+    c = group_leave("billing", 2, zz);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    c = group_leave("nobody", 1, b);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    assert_int_equal(group_generation(f->s, "billing"), 4);
+    c = group_leave("billing", 2, ac);
+    assert_ok(step(f, &c), 5);
+    assert_owners(f->s, "billing", 12, "------------");
+    assert_int_equal(mstore_cgroup(f->s, "billing", &g), 0);
+    assert_int_equal(g.n_members, 0);
+
+    struct mstore_cgroup *all;
+    assert_int_equal(mstore_cgroups(f->s, &all, &n), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(all[0].name, "billing");
+    assert_string_equal(all[1].name, "lonely");
+    assert_int_equal(all[1].n_members, 1);
+    assert_string_equal(all[2].topic, "audit");
+    free(all);
+    /* Groups never move the layout. */
+    assert_true(mstore_layout_generation(f->s) == layout);
+}
+
+/* Commits are fenced by member, generation and ownership, never move an
+ * offset back; an operator's offsets and a delete wait for no members. */
+static void test_mstore_group_commits_are_fenced(void **state)
+{
+    struct fixture *f = *state;
+    struct mcmd c = topic_create("orders", 4);
+    assert_ok(step(f, &c), 1);
+    c = group_join("g", "orders", "a");
+    assert_ok(step(f, &c), 1);
+    c = group_join("g", "orders", "b");
+    assert_ok(step(f, &c), 2);
+    assert_owners(f->s, "g", 4, "aabb");
+
+    struct mcmd_offset mine[2] = {{0, 10, MCMD_ANY}, {1, 20, MCMD_ANY}};
+    c = group_commit("g", "a", 2, 2, mine);
+    assert_ok(step(f, &c), 0);
+    struct mcmd_offset back[1] = {{0, 5, MCMD_ANY}};
+    c = group_commit("g", "a", 2, 1, back);
+    assert_ok(step(f, &c), 0);
+    struct mstore_offset *o;
+    size_t n;
+    assert_int_equal(mstore_cgroup_offsets(f->s, "g", &o, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(o[0].next_offset, 10);
+    assert_int_equal(o[1].next_offset, 20);
+    free(o);
+
+    struct mcmd_offset theirs[2] = {{1, 30, MCMD_ANY}, {2, 30, MCMD_ANY}};
+    c = group_commit("g", "a", 2, 2, theirs);
+    assert_refused(step(f, &c), CGROUP_PLAN_FENCED);
+    c = group_commit("g", "a", 1, 2, mine);
+    assert_refused(step(f, &c), CGROUP_PLAN_FENCED);
+    c = group_commit("g", "x", 2, 2, mine);
+    assert_refused(step(f, &c), CGROUP_PLAN_FENCED);
+    c = group_commit("nope", "a", 2, 2, mine);
+    assert_refused(step(f, &c), CGROUP_PLAN_FENCED);
+    struct mcmd_offset beyond[1] = {{4, 1, MCMD_ANY}};
+    c = group_commit("g", "a", 2, 1, beyond);
+    assert_refused(step(f, &c), CGROUP_PLAN_FENCED);
+    /* All or nothing: partition 1 is a's, 2 is not. */
+    assert_int_equal(mstore_cgroup_offsets(f->s, "g", &o, &n), 0);
+    assert_int_equal(o[1].next_offset, 20);
+    free(o);
+
+    /* An operator's offsets and a delete need a group with no member. */
+    c = group_commit("g", NULL, 0, 1, back);
+    assert_refused(step(f, &c), RQ_EXISTS);
+    c = cmd(MCMD_GROUP_DELETE, 5000);
+    strcpy(c.u.group_delete.group, "g");
+    assert_refused(step(f, &c), RQ_EXISTS);
+    static char ab[2][MCMD_MEMBER_MAX + 1] = {"a", "b"};
+    c = group_leave("g", 2, ab);
+    assert_ok(step(f, &c), 3);
+    /* A member that left is fenced off, whatever it believes. */
+    c = group_commit("g", "a", 2, 2, mine);
+    assert_refused(step(f, &c), CGROUP_PLAN_FENCED);
+    c = group_commit("g", NULL, 0, 1, beyond);
+    assert_refused(step(f, &c), RQ_INVALID);
+    c = group_commit("g", NULL, 0, 1, back);
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_cgroup_offsets(f->s, "g", &o, &n), 0);
+    assert_int_equal(o[0].next_offset, 5); /* An operator may go back. */
+    free(o);
+    c = cmd(MCMD_GROUP_DELETE, 5000);
+    strcpy(c.u.group_delete.group, "g");
+    assert_ok(step(f, &c), 0);
+    assert_refused(step(f, &c), RQ_NOTFOUND);
+    struct mstore_cgroup g;
+    assert_int_equal(mstore_cgroup(f->s, "g", &g), RQ_NOTFOUND);
+    assert_int_equal(mstore_cgroup_offsets(f->s, "g", &o, &n), 0);
+    assert_int_equal(n, 0);
+    free(o);
+    /* Joining again starts a new group at generation 1. */
+    c = group_join("g", "orders", "a");
+    assert_ok(step(f, &c), 1);
+}
+
+/* A topic's deletion takes its groups with it, and only its own. */
+static void test_mstore_topic_delete_takes_its_groups(void **state)
+{
+    struct fixture *f = *state;
+    struct mcmd c = topic_create("orders", 2);
+    assert_ok(step(f, &c), 1);
+    c = topic_create("audit", 2);
+    assert_ok(step(f, &c), 3);
+    c = group_join("g", "orders", "a");
+    assert_ok(step(f, &c), 1);
+    c = group_join("h", "audit", "a");
+    assert_ok(step(f, &c), 1);
+    struct mcmd_offset offs[1] = {{0, 3, MCMD_ANY}};
+    c = group_commit("g", "a", 1, 1, offs);
+    assert_ok(step(f, &c), 0);
+    c = group_commit("h", "a", 1, 1, offs);
+    assert_ok(step(f, &c), 0);
+    c = topic_delete("orders");
+    assert_ok(step(f, &c), 0);
+
+    struct mstore_cgroup g;
+    struct mstore_offset *o;
+    struct mstore_cgroup_member *m;
+    size_t n;
+    assert_int_equal(mstore_cgroup(f->s, "g", &g), RQ_NOTFOUND);
+    assert_int_equal(mstore_cgroup_members(f->s, "g", &m, &n), 0);
+    assert_int_equal(n, 0);
+    free(m);
+    assert_int_equal(mstore_cgroup_offsets(f->s, "g", &o, &n), 0);
+    assert_int_equal(n, 0);
+    free(o);
+    assert_owners(f->s, "g", 2, "--");
+    assert_int_equal(mstore_cgroup(f->s, "h", &g), 0);
+    assert_owners(f->s, "h", 2, "aa");
+    assert_int_equal(mstore_cgroup_offsets(f->s, "h", &o, &n), 0);
+    assert_int_equal(n, 1);
+    free(o);
+}
+
 /*
  * A database as the release before schema version 2 (tokens) wrote it:
  * its statements as that release created them (user_version left at 0),
@@ -1761,7 +2025,7 @@ static void assert_legacy_rows(struct mstore *s)
 /*
  * After the migration, @migrated and @fresh (which applied the same
  * entries from version 2 on) go on alike with new commands of every kind,
- * a token's among them: same results, same content.
+ * a token's and a consumer group's among them: same results, same content.
  */
 static void assert_goes_on_like(struct mstore *migrated, struct mstore *fresh)
 {
@@ -1774,6 +2038,13 @@ static void assert_goes_on_like(struct mstore *migrated, struct mstore *fresh)
     c = client(MCMD_PRODUCER_REGISTER, "audit", 0);
     assert_ok(apply_at(migrated, LEGACY_LEN + 3, &c), 2);
     assert_ok(apply_at(fresh, LEGACY_LEN + 3, &c), 2);
+    c = group_join("workers", "orders", "a");
+    assert_ok(apply_at(migrated, LEGACY_LEN + 4, &c), 1);
+    assert_ok(apply_at(fresh, LEGACY_LEN + 4, &c), 1);
+    struct mcmd_offset offs[1] = {{1, 4, MCMD_ANY}};
+    c = group_commit("workers", "a", 1, 1, offs);
+    assert_ok(apply_at(migrated, LEGACY_LEN + 5, &c), 0);
+    assert_ok(apply_at(fresh, LEGACY_LEN + 5, &c), 0);
     struct mstore_token t;
     c = token_create("billing", 3, "produce:orders", 5000);
     assert_int_equal(mstore_token_find(migrated, c.u.token_create.hash, &t), 0);
@@ -1826,6 +2097,42 @@ static void test_mstore_open_migrates_a_previous_release_database(void **state)
     assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
     assert_same_digest(s, f->s);
     mstore_close(s);
+}
+
+/*
+ * Version 2's own step, as that release ran it on the database above (its
+ * text, kept here for the same reason as legacy_v1_sql), and the version it
+ * recorded.
+ */
+static const char legacy_v2_step_sql[] =
+    "CREATE TABLE tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "lookup INTEGER NOT NULL, hash BLOB NOT NULL, grants TEXT NOT NULL, "
+    "created_ms INTEGER NOT NULL);"
+    "CREATE INDEX tokens_by_lookup ON tokens(lookup);"
+    "INSERT INTO meta(key, value) VALUES ('next_token_id', 1);"
+    "PRAGMA user_version = 2;";
+
+/* A database of version 2 (the release before consumer groups) opens: it
+ * is migrated to this version, keeps every row, and goes on like a new
+ * store that applied the same entries. */
+static void test_mstore_open_migrates_a_version_2_database(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256];
+    struct mstore *s;
+
+    snprintf(path, sizeof path, "%s/v2.db", f->dir);
+    legacy_db(path, legacy_v2_step_sql);
+    assert_int_equal(file_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    assert_legacy_rows(s);
+    legacy_script(f->s);
+    assert_same_digest(s, f->s);
+    assert_goes_on_like(s, f->s);
+    mstore_close(s);
+    assert_int_equal(file_int(path, "PRAGMA user_version"),
+                     MSTORE_SCHEMA_VERSION);
 }
 
 /* The release before applied_crc wrote the same schema without that key:
@@ -1906,7 +2213,7 @@ static void test_mstore_restore_migrates_a_previous_release_snapshot(
     assert_int_equal(file_int(f->path, "PRAGMA user_version"),
                      MSTORE_SCHEMA_VERSION);
     assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
-    assert_int_equal(mstore_applied_index(f->s), LEGACY_LEN + 3);
+    assert_int_equal(mstore_applied_index(f->s), LEGACY_LEN + 5);
 }
 
 /*
@@ -1989,8 +2296,9 @@ static void test_mstore_refused_migration_leaves_the_file(void **state)
     assert_int_equal(file_int(path, HAS_TOKENS), 0);
 }
 
-/* A database of this version's schema written before versions were
- * recorded (user_version 0) opens as this version and records it. */
+/* A database of version 2's schema (the last written before versions
+ * were recorded, user_version 0) opens as version 2, is migrated and
+ * records this version. */
 static void test_mstore_unversioned_current_database_is_recognized(void **state)
 {
     struct fixture *f = *state;
@@ -2002,7 +2310,11 @@ static void test_mstore_unversioned_current_database_is_recognized(void **state)
     f->s = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_exec(db, "PRAGMA user_version = 0", NULL, NULL, NULL),
+        sqlite3_exec(db,
+                     "DROP TABLE cgroups; DROP TABLE cgroup_members; "
+                     "DROP TABLE cgroup_owners; DROP TABLE cgroup_offsets; "
+                     "PRAGMA user_version = 0",
+                     NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(mstore_open(f->path, &f->s, why, sizeof why), 0);
@@ -2012,6 +2324,10 @@ static void test_mstore_unversioned_current_database_is_recognized(void **state)
     f->s = NULL;
     assert_int_equal(file_int(f->path, "PRAGMA user_version"),
                      MSTORE_SCHEMA_VERSION);
+    assert_int_equal(file_int(f->path,
+                              "SELECT count(*) FROM sqlite_schema "
+                              "WHERE name = 'cgroup_owners'"),
+                     1);
 }
 
 int main(void)
@@ -2042,8 +2358,12 @@ int main(void)
         T(test_mstore_digest_follows_the_content),
         T(test_mstore_open_refuses_a_foreign_database),
         T(test_mstore_tokens),
+        T(test_mstore_group_membership),
+        T(test_mstore_group_commits_are_fenced),
+        T(test_mstore_topic_delete_takes_its_groups),
         T(test_mstore_open_migrates_a_previous_release_database),
         T(test_mstore_open_migrates_a_database_without_applied_crc),
+        T(test_mstore_open_migrates_a_version_2_database),
         T(test_mstore_restore_migrates_a_previous_release_snapshot),
         T(test_mstore_later_schema_version_is_refused),
         T(test_mstore_refused_migration_leaves_the_file),

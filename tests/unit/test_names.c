@@ -1,6 +1,6 @@
 /*
  * Unit tests of the name rules (shared/rq_names.c): the characters and
- * lengths a topic name and a token name may have.
+ * lengths a topic name, a token name and a group member id may have.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,11 +56,26 @@ static void test_names_token_valid(void **state)
     }
 }
 
+static void test_names_member_valid(void **state)
+{
+    (void)state;
+    check_longest(rq_names_member_valid, RQ_NAMES_MEMBER_MAX);
+    const char *good[] = {"0f3a9c2e4b5d6e7f", "worker-1.a_b", "."};
+    const char *bad[] = {"", "a/b", "a b", "\xc3\xa9", "a\n", "a:b", "?"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_true(rq_names_member_valid(good[i]));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(rq_names_member_valid(bad[i]));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_topic_valid),
         cmocka_unit_test(test_names_token_valid),
+        cmocka_unit_test(test_names_member_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
