@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "cgroup.h"
 #include "liveness.h"
 #include "mcmd.h"
 #include "mconfig.h"
@@ -108,6 +109,7 @@ struct manager {
     struct routing *routing;
     struct mcore *core;
     struct liveness *liveness;
+    struct cgroup *cgroups;
     struct reconcile *reconcile;
     struct repair *repair;
     uint64_t origin; /* Random per process: names our produce attempts. */
@@ -539,6 +541,7 @@ static void on_tick(uv_timer_t *t)
     }
     if (m->ticks % LIVENESS_TICKS == 0) {
         liveness_tick(m->liveness, now);
+        cgroup_tick(m->cgroups, now);
     }
     if (m->ticks % RECONCILE_TICKS == 0) {
         repair_tick(m->repair, now);
@@ -558,6 +561,7 @@ static void on_change(void *data, const struct rq_node_info *info)
         uint64_t now = uv_now(m->loop);
         rq_log(RQ_INFO, "leading the managers in term %" PRIu64, info->term);
         liveness_lead(m->liveness, now);
+        cgroup_lead(m->cgroups, now);
         reconcile_lead(m->reconcile);
         m->addr_next_ms = 0;
         addr_upkeep(m, now);
@@ -565,6 +569,7 @@ static void on_change(void *data, const struct rq_node_info *info)
         rq_log(RQ_INFO, "no longer leading the managers (term %" PRIu64 ")",
                info->term);
         liveness_stop(m->liveness);
+        cgroup_stop(m->cgroups);
         repair_stop(m->repair);
     }
     if (!m->leading) {
@@ -888,6 +893,7 @@ static int wire(struct manager *m)
     };
     if (mcore_new(&h, &m->core) != 0 ||
         liveness_new(m->core, &m->liveness) != 0 ||
+        cgroup_new(m->core, &m->cgroups) != 0 ||
         repair_new(m->core, on_repair_changed, m, &m->repair) != 0 ||
         reconcile_new(m->core, m->repair, &m->reconcile) != 0 ||
         qapi_init(m->core) != 0 ||
@@ -896,6 +902,7 @@ static int wire(struct manager *m)
     }
     struct mcore_modules mods = {
         .liveness = m->liveness,
+        .cgroups = m->cgroups,
         .reconcile = m->reconcile,
         .repair = m->repair,
         .mmetrics = m->mmetrics,
@@ -1053,6 +1060,7 @@ static int finish(void *self)
     repair_free(m->repair);
     reconcile_free(m->reconcile);
     liveness_free(m->liveness);
+    cgroup_free(m->cgroups);
     mmetrics_free(m->mmetrics); /* The HTTP server is gone. */
     mcore_free(m->core);
     routing_free(m->routing);

@@ -53,6 +53,7 @@ struct mcmd;
 struct mstore;
 struct routing;
 struct liveness;
+struct cgroup;
 struct reconcile;
 struct repair;
 struct mmetrics;
@@ -199,6 +200,7 @@ struct manager_stats *mcore_stats(struct mcore *core);
  */
 struct mcore_modules {
     struct liveness *liveness;   /* Heartbeats and registrations. */
+    struct cgroup *cgroups;      /* Consumer group sessions, positions. */
     struct reconcile *reconcile; /* Kicked when placement changes. */
     struct repair *repair;       /* Moves under way. */
     struct mmetrics *mmetrics;   /* Per-topic counters. */

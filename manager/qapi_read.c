@@ -50,6 +50,9 @@ struct hw_fetch {
     size_t n;
     size_t pending;
     hw_done_cb done;
+    /* qapi_hw_fetch's caller: its callback and argument (freed here). */
+    qapi_hw_cb public_done;
+    void *arg;
 };
 
 static void hw_free(struct hw_fetch *f)
@@ -58,6 +61,7 @@ static void hw_free(struct hw_fetch *f)
     free(f->committed);
     free(f->hw);
     free(f->slots);
+    free(f->arg);
     free(f);
 }
 
@@ -90,7 +94,8 @@ static void on_hw(void *data, const struct bclient_result *r)
  */
 static void hw_fetch_start(struct mcore *core, struct rq_http_req *req,
                            struct mstore_partition *parts, uint64_t *committed,
-                           size_t n, hw_done_cb done)
+                           size_t n, hw_done_cb done, qapi_hw_cb public_done,
+                           void *arg)
 {
     struct hw_fetch *f = calloc(1, sizeof *f);
     uint64_t *hw = calloc(n + 1, sizeof *hw);
@@ -101,10 +106,13 @@ static void hw_fetch_start(struct mcore *core, struct rq_http_req *req,
         free(slots);
         free(parts);
         free(committed);
+        free(arg);
         rq_http_reply_error(req, 500, "out of memory");
         return;
     }
     *f = (struct hw_fetch){
+        .public_done = public_done,
+        .arg = arg,
         .core = core,
         .parts = parts,
         .committed = committed,
@@ -129,6 +137,18 @@ static void hw_fetch_start(struct mcore *core, struct rq_http_req *req,
     if (--f->pending == 0) {
         hw_finish(f);
     }
+}
+
+static void hw_public_done(struct hw_fetch *f)
+{
+    f->public_done(f->req, f->arg, f->parts, f->committed, f->hw, f->n);
+}
+
+void qapi_hw_fetch(struct mcore *core, struct rq_http_req *req,
+                   struct mstore_partition *parts, uint64_t *committed,
+                   size_t n, qapi_hw_cb done, void *arg)
+{
+    hw_fetch_start(core, req, parts, committed, n, hw_public_done, done, arg);
 }
 
 /* Fetches the high watermarks of @topic's partitions (only @only unless
@@ -176,7 +196,7 @@ static void positions_fetch(struct mcore *core, struct rq_http_req *req,
         c[0] = c[only];
         np = 1;
     }
-    hw_fetch_start(core, req, all, c, np, done);
+    hw_fetch_start(core, req, all, c, np, done, NULL, NULL);
 }
 
 /* ---- Size ---- */

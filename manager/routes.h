@@ -1,10 +1,11 @@
 /*
  * The manager's routes that parse a request, for rq_http_new(): API.md
- * sections 1 to 3 and the brokers' registration and heartbeats. manager.c
- * serves these and its own (health, metrics, the status page, the
- * managers' /internal routes); the fuzz harness of the handlers
- * (tests/fuzz/fuzz_manager_http.c) drives these through a fake request.
- * A macro, so that both build their tables from one list at compile time.
+ * sections 1 to 3 (2b's consumer groups among them) and the brokers'
+ * registration and heartbeats. manager.c serves these and its own (health,
+ * metrics, the status page, the managers' /internal routes); the fuzz harness
+ * of the handlers (tests/fuzz/fuzz_manager_http.c) drives these through a fake
+ * request. A macro, so that both build their tables from one list at compile
+ * time.
  *
  * The brokers' routes need a signature (rq_httpsig.h) made with the
  * broker-to-manager key, or the manager-to-manager key when a follower
@@ -16,6 +17,7 @@
 #include "admin.h"
 #include "qapi.h"
 #include "qapi_consume.h"
+#include "qapi_groups.h"
 #include "qapi_produce.h"
 #include "qapi_read.h"
 #include "qapi_topics.h"
@@ -38,6 +40,16 @@
      qapi_records_read},                                                     \
     {"POST", "/v1/consumers/{consumer}/offsets", qapi_offsets_commit},       \
     {"GET", "/v1/consumers/{consumer}/offsets", qapi_offsets_list},          \
+    /* Section 2b. */                                                        \
+    {"POST", "/v1/groups/{group}/join", qapi_group_join},                    \
+    {"POST", "/v1/groups/{group}/heartbeat", qapi_group_heartbeat},          \
+    {"POST", "/v1/groups/{group}/leave", qapi_group_leave},                  \
+    {"GET", "/v1/groups/{group}/records", qapi_group_records},               \
+    {"POST", "/v1/groups/{group}/commit", qapi_group_commit},                \
+    {"GET", "/v1/groups", qapi_groups_list},                                 \
+    {"GET", "/v1/groups/{group}", qapi_group_describe},                      \
+    {"POST", "/v1/groups/{group}/offsets", qapi_group_offsets},              \
+    {"DELETE", "/v1/groups/{group}", qapi_group_delete},                     \
     /* Section 3. */                                                         \
     {"GET", "/admin/brokers", admin_brokers},                                \
     {"POST", "/admin/brokers/{id}/drain", admin_broker_drain},               \

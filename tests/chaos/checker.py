@@ -451,3 +451,91 @@ def check_replicas_identical(logs):
         return Result("replicas_identical", True, "%d partitions, replicas record for record "
                       "identical" % n)
     return Result("replicas_identical", False, "; ".join(bad[:MAX_SHOWN]))
+
+
+def read_member_files(paths):
+    """The processings and commit outcomes that group members
+    (tests/integration/group_member.py) wrote: a list of
+    (member file, batch, partition, offset, value) and a dict
+    (member file, batch) -> "ok", "fenced" or "failed" (absent: never
+    committed, the member was stopped or killed first)."""
+    recs = []
+    outcome = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            w = line.split(" ")
+            if w[0] == "R" and len(w) == 5:
+                recs.append((path, int(w[1]), int(w[2]), int(w[3]), w[4]))
+            elif w[0] == "C" and len(w) >= 3:
+                outcome[(path, int(w[1]))] = w[2]
+    return recs, outcome
+
+
+def check_group(acked, recs, outcome, committed_series, final_committed):
+    """A consumer group's at-least-once contract (API.md section 2b), from
+    the acknowledged writes (@acked: value -> (partition, offset)), what
+    the members processed (@recs and @outcome as read_member_files gives
+    them), the committed offsets sampled during the run (@committed_series:
+    a list of {partition: committed}) and at the end (@final_committed).
+
+    - every acknowledged record was processed, at the offset it was
+      acknowledged at (at least once);
+    - a committed offset never went back;
+    - no record below a committed offset was skipped: every acknowledged
+      record below the final committed offset was processed;
+    - a record processed more than once was, at least once, in a batch its
+      member did not commit (fenced, failed, or never committed: the member
+      was stopped or its session expired), since only those are fetched
+      again."""
+    results = []
+    seen = collections.defaultdict(list)
+    wrong = []
+    for path, batch, p, o, v in recs:
+        seen[(p, o)].append((path, batch))
+        want = acked.get(v)
+        if want is not None and want != (p, o):
+            wrong.append("%s processed at %d/%d, acknowledged at %d/%d" % (v, p, o, want[0],
+                                                                          want[1]))
+    missing = sorted((p, o, v) for v, (p, o) in acked.items() if (p, o) not in seen)
+    if missing or wrong:
+        parts = ["%d acknowledged records never processed, first %s"
+                 % (len(missing), missing[:MAX_SHOWN])] if missing else []
+        results.append(Result("group_at_least_once", False, "; ".join(parts + wrong[:3])))
+    else:
+        results.append(Result("group_at_least_once", True,
+                              "%d acknowledged records, every one processed" % len(acked)))
+    back = []
+    last = {}
+    for snap in committed_series + [final_committed]:
+        for p, c in snap.items():
+            if c < last.get(p, 0):
+                back.append("partition %d: committed %d after %d" % (p, c, last[p]))
+            last[p] = max(c, last.get(p, 0))
+    results.append(Result("group_commits_forward", not back,
+                          "; ".join(back[:MAX_SHOWN]) if back else
+                          "%d samples, no committed offset went back" % len(committed_series)))
+    skipped = sorted((p, o) for v, (p, o) in acked.items()
+                     if o < final_committed.get(p, 0) and (p, o) not in seen)
+    results.append(Result("group_no_skip", not skipped,
+                          "records below a committed offset never processed: %s"
+                          % skipped[:MAX_SHOWN] if skipped else
+                          "every record below the committed offsets was processed"))
+    unexplained = []
+    dups = 0
+    for (p, o), where in sorted(seen.items()):
+        if len(where) < 2:
+            continue
+        dups += 1
+        if all(outcome.get(w) == "ok" for w in where):
+            unexplained.append("%d/%d processed %d times, every batch committed (%s)"
+                               % (p, o, len(where), where[:3]))
+    results.append(Result("group_duplicates_explained", not unexplained,
+                          "; ".join(unexplained[:MAX_SHOWN]) if unexplained else
+                          "%d records processed more than once, each in a batch not "
+                          "committed" % dups))
+    return results

@@ -2,8 +2,9 @@
 histories and logs: a consistent run passes every check, and each kind of
 violation (a lost or changed acknowledged write, a duplicate, a write
 nobody made, a refused write appended, producer order inverted, replicas
-that differ, consumers that skip or repeat) is found and shown in the
-excerpt. Needs no root and no binary.
+that differ, consumers that skip or repeat, a consumer group that loses,
+skips or repeats records or moves a committed offset back) is found and
+shown in the excerpt. Needs no root and no binary.
 Run: python3 tests/chaos/test_checker.py
 """
 
@@ -281,6 +282,48 @@ def test_batch_consumer_exactly_in_order(ctx):
     check(not r.passed and "the log holds 4" in r.detail, r.detail)
 
 
+def group_run():
+    """Two members on partitions 0 and 1: m1 fetched 0/0-1 and committed
+    them, m2 fetched 1/0 and was fenced, m1 then fetched 1/0 again."""
+    acked = {"a": (0, 0), "b": (0, 1), "c": (1, 0)}
+    recs = [("m1", 1, 0, 0, "a"), ("m1", 1, 0, 1, "b"), ("m2", 1, 1, 0, "c"),
+            ("m1", 2, 1, 0, "c")]
+    outcome = {("m1", 1): "ok", ("m2", 1): "fenced", ("m1", 2): "ok"}
+    return acked, recs, outcome
+
+
+def group_results(acked, recs, outcome, series, final):
+    return {r.name: r for r in checker.check_group(acked, recs, outcome, series, final)}
+
+
+def test_group_checker(ctx):
+    acked, recs, outcome = group_run()
+    series = [{0: 0, 1: 0}, {0: 2, 1: 0}]
+    rs = group_results(acked, recs, outcome, series, {0: 2, 1: 1})
+    check(all(r.passed for r in rs.values()),
+          "a consistent run: %s" % [(n, r.detail) for n, r in rs.items() if not r.passed])
+    # A record nobody processed, below the committed offset: lost and skipped.
+    rs = group_results(dict(acked, d=(0, 2)), recs, outcome, series, {0: 3, 1: 1})
+    check(not rs["group_at_least_once"].passed and "(0, 2, 'd')" in
+          rs["group_at_least_once"].detail, rs["group_at_least_once"].detail)
+    check(not rs["group_no_skip"].passed and "(0, 2)" in rs["group_no_skip"].detail,
+          rs["group_no_skip"].detail)
+    # A committed offset that went back.
+    rs = group_results(acked, recs, outcome, series + [{0: 1, 1: 1}], {0: 2, 1: 1})
+    check(not rs["group_commits_forward"].passed and "committed 1 after 2" in
+          rs["group_commits_forward"].detail, rs["group_commits_forward"].detail)
+    # The same record twice, both in committed batches: not at-least-once's
+    # redelivery.
+    rs = group_results(acked, recs, {**outcome, ("m2", 1): "ok"}, series, {0: 2, 1: 1})
+    check(not rs["group_duplicates_explained"].passed and "1/0 processed 2 times" in
+          rs["group_duplicates_explained"].detail, rs["group_duplicates_explained"].detail)
+    # A record processed at another offset than it was acknowledged at.
+    rs = group_results(acked, recs + [("m1", 3, 1, 1, "a")], {**outcome, ("m1", 3): "ok"},
+                       series, {0: 2, 1: 2})
+    check(not rs["group_at_least_once"].passed and "a processed at 1/1" in
+          rs["group_at_least_once"].detail, rs["group_at_least_once"].detail)
+
+
 TESTS = [
     test_consistent_history_passes,
     test_lost_acked_write_is_found,
@@ -291,6 +334,7 @@ TESTS = [
     test_queue_consumer_skip_hidden_among_503s,
     test_queue_consumer_unknown_explains_one_in_its_window,
     test_batch_consumer_exactly_in_order,
+    test_group_checker,
 ]
 
 if __name__ == "__main__":
