@@ -22,7 +22,8 @@
      BIT(CMD_CLUSTER_STATUS) | BIT(CMD_BROKER_LIST) | BIT(CMD_BROKER_DRAIN) | \
      BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER) |                \
      BIT(CMD_TOKEN_CREATE) | BIT(CMD_TOKEN_LIST) | BIT(CMD_TOKEN_REVOKE) |    \
-     BIT(CMD_BENCH))
+     BIT(CMD_BENCH) | BIT(CMD_GROUP_LIST) | BIT(CMD_GROUP_DESCRIBE) |         \
+     BIT(CMD_GROUP_RESET) | BIT(CMD_GROUP_DELETE))
 #define ALL_CMDS (~0u)
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
@@ -57,6 +58,8 @@ enum opt_id {
     OPT_SIZE,
     OPT_TOPIC,
     OPT_BINARY,
+    OPT_GROUP,
+    OPT_TO,
 };
 
 struct opt {
@@ -92,6 +95,8 @@ static const struct opt opts[] = {
     {"size", OPT_SIZE, true, BIT(CMD_BENCH)},
     {"topic", OPT_TOPIC, true, BIT(CMD_BENCH)},
     {"binary", OPT_BINARY, false, BIT(CMD_BENCH)},
+    {"group", OPT_GROUP, true, BIT(CMD_CONSUME)},
+    {"to", OPT_TO, true, BIT(CMD_GROUP_RESET)},
 };
 
 /* An option as found on the command line. */
@@ -126,6 +131,10 @@ static const struct word words[] = {
     {"token", "create", CMD_TOKEN_CREATE, "token create"},
     {"token", "list", CMD_TOKEN_LIST, "token list"},
     {"token", "revoke", CMD_TOKEN_REVOKE, "token revoke"},
+    {"group", "list", CMD_GROUP_LIST, "group list"},
+    {"group", "describe", CMD_GROUP_DESCRIBE, "group describe"},
+    {"group", "reset-offsets", CMD_GROUP_RESET, "group reset-offsets"},
+    {"group", "delete", CMD_GROUP_DELETE, "group delete"},
 };
 
 static const struct {
@@ -134,7 +143,7 @@ static const struct {
 } groups[] = {
     {"topic", CMD_TOPIC},   {"cluster", CMD_CLUSTER},
     {"broker", CMD_BROKER}, {"partition", CMD_PARTITION},
-    {"token", CMD_TOKEN},
+    {"token", CMD_TOKEN},   {"group", CMD_GROUP},
 };
 
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -271,6 +280,7 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
         case CMD_CLUSTER_STATUS:
         case CMD_BROKER_LIST:
         case CMD_TOKEN_LIST:
+        case CMD_GROUP_LIST:
             if (n != 0) {
                 rq_why(why, whyn, "'%s' takes no arguments (got '%s')", name,
                        args[0]);
@@ -317,6 +327,16 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
                 return RQ_INVALID;
             }
             out->broker_id = (uint32_t)v;
+            return 0;
+        case CMD_GROUP_DESCRIBE:
+        case CMD_GROUP_RESET:
+        case CMD_GROUP_DELETE:
+            if (n != 1) {
+                rq_why(why, whyn, "'%s' takes one group name (got %zu words)",
+                       name, n);
+                return RQ_INVALID;
+            }
+            out->group = args[0];
             return 0;
         case CMD_TOKEN_CREATE:
             if (n != 1) {
@@ -559,6 +579,21 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             }
             out->grants[out->n_grants++] = s;
             return 0;
+        case OPT_GROUP:
+            if (*s == '\0') {
+                rq_why(why, whyn, "--group needs a group name");
+                return RQ_INVALID;
+            }
+            out->group = s;
+            return 0;
+        case OPT_TO:
+            if (*s == '\0') {
+                rq_why(why, whyn,
+                       "--to is earliest, latest or PARTITION=OFFSET,...");
+                return RQ_INVALID;
+            }
+            out->reset_to = s;
+            return 0;
         case OPT_BASE_PORT:
             if (cmdline_u64(s, 1, 65535, &v) != 0) {
                 rq_why(why, whyn, "--base-port must be a port number, not '%s'",
@@ -587,8 +622,21 @@ static int check_combinations(struct cmdline *out, char *why, size_t whyn)
                CMDLINE_MAX_PARTITIONS, out->partitions);
         return RQ_INVALID;
     }
+    if (out->cmd == CMD_GROUP_RESET && out->reset_to == NULL) {
+        rq_why(why, whyn,
+               "'group reset-offsets' needs --to earliest, latest or "
+               "PARTITION=OFFSET,...");
+        return RQ_INVALID;
+    }
     if (out->cmd != CMD_CONSUME) {
         return 0;
+    }
+    if (out->group != NULL &&
+        (out->has_consumer || out->has_offset || out->has_partition)) {
+        rq_why(why, whyn,
+               "--group excludes --consumer, --offset and --partition: the "
+               "group assigns partitions and keeps the offsets");
+        return RQ_INVALID;
     }
     if (out->has_offset && out->has_consumer) {
         rq_why(why, whyn,
@@ -766,6 +814,14 @@ static const char overview[] =
     "  token create NAME --grant G...  a public API token (shown once)\n"
     "  token list                   tokens: id, name, grants\n"
     "  token revoke ID              revoke a token on every manager\n"
+    "  group list                   consumer groups: topic, generation, "
+    "members\n"
+    "  group describe GROUP         members, their partitions, offsets and "
+    "lag\n"
+    "  group reset-offsets GROUP --to earliest|latest|P=N,...\n"
+    "                               set a group's offsets (no live "
+    "members)\n"
+    "  group delete GROUP           delete a group (no live members)\n"
     "  bench [CASE...]              measure the cluster: msgs/s, MB/s, "
     "latency\n"
     "\n"
@@ -880,6 +936,7 @@ static const char *const helps[] = {
         "usage: raftq consume TOPIC [--consumer ID | --offset N --partition "
         "P]\n"
         "                     [--partition P] [--max N] [--follow]\n"
+        "       raftq consume TOPIC --group G [--max N] [--follow]\n"
         "\n"
         "Prints messages, one value a line. With --consumer, reads as that "
         "consumer:\n"
@@ -899,7 +956,18 @@ static const char *const helps[] = {
         "  --offset N      first offset to read (needs --partition)\n"
         "  --partition P   the partition (a new consumer is bound to it)\n"
         "  --max N         stop after N messages\n"
-        "  --follow        wait for new messages\n",
+        "  --follow        wait for new messages\n"
+        "  --group G       consume as a member of consumer group G: the "
+        "group's\n"
+        "                  members share the topic's partitions; each "
+        "message is\n"
+        "                  committed once printed, and one printed by a "
+        "member\n"
+        "                  that dies before its commit is printed again by "
+        "another\n"
+        "                  (at least once). Heartbeats go in the "
+        "background;\n"
+        "                  Ctrl-C leaves the group.\n",
     [CMD_CLUSTER] = "usage: raftq cluster status\n",
     [CMD_CLUSTER_STATUS] =
         "usage: raftq cluster status\n"
@@ -1071,6 +1139,42 @@ static const char *const helps[] = {
         "Exits 0 when every case ran (errors or not), 1 when a case could "
         "not be set\n"
         "up, 2 for bad usage, 3 when no manager answers.\n",
+    [CMD_GROUP] =
+        "usage: raftq group list|describe|reset-offsets|delete ...\n"
+        "\n"
+        "  group list\n"
+        "  group describe GROUP\n"
+        "  group reset-offsets GROUP --to earliest|latest|P=N,...\n"
+        "  group delete GROUP\n",
+    [CMD_GROUP_LIST] =
+        "usage: raftq group list\n"
+        "\n"
+        "Lists the consumer groups (those of topics the token may consume): "
+        "topic,\n"
+        "generation and number of members.\n",
+    [CMD_GROUP_DESCRIBE] =
+        "usage: raftq group describe GROUP\n"
+        "\n"
+        "Shows the group's members with their partitions and when each was "
+        "last\n"
+        "heard from, and each partition's committed offset, high watermark "
+        "and lag.\n",
+    [CMD_GROUP_RESET] =
+        "usage: raftq group reset-offsets GROUP --to earliest|latest|"
+        "P=N,...\n"
+        "\n"
+        "Sets the group's committed offsets: every partition to its first "
+        "record\n"
+        "(earliest) or past its last (latest), or the partitions named to "
+        "the\n"
+        "offsets given (0=120,3=7). Only while the group has no live "
+        "member.\n",
+    [CMD_GROUP_DELETE] =
+        "usage: raftq group delete GROUP\n"
+        "\n"
+        "Deletes the group and its committed offsets. Only while it has no "
+        "live\n"
+        "member.\n",
     [CMD_TOKEN_REVOKE] =
         "usage: raftq token revoke ID\n"
         "\n"

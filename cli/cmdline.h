@@ -52,6 +52,11 @@ enum cmd {
     CMD_TOKEN_LIST,
     CMD_TOKEN_REVOKE,
     CMD_BENCH,
+    CMD_GROUP, /* "group" alone: only valid with --help. */
+    CMD_GROUP_LIST,
+    CMD_GROUP_DESCRIBE,
+    CMD_GROUP_RESET,
+    CMD_GROUP_DELETE,
 };
 
 #define CMDLINE_DEFAULT_TIMEOUT_MS 10000
@@ -113,9 +118,12 @@ struct cmdline {
     const char *token_name;                 /* token create NAME */
     const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
     size_t n_grants;
-    uint64_t token_id; /* token revoke ID */
-    char **values;     /* produce VALUE... (n_values 0 means standard
-                          input); bench CASE... (0: every case). */
+    uint64_t token_id;    /* token revoke ID */
+    const char *group;    /* consume --group G; group describe|reset|delete G */
+    const char *reset_to; /* group reset-offsets --to: earliest, latest or
+                             P=OFFSET,... */
+    char **values;        /* produce VALUE... (n_values 0 means standard
+                             input); bench CASE... (0: every case). */
     size_t n_values;
 
     /* raftq dev. */

@@ -83,6 +83,27 @@ int mclient_new(const struct mclient_config *cfg, struct mclient **out)
     return 0;
 }
 
+int mclient_clone(const struct mclient *c, const volatile sig_atomic_t *stop,
+                  struct mclient **out)
+{
+    struct mclient_config cfg = {
+        .bases = (const char(*)[URL_MAX])c->bases,
+        .n_bases = c->n_bases,
+        .cacert = c->cacert,
+        .timeout_ms = c->timeout_ms,
+        .stop = stop,
+    };
+    int rv = mclient_new(&cfg, out);
+    if (rv == 0 && c->auth != NULL) {
+        (*out)->auth = strdup(c->auth);
+        if ((*out)->auth == NULL) {
+            mclient_free(*out); /* UNTESTED: ENOMEM only. */
+            rv = RQ_NOMEM;
+        }
+    }
+    return rv;
+}
+
 void mclient_free(struct mclient *c)
 {
     if (c == NULL) {

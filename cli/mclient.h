@@ -49,6 +49,13 @@ struct mclient_resp {
 /* 0, RQ_INVALID (no bases) or RQ_NOMEM. */
 int mclient_new(const struct mclient_config *cfg, struct mclient **out);
 
+/*
+ * A second client like @c (its managers, token, CA and timeout) with its
+ * own connection, stopped by @stop (or NULL), for another thread: one
+ * client must not be used by two threads at once. 0 or RQ_NOMEM.
+ */
+int mclient_clone(const struct mclient *c, const volatile sig_atomic_t *stop,
+                  struct mclient **out);
 /* No-op on NULL. */
 void mclient_free(struct mclient *c);
 

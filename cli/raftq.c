@@ -19,6 +19,7 @@
 #include "cmdline.h"
 #include "commands.h"
 #include "consume.h"
+#include "group.h"
 #include "dev.h"
 #include "mclient.h"
 #include "produce.h"
@@ -76,7 +77,14 @@ static int run_client(const struct cmdline *cl)
             code = produce_run(cl, c, stdin, isatty(STDOUT_FILENO) == 1);
             break;
         case CMD_CONSUME:
-            code = consume_run(cl, c);
+            code = cl->group != NULL ? group_consume(cl, c, &stop_requested)
+                                     : consume_run(cl, c);
+            break;
+        case CMD_GROUP_LIST:
+        case CMD_GROUP_DESCRIBE:
+        case CMD_GROUP_RESET:
+        case CMD_GROUP_DELETE:
+            code = group_run(cl, c);
             break;
         case CMD_BENCH:
             code = bench_run(cl, c, &stop_requested);

@@ -321,6 +321,85 @@ int render_tokens(const json_t *body, FILE *f)
     return render_list(body, "tokens", 4, headers, 1u << 0, token_row, f);
 }
 
+static int group_row(const json_t *g, struct table *t)
+{
+    char gen[CELL], members[CELL];
+    const char *name = str_field(g, "group");
+    const char *topic = str_field(g, "topic");
+    if (name == NULL || topic == NULL ||
+        !int_cell(g, "generation", gen, sizeof gen) ||
+        !int_cell(g, "members", members, sizeof members)) {
+        return RQ_MALFORMED;
+    }
+    const char *cells[] = {name, topic, gen, members};
+    return table_add(t, cells);
+}
+
+int render_groups(const json_t *body, FILE *f)
+{
+    static const char *const headers[] = {"GROUP", "TOPIC", "GENERATION",
+                                          "MEMBERS"};
+    return render_list(body, "groups", 4, headers, 1u << 2 | 1u << 3, group_row,
+                       f);
+}
+
+static int member_row(const json_t *m, struct table *t)
+{
+    char parts[CELL * 4], age[CELL];
+    const char *id = str_field(m, "member_id");
+    const json_t *ago = json_object_get(m, "last_heartbeat_ms_ago");
+    if (id == NULL ||
+        !id_list(json_object_get(m, "partitions"), parts, sizeof parts) ||
+        !json_is_integer(ago) || json_integer_value(ago) < 0) {
+        return RQ_MALFORMED;
+    }
+    render_age((uint64_t)json_integer_value(ago), age, sizeof age);
+    const char *cells[] = {id, parts[0] != '\0' ? parts : "-", age};
+    return table_add(t, cells);
+}
+
+static int group_offset_row(const json_t *o, struct table *t)
+{
+    char p[CELL], committed[CELL], hw[CELL], lag[CELL];
+    if (!int_cell(o, "partition_id", p, sizeof p) ||
+        !int_cell(o, "committed", committed, sizeof committed) ||
+        !int_cell(o, "high_watermark", hw, sizeof hw) ||
+        !int_cell(o, "lag", lag, sizeof lag)) {
+        return RQ_MALFORMED;
+    }
+    const char *cells[] = {p, committed, hw, lag};
+    return table_add(t, cells);
+}
+
+int render_group(const json_t *body, FILE *f)
+{
+    static const char *const mheaders[] = {"MEMBER", "PARTITIONS",
+                                           "LAST-HEARD"};
+    static const char *const oheaders[] = {"PARTITION", "COMMITTED",
+                                           "HIGH-WATERMARK", "LAG"};
+    char gen[CELL];
+    const char *name = str_field(body, "group");
+    const char *topic = str_field(body, "topic");
+    const json_t *members = json_object_get(body, "members");
+    if (name == NULL || topic == NULL || !json_is_array(members) ||
+        !int_cell(body, "generation", gen, sizeof gen)) {
+        return RQ_MALFORMED;
+    }
+    fprintf(f, "group %s on topic %s: generation %s, %zu member%s\n", name,
+            topic, gen, json_array_size(members),
+            json_array_size(members) == 1 ? "" : "s");
+    int rv =
+        json_array_size(members) == 0
+            ? 0
+            : render_list(body, "members", 3, mheaders, 1u << 2, member_row, f);
+    if (rv == 0) {
+        fputc('\n', f);
+        rv =
+            render_list(body, "offsets", 4, oheaders, 0xf, group_offset_row, f);
+    }
+    return rv;
+}
+
 int render_managers(const json_t *list, const struct render_manager *views,
                     size_t n, FILE *f)
 {

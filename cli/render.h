@@ -41,6 +41,12 @@ int render_managers(const json_t *list, const struct render_manager *views,
 /* GET /admin/tokens: a token table (id, name, grants, created in UTC). */
 int render_tokens(const json_t *body, FILE *f);
 
+/* GET /v1/groups: one row a group. */
+int render_groups(const json_t *body, FILE *f);
+
+/* GET /v1/groups/{group}: its members, then its partitions' offsets. */
+int render_group(const json_t *body, FILE *f);
+
 /* A batch produce answer: "partition P offset O" a line. */
 int render_offsets(const json_t *body, FILE *f);
 

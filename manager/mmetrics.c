@@ -52,6 +52,8 @@ enum {
     F_HIGH_WATERMARK,
     F_LAG,
     F_LAG_OMITTED,
+    F_GROUP_LAG,
+    F_GROUP_LAG_OMITTED,
     F_CONSUME_SKIPPED,
     F_COUNT,
 };
@@ -196,6 +198,19 @@ static const struct rq_metric_def defs[F_COUNT] = {
                        "Consumer and partition pairs left out of "
                        "raftq_consumer_lag by its cap (leader manager only).",
                        {NULL}},
+    [F_GROUP_LAG] = {RQ_METRIC_GAUGE,
+                     "raftq_group_lag",
+                     "Records a consumer group has not committed yet on a "
+                     "partition: the partition's high watermark minus the "
+                     "group's committed offset (leader manager only; at most "
+                     "1000 series, groups in name order).",
+                     {"group", "topic", "partition"}},
+    [F_GROUP_LAG_OMITTED] = {RQ_METRIC_GAUGE,
+                             "raftq_group_lag_omitted",
+                             "Group and partition pairs left out of "
+                             "raftq_group_lag by its cap (leader manager "
+                             "only).",
+                             {NULL}},
     [F_CONSUME_SKIPPED] = {RQ_METRIC_COUNTER,
                            "raftq_manager_consume_skipped_total",
                            "Messages removed by retention before a consumer "
@@ -317,6 +332,64 @@ static void collect_lag(struct mmetrics *mm)
     free(pos);
 }
 
+/* The committed offset of @p among @offs (n of them, by partition), 0 for
+ * none. */
+static uint64_t committed_of(const struct mstore_offset *offs, size_t n,
+                             uint32_t p)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (offs[i].partition_id == p) {
+            return offs[i].next_offset;
+        }
+    }
+    return 0;
+}
+
+static void collect_group_lag(struct mmetrics *mm)
+{
+    const struct mstore *s = mcore_store(mm->core);
+    struct mstore_cgroup *gs;
+    size_t n_groups;
+    size_t shown = 0;
+    size_t omitted = 0;
+    char pid[16];
+
+    if (mstore_cgroups(s, &gs, &n_groups) != 0) {
+        return;
+    }
+    for (size_t g = 0; g < n_groups; g++) {
+        struct mstore_partition *parts = NULL;
+        struct mstore_offset *offs = NULL;
+        size_t n_parts = 0;
+        size_t n_offs = 0;
+        if (mstore_partitions(s, gs[g].topic, &parts, &n_parts) != 0 ||
+            mstore_cgroup_offsets(s, gs[g].name, &offs, &n_offs) != 0) {
+            free(parts);
+            continue;
+        }
+        for (size_t i = 0; i < n_parts; i++) {
+            const struct route *r =
+                routing_get(mcore_routing(mm->core), parts[i].group_id);
+            if (r == NULL) {
+                continue; /* High watermark unknown. */
+            }
+            if (shown == MMETRICS_LAG_MAX) {
+                omitted++;
+                continue;
+            }
+            uint64_t c = committed_of(offs, n_offs, parts[i].partition_id);
+            snprintf(pid, sizeof pid, "%" PRIu32, parts[i].partition_id);
+            set_u64(child(mm->f[F_GROUP_LAG], gs[g].name, gs[g].topic, pid),
+                    r->high_watermark > c ? r->high_watermark - c : 0);
+            shown++;
+        }
+        free(offs);
+        free(parts);
+    }
+    set_u64(rq_metric_get(mm->f[F_GROUP_LAG_OMITTED], NULL), omitted);
+    free(gs);
+}
+
 static void on_collect(void *data)
 {
     struct mmetrics *mm = data;
@@ -348,8 +421,9 @@ static void on_collect(void *data)
             routing_count(mcore_routing(core)));
 
     /* The families filled afresh. */
-    static const int fresh[] = {F_BROKER_STATE, F_HEARTBEAT_AGE,
-                                F_HIGH_WATERMARK, F_LAG, F_LAG_OMITTED};
+    static const int fresh[] = {
+        F_BROKER_STATE, F_HEARTBEAT_AGE, F_HIGH_WATERMARK,   F_LAG,
+        F_LAG_OMITTED,  F_GROUP_LAG,     F_GROUP_LAG_OMITTED};
     for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
         rq_metric_family_clear(mm->f[fresh[i]]);
     }
@@ -358,6 +432,7 @@ static void on_collect(void *data)
     collect_partitions(mm, leading);
     if (leading) {
         collect_lag(mm);
+        collect_group_lag(mm);
     }
 }
 

@@ -7,9 +7,11 @@
  * topics, partitions and each broker's state. What only the leader knows
  * (heartbeats) or computes from its fresh routing cache is reported by the
  * ready leader alone, so that summing over managers counts each once:
- * heartbeat ages, partitions' high watermarks and consumer lag. Consumer
- * lag covers at most MMETRICS_LAG_MAX (consumer, partition) pairs, the
- * newest consumers first; raftq_consumer_lag_omitted counts the rest.
+ * heartbeat ages, partitions' high watermarks, consumer lag and consumer
+ * group lag. Consumer lag covers at most MMETRICS_LAG_MAX (consumer,
+ * partition) pairs, the newest consumers first; raftq_consumer_lag_omitted
+ * counts the rest. Group lag has the same cap over (group, partition)
+ * pairs, groups in name order, and raftq_group_lag_omitted.
  * HTTP requests are counted by rq_http itself.
  */
 #ifndef MMETRICS_H

@@ -716,6 +716,49 @@ static void fetch_shares(struct fetch *f)
 }
 
 /*
+ * The group may have moved on while the reads waited (a long poll outlasts
+ * a rebalance): the answer gives only what the member owns now, under the
+ * generation it owns it in, so that what it commits is not fenced off for
+ * nothing; a partition that moved keeps its position for its new owner.
+ * false after answering 409 (the member is gone) or 500.
+ */
+static bool fetch_still_owned(struct fetch *f, struct rq_http_req *req)
+{
+    struct mstore_cgroup g;
+    uint32_t *owned;
+    size_t n;
+    int rv = mstore_cgroup(mcore_store(f->core), f->group, &g);
+    if (rv == RQ_NOTFOUND) {
+        rq_http_reply_error(req, 409,
+                            "member %s is not in group %s (the group is gone); "
+                            "join again",
+                            f->member, f->group);
+        return false;
+    }
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+        return false;
+    }
+    if (member_partitions(f->core, req, f->group, f->member, &owned, &n) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        struct fetch_part *fp = &f->parts[i];
+        bool mine = false;
+        for (size_t k = 0; k < n && !mine; k++) {
+            mine = owned[k] == fp->p.partition_id;
+        }
+        if (!mine && fp->body != NULL) {
+            free(fp->body);
+            fp->body = NULL;
+        }
+    }
+    free(owned);
+    f->generation = g.generation;
+    return true;
+}
+
+/*
  * Answers with the records every partition's read brought (their shares of
  * max), in partition order, and moves the member's positions past them;
  * nothing moves for a client that has gone.
@@ -728,6 +771,9 @@ static void fetch_answer(struct fetch *f)
         return; /* The abort callback answered; nothing was given out. */
     }
     rq_http_on_abort(req, NULL, NULL);
+    if (!fetch_still_owned(f, req)) {
+        return;
+    }
     size_t records = 0;
     int failed = 0;
     for (size_t i = 0; i < f->n; i++) {

@@ -469,6 +469,90 @@ def drive_cluster(cli):
     cli.fails(1, "topic", "delete", "bulk", says="no topic 'bulk'")
 
 
+def drain_lines(q, into, until, timeout, what):
+    """Appends @q's lines to @into until @until(into) holds."""
+    deadline = time.monotonic() + timeout
+    while not until(into):
+        left = deadline - time.monotonic()
+        check(left > 0, "timed out waiting for %s (got %d lines)" % (what, len(into)))
+        try:
+            line = q.get(timeout=min(left, 0.5))
+        except queue.Empty:
+            continue
+        if line is not None:
+            into.append(line)
+
+
+def drive_groups(ctx, cli):
+    """Two `consume --group` members share a topic; one is killed, the
+    other takes its partitions once its session expires and prints what
+    it had not committed; the group commands list, describe, reset and
+    delete."""
+    cli.ok("topic", "create", "jobs", "--partitions", "4")
+    first = ["job-%02d" % i for i in range(40)]
+    members = [cli.popen("consume", "jobs", "--group", "workers", "--follow") for _ in range(2)]
+    outs = [line_reader(m.stdout) for m in members]
+    errs = [line_reader(m.stderr) for m in members]
+    got = [[], []]
+
+    def shared():
+        d = cli.json("group", "describe", "workers")
+        return sorted(len(m["partitions"]) for m in d["members"]) == [2, 2]
+    wait_until(shared, 30, "two members to share the topic 2/2")
+    cli.ok("produce", "jobs", *first)
+    deadline = time.monotonic() + 30
+    while sum(map(len, got)) < 40:
+        check(time.monotonic() < deadline, "the first 40 records: got %r" % got)
+        for k in (0, 1):
+            try:
+                line = outs[k].get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if line is not None:
+                got[k].append(line)
+    check(sorted(got[0] + got[1]) == first, "the two members printed %r" % got)
+    check(got[0] and got[1], "one member printed everything: %r" % got)
+    listed = cli.ok("group", "list").splitlines()
+    check(re.match(r"^workers\s+jobs\s+2\s+2$", listed[1]), "group list %r" % listed)
+
+    # One killed: after its session (10 s) the other owns every partition
+    # and prints the rest, and anything the dead one printed but did not
+    # commit, again.
+    members[1].kill()
+    members[1].wait()
+    cli.ok("produce", "jobs", *["late-%02d" % i for i in range(20)])
+    drain_lines(outs[0], got[0], lambda g: sum(v.startswith("late-") for v in g) >= 20, 40,
+                "the survivor to print every late record")
+    d = cli.json("group", "describe", "workers")
+    check(len(d["members"]) == 1 and len(d["members"][0]["partitions"]) == 4, "after: %r" % d)
+    text = cli.ok("group", "describe", "workers")
+    check("generation" in text and "LAG" in text, "describe %r" % text)
+
+    # Ctrl-C: the member leaves the group and exits 0.
+    members[0].send_signal(signal.SIGINT)
+    rc = members[0].wait(timeout=30)
+    err = []
+    drain_lines(errs[0], err, lambda e: any("left group workers" in x for x in e), 10,
+                "the member to say it left")
+    check(rc == 0, "consume --group exited %d after Ctrl-C" % rc)
+    check(cli.json("group", "describe", "workers")["members"] == [], "members after Ctrl-C")
+
+    # Offsets back to the start: a new member prints every record again.
+    cli.ok("group", "reset-offsets", "workers", "--to", "earliest")
+    again = cli.ok("consume", "jobs", "--group", "workers").split()
+    check(sorted(again) == sorted(first + ["late-%02d" % i for i in range(20)]),
+          "after reset-offsets: %d records" % len(again))
+    cli.ok("group", "reset-offsets", "workers", "--to", "0=1")
+    check(cli.ok("consume", "jobs", "--group", "workers", "--max", "100").split() != [],
+          "partition 0 from offset 1")
+    cli.fails(2, "group", "reset-offsets", "workers", says="--to")
+    cli.fails(2, "group", "reset-offsets", "workers", "--to", "x=1", says="PARTITION=OFFSET")
+    cli.fails(2, "consume", "jobs", "--group", "workers", "--consumer", "1", says="--group")
+    check(cli.ok("group", "delete", "workers").strip() == "deleted group workers", "delete")
+    cli.fails(1, "group", "describe", "workers", says="no group workers")
+    cli.ok("topic", "delete", "jobs")
+
+
 def test_dev_and_every_command(ctx):
     base = port_block(ctx)
     data = os.path.join(ctx.dir, "data")
@@ -488,6 +572,7 @@ def test_dev_and_every_command(ctx):
 
     drive_topics(cli)
     drive_produce_consume(ctx, cli)
+    drive_groups(ctx, cli)
     drive_cluster(cli)
 
     # The first manager gone: the client moves on to the next.

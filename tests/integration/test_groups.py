@@ -165,6 +165,38 @@ def test_group_api(ctx):
     check([x["value"] for x in out["r"]["records"]] == ["late"], "long poll %r" % out)
     check(time.monotonic() - t0 < 8, "the long poll waited its whole wait_ms")
 
+    # A long poll that outlasts a rebalance gives only what its member
+    # still owns, under the new generation, so its commit holds.
+    x = join(c, 1, "polls", "orders")
+    out2 = {}
+
+    def poll_x():
+        out2["r"] = fetch(c, 2, "polls", x["member_id"], wait_ms=10000)
+    t = threading.Thread(target=poll_x)
+    fetch(c, 3, "polls", x["member_id"], max_=10000)  # Drain first.
+    t.start()
+    time.sleep(0.5)
+    y = join(c, 3, "polls", "orders")
+    xs = heartbeat(c, 1, "polls", x["member_id"])["partitions"]
+    ys = heartbeat(c, 1, "polls", y["member_id"])["partitions"]
+    check(len(xs) == 6 and len(ys) == 6, "after y joined: %r %r" % (xs, ys))
+    produce(c, 1, "orders", ["to-y"], partition=ys[0])
+    produce(c, 1, "orders", ["to-x"], partition=xs[0])
+    t.join(15)
+    r = out2["r"]
+    check(r["generation"] == 2 and all(rec["partition_id"] in xs for rec in r["records"]),
+          "a long poll across a rebalance answered %r" % r)
+    got = r["records"] + fetch(c, 1, "polls", x["member_id"])["records"]
+    check([rec["value"] for rec in got] == ["to-x"], "member x got %r" % got)
+    st, obj = commit(c, 2, "polls", x["member_id"], r["generation"],
+                     {got[0]["partition_id"]: got[0]["offset"] + 1})
+    check_ok(st, obj, "commit after the rebalance")
+    check([rec["value"] for rec in fetch(c, 2, "polls", y["member_id"])["records"]
+           if rec["value"].startswith("to-")] == ["to-y"], "member y's record")
+    for m_ in (x, y):
+        check_ok(*c.call(1, "POST", "/v1/groups/polls/leave", {"member_id": m_["member_id"]}),
+                 "leave")
+
     # A leave moves the leaver's partitions only; the member is gone.
     st, obj = c.call(1, "POST", "/v1/groups/billing/leave", {"member_id": m["member_id"]})
     check_ok(st, obj, "leave")
@@ -190,7 +222,7 @@ def test_group_api(ctx):
     check_ok(*c.call(2, "POST", "/v1/groups/billing/offsets", {"to": "latest"}), "latest")
     d = describe(c, 3, "billing")
     check(all(o["committed"] == o["high_watermark"] and o["lag"] == 0 for o in d["offsets"])
-          and sum(o["committed"] for o in d["offsets"]) == 61, "latest %r" % d["offsets"])
+          and sum(o["committed"] for o in d["offsets"]) == 63, "latest %r" % d["offsets"])
     check_ok(*c.call(2, "POST", "/v1/groups/billing/offsets", {"to": "earliest"}), "earliest")
     d = describe(c, 1, "billing")
     check(all(o["committed"] == 0 for o in d["offsets"]) and d["members"] == [],
@@ -198,7 +230,7 @@ def test_group_api(ctx):
     # A new member starts from the committed offsets: every record again.
     n = join(c, 1, "billing", "orders")
     r = fetch(c, 2, "billing", n["member_id"], max_=10000)
-    check(len(r["records"]) == 61, "after earliest %d records" % len(r["records"]))
+    check(len(r["records"]) == 63, "after earliest %d records" % len(r["records"]))
     check_ok(*c.call(3, "POST", "/v1/groups/billing/leave", {"member_id": n["member_id"]}),
              "leave")
     check_ok(*c.call(1, "DELETE", "/v1/groups/billing"), "delete")

@@ -299,6 +299,13 @@ def test_series_after_traffic(ctx):
         check(c.consume(i, TOPIC, cons) is not None, "consume %d" % k)
         consumed_at[i] += 1
     consumed = 12
+    # A consumer group that committed 5 records of partition 0.
+    st, obj = c.call(2, "POST", "/v1/groups/gm/join", {"topic": TOPIC})
+    member = check_ok(st, obj, "join")["member_id"]
+    st, obj = c.call(3, "POST", "/v1/groups/gm/commit",
+                     {"member_id": member, "generation": obj["generation"],
+                      "offsets": [{"partition_id": 0, "offset": 5}]})
+    check_ok(st, obj, "group commit")
     leader = c.wait_leader()
     groups = {p["partition_id"]: p["group_id"] for p in c.describe(TOPIC)["partitions"]}
     check(sorted(groups) == [0, 1, 2], "partitions %r" % groups)
@@ -376,6 +383,16 @@ def test_series_after_traffic(ctx):
             raise TestFailure("lag %r" % samples(f, "raftq_consumer_lag"))
         return f
     wait_until(lag_settled, 15, "the consumer lag to show")
+
+    def group_lag_settled():
+        f = scrape(c.m_http[leader])
+        lag = {int(lb["partition"]): v for lb, v in
+               samples(f, "raftq_group_lag", group="gm", topic=TOPIC)}
+        if sorted(lag) != [0, 1, 2] or sum(lag.values()) != produced - 5:
+            raise TestFailure("group lag %r" % samples(f, "raftq_group_lag"))
+        return f
+    gf = wait_until(group_lag_settled, 15, "the group lag to show")
+    check(value(gf, "raftq_group_lag_omitted") == 0, "group lag omitted")
     mf = {i: scrape(c.m_http[i]) for i in ms}
     check([i for i in ms if value(mf[i], "raftq_raft_is_leader", group="meta") == 1] == [leader],
           "manager leaders")
@@ -405,7 +422,7 @@ def test_series_after_traffic(ctx):
             check(value(mf[i], "raftq_manager_forwarded_total") >= consumed_at[i],
                   "%s forwarded" % at)
             for name in ("raftq_consumer_lag", "raftq_broker_heartbeat_age_seconds",
-                         "raftq_partition_high_watermark"):
+                         "raftq_partition_high_watermark", "raftq_group_lag"):
                 check(not samples(mf[i], name), "%s (a follower) reports %s" % (at, name))
         check(value(mf[i], "raftq_process_resident_memory_bytes") > 1 << 20, "%s rss" % at)
     lf = mf[leader]

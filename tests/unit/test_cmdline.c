@@ -135,6 +135,38 @@ static void test_cmdline_commands_and_arguments(void **state)
     assert_int_equal(cl.partition, 2);
 }
 
+static void test_cmdline_groups(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+
+    assert_int_equal(parse("consume jobs --group workers --follow --max 5",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.cmd, CMD_CONSUME);
+    assert_string_equal(cl.topic, "jobs");
+    assert_string_equal(cl.group, "workers");
+    assert_true(cl.follow && cl.has_max && cl.max == 5);
+    assert_int_equal(parse("group list", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_GROUP_LIST);
+    assert_null(cl.group);
+    assert_int_equal(
+        parse("group describe workers", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_GROUP_DESCRIBE);
+    assert_string_equal(cl.group, "workers");
+    assert_int_equal(parse("group reset-offsets workers --to 0=5,3=7", NULL,
+                           &cl, why, sizeof why),
+                     0);
+    assert_int_equal(cl.cmd, CMD_GROUP_RESET);
+    assert_string_equal(cl.reset_to, "0=5,3=7");
+    assert_string_equal(cmdline_name(cl.cmd), "group reset-offsets");
+    assert_int_equal(
+        parse("--json group delete workers", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.cmd, CMD_GROUP_DELETE);
+    assert_true(cl.json);
+}
+
 static void test_cmdline_bench_cases_and_options(void **state)
 {
     (void)state;
@@ -297,6 +329,14 @@ static void test_cmdline_usage_errors_say_why(void **state)
          "exclude each other"},
         {"consume t --consumer 0", "--consumer"},
         {"consume t --max 0", "--max"},
+        {"consume t --group g --consumer 1", "--group excludes"},
+        {"consume t --group g --partition 1", "--group excludes"},
+        {"consume t --group", "--group needs a value"},
+        {"group describe", "one group name"},
+        {"group list g", "takes no arguments"},
+        {"group reset-offsets g", "needs --to"},
+        {"group delete g --to earliest", "--to does not apply"},
+        {"topic list --group g", "--group does not apply"},
         {"produce t --batch 10001", "--batch"},
         {"broker drain x", "broker id"},
         {"broker drain 0", "broker id"},
@@ -375,6 +415,11 @@ static void test_cmdline_help_on_every_command(void **state)
         "token list --help",
         "token revoke --help",
         "bench --help",
+        "group --help",
+        "group list --help",
+        "group describe --help",
+        "group reset-offsets --help",
+        "group delete --help",
         "help topic create",
         /* Help wins over arguments that would be wrong. */
         "consume --offset 3 --help",
@@ -433,6 +478,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmdline_commands_and_arguments),
         cmocka_unit_test(test_cmdline_bench_cases_and_options),
+        cmocka_unit_test(test_cmdline_groups),
         cmocka_unit_test(test_cmdline_global_options_anywhere),
         cmocka_unit_test(test_cmdline_environment_fills_what_flags_leave),
         cmocka_unit_test(test_cmdline_usage_errors_say_why),
