@@ -26,6 +26,7 @@
 
 #include <inttypes.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +53,17 @@
 #define CONSUME_FILL_PER_FLIGHT 2500
 #define CONSUME_FILL_MAX 10000
 #define FILL_IN_FLIGHT 12
+/* Records group_3x12 is filled with, a second of its window and at most:
+ * its members read them until the window ends or none is left. */
+#define GROUP_FILL_PER_S 60000
+#define GROUP_FILL_MAX 600000
 /* The largest batch body built (one a partition), as a manager takes by
  * default. */
 #define BATCH_BODY_MAX (32u << 20)
 #define RECORD_JSON 48 /* The bytes of a batch record besides its value. */
 #define FILL_LIMIT_MS 120000
 
-enum kind { PRODUCE, BATCH, READ, CONSUME, COMMIT, HEALTHZ };
+enum kind { PRODUCE, BATCH, READ, CONSUME, COMMIT, HEALTHZ, GROUP };
 
 struct bench_case {
     const char *id;
@@ -79,6 +84,7 @@ static const struct bench_case cases[] = {
     {"consume_1", CONSUME, 100, 1, 1, true},
     {"consume_8", CONSUME, 100, 8, 1, true},
     {"offset_commit_32", COMMIT, 0, 32, 1, true},
+    {"group_3x12", GROUP, 100, 3, 12, true},
     {"healthz", HEALTHZ, 0, 64, 1, false},
 };
 
@@ -749,10 +755,234 @@ static int setup(struct run *r, const volatile sig_atomic_t *stop)
                                     &r->ids[i]);
             }
             return code;
+        case GROUP: {
+            uint64_t records = GROUP_FILL_PER_S * r->cl->seconds_ms / 1000;
+            records = records < GROUP_FILL_MAX ? records : GROUP_FILL_MAX;
+            return fill(r, stop, (records + r->batch - 1) / r->batch);
+        }
         case HEALTHZ:
             break;
     }
     return CLI_OK;
+}
+
+/* ---- A consumer group (group_3x12) ---- */
+
+/* One member of the group: a thread with a client of its own. */
+struct gmember {
+    struct run *r;
+    const volatile sig_atomic_t *stop;
+    uint64_t deadline_ns;
+    struct mclient *c;
+    char id[72];
+    uint64_t records;
+    uint64_t cycles;
+    uint32_t *lat_us;
+    size_t n_lat, cap_lat;
+    uint64_t errors;
+    char first_error[160];
+    uint64_t done_ns; /* When it stopped. */
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void gmember_error(struct gmember *m, const char *what, long status,
+                          const char *message)
+{
+    if (m->errors++ == 0) {
+        snprintf(m->first_error, sizeof m->first_error, "%s: %ld %s", what,
+                 status, message);
+    }
+}
+
+/* One fetch of up to a batch and the commit of what it brought; false when
+ * nothing was left or it failed. */
+static bool gmember_cycle(struct gmember *m, char *path, size_t n)
+{
+    struct mclient_resp resp;
+    char why[WHY_LEN];
+    uint64_t t0 = mono_ns();
+    snprintf(path, n, "/v1/groups/%s/records?member_id=%s&max=%u", m->r->topic,
+             m->id, m->r->batch);
+    if (mclient_call(m->c, "GET", path, NULL, 0, &resp, why, sizeof why) != 0) {
+        gmember_error(m, "fetch", 0, why);
+        return false;
+    }
+    json_t *recs = json_object_get(resp.body, "records");
+    json_t *gen = json_object_get(resp.body, "generation");
+    if (resp.status != 200 || !json_is_array(recs) || !json_is_integer(gen)) {
+        gmember_error(m, "fetch", resp.status, resp.message);
+        mclient_resp_clear(&resp);
+        return false;
+    }
+    size_t count = json_array_size(recs);
+    if (count == 0) {
+        mclient_resp_clear(&resp);
+        return false;
+    }
+    json_t *offsets = json_array();
+    uint64_t upto[CMDLINE_MAX_PARTITIONS] = {0};
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec)
+    {
+        json_int_t p = json_integer_value(json_object_get(rec, "partition_id"));
+        json_int_t o = json_integer_value(json_object_get(rec, "offset"));
+        if (p >= 0 && p < CMDLINE_MAX_PARTITIONS) {
+            upto[p] = (uint64_t)o + 1;
+        }
+    }
+    for (size_t p = 0; p < CMDLINE_MAX_PARTITIONS; p++) {
+        if (upto[p] > 0) {
+            json_array_append_new(
+                offsets, json_pack("{s:I,s:I}", "partition_id", (json_int_t)p,
+                                   "offset", (json_int_t)upto[p]));
+        }
+    }
+    json_t *body = json_pack("{s:s,s:O,s:o}", "member_id", m->id, "generation",
+                             gen, "offsets", offsets);
+    mclient_resp_clear(&resp);
+    snprintf(path, n, "/v1/groups/%s/commit", m->r->topic);
+    int rv = mclient_call(m->c, "POST", path, body, 0, &resp, why, sizeof why);
+    json_decref(body);
+    if (rv != 0 || resp.status != 200) {
+        gmember_error(m, "commit", rv != 0 ? 0 : resp.status,
+                      rv != 0 ? why : resp.message);
+        if (rv == 0) {
+            mclient_resp_clear(&resp);
+        }
+        return false;
+    }
+    mclient_resp_clear(&resp);
+    m->records += count;
+    m->cycles++;
+    if (m->n_lat == m->cap_lat) {
+        size_t cap = m->cap_lat == 0 ? 1024 : m->cap_lat * 2;
+        uint32_t *p = realloc(m->lat_us, cap * sizeof *p);
+        if (p == NULL) {
+            return true; /* UNTESTED: ENOMEM only; the latency goes. */
+        }
+        m->lat_us = p;
+        m->cap_lat = cap;
+    }
+    m->done_ns = mono_ns();
+    m->lat_us[m->n_lat++] = (uint32_t)((m->done_ns - t0) / 1000);
+    return true;
+}
+
+static void *gmember_run(void *arg)
+{
+    struct gmember *m = arg;
+    char path[512];
+    unsigned empty = 0;
+    /* The end is the last cycle's that brought records, not the empty
+     * fetches' after it. */
+    while (!*m->stop && mono_ns() < m->deadline_ns && empty < 3) {
+        empty = gmember_cycle(m, path, sizeof path) ? 0 : empty + 1;
+    }
+    return NULL;
+}
+
+/*
+ * group_3x12: as many members as requests in flight join a group named
+ * for the topic, then each fetches up to --batch records and commits
+ * them, over and over, until the window ends or nothing is left (the
+ * topic was filled first). Messages are the records committed; a request
+ * is a fetch and its commit, whose latency is the pair's.
+ */
+static int group_load(struct run *r, const volatile sig_atomic_t *stop,
+                      struct loadgen_result *res)
+{
+    struct gmember *ms = calloc(r->in_flight, sizeof *ms);
+    pthread_t *th = calloc(r->in_flight, sizeof *th);
+    char path[256];
+    int code = ms != NULL && th != NULL ? CLI_OK : CLI_REFUSED;
+    memset(res, 0, sizeof *res);
+    snprintf(path, sizeof path, "/v1/groups/%s/join", r->topic);
+    for (uint32_t i = 0; i < r->in_flight && code == CLI_OK; i++) {
+        struct mclient_resp resp;
+        ms[i].r = r;
+        ms[i].stop = stop;
+        code = api_call(r, "POST", path, json_pack("{s:s}", "topic", r->topic),
+                        false, &resp);
+        if (code == CLI_OK) {
+            snprintf(
+                ms[i].id, sizeof ms[i].id, "%s",
+                json_string_value(json_object_get(resp.body, "member_id")));
+            mclient_resp_clear(&resp);
+            if (mclient_clone(r->c, stop, &ms[i].c) != 0) {
+                code = CLI_REFUSED; /* UNTESTED: ENOMEM only. */
+            }
+        }
+    }
+    uint32_t started = 0;
+    uint64_t t0 = mono_ns();
+    double cpu0 = cpu_seconds();
+    for (uint32_t i = 0; i < r->in_flight && code == CLI_OK; i++) {
+        ms[i].deadline_ns = t0 + r->cl->seconds_ms * 1000000u;
+        ms[i].done_ns = t0;
+        if (pthread_create(&th[i], NULL, gmember_run, &ms[i]) != 0) {
+            code = CLI_REFUSED; /* UNTESTED: no threads left. */
+            break;
+        }
+        started++;
+    }
+    uint64_t end = t0;
+    for (uint32_t i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        end = ms[i].done_ns > end ? ms[i].done_ns : end;
+    }
+    res->cpu_seconds = cpu_seconds() - cpu0;
+    res->seconds = (double)(end - t0) / 1e9;
+    res->interrupted = *stop != 0;
+    snprintf(path, sizeof path, "/v1/groups/%s/leave", r->topic);
+    for (uint32_t i = 0; ms != NULL && i < r->in_flight; i++) {
+        struct mclient_resp resp;
+        res->messages += ms[i].records;
+        res->answers += ms[i].cycles;
+        res->errors += ms[i].errors;
+        if (ms[i].errors > 0 && res->n_kinds < LOADGEN_ERROR_KINDS) {
+            struct loadgen_error_kind *k = &res->kinds[res->n_kinds++];
+            snprintf(k->kind, sizeof k->kind, "member %u", i);
+            k->n = ms[i].errors;
+            snprintf(k->first, sizeof k->first, "%s", ms[i].first_error);
+        }
+        uint32_t *lat =
+            realloc(res->lat_us, (res->n_lat + ms[i].n_lat + 1) * sizeof *lat);
+        if (lat != NULL) {
+            res->lat_us = lat;
+            if (ms[i].n_lat > 0) {
+                memcpy(lat + res->n_lat, ms[i].lat_us,
+                       ms[i].n_lat * sizeof *lat);
+            }
+            res->n_lat += ms[i].n_lat;
+        }
+        free(ms[i].lat_us);
+        if (ms[i].id[0] != '\0' &&
+            api_call(r, "POST", path, json_pack("{s:s}", "member_id", ms[i].id),
+                     false, &resp) == CLI_OK) {
+            mclient_resp_clear(&resp);
+        }
+        mclient_free(ms[i].c);
+    }
+    free(ms);
+    free(th);
+    if (code == CLI_OK && res->interrupted) {
+        code = CLI_INTERRUPTED;
+    }
+    return code;
 }
 
 static int run_case(struct run *r, const volatile sig_atomic_t *stop,
@@ -761,8 +991,9 @@ static int run_case(struct run *r, const volatile sig_atomic_t *stop,
     struct loadgen_result res;
     int code = setup(r, stop);
     if (code == CLI_OK) {
-        code =
-            load(r, stop, r->in_flight, WARMUP_MS, r->cl->seconds_ms, 0, &res);
+        code = r->kind == GROUP ? group_load(r, stop, &res)
+                                : load(r, stop, r->in_flight, WARMUP_MS,
+                                       r->cl->seconds_ms, 0, &res);
         if (code == CLI_OK) {
             if (!r->cl->json && !*header_printed) {
                 print_header();
@@ -918,7 +1149,7 @@ int bench_run(const struct cmdline *cl, struct mclient *c,
         uint64_t size = cl->size != 0 ? cl->size : chosen[i]->size;
         uint64_t batch = cl->has_batch ? cl->batch : CMDLINE_DEFAULT_BATCH;
         enum kind k = chosen[i]->kind;
-        if ((k == BATCH || k == READ || k == CONSUME) &&
+        if ((k == BATCH || k == READ || k == CONSUME || k == GROUP) &&
             batch * (size + RECORD_JSON) > BATCH_BODY_MAX) {
             fprintf(stderr,
                     "raftq: %s: batches of %" PRIu64 " records of %" PRIu64

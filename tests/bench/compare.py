@@ -67,6 +67,9 @@ ROWS = [
      "consume_8", None, "msgs"),
     ("consumer offset commits, 32 in flight / etcd put, 32 connections",
      "offset_commit_32", ("etcd", "etcd_put_32"), "msgs"),
+    ("consumer group of 3, 12 partitions, fetch 1000 and commit each fetch, 100 B / "
+     "JetStream: 3 workers on one durable pull consumer, batch 1000, every message acked",
+     "group_3x12", ("jetstream", "group_3x12"), "msgs"),
 ]
 
 # Runs of raftq bench after the first, on the same cluster: (suffix of the

@@ -29,10 +29,18 @@
  *                         consumer a pass over the stream; msgs/s over the
  *                         time spent fetching.
  *   read_batch_1000_1k    the same with 100,000 messages of 1 KiB.
+ *   group_3x12            the stream is first filled with up to 600,000
+ *                         messages of 100 B; then three threads share one
+ *                         durable pull consumer with explicit acks (the
+ *                         analogue of a raftq consumer group of three),
+ *                         each fetching batches of 1000 and acknowledging
+ *                         every message, until --seconds pass or nothing
+ *                         is left; msgs/s counts the acknowledged.
  *
  * Exit status: 0 when every case ran, 1 when one failed (the log says
  * which and why), 2 on bad arguments.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -339,6 +347,24 @@ static int fetch_pass(struct bench *b, const struct bench_case *c,
     return rv;
 }
 
+/* Creates the case's stream and fills it with up to c->fill messages
+ * (at most --seconds of filling); 0 and *@filled, or -1. */
+static int stream_fill(struct bench *b, const struct bench_case *c,
+                       uint64_t *filled)
+{
+    double fill_secs = 0;
+    if (stream_create(b, c->name) != 0) {
+        return -1;
+    }
+    int rv = publish_async(b, b->js, c->name, c->size, c->fill, b->seconds,
+                           filled, &fill_secs);
+    if (rv == 0) {
+        rq_log(RQ_INFO, "%s: filled with %llu messages in %.1f s", c->name,
+               (unsigned long long)*filled, fill_secs);
+    }
+    return rv;
+}
+
 /*
  * Fills the stream, then reads it whole again and again (a consumer a
  * pass) for --seconds, so that the figure spans more than one short pass.
@@ -350,17 +376,8 @@ static int run_read_batch(struct bench *b, const struct bench_case *c)
                             .in_flight = 1,
                             .size = c->size};
     uint64_t filled = 0;
-    double fill_secs = 0;
-    int rv;
-
-    if (stream_create(b, c->name) != 0) {
-        return -1;
-    }
-    rv = publish_async(b, b->js, c->name, c->size, c->fill, b->seconds, &filled,
-                       &fill_secs);
+    int rv = stream_fill(b, c, &filled);
     if (rv == 0) {
-        rq_log(RQ_INFO, "%s: filled with %llu messages in %.1f s", c->name,
-               (unsigned long long)filled, fill_secs);
         uint64_t deadline = peer_now_ns() + (uint64_t)(b->seconds * 1e9);
         int passes = 0;
         while (rv == 0 && peer_now_ns() < deadline) {
@@ -369,6 +386,112 @@ static int run_read_batch(struct bench *b, const struct bench_case *c)
         }
         rq_log(RQ_INFO, "%s: read %llu messages in %d passes", c->name,
                (unsigned long long)r.n, passes);
+    }
+    if (rv == 0) {
+        peer_result_print(&r);
+    }
+    stream_delete(b, c->name);
+    return rv;
+}
+
+/* One of group_3x12's workers. */
+struct group_worker {
+    struct bench *b;
+    const struct bench_case *c;
+    uint64_t deadline;
+    uint64_t acked;
+    uint64_t done_ns;
+    int rv;
+};
+
+static void *group_worker_run(void *arg)
+{
+    struct group_worker *w = arg;
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    int empty = 0;
+
+    jsSubOptions_Init(&so);
+    so.Stream = w->c->name;
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.MaxAckPending = 3 * 2 * FETCH_BATCH;
+    natsStatus s =
+        js_PullSubscribe(&sub, w->b->js, w->c->name, "group", NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        rq_log(RQ_ERROR, "%s: pull consumer not bound: %s", w->c->name,
+               last_error(s));
+        w->rv = -1;
+        return NULL;
+    }
+    while (peer_now_ns() < w->deadline && empty < 3) {
+        natsMsgList list = {0};
+        s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, 500, &jerr);
+        if (s == NATS_TIMEOUT) {
+            empty++;
+            continue;
+        }
+        if (s != NATS_OK) {
+            rq_log(RQ_ERROR, "%s: fetch failed: %s", w->c->name, last_error(s));
+            natsMsgList_Destroy(&list);
+            w->rv = -1;
+            break;
+        }
+        empty = 0;
+        for (int i = 0; i < list.Count; i++) {
+            if (natsMsg_Ack(list.Msgs[i], NULL) == NATS_OK) {
+                w->acked++;
+            }
+        }
+        natsMsgList_Destroy(&list);
+        /* The end is the last batch's, not the empty fetches' after it. */
+        w->done_ns = peer_now_ns();
+    }
+    natsSubscription_Destroy(sub);
+    return NULL;
+}
+
+/*
+ * Fills the stream, then three workers on one durable pull consumer
+ * fetch and acknowledge until --seconds pass or the stream is drained.
+ */
+static int run_group(struct bench *b, const struct bench_case *c)
+{
+    struct peer_result r = {.system = "jetstream",
+                            .name = c->name,
+                            .in_flight = 3,
+                            .size = c->size};
+    struct group_worker w[3];
+    pthread_t th[3];
+    uint64_t filled = 0;
+    int rv = stream_fill(b, c, &filled);
+    if (rv == 0) {
+        uint64_t t0 = peer_now_ns();
+        int started = 0;
+        for (int i = 0; i < 3; i++) {
+            w[i] = (struct group_worker){
+                .b = b,
+                .c = c,
+                .deadline = t0 + (uint64_t)(b->seconds * 1e9),
+                .done_ns = t0,
+            };
+            if (pthread_create(&th[i], NULL, group_worker_run, &w[i]) != 0) {
+                rv = -1;
+                break;
+            }
+            started++;
+        }
+        uint64_t end = t0;
+        for (int i = 0; i < started; i++) {
+            pthread_join(th[i], NULL);
+            rv = rv != 0 ? rv : w[i].rv;
+            r.n += w[i].acked;
+            end = w[i].done_ns > end ? w[i].done_ns : end;
+        }
+        r.seconds = (double)(end - t0) / 1e9;
+        rq_log(RQ_INFO, "%s: %llu messages acknowledged by 3 workers", c->name,
+               (unsigned long long)r.n);
     }
     if (rv == 0) {
         peer_result_print(&r);
@@ -386,6 +509,7 @@ static const struct bench_case CASES[] = {
     {"produce_1_inflight", 100, run_produce_one, 0, 1},
     {"read_batch_1000_100b", 100, run_read_batch, 200000, MAX_PENDING},
     {"read_batch_1000_1k", 1024, run_read_batch, 100000, MAX_PENDING},
+    {"group_3x12", 100, run_group, 600000, MAX_PENDING},
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 

@@ -45,7 +45,7 @@ import rqcerts  # noqa: E402
 import rqkeys  # noqa: E402
 import rqsign  # noqa: E402
 from workload import (  # noqa: E402
-    BatchConsumer, History, Producer, QueueConsumer, Unreachable, call, register,
+    BatchConsumer, GroupMember, History, Producer, QueueConsumer, Unreachable, call, register,
 )
 
 if os.path.exists(os.path.join(HERE, "atm_workload.py")):
@@ -495,6 +495,10 @@ class Chaos:
             t = names[(k + 1) % len(names)]
             self.workers.append(BatchConsumer("bc%d" % k, c, self.history, rng(), t,
                                               self.topics[t], k + 2))
+        # A consumer group of three on the topic with the most partitions.
+        gt = max(sorted(self.topics), key=lambda t: self.topics[t])
+        for k in range(3):
+            self.workers.append(GroupMember("gm%d" % k, c, self.history, rng(), gt, "cg", k))
         for w in self.workers:
             w.setup()
         atms = [c.atms[i] for i in sorted(c.atms)]
@@ -1248,6 +1252,9 @@ class Chaos:
                 w.drain()
             elif isinstance(w, BatchConsumer):
                 w.catch_up({p: ends.get((w.topic, p), 0) for p in range(w.n_parts)})
+        group = [w for w in self.workers if isinstance(w, GroupMember)]
+        for w in group:
+            w.catch_up({p: ends.get((w.topic, p), 0) for p in range(self.topics[w.topic])})
         try:
             self.atm_wl.final_reads()
         except Exception as e:  # The ATM checks below say what is missing.
@@ -1262,6 +1269,9 @@ class Chaos:
             ops, logs, [w.name for w in self.workers if isinstance(w, QueueConsumer)]))
         res.append(checker.check_batch_consumers(
             ops, logs, {w.name: w.n_parts for w in self.workers if isinstance(w, BatchConsumer)}))
+        if group:
+            res.append(checker.check_group_members(ops, logs, group[0].topic,
+                                                   {w.name for w in group}))
         res.append(checker.check_replicas_identical(logs))
         res.append(self.check_disk(logs, groups))
         res.append(self.check_managers())

@@ -539,3 +539,35 @@ def check_group(acked, recs, outcome, committed_series, final_committed):
                           "%d records processed more than once, each in a batch not "
                           "committed" % dups))
     return results
+
+
+def check_group_members(ops, logs, topic, members):
+    """The consumer group workload (workload.GroupMember) on @topic, judged
+    by check_group: every record of the topic's canonical logs is the
+    acknowledged set (a record that reached the log counts, whether or not
+    its produce was answered)."""
+    acked = {}
+    for (t, p), recs in canonical(logs).items():
+        if t == topic:
+            for o, v in recs.items():
+                acked[v] = (p, o)
+    recs = []
+    outcome = {}
+    series = []
+    for op in ops:
+        if op["process"] not in members:
+            continue
+        if op["f"] == "gfetch" and op["type"] == "ok":
+            for p, o, v in op["records"]:
+                recs.append((op["process"], op["batch"], p, o, v))
+        elif op["f"] == "gcommit" and op["type"] != "invoke":
+            outcome[(op["process"], op["batch"])] = "ok" if op["type"] == "ok" else op["type"]
+        elif op["f"] == "gsample" and op["type"] == "ok":
+            series.append({int(p): c for p, c in op["value"].items()})
+    final = series[-1] if series else {}
+    results = check_group(acked, recs, outcome, series[:-1], final)
+    bad = [r for r in results if not r.passed]
+    if bad:
+        return Result("consumer_group", False, "; ".join("%s: %s" % (r.name, r.detail)
+                                                         for r in bad))
+    return Result("consumer_group", True, "; ".join(r.detail for r in results))

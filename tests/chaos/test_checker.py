@@ -324,6 +324,28 @@ def test_group_checker(ctx):
           rs["group_at_least_once"].detail, rs["group_at_least_once"].detail)
 
 
+def test_group_members_from_history(ctx):
+    logs = logs_of({0: ["a", "b"], 1: ["c"]})
+    h = H()
+    h.add("gm0", "ok", "gfetch", batch=1, records=[[0, 0, "a"], [0, 1, "b"]])
+    h.add("gm0", "ok", "gcommit", batch=1)
+    h.add("gm1", "ok", "gfetch", batch=1, records=[[1, 0, "c"]])
+    h.add("gm1", "info", "gcommit", batch=1)
+    h.add("gm0", "ok", "gfetch", batch=2, records=[[1, 0, "c"]])
+    h.add("gm0", "ok", "gcommit", batch=2)
+    h.add("gm0", "ok", "gsample", value={"0": 0, "1": 0})
+    h.add("gm0", "ok", "gsample", value={"0": 2, "1": 1})
+    r = checker.check_group_members(h.ops, logs, "t", {"gm0", "gm1"})
+    check(r.passed, r.detail)
+    # The redelivery of c needs gm1's commit not to have succeeded.
+    h.ops[3]["type"] = "ok"
+    r = checker.check_group_members(h.ops, logs, "t", {"gm0", "gm1"})
+    check(not r.passed and "1/0 processed 2 times" in r.detail, r.detail)
+    # A record of the log nobody processed.
+    r = checker.check_group_members(h.ops[:2] + h.ops[6:], logs, "t", {"gm0"})
+    check(not r.passed and "(1, 0, 'c')" in r.detail, r.detail)
+
+
 TESTS = [
     test_consistent_history_passes,
     test_lost_acked_write_is_found,
@@ -335,6 +357,7 @@ TESTS = [
     test_queue_consumer_unknown_explains_one_in_its_window,
     test_batch_consumer_exactly_in_order,
     test_group_checker,
+    test_group_members_from_history,
 ]
 
 if __name__ == "__main__":

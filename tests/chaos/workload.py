@@ -21,6 +21,9 @@ Workloads (threads, until stopped):
 - BatchConsumer: reads records at its committed offsets (section 2) and
   commits the next offsets explicitly; after a commit with an unknown
   outcome it reads its offsets back (GET /v1/consumers/{id}/offsets).
+- GroupMember: three members of one consumer group (section 2b) fetch,
+  record what they processed, commit it, and join again when fenced off;
+  they sample the group's committed offsets now and then.
 Standard library only.
 """
 
@@ -444,3 +447,131 @@ class BatchConsumer(Worker):
                     time.sleep(0.3)
                     break
         return False
+
+
+class GroupMember(Worker):
+    """A member of a consumer group (API.md section 2b): joins, fetches
+    with short long polls, records what it processed ("gfetch", with a
+    batch number), commits the offsets after it ("gcommit": ok, fail, or
+    info when the outcome is unknown), and joins again after a 409. Now and
+    then it samples the group's committed offsets ("gsample")."""
+
+    def __init__(self, name, cluster, history, rng, topic, group, k):
+        super().__init__(name, cluster, history, rng)
+        self.topic = topic
+        self.group = group
+        self.k = k
+        self.member = None
+        self.batch = 0
+        self.steps = 0
+
+    def setup(self):
+        pass
+
+    def path(self, tail=""):
+        return "/v1/groups/%s%s" % (self.group, tail)
+
+    def join(self):
+        self.history.add(self.name, "invoke", "gjoin", topic=self.topic)
+        try:
+            st, obj = self.m_call("POST", self.path("/join"),
+                                  {"topic": self.topic, "session_timeout_ms": 3000})
+        except Unreachable as e:
+            self.history.add(self.name, "info", "gjoin", error=str(e)[:200])
+            return False
+        if st != 200:
+            self.history.add(self.name, outcome(st), "gjoin",
+                             error="%d %s" % (st, (obj or {}).get("message", "")[:160]))
+            self.rotate()
+            return False
+        self.member = obj["member_id"]
+        self.history.add(self.name, "ok", "gjoin", member=self.member,
+                         generation=obj["generation"], partitions=obj["partitions"])
+        return True
+
+    def sample(self):
+        try:
+            st, obj = self.m_call("GET", self.path())
+        except Unreachable:
+            return None
+        if st != 200:
+            self.rotate()
+            return None
+        got = {str(o["partition_id"]): o["committed"] for o in obj["offsets"]}
+        self.history.add(self.name, "ok", "gsample", value=got)
+        return obj
+
+    def step(self, wait_ms=300):
+        """One fetch and commit; returns how long to pause."""
+        self.steps += 1
+        if self.steps % 20 == 0:
+            self.sample()
+        if self.member is None:
+            return 0 if self.join() else 0.3
+        try:
+            st, obj = self.m_call("GET", self.path("/records"),
+                                  query={"member_id": self.member, "max": 100,
+                                         "wait_ms": wait_ms},
+                                  timeout=HTTP_TIMEOUT + wait_ms / 1000)
+        except Unreachable:
+            return 0.2
+        if st == 409:
+            self.history.add(self.name, "fail", "gfetch", member=self.member,
+                             error=(obj or {}).get("message", "")[:160])
+            self.member = None
+            return 0
+        if st != 200:
+            self.rotate()
+            return 0.2
+        recs = obj.get("records") or []
+        if not recs:
+            return 0
+        self.batch += 1
+        got = [[r["partition_id"], r["offset"], r["value"]] for r in recs]
+        self.history.add(self.name, "ok", "gfetch", member=self.member, batch=self.batch,
+                         generation=obj["generation"], records=got)
+        upto = {}
+        for p, o, _ in got:
+            upto[p] = max(upto.get(p, 0), o + 1)
+        body = {"member_id": self.member, "generation": obj["generation"],
+                "offsets": [{"partition_id": p, "offset": o} for p, o in sorted(upto.items())]}
+        self.history.add(self.name, "invoke", "gcommit", batch=self.batch)
+        try:
+            st, obj = self.m_call("POST", self.path("/commit"), body)
+        except Unreachable as e:
+            self.history.add(self.name, "info", "gcommit", batch=self.batch, error=str(e)[:200])
+            return 0.2
+        if st == 200:
+            self.history.add(self.name, "ok", "gcommit", batch=self.batch)
+            return 0
+        self.history.add(self.name, "info" if st >= 500 else "fail", "gcommit",
+                         batch=self.batch,
+                         error="%d %s" % (st, (obj or {}).get("message", "")[:160]))
+        if st == 409:
+            self.member = None
+        else:
+            self.rotate()
+        return 0.2
+
+    def catch_up(self, ends, deadline_s=90):
+        """After healing: steps until the group's committed offsets reach
+        @ends ({partition: high watermark}); True once they do."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            obj = self.sample()
+            if obj is not None and all(o["committed"] >= ends.get(o["partition_id"], 0)
+                                       for o in obj["offsets"]):
+                return True
+            for _ in range(5):
+                pause = self.step(wait_ms=0)
+                if pause:
+                    time.sleep(pause)
+        return False
+
+    def leave(self):
+        if self.member is not None:
+            try:
+                self.m_call("POST", self.path("/leave"), {"member_id": self.member})
+            except Unreachable:
+                pass
+            self.member = None

@@ -664,6 +664,17 @@ def test_bench(ctx):
     check(rc == 0 and row["n"] > 0 and row["msgs_per_s"] > 0 and " errors:" not in err,
           "raftq bench --binary reads: %d %r %r" % (rc, out, err))
 
+    # A consumer group of 2: records committed, the members gone after.
+    rc, out, err = cli.run("bench", "--json", "--seconds", "1", "--in-flight", "2",
+                           "--topic", "itest", "group_3x12", timeout=180)
+    row = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and row["n"] > 0 and row["in_flight"] == 2 and " errors:" not in err,
+          "raftq bench group_3x12: %d %r %r" % (rc, out, err))
+    group = cli.json("group", "describe", "itest.group_3x12")
+    check(group["members"] == [] and
+          sum(o["committed"] for o in group["offsets"]) == row["n"],
+          "the bench's group: %r, %r" % (group, row))
+
     # The table and a progress line a second, for a case that needs no
     # topic; then a manager that is not there is counted as errors, not a
     # crash.
