@@ -277,13 +277,35 @@ static void on_expired(void *data, int status, uint64_t result)
     free(x);
 }
 
+/* Forgets the members of @g the store no longer has (they left, expired
+ * or joined again under a new id), so that churn does not grow the
+ * memory; a member with a fetch waiting stays until the fetch ends. */
+static void group_prune(struct group *g, const struct mstore_cgroup_member *ms,
+                        size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < g->n_members; i++) {
+        bool in = g->members[i].fetching;
+        for (size_t j = 0; j < n && !in; j++) {
+            in = strcmp(ms[j].member_id, g->members[i].id) == 0;
+        }
+        if (in) {
+            g->members[k++] = g->members[i];
+        }
+    }
+    g->n_members = k;
+}
+
 /* Proposes the leave of @g's members whose sessions lapsed at @now. */
 static void group_expire(struct cgroup *cg, struct group *g, uint64_t now)
 {
     struct mstore_cgroup_member *ms = NULL;
     size_t n = 0;
-    if (mstore_cgroup_members(mcore_store(cg->core), g->name, &ms, &n) != 0 ||
-        n == 0) {
+    if (mstore_cgroup_members(mcore_store(cg->core), g->name, &ms, &n) != 0) {
+        return;
+    }
+    group_prune(g, ms, n);
+    if (n == 0) {
         free(ms);
         return;
     }
@@ -356,7 +378,7 @@ void cgroup_tick(struct cgroup *cg, uint64_t now)
             continue;
         }
         g->seen = true;
-        if (!g->leaving && gs[i].n_members > 0) {
+        if (!g->leaving) {
             group_expire(cg, g, now);
         }
     }

@@ -8,7 +8,8 @@ it: the DOM after the page's script ran (--dump-dom) and a 1280x800
 screenshot, decoded here with zlib and checked for its size and for the
 colours the page uses for leaders and live brokers. The page must ask for
 the token, then show three managers with exactly one leader, three live
-brokers and every partition with its leader among its replicas; after a
+brokers, every partition with its leader among its replicas, and a consumer
+group with its lag; after a
 broker is killed with SIGKILL it must show that broker as suspect or dead;
 with two managers killed it must say there is no quorum; and served by a
 stand-in whose admin API does not answer, that the manager is unreachable.
@@ -309,6 +310,15 @@ def test_status_page(ctx):
     for k in range(messages):
         c.produce(1 + k % 3, topic, producer, "message %d" % k)
 
+    # A consumer group of one that committed 5 records of partition 0.
+    st, obj, _ = call(c.m_http[2], "POST", "/v1/groups/billing/join", {"topic": topic},
+                      headers=c.admin)
+    check(st == 200, "join: %d %r" % (st, obj))
+    st, _, _ = call(c.m_http[3], "POST", "/v1/groups/billing/commit",
+                    {"member_id": obj["member_id"], "generation": obj["generation"],
+                     "offsets": [{"partition_id": 0, "offset": 5}]}, headers=c.admin)
+    check(st == 200, "group commit: %d" % st)
+
     def settled():
         st, obj, _ = call(c.m_http[1], "GET", "/admin/topics/" + topic, timeout=5,
                           headers=c.admin)
@@ -334,6 +344,12 @@ def test_status_page(ctx):
     turl = url + "#token=" + TOKEN
     dom = load_dom(ctx, turl, "cluster")
     check_cluster_dom(dom, leader, [1, 2, 3], topic, n_parts, messages)
+    groups = dom.all(data_role="group")
+    check([g["data-group"] for g in groups] == ["billing"] and
+          groups[0]["data-lag"] == str(messages - 5), "groups drawn: %r" % groups)
+    rows = dom.all(data_role="group-partition")
+    check(len(rows) == n_parts and sum(int(r["data-lag"]) for r in rows) == messages - 5,
+          "group partitions drawn: %r" % rows)
     shot = os.path.join(OUT, "status.png")
     chromium(ctx, turl, screenshot=shot)
     check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB})
@@ -471,6 +487,19 @@ class CannedManager(http.server.BaseHTTPRequestHandler):
     """Serves the page and canned admin answers."""
 
     managers, brokers, topics = canned_cluster()
+    # Two groups: one with a member that owns every partition, one idle.
+    groups = {
+        "billing": {"group": "billing", "topic": "orders", "generation": 4,
+                    "members": [{"member_id": "0f3a9c2e4b5d6e7f", "partitions": [0, 1],
+                                 "last_heartbeat_ms_ago": 1200, "session_timeout_ms": 10000}],
+                    "offsets": [{"partition_id": 0, "committed": 10, "high_watermark": 15,
+                                 "lag": 5},
+                                {"partition_id": 1, "committed": 7, "high_watermark": 7,
+                                 "lag": 0}]},
+        "audit": {"group": "audit", "topic": "clicks", "generation": 2, "members": [],
+                  "offsets": [{"partition_id": 0, "committed": 0, "high_watermark": 3,
+                               "lag": 3}]},
+    }
 
     def reply(self, status, ctype, body):
         self.send_response(status)
@@ -493,6 +522,12 @@ class CannedManager(http.server.BaseHTTPRequestHandler):
             obj = {"topics": sorted(self.topics)}
         elif path.startswith("/admin/topics/") and path[14:] in self.topics:
             obj = self.topics[path[14:]]
+        elif path == "/v1/groups":
+            obj = {"groups": [{"group": g["group"], "topic": g["topic"],
+                               "generation": g["generation"], "members": len(g["members"])}
+                              for g in self.groups.values()]}
+        elif path.startswith("/v1/groups/") and path[11:] in self.groups:
+            obj = self.groups[path[11:]]
         else:
             self.reply(404, "application/json", b'{"status":"failure","message":"no such path"}')
             return
@@ -524,6 +559,9 @@ def test_larger_cluster(ctx):
     check(all(r["data-replica-role"] == "unknown" and r["data-lag"] == ""
               for r in reps if r["data-broker"] == "4"), "the dead broker's replicas look reported")
     check(any(r["data-lag"] == "3" for r in reps), "no lagging replica drawn")
+    groups = {g["data-group"]: g["data-lag"] for g in dom.all(data_role="group")}
+    check(groups == {"audit": "3", "billing": "5"}, "groups drawn: %r" % groups)
+    check(len(dom.all(data_role="group-partition")) == 3, "group partitions drawn")
     shot = os.path.join(OUT, "status-larger.png")
     chromium(ctx, url, screenshot=shot, budget_ms=2000)
     check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB, "dead": DEAD_RGB})
