@@ -40,6 +40,9 @@
 
 #define READ_TIMEOUT_MS 5000
 #define FORWARD_TIMEOUT_MS 15000
+/* The longest long poll a forward waits for on top (as the group fetch's
+ * own bound). */
+#define FORWARD_WAIT_MAX_MS 60000
 /* How much longer than its deadline a follower waits for the answer to a
  * forwarded consume. */
 #define CONSUME_ANSWER_GRACE_MS 1000
@@ -810,6 +813,14 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
              core->h.cfg->id);
     headers[nh++] = fwd_line;
     uint64_t timeout_ms = FORWARD_TIMEOUT_MS;
+    /* A long poll (a consumer group's fetch) may wait its wait_ms at the
+     * leader before it answers. */
+    const char *wait = rq_http_query(req, "wait_ms");
+    uint64_t wait_ms;
+    if (wait != NULL && rq_parse_u64(wait, UINT64_MAX, &wait_ms) == 0) {
+        timeout_ms +=
+            wait_ms < FORWARD_WAIT_MAX_MS ? wait_ms : FORWARD_WAIT_MAX_MS;
+    }
     if (f->says_sent) {
         uint64_t budget = core->h.cfg->consume_deadline_ms;
         snprintf(by_line, sizeof by_line, MCORE_CONSUME_BY ": %" PRIu64,

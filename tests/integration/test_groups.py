@@ -87,10 +87,10 @@ def test_group_api(ctx):
     c.wait_topic_led("orders")
 
     # Three joins through three managers: 4/4/4, every partition once.
-    a = join(c, 1, "billing", "orders")
+    a = join(c, 1, "billing", "orders", session=30000)
     check(a["generation"] == 1 and a["partitions"] == list(range(12)), "first join %r" % a)
     b = join(c, 2, "billing", "orders", session=30000)
-    m = join(c, 3, "billing", "orders")
+    m = join(c, 3, "billing", "orders", session=30000)
     check(m["generation"] == 3, "third join %r" % m)
     owned = {x["member_id"]: heartbeat(c, 1, "billing", x["member_id"])["partitions"]
              for x in (a, b, m)}
@@ -196,6 +196,16 @@ def test_group_api(ctx):
     for m_ in (x, y):
         check_ok(*c.call(1, "POST", "/v1/groups/polls/leave", {"member_id": m_["member_id"]}),
                  "leave")
+
+    # A long poll through a follower outlasts the follower's usual 15 s
+    # wait for the leader: the forward waits for wait_ms on top.
+    lead = c.wait_leader()
+    follower = next(i for i in c.managers if i != lead)
+    fetch(c, follower, "billing", b["member_id"], max_=10000)  # Drain first.
+    t0 = time.monotonic()
+    r = fetch(c, follower, "billing", b["member_id"], wait_ms=16000, timeout=40)
+    check(r["records"] == [] and time.monotonic() - t0 > 15.5,
+          "a 16 s long poll through a follower: %r after %.1f s" % (r, time.monotonic() - t0))
 
     # A leave moves the leaver's partitions only; the member is gone.
     st, obj = c.call(1, "POST", "/v1/groups/billing/leave", {"member_id": m["member_id"]})
