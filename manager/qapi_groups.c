@@ -1169,15 +1169,21 @@ static int group_committed(struct mcore *core, struct rq_http_req *req,
     return 0;
 }
 
-void qapi_group_describe(struct rq_http_req *req, void *data)
+/* Describe once this manager has applied everything committed before the
+ * request came (qapi_serve_read): on the leader too, so that a leader cut
+ * off from the others and not yet deposed cannot describe a state older
+ * than one already described. @arg: the group name (borrowed from the
+ * request). */
+static bool describe_after_read(struct mcore *core, struct rq_http_req *req,
+                                void *arg, bool last_try)
 {
-    struct mcore *core = data;
+    const char *group = *(const char *const *)arg;
     struct auth who;
     struct mstore_cgroup g;
-    const char *group;
-    if (!group_route(core, req, qapi_group_describe, &who, &group) ||
+    (void)last_try;
+    if (!auth_public(core, req, &who, NULL) ||
         !group_load(core, req, &who, group, NULL, &g)) {
-        return;
+        return true;
     }
     struct hw_wait *w = calloc(1, sizeof *w);
     struct mstore_partition *parts = NULL;
@@ -1185,15 +1191,26 @@ void qapi_group_describe(struct rq_http_req *req, void *data)
     size_t n = 0;
     if (w == NULL) {
         rq_http_reply_error(req, 500, "out of memory");
-        return; /* UNTESTED: ENOMEM only. */
+        return true; /* UNTESTED: ENOMEM only. */
     }
     w->core = core;
     snprintf(w->group, sizeof w->group, "%s", group);
     if (group_committed(core, req, &g, &parts, &committed, &n) != 0) {
         free(w);
-        return;
+        return true;
     }
     qapi_hw_fetch(core, req, parts, committed, n, describe_done, w);
+    return true;
+}
+
+void qapi_group_describe(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    struct auth who;
+    const char *group;
+    if (group_route(core, req, qapi_group_describe, &who, &group)) {
+        qapi_serve_read(core, req, describe_after_read, &group, sizeof group);
+    }
 }
 
 /* An operator's change (offsets, delete), once proposed. */

@@ -481,7 +481,8 @@ def check_group(acked, recs, outcome, committed_series, final_committed):
     the acknowledged writes (@acked: value -> (partition, offset)), what
     the members processed (@recs and @outcome as read_member_files gives
     them), the committed offsets sampled during the run (@committed_series:
-    a list of {partition: committed}) and at the end (@final_committed).
+    a list of (start, end, {partition: committed}), the times a sample's
+    request was sent and answered) and at the end (@final_committed).
 
     - every acknowledged record was processed, at the offset it was
       acknowledged at (at least once);
@@ -509,13 +510,24 @@ def check_group(acked, recs, outcome, committed_series, final_committed):
     else:
         results.append(Result("group_at_least_once", True,
                               "%d acknowledged records, every one processed" % len(acked)))
+    # A sample may not show less than any sample that had ended before it
+    # began (samples that overlap in time may be answered in either order).
     back = []
-    last = {}
-    for snap in committed_series + [final_committed]:
+    end = float("inf")
+    samples = sorted(committed_series + [(end, end, final_committed)], key=lambda x: x[0])
+    ended = sorted(samples, key=lambda x: x[1])
+    floor = {}
+    j = 0
+    for start, _, snap in samples:
+        while j < len(ended) and ended[j][1] < start:
+            for p, c in ended[j][2].items():
+                if c > floor.get(p, (0, None))[0]:
+                    floor[p] = (c, ended[j][1])
+            j += 1
         for p, c in snap.items():
-            if c < last.get(p, 0):
-                back.append("partition %d: committed %d after %d" % (p, c, last[p]))
-            last[p] = max(c, last.get(p, 0))
+            if c < floor.get(p, (0, None))[0]:
+                back.append("partition %d: committed %d in a sample begun at %s, after %d "
+                            "in one that ended at %s" % (p, c, start, floor[p][0], floor[p][1]))
     results.append(Result("group_commits_forward", not back,
                           "; ".join(back[:MAX_SHOWN]) if back else
                           "%d samples, no committed offset went back" % len(committed_series)))
@@ -563,8 +575,9 @@ def check_group_members(ops, logs, topic, members):
         elif op["f"] == "gcommit" and op["type"] != "invoke":
             outcome[(op["process"], op["batch"])] = "ok" if op["type"] == "ok" else op["type"]
         elif op["f"] == "gsample" and op["type"] == "ok":
-            series.append({int(p): c for p, c in op["value"].items()})
-    final = series[-1] if series else {}
+            series.append((op["start"], op["t"], {int(p): c for p, c in op["value"].items()}))
+    series.sort(key=lambda x: x[1])
+    final = series[-1][2] if series else {}
     results = check_group(acked, recs, outcome, series[:-1], final)
     bad = [r for r in results if not r.passed]
     if bad:

@@ -490,6 +490,7 @@ class GroupMember(Worker):
         return True
 
     def sample(self):
+        start = self.history.now()
         try:
             st, obj = self.m_call("GET", self.path())
         except Unreachable:
@@ -498,7 +499,7 @@ class GroupMember(Worker):
             self.rotate()
             return None
         got = {str(o["partition_id"]): o["committed"] for o in obj["offsets"]}
-        self.history.add(self.name, "ok", "gsample", value=got)
+        self.history.add(self.name, "ok", "gsample", value=got, start=start)
         return obj
 
     def step(self, wait_ms=300):

@@ -330,9 +330,10 @@ def test_group_members_fail_over(ctx):
 
     def sample():
         while not stop.is_set():
+            t0 = time.monotonic()
             snap = committed_now(c, "workers")
             if snap is not None:
-                series.append(snap)
+                series.append((t0, time.monotonic(), snap))
             time.sleep(0.2)
     sampler = threading.Thread(target=sample)
     sampler.start()
