@@ -400,6 +400,8 @@ def test_group_members_fail_over(ctx):
         text = f.read()
     check(text.count("\nJ ") + text.startswith("J ") >= 2,
           "member 2 joined %d times" % text.count("J "))
+    check(" fenced\n" in text or "\nX " in text,
+          "member 2 got no 409 after its session lapsed")
     d = any_manager(c, "GET", "/v1/groups/workers")
     check(len(d["members"]) == 0, "members after they left: %s" % json.dumps(d["members"]))
 
