@@ -391,7 +391,8 @@ static void on_left(void *data, int status, uint64_t result)
         } else if (MSTORE_IS_ERR(result)) {
             rq_http_reply_error(req, 409,
                                 "member %s is not in group %s (it left "
-                                "already, or its session expired)",
+                                "already, or its session expired); join "
+                                "again to consume",
                                 op->members[0], op->group);
         } else {
             rq_http_reply(req, 200, NULL);
