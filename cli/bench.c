@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "group.h"
 #include "hresp.h"
 #include "loadgen.h"
 #include "rq_err.h"
@@ -832,24 +833,12 @@ static bool gmember_cycle(struct gmember *m, char *path, size_t n)
         mclient_resp_clear(&resp);
         return false;
     }
-    json_t *offsets = json_array();
-    uint64_t upto[CMDLINE_MAX_PARTITIONS] = {0};
-    size_t i;
-    json_t *rec;
-    json_array_foreach(recs, i, rec)
-    {
-        json_int_t p = json_integer_value(json_object_get(rec, "partition_id"));
-        json_int_t o = json_integer_value(json_object_get(rec, "offset"));
-        if (p >= 0 && p < CMDLINE_MAX_PARTITIONS) {
-            upto[p] = (uint64_t)o + 1;
-        }
-    }
-    for (size_t p = 0; p < CMDLINE_MAX_PARTITIONS; p++) {
-        if (upto[p] > 0) {
-            json_array_append_new(
-                offsets, json_pack("{s:I,s:I}", "partition_id", (json_int_t)p,
-                                   "offset", (json_int_t)upto[p]));
-        }
+    json_t *offsets = group_commit_offsets(recs);
+    if (offsets == NULL) {
+        gmember_error(m, "fetch", resp.status,
+                      "records not as a fetch answers them");
+        mclient_resp_clear(&resp);
+        return false;
     }
     json_t *body = json_pack("{s:s,s:O,s:o}", "member_id", m->id, "generation",
                              gen, "offsets", offsets);

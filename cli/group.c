@@ -254,50 +254,38 @@ static int member_join(struct member *m, struct mclient *c)
     return code;
 }
 
-/* Prints the records of a fetch's answer and gathers, for each partition,
- * the offset after its last one into @offsets (a JSON list to commit). */
-static int records_print(const struct cmdline *cl, const json_t *body,
-                         json_t *offsets, uint64_t *n)
+json_t *group_commit_offsets(const json_t *records)
 {
-    json_t *recs = json_object_get(body, "records");
-    json_t *r;
+    uint64_t upto[CMDLINE_MAX_PARTITIONS];
+    bool seen[CMDLINE_MAX_PARTITIONS] = {false};
+    const json_t *r;
     size_t i;
-    uint64_t upto[1024];
-    bool seen[1024] = {false};
-    if (!json_is_array(recs)) {
-        return RQ_MALFORMED;
+    if (!json_is_array(records)) {
+        return NULL;
     }
-    json_array_foreach(recs, i, r)
+    json_array_foreach(records, i, r)
     {
         json_t *p = json_object_get(r, "partition_id");
         json_t *o = json_object_get(r, "offset");
-        json_t *v = json_object_get(r, "value");
         if (!json_is_integer(p) || json_integer_value(p) < 0 ||
-            json_integer_value(p) >= 1024 || !json_is_integer(o) ||
-            !json_is_string(v)) {
-            return RQ_MALFORMED;
+            json_integer_value(p) >= CMDLINE_MAX_PARTITIONS ||
+            !json_is_integer(o) || json_integer_value(o) < 0 ||
+            !json_is_string(json_object_get(r, "value"))) {
+            return NULL;
         }
         size_t k = (size_t)json_integer_value(p);
         upto[k] = (uint64_t)json_integer_value(o) + 1;
         seen[k] = true;
-        if (!cl->json) {
-            fwrite(json_string_value(v), 1, json_string_length(v), stdout);
-            fputc('\n', stdout);
-        }
     }
-    if (cl->json) {
-        commands_print_json(body);
-    }
-    fflush(stdout);
-    for (size_t k = 0; k < 1024; k++) {
+    json_t *offsets = json_array();
+    for (size_t k = 0; k < CMDLINE_MAX_PARTITIONS; k++) {
         if (seen[k]) {
             json_array_append_new(
                 offsets, json_pack("{s:I,s:I}", "partition_id", (json_int_t)k,
                                    "offset", (json_int_t)upto[k]));
         }
     }
-    *n = json_array_size(recs);
-    return 0;
+    return offsets;
 }
 
 enum step { STEP_ON, STEP_REJOIN, STEP_DONE };
@@ -345,15 +333,22 @@ static enum step member_step(struct member *m, struct mclient *c,
         return STEP_DONE;
     }
     json_t *gen = json_object_get(r.body, "generation");
-    json_t *offsets = json_array();
+    json_t *offsets = group_commit_offsets(json_object_get(r.body, "records"));
     uint64_t n = 0;
-    if (!json_is_integer(gen) || records_print(cl, r.body, offsets, &n) != 0) {
+    if (!json_is_integer(gen) || offsets == NULL) {
         fprintf(stderr, "raftq: %s answered something unexpected\n", r.base);
         json_decref(offsets);
         mclient_resp_clear(&r);
         *code = CLI_REFUSED;
         return STEP_DONE;
     }
+    if (cl->json) {
+        commands_print_json(r.body);
+        n = json_array_size(json_object_get(r.body, "records"));
+    } else {
+        render_records(r.body, stdout, &n); /* Checked above. */
+    }
+    fflush(stdout);
     *count += n;
     json_t *body = json_pack("{s:s,s:O,s:o}", "member_id", id, "generation",
                              gen, "offsets", offsets);

@@ -18,6 +18,11 @@
 /* group list|describe|reset-offsets|delete: the exit code. */
 int group_run(const struct cmdline *cl, struct mclient *c);
 
+/* The offsets to commit after @records (a fetch's answer's list): for
+ * each partition, the offset after its last record; NULL if a record is
+ * not what a fetch answers. The caller owns the list. */
+json_t *group_commit_offsets(const json_t *records);
+
 /* consume TOPIC --group G: the exit code. @stop is the process's stop
  * flag (Ctrl-C). */
 int group_consume(const struct cmdline *cl, struct mclient *c,

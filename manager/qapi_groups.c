@@ -552,28 +552,22 @@ void qapi_group_commit(struct rq_http_req *req, void *data)
         mcmd_clear(&c);
         return;
     }
-    free(owned);
-    struct mstore_cgroup_owner *os = NULL;
-    size_t n_os = 0;
-    int rv = mstore_cgroup_owners(mcore_store(core), group, &os, &n_os);
     uint32_t *owner = calloc(MCMD_MAX_PARTITIONS, sizeof *owner);
     char why[160];
-    if (rv != 0 || owner == NULL) {
-        free(os);
-        free(owner);
+    if (owner == NULL) {
+        free(owned); /* UNTESTED: ENOMEM only. */
         mcmd_clear(&c);
-        qapi_reply_store_error(req, rv != 0 ? rv : RQ_NOMEM);
+        qapi_reply_store_error(req, RQ_NOMEM);
         return;
     }
+    /* The rule knows members by index: this one is 0. */
     for (uint32_t p = 0; p < MCMD_MAX_PARTITIONS; p++) {
         owner[p] = CGROUP_PLAN_NONE;
     }
-    /* The rule knows members by index: 0 is this one, 1 anyone else. */
-    for (size_t i = 0; i < n_os; i++) {
-        owner[os[i].partition_id] =
-            strcmp(os[i].member_id, member) == 0 ? 0 : 1;
+    for (size_t i = 0; i < n_owned; i++) {
+        owner[owned[i]] = 0;
     }
-    free(os);
+    free(owned);
     int fenced = cgroup_plan_commit_check(0, generation, g.generation, owner,
                                           MCMD_MAX_PARTITIONS, parts, n, why,
                                           sizeof why);
@@ -615,6 +609,7 @@ struct fetch;
 struct fetch_part {
     struct fetch *f;
     struct mstore_partition p;
+    uint64_t committed; /* The group's committed offset, 0 for none. */
     uint32_t max;
     uint8_t *body; /* The binary answer with records, or NULL. */
     size_t len;
@@ -888,27 +883,16 @@ static void on_fetch_read(void *data, const struct bclient_result *r)
  */
 static void fetch_round(struct fetch *f, bool waiting)
 {
-    const struct mstore *s = mcore_store(f->core);
-    struct mstore_offset *committed = NULL;
-    size_t n_committed = 0;
-    if (mstore_cgroup_offsets(s, f->group, &committed, &n_committed) != 0) {
-        n_committed = 0; /* UNTESTED: a store read failing. */
-    }
     f->waiting = waiting;
     f->pending = 1; /* Until every read is started. */
     for (size_t i = 0; i < f->n; i++) {
         struct fetch_part *fp = &f->parts[i];
-        uint64_t c = 0;
-        for (size_t k = 0; k < n_committed; k++) {
-            if (committed[k].partition_id == fp->p.partition_id) {
-                c = committed[k].next_offset;
-            }
-        }
         free(fp->body);
         fp->body = NULL;
         fp->failed = 0;
-        uint64_t at = cgroup_position(coordinator(f->core), f->group,
-                                      fp->p.partition_id, f->member, c);
+        uint64_t at =
+            cgroup_position(coordinator(f->core), f->group, fp->p.partition_id,
+                            f->member, fp->committed);
         f->pending++;
         if (bclient_read_binary(f->core, &fp->p, at, waiting ? f->max : fp->max,
                                 waiting ? f->wait_ms : 0, on_fetch_read,
@@ -917,7 +901,6 @@ static void fetch_round(struct fetch *f, bool waiting)
             fp->failed = 503;
         }
     }
-    free(committed);
     if (--f->pending == 0) {
         fetch_settle(f);
     }
@@ -959,9 +942,16 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         return;
     }
     struct mstore_partition *all = NULL;
+    struct mstore_offset *committed = NULL;
     size_t n_all = 0;
+    size_t n_committed = 0;
     int rv = mstore_partitions(mcore_store(core), g.topic, &all, &n_all);
+    if (rv == 0) {
+        rv = mstore_cgroup_offsets(mcore_store(core), group, &committed,
+                                   &n_committed);
+    }
     if (rv != 0) {
+        free(all);
         free(owned);
         qapi_reply_store_error(req, rv);
         return;
@@ -971,6 +961,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         /* More members than partitions: nothing for this one now. */
         free(owned);
         free(all);
+        free(committed);
         rq_http_reply(req, 200,
                       json_pack("{s:[],s:I}", "records", "generation",
                                 (json_int_t)g.generation));
@@ -979,6 +970,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
     if (!cgroup_fetch_begin(coordinator(core), group, member)) {
         free(owned);
         free(all);
+        free(committed);
         rq_http_reply_error(req, 409,
                             "member %s has a fetch waiting already; fetch "
                             "again once it is answered",
@@ -992,6 +984,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         free(parts);
         free(owned);
         free(all);
+        free(committed);
         cgroup_fetch_end(coordinator(core), group, member);
         rq_http_reply_error(req, 500, "out of memory");
         return;
@@ -1015,9 +1008,15 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         parts[i].f = f;
         parts[i].p = all[owned[i] < n_all ? owned[i] : 0];
         parts[i].max = share * 2 < max ? share * 2 : (uint32_t)max;
+        for (size_t k = 0; k < n_committed; k++) {
+            if (committed[k].partition_id == owned[i]) {
+                parts[i].committed = committed[k].next_offset;
+            }
+        }
     }
     free(owned);
     free(all);
+    free(committed);
     f->req = req;
     rq_http_on_abort(req, on_fetch_abort, f);
     fetch_round(f, false);

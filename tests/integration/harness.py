@@ -140,11 +140,26 @@ def is_no_quorum(answer):
 # ---- Ports -----------------------------------------------------------------
 
 
+def ephemeral_start():
+    """The first port the kernel gives connections as their local port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 65536
+
+
 class PortPool:
     """Hands out TCP ports from a range, each once per run, that were free
-    when handed out (the ATM binds them a moment later)."""
+    when handed out (the ATM binds them a moment later). The range must lie
+    below the kernel's ephemeral ports: a process restarted on its port
+    would otherwise find it taken, now and then, as the local port of some
+    client's connection (test_groups' restarted manager did)."""
 
     def __init__(self, lo=23000, hi=23999):
+        if hi >= ephemeral_start():
+            raise ValueError("ports %d-%d reach into the kernel's ephemeral ports (from %d)"
+                             % (lo, hi, ephemeral_start()))
         self.lo, self.hi = lo, hi
         self.next = lo + (os.getpid() * 7919) % (hi - lo + 1)
         self.given = set()

@@ -54,17 +54,39 @@ def heartbeat(c, i, group, member):
     return check_ok(st, obj, "heartbeat of %s" % member)
 
 
-def fetch(c, i, group, member, max_=100, wait_ms=0, timeout=20.0):
-    st, obj = c.call(i, "GET", "/v1/groups/%s/records" % group,
-                     query={"member_id": member, "max": max_, "wait_ms": wait_ms},
-                     timeout=timeout)
-    return check_ok(st, obj, "fetch of %s" % member)
+def fetch(c, i, group, member, max_=100, wait_ms=0, timeout=20.0, queued=False):
+    """A fetch; with @queued, one that meets another fetch of the member
+    (409, as until_waiting's probes may be) is sent again."""
+    while True:
+        st, obj = c.call(i, "GET", "/v1/groups/%s/records" % group,
+                         query={"member_id": member, "max": max_, "wait_ms": wait_ms},
+                         timeout=timeout)
+        if not (queued and st == 409 and "has a fetch waiting" in obj.get("message", "")):
+            return check_ok(st, obj, "fetch of %s" % member)
+        time.sleep(0.01)
 
 
 def commit(c, i, group, member, generation, offsets):
     return c.call(i, "POST", "/v1/groups/%s/commit" % group,
                   {"member_id": member, "generation": generation,
                    "offsets": [{"partition_id": p, "offset": o} for p, o in offsets.items()]})
+
+
+def until_waiting(c, i, group, member):
+    """Until @member's long poll waits at the leader: a second fetch (one
+    that does not wait, of a member with nothing left) is then refused
+    with 409; before, it answers no records (the long poll, sent with
+    queued=True, goes again if it met one of these)."""
+    def waiting():
+        st, obj = c.call(i, "GET", "/v1/groups/%s/records" % group,
+                         query={"member_id": member})
+        if st == 200:
+            check(obj["records"] == [], "a fetch beside the long poll took %r" % obj)
+            return False
+        check("has a fetch waiting" in check_failure(st, obj, 409, "second fetch")["message"],
+              "%r" % obj)
+        return True
+    wait_until(waiting, 10, "the long poll of %s to wait" % member, interval=0.05)
 
 
 def describe(c, i, group):
@@ -151,15 +173,11 @@ def test_group_api(ctx):
     out = {}
 
     def long_poll():
-        out["r"] = fetch(c, 2, "billing", a["member_id"], wait_ms=10000)
+        out["r"] = fetch(c, 2, "billing", a["member_id"], wait_ms=10000, queued=True)
     t = threading.Thread(target=long_poll)
     t0 = time.monotonic()
     t.start()
-    time.sleep(0.5)
-    st, obj = c.call(3, "GET", "/v1/groups/billing/records",
-                     query={"member_id": a["member_id"]})
-    check("has a fetch waiting" in check_failure(st, obj, 409, "second fetch")["message"],
-          "%r" % obj)
+    until_waiting(c, 3, "billing", a["member_id"])
     produce(c, 1, "orders", ["late"], partition=p0)
     t.join(15)
     check([x["value"] for x in out["r"]["records"]] == ["late"], "long poll %r" % out)
@@ -171,11 +189,11 @@ def test_group_api(ctx):
     out2 = {}
 
     def poll_x():
-        out2["r"] = fetch(c, 2, "polls", x["member_id"], wait_ms=10000)
+        out2["r"] = fetch(c, 2, "polls", x["member_id"], wait_ms=10000, queued=True)
     t = threading.Thread(target=poll_x)
     fetch(c, 3, "polls", x["member_id"], max_=10000)  # Drain first.
     t.start()
-    time.sleep(0.5)
+    until_waiting(c, 1, "polls", x["member_id"])
     y = join(c, 3, "polls", "orders")
     xs = heartbeat(c, 1, "polls", x["member_id"])["partitions"]
     ys = heartbeat(c, 1, "polls", y["member_id"])["partitions"]
@@ -410,4 +428,4 @@ if __name__ == "__main__":
     run_suite("groups", [
         test_group_api,
         test_group_members_fail_over,
-    ], binary="manager", ports=(34000, 34499))
+    ], binary="manager", ports=(30500, 30999))

@@ -282,4 +282,4 @@ def test_atm_network_over_tls(ctx):
 
 if __name__ == "__main__":
     run_suite("tls", [test_dev_tls, test_atm_network_over_tls], binary="raftq",
-              ports=(32000, 32999))
+              ports=(22000, 22999))

@@ -402,4 +402,4 @@ if __name__ == "__main__":
         test_token_matrix,
         test_admin_token_rule,
         test_cli_tokens,
-    ], binary="manager", ports=(33000, 33999))
+    ], binary="manager", ports=(21000, 21999))
