@@ -70,6 +70,7 @@
 #include "rq_quiet.h"
 #include "rq_rpc.h"
 #include "rq_tls.h"
+#include "rq_uid.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "broker"
@@ -215,6 +216,10 @@ struct broker {
     struct peerwatch peers;
     uv_timer_t ping;
 
+    /* The cluster uid this broker is bound to (rq_uid.h), 0 before its
+     * first registration; kept in DATA/cluster_uid. */
+    uint64_t cluster_uid;
+
     bool closing;
     bool http_closing;
 };
@@ -241,6 +246,9 @@ bool broker_closing(const struct broker *b)
 
 bool broker_ready(const struct broker *b, char *why, size_t whyn)
 {
+    if (b->registrar != NULL && !registrar_ready(b->registrar, why, whyn)) {
+        return false;
+    }
     if (b->to_open > 0) {
         snprintf(why, whyn, "%zu of %zu replicas are still opening", b->to_open,
                  b->found);
@@ -1277,12 +1285,91 @@ static bool client_cert_required(const char *path)
            strcmp(path, "/metrics") != 0;
 }
 
+/* ---- The cluster uid ---- */
+
+static void uid_path(const struct broker *b, char *out, size_t n)
+{
+    snprintf(out, n, "%s/cluster_uid", b->cfg.data);
+}
+
+/* registrar_bind_cb: the first uid is kept, any other refused. */
+static int bind_uid(void *data, uint64_t uid, char *why, size_t whyn)
+{
+    struct broker *b = data;
+    char path[PATH_MAX];
+    char mine[RQ_UID_TEXT];
+    char theirs[RQ_UID_TEXT];
+    if (b->cluster_uid == uid) {
+        return 0;
+    }
+    uid_path(b, path, sizeof path);
+    if (b->cluster_uid != 0) {
+        rq_uid_format(b->cluster_uid, mine);
+        rq_uid_format(uid, theirs);
+        rq_why(why, whyn,
+               "the managers are of cluster %s, this broker is of cluster %s "
+               "(%s). If the managers lost their data, restore it; to give "
+               "this broker to the new cluster, stop it and move its data "
+               "directory away",
+               theirs, mine, path);
+        return RQ_EXISTS;
+    }
+    int rv = rq_uid_save(path, uid, why, whyn);
+    if (rv == 0) {
+        b->cluster_uid = uid;
+        rq_uid_format(uid, theirs);
+        rq_log(RQ_INFO, "bound to cluster %s (%s)", theirs, path);
+    }
+    return rv;
+}
+
+/*
+ * rq_http's authenticate callback: the signature (rq_httpsig), then the
+ * cluster uid a manager names: a call from managers of another cluster is
+ * refused 409, so that they neither delete nor write this broker's data.
+ */
+static bool authenticate(struct rq_http_req *req, unsigned auth, void *data)
+{
+    struct broker *b = data;
+    if (!rq_httpsig_authenticate(req, auth, b->httpsig)) {
+        return false;
+    }
+    const char *text = rq_http_header(req, RQ_CLUSTER_UID_HEADER);
+    uint64_t uid;
+    if (text == NULL || b->cluster_uid == 0) {
+        return true; /* A manager of an earlier release; not bound yet. */
+    }
+    if (rq_uid_parse(text, &uid) != 0) {
+        rq_http_reply_error(req, 400, "%s is not a cluster uid",
+                            RQ_CLUSTER_UID_HEADER);
+        return false;
+    }
+    if (uid != b->cluster_uid) {
+        char mine[RQ_UID_TEXT];
+        rq_uid_format(b->cluster_uid, mine);
+        rq_http_reply_error(req, 409,
+                            "this broker belongs to cluster %s, not to the "
+                            "caller's cluster %s",
+                            mine, text);
+        return false;
+    }
+    return true;
+}
+
 static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
 {
     struct broker *b = self;
     int rv;
 
     b->loop = loop;
+    char path[PATH_MAX];
+    uid_path(b, path, sizeof path);
+    rv = rq_uid_load(path, &b->cluster_uid, why, whyn);
+    if (rv == RQ_NOTFOUND) {
+        b->cluster_uid = 0;
+    } else if (rv != 0) {
+        return rv;
+    }
     rq_keys_derive(&b->keys, b->cfg.secret, strlen(b->cfg.secret));
     rv = rq_tls_open(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_ca, &b->tls,
                      why, whyn);
@@ -1332,8 +1419,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         .max_buffered = (size_t)b->cfg.http_max_buffered,
         .idle_timeout_s = (unsigned)b->cfg.http_idle_timeout_s,
         .metrics = b->metrics,
-        .authenticate = rq_httpsig_authenticate,
-        .auth_data = b->httpsig,
+        .authenticate = authenticate,
+        .auth_data = b,
         .tls = b->tls,
         .client_cert_required = client_cert_required,
     };
@@ -1384,6 +1471,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
             .managers = b->cfg.managers,
             .b2m_key = rq_keys_get(&b->keys, RQ_KEY_HTTP_B2M),
             .tls = b->tls,
+            .bind = bind_uid,
+            .cluster_uid = b->cluster_uid,
         };
         rv = registrar_new(b->loop, &rc, heartbeat_summary, b, &b->registrar,
                            why, whyn);

@@ -22,6 +22,7 @@
 #include "rq_err.h"
 #include "rq_httpc.h"
 #include "rq_log.h"
+#include "rq_uid.h"
 
 #define LOG_TAG "registrar"
 
@@ -29,6 +30,8 @@
 #define RETRY_MS 100
 #define BACKOFF_MAX_MS 5000
 #define REGISTER_TIMEOUT_MS 5000
+/* After managers of another cluster answered: they may be restored. */
+#define REFUSED_RETRY_MS 10000
 #define URL_MAX 256
 
 enum state {
@@ -50,6 +53,7 @@ struct registrar {
     size_t current; /* Index of the manager requests go to. */
     unsigned heartbeat_ms;
     registrar_summary_cb summary;
+    registrar_bind_cb bind;
     void *summary_data;
 
     enum state state;
@@ -58,6 +62,9 @@ struct registrar {
     unsigned fails_in_row; /* Of heartbeats, or of registrations. */
     bool complained;       /* A failure streak has been logged. */
     bool registered_once;
+    uint64_t uid;      /* Bound to; 0: not yet. */
+    bool refused;      /* The last answer named another cluster uid. */
+    char refusal[320]; /* Why, for /readyz. */
 
     bool closing;
     unsigned closes_pending;
@@ -152,6 +159,8 @@ int registrar_new(uv_loop_t *loop, const struct registrar_config *cfg,
     r->heartbeat_ms =
         cfg->heartbeat_ms != 0 ? cfg->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
     r->summary = summary;
+    r->bind = cfg->bind;
+    r->uid = cfg->cluster_uid;
     r->summary_data = data;
     r->state = REGISTERING;
     uv_timer_init(loop, &r->timer);
@@ -201,12 +210,24 @@ static void post(struct registrar *r, const char *path, json_t *body,
     r->in_flight = true;
 }
 
+/* Adds the uid the broker is bound to, if any, to @body. */
+static json_t *with_uid(const struct registrar *r, json_t *body)
+{
+    char text[RQ_UID_TEXT];
+    if (body != NULL && r->uid != 0) {
+        rq_uid_format(r->uid, text);
+        json_object_set_new(body, "cluster_uid", json_string(text));
+    }
+    return body;
+}
+
 static void send_register(struct registrar *r)
 {
     json_t *body =
         json_pack("{s:I,s:s,s:s}", "id", (json_int_t)r->id, "raft_addr",
                   r->raft_addr, "http_addr", r->http_addr);
-    post(r, "/internal/brokers/register", body, REGISTER_TIMEOUT_MS);
+    post(r, "/internal/brokers/register", with_uid(r, body),
+         REGISTER_TIMEOUT_MS);
 }
 
 static void send_heartbeat(struct registrar *r)
@@ -218,7 +239,7 @@ static void send_heartbeat(struct registrar *r)
     snprintf(path, sizeof path, "/internal/brokers/%" PRIu64 "/heartbeat",
              r->id);
     /* A heartbeat late by a whole interval is worth nothing. */
-    post(r, path, body, r->heartbeat_ms);
+    post(r, path, with_uid(r, body), r->heartbeat_ms);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -253,9 +274,75 @@ static void next_manager(struct registrar *r)
     r->current = (r->current + 1) % r->n_managers;
 }
 
+/*
+ * Binds to the cluster uid a 200 answer names: 0 (bound, or no uid named),
+ * RQ_EXISTS (another cluster's: r->refusal says so, logged the first
+ * time), RQ_IO (a uid that is not one, or the binding not written; @what
+ * says why).
+ */
+static int bind_answer(struct registrar *r, const struct rq_httpc_resp *resp,
+                       char *what, size_t n)
+{
+    json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *field = json_object_get(o, "cluster_uid");
+    uint64_t uid;
+    int rv = 0;
+    if (r->bind == NULL || field == NULL) {
+        json_decref(o);
+        return 0;
+    }
+    if (rq_uid_parse(json_string_value(field), &uid) != 0) {
+        snprintf(what, n, "the answer's cluster_uid is not a cluster uid");
+        json_decref(o);
+        return RQ_IO;
+    }
+    json_decref(o);
+    rv = r->bind(r->summary_data, uid, what, n);
+    if (rv == 0) {
+        r->uid = uid;
+    }
+    if (rv == RQ_EXISTS) {
+        if (!r->refused) {
+            rq_log(RQ_ERROR,
+                   "manager %s: %s; refusing to register (asking again "
+                   "every %d s)",
+                   r->managers[r->current], what, REFUSED_RETRY_MS / 1000);
+        }
+        r->refused = true;
+        snprintf(r->refusal, sizeof r->refusal, "%s", what);
+    } else if (rv == 0) {
+        r->refused = false;
+    }
+    return rv;
+}
+
+/* A manager of another cluster answered: register again (and be refused
+ * again) later, from the next manager. */
+static void refused(struct registrar *r)
+{
+    r->state = REGISTERING;
+    r->complained = false;
+    next_manager(r);
+    uv_timer_start(&r->timer, on_timer, REFUSED_RETRY_MS, 0);
+}
+
 static void on_registered(struct registrar *r, const struct rq_httpc_resp *resp)
 {
     char what[256];
+    if (resp->err == 0 && (resp->status == 200 || resp->status == 409)) {
+        int rv = bind_answer(r, resp, what, sizeof what);
+        if (rv == RQ_EXISTS) {
+            refused(r);
+            return;
+        }
+        if (rv != 0) {
+            rq_log(RQ_ERROR, "registering with manager %s: %s",
+                   r->managers[r->current], what);
+            next_manager(r);
+            uv_timer_start(&r->timer, on_timer, BACKOFF_MAX_MS, 0);
+            return;
+        }
+    }
     if (resp->err == 0 && resp->status == 200) {
         rq_log(RQ_INFO, "registered with manager %s as broker %" PRIu64 "%s",
                r->managers[r->current], r->id,
@@ -297,6 +384,11 @@ static void on_heartbeat(struct registrar *r, const struct rq_httpc_resp *resp)
 {
     char what[256];
     const char *url = r->managers[r->current];
+    if (resp->err == 0 && (resp->status == 200 || resp->status == 409) &&
+        bind_answer(r, resp, what, sizeof what) == RQ_EXISTS) {
+        refused(r);
+        return;
+    }
     if (resp->err == 0 && resp->status == 200) {
         if (r->complained) {
             rq_log(RQ_INFO, "heartbeats answered again, by manager %s", url);
@@ -344,6 +436,19 @@ static void on_answer(void *data, const struct rq_httpc_resp *resp)
     } else {
         on_heartbeat(r, resp);
     }
+}
+
+bool registrar_ready(const struct registrar *r, char *why, size_t whyn)
+{
+    if (r->state == REGISTERED) {
+        return true;
+    }
+    if (r->refused) {
+        snprintf(why, whyn, "%s", r->refusal);
+    } else {
+        snprintf(why, whyn, "not registered with the managers yet");
+    }
+    return false;
 }
 
 /* ---- Closing ---- */

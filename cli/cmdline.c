@@ -23,7 +23,9 @@
      BIT(CMD_BROKER_REMOVE) | BIT(CMD_PARTITION_MOVE_LEADER) |                \
      BIT(CMD_TOKEN_CREATE) | BIT(CMD_TOKEN_LIST) | BIT(CMD_TOKEN_REVOKE) |    \
      BIT(CMD_BENCH) | BIT(CMD_GROUP_LIST) | BIT(CMD_GROUP_DESCRIBE) |         \
-     BIT(CMD_GROUP_RESET) | BIT(CMD_GROUP_DELETE))
+     BIT(CMD_GROUP_RESET) | BIT(CMD_GROUP_DELETE) |                           \
+     BIT(CMD_CLUSTER_ADD_MANAGER) | BIT(CMD_CLUSTER_REMOVE_MANAGER) |         \
+     BIT(CMD_BROKER_DELETE_REPLICA))
 #define ALL_CMDS (~0u)
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
@@ -60,6 +62,7 @@ enum opt_id {
     OPT_BINARY,
     OPT_GROUP,
     OPT_TO,
+    OPT_FORCE,
 };
 
 struct opt {
@@ -97,6 +100,7 @@ static const struct opt opts[] = {
     {"binary", OPT_BINARY, false, BIT(CMD_BENCH)},
     {"group", OPT_GROUP, true, BIT(CMD_CONSUME)},
     {"to", OPT_TO, true, BIT(CMD_GROUP_RESET)},
+    {"force", OPT_FORCE, false, BIT(CMD_CLUSTER_REMOVE_MANAGER)},
 };
 
 /* An option as found on the command line. */
@@ -123,9 +127,14 @@ static const struct word words[] = {
     {"topic", "describe", CMD_TOPIC_DESCRIBE, "topic describe"},
     {"topic", "delete", CMD_TOPIC_DELETE, "topic delete"},
     {"cluster", "status", CMD_CLUSTER_STATUS, "cluster status"},
+    {"cluster", "add-manager", CMD_CLUSTER_ADD_MANAGER, "cluster add-manager"},
+    {"cluster", "remove-manager", CMD_CLUSTER_REMOVE_MANAGER,
+     "cluster remove-manager"},
     {"broker", "list", CMD_BROKER_LIST, "broker list"},
     {"broker", "drain", CMD_BROKER_DRAIN, "broker drain"},
     {"broker", "remove", CMD_BROKER_REMOVE, "broker remove"},
+    {"broker", "delete-replica", CMD_BROKER_DELETE_REPLICA,
+     "broker delete-replica"},
     {"partition", "move-leader", CMD_PARTITION_MOVE_LEADER,
      "partition move-leader"},
     {"token", "create", CMD_TOKEN_CREATE, "token create"},
@@ -328,6 +337,41 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
             }
             out->broker_id = (uint32_t)v;
             return 0;
+        case CMD_BROKER_DELETE_REPLICA:
+            if (n != 2 || cmdline_u64(args[0], 1, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "'%s' takes BROKER GROUP: a broker id and the group id "
+                       "of a replica it hosts (see raftq broker list)",
+                       name);
+                return RQ_INVALID;
+            }
+            out->broker_id = (uint32_t)v;
+            if (cmdline_u64(args[1], 1, UINT64_MAX, &out->group_id) != 0) {
+                rq_why(why, whyn,
+                       "the group id must be a positive integer, "
+                       "not '%s'",
+                       args[1]);
+                return RQ_INVALID;
+            }
+            return 0;
+        case CMD_CLUSTER_ADD_MANAGER:
+        case CMD_CLUSTER_REMOVE_MANAGER: {
+            size_t want = out->cmd == CMD_CLUSTER_ADD_MANAGER ? 2 : 1;
+            if (n != want) {
+                rq_why(why, whyn, "'%s' takes %s (got %zu words)", name,
+                       want == 2 ? "ID RAFT_ADDR" : "one manager id", n);
+                return RQ_INVALID;
+            }
+            if (cmdline_u64(args[0], 1, UINT32_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "the manager id must be a positive integer, not '%s'",
+                       args[0]);
+                return RQ_INVALID;
+            }
+            out->manager_id = (uint32_t)v;
+            out->raft_addr = want == 2 ? args[1] : NULL;
+            return 0;
+        }
         case CMD_GROUP_DESCRIBE:
         case CMD_GROUP_RESET:
         case CMD_GROUP_DELETE:
@@ -440,6 +484,9 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             return 0;
         case OPT_FOLLOW:
             out->follow = true;
+            return 0;
+        case OPT_FORCE:
+            out->force = true;
             return 0;
         case OPT_BINARY:
             out->binary = true;
@@ -809,6 +856,10 @@ static const char overview[] =
     "  broker list                  brokers with state and partitions\n"
     "  broker drain ID              move replicas off a broker\n"
     "  broker remove ID             remove a broker for good\n"
+    "  broker delete-replica B G    delete a quarantined replica\n"
+    "  cluster add-manager ID ADDR  add a manager (non-voter until caught "
+    "up)\n"
+    "  cluster remove-manager ID    remove a manager from the Raft group\n"
     "  partition move-leader TOPIC P BROKER\n"
     "                               move a partition's leadership\n"
     "  token create NAME --grant G...  a public API token (shown once)\n"
@@ -968,7 +1019,32 @@ static const char *const helps[] = {
         "                  (at least once). Heartbeats go in the "
         "background;\n"
         "                  Ctrl-C leaves the group.\n",
-    [CMD_CLUSTER] = "usage: raftq cluster status\n",
+    [CMD_CLUSTER] =
+        "usage: raftq cluster status|add-manager|remove-manager "
+        "...\n"
+        "\n"
+        "  cluster status\n"
+        "  cluster add-manager ID RAFT_ADDR\n"
+        "  cluster remove-manager ID [--force]\n",
+    [CMD_CLUSTER_ADD_MANAGER] =
+        "usage: raftq cluster add-manager ID RAFT_ADDR\n"
+        "\n"
+        "Adds manager ID, reached for Raft at RAFT_ADDR, as a non-voter. Start "
+        "it\n"
+        "with an empty data directory: it catches up and then becomes a "
+        "voter.\n"
+        "A manager started with an empty data directory asks to be added by "
+        "itself,\n"
+        "so this is needed only to add one before it starts.\n",
+    [CMD_CLUSTER_REMOVE_MANAGER] =
+        "usage: raftq cluster remove-manager ID [--force]\n"
+        "\n"
+        "Removes manager ID from the managers' Raft group; stop it "
+        "afterwards.\n"
+        "Refused when fewer than 3 voters would remain, unless --force. A "
+        "leader\n"
+        "hands leadership over first (the command asks again until it is "
+        "done).\n",
     [CMD_CLUSTER_STATUS] =
         "usage: raftq cluster status\n"
         "\n"
@@ -982,7 +1058,15 @@ static const char *const helps[] = {
         "\n"
         "  broker list\n"
         "  broker drain ID\n"
-        "  broker remove ID\n",
+        "  broker remove ID\n"
+        "  broker delete-replica BROKER GROUP\n",
+    [CMD_BROKER_DELETE_REPLICA] =
+        "usage: raftq broker delete-replica BROKER GROUP\n"
+        "\n"
+        "Deletes, with its data, a replica that broker BROKER hosts and "
+        "the\n"
+        "managers never placed (listed as quarantined by raftq broker "
+        "list).\n",
     [CMD_BROKER_LIST] =
         "usage: raftq broker list\n"
         "\n"

@@ -41,10 +41,13 @@ enum cmd {
     CMD_CONSUME,
     CMD_CLUSTER, /* "cluster" alone: only valid with --help. */
     CMD_CLUSTER_STATUS,
+    CMD_CLUSTER_ADD_MANAGER,
+    CMD_CLUSTER_REMOVE_MANAGER,
     CMD_BROKER, /* "broker" alone: only valid with --help. */
     CMD_BROKER_LIST,
     CMD_BROKER_DRAIN,
     CMD_BROKER_REMOVE,
+    CMD_BROKER_DELETE_REPLICA,
     CMD_PARTITION, /* "partition" alone: only valid with --help. */
     CMD_PARTITION_MOVE_LEADER,
     CMD_TOKEN, /* "token" alone: only valid with --help. */
@@ -115,7 +118,11 @@ struct cmdline {
     uint32_t batch; /* produce, bench --batch: records per request. */
     bool has_batch;
     uint32_t broker_id;
-    const char *token_name;                 /* token create NAME */
+    uint64_t group_id;      /* broker delete-replica BROKER GROUP */
+    uint32_t manager_id;    /* cluster add-manager|remove-manager ID */
+    const char *raft_addr;  /* cluster add-manager ID RAFT_ADDR */
+    bool force;             /* cluster remove-manager --force */
+    const char *token_name; /* token create NAME */
     const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
     size_t n_grants;
     uint64_t token_id;    /* token revoke ID */

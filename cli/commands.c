@@ -234,6 +234,48 @@ static int broker_change(const struct cmdline *cl, struct mclient *c,
     return simple(cl, c, drain ? "POST" : "DELETE", &u, NULL, NULL);
 }
 
+static int delete_replica(const struct cmdline *cl, struct mclient *c)
+{
+    struct url u;
+    char id[24];
+    snprintf(id, sizeof id, "%" PRIu32, cl->broker_id);
+    url_init(&u, "");
+    url_path(&u, "/admin/brokers/");
+    url_segment(&u, id);
+    url_path(&u, "/replicas/");
+    snprintf(id, sizeof id, "%" PRIu64, cl->group_id);
+    url_segment(&u, id);
+    return simple(cl, c, "DELETE", &u, NULL, NULL);
+}
+
+static int add_manager(const struct cmdline *cl, struct mclient *c)
+{
+    struct url u;
+    url_init(&u, "");
+    url_path(&u, "/admin/managers");
+    json_t *body = json_pack("{s:I,s:s}", "id", (json_int_t)cl->manager_id,
+                             "raft_addr", cl->raft_addr);
+    int code = simple(cl, c, "POST", &u, body, NULL);
+    json_decref(body);
+    return code;
+}
+
+/* The leader's own removal first moves leadership (503): ask again, up to
+ * the timeout. */
+static int remove_manager(const struct cmdline *cl, struct mclient *c)
+{
+    struct url u;
+    char id[16];
+    snprintf(id, sizeof id, "%" PRIu32, cl->manager_id);
+    url_init(&u, "");
+    url_path(&u, "/admin/managers/");
+    url_segment(&u, id);
+    if (cl->force) {
+        url_query(&u, "force", "true");
+    }
+    return simple(cl, c, "DELETE", &u, NULL, NULL);
+}
+
 static int move_leader(const struct cmdline *cl, struct mclient *c)
 {
     struct url u;
@@ -320,6 +362,12 @@ int commands_run(const struct cmdline *cl, struct mclient *c)
             return broker_change(cl, c, true);
         case CMD_BROKER_REMOVE:
             return broker_change(cl, c, false);
+        case CMD_BROKER_DELETE_REPLICA:
+            return delete_replica(cl, c);
+        case CMD_CLUSTER_ADD_MANAGER:
+            return add_manager(cl, c);
+        case CMD_CLUSTER_REMOVE_MANAGER:
+            return remove_manager(cl, c);
         case CMD_PARTITION_MOVE_LEADER:
             return move_leader(cl, c);
         case CMD_TOKEN_CREATE:

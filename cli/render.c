@@ -265,17 +265,42 @@ static int broker_row(const json_t *b, struct table *t)
     } else {
         return RQ_MALFORMED;
     }
-    const char *cells[] = {id, state, http, raft, age, parts, leads};
+    /* Replicas the managers never placed (DESIGN.md section 17): their
+     * group ids, "-" for none (or a manager that does not say). */
+    char quarantined[CELL] = "-";
+    const json_t *q = json_object_get(b, "quarantined");
+    size_t k;
+    const json_t *g;
+    size_t len = 0;
+    if (q != NULL && !json_is_array(q)) {
+        return RQ_MALFORMED;
+    }
+    json_array_foreach(q, k, g)
+    {
+        if (!json_is_integer(g)) {
+            return RQ_MALFORMED;
+        }
+        int w = snprintf(quarantined + len, sizeof quarantined - len,
+                         "%s%" JSON_INTEGER_FORMAT, k > 0 ? "," : "",
+                         json_integer_value(g));
+        if (w < 0 || (size_t)w >= sizeof quarantined - len) {
+            break; /* Cut at the cell's width. */
+        }
+        len += (size_t)w;
+    }
+    const char *cells[] = {id,  state, http,  raft,
+                           age, parts, leads, quarantined};
     return table_add(t, cells);
 }
 
 int render_brokers(const json_t *body, FILE *f)
 {
     static const char *const headers[] = {
-        "ID", "STATE", "HTTP", "RAFT", "HEARTBEAT", "PARTITIONS", "LEADER-OF"};
+        "ID",        "STATE",      "HTTP",      "RAFT",
+        "HEARTBEAT", "PARTITIONS", "LEADER-OF", "QUARANTINED"};
     /* The numbers: ID, HEARTBEAT, PARTITIONS, LEADER-OF. */
     unsigned right = 1u << 0 | 1u << 4 | 1u << 5 | 1u << 6;
-    return render_list(body, "brokers", 7, headers, right, broker_row, f);
+    return render_list(body, "brokers", 8, headers, right, broker_row, f);
 }
 
 static int token_row(const json_t *tk, struct table *t)

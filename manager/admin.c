@@ -8,6 +8,8 @@
  *   POST   /admin/brokers/{id}/drain            state DRAINING
  *   DELETE /admin/brokers/{id}                  state REMOVED, or REMOVING
  *                                               (202) while it holds replicas
+ *   DELETE /admin/brokers/{id}/replicas/{g}     delete a replica the store
+ *                                               does not know (quarantined)
  *   GET    /admin/topics/{topic}                partitions: leader, replicas,
  *                                               commit, lag
  *   DELETE /admin/topics/{topic}                delete (replicas follow)
@@ -32,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <raft.h>
+
 #include "auth.h"
 #include "grants.h"
 #include "liveness.h"
@@ -40,6 +44,7 @@
 #include "rq_names.h"
 #include "qapi.h"
 #include "reconcile.h"
+#include "reconcile_plan.h"
 #include "repair.h"
 #include "routing.h"
 #include "rq_config.h"
@@ -47,12 +52,15 @@
 #include "rq_json.h"
 #include "rq_log.h"
 #include "rq_metrics.h"
+#include "rq_node.h"
 #include "rq_preamble.h"
+#include "rq_uid.h"
 
 #define LOG_TAG "admin"
 
 #define WHY_LEN MCORE_WHY
 #define TRANSFER_TIMEOUT_MS 15000
+#define REPLICA_DELETE_TIMEOUT_MS 10000
 
 /* Strict decimal up to UINT32_MAX. */
 static int parse_u32(const char *s, uint32_t *out)
@@ -139,31 +147,41 @@ void admin_managers(struct rq_http_req *req, void *data)
         return;
     }
     mcore_node_info(core, &info);
-    size_t n_peers;
-    const struct rq_peer *peers = mcore_peers(core, &n_peers);
+    uint64_t conf_index;
+    bool pending;
+    const struct raft_configuration *conf =
+        rq_node_configuration(mcore_node(core), &conf_index, &pending);
     json_t *list = json_array();
-    for (size_t i = 0; i < n_peers; i++) {
+    for (unsigned i = 0; i < conf->n; i++) {
         struct mstore_manager mm;
-        uint64_t id = peers[i].id;
+        const struct raft_server *sv = &conf->servers[i];
+        uint64_t id = sv->id;
         bool known = mstore_manager(mcore_store(core), (uint32_t)id, &mm) == 0;
+        /* Voters lead or follow; spares are catching up to be voters. */
+        const char *role = sv->role != RAFT_VOTER ? "spare"
+                           : id == info.leader_id ? "leader"
+                                                  : "follower";
         json_array_append_new(
-            list,
-            json_pack("{s:I,s:s,s:o,s:s}", "id", (json_int_t)id, "raft_addr",
-                      peers[i].address, "http_addr",
-                      known && mm.http_addr[0] != '\0'
-                          ? json_string(mm.http_addr)
-                          : json_null(),
-                      "role", id == info.leader_id ? "leader" : "follower"));
+            list, json_pack("{s:I,s:s,s:o,s:s,s:b}", "id", (json_int_t)id,
+                            "raft_addr", sv->address, "http_addr",
+                            known && mm.http_addr[0] != '\0'
+                                ? json_string(mm.http_addr)
+                                : json_null(),
+                            "role", role, "voter", sv->role == RAFT_VOTER));
     }
+    uint64_t uid = mstore_cluster_uid(mcore_store(core));
+    char uid_text[RQ_UID_TEXT];
+    rq_uid_format(uid, uid_text);
     rq_http_reply(
         req, 200,
-        json_pack("{s:o,s:o,s:I,s:I,s:I,s:I}", "managers", list, "leader",
+        json_pack("{s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "managers", list, "leader",
                   info.leader_id != 0 ? json_integer((json_int_t)info.leader_id)
                                       : json_null(),
                   "term", (json_int_t)info.term, "self",
                   (json_int_t)mcore_config(core)->id, "commit",
-                  (json_int_t)info.commit, "applied",
-                  (json_int_t)info.applied));
+                  (json_int_t)info.commit, "applied", (json_int_t)info.applied,
+                  "cluster_uid",
+                  uid != 0 ? json_string(uid_text) : json_null()));
 }
 
 void admin_brokers(struct rq_http_req *req, void *data)
@@ -181,20 +199,34 @@ void admin_brokers(struct rq_http_req *req, void *data)
         return;
     }
     uint64_t now = mcore_now(core);
+    uint64_t next_gid = 0;
+    struct mstore_partition part;
     json_t *out = json_array();
-    for (size_t i = 0; i < n; i++) {
+    rv = mstore_next_group_id(mcore_store(core), &next_gid);
+    for (size_t i = 0; rv == 0 && i < n; i++) {
         const struct liveness_broker *lb =
             liveness_broker(mcore_liveness(core), list[i].id);
         size_t leaders = 0;
+        json_t *quarantined = json_array();
         for (size_t k = 0; lb != NULL && k < lb->n_replicas; k++) {
+            uint64_t gid = lb->replicas[k].group_id;
             leaders += lb->replicas[k].leader;
+            if (mstore_partition_by_group(mcore_store(core), gid, &part) ==
+                    RQ_NOTFOUND &&
+                reconcile_plan_foreign(
+                    next_gid, gid,
+                    mstore_group_foreign(mcore_store(core), gid))) {
+                json_array_append_new(quarantined,
+                                      json_integer((json_int_t)gid));
+            }
         }
         json_array_append_new(
             out,
             json_pack(
-                "{s:i,s:s,s:s,s:s,s:o,s:i,s:i,s:o,s:o}", "id", (int)list[i].id,
-                "raft_addr", list[i].raft_addr, "http_addr", list[i].http_addr,
-                "state", mbroker_state_name(list[i].state), "heartbeat_age_ms",
+                "{s:i,s:s,s:s,s:s,s:o,s:i,s:i,s:o,s:o,s:o}", "id",
+                (int)list[i].id, "raft_addr", list[i].raft_addr, "http_addr",
+                list[i].http_addr, "state", mbroker_state_name(list[i].state),
+                "heartbeat_age_ms",
                 lb != NULL && lb->heard
                     ? json_integer((json_int_t)(now - lb->last_ms))
                     : json_null(),
@@ -203,10 +235,126 @@ void admin_brokers(struct rq_http_req *req, void *data)
                 lb != NULL ? json_integer((json_int_t)leaders) : json_null(),
                 "hosted",
                 lb != NULL ? json_integer((json_int_t)lb->n_replicas)
-                           : json_null()));
+                           : json_null(),
+                "quarantined", quarantined));
     }
     free(list);
+    if (rv != 0) {
+        json_decref(out);
+        qapi_reply_store_error(req, rv);
+        return;
+    }
     rq_http_reply(req, 200, json_pack("{s:o}", "brokers", out));
+}
+
+/* ---- Quarantined replicas: an admin's decision ---- */
+
+struct replica_delete {
+    struct rq_http_req *req;
+    uint32_t broker;
+    uint64_t gid;
+};
+
+static void on_replica_deleted(void *data, const struct rq_httpc_resp *resp)
+{
+    struct replica_delete *op = data;
+    if (op->req == NULL) {
+        free(op); /* The client left. */
+        return;
+    }
+    if (resp->err != 0) {
+        mcore_unavailable(op->req, "broker %u: %s", op->broker,
+                          resp->why != NULL ? resp->why : "no answer");
+    } else if (resp->status == 200) {
+        rq_log(RQ_WARN, "g%" PRIu64 ": deleted on broker %u by an admin",
+               op->gid, op->broker);
+        rq_http_reply(op->req, 200,
+                      json_pack("{s:s}", "message",
+                                "the replica and its data are deleted"));
+    } else if (resp->status == 404) {
+        rq_http_reply_error(op->req, 404,
+                            "broker %u hosts no replica of group %" PRIu64,
+                            op->broker, op->gid);
+    } else {
+        rq_http_reply_error(op->req, 502, "broker %u answered %ld", op->broker,
+                            resp->status);
+    }
+    free(op);
+}
+
+/*
+ * DELETE /admin/brokers/{id}/replicas/{group_id}: deletes a replica the
+ * store does not know, such as one reconcile quarantined (reconcile_plan_
+ * foreign). A group the store places is refused: its replicas are the
+ * store's to move.
+ */
+void admin_replica_delete(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    uint32_t id;
+    uint64_t gid;
+    struct mstore_broker b;
+    struct mstore_partition p;
+    char url[512];
+
+    if (!auth_admin(core, req)) {
+        return;
+    }
+    if (parse_u32(rq_http_param(req, "id"), &id) != 0 || id == 0 ||
+        rq_parse_u64(rq_http_param(req, "group_id"), UINT64_MAX, &gid) != 0 ||
+        gid == 0) {
+        rq_http_reply_error(req, 400,
+                            "the broker id and the group id must be positive "
+                            "integers");
+        return;
+    }
+    if (mcore_forward(core, req)) {
+        return;
+    }
+    int rv = mstore_broker(mcore_store(core), id, &b);
+    if (rv == RQ_NOTFOUND) {
+        rq_http_reply_error(req, 404, "broker %u is not registered", id);
+        return;
+    }
+    if (rv == 0) {
+        rv = mstore_partition_by_group(mcore_store(core), gid, &p);
+        if (rv == 0) {
+            rq_http_reply_error(req, 409,
+                                "group %" PRIu64
+                                " is partition %u of topic '%s': the store "
+                                "moves its replicas; only a replica it does "
+                                "not know can be deleted here",
+                                gid, p.partition_id, p.topic);
+            return;
+        }
+        rv = rv == RQ_NOTFOUND ? 0 : rv;
+    }
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+        return;
+    }
+    struct replica_delete *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        rq_http_reply_error(req, 500, "out of memory"); /* UNTESTED */
+        return;
+    }
+    op->broker = id;
+    op->gid = gid;
+    snprintf(url, sizeof url, "http://%s/internal/replicas/%" PRIu64,
+             b.http_addr, gid);
+    struct rq_httpc_req r = {
+        .method = "DELETE",
+        .url = url,
+        .timeout_ms = REPLICA_DELETE_TIMEOUT_MS,
+    };
+    rv = mcore_call(core, MCORE_BROKER, MCORE_JSON, &r, on_replica_deleted, op);
+    if (rv != 0) {
+        free(op);
+        mcore_unavailable(req, "cannot call broker %u: %s", id,
+                          rq_strerror(rv));
+        return;
+    }
+    mcore_hold(req, &op->req);
 }
 
 /* ---- Proposals answered once applied ---- */
@@ -1050,13 +1198,56 @@ static void on_broker_registered(void *data, int status, uint64_t result)
                                 "the registration was refused: %s",
                                 rq_strerror(code));
         } else {
+            char uid[RQ_UID_TEXT];
+            rq_uid_format(mstore_cluster_uid(mcore_store(core)), uid);
             rq_http_reply(
                 op->req, 200,
-                json_pack("{s:i,s:I}", "broker_id", (int)op->id, "leader_id",
-                          (json_int_t)mcore_config(core)->id));
+                json_pack("{s:i,s:I,s:s}", "broker_id", (int)op->id,
+                          "leader_id", (json_int_t)mcore_config(core)->id,
+                          "cluster_uid", uid));
         }
     }
     free(op);
+}
+
+/*
+ * The cluster uid a broker's registration or heartbeat names (the one it
+ * is bound to), checked against ours on the leader: true to go on (none
+ * named, or ours); false once answered: 400 for a malformed uid, 409
+ * naming ours for another cluster's, so that a broker of another cluster
+ * is never registered here (DESIGN.md section 17).
+ */
+static bool broker_uid_ok(struct mcore *core, struct rq_http_req *req,
+                          const json_t *body, uint32_t id)
+{
+    const json_t *field = json_object_get(body, "cluster_uid");
+    uint64_t theirs;
+    if (field == NULL) {
+        return true; /* A broker not bound yet, or of an earlier release. */
+    }
+    if (rq_uid_parse(json_string_value(field), &theirs) != 0) {
+        rq_http_reply_error(req, 400,
+                            "'cluster_uid' must be 16 hexadecimal digits");
+        return false;
+    }
+    uint64_t ours = mstore_cluster_uid(mcore_store(core));
+    if (ours == 0 || ours == theirs) {
+        return true;
+    }
+    char a[RQ_UID_TEXT];
+    char b[RQ_UID_TEXT];
+    rq_uid_format(ours, a);
+    rq_uid_format(theirs, b);
+    rq_log(RQ_WARN,
+           "broker %u is bound to cluster %s, not this cluster (%s): "
+           "refused",
+           id, b, a);
+    rq_http_reply(
+        req, 409,
+        json_pack("{s:s,s:s}", "message",
+                  "this broker is bound to another cluster; see cluster_uid",
+                  "cluster_uid", a));
+    return false;
 }
 
 void admin_broker_register(struct rq_http_req *req, void *data)
@@ -1083,6 +1274,14 @@ void admin_broker_register(struct rq_http_req *req, void *data)
         return;
     }
     if (mcore_forward(core, req)) {
+        return;
+    }
+    if (mstore_cluster_uid(mcore_store(core)) == 0) {
+        /* A broker binds itself to the uid its registration returns. */
+        mcore_unavailable(req, "the cluster uid is not committed yet");
+        return;
+    }
+    if (!broker_uid_ok(core, req, body, (uint32_t)json_integer_value(id))) {
         return;
     }
     struct mcmd c = {.type = MCMD_BROKER_REGISTER};
@@ -1124,7 +1323,7 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, 400, "%s", why);
         return;
     }
-    if (mcore_forward(core, req)) {
+    if (mcore_forward(core, req) || !broker_uid_ok(core, req, body, id)) {
         return;
     }
     int rv = mstore_broker(mcore_store(core), id, &b);
@@ -1144,7 +1343,10 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, rv == RQ_NOMEM ? 500 : 400, "%s", why);
         return;
     }
+    char uid[RQ_UID_TEXT];
+    rq_uid_format(mstore_cluster_uid(mcore_store(core)), uid);
     rq_http_reply(
         req, 200,
-        json_pack("{s:I}", "leader_id", (json_int_t)mcore_config(core)->id));
+        json_pack("{s:I,s:s}", "leader_id", (json_int_t)mcore_config(core)->id,
+                  "cluster_uid", uid));
 }

@@ -49,6 +49,8 @@
 #include "mcmd.h"
 #include "mconfig.h"
 #include "mcore.h"
+#include "mjoin.h"
+#include "mmember.h"
 #include "mmetrics.h"
 #include "mstore.h"
 #include "qapi.h"
@@ -68,7 +70,9 @@
 #include "rq_metrics.h"
 #include "rq_node.h"
 #include "rq_mux.h"
+#include "rq_rpc.h"
 #include "rq_tls.h"
+#include "rq_uid.h"
 #include "ui.h"
 
 #define LOG_TAG "manager"
@@ -80,6 +84,8 @@
 #define KICK_GAP_MS 20     /* Between kicked rounds run at once. */
 #define ADDR_RETRY_MS 1000
 #define PEER_TIMEOUT_MS 3000
+/* Between rounds of asking the managers' schema versions. */
+#define VERSION_RETRY_MS 1000
 #define PATH_LEN 4096
 #define URL_LEN 8192
 #define MAX_BODY (32u << 20) /* 10,000 records of escaped JSON text. */
@@ -112,6 +118,12 @@ struct manager {
     struct cgroup *cgroups;
     struct reconcile *reconcile;
     struct repair *repair;
+    struct mmember *mmember;
+    /* The managers' RPCs over the Raft port (MJOIN_RPC_INFO), and the
+     * start of a manager with an empty Raft directory (NULL otherwise). */
+    struct rq_rpc *rpc;
+    struct mjoin *join;
+    bool node_started;
     uint64_t origin; /* Random per process: names our produce attempts. */
 
     uv_check_t flush; /* Commits the store's open transaction each turn. */
@@ -123,6 +135,11 @@ struct manager {
     struct rq_node_info info; /* As last reported by the node. */
     bool leading;             /* The ready leader. */
 
+    bool uid_in_flight; /* The leader proposing the cluster uid. */
+    /* The other managers' schema versions, asked before proposing the
+     * uid (peers_current). */
+    unsigned versions_pending, versions_asked, versions_known;
+    uint64_t versions_next_ms;
     bool routes_in_flight; /* A follower copying the leader's routes. */
     bool addr_in_flight;   /* Publishing our addresses. */
     uint64_t addr_next_ms;
@@ -246,6 +263,21 @@ static const struct rq_peer *peer_of(const struct manager *m, uint64_t id)
     return NULL;
 }
 
+/* Whether @id is in the Raft configuration (a voter or a spare). */
+static bool member(const struct manager *m, uint64_t id)
+{
+    uint64_t index;
+    bool pending;
+    const struct raft_configuration *c =
+        rq_node_configuration(m->node, &index, &pending);
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* POST /internal/managers/{id}: a follower publishes its addresses through
  * the leader. */
 static void internal_manager_addr(struct rq_http_req *req, void *data)
@@ -260,7 +292,7 @@ static void internal_manager_addr(struct rq_http_req *req, void *data)
     const char *ids = rq_http_param(req, "id");
     char *end;
     unsigned long long id = strtoull(ids, &end, 10);
-    if (*ids == '\0' || *end != '\0' || peer_of(m, id) == NULL) {
+    if (*ids == '\0' || *end != '\0' || !member(m, id)) {
         rq_http_reply_error(req, 404, "no manager %s in this cluster", ids);
         return;
     }
@@ -526,6 +558,133 @@ static void on_flush(uv_check_t *c)
     }
 }
 
+/* ---- The cluster uid ---- */
+
+/* GET /internal/version: the schema version this manager runs, so that a
+ * leader proposes a command type only once every manager knows it. */
+static void internal_version(struct rq_http_req *req, void *data)
+{
+    (void)data;
+    rq_http_reply(req, 200,
+                  json_pack("{s:i}", "schema_version", MSTORE_SCHEMA_VERSION));
+}
+
+static void on_uid_applied(void *data, int status, uint64_t result)
+{
+    struct manager *m = data;
+    m->uid_in_flight = false;
+    if (status == 0 && !MSTORE_IS_ERR(result)) {
+        rq_log(RQ_INFO, "cluster uid %016" PRIx64,
+               mstore_cluster_uid(m->store));
+    }
+}
+
+struct version_ask {
+    struct manager *m;
+    uint64_t id;
+};
+
+static void on_version(void *data, const struct rq_httpc_resp *resp)
+{
+    struct version_ask *a = data;
+    struct manager *m = a->m;
+    m->versions_pending--;
+    if (resp->err == 0 && resp->status == 200) {
+        json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+        json_int_t v = json_integer_value(json_object_get(o, "schema_version"));
+        json_decref(o);
+        if (v >= MSTORE_SCHEMA_VERSION) {
+            m->versions_known++;
+        }
+    }
+    free(a);
+}
+
+/*
+ * Asks every other manager its schema version (GET /internal/version);
+ * true once, in an earlier round, all answered with this release's or a
+ * later one. A manager of an earlier release would skip the cluster uid
+ * as an unknown command and hold none for good (DESIGN.md section 8), so
+ * the uid waits for every manager to run a release that knows it.
+ */
+static bool peers_current(struct manager *m, uint64_t now)
+{
+    char url[URL_LEN];
+    if (m->versions_pending > 0) {
+        return false;
+    }
+    if (m->versions_asked > 0 && m->versions_known == m->versions_asked) {
+        return true;
+    }
+    if (now < m->versions_next_ms) {
+        return false;
+    }
+    uint64_t index;
+    bool pending;
+    const struct raft_configuration *conf =
+        rq_node_configuration(m->node, &index, &pending);
+    m->versions_next_ms = now + VERSION_RETRY_MS;
+    m->versions_known = 0;
+    m->versions_asked = 0;
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct mstore_manager mm;
+        uint64_t id = conf->servers[i].id;
+        if (id == m->cfg.id) {
+            continue;
+        }
+        m->versions_asked++;
+        if (mstore_manager(m->store, (uint32_t)id, &mm) != 0 ||
+            mm.http_addr[0] == '\0') {
+            continue; /* Not published yet: asked again next round. */
+        }
+        struct version_ask *a = calloc(1, sizeof *a);
+        if (a == NULL) {
+            continue; /* UNTESTED: ENOMEM only. */
+        }
+        a->m = m;
+        a->id = id;
+        snprintf(url, sizeof url, "http://%s/internal/version", mm.http_addr);
+        struct rq_httpc_req r = {
+            .method = "GET",
+            .url = url,
+            .timeout_ms = PEER_TIMEOUT_MS,
+        };
+        if (mcore_call(m->core, MCORE_MANAGER, MCORE_JSON, &r, on_version, a) ==
+            0) {
+            m->versions_pending++;
+        } else {
+            free(a);
+        }
+    }
+    if (m->versions_asked == 0) {
+        m->versions_asked = 1; /* One manager alone. */
+        m->versions_known = 1;
+    }
+    return false;
+}
+
+/* The leader of a cluster without a uid draws one (DESIGN.md section 17):
+ * a new cluster's first leader, or the first after an upgrade from a
+ * release without uids, once every manager runs a release with uids. The
+ * first committed stays. */
+static void uid_upkeep(struct manager *m, uint64_t now)
+{
+    if (m->uid_in_flight || mstore_cluster_uid(m->store) != 0 ||
+        !peers_current(m, now)) {
+        return;
+    }
+    struct mcmd c = {.type = MCMD_CLUSTER_UID};
+    while (c.u.cluster_uid.uid == 0) {
+        if (getrandom(&c.u.cluster_uid.uid, sizeof c.u.cluster_uid.uid, 0) !=
+            sizeof c.u.cluster_uid.uid) {
+            return; /* UNTESTED: getrandom fails only without entropy. */
+        }
+    }
+    if (mcore_propose(m->core, &c, on_uid_applied, m) == 0) {
+        m->uid_in_flight = true;
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct manager *m = t->data;
@@ -539,6 +698,8 @@ static void on_tick(uv_timer_t *t)
         }
         return;
     }
+    uid_upkeep(m, now);
+    mmember_tick(m->mmember, now);
     if (m->ticks % LIVENESS_TICKS == 0) {
         liveness_tick(m->liveness, now);
         cgroup_tick(m->cgroups, now);
@@ -686,7 +847,11 @@ static const struct rq_http_route routes[] = {
     {"GET", "/internal/read-index", mcore_read_index, RQ_HTTPSIG_M2M},
     {"GET", "/internal/routes", internal_routes, RQ_HTTPSIG_M2M},
     {"GET", "/internal/state-digest", internal_state_digest, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/version", internal_version, RQ_HTTPSIG_M2M},
     {"POST", "/internal/managers/{id}", internal_manager_addr, RQ_HTTPSIG_M2M},
+    {"POST", "/internal/managers/{id}/join", mmember_join, RQ_HTTPSIG_M2M},
+    {"POST", "/admin/managers", mmember_add},
+    {"DELETE", "/admin/managers/{id}", mmember_remove},
 };
 
 /* ---- Shutdown ---- */
@@ -694,6 +859,13 @@ static const struct rq_http_route routes[] = {
 static void on_mux_closed(void *data)
 {
     (void)data;
+}
+
+static void on_rpc_closed(void *data)
+{
+    struct manager *m = data;
+    m->rpc = NULL;
+    rq_mux_close(m->mux, on_mux_closed, m);
 }
 
 static void on_node_closed(void *data)
@@ -704,7 +876,7 @@ static void on_node_closed(void *data)
         rq_mux_transport_close(&m->transport);
         m->transport_live = false;
     }
-    rq_mux_close(m->mux, on_mux_closed, m);
+    rq_rpc_close(m->rpc, on_rpc_closed, m);
     uv_close((uv_handle_t *)&m->flush, NULL);
     mcore_closing_node(m->core);
 }
@@ -734,6 +906,7 @@ static void shutdown_begin(struct manager *m)
     mcore_closing_begin(m->core);
     rq_log(RQ_INFO, "shutting down");
     uv_close((uv_handle_t *)&m->tick, NULL);
+    mjoin_stop(m->join);
     liveness_stop(m->liveness);
     repair_stop(m->repair);
     rq_http_close(m->http, on_http_closed, m);
@@ -771,11 +944,15 @@ static int check(void *self, char *why, size_t whyn)
         return rv;
     }
     const struct rq_peer *own = peer_of(m, c->id);
-    if (own == NULL) {
-        snprintf(why, whyn, "--id %" PRIu64 " is not in --peers", c->id);
+    if (own == NULL && c->raft_addr[0] == '\0') {
+        snprintf(why, whyn,
+                 "--id %" PRIu64
+                 " is not in --peers: a manager that joins an existing "
+                 "cluster needs its --raft-addr",
+                 c->id);
         return RQ_INVALID;
     }
-    m->self_raft = own->address;
+    m->self_raft = own != NULL ? own->address : c->raft_addr;
     if (c->raft_addr[0] == '\0') {
         c->raft_addr = m->self_raft;
     }
@@ -897,7 +1074,8 @@ static int wire(struct manager *m)
         repair_new(m->core, on_repair_changed, m, &m->repair) != 0 ||
         reconcile_new(m->core, m->repair, &m->reconcile) != 0 ||
         qapi_init(m->core) != 0 ||
-        mmetrics_new(m->core, m->metrics, &m->mmetrics) != 0) {
+        mmetrics_new(m->core, m->metrics, &m->mmetrics) != 0 ||
+        mmember_new(m->core, &m->mmember) != 0) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     struct mcore_modules mods = {
@@ -906,10 +1084,73 @@ static int wire(struct manager *m)
         .reconcile = m->reconcile,
         .repair = m->repair,
         .mmetrics = m->mmetrics,
+        .mmember = m->mmember,
         .metrics = m->metrics,
     };
     mcore_set_modules(m->core, &mods);
     return 0;
+}
+
+/* Starts the node, after bootstrapping it (@bootstrap) with --peers. */
+static int node_start(struct manager *m, bool bootstrap, char *why, size_t whyn)
+{
+    int rv = 0;
+    if (bootstrap) {
+        rv = rq_node_bootstrap(m->node, m->peers, m->n_peers, why, whyn);
+    }
+    if (rv == 0) {
+        rv = rq_node_start(m->node, why, whyn);
+    }
+    if (rv == 0) {
+        m->node_started = true;
+    }
+    return rv;
+}
+
+/* mjoin decided: bootstrap, or start as the spare the leader added. */
+static void on_join_done(void *data, enum mjoin_decision how)
+{
+    struct manager *m = data;
+    char why[256];
+    if (node_start(m, how == MJOIN_BOOTSTRAP, why, sizeof why) != 0) {
+        rq_log(RQ_ERROR, "starting the metadata group: %s", why);
+        exit(1);
+    }
+}
+
+/* MJOIN_RPC_INFO: what this manager holds, for a manager that starts
+ * with an empty Raft directory (mjoin.h). */
+static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
+                   const uint8_t *body, size_t len)
+{
+    struct manager *m = data;
+    char uid[RQ_UID_TEXT];
+    char lead[MCMD_ADDR_MAX + 1];
+    (void)body;
+    (void)len;
+    if (method != MJOIN_RPC_INFO) {
+        rq_rpc_reply(call, RQ_INVALID, NULL, 0);
+        return;
+    }
+    uint64_t u = mstore_cluster_uid(m->store);
+    rq_uid_format(u, uid);
+    const char *leader_http = mcore_leader_http(m->core, lead, sizeof lead);
+    json_t *o =
+        json_pack("{s:o,s:I,s:I,s:I,s:o,s:s}", "uid",
+                  u != 0 ? json_string(uid) : json_null(), "commit",
+                  (json_int_t)(m->node_started ? m->info.commit : 0), "applied",
+                  (json_int_t)mstore_applied_index(m->store), "leader_id",
+                  (json_int_t)m->info.leader_id, "leader_http",
+                  leader_http != NULL ? json_string(leader_http) : json_null(),
+                  "http", m->cfg.http_addr);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text == NULL) {
+        rq_rpc_reply(call, RQ_NOMEM, NULL, 0); /* UNTESTED: ENOMEM only. */
+        return;
+    }
+    rq_rpc_reply(call, 0, text, strlen(text));
+    free(text);
 }
 
 static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
@@ -981,10 +1222,12 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         return rv;
     }
     rq_node_on_change(m->node, on_change, m);
-    rv = rq_node_bootstrap(m->node, m->peers, m->n_peers, why, whyn);
+    rv = rq_rpc_new(m->loop, m->mux, &m->rpc);
     if (rv != 0) {
+        snprintf(why, whyn, "rpc: %s", rq_strerror(rv));
         return rv;
     }
+    rq_rpc_set_handler(m->rpc, on_rpc, m);
     if (rq_metrics_new(&m->metrics) != 0 ||
         rq_mux_metrics_open(m->mux, m->metrics) != 0 ||
         (m->tls != NULL && rq_tls_metrics(m->tls, m->metrics) != 0)) {
@@ -1001,7 +1244,19 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    rv = rq_node_start(m->node, why, whyn);
+    if (rq_node_has_state(path)) {
+        rv = node_start(m, false, why, whyn);
+    } else {
+        struct mjoin_config jc = {
+            .self = m->cfg.id,
+            .peers = m->peers,
+            .n_peers = m->n_peers,
+            .raft_addr = m->self_raft,
+            .http_addr = m->cfg.http_addr,
+        };
+        rv =
+            mjoin_new(m->loop, m->rpc, m->core, &jc, on_join_done, m, &m->join);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -1059,6 +1314,8 @@ static int finish(void *self)
     qapi_close(m->core);
     repair_free(m->repair);
     reconcile_free(m->reconcile);
+    mmember_free(m->mmember);
+    mjoin_free(m->join);
     liveness_free(m->liveness);
     cgroup_free(m->cgroups);
     mmetrics_free(m->mmetrics); /* The HTTP server is gone. */

@@ -31,6 +31,8 @@
  *   GROUP_OFFSETS       group:str | n:u32 | n x (partition_id:u32 |
  *                       offset:u64)
  *   GROUP_DELETE        group:str
+ *   CLUSTER_UID         uid:u64
+ *   GROUP_FOREIGN       group_id:u64 | broker:u32
  *
  * A topic's replica list takes its count from n_partitions rather than
  * carrying a second one. Trailing bytes after the last field are refused.
@@ -87,6 +89,10 @@ const char *mcmd_type_name(enum mcmd_type t)
             return "group_offsets";
         case MCMD_GROUP_DELETE:
             return "group_delete";
+        case MCMD_CLUSTER_UID:
+            return "cluster_uid";
+        case MCMD_GROUP_FOREIGN:
+            return "group_foreign";
     }
     return "unknown";
 }
@@ -131,7 +137,7 @@ void mcmd_clear(struct mcmd *c)
 
 static bool type_known(int t)
 {
-    return t >= MCMD_MANAGER_ADDR && t <= MCMD_GROUP_DELETE &&
+    return t >= MCMD_MANAGER_ADDR && t <= MCMD_GROUP_FOREIGN &&
            t != MCMD_TYPE_BATCH;
 }
 
@@ -382,6 +388,19 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
                            : rv;
         case MCMD_GROUP_DELETE:
             return check_group(c->u.group_delete.group, why, whyn);
+        case MCMD_CLUSTER_UID:
+            if (c->u.cluster_uid.uid == 0) {
+                rq_why(why, whyn, "a cluster uid is never 0");
+                return RQ_INVALID;
+            }
+            return 0;
+        case MCMD_GROUP_FOREIGN:
+            if (c->u.group_foreign.group_id == 0 ||
+                c->u.group_foreign.broker == 0) {
+                rq_why(why, whyn, "group and broker ids are never 0");
+                return RQ_INVALID;
+            }
+            return 0;
     }
     rq_why(why, whyn, "unknown command type %d", (int)c->type);
     return RQ_INVALID;
@@ -497,6 +516,13 @@ int mcmd_encode(const struct mcmd *c, struct rq_buf *out)
             break;
         case MCMD_GROUP_DELETE:
             put_str(out, c->u.group_delete.group);
+            break;
+        case MCMD_CLUSTER_UID:
+            rq_buf_put_u64(out, c->u.cluster_uid.uid);
+            break;
+        case MCMD_GROUP_FOREIGN:
+            rq_buf_put_u64(out, c->u.group_foreign.group_id);
+            rq_buf_put_u32(out, c->u.group_foreign.broker);
             break;
     }
     return out->err != 0 ? RQ_NOMEM : 0;
@@ -849,6 +875,16 @@ static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
         case MCMD_GROUP_DELETE:
             return get_str(cur, MCMD_GROUP_MAX, c->u.group_delete.group,
                            "group", why, whyn);
+        case MCMD_CLUSTER_UID:
+            return get_u64(cur, &c->u.cluster_uid.uid, "uid", why, whyn);
+        case MCMD_GROUP_FOREIGN:
+            rv = get_u64(cur, &c->u.group_foreign.group_id, "group_id", why,
+                         whyn);
+            if (rv == 0) {
+                rv = get_u32(cur, &c->u.group_foreign.broker, "broker", why,
+                             whyn);
+            }
+            return rv;
     }
     assert(0); /* The type was checked by the caller. */
     return RQ_MALFORMED;

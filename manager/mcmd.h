@@ -62,6 +62,8 @@ enum mcmd_type {
     MCMD_GROUP_COMMIT,    /* a member's offsets, fenced by its generation */
     MCMD_GROUP_OFFSETS,   /* an operator sets a group's offsets */
     MCMD_GROUP_DELETE,
+    MCMD_CLUSTER_UID,   /* the cluster's identity, drawn once (first wins) */
+    MCMD_GROUP_FOREIGN, /* a hosted group this store never placed */
 };
 
 enum mbroker_state {
@@ -173,6 +175,13 @@ struct mcmd {
         struct {
             char group[MCMD_GROUP_MAX + 1];
         } group_delete;
+        struct {
+            uint64_t uid; /* non-zero */
+        } cluster_uid;
+        struct {
+            uint64_t group_id; /* non-zero */
+            uint32_t broker;   /* who reported it (non-zero) */
+        } group_foreign;
     } u;
 };
 

@@ -34,6 +34,7 @@
 #include "rq_list.h"
 #include "rq_log.h"
 #include "rq_record.h"
+#include "rq_uid.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "mcore"
@@ -80,6 +81,12 @@ struct mcore {
     struct policy_forward forward_policy;
 
     struct manager_stats stats;
+
+    /* Calls to brokers name the cluster uid (RQ_CLUSTER_UID_HEADER), once
+     * one is committed: each body kind's header lines with it. */
+    uint64_t uid;
+    char uid_line[64];
+    const char *uid_headers[3][4];
 };
 
 /* mcore_unavailable and mcore_hold take no core: the one route whose
@@ -161,12 +168,45 @@ static int call(struct mcore *core, const struct rq_httpc_req *req,
     return rq_httpc_do(core->h.httpc, req, cb, data);
 }
 
+/* The header lines of a call to a broker: @body's, and the cluster uid
+ * once the store has one, so that a broker bound to another cluster
+ * refuses it (DESIGN.md section 17). */
+static const char *const *broker_headers(struct mcore *core,
+                                         enum mcore_body body,
+                                         const char *const *plain)
+{
+    uint64_t uid = mstore_cluster_uid(core->h.store);
+    if (uid == 0) {
+        return plain;
+    }
+    if (uid != core->uid) {
+        core->uid = uid;
+        snprintf(core->uid_line, sizeof core->uid_line,
+                 RQ_CLUSTER_UID_HEADER ": %016" PRIx64, uid);
+        static const char *const *const kinds[3] = {
+            peer_headers, records_headers, accept_records_headers};
+        for (size_t k = 0; k < 3; k++) {
+            size_t i = 0;
+            while (kinds[k][i] != NULL) {
+                core->uid_headers[k][i] = kinds[k][i];
+                i++;
+            }
+            core->uid_headers[k][i++] = core->uid_line;
+            core->uid_headers[k][i] = NULL;
+        }
+    }
+    return core->uid_headers[body];
+}
+
 int mcore_call(struct mcore *core, enum mcore_peer to, enum mcore_body body,
                struct rq_httpc_req *req, rq_httpc_cb cb, void *data)
 {
     req->headers = body == MCORE_RECORDS          ? records_headers
                    : body == MCORE_ACCEPT_RECORDS ? accept_records_headers
                                                   : peer_headers;
+    if (to == MCORE_BROKER) {
+        req->headers = broker_headers(core, body, req->headers);
+    }
     req->sign = to == MCORE_BROKER ? core->h.to_brokers : core->h.to_managers;
     return call(core, req, cb, data);
 }
@@ -980,6 +1020,11 @@ const struct rq_peer *mcore_peers(const struct mcore *core, size_t *n)
 {
     *n = core->h.n_peers;
     return core->h.peers;
+}
+
+struct rq_node *mcore_node(const struct mcore *core)
+{
+    return core->h.node;
 }
 
 const struct mstore *mcore_store(const struct mcore *core)

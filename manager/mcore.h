@@ -180,6 +180,7 @@ uint64_t mcore_producer_id(struct mcore *core);
 
 /* Read queries only: the store changes by mcore_propose. */
 const struct mstore *mcore_store(const struct mcore *core);
+struct rq_node *mcore_node(const struct mcore *core);
 const struct routing *mcore_routing(const struct mcore *core);
 const struct liveness *mcore_liveness(const struct mcore *core);
 
@@ -204,6 +205,7 @@ struct mcore_modules {
     struct reconcile *reconcile; /* Kicked when placement changes. */
     struct repair *repair;       /* Moves under way. */
     struct mmetrics *mmetrics;   /* Per-topic counters. */
+    struct mmember *mmember;     /* The managers' membership changes. */
     struct rq_metrics *metrics;  /* GET /metrics renders it. */
 };
 const struct mcore_modules *mcore_modules(const struct mcore *core);

@@ -55,6 +55,8 @@
  *   2        tokens, meta.next_token_id (issue 11)
  *   3        cgroups, cgroup_members, cgroup_owners, cgroup_offsets:
  *            consumer groups (API.md section 2b)
+ *   4        meta.cluster_uid: the cluster's identity; foreign_groups:
+ *            groups hosted that the store never placed (issue 16)
  *
  * meta.applied_crc came between 1 and 2 without a version: it is optional
  * (see APPLIED_CRC), so a database of version 1 without it is still of
@@ -134,6 +136,12 @@ static const char *const migrations[] = {
     "CREATE TABLE cgroup_offsets(grp TEXT NOT NULL, "
     "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
     "PRIMARY KEY(grp, partition_id)) WITHOUT ROWID;",
+    /* 3 -> 4: the cluster's identity (MCMD_CLUSTER_UID), 0 until the first
+     * leader commits one; groups brokers host that this store never placed
+     * (MCMD_GROUP_FOREIGN). */
+    "INSERT INTO meta(key, value) VALUES ('cluster_uid', 0);"
+    "CREATE TABLE foreign_groups(group_id INTEGER PRIMARY KEY, "
+    "broker INTEGER NOT NULL, seen_ms INTEGER NOT NULL);",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] ==
@@ -143,7 +151,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] ==
 /* The meta keys every valid database holds. */
 static const char *const meta_keys[] = {
     "applied_index",    "next_group_id", "next_producer_id",
-    "next_consumer_id", "next_token_id",
+    "next_consumer_id", "next_token_id", "cluster_uid",
 };
 
 #define BROKER_COLS                                                          \
@@ -253,6 +261,10 @@ static const char *const meta_keys[] = {
       "INSERT INTO tokens(id, name, lookup, hash, grants, created_ms) "       \
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                      \
     X(TOKEN_DELETE, "DELETE FROM tokens WHERE id = ?1")                       \
+    X(FOREIGN_INSERT,                                                         \
+      "INSERT OR IGNORE INTO foreign_groups(group_id, broker, seen_ms) "      \
+      "VALUES (?1, ?2, ?3)")                                                  \
+    X(FOREIGN_GET, "SELECT 1 FROM foreign_groups WHERE group_id = ?1")        \
     X(TOKEN_EXISTS, "SELECT 1 FROM tokens WHERE id = ?1")                     \
     X(TOKENS_BY_LOOKUP,                                                       \
       "SELECT id, name, grants, created_ms, hash FROM tokens "                \
@@ -324,6 +336,7 @@ struct mstore {
     bool broken;          /* The open transaction was lost; see the top. */
     uint64_t applied;     /* meta.applied_index, including the open txn. */
     uint64_t applied_crc; /* meta.applied_crc; 0: not known. */
+    uint64_t cluster_uid; /* meta.cluster_uid; 0: none committed yet. */
     uint64_t layout_gen;  /* mstore_layout_generation(). */
     /* The results of the last entry applied, if it was a batch. */
     uint64_t *batch_results;
@@ -411,7 +424,7 @@ static void done(const struct mstore *s, enum stmt_id id)
     sqlite3_clear_bindings(s->st[id]);
 }
 
-static int meta_get(struct mstore *s, const char *key, uint64_t *out)
+static int meta_get(const struct mstore *s, const char *key, uint64_t *out)
 {
     bind_text(s->st[ST_META_GET], 1, key);
     int rv = row(s, ST_META_GET);
@@ -445,11 +458,16 @@ static uint64_t entry_crc(const uint8_t *payload, size_t len)
     return (UINT64_C(1) << 32) | (uint64_t)crc32_z(0, payload, len);
 }
 
-/* Reads meta.applied_crc into s->applied_crc, 0 if the key is absent. */
+/* Reads meta.applied_crc into s->applied_crc, 0 if the key is absent,
+ * and meta.cluster_uid into s->cluster_uid. */
 static int applied_crc_load(struct mstore *s)
 {
+    int rv = meta_get(s, "cluster_uid", &s->cluster_uid);
+    if (rv != 0) {
+        return rv;
+    }
     bind_text(s->st[ST_META_GET], 1, APPLIED_CRC);
-    int rv = row(s, ST_META_GET);
+    rv = row(s, ST_META_GET);
     s->applied_crc = 0;
     if (rv == 0) {
         s->applied_crc = col_u64(s->st[ST_META_GET], 0);
@@ -1382,6 +1400,79 @@ static int apply_token_revoke(struct mstore *s, const struct mcmd *c,
     return run(s, ST_TOKEN_DELETE);
 }
 
+/* The first uid committed stays: every leader that finds none proposes
+ * one, and all but the first are no-ops. */
+static int apply_cluster_uid(struct mstore *s, const struct mcmd *c,
+                             uint64_t *result)
+{
+    uint64_t uid;
+    int rv = meta_get(s, "cluster_uid", &uid);
+    if (rv != 0) {
+        return rv;
+    }
+    *result = MSTORE_OK(0);
+    if (uid != 0) {
+        return 0;
+    }
+    rv = meta_set(s, "cluster_uid", c->u.cluster_uid.uid);
+    if (rv == 0) {
+        s->cluster_uid = c->u.cluster_uid.uid;
+    }
+    return rv;
+}
+
+/* A group a broker hosts that this store never placed: recorded, and the
+ * group counter moved past it so that no partition ever takes its id. */
+static int apply_group_foreign(struct mstore *s, const struct mcmd *c,
+                               uint64_t *result)
+{
+    uint64_t gid = c->u.group_foreign.group_id;
+    uint64_t next;
+    bind_u64(s->st[ST_PARTITION_BY_GROUP], 1, gid);
+    int rv = row(s, ST_PARTITION_BY_GROUP);
+    if (rv == 0) {
+        done(s, ST_PARTITION_BY_GROUP);
+        *result = MSTORE_ERR(RQ_EXISTS); /* Placed since it was seen. */
+        return 0;
+    }
+    if (rv != RQ_NOTFOUND) {
+        return rv;
+    }
+    *result = MSTORE_OK(0);
+    sqlite3_stmt *st = s->st[ST_FOREIGN_INSERT];
+    bind_u64(st, 1, gid);
+    bind_u64(st, 2, c->u.group_foreign.broker);
+    bind_u64(st, 3, c->now_ms);
+    rv = run(s, ST_FOREIGN_INSERT);
+    if (rv == 0) {
+        rv = meta_get(s, "next_group_id", &next);
+    }
+    if (rv == 0 && next <= gid) {
+        rv = meta_set(s, "next_group_id", gid + 1);
+    }
+    return rv;
+}
+
+bool mstore_group_foreign(const struct mstore *s, uint64_t group_id)
+{
+    bind_u64(s->st[ST_FOREIGN_GET], 1, group_id);
+    if (row(s, ST_FOREIGN_GET) != 0) {
+        return false;
+    }
+    done(s, ST_FOREIGN_GET);
+    return true;
+}
+
+uint64_t mstore_cluster_uid(const struct mstore *s)
+{
+    return s->cluster_uid;
+}
+
+int mstore_next_group_id(const struct mstore *s, uint64_t *out)
+{
+    return meta_get(s, "next_group_id", out);
+}
+
 uint64_t mstore_layout_generation(const struct mstore *s)
 {
     return s->layout_gen;
@@ -1412,6 +1503,8 @@ static bool changes_layout(enum mcmd_type t)
         case MCMD_GROUP_COMMIT:
         case MCMD_GROUP_OFFSETS:
         case MCMD_GROUP_DELETE:
+        case MCMD_CLUSTER_UID:
+        case MCMD_GROUP_FOREIGN:
             return false;
         default:
             return true;
@@ -1454,6 +1547,10 @@ static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
         case MCMD_GROUP_OFFSETS:
         case MCMD_GROUP_DELETE:
             return apply_group_admin(s, c, result);
+        case MCMD_CLUSTER_UID:
+            return apply_cluster_uid(s, c, result);
+        case MCMD_GROUP_FOREIGN:
+            return apply_group_foreign(s, c, result);
     }
     /* mcmd_decode returns only known types. */
     *result = MSTORE_ERR(RQ_MALFORMED);

@@ -33,7 +33,8 @@
  *
  * Schema (every table, and nothing else, is in a snapshot):
  *   meta(key TEXT PRIMARY KEY, value INTEGER)   -- applied_index,
- *     applied_crc, next ids
+ *     applied_crc, next ids, cluster_uid (since version 4: the
+ *     cluster's identity, 0 until the first leader commits one)
  *   managers(id, raft_addr, http_addr)
  *   brokers(id, raft_addr, http_addr, state, registered_ms, state_ms)
  *     -- registered_ms: the last registration; state_ms: the last change
@@ -53,6 +54,9 @@
  *   cgroup_owners(grp, partition_id, member_id) -- the assignment of the
  *     current generation (cgroup_plan_assign); no row: no owner
  *   cgroup_offsets(grp, partition_id, next_offset) -- committed offsets
+ *   foreign_groups(group_id, broker, seen_ms) -- since version 4: groups a
+ *     broker hosted that this store never placed (its data restored from
+ *     an older copy); next_group_id is kept above every one
  * Ids (producers, consumers, group ids) come from counters in meta and are
  * never reused, even after a topic is deleted. Producers, consumers and
  * tokens have a counter each; all start at 1. A new partition's epoch is 0.
@@ -108,8 +112,9 @@ enum mstore_err {
 struct mstore;
 
 /* The schema version this code reads and writes; see the top. Version 1
- * is the first release's, 2 added tokens. */
-#define MSTORE_SCHEMA_VERSION 3
+ * is the first release's, 2 added tokens, 3 consumer groups, 4 the
+ * cluster uid. */
+#define MSTORE_SCHEMA_VERSION 4
 
 /* Opens (creating if needed) the database at @path, migrating one of an
  * earlier schema version. 0, or RQ_IO/RQ_NOMEM with @why (RQ_IO for a
@@ -239,6 +244,18 @@ int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
                           size_t *n);
 int mstore_partition_by_group(const struct mstore *s, uint64_t group_id,
                               struct mstore_partition *out);
+/*
+ * The cluster's identity (MCMD_CLUSTER_UID): drawn by the first leader,
+ * committed once and never changed; 0 until then. Brokers bind themselves
+ * to it (DESIGN.md section 17).
+ */
+uint64_t mstore_cluster_uid(const struct mstore *s);
+/* The group id the next partition will get: every group at or above it
+ * was never placed by this store. 0 or RQ_IO. */
+int mstore_next_group_id(const struct mstore *s, uint64_t *out);
+/* Whether @group_id was recorded as hosted by a broker and never placed
+ * by this store (MCMD_GROUP_FOREIGN); false also on a read failure. */
+bool mstore_group_foreign(const struct mstore *s, uint64_t group_id);
 /*
  * A number that changes whenever applying an entry (or restoring a
  * snapshot) may have changed topics, partitions or brokers, so that a

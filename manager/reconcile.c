@@ -28,6 +28,8 @@
 /* Room in a round's plan for creations not sent (a member unknown). */
 #define MAX_NOTES 8
 #define CALL_TIMEOUT_MS 10000
+/* How often a quarantined replica is mentioned in the log. */
+#define QUARANTINE_NOTE_MS (10 * 60 * 1000)
 /* The replica-set epoch of a partition as its topic created it: its
  * members bootstrap the group together. */
 #define FIRST_EPOCH 0
@@ -47,7 +49,8 @@ struct reconcile {
     size_t cap;
     unsigned in_flight;
     bool kicked;
-    uint64_t now; /* The round's time, for view_held. */
+    uint64_t now;      /* The round's time, for view_held. */
+    uint64_t next_gid; /* The store's next group id, for view_foreign. */
 };
 
 enum call_kind { CALL_CREATE, CALL_DELETE, CALL_PREFER };
@@ -125,8 +128,9 @@ static bool action_held(struct reconcile *rc, uint32_t broker, uint64_t gid,
     return a != NULL && (a->in_flight || now < a->until_ms);
 }
 
-/* Records a started action; false on ENOMEM (then it is not started). */
-static bool action_start(struct reconcile *rc, uint32_t broker, uint64_t gid)
+/* The action on (@broker, @gid), made if new; NULL on ENOMEM. */
+static struct action *action_get(struct reconcile *rc, uint32_t broker,
+                                 uint64_t gid)
 {
     struct action *a = action_find(rc, broker, gid);
     if (a == NULL) {
@@ -140,10 +144,60 @@ static bool action_start(struct reconcile *rc, uint32_t broker, uint64_t gid)
             rc->cap = cap;
         }
         a = &rc->actions[rc->n++];
+        *a = (struct action){.broker = broker, .group_id = gid};
+    }
+    return a;
+}
+
+/* Records a started action; false on ENOMEM (then it is not started). */
+static bool action_start(struct reconcile *rc, uint32_t broker, uint64_t gid)
+{
+    struct action *a = action_get(rc, broker, gid);
+    if (a == NULL) {
+        return false; /* UNTESTED: ENOMEM only. */
     }
     *a = (struct action){.broker = broker, .group_id = gid, .in_flight = true};
     rc->in_flight++;
     return true;
+}
+
+static void on_foreign_applied(void *data, int status, uint64_t result)
+{
+    (void)data;
+    (void)status;
+    (void)result; /* A failure is proposed again at the next note. */
+}
+
+/*
+ * A replica the store never placed: said once per QUARANTINE_NOTE_MS, and
+ * a group above the store's counter recorded (MCMD_GROUP_FOREIGN), which
+ * moves the counter past it so that no new partition takes its id.
+ */
+static void quarantine_note(struct reconcile *rc, uint32_t broker, uint64_t gid,
+                            uint64_t now)
+{
+    struct action *a = action_get(rc, broker, gid);
+    if (a != NULL) {
+        a->until_ms = now + QUARANTINE_NOTE_MS;
+    }
+    rq_log(RQ_WARN,
+           "g%" PRIu64
+           ": broker %u hosts a group this cluster never placed "
+           "(the managers' data is older than the broker's); quarantined, "
+           "not deleted: DELETE /admin/brokers/%u/replicas/%" PRIu64
+           " deletes it if its data is not needed",
+           gid, broker, broker, gid);
+    /* Only a cluster with a uid proposes it: every manager runs a release
+     * that knows the command (manager.c, uid_upkeep). */
+    if (gid >= rc->next_gid && mstore_cluster_uid(mcore_store(rc->core)) != 0) {
+        struct mcmd c = {.type = MCMD_GROUP_FOREIGN};
+        c.u.group_foreign.group_id = gid;
+        c.u.group_foreign.broker = broker;
+        if (mcore_propose(rc->core, &c, on_foreign_applied, rc) != 0 &&
+            a != NULL) {
+            a->until_ms = now + HOLD_MS; /* Proposed again soon. */
+        }
+    }
 }
 
 static void expire(struct reconcile *rc, uint64_t now)
@@ -284,6 +338,14 @@ static unsigned view_voters(void *data, uint64_t gid,
     return liveness_voters(mcore_liveness(rc->core), gid, out);
 }
 
+static bool view_foreign(void *data, uint64_t gid)
+{
+    struct reconcile *rc = data;
+    const struct mstore *store = mcore_store(rc->core);
+    return reconcile_plan_foreign(rc->next_gid, gid,
+                                  mstore_group_foreign(store, gid));
+}
+
 static bool view_held(void *data, uint32_t broker, uint64_t gid)
 {
     struct reconcile *rc = data;
@@ -318,6 +380,9 @@ static void round_run(struct reconcile *rc, uint64_t now)
     for (size_t i = 0; i < nb; i++) {
         reports[i] = liveness_broker(mcore_liveness(rc->core), brokers[i].id);
     }
+    if (mstore_next_group_id(store, &rc->next_gid) != 0) {
+        goto out;
+    }
     reconcile_plan_sort(parts, np);
     rc->now = now;
     struct reconcile_view v = {
@@ -329,6 +394,7 @@ static void round_run(struct reconcile *rc, uint64_t now)
         .moving = view_moving,
         .voters = view_voters,
         .held = view_held,
+        .foreign = view_foreign,
         .data = rc,
     };
     size_t n = reconcile_plan(&v, MAX_IN_FLIGHT - rc->in_flight,
@@ -350,6 +416,9 @@ static void round_run(struct reconcile *rc, uint64_t now)
             case RECONCILE_UNKNOWN_MEMBER:
                 rq_log(RQ_WARN, "g%" PRIu64 ": member broker %u is unknown",
                        o->group_id, o->other);
+                break;
+            case RECONCILE_QUARANTINE:
+                quarantine_note(rc, o->broker->id, o->group_id, now);
                 break;
         }
     }

@@ -152,6 +152,15 @@ size_t reconcile_plan(const struct reconcile_view *v, size_t max, size_t cap,
                 sent++;
                 continue;
             }
+            if (p == NULL && v->foreign(v->data, gid)) {
+                if (!held(v, b->id, gid, out, n)) {
+                    out[n++] =
+                        (struct reconcile_order){.kind = RECONCILE_QUARANTINE,
+                                                 .broker = b,
+                                                 .group_id = gid};
+                }
+                continue;
+            }
             if ((p == NULL ||
                  (!placed_on(p, b->id) && !v->moving(v->data, gid) &&
                   !voter_of(v, gid, b->id))) &&

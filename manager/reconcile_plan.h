@@ -38,14 +38,33 @@ struct reconcile_view {
     /* true if an order on (@broker, @group_id) is running or was sent a
      * moment ago. */
     bool (*held)(void *data, uint32_t broker, uint64_t group_id);
+    /* true if @group_id, which the store does not have, is one it never
+     * placed (reconcile_plan_foreign). */
+    bool (*foreign)(void *data, uint64_t group_id);
     void *data; /* For the callbacks. */
 };
+
+/*
+ * Whether a reported @group_id that the store does not have is one it
+ * never placed: at or above the store's next group id (mstore_next_group_
+ * id), as after the managers' data was restored from an older copy, or
+ * already recorded as such (@recorded: mstore_group_foreign). Such a
+ * replica is quarantined, never deleted: the store cannot know what it
+ * holds, so an admin decides (DELETE /admin/brokers/{id}/replicas/{g}).
+ */
+static inline bool reconcile_plan_foreign(uint64_t next_group_id,
+                                          uint64_t group_id, bool recorded)
+{
+    return recorded || group_id >= next_group_id;
+}
 
 enum reconcile_order_kind {
     RECONCILE_CREATE,         /* POST /internal/replicas */
     RECONCILE_PREFER,         /* POST /internal/replicas/{g}/preferred */
     RECONCILE_DELETE,         /* DELETE /internal/replicas/{g} */
     RECONCILE_UNKNOWN_MEMBER, /* A creation not sent: a member unknown. */
+    RECONCILE_QUARANTINE,     /* Not sent: a replica the store never placed
+                                 (reconcile_plan_foreign), left alone. */
 };
 
 struct reconcile_order {
@@ -67,8 +86,9 @@ void reconcile_plan_sort(struct mstore_partition *parts, size_t n);
 
 /*
  * Plans a round over @v: at most @max orders to send (CREATE, PREFER,
- * DELETE) and at most @cap written in all (UNKNOWN_MEMBER reports count
- * toward @cap only), in order: per eligible broker (ALIVE, DRAINING or
+ * DELETE) and at most @cap written in all (UNKNOWN_MEMBER and QUARANTINE
+ * notes count toward @cap only; a QUARANTINE pair that is held is not
+ * noted again), in order: per eligible broker (ALIVE, DRAINING or
  * REMOVING, heard since this manager leads) its creations by group id,
  * then its reported replicas in report order. No pair gets two orders.
  * Returns the number written to @out.

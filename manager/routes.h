@@ -54,6 +54,8 @@
     {"GET", "/admin/brokers", admin_brokers},                                \
     {"POST", "/admin/brokers/{id}/drain", admin_broker_drain},               \
     {"DELETE", "/admin/brokers/{id}", admin_broker_remove},                  \
+    {"DELETE", "/admin/brokers/{id}/replicas/{group_id}",                    \
+     admin_replica_delete},                                                  \
     {"GET", "/admin/topics/{topic}", admin_topic_describe},                  \
     {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \

@@ -1447,6 +1447,19 @@ static void pad_open_segments(struct rq_node *n)
     closedir(d);
 }
 
+bool rq_node_has_state(const char *dir)
+{
+    static const char *const names[] = {"metadata1", "metadata2"};
+    char path[4096];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (access(path, F_OK) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int rq_node_start(struct rq_node *n, char *why, size_t whyn)
 {
     if (n->started || n->closing) {

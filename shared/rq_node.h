@@ -125,6 +125,10 @@ int rq_node_bootstrap(struct rq_node *n, const struct rq_peer *peers,
  * closed with rq_node_close(). */
 int rq_node_start(struct rq_node *n, char *why, size_t whyn);
 
+/* Whether the Raft directory @dir holds a node's state (raft_uv's
+ * metadata files): false for a new or wiped one. */
+bool rq_node_has_state(const char *dir);
+
 void rq_node_on_change(struct rq_node *n, rq_node_change_cb cb, void *data);
 
 bool rq_node_ready(const struct rq_node *n);

@@ -274,11 +274,12 @@ class Brokers:
     def running(self):
         return [i for i in self.ids() if self.procs[i].running()]
 
-    def start(self, ids=None):
+    def start(self, ids=None, wait=True):
         for i in ids or self.ids():
             self.procs[i].start()
         for i in ids or self.ids():
-            self.wait_ready(i)
+            if wait:
+                self.wait_ready(i)
         return self
 
     def wait_ready(self, i, timeout=30.0):
@@ -2065,16 +2066,21 @@ def test_registration_and_heartbeats(ctx):
 def test_registration_rotates_over_managers(ctx):
     """The first manager is down and the second has no leader at first:
     the broker retries over both until the second takes its registration,
-    and says so once, not once per attempt."""
+    and says so once, not once per attempt. Until then /readyz says it is
+    not registered (503)."""
     fm = FakeManagers(ctx, 2, rqkeys.TEST_SECRET)
     fm.kill(0)
     fm.mode[1] = "busy"
-    b = Brokers(ctx, n=1, args=["--managers", ",".join(fm.urls)]).start()
+    b = Brokers(ctx, n=1, args=["--managers", ",".join(fm.urls)]).start(wait=False)
     wait_until(lambda: len(fm.events("register", 1, 503)) >= 2, 15,
                "registration attempts at the second manager")
+    # Not ready while not registered, and it says why.
+    obj, _ = expect_failure(b.http[1], "GET", "/readyz", 503, what="readyz unregistered")
+    check("not registered" in obj["message"], "readyz says %r" % obj)
     fm.mode[1] = "ok"
     wait_until(lambda: fm.events("register", 1, 200), 15, "a registration at the second manager")
     wait_until(lambda: fm.events("heartbeat", 1, 200), 5, "a heartbeat")
+    b.wait_ready(1)
     check(count_lines(b[1], "cannot register") == 1
           and count_lines(b[1], "registered with manager %s" % fm.urls[1]) == 1,
           "expected one log line per change:\n%s" % "\n".join(b[1].log_tail(30)))

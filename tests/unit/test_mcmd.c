@@ -19,7 +19,7 @@
 #include "rq_err.h"
 #include "unit_util.h"
 
-#define LAST_TYPE MCMD_GROUP_DELETE
+#define LAST_TYPE MCMD_GROUP_FOREIGN
 
 /* Every command type (MCMD_TYPE_BATCH, a batch entry's, is none). */
 static const enum mcmd_type all_types[] = {
@@ -28,7 +28,7 @@ static const enum mcmd_type all_types[] = {
     MCMD_CONSUMER_REGISTER, MCMD_OFFSET_COMMIT,   MCMD_PARTITION_REPLICAS,
     MCMD_TOKEN_CREATE,      MCMD_TOKEN_REVOKE,    MCMD_GROUP_JOIN,
     MCMD_GROUP_LEAVE,       MCMD_GROUP_COMMIT,    MCMD_GROUP_OFFSETS,
-    MCMD_GROUP_DELETE,
+    MCMD_GROUP_DELETE,      MCMD_CLUSTER_UID,     MCMD_GROUP_FOREIGN,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 #define HEADER 10 /* version:u8 | type:u8 | now_ms:u64 */
@@ -135,6 +135,13 @@ static void sample(enum mcmd_type t, struct mcmd *c)
             break;
         case MCMD_GROUP_DELETE:
             strcpy(c->u.group_delete.group, "old.group");
+            break;
+        case MCMD_CLUSTER_UID:
+            c->u.cluster_uid.uid = 0x8000000000000001ull;
+            break;
+        case MCMD_GROUP_FOREIGN:
+            c->u.group_foreign.group_id = (1ull << 40) + 5;
+            c->u.group_foreign.broker = 7;
             break;
     }
 }
@@ -248,6 +255,15 @@ static void assert_mcmd_equal(const struct mcmd *a, const struct mcmd *b)
         case MCMD_GROUP_DELETE:
             assert_string_equal(a->u.group_delete.group,
                                 b->u.group_delete.group);
+            break;
+        case MCMD_CLUSTER_UID:
+            assert_true(a->u.cluster_uid.uid == b->u.cluster_uid.uid);
+            break;
+        case MCMD_GROUP_FOREIGN:
+            assert_true(a->u.group_foreign.group_id ==
+                        b->u.group_foreign.group_id);
+            assert_int_equal(a->u.group_foreign.broker,
+                             b->u.group_foreign.broker);
             break;
     }
 }
@@ -785,6 +801,14 @@ static void test_mcmd_group_fields(void **state)
     encode_ok(&c, &b);
     rq_buf_close(&b);
 
+    /* A cluster uid is never 0. */
+    sample(MCMD_CLUSTER_UID, &c);
+    c.u.cluster_uid.uid = 0;
+    assert_encode_invalid(&c);
+    sample(MCMD_GROUP_FOREIGN, &c);
+    c.u.group_foreign.broker = 0;
+    assert_encode_invalid(&c);
+
     /* A batch entry's type byte is no command's. */
     patch_and_refuse(MCMD_GROUP_DELETE, 1, "\x0c", 1);
 
@@ -816,6 +840,8 @@ static void test_mcmd_names_of_types_and_states(void **state)
     assert_string_equal(mcmd_type_name(MCMD_TOKEN_REVOKE), "token_revoke");
     assert_string_equal(mcmd_type_name(MCMD_GROUP_COMMIT), "group_commit");
     assert_string_equal(mcmd_type_name(MCMD_GROUP_DELETE), "group_delete");
+    assert_string_equal(mcmd_type_name(MCMD_CLUSTER_UID), "cluster_uid");
+    assert_string_equal(mcmd_type_name(MCMD_GROUP_FOREIGN), "group_foreign");
     assert_string_equal(mcmd_type_name((enum mcmd_type)0), "unknown");
     assert_string_equal(mbroker_state_name(MBROKER_ALIVE), "alive");
     assert_string_equal(mbroker_state_name(MBROKER_REMOVED), "removed");

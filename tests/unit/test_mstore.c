@@ -2135,6 +2135,88 @@ static void test_mstore_open_migrates_a_version_2_database(void **state)
                      MSTORE_SCHEMA_VERSION);
 }
 
+/* Version 3's step (consumer groups), as that release ran it after
+ * version 2's, and the version it recorded. */
+static const char legacy_v3_step_sql[] =
+    "CREATE TABLE tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+    "lookup INTEGER NOT NULL, hash BLOB NOT NULL, grants TEXT NOT NULL, "
+    "created_ms INTEGER NOT NULL);"
+    "CREATE INDEX tokens_by_lookup ON tokens(lookup);"
+    "INSERT INTO meta(key, value) VALUES ('next_token_id', 1);"
+    "CREATE TABLE cgroups(name TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+    "generation INTEGER NOT NULL, created_ms INTEGER NOT NULL) "
+    "WITHOUT ROWID;"
+    "CREATE INDEX cgroups_by_topic ON cgroups(topic);"
+    "CREATE TABLE cgroup_members(grp TEXT NOT NULL, member_id TEXT NOT NULL, "
+    "session_ms INTEGER NOT NULL, joined_ms INTEGER NOT NULL, "
+    "PRIMARY KEY(grp, member_id)) WITHOUT ROWID;"
+    "CREATE TABLE cgroup_owners(grp TEXT NOT NULL, "
+    "partition_id INTEGER NOT NULL, member_id TEXT NOT NULL, "
+    "PRIMARY KEY(grp, partition_id)) WITHOUT ROWID;"
+    "CREATE TABLE cgroup_offsets(grp TEXT NOT NULL, "
+    "partition_id INTEGER NOT NULL, next_offset INTEGER NOT NULL, "
+    "PRIMARY KEY(grp, partition_id)) WITHOUT ROWID;"
+    "PRAGMA user_version = 3;";
+
+/* A database of version 3 (the release before the cluster uid) opens: it
+ * is migrated with no uid yet, keeps every row, goes on like a new store,
+ * and takes the first uid a leader commits, and only the first. */
+static void test_mstore_open_migrates_a_version_3_database(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    char why[256];
+    struct mstore *s;
+
+    snprintf(path, sizeof path, "%s/v3.db", f->dir);
+    legacy_db(path, legacy_v3_step_sql);
+    assert_int_equal(file_int(path, "PRAGMA user_version"), 3);
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    assert_legacy_rows(s);
+    assert_true(mstore_cluster_uid(s) == 0);
+    legacy_script(f->s);
+    assert_same_digest(s, f->s);
+
+    assert_goes_on_like(s, f->s);
+    struct mcmd c = cmd(MCMD_CLUSTER_UID, 6000);
+    c.u.cluster_uid.uid = 0xfedcba9876543210ull;
+    assert_ok(apply_at(s, LEGACY_LEN + 6, &c), 0);
+    assert_ok(apply_at(f->s, LEGACY_LEN + 6, &c), 0);
+    c.u.cluster_uid.uid = 77;
+    assert_ok(apply_at(s, LEGACY_LEN + 7, &c), 0);
+    assert_ok(apply_at(f->s, LEGACY_LEN + 7, &c), 0);
+    assert_true(mstore_cluster_uid(s) == 0xfedcba9876543210ull);
+    assert_true(mstore_cluster_uid(f->s) == 0xfedcba9876543210ull);
+    assert_same_digest(s, f->s);
+
+    /* A group a broker hosts that the store never placed is recorded and
+     * the counter moves past it; a placed group is refused. */
+    uint64_t next;
+    c = cmd(MCMD_GROUP_FOREIGN, 7000);
+    c.u.group_foreign.group_id = 40;
+    c.u.group_foreign.broker = 2;
+    assert_ok(apply_at(s, LEGACY_LEN + 8, &c), 0);
+    c.u.group_foreign.group_id = 1; /* orders/0 */
+    assert_refused(apply_at(s, LEGACY_LEN + 9, &c), RQ_EXISTS);
+    c.u.group_foreign.group_id = 5; /* Below the counter now: kept. */
+    assert_ok(apply_at(s, LEGACY_LEN + 10, &c), 0);
+    assert_true(mstore_group_foreign(s, 40));
+    assert_true(mstore_group_foreign(s, 5));
+    assert_false(mstore_group_foreign(s, 1));
+    assert_false(mstore_group_foreign(s, 41));
+    assert_int_equal(mstore_next_group_id(s, &next), 0);
+    assert_true(next == 41);
+    c = topic_create("later", 1);
+    assert_ok(apply_at(s, LEGACY_LEN + 11, &c), 41);
+    mstore_close(s);
+    assert_int_equal(file_int(path, "PRAGMA user_version"),
+                     MSTORE_SCHEMA_VERSION);
+    /* Durable, and read back on open. */
+    assert_int_equal(mstore_open(path, &s, why, sizeof why), 0);
+    assert_true(mstore_cluster_uid(s) == 0xfedcba9876543210ull);
+    mstore_close(s);
+}
+
 /* The release before applied_crc wrote the same schema without that key:
  * it opens too, and once it applies an entry it holds what a new store
  * holds. */
@@ -2313,6 +2395,8 @@ static void test_mstore_unversioned_current_database_is_recognized(void **state)
         sqlite3_exec(db,
                      "DROP TABLE cgroups; DROP TABLE cgroup_members; "
                      "DROP TABLE cgroup_owners; DROP TABLE cgroup_offsets; "
+                     "DELETE FROM meta WHERE key = 'cluster_uid'; "
+                     "DROP TABLE foreign_groups; "
                      "PRAGMA user_version = 0",
                      NULL, NULL, NULL),
         SQLITE_OK);
@@ -2364,6 +2448,7 @@ int main(void)
         T(test_mstore_open_migrates_a_previous_release_database),
         T(test_mstore_open_migrates_a_database_without_applied_crc),
         T(test_mstore_open_migrates_a_version_2_database),
+        T(test_mstore_open_migrates_a_version_3_database),
         T(test_mstore_restore_migrates_a_previous_release_snapshot),
         T(test_mstore_later_schema_version_is_refused),
         T(test_mstore_refused_migration_leaves_the_file),

@@ -32,6 +32,8 @@ struct fix {
     unsigned n_voters;
     uint32_t held_broker; /* A pair held back. */
     uint64_t held_gid;
+    uint64_t next_gid;     /* The store's next group id. */
+    uint64_t recorded_gid; /* One the store recorded as foreign. */
     struct reconcile_order out[64];
 };
 
@@ -52,6 +54,12 @@ static unsigned fake_voters(void *data, uint64_t gid,
     return f->n_voters;
 }
 
+static bool fake_foreign(void *data, uint64_t gid)
+{
+    struct fix *f = data;
+    return reconcile_plan_foreign(f->next_gid, gid, gid == f->recorded_gid);
+}
+
 static bool fake_held(void *data, uint32_t broker, uint64_t gid)
 {
     struct fix *f = data;
@@ -63,6 +71,7 @@ static int setup(void **state)
 {
     static struct fix f;
     memset(&f, 0, sizeof f);
+    f.next_gid = 1000;
     for (unsigned i = 0; i < NB; i++) {
         f.brokers[i] =
             (struct mstore_broker){.id = i + 1, .state = MBROKER_ALIVE};
@@ -106,6 +115,7 @@ static size_t plan(struct fix *f, size_t max)
         .voters = fake_voters,
         .held = fake_held,
         .data = f,
+        .foreign = fake_foreign,
     };
     return reconcile_plan(&v, max, sizeof f->out / sizeof f->out[0], f->out);
 }
@@ -294,6 +304,42 @@ static void test_reconcile_plan_one_order_per_pair(void **state)
     assert_int_equal(plan(f, 32), 1);
 }
 
+/* A reported group at or above the store's next group id was never
+ * placed by it (the store is older than the broker's data): it is noted,
+ * never deleted, and not noted again while held. One below is deleted. */
+static void test_reconcile_plan_quarantines_groups_never_placed(void **state)
+{
+    struct fix *f = *state;
+    f->next_gid = 50;
+    report(f, 4, 99, 0);
+    report(f, 4, 99, 0);
+    report(f, 4, 50, 0);
+    report(f, 5, 49, 0);
+    assert_int_equal(plan(f, 32), 3);
+    assert_int_equal(f->out[0].kind, RECONCILE_QUARANTINE);
+    assert_int_equal(f->out[0].broker->id, 4);
+    assert_int_equal(f->out[0].group_id, 99);
+    assert_int_equal(f->out[1].kind, RECONCILE_QUARANTINE);
+    assert_int_equal(f->out[1].group_id, 50);
+    assert_int_equal(f->out[2].kind, RECONCILE_DELETE);
+    assert_int_equal(f->out[2].broker->id, 5);
+    assert_int_equal(f->out[2].group_id, 49);
+    /* Notes are not orders: one order may still be sent. */
+    assert_int_equal(plan(f, 1), 3);
+    f->held_broker = 4;
+    f->held_gid = 99;
+    assert_int_equal(plan(f, 32), 2);
+    assert_int_equal(f->out[0].group_id, 50);
+    /* Recorded as foreign, 49 stays too, below the counter. */
+    f->recorded_gid = 49;
+    assert_int_equal(plan(f, 32), 2);
+    assert_int_equal(f->out[1].kind, RECONCILE_QUARANTINE);
+    assert_int_equal(f->out[1].group_id, 49);
+    assert_true(reconcile_plan_foreign(50, 50, false));
+    assert_false(reconcile_plan_foreign(50, 49, false));
+    assert_true(reconcile_plan_foreign(50, 49, true));
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup(name, setup)
@@ -309,6 +355,7 @@ int main(void)
         T(test_reconcile_plan_stops_at_max),
         T(test_reconcile_plan_unknown_member_is_noted_not_sent),
         T(test_reconcile_plan_one_order_per_pair),
+        T(test_reconcile_plan_quarantines_groups_never_placed),
     };
 #undef T
     return cmocka_run_group_tests_name("reconcile_plan", tests, NULL, NULL);

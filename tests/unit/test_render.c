@@ -123,7 +123,7 @@ static void test_render_brokers_table(void **state)
         "{\"id\":1,\"raft_addr\":\"127.0.0.1:9540\",\"http_addr\":"
         "\"127.0.0.1:9520\",\"state\":\"alive\",\"heartbeat_age_ms\":412,"
         "\"partitions\":3,\"preferred_leader_of\":1,\"leader_of\":1,"
-        "\"hosted\":3},"
+        "\"hosted\":3,\"quarantined\":[40,41]},"
         "{\"id\":12,\"raft_addr\":\"127.0.0.1:9551\",\"http_addr\":"
         "\"127.0.0.1:9531\",\"state\":\"dead\",\"heartbeat_age_ms\":null,"
         "\"partitions\":0,\"preferred_leader_of\":0,\"leader_of\":null,"
@@ -133,11 +133,11 @@ static void test_render_brokers_table(void **state)
     assert_string_equal(
         out_done(&o),
         "ID  STATE  HTTP            RAFT            HEARTBEAT  PARTITIONS  "
-        "LEADER-OF\n"
+        "LEADER-OF  QUARANTINED\n"
         " 1  alive  127.0.0.1:9520  127.0.0.1:9540      412ms           3  "
-        "        1\n"
+        "        1  40,41\n"
         "12  dead   127.0.0.1:9531  127.0.0.1:9551          -           0  "
-        "        -\n");
+        "        -  -\n");
     free(o.text);
     json_decref(b);
 

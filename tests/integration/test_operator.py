@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""Day two: what an operator's mistakes must not cost (DESIGN.md section 17),
+on real processes: 3 managers and 3 brokers from the build under test.
+
+- test_wiped_managers_delete_nothing: a topic of 3 partitions holds 300
+  records; the cluster stops, every manager's data directory is removed and
+  the cluster starts again. The new managers commit a new cluster uid; every
+  broker, bound to the old one, refuses to register (its /readyz says why)
+  and refuses a signed call that names the new uid (409), so nothing is
+  deleted: each broker still hosts its 3 replicas with their 100 records.
+  With the managers' data put back, the brokers register again by
+  themselves and all 300 records read back.
+- test_wiped_manager_rejoins: a follower manager is SIGKILLed and its data
+  directory removed. Started again, it asks the others what they hold, finds
+  a live cluster, and asks to join; the leader removes its old membership
+  (a voter with an empty log must not vote), then adds it as a spare and
+  promotes it once caught up. It ends a voter with the others' state.
+- test_managers_grow_and_shrink: 3 -> 5 -> 3 managers while a producer
+  writes: managers 4 and 5 (not in --peers) start with empty directories
+  and join by themselves; then `raftq cluster remove-manager` removes the
+  leader (it hands leadership over first) and manager 5, and they are
+  stopped. The chaos checkers then hold every acknowledged record at its
+  offset, none twice, none refused appended, and the three managers left
+  agree on their state.
+- test_older_manager_data_quarantines: the managers' data is restored from
+  a copy older than a topic. The brokers (same cluster) register, and the
+  replicas of that topic, which the store never placed, are quarantined,
+  not deleted: listed by GET /admin/brokers, kept on disk, and the store's
+  group counter moves past them, so a topic created now gets new group ids.
+  An admin deletes one with DELETE /admin/brokers/{id}/replicas/{g}; a
+  group the store places is refused (409), an unknown one is 404.
+
+Run: python3 tests/integration/test_operator.py --build build/asan
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(os.path.dirname(HERE), "chaos"))
+
+import checker  # noqa: E402
+import rqkeys  # noqa: E402
+from harness import check, run_suite, wait_until  # noqa: E402
+from test_manager import (ADMIN_TOKEN, MAX_MESSAGE, SECRET, Cluster, Unreachable,  # noqa: E402
+                          call, check_failure, check_ok, digests)
+
+
+def admin_managers(c):
+    """GET /admin/managers from the first running manager that answers."""
+    for i in c.running_managers():
+        try:
+            st, obj = c.call(i, "GET", "/admin/managers", timeout=5)
+        except Unreachable:
+            continue
+        if st == 200:
+            return obj
+    return None
+
+
+def wait_uid(c):
+    """The cluster uid, once the leader has committed one."""
+    return wait_until(lambda: (admin_managers(c) or {}).get("cluster_uid"), 20,
+                      "a committed cluster uid")
+
+
+def broker_uid(c, b):
+    with open(os.path.join(c.brokers[b].data_dir, "cluster_uid")) as f:
+        return f.read().strip()
+
+
+def hosted(c, b):
+    """{group id: next_offset} of broker @b's replicas."""
+    st, obj, _ = call(c.b_http[b], "GET", "/internal/replicas", timeout=5,
+                      sign=rqkeys.HTTP_M2B)
+    check(st == 200, "replicas of broker %d: %d %r" % (b, st, obj))
+    return {r["group_id"]: r["next_offset"] for r in obj["replicas"]}
+
+
+def produce_300(c, topic):
+    """100 records into each of @topic's 3 partitions."""
+    for p in range(3):
+        recs = [{"value": "%s-%d-%d" % (topic, p, k), "partition_id": p} for k in range(100)]
+        st, obj = c.call(1 + p % 3, "POST", "/v1/topics/%s/records" % topic, {"records": recs})
+        check(len(check_ok(st, obj, "batch into %s/%d" % (topic, p))["offsets"]) == 100,
+              "offsets %r" % obj)
+
+
+def read_all(c, topic):
+    """Every record of @topic's 3 partitions, read through the managers."""
+    got = {}
+    for p in range(3):
+        st, obj = c.call(1 + p % 3, "GET", "/v1/topics/%s/partitions/%d/records" % (topic, p),
+                         query={"offset": 0, "max": 1000})
+        got[p] = [r["value"] for r in check_ok(st, obj, "read %s/%d" % (topic, p))["records"]]
+    return got
+
+
+def stop_all(c):
+    for m in c.managers.values():
+        check(m.terminate() == 0, "manager exit status")
+    for b in c.brokers.values():
+        check(b.terminate() == 0, "broker exit status")
+
+
+def broker_refusal(c, b):
+    """Broker @b's /readyz failure message, or None while it answers 200."""
+    try:
+        st, obj, _ = call(c.b_http[b], "GET", "/readyz", timeout=2)
+    except Unreachable:
+        return None
+    return obj.get("message") if st == 503 and isinstance(obj, dict) else None
+
+
+def test_wiped_managers_delete_nothing(ctx):
+    c = Cluster(ctx, n_brokers=3).start()
+    uid = wait_uid(c)
+    c.create_topic(1, "keep", 3)
+    c.wait_topic_led("keep")
+    produce_300(c, "keep")
+    want = read_all(c, "keep")
+    for b in c.brokers:
+        check(broker_uid(c, b) == uid, "broker %d is bound to %s, not %s"
+              % (b, broker_uid(c, b), uid))
+    stop_all(c)
+    saved = {}
+    for i, m in c.managers.items():
+        saved[i] = m.data_dir + ".saved"
+        shutil.move(m.data_dir, saved[i])
+
+    # Empty managers: a new cluster, which no broker joins.
+    c.start(wait=False)
+    for i in c.managers:
+        wait_until(lambda i=i: c.ready(i), 40, "manager%d to be ready" % i)
+    new_uid = wait_uid(c)
+    check(new_uid != uid, "the new cluster has the old uid %s" % uid)
+    for b in c.brokers:
+        msg = wait_until(lambda b=b: (lambda m: m if m and uid in m and new_uid in m else None)(
+            broker_refusal(c, b)), 20, "broker %d to refuse cluster %s" % (b, new_uid))
+        check("restore" in msg, "the refusal says what to do: %r" % msg)
+    check(c.broker_states() == {}, "brokers registered with the new cluster: %r"
+          % c.broker_states())
+    # A call naming the new uid is refused; one naming the old one is not.
+    gids = sorted(hosted(c, 1))
+    check(len(gids) == 3, "broker 1 hosts %r" % gids)
+    st, obj, _ = call(c.b_http[1], "DELETE", "/internal/replicas/%d" % gids[0],
+                      sign=rqkeys.HTTP_M2B, headers={"X-Raftq-Cluster": new_uid})
+    check_failure(st, obj, 409, "a delete from the new cluster")
+    check(uid in obj["message"], "409 names the broker's cluster: %r" % obj)
+    st, obj, _ = call(c.b_http[1], "GET", "/internal/replicas", sign=rqkeys.HTTP_M2B,
+                      headers={"X-Raftq-Cluster": uid})
+    check(st == 200, "a call naming the broker's own cluster: %d %r" % (st, obj))
+    for b in c.brokers:
+        h = hosted(c, b)
+        check(sorted(h) == gids and all(v == 100 for v in h.values()),
+              "broker %d hosts %r" % (b, h))
+        check(broker_uid(c, b) == uid, "broker %d rebound" % b)
+
+    # The managers' data back: the brokers register again by themselves.
+    for m in c.managers.values():
+        check(m.terminate() == 0, "manager exit status")
+    for i, m in c.managers.items():
+        shutil.rmtree(m.data_dir)
+        shutil.move(saved[i], m.data_dir)
+    for m in c.managers.values():
+        m.start()
+    c.wait_ready(timeout=60)
+    check(wait_uid(c) == uid, "the restored cluster's uid")
+    c.wait_topic_led("keep")
+    got = read_all(c, "keep")
+    check(got == want, "records after the restore differ: %r" %
+          {p: len(v) for p, v in got.items()})
+    for b in c.brokers:
+        wait_until(lambda b=b: broker_refusal(c, b) is None, 20, "broker %d ready" % b)
+
+
+def voters(c):
+    """{id: role} of the members GET /admin/managers lists."""
+    obj = admin_managers(c) or {}
+    return {m["id"]: m["role"] for m in obj.get("managers", [])}
+
+
+def wait_digests_agree(c, ids, timeout=30):
+    def agree():
+        d = {i: v for i, v in digests(c).items() if i in ids}
+        return len(d) == len(ids) and len(set(d.values())) == 1
+    wait_until(agree, timeout, "managers %s to hold the same state" % sorted(ids))
+
+
+def test_wiped_manager_rejoins(ctx):
+    c = Cluster(ctx, n_brokers=3).start()
+    wait_uid(c)
+    c.create_topic(1, "keep", 3)
+    c.wait_topic_led("keep")
+    produce_300(c, "keep")
+    want = read_all(c, "keep")
+    leader = c.wait_leader()
+    f = next(i for i in c.managers if i != leader)
+    c.managers[f].kill()
+    shutil.rmtree(c.managers[f].data_dir)
+    c.managers[f].start()
+    wait_until(lambda: voters(c) == {leader: "leader", **{i: "follower" for i in c.managers
+                                                         if i != leader}} and c.ready(f),
+               40, "manager %d to be a voter again" % f)
+    log = open(c.managers[f].log_path, errors="replace").read()
+    check("lost its data" in log and "added this manager to its cluster" in log,
+          "manager %d's log does not show the rejoin" % f)
+    lead_log = open(c.managers[leader].log_path, errors="replace").read()
+    check("asks to join with no data" in lead_log, "the leader did not remove the old membership")
+    wait_digests_agree(c, set(c.managers))
+    got = {}
+    for p in range(3):
+        st, obj = c.call(f, "GET", "/v1/topics/keep/partitions/%d/records" % p,
+                         query={"offset": 0, "max": 1000})
+        got[p] = [r["value"] for r in check_ok(st, obj, "read via manager %d" % f)["records"]]
+    check(got == want, "records read through the rejoined manager differ")
+
+
+class Producer(threading.Thread):
+    """Produces "p0:N" records into @topic through random running
+    managers, one at a time, and keeps the history the chaos checkers
+    read (invoke, then ok, fail or info)."""
+
+    def __init__(self, c, topic):
+        super().__init__(daemon=True)
+        self.c = c
+        self.topic = topic
+        self.ops = []
+        self.stop = threading.Event()
+        self.t0 = time.monotonic()
+        self.acked = 0
+
+    def note(self, **op):
+        op.update(index=len(self.ops), process=0, t=time.monotonic() - self.t0)
+        self.ops.append(op)
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            value = "p0:%d" % n
+            ids = [i for i in list(self.c.m_http) if self.c.managers[i].running()]
+            i = random.choice(ids)
+            self.note(type="invoke", f="produce", topic=self.topic, value=value)
+            try:
+                st, obj, _ = call(self.c.m_http[i], "POST", "/v1/topics/%s/records" % self.topic,
+                                  {"records": [{"value": value, "partition_id": n % 3}]},
+                                  timeout=10)
+            except Unreachable:
+                self.note(type="info", f="produce", topic=self.topic, value=value)
+                continue
+            if st == 200:
+                o = obj["offsets"][0]
+                self.acked += 1
+                self.note(type="ok", f="produce", topic=self.topic, value=value,
+                          partition=o["partition_id"], offset=o["offset"])
+            elif 400 <= st < 500:
+                self.note(type="fail", f="produce", topic=self.topic, value=value)
+            else:
+                self.note(type="info", f="produce", topic=self.topic, value=value)
+                time.sleep(0.05)
+
+
+def start_manager(c, ctx, i):
+    """Manager @i, not in --peers: it joins the cluster by itself."""
+    c.m_raft[i] = "127.0.0.1:%d" % ctx.ports.take()
+    c.m_http[i] = "127.0.0.1:%d" % ctx.ports.take()
+    peers = ",".join("%d=%s" % (k, a) for k, a in sorted(c.m_raft.items()) if k <= 3)
+    data = os.path.join(ctx.dir, "manager%d" % i)
+    argv = [ctx.binary, "--id", str(i), "--peers", peers, "--raft-addr", c.m_raft[i],
+            "--http-addr", c.m_http[i], "--data", data, "--max-message-bytes", str(MAX_MESSAGE),
+            "--election-timeout-ms", "600", "--heartbeat-ms", "100", "--cluster-secret", SECRET,
+            "--log-level", ctx.opts.log_level, "--admin-token", ADMIN_TOKEN]
+    d = ctx.daemon("manager", i, argv)
+    d.data_dir = data
+    c.managers[i] = d
+    d.start()
+
+
+def raftq(c, ctx, *args):
+    """The client against every running manager; (exit status, output)."""
+    exe = os.path.join(os.path.dirname(ctx.binary), "raftq")
+    urls = ",".join("http://%s" % c.m_http[i] for i in c.running_managers())
+    env = dict(os.environ, RAFTQ_ADMIN_TOKEN=ADMIN_TOKEN)
+    p = subprocess.run([exe, "--managers", urls, "--timeout", "30"] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=60)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def test_managers_grow_and_shrink(ctx):
+    c = Cluster(ctx, n_brokers=3).start()
+    wait_uid(c)
+    c.create_topic(1, "flow", 3)
+    c.wait_topic_led("flow")
+    prod = Producer(c, "flow")
+    prod.start()
+    try:
+        wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
+        for i in (4, 5):
+            start_manager(c, ctx, i)
+        wait_until(lambda: sorted(r for r in voters(c).values()) ==
+                   ["follower"] * 4 + ["leader"] and all(c.ready(i) for i in (4, 5)),
+                   60, "five voting managers")
+        acked = prod.acked
+        wait_until(lambda: prod.acked >= acked + 50, 30, "writes with five managers")
+        wait_digests_agree(c, {1, 2, 3, 4, 5})
+        # Refused: fewer than 3 voters would be left after two removals...
+        leader = c.wait_leader()
+        other = 5 if leader != 5 else 4
+        rc, out = raftq(c, ctx, "cluster", "remove-manager", str(leader))
+        check(rc == 0, "remove-manager %d: %d %s" % (leader, rc, out))
+        c.managers[leader].terminate()
+        rc, out = raftq(c, ctx, "cluster", "remove-manager", str(other))
+        check(rc == 0, "remove-manager %d: %d %s" % (other, rc, out))
+        c.managers[other].terminate()
+        left = set(c.managers) - {leader, other}
+        wait_until(lambda: set(voters(c)) == left and len(left) == 3, 30,
+                   "the managers %s alone" % sorted(left))
+        # ...and now a third removal is refused.
+        rc, out = raftq(c, ctx, "cluster", "remove-manager", str(min(left)))
+        check(rc != 0 and "would leave 2 voters" in out, "a third removal: %d %s" % (rc, out))
+        acked = prod.acked
+        wait_until(lambda: prod.acked >= acked + 50, 30, "writes with the three left")
+    finally:
+        prod.stop.set()
+        prod.join()
+    wait_digests_agree(c, left)
+    logs = {}
+    for p in range(3):
+        recs, offset = [], 0
+        while True:
+            st, obj = c.call(min(left), "GET", "/v1/topics/flow/partitions/%d/records" % p,
+                             query={"offset": offset, "max": 10000})
+            got = check_ok(st, obj, "read flow/%d" % p)["records"]
+            if not got:
+                break
+            recs += [(r["offset"], r["value"]) for r in got]
+            offset = got[-1]["offset"] + 1
+        logs[("flow", p)] = {0: recs}
+    results = [checker.check_acked(prod.ops, logs), checker.check_unique(prod.ops, logs),
+               checker.check_failed_absent(prod.ops, logs)]
+    for r in results:
+        print("    %s %s: %s" % ("ok  " if r.passed else "FAIL", r.name, r.detail))
+    check(all(r.passed for r in results),
+          "; ".join("%s: %s" % (r.name, r.detail) for r in results if not r.passed))
+    check(prod.acked > 150, "only %d writes acknowledged" % prod.acked)
+
+
+def test_older_manager_data_quarantines(ctx):
+    c = Cluster(ctx, n_brokers=3).start()
+    wait_uid(c)
+    c.create_topic(1, "first", 1)
+    c.wait_topic_led("first")
+    for m in c.managers.values():
+        check(m.terminate() == 0, "manager exit status")
+    old = {i: m.data_dir + ".old" for i, m in c.managers.items()}
+    for i, m in c.managers.items():
+        shutil.copytree(m.data_dir, old[i])
+    for m in c.managers.values():
+        m.start()
+    c.wait_ready()
+    c.create_topic(2, "later", 3)
+    c.wait_topic_led("later")
+    produce_300(c, "later")
+    later = sorted(p["group_id"] for p in c.describe("later")["partitions"])
+    first = c.describe("first")["partitions"][0]["group_id"]
+
+    # The managers go back to the copy from before "later".
+    for m in c.managers.values():
+        check(m.terminate() == 0, "manager exit status")
+    for i, m in c.managers.items():
+        shutil.rmtree(m.data_dir)
+        shutil.move(old[i], m.data_dir)
+    for m in c.managers.values():
+        m.start()
+    c.wait_ready(timeout=60)
+
+    def quarantined():
+        states = c.broker_states()
+        q = {b: sorted(s.get("quarantined", [])) for b, s in states.items()}
+        return q if len(q) == 3 and all(v == later for v in q.values()) else None
+    wait_until(quarantined, 30, "every broker to show %r quarantined" % later)
+    for b in c.brokers:
+        h = hosted(c, b)
+        check(all(h.get(g) == 100 for g in later), "broker %d hosts %r" % (b, h))
+
+    def noted():
+        log = "".join(open(m.log_path, errors="replace").read() for m in c.managers.values())
+        return all("g%d: broker %d hosts a group this cluster never placed" % (g, b) in log
+                   for g in later for b in c.brokers)
+    wait_until(noted, 10, "the leader to log every quarantined replica")
+
+    # New topics take group ids past the quarantined ones: the leader
+    # recorded them (proposed as it logged them, so before this creation).
+    c.create_topic(3, "newer", 1)
+    g = c.describe("newer")["partitions"][0]["group_id"]
+    check(g > max(later), "new topic got group %d, quarantined %r" % (g, later))
+    c.wait_topic_led("newer")
+
+    # An admin's decisions.
+    check_failure(*c.call(1, "DELETE", "/admin/brokers/1/replicas/%d" % first), 409,
+                  "deleting a placed group")
+    check_failure(*c.call(1, "DELETE", "/admin/brokers/1/replicas/999"), 404,
+                  "deleting a group the broker does not host")
+    check_failure(*c.call(1, "DELETE", "/admin/brokers/9/replicas/%d" % later[0]), 404,
+                  "deleting on an unknown broker")
+    check_failure(*c.call(1, "DELETE", "/admin/brokers/1/replicas/x"), 400, "a bad group id")
+    check_failure(*c.call(2, "DELETE", "/admin/brokers/1/replicas/%d" % later[0],
+                          headers={}), 401, "no admin token")
+    st, obj = c.call(2, "DELETE", "/admin/brokers/1/replicas/%d" % later[0])
+    check_ok(st, obj, "deleting a quarantined replica")
+    check(later[0] not in hosted(c, 1), "broker 1 still hosts %d" % later[0])
+    check(all(later[0] in hosted(c, b) for b in (2, 3)), "another broker lost the group")
+    wait_until(lambda: sorted(c.broker_states()[1]["quarantined"]) == later[1:], 10,
+               "broker 1's quarantine to shrink")
+    # Still quarantined elsewhere after more reconcile rounds.
+    st, obj, _ = call(c.b_http[1], "GET", "/readyz", timeout=2)
+    check(st == 200, "broker 1 ready: %d %r" % (st, obj))
+    for b in (2, 3):
+        check(sorted(c.broker_states()[b]["quarantined"]) == later,
+              "broker %d quarantine %r" % (b, c.broker_states()[b]))
+
+
+if __name__ == "__main__":
+    run_suite("operator", [
+        test_wiped_managers_delete_nothing,
+        test_wiped_manager_rejoins,
+        test_managers_grow_and_shrink,
+        test_older_manager_data_quarantines,
+    ], binary="manager", ports=(32300, 32699))
