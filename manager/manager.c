@@ -84,8 +84,9 @@
 #define KICK_GAP_MS 20     /* Between kicked rounds run at once. */
 #define ADDR_RETRY_MS 1000
 #define PEER_TIMEOUT_MS 3000
-/* Between rounds of asking the managers' schema versions. */
-#define VERSION_RETRY_MS 1000
+/* Election timeouts without a leader before a manager asks whether it was
+ * removed while away. */
+#define ORPHAN_ELECTIONS 5
 #define PATH_LEN 4096
 #define URL_LEN 8192
 #define MAX_BODY (32u << 20) /* 10,000 records of escaped JSON text. */
@@ -124,6 +125,7 @@ struct manager {
     struct rq_rpc *rpc;
     struct mjoin *join;
     bool node_started;
+    uint64_t leaderless_ms; /* No leader known since; 0: one is. */
     uint64_t origin; /* Random per process: names our produce attempts. */
 
     uv_check_t flush; /* Commits the store's open transaction each turn. */
@@ -200,6 +202,11 @@ static const struct rq_opt options[] = {
     {"broker-dead-ms", "RAFTQ_BROKER_DEAD_MS", RQ_OPT_U64, "60000", false,
      offsetof(struct manager_config, broker_dead_ms),
      "a broker silent this long is DEAD"},
+    {"manager-gone-ms", "RAFTQ_MANAGER_GONE_MS", RQ_OPT_U64, "60000", false,
+     offsetof(struct manager_config, manager_gone_ms),
+     "a manager not in --peers that answers the leader for this long is "
+     "removed from the managers' group (0: never); it joins again when it "
+     "returns"},
     {"max-message-bytes", "RAFTQ_MAX_MESSAGE_BYTES", RQ_OPT_U64, "1048576",
      false, offsetof(struct manager_config, max_message_bytes),
      "largest message accepted (bytes of UTF-8)"},
@@ -579,98 +586,14 @@ static void on_uid_applied(void *data, int status, uint64_t result)
     }
 }
 
-struct version_ask {
-    struct manager *m;
-    uint64_t id;
-};
-
-static void on_version(void *data, const struct rq_httpc_resp *resp)
-{
-    struct version_ask *a = data;
-    struct manager *m = a->m;
-    m->versions_pending--;
-    if (resp->err == 0 && resp->status == 200) {
-        json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
-        json_int_t v = json_integer_value(json_object_get(o, "schema_version"));
-        json_decref(o);
-        if (v >= MSTORE_SCHEMA_VERSION) {
-            m->versions_known++;
-        }
-    }
-    free(a);
-}
-
-/*
- * Asks every other manager its schema version (GET /internal/version);
- * true once, in an earlier round, all answered with this release's or a
- * later one. A manager of an earlier release would skip the cluster uid
- * as an unknown command and hold none for good (DESIGN.md section 8), so
- * the uid waits for every manager to run a release that knows it.
- */
-static bool peers_current(struct manager *m, uint64_t now)
-{
-    char url[URL_LEN];
-    if (m->versions_pending > 0) {
-        return false;
-    }
-    if (m->versions_asked > 0 && m->versions_known == m->versions_asked) {
-        return true;
-    }
-    if (now < m->versions_next_ms) {
-        return false;
-    }
-    uint64_t index;
-    bool pending;
-    const struct raft_configuration *conf =
-        rq_node_configuration(m->node, &index, &pending);
-    m->versions_next_ms = now + VERSION_RETRY_MS;
-    m->versions_known = 0;
-    m->versions_asked = 0;
-    for (unsigned i = 0; i < conf->n; i++) {
-        struct mstore_manager mm;
-        uint64_t id = conf->servers[i].id;
-        if (id == m->cfg.id) {
-            continue;
-        }
-        m->versions_asked++;
-        if (mstore_manager(m->store, (uint32_t)id, &mm) != 0 ||
-            mm.http_addr[0] == '\0') {
-            continue; /* Not published yet: asked again next round. */
-        }
-        struct version_ask *a = calloc(1, sizeof *a);
-        if (a == NULL) {
-            continue; /* UNTESTED: ENOMEM only. */
-        }
-        a->m = m;
-        a->id = id;
-        snprintf(url, sizeof url, "http://%s/internal/version", mm.http_addr);
-        struct rq_httpc_req r = {
-            .method = "GET",
-            .url = url,
-            .timeout_ms = PEER_TIMEOUT_MS,
-        };
-        if (mcore_call(m->core, MCORE_MANAGER, MCORE_JSON, &r, on_version, a) ==
-            0) {
-            m->versions_pending++;
-        } else {
-            free(a);
-        }
-    }
-    if (m->versions_asked == 0) {
-        m->versions_asked = 1; /* One manager alone. */
-        m->versions_known = 1;
-    }
-    return false;
-}
-
 /* The leader of a cluster without a uid draws one (DESIGN.md section 17):
  * a new cluster's first leader, or the first after an upgrade from a
  * release without uids, once every manager runs a release with uids. The
  * first committed stays. */
-static void uid_upkeep(struct manager *m, uint64_t now)
+static void uid_upkeep(struct manager *m)
 {
     if (m->uid_in_flight || mstore_cluster_uid(m->store) != 0 ||
-        !peers_current(m, now)) {
+        !mmember_all_current(m->mmember)) {
         return;
     }
     struct mcmd c = {.type = MCMD_CLUSTER_UID};
@@ -685,6 +608,24 @@ static void uid_upkeep(struct manager *m, uint64_t now)
     }
 }
 
+/* A running node that has heard no leader for ORPHAN_ELECTIONS election
+ * timeouts asks whether it was removed while away (mjoin_rejoin), and
+ * again as long as that lasts. */
+static void orphan_check(struct manager *m, uint64_t now)
+{
+    if (!m->node_started || m->info.leader_id != 0) {
+        m->leaderless_ms = 0;
+        return;
+    }
+    if (m->leaderless_ms == 0) {
+        m->leaderless_ms = now;
+    } else if (now - m->leaderless_ms >=
+               ORPHAN_ELECTIONS * m->cfg.election_ms) {
+        m->leaderless_ms = now;
+        mjoin_rejoin(m->join);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct manager *m = t->data;
@@ -692,13 +633,14 @@ static void on_tick(uv_timer_t *t)
     m->ticks++;
     mcore_tick(m->core, now);
     addr_upkeep(m, now);
+    orphan_check(m, now);
     if (!m->leading) {
         if (m->ticks % ROUTES_TICKS == 0) {
             routes_copy(m);
         }
         return;
     }
-    uid_upkeep(m, now);
+    uid_upkeep(m);
     mmember_tick(m->mmember, now);
     if (m->ticks % LIVENESS_TICKS == 0) {
         liveness_tick(m->liveness, now);
@@ -723,6 +665,7 @@ static void on_change(void *data, const struct rq_node_info *info)
         rq_log(RQ_INFO, "leading the managers in term %" PRIu64, info->term);
         liveness_lead(m->liveness, now);
         cgroup_lead(m->cgroups, now);
+        mmember_lead(m->mmember, now);
         reconcile_lead(m->reconcile);
         m->addr_next_ms = 0;
         addr_upkeep(m, now);
@@ -1112,6 +1055,9 @@ static void on_join_done(void *data, enum mjoin_decision how)
 {
     struct manager *m = data;
     char why[256];
+    if (m->node_started) {
+        return; /* Added back while running (mjoin_rejoin). */
+    }
     if (node_start(m, how == MJOIN_BOOTSTRAP, why, sizeof why) != 0) {
         rq_log(RQ_ERROR, "starting the metadata group: %s", why);
         exit(1);
@@ -1135,14 +1081,23 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
     uint64_t u = mstore_cluster_uid(m->store);
     rq_uid_format(u, uid);
     const char *leader_http = mcore_leader_http(m->core, lead, sizeof lead);
+    json_t *members = json_array();
+    uint64_t index;
+    bool pending;
+    const struct raft_configuration *conf =
+        rq_node_configuration(m->node, &index, &pending);
+    for (unsigned i = 0; m->node_started && i < conf->n; i++) {
+        json_array_append_new(members,
+                              json_integer((json_int_t)conf->servers[i].id));
+    }
     json_t *o =
-        json_pack("{s:o,s:I,s:I,s:I,s:o,s:s}", "uid",
+        json_pack("{s:o,s:I,s:I,s:I,s:o,s:s,s:o}", "uid",
                   u != 0 ? json_string(uid) : json_null(), "commit",
                   (json_int_t)(m->node_started ? m->info.commit : 0), "applied",
                   (json_int_t)mstore_applied_index(m->store), "leader_id",
                   (json_int_t)m->info.leader_id, "leader_http",
                   leader_http != NULL ? json_string(leader_http) : json_null(),
-                  "http", m->cfg.http_addr);
+                  "http", m->cfg.http_addr, "members", members);
     char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text == NULL) {
@@ -1244,18 +1199,18 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
-    if (rq_node_has_state(path)) {
+    bool has_state = rq_node_has_state(path);
+    struct mjoin_config jc = {
+        .self = m->cfg.id,
+        .peers = m->peers,
+        .n_peers = m->n_peers,
+        .raft_addr = m->self_raft,
+        .http_addr = m->cfg.http_addr,
+    };
+    rv = mjoin_new(m->loop, m->rpc, m->core, &jc, !has_state, on_join_done, m,
+                   &m->join);
+    if (rv == 0 && has_state) {
         rv = node_start(m, false, why, whyn);
-    } else {
-        struct mjoin_config jc = {
-            .self = m->cfg.id,
-            .peers = m->peers,
-            .n_peers = m->n_peers,
-            .raft_addr = m->self_raft,
-            .http_addr = m->cfg.http_addr,
-        };
-        rv =
-            mjoin_new(m->loop, m->rpc, m->core, &jc, on_join_done, m, &m->join);
     }
     if (rv != 0) {
         return rv;

@@ -25,6 +25,7 @@ struct manager_config {
     uint64_t election_ms;
     uint64_t heartbeat_ms;
     uint64_t broker_dead_ms;
+    uint64_t manager_gone_ms; /* A joined manager silent this long leaves. */
     uint64_t broker_suspect_ms;
     uint64_t max_message_bytes;
     uint64_t snapshot_threshold;

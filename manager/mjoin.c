@@ -47,6 +47,7 @@ struct mjoin {
     void *data;
 
     enum state state;
+    bool rejoin; /* Asking for a running node (mjoin_rejoin). */
     bool stopped;
     uv_timer_t timer;
     unsigned pending; /* Calls under way (RPCs or the join). */
@@ -60,8 +61,8 @@ struct mjoin {
 static void on_timer(uv_timer_t *t);
 
 int mjoin_new(uv_loop_t *loop, struct rq_rpc *rpc, struct mcore *core,
-              const struct mjoin_config *cfg, mjoin_done_cb cb, void *data,
-              struct mjoin **out)
+              const struct mjoin_config *cfg, bool start, mjoin_done_cb cb,
+              void *data, struct mjoin **out)
 {
     struct mjoin *j = calloc(1, sizeof *j);
     if (j == NULL) {
@@ -80,12 +81,25 @@ int mjoin_new(uv_loop_t *loop, struct rq_rpc *rpc, struct mcore *core,
     j->data = data;
     uv_timer_init(loop, &j->timer);
     j->timer.data = j;
-    uv_timer_start(&j->timer, on_timer, 0, 0);
-    rq_log(RQ_INFO,
-           "the Raft directory is empty: asking the other managers whether "
-           "a cluster exists before bootstrapping or joining");
+    j->state = start ? PROBING : DONE;
+    if (start) {
+        uv_timer_start(&j->timer, on_timer, 0, 0);
+        rq_log(RQ_INFO,
+               "the Raft directory is empty: asking the other managers "
+               "whether a cluster exists before bootstrapping or joining");
+    }
     *out = j;
     return 0;
+}
+
+void mjoin_rejoin(struct mjoin *j)
+{
+    if (j->stopped || j->state != DONE || j->pending > 0) {
+        return;
+    }
+    j->rejoin = true;
+    j->state = PROBING;
+    uv_timer_start(&j->timer, on_timer, 0, 0);
 }
 
 void mjoin_stop(struct mjoin *j)
@@ -147,7 +161,7 @@ static void on_joined(void *data, const struct rq_httpc_resp *resp)
            resp->err != 0 ? 0L : resp->status,
            (int)(resp->body_len > 200 ? 200 : resp->body_len),
            resp->body != NULL ? resp->body : "");
-    j->state = PROBING;
+    j->state = j->rejoin ? DONE : PROBING;
     again(j, ROUND_MS);
 }
 
@@ -182,6 +196,18 @@ static void join(struct mjoin *j)
 
 static void decide(struct mjoin *j)
 {
+    if (j->rejoin) {
+        if (mjoin_plan_rejoin(j->answers, j->n_answers) == MJOIN_JOIN) {
+            rq_log(RQ_WARN,
+                   "no leader heard, and the managers' configuration leaves "
+                   "this manager out (removed while away?): asking to join "
+                   "again");
+            join(j);
+        } else {
+            j->state = DONE;
+        }
+        return;
+    }
     bool self_in = false;
     for (size_t i = 0; i < j->cfg.n_peers; i++) {
         self_in |= j->cfg.peers[i].id == j->cfg.self;
@@ -241,6 +267,14 @@ static void on_info(void *data, int status, const uint8_t *body, size_t len)
             uint64_t c = (uint64_t)(commit > applied ? commit : applied);
             ans->answered = true;
             ans->live = mjoin_plan_live(uid, c);
+            const json_t *members = json_object_get(o, "members");
+            size_t k;
+            const json_t *id;
+            json_array_foreach(members, k, id)
+            {
+                ans->lists_self |=
+                    (uint64_t)json_integer_value(id) == j->cfg.self;
+            }
             const char *to = lead != NULL ? lead : http;
             if (ans->live && to != NULL && strlen(to) <= MCMD_ADDR_MAX &&
                 (j->target[0] == '\0' || lead != NULL)) {

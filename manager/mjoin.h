@@ -12,10 +12,16 @@
  * The caller then bootstraps (BOOTSTRAP) or starts its node as it is
  * (JOIN: the leader has added it as a spare and replicates to it). Until
  * then the node does not run, so it neither votes nor campaigns.
+ *
+ * mjoin_rejoin() asks the same question of a running node that has heard
+ * no leader for a while: a live cluster whose configuration leaves it out
+ * (it was removed while away) is asked to add it back (mjoin_plan_rejoin);
+ * otherwise nothing happens.
  */
 #ifndef MJOIN_H
 #define MJOIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -25,7 +31,7 @@
 /* The RPC method of the question "what do you hold?"; its answer is JSON:
  * {"uid": "16 hex digits" or null, "commit": N, "applied": N,
  *  "leader_id": N, "leader_http": "HOST:PORT" or null,
- *  "http": "HOST:PORT"}. */
+ *  "http": "HOST:PORT", "members": [ids of its configuration]}. */
 #define MJOIN_RPC_INFO 1
 
 struct mcore;
@@ -43,10 +49,15 @@ struct mjoin_config {
 
 typedef void (*mjoin_done_cb)(void *data, enum mjoin_decision how);
 
-/* Starts asking at once. 0 or RQ_NOMEM. */
+/* Starts asking at once if @start, else waits for mjoin_rejoin(). 0 or
+ * RQ_NOMEM. */
 int mjoin_new(uv_loop_t *loop, struct rq_rpc *rpc, struct mcore *core,
-              const struct mjoin_config *cfg, mjoin_done_cb cb, void *data,
-              struct mjoin **out);
+              const struct mjoin_config *cfg, bool start, mjoin_done_cb cb,
+              void *data, struct mjoin **out);
+
+/* A running node asks once whether it was left out (see the top); a no-op
+ * while a question is under way. */
+void mjoin_rejoin(struct mjoin *j);
 
 /* Stops: @cb is not called any more. Calls under way end on their own. */
 void mjoin_stop(struct mjoin *j);

@@ -24,3 +24,14 @@ enum mjoin_decision mjoin_plan(bool self_in_peers, size_t n_peers,
     }
     return MJOIN_WAIT;
 }
+
+enum mjoin_decision mjoin_plan_rejoin(const struct mjoin_answer *answers,
+                                      size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (answers[i].answered && answers[i].live && !answers[i].lists_self) {
+            return MJOIN_JOIN;
+        }
+    }
+    return MJOIN_WAIT;
+}

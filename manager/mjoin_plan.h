@@ -27,6 +27,8 @@ struct mjoin_answer {
     /* It holds a live cluster: a committed cluster uid, or entries
      * committed past the bootstrap configuration (commit index > 1). */
     bool live;
+    /* Its configuration lists the asking manager. */
+    bool lists_self;
 };
 
 enum mjoin_decision {
@@ -48,5 +50,14 @@ bool mjoin_plan_live(uint64_t uid, uint64_t commit);
  */
 enum mjoin_decision mjoin_plan(bool self_in_peers, size_t n_peers,
                                const struct mjoin_answer *answers, size_t n);
+
+/*
+ * For a manager whose node runs but has heard no leader for a while (it
+ * was removed while it was away, say a StatefulSet scaled down and up
+ * again): JOIN if a peer holds a live cluster whose configuration leaves
+ * it out, otherwise WAIT (it is a member: the leader is only slow to come).
+ */
+enum mjoin_decision mjoin_plan_rejoin(const struct mjoin_answer *answers,
+                                      size_t n);
 
 #endif /* MJOIN_PLAN_H */

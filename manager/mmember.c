@@ -14,10 +14,12 @@
 #include "auth.h"
 #include "mcmd.h"
 #include "mcore.h"
+#include "mstore.h"
 #include "mconfig.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_http.h"
+#include "rq_httpc.h"
 #include "rq_log.h"
 #include "rq_node.h"
 #include "rq_preamble.h"
@@ -26,6 +28,10 @@
 
 /* After a failed promotion, before the next. */
 #define PROMOTE_PAUSE_MS 2000
+/* Between the leader's questions to each member. */
+#define ASK_EVERY_MS 1000
+#define ASK_TIMEOUT_MS 3000
+#define MEMBERS_MAX 32
 /* Fewer voters than this cannot lose one; a removal below it needs
  * ?force=true. */
 #define MIN_VOTERS 3
@@ -35,8 +41,20 @@ enum step { IDLE, ADD, PROMOTE, REMOVE };
 
 static const char *const step_names[] = {"idle", "add", "promotion", "removal"};
 
+/* What the leader heard from one member lately. */
+struct seen {
+    uint64_t id;
+    uint64_t last_ms; /* Its last answer (or when this leader began). */
+    int schema;       /* The schema version it answered; 0: none yet. */
+    bool asking;
+};
+
 struct mmember {
     struct mcore *core;
+    struct seen seen[MEMBERS_MAX];
+    size_t n_seen;
+    uint64_t asked_ms; /* The last round of questions. */
+    uint64_t lead_ms;  /* Leading since. */
     enum step step;
     struct raft_change change;
     struct raft_transfer transfer;
@@ -62,6 +80,130 @@ int mmember_new(struct mcore *core, struct mmember **out)
 void mmember_free(struct mmember *mm)
 {
     free(mm);
+}
+
+void mmember_lead(struct mmember *mm, uint64_t now)
+{
+    for (size_t i = 0; i < mm->n_seen; i++) {
+        mm->seen[i].last_ms = now;
+    }
+    mm->lead_ms = now;
+}
+
+static struct seen *seen_of(struct mmember *mm, uint64_t id)
+{
+    for (size_t i = 0; i < mm->n_seen; i++) {
+        if (mm->seen[i].id == id) {
+            return &mm->seen[i];
+        }
+    }
+    if (mm->n_seen == MEMBERS_MAX) {
+        return NULL;
+    }
+    struct seen *s = &mm->seen[mm->n_seen++];
+    *s = (struct seen){.id = id, .last_ms = mcore_now(mm->core)};
+    return s;
+}
+
+struct ask {
+    struct mmember *mm;
+    uint64_t id;
+};
+
+static void on_answer(void *data, const struct rq_httpc_resp *resp)
+{
+    struct ask *a = data;
+    struct seen *s = seen_of(a->mm, a->id);
+    if (s != NULL) {
+        s->asking = false;
+        if (resp->err == 0 && resp->status == 200) {
+            json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+            s->schema =
+                (int)json_integer_value(json_object_get(o, "schema_version"));
+            s->last_ms = mcore_now(a->mm->core);
+            json_decref(o);
+        }
+    }
+    free(a);
+}
+
+/* Asks every other member of @c its schema version (GET /internal/version);
+ * the answers keep its seen entry fresh. */
+static void ask_members(struct mmember *mm, const struct raft_configuration *c)
+{
+    char url[MCMD_ADDR_MAX + 64];
+    uint64_t self = mcore_config(mm->core)->id;
+    size_t kept = 0;
+    for (size_t k = 0; k < mm->n_seen; k++) {
+        for (unsigned i = 0; i < c->n; i++) {
+            if (c->servers[i].id == mm->seen[k].id) {
+                mm->seen[kept++] = mm->seen[k]; /* Still a member. */
+                break;
+            }
+        }
+    }
+    mm->n_seen = kept;
+    for (unsigned i = 0; i < c->n; i++) {
+        struct mstore_manager m;
+        struct seen *s = seen_of(mm, c->servers[i].id);
+        if (c->servers[i].id == self || s == NULL || s->asking ||
+            mstore_manager(mcore_store(mm->core), (uint32_t)s->id, &m) != 0 ||
+            m.http_addr[0] == '\0') {
+            continue; /* Ourselves, or not reachable yet. */
+        }
+        struct ask *a = calloc(1, sizeof *a);
+        if (a == NULL) {
+            continue; /* UNTESTED: ENOMEM only. */
+        }
+        a->mm = mm;
+        a->id = s->id;
+        snprintf(url, sizeof url, "http://%s/internal/version", m.http_addr);
+        struct rq_httpc_req r = {
+            .method = "GET",
+            .url = url,
+            .timeout_ms = ASK_TIMEOUT_MS,
+        };
+        if (mcore_call(mm->core, MCORE_MANAGER, MCORE_JSON, &r, on_answer, a) !=
+            0) {
+            free(a);
+            continue;
+        }
+        s->asking = true;
+    }
+}
+
+bool mmember_all_current(const struct mmember *mm)
+{
+    uint64_t index;
+    bool pending;
+    const struct raft_configuration *c =
+        rq_node_configuration(mcore_node(mm->core), &index, &pending);
+    uint64_t self = mcore_config(mm->core)->id;
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct seen *s = NULL;
+        for (size_t k = 0; k < mm->n_seen; k++) {
+            s = mm->seen[k].id == c->servers[i].id ? &mm->seen[k] : s;
+        }
+        if (c->servers[i].id != self &&
+            (s == NULL || s->schema < MSTORE_SCHEMA_VERSION)) {
+            return false;
+        }
+    }
+    return c->n > 0;
+}
+
+/* Whether @id is one of this manager's --peers (a StatefulSet's first
+ * managers, never scaled away). */
+static bool seed(const struct mmember *mm, uint64_t id)
+{
+    size_t n;
+    const struct rq_peer *p = mcore_peers(mm->core, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].id == id) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static struct raft *raft_of(const struct mmember *mm)
@@ -237,11 +379,36 @@ static const struct raft_configuration *on_leader(struct mmember *mm,
 
 void mmember_tick(struct mmember *mm, uint64_t now)
 {
-    if (mm->step != IDLE || mm->transferring || now < mm->promote_after_ms) {
-        return;
-    }
     const struct raft_configuration *c = committed(mm, NULL);
     if (c == NULL) {
+        return;
+    }
+    if (now >= mm->asked_ms + ASK_EVERY_MS) {
+        mm->asked_ms = now;
+        ask_members(mm, c);
+    }
+    if (mm->step != IDLE || mm->transferring) {
+        return;
+    }
+    uint64_t gone_ms = mcore_config(mm->core)->manager_gone_ms;
+    unsigned n_voters = voters(c);
+    for (unsigned i = 0; i < c->n && gone_ms > 0; i++) {
+        const struct raft_server *sv = &c->servers[i];
+        struct seen *s = seen_of(mm, sv->id);
+        if (sv->id == mcore_config(mm->core)->id || s == NULL ||
+            seed(mm, sv->id) || now < s->last_ms + gone_ms ||
+            (sv->role == RAFT_VOTER && n_voters <= MIN_VOTERS)) {
+            continue;
+        }
+        rq_log(RQ_WARN,
+               "manager %" PRIu64
+               " (not in --peers) has not answered for %" PRIu64
+               " s: removing it; started again, it joins again",
+               (uint64_t)sv->id, (now - s->last_ms) / 1000);
+        change(mm, NULL, REMOVE, sv->id, NULL, 200, "");
+        return;
+    }
+    if (now < mm->promote_after_ms) {
         return;
     }
     for (unsigned i = 0; i < c->n; i++) {

@@ -27,6 +27,7 @@
 #ifndef MMEMBER_H
 #define MMEMBER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct mcore;
@@ -37,8 +38,16 @@ int mmember_new(struct mcore *core, struct mmember **out);
 /* The loop has stopped; nothing is pending. NULL is a no-op. */
 void mmember_free(struct mmember *mm);
 
-/* Leader duties: promote a spare. */
+/* Leader duties: ask the members, promote a spare, remove one gone. */
 void mmember_tick(struct mmember *mm, uint64_t now);
+
+/* This manager leads from @now: every member gets a full --manager-gone-ms
+ * again. */
+void mmember_lead(struct mmember *mm, uint64_t now);
+
+/* true once every other member of the configuration answered, in the last
+ * round, a schema version at least this release's. */
+bool mmember_all_current(const struct mmember *mm);
 
 void mmember_join(struct rq_http_req *req, void *data);
 void mmember_add(struct rq_http_req *req, void *data);

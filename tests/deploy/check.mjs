@@ -1124,6 +1124,30 @@ function checkK8sCluster() {
         p.done();
     });
 
+    check(`${K8S_DIR}: managers scaled beyond RAFTQ_PEERS have their own Raft address to join with`, () => {
+        const p = problems();
+        const s = sets.get("manager");
+        if (!s) throw new Error(`${K8S_DIR}: no StatefulSet named manager`);
+        const c = s.doc.spec.template.spec.containers[0];
+        const base = s.doc.spec.replicas;
+        // kubectl scale statefulset manager --replicas=base+2: the two new pods.
+        for (let k = base; k < base + 2; k++) {
+            const pod = `manager-${k}`;
+            const where = `${s.file}: StatefulSet manager scaled to ${base + 2} (pod ${pod})`;
+            const { env, expand } = podEnv(p, where, c, pod);
+            const ran = runCommand(p, where, c, env, expand, "manager");
+            if (ran === null) continue;
+            checkInvocation(p, where, "manager", ran.argv, ran.env);
+            const peers = peersOf(ran.env.RAFTQ_PEERS || "", `${where}: RAFTQ_PEERS`);
+            p.expect(ran.env.RAFTQ_ID === String(k + 1), `${where}: RAFTQ_ID is ${ran.env.RAFTQ_ID}, expected ${k + 1}`);
+            p.expect(!peers.has(k + 1), `${where}: id ${k + 1} is in RAFTQ_PEERS, which names the first managers only`);
+            const want = `${pod}.${s.doc.spec.serviceName}.${NAMESPACE}.svc.cluster.local:${portOf(c, "raft")}`;
+            p.expect(ran.env.RAFTQ_RAFT_ADDR === want,
+                `${where}: RAFTQ_RAFT_ADDR is ${ran.env.RAFTQ_RAFT_ADDR}, expected ${want} (a manager outside --peers needs it to join)`);
+        }
+        p.done();
+    });
+
     check(`${K8S_DIR}: a ClusterIP Service for clients reaches the managers' HTTP port`, () => {
         const s = sets.get("manager");
         if (!s) throw new Error(`${K8S_DIR}: no StatefulSet named manager`);

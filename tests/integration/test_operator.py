@@ -22,6 +22,10 @@ on real processes: 3 managers and 3 brokers from the build under test.
   stopped. The chaos checkers then hold every acknowledged record at its
   offset, none twice, none refused appended, and the three managers left
   agree on their state.
+- test_scaled_away_manager_leaves_and_returns: with five managers, a joined
+  one (not in --peers) that stops answering for --manager-gone-ms is removed
+  by the leader, while a seed gone as long is not; started again with its data, it
+  finds the configuration leaves it out and joins again.
 - test_older_manager_data_quarantines: the managers' data is restored from
   a copy older than a topic. The brokers (same cluster) register, and the
   replicas of that topic, which the store never placed, are quarantined,
@@ -181,9 +185,16 @@ def test_wiped_managers_delete_nothing(ctx):
 
 
 def voters(c):
-    """{id: role} of the members GET /admin/managers lists."""
-    obj = admin_managers(c) or {}
-    return {m["id"]: m["role"] for m in obj.get("managers", [])}
+    """{id: role} of the members the leader's GET /admin/managers lists
+    (a manager back from a stop may list an older configuration)."""
+    for i in c.running_managers():
+        try:
+            st, obj = c.call(i, "GET", "/admin/managers", timeout=5)
+        except Unreachable:
+            continue
+        if st == 200 and obj["leader"] is not None and obj["self"] == obj["leader"]:
+            return {m["id"]: m["role"] for m in obj["managers"]}
+    return {}
 
 
 def wait_digests_agree(c, ids, timeout=30):
@@ -267,7 +278,7 @@ class Producer(threading.Thread):
                 time.sleep(0.05)
 
 
-def start_manager(c, ctx, i):
+def start_manager(c, ctx, i, extra=()):
     """Manager @i, not in --peers: it joins the cluster by itself."""
     c.m_raft[i] = "127.0.0.1:%d" % ctx.ports.take()
     c.m_http[i] = "127.0.0.1:%d" % ctx.ports.take()
@@ -276,7 +287,7 @@ def start_manager(c, ctx, i):
     argv = [ctx.binary, "--id", str(i), "--peers", peers, "--raft-addr", c.m_raft[i],
             "--http-addr", c.m_http[i], "--data", data, "--max-message-bytes", str(MAX_MESSAGE),
             "--election-timeout-ms", "600", "--heartbeat-ms", "100", "--cluster-secret", SECRET,
-            "--log-level", ctx.opts.log_level, "--admin-token", ADMIN_TOKEN]
+            "--log-level", ctx.opts.log_level, "--admin-token", ADMIN_TOKEN] + list(extra)
     d = ctx.daemon("manager", i, argv)
     d.data_dir = data
     c.managers[i] = d
@@ -350,6 +361,35 @@ def test_managers_grow_and_shrink(ctx):
     check(all(r.passed for r in results),
           "; ".join("%s: %s" % (r.name, r.detail) for r in results if not r.passed))
     check(prod.acked > 150, "only %d writes acknowledged" % prod.acked)
+
+
+def test_scaled_away_manager_leaves_and_returns(ctx):
+    gone = ["--manager-gone-ms", "3000"]
+    c = Cluster(ctx, n_brokers=3, manager_args=gone).start()
+    wait_uid(c)
+    start_manager(c, ctx, 4, gone)
+    start_manager(c, ctx, 5, gone)
+    wait_until(lambda: voters(c).get(4) == "follower" and voters(c).get(5) == "follower",
+               30, "managers 4 and 5 to be voters")
+    c.create_topic(1, "kept", 1)
+    # Gone for longer than --manager-gone-ms (a StatefulSet scaled down):
+    # the leader removes it, not a seed (one of --peers) gone as long.
+    check(c.managers[4].terminate() == 0, "manager 4 exit status")
+    seed = next(i for i in (1, 2, 3) if i != c.wait_leader())
+    c.managers[seed].kill()
+    wait_until(lambda: 4 not in voters(c), 30, "manager 4 to be removed")
+    check(seed in voters(c), "seed manager %d was removed: %r" % (seed, voters(c)))
+    lead_log = "".join(open(c.managers[i].log_path, errors="replace").read() for i in (1, 2, 3))
+    check("manager 4 (not in --peers) has not answered" in lead_log, "no removal logged")
+    c.managers[seed].start()
+    # Back with its data (scaled up again): it finds itself left out and
+    # joins again.
+    c.managers[4].start()
+    wait_until(lambda: voters(c).get(4) == "follower" and c.ready(4), 40,
+               "manager 4 to be a voter again")
+    log = open(c.managers[4].log_path, errors="replace").read()
+    check("leaves this manager out" in log, "manager 4 did not say why it joins again")
+    wait_digests_agree(c, {1, 2, 3, 4, 5})
 
 
 def test_older_manager_data_quarantines(ctx):
@@ -432,5 +472,6 @@ if __name__ == "__main__":
         test_wiped_managers_delete_nothing,
         test_wiped_manager_rejoins,
         test_managers_grow_and_shrink,
+        test_scaled_away_manager_leaves_and_returns,
         test_older_manager_data_quarantines,
     ], binary="manager", ports=(32300, 32699))

@@ -75,6 +75,21 @@ static void test_mjoin_plan_outsider_waits(void **state)
     assert_int_equal(mjoin_plan(false, 3, a, 0), MJOIN_WAIT);
 }
 
+/* A running manager without a leader joins again only if a live cluster
+ * leaves it out. */
+static void test_mjoin_plan_rejoin(void **state)
+{
+    (void)state;
+    struct mjoin_answer a[2] = {said(1, true), silent(2)};
+    a[0].lists_self = true;
+    assert_int_equal(mjoin_plan_rejoin(a, 2), MJOIN_WAIT);
+    a[0].lists_self = false;
+    assert_int_equal(mjoin_plan_rejoin(a, 2), MJOIN_JOIN);
+    a[0].live = false;
+    assert_int_equal(mjoin_plan_rejoin(a, 2), MJOIN_WAIT);
+    assert_int_equal(mjoin_plan_rejoin(a, 0), MJOIN_WAIT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -82,6 +97,7 @@ int main(void)
         cmocka_unit_test(test_mjoin_plan_bootstraps_a_new_cluster),
         cmocka_unit_test(test_mjoin_plan_joins_a_live_cluster),
         cmocka_unit_test(test_mjoin_plan_outsider_waits),
+        cmocka_unit_test(test_mjoin_plan_rejoin),
     };
     return cmocka_run_group_tests_name("mjoin_plan", tests, NULL, NULL);
 }
