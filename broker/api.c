@@ -925,6 +925,12 @@ static struct replica *produce_replica(struct rq_http_req *req,
             return NULL;
         }
     }
+    char why[WHY_LEN];
+    if (broker_disk_refuses(b, r, why, sizeof why)) {
+        broker_disk_refused(b);
+        rq_http_reply_error(req, 507, "%s", why);
+        return NULL;
+    }
     return r;
 }
 

@@ -116,6 +116,30 @@ static const struct rq_metric_def peers_down_def = {
     {NULL},
 };
 
+static const struct rq_metric_def disk_defs[] = {
+    {RQ_METRIC_GAUGE,
+     "raftq_broker_disk_total_bytes",
+     "Size of the volume holding the data directory.",
+     {NULL}},
+    {RQ_METRIC_GAUGE,
+     "raftq_broker_disk_free_bytes",
+     "Bytes of that volume the broker may still write.",
+     {NULL}},
+    {RQ_METRIC_GAUGE,
+     "raftq_broker_disk_reserve_bytes",
+     "Free space kept in reserve: below it produces are refused (507).",
+     {NULL}},
+    {RQ_METRIC_GAUGE,
+     "raftq_broker_disk_low",
+     "1 while the volume is under its reserve and produces are refused.",
+     {NULL}},
+    {RQ_METRIC_COUNTER,
+     "raftq_broker_disk_refused_total",
+     "Produces refused with 507 because a replica's volume was under its "
+     "reserve.",
+     {NULL}},
+};
+
 static const struct rq_metric_def merged_entries_def = {
     RQ_METRIC_COUNTER,
     "raftq_broker_merged_entries_total",
@@ -159,6 +183,16 @@ int bmetrics_init(struct bmetrics *bm, struct rq_metrics *registry)
         rq_metric_family_child(rq_metrics_add(registry, &merged_entries_def));
     bm->merged_produces =
         rq_metric_family_child(rq_metrics_add(registry, &merged_produces_def));
+    struct rq_metric **disk[] = {&bm->disk_total, &bm->disk_free,
+                                 &bm->disk_reserve, &bm->disk_low,
+                                 &bm->disk_refused};
+    for (size_t i = 0; i < sizeof disk / sizeof disk[0]; i++) {
+        *disk[i] =
+            rq_metric_family_child(rq_metrics_add(registry, &disk_defs[i]));
+        if (*disk[i] == NULL) {
+            return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+        }
+    }
     if (bm->fsync == NULL || bm->replicas[BMETRICS_STATES - 1] == NULL ||
         bm->aio_inline == NULL || bm->peers_down == NULL ||
         bm->merged_entries == NULL || bm->merged_produces == NULL) {

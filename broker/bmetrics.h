@@ -77,6 +77,12 @@ struct bmetrics {
     struct rq_metric *peers_down; /* The peer watch's reports (peerwatch.h). */
     struct rq_metric *merged_entries;  /* Merged produce entries proposed. */
     struct rq_metric *merged_produces; /* The produces in them. */
+    /* The data volume (disk.h), set when scraped. */
+    struct rq_metric *disk_total;
+    struct rq_metric *disk_free;
+    struct rq_metric *disk_reserve;
+    struct rq_metric *disk_low;
+    struct rq_metric *disk_refused; /* Produces refused 507. */
     struct rq_proc_metrics proc;
 };
 

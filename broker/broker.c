@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -52,6 +53,7 @@
 #include "api.h"
 #include "bmetrics.h"
 #include "brpc.h"
+#include "disk.h"
 #include "logbudget.h"
 #include "peerwatch.h"
 #include "registrar.h"
@@ -150,6 +152,11 @@ static const struct rq_opt options[] = {
     {"retention-ms", "RAFTQ_RETENTION_MS", RQ_OPT_U64, "604800000", false,
      offsetof(struct broker_config, retention_ms),
      "delete segments older than this (0: no limit)"},
+    {"disk-reserve-bytes", "RAFTQ_DISK_RESERVE_BYTES", RQ_OPT_U64, "0", false,
+     offsetof(struct broker_config, disk_reserve_bytes),
+     "free space kept on the data volume: below it produces are refused "
+     "(507) until retention or a larger volume frees space (0: 5% of the "
+     "volume, 64 MiB to 1 GiB)"},
     {"retention-check-ms", "RAFTQ_RETENTION_CHECK_MS", RQ_OPT_U64, "30000",
      false, offsetof(struct broker_config, retention_check_ms),
      "how often the retention limits are applied"},
@@ -219,6 +226,7 @@ struct broker {
     /* The cluster uid this broker is bound to (rq_uid.h), 0 before its
      * first registration; kept in DATA/cluster_uid. */
     uint64_t cluster_uid;
+    struct disk_state disk; /* The data volume, read every tick. */
 
     bool closing;
     bool http_closing;
@@ -226,6 +234,7 @@ struct broker {
 
 static void shutdown_continue(struct broker *b);
 static void budget_share(struct broker *b);
+static void retain(struct broker *b);
 
 /* ---- Registry ---- */
 
@@ -839,11 +848,78 @@ static void reopen_if_stopped(struct broker *b, struct slot *s, uint64_t now)
     replica_close(s->replica, false, on_reopen_closed, ro);
 }
 
+/* Reads the data volume's figures (disk.h) and says when it goes under
+ * its reserve or back. */
+static void disk_read(struct broker *b)
+{
+    struct statvfs v;
+    if (statvfs(b->cfg.data, &v) != 0) {
+        return; /* UNTESTED: the data directory is ours and exists. */
+    }
+    uint64_t total = (uint64_t)v.f_blocks * v.f_frsize;
+    uint64_t free = (uint64_t)v.f_bavail * v.f_frsize;
+    if (!disk_update(&b->disk, b->cfg.disk_reserve_bytes, total, free)) {
+        return;
+    }
+    if (b->disk.low) {
+        rq_log(RQ_WARN,
+               "the data volume has %" PRIu64
+               " MiB free, under its reserve "
+               "of %" PRIu64
+               " MiB: produces to this broker's groups are "
+               "refused (507) until space returns",
+               free >> 20, b->disk.reserve >> 20);
+    } else {
+        rq_log(RQ_INFO,
+               "the data volume has %" PRIu64
+               " MiB free again: produces "
+               "are taken",
+               free >> 20);
+    }
+}
+
+bool broker_disk_refuses(struct broker *b, const struct replica *r, char *why,
+                         size_t whyn)
+{
+    if (b->disk.low) {
+        snprintf(why, whyn,
+                 "broker %" PRIu64 "'s data volume has %" PRIu64
+                 " MiB free, under its reserve of %" PRIu64
+                 " MiB; produces are refused until retention or a larger "
+                 "volume frees space",
+                 b->cfg.id, b->disk.free >> 20, b->disk.reserve >> 20);
+        return true;
+    }
+    const struct replica_desc *d = replica_desc(r);
+    for (size_t i = 0; i < d->n_members; i++) {
+        uint64_t id = d->members[i].id;
+        if (id != b->cfg.id &&
+            peerwatch_has(&b->peers, id, PEERWATCH_DISK_LOW)) {
+            snprintf(why, whyn,
+                     "broker %" PRIu64
+                     ", a replica of this partition, is under its disk "
+                     "reserve; produces are refused until it has space again",
+                     id);
+            return true;
+        }
+    }
+    return false;
+}
+
+void broker_disk_refused(struct broker *b)
+{
+    rq_metric_add(b->bm.disk_refused, 1);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct broker *b = t->data;
     uint64_t now = uv_now(b->loop);
     b->ticks++;
+    disk_read(b);
+    if (disk_tight(&b->disk)) {
+        retain(b); /* Near the reserve: every tick, not every period. */
+    }
     bool balance = b->ticks % BALANCE_TICKS == 0;
     for (size_t i = 0; i < b->n_slots; i++) {
         /* No transfer to a preferred leader that answers no ping: it would
@@ -855,17 +931,32 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-static void on_retention(uv_timer_t *t)
+static void retain(struct broker *b)
 {
-    struct broker *b = t->data;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t now_ms =
         (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    for (size_t i = 0; i < b->n_slots; i++) {
-        replica_retain(b->slots[i].replica, b->cfg.retention_bytes,
-                       b->cfg.retention_ms, now_ms);
+    /* No replica keeps more than its share of the volume (disk.h), less
+     * what its Raft log may hold: entries up to its memory share (or the
+     * per-replica limit), the trailing entries, three segments. */
+    size_t n = b->n_slots > 0 ? b->n_slots : 1;
+    uint64_t raft = b->cfg.raft_log_memory_bytes;
+    if (b->cfg.raft_memory_bytes != 0 &&
+        (raft == 0 || b->cfg.raft_memory_bytes / n < raft)) {
+        raft = b->cfg.raft_memory_bytes / n;
     }
+    raft += b->cfg.raft_log_trailing_bytes + 3 * b->cfg.raft_segment_size;
+    uint64_t bytes = disk_retention_share(b->cfg.retention_bytes, &b->disk,
+                                          b->n_slots, raft);
+    for (size_t i = 0; i < b->n_slots; i++) {
+        replica_retain(b->slots[i].replica, bytes, b->cfg.retention_ms, now_ms);
+    }
+}
+
+static void on_retention(uv_timer_t *t)
+{
+    retain(t->data);
 }
 
 /* ---- Heartbeats ---- */
@@ -896,7 +987,11 @@ static json_t *heartbeat_summary(void *data)
                             "state", st.state, "preferred_leader",
                             (json_int_t)replica_preferred(r)));
     }
-    return list;
+    /* The data volume, for GET /admin/brokers (disk.h). */
+    return json_pack("{s:o,s:{s:I,s:I,s:I,s:b}}", "replicas", list, "disk",
+                     "total", (json_int_t)b->disk.total, "free",
+                     (json_int_t)b->disk.free, "reserve",
+                     (json_int_t)b->disk.reserve, "low", b->disk.low);
 }
 
 static void on_registrar_closed(void *data)
@@ -945,7 +1040,8 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
          * unless it is told not to make them either. */
         uint8_t features[4];
         rq_wire_put_u32_at(features,
-                           b->cfg.merge_produces ? PEERWATCH_MERGES : 0);
+                           (b->cfg.merge_produces ? PEERWATCH_MERGES : 0) |
+                               (b->disk.low ? PEERWATCH_DISK_LOW : 0));
         rq_rpc_reply(call, 0, features, sizeof features);
         return;
     }
@@ -1098,6 +1194,10 @@ static void on_collect(void *data)
     for (size_t j = 0; j < BMETRICS_STATES; j++) {
         rq_metric_set(b->bm.replicas[j], states[j]);
     }
+    rq_metric_set(b->bm.disk_total, (double)b->disk.total);
+    rq_metric_set(b->bm.disk_free, (double)b->disk.free);
+    rq_metric_set(b->bm.disk_reserve, (double)b->disk.reserve);
+    rq_metric_set(b->bm.disk_low, b->disk.low ? 1 : 0);
     rq_metric_set(b->bm.aio_deferred, (double)rq_aio_deferred());
     rq_metric_set(b->bm.aio_inline, (double)rq_aio_inline());
 }

@@ -35,6 +35,7 @@ struct broker_config {
     uint64_t retention_bytes;
     uint64_t retention_ms;
     uint64_t retention_check_ms;
+    uint64_t disk_reserve_bytes; /* 0: sized from the volume (disk.h). */
     uint64_t max_message_bytes;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
@@ -61,6 +62,17 @@ bool broker_closing(const struct broker *b);
 /* true when every replica found at start is open; else false with the
  * reason in @why. */
 bool broker_ready(const struct broker *b, char *why, size_t whyn);
+
+/*
+ * Whether a produce to @r must be refused (507) because a data volume is
+ * under its reserve (disk.h): this broker's, or that of another member of
+ * the group as its pings said. true with the message in @why.
+ */
+bool broker_disk_refuses(struct broker *b, const struct replica *r, char *why,
+                         size_t whyn);
+
+/* Counts a produce refused so. */
+void broker_disk_refused(struct broker *b);
 
 /* Replicas by group, or by topic and partition; NULL if none. */
 struct replica *broker_find(struct broker *b, uint64_t group_id);

@@ -28,6 +28,9 @@
 
 /* Feature bits of a ping's answer. */
 #define PEERWATCH_MERGES 1u
+/* Not a feature but a state: the peer's data volume is under its reserve
+ * (disk.h), so groups it is a member of take no produces. */
+#define PEERWATCH_DISK_LOW 2u
 
 struct peerwatch_peer {
     uint64_t id;

@@ -233,9 +233,7 @@ static void send_register(struct registrar *r)
 static void send_heartbeat(struct registrar *r)
 {
     char path[64];
-    json_t *replicas = r->summary(r->summary_data);
-    json_t *body = json_pack("{s:o}", "replicas",
-                             replicas != NULL ? replicas : json_array());
+    json_t *body = r->summary(r->summary_data);
     snprintf(path, sizeof path, "/internal/brokers/%" PRIu64 "/heartbeat",
              r->id);
     /* A heartbeat late by a whole interval is worth nothing. */

@@ -69,7 +69,8 @@ struct registrar_config {
     uint64_t cluster_uid;
 };
 
-/* The "replicas" list of a heartbeat (a new reference to a JSON array). */
+/* A heartbeat's body: a new reference to a JSON object with its
+ * "replicas" list (and anything else the broker reports). */
 typedef json_t *(*registrar_summary_cb)(void *data);
 
 struct registrar;

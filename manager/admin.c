@@ -223,7 +223,7 @@ void admin_brokers(struct rq_http_req *req, void *data)
         json_array_append_new(
             out,
             json_pack(
-                "{s:i,s:s,s:s,s:s,s:o,s:i,s:i,s:o,s:o,s:o}", "id",
+                "{s:i,s:s,s:s,s:s,s:o,s:i,s:i,s:o,s:o,s:o,s:o}", "id",
                 (int)list[i].id, "raft_addr", list[i].raft_addr, "http_addr",
                 list[i].http_addr, "state", mbroker_state_name(list[i].state),
                 "heartbeat_age_ms",
@@ -236,7 +236,14 @@ void admin_brokers(struct rq_http_req *req, void *data)
                 "hosted",
                 lb != NULL ? json_integer((json_int_t)lb->n_replicas)
                            : json_null(),
-                "quarantined", quarantined));
+                "quarantined", quarantined, "disk",
+                lb != NULL && lb->disk.known
+                    ? json_pack("{s:I,s:I,s:I,s:b}", "total_bytes",
+                                (json_int_t)lb->disk.total, "free_bytes",
+                                (json_int_t)lb->disk.free, "reserve_bytes",
+                                (json_int_t)lb->disk.reserve, "low",
+                                lb->disk.low)
+                    : json_null()));
     }
     free(list);
     if (rv != 0) {
@@ -1336,9 +1343,9 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         qapi_reply_store_error(req, rv);
         return;
     }
-    rv = liveness_heartbeat(mcore_modules(core)->liveness, id,
-                            json_object_get(body, "replicas"), mcore_now(core),
-                            why, sizeof why);
+    rv = liveness_heartbeat(
+        mcore_modules(core)->liveness, id, json_object_get(body, "replicas"),
+        json_object_get(body, "disk"), mcore_now(core), why, sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rv == RQ_NOMEM ? 500 : 400, "%s", why);
         return;

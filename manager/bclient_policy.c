@@ -89,6 +89,12 @@ void bclient_policy_answer(const struct bclient_policy_answer *a, bool produce,
         out->follow = may_follow ? a->named : 0;
         return;
     }
+    if (a->status == 507) {
+        /* A volume under its reserve (broker/disk.h): nothing was written,
+         * and another replica cannot take it, so the answer is final. */
+        out->why_set = false;
+        return;
+    }
     if (a->status >= 500 || (a->status == 404 && !a->retention)) {
         /* No leader yet, a transfer, or a replica not created yet. */
         snprintf(out->why, sizeof out->why, "broker %u: %ld %s", target,

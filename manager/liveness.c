@@ -270,8 +270,31 @@ static void judge(struct liveness *lv, struct liveness_broker *b,
     b->changing = true;
 }
 
+/* A heartbeat's "disk" ({total, free, reserve, low}; absent from
+ * brokers of an earlier release): unknown unless every field is there. */
+static struct liveness_disk parse_disk(const json_t *o)
+{
+    struct liveness_disk d = {0};
+    const json_t *t = json_object_get(o, "total");
+    const json_t *f = json_object_get(o, "free");
+    const json_t *r = json_object_get(o, "reserve");
+    const json_t *low = json_object_get(o, "low");
+    if (json_is_integer(t) && json_is_integer(f) && json_is_integer(r) &&
+        json_is_boolean(low) && json_integer_value(t) >= 0 &&
+        json_integer_value(f) >= 0 && json_integer_value(r) >= 0) {
+        d = (struct liveness_disk){
+            .known = true,
+            .low = json_is_true(low),
+            .total = (uint64_t)json_integer_value(t),
+            .free = (uint64_t)json_integer_value(f),
+            .reserve = (uint64_t)json_integer_value(r),
+        };
+    }
+    return d;
+}
+
 int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
-                       uint64_t now, char *why, size_t whyn)
+                       const json_t *disk, uint64_t now, char *why, size_t whyn)
 {
     struct liveness_replica *r;
     size_t n;
@@ -314,6 +337,7 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
     free(b->replicas);
     b->replicas = r;
     b->n_replicas = n;
+    b->disk = parse_disk(disk);
     b->last_ms = now;
     b->heard = true;
     if (mstore_broker(mcore_store(lv->core), id, &sb) == 0 &&

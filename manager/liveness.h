@@ -45,8 +45,16 @@ struct liveness_replica {
     uint64_t failed_since;
 };
 
+/* A broker's data volume as its last heartbeat said (broker/disk.h). */
+struct liveness_disk {
+    bool known;
+    bool low; /* Under its reserve: its groups take no produces. */
+    uint64_t total, free, reserve;
+};
+
 struct liveness_broker {
     uint32_t id;
+    struct liveness_disk disk;
     uint64_t last_ms; /* uv_now() of the last heartbeat (or the grace). */
     bool heard;       /* A heartbeat arrived since this manager leads. */
     bool changing;    /* A state change is being committed. */
@@ -70,7 +78,8 @@ void liveness_stop(struct liveness *lv);
  * DEAD broker back to ALIVE.
  */
 int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
-                       uint64_t now, char *why, size_t whyn);
+                       const json_t *disk, uint64_t now, char *why,
+                       size_t whyn);
 
 /* A broker (re-)registered: it counts as heard from now. */
 void liveness_touch(struct liveness *lv, uint32_t id, uint64_t now);

@@ -811,6 +811,9 @@ def test_followers_learn_a_leader_both_missed(ctx):
                                      for m in r["members"])
     wait_until(lambda: learned(2) and learned(3), 30,
                "brokers 2 and 3 to learn broker1's addresses")
+    # A restarted follower may have won an election meanwhile (it then
+    # answers 200); broker 1, the preferred leader, takes leadership back.
+    wait_until(lambda: b.leader(0) == 1, 30, "broker1 to lead again")
     for i in (2, 3):
         obj, _ = expect_failure(b.http[i], "POST", records_path(TOPIC, 0), 421,
                                 {"records": [{"value": "x"}]}, what="produce at a follower")

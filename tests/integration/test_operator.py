@@ -26,6 +26,15 @@ on real processes: 3 managers and 3 brokers from the build under test.
   one (not in --peers) that stops answering for --manager-gone-ms is removed
   by the leader, while a seed gone as long is not; started again with its data, it
   finds the configuration leaves it out and joins again.
+- test_full_disk_refuses_then_recovers (needs root: a size-limited tmpfs
+  per broker): a file fills one broker's volume past its reserve; produces
+  to the partition it holds get 507 naming it, through any manager, and
+  nothing is lost; its /metrics and GET /admin/brokers show the volume; with
+  the file gone produces go on by themselves.
+- test_retention_sized_from_the_volume (root): more than a small volume's
+  share is produced into one partition with the default 1 GiB retention;
+  the replicas keep their share of the volume (retention trims the oldest
+  segments) and no produce is refused.
 - test_older_manager_data_quarantines: the managers' data is restored from
   a copy older than a topic. The brokers (same cluster) register, and the
   replicas of that topic, which the store never placed, are quarantined,
@@ -37,6 +46,7 @@ on real processes: 3 managers and 3 brokers from the build under test.
 Run: python3 tests/integration/test_operator.py --build build/asan
 """
 
+import http.client
 import os
 import random
 import shutil
@@ -51,7 +61,7 @@ sys.path.insert(1, os.path.join(os.path.dirname(HERE), "chaos"))
 
 import checker  # noqa: E402
 import rqkeys  # noqa: E402
-from harness import check, run_suite, wait_until  # noqa: E402
+from harness import Skip, check, run_suite, wait_until  # noqa: E402
 from test_manager import (ADMIN_TOKEN, MAX_MESSAGE, SECRET, Cluster, Unreachable,  # noqa: E402
                           call, check_failure, check_ok, digests)
 
@@ -392,6 +402,136 @@ def test_scaled_away_manager_leaves_and_returns(ctx):
     wait_digests_agree(c, {1, 2, 3, 4, 5})
 
 
+class Tmpfs:
+    """A size-limited tmpfs on each broker's data directory (needs root)."""
+
+    def __init__(self, c, size_mib):
+        if os.geteuid() != 0:
+            raise Skip("needs root to mount a size-limited tmpfs for the brokers' data")
+        self.dirs = []
+        for b in c.brokers.values():
+            os.makedirs(b.data_dir, exist_ok=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mib, "tmpfs",
+                            b.data_dir], check=True)
+            self.dirs.append(b.data_dir)
+
+    def close(self, c):
+        for b in c.brokers.values():
+            b.terminate()
+        for d in self.dirs:
+            subprocess.run(["umount", "-l", d], check=False)
+
+
+def metric(addr, name):
+    """The value of @name (no labels) in @addr's /metrics, or None."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def batch(c, i, topic, n, tag):
+    recs = [{"value": "%s-%05d-" % (tag, k) + "x" * 980, "partition_id": 0} for k in range(n)]
+    return c.call(i, "POST", "/v1/topics/%s/records" % topic, {"records": recs})
+
+
+def test_full_disk_refuses_then_recovers(ctx):
+    c = Cluster(ctx, n_brokers=3, broker_args=[
+        "--disk-reserve-bytes", str(24 << 20), "--segment-bytes", str(2 << 20)])
+    fs = Tmpfs(c, 96)
+    try:
+        c.start()
+        c.create_topic(1, "full", 1)
+        c.wait_topic_led("full")
+        acked = 0
+        for k in range(5):
+            st, obj = batch(c, 1 + k % 3, "full", 100, "a%d" % k)
+            acked += len(check_ok(st, obj, "produce before")["offsets"])
+        # An operator's file takes one broker's volume past its reserve.
+        victim = 2
+        ballast = os.path.join(c.brokers[victim].data_dir, "ballast")
+        free = os.statvfs(ballast.rsplit("/", 1)[0])
+        size = free.f_bavail * free.f_frsize - (12 << 20)
+        with open(ballast, "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, size)
+        wait_until(lambda: metric(c.b_http[victim], "raftq_broker_disk_low") == 1, 10,
+                   "broker %d to see its volume under its reserve" % victim)
+        wait_until(lambda: (c.broker_states()[victim].get("disk") or {}).get("low"), 10,
+                   "GET /admin/brokers to show broker %d low on disk" % victim)
+        d = c.broker_states()[victim]["disk"]
+        check(d["reserve_bytes"] == 24 << 20 and d["free_bytes"] < d["reserve_bytes"]
+              and d["total_bytes"] == 96 << 20, "disk figures %r" % d)
+
+        refused = []
+
+        def refused_507():
+            st, obj = batch(c, 1 + len(refused) % 3, "full", 10, "b%d" % len(refused))
+            if st == 200:
+                return False
+            refused.append((st, obj))
+            return st == 507
+        wait_until(refused_507, 15, "a produce refused with 507")
+        st, obj = refused[-1]
+        check_failure(st, obj, 507, "a produce onto a full volume")
+        check("broker %d" % victim in obj["message"] and "reserve" in obj["message"],
+              "the 507 does not name the broker and its reserve: %r" % obj)
+        check(all(s in (200, 507) for s, _ in refused), "other failures: %r" % refused)
+        lead = c.group_leader(c.describe("full")["partitions"][0]["group_id"], [1, 2, 3])
+        check(metric(c.b_http[lead], "raftq_broker_disk_refused_total") >= 1,
+              "broker %d counted no refusal" % lead)
+        # Space returns: produces go on by themselves.
+        os.unlink(ballast)
+
+        def taken():
+            st, obj = batch(c, 2, "full", 10, "c")
+            return st == 200
+        wait_until(taken, 15, "a produce taken once space returned")
+        check(metric(c.b_http[victim], "raftq_broker_disk_low") == 0, "still low")
+        wait_until(lambda: not c.broker_states()[victim]["disk"]["low"], 10,
+                   "GET /admin/brokers to show broker %d's space back" % victim)
+        st, obj = c.call(1, "GET", "/v1/topics/full/partitions/0/records",
+                         query={"offset": 0, "max": 10000})
+        got = check_ok(st, obj, "read back")["records"]
+        check(len(got) >= acked + 10, "%d records read, %d acknowledged" % (len(got), acked + 10))
+        check(all(p.running() for p in c.brokers.values()), "a broker exited")
+    finally:
+        fs.close(c)
+
+
+def test_retention_sized_from_the_volume(ctx):
+    c = Cluster(ctx, n_brokers=3, broker_args=[
+        "--disk-reserve-bytes", str(8 << 20), "--segment-bytes", str(2 << 20),
+        "--retention-check-ms", "1000", "--raft-log-memory-bytes", str(4 << 20)])
+    fs = Tmpfs(c, 64)
+    try:
+        c.start()
+        c.create_topic(1, "keep", 1)
+        c.wait_topic_led("keep")
+        n = 0
+        # 200 KB each, 60 MB in all: past the replica's share of the 64 MiB
+        # volume (64 - 2 x 8 MiB of reserve - 8.75 MiB for its Raft log).
+        for k in range(300):
+            st, obj = batch(c, 1 + k % 3, "keep", 200, "r%d" % k)
+            check_ok(st, obj, "produce %d (%d MB in)" % (k, n // 1000))
+            n += 200
+        gid = c.describe("keep")["partitions"][0]["group_id"]
+        for b in c.brokers:
+            wait_until(lambda b=b: c.broker_replica(b, gid).get("next_offset") == n, 20,
+                       "broker %d to hold all %d records" % (b, n))
+            r = c.broker_replica(b, gid)
+            check(r.get("first_offset", 0) > 0, "broker %d kept everything: %r" % (b, r))
+            check(metric(c.b_http[b], "raftq_broker_disk_low") == 0, "broker %d low" % b)
+    finally:
+        fs.close(c)
+
+
 def test_older_manager_data_quarantines(ctx):
     c = Cluster(ctx, n_brokers=3).start()
     wait_uid(c)
@@ -474,4 +614,6 @@ if __name__ == "__main__":
         test_managers_grow_and_shrink,
         test_scaled_away_manager_leaves_and_returns,
         test_older_manager_data_quarantines,
+        test_full_disk_refuses_then_recovers,
+        test_retention_sized_from_the_volume,
     ], binary="manager", ports=(32300, 32699))

@@ -143,6 +143,7 @@ static void test_bclient_policy_404_retention_ends_other_404_retries(
     assert_false(n.why_set);
 }
 
+/* A refusal (4xx, or 507 for a full volume) ends the call. */
 static void test_bclient_policy_refusal_ends_the_call(void **state)
 {
     (void)state;
@@ -154,6 +155,13 @@ static void test_bclient_policy_refusal_ends_the_call(void **state)
         assert_false(n.target_leads);
         assert_false(n.drop_target);
     }
+    /* A volume under its reserve: final too, not a 5xx to retry. */
+    struct bclient_policy_answer full = {
+        .status = 507, .json = true, .message = "disk low"};
+    struct bclient_policy_next n = answer(full, true, 4, 0);
+    assert_int_equal(n.step, BCLIENT_FINISH);
+    assert_false(n.drop_target);
+    assert_false(n.why_set);
 }
 
 static void test_bclient_policy_produce_200_finishes_and_learns(void **state)
