@@ -81,6 +81,10 @@
 #define BALANCE_TICKS 3     /* Leadership balance every 3 s. */
 #define REOPEN_GAP_MS 10000 /* Between reopens of one stopped group. */
 #define PATH_LEN 4096
+/* A follower replica within this many entries of its leader's commit
+ * index counts as caught up (readiness). */
+#define READY_LAG 64
+#define COMMITS_TIMEOUT_MS 2000
 
 static const struct rq_opt options[] = {
     {"id", "RAFTQ_ID", RQ_OPT_U64, NULL, true,
@@ -91,6 +95,10 @@ static const struct rq_opt options[] = {
      "HOST:PORT for Raft and broker RPCs (peers know us by it)"},
     {"http-addr", "RAFTQ_HTTP_ADDR", RQ_OPT_STR, NULL, true,
      offsetof(struct broker_config, http_addr), "HOST:PORT for the HTTP API"},
+    {"http-bind", "RAFTQ_HTTP_BIND", RQ_OPT_STR, "", false,
+     offsetof(struct broker_config, http_bind),
+     "HOST:PORT to listen on for HTTP when it differs from --http-addr, "
+     "which is where managers reach this broker (e.g. 0.0.0.0:8180)"},
     {"data", "RAFTQ_DATA", RQ_OPT_STR, NULL, true,
      offsetof(struct broker_config, data),
      "data directory (replicas, their Raft logs and partition logs)"},
@@ -152,6 +160,11 @@ static const struct rq_opt options[] = {
     {"retention-ms", "RAFTQ_RETENTION_MS", RQ_OPT_U64, "604800000", false,
      offsetof(struct broker_config, retention_ms),
      "delete segments older than this (0: no limit)"},
+    {"shutdown-grace-ms", "RAFTQ_SHUTDOWN_GRACE_MS", RQ_OPT_U64, "5000", false,
+     offsetof(struct broker_config, shutdown_grace_ms),
+     "on SIGTERM, how long to hand the groups this broker leads over to "
+     "other members before closing (0: close at once); a second signal "
+     "closes at once"},
     {"disk-reserve-bytes", "RAFTQ_DISK_RESERVE_BYTES", RQ_OPT_U64, "0", false,
      offsetof(struct broker_config, disk_reserve_bytes),
      "free space kept on the data volume: below it produces are refused "
@@ -177,6 +190,10 @@ struct slot {
     bool from_start;       /* Found in the data directory at start. */
     uint64_t reopen_after; /* uv_now() before which no reopen starts. */
     bool reopening;        /* Its group stopped; set until it opens again. */
+    /* Its leader's commit index when last asked (REPLICA_RPC_COMMITS),
+     * for readiness; known once an answer came (0: cannot tell). */
+    uint64_t leader_commit;
+    bool leader_commit_known;
 };
 
 /* A replica whose Raft group stopped, closed to be opened again. */
@@ -226,7 +243,12 @@ struct broker {
     /* The cluster uid this broker is bound to (rq_uid.h), 0 before its
      * first registration; kept in DATA/cluster_uid. */
     uint64_t cluster_uid;
-    struct disk_state disk; /* The data volume, read every tick. */
+    struct disk_state disk;   /* The data volume, read every tick. */
+    unsigned commits_pending; /* REPLICA_RPC_COMMITS calls out. */
+    /* SIGTERM: leaderships being handed over before closing. */
+    bool leaving;
+    unsigned handovers; /* Transfers not ended yet. */
+    uv_timer_t grace;
 
     bool closing;
     bool http_closing;
@@ -235,6 +257,7 @@ struct broker {
 static void shutdown_continue(struct broker *b);
 static void budget_share(struct broker *b);
 static void retain(struct broker *b);
+static struct slot *slot_find(struct broker *b, uint64_t gid);
 
 /* ---- Registry ---- */
 
@@ -251,6 +274,38 @@ struct rq_metrics *broker_metrics(struct broker *b)
 bool broker_closing(const struct broker *b)
 {
     return b->closing;
+}
+
+/* Whether @s's replica has caught up with its group's leader: it leads,
+ * or it follows a known leader whose commit index, as last asked, it is
+ * within READY_LAG entries of; false with why not. */
+static bool caught_up(const struct slot *s, char *why, size_t whyn)
+{
+    struct replica_status st;
+    replica_status(s->replica, &st);
+    if (st.node.role == RQ_ROLE_LEADER) {
+        return true;
+    }
+    if (st.node.leader_id == 0) {
+        snprintf(why, whyn, "the replica of group %" PRIu64 " knows no leader",
+                 s->group_id);
+        return false;
+    }
+    if (!s->leader_commit_known) {
+        snprintf(why, whyn,
+                 "the replica of group %" PRIu64
+                 " has not heard its leader's commit index yet",
+                 s->group_id);
+        return false;
+    }
+    if (st.node.commit + READY_LAG < s->leader_commit) {
+        snprintf(why, whyn,
+                 "the replica of group %" PRIu64 " is %" PRIu64
+                 " entries behind its leader",
+                 s->group_id, s->leader_commit - st.node.commit);
+        return false;
+    }
+    return true;
 }
 
 bool broker_ready(const struct broker *b, char *why, size_t whyn)
@@ -272,7 +327,153 @@ bool broker_ready(const struct broker *b, char *why, size_t whyn)
             return false;
         }
     }
+    for (size_t i = 0; i < b->n_slots; i++) {
+        if (replica_state(b->slots[i].replica) == REPLICA_OPEN &&
+            !caught_up(&b->slots[i], why, whyn)) {
+            return false;
+        }
+    }
     return true;
+}
+
+/* ---- Readiness: how far behind their leaders the replicas are ---- */
+
+struct commits_ask {
+    struct broker *b;
+    uint32_t n;
+    uint64_t gids[];
+};
+
+static void on_commits(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct commits_ask *a = data;
+    struct broker *b = a->b;
+    struct brpc_commit *c = calloc(BRPC_COMMITS_MAX, sizeof *c);
+    uint32_t n = 0;
+    b->commits_pending--;
+    if (c != NULL && status == 0 &&
+        brpc_commits_reply_decode(body, len, c, &n) == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            struct slot *s = slot_find(b, c[i].group_id);
+            if (s != NULL && c[i].commit != 0) {
+                s->leader_commit = c[i].commit;
+                s->leader_commit_known = true;
+            }
+        }
+    } else if (status == RQ_INVALID || status == RQ_MALFORMED) {
+        /* A broker of an earlier release: nothing to compare with. */
+        for (uint32_t i = 0; i < a->n; i++) {
+            struct slot *s = slot_find(b, a->gids[i]);
+            if (s != NULL) {
+                s->leader_commit = 0;
+                s->leader_commit_known = true;
+            }
+        }
+    }
+    free(c);
+    free(a);
+}
+
+/* Asks each leader broker of this broker's follower replicas their
+ * groups' commit index, one call per leader, a round at a time. */
+static void commits_ask(struct broker *b)
+{
+    if (b->commits_pending > 0 || b->n_slots == 0) {
+        return;
+    }
+    bool *asked = calloc(b->n_slots, sizeof *asked);
+    if (asked == NULL) {
+        return; /* UNTESTED: ENOMEM only. */
+    }
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct replica_status st;
+        if (asked[i] || replica_state(b->slots[i].replica) != REPLICA_OPEN) {
+            continue;
+        }
+        replica_status(b->slots[i].replica, &st);
+        uint64_t leader = st.node.leader_id;
+        const char *addr = NULL;
+        const struct replica_desc *d = replica_desc(b->slots[i].replica);
+        for (size_t k = 0; k < d->n_members; k++) {
+            addr = d->members[k].id == leader ? d->members[k].raft_addr : addr;
+        }
+        if (leader == 0 || leader == b->cfg.id || addr == NULL) {
+            continue;
+        }
+        struct commits_ask *a =
+            malloc(sizeof *a + b->n_slots * sizeof a->gids[0]);
+        if (a == NULL) {
+            break; /* UNTESTED: ENOMEM only. */
+        }
+        a->b = b;
+        a->n = 0;
+        /* Every follower replica of the same leader, in one call. */
+        for (size_t j = i; j < b->n_slots && a->n < BRPC_COMMITS_MAX; j++) {
+            struct replica_status sj;
+            if (asked[j] ||
+                replica_state(b->slots[j].replica) != REPLICA_OPEN) {
+                continue;
+            }
+            replica_status(b->slots[j].replica, &sj);
+            if (sj.node.leader_id == leader && sj.node.role != RQ_ROLE_LEADER) {
+                asked[j] = true;
+                a->gids[a->n++] = b->slots[j].group_id;
+            }
+        }
+        size_t len = brpc_commits_request_size(a->n);
+        uint8_t *body = malloc(len);
+        if (body == NULL) {
+            free(a); /* UNTESTED: ENOMEM only. */
+            break;
+        }
+        brpc_commits_request_encode(a->gids, a->n, body);
+        if (rq_rpc_call(b->rpc, addr, REPLICA_RPC_COMMITS, body, len,
+                        COMMITS_TIMEOUT_MS, on_commits, a) == 0) {
+            b->commits_pending++;
+        } else {
+            free(a);
+        }
+        free(body);
+    }
+    free(asked);
+}
+
+/* REPLICA_RPC_COMMITS: the commit index of each group named that this
+ * broker leads (0 for the others). */
+static void serve_commits(struct broker *b, struct rq_rpc_call *call,
+                          const uint8_t *body, size_t len)
+{
+    uint64_t *gids = calloc(BRPC_COMMITS_MAX, sizeof *gids);
+    struct brpc_commit *c = calloc(BRPC_COMMITS_MAX, sizeof *c);
+    uint8_t *out = NULL;
+    uint32_t n = 0;
+    if (gids == NULL || c == NULL) {
+        rq_rpc_reply(call, RQ_NOMEM, NULL, 0); /* UNTESTED: ENOMEM only. */
+    } else if (brpc_commits_request_decode(body, len, gids, &n) != 0) {
+        rq_rpc_reply(call, RQ_MALFORMED, NULL, 0);
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            struct replica *r = broker_find(b, gids[i]);
+            struct replica_status st;
+            c[i].group_id = gids[i];
+            c[i].commit = 0;
+            if (r != NULL && replica_ready_leader(r)) {
+                replica_status(r, &st);
+                c[i].commit = st.node.commit;
+            }
+        }
+        size_t olen = brpc_commits_reply_size(n);
+        out = malloc(olen);
+        if (out == NULL) {
+            rq_rpc_reply(call, RQ_NOMEM, NULL, 0); /* UNTESTED */
+        } else {
+            brpc_commits_reply_encode(c, n, out);
+            rq_rpc_reply(call, 0, out, olen);
+        }
+    }
+    free(out);
+    free(c);
+    free(gids);
 }
 
 static struct slot *slot_find(struct broker *b, uint64_t gid)
@@ -917,6 +1118,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(b->loop);
     b->ticks++;
     disk_read(b);
+    commits_ask(b);
     if (disk_tight(&b->disk)) {
         retain(b); /* Near the reserve: every tick, not every period. */
     }
@@ -926,7 +1128,11 @@ static void on_tick(uv_timer_t *t)
          * hold the group's produces for an election timeout, then fail. */
         const struct peerwatch_peer *p =
             peerwatch_get(&b->peers, replica_preferred(b->slots[i].replica));
-        replica_tick(b->slots[i].replica, balance && (p == NULL || !p->down));
+        replica_tick(b->slots[i].replica,
+                     balance && !b->leaving &&
+                         (p == NULL ||
+                          (!p->down && !(p->features_known &&
+                                         (p->features & PEERWATCH_LEAVING)))));
         reopen_if_stopped(b, &b->slots[i], now);
     }
 }
@@ -1041,12 +1247,17 @@ static void on_rpc(void *data, struct rq_rpc_call *call, uint32_t method,
         uint8_t features[4];
         rq_wire_put_u32_at(features,
                            (b->cfg.merge_produces ? PEERWATCH_MERGES : 0) |
-                               (b->disk.low ? PEERWATCH_DISK_LOW : 0));
+                               (b->disk.low ? PEERWATCH_DISK_LOW : 0) |
+                               (b->leaving ? PEERWATCH_LEAVING : 0));
         rq_rpc_reply(call, 0, features, sizeof features);
         return;
     }
     if (method == REPLICA_RPC_MEMBERS) {
         serve_members(b, call, body, len);
+        return;
+    }
+    if (method == REPLICA_RPC_COMMITS) {
+        serve_commits(b, call, body, len);
         return;
     }
     if (method != REPLICA_RPC_FETCH) {
@@ -1265,6 +1476,7 @@ static void shutdown_begin(struct broker *b)
     uv_close((uv_handle_t *)&b->tick, NULL);
     uv_close((uv_handle_t *)&b->retention, NULL);
     uv_close((uv_handle_t *)&b->ping, NULL);
+    uv_close((uv_handle_t *)&b->grace, NULL);
     /* A close callback removes a slot: walk a snapshot of the replicas. */
     size_t n = b->n_slots;
     struct replica **list = calloc(n + 1, sizeof *list);
@@ -1283,10 +1495,65 @@ static void shutdown_begin(struct broker *b)
     shutdown_continue(b);
 }
 
-/* rq_main's: a signal asks for an orderly shutdown. */
+/* ---- Leaving: leaderships handed over before closing ---- */
+
+static void on_grace(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+    rq_log(RQ_INFO,
+           "%u leadership handovers not done within --shutdown-grace-ms; "
+           "closing",
+           b->handovers);
+    shutdown_begin(b);
+}
+
+static void on_handed_over(void *data, int status)
+{
+    struct broker *b = data;
+    (void)status; /* Done or not, the group elects once this one closes. */
+    if (b->handovers > 0 && --b->handovers == 0 && !b->closing) {
+        rq_log(RQ_INFO, "every leadership handed over; closing");
+        uv_timer_stop(&b->grace);
+        shutdown_begin(b);
+    }
+}
+
+/*
+ * Hands every group this broker leads to another member (replica_transfer
+ * to any up-to-date voter), then closes; within --shutdown-grace-ms, after
+ * which it closes anyway. Its pings say it is leaving, so no peer hands a
+ * leadership back meanwhile. A rolling restart then costs each group a
+ * transfer rather than an election timeout. true if handovers started.
+ */
+static bool leave(struct broker *b)
+{
+    b->leaving = true;
+    for (size_t i = 0; i < b->n_slots; i++) {
+        struct replica *r = b->slots[i].replica;
+        if (replica_ready_leader(r) &&
+            replica_transfer(r, 0, on_handed_over, b) == 0) {
+            b->handovers++;
+        }
+    }
+    if (b->handovers == 0) {
+        return false;
+    }
+    rq_log(RQ_INFO, "handing %u leaderships over before closing", b->handovers);
+    uv_timer_start(&b->grace, on_grace, b->cfg.shutdown_grace_ms, 0);
+    return true;
+}
+
+/* rq_main's: a signal asks for an orderly shutdown; the first hands the
+ * leaderships over first, a second closes at once. */
 static void stop(void *self)
 {
-    shutdown_begin(self);
+    struct broker *b = self;
+    if (!b->leaving && !b->closing && b->cfg.shutdown_grace_ms > 0 &&
+        leave(b)) {
+        return;
+    }
+    uv_timer_stop(&b->grace);
+    shutdown_begin(b);
 }
 
 /* ---- Start ---- */
@@ -1312,6 +1579,10 @@ static int check(void *self, char *why, size_t whyn)
         rq_config_check_addr("raft-addr", c->raft_addr, RQ_ADDR_MAX, why, whyn);
     if (rv == 0) {
         rv = rq_config_check_addr("http-addr", c->http_addr, RQ_ADDR_MAX, why,
+                                  whyn);
+    }
+    if (rv == 0 && c->http_bind[0] != '\0') {
+        rv = rq_config_check_addr("http-bind", c->http_bind, RQ_ADDR_MAX, why,
                                   whyn);
     }
     if (rv != 0) {
@@ -1513,7 +1784,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         return rv;
     }
     struct rq_http_config hc = {
-        .bind_address = b->cfg.http_addr,
+        .bind_address =
+            b->cfg.http_bind[0] != '\0' ? b->cfg.http_bind : b->cfg.http_addr,
         .max_body = API_MAX_BODY,
         .max_connections = (unsigned)b->cfg.http_max_connections,
         .max_buffered = (size_t)b->cfg.http_max_buffered,
@@ -1588,6 +1860,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     uv_timer_init(b->loop, &b->tick);
     b->tick.data = b;
     uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(b->loop, &b->grace);
+    b->grace.data = b;
     uv_timer_init(b->loop, &b->retention);
     b->retention.data = b;
     uv_timer_start(&b->retention, on_retention, b->cfg.retention_check_ms,

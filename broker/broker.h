@@ -16,6 +16,7 @@ struct broker_config {
     uint64_t id;
     const char *raft_addr;
     const char *http_addr;
+    const char *http_bind; /* Where to listen; "" means http_addr. */
     const char *data;
     const char *secret;
     uint64_t cluster_id;
@@ -36,6 +37,7 @@ struct broker_config {
     uint64_t retention_ms;
     uint64_t retention_check_ms;
     uint64_t disk_reserve_bytes; /* 0: sized from the volume (disk.h). */
+    uint64_t shutdown_grace_ms;  /* Leadership handover before closing. */
     uint64_t max_message_bytes;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;

@@ -77,3 +77,67 @@ int brpc_members_parse(
     json_decref(o);
     return 0;
 }
+
+size_t brpc_commits_request_size(uint32_t n)
+{
+    return 4 + 8 * (size_t)n;
+}
+
+size_t brpc_commits_reply_size(uint32_t n)
+{
+    return 4 + 16 * (size_t)n;
+}
+
+void brpc_commits_request_encode(const uint64_t *gids, uint32_t n, uint8_t *out)
+{
+    rq_wire_put_u32_at(out, n);
+    for (uint32_t i = 0; i < n; i++) {
+        rq_wire_put_u64_at(out + 4 + 8 * (size_t)i, gids[i]);
+    }
+}
+
+/* The count at @p, if @len holds exactly that many items of @item bytes
+ * and it is within BRPC_COMMITS_MAX. */
+static int commits_count(const uint8_t *p, size_t len, size_t item, uint32_t *n)
+{
+    if (len < 4) {
+        return RQ_MALFORMED;
+    }
+    uint32_t k = rq_wire_u32_at(p);
+    if (k > BRPC_COMMITS_MAX || len != 4 + item * (size_t)k) {
+        return RQ_MALFORMED;
+    }
+    *n = k;
+    return 0;
+}
+
+int brpc_commits_request_decode(const uint8_t *p, size_t len, uint64_t *out,
+                                uint32_t *n)
+{
+    int rv = commits_count(p, len, 8, n);
+    for (uint32_t i = 0; rv == 0 && i < *n; i++) {
+        out[i] = rq_wire_u64_at(p + 4 + 8 * (size_t)i);
+    }
+    return rv;
+}
+
+void brpc_commits_reply_encode(const struct brpc_commit *c, uint32_t n,
+                               uint8_t *out)
+{
+    rq_wire_put_u32_at(out, n);
+    for (uint32_t i = 0; i < n; i++) {
+        rq_wire_put_u64_at(out + 4 + 16 * (size_t)i, c[i].group_id);
+        rq_wire_put_u64_at(out + 12 + 16 * (size_t)i, c[i].commit);
+    }
+}
+
+int brpc_commits_reply_decode(const uint8_t *p, size_t len,
+                              struct brpc_commit *out, uint32_t *n)
+{
+    int rv = commits_count(p, len, 16, n);
+    for (uint32_t i = 0; rv == 0 && i < *n; i++) {
+        out[i].group_id = rq_wire_u64_at(p + 4 + 16 * (size_t)i);
+        out[i].commit = rq_wire_u64_at(p + 12 + 16 * (size_t)i);
+    }
+    return rv;
+}

@@ -10,6 +10,9 @@
  *     MEMBERS reply:    JSON {"conf_index": N, "servers": [{"id",
  *                       "raft_addr", "http_addr" (null if unknown),
  *                       "voter"}]}
+ *     COMMITS request:  n:u32 | n x group_id:u64
+ *     COMMITS reply:    n:u32 | n x (group_id:u64 | commit:u64), commit 0
+ *                       where the answering broker does not lead the group
  */
 #ifndef BRPC_H
 #define BRPC_H
@@ -53,5 +56,28 @@ struct brpc_members {
 int brpc_members_parse(
     const uint8_t *body, size_t len, uint64_t self_id, struct brpc_members *out,
     void (*member)(void *data, const struct replica_member *m), void *data);
+
+/* At most this many groups in one COMMITS request. */
+#define BRPC_COMMITS_MAX 4096
+
+/* A group and its leader's commit index (0: not led there). */
+struct brpc_commit {
+    uint64_t group_id;
+    uint64_t commit;
+};
+
+/* The bytes of a COMMITS request of @n groups, and of a reply of @n. */
+size_t brpc_commits_request_size(uint32_t n);
+size_t brpc_commits_reply_size(uint32_t n);
+void brpc_commits_request_encode(const uint64_t *gids, uint32_t n,
+                                 uint8_t *out);
+/* The group ids of a request into @out (room for BRPC_COMMITS_MAX):
+ * RQ_MALFORMED unless @len is exactly what its count says. */
+int brpc_commits_request_decode(const uint8_t *p, size_t len, uint64_t *out,
+                                uint32_t *n);
+void brpc_commits_reply_encode(const struct brpc_commit *c, uint32_t n,
+                               uint8_t *out);
+int brpc_commits_reply_decode(const uint8_t *p, size_t len,
+                              struct brpc_commit *out, uint32_t *n);
 
 #endif /* BRPC_H */

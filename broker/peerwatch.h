@@ -31,6 +31,9 @@
 /* Not a feature but a state: the peer's data volume is under its reserve
  * (disk.h), so groups it is a member of take no produces. */
 #define PEERWATCH_DISK_LOW 2u
+/* A state too: the peer is shutting down, handing its leaderships over;
+ * no leadership is handed to it. */
+#define PEERWATCH_LEAVING 4u
 
 struct peerwatch_peer {
     uint64_t id;

@@ -31,7 +31,7 @@
 #define BACKOFF_MAX_MS 5000
 #define REGISTER_TIMEOUT_MS 5000
 /* After managers of another cluster answered: they may be restored. */
-#define REFUSED_RETRY_MS 10000
+#define REFUSED_RETRY_MS 3000
 #define URL_MAX 256
 
 enum state {
@@ -62,9 +62,10 @@ struct registrar {
     unsigned fails_in_row; /* Of heartbeats, or of registrations. */
     bool complained;       /* A failure streak has been logged. */
     bool registered_once;
-    uint64_t uid;      /* Bound to; 0: not yet. */
-    bool refused;      /* The last answer named another cluster uid. */
-    char refusal[320]; /* Why, for /readyz. */
+    uint64_t uid;       /* Bound to; 0: not yet. */
+    bool refused;       /* The last answer named another cluster uid. */
+    char refusal[320];  /* Why, for /readyz. */
+    char last_why[256]; /* The last failed registration's answer. */
 
     bool closing;
     unsigned closes_pending;
@@ -226,6 +227,14 @@ static void send_register(struct registrar *r)
     json_t *body =
         json_pack("{s:I,s:s,s:s}", "id", (json_int_t)r->id, "raft_addr",
                   r->raft_addr, "http_addr", r->http_addr);
+    /* A process that starts holding nothing may take back the id of a
+     * removed broker (manager/README.md). */
+    json_t *summary = r->summary(r->summary_data);
+    if (body != NULL && !r->registered_once &&
+        json_array_size(json_object_get(summary, "replicas")) == 0) {
+        json_object_set_new(body, "fresh", json_true());
+    }
+    json_decref(summary);
     post(r, "/internal/brokers/register", with_uid(r, body),
          REGISTER_TIMEOUT_MS);
 }
@@ -345,6 +354,7 @@ static void on_registered(struct registrar *r, const struct rq_httpc_resp *resp)
         rq_log(RQ_INFO, "registered with manager %s as broker %" PRIu64 "%s",
                r->managers[r->current], r->id,
                r->registered_once ? " (again)" : "");
+        r->last_why[0] = '\0';
         r->state = REGISTERED;
         r->registered_once = true;
         r->backoff_ms = 0;
@@ -354,6 +364,7 @@ static void on_registered(struct registrar *r, const struct rq_httpc_resp *resp)
         return;
     }
     describe(resp, what, sizeof what);
+    snprintf(r->last_why, sizeof r->last_why, "%s", what);
     if (!r->complained) {
         rq_log(RQ_WARN,
                "cannot register with manager %s (%s); retrying over %zu "
@@ -443,6 +454,10 @@ bool registrar_ready(const struct registrar *r, char *why, size_t whyn)
     }
     if (r->refused) {
         snprintf(why, whyn, "%s", r->refusal);
+    } else if (r->last_why[0] != '\0') {
+        snprintf(why, whyn,
+                 "not registered with the managers yet (the last answer: %s)",
+                 r->last_why);
     } else {
         snprintf(why, whyn, "not registered with the managers yet");
     }

@@ -70,6 +70,10 @@
  * broker's process and loop alive (broker.c's peer watch, peerwatch.h);
  * an older broker refuses the method, which shows as much. */
 #define REPLICA_RPC_PING 3
+/* COMMITS (brpc.h): the commit index of each group named that the
+ * answering broker leads, so that a follower's broker knows whether its
+ * replicas have caught up (readiness, broker.c). */
+#define REPLICA_RPC_COMMITS 4
 
 struct bmetrics;
 struct bmetrics_replica;

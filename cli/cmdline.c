@@ -25,7 +25,7 @@
      BIT(CMD_BENCH) | BIT(CMD_GROUP_LIST) | BIT(CMD_GROUP_DESCRIBE) |         \
      BIT(CMD_GROUP_RESET) | BIT(CMD_GROUP_DELETE) |                           \
      BIT(CMD_CLUSTER_ADD_MANAGER) | BIT(CMD_CLUSTER_REMOVE_MANAGER) |         \
-     BIT(CMD_BROKER_DELETE_REPLICA))
+     BIT(CMD_BROKER_DELETE_REPLICA) | BIT(CMD_PARTITION_MOVES))
 #define ALL_CMDS (~0u)
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
@@ -137,6 +137,7 @@ static const struct word words[] = {
      "broker delete-replica"},
     {"partition", "move-leader", CMD_PARTITION_MOVE_LEADER,
      "partition move-leader"},
+    {"partition", "moves", CMD_PARTITION_MOVES, "partition moves"},
     {"token", "create", CMD_TOKEN_CREATE, "token create"},
     {"token", "list", CMD_TOKEN_LIST, "token list"},
     {"token", "revoke", CMD_TOKEN_REVOKE, "token revoke"},
@@ -290,6 +291,7 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
         case CMD_BROKER_LIST:
         case CMD_TOKEN_LIST:
         case CMD_GROUP_LIST:
+        case CMD_PARTITION_MOVES:
             if (n != 0) {
                 rq_why(why, whyn, "'%s' takes no arguments (got '%s')", name,
                        args[0]);
@@ -857,6 +859,7 @@ static const char overview[] =
     "  broker drain ID              move replicas off a broker\n"
     "  broker remove ID             remove a broker for good\n"
     "  broker delete-replica B G    delete a quarantined replica\n"
+    "  partition moves              replica moves under way\n"
     "  cluster add-manager ID ADDR  add a manager (non-voter until caught "
     "up)\n"
     "  cluster remove-manager ID    remove a manager from the Raft group\n"
@@ -1085,8 +1088,16 @@ static const char *const helps[] = {
         "Marks a broker REMOVED: its replicas move away and its id is never "
         "reused.\n",
     [CMD_PARTITION] =
-        "usage: raftq partition move-leader TOPIC PARTITION "
-        "BROKER\n",
+        "usage: raftq partition move-leader TOPIC PARTITION BROKER\n"
+        "       raftq partition moves\n",
+    [CMD_PARTITION_MOVES] =
+        "usage: raftq partition moves\n"
+        "\n"
+        "Lists the replica moves under way: repairs (off a dead, draining "
+        "or\n"
+        "removed broker), rebalancing onto less loaded brokers, and "
+        "rebuilds,\n"
+        "with the step each is at.\n",
     [CMD_PARTITION_MOVE_LEADER] =
         "usage: raftq partition move-leader TOPIC PARTITION BROKER\n"
         "\n"

@@ -50,6 +50,7 @@ enum cmd {
     CMD_BROKER_DELETE_REPLICA,
     CMD_PARTITION, /* "partition" alone: only valid with --help. */
     CMD_PARTITION_MOVE_LEADER,
+    CMD_PARTITION_MOVES,
     CMD_TOKEN, /* "token" alone: only valid with --help. */
     CMD_TOKEN_CREATE,
     CMD_TOKEN_LIST,

@@ -370,6 +370,10 @@ int commands_run(const struct cmdline *cl, struct mclient *c)
             return remove_manager(cl, c);
         case CMD_PARTITION_MOVE_LEADER:
             return move_leader(cl, c);
+        case CMD_PARTITION_MOVES:
+            url_init(&u, "");
+            url_path(&u, "/admin/moves");
+            return simple(cl, c, "GET", &u, NULL, render_moves);
         case CMD_TOKEN_CREATE:
             return token_create(cl, c);
         case CMD_TOKEN_LIST:

@@ -303,6 +303,39 @@ int render_brokers(const json_t *body, FILE *f)
     return render_list(body, "brokers", 8, headers, right, broker_row, f);
 }
 
+static int move_row(const json_t *m, struct table *t)
+{
+    char group[CELL], part[CELL], from[CELL], to[CELL], age[CELL];
+    const char *topic = str_field(m, "topic");
+    const char *kind = str_field(m, "kind");
+    const char *step = str_field(m, "step");
+    const json_t *ms = json_object_get(m, "age_ms");
+    if (!int_cell(m, "group_id", group, sizeof group) || topic == NULL ||
+        !int_cell(m, "partition_id", part, sizeof part) ||
+        !int_cell(m, "from", from, sizeof from) ||
+        !int_cell(m, "to", to, sizeof to) || kind == NULL || step == NULL ||
+        !json_is_integer(ms) || json_integer_value(ms) < 0) {
+        return RQ_MALFORMED;
+    }
+    render_age((uint64_t)json_integer_value(ms), age, sizeof age);
+    const char *cells[] = {group, topic, part, kind, from, to, step, age};
+    return table_add(t, cells);
+}
+
+int render_moves(const json_t *body, FILE *f)
+{
+    static const char *const headers[] = {"GROUP", "TOPIC", "PARTITION", "KIND",
+                                          "FROM",  "TO",    "STEP",      "AGE"};
+    const json_t *list = json_object_get(body, "moves");
+    if (json_is_array(list) && json_array_size(list) == 0) {
+        fprintf(f, "no moves under way\n");
+        return 0;
+    }
+    /* The numbers: GROUP, PARTITION, FROM, TO, AGE. */
+    unsigned right = 1u << 0 | 1u << 2 | 1u << 4 | 1u << 5 | 1u << 7;
+    return render_list(body, "moves", 8, headers, right, move_row, f);
+}
+
 static int token_row(const json_t *tk, struct table *t)
 {
     char id[CELL], created[CELL];

@@ -21,6 +21,8 @@ int render_topic(const json_t *body, FILE *f);
 
 /* GET /admin/brokers: a broker table. */
 int render_brokers(const json_t *body, FILE *f);
+/* GET /admin/moves: one row a move, "no moves under way" for none. */
+int render_moves(const json_t *body, FILE *f);
 
 /* What one manager says of itself for `cluster status`: its own
  * GET /admin/managers answer (NULL when it could not be reached) and

@@ -254,6 +254,30 @@ void admin_brokers(struct rq_http_req *req, void *data)
     rq_http_reply(req, 200, json_pack("{s:o}", "brokers", out));
 }
 
+/* GET /admin/moves: the replica moves under way (repair.h). */
+void admin_moves(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    struct repair_info info[16];
+
+    if (!auth_admin(core, req) || mcore_forward(core, req)) {
+        return;
+    }
+    size_t n = repair_list(mcore_modules(core)->repair, mcore_now(core), info,
+                           sizeof info / sizeof info[0]);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct repair_info *m = &info[i];
+        json_array_append_new(
+            list, json_pack("{s:I,s:s,s:i,s:i,s:i,s:s,s:s,s:I}", "group_id",
+                            (json_int_t)m->group_id, "topic", m->topic,
+                            "partition_id", (int)m->partition_id, "from",
+                            (int)m->from, "to", (int)m->to, "kind", m->kind,
+                            "step", m->step, "age_ms", (json_int_t)m->age_ms));
+    }
+    rq_http_reply(req, 200, json_pack("{s:o}", "moves", list));
+}
+
 /* ---- Quarantined replicas: an admin's decision ---- */
 
 struct replica_delete {
@@ -477,6 +501,33 @@ static void broker_state_change(struct rq_http_req *req, struct mcore *core,
                      "holds none (see GET /admin/brokers)",
                      id,
                      b.n_replicas > hosted ? b.n_replicas : (unsigned)hosted);
+        }
+    }
+    if ((to == MBROKER_DRAINING || to == MBROKER_REMOVING) && b.state != to &&
+        b.n_replicas > 0) {
+        /* Its replicas need MCMD_RF other brokers to go to; with fewer the
+         * drain would wait for good. */
+        struct mstore_broker *all;
+        size_t n;
+        unsigned others = 0;
+        rv = mstore_brokers(mcore_store(core), &all, &n);
+        if (rv != 0) {
+            qapi_reply_store_error(req, rv);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            others += all[i].id != id && all[i].state == MBROKER_ALIVE;
+        }
+        free(all);
+        if (others < MCMD_RF) {
+            rq_http_reply_error(
+                req, 409,
+                "broker %u holds %u replicas, which need %d other alive "
+                "brokers to move to, and there are %u: add a broker first; "
+                "a broker stopped for good is removed at once once it is "
+                "dead",
+                id, b.n_replicas, MCMD_RF, others);
+            return;
         }
     }
     struct mcmd c = {.type = MCMD_BROKER_STATE};
@@ -1292,6 +1343,24 @@ void admin_broker_register(struct rq_http_req *req, void *data)
         return;
     }
     struct mcmd c = {.type = MCMD_BROKER_REGISTER};
+    struct mstore_broker old;
+    uint32_t bid = (uint32_t)json_integer_value(id);
+    if (mstore_broker(mcore_store(core), bid, &old) == 0 &&
+        old.state == MBROKER_REMOVED) {
+        if (!json_is_true(json_object_get(body, "fresh"))) {
+            rq_http_reply_error(req, 409,
+                                "broker %u was removed; a broker started with "
+                                "an empty data directory takes the id again",
+                                bid);
+            return;
+        }
+        /* A new broker with the removed one's id (DESIGN.md section 17). */
+        rq_log(RQ_INFO,
+               "broker %u, removed earlier, registers again holding nothing: "
+               "the id is taken again",
+               bid);
+        c.type = MCMD_BROKER_REISSUE;
+    }
     c.u.broker_register.id = (uint32_t)json_integer_value(id);
     snprintf(c.u.broker_register.raft_addr,
              sizeof c.u.broker_register.raft_addr, "%s",

@@ -163,6 +163,11 @@ static const struct rq_opt options[] = {
     {"http-addr", "RAFTQ_HTTP_ADDR", RQ_OPT_STR, NULL, true,
      offsetof(struct manager_config, http_addr),
      "HOST:PORT for the HTTP API (clients, brokers and other managers)"},
+    {"http-bind", "RAFTQ_HTTP_BIND", RQ_OPT_STR, "", false,
+     offsetof(struct manager_config, http_bind),
+     "HOST:PORT to listen on for HTTP when it differs from --http-addr, "
+     "which is where the others reach this manager (e.g. 0.0.0.0:8080 "
+     "behind a pod's DNS name, so kubectl port-forward reaches it too)"},
     {"peers", "RAFTQ_PEERS", RQ_OPT_STR, NULL, true,
      offsetof(struct manager_config, peers),
      "every manager's Raft address as ID=HOST:PORT,... (this one included)"},
@@ -905,6 +910,10 @@ static int check(void *self, char *why, size_t whyn)
         rv = rq_config_check_addr("http-addr", c->http_addr, MCMD_ADDR_MAX, why,
                                   whyn);
     }
+    if (rv == 0 && c->http_bind[0] != '\0') {
+        rv = rq_config_check_addr("http-bind", c->http_bind, MCMD_ADDR_MAX, why,
+                                  whyn);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -1216,7 +1225,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
         return rv;
     }
     struct rq_http_config hc = {
-        .bind_address = m->cfg.http_addr,
+        .bind_address =
+            m->cfg.http_bind[0] != '\0' ? m->cfg.http_bind : m->cfg.http_addr,
         .max_body = MAX_BODY,
         .max_connections = (unsigned)m->cfg.http_max_connections,
         .max_buffered = (size_t)m->cfg.http_max_buffered,

@@ -33,6 +33,7 @@
  *   GROUP_DELETE        group:str
  *   CLUSTER_UID         uid:u64
  *   GROUP_FOREIGN       group_id:u64 | broker:u32
+ *   BROKER_REISSUE      id:u32 | raft_addr:str | http_addr:str
  *
  * A topic's replica list takes its count from n_partitions rather than
  * carrying a second one. Trailing bytes after the last field are refused.
@@ -93,6 +94,8 @@ const char *mcmd_type_name(enum mcmd_type t)
             return "cluster_uid";
         case MCMD_GROUP_FOREIGN:
             return "group_foreign";
+        case MCMD_BROKER_REISSUE:
+            return "broker_reissue";
     }
     return "unknown";
 }
@@ -137,7 +140,7 @@ void mcmd_clear(struct mcmd *c)
 
 static bool type_known(int t)
 {
-    return t >= MCMD_MANAGER_ADDR && t <= MCMD_GROUP_FOREIGN &&
+    return t >= MCMD_MANAGER_ADDR && t <= MCMD_BROKER_REISSUE &&
            t != MCMD_TYPE_BATCH;
 }
 
@@ -274,8 +277,9 @@ static int check(const struct mcmd *c, char *why, size_t whyn)
     int rv;
     switch (c->type) {
         case MCMD_MANAGER_ADDR:
-        case MCMD_BROKER_REGISTER: {
-            /* The two payloads have the same layout. */
+        case MCMD_BROKER_REGISTER:
+        case MCMD_BROKER_REISSUE: {
+            /* The payloads have the same layout. */
             uint32_t id = c->type == MCMD_MANAGER_ADDR
                               ? c->u.manager.id
                               : c->u.broker_register.id;
@@ -437,6 +441,7 @@ int mcmd_encode(const struct mcmd *c, struct rq_buf *out)
             put_str(out, c->u.manager.http_addr);
             break;
         case MCMD_BROKER_REGISTER:
+        case MCMD_BROKER_REISSUE:
             rq_buf_put_u32(out, c->u.broker_register.id);
             put_str(out, c->u.broker_register.raft_addr);
             put_str(out, c->u.broker_register.http_addr);
@@ -788,6 +793,7 @@ static int decode_fields(struct rq_cursor *cur, struct mcmd *c, char *why,
             return decode_addrs(cur, &c->u.manager.id, c->u.manager.raft_addr,
                                 c->u.manager.http_addr, why, whyn);
         case MCMD_BROKER_REGISTER:
+        case MCMD_BROKER_REISSUE:
             return decode_addrs(cur, &c->u.broker_register.id,
                                 c->u.broker_register.raft_addr,
                                 c->u.broker_register.http_addr, why, whyn);

@@ -62,8 +62,9 @@ enum mcmd_type {
     MCMD_GROUP_COMMIT,    /* a member's offsets, fenced by its generation */
     MCMD_GROUP_OFFSETS,   /* an operator sets a group's offsets */
     MCMD_GROUP_DELETE,
-    MCMD_CLUSTER_UID,   /* the cluster's identity, drawn once (first wins) */
-    MCMD_GROUP_FOREIGN, /* a hosted group this store never placed */
+    MCMD_CLUSTER_UID,    /* the cluster's identity, drawn once (first wins) */
+    MCMD_GROUP_FOREIGN,  /* a hosted group this store never placed */
+    MCMD_BROKER_REISSUE, /* a removed broker's id, registered again empty */
 };
 
 enum mbroker_state {

@@ -14,6 +14,7 @@ struct manager_config {
     uint64_t id;
     const char *raft_addr; /* Where to listen; "" means the --peers entry. */
     const char *http_addr;
+    const char *http_bind; /* Where to listen; "" means http_addr. */
     const char *peers;
     const char *data;
     const char *secret;

@@ -1040,7 +1040,9 @@ static bool liveness_state(enum mbroker_state s)
 /*
  * A registration sets ALIVE, except that it does not undo an admin
  * decision: a DRAINING or REMOVING broker that restarts stays so, and a
- * REMOVED id is refused, since removal is for good.
+ * REMOVED id is refused, since removal is for good; BROKER_REISSUE (a
+ * broker that starts holding nothing, with a removed broker's id) makes a
+ * REMOVED id ALIVE again, as a new broker.
  */
 static int apply_broker_register(struct mstore *s, const struct mcmd *c,
                                  uint64_t *result)
@@ -1053,7 +1055,7 @@ static int apply_broker_register(struct mstore *s, const struct mcmd *c,
         id = ST_BROKER_INSERT;
     } else if (rv != 0) {
         return rv;
-    } else if (old == MBROKER_REMOVED) {
+    } else if (old == MBROKER_REMOVED && c->type != MCMD_BROKER_REISSUE) {
         *result = MSTORE_ERR(RQ_INVALID);
         return 0;
     } else if (admin_state(old)) {
@@ -1520,6 +1522,7 @@ static int apply_cmd(struct mstore *s, const struct mcmd *c, uint64_t *result)
         case MCMD_MANAGER_ADDR:
             return apply_manager(s, c, result);
         case MCMD_BROKER_REGISTER:
+        case MCMD_BROKER_REISSUE:
             return apply_broker_register(s, c, result);
         case MCMD_BROKER_STATE:
             return apply_broker_state(s, c, result);

@@ -262,3 +262,99 @@ size_t placement_repair(struct placement_broker *brokers, size_t n_brokers,
     }
     return n;
 }
+
+/* Whether every replica of @p is on an ALIVE broker. */
+static bool all_alive(struct placement_broker *brokers, size_t n_brokers,
+                      const struct placement_partition *p)
+{
+    for (unsigned k = 0; k < MCMD_RF; k++) {
+        const struct placement_broker *b =
+            broker_by_id(brokers, n_brokers, p->replicas[k]);
+        if (b == NULL || b->state != MBROKER_ALIVE) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int index_of(const struct placement_partition *p, uint32_t id)
+{
+    for (int k = 0; k < MCMD_RF; k++) {
+        if (p->replicas[k] == id) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+static bool planned(const struct placement_move *out, size_t n, uint64_t gid)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].group_id == gid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t placement_rebalance(struct placement_broker *brokers, size_t n_brokers,
+                           const struct placement_partition *parts,
+                           size_t n_parts, size_t max_moves,
+                           struct placement_move *out)
+{
+    size_t n = 0;
+    while (n < max_moves) {
+        struct placement_broker *hi = NULL;
+        struct placement_broker *lo = NULL;
+        for (size_t i = 0; i < n_brokers; i++) {
+            struct placement_broker *b = &brokers[i];
+            if (b->state != MBROKER_ALIVE) {
+                continue;
+            }
+            if (hi == NULL || b->n_replicas > hi->n_replicas ||
+                (b->n_replicas == hi->n_replicas && b->id < hi->id)) {
+                hi = b;
+            }
+            if (lo == NULL || b->n_replicas < lo->n_replicas ||
+                (b->n_replicas == lo->n_replicas && b->id < lo->id)) {
+                lo = b;
+            }
+        }
+        if (hi == NULL || hi->n_replicas <= lo->n_replicas + 1) {
+            break; /* Balanced: counts differ by one at most. */
+        }
+        /* A partition of @hi's that @lo lacks, all of it ALIVE: one whose
+         * preferred leader is not @hi if there is one, so preferred
+         * leaderships stay where they are. */
+        const struct placement_partition *best = NULL;
+        int best_r = -1;
+        for (size_t i = 0; i < n_parts; i++) {
+            const struct placement_partition *p = &parts[i];
+            int r = index_of(p, hi->id);
+            if (r < 0 || index_of(p, lo->id) >= 0 ||
+                planned(out, n, p->group_id) ||
+                !all_alive(brokers, n_brokers, p)) {
+                continue;
+            }
+            if (best == NULL || (best_r == 0 && r != 0)) {
+                best = p;
+                best_r = r;
+            }
+            if (r != 0) {
+                break;
+            }
+        }
+        if (best == NULL) {
+            break;
+        }
+        hi->n_replicas--;
+        lo->n_replicas++;
+        if (best_r == 0) {
+            hi->n_preferred = hi->n_preferred > 0 ? hi->n_preferred - 1 : 0;
+            lo->n_preferred++;
+        }
+        out[n++] = (struct placement_move){
+            .group_id = best->group_id, .from = hi->id, .to = lo->id};
+    }
+    return n;
+}

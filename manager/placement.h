@@ -70,4 +70,18 @@ size_t placement_repair(struct placement_broker *brokers, size_t n_brokers,
                         const struct placement_partition *parts, size_t n_parts,
                         size_t max_moves, struct placement_move *out);
 
+/*
+ * Plans rebalancing onto brokers that hold fewer replicas, such as a new
+ * one: while the most loaded ALIVE broker holds two or more replicas more
+ * than the least loaded, one move of a partition it holds (every replica
+ * on an ALIVE broker, not on the least loaded one, not its preferred
+ * leader if another will do) to the least loaded; ties by broker id. At
+ * most @max_moves, one per partition; the counts in @brokers are updated.
+ * Returns the number of moves written to @out.
+ */
+size_t placement_rebalance(struct placement_broker *brokers, size_t n_brokers,
+                           const struct placement_partition *parts,
+                           size_t n_parts, size_t max_moves,
+                           struct placement_move *out);
+
 #endif /* PLACEMENT_H */

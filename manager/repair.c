@@ -33,6 +33,8 @@
 #define ADD_TIMEOUT_MS 60000 /* The new member catches up first. */
 #define REMOVE_TIMEOUT_MS 15000
 #define STEP_RETRY_MS 1000
+/* Between two rebalancing moves (one at a time). */
+#define REBALANCE_PAUSE_MS 1000
 
 /* Indexed by enum repair_step. */
 static const char *const step_names[] = {"create", "add", "remove", "commit",
@@ -45,6 +47,8 @@ struct move {
     uint32_t to;
     uint32_t next[MCMD_RF]; /* The new replica set. */
     bool rebuild;           /* from == to: REMOVE, REBUILD, ADD. */
+    bool rebalance;         /* Onto a less loaded broker. */
+    uint64_t started_ms;
     enum repair_step step;
     uint32_t asked; /* The broker called in this step. */
     unsigned redirects;
@@ -66,6 +70,7 @@ struct repair {
     struct hold holds[MAX_HOLDS];
     size_t n_holds;
     uint32_t removing; /* A REMOVING broker being committed REMOVED; 0: none. */
+    uint64_t rebalance_after_ms; /* No rebalancing move before then. */
 };
 
 static void move_end(struct move *mv, bool ok, const char *why);
@@ -153,6 +158,10 @@ static void on_move_closed(uv_handle_t *h)
 
 static void move_end(struct move *mv, bool ok, const char *why)
 {
+    if (mv->rebalance) {
+        mv->rp->rebalance_after_ms =
+            mcore_now(mv->rp->core) + REBALANCE_PAUSE_MS;
+    }
     struct repair *rp = mv->rp;
     for (unsigned i = 0; i < rp->n_moves; i++) {
         if (rp->moves[i] == mv) {
@@ -413,7 +422,8 @@ static void step_run(struct move *mv)
 }
 
 static void move_start(struct repair *rp, const struct mstore_partition *p,
-                       uint32_t from, uint32_t to, enum repair_step first)
+                       uint32_t from, uint32_t to, enum repair_step first,
+                       bool rebalance)
 {
     bool rebuild = from == to;
     struct move *mv = calloc(1, sizeof *mv);
@@ -428,6 +438,8 @@ static void move_start(struct repair *rp, const struct mstore_partition *p,
     mv->retry.data = mv;
     mv->from = from;
     mv->to = to;
+    mv->rebalance = rebalance;
+    mv->started_ms = mcore_now(rp->core);
     for (unsigned k = 0; k < MCMD_RF; k++) {
         mv->next[k] = p->replicas[k] == from ? to : p->replicas[k];
     }
@@ -442,9 +454,9 @@ static void move_start(struct repair *rp, const struct mstore_partition *p,
         rq_log(RQ_INFO,
                "g%" PRIu64
                " (%s/%u): moving the replica on broker %u to broker "
-               "%u, from the %s step",
+               "%u%s, from the %s step",
                p->group_id, p->topic, p->partition_id, from, to,
-               step_names[first]);
+               rebalance ? " (rebalancing)" : "", step_names[first]);
     }
     step_next(mv, first);
 }
@@ -545,12 +557,38 @@ void repair_tick(struct repair *rp, uint64_t now)
         .voters = view_voters,
         .report = view_report,
         .data = &ctx,
+        .rebalance_room =
+            rp->n_moves == 0 && now >= rp->rebalance_after_ms ? 1 : 0,
     };
     removals_finish(rp, &v, now);
     size_t n = repair_plan(&v, now, MAX_MOVES - rp->n_moves, plan);
     for (size_t k = 0; k < n && rp->n_moves < MAX_MOVES; k++) {
-        move_start(rp, plan[k].part, plan[k].from, plan[k].to, plan[k].first);
+        move_start(rp, plan[k].part, plan[k].from, plan[k].to, plan[k].first,
+                   plan[k].rebalance);
     }
     free(parts);
     free(brokers);
+}
+
+size_t repair_list(const struct repair *rp, uint64_t now,
+                   struct repair_info *out, size_t max)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < rp->n_moves && n < max; i++) {
+        const struct move *mv = rp->moves[i];
+        struct repair_info *o = &out[n++];
+        *o = (struct repair_info){
+            .group_id = mv->part.group_id,
+            .partition_id = mv->part.partition_id,
+            .from = mv->from,
+            .to = mv->to,
+            .kind = mv->rebuild     ? "rebuild"
+                    : mv->rebalance ? "rebalance"
+                                    : "repair",
+            .step = step_names[mv->step],
+            .age_ms = now > mv->started_ms ? now - mv->started_ms : 0,
+        };
+        snprintf(o->topic, sizeof o->topic, "%s", mv->part.topic);
+    }
+    return n;
 }

@@ -43,6 +43,12 @@
  * replicas) is committed REMOVED by repair_tick once the store places
  * nothing on it and it reports hosting nothing.
  *
+ * Rebalancing. With nothing to repair and no move under way, one replica
+ * at a time moves from the most loaded ALIVE broker to the least loaded
+ * (placement_rebalance) by the same steps, REBALANCE_PAUSE_MS after the
+ * last ended, until the counts differ by one at most: a broker added to a
+ * cluster takes its share of the existing partitions.
+ *
  * The decisions (which moves to start, whom a step asks, what an answer
  * means, when a removal is done) are repair_plan.h's pure functions, with
  * unit tests; this module calls brokers and proposes as they say.
@@ -51,7 +57,10 @@
 #define REPAIR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "mcmd.h"
 
 struct mcore;
 struct repair;
@@ -75,5 +84,21 @@ void repair_stop(struct repair *rp);
 
 /* true while a move of @group_id is under way. */
 bool repair_active(const struct repair *rp, uint64_t group_id);
+
+/* A move under way, as GET /admin/moves shows it. */
+struct repair_info {
+    uint64_t group_id;
+    char topic[MCMD_NAME_MAX + 1];
+    uint32_t partition_id;
+    uint32_t from;
+    uint32_t to;      /* == from: a rebuild in place. */
+    const char *kind; /* "repair", "rebalance" or "rebuild" */
+    const char *step; /* "create", "add", "remove", "commit", "rebuild" */
+    uint64_t age_ms;
+};
+
+/* The moves under way (at most @max written to @out); how many. */
+size_t repair_list(const struct repair *rp, uint64_t now,
+                   struct repair_info *out, size_t max);
 
 #endif /* REPAIR_H */

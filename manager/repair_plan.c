@@ -191,11 +191,30 @@ size_t repair_plan(const struct repair_view *v, uint64_t now, size_t room,
         npp++;
     }
     size_t nm = placement_repair(pb, v->n_brokers, pp, npp, room - n, moves);
+    bool rebalance = false;
+    if (n == 0 && nm == 0 && v->rebalance_room > 0) {
+        /* A broker still hosting replicas it is not placed (stale ones
+         * reconciliation has yet to delete, as after it came back) takes
+         * none now: a new replica of such a group would meet the old one.
+         * One not heard from since this manager leads neither. */
+        for (size_t i = 0; i < v->n_brokers; i++) {
+            const struct liveness_broker *lb =
+                v->report(v->data, v->brokers[i].id);
+            if (lb == NULL || !lb->heard ||
+                lb->n_replicas != v->brokers[i].n_replicas) {
+                pb[i].state = MBROKER_SUSPECT;
+            }
+        }
+        size_t r = v->rebalance_room < room ? v->rebalance_room : room;
+        nm = placement_rebalance(pb, v->n_brokers, pp, npp, r, moves);
+        rebalance = true;
+    }
     for (size_t k = 0; k < nm && n < room; k++) {
         for (size_t i = 0; i < v->n_parts; i++) {
             if (v->parts[i].group_id == moves[k].group_id) {
-                out[n++] = move_of(&v->parts[i], moves[k].from, moves[k].to,
-                                   REPAIR_CREATE);
+                out[n] = move_of(&v->parts[i], moves[k].from, moves[k].to,
+                                 REPAIR_CREATE);
+                out[n++].rebalance = rebalance;
                 break;
             }
         }

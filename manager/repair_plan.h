@@ -47,6 +47,9 @@ struct repair_view {
     /* @broker's last report, as liveness_broker (NULL: none). */
     const struct liveness_broker *(*report)(void *data, uint32_t broker);
     void *data; /* For the callbacks. */
+    /* Rebalancing moves allowed this round (placement_rebalance) when
+     * nothing else is to be done; 0: none. */
+    size_t rebalance_room;
 };
 
 struct repair_plan_move {
@@ -54,6 +57,7 @@ struct repair_plan_move {
     uint32_t from;
     uint32_t to; /* == from: a rebuild in place. */
     enum repair_step first;
+    bool rebalance; /* Onto a less loaded broker, nothing being down. */
 };
 
 /*
@@ -62,8 +66,9 @@ struct repair_plan_move {
  * show it), else a rebuild of a replica reported failed for
  * REPAIR_PLAN_REBUILD_AFTER_MS; nothing for a partition whose voters are
  * not known or differ from the store's replicas; then placement_repair's
- * moves (from CREATE) for the partitions left. Returns the number written
- * to @out.
+ * moves (from CREATE) for the partitions left; and if none of these is to
+ * be done, at most @v->rebalance_room of placement_rebalance's moves (from
+ * CREATE). Returns the number written to @out.
  */
 size_t repair_plan(const struct repair_view *v, uint64_t now, size_t room,
                    struct repair_plan_move *out);

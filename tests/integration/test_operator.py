@@ -17,7 +17,8 @@ on real processes: 3 managers and 3 brokers from the build under test.
   promotes it once caught up. It ends a voter with the others' state.
 - test_managers_grow_and_shrink: 3 -> 5 -> 3 managers while a producer
   writes: managers 4 and 5 (not in --peers) start with empty directories
-  and join by themselves; then `raftq cluster remove-manager` removes the
+  and join by themselves (manager 5 listens on every address with
+  --http-bind and answers at another local address); then `raftq cluster remove-manager` removes the
   leader (it hands leadership over first) and manager 5, and they are
   stopped. The chaos checkers then hold every acknowledged record at its
   offset, none twice, none refused appended, and the three managers left
@@ -26,6 +27,20 @@ on real processes: 3 managers and 3 brokers from the build under test.
   one (not in --peers) that stops answering for --manager-gone-ms is removed
   by the leader, while a seed gone as long is not; started again with its data, it
   finds the configuration leaves it out and joins again.
+- test_new_broker_takes_its_share: a fourth broker joins three holding a
+  topic of 6 partitions under writes; replicas move to it one at a time
+  (GET /admin/moves shows them as "rebalance") until the counts differ by
+  one at most; the chaos checkers hold every acknowledged record.
+- test_removed_broker_id_comes_back: with three brokers a drain or removal
+  is refused (409: it would wait for good); a fourth broker removed while
+  running is refused when it registers again (its /readyz says so), and
+  started again holding nothing it takes its id back and gets replicas.
+- test_rolling_restart_of_every_broker: each broker in turn is stopped
+  (SIGTERM: it hands the groups it leads over first), started and waited
+  for until its /readyz is 200, which now means every
+  replica it follows has caught up with its leader; writes flow
+  throughout, none is refused, and the chaos checkers hold every one
+  acknowledged (the longest time without an acknowledgement is printed).
 - test_full_disk_refuses_then_recovers (needs root: a size-limited tmpfs
   per broker): a file fills one broker's volume past its reserve; produces
   to the partition it holds get 507 naming it, through any manager, and
@@ -248,10 +263,11 @@ class Producer(threading.Thread):
     managers, one at a time, and keeps the history the chaos checkers
     read (invoke, then ok, fail or info)."""
 
-    def __init__(self, c, topic):
+    def __init__(self, c, topic, partitions=3):
         super().__init__(daemon=True)
         self.c = c
         self.topic = topic
+        self.partitions = partitions
         self.ops = []
         self.stop = threading.Event()
         self.t0 = time.monotonic()
@@ -271,7 +287,8 @@ class Producer(threading.Thread):
             self.note(type="invoke", f="produce", topic=self.topic, value=value)
             try:
                 st, obj, _ = call(self.c.m_http[i], "POST", "/v1/topics/%s/records" % self.topic,
-                                  {"records": [{"value": value, "partition_id": n % 3}]},
+                                  {"records": [{"value": value,
+                                                "partition_id": n % self.partitions}]},
                                   timeout=10)
             except Unreachable:
                 self.note(type="info", f="produce", topic=self.topic, value=value)
@@ -289,9 +306,12 @@ class Producer(threading.Thread):
 
 
 def start_manager(c, ctx, i, extra=()):
-    """Manager @i, not in --peers: it joins the cluster by itself."""
+    """Manager @i, not in --peers: it joins the cluster by itself. In
+    @extra, "0.0.0.0:" stands for its HTTP port on every address."""
     c.m_raft[i] = "127.0.0.1:%d" % ctx.ports.take()
     c.m_http[i] = "127.0.0.1:%d" % ctx.ports.take()
+    extra = [("0.0.0.0:" + c.m_http[i].rsplit(":", 1)[1]) if a == "0.0.0.0:" else a
+             for a in extra]
     peers = ",".join("%d=%s" % (k, a) for k, a in sorted(c.m_raft.items()) if k <= 3)
     data = os.path.join(ctx.dir, "manager%d" % i)
     argv = [ctx.binary, "--id", str(i), "--peers", peers, "--raft-addr", c.m_raft[i],
@@ -323,11 +343,16 @@ def test_managers_grow_and_shrink(ctx):
     prod.start()
     try:
         wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
-        for i in (4, 5):
-            start_manager(c, ctx, i)
+        start_manager(c, ctx, 4)
+        # Manager 5 listens on every address (--http-bind), as on a pod
+        # that kubectl port-forward reaches, and is reached at its own.
+        start_manager(c, ctx, 5, ["--http-bind", "0.0.0.0:"])
         wait_until(lambda: sorted(r for r in voters(c).values()) ==
                    ["follower"] * 4 + ["leader"] and all(c.ready(i) for i in (4, 5)),
                    60, "five voting managers")
+        port5 = c.m_http[5].rsplit(":", 1)[1]
+        st, _, _ = call("127.0.0.2:%s" % port5, "GET", "/readyz", timeout=5)
+        check(st == 200, "manager 5 through another local address: %d" % st)
         acked = prod.acked
         wait_until(lambda: prod.acked >= acked + 50, 30, "writes with five managers")
         wait_digests_agree(c, {1, 2, 3, 4, 5})
@@ -352,25 +377,31 @@ def test_managers_grow_and_shrink(ctx):
         prod.stop.set()
         prod.join()
     wait_digests_agree(c, left)
+    check_history(c, min(left), prod, "flow", 3)
+    check(prod.acked > 150, "only %d writes acknowledged" % prod.acked)
+
+
+def check_history(c, via, prod, topic, partitions):
+    """The chaos checkers over @prod's history and every record of @topic
+    read back through manager @via."""
     logs = {}
-    for p in range(3):
+    for p in range(partitions):
         recs, offset = [], 0
         while True:
-            st, obj = c.call(min(left), "GET", "/v1/topics/flow/partitions/%d/records" % p,
+            st, obj = c.call(via, "GET", "/v1/topics/%s/partitions/%d/records" % (topic, p),
                              query={"offset": offset, "max": 10000})
-            got = check_ok(st, obj, "read flow/%d" % p)["records"]
+            got = check_ok(st, obj, "read %s/%d" % (topic, p))["records"]
             if not got:
                 break
             recs += [(r["offset"], r["value"]) for r in got]
             offset = got[-1]["offset"] + 1
-        logs[("flow", p)] = {0: recs}
+        logs[(topic, p)] = {0: recs}
     results = [checker.check_acked(prod.ops, logs), checker.check_unique(prod.ops, logs),
                checker.check_failed_absent(prod.ops, logs)]
     for r in results:
         print("    %s %s: %s" % ("ok  " if r.passed else "FAIL", r.name, r.detail))
     check(all(r.passed for r in results),
           "; ".join("%s: %s" % (r.name, r.detail) for r in results if not r.passed))
-    check(prod.acked > 150, "only %d writes acknowledged" % prod.acked)
 
 
 def test_scaled_away_manager_leaves_and_returns(ctx):
@@ -532,6 +563,140 @@ def test_retention_sized_from_the_volume(ctx):
         fs.close(c)
 
 
+def test_new_broker_takes_its_share(ctx):
+    c = Cluster(ctx, n_brokers=4).start(brokers={1, 2, 3})
+    c.create_topic(1, "spread", 6)
+    c.wait_topic_led("spread")
+    prod = Producer(c, "spread", partitions=6)
+    prod.start()
+    kinds = set()
+    try:
+        wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
+        c.brokers[4].start()
+
+        def balanced():
+            st, obj = c.call(1, "GET", "/admin/moves")
+            if st == 200:
+                kinds.update(m["kind"] for m in obj["moves"])
+            states = c.broker_states()
+            counts = [b["partitions"] for b in states.values() if b["state"] == "alive"]
+            return (len(counts) == 4 and max(counts) - min(counts) <= 1 and
+                    st == 200 and not obj["moves"])
+        wait_until(balanced, 120, "the 18 replicas spread over 4 brokers", interval=0.3)
+        acked = prod.acked
+        wait_until(lambda: prod.acked >= acked + 50, 30, "writes after the moves")
+    finally:
+        prod.stop.set()
+        prod.join()
+    # Every move GET /admin/moves showed (a move can come and go between
+    # two looks) was a rebalancing one: nothing needed repair.
+    check(kinds <= {"rebalance"}, "moves seen: %r" % kinds)
+    states = c.broker_states()
+    check(states[4]["partitions"] >= 4, "broker 4 holds %r" % states[4])
+    wait_until(lambda: c.groups_match_store("spread"), 30,
+               "every group's voters to be its replicas in the store")
+    check_history(c, 2, prod, "spread", 6)
+    rc, out = raftq(c, ctx, "partition", "moves")
+    check(rc == 0 and "no moves under way" in out, "partition moves: %d %s" % (rc, out))
+    log = "".join(open(c.managers[i].log_path, errors="replace").read() for i in c.managers)
+    check(log.count("(rebalancing)") >= 4, "fewer than 4 rebalancing moves logged")
+
+
+def test_removed_broker_id_comes_back(ctx):
+    c = Cluster(ctx, n_brokers=4).start(brokers={1, 2, 3})
+    c.create_topic(1, "ids", 3)
+    c.wait_topic_led("ids")
+    # With three brokers a drain or a removal would wait for good.
+    for method, path in (("POST", "/admin/brokers/1/drain"), ("DELETE", "/admin/brokers/1")):
+        obj = check_failure(*c.call(1, method, path), 409, "%s %s with three brokers"
+                            % (method, path))
+        check("add a broker first" in obj["message"], "the 409 says what to do: %r" % obj)
+    c.brokers[4].start()
+    c.wait_ready()
+    # Removed while it runs: it holds nothing then, but its process
+    # registered already, so its registration is refused (not ready, and
+    # /readyz says why).
+    st, obj = c.call(1, "DELETE", "/admin/brokers/4")
+    check(st in (200, 202), "remove broker 4: %d %r" % (st, obj))
+    wait_until(lambda: c.broker_states()[4]["state"] == "removed", 60, "broker 4 REMOVED",
+               interval=0.3)
+
+    def refused():
+        try:
+            st, obj, _ = call(c.b_http[4], "GET", "/readyz", timeout=2)
+        except Unreachable:
+            return None
+        return st == 503 and "was removed" in obj.get("message", "")
+    wait_until(refused, 20, "broker 4's /readyz to say it was removed")
+    check(c.broker_states()[4]["state"] == "removed", "broker 4 came back by itself")
+    # Started again holding nothing (a pod scaled down and up): a new
+    # broker with the same id, which rebalancing gives replicas.
+    check(c.brokers[4].terminate() == 0, "broker 4 exit status")
+    c.brokers[4].start()
+    wait_until(lambda: c.broker_states()[4]["state"] == "alive", 30, "broker 4 ALIVE again")
+    wait_until(lambda: c.broker_states()[4]["partitions"] >= 2, 60,
+               "broker 4 to take replicas again", interval=0.3)
+    log = "".join(open(c.managers[i].log_path, errors="replace").read() for i in c.managers)
+    check("registers again holding nothing" in log, "the leader did not say the id came back")
+
+
+def test_rolling_restart_of_every_broker(ctx):
+    c = Cluster(ctx, n_brokers=3, broker_args=["--shutdown-grace-ms", "5000"])
+    c.start()
+    c.create_topic(1, "roll", 3)
+    c.wait_topic_led("roll")
+    prod = Producer(c, "roll")
+    prod.start()
+    gaps = []
+    try:
+        wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
+        for b in (1, 2, 3):
+            check(c.brokers[b].terminate() == 0, "broker %d exit status" % b)
+            # While it is down its groups go on: 300 more writes, then the
+            # commit index of each group's leader, which it must reach
+            # before it is ready.
+            base = prod.acked
+            wait_until(lambda: prod.acked >= base + 300, 60, "writes while broker %d is down" % b)
+            behind = {}
+            for g in sorted({p["group_id"] for p in c.describe("roll")["partitions"]}):
+                for o in (set(c.brokers) - {b}):
+                    r = c.broker_replica(o, g)
+                    if r.get("role") == "leader":
+                        behind[g] = r["commit"]
+            c.brokers[b].start()
+            unready = set()
+
+            def ready():
+                try:
+                    st, obj, _ = call(c.b_http[b], "GET", "/readyz", timeout=2)
+                except Unreachable:
+                    return False
+                if st != 200:
+                    unready.add(obj.get("message", "") if isinstance(obj, dict) else "")
+                return st == 200
+            wait_until(ready, 60, "broker %d ready after its restart" % b, interval=0.05)
+            for g, commit in behind.items():
+                r = c.broker_replica(b, g)
+                check(r.get("commit", 0) + 64 >= commit,
+                      "broker %d was ready with group %d at commit %r, its leader at %d before"
+                      % (b, g, r.get("commit"), commit))
+            print("    broker %d: ready; unready on the way: %s" % (b, sorted(unready)[:3]))
+    finally:
+        prod.stop.set()
+        prod.join()
+    times = [op["t"] for op in prod.ops if op["type"] == "ok"]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    print("    longest time without an acknowledged write: %.2f s" % max(gaps))
+    failed = [op for op in prod.ops if op["type"] == "fail"]
+    check(not failed, "refused writes: %r" % failed[:3])
+    check_history(c, 1, prod, "roll", 3)
+    # Each broker that led a group on SIGTERM handed it over first.
+    handed = [b for b in c.brokers
+              if "every leadership handed over; closing" in
+              open(c.brokers[b].log_path, errors="replace").read()]
+    check(handed, "no broker handed its leaderships over on SIGTERM")
+
+
 def test_older_manager_data_quarantines(ctx):
     c = Cluster(ctx, n_brokers=3).start()
     wait_uid(c)
@@ -614,6 +779,9 @@ if __name__ == "__main__":
         test_managers_grow_and_shrink,
         test_scaled_away_manager_leaves_and_returns,
         test_older_manager_data_quarantines,
+        test_new_broker_takes_its_share,
+        test_removed_broker_id_comes_back,
+        test_rolling_restart_of_every_broker,
         test_full_disk_refuses_then_recovers,
         test_retention_sized_from_the_volume,
     ], binary="manager", ports=(32300, 32699))

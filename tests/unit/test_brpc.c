@@ -14,6 +14,7 @@
 
 #include "broker/brpc.h"
 #include "rq_err.h"
+#include "rq_wire.h"
 
 static void test_brpc_fetch_round_trip(void **state)
 {
@@ -105,6 +106,44 @@ static void test_brpc_members_reply_malformed(void **state)
     assert_false(r.lists_self);
 }
 
+/* COMMITS: requests and replies round-trip; a count that is not the
+ * body's, or over the maximum, is malformed. */
+static void test_brpc_commits(void **state)
+{
+    (void)state;
+    uint64_t gids[3] = {1, 1ull << 40, 7};
+    uint8_t buf[64];
+    uint64_t got[BRPC_COMMITS_MAX];
+    uint32_t n = 99;
+    assert_int_equal(brpc_commits_request_size(3), 28);
+    brpc_commits_request_encode(gids, 3, buf);
+    assert_int_equal(brpc_commits_request_decode(buf, 28, got, &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(got, gids, sizeof gids);
+    assert_int_equal(brpc_commits_request_decode(buf, 27, got, &n),
+                     RQ_MALFORMED);
+    assert_int_equal(brpc_commits_request_decode(buf, 3, got, &n),
+                     RQ_MALFORMED);
+    brpc_commits_request_encode(gids, 0, buf);
+    assert_int_equal(brpc_commits_request_decode(buf, 4, got, &n), 0);
+    assert_int_equal(n, 0);
+    uint8_t big[4];
+    rq_wire_put_u32_at(big, BRPC_COMMITS_MAX + 1);
+    assert_int_equal(brpc_commits_request_decode(big, 4, got, &n),
+                     RQ_MALFORMED);
+
+    struct brpc_commit c[2] = {{5, 1000}, {6, 0}};
+    struct brpc_commit back[BRPC_COMMITS_MAX];
+    assert_int_equal(brpc_commits_reply_size(2), 36);
+    brpc_commits_reply_encode(c, 2, buf);
+    assert_int_equal(brpc_commits_reply_decode(buf, 36, back, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(back[0].group_id == 5 && back[0].commit == 1000);
+    assert_true(back[1].group_id == 6 && back[1].commit == 0);
+    assert_int_equal(brpc_commits_reply_decode(buf, 35, back, &n),
+                     RQ_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -112,6 +151,7 @@ int main(void)
         cmocka_unit_test(test_brpc_members_round_trip),
         cmocka_unit_test(test_brpc_members_reply),
         cmocka_unit_test(test_brpc_members_reply_malformed),
+        cmocka_unit_test(test_brpc_commits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,9 +65,9 @@ static void test_keys_differ_by_use_and_secret(void **state)
 static void assert_refused(const char *secret, const char *what)
 {
     char why[256] = "";
-    assert_int_equal(rq_secret_check(secret, "--cluster-secret", why,
-                                     sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(
+        rq_secret_check(secret, "--cluster-secret", why, sizeof why),
+        RQ_INVALID);
     assert_non_null(strstr(why, "--cluster-secret"));
     if (strstr(why, what) == NULL) {
         fail_msg("secret %s: '%s' does not say '%s'",
@@ -96,9 +96,8 @@ static void test_secret_check_accepts_random(void **state)
 {
     (void)state;
     char why[256] = "";
-    assert_int_equal(rq_secret_check(SECRET, "--cluster-secret", why,
-                                     sizeof why),
-                     0);
+    assert_int_equal(
+        rq_secret_check(SECRET, "--cluster-secret", why, sizeof why), 0);
     assert_int_equal(
         rq_secret_check("q8T1n0cH2lW9s3Zx7Rk4Vb6Yp5Mj0Ea8Df2Gh4Jk6Lm8N=",
                         "--cluster-secret", why, sizeof why),

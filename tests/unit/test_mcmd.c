@@ -19,7 +19,7 @@
 #include "rq_err.h"
 #include "unit_util.h"
 
-#define LAST_TYPE MCMD_GROUP_FOREIGN
+#define LAST_TYPE MCMD_BROKER_REISSUE
 
 /* Every command type (MCMD_TYPE_BATCH, a batch entry's, is none). */
 static const enum mcmd_type all_types[] = {
@@ -29,6 +29,7 @@ static const enum mcmd_type all_types[] = {
     MCMD_TOKEN_CREATE,      MCMD_TOKEN_REVOKE,    MCMD_GROUP_JOIN,
     MCMD_GROUP_LEAVE,       MCMD_GROUP_COMMIT,    MCMD_GROUP_OFFSETS,
     MCMD_GROUP_DELETE,      MCMD_CLUSTER_UID,     MCMD_GROUP_FOREIGN,
+    MCMD_BROKER_REISSUE,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 #define HEADER 10 /* version:u8 | type:u8 | now_ms:u64 */
@@ -60,6 +61,7 @@ static void sample(enum mcmd_type t, struct mcmd *c)
             strcpy(c->u.manager.http_addr, "10.0.0.3:8001");
             break;
         case MCMD_BROKER_REGISTER:
+        case MCMD_BROKER_REISSUE:
             c->u.broker_register.id = 0xfffffffe;
             strcpy(c->u.broker_register.raft_addr, "broker-9.example:9100");
             strcpy(c->u.broker_register.http_addr, "[::1]:9200");
@@ -153,7 +155,8 @@ static void assert_mcmd_equal(const struct mcmd *a, const struct mcmd *b)
     switch (a->type) {
         case MCMD_MANAGER_ADDR:
         case MCMD_BROKER_REGISTER:
-            /* The two payloads share a layout; compare through manager. */
+        case MCMD_BROKER_REISSUE:
+            /* The payloads share a layout; compare through manager. */
             assert_int_equal(a->u.manager.id, b->u.manager.id);
             assert_string_equal(a->u.manager.raft_addr, b->u.manager.raft_addr);
             assert_string_equal(a->u.manager.http_addr, b->u.manager.http_addr);
@@ -842,6 +845,7 @@ static void test_mcmd_names_of_types_and_states(void **state)
     assert_string_equal(mcmd_type_name(MCMD_GROUP_DELETE), "group_delete");
     assert_string_equal(mcmd_type_name(MCMD_CLUSTER_UID), "cluster_uid");
     assert_string_equal(mcmd_type_name(MCMD_GROUP_FOREIGN), "group_foreign");
+    assert_string_equal(mcmd_type_name(MCMD_BROKER_REISSUE), "broker_reissue");
     assert_string_equal(mcmd_type_name((enum mcmd_type)0), "unknown");
     assert_string_equal(mbroker_state_name(MBROKER_ALIVE), "alive");
     assert_string_equal(mbroker_state_name(MBROKER_REMOVED), "removed");

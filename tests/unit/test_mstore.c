@@ -466,6 +466,21 @@ static void test_mstore_broker_register_and_state(void **state)
     assert_string_equal(b.raft_addr, "b7:9001");
     assert_true(b.state_ms == 600);
     assert_int_equal(mstore_applied_index(f->s), f->index);
+
+    /* ...unless a broker that holds nothing takes the id again: a new
+     * broker, ALIVE at its new addresses. */
+    c = broker(7, 800, "b7:9003");
+    c.type = MCMD_BROKER_REISSUE;
+    assert_ok(step(f, &c), 7);
+    assert_int_equal(mstore_broker(f->s, 7, &b), 0);
+    assert_int_equal(b.state, MBROKER_ALIVE);
+    assert_string_equal(b.raft_addr, "b7:9003");
+    /* For a broker not removed it is a registration. */
+    c = broker(8, 900, "b8:9001");
+    c.type = MCMD_BROKER_REISSUE;
+    assert_ok(step(f, &c), 8);
+    assert_int_equal(mstore_broker(f->s, 8, &b), 0);
+    assert_int_equal(b.state, MBROKER_ALIVE);
 }
 
 static void test_mstore_topic_create(void **state)

@@ -625,8 +625,7 @@ static void test_partition_fixture_follower_restores_with_a_gap(void **state)
     assert_true(raft_last_applied(lr) >
                 lagging + 4 * SNAPSHOT_THRESHOLD + SNAPSHOT_TRAILING);
     assert_true(partition_local_next(c->parts[f]) == held);
-    assert_int_equal(raft_fixture_n_recv(&c->f, f, RAFT_INSTALL_SNAPSHOT),
-                     0);
+    assert_int_equal(raft_fixture_n_recv(&c->f, f, RAFT_INSTALL_SNAPSHOT), 0);
 
     cut(c, f, false);
     run_until(c, 180, 180);

@@ -548,6 +548,68 @@ static void test_placement_random_inputs(void **state)
     free(c);
 }
 
+/* A fourth broker joins three that hold 6 partitions each: moves go to it
+ * from the most loaded until the counts differ by one at most, each
+ * partition once, never its preferred leader while another replica will
+ * do, never a partition with a replica not ALIVE. */
+static void test_placement_rebalance_fills_a_new_broker(void **state)
+{
+    (void)state;
+    struct repair_case *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->nb = 4;
+    alive_brokers(c->b, c->nb);
+    for (uint32_t i = 0; i < 6; i++) {
+        add_part(c, i % 3 + 1, (i + 1) % 3 + 1, (i + 2) % 3 + 1);
+    }
+    for (int k = 0; k < 3; k++) {
+        c->b[k].n_replicas = 6;
+        c->b[k].n_preferred = 2;
+    }
+    size_t n = placement_rebalance(c->b, c->nb, c->parts, c->np, 100, c->moves);
+    assert_int_equal(n, 4); /* 18 replicas over 4: 5, 5, 4, 4. */
+    uint32_t r;
+    uint32_t p;
+    spreads(c->b, c->nb, &r, &p);
+    assert_true(r <= 1);
+    assert_int_equal(c->b[3].n_replicas, 4);
+    for (size_t i = 0; i < n; i++) {
+        const struct placement_move *m = &c->moves[i];
+        const struct placement_partition *pt = part_of(c, m->group_id);
+        assert_int_equal(m->to, 4);
+        assert_true(row_holds(pt->replicas, m->from));
+        assert_true(pt->replicas[0] != m->from);
+        for (size_t j = 0; j < i; j++) {
+            assert_true(c->moves[j].group_id != m->group_id);
+        }
+    }
+    /* One move at a time when asked for one. */
+    alive_brokers(c->b, c->nb);
+    for (int k = 0; k < 3; k++) {
+        c->b[k].n_replicas = 6;
+    }
+    assert_int_equal(
+        placement_rebalance(c->b, c->nb, c->parts, c->np, 1, c->moves), 1);
+    /* Balanced already: nothing. */
+    alive_brokers(c->b, c->nb);
+    c->b[0].n_replicas = 5;
+    c->b[1].n_replicas = 5;
+    c->b[2].n_replicas = 4;
+    c->b[3].n_replicas = 4;
+    assert_int_equal(
+        placement_rebalance(c->b, c->nb, c->parts, c->np, 100, c->moves), 0);
+    /* A partition with a replica on a DEAD broker is repair's, not moved;
+     * a DEAD broker is neither a source nor a target. */
+    alive_brokers(c->b, c->nb);
+    c->b[2].state = MBROKER_DEAD;
+    c->b[0].n_replicas = 6;
+    c->b[1].n_replicas = 6;
+    c->b[2].n_replicas = 6;
+    assert_int_equal(
+        placement_rebalance(c->b, c->nb, c->parts, c->np, 100, c->moves), 0);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_placement_repair_most_urgent_first),
         cmocka_unit_test(test_placement_repair_skips_partitions_without_target),
         cmocka_unit_test(test_placement_random_inputs),
+        cmocka_unit_test(test_placement_rebalance_fills_a_new_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

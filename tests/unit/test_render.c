@@ -114,6 +114,37 @@ static void test_render_topic_partitions(void **state)
     json_decref(b);
 }
 
+static void test_render_moves_table(void **state)
+{
+    (void)state;
+    struct out o;
+    json_t *b = parse(
+        "{\"moves\":[{\"group_id\":12,\"topic\":\"orders\","
+        "\"partition_id\":3,\"from\":1,\"to\":4,\"kind\":\"rebalance\","
+        "\"step\":\"add\",\"age_ms\":1500}],\"status\":\"success\"}");
+    out_open(&o);
+    assert_int_equal(render_moves(b, o.f), 0);
+    assert_string_equal(out_done(&o),
+                        "GROUP  TOPIC   PARTITION  KIND       FROM  TO  STEP  "
+                        " AGE\n"
+                        "   12  orders          3  rebalance     1   4  add   "
+                        "1.5s\n");
+    free(o.text);
+    json_decref(b);
+    b = parse("{\"moves\":[],\"status\":\"success\"}");
+    out_open(&o);
+    assert_int_equal(render_moves(b, o.f), 0);
+    assert_string_equal(out_done(&o), "no moves under way\n");
+    free(o.text);
+    json_decref(b);
+    b = parse("{\"moves\":[{\"group_id\":1}]}");
+    out_open(&o);
+    assert_int_equal(render_moves(b, o.f), RQ_MALFORMED);
+    assert_string_equal(out_done(&o), "");
+    free(o.text);
+    json_decref(b);
+}
+
 static void test_render_brokers_table(void **state)
 {
     (void)state;
@@ -288,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_render_topics_one_per_line),
         cmocka_unit_test(test_render_topic_partitions),
         cmocka_unit_test(test_render_brokers_table),
+        cmocka_unit_test(test_render_moves_table),
         cmocka_unit_test(test_render_tokens_table),
         cmocka_unit_test(test_render_managers_with_unreachable_one),
         cmocka_unit_test(test_render_offsets_and_records),

@@ -386,10 +386,39 @@ static void test_repair_plan_answer_fails_otherwise(void **state)
     assert_int_equal(answer(no, REPAIR_CREATE, false, 0, 0).kind, REPAIR_FAIL);
 }
 
+/* With nothing to repair, a rebalancing move when room is given for one,
+ * from the most loaded broker to the least; none without room, and none
+ * while a repair is to be done. */
+static void test_repair_plan_rebalances_when_nothing_is_down(void **state)
+{
+    struct fix *f = *state;
+    add_part(f, 7, 1, 2, 3);
+    add_part(f, 8, 2, 3, 1);
+    f->vgid = 0; /* Every group's voters are its replicas. */
+    for (unsigned i = 0; i < 3; i++) {
+        f->brokers[i].n_replicas = 2;
+    }
+    assert_int_equal(plan(f, 4), 0);
+    f->v.rebalance_room = 1;
+    assert_int_equal(plan(f, 4), 1);
+    assert_true(f->out[0].rebalance);
+    assert_int_equal(f->out[0].to, 4);
+    assert_int_equal(f->out[0].first, REPAIR_CREATE);
+    /* Broker 1 gives up a replica it does not lead: group 8's. */
+    assert_move(&f->out[0], 8, 1, 4, REPAIR_CREATE);
+    set_state(f, 6, MBROKER_DEAD);
+    f->brokers[5].n_replicas = 0;
+    set_state(f, 3, MBROKER_DEAD);
+    assert_int_equal(plan(f, 4), 2);
+    assert_false(f->out[0].rebalance);
+    assert_false(f->out[1].rebalance);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup(name, setup)
     const struct CMUnitTest tests[] = {
+        T(test_repair_plan_rebalances_when_nothing_is_down),
         T(test_repair_plan_nothing_when_all_alive),
         T(test_repair_plan_replaces_a_dead_broker),
         T(test_repair_plan_waits_for_the_leaders_voters),

@@ -83,9 +83,9 @@ static enum rq_sig_result verify_at(struct fx *f, uint64_t now)
     const uint8_t *keys[] = {key(f, RQ_KEY_HTTP_M2B)};
     struct rq_sig_fields out;
     size_t which = 99;
-    enum rq_sig_result rv = rq_sig_verify(&f->v, f->value, keys, 1, &f->req,
-                                          now, &out, &which, f->why,
-                                          sizeof f->why);
+    enum rq_sig_result rv =
+        rq_sig_verify(&f->v, f->value, keys, 1, &f->req, now, &out, &which,
+                      f->why, sizeof f->why);
     if (rv == RQ_SIG_OK) {
         assert_int_equal(which, 0);
     }
@@ -112,8 +112,8 @@ static void test_sig_round_trip(void **state)
     size_t which = 99;
 
     sign_at(f, NOW);
-    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 2, &f->req, NOW,
-                                   &out, &which, f->why, sizeof f->why),
+    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 2, &f->req, NOW, &out,
+                                   &which, f->why, sizeof f->why),
                      RQ_SIG_OK);
     assert_int_equal(which, 1);
     assert_string_equal(out.sender, "manager-1");
@@ -141,12 +141,30 @@ static void assert_tamper_refused(struct fx *f, void (*tamper)(struct fx *f))
     f->req = saved;
 }
 
-static void set_method(struct fx *f) { f->req.method = "PUT"; }
-static void set_path(struct fx *f) { f->req.path = "/v1/topics/t/partitions/1/records"; }
-static void set_query(struct fx *f) { f->req.query = "x=+y"; }
-static void drop_query(struct fx *f) { f->req.query = NULL; }
-static void set_body(struct fx *f) { f->req.body = "{\"a\":2}"; }
-static void cut_body(struct fx *f) { f->req.body_len--; }
+static void set_method(struct fx *f)
+{
+    f->req.method = "PUT";
+}
+static void set_path(struct fx *f)
+{
+    f->req.path = "/v1/topics/t/partitions/1/records";
+}
+static void set_query(struct fx *f)
+{
+    f->req.query = "x=+y";
+}
+static void drop_query(struct fx *f)
+{
+    f->req.query = NULL;
+}
+static void set_body(struct fx *f)
+{
+    f->req.body = "{\"a\":2}";
+}
+static void cut_body(struct fx *f)
+{
+    f->req.body_len--;
+}
 
 /* Replaces the text after @field= in f->value by @with (same length). */
 static void patch(struct fx *f, const char *field, const char *with)
@@ -156,17 +174,29 @@ static void patch(struct fx *f, const char *field, const char *with)
     memcpy(p + strlen(field), with, strlen(with));
 }
 
-static void set_sender(struct fx *f) { patch(f, "sender=", "manager-2"); }
-static void set_ts(struct fx *f) { patch(f, "ts=", "1700000000124"); }
-static void set_nonce(struct fx *f) { patch(f, "nonce=", "1"); }
-static void set_mac(struct fx *f) { patch(f, "sig=", "1"); }
+static void set_sender(struct fx *f)
+{
+    patch(f, "sender=", "manager-2");
+}
+static void set_ts(struct fx *f)
+{
+    patch(f, "ts=", "1700000000124");
+}
+static void set_nonce(struct fx *f)
+{
+    patch(f, "nonce=", "1");
+}
+static void set_mac(struct fx *f)
+{
+    patch(f, "sig=", "1");
+}
 
 static void test_sig_tampered_fields_refused(void **state)
 {
     struct fx *f = *state;
     void (*const tampers[])(struct fx *) = {
-        set_method, set_path, set_query,  drop_query, set_body,
-        cut_body,   set_sender, set_ts, set_nonce,  set_mac,
+        set_method, set_path,   set_query, drop_query, set_body,
+        cut_body,   set_sender, set_ts,    set_nonce,  set_mac,
     };
     for (size_t i = 0; i < sizeof tampers / sizeof tampers[0]; i++) {
         assert_tamper_refused(f, tampers[i]);
@@ -184,14 +214,14 @@ static void test_sig_other_direction_refused(void **state)
     struct rq_keys other;
 
     sign_at(f, NOW); /* M2B */
-    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 2, &f->req, NOW,
-                                   &out, &which, f->why, sizeof f->why),
+    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 2, &f->req, NOW, &out,
+                                   &which, f->why, sizeof f->why),
                      RQ_SIG_BAD);
     /* The same direction under another cluster's secret. */
     rq_keys_derive(&other, SECRET "!", strlen(SECRET) + 1);
     keys[0] = rq_keys_get(&other, RQ_KEY_HTTP_M2B);
-    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 1, &f->req, NOW,
-                                   &out, &which, f->why, sizeof f->why),
+    assert_int_equal(rq_sig_verify(&f->v, f->value, keys, 1, &f->req, NOW, &out,
+                                   &which, f->why, sizeof f->why),
                      RQ_SIG_BAD);
 }
 
@@ -203,8 +233,8 @@ static void assert_parse(const char *value, enum rq_sig_result want,
     enum rq_sig_result rv = rq_sig_parse(value, &out, why, sizeof why);
     if (rv != want || strstr(why, says) == NULL) {
         fail_msg("'%s': got %s '%s', want %s saying '%s'",
-                 value != NULL ? value : "(null)", rq_sig_result_label(rv),
-                 why, rq_sig_result_label(want), says);
+                 value != NULL ? value : "(null)", rq_sig_result_label(rv), why,
+                 rq_sig_result_label(want), says);
     }
 }
 
@@ -233,18 +263,19 @@ static void test_sig_parse_refusals(void **state)
                  "sender");
     assert_parse("v1 sender= ts=1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
                  "sender");
-    assert_parse("v1 sender=a/b ts=1 nonce=" N32 " sig=" S64,
-                 RQ_SIG_MALFORMED, "ts=");
+    assert_parse("v1 sender=a/b ts=1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
+                 "ts=");
     assert_parse("v1 sender=a ts=01 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
                  "leading zero");
     assert_parse("v1 sender=a ts=1234567890123456 nonce=" N32 " sig=" S64,
                  RQ_SIG_MALFORMED, "15 decimal");
     assert_parse("v1 sender=a ts=-1 nonce=" N32 " sig=" S64, RQ_SIG_MALFORMED,
                  "timestamp");
-    assert_parse("v1 sender=a ts=1 nonce=" N32 "00 sig=" S64,
-                 RQ_SIG_MALFORMED, "sig=");
-    assert_parse("v1 sender=a ts=1 nonce=000102030405060708090A0B0C0D0E0F sig=" S64,
-                 RQ_SIG_MALFORMED, "nonce=");
+    assert_parse("v1 sender=a ts=1 nonce=" N32 "00 sig=" S64, RQ_SIG_MALFORMED,
+                 "sig=");
+    assert_parse(
+        "v1 sender=a ts=1 nonce=000102030405060708090A0B0C0D0E0F sig=" S64,
+        RQ_SIG_MALFORMED, "nonce=");
     assert_parse("v1 sender=a ts=1 nonce=" N32 " sig=" N32, RQ_SIG_MALFORMED,
                  "64 lower-case");
     assert_parse("v1 sender=a ts=1 nonce=" N32 " sig=" S64 " ",
@@ -281,8 +312,8 @@ static void test_sig_missing_and_malformed_verify(void **state)
                                    &which, f->why, sizeof f->why),
                      RQ_SIG_MISSING);
     assert_non_null(strstr(f->why, "X-Raftq-Auth"));
-    assert_int_equal(rq_sig_verify(&f->v, "secret", keys, 1, &f->req, NOW,
-                                   &out, &which, f->why, sizeof f->why),
+    assert_int_equal(rq_sig_verify(&f->v, "secret", keys, 1, &f->req, NOW, &out,
+                                   &which, f->why, sizeof f->why),
                      RQ_SIG_MALFORMED);
     assert_string_equal(rq_sig_result_label(RQ_SIG_BAD), "bad_signature");
     assert_string_equal(rq_sig_result_label(RQ_SIG_N_RESULTS), "?");
@@ -335,8 +366,7 @@ static void test_sig_cache_expiry(void **state)
     struct fx *f = *state;
     uint8_t nonce[RQ_SIG_NONCE_SIZE] = {0};
 
-    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 100, 0),
-                     RQ_SIG_OK);
+    assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 100, 0), RQ_SIG_OK);
     assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 200, 99),
                      RQ_SIG_REPLAYED);
     /* Expired at 100: the slot is taken again. */
@@ -355,8 +385,8 @@ static void test_sig_cache_full(void **state)
     /* Capacity 8: eight live entries, then refusal. */
     for (uint8_t i = 0; i < 8; i++) {
         nonce[0] = i;
-        assert_int_equal(
-            rq_sig_cache_add(f->cache, "a", nonce, 1000 + i, 0), RQ_SIG_OK);
+        assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 1000 + i, 0),
+                         RQ_SIG_OK);
     }
     nonce[0] = 8;
     assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 2000, 0),
@@ -365,7 +395,8 @@ static void test_sig_cache_full(void **state)
     nonce[0] = 3;
     assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 2000, 0),
                      RQ_SIG_REPLAYED);
-    /* Once the first three expire (at 1000, 1001, 1002), the sweep makes room for three. */
+    /* Once the first three expire (at 1000, 1001, 1002), the sweep makes room
+     * for three. */
     for (uint8_t i = 8; i < 11; i++) {
         nonce[0] = i;
         assert_int_equal(rq_sig_cache_add(f->cache, "a", nonce, 5000, 1002),
