@@ -1229,6 +1229,18 @@ static bool addr_ok(const json_t *v, size_t max)
                          sizeof why) == 0;
 }
 
+/* Adds the cluster uid, once there is one, to a broker's answer @o. */
+static json_t *with_uid(struct mcore *core, json_t *o)
+{
+    char text[RQ_UID_TEXT];
+    uint64_t uid = mstore_cluster_uid(mcore_store(core));
+    if (o != NULL && uid != 0) {
+        rq_uid_format(uid, text);
+        json_object_set_new(o, "cluster_uid", json_string(text));
+    }
+    return o;
+}
+
 struct registration {
     struct rq_http_req *req;
     struct mcore *core;
@@ -1256,13 +1268,11 @@ static void on_broker_registered(void *data, int status, uint64_t result)
                                 "the registration was refused: %s",
                                 rq_strerror(code));
         } else {
-            char uid[RQ_UID_TEXT];
-            rq_uid_format(mstore_cluster_uid(mcore_store(core)), uid);
             rq_http_reply(
                 op->req, 200,
-                json_pack("{s:i,s:I,s:s}", "broker_id", (int)op->id,
-                          "leader_id", (json_int_t)mcore_config(core)->id,
-                          "cluster_uid", uid));
+                with_uid(core, json_pack("{s:i,s:I}", "broker_id", (int)op->id,
+                                         "leader_id",
+                                         (json_int_t)mcore_config(core)->id)));
         }
     }
     free(op);
@@ -1271,9 +1281,10 @@ static void on_broker_registered(void *data, int status, uint64_t result)
 /*
  * The cluster uid a broker's registration or heartbeat names (the one it
  * is bound to), checked against ours on the leader: true to go on (none
- * named, or ours); false once answered: 400 for a malformed uid, 409
- * naming ours for another cluster's, so that a broker of another cluster
- * is never registered here (DESIGN.md section 17).
+ * named, or ours); false once answered: 400 for a malformed uid, 503 while
+ * this cluster has none yet, 409 naming ours for another cluster's, so
+ * that a broker of another cluster is never registered here (DESIGN.md
+ * section 17).
  */
 static bool broker_uid_ok(struct mcore *core, struct rq_http_req *req,
                           const json_t *body, uint32_t id)
@@ -1289,7 +1300,16 @@ static bool broker_uid_ok(struct mcore *core, struct rq_http_req *req,
         return false;
     }
     uint64_t ours = mstore_cluster_uid(mcore_store(core));
-    if (ours == 0 || ours == theirs) {
+    if (ours == 0) {
+        /* A bound broker meets a cluster without a uid yet: a new one
+         * (managers that lost their data) about to draw its own, which
+         * will not be the broker's. It waits rather than registering. */
+        mcore_unavailable(req,
+                          "this cluster has no uid yet; a broker bound "
+                          "to one waits for it");
+        return false;
+    }
+    if (ours == theirs) {
         return true;
     }
     char a[RQ_UID_TEXT];
@@ -1334,11 +1354,9 @@ void admin_broker_register(struct rq_http_req *req, void *data)
     if (mcore_forward(core, req)) {
         return;
     }
-    if (mstore_cluster_uid(mcore_store(core)) == 0) {
-        /* A broker binds itself to the uid its registration returns. */
-        mcore_unavailable(req, "the cluster uid is not committed yet");
-        return;
-    }
+    /* Before the cluster has a uid (until every manager runs a release
+     * that knows it) a broker registers unbound, and binds itself on the
+     * first answer that names one. */
     if (!broker_uid_ok(core, req, body, (uint32_t)json_integer_value(id))) {
         return;
     }
@@ -1419,10 +1437,8 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         rq_http_reply_error(req, rv == RQ_NOMEM ? 500 : 400, "%s", why);
         return;
     }
-    char uid[RQ_UID_TEXT];
-    rq_uid_format(mstore_cluster_uid(mcore_store(core)), uid);
     rq_http_reply(
         req, 200,
-        json_pack("{s:I,s:s}", "leader_id", (json_int_t)mcore_config(core)->id,
-                  "cluster_uid", uid));
+        with_uid(core, json_pack("{s:I}", "leader_id",
+                                 (json_int_t)mcore_config(core)->id)));
 }

@@ -36,8 +36,8 @@ on real processes: 3 managers and 3 brokers from the build under test.
   running is refused when it registers again (its /readyz says so), and
   started again holding nothing it takes its id back and gets replicas.
 - test_rolling_restart_of_every_broker: each broker in turn is stopped
-  (SIGTERM: it hands the groups it leads over first), started and waited
-  for until its /readyz is 200, which now means every
+  (SIGTERM: it hands the groups it leads over first), 200 writes land,
+  it is started and waited for until its /readyz is 200, which now means every
   replica it follows has caught up with its leader; writes flow
   throughout, none is refused, and the chaos checkers hold every one
   acknowledged (the longest time without an acknowledgement is printed).
@@ -540,15 +540,15 @@ def test_retention_sized_from_the_volume(ctx):
     c = Cluster(ctx, n_brokers=3, broker_args=[
         "--disk-reserve-bytes", str(8 << 20), "--segment-bytes", str(2 << 20),
         "--retention-check-ms", "1000", "--raft-log-memory-bytes", str(4 << 20)])
-    fs = Tmpfs(c, 64)
+    fs = Tmpfs(c, 48)
     try:
         c.start()
         c.create_topic(1, "keep", 1)
         c.wait_topic_led("keep")
         n = 0
-        # 200 KB each, 60 MB in all: past the replica's share of the 64 MiB
-        # volume (64 - 2 x 8 MiB of reserve - 8.75 MiB for its Raft log).
-        for k in range(300):
+        # 200 KB each, 40 MB in all: past the replica's share of the 48 MiB
+        # volume (48 - 2 x 8 MiB of reserve - 8.75 MiB for its Raft log).
+        for k in range(200):
             st, obj = batch(c, 1 + k % 3, "keep", 200, "r%d" % k)
             check_ok(st, obj, "produce %d (%d MB in)" % (k, n // 1000))
             n += 200
@@ -652,11 +652,11 @@ def test_rolling_restart_of_every_broker(ctx):
         wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
         for b in (1, 2, 3):
             check(c.brokers[b].terminate() == 0, "broker %d exit status" % b)
-            # While it is down its groups go on: 300 more writes, then the
+            # While it is down its groups go on: 200 more writes, then the
             # commit index of each group's leader, which it must reach
             # before it is ready.
             base = prod.acked
-            wait_until(lambda: prod.acked >= base + 300, 60, "writes while broker %d is down" % b)
+            wait_until(lambda: prod.acked >= base + 200, 60, "writes while broker %d is down" % b)
             behind = {}
             for g in sorted({p["group_id"] for p in c.describe("roll")["partitions"]}):
                 for o in (set(c.brokers) - {b}):

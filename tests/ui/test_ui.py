@@ -459,7 +459,11 @@ def canned_cluster():
                             "http_addr": "10.0.1.%d:8100" % i, "state": st,
                             "heartbeat_age_ms": 400 if st == "alive" else 75000,
                             "partitions": 5, "preferred_leader_of": 2, "leader_of": 2,
-                            "hosted": 5} for i, st in states.items()]}
+                            "hosted": 5, "quarantined": [41, 42] if i == 2 else [],
+                            "disk": {"total_bytes": 20 << 30,
+                                     "free_bytes": (300 << 20) if i == 5 else (12 << 30),
+                                     "reserve_bytes": 1 << 30, "low": i == 5}}
+                           for i, st in states.items()]}
     topics = {}
     for t, n in (("clicks", 6), ("orders", 4), ("payments-eu", 3)):
         parts = []
@@ -546,6 +550,14 @@ def test_larger_cluster(ctx):
     states = {b["data-id"]: b["data-state"] for b in dom.all(data_role="broker")}
     check(states == {"1": "alive", "2": "alive", "3": "alive", "4": "dead", "5": "alive",
                      "6": "removed"}, "brokers drawn: %r" % states)
+    # The data volumes (one low on space) and the quarantined replicas.
+    disks = dom.all(data_role="disk")
+    check(len(disks) == 5, "%d disk lines for 5 brokers drawn" % len(disks))
+    text = dom.text()
+    check("disk 300.0 MiB free of 20.0 GiB low" in text and "disk 12.0 GiB free" in text,
+          "disk lines: %r" % text[:2000])
+    check(len(dom.all(data_role="quarantined")) == 1 and "quarantined g41, g42" in text,
+          "quarantine line missing")
     check([t["data-topic"] for t in dom.all(data_role="topic")] == ["clicks", "orders", "payments-eu"],
           "topics drawn: %r" % [t["data-topic"] for t in dom.all(data_role="topic")])
     parts = dom.all(data_role="partition")
