@@ -93,6 +93,10 @@ static const struct rq_opt options[] = {
     {"raft-addr", "RAFTQ_RAFT_ADDR", RQ_OPT_STR, NULL, true,
      offsetof(struct broker_config, raft_addr),
      "HOST:PORT for Raft and broker RPCs (peers know us by it)"},
+    {"raft-bind", "RAFTQ_RAFT_BIND", RQ_OPT_STR, "", false,
+     offsetof(struct broker_config, raft_bind),
+     "HOST:PORT to listen on for Raft when it differs from --raft-addr "
+     "(e.g. 0.0.0.0:7100 on a pod)"},
     {"http-addr", "RAFTQ_HTTP_ADDR", RQ_OPT_STR, NULL, true,
      offsetof(struct broker_config, http_addr), "HOST:PORT for the HTTP API"},
     {"http-bind", "RAFTQ_HTTP_BIND", RQ_OPT_STR, "", false,
@@ -1577,6 +1581,10 @@ static int check(void *self, char *why, size_t whyn)
     }
     rv =
         rq_config_check_addr("raft-addr", c->raft_addr, RQ_ADDR_MAX, why, whyn);
+    if (rv == 0 && c->raft_bind[0] != '\0') {
+        rv = rq_config_check_addr("raft-bind", c->raft_bind, RQ_ADDR_MAX, why,
+                                  whyn);
+    }
     if (rv == 0) {
         rv = rq_config_check_addr("http-addr", c->http_addr, RQ_ADDR_MAX, why,
                                   whyn);
@@ -1750,7 +1758,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     struct rq_mux_config mc = {
         .cluster_id = b->cfg.cluster_id,
         .self_id = b->cfg.id,
-        .bind_address = b->cfg.raft_addr,
+        .bind_address =
+            b->cfg.raft_bind[0] != '\0' ? b->cfg.raft_bind : b->cfg.raft_addr,
         .advertise = b->cfg.raft_addr,
         .secret = b->cfg.secret,
         .tls = b->tls,

@@ -15,6 +15,7 @@
 struct broker_config {
     uint64_t id;
     const char *raft_addr;
+    const char *raft_bind; /* Where to listen if not raft_addr; "": it. */
     const char *http_addr;
     const char *http_bind; /* Where to listen; "" means http_addr. */
     const char *data;

@@ -159,7 +159,12 @@ static const struct rq_opt options[] = {
      offsetof(struct manager_config, id), "this manager's id, one in --peers"},
     {"raft-addr", "RAFTQ_RAFT_ADDR", RQ_OPT_STR, "", false,
      offsetof(struct manager_config, raft_addr),
-     "HOST:PORT to listen on for Raft (default: this manager's --peers entry)"},
+     "HOST:PORT to listen on for Raft (default: this manager's --peers "
+     "entry); also where the others reach a manager not in --peers"},
+    {"raft-bind", "RAFTQ_RAFT_BIND", RQ_OPT_STR, "", false,
+     offsetof(struct manager_config, raft_bind),
+     "HOST:PORT to listen on for Raft when it differs from the address the "
+     "others reach this manager at (e.g. 0.0.0.0:7000 on a pod)"},
     {"http-addr", "RAFTQ_HTTP_ADDR", RQ_OPT_STR, NULL, true,
      offsetof(struct manager_config, http_addr),
      "HOST:PORT for the HTTP API (clients, brokers and other managers)"},
@@ -906,6 +911,10 @@ static int check(void *self, char *why, size_t whyn)
     }
     rv = rq_config_check_addr("raft-addr", c->raft_addr, MCMD_ADDR_MAX, why,
                               whyn);
+    if (rv == 0 && c->raft_bind[0] != '\0') {
+        rv = rq_config_check_addr("raft-bind", c->raft_bind, MCMD_ADDR_MAX, why,
+                                  whyn);
+    }
     if (rv == 0) {
         rv = rq_config_check_addr("http-addr", c->http_addr, MCMD_ADDR_MAX, why,
                                   whyn);
@@ -1154,7 +1163,8 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     struct rq_mux_config mc = {
         .cluster_id = m->cfg.cluster_id,
         .self_id = m->cfg.id,
-        .bind_address = m->cfg.raft_addr,
+        .bind_address =
+            m->cfg.raft_bind[0] != '\0' ? m->cfg.raft_bind : m->cfg.raft_addr,
         .advertise = m->self_raft,
         .secret = m->cfg.secret,
         .tls = m->tls,

@@ -13,6 +13,7 @@
 struct manager_config {
     uint64_t id;
     const char *raft_addr; /* Where to listen; "" means the --peers entry. */
+    const char *raft_bind; /* Where to listen if not raft_addr; "": it. */
     const char *http_addr;
     const char *http_bind; /* Where to listen; "" means http_addr. */
     const char *peers;

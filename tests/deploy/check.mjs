@@ -1092,7 +1092,9 @@ function checkK8sCluster() {
     check(`${K8S_DIR}: ids follow the pod ordinals and match --peers; addresses are the pods' DNS names`, () => {
         const p = problems();
         if (pods.manager.length === 0 || pods.broker.length === 0) throw new Skip("the pods' commands did not run");
-        const fqdn = (x) => `${x.pod}.${x.service}.${NAMESPACE}.svc.cluster.local`;
+        // pod.service: resolved through the pod's DNS search path, so the
+        // same names work in any namespace and under any cluster domain.
+        const fqdn = (x) => `${x.pod}.${x.service}`;
         const managerHttp = [];
         for (const m of pods.manager) {
             p.expect(m.env.RAFTQ_ID === String(m.k + 1), `${m.where}: RAFTQ_ID is ${m.env.RAFTQ_ID}, expected ${m.k + 1}`);
@@ -1141,7 +1143,7 @@ function checkK8sCluster() {
             const peers = peersOf(ran.env.RAFTQ_PEERS || "", `${where}: RAFTQ_PEERS`);
             p.expect(ran.env.RAFTQ_ID === String(k + 1), `${where}: RAFTQ_ID is ${ran.env.RAFTQ_ID}, expected ${k + 1}`);
             p.expect(!peers.has(k + 1), `${where}: id ${k + 1} is in RAFTQ_PEERS, which names the first managers only`);
-            const want = `${pod}.${s.doc.spec.serviceName}.${NAMESPACE}.svc.cluster.local:${portOf(c, "raft")}`;
+            const want = `${pod}.${s.doc.spec.serviceName}:${portOf(c, "raft")}`;
             p.expect(ran.env.RAFTQ_RAFT_ADDR === want,
                 `${where}: RAFTQ_RAFT_ADDR is ${ran.env.RAFTQ_RAFT_ADDR}, expected ${want} (a manager outside --peers needs it to join)`);
         }
@@ -1265,6 +1267,86 @@ function checkK8sTls() {
     }
 }
 
+// ---- Kustomize: the base and every overlay ----
+
+const OVERLAYS_DIR = "deploy/overlays";
+
+// The documents `kubectl kustomize @dir` renders, or throws Skip without
+// kubectl.
+function kustomize(dir) {
+    const r = spawnSync("kubectl", ["kustomize", path.join(ROOT, dir)], { encoding: "utf8" });
+    if (r.error && r.error.code === "ENOENT") throw new Skip("kubectl is not installed (kubectl kustomize renders the overlays)");
+    if (r.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${(r.stderr || "").trim().split("\n").pop()}`);
+    const YAML = require("yaml");
+    return YAML.parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((d) => d !== null);
+}
+
+// Kinds that live in a namespace, among those the files use.
+const NAMESPACED = new Set(["ConfigMap", "Job", "PodDisruptionBudget", "Role", "RoleBinding", "Service",
+    "ServiceAccount", "StatefulSet", "Issuer", "Certificate", "Secret"]);
+
+function checkKustomize() {
+    const dirs = [K8S_DIR];
+    if (fs.existsSync(path.join(ROOT, OVERLAYS_DIR))) {
+        for (const d of fs.readdirSync(path.join(ROOT, OVERLAYS_DIR)).sort()) dirs.push(`${OVERLAYS_DIR}/${d}`);
+    }
+    for (const dir of dirs) {
+        check(`${dir}: kubectl kustomize renders it, every document valid, all in one namespace`, () => {
+            const p = problems();
+            const docs = kustomize(dir);
+            const YAML = require("yaml");
+            const own = dir === K8S_DIR ? {} :
+                YAML.parse(read(`${dir}/kustomization.yaml`)) || {};
+            const ns = own.namespace || NAMESPACE;
+            p.expect(docs.length >= k8sDocs.length, `${dir}: ${docs.length} documents, the base files hold ${k8sDocs.length}`);
+            for (const doc of docs) {
+                let Model = null;
+                try {
+                    Model = require(modelPath(doc))[doc.kind];
+                } catch (e) {
+                    Model = null; // cert-manager's kinds: no schema here.
+                }
+                if (Model) {
+                    try {
+                        new Model(doc).validate();
+                    } catch (e) {
+                        p.add(`${dir}: ${ident(doc)}: ${e.message}`);
+                    }
+                }
+                if (doc.kind === "Namespace") {
+                    p.expect(doc.metadata.name === ns, `${dir}: Namespace ${doc.metadata.name}, not ${ns}`);
+                } else if (NAMESPACED.has(doc.kind)) {
+                    p.expect(doc.metadata.namespace === ns, `${dir}: ${ident(doc)} in namespace ${doc.metadata.namespace}, not ${ns}`);
+                }
+                for (const s of (doc.kind === "RoleBinding" ? doc.subjects || [] : [])) {
+                    p.expect(s.kind !== "ServiceAccount" || s.namespace === ns,
+                        `${dir}: ${ident(doc)}: subject ${s.name} in namespace ${s.namespace}, not ${ns}`);
+                }
+                // No name of the processes may hold a namespace: they are
+                // relative (pod.service).
+                const text = JSON.stringify(doc.spec || doc.data || {});
+                if (doc.kind !== "Certificate") {
+                    p.expect(!text.includes(".svc.cluster.local") && !text.includes(`.${NAMESPACE}.svc`),
+                        `${dir}: ${ident(doc)} names a namespace or cluster domain in an address`);
+                }
+            }
+            for (const r of own.replicas || []) {
+                const set = docs.find((d) => d.kind === "StatefulSet" && d.metadata.name === r.name);
+                p.expect(set && set.spec.replicas === r.count, `${dir}: StatefulSet ${r.name} has ${set && set.spec.replicas} replicas, not ${r.count}`);
+            }
+            for (const c of own.components || []) {
+                if (!c.endsWith("/tls")) continue;
+                for (const role of ROLES) {
+                    const set = docs.find((d) => d.kind === "StatefulSet" && d.metadata.name === role);
+                    const env = set ? set.spec.template.spec.containers[0].env.map((e) => e.name) : [];
+                    p.expect(env.includes("RAFTQ_TLS_CERT"), `${dir}: the ${role} StatefulSet does not turn TLS on`);
+                }
+            }
+            p.done();
+        });
+    }
+}
+
 // ---- Main ----
 
 checkCompose();
@@ -1275,6 +1357,7 @@ if (k8sDocs.length > 0) {
     checkK8sSecrets();
     checkK8sCluster();
     checkK8sTls();
+    checkKustomize();
 }
 check("compose, Dockerfile and Kubernetes agree on the ports", () => {
     const p = problems();

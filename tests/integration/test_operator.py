@@ -307,11 +307,12 @@ class Producer(threading.Thread):
 
 def start_manager(c, ctx, i, extra=()):
     """Manager @i, not in --peers: it joins the cluster by itself. In
-    @extra, "0.0.0.0:" stands for its HTTP port on every address."""
+    @extra, "0.0.0.0:" stands for its HTTP port on every address and
+    "0.0.0.0:raft" for its Raft port."""
     c.m_raft[i] = "127.0.0.1:%d" % ctx.ports.take()
     c.m_http[i] = "127.0.0.1:%d" % ctx.ports.take()
-    extra = [("0.0.0.0:" + c.m_http[i].rsplit(":", 1)[1]) if a == "0.0.0.0:" else a
-             for a in extra]
+    ports = {"0.0.0.0:": c.m_http[i], "0.0.0.0:raft": c.m_raft[i]}
+    extra = [("0.0.0.0:" + ports[a].rsplit(":", 1)[1]) if a in ports else a for a in extra]
     peers = ",".join("%d=%s" % (k, a) for k, a in sorted(c.m_raft.items()) if k <= 3)
     data = os.path.join(ctx.dir, "manager%d" % i)
     argv = [ctx.binary, "--id", str(i), "--peers", peers, "--raft-addr", c.m_raft[i],
@@ -344,9 +345,9 @@ def test_managers_grow_and_shrink(ctx):
     try:
         wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
         start_manager(c, ctx, 4)
-        # Manager 5 listens on every address (--http-bind), as on a pod
-        # that kubectl port-forward reaches, and is reached at its own.
-        start_manager(c, ctx, 5, ["--http-bind", "0.0.0.0:"])
+        # Manager 5 listens on every address (--http-bind, --raft-bind), as
+        # on a pod, and is reached at its own.
+        start_manager(c, ctx, 5, ["--http-bind", "0.0.0.0:", "--raft-bind", "0.0.0.0:raft"])
         wait_until(lambda: sorted(r for r in voters(c).values()) ==
                    ["follower"] * 4 + ["leader"] and all(c.ready(i) for i in (4, 5)),
                    60, "five voting managers")
