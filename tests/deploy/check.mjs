@@ -1283,7 +1283,50 @@ function kustomize(dir) {
 
 // Kinds that live in a namespace, among those the files use.
 const NAMESPACED = new Set(["ConfigMap", "Job", "PodDisruptionBudget", "Role", "RoleBinding", "Service",
-    "ServiceAccount", "StatefulSet", "Issuer", "Certificate", "Secret"]);
+    "ServiceAccount", "StatefulSet", "Issuer", "Certificate", "Secret", "ServiceMonitor"]);
+
+// Every metric name the sources define ("raftq_..." in the C files).
+function metricNames() {
+    const names = new Set();
+    for (const dir of ["manager", "broker", "shared"]) {
+        for (const f of fs.readdirSync(path.join(ROOT, dir)).filter((x) => x.endsWith(".c"))) {
+            for (const m of read(`${dir}/${f}`).matchAll(/"(raftq_[a-z_]+)/g)) names.add(m[1]);
+        }
+    }
+    return names;
+}
+
+function checkMonitoring() {
+    const DASH = "deploy/monitoring/raftq-dashboard.json";
+    check(`${DASH}: every metric a panel plots exists, and the ServiceMonitors select the Services`, () => {
+        const p = problems();
+        const dash = JSON.parse(read(DASH));
+        const known = metricNames();
+        p.expect(Array.isArray(dash.panels) && dash.panels.length > 0, `${DASH}: no panels`);
+        for (const panel of dash.panels || []) {
+            for (const t of panel.targets || []) {
+                for (const m of String(t.expr).matchAll(/raftq_[a-z_]+/g)) {
+                    const base = m[0].replace(/_(bucket|sum|count)$/, "");
+                    p.expect(known.has(m[0]) || known.has(base),
+                        `${DASH}: panel "${panel.title}" plots ${m[0]}, which no process exports`);
+                }
+            }
+        }
+        const YAML = require("yaml");
+        const mons = YAML.parseAllDocuments(read("deploy/monitoring/servicemonitors.yaml")).map((d) => d.toJS());
+        for (const mon of mons) {
+            const svc = k8sDocs.find(({ doc }) => doc.kind === "Service" && doc.spec.clusterIP === "None" &&
+                labelsMatch(mon.spec.selector.matchLabels, doc.metadata.labels || {}));
+            p.expect(svc, `ServiceMonitor ${mon.metadata.name}: selects no headless Service`);
+            for (const ep of mon.spec.endpoints || []) {
+                p.expect(svc && (svc.doc.spec.ports || []).some((sp) => sp.name === ep.port),
+                    `ServiceMonitor ${mon.metadata.name}: port ${ep.port} is not one of the Service's`);
+                p.expect(ep.path === "/metrics", `ServiceMonitor ${mon.metadata.name}: path ${ep.path}`);
+            }
+        }
+        p.done();
+    });
+}
 
 function checkKustomize() {
     const dirs = [K8S_DIR];
@@ -1358,6 +1401,7 @@ if (k8sDocs.length > 0) {
     checkK8sCluster();
     checkK8sTls();
     checkKustomize();
+    checkMonitoring();
 }
 check("compose, Dockerfile and Kubernetes agree on the ports", () => {
     const p = problems();
