@@ -522,6 +522,9 @@ class CannedManager(http.server.BaseHTTPRequestHandler):
             obj = self.managers
         elif path == "/admin/brokers":
             obj = self.brokers
+        elif path == "/admin/moves":
+            obj = {"moves": [{"group_id": 9, "topic": "clicks", "partition_id": 2, "from": 1,
+                              "to": 5, "kind": "rebalance", "step": "add", "age_ms": 800}]}
         elif path == "/topics":
             obj = {"topics": sorted(self.topics)}
         elif path.startswith("/admin/topics/") and path[14:] in self.topics:
@@ -558,6 +561,8 @@ def test_larger_cluster(ctx):
           "disk lines: %r" % text[:2000])
     check(len(dom.all(data_role="quarantined")) == 1 and "quarantined g41, g42" in text,
           "quarantine line missing")
+    check("1 replica move under way (clicks/2 1→5 rebalance)" in text,
+          "moves missing from the brokers' line: %r" % text[:600])
     check([t["data-topic"] for t in dom.all(data_role="topic")] == ["clicks", "orders", "payments-eu"],
           "topics drawn: %r" % [t["data-topic"] for t in dom.all(data_role="topic")])
     parts = dom.all(data_role="partition")
