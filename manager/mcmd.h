@@ -73,7 +73,8 @@ enum mbroker_state {
     MBROKER_DEAD, /* dead past the repair time: its replicas are being replaced
                    */
     MBROKER_DRAINING, /* admin drain: replicas move off, takes no new ones */
-    MBROKER_REMOVED,  /* gone for good; kept so ids are never reused */
+    MBROKER_REMOVED,  /* gone; the id comes back only for a broker that
+                         starts empty (MCMD_BROKER_REISSUE) */
     MBROKER_REMOVING, /* admin remove: drains like DRAINING, then REMOVED
                          once it holds no replicas */
 };
