@@ -2428,6 +2428,10 @@ def digests_agree(c):
     return len(set(d.values())) == 1 and len(d) == 3
 
 
+# This build's store schema (MSTORE_SCHEMA_VERSION, manager/mstore.h).
+SCHEMA_VERSION = 4
+
+
 def test_rolling_upgrade(ctx):
     """Managers and brokers of the previous release ($RAFTQ_PREVIOUS_BUILD,
     its build directory: `git archive REV | tar -x -C DIR && make -C DIR
@@ -2453,15 +2457,19 @@ def test_rolling_upgrade(ctx):
         if not os.access(path, os.X_OK):
             raise TestFailure("RAFTQ_PREVIOUS_BUILD=%s has no binary at %s" % (prev, path))
     info = ctx.opts.log_level in ("info", "debug")
-    # A previous release of the same schema version ($RAFTQ_PREVIOUS_SCHEMA,
-    # default 1) migrates nothing.
-    migrates = os.environ.get("RAFTQ_PREVIOUS_SCHEMA", "1") != "2"
+    # The previous release's schema version ($RAFTQ_PREVIOUS_SCHEMA,
+    # default 1): one of this build's migrates nothing.
+    prev_schema = int(os.environ.get("RAFTQ_PREVIOUS_SCHEMA", "1"))
+    migrates = prev_schema < SCHEMA_VERSION
     c = Cluster(ctx, manager_args=["--snapshot-threshold", "64"])
     new = {i: m.argv[0] for i, m in c.managers.items()}
     for m in c.managers.values():
         m.argv[0] = old["manager"]
     for b in c.brokers.values():
         b.argv[0] = old["broker"]
+        # A flag this build's brokers have and earlier ones may not.
+        k = b.argv.index("--shutdown-grace-ms")
+        del b.argv[k:k + 2]
     c.start()
     prod, cons, sent, first = keep_state(c, 6, 2)
 
@@ -2474,14 +2482,16 @@ def test_rolling_upgrade(ctx):
         if m.running():
             check(m.terminate() == 0, "manager%d did not stop cleanly" % i)
         since = log_size(m)
+        was_old = m.argv[0] == old["manager"]
         m.argv[0] = new[i]
         m.argv = [a for a in m.argv if a != "--propose-batches=false"]
         if not batches:
             m.argv.append("--propose-batches=false")
         m.start()
         wait_until(lambda: c.ready(i), 40, "manager%d (this build) to be ready" % i)
-        check(not info or not migrates or
-              log_has(m, "schema version 1 migrated to 2", since),
+        check(not info or not migrates or not was_old or
+              log_has(m, "schema version %d migrated to %d" % (prev_schema, SCHEMA_VERSION),
+                      since),
               "manager%d did not migrate its store" % i)
         return since
 
@@ -2512,7 +2522,7 @@ def test_rolling_upgrade(ctx):
     wait_until(lambda: log_has(m2, "store restored from a snapshot", since), 20,
                "manager%d to install the leader's snapshot" % f2)
     if info and migrates and c.leader() == leader:
-        check(log_has(m2, "of schema version 1", since),
+        check(log_has(m2, "of schema version %d" % prev_schema, since),
               "manager%d restored a snapshot that was not the old leader's" % f2)
     upgrade(leader)
     c.wait_ready()
