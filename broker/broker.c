@@ -352,7 +352,10 @@ static void on_commits(void *data, int status, const uint8_t *body, size_t len)
 {
     struct commits_ask *a = data;
     struct broker *b = a->b;
-    struct brpc_commit *c = calloc(BRPC_COMMITS_MAX, sizeof *c);
+    /* Room for what the body can hold (the decoder checks its count). */
+    size_t room = len >= 4 ? (len - 4) / 16 : 0;
+    struct brpc_commit *c =
+        room <= BRPC_COMMITS_MAX ? calloc(room + 1, sizeof *c) : NULL;
     uint32_t n = 0;
     b->commits_pending--;
     if (c != NULL && status == 0 &&
@@ -447,8 +450,11 @@ static void commits_ask(struct broker *b)
 static void serve_commits(struct broker *b, struct rq_rpc_call *call,
                           const uint8_t *body, size_t len)
 {
-    uint64_t *gids = calloc(BRPC_COMMITS_MAX, sizeof *gids);
-    struct brpc_commit *c = calloc(BRPC_COMMITS_MAX, sizeof *c);
+    /* Room for what the body can hold (the decoder checks its count). */
+    size_t room = len >= 4 ? (len - 4) / 8 : 0;
+    room = room <= BRPC_COMMITS_MAX ? room : 0;
+    uint64_t *gids = calloc(room + 1, sizeof *gids);
+    struct brpc_commit *c = calloc(room + 1, sizeof *c);
     uint8_t *out = NULL;
     uint32_t n = 0;
     if (gids == NULL || c == NULL) {

@@ -71,8 +71,9 @@ size_t brpc_commits_request_size(uint32_t n);
 size_t brpc_commits_reply_size(uint32_t n);
 void brpc_commits_request_encode(const uint64_t *gids, uint32_t n,
                                  uint8_t *out);
-/* The group ids of a request into @out (room for BRPC_COMMITS_MAX):
- * RQ_MALFORMED unless @len is exactly what its count says. */
+/* The group ids of a request into @out, which has room for what @len can
+ * hold ((len - 4) / 8; a reply's, (len - 4) / 16): RQ_MALFORMED unless
+ * @len is exactly what its count says, before anything is written. */
 int brpc_commits_request_decode(const uint8_t *p, size_t len, uint64_t *out,
                                 uint32_t *n);
 void brpc_commits_reply_encode(const struct brpc_commit *c, uint32_t n,
