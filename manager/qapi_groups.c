@@ -906,40 +906,41 @@ static void fetch_round(struct fetch *f, bool waiting)
     }
 }
 
-void qapi_group_records(struct rq_http_req *req, void *data)
+/* A fetch's arguments while its consistent read is under way (the
+ * strings are borrowed from the request). */
+struct fetch_args {
+    const char *group;
+    const char *member;
+    uint64_t max;
+    uint64_t wait_ms;
+};
+
+/*
+ * The fetch proper, once a barrier has proved this manager the leader and
+ * applied everything committed before it: a leader that was paused or cut
+ * off, not deposed yet, would otherwise read the committed offsets and
+ * the assignment of an older state and hand out records a member of a
+ * later generation has already processed and committed.
+ */
+static bool records_after_read(struct mcore *core, struct rq_http_req *req,
+                               void *arg, bool last_try)
 {
-    struct mcore *core = data;
+    const struct fetch_args *a = arg;
+    const char *group = a->group;
+    const char *member = a->member;
+    uint64_t max = a->max;
+    uint64_t wait_ms = a->wait_ms;
     struct auth who;
     struct mstore_cgroup g;
-    const char *group;
-    bool present;
-    uint64_t max = FETCH_DEFAULT_MAX;
-    uint64_t wait_ms = 0;
-    if (!group_route(core, req, qapi_group_records, &who, &group)) {
-        return;
-    }
-    const char *member = member_arg(req);
-    if (member == NULL) {
-        return;
-    }
-    if (qapi_arg_u64(req, "max", &present, &max) != 0 || max == 0 ||
-        max > FETCH_MAX) {
-        rq_http_reply_error(req, 400, "'max' must be an integer from 1 to %d",
-                            FETCH_MAX);
-        return;
-    }
-    if (qapi_arg_u64(req, "wait_ms", &present, &wait_ms) != 0) {
-        rq_http_reply_error(req, 400,
-                            "'wait_ms' must be an integer from 0 to 2^53");
-        return;
-    }
-    if (!group_load(core, req, &who, group, member, &g)) {
-        return;
+    (void)last_try;
+    if (!auth_public(core, req, &who, NULL) ||
+        !group_load(core, req, &who, group, member, &g)) {
+        return true;
     }
     uint32_t *owned;
     size_t n;
     if (member_partitions(core, req, group, member, &owned, &n) != 0) {
-        return;
+        return true;
     }
     struct mstore_partition *all = NULL;
     struct mstore_offset *committed = NULL;
@@ -954,7 +955,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         free(all);
         free(owned);
         qapi_reply_store_error(req, rv);
-        return;
+        return true;
     }
     cgroup_touch(coordinator(core), group, member, mcore_now(core));
     if (n == 0) {
@@ -965,7 +966,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         rq_http_reply(req, 200,
                       json_pack("{s:[],s:I}", "records", "generation",
                                 (json_int_t)g.generation));
-        return;
+        return true;
     }
     if (!cgroup_fetch_begin(coordinator(core), group, member)) {
         free(owned);
@@ -975,7 +976,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
                             "member %s has a fetch waiting already; fetch "
                             "again once it is answered",
                             member);
-        return;
+        return true;
     }
     struct fetch *f = calloc(1, sizeof *f);
     struct fetch_part *parts = calloc(n, sizeof *parts);
@@ -987,7 +988,7 @@ void qapi_group_records(struct rq_http_req *req, void *data)
         free(committed);
         cgroup_fetch_end(coordinator(core), group, member);
         rq_http_reply_error(req, 500, "out of memory");
-        return;
+        return true;
     }
     *f = (struct fetch){
         .core = core,
@@ -1020,6 +1021,34 @@ void qapi_group_records(struct rq_http_req *req, void *data)
     f->req = req;
     rq_http_on_abort(req, on_fetch_abort, f);
     fetch_round(f, false);
+    return true;
+}
+
+void qapi_group_records(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    struct auth who;
+    struct fetch_args a = {.max = FETCH_DEFAULT_MAX};
+    bool present;
+    if (!group_route(core, req, qapi_group_records, &who, &a.group)) {
+        return;
+    }
+    a.member = member_arg(req);
+    if (a.member == NULL) {
+        return;
+    }
+    if (qapi_arg_u64(req, "max", &present, &a.max) != 0 || a.max == 0 ||
+        a.max > FETCH_MAX) {
+        rq_http_reply_error(req, 400, "'max' must be an integer from 1 to %d",
+                            FETCH_MAX);
+        return;
+    }
+    if (qapi_arg_u64(req, "wait_ms", &present, &a.wait_ms) != 0) {
+        rq_http_reply_error(req, 400,
+                            "'wait_ms' must be an integer from 0 to 2^53");
+        return;
+    }
+    qapi_serve_read(core, req, records_after_read, &a, sizeof a);
 }
 
 /* ---- The operator's views and changes ---- */

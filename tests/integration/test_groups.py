@@ -16,10 +16,16 @@ brokers from the build under test, members that are processes of their own
   (tests/chaos/checker.py, check_group) then holds every record processed at
   least once, committed offsets never going back, nothing below a
   committed offset skipped, and duplicates only from batches not committed.
+- test_paused_leader_fetches_nothing_stale: a member commits through a
+  leader, which is then paused (SIGSTOP) while another is elected and the
+  member fetches and commits further through it; a fetch that reaches the
+  paused manager before it resumes (its bytes already in the socket) must
+  not hand out records below the offset the member committed since.
 
 Run: python3 tests/integration/test_groups.py --build build/asan
 """
 
+import http.client
 import json
 import os
 import sys
@@ -424,8 +430,68 @@ def test_group_members_fail_over(ctx):
     check(len(d["members"]) == 0, "members after they left: %s" % json.dumps(d["members"]))
 
 
+def test_paused_leader_fetches_nothing_stale(ctx):
+    c = Cluster(ctx).start()
+    c.create_topic(1, "orders", partitions=1)
+    c.wait_topic_led("orders")
+    produce(c, 1, "orders", ["o%d" % k for k in range(60)])
+    m = join(c, 1, "billing", "orders", session=60000)["member_id"]
+    done = 0
+    for rnd in range(3):
+        lead = c.wait_leader()
+        others = [i for i in sorted(c.managers) if i != lead]
+        # Through the leader: fetch 5 and commit them.
+        got = fetch(c, lead, "billing", m, max_=5)
+        offs = [r["offset"] for r in got["records"]]
+        check(offs == list(range(done, done + 5)), "round %d fetched %r" % (rnd, offs))
+        st, obj = commit(c, lead, "billing", m, got["generation"], {0: done + 5})
+        check_ok(st, obj, "commit of %d" % (done + 5))
+        done += 5
+        c.managers[lead].pause()
+        try:
+            wait_until(lambda: (lambda x: x if x is not None and x != lead else None)(
+                c.leader(among=others)), 30, "a leader other than paused manager%d" % lead)
+
+            # Through the new leader: the member goes on (409 while the
+            # new leader's session view settles is retried) and commits.
+            def fetched():
+                st, obj = c.call(others[0], "GET", "/v1/groups/billing/records",
+                                 query={"member_id": m, "max": 5})
+                return obj if st == 200 and obj["records"] else None
+            got = wait_until(fetched, 20, "a fetch through the new leader")
+            offs = [r["offset"] for r in got["records"]]
+            check(offs == list(range(done, done + 5)), "new leader fetched %r" % offs)
+            st, obj = commit(c, others[0], "billing", m, got["generation"], {0: done + 5})
+            check_ok(st, obj, "commit of %d through the new leader" % (done + 5))
+            done += 5
+            # A fetch sent to the paused manager: its bytes wait in the
+            # socket while it is stopped.
+            host, port = c.m_http[lead].rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn.request("GET", "/v1/groups/billing/records?member_id=%s&max=5" % m)
+        finally:
+            c.managers[lead].resume()
+        resp = conn.getresponse()
+        body = json.loads(resp.read().decode())
+        conn.close()
+        if resp.status == 200:
+            offs = [r["offset"] for r in body["records"]]
+            check(all(o >= done for o in offs),
+                  "round %d: the resumed manager%d handed out %r although %d was "
+                  "committed through manager%d" % (rnd, lead, offs, done, others[0]))
+            done += len(offs)
+            if offs:
+                st, obj = commit(c, others[0], "billing", m, body["generation"], {0: done})
+                check_ok(st, obj, "commit of %d" % done)
+        else:
+            check_failure(resp.status, body, resp.status, "fetch at the resumed manager")
+            check(resp.status in (409, 503), "fetch at the resumed manager: %d %r"
+                  % (resp.status, body))
+
+
 if __name__ == "__main__":
     run_suite("groups", [
         test_group_api,
         test_group_members_fail_over,
+        test_paused_leader_fetches_nothing_stale,
     ], binary="manager", ports=(30500, 30999))

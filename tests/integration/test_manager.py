@@ -194,10 +194,11 @@ class Cluster:
                 return {b["id"]: b for b in obj["brokers"]}
         return {}
 
-    def leader(self):
-        """The manager id every running manager names as leader, or None."""
+    def leader(self, among=None):
+        """The manager id every running manager (or every one of @among)
+        names as leader, or None."""
         seen = set()
-        for i in self.running_managers():
+        for i in self.running_managers() if among is None else among:
             try:
                 st, obj, _ = call(self.m_http[i], "GET", "/admin/managers", timeout=3,
                                   headers=self.admin)
