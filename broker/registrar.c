@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hbreport.h"
 #include "rq_err.h"
 #include "rq_httpc.h"
 #include "rq_log.h"
@@ -62,10 +63,11 @@ struct registrar {
     unsigned fails_in_row; /* Of heartbeats, or of registrations. */
     bool complained;       /* A failure streak has been logged. */
     bool registered_once;
-    uint64_t uid;       /* Bound to; 0: not yet. */
-    bool refused;       /* The last answer named another cluster uid. */
-    char refusal[320];  /* Why, for /readyz. */
-    char last_why[256]; /* The last failed registration's answer. */
+    uint64_t uid;           /* Bound to; 0: not yet. */
+    bool refused;           /* The last answer named another cluster uid. */
+    char refusal[320];      /* Why, for /readyz. */
+    char last_why[256];     /* The last failed registration's answer. */
+    struct hbreport report; /* The replicas, as deltas (hbreport.h). */
 
     bool closing;
     unsigned closes_pending;
@@ -164,6 +166,7 @@ int registrar_new(uv_loop_t *loop, const struct registrar_config *cfg,
     r->uid = cfg->cluster_uid;
     r->summary_data = data;
     r->state = REGISTERING;
+    hbreport_init(&r->report);
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
     uv_timer_start(&r->timer, on_timer, 0, 0);
@@ -243,6 +246,9 @@ static void send_heartbeat(struct registrar *r)
 {
     char path[64];
     json_t *body = r->summary(r->summary_data);
+    if (body != NULL) {
+        hbreport_prepare(&r->report, body);
+    }
     snprintf(path, sizeof path, "/internal/brokers/%" PRIu64 "/heartbeat",
              r->id);
     /* A heartbeat late by a whole interval is worth nothing. */
@@ -357,6 +363,7 @@ static void on_registered(struct registrar *r, const struct rq_httpc_resp *resp)
         r->last_why[0] = '\0';
         r->state = REGISTERED;
         r->registered_once = true;
+        hbreport_reset(&r->report); /* The first heartbeat is full. */
         r->backoff_ms = 0;
         r->fails_in_row = 0;
         r->complained = false;
@@ -399,6 +406,11 @@ static void on_heartbeat(struct registrar *r, const struct rq_httpc_resp *resp)
         return;
     }
     if (resp->err == 0 && resp->status == 200) {
+        json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
+        const char *report = json_string_value(json_object_get(o, "report"));
+        hbreport_answered(&r->report, true,
+                          report != NULL && strcmp(report, "full") == 0);
+        json_decref(o);
         if (r->complained) {
             rq_log(RQ_INFO, "heartbeats answered again, by manager %s", url);
             r->complained = false;
@@ -407,6 +419,7 @@ static void on_heartbeat(struct registrar *r, const struct rq_httpc_resp *resp)
         uv_timer_start(&r->timer, on_timer, r->heartbeat_ms, 0);
         return;
     }
+    hbreport_answered(&r->report, false, false);
     if (resp->err == 0 && resp->status == 404) {
         rq_log(RQ_INFO,
                "manager %s does not know broker %" PRIu64 "; registering again",
@@ -474,6 +487,7 @@ static void close_step(struct registrar *r)
     }
     void (*cb)(void *) = r->close_cb;
     void *data = r->close_data;
+    hbreport_clear(&r->report);
     free(r);
     if (cb != NULL) {
         cb(data);

@@ -552,17 +552,6 @@ void admin_broker_remove(struct rq_http_req *req, void *data)
 
 /* ---- Topics ---- */
 
-static const struct liveness_replica *reported(const struct liveness_broker *lb,
-                                               uint64_t gid)
-{
-    for (size_t i = 0; lb != NULL && i < lb->n_replicas; i++) {
-        if (lb->replicas[i].group_id == gid) {
-            return &lb->replicas[i];
-        }
-    }
-    return NULL;
-}
-
 void admin_topic_describe(struct rq_http_req *req, void *data)
 {
     struct mcore *core = data;
@@ -591,9 +580,9 @@ void admin_topic_describe(struct rq_http_req *req, void *data)
         uint64_t commit = r != NULL ? r->commit : 0;
         json_t *reps = json_array();
         for (unsigned k = 0; k < MCMD_RF; k++) {
-            const struct liveness_replica *lr =
-                reported(liveness_broker(mcore_liveness(core), p->replicas[k]),
-                         p->group_id);
+            const struct liveness_replica *lr = liveness_report_find(
+                liveness_broker(mcore_liveness(core), p->replicas[k]),
+                p->group_id);
             json_array_append_new(
                 reps,
                 json_pack("{s:i,s:o,s:o,s:o,s:o}", "broker_id",
@@ -1430,15 +1419,17 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
         qapi_reply_store_error(req, rv);
         return;
     }
-    rv = liveness_heartbeat(
-        mcore_modules(core)->liveness, id, json_object_get(body, "replicas"),
-        json_object_get(body, "disk"), mcore_now(core), why, sizeof why);
+    bool want_full;
+    rv = liveness_heartbeat(mcore_modules(core)->liveness, id, body,
+                            mcore_now(core), &want_full, why, sizeof why);
     if (rv != 0) {
         rq_http_reply_error(req, rv == RQ_NOMEM ? 500 : 400, "%s", why);
         return;
     }
-    rq_http_reply(
-        req, 200,
-        with_uid(core, json_pack("{s:I}", "leader_id",
-                                 (json_int_t)mcore_config(core)->id)));
+    json_t *answer =
+        json_pack("{s:I}", "leader_id", (json_int_t)mcore_config(core)->id);
+    if (want_full) {
+        json_object_set_new(answer, "report", json_string("full"));
+    }
+    rq_http_reply(req, 200, with_uid(core, answer));
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hbmerge.h"
 #include "liveness_rule.h"
 #include "mcore.h"
 #include "mstore.h"
@@ -117,13 +118,7 @@ const struct liveness_replica *liveness_replica(const struct liveness *lv,
                                                 uint32_t broker,
                                                 uint64_t group_id)
 {
-    const struct liveness_broker *b = liveness_broker(lv, broker);
-    for (size_t i = 0; b != NULL && i < b->n_replicas; i++) {
-        if (b->replicas[i].group_id == group_id) {
-            return &b->replicas[i];
-        }
-    }
-    return NULL;
+    return liveness_report_find(liveness_broker(lv, broker), group_id);
 }
 
 unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
@@ -142,80 +137,23 @@ unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
     return lr->n_voters;
 }
 
-static int json_u64(const json_t *o, const char *name, uint64_t *out)
+const struct liveness_replica *liveness_report_find(
+    const struct liveness_broker *lb, uint64_t group_id)
 {
-    json_t *v = json_object_get(o, name);
-    if (v == NULL || json_is_null(v)) {
-        *out = 0;
-        return 0;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        return RQ_INVALID;
-    }
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-static int parse_replicas(const json_t *list, struct liveness_replica **out,
-                          size_t *n, char *why, size_t whyn)
-{
-    size_t count = json_array_size(list);
-    *out = NULL;
-    *n = 0;
-    if (list == NULL || json_is_null(list)) {
-        return 0;
-    }
-    if (!json_is_array(list)) {
-        snprintf(why, whyn, "'replicas' must be a list");
-        return RQ_INVALID;
-    }
-    struct liveness_replica *r = calloc(count > 0 ? count : 1, sizeof *r);
-    if (r == NULL) {
-        snprintf(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
-        return RQ_NOMEM;
-    }
-    for (size_t i = 0; i < count; i++) {
-        const json_t *o = json_array_get(list, i);
-        uint64_t leader_id;
-        json_t *role = json_object_get(o, "role");
-        if (!json_is_object(o) || json_u64(o, "group_id", &r[i].group_id) ||
-            r[i].group_id == 0 || json_u64(o, "leader_id", &leader_id) ||
-            leader_id > UINT32_MAX || json_u64(o, "term", &r[i].term) ||
-            json_u64(o, "commit", &r[i].commit) ||
-            json_u64(o, "next_offset", &r[i].next_offset)) {
-            snprintf(why, whyn,
-                     "replica %zu: need a positive 'group_id' and "
-                     "non-negative integers for leader_id, term, commit "
-                     "and next_offset",
-                     i);
-            free(r);
-            return RQ_INVALID;
+    size_t lo = 0;
+    size_t hi = lb != NULL ? lb->n_replicas : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (lb->replicas[mid].group_id < group_id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
-        r[i].leader_id = (uint32_t)leader_id;
-        json_t *voters = json_object_get(o, "voters");
-        for (size_t k = 0;
-             k < json_array_size(voters) && r[i].n_voters < LIVENESS_VOTERS_MAX;
-             k++) {
-            json_t *v = json_array_get(voters, k);
-            if (json_is_integer(v) && json_integer_value(v) > 0 &&
-                json_integer_value(v) <= UINT32_MAX) {
-                r[i].voters[r[i].n_voters++] = (uint32_t)json_integer_value(v);
-            }
-        }
-        uint64_t preferred;
-        if (json_u64(o, "preferred_leader", &preferred) == 0 &&
-            preferred <= UINT32_MAX) {
-            r[i].preferred = (uint32_t)preferred;
-        }
-        r[i].leader = json_is_string(role) &&
-                      strcmp(json_string_value(role), "leader") == 0;
-        json_t *state = json_object_get(o, "state");
-        r[i].failed_since = json_is_string(state) &&
-                            strcmp(json_string_value(state), "failed") == 0;
     }
-    *out = r;
-    *n = count;
-    return 0;
+    return lb != NULL && lo < lb->n_replicas &&
+                   lb->replicas[lo].group_id == group_id
+               ? &lb->replicas[lo]
+               : NULL;
 }
 
 static void on_changed(void *data, int status, uint64_t result)
@@ -293,17 +231,35 @@ static struct liveness_disk parse_disk(const json_t *o)
     return d;
 }
 
-int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
-                       const json_t *disk, uint64_t now, char *why, size_t whyn)
+int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
+                       uint64_t now, bool *want_full, char *why, size_t whyn)
 {
     struct liveness_replica *r;
+    uint64_t *gone = NULL;
     size_t n;
+    size_t n_gone = 0;
+    uint64_t seq;
+    uint64_t base;
     struct mstore_broker sb;
 
-    int rv = parse_replicas(replicas, &r, &n, why, whyn);
+    *want_full = false;
+    if (hbmerge_report(json_object_get(body, "report"), &seq, &base) != 0) {
+        snprintf(why, whyn,
+                 "'report' must be {\"seq\": N, \"base\": N}, both "
+                 "non-negative integers");
+        return RQ_INVALID;
+    }
+    int rv =
+        hbmerge_replicas(json_object_get(body, "replicas"), &r, &n, why, whyn);
+    if (rv == 0 && base != 0) {
+        rv = hbmerge_gone(json_object_get(body, "gone"), &gone, &n_gone, why,
+                          whyn);
+    }
     if (rv != 0) {
+        free(r);
         return rv;
     }
+    /* What changed feeds the routing cache; what did not, fed it before. */
     for (size_t i = 0; i < n; i++) {
         routing_report(mcore_routes(lv->core), r[i].group_id, id, r[i].leader,
                        r[i].leader_id, r[i].term, r[i].commit, r[i].next_offset,
@@ -311,33 +267,58 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
     }
     if (!lv->leading) {
         free(r);
+        free(gone);
         return 0;
     }
     struct liveness_broker *b = upsert(lv, id);
     if (b == NULL) {
         free(r); /* UNTESTED: ENOMEM only. */
+        free(gone);
         snprintf(why, whyn, "out of memory");
         return RQ_NOMEM;
     }
     /* A replica failed in the last report too has been failed since then
-     * (parse_replicas marked a failed one with 1). */
+     * (hbmerge_replicas marked a failed one with 1). */
     for (size_t i = 0; i < n; i++) {
         if (r[i].failed_since == 0) {
             continue;
         }
-        r[i].failed_since = now > 0 ? now : 1;
-        for (size_t k = 0; k < b->n_replicas; k++) {
-            if (b->replicas[k].group_id == r[i].group_id &&
-                b->replicas[k].failed_since != 0) {
-                r[i].failed_since = b->replicas[k].failed_since;
-                break;
-            }
-        }
+        const struct liveness_replica *was =
+            liveness_report_find(b, r[i].group_id);
+        r[i].failed_since = was != NULL && was->failed_since != 0
+                                ? was->failed_since
+                            : now > 0 ? now
+                                      : 1;
     }
-    free(b->replicas);
-    b->replicas = r;
-    b->n_replicas = n;
-    b->disk = parse_disk(disk);
+    if (base != 0 && (!b->heard || b->report_seq != base)) {
+        /* A delta against a report this manager does not hold (it leads
+         * since, or the answer to that report was lost): the broker's
+         * next report is full. Its replicas stay as last reported. */
+        *want_full = true;
+        free(r);
+    } else if (base != 0) {
+        struct liveness_replica *merged;
+        size_t n_merged;
+        rv = hbmerge_apply(b->replicas, b->n_replicas, r, n, gone, n_gone,
+                           &merged, &n_merged);
+        free(r);
+        if (rv != 0) {
+            free(gone); /* UNTESTED: ENOMEM only. */
+            snprintf(why, whyn, "out of memory");
+            return rv;
+        }
+        free(b->replicas);
+        b->replicas = merged;
+        b->n_replicas = n_merged;
+        b->report_seq = seq;
+    } else {
+        free(b->replicas);
+        b->replicas = r;
+        b->n_replicas = n;
+        b->report_seq = seq;
+    }
+    free(gone);
+    b->disk = parse_disk(json_object_get(body, "disk"));
     b->last_ms = now;
     b->heard = true;
     if (mstore_broker(mcore_store(lv->core), id, &sb) == 0 &&

@@ -58,8 +58,10 @@ struct liveness_broker {
     uint64_t last_ms; /* uv_now() of the last heartbeat (or the grace). */
     bool heard;       /* A heartbeat arrived since this manager leads. */
     bool changing;    /* A state change is being committed. */
-    struct liveness_replica *replicas; /* As last reported; owned. */
+    /* As last reported, sorted by group id; owned. */
+    struct liveness_replica *replicas;
     size_t n_replicas;
+    uint64_t report_seq; /* The broker's number for that report; 0: none. */
 };
 
 int liveness_new(struct mcore *core, struct liveness **out);
@@ -72,14 +74,18 @@ void liveness_lead(struct liveness *lv, uint64_t now);
 void liveness_stop(struct liveness *lv);
 
 /*
- * A heartbeat from broker @id (known to the store) with its replica list
- * (borrowed JSON array). 0, or RQ_INVALID with @why for a list that does
- * not parse, RQ_NOMEM. Feeds the routing cache and brings a SUSPECT or
- * DEAD broker back to ALIVE.
+ * A heartbeat from broker @id (known to the store), @body as it sent it
+ * (borrowed): "replicas", "disk", and "report": {"seq", "base"}. With base
+ * 0 (or no "report") the list is full; otherwise it holds only what
+ * changed since the report numbered base, and "gone" the group ids
+ * removed since (manager/README.md). A delta against another report than
+ * the one this leader holds is not applied, and *@want_full asks the
+ * broker for a full report next. 0, or RQ_INVALID with @why for a body
+ * that does not parse, RQ_NOMEM. Feeds the routing cache and brings a
+ * SUSPECT or DEAD broker back to ALIVE.
  */
-int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *replicas,
-                       const json_t *disk, uint64_t now, char *why,
-                       size_t whyn);
+int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
+                       uint64_t now, bool *want_full, char *why, size_t whyn);
 
 /* A broker (re-)registered: it counts as heard from now. */
 void liveness_touch(struct liveness *lv, uint32_t id, uint64_t now);
@@ -91,6 +97,11 @@ void liveness_tick(struct liveness *lv, uint64_t now);
  * Valid until the next liveness_ call. */
 const struct liveness_broker *liveness_broker(const struct liveness *lv,
                                               uint32_t id);
+
+/* @lb's report on @group_id (its replicas are sorted), or NULL; @lb may
+ * be NULL. Pure, for the planners too. */
+const struct liveness_replica *liveness_report_find(
+    const struct liveness_broker *lb, uint64_t group_id);
 
 /* @broker's report on @group_id, or NULL. */
 const struct liveness_replica *liveness_replica(const struct liveness *lv,

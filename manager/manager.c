@@ -143,7 +143,12 @@ struct manager {
     unsigned versions_pending, versions_asked, versions_known;
     uint64_t versions_next_ms;
     bool routes_in_flight; /* A follower copying the leader's routes. */
-    bool addr_in_flight;   /* Publishing our addresses. */
+    /* The leader's routes as of the last copy: its manager id, its
+     * epoch and version (internal_routes). */
+    uint64_t routes_from;
+    char routes_epoch[17];
+    uint64_t routes_version;
+    bool addr_in_flight; /* Publishing our addresses. */
     uint64_t addr_next_ms;
 
     struct rq_metrics *metrics; /* GET /metrics renders it. */
@@ -430,20 +435,38 @@ static void addr_upkeep(struct manager *m, uint64_t now)
 
 /* ---- Routes ---- */
 
-/* GET /internal/routes: the leader's routing cache, which brokers'
- * heartbeats feed, for followers to copy. */
+/*
+ * GET /internal/routes[?epoch=E&since=V]: the leader's routing cache,
+ * which brokers' heartbeats feed, for followers to copy: every route, or
+ * with the epoch and version of the copy before (this process's, named
+ * by its random origin), the routes changed since.
+ */
 static void internal_routes(struct rq_http_req *req, void *data)
 {
     struct manager *m = &manager;
+    char epoch[17];
     (void)data; /* The core. */
     if (!m->leading) {
         mcore_unavailable(req, "manager %" PRIu64 " is not the leader",
                           m->cfg.id);
         return;
     }
+    snprintf(epoch, sizeof epoch, "%016" PRIx64, m->origin);
+    const char *their_epoch = rq_http_arg(req, "epoch");
+    const char *since_arg = rq_http_arg(req, "since");
+    uint64_t since = 0;
+    uint64_t version = routing_version(m->routing);
+    if (their_epoch != NULL && strcmp(their_epoch, epoch) == 0 &&
+        since_arg != NULL) {
+        since = strtoull(since_arg, NULL, 10);
+        since = since <= version ? since : 0;
+    }
     json_t *list = json_array();
     for (size_t i = 0; i < routing_count(m->routing); i++) {
         const struct route *r = routing_at(m->routing, i);
+        if (r->version <= since) {
+            continue;
+        }
         json_array_append_new(
             list, json_pack("{s:I,s:i,s:I,s:I,s:I}", "group_id",
                             (json_int_t)r->group_id, "leader", (int)r->leader,
@@ -451,7 +474,10 @@ static void internal_routes(struct rq_http_req *req, void *data)
                             (json_int_t)r->high_watermark, "commit",
                             (json_int_t)r->commit));
     }
-    rq_http_reply(req, 200, json_pack("{s:o}", "routes", list));
+    rq_http_reply(
+        req, 200,
+        json_pack("{s:o,s:s,s:I,s:b}", "routes", list, "epoch", epoch,
+                  "version", (json_int_t)version, "changes", since != 0));
 }
 
 /* GET /internal/state-digest: this manager's store as it has applied it,
@@ -500,7 +526,16 @@ static void on_routes(void *data, const struct rq_httpc_resp *resp)
     }
     json_t *o = json_loadb(resp->body, resp->body_len, 0, NULL);
     json_t *list = json_object_get(o, "routes");
+    const char *epoch = json_string_value(json_object_get(o, "epoch"));
+    json_t *version = json_object_get(o, "version");
     uint64_t now = uv_now(m->loop);
+    /* The next copy asks only for what changes after this one. */
+    if (epoch != NULL && strlen(epoch) < sizeof m->routes_epoch &&
+        json_is_integer(version)) {
+        snprintf(m->routes_epoch, sizeof m->routes_epoch, "%s", epoch);
+        m->routes_version = (uint64_t)json_integer_value(version);
+        m->routes_from = m->info.leader_id;
+    }
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *x = json_array_get(list, i);
         struct route r = {
@@ -529,7 +564,13 @@ static void routes_copy(struct manager *m)
         mcore_leader_http(m->core, addr, sizeof addr) == NULL) {
         return;
     }
-    snprintf(url, sizeof url, "http://%s/internal/routes", addr);
+    if (m->routes_from == m->info.leader_id && m->routes_epoch[0] != '\0') {
+        snprintf(url, sizeof url,
+                 "http://%s/internal/routes?epoch=%s&since=%" PRIu64, addr,
+                 m->routes_epoch, m->routes_version);
+    } else {
+        snprintf(url, sizeof url, "http://%s/internal/routes", addr);
+    }
     struct rq_httpc_req r = {
         .method = "GET",
         .url = url,

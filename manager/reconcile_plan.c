@@ -39,12 +39,7 @@ static bool placed_on(const struct mstore_partition *p, uint32_t broker)
 
 static bool reported(const struct liveness_broker *lb, uint64_t gid)
 {
-    for (size_t i = 0; i < lb->n_replicas; i++) {
-        if (lb->replicas[i].group_id == gid) {
-            return true;
-        }
-    }
-    return false;
+    return liveness_report_find(lb, gid) != NULL;
 }
 
 /* true if @r, reported by a broker that hosts @p, prefers another leader

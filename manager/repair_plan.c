@@ -109,13 +109,7 @@ static bool resume(const struct repair_view *v,
 static const struct liveness_replica *replica_of(const struct repair_view *v,
                                                  uint32_t broker, uint64_t gid)
 {
-    const struct liveness_broker *lb = v->report(v->data, broker);
-    for (size_t i = 0; lb != NULL && i < lb->n_replicas; i++) {
-        if (lb->replicas[i].group_id == gid) {
-            return &lb->replicas[i];
-        }
-    }
-    return NULL;
+    return liveness_report_find(v->report(v->data, broker), gid);
 }
 
 /*

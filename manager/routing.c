@@ -14,7 +14,18 @@ struct routing {
     struct route *routes; /* Sorted by group_id. */
     size_t n;
     size_t cap;
+    uint64_t version; /* Of the last change. */
 };
+
+/* @r changed if it differs from @was: it takes the next version. */
+static void changed(struct routing *rt, struct route *r,
+                    const struct route *was)
+{
+    if (r->leader != was->leader || r->term != was->term ||
+        r->high_watermark != was->high_watermark || r->commit != was->commit) {
+        r->version = ++rt->version;
+    }
+}
 
 int routing_new(struct routing **out)
 {
@@ -72,7 +83,7 @@ static struct route *upsert(struct routing *rt, uint64_t gid)
     memmove(&rt->routes[i + 1], &rt->routes[i],
             (rt->n - i) * sizeof rt->routes[0]);
     rt->n++;
-    rt->routes[i] = (struct route){.group_id = gid};
+    rt->routes[i] = (struct route){.group_id = gid, .version = ++rt->version};
     return &rt->routes[i];
 }
 
@@ -84,6 +95,7 @@ int routing_report(struct routing *rt, uint64_t group_id, uint32_t reporter,
     if (r == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
+    struct route was = *r;
     uint32_t named = is_leader ? reporter : leader_id;
     if (term > r->term) {
         /* A newer term: whatever was known about the old one is stale. */
@@ -103,6 +115,7 @@ int routing_report(struct routing *rt, uint64_t group_id, uint32_t reporter,
     if (next_offset > r->high_watermark) {
         r->high_watermark = next_offset;
     }
+    changed(rt, r, &was);
     return 0;
 }
 
@@ -113,8 +126,10 @@ int routing_set_leader(struct routing *rt, uint64_t group_id, uint32_t leader,
     if (r == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
+    struct route was = *r;
     r->leader = leader;
     r->updated_ms = now_ms;
+    changed(rt, r, &was);
     return 0;
 }
 
@@ -122,8 +137,9 @@ void routing_drop_leader(struct routing *rt, uint64_t group_id, uint32_t leader)
 {
     bool found;
     size_t i = route_index(rt, group_id, &found);
-    if (found && rt->routes[i].leader == leader) {
+    if (found && rt->routes[i].leader == leader && leader != 0) {
         rt->routes[i].leader = 0;
+        rt->routes[i].version = ++rt->version;
     }
 }
 
@@ -135,6 +151,7 @@ int routing_raise(struct routing *rt, uint64_t group_id, uint64_t hw)
     }
     if (hw > r->high_watermark) {
         r->high_watermark = hw;
+        r->version = ++rt->version;
     }
     return 0;
 }
@@ -174,6 +191,7 @@ int routing_merge(struct routing *rt, const struct route *from, uint64_t now_ms)
     if (r == NULL) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
+    struct route was = *r;
     if (from->leader != 0 &&
         (from->term > r->term || (from->term == r->term && r->leader == 0))) {
         r->leader = from->leader;
@@ -186,5 +204,11 @@ int routing_merge(struct routing *rt, const struct route *from, uint64_t now_ms)
     if (from->term == r->term && from->commit > r->commit) {
         r->commit = from->commit;
     }
+    changed(rt, r, &was);
     return 0;
+}
+
+uint64_t routing_version(const struct routing *rt)
+{
+    return rt->version;
 }

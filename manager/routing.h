@@ -22,6 +22,9 @@ struct route {
     uint64_t high_watermark; /* The largest next offset reported. */
     uint64_t commit;         /* The leader's Raft commit index. */
     uint64_t updated_ms;     /* When the leader was last confirmed. */
+    /* routing_version() when any field above but updated_ms last changed,
+     * so that a follower copies only what changed since its last copy. */
+    uint64_t version;
 };
 
 struct routing;
@@ -67,5 +70,8 @@ const struct route *routing_at(const struct routing *rt, size_t i);
  */
 int routing_merge(struct routing *rt, const struct route *from,
                   uint64_t now_ms);
+
+/* The version of the last change to any route (0: none yet). */
+uint64_t routing_version(const struct routing *rt);
 
 #endif /* ROUTING_H */

@@ -2334,6 +2334,65 @@ def test_reads_after_all_killed(ctx):
     c.managers[1]._note("%d records acknowledged before the kill" % len(acked))
 
 
+def test_routes_copied_by_changes(ctx):
+    """GET /internal/routes lists every route, or with the epoch and version
+    of a copy before, only the routes changed since (followers copy the
+    leader's every second); a follower's copy follows a produce."""
+    c = Cluster(ctx).start()
+    c.create_topic(1, "rt", 3)
+    c.wait_topic_led("rt")
+    lead = c.wait_leader()
+
+    def routes(query=None):
+        st, obj, _ = call(c.m_http[lead], "GET", "/internal/routes", query=query,
+                          sign=rqkeys.HTTP_M2M)
+        check(st == 200, "routes: %d %r" % (st, obj))
+        return obj
+    full = routes()
+    check(not full["changes"] and len(full["routes"]) >= 3, "full copy %r" % full)
+    epoch = full["epoch"]
+    check(isinstance(epoch, str) and len(epoch) == 16, "epoch %r" % epoch)
+
+    # Once the groups are idle, a copy since the last version lists nothing.
+    seen = {"v": full["version"]}
+
+    def quiet():
+        obj = routes({"epoch": epoch, "since": seen["v"]})
+        check(obj["changes"], "a copy since %d: %r" % (seen["v"], obj))
+        empty = obj["routes"] == [] and obj["version"] == seen["v"]
+        seen["v"] = obj["version"]
+        return empty
+    wait_until(quiet, 20, "the routes to stop changing", interval=1.0)
+
+    # A produce raises one group's watermark: that route alone is listed.
+    pid = c.register(2, "producer", "rt")
+    part, off = c.produce(3, "rt", pid, "hello")
+    gid = [p for p in c.describe("rt")["partitions"] if p["partition_id"] == part][0]["group_id"]
+
+    def listed():
+        obj = routes({"epoch": epoch, "since": seen["v"]})
+        return [r for r in obj["routes"] if r["group_id"] == gid and
+                r["high_watermark"] > off] and obj
+    obj = wait_until(listed, 10, "the produce's route to be listed as changed")
+    check(all(r["group_id"] == gid for r in obj["routes"]),
+          "routes listed besides group %d: %r" % (gid, obj["routes"]))
+
+    # Another epoch (a leader restarted, another leader) gets everything.
+    other = routes({"epoch": "0" * 16, "since": seen["v"]})
+    check(not other["changes"] and len(other["routes"]) == len(full["routes"]),
+          "a copy from another epoch: %r" % other)
+    bad = routes({"epoch": epoch, "since": obj["version"] + 1000})
+    check(not bad["changes"], "a copy since a version to come: %r" % bad)
+
+    # Every follower's copy knows the watermark the produce raised.
+    for i in c.managers:
+        if i == lead:
+            continue
+        wait_until(lambda i=i: [p for p in c.partitions(i, "rt")
+                                if p["partition_id"] == part and p["leader"] is not None],
+                   10, "manager%d to know partition %d's leader" % (i, part))
+
+
 def test_leader_with_a_gap(ctx):
     """A replica restored from a snapshot past its own partition log has a
     gap to fetch from its peers; while it has one, even as the group's
@@ -2585,6 +2644,7 @@ if __name__ == "__main__":
         test_consume_failure_outcome,
         test_consume_skips_retention,
         test_reads_after_all_killed,
+        test_routes_copied_by_changes,
         test_leader_with_a_gap,
         test_rolling_upgrade,
     ], binary="manager", ports=(28000, 28999))

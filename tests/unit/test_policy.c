@@ -127,6 +127,49 @@ static void test_routing_newer_term_wins(void **state)
     routing_free(rt);
 }
 
+/* A route takes a new version when it changes, and only then, so that a
+ * follower copies what changed since its last copy. */
+static void test_routing_versions_mark_changes(void **state)
+{
+    (void)state;
+    struct routing *rt;
+    assert_int_equal(routing_new(&rt), 0);
+    assert_int_equal(routing_version(rt), 0);
+    assert_int_equal(routing_report(rt, 5, 1, true, 0, 3, 10, 40, 100), 0);
+    assert_int_equal(routing_report(rt, 6, 1, true, 0, 3, 10, 40, 100), 0);
+    uint64_t v5 = routing_get(rt, 5)->version;
+    uint64_t v6 = routing_get(rt, 6)->version;
+    assert_true(v5 > 0 && v6 > v5);
+    assert_int_equal(routing_version(rt), v6);
+    /* The same report again, a lower watermark, an older term: nothing. */
+    assert_int_equal(routing_report(rt, 5, 1, true, 0, 3, 10, 40, 200), 0);
+    assert_int_equal(routing_raise(rt, 5, 39), 0);
+    assert_int_equal(routing_report(rt, 5, 2, false, 2, 2, 9, 30, 210), 0);
+    routing_drop_leader(rt, 5, 2);
+    struct route same = {.group_id = 5,
+                         .leader = 1,
+                         .term = 3,
+                         .high_watermark = 40,
+                         .commit = 10};
+    assert_int_equal(routing_merge(rt, &same, 220), 0);
+    assert_int_equal(routing_get(rt, 5)->version, v5);
+    assert_int_equal(routing_version(rt), v6);
+    /* Each kind of change. */
+    assert_int_equal(routing_raise(rt, 5, 41), 0);
+    assert_int_equal(routing_get(rt, 5)->version, v6 + 1);
+    assert_int_equal(routing_report(rt, 5, 1, true, 0, 3, 11, 41, 230), 0);
+    assert_int_equal(routing_get(rt, 5)->version, v6 + 2);
+    assert_int_equal(routing_set_leader(rt, 5, 2, 240), 0);
+    assert_int_equal(routing_get(rt, 5)->version, v6 + 3);
+    routing_drop_leader(rt, 5, 2);
+    assert_int_equal(routing_get(rt, 5)->version, v6 + 4);
+    struct route newer = {.group_id = 6, .leader = 3, .term = 4};
+    assert_int_equal(routing_merge(rt, &newer, 250), 0);
+    assert_int_equal(routing_get(rt, 6)->version, v6 + 5);
+    assert_int_equal(routing_version(rt), v6 + 5);
+    routing_free(rt);
+}
+
 static bool keep_even(void *data, uint64_t gid)
 {
     (void)data;
@@ -257,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_policy_read_final),
         cmocka_unit_test(test_policy_forward_kept_until_unanswered),
         cmocka_unit_test(test_routing_newer_term_wins),
+        cmocka_unit_test(test_routing_versions_mark_changes),
         cmocka_unit_test(test_routing_sorted_merge_and_prune),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);

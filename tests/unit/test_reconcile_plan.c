@@ -98,7 +98,12 @@ static void add_part(struct fix *f, uint64_t gid, uint32_t a, uint32_t b,
 static void report(struct fix *f, uint32_t id, uint64_t gid, uint32_t preferred)
 {
     struct liveness_broker *lb = &f->lb[id - 1];
-    lb->replicas[lb->n_replicas++] =
+    size_t i = lb->n_replicas++;
+    /* Sorted by group id, as liveness.c keeps reports. */
+    for (; i > 0 && lb->replicas[i - 1].group_id > gid; i--) {
+        lb->replicas[i] = lb->replicas[i - 1];
+    }
+    lb->replicas[i] =
         (struct liveness_replica){.group_id = gid, .preferred = preferred};
 }
 
@@ -316,11 +321,12 @@ static void test_reconcile_plan_quarantines_groups_never_placed(void **state)
     report(f, 4, 50, 0);
     report(f, 5, 49, 0);
     assert_int_equal(plan(f, 32), 3);
+    /* A broker's reports are in group order. */
     assert_int_equal(f->out[0].kind, RECONCILE_QUARANTINE);
     assert_int_equal(f->out[0].broker->id, 4);
-    assert_int_equal(f->out[0].group_id, 99);
+    assert_int_equal(f->out[0].group_id, 50);
     assert_int_equal(f->out[1].kind, RECONCILE_QUARANTINE);
-    assert_int_equal(f->out[1].group_id, 50);
+    assert_int_equal(f->out[1].group_id, 99);
     assert_int_equal(f->out[2].kind, RECONCILE_DELETE);
     assert_int_equal(f->out[2].broker->id, 5);
     assert_int_equal(f->out[2].group_id, 49);

@@ -112,8 +112,12 @@ static void add_part(struct fix *f, uint64_t gid, uint32_t a, uint32_t b,
     f->nv = 3;
     for (unsigned k = 0; k < MCMD_RF; k++) {
         struct liveness_broker *lb = &f->lb[p->replicas[k] - 1];
-        lb->replicas[lb->n_replicas++] =
-            (struct liveness_replica){.group_id = gid};
+        size_t i = lb->n_replicas++;
+        /* Sorted by group id, as liveness.c keeps reports. */
+        for (; i > 0 && lb->replicas[i - 1].group_id > gid; i--) {
+            lb->replicas[i] = lb->replicas[i - 1];
+        }
+        lb->replicas[i] = (struct liveness_replica){.group_id = gid};
     }
 }
 
