@@ -63,6 +63,7 @@ enum opt_id {
     OPT_GROUP,
     OPT_TO,
     OPT_FORCE,
+    OPT_WAIT,
 };
 
 struct opt {
@@ -101,6 +102,7 @@ static const struct opt opts[] = {
     {"group", OPT_GROUP, true, BIT(CMD_CONSUME)},
     {"to", OPT_TO, true, BIT(CMD_GROUP_RESET)},
     {"force", OPT_FORCE, false, BIT(CMD_CLUSTER_REMOVE_MANAGER)},
+    {"wait", OPT_WAIT, true, BIT(CMD_BROKER_DRAIN) | BIT(CMD_BROKER_REMOVE)},
 };
 
 /* An option as found on the command line. */
@@ -489,6 +491,14 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             return 0;
         case OPT_FORCE:
             out->force = true;
+            return 0;
+        case OPT_WAIT:
+            if (cmdline_u64(s, 1, 86400, &v) != 0) {
+                rq_why(why, whyn,
+                       "--wait is whole seconds from 1 to 86400, not '%s'", s);
+                return RQ_INVALID;
+            }
+            out->wait_ms = v * 1000;
             return 0;
         case OPT_BINARY:
             out->binary = true;
@@ -1060,8 +1070,8 @@ static const char *const helps[] = {
         "usage: raftq broker list|drain|remove ...\n"
         "\n"
         "  broker list\n"
-        "  broker drain ID\n"
-        "  broker remove ID\n"
+        "  broker drain ID [--wait S]\n"
+        "  broker remove ID [--wait S]\n"
         "  broker delete-replica BROKER GROUP\n",
     [CMD_BROKER_DELETE_REPLICA] =
         "usage: raftq broker delete-replica BROKER GROUP\n"
@@ -1077,16 +1087,24 @@ static const char *const helps[] = {
         "the\n"
         "age of the last heartbeat, replicas placed and leaderships held.\n",
     [CMD_BROKER_DRAIN] =
-        "usage: raftq broker drain ID\n"
+        "usage: raftq broker drain ID [--wait S]\n"
         "\n"
         "Marks a broker DRAINING: it takes no new replicas and its replicas "
         "move\n"
-        "to other brokers, a few partitions at a time.\n",
+        "to other brokers, a few partitions at a time. With --wait, returns "
+        "once\n"
+        "it holds none, or exits 1 after S seconds saying how many are "
+        "left.\n",
     [CMD_BROKER_REMOVE] =
-        "usage: raftq broker remove ID\n"
+        "usage: raftq broker remove ID [--wait S]\n"
         "\n"
-        "Marks a broker REMOVED: its replicas move away and its id is never "
-        "reused.\n",
+        "Marks a broker REMOVED: its replicas move away first (REMOVING). "
+        "Its id\n"
+        "comes back only for a broker process that starts holding no "
+        "replica.\n"
+        "With --wait, returns once it is REMOVED, or exits 1 after S seconds "
+        "saying\n"
+        "how many replicas are left (the removal goes on).\n",
     [CMD_PARTITION] =
         "usage: raftq partition move-leader TOPIC PARTITION BROKER\n"
         "       raftq partition moves\n",

@@ -123,6 +123,7 @@ struct cmdline {
     uint32_t manager_id;    /* cluster add-manager|remove-manager ID */
     const char *raft_addr;  /* cluster add-manager ID RAFT_ADDR */
     bool force;             /* cluster remove-manager --force */
+    uint64_t wait_ms;       /* broker drain|remove --wait; 0: do not wait */
     const char *token_name; /* token create NAME */
     const char *grants[CMDLINE_MAX_GRANTS]; /* token create --grant G... */
     size_t n_grants;

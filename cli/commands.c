@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "render.h"
 #include "rq_err.h"
@@ -219,6 +220,78 @@ static int cluster_status(const struct cmdline *cl, struct mclient *c)
     return code;
 }
 
+/* broker @id's entry in GET /admin/brokers' answer @r, or NULL. */
+static const json_t *broker_entry(const struct mclient_resp *r, uint32_t id)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(r->body, "brokers"), i, b)
+    {
+        if (json_integer_value(json_object_get(b, "id")) == (json_int_t)id) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * --wait: asks every second until the broker holds no replica, placed or
+ * hosted (a drain), or is REMOVED (a removal), up to cl->wait_ms. A
+ * manager that does not answer meanwhile is asked again.
+ */
+static int broker_wait(const struct cmdline *cl, struct mclient *c, bool drain)
+{
+    struct timespec t0;
+    struct timespec now;
+    long long placed = -1;
+    long long hosted = -1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        struct mclient_resp r;
+        char why[WHY_LEN];
+        int rv = mclient_call(c, "GET", "/admin/brokers", NULL, 0, &r, why,
+                              sizeof why);
+        if (rv == RQ_CANCELED) {
+            return CLI_INTERRUPTED;
+        }
+        if (rv == 0 && r.status == 200) {
+            const json_t *b = broker_entry(&r, cl->broker_id);
+            const char *state = json_string_value(json_object_get(b, "state"));
+            placed = json_integer_value(json_object_get(b, "partitions"));
+            hosted = json_integer_value(json_object_get(b, "hosted"));
+            bool done = b != NULL && state != NULL &&
+                        (drain ? strcmp(state, "draining") == 0 &&
+                                     placed == 0 && hosted == 0
+                               : strcmp(state, "removed") == 0);
+            mclient_resp_clear(&r);
+            if (done) {
+                if (!cl->json) {
+                    printf("broker %" PRIu32 " %s\n", cl->broker_id,
+                           drain ? "holds no replica" : "is removed");
+                }
+                return CLI_OK;
+            }
+        } else if (rv == 0) {
+            mclient_resp_clear(&r);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t ms = (uint64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+                      (uint64_t)(now.tv_nsec / 1000000) -
+                      (uint64_t)(t0.tv_nsec / 1000000);
+        if (ms >= cl->wait_ms) {
+            fprintf(stderr,
+                    "raftq: broker %" PRIu32
+                    " still holds replicas after %" PRIu64
+                    " s (%lld placed, %lld hosted); the %s goes on\n",
+                    cl->broker_id, cl->wait_ms / 1000, placed, hosted,
+                    drain ? "drain" : "removal");
+            return CLI_REFUSED;
+        }
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int broker_change(const struct cmdline *cl, struct mclient *c,
                          bool drain)
 {
@@ -231,7 +304,8 @@ static int broker_change(const struct cmdline *cl, struct mclient *c,
     if (drain) {
         url_path(&u, "/drain");
     }
-    return simple(cl, c, drain ? "POST" : "DELETE", &u, NULL, NULL);
+    int code = simple(cl, c, drain ? "POST" : "DELETE", &u, NULL, NULL);
+    return code == CLI_OK && cl->wait_ms > 0 ? broker_wait(cl, c, drain) : code;
 }
 
 static int delete_replica(const struct cmdline *cl, struct mclient *c)

@@ -1159,6 +1159,77 @@ function checkK8sCluster() {
         const type = client.doc.spec.type || "ClusterIP";
         if (type !== "ClusterIP") throw new Error(`${client.file}: Service ${client.doc.metadata.name}: spec.type is ${type}`);
     });
+
+    check(`${K8S_DIR}: a broker pod's preStop hook removes its broker on a scale-down, and only then`, () => {
+        const p = problems();
+        const s = sets.get("broker");
+        if (!s) throw new Error(`${K8S_DIR}: no StatefulSet named broker`);
+        const podSpec = s.doc.spec.template.spec;
+        const c = podSpec.containers[0];
+        const where = `${s.file}: StatefulSet broker`;
+        const hook = c.lifecycle && c.lifecycle.preStop && c.lifecycle.preStop.exec;
+        if (!hook) throw new Error(`${where}: containers[${c.name}] has no preStop exec hook`);
+        // It may read the StatefulSet, through a service account bound to a
+        // Role that allows that.
+        const sa = podSpec.serviceAccountName;
+        const binding = docsOf("RoleBinding").find((d) =>
+            (d.doc.subjects || []).some((x) => x.kind === "ServiceAccount" && x.name === sa));
+        const role = binding && docsOf("Role").find((d) => d.doc.metadata.name === binding.doc.roleRef.name);
+        p.expect(sa && docsOf("ServiceAccount").some((d) => d.doc.metadata.name === sa),
+            `${where}: serviceAccountName ${sa} is not a ServiceAccount in ${K8S_DIR}`);
+        p.expect(role && role.doc.rules.some((r) => r.apiGroups.includes("apps") &&
+            r.resources.includes("statefulsets") && r.verbs.includes("get") &&
+            (!r.resourceNames || r.resourceNames.includes("broker"))),
+            `${where}: no Role bound to service account ${sa} may get StatefulSet broker`);
+        // Run it with stand-ins: curl answers the StatefulSet (or fails),
+        // raftq prints what it was asked.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "raftq-prestop-"));
+        try {
+            for (const f of ["token", "namespace", "ca.crt", "admin-token"]) {
+                fs.writeFileSync(path.join(dir, f), f === "namespace" ? "somewhere" : `${f}-value`);
+            }
+            fs.writeFileSync(path.join(dir, "curl"),
+                "#!/bin/sh\n[ -n \"$SIZE\" ] || exit 22\n" +
+                "case \"$*\" in *namespaces/somewhere/statefulsets/broker*) ;; *) exit 22 ;; esac\n" +
+                "printf '{\"kind\": \"StatefulSet\",\\n \"spec\": {\"replicas\": %s, \"selector\": {}},\\n \"status\": {\"replicas\": 9}}' \"$SIZE\"\n",
+                { mode: 0o755 });
+            fs.writeFileSync(path.join(dir, "raftq"),
+                "#!/bin/sh\nprintf 'RAFTQ %s token=%s\\n' \"$*\" \"$RAFTQ_ADMIN_TOKEN\"\n", { mode: 0o755 });
+            const argv = [...hook.command];
+            const wait = [];
+            for (const [pod, size, want] of [
+                ["broker-3", "3", "broker remove 4 --wait"],
+                ["broker-4", "3", "broker remove 5 --wait"],
+                ["broker-2", "3", null],
+                ["broker-0", "5", null],
+                ["broker-3", "", null], // The StatefulSet is gone, or the API did not answer.
+            ]) {
+                const r = spawnSync(argv[0], argv.slice(1), {
+                    encoding: "utf8", timeout: 5000,
+                    env: {
+                        PATH: `${dir}:/usr/bin:/bin`, POD_NAME: pod, SIZE: size, TMPDIR: dir,
+                        RAFTQ_SERVICE_ACCOUNT: dir, RAFTQ_ADMIN_TOKEN_FILE: path.join(dir, "admin-token"),
+                        KUBERNETES_SERVICE_HOST: "10.0.0.1", KUBERNETES_SERVICE_PORT: "443",
+                    },
+                });
+                const line = (r.stdout || "").split("\n").find((l) => l.startsWith("RAFTQ ")) || null;
+                const what = `${where}: preStop in pod ${pod} with ${size || "no"} replicas`;
+                if (want === null) {
+                    p.expect(line === null, `${what} ran ${line}, expected nothing`);
+                    continue;
+                }
+                p.expect(line !== null && line.startsWith(`RAFTQ ${want} `) && line.endsWith("token=admin-token-value"),
+                    `${what} ran ${line} (status ${r.status}: ${r.stderr}), expected raftq ${want} S with the admin token`);
+                if (line) wait.push(Number(line.split(/\s+/)[5]));
+            }
+            const grace = podSpec.terminationGracePeriodSeconds || 30;
+            p.expect(wait.every((w) => w + 10 <= grace),
+                `${where}: terminationGracePeriodSeconds ${grace} leaves the removal's --wait ${wait[0]} and the SIGTERM handover no room`);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+        p.done();
+    });
 }
 
 // ---- Kubernetes: the optional TLS overlay (deploy/k8s/tls) ----

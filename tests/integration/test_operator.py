@@ -641,6 +641,55 @@ def test_removed_broker_id_comes_back(ctx):
     check("registers again holding nothing" in log, "the leader did not say the id came back")
 
 
+def test_scaled_down_broker_moves_its_data_first(ctx):
+    """A StatefulSet scaled down runs the pod's preStop hook, which runs
+    `raftq broker remove ID --wait S` (deploy/k8s/30-broker.yaml): it
+    returns once every replica the broker held is on the others, under
+    writes, and a later scale-up starts the broker on its (now empty)
+    volume, which takes the id back and its share."""
+    c = Cluster(ctx, n_brokers=4).start()
+    c.create_topic(1, "shrink", 4)
+    c.wait_topic_led("shrink")
+    wait_until(lambda: c.broker_states()[4]["partitions"] >= 2, 60,
+               "broker 4 to hold replicas", interval=0.3)
+    held = c.broker_states()[4]["partitions"]
+    prod = Producer(c, "shrink", partitions=4)
+    prod.start()
+    try:
+        wait_until(lambda: prod.acked >= 50, 30, "the producer to get going")
+        t0 = time.monotonic()
+        rc, out = raftq(c, ctx, "broker", "remove", "4", "--wait", "50")
+        check(rc == 0 and "broker 4 is removed" in out, "remove --wait: %d %r" % (rc, out))
+        print("    broker 4 removed, its %d replicas moved, in %.1f s under writes"
+              % (held, time.monotonic() - t0))
+        b = c.broker_states()[4]
+        check(b["state"] == "removed" and b["partitions"] == 0 and b["hosted"] == 0,
+              "broker 4 after the removal: %r" % b)
+        st, obj, _ = call(c.b_http[4], "GET", "/internal/replicas", timeout=5,
+                          sign=rqkeys.HTTP_M2B)
+        check(st == 200 and obj["replicas"] == [], "broker 4 still hosts %d %r" % (st, obj))
+        # Three left: the next scale-down's removal is refused at once (the
+        # hook then leaves the broker to the repair), and does not wait.
+        t0 = time.monotonic()
+        rc, out = raftq(c, ctx, "broker", "remove", "3", "--wait", "50")
+        check(rc == 1 and "add a broker first" in out and time.monotonic() - t0 < 20,
+              "remove with three brokers: %d %r" % (rc, out))
+        base = prod.acked
+        wait_until(lambda: prod.acked >= base + 50, 30, "writes after the removal")
+        # The pod goes; the volume stays; the StatefulSet grows again.
+        check(c.brokers[4].terminate() == 0, "broker 4 exit status")
+        base = prod.acked
+        wait_until(lambda: prod.acked >= base + 50, 30, "writes with broker 4 gone")
+        c.brokers[4].start()
+        wait_until(lambda: c.broker_states()[4]["state"] == "alive", 30, "broker 4 ALIVE again")
+        wait_until(lambda: c.broker_states()[4]["partitions"] >= 2, 60,
+                   "broker 4 to take its share again", interval=0.3)
+    finally:
+        prod.stop.set()
+        prod.join(15)
+    check_history(c, 1, prod, "shrink", 4)
+
+
 def test_rolling_restart_of_every_broker(ctx):
     c = Cluster(ctx, n_brokers=3, broker_args=["--shutdown-grace-ms", "5000"])
     c.start()
@@ -784,6 +833,7 @@ if __name__ == "__main__":
         test_older_manager_data_quarantines,
         test_new_broker_takes_its_share,
         test_removed_broker_id_comes_back,
+        test_scaled_down_broker_moves_its_data_first,
         test_rolling_restart_of_every_broker,
         test_full_disk_refuses_then_recovers,
         test_retention_sized_from_the_volume,

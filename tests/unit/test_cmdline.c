@@ -65,6 +65,13 @@ static void test_cmdline_commands_and_arguments(void **state)
     assert_int_equal(parse("broker remove 5", NULL, &cl, why, sizeof why), 0);
     assert_int_equal(cl.cmd, CMD_BROKER_REMOVE);
     assert_int_equal(cl.broker_id, 5);
+    assert_int_equal(cl.wait_ms, 0);
+    assert_int_equal(
+        parse("broker remove 5 --wait 540", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.wait_ms, 540000);
+    assert_int_equal(
+        parse("broker drain 4 --wait 1", NULL, &cl, why, sizeof why), 0);
+    assert_int_equal(cl.wait_ms, 1000);
 
     assert_int_equal(
         parse("partition move-leader orders 2 3", NULL, &cl, why, sizeof why),
@@ -340,6 +347,9 @@ static void test_cmdline_usage_errors_say_why(void **state)
         {"produce t --batch 10001", "--batch"},
         {"broker drain x", "broker id"},
         {"broker drain 0", "broker id"},
+        {"broker remove 4 --wait 0", "--wait is whole seconds"},
+        {"broker remove 4 --wait 1.5", "--wait is whole seconds"},
+        {"broker list --wait 5", "--wait does not apply"},
         {"partition move-leader t 1", "TOPIC PARTITION BROKER"},
         {"token create billing", "at least one --grant"},
         {"token create --grant admin", "one name"},
