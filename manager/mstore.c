@@ -154,11 +154,11 @@ static const char *const meta_keys[] = {
     "next_consumer_id", "next_token_id", "cluster_uid",
 };
 
-#define BROKER_COLS                                                          \
-    "b.id, b.raft_addr, b.http_addr, b.state, b.registered_ms, b.state_ms, " \
-    "(SELECT count(*) FROM partitions p WHERE p.r0 = b.id OR p.r1 = b.id "   \
-    "OR p.r2 = b.id), "                                                      \
-    "(SELECT count(*) FROM partitions p WHERE p.r0 = b.id)"
+/* A broker's replica counts come from struct counts, not from SQL: a
+ * count over the partitions per broker read was two scans of the whole
+ * table each time. */
+#define BROKER_COLS \
+    "b.id, b.raft_addr, b.http_addr, b.state, b.registered_ms, b.state_ms"
 #define TOPIC_COLS \
     "name, created_ms, retention_bytes, retention_ms, n_partitions"
 #define PARTITION_COLS "topic, partition_id, group_id, epoch, r0, r1, r2"
@@ -200,6 +200,7 @@ static const char *const meta_keys[] = {
       "UPDATE brokers SET state = ?2, state_ms = ?3 WHERE id = ?1")           \
     X(BROKER_GET, "SELECT " BROKER_COLS " FROM brokers b WHERE b.id = ?1")    \
     X(BROKERS, "SELECT " BROKER_COLS " FROM brokers b ORDER BY b.id")         \
+    X(PARTITION_PLACEMENT, "SELECT r0, r1, r2 FROM partitions")               \
     X(TOPIC_GET, "SELECT " TOPIC_COLS " FROM topics WHERE name = ?1")         \
     X(TOPICS, "SELECT " TOPIC_COLS " FROM topics ORDER BY name")              \
     X(TOPIC_INSERT,                                                           \
@@ -332,16 +333,43 @@ static const char *const stmt_sql[] = {
 struct mstore {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT_];
-    bool in_txn;          /* BEGIN ran and no COMMIT since. */
-    bool broken;          /* The open transaction was lost; see the top. */
-    uint64_t applied;     /* meta.applied_index, including the open txn. */
-    uint64_t applied_crc; /* meta.applied_crc; 0: not known. */
-    uint64_t cluster_uid; /* meta.cluster_uid; 0: none committed yet. */
-    uint64_t layout_gen;  /* mstore_layout_generation(). */
+    bool in_txn;           /* BEGIN ran and no COMMIT since. */
+    bool broken;           /* The open transaction was lost; see the top. */
+    uint64_t applied;      /* meta.applied_index, including the open txn. */
+    uint64_t applied_crc;  /* meta.applied_crc; 0: not known. */
+    uint64_t cluster_uid;  /* meta.cluster_uid; 0: none committed yet. */
+    uint64_t layout_gen;   /* mstore_layout_generation(). */
+    struct counts *counts; /* Replicas per broker, as of a layout_gen. */
     /* The results of the last entry applied, if it was a batch. */
     uint64_t *batch_results;
     size_t batch_n, batch_cap;
     uint64_t batch_nonce;
+};
+
+/*
+ * How many replicas each broker is placed, and how many it is the
+ * preferred leader of (replicas[0]), counted in one scan of the
+ * partitions whenever the layout generation has moved since the last
+ * count. Pointed to from the store, so that reads through a const store
+ * can refresh it.
+ */
+struct count {
+    uint32_t id;
+    uint32_t n_replicas;
+    uint32_t n_preferred;
+};
+
+struct counts {
+    bool valid;
+    uint64_t gen;    /* The layout generation counted. */
+    struct count *c; /* Sorted by id. */
+    size_t n, cap;
+    /* Every partition, sorted by group id, as of parts_gen
+     * (mstore_partitions_view). */
+    bool parts_valid;
+    uint64_t parts_gen;
+    struct mstore_partition *parts;
+    size_t n_parts;
 };
 
 /* ---- Small SQLite helpers ---- */
@@ -840,7 +868,11 @@ int mstore_open(const char *path, struct mstore **out, char *why, size_t whyn)
     int rv;
     int rc;
 
-    if (s == NULL) {
+    if (s != NULL) {
+        s->counts = calloc(1, sizeof *s->counts);
+    }
+    if (s == NULL || s->counts == NULL) {
+        free(s);                            /* UNTESTED: ENOMEM only. */
         rq_why(why, whyn, "out of memory"); /* UNTESTED: ENOMEM only. */
         return RQ_NOMEM;
     }
@@ -910,6 +942,7 @@ err_after_prepare:
     statements_finalize(s);
 err_after_open:
     sqlite3_close(s->db);
+    free(s->counts);
     free(s);
     return rv;
 }
@@ -925,6 +958,9 @@ void mstore_close(struct mstore *s)
     statements_finalize(s);
     sqlite3_close(s->db);
     free(s->batch_results);
+    free(s->counts->c);
+    free(s->counts->parts);
+    free(s->counts);
     free(s);
 }
 
@@ -1955,8 +1991,6 @@ static void read_broker(sqlite3_stmt *st, void *item)
     b->state = (enum mbroker_state)sqlite3_column_int(st, 3);
     b->registered_ms = col_u64(st, 4);
     b->state_ms = col_u64(st, 5);
-    b->n_replicas = (uint32_t)col_u64(st, 6);
-    b->n_preferred = (uint32_t)col_u64(st, 7);
 }
 
 static void read_manager(sqlite3_stmt *st, void *item)
@@ -2072,10 +2106,98 @@ int mstore_manager(const struct mstore *s, uint32_t id,
     return lookup(s, ST_MANAGER_GET, read_manager, out, sizeof *out);
 }
 
+static struct count *count_of(struct counts *k, uint32_t id)
+{
+    size_t lo = 0;
+    size_t hi = k->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (k->c[mid].id < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < k->n && k->c[lo].id == id ? &k->c[lo] : NULL;
+}
+
+static int cmp_count(const void *a, const void *b)
+{
+    uint32_t x = ((const struct count *)a)->id;
+    uint32_t y = ((const struct count *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* The counts of the brokers the partitions name, recounted if the
+ * layout moved since. */
+static int counts_fresh(const struct mstore *s)
+{
+    struct counts *k = s->counts;
+    if (k->valid && k->gen == s->layout_gen) {
+        return 0;
+    }
+    k->valid = false;
+    k->n = 0;
+    sqlite3_stmt *st = s->st[ST_PARTITION_PLACEMENT];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int j = 0; j < MCMD_RF; j++) {
+            uint32_t id = (uint32_t)col_u64(st, j);
+            struct count *c = count_of(k, id);
+            if (c == NULL) {
+                if (k->n == k->cap) {
+                    size_t cap = k->cap == 0 ? 64 : k->cap * 2;
+                    struct count *x = realloc(k->c, cap * sizeof *x);
+                    if (x == NULL) {
+                        done(s, ST_PARTITION_PLACEMENT); /* UNTESTED */
+                        return RQ_NOMEM;
+                    }
+                    k->c = x;
+                    k->cap = cap;
+                }
+                k->c[k->n++] = (struct count){.id = id};
+                qsort(k->c, k->n, sizeof k->c[0], cmp_count);
+                c = count_of(k, id);
+            }
+            c->n_replicas++;
+            c->n_preferred += j == 0;
+        }
+    }
+    done(s, ST_PARTITION_PLACEMENT);
+    if (rc != SQLITE_DONE) {
+        return sql_fail(s->db, rc, stmt_sql[ST_PARTITION_PLACEMENT]);
+    }
+    k->gen = s->layout_gen;
+    k->valid = true;
+    return 0;
+}
+
+/* Fills in the counts of @b (@n of them). */
+static int counts_fill(const struct mstore *s, struct mstore_broker *b,
+                       size_t n)
+{
+    int rv = counts_fresh(s);
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        const struct count *c = count_of(s->counts, b[i].id);
+        b[i].n_replicas = c != NULL ? c->n_replicas : 0;
+        b[i].n_preferred = c != NULL ? c->n_preferred : 0;
+    }
+    return rv;
+}
+
 int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
                    size_t *n)
 {
-    return collect(s, ST_BROKERS, sizeof **out, read_broker, (void **)out, n);
+    int rv = collect(s, ST_BROKERS, sizeof **out, read_broker, (void **)out, n);
+    if (rv == 0) {
+        rv = counts_fill(s, *out, *n);
+        if (rv != 0) {
+            free(*out); /* UNTESTED: ENOMEM only. */
+            *out = NULL;
+            *n = 0;
+        }
+    }
+    return rv;
 }
 
 const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
@@ -2093,7 +2215,8 @@ int mstore_broker(const struct mstore *s, uint32_t id,
                   struct mstore_broker *out)
 {
     bind_u64(s->st[ST_BROKER_GET], 1, id);
-    return lookup(s, ST_BROKER_GET, read_broker, out, sizeof *out);
+    int rv = lookup(s, ST_BROKER_GET, read_broker, out, sizeof *out);
+    return rv == 0 ? counts_fill(s, out, 1) : rv;
 }
 
 int mstore_topics(const struct mstore *s, struct mstore_topic **out, size_t *n)
@@ -2126,6 +2249,38 @@ int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
 {
     return collect(s, ST_PARTITIONS_ALL, sizeof **out, read_partition,
                    (void **)out, n);
+}
+
+static int cmp_partition_gid(const void *a, const void *b)
+{
+    uint64_t x = ((const struct mstore_partition *)a)->group_id;
+    uint64_t y = ((const struct mstore_partition *)b)->group_id;
+    return x < y ? -1 : x > y;
+}
+
+int mstore_partitions_view(const struct mstore *s,
+                           const struct mstore_partition **out, size_t *n)
+{
+    struct counts *k = s->counts;
+    if (!k->parts_valid || k->parts_gen != s->layout_gen) {
+        struct mstore_partition *p = NULL;
+        size_t np = 0;
+        int rv = mstore_all_partitions(s, &p, &np);
+        if (rv != 0) {
+            return rv;
+        }
+        if (np > 0) {
+            qsort(p, np, sizeof p[0], cmp_partition_gid);
+        }
+        free(k->parts);
+        k->parts = p;
+        k->n_parts = np;
+        k->parts_gen = s->layout_gen;
+        k->parts_valid = true;
+    }
+    *out = k->parts;
+    *n = k->n_parts;
+    return 0;
 }
 
 int mstore_partition_by_group(const struct mstore *s, uint64_t group_id,

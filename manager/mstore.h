@@ -239,6 +239,13 @@ int mstore_topic(const struct mstore *s, const char *name,
  */
 int mstore_partitions(const struct mstore *s, const char *topic,
                       struct mstore_partition **out, size_t *n);
+/* Every partition sorted by group id, borrowed: read again only when the
+ * layout generation has moved (mstore_layout_generation), and valid until
+ * the next entry applied or snapshot restored, so that the leader's
+ * rounds over every partition each second do not read the table each
+ * time. */
+int mstore_partitions_view(const struct mstore *s,
+                           const struct mstore_partition **out, size_t *n);
 /* Every partition of every topic (for reconciliation and placement). */
 int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
                           size_t *n);

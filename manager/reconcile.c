@@ -358,7 +358,7 @@ static void round_run(struct reconcile *rc, uint64_t now)
 {
     const struct mstore *store = mcore_store(rc->core);
     struct mstore_broker *brokers = NULL;
-    struct mstore_partition *parts = NULL;
+    const struct mstore_partition *parts = NULL;
     const struct liveness_broker **reports = NULL;
     struct reconcile_order orders[MAX_IN_FLIGHT + MAX_NOTES];
     size_t nb = 0;
@@ -369,7 +369,7 @@ static void round_run(struct reconcile *rc, uint64_t now)
         free(brokers);
         return;
     }
-    if (mstore_all_partitions(store, &parts, &np) != 0) {
+    if (mstore_partitions_view(store, &parts, &np) != 0) {
         free(brokers);
         return;
     }
@@ -383,7 +383,6 @@ static void round_run(struct reconcile *rc, uint64_t now)
     if (mstore_next_group_id(store, &rc->next_gid) != 0) {
         goto out;
     }
-    reconcile_plan_sort(parts, np);
     rc->now = now;
     struct reconcile_view v = {
         .brokers = brokers,
@@ -424,7 +423,6 @@ static void round_run(struct reconcile *rc, uint64_t now)
     }
 out:
     free(reports);
-    free(parts);
     free(brokers);
 }
 

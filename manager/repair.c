@@ -531,7 +531,7 @@ void repair_tick(struct repair *rp, uint64_t now)
 {
     const struct mstore *store = mcore_store(rp->core);
     struct mstore_broker *brokers = NULL;
-    struct mstore_partition *parts = NULL;
+    const struct mstore_partition *parts = NULL;
     struct repair_plan_move plan[MAX_MOVES];
     size_t nb = 0;
     size_t np = 0;
@@ -543,7 +543,7 @@ void repair_tick(struct repair *rp, uint64_t now)
     if (mstore_brokers(store, &brokers, &nb) != 0) {
         return;
     }
-    if (mstore_all_partitions(store, &parts, &np) != 0) {
+    if (mstore_partitions_view(store, &parts, &np) != 0) {
         free(brokers);
         return;
     }
@@ -566,7 +566,6 @@ void repair_tick(struct repair *rp, uint64_t now)
         move_start(rp, plan[k].part, plan[k].from, plan[k].to, plan[k].first,
                    plan[k].rebalance);
     }
-    free(parts);
     free(brokers);
 }
 

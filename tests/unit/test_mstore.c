@@ -828,6 +828,12 @@ static void test_mstore_partition_replicas_and_counts(void **state)
     assert_int_equal(mstore_broker(f->s, 4, &b), 0);
     assert_int_equal(b.n_replicas, 4);
     assert_int_equal(b.n_preferred, 2);
+    /* The counts are kept between layout changes, and follow each. */
+    c = topic_delete("t");
+    assert_ok(step(f, &c), 0);
+    assert_int_equal(mstore_broker(f->s, 4, &b), 0);
+    assert_int_equal(b.n_replicas, 0);
+    assert_int_equal(b.n_preferred, 0);
 }
 
 static void test_mstore_topic_delete_keeps_ids_used(void **state)
