@@ -10,6 +10,8 @@
 #   make chaos   the fault-injection suite on the release build (root; SEED=, DURATION=, TLS=1)
 #   make bench   figures, printed (never asserted), beside NATS JetStream and
 #                etcd (make bench-deps installs them; make bench runs it)
+#   make scale-sim  the managers' load with 100 simulated brokers and 100,000
+#                partitions, printed (by hand only: it takes minutes)
 #   make fuzz    every libFuzzer harness for FUZZ_SECONDS (default 30) each,
 #                built with clang in build/fuzz (installs clang if missing)
 #   make fuzz-merge  adds what make fuzz found new to tests/fuzz/corpus/
@@ -324,6 +326,18 @@ bench-deps:
 bench: deps bench-deps
 	$(MAKE) --no-print-directory all $(BENCH_BINS)
 	bash tests/bench/run.sh
+
+# make scale-sim: the manager cluster's CPU, memory, store and heartbeat
+# round trips with 100 simulated brokers and 100,000 partitions
+# (tests/scale/scale_sim.py). Never part of make test: it takes several
+# minutes. SCALE_SIM_ARGS passes options, e.g. "--brokers 20 --partitions
+# 5000" or "--report delta".
+SCALE_SIM_ARGS ?=
+
+.PHONY: scale-sim
+scale-sim: deps
+	$(MAKE) --no-print-directory all
+	python3 tests/scale/scale_sim.py --build build $(SCALE_SIM_ARGS)
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -17,8 +17,10 @@ void hbreport_clear(struct hbreport *h)
 {
     json_decref(h->acked);
     json_decref(h->sent);
+    json_decref(h->since);
     h->acked = NULL;
     h->sent = NULL;
+    h->since = NULL;
 }
 
 void hbreport_reset(struct hbreport *h)
@@ -71,9 +73,16 @@ int hbreport_prepare(struct hbreport *h, json_t *body)
         json_t *gone = json_array();
         const char *key;
         json_t *e;
+        if (h->since == NULL) {
+            h->since = json_object();
+        }
+        /* What changed since the base, and whatever a report after it
+         * named (the manager may hold that one): either way, applying
+         * this one leaves it with the replicas as they are now. */
         json_object_foreach(h->sent, key, e)
         {
-            if (!json_equal(e, json_object_get(h->acked, key))) {
+            if (!json_equal(e, json_object_get(h->acked, key)) ||
+                json_object_get(h->since, key) != NULL) {
                 json_array_append(changed, e);
             }
         }
@@ -82,6 +91,31 @@ int hbreport_prepare(struct hbreport *h, json_t *body)
             if (json_object_get(h->sent, key) == NULL) {
                 json_array_append(gone, json_object_get(e, "group_id"));
             }
+        }
+        json_object_foreach(h->since, key, e)
+        {
+            if (json_object_get(h->sent, key) == NULL &&
+                json_object_get(h->acked, key) == NULL) {
+                json_array_append(gone, e);
+            }
+        }
+        /* Named by this report: covered by the next ones until one is
+         * acknowledged. */
+        size_t i;
+        json_array_foreach(changed, i, e)
+        {
+            json_t *gid = json_object_get(e, "group_id");
+            char k[24];
+            snprintf(k, sizeof k, "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(gid));
+            json_object_set(h->since, k, gid);
+        }
+        json_array_foreach(gone, i, e)
+        {
+            char k[24];
+            snprintf(k, sizeof k, "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(e));
+            json_object_set(h->since, k, e);
         }
         json_object_set_new(body, "replicas", changed);
         json_object_set_new(body, "gone", gone);
@@ -94,16 +128,20 @@ void hbreport_answered(struct hbreport *h, bool ok, bool full)
 {
     if (ok && !full && h->sent != NULL) {
         json_decref(h->acked);
+        json_decref(h->since);
         h->acked = h->sent;
         h->acked_seq = h->sent_seq;
         h->sent = NULL;
+        h->since = NULL;
         return;
     }
     json_decref(h->sent);
     h->sent = NULL;
     if (ok && full) {
         json_decref(h->acked);
+        json_decref(h->since);
         h->acked = NULL;
+        h->since = NULL;
         h->acked_seq = 0;
     }
 }

@@ -8,11 +8,15 @@
  * manager asks for one, is full; the others name as base the last report
  * the manager answered 200 and hold only the replicas added or changed
  * since ("replicas") and the group ids removed since ("gone"). A heartbeat
- * not answered 200 changes nothing: the next delta is again against the
- * base the manager acknowledged, so it covers what the lost one held. A
- * manager that holds another base than the one named (a new leader, an
- * answer lost after it applied the report) applies nothing and answers
- * "report": "full".
+ * not answered 200 may or may not have been applied: the next delta is
+ * again against the base the manager acknowledged, and also names every
+ * group the unanswered ones named (as it is now, or as gone), so that it
+ * leaves the manager right whichever of those reports it holds; a manager
+ * holding the base or a later report of the broker's applies it. One that
+ * holds another (a new leader holds none) applies nothing and answers
+ * "report": "full". A heartbeat answered late thus costs a delta a little
+ * larger, not a full report, which at thousands of replicas would make the
+ * next answers later still.
  *
  * Pure: JSON in, JSON out; registrar.c keeps one per broker.
  */
@@ -27,6 +31,8 @@ struct hbreport {
     json_t *acked;      /* group id (text) -> entry, of report acked_seq. */
     uint64_t acked_seq; /* 0: none, the next report is full. */
     json_t *sent;       /* The same for the report in flight; NULL: none. */
+    json_t *since;      /* Group ids (text -> id) named by reports after
+                         * acked_seq; NULL: none. */
     uint64_t sent_seq;
     uint64_t next_seq;
 };

@@ -290,10 +290,13 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
                             : now > 0 ? now
                                       : 1;
     }
-    if (base != 0 && (!b->heard || b->report_seq != base)) {
-        /* A delta against a report this manager does not hold (it leads
-         * since, or the answer to that report was lost): the broker's
-         * next report is full. Its replicas stay as last reported. */
+    if (base != 0 &&
+        (!b->heard || b->report_seq < base || b->report_seq >= seq)) {
+        /* A delta against neither the report this manager holds nor an
+         * earlier one whose later reports it covers (broker/hbreport.h):
+         * this manager leads since, or the broker started again. The
+         * broker's next report is full; its replicas stay as last
+         * reported. */
         *want_full = true;
         free(r);
     } else if (base != 0) {

@@ -2200,15 +2200,36 @@ int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
     return rv;
 }
 
+const struct mstore_partition *mstore_partition_in(
+    const struct mstore_partition *parts, size_t n, uint64_t group_id)
+{
+    size_t lo = 0;
+    size_t hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (parts[mid].group_id < group_id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < n && parts[lo].group_id == group_id ? &parts[lo] : NULL;
+}
+
 const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
                                              size_t n, uint32_t id)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (list[i].id == id) {
-            return &list[i];
+    size_t lo = 0;
+    size_t hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (list[mid].id < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    return NULL;
+    return lo < n && list[lo].id == id ? &list[lo] : NULL;
 }
 
 int mstore_broker(const struct mstore *s, uint32_t id,

@@ -227,8 +227,8 @@ int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
                    size_t *n);
 int mstore_broker(const struct mstore *s, uint32_t id,
                   struct mstore_broker *out);
-/* The broker numbered @id among the @n of @list (as mstore_brokers()
- * returns them), or NULL. */
+/* The broker numbered @id among the @n of @list, sorted by id as
+ * mstore_brokers() returns them, or NULL. */
 const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
                                              size_t n, uint32_t id);
 /* Topic names in name order. */
@@ -246,6 +246,10 @@ int mstore_partitions(const struct mstore *s, const char *topic,
  * time. */
 int mstore_partitions_view(const struct mstore *s,
                            const struct mstore_partition **out, size_t *n);
+/* The partition of @group_id among the @n of @parts, sorted by group id
+ * as mstore_partitions_view() gives them, or NULL. */
+const struct mstore_partition *mstore_partition_in(
+    const struct mstore_partition *parts, size_t n, uint64_t group_id);
 /* Every partition of every topic (for reconciliation and placement). */
 int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
                           size_t *n);

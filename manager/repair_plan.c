@@ -147,6 +147,7 @@ size_t repair_plan(const struct repair_view *v, uint64_t now, size_t room,
 {
     size_t n = 0;
     size_t npp = 0;
+    bool to_move = false;
     struct placement_broker *pb = calloc(v->n_brokers + 1, sizeof *pb);
     struct placement_partition *pp = calloc(v->n_parts + 1, sizeof *pp);
     struct placement_move *moves = calloc(room + 1, sizeof *moves);
@@ -183,8 +184,19 @@ size_t repair_plan(const struct repair_view *v, uint64_t now, size_t room,
         pp[npp].group_id = p->group_id;
         memcpy(pp[npp].replicas, p->replicas, sizeof pp[npp].replicas);
         npp++;
+        for (unsigned k = 0; k < MCMD_RF && !to_move; k++) {
+            const struct mstore_broker *b =
+                mstore_broker_in(v->brokers, v->n_brokers, p->replicas[k]);
+            to_move = b == NULL || (b->state != MBROKER_ALIVE &&
+                                    b->state != MBROKER_SUSPECT);
+        }
     }
-    size_t nm = placement_repair(pb, v->n_brokers, pp, npp, room - n, moves);
+    /* With every replica on an ALIVE or SUSPECT broker there is nothing
+     * for placement_repair to move (down, draining or removing): its
+     * passes over every partition are skipped. */
+    size_t nm =
+        to_move ? placement_repair(pb, v->n_brokers, pp, npp, room - n, moves)
+                : 0;
     bool rebalance = false;
     if (n == 0 && nm == 0 && v->rebalance_room > 0) {
         /* A broker still hosting replicas it is not placed (stale ones

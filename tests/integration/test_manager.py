@@ -2364,18 +2364,22 @@ def test_routes_copied_by_changes(ctx):
         return empty
     wait_until(quiet, 20, "the routes to stop changing", interval=1.0)
 
-    # A produce raises one group's watermark: that route alone is listed.
+    # A produce raises one group's watermark: that route is listed, and
+    # every route listed differs from what the copy before it said.
+    before = routes({"epoch": epoch, "since": 0})
+    check(not before["changes"], "since 0 is a whole copy: %r" % before)
+    was = {r["group_id"]: r for r in before["routes"]}
     pid = c.register(2, "producer", "rt")
     part, off = c.produce(3, "rt", pid, "hello")
     gid = [p for p in c.describe("rt")["partitions"] if p["partition_id"] == part][0]["group_id"]
 
     def listed():
-        obj = routes({"epoch": epoch, "since": seen["v"]})
+        obj = routes({"epoch": epoch, "since": before["version"]})
         return [r for r in obj["routes"] if r["group_id"] == gid and
                 r["high_watermark"] > off] and obj
     obj = wait_until(listed, 10, "the produce's route to be listed as changed")
-    check(all(r["group_id"] == gid for r in obj["routes"]),
-          "routes listed besides group %d: %r" % (gid, obj["routes"]))
+    check(obj["changes"] and all(r != was.get(r["group_id"]) for r in obj["routes"]),
+          "a route listed as changed did not change: %r, before %r" % (obj["routes"], was))
 
     # Another epoch (a leader restarted, another leader) gets everything.
     other = routes({"epoch": "0" * 16, "since": seen["v"]})
