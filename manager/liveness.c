@@ -323,7 +323,12 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
     free(gone);
     b->disk = parse_disk(json_object_get(body, "disk"));
     b->last_ms = now;
-    b->heard = true;
+    /* Heard means a report is held: the planners take a broker heard
+     * from with no report for one hosting nothing (the first version
+     * of deltas sent a new leader's reconciliation to create every
+     * replica of every broker again). Its silence is measured all the
+     * same: last_ms keeps it ALIVE until the full report comes. */
+    b->heard = b->heard || !*want_full;
     if (mstore_broker(mcore_store(lv->core), id, &sb) == 0 &&
         sb.state != MBROKER_ALIVE) {
         judge(lv, b, sb.state, now);

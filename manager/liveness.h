@@ -56,7 +56,9 @@ struct liveness_broker {
     uint32_t id;
     struct liveness_disk disk;
     uint64_t last_ms; /* uv_now() of the last heartbeat (or the grace). */
-    bool heard;       /* A heartbeat arrived since this manager leads. */
+    bool heard;       /* A report arrived since this manager leads: its replicas
+                       * are known (a delta against a report it does not hold is
+                       * not one). */
     bool changing;    /* A state change is being committed. */
     /* As last reported, sorted by group id; owned. */
     struct liveness_replica *replicas;

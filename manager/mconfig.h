@@ -64,6 +64,10 @@ struct manager_stats {
     uint64_t proposal_batches;   /* Batch entries proposed. */
     uint64_t batched_proposals;  /* Commands proposed inside them. */
     uint64_t broker_retries;     /* Pauses before a broker call again. */
+    uint64_t reconcile_rounds;   /* The leader's reconcile rounds run, */
+    uint64_t repair_rounds;      /* and repair rounds, */
+    uint64_t reconcile_us;       /* and the time they took. */
+    uint64_t repair_us;
 };
 
 #endif /* MCONFIG_H */

@@ -44,6 +44,10 @@ enum {
     F_PROPOSAL_BATCHES,
     F_BATCHED_PROPOSALS,
     F_BROKER_RETRIES,
+    F_RECONCILE_ROUNDS,
+    F_REPAIR_ROUNDS,
+    F_RECONCILE_SECONDS,
+    F_REPAIR_SECONDS,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -158,6 +162,25 @@ static const struct rq_metric_def defs[F_COUNT] = {
                           "Pauses of 100 ms before a call to the brokers "
                           "(a produce or a read) is tried again: no leader "
                           "yet, a broker unreachable, every replica asked.",
+                          {NULL}},
+    [F_RECONCILE_ROUNDS] = {RQ_METRIC_COUNTER,
+                            "raftq_manager_reconcile_rounds_total",
+                            "Reconcile rounds this manager ran as leader "
+                            "(every partition against the brokers' reports).",
+                            {NULL}},
+    [F_REPAIR_ROUNDS] = {RQ_METRIC_COUNTER,
+                         "raftq_manager_repair_rounds_total",
+                         "Repair rounds this manager ran as leader (every "
+                         "partition against the brokers' states).",
+                         {NULL}},
+    [F_RECONCILE_SECONDS] = {RQ_METRIC_COUNTER,
+                             "raftq_manager_reconcile_round_seconds_total",
+                             "Time the reconcile rounds took (the loop "
+                             "serves nothing else meanwhile).",
+                             {NULL}},
+    [F_REPAIR_SECONDS] = {RQ_METRIC_COUNTER,
+                          "raftq_manager_repair_round_seconds_total",
+                          "Time the repair rounds took.",
                           {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
@@ -412,11 +435,16 @@ static void on_collect(void *data)
         st->produced,          st->consumed,           st->read_barriers,
         st->read_index,        st->forwarded_internal, st->produce_calls,
         st->consume_advances,  st->consume_reads,      st->proposal_batches,
-        st->batched_proposals, st->broker_retries,
+        st->batched_proposals, st->broker_retries,     st->reconcile_rounds,
+        st->repair_rounds,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);
     }
+    rq_metric_set(rq_metric_family_child(mm->f[F_RECONCILE_SECONDS]),
+                  (double)st->reconcile_us / 1e6);
+    rq_metric_set(rq_metric_family_child(mm->f[F_REPAIR_SECONDS]),
+                  (double)st->repair_us / 1e6);
     set_u64(rq_metric_family_child(mm->f[F_ROUTES]),
             routing_count(mcore_routing(core)));
 

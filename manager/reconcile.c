@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "liveness.h"
 #include "mcore.h"
@@ -433,5 +434,9 @@ void reconcile_tick(struct reconcile *rc, uint64_t now, bool due)
     }
     rc->kicked = false;
     expire(rc, now);
+    uint64_t t0 = uv_hrtime();
     round_run(rc, now);
+    struct manager_stats *st = mcore_stats(rc->core);
+    st->reconcile_rounds++;
+    st->reconcile_us += (uv_hrtime() - t0) / 1000;
 }

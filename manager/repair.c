@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "liveness.h"
 #include "mcore.h"
@@ -561,7 +562,11 @@ void repair_tick(struct repair *rp, uint64_t now)
             rp->n_moves == 0 && now >= rp->rebalance_after_ms ? 1 : 0,
     };
     removals_finish(rp, &v, now);
+    uint64_t t0 = uv_hrtime();
     size_t n = repair_plan(&v, now, MAX_MOVES - rp->n_moves, plan);
+    struct manager_stats *st = mcore_stats(rp->core);
+    st->repair_rounds++;
+    st->repair_us += (uv_hrtime() - t0) / 1000;
     for (size_t k = 0; k < n && rp->n_moves < MAX_MOVES; k++) {
         move_start(rp, plan[k].part, plan[k].from, plan[k].to, plan[k].first,
                    plan[k].rebalance);

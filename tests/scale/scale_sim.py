@@ -1130,6 +1130,18 @@ class Sim:
                 b = metric_value(m1.get(i, {}), name, want)
                 vals.append("-" if a is None or b is None else "%.1f" % ((b - a) / (t1 - t0)))
             self.row(section, title, vals)
+        # Each round's mean time: the loop serves nothing else meanwhile.
+        for kind in ("reconcile", "repair"):
+            vals = []
+            for i in cols:
+                d = [metric_value(m.get(i, {}), "raftq_manager_%s%s" % (kind, suffix), "")
+                     for m in (m0, m1) for suffix in ("_round_seconds_total", "_rounds_total")]
+                if None in d or d[3] == d[1]:
+                    vals.append("-")
+                else:
+                    vals.append("%.1f ms x %.1f/s" % (1000.0 * (d[2] - d[0]) / (d[3] - d[1]),
+                                                       (d[3] - d[1]) / (t1 - t0)))
+            self.row(section, "%s round (mean)" % kind, vals)
         self.row(section, "GET /metrics: ms, KiB", ["%s, %.0f" % (
             ms(self.metrics_cost[i][0]), self.metrics_cost[i][1] / 1024.0)
             if i in self.metrics_cost else "-" for i in cols])
