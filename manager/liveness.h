@@ -80,8 +80,9 @@ void liveness_stop(struct liveness *lv);
  * (borrowed): "replicas", "disk", and "report": {"seq", "base"}. With base
  * 0 (or no "report") the list is full; otherwise it holds only what
  * changed since the report numbered base, and "gone" the group ids
- * removed since (manager/README.md). A delta against another report than
- * the one this leader holds is not applied, and *@want_full asks the
+ * removed since (manager/README.md). A delta is applied if this leader
+ * holds report base or a later one of the broker's (the delta covers
+ * those, broker/hbreport.h); otherwise it is not, and *@want_full asks the
  * broker for a full report next. 0, or RQ_INVALID with @why for a body
  * that does not parse, RQ_NOMEM. Feeds the routing cache and brings a
  * SUSPECT or DEAD broker back to ALIVE.
