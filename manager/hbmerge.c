@@ -144,17 +144,7 @@ int hbmerge_gone(const json_t *list, uint64_t **out, size_t *n, char *why,
 
 static bool in_sorted(const uint64_t *ids, size_t n, uint64_t id)
 {
-    size_t lo = 0;
-    size_t hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] < id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < n && ids[lo] == id;
+    return n > 0 && bsearch(&id, ids, n, sizeof ids[0], cmp_u64) != NULL;
 }
 
 /*
@@ -209,4 +199,14 @@ int hbmerge_report(const json_t *o, uint64_t *seq, uint64_t *base)
         return RQ_INVALID;
     }
     return 0;
+}
+
+const struct liveness_replica *liveness_report_find(
+    const struct liveness_broker *lb, uint64_t group_id)
+{
+    struct liveness_replica key = {.group_id = group_id};
+    if (lb == NULL || lb->n_replicas == 0) {
+        return NULL;
+    }
+    return bsearch(&key, lb->replicas, lb->n_replicas, sizeof key, cmp_gid);
 }

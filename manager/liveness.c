@@ -137,25 +137,6 @@ unsigned liveness_voters(const struct liveness *lv, uint64_t group_id,
     return lr->n_voters;
 }
 
-const struct liveness_replica *liveness_report_find(
-    const struct liveness_broker *lb, uint64_t group_id)
-{
-    size_t lo = 0;
-    size_t hi = lb != NULL ? lb->n_replicas : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (lb->replicas[mid].group_id < group_id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lb != NULL && lo < lb->n_replicas &&
-                   lb->replicas[lo].group_id == group_id
-               ? &lb->replicas[lo]
-               : NULL;
-}
-
 static void on_changed(void *data, int status, uint64_t result)
 {
     struct change *c = data;

@@ -102,7 +102,8 @@ const struct liveness_broker *liveness_broker(const struct liveness *lv,
                                               uint32_t id);
 
 /* @lb's report on @group_id (its replicas are sorted), or NULL; @lb may
- * be NULL. Pure, for the planners too. */
+ * be NULL. Pure, for the planners too (in hbmerge.c, which keeps reports
+ * sorted). */
 const struct liveness_replica *liveness_report_find(
     const struct liveness_broker *lb, uint64_t group_id);
 

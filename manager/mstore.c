@@ -2106,25 +2106,30 @@ int mstore_manager(const struct mstore *s, uint32_t id,
     return lookup(s, ST_MANAGER_GET, read_manager, out, sizeof *out);
 }
 
-static struct count *count_of(struct counts *k, uint32_t id)
-{
-    size_t lo = 0;
-    size_t hi = k->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (k->c[mid].id < id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < k->n && k->c[lo].id == id ? &k->c[lo] : NULL;
-}
-
 static int cmp_count(const void *a, const void *b)
 {
     uint32_t x = ((const struct count *)a)->id;
     uint32_t y = ((const struct count *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+static struct count *count_of(struct counts *k, uint32_t id)
+{
+    struct count key = {.id = id};
+    return k->n > 0 ? bsearch(&key, k->c, k->n, sizeof key, cmp_count) : NULL;
+}
+
+static int cmp_partition_gid(const void *a, const void *b)
+{
+    uint64_t x = ((const struct mstore_partition *)a)->group_id;
+    uint64_t y = ((const struct mstore_partition *)b)->group_id;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_broker_id(const void *a, const void *b)
+{
+    uint32_t x = ((const struct mstore_broker *)a)->id;
+    uint32_t y = ((const struct mstore_broker *)b)->id;
     return x < y ? -1 : x > y;
 }
 
@@ -2203,33 +2208,16 @@ int mstore_brokers(const struct mstore *s, struct mstore_broker **out,
 const struct mstore_partition *mstore_partition_in(
     const struct mstore_partition *parts, size_t n, uint64_t group_id)
 {
-    size_t lo = 0;
-    size_t hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (parts[mid].group_id < group_id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < n && parts[lo].group_id == group_id ? &parts[lo] : NULL;
+    struct mstore_partition key = {.group_id = group_id};
+    return n > 0 ? bsearch(&key, parts, n, sizeof key, cmp_partition_gid)
+                 : NULL;
 }
 
 const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
                                              size_t n, uint32_t id)
 {
-    size_t lo = 0;
-    size_t hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (list[mid].id < id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < n && list[lo].id == id ? &list[lo] : NULL;
+    struct mstore_broker key = {.id = id};
+    return n > 0 ? bsearch(&key, list, n, sizeof key, cmp_broker_id) : NULL;
 }
 
 int mstore_broker(const struct mstore *s, uint32_t id,
@@ -2270,13 +2258,6 @@ int mstore_all_partitions(const struct mstore *s, struct mstore_partition **out,
 {
     return collect(s, ST_PARTITIONS_ALL, sizeof **out, read_partition,
                    (void **)out, n);
-}
-
-static int cmp_partition_gid(const void *a, const void *b)
-{
-    uint64_t x = ((const struct mstore_partition *)a)->group_id;
-    uint64_t y = ((const struct mstore_partition *)b)->group_id;
-    return x < y ? -1 : x > y;
 }
 
 int mstore_partitions_view(const struct mstore *s,
