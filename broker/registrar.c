@@ -4,7 +4,8 @@
  * sent while the one before is still out, so a slow manager delays
  * heartbeats instead of piling them up.
  *
- * Timing. Heartbeats go every heartbeat_ms to the current manager; when
+ * Timing. Heartbeats go every heartbeat_ms to the current manager, and
+ * time out after as long (a full report after FULL_REPORT_TIMEOUT_MS); when
  * one fails, the next manager is tried after RETRY_MS, until each has
  * failed once in a row, after which the regular interval applies again.
  * Registration retries back off from RETRY_MS to BACKOFF_MAX_MS, a
@@ -31,6 +32,7 @@
 #define RETRY_MS 100
 #define BACKOFF_MAX_MS 5000
 #define REGISTER_TIMEOUT_MS 5000
+#define FULL_REPORT_TIMEOUT_MS 5000
 /* After managers of another cluster answered: they may be restored. */
 #define REFUSED_RETRY_MS 3000
 #define URL_MAX 256
@@ -251,8 +253,15 @@ static void send_heartbeat(struct registrar *r)
     }
     snprintf(path, sizeof path, "/internal/brokers/%" PRIu64 "/heartbeat",
              r->id);
-    /* A heartbeat late by a whole interval is worth nothing. */
-    post(r, path, with_uid(r, body), r->heartbeat_ms);
+    /* A heartbeat late by a whole interval is worth nothing, but a full
+     * report is one the leader asked for (or the first): of thousands of
+     * replicas it takes longer to read, and sent again on a timeout it
+     * would cost the leader twice (manager/hbmerge.h). */
+    const json_t *report = json_object_get(body, "report");
+    bool full = report == NULL ||
+                json_integer_value(json_object_get(report, "base")) == 0;
+    post(r, path, with_uid(r, body),
+         full ? FULL_REPORT_TIMEOUT_MS : r->heartbeat_ms);
 }
 
 static void on_timer(uv_timer_t *t)

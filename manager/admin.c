@@ -10,6 +10,8 @@
  *                                               (202) while it holds replicas
  *   DELETE /admin/brokers/{id}/replicas/{g}     delete a replica the store
  *                                               does not know (quarantined)
+ *   GET    /admin/topics                        every topic, its partitions'
+ *                                               health in counts
  *   GET    /admin/topics/{topic}                partitions: leader, replicas,
  *                                               commit, lag
  *   DELETE /admin/topics/{topic}                delete (replicas follow)
@@ -556,6 +558,110 @@ void admin_broker_remove(struct rq_http_req *req, void *data)
 }
 
 /* ---- Topics ---- */
+
+/* A topic's partitions, in counts (admin_topics). */
+struct topic_health {
+    uint32_t seen;
+    uint32_t leaderless;
+    uint32_t lagging;
+    uint64_t high_watermark; /* The partitions' next offsets, added up. */
+};
+
+static int cmp_topic_name(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct mstore_topic *)elem)->name);
+}
+
+/* Counts @p into @h: without a leader; lagging when a replica is behind
+ * the partition's commit or has not reported (as the status page marks
+ * them: admin_topic_describe gives the same per replica). @reports holds
+ * the leader's report of each of @brokers (sorted by id), or NULL. */
+static void count_partition(struct mcore *core,
+                            const struct mstore_partition *p,
+                            const struct mstore_broker *brokers, size_t nb,
+                            const struct liveness_broker *const *reports,
+                            struct topic_health *h)
+{
+    const struct route *r = routing_get(mcore_routing(core), p->group_id);
+    uint64_t commit = r != NULL ? r->commit : 0;
+    bool behind = false;
+    for (unsigned k = 0; k < MCMD_RF && !behind; k++) {
+        const struct mstore_broker *b =
+            mstore_broker_in(brokers, nb, p->replicas[k]);
+        const struct liveness_replica *lr =
+            b != NULL ? liveness_report_find(reports[b - brokers], p->group_id)
+                      : NULL;
+        behind = lr == NULL || lr->commit < commit;
+    }
+    h->seen++;
+    h->leaderless += r == NULL || r->leader == 0;
+    h->lagging += behind;
+    h->high_watermark += r != NULL ? r->high_watermark : 0;
+}
+
+void admin_topics(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    const struct mstore *store = mcore_store(core);
+    struct mstore_topic *topics = NULL;
+    struct mstore_broker *brokers = NULL;
+    const struct mstore_partition *parts;
+    const struct liveness_broker **reports = NULL;
+    struct topic_health *health = NULL;
+    size_t nt = 0;
+    size_t nb = 0;
+    size_t np = 0;
+
+    if (!auth_admin(core, req) || mcore_forward(core, req)) {
+        return;
+    }
+    int rv = mstore_topics(store, &topics, &nt);
+    if (rv == 0) {
+        rv = mstore_brokers(store, &brokers, &nb);
+    }
+    if (rv == 0) {
+        rv = mstore_partitions_view(store, &parts, &np);
+    }
+    if (rv == 0) {
+        reports = calloc(nb + 1, sizeof *reports);
+        health = calloc(nt + 1, sizeof *health);
+        rv = reports == NULL || health == NULL ? RQ_NOMEM : 0;
+    }
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+        goto out;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        reports[i] = liveness_broker(mcore_liveness(core), brokers[i].id);
+    }
+    for (size_t i = 0; i < np; i++) {
+        const struct mstore_topic *t =
+            bsearch(parts[i].topic, topics, nt, sizeof *topics, cmp_topic_name);
+        if (t != NULL) {
+            count_partition(core, &parts[i], brokers, nb, reports,
+                            &health[t - topics]);
+        }
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < nt; i++) {
+        json_array_append_new(
+            list,
+            json_pack("{s:s,s:i,s:I,s:i,s:i,s:I}", "topic", topics[i].name,
+                      "number_of_partitions", (int)topics[i].n_partitions,
+                      "created_ms", (json_int_t)topics[i].created_ms,
+                      "leaderless", (int)health[i].leaderless, "lagging",
+                      (int)health[i].lagging, "high_watermark_sum",
+                      (json_int_t)health[i].high_watermark));
+    }
+    rq_http_reply(req, 200,
+                  json_pack("{s:o,s:I}", "topics", list, "number_of_partitions",
+                            (json_int_t)np));
+out:
+    free(health);
+    free(reports);
+    free(brokers);
+    free(topics);
+}
 
 void admin_topic_describe(struct rq_http_req *req, void *data)
 {

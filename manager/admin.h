@@ -20,6 +20,7 @@ void admin_broker_drain(struct rq_http_req *req, void *data);
 void admin_broker_remove(struct rq_http_req *req, void *data);
 void admin_replica_delete(struct rq_http_req *req, void *data);
 void admin_moves(struct rq_http_req *req, void *data);
+void admin_topics(struct rq_http_req *req, void *data);
 void admin_topic_describe(struct rq_http_req *req, void *data);
 void admin_topic_delete(struct rq_http_req *req, void *data);
 void admin_partition_leader(struct rq_http_req *req, void *data);

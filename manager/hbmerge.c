@@ -210,3 +210,21 @@ const struct liveness_replica *liveness_report_find(
     }
     return bsearch(&key, lb->replicas, lb->n_replicas, sizeof key, cmp_gid);
 }
+
+bool hbmerge_may_ask_full(const struct liveness_broker *list, size_t n,
+                          const struct liveness_broker *b, uint32_t size,
+                          uint64_t now, uint64_t budget, uint64_t ttl_ms)
+{
+    uint64_t pending = 0;
+    if (b->full_asked_ms != 0 && now < b->full_asked_ms + ttl_ms) {
+        return true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct liveness_broker *o = &list[i];
+        if (o != b && o->full_asked_ms != 0 &&
+            now < o->full_asked_ms + ttl_ms) {
+            pending += o->full_asked_size;
+        }
+    }
+    return pending == 0 || pending + size <= budget;
+}

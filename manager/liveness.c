@@ -18,6 +18,15 @@
 
 #define LOG_TAG "liveness"
 
+/* The replicas the full reports asked for and not come yet may list
+ * (hbmerge_may_ask_full): about 4 MB of JSON, which the leader parses in
+ * a few tens of milliseconds; a hundred brokers of 3,000 replicas each
+ * are heard in about fifteen heartbeats. */
+#define FULL_ASK_BUDGET 50000
+/* An ask whose report has not come in this long is taken for lost: the
+ * broker's answer, or the broker, went away. */
+#define FULL_ASK_TTL_MS 5000
+
 struct liveness {
     struct mcore *core;
     struct liveness_broker *brokers;
@@ -271,15 +280,28 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
                             : now > 0 ? now
                                       : 1;
     }
+    bool known = mstore_broker(mcore_store(lv->core), id, &sb) == 0;
+    bool applied = true;
     if (base != 0 &&
         (!b->heard || b->report_seq < base || b->report_seq >= seq)) {
         /* A delta against neither the report this manager holds nor an
          * earlier one whose later reports it covers (broker/hbreport.h):
          * this manager leads since, or the broker started again. The
-         * broker's next report is full; its replicas stay as last
+         * broker's next report is full, if the reports asked for and
+         * not come yet leave room for it; its replicas stay as last
          * reported. */
-        *want_full = true;
+        uint32_t size = known ? sb.n_replicas : 0;
+        applied = false;
         free(r);
+        if (hbmerge_may_ask_full(lv->brokers, lv->n, b, size, now,
+                                 FULL_ASK_BUDGET, FULL_ASK_TTL_MS)) {
+            *want_full = true;
+            if (b->full_asked_ms == 0 ||
+                now >= b->full_asked_ms + FULL_ASK_TTL_MS) {
+                b->full_asked_ms = now > 0 ? now : 1;
+                b->full_asked_size = size;
+            }
+        }
     } else if (base != 0) {
         struct liveness_replica *merged;
         size_t n_merged;
@@ -300,6 +322,7 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
         b->replicas = r;
         b->n_replicas = n;
         b->report_seq = seq;
+        b->full_asked_ms = 0;
     }
     free(gone);
     b->disk = parse_disk(json_object_get(body, "disk"));
@@ -309,9 +332,8 @@ int liveness_heartbeat(struct liveness *lv, uint32_t id, const json_t *body,
      * of deltas sent a new leader's reconciliation to create every
      * replica of every broker again). Its silence is measured all the
      * same: last_ms keeps it ALIVE until the full report comes. */
-    b->heard = b->heard || !*want_full;
-    if (mstore_broker(mcore_store(lv->core), id, &sb) == 0 &&
-        sb.state != MBROKER_ALIVE) {
+    b->heard = b->heard || applied;
+    if (known && sb.state != MBROKER_ALIVE) {
         judge(lv, b, sb.state, now);
     }
     return 0;

@@ -64,6 +64,10 @@ struct liveness_broker {
     struct liveness_replica *replicas;
     size_t n_replicas;
     uint64_t report_seq; /* The broker's number for that report; 0: none. */
+    /* A full report asked for and not come yet (hbmerge_may_ask_full):
+     * when (0: none outstanding), and the replicas it should list. */
+    uint64_t full_asked_ms;
+    uint32_t full_asked_size;
 };
 
 int liveness_new(struct mcore *core, struct liveness **out);

@@ -57,6 +57,7 @@
     {"DELETE", "/admin/brokers/{id}/replicas/{group_id}",                    \
      admin_replica_delete},                                                  \
     {"GET", "/admin/moves", admin_moves},                                    \
+    {"GET", "/admin/topics", admin_topics},                                  \
     {"GET", "/admin/topics/{topic}", admin_topic_describe},                  \
     {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \

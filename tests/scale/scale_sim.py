@@ -107,6 +107,7 @@ PORT_LO, PORT_HI = 34000, 34999
 MAX_PARTITIONS_PER_TOPIC = 1024  # MCMD_MAX_PARTITIONS in manager/mcmd.h
 RF = 3  # MCMD_RF
 HEARTBEAT_S = 1.0  # registrar.c DEFAULT_HEARTBEAT_MS; also a heartbeat's timeout
+FULL_REPORT_S = 5.0  # registrar.c FULL_REPORT_TIMEOUT_MS: a full report's timeout
 RETRY_S = 0.1  # registrar.c RETRY_MS
 BACKOFF_MAX_S = 5.0  # registrar.c BACKOFF_MAX_MS
 REGISTER_TIMEOUT_S = 5.0  # registrar.c REGISTER_TIMEOUT_MS
@@ -400,12 +401,13 @@ class Broker:
             return 0.0
 
     async def heartbeat(self):
+        full = self.sim.args.report == "delta" and self.base == 0
         body, seq, changes, n = self.heartbeat_body()
         path = "/internal/brokers/%d/heartbeat" % self.id
         sim = self.sim
         t0 = time.monotonic()
         try:
-            status, _, obj = await self.post(path, body, HEARTBEAT_S)
+            status, _, obj = await self.post(path, body, FULL_REPORT_S if full else HEARTBEAT_S)
         except asyncio.TimeoutError:
             sim.hb.append((t0, None, "timeout"))
             return None
@@ -1218,12 +1220,14 @@ class Sim:
 
     async def status_page(self):
         """GET /ui and the JSON calls of one poll of its script, a few times,
-        on the leader and on a follower. A poll asks for every topic
-        (/admin/topics/{t}); those are also timed one by one, for the first
-        PAGE_TOPICS topics."""
+        on the leader and on a follower. Past 500 partitions a poll asks for
+        the topics' counts (/admin/topics) and describes only the topics the
+        reader opened (/admin/topics/{t}, timed one by one for the first
+        PAGE_TOPICS topics); below, it describes every topic."""
         follower = next(i for i in self.manager_ids if i != self.leader)
-        paths = ["/ui", "/admin/managers", "/admin/brokers", "/admin/moves", "/topics",
+        paths = ["/ui", "/admin/managers", "/admin/brokers", "/admin/moves", "/admin/topics",
                  "/v1/groups"]
+        every = sum(n for _, n in self.topics) <= 500
         some = [n for n, _ in self.topics][:PAGE_TOPICS]
         section = "status page"
         self.row(section, "call (ms: p50 / max of %d)" % self.args.page_repeats,
@@ -1242,13 +1246,16 @@ class Sim:
         async def poll(mid):
             t0 = time.monotonic()
             got = await asyncio.gather(*[get(mid, p) for p in paths[1:]],
-                                       *[get(mid, "/admin/topics/" + n) for n, _ in self.topics])
+                                       *[get(mid, "/admin/topics/" + n)
+                                         for n, _ in (self.topics if every else [])])
             return time.monotonic() - t0 if None not in got else None
 
         rows = [(p, [p]) for p in paths]
-        rows.append(("/admin/topics/{t}, each of %d" % len(some),
+        rows.append(("/admin/topics/{t}, each of %d%s" % (len(some), "" if every else
+                                                         " (a topic opened)"),
                      ["/admin/topics/" + n for n in some]))
-        rows.append(("one poll: the above, %d topics" % len(self.topics), None))
+        rows.append(("one poll: the above, %s" % ("every topic described" if every
+                                                  else "no topic open"), None))
         for title, targets in rows:
             vals = []
             for mid in (self.leader, follower):
@@ -1265,6 +1272,20 @@ class Sim:
                                            if len(done) < len(times) else ""))
             self.row(section, title, vals)
 
+        # The page left open on a follower, one topic opened: what it costs
+        # the managers, polled as its script polls (1.5 s after each poll).
+        async def reader():
+            while True:
+                await poll(follower)
+                if not every and some:
+                    await get(follower, "/admin/topics/" + some[0])
+                await asyncio.sleep(1.5)
+        task = asyncio.ensure_future(reader())
+        try:
+            await self.measure("status page open on manager %d, 20 s" % follower, 20)
+        finally:
+            task.cancel()
+
     async def failover(self):
         old = self.leader
         others = [i for i in self.manager_ids if i != old]
@@ -1280,12 +1301,29 @@ class Sim:
                               "every broker's heartbeat answered again", 0.2)
         answered = max(b.last_ok for b in self.brokers.values()) - t0
         log("every broker answered 200 again after %.1f s", answered)
+        await self.wait_until(self.all_reported, 300,
+                              "the new leader holding every broker's report", 0.2)
+        reported = time.monotonic() - t0
+        log("the new leader holds every broker's report after %.1f s", reported)
         section = "failover"
         self.row(section, "new leader elected after", "%.1f s (manager %d)" % (elected, new))
-        self.row(section, "every broker's heartbeat answered 200 after", "%.1f s%s" % (
-            answered, "; full reports asked: %d" % (self.stats["full_asked"] - asked)
+        self.row(section, "every broker's heartbeat answered 200 after", "%.1f s" % answered)
+        self.row(section, "the new leader holds every broker's report after", "%.1f s%s" % (
+            reported, "; full reports asked: %d" % (self.stats["full_asked"] - asked)
             if self.args.report == "delta" else ""))
         await self.measure("after failover, 20 s", 20, others)
+
+    async def all_reported(self):
+        """The leader holds a report of every broker's (GET /admin/brokers
+        names a heartbeat age only for those)."""
+        try:
+            st, obj = await self.mcall(self.leader, "GET", "/admin/brokers", timeout=5)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        if st != 200:
+            return False
+        held = {b["id"] for b in obj["brokers"] if b.get("heartbeat_age_ms") is not None}
+        return held >= set(self.brokers)
 
     async def all_heard(self, since):
         return all(b.last_ok > since for b in self.brokers.values())

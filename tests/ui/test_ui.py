@@ -447,9 +447,10 @@ def test_unreachable(ctx):
 # ---- A larger cluster, drawn from canned answers ----------------------------
 
 
-def canned_cluster():
+def canned_cluster(sizes=(("clicks", 6), ("orders", 4), ("payments-eu", 3))):
     """Admin answers for 3 managers, 6 brokers (one dead, one removed) and
-    3 topics, one partition without a leader and replicas behind."""
+    3 topics of @sizes partitions, one partition without a leader and
+    replicas behind."""
     managers = {"managers": [{"id": i, "raft_addr": "10.0.0.%d:7000" % i,
                               "http_addr": "10.0.0.%d:8000" % i,
                               "role": "leader" if i == 3 else "follower"} for i in (1, 2, 3)],
@@ -465,7 +466,7 @@ def canned_cluster():
                                      "reserve_bytes": 1 << 30, "low": i == 5}}
                            for i, st in states.items()]}
     topics = {}
-    for t, n in (("clicks", 6), ("orders", 4), ("payments-eu", 3)):
+    for t, n in sizes:
         parts = []
         for p in range(n):
             reps = [1 + (p + k) % 5 for k in range(3)]
@@ -487,10 +488,28 @@ def canned_cluster():
     return managers, brokers, topics
 
 
+def topics_summary(topics):
+    """GET /admin/topics as a manager counts @topics (name -> description)."""
+    out = []
+    for name in sorted(topics):
+        t = topics[name]
+        ps = t["partitions"]
+        out.append({"topic": name, "number_of_partitions": t["number_of_partitions"],
+                    "created_ms": t["created_ms"],
+                    "leaderless": sum(p["leader"] is None for p in ps),
+                    "lagging": sum(any(r["lag"] is None or r["lag"] > 0
+                                       for r in p["replica_status"]) for p in ps),
+                    "high_watermark_sum": sum(p["high_watermark"] for p in ps)})
+    return {"topics": out, "number_of_partitions": sum(t["number_of_partitions"]
+                                                       for t in topics.values())}
+
+
 class CannedManager(http.server.BaseHTTPRequestHandler):
-    """Serves the page and canned admin answers."""
+    """Serves the page and canned admin answers, and notes the topics it
+    was asked to describe."""
 
     managers, brokers, topics = canned_cluster()
+    described = []
     # Two groups: one with a member that owns every partition, one idle.
     groups = {
         "billing": {"group": "billing", "topic": "orders", "generation": 4,
@@ -527,7 +546,10 @@ class CannedManager(http.server.BaseHTTPRequestHandler):
                               "to": 5, "kind": "rebalance", "step": "add", "age_ms": 800}]}
         elif path == "/topics":
             obj = {"topics": sorted(self.topics)}
+        elif path == "/admin/topics":
+            obj = topics_summary(self.topics)
         elif path.startswith("/admin/topics/") and path[14:] in self.topics:
+            self.described.append(path[14:])
             obj = self.topics[path[14:]]
         elif path == "/v1/groups":
             obj = {"groups": [{"group": g["group"], "topic": g["topic"],
@@ -584,9 +606,55 @@ def test_larger_cluster(ctx):
     check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB, "dead": DEAD_RGB})
 
 
+class CannedLargeManager(CannedManager):
+    """The same with 1,300 partitions: more than the page describes."""
+
+    managers, brokers, topics = canned_cluster((("clicks", 600), ("orders", 400),
+                                                ("payments-eu", 300)))
+    described = []
+
+
+def test_many_partitions(ctx):
+    """Past DETAIL_PARTITIONS the page draws every topic's counts and the
+    grid of the topics opened only (#open=...), and describes no other."""
+    os.makedirs(OUT, exist_ok=True)
+    url = serve(ctx, CannedLargeManager)
+    dom = load_dom(ctx, url, "many", budget_ms=2000)
+    check(dom.body().get("data-state") == "ok", "state %r" % dom.body().get("data-state"))
+    topics = {t["data-topic"]: t for t in dom.all(data_role="topic")}
+    check(sorted(topics) == ["clicks", "orders", "payments-eu"], "topics drawn: %r" % sorted(topics))
+    want = {n: (s["number_of_partitions"], s["leaderless"], s["lagging"])
+            for n, s in ((s["topic"], s) for s in topics_summary(CannedLargeManager.topics)["topics"])}
+    got = {n: (int(t["data-partitions"]), int(t["data-leaderless"]), int(t["data-lagging"]))
+           for n, t in topics.items()}
+    check(got == want, "topic counts drawn %r, the API's %r" % (got, want))
+    check(want["orders"][1] == 1 and want["clicks"][2] > 0, "the canned counts changed: %r" % want)
+    check(all(t["data-open"] == "false" for t in topics.values()), "a topic drawn open: %r" % topics)
+    check(not dom.all(data_role="partition"), "partitions drawn with no topic open")
+    check(len(dom.all(data_role="toggle")) == 3, "no button to open each topic")
+    check(CannedLargeManager.described == [], "topics described: %r" % CannedLargeManager.described[:5])
+    check("1,300 partitions" in dom.text() or "1300 partitions" in dom.text(),
+          "the partition count is not shown: %r" % dom.text()[:600])
+    check(dom.one(data_role="health")["data-health"] == "degraded", "health is not degraded")
+    # One topic opened by the address: its grid, and only its description.
+    dom = load_dom(ctx, url + "#open=payments-eu", "many-open", budget_ms=2000)
+    topics = {t["data-topic"]: t for t in dom.all(data_role="topic")}
+    check({n: t["data-open"] for n, t in topics.items()} ==
+          {"clicks": "false", "orders": "false", "payments-eu": "true"},
+          "topics open: %r" % {n: t["data-open"] for n, t in topics.items()})
+    parts = dom.all(data_role="partition")
+    check(len(parts) == 300, "%d partitions drawn for the open topic of 300" % len(parts))
+    check(set(CannedLargeManager.described) == {"payments-eu"},
+          "topics described: %r" % sorted(set(CannedLargeManager.described)))
+    shot = os.path.join(OUT, "status-many.png")
+    chromium(ctx, url + "#open=payments-eu", screenshot=shot, budget_ms=2000)
+    check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB})
+
+
 if __name__ == "__main__":
     run_suite("ui", [
         test_status_page,
         test_unreachable,
         test_larger_cluster,
+        test_many_partitions,
     ], requires=requires, binary="manager", ports=(31000, 31999))

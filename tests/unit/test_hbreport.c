@@ -329,12 +329,92 @@ static void test_hbmerge_refuses_bad_input(void **state)
     json_decref(o);
 }
 
+/* Marks @b asked at @now as liveness.c does. */
+static void ask(struct liveness_broker *b, uint32_t size, uint64_t now)
+{
+    b->full_asked_ms = now;
+    b->full_asked_size = size;
+}
+
+static void test_full_asks_stay_within_budget(void **state)
+{
+    (void)state;
+    struct liveness_broker b[4] = {{.id = 1}, {.id = 2}, {.id = 3}, {.id = 4}};
+    /* Nothing outstanding: one report is allowed whatever its size. */
+    assert_true(hbmerge_may_ask_full(b, 4, &b[0], 50000, 1000, 10000, 5000));
+    ask(&b[0], 50000, 1000);
+    assert_false(hbmerge_may_ask_full(b, 4, &b[1], 1, 1100, 10000, 5000));
+    /* The one asked is asked again (its answer may have been lost). */
+    assert_true(hbmerge_may_ask_full(b, 4, &b[0], 50000, 1200, 10000, 5000));
+    /* An ask older than the ttl is taken for lost. */
+    assert_true(hbmerge_may_ask_full(b, 4, &b[1], 6000, 6000, 10000, 5000));
+    ask(&b[1], 6000, 6000);
+    assert_true(hbmerge_may_ask_full(b, 4, &b[2], 4000, 6000, 10000, 5000));
+    ask(&b[2], 4000, 6000);
+    assert_false(hbmerge_may_ask_full(b, 4, &b[3], 1, 6000, 10000, 5000));
+    /* A report that came frees its share. */
+    b[1].full_asked_ms = 0;
+    assert_true(hbmerge_may_ask_full(b, 4, &b[3], 6000, 6100, 10000, 5000));
+}
+
+/* A new leader and a hundred brokers of 3,000 replicas, every one
+ * heartbeating a delta it cannot apply, a tenth of the answers lost: the
+ * full reports under way never list more than the budget, and every
+ * broker is heard. */
+static void test_new_leader_hears_every_broker_paced(void **state)
+{
+    (void)state;
+    enum { N = 100, SIZE = 3000, BUDGET = 20000, TTL = 5000, BEAT = 1000 };
+    struct liveness_broker b[N];
+    bool full_next[N] = {false};
+    bool heard[N] = {false};
+    size_t n_heard = 0;
+    uint64_t now = 1;
+    srand(7);
+    memset(b, 0, sizeof b);
+    for (size_t i = 0; i < N; i++) {
+        b[i].id = (uint32_t)i + 1;
+    }
+    int beats = 0;
+    for (; n_heard < N && beats < 200; beats++, now += BEAT) {
+        uint64_t in_flight = 0;
+        for (size_t i = 0; i < N; i++) {
+            in_flight += full_next[i] ? SIZE : 0;
+        }
+        assert_true(in_flight <= BUDGET);
+        for (size_t i = 0; i < N; i++) {
+            if (heard[i]) {
+                continue;
+            }
+            if (full_next[i]) {
+                heard[i] = true; /* Applied; liveness.c clears the ask. */
+                full_next[i] = false;
+                b[i].full_asked_ms = 0;
+                n_heard++;
+                continue;
+            }
+            if (hbmerge_may_ask_full(b, N, &b[i], SIZE, now, BUDGET, TTL)) {
+                if (b[i].full_asked_ms == 0 ||
+                    now >= b[i].full_asked_ms + TTL) {
+                    ask(&b[i], SIZE, now);
+                }
+                full_next[i] = rand() % 10 != 0; /* else the answer was lost */
+            }
+        }
+    }
+    assert_int_equal(n_heard, N);
+    /* About six reports a beat. */
+    assert_true(beats < 40);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hbreport_first_full_then_deltas),
         cmocka_unit_test(test_hbreport_random_histories_converge),
         cmocka_unit_test(test_hbmerge_refuses_bad_input),
+        cmocka_unit_test(test_full_asks_stay_within_budget),
+        cmocka_unit_test(test_new_leader_hears_every_broker_paced),
     };
     return cmocka_run_group_tests_name("hbreport", tests, NULL, NULL);
 }
