@@ -567,11 +567,6 @@ struct topic_health {
     uint64_t high_watermark; /* The partitions' next offsets, added up. */
 };
 
-static int cmp_topic_name(const void *key, const void *elem)
-{
-    return strcmp(key, ((const struct mstore_topic *)elem)->name);
-}
-
 /* Counts @p into @h: without a leader; lagging when a replica is behind
  * the partition's commit or has not reported (as the status page marks
  * them: admin_topic_describe gives the same per replica). @reports holds
@@ -636,7 +631,7 @@ void admin_topics(struct rq_http_req *req, void *data)
     }
     for (size_t i = 0; i < np; i++) {
         const struct mstore_topic *t =
-            bsearch(parts[i].topic, topics, nt, sizeof *topics, cmp_topic_name);
+            mstore_topic_in(topics, nt, parts[i].topic);
         if (t != NULL) {
             count_partition(core, &parts[i], brokers, nb, reports,
                             &health[t - topics]);

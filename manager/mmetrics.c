@@ -54,6 +54,8 @@ enum {
     F_BROKER_STATE,
     F_HEARTBEAT_AGE,
     F_HIGH_WATERMARK,
+    F_HIGH_WATERMARK_OMITTED,
+    F_TOPIC_HIGH_WATERMARK,
     F_LAG,
     F_LAG_OMITTED,
     F_GROUP_LAG,
@@ -207,8 +209,22 @@ static const struct rq_metric_def defs[F_COUNT] = {
     [F_HIGH_WATERMARK] = {RQ_METRIC_GAUGE,
                           "raftq_partition_high_watermark",
                           "Next offset of each partition as its brokers last "
-                          "reported it (leader manager only).",
+                          "reported it (leader manager only; at most 10000 "
+                          "series, the oldest partitions first).",
                           {"topic", "partition"}},
+    [F_HIGH_WATERMARK_OMITTED] = {RQ_METRIC_GAUGE,
+                                  "raftq_partition_high_watermark_omitted",
+                                  "Partitions left out of "
+                                  "raftq_partition_high_watermark by its cap "
+                                  "(leader manager only).",
+                                  {NULL}},
+    [F_TOPIC_HIGH_WATERMARK] = {RQ_METRIC_GAUGE,
+                                "raftq_topic_high_watermark_sum",
+                                "The next offsets of a topic's partitions "
+                                "added up: records appended to it since it "
+                                "was created, whose rate() is its produce rate "
+                                "(leader manager only).",
+                                {"topic"}},
     [F_LAG] = {RQ_METRIC_GAUGE,
                "raftq_consumer_lag",
                "Messages a consumer has not read yet on a partition: the "
@@ -301,29 +317,55 @@ static void collect_partitions(struct mmetrics *mm, bool leading)
 {
     struct mcore *core = mm->core;
     struct mstore_topic *topics;
-    struct mstore_partition *parts;
+    const struct mstore_partition *parts;
+    size_t nt;
     size_t n;
+    size_t shown = 0;
     char pid[16];
 
-    if (mstore_topics(mcore_store(core), &topics, &n) == 0) {
-        rq_metric_set(rq_metric_family_child(mm->f[F_TOPICS]), (double)n);
-        free(topics);
+    if (mstore_topics(mcore_store(core), &topics, &nt) != 0) {
+        return;
     }
-    if (mstore_all_partitions(mcore_store(core), &parts, &n) != 0) {
+    rq_metric_set(rq_metric_family_child(mm->f[F_TOPICS]), (double)nt);
+    uint64_t *sums = calloc(nt + 1, sizeof *sums);
+    if (sums == NULL ||
+        mstore_partitions_view(mcore_store(core), &parts, &n) != 0) {
+        free(sums);
+        free(topics);
         return;
     }
     rq_metric_set(rq_metric_family_child(mm->f[F_PARTITIONS]), (double)n);
+    /* The view is in group id order: the oldest partitions first. */
     for (size_t i = 0; leading && i < n; i++) {
         const struct route *r =
             routing_get(mcore_routing(core), parts[i].group_id);
         if (r == NULL) {
             continue; /* No broker has reported it yet. */
         }
-        snprintf(pid, sizeof pid, "%" PRIu32, parts[i].partition_id);
-        set_u64(child(mm->f[F_HIGH_WATERMARK], parts[i].topic, pid, NULL),
-                r->high_watermark);
+        const struct mstore_topic *t =
+            mstore_topic_in(topics, nt, parts[i].topic);
+        if (t != NULL) {
+            sums[t - topics] += r->high_watermark;
+        }
+        if (shown++ < MMETRICS_PARTITIONS_MAX) {
+            snprintf(pid, sizeof pid, "%" PRIu32, parts[i].partition_id);
+            set_u64(child(mm->f[F_HIGH_WATERMARK], parts[i].topic, pid, NULL),
+                    r->high_watermark);
+        }
     }
-    free(parts);
+    if (leading) {
+        for (size_t i = 0; i < nt; i++) {
+            set_u64(child(mm->f[F_TOPIC_HIGH_WATERMARK], topics[i].name, NULL,
+                          NULL),
+                    sums[i]);
+        }
+        set_u64(rq_metric_get(mm->f[F_HIGH_WATERMARK_OMITTED], NULL),
+                shown > MMETRICS_PARTITIONS_MAX
+                    ? shown - MMETRICS_PARTITIONS_MAX
+                    : 0);
+    }
+    free(sums);
+    free(topics);
 }
 
 static void collect_lag(struct mmetrics *mm)
@@ -450,8 +492,11 @@ static void on_collect(void *data)
 
     /* The families filled afresh. */
     static const int fresh[] = {
-        F_BROKER_STATE, F_HEARTBEAT_AGE, F_HIGH_WATERMARK,   F_LAG,
-        F_LAG_OMITTED,  F_GROUP_LAG,     F_GROUP_LAG_OMITTED};
+        F_BROKER_STATE,         F_HEARTBEAT_AGE,
+        F_HIGH_WATERMARK,       F_HIGH_WATERMARK_OMITTED,
+        F_TOPIC_HIGH_WATERMARK, F_LAG,
+        F_LAG_OMITTED,          F_GROUP_LAG,
+        F_GROUP_LAG_OMITTED};
     for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
         rq_metric_family_clear(mm->f[fresh[i]]);
     }

@@ -11,7 +11,11 @@
  * group lag. Consumer lag covers at most MMETRICS_LAG_MAX (consumer,
  * partition) pairs, the newest consumers first; raftq_consumer_lag_omitted
  * counts the rest. Group lag has the same cap over (group, partition)
- * pairs, groups in name order, and raftq_group_lag_omitted.
+ * pairs, groups in name order, and raftq_group_lag_omitted. High
+ * watermarks come per topic (their sum) and per partition for at most
+ * MMETRICS_PARTITIONS_MAX partitions, the oldest first (at 100,000
+ * partitions the page was 6.7 MB); raftq_partition_high_watermark_omitted
+ * counts the rest.
  * HTTP requests are counted by rq_http itself.
  */
 #ifndef MMETRICS_H
@@ -22,6 +26,7 @@
 #include "rq_metrics.h"
 
 #define MMETRICS_LAG_MAX 1000
+#define MMETRICS_PARTITIONS_MAX 10000
 
 struct mcore;
 struct mmetrics;

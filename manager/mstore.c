@@ -2213,6 +2213,17 @@ const struct mstore_partition *mstore_partition_in(
                  : NULL;
 }
 
+static int cmp_topic_name(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct mstore_topic *)elem)->name);
+}
+
+const struct mstore_topic *mstore_topic_in(const struct mstore_topic *list,
+                                           size_t n, const char *name)
+{
+    return n > 0 ? bsearch(name, list, n, sizeof *list, cmp_topic_name) : NULL;
+}
+
 const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
                                              size_t n, uint32_t id)
 {

@@ -233,6 +233,10 @@ const struct mstore_broker *mstore_broker_in(const struct mstore_broker *list,
                                              size_t n, uint32_t id);
 /* Topic names in name order. */
 int mstore_topics(const struct mstore *s, struct mstore_topic **out, size_t *n);
+/* The topic named @name among the @n of @list, sorted by name as
+ * mstore_topics() returns them, or NULL. */
+const struct mstore_topic *mstore_topic_in(const struct mstore_topic *list,
+                                           size_t n, const char *name);
 int mstore_topic(const struct mstore *s, const char *name,
                  struct mstore_topic *out);
 /* A topic's partitions in partition order (RQ_NOTFOUND for an unknown topic).

@@ -422,7 +422,9 @@ def test_series_after_traffic(ctx):
             check(value(mf[i], "raftq_manager_forwarded_total") >= consumed_at[i],
                   "%s forwarded" % at)
             for name in ("raftq_consumer_lag", "raftq_broker_heartbeat_age_seconds",
-                         "raftq_partition_high_watermark", "raftq_group_lag"):
+                         "raftq_partition_high_watermark", "raftq_group_lag",
+                         "raftq_topic_high_watermark_sum",
+                         "raftq_partition_high_watermark_omitted"):
                 check(not samples(mf[i], name), "%s (a follower) reports %s" % (at, name))
         check(value(mf[i], "raftq_process_resident_memory_bytes") > 1 << 20, "%s rss" % at)
     lf = mf[leader]
@@ -431,6 +433,9 @@ def test_series_after_traffic(ctx):
         check(0 <= age < 3, "broker%d heartbeat age %r" % (b, age))
     check(sum(value(lf, "raftq_partition_high_watermark", topic=TOPIC, partition=p)
               for p in groups) == produced, "high watermarks")
+    check(value(lf, "raftq_topic_high_watermark_sum", topic=TOPIC) == produced,
+          "the topic's high watermarks added up")
+    check(value(lf, "raftq_partition_high_watermark_omitted") == 0, "high watermarks omitted")
     lag = {int(lb["partition"]): v for lb, v in samples(lf, "raftq_consumer_lag", consumer=cons)}
     check(sorted(lag) == [0, 1, 2], "lag partitions %r" % lag)
     check(sum(lag.values()) == c.size(leader, TOPIC, cons), "lag against GET /size")
