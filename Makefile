@@ -35,6 +35,9 @@ PKGS := libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib liblz4
 # UndefinedBehaviorSanitizer (make test uses build/asan).
 BUILD ?= build
 SAN ?= 0
+# The release: raftq --version, /healthz and raftq_build_info on every
+# process (shared/rq_version.c, the only file built with it).
+VERSION := 0.17.0
 
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wno-missing-field-initializers \
@@ -151,6 +154,9 @@ $(BUILD)/obj/%.o: %.c | $(RAFT_LIB)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/shared/rq_version.o: CPPFLAGS += -DRQ_VERSION='"$(VERSION)"'
+$(BUILD)/obj/shared/rq_version.o: Makefile
 
 $(BUILD)/obj/%.o: %.S
 	@mkdir -p $(dir $@)

@@ -42,6 +42,7 @@
 #include "produce_body.h"
 #include "records.h"
 #include "replica.h"
+#include "rq_codes.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_httpsig.h"
@@ -51,6 +52,7 @@
 #include "rq_reads.h"
 #include "rq_record.h"
 #include "rq_rpc.h"
+#include "rq_version.h"
 #include "rq_wire.h"
 
 #define LOG_TAG "api"
@@ -103,10 +105,11 @@ static void reply_not_leader(struct rq_http_req *req, struct replica *r,
              "; broker %" PRIu64 " at %s is",
              why, broker_config(b)->id, d->topic, d->partition_id, leader->id,
              leader->http_addr);
-    rq_http_reply(req, 421,
-                  json_pack("{s:s,s:s,s:I,s:s}", "status", "failure", "message",
-                            msg, "leader_id", (json_int_t)leader->id,
-                            "leader_http", leader->http_addr));
+    rq_http_reply(
+        req, 421,
+        json_pack("{s:s,s:s,s:s,s:I,s:s}", "status", "failure", "code",
+                  RQ_CODE_NOT_LEADER, "message", msg, "leader_id",
+                  (json_int_t)leader->id, "leader_http", leader->http_addr));
 }
 
 /* Answers 503 and returns true if the broker is shutting down. */
@@ -247,8 +250,10 @@ static struct replica *partition_param(struct rq_http_req *req,
 
 static void api_healthz(struct rq_http_req *req, void *data)
 {
-    (void)data;
-    rq_http_reply(req, 200, NULL);
+    struct broker *b = data;
+    rq_http_reply(req, 200,
+                  json_pack("{s:I,s:s}", "id", (json_int_t)broker_config(b)->id,
+                            "version", rq_version()));
 }
 
 static void api_readyz(struct rq_http_req *req, void *data)
@@ -1291,7 +1296,8 @@ static bool refuse_retained(struct rq_http_req *req, struct replica *r,
     }
     rq_http_reply(
         req, 404,
-        json_pack("{s:s,s:s,s:I,s:I}", "status", "failure", "message",
+        json_pack("{s:s,s:s,s:s,s:I,s:I}", "status", "failure", "code",
+                  RQ_CODE_OFFSET_NOT_HELD, "message",
                   "that offset is no longer held (retention); read from "
                   "first_offset",
                   "first_offset", (json_int_t)first, "high_watermark",

@@ -41,6 +41,7 @@ enum opt_id {
     OPT_TOKEN,
     OPT_TIMEOUT,
     OPT_HELP,
+    OPT_VERSION,
     OPT_PARTITIONS,
     OPT_KEY,
     OPT_PARTITION,
@@ -79,6 +80,7 @@ static const struct opt opts[] = {
     {"token", OPT_TOKEN, true, CLIENT_CMDS | BIT(CMD_DEV)},
     {"timeout", OPT_TIMEOUT, true, CLIENT_CMDS},
     {"help", OPT_HELP, false, ALL_CMDS},
+    {"version", OPT_VERSION, false, ALL_CMDS},
     {"partitions", OPT_PARTITIONS, true,
      BIT(CMD_TOPIC_CREATE) | BIT(CMD_BENCH)},
     {"key", OPT_KEY, true, BIT(CMD_PRODUCE)},
@@ -504,6 +506,7 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             out->binary = true;
             return 0;
         case OPT_HELP:
+        case OPT_VERSION:
             return 0;
         case OPT_TIMEOUT:
             if (cmdline_u64(s, 1, 3600, &v) != 0) {
@@ -772,7 +775,11 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
         if (o->id == OPT_HELP) {
             out->help = true;
         }
+        out->version = out->version || o->id == OPT_VERSION;
         found[n_found++] = (struct found){o, value};
+    }
+    if (out->version && !out->help) {
+        return 0; /* Whatever else the line says. */
     }
 
     /* The positional words move to the front of argv, in order, so that
@@ -902,6 +909,7 @@ static const char overview[] =
     "  --timeout S         retry unavailable managers for S seconds "
     "(default 10)\n"
     "  --help, -h          help; 'raftq COMMAND --help' for a command\n"
+    "  --version           print the release (raftq 0.17.0, say) and exit\n"
     "\n"
     "Exit codes: 0 ok, 1 refused by the server (message on stderr), 2 bad "
     "usage,\n"

@@ -92,7 +92,8 @@ struct cmdline_env {
  */
 struct cmdline {
     enum cmd cmd;
-    bool help; /* --help or -h: print cmdline_usage(cmd) and exit 0. */
+    bool help;    /* --help or -h: print cmdline_usage(cmd) and exit 0. */
+    bool version; /* --version: print the release and exit 0. */
 
     /* Global. */
     const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if

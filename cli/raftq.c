@@ -24,6 +24,7 @@
 #include "mclient.h"
 #include "produce.h"
 #include "rq_err.h"
+#include "rq_version.h"
 #include "url.h"
 
 #define WHY_LEN 512
@@ -117,6 +118,10 @@ int main(int argc, char **argv)
     }
     if (cl.help) {
         cmdline_usage(cl.cmd, stdout);
+        return CLI_OK;
+    }
+    if (cl.version) {
+        printf("raftq %s\n", rq_version());
         return CLI_OK;
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {

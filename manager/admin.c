@@ -43,6 +43,7 @@
 #include "liveness.h"
 #include "mcore.h"
 #include "mstore.h"
+#include "rq_codes.h"
 #include "rq_names.h"
 #include "qapi.h"
 #include "reconcile.h"
@@ -57,6 +58,7 @@
 #include "rq_node.h"
 #include "rq_preamble.h"
 #include "rq_uid.h"
+#include "rq_version.h"
 
 #define LOG_TAG "admin"
 
@@ -80,8 +82,10 @@ static int parse_u32(const char *s, uint32_t *out)
 void admin_healthz(struct rq_http_req *req, void *data)
 {
     struct mcore *core = data;
-    rq_http_reply(req, 200,
-                  json_pack("{s:I}", "id", (json_int_t)mcore_config(core)->id));
+    rq_http_reply(
+        req, 200,
+        json_pack("{s:I,s:s}", "id", (json_int_t)mcore_config(core)->id,
+                  "version", rq_version()));
 }
 
 void admin_readyz(struct rq_http_req *req, void *data)
@@ -351,7 +355,8 @@ void admin_replica_delete(struct rq_http_req *req, void *data)
     }
     int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "broker %u is not registered", id);
+        rq_http_reply_fail(req, 404, RQ_CODE_BROKER_NOT_FOUND,
+                           "broker %u is not registered", id);
         return;
     }
     if (rv == 0) {
@@ -483,7 +488,8 @@ static void broker_state_change(struct rq_http_req *req, struct mcore *core,
     }
     int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no broker %u", id);
+        rq_http_reply_fail(req, 404, RQ_CODE_BROKER_NOT_FOUND, "no broker %u",
+                           id);
         return;
     }
     if (rv != 0) {
@@ -1040,8 +1046,8 @@ void admin_partition_leader(struct rq_http_req *req, void *data)
     }
     if (p >= n) {
         free(parts);
-        rq_http_reply_error(req, 404, "topic '%s' has no partition %u", topic,
-                            p);
+        rq_http_reply_fail(req, 404, RQ_CODE_PARTITION_NOT_FOUND,
+                           "topic '%s' has no partition %u", topic, p);
         return;
     }
     struct mstore_partition part = parts[p];
@@ -1517,8 +1523,8 @@ void admin_broker_heartbeat(struct rq_http_req *req, void *data)
     }
     int rv = mstore_broker(mcore_store(core), id, &b);
     if (rv == RQ_NOTFOUND || (rv == 0 && b.state == MBROKER_REMOVED)) {
-        rq_http_reply_error(req, 404,
-                            "broker %u is not registered; register first", id);
+        rq_http_reply_fail(req, 404, RQ_CODE_BROKER_NOT_FOUND,
+                           "broker %u is not registered; register first", id);
         return;
     }
     if (rv != 0) {

@@ -27,6 +27,7 @@
 #include "mcmd.h"
 #include "mstore.h"
 #include "policy.h"
+#include "rq_codes.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_hash.h"
@@ -109,12 +110,13 @@ uint64_t mcore_wall_ms(void)
  * (mcore_handles.outcome); every other 503 of a consume is given before
  * the consume runs.
  */
-static void unavailable(struct rq_http_req *req, bool sent, const char *fmt,
-                        va_list ap)
+static void unavailable(struct rq_http_req *req, bool sent, const char *code,
+                        const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    json_t *body = json_pack("{s:s,s:s}", "status", "failure", "message", msg);
+    json_t *body = json_pack("{s:s,s:s,s:s}", "status", "failure", "code", code,
+                             "message", msg);
     if (body == NULL) {
         /* UNTESTED: ENOMEM, or a message that is not UTF-8. */
         rq_http_set_header(req, "Retry-After", "1");
@@ -132,7 +134,19 @@ void mcore_unavailable(struct rq_http_req *req, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    unavailable(req, false, fmt, ap);
+    unavailable(req, false, "unavailable", fmt, ap);
+    va_end(ap);
+}
+
+/* The same when no leader manager is known. */
+static void no_leader(struct rq_http_req *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void no_leader(struct rq_http_req *req, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    unavailable(req, false, RQ_CODE_NO_LEADER, fmt, ap);
     va_end(ap);
 }
 
@@ -667,7 +681,7 @@ static void forward_unavailable(struct rq_http_req *req, bool sent,
 {
     va_list ap;
     va_start(ap, fmt);
-    unavailable(req, sent, fmt, ap);
+    unavailable(req, sent, "unavailable", fmt, ap);
     va_end(ap);
 }
 
@@ -836,11 +850,15 @@ bool mcore_forward(struct mcore *core, struct rq_http_req *req)
     if (core->info.leader_id == core->h.cfg->id ||
         mcore_leader_http(core, f->leader, sizeof f->leader) == NULL) {
         free(f);
-        mcore_unavailable(req, core->info.leader_id == 0
-                                   ? "no leader manager yet (an election "
-                                     "is under way); retry"
-                                   : "the leader manager is not ready yet; "
-                                     "retry");
+        if (core->info.leader_id == 0) {
+            no_leader(req,
+                      "no leader manager yet (an election is under "
+                      "way); retry");
+        } else {
+            mcore_unavailable(req,
+                              "the leader manager is not ready yet; "
+                              "retry");
+        }
         return true;
     }
     f->says_sent = core->h.says_sent != NULL &&

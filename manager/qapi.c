@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rq_names.h"
+#include "rq_codes.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_log.h"
@@ -176,7 +177,8 @@ void qapi_reply_store_error(struct rq_http_req *req, int rv)
 bool qapi_reply_topic_lookup(struct rq_http_req *req, int rv, const char *topic)
 {
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no topic '%s'", topic);
+        rq_http_reply_fail(req, 404, RQ_CODE_TOPIC_NOT_FOUND, "no topic '%s'",
+                           topic);
     } else if (rv != 0) {
         qapi_reply_store_error(req, rv);
     }
@@ -186,10 +188,10 @@ bool qapi_reply_topic_lookup(struct rq_http_req *req, int rv, const char *topic)
 void qapi_reply_partition_unknown(struct rq_http_req *req, const char *topic,
                                   uint32_t p, size_t n)
 {
-    rq_http_reply_error(req, 404,
-                        "topic '%s' has no partition %u (it has %zu, "
-                        "numbered from 0)",
-                        topic, p, n);
+    rq_http_reply_fail(req, 404, RQ_CODE_PARTITION_NOT_FOUND,
+                       "topic '%s' has no partition %u (it has %zu, "
+                       "numbered from 0)",
+                       topic, p, n);
 }
 
 /* ---- Proposals ---- */
@@ -268,8 +270,10 @@ int qapi_client_check(struct rq_http_req *req, bool producer, uint64_t id,
 {
     const char *what = producer ? "producer" : "consumer";
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no %s %" PRIu64 "; register first", what,
-                            id);
+        rq_http_reply_fail(
+            req, 404,
+            producer ? RQ_CODE_PRODUCER_NOT_FOUND : RQ_CODE_CONSUMER_NOT_FOUND,
+            "no %s %" PRIu64 "; register first", what, id);
         return rv;
     }
     if (rv != 0) {
@@ -277,9 +281,10 @@ int qapi_client_check(struct rq_http_req *req, bool producer, uint64_t id,
         return rv;
     }
     if (strcmp(out->topic, topic) != 0) {
-        rq_http_reply_error(
-            req, 400, "%s %" PRIu64 " is registered for topic '%s', not '%s'",
-            what, id, out->topic, topic);
+        rq_http_reply_fail(req, 400, RQ_CODE_WRONG_TOPIC,
+                           "%s %" PRIu64
+                           " is registered for topic '%s', not '%s'",
+                           what, id, out->topic, topic);
         return RQ_INVALID;
     }
     return 0;

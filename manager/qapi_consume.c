@@ -36,6 +36,7 @@
 #include "bclient.h"
 #include "mmetrics.h"
 #include "qapi.h"
+#include "rq_codes.h"
 #include "rq_err.h"
 #include "rq_list.h"
 #include "rq_log.h"
@@ -55,7 +56,8 @@ struct consume {
     struct mcore *core;
     struct rq_list link; /* In its consumer's queue. */
     bool running;
-    bool proposed; /* Its advance (or its head's) is in flight. */
+    bool proposed;    /* Its advance (or its head's) is in flight. */
+    const char *code; /* Of its failure, when not its status's (rq_codes.h). */
     uint64_t consumer_id;
     char topic[MCMD_NAME_MAX + 1];
     uint32_t given; /* Partition asked for, or MCMD_NO_PARTITION. */
@@ -217,6 +219,9 @@ static void consume_fail(struct consume *op, int status, const char *msg)
     json_t *body = json_pack("{s:s,s:s}", "status", "failure", "message", msg);
     if (body == NULL) {
         body = json_object(); /* UNTESTED: ENOMEM only. */
+    }
+    if (op->code != NULL) {
+        json_object_set_new(body, "code", json_string(op->code));
     }
     if (status >= 500) {
         bool maybe = op->in_doubt;
@@ -673,6 +678,7 @@ static void consume_next(struct consume *op)
                         "could not be reached (%s); retry",
                         op->why);
         } else {
+            op->code = RQ_CODE_NO_NEW_MESSAGES;
             consume_end(op, 404,
                         "no new messages in topic '%s' for "
                         "consumer %" PRIu64,
@@ -760,6 +766,7 @@ static void consume_start(struct consume *op)
     op->had_error = false;
     if (op->bound) {
         if (bound >= op->n_parts) {
+            op->code = RQ_CODE_PARTITION_NOT_FOUND;
             consume_end(op, 404, "topic '%s' has no partition %u", op->topic,
                         bound);
             return;
@@ -905,7 +912,8 @@ void qapi_offsets_commit(struct rq_http_req *req, void *data)
      * only: checked here, on the leader. */
     int rv = mstore_consumer(mcore_store(core), id, &cc);
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
+        rq_http_reply_fail(req, 404, RQ_CODE_CONSUMER_NOT_FOUND,
+                           "no consumer %" PRIu64, id);
         return;
     }
     if (rv == 0 && !auth_allow(req, &who, GRANT_TO_CONSUME, cc.topic)) {

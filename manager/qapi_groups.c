@@ -26,6 +26,7 @@
 #include "cgroup_plan.h"
 #include "qapi.h"
 #include "qapi_read.h"
+#include "rq_codes.h"
 #include "rq_err.h"
 #include "rq_log.h"
 #include "rq_names.h"
@@ -114,7 +115,8 @@ static bool group_load(struct mcore *core, struct rq_http_req *req,
         return false;
     }
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no group %s", name);
+        rq_http_reply_fail(req, 404, RQ_CODE_GROUP_NOT_FOUND, "no group %s",
+                           name);
         return false;
     }
     if (rv != 0) {
@@ -250,7 +252,8 @@ static void on_joined(void *data, int status, uint64_t result)
         mcore_unavailable(req, "the join was not committed: %s; retry",
                           rq_strerror(status));
     } else if (code == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "topic %s not found", op->topic);
+        rq_http_reply_fail(req, 404, RQ_CODE_TOPIC_NOT_FOUND,
+                           "topic %s not found", op->topic);
     } else if (code == RQ_INVALID) {
         rq_http_reply_error(req, 409, "group %s consumes another topic than %s",
                             op->group, op->topic);
@@ -1269,7 +1272,8 @@ static void on_group_admin(void *data, int status, uint64_t result)
                                 "wait for their sessions to expire) first",
                                 op->group);
         } else if (code == RQ_NOTFOUND) {
-            rq_http_reply_error(req, 404, "no group %s", op->group);
+            rq_http_reply_fail(req, 404, RQ_CODE_GROUP_NOT_FOUND, "no group %s",
+                               op->group);
         } else if (code != 0) {
             rq_http_reply_error(req, 400, "the change was refused: %s",
                                 rq_strerror(code));

@@ -19,6 +19,7 @@
 #include "pmerge.h"
 #include "policy.h"
 #include "qapi.h"
+#include "rq_codes.h"
 #include "rq_err.h"
 #include "rq_record.h"
 #include "rq_wire.h"
@@ -441,11 +442,11 @@ void qapi_produce(struct rq_http_req *req, void *data)
         return;
     }
     if (a.message_len > mcore_config(core)->max_message_bytes) {
-        rq_http_reply_error(req, 413,
-                            "a message of %zu bytes is over the limit of "
-                            "%" PRIu64 " bytes",
-                            a.message_len,
-                            mcore_config(core)->max_message_bytes);
+        rq_http_reply_fail(req, 413, RQ_CODE_MESSAGE_TOO_LARGE,
+                           "a message of %zu bytes is over the limit of "
+                           "%" PRIu64 " bytes",
+                           a.message_len,
+                           mcore_config(core)->max_message_bytes);
         return;
     }
     if (!policy_utf8_valid(a.message, a.message_len) ||

@@ -19,6 +19,7 @@
 #include "bclient.h"
 #include "qapi.h"
 #include "routing.h"
+#include "rq_codes.h"
 #include "rq_err.h"
 #include "rq_reads.h"
 #include "rq_record.h"
@@ -448,7 +449,8 @@ static bool offsets_after_read(struct mcore *core, struct rq_http_req *req,
     (void)last_try;
     int rv = mstore_consumer(mcore_store(core), id, &cc);
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 404, "no consumer %" PRIu64, id);
+        rq_http_reply_fail(req, 404, RQ_CODE_CONSUMER_NOT_FOUND,
+                           "no consumer %" PRIu64, id);
         return true;
     }
     if (rv != 0) {

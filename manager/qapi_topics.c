@@ -14,6 +14,7 @@
 #include "qapi.h"
 #include "reconcile.h"
 #include "routing.h"
+#include "rq_codes.h"
 #include "rq_err.h"
 #include "rq_log.h"
 
@@ -108,7 +109,8 @@ static void on_topic_created(void *data, int status, uint64_t result)
         register_client(op->core, req, MCMD_PRODUCER_REGISTER, op->topic,
                         op->partition);
     } else if (code == RQ_EXISTS) {
-        rq_http_reply_error(req, 409, "Topic '%s' already exists", op->topic);
+        rq_http_reply_fail(req, 409, RQ_CODE_TOPIC_EXISTS,
+                           "Topic '%s' already exists", op->topic);
     } else if (code != 0) {
         rq_http_reply_error(req, rq_err_http_status(code),
                             "the topic was refused: %s", rq_strerror(code));
@@ -191,7 +193,8 @@ void qapi_topics_create(struct rq_http_req *req, void *data)
     }
     int rv = mstore_topic(mcore_store(core), topic, &t);
     if (rv == 0) {
-        rq_http_reply_error(req, 409, "Topic '%s' already exists", topic);
+        rq_http_reply_fail(req, 409, RQ_CODE_TOPIC_EXISTS,
+                           "Topic '%s' already exists", topic);
         return;
     }
     if (rv != RQ_NOTFOUND) {
@@ -321,12 +324,16 @@ static void on_registered(void *data, int status, uint64_t result)
                           rq_strerror(status));
     } else if (MSTORE_IS_ERR(result)) {
         int code = MSTORE_ERR_CODE(result);
-        rq_http_reply_error(
-            req, code == RQ_INVALID ? 404 : rq_err_http_status(code),
-            code == RQ_NOTFOUND  ? "the topic does not exist"
-            : code == RQ_INVALID ? "the topic has no such partition"
-                                 : "the registration was refused: %s",
-            rq_strerror(code));
+        int http = code == RQ_INVALID ? 404 : rq_err_http_status(code);
+        rq_http_reply_fail(req, http,
+                           code == RQ_NOTFOUND  ? RQ_CODE_TOPIC_NOT_FOUND
+                           : code == RQ_INVALID ? RQ_CODE_PARTITION_NOT_FOUND
+                                                : rq_codes_of_status(http),
+                           code == RQ_NOTFOUND ? "the topic does not exist"
+                           : code == RQ_INVALID
+                               ? "the topic has no such partition"
+                               : "the registration was refused: %s",
+                           rq_strerror(code));
     } else {
         rq_http_reply(req, 200,
                       json_pack("{s:I}", what, (json_int_t)MSTORE_OK(result)));
@@ -378,8 +385,9 @@ static void client_register(struct rq_http_req *req, struct mcore *core,
         return;
     }
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(
-            req, 404, "no topic '%s'; create it first (POST /topics)", topic);
+        rq_http_reply_fail(req, 404, RQ_CODE_TOPIC_NOT_FOUND,
+                           "no topic '%s'; create it first (POST /topics)",
+                           topic);
         return;
     }
     if (rv != 0) {

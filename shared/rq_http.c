@@ -80,6 +80,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "rq_codes.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_json.h"
@@ -911,12 +912,21 @@ static void reply_json(struct rq_http_req *req, unsigned status, json_t *body)
             body, "status",
             json_string(status >= 200 && status < 300 ? "success" : "failure"));
     }
+    /* Every failure names its kind (rq_codes.h): one that does not says
+     * its status's. */
+    const char *st = json_string_value(json_object_get(body, "status"));
+    if (st != NULL && strcmp(st, "failure") == 0 &&
+        json_object_get(body, "code") == NULL) {
+        json_object_set_new(body, "code",
+                            json_string(rq_codes_of_status((int)status)));
+    }
     text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (text == NULL) {
         /* UNTESTED: ENOMEM only. */
         static const char fallback[] =
-            "{\"status\":\"failure\",\"message\":\"out of memory\"}";
+            "{\"status\":\"failure\",\"code\":\"internal_error\",\"message\":"
+            "\"out of memory\"}";
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         resp = MHD_create_response_from_buffer(
             sizeof fallback - 1, (void *)fallback, MHD_RESPMEM_PERSISTENT);
@@ -934,8 +944,8 @@ static void reply_json(struct rq_http_req *req, unsigned status, json_t *body)
     req_reply_response(req, status, resp);
 }
 
-static void reply_errorv(struct rq_http_req *req, int status, const char *fmt,
-                         va_list ap)
+static void reply_failv(struct rq_http_req *req, int status, const char *code,
+                        const char *fmt, va_list ap)
 {
     char msg[512];
     json_t *body = json_object();
@@ -953,8 +963,17 @@ static void reply_errorv(struct rq_http_req *req, int status, const char *fmt,
         text = json_string(msg);
     }
     json_object_set_new(body, "status", json_string("failure"));
+    if (code != NULL) {
+        json_object_set_new(body, "code", json_string(code));
+    }
     json_object_set_new(body, "message", text);
     reply_json(req, (unsigned)status, body);
+}
+
+static void reply_errorv(struct rq_http_req *req, int status, const char *fmt,
+                         va_list ap)
+{
+    reply_failv(req, status, NULL, fmt, ap);
 }
 
 __attribute__((format(printf, 3, 4))) static void reject(
@@ -1767,6 +1786,15 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
     va_list ap;
     va_start(ap, fmt);
     reply_errorv(req, status, fmt, ap);
+    va_end(ap);
+}
+
+void rq_http_reply_fail(struct rq_http_req *req, int status, const char *code,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_failv(req, status, code, fmt, ap);
     va_end(ap);
 }
 

@@ -173,9 +173,15 @@ void rq_http_reply(struct rq_http_req *req, int status, json_t *body);
  * memory" has answered it. */
 void *rq_http_calloc(struct rq_http_req *req, size_t n, size_t size);
 
-/* {"status":"failure","message":...}; formatted like printf. */
+/* {"status":"failure","code":...,"message":...}, the code that of @status
+ * (rq_codes.h); formatted like printf. */
 void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
                          ...) __attribute__((format(printf, 3, 4)));
+/* The same naming the error's kind: @code is one of rq_codes.h's (the
+ * above gives the generic code of @status). */
+void rq_http_reply_fail(struct rq_http_req *req, int status, const char *code,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* A non-JSON reply (Prometheus text, the status page); @body copied. */
 void rq_http_reply_text(struct rq_http_req *req, int status,

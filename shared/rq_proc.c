@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "rq_err.h"
+#include "rq_version.h"
 
 int rq_proc_stat_start_ticks(const char *stat, uint64_t *ticks)
 {
@@ -162,5 +163,16 @@ int rq_proc_metrics_init(struct rq_proc_metrics *p, struct rq_metrics *m)
         }
     }
     rq_metric_set(p->start_time, start_time());
+    static const struct rq_metric_def build = {
+        RQ_METRIC_GAUGE,
+        "raftq_build_info",
+        "1, labelled with the release this process was built as.",
+        {"version"}};
+    const char *version[] = {rq_version()};
+    struct rq_metric *info = rq_metric_get(rq_metrics_add(m, &build), version);
+    if (info == NULL) {
+        return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
+    }
+    rq_metric_set(info, 1);
     return rq_metrics_on_collect(m, collect, p);
 }

@@ -265,6 +265,23 @@ void rq_http_reply_error(struct rq_http_req *req, int status, const char *fmt,
     rq_http_reply(req, status, body);
 }
 
+void rq_http_reply_fail(struct rq_http_req *req, int status, const char *code,
+                        const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    FUZZ_CHECK(code != NULL && code[0] != '\0');
+    json_t *text = json_string(msg);
+    json_t *body = json_object();
+    json_object_set_new(body, "message",
+                        text != NULL ? text : json_string("(not UTF-8)"));
+    json_object_set_new(body, "code", json_string(code));
+    rq_http_reply(req, status, body);
+}
+
 void rq_http_unwatched(struct rq_http_req *req)
 {
     (void)req;

@@ -164,20 +164,21 @@ TALLY = Tally()
 MISMATCHES = []  # With BAD_INPUT_SURVEY set: every wrong answer, not just the first.
 
 
-def expect(addr, method, path, status, words, body=b"", headers=None, what=None):
+def expect(addr, method, path, status, words, body=b"", headers=None, what=None, code=None):
     """The answer must be @status with a JSON failure whose message holds
-    every one of @words (case-insensitive); returns the parsed body."""
+    every one of @words (case-insensitive) and whose code is one of
+    rq_codes.h's for @status (@code, if given); returns the parsed body."""
     if os.environ.get("BAD_INPUT_SURVEY"):
         try:
-            return _expect(addr, method, path, status, words, body, headers, what)
+            return _expect(addr, method, path, status, words, body, headers, what, code)
         except TestFailure as e:
             MISMATCHES.append(str(e))
             print("    MISMATCH " + str(e)[:400], flush=True)
             return None
-    return _expect(addr, method, path, status, words, body, headers, what)
+    return _expect(addr, method, path, status, words, body, headers, what, code)
 
 
-def _expect(addr, method, path, status, words, body, headers, what):
+def _expect(addr, method, path, status, words, body, headers, what, code):
     what = what or "%s %s" % (method, path[:100])
     words = [words] if isinstance(words, str) else words
     if isinstance(body, dict) and any(_too_big(v) for v in _leaves(body)):
@@ -198,6 +199,10 @@ def _expect(addr, method, path, status, words, body, headers, what):
               "%s: message %r does not say %r" % (what, obj["message"], w))
     if status == 503:
         check("retry-after" in hdrs, "%s: 503 without Retry-After" % what)
+    got = obj.get("code")
+    check(test_manager.ERROR_CODES.get(got) in (status, 0),
+          "%s: code %r is not one of rq_codes.h's for %d" % (what, got, status))
+    check(code is None or got == code, "%s: code %r, expected %r" % (what, got, code))
     return obj
 
 
@@ -352,7 +357,7 @@ def barrage_manager(c, addr, topic, pid, cid):
                {"topic_name": "np", "number_of_partitions": v}, what="partitions %r" % (v,))
     expect(addr, "POST", "/topics", 400, "real number overflow",
            b'{"topic_name": "np", "number_of_partitions": 1e400}')
-    expect(addr, "POST", "/topics", 409, "exists", {"topic_name": topic})
+    expect(addr, "POST", "/topics", 409, "exists", {"topic_name": topic}, code="topic_exists")
     # Content types: every body is read as JSON, whatever it says.
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/xml",
                   "application/vnd.raftq.records"):
@@ -371,7 +376,7 @@ def barrage_manager(c, addr, topic, pid, cid):
     # GET /topics/partitions.
     p = "/topics/partitions"
     expect(addr, "GET", p, 400, "topic")
-    expect(addr, "GET", q(p, topic="nope"), 404, "nope")
+    expect(addr, "GET", q(p, topic="nope"), 404, "nope", code="topic_not_found")
     for name in ["../" + topic, topic + "/..", "caf\u00e9", "x" * 129, ""]:
         expect(addr, "GET", q(p, topic=name), 400, "topic", what="partitions of %r" % name[:20])
     expect(addr, "GET", p + "?topic=" + topic + "%00x", 400, "NUL")
@@ -389,9 +394,11 @@ def barrage_manager(c, addr, topic, pid, cid):
         for v in [-1, BIG, "x", 1.5, HUGE, True]:
             expect(addr, "POST", path, 400, "partition",
                    {"topic": topic, "partition_id": v}, what="%s partition %r" % (kind, v))
-        expect(addr, "POST", path, 404, "partition", {"topic": topic, "partition_id": 9})
+        expect(addr, "POST", path, 404, "partition", {"topic": topic, "partition_id": 9},
+               code="partition_not_found")
         expect(addr, "GET", path, 405, "not allowed")
-    expect(addr, "POST", "/consumer/register", 404, "nope", {"topic": "nope"})
+    expect(addr, "POST", "/consumer/register", 404, "nope", {"topic": "nope"},
+           code="topic_not_found")
 
     # POST /producer/produce.
     pp = "/producer/produce"
@@ -404,7 +411,8 @@ def barrage_manager(c, addr, topic, pid, cid):
         expect(addr, "POST", pp, 400, "producer", dict(good, producer_id=v),
                what="producer_id %r" % (v,))
     for v in [0, 987654321]:
-        expect(addr, "POST", pp, 404, "producer", dict(good, producer_id=v))
+        expect(addr, "POST", pp, 404, "producer", dict(good, producer_id=v),
+               code="producer_not_found")
     expect(addr, "POST", pp, 400, "is registered for topic 'other'", dict(good, producer_id=c.other_pid))
     for v in [5, None, ["m"], {"m": 1}, True]:
         expect(addr, "POST", pp, 400, "message", dict(good, message=v), what="message %r" % (v,))
@@ -426,7 +434,8 @@ def barrage_manager(c, addr, topic, pid, cid):
             expect(addr, "GET", q(path, topic=topic, consumer_id=v), 400, "consumer",
                    what="%s consumer_id %r" % (path, v))
         for v in ["0", "987654321"]:
-            expect(addr, "GET", q(path, topic=topic, consumer_id=v), 404, "consumer")
+            expect(addr, "GET", q(path, topic=topic, consumer_id=v), 404, "consumer",
+                   code="consumer_not_found")
         expect(addr, "GET", q(path, topic=topic, consumer_id=c.other_cid), 400, "is registered for topic 'other'")
         for v in ["-1", BIG, "x"]:
             expect(addr, "GET", q(path, topic=topic, consumer_id=cid, partition_id=v), 400,
@@ -452,7 +461,8 @@ def barrage_manager(c, addr, topic, pid, cid):
                         "sequence")]:
         expect(addr, "POST", rp, 400, word, body, what="records %r" % (body,))
     expect(addr, "POST", rp, 404, "partition", {"records": [{"value": "v", "partition_id": 77}]})
-    expect(addr, "POST", "/v1/topics/nope/records", 404, "nope", {"records": [{"value": "v"}]})
+    expect(addr, "POST", "/v1/topics/nope/records", 404, "nope", {"records": [{"value": "v"}]},
+           code="topic_not_found")
     for seg in ["..%2Fetc", "a%00b", "%2e%2e", "caf%C3%A9", "x" * 300]:
         st, obj, _, _ = raw(addr, "POST", "/v1/topics/%s/records" % seg, {"records": [{"value": "v"}]})
         TALLY.add(st)
@@ -503,10 +513,11 @@ def barrage_manager(c, addr, topic, pid, cid):
         expect(addr, "DELETE", "/admin/brokers/%s" % v, 400, "broker", headers=adm,
                what="remove %r" % v)
     expect(addr, "POST", "/admin/brokers/0/drain", 404, "broker 0", headers=adm)
-    expect(addr, "POST", "/admin/brokers/999/drain", 404, "999", headers=adm)
+    expect(addr, "POST", "/admin/brokers/999/drain", 404, "999", headers=adm,
+           code="broker_not_found")
     expect(addr, "DELETE", "/admin/brokers/999", 404, "999", headers=adm)
     lp = "/admin/partitions/%s/%s/leader"
-    expect(addr, "GET", "/admin/topics/nope", 404, "nope", headers=adm)
+    expect(addr, "GET", "/admin/topics/nope", 404, "nope", headers=adm, code="topic_not_found")
     expect(addr, "DELETE", "/admin/topics/nope", 404, "nope", headers=adm)
     for seg in ["caf%C3%A9", "%ff", "%2e%2e", "..", "x" * 129]:
         expect(addr, "GET", "/admin/topics/" + seg, 400, "topic names", headers=adm)

@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import SANITIZER_RE, TestFailure, check, run_suite, wait_until  # noqa: E402
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPAN = 60  # Ports a raftq dev cluster uses from its base port.
 READY_TIMEOUT = 120.0  # raftq dev under ASan on two shared cores.
 CLI_TIMEOUT = 60.0
@@ -725,6 +726,13 @@ def test_usage_and_unreachable(ctx):
         out = cli.ok(*(words + ["--help"]))
         check(out.startswith("usage: raftq " + " ".join(words)),
               "%s --help: %r" % (words, out[:80]))
+
+    # The release, the Makefile's VERSION, with or without a command.
+    with open(os.path.join(REPO, "Makefile")) as f:
+        version = re.search(r"^VERSION := (\S+)$", f.read(), re.M).group(1)
+    for words in ([], ["topic", "list"]):
+        out = cli.ok(*(words + ["--version"]))
+        check(out == "raftq %s\n" % version, "%s --version: %r" % (words, out))
 
 
 def test_port_in_use_and_bad_layout(ctx):

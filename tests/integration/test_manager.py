@@ -86,12 +86,34 @@ def call(addr, method, path, body=None, timeout=HTTP_TIMEOUT, headers=None, quer
         conn.close()
 
 
-def check_failure(st, obj, status, what):
-    """A failure answer: @status, JSON with status "failure" and a message."""
+def error_codes():
+    """The error codes of shared/rq_codes.[ch]: name -> HTTP status."""
+    shared = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "shared")
+    with open(os.path.join(shared, "rq_codes.h")) as f:
+        names = dict(re.findall(r'#define (RQ_CODE_[A-Z_]+) "([a-z_]+)"', f.read()))
+    with open(os.path.join(shared, "rq_codes.c")) as f:
+        text = f.read()
+    codes = {}
+    for name, status in re.findall(r'\{\s*("[a-z_]+"|RQ_CODE_[A-Z_]+),\s*(\d+),', text):
+        codes[names[name] if name in names else name.strip('"')] = int(status)
+    return codes
+
+
+ERROR_CODES = error_codes()
+
+
+def check_failure(st, obj, status, what, code=None):
+    """A failure answer: @status, JSON with status "failure", a message and
+    a code of rq_codes.h that goes with @status (@code, if given)."""
     check(st == status, "%s: expected %d, got %d %r" % (what, status, st, obj))
     check(isinstance(obj, dict) and obj.get("status") == "failure"
           and isinstance(obj.get("message"), str) and len(obj["message"]) > 8,
           "%s: expected a JSON failure with a message, got %r" % (what, obj))
+    got = obj.get("code")
+    check(ERROR_CODES.get(got) in (status, 0),
+          "%s: code %r is not one of rq_codes.h's for %d: %r" % (what, got, status, obj))
+    check(code is None or got == code, "%s: code %r, expected %r" % (what, got, code))
     return obj
 
 
@@ -366,7 +388,7 @@ class Cluster:
         q.update(extra)
         st, obj = self.call(i, "GET", "/consumer/consume", query=q)
         if st == 404:
-            check_failure(st, obj, 404, "consume")
+            check_failure(st, obj, 404, "consume", code="no_new_messages")
             check("no new messages" in obj["message"], "404 message %r" % obj["message"])
             return None
         check_ok(st, obj, "consume at manager%d" % i)

@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import TestFailure, check, run_suite, wait_until  # noqa: E402
-from test_manager import SECRET, Cluster, Unreachable, check_ok  # noqa: E402
+from test_manager import SECRET, Cluster, Unreachable, call, check_ok  # noqa: E402
 
 TOPIC = "mt"
 
@@ -260,6 +260,25 @@ def total(fams, name, **want):
 # ---- Tests -----------------------------------------------------------------
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def release():
+    """VERSION in the Makefile."""
+    with open(os.path.join(REPO, "Makefile")) as f:
+        return re.search(r"^VERSION := (\S+)$", f.read(), re.M).group(1)
+
+
+def check_release(fams, addr, at):
+    """The process at @addr says the Makefile's VERSION in raftq_build_info
+    (@fams, its metrics) and in /healthz."""
+    want = release()
+    got = samples(fams, "raftq_build_info")
+    check(got == [({"version": want}, 1.0)], "%s raftq_build_info %r, not %s" % (at, got, want))
+    st, obj, _ = call(addr, "GET", "/healthz", timeout=5)
+    check(st == 200 and obj.get("version") == want, "%s /healthz %d %r" % (at, st, obj))
+
+
 def test_series_after_traffic(ctx):
     """Produce and consume through every manager; every process's series
     then tell what happened."""
@@ -351,6 +370,7 @@ def test_series_after_traffic(ctx):
               "%s: no fsync timed" % at)
         check(value(f, "raftq_partition_fsync_duration_seconds_sum") > 0, "%s fsync sum" % at)
         check(value(f, "raftq_process_resident_memory_bytes") > 1 << 20, "%s rss" % at)
+        check_release(f, c.b_http[b], at)
         check(value(f, "raftq_process_open_fds") > 10, "%s fds" % at)
         check(value(f, "raftq_process_cpu_seconds_total") > 0, "%s cpu" % at)
     # Every partition's records, once, counted on the leader that took them.
@@ -427,6 +447,7 @@ def test_series_after_traffic(ctx):
                          "raftq_partition_high_watermark_omitted"):
                 check(not samples(mf[i], name), "%s (a follower) reports %s" % (at, name))
         check(value(mf[i], "raftq_process_resident_memory_bytes") > 1 << 20, "%s rss" % at)
+        check_release(mf[i], c.m_http[i], at)
     lf = mf[leader]
     for b in c.brokers:
         age = value(lf, "raftq_broker_heartbeat_age_seconds", broker=b)

@@ -397,6 +397,33 @@ static void test_cmdline_usage_errors_say_why(void **state)
     }
 }
 
+static void test_cmdline_version(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+    /* Alone, or with a command (its arguments then go unchecked). */
+    static const char *const lines[] = {"--version", "topic list --version",
+                                        "consume --version", "--version x"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        int rv = parse(lines[i], NULL, &cl, why, sizeof why);
+        if (rv != 0 || !cl.version || cl.help) {
+            fail_msg("'%s': got %d '%s', version %d", lines[i], rv, why,
+                     cl.version);
+        }
+    }
+    /* Help wins; an unknown option is still refused. */
+    assert_int_equal(parse("--version --help", NULL, &cl, why, sizeof why), 0);
+    assert_true(cl.help);
+    assert_int_equal(parse("--version --bogus", NULL, &cl, why, sizeof why),
+                     RQ_INVALID);
+    assert_non_null(strstr(why, "--bogus"));
+    assert_int_equal(parse("--version=1", NULL, &cl, why, sizeof why),
+                     RQ_INVALID);
+    assert_int_equal(parse("topic list", NULL, &cl, why, sizeof why), 0);
+    assert_false(cl.version);
+}
+
 static void test_cmdline_help_on_every_command(void **state)
 {
     (void)state;
@@ -492,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_cmdline_global_options_anywhere),
         cmocka_unit_test(test_cmdline_environment_fills_what_flags_leave),
         cmocka_unit_test(test_cmdline_usage_errors_say_why),
+        cmocka_unit_test(test_cmdline_version),
         cmocka_unit_test(test_cmdline_help_on_every_command),
         cmocka_unit_test(test_cmdline_u64_is_strict),
     };
