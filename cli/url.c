@@ -3,6 +3,7 @@
  */
 #include "url.h"
 
+#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -157,19 +158,16 @@ void url_path(struct url *u, const char *text)
     put(u, text, strlen(text));
 }
 
+/* @s percent-encoded by libcurl: every byte but [A-Za-z0-9._~-]. */
 static void put_encoded(struct url *u, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-            (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '~' ||
-            *c == '-') {
-            put(u, (const char *)c, 1);
-        } else {
-            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
-            put(u, e, 3);
-        }
+    char *e = curl_easy_escape(NULL, s, 0);
+    if (e == NULL) {
+        u->overflow = true; /* UNTESTED: ENOMEM only; url_done() says. */
+        return;
     }
+    put(u, e, strlen(e));
+    curl_free(e);
 }
 
 void url_segment(struct url *u, const char *seg)

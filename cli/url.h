@@ -5,8 +5,8 @@
  * slash is dropped); url_base_parse() turns either into the canonical
  * "http://HOST:PORT". A request URL is built on a base with a bounded
  * builder: literal path pieces, path segments that are percent-encoded
- * (a topic name never breaks out of its segment), and query parameters
- * with encoded values. Pure: no I/O.
+ * (libcurl's curl_easy_escape: a topic name never breaks out of its
+ * segment), and query parameters with encoded values. No I/O.
  */
 #ifndef URL_H
 #define URL_H

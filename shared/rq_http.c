@@ -70,6 +70,7 @@
 #include "rq_http.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <poll.h>
@@ -260,42 +261,20 @@ static void on_timer(uv_timer_t *t);
 
 /* ---- Small helpers ---- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /*
- * Percent-decodes the NUL-terminated @s in place. False if an escape is
- * malformed or decodes to NUL, which no C string can carry.
+ * Percent-decodes the NUL-terminated @s in place (MHD_http_unescape).
+ * False if an escape is malformed, which MHD would keep as it is, or
+ * decodes to NUL, which no C string can carry.
  */
 static bool percent_decode(char *s)
 {
-    char *out = s;
-    for (const char *in = s; *in != '\0'; in++) {
-        if (*in != '%') {
-            *out++ = *in;
-            continue;
-        }
-        int hi = hex_value(in[1]);
-        int lo = hi < 0 ? -1 : hex_value(in[2]);
-        if (lo < 0 || (hi == 0 && lo == 0)) {
+    for (const char *p = strchr(s, '%'); p != NULL; p = strchr(p + 1, '%')) {
+        if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2])) {
             return false;
         }
-        *out++ = (char)(hi * 16 + lo);
-        in += 2;
     }
-    *out = '\0';
-    return true;
+    size_t n = MHD_http_unescape(s);
+    return strlen(s) == n;
 }
 
 /* ---- Driving MHD from the loop ---- */

@@ -1,12 +1,17 @@
 /*
- * The log sink. It formats a whole line into a stack buffer and writes it at
- * once; a message longer than the buffer is cut and marked with "...".
+ * The log sink. It formats a whole line and writes it at once; a message
+ * longer than LOG_LINE_MAX is cut, on a character boundary, and marked
+ * with "...". JSON lines are written by jansson, which escapes the message
+ * and refuses one that is not UTF-8 (its bytes past ASCII then become '?').
  */
 #include "rq_log.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,23 +74,26 @@ static size_t timestamp(char *buf, size_t n)
     return len;
 }
 
-/* Appends @s to @out as the body of a JSON string, escaping as needed. */
-static size_t json_escape(char *out, size_t n, const char *s)
+/* The JSON line of a message, malloc'd, or NULL (ENOMEM). */
+static char *json_line(const char *ts, enum rq_log_level level, const char *tag,
+                       char *msg)
 {
-    size_t o = 0;
-    for (; *s != '\0' && o + 7 < n; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, n - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
+    json_t *text = json_string(msg);
+    if (text == NULL) {
+        /* Not UTF-8 (a raw path, say): keep the message readable. */
+        for (char *p = msg; *p != '\0'; p++) {
+            if ((unsigned char)*p >= 0x80) {
+                *p = '?';
+            }
         }
+        text = json_string(msg);
     }
-    out[o] = '\0';
-    return o;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o}", "ts", ts, "level",
+                          level_names[level], "proc", proc_name, "tag", tag,
+                          "msg", text);
+    char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return line;
 }
 
 void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
@@ -100,7 +108,12 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
     len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (len >= (int)sizeof msg) {
-        memcpy(msg + sizeof msg - 4, "...", 4);
+        /* Cut before a whole character: never inside a UTF-8 sequence. */
+        size_t cut = sizeof msg - 4;
+        while (cut > 0 && ((unsigned char)msg[cut] & 0xC0) == 0x80) {
+            cut--;
+        }
+        memcpy(msg + cut, "...", 4);
     }
     /* A message never spans lines: newlines inside it become spaces. */
     for (char *p = msg; *p != '\0'; p++) {
@@ -109,17 +122,17 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
         }
     }
     timestamp(ts, sizeof ts);
-    if (format == RQ_LOG_JSON) {
-        char esc[LOG_LINE_MAX + 64];
-        json_escape(esc, sizeof esc, msg);
-        len = snprintf(line, sizeof line,
-                       "{\"ts\":\"%s\",\"level\":\"%s\",\"proc\":\"%s\","
-                       "\"tag\":\"%s\",\"msg\":\"%s\"}\n",
-                       ts, level_names[level], proc_name, tag, esc);
-    } else {
-        len = snprintf(line, sizeof line, "%s %s %s %s: %s\n", ts,
-                       level_names[level], proc_name, tag, msg);
+    char *json = format == RQ_LOG_JSON ? json_line(ts, level, tag, msg) : NULL;
+    if (json != NULL) {
+        /* Whole, however long its escapes made it: one write. */
+        struct iovec v[2] = {{json, strlen(json)}, {(char *)"\n", 1}};
+        ssize_t rv = writev(STDERR_FILENO, v, 2);
+        (void)rv;
+        free(json);
+        return;
     }
+    len = snprintf(line, sizeof line, "%s %s %s %s: %s\n", ts,
+                   level_names[level], proc_name, tag, msg);
     if (len > (int)sizeof line - 1) {
         len = (int)sizeof line - 1;
         line[len - 1] = '\n';
@@ -128,4 +141,3 @@ void rq_log_emit(enum rq_log_level level, const char *tag, const char *fmt, ...)
     ssize_t rv = write(STDERR_FILENO, line, (size_t)len);
     (void)rv;
 }
-

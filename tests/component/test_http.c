@@ -685,13 +685,13 @@ static void test_http_routes_params_and_query(void **state)
     json_decref(v);
     resp_free(&r);
 
-    /* An encoded '/', an empty segment, a bad escape: no such path. */
+    /* An encoded '/', an empty segment, a bad or cut escape, an encoded
+     * NUL: no such path. */
     static const char *const not_found[] = {
-        "/v1/topics/a%2Fb/records",
-        "/v1/topics//records",
-        "/v1/topics/a%zzb/records",
-        "/v1/topics/a/records/",
-        "/nope",
+        "/v1/topics/a%2Fb/records", "/v1/topics//records",
+        "/v1/topics/a%zzb/records", "/v1/topics/a%2/records",
+        "/v1/topics/a%/records",    "/v1/topics/a%00b/records",
+        "/v1/topics/a/records/",    "/nope",
     };
     for (size_t i = 0; i < sizeof not_found / sizeof not_found[0]; i++) {
         char req[256];
@@ -714,7 +714,7 @@ static void test_http_routes_params_and_query(void **state)
 
     struct rq_http_stats s = stats(e);
     assert_int_equal(s.requests, 4);
-    assert_int_equal(s.rejected, 6);
+    assert_int_equal(s.rejected, 9);
     assert_int_equal(s.suspended, 0);
 }
 
