@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "render.h"
 #include "rq_config.h"
 #include "rq_err.h"
 
@@ -65,6 +66,7 @@ enum opt_id {
     OPT_TO,
     OPT_FORCE,
     OPT_WAIT,
+    OPT_FORMAT,
 };
 
 struct opt {
@@ -105,6 +107,7 @@ static const struct opt opts[] = {
     {"to", OPT_TO, true, BIT(CMD_GROUP_RESET)},
     {"force", OPT_FORCE, false, BIT(CMD_CLUSTER_REMOVE_MANAGER)},
     {"wait", OPT_WAIT, true, BIT(CMD_BROKER_DRAIN) | BIT(CMD_BROKER_REMOVE)},
+    {"format", OPT_FORMAT, true, BIT(CMD_CONSUME)},
 };
 
 /* An option as found on the command line. */
@@ -641,6 +644,12 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             }
             out->grants[out->n_grants++] = s;
             return 0;
+        case OPT_FORMAT:
+            if (render_format_check(s, why, whyn) != 0) {
+                return RQ_INVALID;
+            }
+            out->format = s;
+            return 0;
         case OPT_GROUP:
             if (*s == '\0') {
                 rq_why(why, whyn, "--group needs a group name");
@@ -698,6 +707,12 @@ static int check_combinations(struct cmdline *out, char *why, size_t whyn)
         rq_why(why, whyn,
                "--group excludes --consumer, --offset and --partition: the "
                "group assigns partitions and keeps the offsets");
+        return RQ_INVALID;
+    }
+    if (out->format != NULL && out->json) {
+        rq_why(why, whyn,
+               "--json and --format exclude each other: --json prints the "
+               "server's answers");
         return RQ_INVALID;
     }
     if (out->has_offset && out->has_consumer) {
@@ -1029,6 +1044,15 @@ static const char *const helps[] = {
         "  --partition P   the partition (a new consumer is bound to it)\n"
         "  --max N         stop after N messages\n"
         "  --follow        wait for new messages\n"
+        "  --format F      print each message as F says: json (a JSON object "
+        "a line:\n"
+        "                  partition_id, offset, key, timestamp_ms, value) or "
+        "a template\n"
+        "                  with %v value, %k key, %o offset, %p partition, "
+        "%t timestamp\n"
+        "                  (ms; empty where a consumer's read has none), "
+        "%%, \\n, \\t\n"
+        "                  ('%p:%o %v\\n', say)\n"
         "  --group G       consume as a member of consumer group G: the "
         "group's\n"
         "                  members share the topic's partitions; each "

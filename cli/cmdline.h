@@ -130,6 +130,7 @@ struct cmdline {
     size_t n_grants;
     uint64_t token_id;    /* token revoke ID */
     const char *group;    /* consume --group G; group describe|reset|delete G */
+    const char *format;   /* consume --format F (render_format_check) */
     const char *reset_to; /* group reset-offsets --to: earliest, latest or
                              P=OFFSET,... */
     char **values;        /* produce VALUE... (n_values 0 means standard

@@ -13,6 +13,7 @@
 #include "consume.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,16 @@
 
 /* The 404 of a consume with nothing left, as API.md section 1 words it. */
 #define NOTHING_LEFT "no new messages"
+
+/* A consume's 404 for nothing left to read, not for a missing topic or
+ * consumer: its code says (its message, from a manager of an earlier
+ * release). */
+static bool nothing_left(const struct mclient_resp *r)
+{
+    const char *code = json_string_value(json_object_get(r->body, "code"));
+    return code != NULL ? strcmp(code, "no_new_messages") == 0
+                        : strstr(r->message, NOTHING_LEFT) != NULL;
+}
 
 /* An interrupted --follow is how it normally ends. */
 static int follow_end(const struct cmdline *cl, int code)
@@ -89,7 +100,8 @@ static int from_offset(const struct cmdline *cl, struct mclient *c)
         if (cl->json) {
             commands_print_json(r.body);
             n = json_array_size(json_object_get(r.body, "records"));
-        } else if (render_records(r.body, stdout, &n) != 0) {
+        } else if (render_records_as(r.body, cl->format, cl->partition, stdout,
+                                     &n) != 0) {
             fprintf(stderr, "raftq: %s answered something unexpected\n",
                     r.base);
             mclient_resp_clear(&r);
@@ -235,8 +247,7 @@ static int as_consumer(const struct cmdline *cl, struct mclient *c)
         struct mclient_resp r;
         int rv =
             mclient_call(c, "GET", url_done(&u), NULL, 0, &r, why, sizeof why);
-        if (rv == 0 && r.status == 404 &&
-            strstr(r.message, NOTHING_LEFT) != NULL) {
+        if (rv == 0 && r.status == 404 && nothing_left(&r)) {
             mclient_resp_clear(&r);
             if (!cl->follow) {
                 return CLI_OK;
@@ -249,16 +260,21 @@ static int as_consumer(const struct cmdline *cl, struct mclient *c)
         }
         code = commands_outcome(rv, &r, why);
         if (code == CLI_OK) {
-            const char *msg = r.message;
             if (cl->json) {
                 commands_print_json(r.body);
             } else if (!json_is_string(json_object_get(r.body, "message"))) {
                 fprintf(stderr, "raftq: %s answered no message\n", r.base);
                 code = CLI_REFUSED;
             } else {
-                json_t *m = json_object_get(r.body, "message");
-                fwrite(msg, 1, json_string_length(m), stdout);
-                fputc('\n', stdout);
+                /* As a record read's record: what a consume answers. */
+                json_t *rec = json_pack(
+                    "{s:O,s:O?}", "value", json_object_get(r.body, "message"),
+                    "offset", json_object_get(r.body, "offset"));
+                render_record_as(rec, cl->format,
+                                 (uint64_t)json_integer_value(
+                                     json_object_get(r.body, "partition_id")),
+                                 stdout);
+                json_decref(rec);
                 fflush(stdout);
             }
             count++;

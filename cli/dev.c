@@ -10,6 +10,7 @@
 #include "dev.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,6 +39,9 @@ extern char **environ;
 
 #define READY_TIMEOUT_MS 60000
 #define STOP_TIMEOUT_MS 10000
+/* A run's children outlive a supervisor killed with SIGKILL for up to
+ * their own STOP_TIMEOUT_MS. */
+#define LEFTOVER_WAIT_MS 15000
 #define TICK_MS 200
 #define PROBE_TIMEOUT_MS 1000
 #define MAX_CHILDREN (DEVPLAN_MAX_MANAGERS + DEVPLAN_MAX_BROKERS)
@@ -237,43 +241,202 @@ static int settle_layout(struct dev *d, const struct cmdline *cl)
     return rv;
 }
 
-/* Whether @port on 127.0.0.1 can be bound now. SO_REUSEADDR, as the
- * children use, so a port in TIME_WAIT from the last run counts as
- * free and only a listener counts as in use. */
+/* Whether @port on 127.0.0.1 is free for a child: only a listener counts
+ * as in use. A bind with SO_REUSEADDR, as the children's, is not enough
+ * to tell: right after every process of a run was killed, it failed now
+ * and then on a port that held connections in TIME_WAIT only, where the
+ * children's own binds succeed. So a port that cannot be bound is in use
+ * only if something accepts a connection on it. */
 static bool port_free(uint16_t port)
 {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, DEVPLAN_HOST, &a.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return true; /* UNTESTED: no sockets at all; the child will say. */
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, DEVPLAN_HOST, &a.sin_addr);
     bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (ok) {
+        return true;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return true; /* UNTESTED: as above. */
+    }
+    /* On loopback a connect is answered at once: refused when nothing
+     * listens. */
+    ok = connect(fd, (struct sockaddr *)&a, sizeof a) != 0 &&
+         errno == ECONNREFUSED;
     close(fd);
     return ok;
 }
 
-static int check_ports(const struct dev *d)
+/* The start time of process @pid (field 22 of /proc/PID/stat, in clock
+ * ticks since boot), or 0 when there is no such process. A process that is
+ * exiting, or exited and not yet reaped, still has it. */
+static unsigned long long started(long pid)
+{
+    char path[64];
+    char text[1024];
+    unsigned long long t = 0;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    /* After the command name in parentheses, which may hold anything:
+     * state is field 3, start time field 22. */
+    const char *p = strrchr(text, ')');
+    if (p == NULL || sscanf(p + 1,
+                            " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                            &t) != 1) {
+        return 0;
+    }
+    return t;
+}
+
+/* Notes child @pid in DIR/dev/children, "PID START" a line, so that the
+ * next run can tell whether the processes of this one are gone. */
+static void note_child(const struct dev *d, pid_t pid)
+{
+    char path[DEVPLAN_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/children", d->root);
+    FILE *f = fopen(path, d->n_children == 1 ? "w" : "a");
+    if (f != NULL) {
+        fprintf(f, "%ld %llu\n", (long)pid, started(pid));
+        fclose(f);
+    }
+}
+
+/* Children of the last run (DIR/dev/children) that still exist, exiting
+ * ones and those not yet reaped included: until its last process is gone,
+ * one may hold a port (an exiting process keeps its sockets open after its
+ * command line is gone from /proc). */
+static size_t noted_leftovers(const char *root)
+{
+    char path[DEVPLAN_PATH_MAX + 16];
+    long pid;
+    unsigned long long t;
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/children", root);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    while (fscanf(f, "%ld %llu", &pid, &t) == 2) {
+        n += pid > 0 && pid != (long)getpid() && t != 0 && started(pid) == t;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Processes of an earlier run still alive: those noted, and those with an
+ * argument under @root (each child's --data, its TLS files), for a run
+ * that noted none. A supervisor killed with SIGKILL leaves its children
+ * shutting down for a few seconds. */
+static size_t leftovers(const char *root)
+{
+    size_t noted = noted_leftovers(root);
+    if (noted > 0) {
+        return noted;
+    }
+    char want[DEVPLAN_PATH_MAX + 2];
+    char path[64];
+    char args[4096];
+    size_t n = 0;
+    int len = snprintf(want, sizeof want, "%s/", root);
+    DIR *proc = opendir("/proc");
+    if (proc == NULL || len <= 0 || (size_t)len >= sizeof want) {
+        if (proc != NULL) {
+            closedir(proc);
+        }
+        return 0; /* UNTESTED: no /proc; the port check alone decides. */
+    }
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) {
+            continue;
+        }
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        ssize_t got = read(fd, args, sizeof args - 1);
+        close(fd);
+        args[got > 0 ? got : 0] = '\0';
+        for (ssize_t i = 0; i < got; i += (ssize_t)strlen(args + i) + 1) {
+            if (strncmp(args + i, want, (size_t)len) == 0) {
+                n++;
+                break;
+            }
+        }
+    }
+    closedir(proc);
+    return n;
+}
+
+/* The first port of the layout something listens on, or 0. */
+static uint16_t port_in_use(const struct dev *d, int *role, unsigned *id,
+                            int *which)
 {
     for (int r = DEVPLAN_MANAGER; r <= DEVPLAN_BROKER; r++) {
         unsigned n = r == DEVPLAN_MANAGER ? d->plan.managers : d->plan.brokers;
-        for (unsigned id = 1; id <= n; id++) {
-            uint16_t ports[2] = {devplan_http_port(&d->plan, r, id),
-                                 devplan_raft_port(&d->plan, r, id)};
+        for (unsigned i = 1; i <= n; i++) {
+            uint16_t ports[2] = {devplan_http_port(&d->plan, r, i),
+                                 devplan_raft_port(&d->plan, r, i)};
             for (int k = 0; k < 2; k++) {
                 if (!port_free(ports[k])) {
-                    fprintf(stderr,
-                            "raftq dev: port %u (%s %u %s) on %s is in "
-                            "use; stop what listens there, or give another "
-                            "--base-port\n",
-                            ports[k], devplan_role_name(r), id,
-                            k == 0 ? "HTTP" : "Raft", DEVPLAN_HOST);
-                    return RQ_EXISTS;
+                    *role = r;
+                    *id = i;
+                    *which = k;
+                    return ports[k];
                 }
             }
         }
+    }
+    return 0;
+}
+
+/* Every port of the layout free, after waiting up to LEFTOVER_WAIT_MS for
+ * the processes of an earlier run that hold them to exit. */
+static int check_ports(const struct dev *d)
+{
+    uint64_t deadline = 0;
+    int role;
+    unsigned id;
+    int which;
+    uint16_t port;
+    while ((port = port_in_use(d, &role, &id, &which)) != 0) {
+        size_t left = leftovers(d->root);
+        if (deadline == 0 && left > 0) {
+            fprintf(stderr,
+                    "raftq dev: %zu process%s of the last run on %s still "
+                    "running (port %u in use); waiting up to %d s for them "
+                    "to exit\n",
+                    left, left == 1 ? "" : "es", d->plan.data, port,
+                    LEFTOVER_WAIT_MS / 1000);
+            deadline = now_ms() + LEFTOVER_WAIT_MS;
+        }
+        if (deadline == 0 || now_ms() >= deadline) {
+            fprintf(stderr,
+                    "raftq dev: port %u (%s %u %s) on %s is in use; stop "
+                    "what listens there, or give another --base-port\n",
+                    port, devplan_role_name(role), id,
+                    which == 0 ? "HTTP" : "Raft", DEVPLAN_HOST);
+            return RQ_EXISTS;
+        }
+        struct timespec pause = {.tv_nsec = 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
     return 0;
 }
@@ -376,6 +539,7 @@ static int start_child(struct dev *d, enum devplan_role r, unsigned id)
     free(envp);
     c->pid = pid;
     d->n_children++;
+    note_child(d, pid);
     return 0;
 }
 

@@ -346,7 +346,8 @@ static enum step member_step(struct member *m, struct mclient *c,
         commands_print_json(r.body);
         n = json_array_size(json_object_get(r.body, "records"));
     } else {
-        render_records(r.body, stdout, &n); /* Checked above. */
+        /* Checked above. */
+        render_records_as(r.body, cl->format, 0, stdout, &n);
     }
     fflush(stdout);
     *count += n;

@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -575,4 +576,124 @@ int render_records(const json_t *body, FILE *f, uint64_t *n)
     int rv = render_lines(body, "records", record_valid, record_print, f);
     *n = rv == 0 ? json_array_size(json_object_get(body, "records")) : 0;
     return rv;
+}
+
+int render_format_check(const char *fmt, char *why, size_t whyn)
+{
+    if (strcmp(fmt, "json") == 0) {
+        return 0;
+    }
+    for (const char *c = fmt; *c != '\0'; c++) {
+        if (*c == '%' && strchr("vkopt%", c[1] == '\0' ? '?' : c[1]) == NULL) {
+            rq_why(why, whyn,
+                   "--format: '%%%c' is not one of %%v %%k %%o %%p %%t %%%%",
+                   c[1] == '\0' ? ' ' : c[1]);
+            return RQ_INVALID;
+        }
+        if (*c == '\\' && strchr("nt\\", c[1] == '\0' ? '?' : c[1]) == NULL) {
+            rq_why(why, whyn, "--format: '\\%c' is not one of \\n \\t \\\\",
+                   c[1] == '\0' ? ' ' : c[1]);
+            return RQ_INVALID;
+        }
+        if (*c == '%' || *c == '\\') {
+            c++;
+        }
+    }
+    return 0;
+}
+
+/* A string or integer field of @rec as text (nothing when absent). */
+static void put_field(const json_t *rec, const char *name, FILE *f)
+{
+    const json_t *v = json_object_get(rec, name);
+    if (json_is_string(v)) {
+        fwrite(json_string_value(v), 1, json_string_length(v), f);
+    } else if (json_is_integer(v)) {
+        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    }
+}
+
+void render_record_as(const json_t *rec, const char *fmt, uint64_t partition,
+                      FILE *f)
+{
+    if (fmt == NULL) {
+        put_field(rec, "value", f);
+        fputc('\n', f);
+        return;
+    }
+    /* A group's records name their partitions. */
+    const json_t *p = json_object_get(rec, "partition_id");
+    if (json_is_integer(p) && json_integer_value(p) >= 0) {
+        partition = (uint64_t)json_integer_value(p);
+    }
+    if (strcmp(fmt, "json") == 0) {
+        const char *names[] = {"offset", "key", "timestamp_ms", "value"};
+        json_t *o = json_pack("{s:I}", "partition_id", (json_int_t)partition);
+        for (size_t i = 0; o != NULL && i < sizeof names / sizeof names[0];
+             i++) {
+            json_t *v = json_object_get(rec, names[i]);
+            json_object_set_new(o, names[i],
+                                v != NULL ? json_incref(v) : json_null());
+        }
+        char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (text != NULL) {
+            fprintf(f, "%s\n", text);
+        }
+        free(text);
+        json_decref(o);
+        return;
+    }
+    for (const char *c = fmt; *c != '\0'; c++) {
+        if (*c == '%' && c[1] != '\0') {
+            c++;
+            switch (*c) {
+                case 'v':
+                    put_field(rec, "value", f);
+                    break;
+                case 'k':
+                    put_field(rec, "key", f);
+                    break;
+                case 'o':
+                    put_field(rec, "offset", f);
+                    break;
+                case 't':
+                    put_field(rec, "timestamp_ms", f);
+                    break;
+                case 'p':
+                    fprintf(f, "%" PRIu64, partition);
+                    break;
+                default:
+                    fputc(*c, f); /* "%%" */
+            }
+        } else if (*c == '\\' && c[1] != '\0') {
+            c++;
+            fputc(*c == 'n' ? '\n' : *c == 't' ? '\t' : *c, f);
+        } else {
+            fputc(*c, f);
+        }
+    }
+}
+
+int render_records_as(const json_t *body, const char *fmt, uint64_t partition,
+                      FILE *f, uint64_t *n)
+{
+    const json_t *list = json_object_get(body, "records");
+    size_t i;
+    const json_t *r;
+    *n = 0;
+    if (!json_is_array(list)) {
+        return RQ_MALFORMED;
+    }
+    json_array_foreach(list, i, r)
+    {
+        if (!record_valid(r)) {
+            return RQ_MALFORMED;
+        }
+    }
+    json_array_foreach(list, i, r)
+    {
+        render_record_as(r, fmt, partition, f);
+    }
+    *n = json_array_size(list);
+    return 0;
 }

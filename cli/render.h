@@ -55,6 +55,26 @@ int render_offsets(const json_t *body, FILE *f);
 /* A record read answer: each record's value on a line; *n counts them. */
 int render_records(const json_t *body, FILE *f, uint64_t *n);
 
+/*
+ * raftq consume --format: "json" (a JSON object a line: partition_id,
+ * offset, key, timestamp_ms, value; null where unknown) or a template
+ * where %v is the value, %k the key, %o the offset, %p the partition,
+ * %t the timestamp in milliseconds (empty where unknown), %% a '%', and
+ * \n, \t, \\ a newline, a tab, a backslash. 0, or RQ_INVALID with @why.
+ */
+int render_format_check(const char *fmt, char *why, size_t whyn);
+
+/* @rec (an object with "value", and "offset", "key", "timestamp_ms" where
+ * known) of partition @partition (or of its "partition_id") as @fmt
+ * (checked) says; NULL: the value and a newline. */
+void render_record_as(const json_t *rec, const char *fmt, uint64_t partition,
+                      FILE *f);
+
+/* render_records() with a --format: every record of @body (a read of
+ * @partition) as render_record_as() prints it. */
+int render_records_as(const json_t *body, const char *fmt, uint64_t partition,
+                      FILE *f, uint64_t *n);
+
 /* "1.2s", "340ms": an age in milliseconds for people. */
 void render_age(uint64_t ms, char *out, size_t n);
 

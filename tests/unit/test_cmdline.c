@@ -344,6 +344,9 @@ static void test_cmdline_usage_errors_say_why(void **state)
         {"group reset-offsets g", "needs --to"},
         {"group delete g --to earliest", "--to does not apply"},
         {"topic list --group g", "--group does not apply"},
+        {"topic list --format json", "--format does not apply"},
+        {"consume t --format %q", "'%q' is not one of"},
+        {"consume t --format json --json", "--json and --format exclude"},
         {"produce t --batch 10001", "--batch"},
         {"broker drain x", "broker id"},
         {"broker drain 0", "broker id"},
@@ -395,6 +398,23 @@ static void test_cmdline_usage_errors_say_why(void **state)
                      cases[i].line, rv, why, cases[i].says);
         }
     }
+}
+
+static void test_cmdline_consume_format(void **state)
+{
+    (void)state;
+    struct cmdline cl;
+    char why[256];
+    assert_int_equal(parse("consume t", NULL, &cl, why, sizeof why), 0);
+    assert_null(cl.format);
+    assert_int_equal(
+        parse("consume t --format json --group g", NULL, &cl, why, sizeof why),
+        0);
+    assert_string_equal(cl.format, "json");
+    assert_int_equal(parse("consume t --offset 0 --partition 1 --format=%o:%v",
+                           NULL, &cl, why, sizeof why),
+                     0);
+    assert_string_equal(cl.format, "%o:%v");
 }
 
 static void test_cmdline_version(void **state)
@@ -519,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_cmdline_global_options_anywhere),
         cmocka_unit_test(test_cmdline_environment_fills_what_flags_leave),
         cmocka_unit_test(test_cmdline_usage_errors_say_why),
+        cmocka_unit_test(test_cmdline_consume_format),
         cmocka_unit_test(test_cmdline_version),
         cmocka_unit_test(test_cmdline_help_on_every_command),
         cmocka_unit_test(test_cmdline_u64_is_strict),

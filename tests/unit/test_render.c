@@ -297,6 +297,65 @@ static void test_render_offsets_and_records(void **state)
     json_decref(b);
 }
 
+static void test_render_formats(void **state)
+{
+    (void)state;
+    char why[128];
+    struct out o;
+    uint64_t n = 0;
+    /* Templates and their mistakes. */
+    assert_int_equal(render_format_check("json", why, sizeof why), 0);
+    assert_int_equal(
+        render_format_check("%p:%o %k=%v @%t %%\\n\\t\\\\", why, sizeof why),
+        0);
+    assert_int_equal(render_format_check("%x", why, sizeof why), RQ_INVALID);
+    assert_non_null(strstr(why, "'%x'"));
+    assert_int_equal(render_format_check("value %", why, sizeof why),
+                     RQ_INVALID);
+    assert_int_equal(render_format_check("\\q", why, sizeof why), RQ_INVALID);
+    assert_non_null(strstr(why, "\\q"));
+
+    json_t *b = parse(
+        "{\"records\":[{\"offset\":7,\"value\":\"hi\",\"key\":\"k1\","
+        "\"timestamp_ms\":1700000000000},"
+        "{\"offset\":8,\"value\":\"a%b\",\"key\":null,"
+        "\"timestamp_ms\":1700000000001}]}");
+    out_open(&o);
+    assert_int_equal(
+        render_records_as(b, "%p:%o [%k] %v %t%%\\t|\\n", 3, o.f, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(out_done(&o),
+                        "3:7 [k1] hi 1700000000000%\t|\n"
+                        "3:8 [] a%b 1700000000001%\t|\n");
+    free(o.text);
+    out_open(&o);
+    assert_int_equal(render_records_as(b, "json", 3, o.f, &n), 0);
+    assert_string_equal(out_done(&o),
+                        "{\"partition_id\":3,\"offset\":7,\"key\":\"k1\","
+                        "\"timestamp_ms\":1700000000000,\"value\":\"hi\"}\n"
+                        "{\"partition_id\":3,\"offset\":8,\"key\":null,"
+                        "\"timestamp_ms\":1700000000001,\"value\":\"a%b\"}\n");
+    free(o.text);
+    /* No format: the values, as render_records(). */
+    out_open(&o);
+    assert_int_equal(render_records_as(b, NULL, 3, o.f, &n), 0);
+    assert_string_equal(out_done(&o), "hi\na%b\n");
+    free(o.text);
+    json_decref(b);
+
+    /* A group's record names its partition; a consume's has no key. */
+    b = parse("{\"partition_id\":5,\"offset\":1,\"value\":\"v\"}");
+    out_open(&o);
+    render_record_as(b, "%p/%o/%k/%t/%v\\n", 0, o.f);
+    render_record_as(b, "json", 0, o.f);
+    assert_string_equal(out_done(&o),
+                        "5/1///v\n"
+                        "{\"partition_id\":5,\"offset\":1,\"key\":null,"
+                        "\"timestamp_ms\":null,\"value\":\"v\"}\n");
+    free(o.text);
+    json_decref(b);
+}
+
 static void test_render_age(void **state)
 {
     (void)state;
@@ -323,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_render_tokens_table),
         cmocka_unit_test(test_render_managers_with_unreachable_one),
         cmocka_unit_test(test_render_offsets_and_records),
+        cmocka_unit_test(test_render_formats),
         cmocka_unit_test(test_render_age),
     };
     return cmocka_run_group_tests_name("render", tests, NULL, NULL);
