@@ -564,18 +564,9 @@ static bool record_valid(const json_t *r)
     return json_is_string(json_object_get(r, "value"));
 }
 
-static void record_print(const json_t *r, FILE *f)
-{
-    const json_t *v = json_object_get(r, "value");
-    fwrite(json_string_value(v), 1, json_string_length(v), f);
-    fputc('\n', f);
-}
-
 int render_records(const json_t *body, FILE *f, uint64_t *n)
 {
-    int rv = render_lines(body, "records", record_valid, record_print, f);
-    *n = rv == 0 ? json_array_size(json_object_get(body, "records")) : 0;
-    return rv;
+    return render_records_as(body, NULL, 0, f, n);
 }
 
 int render_format_check(const char *fmt, char *why, size_t whyn)
