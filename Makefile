@@ -1,7 +1,9 @@
 # raftq: one Makefile for every binary, test and tool.
 #
 #   make deps    install the Debian packages the build and tests need (fast when present)
-#   make all     release build: build/atm, build/manager, build/broker, build/raftq
+#   make all     release build: build/atm, build/manager, build/broker, build/raftq,
+#                the client library build/lib/libraftq.{a,so} and build/examples
+#   make install PREFIX=DIR  the client library, its header and raftq.pc
 #   make test    ASan+UBSan build in build/asan, then unit, component, integration and deploy tests
 #   make deploy-check  validate deploy/ (compose, Dockerfile, Kubernetes) offline
 #   make test-ui the status page (/ui) in headless Chromium (installs chromium)
@@ -28,7 +30,8 @@ CC ?= cc
 DEB_PKGS := libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
             zlib1g-dev libgnutls28-dev liblz4-dev pkg-config nftables iproute2 python3 tmux curl \
-            openssl autoconf automake libtool make patch xz-utils
+            openssl autoconf automake libtool make patch xz-utils \
+            python3-jsonschema
 PKGS := libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib liblz4
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and
@@ -92,11 +95,20 @@ FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
 obj = $(patsubst %.S,$(BUILD)/obj/%.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1)))
 
 LIB_SHARED := $(BUILD)/lib/libshared.a
+# libraftq, the C client library (libraftq/raftq.h): its own objects,
+# position-independent and with every symbol but the API's hidden, so that
+# the static and the shared library need libcurl, jansson and pthreads
+# alone.
+LIBRAFTQ_SRC := $(wildcard libraftq/*.c)
+LIBRAFTQ_A := $(BUILD)/lib/libraftq.a
+LIBRAFTQ_SO := $(BUILD)/lib/libraftq.so.$(VERSION)
+LIBRAFTQ_LIBS := -lcurl -ljansson -lpthread
+EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 LIB_ATM := $(BUILD)/lib/libatm.a
 LIB_BROKER := $(BUILD)/lib/libbroker.a
 LIB_MANAGER := $(BUILD)/lib/libmanager.a
 LIB_CLI := $(BUILD)/lib/libcli.a
-APP_LIBS := $(if $(CLI_SRC),$(LIB_CLI)) $(if $(MANAGER_SRC),$(LIB_MANAGER)) $(if $(BROKER_SRC),$(LIB_BROKER)) \
+APP_LIBS := $(if $(CLI_SRC),$(LIB_CLI)) $(LIBRAFTQ_A) $(if $(MANAGER_SRC),$(LIB_MANAGER)) $(if $(BROKER_SRC),$(LIB_BROKER)) \
             $(if $(ATM_SRC),$(LIB_ATM)) $(LIB_SHARED) $(RAFT_LIB)
 
 BINS := $(if $(wildcard $(ATM_MAIN)),$(BUILD)/atm) \
@@ -112,12 +124,12 @@ FUZZ_BINS := $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_NAMES))
 .PHONY: fuzz fuzz-deps fuzz-bins fuzz-merge
 .PHONY: raft-lib FORCE
 .PHONY: bench-deps
-.PHONY: all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
+.PHONY: install all deps test test-unit test-integration test-ui chaos test-ui-deps deploy-check run run-atm bench fmt clean check-deps
 .DEFAULT_GOAL := all
 # Keep object files of test binaries between runs.
 .SECONDARY:
 
-all: $(BINS)
+all: $(BINS) $(LIBRAFTQ_A) $(LIBRAFTQ_SO) $(EXAMPLE_BINS)
 
 # Installs those of the Debian packages $(2) that are missing, naming the
 # target $(1) in what it prints: one dpkg-query each when all is there.
@@ -156,6 +168,26 @@ $(BUILD)/obj/%.o: %.c | $(RAFT_LIB)
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/shared/rq_version.o: CPPFLAGS += -DRQ_VERSION='"$(VERSION)"'
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC $< (libraftq)"
+	@$(CC) $(CPPFLAGS) -Ilibraftq $(CFLAGS) -fPIC -fvisibility=hidden \
+	  -DRAFTQ_VERSION='"$(VERSION)"' -c $< -o $@
+$(BUILD)/pic/libraftq/client.o: Makefile
+
+$(LIBRAFTQ_A): $(patsubst %.c,$(BUILD)/pic/%.o,$(LIBRAFTQ_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
+
+$(LIBRAFTQ_SO): $(patsubst %.c,$(BUILD)/pic/%.o,$(LIBRAFTQ_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libraftq.so.0 -o $@ $^ $(LIBRAFTQ_LIBS)
+
+# The examples, built against the static library alone.
+$(BUILD)/examples/%: examples/%.c $(LIBRAFTQ_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Ilibraftq $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBRAFTQ_A) $(LIBRAFTQ_LIBS)
 $(BUILD)/obj/shared/rq_version.o: Makefile
 
 $(BUILD)/obj/%.o: %.S
@@ -186,22 +218,31 @@ $(LIB_CLI): $(call obj,$(CLI_SRC))
 $(BUILD)/raftq: $(call obj,$(CLI_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# The status page is compiled into the manager: manager/ui/index.html becomes
-# the byte array ui_index_html in $(BUILD)/gen/ui_index.h (od and sed only, so
-# a fresh Debian needs nothing more).
-UI_HTML := manager/ui/index.html
-UI_GEN := $(BUILD)/gen/ui_index.h
-
-$(UI_GEN): $(UI_HTML)
-	@mkdir -p $(dir $@)
-	@echo "GEN $@"
+# Files compiled into the manager: the status page (manager/ui/index.html)
+# and the OpenAPI document (manager/openapi.json) become byte arrays in
+# $(BUILD)/gen/*.h (od and sed only, so a fresh Debian needs nothing more).
+# $(1) the generated header, $(2) the array's name.
+define embed
+	@mkdir -p $(dir $(1))
+	@echo "GEN $(1)"
 	@{ echo '/* Generated from $< by make: do not edit. */'; \
-	  echo 'static const unsigned char ui_index_html[] = {'; \
+	  echo 'static const unsigned char $(2)[] = {'; \
 	  od -An -v -tx1 $< | sed -e 's/[0-9a-f][0-9a-f]/0x&,/g'; \
-	  echo '};'; } > $@.tmp && mv $@.tmp $@
+	  echo '};'; } > $(1).tmp && mv $(1).tmp $(1)
+endef
+
+UI_GEN := $(BUILD)/gen/ui_index.h
+OPENAPI_GEN := $(BUILD)/gen/openapi_doc.h
+
+$(UI_GEN): manager/ui/index.html
+	$(call embed,$@,ui_index_html)
+
+$(OPENAPI_GEN): manager/openapi.json
+	$(call embed,$@,openapi_json)
 
 $(BUILD)/obj/manager/ui.o: $(UI_GEN)
-$(BUILD)/obj/manager/ui.o: CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/obj/manager/openapi.o: $(OPENAPI_GEN)
+$(BUILD)/obj/manager/ui.o $(BUILD)/obj/manager/openapi.o: CPPFLAGS += -I$(BUILD)/gen
 
 $(BUILD)/manager: $(call obj,$(MANAGER_MAIN)) $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -238,7 +279,7 @@ $(BUILD)/fuzz-replay/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o \
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(APP_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-test-bins: $(BINS) $(UNIT_BINS) $(COMPONENT_BINS) $(REPLAY_BINS)
+test-bins: $(BINS) $(LIBRAFTQ_A) $(LIBRAFTQ_SO) $(EXAMPLE_BINS) $(UNIT_BINS) $(COMPONENT_BINS) $(REPLAY_BINS)
 
 fuzz-bins: $(FUZZ_BINS)
 
@@ -344,6 +385,19 @@ SCALE_SIM_ARGS ?=
 scale-sim: deps
 	$(MAKE) --no-print-directory all
 	python3 tests/scale/scale_sim.py --build build $(SCALE_SIM_ARGS)
+
+# The client library where PREFIX says (default /usr/local): raftq.h,
+# libraftq.a, libraftq.so with its links and raftq.pc for pkg-config.
+PREFIX ?= /usr/local
+install: $(LIBRAFTQ_A) $(LIBRAFTQ_SO)
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 libraftq/raftq.h $(DESTDIR)$(PREFIX)/include/raftq.h
+	install -m 644 $(LIBRAFTQ_A) $(DESTDIR)$(PREFIX)/lib/libraftq.a
+	install -m 755 $(LIBRAFTQ_SO) $(DESTDIR)$(PREFIX)/lib/libraftq.so.$(VERSION)
+	ln -sf libraftq.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libraftq.so.0
+	ln -sf libraftq.so.0 $(DESTDIR)$(PREFIX)/lib/libraftq.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  libraftq/raftq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/raftq.pc
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,12 +1,14 @@
 /*
- * `raftq produce` (see produce.h).
+ * `raftq produce` (see produce.h), on libraftq's producer (raftq.h).
  *
- * Before the first batch the topic's existence is checked (registering a
- * producer would otherwise create it) and a producer is registered; each
- * batch then carries that producer id and the next sequence number. A
- * batch is sent when it holds --batch records or BATCH_BYTES of keys and
- * values, whichever comes first, so a batch stays far below the brokers'
- * limit whatever the input.
+ * Before the first message the topic's existence is checked (registering a
+ * producer would otherwise create it). Each value then goes to
+ * raftq_produce() as it is read; the library batches them per partition
+ * (--batch records or BATCH_BYTES of keys and values a batch, whichever
+ * comes first), sends each batch under its producer id and a sequence
+ * number, so a batch sent again after a lost answer is not appended twice,
+ * and reports each value's offset. Values given as arguments are printed
+ * with their offsets, in order, once all are delivered.
  */
 #include "produce.h"
 
@@ -16,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "libraftq/raftq.h"
+
 #include "commands.h"
 #include "render.h"
 #include "rq_err.h"
@@ -24,19 +28,26 @@
 #define WHY_LEN 1024
 #define BATCH_BYTES (4u << 20)
 #define PROGRESS_EVERY_MS 200
+/* How long the last deliveries may take once the input has ended. */
+#define FLUSH_MS 120000
+
+/* What the delivery callbacks (on the producer's thread) leave for the
+ * command: counts, the first failure, and for values given as arguments
+ * each one's place. */
+struct outcome {
+    uint64_t delivered;       /* Atomic: read by the progress line. */
+    uint64_t failed;          /* Atomic. */
+    struct raftq_error first; /* Set once by the first failure. */
+    uint32_t *partition;      /* n_values of them, or NULL. */
+    uint64_t *offset;
+};
 
 struct producer {
     const struct cmdline *cl;
-    struct mclient *c;
-    char path[URL_MAX]; /* /v1/topics/{t}/records */
-    uint64_t producer_id;
-    uint64_t sequence;
-    json_t *records; /* The batch being filled. */
-    size_t bytes;
-    uint64_t sent; /* Records acknowledged. */
+    struct raftq_producer *rp;
+    struct outcome out;
     bool progress;
     bool progress_shown;
-    uint64_t batches;
     struct timespec t0, last_shown;
 };
 
@@ -48,9 +59,58 @@ static double seconds_since(const struct timespec *t)
            (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
-/* GET /topics/partitions refuses an unknown topic with 404; then the
- * producer registration (which would create the topic) is not made. */
-static int register_producer(struct producer *p)
+/* A message's place, for its callback: @i is its argument's index, or
+ * SIZE_MAX for a line of standard input. */
+struct slot {
+    struct outcome *o;
+    size_t i;
+};
+
+static void on_delivery(const struct raftq_delivery *d, void *opaque)
+{
+    const struct slot *s = opaque;
+    struct outcome *o = s->o;
+    if (d->err != RAFTQ_OK) {
+        if (__atomic_fetch_add(&o->failed, 1, __ATOMIC_SEQ_CST) == 0) {
+            o->first = *d->e;
+        }
+        return;
+    }
+    if (s->i != SIZE_MAX) {
+        o->partition[s->i] = d->partition;
+        o->offset[s->i] = d->offset;
+    }
+    __atomic_fetch_add(&o->delivered, 1, __ATOMIC_SEQ_CST);
+}
+
+static void show_progress(struct producer *p, bool last)
+{
+    if (!p->progress) {
+        return;
+    }
+    uint64_t n = __atomic_load_n(&p->out.delivered, __ATOMIC_SEQ_CST);
+    if (!last && p->progress_shown &&
+        seconds_since(&p->last_shown) * 1000 < PROGRESS_EVERY_MS) {
+        return;
+    }
+    if (!p->progress_shown &&
+        (last || seconds_since(&p->t0) * 1000 < PROGRESS_EVERY_MS)) {
+        /* Input that took less than a progress interval is not "large". */
+        if (!last || n <= p->cl->batch) {
+            return;
+        }
+    }
+    double secs = seconds_since(&p->t0);
+    fprintf(stderr, "\rproduced %" PRIu64 " records (%.0f/s)%s", n,
+            secs > 0 ? (double)n / secs : 0.0, last ? "\n" : "");
+    fflush(stderr);
+    p->progress_shown = true;
+    clock_gettime(CLOCK_MONOTONIC, &p->last_shown);
+}
+
+/* GET /topics/partitions refuses an unknown topic with 404; then no
+ * producer is registered (which would create the topic). */
+static int check_topic(const struct cmdline *cl, struct mclient *c)
 {
     struct mclient_resp r;
     struct url u;
@@ -58,146 +118,62 @@ static int register_producer(struct producer *p)
 
     url_init(&u, "");
     url_path(&u, "/topics/partitions");
-    url_query(&u, "topic", p->cl->topic);
+    url_query(&u, "topic", cl->topic);
     if (url_done(&u) == NULL) {
         fprintf(stderr, "raftq: the topic name is too long\n");
         return CLI_USAGE;
     }
-    int rv =
-        mclient_call(p->c, "GET", url_done(&u), NULL, 0, &r, why, sizeof why);
+    int rv = mclient_call(c, "GET", url_done(&u), NULL, 0, &r, why, sizeof why);
     int code = commands_outcome(rv, &r, why);
-    if (rv == 0) {
-        mclient_resp_clear(&r);
-    }
-    if (code != CLI_OK) {
-        return code;
-    }
-    json_t *body = json_pack("{s:s}", "topic", p->cl->topic);
-    rv = mclient_call(p->c, "POST", "/producer/register", body, 0, &r, why,
-                      sizeof why);
-    json_decref(body);
-    code = commands_outcome(rv, &r, why);
-    if (code == CLI_OK) {
-        json_t *id = json_object_get(r.body, "producer_id");
-        if (!json_is_integer(id) || json_integer_value(id) <= 0) {
-            fprintf(stderr, "raftq: %s answered no producer_id\n", r.base);
-            code = CLI_REFUSED;
-        } else {
-            p->producer_id = (uint64_t)json_integer_value(id);
-        }
-    }
     if (rv == 0) {
         mclient_resp_clear(&r);
     }
     return code;
 }
 
-static void show_progress(struct producer *p, bool last)
+/* Hands one value to the producer. */
+static int add_value(struct producer *p, const char *value, size_t len,
+                     uint64_t line, struct slot *slot)
 {
-    if (!p->progress || (p->batches < 2 && !p->progress_shown)) {
-        return; /* Input that fits one batch is not "large". */
-    }
-    if (!last && p->progress_shown &&
-        seconds_since(&p->last_shown) * 1000 < PROGRESS_EVERY_MS) {
-        return;
-    }
-    double secs = seconds_since(&p->t0);
-    fprintf(stderr, "\rproduced %" PRIu64 " records (%.0f/s)%s", p->sent,
-            secs > 0 ? (double)p->sent / secs : 0.0, last ? "\n" : "");
-    fflush(stderr);
-    p->progress_shown = true;
-    clock_gettime(CLOCK_MONOTONIC, &p->last_shown);
-}
-
-/* Sends the batch being filled. */
-static int flush_batch(struct producer *p)
-{
-    struct mclient_resp r;
-    char why[WHY_LEN];
-    size_t n = json_array_size(p->records);
-
-    if (n == 0) {
+    const struct cmdline *cl = p->cl;
+    struct raftq_message m = {
+        .topic = cl->topic,
+        .partition = cl->has_partition ? cl->partition : RAFTQ_PARTITION_ANY,
+        .key = cl->key,
+        .key_len = cl->key != NULL ? strlen(cl->key) : 0,
+        .value = value,
+        .value_len = len,
+    };
+    struct raftq_error e;
+    int rv = raftq_produce(p->rp, &m, on_delivery, slot, &e);
+    if (rv == RAFTQ_OK) {
+        show_progress(p, false);
         return CLI_OK;
     }
-    json_t *body = json_pack("{s:O,s:I,s:I}", "records", p->records,
-                             "producer_id", (json_int_t)p->producer_id,
-                             "sequence", (json_int_t)p->sequence);
-    int rv = mclient_call(p->c, "POST", p->path, body, 0, &r, why, sizeof why);
-    json_decref(body);
-    int code = commands_outcome(rv, &r, why);
-    if (code == CLI_OK) {
-        p->sequence++;
-        p->batches++;
-        p->sent += n;
-        if (p->cl->json) {
-            commands_print_json(r.body);
-        } else if (p->cl->n_values > 0 && render_offsets(r.body, stdout) != 0) {
-            fprintf(stderr, "raftq: %s answered something unexpected\n",
-                    r.base);
-            code = CLI_REFUSED;
-        }
-        show_progress(p, false);
-    } else if (p->sent > 0) {
-        fprintf(stderr,
-                "raftq: %" PRIu64
-                " records were produced before "
-                "that\n",
-                p->sent);
+    if (rv == RAFTQ_ERR_INVALID && e.http_status == 0) {
+        fprintf(stderr, "raftq: %s %" PRIu64 " is not UTF-8 text\n",
+                cl->n_values > 0 ? "value" : "line", line);
+    } else {
+        fprintf(stderr, "raftq: %s\n", e.message);
     }
-    if (rv == 0) {
-        mclient_resp_clear(&r);
-    }
-    json_array_clear(p->records);
-    p->bytes = 0;
-    return code;
+    return rv == RAFTQ_ERR_CONNECT || rv == RAFTQ_ERR_UNAVAILABLE
+               ? CLI_UNREACHABLE
+               : CLI_REFUSED;
 }
 
-/* Adds one value to the batch, sending the batch first when full. */
-static int add_value(struct producer *p, const char *value, size_t len,
-                     uint64_t line)
+static int from_stdin(struct producer *p, FILE *in,
+                      const volatile sig_atomic_t *stop)
 {
-    size_t key_len = p->cl->key != NULL ? strlen(p->cl->key) : 0;
-    if (json_array_size(p->records) > 0 &&
-        (json_array_size(p->records) >= p->cl->batch ||
-         p->bytes + len + key_len > BATCH_BYTES)) {
-        int code = flush_batch(p);
-        if (code != CLI_OK) {
-            return code;
-        }
-    }
-    json_t *v = json_stringn(value, len);
-    if (v == NULL) {
-        if (p->cl->n_values > 0) {
-            fprintf(stderr, "raftq: value %" PRIu64 " is not UTF-8 text\n",
-                    line);
-        } else {
-            fprintf(stderr, "raftq: line %" PRIu64 " is not UTF-8 text\n",
-                    line);
-        }
-        return CLI_REFUSED;
-    }
-    json_t *rec = json_pack("{s:o}", "value", v);
-    if (p->cl->key != NULL) {
-        json_object_set_new(rec, "key", json_string(p->cl->key));
-    }
-    if (p->cl->has_partition) {
-        json_object_set_new(rec, "partition_id",
-                            json_integer(p->cl->partition));
-    }
-    json_array_append_new(p->records, rec);
-    p->bytes += len + key_len;
-    return CLI_OK;
-}
-
-static int from_stdin(struct producer *p, FILE *in)
-{
+    static struct slot line_slot;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     uint64_t n = 0;
     int code = CLI_OK;
 
-    while (code == CLI_OK && (len = getline(&line, &cap, in)) >= 0) {
+    line_slot.o = &p->out;
+    line_slot.i = SIZE_MAX;
+    while (code == CLI_OK && !*stop && (len = getline(&line, &cap, in)) >= 0) {
         n++;
         if (len > 0 && line[len - 1] == '\n') {
             len--;
@@ -205,52 +181,149 @@ static int from_stdin(struct producer *p, FILE *in)
         if (len > 0 && line[len - 1] == '\r') {
             len--;
         }
-        code = add_value(p, line, (size_t)len, n);
+        code = add_value(p, line, (size_t)len, n, &line_slot);
     }
     free(line);
-    if (code == CLI_OK) {
-        code = flush_batch(p);
-    }
-    show_progress(p, true);
-    if (code == CLI_OK && !p->cl->json) {
-        printf("produced %" PRIu64 " record%s to topic '%s'\n", p->sent,
-               p->sent == 1 ? "" : "s", p->cl->topic);
-    }
     return code;
 }
 
-int produce_run(const struct cmdline *cl, struct mclient *c, FILE *in,
-                bool progress)
+/* The offsets of the values given as arguments, as the batch API's
+ * answer lists them (for render_offsets and --json). */
+static json_t *offsets_answer(const struct producer *p)
 {
-    struct producer p = {.cl = cl, .c = c, .progress = progress};
-    struct url u;
-    int code;
+    json_t *list = json_array();
+    for (size_t i = 0; i < p->cl->n_values; i++) {
+        json_array_append_new(
+            list, json_pack("{s:I, s:I}", "partition_id",
+                            (json_int_t)p->out.partition[i], "offset",
+                            (json_int_t)p->out.offset[i]));
+    }
+    return json_pack("{s:s, s:o}", "status", "success", "offsets", list);
+}
 
-    url_init(&u, "");
-    url_path(&u, "/v1/topics/");
-    url_segment(&u, cl->topic);
-    url_path(&u, "/records");
-    if (url_done(&u) == NULL) {
-        fprintf(stderr, "raftq: the topic name is too long\n");
+static int open_producer(const struct cmdline *cl, struct raftq_client **rc,
+                         struct raftq_producer **rp)
+{
+    char bases[URL_BASES_MAX][URL_MAX];
+    char why[WHY_LEN];
+    size_t n;
+    if (url_bases_parse(cl->managers, bases, &n, why, sizeof why) != 0) {
+        fprintf(stderr, "raftq: --managers: %s\n", why);
         return CLI_USAGE;
     }
-    snprintf(p.path, sizeof p.path, "%s", url_done(&u));
-    code = register_producer(&p);
+    char list[URL_BASES_MAX * (URL_MAX + 1)];
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+                                i > 0 ? "," : "", bases[i]);
+    }
+    struct raftq_config cfg = {
+        .managers = list,
+        .token = cl->token,
+        .ca_file = cl->cacert,
+        .timeout_ms = (uint32_t)cl->timeout_ms,
+    };
+    struct raftq_producer_config pc;
+    raftq_producer_config_init(&pc);
+    pc.batch_bytes = BATCH_BYTES;
+    pc.buffer_bytes = 4 * BATCH_BYTES;
+    pc.batch_records = cl->batch;
+    /* Values without key or partition spread over the partitions one by
+     * one, as a batch to the managers' API does (a consumer group shares
+     * them out). */
+    pc.partitioner = RAFTQ_PARTITIONER_ROUND_ROBIN;
+    struct raftq_error e;
+    if (raftq_client_new(&cfg, rc, &e) != RAFTQ_OK) {
+        fprintf(stderr, "raftq: %s\n", e.message);
+        return CLI_USAGE;
+    }
+    if (raftq_producer_new(*rc, &pc, rp, &e) != RAFTQ_OK) {
+        fprintf(stderr, "raftq: %s\n", e.message); /* UNTESTED: ENOMEM. */
+        raftq_client_free(*rc);
+        return CLI_REFUSED;
+    }
+    return CLI_OK;
+}
+
+int produce_run(const struct cmdline *cl, struct mclient *c, FILE *in,
+                bool progress, const volatile sig_atomic_t *stop)
+{
+    struct producer p = {.cl = cl, .progress = progress};
+    struct raftq_client *rc;
+    int code = check_topic(cl, c);
     if (code != CLI_OK) {
         return code;
     }
-    p.records = json_array();
-    clock_gettime(CLOCK_MONOTONIC, &p.t0);
-    if (cl->n_values == 0) {
-        code = from_stdin(&p, in);
-    } else {
-        for (size_t i = 0; i < cl->n_values && code == CLI_OK; i++) {
-            code = add_value(&p, cl->values[i], strlen(cl->values[i]), i + 1);
-        }
-        if (code == CLI_OK) {
-            code = flush_batch(&p);
+    code = open_producer(cl, &rc, &p.rp);
+    if (code != CLI_OK) {
+        return code;
+    }
+    struct slot *slots = NULL;
+    if (cl->n_values > 0) {
+        slots = calloc(cl->n_values, sizeof *slots);
+        p.out.partition = calloc(cl->n_values, sizeof *p.out.partition);
+        p.out.offset = calloc(cl->n_values, sizeof *p.out.offset);
+        if (slots == NULL || p.out.partition == NULL || p.out.offset == NULL) {
+            code = CLI_REFUSED; /* UNTESTED: ENOMEM only. */
         }
     }
-    json_decref(p.records);
+    clock_gettime(CLOCK_MONOTONIC, &p.t0);
+    if (code == CLI_OK && cl->n_values == 0) {
+        code = from_stdin(&p, in, stop);
+    } else {
+        for (size_t i = 0; i < cl->n_values && code == CLI_OK; i++) {
+            slots[i] = (struct slot){&p.out, i};
+            code = add_value(&p, cl->values[i], strlen(cl->values[i]), i + 1,
+                             &slots[i]);
+        }
+    }
+    /* What was handed over is delivered (or fails) whatever came after. */
+    while (raftq_producer_flush(p.rp, PROGRESS_EVERY_MS) == RAFTQ_ERR_TIMEOUT) {
+        show_progress(&p, false);
+    }
+    struct raftq_producer_stats st;
+    raftq_producer_stats(p.rp, &st);
+    if (st.retries > 0) {
+        /* Worth knowing: a manager or the network failed under the run. */
+        fprintf(stderr,
+                "raftq: %" PRIu64
+                " batch%s sent again after a lost or "
+                "failed answer (each appended once)\n",
+                st.retries, st.retries == 1 ? " was" : "es were");
+    }
+    raftq_producer_free(p.rp);
+    raftq_client_free(rc);
+    show_progress(&p, true);
+    uint64_t failed = p.out.failed;
+    if (failed > 0) {
+        fprintf(stderr, "raftq: %" PRIu64 " record%s not produced: %s\n",
+                failed, failed == 1 ? " was" : "s were", p.out.first.message);
+        code = p.out.first.err == RAFTQ_ERR_CONNECT ||
+                       p.out.first.err == RAFTQ_ERR_UNAVAILABLE ||
+                       p.out.first.err == RAFTQ_ERR_TIMEOUT
+                   ? CLI_UNREACHABLE
+                   : CLI_REFUSED;
+    }
+    if (code == CLI_OK && *stop) {
+        code = CLI_INTERRUPTED;
+    }
+    if (code == CLI_OK && cl->n_values > 0) {
+        json_t *answer = offsets_answer(&p);
+        if (cl->json) {
+            commands_print_json(answer);
+        } else {
+            render_offsets(answer, stdout);
+        }
+        json_decref(answer);
+    } else if (code == CLI_OK && !cl->json) {
+        printf("produced %" PRIu64 " record%s to topic '%s'\n", p.out.delivered,
+               p.out.delivered == 1 ? "" : "s", cl->topic);
+    } else if (code != CLI_OK && p.out.delivered > 0) {
+        fprintf(stderr, "raftq: %" PRIu64 " record%s produced\n",
+                p.out.delivered, p.out.delivered == 1 ? " was" : "s were");
+    }
+    free(slots);
+    free(p.out.partition);
+    free(p.out.offset);
     return code;
 }

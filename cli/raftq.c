@@ -75,7 +75,8 @@ static int run_client(const struct cmdline *cl)
     int code;
     switch (cl->cmd) {
         case CMD_PRODUCE:
-            code = produce_run(cl, c, stdin, isatty(STDOUT_FILENO) == 1);
+            code = produce_run(cl, c, stdin, isatty(STDOUT_FILENO) == 1,
+                               &stop_requested);
             break;
         case CMD_CONSUME:
             code = cl->group != NULL ? group_consume(cl, c, &stop_requested)

@@ -1304,10 +1304,10 @@ void admin_token_revoke(struct rq_http_req *req, void *data)
     }
     free(list);
     if (!known) {
-        rq_http_reply_error(req, 404,
-                            "no token %llu (revoked already, or never "
-                            "created; see GET /admin/tokens)",
-                            (unsigned long long)id);
+        rq_http_reply_fail(req, 404, RQ_CODE_TOKEN_NOT_FOUND,
+                           "no token %llu (revoked already, or never "
+                           "created; see GET /admin/tokens)",
+                           (unsigned long long)id);
         return;
     }
     struct mcmd c = {.type = MCMD_TOKEN_REVOKE};

@@ -829,13 +829,8 @@ static const struct rq_fsm_ops fsm_ops = {
 /* ---- Routes ---- */
 
 static const struct rq_http_route routes[] = {
-    {"GET", "/healthz", admin_healthz},
-    {"GET", "/readyz", admin_readyz},
-    {"GET", "/metrics", admin_metrics},
-    {"GET", "/ui", ui_page},
-    {"GET", "/ui/", ui_page},
+    MANAGER_SERVICE_ROUTES,
     MANAGER_PARSING_ROUTES,
-    {"GET", "/admin/managers", admin_managers},
     /* The managers' own: only managers call them (tests and tools that
      * compare managers' states sign as one). */
     {"GET", "/internal/read-index", mcore_read_index, RQ_HTTPSIG_M2M},
@@ -844,8 +839,6 @@ static const struct rq_http_route routes[] = {
     {"GET", "/internal/version", internal_version, RQ_HTTPSIG_M2M},
     {"POST", "/internal/managers/{id}", internal_manager_addr, RQ_HTTPSIG_M2M},
     {"POST", "/internal/managers/{id}/join", mmember_join, RQ_HTTPSIG_M2M},
-    {"POST", "/admin/managers", mmember_add},
-    {"DELETE", "/admin/managers/{id}", mmember_remove},
 };
 
 /* ---- Shutdown ---- */
@@ -1174,6 +1167,10 @@ static int start(void *self, uv_loop_t *loop, char *why, size_t whyn)
     int rv;
 
     m->loop = loop;
+    if (openapi_init() != 0) {
+        snprintf(why, whyn, "the compiled-in OpenAPI document is broken");
+        return RQ_INVALID;
+    }
     if (getrandom(&m->origin, sizeof m->origin, 0) != sizeof m->origin) {
         snprintf(why, whyn, "getrandom: %s", strerror(errno));
         return RQ_IO;
@@ -1341,6 +1338,7 @@ static int finish(void *self)
     rq_keys_wipe(&m->keys, sizeof m->keys);
     rq_metrics_free(m->metrics);
     rq_tls_free(m->tls);
+    openapi_close();
     return 0;
 }
 

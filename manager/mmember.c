@@ -16,6 +16,7 @@
 #include "mcore.h"
 #include "mstore.h"
 #include "mconfig.h"
+#include "rq_codes.h"
 #include "rq_config.h"
 #include "rq_err.h"
 #include "rq_http.h"
@@ -577,8 +578,8 @@ void mmember_remove(struct rq_http_req *req, void *data)
     }
     const struct raft_server *s = server_of(c, id);
     if (s == NULL) {
-        rq_http_reply_error(req, 404, "manager %" PRIu64 " is not a member",
-                            id);
+        rq_http_reply_fail(req, 404, RQ_CODE_MANAGER_NOT_FOUND,
+                           "manager %" PRIu64 " is not a member", id);
         return;
     }
     unsigned left = voters(c) - (s->role == RAFT_VOTER);

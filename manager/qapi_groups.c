@@ -108,10 +108,10 @@ static bool group_load(struct mcore *core, struct rq_http_req *req,
 {
     int rv = mstore_cgroup(mcore_store(core), name, g);
     if (rv == RQ_NOTFOUND && as_member != NULL) {
-        rq_http_reply_error(req, 409,
-                            "member %s is not in group %s (the group does "
-                            "not exist); join again",
-                            as_member, name);
+        rq_http_reply_fail(req, 409, RQ_CODE_MEMBER_UNKNOWN,
+                           "member %s is not in group %s (the group does "
+                           "not exist); join again",
+                           as_member, name);
         return false;
     }
     if (rv == RQ_NOTFOUND) {
@@ -147,10 +147,10 @@ static int member_partitions(struct mcore *core, struct rq_http_req *req,
     }
     free(ms);
     if (rv == 0 && !in) {
-        rq_http_reply_error(req, 409,
-                            "member %s is not in group %s (it left, or its "
-                            "session expired); join again",
-                            member, group);
+        rq_http_reply_fail(req, 409, RQ_CODE_MEMBER_UNKNOWN,
+                           "member %s is not in group %s (it left, or its "
+                           "session expired); join again",
+                           member, group);
         return RQ_NOTFOUND;
     }
     if (rv == 0) {
@@ -392,11 +392,11 @@ static void on_left(void *data, int status, uint64_t result)
             mcore_unavailable(req, "the leave was not committed: %s; retry",
                               rq_strerror(status));
         } else if (MSTORE_IS_ERR(result)) {
-            rq_http_reply_error(req, 409,
-                                "member %s is not in group %s (it left "
-                                "already, or its session expired); join "
-                                "again to consume",
-                                op->members[0], op->group);
+            rq_http_reply_fail(req, 409, RQ_CODE_MEMBER_UNKNOWN,
+                               "member %s is not in group %s (it left "
+                               "already, or its session expired); join "
+                               "again to consume",
+                               op->members[0], op->group);
         } else {
             rq_http_reply(req, 200, NULL);
         }
@@ -457,11 +457,11 @@ static void on_group_committed(void *data, int status, uint64_t result)
             mcore_unavailable(req, "the offsets were not committed: %s; retry",
                               rq_strerror(status));
         } else if (code == CGROUP_PLAN_FENCED) {
-            rq_http_reply_error(req, 409,
-                                "the commit of member %s was fenced off: "
-                                "group %s changed while it was proposed; "
-                                "join again",
-                                op->member, op->group);
+            rq_http_reply_fail(req, 409, RQ_CODE_FENCED,
+                               "the commit of member %s was fenced off: "
+                               "group %s changed while it was proposed; "
+                               "join again",
+                               op->member, op->group);
         } else if (code != 0) {
             rq_http_reply_error(req, rq_err_http_status(code),
                                 "the offsets were refused: %s",
@@ -577,10 +577,10 @@ void qapi_group_commit(struct rq_http_req *req, void *data)
     free(owner);
     if (fenced != 0) {
         mcmd_clear(&c);
-        rq_http_reply_error(req, 409,
-                            "the commit of member %s in group %s is fenced "
-                            "off: %s; join again",
-                            member, group, why);
+        rq_http_reply_fail(req, 409, RQ_CODE_FENCED,
+                           "the commit of member %s in group %s is fenced "
+                           "off: %s; join again",
+                           member, group, why);
         return;
     }
     cgroup_touch(coordinator(core), group, member, mcore_now(core));
@@ -728,10 +728,10 @@ static bool fetch_still_owned(struct fetch *f, struct rq_http_req *req)
     size_t n;
     int rv = mstore_cgroup(mcore_store(f->core), f->group, &g);
     if (rv == RQ_NOTFOUND) {
-        rq_http_reply_error(req, 409,
-                            "member %s is not in group %s (the group is gone); "
-                            "join again",
-                            f->member, f->group);
+        rq_http_reply_fail(req, 409, RQ_CODE_MEMBER_UNKNOWN,
+                           "member %s is not in group %s (the group is gone); "
+                           "join again",
+                           f->member, f->group);
         return false;
     }
     if (rv != 0) {
@@ -1267,10 +1267,10 @@ static void on_group_admin(void *data, int status, uint64_t result)
             mcore_unavailable(req, "the change was not committed: %s; retry",
                               rq_strerror(status));
         } else if (code == RQ_EXISTS) {
-            rq_http_reply_error(req, 409,
-                                "group %s has live members: stop them (or "
-                                "wait for their sessions to expire) first",
-                                op->group);
+            rq_http_reply_fail(req, 409, RQ_CODE_GROUP_ACTIVE,
+                               "group %s has live members: stop them (or "
+                               "wait for their sessions to expire) first",
+                               op->group);
         } else if (code == RQ_NOTFOUND) {
             rq_http_reply_fail(req, 404, RQ_CODE_GROUP_NOT_FOUND, "no group %s",
                                op->group);
@@ -1300,11 +1300,11 @@ static void group_admin_propose(struct mcore *core, struct rq_http_req *req,
 static bool no_members(struct rq_http_req *req, const struct mstore_cgroup *g)
 {
     if (g->n_members > 0) {
-        rq_http_reply_error(req, 409,
-                            "group %s has %" PRIu32
-                            " live members: stop them (or wait for their "
-                            "sessions to expire) first",
-                            g->name, g->n_members);
+        rq_http_reply_fail(req, 409, RQ_CODE_GROUP_ACTIVE,
+                           "group %s has %" PRIu32
+                           " live members: stop them (or wait for their "
+                           "sessions to expire) first",
+                           g->name, g->n_members);
         return false;
     }
     return true;

@@ -753,7 +753,12 @@ static bool batch_now(struct mcore *core, struct rq_http_req *req, void *arg,
     if (status != 0) {
         batch_free(b);
         free(parts);
-        rq_http_reply_error(req, status, "%s", why);
+        /* The specific codes of its failures; a 400 keeps the generic. */
+        rq_http_reply_fail(req, status,
+                           status == 404   ? RQ_CODE_PARTITION_NOT_FOUND
+                           : status == 413 ? RQ_CODE_MESSAGE_TOO_LARGE
+                                           : NULL,
+                           "%s", why);
         return true;
     }
     b->pending = 1; /* Until every call is started. */

@@ -15,6 +15,8 @@
 #define MANAGER_ROUTES_H
 
 #include "admin.h"
+#include "mmember.h"
+#include "openapi.h"
 #include "qapi.h"
 #include "qapi_consume.h"
 #include "qapi_groups.h"
@@ -22,6 +24,7 @@
 #include "qapi_read.h"
 #include "qapi_topics.h"
 #include "rq_httpsig.h"
+#include "ui.h"
 
 /* clang-format off */
 #define MANAGER_PARSING_ROUTES                                               \
@@ -70,6 +73,21 @@
      RQ_HTTPSIG_B2M | RQ_HTTPSIG_M2M},                                       \
     {"POST", "/internal/brokers/{id}/heartbeat", admin_broker_heartbeat,     \
      RQ_HTTPSIG_B2M | RQ_HTTPSIG_M2M}
+
+/* What manager.c serves beside them that a user or an operator calls: the
+ * health and metrics routes, the status page, this API's OpenAPI document
+ * and the managers' membership. With the routes above, exactly what
+ * manager/openapi.json documents (tests/unit/test_openapi.c). */
+#define MANAGER_SERVICE_ROUTES                                               \
+    {"GET", "/healthz", admin_healthz},                                      \
+    {"GET", "/readyz", admin_readyz},                                        \
+    {"GET", "/metrics", admin_metrics},                                      \
+    {"GET", "/openapi.json", openapi_page},                                  \
+    {"GET", "/ui", ui_page},                                                 \
+    {"GET", "/ui/", ui_page},                                                \
+    {"GET", "/admin/managers", admin_managers},                              \
+    {"POST", "/admin/managers", mmember_add},                                \
+    {"DELETE", "/admin/managers/{id}", mmember_remove}
 /* clang-format on */
 
 #endif /* MANAGER_ROUTES_H */

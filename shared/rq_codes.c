@@ -42,6 +42,17 @@ const struct rq_code rq_codes[] = {
     {RQ_CODE_WRONG_TOPIC, 400,
      "The producer or consumer was registered for another topic."},
     {RQ_CODE_MESSAGE_TOO_LARGE, 413, "A message is larger than the limit."},
+    {RQ_CODE_MEMBER_UNKNOWN, 409,
+     "The member is not in the group (it left, its session expired or the "
+     "group is gone); join again."},
+    {RQ_CODE_FENCED, 409,
+     "The commit's generation is not the group's, or it names a partition "
+     "the member does not own; its records go to their new owner."},
+    {RQ_CODE_GROUP_ACTIVE, 409,
+     "The group has live members; stop them, or wait for their sessions to "
+     "expire, first."},
+    {RQ_CODE_MANAGER_NOT_FOUND, 404, "No manager of that id."},
+    {RQ_CODE_TOKEN_NOT_FOUND, 404, "No token of that id (or revoked)."},
     {RQ_CODE_NOT_LEADER, 421,
      "This broker does not lead the partition; leader_http names the one "
      "that does."},

@@ -24,6 +24,11 @@
 #define RQ_CODE_TOPIC_EXISTS "topic_exists"
 #define RQ_CODE_WRONG_TOPIC "wrong_topic"
 #define RQ_CODE_MESSAGE_TOO_LARGE "message_too_large"
+#define RQ_CODE_MEMBER_UNKNOWN "member_unknown"
+#define RQ_CODE_FENCED "fenced"
+#define RQ_CODE_GROUP_ACTIVE "group_active"
+#define RQ_CODE_MANAGER_NOT_FOUND "manager_not_found"
+#define RQ_CODE_TOKEN_NOT_FOUND "token_not_found"
 #define RQ_CODE_NOT_LEADER "not_leader"
 #define RQ_CODE_NO_LEADER "no_leader"
 
