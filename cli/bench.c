@@ -16,6 +16,10 @@
  *      buffer at each send.
  *   3. Run the load (loadgen.h) and print the figures.
  *
+ * lib_produce_100b is the exception: it measures the client library
+ * (bench_lib.h), one raftq_produce() call a message, so it only has step 1
+ * and its "in-flight" is the library's limit of requests in flight.
+ *
  * Messages per second count messages, not requests: a batch of 1000
  * records is 1000, a read counts the records it returned (its
  * next_offset less the offset asked, read from the answer without
@@ -33,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_lib.h"
 #include "commands.h"
 #include "group.h"
 #include "hresp.h"
@@ -64,7 +69,7 @@
 #define RECORD_JSON 48 /* The bytes of a batch record besides its value. */
 #define FILL_LIMIT_MS 120000
 
-enum kind { PRODUCE, BATCH, READ, CONSUME, COMMIT, HEALTHZ, GROUP };
+enum kind { PRODUCE, BATCH, READ, CONSUME, COMMIT, HEALTHZ, GROUP, LIBPRODUCE };
 
 struct bench_case {
     const char *id;
@@ -79,6 +84,7 @@ static const struct bench_case cases[] = {
     {"produce_100b_many", PRODUCE, 100, 64, 1, true},
     {"produce_1k_many", PRODUCE, 1024, 64, 1, true},
     {"produce_1_inflight", PRODUCE, 100, 1, 1, true},
+    {"lib_produce_100b", LIBPRODUCE, 100, BENCH_LIB_IN_FLIGHT, 1, true},
     {"batch_1k_x1000", BATCH, 1024, 12, 12, true},
     {"read_batch_1000_100b", READ, 100, 12, 12, true},
     {"read_batch_1000_1k", READ, 1024, 12, 12, true},
@@ -762,6 +768,7 @@ static int setup(struct run *r, const volatile sig_atomic_t *stop)
             return fill(r, stop, (records + r->batch - 1) / r->batch);
         }
         case HEALTHZ:
+        case LIBPRODUCE:
             break;
     }
     return CLI_OK;
@@ -785,20 +792,6 @@ struct gmember {
     uint64_t done_ns; /* When it stopped. */
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static double cpu_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void gmember_error(struct gmember *m, const char *what, long status,
                           const char *message)
 {
@@ -814,7 +807,7 @@ static bool gmember_cycle(struct gmember *m, char *path, size_t n)
 {
     struct mclient_resp resp;
     char why[WHY_LEN];
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = bench_lib_now_ns();
     snprintf(path, n, "/v1/groups/%s/records?member_id=%s&max=%u", m->r->topic,
              m->id, m->r->batch);
     if (mclient_call(m->c, "GET", path, NULL, 0, &resp, why, sizeof why) != 0) {
@@ -866,7 +859,7 @@ static bool gmember_cycle(struct gmember *m, char *path, size_t n)
         m->lat_us = p;
         m->cap_lat = cap;
     }
-    m->done_ns = mono_ns();
+    m->done_ns = bench_lib_now_ns();
     m->lat_us[m->n_lat++] = (uint32_t)((m->done_ns - t0) / 1000);
     return true;
 }
@@ -878,7 +871,7 @@ static void *gmember_run(void *arg)
     unsigned empty = 0;
     /* The end is the last cycle's that brought records, not the empty
      * fetches' after it. */
-    while (!*m->stop && mono_ns() < m->deadline_ns && empty < 3) {
+    while (!*m->stop && bench_lib_now_ns() < m->deadline_ns && empty < 3) {
         empty = gmember_cycle(m, path, sizeof path) ? 0 : empty + 1;
     }
     return NULL;
@@ -917,8 +910,8 @@ static int group_load(struct run *r, const volatile sig_atomic_t *stop,
         }
     }
     uint32_t started = 0;
-    uint64_t t0 = mono_ns();
-    double cpu0 = cpu_seconds();
+    uint64_t t0 = bench_lib_now_ns();
+    double cpu0 = bench_lib_cpu_seconds();
     for (uint32_t i = 0; i < r->in_flight && code == CLI_OK; i++) {
         ms[i].deadline_ns = t0 + r->cl->seconds_ms * 1000000u;
         ms[i].done_ns = t0;
@@ -933,7 +926,7 @@ static int group_load(struct run *r, const volatile sig_atomic_t *stop,
         pthread_join(th[i], NULL);
         end = ms[i].done_ns > end ? ms[i].done_ns : end;
     }
-    res->cpu_seconds = cpu_seconds() - cpu0;
+    res->cpu_seconds = bench_lib_cpu_seconds() - cpu0;
     res->seconds = (double)(end - t0) / 1e9;
     res->interrupted = *stop != 0;
     snprintf(path, sizeof path, "/v1/groups/%s/leave", r->topic);
@@ -980,9 +973,15 @@ static int run_case(struct run *r, const volatile sig_atomic_t *stop,
     struct loadgen_result res;
     int code = setup(r, stop);
     if (code == CLI_OK) {
-        code = r->kind == GROUP ? group_load(r, stop, &res)
-                                : load(r, stop, r->in_flight, WARMUP_MS,
-                                       r->cl->seconds_ms, 0, &res);
+        if (r->kind == GROUP) {
+            code = group_load(r, stop, &res);
+        } else if (r->kind == LIBPRODUCE) {
+            code = bench_lib_produce(r->cl, r->topic, r->size, r->in_flight,
+                                     WARMUP_MS, r->cl->seconds_ms, stop, &res);
+        } else {
+            code = load(r, stop, r->in_flight, WARMUP_MS, r->cl->seconds_ms, 0,
+                        &res);
+        }
         if (code == CLI_OK) {
             if (!r->cl->json && !*header_printed) {
                 print_header();

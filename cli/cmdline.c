@@ -11,12 +11,13 @@
 #include "cmdline.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "render.h"
 #include "rq_config.h"
 #include "rq_err.h"
 
-#define BIT(c) (1u << (c))
+#define BIT(c) (UINT64_C(1) << (c))
 #define CLIENT_CMDS                                                           \
     (BIT(CMD_TOPIC_CREATE) | BIT(CMD_TOPIC_LIST) | BIT(CMD_TOPIC_DESCRIBE) |  \
      BIT(CMD_TOPIC_DELETE) | BIT(CMD_PRODUCE) | BIT(CMD_CONSUME) |            \
@@ -26,8 +27,10 @@
      BIT(CMD_BENCH) | BIT(CMD_GROUP_LIST) | BIT(CMD_GROUP_DESCRIBE) |         \
      BIT(CMD_GROUP_RESET) | BIT(CMD_GROUP_DELETE) |                           \
      BIT(CMD_CLUSTER_ADD_MANAGER) | BIT(CMD_CLUSTER_REMOVE_MANAGER) |         \
-     BIT(CMD_BROKER_DELETE_REPLICA) | BIT(CMD_PARTITION_MOVES))
-#define ALL_CMDS (~0u)
+     BIT(CMD_BROKER_DELETE_REPLICA) | BIT(CMD_PARTITION_MOVES) |              \
+     BIT(CMD_CONSUMER_LIST) | BIT(CMD_CONSUMER_DESCRIBE) |                    \
+     BIT(CMD_CONSUMER_OFFSETS) | BIT(CMD_CONSUMER_RESET))
+#define ALL_CMDS (~UINT64_C(0))
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
 
@@ -67,13 +70,14 @@ enum opt_id {
     OPT_FORCE,
     OPT_WAIT,
     OPT_FORMAT,
+    OPT_FROM,
 };
 
 struct opt {
     const char *name;
     enum opt_id id;
     bool has_value;
-    unsigned cmds; /* BIT(cmd) for every command that takes it. */
+    uint64_t cmds; /* BIT(cmd) for every command that takes it. */
 };
 
 static const struct opt opts[] = {
@@ -86,7 +90,8 @@ static const struct opt opts[] = {
     {"partitions", OPT_PARTITIONS, true,
      BIT(CMD_TOPIC_CREATE) | BIT(CMD_BENCH)},
     {"key", OPT_KEY, true, BIT(CMD_PRODUCE)},
-    {"partition", OPT_PARTITION, true, BIT(CMD_PRODUCE) | BIT(CMD_CONSUME)},
+    {"partition", OPT_PARTITION, true,
+     BIT(CMD_PRODUCE) | BIT(CMD_CONSUME) | BIT(CMD_CONSUMER_RESET)},
     {"batch", OPT_BATCH, true, BIT(CMD_PRODUCE) | BIT(CMD_BENCH)},
     {"consumer", OPT_CONSUMER, true, BIT(CMD_CONSUME)},
     {"offset", OPT_OFFSET, true, BIT(CMD_CONSUME)},
@@ -101,13 +106,14 @@ static const struct opt opts[] = {
     {"seconds", OPT_SECONDS, true, BIT(CMD_BENCH)},
     {"in-flight", OPT_IN_FLIGHT, true, BIT(CMD_BENCH)},
     {"size", OPT_SIZE, true, BIT(CMD_BENCH)},
-    {"topic", OPT_TOPIC, true, BIT(CMD_BENCH)},
+    {"topic", OPT_TOPIC, true, BIT(CMD_BENCH) | BIT(CMD_CONSUMER_LIST)},
     {"binary", OPT_BINARY, false, BIT(CMD_BENCH)},
     {"group", OPT_GROUP, true, BIT(CMD_CONSUME)},
-    {"to", OPT_TO, true, BIT(CMD_GROUP_RESET)},
+    {"to", OPT_TO, true, BIT(CMD_GROUP_RESET) | BIT(CMD_CONSUMER_RESET)},
     {"force", OPT_FORCE, false, BIT(CMD_CLUSTER_REMOVE_MANAGER)},
     {"wait", OPT_WAIT, true, BIT(CMD_BROKER_DRAIN) | BIT(CMD_BROKER_REMOVE)},
     {"format", OPT_FORMAT, true, BIT(CMD_CONSUME)},
+    {"from", OPT_FROM, true, BIT(CMD_CONSUME)},
 };
 
 /* An option as found on the command line. */
@@ -152,15 +158,20 @@ static const struct word words[] = {
     {"group", "describe", CMD_GROUP_DESCRIBE, "group describe"},
     {"group", "reset-offsets", CMD_GROUP_RESET, "group reset-offsets"},
     {"group", "delete", CMD_GROUP_DELETE, "group delete"},
+    {"consumer", "list", CMD_CONSUMER_LIST, "consumer list"},
+    {"consumer", "describe", CMD_CONSUMER_DESCRIBE, "consumer describe"},
+    {"consumer", "offsets", CMD_CONSUMER_OFFSETS, "consumer offsets"},
+    {"consumer", "reset", CMD_CONSUMER_RESET, "consumer reset"},
 };
 
 static const struct {
     const char *group;
     enum cmd cmd;
 } groups[] = {
-    {"topic", CMD_TOPIC},   {"cluster", CMD_CLUSTER},
-    {"broker", CMD_BROKER}, {"partition", CMD_PARTITION},
-    {"token", CMD_TOKEN},   {"group", CMD_GROUP},
+    {"topic", CMD_TOPIC},       {"cluster", CMD_CLUSTER},
+    {"broker", CMD_BROKER},     {"partition", CMD_PARTITION},
+    {"token", CMD_TOKEN},       {"group", CMD_GROUP},
+    {"consumer", CMD_CONSUMER},
 };
 
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -208,6 +219,95 @@ int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
     }
     *out = ms;
     return 0;
+}
+
+/* "2026-12-08T10:00:00Z" or with ".mmm" before the Z, as Unix ms. */
+static int utc_time_ms(const char *s, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL) {
+        return RQ_INVALID;
+    }
+    int64_t ms = 0;
+    if (*rest == '.') {
+        int digits = 0;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++) {
+            if (digits < 3) {
+                ms = ms * 10 + (*rest - '0');
+            }
+        }
+        if (digits == 0) {
+            return RQ_INVALID;
+        }
+        for (; digits < 3; digits++) {
+            ms *= 10;
+        }
+    }
+    if (strcmp(rest, "Z") != 0) {
+        return RQ_INVALID;
+    }
+    time_t t = timegm(&tm);
+    if (t < 0) {
+        return RQ_INVALID;
+    }
+    *out = (int64_t)t * 1000 + ms;
+    return 0;
+}
+
+int cmdline_position(const char *s, bool integer_is_offset, int64_t now_ms,
+                     struct cmdline_pos *out)
+{
+    uint64_t v;
+    memset(out, 0, sizeof *out);
+    if (strcmp(s, "earliest") == 0) {
+        out->kind = CMDLINE_POS_EARLIEST;
+        return 0;
+    }
+    if (strcmp(s, "latest") == 0) {
+        out->kind = CMDLINE_POS_LATEST;
+        return 0;
+    }
+    out->kind = CMDLINE_POS_TIME;
+    if (s[0] == '-' && s[1] != '\0') {
+        /* A time before now: -30s, -15m, -2h, -1d. */
+        static const struct {
+            char unit;
+            uint64_t ms;
+        } units[] = {
+            {'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+        size_t n = strlen(s);
+        char num[24];
+        if (n - 2 >= sizeof num) {
+            return RQ_INVALID;
+        }
+        memcpy(num, s + 1, n - 2);
+        num[n - 2] = '\0';
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+            if (s[n - 1] == units[i].unit &&
+                cmdline_u64(num, 1, JSON_SAFE_MAX / units[i].ms, &v) == 0 &&
+                (int64_t)(v * units[i].ms) <= now_ms) {
+                out->time_ms = now_ms - (int64_t)(v * units[i].ms);
+                return 0;
+            }
+        }
+        return RQ_INVALID;
+    }
+    if (s[0] == '@' && cmdline_u64(s + 1, 0, JSON_SAFE_MAX, &v) == 0) {
+        out->time_ms = (int64_t)v;
+        return 0;
+    }
+    if (cmdline_u64(s, 0, JSON_SAFE_MAX, &v) == 0) {
+        if (integer_is_offset) {
+            out->kind = CMDLINE_POS_OFFSET;
+            out->offset = v;
+        } else {
+            out->time_ms = (int64_t)v;
+        }
+        return 0;
+    }
+    return utc_time_ms(s, &out->time_ms);
 }
 
 const char *cmdline_name(enum cmd cmd)
@@ -381,6 +481,28 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
             out->raft_addr = want == 2 ? args[1] : NULL;
             return 0;
         }
+        case CMD_CONSUMER_LIST:
+            if (n != 0) {
+                rq_why(why, whyn,
+                       "'%s' takes no arguments (got '%s'; --topic T lists "
+                       "one topic's)",
+                       name, args[0]);
+                return RQ_INVALID;
+            }
+            return 0;
+        case CMD_CONSUMER_DESCRIBE:
+        case CMD_CONSUMER_OFFSETS:
+        case CMD_CONSUMER_RESET:
+            if (n != 1 || cmdline_u64(args[0], 1, JSON_SAFE_MAX, &v) != 0) {
+                rq_why(why, whyn,
+                       "'%s' takes one consumer id (a positive integer; see "
+                       "raftq consumer list)",
+                       name);
+                return RQ_INVALID;
+            }
+            out->consumer = v;
+            out->has_consumer = true;
+            return 0;
         case CMD_GROUP_DESCRIBE:
         case CMD_GROUP_RESET:
         case CMD_GROUP_DELETE:
@@ -658,12 +780,33 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             out->group = s;
             return 0;
         case OPT_TO:
+            if (out->cmd == CMD_CONSUMER_RESET) {
+                if (cmdline_position(s, true, (int64_t)time(NULL) * 1000,
+                                     &out->from) != 0) {
+                    rq_why(why, whyn,
+                           "--to is earliest, latest, an offset, or a time "
+                           "(2026-12-08T10:00:00Z, -15m, @UNIX_MS), not '%s'",
+                           s);
+                    return RQ_INVALID;
+                }
+                return 0;
+            }
             if (*s == '\0') {
                 rq_why(why, whyn,
                        "--to is earliest, latest or PARTITION=OFFSET,...");
                 return RQ_INVALID;
             }
             out->reset_to = s;
+            return 0;
+        case OPT_FROM:
+            if (cmdline_position(s, false, (int64_t)time(NULL) * 1000,
+                                 &out->from) != 0) {
+                rq_why(why, whyn,
+                       "--from is earliest, latest or a time (Unix "
+                       "milliseconds, 2026-12-08T10:00:00Z, -15m), not '%s'",
+                       s);
+                return RQ_INVALID;
+            }
             return 0;
         case OPT_BASE_PORT:
             if (cmdline_u64(s, 1, 65535, &v) != 0) {
@@ -699,8 +842,23 @@ static int check_combinations(struct cmdline *out, char *why, size_t whyn)
                "PARTITION=OFFSET,...");
         return RQ_INVALID;
     }
+    if (out->cmd == CMD_CONSUMER_RESET && out->from.kind == CMDLINE_POS_NONE) {
+        rq_why(why, whyn,
+               "'consumer reset' needs --to earliest, latest, an offset or a "
+               "time");
+        return RQ_INVALID;
+    }
     if (out->cmd != CMD_CONSUME) {
         return 0;
+    }
+    if (out->from.kind != CMDLINE_POS_NONE &&
+        (out->group != NULL || out->has_offset)) {
+        rq_why(why, whyn, "--from excludes %s",
+               out->group != NULL
+                   ? "--group: a group reads from its committed offsets (see "
+                     "raftq group reset-offsets)"
+                   : "--offset: both say where to start");
+        return RQ_INVALID;
     }
     if (out->group != NULL &&
         (out->has_consumer || out->has_offset || out->has_partition)) {
@@ -908,6 +1066,12 @@ static const char overview[] =
     "                               set a group's offsets (no live "
     "members)\n"
     "  group delete GROUP           delete a group (no live members)\n"
+    "  consumer list [--topic T]    consumers: topic, partition, lag\n"
+    "  consumer describe ID         a consumer and its offsets\n"
+    "  consumer offsets ID          a consumer's offset and lag per "
+    "partition\n"
+    "  consumer reset ID --to earliest|latest|OFFSET|TIME\n"
+    "                               move a consumer's offsets\n"
     "  bench [CASE...]              measure the cluster: msgs/s, MB/s, "
     "latency\n"
     "\n"
@@ -1022,7 +1186,8 @@ static const char *const helps[] = {
     [CMD_CONSUME] =
         "usage: raftq consume TOPIC [--consumer ID | --offset N --partition "
         "P]\n"
-        "                     [--partition P] [--max N] [--follow]\n"
+        "                     [--partition P] [--from WHERE] [--max N] "
+        "[--follow]\n"
         "       raftq consume TOPIC --group G [--max N] [--follow]\n"
         "\n"
         "Prints messages, one value a line. With --consumer, reads as that "
@@ -1041,6 +1206,16 @@ static const char *const helps[] = {
         "\n"
         "  --consumer ID   consume as this consumer\n"
         "  --offset N      first offset to read (needs --partition)\n"
+        "  --from WHERE    where to start: earliest, latest (only what comes "
+        "next),\n"
+        "                  or the first message stamped at or after a time:\n"
+        "                  Unix ms, 2026-12-08T10:00:00Z, or -30s, -15m, -2h, "
+        "-1d\n"
+        "                  ago. With --partition and no --consumer, reads "
+        "that\n"
+        "                  partition from there and moves no consumer; "
+        "otherwise\n"
+        "                  sets the consumer's offsets there first\n"
         "  --partition P   the partition (a new consumer is bound to it)\n"
         "  --max N         stop after N messages\n"
         "  --follow        wait for new messages\n"
@@ -1064,6 +1239,44 @@ static const char *const helps[] = {
         "                  (at least once). Heartbeats go in the "
         "background;\n"
         "                  Ctrl-C leaves the group.\n",
+    [CMD_CONSUMER] =
+        "usage: raftq consumer list|describe|offsets|reset ...\n"
+        "\n"
+        "  consumer list [--topic T]\n"
+        "  consumer describe ID\n"
+        "  consumer offsets ID\n"
+        "  consumer reset ID --to earliest|latest|OFFSET|TIME "
+        "[--partition P]\n",
+    [CMD_CONSUMER_LIST] =
+        "usage: raftq consumer list [--topic T]\n"
+        "\n"
+        "Lists the consumers (API.md section 1; groups are raftq group list), "
+        "newest\n"
+        "first: id, topic, the partition it is bound to (all: every "
+        "partition) and\n"
+        "its lag, the messages it has not read yet (admin API).\n",
+    [CMD_CONSUMER_DESCRIBE] =
+        "usage: raftq consumer describe ID\n"
+        "\n"
+        "Shows consumer ID's topic, the partition it is bound to, its lag, "
+        "and per\n"
+        "partition its next offset and lag (admin API).\n",
+    [CMD_CONSUMER_OFFSETS] =
+        "usage: raftq consumer offsets ID\n"
+        "\n"
+        "Per partition consumer ID reads: the next offset it reads and its "
+        "lag.\n",
+    [CMD_CONSUMER_RESET] =
+        "usage: raftq consumer reset ID --to earliest|latest|OFFSET|TIME "
+        "[--partition P]\n"
+        "\n"
+        "Moves consumer ID's offsets, on every partition it reads or on "
+        "--partition P\n"
+        "only: to the first record (earliest), past the last (latest), to "
+        "OFFSET, or\n"
+        "to the first record stamped at or after TIME (2026-12-08T10:00:00Z, "
+        "-15m,\n"
+        "@UNIX_MS). It reads from there next.\n",
     [CMD_CLUSTER] =
         "usage: raftq cluster status|add-manager|remove-manager "
         "...\n"
@@ -1215,6 +1428,10 @@ static const char *const helps[] = {
         "partition\n"
         "  produce_1k_many       the same with 1 KiB messages\n"
         "  produce_1_inflight    the same, 100 B, one in flight (latency)\n"
+        "  lib_produce_100b      100 B messages one raftq_produce() call "
+        "each:\n"
+        "                        libraftq batches them (16 requests in "
+        "flight), 1 partition\n"
         "  batch_1k_x1000        POST /v1/topics/T/records, 1000 records "
         "of 1 KiB,\n"
         "                        12 partitions, 12 in flight, a partition a "

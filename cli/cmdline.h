@@ -61,6 +61,28 @@ enum cmd {
     CMD_GROUP_DESCRIBE,
     CMD_GROUP_RESET,
     CMD_GROUP_DELETE,
+    CMD_CONSUMER, /* "consumer" alone: only valid with --help. */
+    CMD_CONSUMER_LIST,
+    CMD_CONSUMER_DESCRIBE,
+    CMD_CONSUMER_OFFSETS,
+    CMD_CONSUMER_RESET,
+};
+
+/* Where reading starts (consume --from) or is set to (consumer reset
+ * --to): a partition's first record, past its last, its first record
+ * stamped at or after a time, or an offset. */
+enum cmdline_pos_kind {
+    CMDLINE_POS_NONE,
+    CMDLINE_POS_EARLIEST,
+    CMDLINE_POS_LATEST,
+    CMDLINE_POS_TIME,
+    CMDLINE_POS_OFFSET,
+};
+
+struct cmdline_pos {
+    enum cmdline_pos_kind kind;
+    int64_t time_ms; /* CMDLINE_POS_TIME: Unix milliseconds. */
+    uint64_t offset; /* CMDLINE_POS_OFFSET. */
 };
 
 #define CMDLINE_DEFAULT_TIMEOUT_MS 10000
@@ -133,8 +155,9 @@ struct cmdline {
     const char *format;   /* consume --format F (render_format_check) */
     const char *reset_to; /* group reset-offsets --to: earliest, latest or
                              P=OFFSET,... */
-    char **values;        /* produce VALUE... (n_values 0 means standard
-                             input); bench CASE... (0: every case). */
+    struct cmdline_pos from; /* consume --from, consumer reset --to. */
+    char **values;           /* produce VALUE... (n_values 0 means standard
+                                input); bench CASE... (0: every case). */
     size_t n_values;
 
     /* raftq dev. */
@@ -177,6 +200,16 @@ int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Seconds as "S" or "S.F" (up to three decimals, so "10.0" too) into
  * milliseconds in [@min_ms, @max_ms]. 0 or RQ_INVALID. */
+/*
+ * @s as a position: "earliest", "latest", a time (Unix milliseconds, a UTC
+ * time as 2026-12-08T10:00:00Z with optional .mmm, or a time before @now_ms
+ * as -30s, -15m, -2h, -1d), or with @integer_is_offset a plain integer as
+ * an offset (a time then needs one of the other forms, or @ before its
+ * milliseconds). 0 or RQ_INVALID. Pure.
+ */
+int cmdline_position(const char *s, bool integer_is_offset, int64_t now_ms,
+                     struct cmdline_pos *out);
+
 int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
                        uint64_t *out);
 

@@ -53,6 +53,22 @@ int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
     return CLI_REFUSED;
 }
 
+int commands_call(struct mclient *c, const char *method, const struct url *u,
+                  const json_t *body, struct mclient_resp *r)
+{
+    char why[WHY_LEN];
+    if (url_done(u) == NULL) {
+        fprintf(stderr, "raftq: a name in the request is too long\n");
+        return CLI_USAGE;
+    }
+    int rv = mclient_call(c, method, url_done(u), body, 0, r, why, sizeof why);
+    int code = commands_outcome(rv, r, why);
+    if (code != CLI_OK && rv == 0) {
+        mclient_resp_clear(r);
+    }
+    return code;
+}
+
 void commands_print_json(const json_t *body)
 {
     json_dumpf(body, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -12,6 +12,7 @@
 
 #include "cmdline.h"
 #include "mclient.h"
+#include "url.h"
 
 /* Exit code after a signal stopped a command (128 + SIGINT). */
 #define CLI_INTERRUPTED 130
@@ -26,6 +27,15 @@ int commands_run(const struct cmdline *cl, struct mclient *c);
  * CLI_UNREACHABLE (no manager, no quorum) or CLI_INTERRUPTED.
  */
 int commands_outcome(int rv, const struct mclient_resp *r, const char *why);
+
+/*
+ * mclient_call() of @method on @u (built on an empty base) with @body
+ * (borrowed, may be NULL), judged by commands_outcome(): CLI_OK with the
+ * answer in @r for the caller to clear, or another code with @r cleared
+ * and the reason printed (CLI_USAGE when @u overflowed).
+ */
+int commands_call(struct mclient *c, const char *method, const struct url *u,
+                  const json_t *body, struct mclient_resp *r);
 
 /* Prints @body as one line of compact JSON on stdout. */
 void commands_print_json(const json_t *body);

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "commands.h"
+#include "consumers.h"
+#include "position.h"
 #include "render.h"
 #include "rq_err.h"
 #include "url.h"
@@ -47,36 +49,26 @@ static int follow_end(const struct cmdline *cl, int code)
 }
 
 /* ---- From an offset ---- */
-/* The record read of @topic's partition @partition from @offset, at most
- * @max records, into @u; the caller adds what else it asks. */
-static void records_url(struct url *u, const char *topic, uint32_t partition,
-                        uint64_t offset, uint64_t max)
-{
-    char part[16];
-    snprintf(part, sizeof part, "%" PRIu32, partition);
-    url_init(u, "");
-    url_path(u, "/v1/topics/");
-    url_segment(u, topic);
-    url_path(u, "/partitions/");
-    url_segment(u, part);
-    url_path(u, "/records");
-    url_query_u64(u, "offset", offset);
-    url_query_u64(u, "max", max);
-}
-
 static int from_offset(const struct cmdline *cl, struct mclient *c)
 {
     char why[WHY_LEN];
     uint64_t offset = cl->offset, count = 0;
     int code = CLI_OK;
 
+    if (cl->from.kind != CMDLINE_POS_NONE) {
+        code =
+            position_resolve(c, cl->topic, cl->partition, &cl->from, &offset);
+        if (code != CLI_OK) {
+            return code;
+        }
+    }
     for (;;) {
         uint64_t want = READ_MAX;
         if (cl->has_max && cl->max - count < want) {
             want = cl->max - count;
         }
         struct url u;
-        records_url(&u, cl->topic, cl->partition, offset, want);
+        position_records_url(&u, cl->topic, cl->partition, offset, want);
         if (cl->follow) {
             url_query_u64(&u, "wait_ms", OFFSET_WAIT_MS);
         }
@@ -206,7 +198,7 @@ static int wait_for_more(const struct cmdline *cl, struct mclient *c,
         return CLI_OK; /* Something to read (or nothing to wait on). */
     }
     size_t k = (size_t)((*turn)++ % n);
-    records_url(&u, cl->topic, parts[k], offsets[k], 1);
+    position_records_url(&u, cl->topic, parts[k], offsets[k], 1);
     url_query_u64(&u, "wait_ms", FOLLOW_WAIT_MS);
     rv = mclient_call(c, "GET", url_done(&u), NULL, FOLLOW_WAIT_MS, &r, why,
                       sizeof why);
@@ -226,6 +218,14 @@ static int as_consumer(const struct cmdline *cl, struct mclient *c)
 
     if (!cl->has_consumer) {
         code = register_consumer(cl, c, &id);
+        if (code != CLI_OK) {
+            return code;
+        }
+    }
+    if (cl->from.kind != CMDLINE_POS_NONE) {
+        /* Where the consumer starts: its offsets moved there first. */
+        code = consumers_move(c, id, &cl->from, cl->has_partition,
+                              cl->partition, NULL);
         if (code != CLI_OK) {
             return code;
         }
@@ -291,5 +291,9 @@ static int as_consumer(const struct cmdline *cl, struct mclient *c)
 
 int consume_run(const struct cmdline *cl, struct mclient *c)
 {
-    return cl->has_offset ? from_offset(cl, c) : as_consumer(cl, c);
+    /* --from with --partition alone reads that partition, as --offset. */
+    bool read_partition =
+        cl->has_offset || (cl->from.kind != CMDLINE_POS_NONE &&
+                           cl->has_partition && !cl->has_consumer);
+    return read_partition ? from_offset(cl, c) : as_consumer(cl, c);
 }

@@ -18,8 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "libraftq/raftq.h"
-
 #include "commands.h"
 #include "render.h"
 #include "rq_err.h"
@@ -201,8 +199,9 @@ static json_t *offsets_answer(const struct producer *p)
     return json_pack("{s:s, s:o}", "status", "success", "offsets", list);
 }
 
-static int open_producer(const struct cmdline *cl, struct raftq_client **rc,
-                         struct raftq_producer **rp)
+int produce_open(const struct cmdline *cl,
+                 const struct raftq_producer_config *pc,
+                 struct raftq_client **rc, struct raftq_producer **rp)
 {
     char bases[URL_BASES_MAX][URL_MAX];
     char why[WHY_LEN];
@@ -223,21 +222,12 @@ static int open_producer(const struct cmdline *cl, struct raftq_client **rc,
         .ca_file = cl->cacert,
         .timeout_ms = (uint32_t)cl->timeout_ms,
     };
-    struct raftq_producer_config pc;
-    raftq_producer_config_init(&pc);
-    pc.batch_bytes = BATCH_BYTES;
-    pc.buffer_bytes = 4 * BATCH_BYTES;
-    pc.batch_records = cl->batch;
-    /* Values without key or partition spread over the partitions one by
-     * one, as a batch to the managers' API does (a consumer group shares
-     * them out). */
-    pc.partitioner = RAFTQ_PARTITIONER_ROUND_ROBIN;
     struct raftq_error e;
     if (raftq_client_new(&cfg, rc, &e) != RAFTQ_OK) {
         fprintf(stderr, "raftq: %s\n", e.message);
         return CLI_USAGE;
     }
-    if (raftq_producer_new(*rc, &pc, rp, &e) != RAFTQ_OK) {
+    if (raftq_producer_new(*rc, pc, rp, &e) != RAFTQ_OK) {
         fprintf(stderr, "raftq: %s\n", e.message); /* UNTESTED: ENOMEM. */
         raftq_client_free(*rc);
         return CLI_REFUSED;
@@ -254,7 +244,16 @@ int produce_run(const struct cmdline *cl, struct mclient *c, FILE *in,
     if (code != CLI_OK) {
         return code;
     }
-    code = open_producer(cl, &rc, &p.rp);
+    struct raftq_producer_config pc;
+    raftq_producer_config_init(&pc);
+    pc.batch_bytes = BATCH_BYTES;
+    pc.buffer_bytes = 4 * BATCH_BYTES;
+    pc.batch_records = cl->batch;
+    /* Values without key or partition spread over the partitions one by
+     * one, as a batch to the managers' API does (a consumer group shares
+     * them out). */
+    pc.partitioner = RAFTQ_PARTITIONER_ROUND_ROBIN;
+    code = produce_open(cl, &pc, &rc, &p.rp);
     if (code != CLI_OK) {
         return code;
     }

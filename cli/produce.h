@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "cmdline.h"
+#include "libraftq/raftq.h"
 #include "mclient.h"
 
 /* Produces and returns the exit code. @in is standard input; @progress
@@ -20,5 +21,12 @@
  * still delivered. */
 int produce_run(const struct cmdline *cl, struct mclient *c, FILE *in,
                 bool progress, const volatile sig_atomic_t *stop);
+
+/* A libraftq client of the managers, token and CA of @cl, and a producer
+ * of it with @pc; a CLI_* code, with a message on stderr when not CLI_OK.
+ * The caller frees both. */
+int produce_open(const struct cmdline *cl,
+                 const struct raftq_producer_config *pc,
+                 struct raftq_client **rc, struct raftq_producer **rp);
 
 #endif /* PRODUCE_H */

@@ -19,6 +19,7 @@
 #include "cmdline.h"
 #include "commands.h"
 #include "consume.h"
+#include "consumers.h"
 #include "group.h"
 #include "dev.h"
 #include "mclient.h"
@@ -90,6 +91,12 @@ static int run_client(const struct cmdline *cl)
             break;
         case CMD_BENCH:
             code = bench_run(cl, c, &stop_requested);
+            break;
+        case CMD_CONSUMER_LIST:
+        case CMD_CONSUMER_DESCRIBE:
+        case CMD_CONSUMER_OFFSETS:
+        case CMD_CONSUMER_RESET:
+            code = consumers_run(cl, c);
             break;
         default:
             code = commands_run(cl, c);

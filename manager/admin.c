@@ -664,6 +664,86 @@ out:
     free(topics);
 }
 
+/* The most consumer positions (a consumer on a partition) listed. */
+#define CONSUMER_POSITIONS_MAX 100000
+
+/* One consumer of GET /admin/consumers from its positions @pos (n of
+ * them, all its own): its lag is null unless every partition's high
+ * watermark is known. */
+static json_t *consumer_row(struct mcore *core,
+                            const struct mstore_position *pos, size_t n)
+{
+    struct mstore_client cl;
+    uint64_t lag = 0;
+    bool known = true;
+    for (size_t i = 0; i < n; i++) {
+        const struct route *r =
+            routing_get(mcore_routing(core), pos[i].group_id);
+        if (r == NULL) {
+            known = false;
+        } else if (r->high_watermark > pos[i].next_offset) {
+            lag += r->high_watermark - pos[i].next_offset;
+        }
+    }
+    bool bound =
+        mstore_consumer(mcore_store(core), pos[0].consumer_id, &cl) == 0 &&
+        cl.partition_id != MCMD_NO_PARTITION;
+    return json_pack(
+        "{s:I,s:s,s:o,s:i,s:o}", "consumer_id", (json_int_t)pos[0].consumer_id,
+        "topic", pos[0].topic, "partition_id",
+        bound ? json_integer(cl.partition_id) : json_null(), "partitions",
+        (int)n, "lag", known ? json_integer((json_int_t)lag) : json_null());
+}
+
+void admin_consumers(struct rq_http_req *req, void *data)
+{
+    struct mcore *core = data;
+    struct mstore_position *pos = NULL;
+    struct mstore_topic t;
+    size_t n = 0;
+    size_t total = 0;
+
+    if (!auth_admin(core, req)) {
+        return;
+    }
+    const char *topic = NULL;
+    if (rq_http_arg(req, "topic") != NULL) {
+        topic = qapi_topic_arg(req, "topic");
+        if (topic == NULL) {
+            return;
+        }
+    }
+    if (mcore_forward(core, req)) {
+        return;
+    }
+    if (topic != NULL &&
+        qapi_reply_topic_lookup(req, mstore_topic(mcore_store(core), topic, &t),
+                                topic)) {
+        return;
+    }
+    int rv = mstore_positions(mcore_store(core), CONSUMER_POSITIONS_MAX, &pos,
+                              &n, &total);
+    if (rv != 0) {
+        qapi_reply_store_error(req, rv);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < n;) {
+        size_t k = i + 1;
+        while (k < n && pos[k].consumer_id == pos[i].consumer_id) {
+            k++;
+        }
+        if (topic == NULL || strcmp(pos[i].topic, topic) == 0) {
+            json_array_append_new(list, consumer_row(core, &pos[i], k - i));
+        }
+        i = k;
+    }
+    free(pos);
+    rq_http_reply(req, 200,
+                  json_pack("{s:o,s:I}", "consumers", list, "omitted_positions",
+                            (json_int_t)(total - n)));
+}
+
 void admin_topic_describe(struct rq_http_req *req, void *data)
 {
     struct mcore *core = data;

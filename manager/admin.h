@@ -21,6 +21,11 @@ void admin_broker_remove(struct rq_http_req *req, void *data);
 void admin_replica_delete(struct rq_http_req *req, void *data);
 void admin_moves(struct rq_http_req *req, void *data);
 void admin_topics(struct rq_http_req *req, void *data);
+/* GET /admin/consumers[?topic=T]: every consumer registered through API.md
+ * section 1 (newest first), with its topic, the partition it is bound to
+ * (or null), how many partitions it reads and its lag over them (null
+ * while a high watermark is unknown). */
+void admin_consumers(struct rq_http_req *req, void *data);
 void admin_topic_describe(struct rq_http_req *req, void *data);
 void admin_topic_delete(struct rq_http_req *req, void *data);
 void admin_partition_leader(struct rq_http_req *req, void *data);

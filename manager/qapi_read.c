@@ -436,7 +436,11 @@ static void offsets_done(struct hw_fetch *f)
                       (int)f->parts[i].partition_id, "offset",
                       (json_int_t)f->committed[i], "lag", (json_int_t)lag));
     }
-    rq_http_reply(f->req, 200, json_pack("{s:o}", "offsets", list));
+    json_t *body = json_pack("{s:o}", "offsets", list);
+    if (f->n > 0) {
+        json_object_set_new(body, "topic", json_string(f->parts[0].topic));
+    }
+    rq_http_reply(f->req, 200, body);
 }
 
 /* @arg: the consumer's id (uint64_t). */

@@ -61,6 +61,7 @@
      admin_replica_delete},                                                  \
     {"GET", "/admin/moves", admin_moves},                                    \
     {"GET", "/admin/topics", admin_topics},                                  \
+    {"GET", "/admin/consumers", admin_consumers},                            \
     {"GET", "/admin/topics/{topic}", admin_topic_describe},                  \
     {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \

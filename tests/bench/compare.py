@@ -41,6 +41,9 @@ ROWS = [
      "produce_100b_many", ("jetstream", "produce_100b_64"), "msgs"),
     ("the same at 1 KiB",
      "produce_1k_many", ("jetstream", "produce_1k_64"), "msgs"),
+    ("produce 100 B, one raftq_produce() call a message, libraftq batching behind the calls / "
+     "JetStream async publish, 64 in flight",
+     "lib_produce_100b", ("jetstream", "produce_100b_64"), "msgs"),
     ("produce 100 B, one message a request, 256 in flight / JetStream async, 256 in flight",
      "produce_100b_many+256", ("jetstream", "produce_100b_many"), "msgs"),
     ("the same at 1 KiB",

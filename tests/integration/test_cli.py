@@ -569,6 +569,88 @@ def drive_groups(ctx, cli):
     cli.ok("topic", "delete", "jobs")
 
 
+def drive_consumers(ctx, cli):
+    """consumer list, describe, offsets and reset, and consume --from: where a
+    reader starts, by offset, end or time."""
+    cli.ok("topic", "create", "stamps", "--partitions", "2")
+    cli.ok("produce", "stamps", "e0", "e1", "--partition", "0")
+    cli.ok("produce", "stamps", "o0", "--partition", "1")
+    # The time between the two lots: 50 ms after the first is stamped, by
+    # the records' own stamps (the leader's clock), not this process's.
+    first = json.loads(cli.ok("consume", "stamps", "--partition", "0", "--offset", "1",
+                              "--format", "json"))
+    cut = first["timestamp_ms"] + 50
+    wait_until(lambda: time.time() * 1000 > cut + 50, 5, "the clock to pass the cut")
+    cli.ok("produce", "stamps", "l0", "--partition", "0")
+    cli.ok("produce", "stamps", "l1", "--partition", "1")
+
+    # A partition read from a position, no consumer moved.
+    got = cli.ok("consume", "stamps", "--partition", "0", "--from", "earliest").split()
+    check(got == ["e0", "e1", "l0"], "--from earliest: %r" % got)
+    check(cli.ok("consume", "stamps", "--partition", "0", "--from", "latest") == "",
+          "--from latest printed what was there")
+    got = cli.ok("consume", "stamps", "--partition", "0", "--from", "@%d" % cut).split()
+    check(got == ["l0"], "--from @%d: %r" % (cut, got))
+    utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cut // 1000)) + \
+        ".%03dZ" % (cut % 1000)
+    got = cli.ok("consume", "stamps", "--partition", "1", "--from", utc).split()
+    check(got == ["l1"], "--from %s: %r" % (utc, got))
+    got = cli.ok("consume", "stamps", "--partition", "1", "--from", "-1h").split()
+    check(got == ["o0", "l1"], "--from -1h: %r" % got)
+
+    # A new consumer started at a time reads what came after it, everywhere.
+    rc, out, err = cli.run("consume", "stamps", "--from", str(cut))
+    m = re.search(r"consumer (\d+)", err)
+    check(rc == 0 and m is not None and sorted(out.split()) == ["l0", "l1"],
+          "consume --from %d: %d %r %r" % (cut, rc, out, err))
+    late = int(m.group(1))
+    rc, out, err = cli.run("consume", "stamps", "--max", "1")
+    early = int(re.search(r"consumer (\d+)", err).group(1))
+    check(rc == 0 and len(out.split()) == 1, "one message as a new consumer: %r" % out)
+
+    # The list: both, newest first, with their lag.
+    rows = cli.ok("consumer", "list", "--topic", "stamps").splitlines()
+    check(re.match(r"^CONSUMER\s+TOPIC\s+PARTITION\s+LAG$", rows[0]) and len(rows) == 3,
+          "consumer list: %r" % rows)
+    check(re.match(r"^\s*%d\s+stamps\s+all\s+4$" % early, rows[1]) and
+          re.match(r"^\s*%d\s+stamps\s+all\s+0$" % late, rows[2]),
+          "consumer list rows: %r" % rows)
+    listed = cli.json("consumer", "list")["consumers"]
+    check({c["consumer_id"] for c in listed} >= {early, late}, "--json list: %r" % listed)
+    text = cli.ok("consumer", "describe", str(early))
+    check(text.startswith("consumer %d: topic stamps, every partition, lag 4\n" % early),
+          "describe: %r" % text)
+    offs = cli.json("consumer", "offsets", str(early))
+    check(offs["topic"] == "stamps" and
+          sorted(o["offset"] + o["lag"] for o in offs["offsets"]) == [2, 3],
+          "offsets --json: %r" % offs)
+
+    # Reset: back to the start of partition 1, past the end everywhere, to
+    # the cut, to an offset.
+    out = cli.ok("consumer", "reset", str(late), "--to", "earliest", "--partition", "1")
+    check(out == "consumer %d partition 1: offset 2 -> 0\n" % late, "reset earliest: %r" % out)
+    got = cli.ok("consume", "stamps", "--consumer", str(late)).split()
+    check(got == ["o0", "l1"], "after reset earliest: %r" % got)
+    cli.ok("consumer", "reset", str(early), "--to", "latest")
+    check(cli.ok("consume", "stamps", "--consumer", str(early)) == "", "after reset latest")
+    cli.ok("consumer", "reset", str(early), "--to", "@%d" % cut)
+    got = sorted(cli.ok("consume", "stamps", "--consumer", str(early)).split())
+    check(got == ["l0", "l1"], "after reset to the cut: %r" % got)
+    cli.ok("consumer", "reset", str(early), "--to", "1", "--partition", "0")
+    got = cli.ok("consume", "stamps", "--consumer", str(early)).split()
+    check(got == ["e1", "l0"], "after reset to offset 1: %r" % got)
+
+    cli.fails(2, "consumer", "reset", str(early), says="--to")
+    cli.fails(2, "consumer", "reset", str(early), "--to", "yesterday", says="--to")
+    cli.fails(2, "consume", "stamps", "--from", "soon", says="--from")
+    cli.fails(2, "consume", "stamps", "--from", "earliest", "--offset", "0",
+              "--partition", "0", says="--from excludes --offset")
+    cli.fails(1, "consumer", "offsets", "999999", says="no consumer 999999")
+    cli.fails(1, "consumer", "list", "--topic", "nope", says="no topic 'nope'")
+    cli.fails(2, "consumer", "describe", "x", says="consumer id")
+    cli.ok("topic", "delete", "stamps")
+
+
 def test_dev_and_every_command(ctx):
     base = port_block(ctx)
     data = os.path.join(ctx.dir, "data")
@@ -589,6 +671,7 @@ def test_dev_and_every_command(ctx):
     drive_topics(cli)
     drive_produce_consume(ctx, cli)
     drive_groups(ctx, cli)
+    drive_consumers(ctx, cli)
     drive_cluster(cli)
 
     # The first manager gone: the client moves on to the next.
@@ -698,6 +781,18 @@ def test_bench(ctx):
     row = json.loads(out) if rc == 0 else {}
     check(rc == 0 and row["n"] > 0 and row["msgs_per_s"] > 0 and " errors:" not in err,
           "raftq bench --binary reads: %d %r %r" % (rc, out, err))
+
+    # One raftq_produce() call a message through libraftq: every message
+    # counted was delivered, and is in the topic.
+    rc, out, err = cli.run("bench", "--json", "--seconds", "1", "--in-flight", "4",
+                           "--topic", "itest", "lib_produce_100b", timeout=120)
+    row = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and row["n"] > 0 and row["in_flight"] == 4 and row["size"] == 100 and
+          row["p99_ms"] is not None and " errors:" not in err,
+          "raftq bench lib_produce_100b: %d %r %r" % (rc, out, err))
+    parts = cli.json("topic", "describe", "itest.lib_produce_100b")["partitions"]
+    check(sum(p["high_watermark"] for p in parts) >= row["n"],
+          "lib_produce_100b counted %d, the topic holds %r" % (row["n"], parts))
 
     # A consumer group of 2: records committed, the members gone after.
     rc, out, err = cli.run("bench", "--json", "--seconds", "1", "--in-flight", "2",

@@ -417,6 +417,55 @@ static void test_cmdline_consume_format(void **state)
     assert_string_equal(cl.format, "%o:%v");
 }
 
+/* Positions: names, times in three forms, offsets only where asked. */
+static void test_cmdline_position(void **state)
+{
+    (void)state;
+    const int64_t now = 1796700000000; /* 2026-12-08T03:20:00Z */
+    struct cmdline_pos p;
+    assert_int_equal(cmdline_position("earliest", false, now, &p), 0);
+    assert_int_equal(p.kind, CMDLINE_POS_EARLIEST);
+    assert_int_equal(cmdline_position("latest", true, now, &p), 0);
+    assert_int_equal(p.kind, CMDLINE_POS_LATEST);
+    assert_int_equal(cmdline_position("1796690000123", false, now, &p), 0);
+    assert_int_equal(p.kind, CMDLINE_POS_TIME);
+    assert_int_equal(p.time_ms, 1796690000123);
+    assert_int_equal(cmdline_position("42", true, now, &p), 0);
+    assert_int_equal(p.kind, CMDLINE_POS_OFFSET);
+    assert_int_equal(p.offset, 42);
+    assert_int_equal(cmdline_position("@42", true, now, &p), 0);
+    assert_int_equal(p.kind, CMDLINE_POS_TIME);
+    assert_int_equal(p.time_ms, 42);
+    assert_int_equal(cmdline_position("2026-12-08T03:20:00Z", true, now, &p),
+                     0);
+    assert_int_equal(p.time_ms, now);
+    assert_int_equal(
+        cmdline_position("2026-12-08T03:20:00.5Z", false, now, &p), 0);
+    assert_int_equal(p.time_ms, now + 500);
+    assert_int_equal(
+        cmdline_position("2026-12-08T03:20:00.123Z", false, now, &p), 0);
+    assert_int_equal(p.time_ms, now + 123);
+    static const struct {
+        const char *s;
+        int64_t ago_ms;
+    } ago[] = {{"-30s", 30000}, {"-15m", 900000}, {"-2h", 7200000},
+               {"-1d", 86400000}};
+    for (size_t i = 0; i < sizeof ago / sizeof ago[0]; i++) {
+        assert_int_equal(cmdline_position(ago[i].s, false, now, &p), 0);
+        assert_int_equal(p.kind, CMDLINE_POS_TIME);
+        assert_int_equal(p.time_ms, now - ago[i].ago_ms);
+    }
+    static const char *const bad[] = {
+        "", "soon", "-", "-5", "-5x", "-s", "@", "@x", "2026-12-08T03:20:00",
+        "2026-12-08T03:20:00+01:00", "2026-12-08T03:20:00.Z", "12a",
+        "-99999999999999d", "-1.5h", "Earliest"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (cmdline_position(bad[i], true, now, &p) == 0) {
+            fail_msg("'%s' was taken as a position", bad[i]);
+        }
+    }
+}
+
 static void test_cmdline_version(void **state)
 {
     (void)state;
@@ -541,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_cmdline_usage_errors_say_why),
         cmocka_unit_test(test_cmdline_consume_format),
         cmocka_unit_test(test_cmdline_version),
+        cmocka_unit_test(test_cmdline_position),
         cmocka_unit_test(test_cmdline_help_on_every_command),
         cmocka_unit_test(test_cmdline_u64_is_strict),
     };
