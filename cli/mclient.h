@@ -1,6 +1,7 @@
 /*
- * The client's connection to the manager cluster: blocking HTTP calls on
- * one libcurl easy handle (so connections are reused), with JSON bodies.
+ * The client's connection to the manager cluster: blocking calls with JSON
+ * bodies, made by libraftq's client (libraftq/raftq.h, raftq_request), which
+ * keeps its connections between calls.
  *
  * mclient_call() asks one manager and moves on to the next on a
  * connection failure or a 503 (no quorum, no leader yet), round after

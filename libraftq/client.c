@@ -211,6 +211,8 @@ int raftq_client_new(const struct raftq_config *cfg, struct raftq_client **out,
         return rv;
     }
     c->timeout_ms = cfg->timeout_ms != 0 ? cfg->timeout_ms : 30000;
+    c->connect_rounds = cfg->connect_rounds;
+    c->stop = cfg->stop;
     if (cfg->token != NULL && cfg->token[0] != '\0') {
         size_t n = strlen(cfg->token) + 32;
         c->auth_header = malloc(n);
@@ -318,12 +320,29 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *data)
     return n;
 }
 
-int client_prepare(struct raftq_client *c, CURL *h, size_t base,
+/* Aborts a transfer once the client's stop flag is set. */
+static int on_progress(void *data, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    const struct raftq_client *c = data;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return client_stopped(c) ? 1 : 0;
+}
+
+bool client_stopped(const struct raftq_client *c)
+{
+    return c->stop != NULL && *c->stop != 0;
+}
+
+int client_prepare(struct raftq_client *c, CURL *h, const char *base,
                    const struct client_req *r, struct client_sink *sink,
                    struct curl_slist **hdrs)
 {
     char url[CLIENT_URL_MAX * 2];
-    int n = snprintf(url, sizeof url, "%s%s", c->bases[base], r->path);
+    int n = snprintf(url, sizeof url, "%s%s", base, r->path);
     if (n < 0 || (size_t)n >= sizeof url) {
         return RAFTQ_ERR_INVALID;
     }
@@ -332,8 +351,16 @@ int client_prepare(struct raftq_client *c, CURL *h, size_t base,
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-                     (long)(c->timeout_ms + r->extra_ms));
+    curl_easy_setopt(
+        h, CURLOPT_TIMEOUT_MS,
+        (long)((r->limit_ms != 0 ? r->limit_ms : c->timeout_ms) + r->extra_ms));
+    if (c->stop != NULL) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
+    /* https:// managers speak TLS 1.3 only (API.md section 6). */
+    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -385,6 +412,11 @@ void client_answer_of(CURL *h, struct client_sink *sink, size_t base,
         } else {
             json_decref(body);
         }
+        /* The bytes too, taken from the sink. */
+        a->text = sink->data;
+        a->text_len = sink->len;
+        sink->data = NULL;
+        sink->cap = 0;
     }
     sink->len = 0;
 }
@@ -393,80 +425,130 @@ void client_answer_clear(struct client_answer *a)
 {
     json_decref(a->body);
     a->body = NULL;
+    free(a->text);
+    a->text = NULL;
+    a->text_len = 0;
 }
 
-int client_send(struct raftq_client *c, const struct client_req *r,
-                struct client_answer *a, struct raftq_error *e)
+/* Sleeps @ms in steps of at most 50 ms; false if the client was stopped. */
+static bool pause_ms(const struct raftq_client *c, uint64_t ms)
+{
+    uint64_t end = client_now_ms() + ms;
+    while (!client_stopped(c)) {
+        uint64_t now = client_now_ms();
+        if (now >= end) {
+            return true;
+        }
+        uint64_t step = end - now < 50 ? end - now : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+int client_send_at(struct raftq_client *c, const char *base,
+                   const struct client_req *r, struct client_answer *a,
+                   struct raftq_error *e)
 {
     CURL *h = client_get_handle(c);
     if (h == NULL) {
         return client_error(e, RAFTQ_ERR_NOMEM, "out of memory");
     }
     struct client_sink sink = {0};
+    struct curl_slist *hdrs = NULL;
+    char detail[CURL_ERROR_SIZE] = "";
+    int rv = client_prepare(c, h, base, r, &sink, &hdrs);
+    if (rv != RAFTQ_OK) {
+        rv = client_error(e, RAFTQ_ERR_INVALID, "the URL is too long");
+    } else {
+        /* libcurl's own sentence (a certificate's fault, say) where it
+         * has one. */
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, detail);
+        CURLcode cc = curl_easy_perform(h);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+        if (cc == CURLE_ABORTED_BY_CALLBACK || client_stopped(c)) {
+            rv = client_error(e, RAFTQ_ERR_CANCELED, "interrupted");
+        } else if (cc == CURLE_WRITE_ERROR && sink.overflow) {
+            rv = client_error(e, RAFTQ_ERR_PROTOCOL,
+                              "the answer is larger than %u bytes", ANSWER_MAX);
+        } else if (cc != CURLE_OK) {
+            rv = client_error(
+                e, RAFTQ_ERR_CONNECT, "%s: %s", base,
+                detail[0] != '\0' ? detail : curl_easy_strerror(cc));
+        } else {
+            client_answer_of(h, &sink, SIZE_MAX, a);
+        }
+    }
+    curl_slist_free_all(hdrs);
+    free(sink.data);
+    client_put_handle(c, h);
+    return rv;
+}
+
+int client_send(struct raftq_client *c, const struct client_req *r,
+                struct client_answer *a, struct raftq_error *e)
+{
     uint64_t deadline = client_now_ms() + c->timeout_ms;
     pthread_mutex_lock(&c->lock);
     size_t base = c->preferred;
     pthread_mutex_unlock(&c->lock);
     int rv = RAFTQ_ERR_CONNECT;
-    char last[200] = "no manager tried";
+    bool had_503 = false;
+    bool round_connected = false; /* Some manager answered this round. */
+    uint32_t refused_rounds = 0;  /* Rounds in which none did. */
+    char last[300] = "no manager tried";
     for (size_t tries = 0;; tries++) {
-        struct curl_slist *hdrs = NULL;
-        if (client_prepare(c, h, base, r, &sink, &hdrs) != RAFTQ_OK) {
-            rv = client_error(e, RAFTQ_ERR_INVALID, "the path is too long");
-            break;
-        }
-        CURLcode cc = curl_easy_perform(h);
-        curl_slist_free_all(hdrs);
+        struct raftq_error err;
         uint64_t wait = 0;
-        if (cc == CURLE_OK) {
-            client_answer_of(h, &sink, base, a);
+        rv = client_send_at(c, c->bases[base], r, a, &err);
+        if (rv == RAFTQ_OK) {
+            a->base = base;
             if (a->status != 503) {
                 pthread_mutex_lock(&c->lock);
                 c->preferred = base;
                 pthread_mutex_unlock(&c->lock);
-                rv = RAFTQ_OK;
-                break;
+                return RAFTQ_OK;
             }
-            snprintf(
-                last, sizeof last, "%s: 503 %s", c->bases[base],
-                json_string_value(json_object_get(a->body, "message")) ?: "");
+            const char *msg =
+                json_string_value(json_object_get(a->body, "message"));
+            snprintf(last, sizeof last, "%s: %s", c->bases[base],
+                     msg != NULL ? msg : "503");
             wait = a->retry_after_ms < RETRY_AFTER_CAP_MS ? a->retry_after_ms
                                                           : RETRY_AFTER_CAP_MS;
             client_answer_clear(a);
-            rv = RAFTQ_ERR_UNAVAILABLE;
+            had_503 = true;
+            round_connected = true;
+        } else if (rv == RAFTQ_ERR_CONNECT) {
+            snprintf(last, sizeof last, "%s", err.message);
         } else {
-            snprintf(last, sizeof last, "%s: %s", c->bases[base],
-                     curl_easy_strerror(cc));
-            if (cc == CURLE_WRITE_ERROR && sink.overflow) {
-                rv = client_error(e, RAFTQ_ERR_PROTOCOL,
-                                  "the answer is larger than %u bytes",
-                                  ANSWER_MAX);
-                break;
+            if (e != NULL) {
+                *e = err;
             }
-            if (rv != RAFTQ_ERR_UNAVAILABLE) {
-                rv = RAFTQ_ERR_CONNECT;
-            }
+            return rv; /* Stopped, or an answer too large, or ENOMEM. */
         }
         base = (base + 1) % c->n_bases;
-        if ((tries + 1) % c->n_bases == 0 && wait < ROUND_PAUSE_MS) {
-            wait = ROUND_PAUSE_MS;
+        if ((tries + 1) % c->n_bases == 0) {
+            refused_rounds = round_connected ? 0 : refused_rounds + 1;
+            round_connected = false;
+            if (wait < ROUND_PAUSE_MS) {
+                wait = ROUND_PAUSE_MS;
+            }
+        }
+        rv = had_503 && refused_rounds == 0 ? RAFTQ_ERR_UNAVAILABLE
+                                            : RAFTQ_ERR_CONNECT;
+        if (c->connect_rounds != 0 && refused_rounds >= c->connect_rounds) {
+            return client_error(e, RAFTQ_ERR_CONNECT,
+                                "no manager could be reached (%s)", last);
         }
         uint64_t now = client_now_ms();
         if (now + wait >= deadline) {
-            client_error(e, rv, "no manager answered within %u ms (%s)",
-                         c->timeout_ms, last);
-            break;
+            return client_error(e, rv, "no manager answered within %u ms (%s)",
+                                c->timeout_ms, last);
         }
-        if (wait > 0) {
-            struct timespec ts = {(time_t)(wait / 1000),
-                                  (long)(wait % 1000) * 1000000};
-            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-            }
+        if (!pause_ms(c, wait)) {
+            return client_error(e, RAFTQ_ERR_CANCELED, "interrupted");
         }
     }
-    free(sink.data);
-    client_put_handle(c, h);
-    return rv;
 }
 
 int client_json(struct raftq_client *c, const char *method, const char *path,
@@ -496,10 +578,10 @@ int client_json(struct raftq_client *c, const char *method, const char *path,
         return rv;
     }
     if (answer != NULL) {
-        *answer = a.body;
-    } else {
-        json_decref(a.body);
+        *answer = a.body; /* Taken from the answer, which is cleared. */
+        a.body = NULL;
     }
+    client_answer_clear(&a);
     return RAFTQ_OK;
 }
 
@@ -582,4 +664,70 @@ int raftq_topic_delete(struct raftq_client *c, const char *topic,
     }
     snprintf(path, sizeof path, "/admin/topics/%s", esc);
     return client_json(c, "DELETE", path, NULL, 0, NULL, e);
+}
+
+/* The answer @a as a struct raftq_response (its text taken). */
+static void response_of(struct raftq_client *c, struct client_answer *a,
+                        const char *base, struct raftq_response *out)
+{
+    memset(out, 0, sizeof *out);
+    out->status = (int)a->status;
+    out->retry_after_ms = a->retry_after_ms;
+    out->body = a->text != NULL ? a->text : strdup("");
+    out->body_len = a->text_len;
+    a->text = NULL;
+    snprintf(out->manager, sizeof out->manager, "%s",
+             base != NULL ? base : c->bases[a->base]);
+    client_answer_clear(a);
+}
+
+int raftq_request(struct raftq_client *c, const char *method, const char *path,
+                  const char *content_type, const void *body, size_t body_len,
+                  uint32_t extra_ms, struct raftq_response *out,
+                  struct raftq_error *e)
+{
+    if (c == NULL || method == NULL || path == NULL || path[0] != '/' ||
+        out == NULL) {
+        return client_error(e, RAFTQ_ERR_INVALID,
+                            "a method and a path starting with '/' needed");
+    }
+    struct client_req r = {method,   path, content_type, body, body_len,
+                           extra_ms, 0};
+    struct client_answer a;
+    int rv = client_send(c, &r, &a, e);
+    if (rv == RAFTQ_OK) {
+        response_of(c, &a, NULL, out);
+    }
+    return rv;
+}
+
+int raftq_request_at(struct raftq_client *c, const char *manager,
+                     const char *method, const char *path,
+                     const char *content_type, const void *body,
+                     size_t body_len, uint32_t limit_ms,
+                     struct raftq_response *out, struct raftq_error *e)
+{
+    if (c == NULL || manager == NULL || method == NULL || path == NULL ||
+        path[0] != '/' || out == NULL) {
+        return client_error(e, RAFTQ_ERR_INVALID,
+                            "a manager, a method and a path starting with '/' "
+                            "needed");
+    }
+    struct client_req r = {method,   path, content_type, body,
+                           body_len, 0,    limit_ms};
+    struct client_answer a;
+    int rv = client_send_at(c, manager, &r, &a, e);
+    if (rv == RAFTQ_OK) {
+        response_of(c, &a, manager, out);
+    }
+    return rv;
+}
+
+void raftq_response_clear(struct raftq_response *r)
+{
+    if (r != NULL) {
+        free(r->body);
+        r->body = NULL;
+        r->body_len = 0;
+    }
 }

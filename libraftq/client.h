@@ -11,6 +11,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "raftq.h"
@@ -24,6 +26,8 @@ struct raftq_client {
     char *auth_header; /* "Authorization: Bearer ...", or NULL. */
     char *ca_file;
     uint32_t timeout_ms;
+    uint32_t connect_rounds;
+    const volatile sig_atomic_t *stop;
 
     pthread_mutex_t lock; /* Guards what follows. */
     size_t preferred;     /* The manager that answered last. */
@@ -39,13 +43,16 @@ struct client_req {
     const void *body;
     size_t body_len;
     uint32_t extra_ms; /* Added to the per-attempt limit (long polls). */
+    uint32_t limit_ms; /* The per-attempt limit; 0: the client's timeout. */
 };
 
 struct client_answer {
     long status;
     json_t *body; /* The JSON object answered, or NULL. Owned. */
     uint64_t retry_after_ms;
-    size_t base; /* The manager that answered. */
+    size_t base; /* The manager that answered (SIZE_MAX: one not listed). */
+    char *text;  /* The answer's bytes, NUL-terminated, or NULL. Owned. */
+    size_t text_len;
 };
 
 /* Milliseconds of CLOCK_MONOTONIC. */
@@ -56,8 +63,12 @@ uint64_t client_now_ms(void);
 CURL *client_get_handle(struct raftq_client *c);
 void client_put_handle(struct raftq_client *c, CURL *h);
 
-/* Sets @h up for @r sent to manager @base; @sink receives the answer's
- * bytes and @hdrs the extra headers (both owned by the caller, who frees
+/* Whether the stop flag given at creation is set. */
+bool client_stopped(const struct raftq_client *c);
+
+/* Sets @h up for @r sent to the manager at URL @base; @sink receives the
+ * answer's bytes and @hdrs the extra headers (both owned by the caller, who
+ * frees
  * @hdrs with curl_slist_free_all after the transfer). */
 struct client_sink {
     char *data;
@@ -65,7 +76,7 @@ struct client_sink {
     uint64_t retry_after_ms;
     bool overflow;
 };
-int client_prepare(struct raftq_client *c, CURL *h, size_t base,
+int client_prepare(struct raftq_client *c, CURL *h, const char *base,
                    const struct client_req *r, struct client_sink *sink,
                    struct curl_slist **hdrs);
 
@@ -82,6 +93,12 @@ void client_answer_of(CURL *h, struct client_sink *sink, size_t base,
  */
 int client_send(struct raftq_client *c, const struct client_req *r,
                 struct client_answer *a, struct raftq_error *e);
+
+/* @r sent once to the manager at URL @base: RAFTQ_OK with @a (any
+ * status), RAFTQ_ERR_CONNECT, RAFTQ_ERR_CANCELED or RAFTQ_ERR_PROTOCOL. */
+int client_send_at(struct raftq_client *c, const char *base,
+                   const struct client_req *r, struct client_answer *a,
+                   struct raftq_error *e);
 void client_answer_clear(struct client_answer *a);
 
 /* The error of a failure answer (status, code, message) in @e; returns

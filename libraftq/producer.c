@@ -372,8 +372,8 @@ static void send_flight(struct raftq_producer *p, struct flight *f)
     struct client_req r = {
         "POST", path, "application/vnd.raftq.records", f->body, f->body_len, 0};
     f->h = client_get_handle(p->c);
-    if (f->h == NULL ||
-        client_prepare(p->c, f->h, f->base, &r, &f->sink, &f->hdrs) != 0) {
+    if (f->h == NULL || client_prepare(p->c, f->h, p->c->bases[f->base], &r,
+                                       &f->sink, &f->hdrs) != 0) {
         /* UNTESTED: ENOMEM only; the batch waits and is tried again. */
         client_put_handle(p->c, f->h);
         f->h = NULL;

@@ -35,6 +35,7 @@
 #ifndef RAFTQ_H
 #define RAFTQ_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,7 @@ enum raftq_err {
     RAFTQ_ERR_NOMEM = -10,
     RAFTQ_ERR_CLOSED = -11,   /* The producer or consumer is shutting down. */
     RAFTQ_ERR_PROTOCOL = -12, /* An answer the library cannot read. */
+    RAFTQ_ERR_CANCELED = -13, /* The client's stop flag was set. */
 };
 
 /* What went wrong, for a person and for a program. */
@@ -90,6 +92,14 @@ struct raftq_config {
     /* How long a blocking call keeps trying unavailable managers, and the
      * producer a batch; 0 means 30000. */
     uint32_t timeout_ms;
+    /* A blocking call gives up after this many rounds over the managers
+     * in which none could be connected to (0: only at timeout_ms), for a
+     * program that would rather say "not running" at once. */
+    uint32_t connect_rounds;
+    /* A flag (set by a signal handler, say) that ends the blocking calls
+     * in progress within about 50 ms with RAFTQ_ERR_CANCELED; or NULL.
+     * Borrowed: it outlives the client. */
+    const volatile sig_atomic_t *stop;
 };
 
 /* Strings are copied. RAFTQ_OK, RAFTQ_ERR_INVALID (no or bad managers,
@@ -109,6 +119,43 @@ RAFTQ_API void raftq_client_free(struct raftq_client *c);
 RAFTQ_API int raftq_call(struct raftq_client *c, const char *method,
                          const char *path, const char *body_json,
                          char **answer_json, struct raftq_error *e);
+
+/* Any request's whole answer, whatever its status. */
+struct raftq_response {
+    int status;
+    char *body; /* NUL-terminated; freed by raftq_response_clear(). */
+    size_t body_len;
+    uint64_t retry_after_ms; /* From Retry-After, 0 if absent. */
+    char manager[512];       /* The base URL that answered. */
+};
+
+/*
+ * @method on @path (with its query string) with @body (@body_len bytes of
+ * @content_type, NULL for application/json; NULL body for none), sent to
+ * the managers in turn as every call is; @extra_ms is added to each
+ * attempt's time limit (a long poll's wait). RAFTQ_OK once a manager
+ * answered anything but 503, in @out (clear it with
+ * raftq_response_clear()); RAFTQ_ERR_UNAVAILABLE, RAFTQ_ERR_CONNECT or
+ * RAFTQ_ERR_CANCELED otherwise, with @e.
+ */
+RAFTQ_API int raftq_request(struct raftq_client *c, const char *method,
+                            const char *path, const char *content_type,
+                            const void *body, size_t body_len,
+                            uint32_t extra_ms, struct raftq_response *out,
+                            struct raftq_error *e);
+
+/* The same, once, to the manager at base URL @manager (which need not be
+ * one of the client's), within @limit_ms (0: the client's timeout); a 503
+ * is an answer here. */
+RAFTQ_API int raftq_request_at(struct raftq_client *c, const char *manager,
+                               const char *method, const char *path,
+                               const char *content_type, const void *body,
+                               size_t body_len, uint32_t limit_ms,
+                               struct raftq_response *out,
+                               struct raftq_error *e);
+
+/* Frees what @r holds. NULL: no-op. */
+RAFTQ_API void raftq_response_clear(struct raftq_response *r);
 
 /* ---- Topics and admin ---- */
 

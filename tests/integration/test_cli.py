@@ -575,12 +575,14 @@ def drive_consumers(ctx, cli):
     cli.ok("topic", "create", "stamps", "--partitions", "2")
     cli.ok("produce", "stamps", "e0", "e1", "--partition", "0")
     cli.ok("produce", "stamps", "o0", "--partition", "1")
-    # The time between the two lots: 50 ms after the first is stamped, by
-    # the records' own stamps (the leader's clock), not this process's.
-    first = json.loads(cli.ok("consume", "stamps", "--partition", "0", "--offset", "1",
-                              "--format", "json"))
-    cut = first["timestamp_ms"] + 50
-    wait_until(lambda: time.time() * 1000 > cut + 50, 5, "the clock to pass the cut")
+    # The time between the two lots: just after the last of the first lot
+    # was stamped, by the records' own stamps (the leaders' clocks, this
+    # machine's), and passed before the second lot is produced.
+    stamps = [json.loads(cli.ok("consume", "stamps", "--partition", p, "--offset", o,
+                                "--format", "json"))["timestamp_ms"]
+              for p, o in (("0", "1"), ("1", "0"))]
+    cut = max(stamps) + 1
+    wait_until(lambda: time.time() * 1000 > cut + 20, 5, "the clock to pass the cut")
     cli.ok("produce", "stamps", "l0", "--partition", "0")
     cli.ok("produce", "stamps", "l1", "--partition", "1")
 
