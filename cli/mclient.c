@@ -178,9 +178,11 @@ static char *body_text(const json_t *body, bool *fail)
     return text;
 }
 
-int mclient_call_at(struct mclient *c, const char *base, const char *method,
-                    const char *path, const json_t *body, uint64_t timeout_ms,
-                    struct mclient_resp *out, char *why, size_t whyn)
+/* One call: to @base once (@ms its time limit), or with @base NULL to the
+ * managers in turn (@ms a long poll's wait). */
+static int call(struct mclient *c, const char *base, const char *method,
+                const char *path, const json_t *body, uint64_t ms,
+                struct mclient_resp *out, char *why, size_t whyn)
 {
     bool fail;
     char *text = body_text(body, &fail);
@@ -190,9 +192,11 @@ int mclient_call_at(struct mclient *c, const char *base, const char *method,
     }
     struct raftq_response resp;
     struct raftq_error e;
-    int rv = raftq_request_at(c->rc, base, method, path, NULL, text,
-                              text != NULL ? strlen(text) : 0,
-                              (uint32_t)timeout_ms, &resp, &e);
+    size_t len = text != NULL ? strlen(text) : 0;
+    int rv = base != NULL ? raftq_request_at(c->rc, base, method, path, NULL,
+                                             text, len, (uint32_t)ms, &resp, &e)
+                          : raftq_request(c->rc, method, path, NULL, text, len,
+                                          (uint32_t)ms, &resp, &e);
     free(text);
     if (rv != RAFTQ_OK) {
         memset(out, 0, sizeof *out);
@@ -204,28 +208,16 @@ int mclient_call_at(struct mclient *c, const char *base, const char *method,
     return 0;
 }
 
+int mclient_call_at(struct mclient *c, const char *base, const char *method,
+                    const char *path, const json_t *body, uint64_t timeout_ms,
+                    struct mclient_resp *out, char *why, size_t whyn)
+{
+    return call(c, base, method, path, body, timeout_ms, out, why, whyn);
+}
+
 int mclient_call(struct mclient *c, const char *method, const char *path,
                  const json_t *body, uint64_t wait_ms, struct mclient_resp *out,
                  char *why, size_t whyn)
 {
-    bool fail;
-    char *text = body_text(body, &fail);
-    if (fail) {
-        rq_why(why, whyn, "the request body cannot be encoded");
-        return RQ_NOMEM;
-    }
-    struct raftq_response resp;
-    struct raftq_error e;
-    int rv = raftq_request(c->rc, method, path, NULL, text,
-                           text != NULL ? strlen(text) : 0, (uint32_t)wait_ms,
-                           &resp, &e);
-    free(text);
-    if (rv != RAFTQ_OK) {
-        memset(out, 0, sizeof *out);
-        out->message = out->text;
-        rq_why(why, whyn, "%s", e.message);
-        return code_of(rv);
-    }
-    resp_of(&resp, out);
-    return 0;
+    return call(c, NULL, method, path, body, wait_ms, out, why, whyn);
 }

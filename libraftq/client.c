@@ -537,8 +537,7 @@ int client_send(struct raftq_client *c, const struct client_req *r,
         rv = had_503 && refused_rounds == 0 ? RAFTQ_ERR_UNAVAILABLE
                                             : RAFTQ_ERR_CONNECT;
         if (c->connect_rounds != 0 && refused_rounds >= c->connect_rounds) {
-            return client_error(e, RAFTQ_ERR_CONNECT,
-                                "no manager could be reached (%s)", last);
+            return client_error(e, RAFTQ_ERR_CONNECT, "%s", last);
         }
         uint64_t now = client_now_ms();
         if (now + wait >= deadline) {
