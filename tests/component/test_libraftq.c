@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "libraftq/batch.h"
 #include "libraftq/raftq.h"
@@ -37,6 +38,15 @@ struct cluster {
     unsigned produce_calls;
     unsigned drop_after_append; /* Answers to lose once appended. */
     int refuse_partition;       /* Answered 400, or -1. */
+    /* Group "g": its member and generation (a join makes a new one of
+     * each), what the member was sent, and what it did. */
+    unsigned generation;
+    char member[16];
+    bool expire;      /* The member's next call answers 409. */
+    uint64_t next[2]; /* Next offset fetched from partitions 0 and 1. */
+    unsigned joins, heartbeats, leaves, commits;
+    char last_commit[256]; /* The last commit's body. */
+    char left[16];         /* Who left. */
 };
 
 struct fake {
@@ -158,6 +168,75 @@ static enum MHD_Result produce(struct fake *f, struct MHD_Connection *conn,
     return rv;
 }
 
+/* The group routes of "g", on topic "t" with partitions 0 and 1. */
+static enum MHD_Result group_route(struct fake *f, struct MHD_Connection *conn,
+                                   const char *what, const struct upload *u)
+{
+    static const char gone[] =
+        "{\"status\":\"failure\",\"code\":\"member_unknown\","
+        "\"message\":\"member is not in group g; join again\"}";
+    struct cluster *cl = f->cl;
+    char out[512];
+    json_t *body = u->len > 0 ? json_loadb(u->data, u->len, 0, NULL) : NULL;
+    const char *member = json_string_value(json_object_get(body, "member_id"));
+    if (member == NULL) {
+        member = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                             "member_id");
+    }
+    pthread_mutex_lock(&cl->lock);
+    bool known = member != NULL && strcmp(member, cl->member) == 0;
+    if (strcmp(what, "join") == 0) {
+        cl->joins++;
+        cl->generation++;
+        snprintf(cl->member, sizeof cl->member, "m%u", cl->joins);
+        cl->expire = false;
+        snprintf(out, sizeof out,
+                 "{\"status\":\"success\",\"member_id\":\"%s\","
+                 "\"generation\":%u,\"partitions\":[0,1],"
+                 "\"heartbeat_interval_ms\":100}",
+                 cl->member, cl->generation);
+    } else if (!known || cl->expire) {
+        if (cl->expire) {
+            cl->member[0] = '\0'; /* Removed from the group. */
+        }
+        pthread_mutex_unlock(&cl->lock);
+        json_decref(body);
+        return reply(conn, 409, gone);
+    } else if (strcmp(what, "heartbeat") == 0) {
+        cl->heartbeats++;
+        snprintf(out, sizeof out,
+                 "{\"status\":\"success\",\"generation\":%u,"
+                 "\"partitions\":[0,1]}",
+                 cl->generation);
+    } else if (strcmp(what, "records") == 0) {
+        /* One record of each partition a fetch, key "k" on partition 1. */
+        snprintf(out, sizeof out,
+                 "{\"status\":\"success\",\"generation\":%u,\"records\":["
+                 "{\"partition_id\":0,\"offset\":%llu,\"value\":\"a%llu\","
+                 "\"key\":null,\"timestamp_ms\":5},"
+                 "{\"partition_id\":1,\"offset\":%llu,\"value\":\"b%llu\","
+                 "\"key\":\"k\",\"timestamp_ms\":6}]}",
+                 cl->generation, (unsigned long long)cl->next[0],
+                 (unsigned long long)cl->next[0],
+                 (unsigned long long)cl->next[1],
+                 (unsigned long long)cl->next[1]);
+        cl->next[0]++;
+        cl->next[1]++;
+    } else if (strcmp(what, "commit") == 0) {
+        cl->commits++;
+        snprintf(cl->last_commit, sizeof cl->last_commit, "%.*s", (int)u->len,
+                 u->data);
+        snprintf(out, sizeof out, "{\"status\":\"success\"}");
+    } else {
+        cl->leaves++;
+        snprintf(cl->left, sizeof cl->left, "%s", member);
+        snprintf(out, sizeof out, "{\"status\":\"success\"}");
+    }
+    pthread_mutex_unlock(&cl->lock);
+    json_decref(body);
+    return reply(conn, 200, out);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *data,
@@ -196,6 +275,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     if (strcmp(method, "POST") == 0 &&
         strcmp(url, "/v1/topics/t/records") == 0) {
         return produce(f, conn, u);
+    }
+    if (strncmp(url, "/v1/groups/g/", 13) == 0) {
+        return group_route(f, conn, url + 13, u);
     }
     return reply(conn, 404,
                  "{\"status\":\"failure\",\"code\":\"not_found\","
@@ -585,6 +667,109 @@ static void test_batch_encoding(void **state)
     free(b);
 }
 
+/* A counter of the fake's, read under its lock. */
+static unsigned counter(const unsigned *n)
+{
+    pthread_mutex_lock(&cluster.lock);
+    unsigned v = *n;
+    pthread_mutex_unlock(&cluster.lock);
+    return v;
+}
+
+/* The commit body's offsets as "P=O,P=O", and its member and generation. */
+static void check_commit(const char *member, unsigned generation,
+                         const char *want)
+{
+    pthread_mutex_lock(&cluster.lock);
+    json_t *b = json_loads(cluster.last_commit, 0, NULL);
+    pthread_mutex_unlock(&cluster.lock);
+    assert_non_null(b);
+    assert_string_equal(json_string_value(json_object_get(b, "member_id")),
+                        member);
+    assert_int_equal(json_integer_value(json_object_get(b, "generation")),
+                     generation);
+    char got[128] = "";
+    size_t len = 0, i;
+    json_t *o;
+    json_array_foreach(json_object_get(b, "offsets"), i, o)
+    {
+        len += (size_t)snprintf(
+            got + len, sizeof got - len, "%s%d=%d", i > 0 ? "," : "",
+            (int)json_integer_value(json_object_get(o, "partition_id")),
+            (int)json_integer_value(json_object_get(o, "offset")));
+    }
+    assert_string_equal(got, want);
+    json_decref(b);
+}
+
+static void test_consumer_polls_commits_and_rejoins(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_start(&f);
+    char managers[64];
+    snprintf(managers, sizeof managers, "http://127.0.0.1:%u", f.port);
+    struct raftq_config cfg = {.managers = managers, .timeout_ms = 5000};
+    struct raftq_consumer_config cc = {.group = "g", .topic = "t"};
+    struct raftq_client *c;
+    struct raftq_consumer *k;
+    struct raftq_error e;
+    assert_int_equal(raftq_client_new(&cfg, &c, &e), RAFTQ_OK);
+    assert_int_equal(raftq_consumer_new(c, &cc, &k, &e), RAFTQ_OK);
+    uint32_t parts[4];
+    uint64_t gen;
+    assert_int_equal(raftq_consumer_assignment(k, parts, 4, &gen), 2);
+    assert_int_equal(gen, 1);
+
+    /* Two polls, then a commit: the offsets after the last records. */
+    struct raftq_records *rs;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(raftq_consumer_poll(k, 10, 0, &rs, &e), RAFTQ_OK);
+        assert_int_equal(rs->n, 2);
+        assert_int_equal(rs->records[1].partition, 1);
+        assert_int_equal(rs->records[1].offset, (uint64_t)i);
+        assert_string_equal(rs->records[1].key, "k");
+        assert_null(rs->records[0].key);
+        assert_int_equal(rs->records[0].timestamp_ms, 5);
+        raftq_records_free(rs);
+    }
+    assert_int_equal(raftq_consumer_commit(k, &e), RAFTQ_OK);
+    check_commit("m1", 1, "0=2,1=2");
+
+    /* Its heartbeats go on their own, every 100 ms. */
+    unsigned beats = counter(&cluster.heartbeats);
+    for (int i = 0; i < 200 && counter(&cluster.heartbeats) < beats + 2; i++) {
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL); /* Polling, up to 2 s, for two beats. */
+    }
+    assert_true(counter(&cluster.heartbeats) >= beats + 2);
+
+    /* Removed from the group: the call says so, the member joins again
+     * and forgets what it fetched; nothing is committed for it. */
+    pthread_mutex_lock(&cluster.lock);
+    cluster.expire = true;
+    pthread_mutex_unlock(&cluster.lock);
+    assert_int_equal(raftq_consumer_poll(k, 10, 0, &rs, &e),
+                     RAFTQ_ERR_CONFLICT);
+    assert_string_equal(e.code, "member_unknown");
+    assert_int_equal(raftq_consumer_assignment(k, NULL, 0, &gen), 2);
+    assert_int_equal(gen, 2);
+    unsigned commits = counter(&cluster.commits);
+    assert_int_equal(raftq_consumer_commit(k, &e), RAFTQ_OK);
+    assert_int_equal(counter(&cluster.commits), commits);
+    assert_int_equal(raftq_consumer_poll(k, 10, 0, &rs, &e), RAFTQ_OK);
+    raftq_records_free(rs);
+    assert_int_equal(raftq_consumer_commit(k, &e), RAFTQ_OK);
+    check_commit("m2", 2, "0=3,1=3");
+
+    assert_int_equal(raftq_consumer_poll(k, 0, 0, &rs, &e), RAFTQ_ERR_INVALID);
+    raftq_consumer_free(k);
+    assert_int_equal(counter(&cluster.leaves), 1);
+    assert_string_equal(cluster.left, "m2");
+    raftq_client_free(c);
+    MHD_stop_daemon(f.d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +788,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_producer_gives_up_in_time, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_polls_commits_and_rejoins,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
