@@ -4,7 +4,6 @@
  */
 #include "client.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -131,29 +130,15 @@ int client_fail(const struct client_answer *a, struct raftq_error *e)
 
 bool client_escape(const char *s, char *out, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t j = 0;
-    for (size_t i = 0; s[i] != '\0'; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-            if (j + 1 >= n) {
-                return false;
-            }
-            out[j++] = (char)ch;
-        } else {
-            if (j + 3 >= n) {
-                return false;
-            }
-            out[j++] = '%';
-            out[j++] = hex[ch >> 4];
-            out[j++] = hex[ch & 15];
-        }
+    /* libcurl's escape (RFC 3986: all but unreserved characters); its
+     * handle argument is unused since libcurl 7.82. */
+    char *esc = curl_easy_escape(NULL, s, 0);
+    bool ok = esc != NULL && strlen(esc) < n;
+    if (ok) {
+        memcpy(out, esc, strlen(esc) + 1);
     }
-    if (j >= n) {
-        return false;
-    }
-    out[j] = '\0';
-    return true;
+    curl_free(esc);
+    return ok;
 }
 
 /* "http://h:p,https://h2:p2": each trimmed of blanks and of a final '/'. */

@@ -250,8 +250,9 @@ RAFTQ_API int raftq_produce(struct raftq_producer *p,
                             const struct raftq_message *m, raftq_delivery_cb cb,
                             void *opaque, struct raftq_error *e);
 
-/* Sends what is queued without waiting for linger and returns once every
- * message queued before the call has had its callback, or after
+/* Sends what is queued without waiting for linger and returns once no
+ * message is left undelivered (every one queued before the call, and any
+ * queued by other threads meanwhile, has had its callback), or after
  * @timeout_ms (RAFTQ_ERR_TIMEOUT). */
 RAFTQ_API int raftq_producer_flush(struct raftq_producer *p,
                                    uint32_t timeout_ms);
