@@ -35,6 +35,8 @@ struct manager_config {
     /* How long a consume forwarded to the leader may take to propose its
      * advance (mcore_consume_deadline). */
     uint64_t consume_deadline_ms;
+    /* Between the leader's samples of topic traffic (mtraffic.h). */
+    uint64_t traffic_sample_ms;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
     uint64_t auth_clock_skew_ms;

@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "mmember.h"
+#include "mtraffic.h"
 #include "openapi.h"
 #include "qapi.h"
 #include "qapi_consume.h"
@@ -62,6 +63,7 @@
     {"GET", "/admin/moves", admin_moves},                                    \
     {"GET", "/admin/topics", admin_topics},                                  \
     {"GET", "/admin/topics/{topic}", admin_topic_describe},                  \
+    {"GET", "/admin/topics/{topic}/traffic", mtraffic_topic},                \
     {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \
      admin_partition_leader},                                                \
