@@ -70,6 +70,8 @@ struct manager_stats {
     uint64_t repair_rounds;      /* and repair rounds, */
     uint64_t reconcile_us;       /* and the time they took. */
     uint64_t repair_us;
+    uint64_t traffic_rounds; /* The leader's traffic samples taken, */
+    uint64_t traffic_us;     /* and the time they took. */
 };
 
 #endif /* MCONFIG_H */

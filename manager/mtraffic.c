@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <raft.h>
 
@@ -254,6 +255,8 @@ static void sample(struct mtraffic *mt)
     if (!mt->leading || mcore_closing(core)) {
         return;
     }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rv = read_topics(mt);
     if (rv == 0) {
         rv = mstore_partitions_view(mcore_store(core), &parts, &np);
@@ -310,6 +313,12 @@ static void sample(struct mtraffic *mt)
                           vouched ? route->high_watermark : 0);
     }
     traffic_end(mt->t, from, mt->managers);
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    struct manager_stats *st = mcore_stats(core);
+    st->traffic_rounds++;
+    st->traffic_us += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                 (t1.tv_nsec - t0.tv_nsec) / 1000);
 }
 
 struct ask {

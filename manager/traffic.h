@@ -27,7 +27,7 @@
  * sample's list are dropped with their series (deleted).
  *
  * Memory: a name and a few counters per topic, a ring (16 bytes a sample)
- * only for a topic that had traffic within the window, and two marks (17
+ * only for a topic that had traffic within the window, and two marks (24
  * bytes each) per partition. Pure: times come as arguments; no I/O.
  */
 #ifndef TRAFFIC_H

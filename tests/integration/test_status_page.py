@@ -297,6 +297,17 @@ def test_traffic(ctx):
           % sorted({s["managers"] for s in samples}))
     check(any(s["messages_per_s"] > 0 and s["bytes_per_s"] > 0 for s in samples),
           "no positive rate in %r" % samples)
+    # The samples are counted in the leader's /metrics.
+    host, port = c.m_http[leader].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/metrics")
+    body = conn.getresponse().read().decode()
+    conn.close()
+    rounds = re.search(r"^raftq_manager_traffic_rounds_total (\S+)$", body, re.M)
+    took = re.search(r"^raftq_manager_traffic_round_seconds_total (\S+)$", body, re.M)
+    check(rounds and float(rounds.group(1)) >= len(samples) and took and
+          float(took.group(1)) > 0, "the leader's traffic rounds in /metrics: %r, %r"
+          % (rounds and rounds.group(0), took and took.group(0)))
     # A topic nobody produced to: a flat series.
     obj = traffic(c, leader, idle)
     check(obj["samples"] and all(s["records"] == 0 and s["bytes"] == 0 for s in obj["samples"]),
