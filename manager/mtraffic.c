@@ -13,7 +13,6 @@
  */
 #include "mtraffic.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
