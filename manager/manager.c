@@ -52,6 +52,7 @@
 #include "mjoin.h"
 #include "mmember.h"
 #include "mmetrics.h"
+#include "mtraffic.h"
 #include "mstore.h"
 #include "qapi.h"
 #include "qapi_produce.h"
@@ -120,6 +121,7 @@ struct manager {
     struct reconcile *reconcile;
     struct repair *repair;
     struct mmember *mmember;
+    struct mtraffic *traffic;
     /* The managers' RPCs over the Raft port (MJOIN_RPC_INFO), and the
      * start of a manager with an empty Raft directory (NULL otherwise). */
     struct rq_rpc *rpc;
@@ -234,6 +236,10 @@ static const struct rq_opt options[] = {
      "a consume forwarded to the leader whose offset advance is not "
      "proposed within this long of its arrival at a follower is refused "
      "(503, offset_advanced \"no\"); keep it under the clients' timeouts"},
+    {"traffic-sample-ms", "RAFTQ_TRAFFIC_SAMPLE_MS", RQ_OPT_U64, "5000", false,
+     offsetof(struct manager_config, traffic_sample_ms),
+     "the leader samples every topic's traffic (records and bytes "
+     "produced, for the status page) this often; it keeps 120 samples"},
     {"snapshot-threshold", "RAFTQ_SNAPSHOT_THRESHOLD", RQ_OPT_U64, "1024",
      false, offsetof(struct manager_config, snapshot_threshold),
      "Raft entries between snapshots of the metadata"},
@@ -693,6 +699,7 @@ static void on_tick(uv_timer_t *t)
     }
     uid_upkeep(m);
     mmember_tick(m->mmember, now);
+    mtraffic_tick(m->traffic, now);
     if (m->ticks % LIVENESS_TICKS == 0) {
         liveness_tick(m->liveness, now);
         cgroup_tick(m->cgroups, now);
@@ -717,6 +724,7 @@ static void on_change(void *data, const struct rq_node_info *info)
         liveness_lead(m->liveness, now);
         cgroup_lead(m->cgroups, now);
         mmember_lead(m->mmember, now);
+        mtraffic_lead(m->traffic, now);
         reconcile_lead(m->reconcile);
         m->addr_next_ms = 0;
         addr_upkeep(m, now);
@@ -726,6 +734,7 @@ static void on_change(void *data, const struct rq_node_info *info)
         liveness_stop(m->liveness);
         cgroup_stop(m->cgroups);
         repair_stop(m->repair);
+        mtraffic_stop(m->traffic);
     }
     if (!m->leading) {
         m->addr_next_ms = 0; /* A new leader: publish to it soon. */
@@ -837,6 +846,7 @@ static const struct rq_http_route routes[] = {
     {"GET", "/internal/routes", internal_routes, RQ_HTTPSIG_M2M},
     {"GET", "/internal/state-digest", internal_state_digest, RQ_HTTPSIG_M2M},
     {"GET", "/internal/version", internal_version, RQ_HTTPSIG_M2M},
+    {"GET", "/internal/produced", mtraffic_counts, RQ_HTTPSIG_M2M},
     {"POST", "/internal/managers/{id}", internal_manager_addr, RQ_HTTPSIG_M2M},
     {"POST", "/internal/managers/{id}/join", mmember_join, RQ_HTTPSIG_M2M},
 };
@@ -975,6 +985,10 @@ static int check(void *self, char *why, size_t whyn)
         snprintf(why, whyn, "--consume-deadline-ms must be 100 to 600000");
         return RQ_INVALID;
     }
+    if (c->traffic_sample_ms < 100 || c->traffic_sample_ms > 600000) {
+        snprintf(why, whyn, "--traffic-sample-ms must be 100 to 600000");
+        return RQ_INVALID;
+    }
     rv = rq_config_check_http(c->max_message_bytes, c->http_idle_timeout_s,
                               c->http_max_connections, c->http_max_buffered,
                               MAX_BODY, why, whyn);
@@ -1070,7 +1084,8 @@ static int wire(struct manager *m)
         reconcile_new(m->core, m->repair, &m->reconcile) != 0 ||
         qapi_init(m->core) != 0 ||
         mmetrics_new(m->core, m->metrics, &m->mmetrics) != 0 ||
-        mmember_new(m->core, &m->mmember) != 0) {
+        mmember_new(m->core, &m->mmember) != 0 ||
+        mtraffic_new(m->core, &m->traffic) != 0) {
         return RQ_NOMEM; /* UNTESTED: ENOMEM only. */
     }
     struct mcore_modules mods = {
@@ -1080,6 +1095,7 @@ static int wire(struct manager *m)
         .repair = m->repair,
         .mmetrics = m->mmetrics,
         .mmember = m->mmember,
+        .traffic = m->traffic,
         .metrics = m->metrics,
     };
     mcore_set_modules(m->core, &mods);
@@ -1328,6 +1344,7 @@ static int finish(void *self)
     repair_free(m->repair);
     reconcile_free(m->reconcile);
     mmember_free(m->mmember);
+    mtraffic_free(m->traffic);
     mjoin_free(m->join);
     liveness_free(m->liveness);
     cgroup_free(m->cgroups);

@@ -35,6 +35,8 @@ struct manager_config {
     /* How long a consume forwarded to the leader may take to propose its
      * advance (mcore_consume_deadline). */
     uint64_t consume_deadline_ms;
+    /* Between the leader's samples of topic traffic (mtraffic.h). */
+    uint64_t traffic_sample_ms;
     uint64_t http_idle_timeout_s;
     uint64_t http_max_connections;
     uint64_t auth_clock_skew_ms;
@@ -68,6 +70,8 @@ struct manager_stats {
     uint64_t repair_rounds;      /* and repair rounds, */
     uint64_t reconcile_us;       /* and the time they took. */
     uint64_t repair_us;
+    uint64_t traffic_rounds; /* The leader's traffic samples taken, */
+    uint64_t traffic_us;     /* and the time they took. */
 };
 
 #endif /* MCONFIG_H */

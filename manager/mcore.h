@@ -57,6 +57,7 @@ struct cgroup;
 struct reconcile;
 struct repair;
 struct mmetrics;
+struct mtraffic;
 struct rq_metrics;
 struct rq_httpsig;
 struct uv_loop_s;
@@ -206,6 +207,7 @@ struct mcore_modules {
     struct repair *repair;       /* Moves under way. */
     struct mmetrics *mmetrics;   /* Per-topic counters. */
     struct mmember *mmember;     /* The managers' membership changes. */
+    struct mtraffic *traffic;    /* Bytes produced, per topic. */
     struct rq_metrics *metrics;  /* GET /metrics renders it. */
 };
 const struct mcore_modules *mcore_modules(const struct mcore *core);

@@ -46,8 +46,10 @@ enum {
     F_BROKER_RETRIES,
     F_RECONCILE_ROUNDS,
     F_REPAIR_ROUNDS,
+    F_TRAFFIC_ROUNDS,
     F_RECONCILE_SECONDS,
     F_REPAIR_SECONDS,
+    F_TRAFFIC_SECONDS,
     F_ROUTES,
     F_TOPICS,
     F_PARTITIONS,
@@ -175,6 +177,12 @@ static const struct rq_metric_def defs[F_COUNT] = {
                          "Repair rounds this manager ran as leader (every "
                          "partition against the brokers' states).",
                          {NULL}},
+    [F_TRAFFIC_ROUNDS] = {RQ_METRIC_COUNTER,
+                          "raftq_manager_traffic_rounds_total",
+                          "Samples of every topic's traffic this manager "
+                          "took as leader (every partition's high "
+                          "watermark, for the status page).",
+                          {NULL}},
     [F_RECONCILE_SECONDS] = {RQ_METRIC_COUNTER,
                              "raftq_manager_reconcile_round_seconds_total",
                              "Time the reconcile rounds took (the loop "
@@ -184,6 +192,10 @@ static const struct rq_metric_def defs[F_COUNT] = {
                           "raftq_manager_repair_round_seconds_total",
                           "Time the repair rounds took.",
                           {NULL}},
+    [F_TRAFFIC_SECONDS] = {RQ_METRIC_COUNTER,
+                           "raftq_manager_traffic_round_seconds_total",
+                           "Time the traffic samples took.",
+                           {NULL}},
     [F_ROUTES] = {RQ_METRIC_GAUGE,
                   "raftq_manager_routes",
                   "Partition groups in this manager's routing cache.",
@@ -478,7 +490,7 @@ static void on_collect(void *data)
         st->read_index,        st->forwarded_internal, st->produce_calls,
         st->consume_advances,  st->consume_reads,      st->proposal_batches,
         st->batched_proposals, st->broker_retries,     st->reconcile_rounds,
-        st->repair_rounds,
+        st->repair_rounds,     st->traffic_rounds,
     };
     for (size_t i = 0; i < sizeof stats / sizeof stats[0]; i++) {
         set_u64(rq_metric_family_child(mm->f[F_PROPOSALS + i]), stats[i]);
@@ -487,6 +499,8 @@ static void on_collect(void *data)
                   (double)st->reconcile_us / 1e6);
     rq_metric_set(rq_metric_family_child(mm->f[F_REPAIR_SECONDS]),
                   (double)st->repair_us / 1e6);
+    rq_metric_set(rq_metric_family_child(mm->f[F_TRAFFIC_SECONDS]),
+                  (double)st->traffic_us / 1e6);
     set_u64(rq_metric_family_child(mm->f[F_ROUTES]),
             routing_count(mcore_routing(core)));
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bclient.h"
+#include "mtraffic.h"
 #include "pmerge.h"
 #include "policy.h"
 #include "qapi.h"
@@ -191,17 +192,21 @@ static struct merge *merge_list;
 
 static void merge_send(struct merge *m);
 
-/* Answers the items of a call that ended (@r) and frees them. */
+/* Answers the items of a call to a partition of @topic that ended (@r)
+ * and frees them. */
 static void merge_answer(struct mcore *core, struct pmerge_item *items,
-                         uint32_t partition, const struct bclient_result *r)
+                         const char *topic, uint32_t partition,
+                         const struct bclient_result *r)
 {
     json_t *base =
         r->answer != NULL ? json_object_get(r->answer, "base_offset") : NULL;
     bool ok = r->status == 200 && json_is_integer(base);
     json_int_t offset = ok ? json_integer_value(base) : 0;
+    uint64_t bytes = 0;
     while (items != NULL) {
         struct pmerge_item *it = items;
         items = it->next;
+        bytes += it->len - RQ_RECORD_HEADER;
         struct rq_http_req *req = it->req;
         if (req != NULL) {
             rq_http_on_abort(req, NULL, NULL);
@@ -228,13 +233,17 @@ static void merge_answer(struct mcore *core, struct pmerge_item *items,
         offset++;
         free(it);
     }
+    /* Appended whether or not the clients still wait. */
+    if (ok) {
+        mtraffic_produced(mcore_modules(core)->traffic, topic, bytes);
+    }
 }
 
 static void on_merged(void *data, const struct bclient_result *r)
 {
     struct merge_call *call = data;
     struct merge *m = call->m;
-    merge_answer(m->core, call->items, call->partition, r);
+    merge_answer(m->core, call->items, m->part.topic, call->partition, r);
     free(call);
     if (pmerge_done(&m->q)) {
         merge_send(m);
@@ -275,7 +284,7 @@ static void merge_send(struct merge *m)
         snprintf(why, sizeof why, "cannot produce now: %s", rq_strerror(rv));
         struct bclient_result r = {
             .status = 503, .why = why, .retry_after = "1"};
-        merge_answer(m->core, items, m->part.partition_id, &r);
+        merge_answer(m->core, items, m->part.topic, m->part.partition_id, &r);
         if (!pmerge_done(&m->q)) {
             return;
         }
@@ -483,6 +492,7 @@ struct batch_part {
     uint32_t partition;
     json_t *records; /* Owned until sent. */
     size_t count;
+    uint64_t bytes; /* Of its records' keys and values. */
     int status;
     uint64_t base;
     char why[QAPI_WHY];
@@ -492,6 +502,7 @@ struct batch_part {
 struct batch {
     struct rq_http_req *req; /* First: the held request. */
     struct mcore *core;
+    char topic[MCMD_NAME_MAX + 1];
     uint32_t *assign; /* Partition of each record, in request order. */
     size_t n_records;
     struct batch_part *parts; /* One per partition of the topic. */
@@ -593,6 +604,7 @@ static void on_batch_part(void *data, const struct bclient_result *r)
     if (r->status == 200 && json_is_integer(base)) {
         bp->status = 200;
         bp->base = (uint64_t)json_integer_value(base);
+        mtraffic_produced(mcore_modules(b->core)->traffic, b->topic, bp->bytes);
     } else {
         bp->status = r->status == 200 ? 503 : r->status;
         snprintf(bp->why, sizeof bp->why, "partition %u: %s", bp->partition,
@@ -695,6 +707,9 @@ static int batch_sort(struct batch *b, const json_t *records, const char *topic,
         }
         json_array_append_new(b->parts[p].records, r);
         b->parts[p].count++;
+        b->parts[p].bytes +=
+            json_string_length(value) +
+            (json_is_string(key) ? json_string_length(key) : 0);
     }
     return 0;
 }
@@ -749,6 +764,7 @@ static bool batch_now(struct mcore *core, struct rq_http_req *req, void *arg,
         rq_http_reply_error(req, 500, "out of memory");
         return true;
     }
+    snprintf(b->topic, sizeof b->topic, "%s", topic);
     int status = batch_sort(b, records, topic, why, sizeof why);
     if (status != 0) {
         batch_free(b);
@@ -807,6 +823,8 @@ struct binary_op {
     struct rq_http_req *req; /* First: the held request. */
     struct mcore *core;
     uint32_t partition;
+    size_t len; /* Of the body. */
+    char topic[MCMD_NAME_MAX + 1];
 };
 
 static void on_binary_produced(void *data, const struct bclient_result *r)
@@ -815,6 +833,14 @@ static void on_binary_produced(void *data, const struct bclient_result *r)
     struct rq_http_req *req = op->req;
     json_t *base = json_object_get(r->answer, "base_offset");
     json_t *count = json_object_get(r->answer, "count");
+    if (r->status == 200 && json_is_integer(count)) {
+        /* The body less its count and a header per record: what the
+         * records' keys and values hold. */
+        uint64_t n = (uint64_t)json_integer_value(count);
+        uint64_t framing = RQ_RECORD_BODY_COUNT + n * RQ_RECORD_HEADER;
+        mtraffic_produced(mcore_modules(op->core)->traffic, op->topic,
+                          op->len > framing ? op->len - framing : 0);
+    }
     if (req != NULL) {
         rq_http_on_abort(req, NULL, NULL);
         if (r->status == 200 && json_is_integer(base) &&
@@ -885,6 +911,8 @@ static bool binary_now(struct mcore *core, struct rq_http_req *req, void *arg,
     memcpy(copy, body, len);
     op->core = core;
     op->partition = a->partition;
+    op->len = len;
+    snprintf(op->topic, sizeof op->topic, "%s", a->topic);
     rv = bclient_produce_body(core, &parts[a->partition], copy, len,
                               a->has_sequence ? a->producer_id : 0, a->sequence,
                               on_binary_produced, op);

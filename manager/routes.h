@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "mmember.h"
+#include "mtraffic.h"
 #include "openapi.h"
 #include "qapi.h"
 #include "qapi_consume.h"
@@ -63,6 +64,7 @@
     {"GET", "/admin/topics", admin_topics},                                  \
     {"GET", "/admin/consumers", admin_consumers},                            \
     {"GET", "/admin/topics/{topic}", admin_topic_describe},                  \
+    {"GET", "/admin/topics/{topic}/traffic", mtraffic_topic},                \
     {"DELETE", "/admin/topics/{topic}", admin_topic_delete},                 \
     {"POST", "/admin/partitions/{topic}/{partition}/leader",                 \
      admin_partition_leader},                                                \

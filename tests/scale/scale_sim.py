@@ -112,6 +112,7 @@ RETRY_S = 0.1  # registrar.c RETRY_MS
 BACKOFF_MAX_S = 5.0  # registrar.c BACKOFF_MAX_MS
 REGISTER_TIMEOUT_S = 5.0  # registrar.c REGISTER_TIMEOUT_MS
 STREAM_LIMIT = 64 << 20
+PAGE_SHOWN = 100  # Topics the status page shows (MAX_TOPICS), each with its traffic.
 PAGE_TOPICS = 10  # Topics whose GET /admin/topics/{t} is timed one by one
 TOPIC_DEADLINE_S = 180  # For one POST /topics, retries included
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -1133,7 +1134,7 @@ class Sim:
                 vals.append("-" if a is None or b is None else "%.1f" % ((b - a) / (t1 - t0)))
             self.row(section, title, vals)
         # Each round's mean time: the loop serves nothing else meanwhile.
-        for kind in ("reconcile", "repair"):
+        for kind in ("reconcile", "repair", "traffic"):
             vals = []
             for i in cols:
                 d = [metric_value(m.get(i, {}), "raftq_manager_%s%s" % (kind, suffix), "")
@@ -1223,7 +1224,9 @@ class Sim:
         on the leader and on a follower. Past 500 partitions a poll asks for
         the topics' counts (/admin/topics) and describes only the topics the
         reader opened (/admin/topics/{t}, timed one by one for the first
-        PAGE_TOPICS topics); below, it describes every topic."""
+        PAGE_TOPICS topics); below, it describes every topic. Each topic shown
+        (at most PAGE_SHOWN) has its traffic asked for once per sample
+        interval (/admin/topics/{t}/traffic)."""
         follower = next(i for i in self.manager_ids if i != self.leader)
         paths = ["/ui", "/admin/managers", "/admin/brokers", "/admin/moves", "/admin/topics",
                  "/v1/groups"]
@@ -1254,6 +1257,8 @@ class Sim:
         rows.append(("/admin/topics/{t}, each of %d%s" % (len(some), "" if every else
                                                          " (a topic opened)"),
                      ["/admin/topics/" + n for n in some]))
+        rows.append(("/admin/topics/{t}/traffic, each of %d" % len(some),
+                     ["/admin/topics/%s/traffic" % n for n in some]))
         rows.append(("one poll: the above, %s" % ("every topic described" if every
                                                   else "no topic open"), None))
         for title, targets in rows:
@@ -1273,12 +1278,21 @@ class Sim:
             self.row(section, title, vals)
 
         # The page left open on a follower, one topic opened: what it costs
-        # the managers, polled as its script polls (1.5 s after each poll).
+        # the managers, polled as its script polls (1.5 s after each poll),
+        # with the shown topics' traffic every third poll (the default
+        # sample interval is 5 s).
+        shown = [n for n, _ in self.topics][:PAGE_SHOWN]
+
         async def reader():
+            k = 0
             while True:
                 await poll(follower)
                 if not every and some:
                     await get(follower, "/admin/topics/" + some[0])
+                if k % 3 == 0:
+                    await asyncio.gather(*[get(follower, "/admin/topics/%s/traffic" % n)
+                                           for n in shown])
+                k += 1
                 await asyncio.sleep(1.5)
         task = asyncio.ensure_future(reader())
         try:

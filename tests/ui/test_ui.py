@@ -13,6 +13,14 @@ group with its lag; after a
 broker is killed with SIGKILL it must show that broker as suspect or dead;
 with two managers killed it must say there is no quorum; and served by a
 stand-in whose admin API does not answer, that the manager is unreachable.
+With managers sampling every 500 ms, after bursts produced over several
+samples it must show each topic's records and bytes in the window exactly,
+a positive rate for a topic being produced to, and a sparkline of both per
+topic; a group's generation, member and committed offset, high watermark
+and lag per partition as the API gives them; and the record browser (opened
+by a link: #records=TOPIC/P, #records=TOPIC/P@OFFSET&n=N) the latest
+records of a partition, three from an offset, and none past the end, with
+a key and a value that hold markup shown as text.
 Screenshots and DOM dumps are kept under build/ui-test/ for a person to
 look at.
 
@@ -32,6 +40,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +48,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from harness import check, run_suite, wait_until  # noqa: E402
-from test_manager import Cluster, Unreachable, call  # noqa: E402
+from test_manager import Cluster, Unreachable, call, check_ok  # noqa: E402
 
 TOKEN = "ui-test-token"
 PAGE = os.path.join(REPO, "manager", "ui", "index.html")
@@ -53,6 +62,8 @@ SUSPECT_RGB = (0xD4, 0xA7, 0x2C)
 DEAD_RGB = (0xCF, 0x22, 0x2E)
 NOQUORUM_RGB = (0xFF, 0xF1, 0xC2)
 AUTH_RGB = (0xDD, 0xF4, 0xFF)
+MESSAGES_AREA_RGB = (0xC9, 0xE8, 0xF3)  # svg.sparkline .area-messages
+BYTES_AREA_RGB = (0xF6, 0xD5, 0xE8)  # svg.sparkline .area-bytes
 
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -60,7 +71,7 @@ CHROMIUM_FLAGS = [
     "--disable-default-apps", "--disable-extensions", "--disable-breakpad",
     "--disable-domain-reliability", "--no-default-browser-check", "--no-pings",
     "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
-    "--hide-scrollbars", "--mute-audio", "--window-size=%d,%d" % (WIDTH, HEIGHT),
+    "--hide-scrollbars", "--mute-audio",
 ]
 
 
@@ -78,13 +89,14 @@ def requires():
     return None
 
 
-def chromium(ctx, url, screenshot=None, budget_ms=5000):
+def chromium(ctx, url, screenshot=None, budget_ms=5000, height=HEIGHT):
     """Loads @url in a fresh headless profile, lets the page run for
     @budget_ms of virtual time and returns the DOM, or writes a screenshot
-    to @screenshot."""
+    (WIDTH x @height) to @screenshot."""
     profile = os.path.join(ctx.dir, "chromium-profile-%d" % len(os.listdir(ctx.dir)))
     argv = [chromium_path()] + CHROMIUM_FLAGS + [
-        "--user-data-dir=" + profile, "--virtual-time-budget=%d" % budget_ms]
+        "--user-data-dir=" + profile, "--virtual-time-budget=%d" % budget_ms,
+        "--window-size=%d,%d" % (WIDTH, height)]
     argv += ["--screenshot=" + screenshot] if screenshot else ["--dump-dom"]
     env = dict(ctx.env, HOME=ctx.dir)
     r = subprocess.run(argv + [url], capture_output=True, timeout=90, env=env, cwd=ctx.dir)
@@ -101,20 +113,45 @@ def chromium(ctx, url, screenshot=None, budget_ms=5000):
 # ---- The DOM ---------------------------------------------------------------
 
 
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+        "source", "track", "wbr"}
+
+
 class Dom(html.parser.HTMLParser):
-    """Every element's tag and attributes, in document order."""
+    """Every element's tag and attributes, in document order, each with the
+    text inside it (its "_text") and its child elements' tags ("_tags")."""
 
     def __init__(self, text):
         super().__init__(convert_charrefs=True)
+        self.raw = text
         self.elements = []
         self.texts = []
+        self.open = []
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, dict(attrs)))
+        a = dict(attrs)
+        a["_text"] = ""
+        a["_tags"] = []
+        if self.open:
+            self.open[-1]["_tags"].append(tag)
+        self.elements.append((tag, a))
+        if tag not in VOID:
+            self.open.append(a)
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.open.pop()
+
+    def handle_endtag(self, tag):
+        if tag not in VOID and self.open:
+            self.open.pop()
 
     def handle_data(self, data):
         self.texts.append(data)
+        for a in self.open:
+            a["_text"] += data
 
     def all(self, **want):
         """Elements whose attributes (data_x for data-x) have these values;
@@ -221,11 +258,11 @@ def near(colours, rgb, tol=4):
                if all(abs(c[k] - rgb[k]) <= tol for k in range(3)))
 
 
-def check_screenshot(path, must_have):
-    """A real WIDTHxHEIGHT picture, not blank, showing @must_have colours
+def check_screenshot(path, must_have, height=HEIGHT):
+    """A real WIDTHx@height picture, not blank, showing @must_have colours
     ({name: rgb}) over at least a few hundred pixels each."""
     w, h, colours = png_decode(path)
-    check((w, h) == (WIDTH, HEIGHT), "%s is %dx%d, not %dx%d" % (path, w, h, WIDTH, HEIGHT))
+    check((w, h) == (WIDTH, height), "%s is %dx%d, not %dx%d" % (path, w, h, WIDTH, height))
     total = w * h
     top = colours.most_common(1)[0][1]
     check(len(colours) >= 32, "%s has only %d colours" % (path, len(colours)))
@@ -398,6 +435,206 @@ def test_status_page(ctx):
     check_screenshot(shot, {"down": DEAD_RGB, "no-quorum banner": NOQUORUM_RGB})
 
 
+# ---- Traffic, groups and records in the real cluster ------------------------
+
+SAMPLE_MS = 500  # --traffic-sample-ms: 120 samples are a minute.
+
+
+def traffic_of(c, i, topic):
+    st, obj, _ = call(c.m_http[i], "GET", "/admin/topics/%s/traffic" % topic, timeout=5,
+                      headers=c.admin)
+    check_ok(st, obj, "traffic of %s" % topic)
+    return obj
+
+
+def read_records(c, topic, p, offset, n):
+    st, obj, _ = call(c.m_http[1], "GET", "/v1/topics/%s/partitions/%d/records" % (topic, p),
+                      query={"offset": offset, "max": n}, timeout=10, headers=c.admin)
+    check_ok(st, obj, "read %s/%d at %d" % (topic, p, offset))
+    return obj
+
+
+def check_records_dom(dom, want, topic, p, hw, state="ok"):
+    """The record browser shows @want (records as the API reads them) of
+    @topic's partition @p, its keys and values as text."""
+    box = dom.one(id="records")
+    check(box["data-state"] == state and box["data-topic"] == topic and
+          box["data-partition"] == str(p) and box["data-hw"] == str(hw),
+          "record browser %r" % {k: v for k, v in box.items() if k.startswith("data-")})
+    rows = dom.all(data_role="record")
+    check([int(r["data-offset"]) for r in rows] == [r["offset"] for r in want],
+          "offsets shown %r, want %r" % ([r["data-offset"] for r in rows],
+                                         [r["offset"] for r in want]))
+    values = dom.all(data_field="value")
+    keys = dom.all(data_field="key")
+    times = dom.all(data_field="timestamp")
+    for r, v, k, t in zip(want, values, keys, times):
+        check(v["_text"] == r["value"] and not v["_tags"],
+              "offset %d: value shown %r (elements %r), want %r" % (
+                  r["offset"], v["_text"], v["_tags"], r["value"]))
+        if r["key"] is None:
+            check("data-null" in k, "offset %d: a key shown for none: %r" % (r["offset"], k))
+        else:
+            check(k["_text"] == r["key"] and not k["_tags"] and "data-null" not in k,
+                  "offset %d: key shown %r, want %r" % (r["offset"], k["_text"], r["key"]))
+        check(t["data-ms"] == str(r["timestamp_ms"]), "offset %d: time %r, want %r" % (
+            r["offset"], t["data-ms"], r["timestamp_ms"]))
+
+
+def test_traffic_groups_records(ctx):
+    """Messages/s and bytes/s drawn from the leader's samples, a group's
+    members, generation and lag per partition, and the record browser: the
+    latest records, an offset search, an offset past the end, and markup in
+    a key and a value shown as text."""
+    os.makedirs(OUT, exist_ok=True)
+    c = Cluster(ctx, n_managers=3, n_brokers=3, admin_token=TOKEN,
+                manager_args=["--traffic-sample-ms", str(SAMPLE_MS)]).start()
+    leader = c.wait_leader()
+    topic, live, quiet = "orders", "live", "quiet"
+    for t, n in ((topic, 2), (live, 1), (quiet, 1)):
+        c.create_topic(1, t, n)
+        c.wait_topic_led(t)
+    producer = c.register(1, "producer", topic)
+
+    # Three bursts, each counted in a sample before the next goes.
+    produced = n_bytes = 0
+    for burst in range(3):
+        for k in range(8 + 4 * burst):
+            value = "burst %d message %d" % (burst, k)
+            c.produce(1 + k % 3, topic, producer, value, partition_id=k % 2)
+            produced += 1
+            n_bytes += len(value)
+        want = produced
+
+        def counted(want=want):
+            ss = traffic_of(c, leader, topic)["samples"]
+            return sum(x["records"] for x in ss) == want and \
+                sum(1 for x in ss if x["records"]) >= burst + 1
+        wait_until(counted, 20, "burst %d counted in its own sample" % burst, interval=0.1)
+    # The last record of partition 1 holds markup, in its key and value.
+    markup_key, markup_value = "<i>k</i>", "<b>x</b>"
+    c.produce(2, topic, producer, markup_value, partition_id=1, key=markup_key)
+    produced += 1
+    n_bytes += len(markup_key) + len(markup_value)
+    wait_until(lambda: sum(x["bytes"] for x in traffic_of(c, leader, topic)["samples"]) == n_bytes,
+               20, "every byte counted")
+
+    # A group of one member (a long session) that committed 3 records of
+    # partition 0 and none of partition 1.
+    st, joined, _ = call(c.m_http[2], "POST", "/v1/groups/billing/join",
+                         {"topic": topic, "session_timeout_ms": 300000}, headers=c.admin)
+    check_ok(st, joined, "join")
+    st, obj, _ = call(c.m_http[3], "POST", "/v1/groups/billing/commit",
+                      {"member_id": joined["member_id"], "generation": joined["generation"],
+                       "offsets": [{"partition_id": 0, "offset": 3}]}, headers=c.admin)
+    check_ok(st, obj, "group commit")
+    hws = {}
+
+    def group_settled():
+        st, g, _ = call(c.m_http[1], "GET", "/v1/groups/billing", timeout=5, headers=c.admin)
+        check_ok(st, g, "describe billing")
+        hws.update({o["partition_id"]: o["high_watermark"] for o in g["offsets"]})
+        return sum(hws.values()) == produced and g
+    group = wait_until(group_settled, 20, "the group's high watermarks to count every record")
+    check({o["partition_id"]: o["lag"] for o in group["offsets"]} == {0: hws[0] - 3, 1: hws[1]},
+          "group offsets %r" % group["offsets"])
+
+    # A producer keeps the third topic busy while the page is open.
+    stop = threading.Event()
+
+    def keep_producing():
+        k = 0
+        while not stop.is_set():
+            try:
+                call(c.m_http[1 + k % 3], "POST", "/producer/produce",
+                     {"topic": live, "producer_id": producer_live, "message": "tick %d" % k},
+                     timeout=5)
+            except Unreachable:
+                pass
+            k += 1
+            time.sleep(0.02)
+    producer_live = c.register(1, "producer", live)
+    busy = threading.Thread(target=keep_producing, daemon=True)
+    busy.start()
+    ctx.cleanups.append(busy.join)
+    ctx.cleanups.append(stop.set)
+    wait_until(lambda: (lambda ss: ss and ss[-1]["messages_per_s"] > 0)(
+        traffic_of(c, leader, live)["samples"]), 20, "the live topic's rate")
+
+    page = 1 if leader != 1 else 2
+    url = "http://%s/ui" % c.m_http[page]
+    dom = load_dom(ctx, url + "#records=%s/1&token=%s" % (topic, TOKEN), "traffic")
+    check(dom.body().get("data-state") == "ok", "page state %r" % dom.body().get("data-state"))
+
+    # Traffic: every shown topic has a line; orders' window holds the three
+    # bursts and the markup record, its peak a positive rate; live's
+    # newest sample a positive rate; quiet is flat.
+    lines = {t["data-topic"]: t for t in dom.all(data_role="traffic")}
+    check(sorted(lines) == sorted([topic, live, quiet]), "traffic lines for %r" % sorted(lines))
+    o = lines[topic]
+    check(int(o["data-samples"]) >= 4 and int(o["data-records"]) == produced and
+          int(o["data-bytes"]) == n_bytes and float(o["data-peak-messages-per-s"]) > 0 and
+          float(o["data-peak-bytes-per-s"]) > 0 and o["data-uncounted"] == "0",
+          "the orders line %r, produced %d records of %d bytes" % (
+              {k: v for k, v in o.items() if k.startswith("data-")}, produced, n_bytes))
+    check(float(lines[live]["data-messages-per-s"]) > 0 and
+          float(lines[live]["data-bytes-per-s"]) > 0,
+          "the live topic's rates %r" % {k: v for k, v in lines[live].items() if k.startswith("data-")})
+    check("msg/s" in o["_text"] and "B/s" in o["_text"], "no rates in %r" % o["_text"])
+    q = lines[quiet]
+    check(int(q["data-samples"]) > 0 and q["data-records"] == "0" and
+          q["data-peak-messages-per-s"] == "0", "the quiet line %r" % q)
+    # Two sparklines a topic, in the topics' order, a point a sample.
+    sparks = dom.all(data_role="sparkline")
+    order = [t["data-topic"] for t in dom.all(data_role="topic")]
+    check(len(sparks) == 2 * len(order) and
+          [s["data-kind"] for s in sparks] == ["messages", "bytes"] * len(order),
+          "sparklines drawn: %r" % [(s.get("data-kind"), s.get("data-points")) for s in sparks])
+    for i, t in enumerate(order):
+        for s in sparks[2 * i:2 * i + 2]:
+            check(s["data-points"] == lines[t]["data-samples"] and s["_tags"].count("polyline") == 1,
+                  "%s's %s sparkline: %r points, %r, for %s samples" % (
+                      t, s["data-kind"], s["data-points"], s["_tags"], lines[t]["data-samples"]))
+
+    # The group: its generation, member and each partition's offsets.
+    g = dom.one(data_role="group", data_group="billing")
+    check(g["data-generation"] == str(group["generation"]) and g["data-members"] == "1" and
+          g["data-lag"] == str(hws[0] - 3 + hws[1]), "group drawn %r" % g)
+    rows = {r["data-partition"]: r for r in dom.all(data_role="group-partition")}
+    for off in group["offsets"]:
+        r = rows[str(off["partition_id"])]
+        check((r["data-committed"], r["data-hw"], r["data-lag"], r["data-member"]) ==
+              (str(off["committed"]), str(off["high_watermark"]), str(off["lag"]),
+               joined["member_id"]), "partition %d of the group drawn %r, the API says %r"
+              % (off["partition_id"], r, off))
+    check(joined["member_id"] in g["_text"] and "generation %d" % group["generation"] in g["_text"],
+          "the group's text: %r" % g["_text"][:300])
+
+    # The latest records of partition 1: the markup is text, not elements.
+    want = read_records(c, topic, 1, max(0, hws[1] - 20), 20)["records"]
+    check(want[-1]["value"] == markup_value and want[-1]["key"] == markup_key,
+          "the last record read back %r" % want[-1])
+    check_records_dom(dom, want, topic, 1, hws[1])
+    check("&lt;b&gt;x&lt;/b&gt;" in dom.raw and "<b>x</b>" not in dom.raw and
+          "<i>k</i>" not in dom.raw, "the markup was parsed as HTML")
+    shot = os.path.join(OUT, "status-traffic.png")
+    chromium(ctx, url + "#records=%s/1&token=%s" % (topic, TOKEN), screenshot=shot, height=2000)
+    check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB,
+                            "messages sparkline": MESSAGES_AREA_RGB,
+                            "bytes sparkline": BYTES_AREA_RGB}, height=2000)
+
+    # An offset search: three records from offset 2.
+    dom = load_dom(ctx, url + "#records=%s/1@2&n=3&token=%s" % (topic, TOKEN), "records-offset")
+    check_records_dom(dom, read_records(c, topic, 1, 2, 3)["records"], topic, 1, hws[1])
+    check("offsets 2 to 4" in dom.one(id="records")["_text"], "the search's line: %r"
+          % dom.one(id="records")["_text"][:200])
+    # Past the end: none, and the high watermark said.
+    dom = load_dom(ctx, url + "#records=%s/1@999&token=%s" % (topic, TOKEN), "records-end")
+    check_records_dom(dom, [], topic, 1, hws[1], state="end")
+    check("No record at offset 999" in dom.one(id="records")["_text"],
+          "past the end: %r" % dom.one(id="records")["_text"][:200])
+
+
 def serve(ctx, handler):
     port = ctx.ports.take()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -504,12 +741,37 @@ def topics_summary(topics):
                                                        for t in topics.values())}
 
 
+def canned_traffic(topic, now_ms, since=0):
+    """A leader's series of 40 samples of @topic, 5 s apart up to @now_ms:
+    clicks busy and waving, orders one burst, payments-eu idle, with two
+    partitions not counted yet and a manager's bytes missing at the end."""
+    samples = []
+    start = now_ms - 41 * 5000
+    for k in range(1, 41):
+        if topic == "clicks":
+            records = 200 + (k % 10) * 40
+        elif topic == "orders":
+            records = 600 if k in (30, 31) else 0
+        else:
+            records = 0
+        n_bytes = records * 120
+        samples.append({"time_ms": start + k * 5000, "interval_ms": 5000, "records": records,
+                        "bytes": n_bytes, "messages_per_s": records / 5.0,
+                        "bytes_per_s": n_bytes / 5.0,
+                        "bytes_from": 2 if topic == "clicks" and k == 40 else 3, "managers": 3})
+    return {"topic": topic, "sample_ms": 5000, "window_ms": 600000, "manager": 3,
+            "series_start_ms": start, "partitions_uncounted": 2 if topic == "clicks" else 0,
+            "samples": [x for x in samples if x["time_ms"] > since]}
+
+
 class CannedManager(http.server.BaseHTTPRequestHandler):
     """Serves the page and canned admin answers, and notes the topics it
-    was asked to describe."""
+    was asked to describe and the traffic it was asked for."""
 
     managers, brokers, topics = canned_cluster()
     described = []
+    traffic_asked = []
+    now_ms = int(time.time() * 1000)
     # Two groups: one with a member that owns every partition, one idle.
     groups = {
         "billing": {"group": "billing", "topic": "orders", "generation": 4,
@@ -548,6 +810,12 @@ class CannedManager(http.server.BaseHTTPRequestHandler):
             obj = {"topics": sorted(self.topics)}
         elif path == "/admin/topics":
             obj = topics_summary(self.topics)
+        elif path.startswith("/admin/topics/") and path.endswith("/traffic") and \
+                path[14:-8] in self.topics:
+            self.traffic_asked.append(path[14:-8])
+            q = self.path.split("?", 1)[1] if "?" in self.path else ""
+            since = int(q[6:]) if q.startswith("since=") else 0
+            obj = canned_traffic(path[14:-8], self.now_ms, since)
         elif path.startswith("/admin/topics/") and path[14:] in self.topics:
             self.described.append(path[14:])
             obj = self.topics[path[14:]]
@@ -601,9 +869,29 @@ def test_larger_cluster(ctx):
     groups = {g["data-group"]: g["data-lag"] for g in dom.all(data_role="group")}
     check(groups == {"audit": "3", "billing": "5"}, "groups drawn: %r" % groups)
     check(len(dom.all(data_role="group-partition")) == 3, "group partitions drawn")
+    # Traffic: each topic's newest rates, its window's sums and peaks, and
+    # what the leader could not count yet.
+    lines = {t["data-topic"]: t for t in dom.all(data_role="traffic")}
+    for name in ("clicks", "orders", "payments-eu"):
+        want = canned_traffic(name, CannedManager.now_ms)["samples"]
+        got = lines[name]
+        check((int(got["data-samples"]), int(got["data-records"]), int(got["data-bytes"]),
+               float(got["data-messages-per-s"]), float(got["data-peak-messages-per-s"])) ==
+              (40, sum(x["records"] for x in want), sum(x["bytes"] for x in want),
+               want[-1]["messages_per_s"], max(x["messages_per_s"] for x in want)),
+              "%s's traffic line %r" % (name, {k: v for k, v in got.items()
+                                               if k.startswith("data-")}))
+    check("2 partitions not counted yet; bytes from 2 of 3 managers" in lines["clicks"]["_text"],
+          "the clicks line does not say what is missing: %r" % lines["clicks"]["_text"])
+    check("(" not in lines["orders"]["_text"], "notes on the orders line: %r"
+          % lines["orders"]["_text"])
+    check("1,200 records, 140.6 KiB in the series so far" in lines["orders"]["_text"],
+          "the orders line: %r" % lines["orders"]["_text"])
     shot = os.path.join(OUT, "status-larger.png")
     chromium(ctx, url, screenshot=shot, budget_ms=2000)
-    check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB, "dead": DEAD_RGB})
+    check_screenshot(shot, {"leader": LEADER_RGB, "alive": ALIVE_RGB, "dead": DEAD_RGB,
+                            "messages sparkline": MESSAGES_AREA_RGB,
+                            "bytes sparkline": BYTES_AREA_RGB})
 
 
 class CannedLargeManager(CannedManager):
@@ -612,6 +900,7 @@ class CannedLargeManager(CannedManager):
     managers, brokers, topics = canned_cluster((("clicks", 600), ("orders", 400),
                                                 ("payments-eu", 300)))
     described = []
+    traffic_asked = []
 
 
 def test_many_partitions(ctx):
@@ -633,6 +922,10 @@ def test_many_partitions(ctx):
     check(not dom.all(data_role="partition"), "partitions drawn with no topic open")
     check(len(dom.all(data_role="toggle")) == 3, "no button to open each topic")
     check(CannedLargeManager.described == [], "topics described: %r" % CannedLargeManager.described[:5])
+    # Traffic costs no description: every topic shown has its line.
+    check(set(CannedLargeManager.traffic_asked) == {"clicks", "orders", "payments-eu"} and
+          len(dom.all(data_role="traffic")) == 3, "traffic asked for %r"
+          % sorted(set(CannedLargeManager.traffic_asked)))
     check("1,300 partitions" in dom.text() or "1300 partitions" in dom.text(),
           "the partition count is not shown: %r" % dom.text()[:600])
     check(dom.one(data_role="health")["data-health"] == "degraded", "health is not degraded")
@@ -654,6 +947,7 @@ def test_many_partitions(ctx):
 if __name__ == "__main__":
     run_suite("ui", [
         test_status_page,
+        test_traffic_groups_records,
         test_unreachable,
         test_larger_cluster,
         test_many_partitions,
