@@ -539,6 +539,12 @@ def test_traffic_groups_records(ctx):
     check({o["partition_id"]: o["lag"] for o in group["offsets"]} == {0: hws[0] - 3, 1: hws[1]},
           "group offsets %r" % group["offsets"])
 
+    # A consumer of the queue API that read one record of partition 0 and
+    # one bound to partition 1 that read none: the consumers' table.
+    reader = c.register(2, "consumer", topic)
+    check(c.consume(2, topic, reader, partition_id=0) is not None, "nothing to consume")
+    bound = c.register(3, "consumer", topic, partition=1)
+
     # A producer keeps the third topic busy while the page is open.
     stop = threading.Event()
 
@@ -609,6 +615,16 @@ def test_traffic_groups_records(ctx):
               % (off["partition_id"], r, off))
     check(joined["member_id"] in g["_text"] and "generation %d" % group["generation"] in g["_text"],
           "the group's text: %r" % g["_text"][:300])
+
+    # The consumers, newest first, with their lag by the same high
+    # watermarks.
+    readers = dom.all(data_role="consumer")
+    got = [(r["data-consumer"], r["data-topic"], r["data-lag"]) for r in readers
+           if r["data-topic"] == topic]
+    check(got == [(str(bound), topic, str(hws[1])), (str(reader), topic, str(produced - 1))],
+          "the consumers drawn %r (produced %d, partition 1 holds %d)" % (got, produced, hws[1]))
+    check("all" in readers[[r["data-consumer"] for r in readers].index(str(reader))]["_text"],
+          "an unbound consumer is not shown as reading every partition")
 
     # The latest records of partition 1: the markup is text, not elements.
     want = read_records(c, topic, 1, max(0, hws[1] - 20), 20)["records"]
