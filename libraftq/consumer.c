@@ -32,7 +32,8 @@ struct raftq_consumer {
     uint32_t session_timeout_ms;
     pthread_t thread;
 
-    pthread_mutex_t lock; /* Guards everything below. */
+    pthread_mutex_t rejoin; /* Held while a member joins again. */
+    pthread_mutex_t lock;   /* Guards everything below. */
     pthread_cond_t wake;
     bool closing;
     char member_id[128];
@@ -115,23 +116,37 @@ static int join(struct raftq_consumer *k, struct raftq_error *e)
     return RAFTQ_OK;
 }
 
-/* A member-scoped call; on 409 (removed from the group) joins again and
- * answers RAFTQ_ERR_CONFLICT. */
-static int member_call(struct raftq_consumer *k, const char *method,
-                       const char *what, json_t *body, const char *query,
-                       uint32_t extra_ms, json_t **answer,
+/*
+ * A call of member @member. Answered 409 member_unknown (the group removed
+ * it), the consumer joins again, unless another thread did meanwhile (the
+ * current member is no longer @member); any other 409 (a commit fenced
+ * off by a newer generation) only comes back: joining again then would
+ * leave the old member holding its partitions until its session ran out.
+ */
+static int member_call(struct raftq_consumer *k, const char *member,
+                       const char *method, const char *what, json_t *body,
+                       const char *query, uint32_t extra_ms, json_t **answer,
                        struct raftq_error *e)
 {
     char path[sizeof k->group_path + 512];
+    struct raftq_error err;
     snprintf(path, sizeof path, "%s/%s%s", k->group_path, what, query);
-    int rv = client_json(k->c, method, path, body, extra_ms, answer, e);
-    if (rv == RAFTQ_ERR_CONFLICT) {
+    int rv = client_json(k->c, method, path, body, extra_ms, answer, &err);
+    if (rv == RAFTQ_ERR_CONFLICT && strcmp(err.code, "member_unknown") == 0) {
+        pthread_mutex_lock(&k->rejoin);
+        pthread_mutex_lock(&k->lock);
+        bool still = strcmp(k->member_id, member) == 0;
+        pthread_mutex_unlock(&k->lock);
         struct raftq_error again;
-        if (join(k, &again) != RAFTQ_OK && e != NULL) {
-            snprintf(e->message, sizeof e->message,
+        if (still && join(k, &again) != RAFTQ_OK) {
+            snprintf(err.message, sizeof err.message,
                      "removed from the group, and joining again failed: %s",
                      again.message);
         }
+        pthread_mutex_unlock(&k->rejoin);
+    }
+    if (rv != RAFTQ_OK && e != NULL) {
+        *e = err;
     }
     return rv;
 }
@@ -155,11 +170,13 @@ static void *beat(void *arg)
         if (k->closing) {
             break;
         }
-        json_t *body = json_pack("{s:s}", "member_id", k->member_id);
+        char member[sizeof k->member_id];
+        memcpy(member, k->member_id, sizeof member);
+        json_t *body = json_pack("{s:s}", "member_id", member);
         pthread_mutex_unlock(&k->lock);
         json_t *answer = NULL;
-        int rv =
-            member_call(k, "POST", "heartbeat", body, "", 0, &answer, NULL);
+        int rv = member_call(k, member, "POST", "heartbeat", body, "", 0,
+                             &answer, NULL);
         json_decref(body);
         pthread_mutex_lock(&k->lock);
         if (rv == RAFTQ_OK) {
@@ -196,6 +213,7 @@ int raftq_consumer_new(struct raftq_client *c,
     snprintf(k->group_path, sizeof k->group_path, "/v1/groups/%s", esc);
     snprintf(k->topic, sizeof k->topic, "%s", cc->topic);
     k->session_timeout_ms = cc->session_timeout_ms;
+    pthread_mutex_init(&k->rejoin, NULL);
     pthread_mutex_init(&k->lock, NULL);
     pthread_cond_init(&k->wake, NULL);
     int rv = join(k, e);
@@ -209,6 +227,7 @@ int raftq_consumer_new(struct raftq_client *c,
     if (rv != RAFTQ_OK) {
         pthread_cond_destroy(&k->wake);
         pthread_mutex_destroy(&k->lock);
+        pthread_mutex_destroy(&k->rejoin);
         free(k->parts);
         free(k->pos);
         free(k);
@@ -284,14 +303,16 @@ int raftq_consumer_poll(struct raftq_consumer *k, uint32_t max,
     if (k == NULL || out == NULL || max == 0 || max > 10000) {
         return client_error(e, RAFTQ_ERR_INVALID, "max is 1 to 10000");
     }
-    char query[300], esc[400];
+    char query[300], esc[400], member[sizeof k->member_id];
     pthread_mutex_lock(&k->lock);
-    client_escape(k->member_id, esc, sizeof esc);
+    memcpy(member, k->member_id, sizeof member);
     pthread_mutex_unlock(&k->lock);
+    client_escape(member, esc, sizeof esc);
     snprintf(query, sizeof query, "?member_id=%s&max=%u&wait_ms=%u", esc, max,
              wait_ms);
     json_t *answer;
-    int rv = member_call(k, "GET", "records", NULL, query, wait_ms, &answer, e);
+    int rv = member_call(k, member, "GET", "records", NULL, query, wait_ms,
+                         &answer, e);
     if (rv != RAFTQ_OK) {
         return rv;
     }
@@ -333,15 +354,17 @@ int raftq_consumer_commit(struct raftq_consumer *k, struct raftq_error *e)
                           "offset", (json_int_t)(pos - 1)));
         }
     }
+    char member[sizeof k->member_id];
+    memcpy(member, k->member_id, sizeof member);
     json_t *body =
-        json_pack("{s:s, s:I, s:o}", "member_id", k->member_id, "generation",
+        json_pack("{s:s, s:I, s:o}", "member_id", member, "generation",
                   (json_int_t)k->pos_generation, "offsets", offsets);
     pthread_mutex_unlock(&k->lock);
     if (json_array_size(offsets) == 0) {
         json_decref(body);
         return RAFTQ_OK;
     }
-    int rv = member_call(k, "POST", "commit", body, "", 0, NULL, e);
+    int rv = member_call(k, member, "POST", "commit", body, "", 0, NULL, e);
     json_decref(body);
     return rv;
 }
@@ -378,6 +401,7 @@ void raftq_consumer_free(struct raftq_consumer *k)
     json_decref(body);
     pthread_cond_destroy(&k->wake);
     pthread_mutex_destroy(&k->lock);
+    pthread_mutex_destroy(&k->rejoin);
     free(k->parts);
     free(k->pos);
     free(k);

@@ -43,6 +43,7 @@ struct cluster {
     unsigned generation;
     char member[16];
     bool expire;      /* The member's next call answers 409. */
+    bool fence;       /* Commits answer 409 fenced. */
     uint64_t next[2]; /* Next offset fetched from partitions 0 and 1. */
     unsigned joins, heartbeats, leaves, commits;
     char last_commit[256]; /* The last commit's body. */
@@ -222,6 +223,12 @@ static enum MHD_Result group_route(struct fake *f, struct MHD_Connection *conn,
                  (unsigned long long)cl->next[1]);
         cl->next[0]++;
         cl->next[1]++;
+    } else if (strcmp(what, "commit") == 0 && cl->fence) {
+        pthread_mutex_unlock(&cl->lock);
+        json_decref(body);
+        return reply(conn, 409,
+                     "{\"status\":\"failure\",\"code\":\"fenced\","
+                     "\"message\":\"the commit is fenced off\"}");
     } else if (strcmp(what, "commit") == 0) {
         cl->commits++;
         snprintf(cl->last_commit, sizeof cl->last_commit, "%.*s", (int)u->len,
@@ -744,6 +751,20 @@ static void test_consumer_polls_commits_and_rejoins(void **state)
     }
     assert_true(counter(&cluster.heartbeats) >= beats + 2);
 
+    /* A commit fenced off (another generation): said, and no new member
+     * (one would leave the old holding its partitions). */
+    pthread_mutex_lock(&cluster.lock);
+    cluster.fence = true;
+    pthread_mutex_unlock(&cluster.lock);
+    assert_int_equal(raftq_consumer_poll(k, 10, 0, &rs, &e), RAFTQ_OK);
+    raftq_records_free(rs);
+    assert_int_equal(raftq_consumer_commit(k, &e), RAFTQ_ERR_CONFLICT);
+    assert_string_equal(e.code, "fenced");
+    assert_int_equal(counter(&cluster.joins), 1);
+    pthread_mutex_lock(&cluster.lock);
+    cluster.fence = false;
+    pthread_mutex_unlock(&cluster.lock);
+
     /* Removed from the group: the call says so, the member joins again
      * and forgets what it fetched; nothing is committed for it. */
     pthread_mutex_lock(&cluster.lock);
@@ -760,7 +781,7 @@ static void test_consumer_polls_commits_and_rejoins(void **state)
     assert_int_equal(raftq_consumer_poll(k, 10, 0, &rs, &e), RAFTQ_OK);
     raftq_records_free(rs);
     assert_int_equal(raftq_consumer_commit(k, &e), RAFTQ_OK);
-    check_commit("m2", 2, "0=3,1=3");
+    check_commit("m2", 2, "0=4,1=4");
 
     assert_int_equal(raftq_consumer_poll(k, 0, 0, &rs, &e), RAFTQ_ERR_INVALID);
     raftq_consumer_free(k);
