@@ -9,9 +9,12 @@
  * number of managers to start rather than their URLs.
  *
  * The environment (RAFTQ_MANAGERS, RAFTQ_TOKEN, RAFTQ_ADMIN_TOKEN,
- * RAFTQ_BASE_PORT) is
+ * RAFTQ_BASE_PORT, RAFTQ_PROFILE) is
  * passed in by the caller, so this module reads no environment and does
- * no I/O; the usage texts are written to the FILE the caller gives.
+ * no I/O; the usage texts are written to the FILE the caller gives. A
+ * profile's values (profile.h) rank below the environment's: the caller
+ * applies them after parsing, to what the line and the environment left
+ * open.
  */
 #ifndef CMDLINE_H
 #define CMDLINE_H
@@ -56,6 +59,12 @@ enum cmd {
     CMD_TOKEN_LIST,
     CMD_TOKEN_REVOKE,
     CMD_BENCH,
+    CMD_PROFILE, /* "profile" alone: only valid with --help. */
+    CMD_PROFILE_CREATE,
+    CMD_PROFILE_USE,
+    CMD_PROFILE_LIST,
+    CMD_PROFILE_SHOW,
+    CMD_PROFILE_DELETE,
     CMD_GROUP, /* "group" alone: only valid with --help. */
     CMD_GROUP_LIST,
     CMD_GROUP_DESCRIBE,
@@ -83,6 +92,7 @@ struct cmdline_env {
     const char *client_token; /* RAFTQ_TOKEN: wins over RAFTQ_ADMIN_TOKEN */
     const char *base_port;    /* RAFTQ_BASE_PORT */
     const char *cacert;       /* RAFTQ_CACERT */
+    const char *profile;      /* RAFTQ_PROFILE */
 };
 
 /*
@@ -96,10 +106,13 @@ struct cmdline {
     bool version; /* --version: print the release and exit 0. */
 
     /* Global. */
-    const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if
-                             neither. */
-    const char *token;    /* Bearer token (admin or public), or NULL. */
-    const char *cacert;   /* PEM CA for https:// managers, or NULL. */
+    const char *managers;  /* URL,... (flag, else RAFTQ_MANAGERS, else the
+                              default of a raftq dev); NULL for raftq dev;
+                              profile create takes the flag alone. */
+    bool managers_default; /* managers is the default: neither the flag nor
+                              RAFTQ_MANAGERS gave them, so a profile may. */
+    const char *token;     /* Bearer token (admin or public), or NULL. */
+    const char *cacert;    /* PEM CA for https:// managers, or NULL. */
     bool json;
     uint64_t timeout_ms;
 
@@ -152,6 +165,13 @@ struct cmdline {
     uint32_t in_flight;  /* --in-flight, or 0: each case's own. */
     uint32_t size;       /* --size in bytes, or 0: each case's own. */
     bool binary;         /* --binary: batches in the binary body. */
+
+    /* raftq profile. */
+    const char *profile;      /* --profile NAME, else RAFTQ_PROFILE; NULL:
+                                 the current profile, if any. */
+    const char *profile_name; /* profile create|use|delete NAME, profile show
+                                 [NAME] (NULL: the one in use). */
+    bool names;               /* profile list --names */
 };
 
 /*
