@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "completion.h"
 #include "profile.h"
 #include "render.h"
 #include "rq_config.h"
@@ -36,7 +37,7 @@
 #define LOCAL_CMDS                                                          \
     (BIT(CMD_DEV) | BIT(CMD_PROFILE) | BIT(CMD_PROFILE_CREATE) |            \
      BIT(CMD_PROFILE_USE) | BIT(CMD_PROFILE_LIST) | BIT(CMD_PROFILE_SHOW) | \
-     BIT(CMD_PROFILE_DELETE))
+     BIT(CMD_PROFILE_DELETE) | BIT(CMD_COMPLETION))
 /* The commands a profile's values apply to (and --profile with them):
  * those that talk to a cluster, and profile show, which shows the one they
  * would use. */
@@ -148,6 +149,7 @@ static const struct word words[] = {
     {"bench", NULL, CMD_BENCH, "bench"},
     {"produce", NULL, CMD_PRODUCE, "produce"},
     {"consume", NULL, CMD_CONSUME, "consume"},
+    {"completion", NULL, CMD_COMPLETION, "completion"},
     {"topic", "create", CMD_TOPIC_CREATE, "topic create"},
     {"topic", "list", CMD_TOPIC_LIST, "topic list"},
     {"topic", "describe", CMD_TOPIC_DESCRIBE, "topic describe"},
@@ -259,6 +261,34 @@ static const struct opt *opt_find(const char *name, size_t len)
         }
     }
     return NULL;
+}
+
+bool cmdline_command_at(size_t i, struct cmdline_command *out)
+{
+    if (i >= sizeof words / sizeof words[0]) {
+        return false;
+    }
+    *out = (struct cmdline_command){words[i].group, words[i].sub, words[i].cmd};
+    return true;
+}
+
+bool cmdline_option_at(size_t i, struct cmdline_option *out)
+{
+    if (i >= sizeof opts / sizeof opts[0]) {
+        return false;
+    }
+    *out = (struct cmdline_option){
+        .name = opts[i].name,
+        .has_value = opts[i].has_value,
+        .global = (opts[i].cmds & CLIENT_CMDS) == CLIENT_CMDS,
+    };
+    return true;
+}
+
+bool cmdline_option_applies(const char *name, enum cmd cmd)
+{
+    const struct opt *o = opt_find(name, strlen(name));
+    return o != NULL && (o->cmds & BIT(cmd)) != 0;
 }
 
 /* Reads the command from the leading words; returns how many it took, or
@@ -485,6 +515,14 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
                 return RQ_INVALID;
             }
             out->profile_name = n == 1 ? args[0] : NULL;
+            return 0;
+        case CMD_COMPLETION:
+            if (n != 1 || !completion_shell_known(args[0])) {
+                rq_why(why, whyn, "'completion' takes the shell: %s",
+                       COMPLETION_SHELLS);
+                return RQ_INVALID;
+            }
+            out->shell = args[0];
             return 0;
         default:
             /* Group words alone were refused without --help. */
@@ -909,8 +947,8 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
         }
         out->profile = env->profile;
     }
-    /* raftq profile takes nothing from the environment: a profile keeps
-     * what its command line says. */
+    /* raftq profile and completion take nothing from the environment: a
+     * profile keeps what its command line says. */
     if ((CLIENT_CMDS & BIT(out->cmd)) == 0 && out->cmd != CMD_DEV) {
         return check_combinations(out, why, whyn);
     }
@@ -991,6 +1029,7 @@ static const char overview[] =
     "  profile list                 profiles, the current one marked\n"
     "  profile show [NAME]          a profile's settings (token masked)\n"
     "  profile delete NAME          delete a profile\n"
+    "  completion bash|zsh          print a shell completion script\n"
     "  group list                   consumer groups: topic, generation, "
     "members\n"
     "  group describe GROUP         members, their partitions, offsets and "
@@ -1509,6 +1548,22 @@ static const char *const helps[] = {
         "\n"
         "Deletes profile NAME. When it was the current one, none is current "
         "after.\n",
+    [CMD_COMPLETION] =
+        "usage: raftq completion bash|zsh\n"
+        "\n"
+        "Prints a completion script for bash or zsh, made from the tables "
+        "this\n"
+        "raftq parses its command line with: commands, subcommands, each "
+        "command's\n"
+        "options, and the profile names (from 'raftq profile list --names' "
+        "as you\n"
+        "type) for profile use, show and delete and for --profile.\n"
+        "\n"
+        "  bash  source <(raftq completion bash) in ~/.bashrc, or save it as\n"
+        "        ~/.local/share/bash-completion/completions/raftq\n"
+        "  zsh   source <(raftq completion zsh) in ~/.zshrc after compinit, "
+        "or save\n"
+        "        it as _raftq in a directory of $fpath\n",
 };
 
 void cmdline_usage(enum cmd cmd, FILE *f)

@@ -65,6 +65,7 @@ enum cmd {
     CMD_PROFILE_LIST,
     CMD_PROFILE_SHOW,
     CMD_PROFILE_DELETE,
+    CMD_COMPLETION,
     CMD_GROUP, /* "group" alone: only valid with --help. */
     CMD_GROUP_LIST,
     CMD_GROUP_DESCRIBE,
@@ -166,12 +167,13 @@ struct cmdline {
     uint32_t size;       /* --size in bytes, or 0: each case's own. */
     bool binary;         /* --binary: batches in the binary body. */
 
-    /* raftq profile. */
+    /* raftq profile and raftq completion. */
     const char *profile;      /* --profile NAME, else RAFTQ_PROFILE; NULL:
                                  the current profile, if any. */
     const char *profile_name; /* profile create|use|delete NAME, profile show
                                  [NAME] (NULL: the one in use). */
     bool names;               /* profile list --names */
+    const char *shell;        /* completion bash|zsh */
 };
 
 /*
@@ -199,5 +201,32 @@ int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
  * milliseconds in [@min_ms, @max_ms]. 0 or RQ_INVALID. */
 int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
                        uint64_t *out);
+
+/* The tables the parser reads, for raftq completion (completion.h), so
+ * that the completion scripts never drift from what is parsed. */
+
+/* A command: its group word and subcommand ("topic", "create"), or a word
+ * alone ("produce", NULL). Borrowed from static tables. */
+struct cmdline_command {
+    const char *group;
+    const char *sub;
+    enum cmd cmd;
+};
+
+/* An option, its name without the leading "--". */
+struct cmdline_option {
+    const char *name;
+    bool has_value;
+    bool global; /* Taken by every command that talks to a cluster. */
+};
+
+/* The @i-th command (from 0) into @out; false past the last. */
+bool cmdline_command_at(size_t i, struct cmdline_command *out);
+
+/* The @i-th option (from 0) into @out; false past the last. */
+bool cmdline_option_at(size_t i, struct cmdline_option *out);
+
+/* Whether option @name (without "--") applies to @cmd. */
+bool cmdline_option_applies(const char *name, enum cmd cmd);
 
 #endif /* CMDLINE_H */

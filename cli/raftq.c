@@ -6,8 +6,8 @@
  * environment only here, fills what the line and the environment left open
  * from a profile (profile_cmd.h), and hands over to the command: dev.h for
  * `raftq dev`, produce.h and consume.h for the data, bench.h for
- * `raftq bench`, profile_cmd.h for `raftq profile`, commands.h for the
- * rest. Exit codes: 0 ok, 1 refused by
+ * `raftq bench`, profile_cmd.h and completion.h for `raftq profile` and
+ * `raftq completion`, commands.h for the rest. Exit codes: 0 ok, 1 refused by
  * the server, 2 bad usage, 3 no manager reachable or no quorum, 130
  * interrupted.
  */
@@ -21,6 +21,7 @@
 #include "bench.h"
 #include "cmdline.h"
 #include "commands.h"
+#include "completion.h"
 #include "consume.h"
 #include "group.h"
 #include "dev.h"
@@ -138,6 +139,9 @@ int main(int argc, char **argv)
     }
     int code;
     switch (cl.cmd) {
+        case CMD_COMPLETION:
+            code = completion_write(cl.shell, stdout) == 0 ? CLI_OK : CLI_USAGE;
+            break;
         case CMD_PROFILE_CREATE:
         case CMD_PROFILE_USE:
         case CMD_PROFILE_LIST:

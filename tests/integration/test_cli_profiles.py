@@ -1,4 +1,4 @@
-"""Integration tests of raftq's profiles.
+"""Integration tests of raftq's profiles and shell completion.
 
 One test starts `raftq dev` and drives a profile end to end: with
 RAFTQ_CONFIG pointing at a file under a directory that does not exist yet
@@ -10,7 +10,9 @@ named); the file has mode 0600 and the directories made for it 0700; the
 token is never printed. The others need no cluster: where the file is
 ($XDG_CONFIG_HOME, else ~/.config), what each profile command prints and
 exits with, a file of a wider mode put back to 0600, no temporary file
-left.
+left; and the completion scripts run in bash (COMPREPLY for commands,
+subcommands, options and profile names) and in zsh when zsh is installed
+(skipped visibly when not).
 
 Needs no root. Run: python3 tests/integration/test_cli_profiles.py
 [--build DIR] [-k NAME] [--ports LO-HI].
@@ -18,6 +20,7 @@ Needs no root. Run: python3 tests/integration/test_cli_profiles.py
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -25,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import SANITIZER_RE, check, run_suite  # noqa: E402
+from harness import SANITIZER_RE, Skip, check, run_suite  # noqa: E402
 from test_cli import Cli, Dev, check_child_logs, port_block  # noqa: E402
 
 # Variables that would rank above a profile, or choose another file.
@@ -225,6 +228,112 @@ def test_profile_files_and_commands(ctx):
     cli.fails(2, "--profile", "dev", "topic", "list", env=env, says="HOME")
 
 
+# ---- Completion ----------------------------------------------------------
+
+
+def bash_complete(ctx, cli, script, line):
+    """COMPREPLY after _raftq completes @line (the cursor at its end)."""
+    prog = 'source "$1"; COMP_LINE=$2; COMP_POINT=${#2}; _raftq; printf "%s\\n" "${COMPREPLY[@]}"'
+    env = dict(cli.env)
+    env["PATH"] = os.path.dirname(ctx.binary) + os.pathsep + env.get("PATH", "")
+    p = subprocess.run(["bash", "--norc", "--noprofile", "-c", prog, "bash", script, line],
+                       capture_output=True, env=env, timeout=30)
+    err = p.stderr.decode()
+    check(p.returncode == 0 and not SANITIZER_RE.search(err),
+          "bash completing %r: %d %r" % (line, p.returncode, err))
+    return [w for w in p.stdout.decode().split("\n") if w]
+
+
+def completion_setup(ctx, shell):
+    config = os.path.join(ctx.dir, "p.json")
+    cli = profile_cli(ctx, config=config)
+    for name in ("dev", "prod", "staging"):
+        cli.ok("profile", "create", name, "--managers", "127.0.0.1:1")
+    script = os.path.join(ctx.dir, "raftq." + shell)
+    with open(script, "w") as f:
+        f.write(cli.ok("completion", shell))
+    return cli, script
+
+
+COMPLETIONS = [
+    ("raftq to", ["topic", "token"]),
+    ("raftq pro", ["produce", "profile"]),
+    ("raftq topic ", ["create", "list", "describe", "delete"]),
+    ("raftq topic cr", ["create"]),
+    ("raftq profile ", ["create", "use", "list", "show", "delete"]),
+    ("raftq profile use ", ["dev", "prod", "staging"]),
+    ("raftq profile delete st", ["staging"]),
+    ("raftq --profile ", ["dev", "prod", "staging"]),
+    ("raftq topic list --profile p", ["prod"]),
+    ("raftq --managers http://127.0.0.1:9500 --json to", ["topic", "token"]),
+    ("raftq topic create t --part", ["--partitions"]),
+    ("raftq profile list --", ["--json", "--help", "--version", "--names"]),
+    ("raftq completion ", ["bash", "zsh"]),
+    ("raftq help topic de", ["describe", "delete"]),
+    ("raftq produce t -- --", []),
+]
+
+
+def test_completion_bash(ctx):
+    if shutil.which("bash") is None:
+        raise Skip("bash is not installed")
+    cli, script = completion_setup(ctx, "bash")
+    for line, want in COMPLETIONS:
+        got = bash_complete(ctx, cli, script, line)
+        check(sorted(got) == sorted(want), "%r completes to %r, not %r" % (line, got, want))
+    # Values after "=", which bash splits off as a word of its own.
+    got = bash_complete(ctx, cli, script, "raftq --profile=d")
+    check(got == ["dev"], "--profile=d: %r" % got)
+    # Files for --cacert.
+    got = bash_complete(ctx, cli, script, "raftq profile create x --cacert %s/raftq.b" % ctx.dir)
+    check(got == [script], "--cacert: %r" % got)
+    # Every option of topic create, and nothing else.
+    got = bash_complete(ctx, cli, script, "raftq topic create t --")
+    check("--partitions" in got and "--profile" in got and "--follow" not in got,
+          "topic create --: %r" % got)
+
+
+def test_completion_zsh(ctx):
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        raise Skip("zsh is not installed: the zsh script is neither run nor checked "
+                   "with zsh -n (the unit test still checks what it holds)")
+    cli, script = completion_setup(ctx, "zsh")
+    p = subprocess.run([zsh, "-n", script], capture_output=True, timeout=30)
+    check(p.returncode == 0, "zsh -n: %r" % p.stderr)
+    # Outside a completion widget: compadd, compset and _files stand in
+    # for zsh's own, collecting what _raftq offers for the word at the end.
+    prog = r'''
+compadd() {
+    while [[ $1 == -* && $1 != -- ]]; do shift; done
+    [[ $1 == -- ]] && shift
+    local w
+    for w in "$@"; do [[ $w == ${PREFIX}* ]] && got+=("$w"); done
+}
+compset() { [[ $1 == -P ]] && { IPREFIX=${PREFIX%%=*}=; PREFIX=${PREFIX#*=}; } }
+_files() { got+=("<files>") }
+_directories() { got+=("<dirs>") }
+source "$1" 2>/dev/null
+local -a got
+words=(${(z)2})
+[[ $2 == *' ' ]] && words+=("")
+CURRENT=${#words}
+PREFIX=${words[CURRENT]}
+_raftq
+print -rl -- $got
+'''
+    env = dict(cli.env)
+    env["PATH"] = os.path.dirname(ctx.binary) + os.pathsep + env.get("PATH", "")
+    for line, want in COMPLETIONS + [("raftq --profile=d", ["dev"]),
+                                     ("raftq profile create x --cacert ", ["<files>"])]:
+        p = subprocess.run([zsh, "-f", "-c", prog, "zsh", script, line], capture_output=True,
+                           env=env, timeout=30)
+        got = [w for w in p.stdout.decode().split("\n") if w]
+        check(p.returncode == 0 and sorted(got) == sorted(want),
+              "zsh: %r completes to %r, not %r (%r)" % (line, got, want, p.stderr))
+
+
 if __name__ == "__main__":
-    run_suite("cli_profiles", [test_profiles_end_to_end, test_profile_files_and_commands],
+    run_suite("cli_profiles", [test_profiles_end_to_end, test_profile_files_and_commands,
+                               test_completion_bash, test_completion_zsh],
               binary="raftq", ports=(28000, 28499))
