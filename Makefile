@@ -31,7 +31,7 @@ DEB_PKGS := libuv1-dev libmicrohttpd-dev libjansson-dev \
             libsqlite3-dev libcmocka-dev libcurl4-openssl-dev nettle-dev \
             zlib1g-dev libgnutls28-dev liblz4-dev pkg-config nftables iproute2 python3 tmux curl \
             openssl autoconf automake libtool make patch xz-utils \
-            python3-jsonschema
+            python3-jsonschema zsh
 PKGS := libuv jansson libmicrohttpd sqlite3 libcurl nettle gnutls zlib liblz4
 
 # BUILD is the output directory; SAN=1 builds with AddressSanitizer and

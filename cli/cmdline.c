@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "completion.h"
+#include "profile.h"
 #include "render.h"
 #include "rq_config.h"
 #include "rq_err.h"
@@ -33,6 +35,16 @@
 #define ALL_CMDS (~UINT64_C(0))
 #define JSON_SAFE_MAX ((uint64_t)1 << 53)
 #define MAX_OPTS 64
+
+/* The commands that talk to no cluster. */
+#define LOCAL_CMDS                                                          \
+    (BIT(CMD_DEV) | BIT(CMD_PROFILE) | BIT(CMD_PROFILE_CREATE) |            \
+     BIT(CMD_PROFILE_USE) | BIT(CMD_PROFILE_LIST) | BIT(CMD_PROFILE_SHOW) | \
+     BIT(CMD_PROFILE_DELETE) | BIT(CMD_COMPLETION))
+/* The commands a profile's values apply to (and --profile with them):
+ * those that talk to a cluster, and profile show, which shows the one they
+ * would use. */
+#define PROFILE_CMDS (CLIENT_CMDS | BIT(CMD_PROFILE_SHOW))
 
 /* The managers of a default `raftq dev`: what the client talks to when
  * neither --managers nor RAFTQ_MANAGERS says otherwise. */
@@ -60,6 +72,8 @@ enum opt_id {
     OPT_GRANT,
     OPT_CACERT,
     OPT_TLS,
+    OPT_PROFILE,
+    OPT_NAMES,
     OPT_SECONDS,
     OPT_IN_FLIGHT,
     OPT_SIZE,
@@ -81,9 +95,12 @@ struct opt {
 };
 
 static const struct opt opts[] = {
-    {"managers", OPT_MANAGERS, true, CLIENT_CMDS | BIT(CMD_DEV)},
-    {"json", OPT_JSON, false, CLIENT_CMDS},
-    {"token", OPT_TOKEN, true, CLIENT_CMDS | BIT(CMD_DEV)},
+    {"managers", OPT_MANAGERS, true,
+     CLIENT_CMDS | BIT(CMD_DEV) | BIT(CMD_PROFILE_CREATE)},
+    {"json", OPT_JSON, false,
+     CLIENT_CMDS | BIT(CMD_PROFILE_LIST) | BIT(CMD_PROFILE_SHOW)},
+    {"token", OPT_TOKEN, true,
+     CLIENT_CMDS | BIT(CMD_DEV) | BIT(CMD_PROFILE_CREATE)},
     {"timeout", OPT_TIMEOUT, true, CLIENT_CMDS},
     {"help", OPT_HELP, false, ALL_CMDS},
     {"version", OPT_VERSION, false, ALL_CMDS},
@@ -101,8 +118,10 @@ static const struct opt opts[] = {
     {"data", OPT_DATA, true, BIT(CMD_DEV)},
     {"base-port", OPT_BASE_PORT, true, BIT(CMD_DEV)},
     {"grant", OPT_GRANT, true, BIT(CMD_TOKEN_CREATE)},
-    {"cacert", OPT_CACERT, true, CLIENT_CMDS},
+    {"cacert", OPT_CACERT, true, CLIENT_CMDS | BIT(CMD_PROFILE_CREATE)},
     {"tls", OPT_TLS, false, BIT(CMD_DEV)},
+    {"profile", OPT_PROFILE, true, PROFILE_CMDS},
+    {"names", OPT_NAMES, false, BIT(CMD_PROFILE_LIST)},
     {"seconds", OPT_SECONDS, true, BIT(CMD_BENCH)},
     {"in-flight", OPT_IN_FLIGHT, true, BIT(CMD_BENCH)},
     {"size", OPT_SIZE, true, BIT(CMD_BENCH)},
@@ -110,7 +129,8 @@ static const struct opt opts[] = {
     {"binary", OPT_BINARY, false, BIT(CMD_BENCH)},
     {"group", OPT_GROUP, true, BIT(CMD_CONSUME)},
     {"to", OPT_TO, true, BIT(CMD_GROUP_RESET) | BIT(CMD_CONSUMER_RESET)},
-    {"force", OPT_FORCE, false, BIT(CMD_CLUSTER_REMOVE_MANAGER)},
+    {"force", OPT_FORCE, false,
+     BIT(CMD_CLUSTER_REMOVE_MANAGER) | BIT(CMD_PROFILE_CREATE)},
     {"wait", OPT_WAIT, true, BIT(CMD_BROKER_DRAIN) | BIT(CMD_BROKER_REMOVE)},
     {"format", OPT_FORMAT, true, BIT(CMD_CONSUME)},
     {"from", OPT_FROM, true, BIT(CMD_CONSUME)},
@@ -135,6 +155,7 @@ static const struct word words[] = {
     {"bench", NULL, CMD_BENCH, "bench"},
     {"produce", NULL, CMD_PRODUCE, "produce"},
     {"consume", NULL, CMD_CONSUME, "consume"},
+    {"completion", NULL, CMD_COMPLETION, "completion"},
     {"topic", "create", CMD_TOPIC_CREATE, "topic create"},
     {"topic", "list", CMD_TOPIC_LIST, "topic list"},
     {"topic", "describe", CMD_TOPIC_DESCRIBE, "topic describe"},
@@ -154,6 +175,11 @@ static const struct word words[] = {
     {"token", "create", CMD_TOKEN_CREATE, "token create"},
     {"token", "list", CMD_TOKEN_LIST, "token list"},
     {"token", "revoke", CMD_TOKEN_REVOKE, "token revoke"},
+    {"profile", "create", CMD_PROFILE_CREATE, "profile create"},
+    {"profile", "use", CMD_PROFILE_USE, "profile use"},
+    {"profile", "list", CMD_PROFILE_LIST, "profile list"},
+    {"profile", "show", CMD_PROFILE_SHOW, "profile show"},
+    {"profile", "delete", CMD_PROFILE_DELETE, "profile delete"},
     {"group", "list", CMD_GROUP_LIST, "group list"},
     {"group", "describe", CMD_GROUP_DESCRIBE, "group describe"},
     {"group", "reset-offsets", CMD_GROUP_RESET, "group reset-offsets"},
@@ -171,7 +197,7 @@ static const struct {
     {"topic", CMD_TOPIC},       {"cluster", CMD_CLUSTER},
     {"broker", CMD_BROKER},     {"partition", CMD_PARTITION},
     {"token", CMD_TOKEN},       {"group", CMD_GROUP},
-    {"consumer", CMD_CONSUMER},
+    {"consumer", CMD_CONSUMER}, {"profile", CMD_PROFILE},
 };
 
 int cmdline_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -334,6 +360,34 @@ static const struct opt *opt_find(const char *name, size_t len)
         }
     }
     return NULL;
+}
+
+bool cmdline_command_at(size_t i, struct cmdline_command *out)
+{
+    if (i >= sizeof words / sizeof words[0]) {
+        return false;
+    }
+    *out = (struct cmdline_command){words[i].group, words[i].sub, words[i].cmd};
+    return true;
+}
+
+bool cmdline_option_at(size_t i, struct cmdline_option *out)
+{
+    if (i >= sizeof opts / sizeof opts[0]) {
+        return false;
+    }
+    *out = (struct cmdline_option){
+        .name = opts[i].name,
+        .has_value = opts[i].has_value,
+        .global = (opts[i].cmds & CLIENT_CMDS) == CLIENT_CMDS,
+    };
+    return true;
+}
+
+bool cmdline_option_applies(const char *name, enum cmd cmd)
+{
+    const struct opt *o = opt_find(name, strlen(name));
+    return o != NULL && (o->cmds & BIT(cmd)) != 0;
 }
 
 /* Reads the command from the leading words; returns how many it took, or
@@ -562,6 +616,35 @@ static int command_args(struct cmdline *out, char **args, size_t n, char *why,
             }
             out->broker_id = (uint32_t)v;
             return 0;
+        case CMD_PROFILE_LIST:
+            if (n != 0) {
+                rq_why(why, whyn, "'%s' takes no arguments (got '%s')", name,
+                       args[0]);
+                return RQ_INVALID;
+            }
+            return 0;
+        case CMD_PROFILE_CREATE:
+        case CMD_PROFILE_USE:
+        case CMD_PROFILE_SHOW:
+        case CMD_PROFILE_DELETE:
+            if (n > 1 || (n == 0 && out->cmd != CMD_PROFILE_SHOW)) {
+                rq_why(why, whyn, "'%s' takes one profile name (got %zu words)",
+                       name, n);
+                return RQ_INVALID;
+            }
+            if (n == 1 && profile_name_check(args[0], why, whyn) != 0) {
+                return RQ_INVALID;
+            }
+            out->profile_name = n == 1 ? args[0] : NULL;
+            return 0;
+        case CMD_COMPLETION:
+            if (n != 1 || !completion_shell_known(args[0])) {
+                rq_why(why, whyn, "'completion' takes the shell: %s",
+                       COMPLETION_SHELLS);
+                return RQ_INVALID;
+            }
+            out->shell = args[0];
+            return 0;
         default:
             /* Group words alone were refused without --help. */
             return 0;
@@ -629,6 +712,15 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
             return 0;
         case OPT_BINARY:
             out->binary = true;
+            return 0;
+        case OPT_PROFILE:
+            if (profile_name_check(s, why, whyn) != 0) {
+                return RQ_INVALID;
+            }
+            out->profile = s;
+            return 0;
+        case OPT_NAMES:
+            out->names = true;
             return 0;
         case OPT_HELP:
         case OPT_VERSION:
@@ -824,6 +916,19 @@ static int opt_value(struct cmdline *out, const struct found *f, char *why,
 /* The combinations no single option can judge. */
 static int check_combinations(struct cmdline *out, char *why, size_t whyn)
 {
+    if (out->cmd == CMD_PROFILE_CREATE && out->managers == NULL &&
+        out->token == NULL && out->cacert == NULL) {
+        rq_why(why, whyn,
+               "'profile create' needs --managers, --token or --cacert: a "
+               "profile of nothing changes nothing");
+        return RQ_INVALID;
+    }
+    if (out->names && out->json) {
+        rq_why(why, whyn,
+               "--names and --json exclude each other: --names prints the "
+               "names alone");
+        return RQ_INVALID;
+    }
     if (out->cmd == CMD_TOKEN_CREATE && out->n_grants == 0) {
         rq_why(why, whyn,
                "'token create' needs at least one --grant (e.g. --grant "
@@ -990,12 +1095,29 @@ int cmdline_parse(int argc, char **argv, const struct cmdline_env *env,
         return rv;
     }
 
+    if ((PROFILE_CMDS & BIT(out->cmd)) != 0 && out->profile == NULL &&
+        env != NULL && env->profile != NULL && env->profile[0] != '\0') {
+        if (profile_name_check(env->profile, why, whyn) != 0) {
+            rq_why(why, whyn, "RAFTQ_PROFILE is not a profile name: '%s'",
+                   env->profile);
+            return RQ_INVALID;
+        }
+        out->profile = env->profile;
+    }
+    /* raftq profile and completion take nothing from the environment: a
+     * profile keeps what its command line says. */
+    if ((CLIENT_CMDS & BIT(out->cmd)) == 0 && out->cmd != CMD_DEV) {
+        return check_combinations(out, why, whyn);
+    }
+
     /* The environment fills what the flags left open. */
     if (out->cmd != CMD_DEV && out->managers == NULL) {
-        out->managers =
-            env != NULL && env->managers != NULL && env->managers[0] != '\0'
-                ? env->managers
-                : DEFAULT_MANAGERS;
+        if (env != NULL && env->managers != NULL && env->managers[0] != '\0') {
+            out->managers = env->managers;
+        } else {
+            out->managers = DEFAULT_MANAGERS;
+            out->managers_default = true;
+        }
     }
     if (out->cmd != CMD_DEV && out->token == NULL && env != NULL &&
         env->client_token != NULL && env->client_token[0] != '\0') {
@@ -1058,6 +1180,13 @@ static const char overview[] =
     "  token create NAME --grant G...  a public API token (shown once)\n"
     "  token list                   tokens: id, name, grants\n"
     "  token revoke ID              revoke a token on every manager\n"
+    "  profile create NAME          save managers, token and CA as a "
+    "profile\n"
+    "  profile use NAME             make a profile the current one\n"
+    "  profile list                 profiles, the current one marked\n"
+    "  profile show [NAME]          a profile's settings (token masked)\n"
+    "  profile delete NAME          delete a profile\n"
+    "  completion bash|zsh          print a shell completion script\n"
     "  group list                   consumer groups: topic, generation, "
     "members\n"
     "  group describe GROUP         members, their partitions, offsets and "
@@ -1085,6 +1214,11 @@ static const char overview[] =
     "RAFTQ_ADMIN_TOKEN]\n"
     "  --cacert FILE       PEM CA to verify https:// managers against\n"
     "                      [RAFTQ_CACERT] (default: the system's CAs)\n"
+    "  --profile NAME      what the options and variables above leave "
+    "open comes\n"
+    "                      from profile NAME [RAFTQ_PROFILE] (default: the "
+    "current\n"
+    "                      one, if any; see raftq profile --help)\n"
     "  --timeout S         retry unavailable managers for S seconds "
     "(default 10)\n"
     "  --help, -h          help; 'raftq COMMAND --help' for a command\n"
@@ -1551,6 +1685,101 @@ static const char *const helps[] = {
         "Revokes token ID (see raftq token list): every manager refuses it "
         "once the\n"
         "revocation is committed (admin API).\n",
+    [CMD_PROFILE] =
+        "usage: raftq profile create|use|list|show|delete ...\n"
+        "\n"
+        "  profile create NAME [--managers URL,...] [--token T] [--cacert "
+        "FILE] [--force]\n"
+        "  profile use NAME\n"
+        "  profile list [--names]\n"
+        "  profile show [NAME]\n"
+        "  profile delete NAME\n"
+        "\n"
+        "A profile names a cluster's settings: its managers, a token and the "
+        "CA that\n"
+        "verifies https:// managers; one profile may be current. A command "
+        "takes\n"
+        "each setting from its option, else from its environment variable\n"
+        "(RAFTQ_MANAGERS, RAFTQ_TOKEN or RAFTQ_ADMIN_TOKEN, RAFTQ_CACERT), "
+        "else from\n"
+        "the profile --profile or RAFTQ_PROFILE names, else from the current "
+        "one,\n"
+        "else the default. Names are 1-64 characters of [A-Za-z0-9._-].\n"
+        "\n"
+        "The profiles are kept in one file: RAFTQ_CONFIG if set, else\n"
+        "$XDG_CONFIG_HOME/raftq/profiles.json, else "
+        "~/.config/raftq/profiles.json,\n"
+        "of mode 0600 since it holds tokens (a directory made for it gets "
+        "0700), and\n"
+        "rewritten whole through a temporary file.\n",
+    [CMD_PROFILE_CREATE] =
+        "usage: raftq profile create NAME [--managers URL,...] [--token T] "
+        "[--cacert FILE]\n"
+        "                            [--force]\n"
+        "\n"
+        "Saves profile NAME with the settings given; a setting left out "
+        "comes from\n"
+        "the environment or the default when the profile is used. The CA "
+        "file must\n"
+        "exist and is kept as an absolute path. An existing profile of that "
+        "name is\n"
+        "refused unless --force, which replaces it whole. The profile does "
+        "not\n"
+        "become current: raftq profile use NAME does that.\n"
+        "\n"
+        "  --managers URL,...  the cluster's managers\n"
+        "  --token T           bearer token: the admin token, or one from "
+        "'raftq token\n"
+        "                      create'\n"
+        "  --cacert FILE       PEM CA to verify https:// managers against\n"
+        "  --force             replace a profile of that name\n",
+    [CMD_PROFILE_USE] =
+        "usage: raftq profile use NAME\n"
+        "\n"
+        "Makes profile NAME the current one: commands take their settings "
+        "from it\n"
+        "when neither --profile nor RAFTQ_PROFILE names another.\n",
+    [CMD_PROFILE_LIST] =
+        "usage: raftq profile list [--names] [--json]\n"
+        "\n"
+        "Lists the profiles with their managers, the current one marked "
+        "with *.\n"
+        "\n"
+        "  --names   the names alone, one a line (for scripts and "
+        "completion)\n"
+        "  --json    {\"current\": NAME or null, \"profiles\": [{\"name\", "
+        "\"managers\",\n"
+        "            \"token\", \"cacert\"}]}, each token masked\n",
+    [CMD_PROFILE_SHOW] =
+        "usage: raftq profile show [NAME] [--json]\n"
+        "\n"
+        "Shows profile NAME, or without NAME the one a command would use "
+        "(--profile,\n"
+        "RAFTQ_PROFILE, else the current one): its managers, its token "
+        "masked (the\n"
+        "first 4 characters and the length), its CA file, and the file it is "
+        "kept in.\n",
+    [CMD_PROFILE_DELETE] =
+        "usage: raftq profile delete NAME\n"
+        "\n"
+        "Deletes profile NAME. When it was the current one, none is current "
+        "after.\n",
+    [CMD_COMPLETION] =
+        "usage: raftq completion bash|zsh\n"
+        "\n"
+        "Prints a completion script for bash or zsh, made from the tables "
+        "this\n"
+        "raftq parses its command line with: commands, subcommands, each "
+        "command's\n"
+        "options, and the profile names (from 'raftq profile list --names' "
+        "as you\n"
+        "type) for profile use, show and delete and for --profile.\n"
+        "\n"
+        "  bash  source <(raftq completion bash) in ~/.bashrc, or save it as\n"
+        "        ~/.local/share/bash-completion/completions/raftq\n"
+        "  zsh   source <(raftq completion zsh) in ~/.zshrc after compinit, "
+        "or save\n"
+        "        it as _raftq in a directory of $fpath\n",
 };
 
 void cmdline_usage(enum cmd cmd, FILE *f)
@@ -1561,10 +1790,11 @@ void cmdline_usage(enum cmd cmd, FILE *f)
         return;
     }
     fputs(helps[cmd], f);
-    if (cmd != CMD_DEV) {
+    if ((LOCAL_CMDS & BIT(cmd)) == 0) {
         fputs(
             "\nGlobal options: --managers URL,... --json --token T "
-            "--timeout S (see raftq --help).\n",
+            "--timeout S\n"
+            "--cacert FILE --profile NAME (see raftq --help).\n",
             f);
     }
 }

@@ -9,9 +9,12 @@
  * number of managers to start rather than their URLs.
  *
  * The environment (RAFTQ_MANAGERS, RAFTQ_TOKEN, RAFTQ_ADMIN_TOKEN,
- * RAFTQ_BASE_PORT) is
+ * RAFTQ_BASE_PORT, RAFTQ_PROFILE) is
  * passed in by the caller, so this module reads no environment and does
- * no I/O; the usage texts are written to the FILE the caller gives.
+ * no I/O; the usage texts are written to the FILE the caller gives. A
+ * profile's values (profile.h) rank below the environment's: the caller
+ * applies them after parsing, to what the line and the environment left
+ * open.
  */
 #ifndef CMDLINE_H
 #define CMDLINE_H
@@ -56,6 +59,13 @@ enum cmd {
     CMD_TOKEN_LIST,
     CMD_TOKEN_REVOKE,
     CMD_BENCH,
+    CMD_PROFILE, /* "profile" alone: only valid with --help. */
+    CMD_PROFILE_CREATE,
+    CMD_PROFILE_USE,
+    CMD_PROFILE_LIST,
+    CMD_PROFILE_SHOW,
+    CMD_PROFILE_DELETE,
+    CMD_COMPLETION,
     CMD_GROUP, /* "group" alone: only valid with --help. */
     CMD_GROUP_LIST,
     CMD_GROUP_DESCRIBE,
@@ -105,6 +115,7 @@ struct cmdline_env {
     const char *client_token; /* RAFTQ_TOKEN: wins over RAFTQ_ADMIN_TOKEN */
     const char *base_port;    /* RAFTQ_BASE_PORT */
     const char *cacert;       /* RAFTQ_CACERT */
+    const char *profile;      /* RAFTQ_PROFILE */
 };
 
 /*
@@ -118,10 +129,13 @@ struct cmdline {
     bool version; /* --version: print the release and exit 0. */
 
     /* Global. */
-    const char *managers; /* URL,... (flag, else RAFTQ_MANAGERS); NULL if
-                             neither. */
-    const char *token;    /* Bearer token (admin or public), or NULL. */
-    const char *cacert;   /* PEM CA for https:// managers, or NULL. */
+    const char *managers;  /* URL,... (flag, else RAFTQ_MANAGERS, else the
+                              default of a raftq dev); NULL for raftq dev;
+                              profile create takes the flag alone. */
+    bool managers_default; /* managers is the default: neither the flag nor
+                              RAFTQ_MANAGERS gave them, so a profile may. */
+    const char *token;     /* Bearer token (admin or public), or NULL. */
+    const char *cacert;    /* PEM CA for https:// managers, or NULL. */
     bool json;
     uint64_t timeout_ms;
 
@@ -175,6 +189,14 @@ struct cmdline {
     uint32_t in_flight;  /* --in-flight, or 0: each case's own. */
     uint32_t size;       /* --size in bytes, or 0: each case's own. */
     bool binary;         /* --binary: batches in the binary body. */
+
+    /* raftq profile and raftq completion. */
+    const char *profile;      /* --profile NAME, else RAFTQ_PROFILE; NULL:
+                                 the current profile, if any. */
+    const char *profile_name; /* profile create|use|delete NAME, profile show
+                                 [NAME] (NULL: the one in use). */
+    bool names;               /* profile list --names */
+    const char *shell;        /* completion bash|zsh */
 };
 
 /*
@@ -212,5 +234,32 @@ int cmdline_position(const char *s, bool integer_is_offset, int64_t now_ms,
 
 int cmdline_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
                        uint64_t *out);
+
+/* The tables the parser reads, for raftq completion (completion.h), so
+ * that the completion scripts never drift from what is parsed. */
+
+/* A command: its group word and subcommand ("topic", "create"), or a word
+ * alone ("produce", NULL). Borrowed from static tables. */
+struct cmdline_command {
+    const char *group;
+    const char *sub;
+    enum cmd cmd;
+};
+
+/* An option, its name without the leading "--". */
+struct cmdline_option {
+    const char *name;
+    bool has_value;
+    bool global; /* Taken by every command that talks to a cluster. */
+};
+
+/* The @i-th command (from 0) into @out; false past the last. */
+bool cmdline_command_at(size_t i, struct cmdline_command *out);
+
+/* The @i-th option (from 0) into @out; false past the last. */
+bool cmdline_option_at(size_t i, struct cmdline_option *out);
+
+/* Whether option @name (without "--") applies to @cmd. */
+bool cmdline_option_applies(const char *name, enum cmd cmd);
 
 #endif /* CMDLINE_H */

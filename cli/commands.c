@@ -26,7 +26,7 @@ int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
         case RQ_CONNECT:
             fprintf(stderr,
                     "raftq: cannot reach any manager (%s); is the cluster "
-                    "running? (--managers or RAFTQ_MANAGERS)\n",
+                    "running? (--managers, RAFTQ_MANAGERS or a profile)\n",
                     why);
             return CLI_UNREACHABLE;
         case RQ_NOQUORUM:
@@ -44,8 +44,8 @@ int commands_outcome(int rv, const struct mclient_resp *r, const char *why)
     }
     if (r->status == 401) {
         fprintf(stderr,
-                "raftq: %s (give a token with --token, RAFTQ_TOKEN or "
-                "RAFTQ_ADMIN_TOKEN)\n",
+                "raftq: %s (give a token with --token, RAFTQ_TOKEN, "
+                "RAFTQ_ADMIN_TOKEN or a profile)\n",
                 r->message);
     } else {
         fprintf(stderr, "raftq: %s\n", r->message);

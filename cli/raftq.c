@@ -3,10 +3,13 @@
  * local cluster for development.
  *
  * main() parses the command line once (cmdline.h), reading the
- * environment only here, and hands over to the command: dev.h for
+ * environment only here, fills what the line and the environment left open
+ * from a profile (profile_cmd.h), and hands over to the command: dev.h for
  * `raftq dev`, produce.h and consume.h for the data, bench.h for
- * `raftq bench`, commands.h for the rest. Exit codes: 0 ok, 1 refused by the
- * server, 2 bad usage, 3 no manager reachable or no quorum, 130 interrupted.
+ * `raftq bench`, profile_cmd.h and completion.h for `raftq profile` and
+ * `raftq completion`, commands.h for the rest. Exit codes: 0 ok, 1 refused by
+ * the server, 2 bad usage, 3 no manager reachable or no quorum, 130
+ * interrupted.
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -18,12 +21,14 @@
 #include "bench.h"
 #include "cmdline.h"
 #include "commands.h"
+#include "completion.h"
 #include "consume.h"
 #include "consumers.h"
 #include "group.h"
 #include "dev.h"
 #include "mclient.h"
 #include "produce.h"
+#include "profile_cmd.h"
 #include "rq_err.h"
 #include "rq_version.h"
 #include "url.h"
@@ -116,7 +121,14 @@ int main(int argc, char **argv)
         .client_token = getenv("RAFTQ_TOKEN"),
         .base_port = getenv("RAFTQ_BASE_PORT"),
         .cacert = getenv("RAFTQ_CACERT"),
+        .profile = getenv("RAFTQ_PROFILE"),
     };
+    const struct profile_env penv = {
+        .config = getenv("RAFTQ_CONFIG"),
+        .xdg_config_home = getenv("XDG_CONFIG_HOME"),
+        .home = getenv("HOME"),
+    };
+    struct profiles *held = NULL;
 
     if (cmdline_parse(argc, argv, &env, &cl, why, sizeof why) != 0) {
         const char *name = cmdline_name(cl.cmd);
@@ -132,12 +144,36 @@ int main(int argc, char **argv)
         printf("raftq %s\n", rq_version());
         return CLI_OK;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-        fprintf(stderr, "raftq: libcurl cannot start\n"); /* UNTESTED */
-        return CLI_REFUSED;
+    int code;
+    switch (cl.cmd) {
+        case CMD_COMPLETION:
+            code = completion_write(cl.shell, stdout) == 0 ? CLI_OK : CLI_USAGE;
+            break;
+        case CMD_PROFILE_CREATE:
+        case CMD_PROFILE_USE:
+        case CMD_PROFILE_LIST:
+        case CMD_PROFILE_SHOW:
+        case CMD_PROFILE_DELETE:
+            code = profile_cmd_run(&cl, &penv);
+            break;
+        default:
+            /* @cl borrows from @held until the command is done. */
+            if (cl.cmd != CMD_DEV) {
+                code = profile_cmd_apply(&cl, &penv, &held);
+                if (code != CLI_OK) {
+                    return code;
+                }
+            }
+            if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+                fprintf(stderr, "raftq: libcurl cannot start\n"); /* UNTESTED */
+                profile_free(held);
+                return CLI_REFUSED;
+            }
+            code = cl.cmd == CMD_DEV ? dev_run(&cl, argv[0]) : run_client(&cl);
+            curl_global_cleanup();
+            profile_free(held);
+            break;
     }
-    int code = cl.cmd == CMD_DEV ? dev_run(&cl, argv[0]) : run_client(&cl);
-    curl_global_cleanup();
     fflush(stdout);
     if (ferror(stdout) && code == CLI_OK) {
         code = CLI_REFUSED; /* Output lost: a full disk, a closed pipe. */
