@@ -197,6 +197,40 @@ static void write_data(FILE *f)
 
 /* ---- The drivers ---- */
 
+/*
+ * What both drivers do alike, in the words of both shells: the body of
+ * the loop over the words before the cursor, x each in turn (a word is an
+ * option, the value of the option before it, or a positional word, as the
+ * parser reads them), and the command key the positional words make.
+ */
+#define DRIVER_WALK                                                          \
+    "        if [[ -n $skip ]]; then\n"                                      \
+    "            skip=\n"                                                    \
+    "        elif [[ -z $dd && $x == -- ]]; then\n"                          \
+    "            dd=1\n"                                                     \
+    "        elif [[ -z $dd && ($x == --?* || $x == -h) ]]; then\n"          \
+    "            if [[ $x != *=* && $_raftq_valued == *\" $x \"* ]]; then\n" \
+    "                skip=1\n"                                               \
+    "                vopt=$x\n"                                              \
+    "            fi\n"                                                       \
+    "        else\n"                                                         \
+    "            pos+=(\"$x\")\n"                                            \
+    "        fi\n"                                                           \
+    "    done\n"
+#define DRIVER_KEY                                  \
+    "    if ((np >= 1)); then\n"                    \
+    "        _raftq_subs \"${pos[k]}\"\n"           \
+    "        if [[ -z $_raftq_r ]]; then\n"         \
+    "            key=${pos[k]}\n"                   \
+    "            na=$((np - 1))\n"                  \
+    "        elif ((np >= 2)); then\n"              \
+    "            key=\"${pos[k]} ${pos[k + 1]}\"\n" \
+    "            na=$((np - 2))\n"                  \
+    "        else\n"                                \
+    "            group=1\n"                         \
+    "        fi\n"                                  \
+    "    fi\n"
+
 static const char bash_driver[] =
     "# Completes the line up to the cursor: the words are split at blanks\n"
     "# alone (COMP_WORDS also splits at = and :, which URLs hold).\n"
@@ -209,34 +243,9 @@ static const char bash_driver[] =
     "    n=${#w[@]}\n"
     "    cur=${w[n-1]}\n"
     "    for ((i = 1; i < n - 1; i++)); do\n"
-    "        x=${w[i]}\n"
-    "        if [[ -n $skip ]]; then\n"
-    "            skip=\n"
-    "        elif [[ -z $dd && $x == -- ]]; then\n"
-    "            dd=1\n"
-    "        elif [[ -z $dd && ($x == --?* || $x == -h) ]]; then\n"
-    "            if [[ $x != *=* && $_raftq_valued == *\" $x \"* ]]; then\n"
-    "                skip=1\n"
-    "                vopt=$x\n"
-    "            fi\n"
-    "        else\n"
-    "            pos+=(\"$x\")\n"
-    "        fi\n"
-    "    done\n"
+    "        x=${w[i]}\n" DRIVER_WALK
     "    [[ ${pos[0]} == help ]] && k=1\n"
-    "    np=$((${#pos[@]} - k))\n"
-    "    if ((np >= 1)); then\n"
-    "        _raftq_subs \"${pos[k]}\"\n"
-    "        if [[ -z $_raftq_r ]]; then\n"
-    "            key=${pos[k]}\n"
-    "            na=$((np - 1))\n"
-    "        elif ((np >= 2)); then\n"
-    "            key=\"${pos[k]} ${pos[k + 1]}\"\n"
-    "            na=$((np - 2))\n"
-    "        else\n"
-    "            group=1\n"
-    "        fi\n"
-    "    fi\n"
+    "    np=$((${#pos[@]} - k))\n" DRIVER_KEY
     "    COMPREPLY=()\n"
     "    if [[ -n $skip ]]; then\n"
     "        _raftq_value \"$vopt\"\n"
@@ -294,34 +303,9 @@ static const char zsh_driver[] =
     "group=\n"
     "    local -a pos\n"
     "    for ((i = 2; i < CURRENT; i++)); do\n"
-    "        x=${words[i]}\n"
-    "        if [[ -n $skip ]]; then\n"
-    "            skip=\n"
-    "        elif [[ -z $dd && $x == -- ]]; then\n"
-    "            dd=1\n"
-    "        elif [[ -z $dd && ($x == --?* || $x == -h) ]]; then\n"
-    "            if [[ $x != *=* && $_raftq_valued == *\" $x \"* ]]; then\n"
-    "                skip=1\n"
-    "                vopt=$x\n"
-    "            fi\n"
-    "        else\n"
-    "            pos+=(\"$x\")\n"
-    "        fi\n"
-    "    done\n"
+    "        x=${words[i]}\n" DRIVER_WALK
     "    [[ ${pos[1]} == help ]] && k=2\n"
-    "    np=$((${#pos} - k + 1))\n"
-    "    if ((np >= 1)); then\n"
-    "        _raftq_subs \"${pos[k]}\"\n"
-    "        if [[ -z $_raftq_r ]]; then\n"
-    "            key=${pos[k]}\n"
-    "            na=$((np - 1))\n"
-    "        elif ((np >= 2)); then\n"
-    "            key=\"${pos[k]} ${pos[k + 1]}\"\n"
-    "            na=$((np - 2))\n"
-    "        else\n"
-    "            group=1\n"
-    "        fi\n"
-    "    fi\n"
+    "    np=$((${#pos} - k + 1))\n" DRIVER_KEY
     "    if [[ -n $skip ]]; then\n"
     "        _raftq_value \"$vopt\"\n"
     "        _raftq_add \"$_raftq_r\"\n"

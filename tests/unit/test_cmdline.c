@@ -14,25 +14,8 @@
 #include <cmocka.h>
 
 #include "cli/cmdline.h"
+#include "tests/unit/cmdline_words.h"
 #include "rq_err.h"
-
-#define MAX_ARGS 32
-
-/* Parses the words of @line (blank-separated; no quoting) after "raftq". */
-static int parse(const char *line, const struct cmdline_env *env,
-                 struct cmdline *out, char *why, size_t whyn)
-{
-    static char buf[1024];
-    static char *argv[MAX_ARGS];
-    int argc = 0;
-    snprintf(buf, sizeof buf, "%s", line);
-    argv[argc++] = "raftq";
-    for (char *w = strtok(buf, " "); w != NULL; w = strtok(NULL, " ")) {
-        argv[argc++] = w;
-    }
-    argv[argc] = NULL;
-    return cmdline_parse(argc, argv, env, out, why, whyn);
-}
 
 static void test_cmdline_commands_and_arguments(void **state)
 {
@@ -439,8 +422,8 @@ static void test_cmdline_position(void **state)
     assert_int_equal(cmdline_position("2026-12-08T03:20:00Z", true, now, &p),
                      0);
     assert_int_equal(p.time_ms, now);
-    assert_int_equal(
-        cmdline_position("2026-12-08T03:20:00.5Z", false, now, &p), 0);
+    assert_int_equal(cmdline_position("2026-12-08T03:20:00.5Z", false, now, &p),
+                     0);
     assert_int_equal(p.time_ms, now + 500);
     assert_int_equal(
         cmdline_position("2026-12-08T03:20:00.123Z", false, now, &p), 0);
@@ -448,17 +431,28 @@ static void test_cmdline_position(void **state)
     static const struct {
         const char *s;
         int64_t ago_ms;
-    } ago[] = {{"-30s", 30000}, {"-15m", 900000}, {"-2h", 7200000},
-               {"-1d", 86400000}};
+    } ago[] = {
+        {"-30s", 30000}, {"-15m", 900000}, {"-2h", 7200000}, {"-1d", 86400000}};
     for (size_t i = 0; i < sizeof ago / sizeof ago[0]; i++) {
         assert_int_equal(cmdline_position(ago[i].s, false, now, &p), 0);
         assert_int_equal(p.kind, CMDLINE_POS_TIME);
         assert_int_equal(p.time_ms, now - ago[i].ago_ms);
     }
-    static const char *const bad[] = {
-        "", "soon", "-", "-5", "-5x", "-s", "@", "@x", "2026-12-08T03:20:00",
-        "2026-12-08T03:20:00+01:00", "2026-12-08T03:20:00.Z", "12a",
-        "-99999999999999d", "-1.5h", "Earliest"};
+    static const char *const bad[] = {"",
+                                      "soon",
+                                      "-",
+                                      "-5",
+                                      "-5x",
+                                      "-s",
+                                      "@",
+                                      "@x",
+                                      "2026-12-08T03:20:00",
+                                      "2026-12-08T03:20:00+01:00",
+                                      "2026-12-08T03:20:00.Z",
+                                      "12a",
+                                      "-99999999999999d",
+                                      "-1.5h",
+                                      "Earliest"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (cmdline_position(bad[i], true, now, &p) == 0) {
             fail_msg("'%s' was taken as a position", bad[i]);

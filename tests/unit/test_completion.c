@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "cli/cmdline.h"
+#include "tests/unit/cmdline_words.h"
 #include "cli/completion.h"
 #include "rq_err.h"
 
@@ -221,47 +222,33 @@ static void test_completion_shells(void **state)
     free(text);
 }
 
-/* Parses the words of @line (blank-separated, no quoting) after "raftq". */
-static int parse(const char *line, struct cmdline *out, char *why, size_t whyn)
-{
-    static char buf[256];
-    static char *argv[16];
-    int argc = 0;
-    snprintf(buf, sizeof buf, "%s", line);
-    argv[argc++] = "raftq";
-    for (char *w = strtok(buf, " "); w != NULL; w = strtok(NULL, " ")) {
-        argv[argc++] = w;
-    }
-    argv[argc] = NULL;
-    return cmdline_parse(argc, argv, NULL, out, why, whyn);
-}
-
 static void test_completion_command_line(void **state)
 {
     (void)state;
     struct cmdline cl;
     char why[256];
 
-    assert_int_equal(parse("completion zsh", &cl, why, sizeof why), 0);
+    assert_int_equal(parse("completion zsh", NULL, &cl, why, sizeof why), 0);
     assert_int_equal(cl.cmd, CMD_COMPLETION);
     assert_string_equal(cl.shell, "zsh");
-    assert_int_equal(parse("completion bash", &cl, why, sizeof why), 0);
+    assert_int_equal(parse("completion bash", NULL, &cl, why, sizeof why), 0);
     assert_string_equal(cl.shell, "bash");
     static const char *const bad[] = {"completion", "completion fish",
                                       "completion bash zsh"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
-        if (parse(bad[i], &cl, why, sizeof why) != RQ_INVALID ||
+        if (parse(bad[i], NULL, &cl, why, sizeof why) != RQ_INVALID ||
             strstr(why, "bash or zsh") == NULL) {
             fail_msg("'%s': '%s'", bad[i], why);
         }
     }
-    assert_int_equal(parse("completion bash --json", &cl, why, sizeof why),
-                     RQ_INVALID);
+    assert_int_equal(
+        parse("completion bash --json", NULL, &cl, why, sizeof why),
+        RQ_INVALID);
     assert_non_null(strstr(why, "does not apply"));
 
     /* Its help, without the global options it does not take. */
-    assert_int_equal(parse("completion --help", &cl, why, sizeof why), 0);
+    assert_int_equal(parse("completion --help", NULL, &cl, why, sizeof why), 0);
     assert_true(cl.help);
     char *text = NULL;
     size_t len = 0;

@@ -16,26 +16,9 @@
 #include <cmocka.h>
 
 #include "cli/cmdline.h"
+#include "tests/unit/cmdline_words.h"
 #include "cli/profile.h"
 #include "rq_err.h"
-
-#define MAX_ARGS 32
-
-/* Parses the words of @line (blank-separated; no quoting) after "raftq". */
-static int parse(const char *line, const struct cmdline_env *env,
-                 struct cmdline *out, char *why, size_t whyn)
-{
-    static char buf[1024];
-    static char *argv[MAX_ARGS];
-    int argc = 0;
-    snprintf(buf, sizeof buf, "%s", line);
-    argv[argc++] = "raftq";
-    for (char *w = strtok(buf, " "); w != NULL; w = strtok(NULL, " ")) {
-        argv[argc++] = w;
-    }
-    argv[argc] = NULL;
-    return cmdline_parse(argc, argv, env, out, why, whyn);
-}
 
 static struct profiles *parse_text(const char *text)
 {
