@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rq_keyhash.h"
 #include "rq_utf8.h"
 
 struct batch_msg *batch_msg_new(const char *key, size_t key_len,
@@ -58,12 +59,7 @@ bool batch_text_ok(const char *s, size_t len)
 
 uint32_t batch_key_partition(const char *key, size_t len, uint32_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    return (uint32_t)(h % n);
+    return rq_key_partition(key, len, n);
 }
 
 void batch_queue_push(struct batch_queue *q, struct batch_msg *m)

@@ -188,6 +188,17 @@ static void *beat(void *arg)
     return NULL;
 }
 
+/* Frees @k and what it holds (its thread stopped or never started). */
+static void destroy(struct raftq_consumer *k)
+{
+    pthread_cond_destroy(&k->wake);
+    pthread_mutex_destroy(&k->lock);
+    pthread_mutex_destroy(&k->rejoin);
+    free(k->parts);
+    free(k->pos);
+    free(k);
+}
+
 int raftq_consumer_new(struct raftq_client *c,
                        const struct raftq_consumer_config *cc,
                        struct raftq_consumer **out, struct raftq_error *e)
@@ -225,12 +236,7 @@ int raftq_consumer_new(struct raftq_client *c,
         }
     }
     if (rv != RAFTQ_OK) {
-        pthread_cond_destroy(&k->wake);
-        pthread_mutex_destroy(&k->lock);
-        pthread_mutex_destroy(&k->rejoin);
-        free(k->parts);
-        free(k->pos);
-        free(k);
+        destroy(k);
         return rv;
     }
     *out = k;
@@ -399,10 +405,5 @@ void raftq_consumer_free(struct raftq_consumer *k)
     json_t *body = json_pack("{s:s}", "member_id", k->member_id);
     client_json(k->c, "POST", path, body, 0, NULL, NULL);
     json_decref(body);
-    pthread_cond_destroy(&k->wake);
-    pthread_mutex_destroy(&k->lock);
-    pthread_mutex_destroy(&k->rejoin);
-    free(k->parts);
-    free(k->pos);
-    free(k);
+    destroy(k);
 }

@@ -3,6 +3,7 @@
  */
 #include "policy.h"
 
+#include "rq_keyhash.h"
 #include "rq_utf8.h"
 
 bool policy_utf8_valid(const char *str, size_t len)
@@ -12,12 +13,7 @@ bool policy_utf8_valid(const char *str, size_t len)
 
 uint32_t policy_key_partition(const char *key, size_t len, uint32_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    return (uint32_t)(h % n);
+    return rq_key_partition(key, len, n);
 }
 
 uint32_t policy_partition(uint32_t bound, uint32_t given, const char *key,
